@@ -1,0 +1,1 @@
+# kernels/local.mk: files of kernels/ (included by Makefile.am)

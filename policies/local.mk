@@ -1,0 +1,1 @@
+# policies/local.mk: files of policies/ (included by Makefile.am)

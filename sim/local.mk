@@ -1,0 +1,1 @@
+# sim/local.mk: files of sim/ (included by Makefile.am)

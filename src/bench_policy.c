@@ -1,0 +1,9 @@
+/* bench_policy.c - placeholder until the benchmark lands. */
+#include "cmd.h"
+
+int eplb_bench_policy(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return eplb_cmd_fail("bench policy", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+}

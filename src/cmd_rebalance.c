@@ -1,0 +1,9 @@
+/* cmd_rebalance.c - placeholder until the command lands. */
+#include "cmd.h"
+
+int eplb_cmd_rebalance(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return eplb_cmd_fail("rebalance", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+}

@@ -1,0 +1,9 @@
+/* cmd_run.c - placeholder until the command lands. */
+#include "cmd.h"
+
+int eplb_cmd_run(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return eplb_cmd_fail("run", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+}

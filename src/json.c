@@ -1,0 +1,349 @@
+/* json.c - a small recursive-descent JSON reader. */
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checks.h"
+
+typedef struct {
+    const char *s, *end, *start, *what;
+    int depth;
+} parser_t;
+
+static eplb_status_t perr(parser_t *p, const char *msg)
+{
+    return eplb_error_set(EPLB_ERR_FORMAT, "%s: invalid JSON at byte %ld: %s",
+                          p->what, (long)(p->s - p->start), msg);
+}
+
+static void skip_ws(parser_t *p)
+{
+    while (p->s < p->end && (*p->s == ' ' || *p->s == '\n' || *p->s == '\r' || *p->s == '\t'))
+        p->s++;
+}
+
+static eplb_status_t parse_value(parser_t *p, eplb_json_t *v);
+
+static eplb_status_t parse_string(parser_t *p, char **out)
+{
+    p->s++; /* opening quote */
+    size_t cap = 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+    while (p->s < p->end && *p->s != '"') {
+        char c = *p->s++;
+        if (c == '\\') {
+            if (p->s >= p->end)
+                break;
+            char e = *p->s++;
+            switch (e) {
+            case 'n': c = '\n'; break;
+            case 't': c = '\t'; break;
+            case 'r': c = '\r'; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'u': /* keep ASCII, replace the rest */
+                if (p->end - p->s < 4) {
+                    free(buf);
+                    return perr(p, "short \\u escape");
+                }
+                {
+                    char hex[5] = {p->s[0], p->s[1], p->s[2], p->s[3], 0};
+                    long cp = strtol(hex, NULL, 16);
+                    c = cp < 0x80 ? (char)cp : '?';
+                }
+                p->s += 4;
+                break;
+            default: c = e;
+            }
+        }
+        if (n + 2 > cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+            }
+            buf = nb;
+        }
+        buf[n++] = c;
+    }
+    if (p->s >= p->end) {
+        free(buf);
+        return perr(p, "unterminated string");
+    }
+    p->s++;
+    buf[n] = '\0';
+    *out = buf;
+    return EPLB_OK;
+}
+
+static eplb_status_t push(parser_t *p, eplb_json_t *v, size_t *cap)
+{
+    if (v->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        eplb_json_t *ni = realloc(v->items, nc * sizeof *ni);
+        if (!ni)
+            return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+        v->items = ni;
+        if (v->type == EPLB_JSON_OBJECT) {
+            char **nk = realloc(v->keys, nc * sizeof *nk);
+            if (!nk)
+                return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+            v->keys = nk;
+        }
+        *cap = nc;
+    }
+    memset(&v->items[v->n], 0, sizeof v->items[0]);
+    if (v->type == EPLB_JSON_OBJECT)
+        v->keys[v->n] = NULL;
+    v->n++;
+    return EPLB_OK;
+}
+
+static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
+{
+    char close = obj ? '}' : ']';
+    size_t cap = 0;
+    v->type = obj ? EPLB_JSON_OBJECT : EPLB_JSON_ARRAY;
+    if (++p->depth > 256)
+        return perr(p, "nesting too deep");
+    p->s++;
+    skip_ws(p);
+    if (p->s < p->end && *p->s == close) {
+        p->s++;
+        p->depth--;
+        return EPLB_OK;
+    }
+    for (;;) {
+        skip_ws(p);
+        EPLB_CHECK(push(p, v, &cap));
+        if (obj) {
+            if (p->s >= p->end || *p->s != '"')
+                return perr(p, "expected a key string");
+            EPLB_CHECK(parse_string(p, &v->keys[v->n - 1]));
+            skip_ws(p);
+            if (p->s >= p->end || *p->s != ':')
+                return perr(p, "expected ':'");
+            p->s++;
+        }
+        EPLB_CHECK(parse_value(p, &v->items[v->n - 1]));
+        skip_ws(p);
+        if (p->s < p->end && *p->s == ',') {
+            p->s++;
+            continue;
+        }
+        if (p->s < p->end && *p->s == close) {
+            p->s++;
+            p->depth--;
+            return EPLB_OK;
+        }
+        return perr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+}
+
+static int match(parser_t *p, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(p->end - p->s) >= n && !memcmp(p->s, lit, n)) {
+        p->s += n;
+        return 1;
+    }
+    return 0;
+}
+
+static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
+{
+    skip_ws(p);
+    if (p->s >= p->end)
+        return perr(p, "unexpected end of input");
+    char c = *p->s;
+    if (c == '{' || c == '[')
+        return parse_container(p, v, c == '{');
+    if (c == '"') {
+        v->type = EPLB_JSON_STRING;
+        return parse_string(p, &v->str);
+    }
+    if (match(p, "true") || match(p, "false")) {
+        v->type = EPLB_JSON_BOOL;
+        v->num = p->s[-1] == 'e' && p->s[-2] == 'u';
+        return EPLB_OK;
+    }
+    if (match(p, "null")) {
+        v->type = EPLB_JSON_NULL;
+        return EPLB_OK;
+    }
+    if (c == '-' || (c >= '0' && c <= '9') || match(p, "NaN") || match(p, "Infinity")) {
+        if (p->s[-1] == 'N' || p->s[-1] == 'y') {
+            v->type = EPLB_JSON_NUMBER;
+            v->num = p->s[-1] == 'N' ? NAN : INFINITY;
+            return EPLB_OK;
+        }
+        char tmp[64];
+        size_t n = 0;
+        while (p->s + n < p->end && n < sizeof tmp - 1 && strchr("+-0123456789.eE", p->s[n]))
+            n++;
+        memcpy(tmp, p->s, n);
+        tmp[n] = '\0';
+        char *endp;
+        errno = 0;
+        v->num = strtod(tmp, &endp);
+        if (endp == tmp || *endp)
+            return perr(p, "bad number");
+        p->s += n;
+        v->type = EPLB_JSON_NUMBER;
+        return EPLB_OK;
+    }
+    return perr(p, "unexpected character");
+}
+
+eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, const char *what)
+{
+    parser_t p = {text, text + len, text, what ? what : "(json)", 0};
+    eplb_json_t *v = calloc(1, sizeof *v);
+    if (!v)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p.what);
+    eplb_status_t st = parse_value(&p, v);
+    if (st == EPLB_OK) {
+        skip_ws(&p);
+        if (p.s != p.end)
+            st = perr(&p, "trailing characters");
+    }
+    if (st != EPLB_OK) {
+        eplb_json_free(v);
+        return st;
+    }
+    *out = v;
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    eplb_status_t st = EPLB_OK;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
+            EPLB_ALLOC_GOTO(nb, st, out);
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    if (ferror(f)) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: read error", path);
+        goto out;
+    }
+    st = eplb_json_parse(out, buf, n, path);
+out:
+    free(buf);
+    fclose(f);
+    return st;
+}
+
+static void free_inner(eplb_json_t *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        free_inner(&v->items[i]);
+        if (v->keys)
+            free(v->keys[i]);
+    }
+    free(v->items);
+    free(v->keys);
+    free(v->str);
+}
+
+void eplb_json_free(eplb_json_t *v)
+{
+    if (!v)
+        return;
+    free_inner(v);
+    free(v);
+}
+
+const eplb_json_t *eplb_json_get(const eplb_json_t *v, const char *key)
+{
+    if (!v || v->type != EPLB_JSON_OBJECT)
+        return NULL;
+    for (size_t i = 0; i < v->n; i++)
+        if (v->keys[i] && !strcmp(v->keys[i], key))
+            return &v->items[i];
+    return NULL;
+}
+
+static eplb_status_t matrix_shape(int *rows, int *cols, const eplb_json_t *v, const char *what)
+{
+    if (!v || v->type != EPLB_JSON_ARRAY || v->n == 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: expected a non-empty array of rows", what);
+    size_t c = 0;
+    for (size_t r = 0; r < v->n; r++) {
+        const eplb_json_t *row = &v->items[r];
+        if (row->type != EPLB_JSON_ARRAY || row->n == 0)
+            return eplb_error_set(EPLB_ERR_FORMAT, "%s: row %zu is not a non-empty array", what, r);
+        if (r == 0)
+            c = row->n;
+        else if (row->n != c)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: ragged rows: row %zu has %zu values, row 0 has %zu",
+                                  what, r, row->n, c);
+        for (size_t j = 0; j < row->n; j++)
+            if (row->items[j].type != EPLB_JSON_NUMBER)
+                return eplb_error_set(EPLB_ERR_FORMAT, "%s: row %zu column %zu is not a number",
+                                      what, r, j);
+    }
+    if (v->n > INT32_MAX || c > INT32_MAX)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: matrix too large", what);
+    *rows = (int)v->n;
+    *cols = (int)c;
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_json_matrix_f32(float **out, int *rows, int *cols, const eplb_json_t *v,
+                                   const char *what)
+{
+    int r, c;
+    EPLB_CHECK(matrix_shape(&r, &c, v, what));
+    float *m = malloc((size_t)r * c * sizeof *m);
+    if (!m)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < c; j++)
+            m[(size_t)i * c + j] = (float)v->items[i].items[j].num;
+    *out = m;
+    *rows = r;
+    *cols = c;
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_json_matrix_i32(int32_t **out, int *rows, int *cols, const eplb_json_t *v,
+                                   const char *what)
+{
+    int r, c;
+    EPLB_CHECK(matrix_shape(&r, &c, v, what));
+    int32_t *m = malloc((size_t)r * c * sizeof *m);
+    if (!m)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < c; j++) {
+            double x = v->items[i].items[j].num;
+            if (x != floor(x) || x < INT32_MIN || x > INT32_MAX) {
+                free(m);
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: row %d column %d is not an integer", what, i, j);
+            }
+            m[(size_t)i * c + j] = (int32_t)x;
+        }
+    *out = m;
+    *rows = r;
+    *cols = c;
+    return EPLB_OK;
+}

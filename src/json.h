@@ -1,0 +1,56 @@
+/* json.h - a small JSON reader (DOM) and writer helpers.
+ *
+ * Reader: enough for weights files, SGLang count files, placements and the
+ * test vectors.  Numbers are doubles.  Errors name the file (or the `what`
+ * label) and the byte offset. */
+#ifndef EPLB_JSON_H
+#define EPLB_JSON_H
+
+#include <stdio.h>
+
+#include "eplb.h"
+
+typedef enum {
+    EPLB_JSON_NULL,
+    EPLB_JSON_BOOL,
+    EPLB_JSON_NUMBER,
+    EPLB_JSON_STRING,
+    EPLB_JSON_ARRAY,
+    EPLB_JSON_OBJECT
+} eplb_json_type_t;
+
+typedef struct eplb_json eplb_json_t;
+struct eplb_json {
+    eplb_json_type_t type;
+    double num;         /* NUMBER, BOOL (0/1) */
+    char *str;          /* STRING */
+    size_t n;           /* ARRAY/OBJECT: number of items */
+    eplb_json_t *items; /* ARRAY/OBJECT: values */
+    char **keys;        /* OBJECT: keys */
+};
+
+/* Parse text[0..len).  `what` names the source in error messages. */
+eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len,
+                              const char *what);
+/* Read and parse a whole file. */
+eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path);
+void eplb_json_free(eplb_json_t *v);
+
+/* Member of an object (NULL if absent or v is not an object). */
+const eplb_json_t *eplb_json_get(const eplb_json_t *v, const char *key);
+
+/* Read a numeric matrix (array of equal-length arrays of numbers) into a
+ * malloc'd row-major float buffer.  Errors (ragged rows, non-numbers) name
+ * `what` and the row. */
+eplb_status_t eplb_json_matrix_f32(float **out, int *rows, int *cols,
+                                   const eplb_json_t *v, const char *what);
+eplb_status_t eplb_json_matrix_i32(int32_t **out, int *rows, int *cols,
+                                   const eplb_json_t *v, const char *what);
+
+/* Writer helpers. */
+void eplb_json_write_string(FILE *f, const char *s);
+/* Doubles as %.17g, NaN/Inf as null (JSON has none). */
+void eplb_json_write_number(FILE *f, double x);
+void eplb_json_write_i32_array(FILE *f, const int32_t *a, size_t n);
+
+#endif

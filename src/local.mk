@@ -1,0 +1,5 @@
+# src/local.mk: the program's command files (kept in libeplb.a so that tests
+# can link them too; main.c is the only file outside the library).
+libeplb_a_SOURCES += src/cmd_bench.c src/cmd_run.c src/cmd_info.c \
+	src/cmd_gen.c src/cmd_import.c src/cmd_rebalance.c \
+	src/bench_io.c src/bench_kernels.c src/bench_policy.c src/bench_sim.c

@@ -1,0 +1,125 @@
+/* types.c - dtype and scoring helpers, half/bfloat16 conversion, threads. */
+#include "eplb.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+size_t eplb_dtype_size(eplb_dtype_t dt) { return dt == EPLB_DTYPE_F32 ? 4 : 2; }
+
+const char *eplb_dtype_name(eplb_dtype_t dt)
+{
+    switch (dt) {
+    case EPLB_DTYPE_F32: return "f32";
+    case EPLB_DTYPE_F16: return "f16";
+    case EPLB_DTYPE_BF16: return "bf16";
+    }
+    return "?";
+}
+
+eplb_status_t eplb_dtype_parse(eplb_dtype_t *out, const char *name)
+{
+    static const struct { const char *n; eplb_dtype_t d; } tab[] = {
+        {"f32", EPLB_DTYPE_F32},  {"float32", EPLB_DTYPE_F32},
+        {"f16", EPLB_DTYPE_F16},  {"float16", EPLB_DTYPE_F16},
+        {"bf16", EPLB_DTYPE_BF16}, {"bfloat16", EPLB_DTYPE_BF16},
+    };
+    for (size_t i = 0; name && i < sizeof tab / sizeof tab[0]; i++)
+        if (strcmp(name, tab[i].n) == 0) {
+            *out = tab[i].d;
+            return EPLB_OK;
+        }
+    return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                          "unknown dtype '%s' (expected f32, f16 or bf16)",
+                          name ? name : "(null)");
+}
+
+const char *eplb_scoring_name(eplb_scoring_t s)
+{
+    return s == EPLB_SCORING_SIGMOID ? "sigmoid" : "softmax";
+}
+
+eplb_status_t eplb_scoring_parse(eplb_scoring_t *out, const char *name)
+{
+    if (name && strcmp(name, "softmax") == 0) {
+        *out = EPLB_SCORING_SOFTMAX;
+        return EPLB_OK;
+    }
+    if (name && strcmp(name, "sigmoid") == 0) {
+        *out = EPLB_SCORING_SIGMOID;
+        return EPLB_OK;
+    }
+    return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                          "unknown scoring '%s' (expected softmax or sigmoid)",
+                          name ? name : "(null)");
+}
+
+float eplb_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp == 0) {
+        float f = ldexpf((float)man, -24);
+        return sign ? -f : f;
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t eplb_f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or nan */
+        return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0);
+    if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow */
+        return sign | 0x7c00;
+    if (ax < 0x38800000u) { /* subnormal half or zero */
+        float a;
+        memcpy(&a, &ax, 4);
+        float scaled = a * 16777216.0f; /* 2^24: units of the smallest half */
+        uint32_t m = (uint32_t)lrintf(scaled); /* round to nearest even */
+        return sign | (uint16_t)m;
+    }
+    uint32_t mant = ax & 0x7fffff, exp = (ax >> 23) - 112;
+    uint32_t h = (exp << 10) | (mant >> 13);
+    uint32_t rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+        h++;
+    return sign | (uint16_t)h;
+}
+
+float eplb_bf16_to_f32(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t eplb_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40); /* quiet nan */
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+int eplb_num_threads(void)
+{
+    const char *env = getenv("EPLB_THREADS");
+    if (env && atoi(env) > 0)
+        return atoi(env);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

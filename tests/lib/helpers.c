@@ -1,0 +1,84 @@
+/* helpers.c - shared helpers of the Criterion suites. */
+#include "helpers.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+const char *eplb_test_srcdir(void)
+{
+    const char *s = getenv("EPLB_SRCDIR");
+    return s && *s ? s : ".";
+}
+
+const char *eplb_test_builddir(void)
+{
+    const char *s = getenv("EPLB_BUILDDIR");
+    return s && *s ? s : ".";
+}
+
+const char *eplb_test_path(const char *dir, const char *rel)
+{
+    static _Thread_local char buf[8][4096];
+    static _Thread_local int i;
+    char *b = buf[i++ & 7];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, rel);
+    return b;
+}
+
+const char *eplb_test_shared_dir(void)
+{
+    static _Thread_local char buf[4096];
+    const char *s = getenv("EPLB_SHARED_DIR");
+    if (s && *s)
+        snprintf(buf, sizeof buf, "%s", s);
+    else
+        snprintf(buf, sizeof buf, "%s/../shared", eplb_test_srcdir());
+    struct stat sb;
+    return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? buf : NULL;
+}
+
+const char *eplb_test_tmpdir(void)
+{
+    static _Thread_local char buf[256];
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, sizeof buf, "%s/eplb-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(buf))
+        cr_assert_fail("mkdtemp failed");
+    return buf;
+}
+
+int eplb_test_run_cli(char **output, const char *args_fmt, ...)
+{
+    char args[8192], cmd[9000];
+    va_list ap;
+    va_start(ap, args_fmt);
+    vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s/eplb-replay' %s 2>&1", eplb_test_builddir(), args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL, "popen failed for %s", cmd);
+    size_t n = 0, cap = 4096;
+    char *buf = malloc(cap);
+    cr_assert(buf != NULL);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            buf = realloc(buf, cap *= 2);
+            cr_assert(buf != NULL);
+        }
+    }
+    buf[n] = '\0';
+    int status = pclose(p);
+    if (output)
+        *output = buf;
+    else
+        free(buf);
+    if (!WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}

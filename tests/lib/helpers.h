@@ -1,0 +1,45 @@
+/* helpers.h - shared helpers of the Criterion suites. */
+#ifndef EPLB_TEST_HELPERS_H
+#define EPLB_TEST_HELPERS_H
+
+#include <criterion/criterion.h>
+
+#include "eplb.h"
+
+/* Assert that an eplb call succeeded; on failure print our own message. */
+#define eplb_assert_ok(expr)                                                  \
+    do {                                                                      \
+        eplb_status_t st__ = (expr);                                          \
+        cr_assert_eq(st__, EPLB_OK, "%s failed: %s: %s", #expr,               \
+                     eplb_strerror(st__), eplb_error_last());                 \
+    } while (0)
+
+/* Assert a given failure status and that the message contains `needle`. */
+#define eplb_assert_fails(expr, want_st, needle)                              \
+    do {                                                                      \
+        eplb_error_clear();                                                   \
+        eplb_status_t st__ = (expr);                                          \
+        cr_assert_eq(st__, (want_st), "%s: got %s (%s), want %s", #expr,      \
+                     eplb_strerror(st__), eplb_error_last(),                  \
+                     eplb_strerror(want_st));                                 \
+        cr_assert(strstr(eplb_error_last(), (needle)) != NULL,                \
+                  "%s: message '%s' lacks '%s'", #expr, eplb_error_last(),    \
+                  (needle));                                                  \
+    } while (0)
+
+/* Repository source dir (EPLB_SRCDIR, else "."). */
+const char *eplb_test_srcdir(void);
+/* Build dir, where the eplb-replay binary is (EPLB_BUILDDIR, else "."). */
+const char *eplb_test_builddir(void);
+/* ../shared beside the repository (EPLB_SHARED_DIR overrides); NULL if it
+ * does not exist (tests that need it then skip). */
+const char *eplb_test_shared_dir(void);
+/* Path to a file: join(dir, rel) into a static rotating buffer. */
+const char *eplb_test_path(const char *dir, const char *rel);
+/* A fresh temporary directory (removed by the OS; tests clean up files). */
+const char *eplb_test_tmpdir(void);
+/* Run `eplb-replay ARGS` through the shell; capture stdout+stderr (malloc'd
+ * into *output if not NULL) and return the exit status (-1 if it crashed). */
+int eplb_test_run_cli(char **output, const char *args_fmt, ...);
+
+#endif

@@ -1,0 +1,103 @@
+/* test_core.c - status/error handling, dtype conversion, JSON reader. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "json.h"
+
+Test(core, error_message_kept_per_thread)
+{
+    eplb_error_clear();
+    cr_assert_str_empty(eplb_error_last());
+    eplb_status_t st = eplb_error_set(EPLB_ERR_IO, "%s: cannot open", "x.h5");
+    cr_assert_eq(st, EPLB_ERR_IO);
+    cr_assert_str_eq(eplb_error_last(), "x.h5: cannot open");
+    cr_assert_str_eq(eplb_strerror(EPLB_ERR_FORMAT), "bad file format");
+}
+
+/* Every half value converts to float and back to the same bits: an
+ * independent check of both directions (NaNs keep NaN-ness). */
+Test(core, f16_round_trip_all_values)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = eplb_f16_to_f32((uint16_t)h);
+        uint16_t back = eplb_f32_to_f16(f);
+        if (isnan(f))
+            cr_assert(isnan(eplb_f16_to_f32(back)));
+        else
+            cr_assert_eq(back, h, "half 0x%04x -> %g -> 0x%04x", h, f, back);
+    }
+}
+
+Test(core, f16_known_values)
+{
+    cr_assert_eq(eplb_f32_to_f16(1.0f), 0x3c00);
+    cr_assert_eq(eplb_f32_to_f16(-2.0f), 0xc000);
+    cr_assert_eq(eplb_f32_to_f16(65504.0f), 0x7bff);
+    cr_assert_eq(eplb_f32_to_f16(1e6f), 0x7c00);        /* overflow to inf */
+    cr_assert_eq(eplb_f32_to_f16(5.960464477539063e-08f), 0x0001); /* 2^-24 */
+    /* 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even (1.0). */
+    cr_assert_eq(eplb_f32_to_f16(1.0f + ldexpf(1, -11)), 0x3c00);
+    cr_assert_eq(eplb_f32_to_f16(1.0f + 3 * ldexpf(1, -11)), 0x3c02);
+}
+
+Test(core, bf16_rounding)
+{
+    cr_assert_eq(eplb_f32_to_bf16(1.0f), 0x3f80);
+    cr_assert_float_eq(eplb_bf16_to_f32(0x3f80), 1.0f, 0);
+    /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even. */
+    cr_assert_eq(eplb_f32_to_bf16(1.0f + ldexpf(1, -8)), 0x3f80);
+    cr_assert_eq(eplb_f32_to_bf16(1.0f + 3 * ldexpf(1, -8)), 0x3f82);
+    cr_assert(isnan(eplb_bf16_to_f32(eplb_f32_to_bf16(NAN))));
+}
+
+Test(core, dtype_and_scoring_parse)
+{
+    eplb_dtype_t dt;
+    eplb_assert_ok(eplb_dtype_parse(&dt, "bf16"));
+    cr_assert_eq(dt, EPLB_DTYPE_BF16);
+    eplb_assert_fails(eplb_dtype_parse(&dt, "f64"), EPLB_ERR_INVALID_ARG, "f64");
+    eplb_scoring_t sc;
+    eplb_assert_ok(eplb_scoring_parse(&sc, "sigmoid"));
+    cr_assert_eq(sc, EPLB_SCORING_SIGMOID);
+    eplb_assert_fails(eplb_scoring_parse(&sc, "tanh"), EPLB_ERR_INVALID_ARG, "tanh");
+}
+
+Test(json, parses_nested_document)
+{
+    const char *txt = "{\"logical_count\": [[1, 2.5, -3e2], [4, 5, 6]], \"s\": \"a\\\"b\","
+                      " \"t\": true, \"n\": null}";
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, txt, strlen(txt), "doc"));
+    const eplb_json_t *lc = eplb_json_get(v, "logical_count");
+    cr_assert_not_null(lc);
+    float *m = NULL;
+    int r, c;
+    eplb_assert_ok(eplb_json_matrix_f32(&m, &r, &c, lc, "doc"));
+    cr_assert_eq(r, 2);
+    cr_assert_eq(c, 3);
+    cr_assert_float_eq(m[1], 2.5f, 0);
+    cr_assert_float_eq(m[2], -300.0f, 0);
+    cr_assert_str_eq(eplb_json_get(v, "s")->str, "a\"b");
+    cr_assert_eq(eplb_json_get(v, "t")->num, 1);
+    cr_assert_eq(eplb_json_get(v, "n")->type, EPLB_JSON_NULL);
+    free(m);
+    eplb_json_free(v);
+}
+
+Test(json, errors_name_source_and_offset)
+{
+    eplb_json_t *v = NULL;
+    eplb_assert_fails(eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json"), EPLB_OK, "");
+    /* ragged rows are fine for the parser but not for a matrix */
+    eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json");
+    float *m;
+    int r, c;
+    eplb_assert_fails(eplb_json_matrix_f32(&m, &r, &c, v, "w.json"), EPLB_ERR_FORMAT, "ragged");
+    eplb_json_free(v);
+    eplb_assert_fails(eplb_json_parse(&v, "[1, 2", 5, "w.json"), EPLB_ERR_FORMAT, "w.json");
+    eplb_assert_fails(eplb_json_parse(&v, "[1] x", 5, "w.json"), EPLB_ERR_FORMAT, "trailing");
+    eplb_assert_fails(eplb_json_parse_file(&v, "/nonexistent/w.json"), EPLB_ERR_IO,
+                      "/nonexistent/w.json");
+}

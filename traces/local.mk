@@ -1,0 +1,1 @@
+# traces/local.mk: files of traces/ (included by Makefile.am)

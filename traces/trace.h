@@ -1,0 +1,140 @@
+/* trace.h - eplb trace schema v1 (HDF5): reader, streaming, writer.
+ *
+ * The schema is documented in traces/FORMAT.md.  A trace is opened and fully
+ * validated by eplb_trace_open (attributes, dataset shapes and types, token
+ * offsets); value checks that need the data (NaN logits, ids out of range)
+ * happen as the data is read, and name the file, the dataset and the row.
+ * Readers are streaming: they read a token or step range into a buffer the
+ * caller owns, so memory is bounded by the range asked for. */
+#ifndef EPLB_TRACE_H
+#define EPLB_TRACE_H
+
+#include "eplb.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EPLB_TRACE_VERSION 1
+
+/* Levels of data a trace can carry (bit flags). */
+enum {
+    EPLB_LEVEL_LOGITS = 1u << 0, /* /router/logits [T, L, E] */
+    EPLB_LEVEL_TOPK = 1u << 1,   /* /router/topk_ids [T, L, K] */
+    EPLB_LEVEL_COUNTS = 1u << 2  /* /load/counts [S, L, E] */
+};
+
+typedef struct {
+    int version;
+    char model[128];
+    char source[256];
+    char *model_config;          /* JSON string or NULL (owned by the trace) */
+    int num_layers;              /* L */
+    eplb_route_cfg_t route;      /* E, K, scoring, groups, renormalize, scale */
+    int64_t num_steps;           /* S */
+    int64_t num_tokens;          /* T (0 for counts-only traces) */
+    unsigned levels;             /* EPLB_LEVEL_* present */
+    eplb_dtype_t logits_dtype;   /* valid if levels & EPLB_LEVEL_LOGITS */
+    int topk_id_bytes;           /* 1 (uint8) or 2 (uint16) */
+    int has_bias;                /* /router/e_score_correction_bias */
+    int has_topk_weights;        /* /router/topk_weights */
+    int has_phase;               /* /steps/phase */
+    int has_src_rank;            /* /tokens/src_rank */
+} eplb_trace_info_t;
+
+typedef struct eplb_trace eplb_trace_t;
+
+/* Open and validate path.  On failure *out is untouched and the message
+ * names the file and the offending attribute or dataset. */
+eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path);
+void eplb_trace_close(eplb_trace_t *tr);
+
+const eplb_trace_info_t *eplb_trace_info(const eplb_trace_t *tr);
+const char *eplb_trace_path(const eplb_trace_t *tr);
+
+/* token_offset[S+1] (kept in memory; empty-token traces have all zeros). */
+const int64_t *eplb_trace_token_offsets(const eplb_trace_t *tr);
+
+/* Raw logits of tokens [tok_begin, tok_end) in the file's dtype, laid out
+ * [n][L][E].  Fails with EPLB_ERR_FORMAT on NaN/Inf, naming the token. */
+eplb_status_t eplb_trace_read_logits(const eplb_trace_t *tr, void *buf,
+                                     int64_t tok_begin, int64_t tok_end);
+
+/* topk ids [n][L][K] widened to int32 (checked < E) and, if weights is not
+ * NULL and the trace has them, topk weights [n][L][K]. */
+eplb_status_t eplb_trace_read_topk(const eplb_trace_t *tr, int32_t *ids,
+                                   float *weights, int64_t tok_begin,
+                                   int64_t tok_end);
+
+/* counts [n_steps][L][E] of steps [step_begin, step_end) (checked >= 0). */
+eplb_status_t eplb_trace_read_counts(const eplb_trace_t *tr, int32_t *counts,
+                                     int64_t step_begin, int64_t step_end);
+
+/* e_score_correction_bias [L][E]; fails if the trace has none. */
+eplb_status_t eplb_trace_read_bias(const eplb_trace_t *tr, float *bias);
+
+/* src_rank [n] of tokens [tok_begin, tok_end); fails if absent. */
+eplb_status_t eplb_trace_read_src_rank(const eplb_trace_t *tr, uint16_t *rank,
+                                       int64_t tok_begin, int64_t tok_end);
+
+/* phase [n_steps]; fails if absent. */
+eplb_status_t eplb_trace_read_phase(const eplb_trace_t *tr, uint8_t *phase,
+                                    int64_t step_begin, int64_t step_end);
+
+/* Parallel read of a whole dataset's raw chunks (H5Dread_chunk + zlib
+ * inflate on nthreads workers).  Reads the logits if present, else the topk
+ * ids, into buf (size eplb_trace_raw_bytes).  Bit-identical to H5Dread. */
+size_t eplb_trace_raw_bytes(const eplb_trace_t *tr);
+eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf,
+                                           int nthreads);
+/* The same with one plain H5Dread (the baseline of `bench io`). */
+eplb_status_t eplb_trace_read_all_serial(const eplb_trace_t *tr, void *buf);
+
+/* ---- writer ------------------------------------------------------------
+ * Steps are appended one at a time; datasets are extendible and chunked
+ * along tokens (or steps).  The file is written under "<path>.tmp.<pid>"
+ * and renamed to path by eplb_trace_writer_finish, so an interrupted write
+ * never leaves a file under the final name. */
+typedef struct eplb_trace_writer eplb_trace_writer_t;
+
+typedef struct {
+    const char *model;
+    const char *source;
+    const char *model_config;    /* JSON or NULL */
+    int num_layers;
+    eplb_route_cfg_t route;
+    unsigned levels;             /* which of logits/topk/counts to write */
+    eplb_dtype_t logits_dtype;
+    int topk_weights;            /* write /router/topk_weights */
+    int phase;                   /* write /steps/phase */
+    int src_rank;                /* write /tokens/src_rank */
+} eplb_trace_writer_opts_t;
+
+eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out,
+                                       const char *path,
+                                       const eplb_trace_writer_opts_t *opts);
+
+/* Append one step of ntok tokens.  Pointers for levels not written may be
+ * NULL.  logits: [ntok][L][E] float32 (converted to the file dtype);
+ * topk_ids, topk_weights: [ntok][L][K]; counts: [L][E]; src_rank: [ntok]. */
+eplb_status_t eplb_trace_writer_append_step(eplb_trace_writer_t *w,
+                                            int64_t ntok, const float *logits,
+                                            const int32_t *topk_ids,
+                                            const float *topk_weights,
+                                            const int32_t *counts,
+                                            const uint16_t *src_rank,
+                                            uint8_t phase);
+
+/* Set /router/e_score_correction_bias [L][E] (any time before finish). */
+eplb_status_t eplb_trace_writer_set_bias(eplb_trace_writer_t *w,
+                                         const float *bias);
+
+/* Flush, close and rename to the final path; frees w in every case. */
+eplb_status_t eplb_trace_writer_finish(eplb_trace_writer_t *w);
+/* Close and delete the temporary file; frees w. */
+void eplb_trace_writer_abort(eplb_trace_writer_t *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,6 +1,6 @@
 /* kernels.h - the per-token hot path of EPLB: routing, replica selection and
  * load recording.  Plain C; every function has a CPU implementation here and,
- * in builds with CUDA, a GPU implementation in kernels/*.cu behind the same
+ * in builds with CUDA, a GPU implementation in kernels/ .cu files behind the same
  * header (house style 1).  Nothing outside kernels/ includes CUDA headers.
  *
  * Layouts: one step of T tokens over L layers.
@@ -47,11 +47,23 @@ typedef struct {
     eplb_select_mode_t mode;
     uint64_t seed;
     int64_t step;
-    int num_ranks;            /* source ranks (DP/EP ranks); default D */
+    int num_ranks;            /* source ranks (DP/EP ranks); <= 0: D */
     const uint16_t *src_rank; /* [T] or NULL: contiguous equal blocks */
 } eplb_select_cfg_t;
 
 #define EPLB_SELECT_CFG_INIT { EPLB_SELECT_HASH, 0, 0, 1, NULL }
+
+/* Check a routing configuration against the kernel limits: 1 <= K <= 16,
+ * E <= 512, groups <= 32 dividing E, 1 <= topk_groups <= groups and K no
+ * more than the experts of the kept groups.  EPLB_ERR_INVALID_ARG naming
+ * the field otherwise. */
+eplb_status_t eplb_route_cfg_check(const eplb_route_cfg_t *cfg);
+
+/* Check one layer map: P % D == 0, D % N == 0, P >= 1, max_replicas >= 1,
+ * every logcnt[e] <= max_replicas, and the first logcnt[e] entries of each
+ * row are slots in [0, P).  (logcnt[e] == 0 means "not placed": tokens of
+ * e then map to log2phy[e][0], which may be -1.) */
+eplb_status_t eplb_layer_map_check(const eplb_layer_map_t *map);
 
 /* Route one step on the CPU (multi-threaded over tokens). weights may be
  * NULL.  Fails with EPLB_ERR_INVALID_ARG on unsupported shapes. */
@@ -66,6 +78,23 @@ eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
                                      const int32_t *ids, int64_t T, int L,
                                      int K, const eplb_layer_map_t *maps,
                                      const eplb_select_cfg_t *cfg);
+
+/* Source rank and row of every token (t of the selection rules): with
+ * src_rank NULL, T tokens form num_ranks contiguous blocks of ceil(T /
+ * num_ranks); else t counts the earlier tokens of the same rank.  Fails if
+ * a src_rank is not below num_ranks. */
+eplb_status_t eplb_select_token_rows(uint32_t *trow, uint16_t *trank,
+                                     int64_t T, int num_ranks,
+                                     const uint16_t *src_rank);
+
+/* The balanced mode's plan for one batch of one layer: n[E] tokens per
+ * logical expert; quota[E][max_replicas] receives the tokens given to each
+ * replica (0 past logcnt) and gpu_load[D] the resulting tokens per GPU.
+ * Water filling over experts in descending n (ties: lower id), after the
+ * single-replica experts are placed; see docs/kernels.md. */
+eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
+                                        const int64_t *n,
+                                        const eplb_layer_map_t *map);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,145 @@
+/* rules.h - the integer rules of replica selection and the balanced planner,
+ * written once and compiled both by the C compiler (CPU reference) and by
+ * nvcc (kernels), so that CPU and GPU choose bit-identical replicas.
+ * Internal to kernels/: not part of the public API. */
+#ifndef EPLB_KERNELS_RULES_H
+#define EPLB_KERNELS_RULES_H
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define EPLB_HD __host__ __device__ __forceinline__
+#else
+#define EPLB_HD static inline
+#endif
+
+/* Entries per round-robin block of the rr-block mode (TensorRT-LLM). */
+#define EPLB_RR_BLOCK 1024
+
+/* Knuth's multiplicative hash constant, as vLLM uses it (PR #40810). */
+#define EPLB_HASH_MUL 2654435769u
+
+EPLB_HD uint32_t eplb_rule_hash(uint32_t t) { return t * EPLB_HASH_MUL; }
+
+/* splitmix64 finaliser (Steele, Lea, Flood 2014): a bijection on 64 bits
+ * with full avalanche, so that mixing in one field at a time gives a
+ * counter-based generator keyed by (seed, step, layer, t, k). */
+EPLB_HD uint64_t eplb_rule_mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Key of one (token, layer) row for the random mode; per k the row key is
+ * mixed once more.  step and layer enter as 64-bit two's complement. */
+EPLB_HD uint64_t eplb_rule_random_row(uint64_t seed, int64_t step, int layer,
+                                      uint32_t t)
+{
+    uint64_t z = eplb_rule_mix64(seed ^ (uint64_t)step);
+    z = eplb_rule_mix64(z ^ (uint64_t)(int64_t)layer);
+    return eplb_rule_mix64(z ^ (uint64_t)t);
+}
+
+/* Uniform index in [0, R) from the high 32 bits of a 64-bit random word
+ * (Lemire's multiply-shift: no division, bias below 2^-32 * R). */
+EPLB_HD int eplb_rule_random_rep(uint64_t row, int k, int R)
+{
+    uint64_t z = eplb_rule_mix64(row ^ (uint64_t)k);
+    return (int)(((z >> 32) * (uint64_t)(uint32_t)R) >> 32);
+}
+
+/* local mode: among the R replicas `row[0..R-1]` (ascending slots) prefer
+ * those on GPU `gpu`, else those on node `node`, else all; among the
+ * preferred ones take the (hash(t) mod count)-th.  Returns the index. */
+EPLB_HD int eplb_rule_local_rep(const int32_t *row, int R, uint32_t t,
+                                int gpu, int node, int slots_per_gpu,
+                                int gpus_per_node)
+{
+    int c_gpu = 0, c_node = 0;
+    for (int j = 0; j < R; j++) {
+        int g = row[j] / slots_per_gpu;
+        c_gpu += g == gpu;
+        c_node += g / gpus_per_node == node;
+    }
+    uint32_t h = eplb_rule_hash(t);
+    if (c_gpu == 0 && c_node == 0)
+        return (int)(h % (uint32_t)R);
+    int want = (int)(h % (uint32_t)(c_gpu ? c_gpu : c_node));
+    for (int j = 0; j < R; j++) {
+        int g = row[j] / slots_per_gpu;
+        int ok = c_gpu ? g == gpu : g / gpus_per_node == node;
+        if (ok && want-- == 0)
+            return j;
+    }
+    return 0; /* not reached */
+}
+
+/* Balanced mode, one expert: split n tokens over its replicas `row[0..R-1]`
+ * given the current GPU loads `load[D]` (updated in place), by water
+ * filling: the least loaded GPUs among the expert's GPUs are raised to a
+ * common level first.  quota[j] receives the tokens of replica j.
+ * Replicas sharing a GPU split that GPU's share evenly (the lower slot
+ * takes the remainder first).  Deterministic: ties go to the replica that
+ * comes first.  R <= 64 (at most 64 distinct GPUs per expert). */
+#define EPLB_PLAN_MAX_R 64
+EPLB_HD void eplb_rule_water_fill(int32_t *quota, const int32_t *row, int R,
+                                  int64_t n, int64_t *load,
+                                  int slots_per_gpu)
+{
+    int gpu[EPLB_PLAN_MAX_R], cnt[EPLB_PLAN_MAX_R], ord[EPLB_PLAN_MAX_R];
+    int64_t q[EPLB_PLAN_MAX_R];
+    int m = 0;
+    for (int j = 0; j < R; j++) {
+        int g = row[j] / slots_per_gpu, u = 0;
+        while (u < m && gpu[u] != g)
+            u++;
+        if (u == m) {
+            gpu[m] = g;
+            cnt[m] = 0;
+            m++;
+        }
+        cnt[u]++;
+    }
+    /* insertion sort of the distinct GPUs by (load, first appearance) */
+    for (int u = 0; u < m; u++) {
+        int v = u;
+        while (v > 0 && load[gpu[ord[v - 1]]] > load[gpu[u]]) {
+            ord[v] = ord[v - 1];
+            v--;
+        }
+        ord[v] = u;
+    }
+    /* smallest prefix of the sorted GPUs whose common level absorbs n */
+    int64_t sum = 0;
+    int used = m;
+    for (int i = 0; i < m; i++) {
+        sum += load[gpu[ord[i]]];
+        if (i + 1 == m)
+            break;
+        int64_t next = load[gpu[ord[i + 1]]];
+        if (next * (int64_t)(i + 1) - sum >= n) {
+            used = i + 1;
+            break;
+        }
+    }
+    int64_t total = sum + n, base = total / used, extra = total % used;
+    for (int i = 0; i < m; i++) {
+        int u = ord[i];
+        q[u] = i < used ? base + (i < extra) - load[gpu[u]] : 0;
+        load[gpu[u]] += q[u];
+    }
+    /* share each GPU's quota among its replicas in slot order */
+    for (int u = 0; u < m; u++) {
+        int seen = 0;
+        for (int j = 0; j < R; j++) {
+            if (row[j] / slots_per_gpu != gpu[u])
+                continue;
+            quota[j] = (int32_t)(q[u] / cnt[u] + (seen < q[u] % cnt[u]));
+            seen++;
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,352 @@
+/* select_cpu.c - CPU reference of replica selection and load recording.
+ * The per-entry rules live in rules.h, shared with the CUDA kernels; this
+ * file adds the batch-level modes (rr-block ordinals, balanced plan), the
+ * token-row bookkeeping and the recording.  Threads run over layers (each
+ * layer owns its row of counts, so no merging is needed). */
+#include "kernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checks.h"
+#include "rules.h"
+
+static const char *const mode_names[] = {"hash",  "flatmod",  "random",
+                                         "local", "rr-block", "balanced"};
+#define NUM_MODES ((int)(sizeof mode_names / sizeof mode_names[0]))
+
+const char *eplb_select_mode_name(eplb_select_mode_t m)
+{
+    return (int)m >= 0 && (int)m < NUM_MODES ? mode_names[m] : "?";
+}
+
+eplb_status_t eplb_select_mode_parse(eplb_select_mode_t *out, const char *name)
+{
+    for (int i = 0; name && i < NUM_MODES; i++)
+        if (strcmp(name, mode_names[i]) == 0) {
+            *out = (eplb_select_mode_t)i;
+            return EPLB_OK;
+        }
+    return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                          "unknown replica selection mode '%s' (expected "
+                          "hash, flatmod, random, local, rr-block or "
+                          "balanced)",
+                          name ? name : "(null)");
+}
+
+eplb_status_t eplb_layer_map_check(const eplb_layer_map_t *m)
+{
+    if (!m || !m->logcnt || !m->log2phy)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "layer map: logcnt/log2phy is NULL");
+    if (m->num_logical < 1 || m->num_physical < 1 || m->num_gpus < 1 ||
+        m->num_nodes < 1 || m->max_replicas < 1)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "layer map: E=%d P=%d D=%d N=%d max_replicas=%d "
+                              "must all be >= 1",
+                              m->num_logical, m->num_physical, m->num_gpus,
+                              m->num_nodes, m->max_replicas);
+    if (m->num_physical % m->num_gpus || m->num_gpus % m->num_nodes)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "layer map: P=%d must be a multiple of D=%d and "
+                              "D of N=%d",
+                              m->num_physical, m->num_gpus, m->num_nodes);
+    for (int e = 0; e < m->num_logical; e++) {
+        int c = m->logcnt[e];
+        if (c < 0 || c > m->max_replicas)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                  "layer map: logcnt[%d] = %d outside [0, "
+                                  "max_replicas=%d]",
+                                  e, c, m->max_replicas);
+        const int32_t *row = m->log2phy + (size_t)e * m->max_replicas;
+        for (int j = 0; j < c; j++)
+            if (row[j] < 0 || row[j] >= m->num_physical)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "layer map: log2phy[%d][%d] = %d "
+                                      "outside [0, P=%d)",
+                                      e, j, row[j], m->num_physical);
+    }
+    return EPLB_OK;
+}
+
+typedef struct {
+    int64_t n;
+    int e;
+} load_key_t;
+
+static int cmp_load_desc(const void *a, const void *b)
+{
+    const load_key_t *x = a, *y = b;
+    if (x->n != y->n)
+        return x->n > y->n ? -1 : 1;
+    return x->e - y->e;
+}
+
+eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
+                                        const int64_t *n,
+                                        const eplb_layer_map_t *m)
+{
+    EPLB_CHECK(eplb_layer_map_check(m));
+    const int E = m->num_logical, MR = m->max_replicas, D = m->num_gpus;
+    const int spg = m->num_physical / D;
+    for (int e = 0; e < E; e++)
+        if (m->logcnt[e] > EPLB_PLAN_MAX_R)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                  "balanced: logcnt[%d] = %d above %d", e,
+                                  m->logcnt[e], EPLB_PLAN_MAX_R);
+    load_key_t *multi = malloc(sizeof *multi * (size_t)E);
+    if (!multi)
+        return eplb_error_set(EPLB_ERR_NOMEM, "balanced: out of memory");
+    memset(quota, 0, sizeof *quota * (size_t)E * MR);
+    for (int g = 0; g < D; g++)
+        gpu_load[g] = 0;
+    int nm = 0;
+    for (int e = 0; e < E; e++) {
+        const int32_t *row = m->log2phy + (size_t)e * MR;
+        if (m->logcnt[e] == 1) {
+            quota[(size_t)e * MR] = (int32_t)n[e];
+            gpu_load[row[0] / spg] += n[e];
+        } else if (m->logcnt[e] > 1) {
+            multi[nm++] = (load_key_t){n[e], e};
+        }
+    }
+    qsort(multi, (size_t)nm, sizeof *multi, cmp_load_desc);
+    for (int i = 0; i < nm; i++) {
+        int e = multi[i].e;
+        eplb_rule_water_fill(quota + (size_t)e * MR,
+                             m->log2phy + (size_t)e * MR, m->logcnt[e], n[e],
+                             gpu_load, spg);
+    }
+    free(multi);
+    return EPLB_OK;
+}
+
+/* Per-call context shared by the layer workers. */
+typedef struct {
+    int32_t *phys, *counts;
+    const int32_t *ids;
+    int64_t T;
+    int L, K;
+    const eplb_layer_map_t *maps;
+    const eplb_select_cfg_t *cfg;
+    int num_ranks;
+    const uint32_t *trow;  /* [T] row of the token in its rank's batch */
+    const uint16_t *trank; /* [T] source rank */
+    int next_layer;        /* work queue, under lock */
+    pthread_mutex_t lock;
+    eplb_status_t st;
+} sel_ctx_t;
+
+static inline int32_t clamp_r(int c, int mr) { return c < 1 ? 1 : c > mr ? mr : c; }
+
+/* One layer: returns EPLB_OK or NOMEM (maps were checked before). */
+static eplb_status_t select_layer(sel_ctx_t *c, int l)
+{
+    const eplb_layer_map_t *m = &c->maps[l];
+    const int E = m->num_logical, P = m->num_physical, MR = m->max_replicas;
+    const int spg = P / m->num_gpus, gpn = m->num_gpus / m->num_nodes;
+    const int K = c->K, L = c->L;
+    const eplb_select_mode_t mode = c->cfg->mode;
+    int32_t *counts = c->counts + (size_t)l * P;
+    int64_t *n = NULL, *gl = NULL;
+    int32_t *quota = NULL, *ord = NULL;
+    eplb_status_t st = EPLB_OK;
+
+    if (mode == EPLB_SELECT_RR_BLOCK || mode == EPLB_SELECT_BALANCED) {
+        n = calloc((size_t)E, sizeof *n);
+        ord = calloc((size_t)E, sizeof *ord);
+        EPLB_ALLOC_GOTO(n, st, out);
+        EPLB_ALLOC_GOTO(ord, st, out);
+    }
+    if (mode == EPLB_SELECT_BALANCED) {
+        quota = malloc(sizeof *quota * (size_t)E * MR);
+        gl = malloc(sizeof *gl * (size_t)m->num_gpus);
+        EPLB_ALLOC_GOTO(quota, st, out);
+        EPLB_ALLOC_GOTO(gl, st, out);
+        for (int64_t i = 0; i < c->T; i++)
+            for (int k = 0; k < K; k++) {
+                int32_t e = c->ids[((size_t)i * L + l) * K + k];
+                if (e >= 0 && e < E)
+                    n[e]++;
+            }
+        EPLB_CHECK_GOTO(eplb_select_plan_balanced(quota, gl, n, m), st, out);
+        /* quota -> cumulative ends, in place */
+        for (int e = 0; e < E; e++)
+            for (int j = 1; j < MR; j++)
+                quota[(size_t)e * MR + j] += quota[(size_t)e * MR + j - 1];
+        memset(n, 0, sizeof *n * (size_t)E); /* reused: ordinal so far */
+    }
+    int64_t block = -1;
+    for (int64_t i = 0; i < c->T; i++) {
+        uint32_t t = c->trow[i];
+        uint64_t rkey = 0;
+        if (mode == EPLB_SELECT_RANDOM)
+            rkey = eplb_rule_random_row(c->cfg->seed, c->cfg->step, l, t);
+        for (int k = 0; k < K; k++) {
+            size_t idx = ((size_t)i * L + l) * K + k;
+            int32_t e = c->ids[idx], p = -1;
+            if (mode == EPLB_SELECT_RR_BLOCK) {
+                int64_t b = ((int64_t)i * K + k) / EPLB_RR_BLOCK;
+                if (b != block) { /* new block: ordinals restart */
+                    memset(ord, 0, sizeof *ord * (size_t)E);
+                    block = b;
+                }
+            }
+            if (e >= 0 && e < E) {
+                const int32_t *row = m->log2phy + (size_t)e * MR;
+                int R = clamp_r(m->logcnt[e], MR), rep = 0;
+                switch (mode) {
+                case EPLB_SELECT_HASH:
+                    rep = (int)(eplb_rule_hash(t) % (uint32_t)R);
+                    break;
+                case EPLB_SELECT_FLATMOD:
+                    rep = (int)(((uint64_t)t * K + k) % (uint64_t)R);
+                    break;
+                case EPLB_SELECT_RANDOM:
+                    rep = eplb_rule_random_rep(rkey, k, R);
+                    break;
+                case EPLB_SELECT_LOCAL: {
+                    int gpu = (int)((int64_t)c->trank[i] * m->num_gpus / c->num_ranks);
+                    rep = m->logcnt[e] < 1 ? 0
+                                           : eplb_rule_local_rep(row, R, t, gpu, gpu / gpn,
+                                                                 spg, gpn);
+                    break;
+                }
+                case EPLB_SELECT_RR_BLOCK:
+                    rep = (int)((ord[e]++ + block) % R);
+                    break;
+                case EPLB_SELECT_BALANCED: {
+                    int64_t o = n[e]++;
+                    const int32_t *cum = quota + (size_t)e * MR;
+                    while (rep < R - 1 && o >= cum[rep])
+                        rep++;
+                    break;
+                }
+                }
+                p = row[rep];
+                if (p < 0 || p >= P)
+                    p = -1;
+                else
+                    counts[p]++;
+            }
+            if (c->phys)
+                c->phys[idx] = p;
+        }
+    }
+out:
+    free(n);
+    free(ord);
+    free(quota);
+    free(gl);
+    return st;
+}
+
+static void *select_worker(void *arg)
+{
+    sel_ctx_t *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        int l = c->st == EPLB_OK ? c->next_layer++ : c->L;
+        pthread_mutex_unlock(&c->lock);
+        if (l >= c->L)
+            return NULL;
+        eplb_status_t st = select_layer(c, l);
+        if (st != EPLB_OK) {
+            pthread_mutex_lock(&c->lock);
+            c->st = st;
+            pthread_mutex_unlock(&c->lock);
+        }
+    }
+}
+
+eplb_status_t eplb_select_token_rows(uint32_t *trow, uint16_t *trank,
+                                     int64_t T, int num_ranks,
+                                     const uint16_t *src_rank)
+{
+    if (num_ranks < 1 || num_ranks > 65536)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "select: num_ranks %d outside [1, 65536]",
+                              num_ranks);
+    if (!src_rank) {
+        int64_t block = (T + num_ranks - 1) / num_ranks;
+        for (int64_t i = 0; i < T; i++) {
+            trank[i] = (uint16_t)(i / block);
+            trow[i] = (uint32_t)(i % block);
+        }
+        return EPLB_OK;
+    }
+    uint32_t *seen = calloc((size_t)num_ranks, sizeof *seen);
+    if (!seen)
+        return eplb_error_set(EPLB_ERR_NOMEM, "select: out of memory");
+    for (int64_t i = 0; i < T; i++) {
+        if (src_rank[i] >= num_ranks) {
+            free(seen);
+            return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                  "select: src_rank[%lld] = %u not below "
+                                  "num_ranks %d",
+                                  (long long)i, src_rank[i], num_ranks);
+        }
+        trank[i] = src_rank[i];
+        trow[i] = seen[src_rank[i]]++;
+    }
+    free(seen);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
+                                     const int32_t *ids, int64_t T, int L,
+                                     int K, const eplb_layer_map_t *maps,
+                                     const eplb_select_cfg_t *cfg)
+{
+    if (!counts || !ids || !maps || !cfg || T < 0 || L < 1 || K < 1 ||
+        K > EPLB_MAX_TOPK)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "select: NULL argument or bad shape T=%lld "
+                              "L=%d K=%d",
+                              (long long)T, L, K);
+    if ((int)cfg->mode < 0 || (int)cfg->mode >= NUM_MODES)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "select: unknown mode %d",
+                              (int)cfg->mode);
+    for (int l = 0; l < L; l++) {
+        eplb_status_t st = eplb_layer_map_check(&maps[l]);
+        if (st != EPLB_OK)
+            return eplb_error_set(st, "select: layer %d: %s", l,
+                                  eplb_error_last());
+    }
+    int num_ranks = cfg->num_ranks > 0 ? cfg->num_ranks : maps[0].num_gpus;
+    eplb_status_t st = EPLB_OK;
+    uint32_t *trow = malloc(sizeof *trow * (size_t)(T > 0 ? T : 1));
+    uint16_t *trank = malloc(sizeof *trank * (size_t)(T > 0 ? T : 1));
+    EPLB_ALLOC_GOTO(trow, st, out);
+    EPLB_ALLOC_GOTO(trank, st, out);
+    EPLB_CHECK_GOTO(eplb_select_token_rows(trow, trank, T, num_ranks,
+                                           cfg->src_rank),
+                    st, out);
+    sel_ctx_t c = {.phys = phys, .counts = counts, .ids = ids, .T = T,
+                   .L = L, .K = K, .maps = maps, .cfg = cfg,
+                   .num_ranks = num_ranks, .trow = trow, .trank = trank,
+                   .next_layer = 0, .st = EPLB_OK};
+    pthread_mutex_init(&c.lock, NULL);
+    int nt = eplb_num_threads();
+    if (nt > L)
+        nt = L;
+    if (T * K * L < 65536)
+        nt = 1;
+    if (nt > 64)
+        nt = 64;
+    pthread_t th[64];
+    unsigned char joined[64] = {0};
+    for (int i = 1; i < nt; i++)
+        joined[i] = pthread_create(&th[i], NULL, select_worker, &c) == 0;
+    select_worker(&c);
+    for (int i = 1; i < nt; i++)
+        if (joined[i])
+            pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&c.lock);
+    st = c.st;
+out:
+    free(trow);
+    free(trank);
+    return st;
+}

@@ -1,0 +1,455 @@
+/* test_kernels.c - CPU references of routing, replica selection and load
+ * recording (kernels/).  Expected values come from hand calculation or from
+ * naive re-implementations in this file (double precision, full sorts). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "kernels.h"
+
+/* ---- small deterministic RNG for test inputs (xorshift64*) ---- */
+static uint64_t rng_state;
+static void rng_seed(uint64_t s) { rng_state = s * 0x9e3779b97f4a7c15ull + 1; }
+static uint64_t rng_u64(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+static double rng_unif(void) { return (double)(rng_u64() >> 11) / 9007199254740992.0; }
+static float rng_normal(void)
+{
+    double u = rng_unif() + 1e-12, v = rng_unif();
+    return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+}
+
+Test(kernels, mode_names_round_trip)
+{
+    const char *names[] = {"hash", "flatmod", "random", "local", "rr-block", "balanced"};
+    for (int i = 0; i < 6; i++) {
+        eplb_select_mode_t m;
+        eplb_assert_ok(eplb_select_mode_parse(&m, names[i]));
+        cr_assert_eq((int)m, i);
+        cr_assert_str_eq(eplb_select_mode_name(m), names[i]);
+    }
+    eplb_select_mode_t m;
+    eplb_assert_fails(eplb_select_mode_parse(&m, "lp"), EPLB_ERR_INVALID_ARG, "'lp'");
+}
+
+Test(kernels, route_softmax_by_hand)
+{
+    /* logits 1, 3, 2, 3: top-2 are the two 3s, the tie to the lower id */
+    float x[4] = {1, 3, 2, 3};
+    eplb_route_cfg_t c = EPLB_ROUTE_CFG_INIT;
+    c.num_experts = 4;
+    c.top_k = 2;
+    int32_t ids[2];
+    float w[2];
+    eplb_assert_ok(eplb_route_cpu(ids, w, x, EPLB_DTYPE_F32, 1, 1, NULL, &c));
+    cr_assert_eq(ids[0], 1);
+    cr_assert_eq(ids[1], 3);
+    double z = exp(1) + 2 * exp(3) + exp(2);
+    cr_assert_float_eq(w[0], exp(3) / z, 1e-6);
+    cr_assert_float_eq(w[1], exp(3) / z, 1e-6);
+    c.renormalize = 1;
+    c.routed_scaling_factor = 3.0f;
+    eplb_assert_ok(eplb_route_cpu(ids, w, x, EPLB_DTYPE_F32, 1, 1, NULL, &c));
+    cr_assert_float_eq(w[0], 1.5, 1e-6);
+    cr_assert_float_eq(w[1], 1.5, 1e-6);
+}
+
+/* DeepSeek-V3 form: 8 experts in 4 groups of 2, keep 2 groups, top-2. */
+Test(kernels, route_grouped_sigmoid_bias_by_hand)
+{
+    float x[8] = {0, 0, 0, 0, 0, 0, 0, (float)log(3.0)}; /* s = .5 except s7 = .75 */
+    float b[8] = {0.1f, 0.0f, 0.4f, -0.5f, 0.05f, 0.0f, 0.2f, 0.2f};
+    /* keys .6 .5 | .9 0 | .55 .5 | .7 .95 -> group scores 1.1 .9 1.05 1.65:
+     * keep groups 3 and 0; expert 2 (key .9) is dropped with its group. */
+    eplb_route_cfg_t c = {8, 2, EPLB_SCORING_SIGMOID, 4, 2, 1, 2.5f};
+    int32_t ids[2];
+    float w[2];
+    eplb_assert_ok(eplb_route_cpu(ids, w, x, EPLB_DTYPE_F32, 1, 1, b, &c));
+    cr_assert_eq(ids[0], 7);
+    cr_assert_eq(ids[1], 6);
+    /* unbiased s: .75 and .5, renormalised .6 .4, times 2.5 */
+    cr_assert_float_eq(w[0], 1.5, 1e-5);
+    cr_assert_float_eq(w[1], 1.0, 1e-5);
+    /* without bias the group score is the group's max: groups 3 (.75) and
+     * then the lowest of the tied .5 groups (0) */
+    eplb_assert_ok(eplb_route_cpu(ids, w, x, EPLB_DTYPE_F32, 1, 1, NULL, &c));
+    cr_assert_eq(ids[0], 7);
+    cr_assert_eq(ids[1], 0);
+}
+
+Test(kernels, route_half_types_match_f32_on_exact_values)
+{
+    enum { T = 50, L = 2, E = 32, K = 4 };
+    float x[T * L * E];
+    uint16_t h[T * L * E], bh[T * L * E];
+    rng_seed(7);
+    for (int i = 0; i < T * L * E; i++) {
+        x[i] = (float)((int)(rng_u64() % 4096) - 2048) / 256.0f; /* exact in f16 */
+        h[i] = eplb_f32_to_f16(x[i]);
+        bh[i] = eplb_f32_to_bf16(eplb_bf16_to_f32(eplb_f32_to_bf16(x[i])));
+    }
+    eplb_route_cfg_t c = {E, K, EPLB_SCORING_SIGMOID, 4, 2, 1, 1.0f};
+    int32_t a[T * L * K], b[T * L * K];
+    eplb_assert_ok(eplb_route_cpu(a, NULL, x, EPLB_DTYPE_F32, T, L, NULL, &c));
+    eplb_assert_ok(eplb_route_cpu(b, NULL, h, EPLB_DTYPE_F16, T, L, NULL, &c));
+    cr_assert_arr_eq(a, b, sizeof a);
+    /* bf16 keeps 8 bits: compare against f32 of the rounded values */
+    for (int i = 0; i < T * L * E; i++)
+        x[i] = eplb_bf16_to_f32(bh[i]);
+    eplb_assert_ok(eplb_route_cpu(a, NULL, x, EPLB_DTYPE_F32, T, L, NULL, &c));
+    eplb_assert_ok(eplb_route_cpu(b, NULL, bh, EPLB_DTYPE_BF16, T, L, NULL, &c));
+    cr_assert_arr_eq(a, b, sizeof a);
+}
+
+/* Naive reference in double: full sort of groups and experts. */
+typedef struct {
+    double k;
+    int i;
+} kv_t;
+static int kv_desc(const void *a, const void *b)
+{
+    const kv_t *x = a, *y = b;
+    if (x->k != y->k)
+        return x->k > y->k ? -1 : 1;
+    return x->i - y->i;
+}
+static void naive_route(int *ids, double *w, const float *x, const float *bias,
+                        const eplb_route_cfg_t *c)
+{
+    int E = c->num_experts, G = c->num_groups, gs = E / G;
+    double s[EPLB_MAX_EXPERTS], key[EPLB_MAX_EXPERTS], mx = -INFINITY, z = 0;
+    for (int e = 0; e < E; e++)
+        mx = fmax(mx, x[e]);
+    for (int e = 0; e < E; e++)
+        z += exp(x[e] - mx);
+    for (int e = 0; e < E; e++) {
+        s[e] = c->scoring == EPLB_SCORING_SIGMOID ? 1 / (1 + exp(-x[e])) : exp(x[e] - mx) / z;
+        key[e] = s[e] + (bias ? bias[e] : 0);
+    }
+    kv_t gk[EPLB_MAX_GROUPS], ek[EPLB_MAX_EXPERTS];
+    for (int g = 0; g < G; g++) {
+        kv_t m[EPLB_MAX_EXPERTS];
+        for (int j = 0; j < gs; j++)
+            m[j] = (kv_t){key[g * gs + j], j};
+        qsort(m, gs, sizeof *m, kv_desc);
+        gk[g] = (kv_t){bias && gs > 1 ? m[0].k + m[1].k : m[0].k, g};
+    }
+    qsort(gk, G, sizeof *gk, kv_desc);
+    int n = 0;
+    for (int r = 0; r < c->topk_groups; r++)
+        for (int j = 0; j < gs; j++)
+            ek[n] = (kv_t){key[gk[r].i * gs + j], gk[r].i * gs + j}, n++;
+    qsort(ek, n, sizeof *ek, kv_desc);
+    double sum = 0;
+    for (int k = 0; k < c->top_k; k++)
+        ids[k] = ek[k].i, sum += s[ek[k].i];
+    for (int k = 0; k < c->top_k; k++)
+        w[k] = s[ids[k]] / (c->renormalize ? sum + 1e-20 : 1) * c->routed_scaling_factor;
+}
+
+Test(kernels, route_matches_naive_double_reference)
+{
+    enum { T = 500, L = 3, E = 64, K = 6 };
+    float *x = malloc(sizeof *x * T * L * E), bias[L * E];
+    int32_t *ids = malloc(sizeof *ids * T * L * K);
+    float *w = malloc(sizeof *w * T * L * K);
+    rng_seed(11);
+    for (int i = 0; i < T * L * E; i++)
+        x[i] = rng_normal() * 2;
+    for (int i = 0; i < L * E; i++)
+        bias[i] = rng_normal() * 0.05f;
+    const eplb_route_cfg_t cfgs[] = {
+        {E, K, EPLB_SCORING_SIGMOID, 8, 3, 1, 2.5f},
+        {E, K, EPLB_SCORING_SOFTMAX, 1, 1, 0, 1.0f},
+        {E, K, EPLB_SCORING_SOFTMAX, 4, 2, 1, 1.0f},
+    };
+    for (int ci = 0; ci < 3; ci++) {
+        const float *b = ci == 0 ? bias : NULL;
+        eplb_assert_ok(eplb_route_cpu(ids, w, x, EPLB_DTYPE_F32, T, L, b, &cfgs[ci]));
+        int mismatch = 0;
+        for (int r = 0; r < T * L; r++) {
+            int want[K];
+            double ww[K];
+            naive_route(want, ww, x + (size_t)r * E, b ? b + (r % L) * E : NULL, &cfgs[ci]);
+            int same = 1;
+            for (int k = 0; k < K; k++)
+                same &= want[k] == ids[r * K + k];
+            mismatch += !same;
+            if (same)
+                for (int k = 0; k < K; k++)
+                    cr_assert_float_eq(w[r * K + k], ww[k], 1e-5 * (1 + fabs(ww[k])),
+                                       "cfg %d row %d k %d", ci, r, k);
+        }
+        /* float vs double keys: only near-ties may differ (bias case) */
+        cr_assert_leq(mismatch, b ? 2 : 0, "cfg %d: %d of %d rows differ", ci, mismatch, T * L);
+    }
+    free(x);
+    free(ids);
+    free(w);
+}
+
+Test(kernels, route_rejects_bad_shapes)
+{
+    eplb_route_cfg_t c = {256, 8, EPLB_SCORING_SIGMOID, 7, 4, 1, 1.0f};
+    eplb_assert_fails(eplb_route_cfg_check(&c), EPLB_ERR_INVALID_ARG, "num_groups");
+    c.num_groups = 8;
+    c.top_k = 17;
+    eplb_assert_fails(eplb_route_cfg_check(&c), EPLB_ERR_INVALID_ARG, "top_k");
+    c = (eplb_route_cfg_t){16, 8, EPLB_SCORING_SIGMOID, 8, 2, 1, 1.0f};
+    eplb_assert_fails(eplb_route_cfg_check(&c), EPLB_ERR_INVALID_ARG, "kept groups");
+    c.num_experts = 1024;
+    eplb_assert_fails(eplb_route_cfg_check(&c), EPLB_ERR_INVALID_ARG, "num_experts");
+}
+
+/* ---- selection: 4 experts on 8 slots, 4 GPUs (2 slots each), 2 nodes.
+ * e0: slots 0 (gpu0), 5 (gpu2); e1: 1 (gpu0); e2: 2, 4, 6 (gpus 1, 2, 3);
+ * e3: 3 (gpu1), 7 (gpu3). */
+static const int32_t m_logcnt[4] = {2, 1, 3, 2};
+static const int32_t m_log2phy[4 * 3] = {0, 5, -1, 1, -1, -1, 2, 4, 6, 3, 7, -1};
+static eplb_layer_map_t small_map(void)
+{
+    return (eplb_layer_map_t){4, 8, 4, 2, 3, m_logcnt, m_log2phy};
+}
+
+Test(kernels, select_hash_and_flatmod_by_formula)
+{
+    enum { T = 10, K = 2 };
+    int32_t ids[T * K], phys[T * K], counts[8];
+    for (int i = 0; i < T * K; i++)
+        ids[i] = (i * 7 + 1) % 5 == 4 ? 9 : (i * 7 + 1) % 5; /* 9: invalid */
+    eplb_layer_map_t m = small_map();
+    for (int mode = 0; mode < 2; mode++) {
+        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+        c.mode = mode == 0 ? EPLB_SELECT_HASH : EPLB_SELECT_FLATMOD;
+        c.num_ranks = 2; /* blocks of 5 tokens: t = i % 5 */
+        memset(counts, 0, sizeof counts);
+        eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, T, 1, K, &m, &c));
+        int want_counts[8] = {0};
+        for (int i = 0; i < T; i++)
+            for (int k = 0; k < K; k++) {
+                int e = ids[i * K + k], t = i % 5;
+                if (e < 0 || e > 3) {
+                    cr_assert_eq(phys[i * K + k], -1);
+                    continue;
+                }
+                uint64_t r = mode == 0 ? ((uint64_t)t * 2654435769ull) % 4294967296ull % m_logcnt[e]
+                                       : (uint64_t)(t * K + k) % m_logcnt[e];
+                int p = m_log2phy[e * 3 + r];
+                cr_assert_eq(phys[i * K + k], p, "mode %d token %d k %d", mode, i, k);
+                want_counts[p]++;
+            }
+        cr_assert_arr_eq(counts, want_counts, sizeof counts);
+    }
+}
+
+Test(kernels, select_counts_accumulate_and_src_rank_rows)
+{
+    /* two ranks interleaved: token i is row i/2 of rank i%2 */
+    enum { T = 8 };
+    uint16_t src[T] = {0, 1, 0, 1, 0, 1, 0, 1};
+    int32_t ids[T], phys[T], counts[8] = {0};
+    for (int i = 0; i < T; i++)
+        ids[i] = 2; /* three replicas */
+    eplb_layer_map_t m = small_map();
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_FLATMOD;
+    c.num_ranks = 2;
+    c.src_rank = src;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, T, 1, 1, &m, &c));
+    for (int i = 0; i < T; i++)
+        cr_assert_eq(phys[i], m_log2phy[6 + (i / 2) % 3]);
+    eplb_assert_ok(eplb_select_record_cpu(NULL, counts, ids, T, 1, 1, &m, &c));
+    /* rows 0..3 of both ranks: reps 0,1,2,0 twice per call, two calls */
+    cr_assert_eq(counts[2], 8);
+    cr_assert_eq(counts[4], 4);
+    cr_assert_eq(counts[6], 4);
+    src[3] = 2;
+    eplb_assert_fails(eplb_select_record_cpu(phys, counts, ids, T, 1, 1, &m, &c),
+                      EPLB_ERR_INVALID_ARG, "src_rank[3]");
+}
+
+Test(kernels, select_local_prefers_gpu_then_node)
+{
+    /* 4 ranks = 4 GPUs, one token each (T = 4: blocks of 1) */
+    int32_t ids[4] = {0, 0, 0, 0}, phys[4], counts[8] = {0};
+    eplb_layer_map_t m = small_map();
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_LOCAL;
+    c.num_ranks = 4;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 4, 1, 1, &m, &c));
+    /* e0 lives on gpu0 (slot 0, node 0) and gpu2 (slot 5, node 1) */
+    cr_assert_eq(phys[0], 0); /* own GPU */
+    cr_assert_eq(phys[1], 0); /* gpu1: same node as gpu0 */
+    cr_assert_eq(phys[2], 5); /* own GPU */
+    cr_assert_eq(phys[3], 5); /* gpu3: same node as gpu2 */
+    /* e3 is on gpus 1 and 3; e2 on 1, 2, 3: rank 0 has no GPU copy of e2,
+     * so it takes the only same-node one, slot 2 (gpu1) */
+    int32_t ids2[4] = {2, 2, 2, 2};
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids2, 4, 1, 1, &m, &c));
+    cr_assert_eq(phys[0], 2);
+    cr_assert_eq(phys[1], 2);
+    cr_assert_eq(phys[2], 4);
+    cr_assert_eq(phys[3], 6);
+}
+
+Test(kernels, select_random_is_seeded_and_uniform)
+{
+    enum { T = 30000 };
+    int32_t *ids = malloc(sizeof *ids * T), *a = malloc(sizeof *a * T), *b = malloc(sizeof *b * T);
+    for (int i = 0; i < T; i++)
+        ids[i] = 2;
+    eplb_layer_map_t m = small_map();
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_RANDOM;
+    c.seed = 42;
+    int32_t counts[8] = {0};
+    eplb_assert_ok(eplb_select_record_cpu(a, counts, ids, T, 1, 1, &m, &c));
+    memset(counts, 0, sizeof counts);
+    eplb_assert_ok(eplb_select_record_cpu(b, counts, ids, T, 1, 1, &m, &c));
+    cr_assert_arr_eq(a, b, sizeof *a * T);
+    /* each of 3 replicas within 4 sigma of T/3 (sigma ~ 82) */
+    for (int s = 2; s <= 6; s += 2)
+        cr_assert(abs(counts[s] - T / 3) < 330, "slot %d: %d", s, counts[s]);
+    c.seed = 43;
+    eplb_assert_ok(eplb_select_record_cpu(b, counts, ids, T, 1, 1, &m, &c));
+    int same = 0;
+    for (int i = 0; i < T; i++)
+        same += a[i] == b[i];
+    cr_assert(same < T / 3 + 400, "another seed agrees on %d of %d", same, T);
+    free(ids);
+    free(a);
+    free(b);
+}
+
+Test(kernels, select_rr_block_by_formula)
+{
+    enum { T = 1500, K = 2 };
+    int32_t *ids = malloc(sizeof *ids * T * K), *phys = malloc(sizeof *phys * T * K);
+    for (int i = 0; i < T * K; i++)
+        ids[i] = (i % 3 == 0) ? 1 : 2; /* e1 interleaved with e2 */
+    eplb_layer_map_t m = small_map();
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_RR_BLOCK;
+    int32_t counts[8] = {0};
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, T, 1, K, &m, &c));
+    int ord = 0, block = 0;
+    for (int f = 0; f < T * K; f++) {
+        if (f / 1024 != block)
+            block = f / 1024, ord = 0;
+        if (ids[f] == 1) {
+            cr_assert_eq(phys[f], 1);
+            continue;
+        }
+        cr_assert_eq(phys[f], m_log2phy[6 + (ord + block) % 3], "entry %d", f);
+        ord++;
+    }
+    free(ids);
+    free(phys);
+}
+
+Test(kernels, select_balanced_by_hand)
+{
+    /* 2 GPUs of 2 slots; e0 on slot 0 (gpu0), e1 on slot 2 (gpu1), e2 on
+     * slots 1 (gpu0) and 3 (gpu1).  Loads 10, 4, 8: gpu1 is filled up to
+     * 10 with 6, then 1 each: gpus end at 11 and 11. */
+    const int32_t lc[3] = {1, 1, 2}, l2p[6] = {0, -1, 2, -1, 1, 3};
+    eplb_layer_map_t m = {3, 4, 2, 1, 2, lc, l2p};
+    int32_t ids[22], phys[22], counts[4] = {0};
+    int n = 0;
+    for (int i = 0; i < 8; i++)
+        ids[n++] = 2;
+    for (int i = 0; i < 10; i++)
+        ids[n++] = 0;
+    for (int i = 0; i < 4; i++)
+        ids[n++] = 1;
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_BALANCED;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 22, 1, 1, &m, &c));
+    int want[4] = {10, 1, 4, 7};
+    cr_assert_arr_eq(counts, want, sizeof want);
+    cr_assert_eq(phys[0], 1); /* replica 0 takes the first ordinal */
+    for (int i = 1; i < 8; i++)
+        cr_assert_eq(phys[i], 3);
+}
+
+/* Peak GPU load of the balanced plan against the lower bound
+ * max(ceil(total / D), largest load fixed by single-replica experts) on
+ * random skewed instances shaped like DeepSeek-V3 (256 experts, 32 extra
+ * replicas on 32 GPUs). */
+Test(kernels, select_balanced_close_to_lower_bound)
+{
+    enum { E = 256, P = 288, D = 32, MR = 4 };
+    int32_t lc[E], l2p[E * MR], quota[E * MR];
+    int64_t n[E], load[D];
+    double worst = 1;
+    rng_seed(5);
+    for (int trial = 0; trial < 50; trial++) {
+        /* slots: expert e first on slot e, then 32 replicas of random
+         * experts on the remaining slots (at most MR replicas each) */
+        for (int e = 0; e < E; e++) {
+            lc[e] = 1;
+            l2p[e * MR] = e;
+            for (int j = 1; j < MR; j++)
+                l2p[e * MR + j] = -1;
+        }
+        for (int p = E; p < P;) {
+            int e = (int)(rng_u64() % E);
+            if (lc[e] < MR)
+                l2p[e * MR + lc[e]++] = p++;
+        }
+        /* sort each row ascending (vLLM layout) */
+        for (int e = 0; e < E; e++)
+            for (int a = 1; a < lc[e]; a++)
+                for (int b = a; b > 0 && l2p[e * MR + b - 1] > l2p[e * MR + b]; b--) {
+                    int32_t t = l2p[e * MR + b];
+                    l2p[e * MR + b] = l2p[e * MR + b - 1];
+                    l2p[e * MR + b - 1] = t;
+                }
+        int64_t total = 0;
+        for (int e = 0; e < E; e++)
+            total += n[e] = (int64_t)(2000 * exp(rng_normal()));
+        eplb_layer_map_t m = {E, P, D, 1, MR, lc, l2p};
+        eplb_assert_ok(eplb_select_plan_balanced(quota, load, n, &m));
+        int64_t fixed[D] = {0}, peak = 0, sum = 0;
+        for (int e = 0; e < E; e++) {
+            int64_t q = 0;
+            for (int j = 0; j < lc[e]; j++)
+                q += quota[e * MR + j];
+            cr_assert_eq(q, n[e], "expert %d quota %lld of %lld", e, (long long)q, (long long)n[e]);
+            if (lc[e] == 1)
+                fixed[l2p[e * MR] / (P / D)] += n[e];
+        }
+        int64_t lb = (total + D - 1) / D;
+        for (int g = 0; g < D; g++) {
+            lb = fixed[g] > lb ? fixed[g] : lb;
+            peak = load[g] > peak ? load[g] : peak;
+            sum += load[g];
+        }
+        cr_assert_eq(sum, total);
+        double ratio = (double)peak / lb;
+        worst = ratio > worst ? ratio : worst;
+    }
+    cr_log_info("balanced plan: worst peak / lower bound over 50 trials = %.4f", worst);
+    cr_assert_leq(worst, 1.02);
+}
+
+Test(kernels, select_rejects_bad_maps)
+{
+    int32_t lc[4] = {2, 1, 3, 2}, l2p[12];
+    memcpy(l2p, m_log2phy, sizeof l2p);
+    eplb_layer_map_t m = {4, 8, 4, 2, 3, lc, l2p};
+    eplb_assert_ok(eplb_layer_map_check(&m));
+    l2p[4] = 8;
+    lc[1] = 2;
+    eplb_assert_fails(eplb_layer_map_check(&m), EPLB_ERR_INVALID_ARG, "log2phy[1][1]");
+    lc[1] = 4;
+    eplb_assert_fails(eplb_layer_map_check(&m), EPLB_ERR_INVALID_ARG, "logcnt[1]");
+    m.num_physical = 6;
+    eplb_assert_fails(eplb_layer_map_check(&m), EPLB_ERR_INVALID_ARG, "multiple");
+}

@@ -32,7 +32,8 @@ typedef struct {
     int num_layers;              /* L */
     eplb_route_cfg_t route;      /* E, K, scoring, groups, renormalize, scale */
     int64_t num_steps;           /* S */
-    int64_t num_tokens;          /* T (0 for counts-only traces) */
+    int64_t num_tokens;          /* T = token_offset[S] (counts-only traces
+                                    may record tokens with no per-token data) */
     unsigned levels;             /* EPLB_LEVEL_* present */
     eplb_dtype_t logits_dtype;   /* valid if levels & EPLB_LEVEL_LOGITS */
     int topk_id_bytes;           /* 1 (uint8) or 2 (uint16) */
@@ -45,7 +46,10 @@ typedef struct {
 typedef struct eplb_trace eplb_trace_t;
 
 /* Open and validate path.  On failure *out is untouched and the message
- * names the file and the offending attribute or dataset. */
+ * names the file and the offending attribute or dataset: EPLB_ERR_IO for a
+ * missing or unreadable file, EPLB_ERR_FORMAT for anything else.  Every
+ * function of this header may be called from any thread (HDF5 calls are
+ * serialised by one lock), but a handle is not meant for concurrent use. */
 eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path);
 void eplb_trace_close(eplb_trace_t *tr);
 
@@ -89,6 +93,25 @@ eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf,
                                            int nthreads);
 /* The same with one plain H5Dread (the baseline of `bench io`). */
 eplb_status_t eplb_trace_read_all_serial(const eplb_trace_t *tr, void *buf);
+/* 1 if eplb_trace_read_all_parallel can take its parallel path on this
+ * trace (chunked, only shuffle/deflate filters, little-endian type); 0 if
+ * it falls back to eplb_trace_read_all_serial (still correct). */
+int eplb_trace_parallel_supported(const eplb_trace_t *tr);
+
+/* Rows (tokens) per chunk of the dataset eplb_trace_read_all_* reads (0 if
+ * not chunked): ranges aligned to it inflate every chunk once. */
+int64_t eplb_trace_chunk_tokens(const eplb_trace_t *tr);
+
+/* Storage of each dataset present: bytes in the file (compressed,
+ * H5Dget_storage_size) and raw bytes (elements x element size). */
+typedef struct {
+    const char *name; /* "/router/logits", ... (static string) */
+    uint64_t stored;
+    uint64_t raw;
+} eplb_trace_dataset_size_t;
+eplb_status_t eplb_trace_dataset_sizes(const eplb_trace_t *tr,
+                                       eplb_trace_dataset_size_t *out, int max,
+                                       int *n);
 
 /* ---- writer ------------------------------------------------------------
  * Steps are appended one at a time; datasets are extendible and chunked
@@ -108,7 +131,14 @@ typedef struct {
     int topk_weights;            /* write /router/topk_weights */
     int phase;                   /* write /steps/phase */
     int src_rank;                /* write /tokens/src_rank */
+    int64_t chunk_rows;          /* rows per chunk of the token and step
+                                    datasets; 0: about 2 MiB of logits
+                                    (1 MiB for the others) */
+    int deflate_level;           /* 1..9; 0: default (4) */
 } eplb_trace_writer_opts_t;
+
+#define EPLB_TRACE_WRITER_OPTS_INIT                                           \
+    { NULL, NULL, NULL, 0, EPLB_ROUTE_CFG_INIT, 0, EPLB_DTYPE_F32, 0, 0, 0, 0, 0 }
 
 eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out,
                                        const char *path,

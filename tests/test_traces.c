@@ -1,0 +1,444 @@
+/* test_traces.c - trace writer/reader round trips, streaming ranges, chunk
+ * boundaries, parallel == serial reads.  Expected values come from closed
+ * formulas below (not from the reader), and bf16/f16 from the conversion
+ * functions of src/types.c (tested on their own in test_core.c). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+
+#include "helpers.h"
+#include "trace.h"
+
+#define L_ 3
+#define K_ 4
+
+static float logit_at(int64_t t, int l, int e)
+{
+    return 4.0f * sinf(0.37f * (float)t + 1.3f * (float)l + 0.11f * (float)e) +
+           0.001f * (float)e;
+}
+static int32_t id_at(int64_t t, int l, int k, int E) { return (int32_t)((t * 7 + l * 3 + k * 5) % E); }
+static float weight_at(int64_t t, int l, int k) { return 0.01f * (float)(t + l + k); }
+static int32_t count_at(int64_t s, int l, int e) { return (int32_t)((s * 31 + l * 7 + e) % 13); }
+static uint16_t rank_at(int64_t t) { return (uint16_t)(t % 4 + 100); }
+static uint8_t phase_at(int64_t s) { return (uint8_t)(s % 3); }
+static float bias_at(int l, int e) { return 0.5f * (float)l - 0.01f * (float)e; }
+
+/* Tokens per step: zero-token steps and steps longer than a chunk. */
+static const int64_t step_tokens[] = {5, 0, 13, 7, 1, 20, 9};
+#define NSTEPS ((int)(sizeof step_tokens / sizeof step_tokens[0]))
+#define NTOK 55 /* sum of step_tokens: not a multiple of the chunk (8) */
+
+typedef struct {
+    eplb_dtype_t dt;
+    int E;
+    unsigned levels;
+    int64_t chunk_rows;
+} spec_t;
+
+/* Write a trace of NSTEPS steps from the formulas above. */
+static void write_trace(const char *path, const spec_t *sp)
+{
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "test-model";
+    o.source = "test_traces.c formulas";
+    o.model_config = "{\"hidden\": 16}";
+    o.num_layers = L_;
+    o.route.num_experts = sp->E;
+    o.route.top_k = K_;
+    o.route.scoring = EPLB_SCORING_SIGMOID;
+    o.route.num_groups = 4;
+    o.route.topk_groups = 2;
+    o.route.renormalize = 1;
+    o.route.routed_scaling_factor = 2.5f;
+    o.levels = sp->levels;
+    o.logits_dtype = sp->dt;
+    o.topk_weights = (sp->levels & EPLB_LEVEL_TOPK) != 0;
+    o.phase = 1;
+    o.src_rank = (sp->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) != 0;
+    o.chunk_rows = sp->chunk_rows;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    int E = sp->E;
+    float *lg = malloc(sizeof(float) * 20 * L_ * (size_t)E);
+    int32_t *ids = malloc(sizeof(int32_t) * 20 * L_ * K_);
+    float *wt = malloc(sizeof(float) * 20 * L_ * K_);
+    int32_t *cn = malloc(sizeof(int32_t) * L_ * (size_t)E);
+    uint16_t *rk = malloc(sizeof(uint16_t) * 20);
+    float *bias = malloc(sizeof(float) * L_ * (size_t)E);
+    int64_t t0 = 0;
+    for (int s = 0; s < NSTEPS; s++) {
+        int64_t n = step_tokens[s];
+        for (int64_t i = 0; i < n; i++) {
+            rk[i] = rank_at(t0 + i);
+            for (int l = 0; l < L_; l++) {
+                for (int e = 0; e < E; e++)
+                    lg[(i * L_ + l) * E + e] = logit_at(t0 + i, l, e);
+                for (int k = 0; k < K_; k++) {
+                    ids[(i * L_ + l) * K_ + k] = id_at(t0 + i, l, k, E);
+                    wt[(i * L_ + l) * K_ + k] = weight_at(t0 + i, l, k);
+                }
+            }
+        }
+        for (int l = 0; l < L_; l++)
+            for (int e = 0; e < E; e++)
+                cn[l * E + e] = count_at(s, l, e);
+        eplb_assert_ok(eplb_trace_writer_append_step(w, n, lg, ids, wt, cn, rk, phase_at(s)));
+        t0 += n;
+    }
+    for (int l = 0; l < L_; l++)
+        for (int e = 0; e < E; e++)
+            bias[l * E + e] = bias_at(l, e);
+    eplb_assert_ok(eplb_trace_writer_set_bias(w, bias));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    free(lg);
+    free(ids);
+    free(wt);
+    free(cn);
+    free(rk);
+    free(bias);
+}
+
+/* Expected file bits of logit (t, l, e). */
+static uint32_t want_bits(eplb_dtype_t dt, int64_t t, int l, int e)
+{
+    float f = logit_at(t, l, e);
+    if (dt == EPLB_DTYPE_BF16)
+        return eplb_f32_to_bf16(f);
+    if (dt == EPLB_DTYPE_F16)
+        return eplb_f32_to_f16(f);
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return x;
+}
+
+static uint32_t got_bits(const void *buf, eplb_dtype_t dt, size_t i)
+{
+    if (dt == EPLB_DTYPE_F32) {
+        uint32_t x;
+        memcpy(&x, (const char *)buf + 4 * i, 4);
+        return x;
+    }
+    return ((const uint16_t *)buf)[i];
+}
+
+static void check_logits(const eplb_trace_t *tr, eplb_dtype_t dt, int E, int64_t t0, int64_t t1)
+{
+    size_t es = eplb_dtype_size(dt), per = (size_t)L_ * (size_t)E;
+    void *buf = malloc((size_t)(t1 - t0) * per * es + 1);
+    eplb_assert_ok(eplb_trace_read_logits(tr, buf, t0, t1));
+    for (int64_t t = t0; t < t1; t++)
+        for (int l = 0; l < L_; l++)
+            for (int e = 0; e < E; e++) {
+                size_t i = ((size_t)(t - t0) * L_ + (size_t)l) * (size_t)E + (size_t)e;
+                cr_assert_eq(got_bits(buf, dt, i), want_bits(dt, t, l, e),
+                             "%s logit t=%lld l=%d e=%d", eplb_dtype_name(dt), (long long)t, l,
+                             e);
+            }
+    free(buf);
+}
+
+static void check_all(const char *path, const spec_t *sp)
+{
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    int E = sp->E;
+    cr_assert_eq(in->version, 1);
+    cr_assert_str_eq(in->model, "test-model");
+    cr_assert_str_eq(in->source, "test_traces.c formulas");
+    cr_assert_str_eq(in->model_config, "{\"hidden\": 16}");
+    cr_assert_eq(in->num_layers, L_);
+    cr_assert_eq(in->route.num_experts, E);
+    cr_assert_eq(in->route.top_k, K_);
+    cr_assert_eq(in->route.scoring, EPLB_SCORING_SIGMOID);
+    cr_assert_eq(in->route.num_groups, 4);
+    cr_assert_eq(in->route.topk_groups, 2);
+    cr_assert_eq(in->route.renormalize, 1);
+    cr_assert_float_eq(in->route.routed_scaling_factor, 2.5f, 0);
+    cr_assert_eq(in->num_steps, NSTEPS);
+    cr_assert_eq(in->levels, sp->levels);
+    cr_assert_eq(in->has_bias, 1);
+    cr_assert_eq(in->has_phase, 1);
+    const int64_t *off = eplb_trace_token_offsets(tr);
+    int64_t acc = 0;
+    for (int s = 0; s < NSTEPS; s++) {
+        cr_assert_eq(off[s], acc);
+        acc += step_tokens[s];
+    }
+    cr_assert_eq(off[NSTEPS], NTOK);
+    cr_assert_eq(in->num_tokens, NTOK);
+
+    if (sp->levels & EPLB_LEVEL_LOGITS) {
+        cr_assert_eq(in->logits_dtype, sp->dt);
+        check_logits(tr, sp->dt, E, 0, NTOK);
+        /* step by step, as a streaming consumer reads */
+        for (int s = 0; s < NSTEPS; s++)
+            check_logits(tr, sp->dt, E, off[s], off[s + 1]);
+    }
+    if (sp->levels & EPLB_LEVEL_TOPK) {
+        cr_assert_eq(in->topk_id_bytes, E > 256 ? 2 : 1);
+        cr_assert_eq(in->has_topk_weights, 1);
+        int32_t *ids = malloc(sizeof(int32_t) * NTOK * L_ * K_);
+        float *wt = malloc(sizeof(float) * NTOK * L_ * K_);
+        eplb_assert_ok(eplb_trace_read_topk(tr, ids, wt, 0, NTOK));
+        for (int64_t t = 0; t < NTOK; t++)
+            for (int l = 0; l < L_; l++)
+                for (int k = 0; k < K_; k++) {
+                    size_t i = ((size_t)t * L_ + (size_t)l) * K_ + (size_t)k;
+                    cr_assert_eq(ids[i], id_at(t, l, k, E));
+                    cr_assert_float_eq(wt[i], weight_at(t, l, k), 0);
+                }
+        free(ids);
+        free(wt);
+    }
+    if (sp->levels & EPLB_LEVEL_COUNTS) {
+        int32_t *cn = malloc(sizeof(int32_t) * NSTEPS * L_ * (size_t)E);
+        eplb_assert_ok(eplb_trace_read_counts(tr, cn, 0, NSTEPS));
+        for (int s = 0; s < NSTEPS; s++)
+            for (int l = 0; l < L_; l++)
+                for (int e = 0; e < E; e++)
+                    cr_assert_eq(cn[((size_t)s * L_ + (size_t)l) * (size_t)E + (size_t)e],
+                                 count_at(s, l, e));
+        /* a sub-range */
+        eplb_assert_ok(eplb_trace_read_counts(tr, cn, 2, 5));
+        cr_assert_eq(cn[0], count_at(2, 0, 0));
+        cr_assert_eq(cn[(size_t)2 * L_ * (size_t)E + (size_t)E + 1], count_at(4, 1, 1));
+        free(cn);
+    }
+    if (in->has_src_rank) {
+        uint16_t rk[NTOK];
+        eplb_assert_ok(eplb_trace_read_src_rank(tr, rk, 0, NTOK));
+        for (int t = 0; t < NTOK; t++)
+            cr_assert_eq(rk[t], rank_at(t));
+    }
+    uint8_t ph[NSTEPS];
+    eplb_assert_ok(eplb_trace_read_phase(tr, ph, 0, NSTEPS));
+    for (int s = 0; s < NSTEPS; s++)
+        cr_assert_eq(ph[s], phase_at(s));
+    float *bias = malloc(sizeof(float) * L_ * (size_t)E);
+    eplb_assert_ok(eplb_trace_read_bias(tr, bias));
+    for (int l = 0; l < L_; l++)
+        for (int e = 0; e < E; e++)
+            cr_assert_float_eq(bias[l * E + e], bias_at(l, e), 0);
+    free(bias);
+    eplb_trace_close(tr);
+}
+
+static const char *tmp_file(const char *name)
+{
+    return eplb_test_path(eplb_test_tmpdir(), name);
+}
+
+ParameterizedTestParameters(traces, round_trip)
+{
+    static spec_t specs[] = {
+        {EPLB_DTYPE_F32, 20, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS, 8},
+        {EPLB_DTYPE_F16, 20, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS, 8},
+        {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS, 8},
+        {EPLB_DTYPE_BF16, 300, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK, 6},   /* uint16 ids */
+        {EPLB_DTYPE_F32, 20, EPLB_LEVEL_TOPK, 0},                        /* default chunks */
+        {EPLB_DTYPE_F32, 24, EPLB_LEVEL_COUNTS, 3},                      /* counts only */
+        {EPLB_DTYPE_F16, 20, EPLB_LEVEL_LOGITS, 1},                      /* 1-row chunks */
+    };
+    return cr_make_param_array(spec_t, specs, sizeof specs / sizeof specs[0]);
+}
+
+ParameterizedTest(spec_t *sp, traces, round_trip)
+{
+    const char *path = tmp_file("rt.h5");
+    write_trace(path, sp);
+    check_all(path, sp);
+    unlink(path);
+}
+
+/* Tokens [3, 50) cross every chunk boundary of 8-row chunks mid-chunk. */
+Test(traces, streaming_range_across_chunks)
+{
+    spec_t sp = {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK, 8};
+    const char *path = tmp_file("range.h5");
+    write_trace(path, &sp);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_chunk_tokens(tr), 8);
+    check_logits(tr, sp.dt, sp.E, 3, 50);
+    check_logits(tr, sp.dt, sp.E, 54, 55);
+    check_logits(tr, sp.dt, sp.E, 10, 10); /* empty range */
+    int32_t ids[L_ * K_ * 2];
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, NULL, 15, 17));
+    cr_assert_eq(ids[L_ * K_ + 2 * K_ + 3], id_at(16, 2, 3, sp.E));
+    /* out of range */
+    eplb_assert_fails(eplb_trace_read_logits(tr, ids, 50, 56), EPLB_ERR_INVALID_ARG,
+                      "/router/logits");
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+static void check_parallel(const spec_t *sp)
+{
+    const char *path = tmp_file("par.h5");
+    write_trace(path, sp);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert(eplb_trace_parallel_supported(tr));
+    size_t n = eplb_trace_raw_bytes(tr);
+    size_t per = (sp->levels & EPLB_LEVEL_LOGITS) ? (size_t)L_ * (size_t)sp->E : L_ * K_;
+    size_t es = (sp->levels & EPLB_LEVEL_LOGITS) ? eplb_dtype_size(sp->dt)
+                                                  : (sp->E > 256 ? 2u : 1u);
+    cr_assert_eq(n, NTOK * per * es);
+    unsigned char *ser = malloc(n + 16), *par = malloc(n + 16);
+    memset(ser, 0xa5, n + 16);
+    eplb_assert_ok(eplb_trace_read_all_serial(tr, ser));
+    /* serial against the formulas */
+    for (size_t i = 0; i < NTOK * per; i++) {
+        int64_t t = (int64_t)(i / per);
+        if (sp->levels & EPLB_LEVEL_LOGITS) {
+            int l = (int)(i % per / (size_t)sp->E), e = (int)(i % (size_t)sp->E);
+            cr_assert_eq(got_bits(ser, sp->dt, i), want_bits(sp->dt, t, l, e));
+        } else {
+            int l = (int)(i % per / K_), k = (int)(i % K_);
+            int32_t got = es == 2 ? ((uint16_t *)ser)[i] : ser[i];
+            cr_assert_eq(got, id_at(t, l, k, sp->E));
+        }
+    }
+    int threads[] = {1, 2, 3, 7};
+    for (size_t j = 0; j < sizeof threads / sizeof threads[0]; j++) {
+        memset(par, 0x5a, n + 16); /* poison: unwritten bytes show */
+        eplb_assert_ok(eplb_trace_read_all_parallel(tr, par, threads[j]));
+        cr_assert(memcmp(ser, par, n) == 0, "parallel(%d) != serial", threads[j]);
+        for (int i = 0; i < 16; i++)
+            cr_assert_eq(par[n + (size_t)i], 0x5a, "wrote past the end");
+    }
+    free(ser);
+    free(par);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+ParameterizedTestParameters(traces, parallel_equals_serial)
+{
+    static spec_t specs[] = {
+        {EPLB_DTYPE_F32, 20, EPLB_LEVEL_LOGITS, 8},
+        {EPLB_DTYPE_F16, 20, EPLB_LEVEL_LOGITS, 8},
+        {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_LOGITS, 8},
+        {EPLB_DTYPE_BF16, 64, EPLB_LEVEL_LOGITS, 0}, /* one partial 2 MiB chunk */
+        {EPLB_DTYPE_F32, 20, EPLB_LEVEL_TOPK, 7},    /* uint8 ids */
+        {EPLB_DTYPE_F32, 300, EPLB_LEVEL_TOPK, 9},   /* uint16 ids */
+        {EPLB_DTYPE_F32, 20, EPLB_LEVEL_LOGITS, 55}, /* exactly one full chunk */
+    };
+    return cr_make_param_array(spec_t, specs, sizeof specs / sizeof specs[0]);
+}
+
+ParameterizedTest(spec_t *sp, traces, parallel_equals_serial) { check_parallel(sp); }
+
+/* A larger trace whose chunks compress well (repetitive data) and whose
+ * rows are long, so that the SSE unshuffle and the chunk placement are
+ * exercised across many chunks. */
+Test(traces, parallel_many_chunks)
+{
+    const char *path = tmp_file("many.h5");
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "m";
+    o.source = "s";
+    o.num_layers = 5;
+    o.route.num_experts = 64;
+    o.route.top_k = 6;
+    o.levels = EPLB_LEVEL_LOGITS;
+    o.logits_dtype = EPLB_DTYPE_F32;
+    o.chunk_rows = 37;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    float *lg = malloc(sizeof(float) * 128 * 5 * 64);
+    int64_t t0 = 0;
+    for (int s = 0; s < 11; s++) {
+        int n = 50 + 7 * s;
+        for (int i = 0; i < n * 5 * 64; i++)
+            lg[i] = (float)((t0 * 320 + i) % 97) * 0.25f - 3.0f;
+        eplb_assert_ok(eplb_trace_writer_append_step(w, n, lg, NULL, NULL, NULL, NULL, 0));
+        t0 += n;
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    free(lg);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    size_t n = eplb_trace_raw_bytes(tr);
+    cr_assert_eq(n, (size_t)t0 * 5 * 64 * 4);
+    float *a = malloc(n), *b = malloc(n);
+    eplb_assert_ok(eplb_trace_read_all_serial(tr, a));
+    for (size_t i = 0; i < n / 4; i++)
+        cr_assert_float_eq(a[i], (float)(i % 97) * 0.25f - 3.0f, 0, "element %zu", i);
+    memset(b, 0xff, n);
+    eplb_assert_ok(eplb_trace_read_all_parallel(tr, b, 2));
+    cr_assert(memcmp(a, b, n) == 0);
+    free(a);
+    free(b);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+Test(traces, writer_temp_name_and_abort)
+{
+    const char *dir = eplb_test_tmpdir();
+    char path[512], tmp[600];
+    snprintf(path, sizeof path, "%s/w.h5", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.num_layers = 2;
+    o.route.num_experts = 8;
+    o.route.top_k = 2;
+    o.levels = EPLB_LEVEL_COUNTS;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    struct stat sb;
+    cr_assert(stat(tmp, &sb) == 0, "temp file %s missing", tmp);
+    cr_assert(stat(path, &sb) != 0, "final name exists before finish");
+    int32_t cn[16] = {0};
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 0, NULL, NULL, NULL, cn, NULL, 0));
+    eplb_trace_writer_abort(w);
+    cr_assert(stat(tmp, &sb) != 0, "abort left the temp file");
+    cr_assert(stat(path, &sb) != 0, "abort created the final file");
+
+    /* finish without steps fails and leaves nothing */
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    eplb_assert_fails(eplb_trace_writer_finish(w), EPLB_ERR_INVALID_ARG, "no steps");
+    cr_assert(stat(tmp, &sb) != 0);
+    cr_assert(stat(path, &sb) != 0);
+    rmdir(dir);
+}
+
+Test(traces, writer_rejects_bad_input)
+{
+    const char *path = tmp_file("bad.h5");
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.num_layers = 2;
+    o.route.num_experts = 8;
+    o.route.top_k = 2;
+    o.levels = EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK;
+    eplb_trace_writer_t *w = NULL;
+    o.route.top_k = 9;
+    eplb_assert_fails(eplb_trace_writer_create(&w, path, &o), EPLB_ERR_INVALID_ARG, "top_k");
+    o.route.top_k = 2;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    float lg[2 * 8] = {0};
+    int32_t ids[2 * 2] = {1, 2, 3, 8};
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 1, lg, ids, NULL, NULL, NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "id 8");
+    ids[3] = 4;
+    lg[9] = NAN;
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 1, lg, ids, NULL, NULL, NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "layer 1");
+    lg[9] = 0;
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 1, lg, ids, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->num_tokens, 1);
+    eplb_trace_close(tr);
+    unlink(path);
+}

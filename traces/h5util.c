@@ -1,0 +1,374 @@
+/* h5util.c - HDF5 error translation, lock, float types, attributes. */
+#include "h5util.h"
+
+#include "checks.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static _Thread_local int h5_silenced;
+
+static void h5_init_once(void) { H5open(); }
+
+void eplb_h5_init(void)
+{
+    pthread_once(&h5_once, h5_init_once);
+    /* The automatic printer is per thread in thread-safe builds of HDF5 and
+     * global otherwise: silence it for every thread that gets here. */
+    if (!h5_silenced) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        h5_silenced = 1;
+    }
+}
+
+void eplb_h5_lock(void)
+{
+    pthread_mutex_lock(&h5_mutex);
+    eplb_h5_init();
+}
+
+void eplb_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
+
+static herr_t reason_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *buf = data;
+    if (n == 0 && e->desc)
+        snprintf(buf, 256, "%s", e->desc);
+    return 0;
+}
+
+const char *eplb_h5_reason(void)
+{
+    static _Thread_local char buf[256];
+    buf[0] = '\0';
+    /* Upward: entry 0 is the most specific error (the cause). */
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, reason_cb, buf);
+    H5Eclear2(H5E_DEFAULT);
+    return buf;
+}
+
+eplb_status_t eplb_h5_fail(eplb_status_t st, const char *path, const char *obj,
+                           const char *what)
+{
+    const char *r = eplb_h5_reason();
+    return eplb_error_set(st, "%s: %s%s%s%s%s%s", path, obj ? obj : "",
+                          obj ? ": " : "", what, r[0] ? " (hdf5: " : "", r,
+                          r[0] ? ")" : "");
+}
+
+void eplb_h5_close(hid_t *id)
+{
+    if (*id < 0)
+        return;
+    switch (H5Iget_type(*id)) {
+    case H5I_FILE: H5Fclose(*id); break;
+    case H5I_GROUP: H5Gclose(*id); break;
+    case H5I_DATASET: H5Dclose(*id); break;
+    case H5I_DATASPACE: H5Sclose(*id); break;
+    case H5I_DATATYPE: H5Tclose(*id); break;
+    case H5I_ATTR: H5Aclose(*id); break;
+    case H5I_GENPROP_LST: H5Pclose(*id); break;
+    default: break;
+    }
+    *id = H5I_INVALID_HID;
+}
+
+/* A 2-byte little-endian float with the given fields, derived from IEEE
+ * single so the normalisation (implied leading 1) and padding match. */
+static hid_t make_half(size_t epos, size_t esize, size_t msize, size_t ebias)
+{
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t < 0)
+        return t;
+    if (H5Tset_fields(t, 15, epos, esize, 0, msize) < 0 || H5Tset_offset(t, 0) < 0 ||
+        H5Tset_precision(t, 16) < 0 || H5Tset_size(t, 2) < 0 || H5Tset_ebias(t, ebias) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+hid_t eplb_h5_type_bf16(void) { return make_half(7, 8, 7, 127); }
+hid_t eplb_h5_type_f16(void) { return make_half(10, 5, 10, 15); }
+
+hid_t eplb_h5_type_logits(eplb_dtype_t dt)
+{
+    switch (dt) {
+    case EPLB_DTYPE_F32: return H5Tcopy(H5T_NATIVE_FLOAT);
+    case EPLB_DTYPE_F16: return eplb_h5_type_f16();
+    case EPLB_DTYPE_BF16: return eplb_h5_type_bf16();
+    }
+    return H5I_INVALID_HID;
+}
+
+eplb_status_t eplb_h5_type_classify(eplb_dtype_t *out, hid_t ftype,
+                                    const char *path, const char *obj)
+{
+    if (H5Tget_class(ftype) != H5T_FLOAT)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: not a floating-point dataset", path,
+                              obj);
+    size_t spos, epos, esize, mpos, msize;
+    size_t size = H5Tget_size(ftype), ebias = H5Tget_ebias(ftype);
+    if (H5Tget_fields(ftype, &spos, &epos, &esize, &mpos, &msize) < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, path, obj, "cannot read float fields");
+    size_t off = (size_t)H5Tget_offset(ftype);
+    if (size == 4 && off == 0 && spos == 31 && epos == 23 && esize == 8 && mpos == 0 &&
+        msize == 23 && ebias == 127) {
+        *out = EPLB_DTYPE_F32;
+        return EPLB_OK;
+    }
+    if (size == 2 && off == 0 && spos == 15 && epos == 10 && esize == 5 && mpos == 0 &&
+        msize == 10 && ebias == 15) {
+        *out = EPLB_DTYPE_F16;
+        return EPLB_OK;
+    }
+    if (size == 2 && off == 0 && spos == 15 && epos == 7 && esize == 8 && mpos == 0 &&
+        msize == 7 && ebias == 127) {
+        *out = EPLB_DTYPE_BF16;
+        return EPLB_OK;
+    }
+    return eplb_error_set(EPLB_ERR_FORMAT,
+                          "%s: %s: unsupported float type (size %zu, sign bit %zu, exponent "
+                          "%zu bits at %zu, mantissa %zu bits, bias %zu); expected float32, "
+                          "float16 or bfloat16",
+                          path, obj, size, spos, esize, epos, msize, ebias);
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+static eplb_status_t attr_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype,
+                                const void *v, const char *path)
+{
+    eplb_status_t st = EPLB_OK;
+    hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
+    if (space < 0) {
+        st = eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot create attribute space");
+        goto out;
+    }
+    if (H5Aexists(loc, name) > 0)
+        H5Adelete(loc, name);
+    attr = H5Acreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0 || H5Awrite(attr, mtype, v) < 0)
+        st = eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot write attribute");
+out:
+    eplb_h5_close(&attr);
+    eplb_h5_close(&space);
+    return st;
+}
+
+eplb_status_t eplb_h5_attr_write_int(hid_t loc, const char *name, int64_t v,
+                                     const char *path)
+{
+    return attr_write(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, path);
+}
+
+eplb_status_t eplb_h5_attr_write_double(hid_t loc, const char *name, double v,
+                                        const char *path)
+{
+    return attr_write(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, path);
+}
+
+eplb_status_t eplb_h5_attr_write_str(hid_t loc, const char *name, const char *v,
+                                     const char *path)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        eplb_h5_close(&t);
+        return eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot create string type");
+    }
+    eplb_status_t st = attr_write(loc, name, t, t, &v, path);
+    H5Tclose(t);
+    return st;
+}
+
+int eplb_h5_attr_exists(hid_t loc, const char *name) { return (int)H5Aexists(loc, name); }
+
+int eplb_h5_link_exists(hid_t file, const char *name)
+{
+    char buf[256];
+    size_t n = strlen(name);
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, name, n + 1);
+    /* H5Lexists fails (rather than saying no) when an inner group is
+     * missing, so test every prefix. */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            htri_t e = H5Lexists(file, buf, H5P_DEFAULT);
+            buf[i] = c;
+            if (e <= 0) {
+                H5Eclear2(H5E_DEFAULT);
+                return 0;
+            }
+        }
+    }
+    return H5Oexists_by_name(file, name, H5P_DEFAULT) > 0;
+}
+
+/* Open attribute `name`, check it is a scalar or a one-element array. */
+static eplb_status_t attr_open(hid_t *attr, hid_t *type, hid_t loc, const char *name,
+                               const char *path)
+{
+    htri_t e = H5Aexists(loc, name);
+    if (e < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot look up attribute");
+    if (e == 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: missing root attribute '%s'", path, name);
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot open attribute");
+    hid_t sp = H5Aget_space(a);
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    eplb_h5_close(&sp);
+    if (np != 1) {
+        H5Aclose(a);
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute '%s' has %lld values, expected one", path,
+                              name, (long long)np);
+    }
+    *type = H5Aget_type(a);
+    *attr = a;
+    return EPLB_OK;
+}
+
+/* Read an enum (h5py stores numpy bool as an int8 enum) as its integer. */
+static eplb_status_t read_enum(int64_t *out, hid_t attr, hid_t type, const char *name,
+                               const char *path)
+{
+    unsigned char raw[8] = {0};
+    hid_t super = H5Tget_super(type), mt = H5Tget_native_type(type, H5T_DIR_ASCEND);
+    size_t size = H5Tget_size(type);
+    eplb_status_t st = EPLB_OK;
+    if (super < 0 || mt < 0 || size > 8 || H5Aread(attr, mt, raw) < 0) {
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read enum attribute");
+        goto out;
+    }
+    int sgn = H5Tget_sign(super) == H5T_SGN_2;
+    int64_t v = 0;
+    switch (size) {
+    case 1: v = sgn ? (int64_t) * (int8_t *)raw : (int64_t) * (uint8_t *)raw; break;
+    case 2: v = sgn ? (int64_t) * (int16_t *)raw : (int64_t) * (uint16_t *)raw; break;
+    case 4: v = sgn ? (int64_t) * (int32_t *)raw : (int64_t) * (uint32_t *)raw; break;
+    default: memcpy(&v, raw, 8); break;
+    }
+    *out = v;
+out:
+    eplb_h5_close(&mt);
+    eplb_h5_close(&super);
+    return st;
+}
+
+static eplb_status_t attr_read_num(int64_t *iout, double *dout, hid_t loc, const char *name,
+                                   const char *path)
+{
+    hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    eplb_status_t st = attr_open(&a, &t, loc, name, path);
+    if (st != EPLB_OK)
+        return st;
+    H5T_class_t cls = H5Tget_class(t);
+    if (cls == H5T_ENUM) {
+        int64_t v = 0;
+        st = read_enum(&v, a, t, name, path);
+        if (st == EPLB_OK) {
+            if (iout)
+                *iout = v;
+            else
+                *dout = (double)v;
+        }
+    } else if (cls == H5T_INTEGER || cls == H5T_FLOAT) {
+        if (iout && cls == H5T_FLOAT) {
+            double d;
+            if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) < 0)
+                st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read attribute");
+            else if (d != (double)(int64_t)d)
+                st = eplb_error_set(EPLB_ERR_FORMAT,
+                                    "%s: root attribute '%s' = %g is not an integer", path,
+                                    name, d);
+            else
+                *iout = (int64_t)d;
+        } else if (H5Aread(a, iout ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
+                           iout ? (void *)iout : (void *)dout) < 0) {
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read attribute");
+        }
+    } else {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: root attribute '%s' is not a number", path,
+                            name);
+    }
+    H5Tclose(t);
+    H5Aclose(a);
+    return st;
+}
+
+eplb_status_t eplb_h5_attr_read_int(int64_t *out, hid_t loc, const char *name,
+                                    const char *path)
+{
+    int64_t v;
+    eplb_status_t st = attr_read_num(&v, NULL, loc, name, path);
+    if (st == EPLB_OK)
+        *out = v;
+    return st;
+}
+
+eplb_status_t eplb_h5_attr_read_double(double *out, hid_t loc, const char *name,
+                                       const char *path)
+{
+    double v;
+    eplb_status_t st = attr_read_num(NULL, &v, loc, name, path);
+    if (st == EPLB_OK)
+        *out = v;
+    return st;
+}
+
+eplb_status_t eplb_h5_attr_read_str(char **out, hid_t loc, const char *name,
+                                    const char *path)
+{
+    hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID, mt = H5I_INVALID_HID;
+    char *res = NULL;
+    eplb_status_t st = attr_open(&a, &t, loc, name, path);
+    if (st != EPLB_OK)
+        return st;
+    if (H5Tget_class(t) != H5T_STRING) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: root attribute '%s' is not a string", path,
+                            name);
+        goto out;
+    }
+    mt = H5Tcopy(t);
+    if (mt < 0) {
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot copy string type");
+        goto out;
+    }
+    if (H5Tis_variable_str(t) > 0) {
+        char *p = NULL;
+        if (H5Aread(a, mt, &p) < 0) {
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read string attribute");
+            goto out;
+        }
+        res = strdup(p ? p : "");
+        H5free_memory(p);
+    } else {
+        size_t n = H5Tget_size(t);
+        res = calloc(n + 1, 1);
+        if (res && H5Aread(a, mt, res) < 0) {
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read string attribute");
+            goto out;
+        }
+    }
+    EPLB_ALLOC_GOTO(res, st, out);
+out:
+    if (st != EPLB_OK) {
+        free(res);
+        res = NULL;
+    }
+    eplb_h5_close(&mt);
+    eplb_h5_close(&t);
+    eplb_h5_close(&a);
+    if (st == EPLB_OK)
+        *out = res;
+    return st;
+}

@@ -1,0 +1,74 @@
+/* h5util.h - HDF5 helpers shared by the trace reader and writer (internal).
+ *
+ * House style 13: the automatic HDF5 error printer is silenced once
+ * (eplb_h5_init); every failure is translated into an eplb status whose
+ * message names the file and the object, with HDF5's innermost reason
+ * appended.  The serial HDF5 library is not thread-safe, so every trace
+ * entry point that calls HDF5 holds one process-wide lock (eplb_h5_lock). */
+#ifndef EPLB_TRACES_H5UTIL_H
+#define EPLB_TRACES_H5UTIL_H
+
+#include <hdf5.h>
+
+#include "eplb.h"
+
+/* Silence the automatic error stack printing (once per process) and make
+ * sure the library is initialised. */
+void eplb_h5_init(void);
+
+/* Process-wide lock around HDF5 calls (the serial library is not
+ * thread-safe).  Not recursive: public functions lock, static ones don't. */
+void eplb_h5_lock(void);
+void eplb_h5_unlock(void);
+
+/* Innermost description on the current HDF5 error stack (the cause), or ""
+ * if empty; clears the stack.  The buffer is thread-local. */
+const char *eplb_h5_reason(void);
+
+/* Set st with "PATH: OBJ: WHAT (hdf5: reason)" and return it. */
+eplb_status_t eplb_h5_fail(eplb_status_t st, const char *path, const char *obj,
+                           const char *what);
+
+/* Close an id if valid (any kind: dataset, space, type, plist, attr, file)
+ * and set it to H5I_INVALID_HID. */
+void eplb_h5_close(hid_t *id);
+
+/* bfloat16 (size 2, sign 15, exponent 7..14, mantissa 0..6, bias 127) and
+ * IEEE half (sign 15, exponent 10..14, mantissa 0..9, bias 15), both little
+ * endian, as new HDF5 float types (caller closes).  Negative on failure. */
+hid_t eplb_h5_type_bf16(void);
+hid_t eplb_h5_type_f16(void);
+/* New memory type for a logits dtype (f32: a copy of H5T_NATIVE_FLOAT). */
+hid_t eplb_h5_type_logits(eplb_dtype_t dt);
+/* Classify a float file type as f32, f16 or bf16 by its bit fields;
+ * EPLB_ERR_FORMAT (message names path/obj) otherwise. */
+eplb_status_t eplb_h5_type_classify(eplb_dtype_t *out, hid_t ftype,
+                                    const char *path, const char *obj);
+
+/* ---- attributes (root object `loc`) ---------------------------------- */
+/* Write a scalar attribute. */
+eplb_status_t eplb_h5_attr_write_int(hid_t loc, const char *name, int64_t v,
+                                     const char *path);
+eplb_status_t eplb_h5_attr_write_double(hid_t loc, const char *name, double v,
+                                        const char *path);
+/* Variable-length UTF-8 string (h5py reads it as str). */
+eplb_status_t eplb_h5_attr_write_str(hid_t loc, const char *name,
+                                     const char *v, const char *path);
+
+/* Read a scalar (or one-element) numeric attribute, converting integer,
+ * float or enum (h5py bool) types.  Missing: EPLB_ERR_FORMAT naming it. */
+eplb_status_t eplb_h5_attr_read_int(int64_t *out, hid_t loc, const char *name,
+                                    const char *path);
+eplb_status_t eplb_h5_attr_read_double(double *out, hid_t loc,
+                                       const char *name, const char *path);
+/* Read a fixed- or variable-length string attribute into a malloc'd
+ * NUL-terminated string. */
+eplb_status_t eplb_h5_attr_read_str(char **out, hid_t loc, const char *name,
+                                    const char *path);
+/* 1 if attribute `name` exists on loc, 0 if not, negative on error. */
+int eplb_h5_attr_exists(hid_t loc, const char *name);
+/* 1 if a link `name` (absolute path like "/router/logits") resolves to an
+ * object, 0 otherwise (missing group or dataset). */
+int eplb_h5_link_exists(hid_t file, const char *name);
+
+#endif

@@ -1,0 +1,469 @@
+/* parallel.c - whole-dataset read with parallel decompression.
+ *
+ * The serial HDF5 library runs its filters on the calling thread, so a
+ * plain H5Dread inflates one chunk at a time.  Here the calling thread only
+ * fetches the raw (still compressed) chunks with H5Dread_chunk, holding the
+ * HDF5 lock, and hands them to worker threads that undo the filter
+ * pipeline themselves (zlib inflate, then unshuffle) and place the chunk in
+ * the output buffer.  Only the filters HDF5 itself applies for shuffle and
+ * deflate are decoded here; anything else falls back to H5Dread.
+ *
+ * Filter formats (from the HDF5 specification, H5Zdeflate.c/H5Zshuffle.c
+ * behaviour, not their code): deflate stores a zlib stream (RFC 1950) of the
+ * whole chunk; shuffle of n elements of s bytes stores byte j of element i
+ * at j*n + i, and the trailing (chunk_bytes mod s) bytes unchanged.  Bit i of
+ * a chunk's filter mask set means filter i of the pipeline was skipped for
+ * that chunk (optional filters that did not help). */
+#include "trace_impl.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "checks.h"
+#include "h5util.h"
+
+#define MAX_FILTERS 4
+#define MAX_THREADS 256
+
+typedef struct {
+    unsigned char *data;
+    size_t cap, len;
+    hsize_t off[3];
+    uint32_t mask;
+} slot_t;
+
+typedef struct {
+    /* plan */
+    const char *path, *name;
+    int rank;                  /* the dataset's rank (1..3) */
+    hsize_t dims[3], cdims[3]; /* padded to rank 3 with leading 1s */
+    size_t esize, chunk_bytes;
+    int nfilt, filt[MAX_FILTERS];
+    int contiguous;            /* chunk spans all trailing dims */
+    unsigned char *out;
+    /* queue */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_free;
+    slot_t *slots;
+    int nslots;
+    int *ready, rhead, rcount;
+    int *freel, nfree;
+    int done;
+    eplb_status_t st;
+    char msg[512];
+} par_t;
+
+/* ---- plan --------------------------------------------------------------- */
+
+/* Fill the plan of d; 1 if the parallel path applies, 0 if not, negative
+ * if HDF5 failed.  Caller holds the HDF5 lock. */
+static int plan_init(par_t *p, hid_t d, hid_t mtype)
+{
+    int ok = 0;
+    hid_t dcpl = H5Dget_create_plist(d), sp = H5Dget_space(d), ft = H5Dget_type(d);
+    if (dcpl < 0 || sp < 0 || ft < 0) {
+        ok = -1;
+        goto out;
+    }
+    if (H5Pget_layout(dcpl) != H5D_CHUNKED)
+        goto out;
+    hsize_t dims[3], cd[3];
+    int rank = H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (rank < 1 || rank > 3 || H5Pget_chunk(dcpl, 3, cd) != rank)
+        goto out;
+    p->rank = rank;
+    for (int i = 0; i < 3; i++) {
+        int j = i - (3 - rank);
+        p->dims[i] = j >= 0 ? dims[j] : 1;
+        p->cdims[i] = j >= 0 ? cd[j] : 1;
+    }
+    if (H5Tequal(ft, mtype) <= 0)
+        goto out;
+    p->esize = H5Tget_size(ft);
+    p->chunk_bytes = p->esize * p->cdims[0] * p->cdims[1] * p->cdims[2];
+    p->contiguous = p->cdims[1] == p->dims[1] && p->cdims[2] == p->dims[2];
+    int nf = H5Pget_nfilters(dcpl);
+    if (nf < 0 || nf > MAX_FILTERS)
+        goto out;
+    p->nfilt = nf;
+    for (int i = 0; i < nf; i++) {
+        unsigned flags, cdv[8];
+        size_t ncd = 8;
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cdv, 0, NULL, NULL);
+        if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE)
+            goto out;
+        /* shuffle's element size is cd_values[0], set at creation */
+        if (id == H5Z_FILTER_SHUFFLE && ncd >= 1 && cdv[0] != p->esize)
+            goto out;
+        p->filt[i] = (int)id;
+    }
+    ok = 1;
+out:
+    eplb_h5_close(&dcpl);
+    eplb_h5_close(&sp);
+    eplb_h5_close(&ft);
+    if (ok <= 0)
+        H5Eclear2(H5E_DEFAULT);
+    return ok;
+}
+
+int eplb_trace_parallel_supported(const eplb_trace_t *tr)
+{
+    hid_t mt;
+    const char *name;
+    hid_t d = eplb_trace_bulk_dataset(tr, &mt, &name);
+    if (d < 0)
+        return 0;
+    par_t p;
+    memset(&p, 0, sizeof p);
+    eplb_h5_lock();
+    int ok = plan_init(&p, d, mt);
+    eplb_h5_unlock();
+    return ok == 1;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+/* Unshuffle the first nvalid of the n elements of s bytes in `in`. */
+static void unshuffle(unsigned char *restrict dst, const unsigned char *restrict in, size_t n,
+                      size_t s, size_t nvalid)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    if (s == 4) {
+        const unsigned char *p0 = in, *p1 = in + n, *p2 = in + 2 * n, *p3 = in + 3 * n;
+        for (; i + 16 <= nvalid; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(p0 + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(p1 + i));
+            __m128i c = _mm_loadu_si128((const __m128i *)(p2 + i));
+            __m128i d = _mm_loadu_si128((const __m128i *)(p3 + i));
+            __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
+            __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+            unsigned char *o = dst + 4 * i;
+            _mm_storeu_si128((__m128i *)(o + 0), _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128((__m128i *)(o + 16), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128((__m128i *)(o + 32), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128((__m128i *)(o + 48), _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+    } else if (s == 2) {
+        const unsigned char *p0 = in, *p1 = in + n;
+        for (; i + 16 <= nvalid; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(p0 + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(p1 + i));
+            unsigned char *o = dst + 2 * i;
+            _mm_storeu_si128((__m128i *)(o + 0), _mm_unpacklo_epi8(a, b));
+            _mm_storeu_si128((__m128i *)(o + 16), _mm_unpackhi_epi8(a, b));
+        }
+    }
+#endif
+    for (; i < nvalid; i++)
+        for (size_t j = 0; j < s; j++)
+            dst[i * s + j] = in[j * n + i];
+}
+
+/* Copy the valid part of a decoded chunk (layout cdims) into the output. */
+static void place(const par_t *p, const unsigned char *chunk, const hsize_t *off)
+{
+    hsize_t v[3];
+    for (int i = 0; i < 3; i++)
+        v[i] = p->dims[i] - off[i] < p->cdims[i] ? p->dims[i] - off[i] : p->cdims[i];
+    size_t es = p->esize;
+    for (hsize_t a = 0; a < v[0]; a++)
+        for (hsize_t b = 0; b < v[1]; b++) {
+            size_t o = (((off[0] + a) * p->dims[1] + off[1] + b) * p->dims[2] + off[2]) * es;
+            size_t c = ((a * p->cdims[1] + b) * p->cdims[2]) * es;
+            memcpy(p->out + o, chunk + c, v[2] * es);
+        }
+}
+
+static void fail(par_t *p, eplb_status_t st, const hsize_t *off, const char *what)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->st == EPLB_OK) {
+        p->st = st;
+        snprintf(p->msg, sizeof p->msg, "%s: %s: chunk at [%llu, %llu, %llu]: %s", p->path,
+                 p->name, (unsigned long long)off[0], (unsigned long long)off[1],
+                 (unsigned long long)off[2], what);
+    }
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_cond_broadcast(&p->cv_free);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Decode one raw chunk.  a, b: scratch buffers of chunk_bytes. */
+static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char *a, unsigned char *b)
+{
+    const unsigned char *cur = s->data;
+    size_t len = s->len;
+    size_t rows_valid = p->dims[0] - s->off[0] < p->cdims[0] ? p->dims[0] - s->off[0]
+                                                               : p->cdims[0];
+    /* Where the fully decoded chunk lands: straight in the output when the
+     * chunk covers whole rows, else in scratch then `place`. */
+    unsigned char *final = p->contiguous ? p->out + s->off[0] * p->dims[1] * p->dims[2] * p->esize
+                                         : NULL;
+    size_t nvalid = p->contiguous ? rows_valid * p->cdims[1] * p->cdims[2]
+                                  : p->chunk_bytes / p->esize;
+    int last = -1; /* the last filter to undo is the first one applied */
+    for (int i = 0; i < p->nfilt && last < 0; i++)
+        if (!(s->mask & (1u << i)))
+            last = i;
+    for (int i = p->nfilt - 1; i >= 0; i--) {
+        if (s->mask & (1u << i))
+            continue;
+        unsigned char *dst = cur == a ? b : a;
+        if (p->filt[i] == H5Z_FILTER_DEFLATE) {
+            if (inflateReset(zs) != Z_OK) {
+                fail(p, EPLB_ERR_INTERNAL, s->off, "zlib inflateReset failed");
+                return -1;
+            }
+            zs->next_in = (Bytef *)cur;
+            zs->avail_in = (uInt)len;
+            zs->next_out = dst;
+            zs->avail_out = (uInt)p->chunk_bytes;
+            int zr = inflate(zs, Z_FINISH);
+            if (zr != Z_STREAM_END || zs->total_out != p->chunk_bytes) {
+                char what[160];
+                snprintf(what, sizeof what,
+                         "corrupt deflate data (zlib: %s, %lu of %zu bytes)",
+                         zs->msg ? zs->msg : (zr == Z_STREAM_END ? "short" : "error"),
+                         (unsigned long)zs->total_out, p->chunk_bytes);
+                fail(p, EPLB_ERR_FORMAT, s->off, what);
+                return -1;
+            }
+        } else { /* shuffle */
+            if (len != p->chunk_bytes) {
+                fail(p, EPLB_ERR_FORMAT, s->off, "shuffled chunk has the wrong size");
+                return -1;
+            }
+            size_t n = p->chunk_bytes / p->esize;
+            if (i == last && final) {
+                unshuffle(final, cur, n, p->esize, nvalid);
+                return 0;
+            }
+            unshuffle(dst, cur, n, p->esize, n);
+            memcpy(dst + n * p->esize, cur + n * p->esize, p->chunk_bytes - n * p->esize);
+        }
+        cur = dst;
+        len = p->chunk_bytes;
+    }
+    if (len != p->chunk_bytes) {
+        fail(p, EPLB_ERR_FORMAT, s->off, "chunk has the wrong size");
+        return -1;
+    }
+    if (final)
+        memcpy(final, cur, nvalid * p->esize);
+    else
+        place(p, cur, s->off);
+    return 0;
+}
+
+static void *worker(void *arg)
+{
+    par_t *p = arg;
+    unsigned char *a = malloc(p->chunk_bytes ? p->chunk_bytes : 1);
+    unsigned char *b = malloc(p->chunk_bytes ? p->chunk_bytes : 1);
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    hsize_t none[3] = {0, 0, 0};
+    if (!a || !b || inflateInit(&zs) != Z_OK) {
+        fail(p, EPLB_ERR_NOMEM, none, "out of memory for a decode buffer");
+        free(a);
+        free(b);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->rcount == 0 && !p->done && p->st == EPLB_OK)
+            pthread_cond_wait(&p->cv_work, &p->mu);
+        if (p->rcount == 0 || p->st != EPLB_OK) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        int idx = p->ready[p->rhead];
+        p->rhead = (p->rhead + 1) % p->nslots;
+        p->rcount--;
+        pthread_mutex_unlock(&p->mu);
+
+        int r = decode(p, &zs, &p->slots[idx], a, b);
+
+        pthread_mutex_lock(&p->mu);
+        p->freel[p->nfree++] = idx;
+        pthread_cond_signal(&p->cv_free);
+        pthread_mutex_unlock(&p->mu);
+        if (r < 0)
+            break;
+    }
+    inflateEnd(&zs);
+    free(a);
+    free(b);
+    return NULL;
+}
+
+/* ---- producer ----------------------------------------------------------- */
+
+/* Read an unallocated (never written) chunk through H5Dread so that the
+ * fill value comes out as HDF5 would give it. */
+static int read_unallocated(par_t *p, hid_t d, hid_t mtype, const hsize_t *off, int rank)
+{
+    hsize_t start[3], count[3], mdims[3];
+    for (int i = 0; i < rank; i++) {
+        int j = i + (3 - rank);
+        start[i] = off[j];
+        count[i] = p->dims[j] - off[j] < p->cdims[j] ? p->dims[j] - off[j] : p->cdims[j];
+        mdims[i] = p->dims[j];
+    }
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, mdims, NULL);
+    int r = fs >= 0 && ms >= 0 &&
+                    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+                    H5Sselect_hyperslab(ms, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+                    H5Dread(d, mtype, ms, fs, H5P_DEFAULT, p->out) >= 0
+                ? 0
+                : -1;
+    eplb_h5_close(&fs);
+    eplb_h5_close(&ms);
+    return r;
+}
+
+/* Fetch every raw chunk in order and queue it; caller holds the HDF5 lock. */
+static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
+{
+    hsize_t n[3];
+    for (int i = 0; i < 3; i++)
+        n[i] = (p->dims[i] + p->cdims[i] - 1) / p->cdims[i];
+    for (hsize_t c0 = 0; c0 < n[0]; c0++)
+        for (hsize_t c1 = 0; c1 < n[1]; c1++)
+            for (hsize_t c2 = 0; c2 < n[2]; c2++) {
+                hsize_t off[3] = {c0 * p->cdims[0], c1 * p->cdims[1], c2 * p->cdims[2]};
+                hsize_t *hoff = off + (3 - rank); /* HDF5's rank */
+                hsize_t nbytes = 0;
+                if (H5Dget_chunk_storage_size(d, hoff, &nbytes) < 0 || nbytes == 0) {
+                    H5Eclear2(H5E_DEFAULT);
+                    if (read_unallocated(p, d, mtype, off, rank) < 0) {
+                        fail(p, EPLB_ERR_FORMAT, off, eplb_h5_reason());
+                        return;
+                    }
+                    continue;
+                }
+                pthread_mutex_lock(&p->mu);
+                while (p->nfree == 0 && p->st == EPLB_OK)
+                    pthread_cond_wait(&p->cv_free, &p->mu);
+                if (p->st != EPLB_OK) {
+                    pthread_mutex_unlock(&p->mu);
+                    return;
+                }
+                int idx = p->freel[--p->nfree];
+                pthread_mutex_unlock(&p->mu);
+
+                slot_t *s = &p->slots[idx];
+                if (s->cap < nbytes) {
+                    unsigned char *nd = realloc(s->data, nbytes);
+                    if (!nd) {
+                        fail(p, EPLB_ERR_NOMEM, off, "out of memory for a raw chunk");
+                        return;
+                    }
+                    s->data = nd;
+                    s->cap = nbytes;
+                }
+                uint32_t mask = 0;
+                if (H5Dread_chunk(d, H5P_DEFAULT, hoff, &mask, s->data) < 0) {
+                    char what[200];
+                    snprintf(what, sizeof what, "cannot read raw chunk (hdf5: %s)",
+                             eplb_h5_reason());
+                    fail(p, EPLB_ERR_FORMAT, off, what);
+                    return;
+                }
+                s->len = nbytes;
+                s->mask = mask;
+                memcpy(s->off, off, sizeof off);
+
+                pthread_mutex_lock(&p->mu);
+                p->ready[(p->rhead + p->rcount) % p->nslots] = idx;
+                p->rcount++;
+                pthread_cond_signal(&p->cv_work);
+                pthread_mutex_unlock(&p->mu);
+            }
+}
+
+eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf, int nthreads)
+{
+    hid_t mt;
+    const char *name;
+    hid_t d = eplb_trace_bulk_dataset(tr, &mt, &name);
+    if (d < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: no /router/logits or /router/topk_ids to read",
+                              tr->path);
+    if (tr->info.num_tokens == 0)
+        return EPLB_OK;
+    if (nthreads <= 0)
+        nthreads = eplb_num_threads();
+    if (nthreads > MAX_THREADS)
+        nthreads = MAX_THREADS;
+
+    par_t p;
+    memset(&p, 0, sizeof p);
+    p.path = tr->path;
+    p.name = name;
+    p.out = buf;
+    eplb_h5_lock();
+    int ok = plan_init(&p, d, mt);
+    eplb_h5_unlock();
+    if (ok < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: cannot read the storage layout",
+                              tr->path, name);
+    if (ok == 0)
+        return eplb_trace_read_all_serial(tr, buf);
+
+    eplb_status_t st = EPLB_OK;
+    pthread_t th[MAX_THREADS];
+    int started = 0;
+    p.nslots = 2 * nthreads + 2;
+    p.slots = calloc((size_t)p.nslots, sizeof *p.slots);
+    p.ready = calloc((size_t)p.nslots, sizeof *p.ready);
+    p.freel = calloc((size_t)p.nslots, sizeof *p.freel);
+    if (!p.slots || !p.ready || !p.freel) {
+        st = eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", tr->path);
+        goto out_free;
+    }
+    for (int i = 0; i < p.nslots; i++)
+        p.freel[p.nfree++] = i;
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv_work, NULL);
+    pthread_cond_init(&p.cv_free, NULL);
+    for (; started < nthreads; started++)
+        if (pthread_create(&th[started], NULL, worker, &p) != 0)
+            break;
+    if (started == 0) {
+        st = eplb_error_set(EPLB_ERR_INTERNAL, "%s: cannot start decode threads", tr->path);
+        goto out_sync;
+    }
+    eplb_h5_lock();
+    produce(&p, d, mt, p.rank);
+    eplb_h5_unlock();
+    pthread_mutex_lock(&p.mu);
+    p.done = 1;
+    pthread_cond_broadcast(&p.cv_work);
+    pthread_mutex_unlock(&p.mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (p.st != EPLB_OK)
+        st = eplb_error_set(p.st, "%s", p.msg);
+out_sync:
+    pthread_cond_destroy(&p.cv_free);
+    pthread_cond_destroy(&p.cv_work);
+    pthread_mutex_destroy(&p.mu);
+out_free:
+    if (p.slots)
+        for (int i = 0; i < p.nslots; i++)
+            free(p.slots[i].data);
+    free(p.slots);
+    free(p.ready);
+    free(p.freel);
+    return st;
+}

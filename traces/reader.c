@@ -1,0 +1,678 @@
+/* reader.c - open and validate a schema v1 trace; streaming range reads.
+ *
+ * eplb_trace_open checks everything that needs no bulk data: the file is
+ * HDF5, the version, every root attribute, the datasets' ranks, types and
+ * shapes against the attributes and /steps/token_offset (read whole: it is
+ * 8 bytes a step).  Range reads select a hyperslab and check values as
+ * they go (NaN/Inf logits, ids out of range, negative counts). */
+#include "trace_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checks.h"
+#include "h5util.h"
+
+#define MAX_LAYERS 4096
+#define CACHE_MAX_BYTES (64u << 20)
+
+static const char *const N_OFFS = "/steps/token_offset", *const N_PHASE = "/steps/phase",
+                         *const N_SRC = "/tokens/src_rank", *const N_LOGITS = "/router/logits",
+                         *const N_BIAS = "/router/e_score_correction_bias",
+                         *const N_IDS = "/router/topk_ids", *const N_WTS = "/router/topk_weights",
+                         *const N_COUNTS = "/load/counts";
+
+static void trace_free(eplb_trace_t *tr)
+{
+    hid_t *ids[] = {&tr->d_logits, &tr->d_ids,   &tr->d_wts,        &tr->d_counts,
+                    &tr->d_bias,   &tr->d_phase, &tr->d_src,        &tr->logits_mtype,
+                    &tr->ids_mtype};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        eplb_h5_close(ids[i]);
+    eplb_h5_close(&tr->file);
+    free(tr->info.model_config);
+    free(tr->offsets);
+    free(tr->path);
+    free(tr);
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+static eplb_status_t int_attr(int *out, hid_t f, const char *path, const char *name, int64_t lo,
+                              int64_t hi)
+{
+    int64_t v;
+    EPLB_CHECK(eplb_h5_attr_read_int(&v, f, name, path));
+    if (v < lo || v > hi)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute '%s' = %lld is outside [%lld, %lld]", path,
+                              name, (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return EPLB_OK;
+}
+
+static eplb_status_t str_attr(char *dst, size_t cap, hid_t f, const char *path,
+                              const char *name)
+{
+    char *s = NULL;
+    EPLB_CHECK(eplb_h5_attr_read_str(&s, f, name, path));
+    snprintf(dst, cap, "%s", s);
+    free(s);
+    return EPLB_OK;
+}
+
+static eplb_status_t read_attrs(eplb_trace_t *tr)
+{
+    hid_t f = tr->file;
+    const char *p = tr->path;
+    eplb_trace_info_t *in = &tr->info;
+    eplb_route_cfg_t *r = &in->route;
+    int64_t version;
+    EPLB_CHECK(eplb_h5_attr_read_int(&version, f, "eplb_trace_version", p));
+    if (version != EPLB_TRACE_VERSION)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute 'eplb_trace_version' = %lld; this reader "
+                              "supports version %d",
+                              p, (long long)version, EPLB_TRACE_VERSION);
+    in->version = (int)version;
+    EPLB_CHECK(str_attr(in->model, sizeof in->model, f, p, "model"));
+    EPLB_CHECK(int_attr(&in->num_layers, f, p, "num_layers", 1, MAX_LAYERS));
+    EPLB_CHECK(int_attr(&r->num_experts, f, p, "num_experts", 1, EPLB_MAX_EXPERTS));
+    EPLB_CHECK(int_attr(&r->top_k, f, p, "top_k", 1,
+                        r->num_experts < EPLB_MAX_TOPK ? r->num_experts : EPLB_MAX_TOPK));
+    char scoring[32];
+    EPLB_CHECK(str_attr(scoring, sizeof scoring, f, p, "scoring"));
+    if (!strcmp(scoring, "softmax"))
+        r->scoring = EPLB_SCORING_SOFTMAX;
+    else if (!strcmp(scoring, "sigmoid"))
+        r->scoring = EPLB_SCORING_SIGMOID;
+    else
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute 'scoring' = '%s'; expected softmax or sigmoid",
+                              p, scoring);
+    EPLB_CHECK(int_attr(&r->num_groups, f, p, "num_groups", 1, EPLB_MAX_GROUPS));
+    if (r->num_experts % r->num_groups)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute 'num_groups' = %d does not divide "
+                              "num_experts = %d",
+                              p, r->num_groups, r->num_experts);
+    EPLB_CHECK(int_attr(&r->topk_groups, f, p, "topk_groups", 1, r->num_groups));
+    EPLB_CHECK(int_attr(&r->renormalize, f, p, "renormalize", 0, 1));
+    double scale;
+    EPLB_CHECK(eplb_h5_attr_read_double(&scale, f, "routed_scaling_factor", p));
+    if (!(scale > 0) || !isfinite(scale))
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute 'routed_scaling_factor' = %g; expected a "
+                              "finite number > 0",
+                              p, scale);
+    r->routed_scaling_factor = (float)scale;
+    EPLB_CHECK(str_attr(in->source, sizeof in->source, f, p, "source"));
+    int e = eplb_h5_attr_exists(f, "model_config");
+    if (e > 0)
+        EPLB_CHECK(eplb_h5_attr_read_str(&in->model_config, f, "model_config", p));
+    return EPLB_OK;
+}
+
+/* ---- datasets ----------------------------------------------------------- */
+
+static void fmt_shape(char *buf, size_t cap, int rank, const hsize_t *d)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? ", " : "", (unsigned long long)d[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+}
+
+/* Open dataset `name` if present (*d stays invalid if absent), with a chunk
+ * cache that holds two chunks, so that consecutive range reads that share
+ * a chunk inflate it once. */
+static eplb_status_t open_dataset(hid_t *d, const eplb_trace_t *tr, const char *name)
+{
+    if (!eplb_h5_link_exists(tr->file, name))
+        return EPLB_OK;
+    hid_t ds = H5Dopen2(tr->file, name, H5P_DEFAULT);
+    if (ds < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot open dataset");
+    hid_t dcpl = H5Dget_create_plist(ds), type = H5Dget_type(ds), dapl = H5I_INVALID_HID;
+    eplb_status_t st = EPLB_OK;
+    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        hsize_t cd[8];
+        int rank = H5Pget_chunk(dcpl, 8, cd);
+        size_t bytes = H5Tget_size(type);
+        for (int i = 0; i < rank; i++)
+            bytes *= cd[i];
+        if (bytes > (1u << 20) / 2) {
+            size_t cache = 2 * bytes + (1u << 16);
+            if (cache > CACHE_MAX_BYTES)
+                cache = CACHE_MAX_BYTES;
+            dapl = H5Pcreate(H5P_DATASET_ACCESS);
+            /* w0 = 1: chunks read whole are evicted first (streaming). */
+            if (dapl < 0 || H5Pset_chunk_cache(dapl, 521, cache, 1.0) < 0) {
+                st = eplb_h5_fail(EPLB_ERR_INTERNAL, tr->path, name, "cannot size chunk cache");
+                goto out;
+            }
+            H5Dclose(ds);
+            ds = H5Dopen2(tr->file, name, dapl);
+            if (ds < 0) {
+                st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot open dataset");
+                goto out;
+            }
+        }
+    }
+out:
+    eplb_h5_close(&dapl);
+    eplb_h5_close(&dcpl);
+    eplb_h5_close(&type);
+    if (st != EPLB_OK) {
+        eplb_h5_close(&ds);
+        return st;
+    }
+    *d = ds;
+    return EPLB_OK;
+}
+
+/* Check rank, shape and type class of d against want[rank]. `why` says
+ * where the expected shape comes from. */
+static eplb_status_t check_dataset(const eplb_trace_t *tr, hid_t d, const char *name, int rank,
+                                   const hsize_t *want, H5T_class_t cls, const char *why)
+{
+    hsize_t dims[8];
+    hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
+    int r = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
+    H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    eplb_h5_close(&sp);
+    eplb_h5_close(&t);
+    if (r < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read shape");
+    char got[160], exp[160];
+    fmt_shape(got, sizeof got, r > 8 ? 8 : r, dims);
+    fmt_shape(exp, sizeof exp, rank, want);
+    int same = r == rank;
+    for (int i = 0; same && i < rank; i++)
+        same = dims[i] == want[i];
+    if (!same)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %s has shape %s but %s %s", tr->path, name, got, why, exp);
+    if (c != cls)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: element type is not %s", tr->path,
+                              name, cls == H5T_FLOAT ? "a float" : "an integer");
+    return EPLB_OK;
+}
+
+static eplb_status_t read_offsets(eplb_trace_t *tr)
+{
+    const char *p = tr->path;
+    hid_t d = H5I_INVALID_HID;
+    EPLB_CHECK(open_dataset(&d, tr, N_OFFS));
+    if (d < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: missing dataset %s", p, N_OFFS);
+    eplb_status_t st = EPLB_OK;
+    hsize_t n = 0;
+    hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
+    int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (r == 1)
+        H5Sget_simple_extent_dims(sp, &n, NULL);
+    if (r != 1 || H5Tget_class(t) != H5T_INTEGER) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: %s must be a 1-d integer dataset [S+1]", p,
+                            N_OFFS);
+        goto out;
+    }
+    if (n < 2) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: %s has %llu entries: the trace has no steps",
+                            p, N_OFFS, (unsigned long long)n);
+        goto out;
+    }
+    tr->offsets = malloc(n * sizeof(int64_t));
+    EPLB_ALLOC_GOTO(tr->offsets, st, out);
+    if (H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tr->offsets) < 0) {
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, p, N_OFFS, "cannot read");
+        goto out;
+    }
+    if (tr->offsets[0] != 0) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: %s[0] = %lld; must be 0", p, N_OFFS,
+                            (long long)tr->offsets[0]);
+        goto out;
+    }
+    for (hsize_t i = 1; i < n; i++)
+        if (tr->offsets[i] < tr->offsets[i - 1]) {
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: %s is decreasing at index %llu: %lld after %lld", p,
+                                N_OFFS, (unsigned long long)i, (long long)tr->offsets[i],
+                                (long long)tr->offsets[i - 1]);
+            goto out;
+        }
+    tr->info.num_steps = (int64_t)n - 1;
+    tr->info.num_tokens = tr->offsets[n - 1];
+out:
+    eplb_h5_close(&sp);
+    eplb_h5_close(&t);
+    eplb_h5_close(&d);
+    return st;
+}
+
+static eplb_status_t open_datasets(eplb_trace_t *tr)
+{
+    eplb_trace_info_t *in = &tr->info;
+    const char *p = tr->path;
+    hsize_t T = (hsize_t)in->num_tokens, S = (hsize_t)in->num_steps;
+    hsize_t L = (hsize_t)in->num_layers, E = (hsize_t)in->route.num_experts,
+            K = (hsize_t)in->route.top_k;
+    const char *tle = "num_layers and num_experts and /steps/token_offset (T = last offset) "
+                      "give";
+    const char *tlk = "num_layers and top_k and /steps/token_offset (T = last offset) give";
+
+    EPLB_CHECK(open_dataset(&tr->d_logits, tr, N_LOGITS));
+    if (tr->d_logits >= 0) {
+        hsize_t want[3] = {T, L, E};
+        EPLB_CHECK(check_dataset(tr, tr->d_logits, N_LOGITS, 3, want, H5T_FLOAT, tle));
+        hid_t ft = H5Dget_type(tr->d_logits);
+        eplb_status_t st = eplb_h5_type_classify(&in->logits_dtype, ft, p, N_LOGITS);
+        H5Tclose(ft);
+        EPLB_CHECK(st);
+        tr->logits_mtype = eplb_h5_type_logits(in->logits_dtype);
+        if (tr->logits_mtype < 0)
+            return eplb_h5_fail(EPLB_ERR_INTERNAL, p, N_LOGITS, "cannot build memory type");
+        in->levels |= EPLB_LEVEL_LOGITS;
+    }
+    EPLB_CHECK(open_dataset(&tr->d_ids, tr, N_IDS));
+    if (tr->d_ids >= 0) {
+        hsize_t want[3] = {T, L, K};
+        EPLB_CHECK(check_dataset(tr, tr->d_ids, N_IDS, 3, want, H5T_INTEGER, tlk));
+        hid_t ft = H5Dget_type(tr->d_ids);
+        tr->ids_mtype = H5Tget_native_type(ft, H5T_DIR_ASCEND);
+        in->topk_id_bytes = (int)H5Tget_size(ft);
+        H5Tclose(ft);
+        if (tr->ids_mtype < 0)
+            return eplb_h5_fail(EPLB_ERR_FORMAT, p, N_IDS, "unsupported integer type");
+        in->levels |= EPLB_LEVEL_TOPK;
+    }
+    EPLB_CHECK(open_dataset(&tr->d_wts, tr, N_WTS));
+    if (tr->d_wts >= 0) {
+        hsize_t want[3] = {T, L, K};
+        EPLB_CHECK(check_dataset(tr, tr->d_wts, N_WTS, 3, want, H5T_FLOAT, tlk));
+        in->has_topk_weights = 1;
+    }
+    EPLB_CHECK(open_dataset(&tr->d_counts, tr, N_COUNTS));
+    if (tr->d_counts >= 0) {
+        hsize_t want[3] = {S, L, E};
+        EPLB_CHECK(check_dataset(tr, tr->d_counts, N_COUNTS, 3, want, H5T_INTEGER,
+                                 "num_layers, num_experts and /steps/token_offset (S+1 "
+                                 "entries) give"));
+        in->levels |= EPLB_LEVEL_COUNTS;
+    }
+    EPLB_CHECK(open_dataset(&tr->d_bias, tr, N_BIAS));
+    if (tr->d_bias >= 0) {
+        hsize_t want[2] = {L, E};
+        EPLB_CHECK(check_dataset(tr, tr->d_bias, N_BIAS, 2, want, H5T_FLOAT,
+                                 "num_layers and num_experts give"));
+        in->has_bias = 1;
+    }
+    EPLB_CHECK(open_dataset(&tr->d_phase, tr, N_PHASE));
+    if (tr->d_phase >= 0) {
+        hsize_t want[1] = {S};
+        EPLB_CHECK(check_dataset(tr, tr->d_phase, N_PHASE, 1, want, H5T_INTEGER,
+                                 "/steps/token_offset (S+1 entries) gives"));
+        in->has_phase = 1;
+    }
+    EPLB_CHECK(open_dataset(&tr->d_src, tr, N_SRC));
+    if (tr->d_src >= 0) {
+        hsize_t want[1] = {T};
+        EPLB_CHECK(check_dataset(tr, tr->d_src, N_SRC, 1, want, H5T_INTEGER,
+                                 "/steps/token_offset (T = last offset) gives"));
+        in->has_src_rank = 1;
+    }
+    if (!in->levels)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: no data level: a trace needs at least one of %s, %s, %s", p,
+                              N_LOGITS, N_IDS, N_COUNTS);
+    return EPLB_OK;
+}
+
+static eplb_status_t open_locked(eplb_trace_t *tr, const char *path)
+{
+    htri_t is = H5Fis_hdf5(path);
+    if (is == 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: not an HDF5 file", path);
+    if (is < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
+                            "not an HDF5 file (cannot read its signature)");
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        eplb_h5_close(&fapl);
+        return eplb_h5_fail(EPLB_ERR_INTERNAL, path, NULL, "cannot set up file access");
+    }
+    tr->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (tr->file < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
+                            "cannot open as HDF5 (truncated or corrupt file?)");
+    EPLB_CHECK(read_attrs(tr));
+    EPLB_CHECK(read_offsets(tr));
+    EPLB_CHECK(open_datasets(tr));
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path)
+{
+    if (!out || !path)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace open: NULL argument");
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: is a directory", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: %s", path, strerror(errno));
+    close(fd);
+
+    eplb_trace_t *tr = calloc(1, sizeof *tr);
+    if (!tr)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
+    hid_t *ids[] = {&tr->file,   &tr->d_logits, &tr->d_ids,   &tr->d_wts,
+                    &tr->d_counts, &tr->d_bias, &tr->d_phase, &tr->d_src,
+                    &tr->logits_mtype, &tr->ids_mtype};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        *ids[i] = H5I_INVALID_HID;
+    tr->info.route = (eplb_route_cfg_t)EPLB_ROUTE_CFG_INIT;
+    tr->path = strdup(path);
+    if (!tr->path) {
+        free(tr);
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
+    }
+    eplb_h5_lock();
+    eplb_status_t st = open_locked(tr, path);
+    if (st != EPLB_OK)
+        trace_free(tr);
+    eplb_h5_unlock();
+    if (st != EPLB_OK)
+        return st;
+    *out = tr;
+    return EPLB_OK;
+}
+
+void eplb_trace_close(eplb_trace_t *tr)
+{
+    if (!tr)
+        return;
+    eplb_h5_lock();
+    trace_free(tr);
+    eplb_h5_unlock();
+}
+
+const eplb_trace_info_t *eplb_trace_info(const eplb_trace_t *tr) { return &tr->info; }
+const char *eplb_trace_path(const eplb_trace_t *tr) { return tr->path; }
+const int64_t *eplb_trace_token_offsets(const eplb_trace_t *tr) { return tr->offsets; }
+
+/* ---- range reads -------------------------------------------------------- */
+
+/* Read rows [r0, r1) of d (all trailing dims) into buf as mtype. */
+static eplb_status_t read_rows(const eplb_trace_t *tr, hid_t d, const char *name, hid_t mtype,
+                               void *buf, int64_t r0, int64_t r1, int64_t nrows)
+{
+    if (d < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: the trace has no dataset %s", tr->path,
+                              name);
+    if (r0 < 0 || r1 < r0 || r1 > nrows)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: %s: range [%lld, %lld) outside [0, %lld)", tr->path, name,
+                              (long long)r0, (long long)r1, (long long)nrows);
+    if (r1 == r0)
+        return EPLB_OK;
+    eplb_status_t st = EPLB_OK;
+    hsize_t dims[3], start[3] = {0, 0, 0};
+    hid_t fs = H5Dget_space(d), ms = H5I_INVALID_HID;
+    int rank = fs >= 0 ? H5Sget_simple_extent_dims(fs, dims, NULL) : -1;
+    if (rank < 1 || rank > 3) {
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read shape");
+        goto out;
+    }
+    start[0] = (hsize_t)r0;
+    dims[0] = (hsize_t)(r1 - r0);
+    if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL) < 0 ||
+        (ms = H5Screate_simple(rank, dims, NULL)) < 0) {
+        st = eplb_h5_fail(EPLB_ERR_INTERNAL, tr->path, name, "cannot select rows");
+        goto out;
+    }
+    if (H5Dread(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0) {
+        char what[96];
+        snprintf(what, sizeof what, "cannot read rows [%lld, %lld)", (long long)r0,
+                 (long long)r1);
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, what);
+    }
+out:
+    eplb_h5_close(&fs);
+    eplb_h5_close(&ms);
+    return st;
+}
+
+static int is_nonfinite(const void *buf, size_t i, eplb_dtype_t dt)
+{
+    if (dt == EPLB_DTYPE_F32) {
+        uint32_t x;
+        memcpy(&x, (const char *)buf + 4 * i, 4);
+        return (x & 0x7f800000u) == 0x7f800000u;
+    }
+    uint16_t h = ((const uint16_t *)buf)[i];
+    return dt == EPLB_DTYPE_F16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u;
+}
+
+eplb_status_t eplb_trace_read_logits(const eplb_trace_t *tr, void *buf, int64_t tok_begin,
+                                     int64_t tok_end)
+{
+    eplb_h5_lock();
+    eplb_status_t st = read_rows(tr, tr->d_logits, N_LOGITS, tr->logits_mtype, buf, tok_begin,
+                                 tok_end, tr->info.num_tokens);
+    eplb_h5_unlock();
+    if (st != EPLB_OK)
+        return st;
+    size_t per = (size_t)tr->info.num_layers * (size_t)tr->info.route.num_experts;
+    size_t n = (size_t)(tok_end - tok_begin) * per;
+    eplb_dtype_t dt = tr->info.logits_dtype;
+    for (size_t i = 0; i < n; i++)
+        if (is_nonfinite(buf, i, dt))
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s: token %lld layer %zu expert %zu: NaN or Inf logit",
+                                  tr->path, N_LOGITS, (long long)(tok_begin + (int64_t)(i / per)),
+                                  i % per / (size_t)tr->info.route.num_experts,
+                                  i % (size_t)tr->info.route.num_experts);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_trace_read_topk(const eplb_trace_t *tr, int32_t *ids, float *weights,
+                                   int64_t tok_begin, int64_t tok_end)
+{
+    eplb_h5_lock();
+    eplb_status_t st = read_rows(tr, tr->d_ids, N_IDS, H5T_NATIVE_INT32, ids, tok_begin,
+                                 tok_end, tr->info.num_tokens);
+    if (st == EPLB_OK && weights && tr->d_wts >= 0)
+        st = read_rows(tr, tr->d_wts, N_WTS, H5T_NATIVE_FLOAT, weights, tok_begin, tok_end,
+                       tr->info.num_tokens);
+    eplb_h5_unlock();
+    if (st != EPLB_OK)
+        return st;
+    int L = tr->info.num_layers, K = tr->info.route.top_k, E = tr->info.route.num_experts;
+    size_t per = (size_t)L * (size_t)K, n = (size_t)(tok_end - tok_begin) * per;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= E)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s: token %lld layer %zu: expert id %d outside [0, %d)",
+                                  tr->path, N_IDS, (long long)(tok_begin + (int64_t)(i / per)),
+                                  i % per / (size_t)K, ids[i], E);
+    if (weights && tr->d_wts >= 0)
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(weights[i]))
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: %s: token %lld layer %zu: NaN or Inf weight",
+                                      tr->path, N_WTS,
+                                      (long long)(tok_begin + (int64_t)(i / per)),
+                                      i % per / (size_t)K);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_trace_read_counts(const eplb_trace_t *tr, int32_t *counts,
+                                     int64_t step_begin, int64_t step_end)
+{
+    eplb_h5_lock();
+    eplb_status_t st = read_rows(tr, tr->d_counts, N_COUNTS, H5T_NATIVE_INT32, counts,
+                                 step_begin, step_end, tr->info.num_steps);
+    eplb_h5_unlock();
+    if (st != EPLB_OK)
+        return st;
+    int L = tr->info.num_layers, E = tr->info.route.num_experts;
+    size_t per = (size_t)L * (size_t)E, n = (size_t)(step_end - step_begin) * per;
+    for (size_t i = 0; i < n; i++)
+        if (counts[i] < 0)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s: step %lld layer %zu expert %zu: negative count %d",
+                                  tr->path, N_COUNTS,
+                                  (long long)(step_begin + (int64_t)(i / per)),
+                                  i % per / (size_t)E, i % (size_t)E, counts[i]);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_trace_read_bias(const eplb_trace_t *tr, float *bias)
+{
+    eplb_h5_lock();
+    eplb_status_t st = read_rows(tr, tr->d_bias, N_BIAS, H5T_NATIVE_FLOAT, bias, 0,
+                                 tr->info.num_layers, tr->info.num_layers);
+    eplb_h5_unlock();
+    if (st != EPLB_OK)
+        return st;
+    size_t n = (size_t)tr->info.num_layers * (size_t)tr->info.route.num_experts;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(bias[i]))
+            return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: layer %zu: NaN or Inf", tr->path,
+                                  N_BIAS, i / (size_t)tr->info.route.num_experts);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_trace_read_src_rank(const eplb_trace_t *tr, uint16_t *rank,
+                                       int64_t tok_begin, int64_t tok_end)
+{
+    eplb_h5_lock();
+    eplb_status_t st = read_rows(tr, tr->d_src, N_SRC, H5T_NATIVE_UINT16, rank, tok_begin,
+                                 tok_end, tr->info.num_tokens);
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_trace_read_phase(const eplb_trace_t *tr, uint8_t *phase, int64_t step_begin,
+                                    int64_t step_end)
+{
+    eplb_h5_lock();
+    eplb_status_t st = read_rows(tr, tr->d_phase, N_PHASE, H5T_NATIVE_UINT8, phase,
+                                 step_begin, step_end, tr->info.num_steps);
+    eplb_h5_unlock();
+    if (st != EPLB_OK)
+        return st;
+    for (int64_t i = 0; i < step_end - step_begin; i++)
+        if (phase[i] > 2)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s: step %lld: phase %u (expected 0, 1 or 2)", tr->path,
+                                  N_PHASE, (long long)(step_begin + i), phase[i]);
+    return EPLB_OK;
+}
+
+/* ---- whole-dataset reads ------------------------------------------------ */
+
+hid_t eplb_trace_bulk_dataset(const eplb_trace_t *tr, hid_t *mtype, const char **name)
+{
+    if (tr->d_logits >= 0) {
+        *mtype = tr->logits_mtype;
+        *name = N_LOGITS;
+        return tr->d_logits;
+    }
+    *mtype = tr->ids_mtype;
+    *name = N_IDS;
+    return tr->d_ids;
+}
+
+size_t eplb_trace_raw_bytes(const eplb_trace_t *tr)
+{
+    const eplb_trace_info_t *in = &tr->info;
+    size_t rows = (size_t)in->num_tokens * (size_t)in->num_layers;
+    if (in->levels & EPLB_LEVEL_LOGITS)
+        return rows * (size_t)in->route.num_experts * eplb_dtype_size(in->logits_dtype);
+    if (in->levels & EPLB_LEVEL_TOPK)
+        return rows * (size_t)in->route.top_k * (size_t)in->topk_id_bytes;
+    return 0;
+}
+
+eplb_status_t eplb_trace_read_all_serial(const eplb_trace_t *tr, void *buf)
+{
+    hid_t mt;
+    const char *name;
+    hid_t d = eplb_trace_bulk_dataset(tr, &mt, &name);
+    if (d < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: no %s or %s to read", tr->path, N_LOGITS,
+                              N_IDS);
+    eplb_status_t st = EPLB_OK;
+    eplb_h5_lock();
+    if (tr->info.num_tokens > 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read");
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_trace_dataset_sizes(const eplb_trace_t *tr, eplb_trace_dataset_size_t *out,
+                                       int max, int *n)
+{
+    const struct { hid_t d; const char *name; } all[] = {
+        {tr->d_logits, N_LOGITS}, {tr->d_ids, N_IDS},     {tr->d_wts, N_WTS},
+        {tr->d_counts, N_COUNTS}, {tr->d_bias, N_BIAS},   {tr->d_phase, N_PHASE},
+        {tr->d_src, N_SRC},
+    };
+    int k = 0;
+    eplb_status_t st = EPLB_OK;
+    eplb_h5_lock();
+    for (size_t i = 0; i < sizeof all / sizeof all[0] && k < max; i++) {
+        if (all[i].d < 0)
+            continue;
+        hid_t sp = H5Dget_space(all[i].d), t = H5Dget_type(all[i].d);
+        hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+        size_t es = t >= 0 ? H5Tget_size(t) : 0;
+        eplb_h5_close(&sp);
+        eplb_h5_close(&t);
+        if (np < 0 || es == 0) {
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, all[i].name, "cannot read shape");
+            break;
+        }
+        out[k].name = all[i].name;
+        out[k].stored = (uint64_t)H5Dget_storage_size(all[i].d);
+        out[k].raw = (uint64_t)np * es;
+        k++;
+    }
+    eplb_h5_unlock();
+    if (st == EPLB_OK)
+        *n = k;
+    return st;
+}
+
+int64_t eplb_trace_chunk_tokens(const eplb_trace_t *tr)
+{
+    hid_t mt;
+    const char *name;
+    hid_t d = eplb_trace_bulk_dataset(tr, &mt, &name);
+    int64_t rows = 0;
+    if (d < 0)
+        return 0;
+    eplb_h5_lock();
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        hsize_t cd[8];
+        if (H5Pget_chunk(dcpl, 8, cd) >= 1)
+            rows = (int64_t)cd[0];
+    }
+    eplb_h5_close(&dcpl);
+    H5Eclear2(H5E_DEFAULT);
+    eplb_h5_unlock();
+    return rows;
+}

@@ -1,0 +1,25 @@
+/* trace_impl.h - the open trace handle, shared by reader.c and parallel.c
+ * (internal to traces/). */
+#ifndef EPLB_TRACES_TRACE_IMPL_H
+#define EPLB_TRACES_TRACE_IMPL_H
+
+#include <hdf5.h>
+
+#include "trace.h"
+
+struct eplb_trace {
+    char *path;
+    hid_t file;
+    /* Datasets (H5I_INVALID_HID when absent). */
+    hid_t d_logits, d_ids, d_wts, d_counts, d_bias, d_phase, d_src;
+    hid_t logits_mtype; /* memory type equal to the file's float layout */
+    hid_t ids_mtype;    /* native integer type of the ids' file width */
+    int64_t *offsets;   /* [S+1] */
+    eplb_trace_info_t info;
+};
+
+/* The dataset read by eplb_trace_read_all_*: logits if present, else topk
+ * ids (H5I_INVALID_HID for counts-only traces); *mtype, *name set. */
+hid_t eplb_trace_bulk_dataset(const eplb_trace_t *tr, hid_t *mtype, const char **name);
+
+#endif

@@ -1,0 +1,564 @@
+/* writer.c - trace schema v1 writer: extendible chunked datasets, one step
+ * appended at a time, written under a temporary name and renamed on finish.
+ *
+ * Every appendable dataset buffers exactly one chunk of rows in memory and
+ * writes it when full, so each chunk is compressed once (a chunk larger
+ * than HDF5's chunk cache would otherwise be re-read, inflated, modified
+ * and deflated again by every partial write). */
+#include "trace.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checks.h"
+#include "h5util.h"
+
+#define LOGITS_CHUNK_BYTES (2u << 20)
+#define OTHER_CHUNK_BYTES (1u << 20)
+#define DEFAULT_DEFLATE 4
+
+/* One extendible dataset [rows, inner...] growing along its first axis. */
+typedef struct {
+    const char *name;
+    hid_t dset;
+    hid_t mtype;        /* memory type of buf (owned) */
+    int rank;
+    hsize_t inner[2];   /* trailing dims */
+    size_t row_bytes;
+    hsize_t chunk_rows;
+    unsigned char *buf; /* chunk_rows * row_bytes */
+    hsize_t nbuf;       /* rows buffered */
+    hsize_t nrows;      /* rows in the file */
+} appender_t;
+
+struct eplb_trace_writer {
+    char *path, *tmp;
+    hid_t file;
+    int L, E, K;
+    eplb_dtype_t dt;
+    eplb_route_cfg_t route;
+    unsigned levels;
+    int want_w, want_phase, want_src;
+    appender_t offs, phase, src, logits, ids, wts, counts;
+    float *bias; /* [L][E] or NULL */
+    int64_t nsteps, ntok;
+};
+
+static void app_init(appender_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->dset = H5I_INVALID_HID;
+    a->mtype = H5I_INVALID_HID;
+}
+
+static void app_close(appender_t *a)
+{
+    eplb_h5_close(&a->dset);
+    eplb_h5_close(&a->mtype);
+    free(a->buf);
+    a->buf = NULL;
+}
+
+static hid_t ensure_group(hid_t file, const char *name)
+{
+    if (H5Lexists(file, name, H5P_DEFAULT) > 0)
+        return H5Gopen2(file, name, H5P_DEFAULT);
+    return H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+/* Create dataset `name` ([0, inner...], unlimited first axis) chunked by
+ * chunk_rows rows with shuffle + deflate.  ftype/mtype: file and memory
+ * types (mtype is taken over). */
+static eplb_status_t app_create(appender_t *a, const eplb_trace_writer_t *w,
+                                const char *name, hid_t ftype, hid_t mtype, int rank,
+                                hsize_t d1, hsize_t d2, size_t target_bytes,
+                                int64_t chunk_rows, int level)
+{
+    eplb_status_t st = EPLB_OK;
+    hid_t dcpl = H5I_INVALID_HID, space = H5I_INVALID_HID, grp = H5I_INVALID_HID;
+    a->name = name;
+    a->mtype = mtype;
+    a->rank = rank;
+    a->inner[0] = d1;
+    a->inner[1] = d2;
+    size_t esize = H5Tget_size(mtype);
+    a->row_bytes = esize * (rank > 1 ? d1 : 1) * (rank > 2 ? d2 : 1);
+    if (chunk_rows > 0)
+        a->chunk_rows = (hsize_t)chunk_rows;
+    else
+        a->chunk_rows = target_bytes / a->row_bytes > 0 ? target_bytes / a->row_bytes : 1;
+    a->buf = malloc(a->chunk_rows * a->row_bytes);
+    EPLB_ALLOC_GOTO(a->buf, st, out);
+
+    hsize_t dims[3] = {0, d1, d2}, maxd[3] = {H5S_UNLIMITED, d1, d2};
+    hsize_t cdims[3] = {a->chunk_rows, d1, d2};
+    char gname[64];
+    const char *slash = strchr(name + 1, '/');
+    snprintf(gname, sizeof gname, "%.*s", (int)(slash - name), name);
+    grp = ensure_group(w->file, gname);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    space = H5Screate_simple(rank, dims, maxd);
+    if (grp < 0 || dcpl < 0 || space < 0 || H5Pset_chunk(dcpl, rank, cdims) < 0 ||
+        H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0 ||
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) {
+        st = eplb_h5_fail(EPLB_ERR_IO, w->path, name, "cannot set up dataset");
+        goto out;
+    }
+    a->dset = H5Dcreate2(w->file, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (a->dset < 0)
+        st = eplb_h5_fail(EPLB_ERR_IO, w->path, name, "cannot create dataset");
+out:
+    eplb_h5_close(&grp);
+    eplb_h5_close(&dcpl);
+    eplb_h5_close(&space);
+    return st;
+}
+
+static eplb_status_t app_flush(appender_t *a, const char *path)
+{
+    if (a->dset < 0 || a->nbuf == 0)
+        return EPLB_OK;
+    eplb_status_t st = EPLB_OK;
+    hid_t fs = H5I_INVALID_HID, ms = H5I_INVALID_HID;
+    hsize_t dims[3] = {a->nrows + a->nbuf, a->inner[0], a->inner[1]};
+    hsize_t start[3] = {a->nrows, 0, 0}, count[3] = {a->nbuf, a->inner[0], a->inner[1]};
+    if (H5Dset_extent(a->dset, dims) < 0 || (fs = H5Dget_space(a->dset)) < 0 ||
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        (ms = H5Screate_simple(a->rank, count, NULL)) < 0 ||
+        H5Dwrite(a->dset, a->mtype, ms, fs, H5P_DEFAULT, a->buf) < 0) {
+        st = eplb_h5_fail(EPLB_ERR_IO, path, a->name, "cannot write rows");
+        goto out;
+    }
+    a->nrows += a->nbuf;
+    a->nbuf = 0;
+out:
+    eplb_h5_close(&fs);
+    eplb_h5_close(&ms);
+    return st;
+}
+
+/* Room in the chunk buffer: pointer to the next free row, *room rows. */
+static unsigned char *app_room(const appender_t *a, hsize_t *room)
+{
+    *room = a->chunk_rows - a->nbuf;
+    return a->buf + a->nbuf * a->row_bytes;
+}
+
+static eplb_status_t app_commit(appender_t *a, hsize_t n, const char *path)
+{
+    a->nbuf += n;
+    return a->nbuf == a->chunk_rows ? app_flush(a, path) : EPLB_OK;
+}
+
+/* Append n rows that need no conversion. */
+static eplb_status_t app_push(appender_t *a, const void *rows, hsize_t n, const char *path)
+{
+    const unsigned char *src = rows;
+    while (n > 0) {
+        hsize_t room;
+        unsigned char *dst = app_room(a, &room);
+        hsize_t take = n < room ? n : room;
+        memcpy(dst, src, take * a->row_bytes);
+        EPLB_CHECK(app_commit(a, take, path));
+        src += take * a->row_bytes;
+        n -= take;
+    }
+    return EPLB_OK;
+}
+
+static eplb_status_t check_opts(const char *path, const eplb_trace_writer_opts_t *o)
+{
+    const eplb_route_cfg_t *r = &o->route;
+    const char *bad = NULL;
+    if (o->num_layers < 1)
+        bad = "num_layers must be >= 1";
+    else if (r->num_experts < 1 || r->num_experts > EPLB_MAX_EXPERTS)
+        bad = "num_experts must be in 1..512";
+    else if (r->top_k < 1 || r->top_k > r->num_experts || r->top_k > EPLB_MAX_TOPK)
+        bad = "top_k must be in 1..min(num_experts, 16)";
+    else if (r->num_groups < 1 || r->num_groups > EPLB_MAX_GROUPS ||
+             r->num_experts % r->num_groups != 0)
+        bad = "num_groups must be in 1..32 and divide num_experts";
+    else if (r->topk_groups < 1 || r->topk_groups > r->num_groups)
+        bad = "topk_groups must be in 1..num_groups";
+    else if (r->renormalize != 0 && r->renormalize != 1)
+        bad = "renormalize must be 0 or 1";
+    else if (!(r->routed_scaling_factor > 0) || !isfinite(r->routed_scaling_factor))
+        bad = "routed_scaling_factor must be finite and > 0";
+    else if (r->scoring != EPLB_SCORING_SOFTMAX && r->scoring != EPLB_SCORING_SIGMOID)
+        bad = "scoring must be softmax or sigmoid";
+    else if ((o->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS)) == 0 ||
+             (o->levels & ~7u) != 0)
+        bad = "levels must name at least one of logits, topk, counts";
+    else if (o->topk_weights && !(o->levels & EPLB_LEVEL_TOPK))
+        bad = "topk_weights needs the topk level";
+    else if ((unsigned)o->logits_dtype > EPLB_DTYPE_BF16)
+        bad = "unknown logits dtype";
+    else if (o->deflate_level < 0 || o->deflate_level > 9)
+        bad = "deflate_level must be in 0..9";
+    else if (o->chunk_rows < 0)
+        bad = "chunk_rows must be >= 0";
+    if (bad)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: trace writer: %s", path, bad);
+    return EPLB_OK;
+}
+
+static eplb_status_t write_root_attrs(eplb_trace_writer_t *w,
+                                      const eplb_trace_writer_opts_t *o)
+{
+    const eplb_route_cfg_t *r = &o->route;
+    hid_t f = w->file;
+    const char *p = w->path;
+    EPLB_CHECK(eplb_h5_attr_write_int(f, "eplb_trace_version", EPLB_TRACE_VERSION, p));
+    EPLB_CHECK(eplb_h5_attr_write_str(f, "model", o->model ? o->model : "", p));
+    EPLB_CHECK(eplb_h5_attr_write_int(f, "num_layers", o->num_layers, p));
+    EPLB_CHECK(eplb_h5_attr_write_int(f, "num_experts", r->num_experts, p));
+    EPLB_CHECK(eplb_h5_attr_write_int(f, "top_k", r->top_k, p));
+    EPLB_CHECK(eplb_h5_attr_write_str(f, "scoring", eplb_scoring_name(r->scoring), p));
+    EPLB_CHECK(eplb_h5_attr_write_int(f, "num_groups", r->num_groups, p));
+    EPLB_CHECK(eplb_h5_attr_write_int(f, "topk_groups", r->topk_groups, p));
+    EPLB_CHECK(eplb_h5_attr_write_int(f, "renormalize", r->renormalize, p));
+    EPLB_CHECK(eplb_h5_attr_write_double(f, "routed_scaling_factor",
+                                         (double)r->routed_scaling_factor, p));
+    EPLB_CHECK(eplb_h5_attr_write_str(f, "source", o->source ? o->source : "", p));
+    if (o->model_config)
+        EPLB_CHECK(eplb_h5_attr_write_str(f, "model_config", o->model_config, p));
+    return EPLB_OK;
+}
+
+static eplb_status_t create_datasets(eplb_trace_writer_t *w,
+                                     const eplb_trace_writer_opts_t *o)
+{
+    int lvl = o->deflate_level ? o->deflate_level : DEFAULT_DEFLATE;
+    int64_t cr = o->chunk_rows;
+    hsize_t L = (hsize_t)w->L, E = (hsize_t)w->E, K = (hsize_t)w->K;
+    EPLB_CHECK(app_create(&w->offs, w, "/steps/token_offset", H5T_STD_I64LE,
+                          H5Tcopy(H5T_NATIVE_INT64), 1, 0, 0, 64u << 10, 0, lvl));
+    int64_t zero = 0;
+    EPLB_CHECK(app_push(&w->offs, &zero, 1, w->path));
+    if (o->phase)
+        EPLB_CHECK(app_create(&w->phase, w, "/steps/phase", H5T_STD_U8LE,
+                              H5Tcopy(H5T_NATIVE_UINT8), 1, 0, 0, 64u << 10, 0, lvl));
+    if (o->src_rank)
+        EPLB_CHECK(app_create(&w->src, w, "/tokens/src_rank", H5T_STD_U16LE,
+                              H5Tcopy(H5T_NATIVE_UINT16), 1, 0, 0, OTHER_CHUNK_BYTES, cr,
+                              lvl));
+    if (o->levels & EPLB_LEVEL_LOGITS) {
+        /* The memory type is the file type: bf16/f16 are converted in C, so
+         * reading needs no HDF5 conversion path. */
+        hid_t ft = eplb_h5_type_logits(o->logits_dtype);
+        if (ft < 0)
+            return eplb_h5_fail(EPLB_ERR_INTERNAL, w->path, "/router/logits",
+                                "cannot build the logits type");
+        EPLB_CHECK(app_create(&w->logits, w, "/router/logits", ft, ft, 3, L, E,
+                              LOGITS_CHUNK_BYTES, cr, lvl));
+    }
+    if (o->levels & EPLB_LEVEL_TOPK) {
+        int wide = w->E > 256;
+        EPLB_CHECK(app_create(&w->ids, w, "/router/topk_ids",
+                              wide ? H5T_STD_U16LE : H5T_STD_U8LE,
+                              H5Tcopy(wide ? H5T_NATIVE_UINT16 : H5T_NATIVE_UINT8), 3, L, K,
+                              OTHER_CHUNK_BYTES, cr, lvl));
+        if (o->topk_weights)
+            EPLB_CHECK(app_create(&w->wts, w, "/router/topk_weights", H5T_IEEE_F32LE,
+                                  H5Tcopy(H5T_NATIVE_FLOAT), 3, L, K, OTHER_CHUNK_BYTES, cr,
+                                  lvl));
+    }
+    if (o->levels & EPLB_LEVEL_COUNTS)
+        EPLB_CHECK(app_create(&w->counts, w, "/load/counts", H5T_STD_I32LE,
+                              H5Tcopy(H5T_NATIVE_INT32), 3, L, E, OTHER_CHUNK_BYTES, cr,
+                              lvl));
+    return EPLB_OK;
+}
+
+/* Close everything (datasets before the file), optionally delete the
+ * temporary file, free w. */
+static void writer_free(eplb_trace_writer_t *w, int unlink_tmp)
+{
+    appender_t *apps[] = {&w->offs, &w->phase, &w->src, &w->logits,
+                          &w->ids,  &w->wts,   &w->counts};
+    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
+        app_close(apps[i]);
+    eplb_h5_close(&w->file);
+    if (unlink_tmp && w->tmp)
+        unlink(w->tmp);
+    free(w->bias);
+    free(w->path);
+    free(w->tmp);
+    free(w);
+}
+
+eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *path,
+                                       const eplb_trace_writer_opts_t *opts)
+{
+    if (!path || !opts)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace writer: NULL path or options");
+    EPLB_CHECK(check_opts(path, opts));
+    eplb_status_t st = EPLB_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    eplb_trace_writer_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
+    appender_t *apps[] = {&w->offs, &w->phase, &w->src, &w->logits,
+                          &w->ids,  &w->wts,   &w->counts};
+    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
+        app_init(apps[i]);
+    w->file = H5I_INVALID_HID;
+    w->L = opts->num_layers;
+    w->E = opts->route.num_experts;
+    w->K = opts->route.top_k;
+    w->dt = opts->logits_dtype;
+    w->route = opts->route;
+    w->levels = opts->levels;
+    w->want_w = opts->topk_weights;
+    w->want_phase = opts->phase;
+    w->want_src = opts->src_rank;
+    w->path = strdup(path);
+    size_t tn = strlen(path) + 32;
+    w->tmp = malloc(tn);
+    EPLB_ALLOC_GOTO(w->path, st, out_free);
+    EPLB_ALLOC_GOTO(w->tmp, st, out_free);
+    snprintf(w->tmp, tn, "%s.tmp.%ld", path, (long)getpid());
+
+    eplb_h5_lock();
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        st = eplb_h5_fail(EPLB_ERR_INTERNAL, path, NULL, "cannot set up file access");
+        goto out_unlock;
+    }
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (w->file < 0) {
+        st = eplb_h5_fail(EPLB_ERR_IO, w->tmp, NULL, "cannot create file");
+        goto out_unlock;
+    }
+    EPLB_CHECK_GOTO(write_root_attrs(w, opts), st, out_unlock);
+    EPLB_CHECK_GOTO(create_datasets(w, opts), st, out_unlock);
+out_unlock:
+    eplb_h5_close(&fapl);
+    eplb_h5_unlock();
+out_free:
+    if (st != EPLB_OK) {
+        int created = w->file >= 0;
+        eplb_h5_lock();
+        writer_free(w, created);
+        eplb_h5_unlock();
+        return st;
+    }
+    *out = w;
+    return EPLB_OK;
+}
+
+/* Checks of one step's inputs, before anything is buffered, so that a
+ * rejected step leaves the writer unchanged. */
+static eplb_status_t check_step(const eplb_trace_writer_t *w, int64_t ntok,
+                                const float *logits, const int32_t *ids, const float *wts,
+                                const int32_t *counts, const uint16_t *src, uint8_t phase)
+{
+    const char *p = w->path;
+    int64_t s = w->nsteps;
+    if (ntok < 0)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: step %lld: negative token count",
+                              p, (long long)s);
+    const char *missing = NULL;
+    if ((w->levels & EPLB_LEVEL_LOGITS) && !logits && ntok > 0)
+        missing = "logits";
+    else if ((w->levels & EPLB_LEVEL_TOPK) && !ids && ntok > 0)
+        missing = "topk_ids";
+    else if (w->want_w && !wts && ntok > 0)
+        missing = "topk_weights";
+    else if ((w->levels & EPLB_LEVEL_COUNTS) && !counts)
+        missing = "counts";
+    else if (w->want_src && !src && ntok > 0)
+        missing = "src_rank";
+    if (missing)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: step %lld: %s is NULL", p,
+                              (long long)s, missing);
+    if (w->want_phase && phase > 2)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: step %lld: phase %u (expected 0 prefill, 1 decode, 2 mixed)",
+                              p, (long long)s, phase);
+    int64_t LE = (int64_t)w->L * w->E, LK = (int64_t)w->L * w->K;
+    if (w->levels & EPLB_LEVEL_LOGITS)
+        for (int64_t i = 0; i < ntok * LE; i++)
+            if (!isfinite(logits[i]))
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "%s: /router/logits: step %lld token %lld layer %lld: "
+                                      "non-finite logit",
+                                      p, (long long)s, (long long)(w->ntok + i / LE),
+                                      (long long)(i % LE / w->E));
+    if (w->levels & EPLB_LEVEL_TOPK)
+        for (int64_t i = 0; i < ntok * LK; i++)
+            if (ids[i] < 0 || ids[i] >= w->E)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "%s: /router/topk_ids: step %lld token %lld layer %lld: "
+                                      "id %d outside [0, %d)",
+                                      p, (long long)s, (long long)(w->ntok + i / LK),
+                                      (long long)(i % LK / w->K), ids[i], w->E);
+    if (w->levels & EPLB_LEVEL_COUNTS)
+        for (int64_t i = 0; i < LE; i++)
+            if (counts[i] < 0)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "%s: /load/counts: step %lld layer %lld: negative count",
+                                      p, (long long)s, (long long)(i / w->E));
+    return EPLB_OK;
+}
+
+static eplb_status_t push_logits(eplb_trace_writer_t *w, const float *src, int64_t ntok)
+{
+    appender_t *a = &w->logits;
+    size_t per = (size_t)w->L * (size_t)w->E;
+    while (ntok > 0) {
+        hsize_t room;
+        unsigned char *dst = app_room(a, &room);
+        hsize_t take = (hsize_t)ntok < room ? (hsize_t)ntok : room;
+        size_t n = (size_t)take * per;
+        if (w->dt == EPLB_DTYPE_F32) {
+            memcpy(dst, src, n * sizeof(float));
+        } else {
+            uint16_t *h = (uint16_t *)dst;
+            if (w->dt == EPLB_DTYPE_BF16)
+                for (size_t i = 0; i < n; i++)
+                    h[i] = eplb_f32_to_bf16(src[i]);
+            else
+                for (size_t i = 0; i < n; i++)
+                    h[i] = eplb_f32_to_f16(src[i]);
+        }
+        EPLB_CHECK(app_commit(a, take, w->path));
+        src += n;
+        ntok -= (int64_t)take;
+    }
+    return EPLB_OK;
+}
+
+static eplb_status_t push_ids(eplb_trace_writer_t *w, const int32_t *src, int64_t ntok)
+{
+    appender_t *a = &w->ids;
+    size_t per = (size_t)w->L * (size_t)w->K;
+    while (ntok > 0) {
+        hsize_t room;
+        unsigned char *dst = app_room(a, &room);
+        hsize_t take = (hsize_t)ntok < room ? (hsize_t)ntok : room;
+        size_t n = (size_t)take * per;
+        if (w->E > 256)
+            for (size_t i = 0; i < n; i++)
+                ((uint16_t *)dst)[i] = (uint16_t)src[i];
+        else
+            for (size_t i = 0; i < n; i++)
+                dst[i] = (uint8_t)src[i];
+        EPLB_CHECK(app_commit(a, take, w->path));
+        src += n;
+        ntok -= (int64_t)take;
+    }
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_trace_writer_append_step(eplb_trace_writer_t *w, int64_t ntok,
+                                            const float *logits, const int32_t *topk_ids,
+                                            const float *topk_weights, const int32_t *counts,
+                                            const uint16_t *src_rank, uint8_t phase)
+{
+    if (!w)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace writer: NULL writer");
+    EPLB_CHECK(check_step(w, ntok, logits, topk_ids, topk_weights, counts, src_rank, phase));
+    eplb_status_t st = EPLB_OK;
+    int64_t end = w->ntok + ntok;
+    eplb_h5_lock();
+    if (w->levels & EPLB_LEVEL_LOGITS)
+        EPLB_CHECK_GOTO(push_logits(w, logits, ntok), st, out);
+    if (w->levels & EPLB_LEVEL_TOPK)
+        EPLB_CHECK_GOTO(push_ids(w, topk_ids, ntok), st, out);
+    if (w->want_w)
+        EPLB_CHECK_GOTO(app_push(&w->wts, topk_weights, (hsize_t)ntok, w->path), st, out);
+    if (w->levels & EPLB_LEVEL_COUNTS)
+        EPLB_CHECK_GOTO(app_push(&w->counts, counts, 1, w->path), st, out);
+    if (w->want_src)
+        EPLB_CHECK_GOTO(app_push(&w->src, src_rank, (hsize_t)ntok, w->path), st, out);
+    if (w->want_phase)
+        EPLB_CHECK_GOTO(app_push(&w->phase, &phase, 1, w->path), st, out);
+    EPLB_CHECK_GOTO(app_push(&w->offs, &end, 1, w->path), st, out);
+    w->ntok = end;
+    w->nsteps++;
+out:
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_trace_writer_set_bias(eplb_trace_writer_t *w, const float *bias)
+{
+    if (!w || !bias)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace writer: NULL writer or bias");
+    size_t n = (size_t)w->L * (size_t)w->E;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(bias[i]))
+            return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                  "%s: /router/e_score_correction_bias: layer %zu expert %zu: "
+                                  "non-finite value",
+                                  w->path, i / (size_t)w->E, i % (size_t)w->E);
+    if (!w->bias && !(w->bias = malloc(n * sizeof(float))))
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", w->path);
+    memcpy(w->bias, bias, n * sizeof(float));
+    return EPLB_OK;
+}
+
+static eplb_status_t write_bias(eplb_trace_writer_t *w)
+{
+    eplb_status_t st = EPLB_OK;
+    hsize_t dims[2] = {(hsize_t)w->L, (hsize_t)w->E};
+    hid_t grp = ensure_group(w->file, "/router");
+    hid_t sp = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
+    if (grp < 0 || sp < 0 ||
+        (d = H5Dcreate2(w->file, "/router/e_score_correction_bias", H5T_IEEE_F32LE, sp,
+                        H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->bias) < 0)
+        st = eplb_h5_fail(EPLB_ERR_IO, w->path, "/router/e_score_correction_bias",
+                          "cannot write dataset");
+    eplb_h5_close(&d);
+    eplb_h5_close(&sp);
+    eplb_h5_close(&grp);
+    return st;
+}
+
+eplb_status_t eplb_trace_writer_finish(eplb_trace_writer_t *w)
+{
+    if (!w)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace writer: NULL writer");
+    eplb_status_t st = EPLB_OK;
+    eplb_h5_lock();
+    if (w->nsteps == 0) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: trace writer: no steps appended",
+                            w->path);
+        goto out;
+    }
+    appender_t *apps[] = {&w->offs, &w->phase, &w->src, &w->logits,
+                          &w->ids,  &w->wts,   &w->counts};
+    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
+        EPLB_CHECK_GOTO(app_flush(apps[i], w->path), st, out);
+    if (w->bias)
+        EPLB_CHECK_GOTO(write_bias(w), st, out);
+    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
+        app_close(apps[i]);
+    if (H5Fclose(w->file) < 0) {
+        w->file = H5I_INVALID_HID;
+        st = eplb_h5_fail(EPLB_ERR_IO, w->path, NULL, "cannot close file");
+        goto out;
+    }
+    w->file = H5I_INVALID_HID;
+    if (rename(w->tmp, w->path) != 0)
+        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %m", w->path, w->tmp);
+out:
+    writer_free(w, st != EPLB_OK);
+    eplb_h5_unlock();
+    return st;
+}
+
+void eplb_trace_writer_abort(eplb_trace_writer_t *w)
+{
+    if (!w)
+        return;
+    eplb_h5_lock();
+    writer_free(w, 1);
+    eplb_h5_unlock();
+}

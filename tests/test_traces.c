@@ -382,6 +382,37 @@ Test(traces, parallel_many_chunks)
     unlink(path);
 }
 
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f != NULL, "%s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    cr_assert_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+/* Same inputs, same bytes: no timestamps, zero padding in partial chunks. */
+Test(traces, writer_is_deterministic)
+{
+    spec_t sp = {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS, 8};
+    const char *a = tmp_file("a.h5"), *b = tmp_file("b.h5");
+    write_trace(a, &sp);
+    write_trace(b, &sp);
+    size_t na, nb;
+    unsigned char *da = slurp(a, &na), *db = slurp(b, &nb);
+    cr_assert_eq(na, nb);
+    cr_assert(memcmp(da, db, na) == 0, "two writes of the same trace differ");
+    free(da);
+    free(db);
+    unlink(a);
+    unlink(b);
+}
+
 Test(traces, writer_temp_name_and_abort)
 {
     const char *dir = eplb_test_tmpdir();
@@ -441,4 +472,97 @@ Test(traces, writer_rejects_bad_input)
     cr_assert_eq(eplb_trace_info(tr)->num_tokens, 1);
     eplb_trace_close(tr);
     unlink(path);
+}
+
+/* ---- `eplb-replay info` ------------------------------------------------- */
+
+#include "json.h"
+
+/* 16 tokens, 2 layers, 8 experts, top-2: layer 0 always picks experts 0
+ * and 1 (loads 16, 16, 0...: max/mean = 16 / (32/8) = 4), layer 1 picks
+ * t%8 and (t+1)%8 (every expert 4: skew 1).  As topk ids or as logits
+ * whose softmax top-2 gives the same ids. */
+static const char *skew_trace(int as_logits)
+{
+    const char *path = tmp_file(as_logits ? "skew-logits.h5" : "skew-ids.h5");
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "skew";
+    o.source = "test";
+    o.num_layers = 2;
+    o.route.num_experts = 8;
+    o.route.top_k = 2;
+    o.levels = as_logits ? EPLB_LEVEL_LOGITS : EPLB_LEVEL_TOPK;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    for (int s = 0; s < 2; s++) {
+        int32_t ids[8 * 2 * 2];
+        float lg[8 * 2 * 8];
+        for (int i = 0; i < 8; i++) {
+            int t = s * 8 + i;
+            ids[(i * 2 + 0) * 2 + 0] = 0;
+            ids[(i * 2 + 0) * 2 + 1] = 1;
+            ids[(i * 2 + 1) * 2 + 0] = t % 8;
+            ids[(i * 2 + 1) * 2 + 1] = (t + 1) % 8;
+            for (int e = 0; e < 8; e++) {
+                lg[(i * 2 + 0) * 8 + e] = -(float)e;
+                lg[(i * 2 + 1) * 8 + e] = -(float)((e - t + 16) % 8);
+            }
+        }
+        eplb_assert_ok(eplb_trace_writer_append_step(w, 8, lg, ids, NULL, NULL, NULL, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    return path;
+}
+
+static void check_info_json(const char *path, const char *level, const char *dtype)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info '%s' --json", path);
+    cr_assert_eq(rc, 0, "info failed: %s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "info output"));
+    cr_assert_eq(eplb_json_get(v, "num_layers")->num, 2);
+    cr_assert_eq(eplb_json_get(v, "num_experts")->num, 8);
+    cr_assert_eq(eplb_json_get(v, "top_k")->num, 2);
+    cr_assert_eq(eplb_json_get(v, "num_steps")->num, 2);
+    cr_assert_eq(eplb_json_get(v, "num_tokens")->num, 16);
+    cr_assert_str_eq(eplb_json_get(v, "scoring")->str, "softmax");
+    const eplb_json_t *lv = eplb_json_get(v, "levels");
+    cr_assert_eq(lv->n, 1);
+    cr_assert_str_eq(lv->items[0].str, level);
+    if (dtype)
+        cr_assert_str_eq(eplb_json_get(v, "dtype")->str, dtype);
+    else
+        cr_assert_eq(eplb_json_get(v, "dtype")->type, EPLB_JSON_NULL);
+    cr_assert_not_null(eplb_json_get(eplb_json_get(v, "sizes"), "stored_bytes"));
+    const eplb_json_t *sk = eplb_json_get(v, "skew_per_layer");
+    cr_assert_eq(sk->n, 2);
+    cr_assert_float_eq(sk->items[0].num, 4.0, 1e-12);
+    cr_assert_float_eq(sk->items[1].num, 1.0, 1e-12);
+    cr_assert_float_eq(eplb_json_get(v, "skew_max")->num, 4.0, 1e-12);
+    cr_assert_str_eq(eplb_json_get(v, "skew_source")->str, level);
+    eplb_json_free(v);
+    free(out);
+}
+
+Test(traces, info_json_skew_from_ids) { check_info_json(skew_trace(0), "topk_ids", NULL); }
+Test(traces, info_json_skew_from_routed_logits)
+{
+    check_info_json(skew_trace(1), "logits", "f32");
+}
+
+Test(traces, info_text_and_usage)
+{
+    char *out = NULL;
+    const char *path = skew_trace(0);
+    cr_assert_eq(eplb_test_run_cli(&out, "info '%s'", path), 0, "%s", out);
+    cr_assert(strstr(out, "load skew") && strstr(out, "topk_ids"), "%s", out);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "info --help"), 0);
+    cr_assert(strstr(out, "usage: eplb-replay info"));
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "info"), 2);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "info '%s' --bogus", path), 2);
+    free(out);
 }

@@ -2,5 +2,5 @@
 libeplb_a_SOURCES += traces/trace.h traces/trace_impl.h traces/h5util.h \
 	traces/h5util.c traces/writer.c traces/reader.c traces/parallel.c
 if HAVE_CRITERION
-tests_eplb_tests_SOURCES += tests/test_traces.c
+tests_eplb_tests_SOURCES += tests/test_traces.c tests/test_trace_errors.c
 endif

@@ -62,11 +62,21 @@ static void app_close(appender_t *a)
     a->buf = NULL;
 }
 
+/* Objects are created without modification times, so that the same
+ * inputs give the same file, byte for byte (the generator relies on it);
+ * the padding of partial chunks is the default fill value (zeros). */
 static hid_t ensure_group(hid_t file, const char *name)
 {
     if (H5Lexists(file, name, H5P_DEFAULT) > 0)
         return H5Gopen2(file, name, H5P_DEFAULT);
-    return H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    if (gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0) {
+        eplb_h5_close(&gcpl);
+        return H5I_INVALID_HID;
+    }
+    hid_t g = H5Gcreate2(file, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    H5Pclose(gcpl);
+    return g;
 }
 
 /* Create dataset `name` ([0, inner...], unlimited first axis) chunked by
@@ -103,7 +113,7 @@ static eplb_status_t app_create(appender_t *a, const eplb_trace_writer_t *w,
     space = H5Screate_simple(rank, dims, maxd);
     if (grp < 0 || dcpl < 0 || space < 0 || H5Pset_chunk(dcpl, rank, cdims) < 0 ||
         H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0 ||
-        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) {
+        H5Pset_obj_track_times(dcpl, 0) < 0) {
         st = eplb_h5_fail(EPLB_ERR_IO, w->path, name, "cannot set up dataset");
         goto out;
     }
@@ -298,7 +308,7 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace writer: NULL path or options");
     EPLB_CHECK(check_opts(path, opts));
     eplb_status_t st = EPLB_OK;
-    hid_t fapl = H5I_INVALID_HID;
+    hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID;
     eplb_trace_writer_t *w = calloc(1, sizeof *w);
     if (!w)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
@@ -325,11 +335,13 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
 
     eplb_h5_lock();
     fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+    fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fapl < 0 || fcpl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+        H5Pset_obj_track_times(fcpl, 0) < 0) {
         st = eplb_h5_fail(EPLB_ERR_INTERNAL, path, NULL, "cannot set up file access");
         goto out_unlock;
     }
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (w->file < 0) {
         st = eplb_h5_fail(EPLB_ERR_IO, w->tmp, NULL, "cannot create file");
         goto out_unlock;
@@ -338,6 +350,7 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
     EPLB_CHECK_GOTO(create_datasets(w, opts), st, out_unlock);
 out_unlock:
     eplb_h5_close(&fapl);
+    eplb_h5_close(&fcpl);
     eplb_h5_unlock();
 out_free:
     if (st != EPLB_OK) {
@@ -509,13 +522,15 @@ static eplb_status_t write_bias(eplb_trace_writer_t *w)
     hsize_t dims[2] = {(hsize_t)w->L, (hsize_t)w->E};
     hid_t grp = ensure_group(w->file, "/router");
     hid_t sp = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
-    if (grp < 0 || sp < 0 ||
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (grp < 0 || sp < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
         (d = H5Dcreate2(w->file, "/router/e_score_correction_bias", H5T_IEEE_F32LE, sp,
-                        H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+                        H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
         H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->bias) < 0)
         st = eplb_h5_fail(EPLB_ERR_IO, w->path, "/router/e_score_correction_bias",
                           "cannot write dataset");
     eplb_h5_close(&d);
+    eplb_h5_close(&dcpl);
     eplb_h5_close(&sp);
     eplb_h5_close(&grp);
     return st;

@@ -1,0 +1,312 @@
+/* test_trace_errors.c - bad traces: each gives the right status and a
+ * message naming the file and the field; none crashes.  Bad files are made
+ * from a valid one with the HDF5 C API (attributes deleted or rewritten,
+ * datasets replaced, single elements overwritten). */
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "trace.h"
+
+#define L_ 2
+#define E_ 8
+#define K_ 2
+#define S_ 4
+#define TPS 5 /* tokens per step */
+#define T_ (S_ * TPS)
+
+static void suite_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+TestSuite(trace_errors, .init = suite_init);
+
+/* A valid f32 trace with logits, topk ids and counts (values in range). */
+static const char *good_trace(void)
+{
+    const char *path = eplb_test_path(eplb_test_tmpdir(), "good.h5");
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "m";
+    o.source = "test_trace_errors.c";
+    o.num_layers = L_;
+    o.route.num_experts = E_;
+    o.route.top_k = K_;
+    o.levels = EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS;
+    o.chunk_rows = 3;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    float lg[TPS * L_ * E_];
+    int32_t ids[TPS * L_ * K_], cn[L_ * E_];
+    for (int s = 0; s < S_; s++) {
+        for (int i = 0; i < TPS * L_ * E_; i++)
+            lg[i] = (float)(i % 7) - 3.0f;
+        for (int i = 0; i < TPS * L_ * K_; i++)
+            ids[i] = (s + i) % E_;
+        for (int i = 0; i < L_ * E_; i++)
+            cn[i] = i;
+        eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, lg, ids, NULL, cn, NULL, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    return path;
+}
+
+static hid_t open_rw(const char *path)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot reopen %s", path);
+    return f;
+}
+
+/* Overwrite one element (at coords c) of dataset `name` with *v of type mt. */
+static void poke(const char *path, const char *name, const hsize_t *c, hid_t mt, const void *v)
+{
+    hid_t f = open_rw(path);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    cr_assert(d >= 0, "no %s", name);
+    hid_t fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, c) >= 0);
+    cr_assert(H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* Replace a scalar int attribute of the root. */
+static void set_int_attr(const char *path, const char *name, int64_t v)
+{
+    hid_t f = open_rw(path);
+    if (H5Aexists(f, name) > 0)
+        cr_assert(H5Adelete(f, name) >= 0);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(a >= 0);
+    cr_assert(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+static void assert_open_fails(const char *path, eplb_status_t want, const char *needle)
+{
+    eplb_trace_t *tr = (eplb_trace_t *)0x1;
+    eplb_assert_fails(eplb_trace_open(&tr, path), want, needle);
+    cr_assert(strstr(eplb_error_last(), path) != NULL, "message '%s' does not name %s",
+              eplb_error_last(), path);
+    cr_assert_eq(tr, (eplb_trace_t *)0x1, "output set on failure");
+}
+
+Test(trace_errors, missing_file)
+{
+    const char *path = eplb_test_path(eplb_test_tmpdir(), "nope.h5");
+    assert_open_fails(path, EPLB_ERR_IO, "No such file");
+}
+
+Test(trace_errors, not_hdf5)
+{
+    const char *path = eplb_test_path(eplb_test_tmpdir(), "text.h5");
+    FILE *f = fopen(path, "w");
+    fputs("this is a text file, not a trace\n", f);
+    fclose(f);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "not an HDF5 file");
+    unlink(path);
+}
+
+Test(trace_errors, truncated_file)
+{
+    const char *good = good_trace();
+    char cut[600];
+    snprintf(cut, sizeof cut, "%s.cut.h5", good);
+    FILE *in = fopen(good, "rb");
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    char *buf = malloc((size_t)n);
+    cr_assert_eq(fread(buf, 1, (size_t)n, in), (size_t)n);
+    fclose(in);
+    FILE *out = fopen(cut, "wb");
+    fwrite(buf, 1, (size_t)n / 2, out);
+    fclose(out);
+    free(buf);
+    assert_open_fails(cut, EPLB_ERR_FORMAT, "truncated");
+    unlink(cut);
+    unlink(good);
+}
+
+Test(trace_errors, wrong_version)
+{
+    const char *path = good_trace();
+    set_int_attr(path, "eplb_trace_version", 2);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "eplb_trace_version");
+    unlink(path);
+}
+
+Test(trace_errors, missing_attribute)
+{
+    const char *path = good_trace();
+    hid_t f = open_rw(path);
+    cr_assert(H5Adelete(f, "top_k") >= 0);
+    H5Fclose(f);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "'top_k'");
+    unlink(path);
+}
+
+Test(trace_errors, attribute_out_of_range)
+{
+    const char *path = good_trace();
+    set_int_attr(path, "num_groups", 3); /* does not divide E = 8 */
+    assert_open_fails(path, EPLB_ERR_FORMAT, "num_groups");
+    unlink(path);
+}
+
+/* topk_ids replaced by one with a token less than the logits. */
+Test(trace_errors, shape_mismatch)
+{
+    const char *path = good_trace();
+    hid_t f = open_rw(path);
+    cr_assert(H5Ldelete(f, "/router/topk_ids", H5P_DEFAULT) >= 0);
+    hsize_t dims[3] = {T_ - 1, L_, K_};
+    hid_t sp = H5Screate_simple(3, dims, NULL);
+    hid_t d = H5Dcreate2(f, "/router/topk_ids", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    cr_assert(d >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Fclose(f);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "/router/topk_ids has shape [19, 2, 2]");
+    cr_assert(strstr(eplb_error_last(), "[20, 2, 2]") != NULL, "%s", eplb_error_last());
+    unlink(path);
+}
+
+Test(trace_errors, offsets_not_increasing)
+{
+    const char *path = good_trace();
+    hsize_t c = 2;
+    int64_t v = 1; /* offsets are 0, 5, 10, 15, 20: make index 2 go back */
+    poke(path, "/steps/token_offset", &c, H5T_NATIVE_INT64, &v);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "/steps/token_offset is decreasing at index 2");
+    unlink(path);
+}
+
+Test(trace_errors, missing_level)
+{
+    const char *path = good_trace();
+    hid_t f = open_rw(path);
+    cr_assert(H5Ldelete(f, "/router/logits", H5P_DEFAULT) >= 0);
+    cr_assert(H5Ldelete(f, "/router/topk_ids", H5P_DEFAULT) >= 0);
+    cr_assert(H5Ldelete(f, "/load/counts", H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "no data level");
+    unlink(path);
+}
+
+Test(trace_errors, ids_out_of_range)
+{
+    const char *path = good_trace();
+    hsize_t c[3] = {13, 1, 0};
+    uint8_t v = E_;
+    poke(path, "/router/topk_ids", c, H5T_NATIVE_UINT8, &v);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path)); /* values are checked on read */
+    int32_t ids[T_ * L_ * K_];
+    eplb_assert_fails(eplb_trace_read_topk(tr, ids, NULL, 0, T_), EPLB_ERR_FORMAT,
+                      "/router/topk_ids: token 13 layer 1: expert id 8");
+    cr_assert(strstr(eplb_error_last(), path) != NULL);
+    /* a range without the bad token reads fine */
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, NULL, 0, 13));
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+Test(trace_errors, nan_logits)
+{
+    const char *path = good_trace();
+    hsize_t c[3] = {7, 1, 3};
+    float v = NAN;
+    poke(path, "/router/logits", c, H5T_NATIVE_FLOAT, &v);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    float lg[T_ * L_ * E_];
+    eplb_assert_fails(eplb_trace_read_logits(tr, lg, 5, 10), EPLB_ERR_FORMAT,
+                      "/router/logits: token 7 layer 1 expert 3");
+    cr_assert(strstr(eplb_error_last(), path) != NULL);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+Test(trace_errors, negative_counts)
+{
+    const char *path = good_trace();
+    hsize_t c[3] = {2, 0, 5};
+    int32_t v = -4;
+    poke(path, "/load/counts", c, H5T_NATIVE_INT32, &v);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    int32_t cn[S_ * L_ * E_];
+    eplb_assert_fails(eplb_trace_read_counts(tr, cn, 0, S_), EPLB_ERR_FORMAT,
+                      "/load/counts: step 2 layer 0 expert 5: negative count -4");
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* A corrupt compressed chunk: both readers fail cleanly, naming the
+ * dataset (the parallel one also names the chunk). */
+Test(trace_errors, corrupt_chunk)
+{
+    const char *path = good_trace();
+    hid_t f = open_rw(path);
+    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+    hsize_t off[3] = {3, 0, 0}, nbytes = 0;
+    cr_assert(H5Dget_chunk_storage_size(d, off, &nbytes) >= 0 && nbytes > 8);
+    unsigned char junk[4096];
+    memset(junk, 0x77, sizeof junk);
+    cr_assert(H5Dwrite_chunk(d, H5P_DEFAULT, 0, off, nbytes < sizeof junk ? nbytes : sizeof junk,
+                             junk) >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    size_t n = eplb_trace_raw_bytes(tr);
+    void *buf = malloc(n);
+    eplb_assert_fails(eplb_trace_read_all_serial(tr, buf), EPLB_ERR_FORMAT, "/router/logits");
+    eplb_assert_fails(eplb_trace_read_all_parallel(tr, buf, 2), EPLB_ERR_FORMAT,
+                      "/router/logits: chunk at [3, 0, 0]");
+    eplb_assert_fails(eplb_trace_read_logits(tr, buf, 4, 5), EPLB_ERR_FORMAT, "/router/logits");
+    free(buf);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* The CLI: non-zero exit and a message naming the file, no crash. */
+Test(trace_errors, info_cli_bad_files)
+{
+    char *out = NULL;
+    const char *dir = eplb_test_tmpdir();
+    const char *missing = eplb_test_path(dir, "missing.h5");
+    int rc = eplb_test_run_cli(&out, "info '%s'", missing);
+    cr_assert_eq(rc, 1, "rc %d: %s", rc, out);
+    cr_assert(strstr(out, "eplb-replay info: ") && strstr(out, missing), "%s", out);
+    free(out);
+
+    const char *text = eplb_test_path(dir, "text.h5");
+    FILE *f = fopen(text, "w");
+    fputs("not hdf5\n", f);
+    fclose(f);
+    rc = eplb_test_run_cli(&out, "info '%s' --json", text);
+    cr_assert_eq(rc, 1, "rc %d: %s", rc, out);
+    cr_assert(strstr(out, text) && strstr(out, "not an HDF5 file"), "%s", out);
+    free(out);
+    unlink(text);
+
+    const char *bad = good_trace();
+    set_int_attr(bad, "eplb_trace_version", 7);
+    rc = eplb_test_run_cli(&out, "info '%s'", bad);
+    cr_assert_eq(rc, 1, "rc %d: %s", rc, out);
+    cr_assert(strstr(out, bad) && strstr(out, "eplb_trace_version"), "%s", out);
+    free(out);
+    unlink(bad);
+}

@@ -1,9 +1,186 @@
-/* bench_io.c - placeholder until the benchmark lands. */
+/* bench_io.c - `eplb-replay bench io TRACE.h5`: whole-dataset read of the
+ * raw logits (else topk ids), plain H5Dread against the parallel reader
+ * (H5Dread_chunk + zlib inflate on N threads).
+ *
+ * Every configuration is timed --repeat times and the median reported; a
+ * first untimed serial read warms the page cache, so the numbers measure
+ * decompression and copying, not the disk.  The parallel result is
+ * compared with the serial one byte for byte. */
 #include "cmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checks.h"
+#include "trace.h"
+
+#define MAX_REPEAT 1000
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb-replay bench io TRACE.h5 [--threads N] [--repeat R] [--json]\n\n"
+            "Time the read of the whole /router/logits dataset (else /router/topk_ids):\n"
+            "plain H5Dread (serial baseline, threads 0) and the parallel reader\n"
+            "(H5Dread_chunk + zlib inflate + unshuffle on worker threads) with 1, 2, 4, ...\n"
+            "up to N threads.  Reports the median of R runs after one warm-up read.\n\n"
+            "  --threads N  largest thread count (default: EPLB_THREADS or the CPU count)\n"
+            "  --repeat R   runs per configuration (default 5)\n"
+            "  --json       one JSON object per line:\n"
+            "               {\"mode\":\"serial\"|\"parallel\",\"threads\":N,\"bytes\":B,\n"
+            "                \"seconds\":S,\"mb_per_s\":X,\"speedup\":..., ...}\n"
+            "               (MB = 10^6 bytes of raw, uncompressed data)\n"
+            "  -h, --help   this text\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median seconds of `repeat` reads with `threads` (0: serial H5Dread). */
+static eplb_status_t time_read(double *out, const eplb_trace_t *tr, void *buf, int threads,
+                               int repeat)
+{
+    double t[MAX_REPEAT];
+    for (int r = 0; r < repeat; r++) {
+        double t0 = now_s();
+        eplb_status_t st = threads == 0 ? eplb_trace_read_all_serial(tr, buf)
+                                        : eplb_trace_read_all_parallel(tr, buf, threads);
+        if (st != EPLB_OK)
+            return st;
+        t[r] = now_s() - t0;
+    }
+    *out = median(t, repeat);
+    return EPLB_OK;
+}
+
+static void report(int json, const char *mode, int threads, size_t bytes, double sec,
+                   double base, int identical, int repeat, const eplb_trace_t *tr)
+{
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    const char *what = (in->levels & EPLB_LEVEL_LOGITS) ? "/router/logits" : "/router/topk_ids";
+    const char *dt = (in->levels & EPLB_LEVEL_LOGITS) ? eplb_dtype_name(in->logits_dtype)
+                                                      : (in->topk_id_bytes == 1 ? "u8" : "u16");
+    double mbs = sec > 0 ? (double)bytes / 1e6 / sec : 0;
+    if (json) {
+        printf("{\"mode\":\"%s\",\"threads\":%d,\"bytes\":%zu,\"seconds\":%.6f,"
+               "\"mb_per_s\":%.1f,\"speedup\":%.3f,\"identical\":%s,\"repeat\":%d,"
+               "\"dataset\":\"%s\",\"dtype\":\"%s\"}\n",
+               mode, threads, bytes, sec, mbs, sec > 0 ? base / sec : 0,
+               identical ? "true" : "false", repeat, what, dt);
+    } else {
+        printf("%-8s | %3d threads | %10zu bytes | %9.4f s | %8.1f MB/s | x%.2f%s\n", mode,
+               threads, bytes, sec, mbs, sec > 0 ? base / sec : 0,
+               identical ? "" : " | DIFFERS FROM SERIAL");
+    }
+    fflush(stdout);
+}
 
 int eplb_bench_io(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return eplb_cmd_fail("bench io", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+    const char *path = NULL;
+    int json = 0, max_threads = 0, repeat = 5;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if ((!strcmp(a, "--threads") || !strcmp(a, "--repeat")) && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            int thr = !strcmp(a, "--threads");
+            if (*end || v < 1 || v > (thr ? 256 : MAX_REPEAT)) {
+                fprintf(stderr, "eplb-replay bench io: %s must be an integer in 1..%d\n", a,
+                        thr ? 256 : MAX_REPEAT);
+                return 2;
+            }
+            if (thr)
+                max_threads = (int)v;
+            else
+                repeat = (int)v;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "eplb-replay bench io: unknown option or missing value '%s'\n", a);
+            usage(stderr);
+            return 2;
+        } else if (!path) {
+            path = a;
+        } else {
+            fprintf(stderr, "eplb-replay bench io: one trace at a time ('%s')\n", a);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "eplb-replay bench io: missing TRACE.h5\n");
+        usage(stderr);
+        return 2;
+    }
+    if (max_threads == 0)
+        max_threads = eplb_num_threads();
+
+    eplb_trace_t *tr = NULL;
+    eplb_status_t st = eplb_trace_open(&tr, path);
+    if (st != EPLB_OK)
+        return eplb_cmd_fail("bench io", st);
+    int rc = 0;
+    unsigned char *ser = NULL, *par = NULL;
+    size_t bytes = eplb_trace_raw_bytes(tr);
+    if (bytes == 0) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "%s: no /router/logits or /router/topk_ids data to read", path);
+        goto out;
+    }
+    ser = malloc(bytes);
+    par = malloc(bytes);
+    EPLB_ALLOC_GOTO(ser, st, out);
+    EPLB_ALLOC_GOTO(par, st, out);
+    if (!eplb_trace_parallel_supported(tr))
+        fprintf(stderr,
+                "eplb-replay bench io: %s: storage not supported by the parallel path "
+                "(filters or layout); it falls back to H5Dread\n",
+                path);
+    if (!json)
+        printf("# %s: %s, chunks of %lld tokens, median of %d\n", path,
+               (eplb_trace_info(tr)->levels & EPLB_LEVEL_LOGITS) ? "/router/logits"
+                                                                 : "/router/topk_ids",
+               (long long)eplb_trace_chunk_tokens(tr), repeat);
+    EPLB_CHECK_GOTO(eplb_trace_read_all_serial(tr, ser), st, out); /* warm-up */
+    double base;
+    EPLB_CHECK_GOTO(time_read(&base, tr, ser, 0, repeat), st, out);
+    report(json, "serial", 0, bytes, base, base, 1, repeat, tr);
+    for (int t = 1;; t = t * 2 < max_threads && t * 2 > t ? t * 2 : max_threads) {
+        memset(par, 0xa5, bytes);
+        double sec;
+        EPLB_CHECK_GOTO(time_read(&sec, tr, par, t, repeat), st, out);
+        report(json, "parallel", t, bytes, sec, base, memcmp(ser, par, bytes) == 0, repeat, tr);
+        if (memcmp(ser, par, bytes) != 0)
+            rc = 1;
+        if (t >= max_threads)
+            break;
+    }
+out:
+    if (st != EPLB_OK)
+        rc = eplb_cmd_fail("bench io", st);
+    free(ser);
+    free(par);
+    eplb_trace_close(tr);
+    return rc;
 }

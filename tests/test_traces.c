@@ -566,3 +566,63 @@ Test(traces, info_text_and_usage)
     cr_assert_eq(eplb_test_run_cli(&out, "info '%s' --bogus", path), 2);
     free(out);
 }
+
+/* ---- streaming memory bound --------------------------------------------- */
+
+#include <sys/resource.h>
+
+static long max_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Stream a 24 MiB (raw) logits dataset step by step: the peak resident
+ * size may grow by the chunk cache (2 chunks of 2 MiB) and HDF5's scratch,
+ * not by the dataset.  (Skipped under AddressSanitizer, whose quarantine
+ * keeps freed memory resident.) */
+Test(traces, streaming_memory_bound)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("RSS is not meaningful under AddressSanitizer");
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    cr_skip_test("RSS is not meaningful under AddressSanitizer");
+#endif
+#endif
+    const char *path = tmp_file("stream.h5");
+    enum { L = 8, E = 256, STEP = 96, STEPS = 32 };
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "m";
+    o.source = "s";
+    o.num_layers = L;
+    o.route.num_experts = E;
+    o.route.top_k = 8;
+    o.levels = EPLB_LEVEL_LOGITS;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    float *lg = malloc(sizeof(float) * STEP * L * E);
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < STEP * L * E; i++)
+            lg[i] = (float)((s + i) % 5);
+        eplb_assert_ok(eplb_trace_writer_append_step(w, STEP, lg, NULL, NULL, NULL, NULL, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const int64_t *off = eplb_trace_token_offsets(tr);
+    long before = max_rss_kib();
+    for (int s = 0; s < STEPS; s++) {
+        eplb_assert_ok(eplb_trace_read_logits(tr, lg, off[s], off[s + 1]));
+        cr_assert_float_eq(lg[STEP * L * E - 1], (float)((s + STEP * L * E - 1) % 5), 0);
+    }
+    long grown = max_rss_kib() - before;
+    size_t total = eplb_trace_raw_bytes(tr);
+    cr_assert_eq(total, (size_t)STEPS * STEP * L * E * 4);
+    cr_assert(grown < 12 * 1024, "peak RSS grew by %ld KiB streaming a %zu-byte dataset", grown,
+              total);
+    free(lg);
+    eplb_trace_close(tr);
+    unlink(path);
+}

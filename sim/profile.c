@@ -1,0 +1,286 @@
+/* profile.c - hardware profiles (key = value text) and model expert shapes.
+ * The default numbers are those of sim/profiles/h100-8gpu-ib400.txt, whose
+ * comments give the source of each. */
+#include "sim.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checks.h"
+#include "json.h"
+
+void eplb_sim_profile_default(eplb_profile_t *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "h100-8gpu-ib400");
+    out->nvlink_bw = 450e9;
+    out->nvlink_lat = 5e-6;
+    out->net_bw = 400e9 / 8;
+    out->net_lat = 15e-6;
+    out->hbm_bw = 3.35e12;
+    out->flops_fp8 = 1979e12;
+    out->flops_bf16 = 989.5e12;
+    out->gemm_eff = 0.6;
+    out->dispatch_bytes = 1.03125;
+    out->combine_bytes = 2;
+    out->record_s = -1;
+    out->record_frac = 0.0166;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static eplb_status_t num(double *out, const char *v, const char *what,
+                         int line, const char *key)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *trim(end) || !isfinite(x) || x < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s:%d: %s: '%s' is not a number >= 0", what,
+                              line, key, v);
+    *out = x;
+    return EPLB_OK;
+}
+
+static eplb_status_t parse_table(eplb_profile_t *p, char *v, const char *what,
+                                 int line)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(v, " \t,", &save); tok;
+         tok = strtok_r(NULL, " \t,", &save)) {
+        char *colon = strchr(tok, ':');
+        if (!colon || n >= EPLB_PROFILE_MAX_TABLE)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s:%d: gemm_table: '%s' is not tokens:us "
+                                  "(at most %d points)", what, line, tok,
+                                  EPLB_PROFILE_MAX_TABLE);
+        *colon = '\0';
+        double t, us;
+        EPLB_CHECK(num(&t, tok, what, line, "gemm_table"));
+        EPLB_CHECK(num(&us, colon + 1, what, line, "gemm_table"));
+        if (t < 1 || (n > 0 && t <= p->table_tokens[n - 1]))
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s:%d: gemm_table: token counts must be >= 1 "
+                                  "and ascending", what, line);
+        p->table_tokens[n] = t;
+        p->table_s[n] = us * 1e-6;
+        n++;
+    }
+    p->table_n = n;
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
+                                     const char *what)
+{
+    eplb_profile_t p;
+    eplb_sim_profile_default(&p);
+    p.table_n = 0;
+    char *copy = strdup(text);
+    if (!copy)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
+    eplb_status_t st = EPLB_OK;
+    int line = 0;
+    char *cur = copy; /* split by hand so that blank lines count */
+    while (cur) {
+        char *nl = strchr(cur, '\n');
+        if (nl)
+            *nl = '\0';
+        line++;
+        char *hash = strchr(cur, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = trim(cur);
+        if (*s) {
+            char *eq = strchr(s, '=');
+            if (!eq) {
+                st = eplb_error_set(EPLB_ERR_FORMAT,
+                                    "%s:%d: expected key = value", what, line);
+                goto out;
+            }
+            *eq = '\0';
+            char *key = trim(s), *v = trim(eq + 1);
+            double x = 0;
+            if (!strcmp(key, "name")) {
+                snprintf(p.name, sizeof p.name, "%s", v);
+            } else if (!strcmp(key, "gemm_table")) {
+                EPLB_CHECK_GOTO(parse_table(&p, v, what, line), st, out);
+            } else if (!strcmp(key, "gemm_shape")) {
+                if (sscanf(v, "%dx%d", &p.table_hidden, &p.table_inter) != 2 ||
+                    p.table_hidden <= 0 || p.table_inter <= 0) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT,
+                                        "%s:%d: gemm_shape: expected HIDDENxINTER",
+                                        what, line);
+                    goto out;
+                }
+            } else {
+                static const struct {
+                    const char *key;
+                    size_t off;
+                    double scale;
+                } keys[] = {
+                    {"nvlink_GBps", offsetof(eplb_profile_t, nvlink_bw), 1e9},
+                    {"nvlink_latency_us", offsetof(eplb_profile_t, nvlink_lat), 1e-6},
+                    {"net_Gbps", offsetof(eplb_profile_t, net_bw), 1e9 / 8},
+                    {"net_latency_us", offsetof(eplb_profile_t, net_lat), 1e-6},
+                    {"hbm_TBps", offsetof(eplb_profile_t, hbm_bw), 1e12},
+                    {"fp8_TFLOPS", offsetof(eplb_profile_t, flops_fp8), 1e12},
+                    {"bf16_TFLOPS", offsetof(eplb_profile_t, flops_bf16), 1e12},
+                    {"gemm_efficiency", offsetof(eplb_profile_t, gemm_eff), 1},
+                    {"dispatch_bytes", offsetof(eplb_profile_t, dispatch_bytes), 1},
+                    {"combine_bytes", offsetof(eplb_profile_t, combine_bytes), 1},
+                    {"record_us", offsetof(eplb_profile_t, record_s), 1e-6},
+                    {"record_fraction", offsetof(eplb_profile_t, record_frac), 1},
+                };
+                size_t i;
+                for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+                    if (!strcmp(key, keys[i].key))
+                        break;
+                if (i == sizeof keys / sizeof keys[0]) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: unknown key '%s'",
+                                        what, line, key);
+                    goto out;
+                }
+                EPLB_CHECK_GOTO(num(&x, v, what, line, key), st, out);
+                *(double *)((char *)&p + keys[i].off) = x * keys[i].scale;
+            }
+        }
+        cur = nl ? nl + 1 : NULL;
+    }
+    if (p.nvlink_bw <= 0 || p.net_bw <= 0 || p.hbm_bw <= 0 || p.flops_fp8 <= 0 ||
+        p.flops_bf16 <= 0 || p.gemm_eff <= 0 || p.gemm_eff > 1) {
+        st = eplb_error_set(EPLB_ERR_FORMAT,
+                            "%s: bandwidths and FLOP/s must be > 0 and "
+                            "gemm_efficiency in (0, 1]", what);
+        goto out;
+    }
+    if (p.table_n > 0 && (p.table_hidden <= 0 || p.table_inter <= 0)) {
+        st = eplb_error_set(EPLB_ERR_FORMAT,
+                            "%s: gemm_table needs gemm_shape = HIDDENxINTER", what);
+        goto out;
+    }
+    *out = p;
+out:
+    free(copy);
+    return st;
+}
+
+eplb_status_t eplb_sim_profile_load(eplb_profile_t *out, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open profile: %s", path,
+                              strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    eplb_status_t st = EPLB_OK;
+    for (;;) {
+        if (cap - n < 4096) {
+            char *nb = realloc(buf, cap = cap * 2 + 8192);
+            EPLB_ALLOC_GOTO(nb, st, out);
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    if (ferror(f)) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: read error", path);
+        goto out;
+    }
+    buf[n] = '\0';
+    st = eplb_sim_profile_parse(out, buf, path);
+out:
+    free(buf);
+    fclose(f);
+    return st;
+}
+
+/* ---- model shapes ------------------------------------------------------
+ * Known models (public config.json of each on Hugging Face): hidden_size,
+ * moe_intermediate_size, weight format of the released checkpoint. */
+static const struct {
+    const char *match; /* case-insensitive substring of the model name */
+    int hidden, inter;
+    double wbytes;
+    const char *name;
+} known[] = {
+    {"deepseek-v3", 7168, 2048, 1, "DeepSeek-V3 config.json (FP8 weights)"},
+    {"deepseek-r1", 7168, 2048, 1, "DeepSeek-R1 config.json (FP8 weights)"},
+    {"dsv3", 7168, 2048, 1, "DeepSeek-V3 config.json (FP8 weights)"},
+    {"v2-lite", 2048, 1408, 2, "DeepSeek-V2-Lite config.json (BF16)"},
+    {"esft", 2048, 1408, 2, "ESFT-vanilla-lite = DeepSeek-V2-Lite (BF16)"},
+    {"deepseek-v2", 5120, 1536, 2, "DeepSeek-V2 config.json (BF16)"},
+    {"qwen3-30b", 2048, 768, 2, "Qwen3-30B-A3B config.json (BF16)"},
+    {"qwen3-235b", 4096, 1536, 2, "Qwen3-235B-A22B config.json (BF16)"},
+    {"mixtral-8x7b", 4096, 14336, 2, "Mixtral-8x7B config.json (BF16)"},
+    {"mixtral-8x22b", 6144, 16384, 2, "Mixtral-8x22B config.json (BF16)"},
+};
+
+static int icontains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (!strncasecmp(hay, needle, n))
+            return 1;
+    return 0;
+}
+
+void eplb_sim_model_shape(eplb_model_shape_t *out, const char *model,
+                          const char *model_config)
+{
+    eplb_model_shape_t m = {7168, 2048, 1, "default: DeepSeek-V3 (model unknown)"};
+    if (model)
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (icontains(model, known[i].match)) {
+                m.hidden = known[i].hidden;
+                m.inter = known[i].inter;
+                m.weight_bytes = known[i].wbytes;
+                snprintf(m.source, sizeof m.source, "%s", known[i].name);
+                break;
+            }
+    eplb_json_t *cfg = NULL;
+    if (model_config && *model_config &&
+        eplb_json_parse(&cfg, model_config, strlen(model_config), "model_config") ==
+            EPLB_OK) {
+        const eplb_json_t *h = eplb_json_get(cfg, "hidden_size");
+        const eplb_json_t *f = eplb_json_get(cfg, "moe_intermediate_size");
+        if (!f)
+            f = eplb_json_get(cfg, "intermediate_size"); /* Mixtral */
+        if (h && f && h->type == EPLB_JSON_NUMBER && f->type == EPLB_JSON_NUMBER &&
+            h->num >= 1 && f->num >= 1 && h->num < 1e6 && f->num < 1e6) {
+            m.hidden = (int)h->num;
+            m.inter = (int)f->num;
+            m.weight_bytes = 2;
+            const eplb_json_t *q = eplb_json_get(cfg, "quantization_config");
+            const eplb_json_t *qm = q ? eplb_json_get(q, "quant_method") : NULL;
+            if (qm && qm->type == EPLB_JSON_STRING && !strcasecmp(qm->str, "fp8"))
+                m.weight_bytes = 1;
+            snprintf(m.source, sizeof m.source, "trace model_config (%s)",
+                     m.weight_bytes == 1 ? "FP8" : "BF16");
+        }
+        eplb_json_free(cfg);
+    }
+    eplb_error_clear();
+    *out = m;
+}
+
+double eplb_sim_expert_bytes(const eplb_model_shape_t *m)
+{
+    return 3.0 * m->hidden * (double)m->inter * m->weight_bytes;
+}

@@ -1,0 +1,261 @@
+/* source.c - where the replay's steps come from: a trace (routed on the CPU
+ * when it has logits only), arrays (tests), or a synthetic counts stream
+ * (bench sim). */
+#include "sim_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checks.h"
+
+/* ---- trace ------------------------------------------------------------ */
+
+/* Logits are routed in chunks of this many bytes of raw logits at most. */
+#define ROUTE_CHUNK_BYTES (32u << 20)
+
+static eplb_status_t trace_ids_topk(eplb_sim_source_t *s, int32_t *ids,
+                                    int64_t t0, int64_t t1)
+{
+    return eplb_trace_read_topk(s->trace, ids, NULL, t0, t1);
+}
+
+static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
+                                     int64_t t0, int64_t t1)
+{
+    const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
+    size_t row = (size_t)s->L * s->E * eplb_dtype_size(inf->logits_dtype);
+    int64_t chunk = (int64_t)(ROUTE_CHUNK_BYTES / row);
+    if (chunk < 1)
+        chunk = 1;
+    if (!s->logits) {
+        s->logits = malloc(row * (size_t)chunk);
+        if (!s->logits)
+            return eplb_error_set(EPLB_ERR_NOMEM, "routing buffer: out of memory");
+        s->logits_cap = (size_t)chunk;
+    }
+    for (int64_t t = t0; t < t1; t += chunk) {
+        int64_t e = t + chunk < t1 ? t + chunk : t1;
+        EPLB_CHECK(eplb_trace_read_logits(s->trace, s->logits, t, e));
+        EPLB_CHECK(eplb_route_cpu(ids + (size_t)(t - t0) * s->L * s->K, NULL,
+                                  s->logits, inf->logits_dtype, e - t, s->L,
+                                  s->bias, &inf->route));
+    }
+    return EPLB_OK;
+}
+
+static eplb_status_t trace_src(eplb_sim_source_t *s, uint16_t *rank, int64_t t0,
+                               int64_t t1)
+{
+    return eplb_trace_read_src_rank(s->trace, rank, t0, t1);
+}
+
+static eplb_status_t trace_counts(eplb_sim_source_t *s, int32_t *counts,
+                                  int64_t s0, int64_t s1)
+{
+    return eplb_trace_read_counts(s->trace, counts, s0, s1);
+}
+
+static void trace_free(eplb_sim_source_t *s)
+{
+    free(s->logits);
+    free(s->bias);
+}
+
+static void set_max_step(eplb_sim_source_t *s)
+{
+    s->max_step_tokens = 0;
+    for (int64_t i = 0; s->tok_off && i < s->S; i++)
+        if (s->tok_off[i + 1] - s->tok_off[i] > s->max_step_tokens)
+            s->max_step_tokens = s->tok_off[i + 1] - s->tok_off[i];
+}
+
+eplb_status_t eplb_sim_source_trace(eplb_sim_source_t **out, const eplb_trace_t *tr)
+{
+    const eplb_trace_info_t *inf = eplb_trace_info(tr);
+    eplb_status_t st = EPLB_OK;
+    eplb_sim_source_t *s = calloc(1, sizeof *s);
+    EPLB_ALLOC_GOTO(s, st, err);
+    s->L = inf->num_layers;
+    s->E = inf->route.num_experts;
+    s->K = inf->route.top_k;
+    s->G = inf->route.num_groups;
+    s->S = inf->num_steps;
+    s->trace = tr;
+    s->tok_off = eplb_trace_token_offsets(tr);
+    snprintf(s->model, sizeof s->model, "%s", inf->model);
+    s->model_config = inf->model_config;
+    s->free_fn = trace_free;
+    s->read_counts = trace_counts;
+    if (inf->levels & (EPLB_LEVEL_TOPK | EPLB_LEVEL_LOGITS)) {
+        s->token_level = 1;
+        if (inf->levels & EPLB_LEVEL_TOPK) {
+            s->read_ids = trace_ids_topk;
+        } else {
+            s->read_ids = trace_ids_route;
+            if (inf->has_bias) {
+                s->bias = malloc((size_t)s->L * s->E * sizeof *s->bias);
+                EPLB_ALLOC_GOTO(s->bias, st, err);
+                EPLB_CHECK_GOTO(eplb_trace_read_bias(tr, s->bias), st, err);
+            }
+        }
+        if (inf->has_src_rank)
+            s->read_src = trace_src;
+        set_max_step(s);
+    } else if (!(inf->levels & EPLB_LEVEL_COUNTS)) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: no logits, topk_ids or counts",
+                            eplb_trace_path(tr));
+        goto err;
+    }
+    *out = s;
+    return EPLB_OK;
+err:
+    eplb_sim_source_free(s);
+    return st;
+}
+
+/* ---- arrays ----------------------------------------------------------- */
+
+static eplb_status_t arr_ids(eplb_sim_source_t *s, int32_t *ids, int64_t t0,
+                             int64_t t1)
+{
+    size_t row = (size_t)s->L * s->K;
+    memcpy(ids, s->ids + (size_t)t0 * row, (size_t)(t1 - t0) * row * sizeof *ids);
+    return EPLB_OK;
+}
+
+static eplb_status_t arr_counts(eplb_sim_source_t *s, int32_t *counts, int64_t s0,
+                                int64_t s1)
+{
+    size_t row = (size_t)s->L * s->E;
+    memcpy(counts, s->counts + (size_t)s0 * row,
+           (size_t)(s1 - s0) * row * sizeof *counts);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_sim_source_arrays(eplb_sim_source_t **out, int L, int E, int K,
+                                     int num_groups, int64_t S,
+                                     const int64_t *token_offset,
+                                     const int32_t *ids, const int32_t *counts)
+{
+    if (L < 1 || E < 1 || K < 1 || K > E || S < 0 || num_groups < 1 ||
+        (!ids && !counts) || (ids && !token_offset))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "sim source: bad shape L=%d E=%d K=%d S=%lld", L, E,
+                              K, (long long)S);
+    eplb_sim_source_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return eplb_error_set(EPLB_ERR_NOMEM, "sim source: out of memory");
+    s->L = L;
+    s->E = E;
+    s->K = K;
+    s->G = num_groups;
+    s->S = S;
+    s->ids = ids;
+    s->counts = counts;
+    s->tok_off = ids ? token_offset : NULL;
+    s->token_level = ids != NULL;
+    s->read_ids = arr_ids;
+    s->read_counts = arr_counts;
+    snprintf(s->model, sizeof s->model, "arrays");
+    set_max_step(s);
+    *out = s;
+    return EPLB_OK;
+}
+
+/* ---- synthetic counts ------------------------------------------------- */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Each (step, layer, expert) count is the layer's Zipf-like mean times a
+ * factor in [0.5, 1.5) from a counter-based hash: cheap enough that the
+ * benchmark measures the simulator, not the generator. */
+static eplb_status_t syn_counts(eplb_sim_source_t *s, int32_t *counts, int64_t s0,
+                                int64_t s1)
+{
+    size_t row = (size_t)s->L * s->E;
+    for (int64_t t = s0; t < s1; t++) {
+        uint64_t x = s->seed ^ ((uint64_t)t * 0xd1342543de82ef95ull);
+        int32_t *c = counts + (size_t)(t - s0) * row;
+        for (size_t i = 0; i < row; i += 4) {
+            uint64_t r = splitmix(&x);
+            for (size_t j = i; j < i + 4 && j < row; j++, r >>= 16)
+                c[j] = (int32_t)(s->base[j] * (0.5f + (float)(r & 0xffff) / 65536.0f));
+        }
+    }
+    return EPLB_OK;
+}
+
+static void syn_free(eplb_sim_source_t *s)
+{
+    free(s->base);
+}
+
+eplb_status_t eplb_sim_source_synthetic(eplb_sim_source_t **out, int L, int E, int K,
+                                        int64_t S, int tokens_per_step,
+                                        uint64_t seed)
+{
+    if (L < 1 || E < 1 || K < 1 || S < 0 || tokens_per_step < 1)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "synthetic source: bad shape");
+    eplb_status_t st = EPLB_OK;
+    eplb_sim_source_t *s = calloc(1, sizeof *s);
+    EPLB_ALLOC_GOTO(s, st, err);
+    s->L = L;
+    s->E = E;
+    s->K = K;
+    s->G = 1;
+    s->S = S;
+    s->seed = seed;
+    s->tokens_per_step = tokens_per_step;
+    s->read_counts = syn_counts;
+    s->free_fn = syn_free;
+    snprintf(s->model, sizeof s->model, "synthetic");
+    s->base = malloc((size_t)L * E * sizeof *s->base);
+    EPLB_ALLOC_GOTO(s->base, st, err);
+    uint64_t x = seed;
+    for (int l = 0; l < L; l++) {
+        /* Zipf(1) over a per-layer random permutation of ranks */
+        double norm = 0;
+        for (int e = 0; e < E; e++)
+            norm += 1.0 / (e + 1);
+        for (int e = 0; e < E; e++)
+            s->base[(size_t)l * E + e] = -1;
+        for (int r = 0; r < E; r++) {
+            int e = (int)(splitmix(&x) % (uint64_t)E);
+            while (s->base[(size_t)l * E + e] >= 0)
+                e = (e + 1) % E;
+            s->base[(size_t)l * E + e] =
+                (float)((double)tokens_per_step * K / (r + 1) / norm);
+        }
+    }
+    *out = s;
+    return EPLB_OK;
+err:
+    eplb_sim_source_free(s);
+    return st;
+}
+
+void eplb_sim_source_free(eplb_sim_source_t *s)
+{
+    if (!s)
+        return;
+    if (s->free_fn)
+        s->free_fn(s);
+    free(s);
+}
+
+void eplb_sim_source_shape(const eplb_sim_source_t *s, int *L, int *E, int *K,
+                           int64_t *S, int *token_level)
+{
+    *L = s->L;
+    *E = s->E;
+    *K = s->K;
+    *S = s->S;
+    *token_level = s->token_level;
+}

@@ -58,13 +58,27 @@ void eplb_placement_default(int32_t *phy2log, int L, int E, int P);
 /* Derive logcnt[L][E] and log2phy[L][E][maxcnt] (-1 padded).  With phyrank
  * NULL, replicas are listed in ascending slot order (the vLLM layout used by
  * replica selection); with phyrank, in rank order (the DeepSeek reference).
- * maxcnt must be >= the largest replica count (P - E + 1 always is). */
+ * maxcnt must be >= the largest replica count (P - E + 1 always is).
+ * log2phy may be NULL: then only logcnt is computed. */
 void eplb_placement_derive(int32_t *logcnt, int32_t *log2phy, int maxcnt,
                            const int32_t *phy2log, const int32_t *phyrank,
                            int L, int E, int P);
 
 /* Slots whose expert differs between two placements of one layer. */
 int eplb_placement_moves(const int32_t *old_row, const int32_t *new_row, int P);
+
+/* Load of each GPU, gpu_load[L][D], when each expert's load splits evenly
+ * over its replicas (the model behind every policy's objective). */
+void eplb_placement_gpu_load(double *gpu_load, const int32_t *phy2log,
+                             const float *weights, int L, int E, int P, int D);
+
+/* mean/max of one layer's GPU loads (1 when every GPU has load 0). */
+double eplb_placement_balancedness(const double *gpu_load_row, int D);
+
+/* Check a placement: every entry in [0, E) and every expert present at least
+ * once; `what` names it in the message (EPLB_ERR_INVALID_ARG). */
+eplb_status_t eplb_placement_check(const int32_t *phy2log, int L, int E, int P,
+                                   const char *what);
 
 #ifdef __cplusplus
 }

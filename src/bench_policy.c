@@ -1,9 +1,215 @@
-/* bench_policy.c - placeholder until the benchmark lands. */
+/* bench_policy.c - `eplb-replay bench policy`: time the rearrangement
+ * policies on the DeepSeek-V3 full-model loads recorded by SGLang
+ * (../shared/data/sglang-dsv3/decode_in1000out1000.json: 58 MoE layers x 256
+ * experts after the dense all-zero rows are dropped), with 288 replicas,
+ * 8 groups, 4 nodes, 32 GPUs: the median wall time of one whole-model call,
+ * on the calling thread (one core). */
 #include "cmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checks.h"
+#include "json.h"
+#include "policy.h"
+
+static const char *CMD = "bench policy";
+static const char *REL = "data/sglang-dsv3/decode_in1000out1000.json";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb-replay bench policy [--policy NAME] [--repeat R] [--max-moves M]\n"
+            "                                [--weights FILE] [--json]\n\n"
+            "Median microseconds per whole-model policy call (one thread) on the\n"
+            "DeepSeek-V3 decode loads recorded by SGLang: 58 MoE layers x 256 experts,\n"
+            "288 replicas, 8 groups, 4 nodes, 32 GPUs, old placement = default.\n\n"
+            "  --policy NAME   one policy (default: every policy in the table)\n"
+            "  --repeat R      timed calls per policy (default 50; 5 for migration-aware)\n"
+            "  --max-moves M   migration-aware moves per layer (default 16)\n"
+            "  --weights FILE  SGLang logical_count JSON; default\n"
+            "                  $EPLB_SHARED_DIR/%s, else ../shared/%s\n"
+            "                  beside the source tree\n"
+            "  --json          one JSON line per policy: {\"policy\", \"median_us\",\n"
+            "                  \"min_us\", \"layers\", \"repeat\", \"balancedness\", ...}\n",
+            REL, REL);
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Default input: $EPLB_SHARED_DIR, $EPLB_SRCDIR/../shared, then ../shared
+ * beside the source tree this file was compiled from. */
+static const char *default_path(char *buf, size_t n)
+{
+    const char *s = getenv("EPLB_SHARED_DIR");
+    if (s && *s) {
+        snprintf(buf, n, "%s/%s", s, REL);
+        return buf;
+    }
+    s = getenv("EPLB_SRCDIR");
+    if (s && *s) {
+        snprintf(buf, n, "%s/../shared/%s", s, REL);
+        return buf;
+    }
+    const char *file = __FILE__; /* .../src/bench_policy.c */
+    const char *slash = strrchr(file, '/');
+    int dirlen = slash ? (int)(slash - file) : 0;
+    if (dirlen > 0)
+        snprintf(buf, n, "%.*s/../../shared/%s", dirlen, file, REL);
+    else
+        snprintf(buf, n, "../shared/%s", REL);
+    return buf;
+}
+
+/* Load the MoE rows (non-zero) of an SGLang logical_count file. */
+static eplb_status_t load_moe_rows(float **out, int *L_out, int *E_out, const char *path)
+{
+    eplb_json_t *root = NULL;
+    float *m = NULL;
+    int L, E;
+    eplb_status_t st = eplb_json_parse_file(&root, path);
+    if (st != EPLB_OK)
+        return st;
+    const eplb_json_t *v = root->type == EPLB_JSON_OBJECT ? eplb_json_get(root, "logical_count")
+                                                          : root;
+    if (!v) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: no \"logical_count\"", path);
+        goto out;
+    }
+    EPLB_CHECK_GOTO(eplb_json_matrix_f32(&m, &L, &E, v, path), st, out);
+    int k = 0;
+    for (int l = 0; l < L; l++) {
+        int any = 0;
+        for (int e = 0; e < E && !any; e++)
+            any = m[(size_t)l * E + e] != 0;
+        if (any)
+            memmove(m + (size_t)k++ * E, m + (size_t)l * E, (size_t)E * sizeof *m);
+    }
+    if (k == 0) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: every layer is all zero", path);
+        goto out;
+    }
+    *out = m;
+    *L_out = k;
+    *E_out = E;
+    m = NULL;
+out:
+    free(m);
+    eplb_json_free(root);
+    return st;
+}
 
 int eplb_bench_policy(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return eplb_cmd_fail("bench policy", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+    const char *only = NULL, *path = NULL;
+    int repeat = 0, json = 0, max_moves = 16;
+    char pbuf[4096];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (i + 1 < argc && !strcmp(a, "--policy")) {
+            only = argv[++i];
+        } else if (i + 1 < argc && !strcmp(a, "--weights")) {
+            path = argv[++i];
+        } else if (i + 1 < argc && (!strcmp(a, "--repeat") || !strcmp(a, "--max-moves"))) {
+            char *end;
+            long v = strtol(argv[i + 1], &end, 10);
+            if (*end || end == argv[i + 1] || v < (a[2] == 'r' ? 1 : -1) || v > 1000000)
+                return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                         "%s: bad value '%s'", a, argv[i + 1]));
+            if (a[2] == 'r')
+                repeat = (int)v;
+            else
+                max_moves = (int)v;
+            i++;
+        } else {
+            return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                     "unknown option '%s' (see --help)", a));
+        }
+    }
+    if (only && !eplb_policy_find(only))
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 "--policy: unknown policy '%s'", only));
+    if (!path)
+        path = default_path(pbuf, sizeof pbuf);
+
+    eplb_status_t st = EPLB_OK;
+    float *w = NULL;
+    int32_t *out = NULL, *rank = NULL;
+    double *times = NULL, *load = NULL;
+    int L = 0, E = 0, rc = 0;
+    const int P = 288, G = 8, N = 4, D = 32;
+    EPLB_CHECK_GOTO(load_moe_rows(&w, &L, &E, path), st, done);
+    out = malloc((size_t)L * P * sizeof *out);
+    rank = malloc((size_t)L * P * sizeof *rank);
+    load = malloc((size_t)L * D * sizeof *load);
+    times = malloc((size_t)(repeat > 50 ? repeat : 50) * sizeof *times);
+    EPLB_ALLOC_GOTO(out, st, done);
+    EPLB_ALLOC_GOTO(rank, st, done);
+    EPLB_ALLOC_GOTO(load, st, done);
+    EPLB_ALLOC_GOTO(times, st, done);
+
+    eplb_policy_args_t args = EPLB_POLICY_ARGS_INIT;
+    args.num_replicas = P;
+    args.num_groups = G;
+    args.num_nodes = N;
+    args.num_gpus = D;
+    args.max_moves = max_moves;
+    size_t np;
+    const eplb_policy_t *tab = eplb_policy_table(&np);
+    if (!json)
+        printf("%-18s %12s %12s %6s %14s   (%d layers x %d experts, P=%d G=%d N=%d D=%d)\n",
+               "policy", "median_us", "min_us", "calls", "balancedness", L, E, P, G, N, D);
+    for (size_t i = 0; i < np; i++) {
+        if (only && strcmp(only, tab[i].name))
+            continue;
+        int R = repeat ? repeat : (!strcmp(tab[i].name, "migration-aware") ? 5 : 50);
+        EPLB_CHECK_GOTO(tab[i].fn(out, rank, w, L, E, &args), st, done); /* warm-up */
+        for (int r = 0; r < R; r++) {
+            double t0 = now_us();
+            EPLB_CHECK_GOTO(tab[i].fn(out, rank, w, L, E, &args), st, done);
+            times[r] = now_us() - t0;
+        }
+        qsort(times, (size_t)R, sizeof *times, cmp_double);
+        double med = R % 2 ? times[R / 2] : (times[R / 2 - 1] + times[R / 2]) / 2;
+        eplb_placement_gpu_load(load, out, w, L, E, P, D);
+        double bal = 0;
+        for (int l = 0; l < L; l++)
+            bal += eplb_placement_balancedness(load + (size_t)l * D, D);
+        bal /= L;
+        if (json)
+            printf("{\"policy\": \"%s\", \"median_us\": %.1f, \"min_us\": %.1f, \"layers\": %d, "
+                   "\"experts\": %d, \"replicas\": %d, \"groups\": %d, \"nodes\": %d, "
+                   "\"gpus\": %d, \"repeat\": %d, \"balancedness\": %.6f}\n",
+                   tab[i].name, med, times[0], L, E, P, G, N, D, R, bal);
+        else
+            printf("%-18s %12.1f %12.1f %6d %14.4f\n", tab[i].name, med, times[0], R, bal);
+        fflush(stdout);
+    }
+done:
+    if (st != EPLB_OK)
+        rc = eplb_cmd_fail(CMD, st);
+    free(w);
+    free(out);
+    free(rank);
+    free(load);
+    free(times);
+    return rc;
 }

@@ -1,9 +1,518 @@
-/* cmd_rebalance.c - placeholder until the command lands. */
+/* cmd_rebalance.c - `eplb-replay rebalance`: run one policy on expert loads
+ * and print the placement (JSON or CSV), or export it for SGLang
+ * (--init-expert-location) or TensorRT-LLM (MoE load balancer YAML). */
 #include "cmd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checks.h"
+#include "json.h"
+#include "policy.h"
+
+static const char *CMD = "rebalance";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb-replay rebalance --weights FILE --replicas P --gpus D\n"
+            "           [--groups G] [--nodes N] [--policy NAME] [--old FILE]\n"
+            "           [--max-moves M] [--format json|csv] [--export sglang|trtllm]\n"
+            "           [--layer-offset K]\n\n"
+            "Run a rearrangement policy on per-layer expert loads and print the placement.\n\n"
+            "  --weights FILE   loads, layers x experts: JSON [[...], ...], SGLang's\n"
+            "                   {\"logical_count\": [[...]]} (all-zero layers kept; a 3-D\n"
+            "                   [steps][layers][experts] count is summed and also given to\n"
+            "                   `vec` as its time series), or CSV with one layer per line\n"
+            "  --replicas P     physical expert slots per layer (P >= experts, P %% D == 0)\n"
+            "  --gpus D         GPUs (D %% N == 0); slot p lives on GPU p / (P/D)\n"
+            "  --groups G       expert groups (experts %% G == 0; default 1)\n"
+            "  --nodes N        nodes (default 1)\n"
+            "  --policy NAME    default deepseek; one of:\n");
+    size_t n;
+    const eplb_policy_t *t = eplb_policy_table(&n);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "                     %-18s %s\n", t[i].name, t[i].description);
+    fprintf(f,
+            "  --old FILE       current placement, JSON phy2log [[...]] (layers x P) or\n"
+            "                   {\"physical_to_logical_map\": [[...]]}; default: slot p holds\n"
+            "                   expert p mod E.  Used by deepseek-preserve, migration-aware,\n"
+            "                   none, and to count moves\n"
+            "  --max-moves M    migration-aware: slots allowed to change per layer (default 16;\n"
+            "                   -1: unlimited)\n"
+            "  --format F       json (default): {\"policy\", \"phy2log\", \"log2phy\", \"logcnt\",\n"
+            "                   \"gpu_load\", \"balancedness\", \"moves\"}; csv: one row per slot\n"
+            "                   (layer,slot,gpu,node,expert,rank,moved)\n"
+            "  --export sglang  instead: {\"physical_to_logical_map\": ...} for SGLang's\n"
+            "                   --init-expert-location\n"
+            "  --export trtllm  instead: TensorRT-LLM MoE load balancer YAML (num_slots,\n"
+            "                   initial_global_assignments keyed by layer index + K, all-zero\n"
+            "                   (dense) layers left out, layer_updates_per_iter: 0)\n"
+            "  --layer-offset K added to layer indices in the trtllm export (default 0)\n\n"
+            "gpu_load splits each expert's load evenly over its replicas; balancedness is\n"
+            "mean/max GPU load per layer; moves counts slots that differ from the old\n"
+            "placement.  log2phy lists replicas in the order the policy created them (the\n"
+            "DeepSeek reference's layout), -1 padded to the largest replica count.\n"
+            "Exit status: 0 ok, 1 unreadable or malformed file, 2 impossible request.\n");
+}
+
+static eplb_status_t parse_int(int *out, const char *opt, const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < -2147483647L || v > 2147483647L)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not an integer", opt, s);
+    *out = (int)v;
+    return EPLB_OK;
+}
+
+static eplb_status_t read_text(char **out, size_t *len, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, r;
+    char *buf = malloc(cap);
+    eplb_status_t st = EPLB_OK;
+    EPLB_ALLOC_GOTO(buf, st, out);
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            char *nb = realloc(buf, cap *= 2);
+            EPLB_ALLOC_GOTO(nb, st, out);
+            buf = nb;
+        }
+    }
+    if (ferror(f)) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: read error", path);
+        goto out;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
+out:
+    free(buf);
+    fclose(f);
+    return st;
+}
+
+/* CSV: one layer per line, numbers separated by commas; blank lines and
+ * lines starting with '#' are skipped. */
+static eplb_status_t parse_csv(float **out, int *rows, int *cols, char *text, const char *path)
+{
+    eplb_status_t st = EPLB_OK;
+    size_t cap = 1024, n = 0;
+    float *m = malloc(cap * sizeof *m);
+    int r = 0, c = -1, line = 0;
+    EPLB_ALLOC_GOTO(m, st, err);
+    for (char *s = text; *s;) {
+        char *eol = strchr(s, '\n');
+        if (eol)
+            *eol = '\0';
+        line++;
+        char *p = s;
+        while (*p == ' ' || *p == '\t' || *p == '\r')
+            p++;
+        if (*p && *p != '#') {
+            int k = 0;
+            for (;;) {
+                char *end;
+                float v = strtof(p, &end);
+                if (end == p) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s: line %d value %d is not a number",
+                                        path, line, k + 1);
+                    goto err;
+                }
+                if (n == cap) {
+                    float *nm = realloc(m, (cap *= 2) * sizeof *m);
+                    EPLB_ALLOC_GOTO(nm, st, err);
+                    m = nm;
+                }
+                m[n++] = v;
+                k++;
+                p = end;
+                while (*p == ' ' || *p == '\t' || *p == '\r')
+                    p++;
+                if (*p == ',') {
+                    p++;
+                    continue;
+                }
+                if (*p) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s: line %d: unexpected '%c'", path,
+                                        line, *p);
+                    goto err;
+                }
+                break;
+            }
+            if (c >= 0 && k != c) {
+                st = eplb_error_set(EPLB_ERR_FORMAT,
+                                    "%s: ragged rows: line %d has %d values, the first row %d",
+                                    path, line, k, c);
+                goto err;
+            }
+            c = k;
+            r++;
+        }
+        if (!eol)
+            break;
+        s = eol + 1;
+    }
+    if (r == 0) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: no rows", path);
+        goto err;
+    }
+    *out = m;
+    *rows = r;
+    *cols = c;
+    return EPLB_OK;
+err:
+    free(m);
+    return st;
+}
+
+/* Depth of nested arrays at the first element (1 = flat array). */
+static int json_depth(const eplb_json_t *v)
+{
+    int d = 0;
+    while (v && v->type == EPLB_JSON_ARRAY) {
+        d++;
+        v = v->n ? &v->items[0] : NULL;
+    }
+    return d;
+}
+
+/* Weights [L][E]; with a 3-D input also the series [S][L][E]. */
+static eplb_status_t load_weights(float **w_out, int *L_out, int *E_out, float **series_out,
+                                  int *S_out, const char *path)
+{
+    eplb_status_t st = EPLB_OK;
+    char *text = NULL;
+    size_t len = 0;
+    eplb_json_t *root = NULL;
+    float *w = NULL, *series = NULL, *m = NULL;
+    int L = 0, E = 0, S = 0;
+    EPLB_CHECK_GOTO(read_text(&text, &len, path), st, out);
+    const char *p = text;
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    if (*p != '[' && *p != '{') {
+        EPLB_CHECK_GOTO(parse_csv(&w, &L, &E, text, path), st, out);
+    } else {
+        EPLB_CHECK_GOTO(eplb_json_parse(&root, text, len, path), st, out);
+        const eplb_json_t *v = root;
+        if (root->type == EPLB_JSON_OBJECT) {
+            v = eplb_json_get(root, "logical_count");
+            if (!v) {
+                st = eplb_error_set(EPLB_ERR_FORMAT,
+                                    "%s: object without \"logical_count\" (expected "
+                                    "[[...]] or SGLang's {\"logical_count\": [[...]]})",
+                                    path);
+                goto out;
+            }
+        }
+        int depth = json_depth(v);
+        if (depth == 3) { /* [S][L][E]: a time series */
+            S = (int)v->n;
+            for (int s = 0; s < S; s++) {
+                int r, c;
+                EPLB_CHECK_GOTO(eplb_json_matrix_f32(&m, &r, &c, &v->items[s], path), st, out);
+                if (s == 0) {
+                    L = r;
+                    E = c;
+                    series = malloc((size_t)S * L * E * sizeof *series);
+                    EPLB_ALLOC_GOTO(series, st, out);
+                } else if (r != L || c != E) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT,
+                                        "%s: step %d is %d x %d, step 0 is %d x %d", path, s, r,
+                                        c, L, E);
+                    goto out;
+                }
+                memcpy(series + (size_t)s * L * E, m, (size_t)L * E * sizeof *m);
+                free(m);
+                m = NULL;
+            }
+            w = calloc((size_t)L * E, sizeof *w);
+            EPLB_ALLOC_GOTO(w, st, out);
+            for (int s = 0; s < S; s++)
+                for (size_t i = 0; i < (size_t)L * E; i++)
+                    w[i] += series[(size_t)s * L * E + i];
+        } else if (depth == 2) {
+            EPLB_CHECK_GOTO(eplb_json_matrix_f32(&w, &L, &E, v, path), st, out);
+        } else {
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: expected a layers x experts matrix [[...], ...]", path);
+            goto out;
+        }
+    }
+    if (L < 1 || E < 1) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: empty weights", path);
+        goto out;
+    }
+    *w_out = w;
+    *L_out = L;
+    *E_out = E;
+    *series_out = series;
+    *S_out = S;
+    w = series = NULL;
+out:
+    free(m);
+    free(w);
+    free(series);
+    eplb_json_free(root);
+    free(text);
+    return st;
+}
+
+static eplb_status_t load_old(int32_t **out, const char *path, int L, int P)
+{
+    eplb_json_t *root = NULL;
+    int32_t *m = NULL;
+    int r = 0, c = 0;
+    eplb_status_t st = eplb_json_parse_file(&root, path);
+    if (st != EPLB_OK)
+        return st;
+    const eplb_json_t *v = root;
+    if (root->type == EPLB_JSON_OBJECT)
+        v = eplb_json_get(root, "physical_to_logical_map");
+    if (!v) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: expected phy2log [[...]]", path);
+        goto out;
+    }
+    EPLB_CHECK_GOTO(eplb_json_matrix_i32(&m, &r, &c, v, path), st, out);
+    if (r != L || c != P) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--old %s: shape [%d][%d], expected [%d][%d] (layers x replicas)",
+                            path, r, c, L, P);
+        goto out;
+    }
+    *out = m;
+    m = NULL;
+out:
+    free(m);
+    eplb_json_free(root);
+    return st;
+}
+
+static void write_i32_rows(FILE *f, const int32_t *a, int rows, int cols)
+{
+    fputc('[', f);
+    for (int r = 0; r < rows; r++) {
+        if (r)
+            fputc(',', f);
+        eplb_json_write_i32_array(f, a + (size_t)r * cols, (size_t)cols);
+    }
+    fputc(']', f);
+}
+
+typedef struct {
+    const char *weights, *policy, *old, *format, *export_;
+    int P, G, N, D, max_moves, layer_offset;
+} opts_t;
 
 int eplb_cmd_rebalance(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return eplb_cmd_fail("rebalance", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+    opts_t o = {NULL, "deepseek", NULL, "json", NULL, 0, 1, 1, 0, 16, 0};
+    eplb_status_t st = EPLB_OK;
+    float *w = NULL, *series = NULL;
+    int32_t *old = NULL, *phy2log = NULL, *rank = NULL, *logcnt = NULL, *log2phy = NULL;
+    int32_t *defrow = NULL;
+    double *load = NULL;
+    int L = 0, E = 0, S = 0, rc = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        const char *val = NULL;
+        char name[64];
+        const char *eq = strchr(a, '=');
+        if (!strncmp(a, "--", 2) && eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a);
+            if (i + 1 < argc)
+                val = argv[i + 1], i++;
+        }
+        static const char *const known[] = {"--weights", "--replicas", "--groups",
+                                            "--nodes", "--gpus", "--policy", "--old",
+                                            "--max-moves", "--format", "--export",
+                                            "--layer-offset"};
+        int k = -1;
+        for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
+            if (!strcmp(name, known[j]))
+                k = j;
+        if (k < 0) {
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                "unknown option '%s' (see eplb-replay rebalance --help)", a);
+            goto out;
+        }
+        if (!val) {
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s needs a value", name);
+            goto out;
+        }
+        switch (k) {
+        case 0: o.weights = val; break;
+        case 1: EPLB_CHECK_GOTO(parse_int(&o.P, name, val), st, out); break;
+        case 2: EPLB_CHECK_GOTO(parse_int(&o.G, name, val), st, out); break;
+        case 3: EPLB_CHECK_GOTO(parse_int(&o.N, name, val), st, out); break;
+        case 4: EPLB_CHECK_GOTO(parse_int(&o.D, name, val), st, out); break;
+        case 5: o.policy = val; break;
+        case 6: o.old = val; break;
+        case 7: EPLB_CHECK_GOTO(parse_int(&o.max_moves, name, val), st, out); break;
+        case 8: o.format = val; break;
+        case 9: o.export_ = val; break;
+        case 10: EPLB_CHECK_GOTO(parse_int(&o.layer_offset, name, val), st, out); break;
+        }
+    }
+    if (!o.weights || !o.P || !o.D) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--weights, --replicas and --gpus are required (see --help)");
+        goto out;
+    }
+    const eplb_policy_t *pol = eplb_policy_find(o.policy);
+    if (!pol) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--policy: unknown policy '%s' (see --help for the list)",
+                            o.policy);
+        goto out;
+    }
+    if (strcmp(o.format, "json") && strcmp(o.format, "csv")) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--format: '%s' is not json or csv",
+                            o.format);
+        goto out;
+    }
+    if (o.export_ && strcmp(o.export_, "sglang") && strcmp(o.export_, "trtllm")) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--export: '%s' is not sglang or trtllm",
+                            o.export_);
+        goto out;
+    }
+    EPLB_CHECK_GOTO(load_weights(&w, &L, &E, &series, &S, o.weights), st, out);
+    if (o.old)
+        EPLB_CHECK_GOTO(load_old(&old, o.old, L, o.P), st, out);
+
+    eplb_policy_args_t args = EPLB_POLICY_ARGS_INIT;
+    args.num_replicas = o.P;
+    args.num_groups = o.G;
+    args.num_nodes = o.N;
+    args.num_gpus = o.D;
+    args.max_moves = o.max_moves;
+    args.old_phy2log = old;
+    args.series = series;
+    args.series_steps = S;
+    EPLB_CHECK_GOTO(eplb_policy_args_check(&args, L, E, w), st, out);
+
+    int P = o.P, D = o.D;
+    phy2log = malloc((size_t)L * P * sizeof *phy2log);
+    rank = malloc((size_t)L * P * sizeof *rank);
+    logcnt = malloc((size_t)L * E * sizeof *logcnt);
+    load = malloc((size_t)L * D * sizeof *load);
+    defrow = malloc((size_t)P * sizeof *defrow);
+    EPLB_ALLOC_GOTO(phy2log, st, out);
+    EPLB_ALLOC_GOTO(rank, st, out);
+    EPLB_ALLOC_GOTO(logcnt, st, out);
+    EPLB_ALLOC_GOTO(load, st, out);
+    EPLB_ALLOC_GOTO(defrow, st, out);
+    EPLB_CHECK_GOTO(pol->fn(phy2log, rank, w, L, E, &args), st, out);
+
+    /* width of log2phy: the largest replica count, as the reference */
+    eplb_placement_derive(logcnt, NULL, 0, phy2log, NULL, L, E, P);
+    int maxcnt = 1;
+    for (size_t i = 0; i < (size_t)L * E; i++)
+        if (logcnt[i] > maxcnt)
+            maxcnt = logcnt[i];
+    log2phy = malloc((size_t)L * E * maxcnt * sizeof *log2phy);
+    EPLB_ALLOC_GOTO(log2phy, st, out);
+    eplb_placement_derive(logcnt, log2phy, maxcnt, phy2log, rank, L, E, P);
+    eplb_placement_gpu_load(load, phy2log, w, L, E, P, D);
+    eplb_placement_default(defrow, 1, E, P);
+
+    FILE *f = stdout;
+    if (o.export_ && !strcmp(o.export_, "sglang")) {
+        fputs("{\"physical_to_logical_map\": ", f);
+        write_i32_rows(f, phy2log, L, P);
+        fputs("}\n", f);
+    } else if (o.export_) {
+        fprintf(f, "num_slots: %d\ninitial_global_assignments:\n", P);
+        for (int l = 0; l < L; l++) {
+            int any = 0;
+            for (int e = 0; e < E && !any; e++)
+                any = w[(size_t)l * E + e] != 0;
+            if (!any)
+                continue;
+            fprintf(f, "  %d: [", l + o.layer_offset);
+            for (int p = 0; p < P; p++)
+                fprintf(f, p ? ", %d" : "%d", (int)phy2log[(size_t)l * P + p]);
+            fputs("]\n", f);
+        }
+        fputs("layer_updates_per_iter: 0\n", f);
+    } else if (!strcmp(o.format, "csv")) {
+        fputs("layer,slot,gpu,node,expert,rank,moved\n", f);
+        for (int l = 0; l < L; l++) {
+            const int32_t *orow = old ? old + (size_t)l * P : defrow;
+            for (int p = 0; p < P; p++) {
+                int g = p / (P / D);
+                fprintf(f, "%d,%d,%d,%d,%d,%d,%d\n", l, p, g, g / (D / o.N),
+                        (int)phy2log[(size_t)l * P + p], (int)rank[(size_t)l * P + p],
+                        orow[p] != phy2log[(size_t)l * P + p]);
+            }
+        }
+    } else {
+        fputs("{\"policy\": ", f);
+        eplb_json_write_string(f, pol->name);
+        fputs(",\n\"phy2log\": ", f);
+        write_i32_rows(f, phy2log, L, P);
+        fputs(",\n\"log2phy\": [", f);
+        for (int l = 0; l < L; l++) {
+            if (l)
+                fputc(',', f);
+            write_i32_rows(f, log2phy + (size_t)l * E * maxcnt, E, maxcnt);
+        }
+        fputs("],\n\"logcnt\": ", f);
+        write_i32_rows(f, logcnt, L, E);
+        fputs(",\n\"gpu_load\": [", f);
+        for (int l = 0; l < L; l++) {
+            fputs(l ? ",[" : "[", f);
+            for (int g = 0; g < D; g++) {
+                if (g)
+                    fputc(',', f);
+                eplb_json_write_number(f, load[(size_t)l * D + g]);
+            }
+            fputc(']', f);
+        }
+        fputs("],\n\"balancedness\": [", f);
+        for (int l = 0; l < L; l++) {
+            if (l)
+                fputc(',', f);
+            eplb_json_write_number(f, eplb_placement_balancedness(load + (size_t)l * D, D));
+        }
+        fputs("],\n\"moves\": [", f);
+        for (int l = 0; l < L; l++)
+            fprintf(f, l ? ",%d" : "%d",
+                    eplb_placement_moves(old ? old + (size_t)l * P : defrow,
+                                         phy2log + (size_t)l * P, P));
+        fputs("]}\n", f);
+    }
+    if (fflush(f) != 0)
+        st = eplb_error_set(EPLB_ERR_IO, "stdout: write error");
+out:
+    if (st != EPLB_OK)
+        rc = eplb_cmd_fail(CMD, st);
+    free(w);
+    free(series);
+    free(old);
+    free(phy2log);
+    free(rank);
+    free(logcnt);
+    free(log2phy);
+    free(load);
+    free(defrow);
+    return rc;
 }

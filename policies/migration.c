@@ -1,0 +1,196 @@
+/* migration.c - policy `migration-aware`: the best balance reachable from
+ * the current placement by changing at most args->max_moves slots per layer
+ * (a move is a slot whose expert differs from the old placement: one expert
+ * copy over the network).  Users of every peer ask for it: a full DeepSeek
+ * rebalance rewrites most slots for a few percent of balance.
+ *
+ * Greedy descent: from the old placement, repeatedly apply the single slot
+ * reassignment (slot p: expert a -> b, a keeping at least one replica) that
+ * lowers the peak GPU load most, while the placement differs from the old
+ * one in at most max_moves slots, until no reassignment lowers the peak.
+ * Loads split evenly over replicas, so a reassignment changes the GPUs that
+ * hold a or b.  Only reassignments that unload the (first) busiest GPU can
+ * lower the peak: p on that GPU, or b already on it; only those are tried.
+ * The peak never rises, so the result is never worse than `none`. */
+#include "policy_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "checks.h"
+
+typedef struct {
+    int *cnt;      /* [E] replicas */
+    int *first;    /* [E] first slot holding e, -1 if none */
+    int *next;     /* [P] next slot holding the same expert, -1 at the end */
+    int *onmax;    /* [E] replicas of e on the busiest GPU */
+    int *gorder;   /* [D] GPUs by load, descending */
+    int *touched;  /* [D] stamp */
+    int *tlist;    /* [D] touched GPUs */
+    double *load;  /* [D] */
+    double *delta; /* [D] */
+    int stamp;
+} mig_ws_t;
+
+/* gorder: GPUs by load, descending, lower index first among equals. */
+static void order_gpus(mig_ws_t *m, int D)
+{
+    for (int i = 0; i < D; i++) {
+        int g = m->gorder[i] = i, j = i - 1;
+        while (j >= 0 && m->load[m->gorder[j]] < m->load[g]) {
+            m->gorder[j + 1] = m->gorder[j];
+            j--;
+        }
+        m->gorder[j + 1] = g;
+    }
+}
+
+/* Peak GPU load after slot p changes from a to b. */
+static double peak_after(mig_ws_t *m, const float *w, int D, int per, int p, int a, int b)
+{
+    int nt = 0;
+    m->stamp++;
+#define TOUCH(g, dv)                                                          \
+    do {                                                                      \
+        int g_ = (g);                                                         \
+        if (m->touched[g_] != m->stamp) {                                     \
+            m->touched[g_] = m->stamp;                                        \
+            m->delta[g_] = 0;                                                 \
+            m->tlist[nt++] = g_;                                              \
+        }                                                                     \
+        m->delta[g_] += (dv);                                                 \
+    } while (0)
+    double ra = (double)w[a] / m->cnt[a], ra1 = (double)w[a] / (m->cnt[a] - 1);
+    double rb = (double)w[b] / m->cnt[b], rb1 = (double)w[b] / (m->cnt[b] + 1);
+    TOUCH(p / per, rb1 - ra);
+    for (int q = m->first[a]; q >= 0; q = m->next[q])
+        if (q != p)
+            TOUCH(q / per, ra1 - ra);
+    for (int q = m->first[b]; q >= 0; q = m->next[q])
+        TOUCH(q / per, rb1 - rb);
+#undef TOUCH
+    double peak = 0;
+    for (int i = 0; i < nt; i++) {
+        double v = m->load[m->tlist[i]] + m->delta[m->tlist[i]];
+        if (v > peak)
+            peak = v;
+    }
+    for (int i = 0; i < D; i++)
+        if (m->touched[m->gorder[i]] != m->stamp) {
+            if (m->load[m->gorder[i]] > peak)
+                peak = m->load[m->gorder[i]];
+            break;
+        }
+    return peak;
+}
+
+static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const float *w, int E,
+                          int P, int D, int max_moves)
+{
+    int per = P / D, moves = 0;
+    int limit = max_moves < 0 ? 4 * P : max_moves * 2 + P;
+    for (int it = 0; it < limit; it++) {
+        eplb_pol_gpu_load(m->load, row, w, E, P, D, m->cnt);
+        order_gpus(m, D);
+        int gmax = m->gorder[0];
+        double peak = m->load[gmax];
+        if (peak <= 0)
+            return;
+        for (int e = 0; e < E; e++) {
+            m->first[e] = -1;
+            m->onmax[e] = 0;
+        }
+        for (int q = P - 1; q >= 0; q--) {
+            m->next[q] = m->first[row[q]];
+            m->first[row[q]] = q;
+        }
+        for (int q = gmax * per; q < (gmax + 1) * per; q++)
+            m->onmax[row[q]]++;
+        double best = peak * (1 - 1e-12);
+        int bp = -1, bb = -1, bmoves = 0;
+        for (int p = 0; p < P; p++) {
+            int a = row[p], on_max = p / per == gmax;
+            if (m->cnt[a] < 2)
+                continue;
+            for (int b = 0; b < E; b++) {
+                if (b == a)
+                    continue;
+                if (!on_max && !m->onmax[b]) /* b must be on the busiest GPU */
+                    continue;
+                int nm = moves - (row[p] != old[p]) + (b != old[p]);
+                if (max_moves >= 0 && nm > max_moves)
+                    continue;
+                /* cheap bound first: the busiest GPU's own new load (a's other
+                 * replicas only get heavier, so they are left out) */
+                double rb = (double)w[b] / m->cnt[b], rb1 = (double)w[b] / (m->cnt[b] + 1);
+                double own = peak - m->onmax[b] * (rb - rb1);
+                if (on_max)
+                    own += rb1 - (double)w[a] / m->cnt[a];
+                if (own > best)
+                    continue;
+                double pk = peak_after(m, w, D, per, p, a, b);
+                if (pk < best || (pk == best && bp >= 0 && nm < bmoves)) {
+                    best = pk;
+                    bp = p;
+                    bb = b;
+                    bmoves = nm;
+                }
+            }
+        }
+        if (bp < 0)
+            return;
+        row[bp] = bb;
+        moves = bmoves;
+    }
+}
+
+eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const float *weights,
+                                    int L, int E, const eplb_policy_args_t *args)
+{
+    EPLB_CHECK(eplb_policy_args_check(args, L, E, weights));
+    eplb_status_t st = EPLB_OK;
+    int P = args->num_replicas, D = args->num_gpus;
+    mig_ws_t m;
+    memset(&m, 0, sizeof m);
+    int32_t *buf = malloc((size_t)P * sizeof *buf);
+    m.cnt = malloc((size_t)E * sizeof *m.cnt);
+    m.first = malloc((size_t)E * sizeof *m.first);
+    m.next = malloc((size_t)P * sizeof *m.next);
+    m.onmax = malloc((size_t)E * sizeof *m.onmax);
+    m.gorder = malloc((size_t)D * sizeof *m.gorder);
+    m.touched = calloc((size_t)D, sizeof *m.touched);
+    m.tlist = malloc((size_t)D * sizeof *m.tlist);
+    m.load = malloc((size_t)D * sizeof *m.load);
+    m.delta = malloc((size_t)D * sizeof *m.delta);
+    EPLB_ALLOC_GOTO(buf, st, out);
+    EPLB_ALLOC_GOTO(m.cnt, st, out);
+    EPLB_ALLOC_GOTO(m.first, st, out);
+    EPLB_ALLOC_GOTO(m.next, st, out);
+    EPLB_ALLOC_GOTO(m.onmax, st, out);
+    EPLB_ALLOC_GOTO(m.gorder, st, out);
+    EPLB_ALLOC_GOTO(m.touched, st, out);
+    EPLB_ALLOC_GOTO(m.tlist, st, out);
+    EPLB_ALLOC_GOTO(m.load, st, out);
+    EPLB_ALLOC_GOTO(m.delta, st, out);
+    for (int l = 0; l < L; l++) {
+        const int32_t *old = eplb_pol_old_row(args, l, E, P, buf);
+        int32_t *row = phy2log + (size_t)l * P;
+        memcpy(row, old, (size_t)P * sizeof *row);
+        if (args->max_moves != 0)
+            migrate_layer(&m, row, old, weights + (size_t)l * E, E, P, D, args->max_moves);
+        if (phyrank)
+            eplb_pol_rank_by_slot(phyrank + (size_t)l * P, row, E, P, m.cnt);
+    }
+out:
+    free(buf);
+    free(m.cnt);
+    free(m.first);
+    free(m.next);
+    free(m.onmax);
+    free(m.gorder);
+    free(m.touched);
+    free(m.tlist);
+    free(m.load);
+    free(m.delta);
+    return st;
+}

@@ -1,0 +1,40 @@
+/* registry.c - the table of policies: a new policy is one file in policies/
+ * and one row here. */
+#include "policy_impl.h"
+
+#include <string.h>
+
+static const eplb_policy_t table[] = {
+    {"deepseek", "DeepSeek EPLB, exact: hierarchical when groups % nodes == 0, else global",
+     eplb_policy_deepseek},
+    {"global", "DeepSeek EPLB with one group and one node (replicas anywhere)",
+     eplb_policy_global},
+    {"deepseek-preserve", "deepseek, then each GPU keeps experts it already holds in their old "
+                          "slots (vLLM)", eplb_policy_deepseek_preserve},
+    {"nodup", "deepseek without two replicas of an expert on one GPU where possible",
+     eplb_policy_nodup},
+    {"lpt", "TensorRT-LLM greedy: replicas to max load-per-replica, LPT onto GPUs, no topology",
+     eplb_policy_lpt},
+    {"vec", "time-series aware (SGLang deepseek_vec-like): minimise the sum of per-step peaks",
+     eplb_policy_vec},
+    {"migration-aware", "best peak GPU load reachable from the old placement in <= max-moves "
+                        "slot changes per layer", eplb_policy_migration},
+    {"none", "keep the old placement (default: slot p holds expert p mod E)", eplb_policy_none},
+};
+
+const eplb_policy_t *eplb_policy_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(table[i].name, name))
+            return &table[i];
+    return NULL;
+}
+
+const eplb_policy_t *eplb_policy_table(size_t *n)
+{
+    if (n)
+        *n = sizeof table / sizeof table[0];
+    return table;
+}

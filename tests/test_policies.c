@@ -1,0 +1,527 @@
+/* test_policies.c - rearrangement policies: the DeepSeek reference vectors,
+ * hand-derived cases, invariants of every policy on seeded random inputs,
+ * and bad arguments. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+#include <criterion/parameterized.h>
+#include "json.h"
+#include "policy.h"
+
+/* ------------------------------------------------------------------ */
+/* Reference vectors (../shared/testdata/eplb_vectors.json)            */
+
+static eplb_json_t *vectors;
+
+static const eplb_json_t *vectors_load(void)
+{
+    const char *shared = eplb_test_shared_dir();
+    if (!shared)
+        return NULL;
+    if (!vectors)
+        eplb_assert_ok(eplb_json_parse_file(
+            &vectors, eplb_test_path(shared, "testdata/eplb_vectors.json")));
+    return eplb_json_get(vectors, "cases");
+}
+
+static void vectors_free(void)
+{
+    eplb_json_free(vectors);
+    vectors = NULL;
+}
+
+/* Run `deepseek` on one case; return NULL if it matches the reference, else
+ * a description of the first difference (static buffer). */
+static const char *check_case(const eplb_json_t *cs)
+{
+    static char msg[256];
+    float *w = NULL;
+    int32_t *ref = NULL;
+    int L, E, rl, P;
+    eplb_assert_ok(eplb_json_matrix_f32(&w, &L, &E, eplb_json_get(cs, "weights"), "weights"));
+    eplb_assert_ok(eplb_json_matrix_i32(&ref, &rl, &P, eplb_json_get(cs, "phy2log"), "phy2log"));
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = (int)eplb_json_get(cs, "num_replicas")->num;
+    a.num_groups = (int)eplb_json_get(cs, "num_groups")->num;
+    a.num_nodes = (int)eplb_json_get(cs, "num_nodes")->num;
+    a.num_gpus = (int)eplb_json_get(cs, "num_gpus")->num;
+    cr_assert_eq(a.num_replicas, P);
+    const eplb_json_t *l2p = eplb_json_get(cs, "log2phy"), *lc = eplb_json_get(cs, "logcnt");
+    int W = (int)l2p->items[0].items[0].n;
+    int32_t *out = malloc(sizeof *out * L * P), *rank = malloc(sizeof *rank * L * P);
+    int32_t *cnt = malloc(sizeof *cnt * L * E), *lp = malloc(sizeof *lp * L * E * W);
+    cr_assert(out && rank && cnt && lp);
+    eplb_assert_ok(eplb_policy_find("deepseek")->fn(out, rank, w, L, E, &a));
+    eplb_placement_derive(cnt, lp, W, out, rank, L, E, P);
+    const char *bad = NULL;
+    for (int l = 0; l < L && !bad; l++) {
+        for (int p = 0; p < P && !bad; p++)
+            if (out[l * P + p] != ref[l * P + p]) {
+                snprintf(msg, sizeof msg, "phy2log[%d][%d] = %d, want %d", l, p,
+                         out[l * P + p], ref[l * P + p]);
+                bad = msg;
+            }
+        for (int e = 0; e < E && !bad; e++) {
+            if (cnt[l * E + e] != (int)lc->items[l].items[e].num) {
+                snprintf(msg, sizeof msg, "logcnt[%d][%d] = %d", l, e, cnt[l * E + e]);
+                bad = msg;
+            }
+            for (int k = 0; k < W && !bad; k++)
+                if (lp[(l * E + e) * W + k] != (int)l2p->items[l].items[e].items[k].num) {
+                    snprintf(msg, sizeof msg, "log2phy[%d][%d][%d] = %d", l, e, k,
+                             lp[(l * E + e) * W + k]);
+                    bad = msg;
+                }
+        }
+    }
+    free(w);
+    free(ref);
+    free(out);
+    free(rank);
+    free(cnt);
+    free(lp);
+    return bad;
+}
+
+Test(policies, deepseek_matches_every_reference_vector, .fini = vectors_free)
+{
+    const eplb_json_t *cases = vectors_load();
+    if (!cases)
+        cr_skip_test("../shared not found (set EPLB_SHARED_DIR)");
+    cr_assert_eq(cases->n, 211, "expected 211 cases, file has %zu", cases->n);
+    int failed = 0;
+    for (size_t c = 0; c < cases->n; c++) {
+        const char *why = check_case(&cases->items[c]);
+        if (why) {
+            cr_log_error("case %s: %s", eplb_json_get(&cases->items[c], "name")->str, why);
+            failed++;
+        }
+    }
+    cr_assert_eq(failed, 0, "%d of %zu reference cases differ", failed, cases->n);
+}
+
+/* Names are stored inline: Criterion may run each test in a fresh process
+ * where pointers into the parent's memory mean nothing. */
+typedef struct {
+    char name[64];
+} named_case_t;
+
+static named_case_t named_cases[] = {
+    {"readme-hierarchical"}, {"readme-global-fallback"}, {"readme-no-redundancy"},
+    {"flashlb-counterexample"}, {"all-zero"}, {"dsv3-decode_in1000out1000-ep32-4nodes"},
+};
+
+ParameterizedTestParameters(policies, deepseek_named_case)
+{
+    return cr_make_param_array(named_case_t, named_cases,
+                               sizeof named_cases / sizeof named_cases[0]);
+}
+
+ParameterizedTest(named_case_t *param, policies, deepseek_named_case, .fini = vectors_free)
+{
+    const char *const *name = (const char *const[]){param->name};
+    const eplb_json_t *cases = vectors_load();
+    if (!cases)
+        cr_skip_test("../shared not found (set EPLB_SHARED_DIR)");
+    const eplb_json_t *cs = NULL;
+    for (size_t c = 0; c < cases->n && !cs; c++)
+        if (!strcmp(eplb_json_get(&cases->items[c], "name")->str, *name))
+            cs = &cases->items[c];
+    cr_assert_not_null(cs, "case %s missing from the vectors", *name);
+    const char *why = check_case(cs);
+    cr_assert_null(why, "case %s: %s", *name, why ? why : "");
+}
+
+/* The example of the DeepSeek EPLB README (its published output), without
+ * ../shared: 2 layers x 12 experts, 16 replicas, 4 groups, 2 nodes, 8 GPUs. */
+static const float readme_w[2][12] = {
+    {90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86},
+    {20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27}};
+static const int32_t readme_phy2log[2][16] = {
+    {5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1},
+    {7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1}};
+
+Test(policies, deepseek_readme_example)
+{
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 16;
+    a.num_groups = 4;
+    a.num_nodes = 2;
+    a.num_gpus = 8;
+    int32_t out[32], rank[32], cnt[24], l2p[24 * 5];
+    eplb_assert_ok(eplb_policy_find("deepseek")->fn(out, rank, &readme_w[0][0], 2, 12, &a));
+    cr_assert_arr_eq(out, readme_phy2log, sizeof out);
+    eplb_placement_derive(cnt, l2p, 5, out, rank, 2, 12, 16);
+    /* expert 5 of layer 0 (the hottest, 165) has two replicas, slots 0, 2 */
+    cr_assert_eq(cnt[5], 2);
+    cr_assert_eq(l2p[5 * 5 + 0], 0);
+    cr_assert_eq(l2p[5 * 5 + 1], 2);
+    cr_assert_eq(l2p[5 * 5 + 2], -1);
+}
+
+/* TensorRT-LLM's rules by hand: w = [10, 6, 3, 1], 6 slots, 3 GPUs.
+ * Replicas: e0 (10 -> 5), then e1 (6 -> 3).  Sorted: 5 e0, 5 e0, 3 e1,
+ * 3 e1, 3 e2, 1 e3; GPUs: g0 e0 (5), g1 e0 (5), g2 e1 (3), g2 e1 (6, full),
+ * g0 e2 (tie 5/5: lower GPU), g1 e3. */
+Test(policies, lpt_by_hand)
+{
+    const float w[4] = {10, 6, 3, 1};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 6;
+    a.num_gpus = 3;
+    int32_t out[6];
+    eplb_assert_ok(eplb_policy_find("lpt")->fn(out, NULL, w, 1, 4, &a));
+    const int32_t want[6] = {0, 2, 0, 3, 1, 1};
+    cr_assert_arr_eq(out, want, sizeof want);
+}
+
+/* Two steps whose hot experts alternate; totals are all equal, so deepseek
+ * packs by index ({0,2} | {1,3}) and each step peaks at 20 (sum 40);
+ * splitting each step's hot pair gives 10 + 10. */
+Test(policies, vec_minimises_sum_of_step_peaks)
+{
+    const float series[2][1][4] = {{{10, 0, 10, 0}}, {{0, 10, 0, 10}}};
+    const float w[4] = {10, 10, 10, 10};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 4;
+    a.num_gpus = 2;
+    a.series = &series[0][0][0];
+    a.series_steps = 2;
+    int32_t ds[4], vec[4];
+    eplb_assert_ok(eplb_policy_find("deepseek")->fn(ds, NULL, w, 1, 4, &a));
+    eplb_assert_ok(eplb_policy_find("vec")->fn(vec, NULL, w, 1, 4, &a));
+    double sum_ds = 0, sum_vec = 0;
+    for (int s = 0; s < 2; s++) {
+        double l[2][2] = {{0, 0}, {0, 0}};
+        for (int p = 0; p < 4; p++) {
+            l[0][p / 2] += series[s][0][ds[p]];
+            l[1][p / 2] += series[s][0][vec[p]];
+        }
+        sum_ds += fmax(l[0][0], l[0][1]);
+        sum_vec += fmax(l[1][0], l[1][1]);
+    }
+    cr_assert_float_eq(sum_ds, 40, 1e-9);
+    cr_assert_float_eq(sum_vec, 20, 1e-9);
+}
+
+/* preserve: the experts already on a GPU stay in their old slots. */
+Test(policies, preserve_keeps_old_slots)
+{
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 16;
+    a.num_groups = 4;
+    a.num_nodes = 2;
+    a.num_gpus = 8;
+    /* old: deepseek's own layer-0 answer with each GPU's two slots swapped */
+    int32_t old[32];
+    for (int l = 0; l < 2; l++)
+        for (int p = 0; p < 16; p++)
+            old[l * 16 + p] = readme_phy2log[l][p ^ 1];
+    a.old_phy2log = old;
+    int32_t out[32];
+    eplb_assert_ok(eplb_policy_find("deepseek-preserve")->fn(out, NULL, &readme_w[0][0], 2, 12,
+                                                              &a));
+    cr_assert_arr_eq(out, old, sizeof out);
+    cr_assert_eq(eplb_placement_moves(old, out, 16), 0);
+    cr_assert_eq(eplb_placement_moves(old, &readme_phy2log[0][0], 16), 16);
+}
+
+/* ------------------------------------------------------------------ */
+/* Invariants of every policy on seeded random inputs                 */
+
+typedef struct {
+    int E, P, G, N, D;
+} shape_t;
+
+static const shape_t shapes[] = {
+    {12, 16, 4, 2, 8}, {16, 24, 4, 2, 4}, {32, 40, 8, 2, 8}, {64, 72, 8, 4, 8},
+    {16, 32, 1, 1, 4}, {24, 24, 3, 1, 4}, {12, 16, 3, 2, 8}, {64, 96, 4, 2, 16},
+    {8, 48, 2, 2, 4}, {256, 288, 8, 4, 32},
+};
+
+static uint64_t rng_state;
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(rng_state >> 33);
+}
+
+static void random_weights(float *w, int n, int kind)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t r = rnd();
+        if (kind == 0)
+            w[i] = (float)(r % 8); /* many ties and zeros */
+        else if (kind == 1)
+            w[i] = 1000.0f / (1 + r % 64) + (float)(r % 1000) / 1000.0f; /* skewed */
+        else
+            w[i] = r % 3 == 0 ? 0.0f : (float)(r % 100000) / 7.0f;
+    }
+}
+
+/* A random valid old placement: the default one with slots shuffled. */
+static void random_old(int32_t *old, int L, int E, int P)
+{
+    eplb_placement_default(old, L, E, P);
+    for (int l = 0; l < L; l++)
+        for (int p = P - 1; p > 0; p--) {
+            int q = (int)(rnd() % (uint32_t)(p + 1));
+            int32_t t = old[l * P + p];
+            old[l * P + p] = old[l * P + q];
+            old[l * P + q] = t;
+        }
+}
+
+static double peak_load(const int32_t *row, const float *w, int E, int P, int D)
+{
+    double load[512];
+    eplb_placement_gpu_load(load, row, w, 1, E, P, D);
+    double m = 0;
+    for (int g = 0; g < D; g++)
+        m = fmax(m, load[g]);
+    return m;
+}
+
+static void check_invariants(const char *pol, const int32_t *out, const int32_t *rank,
+                             const float *w, int L, const shape_t *s, int trial)
+{
+    int E = s->E, P = s->P, per = P / s->D;
+    eplb_assert_ok(eplb_placement_check(out, L, E, P, pol));
+    int32_t *cnt = malloc(sizeof *cnt * L * E), *l2p = malloc(sizeof *l2p * L * E * P);
+    int32_t *cnt2 = malloc(sizeof *cnt2 * L * E), *l2p2 = malloc(sizeof *l2p2 * L * E * P);
+    cr_assert(cnt && l2p && cnt2 && l2p2);
+    eplb_placement_derive(cnt, l2p, P, out, rank, L, E, P);
+    eplb_placement_derive(cnt2, l2p2, P, out, NULL, L, E, P);
+    (void)w;
+    for (int l = 0; l < L; l++) {
+        int total = 0;
+        for (int e = 0; e < E; e++) {
+            int c = cnt[l * E + e];
+            cr_assert_geq(c, 1, "%s trial %d: expert %d has no replica", pol, trial, e);
+            cr_assert_eq(c, cnt2[l * E + e]);
+            total += c;
+            for (int k = 0; k < P; k++) {
+                int p = l2p[(l * E + e) * P + k], q = l2p2[(l * E + e) * P + k];
+                if (k < c) {
+                    /* rank order lists every replica exactly once */
+                    cr_assert(p >= 0 && out[l * P + p] == e,
+                              "%s trial %d: log2phy[%d][%d][%d] = %d", pol, trial, l, e, k, p);
+                    cr_assert(q >= 0 && out[l * P + q] == e);
+                    if (k > 0)
+                        cr_assert_gt(q, l2p2[(l * E + e) * P + k - 1], "slot order ascending");
+                } else {
+                    cr_assert_eq(p, -1);
+                    cr_assert_eq(q, -1);
+                }
+            }
+        }
+        cr_assert_eq(total, P);
+        /* every GPU has exactly P/D slots, each written (outputs were poisoned) */
+        for (int g = 0; g < s->D; g++) {
+            int n = 0;
+            for (int p = g * per; p < (g + 1) * per; p++)
+                n += out[l * P + p] >= 0;
+            cr_assert_eq(n, per);
+        }
+    }
+    free(cnt);
+    free(l2p);
+    free(cnt2);
+    free(l2p2);
+}
+
+static int dups_on_gpus(const int32_t *row, int P, int D)
+{
+    int per = P / D, d = 0;
+    for (int p = 0; p < P; p++)
+        for (int q = (p / per) * per; q < p; q++)
+            if (row[q] == row[p]) {
+                d++;
+                break;
+            }
+    return d;
+}
+
+Test(policies, invariants_of_every_policy)
+{
+    size_t np;
+    const eplb_policy_t *tab = eplb_policy_table(&np);
+    cr_assert_geq(np, 8);
+    rng_state = 0x5eed;
+    for (int trial = 0; trial < 30; trial++) {
+        const shape_t *s = &shapes[trial % (sizeof shapes / sizeof shapes[0])];
+        int L = 1 + trial % 3, E = s->E, P = s->P;
+        if (E >= 256)
+            L = 2;
+        float *w = malloc(sizeof *w * L * E);
+        int32_t *old = malloc(sizeof *old * L * P), *out = malloc(sizeof *out * L * P);
+        int32_t *out2 = malloc(sizeof *out2 * L * P), *rank = malloc(sizeof *rank * L * P);
+        int32_t *ref = malloc(sizeof *ref * L * P);
+        cr_assert(w && old && out && out2 && rank && ref);
+        random_weights(w, L * E, trial % 3);
+        random_old(old, L, E, P);
+        eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+        a.num_replicas = P;
+        a.num_groups = s->G;
+        a.num_nodes = s->N;
+        a.num_gpus = s->D;
+        a.old_phy2log = trial % 2 ? old : NULL;
+        a.max_moves = 1 + trial % 5;
+        const int32_t *oldp = old;
+        if (!a.old_phy2log) {
+            eplb_placement_default(ref, L, E, P);
+            memcpy(old, ref, sizeof *old * L * P);
+        }
+        for (size_t i = 0; i < np; i++) {
+            memset(out, 0xa5, sizeof *out * L * P); /* poison */
+            memset(rank, 0xa5, sizeof *rank * L * P);
+            eplb_assert_ok(tab[i].fn(out, rank, w, L, E, &a));
+            check_invariants(tab[i].name, out, rank, w, L, s, trial);
+            memset(out2, 0, sizeof *out2 * L * P);
+            eplb_assert_ok(tab[i].fn(out2, NULL, w, L, E, &a));
+            cr_assert_arr_eq(out, out2, sizeof *out * L * P, "%s not deterministic",
+                             tab[i].name);
+            if (!strcmp(tab[i].name, "none"))
+                cr_assert_arr_eq(out, oldp, sizeof *out * L * P);
+            for (int l = 0; l < L; l++) {
+                const int32_t *row = out + l * P, *orow = oldp + l * P;
+                const float *wl = w + l * E;
+                if (!strcmp(tab[i].name, "migration-aware")) {
+                    cr_assert_leq(eplb_placement_moves(orow, row, P), a.max_moves,
+                                  "trial %d: migration-aware made %d moves > %d", trial,
+                                  eplb_placement_moves(orow, row, P), a.max_moves);
+                    cr_assert_leq(peak_load(row, wl, E, P, s->D),
+                                  peak_load(orow, wl, E, P, s->D) + 1e-9,
+                                  "trial %d: migration-aware worse than none", trial);
+                }
+                if (!strcmp(tab[i].name, "nodup")) {
+                    int hier = s->G % s->N == 0, n = hier ? s->N : 1;
+                    int feasible = (E / n) * (s->D / n) >= P / n;
+                    if (feasible)
+                        cr_assert_eq(dups_on_gpus(row, P, s->D), 0,
+                                     "trial %d layer %d: nodup left duplicates", trial, l);
+                }
+            }
+            if (!strcmp(tab[i].name, "deepseek"))
+                memcpy(ref, out, sizeof *ref * L * P);
+            if (!strcmp(tab[i].name, "deepseek-preserve")) {
+                /* same experts on each GPU as deepseek, never more moves */
+                int per = P / s->D;
+                for (int l = 0; l < L; l++) {
+                    cr_assert_leq(eplb_placement_moves(oldp + l * P, out + l * P, P),
+                                  eplb_placement_moves(oldp + l * P, ref + l * P, P));
+                    for (int g = 0; g < s->D; g++) {
+                        int c1[512] = {0}, c2[512] = {0};
+                        for (int p = g * per; p < (g + 1) * per; p++) {
+                            c1[out[l * P + p]]++;
+                            c2[ref[l * P + p]]++;
+                        }
+                        cr_assert_arr_eq(c1, c2, sizeof c1);
+                    }
+                }
+            }
+        }
+        free(w);
+        free(old);
+        free(out);
+        free(out2);
+        free(rank);
+        free(ref);
+    }
+}
+
+/* deepseek puts two replicas of expert 0 on one GPU here (issue #22 shape:
+ * one very hot expert); nodup must not. */
+Test(policies, nodup_splits_hot_expert)
+{
+    float w[8] = {1000, 1, 1, 1, 1, 1, 1, 1};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 16;
+    a.num_gpus = 4;
+    int32_t ds[16], nd[16];
+    eplb_assert_ok(eplb_policy_find("deepseek")->fn(ds, NULL, w, 1, 8, &a));
+    eplb_assert_ok(eplb_policy_find("nodup")->fn(nd, NULL, w, 1, 8, &a));
+    cr_assert_gt(dups_on_gpus(ds, 16, 4), 0, "the reference shape should duplicate");
+    cr_assert_eq(dups_on_gpus(nd, 16, 4), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad arguments                                                       */
+
+Test(policies, bad_arguments_are_named)
+{
+    float w[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 16;
+    a.num_groups = 4;
+    a.num_nodes = 2;
+    a.num_gpus = 8;
+    eplb_assert_ok(eplb_policy_args_check(&a, 1, 12, w));
+    a.num_gpus = 5;
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG,
+                      "replicas 16 is not a multiple of gpus 5");
+    a.num_gpus = 8;
+    a.num_nodes = 3;
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG,
+                      "gpus 8 is not a multiple of nodes 3");
+    a.num_nodes = 2;
+    a.num_groups = 5;
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG,
+                      "experts 12 is not a multiple of groups 5");
+    a.num_groups = 4;
+    a.num_replicas = 8;
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG,
+                      "replicas 8 < experts 12");
+    a.num_replicas = 16;
+    w[3] = -1;
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG,
+                      "layer 0 expert 3 is -1");
+    w[3] = NAN;
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG, "expert 3");
+    w[3] = 4;
+    /* every policy refuses the same bad shape through the registry */
+    size_t np;
+    const eplb_policy_t *tab = eplb_policy_table(&np);
+    int32_t out[16];
+    a.num_gpus = 3;
+    for (size_t i = 0; i < np; i++)
+        eplb_assert_fails(tab[i].fn(out, NULL, w, 1, 12, &a), EPLB_ERR_INVALID_ARG,
+                          "not a multiple of gpus 3");
+    a.num_gpus = 8;
+    int32_t old[16];
+    eplb_placement_default(old, 1, 12, 16);
+    old[5] = 12;
+    a.old_phy2log = old;
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG,
+                      "slot 5 holds expert 12");
+    old[5] = 0; /* now expert 5 has no replica */
+    eplb_assert_fails(eplb_policy_args_check(&a, 1, 12, w), EPLB_ERR_INVALID_ARG,
+                      "no replica of expert 5");
+    cr_assert_null(eplb_policy_find("fastest"));
+    cr_assert_not_null(eplb_policy_find("migration-aware"));
+}
+
+Test(policies, default_placement_and_moves)
+{
+    int32_t p[10];
+    eplb_placement_default(p, 1, 4, 10);
+    const int32_t want[10] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1};
+    cr_assert_arr_eq(p, want, sizeof want);
+    int32_t q[10];
+    memcpy(q, p, sizeof q);
+    q[9] = 3;
+    q[0] = 2;
+    cr_assert_eq(eplb_placement_moves(p, q, 10), 2);
+    /* loads: experts 0 and 1 have 3 replicas, 2 and 3 have 2 */
+    float w[4] = {6, 3, 4, 2};
+    double load[5];
+    eplb_placement_gpu_load(load, p, w, 1, 4, 10, 5);
+    cr_assert_float_eq(load[0], 2 + 1, 1e-12);   /* e0, e1 */
+    cr_assert_float_eq(load[1], 2 + 1, 1e-12);   /* e2, e3 */
+    cr_assert_float_eq(load[4], 2 + 1, 1e-12);   /* e0, e1 */
+    cr_assert_float_eq(eplb_placement_balancedness(load, 5), 1.0, 1e-12);
+}

@@ -1,0 +1,283 @@
+/* test_rebalance_cli.c - `eplb-replay rebalance`: input forms, outputs,
+ * exports and refusals, through the real binary. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "json.h"
+
+/* The DeepSeek EPLB README example and its published placement. */
+static const char *README_W =
+    "[[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],\n"
+    " [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]]\n";
+static const int README_P2L[2][16] = {{5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1},
+                                      {7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1}};
+static const char *SHAPE = "--replicas 16 --groups 4 --nodes 2 --gpus 8";
+
+static const char *write_tmp(const char *dir, const char *name, const char *text)
+{
+    const char *path = eplb_test_path(dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot read %s", path);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strdup(buf);
+}
+
+/* Run with stdout and stderr in separate files; return the exit status. */
+static int run_split(char **out, char **err, const char *dir, const char *args)
+{
+    char o[4096], e[4096];
+    snprintf(o, sizeof o, "%s/stdout.txt", dir);
+    snprintf(e, sizeof e, "%s/stderr.txt", dir);
+    int rc = eplb_test_run_cli(NULL, "%s >'%s' 2>'%s'; exit $?", args, o, e);
+    *out = slurp(o);
+    *err = slurp(e);
+    return rc;
+}
+
+static void assert_readme_phy2log(const char *json_text)
+{
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, json_text, strlen(json_text), "stdout"));
+    const eplb_json_t *p2l = eplb_json_get(v, "phy2log");
+    cr_assert_not_null(p2l, "no phy2log in %s", json_text);
+    int32_t *m;
+    int r, c;
+    eplb_assert_ok(eplb_json_matrix_i32(&m, &r, &c, p2l, "phy2log"));
+    cr_assert_eq(r, 2);
+    cr_assert_eq(c, 16);
+    for (int l = 0; l < 2; l++)
+        for (int p = 0; p < 16; p++)
+            cr_assert_eq(m[l * 16 + p], README_P2L[l][p], "phy2log[%d][%d]", l, p);
+    free(m);
+    eplb_json_free(v);
+}
+
+Test(rebalance_cli, help_lists_policies)
+{
+    char *out = NULL;
+    cr_assert_eq(eplb_test_run_cli(&out, "rebalance --help"), 0);
+    cr_assert(strstr(out, "--weights FILE"));
+    cr_assert(strstr(out, "migration-aware"));
+    cr_assert(strstr(out, "--export sglang"));
+    free(out);
+}
+
+Test(rebalance_cli, json_output_matches_reference)
+{
+    const char *dir = eplb_test_tmpdir();
+    const char *w = write_tmp(dir, "w.json", README_W);
+    char args[4096], *out, *err;
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s", w, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    assert_readme_phy2log(out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    cr_assert_str_eq(eplb_json_get(v, "policy")->str, "deepseek");
+    /* log2phy in rank order, width 2 (largest replica count), -1 padded:
+     * layer 0 expert 1 has replicas in slots 15 (rank 0) and 13 (rank 1) */
+    const eplb_json_t *l2p = eplb_json_get(v, "log2phy");
+    cr_assert_eq(l2p->items[0].items[1].n, 2);
+    cr_assert_eq(l2p->items[0].items[1].items[0].num, 15);
+    cr_assert_eq(l2p->items[0].items[1].items[1].num, 13);
+    cr_assert_eq(l2p->items[0].items[0].items[1].num, -1);
+    cr_assert_eq(eplb_json_get(v, "logcnt")->items[0].items[5].num, 2);
+    /* gpu_load of layer 0 GPU 0 = slots 0, 1 = expert 5 (165/2) + expert 6 (39) */
+    cr_assert_float_eq(eplb_json_get(v, "gpu_load")->items[0].items[0].num, 82.5 + 39, 1e-9);
+    double b = eplb_json_get(v, "balancedness")->items[0].num;
+    cr_assert(b > 0 && b <= 1);
+    /* moves against the default placement (slot p holds p mod 12) */
+    int moves = 0;
+    for (int p = 0; p < 16; p++)
+        moves += README_P2L[0][p] != p % 12;
+    cr_assert_eq(eplb_json_get(v, "moves")->items[0].num, moves);
+    eplb_json_free(v);
+    free(out);
+    free(err);
+}
+
+Test(rebalance_cli, sglang_and_csv_inputs_agree)
+{
+    const char *dir = eplb_test_tmpdir();
+    char sg[1024];
+    snprintf(sg, sizeof sg, "{\"logical_count\": %s}", README_W);
+    const char *wj = write_tmp(dir, "w.json", sg);
+    const char *wc = write_tmp(dir, "w.csv",
+                               "90,132,40,61,104,165,39,4,73,56,183,86\n"
+                               "20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27\n");
+    char args[4096], *out, *err;
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s", wj, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    assert_readme_phy2log(out);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s", wc, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    assert_readme_phy2log(out);
+    free(out);
+    free(err);
+    /* an all-zero (dense) layer is kept as given */
+    const char *wz = write_tmp(dir, "z.json",
+                               "{\"logical_count\": [[0,0,0,0,0,0,0,0,0,0,0,0],"
+                               "[90,132,40,61,104,165,39,4,73,56,183,86]]}");
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s", wz, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    cr_assert_eq(eplb_json_get(v, "phy2log")->n, 2);
+    cr_assert_eq(eplb_json_get(v, "balancedness")->items[0].num, 1.0);
+    for (int p = 0; p < 16; p++)
+        cr_assert_eq(eplb_json_get(v, "phy2log")->items[1].items[p].num, README_P2L[0][p]);
+    eplb_json_free(v);
+    free(out);
+    free(err);
+}
+
+Test(rebalance_cli, exports)
+{
+    const char *dir = eplb_test_tmpdir();
+    const char *w = write_tmp(dir, "w.json", README_W);
+    char args[4096], *out, *err;
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s --export sglang", w, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    cr_assert_eq(v->type, EPLB_JSON_OBJECT);
+    cr_assert_eq(v->n, 1, "SGLang passes the keys as arguments: only one allowed");
+    const eplb_json_t *m = eplb_json_get(v, "physical_to_logical_map");
+    cr_assert_not_null(m);
+    cr_assert_eq(m->items[1].items[0].num, README_P2L[1][0]);
+    eplb_json_free(v);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args,
+             "rebalance --weights '%s' %s --export trtllm --layer-offset 3", w, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    cr_assert(strstr(out, "num_slots: 16\n"), "%s", out);
+    cr_assert(strstr(out, "initial_global_assignments:\n"), "%s", out);
+    cr_assert(strstr(out, "  3: [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1]\n"), "%s",
+              out);
+    cr_assert(strstr(out, "  4: [7, 10, "), "%s", out);
+    cr_assert(strstr(out, "layer_updates_per_iter: 0\n"), "%s", out);
+    free(out);
+    free(err);
+    /* CSV: a header and one row per slot; slot 0 of layer 0 holds expert 5
+     * (rank 0), which the default placement had at slot 5, so it moved */
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s --format csv", w, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    cr_assert(!strncmp(out, "layer,slot,gpu,node,expert,rank,moved\n0,0,0,0,5,0,1\n", 50),
+              "%s", out);
+    int lines = 0;
+    for (const char *c = out; *c; c++)
+        lines += *c == '\n';
+    cr_assert_eq(lines, 1 + 2 * 16);
+    cr_assert(strstr(out, "\n1,15,7,1,1,"), "%s", out);
+    free(out);
+    free(err);
+}
+
+Test(rebalance_cli, old_placement_and_moves)
+{
+    const char *dir = eplb_test_tmpdir();
+    const char *w = write_tmp(dir, "w.json", README_W);
+    const char *old = write_tmp(dir, "old.json",
+                                "[[5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1],"
+                                "[7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1]]");
+    char args[4096], *out, *err;
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s --old '%s'", w, SHAPE, old);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    cr_assert(strstr(out, "\"moves\": [0,0]"), "%s", out);
+    free(out);
+    free(err);
+    /* migration-aware from the default placement, at most 2 moves a layer */
+    snprintf(args, sizeof args,
+             "rebalance --weights '%s' %s --policy migration-aware --max-moves 2", w, SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    for (int l = 0; l < 2; l++)
+        cr_assert_leq(eplb_json_get(v, "moves")->items[l].num, 2);
+    eplb_json_free(v);
+    free(out);
+    free(err);
+}
+
+/* Each refusal: the exit status, a message naming the problem, and nothing
+ * on stdout. */
+static void refused(const char *extra, const char *weights_text, int want_rc,
+                    const char *needle)
+{
+    const char *dir = eplb_test_tmpdir();
+    const char *w = write_tmp(dir, "w.in", weights_text);
+    char args[4096], *out, *err;
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s", w, extra);
+    int rc = run_split(&out, &err, dir, args);
+    cr_assert_eq(rc, want_rc, "%s: exit %d, want %d; stderr: %s", extra, rc, want_rc, err);
+    cr_assert_str_empty(out, "%s: stdout not empty: %s", extra, out);
+    cr_assert(strstr(err, "eplb-replay rebalance: ") && strstr(err, needle),
+              "%s: stderr '%s' lacks '%s'", extra, err, needle);
+    free(out);
+    free(err);
+}
+
+Test(rebalance_cli, impossible_requests_refused)
+{
+    refused("--replicas 16 --groups 4 --nodes 2 --gpus 5", README_W, 2,
+            "not a multiple of gpus 5");
+    refused("--replicas 16 --groups 4 --nodes 3 --gpus 6", README_W, 2,
+            "replicas 16 is not a multiple of gpus 6");
+    refused("--replicas 24 --groups 4 --nodes 5 --gpus 8", README_W, 2,
+            "gpus 8 is not a multiple of nodes 5");
+    refused("--replicas 16 --groups 5 --nodes 1 --gpus 8", README_W, 2,
+            "experts 12 is not a multiple of groups 5");
+    refused("--replicas 8 --gpus 8", README_W, 2, "replicas 8 < experts 12");
+    refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,-12],[1,1,1,1,1,1,1,1,1,1,1,1]]", 2,
+            "layer 0 expert 11 is -12");
+    refused(SHAPE, "1,2,3,4,5,6,7,8,9,10,11,nan\n1,1,1,1,1,1,1,1,1,1,1,1\n", 2, "expert 11");
+    refused(SHAPE, "1,2,3,4,5,6,7,8,9,10,11,12\n1,1,1\n", 1, "ragged");
+    refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,12],[1,1,1]]", 1, "ragged");
+    refused("--replicas 16 --gpus 8 --policy fastest", README_W, 2, "unknown policy 'fastest'");
+    refused("--replicas 16 --gpus 8 --format xml", README_W, 2, "--format");
+    refused("--replicas 16 --gpus 8 --export vllm", README_W, 2, "--export");
+    refused("--replicas sixteen --gpus 8", README_W, 2, "--replicas: 'sixteen'");
+    refused("--replicas 16 --gpus 8 --bogus 1", README_W, 2, "unknown option '--bogus'");
+    refused("--replicas 16 --gpus 8 --old /nonexistent/old.json", README_W, 1,
+            "/nonexistent/old.json");
+}
+
+Test(rebalance_cli, old_of_wrong_shape_refused)
+{
+    const char *dir = eplb_test_tmpdir();
+    const char *old = write_tmp(dir, "old.json", "[[0,1,2,3,4,5,6,7,8,9,10,11]]");
+    char extra[4096];
+    snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old);
+    refused(extra, README_W, 2, "shape [1][12], expected [2][16]");
+    const char *old2 = write_tmp(dir, "old2.json",
+                                 "[[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,99],"
+                                 "[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,3]]");
+    snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old2);
+    refused(extra, README_W, 2, "layer 0 slot 15 holds expert 99");
+}
+
+Test(rebalance_cli, missing_weights_file)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "rebalance --weights /nonexistent/w.json --replicas 16 "
+                                     "--gpus 8");
+    cr_assert_eq(rc, 1);
+    cr_assert(strstr(out, "/nonexistent/w.json"), "%s", out);
+    free(out);
+}

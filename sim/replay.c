@@ -68,7 +68,8 @@ typedef struct {
     int32_t *counts;            /* [L][P] */
     int64_t *a2a;               /* [4][D] */
     int64_t *gtok;              /* [D] */
-    uint8_t *dst_seen;          /* [D] */
+    uint16_t *rank;             /* [T] source ranks mod D */
+    size_t rank_cap;
 } work_t;
 
 typedef struct {
@@ -320,9 +321,10 @@ static void a2a_entries(work_t *w, const run_t *r, const int32_t *phys, int64_t 
 {
     int D = r->D, K = r->K, gpn = D / r->N;
     int64_t *si = w->a2a, *se = si + D, *ri = se + D, *re = ri + D;
+    int64_t blk = (T + D - 1) / D; /* contiguous blocks, as selection uses */
     memset(w->a2a, 0, 4 * (size_t)D * sizeof *w->a2a);
     for (int64_t t = 0; t < T; t++) {
-        int sg = rank ? rank[t] % D : (int)(t * D / T);
+        int sg = rank ? rank[t] % D : (int)(t / blk);
         const int32_t *ph = phys + ((size_t)t * r->L + l) * K;
         int dst[EPLB_MAX_TOPK], nd = 0;
         for (int k = 0; k < K; k++) {
@@ -385,6 +387,20 @@ static eplb_status_t run_step(shared_t *sh, run_t *r, work_t *w, int64_t s)
         T = b - a;
         const int32_t *ids = sh->ids + (size_t)(a - sh->tok0) * L * K;
         rank = sh->src_rank ? sh->src_rank + (a - sh->tok0) : NULL;
+        if (rank && T > 0) {
+            /* a trace recorded with more ranks than this run's GPUs: rank r
+             * runs on GPU r mod D */
+            if ((size_t)T > w->rank_cap) {
+                free(w->rank);
+                w->rank = malloc((size_t)T * sizeof *w->rank);
+                if (!w->rank)
+                    return eplb_error_set(EPLB_ERR_NOMEM, "ranks: out of memory");
+                w->rank_cap = (size_t)T;
+            }
+            for (int64_t i = 0; i < T; i++)
+                w->rank[i] = (uint16_t)(rank[i] % D);
+            rank = w->rank;
+        }
         eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
         c.mode = o->select;
         c.seed = o->seed;
@@ -513,6 +529,7 @@ static void work_free(work_t *w)
     free(w->counts);
     free(w->a2a);
     free(w->gtok);
+    free(w->rank);
 }
 
 /* Logical counts [L][E] of one step of token ids (invalid ids skipped). */

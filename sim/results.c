@@ -33,12 +33,13 @@ static eplb_status_t h5err(const eplb_sim_h5_t *h, const char *what)
 static eplb_status_t attr_str(const eplb_sim_h5_t *h, hid_t obj, const char *name,
                               const char *v)
 {
+    /* variable-length UTF-8: h5py reads it as str */
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) > 0 ? strlen(v) : 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, t, strlen(v) > 0 ? v : "");
+    herr_t e = a < 0 ? -1 : H5Awrite(a, t, &v);
     if (a >= 0)
         H5Aclose(a);
     H5Sclose(sp);

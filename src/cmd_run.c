@@ -1,9 +1,711 @@
-/* cmd_run.c - placeholder until the command lands. */
+/* cmd_run.c - `eplb-replay [run] TRACE.h5 ...`: replay a trace under one or
+ * more policies (and a grid of GPUs / redundancy / window / interval) and
+ * report what load balancing costs and gains (docs/simulator.md). */
 #include "cmd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checks.h"
+#include "json.h"
+#include "sim.h"
+
+#define MAX_LIST 64
+#define MAX_POLICIES 32
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: eplb-replay [run] TRACE.h5 [options]\n"
+        "\n"
+        "Replay TRACE.h5 step by step: route each step's tokens once, then for every\n"
+        "policy select replicas under its own placement, record the load, rearrange on\n"
+        "the chosen schedule, and model what each step costs (expert compute of the\n"
+        "slowest GPU, dispatch/combine, mapping/recording overhead, weight moves).\n"
+        "`none` is always evaluated as the baseline of the gain.\n"
+        "\n"
+        "workload:\n"
+        "  --policy LIST        policies, comma separated (default deepseek); `oracle` is\n"
+        "                       deepseek fed the NEXT window (an upper bound)\n"
+        "  --gpus LIST          EP size D (default 8)\n"
+        "  --nodes N            nodes (default 1; D %% N == 0)\n"
+        "  --redundant LIST     redundant slots R (default D): P = E + R rounded up to a\n"
+        "                       multiple of D\n"
+        "  --replicas P         physical slots per layer instead (P %% D == 0, P >= E)\n"
+        "  --select MODE        hash|flatmod|random|local|rr-block|balanced (default hash)\n"
+        "schedule:\n"
+        "  --trigger T          vllm|sglang|trtllm|threshold|once|oracle (default vllm)\n"
+        "  --window LIST        steps of load a decision uses (default: 1000, scaled\n"
+        "                       down to the trace: I/3)\n"
+        "  --interval LIST      steps between decisions (default: 3000, scaled down to\n"
+        "                       the trace: S/4); vllm starts after I/4 steps\n"
+        "  --async MODE         off (all layers at once) | layers (one layer per step)\n"
+        "                       | chunk:K (K layers per step; trtllm: layers per decision)\n"
+        "  --threshold X        threshold trigger: rearrange when balancedness < X (0.9)\n"
+        "  --ema-decay X        trtllm EMA decay (0.95)\n"
+        "  --max-moves M        migration-aware policy: slot changes per layer (-1 all)\n"
+        "cost model:\n"
+        "  --profile FILE       hardware profile (default sim/profiles/h100-8gpu-ib400.txt,\n"
+        "                       built in)\n"
+        "  --policy-time S      charge S seconds per policy run instead of measuring it\n"
+        "                       (makes every output bit-reproducible)\n"
+        "run:\n"
+        "  --device D           auto|cpu|gpu (default auto: cpu unless a GPU path is built)\n"
+        "  --threads N          worker threads for the runs (default: all cores)\n"
+        "  --seed N             seed of random replica selection (default 0)\n"
+        "  --out DIR            write config.json, summary.json, summary.csv, results.h5\n"
+        "  --json               print {\"config\": ..., \"runs\": [...]} instead of the table\n"
+        "  --quiet              no configuration lines, no progress\n"
+        "  -h, --help           this text\n"
+        "\n"
+        "Lists (comma separated) of --gpus, --redundant, --window, --interval run the\n"
+        "whole grid in one invocation. Exit status: 0 ok, 1 runtime error, 2 usage.\n");
+}
+
+typedef struct {
+    const char *trace_path;
+    const char *policies[MAX_POLICIES];
+    int npol;
+    int64_t gpus[MAX_LIST], redundant[MAX_LIST], window[MAX_LIST], interval[MAX_LIST];
+    int ngpus, nred, nwin, nint;
+    int nodes;
+    int replicas;               /* 0: from --redundant */
+    eplb_select_mode_t select;
+    eplb_trigger_t trig;
+    int threshold_set;
+    int max_moves;
+    const char *profile_path;
+    double policy_time;
+    const char *device;
+    int threads;
+    uint64_t seed;
+    const char *out_dir;
+    int json, quiet;
+} opts_t;
+
+static eplb_status_t parse_list(int64_t *v, int *n, const char *s, const char *opt,
+                                int64_t min)
+{
+    char *copy = strdup(s), *save = NULL;
+    if (!copy)
+        return eplb_error_set(EPLB_ERR_NOMEM, "out of memory");
+    eplb_status_t st = EPLB_OK;
+    *n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *end;
+        errno = 0;
+        long long x = strtoll(t, &end, 10);
+        if (errno || end == t || *end || x < min || x > (1ll << 40) || *n >= MAX_LIST) {
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                "%s: '%s' is not an integer >= %lld (at most %d values)",
+                                opt, t, (long long)min, MAX_LIST);
+            break;
+        }
+        v[(*n)++] = x;
+    }
+    if (st == EPLB_OK && *n == 0)
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: empty list", opt);
+    free(copy);
+    return st;
+}
+
+static eplb_status_t parse_num(double *out, const char *s, const char *opt)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(x))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not a number", opt, s);
+    *out = x;
+    return EPLB_OK;
+}
+
+enum {
+    OPT_POLICY = 256, OPT_GPUS, OPT_NODES, OPT_REDUNDANT, OPT_REPLICAS, OPT_SELECT,
+    OPT_TRIGGER, OPT_WINDOW, OPT_INTERVAL, OPT_ASYNC, OPT_THRESHOLD, OPT_EMA,
+    OPT_MAXMOVES, OPT_PROFILE, OPT_POLTIME, OPT_DEVICE, OPT_THREADS, OPT_SEED,
+    OPT_OUT, OPT_JSON, OPT_QUIET
+};
+
+static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
+{
+    static const struct option lo[] = {
+        {"policy", required_argument, 0, OPT_POLICY},
+        {"gpus", required_argument, 0, OPT_GPUS},
+        {"nodes", required_argument, 0, OPT_NODES},
+        {"redundant", required_argument, 0, OPT_REDUNDANT},
+        {"replicas", required_argument, 0, OPT_REPLICAS},
+        {"select", required_argument, 0, OPT_SELECT},
+        {"trigger", required_argument, 0, OPT_TRIGGER},
+        {"window", required_argument, 0, OPT_WINDOW},
+        {"interval", required_argument, 0, OPT_INTERVAL},
+        {"async", required_argument, 0, OPT_ASYNC},
+        {"threshold", required_argument, 0, OPT_THRESHOLD},
+        {"ema-decay", required_argument, 0, OPT_EMA},
+        {"max-moves", required_argument, 0, OPT_MAXMOVES},
+        {"profile", required_argument, 0, OPT_PROFILE},
+        {"policy-time", required_argument, 0, OPT_POLTIME},
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"threads", required_argument, 0, OPT_THREADS},
+        {"seed", required_argument, 0, OPT_SEED},
+        {"out", required_argument, 0, OPT_OUT},
+        {"json", no_argument, 0, OPT_JSON},
+        {"quiet", no_argument, 0, OPT_QUIET},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int64_t one[MAX_LIST];
+    int n, c;
+    double x;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            *help = 1;
+            return EPLB_OK;
+        case OPT_POLICY: {
+            static char buf[1024];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            o->npol = 0;
+            char *save = NULL;
+            for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (o->npol >= MAX_POLICIES)
+                    return eplb_error_set(EPLB_ERR_INVALID_ARG, "--policy: too many");
+                if (strcmp(t, "oracle") && !eplb_policy_find(t)) {
+                    size_t nt;
+                    const eplb_policy_t *tab = eplb_policy_table(&nt);
+                    char names[512] = "";
+                    for (size_t i = 0; i < nt; i++)
+                        snprintf(names + strlen(names), sizeof names - strlen(names),
+                                 "%s, ", tab[i].name);
+                    return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                          "--policy: unknown policy '%s' (%soracle)", t,
+                                          names);
+                }
+                o->policies[o->npol++] = t;
+            }
+            if (o->npol == 0)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--policy: empty list");
+            break;
+        }
+        case OPT_GPUS:
+            EPLB_CHECK(parse_list(o->gpus, &o->ngpus, optarg, "--gpus", 1));
+            break;
+        case OPT_NODES:
+            EPLB_CHECK(parse_list(one, &n, optarg, "--nodes", 1));
+            if (n != 1)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--nodes: one value");
+            o->nodes = (int)one[0];
+            break;
+        case OPT_REDUNDANT:
+            EPLB_CHECK(parse_list(o->redundant, &o->nred, optarg, "--redundant", 0));
+            break;
+        case OPT_REPLICAS:
+            EPLB_CHECK(parse_list(one, &n, optarg, "--replicas", 1));
+            if (n != 1)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--replicas: one value");
+            o->replicas = (int)one[0];
+            break;
+        case OPT_SELECT:
+            if (eplb_select_mode_parse(&o->select, optarg) != EPLB_OK)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--select: %s",
+                                      eplb_error_last());
+            break;
+        case OPT_TRIGGER:
+            EPLB_CHECK(eplb_sim_trigger_parse(&o->trig.kind, optarg));
+            break;
+        case OPT_WINDOW:
+            EPLB_CHECK(parse_list(o->window, &o->nwin, optarg, "--window", 1));
+            break;
+        case OPT_INTERVAL:
+            EPLB_CHECK(parse_list(o->interval, &o->nint, optarg, "--interval", 1));
+            break;
+        case OPT_ASYNC:
+            EPLB_CHECK(eplb_sim_async_parse(&o->trig.async, &o->trig.chunk, optarg));
+            break;
+        case OPT_THRESHOLD:
+            EPLB_CHECK(parse_num(&o->trig.threshold, optarg, "--threshold"));
+            o->threshold_set = 1;
+            break;
+        case OPT_EMA:
+            EPLB_CHECK(parse_num(&o->trig.ema_decay, optarg, "--ema-decay"));
+            break;
+        case OPT_MAXMOVES:
+            EPLB_CHECK(parse_num(&x, optarg, "--max-moves"));
+            if (x < -1 || x != floor(x))
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "--max-moves: '%s' is not an integer >= -1", optarg);
+            o->max_moves = (int)x;
+            break;
+        case OPT_PROFILE:
+            o->profile_path = optarg;
+            break;
+        case OPT_POLTIME:
+            if (!strcmp(optarg, "measured")) {
+                o->policy_time = -1;
+            } else {
+                EPLB_CHECK(parse_num(&o->policy_time, optarg, "--policy-time"));
+                if (o->policy_time < 0)
+                    return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                          "--policy-time: must be >= 0 or 'measured'");
+            }
+            break;
+        case OPT_DEVICE:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "gpu"))
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "--device: '%s' is not auto, cpu or gpu", optarg);
+            o->device = optarg;
+            break;
+        case OPT_THREADS:
+            EPLB_CHECK(parse_list(one, &n, optarg, "--threads", 1));
+            o->threads = (int)one[0];
+            break;
+        case OPT_SEED:
+            EPLB_CHECK(parse_list(one, &n, optarg, "--seed", 0));
+            o->seed = (uint64_t)one[0];
+            break;
+        case OPT_OUT:
+            o->out_dir = optarg;
+            break;
+        case OPT_JSON:
+            o->json = 1;
+            break;
+        case OPT_QUIET:
+            o->quiet = 1;
+            break;
+        case ':':
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s needs a value",
+                                  argv[optind - 1]);
+        default:
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s'",
+                                  argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "missing TRACE.h5 (see --help)");
+    if (optind + 1 < argc)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "unexpected argument '%s'",
+                              argv[optind + 1]);
+    o->trace_path = argv[optind];
+    if (o->replicas && o->nred)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--redundant and --replicas exclude each other");
+    return EPLB_OK;
+}
+
+/* Window / interval defaults: the serving systems' values, scaled down to
+ * the trace so that a short trace still sees several decisions. */
+static void scaled_defaults(int64_t *W, int64_t *I, const opts_t *o, int64_t S)
+{
+    int64_t i = 0, w = 0;
+    switch (o->trig.kind) {
+    case EPLB_TRIGGER_SGLANG:
+        i = S / 4 < 1000 ? S / 4 : 1000;
+        if (i < 2)
+            i = 2;
+        w = i;
+        break;
+    case EPLB_TRIGGER_TRTLLM:
+        i = 1;
+        w = S / 8 < 1000 ? S / 8 : 1000; /* EMA warm-up steps */
+        if (w < 1)
+            w = 1;
+        break;
+    case EPLB_TRIGGER_ONCE:
+        i = w = 1;
+        break;
+    default:
+        i = S / 4 < 3000 ? S / 4 : 3000;
+        if (i < 4)
+            i = 4;
+        w = i / 3 < 1000 ? i / 3 : 1000;
+        if (w < 1)
+            w = 1;
+    }
+    *W = w;
+    *I = i;
+}
+
+typedef struct {
+    const opts_t *o;
+    const eplb_trace_info_t *inf;
+    const eplb_sim_opts_t *so;
+    const eplb_sim_result_t *res;
+    int nres;
+} out_ctx_t;
+
+static void write_i64_list(FILE *f, const int64_t *v, int n)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, i ? ", %lld" : "%lld", (long long)v[i]);
+    fputc(']', f);
+}
+
+static void write_config(FILE *f, void *p)
+{
+    const out_ctx_t *c = p;
+    const opts_t *o = c->o;
+    const eplb_sim_opts_t *so = c->so;
+    fputs("{\"trace\": ", f);
+    eplb_json_write_string(f, o->trace_path);
+    fputs(", \"model\": ", f);
+    eplb_json_write_string(f, c->inf->model);
+    fprintf(f, ", \"num_layers\": %d, \"num_experts\": %d, \"top_k\": %d, "
+               "\"num_steps\": %lld, \"num_tokens\": %lld, \"level\": \"%s\"",
+            c->inf->num_layers, c->inf->route.num_experts, c->inf->route.top_k,
+            (long long)c->inf->num_steps, (long long)c->inf->num_tokens,
+            c->inf->levels & EPLB_LEVEL_TOPK     ? "topk_ids"
+            : c->inf->levels & EPLB_LEVEL_LOGITS ? "logits"
+                                                 : "counts");
+    fputs(", \"policies\": [", f);
+    for (int i = 0; i < o->npol; i++) {
+        if (i)
+            fputs(", ", f);
+        eplb_json_write_string(f, o->policies[i]);
+    }
+    fputs("], \"gpus\": ", f);
+    write_i64_list(f, o->gpus, o->ngpus);
+    fprintf(f, ", \"nodes\": %d", o->nodes);
+    if (o->replicas)
+        fprintf(f, ", \"replicas\": %d", o->replicas);
+    else {
+        fputs(", \"redundant\": ", f);
+        if (o->nred)
+            write_i64_list(f, o->redundant, o->nred);
+        else
+            fputs("\"= gpus\"", f);
+    }
+    fputs(", \"window\": ", f);
+    write_i64_list(f, o->window, o->nwin);
+    fputs(", \"interval\": ", f);
+    write_i64_list(f, o->interval, o->nint);
+    fputs(", \"select\": ", f);
+    eplb_json_write_string(f, eplb_select_mode_name(o->select));
+    fputs(", \"trigger\": ", f);
+    eplb_json_write_string(f, eplb_sim_trigger_name(o->trig.kind));
+    fprintf(f, ", \"async\": \"%s\", \"chunk\": %d, \"threshold\": ",
+            o->trig.async == EPLB_ASYNC_OFF      ? "off"
+            : o->trig.async == EPLB_ASYNC_LAYERS ? "layers"
+                                                 : "chunk",
+            o->trig.chunk);
+    eplb_json_write_number(f, o->trig.threshold);
+    fputs(", \"ema_decay\": ", f);
+    eplb_json_write_number(f, o->trig.ema_decay);
+    fprintf(f, ", \"max_moves\": %d, \"seed\": %llu, \"device\": \"cpu\"", o->max_moves,
+            (unsigned long long)o->seed);
+    fputs(", \"policy_time\": ", f);
+    if (o->policy_time < 0)
+        fputs("\"measured\"", f);
+    else
+        eplb_json_write_number(f, o->policy_time);
+    fputs(", \"profile\": {\"name\": ", f);
+    eplb_json_write_string(f, so->prof.name);
+    fputs(", \"file\": ", f);
+    eplb_json_write_string(f, o->profile_path ? o->profile_path : "(built in)");
+    const eplb_profile_t *pf = &so->prof;
+    fprintf(f, ", \"nvlink_Bps\": %.17g, \"net_Bps\": %.17g, \"nvlink_latency_s\": %.17g, "
+               "\"net_latency_s\": %.17g, \"hbm_Bps\": %.17g, \"fp8_flops\": %.17g, "
+               "\"bf16_flops\": %.17g, \"gemm_efficiency\": %.17g, \"gemm_table_points\": %d, "
+               "\"record_s\": %.17g, \"record_fraction\": %.17g}",
+            pf->nvlink_bw, pf->net_bw, pf->nvlink_lat, pf->net_lat, pf->hbm_bw, pf->flops_fp8,
+            pf->flops_bf16, pf->gemm_eff, pf->table_n, pf->record_s, pf->record_frac);
+    fprintf(f, ", \"expert_shape\": {\"hidden\": %d, \"inter\": %d, \"weight_bytes\": %g, "
+               "\"expert_bytes\": %.0f, \"source\": ",
+            so->shape.hidden, so->shape.inter, so->shape.weight_bytes,
+            eplb_sim_expert_bytes(&so->shape));
+    eplb_json_write_string(f, so->shape.source);
+    fputs("}}", f);
+}
+
+static void write_summary(FILE *f, void *p)
+{
+    const out_ctx_t *c = p;
+    fputs("{\"config\": ", f);
+    write_config(f, p);
+    fputs(",\n  \"runs\": ", f);
+    eplb_sim_write_runs_json(f, c->res, c->nres);
+    fputs("}\n", f);
+}
+
+static void write_config_file(FILE *f, void *p)
+{
+    write_config(f, p);
+    fputc('\n', f);
+}
+
+static void write_csv_file(FILE *f, void *p)
+{
+    const out_ctx_t *c = p;
+    eplb_sim_write_csv(f, c->res, c->nres);
+}
+
+static eplb_status_t make_dir(const char *dir)
+{
+    struct stat sb;
+    if (stat(dir, &sb) == 0)
+        return S_ISDIR(sb.st_mode)
+                   ? EPLB_OK
+                   : eplb_error_set(EPLB_ERR_IO, "--out: %s is not a directory", dir);
+    char *copy = strdup(dir);
+    if (!copy)
+        return eplb_error_set(EPLB_ERR_NOMEM, "out of memory");
+    for (char *q = copy + 1; *q; q++)
+        if (*q == '/') {
+            *q = '\0';
+            mkdir(copy, 0777);
+            *q = '/';
+        }
+    free(copy);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return eplb_error_set(EPLB_ERR_IO, "--out: cannot create %s: %s", dir,
+                              strerror(errno));
+    return EPLB_OK;
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
 
 int eplb_cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return eplb_cmd_fail("run", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+    opts_t o;
+    memset(&o, 0, sizeof o);
+    eplb_trigger_t t0 = EPLB_TRIGGER_INIT;
+    o.trig = t0;
+    o.nodes = 1;
+    o.select = EPLB_SELECT_HASH;
+    o.max_moves = -1;
+    o.policy_time = -1;
+    o.device = "auto";
+    o.policies[0] = "deepseek";
+    o.npol = 1;
+    o.gpus[0] = 8;
+    o.ngpus = 1;
+    int help = 0;
+    eplb_status_t st = parse_args(&o, argc, argv, &help);
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (st != EPLB_OK)
+        return eplb_cmd_fail("run", st);
+
+    eplb_trace_t *tr = NULL;
+    eplb_sim_source_t *src = NULL;
+    eplb_sim_run_cfg_t *runs = NULL;
+    eplb_sim_result_t *res = NULL;
+    char *cfg_json = NULL, *path = NULL;
+    size_t cfg_len = 0;
+    int nruns = 0, rc = 0;
+    eplb_sim_opts_t so;
+    memset(&so, 0, sizeof so);
+
+    if (!strcmp(o.device, "gpu")) {
+        st = eplb_error_set(EPLB_ERR_UNSUPPORTED,
+                            "--device gpu: the replay's GPU path is not wired yet; use "
+                            "--device cpu");
+        goto fail;
+    }
+    eplb_sim_profile_default(&so.prof);
+    if (o.profile_path)
+        EPLB_CHECK_GOTO(eplb_sim_profile_load(&so.prof, o.profile_path), st, fail);
+    EPLB_CHECK_GOTO(eplb_trace_open(&tr, o.trace_path), st, fail);
+    const eplb_trace_info_t *inf = eplb_trace_info(tr);
+    int E = inf->route.num_experts;
+    int64_t S = inf->num_steps;
+    eplb_sim_model_shape(&so.shape, inf->model, inf->model_config);
+
+    /* resolve window / interval */
+    int64_t dW, dI;
+    scaled_defaults(&dW, &dI, &o, S);
+    if (!o.nint) {
+        int64_t i = dI;
+        if (o.nwin && o.trig.kind != EPLB_TRIGGER_TRTLLM)
+            for (int k = 0; k < o.nwin; k++)
+                if (o.window[k] > i)
+                    i = o.window[k];
+        o.interval[o.nint++] = i;
+    }
+    if (!o.nwin) {
+        int64_t w = dW;
+        if (o.trig.kind != EPLB_TRIGGER_TRTLLM)
+            for (int k = 0; k < o.nint; k++)
+                if (o.interval[k] < w)
+                    w = o.interval[k];
+        o.window[o.nwin++] = w;
+    }
+    if (o.trig.kind == EPLB_TRIGGER_THRESHOLD && !o.threshold_set)
+        o.trig.threshold = 0.9;
+
+    /* the grid: for each (D, R): none once, then every policy x W x I */
+    int nred = o.replicas ? 1 : o.nred ? o.nred : 1;
+    size_t cap = (size_t)o.ngpus * nred * (1 + (size_t)o.npol * o.nwin * o.nint);
+    runs = calloc(cap, sizeof *runs);
+    EPLB_ALLOC_GOTO(runs, st, fail);
+    for (int gi = 0; gi < o.ngpus; gi++)
+        for (int ri = 0; ri < nred; ri++) {
+            int D = (int)o.gpus[gi];
+            if (D % o.nodes) {
+                st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                    "--gpus %d is not divisible by --nodes %d", D, o.nodes);
+                goto fail;
+            }
+            int P;
+            if (o.replicas) {
+                P = o.replicas;
+                if (P % D || P < E) {
+                    st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                        "--replicas %d must be a multiple of --gpus %d and "
+                                        ">= %d experts", P, D, E);
+                    goto fail;
+                }
+            } else {
+                int64_t R = o.nred ? o.redundant[ri] : D;
+                int64_t p = E + R;
+                p = (p + D - 1) / D * D;
+                if (p > 1 << 20) {
+                    st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--redundant: too many slots");
+                    goto fail;
+                }
+                P = (int)p;
+            }
+            eplb_sim_run_cfg_t base;
+            memset(&base, 0, sizeof base);
+            base.num_gpus = D;
+            base.num_nodes = o.nodes;
+            base.num_slots = P;
+            base.trig = o.trig;
+            base.trig.window = o.window[0];
+            base.trig.interval = o.interval[0];
+            int dup = 0;
+            for (int k = 0; k < nruns; k++)
+                dup |= runs[k].policy && !strcmp(runs[k].policy->name, "none") &&
+                       runs[k].num_gpus == D && runs[k].num_slots == P;
+            if (!dup) {
+                runs[nruns] = base;
+                runs[nruns].policy = eplb_policy_find("none");
+                runs[nruns].label = "none";
+                nruns++;
+            }
+            for (int pi = 0; pi < o.npol; pi++) {
+                if (!strcmp(o.policies[pi], "none"))
+                    continue;
+                for (int wi = 0; wi < o.nwin; wi++)
+                    for (int ii = 0; ii < o.nint; ii++) {
+                        eplb_sim_run_cfg_t r = base;
+                        r.label = o.policies[pi];
+                        r.trig.window = o.window[wi];
+                        r.trig.interval = o.interval[ii];
+                        if (!strcmp(o.policies[pi], "oracle")) {
+                            r.policy = eplb_policy_find("deepseek");
+                            r.trig.kind = EPLB_TRIGGER_ORACLE;
+                        } else {
+                            r.policy = eplb_policy_find(o.policies[pi]);
+                        }
+                        EPLB_CHECK_GOTO(eplb_sim_trigger_check(&r.trig), st, fail);
+                        runs[nruns++] = r;
+                    }
+            }
+        }
+    for (int k = 0; k < nruns; k++)
+        if (!runs[k].policy) {
+            st = eplb_error_set(EPLB_ERR_INTERNAL, "policy table lacks '%s'",
+                                runs[k].label);
+            goto fail;
+        }
+
+    so.select = o.select;
+    so.seed = o.seed;
+    so.policy_time = o.policy_time;
+    so.threads = o.threads;
+    so.progress = !o.quiet && isatty(2);
+    so.max_moves = o.max_moves;
+    out_ctx_t ctx = {&o, inf, &so, NULL, 0};
+    {
+        FILE *mf = open_memstream(&cfg_json, &cfg_len);
+        if (!mf) {
+            st = eplb_error_set(EPLB_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        write_config(mf, &ctx);
+        fclose(mf);
+    }
+    so.config_json = cfg_json;
+    EPLB_CHECK_GOTO(eplb_sim_source_trace(&src, tr), st, fail);
+    if (!o.json && !o.quiet) {
+        printf("# trace %s: %s, %d layers, %d experts, top-%d, %lld steps\n",
+               o.trace_path, inf->model, inf->num_layers, E, inf->route.top_k,
+               (long long)S);
+        printf("# trigger %s", eplb_sim_trigger_name(o.trig.kind));
+        printf(", window ");
+        write_i64_list(stdout, o.window, o.nwin);
+        printf(", interval ");
+        write_i64_list(stdout, o.interval, o.nint);
+        printf(", async %s, select %s, nodes %d, device cpu, seed %llu\n",
+               o.trig.async == EPLB_ASYNC_OFF ? "off"
+               : o.trig.async == EPLB_ASYNC_LAYERS ? "layers" : "chunk",
+               eplb_select_mode_name(o.select), o.nodes, (unsigned long long)o.seed);
+        printf("# profile %s; expert %dx%d, %.1f MB (%s)\n", so.prof.name,
+               so.shape.hidden, so.shape.inter, eplb_sim_expert_bytes(&so.shape) / 1e6,
+               so.shape.source);
+    }
+    /* All checks are done: now the output directory may be created. */
+    if (o.out_dir) {
+        EPLB_CHECK_GOTO(make_dir(o.out_dir), st, fail);
+        path = join(o.out_dir, "results.h5");
+        EPLB_ALLOC_GOTO(path, st, fail);
+        so.results_path = path;
+    }
+    res = calloc((size_t)nruns, sizeof *res);
+    EPLB_ALLOC_GOTO(res, st, fail);
+    EPLB_CHECK_GOTO(eplb_sim_replay(res, src, runs, nruns, &so), st, fail);
+    ctx.res = res;
+    ctx.nres = nruns;
+    if (o.json)
+        write_summary(stdout, &ctx);
+    else
+        eplb_sim_print_table(stdout, res, nruns);
+    if (o.out_dir) {
+        static const struct {
+            const char *name;
+            void (*fn)(FILE *, void *);
+        } files[] = {{"config.json", write_config_file},
+                     {"summary.json", write_summary},
+                     {"summary.csv", write_csv_file}};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            char *p = join(o.out_dir, files[i].name);
+            EPLB_ALLOC_GOTO(p, st, fail);
+            st = eplb_sim_write_file(p, files[i].fn, &ctx);
+            free(p);
+            if (st != EPLB_OK)
+                goto fail;
+        }
+    }
+    goto out;
+fail:
+    rc = eplb_cmd_fail("run", st);
+out:
+    if (res)
+        eplb_sim_results_free(res, nruns);
+    free(res);
+    free(runs);
+    free(path);
+    free(cfg_json);
+    eplb_sim_source_free(src);
+    if (tr)
+        eplb_trace_close(tr);
+    return rc;
 }

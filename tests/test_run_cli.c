@@ -1,0 +1,297 @@
+/* test_run_cli.c - `eplb-replay [run] TRACE.h5`: options, outputs, exit
+ * statuses, reproducibility, on small traces written here. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "json.h"
+#include "trace.h"
+
+static char tdir[256], tok_trace[512], cnt_trace[512];
+
+/* 16 steps of 64 tokens, 4 layers, 16 experts, top-4: experts 0-3 of a
+ * phase that shifts every 4 steps are hot. */
+static void write_traces(void)
+{
+    enum { S = 16, T = 64, L = 4, E = 16, K = 4 };
+    snprintf(tdir, sizeof tdir, "%s", eplb_test_tmpdir());
+    snprintf(tok_trace, sizeof tok_trace, "%s/tok.h5", tdir);
+    snprintf(cnt_trace, sizeof cnt_trace, "%s/cnt.h5", tdir);
+    for (int level = 0; level < 2; level++) {
+        eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+        o.model = "test-moe";
+        o.source = "test_run_cli.c";
+        o.num_layers = L;
+        o.route.num_experts = E;
+        o.route.top_k = K;
+        o.levels = level ? EPLB_LEVEL_COUNTS : EPLB_LEVEL_TOPK;
+        eplb_trace_writer_t *w = NULL;
+        eplb_assert_ok(eplb_trace_writer_create(&w, level ? cnt_trace : tok_trace, &o));
+        static int32_t ids[T][L][K], counts[L][E];
+        uint32_t x = 12345;
+        for (int s = 0; s < S; s++) {
+            memset(counts, 0, sizeof counts);
+            for (int t = 0; t < T; t++)
+                for (int l = 0; l < L; l++)
+                    for (int k = 0; k < K; k++) {
+                        x = x * 1664525u + 1013904223u;
+                        int hot = (x >> 16) % 3 != 0;
+                        int e = hot ? ((s / 4) * 3 + l + k) % E : (int)((x >> 8) % E);
+                        for (int j = 0; j < k; j++)
+                            if (ids[t][l][j] == e)
+                                e = (e + 5 + j) % E;
+                        for (int j = 0; j < k; j++)
+                            if (ids[t][l][j] == e)
+                                e = (e + 7) % E;
+                        ids[t][l][k] = e;
+                        counts[l][e]++;
+                    }
+            eplb_assert_ok(eplb_trace_writer_append_step(w, level ? 0 : T,
+                                                         NULL, level ? NULL : &ids[0][0][0],
+                                                         NULL, level ? &counts[0][0] : NULL,
+                                                         NULL, 0));
+        }
+        eplb_assert_ok(eplb_trace_writer_finish(w));
+    }
+}
+
+static void cleanup(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(run_cli, .init = write_traces, .fini = cleanup);
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+Test(run_cli, help)
+{
+    char *out = NULL;
+    cr_assert_eq(eplb_test_run_cli(&out, "run --help"), 0);
+    cr_assert(strstr(out, "--policy") && strstr(out, "--trigger") && strstr(out, "--out"));
+    free(out);
+}
+
+Test(run_cli, bad_options_exit_2_and_write_nothing)
+{
+    static const struct {
+        const char *args, *needle;
+    } cases[] = {
+        {"--replicas 20 --gpus 8", "--replicas 20"},
+        {"--gpus 6 --nodes 4", "--nodes 4"},
+        {"--policy deepseek,bogus", "bogus"},
+        {"--select bogus", "--select"},
+        {"--trigger bogus", "--trigger"},
+        {"--window 10 --interval 5", "--window"},
+        {"--async sometimes", "--async"},
+        {"--redundant 8 --replicas 24", "exclude"},
+        {"--gpus 0", "--gpus"},
+        {"--threshold 2 --trigger threshold", "--threshold"},
+        {"--frobnicate", "frobnicate"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out_dir[600];
+        snprintf(out_dir, sizeof out_dir, "%s/bad%zu", tdir, i);
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "run '%s' %s --out '%s'", tok_trace,
+                                   cases[i].args, out_dir);
+        cr_assert_eq(rc, 2, "%s: exit %d: %s", cases[i].args, rc, out);
+        cr_assert(strstr(out, "eplb-replay run: ") && strstr(out, cases[i].needle),
+                  "%s: message '%s' lacks '%s'", cases[i].args, out, cases[i].needle);
+        cr_assert(!exists(out_dir), "%s: created %s", cases[i].args, out_dir);
+        free(out);
+    }
+    char *out = NULL;
+    cr_assert_eq(eplb_test_run_cli(&out, "run"), 2);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "run '%s/missing.h5'", tdir), 1);
+    free(out);
+}
+
+static const eplb_json_t *run_of(const eplb_json_t *runs, const char *label)
+{
+    for (size_t i = 0; i < runs->n; i++) {
+        const eplb_json_t *l = eplb_json_get(&runs->items[i], "label");
+        if (l && l->type == EPLB_JSON_STRING && !strcmp(l->str, label))
+            return &runs->items[i];
+    }
+    return NULL;
+}
+
+static double num(const eplb_json_t *o, const char *key)
+{
+    const eplb_json_t *v = eplb_json_get(o, key);
+    cr_assert(v && v->type == EPLB_JSON_NUMBER, "missing number '%s'", key);
+    return v->num;
+}
+
+Test(run_cli, json_has_config_and_runs)
+{
+    char *out = NULL;
+    /* bare `eplb-replay TRACE.h5` is the run command */
+    int rc = eplb_test_run_cli(&out, "'%s' --policy deepseek,lpt,oracle --gpus 4 --json "
+                                     "--quiet --policy-time 0", tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    const eplb_json_t *cfg = eplb_json_get(v, "config");
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    cr_assert(cfg && runs && runs->type == EPLB_JSON_ARRAY);
+    cr_assert_eq(num(cfg, "num_experts"), 16);
+    cr_assert_eq(runs->n, 4u); /* none is always there */
+    static const char *keys[] = {"balancedness", "max_over_mean", "rebalances",
+                                 "moved_replicas", "moved_bytes", "stall_s", "moe_time_s",
+                                 "overhead_s", "gain_vs_none"};
+    for (size_t i = 0; i < runs->n; i++)
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            num(&runs->items[i], keys[k]);
+    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
+    const eplb_json_t *orc = run_of(runs, "oracle");
+    cr_assert(none && ds && orc);
+    cr_assert_eq(num(none, "moved_replicas"), 0);
+    cr_assert_eq(num(none, "overhead_s"), 0);
+    cr_assert_eq(num(none, "gain_vs_none"), 0);
+    /* 16 steps -> interval 4, window 1: decisions at steps 1, 5, 9, 13 */
+    cr_assert_eq(num(ds, "rebalances"), 4);
+    cr_assert_eq(num(ds, "replicas"), 20); /* 16 + 4 redundant */
+    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+    cr_assert_geq(num(orc, "balancedness"), num(ds, "balancedness"));
+    eplb_json_free(v);
+    free(out);
+}
+
+Test(run_cli, grid_runs_every_point)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4,8 --redundant 0,8 --window 1,2 "
+                                     "--interval 4 --json --quiet --threads 2", tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    /* per (D, R): none + deepseek x 2 windows */
+    cr_assert_eq(runs->n, 2u * 2 * 3);
+    int p8 = 0;
+    for (size_t i = 0; i < runs->n; i++)
+        p8 += num(&runs->items[i], "gpus") == 8 && num(&runs->items[i], "replicas") == 24;
+    cr_assert_eq(p8, 3); /* 16 + 8 = 24 slots at 8 GPUs */
+    eplb_json_free(v);
+    free(out);
+}
+
+Test(run_cli, out_dir_files_and_reproducible)
+{
+    char d1[600], d2[600], f[700];
+    snprintf(d1, sizeof d1, "%s/out/a", tdir);
+    snprintf(d2, sizeof d2, "%s/out/b", tdir);
+    const char *dirs[2] = {d1, d2};
+    for (int i = 0; i < 2; i++) {
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "run '%s' --policy deepseek,lpt --select random "
+                                         "--seed 3 --policy-time 0 --quiet --out '%s'",
+                                   tok_trace, dirs[i]);
+        cr_assert_eq(rc, 0, "%s", out);
+        cr_assert(strstr(out, "deepseek") && strstr(out, "none"), "%s", out);
+        free(out);
+        static const char *files[] = {"config.json", "summary.json", "summary.csv",
+                                      "results.h5"};
+        for (int k = 0; k < 4; k++) {
+            snprintf(f, sizeof f, "%s/%s", dirs[i], files[k]);
+            cr_assert(exists(f), "missing %s", f);
+        }
+    }
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", d1);
+    cr_assert_neq(system(cmd), 0, "temporary file left in %s", d1);
+    static const char *same[] = {"summary.json", "summary.csv", "results.h5"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof cmd, "cmp -s '%s/%s' '%s/%s'", d1, same[k], d2, same[k]);
+        cr_assert_eq(system(cmd), 0, "%s differs between identical runs", same[k]);
+    }
+    eplb_json_t *v = NULL;
+    snprintf(f, sizeof f, "%s/config.json", d1);
+    eplb_assert_ok(eplb_json_parse_file(&v, f));
+    cr_assert_not_null(eplb_json_get(v, "profile"));
+    cr_assert_not_null(eplb_json_get(v, "window"));
+    eplb_json_free(v);
+}
+
+Test(run_cli, counts_only_trace)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --json --quiet", cnt_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
+    cr_assert(none && ds);
+    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+    eplb_json_free(v);
+    free(out);
+}
+
+/* The shipped ESFT trace: deepseek balances better than none at 8 GPUs with
+ * 8 redundant slots. */
+Test(run_cli, esft_deepseek_beats_none)
+{
+    const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/esft-intent.h5");
+    if (!exists(tr))
+        cr_skip_test("%s not present", tr);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "'%s' --gpus 8 --redundant 8 --json --quiet", tr);
+    cr_assert_eq(rc, 0, "%s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
+    cr_assert(none && ds);
+    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+    eplb_json_free(v);
+    free(out);
+}
+
+/* notebooks/report.ipynb runs over a fresh results.h5 (its code cells, in
+ * order, with a non-interactive matplotlib backend). */
+Test(run_cli, report_notebook_runs)
+{
+    if (system("python3 -c 'import h5py, matplotlib, nbformat' >/dev/null 2>&1") != 0)
+        cr_skip_test("python3 with h5py, matplotlib and nbformat not available");
+    char out_dir[600], script[700], cmd[2400];
+    snprintf(out_dir, sizeof out_dir, "%s/nb", tdir);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --policy deepseek,oracle --quiet --out '%s'",
+                               tok_trace, out_dir);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    snprintf(script, sizeof script, "%s/run_nb.py", tdir);
+    FILE *f = fopen(script, "w");
+    cr_assert_not_null(f);
+    fputs("import sys, nbformat\n"
+          "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+          "g = {}\n"
+          "for c in nb.cells:\n"
+          "    if c.cell_type == 'code':\n"
+          "        exec(compile(c.source, 'cell', 'exec'), g)\n"
+          "print('notebook ok')\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "EPLB_RESULTS='%s/results.h5' MPLBACKEND=Agg python3 '%s' "
+             "'%s/notebooks/report.ipynb' > '%s/nb.log' 2>&1",
+             out_dir, script, eplb_test_srcdir(), tdir);
+    int st = system(cmd);
+    if (st != 0) {
+        snprintf(cmd, sizeof cmd, "cat '%s/nb.log' >&2", tdir);
+        cr_assert_eq(system(cmd), 0);
+    }
+    cr_assert_eq(st, 0, "notebook failed (log above)");
+}

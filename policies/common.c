@@ -138,6 +138,28 @@ float eplb_pol_sum_f32(const float *x, int n)
     return total;
 }
 
+/* Index of the first minimum of v[0..n).  For 8 values (8 GPUs a node, the
+ * common shape) a tournament: the right side wins only when strictly
+ * smaller, so ties still go to the lower index, with a dependency chain of 3
+ * compares instead of 7. */
+static inline int first_min(const float *v, int n)
+{
+    if (n == 8) {
+        int i01 = v[1] < v[0], i23 = 2 + (v[3] < v[2]);
+        int i45 = 4 + (v[5] < v[4]), i67 = 6 + (v[7] < v[6]);
+        int a = v[i23] < v[i01] ? i23 : i01, b = v[i67] < v[i45] ? i67 : i45;
+        return v[b] < v[a] ? b : a;
+    }
+    int best = 0;
+    float bv = v[0];
+    for (int p = 1; p < n; p++) { /* branch-free: loads are random */
+        int lt = v[p] < bv;
+        bv = lt ? v[p] : bv;
+        best = lt ? p : best;
+    }
+    return best;
+}
+
 void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
                                int packs, int *scratch, float *pw)
 {
@@ -162,13 +184,7 @@ void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
     for (int p = 0; p < packs; p++)
         pe[p] = 0;
     for (int t = 0; t < n; t++) {
-        int it = order[t], best = 0;
-        float bv = pe[0];
-        for (int p = 1; p < packs; p++) { /* branch-free: loads are random */
-            int lt = pe[p] < bv;
-            bv = lt ? pe[p] : bv;
-            best = lt ? p : best;
-        }
+        int it = order[t], best = first_min(pe, packs);
         if (items[best] >= per) {
             best = -1;
             for (int p = 0; p < packs; p++)

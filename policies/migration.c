@@ -24,6 +24,7 @@ typedef struct {
     int *first;    /* [E] first slot holding e, -1 if none */
     int *next;     /* [P] next slot holding the same expert, -1 at the end */
     int *onmax;    /* [E] replicas of e on the busiest GPU */
+    int *mx;       /* [P] distinct experts on the busiest GPU */
     int *gorder;   /* [D] GPUs by load, descending */
     int *touched;  /* [D] stamp */
     int *tlist;    /* [D] touched GPUs */
@@ -108,14 +109,24 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
             m->onmax[row[q]]++;
         double best = peak * (1 - 1e-12);
         int bp = -1, bb = -1, bmoves = 0;
+        /* experts on the busiest GPU, each once (the only useful b for a
+         * slot elsewhere) */
+        int nmx = 0;
+        for (int q = gmax * per; q < (gmax + 1) * per; q++)
+            if (m->onmax[row[q]] > 0) {
+                m->mx[nmx++] = row[q];
+                m->onmax[row[q]] = -m->onmax[row[q]]; /* mark listed */
+            }
+        for (int i = 0; i < nmx; i++)
+            m->onmax[m->mx[i]] = -m->onmax[m->mx[i]];
         for (int p = 0; p < P; p++) {
             int a = row[p], on_max = p / per == gmax;
             if (m->cnt[a] < 2)
                 continue;
-            for (int b = 0; b < E; b++) {
+            int nb = on_max ? E : nmx;
+            for (int bi = 0; bi < nb; bi++) {
+                int b = on_max ? bi : m->mx[bi];
                 if (b == a)
-                    continue;
-                if (!on_max && !m->onmax[b]) /* b must be on the busiest GPU */
                     continue;
                 int nm = moves - (row[p] != old[p]) + (b != old[p]);
                 if (max_moves >= 0 && nm > max_moves)
@@ -157,6 +168,7 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
     m.first = malloc((size_t)E * sizeof *m.first);
     m.next = malloc((size_t)P * sizeof *m.next);
     m.onmax = malloc((size_t)E * sizeof *m.onmax);
+    m.mx = malloc((size_t)P * sizeof *m.mx);
     m.gorder = malloc((size_t)D * sizeof *m.gorder);
     m.touched = calloc((size_t)D, sizeof *m.touched);
     m.tlist = malloc((size_t)D * sizeof *m.tlist);
@@ -167,6 +179,7 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
     EPLB_ALLOC_GOTO(m.first, st, out);
     EPLB_ALLOC_GOTO(m.next, st, out);
     EPLB_ALLOC_GOTO(m.onmax, st, out);
+    EPLB_ALLOC_GOTO(m.mx, st, out);
     EPLB_ALLOC_GOTO(m.gorder, st, out);
     EPLB_ALLOC_GOTO(m.touched, st, out);
     EPLB_ALLOC_GOTO(m.tlist, st, out);
@@ -187,6 +200,7 @@ out:
     free(m.first);
     free(m.next);
     free(m.onmax);
+    free(m.mx);
     free(m.gorder);
     free(m.touched);
     free(m.tlist);

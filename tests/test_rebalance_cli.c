@@ -281,3 +281,26 @@ Test(rebalance_cli, missing_weights_file)
     cr_assert(strstr(out, "/nonexistent/w.json"), "%s", out);
     free(out);
 }
+
+/* A 3-D logical_count is a time series: summed for every policy, and given
+ * to vec per step.  Hot experts alternate between steps (0, 2 then 1, 3);
+ * all totals tie, so deepseek packs {0, 2} | {1, 3} (each step peaks at 20)
+ * while vec pairs a hot with a cold expert on each GPU (peaks 10). */
+Test(rebalance_cli, series_input_feeds_vec)
+{
+    const char *dir = eplb_test_tmpdir();
+    const char *w = write_tmp(dir, "s.json",
+                              "{\"logical_count\": [[[10, 0, 10, 0]], [[0, 10, 0, 10]]]}");
+    char args[4096], *out, *err;
+    snprintf(args, sizeof args, "rebalance --weights '%s' --replicas 4 --gpus 2", w);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    cr_assert(strstr(out, "\"phy2log\": [[0,2,1,3]]"), "%s", out);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "rebalance --weights '%s' --replicas 4 --gpus 2 --policy vec",
+             w);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    cr_assert(strstr(out, "\"phy2log\": [[0,3,1,2]]"), "%s", out);
+    free(out);
+    free(err);
+}

@@ -21,6 +21,9 @@
 
 #define BLOCK_STEPS 256
 #define BLOCK_TOKENS 65536
+/* once/oracle: keep the whole trace's routed ids from pass 1 for pass 2 when
+ * they take at most this much memory (else decode and route twice). */
+#define CACHE_BYTES (512.0 * 1024 * 1024)
 
 typedef struct {
     int64_t step;
@@ -559,13 +562,14 @@ static int64_t block_end(const eplb_sim_source_t *src, int64_t s0)
 /* Read steps [s0, s1): ids (+ ranks) and the logical counts of each step
  * into lc [s1-s0][L][E]. */
 static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
-                                int32_t *ids, uint16_t *rank, int32_t *lc)
+                                int32_t *ids, uint16_t *rank, int32_t *lc,
+                                int ids_ready)
 {
     size_t LE = (size_t)src->L * src->E;
     if (!src->token_level)
         return src->read_counts(src, lc, s0, s1);
     int64_t a = src->tok_off[s0], b = src->tok_off[s1];
-    if (b > a) {
+    if (b > a && !ids_ready) {
         EPLB_CHECK(src->read_ids(src, ids, a, b));
         if (rank && src->read_src)
             EPLB_CHECK(src->read_src(src, rank, a, b));
@@ -584,14 +588,19 @@ static int64_t first_due(const eplb_trigger_t *t)
 }
 
 /* Pass 1 (only for once/oracle runs): whole-trace load and the load of each
- * oracle decision's next window. */
+ * oracle decision's next window.  With a cache (whole-trace ids and ranks),
+ * the ids are kept there so that pass 2 need not decode and route again. */
 static eplb_status_t prepass(shared_t *sh, double *once_w, int32_t *ids,
-                             uint16_t *rank, int32_t *lc)
+                             uint16_t *rank, int32_t *lc, int32_t *cache_ids,
+                             uint16_t *cache_rank)
 {
     size_t LE = (size_t)sh->L * sh->E;
+    size_t LK = (size_t)sh->L * sh->K;
     for (int64_t s0 = 0; s0 < sh->S;) {
         int64_t s1 = block_end(sh->src, s0);
-        EPLB_CHECK(read_block(sh->src, s0, s1, ids, rank, lc));
+        int64_t t0 = sh->src->token_level ? sh->src->tok_off[s0] : 0;
+        EPLB_CHECK(read_block(sh->src, s0, s1, cache_ids ? cache_ids + t0 * LK : ids,
+                              cache_rank ? cache_rank + t0 : rank, lc, 0));
         for (int64_t s = s0; s < s1; s++) {
             const int32_t *c = lc + (size_t)(s - s0) * LE;
             if (once_w)
@@ -785,8 +794,8 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     work_t *work = calloc((size_t)nthreads, sizeof *work);
     pthread_t *tid = calloc((size_t)nthreads, sizeof *tid);
     worker_arg_t *wa = calloc((size_t)nthreads, sizeof *wa);
-    int32_t *ids = NULL, *hist = NULL, *lc = NULL;
-    uint16_t *rank = NULL;
+    int32_t *ids = NULL, *hist = NULL, *lc = NULL, *cache_ids = NULL;
+    uint16_t *rank = NULL, *cache_rank = NULL;
     double *once_w = NULL;
     eplb_sim_h5_t *h5 = NULL;
     size_t LE = (size_t)sh.L * sh.E;
@@ -833,7 +842,21 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             once_w = calloc(LE, sizeof *once_w);
             EPLB_ALLOC_GOTO(once_w, st, out);
         }
-        EPLB_CHECK_GOTO(prepass(&sh, once_w, ids, rank, lc), st, out);
+        /* keep the routed ids of the whole trace for pass 2 if they fit */
+        int64_t T = src->token_level ? src->tok_off[src->S] : 0;
+        if (T > 0 && (double)T * sh.L * sh.K * 4 <= CACHE_BYTES) {
+            cache_ids = malloc((size_t)T * sh.L * sh.K * sizeof *cache_ids);
+            if (cache_ids && rank)
+                cache_rank = malloc((size_t)T * sizeof *cache_rank);
+            if (!cache_ids || (rank && !cache_rank)) {
+                free(cache_ids);
+                free(cache_rank);
+                cache_ids = NULL;
+                cache_rank = NULL;
+            }
+        }
+        EPLB_CHECK_GOTO(prepass(&sh, once_w, ids, rank, lc, cache_ids, cache_rank), st,
+                        out);
     }
     for (int i = 0; i < nruns; i++) {
         run_t *r = &runs[i];
@@ -868,15 +891,16 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     double t_start = now_s(), t_last = t_start;
     for (int64_t s0 = 0; s0 < sh.S;) {
         int64_t s1 = block_end(src, s0);
-        EPLB_CHECK_GOTO(read_block(src, s0, s1, ids, rank, lc), st, out);
+        sh.tok0 = src->token_level ? src->tok_off[s0] : 0;
+        sh.ids = cache_ids ? cache_ids + (size_t)sh.tok0 * sh.L * sh.K : ids;
+        sh.src_rank = !src->read_src ? NULL : cache_rank ? cache_rank + sh.tok0 : rank;
+        EPLB_CHECK_GOTO(read_block(src, s0, s1, (int32_t *)sh.ids, (uint16_t *)sh.src_rank,
+                                   lc, cache_ids != NULL), st, out);
         for (int64_t s = s0; s < s1; s++)
             memcpy(hist + (size_t)(s % sh.H) * LE, lc + (size_t)(s - s0) * LE,
                    LE * sizeof *hist);
         sh.s0 = s0;
         sh.s1 = s1;
-        sh.ids = ids;
-        sh.src_rank = src->read_src ? rank : NULL;
-        sh.tok0 = src->token_level ? src->tok_off[s0] : 0;
         atomic_store(&sh.next, 0);
         int started = 0;
         if (nthreads > 1)
@@ -944,6 +968,8 @@ out:
     free(hist);
     free(lc);
     free(once_w);
+    free(cache_ids);
+    free(cache_rank);
     return st;
 }
 

@@ -234,6 +234,9 @@ Test(trace_errors, nan_logits)
     eplb_assert_fails(eplb_trace_read_logits(tr, lg, 5, 10), EPLB_ERR_FORMAT,
                       "/router/logits: token 7 layer 1 expert 3");
     cr_assert(strstr(eplb_error_last(), path) != NULL);
+    eplb_assert_fails(eplb_trace_read_logits_parallel(tr, lg, 2, T_, 2), EPLB_ERR_FORMAT,
+                      "/router/logits: token 7 layer 1 expert 3");
+    cr_assert(strstr(eplb_error_last(), path) != NULL);
     eplb_trace_close(tr);
     unlink(path);
 }

@@ -315,6 +315,25 @@ static void check_parallel(const spec_t *sp)
         for (int i = 0; i < 16; i++)
             cr_assert_eq(par[n + (size_t)i], 0x5a, "wrote past the end");
     }
+    /* token ranges: cut chunks at both ends, aligned, one token, empty */
+    if (sp->levels & EPLB_LEVEL_LOGITS) {
+        static const int64_t ranges[][2] = {{3, 50}, {0, NTOK}, {54, NTOK}, {8, 16}, {10, 10},
+                                            {17, 18}};
+        for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+            int64_t t0 = ranges[r][0], t1 = ranges[r][1];
+            size_t nb = (size_t)(t1 - t0) * per * es;
+            for (int th = 1; th <= 3; th += 2) {
+                memset(par, 0x5a, n + 16);
+                eplb_assert_ok(eplb_trace_read_logits_parallel(tr, par, t0, t1, th));
+                cr_assert(memcmp(par, ser + (size_t)t0 * per * es, nb) == 0,
+                          "range [%lld, %lld) with %d threads differs", (long long)t0,
+                          (long long)t1, th);
+                cr_assert_eq(par[nb], 0x5a, "range read wrote past its end");
+            }
+        }
+        eplb_assert_fails(eplb_trace_read_logits_parallel(tr, par, 5, NTOK + 1, 2),
+                          EPLB_ERR_INVALID_ARG, "/router/logits");
+    }
     free(ser);
     free(par);
     eplb_trace_close(tr);

@@ -47,7 +47,8 @@ typedef struct {
     size_t esize, chunk_bytes;
     int nfilt, filt[MAX_FILTERS];
     int contiguous;            /* chunk spans all trailing dims */
-    unsigned char *out;
+    unsigned char *out;        /* rows [r0, r1) of the dataset */
+    hsize_t r0, r1;
     /* queue */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_free;
@@ -131,7 +132,8 @@ int eplb_trace_parallel_supported(const eplb_trace_t *tr)
 
 /* ---- decoding ----------------------------------------------------------- */
 
-/* Unshuffle the first nvalid of the n elements of s bytes in `in`. */
+/* Unshuffle nvalid elements of s bytes from byte planes of stride n that
+ * start at `in` (pass in + i0 to start at element i0 of the chunk). */
 static void unshuffle(unsigned char *restrict dst, const unsigned char *restrict in, size_t n,
                       size_t s, size_t nvalid)
 {
@@ -168,16 +170,28 @@ static void unshuffle(unsigned char *restrict dst, const unsigned char *restrict
             dst[i * s + j] = in[j * n + i];
 }
 
-/* Copy the valid part of a decoded chunk (layout cdims) into the output. */
+/* Rows [*lo, *hi) of the chunk at row off0 that are wanted (chunk-relative). */
+static void chunk_rows(const par_t *p, hsize_t off0, hsize_t *lo, hsize_t *hi)
+{
+    hsize_t end = off0 + p->cdims[0];
+    if (end > p->r1)
+        end = p->r1;
+    *lo = (p->r0 > off0 ? p->r0 : off0) - off0;
+    *hi = end - off0;
+}
+
+/* Copy the wanted part of a decoded chunk (layout cdims) into the output. */
 static void place(const par_t *p, const unsigned char *chunk, const hsize_t *off)
 {
-    hsize_t v[3];
-    for (int i = 0; i < 3; i++)
+    hsize_t v[3], lo;
+    for (int i = 1; i < 3; i++)
         v[i] = p->dims[i] - off[i] < p->cdims[i] ? p->dims[i] - off[i] : p->cdims[i];
+    chunk_rows(p, off[0], &lo, &v[0]);
     size_t es = p->esize;
-    for (hsize_t a = 0; a < v[0]; a++)
+    for (hsize_t a = lo; a < v[0]; a++)
         for (hsize_t b = 0; b < v[1]; b++) {
-            size_t o = (((off[0] + a) * p->dims[1] + off[1] + b) * p->dims[2] + off[2]) * es;
+            size_t o = (((off[0] + a - p->r0) * p->dims[1] + off[1] + b) * p->dims[2] + off[2]) *
+                       es;
             size_t c = ((a * p->cdims[1] + b) * p->cdims[2]) * es;
             memcpy(p->out + o, chunk + c, v[2] * es);
         }
@@ -197,19 +211,24 @@ static void fail(par_t *p, eplb_status_t st, const hsize_t *off, const char *wha
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Decode one raw chunk.  a, b: scratch buffers of chunk_bytes. */
-static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char *a, unsigned char *b)
+/* Decode one raw chunk.  *a, *b: scratch buffers of chunk_bytes, allocated
+ * on first use (the usual chunk, deflate then unshuffle straight into the
+ * output, needs only one: fewer fresh pages to fault in). */
+static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
+                  unsigned char **pb)
 {
     const unsigned char *cur = s->data;
     size_t len = s->len;
-    size_t rows_valid = p->dims[0] - s->off[0] < p->cdims[0] ? p->dims[0] - s->off[0]
-                                                               : p->cdims[0];
     /* Where the fully decoded chunk lands: straight in the output when the
-     * chunk covers whole rows, else in scratch then `place`. */
-    unsigned char *final = p->contiguous ? p->out + s->off[0] * p->dims[1] * p->dims[2] * p->esize
-                                         : NULL;
-    size_t nvalid = p->contiguous ? rows_valid * p->cdims[1] * p->cdims[2]
-                                  : p->chunk_bytes / p->esize;
+     * chunk covers whole rows, else in scratch then `place`.  Elements
+     * [i0, i0 + nvalid) of the chunk are the wanted rows. */
+    hsize_t lo, hi;
+    chunk_rows(p, s->off[0], &lo, &hi);
+    size_t row_elems = (size_t)(p->cdims[1] * p->cdims[2]);
+    unsigned char *final =
+        p->contiguous ? p->out + (s->off[0] + lo - p->r0) * row_elems * p->esize : NULL;
+    size_t i0 = p->contiguous ? (size_t)lo * row_elems : 0;
+    size_t nvalid = p->contiguous ? (size_t)(hi - lo) * row_elems : p->chunk_bytes / p->esize;
     int last = -1; /* the last filter to undo is the first one applied */
     for (int i = 0; i < p->nfilt && last < 0; i++)
         if (!(s->mask & (1u << i)))
@@ -217,7 +236,12 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char *a, uns
     for (int i = p->nfilt - 1; i >= 0; i--) {
         if (s->mask & (1u << i))
             continue;
-        unsigned char *dst = cur == a ? b : a;
+        unsigned char **slot = cur == *pa ? pb : pa;
+        if (!*slot && !(*slot = malloc(p->chunk_bytes))) {
+            fail(p, EPLB_ERR_NOMEM, s->off, "out of memory for a decode buffer");
+            return -1;
+        }
+        unsigned char *dst = *slot;
         if (p->filt[i] == H5Z_FILTER_DEFLATE) {
             if (inflateReset(zs) != Z_OK) {
                 fail(p, EPLB_ERR_INTERNAL, s->off, "zlib inflateReset failed");
@@ -244,7 +268,7 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char *a, uns
             }
             size_t n = p->chunk_bytes / p->esize;
             if (i == last && final) {
-                unshuffle(final, cur, n, p->esize, nvalid);
+                unshuffle(final, cur + i0, n, p->esize, nvalid);
                 return 0;
             }
             unshuffle(dst, cur, n, p->esize, n);
@@ -258,7 +282,7 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char *a, uns
         return -1;
     }
     if (final)
-        memcpy(final, cur, nvalid * p->esize);
+        memcpy(final, cur + i0 * p->esize, nvalid * p->esize);
     else
         place(p, cur, s->off);
     return 0;
@@ -267,15 +291,12 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char *a, uns
 static void *worker(void *arg)
 {
     par_t *p = arg;
-    unsigned char *a = malloc(p->chunk_bytes ? p->chunk_bytes : 1);
-    unsigned char *b = malloc(p->chunk_bytes ? p->chunk_bytes : 1);
+    unsigned char *a = NULL, *b = NULL;
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     hsize_t none[3] = {0, 0, 0};
-    if (!a || !b || inflateInit(&zs) != Z_OK) {
-        fail(p, EPLB_ERR_NOMEM, none, "out of memory for a decode buffer");
-        free(a);
-        free(b);
+    if (inflateInit(&zs) != Z_OK) {
+        fail(p, EPLB_ERR_NOMEM, none, "cannot initialise zlib");
         return NULL;
     }
     for (;;) {
@@ -291,7 +312,7 @@ static void *worker(void *arg)
         p->rcount--;
         pthread_mutex_unlock(&p->mu);
 
-        int r = decode(p, &zs, &p->slots[idx], a, b);
+        int r = decode(p, &zs, &p->slots[idx], &a, &b);
 
         pthread_mutex_lock(&p->mu);
         p->freel[p->nfree++] = idx;
@@ -312,17 +333,26 @@ static void *worker(void *arg)
  * fill value comes out as HDF5 would give it. */
 static int read_unallocated(par_t *p, hid_t d, hid_t mtype, const hsize_t *off, int rank)
 {
-    hsize_t start[3], count[3], mdims[3];
+    hsize_t start[3], count[3], mdims[3], mstart[3];
+    hsize_t lo, hi;
+    chunk_rows(p, off[0], &lo, &hi);
     for (int i = 0; i < rank; i++) {
         int j = i + (3 - rank);
         start[i] = off[j];
         count[i] = p->dims[j] - off[j] < p->cdims[j] ? p->dims[j] - off[j] : p->cdims[j];
         mdims[i] = p->dims[j];
+        mstart[i] = start[i];
+        if (j == 0) { /* rows: only [r0, r1), placed relative to r0 */
+            start[i] = off[0] + lo;
+            count[i] = hi - lo;
+            mdims[i] = p->r1 - p->r0;
+            mstart[i] = start[i] - p->r0;
+        }
     }
     hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, mdims, NULL);
     int r = fs >= 0 && ms >= 0 &&
                     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-                    H5Sselect_hyperslab(ms, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+                    H5Sselect_hyperslab(ms, H5S_SELECT_SET, mstart, NULL, count, NULL) >= 0 &&
                     H5Dread(d, mtype, ms, fs, H5P_DEFAULT, p->out) >= 0
                 ? 0
                 : -1;
@@ -337,7 +367,7 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
     hsize_t n[3];
     for (int i = 0; i < 3; i++)
         n[i] = (p->dims[i] + p->cdims[i] - 1) / p->cdims[i];
-    for (hsize_t c0 = 0; c0 < n[0]; c0++)
+    for (hsize_t c0 = p->r0 / p->cdims[0]; c0 * p->cdims[0] < p->r1; c0++)
         for (hsize_t c1 = 0; c1 < n[1]; c1++)
             for (hsize_t c2 = 0; c2 < n[2]; c2++) {
                 hsize_t off[3] = {c0 * p->cdims[0], c1 * p->cdims[1], c2 * p->cdims[2]};
@@ -391,16 +421,15 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
             }
 }
 
-eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf, int nthreads)
+/* Rows [r0, r1) of d (r1 <= 0: all rows; the caller checked the range)
+ * into buf with nthreads workers; falls back to `serial` where the storage
+ * is not supported. */
+static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t mt,
+                                        const char *name, void *buf, int64_t r0, int64_t r1,
+                                        int nthreads,
+                                        eplb_status_t (*serial)(const eplb_trace_t *, void *,
+                                                                int64_t, int64_t))
 {
-    hid_t mt;
-    const char *name;
-    hid_t d = eplb_trace_bulk_dataset(tr, &mt, &name);
-    if (d < 0)
-        return eplb_error_set(EPLB_ERR_FORMAT, "%s: no /router/logits or /router/topk_ids to read",
-                              tr->path);
-    if (tr->info.num_tokens == 0)
-        return EPLB_OK;
     if (nthreads <= 0)
         nthreads = eplb_num_threads();
     if (nthreads > MAX_THREADS)
@@ -418,7 +447,13 @@ eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf, in
         return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: cannot read the storage layout",
                               tr->path, name);
     if (ok == 0)
-        return eplb_trace_read_all_serial(tr, buf);
+        return serial(tr, buf, r0, r1);
+    if (r1 <= 0)
+        r1 = (int64_t)p.dims[0];
+    if (r0 == r1)
+        return EPLB_OK;
+    p.r0 = (hsize_t)r0;
+    p.r1 = (hsize_t)r1;
 
     eplb_status_t st = EPLB_OK;
     pthread_t th[MAX_THREADS];
@@ -466,4 +501,47 @@ out_free:
     free(p.ready);
     free(p.freel);
     return st;
+}
+
+static eplb_status_t serial_all(const eplb_trace_t *tr, void *buf, int64_t r0, int64_t r1)
+{
+    (void)r0;
+    (void)r1;
+    return eplb_trace_read_all_serial(tr, buf);
+}
+
+eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf, int nthreads)
+{
+    hid_t mt;
+    const char *name;
+    hid_t d = eplb_trace_bulk_dataset(tr, &mt, &name);
+    if (d < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: no /router/logits or /router/topk_ids to read",
+                              tr->path);
+    if (tr->info.num_tokens == 0)
+        return EPLB_OK;
+    return read_rows_parallel(tr, d, mt, name, buf, 0, 0, nthreads, serial_all);
+}
+
+static eplb_status_t serial_logits(const eplb_trace_t *tr, void *buf, int64_t r0, int64_t r1)
+{
+    return eplb_trace_read_logits(tr, buf, r0, r1);
+}
+
+eplb_status_t eplb_trace_read_logits_parallel(const eplb_trace_t *tr, void *buf,
+                                              int64_t tok_begin, int64_t tok_end, int nthreads)
+{
+    if (tr->d_logits < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: the trace has no dataset /router/logits",
+                              tr->path);
+    if (tok_begin < 0 || tok_end < tok_begin || tok_end > tr->info.num_tokens)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: /router/logits: range [%lld, %lld) outside [0, %lld)", tr->path,
+                              (long long)tok_begin, (long long)tok_end,
+                              (long long)tr->info.num_tokens);
+    if (tok_begin == tok_end)
+        return EPLB_OK;
+    EPLB_CHECK(read_rows_parallel(tr, tr->d_logits, tr->logits_mtype, "/router/logits", buf,
+                                  tok_begin, tok_end, nthreads, serial_logits));
+    return eplb_trace_check_logits(tr, buf, tok_begin, tok_end);
 }

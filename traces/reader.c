@@ -473,6 +473,12 @@ eplb_status_t eplb_trace_read_logits(const eplb_trace_t *tr, void *buf, int64_t 
     eplb_h5_unlock();
     if (st != EPLB_OK)
         return st;
+    return eplb_trace_check_logits(tr, buf, tok_begin, tok_end);
+}
+
+eplb_status_t eplb_trace_check_logits(const eplb_trace_t *tr, const void *buf, int64_t tok_begin,
+                                      int64_t tok_end)
+{
     size_t per = (size_t)tr->info.num_layers * (size_t)tr->info.route.num_experts;
     size_t n = (size_t)(tok_end - tok_begin) * per;
     eplb_dtype_t dt = tr->info.logits_dtype;

@@ -91,6 +91,13 @@ eplb_status_t eplb_trace_read_phase(const eplb_trace_t *tr, uint8_t *phase,
 size_t eplb_trace_raw_bytes(const eplb_trace_t *tr);
 eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf,
                                            int nthreads);
+/* eplb_trace_read_logits (same layout and NaN/Inf check) with the chunks
+ * inflated on nthreads workers (<= 0: eplb_num_threads()).  Chunks cut by
+ * the range are inflated whole, so ranges aligned to
+ * eplb_trace_chunk_tokens waste nothing. */
+eplb_status_t eplb_trace_read_logits_parallel(const eplb_trace_t *tr,
+                                              void *buf, int64_t tok_begin,
+                                              int64_t tok_end, int nthreads);
 /* The same with one plain H5Dread (the baseline of `bench io`). */
 eplb_status_t eplb_trace_read_all_serial(const eplb_trace_t *tr, void *buf);
 /* 1 if eplb_trace_read_all_parallel can take its parallel path on this

@@ -24,6 +24,8 @@
 /* once/oracle: keep the whole trace's routed ids from pass 1 for pass 2 when
  * they take at most this much memory (else decode and route twice). */
 #define CACHE_BYTES (512.0 * 1024 * 1024)
+/* vec: the window's per-step loads are passed when they fit in this much */
+#define SERIES_BYTES (256.0 * 1024 * 1024)
 
 typedef struct {
     int64_t step;
@@ -258,26 +260,43 @@ static eplb_status_t decide(shared_t *sh, run_t *r, int64_t s)
         predicted_balancedness(r, w) >= t->threshold)
         return EPLB_OK;
     memcpy(r->target, r->phy2log, (size_t)L * P * sizeof *r->target);
+    /* time-series aware policies (vec) get the window step by step */
+    float *series = NULL;
+    int64_t nser = we - wb;
+    if (t->kind != EPLB_TRIGGER_TRTLLM && t->kind != EPLB_TRIGGER_ORACLE &&
+        !strcmp(r->cfg->policy->name, "vec") && nser > 0 &&
+        (double)nser * LE * sizeof(float) <= SERIES_BYTES) {
+        series = malloc((size_t)nser * LE * sizeof *series);
+        if (!series)
+            return eplb_error_set(EPLB_ERR_NOMEM, "load series: out of memory");
+        for (int64_t q = wb; q < we; q++) {
+            const int32_t *h = hist_row(sh, q);
+            for (size_t i = 0; i < LE; i++)
+                series[(size_t)(q - wb) * LE + i] = (float)h[i];
+        }
+    }
     double t0 = now_s();
-    for (int i = 0; i < (t->kind == EPLB_TRIGGER_TRTLLM ? nl : 1); i++) {
+    eplb_status_t st = EPLB_OK;
+    for (int i = 0; st == EPLB_OK && i < (t->kind == EPLB_TRIGGER_TRTLLM ? nl : 1); i++) {
         int l = t->kind == EPLB_TRIGGER_TRTLLM ? (l0 + i) % L : 0;
         int n = t->kind == EPLB_TRIGGER_TRTLLM ? 1 : L;
         eplb_policy_args_t a = policy_args(r, r->phy2log + (size_t)l * P);
-        eplb_status_t st = r->cfg->policy->fn(r->target + (size_t)l * P, NULL,
-                                              w + (size_t)l * E, n, E, &a);
-        if (st != EPLB_OK)
-            return st;
+        a.series = series;
+        a.series_steps = series ? (int)nser : 0;
+        st = r->cfg->policy->fn(r->target + (size_t)l * P, NULL, w + (size_t)l * E, n, E,
+                                &a);
     }
     double pol = o->policy_time >= 0 ? o->policy_time : now_s() - t0;
+    free(series);
+    if (st != EPLB_OK)
+        return st;
     /* every expert must keep a replica, or selection has nowhere to go */
     for (int i = 0; i < nl; i++) {
         int l = (l0 + i) % L;
-        const int32_t *row = r->target + (size_t)l * P;
-        for (int p = 0; p < P; p++)
-            if (row[p] < 0 || row[p] >= E)
-                return eplb_error_set(EPLB_ERR_INTERNAL,
-                                      "policy %s: layer %d slot %d holds expert %d "
-                                      "(E=%d)", r->cfg->policy->name, l, p, row[p], E);
+        if (eplb_placement_check(r->target + (size_t)l * P, 1, E, P, "policy output") !=
+            EPLB_OK)
+            return eplb_error_set(EPLB_ERR_INTERNAL, "policy %s, layer %d: %s",
+                                  r->cfg->policy->name, l, eplb_error_last());
     }
     r->res->rebalances++;
     r->res->policy_s += pol;

@@ -829,3 +829,53 @@ Test(sim, token_all_to_all_counts_copies_per_destination)
     unlink(path);
     rmdir(dir);
 }
+
+/* A time-series policy (named vec) gets the window step by step. */
+static int series_steps_seen[8], nseries;
+static float series_seen[8][3][2 * 4];
+
+static eplb_status_t series_fn(int32_t *phy2log, int32_t *phyrank, const float *w,
+                               int L, int E, const eplb_policy_args_t *a)
+{
+    (void)phyrank;
+    (void)w;
+    if (nseries < 8) {
+        series_steps_seen[nseries] = a->series ? a->series_steps : -1;
+        for (int s = 0; a->series && s < a->series_steps && s < 3; s++)
+            memcpy(series_seen[nseries][s], a->series + (size_t)s * L * E,
+                   (size_t)L * E * sizeof(float));
+    }
+    nseries++;
+    memcpy(phy2log, a->old_phy2log, (size_t)L * a->num_replicas * sizeof *phy2log);
+    return EPLB_OK;
+}
+
+Test(sim, vec_policy_gets_window_series)
+{
+    enum { L = 2, E = 4, S = 12 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = 100 * s + 10 * l + e;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_policy_t pol = {"vec", "test", series_fn};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 3, 8);
+    r.policy = &pol;
+    eplb_sim_opts_t o = opts_default();
+    nseries = 0;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    /* decisions before 2 (window [0, 2)) and 10 (window [7, 10)) */
+    cr_assert_eq(nseries, 2);
+    cr_assert_eq(series_steps_seen[0], 2);
+    cr_assert_eq(series_steps_seen[1], 3);
+    for (int s = 0; s < 3; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                cr_assert_float_eq(series_seen[1][s][l * E + e],
+                                   (float)counts[7 + s][l][e], 0);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}

@@ -285,12 +285,14 @@ void eplb_pol_gpu_load(double *load, const int32_t *phy2log, const float *w,
 {
     memset(cnt, 0, (size_t)E * sizeof *cnt);
     for (int p = 0; p < P; p++)
-        cnt[phy2log[p]]++;
+        if ((unsigned)phy2log[p] < (unsigned)E) /* invalid slots carry nothing */
+            cnt[phy2log[p]]++;
     int per = P / D;
     for (int g = 0; g < D; g++) {
         double s = 0;
         for (int p = g * per; p < (g + 1) * per; p++)
-            s += (double)w[phy2log[p]] / cnt[phy2log[p]];
+            if ((unsigned)phy2log[p] < (unsigned)E)
+                s += (double)w[phy2log[p]] / cnt[phy2log[p]];
         load[g] = s;
     }
 }

@@ -68,7 +68,8 @@ void eplb_placement_derive(int32_t *logcnt, int32_t *log2phy, int maxcnt,
 int eplb_placement_moves(const int32_t *old_row, const int32_t *new_row, int P);
 
 /* Load of each GPU, gpu_load[L][D], when each expert's load splits evenly
- * over its replicas (the model behind every policy's objective). */
+ * over its replicas (the model behind every policy's objective).  Slots
+ * holding an id outside [0, E) carry no load. */
 void eplb_placement_gpu_load(double *gpu_load, const int32_t *phy2log,
                              const float *weights, int L, int E, int P, int D);
 

@@ -1,9 +1,187 @@
-/* cmd_gen.c - placeholder until the command lands. */
+/* cmd_gen.c - `eplb-replay gen`: synthetic traces from a model preset. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cmd.h"
+#include "gen.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb-replay gen --preset NAME -o OUT.h5 [options]\n"
+            "       eplb-replay gen --preset NAME --stats [options]\n"
+            "       eplb-replay gen --list-presets\n"
+            "\n"
+            "Write a synthetic trace of router logits whose expert load looks\n"
+            "like real serving: heavy-tailed per-layer popularity, hot experts\n"
+            "that persist and drift, workload shifts, varying batch sizes and\n"
+            "phases (docs/calibration.md).  The same options give the same file.\n"
+            "\n"
+            "options:\n"
+            "  --preset NAME          deepseek-v3, qwen3-moe, mixtral, esft-lite\n"
+            "  -o, --output OUT.h5    trace to write (written under a temporary\n"
+            "                         name, renamed when complete)\n"
+            "  --steps S              steps (forward passes) (default 64)\n"
+            "  --tokens-per-step T    mean tokens per step (default 256)\n"
+            "  --seed N               random seed (default 1)\n"
+            "  --dtype f32|f16|bf16   logits type in the file (default bf16)\n"
+            "  --layers N             keep only the first N MoE layers\n"
+            "                         (default: all of the preset's)\n"
+            "  --stats                write nothing; route the generated logits\n"
+            "                         with a reference top-k and print per-layer\n"
+            "                         load statistics (max/mean expert load)\n"
+            "  --window W             steps per window of --stats (default 16)\n"
+            "  --list-presets         print the presets and exit\n"
+            "  -h, --help             this help\n");
+}
+
+static eplb_status_t parse_i64(int64_t *out, const char *arg, const char *opt,
+                               int64_t min, int64_t max)
+{
+    char *end = NULL;
+    long long v = strtoll(arg, &end, 10);
+    if (!arg[0] || *end || v < min || v > max)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: expected an integer in %" PRId64 "..%" PRId64
+                              ", got '%s'",
+                              opt, min, max, arg);
+    *out = v;
+    return EPLB_OK;
+}
+
+static void list_presets(void)
+{
+    printf("%-12s %-18s %6s %7s %5s %-8s %s\n", "preset", "model", "layers",
+           "experts", "top_k", "scoring", "calibrated against");
+    for (size_t i = 0; i < eplb_gen_preset_count(); i++) {
+        const eplb_gen_preset_t *p = eplb_gen_preset_at(i);
+        printf("%-12s %-18s %6d %7d %5d %-8s %s\n", p->name, p->model,
+               p->num_layers, p->route.num_experts, p->route.top_k,
+               eplb_scoring_name(p->route.scoring), p->calibrated);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void print_summary(const char *name, const double *v, int L)
+{
+    double *c = malloc(sizeof(double) * (size_t)L);
+    if (!c)
+        return;
+    memcpy(c, v, sizeof(double) * (size_t)L);
+    qsort(c, (size_t)L, sizeof(double), cmp_double);
+    double m = 0;
+    for (int i = 0; i < L; i++)
+        m += c[i];
+    printf("%-34s %7.3f %7.3f %7.3f %7.3f\n", name, m / L, c[0], c[L / 2], c[L - 1]);
+    free(c);
+}
+
+static int run_stats(const eplb_gen_opts_t *o, int64_t window)
+{
+    eplb_gen_stats_t st;
+    eplb_status_t rc = eplb_gen_stats_compute(&st, o, window);
+    if (rc != EPLB_OK)
+        return eplb_cmd_fail("gen", rc);
+    printf("preset %s: %" PRId64 " steps, %" PRId64 " tokens, %d layers, "
+           "window %" PRId64 " steps\n",
+           o->preset, o->steps, st.num_tokens, st.num_layers, window);
+    printf("%-34s %7s %7s %7s %7s\n", "per-layer statistic", "mean", "min",
+           "median", "max");
+    print_summary("max/mean load, per window", st.window_maxmean, st.num_layers);
+    print_summary("max/mean load, whole trace", st.whole_maxmean, st.num_layers);
+    print_summary("max/mean load, per step", st.step_maxmean, st.num_layers);
+    print_summary("top1/top2 load, whole trace", st.top12, st.num_layers);
+    print_summary("top expert = previous step's", st.top_same, st.num_layers);
+    print_summary("steps in top-expert runs >= 10", st.top_run, st.num_layers);
+    eplb_gen_stats_free(&st);
+    return 0;
+}
 
 int eplb_cmd_gen(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+    enum { OPT_PRESET = 256, OPT_STEPS, OPT_TOKENS, OPT_SEED, OPT_DTYPE,
+           OPT_LAYERS, OPT_STATS, OPT_WINDOW, OPT_LIST };
+    static const struct option longopts[] = {
+        {"preset", required_argument, NULL, OPT_PRESET},
+        {"output", required_argument, NULL, 'o'},
+        {"steps", required_argument, NULL, OPT_STEPS},
+        {"tokens-per-step", required_argument, NULL, OPT_TOKENS},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"dtype", required_argument, NULL, OPT_DTYPE},
+        {"layers", required_argument, NULL, OPT_LAYERS},
+        {"stats", no_argument, NULL, OPT_STATS},
+        {"window", required_argument, NULL, OPT_WINDOW},
+        {"list-presets", no_argument, NULL, OPT_LIST},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    eplb_gen_opts_t o = EPLB_GEN_OPTS_INIT;
+    o.preset = NULL;
+    const char *out = NULL;
+    int stats = 0;
+    int64_t window = 16, v;
+    eplb_status_t st = EPLB_OK;
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_PRESET: o.preset = optarg; break;
+        case 'o': out = optarg; break;
+        case OPT_STEPS: st = parse_i64(&o.steps, optarg, "--steps", 1, INT64_C(1) << 40); break;
+        case OPT_TOKENS:
+            st = parse_i64(&o.tokens_per_step, optarg, "--tokens-per-step", 1, 1 << 20);
+            break;
+        case OPT_SEED:
+            st = parse_i64(&v, optarg, "--seed", 0, INT64_MAX);
+            o.seed = (uint64_t)v;
+            break;
+        case OPT_DTYPE: st = eplb_dtype_parse(&o.dtype, optarg); break;
+        case OPT_LAYERS:
+            st = parse_i64(&v, optarg, "--layers", 1, EPLB_MAX_EXPERTS);
+            o.num_layers = (int)v;
+            break;
+        case OPT_STATS: stats = 1; break;
+        case OPT_WINDOW: st = parse_i64(&window, optarg, "--window", 1, INT64_C(1) << 40); break;
+        case OPT_LIST: list_presets(); return 0;
+        case 'h': usage(stdout); return 0;
+        case ':':
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: missing value",
+                                argv[optind - 1]);
+            break;
+        default:
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)",
+                                argv[optind - 1]);
+            break;
+        }
+        if (st != EPLB_OK)
+            return eplb_cmd_fail("gen", st);
+    }
+    if (optind < argc)
+        return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                   "unexpected argument '%s' (see --help)",
+                                                   argv[optind]));
+    if (!o.preset)
+        return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                   "--preset: required (see --list-presets)"));
+    if (stats)
+        return run_stats(&o, window);
+    if (!out)
+        return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                   "-o/--output: required (or --stats)"));
+    int64_t ntok = 0;
+    st = eplb_gen_write(&o, out, &ntok);
+    if (st != EPLB_OK)
+        return eplb_cmd_fail("gen", st);
+    fprintf(stderr, "eplb-replay gen: wrote %s: preset %s, %" PRId64 " steps, %" PRId64
+            " tokens\n", out, o.preset, o.steps, ntok);
+    return 0;
 }

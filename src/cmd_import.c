@@ -1,9 +1,150 @@
-/* cmd_import.c - placeholder until the command lands. */
+/* cmd_import.c - `eplb-replay import`: ESFT routing logs and SGLang expert
+ * counts to traces. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cmd.h"
+#include "import.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb-replay import --format esft DIR -o OUT.h5 [--tokens-per-step T]\n"
+            "       eplb-replay import --format sglang-counts FILE.json -o OUT.h5\n"
+            "                          [--top-k K] [--model NAME]\n"
+            "\n"
+            "Convert recorded routing data to a trace.\n"
+            "\n"
+            "  esft           DeepSeek ESFT logs: DIR/expert_weights_1..26.txt, one line\n"
+            "                 per sample (ids, two tabs, weights; 6 per token).  Samples\n"
+            "                 are packed in order into steps of at most T tokens (never\n"
+            "                 split; a longer sample is a step of its own).  Writes topk\n"
+            "                 ids (by descending weight), topk weights and stand-in\n"
+            "                 float32 logits whose softmax top-6 reproduces them; prints\n"
+            "                 how many tokens could not be reproduced.\n"
+            "  sglang-counts  SGLang expert distribution {\"logical_count\": [layers]\n"
+            "                 [experts]}: all-zero (dense) layers are dropped; writes\n"
+            "                 the counts as one step.\n"
+            "\n"
+            "options:\n"
+            "  --format FMT           esft or sglang-counts (required)\n"
+            "  -o, --output OUT.h5    trace to write (written under a temporary name,\n"
+            "                         renamed when complete)\n"
+            "  --tokens-per-step T    esft: tokens per step (default 512)\n"
+            "  --top-k K              sglang-counts: experts per token (default 8)\n"
+            "  --model NAME           sglang-counts: model attribute (default\n"
+            "                         DeepSeek-V3)\n"
+            "  -h, --help             this help\n");
+}
+
+static eplb_status_t parse_i64(int64_t *out, const char *arg, const char *opt,
+                               int64_t min, int64_t max)
+{
+    char *end = NULL;
+    long long v = strtoll(arg, &end, 10);
+    if (!arg[0] || *end || v < min || v > max)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: expected an integer in %" PRId64 "..%" PRId64
+                              ", got '%s'",
+                              opt, min, max, arg);
+    *out = v;
+    return EPLB_OK;
+}
 
 int eplb_cmd_import(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return eplb_cmd_fail("import", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+    enum { OPT_FORMAT = 256, OPT_TOKENS, OPT_TOPK, OPT_MODEL };
+    static const struct option longopts[] = {
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"output", required_argument, NULL, 'o'},
+        {"tokens-per-step", required_argument, NULL, OPT_TOKENS},
+        {"top-k", required_argument, NULL, OPT_TOPK},
+        {"model", required_argument, NULL, OPT_MODEL},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *format = NULL, *out = NULL, *model = "DeepSeek-V3";
+    int64_t tokens = 512, topk = 8;
+    int tokens_set = 0, topk_set = 0, model_set = 0;
+    eplb_status_t st = EPLB_OK;
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_FORMAT: format = optarg; break;
+        case 'o': out = optarg; break;
+        case OPT_TOKENS:
+            st = parse_i64(&tokens, optarg, "--tokens-per-step", 1, INT64_C(1) << 30);
+            tokens_set = 1;
+            break;
+        case OPT_TOPK:
+            st = parse_i64(&topk, optarg, "--top-k", 1, EPLB_MAX_TOPK);
+            topk_set = 1;
+            break;
+        case OPT_MODEL:
+            model = optarg;
+            model_set = 1;
+            break;
+        case 'h': usage(stdout); return 0;
+        case ':':
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: missing value",
+                                argv[optind - 1]);
+            break;
+        default:
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)",
+                                argv[optind - 1]);
+            break;
+        }
+        if (st != EPLB_OK)
+            return eplb_cmd_fail("import", st);
+    }
+    if (!format)
+        return eplb_cmd_fail("import", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                      "--format: required (esft or "
+                                                      "sglang-counts)"));
+    if (optind != argc - 1)
+        return eplb_cmd_fail("import",
+                             eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                            "expected one input %s (see --help)",
+                                            strcmp(format, "esft") ? "file" : "directory"));
+    const char *in = argv[optind];
+    if (!out)
+        return eplb_cmd_fail("import",
+                             eplb_error_set(EPLB_ERR_INVALID_ARG, "-o/--output: required"));
+    if (strcmp(format, "esft") == 0) {
+        if (topk_set || model_set)
+            return eplb_cmd_fail("import",
+                                 eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                "--top-k/--model: only for "
+                                                "--format sglang-counts"));
+        int64_t bad = 0;
+        st = eplb_import_esft(in, out, tokens, &bad);
+        if (st != EPLB_OK)
+            return eplb_cmd_fail("import", st);
+        fprintf(stderr,
+                "eplb-replay import: wrote %s; %" PRId64 " tokens could not be "
+                "reproduced by the stand-in logits\n",
+                out, bad);
+        return 0;
+    }
+    if (strcmp(format, "sglang-counts") == 0) {
+        if (tokens_set)
+            return eplb_cmd_fail("import",
+                                 eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                "--tokens-per-step: only for --format esft"));
+        st = eplb_import_sglang(in, out, (int)topk, model);
+        if (st != EPLB_OK)
+            return eplb_cmd_fail("import", st);
+        fprintf(stderr, "eplb-replay import: wrote %s\n", out);
+        return 0;
+    }
+    return eplb_cmd_fail("import",
+                         eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                        "--format: unknown format '%s' (esft or "
+                                        "sglang-counts)",
+                                        format));
 }

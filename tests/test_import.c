@@ -1,0 +1,529 @@
+/* test_import.c - ESFT and SGLang importers: the shared real data (skipped
+ * without ../shared), packing, stand-in logits checked by an independent
+ * softmax top-k, round trips through the trace reader, and bad input.
+ * Expected values (8,222 tokens, 127 samples, the SGLang sum) are facts of
+ * the shared data, counted outside this code. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+#include "import.h"
+#include "trace.h"
+
+static const char *shared_or_skip(void)
+{
+    const char *d = eplb_test_shared_dir();
+    if (!d)
+        cr_skip_test("../shared not found");
+    return d;
+}
+
+/* ---- packing ------------------------------------------------------------- */
+
+Test(import, pack_never_splits_a_sample)
+{
+    const int64_t n[] = {3, 4, 10, 2, 2, 1, 5};
+    int64_t *off = NULL, s = 0;
+    eplb_assert_ok(eplb_import_esft_pack(&off, &s, n, 7, 5));
+    /* [3] (3+4 > 5), [4], [10] (alone, longer than 5), [2 2 1], [5] */
+    const int64_t want[] = {0, 3, 7, 17, 22, 27};
+    cr_assert_eq(s, 5);
+    for (int i = 0; i <= 5; i++)
+        cr_assert_eq(off[i], want[i], "offset %d: %lld", i, (long long)off[i]);
+    free(off);
+    eplb_assert_ok(eplb_import_esft_pack(&off, &s, n, 7, 1000));
+    cr_assert_eq(s, 1);
+    cr_assert_eq(off[1], 27);
+    free(off);
+    eplb_assert_fails(eplb_import_esft_pack(&off, &s, n, 7, 0), EPLB_ERR_INVALID_ARG,
+                      "--tokens-per-step");
+}
+
+/* ---- stand-in logits ------------------------------------------------------
+ * Independent check: double softmax over all E logits, top-k by value with
+ * ties to the lower id (selection sort). */
+static int check_softmax_topk(const float *lg, const int32_t *ids, const float *w, int E,
+                              int K, double *maxerr)
+{
+    double mx = -INFINITY, z = 0;
+    for (int e = 0; e < E; e++)
+        mx = lg[e] > mx ? lg[e] : mx;
+    for (int e = 0; e < E; e++)
+        z += exp(lg[e] - mx);
+    char used[512] = {0};
+    for (int k = 0; k < K; k++) {
+        int b = -1;
+        for (int e = 0; e < E; e++)
+            if (!used[e] && (b < 0 || lg[e] > lg[b]))
+                b = e;
+        used[b] = 1;
+        if (b != ids[k])
+            return 0;
+        double err = fabs(exp(lg[b] - mx) / z - w[k]);
+        if (err > *maxerr)
+            *maxerr = err;
+        if (err > 1e-4)
+            return 0;
+    }
+    return 1;
+}
+
+Test(import, standin_by_hand)
+{
+    /* E=8, K=3; weights sum 0.7, others 0.3/5 = 0.06 each < 0.1. */
+    int32_t ids[3] = {5, 1, 2};
+    float w[3] = {0.4f, 0.2f, 0.1f};
+    float lg[8];
+    cr_assert_eq(eplb_import_esft_standin(lg, ids, w, 8, 3), 1);
+    double err = 0;
+    cr_assert(check_softmax_topk(lg, ids, w, 8, 3, &err));
+    /* Equal weights in ascending id order reproduce (tie -> lower id). */
+    int32_t id2[3] = {3, 4, 0};
+    float w2[3] = {0.3f, 0.3f, 0.2f};
+    cr_assert_eq(eplb_import_esft_standin(lg, id2, w2, 8, 3), 1);
+    cr_assert(check_softmax_topk(lg, id2, w2, 8, 3, &err));
+    cr_assert_float_eq(lg[3], lg[4], 0);
+    /* A recorded 0 next to an almost-1 weight still reproduces. */
+    int32_t id3[3] = {3, 0, 4};
+    float w3[3] = {0.9999f, 0.0f, 0.0f};
+    cr_assert_eq(eplb_import_esft_standin(lg, id3, w3, 8, 3), 1);
+    cr_assert(check_softmax_topk(lg, id3, w3, 8, 3, &err));
+    /* Weights leaving the others more than the smallest chosen one each
+     * cannot be reproduced, and say so. */
+    float w4[3] = {0.2f, 0.1f, 0.01f};
+    cr_assert_eq(eplb_import_esft_standin(lg, ids, w4, 8, 3), 0);
+}
+
+/* ---- ESFT on the shared data -------------------------------------------- */
+
+Test(import, esft_intent_facts_and_standins)
+{
+    const char *sh = shared_or_skip();
+    eplb_import_esft_t d;
+    eplb_assert_ok(eplb_import_esft_read(&d, eplb_test_path(sh, "data/esft/intent")));
+    cr_assert_eq(d.num_samples, 127);
+    cr_assert_eq(d.num_tokens, 8222);
+    cr_assert_eq(d.num_layers, 26);
+    cr_assert_eq(d.num_experts, 64);
+    cr_assert_eq(d.top_k, 6);
+    int64_t sum = 0;
+    for (int64_t i = 0; i < d.num_samples; i++)
+        sum += d.sample_tokens[i];
+    cr_assert_eq(sum, 8222);
+    const int L = 26, E = 64, K = 6;
+    int64_t bad = 0;
+    double maxerr = 0;
+    float lg[64];
+    for (int64_t t = 0; t < d.num_tokens; t++) {
+        int ok = 1;
+        for (int l = 0; l < L; l++) {
+            const int32_t *id = d.ids + ((size_t)t * L + l) * K;
+            const float *w = d.weights + ((size_t)t * L + l) * K;
+            for (int k = 0; k < K; k++) {
+                cr_assert(id[k] >= 0 && id[k] < E);
+                if (k)
+                    cr_assert(w[k] < w[k - 1] || (w[k] == w[k - 1] && id[k] > id[k - 1]),
+                              "token %lld layer %d not by descending weight", (long long)t,
+                              l);
+            }
+            eplb_import_esft_standin(lg, id, w, E, K);
+            ok &= check_softmax_topk(lg, id, w, E, K, &maxerr);
+        }
+        bad += !ok;
+    }
+    cr_assert(bad <= 5, "%lld tokens not reproduced", (long long)bad);
+    cr_assert(maxerr <= 1e-4);
+    eplb_import_esft_free(&d);
+}
+
+/* The first token of the first sample of layer 1, parsed here with sscanf:
+ * the importer keeps the same (id, weight) pairs. */
+Test(import, esft_first_token_matches_text)
+{
+    const char *sh = shared_or_skip();
+    const char *dir = eplb_test_path(sh, "data/esft/law");
+    FILE *f = fopen(eplb_test_path(dir, "expert_weights_1.txt"), "r");
+    cr_assert_not_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    cr_assert(getline(&line, &cap, f) > 0);
+    fclose(f);
+    int ids[6];
+    cr_assert_eq(sscanf(line, "%d\t%d\t%d\t%d\t%d\t%d", &ids[0], &ids[1], &ids[2], &ids[3],
+                        &ids[4], &ids[5]),
+                 6);
+    char *wp = strstr(line, "\t\t");
+    cr_assert_not_null(wp);
+    float w[6];
+    cr_assert_eq(sscanf(wp + 2, "%f\t%f\t%f\t%f\t%f\t%f", &w[0], &w[1], &w[2], &w[3], &w[4],
+                        &w[5]),
+                 6);
+    free(line);
+    eplb_import_esft_t d;
+    eplb_assert_ok(eplb_import_esft_read(&d, dir));
+    for (int i = 0; i < 6; i++) {
+        int found = 0;
+        for (int k = 0; k < 6; k++)
+            if (d.ids[k] == ids[i]) {
+                cr_assert_float_eq(d.weights[k], w[i], 0);
+                found = 1;
+            }
+        cr_assert(found, "expert %d of the text missing", ids[i]);
+    }
+    eplb_import_esft_free(&d);
+}
+
+Test(import, esft_file_round_trip)
+{
+    const char *sh = shared_or_skip();
+    const char *src = eplb_test_path(sh, "data/esft/intent");
+    const char *dir = eplb_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/intent.h5", dir);
+    int64_t bad = -1;
+    eplb_assert_ok(eplb_import_esft(src, path, 512, &bad));
+    cr_assert(bad >= 0 && bad <= 5);
+    eplb_import_esft_t d;
+    eplb_assert_ok(eplb_import_esft_read(&d, src));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    cr_assert_str_eq(in->model, "ESFT-vanilla-lite");
+    cr_assert_eq(in->num_layers, 26);
+    cr_assert_eq(in->route.num_experts, 64);
+    cr_assert_eq(in->route.top_k, 6);
+    cr_assert_eq(in->route.scoring, EPLB_SCORING_SOFTMAX);
+    cr_assert_eq(in->route.renormalize, 0);
+    cr_assert_eq(in->num_tokens, 8222);
+    cr_assert(in->levels & EPLB_LEVEL_LOGITS);
+    cr_assert(in->levels & EPLB_LEVEL_TOPK);
+    cr_assert(in->has_topk_weights);
+    cr_assert_eq(in->logits_dtype, EPLB_DTYPE_F32);
+    char want[64];
+    snprintf(want, sizeof want, "%lld tokens not reproduced", (long long)bad);
+    cr_assert(strstr(in->source, want) != NULL, "source: %s", in->source);
+    /* Steps: whole samples, at most 512 tokens unless a single sample. */
+    const int64_t *off = eplb_trace_token_offsets(tr);
+    int64_t smp = 0, pos = 0;
+    for (int64_t s = 0; s < in->num_steps; s++) {
+        int64_t n = off[s + 1] - off[s], got = 0, count = 0;
+        while (got < n) {
+            cr_assert(smp < d.num_samples, "step %lld splits a sample", (long long)s);
+            got += d.sample_tokens[smp++];
+            count++;
+        }
+        cr_assert_eq(got, n, "step %lld splits a sample", (long long)s);
+        cr_assert(n <= 512 || count == 1);
+        if (s + 1 < in->num_steps)
+            cr_assert(n + d.sample_tokens[smp] > 512, "step %lld could hold the next sample",
+                      (long long)s);
+        pos += n;
+    }
+    cr_assert_eq(pos, 8222);
+    cr_assert_eq(smp, 127);
+    /* Ids and weights read back equal the text; logits reproduce them. */
+    int64_t T = 8222;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T * 26 * 6);
+    float *w = malloc(sizeof(float) * (size_t)T * 26 * 6);
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, w, 0, T));
+    cr_assert(memcmp(ids, d.ids, sizeof(int32_t) * (size_t)T * 26 * 6) == 0);
+    cr_assert(memcmp(w, d.weights, sizeof(float) * (size_t)T * 26 * 6) == 0);
+    float *lg = malloc(sizeof(float) * 600 * 26 * 64);
+    int64_t nbad = 0;
+    double maxerr = 0;
+    for (int64_t s = 0; s < in->num_steps; s++) {
+        eplb_assert_ok(eplb_trace_read_logits(tr, lg, off[s], off[s + 1]));
+        for (int64_t t = 0; t < off[s + 1] - off[s]; t++)
+            for (int l = 0; l < 26; l++) {
+                size_t o = ((size_t)(off[s] + t) * 26 + l) * 6;
+                nbad += !check_softmax_topk(lg + ((size_t)t * 26 + l) * 64, ids + o, w + o,
+                                            64, 6, &maxerr);
+            }
+    }
+    cr_assert(nbad <= 5, "%lld token-layers not reproduced", (long long)nbad);
+    free(ids);
+    free(w);
+    free(lg);
+    eplb_trace_close(tr);
+    eplb_import_esft_free(&d);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- ESFT bad input ---------------------------------------------------------
+ * A small valid directory (26 layers, 2 samples of 2 and 1 tokens), then one
+ * defect at a time. */
+
+static const char *tok_line_ok = "1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t\t"
+                                 "0.3\t0.2\t0.1\t0.05\t0.05\t0.05\t0.3\t0.2\t0.1\t0.05"
+                                 "\t0.05\t0.05\n";
+static const char *tok_line_ok1 = "63\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n";
+
+static void write_file(const char *dir, int layer, const char *text)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/expert_weights_%d.txt", dir, layer);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *make_esft_dir(void)
+{
+    char *dir = strdup(eplb_test_tmpdir());
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s", tok_line_ok, tok_line_ok1);
+    for (int l = 1; l <= 26; l++)
+        write_file(dir, l, text);
+    return dir;
+}
+
+static void remove_esft_dir(char *dir)
+{
+    for (int l = 0; l <= 30; l++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/expert_weights_%d.txt", dir, l);
+        unlink(p);
+    }
+    unlink(eplb_test_path(dir, "out.h5"));
+    rmdir(dir);
+    free(dir);
+}
+
+Test(import, esft_small_valid_dir)
+{
+    char *dir = make_esft_dir();
+    eplb_import_esft_t d;
+    eplb_assert_ok(eplb_import_esft_read(&d, dir));
+    cr_assert_eq(d.num_samples, 2);
+    cr_assert_eq(d.num_tokens, 3);
+    /* token 0 sorted: weights .3 .2 .1 .05 .05 .05 -> ids 1 2 3 4 5 6 */
+    const int32_t want0[6] = {1, 2, 3, 4, 5, 6};
+    /* token 2 (sample 2): .5 .1 .1 .1 .05 .05 -> 63, then 0 8 9, 10 11 */
+    const int32_t want2[6] = {63, 0, 8, 9, 10, 11};
+    for (int k = 0; k < 6; k++) {
+        cr_assert_eq(d.ids[k], want0[k]);
+        cr_assert_eq(d.ids[(2 * 26 + 25) * 6 + k], want2[k]);
+    }
+    eplb_import_esft_free(&d);
+    int64_t bad = -1;
+    eplb_assert_ok(eplb_import_esft(dir, eplb_test_path(dir, "out.h5"), 2, &bad));
+    cr_assert_eq(bad, 0);
+    remove_esft_dir(dir);
+}
+
+Test(import, esft_bad_input)
+{
+    eplb_import_esft_t d;
+    eplb_assert_fails(eplb_import_esft_read(&d, "/nonexistent/esft"), EPLB_ERR_IO,
+                      "/nonexistent/esft");
+
+    char *dir = make_esft_dir();
+    char p[600];
+    snprintf(p, sizeof p, "%s/expert_weights_7.txt", dir);
+    unlink(p);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_IO, "expert_weights_7.txt");
+    cr_assert(strstr(eplb_error_last(), "25 layer files") != NULL, "%s", eplb_error_last());
+    remove_esft_dir(dir);
+
+    dir = make_esft_dir();
+    write_file(dir, 27, tok_line_ok);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_27.txt");
+    remove_esft_dir(dir);
+
+    /* One more sample in layer 5. */
+    dir = make_esft_dir();
+    char text[2048];
+    snprintf(text, sizeof text, "%s%s%s", tok_line_ok, tok_line_ok1, tok_line_ok1);
+    write_file(dir, 5, text);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_5.txt:3");
+    remove_esft_dir(dir);
+
+    /* A sample with a different token count in layer 9, line 2. */
+    dir = make_esft_dir();
+    snprintf(text, sizeof text, "%s%s", tok_line_ok, tok_line_ok);
+    write_file(dir, 9, text);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_9.txt:2");
+    remove_esft_dir(dir);
+
+    /* Fewer samples in layer 26. */
+    dir = make_esft_dir();
+    write_file(dir, 26, tok_line_ok);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_26.txt");
+    remove_esft_dir(dir);
+
+    /* Id out of range on line 2 of layer 3. */
+    dir = make_esft_dir();
+    snprintf(text, sizeof text, "%s64\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n",
+             tok_line_ok);
+    write_file(dir, 3, text);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_3.txt:2: id 1 = 64");
+    remove_esft_dir(dir);
+
+    /* Odd field counts: 7 ids and 7 weights. */
+    dir = make_esft_dir();
+    snprintf(text, sizeof text, "1\t2\t3\t4\t5\t6\t7\t\t.1\t.1\t.1\t.1\t.1\t.1\t.1\n%s",
+             tok_line_ok1);
+    write_file(dir, 1, text);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_1.txt:1: 7 ids and 7 weights");
+    remove_esft_dir(dir);
+
+    /* 6 ids but 5 weights. */
+    dir = make_esft_dir();
+    snprintf(text, sizeof text, "%s1\t2\t3\t4\t5\t6\t\t.1\t.1\t.1\t.1\t.1\n", tok_line_ok);
+    write_file(dir, 2, text);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_2.txt:2: 6 ids and 5 weights");
+    remove_esft_dir(dir);
+
+    /* No two-tab separator; a non-number weight; a repeated id. */
+    dir = make_esft_dir();
+    write_file(dir, 4, "1\t2\t3\t4\t5\t6\t.1\t.1\t.1\t.1\t.1\t.1\n");
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_4.txt:1: no two-tab");
+    write_file(dir, 4, "1\t2\t3\t4\t5\t6\t\t.1\t.1\tx\t.1\t.1\t.1\n");
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
+                      "expert_weights_4.txt:1: weight 3");
+    write_file(dir, 4, "1\t2\t3\t4\t5\t1\t\t.1\t.1\t.1\t.1\t.1\t.1\n");
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT, "chosen twice");
+    remove_esft_dir(dir);
+}
+
+/* ---- SGLang counts ------------------------------------------------------------ */
+
+Test(import, sglang_prefill_drops_dense_layers)
+{
+    const char *sh = shared_or_skip();
+    const char *src = eplb_test_path(sh, "data/sglang-dsv3/prefill_in1024.json");
+    eplb_import_sglang_t c;
+    eplb_assert_ok(eplb_import_sglang_read(&c, src));
+    cr_assert_eq(c.num_rows, 61);
+    cr_assert_eq(c.num_layers, 58);
+    cr_assert_eq(c.num_experts, 256);
+    cr_assert_eq(c.rows[0], 3);
+    cr_assert_eq(c.rows[57], 60);
+    /* Sum of the file, counted with Python's json module. */
+    cr_assert_eq(c.total, INT64_C(3892314112));
+    eplb_import_sglang_free(&c);
+
+    const char *dir = eplb_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/p.h5", dir);
+    eplb_assert_ok(eplb_import_sglang(src, path, 8, "DeepSeek-V3"));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    cr_assert_eq(in->num_layers, 58);
+    cr_assert_eq(in->num_steps, 1);
+    cr_assert_eq(in->levels, EPLB_LEVEL_COUNTS);
+    cr_assert_eq(in->route.num_experts, 256);
+    cr_assert_eq(in->route.top_k, 8);
+    cr_assert_str_eq(in->model, "DeepSeek-V3");
+    cr_assert(strstr(in->source, "rows 3..60") != NULL, "%s", in->source);
+    int32_t *cnt = malloc(sizeof(int32_t) * 58 * 256);
+    eplb_assert_ok(eplb_trace_read_counts(tr, cnt, 0, 1));
+    int64_t sum = 0;
+    for (int i = 0; i < 58 * 256; i++)
+        sum += cnt[i];
+    cr_assert_eq(sum, INT64_C(3892314112));
+    free(cnt);
+    eplb_trace_close(tr);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(import, sglang_bad_input)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/c.json", dir);
+    snprintf(out, sizeof out, "%s/c.h5", dir);
+    eplb_import_sglang_t c;
+    eplb_assert_fails(eplb_import_sglang_read(&c, "/nonexistent/c.json"), EPLB_ERR_IO,
+                      "/nonexistent/c.json");
+    write_text(p, "{\"logical_count\": [[0, 0], [1, -2]]}");
+    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1, expert 1");
+    write_text(p, "{\"logical_count\": [[0, 0], [1.5, 2]]}");
+    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1, expert 0");
+    write_text(p, "{\"logical_count\": [[0, 0], [1, \"2\"]]}");
+    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1, expert 1");
+    write_text(p, "{\"logical_count\": [[0, 0], [1, 2, 3]]}");
+    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1");
+    write_text(p, "{\"logical_count\": [[0, 0], [0, 0]]}");
+    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "all zero");
+    write_text(p, "{\"counts\": [[1, 2]]}");
+    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "logical_count");
+    write_text(p, "{\"logical_count\": [[1, 2]");
+    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, p);
+    /* Floats with integral values are fine; top-k beyond E is not. */
+    write_text(p, "{\"logical_count\": [[0.0, 0], [3.0, 1]]}");
+    eplb_assert_ok(eplb_import_sglang_read(&c, p));
+    cr_assert_eq(c.num_layers, 1);
+    cr_assert_eq(c.counts[0], 3);
+    eplb_import_sglang_free(&c);
+    eplb_assert_fails(eplb_import_sglang(p, out, 3, "toy"), EPLB_ERR_INVALID_ARG, "--top-k");
+    eplb_assert_ok(eplb_import_sglang(p, out, 1, "toy"));
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* ---- command ---------------------------------------------------------------------- */
+
+Test(import, cli)
+{
+    const char *dir = eplb_test_tmpdir();
+    char *out = NULL;
+    cr_assert_eq(eplb_test_run_cli(&out, "import --help"), 0);
+    cr_assert(strstr(out, "sglang-counts") != NULL);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "import --format bogus x -o %s/x.h5", dir), 2);
+    cr_assert(strstr(out, "eplb-replay import: --format") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "import --format esft /nonexistent -o %s/x.h5", dir),
+                 1);
+    cr_assert(strstr(out, "/nonexistent") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "import --format esft a b -o %s/x.h5", dir), 2);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "import --format esft a -o %s/x.h5 --top-k 3", dir),
+                 2);
+    free(out);
+    const char *sh = eplb_test_shared_dir();
+    if (sh) {
+        cr_assert_eq(eplb_test_run_cli(&out, "import --format sglang-counts "
+                                             "%s/data/sglang-dsv3/decode_in1000out1000.json "
+                                             "-o %s/d.h5 --model DeepSeek-R1",
+                                       sh, dir),
+                     0, "%s", out);
+        free(out);
+        eplb_trace_t *tr = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr, eplb_test_path(dir, "d.h5")));
+        cr_assert_str_eq(eplb_trace_info(tr)->model, "DeepSeek-R1");
+        cr_assert_eq(eplb_trace_info(tr)->num_layers, 58);
+        eplb_trace_close(tr);
+        unlink(eplb_test_path(dir, "d.h5"));
+    }
+    rmdir(dir);
+}

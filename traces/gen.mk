@@ -1,0 +1,6 @@
+# traces/gen.mk: synthetic generator and importers (included by Makefile.am)
+libeplb_a_SOURCES += traces/gen.h traces/gen.c traces/presets.c \
+	traces/import.h traces/import_esft.c traces/import_sglang.c
+if HAVE_CRITERION
+tests_eplb_tests_SOURCES += tests/test_gen.c tests/test_import.c
+endif

@@ -1,0 +1,104 @@
+/* import.h - converters of recorded routing data to eplb traces.
+ *
+ * ESFT (DeepSeek ESFT, github.com/deepseek-ai/ESFT): a directory with one
+ * text file per MoE layer, expert_weights_<layer>.txt for layers 1..26.  One
+ * line per sample, the same samples in the same order in every file:
+ * tab-separated expert ids (top_k per token, token order), two tabs, then
+ * tab-separated gate weights (top_k per token).  The ids of a token are not
+ * in any particular order; the importer stores them by descending weight,
+ * equal weights by ascending id (the router's tie rule), so that they equal
+ * what routing the stand-in logits gives.
+ *
+ * SGLang: an expert-distribution dump {"logical_count": [layers][experts]}
+ * with counts summed over a run (dense layers all zero). */
+#ifndef EPLB_IMPORT_H
+#define EPLB_IMPORT_H
+
+#include "eplb.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- ESFT ---------------------------------------------------------------- */
+
+#define EPLB_ESFT_LAYERS 26
+#define EPLB_ESFT_EXPERTS 64
+#define EPLB_ESFT_TOPK 6
+
+/* Routing of one ESFT task, all layers in memory. */
+typedef struct {
+    int num_layers;       /* 26 */
+    int num_experts;      /* 64 */
+    int top_k;            /* 6 */
+    int64_t num_samples;
+    int64_t num_tokens;
+    int64_t *sample_tokens; /* [num_samples] tokens of each sample */
+    int32_t *ids;           /* [T][L][K] by descending weight */
+    float *weights;         /* [T][L][K] */
+} eplb_import_esft_t;
+
+/* Read and validate dir/expert_weights_1..26.txt.  Errors name the file
+ * and line: missing directory or file, a layer file outside 1..26, a line
+ * without the two-tab separator, id and weight counts that differ or are
+ * not a multiple of 6, ids outside 0..63 or repeated within a token,
+ * weights that are not numbers in [0, 1], and samples (lines or tokens per
+ * line) that differ between layers. */
+eplb_status_t eplb_import_esft_read(eplb_import_esft_t *out, const char *dir);
+void eplb_import_esft_free(eplb_import_esft_t *d);
+
+/* Pack samples in order into steps of at most tokens_per_step tokens (a
+ * sample is never split; a longer sample is a step of its own).  *offsets
+ * (malloc'd, [*num_steps + 1]) gets the token offsets of the steps. */
+eplb_status_t eplb_import_esft_pack(int64_t **offsets, int64_t *num_steps,
+                             const int64_t *sample_tokens, int64_t num_samples,
+                             int64_t tokens_per_step);
+
+/* Stand-in logits [E] of one token and layer whose softmax top-k gives
+ * ids[K] (descending weight, ties by ascending id) with probabilities
+ * weights[K]: log(w / r) for the chosen experts and 0 for the others,
+ * with r = (1 - sum(w)) / (E - K) so that the others' probabilities add up
+ * to 1 - sum(w) (r capped just below the smallest w), rounded to a grid
+ * of 2^-12 so that the logits deflate well.  Returns 1
+ * if the result reproduces the record (same top-k, every probability within
+ * 1e-4), checked with a double-precision softmax; 0 if the record cannot be
+ * reproduced (rounded weights that add up to more than 1, or leave more
+ * than E - K times the smallest weight to the others). */
+int eplb_import_esft_standin(float *logits, const int32_t *ids,
+                             const float *weights, int E, int K);
+
+/* Import dir into a trace at path (topk ids and weights, stand-in float32
+ * logits, phase prefill).  *unreproduced (may be NULL) gets the number of
+ * tokens with at least one layer whose record the stand-in logits do not
+ * reproduce; the count also goes into the `source` attribute. */
+eplb_status_t eplb_import_esft(const char *dir, const char *path,
+                               int64_t tokens_per_step, int64_t *unreproduced);
+
+/* ---- SGLang expert counts ------------------------------------------------ */
+
+typedef struct {
+    int num_rows;       /* rows in the file */
+    int num_layers;     /* rows kept (not all zero) */
+    int num_experts;    /* row length */
+    int *rows;          /* [num_layers] file row of each kept layer */
+    int32_t *counts;    /* [num_layers][num_experts] */
+    int64_t total;      /* sum of all counts */
+} eplb_import_sglang_t;
+
+/* Read path; logical_count must be a non-empty matrix of non-negative
+ * integers (floats with an integral value are accepted) below 2^31; errors
+ * name the file, the layer (row) and the expert.  All-zero rows are
+ * dropped; a file with no non-zero row is an error. */
+eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *path);
+void eplb_import_sglang_free(eplb_import_sglang_t *c);
+
+/* Import path into a counts-only trace of one step.  top_k (1..16, <= E)
+ * and model go into the attributes; a model named "DeepSeek-V3" with 256
+ * experts gets DeepSeek-V3's routing attributes, any other softmax. */
+eplb_status_t eplb_import_sglang(const char *json_path, const char *path,
+                                 int top_k, const char *model);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

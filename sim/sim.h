@@ -203,6 +203,11 @@ eplb_status_t eplb_sim_source_synthetic(eplb_sim_source_t **out, int L,
                                         int E, int K, int64_t S,
                                         int tokens_per_step, uint64_t seed);
 void eplb_sim_source_free(eplb_sim_source_t *src);
+/* Traces with both logits and topk ids are routed from the logits; rows
+ * counts the (token, layer) rows compared with the recorded ids so far,
+ * differ those whose expert sets differ. */
+void eplb_sim_source_routing_check(const eplb_sim_source_t *src, int64_t *rows,
+                                   int64_t *differ);
 /* Shape of the source. */
 void eplb_sim_source_shape(const eplb_sim_source_t *src, int *L, int *E,
                            int *K, int64_t *S, int *token_level);

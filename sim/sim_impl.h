@@ -31,6 +31,10 @@ struct eplb_sim_source {
     uint64_t seed;
     int tokens_per_step;
     float *base;                /* synthetic: [L][E] mean counts */
+    int32_t *rec;               /* recorded topk ids (logits + topk traces) */
+    size_t rec_cap;             /* tokens it holds */
+    int64_t cmp_upto;           /* tokens below this were compared */
+    int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
 };
 
 #endif

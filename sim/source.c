@@ -20,6 +20,39 @@ static eplb_status_t trace_ids_topk(eplb_sim_source_t *s, int32_t *ids,
     return eplb_trace_read_topk(s->trace, ids, NULL, t0, t1);
 }
 
+/* The trace has both logits and the recorded topk ids: count the (token,
+ * layer) rows where our routing picks a different set of experts (DESIGN.md,
+ * "Exactness").  Each token is compared once, even if read twice. */
+static eplb_status_t compare_record(eplb_sim_source_t *s, const int32_t *ids,
+                                    int64_t t0, int64_t t1)
+{
+    int64_t a = t0 > s->cmp_upto ? t0 : s->cmp_upto;
+    size_t n = (size_t)(t1 - a), LK = (size_t)s->L * s->K;
+    if (n > s->rec_cap) {
+        free(s->rec);
+        s->rec = malloc(n * LK * sizeof *s->rec);
+        if (!s->rec)
+            return eplb_error_set(EPLB_ERR_NOMEM, "recorded topk ids: out of memory");
+        s->rec_cap = n;
+    }
+    EPLB_CHECK(eplb_trace_read_topk(s->trace, s->rec, NULL, a, t1));
+    for (size_t r = 0; r < n * s->L; r++) {
+        const int32_t *x = ids + ((size_t)(a - t0) * s->L + r) * s->K;
+        const int32_t *y = s->rec + r * s->K;
+        int same = 1;
+        for (int i = 0; i < s->K && same; i++) {
+            int found = 0;
+            for (int j = 0; j < s->K; j++)
+                found |= x[i] == y[j];
+            same = found;
+        }
+        s->cmp_differ += !same;
+    }
+    s->cmp_rows += (int64_t)n * s->L;
+    s->cmp_upto = t1;
+    return EPLB_OK;
+}
+
 static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
                                      int64_t t0, int64_t t1)
 {
@@ -36,10 +69,12 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     }
     for (int64_t t = t0; t < t1; t += chunk) {
         int64_t e = t + chunk < t1 ? t + chunk : t1;
+        int32_t *out = ids + (size_t)(t - t0) * s->L * s->K;
         EPLB_CHECK(eplb_trace_read_logits(s->trace, s->logits, t, e));
-        EPLB_CHECK(eplb_route_cpu(ids + (size_t)(t - t0) * s->L * s->K, NULL,
-                                  s->logits, inf->logits_dtype, e - t, s->L,
+        EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
                                   s->bias, &inf->route));
+        if ((inf->levels & EPLB_LEVEL_TOPK) && e > s->cmp_upto)
+            EPLB_CHECK(compare_record(s, out, t, e));
     }
     return EPLB_OK;
 }
@@ -60,6 +95,7 @@ static void trace_free(eplb_sim_source_t *s)
 {
     free(s->logits);
     free(s->bias);
+    free(s->rec);
 }
 
 static void set_max_step(eplb_sim_source_t *s)
@@ -89,7 +125,8 @@ eplb_status_t eplb_sim_source_trace(eplb_sim_source_t **out, const eplb_trace_t 
     s->read_counts = trace_counts;
     if (inf->levels & (EPLB_LEVEL_TOPK | EPLB_LEVEL_LOGITS)) {
         s->token_level = 1;
-        if (inf->levels & EPLB_LEVEL_TOPK) {
+        /* the richest level: route the logits when there are any */
+        if (!(inf->levels & EPLB_LEVEL_LOGITS)) {
             s->read_ids = trace_ids_topk;
         } else {
             s->read_ids = trace_ids_route;
@@ -248,6 +285,13 @@ void eplb_sim_source_free(eplb_sim_source_t *s)
     if (s->free_fn)
         s->free_fn(s);
     free(s);
+}
+
+void eplb_sim_source_routing_check(const eplb_sim_source_t *s, int64_t *rows,
+                                   int64_t *differ)
+{
+    *rows = s->cmp_rows;
+    *differ = s->cmp_differ;
 }
 
 void eplb_sim_source_shape(const eplb_sim_source_t *s, int *L, int *E, int *K,

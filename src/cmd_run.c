@@ -339,6 +339,7 @@ typedef struct {
     const eplb_sim_opts_t *so;
     const eplb_sim_result_t *res;
     int nres;
+    int64_t route_rows, route_differ; /* routing vs recorded topk ids */
 } out_ctx_t;
 
 static void write_i64_list(FILE *f, const int64_t *v, int n)
@@ -422,7 +423,11 @@ static void write_config(FILE *f, void *p)
             so->shape.hidden, so->shape.inter, so->shape.weight_bytes,
             eplb_sim_expert_bytes(&so->shape));
     eplb_json_write_string(f, so->shape.source);
-    fputs("}}", f);
+    fputs("}", f);
+    if (c->route_rows > 0)
+        fprintf(f, ", \"routing_check\": {\"rows\": %lld, \"differ\": %lld}",
+                (long long)c->route_rows, (long long)c->route_differ);
+    fputs("}", f);
 }
 
 static void write_summary(FILE *f, void *p)
@@ -633,7 +638,7 @@ int eplb_cmd_run(int argc, char **argv)
     so.threads = o.threads;
     so.progress = !o.quiet && isatty(2);
     so.max_moves = o.max_moves;
-    out_ctx_t ctx = {&o, inf, &so, NULL, 0};
+    out_ctx_t ctx = {&o, inf, &so, NULL, 0, 0, 0};
     {
         FILE *mf = open_memstream(&cfg_json, &cfg_len);
         if (!mf) {
@@ -674,10 +679,24 @@ int eplb_cmd_run(int argc, char **argv)
     EPLB_CHECK_GOTO(eplb_sim_replay(res, src, runs, nruns, &so), st, fail);
     ctx.res = res;
     ctx.nres = nruns;
-    if (o.json)
+    eplb_sim_source_routing_check(src, &ctx.route_rows, &ctx.route_differ);
+    if (o.json) {
         write_summary(stdout, &ctx);
-    else
+    } else {
+        if (!o.quiet && ctx.route_rows > 0)
+            printf("# routed from logits; %lld of %lld (token, layer) rows differ from the "
+                   "recorded topk ids (%.4f%%)\n",
+                   (long long)ctx.route_differ, (long long)ctx.route_rows,
+                   100.0 * ctx.route_differ / ctx.route_rows);
         eplb_sim_print_table(stdout, res, nruns);
+        if (!o.quiet)
+            printf("# bal: mean/max GPU load (1 = even), averaged over steps and layers; "
+                   "worst(l): the layer with the lowest;\n"
+                   "# moe_us/st: modeled MoE time per step (slowest GPU's experts + "
+                   "dispatch/combine); ovh: mapping/recording;\n"
+                   "# gain%%: time saved against none on the same tokens, after overhead "
+                   "and stalls (docs/simulator.md)\n");
+    }
     if (o.out_dir) {
         static const struct {
             const char *name;

@@ -11,19 +11,21 @@ static double expert_time_uncached(const eplb_cost_t *c, double n)
         return 0;
     const eplb_profile_t *p = &c->prof;
     const eplb_model_shape_t *m = &c->shape;
-    if (p->table_n > 0 && p->table_hidden == m->hidden && p->table_inter == m->inter) {
+    if (c->table >= 0) {
         /* Piecewise linear in the measured points; below the first point the
          * first time (a GEMM does not get cheaper than its weight reads),
          * above the last the slope of the last segment. */
-        int k = p->table_n;
-        if (n <= p->table_tokens[0] || k == 1)
-            return k == 1 ? p->table_s[0] * fmax(1, n / p->table_tokens[0])
-                          : p->table_s[0];
+        const eplb_gemm_table_t *t = &p->tables[c->table];
+        int k = t->n;
+        if (k == 1)
+            return t->s[0] * fmax(1, n / t->tokens[0]);
+        if (n <= t->tokens[0])
+            return t->s[0];
         int i = 1;
-        while (i < k - 1 && p->table_tokens[i] < n)
+        while (i < k - 1 && t->tokens[i] < n)
             i++;
-        double x0 = p->table_tokens[i - 1], x1 = p->table_tokens[i];
-        double y0 = p->table_s[i - 1], y1 = p->table_s[i];
+        double x0 = t->tokens[i - 1], x1 = t->tokens[i];
+        double y0 = t->s[i - 1], y1 = t->s[i];
         return y0 + (y1 - y0) * (n - x0) / (x1 - x0);
     }
     /* Roofline: 3 GEMMs of hidden x inter (gate, up, down) = 6*H*F FLOP per
@@ -43,6 +45,8 @@ void eplb_sim_cost_init(eplb_cost_t *c, const eplb_profile_t *prof,
     memset(c, 0, sizeof *c);
     c->prof = *prof;
     c->shape = *shape;
+    const eplb_gemm_table_t *t = eplb_sim_profile_table(&c->prof, shape);
+    c->table = t ? (int)(t - c->prof.tables) : -1;
     c->num_gpus = num_gpus;
     c->num_nodes = num_nodes;
     c->slots_per_gpu = num_slots / num_gpus;

@@ -55,33 +55,61 @@ static eplb_status_t num(double *out, const char *v, const char *what,
     return EPLB_OK;
 }
 
-static eplb_status_t parse_table(eplb_profile_t *p, char *v, const char *what,
-                                 int line)
+/* key gemm_table.HIDDENxINTER[.fp8|.bf16], value "tokens:us tokens:us ..." */
+static eplb_status_t parse_table(eplb_profile_t *p, const char *key, char *v,
+                                 const char *what, int line)
 {
-    int n = 0;
+    if (p->ntables >= EPLB_PROFILE_MAX_TABLES)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: %s: at most %d tables", what,
+                              line, key, EPLB_PROFILE_MAX_TABLES);
+    eplb_gemm_table_t t;
+    memset(&t, 0, sizeof t);
+    char fmt[8] = "";
+    int used = 0;
+    if (sscanf(key, "gemm_table.%dx%d%n", &t.hidden, &t.inter, &used) != 2 ||
+        t.hidden <= 0 || t.inter <= 0 ||
+        (key[used] && sscanf(key + used, ".%7s", fmt) != 1) ||
+        (fmt[0] && strcmp(fmt, "fp8") && strcmp(fmt, "bf16")))
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s:%d: %s: expected gemm_table.HIDDENxINTER[.fp8|.bf16]",
+                              what, line, key);
+    t.weight_bytes = !strcmp(fmt, "fp8") ? 1 : !strcmp(fmt, "bf16") ? 2 : 0;
     char *save = NULL;
     for (char *tok = strtok_r(v, " \t,", &save); tok;
          tok = strtok_r(NULL, " \t,", &save)) {
         char *colon = strchr(tok, ':');
-        if (!colon || n >= EPLB_PROFILE_MAX_TABLE)
+        if (!colon || t.n >= EPLB_PROFILE_MAX_POINTS)
             return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s:%d: gemm_table: '%s' is not tokens:us "
-                                  "(at most %d points)", what, line, tok,
-                                  EPLB_PROFILE_MAX_TABLE);
+                                  "%s:%d: %s: '%s' is not tokens:us (at most %d points)",
+                                  what, line, key, tok, EPLB_PROFILE_MAX_POINTS);
         *colon = '\0';
-        double t, us;
-        EPLB_CHECK(num(&t, tok, what, line, "gemm_table"));
-        EPLB_CHECK(num(&us, colon + 1, what, line, "gemm_table"));
-        if (t < 1 || (n > 0 && t <= p->table_tokens[n - 1]))
+        double n, us;
+        EPLB_CHECK(num(&n, tok, what, line, key));
+        EPLB_CHECK(num(&us, colon + 1, what, line, key));
+        if (n < 1 || (t.n > 0 && n <= t.tokens[t.n - 1]))
             return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s:%d: gemm_table: token counts must be >= 1 "
-                                  "and ascending", what, line);
-        p->table_tokens[n] = t;
-        p->table_s[n] = us * 1e-6;
-        n++;
+                                  "%s:%d: %s: token counts must be >= 1 and ascending",
+                                  what, line, key);
+        t.tokens[t.n] = n;
+        t.s[t.n] = us * 1e-6;
+        t.n++;
     }
-    p->table_n = n;
+    if (t.n == 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: %s: no points", what, line, key);
+    p->tables[p->ntables++] = t;
     return EPLB_OK;
+}
+
+const eplb_gemm_table_t *eplb_sim_profile_table(const eplb_profile_t *p,
+                                                const eplb_model_shape_t *m)
+{
+    for (int i = 0; i < p->ntables; i++) {
+        const eplb_gemm_table_t *t = &p->tables[i];
+        if (t->hidden == m->hidden && t->inter == m->inter &&
+            (t->weight_bytes == 0 || t->weight_bytes == m->weight_bytes))
+            return t;
+    }
+    return NULL;
 }
 
 eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
@@ -89,7 +117,7 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
 {
     eplb_profile_t p;
     eplb_sim_profile_default(&p);
-    p.table_n = 0;
+    p.ntables = 0; /* a file's tables replace the built-in ones */
     char *copy = strdup(text);
     if (!copy)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
@@ -117,16 +145,8 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
             double x = 0;
             if (!strcmp(key, "name")) {
                 snprintf(p.name, sizeof p.name, "%s", v);
-            } else if (!strcmp(key, "gemm_table")) {
-                EPLB_CHECK_GOTO(parse_table(&p, v, what, line), st, out);
-            } else if (!strcmp(key, "gemm_shape")) {
-                if (sscanf(v, "%dx%d", &p.table_hidden, &p.table_inter) != 2 ||
-                    p.table_hidden <= 0 || p.table_inter <= 0) {
-                    st = eplb_error_set(EPLB_ERR_FORMAT,
-                                        "%s:%d: gemm_shape: expected HIDDENxINTER",
-                                        what, line);
-                    goto out;
-                }
+            } else if (!strncmp(key, "gemm_table.", 11)) {
+                EPLB_CHECK_GOTO(parse_table(&p, key, v, what, line), st, out);
             } else {
                 static const struct {
                     const char *key;
@@ -166,11 +186,6 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
         st = eplb_error_set(EPLB_ERR_FORMAT,
                             "%s: bandwidths and FLOP/s must be > 0 and "
                             "gemm_efficiency in (0, 1]", what);
-        goto out;
-    }
-    if (p.table_n > 0 && (p.table_hidden <= 0 || p.table_inter <= 0)) {
-        st = eplb_error_set(EPLB_ERR_FORMAT,
-                            "%s: gemm_table needs gemm_shape = HIDDENxINTER", what);
         goto out;
     }
     *out = p;

@@ -27,7 +27,18 @@ extern "C" {
  * A plain-text file of `key = value` lines, `#` starts a comment (the
  * source of the number).  Keys: see docs/simulator.md and
  * sim/profiles/h100-8gpu-ib400.txt.  All values are stored in SI units. */
-#define EPLB_PROFILE_MAX_TABLE 64
+#define EPLB_PROFILE_MAX_POINTS 64
+#define EPLB_PROFILE_MAX_TABLES 8
+
+/* Measured grouped-GEMM time of one expert vs its tokens, for one expert
+ * shape and weight format (key gemm_table.HIDDENxINTER[.fp8|.bf16]). */
+typedef struct {
+    int hidden, inter;
+    double weight_bytes;    /* 1 (fp8), 2 (bf16), 0: any format */
+    int n;                  /* points */
+    double tokens[EPLB_PROFILE_MAX_POINTS]; /* tokens per expert, ascending */
+    double s[EPLB_PROFILE_MAX_POINTS];      /* seconds */
+} eplb_gemm_table_t;
 
 typedef struct {
     char name[64];
@@ -44,11 +55,8 @@ typedef struct {
     double record_s;        /* mapping+recording kernel time per layer and
                                step (s); < 0: use record_frac */
     double record_frac;     /* overhead as a fraction of MoE layer time */
-    int table_hidden;       /* expert shape the GEMM table was measured for */
-    int table_inter;
-    int table_n;            /* points in the table (0: roofline only) */
-    double table_tokens[EPLB_PROFILE_MAX_TABLE]; /* tokens per expert, ascending */
-    double table_s[EPLB_PROFILE_MAX_TABLE];      /* grouped GEMM time per expert */
+    int ntables;
+    eplb_gemm_table_t tables[EPLB_PROFILE_MAX_TABLES];
 } eplb_profile_t;
 
 /* The built-in default (the numbers of sim/profiles/h100-8gpu-ib400.txt). */
@@ -82,6 +90,8 @@ double eplb_sim_expert_bytes(const eplb_model_shape_t *m);
 typedef struct {
     eplb_profile_t prof;
     eplb_model_shape_t shape;
+    int table;                  /* index of prof.tables for this shape and
+                                   format, or -1: roofline */
     int num_gpus, num_nodes, slots_per_gpu;
     double entry_bytes;         /* dispatch + combine bytes per (token, GPU) */
     double expert_bytes;
@@ -91,6 +101,9 @@ typedef struct {
 void eplb_sim_cost_init(eplb_cost_t *c, const eplb_profile_t *prof,
                         const eplb_model_shape_t *shape, int num_gpus,
                         int num_nodes, int num_slots);
+/* The profile's table for a shape and format (NULL: roofline). */
+const eplb_gemm_table_t *eplb_sim_profile_table(const eplb_profile_t *p,
+                                                const eplb_model_shape_t *m);
 /* Grouped-GEMM time of one expert given n tokens (0 for n == 0). */
 double eplb_sim_cost_expert(const eplb_cost_t *c, int64_t n);
 

@@ -200,7 +200,17 @@ Test(sim, shipped_profile_equals_builtin_default)
     for (size_t i = 0; i < sizeof fa / sizeof fa[0]; i++)
         cr_assert(fabs(fa[i] - fb[i]) <= 1e-12 * fabs(fa[i]), "field %zu: %g vs %g", i,
                   fa[i], fb[i]);
-    cr_assert_eq(a.table_n, b.table_n);
+    cr_assert_eq(a.ntables, b.ntables);
+    for (int i = 0; i < a.ntables; i++) {
+        cr_assert(a.tables[i].hidden == b.tables[i].hidden &&
+                  a.tables[i].inter == b.tables[i].inter &&
+                  a.tables[i].weight_bytes == b.tables[i].weight_bytes &&
+                  a.tables[i].n == b.tables[i].n, "table %d", i);
+        for (int k = 0; k < a.tables[i].n; k++)
+            cr_assert(a.tables[i].tokens[k] == b.tables[i].tokens[k] &&
+                          fabs(a.tables[i].s[k] - b.tables[i].s[k]) <= 1e-12 * a.tables[i].s[k],
+                      "table %d point %d", i, k);
+    }
 }
 
 Test(sim, profile_errors_name_line_and_key)
@@ -211,17 +221,32 @@ Test(sim, profile_errors_name_line_and_key)
     eplb_assert_fails(eplb_sim_profile_parse(&p, "# c\n\nwarp = 1\n", "f.txt"),
                       EPLB_ERR_FORMAT, "f.txt:3: unknown key 'warp'");
     eplb_assert_fails(eplb_sim_profile_parse(&p, "gemm_table = 1:5 8:7\n", "f.txt"),
-                      EPLB_ERR_FORMAT, "gemm_shape");
-    eplb_assert_ok(eplb_sim_profile_parse(
-        &p, "gemm_shape = 7168x2048\ngemm_table = 1:10 101:20  # us\n", "f.txt"));
-    cr_assert_eq(p.table_n, 2);
-    /* the table is used for its shape: linear between the points */
+                      EPLB_ERR_FORMAT, "unknown key");
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "gemm_table.7168x2048.fp4 = 1:5\n", "f.txt"),
+                      EPLB_ERR_FORMAT, "gemm_table.HIDDENxINTER");
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "gemm_table.7168x2048 = 8:5 2:6\n", "f.txt"),
+                      EPLB_ERR_FORMAT, "ascending");
+    eplb_assert_ok(eplb_sim_profile_parse(&p,
+                                          "gemm_table.7168x2048.bf16 = 1:99\n"
+                                          "gemm_table.7168x2048.fp8 = 1:10 101:20  # us\n",
+                                          "f.txt"));
+    cr_assert_eq(p.ntables, 2);
+    /* the table of the model's shape and format is used: linear between the
+     * points, the first time below, the last slope above */
     eplb_model_shape_t m;
     eplb_sim_model_shape(&m, "DeepSeek-V3", NULL);
     eplb_cost_t c;
     eplb_sim_cost_init(&c, &p, &m, 8, 1, 256);
+    cr_assert_eq(c.table, 1);
     cr_assert_float_eq(eplb_sim_cost_expert(&c, 51), 15e-6, 1e-12);
     cr_assert_float_eq(eplb_sim_cost_expert(&c, 201), 30e-6, 1e-12);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 5000), 10e-6 + 4999 * 0.1e-6, 1e-12);
+    m.weight_bytes = 2;
+    eplb_sim_cost_init(&c, &p, &m, 8, 1, 256);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 1), 99e-6, 1e-12);
+    m.inter = 1024; /* no table for this shape: roofline */
+    eplb_sim_cost_init(&c, &p, &m, 8, 1, 256);
+    cr_assert_eq(c.table, -1);
     cr_assert_float_eq(eplb_sim_cost_expert(&c, 0), 0, 0);
 }
 

@@ -142,13 +142,19 @@ float eplb_pol_sum_f32(const float *x, int n)
  * common shape) a tournament: the right side wins only when strictly
  * smaller, so ties still go to the lower index, with a dependency chain of 3
  * compares instead of 7. */
-static inline int first_min(const float *v, int n)
+static inline int first_min(const float *v, int n, float *val)
 {
     if (n == 8) {
-        int i01 = v[1] < v[0], i23 = 2 + (v[3] < v[2]);
-        int i45 = 4 + (v[5] < v[4]), i67 = 6 + (v[7] < v[6]);
-        int a = v[i23] < v[i01] ? i23 : i01, b = v[i67] < v[i45] ? i67 : i45;
-        return v[b] < v[a] ? b : a;
+        /* carry the values along so no load depends on a comparison */
+        float v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+        float v4 = v[4], v5 = v[5], v6 = v[6], v7 = v[7];
+        int i01 = v1 < v0, i23 = 2 + (v3 < v2), i45 = 4 + (v5 < v4), i67 = 6 + (v7 < v6);
+        float m01 = v1 < v0 ? v1 : v0, m23 = v3 < v2 ? v3 : v2;
+        float m45 = v5 < v4 ? v5 : v4, m67 = v7 < v6 ? v7 : v6;
+        int ia = m23 < m01 ? i23 : i01, ib = m67 < m45 ? i67 : i45;
+        float ma = m23 < m01 ? m23 : m01, mb = m67 < m45 ? m67 : m45;
+        *val = mb < ma ? mb : ma;
+        return mb < ma ? ib : ia;
     }
     int best = 0;
     float bv = v[0];
@@ -157,7 +163,48 @@ static inline int first_min(const float *v, int n)
         bv = lt ? v[p] : bv;
         best = lt ? p : best;
     }
+    *val = bv;
     return best;
+}
+
+/* balanced_packing's loop for 8 packs (8 GPUs a node, the common shape),
+ * with the 8 effective loads (+inf when full) in registers: the choice is a
+ * 3-level tournament in which the right side wins only when strictly smaller
+ * (so ties go to the lower index), and nothing round-trips through memory.
+ * Returns 0 when a sum overflows to +inf; the general loop then redoes the
+ * packing with the exact rule. */
+static int pack8(int *pack, int *rank, const float *w, const int *order, int n, int per)
+{
+    float v0 = 0, v1 = 0, v2 = 0, v3 = 0, v4 = 0, v5 = 0, v6 = 0, v7 = 0;
+    int c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int t = 0; t < n; t++) {
+        int it = order[t];
+        int i01 = v1 < v0, i23 = 2 + (v3 < v2), i45 = 4 + (v5 < v4), i67 = 6 + (v7 < v6);
+        float m01 = v1 < v0 ? v1 : v0, m23 = v3 < v2 ? v3 : v2;
+        float m45 = v5 < v4 ? v5 : v4, m67 = v7 < v6 ? v7 : v6;
+        int ia = m23 < m01 ? i23 : i01, ib = m67 < m45 ? i67 : i45;
+        float ma = m23 < m01 ? m23 : m01, mb = m67 < m45 ? m67 : m45;
+        int best = mb < ma ? ib : ia;
+        float bv = mb < ma ? mb : ma;
+        if (bv == INFINITY)
+            return 0; /* cannot happen: n items fill the packs exactly */
+        float nv = bv + w[it];
+        if (nv == INFINITY)
+            return 0; /* a sum overflowed: +inf no longer means "full" */
+        pack[it] = best;
+        rank[it] = c[best];
+        if (++c[best] >= per)
+            nv = INFINITY;
+        v0 = best == 0 ? nv : v0;
+        v1 = best == 1 ? nv : v1;
+        v2 = best == 2 ? nv : v2;
+        v3 = best == 3 ? nv : v3;
+        v4 = best == 4 ? nv : v4;
+        v5 = best == 5 ? nv : v5;
+        v6 = best == 6 ? nv : v6;
+        v7 = best == 7 ? nv : v7;
+    }
+    return 1;
 }
 
 void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
@@ -177,6 +224,8 @@ void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
         pw[p] = 0;
         items[p] = 0;
     }
+    if (packs == 8 && pack8(pack, rank, w, order, n, per))
+        return;
     /* pe: pw, or +inf once the pack is full, so that the choice is a plain
      * first-minimum scan; if the sums themselves overflow to +inf the exact
      * rule is applied instead. */
@@ -184,18 +233,22 @@ void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
     for (int p = 0; p < packs; p++)
         pe[p] = 0;
     for (int t = 0; t < n; t++) {
-        int it = order[t], best = first_min(pe, packs);
+        float bv;
+        int it = order[t], best = first_min(pe, packs, &bv);
         if (items[best] >= per) {
             best = -1;
             for (int p = 0; p < packs; p++)
                 if (items[p] < per && (best < 0 || pw[p] < pw[best]))
                     best = p;
+            bv = pw[best];
         }
+        /* bv is pw[best]: the sum comes from the register, not memory */
+        float nw = bv + w[it];
         pack[it] = best;
         rank[it] = items[best];
-        pw[best] += w[it];
+        pw[best] = nw;
         items[best]++;
-        pe[best] = items[best] < per ? pw[best] : INFINITY;
+        pe[best] = items[best] < per ? nw : INFINITY;
     }
 }
 
@@ -234,9 +287,10 @@ void eplb_pol_replicate(int *phy2log, int *rank, int *cnt, const float *w,
     }
     if (m == n)
         return;
-    if (cap <= 0) {
-        /* a max-heap gives the same choice as scanning for the first
-         * maximum, in log time */
+    if (cap <= 0 && m - n >= 16) {
+        /* many extra slots: a max-heap gives the same choice as scanning for
+         * the first maximum, in log time (a few: the scan below is cheaper
+         * than building the heap) */
         for (int i = 0; i < n; i++)
             heap[i] = i;
         for (int i = n / 2 - 1; i >= 0; i--)

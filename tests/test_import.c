@@ -389,6 +389,15 @@ Test(import, esft_bad_input)
                       "expert_weights_2.txt:2: 6 ids and 5 weights");
     remove_esft_dir(dir);
 
+    /* A blank line (here at the end) is not a sample. */
+    dir = make_esft_dir();
+    snprintf(text, sizeof text, "%s%s\n", tok_line_ok, tok_line_ok1);
+    write_file(dir, 6, text);
+    eplb_assert_ok(eplb_import_esft_read(&d, dir));
+    cr_assert_eq(d.num_samples, 2);
+    eplb_import_esft_free(&d);
+    remove_esft_dir(dir);
+
     /* No two-tab separator; a non-number weight; a repeated id. */
     dir = make_esft_dir();
     write_file(dir, 4, "1\t2\t3\t4\t5\t6\t.1\t.1\t.1\t.1\t.1\t.1\n");

@@ -43,7 +43,7 @@ typedef struct {
  * without the two-tab separator, id and weight counts that differ or are
  * not a multiple of 6, ids outside 0..63 or repeated within a token,
  * weights that are not numbers in [0, 1], and samples (lines or tokens per
- * line) that differ between layers. */
+ * line) that differ between layers.  Blank lines are skipped. */
 eplb_status_t eplb_import_esft_read(eplb_import_esft_t *out, const char *dir);
 void eplb_import_esft_free(eplb_import_esft_t *d);
 

@@ -212,6 +212,8 @@ static eplb_status_t read_first_layer(eplb_import_esft_t *r, int32_t **ids,
     while ((len = getline(&line, &lcap, f)) >= 0) {
         lineno++;
         trim_eol(line, &len);
+        if (len == 0) /* blank lines (a final empty line) are not samples */
+            continue;
         int64_t n;
         EPLB_CHECK_GOTO(parse_line(b, &n, line, (size_t)len, file, lineno,
                                    r->num_experts, K),
@@ -259,12 +261,14 @@ static eplb_status_t read_layer(eplb_import_esft_t *r, int l, const char *file,
     char *line = NULL;
     size_t lcap = 0;
     ssize_t len;
-    int64_t lineno = 0, tok = 0;
+    int64_t lineno = 0, tok = 0, smp = 0;
     const int K = r->top_k, L = r->num_layers;
     while ((len = getline(&line, &lcap, f)) >= 0) {
         lineno++;
         trim_eol(line, &len);
-        if (lineno > r->num_samples) {
+        if (len == 0)
+            continue;
+        if (++smp > r->num_samples) {
             st = eplb_error_set(EPLB_ERR_FORMAT,
                                 "%s:%lld: more samples than %s (%lld)", file,
                                 (long long)lineno, first, (long long)r->num_samples);
@@ -274,11 +278,11 @@ static eplb_status_t read_layer(eplb_import_esft_t *r, int l, const char *file,
         EPLB_CHECK_GOTO(parse_line(b, &n, line, (size_t)len, file, lineno,
                                    r->num_experts, K),
                         st, out);
-        if (n != r->sample_tokens[lineno - 1]) {
+        if (n != r->sample_tokens[smp - 1]) {
             st = eplb_error_set(EPLB_ERR_FORMAT,
-                                "%s:%lld: %lld tokens, but %s has %lld for this sample",
-                                file, (long long)lineno, (long long)n, first,
-                                (long long)r->sample_tokens[lineno - 1]);
+                                "%s:%lld: %lld tokens, but sample %lld of %s has %lld",
+                                file, (long long)lineno, (long long)n, (long long)smp,
+                                first, (long long)r->sample_tokens[smp - 1]);
             goto out;
         }
         for (int64_t t = 0; t < n; t++) {
@@ -290,9 +294,9 @@ static eplb_status_t read_layer(eplb_import_esft_t *r, int l, const char *file,
     }
     if (ferror(f))
         st = eplb_error_set(EPLB_ERR_IO, "%s: read error: %s", file, strerror(errno));
-    else if (lineno != r->num_samples)
+    else if (smp != r->num_samples)
         st = eplb_error_set(EPLB_ERR_FORMAT, "%s: %lld samples, but %s has %lld", file,
-                            (long long)lineno, first, (long long)r->num_samples);
+                            (long long)smp, first, (long long)r->num_samples);
 out:
     free(line);
     fclose(f);

@@ -645,3 +645,37 @@ Test(traces, streaming_memory_bound)
     eplb_trace_close(tr);
     unlink(path);
 }
+
+/* `eplb-replay bench io`: one JSON line per configuration, the serial
+ * baseline first, every parallel result identical to it. */
+Test(traces, bench_io_cli_json)
+{
+    spec_t sp = {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_LOGITS, 8};
+    const char *path = tmp_file("bench.h5");
+    write_trace(path, &sp);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench io '%s' --threads 3 --repeat 2 --json", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    const char *want_threads[] = {"0", "1", "2", "3"};
+    char *line = out;
+    for (int i = 0; i < 4; i++) {
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "missing line %d in: %s", i, out);
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, line, (size_t)(nl - line), "bench io line"));
+        cr_assert_eq(eplb_json_get(v, "threads")->num, atoi(want_threads[i]));
+        cr_assert_str_eq(eplb_json_get(v, "mode")->str, i == 0 ? "serial" : "parallel");
+        cr_assert_eq(eplb_json_get(v, "bytes")->num, (double)NTOK * L_ * 20 * 2);
+        cr_assert(eplb_json_get(v, "seconds")->num > 0);
+        cr_assert(eplb_json_get(v, "mb_per_s")->num > 0);
+        cr_assert_eq(eplb_json_get(v, "identical")->type, EPLB_JSON_BOOL);
+        cr_assert_eq(eplb_json_get(v, "identical")->num, 1);
+        eplb_json_free(v);
+        line = nl + 1;
+    }
+    cr_assert_str_empty(line);
+    free(out);
+    cr_assert_eq(eplb_test_run_cli(&out, "bench io '%s' --threads 0", path), 2);
+    free(out);
+    unlink(path);
+}

@@ -4,3 +4,4 @@ libeplb_a_SOURCES += traces/trace.h traces/trace_impl.h traces/h5util.h \
 if HAVE_CRITERION
 tests_eplb_tests_SOURCES += tests/test_traces.c tests/test_trace_errors.c
 endif
+EXTRA_DIST += traces/FORMAT.md

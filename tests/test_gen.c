@@ -374,6 +374,29 @@ Test(gen, stats_from_counts_by_hand)
     eplb_gen_stats_free(&st);
     eplb_assert_fails(eplb_gen_stats_from_counts(&st, &c[0][0], 4, 1, 4, 0),
                       EPLB_ERR_INVALID_ARG, "window");
+    /* Window longer than the trace: one partial window (= whole). */
+    eplb_assert_ok(eplb_gen_stats_from_counts(&st, &c[0][0], 4, 1, 4, 10));
+    cr_assert_float_eq(st.window_maxmean[0], 1.75, 1e-12);
+    eplb_gen_stats_free(&st);
+    /* Runs: 12 steps led by expert 0, then 2 by expert 1; two layers, the
+     * second led by expert 1 throughout. */
+    int64_t r[14][2][2];
+    for (int s = 0; s < 14; s++) {
+        r[s][0][0] = s < 12 ? 3 : 1;
+        r[s][0][1] = s < 12 ? 1 : 3;
+        r[s][1][0] = 0;
+        r[s][1][1] = 2;
+    }
+    eplb_assert_ok(eplb_gen_stats_from_counts(&st, &r[0][0][0], 14, 2, 2, 7));
+    cr_assert_float_eq(st.top_run[0], 12.0 / 14.0, 1e-12);
+    cr_assert_float_eq(st.top_same[0], 12.0 / 13.0, 1e-12);
+    cr_assert_float_eq(st.top_run[1], 1.0, 1e-12);
+    /* layer 1: all on expert 1 of 2 -> max/mean 2; top12 undefined (0) */
+    cr_assert_float_eq(st.whole_maxmean[1], 2.0, 1e-12);
+    cr_assert_float_eq(st.top12[1], 0.0, 1e-12);
+    /* layer 0 windows: 7 x (3,1) -> 1.5; 5 x (3,1) + 2 x (1,3) -> (17,11) -> 34/28 */
+    cr_assert_float_eq(st.window_maxmean[0], (1.5 + 34.0 / 28.0) / 2, 1e-12);
+    eplb_gen_stats_free(&st);
 }
 
 /* ---- load properties ---------------------------------------------------------

@@ -464,62 +464,130 @@ void eplb_gen_stats_free(eplb_gen_stats_t *st)
     memset(st, 0, sizeof *st);
 }
 
-eplb_status_t eplb_gen_stats_from_counts(eplb_gen_stats_t *out,
-                                         const int64_t *counts, int64_t S,
-                                         int L, int E, int64_t window_steps)
+/* Streaming accumulator: one step of counts [L][E] at a time, memory
+ * O(L * E) whatever the number of steps. */
+typedef struct {
+    int L, E;
+    int64_t window, steps;
+    int64_t *whole, *win; /* [L][E] */
+    double *wsum, *ssum;  /* [L] */
+    int64_t *nw, *ns, *inw, *run, *in_long, *same; /* [L] */
+    int32_t *prev_top;    /* [L] */
+} stats_acc_t;
+
+static void acc_free(stats_acc_t *a)
 {
-    if (S < 1 || L < 1 || E < 1 || window_steps < 1)
+    free(a->whole);
+    free(a->win);
+    free(a->wsum);
+    free(a->ssum);
+    free(a->nw);
+    free(a->ns);
+    free(a->inw);
+    free(a->run);
+    free(a->in_long);
+    free(a->same);
+    free(a->prev_top);
+}
+
+static eplb_status_t acc_init(stats_acc_t *a, int L, int E, int64_t window)
+{
+    memset(a, 0, sizeof *a);
+    if (L < 1 || E < 1 || window < 1)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "load statistics: empty input or window < 1");
-    eplb_status_t st = EPLB_OK;
+    a->L = L;
+    a->E = E;
+    a->window = window;
+    size_t le = (size_t)L * (size_t)E;
+    a->whole = calloc(le, sizeof(int64_t));
+    a->win = calloc(le, sizeof(int64_t));
+    a->wsum = calloc((size_t)L, sizeof(double));
+    a->ssum = calloc((size_t)L, sizeof(double));
+    a->nw = calloc((size_t)L, sizeof(int64_t));
+    a->ns = calloc((size_t)L, sizeof(int64_t));
+    a->inw = calloc((size_t)L, sizeof(int64_t));
+    a->run = calloc((size_t)L, sizeof(int64_t));
+    a->in_long = calloc((size_t)L, sizeof(int64_t));
+    a->same = calloc((size_t)L, sizeof(int64_t));
+    a->prev_top = calloc((size_t)L, sizeof(int32_t));
+    if (!a->whole || !a->win || !a->wsum || !a->ssum || !a->nw || !a->ns || !a->inw ||
+        !a->run || !a->in_long || !a->same || !a->prev_top) {
+        acc_free(a);
+        return eplb_error_set(EPLB_ERR_NOMEM, "load statistics: out of memory");
+    }
+    return EPLB_OK;
+}
+
+static void acc_step(stats_acc_t *a, const int64_t *c /* [L][E] */)
+{
+    int E = a->E;
+    for (int l = 0; l < a->L; l++) {
+        const int64_t *cl = c + (size_t)l * E;
+        int64_t *whole = a->whole + (size_t)l * E, *win = a->win + (size_t)l * E;
+        int64_t tot = 0;
+        int32_t best = 0;
+        for (int e = 0; e < E; e++) {
+            whole[e] += cl[e];
+            win[e] += cl[e];
+            tot += cl[e];
+            if (cl[e] > cl[best])
+                best = e;
+        }
+        if (tot > 0) {
+            a->ssum[l] += maxmean(cl, E);
+            a->ns[l]++;
+        }
+        if (++a->inw[l] == a->window) {
+            a->wsum[l] += maxmean(win, E);
+            a->nw[l]++;
+            a->inw[l] = 0;
+            memset(win, 0, sizeof(int64_t) * (size_t)E);
+        }
+        /* Runs of an equal most loaded expert. */
+        if (a->steps > 0 && best == a->prev_top[l]) {
+            a->run[l]++;
+            a->same[l]++;
+        } else {
+            if (a->run[l] >= 10)
+                a->in_long[l] += a->run[l];
+            a->run[l] = 1;
+        }
+        a->prev_top[l] = best;
+    }
+    a->steps++;
+}
+
+static eplb_status_t acc_finish(eplb_gen_stats_t *out, stats_acc_t *a)
+{
+    if (a->steps < 1)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "load statistics: empty input or window < 1");
+    int L = a->L, E = a->E;
     eplb_gen_stats_t r = {0};
-    int64_t *acc = NULL, *whole = NULL;
-    int32_t *top = NULL;
     r.num_layers = L;
-    r.window_steps = window_steps;
+    r.window_steps = a->window;
     r.window_maxmean = calloc((size_t)L, sizeof(double));
     r.whole_maxmean = calloc((size_t)L, sizeof(double));
     r.step_maxmean = calloc((size_t)L, sizeof(double));
     r.top_run = calloc((size_t)L, sizeof(double));
     r.top_same = calloc((size_t)L, sizeof(double));
     r.top12 = calloc((size_t)L, sizeof(double));
-    acc = calloc((size_t)E, sizeof *acc);
-    whole = calloc((size_t)E, sizeof *whole);
-    top = calloc((size_t)S, sizeof *top);
     if (!r.window_maxmean || !r.whole_maxmean || !r.step_maxmean || !r.top_run ||
-        !r.top_same || !r.top12 || !acc || !whole || !top) {
-        st = eplb_error_set(EPLB_ERR_NOMEM, "load statistics: out of memory");
-        goto out;
+        !r.top_same || !r.top12) {
+        eplb_gen_stats_free(&r);
+        return eplb_error_set(EPLB_ERR_NOMEM, "load statistics: out of memory");
     }
     for (int l = 0; l < L; l++) {
-        memset(whole, 0, sizeof(int64_t) * (size_t)E);
-        memset(acc, 0, sizeof(int64_t) * (size_t)E);
-        double wsum = 0, ssum = 0;
-        int64_t nw = 0, ns = 0, inw = 0;
-        for (int64_t s = 0; s < S; s++) {
-            const int64_t *c = counts + ((size_t)s * L + l) * E;
-            int64_t tot = 0;
-            int32_t best = 0;
-            for (int e = 0; e < E; e++) {
-                whole[e] += c[e];
-                acc[e] += c[e];
-                tot += c[e];
-                if (c[e] > c[best])
-                    best = e;
-            }
-            top[s] = best;
-            if (tot > 0) {
-                ssum += maxmean(c, E);
-                ns++;
-            }
-            if (++inw == window_steps || (s == S - 1 && nw == 0)) {
-                wsum += maxmean(acc, E);
-                nw++;
-                inw = 0;
-                memset(acc, 0, sizeof(int64_t) * (size_t)E);
-            }
+        const int64_t *whole = a->whole + (size_t)l * E;
+        /* A trace shorter than one window counts as one (partial) window. */
+        if (a->nw[l] == 0) {
+            a->wsum[l] = maxmean(a->win + (size_t)l * E, E);
+            a->nw[l] = 1;
         }
+        r.window_maxmean[l] = a->wsum[l] / (double)a->nw[l];
         r.whole_maxmean[l] = maxmean(whole, E);
+        r.step_maxmean[l] = a->ns[l] ? a->ssum[l] / (double)a->ns[l] : 0.0;
         int64_t b1 = -1, b2 = -1;
         for (int e = 0; e < E; e++) {
             if (whole[e] > b1) {
@@ -530,32 +598,27 @@ eplb_status_t eplb_gen_stats_from_counts(eplb_gen_stats_t *out,
             }
         }
         r.top12[l] = b2 > 0 ? (double)b1 / (double)b2 : 0.0;
-        int64_t same = 0;
-        for (int64_t s = 1; s < S; s++)
-            same += top[s] == top[s - 1];
-        r.top_same[l] = S > 1 ? (double)same / (double)(S - 1) : 1.0;
-        r.window_maxmean[l] = nw ? wsum / (double)nw : 0.0;
-        r.step_maxmean[l] = ns ? ssum / (double)ns : 0.0;
-        /* Runs of equal most-loaded expert. */
-        int64_t in_long = 0, run = 1;
-        for (int64_t s = 1; s <= S; s++) {
-            if (s < S && top[s] == top[s - 1]) {
-                run++;
-                continue;
-            }
-            if (run >= 10)
-                in_long += run;
-            run = 1;
-        }
-        r.top_run[l] = (double)in_long / (double)S;
+        r.top_same[l] = a->steps > 1 ? (double)a->same[l] / (double)(a->steps - 1) : 1.0;
+        int64_t in_long = a->in_long[l] + (a->run[l] >= 10 ? a->run[l] : 0);
+        r.top_run[l] = (double)in_long / (double)a->steps;
     }
     *out = r;
-    r = (eplb_gen_stats_t){0};
-out:
-    eplb_gen_stats_free(&r);
-    free(acc);
-    free(whole);
-    free(top);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_gen_stats_from_counts(eplb_gen_stats_t *out,
+                                         const int64_t *counts, int64_t S,
+                                         int L, int E, int64_t window_steps)
+{
+    stats_acc_t a;
+    if (S < 1)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "load statistics: empty input or window < 1");
+    EPLB_CHECK(acc_init(&a, L, E, window_steps));
+    for (int64_t s = 0; s < S; s++)
+        acc_step(&a, counts + (size_t)s * (size_t)L * (size_t)E);
+    eplb_status_t st = acc_finish(out, &a);
+    acc_free(&a);
     return st;
 }
 
@@ -567,15 +630,17 @@ eplb_status_t eplb_gen_stats_compute(eplb_gen_stats_t *out,
     eplb_gen_t *g = NULL;
     float *logits = NULL, *bias = NULL;
     int64_t *counts = NULL;
+    stats_acc_t acc = {0};
     int32_t ids[EPLB_MAX_TOPK];
     EPLB_CHECK_GOTO(eplb_gen_create(&g, opts), st, out);
     int L = g->L, E = g->E;
     size_t le = (size_t)L * (size_t)E;
+    EPLB_CHECK_GOTO(acc_init(&acc, L, E, window_steps), st, out);
     logits = malloc(sizeof(float) * le * (size_t)g->max_tok);
     EPLB_ALLOC_GOTO(logits, st, out);
     bias = malloc(sizeof(float) * le);
     EPLB_ALLOC_GOTO(bias, st, out);
-    counts = calloc(le * (size_t)opts->steps, sizeof *counts);
+    counts = malloc(sizeof *counts * le);
     EPLB_ALLOC_GOTO(counts, st, out);
     eplb_gen_bias(g, bias);
     int64_t ntot = 0;
@@ -584,21 +649,21 @@ eplb_status_t eplb_gen_stats_compute(eplb_gen_stats_t *out,
         uint8_t ph;
         EPLB_CHECK_GOTO(eplb_gen_next_step(g, logits, &n, &ph), st, out);
         ntot += n;
+        memset(counts, 0, sizeof *counts * le);
         for (int64_t t = 0; t < n; t++)
             for (int l = 0; l < L; l++) {
                 size_t off = (size_t)l * E;
                 eplb_gen_topk_ref(ids, logits + (size_t)t * le + off, bias + off,
                                   &g->p->route);
-                int64_t *c = counts + (size_t)s * le + off;
                 for (int k = 0; k < g->p->route.top_k; k++)
-                    c[ids[k]]++;
+                    counts[off + (size_t)ids[k]]++;
             }
+        acc_step(&acc, counts);
     }
-    EPLB_CHECK_GOTO(eplb_gen_stats_from_counts(out, counts, opts->steps, L, E,
-                                               window_steps),
-                    st, out);
+    EPLB_CHECK_GOTO(acc_finish(out, &acc), st, out);
     out->num_tokens = ntot;
 out:
+    acc_free(&acc);
     eplb_gen_destroy(g);
     free(logits);
     free(bias);

@@ -46,6 +46,7 @@ typedef struct {
     int64_t pend_decided, pend_wb, pend_we; /* async: the queued decision */
     double pend_policy;
     int keep_ev;                /* store events (results.h5 or asked for) */
+    int keep_all_ev;            /* keep them after writing them (asked for) */
     int max_moves;
     double *ema;                /* trtllm [L][E] */
     float *weights;             /* [L][E] */
@@ -300,7 +301,10 @@ static eplb_status_t decide(shared_t *sh, run_t *r, int64_t s)
     }
     r->res->rebalances++;
     r->res->policy_s += pol;
-    EPLB_CHECK(snapshot(r, s, o->results_path != NULL));
+    /* trtllm re-places a few layers per decision: one snapshot per round
+     * over all layers keeps results.h5 small */
+    EPLB_CHECK(snapshot(r, s, o->results_path != NULL &&
+                                  (t->kind != EPLB_TRIGGER_TRTLLM || l0 == 0)));
     int sync = t->async == EPLB_ASYNC_OFF || t->kind == EPLB_TRIGGER_TRTLLM;
     if (sync) {
         /* stop the world: the policy runs on the critical path too (except
@@ -694,6 +698,7 @@ static eplb_status_t run_init(run_t *r, const eplb_sim_run_cfg_t *cfg,
             return eplb_error_set(EPLB_ERR_NOMEM, "oracle windows: out of memory");
     }
     r->keep_ev = o->keep_events || o->results_path;
+    r->keep_all_ev = o->keep_events;
     r->max_moves = o->max_moves;
     eplb_placement_default(r->phy2log, r->L, r->E, r->P);
     eplb_sim_cost_init(&r->cost, &o->prof, &o->shape, r->D, r->N, r->P);
@@ -778,6 +783,8 @@ static eplb_status_t flush_block(eplb_sim_h5_t *h5, run_t *runs, int nruns, int6
         EPLB_CHECK(eplb_sim_h5_append_events(h5, i, r->res->events + r->ev_flushed,
                                              r->res->n_events - r->ev_flushed));
         r->ev_flushed = r->res->n_events;
+        if (!r->keep_all_ev) /* written: memory stays bounded */
+            r->res->n_events = r->ev_flushed = 0;
         for (size_t k = 0; k < r->nsnaps; k++) {
             EPLB_CHECK(eplb_sim_h5_append_placement(h5, i, r->snaps[k].step,
                                                     r->snaps[k].placement));

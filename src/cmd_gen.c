@@ -101,6 +101,7 @@ static int run_stats(const eplb_gen_opts_t *o, int64_t window)
     print_summary("top1/top2 load, whole trace", st.top12, st.num_layers);
     print_summary("top expert = previous step's", st.top_same, st.num_layers);
     print_summary("steps in top-expert runs >= 10", st.top_run, st.num_layers);
+    print_summary("hot expert lifetime (window tops)", st.top_life, st.num_layers);
     eplb_gen_stats_free(&st);
     return 0;
 }

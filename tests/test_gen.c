@@ -369,6 +369,8 @@ Test(gen, stats_from_counts_by_hand)
     cr_assert_float_eq(st.step_maxmean[0], 2.75, 1e-12);
     /* tops 0, 0, 0, 3: two of three step pairs keep the top; no run >= 10 */
     cr_assert_float_eq(st.top_same[0], 2.0 / 3.0, 1e-12);
+    /* window tops 0 then 3: two runs of one window (2 steps) */
+    cr_assert_float_eq(st.top_life[0], 2.0, 1e-12);
     cr_assert_float_eq(st.top_run[0], 0.0, 1e-12);
     cr_assert_float_eq(st.top12[0], 7.0 / 5.0, 1e-12);
     eplb_gen_stats_free(&st);
@@ -396,6 +398,9 @@ Test(gen, stats_from_counts_by_hand)
     cr_assert_float_eq(st.top12[1], 0.0, 1e-12);
     /* layer 0 windows: 7 x (3,1) -> 1.5; 5 x (3,1) + 2 x (1,3) -> (17,11) -> 34/28 */
     cr_assert_float_eq(st.window_maxmean[0], (1.5 + 34.0 / 28.0) / 2, 1e-12);
+    /* window tops: layer 0 expert 0 in both windows -> one run of 2
+     * windows = 14 steps */
+    cr_assert_float_eq(st.top_life[0], 14.0, 1e-12);
     eplb_gen_stats_free(&st);
 }
 

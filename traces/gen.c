@@ -461,6 +461,7 @@ void eplb_gen_stats_free(eplb_gen_stats_t *st)
     free(st->top_run);
     free(st->top_same);
     free(st->top12);
+    free(st->top_life);
     memset(st, 0, sizeof *st);
 }
 
@@ -473,6 +474,8 @@ typedef struct {
     double *wsum, *ssum;  /* [L] */
     int64_t *nw, *ns, *inw, *run, *in_long, *same; /* [L] */
     int32_t *prev_top;    /* [L] */
+    int32_t *wtop;        /* [L] most loaded expert of the last window */
+    int64_t *wrun, *wruns, *wrun_total; /* [L] runs of equal window tops */
 } stats_acc_t;
 
 static void acc_free(stats_acc_t *a)
@@ -488,6 +491,10 @@ static void acc_free(stats_acc_t *a)
     free(a->in_long);
     free(a->same);
     free(a->prev_top);
+    free(a->wtop);
+    free(a->wrun);
+    free(a->wruns);
+    free(a->wrun_total);
 }
 
 static eplb_status_t acc_init(stats_acc_t *a, int L, int E, int64_t window)
@@ -511,8 +518,13 @@ static eplb_status_t acc_init(stats_acc_t *a, int L, int E, int64_t window)
     a->in_long = calloc((size_t)L, sizeof(int64_t));
     a->same = calloc((size_t)L, sizeof(int64_t));
     a->prev_top = calloc((size_t)L, sizeof(int32_t));
+    a->wtop = calloc((size_t)L, sizeof(int32_t));
+    a->wrun = calloc((size_t)L, sizeof(int64_t));
+    a->wruns = calloc((size_t)L, sizeof(int64_t));
+    a->wrun_total = calloc((size_t)L, sizeof(int64_t));
     if (!a->whole || !a->win || !a->wsum || !a->ssum || !a->nw || !a->ns || !a->inw ||
-        !a->run || !a->in_long || !a->same || !a->prev_top) {
+        !a->run || !a->in_long || !a->same || !a->prev_top || !a->wtop || !a->wrun ||
+        !a->wruns || !a->wrun_total) {
         acc_free(a);
         return eplb_error_set(EPLB_ERR_NOMEM, "load statistics: out of memory");
     }
@@ -540,6 +552,20 @@ static void acc_step(stats_acc_t *a, const int64_t *c /* [L][E] */)
         }
         if (++a->inw[l] == a->window) {
             a->wsum[l] += maxmean(win, E);
+            int32_t wb = 0;
+            for (int e = 1; e < E; e++)
+                if (win[e] > win[wb])
+                    wb = e;
+            if (a->nw[l] > 0 && wb == a->wtop[l]) {
+                a->wrun[l]++;
+            } else {
+                if (a->nw[l] > 0) {
+                    a->wruns[l]++;
+                    a->wrun_total[l] += a->wrun[l];
+                }
+                a->wrun[l] = 1;
+            }
+            a->wtop[l] = wb;
             a->nw[l]++;
             a->inw[l] = 0;
             memset(win, 0, sizeof(int64_t) * (size_t)E);
@@ -573,13 +599,18 @@ static eplb_status_t acc_finish(eplb_gen_stats_t *out, stats_acc_t *a)
     r.top_run = calloc((size_t)L, sizeof(double));
     r.top_same = calloc((size_t)L, sizeof(double));
     r.top12 = calloc((size_t)L, sizeof(double));
+    r.top_life = calloc((size_t)L, sizeof(double));
     if (!r.window_maxmean || !r.whole_maxmean || !r.step_maxmean || !r.top_run ||
-        !r.top_same || !r.top12) {
+        !r.top_same || !r.top12 || !r.top_life) {
         eplb_gen_stats_free(&r);
         return eplb_error_set(EPLB_ERR_NOMEM, "load statistics: out of memory");
     }
     for (int l = 0; l < L; l++) {
         const int64_t *whole = a->whole + (size_t)l * E;
+        /* Mean lifetime of the most loaded expert of a window, in steps
+         * (the last, unfinished run counts too). */
+        int64_t runs = a->wruns[l] + (a->wrun[l] > 0), total = a->wrun_total[l] + a->wrun[l];
+        r.top_life[l] = runs ? (double)total * (double)a->window / (double)runs : 0.0;
         /* A trace shorter than one window counts as one (partial) window. */
         if (a->nw[l] == 0) {
             a->wsum[l] = maxmean(a->win + (size_t)l * E, E);

@@ -124,6 +124,8 @@ typedef struct {
                                expert is the previous step's */
     double *top12;          /* [L] whole-trace load of the most loaded
                                expert over the second */
+    double *top_life;       /* [L] mean run, in steps, of windows with the
+                               same most loaded expert (0 if no full window) */
     int64_t num_tokens;
 } eplb_gen_stats_t;
 

@@ -5,7 +5,8 @@
  * max/mean of the logical expert loads summed over the whole trace.  Loads
  * come from the recorded top-k ids if present, else the counts, else from
  * routing the logits with eplb_route_cpu.  The trace is streamed in
- * chunk-aligned token ranges, so memory stays bounded whatever its length. */
+ * chunk-aligned token ranges (logits inflated on all threads), so memory
+ * stays bounded whatever its length. */
 #include "cmd.h"
 
 #include <stdio.h>
@@ -105,7 +106,7 @@ static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_tr
         }
         for (int64_t t = 0; t < T; t += B) {
             int64_t n = T - t < B ? T - t : B;
-            EPLB_CHECK_GOTO(eplb_trace_read_logits(tr, lg, t, t + n), st, out);
+            EPLB_CHECK_GOTO(eplb_trace_read_logits_parallel(tr, lg, t, t + n, 0), st, out);
             EPLB_CHECK_GOTO(eplb_route_cpu(ids, NULL, lg, in->logits_dtype, n, L, bias,
                                            &in->route),
                             st, out);

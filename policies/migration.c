@@ -4,13 +4,15 @@
  * copy over the network).  Users of every peer ask for it: a full DeepSeek
  * rebalance rewrites most slots for a few percent of balance.
  *
- * Greedy descent: from the old placement, repeatedly apply the single slot
- * reassignment (slot p: expert a -> b, a keeping at least one replica) that
- * lowers the peak GPU load most, while the placement differs from the old
- * one in at most max_moves slots, until no reassignment lowers the peak.
+ * Greedy descent: from the old placement, repeatedly apply the single step
+ * that lowers the peak GPU load most, while the placement differs from the
+ * old one in at most max_moves slots, until no step lowers the peak.  A step
+ * is a slot reassignment (slot p: expert a -> b, a keeping at least one
+ * replica: replica counts change) or a swap of two slots' experts between
+ * the busiest GPU and another (counts stay; the only steps when P == E).
  * Loads split evenly over replicas, so a reassignment changes the GPUs that
- * hold a or b.  Only reassignments that unload the (first) busiest GPU can
- * lower the peak: p on that GPU, or b already on it; only those are tried.
+ * hold a or b.  Only steps that unload the (first) busiest GPU can lower the
+ * peak: p on that GPU, or b already on it; only those are tried.
  * The peak never rises, so the result is never worse than `none`. */
 #include "policy_impl.h"
 
@@ -89,7 +91,9 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
                           int P, int D, int max_moves)
 {
     int per = P / D, moves = 0;
-    int limit = max_moves < 0 ? 4 * P : max_moves * 2 + P;
+    /* steps that only reshuffle already moved slots could go on; a few per
+     * allowed move are enough */
+    int limit = max_moves < 0 ? 2 * P : 4 * max_moves + 8;
     for (int it = 0; it < limit; it++) {
         eplb_pol_gpu_load(m->load, row, w, E, P, D, m->cnt);
         order_gpus(m, D);
@@ -107,7 +111,7 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
         }
         for (int q = gmax * per; q < (gmax + 1) * per; q++)
             m->onmax[row[q]]++;
-        double best = peak * (1 - 1e-12);
+        double best = peak * (1 - 1e-12), bsec = 0;
         int bp = -1, bb = -1, bmoves = 0;
         /* experts on the busiest GPU, each once (the only useful b for a
          * slot elsewhere) */
@@ -142,11 +146,57 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
                 double pk = peak_after(m, w, D, per, p, a, b);
                 if (pk < best || (pk == best && bp >= 0 && nm < bmoves)) {
                     best = pk;
+                    bsec = pk;
                     bp = p;
                     bb = b;
                     bmoves = nm;
                 }
             }
+        }
+        /* Swaps: slot p on the busiest GPU and slot q elsewhere exchange
+         * experts.  Replica counts stay, so only the two GPUs change: the
+         * only moves possible when every expert has one replica (P == E). */
+        int sp = -1, sq = -1;
+        for (int p = gmax * per; p < (gmax + 1) * per; p++) {
+            int a = row[p];
+            double ra = (double)w[a] / m->cnt[a];
+            for (int q = 0; q < P; q++) {
+                int h = q / per, y = row[q];
+                if (h == gmax || y == a)
+                    continue;
+                double ry = (double)w[y] / m->cnt[y];
+                double lg = peak - ra + ry, lh = m->load[h] - ry + ra;
+                double pk = lg > lh ? lg : lh;
+                if (pk > best)
+                    continue;
+                int other = m->gorder[1] == h ? (D > 2 ? m->gorder[2] : -1) : m->gorder[1];
+                if (other >= 0 && m->load[other] > pk)
+                    pk = m->load[other];
+                /* equal peaks: prefer the swap that leaves the two GPUs
+                 * lower (room for the next step), then fewer moves */
+                double sec = lg > lh ? lg : lh;
+                if (!(pk < best || (pk == best && (bp >= 0 || sp >= 0) && sec <= bsec)))
+                    continue;
+                int nm = moves - (row[p] != old[p]) - (row[q] != old[q]) + (y != old[p]) +
+                         (a != old[q]);
+                if (max_moves >= 0 && nm > max_moves)
+                    continue;
+                if (pk < best || sec < bsec || nm < bmoves) {
+                    best = pk;
+                    bsec = sec;
+                    sp = p;
+                    sq = q;
+                    bp = -1;
+                    bmoves = nm;
+                }
+            }
+        }
+        if (sp >= 0) {
+            int32_t t = row[sp];
+            row[sp] = row[sq];
+            row[sq] = t;
+            moves = bmoves;
+            continue;
         }
         if (bp < 0)
             return;

@@ -434,6 +434,32 @@ Test(policies, invariants_of_every_policy)
     }
 }
 
+/* Without redundant slots (P == E) only swaps can move load.  Default
+ * placement of w = 8..1 on 4 GPUs: pairs (8,7) (6,5) (4,3) (2,1), peak 15;
+ * one swap (2 moves) already lowers it; a budget of 1 move allows nothing. */
+Test(policies, migration_swaps_without_redundancy)
+{
+    const float w[8] = {8, 7, 6, 5, 4, 3, 2, 1};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 8;
+    a.num_gpus = 4;
+    int32_t def[8], out[8];
+    eplb_placement_default(def, 1, 8, 8);
+    cr_assert_float_eq(peak_load(def, w, 8, 8, 4), 15, 1e-12);
+    a.max_moves = 1;
+    eplb_assert_ok(eplb_policy_find("migration-aware")->fn(out, NULL, w, 1, 8, &a));
+    cr_assert_arr_eq(out, def, sizeof def);
+    a.max_moves = 2;
+    eplb_assert_ok(eplb_policy_find("migration-aware")->fn(out, NULL, w, 1, 8, &a));
+    cr_assert_eq(eplb_placement_moves(def, out, 8), 2);
+    cr_assert_lt(peak_load(out, w, 8, 8, 4), 15);
+    a.max_moves = -1;
+    eplb_assert_ok(eplb_policy_find("migration-aware")->fn(out, NULL, w, 1, 8, &a));
+    /* total 36 over 4 GPUs: 9 is the optimum; greedy swaps must get close */
+    cr_assert_leq(peak_load(out, w, 8, 8, 4), 10);
+    eplb_assert_ok(eplb_placement_check(out, 1, 8, 8, "migration"));
+}
+
 /* deepseek puts two replicas of expert 0 on one GPU here (issue #22 shape:
  * one very hot expert); nodup must not. */
 Test(policies, nodup_splits_hot_expert)

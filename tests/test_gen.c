@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -494,6 +495,37 @@ Test(gen, hot_experts_drift_and_shift)
     free(lg);
     free(cnt);
     eplb_gen_destroy(g);
+}
+
+/* ---- shipped trace ---------------------------------------------------------------
+ * traces/dsv3-small.h5 holds what its documented command (traces/README.md)
+ * generates, and stays under 10 MB. */
+Test(gen, shipped_dsv3_small_matches_its_command)
+{
+    const char *path = eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5");
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0, "%s missing", path);
+    cr_assert(sb.st_size < 10 * 1000 * 1000, "%s: %lld bytes", path, (long long)sb.st_size);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    cr_assert_eq(in->num_steps, 64);
+    cr_assert_eq(in->num_layers, 58);
+    cr_assert_eq(in->logits_dtype, EPLB_DTYPE_BF16);
+    eplb_gen_opts_t o = {"deepseek-v3", 64, 8, 1, EPLB_DTYPE_BF16, 0};
+    int64_t n;
+    float *mem = gen_all(&o, &n, NULL, NULL);
+    cr_assert_eq(in->num_tokens, n);
+    size_t m = (size_t)n * 58 * 256;
+    uint16_t *raw = malloc(2 * m);
+    eplb_assert_ok(eplb_trace_read_logits(tr, raw, 0, n));
+    size_t differ = 0;
+    for (size_t i = 0; i < m; i++)
+        differ += eplb_bf16_to_f32(raw[i]) != mem[i];
+    cr_assert_eq(differ, 0, "%zu of %zu logits differ from the generator", differ, m);
+    free(raw);
+    free(mem);
+    eplb_trace_close(tr);
 }
 
 /* ---- command ------------------------------------------------------------------ */

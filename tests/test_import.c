@@ -256,6 +256,38 @@ Test(import, esft_file_round_trip)
     rmdir(dir);
 }
 
+/* traces/esft-intent.h5 is the import of the shared intent task (the
+ * facts of traces/README.md), under 10 MB. */
+Test(import, shipped_esft_intent)
+{
+    const char *path = eplb_test_path(eplb_test_srcdir(), "traces/esft-intent.h5");
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0, "%s missing", path);
+    cr_assert(sb.st_size < 10 * 1000 * 1000, "%s: %lld bytes", path, (long long)sb.st_size);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    cr_assert_eq(in->num_tokens, 8222);
+    cr_assert_eq(in->num_steps, 17);
+    cr_assert_eq(in->num_layers, 26);
+    cr_assert(strstr(in->source, "0 tokens not reproduced") != NULL, "%s", in->source);
+    const char *sh = eplb_test_shared_dir();
+    if (sh) {
+        eplb_import_esft_t d;
+        eplb_assert_ok(eplb_import_esft_read(&d, eplb_test_path(sh, "data/esft/intent")));
+        size_t m = (size_t)8222 * 26 * 6;
+        int32_t *ids = malloc(sizeof(int32_t) * m);
+        float *w = malloc(sizeof(float) * m);
+        eplb_assert_ok(eplb_trace_read_topk(tr, ids, w, 0, 8222));
+        cr_assert(memcmp(ids, d.ids, sizeof(int32_t) * m) == 0);
+        cr_assert(memcmp(w, d.weights, sizeof(float) * m) == 0);
+        free(ids);
+        free(w);
+        eplb_import_esft_free(&d);
+    }
+    eplb_trace_close(tr);
+}
+
 /* ---- ESFT bad input ---------------------------------------------------------
  * A small valid directory (26 layers, 2 samples of 2 and 1 tokens), then one
  * defect at a time. */

@@ -96,6 +96,124 @@ eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
                                         const int64_t *n,
                                         const eplb_layer_map_t *map);
 
+/* ---- GPU path (kernels/ .cu files; kernels/gpu_stub.c in builds without CUDA).
+ * Every function below returns EPLB_ERR_UNSUPPORTED in a build without
+ * CUDA, and eplb_gpu_open returns EPLB_ERR_NO_DEVICE where the build has
+ * CUDA but the machine has no usable GPU or driver: callers then take the
+ * CPU path.  Results are those of the CPU functions above: selection and
+ * recording bit-identical, routing identical except at near-ties. */
+typedef struct eplb_gpu eplb_gpu_t;
+
+/* 1 when the library was built with the CUDA kernels. */
+int eplb_gpu_built(void);
+
+/* Open GPU `device` (< 0: device 0) with one stream. */
+eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device);
+void eplb_gpu_close(eplb_gpu_t *g);
+/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs" */
+const char *eplb_gpu_name(const eplb_gpu_t *g);
+
+/* Device and pinned host memory; copies in any direction (unified
+ * addressing), asynchronous on the handle's stream; sync waits for it. */
+eplb_status_t eplb_gpu_alloc(eplb_gpu_t *g, void **dptr, size_t bytes);
+void eplb_gpu_free(eplb_gpu_t *g, void *dptr);
+eplb_status_t eplb_gpu_host_alloc(eplb_gpu_t *g, void **hptr, size_t bytes);
+void eplb_gpu_host_free(eplb_gpu_t *g, void *hptr);
+eplb_status_t eplb_gpu_copy(eplb_gpu_t *g, void *dst, const void *src,
+                            size_t bytes);
+eplb_status_t eplb_gpu_memset(eplb_gpu_t *g, void *dptr, int byte,
+                              size_t bytes);
+eplb_status_t eplb_gpu_sync(eplb_gpu_t *g);
+
+/* Upload (copy) the replica maps of L layers; the selection functions use
+ * the maps of the last call.  Checks them like eplb_layer_map_check. */
+eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t *maps,
+                                int L);
+
+/* Token rows on the device: d_trow [T] and d_trank [T] as made by
+ * eplb_select_token_rows, or both NULL for contiguous blocks of
+ * ceil(T / num_ranks) tokens.  cfg->src_rank is ignored by the device
+ * launchers (it is a host pointer); the _host wrappers honour it. */
+typedef struct {
+    const uint32_t *d_trow;
+    const uint16_t *d_trank;
+} eplb_gpu_rows_t;
+
+/* Launchers on device pointers, asynchronous on the handle's stream.
+ * d_weights, d_phys may be NULL; d_bias [L][E] may be NULL. */
+eplb_status_t eplb_gpu_route(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
+                             const void *d_logits, eplb_dtype_t dt, int64_t T,
+                             int L, const float *d_bias,
+                             const eplb_route_cfg_t *cfg);
+eplb_status_t eplb_gpu_select_record(eplb_gpu_t *g, int32_t *d_phys,
+                                     int32_t *d_counts, const int32_t *d_ids,
+                                     int64_t T, int L, int K,
+                                     const eplb_select_cfg_t *cfg,
+                                     eplb_gpu_rows_t rows);
+/* Route, select and record in one launch for the per-entry modes (hash,
+ * flatmod, random, local); rr-block and balanced need batch ordinals and
+ * run as route followed by their selection kernels. */
+eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
+                             int32_t *d_phys, int32_t *d_counts,
+                             const void *d_logits, eplb_dtype_t dt, int64_t T,
+                             int L, const float *d_bias,
+                             const eplb_route_cfg_t *rcfg,
+                             const eplb_select_cfg_t *scfg,
+                             eplb_gpu_rows_t rows);
+
+/* Synchronous wrappers on host pointers (copy in, run, copy out), with the
+ * CPU functions' signatures: counts accumulate like on the CPU. */
+eplb_status_t eplb_gpu_route_host(eplb_gpu_t *g, int32_t *ids, float *weights,
+                                  const void *logits, eplb_dtype_t dt,
+                                  int64_t T, int L, const float *bias,
+                                  const eplb_route_cfg_t *cfg);
+eplb_status_t eplb_gpu_select_record_host(eplb_gpu_t *g, int32_t *phys,
+                                          int32_t *counts, const int32_t *ids,
+                                          int64_t T, int L, int K,
+                                          const eplb_layer_map_t *maps,
+                                          const eplb_select_cfg_t *cfg);
+eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float *weights,
+                                  int32_t *phys, int32_t *counts,
+                                  const void *logits, eplb_dtype_t dt,
+                                  int64_t T, int L, const float *bias,
+                                  const eplb_route_cfg_t *rcfg,
+                                  const eplb_layer_map_t *maps,
+                                  const eplb_select_cfg_t *scfg);
+
+/* Benchmark support.  time_graph captures `launches` calls of fn(ctx, i)
+ * (which enqueue work with the launchers above) into one CUDA graph,
+ * replays it `reps` times and gives the median over replays of the time
+ * per call.  bandwidth times a device-to-device copy of `bytes` and counts
+ * bytes read plus written. */
+eplb_status_t eplb_gpu_time_graph(eplb_gpu_t *g, double *median_us,
+                                  eplb_status_t (*fn)(void *ctx, int i),
+                                  void *ctx, int launches, int reps);
+eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes);
+/* Tests and tuning: routing kernel choice; 0 the default (fast kernel where
+ * the shape has one), 1 always the generic warp-per-row kernel, 2 the
+ * alternative fast layout (4 lanes per row instead of 8 where both exist). */
+void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
+
+/* Replay staging: one stream, pinned host buffers for the logits of one
+ * step and for its outputs.  Fill eplb_gpu_stage_logits(), submit (copy
+ * in, fused kernels, copy out, all asynchronous), decode the next step
+ * into a second stage meanwhile, then wait for the outputs.  counts [L][P]
+ * are this step's alone (zeroed by submit).  bias [L][E] (host, may be
+ * NULL) is copied at open; the maps are those of eplb_gpu_set_maps. */
+typedef struct eplb_gpu_stage eplb_gpu_stage_t;
+eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t *g,
+                                  int64_t max_tokens, int L, int E, int K,
+                                  int P, const float *bias);
+void eplb_gpu_stage_close(eplb_gpu_stage_t *s);
+void *eplb_gpu_stage_logits(eplb_gpu_stage_t *s);
+eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t dt,
+                                    int64_t T, const eplb_route_cfg_t *rcfg,
+                                    const eplb_select_cfg_t *scfg);
+/* Wait; outputs point into pinned buffers valid until the next submit. */
+eplb_status_t eplb_gpu_stage_wait(eplb_gpu_stage_t *s, const int32_t **ids,
+                                  const float **weights, const int32_t **phys,
+                                  const int32_t **counts);
+
 #ifdef __cplusplus
 }
 #endif

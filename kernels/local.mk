@@ -2,6 +2,28 @@
 libeplb_a_SOURCES += kernels/kernels.h kernels/rules.h kernels/route_cpu.c \
 	kernels/select_cpu.c
 
+if HAVE_CUDA
+libeplb_a_SOURCES += kernels/gpu_impl.h kernels/gpu.cu kernels/route.cu \
+	kernels/select.cu
+else
+libeplb_a_SOURCES += kernels/gpu_stub.c
+endif
+
+# CUDA sources: one suffix rule (house style 11); nvcc gets no -Werror.
+.cu.o:
+	@$(MKDIR_P) $(@D)
+	$(AM_V_GEN)$(NVCC) $(NVCC_ARCH) -O3 -std=c++17 -Xcompiler -fPIC \
+		$(AM_CPPFLAGS) -c $< -o $@
+
 if HAVE_CRITERION
 tests_eplb_tests_SOURCES += tests/test_kernels.c
+endif
+
+# GPU tests: a plain program (no Criterion on the GPU machine); exit 77 =
+# skipped where there is no usable GPU.
+if HAVE_CUDA
+check_PROGRAMS += tests/gpu_tests
+TESTS += tests/gpu_tests
+tests_gpu_tests_SOURCES = tests/gpu_tests.c
+tests_gpu_tests_LDADD = $(EPLB_LIBS)
 endif

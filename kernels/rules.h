@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #ifdef __CUDACC__
-#define EPLB_HD __host__ __device__ __forceinline__
+#define EPLB_HD static __host__ __device__ __forceinline__
 #else
 #define EPLB_HD static inline
 #endif

@@ -1,9 +1,449 @@
-/* bench_kernels.c - placeholder until the benchmark lands. */
+/* bench_kernels.c - `eplb-replay bench kernels`: time routing, replica
+ * selection + recording, and the fused kernel, on the GPU (CUDA graph
+ * replay over rotating inputs, against the device bandwidth measured in the
+ * same run) or on the CPU (tokens per second per core). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checks.h"
 #include "cmd.h"
+#include "kernels.h"
+
+#define CMD "bench kernels"
+#define MAX_TS 32
+
+typedef struct {
+    int gpu; /* 1 gpu, 0 cpu, -1 auto */
+    int64_t tokens[MAX_TS];
+    int nt;
+    eplb_route_cfg_t rc;
+    int P, D, N, bias, json, reps, variant;
+    eplb_dtype_t dt;
+    eplb_select_mode_t mode;
+} bopts_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb-replay bench kernels [options]\n"
+            "Times routing (route), replica selection + load recording (select) and\n"
+            "the fused kernel (fused) for each token count T of one layer.\n"
+            "GPU: median per call over CUDA graph replays of rotating inputs, with\n"
+            "bytes moved and GB/s against a device-to-device copy measured in the\n"
+            "same run.  CPU: median wall time and tokens per second per core.\n\n"
+            "  --device cpu|gpu|auto   where to run (default auto: gpu if usable)\n"
+            "  --tokens LIST           token counts (default 64,512,4096,16384,65536)\n"
+            "  --experts E             routed experts (default 256)\n"
+            "  --topk K                experts per token (default 8)\n"
+            "  --groups G              expert groups (default 8)\n"
+            "  --topk-groups N         groups kept (default 4)\n"
+            "  --scoring softmax|sigmoid  (default sigmoid)\n"
+            "  --no-bias               no e_score_correction_bias\n"
+            "  --replicas P            physical slots (default 288)\n"
+            "  --gpus D --nodes N      EP GPUs and nodes (default 32, 4)\n"
+            "  --mode M                replica selection (default hash)\n"
+            "  --dtype f32|f16|bf16    logits type (default f32)\n"
+            "  --reps N                timed repetitions (default 25 gpu, 5 cpu)\n"
+            "  --variant V             routing kernel: 0 default, 1 generic, 2 alt\n"
+            "  --json                  one JSON object per line: kernel, tokens,\n"
+            "                          median_us, gbps (and more)\n"
+            "  -h, --help              this text\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t brs = 12345;
+static float bnormal(void)
+{
+    brs = brs * 6364136223846793005ull + 1442695040888963407ull;
+    double u = ((brs >> 11) + 1.0) / 9007199254740993.0;
+    brs = brs * 6364136223846793005ull + 1442695040888963407ull;
+    double v = (brs >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* Slot e holds expert e; redundant slot E + j holds expert (j * 8) % E. */
+static void bench_map(eplb_layer_map_t *m, int32_t **lc, int32_t **l2p, const bopts_t *o)
+{
+    const int E = o->rc.num_experts, P = o->P;
+    int MR = 1 + (P - E + E - 1) / E + 1;
+    *lc = calloc((size_t)E, sizeof **lc);
+    *l2p = malloc(sizeof **l2p * (size_t)E * MR);
+    for (int i = 0; i < E * MR; i++)
+        (*l2p)[i] = -1;
+    for (int e = 0; e < E; e++)
+        (*l2p)[e * MR + (*lc)[e]++] = e;
+    for (int j = 0; j < P - E; j++) {
+        int e = (j * 8) % E;
+        if ((*lc)[e] < MR)
+            (*l2p)[e * MR + (*lc)[e]++] = E + j;
+    }
+    *m = (eplb_layer_map_t){E, P, o->D, o->N, MR, *lc, *l2p};
+}
+
+static void *bench_logits(size_t n, eplb_dtype_t dt)
+{
+    void *p = malloc(n * eplb_dtype_size(dt));
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        float x = bnormal() * 2.0f;
+        if (dt == EPLB_DTYPE_F32)
+            ((float *)p)[i] = x;
+        else if (dt == EPLB_DTYPE_F16)
+            ((uint16_t *)p)[i] = eplb_f32_to_f16(x);
+        else
+            ((uint16_t *)p)[i] = eplb_f32_to_bf16(x);
+    }
+    return p;
+}
+
+static void report(const bopts_t *o, const char *dev, const char *kernel, int64_t T, double us,
+                   double bytes, double extra_val, const char *extra_key)
+{
+    double gbps = bytes / (us * 1e-6) / 1e9;
+    if (o->json)
+        printf("{\"kernel\":\"%s\",\"device\":\"%s\",\"tokens\":%lld,\"median_us\":%.3f,"
+               "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"%s\":%.4g}\n",
+               kernel, dev, (long long)T, us, gbps, bytes, eplb_dtype_name(o->dt),
+               eplb_select_mode_name(o->mode), extra_key, extra_val);
+    else
+        printf("%-7s %8lld %12.2f %10.1f %14.4g  %s\n", kernel, (long long)T, us, gbps,
+               extra_val, extra_key);
+}
+
+/* ---- GPU ---------------------------------------------------------------- */
+typedef struct {
+    eplb_gpu_t *g;
+    const bopts_t *o;
+    int64_t T;
+    int nbuf, which; /* which: 0 route, 1 select, 2 fused */
+    void **logits;
+    int32_t **ids;
+    float *w;
+    int32_t *phys, *counts;
+    float *bias;
+    eplb_select_cfg_t sc;
+} gctx_t;
+
+static eplb_status_t gpu_call(void *ctx, int i)
+{
+    gctx_t *c = ctx;
+    int b = i % c->nbuf;
+    eplb_gpu_rows_t rows = {NULL, NULL};
+    switch (c->which) {
+    case 0:
+        return eplb_gpu_route(c->g, c->ids[b], c->w, c->logits[b], c->o->dt, c->T, 1, c->bias,
+                              &c->o->rc);
+    case 1:
+        return eplb_gpu_select_record(c->g, c->phys, c->counts, c->ids[b], c->T, 1,
+                                      c->o->rc.top_k, &c->sc, rows);
+    default:
+        return eplb_gpu_fused(c->g, c->ids[b], c->w, c->phys, c->counts, c->logits[b],
+                              c->o->dt, c->T, 1, c->bias, &c->o->rc, &c->sc, rows);
+    }
+}
+
+static eplb_status_t bench_gpu(const bopts_t *o)
+{
+    eplb_gpu_t *g = NULL;
+    eplb_status_t st = eplb_gpu_open(&g, 0);
+    if (st != EPLB_OK)
+        return st;
+    eplb_gpu_set_route_variant(g, o->variant);
+    double bw = 0;
+    EPLB_CHECK_GOTO(eplb_gpu_bandwidth(g, &bw, (size_t)1 << 30), st, out_g);
+    if (o->json)
+        printf("{\"kernel\":\"memcpy_d2d\",\"device\":\"gpu\",\"name\":\"%s\",\"gbps\":%.1f}\n",
+               eplb_gpu_name(g), bw);
+    else
+        printf("# %s; device-to-device copy: %.1f GB/s (read + write)\n"
+               "# shape E=%d K=%d groups=%d/%d %s%s P=%d D=%d, %s logits, mode %s\n"
+               "kernel    tokens    median_us       GB/s          extra\n",
+               eplb_gpu_name(g), bw, o->rc.num_experts, o->rc.top_k, o->rc.topk_groups,
+               o->rc.num_groups, eplb_scoring_name(o->rc.scoring), o->bias ? "+bias" : "", o->P,
+               o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode));
+    eplb_layer_map_t m;
+    int32_t *lc = NULL, *l2p = NULL;
+    bench_map(&m, &lc, &l2p, o);
+    EPLB_CHECK_GOTO(eplb_gpu_set_maps(g, &m, 1), st, out_m);
+    const int E = o->rc.num_experts, K = o->rc.top_k;
+    const size_t es = eplb_dtype_size(o->dt);
+    for (int ti = 0; ti < o->nt; ti++) {
+        const int64_t T = o->tokens[ti];
+        const size_t lbytes = (size_t)T * E * es, obytes = (size_t)T * K * 4;
+        int nbuf = (int)((256u << 20) / (lbytes ? lbytes : 1));
+        nbuf = nbuf < 2 ? 2 : nbuf > 16 ? 16 : nbuf;
+        gctx_t c = {g, o, T, nbuf, 0, NULL, NULL, NULL, NULL, NULL, NULL, EPLB_SELECT_CFG_INIT};
+        c.sc.mode = o->mode;
+        c.sc.num_ranks = o->D;
+        c.logits = calloc((size_t)nbuf, sizeof *c.logits);
+        c.ids = calloc((size_t)nbuf, sizeof *c.ids);
+        void *host = bench_logits((size_t)T * E, o->dt);
+        float *hb = malloc(sizeof *hb * E);
+        if (!c.logits || !c.ids || !host || !hb) {
+            st = eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
+            goto next;
+        }
+        for (int e = 0; e < E; e++)
+            hb[e] = bnormal() * 0.1f;
+        for (int b = 0; b < nbuf; b++) {
+            EPLB_CHECK_GOTO(eplb_gpu_alloc(g, &c.logits[b], lbytes), st, next);
+            EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.ids[b], obytes), st, next);
+            /* distinct inputs per buffer: rotate the host rows */
+            size_t shift = (size_t)(b * 7919 % (T ? T : 1)) * E * es;
+            EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.logits[b], (char *)host + shift, lbytes - shift),
+                            st, next);
+            if (shift)
+                EPLB_CHECK_GOTO(eplb_gpu_copy(g, (char *)c.logits[b] + (lbytes - shift), host,
+                                              shift),
+                                st, next);
+        }
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.w, obytes), st, next);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.phys, obytes), st, next);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.counts, (size_t)o->P * 4), st, next);
+        EPLB_CHECK_GOTO(eplb_gpu_memset(g, c.counts, 0, (size_t)o->P * 4), st, next);
+        if (o->bias) {
+            EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.bias, sizeof *hb * E), st, next);
+            EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.bias, hb, sizeof *hb * E), st, next);
+        }
+        /* ids of every buffer for select-only */
+        for (int b = 0; b < nbuf; b++)
+            EPLB_CHECK_GOTO(eplb_gpu_route(g, c.ids[b], c.w, c.logits[b], o->dt, T, 1, c.bias,
+                                           &o->rc),
+                            st, next);
+        EPLB_CHECK_GOTO(eplb_gpu_sync(g), st, next);
+        int launches = nbuf < 20 ? 20 : nbuf;
+        double us[3];
+        for (int k = 0; k < 3; k++) {
+            c.which = k;
+            EPLB_CHECK_GOTO(eplb_gpu_time_graph(g, &us[k], gpu_call, &c, launches, o->reps), st,
+                            next);
+        }
+        double b_route = (double)lbytes + 2.0 * obytes, b_sel = 2.0 * obytes + 8.0 * o->P,
+               b_fused = (double)lbytes + 3.0 * obytes + 8.0 * o->P;
+        double floor_us = b_fused / (bw * 1e9) * 1e6;
+        report(o, "gpu", "route", T, us[0], b_route, floor_us, "floor_us");
+        report(o, "gpu", "select", T, us[1], b_sel, us[1] / us[0] * 100, "pct_of_route");
+        report(o, "gpu", "fused", T, us[2], b_fused, us[2] / floor_us, "x_floor");
+        report(o, "gpu", "eplb", T, us[2] - us[0], b_fused - b_route, (us[2] - us[0]) / us[0] * 100,
+               "pct_of_route");
+    next:
+        for (int b = 0; b < nbuf && c.logits; b++) {
+            eplb_gpu_free(g, c.logits[b]);
+            if (c.ids)
+                eplb_gpu_free(g, c.ids[b]);
+        }
+        eplb_gpu_free(g, c.w);
+        eplb_gpu_free(g, c.phys);
+        eplb_gpu_free(g, c.counts);
+        eplb_gpu_free(g, c.bias);
+        free(c.logits);
+        free(c.ids);
+        free(host);
+        free(hb);
+        if (st != EPLB_OK)
+            break;
+    }
+out_m:
+    free(lc);
+    free(l2p);
+out_g:
+    eplb_gpu_close(g);
+    return st;
+}
+
+/* ---- CPU ---------------------------------------------------------------- */
+static eplb_status_t bench_cpu(const bopts_t *o)
+{
+    eplb_status_t st = EPLB_OK;
+    const int E = o->rc.num_experts, K = o->rc.top_k, nth = eplb_num_threads();
+    eplb_layer_map_t m;
+    int32_t *lc = NULL, *l2p = NULL;
+    bench_map(&m, &lc, &l2p, o);
+    if (!o->json)
+        printf("# CPU, %d threads; shape E=%d K=%d groups=%d/%d P=%d, %s logits, mode %s\n"
+               "kernel    tokens    median_us       GB/s          extra\n",
+               nth, E, K, o->rc.topk_groups, o->rc.num_groups, o->P, eplb_dtype_name(o->dt),
+               eplb_select_mode_name(o->mode));
+    float *hb = malloc(sizeof *hb * E);
+    for (int e = 0; hb && e < E; e++)
+        hb[e] = bnormal() * 0.1f;
+    for (int ti = 0; ti < o->nt && st == EPLB_OK; ti++) {
+        const int64_t T = o->tokens[ti];
+        void *x = bench_logits((size_t)T * E, o->dt);
+        int32_t *ids = malloc(sizeof *ids * T * K), *phys = malloc(sizeof *phys * T * K);
+        float *w = malloc(sizeof *w * T * K);
+        int32_t *counts = calloc((size_t)o->P, sizeof *counts);
+        if (!x || !ids || !phys || !w || !counts || !hb) {
+            st = eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
+        } else {
+            eplb_select_cfg_t sc = EPLB_SELECT_CFG_INIT;
+            sc.mode = o->mode;
+            sc.num_ranks = o->D;
+            double t[3][64];
+            int reps = o->reps > 64 ? 64 : o->reps;
+            for (int r = 0; r < reps && st == EPLB_OK; r++) {
+                double t0 = now_s();
+                st = eplb_route_cpu(ids, w, x, o->dt, T, 1, o->bias ? hb : NULL, &o->rc);
+                double t1 = now_s();
+                if (st == EPLB_OK)
+                    st = eplb_select_record_cpu(phys, counts, ids, T, 1, K, &m, &sc);
+                double t2 = now_s();
+                t[0][r] = (t1 - t0) * 1e6;
+                t[1][r] = (t2 - t1) * 1e6;
+                t[2][r] = (t2 - t0) * 1e6;
+            }
+            if (st == EPLB_OK) {
+                const char *names[3] = {"route", "select", "fused"};
+                double bytes[3] = {(double)T * E * eplb_dtype_size(o->dt) + 8.0 * T * K,
+                                   8.0 * T * K,
+                                   (double)T * E * eplb_dtype_size(o->dt) + 12.0 * T * K};
+                for (int k = 0; k < 3; k++) {
+                    qsort(t[k], (size_t)reps, sizeof(double), cmp_double);
+                    double med = t[k][reps / 2];
+                    report(o, "cpu", names[k], T, med, bytes[k], T / (med * 1e-6) / nth,
+                           "tokens_per_s_per_core");
+                }
+            }
+        }
+        free(x);
+        free(ids);
+        free(phys);
+        free(w);
+        free(counts);
+    }
+    free(hb);
+    free(lc);
+    free(l2p);
+    return st;
+}
+
+static int parse_tokens(bopts_t *o, const char *s)
+{
+    o->nt = 0;
+    char *end;
+    while (*s) {
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v < 1 || v > (1 << 24) || o->nt == MAX_TS)
+            return -1;
+        o->tokens[o->nt++] = v;
+        s = end;
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return o->nt ? 0 : -1;
+}
 
 int eplb_bench_kernels(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return eplb_cmd_fail("bench kernels", eplb_error_set(EPLB_ERR_UNSUPPORTED, "not implemented yet"));
+    bopts_t o = {.gpu = -1, .nt = 5, .P = 288, .D = 32, .N = 4, .bias = 1, .json = 0,
+                 .reps = 0, .variant = 0, .dt = EPLB_DTYPE_F32, .mode = EPLB_SELECT_HASH};
+    const int64_t def_t[5] = {64, 512, 4096, 16384, 65536};
+    memcpy(o.tokens, def_t, sizeof def_t);
+    o.rc = (eplb_route_cfg_t){256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f};
+    static const struct option lo[] = {
+        {"device", 1, 0, 'd'},  {"tokens", 1, 0, 't'},      {"experts", 1, 0, 'e'},
+        {"topk", 1, 0, 'k'},    {"groups", 1, 0, 'g'},      {"topk-groups", 1, 0, 'G'},
+        {"scoring", 1, 0, 's'}, {"no-bias", 0, 0, 'B'},     {"replicas", 1, 0, 'p'},
+        {"gpus", 1, 0, 'D'},    {"nodes", 1, 0, 'N'},       {"mode", 1, 0, 'm'},
+        {"dtype", 1, 0, 'y'},   {"reps", 1, 0, 'r'},        {"variant", 1, 0, 'v'},
+        {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
+    optind = 1;
+    opterr = 0;
+    int ch;
+    eplb_status_t st;
+    while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'd':
+            if (!strcmp(optarg, "cpu"))
+                o.gpu = 0;
+            else if (!strcmp(optarg, "gpu"))
+                o.gpu = 1;
+            else if (!strcmp(optarg, "auto"))
+                o.gpu = -1;
+            else
+                return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                         "--device: '%s' is not cpu, gpu or auto",
+                                                         optarg));
+            break;
+        case 't':
+            if (parse_tokens(&o, optarg))
+                return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                         "--tokens: bad list '%s'", optarg));
+            break;
+        case 'e': o.rc.num_experts = atoi(optarg); break;
+        case 'k': o.rc.top_k = atoi(optarg); break;
+        case 'g': o.rc.num_groups = atoi(optarg); break;
+        case 'G': o.rc.topk_groups = atoi(optarg); break;
+        case 's':
+            if ((st = eplb_scoring_parse(&o.rc.scoring, optarg)) != EPLB_OK)
+                return eplb_cmd_fail(CMD, st);
+            break;
+        case 'B': o.bias = 0; break;
+        case 'p': o.P = atoi(optarg); break;
+        case 'D': o.D = atoi(optarg); break;
+        case 'N': o.N = atoi(optarg); break;
+        case 'm':
+            if ((st = eplb_select_mode_parse(&o.mode, optarg)) != EPLB_OK)
+                return eplb_cmd_fail(CMD, st);
+            break;
+        case 'y':
+            if ((st = eplb_dtype_parse(&o.dt, optarg)) != EPLB_OK)
+                return eplb_cmd_fail(CMD, st);
+            break;
+        case 'r': o.reps = atoi(optarg); break;
+        case 'v': o.variant = atoi(optarg); break;
+        case 'j': o.json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            usage(stderr);
+            return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                     "unknown or incomplete option '%s'",
+                                                     argv[optind - 1]));
+        }
+    }
+    if (optind < argc)
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 "unexpected argument '%s'", argv[optind]));
+    if ((st = eplb_route_cfg_check(&o.rc)) != EPLB_OK)
+        return eplb_cmd_fail(CMD, st);
+    if (o.P < o.rc.num_experts || o.D < 1 || o.N < 1 || o.P % o.D || o.D % o.N)
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 "--replicas %d must be >= --experts and a "
+                                                 "multiple of --gpus %d, a multiple of "
+                                                 "--nodes %d",
+                                                 o.P, o.D, o.N));
+    const int reps_given = o.reps;
+    if (o.gpu != 0) {
+        if (o.reps <= 0)
+            o.reps = 25;
+        st = bench_gpu(&o);
+        if (st == EPLB_OK)
+            return 0;
+        if (o.gpu == 1 || (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
+            return eplb_cmd_fail(CMD, st);
+        fprintf(stderr, "eplb-replay %s: no GPU (%s); timing the CPU path\n", CMD,
+                eplb_error_last());
+    }
+    o.reps = reps_given > 0 ? reps_given : 5;
+    st = bench_cpu(&o);
+    return st == EPLB_OK ? 0 : eplb_cmd_fail(CMD, st);
 }

@@ -1,0 +1,823 @@
+// route.cu - routing (softmax top-k, DeepSeek-V3 grouped top-k) on the GPU,
+// optionally fused with replica selection and load recording.
+//
+// Keys are packed into 64 bits: order-preserving float bits above, the
+// complemented expert id below, so one unsigned max picks the larger key
+// and, among equal keys, the lower id (the CPU tie rule); 0 means "not a
+// candidate".  Two kernels:
+//  - route_fast_kernel<EPL, LPR, G>: LPR lanes per row, each lane owning EPL
+//    experts in float4-interleaved chunks (coalesced row segments);
+//    group scores and a per-lane top-8 in registers, then K rounds of a
+//    segment-wide max.  Instantiated for the common shapes only.
+//  - route_generic_kernel: one warp per row, any E <= 512, K <= 16,
+//    G <= 32 (the fallback, and the reference for the fast one).
+// Selection key, weights and tie rules follow kernels/route_cpu.c.
+#include <cstring>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "gpu_impl.h"
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr unsigned kFull = 0xffffffffu;
+typedef unsigned long long u64;
+
+struct RouteArgs {
+    int32_t *ids;
+    float *w;
+    int32_t *phys;
+    int32_t *counts;
+    const void *logits;
+    const float *bias;
+    int64_t T;
+    int L, dt, E, K, G, TG, renorm, sig;
+    float scale;
+    int fused, use_hist, map_smem;
+    eplb_sel_params_t sp;
+};
+
+__device__ __forceinline__ float canon(float k)
+{
+    return k != k ? -INFINITY : (k == 0.0f ? 0.0f : k); // NaN -> -inf, -0 -> +0
+}
+
+__device__ __forceinline__ u64 pack(float k, int e)
+{
+    unsigned u = __float_as_uint(k);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ((u64)u << 32) | (u64)(0xffffffffu - (unsigned)e);
+}
+
+__device__ __forceinline__ float unpack_key(u64 v)
+{
+    unsigned u = (unsigned)(v >> 32);
+    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+    return __uint_as_float(u);
+}
+
+__device__ __forceinline__ int unpack_id(u64 v) { return (int)(0xffffffffu - (unsigned)v); }
+
+__device__ __forceinline__ u64 umax(u64 a, u64 b) { return a > b ? a : b; }
+__device__ __forceinline__ u64 umin(u64 a, u64 b) { return a < b ? a : b; }
+
+__device__ __forceinline__ float ld1(const void *p, int dt, size_t i)
+{
+    if (dt == EPLB_DTYPE_F32)
+        return __ldg((const float *)p + i);
+    unsigned short h = __ldg((const unsigned short *)p + i);
+    if (dt == EPLB_DTYPE_F16)
+        return __half2float(__ushort_as_half(h));
+    return __uint_as_float((unsigned)h << 16);
+}
+
+__device__ __forceinline__ void ld4(const void *p, int dt, size_t i, float *x)
+{
+    if (dt == EPLB_DTYPE_F32) {
+        float4 v = __ldcs((const float4 *)((const float *)p + i));
+        x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+        return;
+    }
+    uint2 v = __ldcs((const uint2 *)((const unsigned short *)p + i));
+    unsigned short h[4] = {(unsigned short)(v.x & 0xffff), (unsigned short)(v.x >> 16),
+                           (unsigned short)(v.y & 0xffff), (unsigned short)(v.y >> 16)};
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        x[j] = dt == EPLB_DTYPE_F16 ? __half2float(__ushort_as_half(h[j]))
+                                    : __uint_as_float((unsigned)h[j] << 16);
+}
+
+// s of one expert: sigmoid (correctly rounded reciprocal, as 1.0f / y on
+// the CPU) or softmax probability.
+__device__ __forceinline__ float score(float x, int sig, float mx, float S)
+{
+    return sig ? __frcp_rn(1.0f + expf(-x)) : expf(x - mx) / S;
+}
+
+__device__ __forceinline__ void record(int *hist, int32_t *cnt, int ph)
+{
+    if (ph < 0)
+        return;
+    if (hist)
+        atomicAdd(&hist[ph], 1);
+    else
+        atomicAdd(&cnt[ph], 1);
+}
+
+__device__ __forceinline__ void hist_flush(int *hist, int32_t *cnt, int P)
+{
+    __syncthreads();
+    for (int p = threadIdx.x; p < P; p += blockDim.x)
+        if (hist[p])
+            atomicAdd(&cnt[p], hist[p]);
+}
+
+// ---- generic: one warp per (token, layer) row -------------------------
+__global__ void __launch_bounds__(kThreads) route_generic_kernel(RouteArgs a)
+{
+    extern __shared__ int hist_s[];
+    const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
+    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    if (hist)
+        for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
+            hist[q] = 0;
+    __syncthreads();
+    const int E = a.E, gs = a.E / a.G;
+    const float *bias = a.bias ? a.bias + (size_t)l * E : nullptr;
+    const int wpb = blockDim.x >> 5;
+    for (int64_t i = (int64_t)blockIdx.x * wpb + warp; i < a.T;
+         i += (int64_t)gridDim.x * wpb) {
+        const size_t roff = ((size_t)i * a.L + l) * E;
+        float x[16];
+        u64 kv[16];
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            int e = lane + 32 * j;
+            x[j] = e < E ? ld1(a.logits, a.dt, roff + e) : -INFINITY;
+            mx = fmaxf(mx, x[j]);
+        }
+#pragma unroll
+        for (int off = 16; off; off >>= 1)
+            mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
+        float S = 0.0f;
+        if (!a.sig) {
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+                if (lane + 32 * j < E)
+                    S += expf(x[j] - mx);
+#pragma unroll
+            for (int off = 16; off; off >>= 1)
+                S += __shfl_xor_sync(kFull, S, off);
+        }
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            int e = lane + 32 * j;
+            if (e < E) {
+                float k = bias ? score(x[j], a.sig, mx, S) + __ldg(bias + e) : x[j];
+                kv[j] = pack(canon(k), e);
+            } else {
+                kv[j] = 0;
+            }
+        }
+        if (a.G > 1 && a.TG < a.G) {
+            float mine = -INFINITY;
+            for (int g = 0; g < a.G; g++) {
+                u64 t1 = 0, t2 = 0;
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    int e = lane + 32 * j;
+                    if (e < E && e / gs == g) {
+                        u64 v = kv[j];
+                        if (v > t1) {
+                            t2 = t1;
+                            t1 = v;
+                        } else if (v > t2) {
+                            t2 = v;
+                        }
+                    }
+                }
+#pragma unroll
+                for (int off = 16; off; off >>= 1) {
+                    u64 o1 = __shfl_xor_sync(kFull, t1, off);
+                    u64 o2 = __shfl_xor_sync(kFull, t2, off);
+                    t2 = umax(umin(t1, o1), umax(t2, o2));
+                    t1 = umax(t1, o1);
+                }
+                float sc = (bias && gs > 1) ? unpack_key(t1) + unpack_key(t2) : unpack_key(t1);
+                if (lane == g)
+                    mine = sc;
+            }
+            int rank = 0;
+            for (int g2 = 0; g2 < a.G; g2++) {
+                float s2 = __shfl_sync(kFull, mine, g2);
+                rank += s2 > mine || (s2 == mine && g2 < lane);
+            }
+            unsigned keep = __ballot_sync(kFull, lane < a.G && rank < a.TG);
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                int e = lane + 32 * j;
+                if (e < E && !((keep >> (e / gs)) & 1u))
+                    kv[j] = 0;
+            }
+        }
+        int my_id = -1;
+        for (int k = 0; k < a.K; k++) {
+            u64 b = 0;
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+                b = umax(b, kv[j]);
+#pragma unroll
+            for (int off = 16; off; off >>= 1)
+                b = umax(b, __shfl_xor_sync(kFull, b, off));
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+                if (kv[j] == b)
+                    kv[j] = 0;
+            if (lane == k)
+                my_id = unpack_id(b);
+        }
+        float s = 0.0f;
+        if (lane < a.K)
+            s = score(ld1(a.logits, a.dt, roff + my_id), a.sig, mx, S);
+        float wsum = s;
+#pragma unroll
+        for (int off = 16; off; off >>= 1)
+            wsum += __shfl_xor_sync(kFull, wsum, off);
+        float scale = a.scale;
+        if (a.renorm)
+            scale /= wsum + 1e-20f;
+        if (lane < a.K) {
+            size_t out = ((size_t)i * a.L + l) * a.K + lane;
+            a.ids[out] = my_id;
+            if (a.w)
+                a.w[out] = s * scale;
+            if (a.fused) {
+                int ph = eplb_dev_select(a.sp, i, l, lane, a.K, my_id);
+                if (a.phys)
+                    a.phys[out] = ph;
+                record(hist, cnt, ph);
+            }
+        }
+    }
+    if (hist)
+        hist_flush(hist, cnt, a.sp.P);
+}
+
+// ---- fast: LPR lanes per row, EPL experts per lane -----------------------
+// (Variant 2, kept for comparison: see docs/perf/kernels.md.)
+// Keys stay floats in registers (NaN marks "not a candidate"; real NaN keys
+// were made -inf); ids follow from the register position, so a key is
+// packed only where two are compared.
+template <int EPL, int LPR>
+__device__ __forceinline__ int fast_id(int r, int sl)
+{
+    return ((r / 4) * LPR + sl) * 4 + (r % 4);
+}
+
+__device__ __forceinline__ u64 packk(float k, int e) { return k != k ? 0ull : pack(k, e); }
+
+template <int EPL, int LPR, int G>
+__global__ void __launch_bounds__(kThreads) route_fast_kernel(RouteArgs a)
+{
+    constexpr int NC = EPL / 4, RPW = 32 / LPR, KM = 8, KPL = KM / LPR;
+    constexpr int EPG = G > 1 ? EPL / G : EPL; // registers per group per lane
+    extern __shared__ int hist_s[];
+    const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int seg = lane / LPR, sl = lane % LPR;
+    const int hist_n = (a.fused && a.use_hist) ? ((a.sp.P + 3) & ~3) : 0;
+    int *hist = hist_n ? hist_s : nullptr;
+    float *bias_s = (float *)(hist_s + hist_n);
+    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    const int E = a.E;
+    const bool has_bias = a.bias != nullptr;
+    for (int q = threadIdx.x; q < hist_n; q += blockDim.x)
+        hist_s[q] = 0;
+    if (has_bias)
+        for (int e = threadIdx.x; e < EPL * LPR; e += blockDim.x)
+            bias_s[e] = e < E ? a.bias[(size_t)l * E + e] : 0.0f;
+    __syncthreads();
+    const int64_t step = (int64_t)gridDim.x * (kThreads / 32) * RPW;
+    for (int64_t i0 = ((int64_t)blockIdx.x * (kThreads / 32) + warp) * RPW; i0 < a.T;
+         i0 += step) {
+        const int64_t i = i0 + seg;
+        const bool valid = i < a.T;
+        const size_t roff = ((size_t)(valid ? i : i0) * a.L + l) * E;
+        float kf[EPL];
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            int eb = (c * LPR + sl) * 4;
+            if (eb < E) {
+                ld4(a.logits, a.dt, roff + eb, &kf[c * 4]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    kf[c * 4 + j] = -INFINITY;
+            }
+        }
+        float mx = -INFINITY;
+#pragma unroll
+        for (int r = 0; r < EPL; r++)
+            mx = fmaxf(mx, kf[r]);
+#pragma unroll
+        for (int off = LPR / 2; off; off >>= 1)
+            mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
+        float S = 0.0f;
+        if (!a.sig) {
+#pragma unroll
+            for (int c = 0; c < NC; c++)
+                if ((c * LPR + sl) * 4 < E)
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        S += expf(kf[c * 4 + j] - mx);
+#pragma unroll
+            for (int off = LPR / 2; off; off >>= 1)
+                S += __shfl_xor_sync(kFull, S, off);
+        }
+        // logits -> keys in place
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            int eb = (c * LPR + sl) * 4;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float xv = kf[c * 4 + j];
+                float k = has_bias ? score(xv, a.sig, mx, S) + bias_s[eb + j] : xv;
+                kf[c * 4 + j] = eb < E ? canon(k) : __int_as_float(0x7fffffff);
+            }
+        }
+        if (G > 1 && a.TG < G) {
+            float gsc[G > 1 ? G : 1];
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                u64 t1 = 0, t2 = 0;
+#pragma unroll
+                for (int r = g * EPG; r < (g + 1) * EPG; r++) {
+                    u64 v = packk(kf[r], fast_id<EPL, LPR>(r, sl));
+                    u64 lo = umin(t1, v);
+                    t1 = umax(t1, v);
+                    t2 = umax(t2, lo);
+                }
+#pragma unroll
+                for (int off = LPR / 2; off; off >>= 1) {
+                    u64 o1 = __shfl_xor_sync(kFull, t1, off);
+                    u64 o2 = __shfl_xor_sync(kFull, t2, off);
+                    t2 = umax(umin(t1, o1), umax(t2, o2));
+                    t1 = umax(t1, o1);
+                }
+                gsc[g] = (has_bias && E / G > 1) ? unpack_key(t1) + unpack_key(t2)
+                                                 : unpack_key(t1);
+            }
+            unsigned keep = 0;
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                int rank = 0;
+#pragma unroll
+                for (int g2 = 0; g2 < G; g2++)
+                    rank += gsc[g2] > gsc[g] || (gsc[g2] == gsc[g] && g2 < g);
+                keep |= (unsigned)(rank < a.TG) << g;
+            }
+#pragma unroll
+            for (int r = 0; r < EPL; r++)
+                if (!((keep >> (r / EPG)) & 1u))
+                    kf[r] = __int_as_float(0x7fffffff);
+        }
+        // per-lane top-8, sorted descending (bubble insertion)
+        u64 top[KM];
+#pragma unroll
+        for (int j = 0; j < KM; j++)
+            top[j] = 0;
+#pragma unroll
+        for (int r = 0; r < EPL; r++) {
+            u64 v = packk(kf[r], fast_id<EPL, LPR>(r, sl));
+            if (v > top[KM - 1]) {
+#pragma unroll
+                for (int j = 0; j < KM; j++) {
+                    u64 hi = umax(top[j], v);
+                    v = umin(top[j], v);
+                    top[j] = hi;
+                }
+            }
+        }
+        // K rounds of a segment-wide max over the lanes' heads
+        int my_id[KPL];
+#pragma unroll
+        for (int q = 0; q < KPL; q++)
+            my_id[q] = -1;
+#pragma unroll
+        for (int k = 0; k < KM; k++) {
+            if (k < a.K) {
+                u64 b = top[0];
+#pragma unroll
+                for (int off = LPR / 2; off; off >>= 1)
+                    b = umax(b, __shfl_xor_sync(kFull, b, off));
+                if (top[0] == b) {
+#pragma unroll
+                    for (int j = 0; j < KM - 1; j++)
+                        top[j] = top[j + 1];
+                    top[KM - 1] = 0;
+                }
+                if (k % LPR == sl)
+                    my_id[k / LPR] = unpack_id(b);
+            }
+        }
+        float s[KPL], ls = 0.0f;
+#pragma unroll
+        for (int q = 0; q < KPL; q++) {
+            s[q] = 0.0f;
+            if (q * LPR + sl < a.K && valid) {
+                s[q] = score(ld1(a.logits, a.dt, roff + my_id[q]), a.sig, mx, S);
+                ls += s[q];
+            }
+        }
+#pragma unroll
+        for (int off = LPR / 2; off; off >>= 1)
+            ls += __shfl_xor_sync(kFull, ls, off);
+        float scale = a.scale;
+        if (a.renorm)
+            scale /= ls + 1e-20f;
+        if (valid) {
+#pragma unroll
+            for (int q = 0; q < KPL; q++) {
+                int k = q * LPR + sl;
+                if (k < a.K) {
+                    size_t out = ((size_t)i * a.L + l) * a.K + k;
+                    a.ids[out] = my_id[q];
+                    if (a.w)
+                        a.w[out] = s[q] * scale;
+                    if (a.fused) {
+                        int ph = eplb_dev_select(a.sp, i, l, k, a.K, my_id[q]);
+                        if (a.phys)
+                            a.phys[out] = ph;
+                        record(hist, cnt, ph);
+                    }
+                }
+            }
+        }
+    }
+    if (hist)
+        hist_flush(hist, cnt, a.sp.P);
+}
+
+// ---- warp-per-row threshold kernel (default fast path) -------------------
+// One warp per (token, layer) row; lane l owns experts c*128 + 4l .. +3 for
+// chunks c < EPT/4 (float4 loads, fully coalesced).  Groups (size gs, a
+// power of two in [4, 128]) are whole chunks of gs/4 consecutive lanes, so
+// group top-2 is a lane-local top-2 of 4 plus a shuffle reduction.  Top-K
+// without K full rounds: theta = the K-th largest of the 32 lane maxima
+// (redux.sync on the ordered key bits, ties drop several lanes at once, so
+// theta stays a lower bound of the K-th largest key); only elements >= theta
+// are candidates (typically 10-20), compacted into shared memory; each
+// candidate's rank among them (packed (key, id) compare: ties to the lower
+// id) is its output column.  More than kCap candidates: K rounds of a warp
+// argmax instead.
+constexpr int kCap = 64;
+
+__device__ __forceinline__ unsigned ordered(float k)
+{
+    unsigned u = __float_as_uint(k);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+template <int EPT>
+__global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
+{
+    constexpr int NCH = EPT / 4;
+    extern __shared__ int hist_s[];
+    __shared__ u64 cand_s[kThreads / 32][kCap];
+    __shared__ float gsc_s[kThreads / 32][32];
+    const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
+    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    if (hist)
+        for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
+            hist[q] = 0;
+    // the layer's replica map, copied to shared memory when it is small
+    const int32_t *lc = a.fused ? a.sp.logcnt + (size_t)l * a.sp.E : nullptr;
+    const int32_t *l2p = a.fused ? a.sp.log2phy + (size_t)l * a.sp.E * a.sp.MR : nullptr;
+    if (a.fused && a.map_smem) {
+        int *ms = hist_s + (a.use_hist ? ((a.sp.P + 3) & ~3) : 0);
+        for (int q = threadIdx.x; q < a.sp.E; q += blockDim.x)
+            ms[q] = lc[q];
+        for (int q = threadIdx.x; q < a.sp.E * a.sp.MR; q += blockDim.x)
+            ms[a.sp.E + q] = l2p[q];
+        lc = ms;
+        l2p = ms + a.sp.E;
+    }
+    const int E = a.E;
+    const bool has_bias = a.bias != nullptr;
+    const bool grouped = a.G > 1 && a.TG < a.G;
+    const int gs = E / a.G, W = gs / 4; // lanes per group within a chunk
+    float bv[EPT];
+#pragma unroll
+    for (int c = 0; c < NCH; c++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int e = c * 128 + lane * 4 + j;
+            bv[c * 4 + j] = has_bias && e < E ? a.bias[(size_t)l * E + e] : 0.0f;
+        }
+    __syncthreads();
+    u64 *cand = cand_s[warp];
+    float *gsc = gsc_s[warp];
+    const int wpb = kThreads / 32;
+    for (int64_t i = (int64_t)blockIdx.x * wpb + warp; i < a.T; i += (int64_t)gridDim.x * wpb) {
+        const size_t roff = ((size_t)i * a.L + l) * E;
+        float kf[EPT];
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+            int eb = c * 128 + lane * 4;
+            if (eb < E) {
+                ld4(a.logits, a.dt, roff + eb, &kf[c * 4]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    kf[c * 4 + j] = -INFINITY;
+            }
+        }
+        float mx = -INFINITY, S = 0.0f;
+        if (!a.sig) {
+#pragma unroll
+            for (int r = 0; r < EPT; r++)
+                mx = fmaxf(mx, kf[r]);
+#pragma unroll
+            for (int off = 16; off; off >>= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
+#pragma unroll
+            for (int c = 0; c < NCH; c++)
+                if (c * 128 + lane * 4 < E)
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        S += expf(kf[c * 4 + j] - mx);
+#pragma unroll
+            for (int off = 16; off; off >>= 1)
+                S += __shfl_xor_sync(kFull, S, off);
+        }
+        // logits -> keys (NaN marks "not a candidate")
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+            const bool in = c * 128 + lane * 4 < E;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float xv = kf[c * 4 + j];
+                float k = has_bias ? score(xv, a.sig, mx, S) + bv[c * 4 + j] : xv;
+                kf[c * 4 + j] = in ? canon(k) : __int_as_float(0x7fffffff);
+            }
+        }
+        if (grouped) {
+            // group score per chunk: top-2 of the lane's 4 keys, then over
+            // the W lanes of the group
+#pragma unroll
+            for (int c = 0; c < NCH; c++) {
+                float t1 = -INFINITY, t2 = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    float v = kf[c * 4 + j];
+                    if (v != v)
+                        v = -INFINITY; // padding lanes
+                    t2 = fmaxf(t2, fminf(t1, v));
+                    t1 = fmaxf(t1, v);
+                }
+                for (int off = W >> 1; off; off >>= 1) {
+                    float o1 = __shfl_xor_sync(kFull, t1, off);
+                    float o2 = __shfl_xor_sync(kFull, t2, off);
+                    t2 = fmaxf(fminf(t1, o1), fmaxf(t2, o2));
+                    t1 = fmaxf(t1, o1);
+                }
+                int e0 = c * 128 + lane * 4;
+                if (e0 < E && lane % W == 0)
+                    gsc[e0 / gs] = (has_bias && gs > 1) ? t1 + t2 : t1;
+            }
+            __syncwarp();
+            float mine = lane < a.G ? gsc[lane] : 0.0f;
+            int rank = 0;
+            for (int g2 = 0; g2 < a.G; g2++) {
+                float s2 = gsc[g2];
+                rank += s2 > mine || (s2 == mine && g2 < lane);
+            }
+            unsigned keep = __ballot_sync(kFull, lane < a.G && rank < a.TG);
+            __syncwarp(); // gsc reads done before the next row writes
+#pragma unroll
+            for (int c = 0; c < NCH; c++) {
+                int e0 = c * 128 + lane * 4;
+                if (e0 < E && !((keep >> (e0 / gs)) & 1u))
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        kf[c * 4 + j] = __int_as_float(0x7fffffff);
+            }
+        }
+        // theta: K-th largest lane maximum of the ordered key bits
+        unsigned hk[EPT], lm = 0;
+#pragma unroll
+        for (int r = 0; r < EPT; r++) {
+            hk[r] = kf[r] != kf[r] ? 0u : ordered(kf[r]);
+            lm = max(lm, hk[r]);
+        }
+        unsigned theta = 0, v = lm;
+        for (int k = 0; k < a.K; k++) {
+            theta = __reduce_max_sync(kFull, v);
+            if (v == theta)
+                v = 0;
+        }
+        const unsigned th = theta ? theta : 1u; // theta 0: every live key
+        int n_l = 0;
+#pragma unroll
+        for (int r = 0; r < EPT; r++)
+            n_l += hk[r] >= th;
+        int incl = n_l;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            int o = __shfl_up_sync(kFull, incl, off);
+            if (lane >= off)
+                incl += o;
+        }
+        const int N = __shfl_sync(kFull, incl, 31);
+        int sel_id[2] = {-1, -1}, sel_k[2] = {-1, -1};
+        float sel_s[2] = {0.0f, 0.0f};
+        if (N <= kCap) {
+            int pos = incl - n_l;
+#pragma unroll
+            for (int r = 0; r < EPT; r++)
+                if (hk[r] >= th)
+                    cand[pos++] = ((u64)hk[r] << 32) |
+                                  (u64)(0xffffffffu - (unsigned)((r / 4) * 128 + lane * 4 + r % 4));
+            __syncwarp();
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                int idx = lane + 32 * q;
+                if (idx < N) {
+                    u64 me = cand[idx];
+                    int rk = 0;
+                    for (int j = 0; j < N; j++)
+                        rk += cand[j] > me;
+                    if (rk < a.K) {
+                        sel_id[q] = unpack_id(me);
+                        sel_k[q] = rk;
+                    }
+                }
+            }
+            __syncwarp(); // cand reads done before the next row writes
+        } else {
+            // rare: K rounds of a warp-wide argmax over packed keys
+            u64 pk[EPT];
+#pragma unroll
+            for (int r = 0; r < EPT; r++)
+                pk[r] = hk[r] ? (((u64)hk[r] << 32) |
+                                 (u64)(0xffffffffu - (unsigned)((r / 4) * 128 + lane * 4 + r % 4)))
+                              : 0ull;
+            for (int k = 0; k < a.K; k++) {
+                u64 b = 0;
+#pragma unroll
+                for (int r = 0; r < EPT; r++)
+                    b = umax(b, pk[r]);
+#pragma unroll
+                for (int off = 16; off; off >>= 1)
+                    b = umax(b, __shfl_xor_sync(kFull, b, off));
+#pragma unroll
+                for (int r = 0; r < EPT; r++)
+                    if (pk[r] == b)
+                        pk[r] = 0;
+                if (lane == k) { // K <= 16: one slot per lane
+                    sel_id[0] = unpack_id(b);
+                    sel_k[0] = k;
+                }
+            }
+        }
+        float ls = 0.0f;
+#pragma unroll
+        for (int q = 0; q < 2; q++)
+            if (sel_k[q] >= 0) {
+                sel_s[q] = score(ld1(a.logits, a.dt, roff + sel_id[q]), a.sig, mx, S);
+                ls += sel_s[q];
+            }
+#pragma unroll
+        for (int off = 16; off; off >>= 1)
+            ls += __shfl_xor_sync(kFull, ls, off);
+        float scale = a.scale;
+        if (a.renorm)
+            scale /= ls + 1e-20f;
+#pragma unroll
+        for (int q = 0; q < 2; q++)
+            if (sel_k[q] >= 0) {
+                size_t out = ((size_t)i * a.L + l) * a.K + sel_k[q];
+                a.ids[out] = sel_id[q];
+                if (a.w)
+                    a.w[out] = sel_s[q] * scale;
+                if (a.fused) {
+                    int ph = eplb_dev_select_in(a.sp, lc, l2p, i, l, sel_k[q], a.K, sel_id[q]);
+                    if (a.phys)
+                        a.phys[out] = ph;
+                    record(hist, cnt, ph);
+                }
+            }
+    }
+    if (hist)
+        hist_flush(hist, cnt, a.sp.P);
+}
+
+typedef void (*route_kernel_t)(RouteArgs);
+
+eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
+{
+    if (a.T == 0)
+        return EPLB_OK;
+    const bool aligned = ((uintptr_t)a.logits % 16) == 0 && a.E % 4 == 0;
+    const bool grouped = a.G > 1 && a.TG < a.G;
+    route_kernel_t fk = nullptr;
+    int rows_per_warp = 1, ept = 0, lpr = 0; // ept/lpr: lanes-per-row kernels
+    const int gs = a.E / a.G;
+    const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
+    if (g->variant == 0 && aligned && groups_ok) {
+        if (a.E <= 128)
+            fk = route_warp_kernel<4>;
+        else if (a.E <= 256)
+            fk = route_warp_kernel<8>;
+        else
+            fk = route_warp_kernel<16>;
+    } else if (g->variant == 2 && aligned && a.K <= 8) {
+        if (grouped && a.G == 8 && a.E == 256)
+            fk = route_fast_kernel<32, 8, 8>, ept = 32, lpr = 8;
+        else if (!grouped && a.E <= 64)
+            fk = route_fast_kernel<16, 4, 1>, ept = 16, lpr = 4;
+        else if (!grouped && a.E <= 128)
+            fk = route_fast_kernel<16, 8, 1>, ept = 16, lpr = 8;
+        else if (!grouped && a.E <= 256)
+            fk = route_fast_kernel<32, 8, 1>, ept = 32, lpr = 8;
+        if (fk)
+            rows_per_warp = 32 / lpr;
+    }
+    if (!fk)
+        fk = route_generic_kernel;
+    a.use_hist = a.fused && a.sp.P <= EPLB_GPU_SMEM_HIST_MAX;
+    size_t hist_bytes = a.use_hist ? (size_t)((a.sp.P + 3) & ~3) * sizeof(int) : 0;
+    // one wave of resident blocks (grid-stride loops): fewer histogram
+    // flushes than one block per few rows
+    int per_sm = 1;
+    size_t smem = hist_bytes + (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0);
+    const size_t map_bytes = (size_t)a.sp.E * (a.sp.MR + 1) * sizeof(int32_t);
+    a.map_smem = a.fused && !lpr && fk != route_generic_kernel && map_bytes <= 16384;
+    if (a.map_smem)
+        smem += map_bytes;
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, kThreads, smem);
+    const int64_t cap = (int64_t)g->num_sms * (per_sm > 0 ? per_sm : 1) / a.L + 1;
+    const int64_t rows_per_block = (kThreads / 32) * rows_per_warp;
+    int64_t want = (a.T + rows_per_block - 1) / rows_per_block;
+    int gx = (int)(want < cap ? want : cap);
+    fk<<<dim3(gx, a.L), kThreads, smem, g->stream>>>(a);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return eplb_cuda_fail(e, "route kernel", __FILE__, __LINE__);
+    return EPLB_OK;
+}
+
+eplb_status_t route_args(RouteArgs *a, int32_t *d_ids, float *d_weights,
+                         const void *d_logits, eplb_dtype_t dt, int64_t T, int L,
+                         const float *d_bias, const eplb_route_cfg_t *cfg)
+{
+    EPLB_CHECK(eplb_route_cfg_check(cfg));
+    if (!d_ids || !d_logits || T < 0 || L < 1 || L > 65535)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "gpu route: ids/logits NULL or bad shape T=%lld L=%d",
+                              (long long)T, L);
+    if (dt != EPLB_DTYPE_F32 && dt != EPLB_DTYPE_F16 && dt != EPLB_DTYPE_BF16)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu route: unknown dtype %d", (int)dt);
+    RouteArgs r;
+    memset(&r, 0, sizeof r);
+    r.ids = d_ids;
+    r.w = d_weights;
+    r.logits = d_logits;
+    r.bias = d_bias;
+    r.T = T;
+    r.L = L;
+    r.dt = (int)dt;
+    r.E = cfg->num_experts;
+    r.K = cfg->top_k;
+    r.G = cfg->num_groups;
+    r.TG = cfg->topk_groups;
+    r.renorm = cfg->renormalize;
+    r.sig = cfg->scoring == EPLB_SCORING_SIGMOID;
+    r.scale = cfg->routed_scaling_factor;
+    *a = r;
+    return EPLB_OK;
+}
+
+} // namespace
+
+extern "C" eplb_status_t eplb_gpu_route(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
+                                        const void *d_logits, eplb_dtype_t dt, int64_t T,
+                                        int L, const float *d_bias,
+                                        const eplb_route_cfg_t *cfg)
+{
+    if (!g)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu route: no handle");
+    RouteArgs a;
+    EPLB_CHECK(route_args(&a, d_ids, d_weights, d_logits, dt, T, L, d_bias, cfg));
+    return launch_route(g, a);
+}
+
+extern "C" eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
+                                        int32_t *d_phys, int32_t *d_counts,
+                                        const void *d_logits, eplb_dtype_t dt, int64_t T,
+                                        int L, const float *d_bias,
+                                        const eplb_route_cfg_t *rcfg,
+                                        const eplb_select_cfg_t *scfg,
+                                        eplb_gpu_rows_t rows)
+{
+    if (!g || !d_counts || !scfg)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu fused: NULL argument");
+    RouteArgs a;
+    EPLB_CHECK(route_args(&a, d_ids, d_weights, d_logits, dt, T, L, d_bias, rcfg));
+    EPLB_CHECK(eplb_gpu_sel_params(&a.sp, g, T, L, scfg, rows));
+    if (a.sp.E != a.E)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "gpu fused: maps have E=%d, routing E=%d", a.sp.E, a.E);
+    if (scfg->mode == EPLB_SELECT_RR_BLOCK || scfg->mode == EPLB_SELECT_BALANCED) {
+        EPLB_CHECK(launch_route(g, a));
+        return eplb_gpu_launch_select(g, d_phys, d_counts, d_ids, T, L, a.K, &a.sp);
+    }
+    a.fused = 1;
+    a.phys = d_phys;
+    a.counts = d_counts;
+    return launch_route(g, a);
+}

@@ -1,0 +1,614 @@
+/* gpu_tests.c - the CUDA kernels against their CPU references (plain C: the
+ * GPU machine has no Criterion).  Fresh random inputs every run (seed
+ * printed; EPLB_TEST_SEED repeats one), device outputs poisoned before
+ * each launch.  Exit 77 (skipped) without a usable GPU; otherwise the last
+ * line is "N passed, N failed".  --small (or EPLB_GPU_TESTS_SMALL=1) keeps
+ * shapes small for compute-sanitizer. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels.h"
+#include "trace.h"
+
+static int n_pass, n_fail, small;
+static eplb_gpu_t *gpu;
+
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (cond) {                                                           \
+            n_pass++;                                                         \
+        } else {                                                              \
+            n_fail++;                                                         \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                       \
+            printf(__VA_ARGS__);                                              \
+            printf("\n");                                                     \
+        }                                                                     \
+    } while (0)
+
+#define OK(expr)                                                              \
+    do {                                                                      \
+        eplb_status_t st_ = (expr);                                           \
+        if (st_ != EPLB_OK) {                                                 \
+            n_fail++;                                                         \
+            printf("FAIL %s:%d: %s: %s: %s\n", __FILE__, __LINE__, #expr,     \
+                   eplb_strerror(st_), eplb_error_last());                    \
+            return;                                                           \
+        }                                                                     \
+    } while (0)
+
+/* ---- inputs ------------------------------------------------------------ */
+static uint64_t rs;
+static uint64_t rnd(void)
+{
+    rs ^= rs >> 12;
+    rs ^= rs << 25;
+    rs ^= rs >> 27;
+    return rs * 2685821657736338717ull;
+}
+static double unif(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
+static float normal(void)
+{
+    double u = unif() + 1e-12, v = unif();
+    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* Random logits in dtype dt (some exact duplicates to exercise ties; with
+ * `coarse` set, only the values 0, 1, 2: ties everywhere). */
+static int coarse;
+static void *make_logits(size_t n, eplb_dtype_t dt, float scale)
+{
+    void *p = xmalloc(n * eplb_dtype_size(dt));
+    for (size_t i = 0; i < n; i++) {
+        float x = coarse ? (float)(rnd() % 3)
+                         : (i > 0 && rnd() % 64 == 0) ? 0.5f : normal() * scale;
+        if (dt == EPLB_DTYPE_F32)
+            ((float *)p)[i] = x;
+        else if (dt == EPLB_DTYPE_F16)
+            ((uint16_t *)p)[i] = eplb_f32_to_f16(x);
+        else
+            ((uint16_t *)p)[i] = eplb_f32_to_bf16(x);
+    }
+    return p;
+}
+
+/* Device copy of a host buffer; poisoned device output buffer. */
+static void *dev_from(const void *h, size_t bytes)
+{
+    void *d = NULL;
+    if (eplb_gpu_alloc(gpu, &d, bytes) != EPLB_OK)
+        return NULL;
+    if (h)
+        eplb_gpu_copy(gpu, d, h, bytes);
+    else
+        eplb_gpu_memset(gpu, d, 0x7f, bytes); /* 0x7f7f7f7f: no valid id */
+    return d;
+}
+static void to_host(void *h, const void *d, size_t bytes)
+{
+    eplb_gpu_copy(gpu, h, d, bytes);
+    eplb_gpu_sync(gpu);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+typedef struct {
+    const char *name;
+    eplb_route_cfg_t c;
+    int bias;
+} route_case_t;
+
+static const route_case_t route_cases[] = {
+    {"deepseek-v3", {256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f}, 1},
+    {"deepseek-v3-nobias", {256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f}, 0},
+    {"softmax-256", {256, 8, EPLB_SCORING_SOFTMAX, 1, 1, 0, 1.0f}, 0},
+    {"qwen3", {128, 8, EPLB_SCORING_SOFTMAX, 1, 1, 1, 1.0f}, 0},
+    {"v2-lite", {64, 6, EPLB_SCORING_SOFTMAX, 1, 1, 0, 1.0f}, 0},
+    {"mixtral", {8, 2, EPLB_SCORING_SOFTMAX, 1, 1, 1, 1.0f}, 0},
+    {"deepseek-v2", {160, 6, EPLB_SCORING_SOFTMAX, 8, 3, 0, 16.0f}, 0},
+    {"max-shape", {512, 16, EPLB_SCORING_SIGMOID, 32, 8, 1, 1.0f}, 1},
+    {"kimi-k2", {384, 8, EPLB_SCORING_SIGMOID, 1, 1, 1, 2.827f}, 1},
+    {"softmax-bias-grouped", {256, 8, EPLB_SCORING_SOFTMAX, 8, 4, 1, 1.0f}, 1},
+    {"odd-72", {72, 4, EPLB_SCORING_SIGMOID, 4, 2, 1, 1.0f}, 1},
+    {"e-not-mult4", {30, 3, EPLB_SCORING_SOFTMAX, 3, 2, 1, 1.0f}, 1},
+};
+
+/* Route on GPU (device API, poisoned outputs) and CPU; count differing rows
+ * and compare weights of equal rows. */
+static void route_compare(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
+                          int variant, int64_t *mismatch_out, int quiet)
+{
+    const eplb_route_cfg_t *c = &rc->c;
+    const int E = c->num_experts, K = c->top_k;
+    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
+    void *x = make_logits(n, dt, c->scoring == EPLB_SCORING_SIGMOID ? 2.0f : 3.0f);
+    float *bias = NULL;
+    if (rc->bias) {
+        bias = xmalloc(sizeof *bias * L * E);
+        for (int i = 0; i < L * E; i++)
+            bias[i] = normal() * 0.1f;
+    }
+    int32_t *ic = xmalloc(no * 4), *ig = xmalloc(no * 4);
+    float *wc = xmalloc(no * 4), *wg = xmalloc(no * 4);
+    eplb_gpu_set_route_variant(gpu, variant);
+    void *dx = dev_from(x, n * eplb_dtype_size(dt));
+    void *db = bias ? dev_from(bias, sizeof *bias * L * E) : NULL;
+    void *di = dev_from(NULL, no * 4), *dw = dev_from(NULL, no * 4);
+    eplb_status_t st = eplb_gpu_route(gpu, di, dw, dx, dt, T, L, db, c);
+    if (st == EPLB_OK)
+        st = eplb_gpu_sync(gpu);
+    CHECK(st == EPLB_OK, "%s: gpu route: %s", rc->name, eplb_error_last());
+    to_host(ig, di, no * 4);
+    to_host(wg, dw, no * 4);
+    eplb_gpu_free(gpu, dx);
+    eplb_gpu_free(gpu, db);
+    eplb_gpu_free(gpu, di);
+    eplb_gpu_free(gpu, dw);
+    eplb_gpu_set_route_variant(gpu, 0);
+    st = eplb_route_cpu(ic, wc, x, dt, T, L, bias, c);
+    CHECK(st == EPLB_OK, "%s: cpu route: %s", rc->name, eplb_error_last());
+    int64_t mism = 0, unwritten = 0, wbad = 0;
+    for (int64_t r = 0; r < T * L; r++) {
+        int same = 1;
+        for (int k = 0; k < K; k++) {
+            int32_t g = ig[r * K + k];
+            unwritten += g < 0 || g >= E || !isfinite(wg[r * K + k]);
+            same &= g == ic[r * K + k];
+        }
+        mism += !same;
+        if (same)
+            for (int k = 0; k < K; k++) {
+                float a = wg[r * K + k], b = wc[r * K + k];
+                wbad += !(fabsf(a - b) <= 2e-5f * fmaxf(1.0f, fabsf(b)));
+            }
+    }
+    CHECK(unwritten == 0, "%s %s T=%lld L=%d v%d: %lld outputs unwritten or invalid",
+          rc->name, eplb_dtype_name(dt), (long long)T, L, variant, (long long)unwritten);
+    CHECK(wbad == 0, "%s %s T=%lld v%d: %lld weights off by more than 2e-5", rc->name,
+          eplb_dtype_name(dt), (long long)T, variant, (long long)wbad);
+    if (mismatch_out) {
+        *mismatch_out = mism;
+    } else {
+        /* without bias the keys are the logits: no rounding, no mismatch;
+         * with one, near-ties only (rate bounded in test_route_tie_rate) */
+        int64_t allowed = rc->bias ? 1 + T * L / 2000 : 0;
+        CHECK(mism <= allowed, "%s %s T=%lld L=%d v%d: %lld of %lld rows differ", rc->name,
+              eplb_dtype_name(dt), (long long)T, L, variant, (long long)mism,
+              (long long)(T * L));
+    }
+    if (!quiet && mism)
+        printf("  note: %s %s T=%lld v%d: %lld near-tie rows differ\n", rc->name,
+               eplb_dtype_name(dt), (long long)T, variant, (long long)mism);
+    free(x);
+    free(bias);
+    free(ic);
+    free(ig);
+    free(wc);
+    free(wg);
+}
+
+static void test_route_shapes(void)
+{
+    const int64_t Ts_full[] = {1, 37, 1000, 4099}, Ts_small[] = {1, 37, 130};
+    const int64_t *Ts = small ? Ts_small : Ts_full;
+    int nT = small ? 3 : 4;
+    for (size_t ci = 0; ci < sizeof route_cases / sizeof route_cases[0]; ci++)
+        for (int dt = 0; dt < 3; dt++)
+            for (int ti = 0; ti < nT; ti++)
+                for (int v = 0; v < 3; v++) {
+                    if (small && v == 2 && ci > 0)
+                        continue;
+                    int L = ti % 2 ? 2 : 1;
+                    route_compare(&route_cases[ci], (eplb_dtype_t)dt, Ts[ti], L, v, NULL, 1);
+                }
+}
+
+/* Exact ties everywhere (logits in {0, 1, 2}, no bias): the lower id wins,
+ * and the warp kernel's many-candidates fallback runs. */
+static void test_route_ties(void)
+{
+    coarse = 1;
+    const int idx[] = {1, 2, 3, 5, 7};
+    for (int v = 0; v < 3; v++)
+        for (size_t i = 0; i < sizeof idx / sizeof idx[0]; i++) {
+            route_case_t rc = route_cases[idx[i]];
+            rc.bias = 0;
+            route_compare(&rc, EPLB_DTYPE_F32, small ? 50 : 3000, 2, v, NULL, 1);
+        }
+    coarse = 0;
+}
+
+/* The near-tie rate: DeepSeek-V3 routing with bias on random logits. */
+static void test_route_tie_rate(void)
+{
+    int64_t T = small ? 2000 : 200000, m = 0;
+    for (int dt = 0; dt < 3; dt += 2) {
+        route_compare(&route_cases[0], (eplb_dtype_t)dt, T, 1, 0, &m, 1);
+        double rate = (double)m / T;
+        printf("  routing mismatch rate (deepseek-v3, %s, %lld tokens): %.2e\n",
+               eplb_dtype_name((eplb_dtype_t)dt), (long long)T, rate);
+        CHECK(rate < 1e-4 || (small && m <= 1), "mismatch rate %.2e not below 1e-4", rate);
+    }
+}
+
+/* ---- selection ------------------------------------------------------------ */
+typedef struct {
+    eplb_layer_map_t m;
+    int32_t *lc, *l2p;
+} map_t;
+
+/* E experts, P slots on D GPUs in N nodes; the first E slots hold each
+ * expert once (shuffled), the rest random replicas (<= MR each); rows
+ * sorted ascending; a few experts left unplaced when unplaced = 1. */
+static map_t make_map(int E, int P, int D, int N, int MR, int unplaced)
+{
+    map_t r;
+    r.lc = xmalloc(sizeof(int32_t) * E);
+    r.l2p = xmalloc(sizeof(int32_t) * E * MR);
+    int *slot_of = xmalloc(sizeof(int) * P);
+    for (int p = 0; p < P; p++)
+        slot_of[p] = p;
+    for (int p = P - 1; p > 0; p--) {
+        int q = (int)(rnd() % (p + 1)), t = slot_of[p];
+        slot_of[p] = slot_of[q];
+        slot_of[q] = t;
+    }
+    for (int e = 0; e < E; e++) {
+        r.lc[e] = 0;
+        for (int j = 0; j < MR; j++)
+            r.l2p[e * MR + j] = -1;
+    }
+    int used = 0;
+    for (int e = 0; e < E; e++) {
+        if (unplaced && e % 17 == 5)
+            continue;
+        r.l2p[e * MR + r.lc[e]++] = slot_of[used++];
+    }
+    while (used < P) {
+        int e = (int)(rnd() % E);
+        if (unplaced && e % 17 == 5)
+            continue;
+        if (r.lc[e] < MR)
+            r.l2p[e * MR + r.lc[e]++] = slot_of[used++];
+    }
+    for (int e = 0; e < E; e++)
+        for (int a = 1; a < r.lc[e]; a++)
+            for (int b = a; b > 0 && r.l2p[e * MR + b - 1] > r.l2p[e * MR + b]; b--) {
+                int32_t t = r.l2p[e * MR + b];
+                r.l2p[e * MR + b] = r.l2p[e * MR + b - 1];
+                r.l2p[e * MR + b - 1] = t;
+            }
+    r.m = (eplb_layer_map_t){E, P, D, N, MR, r.lc, r.l2p};
+    free(slot_of);
+    return r;
+}
+
+/* Skewed ids with ~2% invalid entries. */
+static int32_t *make_ids(size_t n, int E)
+{
+    int32_t *ids = xmalloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u = rnd();
+        if (u % 50 == 0)
+            ids[i] = (u >> 8) % 3 == 0 ? -1 : (u >> 8) % 3 == 1 ? E : 100000;
+        else if (u % 4 == 0)
+            ids[i] = (int32_t)((u >> 16) % 4); /* hot experts */
+        else
+            ids[i] = (int32_t)((u >> 16) % E);
+    }
+    return ids;
+}
+
+static void select_compare(const char *what, const map_t *mp, int L, int64_t T, int K,
+                           eplb_select_mode_t mode, int num_ranks, int with_src)
+{
+    const int P = mp->m.num_physical, E = mp->m.num_logical;
+    const size_t no = (size_t)T * L * K;
+    eplb_layer_map_t *maps = xmalloc(sizeof *maps * L);
+    for (int l = 0; l < L; l++)
+        maps[l] = mp->m;
+    int32_t *ids = make_ids(no, E);
+    int32_t *pc = xmalloc(no * 4), *pg = xmalloc(no * 4);
+    int32_t *cc = xmalloc((size_t)L * P * 4), *cg = xmalloc((size_t)L * P * 4);
+    for (int i = 0; i < L * P; i++)
+        cc[i] = cg[i] = (int32_t)(rnd() % 5); /* counts accumulate */
+    uint16_t *src = NULL;
+    int nr = num_ranks > 0 ? num_ranks : mp->m.num_gpus;
+    if (with_src) {
+        src = xmalloc(sizeof *src * (T + 1));
+        for (int64_t i = 0; i < T; i++)
+            src[i] = (uint16_t)(rnd() % nr);
+    }
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = mode;
+    c.seed = rnd();
+    c.step = (int64_t)(rnd() % 1000) - 3;
+    c.num_ranks = num_ranks;
+    c.src_rank = src;
+    eplb_status_t st = eplb_select_record_cpu(pc, cc, ids, T, L, K, maps, &c);
+    CHECK(st == EPLB_OK, "%s: cpu select: %s", what, eplb_error_last());
+    for (size_t i = 0; i < no; i++)
+        pg[i] = 0x7f7f7f7f;
+    st = eplb_gpu_select_record_host(gpu, pg, cg, ids, T, L, K, maps, &c);
+    CHECK(st == EPLB_OK, "%s: gpu select: %s", what, eplb_error_last());
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < no; i++)
+        if (pc[i] != pg[i] && !bad++)
+            first = i;
+    CHECK(bad == 0, "%s %s T=%lld L=%d K=%d ranks=%d src=%d: %zu phys differ (first at %zu: "
+                    "cpu %d gpu %d)",
+          what, eplb_select_mode_name(mode), (long long)T, L, K, num_ranks, with_src, bad, first,
+          pc[first], pg[first]);
+    CHECK(memcmp(cc, cg, (size_t)L * P * 4) == 0, "%s %s T=%lld L=%d: counts differ", what,
+          eplb_select_mode_name(mode), (long long)T, L);
+    free(maps);
+    free(ids);
+    free(pc);
+    free(pg);
+    free(cc);
+    free(cg);
+    free(src);
+}
+
+static void test_select_modes(void)
+{
+    map_t maps[3];
+    maps[0] = make_map(256, 288, 32, 4, 4, 0);  /* DeepSeek-V3 on 32 GPUs */
+    maps[1] = make_map(16, 24, 4, 2, 3, 1);     /* small, unplaced experts */
+    maps[2] = make_map(64, 9000, 8, 2, 200, 0); /* P above the smem histogram */
+    const char *names[3] = {"ds-v3", "small", "big-P"};
+    const int64_t Ts_full[] = {1, 100, 3000, 70000}, Ts_small[] = {1, 100, 600};
+    const int64_t *Ts = small ? Ts_small : Ts_full;
+    for (int mi = 0; mi < 3; mi++)
+        for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++)
+            for (int ti = 0; ti < (small ? 3 : 4); ti++) {
+                int L = ti == 2 ? 3 : 1, K = mi == 1 ? 3 : 8;
+                if (mi == 2 && mode == EPLB_SELECT_BALANCED)
+                    continue; /* MR 200 > planner limit: checked below */
+                select_compare(names[mi], &maps[mi], L, Ts[ti], K, (eplb_select_mode_t)mode,
+                               ti == 1 ? 0 : 8, ti >= 2);
+            }
+    /* the planner's replica limit is reported, not mis-computed */
+    {
+        int32_t ids[8] = {0}, counts[9000] = {0};
+        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+        c.mode = EPLB_SELECT_BALANCED;
+        eplb_status_t st = eplb_gpu_select_record_host(gpu, NULL, counts, ids, 8, 1, 1,
+                                                       &maps[2].m, &c);
+        eplb_status_t sc = eplb_select_record_cpu(NULL, counts, ids, 8, 1, 1, &maps[2].m, &c);
+        CHECK(sc == EPLB_ERR_INVALID_ARG, "cpu balanced with 200 replicas: %s",
+              eplb_strerror(sc));
+        CHECK(st == EPLB_ERR_INVALID_ARG, "gpu balanced with 200 replicas: %s",
+              eplb_strerror(st));
+    }
+    for (int mi = 0; mi < 3; mi++) {
+        free(maps[mi].lc);
+        free(maps[mi].l2p);
+    }
+}
+
+/* ---- fused -------------------------------------------------------------- */
+static void test_fused(void)
+{
+    const route_case_t *rc = &route_cases[0];
+    const int E = 256, K = 8, L = 2;
+    int64_t T = small ? 300 : 20000;
+    map_t mp = make_map(E, 288, 32, 4, 4, 0);
+    eplb_layer_map_t maps[2] = {mp.m, mp.m};
+    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
+    for (int dt = 0; dt < 3; dt += 2)
+        for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++) {
+            void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);
+            float bias[2 * 256];
+            for (int i = 0; i < L * E; i++)
+                bias[i] = normal() * 0.1f;
+            int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
+                    *pc = xmalloc(no * 4);
+            float *wg = xmalloc(no * 4);
+            int32_t cg[2 * 288] = {0}, cc[2 * 288] = {0};
+            eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+            c.mode = (eplb_select_mode_t)mode;
+            c.seed = 99;
+            c.num_ranks = 16;
+            eplb_status_t st = eplb_gpu_fused_host(gpu, ig, wg, pg, cg, x, (eplb_dtype_t)dt, T,
+                                                   L, bias, &rc->c, maps, &c);
+            CHECK(st == EPLB_OK, "fused %s: %s", eplb_select_mode_name(c.mode),
+                  eplb_error_last());
+            /* selection exact on the GPU's own ids */
+            eplb_select_record_cpu(pc, cc, ig, T, L, K, maps, &c);
+            CHECK(memcmp(pc, pg, no * 4) == 0, "fused %s %s: phys differ from CPU on same ids",
+                  eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt));
+            CHECK(memcmp(cc, cg, sizeof cc) == 0, "fused %s: counts differ",
+                  eplb_select_mode_name(c.mode));
+            /* routing as the CPU's, up to near-ties */
+            eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
+            int64_t mism = 0;
+            for (int64_t r = 0; r < T * L; r++)
+                mism += memcmp(ic + r * K, ig + r * K, K * 4) != 0;
+            CHECK(mism <= 1 + T * L / 2000, "fused %s: %lld rows routed differently",
+                  eplb_select_mode_name(c.mode), (long long)mism);
+            free(x);
+            free(ig);
+            free(pg);
+            free(ic);
+            free(pc);
+            free(wg);
+        }
+    free(mp.lc);
+    free(mp.l2p);
+}
+
+/* ---- staged (replay) path ------------------------------------------------ */
+static void test_stage(void)
+{
+    const route_case_t *rc = &route_cases[0];
+    const int E = 256, K = 8, L = 3, P = 288;
+    const int64_t T = small ? 100 : 5000;
+    map_t mp = make_map(E, P, 32, 4, 4, 0);
+    eplb_layer_map_t maps[3] = {mp.m, mp.m, mp.m};
+    float bias[3 * 256];
+    for (int i = 0; i < L * E; i++)
+        bias[i] = normal() * 0.1f;
+    eplb_gpu_stage_t *s[2] = {NULL, NULL};
+    OK(eplb_gpu_set_maps(gpu, maps, L));
+    OK(eplb_gpu_stage_open(&s[0], gpu, T, L, E, K, P, bias));
+    OK(eplb_gpu_stage_open(&s[1], gpu, T, L, E, K, P, bias));
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_HASH;
+    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
+    float *x[2];
+    for (int j = 0; j < 2; j++) {
+        x[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
+        memcpy(eplb_gpu_stage_logits(s[j]), x[j], n * 4);
+        c.step = j;
+        OK(eplb_gpu_stage_submit(s[j], EPLB_DTYPE_F32, T - j, &rc->c, &c));
+    }
+    for (int j = 0; j < 2; j++) {
+        const int32_t *ids, *phys, *counts;
+        const float *w;
+        OK(eplb_gpu_stage_wait(s[j], &ids, &w, &phys, &counts));
+        int64_t Tj = T - j;
+        int32_t *pc = xmalloc(no * 4), cc[3 * 288] = {0};
+        c.step = j;
+        eplb_select_record_cpu(pc, cc, ids, Tj, L, K, maps, &c);
+        CHECK(memcmp(pc, phys, (size_t)Tj * L * K * 4) == 0, "stage %d: phys differ", j);
+        CHECK(memcmp(cc, counts, sizeof cc) == 0, "stage %d: counts differ", j);
+        int32_t *ic = xmalloc(no * 4);
+        eplb_route_cpu(ic, NULL, x[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c);
+        int64_t mism = 0;
+        for (int64_t r = 0; r < Tj * L; r++)
+            mism += memcmp(ic + r * K, ids + r * K, K * 4) != 0;
+        CHECK(mism <= 2, "stage %d: %lld rows routed differently", j, (long long)mism);
+        free(pc);
+        free(ic);
+        free(x[j]);
+    }
+    eplb_gpu_stage_close(s[0]);
+    eplb_gpu_stage_close(s[1]);
+    free(mp.lc);
+    free(mp.l2p);
+}
+
+/* ---- the ESFT trace: routing reproduces the recorded ids ------------------- */
+static void test_esft_trace(void)
+{
+    char path[4096];
+    const char *src = getenv("EPLB_SRCDIR");
+    snprintf(path, sizeof path, "%s/traces/esft-intent.h5", src ? src : ".");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("  skip: %s not present\n", path);
+        return;
+    }
+    fclose(f);
+    eplb_trace_t *tr = NULL;
+    OK(eplb_trace_open(&tr, path));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    if (!(in->levels & EPLB_LEVEL_LOGITS) || !(in->levels & EPLB_LEVEL_TOPK)) {
+        printf("  skip: %s lacks logits or topk ids\n", path);
+        eplb_trace_close(tr);
+        return;
+    }
+    int64_t T = in->num_tokens;
+    if (small && T > 512)
+        T = 512;
+    const int L = in->num_layers, E = in->route.num_experts, K = in->route.top_k;
+    void *x = xmalloc((size_t)T * L * E * eplb_dtype_size(in->logits_dtype));
+    int32_t *rec = xmalloc((size_t)T * L * K * 4), *ig = xmalloc((size_t)T * L * K * 4),
+            *ic = xmalloc((size_t)T * L * K * 4);
+    float *bias = NULL;
+    eplb_status_t st = eplb_trace_read_logits(tr, x, 0, T);
+    if (st == EPLB_OK)
+        st = eplb_trace_read_topk(tr, rec, NULL, 0, T);
+    if (st == EPLB_OK && in->has_bias) {
+        bias = xmalloc(sizeof *bias * L * E);
+        st = eplb_trace_read_bias(tr, bias);
+    }
+    CHECK(st == EPLB_OK, "esft trace read: %s", eplb_error_last());
+    if (st == EPLB_OK) {
+        st = eplb_gpu_route_host(gpu, ig, NULL, x, in->logits_dtype, T, L, bias, &in->route);
+        CHECK(st == EPLB_OK, "esft gpu route: %s", eplb_error_last());
+        st = eplb_route_cpu(ic, NULL, x, in->logits_dtype, T, L, bias, &in->route);
+        CHECK(st == EPLB_OK, "esft cpu route: %s", eplb_error_last());
+        /* a token agrees when its recorded id set is reproduced in every layer */
+        int64_t agree_g = 0, agree_c = 0;
+        for (int64_t t = 0; t < T; t++) {
+            int ok_g = 1, ok_c = 1;
+            for (int l = 0; l < L; l++) {
+                const int32_t *r = rec + ((size_t)t * L + l) * K;
+                for (int k = 0; k < K; k++) {
+                    int fg = 0, fc = 0;
+                    for (int j = 0; j < K; j++) {
+                        fg |= ig[((size_t)t * L + l) * K + j] == r[k];
+                        fc |= ic[((size_t)t * L + l) * K + j] == r[k];
+                    }
+                    ok_g &= fg;
+                    ok_c &= fc;
+                }
+            }
+            agree_g += ok_g;
+            agree_c += ok_c;
+        }
+        printf("  esft-intent: %lld tokens, agreement with recorded ids: gpu %.5f cpu %.5f\n",
+               (long long)T, (double)agree_g / T, (double)agree_c / T);
+        CHECK(agree_g >= 0.999 * T, "esft gpu agreement %.5f below 0.999", (double)agree_g / T);
+        CHECK(agree_c >= 0.999 * T, "esft cpu agreement %.5f below 0.999", (double)agree_c / T);
+    }
+    free(x);
+    free(rec);
+    free(ig);
+    free(ic);
+    free(bias);
+    eplb_trace_close(tr);
+}
+
+/* A build with CUDA on a machine without a GPU: open says "no device". */
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--small"))
+            small = 1;
+    if (getenv("EPLB_GPU_TESTS_SMALL") && atoi(getenv("EPLB_GPU_TESTS_SMALL")))
+        small = 1;
+    eplb_status_t st = eplb_gpu_open(&gpu, 0);
+    if (st != EPLB_OK) {
+        printf("skip: %s (%s)\n", eplb_error_last(), eplb_strerror(st));
+        printf("0 passed, 0 failed\n");
+        return 77;
+    }
+    uint64_t seed = getenv("EPLB_TEST_SEED") ? strtoull(getenv("EPLB_TEST_SEED"), NULL, 0)
+                                             : (uint64_t)time(NULL);
+    rs = seed * 0x9e3779b97f4a7c15ull + 1;
+    printf("gpu_tests on %s, seed %llu%s\n", eplb_gpu_name(gpu), (unsigned long long)seed,
+           small ? " (small)" : "");
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+        {"route_shapes", test_route_shapes}, {"route_ties", test_route_ties},
+        {"route_tie_rate", test_route_tie_rate},
+        {"select_modes", test_select_modes}, {"fused", test_fused},
+        {"stage", test_stage},               {"esft_trace", test_esft_trace},
+    };
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        int f0 = n_fail;
+        clock_t t0 = clock();
+        tests[i].fn();
+        printf("%-16s %s (%.1f s cpu)\n", tests[i].name, n_fail == f0 ? "ok" : "FAILED",
+               (double)(clock() - t0) / CLOCKS_PER_SEC);
+    }
+    eplb_gpu_close(gpu);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}

@@ -130,6 +130,35 @@ Test(gen, same_seed_same_logits_other_seed_differs)
     free(c);
 }
 
+/* --layers N keeps the first N layers of the full model: same tokens, same
+ * logits and bias for those layers. */
+Test(gen, layers_option_is_a_prefix)
+{
+    eplb_gen_opts_t o3 = {"deepseek-v3", 4, 8, 3, EPLB_DTYPE_F32, 3};
+    eplb_gen_opts_t o5 = o3;
+    o5.num_layers = 5;
+    int64_t n3, n5, p3[4], p5[4];
+    float *a = gen_all(&o3, &n3, p3, NULL);
+    float *b = gen_all(&o5, &n5, p5, NULL);
+    cr_assert_eq(n3, n5);
+    for (int s = 0; s < 4; s++)
+        cr_assert_eq(p3[s], p5[s]);
+    for (int64_t t = 0; t < n3; t++)
+        cr_assert(memcmp(a + t * 3 * 256, b + t * 5 * 256, sizeof(float) * 3 * 256) == 0,
+                  "token %lld", (long long)t);
+    eplb_gen_t *g3 = NULL, *g5 = NULL;
+    eplb_assert_ok(eplb_gen_create(&g3, &o3));
+    eplb_assert_ok(eplb_gen_create(&g5, &o5));
+    float b3[3 * 256], b5[5 * 256];
+    eplb_gen_bias(g3, b3);
+    eplb_gen_bias(g5, b5);
+    cr_assert(memcmp(b3, b5, sizeof b3) == 0);
+    eplb_gen_destroy(g3);
+    eplb_gen_destroy(g5);
+    free(a);
+    free(b);
+}
+
 Test(gen, logits_are_rounded_to_the_dtype)
 {
     eplb_gen_opts_t o = {"mixtral", 3, 16, 1, EPLB_DTYPE_BF16, 2};

@@ -142,10 +142,13 @@ typedef struct {
                                     datasets; 0: about 2 MiB of logits
                                     (1 MiB for the others) */
     int deflate_level;           /* 1..9; 0: default (4) */
+    int threads;                 /* logits compression threads; 0:
+                                    eplb_num_threads().  The file does not
+                                    depend on it. */
 } eplb_trace_writer_opts_t;
 
 #define EPLB_TRACE_WRITER_OPTS_INIT                                           \
-    { NULL, NULL, NULL, 0, EPLB_ROUTE_CFG_INIT, 0, EPLB_DTYPE_F32, 0, 0, 0, 0, 0 }
+    { NULL, NULL, NULL, 0, EPLB_ROUTE_CFG_INIT, 0, EPLB_DTYPE_F32, 0, 0, 0, 0, 0, 0 }
 
 eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out,
                                        const char *path,

@@ -15,10 +15,17 @@
 
 #include "checks.h"
 #include "h5util.h"
+#include "zpool.h"
 
 #define LOGITS_CHUNK_BYTES (2u << 20)
 #define OTHER_CHUNK_BYTES (1u << 20)
 #define DEFAULT_DEFLATE 4
+/* Logits chunks are compressed on worker threads (zpool.c) and stored with
+ * H5Dwrite_chunk once ZLAG newer chunks are in flight.  The lag is a
+ * constant, not a function of the thread count, so that the order of
+ * writes, and so the file, is the same on every machine. */
+#define ZLAG 16
+#define ZDEPTH (ZLAG + 2)
 
 /* One extendible dataset [rows, inner...] growing along its first axis. */
 typedef struct {
@@ -32,6 +39,7 @@ typedef struct {
     unsigned char *buf; /* chunk_rows * row_bytes */
     hsize_t nbuf;       /* rows buffered */
     hsize_t nrows;      /* rows in the file */
+    eplb_zpool_t *zp;   /* parallel compression (buf then belongs to it) */
 } appender_t;
 
 struct eplb_trace_writer {
@@ -58,8 +66,45 @@ static void app_close(appender_t *a)
 {
     eplb_h5_close(&a->dset);
     eplb_h5_close(&a->mtype);
-    free(a->buf);
+    if (a->zp)
+        eplb_zpool_destroy(a->zp);
+    else
+        free(a->buf);
+    a->zp = NULL;
     a->buf = NULL;
+}
+
+/* Store the oldest compressed chunk of the pool. */
+static eplb_status_t app_drain_one(appender_t *a, const char *path)
+{
+    const void *data;
+    size_t len;
+    uint64_t rows;
+    EPLB_CHECK(eplb_zpool_next(a->zp, &data, &len, &rows));
+    hsize_t dims[3] = {a->nrows + rows, a->inner[0], a->inner[1]};
+    hsize_t off[3] = {a->nrows, 0, 0};
+    if (H5Dset_extent(a->dset, dims) < 0 ||
+        H5Dwrite_chunk(a->dset, H5P_DEFAULT, 0, off, len, data) < 0)
+        return eplb_h5_fail(EPLB_ERR_IO, path, a->name, "cannot write a compressed chunk");
+    a->nrows += rows;
+    return EPLB_OK;
+}
+
+/* Hand the full (or, at the end, partial) chunk buffer to the pool; store
+ * chunks beyond the lag; take a fresh buffer. */
+static eplb_status_t app_submit(appender_t *a, const char *path)
+{
+    if (a->nbuf < a->chunk_rows) /* padding of the last chunk: zeros, as HDF5 */
+        memset(a->buf + a->nbuf * a->row_bytes, 0, (a->chunk_rows - a->nbuf) * a->row_bytes);
+    eplb_zpool_submit(a->zp, a->buf, a->nbuf);
+    a->buf = NULL;
+    a->nbuf = 0;
+    while (eplb_zpool_pending(a->zp) > ZLAG)
+        EPLB_CHECK(app_drain_one(a, path));
+    a->buf = eplb_zpool_buffer(a->zp);
+    if (!a->buf)
+        return eplb_error_set(EPLB_ERR_INTERNAL, "%s: %s: no free chunk buffer", path, a->name);
+    return EPLB_OK;
 }
 
 /* Objects are created without modification times, so that the same
@@ -129,6 +174,13 @@ out:
 
 static eplb_status_t app_flush(appender_t *a, const char *path)
 {
+    if (a->dset >= 0 && a->zp) {
+        if (a->nbuf > 0)
+            EPLB_CHECK(app_submit(a, path));
+        while (eplb_zpool_pending(a->zp) > 0)
+            EPLB_CHECK(app_drain_one(a, path));
+        return EPLB_OK;
+    }
     if (a->dset < 0 || a->nbuf == 0)
         return EPLB_OK;
     eplb_status_t st = EPLB_OK;
@@ -160,7 +212,9 @@ static unsigned char *app_room(const appender_t *a, hsize_t *room)
 static eplb_status_t app_commit(appender_t *a, hsize_t n, const char *path)
 {
     a->nbuf += n;
-    return a->nbuf == a->chunk_rows ? app_flush(a, path) : EPLB_OK;
+    if (a->nbuf < a->chunk_rows)
+        return EPLB_OK;
+    return a->zp ? app_submit(a, path) : app_flush(a, path);
 }
 
 /* Append n rows that need no conversion. */
@@ -263,8 +317,14 @@ static eplb_status_t create_datasets(eplb_trace_writer_t *w,
         if (ft < 0)
             return eplb_h5_fail(EPLB_ERR_INTERNAL, w->path, "/router/logits",
                                 "cannot build the logits type");
-        EPLB_CHECK(app_create(&w->logits, w, "/router/logits", ft, ft, 3, L, E,
-                              LOGITS_CHUNK_BYTES, cr, lvl));
+        appender_t *a = &w->logits;
+        EPLB_CHECK(app_create(a, w, "/router/logits", ft, ft, 3, L, E, LOGITS_CHUNK_BYTES, cr,
+                              lvl));
+        int nt = o->threads > 0 ? o->threads : eplb_num_threads();
+        EPLB_CHECK(eplb_zpool_create(&a->zp, nt, a->chunk_rows * a->row_bytes,
+                                     eplb_dtype_size(o->logits_dtype), lvl, ZDEPTH));
+        free(a->buf);
+        a->buf = eplb_zpool_buffer(a->zp);
     }
     if (o->levels & EPLB_LEVEL_TOPK) {
         int wide = w->E > 256;

@@ -187,6 +187,9 @@ eplb_status_t eplb_sim_trigger_check(const eplb_trigger_t *t);
  * done)?  vllm/threshold/oracle: s = max(1, I/4) + j*I; sglang: s = j*I,
  * j >= 1; trtllm: s = W + j*I (after W steps of EMA warm-up); once: never. */
 int eplb_sim_trigger_due(const eplb_trigger_t *t, int64_t s);
+/* First decision step of the vLLM timing (vllm, threshold, oracle):
+ * max(1, I/4). */
+int64_t eplb_sim_trigger_first(const eplb_trigger_t *t);
 /* Steps whose load feeds a decision before step s: [*begin, *end).
  * vllm/sglang/threshold: the last W steps [max(0, s-W), s); oracle: the
  * next W [s, min(S, s+W)); once: [0, S).  (trtllm uses its EMA.) */

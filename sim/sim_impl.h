@@ -37,4 +37,101 @@ struct eplb_sim_source {
     int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
 };
 
+
+/* ---- replay internals (run.c, replay.c) -------------------------------- */
+#include <stdatomic.h>
+
+#define BLOCK_STEPS 256
+#define BLOCK_TOKENS 65536
+/* once/oracle: keep the whole trace's routed ids from pass 1 for pass 2 when
+ * they take at most this much memory (else decode and route twice). */
+#define CACHE_BYTES (512.0 * 1024 * 1024)
+/* vec: the window's per-step loads are passed when they fit in this much */
+#define SERIES_BYTES (256.0 * 1024 * 1024)
+
+typedef struct {
+    int64_t step;
+    int32_t *placement; /* [L][P] target of a decision */
+} sim_snap_t;
+
+typedef struct {
+    const eplb_sim_run_cfg_t *cfg;
+    eplb_sim_result_t *res;
+    int is_none;
+    int L, E, K, G, P, D, N, Sg, maxcnt;
+    eplb_cost_t cost;
+    int32_t *phy2log, *target;  /* [L][P] */
+    int32_t *logcnt, *log2phy;  /* [L][E], [L][E][maxcnt] */
+    eplb_layer_map_t *maps;     /* [L] */
+    int pending;                /* async: layers of target not committed */
+    int next_layer;             /* async: next layer to commit; trtllm: next */
+    int64_t pend_decided, pend_wb, pend_we; /* async: the queued decision */
+    double pend_policy;
+    int keep_ev;                /* store events (results.h5 or asked for) */
+    int keep_all_ev;            /* keep them after writing them (asked for) */
+    int max_moves;
+    double *ema;                /* trtllm [L][E] */
+    float *weights;             /* [L][E] */
+    double *oracle;             /* [n_oracle][L][E] sums of future windows */
+    int64_t n_oracle;
+    /* accumulators */
+    double sum_bal, sum_mom, *layer_bal, sum_compute, sum_a2a, sum_over,
+        sum_stall;
+    int64_t nlayers_seen;
+    /* block series */
+    int32_t *ser_tok;           /* [B][L][D] */
+    float *ser_bal;             /* [B][L] */
+    double *ser_time;           /* [B][4]: compute, a2a, overhead, stall */
+    double step_stall;          /* stall charged to the current step */
+    size_t ev_flushed;          /* events already written */
+    sim_snap_t *snaps;
+    size_t nsnaps, capsnaps;
+    eplb_status_t st;
+    char err[512];
+} sim_run_t;
+
+typedef struct {
+    int32_t *phys;              /* [T][L][K] */
+    size_t phys_cap;
+    int32_t *counts;            /* [L][P] */
+    int64_t *a2a;               /* [4][D] */
+    int64_t *gtok;              /* [D] */
+    uint16_t *rank;             /* [T] source ranks mod D */
+    size_t rank_cap;
+} sim_work_t;
+
+typedef struct {
+    /* shared, read-only during a block */
+    const eplb_sim_opts_t *opts;
+    eplb_sim_source_t *src;
+    int L, E, K;
+    int64_t S;
+    int64_t s0, s1;             /* block */
+    int64_t tok0;               /* first token of the block */
+    const int32_t *ids;         /* block ids [T][L][K] */
+    const uint16_t *src_rank;   /* block ranks or NULL */
+    const int32_t *hist;        /* ring [H][L][E] of logical counts */
+    int64_t H;
+    sim_run_t *runs;
+    int nruns;
+    atomic_int next;
+    int maxP, maxD;
+    int64_t max_step_tokens;
+} sim_shared_t;
+
+double eplb_sim_now(void);
+/* Set up a run: placement, maps, cost, buffers; checks D, N, P, trigger. */
+eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
+                                eplb_sim_result_t *res, const sim_shared_t *sh,
+                                const eplb_sim_opts_t *o);
+/* (Re)derive logcnt/log2phy and the layer maps of every layer. */
+void eplb_sim_run_derive_all(sim_run_t *r);
+eplb_policy_args_t eplb_sim_run_policy_args(const sim_run_t *r, const int32_t *old);
+/* Walk the block [sh->s0, sh->s1); failures are kept in r->st / r->err. */
+void eplb_sim_run_block(sim_shared_t *sh, sim_run_t *r, sim_work_t *w);
+/* Summary numbers from the accumulators. */
+void eplb_sim_run_finish(sim_run_t *r);
+void eplb_sim_run_free(sim_run_t *r);
+void eplb_sim_work_free(sim_work_t *w);
+
 #endif

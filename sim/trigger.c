@@ -80,7 +80,7 @@ eplb_status_t eplb_sim_trigger_check(const eplb_trigger_t *t)
     return EPLB_OK;
 }
 
-static int64_t first_vllm(const eplb_trigger_t *t)
+int64_t eplb_sim_trigger_first(const eplb_trigger_t *t)
 {
     int64_t f = t->interval / 4;
     return f < 1 ? 1 : f;
@@ -93,7 +93,7 @@ int eplb_sim_trigger_due(const eplb_trigger_t *t, int64_t s)
     case EPLB_TRIGGER_VLLM:
     case EPLB_TRIGGER_THRESHOLD:
     case EPLB_TRIGGER_ORACLE:
-        f = first_vllm(t);
+        f = eplb_sim_trigger_first(t);
         return s >= f && (s - f) % t->interval == 0;
     case EPLB_TRIGGER_SGLANG:
         return s > 0 && s % t->interval == 0;

@@ -1,0 +1,582 @@
+/* run.c - one run (a policy at one grid point) stepping through a block:
+ * trigger, policy, weight moves and commits, replica selection under the
+ * run's own placement, cost and metrics.  The driver (replay.c) owns the
+ * blocks and the threads. */
+#include "sim_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checks.h"
+
+double eplb_sim_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static const int32_t *hist_row(const sim_shared_t *sh, int64_t s)
+{
+    return sh->hist + (size_t)(s % sh->H) * sh->L * sh->E;
+}
+
+static void derive_layer(sim_run_t *r, int l)
+{
+    eplb_placement_derive(r->logcnt + (size_t)l * r->E,
+                          r->log2phy + (size_t)l * r->E * r->maxcnt, r->maxcnt,
+                          r->phy2log + (size_t)l * r->P, NULL, 1, r->E, r->P);
+}
+
+static eplb_status_t add_event(sim_run_t *r, const eplb_sim_event_t *ev)
+{
+    eplb_sim_result_t *res = r->res;
+    if (!r->keep_ev)
+        return EPLB_OK;
+    if ((res->n_events & (res->n_events + 1)) == 0 || res->n_events == 0) {
+        size_t cap = res->n_events ? (res->n_events + 1) * 2 : 8;
+        eplb_sim_event_t *ne = realloc(res->events, cap * sizeof *ne);
+        if (!ne)
+            return eplb_error_set(EPLB_ERR_NOMEM, "events: out of memory");
+        res->events = ne;
+    }
+    res->events[res->n_events++] = *ev;
+    return EPLB_OK;
+}
+
+/* Commit layer l of the target placement at step s. */
+static eplb_status_t commit_layer(sim_run_t *r, int l, int64_t s, int64_t decided,
+                                  int64_t wb, int64_t we, double policy_s)
+{
+    eplb_transfer_t tr;
+    const int32_t *old = r->phy2log + (size_t)l * r->P;
+    const int32_t *nw = r->target + (size_t)l * r->P;
+    EPLB_CHECK(eplb_sim_transfer_plan(&tr, NULL, old, nw, &r->cost));
+    eplb_sim_event_t ev;
+    memset(&ev, 0, sizeof ev); /* padding too: events are written as bytes */
+    ev.step = s;
+    ev.decided = decided;
+    ev.win_begin = wb;
+    ev.win_end = we;
+    ev.layer = l;
+    ev.moved = tr.moved;
+    ev.local = tr.local;
+    ev.intra = tr.intra;
+    ev.inter = tr.inter;
+    ev.bytes = tr.bytes;
+    ev.transfer_s = tr.time_s;
+    ev.stall_s = tr.time_s;
+    ev.policy_s = policy_s;
+    memcpy(r->phy2log + (size_t)l * r->P, nw, (size_t)r->P * sizeof *nw);
+    derive_layer(r, l);
+    r->res->moved_replicas += tr.moved;
+    r->res->moved_bytes += tr.bytes;
+    r->step_stall += tr.time_s;
+    return add_event(r, &ev);
+}
+
+/* Predicted balancedness of the current placement on weights, each expert's
+ * load split evenly over its replicas (threshold trigger). */
+static double predicted_balancedness(const sim_run_t *r, const float *w)
+{
+    double sum = 0;
+    double *g = calloc((size_t)r->D, sizeof *g);
+    if (!g)
+        return 0;
+    for (int l = 0; l < r->L; l++) {
+        memset(g, 0, (size_t)r->D * sizeof *g);
+        const int32_t *row = r->phy2log + (size_t)l * r->P;
+        const int32_t *cnt = r->logcnt + (size_t)l * r->E;
+        double tot = 0, mx = 0;
+        for (int p = 0; p < r->P; p++) {
+            int e = row[p];
+            double x = w[(size_t)l * r->E + e] / (cnt[e] > 0 ? cnt[e] : 1);
+            g[p / r->Sg] += x;
+            tot += x;
+        }
+        for (int d = 0; d < r->D; d++)
+            mx = fmax(mx, g[d]);
+        sum += mx > 0 ? tot / r->D / mx : 1;
+    }
+    free(g);
+    return sum / r->L;
+}
+
+static eplb_status_t snapshot(sim_run_t *r, int64_t s, int keep)
+{
+    if (!keep)
+        return EPLB_OK;
+    if (r->nsnaps == r->capsnaps) {
+        size_t cap = r->capsnaps ? r->capsnaps * 2 : 4;
+        sim_snap_t *n = realloc(r->snaps, cap * sizeof *n);
+        if (!n)
+            return eplb_error_set(EPLB_ERR_NOMEM, "placements: out of memory");
+        r->snaps = n;
+        r->capsnaps = cap;
+    }
+    size_t sz = (size_t)r->L * r->P * sizeof(int32_t);
+    int32_t *pl = malloc(sz);
+    if (!pl)
+        return eplb_error_set(EPLB_ERR_NOMEM, "placements: out of memory");
+    memcpy(pl, r->target, sz);
+    r->snaps[r->nsnaps].step = s;
+    r->snaps[r->nsnaps].placement = pl;
+    r->nsnaps++;
+    return EPLB_OK;
+}
+
+eplb_policy_args_t eplb_sim_run_policy_args(const sim_run_t *r, const int32_t *old)
+{
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = r->P;
+    a.num_groups = r->G;
+    a.num_nodes = r->N;
+    a.num_gpus = r->D;
+    a.old_phy2log = old;
+    a.max_moves = r->max_moves;
+    return a;
+}
+
+/* A decision before step s: weights, policy, then commit or queue. */
+static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
+{
+    const eplb_trigger_t *t = &r->cfg->trig;
+    const eplb_sim_opts_t *o = sh->opts;
+    int L = r->L, E = r->E, P = r->P;
+    size_t LE = (size_t)L * E;
+    int64_t wb = s, we = s;
+    float *w = r->weights;
+    int nl = L, l0 = 0;
+    if (t->kind == EPLB_TRIGGER_TRTLLM) {
+        nl = t->chunk < L ? t->chunk : L;
+        l0 = r->next_layer;
+        r->next_layer = (l0 + nl) % L;
+        for (size_t i = 0; i < LE; i++)
+            w[i] = (float)r->ema[i];
+    } else if (t->kind == EPLB_TRIGGER_ORACLE) {
+        eplb_sim_trigger_window(&wb, &we, t, s, sh->S);
+        int64_t f = t->interval / 4 < 1 ? 1 : t->interval / 4;
+        int64_t j = (s - f) / t->interval;
+        for (size_t i = 0; i < LE; i++)
+            w[i] = j < r->n_oracle ? (float)r->oracle[(size_t)j * LE + i] : 0;
+    } else {
+        eplb_sim_trigger_window(&wb, &we, t, s, sh->S);
+        memset(w, 0, LE * sizeof *w);
+        for (int64_t q = wb; q < we; q++) {
+            const int32_t *h = hist_row(sh, q);
+            for (size_t i = 0; i < LE; i++)
+                w[i] += (float)h[i];
+        }
+    }
+    if (t->kind == EPLB_TRIGGER_THRESHOLD &&
+        predicted_balancedness(r, w) >= t->threshold)
+        return EPLB_OK;
+    memcpy(r->target, r->phy2log, (size_t)L * P * sizeof *r->target);
+    /* time-series aware policies (vec) get the window step by step */
+    float *series = NULL;
+    int64_t nser = we - wb;
+    if (t->kind != EPLB_TRIGGER_TRTLLM && t->kind != EPLB_TRIGGER_ORACLE &&
+        !strcmp(r->cfg->policy->name, "vec") && nser > 0 &&
+        (double)nser * LE * sizeof(float) <= SERIES_BYTES) {
+        series = malloc((size_t)nser * LE * sizeof *series);
+        if (!series)
+            return eplb_error_set(EPLB_ERR_NOMEM, "load series: out of memory");
+        for (int64_t q = wb; q < we; q++) {
+            const int32_t *h = hist_row(sh, q);
+            for (size_t i = 0; i < LE; i++)
+                series[(size_t)(q - wb) * LE + i] = (float)h[i];
+        }
+    }
+    double t0 = eplb_sim_now();
+    eplb_status_t st = EPLB_OK;
+    for (int i = 0; st == EPLB_OK && i < (t->kind == EPLB_TRIGGER_TRTLLM ? nl : 1); i++) {
+        int l = t->kind == EPLB_TRIGGER_TRTLLM ? (l0 + i) % L : 0;
+        int n = t->kind == EPLB_TRIGGER_TRTLLM ? 1 : L;
+        eplb_policy_args_t a = eplb_sim_run_policy_args(r, r->phy2log + (size_t)l * P);
+        a.series = series;
+        a.series_steps = series ? (int)nser : 0;
+        st = r->cfg->policy->fn(r->target + (size_t)l * P, NULL, w + (size_t)l * E, n, E,
+                                &a);
+    }
+    double pol = o->policy_time >= 0 ? o->policy_time : eplb_sim_now() - t0;
+    free(series);
+    if (st != EPLB_OK)
+        return st;
+    /* every expert must keep a replica, or selection has nowhere to go */
+    for (int i = 0; i < nl; i++) {
+        int l = (l0 + i) % L;
+        if (eplb_placement_check(r->target + (size_t)l * P, 1, E, P, "policy output") !=
+            EPLB_OK)
+            return eplb_error_set(EPLB_ERR_INTERNAL, "policy %s, layer %d: %s",
+                                  r->cfg->policy->name, l, eplb_error_last());
+    }
+    r->res->rebalances++;
+    r->res->policy_s += pol;
+    /* trtllm re-places a few layers per decision: one snapshot per round
+     * over all layers keeps results.h5 small */
+    EPLB_CHECK(snapshot(r, s, o->results_path != NULL &&
+                                  (t->kind != EPLB_TRIGGER_TRTLLM || l0 == 0)));
+    int sync = t->async == EPLB_ASYNC_OFF || t->kind == EPLB_TRIGGER_TRTLLM;
+    if (sync) {
+        /* stop the world: the policy runs on the critical path too (except
+         * TensorRT-LLM, whose statistics and algorithm run on the CPU in
+         * the background; only the weight copies stall) */
+        if (t->kind != EPLB_TRIGGER_TRTLLM)
+            r->step_stall += pol;
+        for (int i = 0; i < nl; i++)
+            EPLB_CHECK(commit_layer(r, (l0 + i) % L, s, s, wb, we, i == 0 ? pol : 0));
+    } else {
+        r->pending = L;
+        r->next_layer = 0;
+        r->pend_decided = s;
+        r->pend_wb = wb;
+        r->pend_we = we;
+        r->pend_policy = pol;
+    }
+    return EPLB_OK;
+}
+
+/* Async: commit the next `chunk` layers at step s (the first commit comes a
+ * step after the decision: the policy and the first copy overlap it). */
+static eplb_status_t commit_pending(sim_run_t *r, int64_t s)
+{
+    if (r->pending <= 0 || s <= r->pend_decided)
+        return EPLB_OK;
+    int k = r->cfg->trig.async == EPLB_ASYNC_LAYERS ? 1 : r->cfg->trig.chunk;
+    for (int i = 0; i < k && r->pending > 0; i++) {
+        int l = r->next_layer++;
+        r->pending--;
+        EPLB_CHECK(commit_layer(r, l, s, r->pend_decided, r->pend_wb, r->pend_we,
+                                l == 0 ? r->pend_policy : 0));
+    }
+    return EPLB_OK;
+}
+
+/* (token, GPU) entries crossing NVLink / network for one layer. */
+static void a2a_entries(sim_work_t *w, const sim_run_t *r, const int32_t *phys, int64_t T,
+                        int l, const uint16_t *rank)
+{
+    int D = r->D, K = r->K, gpn = D / r->N;
+    int64_t *si = w->a2a, *se = si + D, *ri = se + D, *re = ri + D;
+    int64_t blk = (T + D - 1) / D; /* contiguous blocks, as selection uses */
+    memset(w->a2a, 0, 4 * (size_t)D * sizeof *w->a2a);
+    for (int64_t t = 0; t < T; t++) {
+        int sg = rank ? rank[t] % D : (int)(t / blk);
+        const int32_t *ph = phys + ((size_t)t * r->L + l) * K;
+        int dst[EPLB_MAX_TOPK], nd = 0;
+        for (int k = 0; k < K; k++) {
+            if (ph[k] < 0)
+                continue;
+            int d = ph[k] / r->Sg, dup = 0;
+            for (int j = 0; j < nd; j++)
+                dup |= dst[j] == d;
+            if (dup || d == sg)
+                continue;
+            dst[nd++] = d;
+            if (d / gpn == sg / gpn) {
+                si[sg]++;
+                ri[d]++;
+            } else {
+                se[sg]++;
+                re[d]++;
+            }
+        }
+    }
+}
+
+static void split_counts(int32_t *slots, const sim_run_t *r, const int32_t *c, int l)
+{
+    const int32_t *cnt = r->logcnt + (size_t)l * r->E;
+    const int32_t *l2p = r->log2phy + (size_t)l * r->E * r->maxcnt;
+    for (int e = 0; e < r->E; e++) {
+        int32_t n = c[e];
+        int R = cnt[e];
+        const int32_t *row = l2p + (size_t)e * r->maxcnt;
+        if (R == 1) {
+            slots[row[0]] += n;
+        } else if (R > 1) {
+            /* as even as integers allow: the first n % R replicas (in slot
+             * order) take one more */
+            int32_t q = n / R, rem = n % R;
+            for (int i = 0; i < R; i++)
+                slots[row[i]] += q + (i < rem);
+        }
+    }
+}
+
+static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s)
+{
+    const eplb_sim_opts_t *o = sh->opts;
+    const eplb_trigger_t *t = &r->cfg->trig;
+    int L = r->L, P = r->P, D = r->D, K = r->K;
+    r->step_stall = 0;
+    if (!r->is_none) {
+        EPLB_CHECK(commit_pending(r, s));
+        if (eplb_sim_trigger_due(t, s) && s < sh->S && r->pending == 0)
+            EPLB_CHECK(decide(sh, r, s));
+    }
+    memset(w->counts, 0, (size_t)L * P * sizeof *w->counts);
+    int64_t T = 0;
+    const int32_t *ph = NULL;
+    const uint16_t *rank = NULL;
+    if (sh->src->token_level) {
+        int64_t a = sh->src->tok_off[s], b = sh->src->tok_off[s + 1];
+        T = b - a;
+        const int32_t *ids = sh->ids + (size_t)(a - sh->tok0) * L * K;
+        rank = sh->src_rank ? sh->src_rank + (a - sh->tok0) : NULL;
+        if (rank && T > 0) {
+            /* a trace recorded with more ranks than this run's GPUs: rank r
+             * runs on GPU r mod D */
+            if ((size_t)T > w->rank_cap) {
+                free(w->rank);
+                w->rank = malloc((size_t)T * sizeof *w->rank);
+                if (!w->rank)
+                    return eplb_error_set(EPLB_ERR_NOMEM, "ranks: out of memory");
+                w->rank_cap = (size_t)T;
+            }
+            for (int64_t i = 0; i < T; i++)
+                w->rank[i] = (uint16_t)(rank[i] % D);
+            rank = w->rank;
+        }
+        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+        c.mode = o->select;
+        c.seed = o->seed;
+        c.step = s;
+        c.num_ranks = D;
+        c.src_rank = rank;
+        if (T > 0)
+            EPLB_CHECK(eplb_select_record_cpu(D > 1 ? w->phys : NULL, w->counts, ids,
+                                              T, L, K, r->maps, &c));
+        ph = w->phys;
+    } else {
+        const int32_t *c = hist_row(sh, s);
+        for (int l = 0; l < L; l++)
+            split_counts(w->counts + (size_t)l * P, r, c + (size_t)l * r->E, l);
+    }
+    int64_t b = s - sh->s0;
+    double comp = 0, a2a = 0, over = 0;
+    for (int l = 0; l < L; l++) {
+        eplb_layer_cost_t lc;
+        const int64_t *si = NULL, *se = NULL, *ri = NULL, *re = NULL;
+        if (ph && D > 1 && T > 0) {
+            a2a_entries(w, r, ph, T, l, rank);
+            si = w->a2a;
+            se = si + D;
+            ri = se + D;
+            re = ri + D;
+        }
+        eplb_sim_cost_layer(&lc, w->gtok, &r->cost, w->counts + (size_t)l * P, si,
+                            se, ri, re);
+        double bal = lc.max_tokens > 0
+                         ? (double)lc.total_tokens / D / (double)lc.max_tokens
+                         : 1.0;
+        r->sum_bal += bal;
+        r->sum_mom += bal > 0 ? 1.0 / bal : 0;
+        r->layer_bal[l] += bal;
+        comp += lc.compute_s;
+        a2a += lc.a2a_s;
+        if (!r->is_none)
+            over += r->cost.prof.record_s >= 0
+                        ? r->cost.prof.record_s
+                        : r->cost.prof.record_frac * (lc.compute_s + lc.a2a_s);
+        if (sh->src->token_level)
+            r->res->tokens_lost += T * K - lc.total_tokens;
+        if (r->ser_bal) {
+            r->ser_bal[(size_t)b * L + l] = (float)bal;
+            int32_t *st = r->ser_tok + ((size_t)b * L + l) * D;
+            for (int g = 0; g < D; g++)
+                st[g] = (int32_t)w->gtok[g];
+        }
+    }
+    r->nlayers_seen += L;
+    r->sum_compute += comp;
+    r->sum_a2a += a2a;
+    r->sum_over += over;
+    r->sum_stall += r->step_stall;
+    if (r->ser_time) {
+        double *tm = r->ser_time + (size_t)b * 4;
+        tm[0] = comp;
+        tm[1] = a2a;
+        tm[2] = over;
+        tm[3] = r->step_stall;
+    }
+    if (t->kind == EPLB_TRIGGER_TRTLLM && !r->is_none) {
+        const int32_t *c = hist_row(sh, s);
+        double d = t->ema_decay;
+        for (size_t i = 0; i < (size_t)L * r->E; i++)
+            r->ema[i] = d * r->ema[i] + c[i];
+    }
+    return EPLB_OK;
+}
+
+static eplb_status_t work_fit(sim_work_t *w, const sim_shared_t *sh)
+{
+    size_t need = (size_t)(sh->max_step_tokens > 0 ? sh->max_step_tokens : 1) *
+                  sh->L * sh->K;
+    if (need > w->phys_cap) {
+        free(w->phys);
+        w->phys = malloc(need * sizeof *w->phys);
+        if (!w->phys)
+            return eplb_error_set(EPLB_ERR_NOMEM, "replica ids: out of memory");
+        w->phys_cap = need;
+    }
+    if (!w->counts) {
+        w->counts = malloc((size_t)sh->L * sh->maxP * sizeof *w->counts);
+        w->a2a = malloc(4 * (size_t)sh->maxD * sizeof *w->a2a);
+        w->gtok = malloc((size_t)sh->maxD * sizeof *w->gtok);
+        if (!w->counts || !w->a2a || !w->gtok)
+            return eplb_error_set(EPLB_ERR_NOMEM, "replay workspace: out of memory");
+    }
+    return EPLB_OK;
+}
+
+void eplb_sim_run_block(sim_shared_t *sh, sim_run_t *r, sim_work_t *w)
+{
+    if (r->st != EPLB_OK)
+        return;
+    eplb_status_t st = work_fit(w, sh);
+    for (int64_t s = sh->s0; st == EPLB_OK && s < sh->s1; s++)
+        st = run_step(sh, r, w, s);
+    if (st != EPLB_OK) {
+        r->st = st;
+        snprintf(r->err, sizeof r->err, "%s", eplb_error_last());
+    }
+}
+
+void eplb_sim_work_free(sim_work_t *w)
+{
+    free(w->phys);
+    free(w->counts);
+    free(w->a2a);
+    free(w->gtok);
+    free(w->rank);
+}
+
+eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
+                              eplb_sim_result_t *res, const sim_shared_t *sh,
+                              const eplb_sim_opts_t *o)
+{
+    r->cfg = cfg;
+    r->res = res;
+    r->L = sh->L;
+    r->E = sh->E;
+    r->K = sh->K;
+    r->G = sh->src->G;
+    r->P = cfg->num_slots;
+    r->D = cfg->num_gpus;
+    r->N = cfg->num_nodes;
+    if (r->D < 1 || r->N < 1 || r->D % r->N)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--nodes: %d GPUs are not divisible into %d nodes",
+                              r->D, r->N);
+    if (r->P < r->E || r->P % r->D)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--replicas: %d slots must be >= %d experts and a "
+                              "multiple of %d GPUs", r->P, r->E, r->D);
+    EPLB_CHECK(eplb_sim_trigger_check(&cfg->trig));
+    r->is_none = !cfg->policy || !strcmp(cfg->policy->name, "none");
+    r->Sg = r->P / r->D;
+    r->maxcnt = r->P - r->E + 1;
+    size_t LP = (size_t)r->L * r->P, LE = (size_t)r->L * r->E;
+    r->phy2log = malloc(LP * sizeof *r->phy2log);
+    r->target = malloc(LP * sizeof *r->target);
+    r->logcnt = malloc(LE * sizeof *r->logcnt);
+    r->log2phy = malloc(LE * r->maxcnt * sizeof *r->log2phy);
+    r->maps = calloc((size_t)r->L, sizeof *r->maps);
+    r->weights = malloc(LE * sizeof *r->weights);
+    r->layer_bal = calloc((size_t)r->L, sizeof *r->layer_bal);
+    if (!r->phy2log || !r->target || !r->logcnt || !r->log2phy || !r->maps ||
+        !r->weights || !r->layer_bal)
+        return eplb_error_set(EPLB_ERR_NOMEM, "run state: out of memory");
+    if (cfg->trig.kind == EPLB_TRIGGER_TRTLLM) {
+        r->ema = calloc(LE, sizeof *r->ema);
+        if (!r->ema)
+            return eplb_error_set(EPLB_ERR_NOMEM, "run state: out of memory");
+    }
+    if (cfg->trig.kind == EPLB_TRIGGER_ORACLE && !r->is_none) {
+        int64_t f = eplb_sim_trigger_first(&cfg->trig);
+        r->n_oracle = sh->S > f ? (sh->S - f - 1) / cfg->trig.interval + 1 : 0;
+        r->oracle = calloc((size_t)(r->n_oracle > 0 ? r->n_oracle : 1) * LE,
+                           sizeof *r->oracle);
+        if (!r->oracle)
+            return eplb_error_set(EPLB_ERR_NOMEM, "oracle windows: out of memory");
+    }
+    r->keep_ev = o->keep_events || o->results_path;
+    r->keep_all_ev = o->keep_events;
+    r->max_moves = o->max_moves;
+    eplb_placement_default(r->phy2log, r->L, r->E, r->P);
+    eplb_sim_cost_init(&r->cost, &o->prof, &o->shape, r->D, r->N, r->P);
+    if (o->results_path) {
+        size_t B = BLOCK_STEPS;
+        r->ser_tok = malloc(B * r->L * r->D * sizeof *r->ser_tok);
+        r->ser_bal = malloc(B * r->L * sizeof *r->ser_bal);
+        r->ser_time = malloc(B * 4 * sizeof *r->ser_time);
+        if (!r->ser_tok || !r->ser_bal || !r->ser_time)
+            return eplb_error_set(EPLB_ERR_NOMEM, "series: out of memory");
+    }
+    snprintf(res->label, sizeof res->label, "%s",
+             cfg->label ? cfg->label : cfg->policy ? cfg->policy->name : "none");
+    snprintf(res->policy, sizeof res->policy, "%s",
+             cfg->policy ? cfg->policy->name : "none");
+    res->cfg = *cfg;
+    res->cfg.label = NULL;
+    return EPLB_OK;
+}
+
+void eplb_sim_run_derive_all(sim_run_t *r)
+{
+    for (int l = 0; l < r->L; l++) {
+        derive_layer(r, l);
+        eplb_layer_map_t m = {r->E, r->P, r->D, r->N, r->maxcnt,
+                              r->logcnt + (size_t)l * r->E,
+                              r->log2phy + (size_t)l * r->E * r->maxcnt};
+        r->maps[l] = m;
+    }
+}
+
+void eplb_sim_run_free(sim_run_t *r)
+{
+    free(r->phy2log);
+    free(r->target);
+    free(r->logcnt);
+    free(r->log2phy);
+    free(r->maps);
+    free(r->ema);
+    free(r->weights);
+    free(r->oracle);
+    free(r->layer_bal);
+    free(r->ser_tok);
+    free(r->ser_bal);
+    free(r->ser_time);
+    for (size_t i = 0; i < r->nsnaps; i++)
+        free(r->snaps[i].placement);
+    free(r->snaps);
+}
+
+void eplb_sim_run_finish(sim_run_t *r)
+{
+    eplb_sim_result_t *res = r->res;
+    int64_t S = res->steps;
+    res->balancedness = r->nlayers_seen ? r->sum_bal / r->nlayers_seen : 1;
+    res->max_over_mean = r->nlayers_seen ? r->sum_mom / r->nlayers_seen : 1;
+    res->worst_layer = 0;
+    res->worst_layer_bal = 1;
+    for (int l = 0; l < r->L; l++) {
+        double b = S ? r->layer_bal[l] / S : 1;
+        if (l == 0 || b < res->worst_layer_bal) {
+            res->worst_layer = l;
+            res->worst_layer_bal = b;
+        }
+    }
+    res->compute_s = S ? r->sum_compute / S : 0;
+    res->a2a_s = S ? r->sum_a2a / S : 0;
+    res->moe_time_s = res->compute_s + res->a2a_s;
+    res->overhead_s = S ? r->sum_over / S : 0;
+    res->stall_s = r->sum_stall;
+    res->total_s = r->sum_compute + r->sum_a2a + r->sum_over + r->sum_stall;
+    res->gain_vs_none = NAN;
+    res->baseline = -1;
+}
+

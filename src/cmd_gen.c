@@ -34,6 +34,8 @@ static void usage(FILE *f)
             "                         with a reference top-k and print per-layer\n"
             "                         load statistics (max/mean expert load)\n"
             "  --window W             steps per window of --stats (default 16)\n"
+            "  --threads N            generator threads (default: EPLB_THREADS or\n"
+            "                         the CPU count; the output does not depend on it)\n"
             "  --list-presets         print the presets and exit\n"
             "  -h, --help             this help\n");
 }
@@ -109,7 +111,7 @@ static int run_stats(const eplb_gen_opts_t *o, int64_t window)
 int eplb_cmd_gen(int argc, char **argv)
 {
     enum { OPT_PRESET = 256, OPT_STEPS, OPT_TOKENS, OPT_SEED, OPT_DTYPE,
-           OPT_LAYERS, OPT_STATS, OPT_WINDOW, OPT_LIST };
+           OPT_LAYERS, OPT_STATS, OPT_WINDOW, OPT_LIST, OPT_THREADS };
     static const struct option longopts[] = {
         {"preset", required_argument, NULL, OPT_PRESET},
         {"output", required_argument, NULL, 'o'},
@@ -120,6 +122,7 @@ int eplb_cmd_gen(int argc, char **argv)
         {"layers", required_argument, NULL, OPT_LAYERS},
         {"stats", no_argument, NULL, OPT_STATS},
         {"window", required_argument, NULL, OPT_WINDOW},
+        {"threads", required_argument, NULL, OPT_THREADS},
         {"list-presets", no_argument, NULL, OPT_LIST},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -151,6 +154,10 @@ int eplb_cmd_gen(int argc, char **argv)
             o.num_layers = (int)v;
             break;
         case OPT_STATS: stats = 1; break;
+        case OPT_THREADS:
+            st = parse_i64(&v, optarg, "--threads", 1, 1024);
+            o.threads = (int)v;
+            break;
         case OPT_WINDOW: st = parse_i64(&window, optarg, "--window", 1, INT64_C(1) << 40); break;
         case OPT_LIST: list_presets(); return 0;
         case 'h': usage(stdout); return 0;

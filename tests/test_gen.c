@@ -113,7 +113,7 @@ static float *gen_all(const eplb_gen_opts_t *o, int64_t *ntok, int64_t *tok_per_
 
 Test(gen, same_seed_same_logits_other_seed_differs)
 {
-    eplb_gen_opts_t o = {"esft-lite", 6, 32, 7, EPLB_DTYPE_F32, 3};
+    eplb_gen_opts_t o = {"esft-lite", 6, 32, 7, EPLB_DTYPE_F32, 3, 0};
     int64_t n1, n2, n3;
     float *a = gen_all(&o, &n1, NULL, NULL);
     float *b = gen_all(&o, &n2, NULL, NULL);
@@ -134,7 +134,7 @@ Test(gen, same_seed_same_logits_other_seed_differs)
  * logits and bias for those layers. */
 Test(gen, layers_option_is_a_prefix)
 {
-    eplb_gen_opts_t o3 = {"deepseek-v3", 4, 8, 3, EPLB_DTYPE_F32, 3};
+    eplb_gen_opts_t o3 = {"deepseek-v3", 4, 8, 3, EPLB_DTYPE_F32, 3, 0};
     eplb_gen_opts_t o5 = o3;
     o5.num_layers = 5;
     int64_t n3, n5, p3[4], p5[4];
@@ -159,9 +159,26 @@ Test(gen, layers_option_is_a_prefix)
     free(b);
 }
 
+/* The logits do not depend on the number of threads. */
+Test(gen, threads_do_not_change_logits)
+{
+    eplb_gen_opts_t o = {"qwen3-moe", 3, 200, 5, EPLB_DTYPE_F16, 2, 1};
+    int64_t n1, n4;
+    float *a = gen_all(&o, &n1, NULL, NULL);
+    o.threads = 4;
+    float *b = gen_all(&o, &n4, NULL, NULL);
+    cr_assert_eq(n1, n4);
+    cr_assert(memcmp(a, b, sizeof(float) * (size_t)n1 * 2 * 128) == 0);
+    o.threads = -1;
+    eplb_gen_t *g = NULL;
+    eplb_assert_fails(eplb_gen_create(&g, &o), EPLB_ERR_INVALID_ARG, "--threads");
+    free(a);
+    free(b);
+}
+
 Test(gen, logits_are_rounded_to_the_dtype)
 {
-    eplb_gen_opts_t o = {"mixtral", 3, 16, 1, EPLB_DTYPE_BF16, 2};
+    eplb_gen_opts_t o = {"mixtral", 3, 16, 1, EPLB_DTYPE_BF16, 2, 0};
     int64_t n;
     float *a = gen_all(&o, &n, NULL, NULL);
     for (int64_t i = 0; i < n * 2 * 8; i++) {
@@ -177,7 +194,7 @@ Test(gen, logits_are_rounded_to_the_dtype)
 Test(gen, steps_vary_in_size_and_phase)
 {
     enum { S = 200 };
-    eplb_gen_opts_t o = {"mixtral", S, 100, 3, EPLB_DTYPE_F32, 1};
+    eplb_gen_opts_t o = {"mixtral", S, 100, 3, EPLB_DTYPE_F32, 1, 0};
     int64_t n, per[S];
     uint8_t ph[S];
     float *a = gen_all(&o, &n, per, ph);
@@ -210,7 +227,7 @@ Test(gen, file_is_deterministic_and_matches_memory)
     snprintf(p1, sizeof p1, "%s/a.h5", dir);
     snprintf(p2, sizeof p2, "%s/b.h5", dir);
     snprintf(p3, sizeof p3, "%s/c.h5", dir);
-    eplb_gen_opts_t o = {"deepseek-v3", 5, 12, 42, EPLB_DTYPE_BF16, 2};
+    eplb_gen_opts_t o = {"deepseek-v3", 5, 12, 42, EPLB_DTYPE_BF16, 2, 0};
     int64_t n1 = 0, n2 = 0, n3 = 0;
     eplb_assert_ok(eplb_gen_write(&o, p1, &n1));
     eplb_assert_ok(eplb_gen_write(&o, p2, &n2));
@@ -293,7 +310,7 @@ ParameterizedTest(want_preset_t *w, gen, file_shape_per_preset)
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/p.h5", dir);
-    eplb_gen_opts_t o = {w->name, 3, 8, 1, EPLB_DTYPE_F16, 0};
+    eplb_gen_opts_t o = {w->name, 3, 8, 1, EPLB_DTYPE_F16, 0, 0};
     int64_t n = 0;
     eplb_assert_ok(eplb_gen_write(&o, path, &n));
     eplb_trace_t *tr = NULL;
@@ -322,7 +339,7 @@ Test(gen, reference_topk_equals_kernels_route)
 {
     const char *names[] = {"deepseek-v3", "qwen3-moe"};
     for (int p = 0; p < 2; p++) {
-        eplb_gen_opts_t o = {names[p], 2, 64, 5, EPLB_DTYPE_F32, 3};
+        eplb_gen_opts_t o = {names[p], 2, 64, 5, EPLB_DTYPE_F32, 3, 0};
         eplb_gen_t *g = NULL;
         eplb_assert_ok(eplb_gen_create(&g, &o));
         const eplb_route_cfg_t *cfg = &eplb_gen_preset(g)->route;
@@ -452,7 +469,7 @@ Test(gen, esft_lite_skew_and_persistence)
 {
     /* Half the layers, 1024-token steps (serving-size batches, so that the
      * per-step top expert is not decided by sampling noise). */
-    eplb_gen_opts_t o = {"esft-lite", 40, 1024, 1, EPLB_DTYPE_F32, 13};
+    eplb_gen_opts_t o = {"esft-lite", 40, 1024, 1, EPLB_DTYPE_F32, 13, 0};
     eplb_gen_stats_t st;
     eplb_assert_ok(eplb_gen_stats_compute(&st, &o, 16));
     double win = mean_of(st.window_maxmean, st.num_layers);
@@ -471,7 +488,7 @@ Test(gen, esft_lite_skew_and_persistence)
 
 Test(gen, deepseek_v3_skew)
 {
-    eplb_gen_opts_t o = {"deepseek-v3", 8, 256, 1, EPLB_DTYPE_BF16, 12};
+    eplb_gen_opts_t o = {"deepseek-v3", 8, 256, 1, EPLB_DTYPE_BF16, 12, 0};
     eplb_gen_stats_t st;
     eplb_assert_ok(eplb_gen_stats_compute(&st, &o, 8));
     double win = mean_of(st.window_maxmean, st.num_layers);
@@ -484,7 +501,7 @@ Test(gen, deepseek_v3_skew)
 Test(gen, hot_experts_drift_and_shift)
 {
     enum { S = 900 };
-    eplb_gen_opts_t o = {"esft-lite", S, 48, 11, EPLB_DTYPE_F32, 4};
+    eplb_gen_opts_t o = {"esft-lite", S, 48, 11, EPLB_DTYPE_F32, 4, 0};
     eplb_gen_t *g = NULL;
     eplb_assert_ok(eplb_gen_create(&g, &o));
     const eplb_route_cfg_t *cfg = &eplb_gen_preset(g)->route;
@@ -541,7 +558,7 @@ Test(gen, shipped_dsv3_small_matches_its_command)
     cr_assert_eq(in->num_steps, 64);
     cr_assert_eq(in->num_layers, 58);
     cr_assert_eq(in->logits_dtype, EPLB_DTYPE_BF16);
-    eplb_gen_opts_t o = {"deepseek-v3", 64, 8, 1, EPLB_DTYPE_BF16, 0};
+    eplb_gen_opts_t o = {"deepseek-v3", 64, 8, 1, EPLB_DTYPE_BF16, 0, 0};
     int64_t n;
     float *mem = gen_all(&o, &n, NULL, NULL);
     cr_assert_eq(in->num_tokens, n);

@@ -3,6 +3,7 @@
 #include "gen.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,8 @@ static inline double rng_normal(rng_t *r)
 }
 
 /* ---- generator state ----------------------------------------------------- */
+#define GEN_MAX_THREADS 64
+
 struct eplb_gen {
     const eplb_gen_preset_t *p;
     eplb_gen_opts_t o;
@@ -104,6 +107,7 @@ struct eplb_gen {
     int64_t regime;     /* current workload index */
     uint8_t phase;      /* phase of the previous step */
     int64_t max_tok;
+    int threads;        /* token workers */
     double *layer_a;    /* [L] */
     double *base;       /* [L][E] static + hot part (scaled) */
     double *regime_v;   /* [L][E] current regime part (unscaled) */
@@ -196,6 +200,9 @@ static eplb_status_t check_opts(const eplb_gen_opts_t *o,
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--layers: must be in 1..%d for preset %s (got %d)",
                               p->num_layers, p->name, o->num_layers);
+    if (o->threads < 0)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "--threads: must be >= 0 (got %d)",
+                              o->threads);
     if ((unsigned)o->dtype > EPLB_DTYPE_BF16)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "--dtype: invalid dtype %d",
                               (int)o->dtype);
@@ -237,6 +244,9 @@ eplb_status_t eplb_gen_create(eplb_gen_t **out, const eplb_gen_opts_t *opts)
     g->o = *opts;
     g->o.preset = p->name;
     g->L = opts->num_layers ? opts->num_layers : p->num_layers;
+    g->threads = opts->threads > 0 ? opts->threads : eplb_num_threads();
+    if (g->threads > GEN_MAX_THREADS)
+        g->threads = GEN_MAX_THREADS;
     g->E = p->route.num_experts;
     /* Largest step: prefill factor 1.8 times the lognormal jitter clipped
      * at exp(0.8). */
@@ -299,6 +309,33 @@ static float round_dtype(float x, eplb_dtype_t dt)
     return x;
 }
 
+/* Token noise of tokens [t0, t1) of step s. */
+typedef struct {
+    const eplb_gen_t *g;
+    float *logits;
+    int64_t s, t0, t1;
+    size_t le;
+} token_job_t;
+
+static void fill_tokens(const token_job_t *j)
+{
+    const eplb_gen_t *g = j->g;
+    double sigma = g->p->token_sigma;
+    for (int64_t t = j->t0; t < j->t1; t++) {
+        rng_t tr;
+        rng_init(&tr, g->o.seed, STREAM_TOKEN, (uint64_t)j->s, (uint64_t)t);
+        float *row = j->logits + (size_t)t * j->le;
+        for (size_t i = 0; i < j->le; i++)
+            row[i] = round_dtype(g->mu[i] + (float)(sigma * rng_normal(&tr)), g->o.dtype);
+    }
+}
+
+static void *fill_tokens_thread(void *arg)
+{
+    fill_tokens(arg);
+    return NULL;
+}
+
 eplb_status_t eplb_gen_next_step(eplb_gen_t *g, float *logits, int64_t *ntok,
                                  uint8_t *phase)
 {
@@ -359,13 +396,32 @@ eplb_status_t eplb_gen_next_step(eplb_gen_t *g, float *logits, int64_t *ntok,
                                     cp * g->phase_v[i]));
         }
     }
-    double sigma = g->p->token_sigma;
-    for (int64_t t = 0; t < n; t++) {
-        rng_t tr;
-        rng_init(&tr, g->o.seed, STREAM_TOKEN, (uint64_t)s, (uint64_t)t);
-        float *row = logits + (size_t)t * le;
-        for (size_t i = 0; i < le; i++)
-            row[i] = round_dtype(g->mu[i] + (float)(sigma * rng_normal(&tr)), g->o.dtype);
+    /* Tokens on worker threads: each token has its own stream, so the
+     * split does not change the values. */
+    token_job_t job = {g, logits, s, 0, n, le};
+    int nth = g->threads;
+    if ((int64_t)nth > n / 8)
+        nth = (int)(n / 8);
+    if (nth <= 1) {
+        fill_tokens(&job);
+    } else {
+        pthread_t tid[GEN_MAX_THREADS];
+        int started[GEN_MAX_THREADS] = {0};
+        token_job_t jobs[GEN_MAX_THREADS];
+        for (int i = 0; i < nth; i++) {
+            jobs[i] = job;
+            jobs[i].t0 = n * i / nth;
+            jobs[i].t1 = n * (i + 1) / nth;
+        }
+        for (int i = 1; i < nth; i++)
+            started[i] = pthread_create(&tid[i], NULL, fill_tokens_thread, &jobs[i]) == 0;
+        fill_tokens(&jobs[0]);
+        for (int i = 1; i < nth; i++) {
+            if (started[i])
+                pthread_join(tid[i], NULL);
+            else /* no thread to be had: do that share here */
+                fill_tokens(&jobs[i]);
+        }
     }
     g->step++;
     *ntok = n;

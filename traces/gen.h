@@ -68,14 +68,16 @@ typedef struct {
     uint64_t seed;
     eplb_dtype_t dtype;      /* file dtype of the logits */
     int num_layers;          /* 0: the preset's; else the first N layers */
+    int threads;             /* token workers; 0: eplb_num_threads().  The
+                                logits do not depend on it. */
 } eplb_gen_opts_t;
 
-#define EPLB_GEN_OPTS_INIT { "deepseek-v3", 64, 256, 1, EPLB_DTYPE_BF16, 0 }
+#define EPLB_GEN_OPTS_INIT { "deepseek-v3", 64, 256, 1, EPLB_DTYPE_BF16, 0, 0 }
 
 typedef struct eplb_gen eplb_gen_t;
 
 /* A generator for opts (validated: steps >= 1, 1 <= tokens_per_step <=
- * 1<<20, num_layers within the preset's).  Options errors name the option. */
+ * 1<<20, num_layers within the preset's, threads >= 0).  Options errors name the option. */
 eplb_status_t eplb_gen_create(eplb_gen_t **out, const eplb_gen_opts_t *opts);
 void eplb_gen_destroy(eplb_gen_t *g);
 

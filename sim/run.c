@@ -208,9 +208,12 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
     for (int i = 0; i < nl; i++) {
         int l = (l0 + i) % L;
         if (eplb_placement_check(r->target + (size_t)l * P, 1, E, P, "policy output") !=
-            EPLB_OK)
+            EPLB_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", eplb_error_last());
             return eplb_error_set(EPLB_ERR_INTERNAL, "policy %s, layer %d: %s",
-                                  r->cfg->policy->name, l, eplb_error_last());
+                                  r->cfg->policy->name, l, why);
+        }
     }
     r->res->rebalances++;
     r->res->policy_s += pol;

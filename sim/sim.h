@@ -219,6 +219,11 @@ eplb_status_t eplb_sim_source_synthetic(eplb_sim_source_t **out, int L,
                                         int E, int K, int64_t S,
                                         int tokens_per_step, uint64_t seed);
 void eplb_sim_source_free(eplb_sim_source_t *src);
+/* Route logits on this GPU (borrowed; NULL: the CPU).  Selection and
+ * recording stay on the CPU: per step and run they are small, and the
+ * results are bit-identical either way (kernels/); routing on the GPU is
+ * identical except at near-ties of scores. */
+void eplb_sim_source_use_gpu(eplb_sim_source_t *src, eplb_gpu_t *gpu);
 /* Traces with both logits and topk ids are routed from the logits; rows
  * counts the (token, layer) rows compared with the recorded ids so far,
  * differ those whose expert sets differ. */

@@ -35,6 +35,7 @@ struct eplb_sim_source {
     size_t rec_cap;             /* tokens it holds */
     int64_t cmp_upto;           /* tokens below this were compared */
     int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
+    eplb_gpu_t *gpu;            /* route logits on this GPU (else the CPU) */
 };
 
 

@@ -71,8 +71,12 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
         int64_t e = t + chunk < t1 ? t + chunk : t1;
         int32_t *out = ids + (size_t)(t - t0) * s->L * s->K;
         EPLB_CHECK(eplb_trace_read_logits(s->trace, s->logits, t, e));
-        EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
-                                  s->bias, &inf->route));
+        if (s->gpu)
+            EPLB_CHECK(eplb_gpu_route_host(s->gpu, out, NULL, s->logits, inf->logits_dtype,
+                                           e - t, s->L, s->bias, &inf->route));
+        else
+            EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t,
+                                      s->L, s->bias, &inf->route));
         if ((inf->levels & EPLB_LEVEL_TOPK) && e > s->cmp_upto)
             EPLB_CHECK(compare_record(s, out, t, e));
     }
@@ -285,6 +289,11 @@ void eplb_sim_source_free(eplb_sim_source_t *s)
     if (s->free_fn)
         s->free_fn(s);
     free(s);
+}
+
+void eplb_sim_source_use_gpu(eplb_sim_source_t *s, eplb_gpu_t *gpu)
+{
+    s->gpu = gpu;
 }
 
 void eplb_sim_source_routing_check(const eplb_sim_source_t *s, int64_t *rows,

@@ -56,7 +56,9 @@ static void usage(FILE *f)
         "  --policy-time S      charge S seconds per policy run instead of measuring it\n"
         "                       (makes every output bit-reproducible)\n"
         "run:\n"
-        "  --device D           auto|cpu|gpu (default auto: cpu unless a GPU path is built)\n"
+        "  --device D           auto|cpu|gpu: where logits are routed (default auto: the\n"
+        "                       GPU if the build has CUDA and a GPU is usable, else cpu;\n"
+        "                       selection and the model always run on the CPU)\n"
         "  --threads N          worker threads for the runs (default: all cores)\n"
         "  --seed N             seed of random replica selection (default 0)\n"
         "  --out DIR            write config.json, summary.json, summary.csv, results.h5\n"
@@ -83,6 +85,7 @@ typedef struct {
     const char *profile_path;
     double policy_time;
     const char *device;
+    char device_used[192];      /* resolved: "cpu", "gpu (NAME)", ... */
     int threads;
     uint64_t seed;
     const char *out_dir;
@@ -214,9 +217,11 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             o->replicas = (int)one[0];
             break;
         case OPT_SELECT:
-            if (eplb_select_mode_parse(&o->select, optarg) != EPLB_OK)
-                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--select: %s",
-                                      eplb_error_last());
+            if (eplb_select_mode_parse(&o->select, optarg) != EPLB_OK) {
+                char why[256];
+                snprintf(why, sizeof why, "%s", eplb_error_last());
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--select: %s", why);
+            }
             break;
         case OPT_TRIGGER:
             EPLB_CHECK(eplb_sim_trigger_parse(&o->trig.kind, optarg));
@@ -363,9 +368,9 @@ static void write_config(FILE *f, void *p)
                "\"num_steps\": %lld, \"num_tokens\": %lld, \"level\": \"%s\"",
             c->inf->num_layers, c->inf->route.num_experts, c->inf->route.top_k,
             (long long)c->inf->num_steps, (long long)c->inf->num_tokens,
-            c->inf->levels & EPLB_LEVEL_TOPK     ? "topk_ids"
-            : c->inf->levels & EPLB_LEVEL_LOGITS ? "logits"
-                                                 : "counts");
+            c->inf->levels & EPLB_LEVEL_LOGITS ? "logits"
+            : c->inf->levels & EPLB_LEVEL_TOPK ? "topk_ids"
+                                               : "counts");
     fputs(", \"policies\": [", f);
     for (int i = 0; i < o->npol; i++) {
         if (i)
@@ -400,8 +405,9 @@ static void write_config(FILE *f, void *p)
     eplb_json_write_number(f, o->trig.threshold);
     fputs(", \"ema_decay\": ", f);
     eplb_json_write_number(f, o->trig.ema_decay);
-    fprintf(f, ", \"max_moves\": %d, \"seed\": %llu, \"device\": \"cpu\"", o->max_moves,
+    fprintf(f, ", \"max_moves\": %d, \"seed\": %llu, \"device\": ", o->max_moves,
             (unsigned long long)o->seed);
+    eplb_json_write_string(f, o->device_used);
     fputs(", \"policy_time\": ", f);
     if (o->policy_time < 0)
         fputs("\"measured\"", f);
@@ -510,6 +516,7 @@ int eplb_cmd_run(int argc, char **argv)
 
     eplb_trace_t *tr = NULL;
     eplb_sim_source_t *src = NULL;
+    eplb_gpu_t *gpu = NULL;
     eplb_sim_run_cfg_t *runs = NULL;
     eplb_sim_result_t *res = NULL;
     char *cfg_json = NULL, *path = NULL;
@@ -518,12 +525,6 @@ int eplb_cmd_run(int argc, char **argv)
     eplb_sim_opts_t so;
     memset(&so, 0, sizeof so);
 
-    if (!strcmp(o.device, "gpu")) {
-        st = eplb_error_set(EPLB_ERR_UNSUPPORTED,
-                            "--device gpu: the replay's GPU path is not wired yet; use "
-                            "--device cpu");
-        goto fail;
-    }
     eplb_sim_profile_default(&so.prof);
     if (o.profile_path)
         EPLB_CHECK_GOTO(eplb_sim_profile_load(&so.prof, o.profile_path), st, fail);
@@ -638,6 +639,36 @@ int eplb_cmd_run(int argc, char **argv)
     so.threads = o.threads;
     so.progress = !o.quiet && isatty(2);
     so.max_moves = o.max_moves;
+    EPLB_CHECK_GOTO(eplb_sim_source_trace(&src, tr), st, fail);
+    /* The device routes logits; "no device" means the CPU unless asked. */
+    snprintf(o.device_used, sizeof o.device_used, "cpu");
+    if (strcmp(o.device, "cpu") && !(inf->levels & EPLB_LEVEL_LOGITS)) {
+        snprintf(o.device_used, sizeof o.device_used, "cpu (the trace has no logits)");
+    } else if (strcmp(o.device, "cpu")) {
+        int want = !strcmp(o.device, "gpu");
+        if (!eplb_gpu_built()) {
+            if (want) {
+                st = eplb_error_set(EPLB_ERR_UNSUPPORTED,
+                                    "--device gpu: this build has no CUDA kernels "
+                                    "(configure --with-cuda)");
+                goto fail;
+            }
+            snprintf(o.device_used, sizeof o.device_used, "cpu (built without CUDA)");
+        } else if (eplb_gpu_open(&gpu, -1) != EPLB_OK) {
+            if (want) {
+                char why[256]; /* the message buffer is about to be rewritten */
+                snprintf(why, sizeof why, "%s", eplb_error_last());
+                st = eplb_error_set(EPLB_ERR_NO_DEVICE, "--device gpu: %s",
+                                    why);
+                goto fail;
+            }
+            snprintf(o.device_used, sizeof o.device_used, "cpu (no usable GPU)");
+            eplb_error_clear();
+        } else {
+            snprintf(o.device_used, sizeof o.device_used, "gpu (%s)", eplb_gpu_name(gpu));
+            eplb_sim_source_use_gpu(src, gpu);
+        }
+    }
     out_ctx_t ctx = {&o, inf, &so, NULL, 0, 0, 0};
     {
         FILE *mf = open_memstream(&cfg_json, &cfg_len);
@@ -649,7 +680,6 @@ int eplb_cmd_run(int argc, char **argv)
         fclose(mf);
     }
     so.config_json = cfg_json;
-    EPLB_CHECK_GOTO(eplb_sim_source_trace(&src, tr), st, fail);
     if (!o.json && !o.quiet) {
         printf("# trace %s: %s, %d layers, %d experts, top-%d, %lld steps\n",
                o.trace_path, inf->model, inf->num_layers, E, inf->route.top_k,
@@ -659,10 +689,11 @@ int eplb_cmd_run(int argc, char **argv)
         write_i64_list(stdout, o.window, o.nwin);
         printf(", interval ");
         write_i64_list(stdout, o.interval, o.nint);
-        printf(", async %s, select %s, nodes %d, device cpu, seed %llu\n",
+        printf(", async %s, select %s, nodes %d, seed %llu\n",
                o.trig.async == EPLB_ASYNC_OFF ? "off"
                : o.trig.async == EPLB_ASYNC_LAYERS ? "layers" : "chunk",
                eplb_select_mode_name(o.select), o.nodes, (unsigned long long)o.seed);
+        printf("# device %s\n", o.device_used);
         printf("# profile %s; expert %dx%d, %.1f MB (%s)\n", so.prof.name,
                so.shape.hidden, so.shape.inter, eplb_sim_expert_bytes(&so.shape) / 1e6,
                so.shape.source);
@@ -724,6 +755,8 @@ out:
     free(path);
     free(cfg_json);
     eplb_sim_source_free(src);
+    if (gpu)
+        eplb_gpu_close(gpu);
     if (tr)
         eplb_trace_close(tr);
     return rc;

@@ -22,7 +22,7 @@ static const char *async_name(const eplb_trigger_t *t, char *buf, size_t n)
 
 void eplb_sim_print_table(FILE *f, const eplb_sim_result_t *r, int n)
 {
-    fprintf(f, "%-12s %3s %4s %5s %6s %6s | %6s %7s %10s %5s %7s %8s %9s %10s %10s %7s\n",
+    fprintf(f, "%-17s %3s %4s %5s %6s %6s | %6s %7s %10s %5s %7s %8s %9s %10s %10s %7s\n",
             "policy", "D", "P", "W", "I", "trig", "bal", "max/mn", "worst(l)",
             "rebal", "moved", "GB", "stall_ms", "moe_us/st", "ovh_us/st", "gain%");
     for (int i = 0; i < n; i++) {
@@ -39,7 +39,7 @@ void eplb_sim_print_table(FILE *f, const eplb_sim_result_t *r, int n)
         snprintf(w, sizeof w, none ? "-" : "%lld", (long long)c->trig.window);
         snprintf(iv, sizeof iv, none ? "-" : "%lld", (long long)c->trig.interval);
         fprintf(f,
-                "%-12.12s %3d %4d %5s %6s %6.6s | %6.4f %7.3f %10s %5lld %7lld %8.3f "
+                "%-17.17s %3d %4d %5s %6s %6.6s | %6.4f %7.3f %10s %5lld %7lld %8.3f "
                 "%9.3f %10.1f %10.2f %7s\n",
                 x->label, c->num_gpus, c->num_slots, w, iv,
                 none ? "-" : eplb_sim_trigger_name(c->trig.kind), x->balancedness,

@@ -57,6 +57,7 @@ extern "C" void eplb_gpu_close(eplb_gpu_t *g)
     cudaStreamSynchronize(g->stream);
     cudaFree(g->maps.logcnt);
     cudaFree(g->maps.log2phy);
+    cudaFree(g->maps.packed);
     cudaFree(g->scratch);
     cudaStreamDestroy(g->stream);
     free(g);
@@ -149,20 +150,31 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
         memcpy(&lc[(size_t)l * E], maps[l].logcnt, sizeof(int32_t) * E);
         memcpy(&l2p[(size_t)l * E * MR], maps[l].log2phy, sizeof(int32_t) * E * MR);
     }
+    const int S = (MR + 1 + 3) & ~3;
+    std::vector<int32_t> pk((size_t)L * E * S, -1);
+    for (size_t r = 0; r < (size_t)L * E; r++) {
+        pk[r * S] = lc[r];
+        memcpy(&pk[r * S + 1], &l2p[r * MR], sizeof(int32_t) * MR);
+    }
     eplb_gpu_maps_t *m = &g->maps;
     EPLB_CUDA_CHECK(cudaStreamSynchronize(g->stream)); // old maps may be in use
     if (m->L != L || m->E != E || m->MR != MR) {
         cudaFree(m->logcnt);
         cudaFree(m->log2phy);
-        m->logcnt = m->log2phy = NULL;
+        cudaFree(m->packed);
+        m->logcnt = m->log2phy = m->packed = NULL;
         m->L = 0;
         EPLB_CUDA_CHECK(cudaMalloc(&m->logcnt, lc.size() * sizeof(int32_t)));
         EPLB_CUDA_CHECK(cudaMalloc(&m->log2phy, l2p.size() * sizeof(int32_t)));
+        EPLB_CUDA_CHECK(cudaMalloc(&m->packed, pk.size() * sizeof(int32_t)));
     }
     EPLB_CUDA_CHECK(cudaMemcpy(m->logcnt, lc.data(), lc.size() * sizeof(int32_t),
                                cudaMemcpyHostToDevice));
     EPLB_CUDA_CHECK(cudaMemcpy(m->log2phy, l2p.data(), l2p.size() * sizeof(int32_t),
                                cudaMemcpyHostToDevice));
+    EPLB_CUDA_CHECK(cudaMemcpy(m->packed, pk.data(), pk.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice));
+    m->S = S;
     m->L = L;
     m->E = E;
     m->P = m0->num_physical;

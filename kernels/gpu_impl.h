@@ -34,8 +34,11 @@ eplb_status_t eplb_cuda_fail(cudaError_t e, const char *what, const char *file,
 typedef struct {
     int L, E, P, D, N, MR;
     int max_logcnt;   /* largest logcnt over layers (balanced planner limit) */
+    int S;            /* row stride of packed: MR + 1 rounded up to 4 */
     int32_t *logcnt;  /* [L][E] */
     int32_t *log2phy; /* [L][E][MR] */
+    int32_t *packed;  /* [L][E][S]: logcnt, then the slots (-1 padded), so
+                         that one 16-byte load gives R and 3 replicas */
 } eplb_gpu_maps_t;
 
 struct eplb_gpu {
@@ -64,6 +67,8 @@ typedef struct {
     int E, P, D, MR, spg, gpn;
     const int32_t *logcnt;  /* [L][E] */
     const int32_t *log2phy; /* [L][E][MR] */
+    const int32_t *packed;  /* [L][E][S] */
+    int S;
 } eplb_sel_params_t;
 
 /* Fill p from the handle's maps and the config; checks mode and shapes. */
@@ -75,19 +80,39 @@ eplb_status_t eplb_gpu_sel_params(eplb_sel_params_t *p, const eplb_gpu_t *g,
 #ifdef __CUDACC__
 /* Replica of one entry: the per-entry modes (hash, flatmod, random, local).
  * Same rules as kernels/select_cpu.c. */
-/* lc/l2p: the maps of layer l (global or a shared-memory copy). */
-__device__ __forceinline__ int eplb_dev_select_in(const eplb_sel_params_t &p,
-                                                  const int32_t *lc,
-                                                  const int32_t *l2p,
-                                                  int64_t i, int l, int k,
-                                                  int K, int e)
+/* t (row in the source rank's batch) and source rank of token i. */
+__device__ __forceinline__ void eplb_dev_token(const eplb_sel_params_t &p,
+                                               int64_t i, uint32_t *t,
+                                               int *rank)
+{
+    if (p.trow) {
+        *t = p.trow[i];
+        *rank = p.trank[i];
+    } else if (i <= 0x7fffffff && p.block <= 0x7fffffff) {
+        uint32_t q = (uint32_t)i / (uint32_t)p.block;
+        *t = (uint32_t)i - q * (uint32_t)p.block;
+        *rank = (int)q;
+    } else {
+        int64_t q = i / p.block;
+        *t = (uint32_t)(i - q * p.block);
+        *rank = (int)q;
+    }
+}
+
+/* Replica of one entry for the per-entry modes (hash, flatmod, random,
+ * local): the rules of kernels/select_cpu.c on the packed map. */
+__device__ __forceinline__ int eplb_dev_select_tok(const eplb_sel_params_t &p,
+                                                   int l, uint32_t t,
+                                                   int rank, int k, int K,
+                                                   int e)
 {
     if (e < 0 || e >= p.E)
         return -1;
-    uint32_t t = p.trow ? p.trow[i] : (uint32_t)(i % p.block);
-    const int32_t *row = l2p + (size_t)e * p.MR;
-    int c = lc[e];
-    int R = c < 1 ? 1 : c > p.MR ? p.MR : c, rep = 0;
+    const int32_t *row = p.packed + ((size_t)l * p.E + e) * p.S;
+    const int4 h = __ldg((const int4 *)row);
+    const int c = h.x;
+    const int R = c < 1 ? 1 : c > p.MR ? p.MR : c;
+    int rep = 0;
     switch (p.mode) {
     case EPLB_SELECT_HASH:
         rep = (int)(eplb_rule_hash(t) % (uint32_t)R);
@@ -100,17 +125,16 @@ __device__ __forceinline__ int eplb_dev_select_in(const eplb_sel_params_t &p,
             eplb_rule_random_row(p.seed, p.step, l, t), k, R);
         break;
     case EPLB_SELECT_LOCAL: {
-        int rank = p.trank ? p.trank[i] : (int)(i / p.block);
         int gpu = (int)((int64_t)rank * p.D / p.num_ranks);
         rep = c < 1 ? 0
-                    : eplb_rule_local_rep(row, R, t, gpu, gpu / p.gpn, p.spg,
-                                          p.gpn);
+                    : eplb_rule_local_rep(row + 1, R, t, gpu, gpu / p.gpn,
+                                          p.spg, p.gpn);
         break;
     }
     default:
         break;
     }
-    int ph = row[rep];
+    int ph = rep == 0 ? h.y : rep == 1 ? h.z : rep == 2 ? h.w : __ldg(row + 1 + rep);
     return ph < 0 || ph >= p.P ? -1 : ph;
 }
 
@@ -118,9 +142,10 @@ __device__ __forceinline__ int eplb_dev_select(const eplb_sel_params_t &p,
                                                int64_t i, int l, int k,
                                                int K, int e)
 {
-    return eplb_dev_select_in(p, p.logcnt + (size_t)l * p.E,
-                              p.log2phy + (size_t)l * p.E * p.MR, i, l, k,
-                              K, e);
+    uint32_t t;
+    int rank;
+    eplb_dev_token(p, i, &t, &rank);
+    return eplb_dev_select_tok(p, l, t, rank, k, K, e);
 }
 #endif
 

@@ -189,9 +189,11 @@ eplb_status_t eplb_gpu_time_graph(eplb_gpu_t *g, double *median_us,
                                   eplb_status_t (*fn)(void *ctx, int i),
                                   void *ctx, int launches, int reps);
 eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes);
-/* Tests and tuning: routing kernel choice; 0 the default (fast kernel where
- * the shape has one), 1 always the generic warp-per-row kernel, 2 the
- * alternative fast layout (4 lanes per row instead of 8 where both exist). */
+/* Tests and tuning: routing kernel choice; 0 the default (warp-per-row
+ * threshold kernel where the shape allows it), 1 always the generic
+ * warp-per-row kernel, 2 the lanes-per-row insertion kernel, 3 the default
+ * without prefetching the next row (128 < E <= 256 only).  Shapes a
+ * variant lacks take the generic kernel. */
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
 
 /* Replay staging: one stream, pinned host buffers for the logits of one

@@ -35,7 +35,7 @@ struct RouteArgs {
     int64_t T;
     int L, dt, E, K, G, TG, renorm, sig;
     float scale;
-    int fused, use_hist, map_smem;
+    int fused, use_hist;
     eplb_sel_params_t sp;
 };
 
@@ -461,8 +461,39 @@ __device__ __forceinline__ unsigned ordered(float k)
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+__device__ __forceinline__ float unordered(unsigned u)
+{
+    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
+}
+
+// Key bits of one expert: order-preserving unsigned (NaN -> -inf, -0 -> +0);
+// 0 is below every real key and marks "not a candidate".
+__device__ __forceinline__ unsigned key_bits(float k)
+{
+    return k != k ? 0x007fffffu : ordered(k + 0.0f);
+}
+
 template <int EPT>
-__global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
+__device__ __forceinline__ void load_row(float *x, const RouteArgs &a, int64_t i, int l,
+                                         int lane)
+{
+    const size_t roff = ((size_t)i * a.L + l) * a.E;
+#pragma unroll
+    for (int c = 0; c < EPT / 4; c++) {
+        int eb = c * 128 + lane * 4;
+        if (eb < a.E) {
+            ld4(a.logits, a.dt, roff + eb, &x[c * 4]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                x[c * 4 + j] = -INFINITY;
+        }
+    }
+}
+
+// PF: software prefetch of the warp's next row (variant 3 turns it off).
+template <int EPT, bool PF>
+__global__ void __launch_bounds__(kThreads, 3) route_warp_kernel(RouteArgs a)
 {
     constexpr int NCH = EPT / 4;
     extern __shared__ int hist_s[];
@@ -474,22 +505,10 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
     if (hist)
         for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
             hist[q] = 0;
-    // the layer's replica map, copied to shared memory when it is small
-    const int32_t *lc = a.fused ? a.sp.logcnt + (size_t)l * a.sp.E : nullptr;
-    const int32_t *l2p = a.fused ? a.sp.log2phy + (size_t)l * a.sp.E * a.sp.MR : nullptr;
-    if (a.fused && a.map_smem) {
-        int *ms = hist_s + (a.use_hist ? ((a.sp.P + 3) & ~3) : 0);
-        for (int q = threadIdx.x; q < a.sp.E; q += blockDim.x)
-            ms[q] = lc[q];
-        for (int q = threadIdx.x; q < a.sp.E * a.sp.MR; q += blockDim.x)
-            ms[a.sp.E + q] = l2p[q];
-        lc = ms;
-        l2p = ms + a.sp.E;
-    }
     const int E = a.E;
     const bool has_bias = a.bias != nullptr;
     const bool grouped = a.G > 1 && a.TG < a.G;
-    const int gs = E / a.G, W = gs / 4; // lanes per group within a chunk
+    const int gs = E / a.G, lgs = __ffs(gs) - 1, W = gs >> 2; // gs: power of two
     float bv[EPT];
 #pragma unroll
     for (int c = 0; c < NCH; c++)
@@ -501,26 +520,27 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
     __syncthreads();
     u64 *cand = cand_s[warp];
     float *gsc = gsc_s[warp];
-    const int wpb = kThreads / 32;
-    for (int64_t i = (int64_t)blockIdx.x * wpb + warp; i < a.T; i += (int64_t)gridDim.x * wpb) {
-        const size_t roff = ((size_t)i * a.L + l) * E;
-        float kf[EPT];
+    const int64_t stride = (int64_t)gridDim.x * (kThreads / 32);
+    int64_t i = (int64_t)blockIdx.x * (kThreads / 32) + warp;
+    float nx[EPT]; // the next row, loaded while this one is worked on
+    if (PF && i < a.T)
+        load_row<EPT>(nx, a, i, l, lane);
+    for (; i < a.T; i += stride) {
+        float x[EPT];
+        if (PF) {
 #pragma unroll
-        for (int c = 0; c < NCH; c++) {
-            int eb = c * 128 + lane * 4;
-            if (eb < E) {
-                ld4(a.logits, a.dt, roff + eb, &kf[c * 4]);
-            } else {
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    kf[c * 4 + j] = -INFINITY;
-            }
+            for (int r = 0; r < EPT; r++)
+                x[r] = nx[r];
+            if (i + stride < a.T)
+                load_row<EPT>(nx, a, i + stride, l, lane);
+        } else {
+            load_row<EPT>(x, a, i, l, lane);
         }
         float mx = -INFINITY, S = 0.0f;
         if (!a.sig) {
 #pragma unroll
             for (int r = 0; r < EPT; r++)
-                mx = fmaxf(mx, kf[r]);
+                mx = fmaxf(mx, x[r]);
 #pragma unroll
             for (int off = 16; off; off >>= 1)
                 mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
@@ -529,45 +549,44 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
                 if (c * 128 + lane * 4 < E)
 #pragma unroll
                     for (int j = 0; j < 4; j++)
-                        S += expf(kf[c * 4 + j] - mx);
+                        S += expf(x[c * 4 + j] - mx);
 #pragma unroll
             for (int off = 16; off; off >>= 1)
                 S += __shfl_xor_sync(kFull, S, off);
         }
-        // logits -> keys (NaN marks "not a candidate")
+        // logits -> key bits (0: not a candidate)
+        unsigned hk[EPT];
 #pragma unroll
         for (int c = 0; c < NCH; c++) {
             const bool in = c * 128 + lane * 4 < E;
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                float xv = kf[c * 4 + j];
+                float xv = x[c * 4 + j];
                 float k = has_bias ? score(xv, a.sig, mx, S) + bv[c * 4 + j] : xv;
-                kf[c * 4 + j] = in ? canon(k) : __int_as_float(0x7fffffff);
+                hk[c * 4 + j] = in ? key_bits(k) : 0u;
             }
         }
         if (grouped) {
             // group score per chunk: top-2 of the lane's 4 keys, then over
-            // the W lanes of the group
+            // the W lanes of the group (padding lanes hold 0, below all)
 #pragma unroll
             for (int c = 0; c < NCH; c++) {
-                float t1 = -INFINITY, t2 = -INFINITY;
+                unsigned t1 = 0, t2 = 0;
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    float v = kf[c * 4 + j];
-                    if (v != v)
-                        v = -INFINITY; // padding lanes
-                    t2 = fmaxf(t2, fminf(t1, v));
-                    t1 = fmaxf(t1, v);
+                    unsigned v = hk[c * 4 + j];
+                    t2 = max(t2, min(t1, v));
+                    t1 = max(t1, v);
                 }
                 for (int off = W >> 1; off; off >>= 1) {
-                    float o1 = __shfl_xor_sync(kFull, t1, off);
-                    float o2 = __shfl_xor_sync(kFull, t2, off);
-                    t2 = fmaxf(fminf(t1, o1), fmaxf(t2, o2));
-                    t1 = fmaxf(t1, o1);
+                    unsigned o1 = __shfl_xor_sync(kFull, t1, off);
+                    unsigned o2 = __shfl_xor_sync(kFull, t2, off);
+                    t2 = max(min(t1, o1), max(t2, o2));
+                    t1 = max(t1, o1);
                 }
                 int e0 = c * 128 + lane * 4;
-                if (e0 < E && lane % W == 0)
-                    gsc[e0 / gs] = (has_bias && gs > 1) ? t1 + t2 : t1;
+                if (e0 < E && (lane & (W - 1)) == 0)
+                    gsc[e0 >> lgs] = has_bias ? unordered(t1) + unordered(t2) : unordered(t1);
             }
             __syncwarp();
             float mine = lane < a.G ? gsc[lane] : 0.0f;
@@ -581,19 +600,17 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
 #pragma unroll
             for (int c = 0; c < NCH; c++) {
                 int e0 = c * 128 + lane * 4;
-                if (e0 < E && !((keep >> (e0 / gs)) & 1u))
+                if (!((keep >> (e0 >> lgs)) & 1u))
 #pragma unroll
                     for (int j = 0; j < 4; j++)
-                        kf[c * 4 + j] = __int_as_float(0x7fffffff);
+                        hk[c * 4 + j] = 0;
             }
         }
-        // theta: K-th largest lane maximum of the ordered key bits
-        unsigned hk[EPT], lm = 0;
+        // theta: K-th largest lane maximum of the key bits
+        unsigned lm = 0;
 #pragma unroll
-        for (int r = 0; r < EPT; r++) {
-            hk[r] = kf[r] != kf[r] ? 0u : ordered(kf[r]);
+        for (int r = 0; r < EPT; r++)
             lm = max(lm, hk[r]);
-        }
         unsigned theta = 0, v = lm;
         for (int k = 0; k < a.K; k++) {
             theta = __reduce_max_sync(kFull, v);
@@ -614,7 +631,6 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
         }
         const int N = __shfl_sync(kFull, incl, 31);
         int sel_id[2] = {-1, -1}, sel_k[2] = {-1, -1};
-        float sel_s[2] = {0.0f, 0.0f};
         if (N <= kCap) {
             int pos = incl - n_l;
 #pragma unroll
@@ -639,7 +655,7 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
             }
             __syncwarp(); // cand reads done before the next row writes
         } else {
-            // rare: K rounds of a warp-wide argmax over packed keys
+            // rare (massive exact ties): K rounds of a warp-wide argmax
             u64 pk[EPT];
 #pragma unroll
             for (int r = 0; r < EPT; r++)
@@ -664,7 +680,8 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
                 }
             }
         }
-        float ls = 0.0f;
+        const size_t roff = ((size_t)i * a.L + l) * E;
+        float sel_s[2] = {0.0f, 0.0f}, ls = 0.0f;
 #pragma unroll
         for (int q = 0; q < 2; q++)
             if (sel_k[q] >= 0) {
@@ -677,6 +694,10 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
         float scale = a.scale;
         if (a.renorm)
             scale /= ls + 1e-20f;
+        uint32_t t = 0;
+        int rank_src = 0;
+        if (a.fused)
+            eplb_dev_token(a.sp, i, &t, &rank_src);
 #pragma unroll
         for (int q = 0; q < 2; q++)
             if (sel_k[q] >= 0) {
@@ -685,7 +706,7 @@ __global__ void __launch_bounds__(kThreads) route_warp_kernel(RouteArgs a)
                 if (a.w)
                     a.w[out] = sel_s[q] * scale;
                 if (a.fused) {
-                    int ph = eplb_dev_select_in(a.sp, lc, l2p, i, l, sel_k[q], a.K, sel_id[q]);
+                    int ph = eplb_dev_select_tok(a.sp, l, t, rank_src, sel_k[q], a.K, sel_id[q]);
                     if (a.phys)
                         a.phys[out] = ph;
                     record(hist, cnt, ph);
@@ -710,11 +731,13 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
     if (g->variant == 0 && aligned && groups_ok) {
         if (a.E <= 128)
-            fk = route_warp_kernel<4>;
+            fk = route_warp_kernel<4, true>;
         else if (a.E <= 256)
-            fk = route_warp_kernel<8>;
+            fk = route_warp_kernel<8, true>;
         else
-            fk = route_warp_kernel<16>;
+            fk = route_warp_kernel<16, false>; // prefetch spills at 16
+    } else if (g->variant == 3 && aligned && groups_ok && a.E > 128 && a.E <= 256) {
+        fk = route_warp_kernel<8, false>;
     } else if (g->variant == 2 && aligned && a.K <= 8) {
         if (grouped && a.G == 8 && a.E == 256)
             fk = route_fast_kernel<32, 8, 8>, ept = 32, lpr = 8;
@@ -735,10 +758,6 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     // flushes than one block per few rows
     int per_sm = 1;
     size_t smem = hist_bytes + (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0);
-    const size_t map_bytes = (size_t)a.sp.E * (a.sp.MR + 1) * sizeof(int32_t);
-    a.map_smem = a.fused && !lpr && fk != route_generic_kernel && map_bytes <= 16384;
-    if (a.map_smem)
-        smem += map_bytes;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, kThreads, smem);
     const int64_t cap = (int64_t)g->num_sms * (per_sm > 0 ? per_sm : 1) / a.L + 1;
     const int64_t rows_per_block = (kThreads / 32) * rows_per_warp;

@@ -110,8 +110,8 @@ select_ordinal_kernel(int32_t *__restrict__ phys, int32_t *__restrict__ counts,
                     continue;
                 int ph = -1;
                 if (valid) {
-                    const int32_t *row = p.log2phy + ((size_t)l * p.E + e) * p.MR;
-                    int cn = p.logcnt[(size_t)l * p.E + e];
+                    const int32_t *row = p.packed + ((size_t)l * p.E + e) * p.S + 1;
+                    int cn = row[-1];
                     int R = cn < 1 ? 1 : cn > p.MR ? p.MR : cn, rep = 0;
                     if (mode == ORD_RR) {
                         rep = (int)(((int64_t)ord + c) % R);
@@ -260,6 +260,8 @@ eplb_status_t eplb_gpu_sel_params(eplb_sel_params_t *p, const eplb_gpu_t *g,
     r.gpn = m->D / m->N;
     r.logcnt = m->logcnt;
     r.log2phy = m->log2phy;
+    r.packed = m->packed;
+    r.S = m->S;
     *p = r;
     return EPLB_OK;
 }

@@ -78,8 +78,10 @@ if [ "$what" = full ]; then
     {
         echo "# variant 1 (generic kernel)"
         $R bench kernels --device gpu --variant 1 --tokens 64,4096,65536
-        echo "# variant 2 (4 lanes per row)"
+        echo "# variant 2 (lanes-per-row insertion kernel)"
         $R bench kernels --device gpu --variant 2 --tokens 64,4096,65536
+        echo "# variant 3 (default without prefetch)"
+        $R bench kernels --device gpu --variant 3 --tokens 64,4096,65536
         echo "# bf16 logits"
         $R bench kernels --device gpu --dtype bf16 --tokens 64,4096,65536
         echo "# modes"

@@ -17,6 +17,8 @@
 #include "sim.h"
 
 #define MAX_LIST 64
+/* --device auto takes the GPU from this many bytes of raw logits on */
+#define AUTO_GPU_BYTES ((size_t)128 << 20)
 #define MAX_POLICIES 32
 
 static void usage(FILE *f)
@@ -57,8 +59,9 @@ static void usage(FILE *f)
         "                       (makes every output bit-reproducible)\n"
         "run:\n"
         "  --device D           auto|cpu|gpu: where logits are routed (default auto: the\n"
-        "                       GPU if the build has CUDA and a GPU is usable, else cpu;\n"
-        "                       selection and the model always run on the CPU)\n"
+        "                       GPU if the build has CUDA, a GPU is usable and the trace\n"
+        "                       has >= 128 MiB of logits, else cpu; selection and the\n"
+        "                       model always run on the CPU)\n"
         "  --threads N          worker threads for the runs (default: all cores)\n"
         "  --seed N             seed of random replica selection (default 0)\n"
         "  --out DIR            write config.json, summary.json, summary.csv, results.h5\n"
@@ -644,6 +647,10 @@ int eplb_cmd_run(int argc, char **argv)
     snprintf(o.device_used, sizeof o.device_used, "cpu");
     if (strcmp(o.device, "cpu") && !(inf->levels & EPLB_LEVEL_LOGITS)) {
         snprintf(o.device_used, sizeof o.device_used, "cpu (the trace has no logits)");
+    } else if (!strcmp(o.device, "auto") && eplb_trace_raw_bytes(tr) < AUTO_GPU_BYTES) {
+        /* starting the GPU costs more than routing a small trace on the CPU
+         * (docs/perf/sim.md) */
+        snprintf(o.device_used, sizeof o.device_used, "cpu (small trace)");
     } else if (strcmp(o.device, "cpu")) {
         int want = !strcmp(o.device, "gpu");
         if (!eplb_gpu_built()) {

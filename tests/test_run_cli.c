@@ -295,3 +295,24 @@ Test(run_cli, report_notebook_runs)
     }
     cr_assert_eq(st, 0, "notebook failed (log above)");
 }
+
+/* --device gpu: the GPU routes, or a clear runtime error (exit 1) where the
+ * build or the machine has none; auto falls back to the CPU silently. */
+Test(run_cli, device_gpu_or_clear_error)
+{
+    const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5");
+    if (!exists(tr))
+        cr_skip_test("%s not present", tr);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --device gpu --json --quiet", tr);
+    if (rc == 0)
+        cr_assert(strstr(out, "\"device\": \"gpu (") != NULL, "%s", out);
+    else
+        cr_assert(rc == 1 && strstr(out, "eplb-replay run: --device gpu: "), "rc %d: %s", rc,
+                  out);
+    free(out);
+    rc = eplb_test_run_cli(&out, "run '%s' --device auto --json --quiet", tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\"device\": \"cpu") != NULL, "%s", out);
+    free(out);
+}

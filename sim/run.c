@@ -35,12 +35,13 @@ static eplb_status_t add_event(sim_run_t *r, const eplb_sim_event_t *ev)
     eplb_sim_result_t *res = r->res;
     if (!r->keep_ev)
         return EPLB_OK;
-    if ((res->n_events & (res->n_events + 1)) == 0 || res->n_events == 0) {
-        size_t cap = res->n_events ? (res->n_events + 1) * 2 : 8;
+    if (res->n_events == r->ev_cap) {
+        size_t cap = r->ev_cap ? 2 * r->ev_cap : 16;
         eplb_sim_event_t *ne = realloc(res->events, cap * sizeof *ne);
         if (!ne)
             return eplb_error_set(EPLB_ERR_NOMEM, "events: out of memory");
         res->events = ne;
+        r->ev_cap = cap;
     }
     res->events[res->n_events++] = *ev;
     return EPLB_OK;
@@ -157,8 +158,7 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
             w[i] = (float)r->ema[i];
     } else if (t->kind == EPLB_TRIGGER_ORACLE) {
         eplb_sim_trigger_window(&wb, &we, t, s, sh->S);
-        int64_t f = t->interval / 4 < 1 ? 1 : t->interval / 4;
-        int64_t j = (s - f) / t->interval;
+        int64_t j = (s - eplb_sim_trigger_first(t)) / t->interval;
         for (size_t i = 0; i < LE; i++)
             w[i] = j < r->n_oracle ? (float)r->oracle[(size_t)j * LE + i] : 0;
     } else {

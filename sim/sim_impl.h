@@ -85,6 +85,7 @@ typedef struct {
     double *ser_time;           /* [B][4]: compute, a2a, overhead, stall */
     double step_stall;          /* stall charged to the current step */
     size_t ev_flushed;          /* events already written */
+    size_t ev_cap;              /* capacity of res->events */
     sim_snap_t *snaps;
     size_t nsnaps, capsnaps;
     eplb_status_t st;

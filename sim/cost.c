@@ -56,6 +56,26 @@ void eplb_sim_cost_init(eplb_cost_t *c, const eplb_profile_t *prof,
         c->t_cache[n] = expert_time_uncached(c, n);
 }
 
+/* Piecewise linear through (x[i], y[i]), x ascending: y[0] below x[0], the
+ * last segment's slope above x[n-1]. */
+static double interp(const double *x, const double *y, int n, double v)
+{
+    if (n == 1 || v <= x[0])
+        return y[0];
+    int i = 1;
+    while (i < n - 1 && x[i] < v)
+        i++;
+    return y[i - 1] + (y[i] - y[i - 1]) * (v - x[i - 1]) / (x[i] - x[i - 1]);
+}
+
+double eplb_sim_cost_record(const eplb_cost_t *c, double tokens)
+{
+    const eplb_profile_t *p = &c->prof;
+    if (p->record_n > 0)
+        return fmax(0, interp(p->record_tokens, p->record_t, p->record_n, tokens));
+    return p->record_s;
+}
+
 double eplb_sim_cost_expert(const eplb_cost_t *c, int64_t n)
 {
     if (n < EPLB_COST_CACHE)

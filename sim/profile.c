@@ -29,6 +29,14 @@ void eplb_sim_profile_default(eplb_profile_t *out)
     out->combine_bytes = 2;
     out->record_s = -1;
     out->record_frac = 0.0166;
+    /* kernels/ fused route+select+record minus route, per layer, H100 */
+    static const double rtok[] = {64, 512, 4096, 16384, 65536};
+    static const double rus[] = {0.83, 0.93, 1.31, 5.26, 18.77};
+    out->record_n = 5;
+    for (int k = 0; k < 5; k++) {
+        out->record_tokens[k] = rtok[k];
+        out->record_t[k] = rus[k] * 1e-6;
+    }
     /* measured on an H100 SXM5 (sim/profiles/h100-8gpu-ib400.txt says how) */
     static const struct {
         int h, f;
@@ -79,6 +87,37 @@ static eplb_status_t num(double *out, const char *v, const char *what,
     return EPLB_OK;
 }
 
+/* "tokens:us tokens:us ..." -> ascending tokens (>= 1) and seconds. */
+static eplb_status_t parse_points(double *tokens, double *secs, int *np, char *v,
+                                  const char *what, int line, const char *key)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(v, " \t,", &save); tok;
+         tok = strtok_r(NULL, " \t,", &save)) {
+        char *colon = strchr(tok, ':');
+        if (!colon || n >= EPLB_PROFILE_MAX_POINTS)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s:%d: %s: '%s' is not tokens:us (at most %d points)",
+                                  what, line, key, tok, EPLB_PROFILE_MAX_POINTS);
+        *colon = '\0';
+        double x, us;
+        EPLB_CHECK(num(&x, tok, what, line, key));
+        EPLB_CHECK(num(&us, colon + 1, what, line, key));
+        if (x < 1 || (n > 0 && x <= tokens[n - 1]))
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s:%d: %s: token counts must be >= 1 and ascending",
+                                  what, line, key);
+        tokens[n] = x;
+        secs[n] = us * 1e-6;
+        n++;
+    }
+    if (n == 0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: %s: no points", what, line, key);
+    *np = n;
+    return EPLB_OK;
+}
+
 /* key gemm_table.HIDDENxINTER[.fp8|.bf16], value "tokens:us tokens:us ..." */
 static eplb_status_t parse_table(eplb_profile_t *p, const char *key, char *v,
                                  const char *what, int line)
@@ -98,28 +137,7 @@ static eplb_status_t parse_table(eplb_profile_t *p, const char *key, char *v,
                               "%s:%d: %s: expected gemm_table.HIDDENxINTER[.fp8|.bf16]",
                               what, line, key);
     t.weight_bytes = !strcmp(fmt, "fp8") ? 1 : !strcmp(fmt, "bf16") ? 2 : 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(v, " \t,", &save); tok;
-         tok = strtok_r(NULL, " \t,", &save)) {
-        char *colon = strchr(tok, ':');
-        if (!colon || t.n >= EPLB_PROFILE_MAX_POINTS)
-            return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s:%d: %s: '%s' is not tokens:us (at most %d points)",
-                                  what, line, key, tok, EPLB_PROFILE_MAX_POINTS);
-        *colon = '\0';
-        double n, us;
-        EPLB_CHECK(num(&n, tok, what, line, key));
-        EPLB_CHECK(num(&us, colon + 1, what, line, key));
-        if (n < 1 || (t.n > 0 && n <= t.tokens[t.n - 1]))
-            return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s:%d: %s: token counts must be >= 1 and ascending",
-                                  what, line, key);
-        t.tokens[t.n] = n;
-        t.s[t.n] = us * 1e-6;
-        t.n++;
-    }
-    if (t.n == 0)
-        return eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: %s: no points", what, line, key);
+    EPLB_CHECK(parse_points(t.tokens, t.s, &t.n, v, what, line, key));
     p->tables[p->ntables++] = t;
     return EPLB_OK;
 }
@@ -142,6 +160,7 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
     eplb_profile_t p;
     eplb_sim_profile_default(&p);
     p.ntables = 0; /* a file's tables replace the built-in ones */
+    p.record_n = 0;
     char *copy = strdup(text);
     if (!copy)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
@@ -169,6 +188,9 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
             double x = 0;
             if (!strcmp(key, "name")) {
                 snprintf(p.name, sizeof p.name, "%s", v);
+            } else if (!strcmp(key, "record_table")) {
+                EPLB_CHECK_GOTO(parse_points(p.record_tokens, p.record_t, &p.record_n, v,
+                                             what, line, key), st, out);
             } else if (!strncmp(key, "gemm_table.", 11)) {
                 EPLB_CHECK_GOTO(parse_table(&p, key, v, what, line), st, out);
             } else {

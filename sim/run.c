@@ -358,6 +358,16 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
         for (int l = 0; l < L; l++)
             split_counts(w->counts + (size_t)l * P, r, c + (size_t)l * r->E, l);
     }
+    /* tokens of the step: counts traces give entries, K per token */
+    double ntok = (double)T;
+    if (!sh->src->token_level) {
+        const int32_t *c = hist_row(sh, s);
+        int64_t sum = 0;
+        for (int e = 0; e < r->E; e++)
+            sum += c[e];
+        ntok = (double)sum / K;
+    }
+    double rec = r->is_none ? 0 : eplb_sim_cost_record(&r->cost, ntok);
     int64_t b = s - sh->s0;
     double comp = 0, a2a = 0, over = 0;
     for (int l = 0; l < L; l++) {
@@ -381,9 +391,7 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
         comp += lc.compute_s;
         a2a += lc.a2a_s;
         if (!r->is_none)
-            over += r->cost.prof.record_s >= 0
-                        ? r->cost.prof.record_s
-                        : r->cost.prof.record_frac * (lc.compute_s + lc.a2a_s);
+            over += rec >= 0 ? rec : r->cost.prof.record_frac * (lc.compute_s + lc.a2a_s);
         if (sh->src->token_level)
             r->res->tokens_lost += T * K - lc.total_tokens;
         if (r->ser_bal) {

@@ -52,9 +52,14 @@ typedef struct {
     double gemm_eff;        /* achieved fraction of peak (roofline fallback) */
     double dispatch_bytes;  /* bytes per hidden element sent in dispatch */
     double combine_bytes;   /* bytes per hidden element sent in combine */
-    double record_s;        /* mapping+recording kernel time per layer and
-                               step (s); < 0: use record_frac */
-    double record_frac;     /* overhead as a fraction of MoE layer time */
+    /* Mapping+recording overhead per layer and step, first of: a measured
+     * table vs tokens in the step (record_n > 0), a constant (record_s >=
+     * 0), a fraction of the MoE layer time (record_frac). */
+    int record_n;
+    double record_tokens[EPLB_PROFILE_MAX_POINTS];
+    double record_t[EPLB_PROFILE_MAX_POINTS];   /* seconds */
+    double record_s;
+    double record_frac;
     int ntables;
     eplb_gemm_table_t tables[EPLB_PROFILE_MAX_TABLES];
 } eplb_profile_t;
@@ -104,6 +109,9 @@ void eplb_sim_cost_init(eplb_cost_t *c, const eplb_profile_t *prof,
 /* The profile's table for a shape and format (NULL: roofline). */
 const eplb_gemm_table_t *eplb_sim_profile_table(const eplb_profile_t *p,
                                                 const eplb_model_shape_t *m);
+/* Mapping+recording time of one layer in a step of `tokens` tokens when the
+ * profile has a table or a constant; < 0 when it gives a fraction only. */
+double eplb_sim_cost_record(const eplb_cost_t *c, double tokens);
 /* Grouped-GEMM time of one expert given n tokens (0 for n == 0). */
 double eplb_sim_cost_expert(const eplb_cost_t *c, int64_t n);
 

@@ -424,9 +424,10 @@ static void write_config(FILE *f, void *p)
     fprintf(f, ", \"nvlink_Bps\": %.17g, \"net_Bps\": %.17g, \"nvlink_latency_s\": %.17g, "
                "\"net_latency_s\": %.17g, \"hbm_Bps\": %.17g, \"fp8_flops\": %.17g, "
                "\"bf16_flops\": %.17g, \"gemm_efficiency\": %.17g, \"gemm_tables\": %d, "
-               "\"record_s\": %.17g, \"record_fraction\": %.17g}",
+               "\"record_table_points\": %d, \"record_s\": %.17g, \"record_fraction\": %.17g}",
             pf->nvlink_bw, pf->net_bw, pf->nvlink_lat, pf->net_lat, pf->hbm_bw, pf->flops_fp8,
-            pf->flops_bf16, pf->gemm_eff, pf->ntables, pf->record_s, pf->record_frac);
+            pf->flops_bf16, pf->gemm_eff, pf->ntables, pf->record_n, pf->record_s,
+            pf->record_frac);
     fprintf(f, ", \"expert_shape\": {\"hidden\": %d, \"inter\": %d, \"weight_bytes\": %g, "
                "\"expert_bytes\": %.0f, \"source\": ",
             so->shape.hidden, so->shape.inter, so->shape.weight_bytes,

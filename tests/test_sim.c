@@ -200,6 +200,10 @@ Test(sim, shipped_profile_equals_builtin_default)
     for (size_t i = 0; i < sizeof fa / sizeof fa[0]; i++)
         cr_assert(fabs(fa[i] - fb[i]) <= 1e-12 * fabs(fa[i]), "field %zu: %g vs %g", i,
                   fa[i], fb[i]);
+    cr_assert_eq(a.record_n, b.record_n);
+    for (int k = 0; k < a.record_n; k++)
+        cr_assert(a.record_tokens[k] == b.record_tokens[k] &&
+                  fabs(a.record_t[k] - b.record_t[k]) <= 1e-12 * a.record_t[k]);
     cr_assert_eq(a.ntables, b.ntables);
     for (int i = 0; i < a.ntables; i++) {
         cr_assert(a.tables[i].hidden == b.tables[i].hidden &&
@@ -247,6 +251,16 @@ Test(sim, profile_errors_name_line_and_key)
     m.inter = 1024; /* no table for this shape: roofline */
     eplb_sim_cost_init(&c, &p, &m, 8, 1, 256);
     cr_assert_eq(c.table, -1);
+    /* overhead: a file without record_table/record_us gives the fraction */
+    cr_assert(eplb_sim_cost_record(&c, 100) < 0);
+    eplb_assert_ok(eplb_sim_profile_parse(&p, "record_table = 100:1 300:3\n", "f.txt"));
+    eplb_sim_cost_init(&c, &p, &m, 8, 1, 256);
+    cr_assert_float_eq(eplb_sim_cost_record(&c, 10), 1e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_record(&c, 200), 2e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_record(&c, 500), 5e-6, 1e-15);
+    eplb_assert_ok(eplb_sim_profile_parse(&p, "record_us = 2.5\n", "f.txt"));
+    eplb_sim_cost_init(&c, &p, &m, 8, 1, 256);
+    cr_assert_float_eq(eplb_sim_cost_record(&c, 10), 2.5e-6, 1e-15);
     cr_assert_float_eq(eplb_sim_cost_expert(&c, 0), 0, 0);
 }
 

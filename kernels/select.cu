@@ -310,8 +310,10 @@ eplb_status_t eplb_gpu_launch_select(eplb_gpu_t *g, int32_t *d_phys,
         int64_t want = (n + kThreads * 2 - 1) / (kThreads * 2); // >= 2 per thread
         int64_t cap = (int64_t)g->num_sms * 2 / L + 1; // bounds histogram flushes
         int gx = (int)(want < cap ? want : cap);
-        select_entry_kernel<<<dim3(gx, L), kThreads, hist_bytes, g->stream>>>(
-            d_phys, d_counts, d_ids, T, L, K, *p, use_hist);
+        // direct global atomics only for tiny batches (see route.cu)
+        const int hist_e = use_hist && n > 2 * (int64_t)p->P;
+        select_entry_kernel<<<dim3(gx, L), kThreads, hist_e ? hist_bytes : 0, g->stream>>>(
+            d_phys, d_counts, d_ids, T, L, K, *p, hist_e);
         return launch_check("select_entry_kernel");
     }
     const int64_t nchunks = (n + EPLB_RR_BLOCK - 1) / EPLB_RR_BLOCK;

@@ -74,6 +74,17 @@ say "== $(stamp) bench kernels"
 R="$B/eplb-replay"
 $R bench kernels --device gpu --json >"$OUT/bench.jsonl" 2>&1
 $R bench kernels --device gpu | tee -a "$summary"
+if command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; then
+    say "== $(stamp) ncu: first route_warp_kernel launch at T=65536 (route only)"
+    timeout 150 ncu --clock-control none --kernel-name regex:route_warp --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats \
+        --section SchedulerStats --section InstructionStats --section MemoryWorkloadAnalysis \
+        $R bench kernels --device gpu --tokens 65536 --reps 1 >"$OUT/ncu.txt" 2>&1
+    grep -E "Duration|Throughput|Executed Ipc|Issue Slots|Achieved Occupancy|Theoretical Occupancy|Registers Per|Executed Instructions |Warp Cycles Per Issued|Stall|No Eligible|Eligible Warps|Active Warps Per|One or More" \
+        "$OUT/ncu.txt" | head -40 | tee -a "$summary"
+fi
+(cuobjdump -sass "$B/kernels/route.o" 2>/dev/null || true) | awk '/Function :/{name=$3} /^ +\/\*[0-9a-f]+\*\//{n[name]++} END{for (k in n) print n[k], k}' |
+    sort -rn | tee -a "$summary"
 if [ "$what" = full ]; then
     {
         echo "# variant 1 (generic kernel)"
@@ -96,4 +107,5 @@ if [ "$what" = full ]; then
     } >"$OUT/bench_more.txt" 2>&1
     grep -E "^(#|fused|route|eplb)" "$OUT/bench_more.txt" | tee -a "$summary"
 fi
+rm -f "$OUT/autogen.log" "$OUT/configure.log" "$OUT/build.log" # keep 8 files
 say "== $(stamp) done"

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "json.h"
 #include "kernels.h"
 #include "trace.h"
 
@@ -505,4 +506,37 @@ Test(kernels, route_reproduces_esft_trace_ids)
     free(ids);
     free(bias);
     eplb_trace_close(tr);
+}
+
+/* `bench kernels --device cpu --json`: one JSON object per kernel and T with
+ * the keys of the issue; parsed back with the project's JSON reader. */
+Test(kernels, bench_cli_json_lines)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 16,40 --reps 1 "
+                                     "--mode random --json 2>/dev/null");
+    cr_assert_eq(rc, 0, "rc %d: %s", rc, out);
+    int lines = 0;
+    const char *want[3] = {"route", "select", "fused"};
+    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, l, strlen(l), "bench output"));
+        const eplb_json_t *k = eplb_json_get(v, "kernel");
+        cr_assert_not_null(k);
+        cr_assert_not_null(eplb_json_get(v, "median_us"));
+        cr_assert_not_null(eplb_json_get(v, "gbps"));
+        const eplb_json_t *t = eplb_json_get(v, "tokens");
+        cr_assert_not_null(t);
+        cr_assert_eq(k->type, EPLB_JSON_STRING);
+        cr_assert_str_eq(k->str, want[lines % 3]);
+        cr_assert_float_eq(t->num, lines < 3 ? 16.0 : 40.0, 0);
+        eplb_json_free(v);
+        lines++;
+    }
+    cr_assert_eq(lines, 6);
+    free(out);
+    rc = eplb_test_run_cli(&out, "bench kernels --device cpu --groups 7 2>&1");
+    cr_assert_eq(rc, 2);
+    cr_assert(strstr(out, "num_groups") != NULL, "%s", out);
+    free(out);
 }

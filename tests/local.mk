@@ -1,4 +1,4 @@
 # tests/local.mk: suites that are not owned by one module folder.
 if HAVE_CRITERION
-tests_eplb_tests_SOURCES += tests/test_core.c
+tests_eplb_tests_SOURCES += tests/test_core.c tests/test_h5py.c
 endif

@@ -1,0 +1,90 @@
+/* test_h5py.c - traces written by the C writer read back as numbers in
+ * Python's h5py (the tool users write and read traces with), for every logits
+ * dtype, bfloat16 included (a user-defined HDF5 float).  Skips where python3
+ * with h5py is missing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "trace.h"
+
+static int have_h5py(void)
+{
+    return system("python3 -c 'import h5py, numpy' >/dev/null 2>&1") == 0;
+}
+
+/* Write a 1-step trace of 3 tokens, 2 layers, 4 experts with logits x_i
+ * that are not exactly representable in 16 bits. */
+static void write_trace(const char *path, eplb_dtype_t dt, float *logits, int n)
+{
+    for (int i = 0; i < n; i++)
+        logits[i] = (float)(i - 11) * 0.337f + 0.001f * (float)(i * i);
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "h5py-check";
+    o.source = "tests/test_h5py.c";
+    o.num_layers = 2;
+    o.route.num_experts = 4;
+    o.route.top_k = 2;
+    o.levels = EPLB_LEVEL_LOGITS;
+    o.logits_dtype = dt;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 3, logits, NULL, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+}
+
+static float rounded(float x, eplb_dtype_t dt)
+{
+    switch (dt) {
+    case EPLB_DTYPE_F16: return eplb_f16_to_f32(eplb_f32_to_f16(x));
+    case EPLB_DTYPE_BF16: return eplb_bf16_to_f32(eplb_f32_to_bf16(x));
+    default: return x;
+    }
+}
+
+static void check_dtype(eplb_dtype_t dt)
+{
+    if (!have_h5py())
+        cr_skip_test("python3 with h5py not available");
+    const char *dir = eplb_test_tmpdir();
+    char path[512], cmd[1400];
+    snprintf(path, sizeof path, "%s/t.h5", dir);
+    float logits[24];
+    write_trace(path, dt, logits, 24);
+    /* h5py prints the values it reads as float64 text, one per line, after
+     * the attributes it sees. */
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"import h5py, numpy as np\n"
+             "f = h5py.File('%s', 'r')\n"
+             "print(int(f.attrs['eplb_trace_version']), int(f.attrs['num_experts']))\n"
+             "a = np.asarray(f['/router/logits'][...], dtype=np.float64)\n"
+             "print(a.shape)\n"
+             "print('\\n'.join('%%.17g' %% x for x in a.ravel()))\"",
+             path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    int ver = 0, ne = 0;
+    cr_assert_eq(fscanf(p, "%d %d", &ver, &ne), 2, "h5py could not read %s", path);
+    cr_assert_eq(ver, 1);
+    cr_assert_eq(ne, 4);
+    char shape[64];
+    cr_assert_eq(fscanf(p, " %63[^\n]", shape), 1);
+    cr_assert_str_eq(shape, "(3, 2, 4)");
+    for (int i = 0; i < 24; i++) {
+        double got;
+        cr_assert_eq(fscanf(p, "%lf", &got), 1, "value %d missing", i);
+        float want = rounded(logits[i], dt);
+        cr_assert_eq((float)got, want, "%s value %d: h5py read %.9g, wrote %.9g",
+                     eplb_dtype_name(dt), i, got, (double)want);
+    }
+    cr_assert_eq(pclose(p), 0);
+    remove(path);
+    rmdir(dir);
+}
+
+Test(h5py, reads_f32_logits) { check_dtype(EPLB_DTYPE_F32); }
+Test(h5py, reads_f16_logits) { check_dtype(EPLB_DTYPE_F16); }
+Test(h5py, reads_bf16_logits_as_numbers) { check_dtype(EPLB_DTYPE_BF16); }

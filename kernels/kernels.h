@@ -191,8 +191,9 @@ eplb_status_t eplb_gpu_time_graph(eplb_gpu_t *g, double *median_us,
 eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes);
 /* Tests and tuning: routing kernel choice; 0 the default (warp-per-row
  * threshold kernel where the shape allows it), 1 always the generic
- * warp-per-row kernel, 2 the lanes-per-row insertion kernel, 3 the default
- * without prefetching the next row (128 < E <= 256 only).  Shapes a
+ * warp-per-row kernel, 2 the lanes-per-row insertion kernel; for
+ * 128 < E <= 256 only: 3 the default at up to 85 registers (3 blocks per
+ * SM instead of 4), 4 that with a prefetch of the next row.  Shapes a
  * variant lacks take the generic kernel. */
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
 

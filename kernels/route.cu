@@ -492,8 +492,8 @@ __device__ __forceinline__ void load_row(float *x, const RouteArgs &a, int64_t i
 }
 
 // PF: software prefetch of the warp's next row (variant 3 turns it off).
-template <int EPT, bool PF>
-__global__ void __launch_bounds__(kThreads, 3) route_warp_kernel(RouteArgs a)
+template <int EPT, bool PF, int MINB = 3>
+__global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 {
     constexpr int NCH = EPT / 4;
     extern __shared__ int hist_s[];
@@ -762,11 +762,13 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         if (a.E <= 128)
             fk = route_warp_kernel<4, true>;
         else if (a.E <= 256)
-            fk = route_warp_kernel<8, true>;
+            fk = route_warp_kernel<8, false, 4>; // occupancy beats prefetch (run 7)
         else
             fk = route_warp_kernel<16, false>; // prefetch spills at 16
     } else if (g->variant == 3 && aligned && groups_ok && a.E > 128 && a.E <= 256) {
         fk = route_warp_kernel<8, false>;
+    } else if (g->variant == 4 && aligned && groups_ok && a.E > 128 && a.E <= 256) {
+        fk = route_warp_kernel<8, true>;
     } else if (g->variant == 2 && aligned && a.K <= 8) {
         if (grouped && a.G == 8 && a.E == 256)
             fk = route_fast_kernel<32, 8, 8>, ept = 32, lpr = 8;

@@ -91,8 +91,10 @@ if [ "$what" = full ]; then
         $R bench kernels --device gpu --variant 1 --tokens 64,4096,65536
         echo "# variant 2 (lanes-per-row insertion kernel)"
         $R bench kernels --device gpu --variant 2 --tokens 64,4096,65536
-        echo "# variant 3 (default without prefetch)"
+        echo "# variant 3 (default at 3 blocks per SM)"
         $R bench kernels --device gpu --variant 3 --tokens 64,4096,65536
+        echo "# variant 4 (3 blocks per SM, next-row prefetch)"
+        $R bench kernels --device gpu --variant 4 --tokens 64,4096,65536
         echo "# bf16 logits"
         $R bench kernels --device gpu --dtype bf16 --tokens 64,4096,65536
         echo "# modes"

@@ -206,7 +206,7 @@ static void test_route_shapes(void)
     for (size_t ci = 0; ci < sizeof route_cases / sizeof route_cases[0]; ci++)
         for (int dt = 0; dt < 3; dt++)
             for (int ti = 0; ti < nT; ti++)
-                for (int v = 0; v < 4; v++) {
+                for (int v = 0; v < 5; v++) {
                     if (small && v >= 2 && ci > 0)
                         continue;
                     int L = ti % 2 ? 2 : 1;
@@ -220,7 +220,7 @@ static void test_route_ties(void)
 {
     coarse = 1;
     const int idx[] = {1, 2, 3, 5, 7};
-    for (int v = 0; v < 4; v++)
+    for (int v = 0; v < 5; v++)
         for (size_t i = 0; i < sizeof idx / sizeof idx[0]; i++) {
             route_case_t rc = route_cases[idx[i]];
             rc.bias = 0;

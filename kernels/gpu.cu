@@ -133,8 +133,11 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
     for (int l = 0; l < L; l++) {
         const eplb_layer_map_t *m = &maps[l];
         eplb_status_t st = eplb_layer_map_check(m);
-        if (st != EPLB_OK)
-            return eplb_error_set(st, "gpu set_maps: layer %d: %s", l, eplb_error_last());
+        if (st != EPLB_OK) {
+            char why[512]; // the message buffer is also the output
+            snprintf(why, sizeof why, "%s", eplb_error_last());
+            return eplb_error_set(st, "gpu set_maps: layer %d: %s", l, why);
+        }
         if (m->num_logical != m0->num_logical || m->num_physical != m0->num_physical ||
             m->num_gpus != m0->num_gpus || m->num_nodes != m0->num_nodes ||
             m->max_replicas != m0->max_replicas)

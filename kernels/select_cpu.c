@@ -6,6 +6,7 @@
 #include "kernels.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -310,9 +311,11 @@ eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
                               (int)cfg->mode);
     for (int l = 0; l < L; l++) {
         eplb_status_t st = eplb_layer_map_check(&maps[l]);
-        if (st != EPLB_OK)
-            return eplb_error_set(st, "select: layer %d: %s", l,
-                                  eplb_error_last());
+        if (st != EPLB_OK) {
+            char why[512]; /* the message buffer is also the output */
+            snprintf(why, sizeof why, "%s", eplb_error_last());
+            return eplb_error_set(st, "select: layer %d: %s", l, why);
+        }
     }
     int num_ranks = cfg->num_ranks > 0 ? cfg->num_ranks : maps[0].num_gpus;
     eplb_status_t st = EPLB_OK;

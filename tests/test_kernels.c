@@ -455,6 +455,15 @@ Test(kernels, select_rejects_bad_maps)
     eplb_assert_fails(eplb_layer_map_check(&m), EPLB_ERR_INVALID_ARG, "logcnt[1]");
     m.num_physical = 6;
     eplb_assert_fails(eplb_layer_map_check(&m), EPLB_ERR_INVALID_ARG, "multiple");
+    /* through the select call: the message names the layer and the entry */
+    eplb_layer_map_t two[2] = {small_map(), small_map()};
+    lc[1] = 2;
+    two[1].logcnt = lc;
+    two[1].log2phy = l2p;
+    int32_t ids[2] = {0, 1}, counts[16] = {0};
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    eplb_assert_fails(eplb_select_record_cpu(NULL, counts, ids, 1, 2, 1, two, &c),
+                      EPLB_ERR_INVALID_ARG, "layer 1: layer map: log2phy[1][1] = 8");
 }
 
 /* The ESFT trace's stand-in logits reproduce its recorded top-6 ids (issue 3:

@@ -160,7 +160,8 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
         memcpy(&pk[r * S + 1], &l2p[r * MR], sizeof(int32_t) * MR);
     }
     eplb_gpu_maps_t *m = &g->maps;
-    EPLB_CUDA_CHECK(cudaStreamSynchronize(g->stream)); // old maps may be in use
+    // old maps may be in use, also by stages on their own streams
+    EPLB_CUDA_CHECK(cudaDeviceSynchronize());
     if (m->L != L || m->E != E || m->MR != MR) {
         cudaFree(m->logcnt);
         cudaFree(m->log2phy);
@@ -433,6 +434,10 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
         return eplb_error_set(EPLB_ERR_UNSUPPORTED,
                               "gpu stage: src_rank is not supported by the staged path");
     eplb_gpu_t *g = s->g;
+    // balanced mode plans in the handle's one scratch buffer: let a stage
+    // still in flight finish first (no overlap for this mode)
+    if (scfg->mode == EPLB_SELECT_BALANCED)
+        EPLB_CUDA_CHECK(cudaDeviceSynchronize());
     cudaStream_t saved = g->stream;
     g->stream = s->stream; // the launchers enqueue on g->stream
     eplb_status_t st = EPLB_OK;

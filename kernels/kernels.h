@@ -202,7 +202,10 @@ void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
  * in, fused kernels, copy out, all asynchronous), decode the next step
  * into a second stage meanwhile, then wait for the outputs.  counts [L][P]
  * are this step's alone (zeroed by submit).  bias [L][E] (host, may be
- * NULL) is copied at open; the maps are those of eplb_gpu_set_maps. */
+ * NULL) is copied at open; the maps are those of eplb_gpu_set_maps (which
+ * waits for stages in flight).  balanced mode shares the handle's scratch
+ * memory, so its submits wait for other stages: no overlap in that mode.
+ * A handle and its stages are for one host thread. */
 typedef struct eplb_gpu_stage eplb_gpu_stage_t;
 eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t *g,
                                   int64_t max_tokens, int L, int E, int K,

@@ -3,7 +3,9 @@
 # build (autogen + configure + make), the GPU tests, compute-sanitizer
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
-# last.  Usage: scripts/device.sh [quick|full]   (full: more bench variants)
+# last.  Usage: scripts/device.sh [tests|quick|full]
+#   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
+#   full: + benchmark variants, shapes, modes and the CPU path
 #
 # Source: the committed tree (git archive HEAD) with this checkout's own
 # kernels/ files laid over it, so that other folders' work in progress
@@ -60,6 +62,7 @@ say "== $(stamp) gpu_tests"
 rc=$?
 grep -E "note:|rate|esft|skip|FAIL" "$OUT/gpu_tests.log" | head -40 | tee -a "$summary"
 say "gpu_tests rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
+[ "$what" = tests ] && exit $rc
 
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 for tool in memcheck racecheck; do

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <hdf5.h>
 
 #include "helpers.h"
 #include "import.h"
@@ -256,14 +257,56 @@ Test(import, esft_file_round_trip)
     rmdir(dir);
 }
 
+/* Filter ids of a dataset's pipeline (at most 4) and the deflate level. */
+static int filters_of(const char *path, const char *name, int *ids, unsigned *lvl)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "%s", path);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    cr_assert(d >= 0, "%s: %s", path, name);
+    hid_t dcpl = H5Dget_create_plist(d);
+    int n = H5Pget_nfilters(dcpl);
+    cr_assert(n >= 0 && n <= 4);
+    *lvl = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned flags, cd[8];
+        size_t ncd = 8;
+        ids[i] = (int)H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
+        if (ids[i] == H5Z_FILTER_DEFLATE && ncd >= 1)
+            *lvl = cd[0];
+    }
+    H5Pclose(dcpl);
+    H5Dclose(d);
+    H5Fclose(f);
+    return n;
+}
+
 /* traces/esft-intent.h5 is the import of the shared intent task (the
- * facts of traces/README.md), under 10 MB. */
+ * facts of traces/README.md), under 10 MB, and holds what its documented
+ * command (`import --format esft ../shared/data/esft/intent -o ...`, no
+ * other step) writes: the same datasets and the same storage (deflate
+ * only, no shuffle, at the writer's level; the HDF5 bytes themselves may
+ * differ between HDF5 versions, the README says). */
 Test(import, shipped_esft_intent)
 {
     const char *path = eplb_test_path(eplb_test_srcdir(), "traces/esft-intent.h5");
     struct stat sb;
     cr_assert_eq(stat(path, &sb), 0, "%s missing", path);
     cr_assert(sb.st_size < 10 * 1000 * 1000, "%s: %lld bytes", path, (long long)sb.st_size);
+    /* storage: deflate level 4 (the writer's default) alone on every
+     * dataset (read before the trace is opened: HDF5 refuses a second open
+     * with other file-close settings) */
+    static const char *dsets[] = {"/router/logits", "/router/topk_ids",
+                                  "/router/topk_weights", "/steps/token_offset",
+                                  "/steps/phase"};
+    enum { ND = sizeof dsets / sizeof dsets[0] };
+    int filt[ND][4];
+    unsigned lvl[ND];
+    for (size_t i = 0; i < ND; i++) {
+        cr_assert_eq(filters_of(path, dsets[i], filt[i], &lvl[i]), 1, "%s", dsets[i]);
+        cr_assert_eq(filt[i][0], H5Z_FILTER_DEFLATE, "%s", dsets[i]);
+        cr_assert_eq(lvl[i], 4, "%s", dsets[i]);
+    }
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     const eplb_trace_info_t *in = eplb_trace_info(tr);
@@ -274,7 +317,8 @@ Test(import, shipped_esft_intent)
     const char *sh = eplb_test_shared_dir();
     if (sh) {
         eplb_import_esft_t d;
-        eplb_assert_ok(eplb_import_esft_read(&d, eplb_test_path(sh, "data/esft/intent")));
+        const char *src = eplb_test_path(sh, "data/esft/intent");
+        eplb_assert_ok(eplb_import_esft_read(&d, src));
         size_t m = (size_t)8222 * 26 * 6;
         int32_t *ids = malloc(sizeof(int32_t) * m);
         float *w = malloc(sizeof(float) * m);
@@ -284,6 +328,40 @@ Test(import, shipped_esft_intent)
         free(ids);
         free(w);
         eplb_import_esft_free(&d);
+
+        /* the documented command, run again: same attributes, steps, logits
+         * and storage layout */
+        char re[512];
+        snprintf(re, sizeof re, "%s/regen.h5", eplb_test_tmpdir());
+        eplb_assert_ok(eplb_import_esft(src, re, 512, NULL));
+        eplb_trace_t *tr2 = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr2, re));
+        const eplb_trace_info_t *in2 = eplb_trace_info(tr2);
+        cr_assert_str_eq(in->model, in2->model);
+        cr_assert_str_eq(in->source, in2->source);
+        cr_assert_eq(in->num_steps, in2->num_steps);
+        cr_assert(memcmp(eplb_trace_token_offsets(tr), eplb_trace_token_offsets(tr2),
+                         sizeof(int64_t) * 18) == 0);
+        cr_assert_eq(eplb_trace_chunk_tokens(tr), eplb_trace_chunk_tokens(tr2));
+        size_t n = eplb_trace_raw_bytes(tr);
+        cr_assert_eq(n, (size_t)8222 * 26 * 64 * 4);
+        cr_assert_eq(eplb_trace_raw_bytes(tr2), n);
+        unsigned char *a = malloc(n), *b = malloc(n);
+        eplb_assert_ok(eplb_trace_read_all_serial(tr, a));
+        eplb_assert_ok(eplb_trace_read_all_serial(tr2, b));
+        cr_assert(memcmp(a, b, n) == 0, "shipped logits differ from the regeneration");
+        free(a);
+        free(b);
+        eplb_trace_close(tr2);
+        for (size_t i = 0; i < ND; i++) {
+            int f2[4];
+            unsigned l2;
+            cr_assert_eq(filters_of(re, dsets[i], f2, &l2), 1,
+                         "%s: the regeneration has another filter pipeline", dsets[i]);
+            cr_assert(f2[0] == filt[i][0] && l2 == lvl[i],
+                      "%s: filters differ from the regeneration", dsets[i]);
+        }
+        unlink(re);
     }
     eplb_trace_close(tr);
 }

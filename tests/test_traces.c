@@ -43,6 +43,7 @@ typedef struct {
 } spec_t;
 
 static int write_threads; /* compression threads of write_trace (0: default) */
+static int write_no_shuffle; /* write_trace: deflate only */
 
 /* Write a trace of NSTEPS steps from the formulas above. */
 static void write_trace(const char *path, const spec_t *sp)
@@ -66,6 +67,7 @@ static void write_trace(const char *path, const spec_t *sp)
     o.src_rank = (sp->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) != 0;
     o.chunk_rows = sp->chunk_rows;
     o.threads = write_threads;
+    o.no_shuffle = write_no_shuffle;
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
     int E = sp->E;
@@ -358,6 +360,147 @@ ParameterizedTestParameters(traces, parallel_equals_serial)
 }
 
 ParameterizedTest(spec_t *sp, traces, parallel_equals_serial) { check_parallel(sp); }
+
+/* The same on deflate-only files (writer option no_shuffle): a pipeline of
+ * one filter, read on the parallel path. */
+ParameterizedTestParameters(traces, parallel_equals_serial_no_shuffle)
+{
+    static spec_t specs[] = {
+        {EPLB_DTYPE_F32, 20, EPLB_LEVEL_LOGITS, 8},
+        {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_LOGITS, 8},
+        {EPLB_DTYPE_F16, 64, EPLB_LEVEL_LOGITS, 0},  /* one partial 2 MiB chunk */
+        {EPLB_DTYPE_F32, 300, EPLB_LEVEL_TOPK, 9},   /* uint16 ids */
+        {EPLB_DTYPE_F32, 20, EPLB_LEVEL_LOGITS, 55}, /* exactly one full chunk */
+    };
+    return cr_make_param_array(spec_t, specs, sizeof specs / sizeof specs[0]);
+}
+
+ParameterizedTest(spec_t *sp, traces, parallel_equals_serial_no_shuffle)
+{
+    write_no_shuffle = 1;
+    check_parallel(sp);
+    write_no_shuffle = 0;
+}
+
+/* ---- chunk bytes ---------------------------------------------------------
+ * The writer compresses logits chunks itself (zpool.c) and stores them with
+ * H5Dwrite_chunk.  Their bytes must be what HDF5's own filters make of the
+ * same values: write the values read back from the writer's file with a
+ * plain H5Dwrite into a dataset whose pipeline is built here (chunk rows,
+ * shuffle or not, deflate 4 as FORMAT.md states), then compare every raw
+ * chunk (H5Dread_chunk) and the filter pipelines. */
+
+#include <hdf5.h>
+
+/* Filter ids of the dataset's pipeline (at most 4), deflate level in *lvl. */
+static int filters_of(hid_t d, int *ids, unsigned *lvl)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    cr_assert(dcpl >= 0);
+    int n = H5Pget_nfilters(dcpl);
+    cr_assert(n >= 0 && n <= 4);
+    for (int i = 0; i < n; i++) {
+        unsigned flags, cd[8];
+        size_t ncd = 8;
+        ids[i] = (int)H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
+        if (ids[i] == H5Z_FILTER_DEFLATE && ncd >= 1)
+            *lvl = cd[0];
+    }
+    H5Pclose(dcpl);
+    return n;
+}
+
+static void check_chunks_match_hdf5(eplb_dtype_t dt, int no_shuffle)
+{
+    spec_t sp = {dt, 20, EPLB_LEVEL_LOGITS, 8};
+    const char *path = tmp_file("zw.h5"), *ref = tmp_file("zref.h5");
+    write_threads = 3;
+    write_no_shuffle = no_shuffle;
+    write_trace(path, &sp);
+    write_threads = 0;
+    write_no_shuffle = 0;
+
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    int ids[4];
+    unsigned lvl = 0;
+    int nf = filters_of(d, ids, &lvl);
+    cr_assert_eq(nf, no_shuffle ? 1 : 2);
+    if (!no_shuffle)
+        cr_assert_eq(ids[0], H5Z_FILTER_SHUFFLE);
+    cr_assert_eq(ids[nf - 1], H5Z_FILTER_DEFLATE);
+    cr_assert_eq(lvl, 4);
+    /* the other datasets follow the same option */
+    hid_t dp = H5Dopen2(f, "/steps/phase", H5P_DEFAULT);
+    cr_assert(dp >= 0);
+    cr_assert_eq(filters_of(dp, ids, &lvl), no_shuffle ? 1 : 2);
+    H5Dclose(dp);
+
+    hid_t ft = H5Dget_type(d);
+    size_t es = eplb_dtype_size(dt), row = (size_t)L_ * 20 * es;
+    unsigned char *vals = malloc(NTOK * row);
+    cr_assert_eq(H5Dread(d, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals), 0);
+
+    hsize_t dims[3] = {NTOK, L_, 20}, maxd[3] = {H5S_UNLIMITED, L_, 20}, cd[3] = {8, L_, 20};
+    hid_t rf = H5Fcreate(ref, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp3 = H5Screate_simple(3, dims, maxd), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(rf >= 0 && sp3 >= 0 && dcpl >= 0);
+    cr_assert_eq(H5Pset_chunk(dcpl, 3, cd), 0);
+    if (!no_shuffle)
+        cr_assert_eq(H5Pset_shuffle(dcpl), 0);
+    cr_assert_eq(H5Pset_deflate(dcpl, 4), 0);
+    hid_t rd = H5Dcreate2(rf, "logits", ft, sp3, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(rd >= 0);
+    cr_assert_eq(H5Dwrite(rd, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals), 0);
+    cr_assert_eq(H5Fflush(rf, H5F_SCOPE_LOCAL), 0);
+
+    size_t cap = 8 * row + 1024;
+    unsigned char *a = malloc(cap), *b = malloc(cap);
+    int nchunks = 0;
+    for (hsize_t r = 0; r < NTOK; r += 8, nchunks++) {
+        hsize_t off[3] = {r, 0, 0};
+        hsize_t na = 0, nb = 0;
+        uint32_t ma = 1, mb = 1;
+        cr_assert_eq(H5Dget_chunk_storage_size(d, off, &na), 0);
+        cr_assert_eq(H5Dget_chunk_storage_size(rd, off, &nb), 0);
+        cr_assert_eq(na, nb, "chunk at row %llu: %llu bytes, HDF5 makes %llu",
+                     (unsigned long long)r, (unsigned long long)na, (unsigned long long)nb);
+        cr_assert(na > 0 && na <= cap);
+        cr_assert_eq(H5Dread_chunk(d, H5P_DEFAULT, off, &ma, a), 0);
+        cr_assert_eq(H5Dread_chunk(rd, H5P_DEFAULT, off, &mb, b), 0);
+        cr_assert_eq(ma, 0);
+        cr_assert_eq(mb, 0);
+        cr_assert(memcmp(a, b, (size_t)na) == 0, "chunk at row %llu differs",
+                  (unsigned long long)r);
+    }
+    cr_assert_eq(nchunks, 7); /* 55 rows: 6 full chunks and a partial one */
+    free(a);
+    free(b);
+    free(vals);
+    H5Dclose(rd);
+    H5Pclose(dcpl);
+    H5Sclose(sp3);
+    H5Fclose(rf);
+    H5Tclose(ft);
+    H5Dclose(d);
+    H5Fclose(f);
+    unlink(path);
+    unlink(ref);
+}
+
+Test(traces, writer_chunks_are_hdf5_shuffle_deflate)
+{
+    check_chunks_match_hdf5(EPLB_DTYPE_F32, 0);
+    check_chunks_match_hdf5(EPLB_DTYPE_BF16, 0);
+}
+
+Test(traces, writer_chunks_are_hdf5_deflate_only)
+{
+    check_chunks_match_hdf5(EPLB_DTYPE_F32, 1);
+    check_chunks_match_hdf5(EPLB_DTYPE_F16, 1);
+}
 
 /* A larger trace whose chunks compress well (repetitive data) and whose
  * rows are long, so that the SSE unshuffle and the chunk placement are

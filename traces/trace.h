@@ -145,10 +145,14 @@ typedef struct {
     int threads;                 /* logits compression threads; 0:
                                     eplb_num_threads().  The file does not
                                     depend on it. */
+    int no_shuffle;              /* 1: deflate only, without the shuffle
+                                    filter (smaller for mostly-zero data
+                                    such as the ESFT stand-in logits);
+                                    0: shuffle then deflate */
 } eplb_trace_writer_opts_t;
 
 #define EPLB_TRACE_WRITER_OPTS_INIT                                           \
-    { NULL, NULL, NULL, 0, EPLB_ROUTE_CFG_INIT, 0, EPLB_DTYPE_F32, 0, 0, 0, 0, 0, 0 }
+    { NULL, NULL, NULL, 0, EPLB_ROUTE_CFG_INIT, 0, EPLB_DTYPE_F32, 0, 0, 0, 0, 0, 0, 0 }
 
 eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out,
                                        const char *path,

@@ -50,6 +50,7 @@ struct eplb_trace_writer {
     eplb_route_cfg_t route;
     unsigned levels;
     int want_w, want_phase, want_src;
+    int no_shuffle; /* deflate only (opts.no_shuffle) */
     appender_t offs, phase, src, logits, ids, wts, counts;
     float *bias; /* [L][E] or NULL */
     int64_t nsteps, ntok;
@@ -125,8 +126,8 @@ static hid_t ensure_group(hid_t file, const char *name)
 }
 
 /* Create dataset `name` ([0, inner...], unlimited first axis) chunked by
- * chunk_rows rows with shuffle + deflate.  ftype/mtype: file and memory
- * types (mtype is taken over). */
+ * chunk_rows rows with shuffle (unless w->no_shuffle) then deflate.
+ * ftype/mtype: file and memory types (mtype is taken over). */
 static eplb_status_t app_create(appender_t *a, const eplb_trace_writer_t *w,
                                 const char *name, hid_t ftype, hid_t mtype, int rank,
                                 hsize_t d1, hsize_t d2, size_t target_bytes,
@@ -157,7 +158,7 @@ static eplb_status_t app_create(appender_t *a, const eplb_trace_writer_t *w,
     dcpl = H5Pcreate(H5P_DATASET_CREATE);
     space = H5Screate_simple(rank, dims, maxd);
     if (grp < 0 || dcpl < 0 || space < 0 || H5Pset_chunk(dcpl, rank, cdims) < 0 ||
-        H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)level) < 0 ||
+        (!w->no_shuffle && H5Pset_shuffle(dcpl) < 0) || H5Pset_deflate(dcpl, (unsigned)level) < 0 ||
         H5Pset_obj_track_times(dcpl, 0) < 0) {
         st = eplb_h5_fail(EPLB_ERR_IO, w->path, name, "cannot set up dataset");
         goto out;
@@ -322,7 +323,8 @@ static eplb_status_t create_datasets(eplb_trace_writer_t *w,
                               lvl));
         int nt = o->threads > 0 ? o->threads : eplb_num_threads();
         EPLB_CHECK(eplb_zpool_create(&a->zp, nt, a->chunk_rows * a->row_bytes,
-                                     eplb_dtype_size(o->logits_dtype), lvl, ZDEPTH));
+                                     eplb_dtype_size(o->logits_dtype), !w->no_shuffle, lvl,
+                                     ZDEPTH));
         free(a->buf);
         a->buf = eplb_zpool_buffer(a->zp);
     }
@@ -386,6 +388,7 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
     w->want_w = opts->topk_weights;
     w->want_phase = opts->phase;
     w->want_src = opts->src_rank;
+    w->no_shuffle = opts->no_shuffle != 0;
     w->path = strdup(path);
     size_t tn = strlen(path) + 32;
     w->tmp = malloc(tn);

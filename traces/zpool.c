@@ -1,4 +1,4 @@
-/* zpool.c - ordered parallel shuffle + deflate of chunks for the writer. */
+/* zpool.c - ordered parallel (shuffle +) deflate of chunks for the writer. */
 #include "zpool.h"
 
 #include <pthread.h>
@@ -22,6 +22,7 @@ typedef struct {
 
 struct eplb_zpool {
     size_t chunk_bytes, esize, zcap;
+    int shuffle; /* HDF5's shuffle with 1-byte elements is the identity */
     int level, depth, nthreads;
     job_t *jobs;
     uint64_t next_seq, next_out; /* sequence numbers: submitted, taken */
@@ -81,7 +82,7 @@ static void *worker(void *arg)
 
         const unsigned char *src = j->raw;
         int zr = Z_OK;
-        if (z->esize > 1) {
+        if (z->shuffle) {
             if (!shuf)
                 shuf = malloc(z->chunk_bytes);
             if (shuf) {
@@ -132,7 +133,7 @@ void eplb_zpool_destroy(eplb_zpool_t *z)
 }
 
 eplb_status_t eplb_zpool_create(eplb_zpool_t **out, int nthreads, size_t chunk_bytes,
-                                size_t esize, int level, int depth)
+                                size_t esize, int do_shuffle, int level, int depth)
 {
     if (nthreads < 1)
         nthreads = 1;
@@ -143,6 +144,7 @@ eplb_status_t eplb_zpool_create(eplb_zpool_t **out, int nthreads, size_t chunk_b
         return eplb_error_set(EPLB_ERR_NOMEM, "compression pool: out of memory");
     z->chunk_bytes = chunk_bytes;
     z->esize = esize;
+    z->shuffle = do_shuffle && esize > 1;
     z->zcap = (size_t)compressBound((uLong)chunk_bytes);
     z->level = level;
     z->depth = depth;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_util.h"
 #include "cmd.h"
 #include "gen.h"
 
@@ -38,20 +39,6 @@ static void usage(FILE *f)
             "                         the CPU count; the output does not depend on it)\n"
             "  --list-presets         print the presets and exit\n"
             "  -h, --help             this help\n");
-}
-
-static eplb_status_t parse_i64(int64_t *out, const char *arg, const char *opt,
-                               int64_t min, int64_t max)
-{
-    char *end = NULL;
-    long long v = strtoll(arg, &end, 10);
-    if (!arg[0] || *end || v < min || v > max)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "%s: expected an integer in %" PRId64 "..%" PRId64
-                              ", got '%s'",
-                              opt, min, max, arg);
-    *out = v;
-    return EPLB_OK;
 }
 
 static void list_presets(void)
@@ -140,35 +127,28 @@ int eplb_cmd_gen(int argc, char **argv)
         switch (c) {
         case OPT_PRESET: o.preset = optarg; break;
         case 'o': out = optarg; break;
-        case OPT_STEPS: st = parse_i64(&o.steps, optarg, "--steps", 1, INT64_C(1) << 40); break;
+        case OPT_STEPS: st = eplb_cli_int_parse(&o.steps, optarg, "--steps", 1, INT64_C(1) << 40); break;
         case OPT_TOKENS:
-            st = parse_i64(&o.tokens_per_step, optarg, "--tokens-per-step", 1, 1 << 20);
+            st = eplb_cli_int_parse(&o.tokens_per_step, optarg, "--tokens-per-step", 1, 1 << 20);
             break;
         case OPT_SEED:
-            st = parse_i64(&v, optarg, "--seed", 0, INT64_MAX);
+            st = eplb_cli_int_parse(&v, optarg, "--seed", 0, INT64_MAX);
             o.seed = (uint64_t)v;
             break;
         case OPT_DTYPE: st = eplb_dtype_parse(&o.dtype, optarg); break;
         case OPT_LAYERS:
-            st = parse_i64(&v, optarg, "--layers", 1, EPLB_MAX_EXPERTS);
+            st = eplb_cli_int_parse(&v, optarg, "--layers", 1, EPLB_MAX_EXPERTS);
             o.num_layers = (int)v;
             break;
         case OPT_STATS: stats = 1; break;
         case OPT_THREADS:
-            st = parse_i64(&v, optarg, "--threads", 1, 1024);
+            st = eplb_cli_int_parse(&v, optarg, "--threads", 1, 1024);
             o.threads = (int)v;
             break;
-        case OPT_WINDOW: st = parse_i64(&window, optarg, "--window", 1, INT64_C(1) << 40); break;
+        case OPT_WINDOW: st = eplb_cli_int_parse(&window, optarg, "--window", 1, INT64_C(1) << 40); break;
         case OPT_LIST: list_presets(); return 0;
         case 'h': usage(stdout); return 0;
-        case ':':
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: missing value",
-                                argv[optind - 1]);
-            break;
-        default:
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)",
-                                argv[optind - 1]);
-            break;
+        default: st = eplb_cli_getopt_fail(c, argv); break;
         }
         if (st != EPLB_OK)
             return eplb_cmd_fail("gen", st);

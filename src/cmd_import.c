@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_util.h"
 #include "cmd.h"
 #include "import.h"
 
@@ -40,20 +41,6 @@ static void usage(FILE *f)
             "  -h, --help             this help\n");
 }
 
-static eplb_status_t parse_i64(int64_t *out, const char *arg, const char *opt,
-                               int64_t min, int64_t max)
-{
-    char *end = NULL;
-    long long v = strtoll(arg, &end, 10);
-    if (!arg[0] || *end || v < min || v > max)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "%s: expected an integer in %" PRId64 "..%" PRId64
-                              ", got '%s'",
-                              opt, min, max, arg);
-    *out = v;
-    return EPLB_OK;
-}
-
 int eplb_cmd_import(int argc, char **argv)
 {
     enum { OPT_FORMAT = 256, OPT_TOKENS, OPT_TOPK, OPT_MODEL };
@@ -78,11 +65,11 @@ int eplb_cmd_import(int argc, char **argv)
         case OPT_FORMAT: format = optarg; break;
         case 'o': out = optarg; break;
         case OPT_TOKENS:
-            st = parse_i64(&tokens, optarg, "--tokens-per-step", 1, INT64_C(1) << 30);
+            st = eplb_cli_int_parse(&tokens, optarg, "--tokens-per-step", 1, INT64_C(1) << 30);
             tokens_set = 1;
             break;
         case OPT_TOPK:
-            st = parse_i64(&topk, optarg, "--top-k", 1, EPLB_MAX_TOPK);
+            st = eplb_cli_int_parse(&topk, optarg, "--top-k", 1, EPLB_MAX_TOPK);
             topk_set = 1;
             break;
         case OPT_MODEL:
@@ -90,14 +77,7 @@ int eplb_cmd_import(int argc, char **argv)
             model_set = 1;
             break;
         case 'h': usage(stdout); return 0;
-        case ':':
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: missing value",
-                                argv[optind - 1]);
-            break;
-        default:
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)",
-                                argv[optind - 1]);
-            break;
+        default: st = eplb_cli_getopt_fail(c, argv); break;
         }
         if (st != EPLB_OK)
             return eplb_cmd_fail("import", st);

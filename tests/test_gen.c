@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -17,6 +16,7 @@
 #include "helpers.h"
 #include "kernels.h"
 #include "trace.h"
+#include "trace_fixtures.h"
 
 /* ---- presets -------------------------------------------------------------- */
 
@@ -548,12 +548,7 @@ Test(gen, hot_experts_drift_and_shift)
  * generates, and stays under 10 MB. */
 Test(gen, shipped_dsv3_small_matches_its_command)
 {
-    const char *path = eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5");
-    struct stat sb;
-    cr_assert_eq(stat(path, &sb), 0, "%s missing", path);
-    cr_assert(sb.st_size < 10 * 1000 * 1000, "%s: %lld bytes", path, (long long)sb.st_size);
-    eplb_trace_t *tr = NULL;
-    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_trace_t *tr = eplb_test_shipped_open("traces/dsv3-small.h5");
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     cr_assert_eq(in->num_steps, 64);
     cr_assert_eq(in->num_layers, 58);
@@ -579,42 +574,20 @@ Test(gen, shipped_dsv3_small_matches_its_command)
 Test(gen, cli)
 {
     const char *dir = eplb_test_tmpdir();
-    char *out = NULL;
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --help"), 0);
-    cr_assert(strstr(out, "--tokens-per-step") != NULL);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --list-presets"), 0);
-    cr_assert(strstr(out, "esft-lite") != NULL);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --preset mixtral -o %s/m.h5 --steps 3 "
-                                         "--tokens-per-step 5 --seed 9 --dtype f16",
-                                   dir),
-                 0);
-    cr_assert(strstr(out, "3 steps") != NULL, "%s", out);
-    free(out);
+    eplb_test_cli_expect(0, "--tokens-per-step", "gen --help");
+    eplb_test_cli_expect(0, "esft-lite", "gen --list-presets");
+    eplb_test_cli_expect(0, "3 steps",
+                         "gen --preset mixtral -o %s/m.h5 --steps 3 "
+                         "--tokens-per-step 5 --seed 9 --dtype f16",
+                         dir);
     cr_assert_eq(access(eplb_test_path(dir, "m.h5"), F_OK), 0);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --preset mixtral --stats --steps 4 "
-                                         "--tokens-per-step 8 --window 2"),
-                 0);
-    cr_assert(strstr(out, "max/mean load") != NULL, "%s", out);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen -o %s/x.h5", dir), 2);
-    cr_assert(strstr(out, "eplb-replay gen: --preset") != NULL, "%s", out);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --preset nope -o %s/x.h5", dir), 2);
-    cr_assert(strstr(out, "nope") != NULL, "%s", out);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --preset mixtral -o %s/x.h5 --dtype f64", dir),
-                 2);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --preset mixtral -o %s/x.h5 --steps 1x", dir),
-                 2);
-    cr_assert(strstr(out, "--steps") != NULL, "%s", out);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "gen --preset mixtral -o /nonexistent/dir/x.h5 "
-                                         "--steps 1"),
-                 1);
-    free(out);
+    eplb_test_cli_expect(0, "max/mean load",
+                         "gen --preset mixtral --stats --steps 4 --tokens-per-step 8 --window 2");
+    eplb_test_cli_expect(2, "eplb-replay gen: --preset", "gen -o %s/x.h5", dir);
+    eplb_test_cli_expect(2, "nope", "gen --preset nope -o %s/x.h5", dir);
+    eplb_test_cli_expect(2, NULL, "gen --preset mixtral -o %s/x.h5 --dtype f64", dir);
+    eplb_test_cli_expect(2, "--steps", "gen --preset mixtral -o %s/x.h5 --steps 1x", dir);
+    eplb_test_cli_expect(1, NULL, "gen --preset mixtral -o /nonexistent/dir/x.h5 --steps 1");
     cr_assert_neq(access(eplb_test_path(dir, "x.h5"), F_OK), 0);
     unlink(eplb_test_path(dir, "m.h5"));
     rmdir(dir);

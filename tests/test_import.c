@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -16,6 +15,7 @@
 #include "helpers.h"
 #include "import.h"
 #include "trace.h"
+#include "trace_fixtures.h"
 
 static const char *shared_or_skip(void)
 {
@@ -257,30 +257,6 @@ Test(import, esft_file_round_trip)
     rmdir(dir);
 }
 
-/* Filter ids of a dataset's pipeline (at most 4) and the deflate level. */
-static int filters_of(const char *path, const char *name, int *ids, unsigned *lvl)
-{
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0, "%s", path);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    cr_assert(d >= 0, "%s: %s", path, name);
-    hid_t dcpl = H5Dget_create_plist(d);
-    int n = H5Pget_nfilters(dcpl);
-    cr_assert(n >= 0 && n <= 4);
-    *lvl = 0;
-    for (int i = 0; i < n; i++) {
-        unsigned flags, cd[8];
-        size_t ncd = 8;
-        ids[i] = (int)H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
-        if (ids[i] == H5Z_FILTER_DEFLATE && ncd >= 1)
-            *lvl = cd[0];
-    }
-    H5Pclose(dcpl);
-    H5Dclose(d);
-    H5Fclose(f);
-    return n;
-}
-
 /* traces/esft-intent.h5 is the import of the shared intent task (the
  * facts of traces/README.md), under 10 MB, and holds what its documented
  * command (`import --format esft ../shared/data/esft/intent -o ...`, no
@@ -290,9 +266,6 @@ static int filters_of(const char *path, const char *name, int *ids, unsigned *lv
 Test(import, shipped_esft_intent)
 {
     const char *path = eplb_test_path(eplb_test_srcdir(), "traces/esft-intent.h5");
-    struct stat sb;
-    cr_assert_eq(stat(path, &sb), 0, "%s missing", path);
-    cr_assert(sb.st_size < 10 * 1000 * 1000, "%s: %lld bytes", path, (long long)sb.st_size);
     /* storage: deflate level 4 (the writer's default) alone on every
      * dataset (read before the trace is opened: HDF5 refuses a second open
      * with other file-close settings) */
@@ -303,12 +276,11 @@ Test(import, shipped_esft_intent)
     int filt[ND][4];
     unsigned lvl[ND];
     for (size_t i = 0; i < ND; i++) {
-        cr_assert_eq(filters_of(path, dsets[i], filt[i], &lvl[i]), 1, "%s", dsets[i]);
+        cr_assert_eq(eplb_test_h5_filters(path, dsets[i], filt[i], &lvl[i]), 1, "%s", dsets[i]);
         cr_assert_eq(filt[i][0], H5Z_FILTER_DEFLATE, "%s", dsets[i]);
         cr_assert_eq(lvl[i], 4, "%s", dsets[i]);
     }
-    eplb_trace_t *tr = NULL;
-    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_trace_t *tr = eplb_test_shipped_open("traces/esft-intent.h5");
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     cr_assert_eq(in->num_tokens, 8222);
     cr_assert_eq(in->num_steps, 17);
@@ -356,7 +328,7 @@ Test(import, shipped_esft_intent)
         for (size_t i = 0; i < ND; i++) {
             int f2[4];
             unsigned l2;
-            cr_assert_eq(filters_of(re, dsets[i], f2, &l2), 1,
+            cr_assert_eq(eplb_test_h5_filters(re, dsets[i], f2, &l2), 1,
                          "%s: the regeneration has another filter pipeline", dsets[i]);
             cr_assert(f2[0] == filt[i][0] && l2 == lvl[i],
                       "%s: filters differ from the regeneration", dsets[i]);
@@ -379,10 +351,7 @@ static void write_file(const char *dir, int layer, const char *text)
 {
     char p[600];
     snprintf(p, sizeof p, "%s/expert_weights_%d.txt", dir, layer);
-    FILE *f = fopen(p, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
+    eplb_test_write_text(p, text);
 }
 
 static char *make_esft_dir(void)
@@ -429,6 +398,25 @@ Test(import, esft_small_valid_dir)
     remove_esft_dir(dir);
 }
 
+/* In the small valid directory `dir`, layer `layer`'s file holds `text`:
+ * reading fails with EPLB_ERR_FORMAT naming `needle`; then the file is
+ * valid again (or, past layer 26, gone). */
+static void expect_bad_layer(const char *dir, int layer, const char *text, const char *needle)
+{
+    eplb_import_esft_t d;
+    write_file(dir, layer, text);
+    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT, needle);
+    char valid[1024];
+    snprintf(valid, sizeof valid, "%s%s", tok_line_ok, tok_line_ok1);
+    if (layer <= 26) {
+        write_file(dir, layer, valid);
+    } else {
+        char p[600];
+        snprintf(p, sizeof p, "%s/expert_weights_%d.txt", dir, layer);
+        unlink(p);
+    }
+}
+
 Test(import, esft_bad_input)
 {
     eplb_import_esft_t d;
@@ -444,80 +432,47 @@ Test(import, esft_bad_input)
     remove_esft_dir(dir);
 
     dir = make_esft_dir();
-    write_file(dir, 27, tok_line_ok);
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_27.txt");
-    remove_esft_dir(dir);
+    expect_bad_layer(dir, 27, tok_line_ok, "expert_weights_27.txt");
 
     /* One more sample in layer 5. */
-    dir = make_esft_dir();
     char text[2048];
     snprintf(text, sizeof text, "%s%s%s", tok_line_ok, tok_line_ok1, tok_line_ok1);
-    write_file(dir, 5, text);
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_5.txt:3");
-    remove_esft_dir(dir);
+    expect_bad_layer(dir, 5, text, "expert_weights_5.txt:3");
 
     /* A sample with a different token count in layer 9, line 2. */
-    dir = make_esft_dir();
     snprintf(text, sizeof text, "%s%s", tok_line_ok, tok_line_ok);
-    write_file(dir, 9, text);
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_9.txt:2");
-    remove_esft_dir(dir);
+    expect_bad_layer(dir, 9, text, "expert_weights_9.txt:2");
 
     /* Fewer samples in layer 26. */
-    dir = make_esft_dir();
-    write_file(dir, 26, tok_line_ok);
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_26.txt");
-    remove_esft_dir(dir);
+    expect_bad_layer(dir, 26, tok_line_ok, "expert_weights_26.txt");
 
     /* Id out of range on line 2 of layer 3. */
-    dir = make_esft_dir();
     snprintf(text, sizeof text, "%s64\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n",
              tok_line_ok);
-    write_file(dir, 3, text);
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_3.txt:2: id 1 = 64");
-    remove_esft_dir(dir);
+    expect_bad_layer(dir, 3, text, "expert_weights_3.txt:2: id 1 = 64");
 
     /* Odd field counts: 7 ids and 7 weights. */
-    dir = make_esft_dir();
     snprintf(text, sizeof text, "1\t2\t3\t4\t5\t6\t7\t\t.1\t.1\t.1\t.1\t.1\t.1\t.1\n%s",
              tok_line_ok1);
-    write_file(dir, 1, text);
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_1.txt:1: 7 ids and 7 weights");
-    remove_esft_dir(dir);
+    expect_bad_layer(dir, 1, text, "expert_weights_1.txt:1: 7 ids and 7 weights");
 
     /* 6 ids but 5 weights. */
-    dir = make_esft_dir();
     snprintf(text, sizeof text, "%s1\t2\t3\t4\t5\t6\t\t.1\t.1\t.1\t.1\t.1\n", tok_line_ok);
-    write_file(dir, 2, text);
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_2.txt:2: 6 ids and 5 weights");
-    remove_esft_dir(dir);
+    expect_bad_layer(dir, 2, text, "expert_weights_2.txt:2: 6 ids and 5 weights");
+
+    /* No two-tab separator; a non-number weight; a repeated id. */
+    expect_bad_layer(dir, 4, "1\t2\t3\t4\t5\t6\t.1\t.1\t.1\t.1\t.1\t.1\n",
+                     "expert_weights_4.txt:1: no two-tab");
+    expect_bad_layer(dir, 4, "1\t2\t3\t4\t5\t6\t\t.1\t.1\tx\t.1\t.1\t.1\n",
+                     "expert_weights_4.txt:1: weight 3");
+    expect_bad_layer(dir, 4, "1\t2\t3\t4\t5\t1\t\t.1\t.1\t.1\t.1\t.1\t.1\n", "chosen twice");
 
     /* A blank line (here at the end) is not a sample. */
-    dir = make_esft_dir();
     snprintf(text, sizeof text, "%s%s\n", tok_line_ok, tok_line_ok1);
     write_file(dir, 6, text);
     eplb_assert_ok(eplb_import_esft_read(&d, dir));
     cr_assert_eq(d.num_samples, 2);
     eplb_import_esft_free(&d);
-    remove_esft_dir(dir);
-
-    /* No two-tab separator; a non-number weight; a repeated id. */
-    dir = make_esft_dir();
-    write_file(dir, 4, "1\t2\t3\t4\t5\t6\t.1\t.1\t.1\t.1\t.1\t.1\n");
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_4.txt:1: no two-tab");
-    write_file(dir, 4, "1\t2\t3\t4\t5\t6\t\t.1\t.1\tx\t.1\t.1\t.1\n");
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT,
-                      "expert_weights_4.txt:1: weight 3");
-    write_file(dir, 4, "1\t2\t3\t4\t5\t1\t\t.1\t.1\t.1\t.1\t.1\t.1\n");
-    eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT, "chosen twice");
     remove_esft_dir(dir);
 }
 
@@ -564,12 +519,13 @@ Test(import, sglang_prefill_drops_dense_layers)
     rmdir(dir);
 }
 
-static void write_text(const char *path, const char *text)
+/* SGLang JSON `text` in `path`: reading fails with EPLB_ERR_FORMAT naming
+ * `needle`. */
+static void expect_bad_json(const char *path, const char *text, const char *needle)
 {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
+    eplb_import_sglang_t c;
+    eplb_test_write_text(path, text);
+    eplb_assert_fails(eplb_import_sglang_read(&c, path), EPLB_ERR_FORMAT, needle);
 }
 
 Test(import, sglang_bad_input)
@@ -581,22 +537,15 @@ Test(import, sglang_bad_input)
     eplb_import_sglang_t c;
     eplb_assert_fails(eplb_import_sglang_read(&c, "/nonexistent/c.json"), EPLB_ERR_IO,
                       "/nonexistent/c.json");
-    write_text(p, "{\"logical_count\": [[0, 0], [1, -2]]}");
-    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1, expert 1");
-    write_text(p, "{\"logical_count\": [[0, 0], [1.5, 2]]}");
-    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1, expert 0");
-    write_text(p, "{\"logical_count\": [[0, 0], [1, \"2\"]]}");
-    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1, expert 1");
-    write_text(p, "{\"logical_count\": [[0, 0], [1, 2, 3]]}");
-    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "layer 1");
-    write_text(p, "{\"logical_count\": [[0, 0], [0, 0]]}");
-    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "all zero");
-    write_text(p, "{\"counts\": [[1, 2]]}");
-    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, "logical_count");
-    write_text(p, "{\"logical_count\": [[1, 2]");
-    eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, p);
+    expect_bad_json(p, "{\"logical_count\": [[0, 0], [1, -2]]}", "layer 1, expert 1");
+    expect_bad_json(p, "{\"logical_count\": [[0, 0], [1.5, 2]]}", "layer 1, expert 0");
+    expect_bad_json(p, "{\"logical_count\": [[0, 0], [1, \"2\"]]}", "layer 1, expert 1");
+    expect_bad_json(p, "{\"logical_count\": [[0, 0], [1, 2, 3]]}", "layer 1");
+    expect_bad_json(p, "{\"logical_count\": [[0, 0], [0, 0]]}", "all zero");
+    expect_bad_json(p, "{\"counts\": [[1, 2]]}", "logical_count");
+    expect_bad_json(p, "{\"logical_count\": [[1, 2]", p);
     /* Floats with integral values are fine; top-k beyond E is not. */
-    write_text(p, "{\"logical_count\": [[0.0, 0], [3.0, 1]]}");
+    eplb_test_write_text(p, "{\"logical_count\": [[0.0, 0], [3.0, 1]]}");
     eplb_assert_ok(eplb_import_sglang_read(&c, p));
     cr_assert_eq(c.num_layers, 1);
     cr_assert_eq(c.counts[0], 3);
@@ -613,30 +562,19 @@ Test(import, sglang_bad_input)
 Test(import, cli)
 {
     const char *dir = eplb_test_tmpdir();
-    char *out = NULL;
-    cr_assert_eq(eplb_test_run_cli(&out, "import --help"), 0);
-    cr_assert(strstr(out, "sglang-counts") != NULL);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "import --format bogus x -o %s/x.h5", dir), 2);
-    cr_assert(strstr(out, "eplb-replay import: --format") != NULL, "%s", out);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "import --format esft /nonexistent -o %s/x.h5", dir),
-                 1);
-    cr_assert(strstr(out, "/nonexistent") != NULL, "%s", out);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "import --format esft a b -o %s/x.h5", dir), 2);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "import --format esft a -o %s/x.h5 --top-k 3", dir),
-                 2);
-    free(out);
+    eplb_test_cli_expect(0, "sglang-counts", "import --help");
+    eplb_test_cli_expect(2, "eplb-replay import: --format", "import --format bogus x -o %s/x.h5",
+                         dir);
+    eplb_test_cli_expect(1, "/nonexistent", "import --format esft /nonexistent -o %s/x.h5", dir);
+    eplb_test_cli_expect(2, NULL, "import --format esft a b -o %s/x.h5", dir);
+    eplb_test_cli_expect(2, NULL, "import --format esft a -o %s/x.h5 --top-k 3", dir);
     const char *sh = eplb_test_shared_dir();
     if (sh) {
-        cr_assert_eq(eplb_test_run_cli(&out, "import --format sglang-counts "
-                                             "%s/data/sglang-dsv3/decode_in1000out1000.json "
-                                             "-o %s/d.h5 --model DeepSeek-R1",
-                                       sh, dir),
-                     0, "%s", out);
-        free(out);
+        eplb_test_cli_expect(0, NULL,
+                             "import --format sglang-counts "
+                             "%s/data/sglang-dsv3/decode_in1000out1000.json "
+                             "-o %s/d.h5 --model DeepSeek-R1",
+                             sh, dir);
         eplb_trace_t *tr = NULL;
         eplb_assert_ok(eplb_trace_open(&tr, eplb_test_path(dir, "d.h5")));
         cr_assert_str_eq(eplb_trace_info(tr)->model, "DeepSeek-R1");

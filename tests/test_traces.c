@@ -14,6 +14,7 @@
 
 #include "helpers.h"
 #include "trace.h"
+#include "trace_fixtures.h"
 
 #define L_ 3
 #define K_ 4
@@ -392,24 +393,6 @@ ParameterizedTest(spec_t *sp, traces, parallel_equals_serial_no_shuffle)
 
 #include <hdf5.h>
 
-/* Filter ids of the dataset's pipeline (at most 4), deflate level in *lvl. */
-static int filters_of(hid_t d, int *ids, unsigned *lvl)
-{
-    hid_t dcpl = H5Dget_create_plist(d);
-    cr_assert(dcpl >= 0);
-    int n = H5Pget_nfilters(dcpl);
-    cr_assert(n >= 0 && n <= 4);
-    for (int i = 0; i < n; i++) {
-        unsigned flags, cd[8];
-        size_t ncd = 8;
-        ids[i] = (int)H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
-        if (ids[i] == H5Z_FILTER_DEFLATE && ncd >= 1)
-            *lvl = cd[0];
-    }
-    H5Pclose(dcpl);
-    return n;
-}
-
 static void check_chunks_match_hdf5(eplb_dtype_t dt, int no_shuffle)
 {
     spec_t sp = {dt, 20, EPLB_LEVEL_LOGITS, 8};
@@ -420,23 +403,21 @@ static void check_chunks_match_hdf5(eplb_dtype_t dt, int no_shuffle)
     write_threads = 0;
     write_no_shuffle = 0;
 
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0);
-    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
-    cr_assert(d >= 0);
     int ids[4];
     unsigned lvl = 0;
-    int nf = filters_of(d, ids, &lvl);
+    int nf = eplb_test_h5_filters(path, "/router/logits", ids, &lvl);
     cr_assert_eq(nf, no_shuffle ? 1 : 2);
     if (!no_shuffle)
         cr_assert_eq(ids[0], H5Z_FILTER_SHUFFLE);
     cr_assert_eq(ids[nf - 1], H5Z_FILTER_DEFLATE);
     cr_assert_eq(lvl, 4);
     /* the other datasets follow the same option */
-    hid_t dp = H5Dopen2(f, "/steps/phase", H5P_DEFAULT);
-    cr_assert(dp >= 0);
-    cr_assert_eq(filters_of(dp, ids, &lvl), no_shuffle ? 1 : 2);
-    H5Dclose(dp);
+    cr_assert_eq(eplb_test_h5_filters(path, "/steps/phase", ids, &lvl), no_shuffle ? 1 : 2);
+
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+    cr_assert(d >= 0);
 
     hid_t ft = H5Dget_type(d);
     size_t es = eplb_dtype_size(dt), row = (size_t)L_ * 20 * es;
@@ -508,13 +489,7 @@ Test(traces, writer_chunks_are_hdf5_deflate_only)
 Test(traces, parallel_many_chunks)
 {
     const char *path = tmp_file("many.h5");
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.model = "m";
-    o.source = "s";
-    o.num_layers = 5;
-    o.route.num_experts = 64;
-    o.route.top_k = 6;
-    o.levels = EPLB_LEVEL_LOGITS;
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 5, 64, 6, EPLB_LEVEL_LOGITS);
     o.logits_dtype = EPLB_DTYPE_F32;
     o.chunk_rows = 37;
     eplb_trace_writer_t *w = NULL;
@@ -547,20 +522,6 @@ Test(traces, parallel_many_chunks)
     unlink(path);
 }
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f != NULL, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    cr_assert_eq(fread(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 /* Same inputs, same bytes: no timestamps, zero padding in partial chunks,
  * and the thread count of the compression pool does not matter. */
 Test(traces, writer_is_deterministic)
@@ -573,7 +534,7 @@ Test(traces, writer_is_deterministic)
     write_trace(b, &sp);
     write_threads = 0;
     size_t na, nb;
-    unsigned char *da = slurp(a, &na), *db = slurp(b, &nb);
+    unsigned char *da = eplb_test_slurp(a, &na), *db = eplb_test_slurp(b, &nb);
     cr_assert_eq(na, nb);
     cr_assert(memcmp(da, db, na) == 0, "two writes of the same trace differ");
     free(da);
@@ -588,11 +549,7 @@ Test(traces, writer_temp_name_and_abort)
     char path[512], tmp[600];
     snprintf(path, sizeof path, "%s/w.h5", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.num_layers = 2;
-    o.route.num_experts = 8;
-    o.route.top_k = 2;
-    o.levels = EPLB_LEVEL_COUNTS;
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts(NULL, NULL, 2, 8, 2, EPLB_LEVEL_COUNTS);
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
     struct stat sb;
@@ -615,11 +572,8 @@ Test(traces, writer_temp_name_and_abort)
 Test(traces, writer_rejects_bad_input)
 {
     const char *path = tmp_file("bad.h5");
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.num_layers = 2;
-    o.route.num_experts = 8;
-    o.route.top_k = 2;
-    o.levels = EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK;
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts(NULL, NULL, 2, 8, 2, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK);
     eplb_trace_writer_t *w = NULL;
     o.route.top_k = 9;
     eplb_assert_fails(eplb_trace_writer_create(&w, path, &o), EPLB_ERR_INVALID_ARG, "top_k");
@@ -654,13 +608,8 @@ Test(traces, writer_rejects_bad_input)
 static const char *skew_trace(int as_logits)
 {
     const char *path = tmp_file(as_logits ? "skew-logits.h5" : "skew-ids.h5");
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.model = "skew";
-    o.source = "test";
-    o.num_layers = 2;
-    o.route.num_experts = 8;
-    o.route.top_k = 2;
-    o.levels = as_logits ? EPLB_LEVEL_LOGITS : EPLB_LEVEL_TOPK;
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts(
+        "skew", "test", 2, 8, 2, as_logits ? EPLB_LEVEL_LOGITS : EPLB_LEVEL_TOPK);
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
     for (int s = 0; s < 2; s++) {
@@ -722,18 +671,12 @@ Test(traces, info_json_skew_from_routed_logits)
 
 Test(traces, info_text_and_usage)
 {
-    char *out = NULL;
     const char *path = skew_trace(0);
-    cr_assert_eq(eplb_test_run_cli(&out, "info '%s'", path), 0, "%s", out);
-    cr_assert(strstr(out, "load skew") && strstr(out, "topk_ids"), "%s", out);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "info --help"), 0);
-    cr_assert(strstr(out, "usage: eplb-replay info"));
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "info"), 2);
-    free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "info '%s' --bogus", path), 2);
-    free(out);
+    eplb_test_cli_expect(0, "load skew", "info '%s'", path);
+    eplb_test_cli_expect(0, "topk_ids", "info '%s'", path);
+    eplb_test_cli_expect(0, "usage: eplb-replay info", "info --help");
+    eplb_test_cli_expect(2, NULL, "info");
+    eplb_test_cli_expect(2, NULL, "info '%s' --bogus", path);
 }
 
 /* ---- streaming memory bound --------------------------------------------- */
@@ -762,13 +705,7 @@ Test(traces, streaming_memory_bound)
 #endif
     const char *path = tmp_file("stream.h5");
     enum { L = 8, E = 256, STEP = 96, STEPS = 32 };
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.model = "m";
-    o.source = "s";
-    o.num_layers = L;
-    o.route.num_experts = E;
-    o.route.top_k = 8;
-    o.levels = EPLB_LEVEL_LOGITS;
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", L, E, 8, EPLB_LEVEL_LOGITS);
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
     float *lg = malloc(sizeof(float) * STEP * L * E);
@@ -825,7 +762,6 @@ Test(traces, bench_io_cli_json)
     }
     cr_assert_str_empty(line);
     free(out);
-    cr_assert_eq(eplb_test_run_cli(&out, "bench io '%s' --threads 0", path), 2);
-    free(out);
+    eplb_test_cli_expect(2, NULL, "bench io '%s' --threads 0", path);
     unlink(path);
 }

@@ -13,17 +13,19 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The load model fitted to DeepSeek-V3's counts, also used where no public
+ * per-expert data exists for a model of the same kind (qwen3-moe). */
+#define DSV3_LOAD                                                                \
+    .token_sigma = 1.0, .skew = 0.36, .layer_spread = 0.20, .hot_rate = 1.0,     \
+    .hot_boost = 0.7
+
 static const eplb_gen_preset_t presets[] = {
     {
         .name = "deepseek-v3",
         .model = "DeepSeek-V3",
         .num_layers = 58,
         .route = {256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f},
-        .token_sigma = 1.0,
-        .skew = 0.36,
-        .layer_spread = 0.20,
-        .hot_rate = 1.0,
-        .hot_boost = 0.7,
+        DSV3_LOAD,
         .bias_scale = 0.02,
         .calibrated = "SGLang DeepSeek-V3 expert counts (prefill_in1024, "
                       "decode_in1000out1000), layers 3..60",
@@ -33,11 +35,7 @@ static const eplb_gen_preset_t presets[] = {
         .model = "Qwen3-30B-A3B",
         .num_layers = 48,
         .route = {128, 8, EPLB_SCORING_SOFTMAX, 1, 1, 1, 1.0f},
-        .token_sigma = 1.0,
-        .skew = 0.36,
-        .layer_spread = 0.20,
-        .hot_rate = 1.0,
-        .hot_boost = 0.7,
+        DSV3_LOAD,
         .bias_scale = 0.0,
         .calibrated = "no public per-expert data: deepseek-v3 load "
                       "parameters",

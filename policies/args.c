@@ -65,6 +65,9 @@ eplb_status_t eplb_policy_args_check(const eplb_policy_args_t *args, int L, int 
     if (E % G != 0)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "experts %d is not a multiple of groups %d", E, G);
+    if (args->max_moves < -1)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "max_moves %d: expected -1 (no limit) or >= 0", args->max_moves);
     if (!weights)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "weights missing");
     for (int l = 0; l < L; l++)

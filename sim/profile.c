@@ -240,6 +240,10 @@ out:
     return st;
 }
 
+/* a profile is a few KiB of key = value lines; this bounds the read of a
+ * wrong file (/dev/zero, a trace) */
+#define PROFILE_MAX_BYTES (4 << 20)
+
 eplb_status_t eplb_sim_profile_load(eplb_profile_t *out, const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -259,9 +263,14 @@ eplb_status_t eplb_sim_profile_load(eplb_profile_t *out, const char *path)
         n += r;
         if (r == 0)
             break;
+        if (n > PROFILE_MAX_BYTES) {
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: larger than %d bytes: not a profile",
+                                path, PROFILE_MAX_BYTES);
+            goto out;
+        }
     }
     if (ferror(f)) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: read error", path);
+        st = eplb_error_set(EPLB_ERR_IO, "%s: read error: %s", path, strerror(errno));
         goto out;
     }
     buf[n] = '\0';

@@ -190,6 +190,10 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         if (runs[i].D > sh.maxD)
             sh.maxD = runs[i].D;
     }
+    /* a window never reaches before step 0: a window longer than the trace
+     * needs no more history than the trace has steps */
+    if (maxW > sh.S)
+        maxW = sh.S > 0 ? sh.S : 1;
     sh.H = maxW + BLOCK_STEPS;
     size_t ntok = (size_t)(src->max_step_tokens > BLOCK_TOKENS ? src->max_step_tokens
                                                                 : BLOCK_TOKENS);

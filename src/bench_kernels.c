@@ -2,6 +2,7 @@
  * selection + recording, and the fused kernel, on the GPU (CUDA graph
  * replay over rotating inputs, against the device bandwidth measured in the
  * same run) or on the CPU (tokens per second per core). */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -48,7 +49,11 @@ static void usage(FILE *f)
             "  --mode M                replica selection (default hash)\n"
             "  --dtype f32|f16|bf16    logits type (default f32)\n"
             "  --reps N                timed repetitions (default 25 gpu, 5 cpu)\n"
-            "  --variant V             routing kernel: 0 default, 1 generic, 2 alt\n"
+            "  --variant V             routing kernel: 0 default, 1 generic, 2 lanes per\n"
+            "                          row, 3-4 ablations of 0, 5 segment kernel (8\n"
+            "                          lanes per row), 6 that with a fast sigmoid, 7 6\n"
+            "                          at 128 threads per block; shapes a variant lacks\n"
+            "                          take the default (5-7) or the generic kernel\n"
             "  --json                  one JSON object per line: kernel, tokens,\n"
             "                          median_us, gbps (and more)\n"
             "  -h, --help              this text\n");
@@ -173,11 +178,11 @@ static eplb_status_t bench_gpu(const bopts_t *o)
                eplb_gpu_name(g), bw);
     else
         printf("# %s; device-to-device copy: %.1f GB/s (read + write)\n"
-               "# shape E=%d K=%d groups=%d/%d %s%s P=%d D=%d, %s logits, mode %s\n"
+               "# shape E=%d K=%d groups=%d/%d %s%s P=%d D=%d, %s logits, mode %s, variant %d\n"
                "kernel    tokens    median_us       GB/s          extra\n",
                eplb_gpu_name(g), bw, o->rc.num_experts, o->rc.top_k, o->rc.topk_groups,
                o->rc.num_groups, eplb_scoring_name(o->rc.scoring), o->bias ? "+bias" : "", o->P,
-               o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode));
+               o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode), o->variant);
     eplb_layer_map_t m;
     int32_t *lc = NULL, *l2p = NULL;
     bench_map(&m, &lc, &l2p, o);
@@ -334,6 +339,19 @@ static eplb_status_t bench_cpu(const bopts_t *o)
     return st;
 }
 
+/* Strict integer option in [lo, hi] into *out. */
+static eplb_status_t opt_int(int *out, const char *opt, const char *s, int lo, int hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: expected an integer in %d..%d, got "
+                              "'%s'", opt, lo, hi, s);
+    *out = (int)v;
+    return EPLB_OK;
+}
+
 static int parse_tokens(bopts_t *o, const char *s)
 {
     o->nt = 0;
@@ -344,10 +362,13 @@ static int parse_tokens(bopts_t *o, const char *s)
             return -1;
         o->tokens[o->nt++] = v;
         s = end;
-        if (*s == ',')
+        if (*s == ',') {
             s++;
-        else if (*s)
+            if (!*s)
+                return -1; /* trailing comma */
+        } else if (*s) {
             return -1;
+        }
     }
     return o->nt ? 0 : -1;
 }
@@ -369,7 +390,7 @@ int eplb_bench_kernels(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int ch;
-    eplb_status_t st;
+    eplb_status_t st = EPLB_OK;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (ch) {
         case 'd':
@@ -389,18 +410,19 @@ int eplb_bench_kernels(int argc, char **argv)
                 return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                          "--tokens: bad list '%s'", optarg));
             break;
-        case 'e': o.rc.num_experts = atoi(optarg); break;
-        case 'k': o.rc.top_k = atoi(optarg); break;
-        case 'g': o.rc.num_groups = atoi(optarg); break;
-        case 'G': o.rc.topk_groups = atoi(optarg); break;
+        /* ranges beyond the route checks only keep the values in int */
+        case 'e': st = opt_int(&o.rc.num_experts, "--experts", optarg, 1, 1 << 20); break;
+        case 'k': st = opt_int(&o.rc.top_k, "--topk", optarg, 1, 1 << 20); break;
+        case 'g': st = opt_int(&o.rc.num_groups, "--groups", optarg, 1, 1 << 20); break;
+        case 'G': st = opt_int(&o.rc.topk_groups, "--topk-groups", optarg, 1, 1 << 20); break;
         case 's':
             if ((st = eplb_scoring_parse(&o.rc.scoring, optarg)) != EPLB_OK)
                 return eplb_cmd_fail(CMD, st);
             break;
         case 'B': o.bias = 0; break;
-        case 'p': o.P = atoi(optarg); break;
-        case 'D': o.D = atoi(optarg); break;
-        case 'N': o.N = atoi(optarg); break;
+        case 'p': st = opt_int(&o.P, "--replicas", optarg, 1, 1 << 20); break;
+        case 'D': st = opt_int(&o.D, "--gpus", optarg, 1, 1 << 16); break;
+        case 'N': st = opt_int(&o.N, "--nodes", optarg, 1, 1 << 16); break;
         case 'm':
             if ((st = eplb_select_mode_parse(&o.mode, optarg)) != EPLB_OK)
                 return eplb_cmd_fail(CMD, st);
@@ -409,8 +431,8 @@ int eplb_bench_kernels(int argc, char **argv)
             if ((st = eplb_dtype_parse(&o.dt, optarg)) != EPLB_OK)
                 return eplb_cmd_fail(CMD, st);
             break;
-        case 'r': o.reps = atoi(optarg); break;
-        case 'v': o.variant = atoi(optarg); break;
+        case 'r': st = opt_int(&o.reps, "--reps", optarg, 1, 100000); break;
+        case 'v': st = opt_int(&o.variant, "--variant", optarg, 0, 63); break;
         case 'j': o.json = 1; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -419,6 +441,8 @@ int eplb_bench_kernels(int argc, char **argv)
                                                      "unknown or incomplete option '%s'",
                                                      argv[optind - 1]));
         }
+        if (st != EPLB_OK)
+            return eplb_cmd_fail(CMD, st);
     }
     if (optind < argc)
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,

@@ -172,6 +172,14 @@ int eplb_bench_policy(int argc, char **argv)
     args.num_nodes = N;
     args.num_gpus = D;
     args.max_moves = max_moves;
+    /* the file must fit the benchmark's fixed topology: say which file */
+    if (eplb_policy_args_check(&args, L, E, w) != EPLB_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", eplb_error_last());
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s (--weights): %s (the benchmark uses P=%d "
+                            "G=%d N=%d D=%d)", path, why, P, G, N, D);
+        goto done;
+    }
     size_t np;
     const eplb_policy_t *tab = eplb_policy_table(&np);
     if (!json)

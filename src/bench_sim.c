@@ -3,6 +3,7 @@
  * synthetic counts stream generated on the fly (docs/perf/sim.md). */
 #include "cmd.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,20 @@ static eplb_status_t one_pass(double *secs, int L, int E, int D, int64_t S,
     return st;
 }
 
+/* Strict integer option in [lo, hi]. */
+static eplb_status_t opt_int(long long *out, const char *opt, const char *s, long long lo,
+                             long long hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: expected an integer in %lld..%lld, "
+                              "got '%s'", opt, lo, hi, s);
+    *out = v;
+    return EPLB_OK;
+}
+
 int eplb_bench_sim(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -88,25 +103,36 @@ int eplb_bench_sim(int argc, char **argv)
         {"experts", required_argument, 0, 'e'}, {"gpus", required_argument, 0, 'd'},
         {"policy", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    long long S = 2000;
+    long long S = 2000, v = 0;
     int L = 58, E = 256, D = 8, json = 0, c;
+    eplb_status_t st = EPLB_OK;
     const char *pname = "none";
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case 's': S = atoll(optarg); break;
-        case 'l': L = atoi(optarg); break;
-        case 'e': E = atoi(optarg); break;
-        case 'd': D = atoi(optarg); break;
+        /* bounds: the second pass runs 4 x S steps; the run state holds
+         * layers x slots and per-GPU tables */
+        case 's': st = opt_int(&S, "--steps", optarg, 1, 1000000000); break;
+        case 'l': st = opt_int(&v, "--layers", optarg, 1, 4096); L = (int)v; break;
+        case 'e': st = opt_int(&v, "--experts", optarg, 1, EPLB_MAX_EXPERTS); E = (int)v; break;
+        case 'd': st = opt_int(&v, "--gpus", optarg, 1, 1024); D = (int)v; break;
         case 'p': pname = optarg; break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
         default:
-            usage(stderr);
-            return 2;
+            return eplb_cmd_fail("bench sim",
+                                 eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                "unknown option or missing value '%s' "
+                                                "(see --help)", argv[optind - 1]));
         }
+        if (st != EPLB_OK)
+            return eplb_cmd_fail("bench sim", st);
     }
+    if (optind < argc)
+        return eplb_cmd_fail("bench sim", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                         "unexpected argument '%s'",
+                                                         argv[optind]));
     if (S < 1 || L < 1 || E < 1 || D < 1 || E > EPLB_MAX_EXPERTS)
         return eplb_cmd_fail("bench sim", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                          "--steps/--layers/--experts/--gpus "
@@ -117,7 +143,7 @@ int eplb_bench_sim(int argc, char **argv)
         return eplb_cmd_fail("bench sim", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                          "--policy: unknown '%s'", pname));
     double t1, t2;
-    eplb_status_t st = one_pass(&t1, L, E, D, S, pol);
+    st = one_pass(&t1, L, E, D, S, pol);
     long rss1 = maxrss_kb();
     if (st == EPLB_OK)
         st = one_pass(&t2, L, E, D, 4 * S, pol);

@@ -4,6 +4,8 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,11 @@
 #include "policy.h"
 
 static const char *CMD = "rebalance";
+
+/* bounds of --replicas: per layer and over all layers (int32 arrays of
+ * layers x P must fit comfortably in memory) */
+#define MAX_SLOTS (1 << 20)
+#define MAX_LAYER_SLOTS ((int64_t)1 << 26)
 
 static void usage(FILE *f)
 {
@@ -87,7 +94,7 @@ static eplb_status_t read_text(char **out, size_t *len, const char *path)
         }
     }
     if (ferror(f)) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: read error", path);
+        st = eplb_error_set(EPLB_ERR_IO, "%s: read error: %s", path, strerror(errno));
         goto out;
     }
     buf[n] = '\0';
@@ -267,7 +274,7 @@ out:
     return st;
 }
 
-static eplb_status_t load_old(int32_t **out, const char *path, int L, int P)
+static eplb_status_t load_old(int32_t **out, const char *path, int L, int E, int P)
 {
     eplb_json_t *root = NULL;
     int32_t *m = NULL;
@@ -289,12 +296,43 @@ static eplb_status_t load_old(int32_t **out, const char *path, int L, int P)
                             path, r, c, L, P);
         goto out;
     }
+    {
+        /* the ids come from the file: name it (the status stays a refused
+         * request, exit 2, as tests/test_rebalance_cli.c expects) */
+        char what[512];
+        snprintf(what, sizeof what, "%s (--old)", path);
+        if (eplb_placement_check(m, L, E, P, what) != EPLB_OK) {
+            char why[768];
+            snprintf(why, sizeof why, "%s", eplb_error_last());
+            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s", why);
+            goto out;
+        }
+    }
     *out = m;
     m = NULL;
 out:
     free(m);
     eplb_json_free(root);
     return st;
+}
+
+/* Loads read from a file must be finite and >= 0; the message names the
+ * file (the status is that of eplb_policy_args_check: a refused request). */
+static eplb_status_t check_loads(const float *v, size_t n, int L, int E, const char *path)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]) || v[i] < 0) {
+            size_t le = (size_t)L * E;
+            if (n > le)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "%s: step %zu layer %zu expert %zu is %g; loads must "
+                                      "be finite and >= 0", path, i / le, i % le / E,
+                                      i % E, (double)v[i]);
+            return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                  "%s: layer %zu expert %zu is %g; loads must be finite "
+                                  "and >= 0", path, i / E, i % E, (double)v[i]);
+        }
+    return EPLB_OK;
 }
 
 static void write_i32_rows(FILE *f, const int32_t *a, int rows, int cols)
@@ -316,6 +354,7 @@ typedef struct {
 int eplb_cmd_rebalance(int argc, char **argv)
 {
     opts_t o = {NULL, "deepseek", NULL, "json", NULL, 0, 1, 1, 0, 16, 0};
+    int have_p = 0, have_d = 0;
     eplb_status_t st = EPLB_OK;
     float *w = NULL, *series = NULL;
     int32_t *old = NULL, *phy2log = NULL, *rank = NULL, *logcnt = NULL, *log2phy = NULL;
@@ -360,10 +399,10 @@ int eplb_cmd_rebalance(int argc, char **argv)
         }
         switch (k) {
         case 0: o.weights = val; break;
-        case 1: EPLB_CHECK_GOTO(parse_int(&o.P, name, val), st, out); break;
+        case 1: EPLB_CHECK_GOTO(parse_int(&o.P, name, val), st, out); have_p = 1; break;
         case 2: EPLB_CHECK_GOTO(parse_int(&o.G, name, val), st, out); break;
         case 3: EPLB_CHECK_GOTO(parse_int(&o.N, name, val), st, out); break;
-        case 4: EPLB_CHECK_GOTO(parse_int(&o.D, name, val), st, out); break;
+        case 4: EPLB_CHECK_GOTO(parse_int(&o.D, name, val), st, out); have_d = 1; break;
         case 5: o.policy = val; break;
         case 6: o.old = val; break;
         case 7: EPLB_CHECK_GOTO(parse_int(&o.max_moves, name, val), st, out); break;
@@ -372,9 +411,24 @@ int eplb_cmd_rebalance(int argc, char **argv)
         case 10: EPLB_CHECK_GOTO(parse_int(&o.layer_offset, name, val), st, out); break;
         }
     }
-    if (!o.weights || !o.P || !o.D) {
+    if (!o.weights || !have_p || !have_d) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                             "--weights, --replicas and --gpus are required (see --help)");
+        goto out;
+    }
+    if (o.P > MAX_SLOTS) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--replicas: %d is more than %d", o.P,
+                            MAX_SLOTS);
+        goto out;
+    }
+    if (o.max_moves < -1) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--max-moves: %d; expected -1 or >= 0",
+                            o.max_moves);
+        goto out;
+    }
+    if (o.layer_offset < 0) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--layer-offset: %d; expected >= 0",
+                            o.layer_offset);
         goto out;
     }
     const eplb_policy_t *pol = eplb_policy_find(o.policy);
@@ -395,15 +449,26 @@ int eplb_cmd_rebalance(int argc, char **argv)
         goto out;
     }
     EPLB_CHECK_GOTO(load_weights(&w, &L, &E, &series, &S, o.weights), st, out);
+    EPLB_CHECK_GOTO(check_loads(w, (size_t)L * E, L, E, o.weights), st, out);
+    if (series)
+        EPLB_CHECK_GOTO(check_loads(series, (size_t)S * L * E, L, E, o.weights), st, out);
+    if ((int64_t)L * o.P > MAX_LAYER_SLOTS) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--replicas %d x %d layers of %s: more than %lld slots", o.P, L,
+                            o.weights, (long long)MAX_LAYER_SLOTS);
+        goto out;
+    }
     if (o.old)
-        EPLB_CHECK_GOTO(load_old(&old, o.old, L, o.P), st, out);
+        EPLB_CHECK_GOTO(load_old(&old, o.old, L, E, o.P), st, out);
 
     eplb_policy_args_t args = EPLB_POLICY_ARGS_INIT;
     args.num_replicas = o.P;
     args.num_groups = o.G;
     args.num_nodes = o.N;
     args.num_gpus = o.D;
-    args.max_moves = o.max_moves;
+    /* more moves than MAX_SLOTS (>= P) is no tighter a limit; keeps the
+     * policy's iteration arithmetic (4 x max_moves) inside int */
+    args.max_moves = o.max_moves > MAX_SLOTS ? MAX_SLOTS : o.max_moves;
     args.old_phy2log = old;
     args.series = series;
     args.series_steps = S;

@@ -20,6 +20,12 @@
 /* --device auto takes the GPU from this many bytes of raw logits on */
 #define AUTO_GPU_BYTES ((size_t)128 << 20)
 #define MAX_POLICIES 32
+/* bounds of the integer options: beyond them the run state (slots x layers
+ * x experts per run) would not fit in memory or an int */
+#define MAX_GPUS (1 << 16)
+#define MAX_SLOTS (1 << 20)
+#define MAX_STEPS ((int64_t)1 << 40)
+#define MAX_LAYER_SLOTS ((int64_t)1 << 26)
 
 static void usage(FILE *f)
 {
@@ -95,30 +101,41 @@ typedef struct {
     int json, quiet;
 } opts_t;
 
+/* Parse a comma separated list of integers in [min, max] into v (at most
+ * MAX_LIST values); an empty element ("4,", "4,,8") is an error. */
 static eplb_status_t parse_list(int64_t *v, int *n, const char *s, const char *opt,
-                                int64_t min)
+                                int64_t min, int64_t max)
 {
-    char *copy = strdup(s), *save = NULL;
-    if (!copy)
-        return eplb_error_set(EPLB_ERR_NOMEM, "out of memory");
-    eplb_status_t st = EPLB_OK;
     *n = 0;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    const char *t = s;
+    for (;;) {
+        const char *comma = strchr(t, ',');
+        size_t len = comma ? (size_t)(comma - t) : strlen(t);
+        char item[64];
+        if (len == 0) {
+            if (!comma && *n == 0 && t == s)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: empty list", opt);
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: empty element in '%s'", opt,
+                                  s);
+        }
+        snprintf(item, sizeof item, "%.*s", (int)(len < 63 ? len : 63), t);
         char *end;
         errno = 0;
-        long long x = strtoll(t, &end, 10);
-        if (errno || end == t || *end || x < min || x > (1ll << 40) || *n >= MAX_LIST) {
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                "%s: '%s' is not an integer >= %lld (at most %d values)",
-                                opt, t, (long long)min, MAX_LIST);
-            break;
-        }
+        long long x = strtoll(item, &end, 10);
+        if (len >= sizeof item || errno || end == item || *end)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not an integer", opt,
+                                  item);
+        if (x < min || x > max)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: %lld is outside [%lld, %lld]",
+                                  opt, x, (long long)min, (long long)max);
+        if (*n >= MAX_LIST)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: more than %d values", opt,
+                                  MAX_LIST);
         v[(*n)++] = x;
+        if (!comma)
+            return EPLB_OK;
+        t = comma + 1;
     }
-    if (st == EPLB_OK && *n == 0)
-        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: empty list", opt);
-    free(copy);
-    return st;
 }
 
 static eplb_status_t parse_num(double *out, const char *s, const char *opt)
@@ -178,6 +195,12 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             return EPLB_OK;
         case OPT_POLICY: {
             static char buf[1024];
+            size_t len = strlen(optarg);
+            if (len >= sizeof buf)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--policy: list too long");
+            if (len && (optarg[0] == ',' || optarg[len - 1] == ',' || strstr(optarg, ",,")))
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "--policy: empty element in '%s'", optarg);
             snprintf(buf, sizeof buf, "%s", optarg);
             o->npol = 0;
             char *save = NULL;
@@ -202,19 +225,19 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             break;
         }
         case OPT_GPUS:
-            EPLB_CHECK(parse_list(o->gpus, &o->ngpus, optarg, "--gpus", 1));
+            EPLB_CHECK(parse_list(o->gpus, &o->ngpus, optarg, "--gpus", 1, MAX_GPUS));
             break;
         case OPT_NODES:
-            EPLB_CHECK(parse_list(one, &n, optarg, "--nodes", 1));
+            EPLB_CHECK(parse_list(one, &n, optarg, "--nodes", 1, MAX_GPUS));
             if (n != 1)
                 return eplb_error_set(EPLB_ERR_INVALID_ARG, "--nodes: one value");
             o->nodes = (int)one[0];
             break;
         case OPT_REDUNDANT:
-            EPLB_CHECK(parse_list(o->redundant, &o->nred, optarg, "--redundant", 0));
+            EPLB_CHECK(parse_list(o->redundant, &o->nred, optarg, "--redundant", 0, MAX_SLOTS));
             break;
         case OPT_REPLICAS:
-            EPLB_CHECK(parse_list(one, &n, optarg, "--replicas", 1));
+            EPLB_CHECK(parse_list(one, &n, optarg, "--replicas", 1, MAX_SLOTS));
             if (n != 1)
                 return eplb_error_set(EPLB_ERR_INVALID_ARG, "--replicas: one value");
             o->replicas = (int)one[0];
@@ -230,10 +253,10 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             EPLB_CHECK(eplb_sim_trigger_parse(&o->trig.kind, optarg));
             break;
         case OPT_WINDOW:
-            EPLB_CHECK(parse_list(o->window, &o->nwin, optarg, "--window", 1));
+            EPLB_CHECK(parse_list(o->window, &o->nwin, optarg, "--window", 1, MAX_STEPS));
             break;
         case OPT_INTERVAL:
-            EPLB_CHECK(parse_list(o->interval, &o->nint, optarg, "--interval", 1));
+            EPLB_CHECK(parse_list(o->interval, &o->nint, optarg, "--interval", 1, MAX_STEPS));
             break;
         case OPT_ASYNC:
             EPLB_CHECK(eplb_sim_async_parse(&o->trig.async, &o->trig.chunk, optarg));
@@ -250,7 +273,9 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             if (x < -1 || x != floor(x))
                 return eplb_error_set(EPLB_ERR_INVALID_ARG,
                                       "--max-moves: '%s' is not an integer >= -1", optarg);
-            o->max_moves = (int)x;
+            /* more than MAX_SLOTS (>= any P) is no tighter a limit; keeps the
+             * policy's arithmetic inside int */
+            o->max_moves = x > MAX_SLOTS ? MAX_SLOTS : (int)x;
             break;
         case OPT_PROFILE:
             o->profile_path = optarg;
@@ -272,11 +297,11 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             o->device = optarg;
             break;
         case OPT_THREADS:
-            EPLB_CHECK(parse_list(one, &n, optarg, "--threads", 1));
+            EPLB_CHECK(parse_list(one, &n, optarg, "--threads", 1, 4096));
             o->threads = (int)one[0];
             break;
         case OPT_SEED:
-            EPLB_CHECK(parse_list(one, &n, optarg, "--seed", 0));
+            EPLB_CHECK(parse_list(one, &n, optarg, "--seed", 0, INT64_MAX));
             o->seed = (uint64_t)one[0];
             break;
         case OPT_OUT:
@@ -462,9 +487,36 @@ static void write_csv_file(FILE *f, void *p)
     eplb_sim_write_csv(f, c->res, c->nres);
 }
 
-static eplb_status_t make_dir(const char *dir)
+/* The names written under --out DIR. */
+static const char *const out_names[] = {"results.h5", "config.json", "summary.json",
+                                        "summary.csv"};
+
+/* Before any work: DIR, if it exists, is a directory, and none of the output
+ * names in it is something a file cannot be renamed onto. */
+static eplb_status_t check_out_dir(const char *dir)
 {
     struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return EPLB_OK; /* created later */
+    if (!S_ISDIR(sb.st_mode))
+        return eplb_error_set(EPLB_ERR_IO, "--out: %s is not a directory", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return eplb_error_set(EPLB_ERR_IO, "--out: %s: cannot write: %s", dir,
+                              strerror(errno));
+    for (size_t i = 0; i < sizeof out_names / sizeof out_names[0]; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, out_names[i]);
+        if (stat(p, &sb) == 0 && !S_ISREG(sb.st_mode))
+            return eplb_error_set(EPLB_ERR_IO, "--out: %s exists and is not a regular file",
+                                  p);
+    }
+    return EPLB_OK;
+}
+
+static eplb_status_t make_dir(const char *dir, int *created)
+{
+    struct stat sb;
+    *created = 0;
     if (stat(dir, &sb) == 0)
         return S_ISDIR(sb.st_mode)
                    ? EPLB_OK
@@ -479,9 +531,13 @@ static eplb_status_t make_dir(const char *dir)
             *q = '/';
         }
     free(copy);
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return eplb_error_set(EPLB_ERR_IO, "--out: cannot create %s: %s", dir,
-                              strerror(errno));
+    if (mkdir(dir, 0777) != 0) {
+        if (errno != EEXIST)
+            return eplb_error_set(EPLB_ERR_IO, "--out: cannot create %s: %s", dir,
+                                  strerror(errno));
+    } else {
+        *created = 1;
+    }
     return EPLB_OK;
 }
 
@@ -525,13 +581,15 @@ int eplb_cmd_run(int argc, char **argv)
     eplb_sim_result_t *res = NULL;
     char *cfg_json = NULL, *path = NULL;
     size_t cfg_len = 0;
-    int nruns = 0, rc = 0;
+    int nruns = 0, rc = 0, out_created = 0;
     eplb_sim_opts_t so;
     memset(&so, 0, sizeof so);
 
     eplb_sim_profile_default(&so.prof);
     if (o.profile_path)
         EPLB_CHECK_GOTO(eplb_sim_profile_load(&so.prof, o.profile_path), st, fail);
+    if (o.out_dir)
+        EPLB_CHECK_GOTO(check_out_dir(o.out_dir), st, fail);
     EPLB_CHECK_GOTO(eplb_trace_open(&tr, o.trace_path), st, fail);
     const eplb_trace_info_t *inf = eplb_trace_info(tr);
     int E = inf->route.num_experts;
@@ -586,11 +644,22 @@ int eplb_cmd_run(int argc, char **argv)
                 int64_t R = o.nred ? o.redundant[ri] : D;
                 int64_t p = E + R;
                 p = (p + D - 1) / D * D;
-                if (p > 1 << 20) {
-                    st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--redundant: too many slots");
+                if (p > MAX_SLOTS) {
+                    st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                        "--gpus %d, --redundant %lld: %lld slots per layer "
+                                        "(at most %d)", D, (long long)R, (long long)p,
+                                        MAX_SLOTS);
                     goto fail;
                 }
                 P = (int)p;
+            }
+            /* phy2log and its copies hold layers x P entries per run */
+            if ((int64_t)P * inf->num_layers > MAX_LAYER_SLOTS) {
+                st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                    "%s: %d slots per layer x %d layers exceeds %lld",
+                                    o.replicas ? "--replicas" : "--redundant", P,
+                                    inf->num_layers, (long long)MAX_LAYER_SLOTS);
+                goto fail;
             }
             eplb_sim_run_cfg_t base;
             memset(&base, 0, sizeof base);
@@ -708,7 +777,7 @@ int eplb_cmd_run(int argc, char **argv)
     }
     /* All checks are done: now the output directory may be created. */
     if (o.out_dir) {
-        EPLB_CHECK_GOTO(make_dir(o.out_dir), st, fail);
+        EPLB_CHECK_GOTO(make_dir(o.out_dir, &out_created), st, fail);
         path = join(o.out_dir, "results.h5");
         EPLB_ALLOC_GOTO(path, st, fail);
         so.results_path = path;
@@ -755,6 +824,8 @@ int eplb_cmd_run(int argc, char **argv)
     goto out;
 fail:
     rc = eplb_cmd_fail("run", st);
+    if (out_created)
+        rmdir(o.out_dir); /* only if still empty: leaves complete files alone */
 out:
     if (res)
         eplb_sim_results_free(res, nruns);

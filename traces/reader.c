@@ -413,6 +413,31 @@ const int64_t *eplb_trace_token_offsets(const eplb_trace_t *tr) { return tr->off
 
 /* ---- range reads -------------------------------------------------------- */
 
+/* HDF5 converts integers of a wider file type by clamping them to the
+ * memory type's range, silently (a count of 2^40 would read as 2^31-1).
+ * This conversion callback makes such a read fail instead. */
+static H5T_conv_ret_t conv_range_cb(H5T_conv_except_t e, hid_t src, hid_t dst, void *sbuf,
+                                    void *dbuf, void *user)
+{
+    (void)src, (void)dst, (void)sbuf, (void)dbuf;
+    if (e == H5T_CONV_EXCEPT_RANGE_HI || e == H5T_CONV_EXCEPT_RANGE_LOW) {
+        *(int *)user = 1;
+        return H5T_CONV_ABORT;
+    }
+    return H5T_CONV_UNHANDLED;
+}
+
+static const char *mtype_name(hid_t mtype)
+{
+    if (H5Tequal(mtype, H5T_NATIVE_INT32) > 0)
+        return "int32";
+    if (H5Tequal(mtype, H5T_NATIVE_UINT16) > 0)
+        return "uint16";
+    if (H5Tequal(mtype, H5T_NATIVE_UINT8) > 0)
+        return "uint8";
+    return "the reader's type";
+}
+
 /* Read rows [r0, r1) of d (all trailing dims) into buf as mtype. */
 static eplb_status_t read_rows(const eplb_trace_t *tr, hid_t d, const char *name, hid_t mtype,
                                void *buf, int64_t r0, int64_t r1, int64_t nrows)
@@ -428,7 +453,7 @@ static eplb_status_t read_rows(const eplb_trace_t *tr, hid_t d, const char *name
         return EPLB_OK;
     eplb_status_t st = EPLB_OK;
     hsize_t dims[3], start[3] = {0, 0, 0};
-    hid_t fs = H5Dget_space(d), ms = H5I_INVALID_HID;
+    hid_t fs = H5Dget_space(d), ms = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
     int rank = fs >= 0 ? H5Sget_simple_extent_dims(fs, dims, NULL) : -1;
     if (rank < 1 || rank > 3) {
         st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read shape");
@@ -441,15 +466,32 @@ static eplb_status_t read_rows(const eplb_trace_t *tr, hid_t d, const char *name
         st = eplb_h5_fail(EPLB_ERR_INTERNAL, tr->path, name, "cannot select rows");
         goto out;
     }
-    if (H5Dread(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0) {
-        char what[96];
-        snprintf(what, sizeof what, "cannot read rows [%lld, %lld)", (long long)r0,
-                 (long long)r1);
-        st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, what);
+    int overflow = 0;
+    if (H5Tget_class(mtype) == H5T_INTEGER) {
+        dxpl = H5Pcreate(H5P_DATASET_XFER);
+        if (dxpl < 0 || H5Pset_type_conv_cb(dxpl, conv_range_cb, &overflow) < 0) {
+            st = eplb_h5_fail(EPLB_ERR_INTERNAL, tr->path, name, "cannot set up the read");
+            goto out;
+        }
+    }
+    if (H5Dread(d, mtype, ms, fs, dxpl >= 0 ? dxpl : H5P_DEFAULT, buf) < 0) {
+        if (overflow) {
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: %s: a value in rows [%lld, %lld) is outside the range "
+                                "of %s", tr->path, name, (long long)r0, (long long)r1,
+                                mtype_name(mtype));
+        } else {
+            char what[96];
+            snprintf(what, sizeof what, "cannot read rows [%lld, %lld)", (long long)r0,
+                     (long long)r1);
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, what);
+        }
     }
 out:
     eplb_h5_close(&fs);
     eplb_h5_close(&ms);
+    if (dxpl >= 0)
+        H5Pclose(dxpl);
     return st;
 }
 

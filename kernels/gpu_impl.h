@@ -49,7 +49,8 @@ struct eplb_gpu {
     eplb_gpu_maps_t maps;
     void *scratch; /* balanced mode: chunk counts and quotas */
     size_t scratch_bytes;
-    int variant; /* routing kernel: 0 default, 1 generic, 2 alternative fast */
+    int variant; /* routing kernel: 0 default, 1 generic, 2 lanes per row,
+                    3-4 ablations of 0, 5-7 segment kernel (route.cu) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

@@ -746,6 +746,364 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
         hist_flush(hist, cnt, a.sp.P);
 }
 
+// ---- segment kernel (variants 5-7): 8 lanes per row, 4 rows per warp ----
+// For grouped routing with groups of 32 experts (DeepSeek-V3: 256 experts,
+// 8 groups), K <= 8 and K <= 2 * topk_groups.  Lane sl of a row's 8-lane
+// segment owns experts c*32 + 4*sl .. +3 for chunks c < NCH (float4 loads,
+// coalesced), so chunk c is group c, spread over the 8 lanes.  The per-row
+// fixed costs (group ranking, threshold, scan, ranks, output) are paid by 8
+// lanes instead of 32, i.e. once per 4 rows of a warp instruction; the
+// per-expert work (256 sigmoids) is the same in any layout.
+//  1. keys (float: s + bias, NaN -> -inf) to a shared row buffer, so that
+//     no key array stays live in registers (64 registers without spills:
+//     4 blocks of 256 threads or 8 of 128 per SM);
+//  2. group top-2: lane-local top-2 of 4 per chunk, then a transposed
+//     butterfly over the segment (each level halves the groups a lane
+//     keeps), so lane sl ends with group (sl * NCH / 8)'s top-2; its rank
+//     among the groups by NCH - 1 shuffles, a ballot gives the kept set;
+//  3. theta = min over kept groups of the group's 2nd key: each kept group
+//     has two keys >= theta, so >= 2 * topk_groups >= K keys are >= theta
+//     (a lower bound of the K-th key); candidates = kept keys >= theta
+//     (mean 10.9, p99 19 on random DeepSeek-V3 logits), one bit per expert
+//     in a lane mask (no per-expert stores);
+//  4. compaction by the set bits (typically 0-4 per lane): packed (ordered
+//     key bits, ~id) into shared memory at the lane's scan offset;
+//  5. rank of each candidate among them = output column (ties: lower id);
+//     the K winners' s are recomputed from their logits (L2 hits);
+//  6. over kSegCap candidates in some segment (massive exact ties): K rounds
+//     of a segment argmax on packed keys for the whole warp instead.
+// FAST (variants 6, 7): sigmoid by ex2.approx + rcp.approx (about 6
+// instructions per expert instead of 12); keys then differ from the CPU's
+// by an ulp or two, which shows only at near-ties (the GPU tests bound the
+// rate).  NT threads per block, MINB blocks per SM (NT * MINB = 1024: 64
+// registers).
+constexpr int kSegCap = 32;
+
+__device__ __forceinline__ float ex2_ftz(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+__device__ __forceinline__ float rcp_ftz(float x)
+{
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+__device__ __forceinline__ float min_nan(float a, float b)
+{
+    float y;
+    asm("min.NaN.f32 %0, %1, %2;" : "=f"(y) : "f"(a), "f"(b));
+    return y;
+}
+
+// sigmoid: exact = 1 / (1 + expf(-x)) with a correctly rounded reciprocal
+// (the fast path of __frcp_rn without its range branch: y is >= 1, NaN, or
+// clamped below 2^128, where only denormal results, flushed to 0, differ);
+// FAST = ex2.approx and rcp.approx.
+template <bool FAST>
+__device__ __forceinline__ float seg_sigmoid(float x)
+{
+    if (FAST)
+        return rcp_ftz(1.0f + ex2_ftz(x * -1.4426950408889634f));
+    const float y = min_nan(1.0f + expf(-x), 3.0e38f);
+    const float r = rcp_ftz(y);
+    return fmaf(r, fmaf(-y, r, 1.0f), r);
+}
+
+// ld4 with the default cache policy (not evict-first): the K winners' logits
+// are read again at the end of the row, and should still be in L2 then
+__device__ __forceinline__ void seg_ld4(const void *p, int dt, size_t i, float *x)
+{
+    if (dt == EPLB_DTYPE_F32) {
+        const float4 v = __ldg((const float4 *)((const float *)p + i));
+        x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+        return;
+    }
+    const uint2 v = __ldg((const uint2 *)((const unsigned short *)p + i));
+    const unsigned short h[4] = {(unsigned short)(v.x & 0xffff), (unsigned short)(v.x >> 16),
+                                 (unsigned short)(v.y & 0xffff), (unsigned short)(v.y >> 16)};
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        x[j] = dt == EPLB_DTYPE_F16 ? __half2float(__ushort_as_half(h[j]))
+                                    : __uint_as_float((unsigned)h[j] << 16);
+}
+
+template <bool FAST>
+__device__ __forceinline__ float seg_score(float x, int sig, float mx, float S)
+{
+    if (sig)
+        return seg_sigmoid<FAST>(x);
+    return (FAST ? __expf(x - mx) : expf(x - mx)) / S;
+}
+
+template <int NCH, bool FAST, int NT, int MINB>
+__global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
+{
+    static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
+    constexpr int NW = NT / 32, E = NCH * 32, DUP = 8 / NCH;
+    constexpr int LG = NCH == 8 ? 3 : NCH == 4 ? 2 : 1; // split levels
+    extern __shared__ int hist_s[];
+    __shared__ __align__(16) float bias_s[E];
+    __shared__ __align__(16) float row_s[NW][4][E]; // keys of the warp's 4 rows
+    __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
+    __shared__ int win_s[NW][4][8];                 // expert of output column k
+    __shared__ int64_t bi_s[NW][32];                // fused: the warp's 4*K entries
+    __shared__ int be_s[NW][32];
+    const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int seg = lane >> 3, sl = lane & 7;
+    int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
+    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    if (hist)
+        for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
+            hist[q] = 0;
+    const bool has_bias = a.bias != nullptr;
+    if (has_bias)
+        for (int e = threadIdx.x; e < E; e += blockDim.x)
+            bias_s[e] = a.bias[(size_t)l * E + e];
+    __syncthreads();
+    float *row = row_s[warp][seg];
+    u64 *cand = cand_s[warp][seg];
+    int *win = win_s[warp][seg];
+    const int K = a.K;
+    const int64_t stride = (int64_t)gridDim.x * NW * 4;
+    for (int64_t i0 = ((int64_t)blockIdx.x * NW + warp) * 4; i0 < a.T; i0 += stride) {
+        const int64_t i = i0 + seg;
+        const bool valid = i < a.T;
+        const size_t roff = ((size_t)(valid ? i : a.T - 1) * a.L + l) * E;
+        float k[NCH * 4]; // logits
+#pragma unroll
+        for (int c = 0; c < NCH; c++)
+            seg_ld4(a.logits, a.dt, roff + c * 32 + sl * 4, &k[c * 4]);
+        __syncwarp(); // the previous row's readers of row, cand, win, bi/be are done
+        float mx = 0.0f, S = 1.0f;
+        if (!a.sig) {
+            mx = -INFINITY;
+#pragma unroll
+            for (int r = 0; r < NCH * 4; r++)
+                mx = fmaxf(mx, k[r]);
+#pragma unroll
+            for (int d = 4; d; d >>= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, d));
+            S = 0.0f;
+#pragma unroll
+            for (int r = 0; r < NCH * 4; r++)
+                S += FAST ? __expf(k[r] - mx) : expf(k[r] - mx);
+#pragma unroll
+            for (int d = 4; d; d >>= 1)
+                S += __shfl_xor_sync(kFull, S, d);
+        }
+        // 1. keys to the row buffer; the lane's top-2 of each chunk's 4 keys
+        float t1[NCH], t2[NCH];
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+            float v[4];
+            if (has_bias) {
+                const float4 b = *(const float4 *)&bias_s[c * 32 + sl * 4];
+                v[0] = seg_score<FAST>(k[c * 4 + 0], a.sig, mx, S) + b.x;
+                v[1] = seg_score<FAST>(k[c * 4 + 1], a.sig, mx, S) + b.y;
+                v[2] = seg_score<FAST>(k[c * 4 + 2], a.sig, mx, S) + b.z;
+                v[3] = seg_score<FAST>(k[c * 4 + 3], a.sig, mx, S) + b.w;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    v[j] = k[c * 4 + j];
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                v[j] = fmaxf(v[j], -INFINITY); // NaN -> -inf
+            *(float4 *)&row[c * 32 + sl * 4] = make_float4(v[0], v[1], v[2], v[3]);
+            // 2. group top-2 (values only): lane-local top-2 of 4 ...
+            const float hi0 = fmaxf(v[0], v[1]), lo0 = fminf(v[0], v[1]);
+            const float hi1 = fmaxf(v[2], v[3]), lo1 = fminf(v[2], v[3]);
+            t1[c] = fmaxf(hi0, hi1);
+            t2[c] = fmaxf(fminf(hi0, hi1), fmaxf(lo0, lo1));
+        }
+        // ... then a transposed butterfly: at level d a lane keeps the upper
+        // half of its groups when (sl & d), the lower half otherwise, and
+        // merges the partner's top-2 of those into its own
+#pragma unroll
+        for (int lv = 0, d = 4; lv < 3; lv++, d >>= 1) {
+            const int n = lv < LG ? (NCH >> lv) : 1, half = lv < LG ? n / 2 : 1;
+            const bool up = (sl & d) != 0;
+#pragma unroll
+            for (int q = 0; q < half; q++) {
+                float k1, k2, o1, o2;
+                if (lv < LG) {
+                    const float s1 = up ? t1[q] : t1[q + half];
+                    const float s2 = up ? t2[q] : t2[q + half];
+                    k1 = up ? t1[q + half] : t1[q];
+                    k2 = up ? t2[q + half] : t2[q];
+                    o1 = __shfl_xor_sync(kFull, s1, d);
+                    o2 = __shfl_xor_sync(kFull, s2, d);
+                } else {
+                    k1 = t1[q];
+                    k2 = t2[q];
+                    o1 = __shfl_xor_sync(kFull, k1, d);
+                    o2 = __shfl_xor_sync(kFull, k2, d);
+                }
+                t2[q] = fmaxf(fminf(k1, o1), fmaxf(k2, o2));
+                t1[q] = fmaxf(k1, o1);
+            }
+        }
+        // lane sl now holds group g = sl / DUP: rank it (ties: lower group)
+        const int g = sl / DUP;
+        const float gsc = has_bias ? t1[0] + t2[0] : t1[0];
+        int grank = 0;
+#pragma unroll
+        for (int j = 1; j < NCH; j++) {
+            const float o = __shfl_xor_sync(kFull, gsc, j * DUP);
+            const int og = (sl ^ (j * DUP)) / DUP;
+            grank += o > gsc || (o == gsc && og < g);
+        }
+        const bool kept = grank < a.TG;
+        const unsigned kb = __ballot_sync(kFull, kept) >> (seg * 8);
+        unsigned keep = 0;
+#pragma unroll
+        for (int c = 0; c < NCH; c++)
+            keep |= ((kb >> (c * DUP)) & 1u) << c;
+        // 3. theta and the candidate mask
+        float th = kept ? t2[0] : INFINITY;
+#pragma unroll
+        for (int d = 4; d; d >>= 1)
+            th = fminf(th, __shfl_xor_sync(kFull, th, d));
+        unsigned m = 0;
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+            const float thc = (keep >> c) & 1u ? th : __int_as_float(0x7fffffff); // NaN: none
+            const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
+            m |= (unsigned)(v.x >= thc) << (c * 4) | (unsigned)(v.y >= thc) << (c * 4 + 1) |
+                 (unsigned)(v.z >= thc) << (c * 4 + 2) | (unsigned)(v.w >= thc) << (c * 4 + 3);
+        }
+        const int n = __popc(m);
+        int incl = n;
+#pragma unroll
+        for (int d = 1; d < 8; d <<= 1) {
+            const int o = __shfl_up_sync(kFull, incl, d, 8);
+            if (sl >= d)
+                incl += o;
+        }
+        const int N = __shfl_sync(kFull, incl, 7, 8);
+        if (__any_sync(kFull, N > kSegCap)) {
+            // 6. rare: K rounds of a segment argmax on packed keys
+            unsigned taken = 0;
+            for (int kk = 0; kk < K; kk++) {
+                u64 b = 0;
+#pragma unroll
+                for (int r = 0; r < NCH * 4; r++) {
+                    const int e = (r >> 2) * 32 + sl * 4 + (r & 3);
+                    const bool live = ((keep >> (r >> 2)) & 1u) && !((taken >> r) & 1u);
+                    if (live)
+                        b = umax(b, ((u64)ordered(row[e] + 0.0f) << 32) |
+                                        (u64)(0xffffffffu - (unsigned)e));
+                }
+#pragma unroll
+                for (int d = 4; d; d >>= 1)
+                    b = umax(b, __shfl_xor_sync(kFull, b, d));
+                const int id = unpack_id(b);
+                if (((id >> 2) & 7) == sl)
+                    taken |= 1u << (((id >> 5) << 2) | (id & 3));
+                if (sl == 0)
+                    win[kk] = id;
+            }
+        } else {
+            // 4. compaction: the set bits of m, at the lane's scan offset
+            int pos = incl - n;
+            while (m) {
+                const int r = __ffs(m) - 1;
+                m &= m - 1;
+                const int e = (r >> 2) * 32 + sl * 4 + (r & 3);
+                cand[pos++] = ((u64)ordered(row[e] + 0.0f) << 32) |
+                              (u64)(0xffffffffu - (unsigned)e);
+            }
+            __syncwarp();
+            // 5. ranks: lane sl ranks candidates sl and sl + 8 in one pass
+            // over the list (both compared with each entry), the rare ones
+            // past 16 in further passes
+            const int Nw = __reduce_max_sync(kFull, N);
+            const u64 me0 = sl < N ? cand[sl] : 0ull, me1 = sl + 8 < N ? cand[sl + 8] : 0ull;
+            int r0 = 0, r1 = 0;
+            if (Nw > 8) {
+#pragma unroll 4
+                for (int j = 0; j < N; j++) {
+                    const u64 c = cand[j];
+                    r0 += c > me0;
+                    r1 += c > me1;
+                }
+            } else {
+#pragma unroll 4
+                for (int j = 0; j < N; j++)
+                    r0 += cand[j] > me0;
+            }
+            if (sl < N && r0 < K)
+                win[r0] = unpack_id(me0);
+            if (sl + 8 < N && r1 < K)
+                win[r1] = unpack_id(me1);
+            for (int q = sl + 16; q - sl < Nw; q += 8) {
+                if (q < N) {
+                    const u64 me = cand[q];
+                    int rk = 0;
+#pragma unroll 4
+                    for (int j = 0; j < N; j++)
+                        rk += cand[j] > me;
+                    if (rk < K)
+                        win[rk] = unpack_id(me);
+                }
+            }
+        }
+        __syncwarp();
+        // output: lane sl < K writes column sl
+        int id = 0;
+        float sv = 0.0f;
+        if (sl < K) {
+            // the winner's s from its logit (an L2 hit: the row was just read)
+            id = win[sl];
+            sv = seg_score<FAST>(ld1(a.logits, a.dt, roff + id), a.sig, mx, S);
+        }
+        float ls = sv;
+#pragma unroll
+        for (int d = 4; d; d >>= 1)
+            ls += __shfl_xor_sync(kFull, ls, d);
+        float scale = a.scale;
+        if (a.renorm)
+            scale /= ls + 1e-20f;
+        const size_t out = ((size_t)(valid ? i : 0) * a.L + l) * K + sl;
+        if (valid && sl < K) {
+            a.ids[out] = id;
+            if (a.w)
+                a.w[out] = sv * scale;
+        }
+        if (a.fused) {
+            // select + record the warp's 4*K entries with 4*K lanes
+            if (sl < K) {
+                bi_s[warp][seg * K + sl] = valid ? i : -1;
+                be_s[warp][seg * K + sl] = id;
+            }
+            __syncwarp();
+            if (lane < 4 * K) {
+                const int64_t ti = bi_s[warp][lane];
+                if (ti >= 0) {
+                    uint32_t t;
+                    int rank_src;
+                    eplb_dev_token(a.sp, ti, &t, &rank_src);
+                    const int kk = lane % K;
+                    const int ph =
+                        eplb_dev_select_tok(a.sp, l, t, rank_src, kk, K, be_s[warp][lane]);
+                    if (a.phys)
+                        a.phys[((size_t)ti * a.L + l) * K + kk] = ph;
+                    record(hist, cnt, ph);
+                }
+            }
+        }
+    }
+    if (hist)
+        hist_flush(hist, cnt, a.sp.P);
+}
+
+#ifndef EPLB_ROUTE_DEVICE_ONLY // kernels/dev/count_route.cu: kernels only
 typedef void (*route_kernel_t)(RouteArgs);
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
@@ -756,20 +1114,48 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const bool grouped = a.G > 1 && a.TG < a.G;
     route_kernel_t fk = nullptr;
     int rows_per_warp = 1, ept = 0, lpr = 0; // ept/lpr: lanes-per-row kernels
+    int threads = kThreads;
     const int gs = a.E / a.G;
     const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
-    if (g->variant == 0 && aligned && groups_ok) {
+    int variant = g->variant;
+    if (variant >= 5 && variant <= 7) {
+        // segment kernel: DeepSeek-V3-like shapes only (groups of 32, K <= 8,
+        // K <= 2 * topk_groups, a small histogram); other shapes take the
+        // default.  5: exact sigmoid, 6: fast sigmoid (256 threads, 4
+        // blocks per SM), 7: fast sigmoid at 128 threads, 8 blocks per SM
+        const bool seg_ok = aligned && grouped && a.E == 256 && a.G == 8 && a.K <= 8 &&
+                            a.K <= 2 * a.TG;
+        route_kernel_t sk = variant == 5   ? route_seg_kernel<8, false, 256, 4>
+                            : variant == 6 ? route_seg_kernel<8, true, 256, 4>
+                                           : route_seg_kernel<8, true, 128, 8>;
+        // static shared memory (~46 KB at 256 threads) + the histogram must
+        // stay within the 48 KB a launch gets without opting in
+        cudaFuncAttributes fa;
+        fa.sharedSizeBytes = (size_t)1 << 30;
+        if (seg_ok && cudaFuncGetAttributes(&fa, sk) != cudaSuccess)
+            (void)cudaGetLastError(); // not sticky: clear it, take the default
+        const size_t hist_b = a.fused ? (size_t)((a.sp.P + 3) & ~3) * sizeof(int) : 0;
+        if (seg_ok && fa.sharedSizeBytes + hist_b <= 48 * 1024) {
+            fk = sk;
+            rows_per_warp = 4;
+            threads = variant == 7 ? 128 : 256;
+        }
+        variant = 0;
+    }
+    if (fk) {
+        // chosen above
+    } else if (variant == 0 && aligned && groups_ok) {
         if (a.E <= 128)
             fk = route_warp_kernel<4, true>;
         else if (a.E <= 256)
             fk = route_warp_kernel<8, false, 4>; // occupancy beats prefetch (run 7)
         else
             fk = route_warp_kernel<16, false>; // prefetch spills at 16
-    } else if (g->variant == 3 && aligned && groups_ok && a.E > 128 && a.E <= 256) {
+    } else if (variant == 3 && aligned && groups_ok && a.E > 128 && a.E <= 256) {
         fk = route_warp_kernel<8, false>;
-    } else if (g->variant == 4 && aligned && groups_ok && a.E > 128 && a.E <= 256) {
+    } else if (variant == 4 && aligned && groups_ok && a.E > 128 && a.E <= 256) {
         fk = route_warp_kernel<8, true>;
-    } else if (g->variant == 2 && aligned && a.K <= 8) {
+    } else if (variant == 2 && aligned && a.K <= 8) {
         if (grouped && a.G == 8 && a.E == 256)
             fk = route_fast_kernel<32, 8, 8>, ept = 32, lpr = 8;
         else if (!grouped && a.E <= 64)
@@ -788,10 +1174,10 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const size_t hist_max = (size_t)((a.sp.P + 3) & ~3) * sizeof(int);
     size_t smem = (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0);
     int per_sm = 1;
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, kThreads,
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, threads,
                                                   smem + (a.fused ? hist_max : 0));
     const int64_t cap = (int64_t)g->num_sms * (per_sm > 0 ? per_sm : 1) / a.L + 1;
-    const int64_t rows_per_block = (kThreads / 32) * rows_per_warp;
+    const int64_t rows_per_block = (threads / 32) * rows_per_warp;
     int64_t want = (a.T + rows_per_block - 1) / rows_per_block;
     int gx = (int)(want < cap ? want : cap);
     // direct (fire-and-forget) global atomics only for tiny batches (about
@@ -801,7 +1187,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
                  a.T * a.K > 2 * (int64_t)a.sp.P;
     if (a.use_hist)
         smem += hist_max;
-    fk<<<dim3(gx, a.L), kThreads, smem, g->stream>>>(a);
+    fk<<<dim3(gx, a.L), threads, smem, g->stream>>>(a);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         return eplb_cuda_fail(e, "route kernel", __FILE__, __LINE__);
@@ -839,7 +1225,10 @@ eplb_status_t route_args(RouteArgs *a, int32_t *d_ids, float *d_weights,
     return EPLB_OK;
 }
 
+#endif
 } // namespace
+
+#ifndef EPLB_ROUTE_DEVICE_ONLY
 
 extern "C" eplb_status_t eplb_gpu_route(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
                                         const void *d_logits, eplb_dtype_t dt, int64_t T,
@@ -878,3 +1267,4 @@ extern "C" eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_
     a.counts = d_counts;
     return launch_route(g, a);
 }
+#endif

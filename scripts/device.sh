@@ -3,9 +3,14 @@
 # build (autogen + configure + make), the GPU tests, compute-sanitizer
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
-# last.  Usage: scripts/device.sh [tests|quick|full]
+# last.  Usage: scripts/device.sh [tests|quick|full|seg]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
-#   full: + benchmark variants, shapes, modes and the CPU path
+#   full: + benchmark variants, shapes, modes and the CPU path;
+#   seg: the segment kernel (routing variants 5-7, kernels/route.cu) against
+#     the default: build, the full gpu_tests (all variants), bench kernels
+#     for variants 0 5 6 7 (+ bf16 for 0 and 6, second runs of 0 and 6),
+#     ncu of one seg launch at T=65536, compute-sanitizer memcheck and
+#     racecheck on `gpu_tests --small --variant 5,7`, a comparison table last
 #
 # Source: the committed tree (git archive HEAD) with this checkout's own
 # kernels/ files laid over it, so that other folders' work in progress
@@ -56,6 +61,84 @@ fi
 nvcc -gencode=arch=compute_90,code=sm_90 -O3 -std=c++17 -Xptxas -v -I"$T/src" -I"$T/kernels" \
     -I"$B" -c "$T/kernels/route.cu" -o /tmp/route_v.o 2>&1 |
     grep -E "registers|spill" >"$OUT/ptxas.txt"
+
+if [ "$what" = seg ]; then
+    # order: correctness, then timings and the table, then the slow
+    # sanitizers (a time-out there still leaves the table), table again last
+    R="$B/eplb-replay"
+    say "== $(stamp) gpu_tests (all variants)"
+    (cd "$B" && EPLB_SRCDIR="$T" timeout 240 ./tests/gpu_tests) >"$OUT/gpu_tests.log" 2>&1
+    rc=$?
+    grep -E "rate|esft|skip|FAIL|seed" "$OUT/gpu_tests.log" | head -30 | tee -a "$summary"
+    grep -E "^[a-z_]+ +(ok|FAILED) " "$OUT/gpu_tests.log" | tr '\n' ';' | tee -a "$summary"
+    echo | tee -a "$summary"
+    say "gpu_tests rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
+    say "== $(stamp) bench kernels, variants 0 5 6 7"
+    for v in 0 5 6 7; do
+        $R bench kernels --device gpu --variant $v --json >"$OUT/bench-v$v.jsonl" 2>&1
+    done
+    for v in 0 6; do
+        $R bench kernels --device gpu --variant $v --dtype bf16 --tokens 64,4096,65536 \
+            --json >"$OUT/bench-bf16-v$v.jsonl" 2>&1
+    done
+    # second runs of the default and of 6: the spread between runs of one version
+    $R bench kernels --device gpu --variant 0 --tokens 4096,65536 --json >"$OUT/bench-v0b.jsonl" 2>&1
+    $R bench kernels --device gpu --variant 6 --tokens 4096,65536 --json >"$OUT/bench-v6b.jsonl" 2>&1
+    # comparison table: per variant and T, route and fused median us, EPLB
+    # part (fused - route) in % of route, fused over the floor (logits + ids
+    # + weights + phys once, at the copy bandwidth of the same run)
+    {
+        echo "comparison (us, median of CUDA graph replays; $(head -c 60 "$OUT/gpu.txt"))"
+        printf "%-8s %6s %8s %8s %7s %7s %8s\n" variant T route fused eplb% floor fused/fl
+        for f in "$OUT"/bench-v0.jsonl "$OUT"/bench-v5.jsonl "$OUT"/bench-v6.jsonl \
+            "$OUT"/bench-v7.jsonl "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v6.jsonl \
+            "$OUT"/bench-v0b.jsonl "$OUT"/bench-v6b.jsonl; do
+            [ -s "$f" ] || continue
+            tag=$(basename "$f" .jsonl | sed 's/^bench-//')
+            awk -v tag="$tag" '
+                function num(k,   m) { if (match($0, "\"" k "\":[-0-9.e+]+")) { m = substr($0, RSTART, RLENGTH); sub(/.*:/, "", m); return m + 0 } return -1 }
+                function str(k,   m) { if (match($0, "\"" k "\":\"[^\"]*\"")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:"/, "", m); sub(/"$/, "", m); return m } return "" }
+                str("kernel") == "memcpy_d2d" { bw = num("gbps") }
+                str("kernel") == "route" { r[num("tokens")] = num("median_us"); order[++n] = num("tokens") }
+                str("kernel") == "fused" { fu[num("tokens")] = num("median_us"); by[num("tokens")] = num("bytes") }
+                END {
+                    for (j = 1; j <= n; j++) {
+                        t = order[j]; fl = (bw > 0 && by[t] > 0) ? by[t] / (bw * 1e3) : 0
+                        printf "%-8s %6d %8.2f %8.2f %6.1f%% %7.2f %8.2f\n", tag, t, r[t], fu[t],
+                            (r[t] > 0 ? 100 * (fu[t] - r[t]) / r[t] : 0), fl, (fl > 0 ? fu[t] / fl : 0)
+                    }
+                }' "$f"
+        done
+        echo "targets: fused <= 1.5 x floor at T=65536, <= 6 us for T <= 4096, eplb% <= 3"
+    } >"$OUT/table.txt"
+    cat "$OUT/table.txt" >>"$summary"
+    if command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; then
+        say "== $(stamp) ncu: first route_seg_kernel launch at T=65536, variant 6 (route only)"
+        timeout 120 ncu --clock-control none --kernel-name regex:route_seg --launch-count 1 \
+            --section SpeedOfLight --section Occupancy --section WarpStateStats \
+            --section SchedulerStats --section InstructionStats --section MemoryWorkloadAnalysis \
+            --metrics dram__bytes_read.sum,dram__bytes_write.sum,smsp__inst_executed.sum \
+            $R bench kernels --device gpu --variant 6 --tokens 65536 --reps 1 >"$OUT/ncu-seg.txt" 2>&1
+        grep -E "Duration|DRAM Throughput|Executed Ipc A|Issue Slots Busy|Achieved Occupancy|Theoretical Occupancy|Registers Per|Executed Instructions  |dram__bytes|smsp__inst_executed.sum|Warp Cycles Per Issued|No Eligible" \
+            "$OUT/ncu-seg.txt" | head -20 | tee -a "$summary"
+    fi
+    (cuobjdump -sass "$B/kernels/route.o" 2>/dev/null || true) |
+        awk '/Function :/{name=$3} /^ +\/\*[0-9a-f]+\*\//{n[name]++} END{for (k in n) print n[k], k}' |
+        sort -rn >"$OUT/sass-counts.txt"
+    CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    for tool in memcheck racecheck; do
+        say "== $(stamp) compute-sanitizer $tool (gpu_tests --small --variant 5,7)"
+        (cd "$B" && EPLB_SRCDIR="$T" timeout 150 "$CS" --tool $tool --error-exitcode 3 \
+            ./tests/gpu_tests --small --variant 5,7) >"$OUT/$tool-seg.log" 2>&1
+        rc=$?
+        say "$tool rc=$rc: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool-seg.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool-seg.log")"
+        grep -E "FAIL" "$OUT/$tool-seg.log" | head -5 | tee -a "$summary"
+    done
+    rm -f "$OUT/autogen.log" "$OUT/configure.log"
+    say "== $(stamp) done"
+    cat "$OUT/table.txt"
+    exit 0
+fi
 
 say "== $(stamp) gpu_tests"
 (cd "$B" && EPLB_SRCDIR="$T" timeout 180 ./tests/gpu_tests) >"$OUT/gpu_tests.log" 2>&1

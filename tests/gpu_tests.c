@@ -3,7 +3,9 @@
  * printed; EPLB_TEST_SEED repeats one), device outputs poisoned before
  * each launch.  Exit 77 (skipped) without a usable GPU; otherwise the last
  * line is "N passed, N failed".  --small (or EPLB_GPU_TESTS_SMALL=1) keeps
- * shapes small for compute-sanitizer. */
+ * shapes small for compute-sanitizer; --variant V[,V...] runs only the
+ * routing and fused tests, for those routing kernel variants (default:
+ * everything, all variants). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,13 @@
 
 static int n_pass, n_fail, small;
 static eplb_gpu_t *gpu;
+
+/* Routing kernel variants (eplb_gpu_set_route_variant): 0 default, 1
+ * generic, 2 lanes-per-row, 3-4 ablations of the default, 5-7 the segment
+ * kernel (8 lanes per row; 6-7 fast sigmoid). */
+#define N_VARIANTS 8
+static int only_variant = -1; /* bit mask of variants, -1: all */
+static int variant_on(int v) { return only_variant < 0 || ((only_variant >> v) & 1); }
 
 #define CHECK(cond, ...)                                                      \
     do {                                                                      \
@@ -206,8 +215,8 @@ static void test_route_shapes(void)
     for (size_t ci = 0; ci < sizeof route_cases / sizeof route_cases[0]; ci++)
         for (int dt = 0; dt < 3; dt++)
             for (int ti = 0; ti < nT; ti++)
-                for (int v = 0; v < 5; v++) {
-                    if (small && v >= 2 && ci > 0)
+                for (int v = 0; v < N_VARIANTS; v++) {
+                    if (!variant_on(v) || (small && v >= 2 && v <= 4 && ci > 0))
                         continue;
                     int L = ti % 2 ? 2 : 1;
                     route_compare(&route_cases[ci], (eplb_dtype_t)dt, Ts[ti], L, v, NULL, 1);
@@ -220,8 +229,8 @@ static void test_route_ties(void)
 {
     coarse = 1;
     const int idx[] = {1, 2, 3, 5, 7};
-    for (int v = 0; v < 5; v++)
-        for (size_t i = 0; i < sizeof idx / sizeof idx[0]; i++) {
+    for (int v = 0; v < N_VARIANTS; v++)
+        for (size_t i = 0; i < sizeof idx / sizeof idx[0] && variant_on(v); i++) {
             route_case_t rc = route_cases[idx[i]];
             rc.bias = 0;
             route_compare(&rc, EPLB_DTYPE_F32, small ? 50 : 3000, 2, v, NULL, 1);
@@ -229,16 +238,23 @@ static void test_route_ties(void)
     coarse = 0;
 }
 
-/* The near-tie rate: DeepSeek-V3 routing with bias on random logits. */
+/* The near-tie rate: DeepSeek-V3 routing with bias on random logits, for
+ * the default and the segment kernels (5: exact sigmoid, 6-7: fast). */
 static void test_route_tie_rate(void)
 {
     int64_t T = small ? 2000 : 200000, m = 0;
-    for (int dt = 0; dt < 3; dt += 2) {
-        route_compare(&route_cases[0], (eplb_dtype_t)dt, T, 1, 0, &m, 1);
-        double rate = (double)m / T;
-        printf("  routing mismatch rate (deepseek-v3, %s, %lld tokens): %.2e\n",
-               eplb_dtype_name((eplb_dtype_t)dt), (long long)T, rate);
-        CHECK(rate < 1e-4 || (small && m <= 1), "mismatch rate %.2e not below 1e-4", rate);
+    const int vs[] = {0, 5, 6, 7};
+    for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++) {
+        if (!variant_on(vs[vi]) || (small && vi > 0 && only_variant < 0))
+            continue;
+        for (int dt = 0; dt < 3; dt += 2) {
+            route_compare(&route_cases[0], (eplb_dtype_t)dt, T, 1, vs[vi], &m, 1);
+            double rate = (double)m / T;
+            printf("  routing mismatch rate (deepseek-v3, %s, %lld tokens, v%d): %.2e\n",
+                   eplb_dtype_name((eplb_dtype_t)dt), (long long)T, vs[vi], rate);
+            CHECK(rate < 1e-4 || (small && m <= 1), "v%d: mismatch rate %.2e not below 1e-4",
+                  vs[vi], rate);
+        }
     }
 }
 
@@ -403,48 +419,57 @@ static void test_fused(void)
 {
     const route_case_t *rc = &route_cases[0];
     const int E = 256, K = 8, L = 2;
-    int64_t T = small ? 300 : 20000;
     map_t mp = make_map(E, 288, 32, 4, 4, 0);
     eplb_layer_map_t maps[2] = {mp.m, mp.m};
-    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
-    for (int dt = 0; dt < 3; dt += 2)
-        for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++) {
-            void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);
-            float bias[2 * 256];
-            for (int i = 0; i < L * E; i++)
-                bias[i] = normal() * 0.1f;
-            int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
-                    *pc = xmalloc(no * 4);
-            float *wg = xmalloc(no * 4);
-            int32_t cg[2 * 288] = {0}, cc[2 * 288] = {0};
-            eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
-            c.mode = (eplb_select_mode_t)mode;
-            c.seed = 99;
-            c.num_ranks = 16;
-            eplb_status_t st = eplb_gpu_fused_host(gpu, ig, wg, pg, cg, x, (eplb_dtype_t)dt, T,
-                                                   L, bias, &rc->c, maps, &c);
-            CHECK(st == EPLB_OK, "fused %s: %s", eplb_select_mode_name(c.mode),
-                  eplb_error_last());
-            /* selection exact on the GPU's own ids */
-            eplb_select_record_cpu(pc, cc, ig, T, L, K, maps, &c);
-            CHECK(memcmp(pc, pg, no * 4) == 0, "fused %s %s: phys differ from CPU on same ids",
-                  eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt));
-            CHECK(memcmp(cc, cg, sizeof cc) == 0, "fused %s: counts differ",
-                  eplb_select_mode_name(c.mode));
-            /* routing as the CPU's, up to near-ties */
-            eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
-            int64_t mism = 0;
-            for (int64_t r = 0; r < T * L; r++)
-                mism += memcmp(ic + r * K, ig + r * K, K * 4) != 0;
-            CHECK(mism <= 1 + T * L / 2000, "fused %s: %lld rows routed differently",
-                  eplb_select_mode_name(c.mode), (long long)mism);
-            free(x);
-            free(ig);
-            free(pg);
-            free(ic);
-            free(pc);
-            free(wg);
-        }
+    const int vs[] = {0, 5, 6, 7};
+    for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
+        for (int dt = 0; dt < 3; dt += 2)
+            for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++) {
+                if (!variant_on(vs[vi]) || (vi > 0 && mode > EPLB_SELECT_LOCAL))
+                    continue; /* rr-block, balanced: route, then their kernels */
+                /* the segment kernels with bf16 also at T = 37: rows past T in a
+                 * warp, and direct atomics (T * K <= 2 * P) */
+                const int64_t T = small ? 300 : vi > 0 && dt == 2 ? 37 : 20000;
+                const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
+                eplb_gpu_set_route_variant(gpu, vs[vi]);
+                void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);
+                float bias[2 * 256];
+                for (int i = 0; i < L * E; i++)
+                    bias[i] = normal() * 0.1f;
+                int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
+                        *pc = xmalloc(no * 4);
+                float *wg = xmalloc(no * 4);
+                int32_t cg[2 * 288] = {0}, cc[2 * 288] = {0};
+                eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+                c.mode = (eplb_select_mode_t)mode;
+                c.seed = 99;
+                c.num_ranks = 16;
+                eplb_status_t st = eplb_gpu_fused_host(gpu, ig, wg, pg, cg, x, (eplb_dtype_t)dt, T,
+                                                       L, bias, &rc->c, maps, &c);
+                eplb_gpu_set_route_variant(gpu, 0);
+                CHECK(st == EPLB_OK, "fused %s v%d: %s", eplb_select_mode_name(c.mode), vs[vi],
+                      eplb_error_last());
+                /* selection exact on the GPU's own ids */
+                eplb_select_record_cpu(pc, cc, ig, T, L, K, maps, &c);
+                CHECK(memcmp(pc, pg, no * 4) == 0,
+                      "fused %s %s v%d: phys differ from CPU on same ids",
+                      eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), vs[vi]);
+                CHECK(memcmp(cc, cg, sizeof cc) == 0, "fused %s v%d: counts differ",
+                      eplb_select_mode_name(c.mode), vs[vi]);
+                /* routing as the CPU's, up to near-ties */
+                eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
+                int64_t mism = 0;
+                for (int64_t r = 0; r < T * L; r++)
+                    mism += memcmp(ic + r * K, ig + r * K, K * 4) != 0;
+                CHECK(mism <= 1 + T * L / 2000, "fused %s v%d: %lld rows routed differently",
+                      eplb_select_mode_name(c.mode), vs[vi], (long long)mism);
+                free(x);
+                free(ig);
+                free(pg);
+                free(ic);
+                free(pc);
+                free(wg);
+            }
     free(mp.lc);
     free(mp.l2p);
 }
@@ -576,9 +601,25 @@ static void test_esft_trace(void)
 /* A build with CUDA on a machine without a GPU: open says "no device". */
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--small"))
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--small")) {
             small = 1;
+        } else if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
+            /* V or V,V,...: a set of variants */
+            only_variant = 0;
+            for (char *p = argv[++i], *end; *p; p = *end == ',' ? end + 1 : end) {
+                long v = strtol(p, &end, 10);
+                if (end == p || v < 0 || v >= N_VARIANTS || (*end && *end != ',')) {
+                    fprintf(stderr, "gpu_tests: --variant wants numbers 0-%d\n", N_VARIANTS - 1);
+                    return 2;
+                }
+                only_variant |= 1 << v;
+            }
+        } else {
+            fprintf(stderr, "usage: gpu_tests [--small] [--variant V[,V...]]\n");
+            return 2;
+        }
+    }
     if (getenv("EPLB_GPU_TESTS_SMALL") && atoi(getenv("EPLB_GPU_TESTS_SMALL")))
         small = 1;
     eplb_status_t st = eplb_gpu_open(&gpu, 0);
@@ -590,18 +631,24 @@ int main(int argc, char **argv)
     uint64_t seed = getenv("EPLB_TEST_SEED") ? strtoull(getenv("EPLB_TEST_SEED"), NULL, 0)
                                              : (uint64_t)time(NULL);
     rs = seed * 0x9e3779b97f4a7c15ull + 1;
-    printf("gpu_tests on %s, seed %llu%s\n", eplb_gpu_name(gpu), (unsigned long long)seed,
+    printf("gpu_tests on %s, seed %llu%s", eplb_gpu_name(gpu), (unsigned long long)seed,
            small ? " (small)" : "");
+    if (only_variant >= 0)
+        printf(", routing variants (bit mask) 0x%x only", (unsigned)only_variant);
+    printf("\n");
     struct {
         const char *name;
         void (*fn)(void);
+        int routing; /* runs per routing variant (the rest: once, not with --variant) */
     } tests[] = {
-        {"route_shapes", test_route_shapes}, {"route_ties", test_route_ties},
-        {"route_tie_rate", test_route_tie_rate},
-        {"select_modes", test_select_modes}, {"fused", test_fused},
-        {"stage", test_stage},               {"esft_trace", test_esft_trace},
+        {"route_shapes", test_route_shapes, 1}, {"route_ties", test_route_ties, 1},
+        {"route_tie_rate", test_route_tie_rate, 1},
+        {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
+        {"stage", test_stage, 0},               {"esft_trace", test_esft_trace, 0},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        if (only_variant >= 0 && !tests[i].routing)
+            continue;
         int f0 = n_fail;
         clock_t t0 = clock();
         tests[i].fn();

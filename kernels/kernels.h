@@ -193,8 +193,12 @@ eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes);
  * threshold kernel where the shape allows it), 1 always the generic
  * warp-per-row kernel, 2 the lanes-per-row insertion kernel; for
  * 128 < E <= 256 only: 3 the default at up to 85 registers (3 blocks per
- * SM instead of 4), 4 that with a prefetch of the next row.  Shapes a
- * variant lacks take the generic kernel. */
+ * SM instead of 4), 4 that with a prefetch of the next row; for the
+ * DeepSeek-V3 shape only (256 experts in 8 groups, K <= 8): 5 the
+ * 8-lanes-per-row segmented kernel (4 rows per warp, exact sigmoid), 6 that
+ * with a fast sigmoid, 7 variant 6 in 128-thread blocks (docs/kernels.md;
+ * not yet measured on a GPU).  Shapes a variant lacks take the generic
+ * kernel (5-7: the default). */
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
 
 /* Replay staging: one stream, pinned host buffers for the logits of one

@@ -9,6 +9,7 @@
  * stays bounded whatever its length. */
 #include "cmd.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,9 @@ int eplb_cmd_info(int argc, char **argv)
         print_json(tr, sz, nsz, skew, skew_src);
     else
         print_text(tr, sz, nsz, skew, skew_src);
+    /* a full disk or closed pipe must not pass for a description */
+    if (fflush(stdout) != 0 || ferror(stdout))
+        st = eplb_error_set(EPLB_ERR_IO, "stdout: write error: %s", strerror(errno));
 out:
     if (st != EPLB_OK)
         rc = eplb_cmd_fail("info", st);

@@ -26,6 +26,8 @@
 #define MAX_SLOTS (1 << 20)
 #define MAX_STEPS ((int64_t)1 << 40)
 #define MAX_LAYER_SLOTS ((int64_t)1 << 26)
+/* runs of one invocation (each holds its placement, loads and results) */
+#define MAX_RUNS 65536
 
 static void usage(FILE *f)
 {
@@ -621,6 +623,13 @@ int eplb_cmd_run(int argc, char **argv)
     /* the grid: for each (D, R): none once, then every policy x W x I */
     int nred = o.replicas ? 1 : o.nred ? o.nred : 1;
     size_t cap = (size_t)o.ngpus * nred * (1 + (size_t)o.npol * o.nwin * o.nint);
+    if (cap > MAX_RUNS) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "the grid --gpus (%d) x --redundant (%d) x (1 + --policy (%d) x "
+                            "--window (%d) x --interval (%d)) has %zu runs; at most %d",
+                            o.ngpus, nred, o.npol, o.nwin, o.nint, cap, MAX_RUNS);
+        goto fail;
+    }
     runs = calloc(cap, sizeof *runs);
     EPLB_ALLOC_GOTO(runs, st, fail);
     for (int gi = 0; gi < o.ngpus; gi++)
@@ -820,6 +829,13 @@ int eplb_cmd_run(int argc, char **argv)
             if (st != EPLB_OK)
                 goto fail;
         }
+    }
+    /* a full disk or closed pipe must not pass for a result (the --out
+     * files, complete, stay) */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        st = eplb_error_set(EPLB_ERR_IO, "stdout: write error: %s", strerror(errno));
+        out_created = 0;
+        goto fail;
     }
     goto out;
 fail:

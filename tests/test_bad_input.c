@@ -125,6 +125,22 @@ Test(bad_input, run_slots_times_layers_bounded)
     rmdir(d);
 }
 
+/* Found: a grid of 64 x 64 x (1 + 2 x 64 x 64) runs was started (minutes of
+ * allocation and GBs before any output).  The grid size is bounded. */
+Test(bad_input, run_grid_bounded)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
+    char list[400] = "1";
+    for (int i = 2; i <= 64; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), ",%d", i);
+    eplb_test_cli_expect(2, "runs; at most", "run %s --quiet --gpus %s --redundant %s "
+                         "--window %s --interval %s --policy deepseek,lpt", t, list, list,
+                         list, list);
+    unlink(t);
+    rmdir(d);
+}
+
 /* Found: `run --window 1000000000000` died with "sim/replay.c:206: out of
  * memory": the load history was sized by the window, not by the trace.  A
  * window longer than the trace is all of the trace. */
@@ -358,6 +374,34 @@ Test(bad_input, bench_options)
     cr_assert(strstr(out, "median_us") == NULL, "header printed before the error: %s", out);
     free(out);
     unlink(w);
+    rmdir(d);
+}
+
+/* Found: `run` and `info` exited 0 when their stdout could not be written
+ * (a full disk: /dev/full). */
+Test(bad_input, stdout_write_error)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
+    if (access("/dev/full", W_OK) != 0)
+        cr_skip_test("no /dev/full");
+    static const char *const cmds[] = {"run %s --gpus 4", "run %s --gpus 4 --json",
+                                       "info %s"};
+    char err[4096];
+    snprintf(err, sizeof err, "%s", eplb_test_path(d, "err"));
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, cmds[i], t);
+        /* the helper appends 2>&1: keep stderr apart, in a file */
+        int rc = eplb_test_run_cli(NULL, "%s >/dev/full 2>%s; exit $?", cmd, err);
+        cr_assert_eq(rc, 1, "%s >/dev/full: exit %d", cmd, rc);
+        size_t n = 0;
+        char *msg = (char *)eplb_test_slurp(err, &n);
+        cr_assert(strstr(msg, "stdout: write error") != NULL, "%s: stderr '%s'", cmd, msg);
+        free(msg);
+    }
+    unlink(err);
+    unlink(t);
     rmdir(d);
 }
 

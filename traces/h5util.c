@@ -36,8 +36,16 @@ void eplb_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
 static herr_t reason_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
     char *buf = data;
-    if (n == 0 && e->desc)
-        snprintf(buf, 256, "%s", e->desc);
+    (void)n;
+    /* The first (most specific) entry, except for the plugin search: a
+     * filter that is not built in (lzf, blosc, ...) fails first on "can't
+     * open directory: .../plugins"; the useful entry is the one above,
+     * "required filter 'lzf' is not registered". */
+    if (buf[0] || !e->desc)
+        return 0;
+    if (e->func_name && !strncmp(e->func_name, "H5PL", 4))
+        return 0;
+    snprintf(buf, 256, "%s", e->desc);
     return 0;
 }
 

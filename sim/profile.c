@@ -166,6 +166,9 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
     eplb_status_t st = EPLB_OK;
     int line = 0;
+    /* scalar keys seen so far: a second value for one is an error, not a
+     * silent override (bits: scalar key index; 30 name, 31 record_table) */
+    unsigned long seen = 0;
     char *cur = copy; /* split by hand so that blank lines count */
     while (cur) {
         char *nl = strchr(cur, '\n');
@@ -186,6 +189,15 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
             *eq = '\0';
             char *key = trim(s), *v = trim(eq + 1);
             double x = 0;
+            int dup_bit = !strcmp(key, "name") ? 30 : !strcmp(key, "record_table") ? 31 : -1;
+            if (dup_bit >= 0) {
+                if (seen & (1ul << dup_bit)) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: %s given twice", what, line,
+                                        key);
+                    goto out;
+                }
+                seen |= 1ul << dup_bit;
+            }
             if (!strcmp(key, "name")) {
                 snprintf(p.name, sizeof p.name, "%s", v);
             } else if (!strcmp(key, "record_table")) {
@@ -221,18 +233,40 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
                                         what, line, key);
                     goto out;
                 }
+                if (seen & (1ul << i)) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: %s given twice", what, line,
+                                        key);
+                    goto out;
+                }
+                seen |= 1ul << i;
                 EPLB_CHECK_GOTO(num(&x, v, what, line, key), st, out);
                 *(double *)((char *)&p + keys[i].off) = x * keys[i].scale;
             }
         }
         cur = nl ? nl + 1 : NULL;
     }
-    if (p.nvlink_bw <= 0 || p.net_bw <= 0 || p.hbm_bw <= 0 || p.flops_fp8 <= 0 ||
-        p.flops_bf16 <= 0 || p.gemm_eff <= 0 || p.gemm_eff > 1) {
-        st = eplb_error_set(EPLB_ERR_FORMAT,
-                            "%s: bandwidths and FLOP/s must be > 0 and "
-                            "gemm_efficiency in (0, 1]", what);
-        goto out;
+    {
+        /* name the field at fault (values as written in the file) */
+        const char *bad = p.nvlink_bw <= 0    ? "nvlink_GBps"
+                          : p.net_bw <= 0     ? "net_Gbps"
+                          : p.hbm_bw <= 0     ? "hbm_TBps"
+                          : p.flops_fp8 <= 0  ? "fp8_TFLOPS"
+                          : p.flops_bf16 <= 0 ? "bf16_TFLOPS"
+                                              : NULL;
+        if (bad) {
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: %s must be > 0", what, bad);
+            goto out;
+        }
+        if (p.gemm_eff <= 0 || p.gemm_eff > 1) {
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: gemm_efficiency = %g is not in (0, 1]",
+                                what, p.gemm_eff);
+            goto out;
+        }
+        if (p.record_frac > 1) {
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: record_fraction = %g is not in [0, 1]",
+                                what, p.record_frac);
+            goto out;
+        }
     }
     *out = p;
 out:

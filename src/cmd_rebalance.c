@@ -20,6 +20,9 @@ static const char *CMD = "rebalance";
  * layers x P must fit comfortably in memory) */
 #define MAX_SLOTS (1 << 20)
 #define MAX_LAYER_SLOTS ((int64_t)1 << 26)
+/* the largest --weights / --old text read (a wrong path such as /dev/zero
+ * must not read until memory runs out) */
+#define MAX_TEXT_BYTES ((size_t)1 << 30)
 
 static void usage(FILE *f)
 {
@@ -87,6 +90,11 @@ static eplb_status_t read_text(char **out, size_t *len, const char *path)
     EPLB_ALLOC_GOTO(buf, st, out);
     while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += r;
+        if (n > MAX_TEXT_BYTES) {
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: larger than %lld bytes", path,
+                                (long long)MAX_TEXT_BYTES);
+            goto out;
+        }
         if (cap - n < 2) {
             char *nb = realloc(buf, cap *= 2);
             EPLB_ALLOC_GOTO(nb, st, out);

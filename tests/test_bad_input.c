@@ -246,6 +246,29 @@ Test(bad_input, run_profile_not_a_profile)
     rmdir(d);
 }
 
+/* Found: a profile key given twice was silently overridden, and a zero
+ * bandwidth or gemm_efficiency 7 got one message for all fields. */
+Test(bad_input, profile_fields_named)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
+    char p[4096];
+    snprintf(p, sizeof p, "%s", eplb_test_path(d, "p.txt"));
+    eplb_test_write_text(p, "name = x\nnvlink_GBps = 450\nnvlink_GBps = 1\n");
+    eplb_test_cli_expect(1, "p.txt:3: nvlink_GBps given twice", "run %s --quiet --profile %s",
+                         t, p);
+    eplb_test_write_text(p, "name = x\nnet_Gbps = 0\n");
+    eplb_test_cli_expect(1, "p.txt: net_Gbps must be > 0", "run %s --quiet --profile %s", t, p);
+    eplb_test_write_text(p, "name = x\ngemm_efficiency = 7\n");
+    eplb_test_cli_expect(1, "p.txt: gemm_efficiency = 7 is not in (0, 1]",
+                         "run %s --quiet --profile %s", t, p);
+    eplb_test_write_text(p, "name = x\nrecord_fraction = 2\n");
+    eplb_test_cli_expect(1, "record_fraction = 2", "run %s --quiet --profile %s", t, p);
+    unlink(p);
+    unlink(t);
+    rmdir(d);
+}
+
 /* A truncated trace, through every command that reads one. */
 Test(bad_input, truncated_trace_all_commands)
 {

@@ -128,6 +128,10 @@ int eplb_bench_io(int argc, char **argv)
             return 2;
         }
     }
+    if (path && !*path) {
+        fprintf(stderr, "eplb-replay bench io: TRACE.h5: empty path\n");
+        return 2;
+    }
     if (!path) {
         fprintf(stderr, "eplb-replay bench io: missing TRACE.h5\n");
         usage(stderr);

@@ -147,6 +147,8 @@ int eplb_bench_policy(int argc, char **argv)
     if (only && !eplb_policy_find(only))
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                  "--policy: unknown policy '%s'", only));
+    if (path && !*path)
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG, "--weights: empty path"));
     if (!path)
         path = default_path(pbuf, sizeof pbuf);
 

@@ -285,6 +285,10 @@ int eplb_cmd_info(int argc, char **argv)
             return 2;
         }
     }
+    if (path && !*path) {
+        fprintf(stderr, "eplb-replay info: TRACE.h5: empty path\n");
+        return 2;
+    }
     if (!path) {
         fprintf(stderr, "eplb-replay info: missing TRACE.h5\n");
         usage(stderr);

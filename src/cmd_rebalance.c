@@ -419,6 +419,11 @@ int eplb_cmd_rebalance(int argc, char **argv)
         case 10: EPLB_CHECK_GOTO(parse_int(&o.layer_offset, name, val), st, out); break;
         }
     }
+    if ((o.weights && !*o.weights) || (o.old && !*o.old)) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: empty path",
+                            o.weights && !*o.weights ? "--weights" : "--old");
+        goto out;
+    }
     if (!o.weights || !have_p || !have_d) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                             "--weights, --replicas and --gpus are required (see --help)");

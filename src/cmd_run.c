@@ -329,6 +329,12 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "unexpected argument '%s'",
                               argv[optind + 1]);
     o->trace_path = argv[optind];
+    if (!*o->trace_path)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "TRACE.h5: empty path");
+    if (o->out_dir && !*o->out_dir)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "--out: empty path");
+    if (o->profile_path && !*o->profile_path)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "--profile: empty path");
     if (o->replicas && o->nred)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--redundant and --replicas exclude each other");

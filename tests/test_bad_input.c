@@ -445,6 +445,20 @@ Test(bad_input, help_on_stdout)
     }
 }
 
+/* Found: an empty path ("") was tried as a file ("eplb-replay run: :
+ * cannot open trace") and `--out ""` failed only after the replay. */
+Test(bad_input, empty_paths)
+{
+    eplb_test_cli_expect(2, "TRACE.h5: empty path", "run ''");
+    eplb_test_cli_expect(2, "--out: empty path", "run x.h5 --out ''");
+    eplb_test_cli_expect(2, "--profile: empty path", "run x.h5 --profile ''");
+    eplb_test_cli_expect(2, "TRACE.h5: empty path", "info ''");
+    eplb_test_cli_expect(2, "TRACE.h5: empty path", "bench io ''");
+    eplb_test_cli_expect(2, "--weights: empty path", "rebalance --weights '' --replicas 8 "
+                         "--gpus 4");
+    eplb_test_cli_expect(2, "--weights: empty path", "bench policy --weights ''");
+}
+
 /* Exit codes: no arguments or an unknown command is a usage error. */
 Test(bad_input, usage_exit_codes)
 {

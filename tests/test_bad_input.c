@@ -332,6 +332,30 @@ Test(bad_input, counts_wider_than_int32)
     rmdir(d);
 }
 
+/* Found: a dangling soft link at /router/topk_ids was taken for an absent
+ * dataset ("no data level" when it was the only level). */
+Test(bad_input, dangling_link)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 3, 4, EPLB_LEVEL_COUNTS, -1);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(t, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    cr_assert(H5Lcreate_soft("/nowhere", f, "/router/topk_ids", lcpl, H5P_DEFAULT) >= 0);
+    H5Pclose(lcpl);
+    H5Fclose(f);
+    eplb_trace_t *tr = (eplb_trace_t *)0x1;
+    eplb_assert_fails(eplb_trace_open(&tr, t), EPLB_ERR_FORMAT,
+                      "/router/topk_ids is a link that leads nowhere");
+    cr_assert(strstr(eplb_error_last(), t) != NULL);
+    cr_assert_eq(tr, (eplb_trace_t *)0x1);
+    eplb_test_cli_expect(1, "leads nowhere", "info %s", t);
+    unlink(t);
+    rmdir(d);
+}
+
 /* rebalance: found `--gpus 0` reported as a missing option, a negative
  * --layer-offset accepted, --replicas 2e9 allocating 68 GB, and bad loads /
  * old placements read from a file reported without the file's name (their

@@ -133,10 +133,34 @@ static void fmt_shape(char *buf, size_t cap, int rank, const hsize_t *d)
 /* Open dataset `name` if present (*d stays invalid if absent), with a chunk
  * cache that holds two chunks, so that consecutive range reads that share
  * a chunk inflate it once. */
+/* The link `name` exists but leads nowhere (a dangling soft link, an
+ * external link to a missing file or object). */
+static int link_dangles(hid_t file, const char *name)
+{
+    char parent[256];
+    const char *slash = strrchr(name, '/');
+    size_t n = slash ? (size_t)(slash - name) : 0;
+    if (!slash || n >= sizeof parent)
+        return 0;
+    memcpy(parent, name, n);
+    parent[n] = '\0';
+    if (n > 0 && !eplb_h5_link_exists(file, parent))
+        return 0;
+    htri_t e = H5Lexists(file, name, H5P_DEFAULT);
+    H5Eclear2(H5E_DEFAULT);
+    return e > 0;
+}
+
 static eplb_status_t open_dataset(hid_t *d, const eplb_trace_t *tr, const char *name)
 {
-    if (!eplb_h5_link_exists(tr->file, name))
+    if (!eplb_h5_link_exists(tr->file, name)) {
+        H5Eclear2(H5E_DEFAULT);
+        if (link_dangles(tr->file, name))
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s is a link that leads nowhere (dangling soft link or "
+                                  "external link to a missing file)", tr->path, name);
         return EPLB_OK;
+    }
     hid_t ds = H5Dopen2(tr->file, name, H5P_DEFAULT);
     if (ds < 0)
         return eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot open dataset");

@@ -122,6 +122,26 @@ out:
     return st;
 }
 
+/* The load pass reads bulk data anyway: check /steps/phase too (its
+ * values are otherwise never read, so a phase of 5 would pass unseen). */
+static eplb_status_t check_phase(const eplb_trace_t *tr)
+{
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    if (!in->has_phase)
+        return EPLB_OK;
+    enum { B = 1 << 16 };
+    uint8_t *ph = malloc(B);
+    if (!ph)
+        return eplb_error_set(EPLB_ERR_NOMEM, "phase: out of memory");
+    eplb_status_t st = EPLB_OK;
+    for (int64_t s0 = 0; st == EPLB_OK && s0 < in->num_steps; s0 += B) {
+        int64_t s1 = in->num_steps - s0 < B ? in->num_steps : s0 + B;
+        st = eplb_trace_read_phase(tr, ph, s0, s1);
+    }
+    free(ph);
+    return st;
+}
+
 static void skew_of(double *skew, const int64_t *load, int L, int E)
 {
     for (int l = 0; l < L; l++) {
@@ -312,6 +332,7 @@ int eplb_cmd_info(int argc, char **argv)
         EPLB_ALLOC_GOTO(load, st, out);
         EPLB_ALLOC_GOTO(skew, st, out);
         EPLB_CHECK_GOTO(compute_load(load, &skew_src, tr), st, out);
+        EPLB_CHECK_GOTO(check_phase(tr), st, out);
         skew_of(skew, load, in->num_layers, in->route.num_experts);
     }
     if (json)

@@ -356,6 +356,32 @@ Test(bad_input, dangling_link)
     rmdir(d);
 }
 
+/* Found: `info` read no /steps/phase values, so a phase of 5 passed. */
+Test(bad_input, info_checks_phase)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 3, 4, EPLB_LEVEL_COUNTS, -1);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(t, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    if (H5Lexists(f, "/steps/phase", H5P_DEFAULT) > 0)
+        cr_assert(H5Ldelete(f, "/steps/phase", H5P_DEFAULT) >= 0);
+    hsize_t n = 3;
+    uint8_t ph[3] = {0, 1, 5};
+    hid_t sp = H5Screate_simple(1, &n, NULL);
+    hid_t ds = H5Dcreate2(f, "/steps/phase", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, ph) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    eplb_test_cli_expect(1, "/steps/phase: step 2: phase 5", "info %s", t);
+    eplb_test_cli_expect(0, "(+phase)", "info %s --no-skew", t); /* reads no bulk data */
+    unlink(t);
+    rmdir(d);
+}
+
 /* rebalance: found `--gpus 0` reported as a missing option, a negative
  * --layer-offset accepted, --replicas 2e9 allocating 68 GB, and bad loads /
  * old placements read from a file reported without the file's name (their

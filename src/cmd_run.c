@@ -300,10 +300,14 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             break;
         case OPT_THREADS:
             EPLB_CHECK(parse_list(one, &n, optarg, "--threads", 1, 4096));
+            if (n != 1)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--threads: one value");
             o->threads = (int)one[0];
             break;
         case OPT_SEED:
             EPLB_CHECK(parse_list(one, &n, optarg, "--seed", 0, INT64_MAX));
+            if (n != 1)
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--seed: one value");
             o->seed = (uint64_t)one[0];
             break;
         case OPT_OUT:

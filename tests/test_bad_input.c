@@ -107,6 +107,9 @@ Test(bad_input, run_values_beyond_int)
                          t);
     eplb_test_cli_expect(2, "--seed", "run %s --quiet --seed 99999999999999999999", t);
     eplb_test_cli_expect(2, "--gpus: '4x' is not an integer", "run %s --quiet --gpus 4x", t);
+    /* single-valued options took the first of a list */
+    eplb_test_cli_expect(2, "--threads: one value", "run %s --quiet --threads 2,4", t);
+    eplb_test_cli_expect(2, "--seed: one value", "run %s --quiet --seed 1,2", t);
     unlink(t);
     rmdir(d);
 }

@@ -50,7 +50,8 @@ static void usage(FILE *f)
         "  --replicas P         physical slots per layer instead (P %% D == 0, P >= E)\n"
         "  --select MODE        hash|flatmod|random|local|rr-block|balanced (default hash)\n"
         "schedule:\n"
-        "  --trigger T          vllm|sglang|trtllm|threshold|once|oracle (default vllm)\n"
+        "  --trigger T          vllm|sglang|trtllm|threshold|once|oracle (default vllm;\n"
+        "                       once for traces of fewer than 4 steps)\n"
         "  --window LIST        steps of load a decision uses (default: 1000, scaled\n"
         "                       down to the trace: I/3)\n"
         "  --interval LIST      steps between decisions (default: 3000, scaled down to\n"
@@ -91,6 +92,7 @@ typedef struct {
     int replicas;               /* 0: from --redundant */
     eplb_select_mode_t select;
     eplb_trigger_t trig;
+    int trigger_set;            /* --trigger given */
     int threshold_set;
     int max_moves;
     const char *profile_path;
@@ -253,6 +255,7 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             break;
         case OPT_TRIGGER:
             EPLB_CHECK(eplb_sim_trigger_parse(&o->trig.kind, optarg));
+            o->trigger_set = 1;
             break;
         case OPT_WINDOW:
             EPLB_CHECK(parse_list(o->window, &o->nwin, optarg, "--window", 1, MAX_STEPS));
@@ -607,6 +610,11 @@ int eplb_cmd_run(int argc, char **argv)
     int E = inf->route.num_experts;
     int64_t S = inf->num_steps;
     eplb_sim_model_shape(&so.shape, inf->model, inf->model_config);
+
+    /* A trace of fewer than 4 steps (SGLang's whole-run counts have one)
+     * ends before any online schedule decides: place once from it. */
+    if (!o.trigger_set && S < 4)
+        o.trig.kind = EPLB_TRIGGER_ONCE;
 
     /* resolve window / interval */
     int64_t dW, dI;

@@ -502,6 +502,10 @@ Test(import, sglang_prefill_drops_dense_layers)
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     cr_assert_eq(in->num_layers, 58);
     cr_assert_eq(in->num_steps, 1);
+    /* Every MoE row of the file sums to 67108864 (Python's json module), so
+     * the step holds 67108864 / 8 tokens. */
+    cr_assert_eq(in->num_tokens, INT64_C(8388608));
+    cr_assert_eq(eplb_trace_token_offsets(tr)[1], INT64_C(8388608));
     cr_assert_eq(in->levels, EPLB_LEVEL_COUNTS);
     cr_assert_eq(in->route.num_experts, 256);
     cr_assert_eq(in->route.top_k, 8);

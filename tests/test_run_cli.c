@@ -316,3 +316,50 @@ Test(run_cli, device_gpu_or_clear_error)
     cr_assert(strstr(out, "\"device\": \"cpu") != NULL, "%s", out);
     free(out);
 }
+
+/* A trace of fewer than 4 steps ends before any online schedule decides, so
+ * the default trigger is `once` there; an explicit --trigger is kept. */
+Test(run_cli, short_trace_defaults_to_once)
+{
+    enum { L = 2, E = 8 };
+    char path[600];
+    snprintf(path, sizeof path, "%s/short.h5", tdir);
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "test-moe";
+    o.source = "test_run_cli.c";
+    o.num_layers = L;
+    o.route.num_experts = E;
+    o.route.top_k = 2;
+    o.levels = EPLB_LEVEL_COUNTS;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    /* expert 0 carries most of the load: a placement that replicates it
+     * beats the default one. */
+    int32_t counts[L][E] = {{90, 10, 10, 10, 10, 10, 10, 10}, {10, 90, 10, 10, 10, 10, 10, 10}};
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 80, NULL, NULL, NULL, &counts[0][0], NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --json --quiet --policy-time 0", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    const eplb_json_t *trig = eplb_json_get(eplb_json_get(v, "config"), "trigger");
+    cr_assert(trig && trig->type == EPLB_JSON_STRING);
+    cr_assert_str_eq(trig->str, "once");
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
+    cr_assert(none && ds);
+    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+    eplb_json_free(v);
+    free(out);
+
+    rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --trigger vllm --json --quiet", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    cr_assert_str_eq(eplb_json_get(eplb_json_get(v, "config"), "trigger")->str, "vllm");
+    cr_assert_eq(num(run_of(eplb_json_get(v, "runs"), "deepseek"), "rebalances"), 0);
+    eplb_json_free(v);
+    free(out);
+    unlink(path);
+}

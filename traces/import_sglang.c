@@ -149,13 +149,24 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
         route = dsv3->route;
         route.top_k = top_k;
     }
+    /* Each token counts once per chosen expert, so a layer's row sums to
+     * K x tokens (FORMAT.md); the step's tokens follow from the largest row. */
+    int64_t max_row = 0;
+    for (int l = 0; l < c.num_layers; l++) {
+        int64_t sum = 0;
+        for (int e = 0; e < c.num_experts; e++)
+            sum += c.counts[(size_t)l * c.num_experts + e];
+        if (sum > max_row)
+            max_row = sum;
+    }
+    int64_t ntok = (max_row + top_k - 1) / top_k;
     const char *base = strrchr(json_path, '/');
     base = base ? base + 1 : json_path;
     char rows[64], source[256];
     describe_rows(rows, sizeof rows, &c);
     snprintf(source, sizeof source,
-             "SGLang expert distribution logical_count of %.80s: %s kept (%d all-zero "
-             "dense rows dropped); counts summed over the run",
+             "SGLang logical_count of %.80s: %s kept (%d all-zero "
+             "dense rows dropped); run totals; tokens = max row sum / K",
              base, rows, c.num_rows - c.num_layers);
     eplb_trace_writer_opts_t wo = EPLB_TRACE_WRITER_OPTS_INIT;
     wo.model = model;
@@ -164,7 +175,7 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
     wo.route = route;
     wo.levels = EPLB_LEVEL_COUNTS;
     EPLB_CHECK_GOTO(eplb_trace_writer_create(&w, path, &wo), st, out);
-    EPLB_CHECK_GOTO(eplb_trace_writer_append_step(w, 0, NULL, NULL, NULL, c.counts,
+    EPLB_CHECK_GOTO(eplb_trace_writer_append_step(w, ntok, NULL, NULL, NULL, c.counts,
                                                   NULL, 0),
                     st, out);
     st = eplb_trace_writer_finish(w);

@@ -91,10 +91,15 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
                           int P, int D, int max_moves)
 {
     int per = P / D, moves = 0;
+    /* at most P slots can differ: a larger limit is no limit on moves, and
+     * clamping it keeps the iteration bound below inside int64 whatever
+     * the caller asks (INT_MAX included) */
+    if (max_moves > P)
+        max_moves = P;
     /* steps that only reshuffle already moved slots could go on; a few per
      * allowed move are enough */
-    int limit = max_moves < 0 ? 2 * P : 4 * max_moves + 8;
-    for (int it = 0; it < limit; it++) {
+    int64_t limit = max_moves < 0 ? 2 * (int64_t)P : 4 * (int64_t)max_moves + 8;
+    for (int64_t it = 0; it < limit; it++) {
         eplb_pol_gpu_load(m->load, row, w, E, P, D, m->cnt);
         order_gpus(m, D);
         int gmax = m->gorder[0];

@@ -5,13 +5,13 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "checks.h"
+#include "tmpfile_guard.h"
 
 #define RESULTS_VERSION 1
 
@@ -22,6 +22,7 @@ typedef struct {
 
 struct eplb_sim_h5 {
     char *path, *tmp;
+    int guard; /* tmpfile_guard slot, -1 if none */
     hid_t file, runs_grp, ev_type, ev_ftype, gcpl;
     int L, nruns;
     h5run_t *run;
@@ -29,55 +30,7 @@ struct eplb_sim_h5 {
 
 /* An interrupted run (SIGINT, SIGTERM, SIGHUP) removes its temporary
  * results file before it dies, so that an out directory holds complete
- * files only.  One results file is written at a time; the handlers are
- * installed only where the signal had its default action (a background job
- * that ignores SIGINT keeps ignoring it) and restored by finish / abort. */
-static const int tmp_signals[] = {SIGINT, SIGTERM, SIGHUP};
-#define NSIG_TMP ((int)(sizeof tmp_signals / sizeof tmp_signals[0]))
-static char tmp_path[4096];
-static volatile sig_atomic_t tmp_armed;
-static struct sigaction tmp_old[NSIG_TMP];
-static int tmp_installed[NSIG_TMP];
-
-static void tmp_on_signal(int sig)
-{
-    if (tmp_armed)
-        unlink(tmp_path); /* async-signal-safe */
-    /* SA_RESETHAND restored the default action: die of the same signal */
-    raise(sig);
-}
-
-static void tmp_guard_arm(const char *tmp)
-{
-    if (tmp_armed || strlen(tmp) >= sizeof tmp_path)
-        return;
-    memcpy(tmp_path, tmp, strlen(tmp) + 1);
-    tmp_armed = 1;
-    for (int i = 0; i < NSIG_TMP; i++) {
-        struct sigaction sa;
-        tmp_installed[i] = 0;
-        if (sigaction(tmp_signals[i], NULL, &tmp_old[i]) != 0 ||
-            tmp_old[i].sa_handler != SIG_DFL)
-            continue;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = tmp_on_signal;
-        sa.sa_flags = SA_RESETHAND;
-        sigemptyset(&sa.sa_mask);
-        tmp_installed[i] = sigaction(tmp_signals[i], &sa, NULL) == 0;
-    }
-}
-
-static void tmp_guard_disarm(const char *tmp)
-{
-    if (!tmp_armed || strcmp(tmp, tmp_path))
-        return;
-    for (int i = 0; i < NSIG_TMP; i++)
-        if (tmp_installed[i]) {
-            sigaction(tmp_signals[i], &tmp_old[i], NULL);
-            tmp_installed[i] = 0;
-        }
-    tmp_armed = 0;
-}
+ * files only (src/tmpfile_guard.c; disarmed by finish / abort). */
 
 static eplb_status_t h5err(const eplb_sim_h5_t *h, const char *what)
 {
@@ -216,6 +169,7 @@ eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L, i
     eplb_sim_h5_t *h = calloc(1, sizeof *h);
     EPLB_ALLOC_GOTO(h, st, err0);
     h->file = h->runs_grp = h->ev_type = h->ev_ftype = h->gcpl = -1;
+    h->guard = -1;
     h->L = L;
     h->nruns = nruns;
     h->path = strdup(path);
@@ -229,7 +183,7 @@ eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L, i
         r->grp = r->tok = r->bal = r->tim = r->ev = r->pl = r->plstep = -1;
     }
     sprintf(h->tmp, "%s.tmp.%ld", path, (long)getpid());
-    tmp_guard_arm(h->tmp);
+    h->guard = eplb_tmp_guard_arm(h->tmp);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_obj_track_times(fcpl, 0); /* root group: no timestamps either */
     h->file = H5Fcreate(h->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
@@ -379,8 +333,7 @@ static void close_all(eplb_sim_h5_t *h)
 
 static void h5_free(eplb_sim_h5_t *h)
 {
-    if (h->tmp)
-        tmp_guard_disarm(h->tmp);
+    eplb_tmp_guard_disarm(h->guard);
     free(h->path);
     free(h->tmp);
     free(h->run);

@@ -8,6 +8,7 @@
 #include "cli_util.h"
 #include "cmd.h"
 #include "gen.h"
+#include "trace.h"
 
 static void usage(FILE *f)
 {
@@ -25,8 +26,9 @@ static void usage(FILE *f)
             "  --preset NAME          deepseek-v3, qwen3-moe, mixtral, esft-lite\n"
             "  -o, --output OUT.h5    trace to write (written under a temporary\n"
             "                         name, renamed when complete)\n"
-            "  --steps S              steps (forward passes) (default 64)\n"
-            "  --tokens-per-step T    mean tokens per step (default 256)\n"
+            "  --steps S              steps (forward passes) (default 64, at most\n"
+            "                         10000000)\n"
+            "  --tokens-per-step T    mean tokens per step (default 256, at most 65536)\n"
             "  --seed N               random seed (default 1)\n"
             "  --dtype f32|f16|bf16   logits type in the file (default bf16)\n"
             "  --layers N             keep only the first N MoE layers (the same\n"
@@ -37,6 +39,9 @@ static void usage(FILE *f)
             "  --window W             steps per window of --stats (default 16)\n"
             "  --threads N            generator threads (default: EPLB_THREADS or\n"
             "                         the CPU count; the output does not depend on it)\n"
+            "  --force                generate even more than 64 GiB of raw logits\n"
+            "                         (steps x tokens x layers x experts x dtype size)\n"
+            "                         or a step buffer over 8 GiB (refused otherwise)\n"
             "  --list-presets         print the presets and exit\n"
             "  -h, --help             this help\n");
 }
@@ -98,7 +103,7 @@ static int run_stats(const eplb_gen_opts_t *o, int64_t window)
 int eplb_cmd_gen(int argc, char **argv)
 {
     enum { OPT_PRESET = 256, OPT_STEPS, OPT_TOKENS, OPT_SEED, OPT_DTYPE,
-           OPT_LAYERS, OPT_STATS, OPT_WINDOW, OPT_LIST, OPT_THREADS };
+           OPT_LAYERS, OPT_STATS, OPT_WINDOW, OPT_LIST, OPT_THREADS, OPT_FORCE };
     static const struct option longopts[] = {
         {"preset", required_argument, NULL, OPT_PRESET},
         {"output", required_argument, NULL, 'o'},
@@ -111,13 +116,14 @@ int eplb_cmd_gen(int argc, char **argv)
         {"window", required_argument, NULL, OPT_WINDOW},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"list-presets", no_argument, NULL, OPT_LIST},
+        {"force", no_argument, NULL, OPT_FORCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     eplb_gen_opts_t o = EPLB_GEN_OPTS_INIT;
     o.preset = NULL;
     const char *out = NULL;
-    int stats = 0;
+    int stats = 0, force = 0;
     int64_t window = 16, v;
     eplb_status_t st = EPLB_OK;
     int c;
@@ -127,9 +133,12 @@ int eplb_cmd_gen(int argc, char **argv)
         switch (c) {
         case OPT_PRESET: o.preset = optarg; break;
         case 'o': out = optarg; break;
-        case OPT_STEPS: st = eplb_cli_int_parse(&o.steps, optarg, "--steps", 1, INT64_C(1) << 40); break;
+        case OPT_STEPS:
+            st = eplb_cli_int_parse(&o.steps, optarg, "--steps", 1, EPLB_GEN_MAX_STEPS);
+            break;
         case OPT_TOKENS:
-            st = eplb_cli_int_parse(&o.tokens_per_step, optarg, "--tokens-per-step", 1, 1 << 20);
+            st = eplb_cli_int_parse(&o.tokens_per_step, optarg, "--tokens-per-step", 1,
+                                    EPLB_GEN_MAX_TOKENS_PER_STEP);
             break;
         case OPT_SEED:
             st = eplb_cli_int_parse(&v, optarg, "--seed", 0, INT64_MAX);
@@ -141,6 +150,7 @@ int eplb_cmd_gen(int argc, char **argv)
             o.num_layers = (int)v;
             break;
         case OPT_STATS: stats = 1; break;
+        case OPT_FORCE: force = 1; break;
         case OPT_THREADS:
             st = eplb_cli_int_parse(&v, optarg, "--threads", 1, 1024);
             o.threads = (int)v;
@@ -160,11 +170,19 @@ int eplb_cmd_gen(int argc, char **argv)
     if (!o.preset)
         return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                    "--preset: required (see --list-presets)"));
-    if (stats)
-        return run_stats(&o, window);
-    if (!out)
+    if (!stats && !out)
         return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                    "-o/--output: required (or --stats)"));
+    if (!stats && !out[0])
+        return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                   "-o/--output: empty path"));
+    /* refuse what cannot be done before generating anything */
+    if (!force && (st = eplb_gen_size_check(&o)) != EPLB_OK)
+        return eplb_cmd_fail("gen", st);
+    if (stats)
+        return run_stats(&o, window);
+    if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
+        return eplb_cmd_fail("gen", st);
     int64_t ntok = 0;
     st = eplb_gen_write(&o, out, &ntok);
     if (st != EPLB_OK)

@@ -9,6 +9,7 @@
 #include "cli_util.h"
 #include "cmd.h"
 #include "import.h"
+#include "trace.h"
 
 static void usage(FILE *f)
 {
@@ -95,6 +96,14 @@ int eplb_cmd_import(int argc, char **argv)
     if (!out)
         return eplb_cmd_fail("import",
                              eplb_error_set(EPLB_ERR_INVALID_ARG, "-o/--output: required"));
+    if (!out[0])
+        return eplb_cmd_fail("import",
+                             eplb_error_set(EPLB_ERR_INVALID_ARG, "-o/--output: empty path"));
+    if (!in[0])
+        return eplb_cmd_fail("import", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                      "input %s: empty path",
+                                                      strcmp(format, "esft") ? "file"
+                                                                             : "directory"));
     if (strcmp(format, "esft") == 0) {
         if (topk_set || model_set)
             return eplb_cmd_fail("import",
@@ -102,6 +111,9 @@ int eplb_cmd_import(int argc, char **argv)
                                                 "--top-k/--model: only for "
                                                 "--format sglang-counts"));
         int64_t bad = 0;
+        /* an output that cannot be written is refused before the logs are read */
+        if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
+            return eplb_cmd_fail("import", st);
         st = eplb_import_esft(in, out, tokens, &bad);
         if (st != EPLB_OK)
             return eplb_cmd_fail("import", st);
@@ -116,6 +128,8 @@ int eplb_cmd_import(int argc, char **argv)
             return eplb_cmd_fail("import",
                                  eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                 "--tokens-per-step: only for --format esft"));
+        if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
+            return eplb_cmd_fail("import", st);
         st = eplb_import_sglang(in, out, (int)topk, model);
         if (st != EPLB_OK)
             return eplb_cmd_fail("import", st);

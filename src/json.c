@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checks.h"
 
@@ -220,6 +221,10 @@ eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, c
     return EPLB_OK;
 }
 
+/* The largest file eplb_json_parse_file reads (a wrong path such as
+ * /dev/zero or a huge file must not read until memory runs out). */
+#define JSON_MAX_FILE_BYTES ((size_t)1 << 30)
+
 eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -228,9 +233,32 @@ eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
     eplb_status_t st = EPLB_OK;
     char *buf = NULL;
     size_t n = 0, cap = 0;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        goto out;
+    }
+    /* a regular file, or a pipe (`<(command)`), whose size is checked as
+     * it is read; a directory or a device is refused */
+    if (S_ISDIR(sb.st_mode)) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: is a directory, not a JSON file", path);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode)) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: not a regular file", path);
+        goto out;
+    }
+    if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > JSON_MAX_FILE_BYTES)
+        goto too_large;
     for (;;) {
         if (n == cap) {
-            char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
+            if (cap > JSON_MAX_FILE_BYTES)
+                goto too_large;
+            /* at most one byte past the limit: enough to see it passed */
+            size_t nc = cap ? cap * 2 : 65536;
+            if (nc > JSON_MAX_FILE_BYTES + 1)
+                nc = JSON_MAX_FILE_BYTES + 1;
+            char *nb = realloc(buf, cap = nc);
             EPLB_ALLOC_GOTO(nb, st, out);
             buf = nb;
         }
@@ -240,10 +268,16 @@ eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
             break;
     }
     if (ferror(f)) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: read error", path);
+        st = eplb_error_set(EPLB_ERR_IO, "%s: read error: %s", path, strerror(errno));
         goto out;
     }
+    if (n > JSON_MAX_FILE_BYTES)
+        goto too_large;
     st = eplb_json_parse(out, buf, n, path);
+    goto out;
+too_large:
+    st = eplb_error_set(EPLB_ERR_FORMAT, "%s: larger than %zu bytes (1 GiB): not read", path,
+                        JSON_MAX_FILE_BYTES);
 out:
     free(buf);
     fclose(f);

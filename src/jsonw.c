@@ -3,10 +3,55 @@
 
 #include <math.h>
 
+/* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), or
+ * minus the length of its longest valid prefix (at least 1 byte), which is
+ * then replaced by one U+FFFD ("maximal subpart" substitution, Unicode
+ * 15.0 section 3.9, Table 3-7 of well-formed byte sequences: no overlong
+ * forms, no surrogates D800..DFFF, nothing above U+10FFFF). */
+static int utf8_seq(const unsigned char *p)
+{
+    unsigned char b = p[0], lo = 0x80, hi = 0xBF;
+    int need;
+    if (b >= 0xC2 && b <= 0xDF)
+        need = 1;
+    else if (b >= 0xE0 && b <= 0xEF)
+        need = 2;
+    else if (b >= 0xF0 && b <= 0xF4)
+        need = 3;
+    else
+        return -1; /* 80..C1 (continuation or overlong lead), F5..FF */
+    if (b == 0xE0)
+        lo = 0xA0;
+    else if (b == 0xED)
+        hi = 0x9F;
+    else if (b == 0xF0)
+        lo = 0x90;
+    else if (b == 0xF4)
+        hi = 0x8F;
+    for (int i = 1; i <= need; i++) {
+        if (p[i] < lo || p[i] > hi) /* the terminating NUL stops here too */
+            return -i;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return need + 1;
+}
+
 void eplb_json_write_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p >= 0x80) {
+            /* valid UTF-8 is copied, anything else becomes U+FFFD: the
+             * output is always valid JSON (RFC 8259 section 8.1) */
+            int n = utf8_seq(p);
+            if (n > 0)
+                fwrite(p, 1, (size_t)n, f);
+            else
+                fputs("\\ufffd", f);
+            p += (n > 0 ? n : -n) - 1;
+            continue;
+        }
         switch (*p) {
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;

@@ -34,7 +34,7 @@ int eplb_cmd_fail(const char *cmd, eplb_status_t st)
     return st == EPLB_ERR_INVALID_ARG ? 2 : 1;
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -59,4 +59,17 @@ int main(int argc, char **argv)
     fprintf(stderr, "eplb-replay: unknown command or option '%s'\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = dispatch(argc, argv);
+    /* output that could not be written (a full disk, a closed pipe) is a
+     * failure, whatever the command printed; a command that failed has
+     * already said why (its own stdout check included) */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == 0) {
+        fputs("eplb-replay: stdout: write error\n", stderr);
+        rc = 1;
+    }
+    return rc;
 }

@@ -5,15 +5,23 @@
  * the problems found in the QA pass of 2026-11-28 (each test says which).
  * Malformed traces at the API level are covered by test_trace_errors.c;
  * here they go through the commands that read them. */
+#include <dirent.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "gen.h"
 #include "helpers.h"
+#include "policy.h"
+#include "results.h"
+#include "tmpfile_guard.h"
 #include "trace.h"
 #include "trace_fixtures.h"
 
@@ -65,6 +73,15 @@ static const char *make_trace(const char *dir, const char *name, int L, int E, i
     static _Thread_local int k;
     char *b = keep[k++ & 3];
     snprintf(b, sizeof keep[0], "%s", path);
+    return b;
+}
+
+/* The whole file as a string (eplb_test_slurp does not terminate it). */
+static char *slurp_text(const char *path)
+{
+    size_t n = 0;
+    char *b = (char *)eplb_test_slurp(path, &n);
+    b[n] = '\0';
     return b;
 }
 
@@ -471,8 +488,7 @@ Test(bad_input, stdout_write_error)
         /* the helper appends 2>&1: keep stderr apart, in a file */
         int rc = eplb_test_run_cli(NULL, "%s >/dev/full 2>%s; exit $?", cmd, err);
         cr_assert_eq(rc, 1, "%s >/dev/full: exit %d", cmd, rc);
-        size_t n = 0;
-        char *msg = (char *)eplb_test_slurp(err, &n);
+        char *msg = slurp_text(err);
         cr_assert(strstr(msg, "stdout: write error") != NULL, "%s: stderr '%s'", cmd, msg);
         free(msg);
     }
@@ -519,4 +535,327 @@ Test(bad_input, usage_exit_codes)
     eplb_test_cli_expect(2, "unknown option", "info --bogus x.h5");
     eplb_test_cli_expect(2, "missing TRACE.h5", "run");
     eplb_test_cli_expect(1, "cannot open trace", "run /nonexistent/x.h5");
+}
+
+/* Entries of a directory other than . and .. */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert(d != NULL, "cannot open %s", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+/* Found: `gen -o DIR`, `gen -o ''` and `import -o DIR` generated the whole
+ * trace and failed only at the final rename.  The output path is checked
+ * first (a trace of ~100 s is asked for: the test would time out if it
+ * were generated), and nothing is left behind. */
+Test(bad_input, gen_import_output_checked_first, .timeout = 60)
+{
+    const char *d = eplb_test_tmpdir();
+    char dir[4096], miss[4096], json[4096];
+    snprintf(dir, sizeof dir, "%s", eplb_test_path(d, "sub"));
+    snprintf(miss, sizeof miss, "%s", eplb_test_path(d, "missing/x.h5"));
+    snprintf(json, sizeof json, "%s", eplb_test_path(d, "c.json"));
+    cr_assert(mkdir(dir, 0777) == 0);
+    const char *big = "gen --preset mixtral --steps 100000 --tokens-per-step 64";
+    eplb_test_cli_expect(1, "sub: is a directory", "%s -o %s", big, dir);
+    eplb_test_cli_expect(2, "-o/--output: empty path", "%s -o ''", big);
+    eplb_test_cli_expect(1, "missing/x.h5: cannot create: directory", "%s -o %s", big, miss);
+    eplb_test_cli_expect(1, "exists and is not a regular file", "%s -o /dev/null", big);
+    eplb_test_write_text(json, "{\"logical_count\": [[1, 2, 3, 4], [4, 3, 2, 1]]}\n");
+    eplb_test_cli_expect(1, "sub: is a directory",
+                         "import --format sglang-counts %s --top-k 2 -o %s", json, dir);
+    eplb_test_cli_expect(2, "-o/--output: empty path",
+                         "import --format sglang-counts %s --top-k 2 -o ''", json);
+    /* the output is refused before the (missing) logs are read */
+    eplb_test_cli_expect(1, "missing/x.h5: cannot create",
+                         "import --format esft /nonexistent -o %s", miss);
+    eplb_test_cli_expect(1, "sub: is a directory", "import --format esft /nonexistent -o %s",
+                         dir);
+    cr_assert_eq(dir_entries(dir), 0);
+    cr_assert_eq(dir_entries(d), 2, "something left in %s", d); /* sub, c.json */
+
+    /* the writer itself fails at create, naming the path */
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "t", 1, 4, 1, EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_fails(eplb_trace_writer_create(&w, dir, &o), EPLB_ERR_IO, "is a directory");
+    eplb_assert_fails(eplb_trace_writer_create(&w, "", &o), EPLB_ERR_INVALID_ARG,
+                      "empty output path");
+    eplb_assert_fails(eplb_trace_writer_create(&w, miss, &o), EPLB_ERR_IO, miss);
+    char under_file[4200];
+    snprintf(under_file, sizeof under_file, "%s/x.h5", json);
+    eplb_assert_fails(eplb_trace_writer_create(&w, under_file, &o), EPLB_ERR_IO,
+                      "not a directory");
+    cr_assert_null(w);
+    cr_assert_eq(dir_entries(dir), 0);
+    cr_assert_eq(dir_entries(d), 2);
+    unlink(json);
+    rmdir(dir);
+    rmdir(d);
+}
+
+/* Found: `gen --steps 1000000 --tokens-per-step 100000` started writing
+ * ~50 TB.  --steps and --tokens-per-step are bounded, and more than 64 GiB
+ * of raw logits (or an 8 GiB step buffer) needs --force. */
+Test(bad_input, gen_size_bounded)
+{
+    const char *d = eplb_test_tmpdir();
+    char out[4096];
+    snprintf(out, sizeof out, "%s", eplb_test_path(d, "x.h5"));
+    eplb_test_cli_expect(2, "--tokens-per-step", "gen --preset deepseek-v3 --steps 1000000 "
+                         "--tokens-per-step 100000 -o %s", out);
+    eplb_test_cli_expect(2, "--steps", "gen --preset mixtral --steps 10000001 -o %s", out);
+    /* deepseek-v3: 58 layers x 256 experts x 2 bytes (bf16) x 1000 x 4096
+     * tokens = 113 GiB; 2000 steps are 56.6 GiB */
+    eplb_test_cli_expect(2, "--force", "gen --preset deepseek-v3 --steps 4000 "
+                         "--tokens-per-step 1000 -o %s", out);
+    eplb_test_cli_expect(2, "--steps x --tokens-per-step", "gen --preset deepseek-v3 "
+                         "--steps 4000 --tokens-per-step 1000 --stats");
+    /* 65536 tokens: a step buffer of about 4 x 65536 x 58 x 256 float32 */
+    eplb_test_cli_expect(2, "step buffer", "gen --preset deepseek-v3 --steps 1 "
+                         "--tokens-per-step 65536 -o %s", out);
+    /* --force passes the size check (the unwritable path then stops it
+     * before anything is generated) */
+    eplb_test_cli_expect(1, "cannot create", "gen --preset deepseek-v3 --steps 4000 "
+                         "--tokens-per-step 1000 --force -o /nonexistent/x.h5");
+    cr_assert_eq(dir_entries(d), 0);
+
+    eplb_gen_opts_t o = EPLB_GEN_OPTS_INIT;
+    o.preset = "mixtral"; /* 32 layers, 8 experts */
+    o.steps = 3;
+    o.tokens_per_step = 5;
+    o.dtype = EPLB_DTYPE_F32;
+    uint64_t raw = 0, buf = 0;
+    eplb_assert_ok(eplb_gen_size_estimate(&o, &raw, &buf));
+    cr_assert_eq(raw, (uint64_t)3 * 5 * 32 * 8 * 4);
+    /* largest step: ceil(5 x 1.8 x e^0.8) + 1 = ceil(20.03) + 1 = 22 tokens */
+    cr_assert_eq(buf, (uint64_t)22 * 32 * 8 * 4);
+    eplb_assert_ok(eplb_gen_size_check(&o));
+    o.preset = "deepseek-v3";
+    o.dtype = EPLB_DTYPE_BF16;
+    o.steps = 2000;
+    o.tokens_per_step = 1000;
+    eplb_assert_ok(eplb_gen_size_check(&o));
+    o.steps = 4000;
+    eplb_assert_fails(eplb_gen_size_check(&o), EPLB_ERR_INVALID_ARG, "--force");
+    o.steps = EPLB_GEN_MAX_STEPS + 1;
+    eplb_gen_t *g = NULL;
+    eplb_assert_fails(eplb_gen_create(&g, &o), EPLB_ERR_INVALID_ARG, "--steps");
+    o.steps = 1;
+    o.tokens_per_step = EPLB_GEN_MAX_TOKENS_PER_STEP + 1;
+    eplb_assert_fails(eplb_gen_create(&g, &o), EPLB_ERR_INVALID_ARG, "--tokens-per-step");
+    cr_assert_null(g);
+    rmdir(d);
+}
+
+/* Fork a child that resets sig to its default action, runs body(arg) and
+ * raises sig; assert that the child died of it. */
+static void die_by_signal(int sig, void (*body)(const char *), const char *arg, pid_t *pid)
+{
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        signal(sig, SIG_DFL);
+        body(arg);
+        raise(sig);
+        _exit(3); /* not reached */
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == sig,
+              "child did not die of signal %d (status %#x)", sig, status);
+    *pid = p;
+}
+
+static void body_writer(const char *path)
+{
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "t", 2, 4, 1, EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    int32_t counts[8] = {1, 0, 0, 0, 0, 1, 0, 0};
+    if (eplb_trace_writer_create(&w, path, &o) != EPLB_OK ||
+        eplb_trace_writer_append_step(w, 1, NULL, NULL, NULL, counts, NULL, 0) != EPLB_OK)
+        _exit(4);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (access(tmp, F_OK) != 0) /* the file the handler has to delete */
+        _exit(5);
+}
+
+static void body_results(const char *path)
+{
+    eplb_sim_h5_t *h = NULL;
+    if (eplb_sim_h5_create(&h, path, 2, 4, 1, 3, "m", "{}", 1) != EPLB_OK)
+        _exit(4);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (access(tmp, F_OK) != 0)
+        _exit(5);
+}
+
+/* Found: an interrupted `gen` or `import` left PATH.tmp.PID behind.  The
+ * trace writer's temporary file (and results.h5's, through the same
+ * helper) is deleted on SIGINT, SIGTERM and SIGHUP, and the process still
+ * dies of the signal. */
+Test(bad_input, interrupted_write_leaves_nothing, .timeout = 60)
+{
+    const char *d = eplb_test_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s", eplb_test_path(d, "t.h5"));
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    pid_t pid;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        die_by_signal(sigs[i], body_writer, path, &pid);
+        cr_assert_eq(dir_entries(d), 0, "signal %d: the writer's temporary file is left",
+                     sigs[i]);
+    }
+    snprintf(path, sizeof path, "%s", eplb_test_path(d, "results.h5"));
+    die_by_signal(SIGINT, body_results, path, &pid);
+    cr_assert_eq(dir_entries(d), 0, "results.h5's temporary file is left");
+
+    /* the command, killed while it writes: poll until the temporary file
+     * exists, then SIGTERM (a background job of a shell ignores SIGINT) */
+    char *out = NULL;
+    int rc = eplb_test_run_cli(
+        &out,
+        "--version >/dev/null; exec 2>&1; '%s/eplb-replay' gen --preset mixtral --steps 100000 "
+        "--tokens-per-step 64 -o %s/g.h5 & p=$!; i=0; while [ $i -lt 400 ]; do "
+        "ls %s/g.h5.tmp.* >/dev/null 2>&1 && break; sleep 0.05; i=$((i+1)); done; "
+        "kill -TERM $p; wait $p; echo status=$?",
+        eplb_test_builddir(), d, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "status=143") != NULL, "gen not killed by SIGTERM: %s", out);
+    free(out);
+    cr_assert_eq(dir_entries(d), 0, "gen killed by SIGTERM left a file in %s", d);
+    rmdir(d);
+}
+
+static void body_guard_ignored(const char *path)
+{
+    signal(SIGHUP, SIG_IGN); /* an ignored signal stays ignored */
+    eplb_tmp_guard_arm(path);
+    raise(SIGHUP);
+    _exit(0);
+}
+
+static void body_guard_disarmed(const char *path)
+{
+    eplb_tmp_guard_disarm(eplb_tmp_guard_arm(path));
+}
+
+/* The guard leaves a signal the process ignores alone, and a disarmed path
+ * is not deleted; too long a path is refused. */
+Test(bad_input, tmpfile_guard_rules)
+{
+    const char *d = eplb_test_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s", eplb_test_path(d, "keep"));
+    eplb_test_write_text(path, "x");
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0)
+        body_guard_ignored(path);
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+    cr_assert_eq(access(path, F_OK), 0, "deleted although SIGHUP was ignored");
+    pid_t pid;
+    die_by_signal(SIGTERM, body_guard_disarmed, path, &pid);
+    cr_assert_eq(access(path, F_OK), 0, "a disarmed path was deleted");
+    static char longp[5000];
+    memset(longp, 'a', sizeof longp - 1);
+    cr_assert_eq(eplb_tmp_guard_arm(longp), -1);
+    cr_assert_eq(eplb_tmp_guard_arm(""), -1);
+    eplb_tmp_guard_disarm(-1); /* ignored */
+    unlink(path);
+    rmdir(d);
+}
+
+/* Found: an invalid UTF-8 trace attribute went into `info --json`
+ * unescaped (invalid JSON). */
+Test(bad_input, info_json_invalid_utf8)
+{
+    const char *d = eplb_test_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s", eplb_test_path(d, "u.h5"));
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("bad\xff" "model \xc3\xa9", "t", 1, 4, 1, EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    int32_t counts[4] = {1, 0, 0, 0};
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 1, NULL, NULL, NULL, counts, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info --json %s", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\"bad\\ufffdmodel \xc3\xa9\"") != NULL, "%s", out);
+    cr_assert(strchr(out, '\xff') == NULL, "raw 0xff byte in: %s", out);
+    free(out);
+    unlink(path);
+    rmdir(d);
+}
+
+/* Found: the program exited 0 when stdout could not be written for
+ * commands that do not check it themselves (--help, bench help,
+ * --list-presets). */
+Test(bad_input, stdout_write_error_in_main)
+{
+    if (access("/dev/full", W_OK) != 0)
+        cr_skip_test("no /dev/full");
+    static const char *const cmds[] = {"--help", "--version", "bench policy --help",
+                                       "bench --help", "gen --list-presets",
+                                       "rebalance --help"};
+    /* the helper appends 2>&1 (to /dev/full too): stderr goes to a file */
+    const char *d = eplb_test_tmpdir();
+    char err[4096];
+    snprintf(err, sizeof err, "%s", eplb_test_path(d, "err"));
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int rc = eplb_test_run_cli(NULL, "%s >/dev/full 2>%s; exit $?", cmds[i], err);
+        char *msg = slurp_text(err);
+        cr_assert_eq(rc, 1, "'%s >/dev/full': exit %d: %s", cmds[i], rc, msg);
+        cr_assert(strstr(msg, "eplb-replay: stdout: write error") != NULL, "%s: '%s'",
+                  cmds[i], msg);
+        free(msg);
+    }
+    /* a command that fails says so once, and keeps its status */
+    int rc = eplb_test_run_cli(NULL, "gen --bogus >/dev/full 2>%s; exit $?", err);
+    char *msg = slurp_text(err);
+    cr_assert_eq(rc, 2, "%s", msg);
+    cr_assert(strstr(msg, "write error") == NULL, "%s", msg);
+    free(msg);
+    unlink(err);
+    rmdir(d);
+}
+
+/* Found: migration-aware computed 4 * max_moves + 8 in int: a caller of
+ * the API (not only the commands, which clamp) could overflow it.  The
+ * policy clamps max_moves to P.  One layer, 4 experts on 2 GPUs of 2
+ * slots, loads 4 3 2 1, old placement [0 1 | 2 3] (peak 7): the best
+ * placement is a swap to {4,1} and {3,2} (peak 5, 2 moves). */
+Test(bad_input, migration_max_moves_clamped)
+{
+    const eplb_policy_t *pol = eplb_policy_find("migration-aware");
+    cr_assert_not_null(pol);
+    const float w[4] = {4, 3, 2, 1};
+    const int32_t old[4] = {0, 1, 2, 3};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 4;
+    a.num_gpus = 2;
+    a.old_phy2log = old;
+    const int budgets[] = {INT_MAX, INT_MAX - 1, 1 << 30, 4};
+    for (size_t i = 0; i < sizeof budgets / sizeof budgets[0]; i++) {
+        a.max_moves = budgets[i];
+        int32_t out[4];
+        eplb_assert_ok(pol->fn(out, NULL, w, 1, 4, &a));
+        eplb_assert_ok(eplb_placement_check(out, 1, 4, 4, "migration"));
+        double load[2];
+        eplb_placement_gpu_load(load, out, w, 1, 4, 4, 2);
+        double peak = load[0] > load[1] ? load[0] : load[1];
+        cr_assert_float_eq(peak, 5.0, 1e-9, "max_moves %d: peak %g", budgets[i], peak);
+        cr_assert_eq(eplb_placement_moves(old, out, 4), 2, "max_moves %d", budgets[i]);
+    }
 }

@@ -2,6 +2,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "json.h"
@@ -90,6 +92,7 @@ Test(json, errors_name_source_and_offset)
 {
     eplb_json_t *v = NULL;
     eplb_assert_fails(eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json"), EPLB_OK, "");
+    eplb_json_free(v);
     /* ragged rows are fine for the parser but not for a matrix */
     eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json");
     float *m;
@@ -100,4 +103,80 @@ Test(json, errors_name_source_and_offset)
     eplb_assert_fails(eplb_json_parse(&v, "[1] x", 5, "w.json"), EPLB_ERR_FORMAT, "trailing");
     eplb_assert_fails(eplb_json_parse_file(&v, "/nonexistent/w.json"), EPLB_ERR_IO,
                       "/nonexistent/w.json");
+}
+
+/* JSON text of one string through eplb_json_write_string (malloc'd). */
+static char *json_string_of(const char *s)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    cr_assert_not_null(f);
+    eplb_json_write_string(f, s);
+    fclose(f);
+    return buf;
+}
+
+/* Found: invalid UTF-8 (from trace attributes) was written unescaped, so
+ * `info --json` could print invalid JSON.  Valid sequences are copied;
+ * each maximal invalid subpart becomes one U+FFFD (Unicode 15.0 s. 3.9). */
+Test(json, writer_replaces_invalid_utf8)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"plain \"q\" \\ \n", "\"plain \\\"q\\\" \\\\ \\n\""},
+        /* valid: e-acute (2 bytes), euro sign (3), U+1F600 (4), U+10FFFF */
+        {"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+         "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\""},
+        {"a\xff" "b", "\"a\\ufffdb\""},                      /* never valid */
+        {"\xe2\x82" "c", "\"\\ufffdc\""},                    /* truncated: one */
+        {"x\xe2\x82", "\"x\\ufffd\""},                       /* truncated at end */
+        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},                  /* overlong '/' */
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},       /* surrogate D800 */
+        {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* > U+10FFFF */
+        {"\x80", "\"\\ufffd\""},                             /* lone continuation */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = json_string_of(cases[i].in);
+        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
+        /* and it reads back (the reader accepts any bytes >= 0x20) */
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, got, strlen(got), "out"));
+        cr_assert_eq(v->type, EPLB_JSON_STRING);
+        eplb_json_free(v);
+        free(got);
+    }
+}
+
+/* Found: eplb_json_parse_file read /dev/zero until memory ran out, and a
+ * directory gave only "read error". */
+Test(json, parse_file_refuses_non_files)
+{
+    eplb_json_t *v = NULL;
+    const char *d = eplb_test_tmpdir();
+    eplb_assert_fails(eplb_json_parse_file(&v, d), EPLB_ERR_IO, "is a directory");
+    cr_assert(strstr(eplb_error_last(), d) != NULL, "%s", eplb_error_last());
+    if (access("/dev/zero", R_OK) == 0)
+        eplb_assert_fails(eplb_json_parse_file(&v, "/dev/zero"), EPLB_ERR_IO,
+                          "/dev/zero: not a regular file");
+    /* a sparse file one byte over 1 GiB: refused from its size, unread */
+    char big[4096];
+    snprintf(big, sizeof big, "%s/big.json", d);
+    FILE *f = fopen(big, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(ftruncate(fileno(f), ((off_t)1 << 30) + 1), 0);
+    fclose(f);
+    eplb_assert_fails(eplb_json_parse_file(&v, big), EPLB_ERR_FORMAT, "larger than");
+    cr_assert(strstr(eplb_error_last(), "big.json") != NULL, "%s", eplb_error_last());
+    /* a small file still parses */
+    f = fopen(big, "w");
+    cr_assert_not_null(f);
+    fputs("[1, 2]", f);
+    fclose(f);
+    eplb_assert_ok(eplb_json_parse_file(&v, big));
+    cr_assert_eq(v->n, 2);
+    eplb_json_free(v);
+    unlink(big);
+    rmdir(d);
 }

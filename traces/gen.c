@@ -188,14 +188,14 @@ static void init_layers(eplb_gen_t *g)
 static eplb_status_t check_opts(const eplb_gen_opts_t *o,
                                 const eplb_gen_preset_t *p)
 {
-    if (o->steps < 1)
+    if (o->steps < 1 || o->steps > EPLB_GEN_MAX_STEPS)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "--steps: must be >= 1 (got %lld)",
-                              (long long)o->steps);
-    if (o->tokens_per_step < 1 || o->tokens_per_step > (1 << 20))
+                              "--steps: must be in 1..%lld (got %lld)",
+                              (long long)EPLB_GEN_MAX_STEPS, (long long)o->steps);
+    if (o->tokens_per_step < 1 || o->tokens_per_step > EPLB_GEN_MAX_TOKENS_PER_STEP)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--tokens-per-step: must be in 1..%d (got %lld)",
-                              1 << 20, (long long)o->tokens_per_step);
+                              EPLB_GEN_MAX_TOKENS_PER_STEP, (long long)o->tokens_per_step);
     if (o->num_layers < 0 || o->num_layers > p->num_layers)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--layers: must be in 1..%d for preset %s (got %d)",
@@ -232,6 +232,53 @@ static char *make_model_config(const eplb_gen_t *g)
     return strdup(buf);
 }
 
+/* Largest step: prefill factor 1.8 times the lognormal jitter clipped at
+ * exp(0.8). */
+static int64_t max_step_tokens(int64_t tokens_per_step)
+{
+    return (int64_t)ceil((double)tokens_per_step * 1.8 * exp(0.8)) + 1;
+}
+
+eplb_status_t eplb_gen_size_estimate(const eplb_gen_opts_t *opts, uint64_t *raw_bytes,
+                                     uint64_t *buffer_bytes)
+{
+    const eplb_gen_preset_t *p = NULL;
+    EPLB_CHECK(eplb_gen_preset_find(&p, opts->preset));
+    EPLB_CHECK(check_opts(opts, p));
+    uint64_t le = (uint64_t)(opts->num_layers ? opts->num_layers : p->num_layers) *
+                  (uint64_t)p->route.num_experts;
+    /* in double, saturated: the product may pass 2^64 for a large preset */
+    double raw = (double)opts->steps * (double)opts->tokens_per_step * (double)le *
+                 (double)eplb_dtype_size(opts->dtype);
+    if (raw_bytes)
+        *raw_bytes = raw >= 0x1p64 ? UINT64_MAX : (uint64_t)raw;
+    if (buffer_bytes)
+        *buffer_bytes = (uint64_t)max_step_tokens(opts->tokens_per_step) * le * sizeof(float);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_gen_size_check(const eplb_gen_opts_t *opts)
+{
+    uint64_t raw, buf;
+    EPLB_CHECK(eplb_gen_size_estimate(opts, &raw, &buf));
+    if (buf > EPLB_GEN_MAX_BUFFER_BYTES)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--tokens-per-step: %lld tokens per step need a %.1f GiB step "
+                              "buffer (more than %llu GiB: pass --force to use it anyway)",
+                              (long long)opts->tokens_per_step,
+                              (double)buf / (double)(UINT64_C(1) << 30),
+                              (unsigned long long)(EPLB_GEN_MAX_BUFFER_BYTES >> 30));
+    if (raw > EPLB_GEN_MAX_RAW_BYTES)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--steps x --tokens-per-step: %lld x %lld tokens would be about "
+                              "%.1f GiB of raw logits (more than %llu GiB: pass --force to "
+                              "generate them anyway)",
+                              (long long)opts->steps, (long long)opts->tokens_per_step,
+                              (double)raw / (double)(UINT64_C(1) << 30),
+                              (unsigned long long)(EPLB_GEN_MAX_RAW_BYTES >> 30));
+    return EPLB_OK;
+}
+
 eplb_status_t eplb_gen_create(eplb_gen_t **out, const eplb_gen_opts_t *opts)
 {
     const eplb_gen_preset_t *p = NULL;
@@ -248,9 +295,7 @@ eplb_status_t eplb_gen_create(eplb_gen_t **out, const eplb_gen_opts_t *opts)
     if (g->threads > GEN_MAX_THREADS)
         g->threads = GEN_MAX_THREADS;
     g->E = p->route.num_experts;
-    /* Largest step: prefill factor 1.8 times the lognormal jitter clipped
-     * at exp(0.8). */
-    g->max_tok = (int64_t)ceil((double)opts->tokens_per_step * 1.8 * exp(0.8)) + 1;
+    g->max_tok = max_step_tokens(opts->tokens_per_step);
     size_t le = (size_t)g->L * (size_t)g->E;
     g->layer_a = calloc((size_t)g->L, sizeof *g->layer_a);
     EPLB_ALLOC_GOTO(g->layer_a, st, fail);

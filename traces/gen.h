@@ -76,8 +76,19 @@ typedef struct {
 
 typedef struct eplb_gen eplb_gen_t;
 
-/* A generator for opts (validated: steps >= 1, 1 <= tokens_per_step <=
- * 1<<20, num_layers within the preset's, threads >= 0).  Options errors name the option. */
+/* Bounds of the options (whatever --force says): a step buffer holds up
+ * to about 4 x tokens_per_step tokens of L x E float32 logits. */
+#define EPLB_GEN_MAX_STEPS INT64_C(10000000)
+#define EPLB_GEN_MAX_TOKENS_PER_STEP 65536
+/* Largest estimated raw logits of a trace (steps x tokens_per_step x
+ * layers x experts x dtype size) generated without --force. */
+#define EPLB_GEN_MAX_RAW_BYTES (UINT64_C(64) << 30)
+/* Largest float32 step buffer without --force. */
+#define EPLB_GEN_MAX_BUFFER_BYTES (UINT64_C(8) << 30)
+
+/* A generator for opts (validated: 1 <= steps <= EPLB_GEN_MAX_STEPS,
+ * 1 <= tokens_per_step <= EPLB_GEN_MAX_TOKENS_PER_STEP, num_layers within
+ * the preset's, threads >= 0).  Options errors name the option. */
 eplb_status_t eplb_gen_create(eplb_gen_t **out, const eplb_gen_opts_t *opts);
 void eplb_gen_destroy(eplb_gen_t *g);
 
@@ -99,6 +110,19 @@ void eplb_gen_bias(const eplb_gen_t *g, float *bias);
  * EPLB_ERR_INVALID_ARG once all steps are done. */
 eplb_status_t eplb_gen_next_step(eplb_gen_t *g, float *logits, int64_t *ntok,
                                  uint8_t *phase);
+
+/* The size of what opts would generate: *raw_bytes (may be NULL) the
+ * estimated raw logits in the file dtype (steps x tokens_per_step x layers
+ * x experts x dtype size; steps vary around the mean), *buffer_bytes (may
+ * be NULL) the float32 step buffer.  Fails like eplb_gen_create on bad
+ * options. */
+eplb_status_t eplb_gen_size_estimate(const eplb_gen_opts_t *opts, uint64_t *raw_bytes,
+                                     uint64_t *buffer_bytes);
+/* EPLB_ERR_INVALID_ARG naming --tokens-per-step if the step buffer
+ * exceeds EPLB_GEN_MAX_BUFFER_BYTES, or --steps and --tokens-per-step if
+ * the estimated raw logits exceed EPLB_GEN_MAX_RAW_BYTES (the command
+ * skips this check with --force); bad options fail as in eplb_gen_create. */
+eplb_status_t eplb_gen_size_check(const eplb_gen_opts_t *opts);
 
 /* Generate a whole trace into path with the trace writer (logits, phase and,
  * for sigmoid presets, the bias).  *num_tokens (may be NULL) gets the total

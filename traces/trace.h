@@ -154,9 +154,20 @@ typedef struct {
 #define EPLB_TRACE_WRITER_OPTS_INIT                                           \
     { NULL, NULL, NULL, 0, EPLB_ROUTE_CFG_INIT, 0, EPLB_DTYPE_F32, 0, 0, 0, 0, 0, 0, 0 }
 
+/* Creates the temporary file at once: a path that cannot be written fails
+ * here, not at finish.  Until finish or abort, SIGINT/SIGTERM/SIGHUP
+ * delete the temporary file before the process dies of them
+ * (src/tmpfile_guard.h). */
 eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out,
                                        const char *path,
                                        const eplb_trace_writer_opts_t *opts);
+
+/* Whether path can be a writer's output, for commands to check before long
+ * work: EPLB_ERR_INVALID_ARG for an empty path; EPLB_ERR_IO, naming the
+ * path, if it is a directory or another non-regular file, or if its
+ * directory does not exist or is not writable.  (Called by
+ * eplb_trace_writer_create too.) */
+eplb_status_t eplb_trace_writer_check_path(const char *path);
 
 /* Append one step of ntok tokens.  Pointers for levels not written may be
  * NULL.  logits: [ntok][L][E] float32 (converted to the file dtype);

@@ -7,14 +7,18 @@
  * and deflated again by every partial write). */
 #include "trace.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checks.h"
 #include "h5util.h"
+#include "tmpfile_guard.h"
 #include "zpool.h"
 
 #define LOGITS_CHUNK_BYTES (2u << 20)
@@ -44,6 +48,7 @@ typedef struct {
 
 struct eplb_trace_writer {
     char *path, *tmp;
+    int guard; /* tmpfile_guard slot of tmp, -1 if none */
     hid_t file;
     int L, E, K;
     eplb_dtype_t dt;
@@ -357,10 +362,45 @@ static void writer_free(eplb_trace_writer_t *w, int unlink_tmp)
     eplb_h5_close(&w->file);
     if (unlink_tmp && w->tmp)
         unlink(w->tmp);
+    eplb_tmp_guard_disarm(w->guard);
     free(w->bias);
     free(w->path);
     free(w->tmp);
     free(w);
+}
+
+eplb_status_t eplb_trace_writer_check_path(const char *path)
+{
+    if (!path || !path[0])
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace writer: empty output path");
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return eplb_error_set(EPLB_ERR_IO, "%s: %s", path,
+                              S_ISDIR(sb.st_mode) ? "is a directory"
+                                                  : "exists and is not a regular file");
+    /* the directory the temporary file goes to (the path up to its last
+     * '/'; "." if none) must exist and be writable */
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) >= sizeof dir)
+        return eplb_error_set(EPLB_ERR_IO, "%s: path too long", path);
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    const char *why = NULL;
+    if (stat(dir, &sb) != 0)
+        why = strerror(errno);
+    else if (!S_ISDIR(sb.st_mode))
+        why = "not a directory";
+    else if (access(dir, W_OK | X_OK) != 0)
+        why = strerror(errno);
+    if (why)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot create: directory %s: %s", path, dir,
+                              why);
+    return EPLB_OK;
 }
 
 eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *path,
@@ -369,8 +409,10 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
     if (!path || !opts)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "trace writer: NULL path or options");
     EPLB_CHECK(check_opts(path, opts));
+    EPLB_CHECK(eplb_trace_writer_check_path(path));
     eplb_status_t st = EPLB_OK;
     hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID;
+    int fd = -1; /* >= 0 once the temporary file exists (closed at once) */
     eplb_trace_writer_t *w = calloc(1, sizeof *w);
     if (!w)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
@@ -379,6 +421,7 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
     for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
         app_init(apps[i]);
     w->file = H5I_INVALID_HID;
+    w->guard = -1;
     w->L = opts->num_layers;
     w->E = opts->route.num_experts;
     w->K = opts->route.top_k;
@@ -395,6 +438,16 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
     EPLB_ALLOC_GOTO(w->path, st, out_free);
     EPLB_ALLOC_GOTO(w->tmp, st, out_free);
     snprintf(w->tmp, tn, "%s.tmp.%ld", path, (long)getpid());
+    /* a signal from now on deletes the temporary file */
+    w->guard = eplb_tmp_guard_arm(w->tmp);
+    /* create it here, for the reason of a failure (HDF5 does not say) */
+    fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot create the temporary file %s: %s", path,
+                            w->tmp, strerror(errno));
+        goto out_free;
+    }
+    close(fd);
 
     eplb_h5_lock();
     fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -417,7 +470,7 @@ out_unlock:
     eplb_h5_unlock();
 out_free:
     if (st != EPLB_OK) {
-        int created = w->file >= 0;
+        int created = w->tmp && fd >= 0;
         eplb_h5_lock();
         writer_free(w, created);
         eplb_h5_unlock();

@@ -1,0 +1,105 @@
+/* tmpfile_guard.c - unlink guarded temporary files on SIGINT/SIGTERM/SIGHUP
+ * (see tmpfile_guard.h).
+ *
+ * The signal handler reads only the slot table: a path is copied into its
+ * slot before the slot's flag is set (release store), and the handler reads
+ * the flag with an acquire load before it touches the path.  The pid kept
+ * with the table keeps a forked child that did not exec (and so still has
+ * the handler) from deleting its parent's file. */
+#include "tmpfile_guard.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static const int guard_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define NSIGS ((int)(sizeof guard_signals / sizeof guard_signals[0]))
+
+static char slot_path[EPLB_TMP_GUARD_SLOTS][4096];
+static int slot_armed[EPLB_TMP_GUARD_SLOTS]; /* atomics */
+static pid_t slot_pid[EPLB_TMP_GUARD_SLOTS];
+static int narmed, next_slot;
+static struct sigaction old_action[NSIGS];
+static int installed[NSIGS];
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_signal(int sig)
+{
+    pid_t self = getpid();
+    for (int i = 0; i < EPLB_TMP_GUARD_SLOTS; i++)
+        if (__atomic_load_n(&slot_armed[i], __ATOMIC_ACQUIRE) && slot_pid[i] == self)
+            unlink(slot_path[i]);
+    /* SA_RESETHAND restored the default action; the signal is blocked while
+     * the handler runs, so it is delivered (and kills) when we return */
+    raise(sig);
+}
+
+static void install(void)
+{
+    for (int i = 0; i < NSIGS; i++) {
+        installed[i] = 0;
+        if (sigaction(guard_signals[i], NULL, &old_action[i]) != 0 ||
+            (old_action[i].sa_flags & SA_SIGINFO) || old_action[i].sa_handler != SIG_DFL)
+            continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESETHAND;
+        sigemptyset(&sa.sa_mask);
+        for (int j = 0; j < NSIGS; j++) /* one cleanup at a time */
+            sigaddset(&sa.sa_mask, guard_signals[j]);
+        installed[i] = sigaction(guard_signals[i], &sa, NULL) == 0;
+    }
+}
+
+static void restore(void)
+{
+    for (int i = 0; i < NSIGS; i++) {
+        struct sigaction cur;
+        /* leave alone a handler someone else installed since (and the
+         * default action SA_RESETHAND already put back) */
+        if (installed[i] && sigaction(guard_signals[i], NULL, &cur) == 0 &&
+            !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == on_signal)
+            sigaction(guard_signals[i], &old_action[i], NULL);
+        installed[i] = 0;
+    }
+}
+
+int eplb_tmp_guard_arm(const char *path)
+{
+    size_t n = path ? strlen(path) : 0;
+    if (n == 0 || n >= sizeof slot_path[0])
+        return -1;
+    int id = -1;
+    pthread_mutex_lock(&guard_lock);
+    /* round robin: a slot just disarmed is reused last */
+    for (int k = 0; k < EPLB_TMP_GUARD_SLOTS && id < 0; k++) {
+        int i = (next_slot + k) % EPLB_TMP_GUARD_SLOTS;
+        if (!__atomic_load_n(&slot_armed[i], __ATOMIC_ACQUIRE))
+            id = i;
+    }
+    if (id >= 0) {
+        memcpy(slot_path[id], path, n + 1);
+        slot_pid[id] = getpid();
+        __atomic_store_n(&slot_armed[id], 1, __ATOMIC_RELEASE);
+        next_slot = (id + 1) % EPLB_TMP_GUARD_SLOTS;
+        if (narmed++ == 0)
+            install();
+    }
+    pthread_mutex_unlock(&guard_lock);
+    return id;
+}
+
+void eplb_tmp_guard_disarm(int id)
+{
+    if (id < 0 || id >= EPLB_TMP_GUARD_SLOTS)
+        return;
+    pthread_mutex_lock(&guard_lock);
+    if (__atomic_load_n(&slot_armed[id], __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&slot_armed[id], 0, __ATOMIC_RELEASE);
+        if (--narmed == 0)
+            restore();
+    }
+    pthread_mutex_unlock(&guard_lock);
+}

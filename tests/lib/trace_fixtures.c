@@ -77,6 +77,7 @@ unsigned char *eplb_test_slurp(const char *path, size_t *n)
     cr_assert_not_null(b);
     cr_assert_eq(fread(b, 1, (size_t)len, f), (size_t)len);
     fclose(f);
+    b[len] = 0; /* callers may treat it as text */
     *n = (size_t)len;
     return b;
 }

@@ -3,14 +3,22 @@
 # build (autogen + configure + make), the GPU tests, compute-sanitizer
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
-# last.  Usage: scripts/device.sh [tests|quick|full|seg]
+# last.  Usage: scripts/device.sh [tests|quick|full|seg|replay]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg: the segment kernel (routing variants 5-7, kernels/route.cu) against
 #     the default: build, the full gpu_tests (all variants), bench kernels
 #     for variants 0 5 6 7 (+ bf16 for 0 and 6, second runs of 0 and 6),
 #     ncu of one seg launch at T=65536, compute-sanitizer memcheck and
-#     racecheck on `gpu_tests --small --variant 5,7`, a comparison table last
+#     racecheck on `gpu_tests --small --variant 5,7`, a comparison table last,
+#     then the replay check below;
+#   replay: build, then `eplb-replay run` on traces/esft-intent.h5 and
+#     traces/dsv3-small.h5 (--policy deepseek,lpt,oracle, --select hash,
+#     rr-block, balanced) with --device cpu, --device gpu, and --device gpu
+#     with EPLB_GPU_SELECT=1 (selection and recording on the GPU,
+#     experimental): the JSON outputs less the "device" field compared
+#     ("replay gpu==cpu", "replay gpusel==gpu": yes/no per case), wall
+#     times of the three, the routing check of the GPU run
 #
 # Source: the committed tree (git archive HEAD) with this checkout's own
 # kernels/ files laid over it, so that other folders' work in progress
@@ -61,6 +69,67 @@ fi
 nvcc -gencode=arch=compute_90,code=sm_90 -O3 -std=c++17 -Xptxas -v -I"$T/src" -I"$T/kernels" \
     -I"$B" -c "$T/kernels/route.cu" -o /tmp/route_v.o 2>&1 |
     grep -E "registers|spill" >"$OUT/ptxas.txt"
+
+# The replay on the GPU against the CPU (scripts/device.sh replay; also the
+# end of seg).  --policy-time 0 makes the outputs bit-reproducible; the only
+# field that may differ is "device".  gpusel==gpu isolates selection and
+# recording (both route on the GPU) and must be yes; gpu==cpu also compares
+# routing, which on the GPU is identical except at near-ties of scores (the
+# config's routing_check counts the rows whose expert sets differ from the
+# recorded ids, where the trace has them).
+replay_check() {
+    local R="$B/eplb-replay" tc sel dev base t0 t1 rc line
+    say "== $(stamp) replay: --device cpu / gpu / gpu + EPLB_GPU_SELECT=1"
+    for tc in esft-intent dsv3-small; do
+        for sel in hash rr-block balanced; do
+            base="$OUT/replay-$tc-$sel"
+            line="$tc $sel:"
+            for dev in cpu gpu gpusel; do
+                t0=$(date +%s.%N)
+                if [ $dev = gpusel ]; then
+                    EPLB_GPU_SELECT=1 timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet \
+                        --policy-time 0 --policy deepseek,lpt,oracle --select $sel \
+                        --device gpu >"$base-$dev.json" 2>"$base-$dev.err"
+                else
+                    timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet --policy-time 0 \
+                        --policy deepseek,lpt,oracle --select $sel --device $dev \
+                        >"$base-$dev.json" 2>"$base-$dev.err"
+                fi
+                rc=$?
+                t1=$(date +%s.%N)
+                line="$line $dev $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') s (rc $rc);"
+                sed -E 's/"device": "[^"]*"/"device": ""/' "$base-$dev.json" >"$base-$dev.norm"
+            done
+            say "$line"
+            say "  $(grep -o '"device": "[^"]*"' "$base-gpusel.json")"
+            say "  gpu $(grep -o '"routing_check": {[^}]*}' "$base-gpu.json")"
+            for dev in cpu gpu gpusel; do
+                [ -s "$base-$dev.err" ] && say "  $dev stderr: $(head -c 300 "$base-$dev.err")"
+            done
+            if [ -s "$base-gpusel.norm" ] && cmp -s "$base-gpusel.norm" "$base-gpu.norm"; then
+                say "  replay gpusel==gpu ($tc, $sel): yes"
+            else
+                say "  replay gpusel==gpu ($tc, $sel): no"
+                diff <(tr ',' '\n' <"$base-gpu.norm") <(tr ',' '\n' <"$base-gpusel.norm") |
+                    head -10 | tee -a "$summary"
+            fi
+            if [ -s "$base-gpusel.norm" ] && cmp -s "$base-gpusel.norm" "$base-cpu.norm"; then
+                say "  replay gpu==cpu ($tc, $sel): yes"
+            else
+                say "  replay gpu==cpu ($tc, $sel): no"
+                diff <(tr ',' '\n' <"$base-cpu.norm") <(tr ',' '\n' <"$base-gpusel.norm") |
+                    head -10 | tee -a "$summary"
+            fi
+        done
+    done
+    rm -f "$OUT"/replay-*.norm
+}
+
+if [ "$what" = replay ]; then
+    replay_check
+    say "== $(stamp) done"
+    exit 0
+fi
 
 if [ "$what" = seg ]; then
     # order: correctness, then timings and the table, then the slow
@@ -134,6 +203,7 @@ if [ "$what" = seg ]; then
         say "$tool rc=$rc: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool-seg.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool-seg.log")"
         grep -E "FAIL" "$OUT/$tool-seg.log" | head -5 | tee -a "$summary"
     done
+    replay_check
     rm -f "$OUT/autogen.log" "$OUT/configure.log"
     say "== $(stamp) done"
     cat "$OUT/table.txt"

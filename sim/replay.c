@@ -117,6 +117,28 @@ static eplb_status_t prepass(sim_shared_t *sh, double *once_w, int32_t *ids,
     return EPLB_OK;
 }
 
+/* GPU selection (opts.gpu_select): the next block is decoded (and routed)
+ * on this thread while the runs select, record and model the current one. */
+typedef struct {
+    eplb_sim_source_t *src;
+    int64_t s0, s1;
+    int32_t *ids;
+    uint16_t *rank;
+    int32_t *lc;
+    int ids_ready;
+    eplb_status_t st;
+    char err[512];
+} reader_arg_t;
+
+static void *reader(void *p)
+{
+    reader_arg_t *a = p;
+    a->st = read_block(a->src, a->s0, a->s1, a->ids, a->rank, a->lc, a->ids_ready);
+    if (a->st != EPLB_OK)
+        snprintf(a->err, sizeof a->err, "%s", eplb_error_last());
+    return NULL;
+}
+
 static eplb_status_t flush_block(eplb_sim_h5_t *h5, sim_run_t *runs, int nruns, int64_t n)
 {
     for (int i = 0; i < nruns; i++) {
@@ -168,6 +190,12 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     double *once_w = NULL;
     eplb_sim_h5_t *h5 = NULL;
     size_t LE = (size_t)sh.L * sh.E;
+    /* GPU selection: upload handle, block ids on the device, second buffers */
+    eplb_gpu_t *up = NULL;
+    int32_t *d_ids = NULL, *ids2 = NULL, *lc2 = NULL;
+    uint16_t *rank2 = NULL;
+    int gpu_sel = opts->gpu_select && src->token_level;
+    int emulate = opts->gpu_select == 2; /* the pipeline on the CPU (tests) */
     EPLB_ALLOC_GOTO(runs, st, out);
     EPLB_ALLOC_GOTO(res, st, out);
     EPLB_ALLOC_GOTO(work, st, out);
@@ -197,8 +225,31 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     sh.H = maxW + BLOCK_STEPS;
     size_t ntok = (size_t)(src->max_step_tokens > BLOCK_TOKENS ? src->max_step_tokens
                                                                 : BLOCK_TOKENS);
+    size_t ids_bytes = ntok * sh.L * sh.K * sizeof *ids;
+    if (gpu_sel && !emulate) {
+        /* ids decoded into pinned memory: their upload is a plain DMA */
+        EPLB_CHECK_GOTO(eplb_gpu_open(&up, -1), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(up, (void **)&d_ids, ids_bytes), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(up, (void **)&ids, ids_bytes), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(up, (void **)&ids2, ids_bytes), st, out);
+    } else if (gpu_sel) {
+        ids2 = malloc(ids_bytes);
+        EPLB_ALLOC_GOTO(ids2, st, out);
+    }
+    if (gpu_sel) {
+        lc2 = malloc((size_t)BLOCK_STEPS * LE * sizeof *lc2);
+        EPLB_ALLOC_GOTO(lc2, st, out);
+        if (src->read_src) {
+            rank2 = malloc(ntok * sizeof *rank2);
+            EPLB_ALLOC_GOTO(rank2, st, out);
+        }
+        for (int i = 0; i < nruns; i++)
+            EPLB_CHECK_GOTO(eplb_sim_run_gpu_open(&runs[i], src->max_step_tokens, emulate),
+                            st, out);
+    }
     if (src->token_level) {
-        ids = malloc(ntok * sh.L * sh.K * sizeof *ids);
+        if (!ids)
+            ids = malloc(ids_bytes);
         EPLB_ALLOC_GOTO(ids, st, out);
         if (src->read_src) {
             rank = malloc(ntok * sizeof *rank);
@@ -262,18 +313,47 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         wa[i].w = &work[i];
     }
     double t_start = eplb_sim_now(), t_last = t_start;
+    int block_ready = 0; /* the block was read ahead (gpu_sel) */
     for (int64_t s0 = 0; s0 < sh.S;) {
         int64_t s1 = block_end(src, s0);
         sh.tok0 = src->token_level ? src->tok_off[s0] : 0;
         sh.ids = cache_ids ? cache_ids + (size_t)sh.tok0 * sh.L * sh.K : ids;
         sh.src_rank = !src->read_src ? NULL : cache_rank ? cache_rank + sh.tok0 : rank;
-        EPLB_CHECK_GOTO(read_block(src, s0, s1, (int32_t *)sh.ids, (uint16_t *)sh.src_rank,
-                                   lc, cache_ids != NULL), st, out);
+        if (!block_ready)
+            EPLB_CHECK_GOTO(read_block(src, s0, s1, (int32_t *)sh.ids,
+                                       (uint16_t *)sh.src_rank, lc, cache_ids != NULL),
+                            st, out);
+        block_ready = 0;
         for (int64_t s = s0; s < s1; s++)
             memcpy(hist + (size_t)(s % sh.H) * LE, lc + (size_t)(s - s0) * LE,
                    LE * sizeof *hist);
         sh.s0 = s0;
         sh.s1 = s1;
+        reader_arg_t rd;
+        pthread_t rtid;
+        int reading = 0;
+        memset(&rd, 0, sizeof rd);
+        if (gpu_sel) {
+            size_t n = (size_t)(src->tok_off[s1] - sh.tok0) * sh.L * sh.K;
+            if (up) {
+                EPLB_CHECK_GOTO(eplb_gpu_copy(up, d_ids, sh.ids, n * sizeof *d_ids), st,
+                                out);
+                EPLB_CHECK_GOTO(eplb_gpu_sync(up), st, out);
+            }
+            sh.d_ids = d_ids;
+            if (s1 < sh.S) {
+                /* read the next block into the second buffers meanwhile */
+                int64_t t1 = src->tok_off[s1];
+                rd.src = src;
+                rd.s0 = s1;
+                rd.s1 = block_end(src, s1);
+                rd.ids = cache_ids ? cache_ids + (size_t)t1 * sh.L * sh.K : ids2;
+                rd.rank = !src->read_src ? NULL : cache_rank ? cache_rank + t1 : rank2;
+                rd.lc = lc2;
+                rd.ids_ready = cache_ids != NULL;
+                reading = pthread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
+            }
+        }
         atomic_store(&sh.next, 0);
         int started = 0;
         if (nthreads > 1)
@@ -284,11 +364,31 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             worker(&wa[0]);
         for (int i = 0; i < started; i++)
             pthread_join(tid[i], NULL);
+        if (reading == 1)
+            pthread_join(rtid, NULL);
+        else if (reading == 2) /* no thread: read it now */
+            reader(&rd);
         for (int i = 0; i < nruns; i++)
             if (runs[i].st != EPLB_OK) {
                 st = eplb_error_set(runs[i].st, "%s", runs[i].err);
                 goto out;
             }
+        if (reading) {
+            if (rd.st != EPLB_OK) {
+                st = eplb_error_set(rd.st, "%s", rd.err);
+                goto out;
+            }
+            int32_t *ti = ids;
+            ids = ids2;
+            ids2 = ti;
+            uint16_t *tr = rank;
+            rank = rank2;
+            rank2 = tr;
+            int32_t *tl = lc;
+            lc = lc2;
+            lc2 = tl;
+            block_ready = 1;
+        }
         if (h5)
             EPLB_CHECK_GOTO(flush_block(h5, runs, nruns, s1 - s0), st, out);
         if (opts->progress && eplb_sim_now() - t_last > 0.5) {
@@ -336,8 +436,18 @@ out:
     free(work);
     free(tid);
     free(wa);
-    free(ids);
+    if (up) {
+        eplb_gpu_host_free(up, ids);
+        eplb_gpu_host_free(up, ids2);
+        eplb_gpu_free(up, d_ids);
+        eplb_gpu_close(up);
+    } else {
+        free(ids);
+        free(ids2);
+    }
     free(rank);
+    free(rank2);
+    free(lc2);
     free(hist);
     free(lc);
     free(once_w);

@@ -72,6 +72,7 @@ static eplb_status_t commit_layer(sim_run_t *r, int l, int64_t s, int64_t decide
     ev.policy_s = policy_s;
     memcpy(r->phy2log + (size_t)l * r->P, nw, (size_t)r->P * sizeof *nw);
     derive_layer(r, l);
+    r->maps_dirty = 1;
     r->res->moved_replicas += tr.moved;
     r->res->moved_bytes += tr.bytes;
     r->step_stall += tr.time_s;
@@ -309,55 +310,73 @@ static void split_counts(int32_t *slots, const sim_run_t *r, const int32_t *c, i
     }
 }
 
-static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s)
+/* Before step s: commits and decisions (they depend on the logical load
+ * only, never on the selection), then the trtllm EMA of step s.  Gives the
+ * stall charged to step s. */
+static eplb_status_t step_pre(sim_shared_t *sh, sim_run_t *r, int64_t s, double *stall)
 {
-    const eplb_sim_opts_t *o = sh->opts;
     const eplb_trigger_t *t = &r->cfg->trig;
-    int L = r->L, P = r->P, D = r->D, K = r->K;
     r->step_stall = 0;
     if (!r->is_none) {
         EPLB_CHECK(commit_pending(r, s));
         if (eplb_sim_trigger_due(t, s) && s < sh->S && r->pending == 0)
             EPLB_CHECK(decide(sh, r, s));
     }
-    memset(w->counts, 0, (size_t)L * P * sizeof *w->counts);
-    int64_t T = 0;
-    const int32_t *ph = NULL;
-    const uint16_t *rank = NULL;
-    if (sh->src->token_level) {
-        int64_t a = sh->src->tok_off[s], b = sh->src->tok_off[s + 1];
-        T = b - a;
-        const int32_t *ids = sh->ids + (size_t)(a - sh->tok0) * L * K;
-        rank = sh->src_rank ? sh->src_rank + (a - sh->tok0) : NULL;
-        if (rank && T > 0) {
-            /* a trace recorded with more ranks than this run's GPUs: rank r
-             * runs on GPU r mod D */
-            if ((size_t)T > w->rank_cap) {
-                free(w->rank);
-                w->rank = malloc((size_t)T * sizeof *w->rank);
-                if (!w->rank)
-                    return eplb_error_set(EPLB_ERR_NOMEM, "ranks: out of memory");
-                w->rank_cap = (size_t)T;
-            }
-            for (int64_t i = 0; i < T; i++)
-                w->rank[i] = (uint16_t)(rank[i] % D);
-            rank = w->rank;
-        }
-        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
-        c.mode = o->select;
-        c.seed = o->seed;
-        c.step = s;
-        c.num_ranks = D;
-        c.src_rank = rank;
-        if (T > 0)
-            EPLB_CHECK(eplb_select_record_cpu(D > 1 ? w->phys : NULL, w->counts, ids,
-                                              T, L, K, r->maps, &c));
-        ph = w->phys;
-    } else {
+    if (t->kind == EPLB_TRIGGER_TRTLLM && !r->is_none) {
         const int32_t *c = hist_row(sh, s);
-        for (int l = 0; l < L; l++)
-            split_counts(w->counts + (size_t)l * P, r, c + (size_t)l * r->E, l);
+        double d = t->ema_decay;
+        for (size_t i = 0; i < (size_t)r->L * r->E; i++)
+            r->ema[i] = d * r->ema[i] + c[i];
     }
+    *stall = r->step_stall;
+    return EPLB_OK;
+}
+
+/* Source ranks of step s mod D into *buf (grown to T), or NULL. */
+static eplb_status_t step_ranks(const uint16_t **out, uint16_t **buf, size_t *cap,
+                                const sim_shared_t *sh, const sim_run_t *r, int64_t s)
+{
+    int64_t a = sh->src->tok_off[s], T = sh->src->tok_off[s + 1] - a;
+    const uint16_t *rank = sh->src_rank ? sh->src_rank + (a - sh->tok0) : NULL;
+    *out = NULL;
+    if (!rank || T <= 0)
+        return EPLB_OK;
+    /* a trace recorded with more ranks than this run's GPUs: rank r runs on
+     * GPU r mod D */
+    if ((size_t)T > *cap) {
+        free(*buf);
+        *buf = malloc((size_t)T * sizeof **buf);
+        if (!*buf) {
+            *cap = 0;
+            return eplb_error_set(EPLB_ERR_NOMEM, "ranks: out of memory");
+        }
+        *cap = (size_t)T;
+    }
+    for (int64_t i = 0; i < T; i++)
+        (*buf)[i] = (uint16_t)(rank[i] % r->D);
+    *out = *buf;
+    return EPLB_OK;
+}
+
+static eplb_select_cfg_t step_select_cfg(const sim_shared_t *sh, const sim_run_t *r,
+                                         int64_t s, const uint16_t *rank)
+{
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = sh->opts->select;
+    c.seed = sh->opts->seed;
+    c.step = s;
+    c.num_ranks = r->D;
+    c.src_rank = rank;
+    return c;
+}
+
+/* Cost and metrics of step s from its slot counts [L][P] (and, token
+ * level, its T tokens' replica ids and ranks). */
+static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
+                      int64_t T, const int32_t *counts, const int32_t *ph,
+                      const uint16_t *rank, double stall)
+{
+    int L = r->L, P = r->P, D = r->D, K = r->K;
     /* tokens of the step: counts traces give entries, K per token */
     double ntok = (double)T;
     if (!sh->src->token_level) {
@@ -380,8 +399,8 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
             ri = se + D;
             re = ri + D;
         }
-        eplb_sim_cost_layer(&lc, w->gtok, &r->cost, w->counts + (size_t)l * P, si,
-                            se, ri, re);
+        eplb_sim_cost_layer(&lc, w->gtok, &r->cost, counts + (size_t)l * P, si, se, ri,
+                            re);
         double bal = lc.max_tokens > 0
                          ? (double)lc.total_tokens / D / (double)lc.max_tokens
                          : 1.0;
@@ -405,21 +424,141 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
     r->sum_compute += comp;
     r->sum_a2a += a2a;
     r->sum_over += over;
-    r->sum_stall += r->step_stall;
+    r->sum_stall += stall;
     if (r->ser_time) {
         double *tm = r->ser_time + (size_t)b * 4;
         tm[0] = comp;
         tm[1] = a2a;
         tm[2] = over;
-        tm[3] = r->step_stall;
+        tm[3] = stall;
     }
-    if (t->kind == EPLB_TRIGGER_TRTLLM && !r->is_none) {
+}
+
+static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s)
+{
+    int L = r->L, P = r->P, D = r->D, K = r->K;
+    double stall;
+    EPLB_CHECK(step_pre(sh, r, s, &stall));
+    memset(w->counts, 0, (size_t)L * P * sizeof *w->counts);
+    int64_t T = 0;
+    const int32_t *ph = NULL;
+    const uint16_t *rank = NULL;
+    if (sh->src->token_level) {
+        int64_t a = sh->src->tok_off[s], b = sh->src->tok_off[s + 1];
+        T = b - a;
+        const int32_t *ids = sh->ids + (size_t)(a - sh->tok0) * L * K;
+        EPLB_CHECK(step_ranks(&rank, &w->rank, &w->rank_cap, sh, r, s));
+        eplb_select_cfg_t c = step_select_cfg(sh, r, s, rank);
+        if (T > 0)
+            EPLB_CHECK(eplb_select_record_cpu(D > 1 ? w->phys : NULL, w->counts, ids,
+                                              T, L, K, r->maps, &c));
+        ph = w->phys;
+    } else {
         const int32_t *c = hist_row(sh, s);
-        double d = t->ema_decay;
-        for (size_t i = 0; i < (size_t)L * r->E; i++)
-            r->ema[i] = d * r->ema[i] + c[i];
+        for (int l = 0; l < L; l++)
+            split_counts(w->counts + (size_t)l * P, r, c + (size_t)l * r->E, l);
     }
+    step_cost(sh, r, w, s, T, w->counts, ph, rank, stall);
     return EPLB_OK;
+}
+
+/* ---- GPU selection (opts.gpu_select; experimental) ----------------------
+ * Per step: decisions and commits on the CPU (they never depend on the
+ * selection), maps uploaded when they changed, then selection and
+ * recording of step s enqueued on the run's stream into slot s&1 (rows
+ * and ids in, counts and replica ids out); while the GPU works, the CPU
+ * models step s-1 from the other slot; then wait.  The kernels follow the
+ * same rules (kernels/rules.h) as eplb_select_record_cpu, so the counts
+ * are bit-identical to the CPU path, and so is everything derived. */
+static eplb_status_t gpu_submit(sim_shared_t *sh, sim_run_t *r, int64_t s, int slot,
+                                int64_t *T_out)
+{
+    sim_gpu_run_t *gr = r->gpu;
+    int L = r->L, P = r->P, K = r->K;
+    int64_t a = sh->src->tok_off[s], T = sh->src->tok_off[s + 1] - a;
+    size_t cap = (size_t)gr->cap;
+    const uint16_t *rank = NULL;
+    *T_out = T;
+    if (T > gr->cap)
+        return eplb_error_set(EPLB_ERR_INTERNAL, "gpu select: step %lld has %lld tokens, "
+                              "buffers hold %lld", (long long)s, (long long)T,
+                              (long long)gr->cap);
+    EPLB_CHECK(step_ranks(&rank, &gr->rank[slot], &cap, sh, r, s));
+    if (r->maps_dirty) {
+        if (gr->g)
+            EPLB_CHECK(eplb_gpu_set_maps(gr->g, r->maps, L));
+        r->maps_dirty = 0;
+    }
+    if (T == 0) {
+        memset(gr->h_counts[slot], 0, (size_t)L * P * sizeof(int32_t));
+        return EPLB_OK;
+    }
+    eplb_select_cfg_t c = step_select_cfg(sh, r, s, rank);
+    eplb_gpu_rows_t rows = {NULL, NULL};
+    if (rank && gr->g) {
+        EPLB_CHECK(eplb_select_token_rows(gr->h_trow[slot], gr->h_trank[slot], T, r->D,
+                                          rank));
+        EPLB_CHECK(eplb_gpu_copy(gr->g, gr->d_trow[slot], gr->h_trow[slot],
+                                 (size_t)T * sizeof(uint32_t)));
+        EPLB_CHECK(eplb_gpu_copy(gr->g, gr->d_trank[slot], gr->h_trank[slot],
+                                 (size_t)T * sizeof(uint16_t)));
+        rows.d_trow = gr->d_trow[slot];
+        rows.d_trank = gr->d_trank[slot];
+    }
+    if (!gr->g) { /* emulated: the CPU kernels on the same slots */
+        memset(gr->h_counts[slot], 0, (size_t)L * P * sizeof(int32_t));
+        return eplb_select_record_cpu(r->D > 1 ? gr->h_phys[slot] : NULL,
+                                      gr->h_counts[slot],
+                                      sh->ids + (size_t)(a - sh->tok0) * L * K, T, L, K,
+                                      r->maps, &c);
+    }
+    c.src_rank = NULL; /* a host pointer: the device takes rows */
+    int32_t *d_phys = r->D > 1 ? gr->d_phys[slot] : NULL;
+    EPLB_CHECK(eplb_gpu_memset(gr->g, gr->d_counts[slot], 0,
+                               (size_t)L * P * sizeof(int32_t)));
+    EPLB_CHECK(eplb_gpu_select_record(gr->g, d_phys, gr->d_counts[slot],
+                                      sh->d_ids + (size_t)(a - sh->tok0) * L * K, T, L,
+                                      K, &c, rows));
+    EPLB_CHECK(eplb_gpu_copy(gr->g, gr->h_counts[slot], gr->d_counts[slot],
+                             (size_t)L * P * sizeof(int32_t)));
+    if (d_phys)
+        EPLB_CHECK(eplb_gpu_copy(gr->g, gr->h_phys[slot], d_phys,
+                                 (size_t)T * L * K * sizeof(int32_t)));
+    return EPLB_OK;
+}
+
+static eplb_status_t run_block_gpu(sim_shared_t *sh, sim_run_t *r, sim_work_t *w)
+{
+    sim_gpu_run_t *gr = r->gpu;
+    int64_t prev = -1, prevT = 0;
+    double prev_stall = 0;
+    eplb_status_t st = EPLB_OK;
+    for (int64_t s = sh->s0; s < sh->s1; s++) {
+        int slot = (int)(s & 1);
+        double stall;
+        int64_t T;
+        EPLB_CHECK_GOTO(step_pre(sh, r, s, &stall), st, out);
+        EPLB_CHECK_GOTO(gpu_submit(sh, r, s, slot, &T), st, out);
+        if (prev >= 0) {
+            int ps = (int)(prev & 1);
+            step_cost(sh, r, w, prev, prevT, gr->h_counts[ps], gr->h_phys[ps],
+                      sh->src_rank && prevT > 0 ? gr->rank[ps] : NULL, prev_stall);
+        }
+        if (gr->g)
+            EPLB_CHECK_GOTO(eplb_gpu_sync(gr->g), st, out);
+        prev = s;
+        prevT = T;
+        prev_stall = stall;
+    }
+    if (prev >= 0) {
+        int ps = (int)(prev & 1);
+        step_cost(sh, r, w, prev, prevT, gr->h_counts[ps], gr->h_phys[ps],
+                  sh->src_rank && prevT > 0 ? gr->rank[ps] : NULL, prev_stall);
+    }
+out:
+    if (st != EPLB_OK && gr->g)
+        (void)eplb_gpu_sync(gr->g); /* nothing in flight writes freed memory */
+    return st;
 }
 
 static eplb_status_t work_fit(sim_work_t *w, const sim_shared_t *sh)
@@ -448,7 +587,9 @@ void eplb_sim_run_block(sim_shared_t *sh, sim_run_t *r, sim_work_t *w)
     if (r->st != EPLB_OK)
         return;
     eplb_status_t st = work_fit(w, sh);
-    for (int64_t s = sh->s0; st == EPLB_OK && s < sh->s1; s++)
+    if (st == EPLB_OK && r->gpu)
+        st = run_block_gpu(sh, r, w);
+    for (int64_t s = sh->s0; st == EPLB_OK && !r->gpu && s < sh->s1; s++)
         st = run_step(sh, r, w, s);
     if (st != EPLB_OK) {
         r->st = st;
@@ -538,6 +679,7 @@ eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
 
 void eplb_sim_run_derive_all(sim_run_t *r)
 {
+    r->maps_dirty = 1;
     for (int l = 0; l < r->L; l++) {
         derive_layer(r, l);
         eplb_layer_map_t m = {r->E, r->P, r->D, r->N, r->maxcnt,
@@ -547,8 +689,84 @@ void eplb_sim_run_derive_all(sim_run_t *r)
     }
 }
 
+static void gpu_run_free(sim_gpu_run_t *gr)
+{
+    if (!gr)
+        return;
+    if (gr->g) {
+        (void)eplb_gpu_sync(gr->g);
+        for (int i = 0; i < 2; i++) {
+            eplb_gpu_host_free(gr->g, gr->h_counts[i]);
+            eplb_gpu_host_free(gr->g, gr->h_phys[i]);
+            eplb_gpu_host_free(gr->g, gr->h_trow[i]);
+            eplb_gpu_host_free(gr->g, gr->h_trank[i]);
+            eplb_gpu_free(gr->g, gr->d_counts[i]);
+            eplb_gpu_free(gr->g, gr->d_phys[i]);
+            eplb_gpu_free(gr->g, gr->d_trow[i]);
+            eplb_gpu_free(gr->g, gr->d_trank[i]);
+        }
+        eplb_gpu_close(gr->g);
+    } else {
+        for (int i = 0; i < 2; i++) {
+            free(gr->h_counts[i]);
+            free(gr->h_phys[i]);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        free(gr->rank[i]);
+    free(gr);
+}
+
+eplb_status_t eplb_sim_run_gpu_open(sim_run_t *r, int64_t max_step_tokens, int emulate)
+{
+    eplb_status_t st = EPLB_OK;
+    sim_gpu_run_t *gr = calloc(1, sizeof *gr);
+    EPLB_ALLOC_GOTO(gr, st, out);
+    gr->cap = max_step_tokens > 0 ? max_step_tokens : 1;
+    size_t cap = (size_t)gr->cap, LP = (size_t)r->L * r->P;
+    size_t nphys = r->D > 1 ? cap * r->L * r->K : 1;
+    for (int i = 0; emulate && i < 2; i++) {
+        gr->h_counts[i] = malloc(LP * sizeof(int32_t));
+        gr->h_phys[i] = malloc(nphys * sizeof(int32_t));
+        gr->rank[i] = malloc(cap * sizeof *gr->rank[i]);
+        EPLB_ALLOC_GOTO(gr->h_counts[i], st, out);
+        EPLB_ALLOC_GOTO(gr->h_phys[i], st, out);
+        EPLB_ALLOC_GOTO(gr->rank[i], st, out);
+    }
+    if (!emulate)
+        EPLB_CHECK_GOTO(eplb_gpu_open(&gr->g, -1), st, out);
+    for (int i = 0; !emulate && i < 2; i++) {
+        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(gr->g, (void **)&gr->h_counts[i],
+                                            LP * sizeof(int32_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(gr->g, (void **)&gr->h_phys[i],
+                                            nphys * sizeof(int32_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(gr->g, (void **)&gr->h_trow[i],
+                                            cap * sizeof(uint32_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(gr->g, (void **)&gr->h_trank[i],
+                                            cap * sizeof(uint16_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_counts[i],
+                                       LP * sizeof(int32_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_phys[i],
+                                       nphys * sizeof(int32_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_trow[i],
+                                       cap * sizeof(uint32_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_trank[i],
+                                       cap * sizeof(uint16_t)), st, out);
+        gr->rank[i] = malloc(cap * sizeof *gr->rank[i]);
+        EPLB_ALLOC_GOTO(gr->rank[i], st, out);
+    }
+    r->gpu = gr;
+    r->maps_dirty = 1;
+    gr = NULL;
+out:
+    gpu_run_free(gr);
+    return st;
+}
+
 void eplb_sim_run_free(sim_run_t *r)
 {
+    gpu_run_free(r->gpu);
+    r->gpu = NULL;
     free(r->phy2log);
     free(r->target);
     free(r->logcnt);

@@ -228,9 +228,9 @@ eplb_status_t eplb_sim_source_synthetic(eplb_sim_source_t **out, int L,
                                         int tokens_per_step, uint64_t seed);
 void eplb_sim_source_free(eplb_sim_source_t *src);
 /* Route logits on this GPU (borrowed; NULL: the CPU).  Selection and
- * recording stay on the CPU: per step and run they are small, and the
- * results are bit-identical either way (kernels/); routing on the GPU is
- * identical except at near-ties of scores. */
+ * recording stay on the CPU unless eplb_sim_opts_t.gpu_select asks for the
+ * GPU (experimental); the results are bit-identical either way (kernels/);
+ * routing on the GPU is identical except at near-ties of scores. */
 void eplb_sim_source_use_gpu(eplb_sim_source_t *src, eplb_gpu_t *gpu);
 /* Traces with both logits and topk ids are routed from the logits; rows
  * counts the (token, layer) rows compared with the recorded ids so far,
@@ -261,6 +261,15 @@ typedef struct {
     const char *results_path;     /* write results.h5 here (temp + rename) */
     const char *config_json;      /* stored as an attribute of results.h5 */
     int progress;                 /* progress line on stderr */
+    /* Experimental, not yet validated on a GPU (EPLB_GPU_SELECT=1 with
+     * --device gpu): token-level sources select and record on GPU 0, one
+     * handle (stream, maps) per run, results of step s copied back while
+     * the CPU models step s-1, and the next block decoded on a second
+     * thread meanwhile.  Fails with EPLB_ERR_NO_DEVICE / UNSUPPORTED where
+     * no GPU can be opened.  0: the CPU (the default).  2: the same
+     * pipeline (slots, read-ahead thread) with the CPU kernels in place of
+     * the GPU, for tests on machines without one. */
+    int gpu_select;
 } eplb_sim_opts_t;
 
 /* A rebalance event (one layer's commit). */

@@ -55,6 +55,22 @@ typedef struct {
     int32_t *placement; /* [L][P] target of a decision */
 } sim_snap_t;
 
+/* GPU selection of one run (opts.gpu_select): its own handle, whose maps
+ * are the run's; two slots so that step s runs on the GPU while the CPU
+ * models step s-1 from the other slot. */
+typedef struct {
+    eplb_gpu_t *g;              /* NULL: emulated (opts.gpu_select 2) */
+    int64_t cap;                /* tokens per slot */
+    int32_t *h_counts[2];       /* pinned [L][P] */
+    int32_t *h_phys[2];         /* pinned [cap][L][K] (D > 1) */
+    uint32_t *h_trow[2];        /* pinned [cap] (sources with ranks) */
+    uint16_t *h_trank[2];       /* pinned [cap] */
+    uint16_t *rank[2];          /* host [cap]: source ranks mod D */
+    int32_t *d_counts[2], *d_phys[2];
+    uint32_t *d_trow[2];
+    uint16_t *d_trank[2];
+} sim_gpu_run_t;
+
 typedef struct {
     const eplb_sim_run_cfg_t *cfg;
     eplb_sim_result_t *res;
@@ -64,6 +80,8 @@ typedef struct {
     int32_t *phy2log, *target;  /* [L][P] */
     int32_t *logcnt, *log2phy;  /* [L][E], [L][E][maxcnt] */
     eplb_layer_map_t *maps;     /* [L] */
+    int maps_dirty;             /* maps changed since the GPU got them */
+    sim_gpu_run_t *gpu;         /* GPU selection (opts.gpu_select), or NULL */
     int pending;                /* async: layers of target not committed */
     int next_layer;             /* async: next layer to commit; trtllm: next */
     int64_t pend_decided, pend_wb, pend_we; /* async: the queued decision */
@@ -112,6 +130,7 @@ typedef struct {
     int64_t tok0;               /* first token of the block */
     const int32_t *ids;         /* block ids [T][L][K] */
     const uint16_t *src_rank;   /* block ranks or NULL */
+    const int32_t *d_ids;       /* block ids on the GPU (gpu_select) */
     const int32_t *hist;        /* ring [H][L][E] of logical counts */
     int64_t H;
     sim_run_t *runs;
@@ -133,6 +152,9 @@ eplb_policy_args_t eplb_sim_run_policy_args(const sim_run_t *r, const int32_t *o
 void eplb_sim_run_block(sim_shared_t *sh, sim_run_t *r, sim_work_t *w);
 /* Summary numbers from the accumulators. */
 void eplb_sim_run_finish(sim_run_t *r);
+/* GPU selection state of a run (gpu_select): opens its own handle. */
+eplb_status_t eplb_sim_run_gpu_open(sim_run_t *r, int64_t max_step_tokens,
+                                    int emulate);
 void eplb_sim_run_free(sim_run_t *r);
 void eplb_sim_work_free(sim_work_t *w);
 

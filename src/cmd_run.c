@@ -19,6 +19,10 @@
 #define MAX_LIST 64
 /* --device auto takes the GPU from this many bytes of raw logits on */
 #define AUTO_GPU_BYTES ((size_t)128 << 20)
+/* Environment tunable: "1" moves replica selection and recording to the GPU
+ * too where the device resolves to the GPU (experimental, not yet validated
+ * on a GPU; docs/simulator.md).  Anything else, or the CPU: no effect. */
+#define GPU_SELECT_ENV "EPLB_GPU_SELECT"
 #define MAX_POLICIES 32
 /* bounds of the integer options: beyond them the run state (slots x layers
  * x experts per run) would not fit in memory or an int */
@@ -769,7 +773,11 @@ int eplb_cmd_run(int argc, char **argv)
             snprintf(o.device_used, sizeof o.device_used, "cpu (no usable GPU)");
             eplb_error_clear();
         } else {
-            snprintf(o.device_used, sizeof o.device_used, "gpu (%s)", eplb_gpu_name(gpu));
+            const char *gs = getenv(GPU_SELECT_ENV);
+            so.gpu_select = gs && !strcmp(gs, "1");
+            snprintf(o.device_used, sizeof o.device_used, "gpu (%s)%s", eplb_gpu_name(gpu),
+                     so.gpu_select ? ", selection on the GPU (" GPU_SELECT_ENV
+                                     "=1, experimental)" : "");
             eplb_sim_source_use_gpu(src, gpu);
         }
     }

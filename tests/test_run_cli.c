@@ -8,6 +8,8 @@
 
 #include "helpers.h"
 #include "json.h"
+#include "policy.h"
+#include "sim.h"
 #include "trace.h"
 
 static char tdir[256], tok_trace[512], cnt_trace[512];
@@ -361,5 +363,146 @@ Test(run_cli, short_trace_defaults_to_once)
     cr_assert_eq(num(run_of(eplb_json_get(v, "runs"), "deepseek"), "rebalances"), 0);
     eplb_json_free(v);
     free(out);
+    unlink(path);
+}
+
+/* EPLB_GPU_SELECT=1 asks for selection on the GPU only where the device is
+ * the GPU: with --device cpu the output is the same byte for byte. */
+Test(run_cli, gpu_select_env_without_gpu_changes_nothing)
+{
+    const char *args = "run '%s' --device cpu --json --quiet --policy-time 0 "
+                       "--policy deepseek,lpt,oracle --select %s --window 3 --interval 4";
+    const char *modes[] = {"hash", "rr-block", "balanced"};
+    for (int m = 0; m < 3; m++) {
+        char *a = NULL, *b = NULL;
+        unsetenv("EPLB_GPU_SELECT");
+        int ra = eplb_test_run_cli(&a, args, tok_trace, modes[m]);
+        setenv("EPLB_GPU_SELECT", "1", 1);
+        int rb = eplb_test_run_cli(&b, args, tok_trace, modes[m]);
+        unsetenv("EPLB_GPU_SELECT");
+        cr_assert_eq(ra, 0, "%s", a);
+        cr_assert_eq(rb, 0, "%s", b);
+        cr_assert(strstr(a, "\"device\": \"cpu\"") != NULL, "%s", a);
+        cr_assert_str_eq(a, b, "select %s", modes[m]);
+        free(a);
+        free(b);
+    }
+}
+
+/* The GPU selection pipeline (two result slots per run, step s selected
+ * while step s-1 is modelled, the next block read on a second thread),
+ * run with the CPU kernels in place of the GPU (opts.gpu_select 2), gives
+ * the CPU path's results exactly: several blocks (> 256 steps), source
+ * ranks beyond D (rank mod D), empty steps, every trigger kind, async
+ * commits, 1 and 2 worker threads. */
+Test(run_cli, gpu_select_pipeline_matches_cpu)
+{
+    enum { S = 300, L = 3, E = 16, K = 2, TMAX = 12, RANKS = 6 };
+    char path[600];
+    snprintf(path, sizeof path, "%s/ranks.h5", tdir);
+    eplb_trace_writer_opts_t wo = EPLB_TRACE_WRITER_OPTS_INIT;
+    wo.model = "test-moe";
+    wo.source = "test_run_cli.c";
+    wo.num_layers = L;
+    wo.route.num_experts = E;
+    wo.route.top_k = K;
+    wo.levels = EPLB_LEVEL_TOPK;
+    wo.src_rank = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
+    uint32_t x = 777;
+    for (int s = 0; s < S; s++) {
+        static int32_t ids[TMAX][L][K];
+        static uint16_t rk[TMAX];
+        x = x * 1664525u + 1013904223u;
+        int T = s % 17 == 5 ? 0 : 1 + (int)((x >> 20) % TMAX);
+        for (int t = 0; t < T; t++) {
+            x = x * 1664525u + 1013904223u;
+            rk[t] = (uint16_t)((x >> 12) % RANKS);
+            for (int l = 0; l < L; l++) {
+                x = x * 1664525u + 1013904223u;
+                int hot = (x >> 16) % 4 != 0;
+                int e0 = hot ? (s / 50 + l) % E : (int)((x >> 8) % E);
+                ids[t][l][0] = e0;
+                ids[t][l][1] = (e0 + 1 + (int)((x >> 4) % (E - 1))) % E;
+            }
+        }
+        eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL,
+                                                     rk, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_sim_run_cfg_t runs[6];
+    memset(runs, 0, sizeof runs);
+    const char *pol[6] = {"none", "deepseek", "lpt", "deepseek", "deepseek", "deepseek"};
+    const eplb_trigger_kind_t kind[6] = {EPLB_TRIGGER_VLLM, EPLB_TRIGGER_VLLM,
+                                         EPLB_TRIGGER_SGLANG, EPLB_TRIGGER_TRTLLM,
+                                         EPLB_TRIGGER_ORACLE, EPLB_TRIGGER_ONCE};
+    for (int i = 0; i < 6; i++) {
+        eplb_trigger_t t = EPLB_TRIGGER_INIT;
+        t.kind = kind[i];
+        t.window = 20;
+        t.interval = 30;
+        runs[i].policy = eplb_policy_find(pol[i]);
+        runs[i].num_gpus = 4;
+        runs[i].num_nodes = 2;
+        runs[i].num_slots = 20;
+        runs[i].trig = t;
+    }
+    runs[2].trig.async = EPLB_ASYNC_LAYERS;
+    runs[3].trig.chunk = 2;
+    runs[5].num_gpus = 2; /* another D: ranks mod 2 */
+    runs[5].num_nodes = 1;
+    const eplb_select_mode_t modes[] = {EPLB_SELECT_HASH, EPLB_SELECT_RR_BLOCK,
+                                        EPLB_SELECT_BALANCED, EPLB_SELECT_LOCAL};
+    for (int m = 0; m < 4; m++)
+        for (int th = 1; th <= 2; th++) {
+            eplb_sim_result_t res[2][6];
+            for (int g = 0; g < 2; g++) {
+                eplb_sim_opts_t o;
+                memset(&o, 0, sizeof o);
+                o.select = modes[m];
+                o.seed = 3;
+                eplb_sim_profile_default(&o.prof);
+                eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
+                o.policy_time = 0;
+                o.threads = th;
+                o.max_moves = -1;
+                o.keep_events = 1;
+                o.gpu_select = g ? 2 : 0;
+                eplb_sim_source_t *src = NULL;
+                eplb_assert_ok(eplb_sim_source_trace(&src, tr));
+                eplb_assert_ok(eplb_sim_replay(res[g], src, runs, 6, &o));
+                eplb_sim_source_free(src);
+            }
+            for (int i = 0; i < 6; i++) {
+                const eplb_sim_result_t *a = &res[0][i], *b = &res[1][i];
+                const char *what = eplb_select_mode_name(modes[m]);
+                cr_assert_eq(a->steps, S);
+                cr_assert(a->balancedness > 0 && a->balancedness < 1, "%s run %d", what, i);
+                cr_assert_eq(a->balancedness, b->balancedness, "%s run %d", what, i);
+                cr_assert_eq(a->max_over_mean, b->max_over_mean, "%s run %d", what, i);
+                cr_assert_eq(a->worst_layer, b->worst_layer);
+                cr_assert_eq(a->worst_layer_bal, b->worst_layer_bal);
+                cr_assert_eq(a->rebalances, b->rebalances);
+                cr_assert_eq(a->moved_replicas, b->moved_replicas);
+                cr_assert_eq(a->moved_bytes, b->moved_bytes);
+                cr_assert_eq(a->stall_s, b->stall_s);
+                cr_assert_eq(a->compute_s, b->compute_s, "%s run %d", what, i);
+                cr_assert_eq(a->a2a_s, b->a2a_s, "%s run %d", what, i);
+                cr_assert_eq(a->overhead_s, b->overhead_s);
+                cr_assert_eq(a->total_s, b->total_s);
+                cr_assert_eq(a->tokens_lost, b->tokens_lost);
+                cr_assert_eq(a->n_events, b->n_events);
+                cr_assert(i == 0 || i == 5 || a->n_events > 0, "run %d never rebalanced", i);
+                cr_assert(a->n_events == 0 ||
+                              !memcmp(a->events, b->events, a->n_events * sizeof *a->events),
+                          "%s run %d: events differ", what, i);
+            }
+            eplb_sim_results_free(res[0], 6);
+            eplb_sim_results_free(res[1], 6);
+        }
+    eplb_trace_close(tr);
     unlink(path);
 }

@@ -1,5 +1,6 @@
 /* test_run_cli.c - `eplb-replay [run] TRACE.h5`: options, outputs, exit
  * statuses, reproducibility, on small traces written here. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,15 +137,39 @@ static double num(const eplb_json_t *o, const char *key)
     return v->num;
 }
 
-Test(run_cli, json_has_config_and_runs)
+/* Run `eplb-replay ARGS`, which must exit 0, and parse its JSON stdout
+ * (the caller frees the document). */
+static eplb_json_t *run_json(const char *args_fmt, ...)
 {
+    char args[4096];
+    va_list ap;
+    va_start(ap, args_fmt);
+    int n = vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
+    cr_assert(n >= 0 && (size_t)n < sizeof args, "command line too long");
     char *out = NULL;
-    /* bare `eplb-replay TRACE.h5` is the run command */
-    int rc = eplb_test_run_cli(&out, "'%s' --policy deepseek,lpt,oracle --gpus 4 --json "
-                                     "--quiet --policy-time 0", tok_trace);
-    cr_assert_eq(rc, 0, "%s", out);
+    int rc = eplb_test_run_cli(&out, "%s", args);
+    cr_assert_eq(rc, 0, "eplb-replay %s: %s", args, out);
     eplb_json_t *v = NULL;
     eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    free(out);
+    return v;
+}
+
+/* deepseek's mean balancedness beats none's in the runs of v. */
+static void assert_deepseek_beats_none(const eplb_json_t *v)
+{
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
+    cr_assert(none && ds);
+    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+}
+
+Test(run_cli, json_has_config_and_runs)
+{
+    /* bare `eplb-replay TRACE.h5` is the run command */
+    eplb_json_t *v = run_json("'%s' --policy deepseek,lpt,oracle --gpus 4 --json "
+                              "--quiet --policy-time 0", tok_trace);
     const eplb_json_t *cfg = eplb_json_get(v, "config");
     const eplb_json_t *runs = eplb_json_get(v, "runs");
     cr_assert(cfg && runs && runs->type == EPLB_JSON_ARRAY);
@@ -168,17 +193,12 @@ Test(run_cli, json_has_config_and_runs)
     cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
     cr_assert_geq(num(orc, "balancedness"), num(ds, "balancedness"));
     eplb_json_free(v);
-    free(out);
 }
 
 Test(run_cli, grid_runs_every_point)
 {
-    char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4,8 --redundant 0,8 --window 1,2 "
-                                     "--interval 4 --json --quiet --threads 2", tok_trace);
-    cr_assert_eq(rc, 0, "%s", out);
-    eplb_json_t *v = NULL;
-    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    eplb_json_t *v = run_json("run '%s' --gpus 4,8 --redundant 0,8 --window 1,2 "
+                              "--interval 4 --json --quiet --threads 2", tok_trace);
     const eplb_json_t *runs = eplb_json_get(v, "runs");
     /* per (D, R): none + deepseek x 2 windows */
     cr_assert_eq(runs->n, 2u * 2 * 3);
@@ -187,7 +207,6 @@ Test(run_cli, grid_runs_every_point)
         p8 += num(&runs->items[i], "gpus") == 8 && num(&runs->items[i], "replicas") == 24;
     cr_assert_eq(p8, 3); /* 16 + 8 = 24 slots at 8 GPUs */
     eplb_json_free(v);
-    free(out);
 }
 
 Test(run_cli, out_dir_files_and_reproducible)
@@ -229,17 +248,9 @@ Test(run_cli, out_dir_files_and_reproducible)
 
 Test(run_cli, counts_only_trace)
 {
-    char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --json --quiet", cnt_trace);
-    cr_assert_eq(rc, 0, "%s", out);
-    eplb_json_t *v = NULL;
-    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
-    const eplb_json_t *runs = eplb_json_get(v, "runs");
-    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
-    cr_assert(none && ds);
-    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+    eplb_json_t *v = run_json("run '%s' --gpus 4 --json --quiet", cnt_trace);
+    assert_deepseek_beats_none(v);
     eplb_json_free(v);
-    free(out);
 }
 
 /* The shipped ESFT trace: deepseek balances better than none at 8 GPUs with
@@ -249,17 +260,9 @@ Test(run_cli, esft_deepseek_beats_none)
     const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/esft-intent.h5");
     if (!exists(tr))
         cr_skip_test("%s not present", tr);
-    char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "'%s' --gpus 8 --redundant 8 --json --quiet", tr);
-    cr_assert_eq(rc, 0, "%s", out);
-    eplb_json_t *v = NULL;
-    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
-    const eplb_json_t *runs = eplb_json_get(v, "runs");
-    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
-    cr_assert(none && ds);
-    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+    eplb_json_t *v = run_json("'%s' --gpus 8 --redundant 8 --json --quiet", tr);
+    assert_deepseek_beats_none(v);
     eplb_json_free(v);
-    free(out);
 }
 
 /* notebooks/report.ipynb runs over a fresh results.h5 (its code cells, in
@@ -341,28 +344,17 @@ Test(run_cli, short_trace_defaults_to_once)
     eplb_assert_ok(eplb_trace_writer_append_step(w, 80, NULL, NULL, NULL, &counts[0][0], NULL, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));
 
-    char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --json --quiet --policy-time 0", path);
-    cr_assert_eq(rc, 0, "%s", out);
-    eplb_json_t *v = NULL;
-    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    eplb_json_t *v = run_json("run '%s' --gpus 4 --json --quiet --policy-time 0", path);
     const eplb_json_t *trig = eplb_json_get(eplb_json_get(v, "config"), "trigger");
     cr_assert(trig && trig->type == EPLB_JSON_STRING);
     cr_assert_str_eq(trig->str, "once");
-    const eplb_json_t *runs = eplb_json_get(v, "runs");
-    const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
-    cr_assert(none && ds);
-    cr_assert_gt(num(ds, "balancedness"), num(none, "balancedness"));
+    assert_deepseek_beats_none(v);
     eplb_json_free(v);
-    free(out);
 
-    rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --trigger vllm --json --quiet", path);
-    cr_assert_eq(rc, 0, "%s", out);
-    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
+    v = run_json("run '%s' --gpus 4 --trigger vllm --json --quiet", path);
     cr_assert_str_eq(eplb_json_get(eplb_json_get(v, "config"), "trigger")->str, "vllm");
     cr_assert_eq(num(run_of(eplb_json_get(v, "runs"), "deepseek"), "rebalances"), 0);
     eplb_json_free(v);
-    free(out);
     unlink(path);
 }
 

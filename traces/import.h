@@ -83,6 +83,7 @@ typedef struct {
     int *rows;          /* [num_layers] file row of each kept layer */
     int32_t *counts;    /* [num_layers][num_experts] */
     int64_t total;      /* sum of all counts */
+    int64_t max_row;    /* largest sum of one kept row */
 } eplb_import_sglang_t;
 
 /* Read path; logical_count must be a non-empty matrix of non-negative

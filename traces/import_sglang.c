@@ -98,6 +98,8 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
         if (sum > 0) {
             r.rows[r.num_layers++] = l;
             r.total += sum;
+            if (sum > r.max_row)
+                r.max_row = sum;
         }
     }
     if (r.num_layers == 0) {
@@ -151,15 +153,7 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
     }
     /* Each token counts once per chosen expert, so a layer's row sums to
      * K x tokens (FORMAT.md); the step's tokens follow from the largest row. */
-    int64_t max_row = 0;
-    for (int l = 0; l < c.num_layers; l++) {
-        int64_t sum = 0;
-        for (int e = 0; e < c.num_experts; e++)
-            sum += c.counts[(size_t)l * c.num_experts + e];
-        if (sum > max_row)
-            max_row = sum;
-    }
-    int64_t ntok = (max_row + top_k - 1) / top_k;
+    int64_t ntok = (c.max_row + top_k - 1) / top_k;
     const char *base = strrchr(json_path, '/');
     base = base ? base + 1 : json_path;
     char rows[64], source[256];

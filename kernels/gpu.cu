@@ -303,17 +303,22 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
                                              const eplb_select_cfg_t *scfg)
 {
     EPLB_CHECK(eplb_route_cfg_check(rcfg));
-    if (!g || !ids || !counts || !logits || !maps || !scfg || T < 0 || L < 1)
+    if (!g || (!ids && !phys) || !counts || !logits || !maps || !scfg || T < 0 || L < 1)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu fused: NULL argument or bad shape");
+    /* without ids, the per-entry modes write physical ids only (the batch
+     * modes route to device ids first in any case) */
+    const bool ids_dev = ids || scfg->mode == EPLB_SELECT_RR_BLOCK ||
+                         scfg->mode == EPLB_SELECT_BALANCED;
     EPLB_CHECK(eplb_gpu_set_maps(g, maps, L));
     const int E = rcfg->num_experts, K = rcfg->top_k, P = maps[0].num_physical;
     const size_t nl = (size_t)T * L * E * eplb_dtype_size(dt), no = (size_t)T * L * K;
     DevBufs b;
-    void *dl, *di, *dw = NULL, *dp = NULL, *dc, *db = NULL;
+    void *dl, *di = NULL, *dw = NULL, *dp = NULL, *dc, *db = NULL;
     eplb_gpu_rows_t rows;
     EPLB_CHECK(upload_rows(b, g, &rows, T, scfg));
     EPLB_CHECK(b.get(&dl, nl));
-    EPLB_CHECK(b.get(&di, no * 4));
+    if (ids_dev)
+        EPLB_CHECK(b.get(&di, no * 4));
     if (weights)
         EPLB_CHECK(b.get(&dw, no * 4));
     if (phys)
@@ -328,7 +333,8 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
     EPLB_CHECK(eplb_gpu_fused(g, (int32_t *)di, (float *)dw, (int32_t *)dp, (int32_t *)dc, dl,
                               dt, T, L, (const float *)db, rcfg, scfg, rows));
     EPLB_CHECK(eplb_gpu_sync(g));
-    EPLB_CUDA_CHECK(cudaMemcpy(ids, di, no * 4, cudaMemcpyDeviceToHost));
+    if (ids)
+        EPLB_CUDA_CHECK(cudaMemcpy(ids, di, no * 4, cudaMemcpyDeviceToHost));
     if (weights)
         EPLB_CUDA_CHECK(cudaMemcpy(weights, dw, no * 4, cudaMemcpyDeviceToHost));
     if (phys)
@@ -541,6 +547,19 @@ out:
     if (e1)
         cudaEventDestroy(e1);
     return st;
+}
+
+namespace {
+__global__ void empty_kernel() {}
+} // namespace
+
+extern "C" eplb_status_t eplb_gpu_empty(eplb_gpu_t *g)
+{
+    if (!g)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu empty: no handle");
+    empty_kernel<<<1, 32, 0, g->stream>>>();
+    EPLB_CUDA_CHECK(cudaGetLastError());
+    return EPLB_OK;
 }
 
 extern "C" eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes)

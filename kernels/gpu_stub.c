@@ -187,3 +187,9 @@ eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes)
 }
 
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant) { (void)g, (void)variant; }
+
+eplb_status_t eplb_gpu_empty(eplb_gpu_t *g)
+{
+    (void)g;
+    return no_cuda("eplb_gpu_empty");
+}

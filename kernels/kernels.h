@@ -152,7 +152,10 @@ eplb_status_t eplb_gpu_select_record(eplb_gpu_t *g, int32_t *d_phys,
                                      eplb_gpu_rows_t rows);
 /* Route, select and record in one launch for the per-entry modes (hash,
  * flatmod, random, local); rr-block and balanced need batch ordinals and
- * run as route followed by their selection kernels. */
+ * run as route followed by their selection kernels.  For the per-entry
+ * modes d_ids may be NULL: only the physical ids (d_phys), weights and
+ * counts are written, as a serving engine keeps them (the logical id is
+ * the slot's expert).  The host wrapper takes ids = NULL the same way. */
 eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
                              int32_t *d_phys, int32_t *d_counts,
                              const void *d_logits, eplb_dtype_t dt, int64_t T,
@@ -189,16 +192,20 @@ eplb_status_t eplb_gpu_time_graph(eplb_gpu_t *g, double *median_us,
                                   eplb_status_t (*fn)(void *ctx, int i),
                                   void *ctx, int launches, int reps);
 eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes);
-/* Tests and tuning: routing kernel choice; 0 the default (warp-per-row
- * threshold kernel where the shape allows it), 1 always the generic
- * warp-per-row kernel, 2 the lanes-per-row insertion kernel; for
- * 128 < E <= 256 only: 3 the default at up to 85 registers (3 blocks per
- * SM instead of 4), 4 that with a prefetch of the next row; for the
- * DeepSeek-V3 shape only (256 experts in 8 groups, K <= 8): 5 the
- * 8-lanes-per-row segmented kernel (4 rows per warp, exact sigmoid), 6 that
- * with a fast sigmoid, 7 variant 6 in 128-thread blocks (docs/kernels.md;
- * not yet measured on a GPU).  Shapes a variant lacks take the generic
- * kernel (5-7: the default). */
+/* An empty kernel (one block of 32 threads) on the handle's stream: the
+ * launch cost that every kernel pays, as a baseline for small batches. */
+eplb_status_t eplb_gpu_empty(eplb_gpu_t *g);
+/* Tests and tuning: routing kernel choice (docs/kernels.md).  0 the
+ * default: for the DeepSeek-V3 shape (256 experts in 8 groups, K <= 8,
+ * K <= 2 * topk_groups) the segmented kernel with the fast sigmoid (= 6),
+ * otherwise the warp-per-row threshold kernel (= 8); 1 always the generic
+ * warp-per-row kernel; 2 the lanes-per-row insertion kernel; for
+ * 128 < E <= 256 only: 3 the warp kernel at up to 85 registers (3 blocks
+ * per SM instead of 4), 4 that with a prefetch of the next row; for the
+ * DeepSeek-V3 shape only: 5 the segmented kernel (8 lanes per row, 4 rows
+ * per warp) with the exact sigmoid, 6 with the fast one; 7 retired (= 8);
+ * 8 the warp kernel for every shape (the default up to run 8).  Shapes a
+ * variant lacks take the warp kernel or the generic one. */
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
 
 /* Replay staging: one stream, pinned host buffers for the logits of one

@@ -232,7 +232,8 @@ __global__ void __launch_bounds__(kThreads) route_generic_kernel(RouteArgs a)
             scale /= wsum + 1e-20f;
         if (lane < a.K) {
             size_t out = ((size_t)i * a.L + l) * a.K + lane;
-            a.ids[out] = my_id;
+            if (a.ids)
+                a.ids[out] = my_id;
             if (a.w)
                 a.w[out] = s * scale;
             if (a.fused) {
@@ -424,7 +425,8 @@ __global__ void __launch_bounds__(kThreads) route_fast_kernel(RouteArgs a)
                 int k = q * LPR + sl;
                 if (k < a.K) {
                     size_t out = ((size_t)i * a.L + l) * a.K + k;
-                    a.ids[out] = my_id[q];
+                    if (a.ids)
+                        a.ids[out] = my_id[q];
                     if (a.w)
                         a.w[out] = s[q] * scale;
                     if (a.fused) {
@@ -727,7 +729,8 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
         for (int q = 0; q < 2; q++)
             if (sel_k[q] >= 0) {
                 size_t out = ((size_t)i * a.L + l) * a.K + sel_k[q];
-                a.ids[out] = sel_id[q];
+                if (a.ids)
+                    a.ids[out] = sel_id[q];
                 if (a.w)
                     a.w[out] = sel_s[q] * scale;
                 if (a.fused) {
@@ -746,9 +749,10 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
         hist_flush(hist, cnt, a.sp.P);
 }
 
-// ---- segment kernel (variants 5-7): 8 lanes per row, 4 rows per warp ----
-// For grouped routing with groups of 32 experts (DeepSeek-V3: 256 experts,
-// 8 groups), K <= 8 and K <= 2 * topk_groups.  Lane sl of a row's 8-lane
+// ---- segment kernel (default for DeepSeek-V3, variants 5-6): 8 lanes per
+// row, 4 rows per warp ----
+// For sigmoid grouped routing with groups of 32 experts (DeepSeek-V3: 256
+// experts, 8 groups), K <= 8 and K <= 2 * topk_groups.  Lane sl of a row's 8-lane
 // segment owns experts c*32 + 4*sl .. +3 for chunks c < NCH (float4 loads,
 // coalesced), so chunk c is group c, spread over the 8 lanes.  The per-row
 // fixed costs (group ranking, threshold, scan, ranks, output) are paid by 8
@@ -772,11 +776,14 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //     the K winners' s are recomputed from their logits (L2 hits);
 //  6. over kSegCap candidates in some segment (massive exact ties): K rounds
 //     of a segment argmax on packed keys for the whole warp instead.
-// FAST (variants 6, 7): sigmoid by ex2.approx + rcp.approx (about 6
-// instructions per expert instead of 12); keys then differ from the CPU's
+//  7. fused: the lane that writes entry (row, k) selects its replica and
+//     records it (shared histogram), with no staging.
+// FAST (the default, variant 6): sigmoid by ex2.approx + rcp.approx (about
+// 6 instructions per expert instead of 12); keys then differ from the CPU's
 // by an ulp or two, which shows only at near-ties (the GPU tests bound the
 // rate).  NT threads per block, MINB blocks per SM (NT * MINB = 1024: 64
-// registers).
+// registers).  The logit dtype DT is a template parameter (no run-time
+// branch in the loads).
 constexpr int kSegCap = 32;
 
 __device__ __forceinline__ float ex2_ftz(float x)
@@ -816,9 +823,10 @@ __device__ __forceinline__ float seg_sigmoid(float x)
 
 // ld4 with the default cache policy (not evict-first): the K winners' logits
 // are read again at the end of the row, and should still be in L2 then
-__device__ __forceinline__ void seg_ld4(const void *p, int dt, size_t i, float *x)
+template <int DT>
+__device__ __forceinline__ void seg_ld4(const void *p, size_t i, float *x)
 {
-    if (dt == EPLB_DTYPE_F32) {
+    if (DT == EPLB_DTYPE_F32) {
         const float4 v = __ldg((const float4 *)((const float *)p + i));
         x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
         return;
@@ -828,19 +836,22 @@ __device__ __forceinline__ void seg_ld4(const void *p, int dt, size_t i, float *
                                  (unsigned short)(v.y & 0xffff), (unsigned short)(v.y >> 16)};
 #pragma unroll
     for (int j = 0; j < 4; j++)
-        x[j] = dt == EPLB_DTYPE_F16 ? __half2float(__ushort_as_half(h[j]))
+        x[j] = DT == EPLB_DTYPE_F16 ? __half2float(__ushort_as_half(h[j]))
                                     : __uint_as_float((unsigned)h[j] << 16);
 }
 
-template <bool FAST>
-__device__ __forceinline__ float seg_score(float x, int sig, float mx, float S)
+template <int DT>
+__device__ __forceinline__ float seg_ld1(const void *p, size_t i)
 {
-    if (sig)
-        return seg_sigmoid<FAST>(x);
-    return (FAST ? __expf(x - mx) : expf(x - mx)) / S;
+    if (DT == EPLB_DTYPE_F32)
+        return __ldg((const float *)p + i);
+    const unsigned short h = __ldg((const unsigned short *)p + i);
+    if (DT == EPLB_DTYPE_F16)
+        return __half2float(__ushort_as_half(h));
+    return __uint_as_float((unsigned)h << 16);
 }
 
-template <int NCH, bool FAST, int NT, int MINB>
+template <int NCH, bool FAST, int NT, int MINB, int DT>
 __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 {
     static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
@@ -851,8 +862,6 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     __shared__ __align__(16) float row_s[NW][4][E]; // keys of the warp's 4 rows
     __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
     __shared__ int win_s[NW][4][8];                 // expert of output column k
-    __shared__ int64_t bi_s[NW][32];                // fused: the warp's 4*K entries
-    __shared__ int be_s[NW][32];
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane >> 3, sl = lane & 7;
     int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
@@ -877,25 +886,8 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         float k[NCH * 4]; // logits
 #pragma unroll
         for (int c = 0; c < NCH; c++)
-            seg_ld4(a.logits, a.dt, roff + c * 32 + sl * 4, &k[c * 4]);
+            seg_ld4<DT>(a.logits, roff + c * 32 + sl * 4, &k[c * 4]);
         __syncwarp(); // the previous row's readers of row, cand, win, bi/be are done
-        float mx = 0.0f, S = 1.0f;
-        if (!a.sig) {
-            mx = -INFINITY;
-#pragma unroll
-            for (int r = 0; r < NCH * 4; r++)
-                mx = fmaxf(mx, k[r]);
-#pragma unroll
-            for (int d = 4; d; d >>= 1)
-                mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, d));
-            S = 0.0f;
-#pragma unroll
-            for (int r = 0; r < NCH * 4; r++)
-                S += FAST ? __expf(k[r] - mx) : expf(k[r] - mx);
-#pragma unroll
-            for (int d = 4; d; d >>= 1)
-                S += __shfl_xor_sync(kFull, S, d);
-        }
         // 1. keys to the row buffer; the lane's top-2 of each chunk's 4 keys
         float t1[NCH], t2[NCH];
 #pragma unroll
@@ -903,10 +895,10 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             float v[4];
             if (has_bias) {
                 const float4 b = *(const float4 *)&bias_s[c * 32 + sl * 4];
-                v[0] = seg_score<FAST>(k[c * 4 + 0], a.sig, mx, S) + b.x;
-                v[1] = seg_score<FAST>(k[c * 4 + 1], a.sig, mx, S) + b.y;
-                v[2] = seg_score<FAST>(k[c * 4 + 2], a.sig, mx, S) + b.z;
-                v[3] = seg_score<FAST>(k[c * 4 + 3], a.sig, mx, S) + b.w;
+                v[0] = seg_sigmoid<FAST>(k[c * 4 + 0]) + b.x;
+                v[1] = seg_sigmoid<FAST>(k[c * 4 + 1]) + b.y;
+                v[2] = seg_sigmoid<FAST>(k[c * 4 + 2]) + b.z;
+                v[3] = seg_sigmoid<FAST>(k[c * 4 + 3]) + b.w;
             } else {
 #pragma unroll
                 for (int j = 0; j < 4; j++)
@@ -1061,7 +1053,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         if (sl < K) {
             // the winner's s from its logit (an L2 hit: the row was just read)
             id = win[sl];
-            sv = seg_score<FAST>(ld1(a.logits, a.dt, roff + id), a.sig, mx, S);
+            sv = seg_sigmoid<FAST>(seg_ld1<DT>(a.logits, roff + id));
         }
         float ls = sv;
 #pragma unroll
@@ -1072,30 +1064,20 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             scale /= ls + 1e-20f;
         const size_t out = ((size_t)(valid ? i : 0) * a.L + l) * K + sl;
         if (valid && sl < K) {
-            a.ids[out] = id;
+            if (a.ids)
+                a.ids[out] = id;
             if (a.w)
                 a.w[out] = sv * scale;
-        }
-        if (a.fused) {
-            // select + record the warp's 4*K entries with 4*K lanes
-            if (sl < K) {
-                bi_s[warp][seg * K + sl] = valid ? i : -1;
-                be_s[warp][seg * K + sl] = id;
-            }
-            __syncwarp();
-            if (lane < 4 * K) {
-                const int64_t ti = bi_s[warp][lane];
-                if (ti >= 0) {
-                    uint32_t t;
-                    int rank_src;
-                    eplb_dev_token(a.sp, ti, &t, &rank_src);
-                    const int kk = lane % K;
-                    const int ph =
-                        eplb_dev_select_tok(a.sp, l, t, rank_src, kk, K, be_s[warp][lane]);
-                    if (a.phys)
-                        a.phys[((size_t)ti * a.L + l) * K + kk] = ph;
-                    record(hist, cnt, ph);
-                }
+            if (a.fused) {
+                // select + record in the lane that holds the entry (no
+                // staging: with K = 8 all 32 lanes are busy anyway)
+                uint32_t t;
+                int rank_src;
+                eplb_dev_token(a.sp, i, &t, &rank_src);
+                const int ph = eplb_dev_select_tok(a.sp, l, t, rank_src, sl, K, id);
+                if (a.phys)
+                    a.phys[out] = ph;
+                record(hist, cnt, ph);
             }
         }
     }
@@ -1105,6 +1087,16 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 
 #ifndef EPLB_ROUTE_DEVICE_ONLY // kernels/dev/count_route.cu: kernels only
 typedef void (*route_kernel_t)(RouteArgs);
+
+// the segment kernel for the logit dtype (sigmoid scoring only; the dtype
+// is a template parameter so that no run-time branch sits in the loads)
+template <bool FAST>
+route_kernel_t seg_pick(int dt)
+{
+    return dt == EPLB_DTYPE_F32   ? route_seg_kernel<8, FAST, 256, 4, EPLB_DTYPE_F32>
+           : dt == EPLB_DTYPE_F16 ? route_seg_kernel<8, FAST, 256, 4, EPLB_DTYPE_F16>
+                                  : route_seg_kernel<8, FAST, 256, 4, EPLB_DTYPE_BF16>;
+}
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
 {
@@ -1118,17 +1110,14 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const int gs = a.E / a.G;
     const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
     int variant = g->variant;
-    if (variant >= 5 && variant <= 7) {
-        // segment kernel: DeepSeek-V3-like shapes only (groups of 32, K <= 8,
-        // K <= 2 * topk_groups, a small histogram); other shapes take the
-        // default.  5: exact sigmoid, 6: fast sigmoid (256 threads, 4
-        // blocks per SM), 7: fast sigmoid at 128 threads, 8 blocks per SM
-        const bool seg_ok = aligned && grouped && a.E == 256 && a.G == 8 && a.K <= 8 &&
-                            a.K <= 2 * a.TG;
-        route_kernel_t sk = variant == 5   ? route_seg_kernel<8, false, 256, 4>
-                            : variant == 6 ? route_seg_kernel<8, true, 256, 4>
-                                           : route_seg_kernel<8, true, 128, 8>;
-        // static shared memory (~46 KB at 256 threads) + the histogram must
+    if (variant == 0 || variant == 5 || variant == 6) {
+        // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of
+        // 32, K <= 8, K <= 2 * topk_groups, a small histogram); other shapes
+        // take the warp kernel.  0 (default) and 6: fast sigmoid; 5: exact sigmoid
+        const bool seg_ok = aligned && grouped && a.sig && a.E == 256 && a.G == 8 &&
+                            a.K <= 8 && a.K <= 2 * a.TG;
+        route_kernel_t sk = variant == 5 ? seg_pick<false>(a.dt) : seg_pick<true>(a.dt);
+        // static shared memory (~45 KB at 256 threads) + the histogram must
         // stay within the 48 KB a launch gets without opting in
         cudaFuncAttributes fa;
         fa.sharedSizeBytes = (size_t)1 << 30;
@@ -1138,13 +1127,14 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         if (seg_ok && fa.sharedSizeBytes + hist_b <= 48 * 1024) {
             fk = sk;
             rows_per_warp = 4;
-            threads = variant == 7 ? 128 : 256;
+            threads = 256;
         }
-        variant = 0;
+        variant = 8; // shapes the segment kernel lacks: the warp kernel
     }
     if (fk) {
         // chosen above
-    } else if (variant == 0 && aligned && groups_ok) {
+    } else if ((variant == 0 || variant == 7 || variant == 8) && aligned && groups_ok) {
+        // 8: the warp kernel (the default for every shape before run 9)
         if (a.E <= 128)
             fk = route_warp_kernel<4, true>;
         else if (a.E <= 256)
@@ -1196,10 +1186,10 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
 
 eplb_status_t route_args(RouteArgs *a, int32_t *d_ids, float *d_weights,
                          const void *d_logits, eplb_dtype_t dt, int64_t T, int L,
-                         const float *d_bias, const eplb_route_cfg_t *cfg)
+                         const float *d_bias, const eplb_route_cfg_t *cfg, bool ids_opt)
 {
     EPLB_CHECK(eplb_route_cfg_check(cfg));
-    if (!d_ids || !d_logits || T < 0 || L < 1 || L > 65535)
+    if ((!d_ids && !ids_opt) || !d_logits || T < 0 || L < 1 || L > 65535)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "gpu route: ids/logits NULL or bad shape T=%lld L=%d",
                               (long long)T, L);
@@ -1238,7 +1228,7 @@ extern "C" eplb_status_t eplb_gpu_route(eplb_gpu_t *g, int32_t *d_ids, float *d_
     if (!g)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu route: no handle");
     RouteArgs a;
-    EPLB_CHECK(route_args(&a, d_ids, d_weights, d_logits, dt, T, L, d_bias, cfg));
+    EPLB_CHECK(route_args(&a, d_ids, d_weights, d_logits, dt, T, L, d_bias, cfg, false));
     return launch_route(g, a);
 }
 
@@ -1253,12 +1243,18 @@ extern "C" eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_
     if (!g || !d_counts || !scfg)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu fused: NULL argument");
     RouteArgs a;
-    EPLB_CHECK(route_args(&a, d_ids, d_weights, d_logits, dt, T, L, d_bias, rcfg));
+    const bool batch_mode =
+        scfg->mode == EPLB_SELECT_RR_BLOCK || scfg->mode == EPLB_SELECT_BALANCED;
+    // d_ids may be NULL (physical ids only, as a serving engine keeps them)
+    // where selection happens in the routing kernel
+    EPLB_CHECK(route_args(&a, d_ids, d_weights, d_logits, dt, T, L, d_bias, rcfg, !batch_mode));
+    if (!d_ids && !d_phys)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu fused: d_ids and d_phys both NULL");
     EPLB_CHECK(eplb_gpu_sel_params(&a.sp, g, T, L, scfg, rows));
     if (a.sp.E != a.E)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "gpu fused: maps have E=%d, routing E=%d", a.sp.E, a.E);
-    if (scfg->mode == EPLB_SELECT_RR_BLOCK || scfg->mode == EPLB_SELECT_BALANCED) {
+    if (batch_mode) {
         EPLB_CHECK(launch_route(g, a));
         return eplb_gpu_launch_select(g, d_phys, d_counts, d_ids, T, L, a.K, &a.sp);
     }

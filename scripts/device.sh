@@ -6,11 +6,12 @@
 # last.  Usage: scripts/device.sh [tests|quick|full|seg|replay]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
-#   seg: the segment kernel (routing variants 5-7, kernels/route.cu) against
-#     the default: build, the full gpu_tests (all variants), bench kernels
-#     for variants 0 5 6 7 (+ bf16 for 0 and 6, second runs of 0 and 6),
-#     ncu of one seg launch at T=65536, compute-sanitizer memcheck and
-#     racecheck on `gpu_tests --small --variant 5,7`, a comparison table last,
+#   seg: the default (segment kernel, kernels/route.cu) against variant 5
+#     (exact sigmoid) and 8 (warp kernel): build, the full gpu_tests (all
+#     variants), bench kernels for variants 0 5 8 (+ bf16 for 0 and 8,
+#     second runs of 0 and 8), ncu of one seg launch at T=65536, the SASS
+#     of the default kernel (seg.sass), compute-sanitizer memcheck and
+#     racecheck on `gpu_tests --small --variant 0,5`, a comparison table,
 #     then the replay check below;
 #   replay: build, then `eplb-replay run` on traces/esft-intent.h5 and
 #     traces/dsv3-small.h5 (--policy deepseek,lpt,oracle, --select hash,
@@ -142,38 +143,42 @@ if [ "$what" = seg ]; then
     grep -E "^[a-z_]+ +(ok|FAILED) " "$OUT/gpu_tests.log" | tr '\n' ';' | tee -a "$summary"
     echo | tee -a "$summary"
     say "gpu_tests rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
-    say "== $(stamp) bench kernels, variants 0 5 6 7"
-    for v in 0 5 6 7; do
+    say "== $(stamp) bench kernels, variants 0 5 8"
+    for v in 0 5 8; do
         $R bench kernels --device gpu --variant $v --json >"$OUT/bench-v$v.jsonl" 2>&1
     done
-    for v in 0 6; do
+    for v in 0 8; do
         $R bench kernels --device gpu --variant $v --dtype bf16 --tokens 64,4096,65536 \
             --json >"$OUT/bench-bf16-v$v.jsonl" 2>&1
     done
-    # second runs of the default and of 6: the spread between runs of one version
+    # second runs of the default and of 8: the spread between runs of one version
     $R bench kernels --device gpu --variant 0 --tokens 4096,65536 --json >"$OUT/bench-v0b.jsonl" 2>&1
-    $R bench kernels --device gpu --variant 6 --tokens 4096,65536 --json >"$OUT/bench-v6b.jsonl" 2>&1
-    # comparison table: per variant and T, route and fused median us, EPLB
-    # part (fused - route) in % of route, fused over the floor (logits + ids
-    # + weights + phys once, at the copy bandwidth of the same run)
+    $R bench kernels --device gpu --variant 8 --tokens 4096,65536 --json >"$OUT/bench-v8b.jsonl" 2>&1
+    # comparison table: per variant and T, route, fused (physical ids +
+    # weights) and fused_ids (logical ids too) median us, the empty-kernel
+    # launch, EPLB part (fused - route) in % of route, fused over the floor
+    # (logits read + ids + weights written once, at the copy bandwidth of
+    # the same run)
     {
         echo "comparison (us, median of CUDA graph replays; $(head -c 60 "$OUT/gpu.txt"))"
-        printf "%-8s %6s %8s %8s %7s %7s %8s\n" variant T route fused eplb% floor fused/fl
-        for f in "$OUT"/bench-v0.jsonl "$OUT"/bench-v5.jsonl "$OUT"/bench-v6.jsonl \
-            "$OUT"/bench-v7.jsonl "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v6.jsonl \
-            "$OUT"/bench-v0b.jsonl "$OUT"/bench-v6b.jsonl; do
+        printf "%-8s %6s %8s %8s %9s %6s %7s %7s %8s\n" variant T route fused fused_ids empty eplb% floor fused/fl
+        for f in "$OUT"/bench-v0.jsonl "$OUT"/bench-v5.jsonl "$OUT"/bench-v8.jsonl \
+            "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v8.jsonl \
+            "$OUT"/bench-v0b.jsonl "$OUT"/bench-v8b.jsonl; do
             [ -s "$f" ] || continue
             tag=$(basename "$f" .jsonl | sed 's/^bench-//')
             awk -v tag="$tag" '
                 function num(k,   m) { if (match($0, "\"" k "\":[-0-9.e+]+")) { m = substr($0, RSTART, RLENGTH); sub(/.*:/, "", m); return m + 0 } return -1 }
                 function str(k,   m) { if (match($0, "\"" k "\":\"[^\"]*\"")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:"/, "", m); sub(/"$/, "", m); return m } return "" }
                 str("kernel") == "memcpy_d2d" { bw = num("gbps") }
-                str("kernel") == "route" { r[num("tokens")] = num("median_us"); order[++n] = num("tokens") }
-                str("kernel") == "fused" { fu[num("tokens")] = num("median_us"); by[num("tokens")] = num("bytes") }
+                str("kernel") == "empty" { em = num("median_us") }
+                str("kernel") == "route" { r[num("tokens")] = num("median_us"); by[num("tokens")] = num("bytes"); order[++n] = num("tokens") }
+                str("kernel") == "fused" { fu[num("tokens")] = num("median_us") }
+                str("kernel") == "fused_ids" { fi[num("tokens")] = num("median_us") }
                 END {
                     for (j = 1; j <= n; j++) {
                         t = order[j]; fl = (bw > 0 && by[t] > 0) ? by[t] / (bw * 1e3) : 0
-                        printf "%-8s %6d %8.2f %8.2f %6.1f%% %7.2f %8.2f\n", tag, t, r[t], fu[t],
+                        printf "%-8s %6d %8.2f %8.2f %9.2f %6.2f %6.1f%% %7.2f %8.2f\n", tag, t, r[t], fu[t], fi[t], em,
                             (r[t] > 0 ? 100 * (fu[t] - r[t]) / r[t] : 0), fl, (fl > 0 ? fu[t] / fl : 0)
                     }
                 }' "$f"
@@ -182,23 +187,23 @@ if [ "$what" = seg ]; then
     } >"$OUT/table.txt"
     cat "$OUT/table.txt" >>"$summary"
     if command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; then
-        say "== $(stamp) ncu: first route_seg_kernel launch at T=65536, variant 6 (route only)"
+        say "== $(stamp) ncu: first route_seg_kernel launch at T=65536, default (route only)"
         timeout 120 ncu --clock-control none --kernel-name regex:route_seg --launch-count 1 \
             --section SpeedOfLight --section Occupancy --section WarpStateStats \
             --section SchedulerStats --section InstructionStats --section MemoryWorkloadAnalysis \
             --metrics dram__bytes_read.sum,dram__bytes_write.sum,smsp__inst_executed.sum \
-            $R bench kernels --device gpu --variant 6 --tokens 65536 --reps 1 >"$OUT/ncu-seg.txt" 2>&1
+            $R bench kernels --device gpu --tokens 65536 --reps 1 >"$OUT/ncu-seg.txt" 2>&1
         grep -E "Duration|DRAM Throughput|Executed Ipc A|Issue Slots Busy|Achieved Occupancy|Theoretical Occupancy|Registers Per|Executed Instructions  |dram__bytes|smsp__inst_executed.sum|Warp Cycles Per Issued|No Eligible" \
             "$OUT/ncu-seg.txt" | head -20 | tee -a "$summary"
     fi
+    # SASS of the default f32 segment kernel (fast sigmoid), for reading
     (cuobjdump -sass "$B/kernels/route.o" 2>/dev/null || true) |
-        awk '/Function :/{name=$3} /^ +\/\*[0-9a-f]+\*\//{n[name]++} END{for (k in n) print n[k], k}' |
-        sort -rn >"$OUT/sass-counts.txt"
+        awk '/Function :/{p = ($3 ~ /route_seg_kernel.*ILi8ELb1ELi256ELi4ELi0E/)} p' >"$OUT/seg.sass"
     CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for tool in memcheck racecheck; do
-        say "== $(stamp) compute-sanitizer $tool (gpu_tests --small --variant 5,7)"
+        say "== $(stamp) compute-sanitizer $tool (gpu_tests --small --variant 0,5)"
         (cd "$B" && EPLB_SRCDIR="$T" timeout 150 "$CS" --tool $tool --error-exitcode 3 \
-            ./tests/gpu_tests --small --variant 5,7) >"$OUT/$tool-seg.log" 2>&1
+            ./tests/gpu_tests --small --variant 0,5) >"$OUT/$tool-seg.log" 2>&1
         rc=$?
         say "$tool rc=$rc: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool-seg.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool-seg.log")"
         grep -E "FAIL" "$OUT/$tool-seg.log" | head -5 | tee -a "$summary"

@@ -49,11 +49,11 @@ static void usage(FILE *f)
             "  --mode M                replica selection (default hash)\n"
             "  --dtype f32|f16|bf16    logits type (default f32)\n"
             "  --reps N                timed repetitions (default 25 gpu, 5 cpu)\n"
-            "  --variant V             routing kernel: 0 default, 1 generic, 2 lanes per\n"
-            "                          row, 3-4 ablations of 0, 5 segment kernel (8\n"
-            "                          lanes per row), 6 that with a fast sigmoid, 7 6\n"
-            "                          at 128 threads per block; shapes a variant lacks\n"
-            "                          take the default (5-7) or the generic kernel\n"
+            "  --variant V             routing kernel: 0 default (6 for the DeepSeek-V3\n"
+            "                          shape, else 8), 1 generic, 2 lanes per row, 3-4\n"
+            "                          ablations of 8, 5 segment kernel (8 lanes per\n"
+            "                          row), 6 that with a fast sigmoid, 8 warp kernel;\n"
+            "                          shapes a variant lacks take 8 or the generic one\n"
             "  --json                  one JSON object per line: kernel, tokens,\n"
             "                          median_us, gbps (and more)\n"
             "  -h, --help              this text\n");
@@ -128,7 +128,7 @@ static void report(const bopts_t *o, const char *dev, const char *kernel, int64_
                kernel, dev, (long long)T, us, gbps, bytes, eplb_dtype_name(o->dt),
                eplb_select_mode_name(o->mode), extra_key, extra_val);
     else
-        printf("%-7s %8lld %12.2f %10.1f %14.4g  %s\n", kernel, (long long)T, us, gbps,
+        printf("%-9s %8lld %12.2f %10.1f %14.4g  %s\n", kernel, (long long)T, us, gbps,
                extra_val, extra_key);
 }
 
@@ -137,7 +137,7 @@ typedef struct {
     eplb_gpu_t *g;
     const bopts_t *o;
     int64_t T;
-    int nbuf, which; /* which: 0 route, 1 select, 2 fused */
+    int nbuf, which; /* which: 0 route, 1 select, 2 fused, 3 fused + ids */
     void **logits;
     int32_t **ids;
     float *w;
@@ -152,13 +152,18 @@ static eplb_status_t gpu_call(void *ctx, int i)
     int b = i % c->nbuf;
     eplb_gpu_rows_t rows = {NULL, NULL};
     switch (c->which) {
+    case 4:
+        return eplb_gpu_empty(c->g);
     case 0:
         return eplb_gpu_route(c->g, c->ids[b], c->w, c->logits[b], c->o->dt, c->T, 1, c->bias,
                               &c->o->rc);
     case 1:
         return eplb_gpu_select_record(c->g, c->phys, c->counts, c->ids[b], c->T, 1,
                                       c->o->rc.top_k, &c->sc, rows);
-    default:
+    case 2: /* physical ids and weights, as the engine needs them */
+        return eplb_gpu_fused(c->g, NULL, c->w, c->phys, c->counts, c->logits[b], c->o->dt,
+                              c->T, 1, c->bias, &c->o->rc, &c->sc, rows);
+    default: /* logical ids as well */
         return eplb_gpu_fused(c->g, c->ids[b], c->w, c->phys, c->counts, c->logits[b],
                               c->o->dt, c->T, 1, c->bias, &c->o->rc, &c->sc, rows);
     }
@@ -179,7 +184,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
     else
         printf("# %s; device-to-device copy: %.1f GB/s (read + write)\n"
                "# shape E=%d K=%d groups=%d/%d %s%s P=%d D=%d, %s logits, mode %s, variant %d\n"
-               "kernel    tokens    median_us       GB/s          extra\n",
+               "kernel      tokens    median_us       GB/s          extra\n",
                eplb_gpu_name(g), bw, o->rc.num_experts, o->rc.top_k, o->rc.topk_groups,
                o->rc.num_groups, eplb_scoring_name(o->rc.scoring), o->bias ? "+bias" : "", o->P,
                o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode), o->variant);
@@ -187,6 +192,14 @@ static eplb_status_t bench_gpu(const bopts_t *o)
     int32_t *lc = NULL, *l2p = NULL;
     bench_map(&m, &lc, &l2p, o);
     EPLB_CHECK_GOTO(eplb_gpu_set_maps(g, &m, 1), st, out_m);
+    {
+        /* the launch cost any kernel pays in a graph: the baseline below
+         * which no kernel of a small batch can go */
+        gctx_t e = {.g = g, .o = o, .which = 4, .nbuf = 1};
+        double us_empty = 0;
+        EPLB_CHECK_GOTO(eplb_gpu_time_graph(g, &us_empty, gpu_call, &e, 20, o->reps), st, out_m);
+        report(o, "gpu", "empty", 0, us_empty, 0, 0, "launch");
+    }
     const int E = o->rc.num_experts, K = o->rc.top_k;
     const size_t es = eplb_dtype_size(o->dt);
     for (int ti = 0; ti < o->nt; ti++) {
@@ -234,18 +247,28 @@ static eplb_status_t bench_gpu(const bopts_t *o)
                             st, next);
         EPLB_CHECK_GOTO(eplb_gpu_sync(g), st, next);
         int launches = nbuf < 20 ? 20 : nbuf;
-        double us[3];
-        for (int k = 0; k < 3; k++) {
+        double us[4];
+        /* rr-block and balanced need the logical ids (route, then select) */
+        const int batch = o->mode == EPLB_SELECT_RR_BLOCK || o->mode == EPLB_SELECT_BALANCED;
+        for (int k = 0; k < 4; k++) {
+            if (k == 2 && batch)
+                continue;
             c.which = k;
             EPLB_CHECK_GOTO(eplb_gpu_time_graph(g, &us[k], gpu_call, &c, launches, o->reps), st,
                             next);
         }
+        if (batch)
+            us[2] = us[3];
+        /* the floor (issue 3): read the logits once, write ids and weights
+         * once; fused writes physical ids in place of the logical ones */
         double b_route = (double)lbytes + 2.0 * obytes, b_sel = 2.0 * obytes + 8.0 * o->P,
-               b_fused = (double)lbytes + 3.0 * obytes + 8.0 * o->P;
-        double floor_us = b_fused / (bw * 1e9) * 1e6;
+               b_fused = (double)lbytes + (batch ? 3.0 : 2.0) * obytes + 8.0 * o->P,
+               b_fused_ids = (double)lbytes + 3.0 * obytes + 8.0 * o->P;
+        double floor_us = b_route / (bw * 1e9) * 1e6;
         report(o, "gpu", "route", T, us[0], b_route, floor_us, "floor_us");
         report(o, "gpu", "select", T, us[1], b_sel, us[1] / us[0] * 100, "pct_of_route");
         report(o, "gpu", "fused", T, us[2], b_fused, us[2] / floor_us, "x_floor");
+        report(o, "gpu", "fused_ids", T, us[3], b_fused_ids, us[3] / floor_us, "x_floor");
         report(o, "gpu", "eplb", T, us[2] - us[0], b_fused - b_route, (us[2] - us[0]) / us[0] * 100,
                "pct_of_route");
     next:
@@ -283,7 +306,7 @@ static eplb_status_t bench_cpu(const bopts_t *o)
     bench_map(&m, &lc, &l2p, o);
     if (!o->json)
         printf("# CPU, %d threads; shape E=%d K=%d groups=%d/%d P=%d, %s logits, mode %s\n"
-               "kernel    tokens    median_us       GB/s          extra\n",
+               "kernel      tokens    median_us       GB/s          extra\n",
                nth, E, K, o->rc.topk_groups, o->rc.num_groups, o->P, eplb_dtype_name(o->dt),
                eplb_select_mode_name(o->mode));
     float *hb = malloc(sizeof *hb * E);

@@ -18,10 +18,12 @@
 static int n_pass, n_fail, small;
 static eplb_gpu_t *gpu;
 
-/* Routing kernel variants (eplb_gpu_set_route_variant): 0 default, 1
- * generic, 2 lanes-per-row, 3-4 ablations of the default, 5-7 the segment
- * kernel (8 lanes per row; 6-7 fast sigmoid). */
-#define N_VARIANTS 8
+/* Routing kernel variants (eplb_gpu_set_route_variant): 0 default (the
+ * segment kernel with the fast sigmoid for the DeepSeek-V3 shape, the warp
+ * kernel otherwise), 1 generic, 2 lanes-per-row, 3-4 ablations of the warp
+ * kernel, 5-6 the segment kernel (8 lanes per row; 6 fast sigmoid), 7
+ * retired, 8 the warp kernel. */
+#define N_VARIANTS 9
 static int only_variant = -1; /* bit mask of variants, -1: all */
 static int variant_on(int v) { return only_variant < 0 || ((only_variant >> v) & 1); }
 
@@ -216,7 +218,7 @@ static void test_route_shapes(void)
         for (int dt = 0; dt < 3; dt++)
             for (int ti = 0; ti < nT; ti++)
                 for (int v = 0; v < N_VARIANTS; v++) {
-                    if (!variant_on(v) || (small && v >= 2 && v <= 4 && ci > 0))
+                    if (!variant_on(v) || v == 7 || (small && v >= 2 && v <= 4 && ci > 0))
                         continue;
                     int L = ti % 2 ? 2 : 1;
                     route_compare(&route_cases[ci], (eplb_dtype_t)dt, Ts[ti], L, v, NULL, 1);
@@ -239,11 +241,12 @@ static void test_route_ties(void)
 }
 
 /* The near-tie rate: DeepSeek-V3 routing with bias on random logits, for
- * the default and the segment kernels (5: exact sigmoid, 6-7: fast). */
+ * the default (the segment kernel, fast sigmoid), the segment kernel with
+ * the exact sigmoid (5) and the warp kernel (8). */
 static void test_route_tie_rate(void)
 {
     int64_t T = small ? 2000 : 200000, m = 0;
-    const int vs[] = {0, 5, 6, 7};
+    const int vs[] = {0, 5, 8};
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++) {
         if (!variant_on(vs[vi]) || (small && vi > 0 && only_variant < 0))
             continue;
@@ -421,7 +424,7 @@ static void test_fused(void)
     const int E = 256, K = 8, L = 2;
     map_t mp = make_map(E, 288, 32, 4, 4, 0);
     eplb_layer_map_t maps[2] = {mp.m, mp.m};
-    const int vs[] = {0, 5, 6, 7};
+    const int vs[] = {0, 5, 8};
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
         for (int dt = 0; dt < 3; dt += 2)
             for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++) {
@@ -429,7 +432,7 @@ static void test_fused(void)
                     continue; /* rr-block, balanced: route, then their kernels */
                 /* the segment kernels with bf16 also at T = 37: rows past T in a
                  * warp, and direct atomics (T * K <= 2 * P) */
-                const int64_t T = small ? 300 : vi > 0 && dt == 2 ? 37 : 20000;
+                const int64_t T = small ? 300 : dt == 2 && mode % 2 ? 37 : 20000;
                 const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
                 eplb_gpu_set_route_variant(gpu, vs[vi]);
                 void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);
@@ -456,6 +459,23 @@ static void test_fused(void)
                       eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), vs[vi]);
                 CHECK(memcmp(cc, cg, sizeof cc) == 0, "fused %s v%d: counts differ",
                       eplb_select_mode_name(c.mode), vs[vi]);
+                if (mode <= EPLB_SELECT_LOCAL) {
+                    /* physical ids only (ids = NULL): same phys, weights, counts */
+                    int32_t *p2 = xmalloc(no * 4), c2[2 * 288] = {0};
+                    float *w2 = xmalloc(no * 4);
+                    memset(p2, 0xff, no * 4);
+                    eplb_gpu_set_route_variant(gpu, vs[vi]);
+                    st = eplb_gpu_fused_host(gpu, NULL, w2, p2, c2, x, (eplb_dtype_t)dt, T, L,
+                                             bias, &rc->c, maps, &c);
+                    eplb_gpu_set_route_variant(gpu, 0);
+                    CHECK(st == EPLB_OK && memcmp(p2, pg, no * 4) == 0 &&
+                              memcmp(w2, wg, no * 4) == 0 && memcmp(c2, cg, sizeof c2) == 0,
+                          "fused %s v%d without ids: output differs from with ids (%s)",
+                          eplb_select_mode_name(c.mode), vs[vi],
+                          st == EPLB_OK ? "ok" : eplb_error_last());
+                    free(p2);
+                    free(w2);
+                }
                 /* routing as the CPU's, up to near-ties */
                 eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
                 int64_t mism = 0;

@@ -41,6 +41,7 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
     EPLB_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking), st, err);
     g->device = device;
     g->num_sms = prop.multiProcessorCount;
+    g->smem_optin = prop.sharedMemPerBlockOptin;
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
              prop.minor, prop.multiProcessorCount);
     *out = g;

@@ -44,13 +44,13 @@ typedef struct {
 struct eplb_gpu {
     int device;
     int num_sms;
+    size_t smem_optin; /* shared memory per block with opt-in */
     cudaStream_t stream;
     char name[160];
     eplb_gpu_maps_t maps;
     void *scratch; /* balanced mode: chunk counts and quotas */
     size_t scratch_bytes;
-    int variant; /* routing kernel: 0 default, 1 generic, 2 lanes per row,
-                    3-4 ablations of 0, 5-7 segment kernel (route.cu) */
+    int variant; /* routing kernel (eplb_gpu_set_route_variant, route.cu) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */
@@ -63,6 +63,7 @@ typedef struct {
     int64_t step;
     int num_ranks;
     int64_t block; /* ceil(T / num_ranks): rows without src_rank */
+    eplb_fastdiv_t bdiv; /* division by block (when block < 2^31) */
     const uint32_t *trow;
     const uint16_t *trank;
     int E, P, D, MR, spg, gpn;
@@ -90,7 +91,7 @@ __device__ __forceinline__ void eplb_dev_token(const eplb_sel_params_t &p,
         *t = p.trow[i];
         *rank = p.trank[i];
     } else if (i <= 0x7fffffff && p.block <= 0x7fffffff) {
-        uint32_t q = (uint32_t)i / (uint32_t)p.block;
+        uint32_t q = eplb_fastdiv((uint32_t)i, p.bdiv);
         *t = (uint32_t)i - q * (uint32_t)p.block;
         *rank = (int)q;
     } else {
@@ -138,6 +139,32 @@ __device__ __forceinline__ int eplb_dev_select_tok(const eplb_sel_params_t &p,
         }
     int ph = rep == 0 ? h.y : rep == 1 ? h.z : rep == 2 ? h.w : __ldg(row + 1 + rep);
     return ph < 0 || ph >= p.P ? -1 : ph;
+}
+
+/* Recording: one entry into the block's shared histogram, or straight
+ * into the layer's counts (tiny batches); ph < 0 records nothing. */
+__device__ __forceinline__ void eplb_dev_record(int *hist, int32_t *cnt, int ph)
+{
+    if (ph < 0)
+        return;
+    if (hist)
+        atomicAdd(&hist[ph], 1);
+    else
+        atomicAdd(&cnt[ph], 1);
+}
+
+/* The block's histogram into the counts, skipping zeros.  Blocks start at
+ * different slots (blockIdx.x * 97 mod P), so that blocks finishing
+ * together do not queue on the same counters. */
+__device__ __forceinline__ void eplb_dev_hist_flush(int *hist, int32_t *cnt, int P)
+{
+    __syncthreads();
+    const int off = (int)((blockIdx.x * 97u) % (unsigned)P);
+    for (int p = threadIdx.x; p < P; p += blockDim.x) {
+        const int q = p + off < P ? p + off : p + off - P;
+        if (hist[q])
+            atomicAdd(&cnt[q], hist[q]);
+    }
 }
 
 __device__ __forceinline__ int eplb_dev_select(const eplb_sel_params_t &p,

@@ -204,7 +204,8 @@ eplb_status_t eplb_gpu_empty(eplb_gpu_t *g);
  * per SM instead of 4), 4 that with a prefetch of the next row; for the
  * DeepSeek-V3 shape only: 5 the segmented kernel (8 lanes per row, 4 rows
  * per warp) with the exact sigmoid, 6 with the fast one; 7 retired (= 8);
- * 8 the warp kernel for every shape (the default up to run 8).  Shapes a
+ * 8 the warp kernel for every shape (the default up to run 8); 9 the
+ * segmented kernel with a cp.async prefetch of the next rows.  Shapes a
  * variant lacks take the warp kernel or the generic one. */
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
 

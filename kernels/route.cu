@@ -96,24 +96,6 @@ __device__ __forceinline__ float score(float x, int sig, float mx, float S)
     return sig ? __frcp_rn(1.0f + expf(-x)) : expf(x - mx) / S;
 }
 
-__device__ __forceinline__ void record(int *hist, int32_t *cnt, int ph)
-{
-    if (ph < 0)
-        return;
-    if (hist)
-        atomicAdd(&hist[ph], 1);
-    else
-        atomicAdd(&cnt[ph], 1);
-}
-
-__device__ __forceinline__ void hist_flush(int *hist, int32_t *cnt, int P)
-{
-    __syncthreads();
-    for (int p = threadIdx.x; p < P; p += blockDim.x)
-        if (hist[p])
-            atomicAdd(&cnt[p], hist[p]);
-}
-
 // ---- generic: one warp per (token, layer) row -------------------------
 __global__ void __launch_bounds__(kThreads) route_generic_kernel(RouteArgs a)
 {
@@ -240,12 +222,12 @@ __global__ void __launch_bounds__(kThreads) route_generic_kernel(RouteArgs a)
                 int ph = eplb_dev_select(a.sp, i, l, lane, a.K, my_id);
                 if (a.phys)
                     a.phys[out] = ph;
-                record(hist, cnt, ph);
+                eplb_dev_record(hist, cnt, ph);
             }
         }
     }
     if (hist)
-        hist_flush(hist, cnt, a.sp.P);
+        eplb_dev_hist_flush(hist, cnt, a.sp.P);
 }
 
 // ---- fast: LPR lanes per row, EPL experts per lane -----------------------
@@ -433,14 +415,14 @@ __global__ void __launch_bounds__(kThreads) route_fast_kernel(RouteArgs a)
                         int ph = eplb_dev_select(a.sp, i, l, k, a.K, my_id[q]);
                         if (a.phys)
                             a.phys[out] = ph;
-                        record(hist, cnt, ph);
+                        eplb_dev_record(hist, cnt, ph);
                     }
                 }
             }
         }
     }
     if (hist)
-        hist_flush(hist, cnt, a.sp.P);
+        eplb_dev_hist_flush(hist, cnt, a.sp.P);
 }
 
 // ---- warp-per-row threshold kernel (default fast path) -------------------
@@ -541,7 +523,7 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
             int ph = eplb_dev_select_tok(a.sp, l, t, rank_src, k, a.K, be_s[warp][lane]);
             if (a.phys)
                 a.phys[((size_t)ti * a.L + l) * a.K + k] = ph;
-            record(hist, cnt, ph);
+            eplb_dev_record(hist, cnt, ph);
         }
         __syncwarp();
         nb = 0;
@@ -746,7 +728,7 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
     if (a.fused && nb)
         flush();
     if (hist)
-        hist_flush(hist, cnt, a.sp.P);
+        eplb_dev_hist_flush(hist, cnt, a.sp.P);
 }
 
 // ---- segment kernel (default for DeepSeek-V3, variants 5-6): 8 lanes per
@@ -851,15 +833,49 @@ __device__ __forceinline__ float seg_ld1(const void *p, size_t i)
     return __uint_as_float((unsigned)h << 16);
 }
 
-template <int NCH, bool FAST, int NT, int MINB, int DT>
+// ASYNC (variant 9): the logits of a warp's next 4 rows are copied into
+// shared memory by cp.async while the current 4 rows are computed (two
+// stages per warp in dynamic shared memory), so that no warp waits for DRAM
+// between row groups.  With f32 logits the keys overwrite the current
+// stage in place (each lane reads and writes only its own experts'
+// entries of `row`); with 16-bit logits they go to a separate buffer.
+template <int E, int DT, int NW>
+struct SegSmem {
+    static constexpr int DS = DT == EPLB_DTYPE_F32 ? 4 : 2;  // bytes per logit
+    static constexpr size_t stage = (size_t)4 * E * DS;      // one warp's 4 rows
+    static constexpr size_t keys = DS == 4 ? 0 : (size_t)4 * E * 4;
+    static constexpr size_t bytes = (size_t)NW * (2 * stage + keys);
+};
+
+// copy lane (seg, sl)'s experts of row offset roff into stage buffer st
+template <int E, int DT>
+__device__ __forceinline__ void seg_cp(unsigned char *st, int seg, int sl, const void *logits,
+                                       size_t roff)
+{
+    constexpr int DS = DT == EPLB_DTYPE_F32 ? 4 : 2;
+#pragma unroll
+    for (int c = 0; c < E / 32; c++) {
+        const size_t e = (size_t)seg * E + c * 32 + sl * 4;
+        const unsigned dst = (unsigned)__cvta_generic_to_shared(st + e * DS);
+        const char *src = (const char *)logits + (roff + c * 32 + sl * 4) * DS;
+        if (DS == 4)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+        else
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(dst), "l"(src));
+    }
+}
+
+template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC>
 __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 {
     static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
     constexpr int NW = NT / 32, E = NCH * 32, DUP = 8 / NCH;
     constexpr int LG = NCH == 8 ? 3 : NCH == 4 ? 2 : 1; // split levels
-    extern __shared__ int hist_s[];
+    typedef SegSmem<E, DT, NW> SM;
+    extern __shared__ __align__(16) unsigned char dyn_s[]; // [ASYNC stages][hist]
+    int *hist_s = (int *)(dyn_s + (ASYNC ? SM::bytes : 0));
     __shared__ __align__(16) float bias_s[E];
-    __shared__ __align__(16) float row_s[NW][4][E]; // keys of the warp's 4 rows
+    __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][4][E]; // keys of the warp's 4 rows
     __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
     __shared__ int win_s[NW][4][8];                 // expert of output column k
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -874,20 +890,64 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         for (int e = threadIdx.x; e < E; e += blockDim.x)
             bias_s[e] = a.bias[(size_t)l * E + e];
     __syncthreads();
-    float *row = row_s[warp][seg];
+    float *row = row_s[ASYNC ? 0 : warp][seg];
     u64 *cand = cand_s[warp][seg];
     int *win = win_s[warp][seg];
     const int K = a.K;
     const int64_t stride = (int64_t)gridDim.x * NW * 4;
-    for (int64_t i0 = ((int64_t)blockIdx.x * NW + warp) * 4; i0 < a.T; i0 += stride) {
+    const int64_t first = ((int64_t)blockIdx.x * NW + warp) * 4;
+    unsigned char *stg = dyn_s + (size_t)warp * 2 * SM::stage; // ASYNC: this warp's 2 stages
+    int cur = 0;
+    if (ASYNC && first < a.T) {
+        const int64_t i = first + seg < a.T ? first + seg : a.T - 1;
+        seg_cp<E, DT>(stg, seg, sl, a.logits, ((size_t)i * a.L + l) * E);
+        asm volatile("cp.async.commit_group;");
+    }
+    for (int64_t i0 = first; i0 < a.T; i0 += stride, cur ^= 1) {
         const int64_t i = i0 + seg;
         const bool valid = i < a.T;
         const size_t roff = ((size_t)(valid ? i : a.T - 1) * a.L + l) * E;
         float k[NCH * 4]; // logits
+        if (ASYNC) {
+            __syncwarp(); // the previous rows' readers of cand, win are done
+            // next row group into the other stage, then wait for this one
+            const int64_t n0 = i0 + stride;
+            if (n0 < a.T) {
+                const int64_t ni = n0 + seg < a.T ? n0 + seg : a.T - 1;
+                seg_cp<E, DT>(stg + (cur ^ 1) * SM::stage, seg, sl, a.logits,
+                              ((size_t)ni * a.L + l) * E);
+            }
+            asm volatile("cp.async.commit_group;");
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+            const unsigned char *st = stg + cur * SM::stage;
 #pragma unroll
-        for (int c = 0; c < NCH; c++)
-            seg_ld4<DT>(a.logits, roff + c * 32 + sl * 4, &k[c * 4]);
-        __syncwarp(); // the previous row's readers of row, cand, win, bi/be are done
+            for (int c = 0; c < NCH; c++) {
+                const size_t e = (size_t)seg * E + c * 32 + sl * 4;
+                if (DT == EPLB_DTYPE_F32) {
+                    const float4 v = *(const float4 *)(st + e * 4);
+                    k[c * 4] = v.x, k[c * 4 + 1] = v.y, k[c * 4 + 2] = v.z, k[c * 4 + 3] = v.w;
+                } else {
+                    const uint2 v = *(const uint2 *)(st + e * 2);
+                    const unsigned short h[4] = {
+                        (unsigned short)(v.x & 0xffff), (unsigned short)(v.x >> 16),
+                        (unsigned short)(v.y & 0xffff), (unsigned short)(v.y >> 16)};
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        k[c * 4 + j] = DT == EPLB_DTYPE_F16
+                                           ? __half2float(__ushort_as_half(h[j]))
+                                           : __uint_as_float((unsigned)h[j] << 16);
+                }
+            }
+            // keys: in place over this stage (f32) or to the keys buffer
+            row = DT == EPLB_DTYPE_F32
+                      ? (float *)(stg + cur * SM::stage) + seg * E
+                      : (float *)(dyn_s + NW * 2 * SM::stage) + ((size_t)warp * 4 + seg) * E;
+        } else {
+#pragma unroll
+            for (int c = 0; c < NCH; c++)
+                seg_ld4<DT>(a.logits, roff + c * 32 + sl * 4, &k[c * 4]);
+            __syncwarp(); // the previous row's readers of row, cand, win are done
+        }
         // 1. keys to the row buffer; the lane's top-2 of each chunk's 4 keys
         float t1[NCH], t2[NCH];
 #pragma unroll
@@ -962,13 +1022,19 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 #pragma unroll
         for (int d = 4; d; d >>= 1)
             th = fminf(th, __shfl_xor_sync(kFull, th, d));
-        unsigned m = 0;
+        // only the kept chunks (topk_groups of NCH) are read and compared;
+        // past them kk is 0 in every lane, so the rest is skipped warp-wide
+        unsigned m = 0, kk = keep;
 #pragma unroll
-        for (int c = 0; c < NCH; c++) {
-            const float thc = (keep >> c) & 1u ? th : __int_as_float(0x7fffffff); // NaN: none
-            const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
-            m |= (unsigned)(v.x >= thc) << (c * 4) | (unsigned)(v.y >= thc) << (c * 4 + 1) |
-                 (unsigned)(v.z >= thc) << (c * 4 + 2) | (unsigned)(v.w >= thc) << (c * 4 + 3);
+        for (int q = 0; q < NCH; q++) {
+            if (kk) {
+                const int c = __ffs(kk) - 1;
+                kk &= kk - 1;
+                const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
+                const unsigned b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1 |
+                                   (unsigned)(v.z >= th) << 2 | (unsigned)(v.w >= th) << 3;
+                m |= b << (c * 4);
+            }
         }
         const int n = __popc(m);
         int incl = n;
@@ -1077,25 +1143,35 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                 const int ph = eplb_dev_select_tok(a.sp, l, t, rank_src, sl, K, id);
                 if (a.phys)
                     a.phys[out] = ph;
-                record(hist, cnt, ph);
+                eplb_dev_record(hist, cnt, ph);
             }
         }
     }
+    if (ASYNC)
+        asm volatile("cp.async.wait_all;" ::: "memory");
     if (hist)
-        hist_flush(hist, cnt, a.sp.P);
+        eplb_dev_hist_flush(hist, cnt, a.sp.P);
 }
 
 #ifndef EPLB_ROUTE_DEVICE_ONLY // kernels/dev/count_route.cu: kernels only
 typedef void (*route_kernel_t)(RouteArgs);
 
 // the segment kernel for the logit dtype (sigmoid scoring only; the dtype
-// is a template parameter so that no run-time branch sits in the loads)
-template <bool FAST>
-route_kernel_t seg_pick(int dt)
+// is a template parameter so that no run-time branch sits in the loads);
+// *async_b: the dynamic shared memory of its cp.async stages
+template <bool FAST, bool ASYNC>
+route_kernel_t seg_pick(int dt, size_t *async_b)
 {
-    return dt == EPLB_DTYPE_F32   ? route_seg_kernel<8, FAST, 256, 4, EPLB_DTYPE_F32>
-           : dt == EPLB_DTYPE_F16 ? route_seg_kernel<8, FAST, 256, 4, EPLB_DTYPE_F16>
-                                  : route_seg_kernel<8, FAST, 256, 4, EPLB_DTYPE_BF16>;
+    // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
+    // (about 39 KB each with the histogram; 20 warps per SM, 102 registers)
+    constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
+    if (dt == EPLB_DTYPE_F32) {
+        *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_F32, NT / 32>::bytes : 0;
+        return route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F32, ASYNC>;
+    }
+    *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_BF16, NT / 32>::bytes : 0;
+    return dt == EPLB_DTYPE_F16 ? route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F16, ASYNC>
+                                : route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_BF16, ASYNC>;
 }
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
@@ -1110,24 +1186,37 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const int gs = a.E / a.G;
     const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
     int variant = g->variant;
-    if (variant == 0 || variant == 5 || variant == 6) {
+    size_t async_b = 0; // dynamic shared memory of the segment kernel's stages
+    if (variant == 0 || variant == 5 || variant == 6 || variant == 9) {
         // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of
         // 32, K <= 8, K <= 2 * topk_groups, a small histogram); other shapes
-        // take the warp kernel.  0 (default) and 6: fast sigmoid; 5: exact sigmoid
+        // take the warp kernel.  0 (default) and 6: fast sigmoid; 5: exact
+        // sigmoid; 9: fast sigmoid with cp.async row prefetch
         const bool seg_ok = aligned && grouped && a.sig && a.E == 256 && a.G == 8 &&
                             a.K <= 8 && a.K <= 2 * a.TG;
-        route_kernel_t sk = variant == 5 ? seg_pick<false>(a.dt) : seg_pick<true>(a.dt);
-        // static shared memory (~45 KB at 256 threads) + the histogram must
-        // stay within the 48 KB a launch gets without opting in
+        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, &async_b)
+                            : variant == 9 ? seg_pick<true, true>(a.dt, &async_b)
+                                           : seg_pick<true, false>(a.dt, &async_b);
+        // static shared memory (~45 KB at 256 threads without stages) + the
+        // stages + the histogram: within the 48 KB a launch gets without
+        // opting in, or (stages) the opt-in maximum
         cudaFuncAttributes fa;
         fa.sharedSizeBytes = (size_t)1 << 30;
         if (seg_ok && cudaFuncGetAttributes(&fa, sk) != cudaSuccess)
             (void)cudaGetLastError(); // not sticky: clear it, take the default
         const size_t hist_b = a.fused ? (size_t)((a.sp.P + 3) & ~3) * sizeof(int) : 0;
-        if (seg_ok && fa.sharedSizeBytes + hist_b <= 48 * 1024) {
+        const size_t dyn = async_b + hist_b;
+        bool ok = seg_ok && fa.sharedSizeBytes + dyn <= (async_b ? g->smem_optin : 48 * 1024);
+        if (ok && dyn > 48 * 1024)
+            ok = cudaFuncSetAttribute(sk, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)dyn) == cudaSuccess;
+        if (ok) {
             fk = sk;
             rows_per_warp = 4;
-            threads = 256;
+            threads = variant == 9 ? 128 : 256;
+        } else {
+            (void)cudaGetLastError();
+            async_b = 0;
         }
         variant = 8; // shapes the segment kernel lacks: the warp kernel
     }
@@ -1162,7 +1251,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     // one wave of resident blocks (grid-stride loops): fewer histogram
     // flushes than one block per few rows
     const size_t hist_max = (size_t)((a.sp.P + 3) & ~3) * sizeof(int);
-    size_t smem = (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0);
+    size_t smem = (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0) + async_b;
     int per_sm = 1;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, threads,
                                                   smem + (a.fused ? hist_max : 0));

@@ -21,6 +21,36 @@
 
 EPLB_HD uint32_t eplb_rule_hash(uint32_t t) { return t * EPLB_HASH_MUL; }
 
+/* Division of 32-bit unsigned n by an invariant d >= 1 with one multiply-
+ * high and shifts (Granlund and Montgomery, "Division by invariant integers
+ * using multiplication", PLDI 1994, fig. 4.1): with l = ceil(log2 d),
+ * m = floor(2^32 (2^l - d) / d) + 1, q = (t + ((n - t) >> sh1)) >> sh2
+ * where t = mulhi(m, n), sh1 = min(l, 1), sh2 = max(l - 1, 0).  Exact for
+ * every n and d in [1, 2^32); tests/test_kernels.c checks it against '/'. */
+typedef struct {
+    uint32_t d, m;
+    int sh1, sh2;
+} eplb_fastdiv_t;
+
+EPLB_HD eplb_fastdiv_t eplb_fastdiv_make(uint32_t d)
+{
+    eplb_fastdiv_t f;
+    int l = 0;
+    while (l < 32 && ((uint64_t)1 << l) < d)
+        l++;
+    f.d = d;
+    f.m = (uint32_t)((((uint64_t)1 << 32) * (((uint64_t)1 << l) - d)) / d + 1);
+    f.sh1 = l < 1 ? l : 1;
+    f.sh2 = l > 1 ? l - 1 : 0;
+    return f;
+}
+
+EPLB_HD uint32_t eplb_fastdiv(uint32_t n, eplb_fastdiv_t f)
+{
+    uint32_t t = (uint32_t)(((uint64_t)f.m * n) >> 32);
+    return (t + ((n - t) >> f.sh1)) >> f.sh2;
+}
+
 /* splitmix64 finaliser (Steele, Lea, Flood 2014): a bijection on 64 bits
  * with full avalanche, so that mixing in one field at a time gives a
  * counter-based generator keyed by (seed, step, layer, t, k). */

@@ -17,24 +17,6 @@ constexpr int kOrdWarps = 4; // warps (chunks) per block of the ordinal kernel
 
 enum { ORD_RR = 0, ORD_COUNT = 1, ORD_BALANCED = 2 };
 
-__device__ __forceinline__ void hist_flush(int *hist, int32_t *counts, int P)
-{
-    __syncthreads();
-    for (int p = threadIdx.x; p < P; p += blockDim.x)
-        if (hist[p])
-            atomicAdd(&counts[p], hist[p]);
-}
-
-__device__ __forceinline__ void record(int *hist, int32_t *counts, int ph)
-{
-    if (ph < 0)
-        return;
-    if (hist)
-        atomicAdd(&hist[ph], 1);
-    else
-        atomicAdd(&counts[ph], 1);
-}
-
 __global__ void __launch_bounds__(kThreads)
 select_entry_kernel(int32_t *__restrict__ phys, int32_t *__restrict__ counts,
                     const int32_t *__restrict__ ids, int64_t T, int L, int K,
@@ -57,10 +39,10 @@ select_entry_kernel(int32_t *__restrict__ phys, int32_t *__restrict__ counts,
         int ph = eplb_dev_select(p, i, l, k, K, ids[idx]);
         if (phys)
             phys[idx] = ph;
-        record(hist, cnt, ph);
+        eplb_dev_record(hist, cnt, ph);
     }
     if (hist)
-        hist_flush(hist, cnt, p.P);
+        eplb_dev_hist_flush(hist, cnt, p.P);
 }
 
 // One warp per chunk of EPLB_RR_BLOCK entries of one layer.
@@ -127,7 +109,7 @@ select_ordinal_kernel(int32_t *__restrict__ phys, int32_t *__restrict__ counts,
                 }
                 if (phys)
                     phys[idx] = ph;
-                record(hist, cnt, ph);
+                eplb_dev_record(hist, cnt, ph);
             }
             if (mode == ORD_COUNT)
                 for (int e = lane; e < p.E; e += 32)
@@ -135,7 +117,7 @@ select_ordinal_kernel(int32_t *__restrict__ phys, int32_t *__restrict__ counts,
         }
     }
     if (hist)
-        hist_flush(hist, cnt, p.P);
+        eplb_dev_hist_flush(hist, cnt, p.P);
 }
 
 // Balanced, step 2: per (layer, expert) one warp turns the chunk counts into
@@ -250,6 +232,7 @@ eplb_status_t eplb_gpu_sel_params(eplb_sel_params_t *p, const eplb_gpu_t *g,
     r.step = cfg->step;
     r.num_ranks = nr;
     r.block = T > 0 ? (T + nr - 1) / nr : 1;
+    r.bdiv = eplb_fastdiv_make(r.block <= 0x7fffffff ? (uint32_t)r.block : 1u);
     r.trow = rows.d_trow;
     r.trank = rows.d_trank;
     r.E = m->E;

@@ -3,7 +3,7 @@
 # build (autogen + configure + make), the GPU tests, compute-sanitizer
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
-# last.  Usage: scripts/device.sh [tests|quick|full|seg|replay]
+# last.  Usage: scripts/device.sh [tests|quick|full|seg|replay|spread]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg: the default (segment kernel, kernels/route.cu) against variant 5
@@ -15,15 +15,15 @@
 #     then the replay check below;
 #   replay: build, then `eplb-replay run` on traces/esft-intent.h5 and
 #     traces/dsv3-small.h5 (--policy deepseek,lpt,oracle, --select hash,
-#     rr-block, balanced) with --device cpu, --device gpu, and --device gpu
-#     with EPLB_GPU_SELECT=1 (selection and recording on the GPU,
-#     experimental): the JSON outputs less the "device" field compared
+#     rr-block, balanced) with --device cpu, --device gpu with
+#     EPLB_GPU_SELECT=0 (routing only on the GPU), and --device gpu
+#     (selection and recording on the GPU too, the default): the JSON
+#     outputs less the "device" field compared
 #     ("replay gpu==cpu", "replay gpusel==gpu": yes/no per case), wall
 #     times of the three, the routing check of the GPU run
 #
-# Source: the committed tree (git archive HEAD) with this checkout's own
-# kernels/ files laid over it, so that other folders' work in progress
-# cannot break the build; without git, the working tree as it is.
+# Source: the working tree as it is (the run tool copies it; its .git may
+# lag behind).
 set -u
 what=${1:-full}
 OUT=${OUT:-/tmp/eplb-device}
@@ -45,17 +45,9 @@ say "nvcc: $(nvcc --version | tail -1)"
 
 rm -rf "$T" "$B"
 mkdir -p "$T" "$B"
-if git -C "$SRC" rev-parse HEAD >/dev/null 2>&1; then
-    say "commit: $(git -C "$SRC" rev-parse --short HEAD) (+ working-tree kernels/ files)"
-    git -C "$SRC" archive HEAD | tar -x -C "$T"
-    for p in kernels src/bench_kernels.c tests/gpu_tests.c tests/test_kernels.c \
-        scripts/device.sh traces/esft-intent.h5; do
-        [ -e "$SRC/$p" ] && mkdir -p "$T/$(dirname "$p")" && cp -r "$SRC/$p" "$T/$(dirname "$p")/"
-    done
-else
-    say "commit: none (no .git): working tree as is"
-    cp -r "$SRC/." "$T/"
-fi
+# the working tree as it is (the device copy's .git, if any, may be stale)
+say "commit: $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo none) + working tree"
+(cd "$SRC" && tar -c --exclude=./.git --exclude='./build*' .) | tar -x -C "$T"
 
 say "== $(stamp) build"
 (cd "$T" && ./autogen.sh) >"$OUT/autogen.log" 2>&1 || { say "autogen failed"; tail -30 "$OUT/autogen.log"; exit 1; }
@@ -80,15 +72,19 @@ nvcc -gencode=arch=compute_90,code=sm_90 -O3 -std=c++17 -Xptxas -v -I"$T/src" -I
 # recorded ids, where the trace has them).
 replay_check() {
     local R="$B/eplb-replay" tc sel dev base t0 t1 rc line
-    say "== $(stamp) replay: --device cpu / gpu / gpu + EPLB_GPU_SELECT=1"
+    say "== $(stamp) replay: --device cpu / gpu with EPLB_GPU_SELECT=0 / gpu (selection on the GPU)"
     for tc in esft-intent dsv3-small; do
         for sel in hash rr-block balanced; do
             base="$OUT/replay-$tc-$sel"
             line="$tc $sel:"
             for dev in cpu gpu gpusel; do
                 t0=$(date +%s.%N)
-                if [ $dev = gpusel ]; then
-                    EPLB_GPU_SELECT=1 timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet \
+                if [ $dev = gpusel ]; then # the default on the GPU
+                    timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet \
+                        --policy-time 0 --policy deepseek,lpt,oracle --select $sel \
+                        --device gpu >"$base-$dev.json" 2>"$base-$dev.err"
+                elif [ $dev = gpu ]; then # routing only on the GPU
+                    EPLB_GPU_SELECT=0 timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet \
                         --policy-time 0 --policy deepseek,lpt,oracle --select $sel \
                         --device gpu >"$base-$dev.json" 2>"$base-$dev.err"
                 else
@@ -126,6 +122,32 @@ replay_check() {
     rm -f "$OUT"/replay-*.norm
 }
 
+# spread: the same kernel at T = 65536 in separate processes after
+# different earlier token counts (runs 9-11 saw 35 or 44 us), with GPU
+# clocks and temperatures, and ncu instruction counts of route and fused
+if [ "$what" = spread ]; then
+    R="$B/eplb-replay"
+    q() { nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,temperature.memory,power.draw \
+        --format=csv,noheader; }
+    for tl in 65536 65536 4096,65536 16384,65536 64,512,4096,16384,65536 65536,65536,65536 \
+        64,512,4096,16384,65536 65536; do
+        before=$(q)
+        $R bench kernels --device gpu --tokens $tl --json >"$OUT/sp.jsonl" 2>&1
+        r=$(grep '"kernel":"route"' "$OUT/sp.jsonl" | grep '"tokens":65536' |
+            sed -E 's/.*"median_us":([0-9.]+).*/\1/' | tr '\n' ' ')
+        f=$(grep '"kernel":"fused"' "$OUT/sp.jsonl" | grep '"tokens":65536' |
+            sed -E 's/.*"median_us":([0-9.]+).*/\1/' | tr '\n' ' ')
+        say "tokens $tl: route@65536 $r fused@65536 $f | before: $before | after: $(q)"
+    done
+    for k in route fused; do
+        timeout 120 ncu --clock-control none --kernel-name regex:route_seg --launch-count 1 --metrics smsp__inst_executed.sum,gpu__time_duration.sum,dram__bytes_read.sum,smsp__sass_inst_executed_op_shared_atom.sum,smsp__sass_inst_executed_op_global_red.sum \
+            $R bench kernels --device gpu --tokens 65536 --reps 1 --only $k >"$OUT/ncu-$k.txt" 2>&1
+        say "ncu $k: $(grep -E "inst_executed.sum|duration|dram__bytes|atom|red" "$OUT/ncu-$k.txt" | tr -s ' ' | tr '\n' ';')"
+    done
+    say "== $(stamp) done"
+    exit 0
+fi
+
 if [ "$what" = replay ]; then
     replay_check
     say "== $(stamp) done"
@@ -143,17 +165,18 @@ if [ "$what" = seg ]; then
     grep -E "^[a-z_]+ +(ok|FAILED) " "$OUT/gpu_tests.log" | tr '\n' ';' | tee -a "$summary"
     echo | tee -a "$summary"
     say "gpu_tests rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
-    say "== $(stamp) bench kernels, variants 0 5 8"
-    for v in 0 5 8; do
+    say "== $(stamp) bench kernels, variants 0 5 8 9"
+    for v in 0 5 8 9; do
         $R bench kernels --device gpu --variant $v --json >"$OUT/bench-v$v.jsonl" 2>&1
     done
-    for v in 0 8; do
+    for v in 0 8 9; do
         $R bench kernels --device gpu --variant $v --dtype bf16 --tokens 64,4096,65536 \
             --json >"$OUT/bench-bf16-v$v.jsonl" 2>&1
     done
     # second runs of the default and of 8: the spread between runs of one version
     $R bench kernels --device gpu --variant 0 --tokens 4096,65536 --json >"$OUT/bench-v0b.jsonl" 2>&1
-    $R bench kernels --device gpu --variant 8 --tokens 4096,65536 --json >"$OUT/bench-v8b.jsonl" 2>&1
+    $R bench kernels --device gpu --variant 9 --tokens 4096,65536 --json >"$OUT/bench-v9b.jsonl" 2>&1
+    $R bench kernels --device gpu --variant 0 --tokens 4096,65536 --json >"$OUT/bench-v0c.jsonl" 2>&1
     # comparison table: per variant and T, route, fused (physical ids +
     # weights) and fused_ids (logical ids too) median us, the empty-kernel
     # launch, EPLB part (fused - route) in % of route, fused over the floor
@@ -163,8 +186,9 @@ if [ "$what" = seg ]; then
         echo "comparison (us, median of CUDA graph replays; $(head -c 60 "$OUT/gpu.txt"))"
         printf "%-8s %6s %8s %8s %9s %6s %7s %7s %8s\n" variant T route fused fused_ids empty eplb% floor fused/fl
         for f in "$OUT"/bench-v0.jsonl "$OUT"/bench-v5.jsonl "$OUT"/bench-v8.jsonl \
-            "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v8.jsonl \
-            "$OUT"/bench-v0b.jsonl "$OUT"/bench-v8b.jsonl; do
+            "$OUT"/bench-v9.jsonl "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v8.jsonl \
+            "$OUT"/bench-bf16-v9.jsonl "$OUT"/bench-v0b.jsonl "$OUT"/bench-v9b.jsonl \
+            "$OUT"/bench-v0c.jsonl; do
             [ -s "$f" ] || continue
             tag=$(basename "$f" .jsonl | sed 's/^bench-//')
             awk -v tag="$tag" '
@@ -201,9 +225,9 @@ if [ "$what" = seg ]; then
         awk '/Function :/{p = ($3 ~ /route_seg_kernel.*ILi8ELb1ELi256ELi4ELi0E/)} p' >"$OUT/seg.sass"
     CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for tool in memcheck racecheck; do
-        say "== $(stamp) compute-sanitizer $tool (gpu_tests --small --variant 0,5)"
+        say "== $(stamp) compute-sanitizer $tool (gpu_tests --small --variant 0,9)"
         (cd "$B" && EPLB_SRCDIR="$T" timeout 150 "$CS" --tool $tool --error-exitcode 3 \
-            ./tests/gpu_tests --small --variant 0,5) >"$OUT/$tool-seg.log" 2>&1
+            ./tests/gpu_tests --small --variant 0,9) >"$OUT/$tool-seg.log" 2>&1
         rc=$?
         say "$tool rc=$rc: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool-seg.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool-seg.log")"
         grep -E "FAIL" "$OUT/$tool-seg.log" | head -5 | tee -a "$summary"

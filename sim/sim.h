@@ -229,7 +229,8 @@ eplb_status_t eplb_sim_source_synthetic(eplb_sim_source_t **out, int L,
 void eplb_sim_source_free(eplb_sim_source_t *src);
 /* Route logits on this GPU (borrowed; NULL: the CPU).  Selection and
  * recording stay on the CPU unless eplb_sim_opts_t.gpu_select asks for the
- * GPU (experimental); the results are bit-identical either way (kernels/);
+ * GPU (`eplb-replay run` does on the GPU); the results are bit-identical
+ * either way (kernels/);
  * routing on the GPU is identical except at near-ties of scores. */
 void eplb_sim_source_use_gpu(eplb_sim_source_t *src, eplb_gpu_t *gpu);
 /* Traces with both logits and topk ids are routed from the logits; rows
@@ -261,8 +262,9 @@ typedef struct {
     const char *results_path;     /* write results.h5 here (temp + rename) */
     const char *config_json;      /* stored as an attribute of results.h5 */
     int progress;                 /* progress line on stderr */
-    /* Experimental, not yet validated on a GPU (EPLB_GPU_SELECT=1 with
-     * --device gpu): token-level sources select and record on GPU 0, one
+    /* 1 (`eplb-replay run` on the GPU unless EPLB_GPU_SELECT=0; validated
+     * bit-identical on an H100): token-level sources select and record on
+     * GPU 0, one
      * handle (stream, maps) per run, results of step s copied back while
      * the CPU models step s-1, and the next block decoded on a second
      * thread meanwhile.  Fails with EPLB_ERR_NO_DEVICE / UNSUPPORTED where

@@ -23,6 +23,7 @@ typedef struct {
     int nt;
     eplb_route_cfg_t rc;
     int P, D, N, bias, json, reps, variant;
+    int only; /* -1 all, else one of route, select, fused, fused_ids (GPU) */
     eplb_dtype_t dt;
     eplb_select_mode_t mode;
 } bopts_t;
@@ -52,8 +53,11 @@ static void usage(FILE *f)
             "  --variant V             routing kernel: 0 default (6 for the DeepSeek-V3\n"
             "                          shape, else 8), 1 generic, 2 lanes per row, 3-4\n"
             "                          ablations of 8, 5 segment kernel (8 lanes per\n"
-            "                          row), 6 that with a fast sigmoid, 8 warp kernel;\n"
+            "                          row), 6 that with a fast sigmoid, 8 warp kernel,\n"
+            "                          9 6 with a cp.async prefetch of the next rows;\n"
             "                          shapes a variant lacks take 8 or the generic one\n"
+            "  --only KERNEL           GPU: time only route, select, fused or fused_ids\n"
+            "                          (for profilers)\n"
             "  --json                  one JSON object per line: kernel, tokens,\n"
             "                          median_us, gbps (and more)\n"
             "  -h, --help              this text\n");
@@ -169,8 +173,17 @@ static eplb_status_t gpu_call(void *ctx, int i)
     }
 }
 
+/* rotating buffers: 256-byte aligned, as many as fill 256 MB (2 to 16) */
+static size_t bench_align(size_t b) { return (b + 255) & ~(size_t)255; }
+static int bench_nbuf(size_t lbytes)
+{
+    size_t n = (256u << 20) / (lbytes ? lbytes : 1);
+    return n < 2 ? 2 : n > 16 ? 16 : (int)n;
+}
+
 static eplb_status_t bench_gpu(const bopts_t *o)
 {
+    void *lpool = NULL, *ipool = NULL;
     eplb_gpu_t *g = NULL;
     eplb_status_t st = eplb_gpu_open(&g, 0);
     if (st != EPLB_OK)
@@ -202,11 +215,24 @@ static eplb_status_t bench_gpu(const bopts_t *o)
     }
     const int E = o->rc.num_experts, K = o->rc.top_k;
     const size_t es = eplb_dtype_size(o->dt);
+    /* one pool for the rotating logits and ids of every T, allocated once
+     * up front: with buffers allocated per T, the time at T = 65536
+     * depended on what earlier T had allocated and freed (35 or 44 us for
+     * the same kernel, run 10) */
+    size_t lpool_b = 0, ipool_b = 0;
+    for (int ti = 0; ti < o->nt; ti++) {
+        const size_t lb = bench_align((size_t)o->tokens[ti] * E * es),
+                     ob = bench_align((size_t)o->tokens[ti] * K * 4);
+        const int nb = bench_nbuf(lb);
+        lpool_b = lpool_b > nb * lb ? lpool_b : nb * lb;
+        ipool_b = ipool_b > nb * ob ? ipool_b : nb * ob;
+    }
+    EPLB_CHECK_GOTO(eplb_gpu_alloc(g, &lpool, lpool_b), st, out_m);
+    EPLB_CHECK_GOTO(eplb_gpu_alloc(g, &ipool, ipool_b), st, out_m);
     for (int ti = 0; ti < o->nt; ti++) {
         const int64_t T = o->tokens[ti];
         const size_t lbytes = (size_t)T * E * es, obytes = (size_t)T * K * 4;
-        int nbuf = (int)((256u << 20) / (lbytes ? lbytes : 1));
-        nbuf = nbuf < 2 ? 2 : nbuf > 16 ? 16 : nbuf;
+        const int nbuf = bench_nbuf(bench_align(lbytes));
         gctx_t c = {g, o, T, nbuf, 0, NULL, NULL, NULL, NULL, NULL, NULL, EPLB_SELECT_CFG_INIT};
         c.sc.mode = o->mode;
         c.sc.num_ranks = o->D;
@@ -221,8 +247,8 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         for (int e = 0; e < E; e++)
             hb[e] = bnormal() * 0.1f;
         for (int b = 0; b < nbuf; b++) {
-            EPLB_CHECK_GOTO(eplb_gpu_alloc(g, &c.logits[b], lbytes), st, next);
-            EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.ids[b], obytes), st, next);
+            c.logits[b] = (char *)lpool + b * bench_align(lbytes);
+            c.ids[b] = (int32_t *)((char *)ipool + b * bench_align(obytes));
             /* distinct inputs per buffer: rotate the host rows */
             size_t shift = (size_t)(b * 7919 % (T ? T : 1)) * E * es;
             EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.logits[b], (char *)host + shift, lbytes - shift),
@@ -241,7 +267,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.bias, hb, sizeof *hb * E), st, next);
         }
         /* ids of every buffer for select-only */
-        for (int b = 0; b < nbuf; b++)
+        for (int b = 0; b < nbuf && (o->only < 0 || o->only == 1); b++)
             EPLB_CHECK_GOTO(eplb_gpu_route(g, c.ids[b], c.w, c.logits[b], o->dt, T, 1, c.bias,
                                            &o->rc),
                             st, next);
@@ -251,7 +277,8 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         /* rr-block and balanced need the logical ids (route, then select) */
         const int batch = o->mode == EPLB_SELECT_RR_BLOCK || o->mode == EPLB_SELECT_BALANCED;
         for (int k = 0; k < 4; k++) {
-            if (k == 2 && batch)
+            us[k] = 0;
+            if ((k == 2 && batch) || (o->only >= 0 && k != o->only))
                 continue;
             c.which = k;
             EPLB_CHECK_GOTO(eplb_gpu_time_graph(g, &us[k], gpu_call, &c, launches, o->reps), st,
@@ -265,18 +292,19 @@ static eplb_status_t bench_gpu(const bopts_t *o)
                b_fused = (double)lbytes + (batch ? 3.0 : 2.0) * obytes + 8.0 * o->P,
                b_fused_ids = (double)lbytes + 3.0 * obytes + 8.0 * o->P;
         double floor_us = b_route / (bw * 1e9) * 1e6;
-        report(o, "gpu", "route", T, us[0], b_route, floor_us, "floor_us");
-        report(o, "gpu", "select", T, us[1], b_sel, us[1] / us[0] * 100, "pct_of_route");
-        report(o, "gpu", "fused", T, us[2], b_fused, us[2] / floor_us, "x_floor");
-        report(o, "gpu", "fused_ids", T, us[3], b_fused_ids, us[3] / floor_us, "x_floor");
-        report(o, "gpu", "eplb", T, us[2] - us[0], b_fused - b_route, (us[2] - us[0]) / us[0] * 100,
-               "pct_of_route");
+        if (o->only < 0 || o->only == 0)
+            report(o, "gpu", "route", T, us[0], b_route, floor_us, "floor_us");
+        if (o->only < 0 || o->only == 1)
+            report(o, "gpu", "select", T, us[1], b_sel, us[0] > 0 ? us[1] / us[0] * 100 : 0,
+                   "pct_of_route");
+        if (o->only < 0 || o->only == 2)
+            report(o, "gpu", "fused", T, us[2], b_fused, us[2] / floor_us, "x_floor");
+        if (o->only < 0 || o->only == 3)
+            report(o, "gpu", "fused_ids", T, us[3], b_fused_ids, us[3] / floor_us, "x_floor");
+        if (o->only < 0)
+            report(o, "gpu", "eplb", T, us[2] - us[0], b_fused - b_route,
+                   (us[2] - us[0]) / us[0] * 100, "pct_of_route");
     next:
-        for (int b = 0; b < nbuf && c.logits; b++) {
-            eplb_gpu_free(g, c.logits[b]);
-            if (c.ids)
-                eplb_gpu_free(g, c.ids[b]);
-        }
         eplb_gpu_free(g, c.w);
         eplb_gpu_free(g, c.phys);
         eplb_gpu_free(g, c.counts);
@@ -289,6 +317,8 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             break;
     }
 out_m:
+    eplb_gpu_free(g, lpool);
+    eplb_gpu_free(g, ipool);
     free(lc);
     free(l2p);
 out_g:
@@ -399,7 +429,7 @@ static int parse_tokens(bopts_t *o, const char *s)
 int eplb_bench_kernels(int argc, char **argv)
 {
     bopts_t o = {.gpu = -1, .nt = 5, .P = 288, .D = 32, .N = 4, .bias = 1, .json = 0,
-                 .reps = 0, .variant = 0, .dt = EPLB_DTYPE_F32, .mode = EPLB_SELECT_HASH};
+                 .reps = 0, .variant = 0, .only = -1, .dt = EPLB_DTYPE_F32, .mode = EPLB_SELECT_HASH};
     const int64_t def_t[5] = {64, 512, 4096, 16384, 65536};
     memcpy(o.tokens, def_t, sizeof def_t);
     o.rc = (eplb_route_cfg_t){256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f};
@@ -408,7 +438,7 @@ int eplb_bench_kernels(int argc, char **argv)
         {"topk", 1, 0, 'k'},    {"groups", 1, 0, 'g'},      {"topk-groups", 1, 0, 'G'},
         {"scoring", 1, 0, 's'}, {"no-bias", 0, 0, 'B'},     {"replicas", 1, 0, 'p'},
         {"gpus", 1, 0, 'D'},    {"nodes", 1, 0, 'N'},       {"mode", 1, 0, 'm'},
-        {"dtype", 1, 0, 'y'},   {"reps", 1, 0, 'r'},        {"variant", 1, 0, 'v'},
+        {"dtype", 1, 0, 'y'},   {"reps", 1, 0, 'r'},        {"variant", 1, 0, 'v'}, {"only", 1, 0, 'O'},
         {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -456,6 +486,17 @@ int eplb_bench_kernels(int argc, char **argv)
             break;
         case 'r': st = opt_int(&o.reps, "--reps", optarg, 1, 100000); break;
         case 'v': st = opt_int(&o.variant, "--variant", optarg, 0, 63); break;
+        case 'O': {
+            const char *names[4] = {"route", "select", "fused", "fused_ids"};
+            o.only = -2;
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(optarg, names[k]))
+                    o.only = k;
+            if (o.only == -2)
+                st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--only wants route, select, fused or "
+                                                    "fused_ids, not '%s'", optarg);
+            break;
+        }
         case 'j': o.json = 1; break;
         case 'h': usage(stdout); return 0;
         default:

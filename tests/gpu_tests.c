@@ -22,8 +22,8 @@ static eplb_gpu_t *gpu;
  * segment kernel with the fast sigmoid for the DeepSeek-V3 shape, the warp
  * kernel otherwise), 1 generic, 2 lanes-per-row, 3-4 ablations of the warp
  * kernel, 5-6 the segment kernel (8 lanes per row; 6 fast sigmoid), 7
- * retired, 8 the warp kernel. */
-#define N_VARIANTS 9
+ * retired, 8 the warp kernel, 9 the segment kernel with cp.async prefetch. */
+#define N_VARIANTS 10
 static int only_variant = -1; /* bit mask of variants, -1: all */
 static int variant_on(int v) { return only_variant < 0 || ((only_variant >> v) & 1); }
 
@@ -242,11 +242,12 @@ static void test_route_ties(void)
 
 /* The near-tie rate: DeepSeek-V3 routing with bias on random logits, for
  * the default (the segment kernel, fast sigmoid), the segment kernel with
- * the exact sigmoid (5) and the warp kernel (8). */
+ * the exact sigmoid (5), the warp kernel (8) and the prefetching segment
+ * kernel (9). */
 static void test_route_tie_rate(void)
 {
     int64_t T = small ? 2000 : 200000, m = 0;
-    const int vs[] = {0, 5, 8};
+    const int vs[] = {0, 5, 8, 9};
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++) {
         if (!variant_on(vs[vi]) || (small && vi > 0 && only_variant < 0))
             continue;
@@ -424,7 +425,7 @@ static void test_fused(void)
     const int E = 256, K = 8, L = 2;
     map_t mp = make_map(E, 288, 32, 4, 4, 0);
     eplb_layer_map_t maps[2] = {mp.m, mp.m};
-    const int vs[] = {0, 5, 8};
+    const int vs[] = {0, 5, 8, 9};
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
         for (int dt = 0; dt < 3; dt += 2)
             for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++) {

@@ -9,6 +9,7 @@
 #include "helpers.h"
 #include "json.h"
 #include "kernels.h"
+#include "rules.h"
 #include "trace.h"
 
 /* ---- small deterministic RNG for test inputs (xorshift64*) ---- */
@@ -218,6 +219,32 @@ static const int32_t m_log2phy[4 * 3] = {0, 5, -1, 1, -1, -1, 2, 4, 6, 3, 7, -1}
 static eplb_layer_map_t small_map(void)
 {
     return (eplb_layer_map_t){4, 8, 4, 2, 3, m_logcnt, m_log2phy};
+}
+
+/* The GPU's division by the invariant block size (rules.h) against '/':
+ * edge divisors and numerators, then random pairs. */
+Test(kernels, fastdiv_matches_division)
+{
+    const uint32_t ds[] = {1, 2, 3, 5, 7, 10, 31, 32, 33, 641, 4096, 65535, 65536, 65537,
+                           1000003u, 0x7fffffffu, 0x80000000u, 0x80000001u, 0xfffffffeu,
+                           0xffffffffu};
+    long bad = 0, n_checked = 0;
+    rng_seed(41);
+    for (size_t j = 0; j < sizeof ds / sizeof ds[0] + 2000; j++) {
+        uint32_t d = j < sizeof ds / sizeof ds[0] ? ds[j] : (uint32_t)(rng_u64() >> (rng_u64() % 32));
+        if (d == 0)
+            d = 1;
+        eplb_fastdiv_t f = eplb_fastdiv_make(d);
+        const uint32_t ns[] = {0, 1, d - 1, d, d + 1, 2 * d - 1, 2 * d, 0x7fffffffu,
+                               0x80000000u, 0xfffffffeu, 0xffffffffu};
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0] + 200; k++) {
+            uint32_t n = k < sizeof ns / sizeof ns[0] ? ns[k] : (uint32_t)rng_u64();
+            if (eplb_fastdiv(n, f) != n / d && bad++ < 5)
+                cr_log_error("fastdiv %u / %u = %u, want %u", n, d, eplb_fastdiv(n, f), n / d);
+            n_checked++;
+        }
+    }
+    cr_assert_eq(bad, 0, "%ld of %ld divisions wrong", bad, n_checked);
 }
 
 Test(kernels, select_hash_and_flatmod_by_formula)

@@ -358,8 +358,9 @@ Test(run_cli, short_trace_defaults_to_once)
     unlink(path);
 }
 
-/* EPLB_GPU_SELECT=1 asks for selection on the GPU only where the device is
- * the GPU: with --device cpu the output is the same byte for byte. */
+/* EPLB_GPU_SELECT (selection on the GPU by default there, =0: on the CPU)
+ * matters only where the device is the GPU: with --device cpu the output
+ * is the same byte for byte. */
 Test(run_cli, gpu_select_env_without_gpu_changes_nothing)
 {
     const char *args = "run '%s' --device cpu --json --quiet --policy-time 0 "
@@ -369,7 +370,7 @@ Test(run_cli, gpu_select_env_without_gpu_changes_nothing)
         char *a = NULL, *b = NULL;
         unsetenv("EPLB_GPU_SELECT");
         int ra = eplb_test_run_cli(&a, args, tok_trace, modes[m]);
-        setenv("EPLB_GPU_SELECT", "1", 1);
+        setenv("EPLB_GPU_SELECT", "0", 1);
         int rb = eplb_test_run_cli(&b, args, tok_trace, modes[m]);
         unsetenv("EPLB_GPU_SELECT");
         cr_assert_eq(ra, 0, "%s", a);

@@ -36,6 +36,7 @@ struct RouteArgs {
     int L, dt, E, K, G, TG, renorm, sig;
     float scale;
     int fused, use_hist;
+    int hash_fast; // fused, segment kernel: hash mode on contiguous rank blocks
     eplb_sel_params_t sp;
 };
 
@@ -878,10 +879,22 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][4][E]; // keys of the warp's 4 rows
     __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
     __shared__ int win_s[NW][4][8];                 // expert of output column k
+    __shared__ int map_s[E]; // hash_fast: first slot (0xffff: invalid) | replicas << 16
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane >> 3, sl = lane & 7;
     int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
     int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    const int64_t stride = (int64_t)gridDim.x * NW * 4;
+    const int64_t first = ((int64_t)blockIdx.x * NW + warp) * 4;
+    // the first rows' logits are fetched into L2 before the block's setup
+    // (bias, map heads, histogram, barrier), so that the two latencies
+    // overlap: lane sl of a segment prefetches the 128-byte line of chunk sl
+    if (!ASYNC && first < a.T) {
+        const int64_t i = first + seg < a.T ? first + seg : a.T - 1;
+        const char *p = (const char *)a.logits +
+                        (((size_t)i * a.L + l) * E + sl * (E / 8)) * (DT == EPLB_DTYPE_F32 ? 4 : 2);
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+    }
     if (hist)
         for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
             hist[q] = 0;
@@ -889,13 +902,17 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     if (has_bias)
         for (int e = threadIdx.x; e < E; e += blockDim.x)
             bias_s[e] = a.bias[(size_t)l * E + e];
+    if (a.fused && a.hash_fast)
+        for (int e = threadIdx.x; e < E; e += blockDim.x) {
+            const int2 h = __ldg((const int2 *)(a.sp.packed + ((size_t)l * E + e) * a.sp.S));
+            const int R = h.x < 1 ? 1 : h.x > a.sp.MR ? a.sp.MR : h.x;
+            map_s[e] = (h.y >= 0 && h.y < a.sp.P ? h.y : 0xffff) | R << 16;
+        }
     __syncthreads();
     float *row = row_s[ASYNC ? 0 : warp][seg];
     u64 *cand = cand_s[warp][seg];
     int *win = win_s[warp][seg];
     const int K = a.K;
-    const int64_t stride = (int64_t)gridDim.x * NW * 4;
-    const int64_t first = ((int64_t)blockIdx.x * NW + warp) * 4;
     unsigned char *stg = dyn_s + (size_t)warp * 2 * SM::stage; // ASYNC: this warp's 2 stages
     int cur = 0;
     if (ASYNC && first < a.T) {
@@ -1137,10 +1154,31 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             if (a.fused) {
                 // select + record in the lane that holds the entry (no
                 // staging: with K = 8 all 32 lanes are busy anyway)
-                uint32_t t;
-                int rank_src;
-                eplb_dev_token(a.sp, i, &t, &rank_src);
-                const int ph = eplb_dev_select_tok(a.sp, l, t, rank_src, sl, K, id);
+                int ph;
+                if (a.hash_fast) {
+                    // the rules of eplb_dev_select_tok for hash on the
+                    // block's copy of the map heads: one shared load for
+                    // single-replica experts; the token row and the hash
+                    // only for the others
+                    const int m = map_s[id], R = m >> 16;
+                    ph = m & 0xffff;
+                    if (R > 1) {
+                        const uint32_t ii = (uint32_t)i;
+                        const uint32_t t =
+                            ii - eplb_fastdiv(ii, a.sp.bdiv) * (uint32_t)a.sp.block;
+                        const int rep = (int)(eplb_rule_hash(t) % (uint32_t)R);
+                        if (rep) {
+                            ph = __ldg(a.sp.packed + ((size_t)l * E + id) * a.sp.S + 1 + rep);
+                            ph = ph < 0 || ph >= a.sp.P ? 0xffff : ph;
+                        }
+                    }
+                    ph = ph == 0xffff ? -1 : ph;
+                } else {
+                    uint32_t t;
+                    int rank_src;
+                    eplb_dev_token(a.sp, i, &t, &rank_src);
+                    ph = eplb_dev_select_tok(a.sp, l, t, rank_src, sl, K, id);
+                }
                 if (a.phys)
                     a.phys[out] = ph;
                 eplb_dev_record(hist, cnt, ph);
@@ -1343,6 +1381,9 @@ extern "C" eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_
     if (a.sp.E != a.E)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "gpu fused: maps have E=%d, routing E=%d", a.sp.E, a.E);
+    // the segment kernel's hash path: 32-bit token rows, 16-bit slots
+    a.hash_fast = scfg->mode == EPLB_SELECT_HASH && !rows.d_trow && T <= 0x7fffffff &&
+                  a.sp.block <= 0x7fffffff && a.sp.P < 0xffff;
     if (batch_mode) {
         EPLB_CHECK(launch_route(g, a));
         return eplb_gpu_launch_select(g, d_phys, d_counts, d_ids, T, L, a.K, &a.sp);

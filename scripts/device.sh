@@ -3,7 +3,7 @@
 # build (autogen + configure + make), the GPU tests, compute-sanitizer
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
-# last.  Usage: scripts/device.sh [tests|quick|full|seg|replay|spread]
+# last.  Usage: scripts/device.sh [tests|quick|full|seg|replay|spread|replayspeed]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg: the default (segment kernel, kernels/route.cu) against variant 5
@@ -144,6 +144,38 @@ if [ "$what" = spread ]; then
             $R bench kernels --device gpu --tokens 65536 --reps 1 --only $k >"$OUT/ncu-$k.txt" 2>&1
         say "ncu $k: $(grep -E "inst_executed.sum|duration|dram__bytes|atom|red" "$OUT/ncu-$k.txt" | tr -s ' ' | tr '\n' ';')"
     done
+    say "== $(stamp) done"
+    exit 0
+fi
+
+# replayspeed: a large generated trace (DeepSeek-V3, 64 steps of ~1024
+# tokens, bf16 logits, ~1.3 GB): decode speed (`bench io`) against the wall
+# time of `eplb-replay run` with --device cpu, --device gpu with
+# EPLB_GPU_SELECT=0, and --device gpu (the outputs compared)
+if [ "$what" = replayspeed ]; then
+    R="$B/eplb-replay"
+    G=/tmp/eplb-big.h5
+    t0=$(date +%s.%N)
+    $R gen --preset deepseek-v3 --steps 64 --tokens-per-step 1024 -o $G >"$OUT/gen.log" 2>&1
+    say "gen: $(tail -1 "$OUT/gen.log") ($(du -m $G | cut -f1) MB, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s)"
+    $R bench io $G --repeat 3 >"$OUT/io.txt" 2>&1
+    grep -E "serial|parallel" "$OUT/io.txt" | tee -a "$summary"
+    for dev in cpu gpu0 gpu; do
+        t0=$(date +%s.%N)
+        if [ $dev = gpu0 ]; then
+            EPLB_GPU_SELECT=0 $R run $G --device gpu --policy deepseek --select hash --json \
+                --quiet --policy-time 0 >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
+        else
+            $R run $G --device $dev --policy deepseek --select hash --json --quiet \
+                --policy-time 0 >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
+        fi
+        rc=$?
+        say "run --device $dev: rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(grep -o '"device": "[^"]*"' "$OUT/rs-$dev.json") $(head -c 200 "$OUT/rs-$dev.err")"
+        sed -E 's/"device": "[^"]*"//' "$OUT/rs-$dev.json" >"$OUT/rs-$dev.norm"
+    done
+    cmp -s "$OUT/rs-gpu.norm" "$OUT/rs-gpu0.norm" && say "replayspeed gpu==gpu0: yes" || say "replayspeed gpu==gpu0: no"
+    cmp -s "$OUT/rs-gpu.norm" "$OUT/rs-cpu.norm" && say "replayspeed gpu==cpu: yes" || say "replayspeed gpu==cpu: no (routing near-ties: $(grep -o '"routing_check": {[^}]*}' "$OUT/rs-gpu.json"))"
+    rm -f $G "$OUT"/rs-*.norm
     say "== $(stamp) done"
     exit 0
 fi

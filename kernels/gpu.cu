@@ -431,19 +431,19 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
                                                const eplb_route_cfg_t *rcfg,
                                                const eplb_select_cfg_t *scfg)
 {
-    if (!s || T < 0 || T > s->max_tokens || !rcfg || !scfg)
+    if (!s || T < 0 || T > s->max_tokens || !rcfg)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu stage: T=%lld above max_tokens",
                               (long long)T);
-    if (rcfg->num_experts != s->E || rcfg->top_k != s->K || s->g->maps.P != s->P)
+    if (rcfg->num_experts != s->E || rcfg->top_k != s->K || (scfg && s->g->maps.P != s->P))
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "gpu stage: shape differs from the one it was opened for");
-    if (scfg->src_rank)
+    if (scfg && scfg->src_rank)
         return eplb_error_set(EPLB_ERR_UNSUPPORTED,
                               "gpu stage: src_rank is not supported by the staged path");
     eplb_gpu_t *g = s->g;
     // balanced mode plans in the handle's one scratch buffer: let a stage
     // still in flight finish first (no overlap for this mode)
-    if (scfg->mode == EPLB_SELECT_BALANCED)
+    if (scfg && scfg->mode == EPLB_SELECT_BALANCED)
         EPLB_CUDA_CHECK(cudaDeviceSynchronize());
     cudaStream_t saved = g->stream;
     g->stream = s->stream; // the launchers enqueue on g->stream
@@ -455,6 +455,16 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
     EPLB_CUDA_CHECK_GOTO(cudaMemcpyAsync(s->d_logits, s->h_logits, nl,
                                          cudaMemcpyHostToDevice, s->stream),
                          st, out);
+    if (!scfg) { // routing only: the ids
+        EPLB_CHECK_GOTO(eplb_gpu_route(g, s->d_ids, NULL, s->d_logits, dt, T, s->L, s->d_bias,
+                                       rcfg),
+                        st, out);
+        EPLB_CUDA_CHECK_GOTO(cudaMemcpyAsync(s->h_ids, s->d_ids, no, cudaMemcpyDeviceToHost,
+                                             s->stream),
+                             st, out);
+        EPLB_CUDA_CHECK_GOTO(cudaEventRecord(s->done, s->stream), st, out);
+        goto out;
+    }
     EPLB_CUDA_CHECK_GOTO(cudaMemsetAsync(s->d_counts, 0, nc, s->stream), st, out);
     EPLB_CHECK_GOTO(eplb_gpu_fused(g, s->d_ids, s->d_w, s->d_phys, s->d_counts, s->d_logits,
                                    dt, T, s->L, s->d_bias, rcfg, scfg, rows),

@@ -217,7 +217,9 @@ void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
  * NULL) is copied at open; the maps are those of eplb_gpu_set_maps (which
  * waits for stages in flight).  balanced mode shares the handle's scratch
  * memory, so its submits wait for other stages: no overlap in that mode.
- * A handle and its stages are for one host thread. */
+ * scfg NULL: routing only (no maps needed; wait gives the ids, the other
+ * outputs are not written).  A handle and its stages are for one host
+ * thread. */
 typedef struct eplb_gpu_stage eplb_gpu_stage_t;
 eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t *g,
                                   int64_t max_tokens, int L, int E, int K,

@@ -3,7 +3,8 @@
 # build (autogen + configure + make), the GPU tests, compute-sanitizer
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
-# last.  Usage: scripts/device.sh [tests|quick|full|seg|replay|spread|replayspeed]
+# last.  Usage: scripts/device.sh
+#   [tests|quick|full|seg|replay|spread|replayspeed|final]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg: the default (segment kernel, kernels/route.cu) against variant 5
@@ -152,13 +153,13 @@ fi
 # tokens, bf16 logits, ~1.3 GB): decode speed (`bench io`) against the wall
 # time of `eplb-replay run` with --device cpu, --device gpu with
 # EPLB_GPU_SELECT=0, and --device gpu (the outputs compared)
-if [ "$what" = replayspeed ]; then
+replay_speed() {
     R="$B/eplb-replay"
     G=/tmp/eplb-big.h5
     t0=$(date +%s.%N)
     $R gen --preset deepseek-v3 --steps 64 --tokens-per-step 1024 -o $G >"$OUT/gen.log" 2>&1
     say "gen: $(tail -1 "$OUT/gen.log") ($(du -m $G | cut -f1) MB, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s)"
-    $R bench io $G --repeat 3 >"$OUT/io.txt" 2>&1
+    $R bench io $G --repeat ${IO_REPEAT:-3} >"$OUT/io.txt" 2>&1
     grep -E "serial|parallel" "$OUT/io.txt" | tee -a "$summary"
     for dev in cpu gpu0 gpu; do
         t0=$(date +%s.%N)
@@ -176,6 +177,29 @@ if [ "$what" = replayspeed ]; then
     cmp -s "$OUT/rs-gpu.norm" "$OUT/rs-gpu0.norm" && say "replayspeed gpu==gpu0: yes" || say "replayspeed gpu==gpu0: no"
     cmp -s "$OUT/rs-gpu.norm" "$OUT/rs-cpu.norm" && say "replayspeed gpu==cpu: yes" || say "replayspeed gpu==cpu: no (routing near-ties: $(grep -o '"routing_check": {[^}]*}' "$OUT/rs-gpu.json"))"
     rm -f $G "$OUT"/rs-*.norm
+}
+
+if [ "$what" = replayspeed ]; then
+    replay_speed
+    say "== $(stamp) done"
+    exit 0
+fi
+
+# final: gpu_tests (routing and fused tests for the default variant only),
+# compute-sanitizer on the small tests, the replay check, replay_speed
+if [ "$what" = final ]; then
+    say "== $(stamp) gpu_tests --variant 0"
+    (cd "$B" && EPLB_SRCDIR="$T" timeout 200 ./tests/gpu_tests --variant 0) >"$OUT/gpu_tests.log" 2>&1
+    say "gpu_tests rc=$?: $(tail -1 "$OUT/gpu_tests.log")"
+    grep -E "FAIL|rate|esft" "$OUT/gpu_tests.log" | head -10 | tee -a "$summary"
+    CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    for tool in memcheck racecheck; do
+        (cd "$B" && EPLB_SRCDIR="$T" timeout 100 "$CS" --tool $tool --error-exitcode 3 \
+            ./tests/gpu_tests --small --variant 0) >"$OUT/$tool.log" 2>&1
+        say "$tool rc=$?: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool.log")"
+    done
+    replay_check
+    IO_REPEAT=1 replay_speed
     say "== $(stamp) done"
     exit 0
 fi

@@ -36,6 +36,7 @@ struct eplb_sim_source {
     int64_t cmp_upto;           /* tokens below this were compared */
     int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
     eplb_gpu_t *gpu;            /* route logits on this GPU (else the CPU) */
+    eplb_gpu_stage_t *stage[2]; /* GPU routing: pinned double buffers */
 };
 
 

@@ -53,6 +53,59 @@ static eplb_status_t compare_record(eplb_sim_source_t *s, const int32_t *ids,
     return EPLB_OK;
 }
 
+/* Routing on the GPU through two pinned stages (kernels/): chunk j+1 is
+ * decoded into one stage's pinned buffer while the GPU copies in, routes
+ * and copies back chunk j from the other. */
+static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_t t0,
+                                      int64_t t1, int64_t chunk, int par)
+{
+    const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
+    const size_t row_ids = (size_t)s->L * s->K;
+    for (int j = 0; j < 2; j++)
+        if (!s->stage[j])
+            EPLB_CHECK(eplb_gpu_stage_open(&s->stage[j], s->gpu, chunk, s->L, s->E, s->K, 1,
+                                           s->bias));
+    int cur = 0, pend = -1;
+    int64_t pt = 0, pe = 0;
+    eplb_status_t st = EPLB_OK;
+    for (int64_t t = t0; t < t1 || pend >= 0; t += chunk) {
+        const int64_t e = t < t1 ? (t + chunk < t1 ? t + chunk : t1) : t;
+        if (t < t1) {
+            void *buf = eplb_gpu_stage_logits(s->stage[cur]);
+            st = par ? eplb_trace_read_logits_parallel(s->trace, buf, t, e, 0)
+                     : eplb_trace_read_logits(s->trace, buf, t, e);
+            if (st == EPLB_OK)
+                st = eplb_gpu_stage_submit(s->stage[cur], inf->logits_dtype, e - t,
+                                           &inf->route, NULL);
+        }
+        if (pend >= 0) { /* the previous chunk, routed meanwhile */
+            const int32_t *got;
+            eplb_status_t sw = eplb_gpu_stage_wait(s->stage[pend], &got, NULL, NULL, NULL);
+            if (sw == EPLB_OK) {
+                int32_t *out = ids + (size_t)(pt - t0) * row_ids;
+                memcpy(out, got, (size_t)(pe - pt) * row_ids * sizeof *out);
+                if ((inf->levels & EPLB_LEVEL_TOPK) && pe > s->cmp_upto)
+                    sw = compare_record(s, out, pt, pe);
+            }
+            if (st == EPLB_OK)
+                st = sw;
+            pend = -1;
+        }
+        if (st != EPLB_OK) {
+            /* let a submitted chunk finish before its buffers are reused */
+            (void)eplb_gpu_stage_wait(s->stage[cur], NULL, NULL, NULL, NULL);
+            return st;
+        }
+        if (t < t1) {
+            pend = cur;
+            pt = t;
+            pe = e;
+            cur ^= 1;
+        }
+    }
+    return EPLB_OK;
+}
+
 static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
                                      int64_t t0, int64_t t1)
 {
@@ -69,6 +122,8 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     /* chunks inflated on all cores (a plain H5Dread decodes at ~240 MB/s
      * on one core: 6.5 s of an 8.6 s replay of a 1.5 GB trace, run 15) */
     const int par = eplb_trace_parallel_supported(s->trace);
+    if (s->gpu)
+        return route_gpu_staged(s, ids, t0, t1, chunk, par);
     if (!s->logits) {
         s->logits = malloc(row * (size_t)chunk);
         if (!s->logits)
@@ -82,12 +137,8 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
             EPLB_CHECK(eplb_trace_read_logits_parallel(s->trace, s->logits, t, e, 0));
         else
             EPLB_CHECK(eplb_trace_read_logits(s->trace, s->logits, t, e));
-        if (s->gpu)
-            EPLB_CHECK(eplb_gpu_route_host(s->gpu, out, NULL, s->logits, inf->logits_dtype,
-                                           e - t, s->L, s->bias, &inf->route));
-        else
-            EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t,
-                                      s->L, s->bias, &inf->route));
+        EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
+                                  s->bias, &inf->route));
         if ((inf->levels & EPLB_LEVEL_TOPK) && e > s->cmp_upto)
             EPLB_CHECK(compare_record(s, out, t, e));
     }
@@ -108,6 +159,8 @@ static eplb_status_t trace_counts(eplb_sim_source_t *s, int32_t *counts,
 
 static void trace_free(eplb_sim_source_t *s)
 {
+    eplb_gpu_stage_close(s->stage[0]);
+    eplb_gpu_stage_close(s->stage[1]);
     free(s->logits);
     free(s->bias);
     free(s->rec);

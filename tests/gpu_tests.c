@@ -540,6 +540,26 @@ static void test_stage(void)
         free(ic);
         free(x[j]);
     }
+    /* routing only (scfg NULL), as the replay routes logits: the ids of
+     * eplb_gpu_route_host on the same logits, bit for bit, two stages in
+     * flight */
+    float *xr[2];
+    for (int j = 0; j < 2; j++) {
+        xr[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
+        memcpy(eplb_gpu_stage_logits(s[j]), xr[j], n * 4);
+        OK(eplb_gpu_stage_submit(s[j], EPLB_DTYPE_F32, T - 3 * j, &rc->c, NULL));
+    }
+    for (int j = 0; j < 2; j++) {
+        const int32_t *ids;
+        OK(eplb_gpu_stage_wait(s[j], &ids, NULL, NULL, NULL));
+        int64_t Tj = T - 3 * j;
+        int32_t *ih = xmalloc(no * 4);
+        OK(eplb_gpu_route_host(gpu, ih, NULL, xr[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c));
+        CHECK(memcmp(ih, ids, (size_t)Tj * L * K * 4) == 0,
+              "stage %d routing only: ids differ from eplb_gpu_route_host", j);
+        free(ih);
+        free(xr[j]);
+    }
     eplb_gpu_stage_close(s[0]);
     eplb_gpu_stage_close(s[1]);
     free(mp.lc);

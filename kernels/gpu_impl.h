@@ -115,28 +115,17 @@ __device__ __forceinline__ int eplb_dev_select_tok(const eplb_sel_params_t &p,
     const int c = h.x;
     const int R = c < 1 ? 1 : c > p.MR ? p.MR : c;
     int rep = 0;
-    if (R > 1) /* one replica: index 0 in every mode (no division) */
-        switch (p.mode) {
-        case EPLB_SELECT_HASH:
-            rep = (int)(eplb_rule_hash(t) % (uint32_t)R);
-            break;
-        case EPLB_SELECT_FLATMOD:
-            rep = (int)(((uint64_t)t * K + k) % (uint64_t)R);
-            break;
-        case EPLB_SELECT_RANDOM:
-            rep = eplb_rule_random_rep(
-                eplb_rule_random_row(p.seed, p.step, l, t), k, R);
-            break;
-        case EPLB_SELECT_LOCAL: {
+    if (R > 1) { /* one replica: index 0 in every mode (no division) */
+        if (p.mode == EPLB_SELECT_LOCAL) {
             int gpu = (int)((int64_t)rank * p.D / p.num_ranks);
-            rep = c < 1 ? 0
-                        : eplb_rule_local_rep(row + 1, R, t, gpu, gpu / p.gpn,
-                                              p.spg, p.gpn);
-            break;
+            rep = eplb_rule_local_rep(row + 1, R, t, gpu, gpu / p.gpn, p.spg, p.gpn);
+        } else {
+            const uint64_t rkey = p.mode == EPLB_SELECT_RANDOM
+                                      ? eplb_rule_random_row(p.seed, p.step, l, t)
+                                      : 0;
+            rep = eplb_rule_entry_rep(p.mode, t, k, K, R, rkey);
         }
-        default:
-            break;
-        }
+    }
     int ph = rep == 0 ? h.y : rep == 1 ? h.z : rep == 2 ? h.w : __ldg(row + 1 + rep);
     return ph < 0 || ph >= p.P ? -1 : ph;
 }

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "kernels.h" /* eplb_select_mode_t */
+
 #ifdef __CUDACC__
 #define EPLB_HD static __host__ __device__ __forceinline__
 #else
@@ -78,6 +80,24 @@ EPLB_HD int eplb_rule_random_rep(uint64_t row, int k, int R)
 {
     uint64_t z = eplb_rule_mix64(row ^ (uint64_t)k);
     return (int)(((z >> 32) * (uint64_t)(uint32_t)R) >> 32);
+}
+
+/* Replica index of one entry for the modes without batch state or
+ * locality (hash, flatmod, random); rkey = eplb_rule_random_row of the
+ * entry's row (random only).  Other modes: 0. */
+EPLB_HD int eplb_rule_entry_rep(int mode, uint32_t t, int k, int K, int R,
+                                uint64_t rkey)
+{
+    switch (mode) {
+    case EPLB_SELECT_HASH:
+        return (int)(eplb_rule_hash(t) % (uint32_t)R);
+    case EPLB_SELECT_FLATMOD:
+        return (int)(((uint64_t)t * K + k) % (uint64_t)R);
+    case EPLB_SELECT_RANDOM:
+        return eplb_rule_random_rep(rkey, k, R);
+    default:
+        return 0;
+    }
 }
 
 /* local mode: among the R replicas `row[0..R-1]` (ascending slots) prefer

@@ -199,13 +199,9 @@ static eplb_status_t select_layer(sel_ctx_t *c, int l)
                 int R = clamp_r(m->logcnt[e], MR), rep = 0;
                 switch (mode) {
                 case EPLB_SELECT_HASH:
-                    rep = (int)(eplb_rule_hash(t) % (uint32_t)R);
-                    break;
                 case EPLB_SELECT_FLATMOD:
-                    rep = (int)(((uint64_t)t * K + k) % (uint64_t)R);
-                    break;
                 case EPLB_SELECT_RANDOM:
-                    rep = eplb_rule_random_rep(rkey, k, R);
+                    rep = eplb_rule_entry_rep(mode, t, k, K, R, rkey);
                     break;
                 case EPLB_SELECT_LOCAL: {
                     int gpu = (int)((int64_t)c->trank[i] * m->num_gpus / c->num_ranks);

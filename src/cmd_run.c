@@ -776,7 +776,8 @@ int eplb_cmd_run(int argc, char **argv)
             eplb_error_clear();
         } else {
             /* selection and recording on the GPU too, unless asked not to
-             * (bit-identical to the CPU's: validated on an H100, run 9) */
+             * (bit-identical to the CPU's: checked on an H100 and an H200,
+             * runs 9-17, docs/perf/kernels.md) */
             const char *gs = getenv(GPU_SELECT_ENV);
             so.gpu_select = !(gs && !strcmp(gs, "0"));
             snprintf(o.device_used, sizeof o.device_used, "gpu (%s)%s", eplb_gpu_name(gpu),

@@ -462,7 +462,7 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
     return EPLB_OK;
 }
 
-/* ---- GPU selection (opts.gpu_select; experimental) ----------------------
+/* ---- GPU selection (opts.gpu_select) --------------------------------------
  * Per step: decisions and commits on the CPU (they never depend on the
  * selection), maps uploaded when they changed, then selection and
  * recording of step s enqueued on the run's stream into slot s&1 (rows

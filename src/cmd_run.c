@@ -19,9 +19,9 @@
 #define MAX_LIST 64
 /* --device auto takes the GPU from this many bytes of raw logits on */
 #define AUTO_GPU_BYTES ((size_t)128 << 20)
-/* Environment tunable: "1" moves replica selection and recording to the GPU
- * too where the device resolves to the GPU (experimental, not yet validated
- * on a GPU; docs/simulator.md).  Anything else, or the CPU: no effect. */
+/* Environment tunable: where the device resolves to the GPU, replica
+ * selection and recording run there too unless this is "0"
+ * (docs/simulator.md).  On the CPU: no effect. */
 #define GPU_SELECT_ENV "EPLB_GPU_SELECT"
 #define MAX_POLICIES 32
 /* bounds of the integer options: beyond them the run state (slots x layers

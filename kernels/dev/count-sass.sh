@@ -15,7 +15,7 @@ nvcc -gencode=arch=compute_90,code=sm_90 -O3 -std=c++17 -Xptxas -v -I"$src/src" 
     -I"$src/kernels" -I"$build" -cubin "$here/count_route.cu" -o "$out/count_route.cubin" \
     2>&1 | grep -E "Compiling|Used|spill" >"$out/ptxas.txt"
 cuobjdump -sass "$out/count_route.cubin" >"$out/count_route.sass"
-for f in count_default count_seg_exact count_seg_fast count_default_fused count_seg_fast_fused; do
+for f in count_warp count_seg_exact count_seg_fast count_warp_fused count_seg_fast_fused; do
     python3 "$here/sass_blocks.py" "$out/count_route.sass" "$f" >"$out/$f.blocks"
     echo "$f: $(tail -1 "$out/$f.blocks") static instructions; blocks in $out/$f.blocks"
 done

@@ -47,30 +47,32 @@ __device__ __forceinline__ RouteArgs ds_v3_fused(RouteArgs a)
     a.sp.trow = nullptr;
     a.sp.E = 256;
     a.sp.P = 288;
+    a.hash_fast = 1;
     return a;
 }
 
-__global__ void __launch_bounds__(256, 4) count_default(RouteArgs a)
+// the warp kernel (--variant 8; the default up to run 8)
+__global__ void __launch_bounds__(256, 4) count_warp(RouteArgs a)
 {
     route_warp_kernel<8, false, 4>(ds_v3(a));
 }
 
 __global__ void __launch_bounds__(256, 4) count_seg_exact(RouteArgs a)
 {
-    route_seg_kernel<8, false, 256, 4>(ds_v3(a));
+    route_seg_kernel<8, false, 256, 4, EPLB_DTYPE_F32, false>(ds_v3(a));
 }
 
 __global__ void __launch_bounds__(256, 4) count_seg_fast(RouteArgs a)
 {
-    route_seg_kernel<8, true, 256, 4>(ds_v3(a));
+    route_seg_kernel<8, true, 256, 4, EPLB_DTYPE_F32, false>(ds_v3(a));
 }
 
-__global__ void __launch_bounds__(256, 4) count_default_fused(RouteArgs a)
+__global__ void __launch_bounds__(256, 4) count_warp_fused(RouteArgs a)
 {
     route_warp_kernel<8, false, 4>(ds_v3_fused(a));
 }
 
 __global__ void __launch_bounds__(256, 4) count_seg_fast_fused(RouteArgs a)
 {
-    route_seg_kernel<8, true, 256, 4>(ds_v3_fused(a));
+    route_seg_kernel<8, true, 256, 4, EPLB_DTYPE_F32, false>(ds_v3_fused(a));
 }

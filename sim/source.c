@@ -26,6 +26,8 @@ static eplb_status_t trace_ids_topk(eplb_sim_source_t *s, int32_t *ids,
 static eplb_status_t compare_record(eplb_sim_source_t *s, const int32_t *ids,
                                     int64_t t0, int64_t t1)
 {
+    if (!(eplb_trace_info(s->trace)->levels & EPLB_LEVEL_TOPK) || t1 <= s->cmp_upto)
+        return EPLB_OK; /* nothing recorded, or compared already */
     int64_t a = t0 > s->cmp_upto ? t0 : s->cmp_upto;
     size_t n = (size_t)(t1 - a), LK = (size_t)s->L * s->K;
     if (n > s->rec_cap) {
@@ -57,7 +59,7 @@ static eplb_status_t compare_record(eplb_sim_source_t *s, const int32_t *ids,
  * decoded into one stage's pinned buffer while the GPU copies in, routes
  * and copies back chunk j from the other. */
 static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_t t0,
-                                      int64_t t1, int64_t chunk, int par)
+                                      int64_t t1, int64_t chunk)
 {
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
     const size_t row_ids = (size_t)s->L * s->K;
@@ -72,8 +74,7 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         const int64_t e = t < t1 ? (t + chunk < t1 ? t + chunk : t1) : t;
         if (t < t1) {
             void *buf = eplb_gpu_stage_logits(s->stage[cur]);
-            st = par ? eplb_trace_read_logits_parallel(s->trace, buf, t, e, 0)
-                     : eplb_trace_read_logits(s->trace, buf, t, e);
+            st = eplb_trace_read_logits_parallel(s->trace, buf, t, e, 0);
             if (st == EPLB_OK)
                 st = eplb_gpu_stage_submit(s->stage[cur], inf->logits_dtype, e - t,
                                            &inf->route, NULL);
@@ -84,8 +85,7 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
             if (sw == EPLB_OK) {
                 int32_t *out = ids + (size_t)(pt - t0) * row_ids;
                 memcpy(out, got, (size_t)(pe - pt) * row_ids * sizeof *out);
-                if ((inf->levels & EPLB_LEVEL_TOPK) && pe > s->cmp_upto)
-                    sw = compare_record(s, out, pt, pe);
+                sw = compare_record(s, out, pt, pe);
             }
             if (st == EPLB_OK)
                 st = sw;
@@ -119,11 +119,11 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     const int64_t ct = eplb_trace_chunk_tokens(s->trace);
     if (ct > 0 && chunk > ct)
         chunk -= chunk % ct;
-    /* chunks inflated on all cores (a plain H5Dread decodes at ~240 MB/s
-     * on one core: 6.5 s of an 8.6 s replay of a 1.5 GB trace, run 15) */
-    const int par = eplb_trace_parallel_supported(s->trace);
+    /* chunks inflated on all cores, where the layout allows (else the
+     * reader falls back to one H5Dread): a plain H5Dread decodes at ~240
+     * MB/s on one core, 6.5 s of an 8.6 s replay of a 1.5 GB trace (run 15) */
     if (s->gpu)
-        return route_gpu_staged(s, ids, t0, t1, chunk, par);
+        return route_gpu_staged(s, ids, t0, t1, chunk);
     if (!s->logits) {
         s->logits = malloc(row * (size_t)chunk);
         if (!s->logits)
@@ -133,14 +133,10 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     for (int64_t t = t0; t < t1; t += chunk) {
         int64_t e = t + chunk < t1 ? t + chunk : t1;
         int32_t *out = ids + (size_t)(t - t0) * s->L * s->K;
-        if (par)
-            EPLB_CHECK(eplb_trace_read_logits_parallel(s->trace, s->logits, t, e, 0));
-        else
-            EPLB_CHECK(eplb_trace_read_logits(s->trace, s->logits, t, e));
+        EPLB_CHECK(eplb_trace_read_logits_parallel(s->trace, s->logits, t, e, 0));
         EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
                                   s->bias, &inf->route));
-        if ((inf->levels & EPLB_LEVEL_TOPK) && e > s->cmp_upto)
-            EPLB_CHECK(compare_record(s, out, t, e));
+        EPLB_CHECK(compare_record(s, out, t, e));
     }
     return EPLB_OK;
 }

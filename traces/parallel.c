@@ -523,9 +523,10 @@ eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf, in
     return read_rows_parallel(tr, d, mt, name, buf, 0, 0, nthreads, serial_all);
 }
 
+/* the check follows in eplb_trace_read_logits_parallel, once for both paths */
 static eplb_status_t serial_logits(const eplb_trace_t *tr, void *buf, int64_t r0, int64_t r1)
 {
-    return eplb_trace_read_logits(tr, buf, r0, r1);
+    return eplb_trace_read_logits_unchecked(tr, buf, r0, r1);
 }
 
 eplb_status_t eplb_trace_read_logits_parallel(const eplb_trace_t *tr, void *buf,

@@ -530,15 +530,20 @@ static int is_nonfinite(const void *buf, size_t i, eplb_dtype_t dt)
     return dt == EPLB_DTYPE_F16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u;
 }
 
-eplb_status_t eplb_trace_read_logits(const eplb_trace_t *tr, void *buf, int64_t tok_begin,
-                                     int64_t tok_end)
+eplb_status_t eplb_trace_read_logits_unchecked(const eplb_trace_t *tr, void *buf,
+                                               int64_t tok_begin, int64_t tok_end)
 {
     eplb_h5_lock();
     eplb_status_t st = read_rows(tr, tr->d_logits, N_LOGITS, tr->logits_mtype, buf, tok_begin,
                                  tok_end, tr->info.num_tokens);
     eplb_h5_unlock();
-    if (st != EPLB_OK)
-        return st;
+    return st;
+}
+
+eplb_status_t eplb_trace_read_logits(const eplb_trace_t *tr, void *buf, int64_t tok_begin,
+                                     int64_t tok_end)
+{
+    EPLB_CHECK(eplb_trace_read_logits_unchecked(tr, buf, tok_begin, tok_end));
     return eplb_trace_check_logits(tr, buf, tok_begin, tok_end);
 }
 

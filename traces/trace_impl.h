@@ -22,6 +22,11 @@ struct eplb_trace {
  * ids (H5I_INVALID_HID for counts-only traces); *mtype, *name set. */
 hid_t eplb_trace_bulk_dataset(const eplb_trace_t *tr, hid_t *mtype, const char **name);
 
+/* eplb_trace_read_logits without the NaN/Inf check (the parallel reader's
+ * fallback, which checks once itself). */
+eplb_status_t eplb_trace_read_logits_unchecked(const eplb_trace_t *tr, void *buf,
+                                               int64_t tok_begin, int64_t tok_end);
+
 /* NaN/Inf check of logits of tokens [tok_begin, tok_end) in buf (file
  * dtype); EPLB_ERR_FORMAT naming token, layer and expert. */
 eplb_status_t eplb_trace_check_logits(const eplb_trace_t *tr, const void *buf,

@@ -71,8 +71,18 @@ nvcc -gencode=arch=compute_90,code=sm_90 -O3 -std=c++17 -Xptxas -v -I"$T/src" -I
 # routing, which on the GPU is identical except at near-ties of scores (the
 # config's routing_check counts the rows whose expert sets differ from the
 # recorded ids, where the trace has them).
+# `eplb-replay run ARGS` on one of the replay's device settings, with a
+# time limit: cpu; gpu = routing only on the GPU (EPLB_GPU_SELECT=0);
+# gpusel = the GPU default (selection and recording there too)
+run_on() {
+    local dev=$1 pre=()
+    shift
+    [ "$dev" = gpu ] && pre=(env EPLB_GPU_SELECT=0)
+    timeout 120 "${pre[@]}" "$B/eplb-replay" run "$@" --device "${dev%sel}"
+}
+
 replay_check() {
-    local R="$B/eplb-replay" tc sel dev base t0 t1 rc line
+    local tc sel dev base t0 t1 rc line
     say "== $(stamp) replay: --device cpu / gpu with EPLB_GPU_SELECT=0 / gpu (selection on the GPU)"
     for tc in esft-intent dsv3-small; do
         for sel in hash rr-block balanced; do
@@ -80,19 +90,8 @@ replay_check() {
             line="$tc $sel:"
             for dev in cpu gpu gpusel; do
                 t0=$(date +%s.%N)
-                if [ $dev = gpusel ]; then # the default on the GPU
-                    timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet \
-                        --policy-time 0 --policy deepseek,lpt,oracle --select $sel \
-                        --device gpu >"$base-$dev.json" 2>"$base-$dev.err"
-                elif [ $dev = gpu ]; then # routing only on the GPU
-                    EPLB_GPU_SELECT=0 timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet \
-                        --policy-time 0 --policy deepseek,lpt,oracle --select $sel \
-                        --device gpu >"$base-$dev.json" 2>"$base-$dev.err"
-                else
-                    timeout 120 "$R" run "$T/traces/$tc.h5" --json --quiet --policy-time 0 \
-                        --policy deepseek,lpt,oracle --select $sel --device $dev \
-                        >"$base-$dev.json" 2>"$base-$dev.err"
-                fi
+                run_on $dev "$T/traces/$tc.h5" --json --quiet --policy-time 0 \
+                    --policy deepseek,lpt,oracle --select $sel >"$base-$dev.json" 2>"$base-$dev.err"
                 rc=$?
                 t1=$(date +%s.%N)
                 line="$line $dev $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') s (rc $rc);"
@@ -161,21 +160,16 @@ replay_speed() {
     say "gen: $(tail -1 "$OUT/gen.log") ($(du -m $G | cut -f1) MB, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s)"
     $R bench io $G --repeat ${IO_REPEAT:-3} >"$OUT/io.txt" 2>&1
     grep -E "serial|parallel" "$OUT/io.txt" | tee -a "$summary"
-    for dev in cpu gpu0 gpu; do
+    for dev in cpu gpu gpusel; do
         t0=$(date +%s.%N)
-        if [ $dev = gpu0 ]; then
-            EPLB_GPU_SELECT=0 $R run $G --device gpu --policy deepseek --select hash --json \
-                --quiet --policy-time 0 >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
-        else
-            $R run $G --device $dev --policy deepseek --select hash --json --quiet \
-                --policy-time 0 >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
-        fi
+        run_on $dev $G --policy deepseek --select hash --json --quiet --policy-time 0 \
+            >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
         rc=$?
-        say "run --device $dev: rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(grep -o '"device": "[^"]*"' "$OUT/rs-$dev.json") $(head -c 200 "$OUT/rs-$dev.err")"
+        say "run ($dev): rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(grep -o '"device": "[^"]*"' "$OUT/rs-$dev.json") $(head -c 200 "$OUT/rs-$dev.err")"
         sed -E 's/"device": "[^"]*"//' "$OUT/rs-$dev.json" >"$OUT/rs-$dev.norm"
     done
-    cmp -s "$OUT/rs-gpu.norm" "$OUT/rs-gpu0.norm" && say "replayspeed gpu==gpu0: yes" || say "replayspeed gpu==gpu0: no"
-    cmp -s "$OUT/rs-gpu.norm" "$OUT/rs-cpu.norm" && say "replayspeed gpu==cpu: yes" || say "replayspeed gpu==cpu: no (routing near-ties: $(grep -o '"routing_check": {[^}]*}' "$OUT/rs-gpu.json"))"
+    cmp -s "$OUT/rs-gpusel.norm" "$OUT/rs-gpu.norm" && say "replayspeed gpusel==gpu: yes" || say "replayspeed gpusel==gpu: no"
+    cmp -s "$OUT/rs-gpusel.norm" "$OUT/rs-cpu.norm" && say "replayspeed gpu==cpu: yes" || say "replayspeed gpu==cpu: no (routing near-ties: $(grep -o '"routing_check": {[^}]*}' "$OUT/rs-gpusel.json"))"
     rm -f $G "$OUT"/rs-*.norm
 }
 

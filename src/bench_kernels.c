@@ -164,12 +164,10 @@ static eplb_status_t gpu_call(void *ctx, int i)
     case 1:
         return eplb_gpu_select_record(c->g, c->phys, c->counts, c->ids[b], c->T, 1,
                                       c->o->rc.top_k, &c->sc, rows);
-    case 2: /* physical ids and weights, as the engine needs them */
-        return eplb_gpu_fused(c->g, NULL, c->w, c->phys, c->counts, c->logits[b], c->o->dt,
-                              c->T, 1, c->bias, &c->o->rc, &c->sc, rows);
-    default: /* logical ids as well */
-        return eplb_gpu_fused(c->g, c->ids[b], c->w, c->phys, c->counts, c->logits[b],
-                              c->o->dt, c->T, 1, c->bias, &c->o->rc, &c->sc, rows);
+    default: /* 2: physical ids and weights, as the engine needs them; 3: logical
+              * ids as well */
+        return eplb_gpu_fused(c->g, c->which == 2 ? NULL : c->ids[b], c->w, c->phys, c->counts,
+                              c->logits[b], c->o->dt, c->T, 1, c->bias, &c->o->rc, &c->sc, rows);
     }
 }
 

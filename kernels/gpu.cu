@@ -59,6 +59,7 @@ extern "C" void eplb_gpu_close(eplb_gpu_t *g)
     cudaFree(g->maps.logcnt);
     cudaFree(g->maps.log2phy);
     cudaFree(g->maps.packed);
+    cudaFree(g->maps.hhead);
     cudaFree(g->scratch);
     cudaStreamDestroy(g->stream);
     free(g);
@@ -160,6 +161,13 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
         pk[r * S] = lc[r];
         memcpy(&pk[r * S + 1], &l2p[r * MR], sizeof(int32_t) * MR);
     }
+    // heads of the fused hash path (kernels/rules.h), where slots fit 16
+    // bits and replica counts 8
+    const int P = m0->num_physical;
+    const bool hh_ok = P < 0xffff && MR <= 255;
+    std::vector<eplb_hhead_t> hh(hh_ok ? (size_t)L * E : 0);
+    for (size_t r = 0; r < hh.size(); r++)
+        hh[r] = eplb_hhead_make(&l2p[r * MR], lc[r], MR, P);
     eplb_gpu_maps_t *m = &g->maps;
     // old maps may be in use, also by stages on their own streams
     EPLB_CUDA_CHECK(cudaDeviceSynchronize());
@@ -167,11 +175,20 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
         cudaFree(m->logcnt);
         cudaFree(m->log2phy);
         cudaFree(m->packed);
+        cudaFree(m->hhead);
         m->logcnt = m->log2phy = m->packed = NULL;
+        m->hhead = NULL;
         m->L = 0;
         EPLB_CUDA_CHECK(cudaMalloc(&m->logcnt, lc.size() * sizeof(int32_t)));
         EPLB_CUDA_CHECK(cudaMalloc(&m->log2phy, l2p.size() * sizeof(int32_t)));
         EPLB_CUDA_CHECK(cudaMalloc(&m->packed, pk.size() * sizeof(int32_t)));
+    }
+    if (!hh_ok || !m->hhead) {
+        // P can change at the same L, E, MR: the heads follow P
+        cudaFree(m->hhead);
+        m->hhead = NULL;
+        if (hh_ok)
+            EPLB_CUDA_CHECK(cudaMalloc(&m->hhead, hh.size() * sizeof(eplb_hhead_t)));
     }
     EPLB_CUDA_CHECK(cudaMemcpy(m->logcnt, lc.data(), lc.size() * sizeof(int32_t),
                                cudaMemcpyHostToDevice));
@@ -179,6 +196,9 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
                                cudaMemcpyHostToDevice));
     EPLB_CUDA_CHECK(cudaMemcpy(m->packed, pk.data(), pk.size() * sizeof(int32_t),
                                cudaMemcpyHostToDevice));
+    if (hh_ok)
+        EPLB_CUDA_CHECK(cudaMemcpy(m->hhead, hh.data(), hh.size() * sizeof(eplb_hhead_t),
+                                   cudaMemcpyHostToDevice));
     m->S = S;
     m->L = L;
     m->E = E;

@@ -39,6 +39,8 @@ typedef struct {
     int32_t *log2phy; /* [L][E][MR] */
     int32_t *packed;  /* [L][E][S]: logcnt, then the slots (-1 padded), so
                          that one 16-byte load gives R and 3 replicas */
+    eplb_hhead_t *hhead; /* [L][E] (rules.h), or NULL where P >= 0xffff or
+                            MR > 255: the fused hash path's shared heads */
 } eplb_gpu_maps_t;
 
 struct eplb_gpu {
@@ -70,6 +72,7 @@ typedef struct {
     const int32_t *logcnt;  /* [L][E] */
     const int32_t *log2phy; /* [L][E][MR] */
     const int32_t *packed;  /* [L][E][S] */
+    const eplb_hhead_t *hhead; /* [L][E] or NULL */
     int S;
 } eplb_sel_params_t;
 

@@ -36,7 +36,10 @@ struct RouteArgs {
     int L, dt, E, K, G, TG, renorm, sig;
     float scale;
     int fused, use_hist;
-    int hash_fast; // fused, segment kernel: hash mode on contiguous rank blocks
+    // fused, segment kernel, hash mode on contiguous rank blocks: the
+    // layer's heads (sp.hhead) in shared memory, so that replicas 0-4 and
+    // the divisor R need no global load and no division
+    int hash_fast;
     eplb_sel_params_t sp;
 };
 
@@ -756,11 +759,15 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //  4. compaction by the set bits (typically 0-4 per lane): packed (ordered
 //     key bits, ~id) into shared memory at the lane's scan offset;
 //  5. rank of each candidate among them = output column (ties: lower id);
-//     the K winners' s are recomputed from their logits (L2 hits);
+//     the K winners' s = key - bias from the row buffer (within an ulp of
+//     s; run 21: no L2 reload of the logit), the renormalisation by
+//     rcp.approx (within 2 ulp of the division);
 //  6. over kSegCap candidates in some segment (massive exact ties): K rounds
 //     of a segment argmax on packed keys for the whole warp instead.
 //  7. fused: the lane that writes entry (row, k) selects its replica and
-//     records it (shared histogram), with no staging.
+//     records it (shared histogram), with no staging; for hash, from the
+//     layer's expert heads in shared memory (kernels/rules.h eplb_hhead_t:
+//     replicas 0-4 and a multiply-high remainder by R).
 // FAST (the default, variant 6): sigmoid by ex2.approx + rcp.approx (about
 // 6 instructions per expert instead of 12); keys then differ from the CPU's
 // by an ulp or two, which shows only at near-ties (the GPU tests bound the
@@ -879,7 +886,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][4][E]; // keys of the warp's 4 rows
     __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
     __shared__ int win_s[NW][4][8];                 // expert of output column k
-    __shared__ int map_s[E]; // hash_fast: first slot (0xffff: invalid) | replicas << 16
+    __shared__ uint4 hh_s[E]; // hash_fast: the layer's eplb_hhead_t (kernels/rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane >> 3, sl = lane & 7;
     int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
@@ -903,11 +910,8 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         for (int e = threadIdx.x; e < E; e += blockDim.x)
             bias_s[e] = a.bias[(size_t)l * E + e];
     if (a.fused && a.hash_fast)
-        for (int e = threadIdx.x; e < E; e += blockDim.x) {
-            const int2 h = __ldg((const int2 *)(a.sp.packed + ((size_t)l * E + e) * a.sp.S));
-            const int R = h.x < 1 ? 1 : h.x > a.sp.MR ? a.sp.MR : h.x;
-            map_s[e] = (h.y >= 0 && h.y < a.sp.P ? h.y : 0xffff) | R << 16;
-        }
+        for (int e = threadIdx.x; e < E; e += blockDim.x)
+            hh_s[e] = __ldg((const uint4 *)a.sp.hhead + (size_t)l * E + e);
     __syncthreads();
     float *row = row_s[ASYNC ? 0 : warp][seg];
     u64 *cand = cand_s[warp][seg];
@@ -1041,17 +1045,16 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             th = fminf(th, __shfl_xor_sync(kFull, th, d));
         // only the kept chunks (topk_groups of NCH) are read and compared;
         // past them kk is 0 in every lane, so the rest is skipped warp-wide
+        // (exactly topk_groups: the group ranks are unique)
         unsigned m = 0, kk = keep;
-#pragma unroll
-        for (int q = 0; q < NCH; q++) {
-            if (kk) {
-                const int c = __ffs(kk) - 1;
-                kk &= kk - 1;
-                const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
-                const unsigned b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1 |
-                                   (unsigned)(v.z >= th) << 2 | (unsigned)(v.w >= th) << 3;
-                m |= b << (c * 4);
-            }
+#pragma unroll 4
+        for (int q = 0; q < a.TG; q++) {
+            const int c = __ffs(kk) - 1;
+            kk &= kk - 1;
+            const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
+            const unsigned b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1 |
+                               (unsigned)(v.z >= th) << 2 | (unsigned)(v.w >= th) << 3;
+            m |= b << (c * 4);
         }
         const int n = __popc(m);
         int incl = n;
@@ -1134,9 +1137,16 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         int id = 0;
         float sv = 0.0f;
         if (sl < K) {
-            // the winner's s from its logit (an L2 hit: the row was just read)
+            // the winner's s from its key in the row buffer: key - bias
+            // (within an ulp of the key of s), or the sigmoid of the key
+            // (the logit) without bias; from the logit itself (an L2 hit)
+            // where the key is -inf (NaN logits: s stays NaN as on the CPU)
             id = win[sl];
-            sv = seg_sigmoid<FAST>(seg_ld1<DT>(a.logits, roff + id));
+            const float key = row[id];
+            if (key == -INFINITY)
+                sv = seg_sigmoid<FAST>(seg_ld1<DT>(a.logits, roff + id));
+            else
+                sv = has_bias ? key - bias_s[id] : seg_sigmoid<FAST>(key);
         }
         float ls = sv;
 #pragma unroll
@@ -1144,7 +1154,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             ls += __shfl_xor_sync(kFull, ls, d);
         float scale = a.scale;
         if (a.renorm)
-            scale /= ls + 1e-20f;
+            scale *= rcp_ftz(ls + 1e-20f); // within 2 ulp of the division
         const size_t out = ((size_t)(valid ? i : 0) * a.L + l) * K + sl;
         if (valid && sl < K) {
             if (a.ids)
@@ -1157,19 +1167,25 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                 int ph;
                 if (a.hash_fast) {
                     // the rules of eplb_dev_select_tok for hash on the
-                    // block's copy of the map heads: one shared load for
+                    // block's copy of the heads: one shared load for
                     // single-replica experts; the token row and the hash
-                    // only for the others
-                    const int m = map_s[id], R = m >> 16;
-                    ph = m & 0xffff;
+                    // only for the others; the remainder by the head's
+                    // multiplier, replicas 1-4 from the head
+                    const uint4 hv = hh_s[id];
+                    const eplb_hhead_t h = {hv.x, hv.y, hv.z, hv.w};
+                    const int R = (int)(h.x >> 16) & 0xff;
+                    ph = (int)(h.x & 0xffff);
                     if (R > 1) {
                         const uint32_t ii = (uint32_t)i;
                         const uint32_t t =
                             ii - eplb_fastdiv(ii, a.sp.bdiv) * (uint32_t)a.sp.block;
-                        const int rep = (int)(eplb_rule_hash(t) % (uint32_t)R);
-                        if (rep) {
+                        const int rep = (int)eplb_hhead_mod(h, eplb_rule_hash(t));
+                        if (rep >= EPLB_HHEAD_REPS) {
                             ph = __ldg(a.sp.packed + ((size_t)l * E + id) * a.sp.S + 1 + rep);
                             ph = ph < 0 || ph >= a.sp.P ? 0xffff : ph;
+                        } else if (rep) {
+                            const uint32_t w2 = rep <= 2 ? h.z : h.w;
+                            ph = (int)((rep & 1 ? w2 : w2 >> 16) & 0xffff);
                         }
                     }
                     ph = ph == 0xffff ? -1 : ph;
@@ -1227,25 +1243,26 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     size_t async_b = 0; // dynamic shared memory of the segment kernel's stages
     if (variant == 0 || variant == 5 || variant == 6 || variant == 9) {
         // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of
-        // 32, K <= 8, K <= 2 * topk_groups, a small histogram); other shapes
-        // take the warp kernel.  0 (default) and 6: fast sigmoid; 5: exact
-        // sigmoid; 9: fast sigmoid with cp.async row prefetch
+        // 32, K <= 8, K <= 2 * topk_groups, a histogram within the opt-in
+        // shared memory); other shapes take the warp kernel.  0 (default),
+        // 6: fast sigmoid; 5: exact sigmoid; 9: fast sigmoid with cp.async
+        // row prefetch
         const bool seg_ok = aligned && grouped && a.sig && a.E == 256 && a.G == 8 &&
                             a.K <= 8 && a.K <= 2 * a.TG;
         route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, &async_b)
                             : variant == 9 ? seg_pick<true, true>(a.dt, &async_b)
                                            : seg_pick<true, false>(a.dt, &async_b);
-        // static shared memory (~45 KB at 256 threads without stages) + the
-        // stages + the histogram: within the 48 KB a launch gets without
-        // opting in, or (stages) the opt-in maximum
+        // static shared memory (~47 KB at 256 threads without stages) + the
+        // stages + the histogram: past the 48 KB a launch gets without
+        // opting in, up to the opt-in maximum (fewer blocks per SM then)
         cudaFuncAttributes fa;
         fa.sharedSizeBytes = (size_t)1 << 30;
         if (seg_ok && cudaFuncGetAttributes(&fa, sk) != cudaSuccess)
             (void)cudaGetLastError(); // not sticky: clear it, take the default
         const size_t hist_b = a.fused ? (size_t)((a.sp.P + 3) & ~3) * sizeof(int) : 0;
         const size_t dyn = async_b + hist_b;
-        bool ok = seg_ok && fa.sharedSizeBytes + dyn <= (async_b ? g->smem_optin : 48 * 1024);
-        if (ok && dyn > 48 * 1024)
+        bool ok = seg_ok && fa.sharedSizeBytes + dyn <= g->smem_optin;
+        if (ok && fa.sharedSizeBytes + dyn > 48 * 1024)
             ok = cudaFuncSetAttribute(sk, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)dyn) == cudaSuccess;
         if (ok) {
@@ -1293,7 +1310,11 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     int per_sm = 1;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, threads,
                                                   smem + (a.fused ? hist_max : 0));
-    const int64_t cap = (int64_t)g->num_sms * (per_sm > 0 ? per_sm : 1) / a.L + 1;
+    // no more blocks than fit at once: one more (the grid up to run 19)
+    // waited for a free slot and ran its rows after everyone else's (route
+    // at T = 65536 3-7% slower, run 20)
+    int64_t cap = (int64_t)g->num_sms * (per_sm > 0 ? per_sm : 1) / a.L;
+    cap = cap < 1 ? 1 : cap;
     const int64_t rows_per_block = (threads / 32) * rows_per_warp;
     int64_t want = (a.T + rows_per_block - 1) / rows_per_block;
     int gx = (int)(want < cap ? want : cap);
@@ -1381,9 +1402,10 @@ extern "C" eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_
     if (a.sp.E != a.E)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "gpu fused: maps have E=%d, routing E=%d", a.sp.E, a.E);
-    // the segment kernel's hash path: 32-bit token rows, 16-bit slots
+    // the segment kernel's hash path: 32-bit token rows, the heads (16-bit
+    // slots, R <= 255)
     a.hash_fast = scfg->mode == EPLB_SELECT_HASH && !rows.d_trow && T <= 0x7fffffff &&
-                  a.sp.block <= 0x7fffffff && a.sp.P < 0xffff;
+                  a.sp.block <= 0x7fffffff && a.sp.hhead;
     if (batch_mode) {
         EPLB_CHECK(launch_route(g, a));
         return eplb_gpu_launch_select(g, d_phys, d_counts, d_ids, T, L, a.K, &a.sp);

@@ -53,6 +53,54 @@ EPLB_HD uint32_t eplb_fastdiv(uint32_t n, eplb_fastdiv_t f)
     return (t + ((n - t) >> f.sh1)) >> f.sh2;
 }
 
+/* Head of one expert's replica list for the fused hash path (built on the
+ * host next to the packed map, read by the segment kernel into shared
+ * memory), so that an entry needs no global load and no division:
+ *   x: slot of replica 0 (bits 0-15; 0xffff: none or out of range)
+ *      | R (bits 16-23, logcnt clamped to [1, max_replicas])
+ *      | sh2 (bits 24-28) | sh1 (bit 29) of eplb_fastdiv_make(R);
+ *   y: the multiplier m of eplb_fastdiv_make(R);
+ *   z, w: slots of replicas 1, 2 (z) and 3, 4 (w), 16 bits each, low half
+ *      first (0xffff: none or out of range).
+ * Needs P < 0xffff and max_replicas <= 255.  Replicas past 4 come from the
+ * packed map. */
+#define EPLB_HHEAD_REPS 5
+typedef struct {
+    uint32_t x, y, z, w;
+} eplb_hhead_t;
+
+EPLB_HD uint32_t eplb_hhead_slot(int32_t s, int P)
+{
+    return s < 0 || s >= P ? 0xffffu : (uint32_t)s;
+}
+
+/* slots[0..R-1]: the expert's replicas (the log2phy row) */
+EPLB_HD eplb_hhead_t eplb_hhead_make(const int32_t *slots, int32_t logcnt, int MR, int P)
+{
+    int R = logcnt < 1 ? 1 : logcnt > MR ? MR : logcnt;
+    eplb_fastdiv_t f = eplb_fastdiv_make((uint32_t)R);
+    uint32_t s[EPLB_HHEAD_REPS];
+    for (int j = 0; j < EPLB_HHEAD_REPS; j++)
+        s[j] = j < R ? eplb_hhead_slot(slots[j], P) : 0xffffu;
+    eplb_hhead_t h;
+    h.x = s[0] | (uint32_t)R << 16 | (uint32_t)f.sh2 << 24 | (uint32_t)f.sh1 << 29;
+    h.y = f.m;
+    h.z = s[1] | s[2] << 16;
+    h.w = s[3] | s[4] << 16;
+    return h;
+}
+
+/* n mod R with the head's multiplier (eplb_fastdiv on its fields) */
+EPLB_HD uint32_t eplb_hhead_mod(eplb_hhead_t h, uint32_t n)
+{
+    eplb_fastdiv_t f;
+    f.d = (h.x >> 16) & 0xffu;
+    f.m = h.y;
+    f.sh1 = (int)(h.x >> 29) & 1;
+    f.sh2 = (int)(h.x >> 24) & 31;
+    return n - eplb_fastdiv(n, f) * f.d;
+}
+
 /* splitmix64 finaliser (Steele, Lea, Flood 2014): a bijection on 64 bits
  * with full avalanche, so that mixing in one field at a time gives a
  * counter-based generator keyed by (seed, step, layer, t, k). */

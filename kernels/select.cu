@@ -244,6 +244,7 @@ eplb_status_t eplb_gpu_sel_params(eplb_sel_params_t *p, const eplb_gpu_t *g,
     r.logcnt = m->logcnt;
     r.log2phy = m->log2phy;
     r.packed = m->packed;
+    r.hhead = m->hhead;
     r.S = m->S;
     *p = r;
     return EPLB_OK;

@@ -4,7 +4,7 @@
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
 # last.  Usage: scripts/device.sh
-#   [tests|quick|full|seg|replay|spread|replayspeed|final]
+#   [tests|quick|full|seg|replay|spread|replayspeed|final|cmp]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg: the default (segment kernel, kernels/route.cu) against variant 5
@@ -122,6 +122,89 @@ replay_check() {
     rm -f "$OUT"/replay-*.norm
 }
 
+# comparison table of `bench kernels --json` files (bench-TAG.jsonl): per
+# file and T, route, fused (physical ids + weights) and fused_ids (logical
+# ids too) median us, the empty-kernel launch, EPLB part (fused - route) in
+# % of route, fused over the floor (logits read + ids + weights written
+# once, at the copy bandwidth of the same run); into $OUT/table.txt
+cmp_table() {
+    local f tag
+    {
+        echo "comparison (us, median of CUDA graph replays; $(head -c 60 "$OUT/gpu.txt"))"
+        printf "%-8s %6s %8s %8s %9s %6s %7s %7s %8s\n" variant T route fused fused_ids empty eplb% floor fused/fl
+        for f in "$@"; do
+            [ -s "$f" ] || continue
+            tag=$(basename "$f" .jsonl | sed 's/^bench-//')
+            awk -v tag="$tag" '
+                function num(k,   m) { if (match($0, "\"" k "\":[-0-9.e+]+")) { m = substr($0, RSTART, RLENGTH); sub(/.*:/, "", m); return m + 0 } return -1 }
+                function str(k,   m) { if (match($0, "\"" k "\":\"[^\"]*\"")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:"/, "", m); sub(/"$/, "", m); return m } return "" }
+                str("kernel") == "memcpy_d2d" { bw = num("gbps") }
+                str("kernel") == "empty" { em = num("median_us") }
+                str("kernel") == "route" { r[num("tokens")] = num("median_us"); by[num("tokens")] = num("bytes"); order[++n] = num("tokens") }
+                str("kernel") == "fused" { fu[num("tokens")] = num("median_us") }
+                str("kernel") == "fused_ids" { fi[num("tokens")] = num("median_us") }
+                END {
+                    for (j = 1; j <= n; j++) {
+                        t = order[j]; fl = (bw > 0 && by[t] > 0) ? by[t] / (bw * 1e3) : 0
+                        printf "%-8s %6d %8.2f %8.2f %9.2f %6.2f %6.1f%% %7.2f %8.2f\n", tag, t, r[t], fu[t], fi[t], em,
+                            (r[t] > 0 ? 100 * (fu[t] - r[t]) / r[t] : 0), fl, (fl > 0 ? fu[t] / fl : 0)
+                    }
+                }' "$f"
+        done
+        echo "targets: fused <= 1.5 x floor at T=65536, <= 6 us for T <= 4096, eplb% <= 3"
+    } >"$OUT/table.txt"
+}
+
+# cmp: variants $CMP_VARIANTS (default "0 10 11") against each other, run
+# interleaved $CMP_ROUNDS times (default 3) in separate processes (the
+# T = 65536 time of one binary varies between processes), after
+# gpu_tests for those variants; then bf16, and ncu warp-state statistics
+# (stall reasons) of one route launch at T = 65536 per variant (CMP_NCU=0:
+# none)
+if [ "$what" = cmp ]; then
+    R="$B/eplb-replay"
+    vs=${CMP_VARIANTS:-0 10 11}
+    say "== $(stamp) gpu_tests --variant ${vs// /,}"
+    (cd "$B" && EPLB_SRCDIR="$T" timeout 240 ./tests/gpu_tests --variant "${vs// /,}") >"$OUT/gpu_tests.log" 2>&1
+    rc=$?
+    grep -E "rate|FAIL" "$OUT/gpu_tests.log" | head -20 | tee -a "$summary"
+    say "gpu_tests rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
+    files=()
+    for round in $(seq 1 "${CMP_ROUNDS:-3}"); do
+        for v in $vs; do
+            $R bench kernels --device gpu --variant "$v" --json >"$OUT/bench-v$v-r$round.jsonl" 2>&1
+            files+=("$OUT/bench-v$v-r$round.jsonl")
+        done
+    done
+    for v in $vs; do
+        $R bench kernels --device gpu --variant "$v" --dtype bf16 --tokens 64,4096,65536 \
+            --json >"$OUT/bench-bf16-v$v.jsonl" 2>&1
+        files+=("$OUT/bench-bf16-v$v.jsonl")
+    done
+    cmp_table "${files[@]}"
+    cat "$OUT/table.txt" >>"$summary"
+    cat "$OUT"/bench-*.jsonl >"$OUT/bench-all.jsonl"
+    for v in $vs; do
+        [ "${CMP_NCU:-1}" = 0 ] && break
+        for k in route fused; do
+            timeout 120 ncu --clock-control none --kernel-name regex:route_seg --launch-count 1 \
+                --section WarpStateStats --section SchedulerStats \
+                --metrics smsp__inst_executed.sum,gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
+                $R bench kernels --device gpu --variant "$v" --tokens 65536 --reps 1 --only $k \
+                >"$OUT/ncu-v$v-$k.txt" 2>&1
+            say "ncu v$v $k: $(grep -E "inst_executed.sum|duration|dram__throughput|Warp Cycles Per Issued|No Eligible|Issued Warp" "$OUT/ncu-v$v-$k.txt" | tr -s ' ' | tr '\n' ';')"
+        done
+    done
+    # stall reasons of the default's route launch (raw metrics)
+    [ "${CMP_NCU:-1}" = 0 ] || timeout 120 ncu --clock-control none --kernel-name regex:route_seg --launch-count 1 \
+        --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio \
+        $R bench kernels --device gpu --variant 0 --tokens 65536 --reps 1 --only route \
+        >"$OUT/ncu-stalls.txt" 2>&1
+    grep -E "stalled" "$OUT/ncu-stalls.txt" | awk '{print $1, $NF}' | sort -k2 -rn | head -12 | tee -a "$summary"
+    say "== $(stamp) done"
+    exit 0
+fi
+
 # spread: the same kernel at T = 65536 in separate processes after
 # different earlier token counts (runs 9-11 saw 35 or 44 us), with GPU
 # clocks and temperatures, and ncu instruction counts of route and fused
@@ -232,33 +315,10 @@ if [ "$what" = seg ]; then
     # launch, EPLB part (fused - route) in % of route, fused over the floor
     # (logits read + ids + weights written once, at the copy bandwidth of
     # the same run)
-    {
-        echo "comparison (us, median of CUDA graph replays; $(head -c 60 "$OUT/gpu.txt"))"
-        printf "%-8s %6s %8s %8s %9s %6s %7s %7s %8s\n" variant T route fused fused_ids empty eplb% floor fused/fl
-        for f in "$OUT"/bench-v0.jsonl "$OUT"/bench-v5.jsonl "$OUT"/bench-v8.jsonl \
-            "$OUT"/bench-v9.jsonl "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v8.jsonl \
-            "$OUT"/bench-bf16-v9.jsonl "$OUT"/bench-v0b.jsonl "$OUT"/bench-v9b.jsonl \
-            "$OUT"/bench-v0c.jsonl; do
-            [ -s "$f" ] || continue
-            tag=$(basename "$f" .jsonl | sed 's/^bench-//')
-            awk -v tag="$tag" '
-                function num(k,   m) { if (match($0, "\"" k "\":[-0-9.e+]+")) { m = substr($0, RSTART, RLENGTH); sub(/.*:/, "", m); return m + 0 } return -1 }
-                function str(k,   m) { if (match($0, "\"" k "\":\"[^\"]*\"")) { m = substr($0, RSTART, RLENGTH); sub(/^[^:]*:"/, "", m); sub(/"$/, "", m); return m } return "" }
-                str("kernel") == "memcpy_d2d" { bw = num("gbps") }
-                str("kernel") == "empty" { em = num("median_us") }
-                str("kernel") == "route" { r[num("tokens")] = num("median_us"); by[num("tokens")] = num("bytes"); order[++n] = num("tokens") }
-                str("kernel") == "fused" { fu[num("tokens")] = num("median_us") }
-                str("kernel") == "fused_ids" { fi[num("tokens")] = num("median_us") }
-                END {
-                    for (j = 1; j <= n; j++) {
-                        t = order[j]; fl = (bw > 0 && by[t] > 0) ? by[t] / (bw * 1e3) : 0
-                        printf "%-8s %6d %8.2f %8.2f %9.2f %6.2f %6.1f%% %7.2f %8.2f\n", tag, t, r[t], fu[t], fi[t], em,
-                            (r[t] > 0 ? 100 * (fu[t] - r[t]) / r[t] : 0), fl, (fl > 0 ? fu[t] / fl : 0)
-                    }
-                }' "$f"
-        done
-        echo "targets: fused <= 1.5 x floor at T=65536, <= 6 us for T <= 4096, eplb% <= 3"
-    } >"$OUT/table.txt"
+    cmp_table "$OUT"/bench-v0.jsonl "$OUT"/bench-v5.jsonl "$OUT"/bench-v8.jsonl \
+        "$OUT"/bench-v9.jsonl "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v8.jsonl \
+        "$OUT"/bench-bf16-v9.jsonl "$OUT"/bench-v0b.jsonl "$OUT"/bench-v9b.jsonl \
+        "$OUT"/bench-v0c.jsonl
     cat "$OUT/table.txt" >>"$summary"
     if command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; then
         say "== $(stamp) ncu: first route_seg_kernel launch at T=65536, default (route only)"

@@ -22,7 +22,8 @@ static eplb_gpu_t *gpu;
  * segment kernel with the fast sigmoid for the DeepSeek-V3 shape, the warp
  * kernel otherwise), 1 generic, 2 lanes-per-row, 3-4 ablations of the warp
  * kernel, 5-6 the segment kernel (8 lanes per row; 6 fast sigmoid), 7
- * retired, 8 the warp kernel, 9 the segment kernel with cp.async prefetch. */
+ * retired, 8 the warp kernel, 9 the segment kernel with cp.async prefetch,
+ * 10-13 retired (runs 18-21: see docs/perf/kernels.md). */
 #define N_VARIANTS 10
 static int only_variant = -1; /* bit mask of variants, -1: all */
 static int variant_on(int v) { return only_variant < 0 || ((only_variant >> v) & 1); }
@@ -73,6 +74,13 @@ static void *xmalloc(size_t n)
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
+    return p;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = xmalloc(n * size);
+    memset(p, 0, n * size);
     return p;
 }
 
@@ -218,7 +226,8 @@ static void test_route_shapes(void)
         for (int dt = 0; dt < 3; dt++)
             for (int ti = 0; ti < nT; ti++)
                 for (int v = 0; v < N_VARIANTS; v++) {
-                    if (!variant_on(v) || v == 7 || (small && v >= 2 && v <= 4 && ci > 0))
+                    if (!variant_on(v) || v == 7 ||
+                        (small && v >= 2 && v <= 4 && ci > 0))
                         continue;
                     int L = ti % 2 ? 2 : 1;
                     route_compare(&route_cases[ci], (eplb_dtype_t)dt, Ts[ti], L, v, NULL, 1);
@@ -419,12 +428,27 @@ static void test_select_modes(void)
 }
 
 /* ---- fused -------------------------------------------------------------- */
+/* Map 0: 288 slots, up to 4 replicas per expert (all within the segment
+ * kernel's shared heads); map 1: 768 slots, up to 16 replicas (the hash
+ * path's global loads past replica 4, a histogram past the 48 KB of shared
+ * memory without opt-in), some experts without a slot. */
+static void test_fused_map(const eplb_layer_map_t *mp);
+
 static void test_fused(void)
 {
+    for (int mi = 0; mi < 2; mi++) {
+        map_t mp = mi ? make_map(256, 768, 32, 4, 16, 1) : make_map(256, 288, 32, 4, 4, 0);
+        test_fused_map(&mp.m);
+        free(mp.lc);
+        free(mp.l2p);
+    }
+}
+
+static void test_fused_map(const eplb_layer_map_t *mp)
+{
     const route_case_t *rc = &route_cases[0];
-    const int E = 256, K = 8, L = 2;
-    map_t mp = make_map(E, 288, 32, 4, 4, 0);
-    eplb_layer_map_t maps[2] = {mp.m, mp.m};
+    const int E = 256, K = 8, L = 2, P = mp->num_physical;
+    eplb_layer_map_t maps[2] = {*mp, *mp};
     const int vs[] = {0, 5, 8, 9};
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
         for (int dt = 0; dt < 3; dt += 2)
@@ -443,7 +467,7 @@ static void test_fused(void)
                 int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
                         *pc = xmalloc(no * 4);
                 float *wg = xmalloc(no * 4);
-                int32_t cg[2 * 288] = {0}, cc[2 * 288] = {0};
+                int32_t *cg = xcalloc((size_t)L * P, 4), *cc = xcalloc((size_t)L * P, 4);
                 eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
                 c.mode = (eplb_select_mode_t)mode;
                 c.seed = 99;
@@ -458,11 +482,11 @@ static void test_fused(void)
                 CHECK(memcmp(pc, pg, no * 4) == 0,
                       "fused %s %s v%d: phys differ from CPU on same ids",
                       eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), vs[vi]);
-                CHECK(memcmp(cc, cg, sizeof cc) == 0, "fused %s v%d: counts differ",
-                      eplb_select_mode_name(c.mode), vs[vi]);
+                CHECK(memcmp(cc, cg, (size_t)L * P * 4) == 0, "fused %s P=%d v%d: counts differ",
+                      eplb_select_mode_name(c.mode), P, vs[vi]);
                 if (mode <= EPLB_SELECT_LOCAL) {
                     /* physical ids only (ids = NULL): same phys, weights, counts */
-                    int32_t *p2 = xmalloc(no * 4), c2[2 * 288] = {0};
+                    int32_t *p2 = xmalloc(no * 4), *c2 = xcalloc((size_t)L * P, 4);
                     float *w2 = xmalloc(no * 4);
                     memset(p2, 0xff, no * 4);
                     eplb_gpu_set_route_variant(gpu, vs[vi]);
@@ -470,12 +494,13 @@ static void test_fused(void)
                                              bias, &rc->c, maps, &c);
                     eplb_gpu_set_route_variant(gpu, 0);
                     CHECK(st == EPLB_OK && memcmp(p2, pg, no * 4) == 0 &&
-                              memcmp(w2, wg, no * 4) == 0 && memcmp(c2, cg, sizeof c2) == 0,
+                              memcmp(w2, wg, no * 4) == 0 && memcmp(c2, cg, (size_t)L * P * 4) == 0,
                           "fused %s v%d without ids: output differs from with ids (%s)",
                           eplb_select_mode_name(c.mode), vs[vi],
                           st == EPLB_OK ? "ok" : eplb_error_last());
                     free(p2);
                     free(w2);
+                    free(c2);
                 }
                 /* routing as the CPU's, up to near-ties */
                 eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
@@ -490,9 +515,9 @@ static void test_fused(void)
                 free(ic);
                 free(pc);
                 free(wg);
+                free(cg);
+                free(cc);
             }
-    free(mp.lc);
-    free(mp.l2p);
 }
 
 /* ---- staged (replay) path ------------------------------------------------ */

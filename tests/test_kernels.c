@@ -247,6 +247,41 @@ Test(kernels, fastdiv_matches_division)
     cr_assert_eq(bad, 0, "%ld of %ld divisions wrong", bad, n_checked);
 }
 
+/* The fused hash path's expert heads (rules.h): the remainder by the
+ * head's multiplier equals '%' for every replica count 1-255, and the head
+ * carries the first five slots (out of range or missing: 0xffff) and the
+ * clamped replica count. */
+Test(kernels, hhead_mod_and_slots)
+{
+    long bad = 0;
+    rng_seed(43);
+    for (int R = 1; R <= 255; R++) {
+        int32_t slots[255];
+        for (int j = 0; j < R; j++)
+            slots[j] = j == 2 ? -1 : j == 3 ? 700 : (int32_t)(rng_u64() % 600);
+        eplb_hhead_t h = eplb_hhead_make(slots, R, 255, 600);
+        cr_assert_eq((int)(h.x >> 16) & 0xff, R);
+        const uint32_t got[5] = {h.x & 0xffff, h.z & 0xffff, h.z >> 16, h.w & 0xffff, h.w >> 16};
+        for (int j = 0; j < 5; j++) {
+            uint32_t want = j >= R || j == 2 || j == 3 ? 0xffffu : (uint32_t)slots[j];
+            cr_assert_eq(got[j], want, "R=%d replica %d: slot %u, want %u", R, j, got[j], want);
+        }
+        const uint32_t ns[] = {0, 1, (uint32_t)R - 1, (uint32_t)R, 0x7fffffffu, 0xffffffffu,
+                               0xfffffffeu};
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0] + 500; k++) {
+            uint32_t n = k < sizeof ns / sizeof ns[0] ? ns[k] : (uint32_t)rng_u64();
+            if (eplb_hhead_mod(h, n) != n % (uint32_t)R && bad++ < 5)
+                cr_log_error("%u mod %d = %u", n, R, eplb_hhead_mod(h, n));
+        }
+    }
+    cr_assert_eq(bad, 0, "%ld remainders wrong", bad);
+    /* replica counts clamp to [1, max_replicas] */
+    int32_t one = 5;
+    cr_assert_eq((eplb_hhead_make(&one, 0, 4, 600).x >> 16) & 0xff, 1u);
+    int32_t four[4] = {1, 2, 3, 4};
+    cr_assert_eq((eplb_hhead_make(four, 9, 4, 600).x >> 16) & 0xff, 4u);
+}
+
 Test(kernels, select_hash_and_flatmod_by_formula)
 {
     enum { T = 10, K = 2 };

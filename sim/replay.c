@@ -33,12 +33,36 @@ static void *worker(void *p)
     return NULL;
 }
 
-/* Logical counts [L][E] of one step of token ids (invalid ids skipped). */
-static void count_ids(int32_t *lc, const int32_t *ids, int64_t T, int L, int E, int K)
+/* Layers per counting job: the job reads this many layers' K ids of each
+ * token in one run of memory. */
+#define COUNT_LAYERS 8
+
+/* Logical counts of a block's steps, one job per (step, group of
+ * COUNT_LAYERS layers) on the reading thread's pool (a block of 52K
+ * tokens is 24M ids: counting them on one core took as long as decoding
+ * them on sixteen). */
+typedef struct {
+    const eplb_sim_source_t *src;
+    int64_t s0;
+    const int32_t *ids; /* the block's, from token tok_off[s0] */
+    int32_t *lc;        /* [s1-s0][L][E] */
+    int ngroups;
+} count_job_t;
+
+/* Counts [l0, l1) x [E] of one step (invalid ids skipped). */
+static void count_job(void *ctx, int i)
 {
-    memset(lc, 0, (size_t)L * E * sizeof *lc);
+    const count_job_t *j = ctx;
+    const eplb_sim_source_t *src = j->src;
+    int L = src->L, E = src->E, K = src->K;
+    int64_t s = j->s0 + i / j->ngroups;
+    int l0 = i % j->ngroups * COUNT_LAYERS, l1 = l0 + COUNT_LAYERS < L ? l0 + COUNT_LAYERS : L;
+    int64_t a = src->tok_off[s], T = src->tok_off[s + 1] - a;
+    const int32_t *ids = j->ids + (size_t)(a - src->tok_off[j->s0]) * L * K;
+    int32_t *lc = j->lc + (size_t)(s - j->s0) * L * E;
+    memset(lc + (size_t)l0 * E, 0, (size_t)(l1 - l0) * E * sizeof *lc);
     for (int64_t t = 0; t < T; t++)
-        for (int l = 0; l < L; l++) {
+        for (int l = l0; l < l1; l++) {
             const int32_t *x = ids + ((size_t)t * L + l) * K;
             for (int k = 0; k < K; k++)
                 if (x[k] >= 0 && x[k] < E)
@@ -57,13 +81,29 @@ static int64_t block_end(const eplb_sim_source_t *src, int64_t s0)
     return s1;
 }
 
+/* Tokens of the largest block; *multi: whether there is more than one. */
+static int64_t block_tokens_max(const eplb_sim_source_t *src, int *multi)
+{
+    int64_t most = 0;
+    *multi = 0;
+    if (!src->token_level)
+        return 0;
+    for (int64_t s0 = 0; s0 < src->S;) {
+        int64_t s1 = block_end(src, s0);
+        if (src->tok_off[s1] - src->tok_off[s0] > most)
+            most = src->tok_off[s1] - src->tok_off[s0];
+        *multi |= s0 > 0;
+        s0 = s1;
+    }
+    return most;
+}
+
 /* Read steps [s0, s1): ids (+ ranks) and the logical counts of each step
- * into lc [s1-s0][L][E]. */
+ * into lc [s1-s0][L][E], counted on `pool`. */
 static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
                                 int32_t *ids, uint16_t *rank, int32_t *lc,
-                                int ids_ready)
+                                int ids_ready, sim_pool_t *pool)
 {
-    size_t LE = (size_t)src->L * src->E;
     if (!src->token_level)
         return src->read_counts(src, lc, s0, s1);
     int64_t a = src->tok_off[s0], b = src->tok_off[s1];
@@ -72,10 +112,8 @@ static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
         if (rank && src->read_src)
             EPLB_CHECK(src->read_src(src, rank, a, b));
     }
-    for (int64_t s = s0; s < s1; s++)
-        count_ids(lc + (size_t)(s - s0) * LE,
-                  ids + (size_t)(src->tok_off[s] - a) * src->L * src->K,
-                  src->tok_off[s + 1] - src->tok_off[s], src->L, src->E, src->K);
+    count_job_t job = {src, s0, ids, lc, (src->L + COUNT_LAYERS - 1) / COUNT_LAYERS};
+    eplb_sim_pool_run(pool, (int)(s1 - s0) * job.ngroups, count_job, &job);
     return EPLB_OK;
 }
 
@@ -92,7 +130,7 @@ static eplb_status_t prepass(sim_shared_t *sh, double *once_w, int32_t *ids,
         int64_t s1 = block_end(sh->src, s0);
         int64_t t0 = sh->src->token_level ? sh->src->tok_off[s0] : 0;
         EPLB_CHECK(read_block(sh->src, s0, s1, cache_ids ? cache_ids + t0 * LK : ids,
-                              cache_rank ? cache_rank + t0 : rank, lc, 0));
+                              cache_rank ? cache_rank + t0 : rank, lc, 0, sh->pool));
         for (int64_t s = s0; s < s1; s++) {
             const int32_t *c = lc + (size_t)(s - s0) * LE;
             if (once_w)
@@ -126,6 +164,7 @@ typedef struct {
     uint16_t *rank;
     int32_t *lc;
     int ids_ready;
+    sim_pool_t *pool;
     eplb_status_t st;
     char err[512];
 } reader_arg_t;
@@ -133,7 +172,7 @@ typedef struct {
 static void *reader(void *p)
 {
     reader_arg_t *a = p;
-    a->st = read_block(a->src, a->s0, a->s1, a->ids, a->rank, a->lc, a->ids_ready);
+    a->st = read_block(a->src, a->s0, a->s1, a->ids, a->rank, a->lc, a->ids_ready, a->pool);
     if (a->st != EPLB_OK)
         snprintf(a->err, sizeof a->err, "%s", eplb_error_last());
     return NULL;
@@ -177,9 +216,8 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     sh.S = src->S;
     sh.nruns = nruns;
     sh.max_step_tokens = src->max_step_tokens;
-    int nthreads = opts->threads > 0 ? opts->threads : eplb_num_threads();
-    if (nthreads > nruns)
-        nthreads = nruns;
+    int total = opts->threads > 0 ? opts->threads : eplb_num_threads();
+    int nthreads = total < nruns ? total : nruns;
     sim_run_t *runs = calloc((size_t)nruns, sizeof *runs);
     eplb_sim_result_t *res = calloc((size_t)nruns, sizeof *res);
     sim_work_t *work = calloc((size_t)nthreads, sizeof *work);
@@ -223,26 +261,32 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     if (maxW > sh.S)
         maxW = sh.S > 0 ? sh.S : 1;
     sh.H = maxW + BLOCK_STEPS;
-    size_t ntok = (size_t)(src->max_step_tokens > BLOCK_TOKENS ? src->max_step_tokens
-                                                                : BLOCK_TOKENS);
-    size_t ids_bytes = ntok * sh.L * sh.K * sizeof *ids;
+    /* block buffers as large as the largest block, the read-ahead ones
+     * only where there is a second block: on the GPU path they are pinned,
+     * and pinning costs time in proportion to the bytes */
+    int multi;
+    size_t ntok = (size_t)block_tokens_max(src, &multi);
+    size_t ids_bytes = (ntok > 0 ? ntok : 1) * sh.L * sh.K * sizeof *ids;
     if (gpu_sel && !emulate) {
         /* ids decoded into pinned memory: their upload is a plain DMA */
         EPLB_CHECK_GOTO(eplb_gpu_open(&up, -1), st, out);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(up, (void **)&d_ids, ids_bytes), st, out);
         EPLB_CHECK_GOTO(eplb_gpu_host_alloc(up, (void **)&ids, ids_bytes), st, out);
-        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(up, (void **)&ids2, ids_bytes), st, out);
-    } else if (gpu_sel) {
+        if (multi)
+            EPLB_CHECK_GOTO(eplb_gpu_host_alloc(up, (void **)&ids2, ids_bytes), st, out);
+    } else if (gpu_sel && multi) {
         ids2 = malloc(ids_bytes);
         EPLB_ALLOC_GOTO(ids2, st, out);
     }
-    if (gpu_sel) {
+    if (gpu_sel && multi) {
         lc2 = malloc((size_t)BLOCK_STEPS * LE * sizeof *lc2);
         EPLB_ALLOC_GOTO(lc2, st, out);
         if (src->read_src) {
             rank2 = malloc(ntok * sizeof *rank2);
             EPLB_ALLOC_GOTO(rank2, st, out);
         }
+    }
+    if (gpu_sel) {
         for (int i = 0; i < nruns; i++)
             EPLB_CHECK_GOTO(eplb_sim_run_gpu_open(&runs[i], src->max_step_tokens, emulate),
                             st, out);
@@ -252,7 +296,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             ids = malloc(ids_bytes);
         EPLB_ALLOC_GOTO(ids, st, out);
         if (src->read_src) {
-            rank = malloc(ntok * sizeof *rank);
+            rank = malloc((ntok > 0 ? ntok : 1) * sizeof *rank);
             EPLB_ALLOC_GOTO(rank, st, out);
         }
     }
@@ -261,6 +305,14 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     EPLB_ALLOC_GOTO(hist, st, out);
     EPLB_ALLOC_GOTO(lc, st, out);
     sh.hist = hist;
+    /* Threads beyond one per run help the runs with their steps' layers
+     * and the reader with counting (token-level traces: counts traces have
+     * no per-entry work); the results do not depend on them. */
+    if (src->token_level) {
+        EPLB_CHECK_GOTO(eplb_sim_pool_open(&sh.pool, total), st, out);
+        for (int i = 0; i < nthreads; i++)
+            EPLB_CHECK_GOTO(eplb_sim_pool_open(&work[i].pool, total / nthreads), st, out);
+    }
     if (need_pre) {
         if (need_once) {
             once_w = calloc(LE, sizeof *once_w);
@@ -321,7 +373,8 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         sh.src_rank = !src->read_src ? NULL : cache_rank ? cache_rank + sh.tok0 : rank;
         if (!block_ready)
             EPLB_CHECK_GOTO(read_block(src, s0, s1, (int32_t *)sh.ids,
-                                       (uint16_t *)sh.src_rank, lc, cache_ids != NULL),
+                                       (uint16_t *)sh.src_rank, lc, cache_ids != NULL,
+                                       sh.pool),
                             st, out);
         block_ready = 0;
         for (int64_t s = s0; s < s1; s++)
@@ -351,6 +404,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
                 rd.rank = !src->read_src ? NULL : cache_rank ? cache_rank + t1 : rank2;
                 rd.lc = lc2;
                 rd.ids_ready = cache_ids != NULL;
+                rd.pool = sh.pool;
                 reading = pthread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
             }
         }
@@ -432,6 +486,7 @@ out:
         eplb_sim_run_free(&runs[i]);
     for (int i = 0; work && i < nthreads; i++)
         eplb_sim_work_free(&work[i]);
+    eplb_sim_pool_close(sh.pool);
     free(runs);
     free(work);
     free(tid);

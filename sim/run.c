@@ -258,14 +258,15 @@ static eplb_status_t commit_pending(sim_run_t *r, int64_t s)
     return EPLB_OK;
 }
 
-/* (token, GPU) entries crossing NVLink / network for one layer. */
-static void a2a_entries(sim_work_t *w, const sim_run_t *r, const int32_t *phys, int64_t T,
+/* (token, GPU) entries crossing NVLink / network for one layer, into
+ * a2a [4][D]: sent intra, sent inter, received intra, received inter. */
+static void a2a_entries(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
                         int l, const uint16_t *rank)
 {
     int D = r->D, K = r->K, gpn = D / r->N;
-    int64_t *si = w->a2a, *se = si + D, *ri = se + D, *re = ri + D;
+    int64_t *si = a2a, *se = si + D, *ri = se + D, *re = ri + D;
     int64_t blk = (T + D - 1) / D; /* contiguous blocks, as selection uses */
-    memset(w->a2a, 0, 4 * (size_t)D * sizeof *w->a2a);
+    memset(a2a, 0, 4 * (size_t)D * sizeof *a2a);
     for (int64_t t = 0; t < T; t++) {
         int sg = rank ? rank[t] % D : (int)(t / blk);
         const int32_t *ph = phys + ((size_t)t * r->L + l) * K;
@@ -370,13 +371,46 @@ static eplb_select_cfg_t step_select_cfg(const sim_shared_t *sh, const sim_run_t
     return c;
 }
 
+/* The part of a step's cost that is per layer and independent across
+ * layers (traffic counts, the layer cost model): run on the pool. */
+typedef struct {
+    const sim_run_t *r;
+    sim_work_t *w;
+    int64_t T;
+    const int32_t *counts, *ph;
+    const uint16_t *rank;
+} layer_job_t;
+
+static void layer_job(void *ctx, int l)
+{
+    const layer_job_t *j = ctx;
+    const sim_run_t *r = j->r;
+    int D = r->D;
+    int64_t *a2a = j->w->a2a + (size_t)l * 4 * D;
+    const int64_t *si = NULL, *se = NULL, *ri = NULL, *re = NULL;
+    if (j->ph && D > 1 && j->T > 0) {
+        a2a_entries(a2a, r, j->ph, j->T, l, j->rank);
+        si = a2a;
+        se = si + D;
+        ri = se + D;
+        re = ri + D;
+    }
+    eplb_sim_cost_layer(&j->w->lcost[l], j->w->gtok + (size_t)l * D, &r->cost,
+                        j->counts + (size_t)l * r->P, si, se, ri, re);
+}
+
+/* Below this many (token, layer, k) entries a step's layers run on the
+ * run's own thread: waking the helpers costs more than they save. */
+#define POOL_MIN_ENTRIES 32768
+
 /* Cost and metrics of step s from its slot counts [L][P] (and, token
- * level, its T tokens' replica ids and ranks). */
+ * level, its T tokens' replica ids and ranks).  The layers are modeled in
+ * parallel, then summed in layer order, as one thread would. */
 static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
                       int64_t T, const int32_t *counts, const int32_t *ph,
                       const uint16_t *rank, double stall)
 {
-    int L = r->L, P = r->P, D = r->D, K = r->K;
+    int L = r->L, D = r->D, K = r->K;
     /* tokens of the step: counts traces give entries, K per token */
     double ntok = (double)T;
     if (!sh->src->token_level) {
@@ -388,19 +422,13 @@ static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
     }
     double rec = r->is_none ? 0 : eplb_sim_cost_record(&r->cost, ntok);
     int64_t b = s - sh->s0;
+    layer_job_t job = {r, w, T, counts, ph, rank};
+    int big = ph && D > 1 && T * L * K >= POOL_MIN_ENTRIES;
+    eplb_sim_pool_run(big ? w->pool : NULL, L, layer_job, &job);
     double comp = 0, a2a = 0, over = 0;
     for (int l = 0; l < L; l++) {
-        eplb_layer_cost_t lc;
-        const int64_t *si = NULL, *se = NULL, *ri = NULL, *re = NULL;
-        if (ph && D > 1 && T > 0) {
-            a2a_entries(w, r, ph, T, l, rank);
-            si = w->a2a;
-            se = si + D;
-            ri = se + D;
-            re = ri + D;
-        }
-        eplb_sim_cost_layer(&lc, w->gtok, &r->cost, counts + (size_t)l * P, si, se, ri,
-                            re);
+        const eplb_layer_cost_t lc = w->lcost[l];
+        const int64_t *gtok = w->gtok + (size_t)l * D;
         double bal = lc.max_tokens > 0
                          ? (double)lc.total_tokens / D / (double)lc.max_tokens
                          : 1.0;
@@ -417,7 +445,7 @@ static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
             r->ser_bal[(size_t)b * L + l] = (float)bal;
             int32_t *st = r->ser_tok + ((size_t)b * L + l) * D;
             for (int g = 0; g < D; g++)
-                st[g] = (int32_t)w->gtok[g];
+                st[g] = (int32_t)gtok[g];
         }
     }
     r->nlayers_seen += L;
@@ -574,9 +602,10 @@ static eplb_status_t work_fit(sim_work_t *w, const sim_shared_t *sh)
     }
     if (!w->counts) {
         w->counts = malloc((size_t)sh->L * sh->maxP * sizeof *w->counts);
-        w->a2a = malloc(4 * (size_t)sh->maxD * sizeof *w->a2a);
-        w->gtok = malloc((size_t)sh->maxD * sizeof *w->gtok);
-        if (!w->counts || !w->a2a || !w->gtok)
+        w->a2a = malloc((size_t)sh->L * 4 * sh->maxD * sizeof *w->a2a);
+        w->gtok = malloc((size_t)sh->L * sh->maxD * sizeof *w->gtok);
+        w->lcost = malloc((size_t)sh->L * sizeof *w->lcost);
+        if (!w->counts || !w->a2a || !w->gtok || !w->lcost)
             return eplb_error_set(EPLB_ERR_NOMEM, "replay workspace: out of memory");
     }
     return EPLB_OK;
@@ -603,6 +632,9 @@ void eplb_sim_work_free(sim_work_t *w)
     free(w->counts);
     free(w->a2a);
     free(w->gtok);
+    free(w->lcost);
+    eplb_sim_pool_close(w->pool);
+    w->pool = NULL;
     free(w->rank);
 }
 

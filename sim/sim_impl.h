@@ -111,14 +111,29 @@ typedef struct {
     char err[512];
 } sim_run_t;
 
+/* Helper threads (pool.c): eplb_sim_pool_run(p, n, fn, ctx) calls
+ * fn(ctx, i) for i in [0, n) on the caller and the helpers and returns when
+ * all are done; the iterations must write disjoint memory.  A NULL pool
+ * (nthreads <= 1) runs the loop on the caller. */
+typedef struct sim_pool sim_pool_t;
+eplb_status_t eplb_sim_pool_open(sim_pool_t **out, int nthreads);
+void eplb_sim_pool_run(sim_pool_t *p, int n, void (*fn)(void *ctx, int i), void *ctx);
+/* Threads a loop runs on: helpers + the caller. */
+int eplb_sim_pool_threads(const sim_pool_t *p);
+void eplb_sim_pool_close(sim_pool_t *p);
+
+/* One worker thread's scratch; the pool is its helpers for the per-layer
+ * loops of a step (the cost model, GPU path and CPU path alike). */
 typedef struct {
     int32_t *phys;              /* [T][L][K] */
     size_t phys_cap;
     int32_t *counts;            /* [L][P] */
-    int64_t *a2a;               /* [4][D] */
-    int64_t *gtok;              /* [D] */
+    int64_t *a2a;               /* [L][4][D]: per layer, so layers run apart */
+    int64_t *gtok;              /* [L][D] tokens per GPU of each layer */
+    eplb_layer_cost_t *lcost;   /* [L] */
     uint16_t *rank;             /* [T] source ranks mod D */
     size_t rank_cap;
+    sim_pool_t *pool;
 } sim_work_t;
 
 typedef struct {
@@ -139,6 +154,7 @@ typedef struct {
     atomic_int next;
     int maxP, maxD;
     int64_t max_step_tokens;
+    sim_pool_t *pool;           /* the reading thread's helpers (counting) */
 } sim_shared_t;
 
 double eplb_sim_now(void);

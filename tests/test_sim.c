@@ -630,8 +630,9 @@ Test(sim, oracle_never_worse_than_online)
     eplb_sim_source_free(src);
 }
 
+/* gpu_select: 0 the CPU path, 2 the GPU path's pipeline on the CPU. */
 static void replay_tokens(eplb_sim_result_t res[3], const tok_trace_t *t, int threads,
-                          const char *path)
+                          const char *path, int gpu_select)
 {
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, t->L, t->E, t->K, 1, t->S, t->off,
@@ -646,6 +647,7 @@ static void replay_tokens(eplb_sim_result_t res[3], const tok_trace_t *t, int th
     o.seed = 1234;
     o.threads = threads;
     o.results_path = path;
+    o.gpu_select = gpu_select;
     eplb_assert_ok(eplb_sim_replay(res, src, runs, 3, &o));
     eplb_sim_source_free(src);
 }
@@ -673,8 +675,8 @@ Test(sim, same_inputs_same_outputs_any_thread_count)
     snprintf(p1, sizeof p1, "%s/a.h5", dir);
     snprintf(p2, sizeof p2, "%s/b.h5", dir);
     eplb_sim_result_t a[3], b[3];
-    replay_tokens(a, &t, 1, p1);
-    replay_tokens(b, &t, 3, p2);
+    replay_tokens(a, &t, 1, p1, 0);
+    replay_tokens(b, &t, 3, p2, 0);
     for (int i = 0; i < 3; i++) {
         cr_assert(a[i].balancedness == b[i].balancedness);
         cr_assert(a[i].moe_time_s == b[i].moe_time_s);
@@ -693,6 +695,52 @@ Test(sim, same_inputs_same_outputs_any_thread_count)
     eplb_sim_results_free(b, 3);
     unlink(p1);
     unlink(p2);
+    rmdir(dir);
+    free_tokens(&t);
+}
+
+/* Threads beyond one per run model a step's layers in parallel (steps of
+ * at least 32K (token, layer, k) entries, here all but the small and the
+ * empty step) and count the logical load: the same results and the same
+ * results.h5 bytes as one thread, on the CPU path and on the GPU path's
+ * pipeline (emulated), with invalid ids dropped alike. */
+Test(sim, layer_threads_change_nothing)
+{
+    int steps[8] = {1100, 1200, 0, 50, 1100, 1300, 1024, 1100};
+    tok_trace_t t = make_tokens(4, 16, 8, 8, steps, 91, 1);
+    const char *dir = eplb_test_tmpdir();
+    char ref[512], path[512];
+    snprintf(ref, sizeof ref, "%s/ref.h5", dir);
+    snprintf(path, sizeof path, "%s/par.h5", dir);
+    eplb_sim_result_t a[3], b[3];
+    replay_tokens(a, &t, 1, ref, 0);
+    size_t n1, n2;
+    char *f1 = slurp(ref, &n1);
+    const int threads[] = {8, 12, 8};
+    const int gpu_select[] = {0, 0, 2};
+    for (int c = 0; c < 3; c++) {
+        replay_tokens(b, &t, threads[c], path, gpu_select[c]);
+        for (int i = 0; i < 3; i++) {
+            cr_assert(a[i].balancedness == b[i].balancedness, "case %d run %d", c, i);
+            cr_assert(a[i].max_over_mean == b[i].max_over_mean, "case %d run %d", c, i);
+            cr_assert(a[i].worst_layer_bal == b[i].worst_layer_bal, "case %d run %d", c, i);
+            cr_assert(a[i].compute_s == b[i].compute_s, "case %d run %d", c, i);
+            cr_assert(a[i].a2a_s == b[i].a2a_s, "case %d run %d", c, i);
+            cr_assert(a[i].overhead_s == b[i].overhead_s, "case %d run %d", c, i);
+            cr_assert(a[i].total_s == b[i].total_s, "case %d run %d", c, i);
+            cr_assert(a[i].rebalances == b[i].rebalances, "case %d run %d", c, i);
+            cr_assert(a[i].tokens_lost == b[i].tokens_lost, "case %d run %d", c, i);
+        }
+        cr_assert_gt(a[0].tokens_lost, 0);
+        char *f2 = slurp(path, &n2);
+        cr_assert(n1 == n2 && memcmp(f1, f2, n1) == 0, "case %d: results.h5 differ", c);
+        free(f2);
+        eplb_sim_results_free(b, 3);
+        unlink(path);
+    }
+    free(f1);
+    eplb_sim_results_free(a, 3);
+    unlink(ref);
     rmdir(dir);
     free_tokens(&t);
 }

@@ -241,6 +241,75 @@ Test(trace_errors, nan_logits)
     unlink(path);
 }
 
+/* Write one raw value (bytes in the dataset's own type) at c. */
+static void poke_raw(const char *path, const char *name, const hsize_t *c, const void *v)
+{
+    hid_t f = open_rw(path);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    cr_assert(d >= 0, "no %s", name);
+    hid_t ft = H5Dget_type(d), fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, c) >= 0);
+    cr_assert(H5Dwrite(d, ft, ms, fs, H5P_DEFAULT, v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Tclose(ft);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* The parallel reader checks each chunk on its decode thread: a bad value
+ * of each logits type, in the middle of a chunk and in the last element of
+ * the dataset (past the last whole block of the check), is named exactly as
+ * by the serial reader, and ranges without it read fine. */
+Test(trace_errors, nonfinite_logits_every_dtype)
+{
+    enum { L = 3, E = 32, T = 120, TPS2 = 40 };
+    const eplb_dtype_t dts[] = {EPLB_DTYPE_F32, EPLB_DTYPE_F16, EPLB_DTYPE_BF16};
+    /* Inf and NaN bit patterns of each type */
+    const uint32_t inf32 = 0x7f800000u, nan32 = 0x7fc00000u;
+    const uint16_t inf16[] = {0x7c00u, 0x7f80u}, nan16[] = {0x7e00u, 0x7fc0u};
+    static float lg[TPS2 * L * E];
+    static float out[T * L * E];
+    for (int di = 0; di < 3; di++) {
+        const char *path = eplb_test_path(eplb_test_tmpdir(), "nonfinite.h5");
+        eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+        o.model = "m";
+        o.source = "test_trace_errors.c";
+        o.num_layers = L;
+        o.route.num_experts = E;
+        o.route.top_k = 2;
+        o.levels = EPLB_LEVEL_LOGITS;
+        o.logits_dtype = dts[di];
+        o.chunk_rows = 7;
+        eplb_trace_writer_t *w = NULL;
+        eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+        for (int i = 0; i < TPS2 * L * E; i++)
+            lg[i] = (float)(i % 11) - 5.0f;
+        for (int s = 0; s < T / TPS2; s++)
+            eplb_assert_ok(eplb_trace_writer_append_step(w, TPS2, lg, NULL, NULL, NULL, NULL, 0));
+        eplb_assert_ok(eplb_trace_writer_finish(w));
+        hsize_t mid[3] = {61, 2, 17}, last[3] = {T - 1, L - 1, E - 1};
+        const void *bad_mid = di == 0 ? (const void *)&inf32 : (const void *)&inf16[di - 1];
+        const void *bad_last = di == 0 ? (const void *)&nan32 : (const void *)&nan16[di - 1];
+        poke_raw(path, "/router/logits", mid, bad_mid);
+        poke_raw(path, "/router/logits", last, bad_last);
+        eplb_trace_t *tr = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        eplb_assert_fails(eplb_trace_read_logits_parallel(tr, out, 0, T, 3), EPLB_ERR_FORMAT,
+                          "/router/logits: token 61 layer 2 expert 17: NaN or Inf");
+        eplb_assert_fails(eplb_trace_read_logits(tr, out, 0, T), EPLB_ERR_FORMAT,
+                          "/router/logits: token 61 layer 2 expert 17: NaN or Inf");
+        eplb_assert_fails(eplb_trace_read_logits_parallel(tr, out, 62, T, 2), EPLB_ERR_FORMAT,
+                          "/router/logits: token 119 layer 2 expert 31: NaN or Inf");
+        eplb_assert_ok(eplb_trace_read_logits_parallel(tr, out, 0, 61, 3));
+        eplb_assert_ok(eplb_trace_read_logits_parallel(tr, out, 62, T - 1, 3));
+        eplb_trace_close(tr);
+        unlink(path);
+    }
+}
+
 Test(trace_errors, negative_counts)
 {
     const char *path = good_trace();

@@ -17,6 +17,7 @@
 #include "trace_impl.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,79 @@
 #define MAX_FILTERS 4
 #define MAX_THREADS 256
 
+/* ---- buffers kept between reads ------------------------------------------
+ * A read allocated its raw chunk slots and decode scratch afresh and freed
+ * them at the end, so each read of 32 MiB of logits (the replay's unit)
+ * faulted in about as many fresh pages as it decoded bytes: 57K page
+ * faults per pass over a 483 MB trace, in the producer's (serial) part
+ * too.  The trace keeps them instead; at most BUFS_KEEP, each at least a
+ * chunk, so about (3 x threads + 2) chunks while the trace is open. */
+#define BUFS_KEEP (3 * MAX_THREADS + 2)
+
+struct eplb_trace_bufs {
+    pthread_mutex_t mu;
+    int n;
+    unsigned char *p[BUFS_KEEP];
+    size_t cap[BUFS_KEEP];
+};
+
+eplb_trace_bufs_t *eplb_trace_bufs_new(void)
+{
+    eplb_trace_bufs_t *b = calloc(1, sizeof *b);
+    if (b)
+        pthread_mutex_init(&b->mu, NULL);
+    return b;
+}
+
+void eplb_trace_bufs_free(eplb_trace_bufs_t *b)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < b->n; i++)
+        free(b->p[i]);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+/* A buffer of at least `need` bytes (*cap: its size), kept or new; NULL
+ * when out of memory. */
+static unsigned char *buf_take(eplb_trace_bufs_t *b, size_t need, size_t *cap)
+{
+    if (b) {
+        pthread_mutex_lock(&b->mu);
+        for (int i = 0; i < b->n; i++)
+            if (b->cap[i] >= need) {
+                unsigned char *p = b->p[i];
+                *cap = b->cap[i];
+                b->n--;
+                b->p[i] = b->p[b->n];
+                b->cap[i] = b->cap[b->n];
+                pthread_mutex_unlock(&b->mu);
+                return p;
+            }
+        pthread_mutex_unlock(&b->mu);
+    }
+    *cap = need;
+    return malloc(need);
+}
+
+/* Keep p (cap bytes) for the next read, or free it. */
+static void buf_give(eplb_trace_bufs_t *b, unsigned char *p, size_t cap)
+{
+    if (!p)
+        return;
+    if (b) {
+        pthread_mutex_lock(&b->mu);
+        if (b->n < BUFS_KEEP) {
+            b->p[b->n] = p;
+            b->cap[b->n++] = cap;
+            p = NULL;
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
+    free(p);
+}
+
 typedef struct {
     unsigned char *data;
     size_t cap, len;
@@ -42,6 +116,7 @@ typedef struct {
 typedef struct {
     /* plan */
     const char *path, *name;
+    eplb_trace_bufs_t *bufs;   /* the trace's kept buffers (may be NULL) */
     int rank;                  /* the dataset's rank (1..3) */
     hsize_t dims[3], cdims[3]; /* padded to rank 3 with leading 1s */
     size_t esize, chunk_bytes;
@@ -49,6 +124,16 @@ typedef struct {
     int contiguous;            /* chunk spans all trailing dims */
     unsigned char *out;        /* rows [r0, r1) of the dataset */
     hsize_t r0, r1;
+    /* NaN/Inf check of what the workers place (logits): a worker scans
+     * its chunk's rows while they are in its cache, where one thread
+     * scanning the whole range afterwards took longer than the parallel
+     * decode on 16 cores.  `unchecked` is set where some rows were not
+     * scanned (rows placed piecewise, unallocated chunks) and
+     * `nonfinite` where a scan found one; either way the caller scans
+     * the range again to name the first bad value. */
+    int check;
+    eplb_dtype_t check_dt;
+    atomic_int unchecked, nonfinite;
     /* queue */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_free;
@@ -211,6 +296,18 @@ static void fail(par_t *p, eplb_status_t st, const hsize_t *off, const char *wha
     pthread_mutex_unlock(&p->mu);
 }
 
+/* The NaN/Inf check of nvalid values just placed at `final` (NULL: placed
+ * piecewise, left to the caller). */
+static void check_placed(par_t *p, const unsigned char *final, size_t nvalid)
+{
+    if (!p->check)
+        return;
+    if (!final)
+        atomic_store(&p->unchecked, 1);
+    else if (eplb_trace_first_nonfinite(final, nvalid, p->check_dt) < nvalid)
+        atomic_store(&p->nonfinite, 1);
+}
+
 /* Decode one raw chunk.  *a, *b: scratch buffers of chunk_bytes, allocated
  * on first use (the usual chunk, deflate then unshuffle straight into the
  * output, needs only one: fewer fresh pages to fault in). */
@@ -237,7 +334,8 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
         if (s->mask & (1u << i))
             continue;
         unsigned char **slot = cur == *pa ? pb : pa;
-        if (!*slot && !(*slot = malloc(p->chunk_bytes))) {
+        size_t cap;
+        if (!*slot && !(*slot = buf_take(p->bufs, p->chunk_bytes, &cap))) {
             fail(p, EPLB_ERR_NOMEM, s->off, "out of memory for a decode buffer");
             return -1;
         }
@@ -269,6 +367,7 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
             size_t n = p->chunk_bytes / p->esize;
             if (i == last && final) {
                 unshuffle(final, cur + i0, n, p->esize, nvalid);
+                check_placed(p, final, nvalid);
                 return 0;
             }
             unshuffle(dst, cur, n, p->esize, n);
@@ -285,6 +384,7 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
         memcpy(final, cur + i0 * p->esize, nvalid * p->esize);
     else
         place(p, cur, s->off);
+    check_placed(p, final, nvalid);
     return 0;
 }
 
@@ -322,8 +422,9 @@ static void *worker(void *arg)
             break;
     }
     inflateEnd(&zs);
-    free(a);
-    free(b);
+    /* taken with at least chunk_bytes: kept as that much */
+    buf_give(p->bufs, a, p->chunk_bytes);
+    buf_give(p->bufs, b, p->chunk_bytes);
     return NULL;
 }
 
@@ -375,6 +476,7 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
                 hsize_t nbytes = 0;
                 if (H5Dget_chunk_storage_size(d, hoff, &nbytes) < 0 || nbytes == 0) {
                     H5Eclear2(H5E_DEFAULT);
+                    atomic_store(&p->unchecked, 1); /* the fill value */
                     if (read_unallocated(p, d, mtype, off, rank) < 0) {
                         fail(p, EPLB_ERR_FORMAT, off, eplb_h5_reason());
                         return;
@@ -393,13 +495,15 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
 
                 slot_t *s = &p->slots[idx];
                 if (s->cap < nbytes) {
-                    unsigned char *nd = realloc(s->data, nbytes);
-                    if (!nd) {
+                    /* at least a raw chunk: a compressed one rarely needs more */
+                    buf_give(p->bufs, s->data, s->cap);
+                    s->data = buf_take(p->bufs, nbytes > p->chunk_bytes ? nbytes : p->chunk_bytes,
+                                       &s->cap);
+                    if (!s->data) {
+                        s->cap = 0;
                         fail(p, EPLB_ERR_NOMEM, off, "out of memory for a raw chunk");
                         return;
                     }
-                    s->data = nd;
-                    s->cap = nbytes;
                 }
                 uint32_t mask = 0;
                 if (H5Dread_chunk(d, H5P_DEFAULT, hoff, &mask, s->data) < 0) {
@@ -423,13 +527,17 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
 
 /* Rows [r0, r1) of d (r1 <= 0: all rows; the caller checked the range)
  * into buf with nthreads workers; falls back to `serial` where the storage
- * is not supported. */
+ * is not supported.  With `check` (logits), *clean is set to 1 where the
+ * workers scanned every value read for NaN/Inf and found none, else 0. */
 static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t mt,
                                         const char *name, void *buf, int64_t r0, int64_t r1,
                                         int nthreads,
                                         eplb_status_t (*serial)(const eplb_trace_t *, void *,
-                                                                int64_t, int64_t))
+                                                                int64_t, int64_t),
+                                        int check, int *clean)
 {
+    if (clean)
+        *clean = 0;
     if (nthreads <= 0)
         nthreads = eplb_num_threads();
     if (nthreads > MAX_THREADS)
@@ -439,6 +547,7 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
     memset(&p, 0, sizeof p);
     p.path = tr->path;
     p.name = name;
+    p.bufs = tr->bufs;
     p.out = buf;
     eplb_h5_lock();
     int ok = plan_init(&p, d, mt);
@@ -454,6 +563,10 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
         return EPLB_OK;
     p.r0 = (hsize_t)r0;
     p.r1 = (hsize_t)r1;
+    p.check = check;
+    p.check_dt = tr->info.logits_dtype;
+    atomic_init(&p.unchecked, 0);
+    atomic_init(&p.nonfinite, 0);
 
     eplb_status_t st = EPLB_OK;
     pthread_t th[MAX_THREADS];
@@ -489,6 +602,8 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
         pthread_join(th[i], NULL);
     if (p.st != EPLB_OK)
         st = eplb_error_set(p.st, "%s", p.msg);
+    else if (clean && check)
+        *clean = !atomic_load(&p.unchecked) && !atomic_load(&p.nonfinite);
 out_sync:
     pthread_cond_destroy(&p.cv_free);
     pthread_cond_destroy(&p.cv_work);
@@ -496,7 +611,7 @@ out_sync:
 out_free:
     if (p.slots)
         for (int i = 0; i < p.nslots; i++)
-            free(p.slots[i].data);
+            buf_give(p.bufs, p.slots[i].data, p.slots[i].cap);
     free(p.slots);
     free(p.ready);
     free(p.freel);
@@ -520,10 +635,11 @@ eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf, in
                               tr->path);
     if (tr->info.num_tokens == 0)
         return EPLB_OK;
-    return read_rows_parallel(tr, d, mt, name, buf, 0, 0, nthreads, serial_all);
+    return read_rows_parallel(tr, d, mt, name, buf, 0, 0, nthreads, serial_all, 0, NULL);
 }
 
-/* the check follows in eplb_trace_read_logits_parallel, once for both paths */
+/* the check follows in eplb_trace_read_logits_parallel (the parallel path
+ * checks in its workers) */
 static eplb_status_t serial_logits(const eplb_trace_t *tr, void *buf, int64_t r0, int64_t r1)
 {
     return eplb_trace_read_logits_unchecked(tr, buf, r0, r1);
@@ -542,7 +658,9 @@ eplb_status_t eplb_trace_read_logits_parallel(const eplb_trace_t *tr, void *buf,
                               (long long)tr->info.num_tokens);
     if (tok_begin == tok_end)
         return EPLB_OK;
+    int clean = 0;
     EPLB_CHECK(read_rows_parallel(tr, tr->d_logits, tr->logits_mtype, "/router/logits", buf,
-                                  tok_begin, tok_end, nthreads, serial_logits));
-    return eplb_trace_check_logits(tr, buf, tok_begin, tok_end);
+                                  tok_begin, tok_end, nthreads, serial_logits, 1, &clean));
+    /* not scanned by the workers, or a bad value: one scan names the first */
+    return clean ? EPLB_OK : eplb_trace_check_logits(tr, buf, tok_begin, tok_end);
 }

@@ -39,6 +39,7 @@ static void trace_free(eplb_trace_t *tr)
     free(tr->info.model_config);
     free(tr->offsets);
     free(tr->path);
+    eplb_trace_bufs_free(tr->bufs);
     free(tr);
 }
 
@@ -406,8 +407,10 @@ eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path)
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         *ids[i] = H5I_INVALID_HID;
     tr->info.route = (eplb_route_cfg_t)EPLB_ROUTE_CFG_INIT;
+    tr->bufs = eplb_trace_bufs_new();
     tr->path = strdup(path);
     if (!tr->path) {
+        eplb_trace_bufs_free(tr->bufs);
         free(tr);
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -547,19 +550,59 @@ eplb_status_t eplb_trace_read_logits(const eplb_trace_t *tr, void *buf, int64_t 
     return eplb_trace_check_logits(tr, buf, tok_begin, tok_end);
 }
 
+/* Scans in blocks of a constant length, without a branch per element, so
+ * that the compiler vectorises them: a check element by element ran at ~3
+ * GB/s on one core, and the replay checks every logit it decodes (on a
+ * 1.5 GB trace, a single-threaded 0.5 s). */
+#define FINITE_BLOCK 64
+
+static int block_finite16(const uint16_t *h, uint16_t m)
+{
+    unsigned bad = 0;
+    for (int i = 0; i < FINITE_BLOCK; i++)
+        bad |= (h[i] & m) == m;
+    return !bad;
+}
+
+static int block_finite32(const uint32_t *x)
+{
+    unsigned bad = 0;
+    for (int i = 0; i < FINITE_BLOCK; i++)
+        bad |= (x[i] & 0x7f800000u) == 0x7f800000u;
+    return !bad;
+}
+
+size_t eplb_trace_first_nonfinite(const void *buf, size_t n, eplb_dtype_t dt)
+{
+    size_t i = 0;
+    if (dt == EPLB_DTYPE_F32) {
+        const uint32_t *x = buf;
+        while (i + FINITE_BLOCK <= n && block_finite32(x + i))
+            i += FINITE_BLOCK;
+    } else {
+        const uint16_t *h = buf;
+        uint16_t m = dt == EPLB_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+        while (i + FINITE_BLOCK <= n && block_finite16(h + i, m))
+            i += FINITE_BLOCK;
+    }
+    for (; i < n; i++) /* the block with one, or the tail */
+        if (is_nonfinite(buf, i, dt))
+            return i;
+    return n;
+}
+
 eplb_status_t eplb_trace_check_logits(const eplb_trace_t *tr, const void *buf, int64_t tok_begin,
                                       int64_t tok_end)
 {
     size_t per = (size_t)tr->info.num_layers * (size_t)tr->info.route.num_experts;
     size_t n = (size_t)(tok_end - tok_begin) * per;
-    eplb_dtype_t dt = tr->info.logits_dtype;
-    for (size_t i = 0; i < n; i++)
-        if (is_nonfinite(buf, i, dt))
-            return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s: %s: token %lld layer %zu expert %zu: NaN or Inf logit",
-                                  tr->path, N_LOGITS, (long long)(tok_begin + (int64_t)(i / per)),
-                                  i % per / (size_t)tr->info.route.num_experts,
-                                  i % (size_t)tr->info.route.num_experts);
+    size_t i = eplb_trace_first_nonfinite(buf, n, tr->info.logits_dtype);
+    if (i < n)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %s: token %lld layer %zu expert %zu: NaN or Inf logit",
+                              tr->path, N_LOGITS, (long long)(tok_begin + (int64_t)(i / per)),
+                              i % per / (size_t)tr->info.route.num_experts,
+                              i % (size_t)tr->info.route.num_experts);
     return EPLB_OK;
 }
 

@@ -7,6 +7,12 @@
 
 #include "trace.h"
 
+/* Buffers the parallel reader keeps from one read to the next (parallel.c). */
+typedef struct eplb_trace_bufs eplb_trace_bufs_t;
+/* NULL when out of memory: the reader then allocates per read. */
+eplb_trace_bufs_t *eplb_trace_bufs_new(void);
+void eplb_trace_bufs_free(eplb_trace_bufs_t *b);
+
 struct eplb_trace {
     char *path;
     hid_t file;
@@ -16,6 +22,7 @@ struct eplb_trace {
     hid_t ids_mtype;    /* native integer type of the ids' file width */
     int64_t *offsets;   /* [S+1] */
     eplb_trace_info_t info;
+    eplb_trace_bufs_t *bufs; /* raw chunks and decode scratch, reused */
 };
 
 /* The dataset read by eplb_trace_read_all_*: logits if present, else topk
@@ -31,5 +38,7 @@ eplb_status_t eplb_trace_read_logits_unchecked(const eplb_trace_t *tr, void *buf
  * dtype); EPLB_ERR_FORMAT naming token, layer and expert. */
 eplb_status_t eplb_trace_check_logits(const eplb_trace_t *tr, const void *buf,
                                       int64_t tok_begin, int64_t tok_end);
+/* Index of the first NaN/Inf among n values of type dt in buf, n if none. */
+size_t eplb_trace_first_nonfinite(const void *buf, size_t n, eplb_dtype_t dt);
 
 #endif

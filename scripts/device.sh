@@ -183,7 +183,10 @@ if [ "$what" = cmp ]; then
     done
     cmp_table "${files[@]}"
     cat "$OUT/table.txt" >>"$summary"
-    cat "$OUT"/bench-*.jsonl >"$OUT/bench-all.jsonl"
+    for f in "$OUT"/bench-*.jsonl; do # one file, each line tagged with its run
+        [ "$f" = "$OUT/bench-all.jsonl" ] && continue
+        sed "s/^{/{\"file\":\"$(basename "$f" .jsonl)\",/" "$f"
+    done >"$OUT/bench-all.jsonl.tmp" && mv "$OUT/bench-all.jsonl.tmp" "$OUT/bench-all.jsonl"
     for v in $vs; do
         [ "${CMP_NCU:-1}" = 0 ] && break
         for k in route fused; do
@@ -343,6 +346,8 @@ if [ "$what" = seg ]; then
         grep -E "FAIL" "$OUT/$tool-seg.log" | head -5 | tee -a "$summary"
     done
     replay_check
+    # SEG_REPLAYSPEED=1: replay_speed too (the large trace, one decode pass)
+    [ "${SEG_REPLAYSPEED:-0}" = 1 ] && IO_REPEAT=1 replay_speed
     rm -f "$OUT/autogen.log" "$OUT/configure.log"
     say "== $(stamp) done"
     cat "$OUT/table.txt"

@@ -11,8 +11,14 @@
 
 /* ---- trace ------------------------------------------------------------ */
 
-/* Logits are routed in chunks of this many bytes of raw logits at most. */
+/* Logits are routed in reads of this many bytes of raw logits, or of
+ * READ_CHUNKS_PER_THREAD dataset chunks per decode thread where that is
+ * more: a read of one chunk per thread (32 MiB = 16 chunks of the
+ * DeepSeek-V3 preset on 16 cores) leaves threads idle at the start and end
+ * of every read, waiting for the slowest. */
 #define ROUTE_CHUNK_BYTES (32u << 20)
+#define READ_CHUNKS_PER_THREAD 4
+#define ROUTE_CHUNK_MAX_BYTES ((size_t)512 << 20) /* per read (two with a GPU) */
 
 static eplb_status_t trace_ids_topk(eplb_sim_source_t *s, int32_t *ids,
                                     int64_t t0, int64_t t1)
@@ -117,6 +123,12 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     /* whole dataset chunks per read: the parallel reader inflates every
      * chunk the range touches in full */
     const int64_t ct = eplb_trace_chunk_tokens(s->trace);
+    if (ct > 0 && chunk < (int64_t)READ_CHUNKS_PER_THREAD * eplb_num_threads() * ct)
+        chunk = (int64_t)READ_CHUNKS_PER_THREAD * eplb_num_threads() * ct;
+    if (chunk > (int64_t)(ROUTE_CHUNK_MAX_BYTES / row))
+        chunk = (int64_t)(ROUTE_CHUNK_MAX_BYTES / row);
+    if (chunk < 1)
+        chunk = 1;
     if (ct > 0 && chunk > ct)
         chunk -= chunk % ct;
     /* chunks inflated on all cores, where the layout allows (else the

@@ -248,10 +248,10 @@ replay_speed() {
     grep -E "serial|parallel" "$OUT/io.txt" | tee -a "$summary"
     for dev in cpu gpu gpusel; do
         t0=$(date +%s.%N)
-        run_on $dev $G --policy deepseek --select hash --json --quiet --policy-time 0 \
-            >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
+        EPLB_TIMINGS=1 run_on $dev $G --policy deepseek --select hash --json --quiet \
+            --policy-time 0 >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
         rc=$?
-        say "run ($dev): rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(grep -o '"device": "[^"]*"' "$OUT/rs-$dev.json") $(head -c 200 "$OUT/rs-$dev.err")"
+        say "run ($dev): rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(grep -o '"device": "[^"]*"' "$OUT/rs-$dev.json") $(head -c 400 "$OUT/rs-$dev.err")"
         sed -E 's/"device": "[^"]*"//' "$OUT/rs-$dev.json" >"$OUT/rs-$dev.norm"
     done
     cmp -s "$OUT/rs-gpusel.norm" "$OUT/rs-gpu.norm" && say "replayspeed gpusel==gpu: yes" || say "replayspeed gpusel==gpu: no"

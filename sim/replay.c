@@ -234,6 +234,10 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     uint16_t *rank2 = NULL;
     int gpu_sel = opts->gpu_select && src->token_level;
     int emulate = opts->gpu_select == 2; /* the pipeline on the CPU (tests) */
+    /* EPLB_TIMINGS=1: where the wall time went, on stderr (diagnostic) */
+    const char *tenv = getenv("EPLB_TIMINGS");
+    int timings = tenv && *tenv && strcmp(tenv, "0") != 0;
+    double t_read = 0, t_runs = 0, t_wait = 0, t_up = 0, t_begin = eplb_sim_now();
     EPLB_ALLOC_GOTO(runs, st, out);
     EPLB_ALLOC_GOTO(res, st, out);
     EPLB_ALLOC_GOTO(work, st, out);
@@ -262,8 +266,10 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         maxW = sh.S > 0 ? sh.S : 1;
     sh.H = maxW + BLOCK_STEPS;
     /* block buffers as large as the largest block, the read-ahead ones
-     * only where there is a second block: on the GPU path they are pinned,
-     * and pinning costs time in proportion to the bytes */
+     * (every token-level trace: the next block is read while the runs go
+     * through this one) only where there is a second block: on the GPU
+     * path they are pinned, and pinning costs time in proportion to the
+     * bytes */
     int multi;
     size_t ntok = (size_t)block_tokens_max(src, &multi);
     size_t ids_bytes = (ntok > 0 ? ntok : 1) * sh.L * sh.K * sizeof *ids;
@@ -274,11 +280,11 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         EPLB_CHECK_GOTO(eplb_gpu_host_alloc(up, (void **)&ids, ids_bytes), st, out);
         if (multi)
             EPLB_CHECK_GOTO(eplb_gpu_host_alloc(up, (void **)&ids2, ids_bytes), st, out);
-    } else if (gpu_sel && multi) {
+    } else if (src->token_level && multi) {
         ids2 = malloc(ids_bytes);
         EPLB_ALLOC_GOTO(ids2, st, out);
     }
-    if (gpu_sel && multi) {
+    if (src->token_level && multi) {
         lc2 = malloc((size_t)BLOCK_STEPS * LE * sizeof *lc2);
         EPLB_ALLOC_GOTO(lc2, st, out);
         if (src->read_src) {
@@ -365,18 +371,20 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         wa[i].w = &work[i];
     }
     double t_start = eplb_sim_now(), t_last = t_start;
-    int block_ready = 0; /* the block was read ahead (gpu_sel) */
+    int block_ready = 0; /* the block was read ahead */
     for (int64_t s0 = 0; s0 < sh.S;) {
         int64_t s1 = block_end(src, s0);
         sh.tok0 = src->token_level ? src->tok_off[s0] : 0;
         sh.ids = cache_ids ? cache_ids + (size_t)sh.tok0 * sh.L * sh.K : ids;
         sh.src_rank = !src->read_src ? NULL : cache_rank ? cache_rank + sh.tok0 : rank;
+        double t0 = eplb_sim_now();
         if (!block_ready)
             EPLB_CHECK_GOTO(read_block(src, s0, s1, (int32_t *)sh.ids,
                                        (uint16_t *)sh.src_rank, lc, cache_ids != NULL,
                                        sh.pool),
                             st, out);
         block_ready = 0;
+        t_read += eplb_sim_now() - t0;
         for (int64_t s = s0; s < s1; s++)
             memcpy(hist + (size_t)(s % sh.H) * LE, lc + (size_t)(s - s0) * LE,
                    LE * sizeof *hist);
@@ -388,27 +396,30 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         memset(&rd, 0, sizeof rd);
         if (gpu_sel) {
             size_t n = (size_t)(src->tok_off[s1] - sh.tok0) * sh.L * sh.K;
+            t0 = eplb_sim_now();
             if (up) {
                 EPLB_CHECK_GOTO(eplb_gpu_copy(up, d_ids, sh.ids, n * sizeof *d_ids), st,
                                 out);
                 EPLB_CHECK_GOTO(eplb_gpu_sync(up), st, out);
             }
             sh.d_ids = d_ids;
-            if (s1 < sh.S) {
-                /* read the next block into the second buffers meanwhile */
-                int64_t t1 = src->tok_off[s1];
-                rd.src = src;
-                rd.s0 = s1;
-                rd.s1 = block_end(src, s1);
-                rd.ids = cache_ids ? cache_ids + (size_t)t1 * sh.L * sh.K : ids2;
-                rd.rank = !src->read_src ? NULL : cache_rank ? cache_rank + t1 : rank2;
-                rd.lc = lc2;
-                rd.ids_ready = cache_ids != NULL;
-                rd.pool = sh.pool;
-                reading = pthread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
-            }
+            t_up += eplb_sim_now() - t0;
+        }
+        if (src->token_level && s1 < sh.S) {
+            /* read the next block into the second buffers meanwhile */
+            int64_t t1 = src->tok_off[s1];
+            rd.src = src;
+            rd.s0 = s1;
+            rd.s1 = block_end(src, s1);
+            rd.ids = cache_ids ? cache_ids + (size_t)t1 * sh.L * sh.K : ids2;
+            rd.rank = !src->read_src ? NULL : cache_rank ? cache_rank + t1 : rank2;
+            rd.lc = lc2;
+            rd.ids_ready = cache_ids != NULL;
+            rd.pool = sh.pool;
+            reading = pthread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
         }
         atomic_store(&sh.next, 0);
+        t0 = eplb_sim_now();
         int started = 0;
         if (nthreads > 1)
             for (; started < nthreads; started++)
@@ -418,10 +429,13 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             worker(&wa[0]);
         for (int i = 0; i < started; i++)
             pthread_join(tid[i], NULL);
+        t_runs += eplb_sim_now() - t0;
+        t0 = eplb_sim_now();
         if (reading == 1)
             pthread_join(rtid, NULL);
         else if (reading == 2) /* no thread: read it now */
             reader(&rd);
+        t_wait += eplb_sim_now() - t0;
         for (int i = 0; i < nruns; i++)
             if (runs[i].st != EPLB_OK) {
                 st = eplb_error_set(runs[i].st, "%s", runs[i].err);
@@ -455,6 +469,12 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     }
     if (opts->progress && eplb_sim_now() - t_start > 0.5)
         fprintf(stderr, "\n");
+    if (timings)
+        fprintf(stderr,
+                "eplb-replay: timings: setup and pass 1 %.3f s; block loop %.3f s: reads on "
+                "the main thread %.3f s, ids upload %.3f s, runs %.3f s, waiting for the "
+                "read-ahead %.3f s\n",
+                t_start - t_begin, eplb_sim_now() - t_start, t_read, t_up, t_runs, t_wait);
     for (int i = 0; i < nruns; i++) {
         res[i].steps = sh.S;
         eplb_sim_run_finish(&runs[i]);

@@ -43,8 +43,12 @@ struct eplb_sim_source {
 /* ---- replay internals (run.c, replay.c) -------------------------------- */
 #include <stdatomic.h>
 
+/* A block is the unit of reading (decode, route, count) and of running;
+ * the next block is read while the runs go through the current one, so
+ * smaller token blocks overlap more of a trace (a 52K-token trace was one
+ * block of 64K: no overlap at all, run 22). */
 #define BLOCK_STEPS 256
-#define BLOCK_TOKENS 65536
+#define BLOCK_TOKENS 16384
 /* once/oracle: keep the whole trace's routed ids from pass 1 for pass 2 when
  * they take at most this much memory (else decode and route twice). */
 #define CACHE_BYTES (512.0 * 1024 * 1024)

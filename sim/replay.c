@@ -473,8 +473,10 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         fprintf(stderr,
                 "eplb-replay: timings: setup and pass 1 %.3f s; block loop %.3f s: reads on "
                 "the main thread %.3f s, ids upload %.3f s, runs %.3f s, waiting for the "
-                "read-ahead %.3f s\n",
-                t_start - t_begin, eplb_sim_now() - t_start, t_read, t_up, t_runs, t_wait);
+                "read-ahead %.3f s; in all reads: decoding logits %.3f s, CPU routing %.3f s, "
+                "opening GPU stages %.3f s, waiting for GPU routing %.3f s\n",
+                t_start - t_begin, eplb_sim_now() - t_start, t_read, t_up, t_runs, t_wait,
+                src->t_decode, src->t_route, src->t_stage, src->t_gpu_wait);
     for (int i = 0; i < nruns; i++) {
         res[i].steps = sh.S;
         eplb_sim_run_finish(&runs[i]);

@@ -37,6 +37,9 @@ struct eplb_sim_source {
     int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
     eplb_gpu_t *gpu;            /* route logits on this GPU (else the CPU) */
     eplb_gpu_stage_t *stage[2]; /* GPU routing: pinned double buffers */
+    /* seconds spent (EPLB_TIMINGS): decoding logits, routing them on the
+     * CPU, opening the GPU stages, waiting for the GPU's routing */
+    double t_decode, t_route, t_stage, t_gpu_wait;
 };
 
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checks.h"
@@ -23,6 +24,21 @@
  * selection and recording run there too unless this is "0"
  * (docs/simulator.md).  On the CPU: no effect. */
 #define GPU_SELECT_ENV "EPLB_GPU_SELECT"
+
+/* eplb_gpu_open, its wall time on stderr with EPLB_TIMINGS=1 (starting CUDA
+ * is a fixed cost of every GPU replay; docs/perf/sim.md) */
+static eplb_status_t gpu_open_timed(eplb_gpu_t **gpu)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    eplb_status_t st = eplb_gpu_open(gpu, -1);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    const char *t = getenv("EPLB_TIMINGS");
+    if (t && *t && strcmp(t, "0") != 0)
+        fprintf(stderr, "eplb-replay: timings: starting the GPU %.3f s\n",
+                (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+    return st;
+}
 #define MAX_POLICIES 32
 /* bounds of the integer options: beyond them the run state (slots x layers
  * x experts per run) would not fit in memory or an int */
@@ -764,7 +780,7 @@ int eplb_cmd_run(int argc, char **argv)
                 goto fail;
             }
             snprintf(o.device_used, sizeof o.device_used, "cpu (built without CUDA)");
-        } else if (eplb_gpu_open(&gpu, -1) != EPLB_OK) {
+        } else if (gpu_open_timed(&gpu) != EPLB_OK) {
             if (want) {
                 char why[256]; /* the message buffer is about to be rewritten */
                 snprintf(why, sizeof why, "%s", eplb_error_last());

@@ -15,9 +15,14 @@
  * READ_CHUNKS_PER_THREAD dataset chunks per decode thread where that is
  * more: a read of one chunk per thread (32 MiB = 16 chunks of the
  * DeepSeek-V3 preset on 16 cores) leaves threads idle at the start and end
- * of every read, waiting for the slowest. */
+ * of every read, waiting for the slowest.  On the GPU path a read lands in
+ * one of two pinned stages, and pinning costs ~0.6 s per GB (H100
+ * machine): 2 chunks per thread there (1.33-1.36 s for the 64-step
+ * DeepSeek-V3 trace against 1.40-1.48 with 4, 1.46-1.62 with 1, run 25).
+ * Tunable: EPLB_READ_CHUNKS (1-64) for both. */
 #define ROUTE_CHUNK_BYTES (32u << 20)
 #define READ_CHUNKS_PER_THREAD 4
+#define READ_CHUNKS_PER_THREAD_GPU 2
 #define ROUTE_CHUNK_MAX_BYTES ((size_t)512 << 20) /* per read (two with a GPU) */
 
 static eplb_status_t trace_ids_topk(eplb_sim_source_t *s, int32_t *ids,
@@ -129,8 +134,12 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     /* whole dataset chunks per read: the parallel reader inflates every
      * chunk the range touches in full */
     const int64_t ct = eplb_trace_chunk_tokens(s->trace);
-    if (ct > 0 && chunk < (int64_t)READ_CHUNKS_PER_THREAD * eplb_num_threads() * ct)
-        chunk = (int64_t)READ_CHUNKS_PER_THREAD * eplb_num_threads() * ct;
+    const char *rc = getenv("EPLB_READ_CHUNKS");
+    const int64_t per = rc && atoi(rc) >= 1 && atoi(rc) <= 64 ? atoi(rc)
+                        : s->gpu                            ? READ_CHUNKS_PER_THREAD_GPU
+                                                            : READ_CHUNKS_PER_THREAD;
+    if (ct > 0 && chunk < per * eplb_num_threads() * ct)
+        chunk = per * eplb_num_threads() * ct;
     if (chunk > (int64_t)(ROUTE_CHUNK_MAX_BYTES / row))
         chunk = (int64_t)(ROUTE_CHUNK_MAX_BYTES / row);
     if (chunk < 1)

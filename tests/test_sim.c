@@ -666,6 +666,26 @@ static char *slurp(const char *path, size_t *n)
     return b;
 }
 
+/* The metrics of n runs equal, field by field (bit-identical doubles). */
+static void assert_same_results(const eplb_sim_result_t *a, const eplb_sim_result_t *b, int n,
+                                int c)
+{
+    for (int i = 0; i < n; i++) {
+        cr_assert(a[i].balancedness == b[i].balancedness, "case %d run %d", c, i);
+        cr_assert(a[i].max_over_mean == b[i].max_over_mean, "case %d run %d", c, i);
+        cr_assert(a[i].worst_layer_bal == b[i].worst_layer_bal, "case %d run %d", c, i);
+        cr_assert(a[i].compute_s == b[i].compute_s, "case %d run %d", c, i);
+        cr_assert(a[i].a2a_s == b[i].a2a_s, "case %d run %d", c, i);
+        cr_assert(a[i].overhead_s == b[i].overhead_s, "case %d run %d", c, i);
+        cr_assert(a[i].stall_s == b[i].stall_s, "case %d run %d", c, i);
+        cr_assert(a[i].moe_time_s == b[i].moe_time_s, "case %d run %d", c, i);
+        cr_assert(a[i].moved_bytes == b[i].moved_bytes, "case %d run %d", c, i);
+        cr_assert(a[i].total_s == b[i].total_s, "case %d run %d", c, i);
+        cr_assert(a[i].rebalances == b[i].rebalances, "case %d run %d", c, i);
+        cr_assert(a[i].tokens_lost == b[i].tokens_lost, "case %d run %d", c, i);
+    }
+}
+
 Test(sim, same_inputs_same_outputs_any_thread_count)
 {
     int steps[10] = {30, 31, 29, 40, 12, 33, 30, 30, 25, 35};
@@ -677,14 +697,7 @@ Test(sim, same_inputs_same_outputs_any_thread_count)
     eplb_sim_result_t a[3], b[3];
     replay_tokens(a, &t, 1, p1, 0);
     replay_tokens(b, &t, 3, p2, 0);
-    for (int i = 0; i < 3; i++) {
-        cr_assert(a[i].balancedness == b[i].balancedness);
-        cr_assert(a[i].moe_time_s == b[i].moe_time_s);
-        cr_assert(a[i].stall_s == b[i].stall_s);
-        cr_assert(a[i].moved_bytes == b[i].moved_bytes);
-        cr_assert(a[i].rebalances == b[i].rebalances);
-        cr_assert(a[i].total_s == b[i].total_s);
-    }
+    assert_same_results(a, b, 3, 0);
     cr_assert_gt(a[2].rebalances, 3); /* trtllm: one layer every step */
     size_t n1, n2;
     char *f1 = slurp(p1, &n1), *f2 = slurp(p2, &n2);
@@ -720,17 +733,7 @@ Test(sim, layer_threads_change_nothing)
     const int gpu_select[] = {0, 0, 2};
     for (int c = 0; c < 3; c++) {
         replay_tokens(b, &t, threads[c], path, gpu_select[c]);
-        for (int i = 0; i < 3; i++) {
-            cr_assert(a[i].balancedness == b[i].balancedness, "case %d run %d", c, i);
-            cr_assert(a[i].max_over_mean == b[i].max_over_mean, "case %d run %d", c, i);
-            cr_assert(a[i].worst_layer_bal == b[i].worst_layer_bal, "case %d run %d", c, i);
-            cr_assert(a[i].compute_s == b[i].compute_s, "case %d run %d", c, i);
-            cr_assert(a[i].a2a_s == b[i].a2a_s, "case %d run %d", c, i);
-            cr_assert(a[i].overhead_s == b[i].overhead_s, "case %d run %d", c, i);
-            cr_assert(a[i].total_s == b[i].total_s, "case %d run %d", c, i);
-            cr_assert(a[i].rebalances == b[i].rebalances, "case %d run %d", c, i);
-            cr_assert(a[i].tokens_lost == b[i].tokens_lost, "case %d run %d", c, i);
-        }
+        assert_same_results(a, b, 3, c);
         cr_assert_gt(a[0].tokens_lost, 0);
         char *f2 = slurp(path, &n2);
         cr_assert(n1 == n2 && memcmp(f1, f2, n1) == 0, "case %d: results.h5 differ", c);

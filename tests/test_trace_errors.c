@@ -59,19 +59,22 @@ static hid_t open_rw(const char *path)
     return f;
 }
 
-/* Overwrite one element (at coords c) of dataset `name` with *v of type mt. */
+/* Overwrite one element (at coords c) of dataset `name` with *v of type
+ * mt; mt < 0: raw bytes in the dataset's own type. */
 static void poke(const char *path, const char *name, const hsize_t *c, hid_t mt, const void *v)
 {
     hid_t f = open_rw(path);
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     cr_assert(d >= 0, "no %s", name);
-    hid_t fs = H5Dget_space(d);
+    hid_t ft = mt < 0 ? H5Dget_type(d) : mt, fs = H5Dget_space(d);
     hsize_t one = 1;
     hid_t ms = H5Screate_simple(1, &one, NULL);
     cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, c) >= 0);
-    cr_assert(H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, v) >= 0);
+    cr_assert(H5Dwrite(d, ft, ms, fs, H5P_DEFAULT, v) >= 0);
     H5Sclose(ms);
     H5Sclose(fs);
+    if (mt < 0)
+        H5Tclose(ft);
     H5Dclose(d);
     H5Fclose(f);
 }
@@ -241,24 +244,6 @@ Test(trace_errors, nan_logits)
     unlink(path);
 }
 
-/* Write one raw value (bytes in the dataset's own type) at c. */
-static void poke_raw(const char *path, const char *name, const hsize_t *c, const void *v)
-{
-    hid_t f = open_rw(path);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    cr_assert(d >= 0, "no %s", name);
-    hid_t ft = H5Dget_type(d), fs = H5Dget_space(d);
-    hsize_t one = 1;
-    hid_t ms = H5Screate_simple(1, &one, NULL);
-    cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, c) >= 0);
-    cr_assert(H5Dwrite(d, ft, ms, fs, H5P_DEFAULT, v) >= 0);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Tclose(ft);
-    H5Dclose(d);
-    H5Fclose(f);
-}
-
 /* The parallel reader checks each chunk on its decode thread: a bad value
  * of each logits type, in the middle of a chunk and in the last element of
  * the dataset (past the last whole block of the check), is named exactly as
@@ -293,8 +278,8 @@ Test(trace_errors, nonfinite_logits_every_dtype)
         hsize_t mid[3] = {61, 2, 17}, last[3] = {T - 1, L - 1, E - 1};
         const void *bad_mid = di == 0 ? (const void *)&inf32 : (const void *)&inf16[di - 1];
         const void *bad_last = di == 0 ? (const void *)&nan32 : (const void *)&nan16[di - 1];
-        poke_raw(path, "/router/logits", mid, bad_mid);
-        poke_raw(path, "/router/logits", last, bad_last);
+        poke(path, "/router/logits", mid, H5I_INVALID_HID, bad_mid);
+        poke(path, "/router/logits", last, H5I_INVALID_HID, bad_last);
         eplb_trace_t *tr = NULL;
         eplb_assert_ok(eplb_trace_open(&tr, path));
         eplb_assert_fails(eplb_trace_read_logits_parallel(tr, out, 0, T, 3), EPLB_ERR_FORMAT,

@@ -70,26 +70,26 @@ static void count_job(void *ctx, int i)
         }
 }
 
-/* Next block [s0, *s1): at most BLOCK_STEPS steps and BLOCK_TOKENS tokens
- * (but at least one step). */
-static int64_t block_end(const eplb_sim_source_t *src, int64_t s0)
+/* Next block [s0, *s1): at most BLOCK_STEPS steps and bt tokens (but at
+ * least one step). */
+static int64_t block_end(const eplb_sim_source_t *src, int64_t s0, int64_t bt)
 {
     int64_t s1 = s0 + 1;
     while (s1 < src->S && s1 - s0 < BLOCK_STEPS &&
-           (!src->token_level || src->tok_off[s1 + 1] - src->tok_off[s0] <= BLOCK_TOKENS))
+           (!src->token_level || src->tok_off[s1 + 1] - src->tok_off[s0] <= bt))
         s1++;
     return s1;
 }
 
 /* Tokens of the largest block; *multi: whether there is more than one. */
-static int64_t block_tokens_max(const eplb_sim_source_t *src, int *multi)
+static int64_t block_tokens_max(const eplb_sim_source_t *src, int64_t bt, int *multi)
 {
     int64_t most = 0;
     *multi = 0;
     if (!src->token_level)
         return 0;
     for (int64_t s0 = 0; s0 < src->S;) {
-        int64_t s1 = block_end(src, s0);
+        int64_t s1 = block_end(src, s0, bt);
         if (src->tok_off[s1] - src->tok_off[s0] > most)
             most = src->tok_off[s1] - src->tok_off[s0];
         *multi |= s0 > 0;
@@ -127,7 +127,7 @@ static eplb_status_t prepass(sim_shared_t *sh, double *once_w, int32_t *ids,
     size_t LE = (size_t)sh->L * sh->E;
     size_t LK = (size_t)sh->L * sh->K;
     for (int64_t s0 = 0; s0 < sh->S;) {
-        int64_t s1 = block_end(sh->src, s0);
+        int64_t s1 = block_end(sh->src, s0, sh->block_tokens);
         int64_t t0 = sh->src->token_level ? sh->src->tok_off[s0] : 0;
         EPLB_CHECK(read_block(sh->src, s0, s1, cache_ids ? cache_ids + t0 * LK : ids,
                               cache_rank ? cache_rank + t0 : rank, lc, 0, sh->pool));
@@ -216,6 +216,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     sh.S = src->S;
     sh.nruns = nruns;
     sh.max_step_tokens = src->max_step_tokens;
+    sh.block_tokens = opts->block_tokens > 0 ? opts->block_tokens : BLOCK_TOKENS;
     int total = opts->threads > 0 ? opts->threads : eplb_num_threads();
     int nthreads = total < nruns ? total : nruns;
     sim_run_t *runs = calloc((size_t)nruns, sizeof *runs);
@@ -271,7 +272,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
      * path they are pinned, and pinning costs time in proportion to the
      * bytes */
     int multi;
-    size_t ntok = (size_t)block_tokens_max(src, &multi);
+    size_t ntok = (size_t)block_tokens_max(src, sh.block_tokens, &multi);
     size_t ids_bytes = (ntok > 0 ? ntok : 1) * sh.L * sh.K * sizeof *ids;
     if (gpu_sel && !emulate) {
         /* ids decoded into pinned memory: their upload is a plain DMA */
@@ -373,7 +374,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     double t_start = eplb_sim_now(), t_last = t_start;
     int block_ready = 0; /* the block was read ahead */
     for (int64_t s0 = 0; s0 < sh.S;) {
-        int64_t s1 = block_end(src, s0);
+        int64_t s1 = block_end(src, s0, sh.block_tokens);
         sh.tok0 = src->token_level ? src->tok_off[s0] : 0;
         sh.ids = cache_ids ? cache_ids + (size_t)sh.tok0 * sh.L * sh.K : ids;
         sh.src_rank = !src->read_src ? NULL : cache_rank ? cache_rank + sh.tok0 : rank;
@@ -410,7 +411,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             int64_t t1 = src->tok_off[s1];
             rd.src = src;
             rd.s0 = s1;
-            rd.s1 = block_end(src, s1);
+            rd.s1 = block_end(src, s1, sh.block_tokens);
             rd.ids = cache_ids ? cache_ids + (size_t)t1 * sh.L * sh.K : ids2;
             rd.rank = !src->read_src ? NULL : cache_rank ? cache_rank + t1 : rank2;
             rd.lc = lc2;

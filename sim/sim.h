@@ -272,6 +272,9 @@ typedef struct {
      * pipeline (slots, read-ahead thread) with the CPU kernels in place of
      * the GPU, for tests on machines without one. */
     int gpu_select;
+    /* tokens per block of a token-level source, the unit of reading and of
+     * read-ahead (0: 16384); results do not depend on it */
+    int64_t block_tokens;
 } eplb_sim_opts_t;
 
 /* A rebalance event (one layer's commit). */

@@ -51,7 +51,7 @@ struct eplb_sim_source {
  * smaller token blocks overlap more of a trace (a 52K-token trace was one
  * block of 64K: no overlap at all, run 22). */
 #define BLOCK_STEPS 256
-#define BLOCK_TOKENS 16384
+#define BLOCK_TOKENS 16384 /* default of eplb_sim_opts_t.block_tokens */
 /* once/oracle: keep the whole trace's routed ids from pass 1 for pass 2 when
  * they take at most this much memory (else decode and route twice). */
 #define CACHE_BYTES (512.0 * 1024 * 1024)
@@ -161,6 +161,7 @@ typedef struct {
     atomic_int next;
     int maxP, maxD;
     int64_t max_step_tokens;
+    int64_t block_tokens; /* opts->block_tokens or BLOCK_TOKENS */
     sim_pool_t *pool;           /* the reading thread's helpers (counting) */
 } sim_shared_t;
 

@@ -1043,9 +1043,8 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 #pragma unroll
         for (int d = 4; d; d >>= 1)
             th = fminf(th, __shfl_xor_sync(kFull, th, d));
-        // only the kept chunks (topk_groups of NCH) are read and compared;
-        // past them kk is 0 in every lane, so the rest is skipped warp-wide
-        // (exactly topk_groups: the group ranks are unique)
+        // only the kept chunks are read and compared: exactly topk_groups
+        // of NCH (the group ranks are unique), so the loop has no test
         unsigned m = 0, kk = keep;
 #pragma unroll 4
         for (int q = 0; q < a.TG; q++) {

@@ -4,7 +4,7 @@
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
 # last.  Usage: scripts/device.sh
-#   [tests|quick|full|seg|replay|spread|replayspeed|final|cmp]
+#   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg: the default (segment kernel, kernels/route.cu) against variant 5
@@ -63,6 +63,12 @@ fi
 nvcc -gencode=arch=compute_90,code=sm_90 -O3 -std=c++17 -Xptxas -v -I"$T/src" -I"$T/kernels" \
     -I"$B" -c "$T/kernels/route.cu" -o /tmp/route_v.o 2>&1 |
     grep -E "registers|spill" >"$OUT/ptxas.txt"
+
+# build: only the build above (for commands that follow in the same call)
+if [ "$what" = build ]; then
+    say "== $(stamp) built in $B"
+    exit 0
+fi
 
 # The replay on the GPU against the CPU (scripts/device.sh replay; also the
 # end of seg).  --policy-time 0 makes the outputs bit-reproducible; the only

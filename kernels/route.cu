@@ -763,8 +763,11 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //     s; run 21: no L2 reload of the logit), the renormalisation by
 //     rcp.approx (within 2 ulp of the division);
 //  6. over kSegCap candidates in some segment (on random DeepSeek-V3
-//     logits about one row in 30,000 has over 32): K rounds of a segment
-//     argmax over the candidate bits for the whole warp instead.
+//     logits about one row in 30,000): K rounds of a segment argmax over
+//     the candidate bits for the whole warp instead.  (A capacity of 48,
+//     with the heads moved to dynamic shared memory to make room, kept
+//     route at 32.7-33.0 us at T = 65536 in every process but made fused
+//     erratic, 40-64 us: 52.6 KB per block, run 26; not kept.)
 //  7. fused: the lane that writes entry (row, k) selects its replica and
 //     records it (shared histogram), with no staging; for hash, from the
 //     layer's expert heads in shared memory (kernels/rules.h eplb_hhead_t:
@@ -775,7 +778,7 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 // rate).  NT threads per block, MINB blocks per SM (NT * MINB = 1024: 64
 // registers).  The logit dtype DT is a template parameter (no run-time
 // branch in the loads).
-constexpr int kSegCap = 48;
+constexpr int kSegCap = 32;
 
 __device__ __forceinline__ float ex2_ftz(float x)
 {
@@ -881,14 +884,13 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     constexpr int NW = NT / 32, E = NCH * 32, DUP = 8 / NCH;
     constexpr int LG = NCH == 8 ? 3 : NCH == 4 ? 2 : 1; // split levels
     typedef SegSmem<E, DT, NW> SM;
-    // dynamic: [ASYNC stages][histogram (fused, use_hist)][heads (hash_fast)]
-    extern __shared__ __align__(16) unsigned char dyn_s[];
+    extern __shared__ __align__(16) unsigned char dyn_s[]; // [ASYNC stages][hist]
     int *hist_s = (int *)(dyn_s + (ASYNC ? SM::bytes : 0));
-    uint4 *hh_s = (uint4 *)(hist_s + (a.fused && a.use_hist ? (a.sp.P + 3) & ~3 : 0));
     __shared__ __align__(16) float bias_s[E];
     __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][4][E]; // keys of the warp's 4 rows
     __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
     __shared__ int win_s[NW][4][8];                 // expert of output column k
+    __shared__ uint4 hh_s[E]; // hash_fast: the layer's eplb_hhead_t (kernels/rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane >> 3, sl = lane & 7;
     int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
@@ -1243,7 +1245,6 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
     int variant = g->variant;
     size_t async_b = 0; // dynamic shared memory of the segment kernel's stages
-    bool seg = false;   // the segment kernel (its heads in dynamic shared memory)
     if (variant == 0 || variant == 5 || variant == 6 || variant == 9) {
         // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of
         // 32, K <= 8, K <= 2 * topk_groups, a histogram within the opt-in
@@ -1263,14 +1264,13 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         if (seg_ok && cudaFuncGetAttributes(&fa, sk) != cudaSuccess)
             (void)cudaGetLastError(); // not sticky: clear it, take the default
         const size_t hist_b = a.fused ? (size_t)((a.sp.P + 3) & ~3) * sizeof(int) : 0;
-        const size_t dyn = async_b + hist_b + (a.fused && a.hash_fast ? a.E * sizeof(uint4) : 0);
+        const size_t dyn = async_b + hist_b;
         bool ok = seg_ok && fa.sharedSizeBytes + dyn <= g->smem_optin;
         if (ok && fa.sharedSizeBytes + dyn > 48 * 1024)
             ok = cudaFuncSetAttribute(sk, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)dyn) == cudaSuccess;
         if (ok) {
             fk = sk;
-            seg = true;
             rows_per_warp = 4;
             threads = variant == 9 ? 128 : 256;
         } else {
@@ -1310,9 +1310,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     // one wave of resident blocks (grid-stride loops): fewer histogram
     // flushes than one block per few rows
     const size_t hist_max = (size_t)((a.sp.P + 3) & ~3) * sizeof(int);
-    // the segment kernel's heads follow the histogram (fused hash)
-    const size_t hh_b = seg && a.fused && a.hash_fast ? (size_t)a.E * sizeof(uint4) : 0;
-    size_t smem = (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0) + async_b + hh_b;
+    size_t smem = (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0) + async_b;
     int per_sm = 1;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, threads,
                                                   smem + (a.fused ? hist_max : 0));

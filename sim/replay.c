@@ -71,9 +71,12 @@ static void count_job(void *ctx, int i)
 }
 
 /* Next block [s0, *s1): at most BLOCK_STEPS steps and bt tokens (but at
- * least one step). */
+ * least one step); the first block a quarter of that, since no run starts
+ * before it is read. */
 static int64_t block_end(const eplb_sim_source_t *src, int64_t s0, int64_t bt)
 {
+    if (s0 == 0 && bt >= 4)
+        bt /= 4;
     int64_t s1 = s0 + 1;
     while (s1 < src->S && s1 - s0 < BLOCK_STEPS &&
            (!src->token_level || src->tok_off[s1 + 1] - src->tok_off[s0] <= bt))

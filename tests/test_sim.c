@@ -765,9 +765,10 @@ typedef struct {
 } replay_way_t;
 
 /* The replay of a fixed token trace (steps of 0 to 1300 tokens, invalid
- * ids among them) run each way gives the results of one thread, one block,
- * the CPU path: the same metrics and the same results.h5 contents, and the
- * same bytes where the blocks are the same. */
+ * ids among them) run each way gives the results of one thread, the
+ * default blocks (a first block of 4K tokens, then one), the CPU path: the
+ * same metrics and the same results.h5 contents, and the same bytes where
+ * the blocks are the same. */
 static void check_ways(uint64_t seed, const replay_way_t *ways, int n)
 {
     int steps[8] = {1100, 1200, 0, 50, 1100, 1300, 1024, 1100};
@@ -777,7 +778,7 @@ static void check_ways(uint64_t seed, const replay_way_t *ways, int n)
     snprintf(ref, sizeof ref, "%s/ref.h5", dir);
     snprintf(path, sizeof path, "%s/way.h5", dir);
     eplb_sim_result_t a[3], b[3];
-    replay_tokens_blocks(a, &t, 1, ref, 0, 0); /* 6.9K tokens: one block */
+    replay_tokens_blocks(a, &t, 1, ref, 0, 0);
     cr_assert_gt(a[0].tokens_lost, 0);
     cr_assert_gt(a[1].rebalances, 0);
     size_t n1, n2;
@@ -813,12 +814,14 @@ Test(sim, layer_threads_change_nothing)
 }
 
 /* Blocks (the unit of reading, read ahead while the runs go through the
- * previous one) of one step and of a few steps, with one thread and with
- * several, on the CPU path and on the emulated GPU pipeline. */
+ * previous one) of one step, of a few steps and of the whole trace, with
+ * one thread and with several, on the CPU path and on the emulated GPU
+ * pipeline. */
 Test(sim, block_size_changes_nothing)
 {
-    const replay_way_t ways[] = {{1, 0, 1}, {3, 0, 2500}, {4, 2, 1}, {1, 2, 2500}};
-    check_ways(92, ways, 4);
+    const replay_way_t ways[] = {{1, 0, 1},    {3, 0, 2500},    {4, 2, 1},
+                                 {1, 2, 2500}, {2, 0, 1 << 22}, {2, 2, 1 << 22}};
+    check_ways(92, ways, 6);
 }
 
 Test(sim, bad_shapes_rejected)

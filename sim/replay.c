@@ -239,9 +239,8 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     int gpu_sel = opts->gpu_select && src->token_level;
     int emulate = opts->gpu_select == 2; /* the pipeline on the CPU (tests) */
     /* EPLB_TIMINGS=1: where the wall time went, on stderr (diagnostic) */
-    const char *tenv = getenv("EPLB_TIMINGS");
-    int timings = tenv && *tenv && strcmp(tenv, "0") != 0;
-    double t_read = 0, t_runs = 0, t_wait = 0, t_up = 0, t_begin = eplb_sim_now();
+    int timings = eplb_env_on("EPLB_TIMINGS");
+    double t_read = 0, t_runs = 0, t_wait = 0, t_up = 0, t_begin = eplb_now();
     EPLB_ALLOC_GOTO(runs, st, out);
     EPLB_ALLOC_GOTO(res, st, out);
     EPLB_ALLOC_GOTO(work, st, out);
@@ -352,11 +351,11 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
                 r->weights[k] = (float)once_w[k];
             eplb_policy_args_t a = eplb_sim_run_policy_args(r, r->phy2log);
             memcpy(r->target, r->phy2log, (size_t)r->L * r->P * sizeof *r->target);
-            double t0 = eplb_sim_now();
+            double t0 = eplb_now();
             EPLB_CHECK_GOTO(r->cfg->policy->fn(r->target, NULL, r->weights, r->L,
                                                r->E, &a), st, out);
             res[i].policy_s += opts->policy_time >= 0 ? opts->policy_time
-                                                      : eplb_sim_now() - t0;
+                                                      : eplb_now() - t0;
             memcpy(r->phy2log, r->target, (size_t)r->L * r->P * sizeof *r->target);
         }
         eplb_sim_run_derive_all(r);
@@ -374,21 +373,21 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         wa[i].sh = &sh;
         wa[i].w = &work[i];
     }
-    double t_start = eplb_sim_now(), t_last = t_start;
+    double t_start = eplb_now(), t_last = t_start;
     int block_ready = 0; /* the block was read ahead */
     for (int64_t s0 = 0; s0 < sh.S;) {
         int64_t s1 = block_end(src, s0, sh.block_tokens);
         sh.tok0 = src->token_level ? src->tok_off[s0] : 0;
         sh.ids = cache_ids ? cache_ids + (size_t)sh.tok0 * sh.L * sh.K : ids;
         sh.src_rank = !src->read_src ? NULL : cache_rank ? cache_rank + sh.tok0 : rank;
-        double t0 = eplb_sim_now();
+        double t0 = eplb_now();
         if (!block_ready)
             EPLB_CHECK_GOTO(read_block(src, s0, s1, (int32_t *)sh.ids,
                                        (uint16_t *)sh.src_rank, lc, cache_ids != NULL,
                                        sh.pool),
                             st, out);
         block_ready = 0;
-        t_read += eplb_sim_now() - t0;
+        t_read += eplb_now() - t0;
         for (int64_t s = s0; s < s1; s++)
             memcpy(hist + (size_t)(s % sh.H) * LE, lc + (size_t)(s - s0) * LE,
                    LE * sizeof *hist);
@@ -400,14 +399,14 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         memset(&rd, 0, sizeof rd);
         if (gpu_sel) {
             size_t n = (size_t)(src->tok_off[s1] - sh.tok0) * sh.L * sh.K;
-            t0 = eplb_sim_now();
+            t0 = eplb_now();
             if (up) {
                 EPLB_CHECK_GOTO(eplb_gpu_copy(up, d_ids, sh.ids, n * sizeof *d_ids), st,
                                 out);
                 EPLB_CHECK_GOTO(eplb_gpu_sync(up), st, out);
             }
             sh.d_ids = d_ids;
-            t_up += eplb_sim_now() - t0;
+            t_up += eplb_now() - t0;
         }
         if (src->token_level && s1 < sh.S) {
             /* read the next block into the second buffers meanwhile */
@@ -423,7 +422,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             reading = pthread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
         }
         atomic_store(&sh.next, 0);
-        t0 = eplb_sim_now();
+        t0 = eplb_now();
         int started = 0;
         if (nthreads > 1)
             for (; started < nthreads; started++)
@@ -433,13 +432,13 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             worker(&wa[0]);
         for (int i = 0; i < started; i++)
             pthread_join(tid[i], NULL);
-        t_runs += eplb_sim_now() - t0;
-        t0 = eplb_sim_now();
+        t_runs += eplb_now() - t0;
+        t0 = eplb_now();
         if (reading == 1)
             pthread_join(rtid, NULL);
         else if (reading == 2) /* no thread: read it now */
             reader(&rd);
-        t_wait += eplb_sim_now() - t0;
+        t_wait += eplb_now() - t0;
         for (int i = 0; i < nruns; i++)
             if (runs[i].st != EPLB_OK) {
                 st = eplb_error_set(runs[i].st, "%s", runs[i].err);
@@ -463,15 +462,15 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         }
         if (h5)
             EPLB_CHECK_GOTO(flush_block(h5, runs, nruns, s1 - s0), st, out);
-        if (opts->progress && eplb_sim_now() - t_last > 0.5) {
-            t_last = eplb_sim_now();
+        if (opts->progress && eplb_now() - t_last > 0.5) {
+            t_last = eplb_now();
             fprintf(stderr, "\replb-replay: step %lld/%lld (%.0f%%), %.1f s",
                     (long long)s1, (long long)sh.S, 100.0 * s1 / sh.S,
                     t_last - t_start);
         }
         s0 = s1;
     }
-    if (opts->progress && eplb_sim_now() - t_start > 0.5)
+    if (opts->progress && eplb_now() - t_start > 0.5)
         fprintf(stderr, "\n");
     if (timings)
         fprintf(stderr,
@@ -479,7 +478,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
                 "the main thread %.3f s, ids upload %.3f s, runs %.3f s, waiting for the "
                 "read-ahead %.3f s; in all reads: decoding logits %.3f s, CPU routing %.3f s, "
                 "opening GPU stages %.3f s, waiting for GPU routing %.3f s\n",
-                t_start - t_begin, eplb_sim_now() - t_start, t_read, t_up, t_runs, t_wait,
+                t_start - t_begin, eplb_now() - t_start, t_read, t_up, t_runs, t_wait,
                 src->t_decode, src->t_route, src->t_stage, src->t_gpu_wait);
     for (int i = 0; i < nruns; i++) {
         res[i].steps = sh.S;

@@ -7,16 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "checks.h"
-
-double eplb_sim_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static const int32_t *hist_row(const sim_shared_t *sh, int64_t s)
 {
@@ -190,7 +182,7 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
                 series[(size_t)(q - wb) * LE + i] = (float)h[i];
         }
     }
-    double t0 = eplb_sim_now();
+    double t0 = eplb_now();
     eplb_status_t st = EPLB_OK;
     for (int i = 0; st == EPLB_OK && i < (t->kind == EPLB_TRIGGER_TRTLLM ? nl : 1); i++) {
         int l = t->kind == EPLB_TRIGGER_TRTLLM ? (l0 + i) % L : 0;
@@ -201,7 +193,7 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
         st = r->cfg->policy->fn(r->target + (size_t)l * P, NULL, w + (size_t)l * E, n, E,
                                 &a);
     }
-    double pol = o->policy_time >= 0 ? o->policy_time : eplb_sim_now() - t0;
+    double pol = o->policy_time >= 0 ? o->policy_time : eplb_now() - t0;
     free(series);
     if (st != EPLB_OK)
         return st;

@@ -165,7 +165,6 @@ typedef struct {
     sim_pool_t *pool;           /* the reading thread's helpers (counting) */
 } sim_shared_t;
 
-double eplb_sim_now(void);
 /* Set up a run: placement, maps, cost, buffers; checks D, N, P, trigger. */
 eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
                                 eplb_sim_result_t *res, const sim_shared_t *sh,

@@ -74,12 +74,12 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
 {
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
     const size_t row_ids = (size_t)s->L * s->K;
-    double tm = eplb_sim_now();
+    double tm = eplb_now();
     for (int j = 0; j < 2; j++)
         if (!s->stage[j])
             EPLB_CHECK(eplb_gpu_stage_open(&s->stage[j], s->gpu, chunk, s->L, s->E, s->K, 1,
                                            s->bias));
-    s->t_stage += eplb_sim_now() - tm;
+    s->t_stage += eplb_now() - tm;
     int cur = 0, pend = -1;
     int64_t pt = 0, pe = 0;
     eplb_status_t st = EPLB_OK;
@@ -87,18 +87,18 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         const int64_t e = t < t1 ? (t + chunk < t1 ? t + chunk : t1) : t;
         if (t < t1) {
             void *buf = eplb_gpu_stage_logits(s->stage[cur]);
-            tm = eplb_sim_now();
+            tm = eplb_now();
             st = eplb_trace_read_logits_parallel(s->trace, buf, t, e, 0);
-            s->t_decode += eplb_sim_now() - tm;
+            s->t_decode += eplb_now() - tm;
             if (st == EPLB_OK)
                 st = eplb_gpu_stage_submit(s->stage[cur], inf->logits_dtype, e - t,
                                            &inf->route, NULL);
         }
         if (pend >= 0) { /* the previous chunk, routed meanwhile */
             const int32_t *got;
-            tm = eplb_sim_now();
+            tm = eplb_now();
             eplb_status_t sw = eplb_gpu_stage_wait(s->stage[pend], &got, NULL, NULL, NULL);
-            s->t_gpu_wait += eplb_sim_now() - tm;
+            s->t_gpu_wait += eplb_now() - tm;
             if (sw == EPLB_OK) {
                 int32_t *out = ids + (size_t)(pt - t0) * row_ids;
                 memcpy(out, got, (size_t)(pe - pt) * row_ids * sizeof *out);
@@ -160,13 +160,13 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     for (int64_t t = t0; t < t1; t += chunk) {
         int64_t e = t + chunk < t1 ? t + chunk : t1;
         int32_t *out = ids + (size_t)(t - t0) * s->L * s->K;
-        double t0 = eplb_sim_now();
+        double t0 = eplb_now();
         EPLB_CHECK(eplb_trace_read_logits_parallel(s->trace, s->logits, t, e, 0));
-        double t1 = eplb_sim_now();
+        double t1 = eplb_now();
         s->t_decode += t1 - t0;
         EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
                                   s->bias, &inf->route));
-        s->t_route += eplb_sim_now() - t1;
+        s->t_route += eplb_now() - t1;
         EPLB_CHECK(compare_record(s, out, t, e));
     }
     return EPLB_OK;

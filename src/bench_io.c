@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "checks.h"
 #include "trace.h"
@@ -35,13 +34,6 @@ static void usage(FILE *f)
             "  -h, --help   this text\n");
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -60,12 +52,12 @@ static eplb_status_t time_read(double *out, const eplb_trace_t *tr, void *buf, i
 {
     double t[MAX_REPEAT];
     for (int r = 0; r < repeat; r++) {
-        double t0 = now_s();
+        double t0 = eplb_now();
         eplb_status_t st = threads == 0 ? eplb_trace_read_all_serial(tr, buf)
                                         : eplb_trace_read_all_parallel(tr, buf, threads);
         if (st != EPLB_OK)
             return st;
-        t[r] = now_s() - t0;
+        t[r] = eplb_now() - t0;
     }
     *out = median(t, repeat);
     return EPLB_OK;

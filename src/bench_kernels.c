@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "checks.h"
 #include "cmd.h"
@@ -63,13 +62,6 @@ static void usage(FILE *f)
             "  --json                  one JSON object per line: kernel, tokens,\n"
             "                          median_us, gbps (and more)\n"
             "  -h, --help              this text\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -364,12 +356,12 @@ static eplb_status_t bench_cpu(const bopts_t *o)
             double t[3][64];
             int reps = o->reps > 64 ? 64 : o->reps;
             for (int r = 0; r < reps && st == EPLB_OK; r++) {
-                double t0 = now_s();
+                double t0 = eplb_now();
                 st = eplb_route_cpu(ids, w, x, o->dt, T, 1, o->bias ? hb : NULL, &o->rc);
-                double t1 = now_s();
+                double t1 = eplb_now();
                 if (st == EPLB_OK)
                     st = eplb_select_record_cpu(phys, counts, ids, T, 1, K, &m, &sc);
-                double t2 = now_s();
+                double t2 = eplb_now();
                 t[0][r] = (t1 - t0) * 1e6;
                 t[1][r] = (t2 - t1) * 1e6;
                 t[2][r] = (t2 - t0) * 1e6;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "checks.h"
 #include "json.h"
@@ -35,13 +34,6 @@ static void usage(FILE *f)
             "  --json          one JSON line per policy: {\"policy\", \"median_us\",\n"
             "                  \"min_us\", \"layers\", \"repeat\", \"balancedness\", ...}\n",
             REL, REL);
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -193,9 +185,9 @@ int eplb_bench_policy(int argc, char **argv)
         int R = repeat ? repeat : (!strcmp(tab[i].name, "migration-aware") ? 5 : 50);
         EPLB_CHECK_GOTO(tab[i].fn(out, rank, w, L, E, &args), st, done); /* warm-up */
         for (int r = 0; r < R; r++) {
-            double t0 = now_us();
+            double t0 = eplb_now();
             EPLB_CHECK_GOTO(tab[i].fn(out, rank, w, L, E, &args), st, done);
-            times[r] = now_us() - t0;
+            times[r] = (eplb_now() - t0) * 1e6; /* us */
         }
         qsort(times, (size_t)R, sizeof *times, cmp_double);
         double med = R % 2 ? times[R / 2] : (times[R / 2 - 1] + times[R / 2]) / 2;

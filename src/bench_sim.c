@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "checks.h"
 #include "sim.h"
@@ -33,13 +32,6 @@ static void usage(FILE *f)
         "                   rebalances every 1000 steps, window 1000)\n"
         "  --json           one JSON object instead of text\n"
         "  -h, --help       this text\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static long maxrss_kb(void)
@@ -73,9 +65,9 @@ static eplb_status_t one_pass(double *secs, int L, int E, int D, int64_t S,
     o.threads = 1;
     o.max_moves = -1;
     eplb_sim_result_t res;
-    double t0 = now_s();
+    double t0 = eplb_now();
     eplb_status_t st = eplb_sim_replay(&res, src, &r, 1, &o);
-    *secs = now_s() - t0;
+    *secs = eplb_now() - t0;
     if (st == EPLB_OK)
         eplb_sim_results_free(&res, 1);
     eplb_sim_source_free(src);

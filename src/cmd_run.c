@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "checks.h"
@@ -29,14 +28,10 @@
  * is a fixed cost of every GPU replay; docs/perf/sim.md) */
 static eplb_status_t gpu_open_timed(eplb_gpu_t **gpu)
 {
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    double t0 = eplb_now();
     eplb_status_t st = eplb_gpu_open(gpu, -1);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    const char *t = getenv("EPLB_TIMINGS");
-    if (t && *t && strcmp(t, "0") != 0)
-        fprintf(stderr, "eplb-replay: timings: starting the GPU %.3f s\n",
-                (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+    if (eplb_env_on("EPLB_TIMINGS"))
+        fprintf(stderr, "eplb-replay: timings: starting the GPU %.3f s\n", eplb_now() - t0);
     return st;
 }
 #define MAX_POLICIES 32

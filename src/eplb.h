@@ -95,6 +95,13 @@ typedef struct {
  * environment, else the online CPU count). */
 int eplb_num_threads(void);
 
+/* Seconds on the monotonic clock (for intervals). */
+double eplb_now(void);
+
+/* Whether the environment variable `name` is set to something other than
+ * empty or "0" (diagnostic switches such as EPLB_TIMINGS). */
+int eplb_env_on(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t eplb_dtype_size(eplb_dtype_t dt) { return dt == EPLB_DTYPE_F32 ? 4 : 2; }
@@ -113,6 +114,19 @@ uint16_t eplb_f32_to_bf16(float f)
         return (uint16_t)((x >> 16) | 0x40); /* quiet nan */
     x += 0x7fffu + ((x >> 16) & 1);
     return (uint16_t)(x >> 16);
+}
+
+double eplb_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int eplb_env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 int eplb_num_threads(void)

@@ -207,23 +207,31 @@ static int pack8(int *pack, int *rank, const float *w, const int *order, int n, 
     return 1;
 }
 
-void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
-                               int packs, int *scratch, float *pw)
+int eplb_pol_pack_start(int *pack, int *rank, const float *w, int n, int packs, int *order,
+                        int *items, float *pw)
 {
-    int per = n / packs;
-    if (per == 1) {
+    if (n / packs == 1) {
         for (int i = 0; i < n; i++) {
             pack[i] = i;
             rank[i] = 0;
         }
-        return;
+        return 1;
     }
-    int *order = scratch, *items = scratch + n;
     eplb_pol_argsort_desc(order, w, n, items);
     for (int p = 0; p < packs; p++) {
         pw[p] = 0;
         items[p] = 0;
     }
+    return 0;
+}
+
+void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
+                               int packs, int *scratch, float *pw)
+{
+    int per = n / packs;
+    int *order = scratch, *items = scratch + n;
+    if (eplb_pol_pack_start(pack, rank, w, n, packs, order, items, pw))
+        return;
     if (packs == 8 && pack8(pack, rank, w, order, n, per))
         return;
     /* pe: pw, or +inf once the pack is full, so that the choice is a plain

@@ -15,19 +15,9 @@ void eplb_pol_nodup_pack(int *pack, int *rank, const float *w, const int *id,
                          int n, int packs, int *scratch, float *pw)
 {
     int per = n / packs;
-    if (per == 1) {
-        for (int i = 0; i < n; i++) {
-            pack[i] = i;
-            rank[i] = 0;
-        }
-        return;
-    }
     int *order = scratch, *items = scratch + n, *members = scratch + 2 * n;
-    eplb_pol_argsort_desc(order, w, n, items);
-    for (int p = 0; p < packs; p++) {
-        pw[p] = 0;
-        items[p] = 0;
-    }
+    if (eplb_pol_pack_start(pack, rank, w, n, packs, order, items, pw))
+        return;
     /* members[p * per + k]: id of the k-th item of pack p */
     for (int t = 0; t < n; t++) {
         int it = order[t], best = -1, any = -1;

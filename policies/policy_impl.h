@@ -24,6 +24,13 @@ float eplb_pol_sum_f32(const float *x, int n);
 void eplb_pol_balanced_packing(int *pack, int *rank, const float *w, int n,
                                int packs, int *scratch, float *pw);
 
+/* The start both packings share: with one item per pack, item i into pack
+ * i (returns 1: nothing left to do); else order = the items by weight,
+ * heaviest first (items is scratch for the sort), and every pack empty
+ * (pw, items zeroed). */
+int eplb_pol_pack_start(int *pack, int *rank, const float *w, int n, int packs, int *order,
+                        int *items, float *pw);
+
 /* DeepSeek replicate_experts of one row: n logical experts onto m >= n
  * slots; slot i < n holds expert i, each further slot goes to the first
  * expert of maximal w/count.  cap > 0: experts at cap replicas are skipped

@@ -42,6 +42,10 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
     g->device = device;
     g->num_sms = prop.multiProcessorCount;
     g->smem_optin = prop.sharedMemPerBlockOptin;
+    {
+        const char *d = getenv("EPLB_FUSED_DIAG"); /* bench diagnostics only */
+        g->diag = d ? atoi(d) & 7 : 0;
+    }
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
              prop.minor, prop.multiProcessorCount);
     *out = g;

@@ -53,6 +53,9 @@ struct eplb_gpu {
     void *scratch; /* balanced mode: chunk counts and quotas */
     size_t scratch_bytes;
     int variant; /* routing kernel (eplb_gpu_set_route_variant, route.cu) */
+    int diag;    /* EPLB_FUSED_DIAG (timing only, wrong counts): bit 0 no
+                    recording, 1 no histogram flush, 2 no selection
+                    (records the logical id); kernels/dev/README.md */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

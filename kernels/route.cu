@@ -40,6 +40,7 @@ struct RouteArgs {
     // layer's heads (sp.hhead) in shared memory, so that replicas 0-4 and
     // the divisor R need no global load and no division
     int hash_fast;
+    int diag; // eplb_gpu.diag (EPLB_FUSED_DIAG), segment kernel only
     eplb_sel_params_t sp;
 };
 
@@ -1169,7 +1170,9 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                 // select + record in the lane that holds the entry (no
                 // staging: with K = 8 all 32 lanes are busy anyway)
                 int ph;
-                if (a.hash_fast) {
+                if (a.diag & 4) {
+                    ph = id; // diagnostic: no selection
+                } else if (a.hash_fast) {
                     // the rules of eplb_dev_select_tok for hash on the
                     // block's copy of the heads: one shared load for
                     // single-replica experts; the token row and the hash
@@ -1201,13 +1204,14 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                 }
                 if (a.phys)
                     a.phys[out] = ph;
-                eplb_dev_record(hist, cnt, ph);
+                if (!(a.diag & 1))
+                    eplb_dev_record(hist, cnt, ph);
             }
         }
     }
     if (ASYNC)
         asm volatile("cp.async.wait_all;" ::: "memory");
-    if (hist)
+    if (hist && !(a.diag & 2))
         eplb_dev_hist_flush(hist, cnt, a.sp.P);
 }
 
@@ -1244,6 +1248,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const int gs = a.E / a.G;
     const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
     int variant = g->variant;
+    a.diag = g->diag;
     size_t async_b = 0; // dynamic shared memory of the segment kernel's stages
     if (variant == 0 || variant == 5 || variant == 6 || variant == 9) {
         // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of

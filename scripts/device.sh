@@ -7,7 +7,8 @@
 #   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
-#   seg: the default (segment kernel, kernels/route.cu) against variant 5
+#   seg (SEG_DIAG=1: + the fused kernel's parts switched off,
+#     SEG_REPLAYSPEED=1: + replay speed): the default (segment kernel, kernels/route.cu) against variant 5
 #     (exact sigmoid) and 8 (warp kernel): build, the full gpu_tests (all
 #     variants), bench kernels for variants 0 5 8 (+ bf16 for 0 and 8,
 #     second runs of 0 and 8), ncu of one seg launch at T=65536, the SASS
@@ -326,6 +327,17 @@ if [ "$what" = seg ]; then
     # launch, EPLB part (fused - route) in % of route, fused over the floor
     # (logits read + ids + weights written once, at the copy bandwidth of
     # the same run)
+    # SEG_DIAG=1: the default's fused kernel with parts switched off
+    # (EPLB_FUSED_DIAG bits: 1 no recording, 2 no histogram flush, 4 no
+    # selection; timing only, the counts are wrong), to split the EPLB part
+    if [ "${SEG_DIAG:-0}" = 1 ]; then
+        for d in 0 1 2 3 4 7; do
+            EPLB_FUSED_DIAG=$d $R bench kernels --device gpu --only fused \
+                --tokens 64,4096,16384,65536 --json >"$OUT/diag-$d.jsonl" 2>&1
+            say "fused with EPLB_FUSED_DIAG=$d: $(grep '"kernel":"fused"' "$OUT/diag-$d.jsonl" |
+                sed -E 's/.*"tokens":([0-9]+).*"median_us":([0-9.]+).*/T=\1 \2 us/' | tr '\n' ' ')"
+        done
+    fi
     cmp_table "$OUT"/bench-v0.jsonl "$OUT"/bench-v5.jsonl "$OUT"/bench-v8.jsonl \
         "$OUT"/bench-v9.jsonl "$OUT"/bench-bf16-v0.jsonl "$OUT"/bench-bf16-v8.jsonl \
         "$OUT"/bench-bf16-v9.jsonl "$OUT"/bench-v0b.jsonl "$OUT"/bench-v9b.jsonl \

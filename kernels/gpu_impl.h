@@ -56,6 +56,8 @@ struct eplb_gpu {
     int diag;    /* EPLB_FUSED_DIAG (timing only, wrong counts): bit 0 no
                     recording, 1 no histogram flush, 2 no selection
                     (records the logical id); kernels/dev/README.md */
+    int carveout; /* EPLB_SEG_CARVEOUT: the segment kernel's preferred
+                     shared-memory carveout in % (-1: the driver's) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

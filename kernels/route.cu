@@ -878,7 +878,7 @@ __device__ __forceinline__ void seg_cp(unsigned char *st, int seg, int sl, const
     }
 }
 
-template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC>
+template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM>
 __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 {
     static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
@@ -894,8 +894,8 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     __shared__ uint4 hh_s[E]; // hash_fast: the layer's eplb_hhead_t (kernels/rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane >> 3, sl = lane & 7;
-    int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
-    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    int *hist = (FM && a.use_hist) ? hist_s : nullptr;
+    int32_t *cnt = FM ? a.counts + (size_t)l * a.sp.P : nullptr;
     const int64_t stride = (int64_t)gridDim.x * NW * 4;
     const int64_t first = ((int64_t)blockIdx.x * NW + warp) * 4;
     // the first rows' logits are fetched into L2 before the block's setup
@@ -914,7 +914,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     if (has_bias)
         for (int e = threadIdx.x; e < E; e += blockDim.x)
             bias_s[e] = a.bias[(size_t)l * E + e];
-    if (a.fused && a.hash_fast)
+    if (FM == 1)
         for (int e = threadIdx.x; e < E; e += blockDim.x)
             hh_s[e] = __ldg((const uint4 *)a.sp.hhead + (size_t)l * E + e);
     __syncthreads();
@@ -1166,13 +1166,13 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                 a.ids[out] = id;
             if (a.w)
                 a.w[out] = sv * scale;
-            if (a.fused) {
+            if (FM) {
                 // select + record in the lane that holds the entry (no
                 // staging: with K = 8 all 32 lanes are busy anyway)
                 int ph;
                 if (a.diag & 4) {
                     ph = id; // diagnostic: no selection
-                } else if (a.hash_fast) {
+                } else if (FM == 1) {
                     // the rules of eplb_dev_select_tok for hash on the
                     // block's copy of the heads: one shared load for
                     // single-replica experts; the token row and the hash
@@ -1219,21 +1219,31 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 typedef void (*route_kernel_t)(RouteArgs);
 
 // the segment kernel for the logit dtype (sigmoid scoring only; the dtype
-// is a template parameter so that no run-time branch sits in the loads);
+// is a template parameter so that no run-time branch sits in the loads)
+// and the fused mode FM (0 route only, 1 fused hash from the shared heads,
+// 2 fused, any other selection: each kernel carries only its own path);
 // *async_b: the dynamic shared memory of its cp.async stages
-template <bool FAST, bool ASYNC>
-route_kernel_t seg_pick(int dt, size_t *async_b)
+template <bool FAST, bool ASYNC, int FM>
+route_kernel_t seg_pick_fm(int dt, size_t *async_b)
 {
     // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
     // (about 39 KB each with the histogram; 20 warps per SM, 102 registers)
     constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
     if (dt == EPLB_DTYPE_F32) {
         *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_F32, NT / 32>::bytes : 0;
-        return route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F32, ASYNC>;
+        return route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F32, ASYNC, FM>;
     }
     *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_BF16, NT / 32>::bytes : 0;
-    return dt == EPLB_DTYPE_F16 ? route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F16, ASYNC>
-                                : route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_BF16, ASYNC>;
+    return dt == EPLB_DTYPE_F16 ? route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F16, ASYNC, FM>
+                                : route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_BF16, ASYNC, FM>;
+}
+
+template <bool FAST, bool ASYNC>
+route_kernel_t seg_pick(int dt, int fm, size_t *async_b)
+{
+    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, async_b)
+           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, async_b)
+                     : seg_pick_fm<FAST, ASYNC, 2>(dt, async_b);
 }
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
@@ -1258,9 +1268,10 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         // row prefetch
         const bool seg_ok = aligned && grouped && a.sig && a.E == 256 && a.G == 8 &&
                             a.K <= 8 && a.K <= 2 * a.TG;
-        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, &async_b)
-                            : variant == 9 ? seg_pick<true, true>(a.dt, &async_b)
-                                           : seg_pick<true, false>(a.dt, &async_b);
+        const int fm = !a.fused ? 0 : a.hash_fast ? 1 : 2;
+        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, &async_b)
+                            : variant == 9 ? seg_pick<true, true>(a.dt, fm, &async_b)
+                                           : seg_pick<true, false>(a.dt, fm, &async_b);
         // static shared memory (~47 KB at 256 threads without stages) + the
         // stages + the histogram: past the 48 KB a launch gets without
         // opting in, up to the opt-in maximum (fewer blocks per SM then)
@@ -1271,6 +1282,9 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         const size_t hist_b = a.fused ? (size_t)((a.sp.P + 3) & ~3) * sizeof(int) : 0;
         const size_t dyn = async_b + hist_b;
         bool ok = seg_ok && fa.sharedSizeBytes + dyn <= g->smem_optin;
+        if (ok && g->carveout >= 0 && g->carveout <= 100)
+            ok = cudaFuncSetAttribute(sk, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      g->carveout) == cudaSuccess;
         if (ok && fa.sharedSizeBytes + dyn > 48 * 1024)
             ok = cudaFuncSetAttribute(sk, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)dyn) == cudaSuccess;

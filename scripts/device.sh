@@ -4,7 +4,7 @@
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
 # last.  Usage: scripts/device.sh
-#   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp]
+#   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp|diag]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg (SEG_DIAG=1: + the fused kernel's parts switched off,
@@ -215,6 +215,53 @@ if [ "$what" = cmp ]; then
     exit 0
 fi
 
+# diag: where the fused kernel's time goes at large T, by parts switched
+# off (EPLB_FUSED_DIAG) and the shared-memory carveout
+# (EPLB_SEG_CARVEOUT): $DIAG_ROUNDS (default 3) interleaved processes of
+# route, fused, fused with nothing of EPLB left (7), and those with the
+# maximum shared-memory carveout, at T = 4096, 16384, 65536; then ncu
+# (launch statistics, occupancy, instructions, warp states) of route,
+# fused and fused 7 at T = 65536.  Few files: summary, diag.jsonl, ncu.txt.
+# DIAG_CASES (KERNEL:DIAG:CARVEOUT[:VARIANT] ...), DIAG_TOKENS, DIAG_NCU
+# (cases for ncu; empty: none), DIAG_TESTS (gpu_tests --variant LIST first)
+if [ "$what" = diag ]; then
+    R="$B/eplb-replay"
+    if [ -n "${DIAG_TESTS:-}" ]; then # gpu_tests for variants $DIAG_TESTS first
+        (cd "$B" && EPLB_SRCDIR="$T" timeout 240 ./tests/gpu_tests --variant "$DIAG_TESTS") >"$OUT/gpu_tests.log" 2>&1
+        rc=$?
+        grep -E "rate|esft|FAIL" "$OUT/gpu_tests.log" | head -20 | tee -a "$summary"
+        say "gpu_tests --variant $DIAG_TESTS rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
+    fi
+    : >"$OUT/diag.jsonl"
+    cases=${DIAG_CASES:-"route:0:-1 fused:0:-1 fused:7:-1 fused:2:-1 route:0:100 fused:0:100 fused:7:100"}
+    for round in $(seq 1 "${DIAG_ROUNDS:-3}"); do
+        for c in $cases; do
+            IFS=: read -r k d co v <<<"$c"
+            EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co $R bench kernels --device gpu --only $k --variant "${v:-0}" \
+                --tokens ${DIAG_TOKENS:-4096,16384,65536} --json 2>&1 |
+                sed "s/^{/{\"case\":\"$c\",\"round\":$round,/" >>"$OUT/diag.jsonl"
+        done
+    done
+    for c in $cases; do
+        say "$c: $(grep "\"case\":\"$c\"" "$OUT/diag.jsonl" | grep -v '"kernel":"empty"' |
+            grep -v memcpy | sed -E 's/.*"tokens":([0-9]+).*"median_us":([0-9.]+).*/\1:\2/' |
+            sort -t: -k1,1n -s | tr '\n' ' ')"
+    done
+    : >"$OUT/ncu.txt"
+    for c in ${DIAG_NCU-route:0:-1 fused:0:-1 fused:7:-1 fused:0:100}; do
+        IFS=: read -r k d co v <<<"$c"
+        echo "=== $c" >>"$OUT/ncu.txt"
+        EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co timeout 120 ncu --clock-control none \
+            --kernel-name regex:route_seg --launch-count 1 --section LaunchStats \
+            --section Occupancy --section WarpStateStats --section SpeedOfLight \
+            --metrics smsp__inst_executed.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sectors_op_red.sum,lts__t_sectors_op_atom.sum \
+            $R bench kernels --device gpu --tokens 65536 --reps 1 --only $k --variant "${v:-0}" >>"$OUT/ncu.txt" 2>&1
+        say "ncu $c: $(sed -n "/=== $c\$/,\$p" "$OUT/ncu.txt" | grep -E "Duration|inst_executed.sum|Achieved Occupancy|Block Limit Shared|Shared Memory Configuration Size|Dynamic Shared Memory Per|Waves Per SM|Warp Cycles Per Issued|lts__t_sectors_op" | tr -s ' ' | tr '\n' ';')"
+    done
+    say "== $(stamp) done"
+    exit 0
+fi
+
 # spread: the same kernel at T = 65536 in separate processes after
 # different earlier token counts (runs 9-11 saw 35 or 44 us), with GPU
 # clocks and temperatures, and ncu instruction counts of route and fused
@@ -355,7 +402,7 @@ if [ "$what" = seg ]; then
     fi
     # SASS of the default f32 segment kernel (fast sigmoid), for reading
     (cuobjdump -sass "$B/kernels/route.o" 2>/dev/null || true) |
-        awk '/Function :/{p = ($3 ~ /route_seg_kernel.*ILi8ELb1ELi256ELi4ELi0E/)} p' >"$OUT/seg.sass"
+        awk '/Function :/{p = ($3 ~ /route_seg_kernel.*ILi8ELb1ELi256ELi4ELi0ELb0ELi0E/)} p' >"$OUT/seg.sass"
     CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for tool in memcheck racecheck; do
         say "== $(stamp) compute-sanitizer $tool (gpu_tests --small --variant 0,9)"

@@ -227,10 +227,14 @@ fi
 if [ "$what" = diag ]; then
     R="$B/eplb-replay"
     if [ -n "${DIAG_TESTS:-}" ]; then # gpu_tests for variants $DIAG_TESTS first
-        (cd "$B" && EPLB_SRCDIR="$T" timeout 240 ./tests/gpu_tests --variant "$DIAG_TESTS") >"$OUT/gpu_tests.log" 2>&1
-        rc=$?
-        grep -E "rate|esft|FAIL" "$OUT/gpu_tests.log" | head -20 | tee -a "$summary"
-        say "gpu_tests --variant $DIAG_TESTS rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
+        # (DIAG_TESTS_ENV: an environment setting for a second run, e.g.
+        # EPLB_SEG_CARVEOUT=100)
+        for envset in "" ${DIAG_TESTS_ENV:-}; do
+            (cd "$B" && env $envset EPLB_SRCDIR="$T" timeout 240 ./tests/gpu_tests --variant "$DIAG_TESTS") >"$OUT/gpu_tests.log" 2>&1
+            rc=$?
+            grep -E "rate|esft|FAIL" "$OUT/gpu_tests.log" | head -20 | tee -a "$summary"
+            say "gpu_tests --variant $DIAG_TESTS $envset rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
+        done
     fi
     : >"$OUT/diag.jsonl"
     cases=${DIAG_CASES:-"route:0:-1 fused:0:-1 fused:7:-1 fused:2:-1 route:0:100 fused:0:100 fused:7:100"}

@@ -152,10 +152,10 @@ __device__ __forceinline__ void eplb_dev_record(int *hist, int32_t *cnt, int ph)
 
 /* The block's histogram into the counts, skipping zeros: one 128-byte
  * line of counters per warp and reduction instruction (with a rotation by
- * slots, as up to run 28, a warp straddled two lines: each line then took
+ * slots, as up to run 30, a warp straddled two lines: each line then took
  * twice the reductions, which queue in L2 when every block flushes at the
  * end of a kernel; by lines, fused at T = 16384 went from 16.5 to 15.9 us,
- * run 29).  Blocks start at different lines, so that blocks finishing
+ * run 31).  Blocks start at different lines, so that blocks finishing
  * together do not queue on the same counters. */
 __device__ __forceinline__ void eplb_dev_hist_flush(const int *hist, int32_t *cnt, int P)
 {

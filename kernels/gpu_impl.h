@@ -58,6 +58,8 @@ struct eplb_gpu {
                     (records the logical id); kernels/dev/README.md */
     int carveout; /* EPLB_SEG_CARVEOUT: the segment kernel's preferred
                      shared-memory carveout in % (-1: the driver's) */
+    int seg_setup; /* EPLB_SEG_SETUP: 1/0 forces the segment kernel's block
+                      setup on/off (-1: by the grid, route.cu) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

@@ -818,19 +818,34 @@ __device__ __forceinline__ float seg_sigmoid(float x)
     return fmaf(r, fmaf(-y, r, 1.0f), r);
 }
 
-// ld4 with the default cache policy (not evict-first): the K winners' logits
-// are read again at the end of the row, and should still be in L2 then
-template <int DT>
+// ld4 of a lane's 4 logits; NA: not allocated in L1 (they are read once,
+// and the bias and map heads read through L1 beside them should stay there)
+template <int DT, bool NA>
 __device__ __forceinline__ void seg_ld4(const void *p, size_t i, float *x)
 {
     if (DT == EPLB_DTYPE_F32) {
-        const float4 v = __ldg((const float4 *)((const float *)p + i));
-        x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+        const float *q = (const float *)p + i;
+        if (NA) {
+            asm("ld.global.nc.L1::no_allocate.v4.f32 {%0, %1, %2, %3}, [%4];"
+                : "=f"(x[0]), "=f"(x[1]), "=f"(x[2]), "=f"(x[3])
+                : "l"(q));
+        } else {
+            const float4 v = __ldg((const float4 *)q);
+            x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+        }
         return;
     }
-    const uint2 v = __ldg((const uint2 *)((const unsigned short *)p + i));
-    const unsigned short h[4] = {(unsigned short)(v.x & 0xffff), (unsigned short)(v.x >> 16),
-                                 (unsigned short)(v.y & 0xffff), (unsigned short)(v.y >> 16)};
+    unsigned v0, v1;
+    if (NA) {
+        asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
+            : "=r"(v0), "=r"(v1)
+            : "l"((const unsigned short *)p + i));
+    } else {
+        const uint2 v = __ldg((const uint2 *)((const unsigned short *)p + i));
+        v0 = v.x, v1 = v.y;
+    }
+    const unsigned short h[4] = {(unsigned short)(v0 & 0xffff), (unsigned short)(v0 >> 16),
+                                 (unsigned short)(v1 & 0xffff), (unsigned short)(v1 >> 16)};
 #pragma unroll
     for (int j = 0; j < 4; j++)
         x[j] = DT == EPLB_DTYPE_F16 ? __half2float(__ushort_as_half(h[j]))
@@ -880,7 +895,7 @@ __device__ __forceinline__ void seg_cp(unsigned char *st, int seg, int sl, const
     }
 }
 
-template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM>
+template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM, bool SETUP>
 __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 {
     static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
@@ -889,37 +904,49 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     typedef SegSmem<E, DT, NW> SM;
     extern __shared__ __align__(16) unsigned char dyn_s[]; // [ASYNC stages][hist]
     int *hist_s = (int *)(dyn_s + (ASYNC ? SM::bytes : 0));
-    __shared__ __align__(16) float bias_s[E];
+    __shared__ __align__(16) float bias_s[SETUP ? E : 1];
     __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][4][E]; // keys of the warp's 4 rows
     __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
     __shared__ int win_s[NW][4][8];                 // expert of output column k
-    __shared__ uint4 hh_s[E]; // hash_fast: the layer's eplb_hhead_t (kernels/rules.h)
+    __shared__ uint4 hh_s[SETUP && FM == 1 ? E : 1]; // the layer's eplb_hhead_t (rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane >> 3, sl = lane & 7;
     int *hist = (FM && a.use_hist) ? hist_s : nullptr;
     int32_t *cnt = FM ? a.counts + (size_t)l * a.sp.P : nullptr;
     const int64_t stride = (int64_t)gridDim.x * NW * 4;
     const int64_t first = ((int64_t)blockIdx.x * NW + warp) * 4;
-    // the first rows' logits are fetched into L2 before the block's setup
-    // (bias, map heads, histogram, barrier), so that the two latencies
-    // overlap: lane sl of a segment prefetches the 128-byte line of chunk sl
-    if (!ASYNC && first < a.T) {
-        const int64_t i = first + seg < a.T ? first + seg : a.T - 1;
-        const char *p = (const char *)a.logits +
-                        (((size_t)i * a.L + l) * E + sl * (E / 8)) * (DT == EPLB_DTYPE_F32 ? 4 : 2);
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-    }
-    if (hist)
+    // SETUP (the small grids): the bias and the map heads are copied into
+    // shared memory before a barrier, with the first rows' logits fetched
+    // into L2 meanwhile (lane sl of a segment: the 128-byte line of chunk
+    // sl).  !SETUP (T over two row groups per warp): no setup but the
+    // histogram's; the bias and heads are read where needed through L1,
+    // which the logits bypass (fused at T = 65536 35.2 us against 36.2 with
+    // the setup, but route at T <= 4096 0.4-0.5 us slower, run 33)
+    const float *bl = a.bias ? a.bias + (size_t)l * E : nullptr;
+    const bool has_bias = bl != nullptr;
+    const uint4 *hh = FM == 1 ? (const uint4 *)a.sp.hhead + (size_t)l * E : nullptr;
+    if (SETUP) {
+        if (!ASYNC && first < a.T) {
+            const int64_t i = first + seg < a.T ? first + seg : a.T - 1;
+            const char *p = (const char *)a.logits + (((size_t)i * a.L + l) * E + sl * (E / 8)) *
+                                                         (DT == EPLB_DTYPE_F32 ? 4 : 2);
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+        }
+        if (hist)
+            for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
+                hist[q] = 0;
+        if (has_bias)
+            for (int e = threadIdx.x; e < E; e += blockDim.x)
+                bias_s[e] = bl[e];
+        if (FM == 1)
+            for (int e = threadIdx.x; e < E; e += blockDim.x)
+                hh_s[e] = __ldg(hh + e);
+        __syncthreads();
+    } else if (hist) {
         for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
             hist[q] = 0;
-    const bool has_bias = a.bias != nullptr;
-    if (has_bias)
-        for (int e = threadIdx.x; e < E; e += blockDim.x)
-            bias_s[e] = a.bias[(size_t)l * E + e];
-    if (FM == 1)
-        for (int e = threadIdx.x; e < E; e += blockDim.x)
-            hh_s[e] = __ldg((const uint4 *)a.sp.hhead + (size_t)l * E + e);
-    __syncthreads();
+        __syncthreads();
+    }
     float *row = row_s[ASYNC ? 0 : warp][seg];
     u64 *cand = cand_s[warp][seg];
     int *win = win_s[warp][seg];
@@ -973,7 +1000,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         } else {
 #pragma unroll
             for (int c = 0; c < NCH; c++)
-                seg_ld4<DT>(a.logits, roff + c * 32 + sl * 4, &k[c * 4]);
+                seg_ld4<DT, !SETUP>(a.logits, roff + c * 32 + sl * 4, &k[c * 4]);
             __syncwarp(); // the previous row's readers of row, cand, win are done
         }
         // 1. keys to the row buffer; the lane's top-2 of each chunk's 4 keys
@@ -982,7 +1009,8 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         for (int c = 0; c < NCH; c++) {
             float v[4];
             if (has_bias) {
-                const float4 b = *(const float4 *)&bias_s[c * 32 + sl * 4];
+                const float4 b = SETUP ? *(const float4 *)&bias_s[c * 32 + sl * 4]
+                                       : __ldg((const float4 *)bl + c * 8 + sl);
                 v[0] = seg_sigmoid<FAST>(k[c * 4 + 0]) + b.x;
                 v[1] = seg_sigmoid<FAST>(k[c * 4 + 1]) + b.y;
                 v[2] = seg_sigmoid<FAST>(k[c * 4 + 2]) + b.z;
@@ -1153,7 +1181,8 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             if (key == -INFINITY)
                 sv = seg_sigmoid<FAST>(seg_ld1<DT>(a.logits, roff + id));
             else
-                sv = has_bias ? key - bias_s[id] : seg_sigmoid<FAST>(key);
+                sv = has_bias ? key - (SETUP ? bias_s[id] : __ldg(bl + id))
+                              : seg_sigmoid<FAST>(key);
         }
         float ls = sv;
 #pragma unroll
@@ -1180,7 +1209,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                     // single-replica experts; the token row and the hash
                     // only for the others; the remainder by the head's
                     // multiplier, replicas 1-4 from the head
-                    const uint4 hv = hh_s[id];
+                    const uint4 hv = SETUP ? hh_s[id] : __ldg(hh + id);
                     const eplb_hhead_t h = {hv.x, hv.y, hv.z, hv.w};
                     const int R = (int)(h.x >> 16) & 0xff;
                     ph = (int)(h.x & 0xffff);
@@ -1225,27 +1254,43 @@ typedef void (*route_kernel_t)(RouteArgs);
 // and the fused mode FM (0 route only, 1 fused hash from the shared heads,
 // 2 fused, any other selection: each kernel carries only its own path);
 // *async_b: the dynamic shared memory of its cp.async stages
-template <bool FAST, bool ASYNC, int FM>
-route_kernel_t seg_pick_fm(int dt, size_t *async_b)
+template <bool FAST, bool ASYNC, int FM, int DT>
+route_kernel_t seg_pick_k(bool setup)
 {
     // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
-    // (about 39 KB each with the histogram; 20 warps per SM, 102 registers)
+    // (about 39 KB each with the histogram; 20 warps per SM, 102 registers);
+    // always with the setup
     constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
-    if (dt == EPLB_DTYPE_F32) {
-        *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_F32, NT / 32>::bytes : 0;
-        return route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F32, ASYNC, FM>;
-    }
-    *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_BF16, NT / 32>::bytes : 0;
-    return dt == EPLB_DTYPE_F16 ? route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_F16, ASYNC, FM>
-                                : route_seg_kernel<8, FAST, NT, MINB, EPLB_DTYPE_BF16, ASYNC, FM>;
+    if (setup || ASYNC)
+        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, true>;
+    return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, ASYNC>;
 }
 
-template <bool FAST, bool ASYNC>
-route_kernel_t seg_pick(int dt, int fm, size_t *async_b)
+template <bool FAST, bool ASYNC, int FM>
+route_kernel_t seg_pick_fm(int dt, bool setup, size_t *async_b)
 {
-    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, async_b)
-           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, async_b)
-                     : seg_pick_fm<FAST, ASYNC, 2>(dt, async_b);
+    constexpr int NT = ASYNC ? 128 : 256;
+    if (dt == EPLB_DTYPE_F32) {
+        *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_F32, NT / 32>::bytes : 0;
+        return seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F32>(setup);
+    }
+    *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_BF16, NT / 32>::bytes : 0;
+    return dt == EPLB_DTYPE_F16 ? seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F16>(setup)
+                                : seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_BF16>(setup);
+}
+
+// the segment kernel for the logit dtype (sigmoid scoring only; the dtype
+// is a template parameter so that no run-time branch sits in the loads),
+// the fused mode FM (0 route only, 1 fused hash from the shared heads, 2
+// fused, any other selection: each kernel carries only its own path) and
+// the setup (route_seg_kernel); *async_b: the dynamic shared memory of its
+// cp.async stages
+template <bool FAST, bool ASYNC>
+route_kernel_t seg_pick(int dt, int fm, bool setup, size_t *async_b)
+{
+    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, async_b)
+           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, async_b)
+                     : seg_pick_fm<FAST, ASYNC, 2>(dt, setup, async_b);
 }
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
@@ -1271,9 +1316,15 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         const bool seg_ok = aligned && grouped && a.sig && a.E == 256 && a.G == 8 &&
                             a.K <= 8 && a.K <= 2 * a.TG;
         const int fm = !a.fused ? 0 : a.hash_fast ? 1 : 2;
-        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, &async_b)
-                            : variant == 9 ? seg_pick<true, true>(a.dt, fm, &async_b)
-                                           : seg_pick<true, false>(a.dt, fm, &async_b);
+        // the block setup while the grid is one or two row groups per warp
+        // (rows of one wave: 4 blocks of 32 per SM; run 33);
+        // EPLB_SEG_SETUP=0/1 forces it (tests)
+        const bool setup = g->seg_setup >= 0
+                               ? g->seg_setup != 0
+                               : a.T * a.L <= 2 * (int64_t)g->num_sms * 4 * 32;
+        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, &async_b)
+                            : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, &async_b)
+                                           : seg_pick<true, false>(a.dt, fm, setup, &async_b);
         // static shared memory (~47 KB at 256 threads without stages) + the
         // stages + the histogram: past the 48 KB a launch gets without
         // opting in, up to the opt-in maximum (fewer blocks per SM then)

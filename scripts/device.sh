@@ -406,7 +406,7 @@ if [ "$what" = seg ]; then
     fi
     # SASS of the default f32 segment kernel (fast sigmoid), for reading
     (cuobjdump -sass "$B/kernels/route.o" 2>/dev/null || true) |
-        awk '/Function :/{p = ($3 ~ /route_seg_kernel.*ILi8ELb1ELi256ELi4ELi0ELb0ELi0E/)} p' >"$OUT/seg.sass"
+        awk '/Function :/{p = ($3 ~ /route_seg_kernel.*ILi8ELb1ELi256ELi4ELi0ELb0ELi0ELb1E/)} p' >"$OUT/seg.sass"
     CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for tool in memcheck racecheck; do
         say "== $(stamp) compute-sanitizer $tool (gpu_tests --small --variant 0,9)"

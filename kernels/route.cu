@@ -771,8 +771,9 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //     erratic, 40-64 us: 52.6 KB per block, run 26; not kept.)
 //  7. fused: the lane that writes entry (row, k) selects its replica and
 //     records it (shared histogram), with no staging; for hash, from the
-//     layer's expert heads in shared memory (kernels/rules.h eplb_hhead_t:
-//     replicas 0-4 and a multiply-high remainder by R).
+//     layer's expert heads (kernels/rules.h eplb_hhead_t: replicas 0-4 and
+//     a multiply-high remainder by R), copied into shared memory by the
+//     block setup on small grids, read through L1 on large ones (SETUP).
 // FAST (the default, variant 6): sigmoid by ex2.approx + rcp.approx (about
 // 6 instructions per expert instead of 12); keys then differ from the CPU's
 // by an ulp or two, which shows only at near-ties (the GPU tests bound the
@@ -781,6 +782,9 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 // branch in the loads), and so is the fused mode FM (0 route only, 1 fused
 // hash from the heads, 2 fused, other modes): the route kernel carries no
 // fused code (56 registers instead of 64; route 1-3% faster, run 29).
+// SETUP: the block setup (bias and heads into shared memory, a barrier)
+// where the grid is one or two row groups per warp; without it on larger
+// grids (launch_route; run 33).
 constexpr int kSegCap = 32;
 
 __device__ __forceinline__ float ex2_ftz(float x)

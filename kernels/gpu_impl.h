@@ -163,12 +163,11 @@ __device__ __forceinline__ void eplb_dev_hist_flush(const int *hist, int32_t *cn
 {
     __syncthreads();
     const int a0 = (int)(((uintptr_t)cnt >> 2) & 31); /* cnt's place in its line */
-    const int nl = (P + a0 + 31) >> 5;                 /* lines the counters touch */
+    const int nl = eplb_flush_lines(P, a0);
     const int o = (int)((blockIdx.x * 5u) % (unsigned)nl);
     for (int p = threadIdx.x; p < nl * 32; p += blockDim.x) {
-        const int ln = (p >> 5) + o < nl ? (p >> 5) + o : (p >> 5) + o - nl;
-        const int q = (ln << 5) + (p & 31) - a0;
-        if (q >= 0 && q < P && hist[q])
+        const int q = eplb_flush_slot(p, a0, nl, o, P);
+        if (q >= 0 && hist[q])
             atomicAdd(&cnt[q], hist[q]);
     }
 }

@@ -53,6 +53,22 @@ EPLB_HD uint32_t eplb_fastdiv(uint32_t n, eplb_fastdiv_t f)
     return (t + ((n - t) >> f.sh1)) >> f.sh2;
 }
 
+/* The histogram flush by 128-byte lines (kernels/gpu_impl.h
+ * eplb_dev_hist_flush): thread position p in [0, 32 * nl) of a block whose
+ * first line is o maps to counter q = eplb_flush_slot(...), or -1 where
+ * its line's word holds no counter; a0 = the counters' first word in its
+ * line (address / 4 mod 32), nl = eplb_flush_lines(P, a0).  Each of the P
+ * counters comes up exactly once for every o in [0, nl), and the 32
+ * positions of one warp share one line (tests/test_kernels.c). */
+EPLB_HD int eplb_flush_lines(int P, int a0) { return (P + a0 + 31) >> 5; }
+
+EPLB_HD int eplb_flush_slot(int p, int a0, int nl, int o, int P)
+{
+    const int ln = (p >> 5) + o < nl ? (p >> 5) + o : (p >> 5) + o - nl;
+    const int q = (ln << 5) + (p & 31) - a0;
+    return q >= 0 && q < P ? q : -1;
+}
+
 /* Head of one expert's replica list for the fused hash path (built on the
  * host next to the packed map, read by the segment kernel into shared
  * memory), so that an entry needs no global load and no division:

@@ -251,6 +251,36 @@ Test(kernels, fastdiv_matches_division)
  * head's multiplier equals '%' for every replica count 1-255, and the head
  * carries the first five slots (out of range or missing: 0xffff) and the
  * clamped replica count. */
+/* The flush by lines: every counter exactly once for every starting line,
+ * each warp's 32 positions on one 128-byte line, words before the first
+ * counter and past the last skipped (cnt at any word of its line). */
+Test(kernels, flush_slots_cover_each_counter_once)
+{
+    static int seen[400];
+    for (int P = 1; P <= 300; P += P < 40 ? 1 : 13)
+        for (int a0 = 0; a0 < 32; a0++) {
+            const int nl = eplb_flush_lines(P, a0);
+            cr_assert_geq(nl * 32, P + a0);
+            cr_assert_lt((nl - 1) * 32, P + a0, "P=%d a0=%d: %d lines, one too many", P, a0, nl);
+            for (int o = 0; o < nl; o++) {
+                memset(seen, 0, sizeof seen);
+                for (int p = 0; p < nl * 32; p++) {
+                    const int q = eplb_flush_slot(p, a0, nl, o, P);
+                    if (q < 0)
+                        continue;
+                    cr_assert_lt(q, P);
+                    seen[q]++;
+                    /* the line of counter q, counted from cnt's line */
+                    cr_assert_eq((q + a0) >> 5, ((p >> 5) + o) % nl,
+                                 "P=%d a0=%d o=%d: position %d off its line", P, a0, o, p);
+                }
+                for (int q = 0; q < P; q++)
+                    cr_assert_eq(seen[q], 1, "P=%d a0=%d o=%d: counter %d flushed %d times", P,
+                                 a0, o, q, seen[q]);
+            }
+        }
+}
+
 Test(kernels, hhead_mod_and_slots)
 {
     long bad = 0;

@@ -1,6 +1,6 @@
 /* bench_io.c - `eplb-replay bench io TRACE.h5`: whole-dataset read of the
  * raw logits (else topk ids), plain H5Dread against the parallel reader
- * (H5Dread_chunk + zlib inflate on N threads).
+ * (raw chunks read and inflated on N threads).
  *
  * Every configuration is timed --repeat times and the median reported; a
  * first untimed serial read warms the page cache, so the numbers measure
@@ -23,7 +23,7 @@ static void usage(FILE *f)
             "usage: eplb-replay bench io TRACE.h5 [--threads N] [--repeat R] [--json]\n\n"
             "Time the read of the whole /router/logits dataset (else /router/topk_ids):\n"
             "plain H5Dread (serial baseline, threads 0) and the parallel reader\n"
-            "(H5Dread_chunk + zlib inflate + unshuffle on worker threads) with 1, 2, 4, ...\n"
+            "(raw chunks read, inflated and unshuffled on worker threads) with 1, 2, 4, ...\n"
             "up to N threads.  Reports the median of R runs after one warm-up read.\n\n"
             "  --threads N  largest thread count (default: EPLB_THREADS or the CPU count)\n"
             "  --repeat R   runs per configuration (default 5)\n"

@@ -522,6 +522,52 @@ Test(traces, parallel_many_chunks)
     unlink(path);
 }
 
+/* The workers read raw chunks through a duplicate of HDF5's descriptor,
+ * not by the path: a trace replaced at its path after opening (a rerun of
+ * `gen` over it, here one of the same layout and other values) still reads
+ * as the file that was opened, on the parallel path as on the serial one. */
+static const char *write_scaled_trace(const char *name, float scale)
+{
+    const char *path = tmp_file(name);
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 3, 32, 4, EPLB_LEVEL_LOGITS);
+    o.logits_dtype = EPLB_DTYPE_F32;
+    o.chunk_rows = 9;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    static float lg[40 * 3 * 32];
+    for (int i = 0; i < 40 * 3 * 32; i++)
+        lg[i] = (float)(i % 13) * scale;
+    for (int st = 0; st < 3; st++)
+        eplb_assert_ok(eplb_trace_writer_append_step(w, 40, lg, NULL, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    return path;
+}
+
+Test(traces, parallel_reads_the_opened_file)
+{
+    char a_path[4096];
+    snprintf(a_path, sizeof a_path, "%s", write_scaled_trace("opened.h5", 0.5f));
+    const char *b_path = write_scaled_trace("replacement.h5", -2.0f);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, a_path));
+    cr_assert_eq(rename(b_path, a_path), 0);
+    const size_t n = (size_t)120 * 3 * 32;
+    float *ser = malloc(n * sizeof *ser), *par = malloc(n * sizeof *par);
+    eplb_assert_ok(eplb_trace_read_all_serial(tr, ser));
+    for (size_t i = 0; i < n; i++)
+        cr_assert_float_eq(ser[i], (float)(i % (32 * 3 * 40) % 13) * 0.5f, 0, "element %zu", i);
+    memset(par, 0xff, n * sizeof *par);
+    eplb_assert_ok(eplb_trace_read_all_parallel(tr, par, 2));
+    cr_assert(memcmp(ser, par, n * sizeof *par) == 0, "the parallel read saw another file");
+    memset(par, 0xff, n * sizeof *par);
+    eplb_assert_ok(eplb_trace_read_logits_parallel(tr, par, 10, 100, 3));
+    cr_assert(memcmp(ser + 10 * 3 * 32, par, 90 * 3 * 32 * sizeof *par) == 0);
+    free(ser);
+    free(par);
+    eplb_trace_close(tr);
+    unlink(a_path);
+}
+
 /* Same inputs, same bytes: no timestamps, zero padding in partial chunks,
  * and the thread count of the compression pool does not matter. */
 Test(traces, writer_is_deterministic)

@@ -2,10 +2,16 @@
  *
  * The serial HDF5 library runs its filters on the calling thread, so a
  * plain H5Dread inflates one chunk at a time.  Here the calling thread only
- * fetches the raw (still compressed) chunks with H5Dread_chunk, holding the
- * HDF5 lock, and hands them to worker threads that undo the filter
- * pipeline themselves (zlib inflate, then unshuffle) and place the chunk in
- * the output buffer.  Only the filters HDF5 itself applies for shuffle and
+ * looks up where each raw (still compressed) chunk lies in the file,
+ * holding the HDF5 lock, and hands that to worker threads that read the
+ * bytes themselves (pread on their own descriptor of the file), undo the
+ * filter pipeline (zlib inflate, then unshuffle) and place the chunk in the
+ * output buffer.  Where the chunk's file address is not available (HDF5
+ * before 1.10.5, a user block, an unallocated chunk) the calling thread
+ * fetches the raw chunk with H5Dread_chunk instead: it did so for every
+ * chunk up to the fourth session, and the workers of a read waited in turn
+ * for their first chunk (decoding in the replay's reads took 1.7x the time
+ * of one whole-dataset read on 16 cores, docs/perf/sim.md).  Only the filters HDF5 itself applies for shuffle and
  * deflate are decoded here; anything else falls back to H5Dread.
  *
  * Filter formats (from the HDF5 specification, H5Zdeflate.c/H5Zshuffle.c
@@ -16,11 +22,14 @@
  * that chunk (optional filters that did not help). */
 #include "trace_impl.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #if defined(__SSE2__)
@@ -111,6 +120,8 @@ typedef struct {
     size_t cap, len;
     hsize_t off[3];
     uint32_t mask;
+    int64_t at; /* file offset of the raw chunk for the worker to read, or
+                   -1: data holds it already */
 } slot_t;
 
 typedef struct {
@@ -118,6 +129,7 @@ typedef struct {
     const char *path, *name;
     eplb_trace_bufs_t *bufs;   /* the trace's kept buffers (may be NULL) */
     int rank;                  /* the dataset's rank (1..3) */
+    int fd;                    /* the file, for the workers' reads (-1: none) */
     hsize_t dims[3], cdims[3]; /* padded to rank 3 with leading 1s */
     size_t esize, chunk_bytes;
     int nfilt, filt[MAX_FILTERS];
@@ -388,6 +400,28 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
     return 0;
 }
 
+/* The raw chunk's bytes from the file, where the producer left its
+ * offset; 0, or -1 after fail(). */
+static int fetch(par_t *p, slot_t *s)
+{
+    size_t got = 0;
+    while (s->at >= 0 && got < s->len) {
+        ssize_t n = pread(p->fd, s->data + got, s->len - got, (off_t)(s->at + (int64_t)got));
+        if (n > 0) {
+            got += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            char what[200];
+            snprintf(what, sizeof what, "cannot read the raw chunk (%zu bytes at byte %lld: %s)",
+                     s->len, (long long)s->at, n < 0 ? strerror(errno) : "the file ends first");
+            fail(p, EPLB_ERR_FORMAT, s->off, what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void *worker(void *arg)
 {
     par_t *p = arg;
@@ -412,7 +446,9 @@ static void *worker(void *arg)
         p->rcount--;
         pthread_mutex_unlock(&p->mu);
 
-        int r = decode(p, &zs, &p->slots[idx], &a, &b);
+        int r = fetch(p, &p->slots[idx]);
+        if (r == 0)
+            r = decode(p, &zs, &p->slots[idx], &a, &b);
 
         pthread_mutex_lock(&p->mu);
         p->freel[p->nfree++] = idx;
@@ -506,7 +542,22 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
                     }
                 }
                 uint32_t mask = 0;
-                if (H5Dread_chunk(d, H5P_DEFAULT, hoff, &mask, s->data) < 0) {
+                s->at = -1;
+#if H5_VERSION_GE(1, 10, 5)
+                if (p->fd >= 0) {
+                    unsigned fm = 0;
+                    haddr_t addr = HADDR_UNDEF;
+                    hsize_t size = 0;
+                    if (H5Dget_chunk_info_by_coord(d, hoff, &fm, &addr, &size) >= 0 &&
+                        addr != HADDR_UNDEF && size == nbytes && addr <= (haddr_t)INT64_MAX) {
+                        s->at = (int64_t)addr; /* no user block: addresses are offsets */
+                        mask = fm;
+                    } else {
+                        H5Eclear2(H5E_DEFAULT);
+                    }
+                }
+#endif
+                if (s->at < 0 && H5Dread_chunk(d, H5P_DEFAULT, hoff, &mask, s->data) < 0) {
                     char what[200];
                     snprintf(what, sizeof what, "cannot read raw chunk (hdf5: %s)",
                              eplb_h5_reason());
@@ -523,6 +574,37 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
                 pthread_cond_signal(&p->cv_work);
                 pthread_mutex_unlock(&p->mu);
             }
+}
+
+/* A descriptor of the trace's file for the workers' reads of raw chunks:
+ * a duplicate of HDF5's own (the sec2 driver's), so that it is the file
+ * HDF5 opened even if the path now names another; -1 where HDF5 cannot
+ * give chunk addresses (before 1.10.5), the driver is not sec2, or the
+ * addresses are not plain file offsets (a user block shifts them). */
+static int raw_fd(hid_t d)
+{
+    int fd = -1;
+#if H5_VERSION_GE(1, 10, 5)
+    hsize_t ub = 1;
+    void *h = NULL;
+    eplb_h5_lock();
+    hid_t f = H5Iget_file_id(d), fcpl = f >= 0 ? H5Fget_create_plist(f) : -1,
+          fapl = f >= 0 ? H5Fget_access_plist(f) : -1;
+    if (fcpl < 0 || H5Pget_userblock(fcpl, &ub) < 0)
+        ub = 1;
+    if (ub == 0 && fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+        H5Fget_vfd_handle(f, fapl, &h) >= 0 && h)
+        fd = fcntl(*(const int *)h, F_DUPFD_CLOEXEC, 0);
+    eplb_h5_close(&fcpl);
+    eplb_h5_close(&fapl);
+    if (f >= 0)
+        H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+    eplb_h5_unlock();
+#else
+    (void)d;
+#endif
+    return fd;
 }
 
 /* Rows [r0, r1) of d (r1 <= 0: all rows; the caller checked the range)
@@ -545,6 +627,7 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
 
     par_t p;
     memset(&p, 0, sizeof p);
+    p.fd = -1;
     p.path = tr->path;
     p.name = name;
     p.bufs = tr->bufs;
@@ -563,6 +646,7 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
         return EPLB_OK;
     p.r0 = (hsize_t)r0;
     p.r1 = (hsize_t)r1;
+    p.fd = raw_fd(d);
     p.check = check;
     p.check_dt = tr->info.logits_dtype;
     atomic_init(&p.unchecked, 0);
@@ -609,6 +693,8 @@ out_sync:
     pthread_cond_destroy(&p.cv_work);
     pthread_mutex_destroy(&p.mu);
 out_free:
+    if (p.fd >= 0)
+        close(p.fd);
     if (p.slots)
         for (int i = 0; i < p.nslots; i++)
             buf_give(p.bufs, p.slots[i].data, p.slots[i].cap);

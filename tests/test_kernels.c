@@ -198,6 +198,150 @@ Test(kernels, route_matches_naive_double_reference)
     free(w);
 }
 
+/* The one-loop CPU routing of sessions 1-3, kept as the oracle of the
+ * split and vectorised one in kernels/route_cpu.c: the same float
+ * operations, so the same ids and weights bit for bit. */
+static int plain_better(float ka, int a, float kb, int b)
+{
+    return ka > kb || (ka == kb && a < b);
+}
+
+static float plain_logit(const void *p, eplb_dtype_t dt, size_t i)
+{
+    if (dt == EPLB_DTYPE_F16)
+        return eplb_f16_to_f32(((const uint16_t *)p)[i]);
+    if (dt == EPLB_DTYPE_BF16)
+        return eplb_bf16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+static void plain_route_row(int32_t *ids, float *w, const void *logits, eplb_dtype_t dt,
+                            size_t off, const float *bias, const eplb_route_cfg_t *cfg)
+{
+    const int E = cfg->num_experts, K = cfg->top_k, G = cfg->num_groups, gs = E / G;
+    const int sig = cfg->scoring == EPLB_SCORING_SIGMOID;
+    float x[EPLB_MAX_EXPERTS], key[EPLB_MAX_EXPERTS], mx = -INFINITY, sum = 0.0f;
+    for (int e = 0; e < E; e++) {
+        x[e] = plain_logit(logits, dt, off + (size_t)e);
+        if (x[e] > mx)
+            mx = x[e];
+    }
+    if (!sig)
+        for (int e = 0; e < E; e++)
+            sum += expf(x[e] - mx);
+    for (int e = 0; e < E; e++) {
+        float k = x[e];
+        if (bias)
+            k = (sig ? 1.0f / (1.0f + expf(-x[e])) : expf(x[e] - mx) / sum) + bias[e];
+        key[e] = isnan(k) ? -INFINITY : k;
+    }
+    unsigned char keep[EPLB_MAX_GROUPS];
+    memset(keep, 1, sizeof keep);
+    if (G > 1 && cfg->topk_groups < G) {
+        float gscore[EPLB_MAX_GROUPS];
+        for (int g = 0; g < G; g++) {
+            float b1 = -INFINITY, b2 = -INFINITY;
+            for (int e = g * gs; e < (g + 1) * gs; e++) {
+                if (key[e] > b1) {
+                    b2 = b1;
+                    b1 = key[e];
+                } else if (key[e] > b2) {
+                    b2 = key[e];
+                }
+            }
+            gscore[g] = (bias && gs > 1) ? b1 + b2 : b1;
+            keep[g] = 0;
+        }
+        for (int r = 0; r < cfg->topk_groups; r++) {
+            int best = -1;
+            for (int g = 0; g < G; g++)
+                if (!keep[g] && (best < 0 || plain_better(gscore[g], g, gscore[best], best)))
+                    best = g;
+            keep[best] = 1;
+        }
+    }
+    float bk[EPLB_MAX_TOPK];
+    int bi[EPLB_MAX_TOPK], n = 0;
+    for (int e = 0; e < E; e++) {
+        if (!keep[e / gs] || (n == K && !plain_better(key[e], e, bk[K - 1], bi[K - 1])))
+            continue;
+        int j = n < K ? n++ : K - 1;
+        for (; j > 0 && plain_better(key[e], e, bk[j - 1], bi[j - 1]); j--) {
+            bk[j] = bk[j - 1];
+            bi[j] = bi[j - 1];
+        }
+        bk[j] = key[e];
+        bi[j] = e;
+    }
+    float wsum = 0.0f;
+    for (int k = 0; k < K; k++) {
+        ids[k] = bi[k];
+        w[k] = sig ? 1.0f / (1.0f + expf(-x[bi[k]])) : expf(x[bi[k]] - mx) / sum;
+        wsum += w[k];
+    }
+    float scale = cfg->routed_scaling_factor;
+    if (cfg->renormalize)
+        scale /= wsum + 1e-20f;
+    for (int k = 0; k < K; k++)
+        w[k] *= scale;
+}
+
+/* Random logits of every dtype (smooth, with exact ties from a few
+ * values, and with NaN and +-inf sprinkled), shapes with groups of 32,
+ * 16, 10 (no multiple of 4) and none, bias or not, renormalised or not:
+ * ids and weights identical to the plain version's, bit for bit. */
+Test(kernels, route_cpu_matches_plain_version_bitwise)
+{
+    enum { T = 400, L = 2 };
+    const eplb_route_cfg_t cfgs[] = {
+        {256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f},
+        {256, 8, EPLB_SCORING_SIGMOID, 8, 4, 0, 1.0f},
+        {64, 6, EPLB_SCORING_SOFTMAX, 1, 1, 1, 1.0f},
+        {64, 6, EPLB_SCORING_SOFTMAX, 4, 2, 1, 1.0f},
+        {512, 16, EPLB_SCORING_SIGMOID, 32, 8, 1, 1.0f},
+        {60, 4, EPLB_SCORING_SIGMOID, 6, 3, 1, 1.0f},
+        {30, 3, EPLB_SCORING_SIGMOID, 1, 1, 0, 1.0f},
+    };
+    static float x[T * L * 512], bias[L * 512], wa[T * L * 16], wb[T * L * 16];
+    static uint16_t h[T * L * 512];
+    static int32_t ia[T * L * 16], ib[T * L * 16];
+    long differ = 0;
+    rng_seed(29);
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++)
+        for (int dt = 0; dt < 3; dt++)
+            for (int mode = 0; mode < 3; mode++)
+                for (int wb_on = 0; wb_on < 2; wb_on++) {
+                    const eplb_route_cfg_t *c = &cfgs[ci];
+                    const int E = c->num_experts, K = c->top_k;
+                    for (int i = 0; i < L * E; i++)
+                        bias[i] = (float)(rng_unif() - 0.5) * 0.2f;
+                    for (int i = 0; i < T * L * E; i++) {
+                        float v = rng_normal() * 2.0f;
+                        if (mode == 1) /* exact ties */
+                            v = (float)(rng_u64() % 6) * 0.5f;
+                        else if (mode == 2 && rng_u64() % 50 == 0)
+                            v = rng_u64() % 3 == 0 ? NAN : rng_u64() % 2 ? INFINITY : -INFINITY;
+                        x[i] = v;
+                        h[i] = dt == 1 ? eplb_f32_to_f16(v) : eplb_f32_to_bf16(v);
+                    }
+                    const eplb_dtype_t d = dt == 0   ? EPLB_DTYPE_F32
+                                           : dt == 1 ? EPLB_DTYPE_F16
+                                                     : EPLB_DTYPE_BF16;
+                    const void *lg = dt == 0 ? (const void *)x : (const void *)h;
+                    const float *b = wb_on ? bias : NULL;
+                    eplb_assert_ok(eplb_route_cpu(ia, wa, lg, d, T, L, b, c));
+                    for (int r = 0; r < T * L; r++)
+                        plain_route_row(ib + r * K, wb + r * K, lg, d, (size_t)r * E,
+                                        b ? b + (r % L) * E : NULL, c);
+                    for (int i = 0; i < T * L * K; i++)
+                        if ((ia[i] != ib[i] || memcmp(&wa[i], &wb[i], 4)) && differ++ < 5)
+                            cr_log_error("cfg %zu dtype %d mode %d bias %d entry %d: %d %a, "
+                                         "plain %d %a",
+                                         ci, dt, mode, wb_on, i, ia[i], wa[i], ib[i], wb[i]);
+                }
+    cr_assert_eq(differ, 0, "%ld entries differ from the plain version", differ);
+}
+
 Test(kernels, route_rejects_bad_shapes)
 {
     eplb_route_cfg_t c = {256, 8, EPLB_SCORING_SIGMOID, 7, 4, 1, 1.0f};

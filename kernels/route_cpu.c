@@ -4,7 +4,10 @@
  * Selection key: with no bias the raw logit (softmax and sigmoid are
  * monotone, so the order is the same and needs no rounding: CPU and GPU
  * then agree exactly); with a bias s + bias as the model computes it.
- * NaN keys count as -inf.  Ties go to the lower expert (group) id. */
+ * NaN keys count as -inf.  Ties go to the lower expert (group) id.
+ * The loops are arranged for speed (docs/kernels.md, "CPU"); the result
+ * is that of the plain one-loop version, which tests/test_kernels.c keeps
+ * as the oracle. */
 #include "kernels.h"
 
 #include <math.h>
@@ -58,14 +61,237 @@ static inline int better(float ka, int a, float kb, int b)
     return ka > kb || (ka == kb && a < b);
 }
 
+/* Top-2 values of n keys (no NaN): b2 = max(b2, min(b1, k)), b1 = max(b1,
+ * k); four lanes at a time, then merged. */
+static void top2(const float *kk, int n, float *o1, float *o2)
+{
+    float b1 = -INFINITY, b2 = -INFINITY;
+    int j = 0;
+#if defined(__SSE2__)
+    if (n >= 8) {
+        __m128 v1 = _mm_set1_ps(-INFINITY), v2 = v1;
+        for (; j + 4 <= n; j += 4) {
+            const __m128 k = _mm_loadu_ps(kk + j);
+            v2 = _mm_max_ps(v2, _mm_min_ps(v1, k));
+            v1 = _mm_max_ps(v1, k);
+        }
+        float l1[4], l2[4];
+        _mm_storeu_ps(l1, v1);
+        _mm_storeu_ps(l2, v2);
+        for (int q = 0; q < 4; q++) {
+            const float lo = b1 < l1[q] ? b1 : l1[q];
+            const float hi2 = b2 > l2[q] ? b2 : l2[q];
+            b2 = hi2 > lo ? hi2 : lo;
+            b1 = b1 > l1[q] ? b1 : l1[q];
+        }
+    }
+#endif
+    for (; j < n; j++) {
+        const float k = kk[j];
+        const float lo = b1 < k ? b1 : k;
+        b2 = b2 > lo ? b2 : lo;
+        b1 = b1 > k ? b1 : k;
+    }
+    *o1 = b1;
+    *o2 = b2;
+}
+
+/* Expert e with key k into the sorted top-K list (bk, bi, *n).  Experts
+ * come in ascending ids, so a later one never beats an equal key (the tie
+ * rule) and `better` is a plain >. */
+static inline void topk_insert(float k, int e, float *bk, int *bi, int *n, int K)
+{
+    if (*n == K && !(k > bk[K - 1]))
+        return;
+    int j = *n < K ? (*n)++ : K - 1;
+    for (; j > 0 && k > bk[j - 1]; j--) {
+        bk[j] = bk[j - 1];
+        bi[j] = bi[j - 1];
+    }
+    bk[j] = k;
+    bi[j] = e;
+}
+
+/* The group limit from the groups' scores: keep[g] and the kept groups in
+ * ascending order in kg; returns how many. */
+static int keep_groups(const float *gscore, int G, int topk_groups, int *kg)
+{
+    unsigned char keep[EPLB_MAX_GROUPS];
+    memset(keep, 0, sizeof keep);
+    for (int r = 0; r < topk_groups; r++) {
+        int best = -1;
+        for (int g = 0; g < G; g++)
+            if (!keep[g] && (best < 0 || better(gscore[g], g, gscore[best], best)))
+                best = g;
+        keep[best] = 1;
+    }
+    int ng = 0;
+    for (int g = 0; g < G; g++)
+        if (keep[g])
+            kg[ng++] = g;
+    return ng;
+}
+
+/* The weights of the K winners: s (the unbiased score), renormalised if
+ * asked (sum + 1e-20), times the scaling factor. */
+static void row_weights(float *w, const float *x, const int *bi, int sig, float mx, float sum,
+                        const eplb_route_cfg_t *cfg)
+{
+    const int K = cfg->top_k;
+    float wsum = 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float xe = x[bi[k]];
+        w[k] = sig ? 1.0f / (1.0f + expf(-xe)) : expf(xe - mx) / sum;
+        wsum += w[k];
+    }
+    float scale = cfg->routed_scaling_factor;
+    if (cfg->renormalize)
+        scale /= wsum + 1e-20f;
+    for (int k = 0; k < K; k++)
+        w[k] *= scale;
+}
+
+/* The key of one expert with sigmoid scoring and a bias, NaN as -inf: the
+ * operations of every path. */
+static inline float sig_key(float x, float b)
+{
+    const float k = 1.0f / (1.0f + expf(-x)) + b;
+    return k == k ? k : -INFINITY;
+}
+
+#if defined(__SSE2__)
+/* e^t for t in [-87, 87], four at a time, within 1e-6 relative: t = n ln2
+ * + r (Cody-Waite, ln2 in a 16-bit high part and the rest, so n ln2_hi is
+ * exact for |n| <= 126), e^r by its Taylor polynomial of degree 6 (|r| <=
+ * 0.35: truncation 1.3e-7), 2^n by the exponent bits. */
+static inline __m128 exp_approx_ps(__m128 t)
+{
+    const __m128i n = _mm_cvtps_epi32(_mm_mul_ps(t, _mm_set1_ps(1.44269504f)));
+    const __m128 nf = _mm_cvtepi32_ps(n);
+    const __m128 r = _mm_sub_ps(_mm_sub_ps(t, _mm_mul_ps(nf, _mm_set1_ps(0.693145751953125f))),
+                                _mm_mul_ps(nf, _mm_set1_ps(1.428606765330187e-6f)));
+    __m128 p = _mm_set1_ps(1.0f / 720);
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 120));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 24));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 6));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(0.5f));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f));
+    const __m128i e = _mm_slli_epi32(_mm_add_epi32(n, _mm_set1_epi32(127)), 23);
+    return _mm_mul_ps(p, _mm_castsi128_ps(e));
+}
+
+/* The first i in [i, end) with a[i] >= thr (end if none), four at a time */
+static inline int next_at_least(const float *a, int i, int end, float thr)
+{
+    const __m128 t = _mm_set1_ps(thr);
+    for (; i + 4 <= end; i += 4) {
+        const int m = _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(a + i), t));
+        if (m)
+            return i + __builtin_ctz((unsigned)m);
+    }
+    for (; i < end; i++)
+        if (a[i] >= thr)
+            return i;
+    return end;
+}
+
+/* Grouped top-k with sigmoid scoring and a bias where K <= 2 topk_groups
+ * (DeepSeek-V3): exact, with expf for a few experts only.  Approximate keys
+ * a (exp_approx_ps) are within eps = 1e-5 (1 + max |bias|) of the keys
+ * (|a - key| <= 0.25 x the exponentials' relative errors + the roundings
+ * of s and s + bias: below 1e-6 (1 + |bias|)).  A group's two best keys
+ * are among its experts with a >= A2 - 3 eps (A2: its second best a): any
+ * other has key < A2 - 2 eps, below the keys of the two experts with a >=
+ * A2.  The top-k of the kept groups is among their experts with a >=
+ * theta - 3 eps, theta the least A2 of a kept group, by the same argument
+ * (2 topk_groups >= K experts have a >= theta).  The exact keys of those
+ * candidates (sig_key) then decide as everywhere: the same ids, and the
+ * same weights (from x), as the plain path.  About 30 exponentials per row
+ * of 256 experts instead of 256. */
+static void route_filtered(int *bi, const float *x, const float *bias,
+                           const eplb_route_cfg_t *cfg)
+{
+    const int E = cfg->num_experts, K = cfg->top_k, G = cfg->num_groups, gs = E / G;
+    float a[EPLB_MAX_EXPERTS], key[EPLB_MAX_EXPERTS];
+    unsigned char have[EPLB_MAX_EXPERTS];
+    memset(have, 0, (size_t)E);
+    const __m128 one = _mm_set1_ps(1.0f), ninf = _mm_set1_ps(-INFINITY),
+                 sign = _mm_set1_ps(-0.0f), lo = _mm_set1_ps(-87.0f), hi = _mm_set1_ps(87.0f);
+    __m128 vb = _mm_setzero_ps();
+    int e = 0;
+    for (; e + 4 <= E; e += 4) {
+        const __m128 xv = _mm_loadu_ps(x + e), bv = _mm_loadu_ps(bias + e);
+        const __m128 t = _mm_min_ps(_mm_max_ps(_mm_xor_ps(xv, sign), lo), hi);
+        /* 1 / (1 + e): rcpps (2^-11) and one Newton step (about 2^-22) */
+        const __m128 d = _mm_add_ps(one, exp_approx_ps(t)), r0 = _mm_rcp_ps(d);
+        const __m128 r1 = _mm_mul_ps(r0, _mm_sub_ps(_mm_set1_ps(2.0f), _mm_mul_ps(d, r0)));
+        const __m128 k = _mm_add_ps(r1, bv);
+        /* NaN logit or key: -inf, exactly as the key (the clamp lost it) */
+        const __m128 ok = _mm_and_ps(_mm_cmpord_ps(xv, xv), _mm_cmpord_ps(k, k));
+        _mm_storeu_ps(a + e, _mm_or_ps(_mm_and_ps(ok, k), _mm_andnot_ps(ok, ninf)));
+        vb = _mm_max_ps(_mm_andnot_ps(sign, bv), vb); /* a NaN bias is left out */
+    }
+    float bl[4], bmax = 0.0f;
+    _mm_storeu_ps(bl, vb);
+    for (int q = 0; q < 4; q++)
+        bmax = bl[q] > bmax ? bl[q] : bmax;
+    for (; e < E; e++) { /* the rest exactly */
+        a[e] = key[e] = sig_key(x[e], bias[e]);
+        have[e] = 1;
+        const float ab = fabsf(bias[e]);
+        bmax = ab > bmax ? ab : bmax;
+    }
+    const float m3 = 3.0f * 1e-5f * (1.0f + bmax);
+    /* group scores: the exact top-2 of each group's candidates */
+    float gscore[EPLB_MAX_GROUPS], A2[EPLB_MAX_GROUPS];
+    for (int g = 0; g < G; g++) {
+        float A1, b1 = -INFINITY, b2 = -INFINITY;
+        top2(a + g * gs, gs, &A1, &A2[g]);
+        const float thr = A2[g] - m3;
+        for (int q = g * gs; q < (g + 1) * gs; q++) {
+            q = next_at_least(a, q, (g + 1) * gs, thr);
+            if (q == (g + 1) * gs)
+                break;
+            if (!have[q]) {
+                key[q] = sig_key(x[q], bias[q]);
+                have[q] = 1;
+            }
+            const float k = key[q], l = b1 < k ? b1 : k;
+            b2 = b2 > l ? b2 : l;
+            b1 = b1 > k ? b1 : k;
+        }
+        gscore[g] = b1 + b2;
+    }
+    int kg[EPLB_MAX_GROUPS];
+    const int ng = keep_groups(gscore, G, cfg->topk_groups, kg);
+    float theta = INFINITY;
+    for (int q = 0; q < ng; q++)
+        theta = A2[kg[q]] < theta ? A2[kg[q]] : theta;
+    const float thr = theta - m3;
+    float bk[EPLB_MAX_TOPK];
+    int n = 0;
+    for (int q = 0; q < ng; q++)
+        for (int c = kg[q] * gs; c < (kg[q] + 1) * gs; c++) {
+            c = next_at_least(a, c, (kg[q] + 1) * gs, thr);
+            if (c == (kg[q] + 1) * gs)
+                break;
+            if (!have[c]) {
+                key[c] = sig_key(x[c], bias[c]);
+                have[c] = 1;
+            }
+            topk_insert(key[c], c, bk, bi, &n, K);
+        }
+}
+#endif
+
 /* Route one row of E logits.  The loops are split by case (dtype, scoring,
  * bias); the exponentials come first, then s and the keys four at a time
  * (SSE2), the group top-2 four lanes at a time, and the top-k walks the
- * kept groups only with a plain > (ascending ids: the tie rule is implied).
- * The same float operations in the same order as the one-loop version
- * (tests/test_kernels.c keeps it as the oracle), so the same ids and
- * weights bit for bit; 1.42-1.44x its rows per second on one core of the
- * build machine (DeepSeek-V3 shape, 1.74 against 2.49 us per row). */
+ * kept groups only.  The same float operations in the same order as the
+ * one-loop version (tests/test_kernels.c keeps it as the oracle), so the
+ * same ids and weights bit for bit.  DeepSeek-V3-like rows take
+ * route_filtered (exponentials of candidates only). */
 static void route_row(int32_t *ids, float *w, const void *logits,
                       eplb_dtype_t dt, size_t off, const float *bias,
                       const eplb_route_cfg_t *cfg)
@@ -74,6 +300,7 @@ static void route_row(int32_t *ids, float *w, const void *logits,
     const int gs = E / G;
     const int sig = cfg->scoring == EPLB_SCORING_SIGMOID;
     float x[EPLB_MAX_EXPERTS], key[EPLB_MAX_EXPERTS];
+    int bi[EPLB_MAX_TOPK];
     if (dt == EPLB_DTYPE_F32) {
         memcpy(x, (const float *)logits + off, sizeof(float) * (size_t)E);
     } else {
@@ -85,6 +312,16 @@ static void route_row(int32_t *ids, float *w, const void *logits,
             for (int e = 0; e < E; e++)
                 x[e] = eplb_f16_to_f32(h[e]);
     }
+#if defined(__SSE2__)
+    if (sig && bias && G > 1 && cfg->topk_groups < G && gs > 1 && K <= 2 * cfg->topk_groups) {
+        route_filtered(bi, x, bias, cfg);
+        for (int k = 0; k < K; k++)
+            ids[k] = bi[k];
+        if (w)
+            row_weights(w, x, bi, 1, 0.0f, 0.0f, cfg);
+        return;
+    }
+#endif
     /* softmax: the max and the denominator */
     float mx = -INFINITY, sum = 0.0f;
     if (!sig) {
@@ -124,95 +361,29 @@ static void route_row(int32_t *ids, float *w, const void *logits,
             key[e] = k == k ? k : -INFINITY;
         }
     }
-    /* group limit: keep the best topk_groups groups (top-2 of a group by
-     * value: b2 = max(b2, min(b1, k)), b1 = max(b1, k); no NaN here) */
-    unsigned char keep[EPLB_MAX_GROUPS];
-    memset(keep, 1, sizeof keep);
-    int ng = G; /* kept groups, listed in kg */
-    int kg[EPLB_MAX_GROUPS];
+    /* group limit: keep the best topk_groups groups */
+    int ng = G, kg[EPLB_MAX_GROUPS]; /* the kept groups, ascending */
     for (int g = 0; g < G; g++)
         kg[g] = g;
     if (G > 1 && cfg->topk_groups < G) {
         float gscore[EPLB_MAX_GROUPS];
         for (int g = 0; g < G; g++) {
-            float b1 = -INFINITY, b2 = -INFINITY;
-            const float *kk = key + g * gs;
-            int j = 0;
-#if defined(__SSE2__)
-            if (gs >= 8) { /* four lanes' top-2, then merged */
-                __m128 v1 = _mm_set1_ps(-INFINITY), v2 = v1;
-                for (; j + 4 <= gs; j += 4) {
-                    const __m128 k = _mm_loadu_ps(kk + j);
-                    v2 = _mm_max_ps(v2, _mm_min_ps(v1, k));
-                    v1 = _mm_max_ps(v1, k);
-                }
-                float l1[4], l2[4];
-                _mm_storeu_ps(l1, v1);
-                _mm_storeu_ps(l2, v2);
-                for (int q = 0; q < 4; q++) {
-                    const float lo = b1 < l1[q] ? b1 : l1[q];
-                    const float hi2 = b2 > l2[q] ? b2 : l2[q];
-                    b2 = hi2 > lo ? hi2 : lo;
-                    b1 = b1 > l1[q] ? b1 : l1[q];
-                }
-            }
-#endif
-            for (; j < gs; j++) {
-                const float k = kk[j];
-                const float lo = b1 < k ? b1 : k;
-                b2 = b2 > lo ? b2 : lo;
-                b1 = b1 > k ? b1 : k;
-            }
+            float b1, b2;
+            top2(key + g * gs, gs, &b1, &b2);
             gscore[g] = (bias && gs > 1) ? b1 + b2 : b1;
-            keep[g] = 0;
         }
-        for (int r = 0; r < cfg->topk_groups; r++) {
-            int best = -1;
-            for (int g = 0; g < G; g++)
-                if (!keep[g] && (best < 0 || better(gscore[g], g, gscore[best], best)))
-                    best = g;
-            keep[best] = 1;
-        }
-        ng = 0;
-        for (int g = 0; g < G; g++)
-            if (keep[g])
-                kg[ng++] = g;
+        ng = keep_groups(gscore, G, cfg->topk_groups, kg);
     }
-    /* top-k by key over the kept groups: sorted insertion.  The experts
-     * come in ascending ids, so a later one beats an equal key never (the
-     * tie rule) and `better` is a plain > */
+    /* top-k by key over the kept groups: sorted insertion */
     float bk[EPLB_MAX_TOPK];
-    int bi[EPLB_MAX_TOPK], n = 0;
-    for (int q = 0; q < ng; q++) {
-        const int e1 = (kg[q] + 1) * gs;
-        for (int e = kg[q] * gs; e < e1; e++) {
-            if (n == K && !(key[e] > bk[K - 1]))
-                continue;
-            int j = n < K ? n++ : K - 1;
-            while (j > 0 && key[e] > bk[j - 1]) {
-                bk[j] = bk[j - 1];
-                bi[j] = bi[j - 1];
-                j--;
-            }
-            bk[j] = key[e];
-            bi[j] = e;
-        }
-    }
+    int n = 0;
+    for (int q = 0; q < ng; q++)
+        for (int e = kg[q] * gs; e < (kg[q] + 1) * gs; e++)
+            topk_insert(key[e], e, bk, bi, &n, K);
     for (int k = 0; k < K; k++)
         ids[k] = bi[k];
-    if (!w)
-        return;
-    float wsum = 0.0f;
-    for (int k = 0; k < K; k++) {
-        float xe = x[bi[k]];
-        w[k] = sig ? 1.0f / (1.0f + expf(-xe)) : expf(xe - mx) / sum;
-        wsum += w[k];
-    }
-    float scale = cfg->routed_scaling_factor;
-    if (cfg->renormalize)
-        scale /= wsum + 1e-20f;
-    for (int k = 0; k < K; k++)
-        w[k] *= scale;
+    if (w)
+        row_weights(w, x, bi, sig, mx, sum, cfg);
 }
 
 typedef struct {

@@ -286,10 +286,12 @@ static void plain_route_row(int32_t *ids, float *w, const void *logits, eplb_dty
         w[k] *= scale;
 }
 
-/* Random logits of every dtype (smooth, with exact ties from a few
- * values, and with NaN and +-inf sprinkled), shapes with groups of 32,
- * 16, 10 (no multiple of 4) and none, bias or not, renormalised or not:
- * ids and weights identical to the plain version's, bit for bit. */
+/* Random logits of every dtype (smooth; exact ties from a few values;
+ * NaN and +-inf sprinkled; near-ties, keys 1e-6 apart, which the filtered
+ * DeepSeek-V3 path must decide exactly; biases of +-50), shapes with
+ * groups of 32, 16, 10 (no multiple of 4) and none, bias or not,
+ * renormalised or not: ids and weights identical to the plain version's,
+ * bit for bit (a NaN weight's sign aside). */
 Test(kernels, route_cpu_matches_plain_version_bitwise)
 {
     enum { T = 400, L = 2 };
@@ -309,18 +311,22 @@ Test(kernels, route_cpu_matches_plain_version_bitwise)
     rng_seed(29);
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++)
         for (int dt = 0; dt < 3; dt++)
-            for (int mode = 0; mode < 3; mode++)
+            for (int mode = 0; mode < 5; mode++)
                 for (int wb_on = 0; wb_on < 2; wb_on++) {
                     const eplb_route_cfg_t *c = &cfgs[ci];
                     const int E = c->num_experts, K = c->top_k;
                     for (int i = 0; i < L * E; i++)
-                        bias[i] = (float)(rng_unif() - 0.5) * 0.2f;
+                        bias[i] = mode == 3   ? (float)(rng_u64() % 8) * 1e-6f
+                                  : mode == 4 ? (float)(rng_unif() - 0.5) * 100.0f
+                                              : (float)(rng_unif() - 0.5) * 0.2f;
                     for (int i = 0; i < T * L * E; i++) {
                         float v = rng_normal() * 2.0f;
                         if (mode == 1) /* exact ties */
                             v = (float)(rng_u64() % 6) * 0.5f;
                         else if (mode == 2 && rng_u64() % 50 == 0)
                             v = rng_u64() % 3 == 0 ? NAN : rng_u64() % 2 ? INFINITY : -INFINITY;
+                        else if (mode == 3) /* near-ties */
+                            v = 1.0f + (float)(rng_u64() % 64) * 1e-6f;
                         x[i] = v;
                         h[i] = dt == 1 ? eplb_f32_to_f16(v) : eplb_f32_to_bf16(v);
                     }
@@ -334,7 +340,9 @@ Test(kernels, route_cpu_matches_plain_version_bitwise)
                         plain_route_row(ib + r * K, wb + r * K, lg, d, (size_t)r * E,
                                         b ? b + (r % L) * E : NULL, c);
                     for (int i = 0; i < T * L * K; i++)
-                        if ((ia[i] != ib[i] || memcmp(&wa[i], &wb[i], 4)) && differ++ < 5)
+                        if ((ia[i] != ib[i] ||
+                             (memcmp(&wa[i], &wb[i], 4) && !(isnan(wa[i]) && isnan(wb[i])))) &&
+                            differ++ < 5)
                             cr_log_error("cfg %zu dtype %d mode %d bias %d entry %d: %d %a, "
                                          "plain %d %a",
                                          ci, dt, mode, wb_on, i, ia[i], wa[i], ib[i], wb[i]);

@@ -242,13 +242,14 @@ static void route_filtered(int *bi, const float *x, const float *bias,
         const float ab = fabsf(bias[e]);
         bmax = ab > bmax ? ab : bmax;
     }
-    const float m3 = 3.0f * 1e-5f * (1.0f + bmax);
+    /* (an infinite bias: every expert a candidate) */
+    const float m3 = bmax < 1e30f ? 3.0f * 1e-5f * (1.0f + bmax) : INFINITY;
     /* group scores: the exact top-2 of each group's candidates */
     float gscore[EPLB_MAX_GROUPS], A2[EPLB_MAX_GROUPS];
     for (int g = 0; g < G; g++) {
         float A1, b1 = -INFINITY, b2 = -INFINITY;
         top2(a + g * gs, gs, &A1, &A2[g]);
-        const float thr = A2[g] - m3;
+        const float thr = m3 < INFINITY ? A2[g] - m3 : -INFINITY;
         for (int q = g * gs; q < (g + 1) * gs; q++) {
             q = next_at_least(a, q, (g + 1) * gs, thr);
             if (q == (g + 1) * gs)
@@ -268,7 +269,7 @@ static void route_filtered(int *bi, const float *x, const float *bias,
     float theta = INFINITY;
     for (int q = 0; q < ng; q++)
         theta = A2[kg[q]] < theta ? A2[kg[q]] : theta;
-    const float thr = theta - m3;
+    const float thr = m3 < INFINITY ? theta - m3 : -INFINITY;
     float bk[EPLB_MAX_TOPK];
     int n = 0;
     for (int q = 0; q < ng; q++)

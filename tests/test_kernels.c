@@ -288,7 +288,8 @@ static void plain_route_row(int32_t *ids, float *w, const void *logits, eplb_dty
 
 /* Random logits of every dtype (smooth; exact ties from a few values;
  * NaN and +-inf sprinkled; near-ties, keys 1e-6 apart, which the filtered
- * DeepSeek-V3 path must decide exactly; biases of +-50), shapes with
+ * DeepSeek-V3 path must decide exactly; biases of +-50; NaN and +-inf
+ * biases), shapes with
  * groups of 32, 16, 10 (no multiple of 4) and none, bias or not,
  * renormalised or not: ids and weights identical to the plain version's,
  * bit for bit (a NaN weight's sign aside). */
@@ -311,14 +312,16 @@ Test(kernels, route_cpu_matches_plain_version_bitwise)
     rng_seed(29);
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++)
         for (int dt = 0; dt < 3; dt++)
-            for (int mode = 0; mode < 5; mode++)
+            for (int mode = 0; mode < 6; mode++)
                 for (int wb_on = 0; wb_on < 2; wb_on++) {
                     const eplb_route_cfg_t *c = &cfgs[ci];
                     const int E = c->num_experts, K = c->top_k;
                     for (int i = 0; i < L * E; i++)
                         bias[i] = mode == 3   ? (float)(rng_u64() % 8) * 1e-6f
                                   : mode == 4 ? (float)(rng_unif() - 0.5) * 100.0f
-                                              : (float)(rng_unif() - 0.5) * 0.2f;
+                                  : mode == 5 && rng_u64() % 20 == 0
+                                      ? (rng_u64() % 3 == 0 ? NAN : rng_u64() % 2 ? INFINITY : -INFINITY)
+                                      : (float)(rng_unif() - 0.5) * 0.2f;
                     for (int i = 0; i < T * L * E; i++) {
                         float v = rng_normal() * 2.0f;
                         if (mode == 1) /* exact ties */

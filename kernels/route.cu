@@ -924,8 +924,9 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     // into L2 meanwhile (lane sl of a segment: the 128-byte line of chunk
     // sl).  !SETUP (T over two row groups per warp): no setup but the
     // histogram's; the bias and heads are read where needed through L1,
-    // which the logits bypass (fused at T = 65536 35.2 us against 36.2 with
-    // the setup, but route at T <= 4096 0.4-0.5 us slower, run 33)
+    // which the logits bypass (the EPLB part at T = 65536 7-9% of route
+    // against 10-11% with the setup, runs 33-34; but route at T <= 4096
+    // 0.4-0.5 us slower, run 33)
     const float *bl = a.bias ? a.bias + (size_t)l * E : nullptr;
     const bool has_bias = bl != nullptr;
     const uint4 *hh = FM == 1 ? (const uint4 *)a.sp.hhead + (size_t)l * E : nullptr;

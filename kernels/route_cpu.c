@@ -306,10 +306,12 @@ static void route_row(int32_t *ids, float *w, const void *logits,
         memcpy(x, (const float *)logits + off, sizeof(float) * (size_t)E);
     } else {
         const uint16_t *h = (const uint16_t *)logits + off;
-        if (dt == EPLB_DTYPE_BF16)
+        if (dt == EPLB_DTYPE_BF16) { /* the high half of the float's bits */
+            uint32_t u[EPLB_MAX_EXPERTS];
             for (int e = 0; e < E; e++)
-                x[e] = eplb_bf16_to_f32(h[e]);
-        else
+                u[e] = (uint32_t)h[e] << 16;
+            memcpy(x, u, sizeof(float) * (size_t)E);
+        } else
             for (int e = 0; e < E; e++)
                 x[e] = eplb_f16_to_f32(h[e]);
     }

@@ -112,8 +112,8 @@ static inline void topk_insert(float k, int e, float *bk, int *bi, int *n, int K
     bi[j] = e;
 }
 
-/* The group limit from the groups' scores: keep[g] and the kept groups in
- * ascending order in kg; returns how many. */
+/* The group limit: the best topk_groups groups by score (ties to the lower
+ * group id), in ascending order in kg; returns how many. */
 static int keep_groups(const float *gscore, int G, int topk_groups, int *kg)
 {
     unsigned char keep[EPLB_MAX_GROUPS];

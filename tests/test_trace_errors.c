@@ -225,6 +225,26 @@ Test(trace_errors, ids_out_of_range)
     unlink(path);
 }
 
+/* A trace cut short while open (the data behind the first 4 KB gone):
+ * the parallel reader, whose workers read raw chunks themselves, reports a
+ * format error naming the file, the dataset and a chunk; no crash, no data
+ * from beyond the end. */
+Test(trace_errors, truncated_while_open)
+{
+    const char *path = good_trace();
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    static float lg[T_ * L_ * E_];
+    eplb_assert_ok(eplb_trace_read_logits_parallel(tr, lg, 0, T_, 2));
+    cr_assert_eq(truncate(path, 4096), 0);
+    eplb_assert_fails(eplb_trace_read_logits_parallel(tr, lg, 0, T_, 2), EPLB_ERR_FORMAT,
+                      "/router/logits: chunk at [");
+    cr_assert(strstr(eplb_error_last(), path) != NULL, "'%s' does not name the file",
+              eplb_error_last());
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
 Test(trace_errors, nan_logits)
 {
     const char *path = good_trace();

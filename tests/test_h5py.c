@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "trace_fixtures.h"
 #include "trace.h"
 
 static int have_h5py(void)
@@ -22,13 +23,8 @@ static void write_trace(const char *path, eplb_dtype_t dt, float *logits, int n)
 {
     for (int i = 0; i < n; i++)
         logits[i] = (float)(i - 11) * 0.337f + 0.001f * (float)(i * i);
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.model = "h5py-check";
-    o.source = "tests/test_h5py.c";
-    o.num_layers = 2;
-    o.route.num_experts = 4;
-    o.route.top_k = 2;
-    o.levels = EPLB_LEVEL_LOGITS;
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("h5py-check", "tests/test_h5py.c", 2, 4, 2, EPLB_LEVEL_LOGITS);
     o.logits_dtype = dt;
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "trace_fixtures.h"
 #include "json.h"
 #include "policy.h"
 #include "sim.h"
@@ -24,13 +25,8 @@ static void write_traces(void)
     snprintf(tok_trace, sizeof tok_trace, "%s/tok.h5", tdir);
     snprintf(cnt_trace, sizeof cnt_trace, "%s/cnt.h5", tdir);
     for (int level = 0; level < 2; level++) {
-        eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-        o.model = "test-moe";
-        o.source = "test_run_cli.c";
-        o.num_layers = L;
-        o.route.num_experts = E;
-        o.route.top_k = K;
-        o.levels = level ? EPLB_LEVEL_COUNTS : EPLB_LEVEL_TOPK;
+        eplb_trace_writer_opts_t o = eplb_test_writer_opts(
+            "test-moe", "test_run_cli.c", L, E, K, level ? EPLB_LEVEL_COUNTS : EPLB_LEVEL_TOPK);
         eplb_trace_writer_t *w = NULL;
         eplb_assert_ok(eplb_trace_writer_create(&w, level ? cnt_trace : tok_trace, &o));
         static int32_t ids[T][L][K], counts[L][E];
@@ -329,13 +325,8 @@ Test(run_cli, short_trace_defaults_to_once)
     enum { L = 2, E = 8 };
     char path[600];
     snprintf(path, sizeof path, "%s/short.h5", tdir);
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.model = "test-moe";
-    o.source = "test_run_cli.c";
-    o.num_layers = L;
-    o.route.num_experts = E;
-    o.route.top_k = 2;
-    o.levels = EPLB_LEVEL_COUNTS;
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, 2, EPLB_LEVEL_COUNTS);
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
     /* expert 0 carries most of the load: a placement that replicates it
@@ -393,13 +384,8 @@ Test(run_cli, gpu_select_pipeline_matches_cpu)
     enum { S = 300, L = 3, E = 16, K = 2, TMAX = 12, RANKS = 6 };
     char path[600];
     snprintf(path, sizeof path, "%s/ranks.h5", tdir);
-    eplb_trace_writer_opts_t wo = EPLB_TRACE_WRITER_OPTS_INIT;
-    wo.model = "test-moe";
-    wo.source = "test_run_cli.c";
-    wo.num_layers = L;
-    wo.route.num_experts = E;
-    wo.route.top_k = K;
-    wo.levels = EPLB_LEVEL_TOPK;
+    eplb_trace_writer_opts_t wo =
+        eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, K, EPLB_LEVEL_TOPK);
     wo.src_rank = 1;
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "trace_fixtures.h"
 #include "trace.h"
 
 #define L_ 2
@@ -27,13 +28,9 @@ TestSuite(trace_errors, .init = suite_init);
 static const char *good_trace(void)
 {
     const char *path = eplb_test_path(eplb_test_tmpdir(), "good.h5");
-    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-    o.model = "m";
-    o.source = "test_trace_errors.c";
-    o.num_layers = L_;
-    o.route.num_experts = E_;
-    o.route.top_k = K_;
-    o.levels = EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS;
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("m", "test_trace_errors.c", L_, E_, K_,
+                              EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
     o.chunk_rows = 3;
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
@@ -279,13 +276,8 @@ Test(trace_errors, nonfinite_logits_every_dtype)
     static float out[T * L * E];
     for (int di = 0; di < 3; di++) {
         const char *path = eplb_test_path(eplb_test_tmpdir(), "nonfinite.h5");
-        eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
-        o.model = "m";
-        o.source = "test_trace_errors.c";
-        o.num_layers = L;
-        o.route.num_experts = E;
-        o.route.top_k = 2;
-        o.levels = EPLB_LEVEL_LOGITS;
+        eplb_trace_writer_opts_t o =
+            eplb_test_writer_opts("m", "test_trace_errors.c", L, E, 2, EPLB_LEVEL_LOGITS);
         o.logits_dtype = dts[di];
         o.chunk_rows = 7;
         eplb_trace_writer_t *w = NULL;

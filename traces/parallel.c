@@ -498,6 +498,31 @@ static int read_unallocated(par_t *p, hid_t d, hid_t mtype, const hsize_t *off, 
     return r;
 }
 
+/* The stored size of the chunk at hoff (0: not allocated) and, where the
+ * workers read raw chunks themselves (p->fd), its file offset and filter
+ * mask (*at = -1: the producer fetches it with H5Dread_chunk); one index
+ * lookup per chunk.  Negative if HDF5 failed.  Caller holds the HDF5 lock. */
+static int chunk_where(const par_t *p, hid_t d, const hsize_t *hoff, hsize_t *nbytes,
+                       int64_t *at, uint32_t *mask)
+{
+#if H5_VERSION_GE(1, 10, 5)
+    if (p->fd >= 0) {
+        unsigned fm = 0;
+        haddr_t addr = HADDR_UNDEF;
+        if (H5Dget_chunk_info_by_coord(d, hoff, &fm, &addr, nbytes) >= 0) {
+            if (addr == HADDR_UNDEF)
+                *nbytes = 0; /* not allocated */
+            else if (addr <= (haddr_t)INT64_MAX)
+                *at = (int64_t)addr, *mask = fm; /* no user block: plain offsets */
+            return 0;
+        }
+        H5Eclear2(H5E_DEFAULT);
+    }
+#endif
+    (void)p;
+    return H5Dget_chunk_storage_size(d, hoff, nbytes) < 0 ? -1 : 0;
+}
+
 /* Fetch every raw chunk in order and queue it; caller holds the HDF5 lock. */
 static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
 {
@@ -510,7 +535,9 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
                 hsize_t off[3] = {c0 * p->cdims[0], c1 * p->cdims[1], c2 * p->cdims[2]};
                 hsize_t *hoff = off + (3 - rank); /* HDF5's rank */
                 hsize_t nbytes = 0;
-                if (H5Dget_chunk_storage_size(d, hoff, &nbytes) < 0 || nbytes == 0) {
+                int64_t at = -1;
+                uint32_t mask = 0;
+                if (chunk_where(p, d, hoff, &nbytes, &at, &mask) < 0 || nbytes == 0) {
                     H5Eclear2(H5E_DEFAULT);
                     atomic_store(&p->unchecked, 1); /* the fill value */
                     if (read_unallocated(p, d, mtype, off, rank) < 0) {
@@ -541,23 +568,8 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
                         return;
                     }
                 }
-                uint32_t mask = 0;
-                s->at = -1;
-#if H5_VERSION_GE(1, 10, 5)
-                if (p->fd >= 0) {
-                    unsigned fm = 0;
-                    haddr_t addr = HADDR_UNDEF;
-                    hsize_t size = 0;
-                    if (H5Dget_chunk_info_by_coord(d, hoff, &fm, &addr, &size) >= 0 &&
-                        addr != HADDR_UNDEF && size == nbytes && addr <= (haddr_t)INT64_MAX) {
-                        s->at = (int64_t)addr; /* no user block: addresses are offsets */
-                        mask = fm;
-                    } else {
-                        H5Eclear2(H5E_DEFAULT);
-                    }
-                }
-#endif
-                if (s->at < 0 && H5Dread_chunk(d, H5P_DEFAULT, hoff, &mask, s->data) < 0) {
+                s->at = at;
+                if (at < 0 && H5Dread_chunk(d, H5P_DEFAULT, hoff, &mask, s->data) < 0) {
                     char what[200];
                     snprintf(what, sizeof what, "cannot read raw chunk (hdf5: %s)",
                              eplb_h5_reason());

@@ -59,7 +59,8 @@ struct eplb_gpu {
     int carveout; /* EPLB_SEG_CARVEOUT: the segment kernel's preferred
                      shared-memory carveout in % (-1: the driver's) */
     int seg_setup; /* EPLB_SEG_SETUP: 1/0 forces the segment kernel's block
-                      setup on/off (-1: by the grid, route.cu) */
+                      setup on/off, 2 the heads only; 3: the heads only on
+                      large grids (-1: by the grid, route.cu) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

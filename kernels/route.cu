@@ -899,12 +899,14 @@ __device__ __forceinline__ void seg_cp(unsigned char *st, int seg, int sl, const
     }
 }
 
-template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM, bool SETUP>
+template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM, int SETUP_>
 __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 {
     static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
     constexpr int NW = NT / 32, E = NCH * 32, DUP = 8 / NCH;
     constexpr int LG = NCH == 8 ? 3 : NCH == 4 ? 2 : 1; // split levels
+    // SETUP_: 1 the full block setup, 0 none, 2 the heads only (FM 1)
+    constexpr bool SETUP = SETUP_ == 1, HH_S = FM == 1 && (SETUP_ == 1 || SETUP_ == 2);
     typedef SegSmem<E, DT, NW> SM;
     extern __shared__ __align__(16) unsigned char dyn_s[]; // [ASYNC stages][hist]
     int *hist_s = (int *)(dyn_s + (ASYNC ? SM::bytes : 0));
@@ -912,7 +914,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][4][E]; // keys of the warp's 4 rows
     __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
     __shared__ int win_s[NW][4][8];                 // expert of output column k
-    __shared__ uint4 hh_s[SETUP && FM == 1 ? E : 1]; // the layer's eplb_hhead_t (rules.h)
+    __shared__ uint4 hh_s[HH_S ? E : 1];     // the layer's eplb_hhead_t (rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane >> 3, sl = lane & 7;
     int *hist = (FM && a.use_hist) ? hist_s : nullptr;
@@ -947,9 +949,15 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             for (int e = threadIdx.x; e < E; e += blockDim.x)
                 hh_s[e] = __ldg(hh + e);
         __syncthreads();
-    } else if (hist) {
-        for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
-            hist[q] = 0;
+    } else if (hist || HH_S) {
+        // SETUP_ 2: the heads into shared memory before the histogram's
+        // barrier (the only one), the bias still through L1
+        if (hist)
+            for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
+                hist[q] = 0;
+        if (HH_S)
+            for (int e = threadIdx.x; e < E; e += blockDim.x)
+                hh_s[e] = __ldg(hh + e);
         __syncthreads();
     }
     float *row = row_s[ASYNC ? 0 : warp][seg];
@@ -1214,7 +1222,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                     // single-replica experts; the token row and the hash
                     // only for the others; the remainder by the head's
                     // multiplier, replicas 1-4 from the head
-                    const uint4 hv = SETUP ? hh_s[id] : __ldg(hh + id);
+                    const uint4 hv = HH_S ? hh_s[id] : __ldg(hh + id);
                     const eplb_hhead_t h = {hv.x, hv.y, hv.z, hv.w};
                     const int R = (int)(h.x >> 16) & 0xff;
                     ph = (int)(h.x & 0xffff);
@@ -1260,19 +1268,21 @@ typedef void (*route_kernel_t)(RouteArgs);
 // 2 fused, any other selection: each kernel carries only its own path);
 // *async_b: the dynamic shared memory of its cp.async stages
 template <bool FAST, bool ASYNC, int FM, int DT>
-route_kernel_t seg_pick_k(bool setup)
+route_kernel_t seg_pick_k(int setup)
 {
     // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
     // (about 39 KB each with the histogram; 20 warps per SM, 102 registers);
     // always with the setup
     constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
-    if (setup || ASYNC)
-        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, true>;
-    return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, ASYNC>;
+    if (setup == 1 || ASYNC)
+        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 1>;
+    if (setup == 2 && FM == 1) // the heads only (no other mode reads them)
+        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 2>;
+    return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 0>;
 }
 
 template <bool FAST, bool ASYNC, int FM>
-route_kernel_t seg_pick_fm(int dt, bool setup, size_t *async_b)
+route_kernel_t seg_pick_fm(int dt, int setup, size_t *async_b)
 {
     constexpr int NT = ASYNC ? 128 : 256;
     if (dt == EPLB_DTYPE_F32) {
@@ -1291,7 +1301,7 @@ route_kernel_t seg_pick_fm(int dt, bool setup, size_t *async_b)
 // the setup (route_seg_kernel); *async_b: the dynamic shared memory of its
 // cp.async stages
 template <bool FAST, bool ASYNC>
-route_kernel_t seg_pick(int dt, int fm, bool setup, size_t *async_b)
+route_kernel_t seg_pick(int dt, int fm, int setup, size_t *async_b)
 {
     return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, async_b)
            : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, async_b)
@@ -1323,10 +1333,13 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         const int fm = !a.fused ? 0 : a.hash_fast ? 1 : 2;
         // the block setup while the grid is one or two row groups per warp
         // (rows of one wave: 4 blocks of 32 per SM; run 33);
-        // EPLB_SEG_SETUP=0/1 forces it (tests)
-        const bool setup = g->seg_setup >= 0
-                               ? g->seg_setup != 0
-                               : a.T * a.L <= 2 * (int64_t)g->num_sms * 4 * 32;
+        // EPLB_SEG_SETUP=0/1/2 forces none, it or the heads only (tests),
+        // 3: the heads only (SETUP_ 2) on the larger grids
+        const bool small = a.T * a.L <= 2 * (int64_t)g->num_sms * 4 * 32;
+        const int setup = g->seg_setup >= 0 && g->seg_setup <= 2 ? g->seg_setup
+                          : small                                ? 1
+                          : g->seg_setup == 3                    ? 2
+                                                                 : 0;
         route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, &async_b)
                             : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, &async_b)
                                            : seg_pick<true, false>(a.dt, fm, setup, &async_b);

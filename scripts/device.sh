@@ -222,8 +222,10 @@ fi
 # maximum shared-memory carveout, at T = 4096, 16384, 65536; then ncu
 # (launch statistics, occupancy, instructions, warp states) of route,
 # fused and fused 7 at T = 65536.  Few files: summary, diag.jsonl, ncu.txt.
-# DIAG_CASES (KERNEL:DIAG:CARVEOUT[:VARIANT] ...), DIAG_TOKENS, DIAG_NCU
-# (cases for ncu; empty: none), DIAG_TESTS (gpu_tests --variant LIST first)
+# DIAG_CASES (KERNEL:DIAG:CARVEOUT[:VARIANT[:SETUP]] ...; SETUP: the
+# value of EPLB_SEG_SETUP, empty: unset), DIAG_TOKENS, DIAG_NCU (cases for
+# ncu; empty: none), DIAG_TESTS (gpu_tests --variant LIST first), DIAG_CPU,
+# DIAG_RS (below)
 if [ "$what" = diag ]; then
     R="$B/eplb-replay"
     if [ -n "${DIAG_TESTS:-}" ]; then # gpu_tests for variants $DIAG_TESTS first
@@ -240,8 +242,8 @@ if [ "$what" = diag ]; then
     cases=${DIAG_CASES:-"route:0:-1 fused:0:-1 fused:7:-1 fused:2:-1 route:0:100 fused:0:100 fused:7:100"}
     for round in $(seq 1 "${DIAG_ROUNDS:-3}"); do
         for c in $cases; do
-            IFS=: read -r k d co v <<<"$c"
-            EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co $R bench kernels --device gpu --only $k --variant "${v:-0}" \
+            IFS=: read -r k d co v su <<<"$c"
+            env ${su:+EPLB_SEG_SETUP=$su} EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co $R bench kernels --device gpu --only $k --variant "${v:-0}" \
                 --tokens ${DIAG_TOKENS:-4096,16384,65536} --json 2>&1 |
                 sed "s/^{/{\"case\":\"$c\",\"round\":$round,/" >>"$OUT/diag.jsonl"
         done
@@ -253,15 +255,35 @@ if [ "$what" = diag ]; then
     done
     : >"$OUT/ncu.txt"
     for c in ${DIAG_NCU-route:0:-1 fused:0:-1 fused:7:-1 fused:0:100}; do
-        IFS=: read -r k d co v <<<"$c"
+        IFS=: read -r k d co v su <<<"$c"
         echo "=== $c" >>"$OUT/ncu.txt"
-        EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co timeout 120 ncu --clock-control none \
+        env ${su:+EPLB_SEG_SETUP=$su} EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co timeout 120 ncu --clock-control none \
             --kernel-name regex:route_seg --launch-count 1 --section LaunchStats \
             --section Occupancy --section WarpStateStats --section SpeedOfLight \
             --metrics smsp__inst_executed.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sectors_op_red.sum,lts__t_sectors_op_atom.sum \
             $R bench kernels --device gpu --tokens 65536 --reps 1 --only $k --variant "${v:-0}" >>"$OUT/ncu.txt" 2>&1
         say "ncu $c: $(sed -n "/=== $c\$/,\$p" "$OUT/ncu.txt" | grep -E "Duration|inst_executed.sum|Achieved Occupancy|Block Limit Shared|Shared Memory Configuration Size|Dynamic Shared Memory Per|Waves Per SM|Warp Cycles Per Issued|lts__t_sectors_op" | tr -s ' ' | tr '\n' ';')"
     done
+    # DIAG_CPU=1: bench kernels --device cpu (all cores, then one thread)
+    if [ "${DIAG_CPU:-0}" = 1 ]; then
+        $R bench kernels --device cpu --tokens 4096,65536 --json >"$OUT/cpu.jsonl" 2>&1
+        EPLB_THREADS=1 $R bench kernels --device cpu --tokens 4096,65536 --json >>"$OUT/cpu.jsonl" 2>&1
+        say "cpu: $(grep -v memcpy "$OUT/cpu.jsonl" | cut -c1-200 | tr '\n' ';')"
+    fi
+    # DIAG_RS=1: replay_speed, then the GPU run again with EPLB_READ_CHUNKS
+    # set to each of $DIAG_RC (default "1 2 4")
+    if [ "${DIAG_RS:-0}" = 1 ]; then
+        KEEP_BIG=1 IO_REPEAT=1 replay_speed
+        for rc in ${DIAG_RC:-1 2 4}; do
+            for rep in 1 2; do
+                t0=$(date +%s.%N)
+                EPLB_READ_CHUNKS=$rc EPLB_TIMINGS=1 run_on gpusel /tmp/eplb-big.h5 --policy deepseek --select hash \
+                    --json --quiet --policy-time 0 >/dev/null 2>"$OUT/rc.err"
+                say "run (gpusel, EPLB_READ_CHUNKS=$rc): rc $?, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(head -c 400 "$OUT/rc.err" | tr '\n' ' ')"
+            done
+        done
+        rm -f /tmp/eplb-big.h5
+    fi
     say "== $(stamp) done"
     exit 0
 fi
@@ -316,7 +338,8 @@ replay_speed() {
     # (gpu==cpu differs by routing near-ties of the fast sigmoid; counted
     # only where the trace records ids: routing_check)
     same_json "replayspeed gpu==cpu" "$OUT/rs-cpu.norm" "$OUT/rs-gpusel.norm"
-    rm -f $G "$OUT"/rs-*.norm
+    [ "${KEEP_BIG:-0}" = 1 ] || rm -f $G
+    rm -f "$OUT"/rs-*.norm
 }
 
 if [ "$what" = replayspeed ]; then

@@ -58,9 +58,9 @@ struct eplb_gpu {
                     (records the logical id); kernels/dev/README.md */
     int carveout; /* EPLB_SEG_CARVEOUT: the segment kernel's preferred
                      shared-memory carveout in % (-1: the driver's) */
-    int seg_setup; /* EPLB_SEG_SETUP: 1/0 forces the segment kernel's block
-                      setup on/off, 2 the heads only; 3: the heads only on
-                      large grids (-1: by the grid, route.cu) */
+    int seg_setup; /* EPLB_SEG_SETUP 0-3 forces the segment kernel's
+                      SETUP_ (bit 0 the block setup, bit 1 the heads in
+                      shared memory; -1: by the grid, route.cu) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

@@ -905,8 +905,10 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
     constexpr int NW = NT / 32, E = NCH * 32, DUP = 8 / NCH;
     constexpr int LG = NCH == 8 ? 3 : NCH == 4 ? 2 : 1; // split levels
-    // SETUP_: 1 the full block setup, 0 none, 2 the heads only (FM 1)
-    constexpr bool SETUP = SETUP_ == 1, HH_S = FM == 1 && (SETUP_ == 1 || SETUP_ == 2);
+    // SETUP_ bit 0: the block setup (bias in shared memory, L2 prefetch),
+    // bit 1: the heads in shared memory (FM 1; before the setup's or the
+    // histogram's barrier)
+    constexpr bool SETUP = (SETUP_ & 1) != 0, HH_S = FM == 1 && (SETUP_ & 2) != 0;
     typedef SegSmem<E, DT, NW> SM;
     extern __shared__ __align__(16) unsigned char dyn_s[]; // [ASYNC stages][hist]
     int *hist_s = (int *)(dyn_s + (ASYNC ? SM::bytes : 0));
@@ -945,13 +947,13 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         if (has_bias)
             for (int e = threadIdx.x; e < E; e += blockDim.x)
                 bias_s[e] = bl[e];
-        if (FM == 1)
+        if (HH_S)
             for (int e = threadIdx.x; e < E; e += blockDim.x)
                 hh_s[e] = __ldg(hh + e);
         __syncthreads();
     } else if (hist || HH_S) {
-        // SETUP_ 2: the heads into shared memory before the histogram's
-        // barrier (the only one), the bias still through L1
+        // the heads without the setup: into shared memory before the
+        // histogram's barrier (the only one), the bias through L1
         if (hist)
             for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
                 hist[q] = 0;
@@ -1274,10 +1276,13 @@ route_kernel_t seg_pick_k(int setup)
     // (about 39 KB each with the histogram; 20 warps per SM, 102 registers);
     // always with the setup
     constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
-    if (setup == 1 || ASYNC)
-        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 1>;
-    if (setup == 2 && FM == 1) // the heads only (no other mode reads them)
+    // setup: route_seg_kernel's SETUP_ (bit 1, the heads, only for FM 1)
+    if (ASYNC || (setup == 3 && FM == 1))
+        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 3>;
+    if (setup == 2 && FM == 1)
         return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 2>;
+    if (setup & 1)
+        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 1>;
     return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 0>;
 }
 
@@ -1333,12 +1338,11 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         const int fm = !a.fused ? 0 : a.hash_fast ? 1 : 2;
         // the block setup while the grid is one or two row groups per warp
         // (rows of one wave: 4 blocks of 32 per SM; run 33);
-        // EPLB_SEG_SETUP=0/1/2 forces none, it or the heads only (tests),
-        // 3: the heads only (SETUP_ 2) on the larger grids
+        // EPLB_SEG_SETUP=0-3 forces route_seg_kernel's SETUP_ (tests,
+        // timing: 1 the setup without the heads, 2 the heads only)
         const bool small = a.T * a.L <= 2 * (int64_t)g->num_sms * 4 * 32;
-        const int setup = g->seg_setup >= 0 && g->seg_setup <= 2 ? g->seg_setup
-                          : small                                ? 1
-                          : g->seg_setup == 3                    ? 2
+        const int setup = g->seg_setup >= 0 && g->seg_setup <= 3 ? g->seg_setup
+                          : small                                ? 3
                                                                  : 0;
         route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, &async_b)
                             : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, &async_b)

@@ -129,6 +129,34 @@ replay_check() {
     rm -f "$OUT"/replay-*.norm
 }
 
+# replayspeed: a large generated trace (DeepSeek-V3, 64 steps of ~1024
+# tokens, bf16 logits, ~1.3 GB): decode speed (`bench io`) against the wall
+# time of `eplb-replay run` with --device cpu, --device gpu with
+# EPLB_GPU_SELECT=0, and --device gpu (the outputs compared)
+replay_speed() {
+    R="$B/eplb-replay"
+    G=/tmp/eplb-big.h5
+    t0=$(date +%s.%N)
+    $R gen --preset deepseek-v3 --steps 64 --tokens-per-step 1024 -o $G >"$OUT/gen.log" 2>&1
+    say "gen: $(tail -1 "$OUT/gen.log") ($(du -m $G | cut -f1) MB, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s)"
+    $R bench io $G --repeat ${IO_REPEAT:-3} >"$OUT/io.txt" 2>&1
+    grep -E "serial|parallel" "$OUT/io.txt" | tee -a "$summary"
+    for dev in cpu gpu gpusel; do
+        t0=$(date +%s.%N)
+        EPLB_TIMINGS=1 run_on $dev $G --policy deepseek --select hash --json --quiet \
+            --policy-time 0 >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
+        rc=$?
+        say "run ($dev): rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(grep -o '"device": "[^"]*"' "$OUT/rs-$dev.json") $(head -c 400 "$OUT/rs-$dev.err")"
+        sed -E 's/"device": "[^"]*"//' "$OUT/rs-$dev.json" >"$OUT/rs-$dev.norm"
+    done
+    same_json "replayspeed gpusel==gpu" "$OUT/rs-gpu.norm" "$OUT/rs-gpusel.norm"
+    # (gpu==cpu differs by routing near-ties of the fast sigmoid; counted
+    # only where the trace records ids: routing_check)
+    same_json "replayspeed gpu==cpu" "$OUT/rs-cpu.norm" "$OUT/rs-gpusel.norm"
+    [ "${KEEP_BIG:-0}" = 1 ] || rm -f $G
+    rm -f "$OUT"/rs-*.norm
+}
+
 # comparison table of `bench kernels --json` files (bench-TAG.jsonl): per
 # file and T, route, fused (physical ids + weights) and fused_ids (logical
 # ids too) median us, the empty-kernel launch, EPLB part (fused - route) in
@@ -313,34 +341,6 @@ if [ "$what" = spread ]; then
     say "== $(stamp) done"
     exit 0
 fi
-
-# replayspeed: a large generated trace (DeepSeek-V3, 64 steps of ~1024
-# tokens, bf16 logits, ~1.3 GB): decode speed (`bench io`) against the wall
-# time of `eplb-replay run` with --device cpu, --device gpu with
-# EPLB_GPU_SELECT=0, and --device gpu (the outputs compared)
-replay_speed() {
-    R="$B/eplb-replay"
-    G=/tmp/eplb-big.h5
-    t0=$(date +%s.%N)
-    $R gen --preset deepseek-v3 --steps 64 --tokens-per-step 1024 -o $G >"$OUT/gen.log" 2>&1
-    say "gen: $(tail -1 "$OUT/gen.log") ($(du -m $G | cut -f1) MB, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s)"
-    $R bench io $G --repeat ${IO_REPEAT:-3} >"$OUT/io.txt" 2>&1
-    grep -E "serial|parallel" "$OUT/io.txt" | tee -a "$summary"
-    for dev in cpu gpu gpusel; do
-        t0=$(date +%s.%N)
-        EPLB_TIMINGS=1 run_on $dev $G --policy deepseek --select hash --json --quiet \
-            --policy-time 0 >"$OUT/rs-$dev.json" 2>"$OUT/rs-$dev.err"
-        rc=$?
-        say "run ($dev): rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(grep -o '"device": "[^"]*"' "$OUT/rs-$dev.json") $(head -c 400 "$OUT/rs-$dev.err")"
-        sed -E 's/"device": "[^"]*"//' "$OUT/rs-$dev.json" >"$OUT/rs-$dev.norm"
-    done
-    same_json "replayspeed gpusel==gpu" "$OUT/rs-gpu.norm" "$OUT/rs-gpusel.norm"
-    # (gpu==cpu differs by routing near-ties of the fast sigmoid; counted
-    # only where the trace records ids: routing_check)
-    same_json "replayspeed gpu==cpu" "$OUT/rs-cpu.norm" "$OUT/rs-gpusel.norm"
-    [ "${KEEP_BIG:-0}" = 1 ] || rm -f $G
-    rm -f "$OUT"/rs-*.norm
-}
 
 if [ "$what" = replayspeed ]; then
     replay_speed

@@ -772,8 +772,8 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //  7. fused: the lane that writes entry (row, k) selects its replica and
 //     records it (shared histogram), with no staging; for hash, from the
 //     layer's expert heads (kernels/rules.h eplb_hhead_t: replicas 0-4 and
-//     a multiply-high remainder by R), copied into shared memory by the
-//     block setup on small grids, read through L1 on large ones (SETUP).
+//     a multiply-high remainder by R), read through L1 (a copy in shared
+//     memory, SETUP_ bit 1, is kept as a switch: slower, runs 35-36).
 // FAST (the default, variant 6): sigmoid by ex2.approx + rcp.approx (about
 // 6 instructions per expert instead of 12); keys then differ from the CPU's
 // by an ulp or two, which shows only at near-ties (the GPU tests bound the
@@ -782,9 +782,9 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 // branch in the loads), and so is the fused mode FM (0 route only, 1 fused
 // hash from the heads, 2 fused, other modes): the route kernel carries no
 // fused code (56 registers instead of 64; route 1-3% faster, run 29).
-// SETUP: the block setup (bias and heads into shared memory, a barrier)
-// where the grid is one or two row groups per warp; without it on larger
-// grids (launch_route; run 33).
+// SETUP: the block setup (bias into shared memory, a barrier) where the
+// grid is one or two row groups per warp; without it on larger grids
+// (launch_route; run 33).
 constexpr int kSegCap = 32;
 
 __device__ __forceinline__ float ex2_ftz(float x)
@@ -923,11 +923,11 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     int32_t *cnt = FM ? a.counts + (size_t)l * a.sp.P : nullptr;
     const int64_t stride = (int64_t)gridDim.x * NW * 4;
     const int64_t first = ((int64_t)blockIdx.x * NW + warp) * 4;
-    // SETUP (the small grids): the bias and the map heads are copied into
-    // shared memory before a barrier, with the first rows' logits fetched
-    // into L2 meanwhile (lane sl of a segment: the 128-byte line of chunk
-    // sl).  !SETUP (T over two row groups per warp): no setup but the
-    // histogram's; the bias and heads are read where needed through L1,
+    // SETUP (the small grids): the bias (and with HH_S the map heads) is
+    // copied into shared memory before a barrier, with the first rows'
+    // logits fetched into L2 meanwhile (lane sl of a segment: the 128-byte
+    // line of chunk sl).  !SETUP (T over two row groups per warp): no setup
+    // but the histogram's; the bias is read where needed through L1,
     // which the logits bypass (the EPLB part at T = 65536 7-9% of route
     // against 10-11% with the setup, runs 33-34; but route at T <= 4096
     // 0.4-0.5 us slower, run 33)
@@ -1341,8 +1341,12 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         // EPLB_SEG_SETUP=0-3 forces route_seg_kernel's SETUP_ (tests,
         // timing: 1 the setup without the heads, 2 the heads only)
         const bool small = a.T * a.L <= 2 * (int64_t)g->num_sms * 4 * 32;
+        // (the heads stay in global memory, read through L1, on every grid:
+        // their copy into shared memory cost the fused kernel 0.05-0.12 us
+        // more than it saved at T <= 4096 (run 36), and gained nothing at
+        // T = 65536 (run 35))
         const int setup = g->seg_setup >= 0 && g->seg_setup <= 3 ? g->seg_setup
-                          : small                                ? 3
+                          : small                                ? 1
                                                                  : 0;
         route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, &async_b)
                             : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, &async_b)

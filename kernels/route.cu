@@ -772,8 +772,9 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //  7. fused: the lane that writes entry (row, k) selects its replica and
 //     records it (shared histogram), with no staging; for hash, from the
 //     layer's expert heads (kernels/rules.h eplb_hhead_t: replicas 0-4 and
-//     a multiply-high remainder by R), read through L1 (a copy in shared
-//     memory, SETUP_ bit 1, is kept as a switch: slower, runs 35-36).
+//     a multiply-high remainder by R), copied into shared memory by the
+//     block setup where a warp has more than one row group, else read
+//     through L1 (SETUP_ bit 1; runs 35-37).
 // FAST (the default, variant 6): sigmoid by ex2.approx + rcp.approx (about
 // 6 instructions per expert instead of 12); keys then differ from the CPU's
 // by an ulp or two, which shows only at near-ties (the GPU tests bound the
@@ -782,9 +783,9 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 // branch in the loads), and so is the fused mode FM (0 route only, 1 fused
 // hash from the heads, 2 fused, other modes): the route kernel carries no
 // fused code (56 registers instead of 64; route 1-3% faster, run 29).
-// SETUP: the block setup (bias into shared memory, a barrier) where the
-// grid is one or two row groups per warp; without it on larger grids
-// (launch_route; run 33).
+// SETUP: the block setup (bias, and the heads beyond one row group per
+// warp, into shared memory; a barrier) where the grid is one or two row
+// groups per warp; without it on larger grids (launch_route; runs 33-37).
 constexpr int kSegCap = 32;
 
 __device__ __forceinline__ float ex2_ftz(float x)
@@ -1341,12 +1342,15 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         // EPLB_SEG_SETUP=0-3 forces route_seg_kernel's SETUP_ (tests,
         // timing: 1 the setup without the heads, 2 the heads only)
         const bool small = a.T * a.L <= 2 * (int64_t)g->num_sms * 4 * 32;
-        // (the heads stay in global memory, read through L1, on every grid:
-        // their copy into shared memory cost the fused kernel 0.05-0.12 us
-        // more than it saved at T <= 4096 (run 36), and gained nothing at
-        // T = 65536 (run 35))
+        // The heads (fused hash) go into shared memory with the setup only
+        // where a warp has more than one row group on average: their copy
+        // cost the fused kernel 0.05-0.12 us more than it saved at T <=
+        // 4096 (run 36), and saved ~0.1 us at 16384 (runs 35, 37); without
+        // the setup (T = 65536) it gained nothing (run 35).
+        const bool one_group = a.T * a.L <= (int64_t)g->num_sms * 8 * 4;
         const int setup = g->seg_setup >= 0 && g->seg_setup <= 3 ? g->seg_setup
-                          : small                                ? 1
+                          : small && one_group                   ? 1
+                          : small                                ? 3
                                                                  : 0;
         route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, &async_b)
                             : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, &async_b)

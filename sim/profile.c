@@ -31,7 +31,7 @@ void eplb_sim_profile_default(eplb_profile_t *out)
     out->record_frac = 0.0166;
     /* kernels/ fused route+select+record minus route, per layer, H100 */
     static const double rtok[] = {64, 512, 4096, 16384, 65536};
-    static const double rus[] = {0.57, 0.80, 0.76, 1.36, 2.58}; /* runs 32-34 */
+    static const double rus[] = {0.51, 0.78, 0.77, 1.35, 2.52}; /* runs 35-37 */
     out->record_n = 5;
     for (int k = 0; k < 5; k++) {
         out->record_tokens[k] = rtok[k];

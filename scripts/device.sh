@@ -362,11 +362,12 @@ if [ "$what" = replayspeed ]; then
     exit 0
 fi
 
-# final: gpu_tests (routing and fused tests for the default variant only),
-# compute-sanitizer on the small tests, the replay check, replay_speed
+# final: gpu_tests (routing and fused tests for the default variant only,
+# or FINAL_VARIANTS), compute-sanitizer on the small tests, FINAL_BENCH
+# processes of bench kernels with a table, the replay check, replay_speed
 if [ "$what" = final ]; then
-    say "== $(stamp) gpu_tests --variant 0"
-    (cd "$B" && EPLB_SRCDIR="$T" timeout 200 ./tests/gpu_tests --variant 0) >"$OUT/gpu_tests.log" 2>&1
+    say "== $(stamp) gpu_tests --variant ${FINAL_VARIANTS:-0}"
+    (cd "$B" && EPLB_SRCDIR="$T" timeout 200 ./tests/gpu_tests --variant "${FINAL_VARIANTS:-0}") >"$OUT/gpu_tests.log" 2>&1
     say "gpu_tests rc=$?: $(tail -1 "$OUT/gpu_tests.log")"
     grep -E "FAIL|rate|esft" "$OUT/gpu_tests.log" | head -10 | tee -a "$summary"
     CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -375,6 +376,20 @@ if [ "$what" = final ]; then
             ./tests/gpu_tests --small --variant 0) >"$OUT/$tool.log" 2>&1
         say "$tool rc=$?: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool.log")"
     done
+    # FINAL_BENCH=N: N processes of the default's bench kernels, a table
+    if [ "${FINAL_BENCH:-0}" -gt 0 ]; then
+        files=()
+        for r in $(seq 1 "$FINAL_BENCH"); do
+            "$B/eplb-replay" bench kernels --device gpu --json >"$OUT/bench-r$r.jsonl" 2>&1
+            files+=("$OUT/bench-r$r.jsonl")
+        done
+        cmp_table "${files[@]}"
+        cat "$OUT/table.txt" >>"$summary"
+        for f in "${files[@]}"; do
+            sed "s/^{/{\"file\":\"$(basename "$f" .jsonl)\",/" "$f"
+        done >"$OUT/bench-all.jsonl"
+        rm -f "${files[@]}"
+    fi
     replay_check
     IO_REPEAT=1 replay_speed
     say "== $(stamp) done"

@@ -21,7 +21,8 @@
  * one of two pinned stages, and pinning costs ~0.6 s per GB (H100
  * machine): 2 chunks per thread there (1.33-1.36 s for the 64-step
  * DeepSeek-V3 trace against 1.40-1.48 with 4, 1.46-1.62 with 1, run 25).
- * Tunable: EPLB_READ_CHUNKS (1-64) for both. */
+ * Tunable: EPLB_READ_CHUNKS (1-64) for both, exactly (without the 32 MiB
+ * minimum). */
 #define ROUTE_CHUNK_BYTES (32u << 20)
 #define READ_CHUNKS_PER_THREAD 4
 #define READ_CHUNKS_PER_THREAD_GPU 2
@@ -230,10 +231,13 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
      * chunk the range touches in full */
     const int64_t ct = eplb_trace_chunk_tokens(s->trace);
     const char *rc = getenv("EPLB_READ_CHUNKS");
-    const int64_t per = rc && atoi(rc) >= 1 && atoi(rc) <= 64 ? atoi(rc)
-                        : s->gpu                            ? READ_CHUNKS_PER_THREAD_GPU
-                                                            : READ_CHUNKS_PER_THREAD;
-    if (ct > 0 && chunk < per * eplb_num_threads() * ct)
+    const int set = rc && atoi(rc) >= 1 && atoi(rc) <= 64;
+    const int64_t per = set ? atoi(rc)
+                        : s->gpu ? READ_CHUNKS_PER_THREAD_GPU
+                                 : READ_CHUNKS_PER_THREAD;
+    /* EPLB_READ_CHUNKS: exactly that many per thread (also below 32 MiB:
+     * tests read small traces in many reads) */
+    if (ct > 0 && (set || chunk < per * eplb_num_threads() * ct))
         chunk = per * eplb_num_threads() * ct;
     if (chunk > (int64_t)(ROUTE_CHUNK_MAX_BYTES / row))
         chunk = (int64_t)(ROUTE_CHUNK_MAX_BYTES / row);

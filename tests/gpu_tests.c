@@ -6,13 +6,16 @@
  * shapes small for compute-sanitizer; --variant V[,V...] runs only the
  * routing and fused tests, for those routing kernel variants (default:
  * everything, all variants). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kernels.h"
+#include "sim_impl.h" /* the source's read_ids (test_source_reads) */
 #include "trace.h"
 
 static int n_pass, n_fail, small;
@@ -591,6 +594,109 @@ static void test_stage(void)
     free(mp.l2p);
 }
 
+/* ---- the replay's reads routed on the GPU -------------------------------- */
+/* A logits trace read by the replay's source (sim/source.c) in many small
+ * reads (EPLB_THREADS=2, EPLB_READ_CHUNKS=1: 32 tokens per read), two in
+ * flight (the default) and one at a time (EPLB_READ_OVERLAP=0): the ids of
+ * eplb_gpu_route_host on the whole trace, bit for bit, for the whole range
+ * and for one that starts and ends inside dataset chunks; the recorded ids
+ * (the CPU's routing) compared on every row. */
+static void test_source_reads(void)
+{
+    const route_case_t *rc = &route_cases[0];
+    const int L = 2, E = rc->c.num_experts, K = rc->c.top_k, S = 12, TPS = small ? 20 : 83;
+    const int64_t T = (int64_t)S * TPS;
+    char dir[] = "/tmp/eplb-gpu-tests-XXXXXX", path[64];
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp: %s", strerror(errno));
+        return;
+    }
+    snprintf(path, sizeof path, "%s/src.h5", dir);
+    float *x = make_logits((size_t)T * L * E, EPLB_DTYPE_F32, 2.0f);
+    float *bias = xmalloc(sizeof *bias * L * E);
+    for (int i = 0; i < L * E; i++)
+        bias[i] = normal() * 0.1f;
+    int32_t *rec = xmalloc((size_t)T * L * K * 4), *ref = xmalloc((size_t)T * L * K * 4),
+            *out = xmalloc((size_t)T * L * K * 4);
+    void *xb = xmalloc((size_t)T * L * E * 2);
+    OK(eplb_route_cpu(rec, NULL, x, EPLB_DTYPE_F32, T, L, bias, &rc->c));
+    eplb_trace_writer_opts_t o = EPLB_TRACE_WRITER_OPTS_INIT;
+    o.model = "gpu-tests";
+    o.source = "tests/gpu_tests.c";
+    o.num_layers = L;
+    o.route = rc->c;
+    o.levels = EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK;
+    o.logits_dtype = EPLB_DTYPE_BF16;
+    o.chunk_rows = 16;
+    eplb_trace_writer_t *w = NULL;
+    OK(eplb_trace_writer_create(&w, path, &o));
+    if (w) {
+        OK(eplb_trace_writer_set_bias(w, bias));
+        for (int st = 0; st < S; st++)
+            OK(eplb_trace_writer_append_step(w, TPS, x + (size_t)st * TPS * L * E,
+                                             rec + (size_t)st * TPS * L * K, NULL, NULL, NULL,
+                                             0));
+        OK(eplb_trace_writer_finish(w));
+    }
+    eplb_trace_t *tr = NULL;
+    OK(eplb_trace_open(&tr, path));
+    if (tr) {
+        /* the reference: the file's bf16 logits routed in one call */
+        OK(eplb_trace_read_logits(tr, xb, 0, T));
+        OK(eplb_gpu_route_host(gpu, ref, NULL, xb, EPLB_DTYPE_BF16, T, L, bias, &rc->c));
+        int64_t rows_cpu = 0;
+        for (int64_t r = 0; r < T * L; r++) {
+            int same = 1;
+            for (int k = 0; k < K && same; k++) {
+                int f = 0;
+                for (int j = 0; j < K; j++)
+                    f |= ref[r * K + k] == rec[r * K + j];
+                same = f;
+            }
+            rows_cpu += !same; /* bf16 against the f32 the CPU routed */
+        }
+        setenv("EPLB_THREADS", "2", 1);
+        setenv("EPLB_READ_CHUNKS", "1", 1);
+        for (int ov = 1; ov >= 0; ov--) {
+            setenv("EPLB_READ_OVERLAP", ov ? "1" : "0", 1);
+            const int64_t r0[2] = {0, 5}, r1[2] = {T, T - 7};
+            for (int q = 0; q < 2; q++) {
+                eplb_sim_source_t *src = NULL;
+                OK(eplb_sim_source_trace(&src, tr));
+                if (!src)
+                    continue;
+                eplb_sim_source_use_gpu(src, gpu);
+                memset(out, 0x7f, (size_t)T * L * K * 4);
+                OK(src->read_ids(src, out, r0[q], r1[q]));
+                CHECK(memcmp(out, ref + (size_t)r0[q] * L * K,
+                             (size_t)(r1[q] - r0[q]) * L * K * 4) == 0,
+                      "source reads (overlap %d, tokens %lld-%lld): ids differ from one "
+                      "GPU call", ov, (long long)r0[q], (long long)r1[q]);
+                int64_t rows = 0, differ = 0;
+                eplb_sim_source_routing_check(src, &rows, &differ);
+                CHECK(rows == (r1[q] - r0[q]) * L, "routing check: %lld rows, want %lld",
+                      (long long)rows, (long long)((r1[q] - r0[q]) * L));
+                CHECK(q || differ == rows_cpu,
+                      "routing check: %lld rows differ from the recorded ids, want %lld",
+                      (long long)differ, (long long)rows_cpu);
+                eplb_sim_source_free(src);
+            }
+        }
+        unsetenv("EPLB_READ_OVERLAP");
+        unsetenv("EPLB_READ_CHUNKS");
+        unsetenv("EPLB_THREADS");
+        eplb_trace_close(tr);
+    }
+    remove(path);
+    rmdir(dir);
+    free(x);
+    free(xb);
+    free(bias);
+    free(rec);
+    free(ref);
+    free(out);
+}
+
 /* ---- the ESFT trace: routing reproduces the recorded ids ------------------- */
 static void test_esft_trace(void)
 {
@@ -710,7 +816,8 @@ int main(int argc, char **argv)
         {"route_shapes", test_route_shapes, 1}, {"route_ties", test_route_ties, 1},
         {"route_tie_rate", test_route_tie_rate, 1},
         {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
-        {"stage", test_stage, 0},               {"esft_trace", test_esft_trace, 0},
+        {"stage", test_stage, 0},               {"source_reads", test_source_reads, 0},
+        {"esft_trace", test_esft_trace, 0},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if (only_variant >= 0 && !tests[i].routing)

@@ -70,6 +70,9 @@ eplb_status_t eplb_layer_map_check(const eplb_layer_map_t *map);
 eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
                              eplb_dtype_t dt, int64_t T, int L,
                              const float *bias, const eplb_route_cfg_t *cfg);
+/* Threads eplb_route_cpu uses for rows = T x L (eplb_num_threads(), fewer
+ * for small calls). */
+int eplb_route_cpu_threads(int64_t rows);
 
 /* Select a replica for every (token, layer, k) and add the choice to
  * counts[L][P].  phys may be NULL.  Ids outside [0, E) map to -1 and are
@@ -78,6 +81,9 @@ eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
                                      const int32_t *ids, int64_t T, int L,
                                      int K, const eplb_layer_map_t *maps,
                                      const eplb_select_cfg_t *cfg);
+/* Threads eplb_select_record_cpu uses (one per layer, up to
+ * eplb_num_threads(); one for small calls). */
+int eplb_select_cpu_threads(int64_t T, int L, int K);
 
 /* Source rank and row of every token (t of the selection rules): with
  * src_rank NULL, T tokens form num_ranks contiguous blocks of ceil(T /

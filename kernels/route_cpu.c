@@ -21,6 +21,9 @@
 
 #include "checks.h"
 
+/* rows per thread of eplb_route_cpu at least (eplb_route_cpu_threads) */
+#define ROUTE_ROWS_PER_THREAD 256
+
 eplb_status_t eplb_route_cfg_check(const eplb_route_cfg_t *cfg)
 {
     if (!cfg)
@@ -414,6 +417,22 @@ static void *route_worker(void *arg)
     return NULL;
 }
 
+int eplb_route_cpu_threads(int64_t rows)
+{
+    int nt = eplb_num_threads();
+    /* at least ROUTE_ROWS_PER_THREAD rows per thread: a thread costs ~45
+     * us to start and join (the 2-core build machine, 16 at a time), 256
+     * rows 0.4-0.7 ms to route (1.5-2.8 us a DeepSeek-V3 row,
+     * docs/perf/kernels.md); 2048 before the fifth session */
+    if (nt > rows / ROUTE_ROWS_PER_THREAD)
+        nt = (int)(rows / ROUTE_ROWS_PER_THREAD);
+    if (nt < 1)
+        nt = 1;
+    if (nt > 256)
+        nt = 256;
+    return nt;
+}
+
 eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
                              eplb_dtype_t dt, int64_t T, int L,
                              const float *bias, const eplb_route_cfg_t *cfg)
@@ -428,14 +447,7 @@ eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "route: unknown dtype %d",
                               (int)dt);
     int64_t rows = T * L;
-    int nt = eplb_num_threads();
-    /* about 2k rows per thread at least: below that threads cost more */
-    if (nt > rows / 2048)
-        nt = (int)(rows / 2048);
-    if (nt < 1)
-        nt = 1;
-    if (nt > 256)
-        nt = 256;
+    int nt = eplb_route_cpu_threads(rows);
     route_job_t jobs[256];
     pthread_t th[256];
     unsigned char joined[256] = {0};

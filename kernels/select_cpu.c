@@ -291,6 +291,18 @@ eplb_status_t eplb_select_token_rows(uint32_t *trow, uint16_t *trank,
     return EPLB_OK;
 }
 
+int eplb_select_cpu_threads(int64_t T, int L, int K)
+{
+    int nt = eplb_num_threads();
+    if (nt > L)
+        nt = L;
+    if (T * K * L < 65536)
+        nt = 1;
+    if (nt > 64)
+        nt = 64;
+    return nt < 1 ? 1 : nt;
+}
+
 eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
                                      const int32_t *ids, int64_t T, int L,
                                      int K, const eplb_layer_map_t *maps,
@@ -327,13 +339,7 @@ eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
                    .num_ranks = num_ranks, .trow = trow, .trank = trank,
                    .next_layer = 0, .st = EPLB_OK};
     pthread_mutex_init(&c.lock, NULL);
-    int nt = eplb_num_threads();
-    if (nt > L)
-        nt = L;
-    if (T * K * L < 65536)
-        nt = 1;
-    if (nt > 64)
-        nt = 64;
+    int nt = eplb_select_cpu_threads(T, L, K);
     pthread_t th[64];
     unsigned char joined[64] = {0};
     for (int i = 1; i < nt; i++)

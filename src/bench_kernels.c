@@ -35,7 +35,8 @@ static void usage(FILE *f)
             "the fused kernel (fused) for each token count T of one layer.\n"
             "GPU: median per call over CUDA graph replays of rotating inputs, with\n"
             "bytes moved and GB/s against a device-to-device copy measured in the\n"
-            "same run.  CPU: median wall time and tokens per second per core.\n"
+            "same run.  CPU: median wall time and tokens per second per core, over\n"
+            "the threads the call used (\"threads\": fewer than the cores for small T).\n"
             "Inputs: logits N(0, 2), bias N(0, 0.1), drawn from the same seed for\n"
             "every T (the same data whatever the other token counts).\n\n"
             "  --device cpu|gpu|auto   where to run (default auto: gpu if usable)\n"
@@ -121,18 +122,33 @@ static void *bench_logits(size_t n, eplb_dtype_t dt)
     return p;
 }
 
+/* One result line; threads >= 1: the CPU threads the call used (JSON key
+ * "threads", and in the text line), < 1: none (GPU). */
+static void report_t(const bopts_t *o, const char *dev, const char *kernel, int64_t T,
+                     double us, double bytes, double extra_val, const char *extra_key,
+                     int threads)
+{
+    double gbps = bytes / (us * 1e-6) / 1e9;
+    char th[32] = "";
+    if (o->json) {
+        if (threads >= 1)
+            snprintf(th, sizeof th, ",\"threads\":%d", threads);
+        printf("{\"kernel\":\"%s\",\"device\":\"%s\",\"tokens\":%lld,\"median_us\":%.3f,"
+               "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"%s\":%.4g%s}\n",
+               kernel, dev, (long long)T, us, gbps, bytes, eplb_dtype_name(o->dt),
+               eplb_select_mode_name(o->mode), extra_key, extra_val, th);
+    } else {
+        if (threads >= 1)
+            snprintf(th, sizeof th, " (%d threads)", threads);
+        printf("%-9s %8lld %12.2f %10.1f %14.4g  %s%s\n", kernel, (long long)T, us, gbps,
+               extra_val, extra_key, th);
+    }
+}
+
 static void report(const bopts_t *o, const char *dev, const char *kernel, int64_t T, double us,
                    double bytes, double extra_val, const char *extra_key)
 {
-    double gbps = bytes / (us * 1e-6) / 1e9;
-    if (o->json)
-        printf("{\"kernel\":\"%s\",\"device\":\"%s\",\"tokens\":%lld,\"median_us\":%.3f,"
-               "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"%s\":%.4g}\n",
-               kernel, dev, (long long)T, us, gbps, bytes, eplb_dtype_name(o->dt),
-               eplb_select_mode_name(o->mode), extra_key, extra_val);
-    else
-        printf("%-9s %8lld %12.2f %10.1f %14.4g  %s\n", kernel, (long long)T, us, gbps,
-               extra_val, extra_key);
+    report_t(o, dev, kernel, T, us, bytes, extra_val, extra_key, 0);
 }
 
 /* ---- GPU ---------------------------------------------------------------- */
@@ -333,7 +349,7 @@ static eplb_status_t bench_cpu(const bopts_t *o)
     int32_t *lc = NULL, *l2p = NULL;
     bench_map(&m, &lc, &l2p, o);
     if (!o->json)
-        printf("# CPU, %d threads; shape E=%d K=%d groups=%d/%d P=%d, %s logits, mode %s\n"
+        printf("# CPU, up to %d threads; shape E=%d K=%d groups=%d/%d P=%d, %s logits, mode %s\n"
                "kernel      tokens    median_us       GB/s          extra\n",
                nth, E, K, o->rc.topk_groups, o->rc.num_groups, o->P, eplb_dtype_name(o->dt),
                eplb_select_mode_name(o->mode));
@@ -371,11 +387,17 @@ static eplb_status_t bench_cpu(const bopts_t *o)
                 double bytes[3] = {(double)T * E * eplb_dtype_size(o->dt) + 8.0 * T * K,
                                    8.0 * T * K,
                                    (double)T * E * eplb_dtype_size(o->dt) + 12.0 * T * K};
+                /* per core: over the threads each call used (route: fewer
+                 * than nth for small T; select: one per layer, here one;
+                 * fused, both in turn: route's) */
+                const int used[3] = {eplb_route_cpu_threads(T),
+                                     eplb_select_cpu_threads(T, 1, K),
+                                     eplb_route_cpu_threads(T)};
                 for (int k = 0; k < 3; k++) {
                     qsort(t[k], (size_t)reps, sizeof(double), cmp_double);
                     double med = t[k][reps / 2];
-                    report(o, "cpu", names[k], T, med, bytes[k], T / (med * 1e-6) / nth,
-                           "tokens_per_s_per_core");
+                    report_t(o, "cpu", names[k], T, med, bytes[k], T / (med * 1e-6) / used[k],
+                             "tokens_per_s_per_core", used[k]);
                 }
             }
         }

@@ -764,6 +764,43 @@ Test(kernels, route_reproduces_esft_trace_ids)
     eplb_trace_close(tr);
 }
 
+/* The CPU benchmark's per-core rate is over the threads each call used:
+ * eplb_route_cpu gives each thread at least 256 rows (so T = 16 routes on
+ * one thread, T = 1024 on four of EPLB_THREADS=4), selection one thread
+ * per layer (one here); "threads" says which, and tokens / time / threads
+ * is the rate printed. */
+Test(kernels, bench_cpu_threads)
+{
+    setenv("EPLB_THREADS", "4", 1);
+    cr_assert_eq(eplb_route_cpu_threads(16), 1);
+    cr_assert_eq(eplb_route_cpu_threads(1023), 3);
+    cr_assert_eq(eplb_route_cpu_threads(1 << 20), 4);
+    cr_assert_eq(eplb_select_cpu_threads(1 << 20, 1, 8), 1);
+    cr_assert_eq(eplb_select_cpu_threads(1 << 20, 58, 8), 4);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 16,1024 --reps 1 "
+                                     "--json 2>/dev/null");
+    unsetenv("EPLB_THREADS");
+    cr_assert_eq(rc, 0, "rc %d: %s", rc, out);
+    const int want[2][3] = {{1, 1, 1}, {4, 1, 4}}; /* route, select, fused */
+    int lines = 0;
+    for (char *save = NULL, *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, l, strlen(l), "bench output"));
+        const eplb_json_t *th = eplb_json_get(v, "threads"), *t = eplb_json_get(v, "tokens"),
+                          *us = eplb_json_get(v, "median_us"),
+                          *rate = eplb_json_get(v, "tokens_per_s_per_core");
+        cr_assert(th && t && us && rate, "%s", l);
+        cr_assert_float_eq(th->num, want[lines / 3][lines % 3], 0, "%s", l);
+        const double expect = t->num / (us->num * 1e-6) / th->num;
+        cr_assert(fabs(rate->num - expect) <= 1e-3 * expect + 1e-3 * rate->num, "%s", l);
+        eplb_json_free(v);
+        lines++;
+    }
+    cr_assert_eq(lines, 6);
+    free(out);
+}
+
 /* `bench kernels --device cpu --json`: one JSON object per kernel and T with
  * the keys of the issue; parsed back with the project's JSON reader. */
 Test(kernels, bench_cli_json_lines)

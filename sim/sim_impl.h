@@ -4,6 +4,20 @@
 
 #include "sim.h"
 
+/* The replay's routing stages (kernels.h eplb_gpu_stage_*) behind a table,
+ * so that tests can drive the staged read loop of sim/source.c on the CPU
+ * (tests/test_sim.c, stage_*); NULL in a source: these. */
+typedef struct {
+    eplb_status_t (*open)(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t max_tokens, int L,
+                          int E, int K, int P, const float *bias);
+    void (*close)(eplb_gpu_stage_t *s);
+    void *(*logits)(eplb_gpu_stage_t *s);
+    eplb_status_t (*submit)(eplb_gpu_stage_t *s, eplb_dtype_t dt, int64_t T,
+                            const eplb_route_cfg_t *rcfg, const eplb_select_cfg_t *scfg);
+    eplb_status_t (*wait)(eplb_gpu_stage_t *s, const int32_t **ids, const float **weights,
+                          const int32_t **phys, const int32_t **counts);
+} sim_stage_ops_t;
+
 struct eplb_sim_source {
     int L, E, K, G;
     int64_t S;
@@ -37,6 +51,7 @@ struct eplb_sim_source {
     int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
     eplb_gpu_t *gpu;            /* route logits on this GPU (else the CPU) */
     eplb_gpu_stage_t *stage[2]; /* GPU routing: pinned double buffers */
+    const sim_stage_ops_t *stage_ops; /* NULL: kernels/ eplb_gpu_stage_* */
     /* seconds spent (EPLB_TIMINGS): decoding logits, routing them on the
      * CPU, opening the GPU stages, waiting for the GPU's routing */
     double t_decode, t_route, t_stage, t_gpu_wait;

@@ -125,6 +125,10 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
     return a->st == EPLB_OK ? EPLB_OK : eplb_error_set(a->st, "%s", a->err);
 }
 
+static const sim_stage_ops_t gpu_stage_ops = {eplb_gpu_stage_open, eplb_gpu_stage_close,
+                                              eplb_gpu_stage_logits, eplb_gpu_stage_submit,
+                                              eplb_gpu_stage_wait};
+
 /* Routing on the GPU through two pinned stages (kernels/): read k+1 is
  * decoded into one stage's pinned buffer while read k, in the other,
  * finishes decoding and then goes to the GPU (copy in, route, copy back);
@@ -135,13 +139,13 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
 {
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
     const size_t row_ids = (size_t)s->L * s->K;
+    const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
     const char *ov = getenv("EPLB_READ_OVERLAP");
     const int overlap = !(ov && !strcmp(ov, "0"));
     double tm = eplb_now();
     for (int j = 0; j < 2; j++)
         if (!s->stage[j])
-            EPLB_CHECK(eplb_gpu_stage_open(&s->stage[j], s->gpu, chunk, s->L, s->E, s->K, 1,
-                                           s->bias));
+            EPLB_CHECK(op->open(&s->stage[j], s->gpu, chunk, s->L, s->E, s->K, 1, s->bias));
     s->t_stage += eplb_now() - tm;
     const int64_t n = (t1 - t0 + chunk - 1) / chunk; /* reads */
     async_read_t rd[2];
@@ -150,7 +154,7 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
     int64_t first[2] = {0, 0}, last[2] = {0, 0}; /* its token range */
     eplb_status_t st = EPLB_OK;
     if (n > 0)
-        async_read_start(&rd[0], s->trace, eplb_gpu_stage_logits(s->stage[0]), t0,
+        async_read_start(&rd[0], s->trace, op->logits(s->stage[0]), t0,
                          t0 + chunk < t1 ? t0 + chunk : t1, overlap && n > 1);
     for (int64_t k = 0; k < n && st == EPLB_OK; k++) {
         const int cur = (int)(k & 1), nxt = cur ^ 1;
@@ -160,7 +164,7 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
             if (submitted[nxt]) {
                 const int32_t *got;
                 tm = eplb_now();
-                st = eplb_gpu_stage_wait(s->stage[nxt], &got, NULL, NULL, NULL);
+                st = op->wait(s->stage[nxt], &got, NULL, NULL, NULL);
                 s->t_gpu_wait += eplb_now() - tm;
                 submitted[nxt] = 0;
                 if (st == EPLB_OK) {
@@ -170,15 +174,14 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
                 }
             }
             if (st == EPLB_OK)
-                async_read_start(&rd[nxt], s->trace, eplb_gpu_stage_logits(s->stage[nxt]), e,
+                async_read_start(&rd[nxt], s->trace, op->logits(s->stage[nxt]), e,
                                  e + chunk < t1 ? e + chunk : t1, overlap);
         }
         eplb_status_t sr = async_read_wait(&rd[cur], &s->t_decode);
         if (st == EPLB_OK)
             st = sr;
         if (st == EPLB_OK)
-            st = eplb_gpu_stage_submit(s->stage[cur], inf->logits_dtype, e - a, &inf->route,
-                                       NULL);
+            st = op->submit(s->stage[cur], inf->logits_dtype, e - a, &inf->route, NULL);
         if (st == EPLB_OK) {
             submitted[cur] = 1;
             first[cur] = a;
@@ -205,7 +208,7 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
             continue;
         const int32_t *got;
         tm = eplb_now();
-        eplb_status_t sw = eplb_gpu_stage_wait(s->stage[j], &got, NULL, NULL, NULL);
+        eplb_status_t sw = op->wait(s->stage[j], &got, NULL, NULL, NULL);
         s->t_gpu_wait += eplb_now() - tm;
         if (st == EPLB_OK && sw == EPLB_OK) {
             int32_t *out = ids + (size_t)(first[j] - t0) * row_ids;
@@ -285,8 +288,9 @@ static eplb_status_t trace_counts(eplb_sim_source_t *s, int32_t *counts,
 
 static void trace_free(eplb_sim_source_t *s)
 {
-    eplb_gpu_stage_close(s->stage[0]);
-    eplb_gpu_stage_close(s->stage[1]);
+    const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
+    op->close(s->stage[0]);
+    op->close(s->stage[1]);
     free(s->logits);
     free(s->bias);
     free(s->rec);

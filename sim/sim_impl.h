@@ -6,7 +6,7 @@
 
 /* The replay's routing stages (kernels.h eplb_gpu_stage_*) behind a table,
  * so that tests can drive the staged read loop of sim/source.c on the CPU
- * (tests/test_sim.c, stage_*); NULL in a source: these. */
+ * (tests/test_source.c); NULL in a source: these. */
 typedef struct {
     eplb_status_t (*open)(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t max_tokens, int L,
                           int E, int K, int P, const float *bias);

@@ -125,6 +125,23 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
     return a->st == EPLB_OK ? EPLB_OK : eplb_error_set(a->st, "%s", a->err);
 }
 
+/* Wait for stage j's routing of tokens [a, e); with `take`, its ids into
+ * ids (whose first row is token t0) and the routing check of them. */
+static eplb_status_t stage_collect(eplb_sim_source_t *s, const sim_stage_ops_t *op, int j,
+                                   int32_t *ids, int64_t t0, int64_t a, int64_t e, int take)
+{
+    const int32_t *got;
+    double tm = eplb_now();
+    eplb_status_t st = op->wait(s->stage[j], &got, NULL, NULL, NULL);
+    s->t_gpu_wait += eplb_now() - tm;
+    if (st != EPLB_OK || !take)
+        return st;
+    const size_t row_ids = (size_t)s->L * s->K;
+    int32_t *out = ids + (size_t)(a - t0) * row_ids;
+    memcpy(out, got, (size_t)(e - a) * row_ids * sizeof *out);
+    return compare_record(s, out, a, e);
+}
+
 static const sim_stage_ops_t gpu_stage_ops = {eplb_gpu_stage_open, eplb_gpu_stage_close,
                                               eplb_gpu_stage_logits, eplb_gpu_stage_submit,
                                               eplb_gpu_stage_wait};
@@ -138,7 +155,6 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
                                       int64_t t1, int64_t chunk)
 {
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
-    const size_t row_ids = (size_t)s->L * s->K;
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
     const char *ov = getenv("EPLB_READ_OVERLAP");
     const int overlap = !(ov && !strcmp(ov, "0"));
@@ -162,16 +178,8 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         if (k + 1 < n) {
             /* the stage of read k+1: collect read k-1's routing first */
             if (submitted[nxt]) {
-                const int32_t *got;
-                tm = eplb_now();
-                st = op->wait(s->stage[nxt], &got, NULL, NULL, NULL);
-                s->t_gpu_wait += eplb_now() - tm;
+                st = stage_collect(s, op, nxt, ids, t0, first[nxt], last[nxt], 1);
                 submitted[nxt] = 0;
-                if (st == EPLB_OK) {
-                    int32_t *out = ids + (size_t)(first[nxt] - t0) * row_ids;
-                    memcpy(out, got, (size_t)(last[nxt] - first[nxt]) * row_ids * sizeof *out);
-                    st = compare_record(s, out, first[nxt], last[nxt]);
-                }
             }
             if (st == EPLB_OK)
                 async_read_start(&rd[nxt], s->trace, op->logits(s->stage[nxt]), e,
@@ -206,15 +214,7 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         const int j = order[q];
         if (!submitted[j])
             continue;
-        const int32_t *got;
-        tm = eplb_now();
-        eplb_status_t sw = op->wait(s->stage[j], &got, NULL, NULL, NULL);
-        s->t_gpu_wait += eplb_now() - tm;
-        if (st == EPLB_OK && sw == EPLB_OK) {
-            int32_t *out = ids + (size_t)(first[j] - t0) * row_ids;
-            memcpy(out, got, (size_t)(last[j] - first[j]) * row_ids * sizeof *out);
-            sw = compare_record(s, out, first[j], last[j]);
-        }
+        eplb_status_t sw = stage_collect(s, op, j, ids, t0, first[j], last[j], st == EPLB_OK);
         if (st == EPLB_OK)
             st = sw;
     }

@@ -44,7 +44,7 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
     g->smem_optin = prop.sharedMemPerBlockOptin;
     {
         const char *d = getenv("EPLB_FUSED_DIAG"); /* bench diagnostics only */
-        g->diag = d ? atoi(d) & 15 : 0;
+        g->diag = d ? atoi(d) & 7 : 0;
         const char *c = getenv("EPLB_SEG_CARVEOUT");
         g->carveout = c ? atoi(c) : -1;
         const char *u = getenv("EPLB_SEG_SETUP");

@@ -951,11 +951,6 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         if (HH_S)
             for (int e = threadIdx.x; e < E; e += blockDim.x)
                 hh_s[e] = __ldg(hh + e);
-        else if (FM == 1 && !(a.diag & 8) && threadIdx.x < E / 8)
-            // the heads through L1: fetched into this SM's L1 now, one
-            // 128-byte line per thread, so that the winners' head loads
-            // after routing hit L1 instead of L2
-            asm volatile("prefetch.global.L1 [%0];" ::"l"(hh + threadIdx.x * 8));
         __syncthreads();
     } else if (hist || HH_S) {
         // the heads without the setup: into shared memory before the

@@ -146,6 +146,19 @@ static const sim_stage_ops_t gpu_stage_ops = {eplb_gpu_stage_open, eplb_gpu_stag
                                               eplb_gpu_stage_logits, eplb_gpu_stage_submit,
                                               eplb_gpu_stage_wait};
 
+/* Stage j, opened (pinned) on first use, for reads of up to `chunk`
+ * tokens; the time goes to the "opening the stages" timing */
+static eplb_status_t stage_open(eplb_sim_source_t *s, const sim_stage_ops_t *op, int j,
+                                int64_t chunk)
+{
+    if (s->stage[j])
+        return EPLB_OK;
+    double tm = eplb_now();
+    eplb_status_t st = op->open(&s->stage[j], s->gpu, chunk, s->L, s->E, s->K, 1, s->bias);
+    s->t_stage += eplb_now() - tm;
+    return st;
+}
+
 /* Routing on the GPU through two pinned stages (kernels/): read k+1 is
  * decoded into one stage's pinned buffer while read k, in the other,
  * finishes decoding and then goes to the GPU (copy in, route, copy back);
@@ -158,12 +171,12 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
     const char *ov = getenv("EPLB_READ_OVERLAP");
     const int overlap = !(ov && !strcmp(ov, "0"));
-    double tm = eplb_now();
-    for (int j = 0; j < 2; j++)
-        if (!s->stage[j])
-            EPLB_CHECK(op->open(&s->stage[j], s->gpu, chunk, s->L, s->E, s->K, 1, s->bias));
-    s->t_stage += eplb_now() - tm;
     const int64_t n = (t1 - t0 + chunk - 1) / chunk; /* reads */
+    /* stage 0 now; stage 1 when a second read needs it, opened here while
+     * read 0 decodes on its helper thread (pinning costs ~0.6 s per GB:
+     * a one-read replay pins one stage) */
+    if (n > 0)
+        EPLB_CHECK(stage_open(s, op, 0, chunk));
     async_read_t rd[2];
     memset(rd, 0, sizeof rd);
     int submitted[2] = {0, 0}; /* stage j holds a submitted read not yet collected */
@@ -181,6 +194,8 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
                 st = stage_collect(s, op, nxt, ids, t0, first[nxt], last[nxt], 1);
                 submitted[nxt] = 0;
             }
+            if (st == EPLB_OK)
+                st = stage_open(s, op, nxt, chunk);
             if (st == EPLB_OK)
                 async_read_start(&rd[nxt], s->trace, op->logits(s->stage[nxt]), e,
                                  e + chunk < t1 ? e + chunk : t1, overlap);

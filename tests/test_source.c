@@ -30,6 +30,7 @@ typedef struct {
 } fake_stage_t;
 
 static int n_submit, n_wait, fail_submit_at = -1, fail_wait_at = -1, hazards;
+static int n_open_calls, fail_open_at = -1;
 static fake_stage_t *opened[8];
 static int n_opened;
 
@@ -38,6 +39,8 @@ static eplb_status_t fake_open(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t ma
 {
     (void)g;
     (void)P;
+    if (n_open_calls++ == fail_open_at)
+        return eplb_error_set(EPLB_ERR_CUDA, "stand-in open failure");
     fake_stage_t *f = calloc(1, sizeof *f);
     cr_assert_not_null(f);
     f->max_tokens = max_tokens;
@@ -210,8 +213,8 @@ static void setup(void)
 {
     setenv("EPLB_THREADS", "2", 1);
     setenv("EPLB_READ_CHUNKS", "1", 1);
-    n_submit = n_wait = hazards = n_opened = 0;
-    fail_submit_at = fail_wait_at = -1;
+    n_submit = n_wait = hazards = n_opened = n_open_calls = 0;
+    fail_submit_at = fail_wait_at = fail_open_at = -1;
 }
 
 static void teardown(void)
@@ -249,6 +252,9 @@ Test(source, staged_reads_equal_one_call)
             int64_t rows = 0, differ = 0;
             eplb_sim_source_routing_check(src, &rows, &differ);
             cr_assert_eq(rows, n * L_);
+            /* a stage is pinned memory: the second only for a second read */
+            cr_assert_eq(n_opened, n > 16 ? 2 : 1, "tokens [%lld, %lld): %d stages open",
+                         (long long)r0[q], (long long)r1[q], n_opened);
             eplb_sim_source_free(src);
         }
     }
@@ -288,6 +294,25 @@ Test(source, staged_errors_stop_cleanly)
         }
     }
     fail_submit_at = fail_wait_at = -1;
+    /* opening stage 0 fails before any read; stage 1's while read 0 is
+     * decoding (on its helper thread with the overlap) */
+    for (int ov = 1; ov >= 0; ov--) {
+        setenv("EPLB_READ_OVERLAP", ov ? "1" : "0", 1);
+        for (int at = 0; at < 2; at++) {
+            eplb_sim_source_t *src = staged_source(tr);
+            n_open_calls = 0;
+            fail_open_at = at;
+            eplb_status_t st = src->read_ids(src, out, 0, T_);
+            cr_assert_eq(st, EPLB_ERR_CUDA, "overlap %d, open %d: status %d", ov, at, (int)st);
+            cr_assert(strstr(eplb_error_last(), "stand-in open failure"), "%s",
+                      eplb_error_last());
+            cr_assert_eq(n_opened, at, "stages open");
+            for (int i = 0; i < n_opened; i++)
+                cr_assert_eq(opened[i]->pending, 0, "routing left in flight");
+            eplb_sim_source_free(src);
+        }
+    }
+    fail_open_at = -1;
     eplb_trace_close(tr);
     const int bad_tok[] = {2, 150, T_ - 1};
     for (int q = 0; q < 3; q++) {

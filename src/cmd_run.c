@@ -26,12 +26,17 @@
 
 /* eplb_gpu_open, its wall time on stderr with EPLB_TIMINGS=1 (starting CUDA
  * is a fixed cost of every GPU replay; docs/perf/sim.md) */
+static void timing(const char *what, double t0)
+{
+    if (eplb_env_on("EPLB_TIMINGS"))
+        fprintf(stderr, "eplb-replay: timings: %s %.3f s\n", what, eplb_now() - t0);
+}
+
 static eplb_status_t gpu_open_timed(eplb_gpu_t **gpu)
 {
     double t0 = eplb_now();
     eplb_status_t st = eplb_gpu_open(gpu, -1);
-    if (eplb_env_on("EPLB_TIMINGS"))
-        fprintf(stderr, "eplb-replay: timings: starting the GPU %.3f s\n", eplb_now() - t0);
+    timing("starting the GPU", t0);
     return st;
 }
 #define MAX_POLICIES 32
@@ -614,6 +619,7 @@ int eplb_cmd_run(int argc, char **argv)
     char *cfg_json = NULL, *path = NULL;
     size_t cfg_len = 0;
     int nruns = 0, rc = 0, out_created = 0;
+    double t_end = 0; /* the replay's end (EPLB_TIMINGS) */
     eplb_sim_opts_t so;
     memset(&so, 0, sizeof so);
 
@@ -622,7 +628,9 @@ int eplb_cmd_run(int argc, char **argv)
         EPLB_CHECK_GOTO(eplb_sim_profile_load(&so.prof, o.profile_path), st, fail);
     if (o.out_dir)
         EPLB_CHECK_GOTO(check_out_dir(o.out_dir), st, fail);
+    const double t_open = eplb_now();
     EPLB_CHECK_GOTO(eplb_trace_open(&tr, o.trace_path), st, fail);
+    timing("opening the trace", t_open);
     const eplb_trace_info_t *inf = eplb_trace_info(tr);
     int E = inf->route.num_experts;
     int64_t S = inf->num_steps;
@@ -836,6 +844,7 @@ int eplb_cmd_run(int argc, char **argv)
     res = calloc((size_t)nruns, sizeof *res);
     EPLB_ALLOC_GOTO(res, st, fail);
     EPLB_CHECK_GOTO(eplb_sim_replay(res, src, runs, nruns, &so), st, fail);
+    t_end = eplb_now();
     ctx.res = res;
     ctx.nres = nruns;
     eplb_sim_source_routing_check(src, &ctx.route_rows, &ctx.route_differ);
@@ -879,6 +888,7 @@ int eplb_cmd_run(int argc, char **argv)
         out_created = 0;
         goto fail;
     }
+    timing("output", t_end);
     goto out;
 fail:
     rc = eplb_cmd_fail("run", st);
@@ -896,5 +906,7 @@ out:
         eplb_gpu_close(gpu);
     if (tr)
         eplb_trace_close(tr);
+    if (rc == 0)
+        timing("output and clean-up", t_end);
     return rc;
 }

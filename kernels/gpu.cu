@@ -49,8 +49,6 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         g->carveout = c ? atoi(c) : -1;
         const char *u = getenv("EPLB_SEG_SETUP");
         g->seg_setup = u ? atoi(u) : -1;
-        const char *nt = getenv("EPLB_SEG_NT");
-        g->seg_nt = nt ? atoi(nt) : -1;
     }
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
              prop.minor, prop.multiProcessorCount);

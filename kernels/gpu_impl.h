@@ -61,8 +61,6 @@ struct eplb_gpu {
     int seg_setup; /* EPLB_SEG_SETUP 0-3 forces the segment kernel's
                       SETUP_ (bit 0 the block setup, bit 1 the heads in
                       shared memory; -1: by the grid, route.cu) */
-    int seg_nt; /* EPLB_SEG_NT 32 / 64: the segment kernel's blocks of one
-                   or two warps where the grid takes setup 1 (timing) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

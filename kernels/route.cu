@@ -1269,20 +1269,12 @@ typedef void (*route_kernel_t)(RouteArgs);
 // 2 fused, any other selection: each kernel carries only its own path);
 // *async_b: the dynamic shared memory of its cp.async stages
 template <bool FAST, bool ASYNC, int FM, int DT>
-route_kernel_t seg_pick_k(int setup, int nt)
+route_kernel_t seg_pick_k(int setup)
 {
     // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
     // (about 39 KB each with the histogram; 20 warps per SM, 102 registers);
     // always with the setup
     constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
-    // nt 32 / 64: blocks of one or two warps (the fast kernel, setup 1
-    // only), so that a small grid spreads over more SMs
-    if constexpr (FAST && !ASYNC) {
-        if (setup == 1 && nt == 32)
-            return route_seg_kernel<8, true, 32, 32, DT, false, FM, 1>;
-        if (setup == 1 && nt == 64)
-            return route_seg_kernel<8, true, 64, 16, DT, false, FM, 1>;
-    }
     // setup: route_seg_kernel's SETUP_ (bit 1, the heads, only for FM 1)
     if (ASYNC || (setup == 3 && FM == 1))
         return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 3>;
@@ -1294,16 +1286,16 @@ route_kernel_t seg_pick_k(int setup, int nt)
 }
 
 template <bool FAST, bool ASYNC, int FM>
-route_kernel_t seg_pick_fm(int dt, int setup, int nt, size_t *async_b)
+route_kernel_t seg_pick_fm(int dt, int setup, size_t *async_b)
 {
     constexpr int NT = ASYNC ? 128 : 256;
     if (dt == EPLB_DTYPE_F32) {
         *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_F32, NT / 32>::bytes : 0;
-        return seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F32>(setup, nt);
+        return seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F32>(setup);
     }
     *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_BF16, NT / 32>::bytes : 0;
-    return dt == EPLB_DTYPE_F16 ? seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F16>(setup, nt)
-                                : seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_BF16>(setup, nt);
+    return dt == EPLB_DTYPE_F16 ? seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F16>(setup)
+                                : seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_BF16>(setup);
 }
 
 // the segment kernel for the logit dtype (sigmoid scoring only; the dtype
@@ -1313,11 +1305,11 @@ route_kernel_t seg_pick_fm(int dt, int setup, int nt, size_t *async_b)
 // the setup (route_seg_kernel); *async_b: the dynamic shared memory of its
 // cp.async stages
 template <bool FAST, bool ASYNC>
-route_kernel_t seg_pick(int dt, int fm, int setup, int nt, size_t *async_b)
+route_kernel_t seg_pick(int dt, int fm, int setup, size_t *async_b)
 {
-    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, nt, async_b)
-           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, nt, async_b)
-                     : seg_pick_fm<FAST, ASYNC, 2>(dt, setup, nt, async_b);
+    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, async_b)
+           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, async_b)
+                     : seg_pick_fm<FAST, ASYNC, 2>(dt, setup, async_b);
 }
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
@@ -1358,16 +1350,9 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
                           : small && one_group                   ? 1
                           : small                                ? 3
                                                                  : 0;
-        // block size: 256 threads, or with EPLB_SEG_NT 32 / 64 (timing)
-        // blocks of one or two warps where the grid is one row group per
-        // warp and the setup 1
-        const int nt = variant != 5 && variant != 9 && setup == 1 &&
-                               (g->seg_nt == 32 || g->seg_nt == 64)
-                           ? g->seg_nt
-                           : 256;
-        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, nt, &async_b)
-                            : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, nt, &async_b)
-                                           : seg_pick<true, false>(a.dt, fm, setup, nt, &async_b);
+        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, &async_b)
+                            : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, &async_b)
+                                           : seg_pick<true, false>(a.dt, fm, setup, &async_b);
         // static shared memory (~47 KB at 256 threads without stages) + the
         // stages + the histogram: past the 48 KB a launch gets without
         // opting in, up to the opt-in maximum (fewer blocks per SM then)
@@ -1387,7 +1372,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         if (ok) {
             fk = sk;
             rows_per_warp = 4;
-            threads = variant == 9 ? 128 : nt;
+            threads = variant == 9 ? 128 : 256;
         } else {
             (void)cudaGetLastError();
             async_b = 0;

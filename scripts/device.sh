@@ -4,7 +4,7 @@
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
 # last.  Usage: scripts/device.sh
-#   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp|diag]
+#   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp|diag|rsmatrix]
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
 #   seg (SEG_DIAG=1: + the fused kernel's parts switched off,
@@ -369,6 +369,41 @@ if [ "$what" = spread ]; then
             $R bench kernels --device gpu --tokens 65536 --reps 1 --only $k >"$OUT/ncu-$k.txt" 2>&1
         say "ncu $k: $(grep -E "inst_executed.sum|duration|dram__bytes|atom|red" "$OUT/ncu-$k.txt" | tr -s ' ' | tr '\n' ';')"
     done
+    say "== $(stamp) done"
+    exit 0
+fi
+
+# rsmatrix: the GPU replay (selection on the GPU) of the 64-step trace
+# under several settings, EPLB_TIMINGS on, RS_ROUNDS (default 2) rounds
+# interleaved; RS_CASES: items "ENV,ENV|ARGS" separated by ';' (ENV:
+# VAR=VALUE, '-' for none; ARGS: extra run options); the JSON of each run
+# compared with the first run's
+if [ "$what" = rsmatrix ]; then
+    R="$B/eplb-replay"
+    G=/tmp/eplb-big.h5
+    $R gen --preset deepseek-v3 --steps ${RS_STEPS:-64} --tokens-per-step 1024 -o $G >"$OUT/gen.log" 2>&1
+    say "gen: $(tail -1 "$OUT/gen.log")"
+    $R bench io $G --repeat 1 >"$OUT/io.txt" 2>&1
+    grep -E "parallel \| +16" "$OUT/io.txt" | tee -a "$summary"
+    first=""
+    for round in $(seq 1 "${RS_ROUNDS:-2}"); do
+        IFS=';' read -ra cs <<<"${RS_CASES:--|}"
+        for c in "${cs[@]}"; do
+            envs=${c%%|*}
+            args=${c#*|}
+            [ "$envs" = - ] && envs=""
+            t0=$(date +%s.%N)
+            env ${envs//,/ } EPLB_TIMINGS=1 $R run $G --device gpu --policy deepseek --select hash \
+                --json --quiet --policy-time 0 $args >/tmp/rsm.json 2>/tmp/rsm.err
+            rc=$?
+            sed -E 's/"device": "[^"]*"//' /tmp/rsm.json >/tmp/rsm.norm
+            [ -z "$first" ] && first=1 && cp /tmp/rsm.norm /tmp/rsm-ref.norm
+            same=no
+            cmp -s /tmp/rsm.norm /tmp/rsm-ref.norm && same=yes
+            say "[$round] $c: rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s, same JSON $same; $(grep -o 'starting the GPU [0-9.]* s\|block loop.*' /tmp/rsm.err | tr '\n' ' ' | sed 's/in all reads: //')"
+        done
+    done
+    rm -f $G
     say "== $(stamp) done"
     exit 0
 fi

@@ -37,19 +37,6 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         return eplb_error_set(EPLB_ERR_NOMEM, "gpu open: out of memory");
     cudaDeviceProp prop;
     EPLB_CUDA_CHECK_GOTO(cudaSetDevice(device), st, err);
-    {
-        // EPLB_GPU_SYNC=spin|yield|block: how a host thread waits for the
-        // GPU (timing; default: the driver's choice)
-        const char *w = getenv("EPLB_GPU_SYNC");
-        const unsigned fl = !w                     ? 0u
-                            : !strcmp(w, "spin")  ? (unsigned)cudaDeviceScheduleSpin
-                            : !strcmp(w, "yield") ? (unsigned)cudaDeviceScheduleYield
-                            : !strcmp(w, "block") ? (unsigned)cudaDeviceScheduleBlockingSync
-                                                  : 0u;
-        if (fl && cudaSetDeviceFlags(fl) != cudaSuccess)
-            fprintf(stderr, "eplb-replay: EPLB_GPU_SYNC=%s: %s\n", w,
-                    cudaGetErrorString(cudaGetLastError()));
-    }
     EPLB_CUDA_CHECK_GOTO(cudaGetDeviceProperties(&prop, device), st, err);
     EPLB_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking), st, err);
     g->device = device;

@@ -251,14 +251,66 @@ static eplb_status_t commit_pending(sim_run_t *r, int64_t s)
 }
 
 /* (token, GPU) entries crossing NVLink / network for one layer, into
- * a2a [4][D]: sent intra, sent inter, received intra, received inter. */
+ * a2a [4][D]: sent intra, sent inter, received intra, received inter.
+ * Up to 64 GPUs and 4096 slots: the slot's GPU from a table and a
+ * token's destination GPUs as a bit set, counted without a branch per
+ * entry (a division per entry and a search of the token's earlier GPUs:
+ * ~115 ns per (token, layer) row on the build machine); beyond that the
+ * same count by division and search (a2a_layer_slow). */
+static void a2a_layer_slow(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
+                           int l, const uint16_t *rank);
+#define A2A_FAST_GPUS 64
+#define A2A_FAST_SLOTS 4096
 static void a2a_entries(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
-                        int l, const uint16_t *rank)
+                        int l, int nl, const uint16_t *rank)
+{
+    int D = r->D, K = r->K, gpn = D / r->N;
+    int64_t blk = (T + D - 1) / D; /* contiguous blocks, as selection uses */
+    memset(a2a, 0, 4 * (size_t)nl * D * sizeof *a2a);
+    if (D <= A2A_FAST_GPUS && r->P <= A2A_FAST_SLOTS) {
+        uint8_t gpu_of[A2A_FAST_SLOTS];
+        uint64_t node_mask[A2A_FAST_GPUS]; /* the GPUs of GPU d's node */
+        for (int d = 0; d < D; d++) {
+            memset(gpu_of + (size_t)d * r->Sg, d, (size_t)r->Sg);
+            const int n0 = d / gpn * gpn;
+            node_mask[d] = (gpn == 64 ? ~(uint64_t)0 : (((uint64_t)1 << gpn) - 1)) << n0;
+        }
+        /* per (token, layer): the set of GPUs its entries go to, less its
+         * own; sent = the set's size, received = one per member */
+        for (int64_t t = 0; t < T; t++) {
+            const int sg = rank ? rank[t] % D : (int)(t / blk);
+            const uint64_t own = (uint64_t)1 << sg, near = node_mask[sg];
+            for (int i = 0; i < nl; i++) {
+                const int32_t *ph = phys + ((size_t)t * r->L + l + i) * K;
+                int64_t *si = a2a + (size_t)i * 4 * D, *se = si + D, *ri = se + D, *re = ri + D;
+                uint64_t m = 0;
+                for (int k = 0; k < K; k++) {
+                    const int32_t p = ph[k];
+                    const int ok = (uint32_t)p < (uint32_t)r->P; /* -1: unplaced */
+                    m |= (uint64_t)ok << gpu_of[ok ? p : 0];
+                }
+                m &= ~own;
+                uint64_t in = m & near, out = m & ~near;
+                si[sg] += __builtin_popcountll(in);
+                se[sg] += __builtin_popcountll(out);
+                for (; in; in &= in - 1)
+                    ri[__builtin_ctzll(in)]++;
+                for (; out; out &= out - 1)
+                    re[__builtin_ctzll(out)]++;
+            }
+        }
+        return;
+    }
+    for (int i = 0; i < nl; i++)
+        a2a_layer_slow(a2a + (size_t)i * 4 * D, r, phys, T, l + i, rank);
+}
+
+static void a2a_layer_slow(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
+                           int l, const uint16_t *rank)
 {
     int D = r->D, K = r->K, gpn = D / r->N;
     int64_t *si = a2a, *se = si + D, *ri = se + D, *re = ri + D;
-    int64_t blk = (T + D - 1) / D; /* contiguous blocks, as selection uses */
-    memset(a2a, 0, 4 * (size_t)D * sizeof *a2a);
+    int64_t blk = (T + D - 1) / D;
     for (int64_t t = 0; t < T; t++) {
         int sg = rank ? rank[t] % D : (int)(t / blk);
         const int32_t *ph = phys + ((size_t)t * r->L + l) * K;
@@ -373,22 +425,32 @@ typedef struct {
     const uint16_t *rank;
 } layer_job_t;
 
-static void layer_job(void *ctx, int l)
+/* Layers per job: a token's rows of adjacent layers share cache lines
+ * (K = 8 int32 ids: two rows per 64-byte line), so a job takes two and
+ * reads each line once. */
+#define LAYERS_PER_JOB 2
+
+static void layer_job(void *ctx, int jb)
 {
     const layer_job_t *j = ctx;
     const sim_run_t *r = j->r;
     int D = r->D;
-    int64_t *a2a = j->w->a2a + (size_t)l * 4 * D;
-    const int64_t *si = NULL, *se = NULL, *ri = NULL, *re = NULL;
-    if (j->ph && D > 1 && j->T > 0) {
-        a2a_entries(a2a, r, j->ph, j->T, l, j->rank);
-        si = a2a;
-        se = si + D;
-        ri = se + D;
-        re = ri + D;
+    const int l0 = jb * LAYERS_PER_JOB;
+    const int nl = r->L - l0 < LAYERS_PER_JOB ? r->L - l0 : LAYERS_PER_JOB;
+    const int a2a_on = j->ph && D > 1 && j->T > 0;
+    if (a2a_on)
+        a2a_entries(j->w->a2a + (size_t)l0 * 4 * D, r, j->ph, j->T, l0, nl, j->rank);
+    for (int l = l0; l < l0 + nl; l++) {
+        const int64_t *si = NULL, *se = NULL, *ri = NULL, *re = NULL;
+        if (a2a_on) {
+            si = j->w->a2a + (size_t)l * 4 * D;
+            se = si + D;
+            ri = se + D;
+            re = ri + D;
+        }
+        eplb_sim_cost_layer(&j->w->lcost[l], j->w->gtok + (size_t)l * D, &r->cost,
+                            j->counts + (size_t)l * r->P, si, se, ri, re);
     }
-    eplb_sim_cost_layer(&j->w->lcost[l], j->w->gtok + (size_t)l * D, &r->cost,
-                        j->counts + (size_t)l * r->P, si, se, ri, re);
 }
 
 /* Below this many (token, layer, k) entries a step's layers run on the
@@ -416,7 +478,8 @@ static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
     int64_t b = s - sh->s0;
     layer_job_t job = {r, w, T, counts, ph, rank};
     int big = ph && D > 1 && T * L * K >= POOL_MIN_ENTRIES;
-    eplb_sim_pool_run(big ? w->pool : NULL, L, layer_job, &job);
+    eplb_sim_pool_run(big ? w->pool : NULL, (L + LAYERS_PER_JOB - 1) / LAYERS_PER_JOB, layer_job,
+                      &job);
     double comp = 0, a2a = 0, over = 0;
     for (int l = 0; l < L; l++) {
         const eplb_layer_cost_t lc = w->lcost[l];

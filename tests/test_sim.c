@@ -996,6 +996,34 @@ Test(sim, token_all_to_all_counts_copies_per_destination)
     rmdir(dir);
 }
 
+/* Token-level all-to-all by hand over 2 nodes: 4 GPUs (nodes {0, 1},
+ * {2, 3}), 2 slots per GPU, expert e in slot e (GPU e / 2), token t from
+ * GPU t:
+ *   t0 (GPU 0) {4, 5, 2}: GPU 2 once (inter), GPU 1 (intra)
+ *   t1 (GPU 1) {6, 4, 0}: GPUs 3, 2 (inter), GPU 0 (intra)
+ *   t2 (GPU 2) {0, 1, 3}: GPU 0 once, GPU 1 (both inter)
+ *   t3 (GPU 3) {7, 6, 5}: its own GPU twice (nothing), GPU 2 (intra)
+ * Sent intra / inter per GPU: 1/1, 1/2, 0/2, 1/0; received: 1/1, 1/1,
+ * 1/2, 0/1.  The busiest: 2 inter (GPUs 1, 2) and 1 intra, so
+ * a2a = 2 (NVLink + network latency) + max(1 B / NVLink, 2 B / network). */
+Test(sim, token_all_to_all_counts_across_nodes)
+{
+    int32_t ids[4][3] = {{4, 5, 2}, {6, 4, 0}, {0, 1, 3}, {7, 6, 5}};
+    int64_t off[2] = {0, 4};
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, 1, 8, 3, 1, 1, off, &ids[0][0], NULL));
+    eplb_sim_run_cfg_t r = run_cfg("none", 4, 2, 8, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_opts_t o = opts_default();
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    double B = o.shape.hidden * (o.prof.dispatch_bytes + o.prof.combine_bytes);
+    double want = 2 * (o.prof.nvlink_lat + o.prof.net_lat) +
+                  fmax(1 * B / o.prof.nvlink_bw, 2 * B / o.prof.net_bw);
+    cr_assert_float_eq(res.a2a_s, want, 1e-15, "a2a %g want %g", res.a2a_s, want);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
 /* A time-series policy (named vec) gets the window step by step. */
 static int series_steps_seen[8], nseries;
 static float series_seen[8][3][2 * 4];

@@ -157,6 +157,25 @@ replay_speed() {
     rm -f "$OUT"/rs-*.norm
 }
 
+# RS_LONG=N: the replay speed on an N-step trace (the same preset; fixed
+# costs weigh less): run cpu, run gpu, each once (no bench io here: its
+# serial baseline alone takes minutes on this size; scale the short
+# trace's, same preset)
+replay_long() {
+    [ -n "${RS_LONG:-}" ] || return 0
+    local R="$B/eplb-replay" G=/tmp/eplb-long.h5 t0 dev
+    t0=$(date +%s.%N)
+    $R gen --preset deepseek-v3 --steps "$RS_LONG" --tokens-per-step 1024 -o $G >"$OUT/gen-long.log" 2>&1
+    say "gen long: $(tail -1 "$OUT/gen-long.log") ($(du -m $G | cut -f1) MB, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s)"
+    for dev in cpu gpu; do
+        t0=$(date +%s.%N)
+        EPLB_TIMINGS=1 $R run $G --device $dev --policy deepseek --select hash --json --quiet \
+            --policy-time 0 >/tmp/rs-long.json 2>/tmp/rs-long.err
+        say "run long ($dev): rc $?, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(tr '\n' ' ' </tmp/rs-long.err | head -c 900)"
+    done
+    rm -f $G
+}
+
 # comparison table of `bench kernels --json` files (bench-TAG.jsonl): per
 # file and T, route, fused (physical ids + weights) and fused_ids (logical
 # ids too) median us, the empty-kernel launch, EPLB part (fused - route) in
@@ -326,23 +345,7 @@ if [ "$what" = diag ]; then
         rm -f /tmp/eplb-bad.h5
         rm -f /tmp/eplb-big.h5
     fi
-    # RS_LONG=N: the replay speed on an N-step trace (the same preset;
-    # fixed costs weigh less): run cpu, run gpu, each once
-    if [ -n "${RS_LONG:-}" ]; then
-        G=/tmp/eplb-long.h5
-        t0=$(date +%s.%N)
-        $R gen --preset deepseek-v3 --steps "$RS_LONG" --tokens-per-step 1024 -o $G >"$OUT/gen-long.log" 2>&1
-        say "gen long: $(tail -1 "$OUT/gen-long.log") ($(du -m $G | cut -f1) MB, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}') s)"
-        # (no bench io here: its serial baseline alone takes minutes on
-        # this size; scale the short trace's, same preset)
-        for dev in cpu gpu; do
-            t0=$(date +%s.%N)
-            EPLB_TIMINGS=1 $R run $G --device $dev --policy deepseek --select hash --json --quiet \
-                --policy-time 0 >/tmp/rs-long.json 2>/tmp/rs-long.err
-            say "run long ($dev): rc $?, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s wall; $(tr '\n' ' ' </tmp/rs-long.err | head -c 900)"
-        done
-        rm -f $G
-    fi
+    replay_long
     say "== $(stamp) done"
     exit 0
 fi
@@ -419,7 +422,10 @@ fi
 # processes of bench kernels with a table, the replay check, replay_speed
 if [ "$what" = final ]; then
     say "== $(stamp) gpu_tests --variant ${FINAL_VARIANTS:-0}"
-    (cd "$B" && EPLB_SRCDIR="$T" timeout 200 ./tests/gpu_tests --variant "${FINAL_VARIANTS:-0}") >"$OUT/gpu_tests.log" 2>&1
+    # (FINAL_VARIANTS=all: every test and variant, source_reads included)
+    vflag=(--variant "${FINAL_VARIANTS:-0}")
+    [ "${FINAL_VARIANTS:-0}" = all ] && vflag=()
+    (cd "$B" && EPLB_SRCDIR="$T" timeout 300 ./tests/gpu_tests "${vflag[@]}") >"$OUT/gpu_tests.log" 2>&1
     say "gpu_tests rc=$?: $(tail -1 "$OUT/gpu_tests.log")"
     grep -E "FAIL|rate|esft" "$OUT/gpu_tests.log" | head -10 | tee -a "$summary"
     CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -444,6 +450,7 @@ if [ "$what" = final ]; then
     fi
     replay_check
     IO_REPEAT=1 replay_speed
+    replay_long
     say "== $(stamp) done"
     exit 0
 fi

@@ -380,14 +380,20 @@ fi
 # under several settings, EPLB_TIMINGS on, RS_ROUNDS (default 2) rounds
 # interleaved; RS_CASES: items "ENV,ENV|ARGS" separated by ';' (ENV:
 # VAR=VALUE, '-' for none; ARGS: extra run options); the JSON of each run
-# compared with the first run's
+# compared with the first run's; real, user and sys seconds of each
+# process (bash's time: user + sys near 16 x real means every core was
+# busy); RS_STEPS (default 64), RS_NOIO=1: no bench io
 if [ "$what" = rsmatrix ]; then
+    TIMEFORMAT='%R %U %S'
     R="$B/eplb-replay"
     G=/tmp/eplb-big.h5
     $R gen --preset deepseek-v3 --steps ${RS_STEPS:-64} --tokens-per-step 1024 -o $G >"$OUT/gen.log" 2>&1
     say "gen: $(tail -1 "$OUT/gen.log")"
-    $R bench io $G --repeat 1 >"$OUT/io.txt" 2>&1
-    grep -E "parallel \| +16" "$OUT/io.txt" | tee -a "$summary"
+    if [ "${RS_NOIO:-0}" != 1 ]; then
+        { time $R bench io $G --repeat 1 >"$OUT/io.txt" 2>&1; } 2>/tmp/rsm.time
+        grep -E "parallel \| +16" "$OUT/io.txt" | tee -a "$summary"
+        say "bench io process (serial and 1-16 threads, each once after a warm-up): real user sys $(tail -1 /tmp/rsm.time)"
+    fi
     first=""
     for round in $(seq 1 "${RS_ROUNDS:-2}"); do
         IFS=';' read -ra cs <<<"${RS_CASES:--|}"
@@ -396,14 +402,15 @@ if [ "$what" = rsmatrix ]; then
             args=${c#*|}
             [ "$envs" = - ] && envs=""
             t0=$(date +%s.%N)
-            env ${envs//,/ } EPLB_TIMINGS=1 $R run $G --device gpu --policy deepseek --select hash \
-                --json --quiet --policy-time 0 $args >/tmp/rsm.json 2>/tmp/rsm.err
-            rc=$?
+            { time env ${envs//,/ } EPLB_TIMINGS=1 $R run $G --device gpu --policy deepseek --select hash \
+                --json --quiet --policy-time 0 $args >/tmp/rsm.json 2>/tmp/rsm.err; } 2>/tmp/rsm.time
+            rc=0
+            [ -s /tmp/rsm.json ] || rc=1
             sed -E 's/"device": "[^"]*"//' /tmp/rsm.json >/tmp/rsm.norm
             [ -z "$first" ] && first=1 && cp /tmp/rsm.norm /tmp/rsm-ref.norm
             same=no
             cmp -s /tmp/rsm.norm /tmp/rsm-ref.norm && same=yes
-            say "[$round] $c: rc $rc, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s, same JSON $same; $(grep -o 'starting the GPU [0-9.]* s\|block loop.*' /tmp/rsm.err | tr '\n' ' ' | sed 's/in all reads: //')"
+            say "[$round] $c: output $([ $rc = 0 ] && echo yes || echo NO), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s, real user sys $(tail -1 /tmp/rsm.time), same JSON $same; $(grep -o 'starting the GPU [0-9.]* s\|block loop.*' /tmp/rsm.err | tr '\n' ' ' | sed 's/in all reads: //')"
         done
     done
     rm -f $G

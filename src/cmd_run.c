@@ -764,13 +764,6 @@ int eplb_cmd_run(int argc, char **argv)
     so.threads = o.threads;
     so.progress = !o.quiet && isatty(2);
     so.max_moves = o.max_moves;
-    {
-        /* EPLB_BLOCK_TOKENS: tokens per block (timing; results do not
-         * depend on it, docs/simulator.md) */
-        const char *bt = getenv("EPLB_BLOCK_TOKENS");
-        if (bt && atoll(bt) >= 1)
-            so.block_tokens = atoll(bt);
-    }
     EPLB_CHECK_GOTO(eplb_sim_source_trace(&src, tr), st, fail);
     /* The device routes logits; "no device" means the CPU unless asked. */
     snprintf(o.device_used, sizeof o.device_used, "cpu");

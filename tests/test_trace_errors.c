@@ -350,6 +350,65 @@ Test(trace_errors, corrupt_chunk)
     unlink(path);
 }
 
+/* A chunk whose deflate data decodes but whose Adler-32 trailer (or zlib
+ * header) is wrong: the parallel reader checks both itself (it inflates
+ * raw, traces/adler32.c), so it must fail as zlib would; the unchanged
+ * chunk written back reads. */
+static void rewrite_chunk(const char *path, const hsize_t *off, int byte, int from_end)
+{
+    hid_t f = open_rw(path);
+    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+    hsize_t nbytes = 0;
+    cr_assert(H5Dget_chunk_storage_size(d, off, &nbytes) >= 0 && nbytes > 8);
+    unsigned char *raw = malloc(nbytes);
+    uint32_t mask = 0;
+    cr_assert_not_null(raw);
+    cr_assert(H5Dread_chunk(d, H5P_DEFAULT, off, &mask, raw) >= 0);
+    if (byte >= 0)
+        raw[from_end ? nbytes - 1 - (hsize_t)byte : (hsize_t)byte] ^= 0x01;
+    cr_assert(H5Dwrite_chunk(d, H5P_DEFAULT, mask, off, nbytes, raw) >= 0);
+    free(raw);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+Test(trace_errors, chunk_checksum_and_header)
+{
+    const hsize_t off[3] = {3, 0, 0};
+    static const struct {
+        int byte, from_end;
+        const char *want;
+    } cases[] = {{-1, 0, NULL},                       /* unchanged */
+                 {0, 1, "incorrect data check"},      /* the trailer's last byte */
+                 {3, 1, "incorrect data check"},      /* its first */
+                 {1, 0, "incorrect header check"}};   /* FLG: (CMF FLG) % 31 != 0 */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *path = good_trace();
+        rewrite_chunk(path, off, cases[c].byte, cases[c].from_end);
+        eplb_trace_t *tr = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        size_t n = eplb_trace_raw_bytes(tr);
+        void *a = malloc(n), *b = malloc(n);
+        cr_assert(a && b);
+        if (!cases[c].want) {
+            eplb_assert_ok(eplb_trace_read_all_serial(tr, a));
+            eplb_assert_ok(eplb_trace_read_all_parallel(tr, b, 2));
+            cr_assert_eq(memcmp(a, b, n), 0);
+        } else {
+            eplb_assert_fails(eplb_trace_read_all_parallel(tr, b, 2), EPLB_ERR_FORMAT,
+                              cases[c].want);
+            eplb_assert_fails(eplb_trace_read_all_parallel(tr, b, 2), EPLB_ERR_FORMAT,
+                              "/router/logits: chunk at [3, 0, 0]");
+            eplb_assert_fails(eplb_trace_read_all_serial(tr, a), EPLB_ERR_FORMAT,
+                              "/router/logits");
+        }
+        free(a);
+        free(b);
+        eplb_trace_close(tr);
+        unlink(path);
+    }
+}
+
 /* The CLI: non-zero exit and a message naming the file, no crash. */
 Test(trace_errors, info_cli_bad_files)
 {

@@ -37,6 +37,7 @@
 #endif
 
 #include "checks.h"
+#include "adler32.h"
 #include "h5util.h"
 
 #define MAX_FILTERS 4
@@ -353,21 +354,38 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
         }
         unsigned char *dst = *slot;
         if (p->filt[i] == H5Z_FILTER_DEFLATE) {
+            /* a zlib stream (RFC 1950): its 2-byte header checked here,
+             * the deflate data inflated raw, its Adler-32 trailer checked
+             * by eplb_adler32 (zlib's check, a scalar loop, was ~5% of a
+             * CPU replay: docs/perf/io.md) */
             if (inflateReset(zs) != Z_OK) {
                 fail(p, EPLB_ERR_INTERNAL, s->off, "zlib inflateReset failed");
                 return -1;
             }
-            zs->next_in = (Bytef *)cur;
-            zs->avail_in = (uInt)len;
-            zs->next_out = dst;
-            zs->avail_out = (uInt)p->chunk_bytes;
-            int zr = inflate(zs, Z_FINISH);
-            if (zr != Z_STREAM_END || zs->total_out != p->chunk_bytes) {
+            const char *bad = NULL;
+            int zr = Z_OK;
+            if (len < 6 || (cur[0] & 0x0f) != Z_DEFLATED || (cur[0] >> 4) > 7 ||
+                (cur[1] & 0x20) || ((unsigned)cur[0] << 8 | cur[1]) % 31 != 0) {
+                bad = "incorrect header check";
+            } else {
+                zs->next_in = (Bytef *)cur + 2;
+                zs->avail_in = (uInt)(len - 2);
+                zs->next_out = dst;
+                zs->avail_out = (uInt)p->chunk_bytes;
+                zr = inflate(zs, Z_FINISH);
+                if (zr != Z_STREAM_END)
+                    bad = zs->msg ? zs->msg : "error";
+                else if (zs->total_out != p->chunk_bytes || zs->avail_in < 4)
+                    bad = "short";
+                else if (eplb_adler32(1, dst, p->chunk_bytes) !=
+                         ((uint32_t)zs->next_in[0] << 24 | (uint32_t)zs->next_in[1] << 16 |
+                          (uint32_t)zs->next_in[2] << 8 | zs->next_in[3]))
+                    bad = "incorrect data check";
+            }
+            if (bad) {
                 char what[160];
-                snprintf(what, sizeof what,
-                         "corrupt deflate data (zlib: %s, %lu of %zu bytes)",
-                         zs->msg ? zs->msg : (zr == Z_STREAM_END ? "short" : "error"),
-                         (unsigned long)zs->total_out, p->chunk_bytes);
+                snprintf(what, sizeof what, "corrupt deflate data (zlib: %s, %lu of %zu bytes)",
+                         bad, (unsigned long)zs->total_out, p->chunk_bytes);
                 fail(p, EPLB_ERR_FORMAT, s->off, what);
                 return -1;
             }
@@ -429,7 +447,7 @@ static void *worker(void *arg)
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     hsize_t none[3] = {0, 0, 0};
-    if (inflateInit(&zs) != Z_OK) {
+    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) { /* raw: decode() checks header and trailer */
         fail(p, EPLB_ERR_NOMEM, none, "cannot initialise zlib");
         return NULL;
     }

@@ -73,6 +73,12 @@ eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
 /* Threads eplb_route_cpu uses for rows = T x L (eplb_num_threads(), fewer
  * for small calls). */
 int eplb_route_cpu_threads(int64_t rows);
+/* The CPU router's approximate keys (the DeepSeek-V3 path) eight at a time
+ * with AVX2 where the CPU has it (the default; EPLB_CPU_AVX2=0 turns it
+ * off), else four with SSE2: the same ids and weights either way.  on: 1
+ * AVX2 if present, 0 SSE2 only (tests, timing).  Returns whether AVX2 is
+ * now used.  Not thread-safe against routing in progress. */
+int eplb_route_cpu_set_avx2(int on);
 
 /* Select a replica for every (token, layer, k) and add the choice to
  * counts[L][P].  phys may be NULL.  Ids outside [0, E) map to -1 and are

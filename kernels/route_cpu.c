@@ -18,6 +18,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <stdatomic.h>
+#endif
 
 #include "checks.h"
 
@@ -199,6 +203,117 @@ static inline int next_at_least(const float *a, int i, int end, float thr)
     return end;
 }
 
+/* The approximate keys a[e] of route_filtered for e < E rounded down to 4
+ * (8 at a time with AVX2, 4 with SSE2: the same operations per lane, mul
+ * and add without FMA, so the same a either way) and the largest |bias|
+ * of them; returns how many experts it did. */
+static int approx_keys_sse(float *a, const float *x, const float *bias, int E, float *bmax)
+{
+    const __m128 one = _mm_set1_ps(1.0f), ninf = _mm_set1_ps(-INFINITY),
+                 sign = _mm_set1_ps(-0.0f), lo = _mm_set1_ps(-87.0f), hi = _mm_set1_ps(87.0f);
+    __m128 vb = _mm_setzero_ps();
+    int e = 0;
+    for (; e + 4 <= E; e += 4) {
+        const __m128 xv = _mm_loadu_ps(x + e), bv = _mm_loadu_ps(bias + e);
+        const __m128 t = _mm_min_ps(_mm_max_ps(_mm_xor_ps(xv, sign), lo), hi);
+        /* 1 / (1 + e): rcpps (2^-11) and one Newton step (about 2^-22) */
+        const __m128 d = _mm_add_ps(one, exp_approx_ps(t)), r0 = _mm_rcp_ps(d);
+        const __m128 r1 = _mm_mul_ps(r0, _mm_sub_ps(_mm_set1_ps(2.0f), _mm_mul_ps(d, r0)));
+        const __m128 k = _mm_add_ps(r1, bv);
+        /* NaN logit or key: -inf, exactly as the key (the clamp lost it) */
+        const __m128 ok = _mm_and_ps(_mm_cmpord_ps(xv, xv), _mm_cmpord_ps(k, k));
+        _mm_storeu_ps(a + e, _mm_or_ps(_mm_and_ps(ok, k), _mm_andnot_ps(ok, ninf)));
+        vb = _mm_max_ps(_mm_andnot_ps(sign, bv), vb); /* a NaN bias is left out */
+    }
+    float bl[4], m = 0.0f;
+    _mm_storeu_ps(bl, vb);
+    for (int q = 0; q < 4; q++)
+        m = bl[q] > m ? bl[q] : m;
+    *bmax = m;
+    return e;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_AVX2_KEYS 1
+/* exp_approx_ps, eight at a time */
+__attribute__((target("avx2"))) static inline __m256 exp_approx_ps8(__m256 t)
+{
+    const __m256i n = _mm256_cvtps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504f)));
+    const __m256 nf = _mm256_cvtepi32_ps(n);
+    const __m256 r =
+        _mm256_sub_ps(_mm256_sub_ps(t, _mm256_mul_ps(nf, _mm256_set1_ps(0.693145751953125f))),
+                      _mm256_mul_ps(nf, _mm256_set1_ps(1.428606765330187e-6f)));
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__attribute__((target("avx2"))) static int approx_keys_avx2(float *a, const float *x,
+                                                            const float *bias, int E,
+                                                            float *bmax)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), ninf = _mm256_set1_ps(-INFINITY),
+                 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-87.0f),
+                 hi = _mm256_set1_ps(87.0f);
+    __m256 vb = _mm256_setzero_ps();
+    int e = 0;
+    for (; e + 8 <= E; e += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + e), bv = _mm256_loadu_ps(bias + e);
+        const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_xor_ps(xv, sign), lo), hi);
+        const __m256 d = _mm256_add_ps(one, exp_approx_ps8(t)), r0 = _mm256_rcp_ps(d);
+        const __m256 r1 =
+            _mm256_mul_ps(r0, _mm256_sub_ps(_mm256_set1_ps(2.0f), _mm256_mul_ps(d, r0)));
+        const __m256 k = _mm256_add_ps(r1, bv);
+        const __m256 ok =
+            _mm256_and_ps(_mm256_cmp_ps(xv, xv, _CMP_ORD_Q), _mm256_cmp_ps(k, k, _CMP_ORD_Q));
+        _mm256_storeu_ps(a + e, _mm256_or_ps(_mm256_and_ps(ok, k), _mm256_andnot_ps(ok, ninf)));
+        vb = _mm256_max_ps(_mm256_andnot_ps(sign, bv), vb);
+    }
+    float bl[8], m = 0.0f;
+    _mm256_storeu_ps(bl, vb);
+    for (int q = 0; q < 8; q++)
+        m = bl[q] > m ? bl[q] : m;
+    float m4 = 0.0f;
+    const int e4 = approx_keys_sse(a + e, x + e, bias + e, E - e, &m4); /* a last 4 */
+    *bmax = m4 > m ? m4 : m;
+    return e + e4;
+}
+
+/* AVX2 where the CPU has it (EPLB_CPU_AVX2=0 or eplb_route_cpu_set_avx2:
+ * SSE2 only); -1: not yet decided */
+static atomic_int avx2_on = -1;
+
+static int use_avx2(void)
+{
+    int h = atomic_load_explicit(&avx2_on, memory_order_relaxed);
+    if (h < 0) { /* every thread that gets here stores the same */
+        __builtin_cpu_init();
+        const char *env = getenv("EPLB_CPU_AVX2");
+        h = __builtin_cpu_supports("avx2") && !(env && !strcmp(env, "0"));
+        atomic_store_explicit(&avx2_on, h, memory_order_relaxed);
+    }
+    return h;
+}
+#endif
+
+int eplb_route_cpu_set_avx2(int on)
+{
+#ifdef HAVE_AVX2_KEYS
+    __builtin_cpu_init();
+    atomic_store_explicit(&avx2_on, on && __builtin_cpu_supports("avx2"), memory_order_relaxed);
+    return atomic_load_explicit(&avx2_on, memory_order_relaxed);
+#else
+    (void)on;
+    return 0;
+#endif
+}
+
 /* Grouped top-k with sigmoid scoring and a bias where K <= 2 topk_groups
  * (DeepSeek-V3): exact, with expf for a few experts only.  Approximate keys
  * a (exp_approx_ps) are within eps = 1e-5 (1 + max |bias|) of the keys
@@ -219,26 +334,13 @@ static void route_filtered(int *bi, const float *x, const float *bias,
     float a[EPLB_MAX_EXPERTS], key[EPLB_MAX_EXPERTS];
     unsigned char have[EPLB_MAX_EXPERTS];
     memset(have, 0, (size_t)E);
-    const __m128 one = _mm_set1_ps(1.0f), ninf = _mm_set1_ps(-INFINITY),
-                 sign = _mm_set1_ps(-0.0f), lo = _mm_set1_ps(-87.0f), hi = _mm_set1_ps(87.0f);
-    __m128 vb = _mm_setzero_ps();
-    int e = 0;
-    for (; e + 4 <= E; e += 4) {
-        const __m128 xv = _mm_loadu_ps(x + e), bv = _mm_loadu_ps(bias + e);
-        const __m128 t = _mm_min_ps(_mm_max_ps(_mm_xor_ps(xv, sign), lo), hi);
-        /* 1 / (1 + e): rcpps (2^-11) and one Newton step (about 2^-22) */
-        const __m128 d = _mm_add_ps(one, exp_approx_ps(t)), r0 = _mm_rcp_ps(d);
-        const __m128 r1 = _mm_mul_ps(r0, _mm_sub_ps(_mm_set1_ps(2.0f), _mm_mul_ps(d, r0)));
-        const __m128 k = _mm_add_ps(r1, bv);
-        /* NaN logit or key: -inf, exactly as the key (the clamp lost it) */
-        const __m128 ok = _mm_and_ps(_mm_cmpord_ps(xv, xv), _mm_cmpord_ps(k, k));
-        _mm_storeu_ps(a + e, _mm_or_ps(_mm_and_ps(ok, k), _mm_andnot_ps(ok, ninf)));
-        vb = _mm_max_ps(_mm_andnot_ps(sign, bv), vb); /* a NaN bias is left out */
-    }
-    float bl[4], bmax = 0.0f;
-    _mm_storeu_ps(bl, vb);
-    for (int q = 0; q < 4; q++)
-        bmax = bl[q] > bmax ? bl[q] : bmax;
+    float bmax = 0.0f;
+#ifdef HAVE_AVX2_KEYS
+    int e = use_avx2() ? approx_keys_avx2(a, x, bias, E, &bmax)
+                       : approx_keys_sse(a, x, bias, E, &bmax);
+#else
+    int e = approx_keys_sse(a, x, bias, E, &bmax);
+#endif
     for (; e < E; e++) { /* the rest exactly */
         a[e] = key[e] = sig_key(x[e], bias[e]);
         have[e] = 1;

@@ -304,12 +304,17 @@ Test(kernels, route_cpu_matches_plain_version_bitwise)
         {512, 16, EPLB_SCORING_SIGMOID, 32, 8, 1, 1.0f},
         {60, 4, EPLB_SCORING_SIGMOID, 6, 3, 1, 1.0f},
         {30, 3, EPLB_SCORING_SIGMOID, 1, 1, 0, 1.0f},
+        {30, 3, EPLB_SCORING_SIGMOID, 3, 2, 1, 1.0f}, /* keys: 24 by 8, 4 by 4, 2 exact */
     };
     static float x[T * L * 512], bias[L * 512], wa[T * L * 16], wb[T * L * 16];
     static uint16_t h[T * L * 512];
     static int32_t ia[T * L * 16], ib[T * L * 16];
     long differ = 0;
     rng_seed(29);
+    /* both key paths: AVX2 (where present) and SSE2 */
+    for (int avx = 1; avx >= 0; avx--) {
+    const int used = eplb_route_cpu_set_avx2(avx);
+    cr_log_info("route_cpu: AVX2 keys %s", used ? "on" : "off");
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++)
         for (int dt = 0; dt < 3; dt++)
             for (int mode = 0; mode < 6; mode++)
@@ -346,10 +351,13 @@ Test(kernels, route_cpu_matches_plain_version_bitwise)
                         if ((ia[i] != ib[i] ||
                              (memcmp(&wa[i], &wb[i], 4) && !(isnan(wa[i]) && isnan(wb[i])))) &&
                             differ++ < 5)
-                            cr_log_error("cfg %zu dtype %d mode %d bias %d entry %d: %d %a, "
-                                         "plain %d %a",
-                                         ci, dt, mode, wb_on, i, ia[i], wa[i], ib[i], wb[i]);
+                            cr_log_error("avx2 %d cfg %zu dtype %d mode %d bias %d entry %d: "
+                                         "%d %a, plain %d %a",
+                                         used, ci, dt, mode, wb_on, i, ia[i], wa[i], ib[i],
+                                         wb[i]);
                 }
+    }
+    eplb_route_cpu_set_avx2(1);
     cr_assert_eq(differ, 0, "%ld entries differ from the plain version", differ);
 }
 

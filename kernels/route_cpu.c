@@ -302,18 +302,6 @@ static int use_avx2(void)
 }
 #endif
 
-int eplb_route_cpu_set_avx2(int on)
-{
-#ifdef HAVE_AVX2_KEYS
-    __builtin_cpu_init();
-    atomic_store_explicit(&avx2_on, on && __builtin_cpu_supports("avx2"), memory_order_relaxed);
-    return atomic_load_explicit(&avx2_on, memory_order_relaxed);
-#else
-    (void)on;
-    return 0;
-#endif
-}
-
 /* Grouped top-k with sigmoid scoring and a bias where K <= 2 topk_groups
  * (DeepSeek-V3): exact, with expf for a few experts only.  Approximate keys
  * a (exp_approx_ps) are within eps = 1e-5 (1 + max |bias|) of the keys
@@ -390,6 +378,18 @@ static void route_filtered(int *bi, const float *x, const float *bias,
         }
 }
 #endif
+
+int eplb_route_cpu_set_avx2(int on)
+{
+#ifdef HAVE_AVX2_KEYS
+    __builtin_cpu_init();
+    atomic_store_explicit(&avx2_on, on && __builtin_cpu_supports("avx2"), memory_order_relaxed);
+    return atomic_load_explicit(&avx2_on, memory_order_relaxed);
+#else
+    (void)on;
+    return 0;
+#endif
+}
 
 /* Route one row of E logits.  The loops are split by case (dtype, scoring,
  * bias); the exponentials come first, then s and the keys four at a time

@@ -24,14 +24,16 @@
  * (docs/simulator.md).  On the CPU: no effect. */
 #define GPU_SELECT_ENV "EPLB_GPU_SELECT"
 
-/* eplb_gpu_open, its wall time on stderr with EPLB_TIMINGS=1 (starting CUDA
- * is a fixed cost of every GPU replay; docs/perf/sim.md) */
+/* With EPLB_TIMINGS=1: the wall time since t0 of `what`, on stderr
+ * (docs/simulator.md) */
 static void timing(const char *what, double t0)
 {
     if (eplb_env_on("EPLB_TIMINGS"))
         fprintf(stderr, "eplb-replay: timings: %s %.3f s\n", what, eplb_now() - t0);
 }
 
+/* eplb_gpu_open, timed (starting CUDA is a fixed cost of every GPU replay;
+ * docs/perf/sim.md) */
 static eplb_status_t gpu_open_timed(eplb_gpu_t **gpu)
 {
     double t0 = eplb_now();

@@ -254,9 +254,10 @@ static eplb_status_t commit_pending(sim_run_t *r, int64_t s)
  * a2a [4][D]: sent intra, sent inter, received intra, received inter.
  * Up to 64 GPUs and 4096 slots: the slot's GPU from a table and a
  * token's destination GPUs as a bit set, counted without a branch per
- * entry (a division per entry and a search of the token's earlier GPUs:
- * ~115 ns per (token, layer) row on the build machine); beyond that the
- * same count by division and search (a2a_layer_slow). */
+ * entry (with a division per entry and a search of the token's earlier
+ * GPUs this was 4.9% of a CPU replay's samples, now 2.8%:
+ * docs/perf/sim.md); beyond that the same count by division and search
+ * (a2a_layer_slow). */
 static void a2a_layer_slow(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
                            int l, const uint16_t *rank);
 #define A2A_FAST_GPUS 64

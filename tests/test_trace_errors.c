@@ -382,7 +382,10 @@ Test(trace_errors, chunk_checksum_and_header)
                  {0, 1, "incorrect data check"},      /* the trailer's last byte */
                  {3, 1, "incorrect data check"},      /* its first */
                  {1, 0, "incorrect header check"}};   /* FLG: (CMF FLG) % 31 != 0 */
+    /* the reader's own checks, then zlib's (EPLB_ZLIB_CHECK=1, timing) */
+    for (int zc = 0; zc < 2; zc++)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        setenv("EPLB_ZLIB_CHECK", zc ? "1" : "0", 1);
         const char *path = good_trace();
         rewrite_chunk(path, off, cases[c].byte, cases[c].from_end);
         eplb_trace_t *tr = NULL;
@@ -407,6 +410,7 @@ Test(trace_errors, chunk_checksum_and_header)
         eplb_trace_close(tr);
         unlink(path);
     }
+    unsetenv("EPLB_ZLIB_CHECK");
 }
 
 /* The CLI: non-zero exit and a message naming the file, no crash. */

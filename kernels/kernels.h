@@ -70,6 +70,12 @@ eplb_status_t eplb_layer_map_check(const eplb_layer_map_t *map);
 eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
                              eplb_dtype_t dt, int64_t T, int L,
                              const float *bias, const eplb_route_cfg_t *cfg);
+/* eplb_route_cpu on the calling thread only (for callers that are
+ * threads already: the CPU replay routes each decoded chunk on the worker
+ * that decoded it).  The same ids and weights. */
+eplb_status_t eplb_route_cpu_serial(int32_t *ids, float *weights, const void *logits,
+                                    eplb_dtype_t dt, int64_t T, int L,
+                                    const float *bias, const eplb_route_cfg_t *cfg);
 /* Threads eplb_route_cpu uses for rows = T x L (eplb_num_threads(), fewer
  * for small calls). */
 int eplb_route_cpu_threads(int64_t rows);

@@ -535,9 +535,8 @@ int eplb_route_cpu_threads(int64_t rows)
     return nt;
 }
 
-eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
-                             eplb_dtype_t dt, int64_t T, int L,
-                             const float *bias, const eplb_route_cfg_t *cfg)
+static eplb_status_t route_args_check(const int32_t *ids, const void *logits, eplb_dtype_t dt,
+                                      int64_t T, int L, const eplb_route_cfg_t *cfg)
 {
     EPLB_CHECK(eplb_route_cfg_check(cfg));
     if (!ids || !logits || T < 0 || L < 1)
@@ -548,6 +547,24 @@ eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
     if (dt != EPLB_DTYPE_F32 && dt != EPLB_DTYPE_F16 && dt != EPLB_DTYPE_BF16)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "route: unknown dtype %d",
                               (int)dt);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_route_cpu_serial(int32_t *ids, float *weights, const void *logits,
+                                    eplb_dtype_t dt, int64_t T, int L,
+                                    const float *bias, const eplb_route_cfg_t *cfg)
+{
+    EPLB_CHECK(route_args_check(ids, logits, dt, T, L, cfg));
+    route_job_t job = {ids, weights, logits, dt, T * L, L, bias, cfg, 0, T * L};
+    route_worker(&job);
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
+                             eplb_dtype_t dt, int64_t T, int L,
+                             const float *bias, const eplb_route_cfg_t *cfg)
+{
+    EPLB_CHECK(route_args_check(ids, logits, dt, T, L, cfg));
     int64_t rows = T * L;
     int nt = eplb_route_cpu_threads(rows);
     route_job_t jobs[256];

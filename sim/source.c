@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,28 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
     return st_loop != EPLB_OK ? eplb_error_set(st_loop, "%s", keep) : st;
 }
 
+/* The CPU path's routing of rows [a, b) of the read that starts at token
+ * t (out: the read's ids), on the decode worker that placed them */
+typedef struct {
+    eplb_sim_source_t *s;
+    int32_t *out;
+    int64_t t;
+    eplb_dtype_t dt;
+    size_t row; /* bytes of logits per token */
+    atomic_int bad;
+} route_rows_t;
+
+static void route_rows(void *ctx, int64_t a, int64_t b)
+{
+    route_rows_t *r = ctx;
+    const eplb_sim_source_t *s = r->s;
+    const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
+    if (eplb_route_cpu_serial(r->out + (size_t)(a - r->t) * s->L * s->K, NULL,
+                              (const char *)s->logits + (size_t)(a - r->t) * r->row, r->dt, b - a,
+                              s->L, s->bias, &inf->route) != EPLB_OK)
+        atomic_store(&r->bad, 1);
+}
+
 static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
                                      int64_t t0, int64_t t1)
 {
@@ -268,21 +291,33 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
      * MB/s on one core, 6.5 s of an 8.6 s replay of a 1.5 GB trace (run 15) */
     if (s->gpu)
         return route_gpu_staged(s, ids, t0, t1, chunk);
+    const int after_read = eplb_env_on("EPLB_ROUTE_AFTER_READ");
     if (!s->logits) {
         s->logits = malloc(row * (size_t)chunk);
         if (!s->logits)
             return eplb_error_set(EPLB_ERR_NOMEM, "routing buffer: out of memory");
         s->logits_cap = (size_t)chunk;
     }
+    EPLB_CHECK(eplb_route_cfg_check(&inf->route));
     for (int64_t t = t0; t < t1; t += chunk) {
         int64_t e = t + chunk < t1 ? t + chunk : t1;
         int32_t *out = ids + (size_t)(t - t0) * s->L * s->K;
         double t0 = eplb_now();
-        EPLB_CHECK(eplb_trace_read_logits_parallel(s->trace, s->logits, t, e, 0));
+        /* each chunk routed by the worker that decoded it, while it is in
+         * that core's cache and the other chunks still decode (decode and
+         * routing in one pass, with no barrier between them);
+         * EPLB_ROUTE_AFTER_READ=1 (timing): routing after the read */
+        route_rows_t rr = {s, out, t, inf->logits_dtype, row, 0};
+        int all = 0;
+        EPLB_CHECK(eplb_trace_read_logits_each(s->trace, s->logits, t, e, 0,
+                                               after_read ? NULL : route_rows, &rr, &all));
         double t1 = eplb_now();
         s->t_decode += t1 - t0;
-        EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
-                                  s->bias, &inf->route));
+        if (atomic_load(&rr.bad))
+            return eplb_error_set(EPLB_ERR_INTERNAL, "routing a decoded chunk failed");
+        if (!all || after_read) /* rows no worker routed: all of them here */
+            EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
+                                      s->bias, &inf->route));
         s->t_route += eplb_now() - t1;
         EPLB_CHECK(compare_record(s, out, t, e));
     }

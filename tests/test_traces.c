@@ -3,6 +3,7 @@
  * formulas below (not from the reader), and bf16/f16 from the conversion
  * functions of src/types.c (tested on their own in test_core.c). */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,6 +520,112 @@ Test(traces, parallel_many_chunks)
     free(a);
     free(b);
     eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* eplb_trace_read_logits_each: every row of the range reaches on_rows
+ * exactly once, already in place when it does (a copy taken in the
+ * callback equals the finished read), *all = 1; with chunks that split
+ * the layers (placed piecewise) no row is delivered and *all = 0. */
+typedef struct {
+    pthread_mutex_t mu;
+    int *hits;          /* per token of the trace */
+    const float *buf;   /* the read's buffer */
+    float *shadow;      /* rows copied in the callback */
+    int64_t t0;
+    size_t row;         /* floats per token */
+} each_t;
+
+static void each_cb(void *ctx, int64_t a, int64_t b)
+{
+    each_t *e = ctx;
+    pthread_mutex_lock(&e->mu);
+    for (int64_t t = a; t < b; t++)
+        e->hits[t]++;
+    memcpy(e->shadow + (size_t)(a - e->t0) * e->row, e->buf + (size_t)(a - e->t0) * e->row,
+           (size_t)(b - a) * e->row * sizeof(float));
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* /router/logits rewritten with chunks of {8, 1, E}: the same values,
+ * chunks that no longer span a token's layers */
+static void rechunk_by_layer(const char *path)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d), ft = H5Dget_type(d);
+    hsize_t dims[3], maxd[3];
+    cr_assert_eq(H5Sget_simple_extent_dims(sp, dims, maxd), 3);
+    float *v = malloc(sizeof(float) * dims[0] * dims[1] * dims[2]);
+    cr_assert_eq(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
+    H5Dclose(d);
+    cr_assert_eq(H5Ldelete(f, "/router/logits", H5P_DEFAULT), 0);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t cd[3] = {8, 1, dims[2]};
+    cr_assert_eq(H5Pset_chunk(dcpl, 3, cd), 0);
+    cr_assert_eq(H5Pset_shuffle(dcpl), 0);
+    cr_assert_eq(H5Pset_deflate(dcpl, 1), 0);
+    d = H5Dcreate2(f, "/router/logits", ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(d >= 0);
+    cr_assert_eq(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
+    free(v);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Tclose(ft);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+Test(traces, parallel_each_delivers_every_row_once)
+{
+    const char *path = tmp_file("each.h5");
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 5, 64, 6, EPLB_LEVEL_LOGITS);
+    o.logits_dtype = EPLB_DTYPE_F32;
+    o.chunk_rows = 37;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    float *lg = malloc(sizeof(float) * 100 * 5 * 64);
+    for (int i = 0; i < 100 * 5 * 64; i++)
+        lg[i] = (float)(i % 89) * 0.5f - 7.0f;
+    for (int st = 0; st < 4; st++)
+        eplb_assert_ok(eplb_trace_writer_append_step(w, 100, lg, NULL, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    free(lg);
+    const size_t row = 5 * 64;
+    for (int layout = 0; layout < 2; layout++) {
+        if (layout)
+            rechunk_by_layer(path);
+        eplb_trace_t *tr = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        const int64_t T = 400, r0[] = {0, 5, 37, 100, 0}, r1[] = {T, 300, 74, 101, 0};
+        float *ref = malloc(sizeof(float) * T * row), *buf = malloc(sizeof(float) * T * row);
+        float *sh = malloc(sizeof(float) * T * row);
+        int hits[400];
+        eplb_assert_ok(eplb_trace_read_logits(tr, ref, 0, T));
+        for (size_t q = 0; q < sizeof r0 / sizeof r0[0]; q++) {
+            each_t e = {PTHREAD_MUTEX_INITIALIZER, hits, buf, sh, r0[q], row};
+            memset(hits, 0, sizeof hits);
+            memset(sh, 0xff, sizeof(float) * T * row);
+            int all = -1;
+            eplb_assert_ok(eplb_trace_read_logits_each(tr, buf, r0[q], r1[q], 2, each_cb, &e,
+                                                       &all));
+            const size_t n = (size_t)(r1[q] - r0[q]) * row * sizeof(float);
+            cr_assert_eq(memcmp(buf, ref + (size_t)r0[q] * row, n), 0);
+            for (int64_t t = 0; t < T; t++)
+                cr_assert_eq(hits[t], !layout && t >= r0[q] && t < r1[q],
+                             "layout %d, range [%lld, %lld): token %lld delivered %d times",
+                             layout, (long long)r0[q], (long long)r1[q], (long long)t, hits[t]);
+            if (!layout)
+                cr_assert_eq(memcmp(sh, buf, n), 0, "a row was delivered before it was placed");
+            /* an empty range has nothing to deliver: all = 1 */
+            cr_assert_eq(all, !layout || r0[q] == r1[q], "layout %d: all = %d", layout, all);
+        }
+        free(ref);
+        free(buf);
+        free(sh);
+        eplb_trace_close(tr);
+    }
     unlink(path);
 }
 

@@ -150,6 +150,11 @@ typedef struct {
     /* EPLB_ZLIB_CHECK=1 (timing): inflate in zlib mode, zlib checking the
      * header and the Adler-32 (the reader before the sixth session) */
     int zlib_check;
+    /* eplb_trace_read_logits_each: called for the rows of each chunk placed
+     * whole; `delivered` counts those rows */
+    eplb_trace_rows_fn on_rows;
+    void *on_rows_ctx;
+    atomic_llong delivered;
     /* queue */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_free;
@@ -324,6 +329,15 @@ static void check_placed(par_t *p, const unsigned char *final, size_t nvalid)
         atomic_store(&p->nonfinite, 1);
 }
 
+/* Rows [lo, hi) of the chunk at row off0 are in the output, whole */
+static void rows_placed(par_t *p, hsize_t off0, hsize_t lo, hsize_t hi)
+{
+    if (!p->on_rows || hi <= lo)
+        return;
+    p->on_rows(p->on_rows_ctx, (int64_t)(off0 + lo), (int64_t)(off0 + hi));
+    atomic_fetch_add(&p->delivered, (long long)(hi - lo));
+}
+
 /* Decode one raw chunk.  *a, *b: scratch buffers of chunk_bytes, allocated
  * on first use (the usual chunk, deflate then unshuffle straight into the
  * output, needs only one: fewer fresh pages to fault in). */
@@ -411,6 +425,7 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
             if (i == last && final) {
                 unshuffle(final, cur + i0, n, p->esize, nvalid);
                 check_placed(p, final, nvalid);
+                rows_placed(p, s->off[0], lo, hi);
                 return 0;
             }
             unshuffle(dst, cur, n, p->esize, n);
@@ -428,6 +443,8 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
     else
         place(p, cur, s->off);
     check_placed(p, final, nvalid);
+    if (final)
+        rows_placed(p, s->off[0], lo, hi);
     return 0;
 }
 
@@ -660,10 +677,13 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
                                         int nthreads,
                                         eplb_status_t (*serial)(const eplb_trace_t *, void *,
                                                                 int64_t, int64_t),
-                                        int check, int *clean)
+                                        int check, int *clean, eplb_trace_rows_fn on_rows,
+                                        void *on_rows_ctx, int64_t *delivered)
 {
     if (clean)
         *clean = 0;
+    if (delivered)
+        *delivered = 0;
     if (nthreads <= 0)
         nthreads = eplb_num_threads();
     if (nthreads > MAX_THREADS)
@@ -676,6 +696,9 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
     p.name = name;
     p.bufs = tr->bufs;
     p.zlib_check = eplb_env_on("EPLB_ZLIB_CHECK");
+    p.on_rows = on_rows;
+    p.on_rows_ctx = on_rows_ctx;
+    atomic_init(&p.delivered, 0);
     p.out = buf;
     eplb_h5_lock();
     int ok = plan_init(&p, d, mt);
@@ -733,6 +756,8 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
         st = eplb_error_set(p.st, "%s", p.msg);
     else if (clean && check)
         *clean = !atomic_load(&p.unchecked) && !atomic_load(&p.nonfinite);
+    if (delivered)
+        *delivered = (int64_t)atomic_load(&p.delivered);
 out_sync:
     pthread_cond_destroy(&p.cv_free);
     pthread_cond_destroy(&p.cv_work);
@@ -766,7 +791,8 @@ eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf, in
                               tr->path);
     if (tr->info.num_tokens == 0)
         return EPLB_OK;
-    return read_rows_parallel(tr, d, mt, name, buf, 0, 0, nthreads, serial_all, 0, NULL);
+    return read_rows_parallel(tr, d, mt, name, buf, 0, 0, nthreads, serial_all, 0, NULL, NULL,
+                              NULL, NULL);
 }
 
 /* the check follows in eplb_trace_read_logits_parallel (the parallel path
@@ -779,6 +805,15 @@ static eplb_status_t serial_logits(const eplb_trace_t *tr, void *buf, int64_t r0
 eplb_status_t eplb_trace_read_logits_parallel(const eplb_trace_t *tr, void *buf,
                                               int64_t tok_begin, int64_t tok_end, int nthreads)
 {
+    return eplb_trace_read_logits_each(tr, buf, tok_begin, tok_end, nthreads, NULL, NULL, NULL);
+}
+
+eplb_status_t eplb_trace_read_logits_each(const eplb_trace_t *tr, void *buf,
+                                          int64_t tok_begin, int64_t tok_end, int nthreads,
+                                          eplb_trace_rows_fn on_rows, void *ctx, int *all)
+{
+    if (all)
+        *all = 0;
     if (tr->d_logits < 0)
         return eplb_error_set(EPLB_ERR_FORMAT, "%s: the trace has no dataset /router/logits",
                               tr->path);
@@ -787,11 +822,18 @@ eplb_status_t eplb_trace_read_logits_parallel(const eplb_trace_t *tr, void *buf,
                               "%s: /router/logits: range [%lld, %lld) outside [0, %lld)", tr->path,
                               (long long)tok_begin, (long long)tok_end,
                               (long long)tr->info.num_tokens);
-    if (tok_begin == tok_end)
+    if (tok_begin == tok_end) {
+        if (all)
+            *all = 1; /* nothing to deliver */
         return EPLB_OK;
+    }
     int clean = 0;
+    int64_t delivered = 0;
     EPLB_CHECK(read_rows_parallel(tr, tr->d_logits, tr->logits_mtype, "/router/logits", buf,
-                                  tok_begin, tok_end, nthreads, serial_logits, 1, &clean));
+                                  tok_begin, tok_end, nthreads, serial_logits, 1, &clean,
+                                  on_rows, ctx, &delivered));
+    if (all)
+        *all = delivered == tok_end - tok_begin;
     /* not scanned by the workers, or a bad value: one scan names the first */
     return clean ? EPLB_OK : eplb_trace_check_logits(tr, buf, tok_begin, tok_end);
 }

@@ -98,6 +98,20 @@ eplb_status_t eplb_trace_read_all_parallel(const eplb_trace_t *tr, void *buf,
 eplb_status_t eplb_trace_read_logits_parallel(const eplb_trace_t *tr,
                                               void *buf, int64_t tok_begin,
                                               int64_t tok_end, int nthreads);
+/* Called by the workers of eplb_trace_read_logits_each, concurrently, for
+ * token rows [t0, t1) of the read as soon as a worker has placed them in
+ * the buffer (before the read's NaN/Inf verdict: the read's status says). */
+typedef void (*eplb_trace_rows_fn)(void *ctx, int64_t t0, int64_t t1);
+/* eplb_trace_read_logits_parallel that calls on_rows for the rows of every
+ * chunk a worker places whole, so that the caller can use them while other
+ * chunks decode (the CPU replay routes them there).  *all: 1 if every row
+ * of the range went through on_rows, 0 if some did not (chunks split
+ * across the trailing dimensions, unallocated chunks, the serial fallback):
+ * then the caller handles the whole range after the read. */
+eplb_status_t eplb_trace_read_logits_each(const eplb_trace_t *tr, void *buf,
+                                          int64_t tok_begin, int64_t tok_end,
+                                          int nthreads, eplb_trace_rows_fn on_rows,
+                                          void *ctx, int *all);
 /* The same with one plain H5Dread (the baseline of `bench io`). */
 eplb_status_t eplb_trace_read_all_serial(const eplb_trace_t *tr, void *buf);
 /* 1 if eplb_trace_read_all_parallel can take its parallel path on this

@@ -487,14 +487,21 @@ Test(traces, writer_chunks_are_hdf5_deflate_only)
 /* A larger trace whose chunks compress well (repetitive data) and whose
  * rows are long, so that the SSE unshuffle and the chunk placement are
  * exercised across many chunks. */
-Test(traces, parallel_many_chunks)
+/* A writer of f32 logits, 5 layers x 64 experts, chunks of 37 tokens */
+static eplb_trace_writer_t *f32_writer_37(const char *path)
 {
-    const char *path = tmp_file("many.h5");
     eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 5, 64, 6, EPLB_LEVEL_LOGITS);
     o.logits_dtype = EPLB_DTYPE_F32;
     o.chunk_rows = 37;
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    return w;
+}
+
+Test(traces, parallel_many_chunks)
+{
+    const char *path = tmp_file("many.h5");
+    eplb_trace_writer_t *w = f32_writer_37(path);
     float *lg = malloc(sizeof(float) * 128 * 5 * 64);
     int64_t t0 = 0;
     for (int s = 0; s < 11; s++) {
@@ -580,11 +587,7 @@ static void rechunk_by_layer(const char *path)
 Test(traces, parallel_each_delivers_every_row_once)
 {
     const char *path = tmp_file("each.h5");
-    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 5, 64, 6, EPLB_LEVEL_LOGITS);
-    o.logits_dtype = EPLB_DTYPE_F32;
-    o.chunk_rows = 37;
-    eplb_trace_writer_t *w = NULL;
-    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    eplb_trace_writer_t *w = f32_writer_37(path);
     float *lg = malloc(sizeof(float) * 100 * 5 * 64);
     for (int i = 0; i < 100 * 5 * 64; i++)
         lg[i] = (float)(i % 89) * 0.5f - 7.0f;

@@ -244,7 +244,6 @@ typedef struct {
     eplb_sim_source_t *s;
     int32_t *out;
     int64_t t;
-    eplb_dtype_t dt;
     size_t row; /* bytes of logits per token */
     atomic_int bad;
 } route_rows_t;
@@ -255,7 +254,8 @@ static void route_rows(void *ctx, int64_t a, int64_t b)
     const eplb_sim_source_t *s = r->s;
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
     if (eplb_route_cpu_serial(r->out + (size_t)(a - r->t) * s->L * s->K, NULL,
-                              (const char *)s->logits + (size_t)(a - r->t) * r->row, r->dt, b - a,
+                              (const char *)s->logits + (size_t)(a - r->t) * r->row,
+                              inf->logits_dtype, b - a,
                               s->L, s->bias, &inf->route) != EPLB_OK)
         atomic_store(&r->bad, 1);
 }
@@ -307,7 +307,7 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
          * that core's cache and the other chunks still decode (decode and
          * routing in one pass, with no barrier between them);
          * EPLB_ROUTE_AFTER_READ=1 (timing): routing after the read */
-        route_rows_t rr = {s, out, t, inf->logits_dtype, row, 0};
+        route_rows_t rr = {s, out, t, row, 0};
         int all = 0;
         EPLB_CHECK(eplb_trace_read_logits_each(s->trace, s->logits, t, e, 0,
                                                after_read ? NULL : route_rows, &rr, &all));

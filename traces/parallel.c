@@ -379,34 +379,25 @@ static int decode(par_t *p, z_stream *zs, const slot_t *s, unsigned char **pa,
                 fail(p, EPLB_ERR_INTERNAL, s->off, "zlib inflateReset failed");
                 return -1;
             }
+            const int raw = !p->zlib_check; /* EPLB_ZLIB_CHECK: zlib checks */
             const char *bad = NULL;
-            int zr = Z_OK;
-            if (p->zlib_check) {
-                zs->next_in = (Bytef *)cur;
-                zs->avail_in = (uInt)len;
-                zs->next_out = dst;
-                zs->avail_out = (uInt)p->chunk_bytes;
-                zr = inflate(zs, Z_FINISH);
-                if (zr != Z_STREAM_END)
-                    bad = zs->msg ? zs->msg : "error";
-                else if (zs->total_out != p->chunk_bytes)
-                    bad = "short";
-            } else if (len < 6 || (cur[0] & 0x0f) != Z_DEFLATED || (cur[0] >> 4) > 7 ||
-                (cur[1] & 0x20) || ((unsigned)cur[0] << 8 | cur[1]) % 31 != 0) {
+            if (raw && (len < 6 || (cur[0] & 0x0f) != Z_DEFLATED || (cur[0] >> 4) > 7 ||
+                        (cur[1] & 0x20) || ((unsigned)cur[0] << 8 | cur[1]) % 31 != 0))
                 bad = "incorrect header check";
-            } else {
-                zs->next_in = (Bytef *)cur + 2;
-                zs->avail_in = (uInt)(len - 2);
+            if (!bad) {
+                zs->next_in = (Bytef *)cur + (raw ? 2 : 0);
+                zs->avail_in = (uInt)(len - (raw ? 2 : 0));
                 zs->next_out = dst;
                 zs->avail_out = (uInt)p->chunk_bytes;
-                zr = inflate(zs, Z_FINISH);
+                const int zr = inflate(zs, Z_FINISH);
                 if (zr != Z_STREAM_END)
                     bad = zs->msg ? zs->msg : "error";
-                else if (zs->total_out != p->chunk_bytes || zs->avail_in < 4)
+                else if (zs->total_out != p->chunk_bytes || (raw && zs->avail_in < 4))
                     bad = "short";
-                else if (eplb_adler32(1, dst, p->chunk_bytes) !=
-                         ((uint32_t)zs->next_in[0] << 24 | (uint32_t)zs->next_in[1] << 16 |
-                          (uint32_t)zs->next_in[2] << 8 | zs->next_in[3]))
+                else if (raw && eplb_adler32(1, dst, p->chunk_bytes) !=
+                                    ((uint32_t)zs->next_in[0] << 24 |
+                                     (uint32_t)zs->next_in[1] << 16 |
+                                     (uint32_t)zs->next_in[2] << 8 | zs->next_in[3]))
                     bad = "incorrect data check";
             }
             if (bad) {

@@ -302,6 +302,17 @@ static int use_avx2(void)
 }
 #endif
 
+/* Expert e's exact key, computed once (have[e]) */
+static inline float exact_key(float *key, unsigned char *have, const float *x, const float *bias,
+                              int e)
+{
+    if (!have[e]) {
+        key[e] = sig_key(x[e], bias[e]);
+        have[e] = 1;
+    }
+    return key[e];
+}
+
 /* Grouped top-k with sigmoid scoring and a bias where K <= 2 topk_groups
  * (DeepSeek-V3): exact, with expf for a few experts only.  Approximate keys
  * a (exp_approx_ps) are within eps = 1e-5 (1 + max |bias|) of the keys
@@ -347,11 +358,7 @@ static void route_filtered(int *bi, const float *x, const float *bias,
             q = next_at_least(a, q, (g + 1) * gs, thr);
             if (q == (g + 1) * gs)
                 break;
-            if (!have[q]) {
-                key[q] = sig_key(x[q], bias[q]);
-                have[q] = 1;
-            }
-            const float k = key[q], l = b1 < k ? b1 : k;
+            const float k = exact_key(key, have, x, bias, q), l = b1 < k ? b1 : k;
             b2 = b2 > l ? b2 : l;
             b1 = b1 > k ? b1 : k;
         }
@@ -370,11 +377,7 @@ static void route_filtered(int *bi, const float *x, const float *bias,
             c = next_at_least(a, c, (kg[q] + 1) * gs, thr);
             if (c == (kg[q] + 1) * gs)
                 break;
-            if (!have[c]) {
-                key[c] = sig_key(x[c], bias[c]);
-                have[c] = 1;
-            }
-            topk_insert(key[c], c, bk, bi, &n, K);
+            topk_insert(exact_key(key, have, x, bias, c), c, bk, bi, &n, K);
         }
 }
 #endif

@@ -45,6 +45,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limi
 say "gpu: $(cat "$OUT/gpu.txt")"
 say "nvcc: $(nvcc --version | tail -1)"
 
+# KEEP_BUILD=1: reuse the build of an earlier device.sh in the same call
+# (a second mode after the first, e.g. `final` then `rsmatrix`)
+if [ "${KEEP_BUILD:-0}" = 1 ] && [ -x "$B/eplb-replay" ] && [ -x "$B/tests/gpu_tests" ]; then
+    say "build: kept from the earlier run in this call"
+else
 rm -rf "$T" "$B"
 mkdir -p "$T" "$B"
 # the working tree as it is (the device copy's .git, if any, may be stale)
@@ -64,6 +69,7 @@ fi
 nvcc -gencode=arch=compute_90,code=sm_90 -O3 -std=c++17 -Xptxas -v -I"$T/src" -I"$T/kernels" \
     -I"$B" -c "$T/kernels/route.cu" -o /tmp/route_v.o 2>&1 |
     grep -E "registers|spill" >"$OUT/ptxas.txt"
+fi
 
 # build: only the build above (for commands that follow in the same call)
 if [ "$what" = build ]; then

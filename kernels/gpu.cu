@@ -49,6 +49,8 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         g->carveout = c ? atoi(c) : -1;
         const char *u = getenv("EPLB_SEG_SETUP");
         g->seg_setup = u ? atoi(u) : -1;
+        const char *n = getenv("EPLB_SEG_LANES");
+        g->seg_lanes = n ? atoi(n) : 0;
     }
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
              prop.minor, prop.multiProcessorCount);

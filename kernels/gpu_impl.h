@@ -61,6 +61,8 @@ struct eplb_gpu {
     int seg_setup; /* EPLB_SEG_SETUP 0-3 forces the segment kernel's
                       SETUP_ (bit 0 the block setup, bit 1 the heads in
                       shared memory; -1: by the grid, route.cu) */
+    int seg_lanes; /* EPLB_SEG_LANES 8 or 16: lanes per row of the
+                      segment kernel (0: the default, route.cu) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

@@ -857,6 +857,46 @@ __device__ __forceinline__ void seg_ld4(const void *p, size_t i, float *x)
                                     : __uint_as_float((unsigned)h[j] << 16);
 }
 
+// ld2 of a lane's 2 logits (16 lanes per row), as seg_ld4
+template <int DT, bool NA>
+__device__ __forceinline__ void seg_ld2(const void *p, size_t i, float *x)
+{
+    if (DT == EPLB_DTYPE_F32) {
+        const float *q = (const float *)p + i;
+        if (NA) {
+            asm("ld.global.nc.L1::no_allocate.v2.f32 {%0, %1}, [%2];"
+                : "=f"(x[0]), "=f"(x[1])
+                : "l"(q));
+        } else {
+            const float2 v = __ldg((const float2 *)q);
+            x[0] = v.x, x[1] = v.y;
+        }
+        return;
+    }
+    unsigned v0;
+    if (NA)
+        asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];"
+            : "=r"(v0)
+            : "l"((const unsigned short *)p + i));
+    else
+        v0 = __ldg((const unsigned *)((const unsigned short *)p + i));
+    const unsigned short h[2] = {(unsigned short)(v0 & 0xffff), (unsigned short)(v0 >> 16)};
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+        x[j] = DT == EPLB_DTYPE_F16 ? __half2float(__ushort_as_half(h[j]))
+                                    : __uint_as_float((unsigned)h[j] << 16);
+}
+
+// a lane's EPL (4 or 2) logits
+template <int DT, bool NA, int EPL>
+__device__ __forceinline__ void seg_ldv(const void *p, size_t i, float *x)
+{
+    if (EPL == 4)
+        seg_ld4<DT, NA>(p, i, x);
+    else
+        seg_ld2<DT, NA>(p, i, x);
+}
+
 template <int DT>
 __device__ __forceinline__ float seg_ld1(const void *p, size_t i)
 {
@@ -900,11 +940,16 @@ __device__ __forceinline__ void seg_cp(unsigned char *st, int seg, int sl, const
     }
 }
 
-template <int NCH, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM, int SETUP_>
+template <int NCH, int LPR, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM,
+          int SETUP_>
 __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 {
-    static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over 8 lanes");
-    constexpr int NW = NT / 32, E = NCH * 32, DUP = 8 / NCH;
+    static_assert(NCH == 2 || NCH == 4 || NCH == 8, "groups of 32 over LPR lanes");
+    static_assert(LPR == 8 || (LPR == 16 && !ASYNC), "8 lanes per row, or 16 without stages");
+    // LPR lanes per row, RPW rows per warp (a row group), EPL experts per
+    // lane and group of 32; NL levels of a reduction over a row's lanes
+    constexpr int NW = NT / 32, E = NCH * 32, DUP = LPR / NCH, RPW = 32 / LPR, EPL = 32 / LPR;
+    constexpr int NL = LPR == 16 ? 4 : 3;
     constexpr int LG = NCH == 8 ? 3 : NCH == 4 ? 2 : 1; // split levels
     // SETUP_ bit 0: the block setup (bias in shared memory, L2 prefetch),
     // bit 1: the heads in shared memory (FM 1; before the setup's or the
@@ -914,16 +959,16 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     extern __shared__ __align__(16) unsigned char dyn_s[]; // [ASYNC stages][hist]
     int *hist_s = (int *)(dyn_s + (ASYNC ? SM::bytes : 0));
     __shared__ __align__(16) float bias_s[SETUP ? E : 1];
-    __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][4][E]; // keys of the warp's 4 rows
-    __shared__ u64 cand_s[NW][4][kSegCap + 1];      // +1: segments on other banks
-    __shared__ int win_s[NW][4][8];                 // expert of output column k
+    __shared__ __align__(16) float row_s[ASYNC ? 1 : NW][RPW][E]; // keys of the warp's rows
+    __shared__ u64 cand_s[NW][RPW][kSegCap + 1];      // +1: segments on other banks
+    __shared__ int win_s[NW][RPW][8];                 // expert of output column k
     __shared__ uint4 hh_s[HH_S ? E : 1];     // the layer's eplb_hhead_t (rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int seg = lane >> 3, sl = lane & 7;
+    const int seg = lane / LPR, sl = lane % LPR;
     int *hist = (FM && a.use_hist) ? hist_s : nullptr;
     int32_t *cnt = FM ? a.counts + (size_t)l * a.sp.P : nullptr;
-    const int64_t stride = (int64_t)gridDim.x * NW * 4;
-    const int64_t first = ((int64_t)blockIdx.x * NW + warp) * 4;
+    const int64_t stride = (int64_t)gridDim.x * NW * RPW;
+    const int64_t first = ((int64_t)blockIdx.x * NW + warp) * RPW;
     // SETUP (the small grids): the bias (and with HH_S the map heads) is
     // copied into shared memory before a barrier, with the first rows'
     // logits fetched into L2 meanwhile (lane sl of a segment: the 128-byte
@@ -938,7 +983,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     if (SETUP) {
         if (!ASYNC && first < a.T) {
             const int64_t i = first + seg < a.T ? first + seg : a.T - 1;
-            const char *p = (const char *)a.logits + (((size_t)i * a.L + l) * E + sl * (E / 8)) *
+            const char *p = (const char *)a.logits + (((size_t)i * a.L + l) * E + (sl & 7) * (E / 8)) *
                                                          (DT == EPLB_DTYPE_F32 ? 4 : 2);
             asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
         }
@@ -978,7 +1023,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         const int64_t i = i0 + seg;
         const bool valid = i < a.T;
         const size_t roff = ((size_t)(valid ? i : a.T - 1) * a.L + l) * E;
-        float k[NCH * 4]; // logits
+        float k[NCH * EPL]; // logits
         if (ASYNC) {
             __syncwarp(); // the previous rows' readers of cand, win are done
             // next row group into the other stage, then wait for this one
@@ -1016,41 +1061,54 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         } else {
 #pragma unroll
             for (int c = 0; c < NCH; c++)
-                seg_ld4<DT, !SETUP>(a.logits, roff + c * 32 + sl * 4, &k[c * 4]);
+                seg_ldv<DT, !SETUP, EPL>(a.logits, roff + c * 32 + sl * EPL, &k[c * EPL]);
             __syncwarp(); // the previous row's readers of row, cand, win are done
         }
         // 1. keys to the row buffer; the lane's top-2 of each chunk's 4 keys
         float t1[NCH], t2[NCH];
 #pragma unroll
         for (int c = 0; c < NCH; c++) {
-            float v[4];
+            float v[EPL];
             if (has_bias) {
-                const float4 b = SETUP ? *(const float4 *)&bias_s[c * 32 + sl * 4]
-                                       : __ldg((const float4 *)bl + c * 8 + sl);
-                v[0] = seg_sigmoid<FAST>(k[c * 4 + 0]) + b.x;
-                v[1] = seg_sigmoid<FAST>(k[c * 4 + 1]) + b.y;
-                v[2] = seg_sigmoid<FAST>(k[c * 4 + 2]) + b.z;
-                v[3] = seg_sigmoid<FAST>(k[c * 4 + 3]) + b.w;
+                float b[EPL];
+                if (EPL == 4) {
+                    const float4 q = SETUP ? *(const float4 *)&bias_s[c * 32 + sl * 4]
+                                           : __ldg((const float4 *)bl + c * 8 + sl);
+                    b[0] = q.x, b[1] = q.y, b[EPL - 2] = q.z, b[EPL - 1] = q.w;
+                } else {
+                    const float2 q = SETUP ? *(const float2 *)&bias_s[c * 32 + sl * 2]
+                                           : __ldg((const float2 *)bl + c * 16 + sl);
+                    b[0] = q.x, b[1] = q.y;
+                }
+#pragma unroll
+                for (int j = 0; j < EPL; j++)
+                    v[j] = seg_sigmoid<FAST>(k[c * EPL + j]) + b[j];
             } else {
 #pragma unroll
-                for (int j = 0; j < 4; j++)
-                    v[j] = k[c * 4 + j];
+                for (int j = 0; j < EPL; j++)
+                    v[j] = k[c * EPL + j];
             }
 #pragma unroll
-            for (int j = 0; j < 4; j++)
+            for (int j = 0; j < EPL; j++)
                 v[j] = fmaxf(v[j], -INFINITY); // NaN -> -inf
-            *(float4 *)&row[c * 32 + sl * 4] = make_float4(v[0], v[1], v[2], v[3]);
-            // 2. group top-2 (values only): lane-local top-2 of 4 ...
+            // 2. group top-2 (values only): lane-local top-2 of EPL ...
             const float hi0 = fmaxf(v[0], v[1]), lo0 = fminf(v[0], v[1]);
-            const float hi1 = fmaxf(v[2], v[3]), lo1 = fminf(v[2], v[3]);
-            t1[c] = fmaxf(hi0, hi1);
-            t2[c] = fmaxf(fminf(hi0, hi1), fmaxf(lo0, lo1));
+            if (EPL == 4) {
+                *(float4 *)&row[c * 32 + sl * 4] = make_float4(v[0], v[1], v[EPL - 2], v[EPL - 1]);
+                const float hi1 = fmaxf(v[EPL - 2], v[EPL - 1]), lo1 = fminf(v[EPL - 2], v[EPL - 1]);
+                t1[c] = fmaxf(hi0, hi1);
+                t2[c] = fmaxf(fminf(hi0, hi1), fmaxf(lo0, lo1));
+            } else {
+                *(float2 *)&row[c * 32 + sl * 2] = make_float2(v[0], v[1]);
+                t1[c] = hi0;
+                t2[c] = lo0;
+            }
         }
         // ... then a transposed butterfly: at level d a lane keeps the upper
         // half of its groups when (sl & d), the lower half otherwise, and
         // merges the partner's top-2 of those into its own
 #pragma unroll
-        for (int lv = 0, d = 4; lv < 3; lv++, d >>= 1) {
+        for (int lv = 0, d = LPR / 2; lv < NL; lv++, d >>= 1) {
             const int n = lv < LG ? (NCH >> lv) : 1, half = lv < LG ? n / 2 : 1;
             const bool up = (sl & d) != 0;
 #pragma unroll
@@ -1084,7 +1142,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             grank += o > gsc || (o == gsc && og < g);
         }
         const bool kept = grank < a.TG;
-        const unsigned kb = __ballot_sync(kFull, kept) >> (seg * 8);
+        const unsigned kb = __ballot_sync(kFull, kept) >> (seg * LPR);
         unsigned keep = 0;
 #pragma unroll
         for (int c = 0; c < NCH; c++)
@@ -1092,7 +1150,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         // 3. theta and the candidate mask
         float th = kept ? t2[0] : INFINITY;
 #pragma unroll
-        for (int d = 4; d; d >>= 1)
+        for (int d = LPR / 2; d; d >>= 1)
             th = fminf(th, __shfl_xor_sync(kFull, th, d));
         // only the kept chunks are read and compared: exactly topk_groups
         // of NCH (the group ranks are unique), so the loop has no test
@@ -1101,20 +1159,26 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         for (int q = 0; q < a.TG; q++) {
             const int c = __ffs(kk) - 1;
             kk &= kk - 1;
-            const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
-            const unsigned b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1 |
-                               (unsigned)(v.z >= th) << 2 | (unsigned)(v.w >= th) << 3;
-            m |= b << (c * 4);
+            unsigned b;
+            if (EPL == 4) {
+                const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
+                b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1 |
+                    (unsigned)(v.z >= th) << 2 | (unsigned)(v.w >= th) << 3;
+            } else {
+                const float2 v = *(const float2 *)&row[c * 32 + sl * 2];
+                b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1;
+            }
+            m |= b << (c * EPL);
         }
         const int n = __popc(m);
         int incl = n;
 #pragma unroll
-        for (int d = 1; d < 8; d <<= 1) {
-            const int o = __shfl_up_sync(kFull, incl, d, 8);
+        for (int d = 1; d < LPR; d <<= 1) {
+            const int o = __shfl_up_sync(kFull, incl, d, LPR);
             if (sl >= d)
                 incl += o;
         }
-        const int N = __shfl_sync(kFull, incl, 7, 8);
+        const int N = __shfl_sync(kFull, incl, LPR - 1, LPR);
         if (__any_sync(kFull, N > kSegCap)) {
             // 6. rare: K rounds of a segment argmax on packed keys over the
             // candidates (the set bits of m: the top K are among them; a
@@ -1125,16 +1189,16 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                 u64 b = 0;
                 for (unsigned mm = left; mm; mm &= mm - 1) {
                     const int r = __ffs(mm) - 1;
-                    const int e = (r >> 2) * 32 + sl * 4 + (r & 3);
+                    const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
                     b = umax(b, ((u64)ordered(row[e] + 0.0f) << 32) |
                                     (u64)(0xffffffffu - (unsigned)e));
                 }
 #pragma unroll
-                for (int d = 4; d; d >>= 1)
+                for (int d = LPR / 2; d; d >>= 1)
                     b = umax(b, __shfl_xor_sync(kFull, b, d));
                 const int id = unpack_id(b);
-                if (((id >> 2) & 7) == sl)
-                    left &= ~(1u << (((id >> 5) << 2) | (id & 3)));
+                if ((id & 31) / EPL == sl)
+                    left &= ~(1u << ((id >> 5) * EPL + id % EPL));
                 if (sl == 0)
                     win[kk] = id;
             }
@@ -1144,18 +1208,18 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             while (m) {
                 const int r = __ffs(m) - 1;
                 m &= m - 1;
-                const int e = (r >> 2) * 32 + sl * 4 + (r & 3);
+                const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
                 cand[pos++] = ((u64)ordered(row[e] + 0.0f) << 32) |
                               (u64)(0xffffffffu - (unsigned)e);
             }
             __syncwarp();
-            // 5. ranks: lane sl ranks candidates sl and sl + 8 in one pass
-            // over the list (both compared with each entry), the rare ones
-            // past 16 in further passes
+            // 5. ranks: lane sl ranks candidates sl and sl + LPR in one
+            // pass over the list (both compared with each entry), the rare
+            // ones past 2 LPR (8 lanes only) in further passes
             const int Nw = __reduce_max_sync(kFull, N);
-            const u64 me0 = sl < N ? cand[sl] : 0ull, me1 = sl + 8 < N ? cand[sl + 8] : 0ull;
+            const u64 me0 = sl < N ? cand[sl] : 0ull, me1 = sl + LPR < N ? cand[sl + LPR] : 0ull;
             int r0 = 0, r1 = 0;
-            if (Nw > 8) {
+            if (Nw > LPR) {
 #pragma unroll 4
                 for (int j = 0; j < N; j++) {
                     const u64 c = cand[j];
@@ -1169,9 +1233,9 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
             }
             if (sl < N && r0 < K)
                 win[r0] = unpack_id(me0);
-            if (sl + 8 < N && r1 < K)
+            if (sl + LPR < N && r1 < K)
                 win[r1] = unpack_id(me1);
-            for (int q = sl + 16; q - sl < Nw; q += 8) {
+            for (int q = sl + 2 * LPR; 2 * LPR < kSegCap && q - sl < Nw; q += LPR) {
                 if (q < N) {
                     const u64 me = cand[q];
                     int rk = 0;
@@ -1202,7 +1266,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         }
         float ls = sv;
 #pragma unroll
-        for (int d = 4; d; d >>= 1)
+        for (int d = LPR / 2; d; d >>= 1)
             ls += __shfl_xor_sync(kFull, ls, d);
         float scale = a.scale;
         if (a.renorm)
@@ -1268,7 +1332,7 @@ typedef void (*route_kernel_t)(RouteArgs);
 // and the fused mode FM (0 route only, 1 fused hash from the shared heads,
 // 2 fused, any other selection: each kernel carries only its own path);
 // *async_b: the dynamic shared memory of its cp.async stages
-template <bool FAST, bool ASYNC, int FM, int DT>
+template <bool FAST, bool ASYNC, int FM, int DT, int LPR>
 route_kernel_t seg_pick_k(int setup)
 {
     // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
@@ -1277,25 +1341,34 @@ route_kernel_t seg_pick_k(int setup)
     constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
     // setup: route_seg_kernel's SETUP_ (bit 1, the heads, only for FM 1)
     if (ASYNC || (setup == 3 && FM == 1))
-        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 3>;
+        return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 3>;
     if (setup == 2 && FM == 1)
-        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 2>;
+        return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 2>;
     if (setup & 1)
-        return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 1>;
-    return route_seg_kernel<8, FAST, NT, MINB, DT, ASYNC, FM, 0>;
+        return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 1>;
+    return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 0>;
+}
+
+// lanes per row: 8, or 16 (not with the cp.async stages)
+template <bool FAST, bool ASYNC, int FM, int DT>
+route_kernel_t seg_pick_l(int setup, int lanes)
+{
+    if (!ASYNC && lanes == 16)
+        return seg_pick_k<FAST, ASYNC, FM, DT, ASYNC ? 8 : 16>(setup);
+    return seg_pick_k<FAST, ASYNC, FM, DT, 8>(setup);
 }
 
 template <bool FAST, bool ASYNC, int FM>
-route_kernel_t seg_pick_fm(int dt, int setup, size_t *async_b)
+route_kernel_t seg_pick_fm(int dt, int setup, int lanes, size_t *async_b)
 {
     constexpr int NT = ASYNC ? 128 : 256;
     if (dt == EPLB_DTYPE_F32) {
         *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_F32, NT / 32>::bytes : 0;
-        return seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F32>(setup);
+        return seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_F32>(setup, lanes);
     }
     *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_BF16, NT / 32>::bytes : 0;
-    return dt == EPLB_DTYPE_F16 ? seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_F16>(setup)
-                                : seg_pick_k<FAST, ASYNC, FM, EPLB_DTYPE_BF16>(setup);
+    return dt == EPLB_DTYPE_F16 ? seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_F16>(setup, lanes)
+                                : seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_BF16>(setup, lanes);
 }
 
 // the segment kernel for the logit dtype (sigmoid scoring only; the dtype
@@ -1305,11 +1378,11 @@ route_kernel_t seg_pick_fm(int dt, int setup, size_t *async_b)
 // the setup (route_seg_kernel); *async_b: the dynamic shared memory of its
 // cp.async stages
 template <bool FAST, bool ASYNC>
-route_kernel_t seg_pick(int dt, int fm, int setup, size_t *async_b)
+route_kernel_t seg_pick(int dt, int fm, int setup, int lanes, size_t *async_b)
 {
-    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, async_b)
-           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, async_b)
-                     : seg_pick_fm<FAST, ASYNC, 2>(dt, setup, async_b);
+    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, lanes, async_b)
+           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, lanes, async_b)
+                     : seg_pick_fm<FAST, ASYNC, 2>(dt, setup, lanes, async_b);
 }
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
@@ -1326,15 +1399,19 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     int variant = g->variant;
     a.diag = g->diag;
     size_t async_b = 0; // dynamic shared memory of the segment kernel's stages
-    if (variant == 0 || variant == 5 || variant == 6 || variant == 9) {
+    if (variant == 0 || variant == 5 || variant == 6 || variant == 9 || variant == 14) {
         // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of
         // 32, K <= 8, K <= 2 * topk_groups, a histogram within the opt-in
         // shared memory); other shapes take the warp kernel.  0 (default),
         // 6: fast sigmoid; 5: exact sigmoid; 9: fast sigmoid with cp.async
-        // row prefetch
+        // row prefetch; 14: 6 with 16 lanes per row
         const bool seg_ok = aligned && grouped && a.sig && a.E == 256 && a.G == 8 &&
                             a.K <= 8 && a.K <= 2 * a.TG;
         const int fm = !a.fused ? 0 : a.hash_fast ? 1 : 2;
+        // lanes per row: 16 (2 rows per warp) for variant 14, and for the
+        // others but 9 (8 lanes with its stages) under EPLB_SEG_LANES=16
+        const int lanes = variant == 14 || (g->seg_lanes == 16 && variant != 9) ? 16 : 8;
+        const int rpw = 32 / lanes;
         // the block setup while the grid is one or two row groups per warp
         // (rows of one wave: 4 blocks of 32 per SM; run 33);
         // EPLB_SEG_SETUP=0-3 forces route_seg_kernel's SETUP_ (tests,
@@ -1350,9 +1427,10 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
                           : small && one_group                   ? 1
                           : small                                ? 3
                                                                  : 0;
-        route_kernel_t sk = variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, &async_b)
-                            : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, &async_b)
-                                           : seg_pick<true, false>(a.dt, fm, setup, &async_b);
+        route_kernel_t sk =
+            variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, lanes, &async_b)
+            : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, lanes, &async_b)
+                           : seg_pick<true, false>(a.dt, fm, setup, lanes, &async_b);
         // static shared memory (~47 KB at 256 threads without stages) + the
         // stages + the histogram: past the 48 KB a launch gets without
         // opting in, up to the opt-in maximum (fewer blocks per SM then)
@@ -1371,7 +1449,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
                                       (int)dyn) == cudaSuccess;
         if (ok) {
             fk = sk;
-            rows_per_warp = 4;
+            rows_per_warp = rpw;
             threads = variant == 9 ? 128 : 256;
         } else {
             (void)cudaGetLastError();

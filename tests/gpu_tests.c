@@ -26,8 +26,9 @@ static eplb_gpu_t *gpu;
  * kernel otherwise), 1 generic, 2 lanes-per-row, 3-4 ablations of the warp
  * kernel, 5-6 the segment kernel (8 lanes per row; 6 fast sigmoid), 7
  * retired, 8 the warp kernel, 9 the segment kernel with cp.async prefetch,
- * 10-13 retired (runs 18-21: see docs/perf/kernels.md). */
-#define N_VARIANTS 10
+ * 10-13 retired (runs 18-21: see docs/perf/kernels.md), 14 the segment
+ * kernel with 16 lanes per row (fast sigmoid). */
+#define N_VARIANTS 15
 static int only_variant = -1; /* bit mask of variants, -1: all */
 static int variant_on(int v) { return only_variant < 0 || ((only_variant >> v) & 1); }
 
@@ -229,7 +230,7 @@ static void test_route_shapes(void)
         for (int dt = 0; dt < 3; dt++)
             for (int ti = 0; ti < nT; ti++)
                 for (int v = 0; v < N_VARIANTS; v++) {
-                    if (!variant_on(v) || v == 7 ||
+                    if (!variant_on(v) || v == 7 || (v >= 10 && v <= 13) ||
                         (small && v >= 2 && v <= 4 && ci > 0))
                         continue;
                     int L = ti % 2 ? 2 : 1;
@@ -244,7 +245,8 @@ static void test_route_ties(void)
     coarse = 1;
     const int idx[] = {1, 2, 3, 5, 7};
     for (int v = 0; v < N_VARIANTS; v++)
-        for (size_t i = 0; i < sizeof idx / sizeof idx[0] && variant_on(v); i++) {
+        for (size_t i = 0; i < sizeof idx / sizeof idx[0] && variant_on(v) && (v < 10 || v > 13);
+             i++) {
             route_case_t rc = route_cases[idx[i]];
             rc.bias = 0;
             route_compare(&rc, EPLB_DTYPE_F32, small ? 50 : 3000, 2, v, NULL, 1);
@@ -259,7 +261,7 @@ static void test_route_ties(void)
 static void test_route_tie_rate(void)
 {
     int64_t T = small ? 2000 : 200000, m = 0;
-    const int vs[] = {0, 5, 8, 9};
+    const int vs[] = {0, 5, 8, 9, 14};
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++) {
         if (!variant_on(vs[vi]) || (small && vi > 0 && only_variant < 0))
             continue;
@@ -452,7 +454,7 @@ static void test_fused_map(const eplb_layer_map_t *mp)
     const route_case_t *rc = &route_cases[0];
     const int E = 256, K = 8, L = 2, P = mp->num_physical;
     eplb_layer_map_t maps[2] = {*mp, *mp};
-    const int vs[] = {0, 5, 8, 9};
+    const int vs[] = {0, 5, 8, 9, 14};
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
         for (int dt = 0; dt < 3; dt += 2)
             for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++) {

@@ -59,12 +59,12 @@ __global__ void __launch_bounds__(256, 4) count_warp(RouteArgs a)
 
 __global__ void __launch_bounds__(256, 4) count_seg_exact(RouteArgs a)
 {
-    route_seg_kernel<8, false, 256, 4, EPLB_DTYPE_F32, false, 0, 1>(ds_v3(a));
+    route_seg_kernel<8, 8, false, 256, 4, EPLB_DTYPE_F32, false, 0, 1>(ds_v3(a));
 }
 
 __global__ void __launch_bounds__(256, 4) count_seg_fast(RouteArgs a)
 {
-    route_seg_kernel<8, true, 256, 4, EPLB_DTYPE_F32, false, 0, 1>(ds_v3(a));
+    route_seg_kernel<8, 8, true, 256, 4, EPLB_DTYPE_F32, false, 0, 1>(ds_v3(a));
 }
 
 __global__ void __launch_bounds__(256, 4) count_warp_fused(RouteArgs a)
@@ -74,5 +74,5 @@ __global__ void __launch_bounds__(256, 4) count_warp_fused(RouteArgs a)
 
 __global__ void __launch_bounds__(256, 4) count_seg_fast_fused(RouteArgs a)
 {
-    route_seg_kernel<8, true, 256, 4, EPLB_DTYPE_F32, false, 1, 3>(ds_v3_fused(a));
+    route_seg_kernel<8, 8, true, 256, 4, EPLB_DTYPE_F32, false, 1, 3>(ds_v3_fused(a));
 }

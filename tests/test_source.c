@@ -336,3 +336,103 @@ Test(source, staged_errors_stop_cleanly)
     cr_assert_eq(hazards, 0);
     cr_assert_eq(n_opened, 0, "stages left open");
 }
+
+/* The first read decoded ahead (eplb_sim_source_prefetch, while CUDA
+ * starts): the staged read loop takes it for its first read, with the ids
+ * of one call; a read that starts elsewhere, and the CPU path, drop it; a
+ * source freed before reading frees it; EPLB_PREFETCH=0 turns it off; a
+ * corrupt chunk in it fails the first read with the reader's message. */
+Test(source, prefetch_first_read)
+{
+    write_trace();
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    static int32_t out[T_ * L_ * K_];
+    eplb_sim_opts_t so;
+    memset(&so, 0, sizeof so);
+    {
+        eplb_sim_source_t *src = staged_source(tr);
+        /* the first block: a quarter of 16384 tokens holds all 10 steps;
+         * a quarter of 40 is less than a step: the first step */
+        cr_assert_eq(eplb_sim_first_block_tokens(src, &so), T_);
+        so.block_tokens = 40;
+        cr_assert_eq(eplb_sim_first_block_tokens(src, &so), TPS);
+        so.block_tokens = 0;
+        eplb_sim_source_free(src);
+    }
+    const int64_t starts[] = {0, 5};
+    for (int q = 0; q < 2; q++) {
+        eplb_sim_source_t *src = staged_source(tr);
+        eplb_sim_source_prefetch(src, eplb_sim_first_block_tokens(src, &so));
+        cr_assert_not_null(src->pf);
+        memset(out, 0x5a, sizeof out);
+        const int submits = n_submit;
+        eplb_assert_ok(src->read_ids(src, out, starts[q], T_));
+        const int64_t n = T_ - starts[q];
+        cr_assert_eq(memcmp(out, ref + (size_t)starts[q] * L_ * K_, (size_t)n * L_ * K_ * 4), 0,
+                     "from token %lld: ids differ from one call", (long long)starts[q]);
+        cr_assert_eq(src->pf_taken, q == 0, "from token %lld: prefetch taken %d times",
+                     (long long)starts[q], src->pf_taken);
+        cr_assert_null(src->pf, "the prefetch is kept after the first read");
+        cr_assert_eq(n_submit - submits, (int)((n + 15) / 16), "reads of 16 tokens");
+        eplb_sim_source_free(src);
+    }
+    for (int q = 0; q < 2; q++) {
+        /* the CPU path (the GPU did not start): the prefetched rows routed
+         * where they begin the range, else dropped; ids as one call, and
+         * every row counted once by the routing check */
+        eplb_sim_source_t *src = NULL;
+        eplb_assert_ok(eplb_sim_source_trace(&src, tr));
+        eplb_sim_source_prefetch(src, T_);
+        cr_assert_not_null(src->pf);
+        memset(out, 0x5a, sizeof out);
+        eplb_assert_ok(src->read_ids(src, out, starts[q], T_));
+        const int64_t n = T_ - starts[q];
+        cr_assert_eq(memcmp(out, ref + (size_t)starts[q] * L_ * K_, (size_t)n * L_ * K_ * 4), 0,
+                     "cpu, from token %lld: ids differ from one call", (long long)starts[q]);
+        cr_assert_eq(src->pf_taken, q == 0);
+        cr_assert_null(src->pf);
+        int64_t rows = 0, differ = 0;
+        eplb_sim_source_routing_check(src, &rows, &differ);
+        cr_assert_eq(rows, n * L_);
+        eplb_sim_source_free(src);
+    }
+    {
+        /* freed before any read (ASan: nothing leaks), and switched off */
+        eplb_sim_source_t *src = staged_source(tr);
+        eplb_sim_source_prefetch(src, T_);
+        cr_assert_not_null(src->pf);
+        eplb_sim_source_free(src);
+        setenv("EPLB_PREFETCH", "0", 1);
+        src = staged_source(tr);
+        eplb_sim_source_prefetch(src, T_);
+        cr_assert_null(src->pf);
+        eplb_sim_source_free(src);
+        unsetenv("EPLB_PREFETCH");
+    }
+    eplb_trace_close(tr);
+    write_trace();
+    corrupt_chunk(2);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_sim_source_t *src = staged_source(tr);
+    eplb_sim_source_prefetch(src, T_);
+    eplb_status_t st = src->read_ids(src, out, 0, T_);
+    cr_assert_neq(st, EPLB_OK);
+    cr_assert_eq(src->pf_taken, 1);
+    cr_assert(strstr(eplb_error_last(), "staged.h5") && strstr(eplb_error_last(), "/router/logits"),
+              "%s", eplb_error_last());
+    for (int i = 0; i < n_opened; i++)
+        cr_assert_eq(opened[i]->pending, 0, "routing left in flight");
+    eplb_sim_source_free(src);
+    eplb_assert_ok(eplb_sim_source_trace(&src, tr)); /* and on the CPU path */
+    eplb_sim_source_prefetch(src, T_);
+    st = src->read_ids(src, out, 0, T_);
+    cr_assert_neq(st, EPLB_OK);
+    cr_assert_eq(src->pf_taken, 1);
+    cr_assert(strstr(eplb_error_last(), "staged.h5") && strstr(eplb_error_last(), "/router/logits"),
+              "%s", eplb_error_last());
+    eplb_sim_source_free(src);
+    eplb_trace_close(tr);
+    cr_assert_eq(hazards, 0);
+    cr_assert_eq(n_opened, 0, "stages left open");
+}

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "checks.h"
+#include "h5util.h"
 #include "tmpfile_guard.h"
 
 #define RESULTS_VERSION 1
@@ -160,7 +161,9 @@ static hid_t event_type(void)
     return t;
 }
 
-eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L, int E,
+static void unlocked_abort(eplb_sim_h5_t *h);
+
+static eplb_status_t unlocked_create(eplb_sim_h5_t **out, const char *path, int L, int E,
                                  int K, int64_t S, const char *model,
                                  const char *config_json, int nruns)
 {
@@ -214,12 +217,12 @@ eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L, i
     *out = h;
     return EPLB_OK;
 err:
-    eplb_sim_h5_abort(h);
+    unlocked_abort(h);
 err0:
     return st;
 }
 
-eplb_status_t eplb_sim_h5_add_run(eplb_sim_h5_t *h, int idx,
+static eplb_status_t unlocked_add_run(eplb_sim_h5_t *h, int idx,
                                   const eplb_sim_run_cfg_t *cfg, const char *label,
                                   const char *policy, const int32_t *placement)
 {
@@ -262,7 +265,7 @@ eplb_status_t eplb_sim_h5_add_run(eplb_sim_h5_t *h, int idx,
     return write_fixed(h, r->grp, "placement_initial", h->L, r->P, placement);
 }
 
-eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
+static eplb_status_t unlocked_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
                                        const int32_t *tokens, const float *bal,
                                        const double *times)
 {
@@ -274,7 +277,7 @@ eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
     return EPLB_OK;
 }
 
-eplb_status_t eplb_sim_h5_append_events(eplb_sim_h5_t *h, int idx,
+static eplb_status_t unlocked_append_events(eplb_sim_h5_t *h, int idx,
                                         const eplb_sim_event_t *ev, size_t n)
 {
     if (append(h->run[idx].ev, h->ev_type, n, ev) < 0)
@@ -282,7 +285,7 @@ eplb_status_t eplb_sim_h5_append_events(eplb_sim_h5_t *h, int idx,
     return EPLB_OK;
 }
 
-eplb_status_t eplb_sim_h5_append_placement(eplb_sim_h5_t *h, int idx, int64_t step,
+static eplb_status_t unlocked_append_placement(eplb_sim_h5_t *h, int idx, int64_t step,
                                            const int32_t *placement)
 {
     h5run_t *r = &h->run[idx];
@@ -292,7 +295,7 @@ eplb_status_t eplb_sim_h5_append_placement(eplb_sim_h5_t *h, int idx, int64_t st
     return EPLB_OK;
 }
 
-eplb_status_t eplb_sim_h5_end_run(eplb_sim_h5_t *h, int idx,
+static eplb_status_t unlocked_end_run(eplb_sim_h5_t *h, int idx,
                                   const eplb_sim_result_t *s, const int32_t *placement)
 {
     hid_t g = h->run[idx].grp;
@@ -340,7 +343,7 @@ static void h5_free(eplb_sim_h5_t *h)
     free(h);
 }
 
-eplb_status_t eplb_sim_h5_finish(eplb_sim_h5_t *h)
+static eplb_status_t unlocked_finish(eplb_sim_h5_t *h)
 {
     eplb_status_t st = EPLB_OK;
     close_all(h);
@@ -356,7 +359,7 @@ eplb_status_t eplb_sim_h5_finish(eplb_sim_h5_t *h)
     return st;
 }
 
-void eplb_sim_h5_abort(eplb_sim_h5_t *h)
+static void unlocked_abort(eplb_sim_h5_t *h)
 {
     if (!h)
         return;
@@ -366,4 +369,79 @@ void eplb_sim_h5_abort(eplb_sim_h5_t *h)
         unlink(h->tmp);
     }
     h5_free(h);
+}
+
+/* The entry points under the process-wide HDF5 lock (traces/h5util.h):
+ * the replay's first read can be decoding on a helper thread meanwhile
+ * (eplb_sim_source_prefetch), and a serial HDF5 build is not thread-safe. */
+eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L, int E,
+                                 int K, int64_t S, const char *model,
+                                 const char *config_json, int nruns)
+{
+    eplb_h5_lock();
+    eplb_status_t st = unlocked_create(out, path, L, E, K, S, model, config_json, nruns);
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_sim_h5_add_run(eplb_sim_h5_t *h, int idx, const eplb_sim_run_cfg_t *cfg,
+                                  const char *label, const char *policy,
+                                  const int32_t *placement)
+{
+    eplb_h5_lock();
+    eplb_status_t st = unlocked_add_run(h, idx, cfg, label, policy, placement);
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
+                                       const int32_t *tokens, const float *bal,
+                                       const double *times)
+{
+    eplb_h5_lock();
+    eplb_status_t st = unlocked_append_steps(h, idx, n, tokens, bal, times);
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_sim_h5_append_events(eplb_sim_h5_t *h, int idx, const eplb_sim_event_t *ev,
+                                        size_t n)
+{
+    eplb_h5_lock();
+    eplb_status_t st = unlocked_append_events(h, idx, ev, n);
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_sim_h5_append_placement(eplb_sim_h5_t *h, int idx, int64_t step,
+                                           const int32_t *placement)
+{
+    eplb_h5_lock();
+    eplb_status_t st = unlocked_append_placement(h, idx, step, placement);
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_sim_h5_end_run(eplb_sim_h5_t *h, int idx, const eplb_sim_result_t *res,
+                                  const int32_t *placement)
+{
+    eplb_h5_lock();
+    eplb_status_t st = unlocked_end_run(h, idx, res, placement);
+    eplb_h5_unlock();
+    return st;
+}
+
+eplb_status_t eplb_sim_h5_finish(eplb_sim_h5_t *h)
+{
+    eplb_h5_lock();
+    eplb_status_t st = unlocked_finish(h);
+    eplb_h5_unlock();
+    return st;
+}
+
+void eplb_sim_h5_abort(eplb_sim_h5_t *h)
+{
+    eplb_h5_lock();
+    unlocked_abort(h);
+    eplb_h5_unlock();
 }

@@ -324,15 +324,15 @@ typedef struct {
 /* Replay src for every run.  results: out [nruns], filled on success;
  * free with eplb_sim_results_free.  Runs are independent and spread over
  * threads; the output does not depend on the thread count. */
-/* Tokens of the first block eplb_sim_replay reads from a token-level
- * source under these options (0 for a counts-only source). */
-int64_t eplb_sim_first_block_tokens(const eplb_sim_source_t *src, const eplb_sim_opts_t *opts);
-
 eplb_status_t eplb_sim_replay(eplb_sim_result_t *results,
                               eplb_sim_source_t *src,
                               const eplb_sim_run_cfg_t *runs, int nruns,
                               const eplb_sim_opts_t *opts);
 void eplb_sim_results_free(eplb_sim_result_t *results, int nruns);
+
+/* Tokens of the first block eplb_sim_replay reads from a token-level
+ * source under these options (0 for a counts-only source). */
+int64_t eplb_sim_first_block_tokens(const eplb_sim_source_t *src, const eplb_sim_opts_t *opts);
 
 /* Fill gain_vs_none and baseline: each run is compared with the none run
  * that has the same D, N and P (NaN if there is none). */

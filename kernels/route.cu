@@ -1337,8 +1337,12 @@ route_kernel_t seg_pick_k(int setup)
 {
     // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
     // (about 39 KB each with the histogram; 20 warps per SM, 102 registers);
-    // always with the setup
-    constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
+    // always with the setup.  16 lanes per row: 16 warps per block, so
+    // that a block still holds 32 rows (as many blocks, histogram flushes,
+    // as with 8 lanes: with 8-warp blocks fused at T = 4096 lost 0.2 us to
+    // route's gain, run 49)
+    constexpr int NT = ASYNC ? 128 : LPR == 16 ? 512 : 256;
+    constexpr int MINB = ASYNC ? 5 : LPR == 16 ? 2 : 4;
     // setup: route_seg_kernel's SETUP_ (bit 1, the heads, only for FM 1)
     if (ASYNC || (setup == 3 && FM == 1))
         return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 3>;
@@ -1408,21 +1412,29 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         const bool seg_ok = aligned && grouped && a.sig && a.E == 256 && a.G == 8 &&
                             a.K <= 8 && a.K <= 2 * a.TG;
         const int fm = !a.fused ? 0 : a.hash_fast ? 1 : 2;
-        // lanes per row: 16 (2 rows per warp) for variant 14, and for the
-        // others but 9 (8 lanes with its stages) under EPLB_SEG_LANES=16
-        const int lanes = variant == 14 || (g->seg_lanes == 16 && variant != 9) ? 16 : 8;
+        // one_group: at most 32 rows per SM (one row group per warp of one
+        // 8-warp block with 8 lanes per row).  There:
+        // - 16 lanes per row (2 rows per warp, 16-warp blocks of the same
+        //   32 rows): route 0.5-0.9 us faster at T = 64-4096 (0.7 slower at
+        //   16384, run 49); elsewhere 8; variant 14 always 16, variant 9
+        //   (its stages) always 8; EPLB_SEG_LANES=8 or 16 forces either;
+        // - the heads (fused hash) are read through L1, not copied into
+        //   shared memory: the copy cost the fused kernel 0.05-0.12 us more
+        //   than it saved at T <= 4096 (run 36), and saved ~0.1 us at 16384
+        //   (runs 35, 37); without the setup (T = 65536) it gained nothing
+        //   (run 35).
+        const bool one_group = a.T * a.L <= (int64_t)g->num_sms * 8 * 4;
+        const int lanes = variant == 9    ? 8
+                          : variant == 14 ? 16
+                          : g->seg_lanes == 8 || g->seg_lanes == 16 ? g->seg_lanes
+                          : one_group ? 16
+                                     : 8;
         const int rpw = 32 / lanes;
         // the block setup while the grid is one or two row groups per warp
         // (rows of one wave: 4 blocks of 32 per SM; run 33);
         // EPLB_SEG_SETUP=0-3 forces route_seg_kernel's SETUP_ (tests,
         // timing: 1 the setup without the heads, 2 the heads only)
         const bool small = a.T * a.L <= 2 * (int64_t)g->num_sms * 4 * 32;
-        // The heads (fused hash) go into shared memory with the setup only
-        // where a warp has more than one row group on average: their copy
-        // cost the fused kernel 0.05-0.12 us more than it saved at T <=
-        // 4096 (run 36), and saved ~0.1 us at 16384 (runs 35, 37); without
-        // the setup (T = 65536) it gained nothing (run 35).
-        const bool one_group = a.T * a.L <= (int64_t)g->num_sms * 8 * 4;
         const int setup = g->seg_setup >= 0 && g->seg_setup <= 3 ? g->seg_setup
                           : small && one_group                   ? 1
                           : small                                ? 3
@@ -1450,7 +1462,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         if (ok) {
             fk = sk;
             rows_per_warp = rpw;
-            threads = variant == 9 ? 128 : 256;
+            threads = variant == 9 ? 128 : lanes == 16 ? 512 : 256;
         } else {
             (void)cudaGetLastError();
             async_b = 0;

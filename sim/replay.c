@@ -84,14 +84,6 @@ static int64_t block_end(const eplb_sim_source_t *src, int64_t s0, int64_t bt)
     return s1;
 }
 
-int64_t eplb_sim_first_block_tokens(const eplb_sim_source_t *src, const eplb_sim_opts_t *opts)
-{
-    if (!src->token_level || src->S < 1)
-        return 0;
-    const int64_t bt = opts->block_tokens > 0 ? opts->block_tokens : BLOCK_TOKENS;
-    return src->tok_off[block_end(src, 0, bt)] - src->tok_off[0];
-}
-
 /* Tokens of the largest block; *multi: whether there is more than one. */
 static int64_t block_tokens_max(const eplb_sim_source_t *src, int64_t bt, int *multi)
 {

@@ -233,12 +233,6 @@ void eplb_sim_source_free(eplb_sim_source_t *src);
  * either way (kernels/);
  * routing on the GPU is identical except at near-ties of scores. */
 void eplb_sim_source_use_gpu(eplb_sim_source_t *src, eplb_gpu_t *gpu);
-/* Start decoding the logits of a GPU replay's first read on a helper
- * thread (best effort: nothing happens without logits, without memory, or
- * with EPLB_PREFETCH=0), so that it overlaps starting CUDA; `first_tokens`:
- * the replay's first block (eplb_sim_first_block_tokens).  That read then
- * takes them from there; a CPU replay drops them. */
-void eplb_sim_source_prefetch(eplb_sim_source_t *src, int64_t first_tokens);
 /* Traces with both logits and topk ids are routed from the logits; rows
  * counts the (token, layer) rows compared with the recorded ids so far,
  * differ those whose expert sets differ. */
@@ -329,10 +323,6 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results,
                               const eplb_sim_run_cfg_t *runs, int nruns,
                               const eplb_sim_opts_t *opts);
 void eplb_sim_results_free(eplb_sim_result_t *results, int nruns);
-
-/* Tokens of the first block eplb_sim_replay reads from a token-level
- * source under these options (0 for a counts-only source). */
-int64_t eplb_sim_first_block_tokens(const eplb_sim_source_t *src, const eplb_sim_opts_t *opts);
 
 /* Fill gain_vs_none and baseline: each run is compared with the none run
  * that has the same D, N and P (NaN if there is none). */

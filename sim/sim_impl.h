@@ -55,8 +55,6 @@ struct eplb_sim_source {
     /* seconds spent (EPLB_TIMINGS): decoding logits, routing them on the
      * CPU, opening the GPU stages, waiting for the GPU's routing */
     double t_decode, t_route, t_stage, t_gpu_wait;
-    struct sim_prefetch *pf; /* the first read decoded ahead (source.c) */
-    int pf_taken;            /* reads taken from it (tests) */
 };
 
 

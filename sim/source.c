@@ -126,57 +126,6 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
     return a->st == EPLB_OK ? EPLB_OK : eplb_error_set(a->st, "%s", a->err);
 }
 
-/* Bytes of logits per token */
-static size_t logits_row(const eplb_sim_source_t *s)
-{
-    return (size_t)s->L * s->E * eplb_dtype_size(eplb_trace_info(s->trace)->logits_dtype);
-}
-
-/* The first read decoded ahead (eplb_sim_source_prefetch): a read into
- * its own buffer on a helper thread, started while CUDA starts */
-struct sim_prefetch {
-    async_read_t rd;
-};
-
-/* The prefetch, finished and taken from the source (NULL: none) */
-static struct sim_prefetch *prefetch_join(eplb_sim_source_t *s)
-{
-    struct sim_prefetch *p = s->pf;
-    s->pf = NULL;
-    if (p && p->rd.running)
-        pthread_join(p->rd.th, NULL);
-    if (p)
-        p->rd.running = 0;
-    return p;
-}
-
-static void prefetch_free(struct sim_prefetch *p)
-{
-    if (p)
-        free(p->rd.buf);
-    free(p);
-}
-
-/* The staged loop's read 0 of tokens [t0, e) from the prefetch, if it is
- * that read: its logits copied to dst, its outcome left in *rd as a
- * finished read (its error, if any, reported where the read's would be);
- * 1 if taken.  Else the prefetch is dropped, 0. */
-static int prefetch_take(eplb_sim_source_t *s, int64_t t0, int64_t e, void *dst,
-                         async_read_t *rd)
-{
-    struct sim_prefetch *p = prefetch_join(s);
-    const int take = p && p->rd.t0 == t0 && p->rd.t1 == e;
-    if (take) {
-        *rd = p->rd;
-        rd->buf = dst;
-        if (p->rd.st == EPLB_OK)
-            memcpy(dst, p->rd.buf, (size_t)(e - t0) * logits_row(s));
-        s->pf_taken++;
-    }
-    prefetch_free(p);
-    return take;
-}
-
 /* Wait for stage j's routing of tokens [a, e); with `take`, its ids into
  * ids (whose first row is token t0) and the routing check of them. */
 static eplb_status_t stage_collect(eplb_sim_source_t *s, const sim_stage_ops_t *op, int j,
@@ -234,14 +183,9 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
     int submitted[2] = {0, 0}; /* stage j holds a submitted read not yet collected */
     int64_t first[2] = {0, 0}, last[2] = {0, 0}; /* its token range */
     eplb_status_t st = EPLB_OK;
-    if (n > 0) {
-        /* read 0 from the prefetch where it is that read (the replay's
-         * first), else decoded now */
-        const int64_t e0 = t0 + chunk < t1 ? t0 + chunk : t1;
-        void *buf = op->logits(s->stage[0]);
-        if (!prefetch_take(s, t0, e0, buf, &rd[0]))
-            async_read_start(&rd[0], s->trace, buf, t0, e0, overlap && n > 1);
-    }
+    if (n > 0)
+        async_read_start(&rd[0], s->trace, op->logits(s->stage[0]), t0,
+                         t0 + chunk < t1 ? t0 + chunk : t1, overlap && n > 1);
     for (int64_t k = 0; k < n && st == EPLB_OK; k++) {
         const int cur = (int)(k & 1), nxt = cur ^ 1;
         const int64_t a = t0 + k * chunk, e = a + chunk < t1 ? a + chunk : t1;
@@ -316,10 +260,11 @@ static void route_rows(void *ctx, int64_t a, int64_t b)
         atomic_store(&r->bad, 1);
 }
 
-/* Tokens per read of logits (rows of `row` bytes), on the GPU path or the
- * CPU's */
-static int64_t read_chunk(const eplb_sim_source_t *s, size_t row, int gpu)
+static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
+                                     int64_t t0, int64_t t1)
 {
+    const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
+    size_t row = (size_t)s->L * s->E * eplb_dtype_size(inf->logits_dtype);
     int64_t chunk = (int64_t)(ROUTE_CHUNK_BYTES / row);
     if (chunk < 1)
         chunk = 1;
@@ -329,8 +274,8 @@ static int64_t read_chunk(const eplb_sim_source_t *s, size_t row, int gpu)
     const char *rc = getenv("EPLB_READ_CHUNKS");
     const int set = rc && atoi(rc) >= 1 && atoi(rc) <= 64;
     const int64_t per = set ? atoi(rc)
-                        : gpu ? READ_CHUNKS_PER_THREAD_GPU
-                              : READ_CHUNKS_PER_THREAD;
+                        : s->gpu ? READ_CHUNKS_PER_THREAD_GPU
+                                 : READ_CHUNKS_PER_THREAD;
     /* EPLB_READ_CHUNKS: exactly that many per thread (also below 32 MiB:
      * tests read small traces in many reads) */
     if (ct > 0 && (set || chunk < per * eplb_num_threads() * ct))
@@ -341,41 +286,11 @@ static int64_t read_chunk(const eplb_sim_source_t *s, size_t row, int gpu)
         chunk = 1;
     if (ct > 0 && chunk > ct)
         chunk -= chunk % ct;
-    return chunk;
-}
-
-static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
-                                     int64_t t0, int64_t t1)
-{
-    const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
-    const size_t row = logits_row(s);
-    const int64_t chunk = read_chunk(s, row, s->gpu != NULL);
     /* chunks inflated on all cores, where the layout allows (else the
      * reader falls back to one H5Dread): a plain H5Dread decodes at ~240
      * MB/s on one core, 6.5 s of an 8.6 s replay of a 1.5 GB trace (run 15) */
     if (s->gpu)
         return route_gpu_staged(s, ids, t0, t1, chunk);
-    EPLB_CHECK(eplb_route_cfg_check(&inf->route));
-    /* a prefetch (the GPU did not start after all) that begins the range:
-     * its rows routed here, the rest read as usual; any other: dropped */
-    int64_t from = t0;
-    struct sim_prefetch *p = prefetch_join(s);
-    if (p && p->rd.t0 == t0 && p->rd.t1 <= t1) {
-        eplb_status_t st = p->rd.st;
-        if (st != EPLB_OK)
-            st = eplb_error_set(st, "%s", p->rd.err);
-        else
-            st = eplb_route_cpu(ids, NULL, p->rd.buf, inf->logits_dtype, p->rd.t1 - t0, s->L,
-                                s->bias, &inf->route);
-        s->t_decode += p->rd.secs;
-        from = p->rd.t1;
-        s->pf_taken++;
-        prefetch_free(p);
-        EPLB_CHECK(st);
-        EPLB_CHECK(compare_record(s, ids, t0, from));
-    } else {
-        prefetch_free(p);
-    }
     const int after_read = eplb_env_on("EPLB_ROUTE_AFTER_READ");
     if (!s->logits) {
         s->logits = malloc(row * (size_t)chunk);
@@ -383,10 +298,11 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
             return eplb_error_set(EPLB_ERR_NOMEM, "routing buffer: out of memory");
         s->logits_cap = (size_t)chunk;
     }
-    for (int64_t t = from; t < t1; t += chunk) {
+    EPLB_CHECK(eplb_route_cfg_check(&inf->route));
+    for (int64_t t = t0; t < t1; t += chunk) {
         int64_t e = t + chunk < t1 ? t + chunk : t1;
         int32_t *out = ids + (size_t)(t - t0) * s->L * s->K;
-        double tm0 = eplb_now();
+        double t0 = eplb_now();
         /* each chunk routed by the worker that decoded it, while it is in
          * that core's cache and the other chunks still decode (decode and
          * routing in one pass, with no barrier between them);
@@ -395,14 +311,14 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
         int all = 0;
         EPLB_CHECK(eplb_trace_read_logits_each(s->trace, s->logits, t, e, 0,
                                                after_read ? NULL : route_rows, &rr, &all));
-        double tm1 = eplb_now();
-        s->t_decode += tm1 - tm0;
+        double t1 = eplb_now();
+        s->t_decode += t1 - t0;
         if (atomic_load(&rr.bad))
             return eplb_error_set(EPLB_ERR_INTERNAL, "routing a decoded chunk failed");
         if (!all || after_read) /* rows no worker routed: all of them here */
             EPLB_CHECK(eplb_route_cpu(out, NULL, s->logits, inf->logits_dtype, e - t, s->L,
                                       s->bias, &inf->route));
-        s->t_route += eplb_now() - tm1;
+        s->t_route += eplb_now() - t1;
         EPLB_CHECK(compare_record(s, out, t, e));
     }
     return EPLB_OK;
@@ -422,7 +338,6 @@ static eplb_status_t trace_counts(eplb_sim_source_t *s, int32_t *counts,
 
 static void trace_free(eplb_sim_source_t *s)
 {
-    prefetch_free(prefetch_join(s));
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
     op->close(s->stage[0]);
     op->close(s->stage[1]);
@@ -623,31 +538,6 @@ void eplb_sim_source_free(eplb_sim_source_t *s)
 void eplb_sim_source_use_gpu(eplb_sim_source_t *s, eplb_gpu_t *gpu)
 {
     s->gpu = gpu;
-}
-
-void eplb_sim_source_prefetch(eplb_sim_source_t *s, int64_t first_tokens)
-{
-    if (!s || !s->trace || s->free_fn != trace_free || s->pf || !s->token_level ||
-        !(eplb_trace_info(s->trace)->levels & EPLB_LEVEL_LOGITS))
-        return;
-    const char *v = getenv("EPLB_PREFETCH");
-    if (v && !strcmp(v, "0"))
-        return;
-    const size_t row = logits_row(s);
-    int64_t n = read_chunk(s, row, 1);
-    const int64_t T = s->tok_off[s->S];
-    n = n < first_tokens ? n : first_tokens;
-    n = n < T ? n : T;
-    if (n <= 0)
-        return;
-    struct sim_prefetch *p = calloc(1, sizeof *p);
-    void *buf = p ? malloc((size_t)n * row) : NULL;
-    if (!buf) { /* best effort: the first read then decodes as any other */
-        free(p);
-        return;
-    }
-    async_read_start(&p->rd, s->trace, buf, 0, n, 1);
-    s->pf = p;
 }
 
 void eplb_sim_source_routing_check(const eplb_sim_source_t *s, int64_t *rows,

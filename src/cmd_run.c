@@ -785,30 +785,26 @@ int eplb_cmd_run(int argc, char **argv)
                 goto fail;
             }
             snprintf(o.device_used, sizeof o.device_used, "cpu (built without CUDA)");
-        } else {
-            /* the first read decodes while CUDA starts (0.2-0.3 s) */
-            eplb_sim_source_prefetch(src, eplb_sim_first_block_tokens(src, &so));
-            if (gpu_open_timed(&gpu) != EPLB_OK) {
-                if (want) {
-                    char why[256]; /* the message buffer is about to be rewritten */
-                    snprintf(why, sizeof why, "%s", eplb_error_last());
-                    st = eplb_error_set(EPLB_ERR_NO_DEVICE, "--device gpu: %s", why);
-                    goto fail;
-                }
-                snprintf(o.device_used, sizeof o.device_used, "cpu (no usable GPU)");
-                eplb_error_clear();
-            } else {
-                /* selection and recording on the GPU too, unless asked not
-                 * to (bit-identical to the CPU's: checked on an H100 and an
-                 * H200, runs 9-17, docs/perf/kernels.md) */
-                const char *gs = getenv(GPU_SELECT_ENV);
-                so.gpu_select = !(gs && !strcmp(gs, "0"));
-                snprintf(o.device_used, sizeof o.device_used, "gpu (%s)%s",
-                         eplb_gpu_name(gpu),
-                         so.gpu_select ? ", selection on the GPU"
-                                       : ", selection on the CPU (" GPU_SELECT_ENV "=0)");
-                eplb_sim_source_use_gpu(src, gpu);
+        } else if (gpu_open_timed(&gpu) != EPLB_OK) {
+            if (want) {
+                char why[256]; /* the message buffer is about to be rewritten */
+                snprintf(why, sizeof why, "%s", eplb_error_last());
+                st = eplb_error_set(EPLB_ERR_NO_DEVICE, "--device gpu: %s",
+                                    why);
+                goto fail;
             }
+            snprintf(o.device_used, sizeof o.device_used, "cpu (no usable GPU)");
+            eplb_error_clear();
+        } else {
+            /* selection and recording on the GPU too, unless asked not to
+             * (bit-identical to the CPU's: checked on an H100 and an H200,
+             * runs 9-17, docs/perf/kernels.md) */
+            const char *gs = getenv(GPU_SELECT_ENV);
+            so.gpu_select = !(gs && !strcmp(gs, "0"));
+            snprintf(o.device_used, sizeof o.device_used, "gpu (%s)%s", eplb_gpu_name(gpu),
+                     so.gpu_select ? ", selection on the GPU"
+                                   : ", selection on the CPU (" GPU_SELECT_ENV "=0)");
+            eplb_sim_source_use_gpu(src, gpu);
         }
     }
     out_ctx_t ctx = {&o, inf, &so, NULL, 0, 0, 0};

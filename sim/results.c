@@ -371,9 +371,9 @@ static void unlocked_abort(eplb_sim_h5_t *h)
     h5_free(h);
 }
 
-/* The entry points under the process-wide HDF5 lock (traces/h5util.h):
- * the replay's first read can be decoding on a helper thread meanwhile
- * (eplb_sim_source_prefetch), and a serial HDF5 build is not thread-safe. */
+/* The entry points under the process-wide HDF5 lock, as every entry point
+ * that calls HDF5 (traces/h5util.h): a serial HDF5 build is not
+ * thread-safe, and trace reads may run on other threads. */
 eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L, int E,
                                  int K, int64_t S, const char *model,
                                  const char *config_json, int nruns)

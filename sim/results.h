@@ -1,6 +1,6 @@
 /* results.h - results.h5 writer (sim/results.c; layout in docs/simulator.md).
  * Internal to sim/: only the replay driver writes it, from one thread; each
- * call holds the process-wide HDF5 lock (trace reads may run beside it). */
+ * call holds the process-wide HDF5 lock (traces/h5util.h). */
 #ifndef EPLB_SIM_RESULTS_H
 #define EPLB_SIM_RESULTS_H
 

@@ -1332,47 +1332,60 @@ typedef void (*route_kernel_t)(RouteArgs);
 // and the fused mode FM (0 route only, 1 fused hash from the shared heads,
 // 2 fused, any other selection: each kernel carries only its own path);
 // *async_b: the dynamic shared memory of its cp.async stages
-template <bool FAST, bool ASYNC, int FM, int DT, int LPR>
+template <bool FAST, bool ASYNC, int FM, int DT>
 route_kernel_t seg_pick_k(int setup)
 {
     // ASYNC: 8 KB of stages per warp; 4 warps per block, 5 blocks per SM
     // (about 39 KB each with the histogram; 20 warps per SM, 102 registers);
-    // always with the setup.  16 lanes per row: 16 warps per block, so
-    // that a block still holds 32 rows (as many blocks, histogram flushes,
-    // as with 8 lanes: with 8-warp blocks fused at T = 4096 lost 0.2 us to
-    // route's gain, run 49)
-    constexpr int NT = ASYNC ? 128 : LPR == 16 ? 512 : 256;
-    constexpr int MINB = ASYNC ? 5 : LPR == 16 ? 2 : 4;
+    // always with the setup
+    constexpr int NT = ASYNC ? 128 : 256, MINB = ASYNC ? 5 : 4;
     // setup: route_seg_kernel's SETUP_ (bit 1, the heads, only for FM 1)
     if (ASYNC || (setup == 3 && FM == 1))
-        return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 3>;
+        return route_seg_kernel<8, 8, FAST, NT, MINB, DT, ASYNC, FM, 3>;
     if (setup == 2 && FM == 1)
-        return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 2>;
+        return route_seg_kernel<8, 8, FAST, NT, MINB, DT, ASYNC, FM, 2>;
     if (setup & 1)
-        return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 1>;
-    return route_seg_kernel<8, LPR, FAST, NT, MINB, DT, ASYNC, FM, 0>;
+        return route_seg_kernel<8, 8, FAST, NT, MINB, DT, ASYNC, FM, 1>;
+    return route_seg_kernel<8, 8, FAST, NT, MINB, DT, ASYNC, FM, 0>;
 }
 
-// lanes per row: 8, or 16 (not with the cp.async stages)
-template <bool FAST, bool ASYNC, int FM, int DT>
-route_kernel_t seg_pick_l(int setup, int lanes)
+// 16 lanes per row (with the block setup only: setup 1 or 3): 8-warp
+// blocks of 16 rows, or with `wide` 16-warp blocks of 32 rows (as many
+// blocks, so histogram flushes, as with 8 lanes; run 50: fused at T = 4096
+// 6.01 us against 6.81 with 8-warp blocks, but 4.35 against 3.62 at T =
+// 64, where 8-warp blocks spread the rows over twice the SMs)
+template <bool FAST, int FM, int DT>
+route_kernel_t seg_pick_16(int setup, bool wide)
 {
-    if (!ASYNC && lanes == 16)
-        return seg_pick_k<FAST, ASYNC, FM, DT, ASYNC ? 8 : 16>(setup);
-    return seg_pick_k<FAST, ASYNC, FM, DT, 8>(setup);
+    const bool heads = setup == 3 && FM == 1;
+    if (wide)
+        return heads ? route_seg_kernel<8, 16, FAST, 512, 2, DT, false, FM, 3>
+                     : route_seg_kernel<8, 16, FAST, 512, 2, DT, false, FM, 1>;
+    return heads ? route_seg_kernel<8, 16, FAST, 256, 4, DT, false, FM, 3>
+                 : route_seg_kernel<8, 16, FAST, 256, 4, DT, false, FM, 1>;
+}
+
+// block shape: 0 8 lanes per row, 1 16 lanes in 8-warp blocks, 2 16 lanes
+// in 16-warp blocks (not with the cp.async stages)
+template <bool FAST, bool ASYNC, int FM, int DT>
+route_kernel_t seg_pick_l(int setup, int shape)
+{
+    if (!ASYNC && shape > 0)
+        return seg_pick_16<FAST, FM, DT>(setup, shape == 2);
+    return seg_pick_k<FAST, ASYNC, FM, DT>(setup);
 }
 
 template <bool FAST, bool ASYNC, int FM>
-route_kernel_t seg_pick_fm(int dt, int setup, int lanes, size_t *async_b)
+route_kernel_t seg_pick_fm(int dt, int setup, int shape, size_t *async_b)
 {
     constexpr int NT = ASYNC ? 128 : 256;
     if (dt == EPLB_DTYPE_F32) {
         *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_F32, NT / 32>::bytes : 0;
-        return seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_F32>(setup, lanes);
+        return seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_F32>(setup, shape);
     }
     *async_b = ASYNC ? SegSmem<256, EPLB_DTYPE_BF16, NT / 32>::bytes : 0;
-    return dt == EPLB_DTYPE_F16 ? seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_F16>(setup, lanes)
-                                : seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_BF16>(setup, lanes);
+    return dt == EPLB_DTYPE_F16 ? seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_F16>(setup, shape)
+                                : seg_pick_l<FAST, ASYNC, FM, EPLB_DTYPE_BF16>(setup, shape);
 }
 
 // the segment kernel for the logit dtype (sigmoid scoring only; the dtype
@@ -1382,11 +1395,11 @@ route_kernel_t seg_pick_fm(int dt, int setup, int lanes, size_t *async_b)
 // the setup (route_seg_kernel); *async_b: the dynamic shared memory of its
 // cp.async stages
 template <bool FAST, bool ASYNC>
-route_kernel_t seg_pick(int dt, int fm, int setup, int lanes, size_t *async_b)
+route_kernel_t seg_pick(int dt, int fm, int setup, int shape, size_t *async_b)
 {
-    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, lanes, async_b)
-           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, lanes, async_b)
-                     : seg_pick_fm<FAST, ASYNC, 2>(dt, setup, lanes, async_b);
+    return fm == 0   ? seg_pick_fm<FAST, ASYNC, 0>(dt, setup, shape, async_b)
+           : fm == 1 ? seg_pick_fm<FAST, ASYNC, 1>(dt, setup, shape, async_b)
+                     : seg_pick_fm<FAST, ASYNC, 2>(dt, setup, shape, async_b);
 }
 
 eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
@@ -1413,23 +1426,12 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
                             a.K <= 8 && a.K <= 2 * a.TG;
         const int fm = !a.fused ? 0 : a.hash_fast ? 1 : 2;
         // one_group: at most 32 rows per SM (one row group per warp of one
-        // 8-warp block with 8 lanes per row).  There:
-        // - 16 lanes per row (2 rows per warp, 16-warp blocks of the same
-        //   32 rows): route 0.5-0.9 us faster at T = 64-4096 (0.7 slower at
-        //   16384, run 49); elsewhere 8; variant 14 always 16, variant 9
-        //   (its stages) always 8; EPLB_SEG_LANES=8 or 16 forces either;
-        // - the heads (fused hash) are read through L1, not copied into
-        //   shared memory: the copy cost the fused kernel 0.05-0.12 us more
-        //   than it saved at T <= 4096 (run 36), and saved ~0.1 us at 16384
-        //   (runs 35, 37); without the setup (T = 65536) it gained nothing
-        //   (run 35).
+        // 8-warp block with 8 lanes per row).  There the heads (fused
+        // hash) are read through L1, not copied into shared memory: the
+        // copy cost the fused kernel 0.05-0.12 us more than it saved at T
+        // <= 4096 (run 36), and saved ~0.1 us at 16384 (runs 35, 37);
+        // without the setup (T = 65536) it gained nothing (run 35).
         const bool one_group = a.T * a.L <= (int64_t)g->num_sms * 8 * 4;
-        const int lanes = variant == 9    ? 8
-                          : variant == 14 ? 16
-                          : g->seg_lanes == 8 || g->seg_lanes == 16 ? g->seg_lanes
-                          : one_group ? 16
-                                     : 8;
-        const int rpw = 32 / lanes;
         // the block setup while the grid is one or two row groups per warp
         // (rows of one wave: 4 blocks of 32 per SM; run 33);
         // EPLB_SEG_SETUP=0-3 forces route_seg_kernel's SETUP_ (tests,
@@ -1439,10 +1441,23 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
                           : small && one_group                   ? 1
                           : small                                ? 3
                                                                  : 0;
+        // lanes per row: 16 (2 rows per warp) on one_group grids, 8
+        // elsewhere (16: route 0.5-0.9 us faster at T = 64-4096, 0.7 us
+        // slower at 16384, where warps have several row groups, run 49);
+        // variant 14 and EPLB_SEG_LANES=16 ask for 16 at every T, and
+        // EPLB_SEG_LANES=8 for 8; 16 lanes only with the block setup (so at
+        // most 2 x 128 rows per SM), never for variant 9 (its stages).  With 16 lanes, 16-warp blocks of 32
+        // rows past one 8-warp block per SM (wide; seg_pick_16)
+        const bool want16 = variant == 14 || g->seg_lanes == 16 ||
+                            (g->seg_lanes != 8 && one_group);
+        const int lanes = variant != 9 && want16 && (setup & 1) ? 16 : 8;
+        const bool wide = lanes == 16 && a.T * a.L > (int64_t)g->num_sms * 16;
+        const int shape = lanes == 8 ? 0 : wide ? 2 : 1;
+        const int rpw = 32 / lanes;
         route_kernel_t sk =
-            variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, lanes, &async_b)
-            : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, lanes, &async_b)
-                           : seg_pick<true, false>(a.dt, fm, setup, lanes, &async_b);
+            variant == 5   ? seg_pick<false, false>(a.dt, fm, setup, shape, &async_b)
+            : variant == 9 ? seg_pick<true, true>(a.dt, fm, setup, shape, &async_b)
+                           : seg_pick<true, false>(a.dt, fm, setup, shape, &async_b);
         // static shared memory (~47 KB at 256 threads without stages) + the
         // stages + the histogram: past the 48 KB a launch gets without
         // opting in, up to the opt-in maximum (fewer blocks per SM then)
@@ -1462,7 +1477,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         if (ok) {
             fk = sk;
             rows_per_warp = rpw;
-            threads = variant == 9 ? 128 : lanes == 16 ? 512 : 256;
+            threads = variant == 9 ? 128 : wide ? 512 : 256;
         } else {
             (void)cudaGetLastError();
             async_b = 0;

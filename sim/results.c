@@ -374,69 +374,56 @@ static void unlocked_abort(eplb_sim_h5_t *h)
 /* The entry points under the process-wide HDF5 lock, as every entry point
  * that calls HDF5 (traces/h5util.h): a serial HDF5 build is not
  * thread-safe, and trace reads may run on other threads. */
+#define LOCKED(call)                                                           \
+    do {                                                                       \
+        eplb_h5_lock();                                                        \
+        eplb_status_t st_ = (call);                                            \
+        eplb_h5_unlock();                                                      \
+        return st_;                                                            \
+    } while (0)
+
 eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L, int E,
                                  int K, int64_t S, const char *model,
                                  const char *config_json, int nruns)
 {
-    eplb_h5_lock();
-    eplb_status_t st = unlocked_create(out, path, L, E, K, S, model, config_json, nruns);
-    eplb_h5_unlock();
-    return st;
+    LOCKED(unlocked_create(out, path, L, E, K, S, model, config_json, nruns));
 }
 
 eplb_status_t eplb_sim_h5_add_run(eplb_sim_h5_t *h, int idx, const eplb_sim_run_cfg_t *cfg,
                                   const char *label, const char *policy,
                                   const int32_t *placement)
 {
-    eplb_h5_lock();
-    eplb_status_t st = unlocked_add_run(h, idx, cfg, label, policy, placement);
-    eplb_h5_unlock();
-    return st;
+    LOCKED(unlocked_add_run(h, idx, cfg, label, policy, placement));
 }
 
 eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
                                        const int32_t *tokens, const float *bal,
                                        const double *times)
 {
-    eplb_h5_lock();
-    eplb_status_t st = unlocked_append_steps(h, idx, n, tokens, bal, times);
-    eplb_h5_unlock();
-    return st;
+    LOCKED(unlocked_append_steps(h, idx, n, tokens, bal, times));
 }
 
 eplb_status_t eplb_sim_h5_append_events(eplb_sim_h5_t *h, int idx, const eplb_sim_event_t *ev,
                                         size_t n)
 {
-    eplb_h5_lock();
-    eplb_status_t st = unlocked_append_events(h, idx, ev, n);
-    eplb_h5_unlock();
-    return st;
+    LOCKED(unlocked_append_events(h, idx, ev, n));
 }
 
 eplb_status_t eplb_sim_h5_append_placement(eplb_sim_h5_t *h, int idx, int64_t step,
                                            const int32_t *placement)
 {
-    eplb_h5_lock();
-    eplb_status_t st = unlocked_append_placement(h, idx, step, placement);
-    eplb_h5_unlock();
-    return st;
+    LOCKED(unlocked_append_placement(h, idx, step, placement));
 }
 
 eplb_status_t eplb_sim_h5_end_run(eplb_sim_h5_t *h, int idx, const eplb_sim_result_t *res,
                                   const int32_t *placement)
 {
-    eplb_h5_lock();
-    eplb_status_t st = unlocked_end_run(h, idx, res, placement);
-    eplb_h5_unlock();
-    return st;
+    LOCKED(unlocked_end_run(h, idx, res, placement));
 }
 
 eplb_status_t eplb_sim_h5_finish(eplb_sim_h5_t *h)
 {
-    eplb_h5_lock();
-    eplb_status_t st = unlocked_finish(h);
-    eplb_h5_unlock();
-    return st;
+    LOCKED(unlocked_finish(h));
 }
 
 void eplb_sim_h5_abort(eplb_sim_h5_t *h)

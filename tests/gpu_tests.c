@@ -461,8 +461,14 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                 if (!variant_on(vs[vi]) || (vi > 0 && mode > EPLB_SELECT_LOCAL))
                     continue; /* rr-block, balanced: route, then their kernels */
                 /* the segment kernels with bf16 also at T = 37: rows past T in a
-                 * warp, and direct atomics (T * K <= 2 * P) */
-                const int64_t T = small ? 300 : dt == 2 && mode % 2 ? 37 : 20000;
+                 * warp, and direct atomics (T * K <= 2 * P); with f32 and the
+                 * even modes (hash among them) at T = 1500: 3000 rows, 16
+                 * lanes per row in 16-warp blocks on a 132-SM GPU (route.cu,
+                 * launch_route) */
+                const int64_t T = small            ? 300
+                                  : dt == 2 && mode % 2 ? 37
+                                  : dt == 0 && mode % 2 == 0 ? 1500
+                                                             : 20000;
                 const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
                 eplb_gpu_set_route_variant(gpu, vs[vi]);
                 void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);

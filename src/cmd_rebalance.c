@@ -331,12 +331,13 @@ static eplb_status_t check_loads(const float *v, size_t n, int L, int E, const c
     for (size_t i = 0; i < n; i++)
         if (!isfinite(v[i]) || v[i] < 0) {
             size_t le = (size_t)L * E;
+            /* a malformed file (exit 1), not an impossible request */
             if (n > le)
-                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                return eplb_error_set(EPLB_ERR_FORMAT,
                                       "%s: step %zu layer %zu expert %zu is %g; loads must "
                                       "be finite and >= 0", path, i / le, i % le / E,
                                       i % E, (double)v[i]);
-            return eplb_error_set(EPLB_ERR_INVALID_ARG,
+            return eplb_error_set(EPLB_ERR_FORMAT,
                                   "%s: layer %zu expert %zu is %g; loads must be finite "
                                   "and >= 0", path, i / E, i % E, (double)v[i]);
         }

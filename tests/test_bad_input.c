@@ -423,9 +423,10 @@ Test(bad_input, rebalance_options_and_files)
                          "rebalance --weights %s --replicas 2000000000 --gpus 4", w);
     eplb_test_cli_expect(2, "--layer-offset: -5", "rebalance --weights %s --replicas 8 --gpus 4 "
                          "--export trtllm --layer-offset -5", w);
-    eplb_test_cli_expect(2, "nan.csv: layer 0 expert 1 is nan",
+    /* NaN or negative loads: a malformed file, exit 1 */
+    eplb_test_cli_expect(1, "nan.csv: layer 0 expert 1 is nan",
                          "rebalance --weights %s --replicas 8 --gpus 4", wn);
-    eplb_test_cli_expect(2, "neg.json: layer 0 expert 1 is -2",
+    eplb_test_cli_expect(1, "neg.json: layer 0 expert 1 is -2",
                          "rebalance --weights %s --replicas 8 --gpus 4", wj);
     eplb_test_cli_expect(2, "old.json (--old): layer 0 slot 7 holds expert 9",
                          "rebalance --weights %s --replicas 8 --gpus 4 --old %s --policy none",

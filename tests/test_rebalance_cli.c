@@ -244,9 +244,10 @@ Test(rebalance_cli, impossible_requests_refused)
     refused("--replicas 16 --groups 5 --nodes 1 --gpus 8", README_W, 2,
             "experts 12 is not a multiple of groups 5");
     refused("--replicas 8 --gpus 8", README_W, 2, "replicas 8 < experts 12");
-    refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,-12],[1,1,1,1,1,1,1,1,1,1,1,1]]", 2,
+    /* values a loads file must not hold: a malformed file, exit 1 */
+    refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,-12],[1,1,1,1,1,1,1,1,1,1,1,1]]", 1,
             "layer 0 expert 11 is -12");
-    refused(SHAPE, "1,2,3,4,5,6,7,8,9,10,11,nan\n1,1,1,1,1,1,1,1,1,1,1,1\n", 2, "expert 11");
+    refused(SHAPE, "1,2,3,4,5,6,7,8,9,10,11,nan\n1,1,1,1,1,1,1,1,1,1,1,1\n", 1, "expert 11");
     refused(SHAPE, "1,2,3,4,5,6,7,8,9,10,11,12\n1,1,1\n", 1, "ragged");
     refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,12],[1,1,1]]", 1, "ragged");
     refused("--replicas 16 --gpus 8 --policy fastest", README_W, 2, "unknown policy 'fastest'");

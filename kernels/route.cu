@@ -736,15 +736,20 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
         eplb_dev_hist_flush(hist, cnt, a.sp.P);
 }
 
-// ---- segment kernel (default for DeepSeek-V3, variants 5-6): 8 lanes per
-// row, 4 rows per warp ----
+// ---- segment kernel (default for DeepSeek-V3, variants 5-6, 14): LPR = 8
+// lanes per row, 4 rows per warp (or 16 lanes, 2 rows per warp) ----
 // For sigmoid grouped routing with groups of 32 experts (DeepSeek-V3: 256
 // experts, 8 groups), K <= 8 and K <= 2 * topk_groups.  Lane sl of a row's 8-lane
 // segment owns experts c*32 + 4*sl .. +3 for chunks c < NCH (float4 loads,
 // coalesced), so chunk c is group c, spread over the 8 lanes.  The per-row
 // fixed costs (group ranking, threshold, scan, ranks, output) are paid by 8
 // lanes instead of 32, i.e. once per 4 rows of a warp instruction; the
-// per-expert work (256 sigmoids) is the same in any layout.
+// per-expert work (256 sigmoids) is the same in any layout.  With 16 lanes
+// (small grids, launch_route) lane sl owns c*32 + 2*sl .. +1 (float2
+// loads): half the per-lane keys and chunk work, one more level in every
+// reduction, and the per-row fixed costs over twice the lanes, which pays
+// where each warp has one row group and the chain after the DRAM wait is
+// the time (run 49); the steps below are for 8 lanes, the same with 16.
 //  1. keys (float: s + bias, NaN -> -inf) to a shared row buffer, so that
 //     no key array stays live in registers (64 registers without spills:
 //     4 blocks of 256 threads or 8 of 128 per SM);
@@ -1279,7 +1284,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
                 a.w[out] = sv * scale;
             if (FM) {
                 // select + record in the lane that holds the entry (no
-                // staging: with K = 8 all 32 lanes are busy anyway)
+                // staging: with K = 8 and 8 lanes all 32 lanes are busy)
                 int ph;
                 if (a.diag & 4) {
                     ph = id; // diagnostic: no selection
@@ -1351,9 +1356,9 @@ route_kernel_t seg_pick_k(int setup)
 
 // 16 lanes per row (with the block setup only: setup 1 or 3): 8-warp
 // blocks of 16 rows, or with `wide` 16-warp blocks of 32 rows (as many
-// blocks, so histogram flushes, as with 8 lanes; run 50: fused at T = 4096
-// 6.01 us against 6.81 with 8-warp blocks, but 4.35 against 3.62 at T =
-// 64, where 8-warp blocks spread the rows over twice the SMs)
+// blocks, so histogram flushes, as with 8 lanes; runs 49-50: fused at T =
+// 4096 6.01 us against 6.81 with 8-warp blocks, but 4.35 against 3.62 at
+// T = 64, where 8-warp blocks spread the rows over twice the SMs)
 template <bool FAST, int FM, int DT>
 route_kernel_t seg_pick_16(int setup, bool wide)
 {
@@ -1446,8 +1451,9 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         // slower at 16384, where warps have several row groups, run 49);
         // variant 14 and EPLB_SEG_LANES=16 ask for 16 at every T, and
         // EPLB_SEG_LANES=8 for 8; 16 lanes only with the block setup (so at
-        // most 2 x 128 rows per SM), never for variant 9 (its stages).  With 16 lanes, 16-warp blocks of 32
-        // rows past one 8-warp block per SM (wide; seg_pick_16)
+        // most 2 x 128 rows per SM), never for variant 9 (its stages).
+        // With 16 lanes, 16-warp blocks of 32 rows past one 8-warp block
+        // per SM (wide; seg_pick_16)
         const bool want16 = variant == 14 || g->seg_lanes == 16 ||
                             (g->seg_lanes != 8 && one_group);
         const int lanes = variant != 9 && want16 && (setup & 1) ? 16 : 8;

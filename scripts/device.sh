@@ -53,7 +53,7 @@ else
 rm -rf "$T" "$B"
 mkdir -p "$T" "$B"
 # the working tree as it is (the device copy's .git, if any, may be stale)
-say "commit: $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo none) + working tree"
+say "commit: $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo none) + working tree (tree id $("$SRC/scripts/tree-id.sh" "$SRC" 2>/dev/null || echo none): scripts/tree-id.sh on a checkout)"
 (cd "$SRC" && tar -c --exclude=./.git --exclude='./build*' .) | tar -x -C "$T"
 
 say "== $(stamp) build"

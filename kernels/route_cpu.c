@@ -206,19 +206,19 @@ static inline __m128 exp_approx_ps(__m128 t)
     return _mm_mul_ps(p, _mm_castsi128_ps(e));
 }
 
-/* The first i in [i, end) with a[i] >= thr (end if none), four at a time */
-static inline int next_at_least(const float *a, int i, int end, float thr)
+/* Bit i set where a[i] >= thr, for i < n <= 64, four compares at a time
+ * (one pass: scanning to each candidate in turn was a fifth of a CPU
+ * replay's routing samples) */
+static inline uint64_t mask_at_least(const float *a, int n, float thr)
 {
     const __m128 t = _mm_set1_ps(thr);
-    for (; i + 4 <= end; i += 4) {
-        const int m = _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(a + i), t));
-        if (m)
-            return i + __builtin_ctz((unsigned)m);
-    }
-    for (; i < end; i++)
-        if (a[i] >= thr)
-            return i;
-    return end;
+    uint64_t m = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        m |= (uint64_t)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(a + i), t)) << i;
+    for (; i < n; i++)
+        m |= (uint64_t)(a[i] >= thr) << i;
+    return m;
 }
 
 /* The approximate keys a[e] of route_filtered for e < E rounded down to 4
@@ -320,13 +320,14 @@ static int use_avx2(void)
 }
 #endif
 
-/* Expert e's exact key, computed once (have[e]) */
-static inline float exact_key(float *key, unsigned char *have, const float *x, const float *bias,
+/* Expert e's exact key, computed once (bit e of have) */
+static inline float exact_key(float *key, uint64_t *have, const float *x, const float *bias,
                               int e)
 {
-    if (!have[e]) {
+    const uint64_t b = (uint64_t)1 << (e & 63);
+    if (!(have[e >> 6] & b)) {
         key[e] = sig_key(x[e], bias[e]);
-        have[e] = 1;
+        have[e >> 6] |= b;
     }
     return key[e];
 }
@@ -349,8 +350,7 @@ static void route_filtered(int *bi, const float *x, const float *bias,
 {
     const int E = cfg->num_experts, K = cfg->top_k, G = cfg->num_groups, gs = E / G;
     float a[EPLB_MAX_EXPERTS], key[EPLB_MAX_EXPERTS];
-    unsigned char have[EPLB_MAX_EXPERTS];
-    memset(have, 0, (size_t)E);
+    uint64_t have[EPLB_MAX_EXPERTS / 64] = {0};
     float bmax = 0.0f;
 #ifdef HAVE_AVX2_KEYS
     int e = use_avx2() ? approx_keys_avx2(a, x, bias, E, &bmax)
@@ -360,7 +360,7 @@ static void route_filtered(int *bi, const float *x, const float *bias,
 #endif
     for (; e < E; e++) { /* the rest exactly */
         a[e] = key[e] = sig_key(x[e], bias[e]);
-        have[e] = 1;
+        have[e >> 6] |= (uint64_t)1 << (e & 63);
         const float ab = fabsf(bias[e]);
         bmax = ab > bmax ? ab : bmax;
     }
@@ -372,13 +372,14 @@ static void route_filtered(int *bi, const float *x, const float *bias,
         float A1, b1 = -INFINITY, b2 = -INFINITY;
         top2(a + g * gs, gs, &A1, &A2[g]);
         const float thr = m3 < INFINITY ? A2[g] - m3 : -INFINITY;
-        for (int q = g * gs; q < (g + 1) * gs; q++) {
-            q = next_at_least(a, q, (g + 1) * gs, thr);
-            if (q == (g + 1) * gs)
-                break;
-            const float k = exact_key(key, have, x, bias, q), l = b1 < k ? b1 : k;
-            b2 = b2 > l ? b2 : l;
-            b1 = b1 > k ? b1 : k;
+        for (int w = g * gs; w < (g + 1) * gs; w += 64) {
+            const int n = (g + 1) * gs - w < 64 ? (g + 1) * gs - w : 64;
+            for (uint64_t m = mask_at_least(a + w, n, thr); m; m &= m - 1) {
+                const int q = w + __builtin_ctzll(m);
+                const float k = exact_key(key, have, x, bias, q), l = b1 < k ? b1 : k;
+                b2 = b2 > l ? b2 : l;
+                b1 = b1 > k ? b1 : k;
+            }
         }
         gscore[g] = b1 + b2;
     }
@@ -391,11 +392,12 @@ static void route_filtered(int *bi, const float *x, const float *bias,
     float bk[EPLB_MAX_TOPK];
     int n = 0;
     for (int q = 0; q < ng; q++)
-        for (int c = kg[q] * gs; c < (kg[q] + 1) * gs; c++) {
-            c = next_at_least(a, c, (kg[q] + 1) * gs, thr);
-            if (c == (kg[q] + 1) * gs)
-                break;
-            topk_insert(exact_key(key, have, x, bias, c), c, bk, bi, &n, K);
+        for (int w = kg[q] * gs; w < (kg[q] + 1) * gs; w += 64) {
+            const int nw = (kg[q] + 1) * gs - w < 64 ? (kg[q] + 1) * gs - w : 64;
+            for (uint64_t m = mask_at_least(a + w, nw, thr); m; m &= m - 1) {
+                const int c = w + __builtin_ctzll(m);
+                topk_insert(exact_key(key, have, x, bias, c), c, bk, bi, &n, K);
+            }
         }
 }
 #endif

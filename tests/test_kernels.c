@@ -305,6 +305,8 @@ Test(kernels, route_cpu_matches_plain_version_bitwise)
         {60, 4, EPLB_SCORING_SIGMOID, 6, 3, 1, 1.0f},
         {30, 3, EPLB_SCORING_SIGMOID, 1, 1, 0, 1.0f},
         {30, 3, EPLB_SCORING_SIGMOID, 3, 2, 1, 1.0f}, /* keys: 24 by 8, 4 by 4, 2 exact */
+        {256, 2, EPLB_SCORING_SIGMOID, 2, 1, 1, 1.0f}, /* groups of 128: two mask words */
+        {200, 2, EPLB_SCORING_SIGMOID, 2, 1, 0, 1.0f}, /* groups of 100: 64 + 36 */
     };
     static float x[T * L * 512], bias[L * 512], wa[T * L * 16], wb[T * L * 16];
     static uint16_t h[T * L * 512];

@@ -17,8 +17,19 @@
 #include "sim.h"
 
 #define MAX_LIST 64
-/* --device auto takes the GPU from this many bytes of raw logits on */
+/* --device auto takes the GPU from this many bytes of raw logits on, and
+ * from AUTO_GPU_BYTES_PER_THREAD per decode thread: the CPU replay decodes
+ * and routes on every core, the GPU replay starts CUDA first (0.2-0.3 s),
+ * so on 16 cores the CPU was faster up to 1.5 GB and the GPU from 6 GB on
+ * (runs 53-54, docs/perf/sim.md) */
 #define AUTO_GPU_BYTES ((size_t)128 << 20)
+#define AUTO_GPU_BYTES_PER_THREAD ((size_t)192 << 20)
+
+static size_t auto_gpu_bytes(void)
+{
+    const size_t t = (size_t)eplb_num_threads() * AUTO_GPU_BYTES_PER_THREAD;
+    return t > AUTO_GPU_BYTES ? t : AUTO_GPU_BYTES;
+}
 /* Environment tunable: where the device resolves to the GPU, replica
  * selection and recording run there too unless this is "0"
  * (docs/simulator.md).  On the CPU: no effect. */
@@ -91,7 +102,8 @@ static void usage(FILE *f)
         "run:\n"
         "  --device D           auto|cpu|gpu: where logits are routed (default auto: the\n"
         "                       GPU if the build has CUDA, a GPU is usable and the trace\n"
-        "                       has >= 128 MiB of logits, else cpu; on the GPU, replica\n"
+        "                       has >= 192 MiB of logits per core (at least 128 MiB; 3\n"
+        "                       GiB on 16 cores), else cpu; on the GPU, replica\n"
         "                       selection and load recording run there too, overlapped\n"
         "                       with decoding the next block, unless EPLB_GPU_SELECT=0;\n"
         "                       the model runs on the CPU)\n"
@@ -771,7 +783,7 @@ int eplb_cmd_run(int argc, char **argv)
     snprintf(o.device_used, sizeof o.device_used, "cpu");
     if (strcmp(o.device, "cpu") && !(inf->levels & EPLB_LEVEL_LOGITS)) {
         snprintf(o.device_used, sizeof o.device_used, "cpu (the trace has no logits)");
-    } else if (!strcmp(o.device, "auto") && eplb_trace_raw_bytes(tr) < AUTO_GPU_BYTES) {
+    } else if (!strcmp(o.device, "auto") && eplb_trace_raw_bytes(tr) < auto_gpu_bytes()) {
         /* starting the GPU costs more than routing a small trace on the CPU
          * (docs/perf/sim.md) */
         snprintf(o.device_used, sizeof o.device_used, "cpu (small trace)");

@@ -332,6 +332,31 @@ static inline float exact_key(float *key, uint64_t *have, const float *x, const 
     return key[e];
 }
 
+/* route_filtered's group limit on exact group scores: the exact top-2 of
+ * each group's candidates (approximate keys a >= A2[g] - m3); the kept
+ * groups into kg, ascending; returns how many */
+static int groups_exact(int *kg, float *key, uint64_t *have, const float *a, const float *A2,
+                        const float *x, const float *bias, float m3, const eplb_route_cfg_t *cfg)
+{
+    const int G = cfg->num_groups, gs = cfg->num_experts / G;
+    float gscore[EPLB_MAX_GROUPS];
+    for (int g = 0; g < G; g++) {
+        float b1 = -INFINITY, b2 = -INFINITY;
+        const float thr = m3 < INFINITY ? A2[g] - m3 : -INFINITY;
+        for (int w = g * gs; w < (g + 1) * gs; w += 64) {
+            const int n = (g + 1) * gs - w < 64 ? (g + 1) * gs - w : 64;
+            for (uint64_t m = mask_at_least(a + w, n, thr); m; m &= m - 1) {
+                const int q = w + __builtin_ctzll(m);
+                const float k = exact_key(key, have, x, bias, q), l = b1 < k ? b1 : k;
+                b2 = b2 > l ? b2 : l;
+                b1 = b1 > k ? b1 : k;
+            }
+        }
+        gscore[g] = b1 + b2;
+    }
+    return keep_groups(gscore, G, cfg->topk_groups, kg);
+}
+
 /* Grouped top-k with sigmoid scoring and a bias where K <= 2 topk_groups
  * (DeepSeek-V3): exact, with expf for a few experts only.  Approximate keys
  * a (exp_approx_ps) are within eps = 1e-5 (1 + max |bias|) of the keys
@@ -366,25 +391,36 @@ static void route_filtered(int *bi, const float *x, const float *bias,
     }
     /* (an infinite bias: every expert a candidate) */
     const float m3 = bmax < 1e30f ? 3.0f * 1e-5f * (1.0f + bmax) : INFINITY;
-    /* group scores: the exact top-2 of each group's candidates */
-    float gscore[EPLB_MAX_GROUPS], A2[EPLB_MAX_GROUPS];
+    /* the group limit from the approximate group scores A1 + A2 where they
+     * decide it: each is within 2 eps (+ the sums' roundings) < m3 of the
+     * exact score, so groups whose approximate scores are more than 2 m3
+     * apart rank as the exact ones do; if the topk_groups-th and the next
+     * approximate scores are 4 m3 apart (or more), the best topk_groups
+     * groups by approximate score are the kept ones, with no exact key for
+     * the groups' top-2 (about 16 exponentials of some 25 per row) */
+    float A1[EPLB_MAX_GROUPS], A2[EPLB_MAX_GROUPS], ga[EPLB_MAX_GROUPS];
     for (int g = 0; g < G; g++) {
-        float A1, b1 = -INFINITY, b2 = -INFINITY;
-        top2(a + g * gs, gs, &A1, &A2[g]);
-        const float thr = m3 < INFINITY ? A2[g] - m3 : -INFINITY;
-        for (int w = g * gs; w < (g + 1) * gs; w += 64) {
-            const int n = (g + 1) * gs - w < 64 ? (g + 1) * gs - w : 64;
-            for (uint64_t m = mask_at_least(a + w, n, thr); m; m &= m - 1) {
-                const int q = w + __builtin_ctzll(m);
-                const float k = exact_key(key, have, x, bias, q), l = b1 < k ? b1 : k;
-                b2 = b2 > l ? b2 : l;
-                b1 = b1 > k ? b1 : k;
-            }
-        }
-        gscore[g] = b1 + b2;
+        top2(a + g * gs, gs, &A1[g], &A2[g]);
+        ga[g] = A1[g] + A2[g];
     }
-    int kg[EPLB_MAX_GROUPS];
-    const int ng = keep_groups(gscore, G, cfg->topk_groups, kg);
+    int kg[EPLB_MAX_GROUPS], ng = 0;
+    if (m3 < INFINITY) {
+        const int TG = cfg->topk_groups;
+        float vt = NAN, vn = NAN; /* the topk_groups-th score, the next */
+        for (int g = 0; g < G; g++) {
+            int rank = 0;
+            for (int h = 0; h < G; h++)
+                rank += (ga[h] > ga[g]) | ((ga[h] == ga[g]) & (h < g));
+            vt = rank == TG - 1 ? ga[g] : vt;
+            vn = rank == TG ? ga[g] : vn;
+            kg[ng] = g;
+            ng += rank < TG;
+        }
+        if (!(vt - vn > 4.0f * m3)) /* NaN (equal -inf scores) included */
+            ng = 0;
+    }
+    if (ng == 0)
+        ng = groups_exact(kg, key, have, a, A2, x, bias, m3, cfg);
     float theta = INFINITY;
     for (int q = 0; q < ng; q++)
         theta = A2[kg[q]] < theta ? A2[kg[q]] : theta;

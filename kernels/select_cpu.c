@@ -201,7 +201,9 @@ static eplb_status_t select_layer(sel_ctx_t *c, int l)
                 case EPLB_SELECT_HASH:
                 case EPLB_SELECT_FLATMOD:
                 case EPLB_SELECT_RANDOM:
-                    rep = eplb_rule_entry_rep(mode, t, k, K, R, rkey);
+                    /* replica 0 of an unreplicated expert in every mode,
+                     * without the rule's division */
+                    rep = R == 1 ? 0 : eplb_rule_entry_rep(mode, t, k, K, R, rkey);
                     break;
                 case EPLB_SELECT_LOCAL: {
                     int gpu = (int)((int64_t)c->trank[i] * m->num_gpus / c->num_ranks);

@@ -125,21 +125,34 @@ static inline void topk_insert(float k, int e, float *bk, int *bi, int *n, int K
  * fewer than topk_groups better ones: counted without branches (a
  * replay's selection loop below mispredicted, 5% of a CPU replay's
  * samples); with a NaN, the selection loop (the order of the oracle). */
+/* The groups with fewer than topk_groups better ones (`better` without
+ * branches), ascending in kg; returns how many; *vt, *vn: the scores
+ * ranked topk_groups - 1 and topk_groups (NaN where none) */
+static int rank_groups(const float *gscore, int G, int topk_groups, int *kg, float *vt,
+                       float *vn)
+{
+    int ng = 0;
+    *vt = *vn = NAN;
+    for (int g = 0; g < G; g++) {
+        int rank = 0;
+        for (int h = 0; h < G; h++)
+            rank += (gscore[h] > gscore[g]) | ((gscore[h] == gscore[g]) & (h < g));
+        *vt = rank == topk_groups - 1 ? gscore[g] : *vt;
+        *vn = rank == topk_groups ? gscore[g] : *vn;
+        kg[ng] = g;
+        ng += rank < topk_groups;
+    }
+    return ng;
+}
+
 static int keep_groups(const float *gscore, int G, int topk_groups, int *kg)
 {
     int nan = 0;
     for (int g = 0; g < G; g++)
         nan |= gscore[g] != gscore[g];
     if (!nan) {
-        int ng = 0;
-        for (int g = 0; g < G; g++) {
-            int rank = 0;
-            for (int h = 0; h < G; h++)
-                rank += (gscore[h] > gscore[g]) | ((gscore[h] == gscore[g]) & (h < g));
-            kg[ng] = g;
-            ng += rank < topk_groups;
-        }
-        return ng;
+        float vt, vn;
+        return rank_groups(gscore, G, topk_groups, kg, &vt, &vn);
     }
     unsigned char keep[EPLB_MAX_GROUPS];
     memset(keep, 0, sizeof keep);
@@ -405,17 +418,8 @@ static void route_filtered(int *bi, const float *x, const float *bias,
     }
     int kg[EPLB_MAX_GROUPS], ng = 0;
     if (m3 < INFINITY) {
-        const int TG = cfg->topk_groups;
-        float vt = NAN, vn = NAN; /* the topk_groups-th score, the next */
-        for (int g = 0; g < G; g++) {
-            int rank = 0;
-            for (int h = 0; h < G; h++)
-                rank += (ga[h] > ga[g]) | ((ga[h] == ga[g]) & (h < g));
-            vt = rank == TG - 1 ? ga[g] : vt;
-            vn = rank == TG ? ga[g] : vn;
-            kg[ng] = g;
-            ng += rank < TG;
-        }
+        float vt, vn; /* the topk_groups-th score, the next */
+        ng = rank_groups(ga, G, cfg->topk_groups, kg, &vt, &vn);
         if (!(vt - vn > 4.0f * m3)) /* NaN (equal -inf scores) included */
             ng = 0;
     }

@@ -80,9 +80,9 @@ eplb_status_t eplb_route_cpu_serial(int32_t *ids, float *weights, const void *lo
  * for small calls). */
 int eplb_route_cpu_threads(int64_t rows);
 /* The CPU router's approximate keys (the DeepSeek-V3 path) eight at a time
- * with AVX2 where the CPU has it (the default; EPLB_CPU_AVX2=0 turns it
- * off), else four with SSE2: the same ids and weights either way.  on: 1
- * AVX2 if present, 0 SSE2 only (tests, timing).  Returns whether AVX2 is
+ * with AVX2 and FMA where the CPU has both (the default; EPLB_CPU_AVX2=0
+ * turns it off), else four with SSE2: the same ids and weights either way.
+ * on: 1 AVX2 if present, 0 SSE2 only (tests, timing).  Returns whether AVX2 is
  * now used.  Not thread-safe against routing in progress. */
 int eplb_route_cpu_set_avx2(int on);
 

@@ -235,9 +235,9 @@ static inline uint64_t mask_at_least(const float *a, int n, float thr)
 }
 
 /* The approximate keys a[e] of route_filtered for e < E rounded down to 4
- * (8 at a time with AVX2, 4 with SSE2: the same operations per lane, mul
- * and add without FMA, so the same a either way) and the largest |bias|
- * of them; returns how many experts it did. */
+ * (4 at a time with SSE2; approx_keys_avx2: 8 at a time with FMA, the same
+ * bound, not the same bits) and the largest |bias| of them; returns how
+ * many experts it did. */
 static int approx_keys_sse(float *a, const float *x, const float *bias, int E, float *bmax)
 {
     const __m128 one = _mm_set1_ps(1.0f), ninf = _mm_set1_ps(-INFINITY),
@@ -266,28 +266,29 @@ static int approx_keys_sse(float *a, const float *x, const float *bias, int E, f
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_AVX2_KEYS 1
-/* exp_approx_ps, eight at a time */
-__attribute__((target("avx2"))) static inline __m256 exp_approx_ps8(__m256 t)
+/* exp_approx_ps, eight at a time, with FMA (the reduction's two steps and
+ * Horner's steps each rounded once: within the same bound, not the same
+ * bits as the SSE2 loop) */
+__attribute__((target("avx2,fma"))) static inline __m256 exp_approx_ps8(__m256 t)
 {
     const __m256i n = _mm256_cvtps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504f)));
     const __m256 nf = _mm256_cvtepi32_ps(n);
-    const __m256 r =
-        _mm256_sub_ps(_mm256_sub_ps(t, _mm256_mul_ps(nf, _mm256_set1_ps(0.693145751953125f))),
-                      _mm256_mul_ps(nf, _mm256_set1_ps(1.428606765330187e-6f)));
+    const __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(1.428606765330187e-6f),
+                                      _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693145751953125f), t));
     __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-__attribute__((target("avx2"))) static int approx_keys_avx2(float *a, const float *x,
-                                                            const float *bias, int E,
-                                                            float *bmax)
+__attribute__((target("avx2,fma"))) static int approx_keys_avx2(float *a, const float *x,
+                                                                const float *bias, int E,
+                                                                float *bmax)
 {
     const __m256 one = _mm256_set1_ps(1.0f), ninf = _mm256_set1_ps(-INFINITY),
                  sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-87.0f),
@@ -298,8 +299,8 @@ __attribute__((target("avx2"))) static int approx_keys_avx2(float *a, const floa
         const __m256 xv = _mm256_loadu_ps(x + e), bv = _mm256_loadu_ps(bias + e);
         const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_xor_ps(xv, sign), lo), hi);
         const __m256 d = _mm256_add_ps(one, exp_approx_ps8(t)), r0 = _mm256_rcp_ps(d);
-        const __m256 r1 =
-            _mm256_mul_ps(r0, _mm256_sub_ps(_mm256_set1_ps(2.0f), _mm256_mul_ps(d, r0)));
+        /* Newton: r0 (2 - d r0), then + bias */
+        const __m256 r1 = _mm256_mul_ps(r0, _mm256_fnmadd_ps(d, r0, _mm256_set1_ps(2.0f)));
         const __m256 k = _mm256_add_ps(r1, bv);
         const __m256 ok =
             _mm256_and_ps(_mm256_cmp_ps(xv, xv, _CMP_ORD_Q), _mm256_cmp_ps(k, k, _CMP_ORD_Q));
@@ -326,7 +327,8 @@ static int use_avx2(void)
     if (h < 0) { /* every thread that gets here stores the same */
         __builtin_cpu_init();
         const char *env = getenv("EPLB_CPU_AVX2");
-        h = __builtin_cpu_supports("avx2") && !(env && !strcmp(env, "0"));
+        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+            !(env && !strcmp(env, "0"));
         atomic_store_explicit(&avx2_on, h, memory_order_relaxed);
     }
     return h;
@@ -446,7 +448,9 @@ int eplb_route_cpu_set_avx2(int on)
 {
 #ifdef HAVE_AVX2_KEYS
     __builtin_cpu_init();
-    atomic_store_explicit(&avx2_on, on && __builtin_cpu_supports("avx2"), memory_order_relaxed);
+    atomic_store_explicit(&avx2_on,
+                          on && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
+                          memory_order_relaxed);
     return atomic_load_explicit(&avx2_on, memory_order_relaxed);
 #else
     (void)on;

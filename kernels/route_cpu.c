@@ -119,12 +119,6 @@ static inline void topk_insert(float k, int e, float *bk, int *bi, int *n, int K
     bi[j] = e;
 }
 
-/* The group limit: the best topk_groups groups by score (ties to the lower
- * group id), in ascending order in kg; returns how many.  Without NaN
- * scores `better` is a strict total order, so these are the groups with
- * fewer than topk_groups better ones: counted without branches (a
- * replay's selection loop below mispredicted, 5% of a CPU replay's
- * samples); with a NaN, the selection loop (the order of the oracle). */
 /* The groups with fewer than topk_groups better ones (`better` without
  * branches), ascending in kg; returns how many; *vt, *vn: the scores
  * ranked topk_groups - 1 and topk_groups (NaN where none) */
@@ -145,6 +139,12 @@ static int rank_groups(const float *gscore, int G, int topk_groups, int *kg, flo
     return ng;
 }
 
+/* The group limit: the best topk_groups groups by score (ties to the lower
+ * group id), in ascending order in kg; returns how many.  Without NaN
+ * scores `better` is a strict total order, so these are the groups with
+ * fewer than topk_groups better ones: rank_groups (the selection loop
+ * below mispredicted, 5% of a CPU replay's samples); with a NaN, the
+ * selection loop (the order of the oracle). */
 static int keep_groups(const float *gscore, int G, int topk_groups, int *kg)
 {
     int nan = 0;
@@ -219,11 +219,13 @@ static inline __m128 exp_approx_ps(__m128 t)
     return _mm_mul_ps(p, _mm_castsi128_ps(e));
 }
 
-/* Bit i set where a[i] >= thr, for i < n <= 64, four compares at a time
- * (one pass: scanning to each candidate in turn was a fifth of a CPU
- * replay's routing samples) */
-static inline uint64_t mask_at_least(const float *a, int n, float thr)
+/* Bit j set where a[w + j] >= thr, for w + j < end and j < 64, four
+ * compares at a time (one pass: scanning to each candidate in turn was a
+ * fifth of a CPU replay's routing samples) */
+static inline uint64_t mask_at_least(const float *a, int w, int end, float thr)
 {
+    const int n = end - w < 64 ? end - w : 64;
+    a += w;
     const __m128 t = _mm_set1_ps(thr);
     uint64_t m = 0;
     int i = 0;
@@ -359,8 +361,7 @@ static int groups_exact(int *kg, float *key, uint64_t *have, const float *a, con
         float b1 = -INFINITY, b2 = -INFINITY;
         const float thr = m3 < INFINITY ? A2[g] - m3 : -INFINITY;
         for (int w = g * gs; w < (g + 1) * gs; w += 64) {
-            const int n = (g + 1) * gs - w < 64 ? (g + 1) * gs - w : 64;
-            for (uint64_t m = mask_at_least(a + w, n, thr); m; m &= m - 1) {
+            for (uint64_t m = mask_at_least(a, w, (g + 1) * gs, thr); m; m &= m - 1) {
                 const int q = w + __builtin_ctzll(m);
                 const float k = exact_key(key, have, x, bias, q), l = b1 < k ? b1 : k;
                 b2 = b2 > l ? b2 : l;
@@ -413,10 +414,11 @@ static void route_filtered(int *bi, const float *x, const float *bias,
      * approximate scores are 4 m3 apart (or more), the best topk_groups
      * groups by approximate score are the kept ones, with no exact key for
      * the groups' top-2 (about 16 exponentials of some 25 per row) */
-    float A1[EPLB_MAX_GROUPS], A2[EPLB_MAX_GROUPS], ga[EPLB_MAX_GROUPS];
+    float A2[EPLB_MAX_GROUPS], ga[EPLB_MAX_GROUPS];
     for (int g = 0; g < G; g++) {
-        top2(a + g * gs, gs, &A1[g], &A2[g]);
-        ga[g] = A1[g] + A2[g];
+        float A1;
+        top2(a + g * gs, gs, &A1, &A2[g]);
+        ga[g] = A1 + A2[g];
     }
     int kg[EPLB_MAX_GROUPS], ng = 0;
     if (m3 < INFINITY) {
@@ -435,8 +437,7 @@ static void route_filtered(int *bi, const float *x, const float *bias,
     int n = 0;
     for (int q = 0; q < ng; q++)
         for (int w = kg[q] * gs; w < (kg[q] + 1) * gs; w += 64) {
-            const int nw = (kg[q] + 1) * gs - w < 64 ? (kg[q] + 1) * gs - w : 64;
-            for (uint64_t m = mask_at_least(a + w, nw, thr); m; m &= m - 1) {
+            for (uint64_t m = mask_at_least(a, w, (kg[q] + 1) * gs, thr); m; m &= m - 1) {
                 const int c = w + __builtin_ctzll(m);
                 topk_insert(exact_key(key, have, x, bias, c), c, bk, bi, &n, K);
             }

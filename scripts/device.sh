@@ -293,8 +293,9 @@ fi
 # maximum shared-memory carveout, at T = 4096, 16384, 65536; then ncu
 # (launch statistics, occupancy, instructions, warp states) of route,
 # fused and fused 7 at T = 65536.  Few files: summary, diag.jsonl, ncu.txt.
-# DIAG_CASES (KERNEL:DIAG:CARVEOUT[:VARIANT[:SETUP[:LANES]]] ...; SETUP:
-# the value of EPLB_SEG_SETUP, LANES of EPLB_SEG_LANES, empty: unset), DIAG_TOKENS, DIAG_NCU (cases for
+# DIAG_CASES (KERNEL:DIAG:CARVEOUT[:VARIANT[:SETUP[:LANES[:ENV]]]] ...;
+# SETUP: the value of EPLB_SEG_SETUP, LANES of EPLB_SEG_LANES, empty:
+# unset; ENV: more NAME=VALUE settings, comma-separated), DIAG_TOKENS, DIAG_NCU (cases for
 # ncu; empty: none), DIAG_TESTS (gpu_tests --variant LIST first), DIAG_CPU,
 # DIAG_RS (below)
 if [ "$what" = diag ]; then
@@ -302,7 +303,8 @@ if [ "$what" = diag ]; then
     if [ -n "${DIAG_TESTS:-}" ]; then # gpu_tests for variants $DIAG_TESTS first
         # (DIAG_TESTS_ENV: an environment setting for a second run, e.g.
         # EPLB_SEG_CARVEOUT=100)
-        for envset in "" ${DIAG_TESTS_ENV:-}; do
+        for envset in "" ${DIAG_TESTS_ENV:-}; do # (a comma in it: several settings)
+            envset=${envset//,/ }
             (cd "$B" && env $envset EPLB_SRCDIR="$T" timeout 240 ./tests/gpu_tests --variant "$DIAG_TESTS") >"$OUT/gpu_tests.log" 2>&1
             rc=$?
             grep -E "rate|esft|FAIL" "$OUT/gpu_tests.log" | head -20 | tee -a "$summary"
@@ -313,8 +315,8 @@ if [ "$what" = diag ]; then
     cases=${DIAG_CASES:-"route:0:-1 fused:0:-1 fused:7:-1 fused:2:-1 route:0:100 fused:0:100 fused:7:100"}
     for round in $(seq 1 "${DIAG_ROUNDS:-3}"); do
         for c in $cases; do
-            IFS=: read -r k d co v su ln <<<"$c"
-            env ${su:+EPLB_SEG_SETUP=$su} ${ln:+EPLB_SEG_LANES=$ln} EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co $R bench kernels --device gpu --only $k --variant "${v:-0}" \
+            IFS=: read -r k d co v su ln ev <<<"$c"
+            env ${su:+EPLB_SEG_SETUP=$su} ${ln:+EPLB_SEG_LANES=$ln} ${ev//,/ } EPLB_FUSED_DIAG=$d EPLB_SEG_CARVEOUT=$co $R bench kernels --device gpu --only $k --variant "${v:-0}" \
                 --tokens ${DIAG_TOKENS:-4096,16384,65536} --json 2>&1 |
                 sed "s/^{/{\"case\":\"$c\",\"round\":$round,/" >>"$OUT/diag.jsonl"
         done

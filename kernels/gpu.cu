@@ -51,7 +51,10 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         g->seg_setup = u ? atoi(u) : -1;
         const char *n = getenv("EPLB_SEG_LANES");
         g->seg_lanes = n ? atoi(n) : 0;
+        const char *k = getenv("EPLB_SEG_BULK");
+        g->seg_bulk = k ? atoi(k) : 1;
     }
+    g->cc_major = prop.major;
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
              prop.minor, prop.multiProcessorCount);
     *out = g;

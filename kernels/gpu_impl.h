@@ -63,6 +63,10 @@ struct eplb_gpu {
                       shared memory; -1: by the grid, route.cu) */
     int seg_lanes; /* EPLB_SEG_LANES 8 or 16: lanes per row of the
                       segment kernel (0: the default, route.cu) */
+    int seg_bulk; /* EPLB_SEG_BULK=0: the segment kernel's histogram
+                     flushed by single reductions where it would take one
+                     bulk reduction (1, the default; route.cu) */
+    int cc_major; /* compute capability, major */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

@@ -41,6 +41,8 @@ struct RouteArgs {
     // the divisor R need no global load and no division
     int hash_fast;
     int diag; // eplb_gpu.diag (EPLB_FUSED_DIAG), segment kernel only
+    int bulk; // segment kernel: the histogram flushed by a bulk reduction where
+              // it pays (route_seg_kernel's BULK; sm_90, EPLB_SEG_BULK)
     eplb_sel_params_t sp;
 };
 
@@ -945,6 +947,34 @@ __device__ __forceinline__ void seg_cp(unsigned char *st, int seg, int sl, const
     }
 }
 
+// The block's histogram into the counts by one bulk reduction (the TMA
+// unit adds the shared words to the global ones; sm_90), the counters
+// before cnt's first 16-byte boundary and past the last whole 16 bytes by
+// single reductions; hist shifted as in route_seg_kernel.  The records
+// (generic proxy) are made visible to the bulk copy (async proxy) before
+// the barrier; the block stays until the copy has read the histogram.
+__device__ __forceinline__ void seg_flush_bulk(const int *hist, int32_t *cnt, int P)
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    const int h = (int)((4 - (((uintptr_t)cnt >> 2) & 3)) & 3); // words before 16-byte alignment
+    const int nb = P > h ? (P - h) & ~3 : 0;                    // words in bulk
+    for (int q = threadIdx.x; q < P; q += blockDim.x)
+        if ((q < h || q >= h + nb) && hist[q])
+            atomicAdd(&cnt[q], hist[q]);
+    if (threadIdx.x == 0 && nb > 0) {
+        asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.u32 [%0], [%1], %2;" ::"l"(cnt + h),
+                     "r"((uint32_t)__cvta_generic_to_shared(hist + h)), "r"(nb * 4)
+                     : "memory");
+        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+        asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+    }
+#else
+    eplb_dev_hist_flush(hist, cnt, P);
+#endif
+}
+
 template <int NCH, int LPR, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM,
           int SETUP_>
 __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
@@ -970,8 +1000,18 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     __shared__ uint4 hh_s[HH_S ? E : 1];     // the layer's eplb_hhead_t (rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane / LPR, sl = lane % LPR;
-    int *hist = (FM && a.use_hist) ? hist_s : nullptr;
     int32_t *cnt = FM ? a.counts + (size_t)l * a.sp.P : nullptr;
+    // BULK (8 lanes per row with the block setup: T x layers of 4225-33792
+    // rows, 2-8 blocks per SM): the histogram flushed by one bulk reduction
+    // (seg_flush_bulk) unless a.bulk is 0 (EPLB_SEG_BULK=0); fused at T =
+    // 16384 13.06-13.11 us against 13.49-13.52 with single reductions, but
+    // 0.05-0.1 us slower at T = 2048-4096 (one block per SM; run 57).  The
+    // histogram is then shifted by cnt's word in its 16 bytes, so that
+    // counter q lies at the same place mod 16 in shared and global memory
+    // (the bulk copy's alignment; 4 more words, launch_route)
+    constexpr bool BULK = LPR == 8 && SETUP && !ASYNC;
+    const bool bulk = BULK && a.bulk;
+    int *hist = (FM && a.use_hist) ? hist_s + (bulk ? ((uintptr_t)cnt >> 2) & 3 : 0) : nullptr;
     const int64_t stride = (int64_t)gridDim.x * NW * RPW;
     const int64_t first = ((int64_t)blockIdx.x * NW + warp) * RPW;
     // SETUP (the small grids): the bias (and with HH_S the map heads) is
@@ -1325,8 +1365,12 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     }
     if (ASYNC)
         asm volatile("cp.async.wait_all;" ::: "memory");
-    if (hist && !(a.diag & 2))
-        eplb_dev_hist_flush(hist, cnt, a.sp.P);
+    if (hist && !(a.diag & 2)) {
+        if (bulk)
+            seg_flush_bulk(hist, cnt, a.sp.P);
+        else
+            eplb_dev_hist_flush(hist, cnt, a.sp.P);
+    }
 }
 
 #ifndef EPLB_ROUTE_DEVICE_ONLY // kernels/dev/count_route.cu: kernels only
@@ -1420,6 +1464,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const bool groups_ok = !grouped || (gs % 4 == 0 && gs <= 128 && ((gs / 4) & (gs / 4 - 1)) == 0);
     int variant = g->variant;
     a.diag = g->diag;
+    a.bulk = g->seg_bulk != 0 && g->cc_major >= 9;
     size_t async_b = 0; // dynamic shared memory of the segment kernel's stages
     if (variant == 0 || variant == 5 || variant == 6 || variant == 9 || variant == 14) {
         // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of
@@ -1471,7 +1516,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         fa.sharedSizeBytes = (size_t)1 << 30;
         if (seg_ok && cudaFuncGetAttributes(&fa, sk) != cudaSuccess)
             (void)cudaGetLastError(); // not sticky: clear it, take the default
-        const size_t hist_b = a.fused ? (size_t)((a.sp.P + 3) & ~3) * sizeof(int) : 0;
+        const size_t hist_b = a.fused ? (size_t)(((a.sp.P + 3) & ~3) + 4) * sizeof(int) : 0;
         const size_t dyn = async_b + hist_b;
         bool ok = seg_ok && fa.sharedSizeBytes + dyn <= g->smem_optin;
         if (ok && g->carveout >= 0 && g->carveout <= 100)
@@ -1520,7 +1565,8 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         fk = route_generic_kernel;
     // one wave of resident blocks (grid-stride loops): fewer histogram
     // flushes than one block per few rows
-    const size_t hist_max = (size_t)((a.sp.P + 3) & ~3) * sizeof(int);
+    // (+ 4 words: the segment kernel's shifted histogram, a.bulk)
+    const size_t hist_max = (size_t)(((a.sp.P + 3) & ~3) + 4) * sizeof(int);
     size_t smem = (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0) + async_b;
     int per_sm = 1;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, threads,

@@ -436,13 +436,18 @@ static void test_select_modes(void)
 /* Map 0: 288 slots, up to 4 replicas per expert (all within the segment
  * kernel's shared heads); map 1: 768 slots, up to 16 replicas (the hash
  * path's global loads past replica 4, a histogram past the 48 KB of shared
- * memory without opt-in), some experts without a slot. */
+ * memory without opt-in), some experts without a slot; map 2: 294 slots on
+ * 14 GPUs, so that layer 1's counters start 8 bytes past a 16-byte
+ * boundary (the bulk flush's single reductions before and after its
+ * aligned middle, EPLB_SEG_BULK). */
 static void test_fused_map(const eplb_layer_map_t *mp);
 
 static void test_fused(void)
 {
-    for (int mi = 0; mi < 2; mi++) {
-        map_t mp = mi ? make_map(256, 768, 32, 4, 16, 1) : make_map(256, 288, 32, 4, 4, 0);
+    for (int mi = 0; mi < 3; mi++) {
+        map_t mp = mi == 1   ? make_map(256, 768, 32, 4, 16, 1)
+                   : mi == 2 ? make_map(256, 294, 14, 2, 4, 0)
+                             : make_map(256, 288, 32, 4, 4, 0);
         test_fused_map(&mp.m);
         free(mp.lc);
         free(mp.l2p);
@@ -455,6 +460,7 @@ static void test_fused_map(const eplb_layer_map_t *mp)
     const int E = 256, K = 8, L = 2, P = mp->num_physical;
     eplb_layer_map_t maps[2] = {*mp, *mp};
     const int vs[] = {0, 5, 8, 9, 14};
+    const int bulk_map = P == 294;
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
         for (int dt = 0; dt < 3; dt += 2)
             for (int mode = 0; mode <= EPLB_SELECT_BALANCED; mode++) {
@@ -464,9 +470,13 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                  * warp, and direct atomics (T * K <= 2 * P); with f32 and the
                  * even modes (hash among them) at T = 1500: 3000 rows, 16
                  * lanes per row in 16-warp blocks on a 132-SM GPU (route.cu,
-                 * launch_route) */
-                const int64_t T = small            ? 300
+                 * launch_route); map 2 at T = 8000 (3000 with --small): 8
+                 * lanes per row with the block setup, whose histogram goes
+                 * out by one bulk reduction */
+                const int64_t T = small && bulk_map ? 3000
+                                  : small            ? 300
                                   : dt == 2 && mode % 2 ? 37
+                                  : bulk_map         ? 8000
                                   : dt == 0 && mode % 2 == 0 ? 1500
                                                              : 20000;
                 const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;

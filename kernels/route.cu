@@ -960,9 +960,12 @@ __device__ __forceinline__ void seg_flush_bulk(const int *hist, int32_t *cnt, in
     __syncthreads();
     const int h = (int)((4 - (((uintptr_t)cnt >> 2) & 3)) & 3); // words before 16-byte alignment
     const int nb = P > h ? (P - h) & ~3 : 0;                    // words in bulk
-    for (int q = threadIdx.x; q < P; q += blockDim.x)
-        if ((q < h || q >= h + nb) && hist[q])
+    // the rest (at most 6 counters): [0, h) and [h + nb, P)
+    for (int j = threadIdx.x; j < P - nb; j += blockDim.x) {
+        const int q = j < h ? j : nb + j;
+        if (hist[q])
             atomicAdd(&cnt[q], hist[q]);
+    }
     if (threadIdx.x == 0 && nb > 0) {
         asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.u32 [%0], [%1], %2;" ::"l"(cnt + h),
                      "r"((uint32_t)__cvta_generic_to_shared(hist + h)), "r"(nb * 4)

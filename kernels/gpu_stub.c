@@ -140,10 +140,10 @@ eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float *weights,
 }
 
 eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t *g,
-                                  int64_t max_tokens, int L, int E, int K,
-                                  int P, const float *bias)
+                                  int64_t max_tokens, eplb_dtype_t dt, int L, int E,
+                                  int K, int P, const float *bias)
 {
-    (void)out, (void)g, (void)max_tokens, (void)L, (void)E, (void)K, (void)P;
+    (void)out, (void)g, (void)max_tokens, (void)dt, (void)L, (void)E, (void)K, (void)P;
     (void)bias;
     return no_cuda("eplb_gpu_stage_open");
 }

@@ -236,12 +236,14 @@ void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
  * waits for stages in flight).  balanced mode shares the handle's scratch
  * memory, so its submits wait for other stages: no overlap in that mode.
  * scfg NULL: routing only (no maps needed; wait gives the ids, the other
- * outputs are not written).  A handle and its stages are for one host
- * thread. */
+ * outputs are not written).  The logits buffer holds max_tokens rows of
+ * dtype dt (pinned memory costs time in proportion: ~0.6 s per GB);
+ * submit takes rows of dt or of a narrower dtype.  A handle and its
+ * stages are for one host thread. */
 typedef struct eplb_gpu_stage eplb_gpu_stage_t;
 eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t *g,
-                                  int64_t max_tokens, int L, int E, int K,
-                                  int P, const float *bias);
+                                  int64_t max_tokens, eplb_dtype_t dt, int L, int E,
+                                  int K, int P, const float *bias);
 void eplb_gpu_stage_close(eplb_gpu_stage_t *s);
 void *eplb_gpu_stage_logits(eplb_gpu_stage_t *s);
 eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t dt,

@@ -8,8 +8,8 @@
  * so that tests can drive the staged read loop of sim/source.c on the CPU
  * (tests/test_source.c); NULL in a source: these. */
 typedef struct {
-    eplb_status_t (*open)(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t max_tokens, int L,
-                          int E, int K, int P, const float *bias);
+    eplb_status_t (*open)(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t max_tokens,
+                          eplb_dtype_t dt, int L, int E, int K, int P, const float *bias);
     void (*close)(eplb_gpu_stage_t *s);
     void *(*logits)(eplb_gpu_stage_t *s);
     eplb_status_t (*submit)(eplb_gpu_stage_t *s, eplb_dtype_t dt, int64_t T,

@@ -155,7 +155,9 @@ static eplb_status_t stage_open(eplb_sim_source_t *s, const sim_stage_ops_t *op,
     if (s->stage[j])
         return EPLB_OK;
     double tm = eplb_now();
-    eplb_status_t st = op->open(&s->stage[j], s->gpu, chunk, s->L, s->E, s->K, 1, s->bias);
+    eplb_status_t st = op->open(&s->stage[j], s->gpu, chunk,
+                                eplb_trace_info(s->trace)->logits_dtype, s->L, s->E, s->K, 1,
+                                s->bias);
     s->t_stage += eplb_now() - tm;
     return st;
 }

@@ -554,8 +554,8 @@ static void test_stage(void)
         bias[i] = normal() * 0.1f;
     eplb_gpu_stage_t *s[2] = {NULL, NULL};
     OK(eplb_gpu_set_maps(gpu, maps, L));
-    OK(eplb_gpu_stage_open(&s[0], gpu, T, L, E, K, P, bias));
-    OK(eplb_gpu_stage_open(&s[1], gpu, T, L, E, K, P, bias));
+    OK(eplb_gpu_stage_open(&s[0], gpu, T, EPLB_DTYPE_F32, L, E, K, P, bias));
+    OK(eplb_gpu_stage_open(&s[1], gpu, T, EPLB_DTYPE_F32, L, E, K, P, bias));
     eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
     c.mode = EPLB_SELECT_HASH;
     const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
@@ -608,6 +608,25 @@ static void test_stage(void)
     }
     eplb_gpu_stage_close(s[0]);
     eplb_gpu_stage_close(s[1]);
+    /* a stage opened for bf16 rows (half the pinned bytes): bf16 routed as
+     * eplb_gpu_route_host does, float32 rows refused */
+    eplb_gpu_stage_t *sb = NULL;
+    OK(eplb_gpu_stage_open(&sb, gpu, T, EPLB_DTYPE_BF16, L, E, K, P, bias));
+    if (sb) {
+        void *xb = make_logits(n, EPLB_DTYPE_BF16, 2.0f);
+        memcpy(eplb_gpu_stage_logits(sb), xb, n * 2);
+        OK(eplb_gpu_stage_submit(sb, EPLB_DTYPE_BF16, T, &rc->c, NULL));
+        const int32_t *ids;
+        OK(eplb_gpu_stage_wait(sb, &ids, NULL, NULL, NULL));
+        int32_t *ih = xmalloc(no * 4);
+        OK(eplb_gpu_route_host(gpu, ih, NULL, xb, EPLB_DTYPE_BF16, T, L, bias, &rc->c));
+        CHECK(memcmp(ih, ids, no * 4) == 0, "bf16 stage: ids differ from eplb_gpu_route_host");
+        CHECK(eplb_gpu_stage_submit(sb, EPLB_DTYPE_F32, 1, &rc->c, NULL) == EPLB_ERR_INVALID_ARG,
+              "bf16 stage: float32 rows not refused");
+        free(ih);
+        free(xb);
+        eplb_gpu_stage_close(sb);
+    }
     free(mp.lc);
     free(mp.l2p);
 }

@@ -21,7 +21,8 @@ typedef struct {
     int64_t max_tokens;
     int L, E, K;
     float *bias;
-    void *logits; /* [max_tokens][L][E], room for float32 */
+    void *logits; /* [max_tokens][L][E] of dtype dt_open, exactly */
+    eplb_dtype_t dt_open;
     int32_t *ids;
     int pending;  /* submitted, not yet waited for */
     int64_t T;
@@ -34,8 +35,8 @@ static int n_open_calls, fail_open_at = -1;
 static fake_stage_t *opened[8];
 static int n_opened;
 
-static eplb_status_t fake_open(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t max_tokens, int L,
-                               int E, int K, int P, const float *bias)
+static eplb_status_t fake_open(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t max_tokens,
+                               eplb_dtype_t dt, int L, int E, int K, int P, const float *bias)
 {
     (void)g;
     (void)P;
@@ -44,10 +45,13 @@ static eplb_status_t fake_open(eplb_gpu_stage_t **out, eplb_gpu_t *g, int64_t ma
     fake_stage_t *f = calloc(1, sizeof *f);
     cr_assert_not_null(f);
     f->max_tokens = max_tokens;
+    f->dt_open = dt;
     f->L = L;
     f->E = E;
     f->K = K;
-    f->logits = malloc((size_t)max_tokens * L * E * 4);
+    /* the size the real stage pins: a read of a wider dtype than the
+     * trace's would overrun it (ASan) */
+    f->logits = malloc((size_t)max_tokens * L * E * eplb_dtype_size(dt));
     f->ids = malloc((size_t)max_tokens * L * K * 4);
     cr_assert(f->logits && f->ids);
     if (bias) {
@@ -87,6 +91,8 @@ static eplb_status_t fake_submit(eplb_gpu_stage_t *s, eplb_dtype_t dt, int64_t T
     fake_stage_t *f = (fake_stage_t *)s;
     cr_assert_null(scfg, "the replay's reads route only");
     cr_assert_leq(T, f->max_tokens);
+    cr_assert_leq(eplb_dtype_size(dt), eplb_dtype_size(f->dt_open),
+                  "rows of a wider dtype than the stage was opened for");
     hazards += f->pending; /* submitted twice without a wait */
     if (n_submit++ == fail_submit_at)
         return eplb_error_set(EPLB_ERR_CUDA, "stand-in submit failure");

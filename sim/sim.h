@@ -233,6 +233,15 @@ void eplb_sim_source_free(eplb_sim_source_t *src);
  * either way (kernels/);
  * routing on the GPU is identical except at near-ties of scores. */
 void eplb_sim_source_use_gpu(eplb_sim_source_t *src, eplb_gpu_t *gpu);
+/* The first logits rows, up to max_bytes of them, decoded on a helper
+ * thread into ordinary memory (a trace with logits; nothing otherwise or
+ * with EPLB_PREFETCH=0), for a caller that starts the GPU meanwhile.
+ * _stop ends it after the read in progress and gives the rows decoded
+ * (*secs: the helper's time); the GPU path then copies its reads of those
+ * rows instead of decoding them, which leaves the output as it is; the
+ * CPU path drops them.  Both: best effort, no error. */
+void eplb_sim_source_prefetch(eplb_sim_source_t *src, size_t max_bytes);
+int64_t eplb_sim_source_prefetch_stop(eplb_sim_source_t *src, double *secs);
 /* Traces with both logits and topk ids are routed from the logits; rows
  * counts the (token, layer) rows compared with the recorded ids so far,
  * differ those whose expert sets differ. */

@@ -50,6 +50,7 @@ struct eplb_sim_source {
     int64_t cmp_upto;           /* tokens below this were compared */
     int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
     eplb_gpu_t *gpu;            /* route logits on this GPU (else the CPU) */
+    struct sim_prefetch *pf;    /* rows decoded while CUDA started (source.c) */
     eplb_gpu_stage_t *stage[2]; /* GPU routing: pinned double buffers */
     const sim_stage_ops_t *stage_ops; /* NULL: kernels/ eplb_gpu_stage_* */
     /* seconds spent (EPLB_TIMINGS): decoding logits, routing them on the
@@ -57,6 +58,10 @@ struct eplb_sim_source {
     double t_decode, t_route, t_stage, t_gpu_wait;
 };
 
+
+/* eplb_sim_source_prefetch's helper, joined without stopping it (tests):
+ * the rows it decoded */
+int64_t sim_prefetch_join(eplb_sim_source_t *s);
 
 /* ---- replay internals (run.c, replay.c) -------------------------------- */
 #include <stdatomic.h>

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "checks.h"
 
@@ -79,6 +80,8 @@ static eplb_status_t compare_record(eplb_sim_source_t *s, const int32_t *ids,
 typedef struct {
     const eplb_trace_t *tr;
     void *buf;
+    const void *from; /* rows decoded already (the prefetch): copied, not decoded */
+    size_t row;       /* bytes per row (from) */
     int64_t t0, t1;
     eplb_status_t st;
     double secs;
@@ -90,6 +93,12 @@ typedef struct {
 static void async_read_run(async_read_t *a)
 {
     double tm = eplb_now();
+    if (a->from) {
+        memcpy(a->buf, a->from, (size_t)(a->t1 - a->t0) * a->row);
+        a->st = EPLB_OK;
+        a->secs = 0; /* decoded earlier: counted by the prefetch */
+        return;
+    }
     a->st = eplb_trace_read_logits_parallel(a->tr, a->buf, a->t0, a->t1, 0);
     a->secs = eplb_now() - tm;
     if (a->st != EPLB_OK)
@@ -124,6 +133,70 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
     a->running = 0;
     *secs += a->secs;
     return a->st == EPLB_OK ? EPLB_OK : eplb_error_set(a->st, "%s", a->err);
+}
+
+/* ---- the first rows decoded while CUDA starts ---------------------------- */
+/* eplb_sim_source_prefetch: a helper thread decodes logits rows [0, cap)
+ * into ordinary memory, a read at a time (the GPU path's reads), until
+ * eplb_sim_source_prefetch_stop; the GPU path then copies its reads that
+ * lie below `upto` from here instead of decoding them.  The copies are the
+ * bytes a decode would give, so the output does not depend on how far the
+ * prefetch got. */
+struct sim_prefetch {
+    const eplb_trace_t *tr;
+    char *buf;            /* rows [0, cap) */
+    size_t row;           /* bytes per row */
+    int64_t cap, chunk;   /* tokens; tokens per read */
+    atomic_int stop;
+    atomic_llong upto;    /* rows [0, upto) decoded */
+    double secs;          /* decoding */
+    pthread_t th;
+    int running;
+};
+
+static void *prefetch_main(void *arg)
+{
+    struct sim_prefetch *p = arg;
+    const double tm = eplb_now();
+    /* two reads in flight, as on the GPU path: the next one's decoding
+     * fills this one's drain; published in order.  An error: no further
+     * rows (the main path decodes them itself and reports it) */
+    async_read_t rd[2];
+    memset(rd, 0, sizeof rd);
+    const int64_t n = (p->cap + p->chunk - 1) / p->chunk;
+    int64_t started = 0;
+    int ok = 1;
+    for (int64_t k = 0; k < n; k++) {
+        for (; started < n && started <= k + 1 && ok && !atomic_load(&p->stop); started++) {
+            const int64_t t = started * p->chunk, e = t + p->chunk < p->cap ? t + p->chunk : p->cap;
+            async_read_start(&rd[started & 1], p->tr, p->buf + (size_t)t * p->row, t, e, 1);
+        }
+        if (k >= started)
+            break; /* stopped: nothing more in flight */
+        double unused = 0;
+        if (async_read_wait(&rd[k & 1], &unused) != EPLB_OK) {
+            eplb_error_clear();
+            ok = 0;
+        }
+        if (ok)
+            atomic_store(&p->upto, (long long)(k + 1 < n ? (k + 1) * p->chunk : p->cap));
+    }
+    p->secs = eplb_now() - tm;
+    return NULL;
+}
+
+static void prefetch_free(eplb_sim_source_t *s)
+{
+    struct sim_prefetch *p = s->pf;
+    if (!p)
+        return;
+    if (p->running) {
+        atomic_store(&p->stop, 1);
+        pthread_join(p->th, NULL);
+    }
+    free(p->buf);
+    free(p);
+    s->pf = NULL;
 }
 
 /* Wait for stage j's routing of tokens [a, e); with `take`, its ids into
@@ -185,9 +258,17 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
     int submitted[2] = {0, 0}; /* stage j holds a submitted read not yet collected */
     int64_t first[2] = {0, 0}, last[2] = {0, 0}; /* its token range */
     eplb_status_t st = EPLB_OK;
+    /* reads below the prefetch's end: copied from it */
+    const int64_t pf_upto = s->pf ? (int64_t)atomic_load(&s->pf->upto) : 0;
+    const size_t row = s->pf ? s->pf->row : 0;
+#define START_READ(j, a_, e_, ov_)                                                          \
+    do {                                                                                   \
+        rd[j].from = (e_) <= pf_upto ? s->pf->buf + (size_t)(a_) * row : NULL;             \
+        rd[j].row = row;                                                                   \
+        async_read_start(&rd[j], s->trace, op->logits(s->stage[j]), (a_), (e_), (ov_));    \
+    } while (0)
     if (n > 0)
-        async_read_start(&rd[0], s->trace, op->logits(s->stage[0]), t0,
-                         t0 + chunk < t1 ? t0 + chunk : t1, overlap && n > 1);
+        START_READ(0, t0, t0 + chunk < t1 ? t0 + chunk : t1, overlap && n > 1);
     for (int64_t k = 0; k < n && st == EPLB_OK; k++) {
         const int cur = (int)(k & 1), nxt = cur ^ 1;
         const int64_t a = t0 + k * chunk, e = a + chunk < t1 ? a + chunk : t1;
@@ -200,8 +281,7 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
             if (st == EPLB_OK)
                 st = stage_open(s, op, nxt, chunk);
             if (st == EPLB_OK)
-                async_read_start(&rd[nxt], s->trace, op->logits(s->stage[nxt]), e,
-                                 e + chunk < t1 ? e + chunk : t1, overlap);
+                START_READ(nxt, e, e + chunk < t1 ? e + chunk : t1, overlap);
         }
         eplb_status_t sr = async_read_wait(&rd[cur], &s->t_decode);
         if (st == EPLB_OK)
@@ -236,6 +316,10 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         if (st == EPLB_OK)
             st = sw;
     }
+#undef START_READ
+    /* the prefetch used up (no read of it in flight now) */
+    if (s->pf && t1 >= pf_upto)
+        prefetch_free(s);
     /* the loop's error, not one of the clean-up's */
     return st_loop != EPLB_OK ? eplb_error_set(st_loop, "%s", keep) : st;
 }
@@ -262,11 +346,16 @@ static void route_rows(void *ctx, int64_t a, int64_t b)
         atomic_store(&r->bad, 1);
 }
 
-static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
-                                     int64_t t0, int64_t t1)
+/* Bytes of logits per token */
+static size_t logits_row(const eplb_sim_source_t *s)
 {
-    const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
-    size_t row = (size_t)s->L * s->E * eplb_dtype_size(inf->logits_dtype);
+    return (size_t)s->L * s->E * eplb_dtype_size(eplb_trace_info(s->trace)->logits_dtype);
+}
+
+/* Tokens per read of logits (rows of `row` bytes), on the GPU path or the
+ * CPU's */
+static int64_t read_chunk(const eplb_sim_source_t *s, size_t row, int gpu)
+{
     int64_t chunk = (int64_t)(ROUTE_CHUNK_BYTES / row);
     if (chunk < 1)
         chunk = 1;
@@ -276,8 +365,8 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
     const char *rc = getenv("EPLB_READ_CHUNKS");
     const int set = rc && atoi(rc) >= 1 && atoi(rc) <= 64;
     const int64_t per = set ? atoi(rc)
-                        : s->gpu ? READ_CHUNKS_PER_THREAD_GPU
-                                 : READ_CHUNKS_PER_THREAD;
+                        : gpu ? READ_CHUNKS_PER_THREAD_GPU
+                              : READ_CHUNKS_PER_THREAD;
     /* EPLB_READ_CHUNKS: exactly that many per thread (also below 32 MiB:
      * tests read small traces in many reads) */
     if (ct > 0 && (set || chunk < per * eplb_num_threads() * ct))
@@ -288,6 +377,17 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
         chunk = 1;
     if (ct > 0 && chunk > ct)
         chunk -= chunk % ct;
+    return chunk;
+}
+
+static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
+                                     int64_t t0, int64_t t1)
+{
+    if (!s->gpu) /* a prefetch for a GPU that did not start: not used */
+        prefetch_free(s);
+    const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
+    const size_t row = logits_row(s);
+    const int64_t chunk = read_chunk(s, row, s->gpu != NULL);
     /* chunks inflated on all cores, where the layout allows (else the
      * reader falls back to one H5Dread): a plain H5Dread decodes at ~240
      * MB/s on one core, 6.5 s of an 8.6 s replay of a 1.5 GB trace (run 15) */
@@ -340,6 +440,7 @@ static eplb_status_t trace_counts(eplb_sim_source_t *s, int32_t *counts,
 
 static void trace_free(eplb_sim_source_t *s)
 {
+    prefetch_free(s);
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
     op->close(s->stage[0]);
     op->close(s->stage[1]);
@@ -540,6 +641,81 @@ void eplb_sim_source_free(eplb_sim_source_t *s)
 void eplb_sim_source_use_gpu(eplb_sim_source_t *s, eplb_gpu_t *gpu)
 {
     s->gpu = gpu;
+}
+
+void eplb_sim_source_prefetch(eplb_sim_source_t *s, size_t max_bytes)
+{
+    if (!s || !s->trace || s->free_fn != trace_free || s->pf || !s->token_level ||
+        !(eplb_trace_info(s->trace)->levels & EPLB_LEVEL_LOGITS) || !s->tok_off)
+        return;
+    const char *v = getenv("EPLB_PREFETCH");
+    if (v && !strcmp(v, "0"))
+        return;
+    const size_t row = logits_row(s);
+    int64_t cap = (int64_t)(max_bytes / row);
+    cap = cap < s->tok_off[s->S] ? cap : s->tok_off[s->S];
+    if (cap <= 0)
+        return;
+    struct sim_prefetch *p = calloc(1, sizeof *p);
+    /* in 2 MiB pages where the kernel gives them: with 4 KiB pages the
+     * replay's system time was 1.32-1.59 s against 0.84-0.93 without the
+     * prefetch (page faults while CUDA starts; run 65) */
+    const size_t huge = (size_t)2 << 20, sz = ((size_t)cap * row + huge - 1) / huge * huge;
+    char *buf = p ? aligned_alloc(huge, sz) : NULL;
+#ifdef MADV_HUGEPAGE
+    if (buf)
+        (void)madvise(buf, sz, MADV_HUGEPAGE);
+#endif
+    if (!buf) { /* best effort: the rows then decode as any others */
+        free(p);
+        return;
+    }
+    p->tr = s->trace;
+    p->buf = buf;
+    p->row = row;
+    p->cap = cap;
+    p->chunk = read_chunk(s, row, 1);
+    atomic_init(&p->stop, 0);
+    atomic_init(&p->upto, 0);
+    p->running = pthread_create(&p->th, NULL, prefetch_main, p) == 0;
+    if (!p->running) {
+        free(buf);
+        free(p);
+        return;
+    }
+    s->pf = p;
+}
+
+int64_t sim_prefetch_join(eplb_sim_source_t *s)
+{
+    struct sim_prefetch *p = s ? s->pf : NULL;
+    if (!p)
+        return 0;
+    if (p->running) {
+        pthread_join(p->th, NULL);
+        p->running = 0;
+    }
+    return (int64_t)atomic_load(&p->upto);
+}
+
+int64_t eplb_sim_source_prefetch_stop(eplb_sim_source_t *s, double *secs)
+{
+    struct sim_prefetch *p = s ? s->pf : NULL;
+    if (secs)
+        *secs = 0;
+    if (!p)
+        return 0;
+    if (p->running) {
+        atomic_store(&p->stop, 1);
+        pthread_join(p->th, NULL);
+        p->running = 0;
+    }
+    if (secs)
+        *secs = p->secs;
+    const int64_t upto = (int64_t)atomic_load(&p->upto);
+    if (upto == 0)
+        prefetch_free(s);
+    return upto;
 }
 
 void eplb_sim_source_routing_check(const eplb_sim_source_t *s, int64_t *rows,

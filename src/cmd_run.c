@@ -52,6 +52,31 @@ static eplb_status_t gpu_open_timed(eplb_gpu_t **gpu)
     timing("starting the GPU", t0);
     return st;
 }
+
+/* Logits decoded ahead while CUDA starts: at most 1 GiB and an eighth of
+ * the memory */
+#define PREFETCH_BYTES ((size_t)1 << 30)
+static size_t prefetch_bytes(void)
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    const size_t mem8 = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 8 : 0;
+    return mem8 && mem8 < PREFETCH_BYTES ? mem8 : PREFETCH_BYTES;
+}
+
+/* gpu_open_timed while the source decodes its first rows on a helper
+ * thread (eplb_sim_source_prefetch): starting CUDA takes 0.2-0.4 s in
+ * which the cores would otherwise idle (docs/perf/sim.md) */
+static eplb_status_t gpu_open_prefetch(eplb_gpu_t **gpu, eplb_sim_source_t *src)
+{
+    eplb_sim_source_prefetch(src, prefetch_bytes());
+    eplb_status_t st = gpu_open_timed(gpu);
+    double secs = 0;
+    const int64_t rows = eplb_sim_source_prefetch_stop(src, &secs);
+    if (rows > 0 && eplb_env_on("EPLB_TIMINGS"))
+        fprintf(stderr, "eplb-replay: timings: decoded while the GPU started: %lld tokens in %.3f s\n",
+                (long long)rows, secs);
+    return st;
+}
 #define MAX_POLICIES 32
 /* bounds of the integer options: beyond them the run state (slots x layers
  * x experts per run) would not fit in memory or an int */
@@ -797,7 +822,7 @@ int eplb_cmd_run(int argc, char **argv)
                 goto fail;
             }
             snprintf(o.device_used, sizeof o.device_used, "cpu (built without CUDA)");
-        } else if (gpu_open_timed(&gpu) != EPLB_OK) {
+        } else if (gpu_open_prefetch(&gpu, src) != EPLB_OK) {
             if (want) {
                 char why[256]; /* the message buffer is about to be rewritten */
                 snprintf(why, sizeof why, "%s", eplb_error_last());

@@ -129,9 +129,9 @@ static char path[4096];
 static float bias[L_ * E_];
 static int32_t ref[T_ * L_ * K_];
 
-/* Overwrite 16 bytes in the middle of the stored (deflated) logits chunk
- * that holds token tok, so that decoding it fails. */
-static void corrupt_chunk(int tok)
+/* Where the stored (deflated) logits chunk that holds token tok lies in
+ * the file (with the trace not open). */
+static void chunk_place(int tok, haddr_t *at, hsize_t *len)
 {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_geq(f, 0);
@@ -144,6 +144,14 @@ static void corrupt_chunk(int tok)
     H5Dclose(d);
     H5Fclose(f);
     cr_assert_gt(size, 32);
+    *at = addr;
+    *len = size;
+}
+
+/* Overwrite 16 bytes in the middle of the chunk at addr (size bytes), so
+ * that decoding it fails. */
+static void corrupt_at(haddr_t addr, hsize_t size)
+{
     FILE *fp = fopen(path, "r+b");
     cr_assert_not_null(fp);
     unsigned char junk[16];
@@ -151,6 +159,14 @@ static void corrupt_chunk(int tok)
     cr_assert_eq(fseek(fp, (long)(addr + size / 2 - 8), SEEK_SET), 0);
     cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
     fclose(fp);
+}
+
+static void corrupt_chunk(int tok)
+{
+    haddr_t addr = 0;
+    hsize_t size = 0;
+    chunk_place(tok, &addr, &size);
+    corrupt_at(addr, size);
 }
 
 /* A bf16 DeepSeek-like trace (sigmoid, bias, groups) of T_ tokens in
@@ -341,4 +357,72 @@ Test(source, staged_errors_stop_cleanly)
     }
     cr_assert_eq(hazards, 0);
     cr_assert_eq(n_opened, 0, "stages left open");
+}
+
+/* Rows decoded ahead (eplb_sim_source_prefetch, while CUDA would start):
+ * the staged reads below its end copy them, so a chunk corrupted on disk
+ * afterwards goes unnoticed there (and is reported where the rows are
+ * decoded); the ids are those of one call whatever the prefetch covered,
+ * stopped at once or not; the CPU path drops a prefetch. */
+Test(source, prefetched_rows_are_copied)
+{
+    write_trace();
+    haddr_t bad_at = 0;
+    hsize_t bad_len = 0;
+    chunk_place(150, &bad_at, &bad_len);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const size_t row = (size_t)L_ * E_ * 2; /* bf16 */
+    static int32_t out[T_ * L_ * K_];
+    const int64_t caps[] = {1, 16, 37, T_};
+    const int64_t r0[] = {0, 5, 0, 20}, r1[] = {T_, T_ - 3, 16, T_};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++)
+        for (size_t q = 0; q < sizeof r0 / sizeof r0[0]; q++) {
+            eplb_sim_source_t *src = staged_source(tr);
+            eplb_sim_source_prefetch(src, (size_t)caps[c] * row);
+            cr_assert_eq(sim_prefetch_join(src), caps[c], "prefetch of %lld rows",
+                         (long long)caps[c]);
+            memset(out, 0x5a, sizeof out);
+            eplb_assert_ok(src->read_ids(src, out, r0[q], r1[q]));
+            cr_assert_eq(memcmp(out, ref + (size_t)r0[q] * L_ * K_,
+                                (size_t)(r1[q] - r0[q]) * L_ * K_ * 4),
+                         0, "prefetch %lld, tokens [%lld, %lld): ids differ from one call",
+                         (long long)caps[c], (long long)r0[q], (long long)r1[q]);
+            eplb_sim_source_free(src);
+        }
+    /* stopped at once: some rows or none, the same ids */
+    for (int rep = 0; rep < 3; rep++) {
+        eplb_sim_source_t *src = staged_source(tr);
+        eplb_sim_source_prefetch(src, (size_t)T_ * row);
+        const int64_t got = eplb_sim_source_prefetch_stop(src, NULL);
+        cr_assert(got >= 0 && got <= T_);
+        eplb_assert_ok(src->read_ids(src, out, 0, T_));
+        cr_assert_eq(memcmp(out, ref, sizeof out), 0, "stopped at %lld rows", (long long)got);
+        eplb_sim_source_free(src);
+    }
+    /* the CPU path (no GPU): dropped, the CPU's routing */
+    {
+        eplb_sim_source_t *src = NULL;
+        eplb_assert_ok(eplb_sim_source_trace(&src, tr));
+        eplb_sim_source_prefetch(src, (size_t)T_ * row);
+        cr_assert_eq(sim_prefetch_join(src), T_);
+        eplb_assert_ok(src->read_ids(src, out, 0, T_));
+        cr_assert_eq(memcmp(out, ref, sizeof out), 0, "CPU path");
+        eplb_sim_source_free(src);
+    }
+    /* all rows decoded ahead, then a chunk corrupted on disk: not read again */
+    eplb_sim_source_t *src = staged_source(tr);
+    eplb_sim_source_prefetch(src, (size_t)T_ * row);
+    cr_assert_eq(sim_prefetch_join(src), T_);
+    corrupt_at(bad_at, bad_len);
+    eplb_assert_ok(src->read_ids(src, out, 0, T_));
+    cr_assert_eq(memcmp(out, ref, sizeof out), 0, "from the prefetch");
+    eplb_sim_source_free(src);
+    /* without it the same source decodes and meets the corrupt chunk */
+    src = staged_source(tr);
+    cr_assert_neq(src->read_ids(src, out, 0, T_), EPLB_OK, "the corrupt chunk went unnoticed");
+    eplb_sim_source_free(src);
+    cr_assert_eq(hazards, 0);
+    cr_assert_eq(n_opened, 0, "stages left open");
+    eplb_trace_close(tr);
 }

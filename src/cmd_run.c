@@ -21,7 +21,9 @@
  * from AUTO_GPU_BYTES_PER_THREAD per decode thread: the CPU replay decodes
  * and routes on every core, the GPU replay starts CUDA first (0.2-0.3 s),
  * so on 16 cores the CPU was faster up to 1.5 GB and the GPU from 6 GB on
- * (runs 53-54, docs/perf/sim.md) */
+ * (runs 53-54, docs/perf/sim.md); with the stages in huge pages and the
+ * first rows decoded while CUDA starts the two were about even at 1.5 GB
+ * (runs 62-67), so the threshold stays */
 #define AUTO_GPU_BYTES ((size_t)128 << 20)
 #define AUTO_GPU_BYTES_PER_THREAD ((size_t)192 << 20)
 

@@ -422,6 +422,16 @@ Test(source, prefetched_rows_are_copied)
     src = staged_source(tr);
     cr_assert_neq(src->read_ids(src, out, 0, T_), EPLB_OK, "the corrupt chunk went unnoticed");
     eplb_sim_source_free(src);
+    /* a prefetch that meets it stops before its read (pieces of 16 rows:
+     * 144 rows), silently; the staged reads then report it */
+    src = staged_source(tr);
+    eplb_sim_source_prefetch(src, (size_t)T_ * row);
+    cr_assert_eq(sim_prefetch_join(src), 144);
+    eplb_status_t st = src->read_ids(src, out, 0, T_);
+    cr_assert_neq(st, EPLB_OK);
+    cr_assert(strstr(eplb_error_last(), "staged.h5") && strstr(eplb_error_last(), "/router/logits"),
+              "%s", eplb_error_last());
+    eplb_sim_source_free(src);
     cr_assert_eq(hazards, 0);
     cr_assert_eq(n_opened, 0, "stages left open");
     eplb_trace_close(tr);

@@ -120,15 +120,19 @@ __device__ __forceinline__ void eplb_dev_token(const eplb_sel_params_t &p,
 
 /* Replica of one entry for the per-entry modes (hash, flatmod, random,
  * local): the rules of kernels/select_cpu.c on the packed map. */
-__device__ __forceinline__ int eplb_dev_select_tok(const eplb_sel_params_t &p,
-                                                   int l, uint32_t t,
-                                                   int rank, int k, int K,
-                                                   int e)
+/* The first 16 bytes of expert e's packed row (R and replicas 0-2), e in
+ * [0, E): a caller may load them early (the fused kernel, as soon as the
+ * winner is known) and pass them to eplb_dev_select_head. */
+__device__ __forceinline__ int4 eplb_dev_sel_head(const eplb_sel_params_t &p, int l, int e)
 {
-    if (e < 0 || e >= p.E)
-        return -1;
+    return __ldg((const int4 *)(p.packed + ((size_t)l * p.E + e) * p.S));
+}
+
+__device__ __forceinline__ int eplb_dev_select_head(const eplb_sel_params_t &p, int l,
+                                                    uint32_t t, int rank, int k, int K,
+                                                    int e, int4 h)
+{
     const int32_t *row = p.packed + ((size_t)l * p.E + e) * p.S;
-    const int4 h = __ldg((const int4 *)row);
     const int c = h.x;
     const int R = c < 1 ? 1 : c > p.MR ? p.MR : c;
     int rep = 0;
@@ -145,6 +149,16 @@ __device__ __forceinline__ int eplb_dev_select_tok(const eplb_sel_params_t &p,
     }
     int ph = rep == 0 ? h.y : rep == 1 ? h.z : rep == 2 ? h.w : __ldg(row + 1 + rep);
     return ph < 0 || ph >= p.P ? -1 : ph;
+}
+
+__device__ __forceinline__ int eplb_dev_select_tok(const eplb_sel_params_t &p,
+                                                   int l, uint32_t t,
+                                                   int rank, int k, int K,
+                                                   int e)
+{
+    if (e < 0 || e >= p.E)
+        return -1;
+    return eplb_dev_select_head(p, l, t, rank, k, K, e, eplb_dev_sel_head(p, l, e));
 }
 
 /* Recording: one entry into the block's shared histogram, or straight

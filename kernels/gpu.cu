@@ -383,10 +383,10 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
 
 // n bytes of pinned host memory in transparent 2 MiB pages: ordinary memory
 // (aligned, madvise'd, touched) then registered with CUDA.  Opening the
-// replay's two stages (67 MB of bf16 logits each) took 0.045-0.049 s so,
-// against 0.077-0.096 s with cudaMallocHost's 4 KiB pages (run 62).  NULL (the caller pins the
-// usual way) where that fails or EPLB_STAGE_HUGEPAGES=0; *reg: the size
-// registered (0: none).
+// replay's two stages (67 MB of bf16 logits each) took 0.045-0.049 s this
+// way and 0.077-0.096 s with cudaMallocHost's 4 KiB pages (run 62).  NULL
+// (the caller pins the usual way) where that fails or with
+// EPLB_STAGE_HUGEPAGES=0; *reg: the size registered (0: none).
 static void *pin_huge(size_t n, size_t *reg)
 {
     *reg = 0;

@@ -137,8 +137,8 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
 
 /* ---- the first rows decoded while CUDA starts ---------------------------- */
 /* eplb_sim_source_prefetch: a helper thread decodes logits rows [0, cap)
- * into ordinary memory, a read at a time (the GPU path's reads), until
- * eplb_sim_source_prefetch_stop; the GPU path then copies its reads that
+ * into ordinary memory, in reads of the GPU path's size, two in flight,
+ * until eplb_sim_source_prefetch_stop; the GPU path then copies its reads that
  * lie below `upto` from here instead of decoding them.  The copies are the
  * bytes a decode would give, so the output does not depend on how far the
  * prefetch got. */

@@ -185,15 +185,25 @@ static void *prefetch_main(void *arg)
     return NULL;
 }
 
+/* The helper thread joined (told to stop after its reads in flight, with
+ * `stop`): the rows it decoded */
+static int64_t prefetch_join(struct sim_prefetch *p, int stop)
+{
+    if (p->running) {
+        if (stop)
+            atomic_store(&p->stop, 1);
+        pthread_join(p->th, NULL);
+        p->running = 0;
+    }
+    return (int64_t)atomic_load(&p->upto);
+}
+
 static void prefetch_free(eplb_sim_source_t *s)
 {
     struct sim_prefetch *p = s->pf;
     if (!p)
         return;
-    if (p->running) {
-        atomic_store(&p->stop, 1);
-        pthread_join(p->th, NULL);
-    }
+    (void)prefetch_join(p, 1);
     free(p->buf);
     free(p);
     s->pf = NULL;
@@ -688,14 +698,7 @@ void eplb_sim_source_prefetch(eplb_sim_source_t *s, size_t max_bytes)
 
 int64_t sim_prefetch_join(eplb_sim_source_t *s)
 {
-    struct sim_prefetch *p = s ? s->pf : NULL;
-    if (!p)
-        return 0;
-    if (p->running) {
-        pthread_join(p->th, NULL);
-        p->running = 0;
-    }
-    return (int64_t)atomic_load(&p->upto);
+    return s && s->pf ? prefetch_join(s->pf, 0) : 0;
 }
 
 int64_t eplb_sim_source_prefetch_stop(eplb_sim_source_t *s, double *secs)
@@ -705,14 +708,9 @@ int64_t eplb_sim_source_prefetch_stop(eplb_sim_source_t *s, double *secs)
         *secs = 0;
     if (!p)
         return 0;
-    if (p->running) {
-        atomic_store(&p->stop, 1);
-        pthread_join(p->th, NULL);
-        p->running = 0;
-    }
+    const int64_t upto = prefetch_join(p, 1);
     if (secs)
         *secs = p->secs;
-    const int64_t upto = (int64_t)atomic_load(&p->upto);
     if (upto == 0)
         prefetch_free(s);
     return upto;

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <vector>
 
-#include <sys/mman.h>
 
 #include "gpu_impl.h"
 
@@ -382,7 +381,7 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
 // ---- replay staging ------------------------------------------------------
 
 // n bytes of pinned host memory in transparent 2 MiB pages: ordinary memory
-// (aligned, madvise'd, touched) then registered with CUDA.  Opening the
+// (eplb_huge_alloc, touched) then registered with CUDA.  Opening the
 // replay's two stages (67 MB of bf16 logits each) took 0.045-0.049 s this
 // way and 0.077-0.096 s with cudaMallocHost's 4 KiB pages (run 62).  NULL
 // (the caller pins the usual way) where that fails or with
@@ -393,11 +392,10 @@ static void *pin_huge(size_t n, size_t *reg)
     const char *e = getenv("EPLB_STAGE_HUGEPAGES");
     if (e && !strcmp(e, "0"))
         return NULL;
-    const size_t huge = (size_t)2 << 20, sz = (n + huge - 1) / huge * huge;
-    void *p = aligned_alloc(huge, sz ? sz : huge);
+    size_t sz;
+    void *p = eplb_huge_alloc(n, &sz);
     if (!p)
         return NULL;
-    (void)madvise(p, sz, MADV_HUGEPAGE); // best effort (THP may be off)
     memset(p, 0, sz);
     if (cudaHostRegister(p, sz, cudaHostRegisterDefault) != cudaSuccess) {
         (void)cudaGetLastError();

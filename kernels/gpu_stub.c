@@ -91,6 +91,16 @@ eplb_status_t eplb_gpu_select_record(eplb_gpu_t *g, int32_t *d_phys,
     return no_cuda("eplb_gpu_select_record");
 }
 
+eplb_status_t eplb_gpu_traffic_count(eplb_gpu_t *g, int32_t *d_out,
+                                     const int32_t *d_phys, int64_t T, int L,
+                                     int K, const eplb_traffic_cfg_t *c,
+                                     const uint16_t *d_src_gpu)
+{
+    (void)g, (void)d_out, (void)d_phys, (void)T, (void)L, (void)K, (void)c;
+    (void)d_src_gpu;
+    return no_cuda("eplb_gpu_traffic_count");
+}
+
 eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
                              int32_t *d_phys, int32_t *d_counts,
                              const void *d_logits, eplb_dtype_t dt, int64_t T,

@@ -105,6 +105,35 @@ eplb_status_t eplb_select_token_rows(uint32_t *trow, uint16_t *trank,
                                      int64_t T, int num_ranks,
                                      const uint16_t *src_rank);
 
+/* The all-to-all model's traffic (dispatch; combine mirrors it).  phys
+ * [T][L][K] replica slots of T tokens; entries outside [0, P) (unplaced)
+ * are skipped.  Slot p lives on GPU p / (P / D); GPUs d and d' share a node
+ * when d / (D / N) == d' / (D / N).  A token on GPU s (src_gpu[t] mod D,
+ * or t / ceil(T / D) with src_gpu NULL, as selection's blocks) sends one
+ * copy to every other GPU holding one of its K replicas.  For layers l0
+ * .. l0 + nl - 1, out [nl][4][D] gets, per GPU, the (token, GPU) pairs
+ * it sends within its node, sends to other nodes, receives from its node
+ * and receives from other nodes (overwritten, not accumulated). */
+typedef struct {
+    int num_gpus;  /* D */
+    int num_nodes; /* N, dividing D */
+    int num_slots; /* P, a multiple of D */
+} eplb_traffic_cfg_t;
+/* Checks the shape and configuration (both count functions do). */
+eplb_status_t eplb_traffic_check(int64_t T, int L, int K, int l0, int nl,
+                                 const eplb_traffic_cfg_t *c);
+eplb_status_t eplb_traffic_count_cpu(int64_t *out, const int32_t *phys,
+                                     int64_t T, int L, int K, int l0, int nl,
+                                     const eplb_traffic_cfg_t *c,
+                                     const uint16_t *src_gpu);
+/* The same count by a division per entry and a search of the token's
+ * earlier GPUs (no bit sets): eplb_traffic_count_cpu uses it past 64 GPUs
+ * or 4096 slots; tests use it as an independent count. */
+eplb_status_t eplb_traffic_count_ref(int64_t *out, const int32_t *phys,
+                                     int64_t T, int L, int K, int l0, int nl,
+                                     const eplb_traffic_cfg_t *c,
+                                     const uint16_t *src_gpu);
+
 /* The balanced mode's plan for one batch of one layer: n[E] tokens per
  * logical expert; quota[E][max_replicas] receives the tokens given to each
  * replica (0 past logcnt) and gpu_load[D] the resulting tokens per GPU.
@@ -181,6 +210,15 @@ eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
                              const eplb_route_cfg_t *rcfg,
                              const eplb_select_cfg_t *scfg,
                              eplb_gpu_rows_t rows);
+
+/* eplb_traffic_count_cpu of all L layers on the device: d_out [L][4][D]
+ * int32 (overwritten), d_src_gpu [T] or NULL; up to 64 GPUs
+ * (EPLB_ERR_UNSUPPORTED beyond: count on the host then). */
+eplb_status_t eplb_gpu_traffic_count(eplb_gpu_t *g, int32_t *d_out,
+                                     const int32_t *d_phys, int64_t T, int L,
+                                     int K, const eplb_traffic_cfg_t *c,
+                                     const uint16_t *d_src_gpu);
+#define EPLB_GPU_TRAFFIC_MAX_GPUS 64
 
 /* Synchronous wrappers on host pointers (copy in, run, copy out), with the
  * CPU functions' signatures: counts accumulate like on the CPU. */

@@ -1,10 +1,10 @@
 # kernels/local.mk: files of kernels/ (included by Makefile.am)
 libeplb_a_SOURCES += kernels/kernels.h kernels/rules.h kernels/route_cpu.c \
-	kernels/select_cpu.c
+	kernels/select_cpu.c kernels/traffic_cpu.c
 
 if HAVE_CUDA
 libeplb_a_SOURCES += kernels/gpu_impl.h kernels/gpu.cu kernels/route.cu \
-	kernels/select.cu
+	kernels/select.cu kernels/traffic.cu
 else
 libeplb_a_SOURCES += kernels/gpu_stub.c
 endif
@@ -16,7 +16,7 @@ endif
 		$(AM_CPPFLAGS) -c $< -o $@
 
 if HAVE_CRITERION
-tests_eplb_tests_SOURCES += tests/test_kernels.c
+tests_eplb_tests_SOURCES += tests/test_kernels.c tests/test_traffic.c
 endif
 
 # GPU tests: a plain program (no Criterion on the GPU machine); exit 77 =

@@ -466,6 +466,10 @@ if [ "$what" = final ]; then
         (cd "$B" && EPLB_SRCDIR="$T" timeout 100 "$CS" --tool $tool --error-exitcode 3 \
             ./tests/gpu_tests --small --variant 0) >"$OUT/$tool.log" 2>&1
         say "$tool rc=$?: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool.log")"
+        # the tests that run once (not per routing variant) of FINAL_SAN_ONLY
+        (cd "$B" && EPLB_SRCDIR="$T" timeout 100 "$CS" --tool $tool --error-exitcode 3 \
+            ./tests/gpu_tests --small --only "${FINAL_SAN_ONLY:-traffic,select_modes}") >"$OUT/$tool-only.log" 2>&1
+        say "$tool (--only ${FINAL_SAN_ONLY:-traffic,select_modes}) rc=$?: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/$tool-only.log" | tr '\n' ' ') $(tail -1 "$OUT/$tool-only.log")"
     done
     # FINAL_BENCH=N: N processes of the default's bench kernels, a table
     if [ "${FINAL_BENCH:-0}" -gt 0 ]; then

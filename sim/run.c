@@ -250,92 +250,6 @@ static eplb_status_t commit_pending(sim_run_t *r, int64_t s)
     return EPLB_OK;
 }
 
-/* (token, GPU) entries crossing NVLink / network for one layer, into
- * a2a [4][D]: sent intra, sent inter, received intra, received inter.
- * Up to 64 GPUs and 4096 slots: the slot's GPU from a table and a
- * token's destination GPUs as a bit set, counted without a branch per
- * entry (with a division per entry and a search of the token's earlier
- * GPUs this was 4.9% of a CPU replay's samples, now 2.8%:
- * docs/perf/sim.md); beyond that the same count by division and search
- * (a2a_layer_slow). */
-static void a2a_layer_slow(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
-                           int l, const uint16_t *rank);
-#define A2A_FAST_GPUS 64
-#define A2A_FAST_SLOTS 4096
-static void a2a_entries(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
-                        int l, int nl, const uint16_t *rank)
-{
-    int D = r->D, K = r->K, gpn = D / r->N;
-    int64_t blk = (T + D - 1) / D; /* contiguous blocks, as selection uses */
-    memset(a2a, 0, 4 * (size_t)nl * D * sizeof *a2a);
-    if (D <= A2A_FAST_GPUS && r->P <= A2A_FAST_SLOTS) {
-        uint8_t gpu_of[A2A_FAST_SLOTS];
-        uint64_t node_mask[A2A_FAST_GPUS]; /* the GPUs of GPU d's node */
-        for (int d = 0; d < D; d++) {
-            memset(gpu_of + (size_t)d * r->Sg, d, (size_t)r->Sg);
-            const int n0 = d / gpn * gpn;
-            node_mask[d] = (gpn == 64 ? ~(uint64_t)0 : (((uint64_t)1 << gpn) - 1)) << n0;
-        }
-        /* per (token, layer): the set of GPUs its entries go to, less its
-         * own; sent = the set's size, received = one per member */
-        for (int64_t t = 0; t < T; t++) {
-            const int sg = rank ? rank[t] % D : (int)(t / blk);
-            const uint64_t own = (uint64_t)1 << sg, near = node_mask[sg];
-            for (int i = 0; i < nl; i++) {
-                const int32_t *ph = phys + ((size_t)t * r->L + l + i) * K;
-                int64_t *si = a2a + (size_t)i * 4 * D, *se = si + D, *ri = se + D, *re = ri + D;
-                uint64_t m = 0;
-                for (int k = 0; k < K; k++) {
-                    const int32_t p = ph[k];
-                    const int ok = (uint32_t)p < (uint32_t)r->P; /* -1: unplaced */
-                    m |= (uint64_t)ok << gpu_of[ok ? p : 0];
-                }
-                m &= ~own;
-                uint64_t in = m & near, out = m & ~near;
-                si[sg] += __builtin_popcountll(in);
-                se[sg] += __builtin_popcountll(out);
-                for (; in; in &= in - 1)
-                    ri[__builtin_ctzll(in)]++;
-                for (; out; out &= out - 1)
-                    re[__builtin_ctzll(out)]++;
-            }
-        }
-        return;
-    }
-    for (int i = 0; i < nl; i++)
-        a2a_layer_slow(a2a + (size_t)i * 4 * D, r, phys, T, l + i, rank);
-}
-
-static void a2a_layer_slow(int64_t *a2a, const sim_run_t *r, const int32_t *phys, int64_t T,
-                           int l, const uint16_t *rank)
-{
-    int D = r->D, K = r->K, gpn = D / r->N;
-    int64_t *si = a2a, *se = si + D, *ri = se + D, *re = ri + D;
-    int64_t blk = (T + D - 1) / D;
-    for (int64_t t = 0; t < T; t++) {
-        int sg = rank ? rank[t] % D : (int)(t / blk);
-        const int32_t *ph = phys + ((size_t)t * r->L + l) * K;
-        int dst[EPLB_MAX_TOPK], nd = 0;
-        for (int k = 0; k < K; k++) {
-            if (ph[k] < 0)
-                continue;
-            int d = ph[k] / r->Sg, dup = 0;
-            for (int j = 0; j < nd; j++)
-                dup |= dst[j] == d;
-            if (dup || d == sg)
-                continue;
-            dst[nd++] = d;
-            if (d / gpn == sg / gpn) {
-                si[sg]++;
-                ri[d]++;
-            } else {
-                se[sg]++;
-                re[d]++;
-            }
-        }
-    }
-}
-
 static void split_counts(int32_t *slots, const sim_run_t *r, const int32_t *c, int l)
 {
     const int32_t *cnt = r->logcnt + (size_t)l * r->E;
@@ -424,6 +338,7 @@ typedef struct {
     int64_t T;
     const int32_t *counts, *ph;
     const uint16_t *rank;
+    const int32_t *a2a32; /* [L][4][D] counted on the GPU, or NULL */
 } layer_job_t;
 
 /* Layers per job: a token's rows of adjacent layers share cache lines
@@ -438,9 +353,17 @@ static void layer_job(void *ctx, int jb)
     int D = r->D;
     const int l0 = jb * LAYERS_PER_JOB;
     const int nl = r->L - l0 < LAYERS_PER_JOB ? r->L - l0 : LAYERS_PER_JOB;
-    const int a2a_on = j->ph && D > 1 && j->T > 0;
-    if (a2a_on)
-        a2a_entries(j->w->a2a + (size_t)l0 * 4 * D, r, j->ph, j->T, l0, nl, j->rank);
+    const int a2a_on = (j->ph || j->a2a32) && D > 1 && j->T > 0;
+    int64_t *a2a = j->w->a2a + (size_t)l0 * 4 * D;
+    if (a2a_on && j->a2a32) {
+        const int32_t *g = j->a2a32 + (size_t)l0 * 4 * D;
+        for (size_t q = 0; q < (size_t)nl * 4 * D; q++)
+            a2a[q] = g[q];
+    } else if (a2a_on) {
+        /* the shape was checked when the run was set up */
+        const eplb_traffic_cfg_t tc = {D, r->N, r->P};
+        (void)eplb_traffic_count_cpu(a2a, j->ph, j->T, r->L, r->K, l0, nl, &tc, j->rank);
+    }
     for (int l = l0; l < l0 + nl; l++) {
         const int64_t *si = NULL, *se = NULL, *ri = NULL, *re = NULL;
         if (a2a_on) {
@@ -459,11 +382,12 @@ static void layer_job(void *ctx, int jb)
 #define POOL_MIN_ENTRIES 32768
 
 /* Cost and metrics of step s from its slot counts [L][P] (and, token
- * level, its T tokens' replica ids and ranks).  The layers are modeled in
- * parallel, then summed in layer order, as one thread would. */
+ * level, its T tokens' replica ids and ranks, or their traffic a2a32
+ * [L][4][D] as the GPU counted it).  The layers are modeled in parallel,
+ * then summed in layer order, as one thread would. */
 static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
                       int64_t T, const int32_t *counts, const int32_t *ph,
-                      const uint16_t *rank, double stall)
+                      const uint16_t *rank, double stall, const int32_t *a2a32)
 {
     int L = r->L, D = r->D, K = r->K;
     /* tokens of the step: counts traces give entries, K per token */
@@ -477,8 +401,10 @@ static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
     }
     double rec = r->is_none ? 0 : eplb_sim_cost_record(&r->cost, ntok);
     int64_t b = s - sh->s0;
-    layer_job_t job = {r, w, T, counts, ph, rank};
-    int big = ph && D > 1 && T * L * K >= POOL_MIN_ENTRIES;
+    layer_job_t job = {r, w, T, counts, ph, rank, a2a32};
+    /* traffic counted here: the layers on the pool (counted on the GPU:
+     * what is left is too little to wake it) */
+    int big = ph && !a2a32 && D > 1 && T * L * K >= POOL_MIN_ENTRIES;
     eplb_sim_pool_run(big ? w->pool : NULL, (L + LAYERS_PER_JOB - 1) / LAYERS_PER_JOB, layer_job,
                       &job);
     double comp = 0, a2a = 0, over = 0;
@@ -542,7 +468,7 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
         for (int l = 0; l < L; l++)
             split_counts(w->counts + (size_t)l * P, r, c + (size_t)l * r->E, l);
     }
-    step_cost(sh, r, w, s, T, w->counts, ph, rank, stall);
+    step_cost(sh, r, w, s, T, w->counts, ph, rank, stall, NULL);
     return EPLB_OK;
 }
 
@@ -589,12 +515,21 @@ static eplb_status_t gpu_submit(sim_shared_t *sh, sim_run_t *r, int64_t s, int s
         rows.d_trow = gr->d_trow[slot];
         rows.d_trank = gr->d_trank[slot];
     }
+    const eplb_traffic_cfg_t tc = {r->D, r->N, P};
+    const size_t na2a = (size_t)L * 4 * r->D;
     if (!gr->g) { /* emulated: the CPU kernels on the same slots */
         memset(gr->h_counts[slot], 0, (size_t)L * P * sizeof(int32_t));
-        return eplb_select_record_cpu(r->D > 1 ? gr->h_phys[slot] : NULL,
-                                      gr->h_counts[slot],
-                                      sh->ids + (size_t)(a - sh->tok0) * L * K, T, L, K,
-                                      r->maps, &c);
+        EPLB_CHECK(eplb_select_record_cpu(r->D > 1 ? gr->h_phys[slot] : NULL,
+                                          gr->h_counts[slot],
+                                          sh->ids + (size_t)(a - sh->tok0) * L * K, T,
+                                          L, K, r->maps, &c));
+        if (gr->traffic) { /* as the GPU gives it: int32 */
+            EPLB_CHECK(eplb_traffic_count_cpu(gr->emu_a2a, gr->h_phys[slot], T, L, K, 0,
+                                              L, &tc, rank));
+            for (size_t q = 0; q < na2a; q++)
+                gr->h_a2a[slot][q] = (int32_t)gr->emu_a2a[q];
+        }
+        return EPLB_OK;
     }
     c.src_rank = NULL; /* a host pointer: the device takes rows */
     int32_t *d_phys = r->D > 1 ? gr->d_phys[slot] : NULL;
@@ -605,10 +540,27 @@ static eplb_status_t gpu_submit(sim_shared_t *sh, sim_run_t *r, int64_t s, int s
                                       K, &c, rows));
     EPLB_CHECK(eplb_gpu_copy(gr->g, gr->h_counts[slot], gr->d_counts[slot],
                              (size_t)L * P * sizeof(int32_t)));
-    if (d_phys)
+    if (gr->traffic) { /* the traffic counted on the GPU: no ids come back */
+        EPLB_CHECK(eplb_gpu_traffic_count(gr->g, gr->d_a2a[slot], d_phys, T, L, K, &tc,
+                                          rows.d_trank));
+        EPLB_CHECK(eplb_gpu_copy(gr->g, gr->h_a2a[slot], gr->d_a2a[slot],
+                                 na2a * sizeof(int32_t)));
+    } else if (d_phys) {
         EPLB_CHECK(eplb_gpu_copy(gr->g, gr->h_phys[slot], d_phys,
                                  (size_t)T * L * K * sizeof(int32_t)));
+    }
     return EPLB_OK;
+}
+
+/* step_cost of a step the GPU path selected, from its slot */
+static void gpu_step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s, int64_t T,
+                          double stall)
+{
+    sim_gpu_run_t *gr = r->gpu;
+    const int ps = (int)(s & 1);
+    step_cost(sh, r, w, s, T, gr->h_counts[ps], gr->traffic ? NULL : gr->h_phys[ps],
+              sh->src_rank && T > 0 ? gr->rank[ps] : NULL, stall,
+              gr->traffic ? gr->h_a2a[ps] : NULL);
 }
 
 static eplb_status_t run_block_gpu(sim_shared_t *sh, sim_run_t *r, sim_work_t *w)
@@ -623,22 +575,16 @@ static eplb_status_t run_block_gpu(sim_shared_t *sh, sim_run_t *r, sim_work_t *w
         int64_t T;
         EPLB_CHECK_GOTO(step_pre(sh, r, s, &stall), st, out);
         EPLB_CHECK_GOTO(gpu_submit(sh, r, s, slot, &T), st, out);
-        if (prev >= 0) {
-            int ps = (int)(prev & 1);
-            step_cost(sh, r, w, prev, prevT, gr->h_counts[ps], gr->h_phys[ps],
-                      sh->src_rank && prevT > 0 ? gr->rank[ps] : NULL, prev_stall);
-        }
+        if (prev >= 0)
+            gpu_step_cost(sh, r, w, prev, prevT, prev_stall);
         if (gr->g)
             EPLB_CHECK_GOTO(eplb_gpu_sync(gr->g), st, out);
         prev = s;
         prevT = T;
         prev_stall = stall;
     }
-    if (prev >= 0) {
-        int ps = (int)(prev & 1);
-        step_cost(sh, r, w, prev, prevT, gr->h_counts[ps], gr->h_phys[ps],
-                  sh->src_rank && prevT > 0 ? gr->rank[ps] : NULL, prev_stall);
-    }
+    if (prev >= 0)
+        gpu_step_cost(sh, r, w, prev, prevT, prev_stall);
 out:
     if (st != EPLB_OK && gr->g)
         (void)eplb_gpu_sync(gr->g); /* nothing in flight writes freed memory */
@@ -788,6 +734,8 @@ static void gpu_run_free(sim_gpu_run_t *gr)
             eplb_gpu_host_free(gr->g, gr->h_phys[i]);
             eplb_gpu_host_free(gr->g, gr->h_trow[i]);
             eplb_gpu_host_free(gr->g, gr->h_trank[i]);
+            eplb_gpu_host_free(gr->g, gr->h_a2a[i]);
+            eplb_gpu_free(gr->g, gr->d_a2a[i]);
             eplb_gpu_free(gr->g, gr->d_counts[i]);
             eplb_gpu_free(gr->g, gr->d_phys[i]);
             eplb_gpu_free(gr->g, gr->d_trow[i]);
@@ -798,8 +746,10 @@ static void gpu_run_free(sim_gpu_run_t *gr)
         for (int i = 0; i < 2; i++) {
             free(gr->h_counts[i]);
             free(gr->h_phys[i]);
+            free(gr->h_a2a[i]);
         }
     }
+    free(gr->emu_a2a);
     for (int i = 0; i < 2; i++)
         free(gr->rank[i]);
     free(gr);
@@ -812,14 +762,25 @@ eplb_status_t eplb_sim_run_gpu_open(sim_run_t *r, int64_t max_step_tokens, int e
     EPLB_ALLOC_GOTO(gr, st, out);
     gr->cap = max_step_tokens > 0 ? max_step_tokens : 1;
     size_t cap = (size_t)gr->cap, LP = (size_t)r->L * r->P;
-    size_t nphys = r->D > 1 ? cap * r->L * r->K : 1;
+    /* the traffic counted on the GPU (up to 64 GPUs): the replica ids
+     * stay there, so the host holds no copy of them */
+    const char *tv = getenv("EPLB_GPU_TRAFFIC"); /* 0: copy the ids back (timing) */
+    gr->traffic = r->D > 1 && r->D <= EPLB_GPU_TRAFFIC_MAX_GPUS && !(tv && !strcmp(tv, "0"));
+    size_t nphys = r->D > 1 && (emulate || !gr->traffic) ? cap * r->L * r->K : 1;
+    size_t na2a = gr->traffic ? (size_t)r->L * 4 * r->D : 1;
     for (int i = 0; emulate && i < 2; i++) {
         gr->h_counts[i] = malloc(LP * sizeof(int32_t));
         gr->h_phys[i] = malloc(nphys * sizeof(int32_t));
+        gr->h_a2a[i] = malloc(na2a * sizeof(int32_t));
         gr->rank[i] = malloc(cap * sizeof *gr->rank[i]);
         EPLB_ALLOC_GOTO(gr->h_counts[i], st, out);
         EPLB_ALLOC_GOTO(gr->h_phys[i], st, out);
+        EPLB_ALLOC_GOTO(gr->h_a2a[i], st, out);
         EPLB_ALLOC_GOTO(gr->rank[i], st, out);
+    }
+    if (emulate) {
+        gr->emu_a2a = malloc(na2a * sizeof *gr->emu_a2a);
+        EPLB_ALLOC_GOTO(gr->emu_a2a, st, out);
     }
     if (!emulate)
         EPLB_CHECK_GOTO(eplb_gpu_open(&gr->g, -1), st, out);
@@ -832,10 +793,15 @@ eplb_status_t eplb_sim_run_gpu_open(sim_run_t *r, int64_t max_step_tokens, int e
                                             cap * sizeof(uint32_t)), st, out);
         EPLB_CHECK_GOTO(eplb_gpu_host_alloc(gr->g, (void **)&gr->h_trank[i],
                                             cap * sizeof(uint16_t)), st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_host_alloc(gr->g, (void **)&gr->h_a2a[i],
+                                            na2a * sizeof(int32_t)), st, out);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_counts[i],
                                        LP * sizeof(int32_t)), st, out);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_phys[i],
-                                       nphys * sizeof(int32_t)), st, out);
+                                       (r->D > 1 ? cap * r->L * r->K : 1) * sizeof(int32_t)),
+                        st, out);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_a2a[i],
+                                       na2a * sizeof(int32_t)), st, out);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_trow[i],
                                        cap * sizeof(uint32_t)), st, out);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(gr->g, (void **)&gr->d_trank[i],

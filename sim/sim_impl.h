@@ -90,11 +90,14 @@ typedef struct {
     eplb_gpu_t *g;              /* NULL: emulated (opts.gpu_select 2) */
     int64_t cap;                /* tokens per slot */
     int32_t *h_counts[2];       /* pinned [L][P] */
-    int32_t *h_phys[2];         /* pinned [cap][L][K] (D > 1) */
+    int32_t *h_phys[2];         /* pinned [cap][L][K] (D > 1 without traffic) */
+    int traffic;                /* the traffic counted on the GPU (1 < D <= 64) */
+    int32_t *h_a2a[2];          /* pinned [L][4][D] (traffic) */
+    int64_t *emu_a2a;           /* emulated: the CPU count, [L][4][D] */
     uint32_t *h_trow[2];        /* pinned [cap] (sources with ranks) */
     uint16_t *h_trank[2];       /* pinned [cap] */
     uint16_t *rank[2];          /* host [cap]: source ranks mod D */
-    int32_t *d_counts[2], *d_phys[2];
+    int32_t *d_counts[2], *d_phys[2], *d_a2a[2];
     uint32_t *d_trow[2];
     uint16_t *d_trank[2];
 } sim_gpu_run_t;

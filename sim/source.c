@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "checks.h"
 
@@ -670,12 +669,8 @@ void eplb_sim_source_prefetch(eplb_sim_source_t *s, size_t max_bytes)
     /* in 2 MiB pages where the kernel gives them: with 4 KiB pages the
      * replay's system time was 1.32-1.59 s against 0.84-0.93 without the
      * prefetch (page faults while CUDA starts; run 65) */
-    const size_t huge = (size_t)2 << 20, sz = ((size_t)cap * row + huge - 1) / huge * huge;
-    char *buf = p ? aligned_alloc(huge, sz) : NULL;
-#ifdef MADV_HUGEPAGE
-    if (buf)
-        (void)madvise(buf, sz, MADV_HUGEPAGE);
-#endif
+    size_t sz; /* unused: the rows are what counts */
+    char *buf = p ? eplb_huge_alloc((size_t)cap * row, &sz) : NULL;
     if (!buf) { /* best effort: the rows then decode as any others */
         free(p);
         return;

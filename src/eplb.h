@@ -95,6 +95,13 @@ typedef struct {
  * environment, else the online CPU count). */
 int eplb_num_threads(void);
 
+/* n bytes rounded up to whole 2 MiB pages (*size: the rounded size),
+ * aligned to 2 MiB and advised as transparent huge pages (best effort: THP
+ * may be off); free with free().  NULL when out of memory.  Large buffers
+ * written once and read once (pinned stages, the replay's prefetch) fault
+ * in 512 times fewer pages: docs/perf/sim.md, runs 62-66. */
+void *eplb_huge_alloc(size_t n, size_t *size);
+
 /* Seconds on the monotonic clock (for intervals). */
 double eplb_now(void);
 

@@ -1,9 +1,11 @@
-/* types.c - dtype and scoring helpers, half/bfloat16 conversion, threads. */
+/* types.c - dtype and scoring helpers, half/bfloat16 conversion, threads,
+ * huge-page buffers. */
 #include "eplb.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,4 +138,16 @@ int eplb_num_threads(void)
         return atoi(env);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+void *eplb_huge_alloc(size_t n, size_t *size)
+{
+    const size_t huge = (size_t)2 << 20, sz = n > 0 ? (n + huge - 1) / huge * huge : huge;
+    void *p = aligned_alloc(huge, sz);
+    *size = p ? sz : 0;
+#ifdef MADV_HUGEPAGE
+    if (p)
+        (void)madvise(p, sz, MADV_HUGEPAGE);
+#endif
+    return p;
 }

@@ -807,6 +807,90 @@ static void test_esft_trace(void)
     eplb_trace_close(tr);
 }
 
+/* ---- traffic count ------------------------------------------------------ */
+/* eplb_gpu_traffic_count against eplb_traffic_count_cpu: GPU counts 2-64
+ * (64 on one node: the all-ones node mask), node splits, K 1-16, unplaced
+ * and out-of-range slots, contiguous blocks and source ranks, steps from
+ * empty to past one grid of blocks; the output poisoned first. */
+static void test_traffic(void)
+{
+    const int Ds[] = {2, 4, 8, 16, 32, 64, 64, 3};
+    const int64_t Ts[] = {0, 1, 37, 1000, 8192, 70000};
+    for (int it = 0; it < (small ? 24 : 96); it++) {
+        const int D = Ds[it % 8];
+        int N = it % 8 == 5 ? 1 : 1 + (int)(rnd() % D);
+        while (D % N)
+            N--;
+        const int Sg = 1 + (int)(rnd() % 36), P = D * Sg;
+        const int K = it % 3 == 0 ? 8 : 1 + (int)(rnd() % 16), L = 1 + (int)(rnd() % 61);
+        int64_t T = Ts[(it / 8) % 6];
+        if (T * L > 2000000)
+            T = 2000000 / L;
+        const size_t n = (size_t)(T > 0 ? T : 1) * L * K, no = (size_t)L * 4 * D;
+        int32_t *ph = xmalloc(n * 4);
+        uint16_t *src = xmalloc(sizeof *src * (size_t)(T > 0 ? T : 1));
+        for (size_t i = 0; i < n; i++) {
+            const uint64_t u = rnd() % 100;
+            ph[i] = u < 4 ? -1 : u < 6 ? P + (int32_t)(rnd() % 3) : (int32_t)(rnd() % P);
+        }
+        for (int64_t t = 0; t < T; t++)
+            src[t] = (uint16_t)(rnd() % D); /* source ranks mod D, as the replay gives */
+        const int with_src = it % 2;
+        const eplb_traffic_cfg_t c = {D, N, P};
+        int64_t *want = xmalloc(no * 8);
+        int32_t *got = xmalloc(no * 4);
+        eplb_status_t st = eplb_traffic_count_cpu(want, ph, T, L, K, 0, L, &c,
+                                                  with_src ? src : NULL);
+        CHECK(st == EPLB_OK, "traffic cpu: %s", eplb_error_last());
+        int32_t *d_ph = dev_from(ph, n * 4), *d_out = dev_from(NULL, no * 4);
+        uint16_t *d_src = with_src ? dev_from(src, sizeof *src * (size_t)(T > 0 ? T : 1)) : NULL;
+        st = eplb_gpu_traffic_count(gpu, d_out, d_ph, T, L, K, &c, d_src);
+        CHECK(st == EPLB_OK, "traffic gpu: %s", eplb_error_last());
+        to_host(got, d_out, no * 4);
+        size_t bad = 0, first = 0;
+        for (size_t q = 0; q < no; q++)
+            if ((int64_t)got[q] != want[q] && !bad++)
+                first = q;
+        CHECK(bad == 0,
+              "traffic D=%d N=%d P=%d K=%d L=%d T=%lld src=%d: %zu counters differ (first %zu: "
+              "cpu %lld gpu %d)",
+              D, N, P, K, L, (long long)T, with_src, bad, first, (long long)want[first],
+              got[first]);
+        eplb_gpu_free(gpu, d_ph);
+        eplb_gpu_free(gpu, d_out);
+        eplb_gpu_free(gpu, d_src);
+        free(ph);
+        free(src);
+        free(want);
+        free(got);
+    }
+    /* past 64 GPUs: refused, so the caller counts on the host */
+    const eplb_traffic_cfg_t big = {128, 16, 256};
+    int32_t *d_out = dev_from(NULL, 4 * 128 * 4);
+    int32_t *d_ph = dev_from(NULL, 8 * 4);
+    CHECK(eplb_gpu_traffic_count(gpu, d_out, d_ph, 1, 1, 8, &big, NULL) == EPLB_ERR_UNSUPPORTED,
+          "traffic with 128 GPUs not refused");
+    eplb_gpu_free(gpu, d_out);
+    eplb_gpu_free(gpu, d_ph);
+}
+
+/* --only: whether a test's name is in the comma-separated list */
+static const char *only_tests;
+static int test_named(const char *name)
+{
+    if (!only_tests)
+        return 1;
+    const size_t n = strlen(name);
+    for (const char *p = only_tests; *p;) {
+        const char *e = strchr(p, ',');
+        const size_t m = e ? (size_t)(e - p) : strlen(p);
+        if (m == n && !strncmp(p, name, n))
+            return 1;
+        p += m + (e != NULL);
+    }
+    return 0;
+}
+
 /* A build with CUDA on a machine without a GPU: open says "no device". */
 int main(int argc, char **argv)
 {
@@ -824,8 +908,11 @@ int main(int argc, char **argv)
                 }
                 only_variant |= 1 << v;
             }
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only_tests = argv[++i]; /* NAME[,NAME...] */
         } else {
-            fprintf(stderr, "usage: gpu_tests [--small] [--variant V[,V...]]\n");
+            fprintf(stderr, "usage: gpu_tests [--small] [--variant V[,V...]] "
+                            "[--only TEST[,TEST...]]\n");
             return 2;
         }
     }
@@ -854,10 +941,10 @@ int main(int argc, char **argv)
         {"route_tie_rate", test_route_tie_rate, 1},
         {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
         {"stage", test_stage, 0},               {"source_reads", test_source_reads, 0},
-        {"esft_trace", test_esft_trace, 0},
+        {"esft_trace", test_esft_trace, 0},     {"traffic", test_traffic, 0},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (only_variant >= 0 && !tests[i].routing)
+        if ((only_variant >= 0 && !tests[i].routing) || !test_named(tests[i].name))
             continue;
         int f0 = n_fail;
         clock_t t0 = clock();

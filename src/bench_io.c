@@ -8,6 +8,7 @@
  * compared with the serial one byte for byte. */
 #include "cmd.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +17,29 @@
 #include "trace.h"
 
 #define MAX_REPEAT 1000
+#define MAX_READS 16
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: eplb-replay bench io TRACE.h5 [--threads N] [--repeat R] [--json]\n\n"
+            "usage: eplb-replay bench io TRACE.h5 [--threads N] [--repeat R] [--json]\n"
+            "                            [--reads TOKENS[,TOKENS...]]\n\n"
             "Time the read of the whole /router/logits dataset (else /router/topk_ids):\n"
             "plain H5Dread (serial baseline, threads 0) and the parallel reader\n"
             "(raw chunks read, inflated and unshuffled on worker threads) with 1, 2, 4, ...\n"
             "up to N threads.  Reports the median of R runs after one warm-up read.\n\n"
             "  --threads N  largest thread count (default: EPLB_THREADS or the CPU count)\n"
             "  --repeat R   runs per configuration (default 5)\n"
+            "  --reads T,.. instead: the logits read in consecutive reads of T tokens\n"
+            "               (as the replay reads them, NaN/Inf check included) on N\n"
+            "               threads, one read at a time (mode \"reads\") and two in\n"
+            "               flight (\"reads2\", each read on N threads), against one\n"
+            "               whole-dataset read on N threads; no serial baseline\n"
             "  --json       one JSON object per line:\n"
             "               {\"mode\":\"serial\"|\"parallel\",\"threads\":N,\"bytes\":B,\n"
             "                \"seconds\":S,\"mb_per_s\":X,\"speedup\":..., ...}\n"
-            "               (MB = 10^6 bytes of raw, uncompressed data)\n"
+            "               (MB = 10^6 bytes of raw, uncompressed data; with --reads\n"
+            "               also \"read_tokens\", speedup against the whole read)\n"
             "  -h, --help   this text\n");
 }
 
@@ -63,8 +72,62 @@ static eplb_status_t time_read(double *out, const eplb_trace_t *tr, void *buf, i
     return EPLB_OK;
 }
 
+/* --reads: the logits in consecutive reads of `tok` tokens, on `threads`
+ * decode threads per read; `lanes` reads in flight (1 or 2: lane j takes
+ * reads j, j + lanes, ... on its own thread, as the replay's read-ahead
+ * keeps two going). */
+typedef struct {
+    const eplb_trace_t *tr;
+    unsigned char *buf;
+    size_t row;
+    int64_t T, tok;
+    int threads, lane, lanes;
+    eplb_status_t st;
+} reads_t;
+
+static void *reads_lane(void *p)
+{
+    reads_t *a = p;
+    a->st = EPLB_OK;
+    for (int64_t t0 = a->lane * a->tok; t0 < a->T && a->st == EPLB_OK;
+         t0 += (int64_t)a->lanes * a->tok) {
+        const int64_t t1 = t0 + a->tok < a->T ? t0 + a->tok : a->T;
+        a->st = eplb_trace_read_logits_parallel(a->tr, a->buf + (size_t)t0 * a->row, t0, t1,
+                                                a->threads);
+    }
+    return NULL;
+}
+
+static eplb_status_t time_reads(double *out, const eplb_trace_t *tr, unsigned char *buf,
+                                int64_t tok, int threads, int lanes, int repeat)
+{
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    double t[MAX_REPEAT];
+    for (int r = 0; r < repeat; r++) {
+        reads_t a[2];
+        pthread_t th;
+        for (int j = 0; j < lanes; j++)
+            a[j] = (reads_t){tr, buf, eplb_trace_raw_bytes(tr) / (size_t)in->num_tokens,
+                             in->num_tokens, tok, threads, j, lanes, EPLB_OK};
+        double t0 = eplb_now();
+        int helper = lanes > 1 && pthread_create(&th, NULL, reads_lane, &a[1]) == 0;
+        if (lanes > 1 && !helper)
+            return eplb_error_set(EPLB_ERR_INTERNAL, "bench io: cannot start a thread");
+        reads_lane(&a[0]);
+        if (helper)
+            pthread_join(th, NULL);
+        t[r] = eplb_now() - t0;
+        for (int j = 0; j < lanes; j++)
+            if (a[j].st != EPLB_OK)
+                return a[j].st;
+    }
+    *out = median(t, repeat);
+    return EPLB_OK;
+}
+
 static void report(int json, const char *mode, int threads, size_t bytes, double sec,
-                   double base, int identical, int repeat, const eplb_trace_t *tr)
+                   double base, int identical, int repeat, const eplb_trace_t *tr,
+                   int64_t read_tokens)
 {
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     const char *what = (in->levels & EPLB_LEVEL_LOGITS) ? "/router/logits" : "/router/topk_ids";
@@ -74,21 +137,56 @@ static void report(int json, const char *mode, int threads, size_t bytes, double
     if (json) {
         printf("{\"mode\":\"%s\",\"threads\":%d,\"bytes\":%zu,\"seconds\":%.6f,"
                "\"mb_per_s\":%.1f,\"speedup\":%.3f,\"identical\":%s,\"repeat\":%d,"
-               "\"dataset\":\"%s\",\"dtype\":\"%s\"}\n",
+               "\"dataset\":\"%s\",\"dtype\":\"%s\"",
                mode, threads, bytes, sec, mbs, sec > 0 ? base / sec : 0,
                identical ? "true" : "false", repeat, what, dt);
+        if (read_tokens > 0)
+            printf(",\"read_tokens\":%lld", (long long)read_tokens);
+        printf("}\n");
     } else {
-        printf("%-8s | %3d threads | %10zu bytes | %9.4f s | %8.1f MB/s | x%.2f%s\n", mode,
-               threads, bytes, sec, mbs, sec > 0 ? base / sec : 0,
-               identical ? "" : " | DIFFERS FROM SERIAL");
+        char tok[40] = "";
+        if (read_tokens > 0)
+            snprintf(tok, sizeof tok, " (%lld tokens)", (long long)read_tokens);
+        printf("%-8s | %3d threads | %10zu bytes | %9.4f s | %8.1f MB/s | x%.2f%s%s\n", mode,
+               threads, bytes, sec, mbs, sec > 0 ? base / sec : 0, tok,
+               identical ? "" : " | DIFFERS");
     }
     fflush(stdout);
+}
+
+/* --reads: one whole read on `threads` (warm-up, then timed: the base),
+ * then each read size one at a time and two in flight, each compared byte
+ * for byte with the whole read (*rc = 1 where one differs) */
+static eplb_status_t bench_reads(int json, const eplb_trace_t *tr, const char *path,
+                                 unsigned char *whole, unsigned char *par, size_t bytes,
+                                 int threads, int repeat, const int64_t *reads, int nreads,
+                                 int *rc)
+{
+    if (!(eplb_trace_info(tr)->levels & EPLB_LEVEL_LOGITS))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: --reads needs /router/logits", path);
+    EPLB_CHECK(eplb_trace_read_all_parallel(tr, whole, threads)); /* warm-up */
+    double base;
+    EPLB_CHECK(time_read(&base, tr, whole, threads, repeat));
+    report(json, "parallel", threads, bytes, base, base, 1, repeat, tr, 0);
+    for (int i = 0; i < nreads; i++)
+        for (int lanes = 1; lanes <= 2; lanes++) {
+            memset(par, 0xa5, bytes);
+            double sec;
+            EPLB_CHECK(time_reads(&sec, tr, par, reads[i], threads, lanes, repeat));
+            const int same = memcmp(whole, par, bytes) == 0;
+            report(json, lanes == 1 ? "reads" : "reads2", threads, bytes, sec, base, same,
+                   repeat, tr, reads[i]);
+            if (!same)
+                *rc = 1;
+        }
+    return EPLB_OK;
 }
 
 int eplb_bench_io(int argc, char **argv)
 {
     const char *path = NULL;
-    int json = 0, max_threads = 0, repeat = 5;
+    int json = 0, max_threads = 0, repeat = 5, nreads = 0;
+    int64_t reads[MAX_READS];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -109,6 +207,20 @@ int eplb_bench_io(int argc, char **argv)
                 max_threads = (int)v;
             else
                 repeat = (int)v;
+        } else if (!strcmp(a, "--reads") && i + 1 < argc) {
+            for (char *p = argv[++i], *end;; p = end + 1) {
+                long long v = strtoll(p, &end, 10);
+                if (end == p || v < 1 || (*end && *end != ',') || nreads == MAX_READS) {
+                    fprintf(stderr,
+                            "eplb-replay bench io: --reads wants up to %d token counts >= 1, "
+                            "comma-separated ('%s')\n",
+                            MAX_READS, argv[i]);
+                    return 2;
+                }
+                reads[nreads++] = v;
+                if (!*end)
+                    break;
+            }
         } else if (a[0] == '-') {
             fprintf(stderr, "eplb-replay bench io: unknown option or missing value '%s'\n", a);
             usage(stderr);
@@ -158,15 +270,21 @@ int eplb_bench_io(int argc, char **argv)
                (eplb_trace_info(tr)->levels & EPLB_LEVEL_LOGITS) ? "/router/logits"
                                                                  : "/router/topk_ids",
                (long long)eplb_trace_chunk_tokens(tr), repeat);
+    if (nreads > 0) {
+        st = bench_reads(json, tr, path, ser, par, bytes, max_threads, repeat, reads, nreads,
+                         &rc);
+        goto out;
+    }
     EPLB_CHECK_GOTO(eplb_trace_read_all_serial(tr, ser), st, out); /* warm-up */
     double base;
     EPLB_CHECK_GOTO(time_read(&base, tr, ser, 0, repeat), st, out);
-    report(json, "serial", 0, bytes, base, base, 1, repeat, tr);
+    report(json, "serial", 0, bytes, base, base, 1, repeat, tr, 0);
     for (int t = 1;; t = t * 2 < max_threads && t * 2 > t ? t * 2 : max_threads) {
         memset(par, 0xa5, bytes);
         double sec;
         EPLB_CHECK_GOTO(time_read(&sec, tr, par, t, repeat), st, out);
-        report(json, "parallel", t, bytes, sec, base, memcmp(ser, par, bytes) == 0, repeat, tr);
+        report(json, "parallel", t, bytes, sec, base, memcmp(ser, par, bytes) == 0, repeat, tr,
+               0);
         if (memcmp(ser, par, bytes) != 0)
             rc = 1;
         if (t >= max_threads)

@@ -52,6 +52,8 @@ struct eplb_sim_source {
     eplb_gpu_t *gpu;            /* route logits on this GPU (else the CPU) */
     struct sim_prefetch *pf;    /* rows decoded while CUDA started (source.c) */
     eplb_gpu_stage_t *stage[2]; /* GPU routing: pinned double buffers */
+    struct sim_reads *reads;    /* GPU routing: the two reads, kept between
+                                   calls (source.c) */
     const sim_stage_ops_t *stage_ops; /* NULL: kernels/ eplb_gpu_stage_* */
     /* seconds spent (EPLB_TIMINGS): decoding logits, routing them on the
      * CPU, opening the GPU stages, waiting for the GPU's routing */

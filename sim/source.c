@@ -134,6 +134,38 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
     return a->st == EPLB_OK ? EPLB_OK : eplb_error_set(a->st, "%s", a->err);
 }
 
+/* The GPU path's two reads, one per stage, kept between calls: the last
+ * read of a call starts the next call's first (rows [carry_a, carry_e),
+ * in stage carry_j), so that two reads stay in flight across the
+ * replay's blocks.  Without it each block's last read decoded alone
+ * while the next block's waited: in `bench io --reads`, reads of the
+ * GPU's size (2240 tokens of the DeepSeek-V3 preset) two in flight ran
+ * at 0.80 of one whole-dataset read, one at a time at 0.68 (run 73). */
+struct sim_reads {
+    async_read_t rd[2];
+    int carry; /* rd[carry_j] decodes the next call's first read */
+    int carry_j;
+    int64_t carry_a, carry_e;
+};
+
+/* Wait for a read the last call started for the next one and drop it */
+static void carry_drop(eplb_sim_source_t *s)
+{
+    struct sim_reads *r = s->reads;
+    if (!r || !r->carry)
+        return;
+    double unused = 0;
+    (void)async_read_wait(&r->rd[r->carry_j], &unused);
+    r->carry = 0;
+}
+
+static void reads_free(eplb_sim_source_t *s)
+{
+    carry_drop(s);
+    free(s->reads);
+    s->reads = NULL;
+}
+
 /* ---- the first rows decoded while CUDA starts ---------------------------- */
 /* eplb_sim_source_prefetch: a helper thread decodes logits rows [0, cap)
  * into ordinary memory, in reads of the GPU path's size, two in flight,
@@ -248,22 +280,42 @@ static eplb_status_t stage_open(eplb_sim_source_t *s, const sim_stage_ops_t *op,
  * decoded into one stage's pinned buffer while read k, in the other,
  * finishes decoding and then goes to the GPU (copy in, route, copy back);
  * before read k+1 starts, the GPU is done with read k-1 in that stage.
- * EPLB_READ_OVERLAP=0: one read at a time (the reads on this thread). */
+ * The last read of a call starts the first read of the rows that follow
+ * (struct sim_reads), which the next call takes over when it asks for
+ * them.  EPLB_READ_OVERLAP=0: one read at a time (the reads on this
+ * thread); EPLB_READ_CARRY=0: no read across calls. */
 static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_t t0,
                                       int64_t t1, int64_t chunk)
 {
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
-    const char *ov = getenv("EPLB_READ_OVERLAP");
+    const char *ov = getenv("EPLB_READ_OVERLAP"), *cv = getenv("EPLB_READ_CARRY");
     const int overlap = !(ov && !strcmp(ov, "0"));
+    const int carry_on = overlap && !(cv && !strcmp(cv, "0"));
     const int64_t n = (t1 - t0 + chunk - 1) / chunk; /* reads */
-    /* stage 0 now; stage 1 when a second read needs it, opened here while
-     * read 0 decodes on its helper thread (pinning costs ~0.6 s per GB:
-     * a one-read replay pins one stage) */
+    const int64_t total = s->tok_off[s->S];
+    if (!s->reads && !(s->reads = calloc(1, sizeof *s->reads)))
+        return eplb_error_set(EPLB_ERR_NOMEM, "GPU reads: out of memory");
+    struct sim_reads *R = s->reads;
+    async_read_t *rd = R->rd;
+    /* read 0 started by the last call (in stage j0), if it asked for
+     * these rows next; else that read is dropped */
+    int j0 = 0, carried = 0;
+    if (R->carry) {
+        const int64_t e0 = t0 + chunk < t1 ? t0 + chunk : t1;
+        if (n > 0 && R->carry_a == t0 && R->carry_e >= e0) {
+            j0 = R->carry_j;
+            carried = 1;
+            R->carry = 0;
+        } else {
+            carry_drop(s);
+        }
+    }
+    /* stage j0 now; the other when a second read needs it, opened here
+     * while read 0 decodes on its helper thread (pinning costs ~0.6 s per
+     * GB: a one-read replay pins one stage) */
     if (n > 0)
-        EPLB_CHECK(stage_open(s, op, 0, chunk));
-    async_read_t rd[2];
-    memset(rd, 0, sizeof rd);
+        EPLB_CHECK(stage_open(s, op, j0, chunk));
     int submitted[2] = {0, 0}; /* stage j holds a submitted read not yet collected */
     int64_t first[2] = {0, 0}, last[2] = {0, 0}; /* its token range */
     eplb_status_t st = EPLB_OK;
@@ -276,21 +328,33 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         rd[j].row = row;                                                                   \
         async_read_start(&rd[j], s->trace, op->logits(s->stage[j]), (a_), (e_), (ov_));    \
     } while (0)
-    if (n > 0)
-        START_READ(0, t0, t0 + chunk < t1 ? t0 + chunk : t1, overlap && n > 1);
+    if (n > 0 && !carried)
+        START_READ(j0, t0, t0 + chunk < t1 ? t0 + chunk : t1,
+                   overlap && (n > 1 || (carry_on && t1 < total)));
     for (int64_t k = 0; k < n && st == EPLB_OK; k++) {
-        const int cur = (int)(k & 1), nxt = cur ^ 1;
+        const int cur = (int)((j0 + k) & 1), nxt = cur ^ 1;
         const int64_t a = t0 + k * chunk, e = a + chunk < t1 ? a + chunk : t1;
-        if (k + 1 < n) {
-            /* the stage of read k+1: collect read k-1's routing first */
+        /* the next read: this call's, or after the last one the next
+         * call's first (rows past t1, up to a read's size) */
+        const int next = k + 1 < n ? 1 : carry_on && e < total ? 2 : 0;
+        if (next) {
+            const int64_t lim = next == 1 ? t1 : total;
+            /* the stage of the next read: collect read k-1's routing first */
             if (submitted[nxt]) {
                 st = stage_collect(s, op, nxt, ids, t0, first[nxt], last[nxt], 1);
                 submitted[nxt] = 0;
             }
             if (st == EPLB_OK)
                 st = stage_open(s, op, nxt, chunk);
-            if (st == EPLB_OK)
-                START_READ(nxt, e, e + chunk < t1 ? e + chunk : t1, overlap);
+            if (st == EPLB_OK) {
+                START_READ(nxt, e, e + chunk < lim ? e + chunk : lim, overlap);
+                if (next == 2) {
+                    R->carry = 1;
+                    R->carry_j = nxt;
+                    R->carry_a = e;
+                    R->carry_e = e + chunk < lim ? e + chunk : lim;
+                }
+            }
         }
         eplb_status_t sr = async_read_wait(&rd[cur], &s->t_decode);
         if (st == EPLB_OK)
@@ -303,14 +367,16 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
             last[cur] = e;
         }
     }
-    /* a read still running (after an error) and the routing in flight:
-     * their buffers must be left alone before returning; the last reads'
-     * ids in order */
+    /* a read still running (after an error: the next call's too) and the
+     * routing in flight: their buffers must be left alone before
+     * returning; the last reads' ids in order */
     char keep[1024];
     snprintf(keep, sizeof keep, "%s", eplb_error_last());
     const eplb_status_t st_loop = st;
+    if (st != EPLB_OK)
+        carry_drop(s);
     for (int j = 0; j < 2; j++)
-        if (rd[j].running) {
+        if (rd[j].running && !(R->carry && j == R->carry_j)) {
             double unused = 0;
             (void)async_read_wait(&rd[j], &unused);
         }
@@ -326,7 +392,8 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
             st = sw;
     }
 #undef START_READ
-    /* the prefetch used up (no read of it in flight now) */
+    /* the prefetch used up (no read of it in flight now: a read started
+     * for the next call begins at t1 >= pf_upto, so it decodes) */
     if (s->pf && t1 >= pf_upto)
         prefetch_free(s);
     /* the loop's error, not one of the clean-up's */
@@ -449,6 +516,7 @@ static eplb_status_t trace_counts(eplb_sim_source_t *s, int32_t *counts,
 
 static void trace_free(eplb_sim_source_t *s)
 {
+    reads_free(s); /* before the stages: a read in flight writes into one */
     prefetch_free(s);
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
     op->close(s->stage[0]);

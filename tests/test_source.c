@@ -78,9 +78,11 @@ static void fake_close(eplb_gpu_stage_t *s)
     free(f);
 }
 
+static int n_logits; /* reads started (each asks for its stage's buffer) */
 static void *fake_logits(eplb_gpu_stage_t *s)
 {
     fake_stage_t *f = (fake_stage_t *)s;
+    n_logits++;
     hazards += f->pending; /* a read into logits the "GPU" still reads */
     return f->logits;
 }
@@ -244,13 +246,15 @@ static void teardown(void)
     unsetenv("EPLB_THREADS");
     unsetenv("EPLB_READ_CHUNKS");
     unsetenv("EPLB_READ_OVERLAP");
+    unsetenv("EPLB_READ_CARRY");
     remove(path);
 }
 
 TestSuite(source, .init = setup, .fini = teardown);
 
 /* Whole range, ranges inside dataset chunks, one read, two reads: the ids
- * of one call, with two reads in flight and with one, and every row
+ * of one call, with two reads in flight (the last one starting the read
+ * after the range, or not: EPLB_READ_CARRY=0) and with one, and every row
  * counted once by the routing check. */
 Test(source, staged_reads_equal_one_call)
 {
@@ -259,8 +263,10 @@ Test(source, staged_reads_equal_one_call)
     eplb_assert_ok(eplb_trace_open(&tr, path));
     const int64_t r0[] = {0, 5, 0, 3, 16, 0}, r1[] = {T_, T_ - 3, 16, 20, 17, T_};
     static int32_t out[T_ * L_ * K_];
-    for (int ov = 1; ov >= 0; ov--) {
+    for (int mode = 2; mode >= 0; mode--) {
+        const int ov = mode > 0, carry = mode == 2;
         setenv("EPLB_READ_OVERLAP", ov ? "1" : "0", 1);
+        setenv("EPLB_READ_CARRY", carry ? "1" : "0", 1);
         for (size_t q = 0; q < sizeof r0 / sizeof r0[0]; q++) {
             eplb_sim_source_t *src = staged_source(tr);
             memset(out, 0x5a, sizeof out);
@@ -274,13 +280,83 @@ Test(source, staged_reads_equal_one_call)
             int64_t rows = 0, differ = 0;
             eplb_sim_source_routing_check(src, &rows, &differ);
             cr_assert_eq(rows, n * L_);
-            /* a stage is pinned memory: the second only for a second read */
-            cr_assert_eq(n_opened, n > 16 ? 2 : 1, "tokens [%lld, %lld): %d stages open",
+            /* a stage is pinned memory: the second only for a second read
+             * (the next rows' read is one where the range ends before the
+             * trace) */
+            cr_assert_eq(n_opened, n > 16 || (carry && r1[q] < T_) ? 2 : 1,
+                         "mode %d, tokens [%lld, %lld): %d stages open", mode,
                          (long long)r0[q], (long long)r1[q], n_opened);
             eplb_sim_source_free(src);
         }
     }
     cr_assert_eq(hazards, 0, "a stage was refilled or resubmitted while its routing ran");
+    cr_assert_eq(n_opened, 0, "stages left open");
+    eplb_trace_close(tr);
+}
+
+/* Calls for consecutive ranges, as the replay's blocks: each call's last
+ * read starts the next one's first, which takes it over (no read is
+ * started twice); calls out of order drop it; the ids are those of one
+ * call either way.  A corrupt chunk in the rows read ahead is reported by
+ * the call that asks for them, not earlier, and not at all if none does. */
+Test(source, staged_reads_carry_across_calls)
+{
+    write_trace();
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    static int32_t out[T_ * L_ * K_];
+    struct {
+        int n;
+        int64_t r[4][2];
+        int reads; /* started, in reads of 16 tokens */
+    } cases[] = {
+        /* 4 + 4 + 17 reads, the next call's first read started once */
+        {3, {{0, 50}, {50, 100}, {100, T_}}, 25},
+        /* pieces inside reads, up to the end */
+        {4, {{0, 7}, {7, 23}, {23, 40}, {40, T_}}, 1 + 1 + 2 + 21},
+        /* out of order: each call's read ahead dropped (3 wasted) */
+        {3, {{0, 50}, {100, 150}, {50, 100}}, 4 + 4 + 4 + 3},
+        /* the same range twice: the second call cannot use [16, 32) */
+        {2, {{0, 16}, {0, 16}}, 1 + 1 + 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        eplb_sim_source_t *src = staged_source(tr);
+        n_logits = 0;
+        for (int i = 0; i < cases[c].n; i++) {
+            const int64_t a = cases[c].r[i][0], b = cases[c].r[i][1];
+            memset(out, 0x5a, sizeof out);
+            eplb_assert_ok(src->read_ids(src, out, a, b));
+            cr_assert_eq(memcmp(out, ref + (size_t)a * L_ * K_, (size_t)(b - a) * L_ * K_ * 4),
+                         0, "case %zu, call %d, tokens [%lld, %lld): ids differ", c, i,
+                         (long long)a, (long long)b);
+        }
+        eplb_sim_source_free(src);
+        cr_assert_eq(n_logits, cases[c].reads, "case %zu: %d reads started, want %d", c,
+                     n_logits, cases[c].reads);
+    }
+    cr_assert_eq(hazards, 0, "a stage was refilled or resubmitted while its routing ran");
+    cr_assert_eq(n_opened, 0, "stages left open");
+    eplb_trace_close(tr);
+    /* chunk of tokens [48, 56) corrupt: [0, 48) ends with a read of [48,
+     * 64) started, which fails unseen; the call for [48, 96) reports it */
+    write_trace();
+    corrupt_chunk(50);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_sim_source_t *src = staged_source(tr);
+    eplb_assert_ok(src->read_ids(src, out, 0, 48));
+    cr_assert_eq(memcmp(out, ref, (size_t)48 * L_ * K_ * 4), 0, "rows before the bad chunk");
+    eplb_status_t st = src->read_ids(src, out, 48, 96);
+    cr_assert_neq(st, EPLB_OK, "the corrupt chunk went unnoticed");
+    cr_assert(strstr(eplb_error_last(), "staged.h5") && strstr(eplb_error_last(), "/router/logits"),
+              "%s", eplb_error_last());
+    for (int i = 0; i < n_opened; i++)
+        cr_assert_eq(opened[i]->pending, 0, "routing left in flight");
+    eplb_sim_source_free(src);
+    /* nobody asks for those rows: no error */
+    src = staged_source(tr);
+    eplb_assert_ok(src->read_ids(src, out, 0, 48));
+    eplb_sim_source_free(src);
+    cr_assert_eq(hazards, 0);
     cr_assert_eq(n_opened, 0, "stages left open");
     eplb_trace_close(tr);
 }

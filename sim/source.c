@@ -19,14 +19,14 @@
  * more: a read of one chunk per thread (32 MiB = 16 chunks of the
  * DeepSeek-V3 preset on 16 cores) leaves threads idle at the start and end
  * of every read, waiting for the slowest.  On the GPU path a read lands in
- * one of two pinned stages, and pinning costs ~0.6 s per GB (H100
- * machine): 2 chunks per thread there (1.33-1.36 s for the 64-step
- * DeepSeek-V3 trace against 1.40-1.48 with 4, 1.46-1.62 with 1, run 25).
- * Tunable: EPLB_READ_CHUNKS (1-64) for both, exactly (without the 32 MiB
- * minimum). */
+ * one of two pinned stages.  With cudaMallocHost (~0.6 s per GB) 2 chunks
+ * per thread were best there (run 25, H100); with the stages in huge pages
+ * and the reads carried across blocks (struct sim_reads) 4 are: the
+ * 192-step DeepSeek-V3 trace 2.29-2.40 s against 2.44-2.56 with 2, the
+ * 64-step one 0.99-1.09 against 1.09-1.13 (runs 74-75, H200).  Tunable:
+ * EPLB_READ_CHUNKS (1-64) for both, exactly (without the 32 MiB minimum). */
 #define ROUTE_CHUNK_BYTES (32u << 20)
 #define READ_CHUNKS_PER_THREAD 4
-#define READ_CHUNKS_PER_THREAD_GPU 2
 #define ROUTE_CHUNK_MAX_BYTES ((size_t)512 << 20) /* per read (two with a GPU) */
 
 static eplb_status_t trace_ids_topk(eplb_sim_source_t *s, int32_t *ids,
@@ -428,9 +428,9 @@ static size_t logits_row(const eplb_sim_source_t *s)
     return (size_t)s->L * s->E * eplb_dtype_size(eplb_trace_info(s->trace)->logits_dtype);
 }
 
-/* Tokens per read of logits (rows of `row` bytes), on the GPU path or the
+/* Tokens per read of logits (rows of `row` bytes), on the GPU path and the
  * CPU's */
-static int64_t read_chunk(const eplb_sim_source_t *s, size_t row, int gpu)
+static int64_t read_chunk(const eplb_sim_source_t *s, size_t row)
 {
     int64_t chunk = (int64_t)(ROUTE_CHUNK_BYTES / row);
     if (chunk < 1)
@@ -440,9 +440,7 @@ static int64_t read_chunk(const eplb_sim_source_t *s, size_t row, int gpu)
     const int64_t ct = eplb_trace_chunk_tokens(s->trace);
     const char *rc = getenv("EPLB_READ_CHUNKS");
     const int set = rc && atoi(rc) >= 1 && atoi(rc) <= 64;
-    const int64_t per = set ? atoi(rc)
-                        : gpu ? READ_CHUNKS_PER_THREAD_GPU
-                              : READ_CHUNKS_PER_THREAD;
+    const int64_t per = set ? atoi(rc) : READ_CHUNKS_PER_THREAD;
     /* EPLB_READ_CHUNKS: exactly that many per thread (also below 32 MiB:
      * tests read small traces in many reads) */
     if (ct > 0 && (set || chunk < per * eplb_num_threads() * ct))
@@ -463,7 +461,7 @@ static eplb_status_t trace_ids_route(eplb_sim_source_t *s, int32_t *ids,
         prefetch_free(s);
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
     const size_t row = logits_row(s);
-    const int64_t chunk = read_chunk(s, row, s->gpu != NULL);
+    const int64_t chunk = read_chunk(s, row);
     /* chunks inflated on all cores, where the layout allows (else the
      * reader falls back to one H5Dread): a plain H5Dread decodes at ~240
      * MB/s on one core, 6.5 s of an 8.6 s replay of a 1.5 GB trace (run 15) */
@@ -747,7 +745,7 @@ void eplb_sim_source_prefetch(eplb_sim_source_t *s, size_t max_bytes)
     p->buf = buf;
     p->row = row;
     p->cap = cap;
-    p->chunk = read_chunk(s, row, 1);
+    p->chunk = read_chunk(s, row);
     atomic_init(&p->stop, 0);
     atomic_init(&p->upto, 0);
     p->running = pthread_create(&p->th, NULL, prefetch_main, p) == 0;

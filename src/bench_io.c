@@ -157,13 +157,10 @@ static void report(int json, const char *mode, int threads, size_t bytes, double
 /* --reads: one whole read on `threads` (warm-up, then timed: the base),
  * then each read size one at a time and two in flight, each compared byte
  * for byte with the whole read (*rc = 1 where one differs) */
-static eplb_status_t bench_reads(int json, const eplb_trace_t *tr, const char *path,
-                                 unsigned char *whole, unsigned char *par, size_t bytes,
-                                 int threads, int repeat, const int64_t *reads, int nreads,
-                                 int *rc)
+static eplb_status_t bench_reads(int json, const eplb_trace_t *tr, unsigned char *whole,
+                                 unsigned char *par, size_t bytes, int threads, int repeat,
+                                 const int64_t *reads, int nreads, int *rc)
 {
-    if (!(eplb_trace_info(tr)->levels & EPLB_LEVEL_LOGITS))
-        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: --reads needs /router/logits", path);
     EPLB_CHECK(eplb_trace_read_all_parallel(tr, whole, threads)); /* warm-up */
     double base;
     EPLB_CHECK(time_read(&base, tr, whole, threads, repeat));
@@ -256,6 +253,10 @@ int eplb_bench_io(int argc, char **argv)
                             "%s: no /router/logits or /router/topk_ids data to read", path);
         goto out;
     }
+    if (nreads > 0 && !(eplb_trace_info(tr)->levels & EPLB_LEVEL_LOGITS)) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: --reads needs /router/logits", path);
+        goto out;
+    }
     ser = malloc(bytes);
     par = malloc(bytes);
     EPLB_ALLOC_GOTO(ser, st, out);
@@ -271,8 +272,7 @@ int eplb_bench_io(int argc, char **argv)
                                                                  : "/router/topk_ids",
                (long long)eplb_trace_chunk_tokens(tr), repeat);
     if (nreads > 0) {
-        st = bench_reads(json, tr, path, ser, par, bytes, max_threads, repeat, reads, nreads,
-                         &rc);
+        st = bench_reads(json, tr, ser, par, bytes, max_threads, repeat, reads, nreads, &rc);
         goto out;
     }
     EPLB_CHECK_GOTO(eplb_trace_read_all_serial(tr, ser), st, out); /* warm-up */

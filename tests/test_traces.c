@@ -921,3 +921,49 @@ Test(traces, bench_io_cli_json)
     eplb_test_cli_expect(2, NULL, "bench io '%s' --threads 0", path);
     unlink(path);
 }
+
+/* `bench io --reads`: the whole read, then per read size one at a time
+ * and two in flight, each identical to the whole read (reads of 1 token
+ * and of 3 inflate each chunk of 8 once per read that touches it, and
+ * must still place exactly their rows); bad lists are usage errors. */
+Test(traces, bench_io_cli_reads)
+{
+    spec_t sp = {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_LOGITS, 8};
+    const char *path = tmp_file("bench-reads.h5");
+    write_trace(path, &sp);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench io '%s' --threads 2 --repeat 1 --json --reads 1,3,64",
+                               path);
+    cr_assert_eq(rc, 0, "%s", out);
+    const char *mode[] = {"parallel", "reads", "reads2", "reads", "reads2", "reads", "reads2"};
+    const int tok[] = {0, 1, 1, 3, 3, 64, 64};
+    char *line = out;
+    for (int i = 0; i < 7; i++) {
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "missing line %d in: %s", i, out);
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, line, (size_t)(nl - line), "bench io line"));
+        cr_assert_str_eq(eplb_json_get(v, "mode")->str, mode[i]);
+        cr_assert_eq(eplb_json_get(v, "threads")->num, 2);
+        cr_assert_eq(eplb_json_get(v, "bytes")->num, (double)NTOK * L_ * 20 * 2);
+        cr_assert_eq(eplb_json_get(v, "identical")->num, 1, "line %d: %s", i, out);
+        const eplb_json_t *rt = eplb_json_get(v, "read_tokens");
+        if (tok[i])
+            cr_assert(rt && rt->num == tok[i], "line %d: read_tokens", i);
+        else
+            cr_assert_null(rt);
+        eplb_json_free(v);
+        line = nl + 1;
+    }
+    cr_assert_str_empty(line);
+    free(out);
+    eplb_test_cli_expect(2, "--reads", "bench io '%s' --reads 0", path);
+    eplb_test_cli_expect(2, "--reads", "bench io '%s' --reads 4,", path);
+    eplb_test_cli_expect(2, "--reads", "bench io '%s' --reads x", path);
+    unlink(path);
+    /* ids only: nothing to read in pieces */
+    spec_t ids = {EPLB_DTYPE_BF16, 20, EPLB_LEVEL_TOPK, 8};
+    write_trace(path, &ids);
+    eplb_test_cli_expect(2, "--reads needs /router/logits", "bench io '%s' --reads 8", path);
+    unlink(path);
+}

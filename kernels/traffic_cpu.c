@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "checks.h"
+
 eplb_status_t eplb_traffic_check(int64_t T, int L, int K, int l0, int nl,
                                  const eplb_traffic_cfg_t *c)
 {
@@ -75,9 +77,7 @@ eplb_status_t eplb_traffic_count_ref(int64_t *out, const int32_t *phys, int64_t 
                                      int K, int l0, int nl, const eplb_traffic_cfg_t *c,
                                      const uint16_t *src)
 {
-    eplb_status_t st = eplb_traffic_check(T, L, K, l0, nl, c);
-    if (st != EPLB_OK)
-        return st;
+    EPLB_CHECK(eplb_traffic_check(T, L, K, l0, nl, c));
     const int D = c->num_gpus, P = c->num_slots, Sg = P / D, gpn = D / c->num_nodes;
     const int64_t blk = (T + D - 1) / D;
     memset(out, 0, 4 * (size_t)nl * D * sizeof *out);
@@ -113,9 +113,7 @@ eplb_status_t eplb_traffic_count_cpu(int64_t *out, const int32_t *phys, int64_t 
                                      int K, int l0, int nl, const eplb_traffic_cfg_t *c,
                                      const uint16_t *src)
 {
-    eplb_status_t st = eplb_traffic_check(T, L, K, l0, nl, c);
-    if (st != EPLB_OK)
-        return st;
+    EPLB_CHECK(eplb_traffic_check(T, L, K, l0, nl, c));
     if (c->num_gpus > FAST_GPUS || c->num_slots > FAST_SLOTS)
         return eplb_traffic_count_ref(out, phys, T, L, K, l0, nl, c, src);
     memset(out, 0, 4 * (size_t)nl * c->num_gpus * sizeof *out);

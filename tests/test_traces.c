@@ -889,6 +889,18 @@ Test(traces, streaming_memory_bound)
     unlink(path);
 }
 
+/* The JSON object on line i of `out` (at *line), parsed; *line moves to
+ * the next line. */
+static eplb_json_t *next_json_line(char **line, const char *out, int i)
+{
+    char *nl = strchr(*line, '\n');
+    cr_assert_not_null(nl, "missing line %d in: %s", i, out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, *line, (size_t)(nl - *line), "bench io line"));
+    *line = nl + 1;
+    return v;
+}
+
 /* `eplb-replay bench io`: one JSON line per configuration, the serial
  * baseline first, every parallel result identical to it. */
 Test(traces, bench_io_cli_json)
@@ -902,10 +914,7 @@ Test(traces, bench_io_cli_json)
     const char *want_threads[] = {"0", "1", "2", "3"};
     char *line = out;
     for (int i = 0; i < 4; i++) {
-        char *nl = strchr(line, '\n');
-        cr_assert_not_null(nl, "missing line %d in: %s", i, out);
-        eplb_json_t *v = NULL;
-        eplb_assert_ok(eplb_json_parse(&v, line, (size_t)(nl - line), "bench io line"));
+        eplb_json_t *v = next_json_line(&line, out, i);
         cr_assert_eq(eplb_json_get(v, "threads")->num, atoi(want_threads[i]));
         cr_assert_str_eq(eplb_json_get(v, "mode")->str, i == 0 ? "serial" : "parallel");
         cr_assert_eq(eplb_json_get(v, "bytes")->num, (double)NTOK * L_ * 20 * 2);
@@ -914,7 +923,6 @@ Test(traces, bench_io_cli_json)
         cr_assert_eq(eplb_json_get(v, "identical")->type, EPLB_JSON_BOOL);
         cr_assert_eq(eplb_json_get(v, "identical")->num, 1);
         eplb_json_free(v);
-        line = nl + 1;
     }
     cr_assert_str_empty(line);
     free(out);
@@ -939,10 +947,7 @@ Test(traces, bench_io_cli_reads)
     const int tok[] = {0, 1, 1, 3, 3, 64, 64};
     char *line = out;
     for (int i = 0; i < 7; i++) {
-        char *nl = strchr(line, '\n');
-        cr_assert_not_null(nl, "missing line %d in: %s", i, out);
-        eplb_json_t *v = NULL;
-        eplb_assert_ok(eplb_json_parse(&v, line, (size_t)(nl - line), "bench io line"));
+        eplb_json_t *v = next_json_line(&line, out, i);
         cr_assert_str_eq(eplb_json_get(v, "mode")->str, mode[i]);
         cr_assert_eq(eplb_json_get(v, "threads")->num, 2);
         cr_assert_eq(eplb_json_get(v, "bytes")->num, (double)NTOK * L_ * 20 * 2);
@@ -953,7 +958,6 @@ Test(traces, bench_io_cli_reads)
         else
             cr_assert_null(rt);
         eplb_json_free(v);
-        line = nl + 1;
     }
     cr_assert_str_empty(line);
     free(out);

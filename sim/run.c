@@ -360,7 +360,7 @@ static void layer_job(void *ctx, int jb)
         for (size_t q = 0; q < (size_t)nl * 4 * D; q++)
             a2a[q] = g[q];
     } else if (a2a_on) {
-        /* the shape was checked when the run was set up */
+        /* the shape was checked by eplb_sim_run_init */
         const eplb_traffic_cfg_t tc = {D, r->N, r->P};
         (void)eplb_traffic_count_cpu(a2a, j->ph, j->T, r->L, r->K, l0, nl, &tc, j->rank);
     }
@@ -662,6 +662,9 @@ eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
                               "--replicas: %d slots must be >= %d experts and a "
                               "multiple of %d GPUs", r->P, r->E, r->D);
     EPLB_CHECK(eplb_sim_trigger_check(&cfg->trig));
+    /* the traffic count's shape (layer_job counts without checking again) */
+    const eplb_traffic_cfg_t tc = {r->D, r->N, r->P};
+    EPLB_CHECK(eplb_traffic_check(0, r->L, r->K, 0, r->L, &tc));
     r->is_none = !cfg->policy || !strcmp(cfg->policy->name, "none");
     r->Sg = r->P / r->D;
     r->maxcnt = r->P - r->E + 1;

@@ -23,9 +23,12 @@
  * so on 16 cores the CPU was faster up to 1.5 GB and the GPU from 6 GB on
  * (runs 53-54, docs/perf/sim.md); with the stages in huge pages and the
  * first rows decoded while CUDA starts the two were about even at 1.5 GB
- * (runs 62-67), so the threshold stays */
+ * (runs 62-67); with the traffic counted on the GPU and the reads carried
+ * across blocks the GPU was faster from 2.3 GB on (1.09-1.24 s against
+ * 1.29-1.32 at 2.3 GB, 1.40-1.43 against 1.75-1.81 at 3.1 GB, run 77), so
+ * 128 MiB per thread (2 GiB on 16 cores) instead of 192 */
 #define AUTO_GPU_BYTES ((size_t)128 << 20)
-#define AUTO_GPU_BYTES_PER_THREAD ((size_t)192 << 20)
+#define AUTO_GPU_BYTES_PER_THREAD ((size_t)128 << 20)
 
 static size_t auto_gpu_bytes(void)
 {
@@ -129,7 +132,7 @@ static void usage(FILE *f)
         "run:\n"
         "  --device D           auto|cpu|gpu: where logits are routed (default auto: the\n"
         "                       GPU if the build has CUDA, a GPU is usable and the trace\n"
-        "                       has >= 192 MiB of logits per core (at least 128 MiB; 3\n"
+        "                       has >= 128 MiB of logits per core (at least 128 MiB; 2\n"
         "                       GiB on 16 cores), else cpu; on the GPU, replica\n"
         "                       selection and load recording run there too, overlapped\n"
         "                       with decoding the next block, unless EPLB_GPU_SELECT=0;\n"

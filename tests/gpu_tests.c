@@ -454,11 +454,77 @@ static void test_fused(void)
     }
 }
 
-static void test_fused_map(const eplb_layer_map_t *mp)
+/* One fused call (routing variant v, dtype dt, selection mode, T tokens
+ * of 2 layers with map mp) against the CPU: selection and counts exact on
+ * the GPU's own ids, the same without logical ids, routing up to
+ * near-ties. */
+static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int64_t T)
 {
     const route_case_t *rc = &route_cases[0];
     const int E = 256, K = 8, L = 2, P = mp->num_physical;
     eplb_layer_map_t maps[2] = {*mp, *mp};
+    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
+    eplb_gpu_set_route_variant(gpu, v);
+    void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);
+    float bias[2 * 256];
+    for (int i = 0; i < L * E; i++)
+        bias[i] = normal() * 0.1f;
+    int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
+            *pc = xmalloc(no * 4);
+    float *wg = xmalloc(no * 4);
+    int32_t *cg = xcalloc((size_t)L * P, 4), *cc = xcalloc((size_t)L * P, 4);
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = (eplb_select_mode_t)mode;
+    c.seed = 99;
+    c.num_ranks = 16;
+    eplb_status_t st = eplb_gpu_fused_host(gpu, ig, wg, pg, cg, x, (eplb_dtype_t)dt, T, L, bias,
+                                           &rc->c, maps, &c);
+    eplb_gpu_set_route_variant(gpu, 0);
+    CHECK(st == EPLB_OK, "fused %s v%d T=%lld: %s", eplb_select_mode_name(c.mode), v,
+          (long long)T, eplb_error_last());
+    /* selection exact on the GPU's own ids */
+    eplb_select_record_cpu(pc, cc, ig, T, L, K, maps, &c);
+    CHECK(memcmp(pc, pg, no * 4) == 0, "fused %s %s v%d T=%lld: phys differ from CPU on same ids",
+          eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), v, (long long)T);
+    CHECK(memcmp(cc, cg, (size_t)L * P * 4) == 0, "fused %s P=%d v%d T=%lld: counts differ",
+          eplb_select_mode_name(c.mode), P, v, (long long)T);
+    if (mode <= EPLB_SELECT_LOCAL) {
+        /* physical ids only (ids = NULL): same phys, weights, counts */
+        int32_t *p2 = xmalloc(no * 4), *c2 = xcalloc((size_t)L * P, 4);
+        float *w2 = xmalloc(no * 4);
+        memset(p2, 0xff, no * 4);
+        eplb_gpu_set_route_variant(gpu, v);
+        st = eplb_gpu_fused_host(gpu, NULL, w2, p2, c2, x, (eplb_dtype_t)dt, T, L, bias, &rc->c,
+                                 maps, &c);
+        eplb_gpu_set_route_variant(gpu, 0);
+        CHECK(st == EPLB_OK && memcmp(p2, pg, no * 4) == 0 && memcmp(w2, wg, no * 4) == 0 &&
+                  memcmp(c2, cg, (size_t)L * P * 4) == 0,
+              "fused %s v%d without ids: output differs from with ids (%s)",
+              eplb_select_mode_name(c.mode), v, st == EPLB_OK ? "ok" : eplb_error_last());
+        free(p2);
+        free(w2);
+        free(c2);
+    }
+    /* routing as the CPU's, up to near-ties */
+    eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
+    int64_t mism = 0;
+    for (int64_t r = 0; r < T * L; r++)
+        mism += memcmp(ic + r * K, ig + r * K, K * 4) != 0;
+    CHECK(mism <= 1 + T * L / 2000, "fused %s v%d T=%lld: %lld rows routed differently",
+          eplb_select_mode_name(c.mode), v, (long long)T, (long long)mism);
+    free(x);
+    free(ig);
+    free(pg);
+    free(ic);
+    free(pc);
+    free(wg);
+    free(cg);
+    free(cc);
+}
+
+static void test_fused_map(const eplb_layer_map_t *mp)
+{
+    const int P = mp->num_physical;
     const int vs[] = {0, 5, 8, 9, 14};
     const int bulk_map = P == 294;
     for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++)
@@ -479,66 +545,39 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                                   : bulk_map         ? 8000
                                   : dt == 0 && mode % 2 == 0 ? 1500
                                                              : 20000;
-                const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
-                eplb_gpu_set_route_variant(gpu, vs[vi]);
-                void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);
-                float bias[2 * 256];
-                for (int i = 0; i < L * E; i++)
-                    bias[i] = normal() * 0.1f;
-                int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
-                        *pc = xmalloc(no * 4);
-                float *wg = xmalloc(no * 4);
-                int32_t *cg = xcalloc((size_t)L * P, 4), *cc = xcalloc((size_t)L * P, 4);
-                eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
-                c.mode = (eplb_select_mode_t)mode;
-                c.seed = 99;
-                c.num_ranks = 16;
-                eplb_status_t st = eplb_gpu_fused_host(gpu, ig, wg, pg, cg, x, (eplb_dtype_t)dt, T,
-                                                       L, bias, &rc->c, maps, &c);
-                eplb_gpu_set_route_variant(gpu, 0);
-                CHECK(st == EPLB_OK, "fused %s v%d: %s", eplb_select_mode_name(c.mode), vs[vi],
-                      eplb_error_last());
-                /* selection exact on the GPU's own ids */
-                eplb_select_record_cpu(pc, cc, ig, T, L, K, maps, &c);
-                CHECK(memcmp(pc, pg, no * 4) == 0,
-                      "fused %s %s v%d: phys differ from CPU on same ids",
-                      eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), vs[vi]);
-                CHECK(memcmp(cc, cg, (size_t)L * P * 4) == 0, "fused %s P=%d v%d: counts differ",
-                      eplb_select_mode_name(c.mode), P, vs[vi]);
-                if (mode <= EPLB_SELECT_LOCAL) {
-                    /* physical ids only (ids = NULL): same phys, weights, counts */
-                    int32_t *p2 = xmalloc(no * 4), *c2 = xcalloc((size_t)L * P, 4);
-                    float *w2 = xmalloc(no * 4);
-                    memset(p2, 0xff, no * 4);
-                    eplb_gpu_set_route_variant(gpu, vs[vi]);
-                    st = eplb_gpu_fused_host(gpu, NULL, w2, p2, c2, x, (eplb_dtype_t)dt, T, L,
-                                             bias, &rc->c, maps, &c);
-                    eplb_gpu_set_route_variant(gpu, 0);
-                    CHECK(st == EPLB_OK && memcmp(p2, pg, no * 4) == 0 &&
-                              memcmp(w2, wg, no * 4) == 0 && memcmp(c2, cg, (size_t)L * P * 4) == 0,
-                          "fused %s v%d without ids: output differs from with ids (%s)",
-                          eplb_select_mode_name(c.mode), vs[vi],
-                          st == EPLB_OK ? "ok" : eplb_error_last());
-                    free(p2);
-                    free(w2);
-                    free(c2);
-                }
-                /* routing as the CPU's, up to near-ties */
-                eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
-                int64_t mism = 0;
-                for (int64_t r = 0; r < T * L; r++)
-                    mism += memcmp(ic + r * K, ig + r * K, K * 4) != 0;
-                CHECK(mism <= 1 + T * L / 2000, "fused %s v%d: %lld rows routed differently",
-                      eplb_select_mode_name(c.mode), vs[vi], (long long)mism);
-                free(x);
-                free(ig);
-                free(pg);
-                free(ic);
-                free(pc);
-                free(wg);
-                free(cg);
-                free(cc);
+                fused_check(mp, vs[vi], dt, mode, T);
             }
+}
+
+/* The issue's largest shapes, 2^20 tokens in one call (not with --small):
+ * routing of DeepSeek-V3 (f32, one layer: 1 GiB of logits) and of the
+ * largest (E = 512, K = 16, 32 groups, bf16: 1 GiB); fused hash and
+ * random (DeepSeek-V3, bf16, two layers: 2^21 rows); selection and
+ * recording with K = 16 on 1024 slots (2^24 entries): hash, rr-block,
+ * balanced. */
+static void test_large(void)
+{
+    if (small)
+        return;
+    const int64_t T = (int64_t)1 << 20;
+    for (size_t i = 0; i < sizeof route_cases / sizeof route_cases[0]; i++) {
+        if (!strcmp(route_cases[i].name, "deepseek-v3"))
+            route_compare(&route_cases[i], EPLB_DTYPE_F32, T, 1, 0, NULL, 1);
+        if (!strcmp(route_cases[i].name, "max-shape"))
+            route_compare(&route_cases[i], EPLB_DTYPE_BF16, T, 1, 0, NULL, 1);
+    }
+    map_t m = make_map(256, 288, 32, 4, 4, 0);
+    fused_check(&m.m, 0, EPLB_DTYPE_BF16, EPLB_SELECT_HASH, T);
+    fused_check(&m.m, 0, EPLB_DTYPE_BF16, EPLB_SELECT_RANDOM, T);
+    free(m.lc);
+    free(m.l2p);
+    map_t b = make_map(512, 1024, 64, 8, 8, 1);
+    const eplb_select_mode_t modes[] = {EPLB_SELECT_HASH, EPLB_SELECT_RR_BLOCK,
+                                        EPLB_SELECT_BALANCED};
+    for (int i = 0; i < 3; i++)
+        select_compare("large", &b, 1, T, 16, modes[i], 0, 0);
+    free(b.lc);
+    free(b.l2p);
 }
 
 /* ---- staged (replay) path ------------------------------------------------ */
@@ -942,6 +981,7 @@ int main(int argc, char **argv)
         {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
         {"stage", test_stage, 0},               {"source_reads", test_source_reads, 0},
         {"esft_trace", test_esft_trace, 0},     {"traffic", test_traffic, 0},
+        {"large", test_large, 0},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if ((only_variant >= 0 && !tests[i].routing) || !test_named(tests[i].name))

@@ -64,6 +64,9 @@ struct eplb_sim_source {
 /* eplb_sim_source_prefetch's helper, joined without stopping it (tests):
  * the rows it decoded */
 int64_t sim_prefetch_join(eplb_sim_source_t *s);
+/* memcpy on up to 8 threads (EPLB_COPY_THREADS), pieces of at least 4 MiB
+ * (source.c: the GPU path's reads of prefetched rows) */
+void sim_copy_parallel(void *dst, const void *src, size_t n);
 
 /* ---- replay internals (run.c, replay.c) -------------------------------- */
 #include <stdatomic.h>

@@ -89,11 +89,58 @@ typedef struct {
     char err[1024];
 } async_read_t;
 
+/* memcpy on up to COPY_THREADS threads (EPLB_COPY_THREADS; pieces of at
+ * least COPY_PIECE bytes): the GPU path's reads of prefetched rows are
+ * copies of up to 268 MB into a pinned stage, which on one thread ran at
+ * memory-copy speed while the decode threads had nothing to do yet. */
+#define COPY_THREADS 8
+#define COPY_PIECE ((size_t)4 << 20)
+typedef struct {
+    char *dst;
+    const char *src;
+    size_t n;
+} copy_piece_t;
+
+static void *copy_piece(void *arg)
+{
+    copy_piece_t *c = arg;
+    memcpy(c->dst, c->src, c->n);
+    return NULL;
+}
+
+void sim_copy_parallel(void *dst, const void *src, size_t n)
+{
+    const char *v = getenv("EPLB_COPY_THREADS");
+    int threads = v && atoi(v) >= 1 ? atoi(v) : COPY_THREADS;
+    if (threads > COPY_THREADS)
+        threads = COPY_THREADS;
+    if (threads > eplb_num_threads())
+        threads = eplb_num_threads();
+    size_t k = n / COPY_PIECE;
+    k = k < 1 ? 1 : k > (size_t)threads ? (size_t)threads : k;
+    const size_t per = ((n + k - 1) / k + 63) & ~(size_t)63; /* k pieces cover n */
+    copy_piece_t pc[COPY_THREADS];
+    pthread_t th[COPY_THREADS];
+    int started[COPY_THREADS] = {0};
+    for (size_t i = 0; i < k; i++) {
+        const size_t a = i * per < n ? i * per : n, e = a + per < n ? a + per : n;
+        pc[i] = (copy_piece_t){(char *)dst + a, (const char *)src + a, e - a};
+        if (i > 0)
+            started[i] = pthread_create(&th[i], NULL, copy_piece, &pc[i]) == 0;
+    }
+    for (size_t i = 0; i < k; i++)
+        if (!started[i]) /* piece 0, and any whose thread did not start */
+            copy_piece(&pc[i]);
+    for (size_t i = 1; i < k; i++)
+        if (started[i])
+            pthread_join(th[i], NULL);
+}
+
 static void async_read_run(async_read_t *a)
 {
     double tm = eplb_now();
     if (a->from) {
-        memcpy(a->buf, a->from, (size_t)(a->t1 - a->t0) * a->row);
+        sim_copy_parallel(a->buf, a->from, (size_t)(a->t1 - a->t0) * a->row);
         a->st = EPLB_OK;
         a->secs = 0; /* decoded earlier: counted by the prefetch */
         return;

@@ -247,6 +247,7 @@ static void teardown(void)
     unsetenv("EPLB_READ_CHUNKS");
     unsetenv("EPLB_READ_OVERLAP");
     unsetenv("EPLB_READ_CARRY");
+    unsetenv("EPLB_COPY_THREADS");
     remove(path);
 }
 
@@ -359,6 +360,41 @@ Test(source, staged_reads_carry_across_calls)
     cr_assert_eq(hazards, 0);
     cr_assert_eq(n_opened, 0, "stages left open");
     eplb_trace_close(tr);
+}
+
+/* The prefetched rows' copy on several threads: every byte in place and
+ * nothing written past the end, for sizes below one piece, at piece
+ * boundaries and between, from and to odd addresses, on 1, 3 and 8
+ * threads (EPLB_COPY_THREADS; more are capped at 8). */
+Test(source, parallel_copy_is_memcpy)
+{
+    const size_t piece = (size_t)4 << 20, cap = 9 * piece + 4096;
+    unsigned char *src = malloc(cap), *dst = malloc(cap + 64);
+    cr_assert(src && dst);
+    for (size_t i = 0; i < cap; i++)
+        src[i] = (unsigned char)(i * 131 + (i >> 13));
+    const size_t sizes[] = {0, 1, 4095, piece - 1, piece, 2 * piece + 7, 8 * piece, 9 * piece + 1};
+    const char *threads[] = {"1", "3", "8", "100"};
+    setenv("EPLB_THREADS", "16", 1);
+    for (size_t t = 0; t < 4; t++) {
+        setenv("EPLB_COPY_THREADS", threads[t], 1);
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++)
+            for (size_t off = 0; off < 2; off++) {
+                const size_t n = sizes[z];
+                memset(dst, 0xee, cap + 64);
+                sim_copy_parallel(dst + off * 3, src + off, n);
+                cr_assert_eq(memcmp(dst + off * 3, src + off, n), 0,
+                             "%s threads, %zu bytes, offset %zu: copy differs", threads[t], n, off);
+                for (size_t i = 0; i < 64 && off * 3 + n + i < cap + 64; i++)
+                    cr_assert_eq(dst[off * 3 + n + i], 0xee, "%s threads, %zu bytes: written past "
+                                 "the end", threads[t], n);
+                for (size_t i = 0; i < off * 3; i++)
+                    cr_assert_eq(dst[i], 0xee, "written before the start");
+            }
+    }
+    unsetenv("EPLB_COPY_THREADS");
+    free(src);
+    free(dst);
 }
 
 /* A failing submit, a failing wait, a corrupt logits chunk (the reader's

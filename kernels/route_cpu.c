@@ -328,9 +328,8 @@ static int use_avx2(void)
     int h = atomic_load_explicit(&avx2_on, memory_order_relaxed);
     if (h < 0) { /* every thread that gets here stores the same */
         __builtin_cpu_init();
-        const char *env = getenv("EPLB_CPU_AVX2");
         h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            !(env && !strcmp(env, "0"));
+            !eplb_env_off("EPLB_CPU_AVX2");
         atomic_store_explicit(&avx2_on, h, memory_order_relaxed);
     }
     return h;

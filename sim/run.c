@@ -767,8 +767,9 @@ eplb_status_t eplb_sim_run_gpu_open(sim_run_t *r, int64_t max_step_tokens, int e
     size_t cap = (size_t)gr->cap, LP = (size_t)r->L * r->P;
     /* the traffic counted on the GPU (up to 64 GPUs): the replica ids
      * stay there, so the host holds no copy of them */
-    const char *tv = getenv("EPLB_GPU_TRAFFIC"); /* 0: copy the ids back (timing) */
-    gr->traffic = r->D > 1 && r->D <= EPLB_GPU_TRAFFIC_MAX_GPUS && !(tv && !strcmp(tv, "0"));
+    /* EPLB_GPU_TRAFFIC=0: the ids copied back (timing) */
+    gr->traffic = r->D > 1 && r->D <= EPLB_GPU_TRAFFIC_MAX_GPUS &&
+                  !eplb_env_off("EPLB_GPU_TRAFFIC");
     size_t nphys = r->D > 1 && (emulate || !gr->traffic) ? cap * r->L * r->K : 1;
     size_t na2a = gr->traffic ? (size_t)r->L * 4 * r->D : 1;
     for (int i = 0; emulate && i < 2; i++) {

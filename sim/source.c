@@ -185,9 +185,10 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
  * read of a call starts the next call's first (rows [carry_a, carry_e),
  * in stage carry_j), so that two reads stay in flight across the
  * replay's blocks.  Without it each block's last read decoded alone
- * while the next block's waited: in `bench io --reads`, reads of the
- * GPU's size (2240 tokens of the DeepSeek-V3 preset) two in flight ran
- * at 0.80 of one whole-dataset read, one at a time at 0.68 (run 73). */
+ * while the next block's waited: in `bench io --reads`, reads of 2240
+ * tokens of the DeepSeek-V3 preset (2 chunks per thread, the GPU path's
+ * size then) two in flight ran at 0.80 of one whole-dataset read, one at
+ * a time at 0.68 (run 73). */
 struct sim_reads {
     async_read_t rd[2];
     int carry; /* rd[carry_j] decodes the next call's first read */
@@ -336,9 +337,8 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
 {
     const eplb_trace_info_t *inf = eplb_trace_info(s->trace);
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
-    const char *ov = getenv("EPLB_READ_OVERLAP"), *cv = getenv("EPLB_READ_CARRY");
-    const int overlap = !(ov && !strcmp(ov, "0"));
-    const int carry_on = overlap && !(cv && !strcmp(cv, "0"));
+    const int overlap = !eplb_env_off("EPLB_READ_OVERLAP");
+    const int carry_on = overlap && !eplb_env_off("EPLB_READ_CARRY");
     const int64_t n = (t1 - t0 + chunk - 1) / chunk; /* reads */
     const int64_t total = s->tok_off[s->S];
     if (!s->reads && !(s->reads = calloc(1, sizeof *s->reads)))
@@ -770,8 +770,7 @@ void eplb_sim_source_prefetch(eplb_sim_source_t *s, size_t max_bytes)
     if (!s || !s->trace || s->free_fn != trace_free || s->pf || !s->token_level ||
         !(eplb_trace_info(s->trace)->levels & EPLB_LEVEL_LOGITS) || !s->tok_off)
         return;
-    const char *v = getenv("EPLB_PREFETCH");
-    if (v && !strcmp(v, "0"))
+    if (eplb_env_off("EPLB_PREFETCH"))
         return;
     const size_t row = logits_row(s);
     int64_t cap = (int64_t)(max_bytes / row);

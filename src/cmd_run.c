@@ -841,8 +841,7 @@ int eplb_cmd_run(int argc, char **argv)
             /* selection and recording on the GPU too, unless asked not to
              * (bit-identical to the CPU's: checked on an H100 and an H200,
              * runs 9-17, docs/perf/kernels.md) */
-            const char *gs = getenv(GPU_SELECT_ENV);
-            so.gpu_select = !(gs && !strcmp(gs, "0"));
+            so.gpu_select = !eplb_env_off(GPU_SELECT_ENV);
             snprintf(o.device_used, sizeof o.device_used, "gpu (%s)%s", eplb_gpu_name(gpu),
                      so.gpu_select ? ", selection on the GPU"
                                    : ", selection on the CPU (" GPU_SELECT_ENV "=0)");

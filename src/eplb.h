@@ -108,6 +108,9 @@ double eplb_now(void);
 /* Whether the environment variable `name` is set to something other than
  * empty or "0" (diagnostic switches such as EPLB_TIMINGS). */
 int eplb_env_on(const char *name);
+/* Whether `name` is set to exactly "0": a switch that is on by default,
+ * turned off (EPLB_PREFETCH=0, EPLB_READ_OVERLAP=0, ...). */
+int eplb_env_off(const char *name);
 
 #ifdef __cplusplus
 }

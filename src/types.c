@@ -131,6 +131,12 @@ int eplb_env_on(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+int eplb_env_off(const char *name)
+{
+    const char *v = getenv(name);
+    return v && strcmp(v, "0") == 0;
+}
+
 int eplb_num_threads(void)
 {
     const char *env = getenv("EPLB_THREADS");

@@ -302,6 +302,9 @@ Test(source, staged_reads_equal_one_call)
  * the call that asks for them, not earlier, and not at all if none does. */
 Test(source, staged_reads_carry_across_calls)
 {
+    /* the defaults, whatever the environment says */
+    setenv("EPLB_READ_OVERLAP", "1", 1);
+    setenv("EPLB_READ_CARRY", "1", 1);
     write_trace();
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));

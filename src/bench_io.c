@@ -101,14 +101,14 @@ static void *reads_lane(void *p)
 static eplb_status_t time_reads(double *out, const eplb_trace_t *tr, unsigned char *buf,
                                 int64_t tok, int threads, int lanes, int repeat)
 {
-    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    const int64_t T = eplb_trace_info(tr)->num_tokens; /* > 0: bench io checked the bytes */
+    const size_t row = eplb_trace_raw_bytes(tr) / (size_t)T;
     double t[MAX_REPEAT];
     for (int r = 0; r < repeat; r++) {
         reads_t a[2];
         pthread_t th;
         for (int j = 0; j < lanes; j++)
-            a[j] = (reads_t){tr, buf, eplb_trace_raw_bytes(tr) / (size_t)in->num_tokens,
-                             in->num_tokens, tok, threads, j, lanes, EPLB_OK};
+            a[j] = (reads_t){tr, buf, row, T, tok, threads, j, lanes, EPLB_OK};
         double t0 = eplb_now();
         int helper = lanes > 1 && pthread_create(&th, NULL, reads_lane, &a[1]) == 0;
         if (lanes > 1 && !helper)

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <vector>
 
-
 #include "gpu_impl.h"
 
 eplb_status_t eplb_cuda_fail(cudaError_t e, const char *what, const char *file,
@@ -389,8 +388,7 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
 static void *pin_huge(size_t n, size_t *reg)
 {
     *reg = 0;
-    const char *e = getenv("EPLB_STAGE_HUGEPAGES");
-    if (e && !strcmp(e, "0"))
+    if (eplb_env_off("EPLB_STAGE_HUGEPAGES"))
         return NULL;
     size_t sz;
     void *p = eplb_huge_alloc(n, &sz);

@@ -1480,6 +1480,9 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     a.diag = g->diag;
     a.bulk = g->seg_bulk != 0 && g->cc_major >= 9;
     size_t async_b = 0; // dynamic shared memory of the segment kernel's stages
+    // the fused kernels' shared histogram: P counters rounded up to 16
+    // bytes, + 4 words for the segment kernel's shifted histogram (a.bulk)
+    const size_t hist_max = (size_t)(((a.sp.P + 3) & ~3) + 4) * sizeof(int);
     if (variant == 0 || variant == 5 || variant == 6 || variant == 9 || variant == 14) {
         // segment kernel: DeepSeek-V3-like shapes only (sigmoid, groups of
         // 32, K <= 8, K <= 2 * topk_groups, a histogram within the opt-in
@@ -1530,8 +1533,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         fa.sharedSizeBytes = (size_t)1 << 30;
         if (seg_ok && cudaFuncGetAttributes(&fa, sk) != cudaSuccess)
             (void)cudaGetLastError(); // not sticky: clear it, take the default
-        const size_t hist_b = a.fused ? (size_t)(((a.sp.P + 3) & ~3) + 4) * sizeof(int) : 0;
-        const size_t dyn = async_b + hist_b;
+        const size_t dyn = async_b + (a.fused ? hist_max : 0);
         bool ok = seg_ok && fa.sharedSizeBytes + dyn <= g->smem_optin;
         if (ok && g->carveout >= 0 && g->carveout <= 100)
             ok = cudaFuncSetAttribute(sk, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -1579,8 +1581,6 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
         fk = route_generic_kernel;
     // one wave of resident blocks (grid-stride loops): fewer histogram
     // flushes than one block per few rows
-    // (+ 4 words: the segment kernel's shifted histogram, a.bulk)
-    const size_t hist_max = (size_t)(((a.sp.P + 3) & ~3) + 4) * sizeof(int);
     size_t smem = (lpr && a.bias ? (size_t)ept * lpr * sizeof(float) : 0) + async_b;
     int per_sm = 1;
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fk, threads,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -441,4 +442,73 @@ Test(trace_errors, info_cli_bad_files)
     cr_assert(strstr(out, bad) && strstr(out, "eplb_trace_version"), "%s", out);
     free(out);
     unlink(bad);
+}
+
+/* A variable-length string attribute is a reference into the file's
+ * global heap (HDF5 file format: 4-byte length, 8-byte collection address,
+ * 4-byte object index).  With an object index far past the collection's
+ * objects, HDF5 1.10.8's H5HG_read dies of SIGSEGV reading it
+ * (tests/fuzz/trace_fuzz.sh found this; with EPLB_TRACE_PROBE=0 this test
+ * crashes there; an address past the end of the file, or an index a
+ * little past the last object, fails or reads cleanly).  The probe (traces/probe.c)
+ * opens the file in a child first: the CLI must exit 1 naming the file. */
+static char *corrupt_heap_index(const char *good)
+{
+    FILE *in = fopen(good, "rb");
+    cr_assert(in);
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n);
+    cr_assert_eq(fread(b, 1, (size_t)n, in), (size_t)n);
+    fclose(in);
+    long g = -1; /* the first global heap collection ("GCOL" signature) */
+    for (long i = 0; i + 4 <= n && g < 0; i++)
+        if (!memcmp(b + i, "GCOL", 4))
+            g = i;
+    cr_assert(g > 0, "%s has no global heap: the writer's string attributes changed?", good);
+    int hits = 0;
+    for (long i = 4; i + 12 <= n && !hits; i++) {
+        uint64_t a = 0;
+        uint32_t len = 0, idx = 0;
+        for (int k = 7; k >= 0; k--)
+            a = a << 8 | b[i + k];
+        for (int k = 3; k >= 0; k--)
+            len = len << 8 | b[i - 4 + k], idx = idx << 8 | b[i + 8 + k];
+        if (a == (uint64_t)g && len > 0 && len < 4096 && idx >= 1 && idx < 64) {
+            uint32_t bad = idx | 1u << 20; /* far past the collection's objects */
+            for (int k = 0; k < 4; k++)
+                b[i + 8 + k] = (unsigned char)(bad >> 8 * k);
+            hits = 1;
+        }
+    }
+    cr_assert(hits, "no heap reference to offset %ld found in %s", g, good);
+    static char path[600];
+    snprintf(path, sizeof path, "%s.heap.h5", good);
+    FILE *out = fopen(path, "wb");
+    cr_assert(out);
+    cr_assert_eq(fwrite(b, 1, (size_t)n, out), (size_t)n);
+    fclose(out);
+    free(b);
+    return path;
+}
+
+Test(trace_errors, heap_index_out_of_range)
+{
+    const char *good = good_trace();
+    const char *bad = corrupt_heap_index(good);
+    char *out = NULL;
+    for (int c = 0; c < 2; c++) {
+        int rc = eplb_test_run_cli(&out, c ? "run '%s' --quiet --policy-time 0" : "info '%s'",
+                                   bad);
+        cr_assert_eq(rc, 1, "%s: rc %d (-1: crashed): %s", c ? "run" : "info", rc, out);
+        cr_assert(strstr(out, bad) != NULL, "message does not name %s: %s", bad, out);
+        free(out);
+    }
+    /* the valid file it was made from opens through the probe */
+    int rc = eplb_test_run_cli(&out, "info '%s'", good);
+    cr_assert_eq(rc, 0, "info on the valid file: rc %d: %s", rc, out);
+    free(out);
+    unlink(bad);
+    unlink(good);
 }

@@ -397,6 +397,7 @@ eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path)
     if (fd < 0)
         return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: %s", path, strerror(errno));
     close(fd);
+    EPLB_CHECK(eplb_trace_probe(path)); /* corrupt metadata that crashes HDF5 */
 
     eplb_trace_t *tr = calloc(1, sizeof *tr);
     if (!tr)

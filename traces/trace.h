@@ -51,6 +51,15 @@ typedef struct eplb_trace eplb_trace_t;
  * function of this header may be called from any thread (HDF5 calls are
  * serialised by one lock), but a handle is not meant for concurrent use. */
 eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path);
+
+/* eplb_trace_open calls this first.  Open the trace at path in a forked child first (probe.c): EPLB_ERR_FORMAT
+ * naming the file where the HDF5 library dies reading it; EPLB_OK
+ * otherwise, and whenever no probe runs (more than one thread,
+ * EPLB_TRACE_PROBE=0, inside the probe's child). */
+eplb_status_t eplb_trace_probe(const char *path);
+/* 1 when eplb_trace_probe would fork (the conditions above). */
+int eplb_trace_probe_active(void);
+
 void eplb_trace_close(eplb_trace_t *tr);
 
 const eplb_trace_info_t *eplb_trace_info(const eplb_trace_t *tr);

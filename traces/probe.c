@@ -1,0 +1,139 @@
+/* probe.c - open a trace once in a forked child before opening it here.
+ *
+ * Some corrupt metadata crashes the HDF5 library itself rather than
+ * failing a call: with HDF5 1.10, a variable-length string attribute whose
+ * global-heap reference points outside the file dies of SIGSEGV in
+ * H5HG_read, and a corrupt chunk index can read wild memory
+ * (tests/fuzz/trace_fuzz.sh found both).  No check of ours can run before
+ * the library reads those bytes, so eplb_trace_open first does the same
+ * open in a child process, which also reads every attribute and looks up
+ * every chunk of every dataset (the index walk the readers do later).  A
+ * child killed by a signal becomes EPLB_ERR_FORMAT naming the file; a
+ * child that merely failed lets the open here report the error itself.
+ *
+ * fork() is only safe while this process has one thread (another thread
+ * could hold the HDF5 lock or the allocator's): with more, or without
+ * /proc, or with EPLB_TRACE_PROBE=0, nothing is probed.  The command line
+ * opens its trace before it starts threads, so its opens are probed. */
+#include "trace_impl.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "h5util.h"
+
+static int in_probe_child;
+
+/* 1 when this process has exactly one thread (Linux /proc), else 0. */
+static int single_threaded(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n == 1;
+}
+
+/* Look up every chunk of dataset d (nothing for contiguous or compact
+ * ones); -1 where HDF5 fails.  Caller holds the HDF5 lock. */
+static int walk_chunks(hid_t d)
+{
+    if (d < 0)
+        return 0;
+    hid_t pl = H5Dget_create_plist(d), sp = H5Dget_space(d);
+    int r = -1;
+    hsize_t dims[8], cd[8], at[8] = {0};
+    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (pl < 0 || rank < 0 || rank > 8)
+        goto out;
+    if (H5Pget_layout(pl) != H5D_CHUNKED || rank == 0) {
+        r = 0;
+        goto out;
+    }
+    if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0 || H5Pget_chunk(pl, rank, cd) != rank)
+        goto out;
+    for (int i = 0; i < rank; i++)
+        if (dims[i] == 0) {
+            r = 0;
+            goto out;
+        }
+    for (;;) {
+        hsize_t nbytes;
+        if (H5Dget_chunk_storage_size(d, at, &nbytes) < 0)
+            goto out;
+        int i = rank - 1;
+        for (; i >= 0; i--) {
+            at[i] += cd[i];
+            if (at[i] < dims[i])
+                break;
+            at[i] = 0;
+        }
+        if (i < 0)
+            break;
+    }
+    r = 0;
+out:
+    eplb_h5_close(&pl);
+    eplb_h5_close(&sp);
+    return r;
+}
+
+/* The child: open, walk, exit 0 (opened) or 1 (an error the parent's own
+ * open will report).  No clean-up: _exit skips the parent's atexit
+ * handlers and stdio buffers. */
+static void child(const char *path)
+{
+    in_probe_child = 1;
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) { /* the parent reports; nothing printed twice */
+        dup2(fd, STDERR_FILENO);
+        dup2(fd, STDOUT_FILENO);
+    }
+    eplb_trace_t *tr = NULL;
+    if (eplb_trace_open(&tr, path) != EPLB_OK)
+        _exit(1);
+    hid_t ds[] = {tr->d_logits, tr->d_ids, tr->d_wts, tr->d_counts,
+                  tr->d_bias,   tr->d_phase, tr->d_src};
+    eplb_h5_lock();
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+        if (walk_chunks(ds[i]) < 0)
+            _exit(1);
+    _exit(0);
+}
+
+int eplb_trace_probe_active(void)
+{
+    return !in_probe_child && !eplb_env_off("EPLB_TRACE_PROBE") && single_threaded();
+}
+
+eplb_status_t eplb_trace_probe(const char *path)
+{
+    if (!eplb_trace_probe_active())
+        return EPLB_OK;
+    fflush(NULL); /* nothing buffered is inherited twice */
+    pid_t pid = fork();
+    if (pid < 0)
+        return EPLB_OK; /* no probe: open as before */
+    if (pid == 0)
+        child(path);
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR)
+            return EPLB_OK;
+    if (WIFSIGNALED(ws))
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: corrupt HDF5 metadata: the HDF5 library died of signal "
+                              "%d (%s) reading it (in a child process that checks the file "
+                              "before it is opened; EPLB_TRACE_PROBE=0 turns that off)",
+                              path, WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+    return EPLB_OK;
+}

@@ -333,8 +333,10 @@ ParameterizedTest(want_preset_t *w, gen, file_shape_per_preset)
 
 /* ---- reference top-k ---------------------------------------------------------- */
 
-/* The calibration's reference top-k equals the kernels' CPU routing on
- * generated DeepSeek-V3 and Qwen3 logits (two independent implementations). */
+/* The calibration's reference top-k equals the kernels' CPU routing (two
+ * independent implementations) on generated DeepSeek-V3 and Qwen3 logits:
+ * each preset's own routing, and on the DeepSeek-V3 logits the other
+ * scoring, with and without bias, grouped and not. */
 Test(gen, reference_topk_equals_kernels_route)
 {
     const char *names[] = {"deepseek-v3", "qwen3-moe"};
@@ -342,28 +344,45 @@ Test(gen, reference_topk_equals_kernels_route)
         eplb_gen_opts_t o = {names[p], 2, 64, 5, EPLB_DTYPE_F32, 3, 0};
         eplb_gen_t *g = NULL;
         eplb_assert_ok(eplb_gen_create(&g, &o));
-        const eplb_route_cfg_t *cfg = &eplb_gen_preset(g)->route;
-        int L = 3, E = cfg->num_experts, K = cfg->top_k;
+        const eplb_route_cfg_t *pc = &eplb_gen_preset(g)->route;
+        int L = 3, E = pc->num_experts, K = pc->top_k;
         float *lg = malloc(sizeof(float) * (size_t)(eplb_gen_max_step_tokens(g) * L * E));
         float *bias = malloc(sizeof(float) * (size_t)(L * E));
         eplb_gen_bias(g, bias);
+        if (pc->scoring != EPLB_SCORING_SIGMOID) /* a bias of its own to try */
+            for (int i = 0; i < L * E; i++)
+                bias[i] = 0.01f * (float)((i * 7) % 11 - 5);
         int64_t n;
         uint8_t ph;
         eplb_assert_ok(eplb_gen_next_step(g, lg, &n, &ph));
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n * L * K));
-        eplb_assert_ok(eplb_route_cpu(ids, NULL, lg, EPLB_DTYPE_F32, n, L,
-                                      cfg->scoring == EPLB_SCORING_SIGMOID ? bias : NULL,
-                                      cfg));
-        int64_t mismatch = 0;
-        for (int64_t t = 0; t < n; t++)
-            for (int l = 0; l < L; l++) {
-                int32_t ref[EPLB_MAX_TOPK];
-                eplb_gen_topk_ref(ref, lg + ((size_t)t * L + l) * E, bias + l * E, cfg);
-                for (int k = 0; k < K; k++)
-                    mismatch += ref[k] != ids[((size_t)t * L + l) * K + k];
-            }
-        cr_assert_eq(mismatch, 0, "%s: %lld of %lld ids differ", names[p],
-                     (long long)mismatch, (long long)(n * L * K));
+        /* case c: bit 0 the other scoring, bit 1 no bias, bit 2 groups off
+         * (the preset's groups, or 8 of 4 where it has none) */
+        for (int c = 0; c < 8; c++) {
+            eplb_route_cfg_t cfg = *pc;
+            if (c & 1)
+                cfg.scoring = cfg.scoring == EPLB_SCORING_SIGMOID ? EPLB_SCORING_SOFTMAX
+                                                                  : EPLB_SCORING_SIGMOID;
+            if (c & 4)
+                cfg.num_groups = cfg.topk_groups = pc->num_groups > 1 ? 1 : 8;
+            if ((c & 4) && pc->num_groups <= 1)
+                cfg.topk_groups = 4;
+            const float *b = (c & 2) ? NULL : bias;
+            eplb_assert_ok(eplb_route_cpu(ids, NULL, lg, EPLB_DTYPE_F32, n, L, b, &cfg));
+            int64_t mismatch = 0;
+            for (int64_t t = 0; t < n; t++)
+                for (int l = 0; l < L; l++) {
+                    int32_t ref[EPLB_MAX_TOPK];
+                    eplb_gen_topk_ref(ref, lg + ((size_t)t * L + l) * E, b ? b + l * E : NULL,
+                                      &cfg);
+                    for (int k = 0; k < K; k++)
+                        mismatch += ref[k] != ids[((size_t)t * L + l) * K + k];
+                }
+            cr_assert_eq(mismatch, 0, "%s case %d (%s, %s, %d groups): %lld of %lld ids differ",
+                         names[p], c, cfg.scoring == EPLB_SCORING_SIGMOID ? "sigmoid" : "softmax",
+                         b ? "bias" : "no bias", cfg.num_groups, (long long)mismatch,
+                         (long long)(n * L * K));
+        }
         free(lg);
         free(bias);
         free(ids);
@@ -375,17 +394,26 @@ Test(gen, reference_topk_equals_kernels_route)
 Test(gen, reference_topk_grouped_by_hand)
 {
     eplb_route_cfg_t cfg = {8, 2, EPLB_SCORING_SIGMOID, 4, 2, 1, 1.0f};
-    /* sigmoid is monotonic; zero bias.  Group sums (top-2 of 2):
+    /* sigmoid is monotonic; a bias of zeros.  Group sums (top-2 of 2):
      * g0 = s(5)+s(-5) ~ 1.0, g1 = s(1)+s(1) ~ 1.46, g2 = s(2)+s(0.5) ~ 1.50,
      * g3 = s(0)+s(0) = 1.0.  Keep g2, g1: experts 2..5; top-2 by score:
      * expert 4 (2.0) then 2 (1.0; tie with 3 -> lower id).  Expert 0 (5.0)
      * is the best single score but its group is dropped. */
     float lg[8] = {5, -5, 1, 1, 2, 0.5f, 0, 0};
     int32_t ids[2];
-    eplb_gen_topk_ref(ids, lg, NULL, &cfg);
+    float zero[8] = {0};
+    eplb_gen_topk_ref(ids, lg, zero, &cfg);
     cr_assert_eq(ids[0], 4);
     cr_assert_eq(ids[1], 2);
-    /* A bias lifts expert 7's group over g1 and expert 7 over expert 2. */
+    /* Without a bias a group scores its best expert: g0 = s(5), g2 = s(2),
+     * g1 = s(1), g3 = s(0): keep g0 and g2, experts 0, 1, 4, 5: expert 0
+     * (5.0), then 4 (2.0). */
+    eplb_gen_topk_ref(ids, lg, NULL, &cfg);
+    cr_assert_eq(ids[0], 0);
+    cr_assert_eq(ids[1], 4);
+    /* A bias lifts expert 7's group over g1 and expert 7 over expert 2:
+     * g3 = 2 s(0) + 0.9 = 1.9, g2 ~ 1.50: experts 4-7, expert 7
+     * (0.5 + 0.9) then 4 (s(2) ~ 0.88). */
     float bias[8] = {0, 0, 0, 0, 0, 0, 0, 0.9f};
     eplb_gen_topk_ref(ids, lg, bias, &cfg);
     cr_assert_eq(ids[0], 7);

@@ -502,21 +502,31 @@ void eplb_gen_topk_ref(int32_t *ids, const float *logits, const float *bias,
     int E = cfg->num_experts, K = cfg->top_k;
     float sc[EPLB_MAX_TOPK];
     int n = 0;
-    if (cfg->scoring == EPLB_SCORING_SOFTMAX || cfg->num_groups <= 1) {
-        for (int e = 0; e < E; e++) {
-            float s = logits[e];
-            if (cfg->scoring == EPLB_SCORING_SIGMOID)
-                s = 1.0f / (1.0f + expf(-s)) + (bias ? bias[e] : 0.0f);
-            topk_insert(ids, sc, &n, K, s, e);
-        }
+    /* choice score: s + bias with a bias (s = sigmoid, or the softmax
+     * probability); without one the logit itself, which orders the experts
+     * as s does without s's rounding */
+    float choice[EPLB_MAX_EXPERTS], mx = -INFINITY, sum = 0.0f;
+    const int sig = cfg->scoring == EPLB_SCORING_SIGMOID;
+    if (bias && !sig) {
+        for (int e = 0; e < E; e++)
+            mx = logits[e] > mx ? logits[e] : mx;
+        for (int e = 0; e < E; e++)
+            sum += expf(logits[e] - mx);
+    }
+    for (int e = 0; e < E; e++)
+        choice[e] = !bias ? logits[e]
+                    : sig ? 1.0f / (1.0f + expf(-logits[e])) + bias[e]
+                          : expf(logits[e] - mx) / sum + bias[e];
+    if (cfg->num_groups <= 1) {
+        for (int e = 0; e < E; e++)
+            topk_insert(ids, sc, &n, K, choice[e], e);
         return;
     }
-    /* DeepSeek-V3: choice score = sigmoid + bias; group score = sum of the
-     * group's two best choice scores; keep topk_groups groups. */
-    float choice[EPLB_MAX_EXPERTS];
-    for (int e = 0; e < E; e++)
-        choice[e] = 1.0f / (1.0f + expf(-logits[e])) + (bias ? bias[e] : 0.0f);
-    int G = cfg->num_groups, per = E / G;
+    /* Grouped (DeepSeek-V2/V3): group score = the sum of the group's two
+     * best choice scores with a bias, its best score without (vLLM's
+     * grouped_topk takes the max when there is no e_score_correction_bias);
+     * keep topk_groups groups, then the top-k of their experts. */
+    int G = cfg->num_groups, per = E / G, top = bias && per >= 2 ? 2 : 1;
     int32_t gid[EPLB_MAX_GROUPS];
     float gsc[EPLB_MAX_GROUPS];
     int ng = 0;
@@ -525,7 +535,7 @@ void eplb_gen_topk_ref(int32_t *ids, const float *logits, const float *bias,
         float s2[2];
         int m = 0;
         for (int e = grp * per; e < (grp + 1) * per; e++)
-            topk_insert(b2, s2, &m, per < 2 ? per : 2, choice[e], e);
+            topk_insert(b2, s2, &m, top, choice[e], e);
         float gs = 0;
         for (int i = 0; i < m; i++)
             gs += s2[i];
@@ -775,6 +785,8 @@ eplb_status_t eplb_gen_stats_compute(eplb_gen_stats_t *out,
     counts = malloc(sizeof *counts * le);
     EPLB_ALLOC_GOTO(counts, st, out);
     eplb_gen_bias(g, bias);
+    /* the trace stores a bias for sigmoid presets only (eplb_gen_write) */
+    const int sig = g->p->route.scoring == EPLB_SCORING_SIGMOID;
     int64_t ntot = 0;
     for (int64_t s = 0; s < opts->steps; s++) {
         int64_t n;
@@ -785,8 +797,8 @@ eplb_status_t eplb_gen_stats_compute(eplb_gen_stats_t *out,
         for (int64_t t = 0; t < n; t++)
             for (int l = 0; l < L; l++) {
                 size_t off = (size_t)l * E;
-                eplb_gen_topk_ref(ids, logits + (size_t)t * le + off, bias + off,
-                                  &g->p->route);
+                eplb_gen_topk_ref(ids, logits + (size_t)t * le + off,
+                                  sig ? bias + off : NULL, &g->p->route);
                 for (int k = 0; k < g->p->route.top_k; k++)
                     counts[off + (size_t)ids[k]]++;
             }

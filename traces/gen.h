@@ -131,9 +131,12 @@ eplb_status_t eplb_gen_write(const eplb_gen_opts_t *opts, const char *path,
                              int64_t *num_tokens);
 
 /* Reference top-k of one token's scores for one layer (used for calibration
- * and tests; independent of kernels/): softmax -> top-k of the logits,
- * sigmoid -> DeepSeek-V3 grouped top-k on sigmoid(logit) + bias.  Ties go to
- * the lower expert id.  ids: [K] in descending selection score. */
+ * and tests; independent of kernels/).  Choice score: s + bias with a bias
+ * (s = sigmoid(logit), or the softmax probability), the logit without one;
+ * with num_groups > 1 first the best topk_groups groups, scored by the sum
+ * of their two best choice scores with a bias and by their best without
+ * (the issue's rule, as vLLM's grouped_topk).  Ties go to the lower expert
+ * (group) id.  ids: [K] in descending choice score. */
 void eplb_gen_topk_ref(int32_t *ids, const float *logits, const float *bias,
                        const eplb_route_cfg_t *cfg);
 

@@ -32,6 +32,15 @@
 
 static size_t auto_gpu_bytes(void)
 {
+    /* EPLB_AUTO_GPU_BYTES: the threshold in bytes (0: whenever the trace
+     * has logits; docs/environment.md) */
+    const char *v = getenv("EPLB_AUTO_GPU_BYTES");
+    char *end = NULL;
+    if (v && *v >= '0' && *v <= '9') {
+        unsigned long long b = strtoull(v, &end, 10);
+        if (*end == '\0')
+            return (size_t)b;
+    }
     const size_t t = (size_t)eplb_num_threads() * AUTO_GPU_BYTES_PER_THREAD;
     return t > AUTO_GPU_BYTES ? t : AUTO_GPU_BYTES;
 }

@@ -1,5 +1,7 @@
 /* test_core.c - status/error handling, dtype conversion, JSON reader. */
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -7,6 +9,19 @@
 
 #include "helpers.h"
 #include "json.h"
+
+/* A second thread: sees no message at first, sets its own, returns what it
+ * then reads (malloc'd). */
+static void *other_thread_error(void *arg)
+{
+    (void)arg;
+    char buf[256];
+    snprintf(buf, sizeof buf, "start[%s]", eplb_error_last());
+    eplb_error_set(EPLB_ERR_FORMAT, "y.h5: other thread");
+    size_t n = strlen(buf);
+    snprintf(buf + n, sizeof buf - n, " end[%s]", eplb_error_last());
+    return strdup(buf);
+}
 
 Test(core, error_message_kept_per_thread)
 {
@@ -16,6 +31,13 @@ Test(core, error_message_kept_per_thread)
     cr_assert_eq(st, EPLB_ERR_IO);
     cr_assert_str_eq(eplb_error_last(), "x.h5: cannot open");
     cr_assert_str_eq(eplb_strerror(EPLB_ERR_FORMAT), "bad file format");
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, other_thread_error, NULL), 0);
+    void *seen = NULL;
+    cr_assert_eq(pthread_join(th, &seen), 0);
+    cr_assert_str_eq((char *)seen, "start[] end[y.h5: other thread]");
+    free(seen);
+    cr_assert_str_eq(eplb_error_last(), "x.h5: cannot open", "this thread's message changed");
 }
 
 /* Every half value converts to float and back to the same bits: an
@@ -91,16 +113,18 @@ Test(json, parses_nested_document)
 Test(json, errors_name_source_and_offset)
 {
     eplb_json_t *v = NULL;
-    eplb_assert_fails(eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json"), EPLB_OK, "");
-    eplb_json_free(v);
     /* ragged rows are fine for the parser but not for a matrix */
-    eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json");
+    eplb_assert_ok(eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json"));
     float *m;
     int r, c;
     eplb_assert_fails(eplb_json_matrix_f32(&m, &r, &c, v, "w.json"), EPLB_ERR_FORMAT, "ragged");
     eplb_json_free(v);
-    eplb_assert_fails(eplb_json_parse(&v, "[1, 2", 5, "w.json"), EPLB_ERR_FORMAT, "w.json");
-    eplb_assert_fails(eplb_json_parse(&v, "[1] x", 5, "w.json"), EPLB_ERR_FORMAT, "trailing");
+    /* offsets from 0: the end of "[1, 2" is byte 5; the "x" of "[1] x" is
+     * byte 4 */
+    eplb_assert_fails(eplb_json_parse(&v, "[1, 2", 5, "w.json"), EPLB_ERR_FORMAT,
+                      "w.json: invalid JSON at byte 5: ");
+    eplb_assert_fails(eplb_json_parse(&v, "[1] x", 5, "w.json"), EPLB_ERR_FORMAT,
+                      "w.json: invalid JSON at byte 4: trailing");
     eplb_assert_fails(eplb_json_parse_file(&v, "/nonexistent/w.json"), EPLB_ERR_IO,
                       "/nonexistent/w.json");
 }

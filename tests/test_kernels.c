@@ -558,6 +558,80 @@ Test(kernels, select_local_prefers_gpu_then_node)
     cr_assert_eq(phys[3], 6);
 }
 
+/* splitmix64's output function, written here from the published constants
+ * (Steele, Lea, Flood 2014), independently of kernels/rules.h. */
+static uint64_t test_splitmix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The random mode by its formula (docs/kernels.md): row key
+ * mix(mix(mix(seed ^ step) ^ layer) ^ t), per k z = mix(row ^ k), replica
+ * ((z >> 32) * R) >> 32 (Lemire's multiply-shift). */
+Test(kernels, select_random_by_formula)
+{
+    /* splitmix64 seeded with 0 first returns 0xe220a8397b1dcdaf (its
+     * published first output): anchors the helper and the rule alike */
+    cr_assert_eq(test_splitmix(0), 0xe220a8397b1dcdafull);
+    cr_assert_eq(eplb_rule_mix64(0), 0xe220a8397b1dcdafull);
+    enum { T = 200, L = 2, K = 2 };
+    int32_t ids[T * L * K], phys[T * L * K], counts[L * 8] = {0};
+    for (int i = 0; i < T * L * K; i++)
+        ids[i] = (int32_t)((i * 7 + i / 5) % 4); /* every expert, R = 1, 2, 3 */
+    eplb_layer_map_t m[L] = {small_map(), small_map()};
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_RANDOM;
+    c.seed = 0x1234567890abcdefull;
+    c.step = 77;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, T, L, K, m, &c));
+    int32_t want_counts[L * 8] = {0};
+    for (int t = 0; t < T; t++)
+        for (int l = 0; l < L; l++) {
+            uint64_t row = test_splitmix(test_splitmix(test_splitmix(c.seed ^ (uint64_t)c.step) ^
+                                                       (uint64_t)l) ^
+                                         (uint64_t)t);
+            for (int k = 0; k < K; k++) {
+                int i = (t * L + l) * K + k, e = ids[i], R = m_logcnt[e];
+                uint64_t z = test_splitmix(row ^ (uint64_t)k);
+                int rep = (int)(((z >> 32) * (uint64_t)R) >> 32);
+                int want = m_log2phy[e * 3 + rep];
+                cr_assert_eq(phys[i], want, "t %d layer %d k %d (expert %d)", t, l, k, e);
+                want_counts[l * 8 + want]++;
+            }
+        }
+    cr_assert_arr_eq(counts, want_counts, sizeof counts);
+}
+
+/* local with several replicas on the token's own GPU, and several on its
+ * node only: the (hash(t) mod count)-th of them in slot order.  hash(t) =
+ * t * 2654435769 mod 2^32, an odd multiplier, so hash(t) mod 2 = t mod 2. */
+Test(kernels, select_local_hash_among_several)
+{
+    /* 2 experts on 4 slots, 2 GPUs of 2 slots, one node: e0 on slots 0, 1
+     * (gpu0), e1 on slots 2, 3 (gpu1); 2 ranks of 4 tokens (t = 0..3) */
+    static const int32_t cnt[2] = {2, 2}, l2p[4] = {0, 1, 2, 3};
+    eplb_layer_map_t m = {2, 4, 2, 1, 2, cnt, l2p};
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_LOCAL;
+    c.num_ranks = 2;
+    int32_t ids[8] = {0, 0, 0, 0, 0, 0, 0, 0}, phys[8], counts[4] = {0};
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 8, 1, 1, &m, &c));
+    for (int i = 0; i < 8; i++) /* rank 0: its GPU's two; rank 1: the node's two */
+        cr_assert_eq(phys[i], (i % 4) % 2, "token %d", i);
+    for (int i = 0; i < 8; i++)
+        ids[i] = 1;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 8, 1, 1, &m, &c));
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(phys[i], 2 + (i % 4) % 2, "token %d", i);
+    cr_assert_eq(counts[0], 4);
+    cr_assert_eq(counts[1], 4);
+    cr_assert_eq(counts[2], 4);
+    cr_assert_eq(counts[3], 4);
+}
+
 Test(kernels, select_random_is_seeded_and_uniform)
 {
     enum { T = 30000 };

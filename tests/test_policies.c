@@ -289,7 +289,7 @@ static double peak_load(const int32_t *row, const float *w, int E, int P, int D)
 static void check_invariants(const char *pol, const int32_t *out, const int32_t *rank,
                              const float *w, int L, const shape_t *s, int trial)
 {
-    int E = s->E, P = s->P, per = P / s->D;
+    int E = s->E, P = s->P;
     eplb_assert_ok(eplb_placement_check(out, L, E, P, pol));
     int32_t *cnt = malloc(sizeof *cnt * L * E), *l2p = malloc(sizeof *l2p * L * E * P);
     int32_t *cnt2 = malloc(sizeof *cnt2 * L * E), *l2p2 = malloc(sizeof *l2p2 * L * E * P);
@@ -320,13 +320,8 @@ static void check_invariants(const char *pol, const int32_t *out, const int32_t 
             }
         }
         cr_assert_eq(total, P);
-        /* every GPU has exactly P/D slots, each written (outputs were poisoned) */
-        for (int g = 0; g < s->D; g++) {
-            int n = 0;
-            for (int p = g * per; p < (g + 1) * per; p++)
-                n += out[l * P + p] >= 0;
-            cr_assert_eq(n, per);
-        }
+        /* (every slot written: eplb_placement_check above refused any entry
+         * outside [0, E), and the outputs were poisoned) */
     }
     free(cnt);
     free(l2p);

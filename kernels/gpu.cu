@@ -290,6 +290,10 @@ extern "C" eplb_status_t eplb_gpu_route_host(eplb_gpu_t *g, int32_t *ids, float 
         EPLB_CUDA_CHECK(cudaMemcpy(db, bias, (size_t)L * E * 4, cudaMemcpyHostToDevice));
     }
     EPLB_CUDA_CHECK(cudaMemcpy(dl, logits, nl, cudaMemcpyHostToDevice));
+    // outputs start as the caller's buffers
+    EPLB_CUDA_CHECK(cudaMemcpy(di, ids, no * 4, cudaMemcpyHostToDevice));
+    if (weights)
+        EPLB_CUDA_CHECK(cudaMemcpy(dw, weights, no * 4, cudaMemcpyHostToDevice));
     EPLB_CHECK(eplb_gpu_route(g, (int32_t *)di, (float *)dw, dl, dt, T, L, (const float *)db, cfg));
     EPLB_CHECK(eplb_gpu_sync(g));
     EPLB_CUDA_CHECK(cudaMemcpy(ids, di, no * 4, cudaMemcpyDeviceToHost));
@@ -319,6 +323,8 @@ extern "C" eplb_status_t eplb_gpu_select_record_host(eplb_gpu_t *g, int32_t *phy
     EPLB_CHECK(b.get(&dc, (size_t)L * P * 4));
     EPLB_CUDA_CHECK(cudaMemcpy(di, ids, no * 4, cudaMemcpyHostToDevice));
     EPLB_CUDA_CHECK(cudaMemcpy(dc, counts, (size_t)L * P * 4, cudaMemcpyHostToDevice));
+    if (phys) // starts as the caller's buffer
+        EPLB_CUDA_CHECK(cudaMemcpy(dp, phys, no * 4, cudaMemcpyHostToDevice));
     EPLB_CHECK(eplb_gpu_select_record(g, (int32_t *)dp, (int32_t *)dc, (const int32_t *)di,
                                       T, L, K, cfg, rows));
     EPLB_CHECK(eplb_gpu_sync(g));
@@ -364,6 +370,15 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
     }
     EPLB_CUDA_CHECK(cudaMemcpy(dl, logits, nl, cudaMemcpyHostToDevice));
     EPLB_CUDA_CHECK(cudaMemcpy(dc, counts, (size_t)L * P * 4, cudaMemcpyHostToDevice));
+    // outputs start as the caller's buffers (device-only ids: all ones)
+    if (ids)
+        EPLB_CUDA_CHECK(cudaMemcpy(di, ids, no * 4, cudaMemcpyHostToDevice));
+    else if (di)
+        EPLB_CUDA_CHECK(cudaMemset(di, 0xff, no * 4));
+    if (weights)
+        EPLB_CUDA_CHECK(cudaMemcpy(dw, weights, no * 4, cudaMemcpyHostToDevice));
+    if (phys)
+        EPLB_CUDA_CHECK(cudaMemcpy(dp, phys, no * 4, cudaMemcpyHostToDevice));
     EPLB_CHECK(eplb_gpu_fused(g, (int32_t *)di, (float *)dw, (int32_t *)dp, (int32_t *)dc, dl,
                               dt, T, L, (const float *)db, rcfg, scfg, rows));
     EPLB_CHECK(eplb_gpu_sync(g));

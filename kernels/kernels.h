@@ -221,7 +221,11 @@ eplb_status_t eplb_gpu_traffic_count(eplb_gpu_t *g, int32_t *d_out,
 #define EPLB_GPU_TRAFFIC_MAX_GPUS 64
 
 /* Synchronous wrappers on host pointers (copy in, run, copy out), with the
- * CPU functions' signatures: counts accumulate like on the CPU. */
+ * CPU functions' signatures: counts accumulate like on the CPU.  Every
+ * device output starts as a copy of its host buffer, so an entry the
+ * kernel does not write comes back as the caller left it (the GPU tests
+ * poison the host buffers to catch those).  For tests and tools: the
+ * replay uses the launchers and the stages. */
 eplb_status_t eplb_gpu_route_host(eplb_gpu_t *g, int32_t *ids, float *weights,
                                   const void *logits, eplb_dtype_t dt,
                                   int64_t T, int L, const float *bias,

@@ -1,7 +1,8 @@
 /* gpu_tests.c - the CUDA kernels against their CPU references (plain C: the
  * GPU machine has no Criterion).  Fresh random inputs every run (seed
- * printed; EPLB_TEST_SEED repeats one), device outputs poisoned before
- * each launch.  Exit 77 (skipped) without a usable GPU; otherwise the last
+ * printed; EPLB_TEST_SEED repeats one), outputs poisoned before each
+ * launch (device buffers directly, or the host buffers the _host wrappers
+ * start their device outputs from).  Exit 77 (skipped) without a usable GPU; otherwise the last
  * line is "N passed, N failed".  --small (or EPLB_GPU_TESTS_SMALL=1) keeps
  * shapes small for compute-sanitizer; --variant V[,V...] runs only the
  * routing and fused tests, for those routing kernel variants (default:
@@ -147,6 +148,39 @@ static const route_case_t route_cases[] = {
     {"e-not-mult4", {30, 3, EPLB_SCORING_SOFTMAX, 3, 2, 1, 1.0f}, 1},
 };
 
+/* Outputs poisoned before a launch: ids -1, weights NaN (all bytes 0xff). */
+static void poison(void *p, size_t bytes) { memset(p, 0xff, bytes); }
+
+/* GPU routing (ig, wg) against the CPU's (ic, wc) over `rows` rows of K:
+ * rows whose ids differ (near-ties), entries unwritten or invalid (an id
+ * outside [0, E) or a weight not finite), weights more than 2e-5 off
+ * (relative, at least 1) on rows with equal ids.  wg or wc NULL: no
+ * weights. */
+typedef struct {
+    int64_t mism, unwritten, wbad;
+} rows_cmp_t;
+
+static rows_cmp_t compare_rows(const int32_t *ig, const float *wg, const int32_t *ic,
+                               const float *wc, int64_t rows, int K, int E)
+{
+    rows_cmp_t r = {0, 0, 0};
+    for (int64_t i = 0; i < rows; i++) {
+        int same = 1;
+        for (int k = 0; k < K; k++) {
+            int32_t g = ig[i * K + k];
+            r.unwritten += g < 0 || g >= E || (wg && !isfinite(wg[i * K + k]));
+            same &= g == ic[i * K + k];
+        }
+        r.mism += !same;
+        if (same && wg && wc)
+            for (int k = 0; k < K; k++) {
+                float a = wg[i * K + k], b = wc[i * K + k];
+                r.wbad += !(fabsf(a - b) <= 2e-5f * fmaxf(1.0f, fabsf(b)));
+            }
+    }
+    return r;
+}
+
 /* Route on GPU (device API, poisoned outputs) and CPU; count differing rows
  * and compare weights of equal rows. */
 static void route_compare(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
@@ -181,21 +215,8 @@ static void route_compare(const route_case_t *rc, eplb_dtype_t dt, int64_t T, in
     eplb_gpu_set_route_variant(gpu, 0);
     st = eplb_route_cpu(ic, wc, x, dt, T, L, bias, c);
     CHECK(st == EPLB_OK, "%s: cpu route: %s", rc->name, eplb_error_last());
-    int64_t mism = 0, unwritten = 0, wbad = 0;
-    for (int64_t r = 0; r < T * L; r++) {
-        int same = 1;
-        for (int k = 0; k < K; k++) {
-            int32_t g = ig[r * K + k];
-            unwritten += g < 0 || g >= E || !isfinite(wg[r * K + k]);
-            same &= g == ic[r * K + k];
-        }
-        mism += !same;
-        if (same)
-            for (int k = 0; k < K; k++) {
-                float a = wg[r * K + k], b = wc[r * K + k];
-                wbad += !(fabsf(a - b) <= 2e-5f * fmaxf(1.0f, fabsf(b)));
-            }
-    }
+    const rows_cmp_t cr = compare_rows(ig, wg, ic, wc, T * L, K, E);
+    const int64_t mism = cr.mism, unwritten = cr.unwritten, wbad = cr.wbad;
     CHECK(unwritten == 0, "%s %s T=%lld L=%d v%d: %lld outputs unwritten or invalid",
           rc->name, eplb_dtype_name(dt), (long long)T, L, variant, (long long)unwritten);
     CHECK(wbad == 0, "%s %s T=%lld v%d: %lld weights off by more than 2e-5", rc->name,
@@ -471,8 +492,11 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
         bias[i] = normal() * 0.1f;
     int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
             *pc = xmalloc(no * 4);
-    float *wg = xmalloc(no * 4);
+    float *wg = xmalloc(no * 4), *wc = xmalloc(no * 4);
     int32_t *cg = xcalloc((size_t)L * P, 4), *cc = xcalloc((size_t)L * P, 4);
+    poison(ig, no * 4); /* the host wrapper's device outputs start as these */
+    poison(pg, no * 4);
+    poison(wg, no * 4);
     eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
     c.mode = (eplb_select_mode_t)mode;
     c.seed = 99;
@@ -492,7 +516,8 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
         /* physical ids only (ids = NULL): same phys, weights, counts */
         int32_t *p2 = xmalloc(no * 4), *c2 = xcalloc((size_t)L * P, 4);
         float *w2 = xmalloc(no * 4);
-        memset(p2, 0xff, no * 4);
+        poison(p2, no * 4);
+        poison(w2, no * 4);
         eplb_gpu_set_route_variant(gpu, v);
         st = eplb_gpu_fused_host(gpu, NULL, w2, p2, c2, x, (eplb_dtype_t)dt, T, L, bias, &rc->c,
                                  maps, &c);
@@ -505,13 +530,17 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
         free(w2);
         free(c2);
     }
-    /* routing as the CPU's, up to near-ties */
-    eplb_route_cpu(ic, NULL, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
-    int64_t mism = 0;
-    for (int64_t r = 0; r < T * L; r++)
-        mism += memcmp(ic + r * K, ig + r * K, K * 4) != 0;
-    CHECK(mism <= 1 + T * L / 2000, "fused %s v%d T=%lld: %lld rows routed differently",
-          eplb_select_mode_name(c.mode), v, (long long)T, (long long)mism);
+    /* routing and weights as the CPU's, up to near-ties; every entry written */
+    eplb_route_cpu(ic, wc, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
+    const rows_cmp_t cr = compare_rows(ig, wg, ic, wc, T * L, K, E);
+    CHECK(cr.mism <= 1 + T * L / 2000, "fused %s v%d T=%lld: %lld rows routed differently",
+          eplb_select_mode_name(c.mode), v, (long long)T, (long long)cr.mism);
+    CHECK(cr.unwritten == 0 && cr.wbad == 0,
+          "fused %s %s v%d T=%lld: %lld entries unwritten or invalid, %lld weights off by more "
+          "than 2e-5",
+          eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), v, (long long)T,
+          (long long)cr.unwritten, (long long)cr.wbad);
+    free(wc);
     free(x);
     free(ig);
     free(pg);
@@ -616,13 +645,16 @@ static void test_stage(void)
         CHECK(memcmp(pc, phys, (size_t)Tj * L * K * 4) == 0, "stage %d: phys differ", j);
         CHECK(memcmp(cc, counts, sizeof cc) == 0, "stage %d: counts differ", j);
         int32_t *ic = xmalloc(no * 4);
-        eplb_route_cpu(ic, NULL, x[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c);
-        int64_t mism = 0;
-        for (int64_t r = 0; r < Tj * L; r++)
-            mism += memcmp(ic + r * K, ids + r * K, K * 4) != 0;
-        CHECK(mism <= 2, "stage %d: %lld rows routed differently", j, (long long)mism);
+        float *wc = xmalloc(no * 4);
+        eplb_route_cpu(ic, wc, x[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c);
+        const rows_cmp_t cr = compare_rows(ids, w, ic, wc, Tj * L, K, E);
+        CHECK(cr.mism <= 2, "stage %d: %lld rows routed differently", j, (long long)cr.mism);
+        CHECK(cr.unwritten == 0 && cr.wbad == 0,
+              "stage %d: %lld entries invalid, %lld weights off by more than 2e-5", j,
+              (long long)cr.unwritten, (long long)cr.wbad);
         free(pc);
         free(ic);
+        free(wc);
         free(x[j]);
     }
     /* routing only (scfg NULL), as the replay routes logits: the ids of
@@ -638,11 +670,18 @@ static void test_stage(void)
         const int32_t *ids;
         OK(eplb_gpu_stage_wait(s[j], &ids, NULL, NULL, NULL));
         int64_t Tj = T - 3 * j;
-        int32_t *ih = xmalloc(no * 4);
+        int32_t *ih = xmalloc(no * 4), *ic = xmalloc(no * 4);
+        poison(ih, no * 4);
         OK(eplb_gpu_route_host(gpu, ih, NULL, xr[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c));
         CHECK(memcmp(ih, ids, (size_t)Tj * L * K * 4) == 0,
               "stage %d routing only: ids differ from eplb_gpu_route_host", j);
+        eplb_route_cpu(ic, NULL, xr[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c);
+        const rows_cmp_t cr = compare_rows(ids, NULL, ic, NULL, Tj * L, K, E);
+        CHECK(cr.mism <= 2 && cr.unwritten == 0,
+              "stage %d routing only: %lld rows differ from the CPU, %lld ids invalid", j,
+              (long long)cr.mism, (long long)cr.unwritten);
         free(ih);
+        free(ic);
         free(xr[j]);
     }
     eplb_gpu_stage_close(s[0]);
@@ -657,9 +696,16 @@ static void test_stage(void)
         OK(eplb_gpu_stage_submit(sb, EPLB_DTYPE_BF16, T, &rc->c, NULL));
         const int32_t *ids;
         OK(eplb_gpu_stage_wait(sb, &ids, NULL, NULL, NULL));
-        int32_t *ih = xmalloc(no * 4);
+        int32_t *ih = xmalloc(no * 4), *ic = xmalloc(no * 4);
+        poison(ih, no * 4);
         OK(eplb_gpu_route_host(gpu, ih, NULL, xb, EPLB_DTYPE_BF16, T, L, bias, &rc->c));
         CHECK(memcmp(ih, ids, no * 4) == 0, "bf16 stage: ids differ from eplb_gpu_route_host");
+        eplb_route_cpu(ic, NULL, xb, EPLB_DTYPE_BF16, T, L, bias, &rc->c);
+        const rows_cmp_t cr = compare_rows(ids, NULL, ic, NULL, T * L, K, E);
+        CHECK(cr.mism <= 1 + T * L / 2000 && cr.unwritten == 0,
+              "bf16 stage: %lld rows differ from the CPU, %lld ids invalid", (long long)cr.mism,
+              (long long)cr.unwritten);
+        free(ic);
         CHECK(eplb_gpu_stage_submit(sb, EPLB_DTYPE_F32, 1, &rc->c, NULL) == EPLB_ERR_INVALID_ARG,
               "bf16 stage: float32 rows not refused");
         free(ih);
@@ -719,7 +765,19 @@ static void test_source_reads(void)
     if (tr) {
         /* the reference: the file's bf16 logits routed in one call */
         OK(eplb_trace_read_logits(tr, xb, 0, T));
+        poison(ref, (size_t)T * L * K * 4);
         OK(eplb_gpu_route_host(gpu, ref, NULL, xb, EPLB_DTYPE_BF16, T, L, bias, &rc->c));
+        {
+            /* the reference itself against the CPU on the same bf16 logits */
+            int32_t *ic = xmalloc((size_t)T * L * K * 4);
+            OK(eplb_route_cpu(ic, NULL, xb, EPLB_DTYPE_BF16, T, L, bias, &rc->c));
+            const rows_cmp_t cr = compare_rows(ref, NULL, ic, NULL, T * L, K, E);
+            CHECK(cr.mism <= 1 + T * L / 2000 && cr.unwritten == 0,
+                  "source reads: the one-call GPU reference differs from the CPU in %lld "
+                  "rows, %lld ids invalid",
+                  (long long)cr.mism, (long long)cr.unwritten);
+            free(ic);
+        }
         int64_t rows_cpu = 0;
         for (int64_t r = 0; r < T * L; r++) {
             int same = 1;
@@ -810,6 +868,7 @@ static void test_esft_trace(void)
     }
     CHECK(st == EPLB_OK, "esft trace read: %s", eplb_error_last());
     if (st == EPLB_OK) {
+        poison(ig, (size_t)T * L * K * 4);
         st = eplb_gpu_route_host(gpu, ig, NULL, x, in->logits_dtype, T, L, bias, &in->route);
         CHECK(st == EPLB_OK, "esft gpu route: %s", eplb_error_last());
         st = eplb_route_cpu(ic, NULL, x, in->logits_dtype, T, L, bias, &in->route);

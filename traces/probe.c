@@ -93,6 +93,15 @@ out:
 static void child(const char *path)
 {
     in_probe_child = 1;
+    /* die of the signal itself: a handler installed for it (AddressSanitizer
+     * installs one for SIGSEGV and SIGBUS, and then exits 1) would hide the
+     * crash from the parent */
+    static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
+        sigaction(fatal[i], &dfl, NULL);
     int fd = open("/dev/null", O_WRONLY);
     if (fd >= 0) { /* the parent reports; nothing printed twice */
         dup2(fd, STDERR_FILENO);

@@ -18,6 +18,9 @@ typedef struct {
                           const int32_t **phys, const int32_t **counts);
 } sim_stage_ops_t;
 
+/* Pinned stages of the GPU path at most (source.c, EPLB_GPU_STAGES) */
+#define SIM_STAGES_MAX 3
+
 struct eplb_sim_source {
     int L, E, K, G;
     int64_t S;
@@ -51,9 +54,10 @@ struct eplb_sim_source {
     int64_t cmp_rows, cmp_differ; /* (token, layer) rows compared / differing */
     eplb_gpu_t *gpu;            /* route logits on this GPU (else the CPU) */
     struct sim_prefetch *pf;    /* rows decoded while CUDA started (source.c) */
-    eplb_gpu_stage_t *stage[2]; /* GPU routing: pinned double buffers */
-    struct sim_reads *reads;    /* GPU routing: the two reads, kept between
-                                   calls (source.c) */
+    eplb_gpu_stage_t *stage[SIM_STAGES_MAX]; /* GPU routing: pinned buffers
+                                                (2, or 3: EPLB_GPU_STAGES) */
+    struct sim_reads *reads;    /* GPU routing: the reads in flight, kept
+                                   between calls (source.c) */
     const sim_stage_ops_t *stage_ops; /* NULL: kernels/ eplb_gpu_stage_* */
     /* seconds spent (EPLB_TIMINGS): decoding logits, routing them on the
      * CPU, opening the GPU stages, waiting for the GPU's routing */

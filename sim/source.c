@@ -190,7 +190,8 @@ static eplb_status_t async_read_wait(async_read_t *a, double *secs)
  * size then) two in flight ran at 0.80 of one whole-dataset read, one at
  * a time at 0.68 (run 73). */
 struct sim_reads {
-    async_read_t rd[2];
+    async_read_t rd[SIM_STAGES_MAX]; /* one per stage; two in flight */
+    int ns;    /* stages in use (EPLB_GPU_STAGES, read at the first call) */
     int carry; /* rd[carry_j] decodes the next call's first read */
     int carry_j;
     int64_t carry_a, carry_e;
@@ -324,14 +325,23 @@ static eplb_status_t stage_open(eplb_sim_source_t *s, const sim_stage_ops_t *op,
     return st;
 }
 
-/* Routing on the GPU through two pinned stages (kernels/): read k+1 is
- * decoded into one stage's pinned buffer while read k, in the other,
- * finishes decoding and then goes to the GPU (copy in, route, copy back);
- * before read k+1 starts, the GPU is done with read k-1 in that stage.
- * The last read of a call starts the first read of the rows that follow
- * (struct sim_reads), which the next call takes over when it asks for
- * them.  EPLB_READ_OVERLAP=0: one read at a time (the reads on this
- * thread); EPLB_READ_CARRY=0: no read across calls. */
+/* Stages the GPU path cycles through: 2 (default) or EPLB_GPU_STAGES=3 */
+static int stages_env(void)
+{
+    const char *v = getenv("EPLB_GPU_STAGES");
+    return v && !strcmp(v, "3") ? 3 : 2;
+}
+
+/* Routing on the GPU through ns pinned stages (kernels/), read k in
+ * stage k mod ns: read k+1 is decoded into its stage's pinned buffer
+ * while read k finishes decoding and then goes to the GPU (copy in,
+ * route, copy back); before read k+1 starts, the GPU is done with read
+ * k+1-ns in that stage (with 2 stages the read just before read k, whose
+ * copy may still run; with 3 the one before that).  The last read of a
+ * call starts the first read of the rows that follow (struct sim_reads),
+ * which the next call takes over when it asks for them.
+ * EPLB_READ_OVERLAP=0: one read at a time (the reads on this thread);
+ * EPLB_READ_CARRY=0: no read across calls. */
 static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_t t0,
                                       int64_t t1, int64_t chunk)
 {
@@ -345,6 +355,9 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         return eplb_error_set(EPLB_ERR_NOMEM, "GPU reads: out of memory");
     struct sim_reads *R = s->reads;
     async_read_t *rd = R->rd;
+    if (!R->ns)
+        R->ns = stages_env();
+    const int ns = R->ns;
     /* read 0 started by the last call (in stage j0), if it asked for
      * these rows next; else that read is dropped */
     int j0 = 0, carried = 0;
@@ -363,8 +376,10 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
      * GB: a one-read replay pins one stage) */
     if (n > 0)
         EPLB_CHECK(stage_open(s, op, j0, chunk));
-    int submitted[2] = {0, 0}; /* stage j holds a submitted read not yet collected */
-    int64_t first[2] = {0, 0}, last[2] = {0, 0}; /* its token range */
+    /* stage j holds a submitted read of tokens [first[j], last[j]) not yet
+     * collected */
+    int submitted[SIM_STAGES_MAX] = {0};
+    int64_t first[SIM_STAGES_MAX] = {0}, last[SIM_STAGES_MAX] = {0};
     eplb_status_t st = EPLB_OK;
     /* reads below the prefetch's end: copied from it */
     const int64_t pf_upto = s->pf ? (int64_t)atomic_load(&s->pf->upto) : 0;
@@ -379,14 +394,14 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
         START_READ(j0, t0, t0 + chunk < t1 ? t0 + chunk : t1,
                    overlap && (n > 1 || (carry_on && t1 < total)));
     for (int64_t k = 0; k < n && st == EPLB_OK; k++) {
-        const int cur = (int)((j0 + k) & 1), nxt = cur ^ 1;
+        const int cur = (int)((j0 + k) % ns), nxt = (cur + 1) % ns;
         const int64_t a = t0 + k * chunk, e = a + chunk < t1 ? a + chunk : t1;
         /* the next read: this call's, or after the last one the next
          * call's first (rows past t1, up to a read's size) */
         const int next = k + 1 < n ? 1 : carry_on && e < total ? 2 : 0;
         if (next) {
             const int64_t lim = next == 1 ? t1 : total;
-            /* the stage of the next read: collect read k-1's routing first */
+            /* the stage of the next read: collect read k+1-ns's routing first */
             if (submitted[nxt]) {
                 st = stage_collect(s, op, nxt, ids, t0, first[nxt], last[nxt], 1);
                 submitted[nxt] = 0;
@@ -422,18 +437,19 @@ static eplb_status_t route_gpu_staged(eplb_sim_source_t *s, int32_t *ids, int64_
     const eplb_status_t st_loop = st;
     if (st != EPLB_OK)
         carry_drop(s);
-    for (int j = 0; j < 2; j++)
+    for (int j = 0; j < ns; j++)
         if (rd[j].running && !(R->carry && j == R->carry_j)) {
             double unused = 0;
             (void)async_read_wait(&rd[j], &unused);
         }
-    int order[2] = {0, 1};
-    if (submitted[0] && submitted[1] && first[1] < first[0])
-        order[0] = 1, order[1] = 0;
-    for (int q = 0; q < 2; q++) {
-        const int j = order[q];
-        if (!submitted[j])
-            continue;
+    for (;;) { /* the submitted reads, in token order */
+        int j = -1;
+        for (int q = 0; q < ns; q++)
+            if (submitted[q] && (j < 0 || first[q] < first[j]))
+                j = q;
+        if (j < 0)
+            break;
+        submitted[j] = 0;
         eplb_status_t sw = stage_collect(s, op, j, ids, t0, first[j], last[j], st == EPLB_OK);
         if (st == EPLB_OK)
             st = sw;
@@ -564,8 +580,8 @@ static void trace_free(eplb_sim_source_t *s)
     reads_free(s); /* before the stages: a read in flight writes into one */
     prefetch_free(s);
     const sim_stage_ops_t *op = s->stage_ops ? s->stage_ops : &gpu_stage_ops;
-    op->close(s->stage[0]);
-    op->close(s->stage[1]);
+    for (int j = 0; j < SIM_STAGES_MAX; j++)
+        op->close(s->stage[j]);
     free(s->logits);
     free(s->bias);
     free(s->rec);

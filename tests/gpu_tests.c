@@ -791,8 +791,10 @@ static void test_source_reads(void)
         }
         setenv("EPLB_THREADS", "2", 1);
         setenv("EPLB_READ_CHUNKS", "1", 1);
-        for (int ov = 1; ov >= 0; ov--) {
+        for (int mode = 2; mode >= 0; mode--) { /* overlap, 3 stages; overlap; neither */
+            const int ov = mode > 0;
             setenv("EPLB_READ_OVERLAP", ov ? "1" : "0", 1);
+            setenv("EPLB_GPU_STAGES", mode == 2 ? "3" : "2", 1);
             const int64_t r0[2] = {0, 5}, r1[2] = {T, T - 7};
             for (int q = 0; q < 2; q++) {
                 eplb_sim_source_t *src = NULL;
@@ -804,8 +806,8 @@ static void test_source_reads(void)
                 OK(src->read_ids(src, out, r0[q], r1[q]));
                 CHECK(memcmp(out, ref + (size_t)r0[q] * L * K,
                              (size_t)(r1[q] - r0[q]) * L * K * 4) == 0,
-                      "source reads (overlap %d, tokens %lld-%lld): ids differ from one "
-                      "GPU call", ov, (long long)r0[q], (long long)r1[q]);
+                      "source reads (mode %d, tokens %lld-%lld): ids differ from one "
+                      "GPU call", mode, (long long)r0[q], (long long)r1[q]);
                 int64_t rows = 0, differ = 0;
                 eplb_sim_source_routing_check(src, &rows, &differ);
                 CHECK(rows == (r1[q] - r0[q]) * L, "routing check: %lld rows, want %lld",
@@ -817,6 +819,7 @@ static void test_source_reads(void)
             }
         }
         unsetenv("EPLB_READ_OVERLAP");
+        unsetenv("EPLB_GPU_STAGES");
         unsetenv("EPLB_READ_CHUNKS");
         unsetenv("EPLB_THREADS");
         eplb_trace_close(tr);

@@ -27,7 +27,8 @@ src=$2
 step=${3:-97}
 n=${4:-200}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM # (the EXIT trap cleans up; the loop must not go on)
 size=$(wc -c < "$src")
 bad=0
 check() { # $1: file, $2: what

@@ -2,12 +2,13 @@
  *
  * Some corrupt metadata crashes the HDF5 library itself rather than
  * failing a call: with HDF5 1.10, a variable-length string attribute whose
- * global-heap reference points outside the file dies of SIGSEGV in
- * H5HG_read, and a corrupt chunk index can read wild memory
- * (tests/fuzz/trace_fuzz.sh found both).  No check of ours can run before
- * the library reads those bytes, so eplb_trace_open first does the same
- * open in a child process, which also reads every attribute and looks up
- * every chunk of every dataset (the index walk the readers do later).  A
+ * global-heap reference holds an object index far past the heap's objects
+ * dies of SIGSEGV in H5HG_read, and a corrupt chunk index can read wild
+ * memory (tests/fuzz/trace_fuzz.sh found both).  No check of ours can run
+ * before the library reads those bytes, so eplb_trace_open first does the
+ * same open in a child process (which reads the attributes and small
+ * datasets the open reads) and there also looks up every chunk of every
+ * dataset of the trace (the index walk the readers do later).  A
  * child killed by a signal becomes EPLB_ERR_FORMAT naming the file; a
  * child that merely failed lets the open here report the error itself.
  *

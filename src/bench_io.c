@@ -250,7 +250,8 @@ int eplb_bench_io(int argc, char **argv)
     unsigned char *ser = NULL, *par = NULL;
     size_t bytes = eplb_trace_raw_bytes(tr);
     if (bytes == 0) {
-        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+        /* the file's content, not an option: a runtime error (exit 1) */
+        st = eplb_error_set(EPLB_ERR_FORMAT,
                             "%s: no /router/logits or /router/topk_ids data to read", path);
         goto out;
     }

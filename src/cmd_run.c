@@ -136,7 +136,8 @@ static void usage(FILE *f)
         "cost model:\n"
         "  --profile FILE       hardware profile (default sim/profiles/h100-8gpu-ib400.txt,\n"
         "                       built in)\n"
-        "  --policy-time S      charge S seconds per policy run instead of measuring it\n"
+        "  --policy-time S      charge S seconds (at most 86400) per policy run instead\n"
+        "                       of measuring it\n"
         "                       (makes every output bit-reproducible)\n"
         "run:\n"
         "  --device D           auto|cpu|gpu: where logits are routed (default auto: the\n"
@@ -365,9 +366,13 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
                 o->policy_time = -1;
             } else {
                 EPLB_CHECK(parse_num(&o->policy_time, optarg, "--policy-time"));
-                if (o->policy_time < 0)
+                /* at most a day per decision: beyond that the modelled
+                 * times overflow to inf in the sums (1e308 gave inf and
+                 * null in the output) */
+                if (!(o->policy_time >= 0 && o->policy_time <= 86400))
                     return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                          "--policy-time: must be >= 0 or 'measured'");
+                                          "--policy-time: must be in [0, 86400] seconds or "
+                                          "'measured'");
             }
             break;
         case OPT_DEVICE:
@@ -581,9 +586,19 @@ static void write_csv_file(FILE *f, void *p)
 static const char *const out_names[] = {"results.h5", "config.json", "summary.json",
                                         "summary.csv"};
 
+/* 1 when paths a and b name the same existing file */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 /* Before any work: DIR, if it exists, is a directory, and none of the output
- * names in it is something a file cannot be renamed onto. */
-static eplb_status_t check_out_dir(const char *dir)
+ * names in it is something a file cannot be renamed onto, or one of the
+ * inputs (the trace, the profile: results.h5 replaced the trace it was
+ * computed from, with exit 0) */
+static eplb_status_t check_out_dir(const char *dir, const char *const *inputs, int ninputs)
 {
     struct stat sb;
     if (stat(dir, &sb) != 0)
@@ -599,6 +614,11 @@ static eplb_status_t check_out_dir(const char *dir)
         if (stat(p, &sb) == 0 && !S_ISREG(sb.st_mode))
             return eplb_error_set(EPLB_ERR_IO, "--out: %s exists and is not a regular file",
                                   p);
+        for (int k = 0; k < ninputs; k++)
+            if (same_file(p, inputs[k]))
+                return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                      "--out: %s is the input %s; it would be overwritten", p,
+                                      inputs[k]);
     }
     return EPLB_OK;
 }
@@ -679,8 +699,10 @@ int eplb_cmd_run(int argc, char **argv)
     eplb_sim_profile_default(&so.prof);
     if (o.profile_path)
         EPLB_CHECK_GOTO(eplb_sim_profile_load(&so.prof, o.profile_path), st, fail);
-    if (o.out_dir)
-        EPLB_CHECK_GOTO(check_out_dir(o.out_dir), st, fail);
+    if (o.out_dir) {
+        const char *inputs[] = {o.trace_path, o.profile_path};
+        EPLB_CHECK_GOTO(check_out_dir(o.out_dir, inputs, o.profile_path ? 2 : 1), st, fail);
+    }
     const double t_open = eplb_now();
     EPLB_CHECK_GOTO(eplb_trace_open(&tr, o.trace_path), st, fail);
     timing("opening the trace", t_open);

@@ -860,3 +860,56 @@ Test(bad_input, migration_max_moves_clamped)
         cr_assert_eq(eplb_placement_moves(old, out, 4), 2, "max_moves %d", budgets[i]);
     }
 }
+
+/* Found by the tenth session's sweep: `run T --out D` where D/results.h5
+ * was the trace T itself replaced the trace with its results (exit 0). */
+Test(bad_input, run_out_onto_the_input)
+{
+    const char *d = eplb_test_tmpdir();
+    char out[2048], in[4096];
+    snprintf(out, sizeof out, "%s", eplb_test_path(d, "od"));
+    cr_assert(mkdir(out, 0777) == 0);
+    snprintf(in, sizeof in, "%s/results.h5", out);
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
+    cr_assert(rename(t, in) == 0);
+    size_t n0 = 0, n1 = 0;
+    unsigned char *before = eplb_test_slurp(in, &n0);
+    eplb_test_cli_expect(2, "is the input", "run %s --quiet --gpus 4 --out %s", in, out);
+    unsigned char *after = eplb_test_slurp(in, &n1);
+    cr_assert(n0 == n1 && !memcmp(before, after, n0), "the input trace was changed");
+    free(before);
+    free(after);
+    /* the profile as config.json: the same */
+    char prof[4096];
+    snprintf(prof, sizeof prof, "%s/config.json", out);
+    eplb_test_write_text(prof, "nvlink_GBps = 400\n");
+    const char *t2 = make_trace(d, "c2.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
+    eplb_test_cli_expect(2, "is the input", "run %s --quiet --gpus 4 --profile %s --out %s", t2,
+                         prof, out);
+    unlink(t2);
+    unlink(prof);
+    unlink(in);
+    rmdir(out);
+    rmdir(d);
+}
+
+/* Found by the sweep: a FIFO as the trace blocked `info` forever (the
+ * open waited for a writer); --policy-time 1e308 printed inf and null. */
+Test(bad_input, fifo_trace_and_policy_time_bounded, .timeout = 60)
+{
+    const char *d = eplb_test_tmpdir();
+    char fifo[4096];
+    snprintf(fifo, sizeof fifo, "%s", eplb_test_path(d, "fifo.h5"));
+    cr_assert(mkfifo(fifo, 0600) == 0);
+    eplb_test_cli_expect(1, "not a regular file", "info %s", fifo);
+    eplb_test_cli_expect(1, "not a regular file", "run %s --quiet", fifo);
+    unlink(fifo);
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
+    eplb_test_cli_expect(2, "--policy-time", "run %s --quiet --gpus 4 --policy-time 1e308", t);
+    eplb_test_cli_expect(2, "--policy-time", "run %s --quiet --gpus 4 --policy-time 86401", t);
+    /* a counts-only trace has nothing for bench io to read: the file's
+     * fault, exit 1 */
+    eplb_test_cli_expect(1, "no /router/logits or /router/topk_ids", "bench io %s", t);
+    unlink(t);
+    rmdir(d);
+}

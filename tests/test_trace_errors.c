@@ -512,3 +512,20 @@ Test(trace_errors, heap_index_out_of_range)
     unlink(bad);
     unlink(good);
 }
+
+/* Found by the tenth session's sweep: top_k above the experts of the kept
+ * groups (16 experts in 16 groups, 1 kept: 1 expert for top_k = 2) passed
+ * the open and failed later as a usage error without the file's name (or
+ * not at all for topk-only traces). */
+Test(trace_errors, top_k_beyond_kept_groups)
+{
+    const char *path = good_trace(); /* E = 8, K = 2 */
+    set_int_attr(path, "num_groups", 8);
+    set_int_attr(path, "topk_groups", 1);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "'top_k' = 2 exceeds the 1 experts of the kept");
+    set_int_attr(path, "topk_groups", 2); /* 2 experts kept: enough */
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_trace_close(tr);
+    unlink(path);
+}

@@ -974,3 +974,43 @@ Test(traces, bench_io_cli_reads)
     eplb_test_cli_expect(2, "--reads needs /router/logits", "bench io '%s' --reads 8", path);
     unlink(path);
 }
+
+/* A pipeline the parallel decoder does not handle (deflate, then shuffle:
+ * legal HDF5, and h5py reads it) goes through H5Dread instead: the same
+ * values.  It was refused with "shuffled chunk has the wrong size". */
+Test(traces, unusual_filter_order_falls_back)
+{
+    const spec_t sp = {EPLB_DTYPE_F32, 8, EPLB_LEVEL_LOGITS, 8};
+    const char *path = tmp_file("order.h5");
+    write_trace(path, &sp);
+    const size_t n = (size_t)NTOK * L_ * 8;
+    float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+    cr_assert(want && got);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+    cr_assert(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, want) >= 0);
+    hid_t sp_ = H5Dget_space(d), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Dclose(d);
+    cr_assert(H5Ldelete(f, "/router/logits", H5P_DEFAULT) >= 0);
+    const hsize_t chunk[3] = {8, L_, 8};
+    cr_assert(H5Pset_chunk(dcpl, 3, chunk) >= 0 && H5Pset_deflate(dcpl, 4) >= 0 &&
+              H5Pset_shuffle(dcpl) >= 0); /* applied in this order when written */
+    d = H5Dcreate2(f, "/router/logits", H5T_IEEE_F32LE, sp_, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, want) >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp_);
+    H5Fclose(f);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    for (int th = 1; th <= 3; th += 2) {
+        memset(got, 0xff, n * sizeof *got);
+        eplb_assert_ok(eplb_trace_read_logits_parallel(tr, got, 0, NTOK, th));
+        cr_assert(memcmp(want, got, n * sizeof *got) == 0, "%d threads: values differ", th);
+    }
+    eplb_trace_close(tr);
+    free(want);
+    free(got);
+    unlink(path);
+}

@@ -200,12 +200,21 @@ static int plan_init(par_t *p, hid_t d, hid_t mtype)
     if (nf < 0 || nf > MAX_FILTERS)
         goto out;
     p->nfilt = nf;
+    int seen = 0; /* bit 0 deflate, bit 1 shuffle */
     for (int i = 0; i < nf; i++) {
         unsigned flags, cdv[8];
         size_t ncd = 8;
         H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cdv, 0, NULL, NULL);
         if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE)
             goto out;
+        /* each at most once, shuffle before deflate: the decode below
+         * unshuffles whole chunks and inflates to a whole chunk (a legal
+         * deflate-then-shuffle pipeline was refused as "shuffled chunk has
+         * the wrong size"); other pipelines go through H5Dread */
+        const int bit = id == H5Z_FILTER_DEFLATE ? 1 : 2;
+        if ((seen & bit) || (bit == 2 && (seen & 1)))
+            goto out;
+        seen |= bit;
         /* shuffle's element size is cd_values[0], set at creation */
         if (id == H5Z_FILTER_SHUFFLE && ncd >= 1 && cdv[0] != p->esize)
             goto out;

@@ -24,6 +24,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 #include <unistd.h>
 
 #include "h5util.h"
@@ -91,9 +94,18 @@ out:
 /* The child: open, walk, exit 0 (opened) or 1 (an error the parent's own
  * open will report).  No clean-up: _exit skips the parent's atexit
  * handlers and stdio buffers. */
-static void child(const char *path)
+static void child(const char *path, pid_t parent)
 {
     in_probe_child = 1;
+#if defined(__linux__)
+    /* killed with its parent (an interrupted command leaves no probe
+     * behind: a corrupt file can keep HDF5 busy for seconds) */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* the parent died before the line above */
+        _exit(1);
+#else
+    (void)parent;
+#endif
     /* die of the signal itself: a handler installed for it (AddressSanitizer
      * installs one for SIGSEGV and SIGBUS, and then exits 1) would hide the
      * crash from the parent */
@@ -130,11 +142,12 @@ eplb_status_t eplb_trace_probe(const char *path)
     if (!eplb_trace_probe_active())
         return EPLB_OK;
     fflush(NULL); /* nothing buffered is inherited twice */
+    const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return EPLB_OK; /* no probe: open as before */
     if (pid == 0)
-        child(path);
+        child(path, parent);
     int ws = 0;
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR)

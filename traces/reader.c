@@ -104,6 +104,16 @@ static eplb_status_t read_attrs(eplb_trace_t *tr)
                               "num_experts = %d",
                               p, r->num_groups, r->num_experts);
     EPLB_CHECK(int_attr(&r->topk_groups, f, p, "topk_groups", 1, r->num_groups));
+    /* top_k within the experts of the kept groups (the routing needs K of
+     * them); topk-only traces are never routed but their ids are meant
+     * to come from this config, so the same rule */
+    const int kept = r->topk_groups * (r->num_experts / r->num_groups);
+    if (r->top_k > kept)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute 'top_k' = %d exceeds the %d experts of the "
+                              "kept groups (topk_groups = %d of num_groups = %d, num_experts "
+                              "= %d)",
+                              p, r->top_k, kept, r->topk_groups, r->num_groups, r->num_experts);
     EPLB_CHECK(int_attr(&r->renormalize, f, p, "renormalize", 0, 1));
     double scale;
     EPLB_CHECK(eplb_h5_attr_read_double(&scale, f, "routed_scaling_factor", p));
@@ -393,6 +403,9 @@ eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path)
         return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode))
         return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: is a directory", path);
+    /* a FIFO would block the open below; devices are no traces either */
+    if (!S_ISREG(sb.st_mode))
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: not a regular file", path);
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return eplb_error_set(EPLB_ERR_IO, "%s: cannot open trace: %s", path, strerror(errno));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "tmpfile_guard.h"
 
 static const char *async_name(const eplb_trigger_t *t, char *buf, size_t n)
 {
@@ -139,18 +140,23 @@ eplb_status_t eplb_sim_write_file(const char *path, void (*fn)(FILE *f, void *ct
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;
     }
+    int guard = eplb_tmp_guard_arm(tmp);
+    errno = 0;
     fn(f, ctx);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: write error", tmp);
+    /* stdio keeps only an error flag: flushing what is left buffered sets
+     * errno again (ENOSPC, EFBIG, ...) after a write failed on the way */
+    int err = fflush(f) != 0 || ferror(f) ? (errno ? errno : EIO) : 0;
+    if (fclose(f) != 0 && !err)
+        err = errno;
+    if (err) {
+        st = eplb_error_set(EPLB_ERR_IO, "%s: write error: %s", path, strerror(err));
         unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
+    } else if (rename(tmp, path) != 0) {
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename to %s: %s", tmp, path,
                             strerror(errno));
         unlink(tmp);
     }
+    eplb_tmp_guard_disarm(guard);
 out:
     free(tmp);
     return st;

@@ -79,11 +79,35 @@ static eplb_status_t num(double *out, const char *v, const char *what,
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (errno || end == v || *trim(end) || !isfinite(x) || x < 0)
+    if (end == v || *trim(end) || isnan(x) || x < 0)
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s:%d: %s: '%s' is not a number >= 0", what,
                               line, key, v);
+    /* ERANGE: beyond a double, or (also for 1e-320, which strtod returns
+     * as a denormal) below the smallest normal one */
+    if (errno == ERANGE || isinf(x))
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              x > 1 ? "%s:%d: %s: '%s' is too large for a double"
+                                    : "%s:%d: %s: '%s' is too small (not 0, but below "
+                                      "2.2e-308, the smallest normal double)",
+                              what, line, key, v);
     *out = x;
+    return EPLB_OK;
+}
+
+/* *out = x in the base unit (x * scale) of key: a value that only
+ * overflows there (nvlink_GBps = 1e308 is 1e317 B/s) must be refused here,
+ * not become inf in the results (JSON has no inf). */
+static eplb_status_t scaled(double *out, double x, double scale, const char *v,
+                            const char *what, int line, const char *key)
+{
+    double y = x * scale;
+    if (!isfinite(y))
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s:%d: %s: '%s' is too large (x %g, the unit "
+                              "conversion, overflows a double)",
+                              what, line, key, v, scale);
+    *out = y;
     return EPLB_OK;
 }
 
@@ -240,7 +264,9 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
                 }
                 seen |= 1ul << i;
                 EPLB_CHECK_GOTO(num(&x, v, what, line, key), st, out);
-                *(double *)((char *)&p + keys[i].off) = x * keys[i].scale;
+                EPLB_CHECK_GOTO(scaled((double *)((char *)&p + keys[i].off), x,
+                                       keys[i].scale, v, what, line, key),
+                                st, out);
             }
         }
         cur = nl ? nl + 1 : NULL;
@@ -275,43 +301,16 @@ out:
 }
 
 /* a profile is a few KiB of key = value lines; this bounds the read of a
- * wrong file (/dev/zero, a trace) */
-#define PROFILE_MAX_BYTES (4 << 20)
+ * wrong file (a trace) */
+#define PROFILE_MAX_BYTES ((size_t)4 << 20)
 
 eplb_status_t eplb_sim_profile_load(eplb_profile_t *out, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open profile: %s", path,
-                              strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    eplb_status_t st = EPLB_OK;
-    for (;;) {
-        if (cap - n < 4096) {
-            char *nb = realloc(buf, cap = cap * 2 + 8192);
-            EPLB_ALLOC_GOTO(nb, st, out);
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (n > PROFILE_MAX_BYTES) {
-            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: larger than %d bytes: not a profile",
-                                path, PROFILE_MAX_BYTES);
-            goto out;
-        }
-    }
-    if (ferror(f)) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: read error: %s", path, strerror(errno));
-        goto out;
-    }
-    buf[n] = '\0';
-    st = eplb_sim_profile_parse(out, buf, path);
-out:
-    free(buf);
-    fclose(f);
+    char *text = NULL;
+    size_t n = 0;
+    EPLB_CHECK(eplb_input_file_read(&text, &n, path, PROFILE_MAX_BYTES));
+    eplb_status_t st = eplb_sim_profile_parse(out, text, path);
+    free(text);
     return st;
 }
 
@@ -360,8 +359,16 @@ void eplb_sim_model_shape(eplb_model_shape_t *out, const char *model,
             }
     eplb_json_t *cfg = NULL;
     if (model_config && *model_config &&
-        eplb_json_parse(&cfg, model_config, strlen(model_config), "model_config") ==
+        eplb_json_parse(&cfg, model_config, strlen(model_config), "model_config") !=
             EPLB_OK) {
+        /* said where the shape is reported (it was ignored silently) */
+        char why[sizeof m.source];
+        snprintf(why, sizeof why, "%s", m.source);
+        snprintf(m.source, sizeof m.source, "%.*s; the trace's model_config is not valid JSON",
+                 (int)(sizeof m.source - 48), why);
+        cfg = NULL;
+    }
+    if (cfg) {
         const eplb_json_t *h = eplb_json_get(cfg, "hidden_size");
         const eplb_json_t *f = eplb_json_get(cfg, "moe_intermediate_size");
         if (!f)

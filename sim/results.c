@@ -33,9 +33,11 @@ struct eplb_sim_h5 {
  * results file before it dies, so that an out directory holds complete
  * files only (src/tmpfile_guard.c; disarmed by finish / abort). */
 
+/* "PATH: WHAT: cannot write (hdf5: reason)": the reason carries the errno
+ * text of a failed write (No space left on device, File too large). */
 static eplb_status_t h5err(const eplb_sim_h5_t *h, const char *what)
 {
-    return eplb_error_set(EPLB_ERR_IO, "%s: cannot write %s", h->path, what);
+    return eplb_h5_fail(EPLB_ERR_IO, h->path, what, "cannot write");
 }
 
 static eplb_status_t attr_str(const eplb_sim_h5_t *h, hid_t obj, const char *name,
@@ -192,7 +194,7 @@ static eplb_status_t unlocked_create(eplb_sim_h5_t **out, const char *path, int 
     h->file = H5Fcreate(h->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     H5Pclose(fcpl);
     if (h->file < 0) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot create", h->tmp);
+        st = eplb_h5_fail(EPLB_ERR_IO, h->tmp, NULL, "cannot create file");
         goto err;
     }
     h->ev_type = event_type();
@@ -313,25 +315,19 @@ static eplb_status_t unlocked_end_run(eplb_sim_h5_t *h, int idx,
     return EPLB_OK;
 }
 
-static void close_all(eplb_sim_h5_t *h)
+/* Close every object of the file (not the file). */
+static void close_objects(eplb_sim_h5_t *h)
 {
     for (int i = 0; h->run && i < h->nruns; i++) {
         h5run_t *r = &h->run[i];
-        hid_t ids[] = {r->tok, r->bal, r->tim, r->ev, r->pl, r->plstep};
+        hid_t *ids[] = {&r->tok, &r->bal, &r->tim, &r->ev, &r->pl, &r->plstep, &r->grp};
         for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
-            if (ids[k] >= 0)
-                H5Dclose(ids[k]);
-        if (r->grp >= 0)
-            H5Gclose(r->grp);
+            eplb_h5_close(ids[k]);
     }
-    if (h->ev_type >= 0)
-        H5Tclose(h->ev_type);
-    if (h->ev_ftype >= 0)
-        H5Tclose(h->ev_ftype);
-    if (h->runs_grp >= 0)
-        H5Gclose(h->runs_grp);
-    if (h->gcpl >= 0)
-        H5Pclose(h->gcpl);
+    eplb_h5_close(&h->ev_type);
+    eplb_h5_close(&h->ev_ftype);
+    eplb_h5_close(&h->runs_grp);
+    eplb_h5_close(&h->gcpl);
 }
 
 static void h5_free(eplb_sim_h5_t *h)
@@ -345,27 +341,36 @@ static void h5_free(eplb_sim_h5_t *h)
 
 static eplb_status_t unlocked_finish(eplb_sim_h5_t *h)
 {
-    eplb_status_t st = EPLB_OK;
-    close_all(h);
-    if (H5Fclose(h->file) < 0) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot close", h->tmp);
-        unlink(h->tmp);
-    } else if (rename(h->tmp, h->path) != 0) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename to %s: %s", h->tmp, h->path,
-                            strerror(errno));
-        unlink(h->tmp);
+    /* Flush while everything is open: a write that fails here leaves the
+     * file to unlocked_abort, which discards it; a dataset or file whose
+     * close fails cannot be closed again (traces/h5util.h). */
+    if (H5Fflush(h->file, H5F_SCOPE_LOCAL) < 0) {
+        eplb_status_t st = eplb_h5_fail(EPLB_ERR_IO, h->path, NULL, "cannot write file");
+        unlocked_abort(h);
+        return st;
     }
+    close_objects(h);
+    eplb_status_t st = eplb_h5_file_close_all(&h->file, h->path);
+    if (st == EPLB_OK && rename(h->tmp, h->path) != 0)
+        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %s", h->path, h->tmp,
+                            strerror(errno));
+    if (st != EPLB_OK)
+        unlink(h->tmp);
     h5_free(h);
     return st;
 }
 
+/* Close and delete the temporary file, keeping the message of the failure
+ * that brought us here. */
 static void unlocked_abort(eplb_sim_h5_t *h)
 {
     if (!h)
         return;
-    close_all(h);
+    if (h->file >= 0)
+        eplb_h5_file_discard_writes(h->file);
+    close_objects(h);
     if (h->file >= 0) {
-        H5Fclose(h->file);
+        eplb_h5_file_close_all(&h->file, NULL);
         unlink(h->tmp);
     }
     h5_free(h);

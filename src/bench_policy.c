@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "checks.h"
+#include "cli_util.h"
 #include "json.h"
 #include "policy.h"
 
@@ -104,36 +105,44 @@ out:
     return st;
 }
 
+enum { OPT_POLICY = 256, OPT_WEIGHTS, OPT_REPEAT, OPT_MAX_MOVES, OPT_JSON };
+
+static const struct option LONGOPTS[] = {
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"weights", required_argument, NULL, OPT_WEIGHTS},
+    {"repeat", required_argument, NULL, OPT_REPEAT},
+    {"max-moves", required_argument, NULL, OPT_MAX_MOVES},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 int eplb_bench_policy(int argc, char **argv)
 {
     const char *only = NULL, *path = NULL;
     int repeat = 0, json = 0, max_moves = 16;
     char pbuf[4096];
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (i + 1 < argc && !strcmp(a, "--policy")) {
-            only = argv[++i];
-        } else if (i + 1 < argc && !strcmp(a, "--weights")) {
-            path = argv[++i];
-        } else if (i + 1 < argc && (!strcmp(a, "--repeat") || !strcmp(a, "--max-moves"))) {
-            char *end;
-            long v = strtol(argv[i + 1], &end, 10);
-            if (*end || end == argv[i + 1] || v < (a[2] == 'r' ? 1 : -1) || v > 1000000)
-                return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                         "%s: bad value '%s'", a, argv[i + 1]));
-            if (a[2] == 'r')
-                repeat = (int)v;
-            else
-                max_moves = (int)v;
-            i++;
-        } else {
-            return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                     "unknown option '%s' (see --help)", a));
+        }
+        const struct option *opt = NULL;
+        const char *val = NULL;
+        int64_t v = 0;
+        eplb_status_t st = eplb_cli_next_opt(&opt, &val, argc, argv, &i, LONGOPTS);
+        if (st == EPLB_OK && opt->val == OPT_REPEAT)
+            st = eplb_cli_int_parse(&v, val, "--repeat", 1, 1000000);
+        if (st == EPLB_OK && opt->val == OPT_MAX_MOVES)
+            st = eplb_cli_int_parse(&v, val, "--max-moves", -1, 1000000);
+        if (st != EPLB_OK)
+            return eplb_cmd_fail(CMD, st);
+        switch (opt->val) {
+        case OPT_POLICY: only = val; break;
+        case OPT_WEIGHTS: path = val; break;
+        case OPT_REPEAT: repeat = (int)v; break;
+        case OPT_MAX_MOVES: max_moves = (int)v; break;
+        case OPT_JSON: json = 1; break;
         }
     }
     if (only && !eplb_policy_find(only))

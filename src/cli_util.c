@@ -1,16 +1,18 @@
 /* cli_util.c - option parsing shared by the subcommands. */
 #include "cli_util.h"
 
-#include <getopt.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt, int64_t min,
                                  int64_t max)
 {
     char *end = NULL;
+    errno = 0;
     long long v = strtoll(arg, &end, 10);
-    if (!arg[0] || *end || v < min || v > max)
+    if (!arg[0] || *end || errno == ERANGE || v < min || v > max)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "%s: expected an integer in %" PRId64 "..%" PRId64
                               ", got '%s'",
@@ -19,10 +21,65 @@ eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt,
     return EPLB_OK;
 }
 
+int eplb_cli_is_option(const char *arg, const struct option *longopts)
+{
+    if (!arg || strncmp(arg, "--", 2) != 0)
+        return 0;
+    const char *name = arg + 2;
+    size_t n = strcspn(name, "=");
+    for (const struct option *o = longopts; o->name; o++)
+        if (strlen(o->name) == n && !strncmp(o->name, name, n))
+            return 1;
+    return 0;
+}
+
+int eplb_cli_getopt(int argc, char **argv, const char *optstring,
+                    const struct option *longopts)
+{
+    int c = getopt_long(argc, argv, optstring, longopts, NULL);
+    /* only a value taken from the next argument: "--top-k=--model" and
+     * "-o--x" say what they mean */
+    if (c != -1 && c != ':' && c != '?' && optarg && optind >= 2 &&
+        optarg == argv[optind - 1] && eplb_cli_is_option(optarg, longopts)) {
+        optind--; /* argv[optind - 1] is now the option itself */
+        return ':';
+    }
+    return c;
+}
+
 eplb_status_t eplb_cli_getopt_fail(int c, char **argv)
 {
     if (c == ':')
-        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: missing value", argv[optind - 1]);
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s needs a value", argv[optind - 1]);
     return eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)",
                           argv[optind - 1]);
+}
+
+eplb_status_t eplb_cli_next_opt(const struct option **opt, const char **val, int argc,
+                                char **argv, int *i, const struct option *longopts)
+{
+    const char *a = argv[*i];
+    const char *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    const struct option *o = NULL;
+    if (!strncmp(a, "--", 2))
+        for (o = longopts; o->name; o++)
+            if (strlen(o->name) == n - 2 && !strncmp(o->name, a + 2, n - 2))
+                break;
+    if (!o || !o->name)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)", a);
+    const char *v = NULL;
+    if (o->has_arg == no_argument) {
+        if (eq)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "--%s takes no value", o->name);
+    } else if (eq) {
+        v = eq + 1;
+    } else {
+        if (*i + 1 >= argc || eplb_cli_is_option(argv[*i + 1], longopts))
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "--%s needs a value", o->name);
+        v = argv[++*i];
+    }
+    *opt = o;
+    *val = v;
+    return EPLB_OK;
 }

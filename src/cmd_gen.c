@@ -130,7 +130,7 @@ int eplb_cmd_gen(int argc, char **argv)
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
+    while ((c = eplb_cli_getopt(argc, argv, ":o:h", longopts)) != -1) {
         switch (c) {
         case OPT_PRESET: o.preset = optarg; break;
         case 'o': out = optarg; break;

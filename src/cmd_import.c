@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli_util.h"
 #include "cmd.h"
@@ -43,6 +44,27 @@ static void usage(FILE *f)
             "  -h, --help             this help\n");
 }
 
+/* 1 when writing `out` would overwrite an input: the SGLang file itself,
+ * or one of the ESFT directory's expert_weights_*.txt logs (both were
+ * replaced by the trace, with exit 0) */
+static int out_is_input(const char *out, const char *in, int esft)
+{
+    struct stat so, si;
+    if (stat(out, &so) != 0 || stat(in, &si) != 0)
+        return 0;
+    if (!esft)
+        return so.st_dev == si.st_dev && so.st_ino == si.st_ino;
+    const char *base = strrchr(out, '/');
+    base = base ? base + 1 : out;
+    if (strncmp(base, "expert_weights_", 15) != 0)
+        return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", base > out ? (int)(base - out) : 1,
+             base > out ? out : ".");
+    struct stat sd;
+    return stat(dir, &sd) == 0 && sd.st_dev == si.st_dev && sd.st_ino == si.st_ino;
+}
+
 int eplb_cmd_import(int argc, char **argv)
 {
     enum { OPT_FORMAT = 256, OPT_TOKENS, OPT_TOPK, OPT_MODEL };
@@ -62,7 +84,7 @@ int eplb_cmd_import(int argc, char **argv)
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
+    while ((c = eplb_cli_getopt(argc, argv, ":o:h", longopts)) != -1) {
         switch (c) {
         case OPT_FORMAT: format = optarg; break;
         case 'o': out = optarg; break;
@@ -105,6 +127,11 @@ int eplb_cmd_import(int argc, char **argv)
                                                       "input %s: empty path",
                                                       strcmp(format, "esft") ? "file"
                                                                              : "directory"));
+    if (out_is_input(out, in, strcmp(format, "esft") == 0))
+        return eplb_cmd_fail("import", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                      "-o/--output: %s is an input of the "
+                                                      "import; it would be overwritten",
+                                                      out));
     if (strcmp(format, "esft") == 0) {
         if (topk_set || model_set)
             return eplb_cmd_fail("import",

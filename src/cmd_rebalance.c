@@ -4,6 +4,7 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,17 +12,16 @@
 #include <string.h>
 
 #include "checks.h"
+#include "cli_util.h"
 #include "json.h"
 #include "policy.h"
 
 static const char *CMD = "rebalance";
 
-/* bounds of --replicas: per layer and over all layers (int32 arrays of
- * layers x P must fit comfortably in memory) */
-#define MAX_SLOTS (1 << 20)
-#define MAX_LAYER_SLOTS ((int64_t)1 << 26)
-/* the largest --weights / --old text read (a wrong path such as /dev/zero
- * must not read until memory runs out) */
+/* bounds: EPLB_MAX_SLOTS per layer, EPLB_MAX_LAYER_SLOTS for layers x
+ * --replicas (cli_util.h) */
+/* the largest --weights text read (a huge file must not read until memory
+ * runs out) */
 #define MAX_TEXT_BYTES ((size_t)1 << 30)
 
 static void usage(FILE *f)
@@ -36,11 +36,13 @@ static void usage(FILE *f)
             "                   {\"logical_count\": [[...]]} (all-zero layers kept; a 3-D\n"
             "                   [steps][layers][experts] count is summed and also given to\n"
             "                   `vec` as its time series), or CSV with one layer per line\n"
-            "  --replicas P     physical expert slots per layer (P >= experts, P %% D == 0)\n"
-            "  --gpus D         GPUs (D %% N == 0); slot p lives on GPU p / (P/D)\n"
+            "  --replicas P     physical expert slots per layer (P >= experts, P %% D == 0,\n"
+            "                   P <= %d)\n"
+            "  --gpus D         GPUs (D %% N == 0, D <= %d); slot p lives on GPU p / (P/D)\n"
             "  --groups G       expert groups (experts %% G == 0; default 1)\n"
             "  --nodes N        nodes (default 1)\n"
-            "  --policy NAME    default deepseek; one of:\n");
+            "  --policy NAME    default deepseek; one of:\n",
+            EPLB_MAX_SLOTS, EPLB_MAX_GPUS);
     size_t n;
     const eplb_policy_t *t = eplb_policy_table(&n);
     for (size_t i = 0; i < n; i++)
@@ -60,12 +62,14 @@ static void usage(FILE *f)
             "  --export trtllm  instead: TensorRT-LLM MoE load balancer YAML (num_slots,\n"
             "                   initial_global_assignments keyed by layer index + K, all-zero\n"
             "                   (dense) layers left out, layer_updates_per_iter: 0)\n"
-            "  --layer-offset K added to layer indices in the trtllm export (default 0)\n\n"
+            "  --layer-offset K added to layer indices in the trtllm export (default 0;\n"
+            "                   K + layers - 1 <= 2147483647)\n\n"
             "gpu_load splits each expert's load evenly over its replicas; balancedness is\n"
             "mean/max GPU load per layer; moves counts slots that differ from the old\n"
             "placement.  log2phy lists replicas in the order the policy created them (the\n"
             "DeepSeek reference's layout), -1 padded to the largest replica count.\n"
-            "Exit status: 0 ok, 1 unreadable or malformed file, 2 impossible request.\n");
+            "Exit status: 0 ok, 1 unreadable or malformed file (--weights, --old), 2 bad\n"
+            "option or impossible request.\n");
 }
 
 static eplb_status_t parse_int(int *out, const char *opt, const char *s)
@@ -77,42 +81,6 @@ static eplb_status_t parse_int(int *out, const char *opt, const char *s)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not an integer", opt, s);
     *out = (int)v;
     return EPLB_OK;
-}
-
-static eplb_status_t read_text(char **out, size_t *len, const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap);
-    eplb_status_t st = EPLB_OK;
-    EPLB_ALLOC_GOTO(buf, st, out);
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n > MAX_TEXT_BYTES) {
-            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: larger than %lld bytes", path,
-                                (long long)MAX_TEXT_BYTES);
-            goto out;
-        }
-        if (cap - n < 2) {
-            char *nb = realloc(buf, cap *= 2);
-            EPLB_ALLOC_GOTO(nb, st, out);
-            buf = nb;
-        }
-    }
-    if (ferror(f)) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: read error: %s", path, strerror(errno));
-        goto out;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-out:
-    free(buf);
-    fclose(f);
-    return st;
 }
 
 /* CSV: one layer per line, numbers separated by commas; blank lines and
@@ -210,7 +178,7 @@ static eplb_status_t load_weights(float **w_out, int *L_out, int *E_out, float *
     eplb_json_t *root = NULL;
     float *w = NULL, *series = NULL, *m = NULL;
     int L = 0, E = 0, S = 0;
-    EPLB_CHECK_GOTO(read_text(&text, &len, path), st, out);
+    EPLB_CHECK_GOTO(eplb_input_file_read(&text, &len, path, MAX_TEXT_BYTES), st, out);
     const char *p = text;
     while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
         p++;
@@ -298,21 +266,21 @@ static eplb_status_t load_old(int32_t **out, const char *path, int L, int E, int
         goto out;
     }
     EPLB_CHECK_GOTO(eplb_json_matrix_i32(&m, &r, &c, v, path), st, out);
+    /* what the file holds, shape and ids, is a malformed file (exit 1), not
+     * an impossible request: the options are checked before it is read */
     if (r != L || c != P) {
-        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+        st = eplb_error_set(EPLB_ERR_FORMAT,
                             "--old %s: shape [%d][%d], expected [%d][%d] (layers x replicas)",
                             path, r, c, L, P);
         goto out;
     }
     {
-        /* the ids come from the file: name it (the status stays a refused
-         * request, exit 2, as tests/test_rebalance_cli.c expects) */
         char what[512];
         snprintf(what, sizeof what, "%s (--old)", path);
         if (eplb_placement_check(m, L, E, P, what) != EPLB_OK) {
             char why[768];
             snprintf(why, sizeof why, "%s", eplb_error_last());
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s", why);
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s", why);
             goto out;
         }
     }
@@ -360,6 +328,55 @@ typedef struct {
     int P, G, N, D, max_moves, layer_offset;
 } opts_t;
 
+enum {
+    OPT_WEIGHTS = 256,
+    OPT_REPLICAS,
+    OPT_GROUPS,
+    OPT_NODES,
+    OPT_GPUS,
+    OPT_POLICY,
+    OPT_OLD,
+    OPT_MAX_MOVES,
+    OPT_FORMAT,
+    OPT_EXPORT,
+    OPT_LAYER_OFFSET
+};
+
+static const struct option LONGOPTS[] = {
+    {"weights", required_argument, NULL, OPT_WEIGHTS},
+    {"replicas", required_argument, NULL, OPT_REPLICAS},
+    {"groups", required_argument, NULL, OPT_GROUPS},
+    {"nodes", required_argument, NULL, OPT_NODES},
+    {"gpus", required_argument, NULL, OPT_GPUS},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"old", required_argument, NULL, OPT_OLD},
+    {"max-moves", required_argument, NULL, OPT_MAX_MOVES},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"export", required_argument, NULL, OPT_EXPORT},
+    {"layer-offset", required_argument, NULL, OPT_LAYER_OFFSET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Store the value of option id (an OPT_ of LONGOPTS) in o. */
+static eplb_status_t set_opt(opts_t *o, int id, const char *val)
+{
+    switch (id) {
+    case OPT_WEIGHTS: o->weights = val; return EPLB_OK;
+    case OPT_REPLICAS: return parse_int(&o->P, "--replicas", val);
+    case OPT_GROUPS: return parse_int(&o->G, "--groups", val);
+    case OPT_NODES: return parse_int(&o->N, "--nodes", val);
+    case OPT_GPUS: return parse_int(&o->D, "--gpus", val);
+    case OPT_POLICY: o->policy = val; return EPLB_OK;
+    case OPT_OLD: o->old = val; return EPLB_OK;
+    case OPT_MAX_MOVES: return parse_int(&o->max_moves, "--max-moves", val);
+    case OPT_FORMAT: o->format = val; return EPLB_OK;
+    case OPT_EXPORT: o->export_ = val; return EPLB_OK;
+    case OPT_LAYER_OFFSET: return parse_int(&o->layer_offset, "--layer-offset", val);
+    }
+    return eplb_error_set(EPLB_ERR_INTERNAL, "rebalance: option %d not handled", id);
+}
+
 int eplb_cmd_rebalance(int argc, char **argv)
 {
     opts_t o = {NULL, "deepseek", NULL, "json", NULL, 0, 1, 1, 0, 16, 0};
@@ -372,53 +389,16 @@ int eplb_cmd_rebalance(int argc, char **argv)
     int L = 0, E = 0, S = 0, rc = 0;
 
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
         }
+        const struct option *opt = NULL;
         const char *val = NULL;
-        char name[64];
-        const char *eq = strchr(a, '=');
-        if (!strncmp(a, "--", 2) && eq && (size_t)(eq - a) < sizeof name) {
-            memcpy(name, a, (size_t)(eq - a));
-            name[eq - a] = '\0';
-            val = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a);
-            if (i + 1 < argc)
-                val = argv[i + 1], i++;
-        }
-        static const char *const known[] = {"--weights", "--replicas", "--groups",
-                                            "--nodes", "--gpus", "--policy", "--old",
-                                            "--max-moves", "--format", "--export",
-                                            "--layer-offset"};
-        int k = -1;
-        for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
-            if (!strcmp(name, known[j]))
-                k = j;
-        if (k < 0) {
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                "unknown option '%s' (see eplb-replay rebalance --help)", a);
-            goto out;
-        }
-        if (!val) {
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s needs a value", name);
-            goto out;
-        }
-        switch (k) {
-        case 0: o.weights = val; break;
-        case 1: EPLB_CHECK_GOTO(parse_int(&o.P, name, val), st, out); have_p = 1; break;
-        case 2: EPLB_CHECK_GOTO(parse_int(&o.G, name, val), st, out); break;
-        case 3: EPLB_CHECK_GOTO(parse_int(&o.N, name, val), st, out); break;
-        case 4: EPLB_CHECK_GOTO(parse_int(&o.D, name, val), st, out); have_d = 1; break;
-        case 5: o.policy = val; break;
-        case 6: o.old = val; break;
-        case 7: EPLB_CHECK_GOTO(parse_int(&o.max_moves, name, val), st, out); break;
-        case 8: o.format = val; break;
-        case 9: o.export_ = val; break;
-        case 10: EPLB_CHECK_GOTO(parse_int(&o.layer_offset, name, val), st, out); break;
-        }
+        EPLB_CHECK_GOTO(eplb_cli_next_opt(&opt, &val, argc, argv, &i, LONGOPTS), st, out);
+        EPLB_CHECK_GOTO(set_opt(&o, opt->val, val), st, out);
+        have_p |= opt->val == OPT_REPLICAS;
+        have_d |= opt->val == OPT_GPUS;
     }
     if ((o.weights && !*o.weights) || (o.old && !*o.old)) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: empty path",
@@ -430,9 +410,15 @@ int eplb_cmd_rebalance(int argc, char **argv)
                             "--weights, --replicas and --gpus are required (see --help)");
         goto out;
     }
-    if (o.P > MAX_SLOTS) {
-        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--replicas: %d is more than %d", o.P,
-                            MAX_SLOTS);
+    if (o.P > EPLB_MAX_SLOTS) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--replicas: %d is more than %d slots per layer", o.P,
+                            EPLB_MAX_SLOTS);
+        goto out;
+    }
+    if (o.D > EPLB_MAX_GPUS) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--gpus: %d is more than %d", o.D,
+                            EPLB_MAX_GPUS);
         goto out;
     }
     if (o.max_moves < -1) {
@@ -466,10 +452,19 @@ int eplb_cmd_rebalance(int argc, char **argv)
     EPLB_CHECK_GOTO(check_loads(w, (size_t)L * E, L, E, o.weights), st, out);
     if (series)
         EPLB_CHECK_GOTO(check_loads(series, (size_t)S * L * E, L, E, o.weights), st, out);
-    if ((int64_t)L * o.P > MAX_LAYER_SLOTS) {
+    if ((int64_t)o.layer_offset + L - 1 > INT_MAX) {
+        /* the trtllm keys (layer + K) are ints: the last must not wrap */
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--layer-offset %d: with the %d layers of %s the last key would "
+                            "be %lld, beyond %d",
+                            o.layer_offset, L, o.weights, (long long)o.layer_offset + L - 1,
+                            INT_MAX);
+        goto out;
+    }
+    if ((int64_t)L * o.P > EPLB_MAX_LAYER_SLOTS) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                             "--replicas %d x %d layers of %s: more than %lld slots", o.P, L,
-                            o.weights, (long long)MAX_LAYER_SLOTS);
+                            o.weights, (long long)EPLB_MAX_LAYER_SLOTS);
         goto out;
     }
     if (o.old)
@@ -480,9 +475,9 @@ int eplb_cmd_rebalance(int argc, char **argv)
     args.num_groups = o.G;
     args.num_nodes = o.N;
     args.num_gpus = o.D;
-    /* more moves than MAX_SLOTS (>= P) is no tighter a limit; keeps the
+    /* more moves than EPLB_MAX_SLOTS (>= P) is no tighter a limit; keeps the
      * policy's iteration arithmetic (4 x max_moves) inside int */
-    args.max_moves = o.max_moves > MAX_SLOTS ? MAX_SLOTS : o.max_moves;
+    args.max_moves = o.max_moves > EPLB_MAX_SLOTS ? EPLB_MAX_SLOTS : o.max_moves;
     args.old_phy2log = old;
     args.series = series;
     args.series_steps = S;

@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "checks.h"
+#include "cli_util.h"
 #include "json.h"
 #include "sim.h"
+#include "tmpfile_guard.h"
 
 #define MAX_LIST 64
 /* --device auto takes the GPU from this many bytes of raw logits on, and
@@ -94,10 +96,10 @@ static eplb_status_t gpu_open_prefetch(eplb_gpu_t **gpu, eplb_sim_source_t *src)
 #define MAX_POLICIES 32
 /* bounds of the integer options: beyond them the run state (slots x layers
  * x experts per run) would not fit in memory or an int */
-#define MAX_GPUS (1 << 16)
-#define MAX_SLOTS (1 << 20)
+#define MAX_GPUS EPLB_MAX_GPUS   /* cli_util.h: what rebalance accepts too */
+#define MAX_SLOTS EPLB_MAX_SLOTS
 #define MAX_STEPS ((int64_t)1 << 40)
-#define MAX_LAYER_SLOTS ((int64_t)1 << 26)
+#define MAX_LAYER_SLOTS EPLB_MAX_LAYER_SLOTS
 /* runs of one invocation (each holds its placement, loads and results) */
 #define MAX_RUNS 65536
 
@@ -268,7 +270,7 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
     double x;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+    while ((c = eplb_cli_getopt(argc, argv, ":h", lo)) != -1) {
         switch (c) {
         case 'h':
             *help = 1;
@@ -402,12 +404,8 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
         case OPT_QUIET:
             o->quiet = 1;
             break;
-        case ':':
-            return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s needs a value",
-                                  argv[optind - 1]);
         default:
-            return eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s'",
-                                  argv[optind - 1]);
+            return eplb_cli_getopt_fail(c, argv);
         }
     }
     if (optind >= argc)
@@ -623,30 +621,60 @@ static eplb_status_t check_out_dir(const char *dir, const char *const *inputs, i
     return EPLB_OK;
 }
 
-static eplb_status_t make_dir(const char *dir, int *created)
+/* The directories out_dirs_make created for --out DIR: a failed run
+ * removes them again, deepest first, so that it leaves no directory behind
+ * (only those it created, and only while empty: rmdir). */
+typedef struct {
+    char *dir;    /* copy of DIR */
+    size_t *made; /* lengths of the prefixes of dir that mkdir created */
+    int n;
+} out_dirs_t;
+
+#define OUT_DIRS_INIT {NULL, NULL, 0}
+
+static void out_dirs_free(out_dirs_t *d)
+{
+    free(d->dir);
+    free(d->made);
+    *d = (out_dirs_t)OUT_DIRS_INIT;
+}
+
+/* rmdir what was created, deepest first; then forget it */
+static void out_dirs_remove(out_dirs_t *d)
+{
+    for (int i = d->n - 1; i >= 0; i--) {
+        d->dir[d->made[i]] = '\0';
+        rmdir(d->dir);
+    }
+    out_dirs_free(d);
+}
+
+/* mkdir -p, recording each prefix that mkdir created (a prefix such as
+ * "new/.." that names an existing directory is not recorded) */
+static eplb_status_t out_dirs_make(out_dirs_t *d, const char *dir)
 {
     struct stat sb;
-    *created = 0;
     if (stat(dir, &sb) == 0)
         return S_ISDIR(sb.st_mode)
                    ? EPLB_OK
                    : eplb_error_set(EPLB_ERR_IO, "--out: %s is not a directory", dir);
-    char *copy = strdup(dir);
-    if (!copy)
+    size_t len = strlen(dir), nmax = 1;
+    for (size_t i = 0; i < len; i++)
+        nmax += dir[i] == '/';
+    d->dir = strdup(dir);
+    d->made = malloc(nmax * sizeof *d->made);
+    if (!d->dir || !d->made)
         return eplb_error_set(EPLB_ERR_NOMEM, "out of memory");
-    for (char *q = copy + 1; *q; q++)
-        if (*q == '/') {
-            *q = '\0';
-            mkdir(copy, 0777);
-            *q = '/';
-        }
-    free(copy);
-    if (mkdir(dir, 0777) != 0) {
-        if (errno != EEXIST)
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && d->dir[i] != '/')
+            continue;
+        d->dir[i] = '\0';
+        if (mkdir(d->dir, 0777) == 0)
+            d->made[d->n++] = i;
+        else if (i == len && errno != EEXIST)
             return eplb_error_set(EPLB_ERR_IO, "--out: cannot create %s: %s", dir,
                                   strerror(errno));
-    } else {
-        *created = 1;
+        d->dir[i] = dir[i];
     }
     return EPLB_OK;
 }
@@ -658,6 +686,37 @@ static char *join(const char *dir, const char *name)
     if (s)
         snprintf(s, n, "%s/%s", dir, name);
     return s;
+}
+
+/* Add DIR/NAME to the --out set; *tmp: the name to write it under. */
+static eplb_status_t out_set_add(const char **tmp, eplb_tmp_set_t *set, const char *dir,
+                                 const char *name)
+{
+    char *p = join(dir, name);
+    if (!p)
+        return eplb_error_set(EPLB_ERR_NOMEM, "out of memory");
+    eplb_status_t st = eplb_tmp_set_add(tmp, set, p);
+    free(p);
+    return st;
+}
+
+/* The --out files other than results.h5 (which the replay wrote under its
+ * temporary name), then all of them renamed into place together: a run
+ * that fails on the way leaves DIR's earlier files as they were. */
+static eplb_status_t write_out_files(eplb_tmp_set_t *set, const char *dir, out_ctx_t *ctx)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(FILE *, void *);
+    } files[] = {{"config.json", write_config_file},
+                 {"summary.json", write_summary},
+                 {"summary.csv", write_csv_file}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        const char *tmp;
+        EPLB_CHECK(out_set_add(&tmp, set, dir, files[i].name));
+        EPLB_CHECK(eplb_sim_write_file(tmp, files[i].fn, ctx));
+    }
+    return eplb_tmp_set_commit(set);
 }
 
 int eplb_cmd_run(int argc, char **argv)
@@ -689,9 +748,11 @@ int eplb_cmd_run(int argc, char **argv)
     eplb_gpu_t *gpu = NULL;
     eplb_sim_run_cfg_t *runs = NULL;
     eplb_sim_result_t *res = NULL;
-    char *cfg_json = NULL, *path = NULL;
+    char *cfg_json = NULL;
     size_t cfg_len = 0;
-    int nruns = 0, rc = 0, out_created = 0;
+    int nruns = 0, rc = 0;
+    out_dirs_t out_dirs = OUT_DIRS_INIT;
+    eplb_tmp_set_t out_set = EPLB_TMP_SET_INIT;
     double t_end = 0; /* the replay's end (EPLB_TIMINGS) */
     eplb_sim_opts_t so;
     memset(&so, 0, sizeof so);
@@ -910,10 +971,9 @@ int eplb_cmd_run(int argc, char **argv)
     }
     /* All checks are done: now the output directory may be created. */
     if (o.out_dir) {
-        EPLB_CHECK_GOTO(make_dir(o.out_dir, &out_created), st, fail);
-        path = join(o.out_dir, "results.h5");
-        EPLB_ALLOC_GOTO(path, st, fail);
-        so.results_path = path;
+        EPLB_CHECK_GOTO(out_dirs_make(&out_dirs, o.out_dir), st, fail);
+        EPLB_CHECK_GOTO(out_set_add(&so.results_path, &out_set, o.out_dir, "results.h5"), st,
+                        fail);
     }
     res = calloc((size_t)nruns, sizeof *res);
     EPLB_ALLOC_GOTO(res, st, fail);
@@ -939,41 +999,27 @@ int eplb_cmd_run(int argc, char **argv)
                    "# gain%%: time saved against none on the same tokens, after overhead "
                    "and stalls (docs/simulator.md)\n");
     }
-    if (o.out_dir) {
-        static const struct {
-            const char *name;
-            void (*fn)(FILE *, void *);
-        } files[] = {{"config.json", write_config_file},
-                     {"summary.json", write_summary},
-                     {"summary.csv", write_csv_file}};
-        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-            char *p = join(o.out_dir, files[i].name);
-            EPLB_ALLOC_GOTO(p, st, fail);
-            st = eplb_sim_write_file(p, files[i].fn, &ctx);
-            free(p);
-            if (st != EPLB_OK)
-                goto fail;
-        }
-    }
+    if (o.out_dir)
+        EPLB_CHECK_GOTO(write_out_files(&out_set, o.out_dir, &ctx), st, fail);
     /* a full disk or closed pipe must not pass for a result (the --out
-     * files, complete, stay) */
+     * files, complete, stay, and so does their directory) */
     if (fflush(stdout) != 0 || ferror(stdout)) {
         st = eplb_error_set(EPLB_ERR_IO, "stdout: write error: %s", strerror(errno));
-        out_created = 0;
+        out_dirs_free(&out_dirs);
         goto fail;
     }
     timing("output", t_end);
     goto out;
 fail:
     rc = eplb_cmd_fail("run", st);
-    if (out_created)
-        rmdir(o.out_dir); /* only if still empty: leaves complete files alone */
+    eplb_tmp_set_abort(&out_set); /* first: a directory is removed only if empty */
+    out_dirs_remove(&out_dirs);
 out:
     if (res)
         eplb_sim_results_free(res, nruns);
     free(res);
     free(runs);
-    free(path);
+    out_dirs_free(&out_dirs);
     free(cfg_json);
     eplb_sim_source_free(src);
     if (gpu)

@@ -28,6 +28,27 @@ static void skip_ws(parser_t *p)
 
 static eplb_status_t parse_value(parser_t *p, eplb_json_t *v);
 
+/* The code point of the 4 hex digits at s (of a \u escape); -1 if there
+ * are fewer than 4 before end, or one is not a hex digit (strtol would
+ * read "+1" or stop early). */
+static long hex4(const char *s, const char *end)
+{
+    if (end - s < 4)
+        return -1;
+    long cp = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        cp = cp * 16 + d;
+    }
+    return cp;
+}
+
 static eplb_status_t parse_string(parser_t *p, char **out)
 {
     p->s++; /* opening quote */
@@ -37,6 +58,13 @@ static eplb_status_t parse_string(parser_t *p, char **out)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
     while (p->s < p->end && *p->s != '"') {
         char c = *p->s++;
+        /* a NUL would end the C string the caller gets early (JSON allows
+         * no raw control character in a string at all) */
+        if (c == '\0') {
+            free(buf);
+            p->s--;
+            return perr(p, "a NUL byte in a string");
+        }
         if (c == '\\') {
             if (p->s >= p->end)
                 break;
@@ -47,18 +75,17 @@ static eplb_status_t parse_string(parser_t *p, char **out)
             case 'r': c = '\r'; break;
             case 'b': c = '\b'; break;
             case 'f': c = '\f'; break;
-            case 'u': /* keep ASCII, replace the rest */
-                if (p->end - p->s < 4) {
+            case 'u': { /* keep ASCII, replace the rest */
+                long cp = hex4(p->s, p->end);
+                /* U+0000 too: it would end the string early */
+                if (cp <= 0) {
                     free(buf);
-                    return perr(p, "short \\u escape");
+                    return perr(p, cp ? "\\u needs 4 hex digits" : "\\u0000 (NUL) in a string");
                 }
-                {
-                    char hex[5] = {p->s[0], p->s[1], p->s[2], p->s[3], 0};
-                    long cp = strtol(hex, NULL, 16);
-                    c = cp < 0x80 ? (char)cp : '?';
-                }
+                c = cp < 0x80 ? (char)cp : '?';
                 p->s += 4;
                 break;
+            }
             default: c = e;
             }
         }
@@ -185,7 +212,10 @@ static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
         }
         char tmp[64];
         size_t n = 0;
-        while (p->s + n < p->end && n < sizeof tmp - 1 && strchr("+-0123456789.eE", p->s[n]))
+        /* p->s[n] != 0: strchr finds the terminator too, which took a NUL
+         * after a number as part of it and skipped it ("[1\0]" parsed) */
+        while (p->s + n < p->end && n < sizeof tmp - 1 && p->s[n] &&
+               strchr("+-0123456789.eE", p->s[n]))
             n++;
         memcpy(tmp, p->s, n);
         tmp[n] = '\0';
@@ -221,49 +251,85 @@ eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, c
     return EPLB_OK;
 }
 
-/* The largest file eplb_json_parse_file reads (a wrong path such as
- * /dev/zero or a huge file must not read until memory runs out). */
-#define JSON_MAX_FILE_BYTES ((size_t)1 << 30)
-
-eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
+/* Why a path that stat() says is not a regular file is refused. */
+static const char *file_kind(mode_t m)
 {
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a plain file";
+}
+
+eplb_status_t eplb_input_file_open(FILE **out, const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return eplb_error_set(EPLB_ERR_IO, "%s: not a regular file (it is %s)", path,
+                              file_kind(sb.st_mode));
     FILE *f = fopen(path, "rb");
     if (!f)
         return eplb_error_set(EPLB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    *out = f;
+    return EPLB_OK;
+}
+
+static eplb_status_t too_large(const char *path, size_t max_bytes)
+{
+    return eplb_error_set(EPLB_ERR_FORMAT, "%s: larger than %zu bytes: not read", path,
+                          max_bytes);
+}
+
+/* A NUL in text[0..n) is an error naming its line (1-based). */
+static eplb_status_t check_no_nul(const char *text, size_t n, const char *path)
+{
+    const char *z = memchr(text, '\0', n);
+    if (!z)
+        return EPLB_OK;
+    size_t line = 1;
+    for (const char *c = text; c < z; c++)
+        line += *c == '\n';
+    return eplb_error_set(EPLB_ERR_FORMAT, "%s: line %zu: a NUL byte (not a text file?)", path,
+                          line);
+}
+
+eplb_status_t eplb_input_file_read(char **out, size_t *len, const char *path, size_t max_bytes)
+{
+    FILE *f = NULL;
+    EPLB_CHECK(eplb_input_file_open(&f, path));
     eplb_status_t st = EPLB_OK;
     char *buf = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, cap = 65536;
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto out;
+    if (fstat(fileno(f), &sb) == 0) {
+        if ((uint64_t)sb.st_size > max_bytes) {
+            st = too_large(path, max_bytes);
+            goto out;
+        }
+        /* the size is a hint (the file may grow while read): room for it,
+         * one byte to see the end and one for the terminator */
+        if ((size_t)sb.st_size + 2 > cap)
+            cap = (size_t)sb.st_size + 2;
     }
-    /* a regular file, or a pipe (`<(command)`), whose size is checked as
-     * it is read; a directory or a device is refused */
-    if (S_ISDIR(sb.st_mode)) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: is a directory, not a JSON file", path);
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode)) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: not a regular file", path);
-        goto out;
-    }
-    if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > JSON_MAX_FILE_BYTES)
-        goto too_large;
+    buf = malloc(cap);
+    EPLB_ALLOC_GOTO(buf, st, out);
     for (;;) {
-        if (n == cap) {
-            if (cap > JSON_MAX_FILE_BYTES)
-                goto too_large;
-            /* at most one byte past the limit: enough to see it passed */
-            size_t nc = cap ? cap * 2 : 65536;
-            if (nc > JSON_MAX_FILE_BYTES + 1)
-                nc = JSON_MAX_FILE_BYTES + 1;
-            char *nb = realloc(buf, cap = nc);
+        if (cap - n < 2) { /* never past max + 2: one byte shows it passed */
+            size_t nc = cap * 2 > max_bytes + 2 ? max_bytes + 2 : cap * 2;
+            char *nb = realloc(buf, nc);
             EPLB_ALLOC_GOTO(nb, st, out);
             buf = nb;
+            cap = nc;
         }
-        size_t r = fread(buf + n, 1, cap - n, f);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
         n += r;
+        if (n > max_bytes) {
+            st = too_large(path, max_bytes);
+            goto out;
+        }
         if (r == 0)
             break;
     }
@@ -271,16 +337,28 @@ eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
         st = eplb_error_set(EPLB_ERR_IO, "%s: read error: %s", path, strerror(errno));
         goto out;
     }
-    if (n > JSON_MAX_FILE_BYTES)
-        goto too_large;
-    st = eplb_json_parse(out, buf, n, path);
-    goto out;
-too_large:
-    st = eplb_error_set(EPLB_ERR_FORMAT, "%s: larger than %zu bytes (1 GiB): not read", path,
-                        JSON_MAX_FILE_BYTES);
+    EPLB_CHECK_GOTO(check_no_nul(buf, n, path), st, out);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
 out:
     free(buf);
     fclose(f);
+    return st;
+}
+
+/* The largest file eplb_json_parse_file reads (a file of the wrong kind
+ * must not read until memory runs out). */
+#define JSON_MAX_FILE_BYTES ((size_t)1 << 30)
+
+eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
+{
+    char *text = NULL;
+    size_t n = 0;
+    EPLB_CHECK(eplb_input_file_read(&text, &n, path, JSON_MAX_FILE_BYTES));
+    eplb_status_t st = eplb_json_parse(out, text, n, path);
+    free(text);
     return st;
 }
 

@@ -29,10 +29,31 @@ struct eplb_json {
     char **keys;        /* OBJECT: keys */
 };
 
+/* ---- Input files -------------------------------------------------------
+ * Every reader of a named input file (JSON, the weights CSV, profiles, ESFT
+ * logs) opens it through these, so that what is not a regular file is
+ * refused before open(): a FIFO would block the open until a writer came
+ * (forever), a device such as /dev/zero never ends, a directory reads as an
+ * error.  (A file swapped between the stat() and the open() is not
+ * guarded against.) */
+
+/* *out = path opened for reading ("rb") if stat() (following links) says it
+ * is a regular file; else EPLB_ERR_IO, "PATH: cannot open: REASON" or
+ * "PATH: not a regular file (it is a FIFO)". */
+eplb_status_t eplb_input_file_open(FILE **out, const char *path);
+
+/* Read all of the regular file path into *out (malloc'd, NUL-terminated
+ * after *len bytes).  Errors: those of eplb_input_file_open; EPLB_ERR_FORMAT
+ * for more than max_bytes ("PATH: larger than N bytes", refused from the
+ * size before reading) or for a NUL byte ("PATH: line N: a NUL byte"): the
+ * readers scan the text as a C string, and a NUL would silently end it. */
+eplb_status_t eplb_input_file_read(char **out, size_t *len, const char *path,
+                                   size_t max_bytes);
+
 /* Parse text[0..len).  `what` names the source in error messages. */
 eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len,
                               const char *what);
-/* Read and parse a whole file. */
+/* Read (eplb_input_file_read, at most 1 GiB) and parse a whole file. */
 eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path);
 void eplb_json_free(eplb_json_t *v);
 

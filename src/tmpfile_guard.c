@@ -8,8 +8,11 @@
  * the handler) from deleting its parent's file. */
 #include "tmpfile_guard.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -103,3 +106,62 @@ void eplb_tmp_guard_disarm(int id)
     }
     pthread_mutex_unlock(&guard_lock);
 }
+
+/* ---- output sets -------------------------------------------------------- */
+
+eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *final)
+{
+    if (s->n >= EPLB_TMP_SET_MAX)
+        return eplb_error_set(EPLB_ERR_INTERNAL, "%s: more than %d files in one output set",
+                              final, EPLB_TMP_SET_MAX);
+    size_t n = strlen(final) + 32;
+    char *f = strdup(final), *t = malloc(n);
+    if (!f || !t) {
+        free(f);
+        free(t);
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", final);
+    }
+    snprintf(t, n, "%s.tmp.%ld", final, (long)getpid());
+    s->final[s->n] = f;
+    s->tmp[s->n] = t;
+    s->guard[s->n] = eplb_tmp_guard_arm(t);
+    s->n++;
+    *tmp = t;
+    return EPLB_OK;
+}
+
+/* Remove members from..n-1 (their temporary files) and empty the set. */
+static void set_clear(eplb_tmp_set_t *s, int from)
+{
+    for (int i = 0; i < s->n; i++) {
+        if (i >= from)
+            unlink(s->tmp[i]);
+        eplb_tmp_guard_disarm(s->guard[i]);
+        free(s->final[i]);
+        free(s->tmp[i]);
+    }
+    s->n = 0;
+}
+
+eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
+{
+    eplb_status_t st = EPLB_OK;
+    /* all present before the first rename: a writer that failed without
+     * saying so must not leave half a set */
+    for (int i = 0; i < s->n && st == EPLB_OK; i++)
+        if (access(s->tmp[i], F_OK) != 0)
+            st = eplb_error_set(EPLB_ERR_IO, "%s: %s is missing: %s", s->final[i], s->tmp[i],
+                                strerror(errno));
+    int done = 0;
+    while (st == EPLB_OK && done < s->n) {
+        if (rename(s->tmp[done], s->final[done]) != 0)
+            st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %s",
+                                s->final[done], s->tmp[done], strerror(errno));
+        else
+            done++;
+    }
+    set_clear(s, done);
+    return st;
+}
+
+void eplb_tmp_set_abort(eplb_tmp_set_t *s) { set_clear(s, 0); }

@@ -17,6 +17,8 @@
 #ifndef EPLB_TMPFILE_GUARD_H
 #define EPLB_TMPFILE_GUARD_H
 
+#include "eplb.h"
+
 #define EPLB_TMP_GUARD_SLOTS 16
 
 /* Guard path; returns a slot id (>= 0) for eplb_tmp_guard_disarm, or -1 if
@@ -25,5 +27,34 @@ int eplb_tmp_guard_arm(const char *path);
 /* Stop guarding slot id (from eplb_tmp_guard_arm; -1 is ignored).  Call it
  * after the temporary file was renamed or deleted. */
 void eplb_tmp_guard_disarm(int id);
+
+/* ---- output sets ---------------------------------------------------------
+ * Files that are only meaningful together (run --out: results.h5,
+ * config.json, summary.json, summary.csv) are each written under a guarded
+ * temporary name "<final>.tmp.<pid>" and renamed to their final names only
+ * once every one of them is complete, so that a failed run leaves the final
+ * names as they were: no mix of new files and earlier ones.  Not
+ * thread-safe (one set belongs to one thread). */
+#define EPLB_TMP_SET_MAX 8
+
+typedef struct {
+    int n;
+    char *final[EPLB_TMP_SET_MAX], *tmp[EPLB_TMP_SET_MAX];
+    int guard[EPLB_TMP_SET_MAX];
+} eplb_tmp_set_t;
+
+#define EPLB_TMP_SET_INIT {0, {NULL}, {NULL}, {0}}
+
+/* Add final path `final` to set s and guard its temporary name, which *tmp
+ * receives (owned by the set) for the caller to write the file to. */
+eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *final);
+/* Rename every temporary file to its final name, after checking that each
+ * exists; then empty the set.  On failure the temporary files not renamed
+ * are removed ("FINAL: cannot rename TMP to it: <errno text>"; a rename
+ * that fails after others succeeded cannot undo them). */
+eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s);
+/* Remove every temporary file of the set (those that exist) and empty it;
+ * the final names are not touched. */
+void eplb_tmp_set_abort(eplb_tmp_set_t *s);
 
 #endif

@@ -136,11 +136,15 @@ Test(bad_input, run_values_beyond_int)
 Test(bad_input, run_slots_times_layers_bounded)
 {
     const char *d = eplb_test_tmpdir();
-    /* 100 layers x 2^20 slots > 2^26 */
-    const char *t = make_trace(d, "wide.h5", 100, 8, 2, 1, 4, EPLB_LEVEL_COUNTS, -1);
-    eplb_test_cli_expect(2, "--replicas: 1048576 slots per layer x 100 layers",
-                         "run %s --quiet --gpus 4 --replicas 1048576", t);
-    eplb_test_cli_expect(2, "--redundant", "run %s --quiet --gpus 4 --redundant 1048000", t);
+    /* 300 layers x 16384 slots > 2^22 (EPLB_MAX_LAYER_SLOTS) */
+    const char *t = make_trace(d, "wide.h5", 300, 8, 2, 1, 4, EPLB_LEVEL_COUNTS, -1);
+    eplb_test_cli_expect(2, "--replicas: 16384 slots per layer x 300 layers",
+                         "run %s --quiet --gpus 4 --replicas 16384", t);
+    eplb_test_cli_expect(2, "--redundant", "run %s --quiet --gpus 4 --redundant 16000", t);
+    /* and per layer: 2^20 slots are beyond EPLB_MAX_SLOTS (they ran for
+     * minutes in some policies) */
+    eplb_test_cli_expect(2, "--replicas", "run %s --quiet --gpus 4 --replicas 1048576", t);
+    eplb_test_cli_expect(2, "--gpus", "run %s --quiet --gpus 8192", t);
     unlink(t);
     rmdir(d);
 }
@@ -255,13 +259,16 @@ Test(bad_input, run_failed_leaves_nothing)
 }
 
 /* Found: `--profile DIR` said only "read error"; `--profile /dev/zero`
- * read until memory ran out. */
+ * read until memory ran out.  Both are refused before the open now, as
+ * not regular files. */
 Test(bad_input, run_profile_not_a_profile)
 {
     const char *d = eplb_test_tmpdir();
     const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
-    eplb_test_cli_expect(1, "Is a directory", "run %s --quiet --profile %s", t, d);
-    eplb_test_cli_expect(1, "/dev/zero: larger than", "run %s --quiet --profile /dev/zero", t);
+    eplb_test_cli_expect(1, "not a regular file (it is a directory)",
+                         "run %s --quiet --profile %s", t, d);
+    eplb_test_cli_expect(1, "/dev/zero: not a regular file",
+                         "run %s --quiet --profile /dev/zero", t);
     unlink(t);
     rmdir(d);
 }
@@ -404,8 +411,8 @@ Test(bad_input, info_checks_phase)
 
 /* rebalance: found `--gpus 0` reported as a missing option, a negative
  * --layer-offset accepted, --replicas 2e9 allocating 68 GB, and bad loads /
- * old placements read from a file reported without the file's name (their
- * exit status 2 is what test_rebalance_cli.c asks for). */
+ * old placements read from a file reported without the file's name (a
+ * malformed file: exit 1, as `rebalance --help` says). */
 Test(bad_input, rebalance_options_and_files)
 {
     const char *d = eplb_test_tmpdir();
@@ -428,10 +435,11 @@ Test(bad_input, rebalance_options_and_files)
                          "rebalance --weights %s --replicas 8 --gpus 4", wn);
     eplb_test_cli_expect(1, "neg.json: layer 0 expert 1 is -2",
                          "rebalance --weights %s --replicas 8 --gpus 4", wj);
-    eplb_test_cli_expect(2, "old.json (--old): layer 0 slot 7 holds expert 9",
+    eplb_test_cli_expect(1, "old.json (--old): layer 0 slot 7 holds expert 9",
                          "rebalance --weights %s --replicas 8 --gpus 4 --old %s --policy none",
                          w, old);
-    eplb_test_cli_expect(1, "Is a directory", "rebalance --weights %s --replicas 8 --gpus 4", d);
+    eplb_test_cli_expect(1, "not a regular file (it is a directory)",
+                         "rebalance --weights %s --replicas 8 --gpus 4", d);
     unlink(w);
     unlink(wn);
     unlink(wj);
@@ -538,19 +546,6 @@ Test(bad_input, usage_exit_codes)
     eplb_test_cli_expect(1, "cannot open trace", "run /nonexistent/x.h5");
 }
 
-/* Entries of a directory other than . and .. */
-static int dir_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    cr_assert(d != NULL, "cannot open %s", dir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    closedir(d);
-    return n;
-}
-
 /* Found: `gen -o DIR`, `gen -o ''` and `import -o DIR` generated the whole
  * trace and failed only at the final rename.  The output path is checked
  * first (a trace of ~100 s is asked for: the test would time out if it
@@ -578,8 +573,8 @@ Test(bad_input, gen_import_output_checked_first, .timeout = 60)
                          "import --format esft /nonexistent -o %s", miss);
     eplb_test_cli_expect(1, "sub: is a directory", "import --format esft /nonexistent -o %s",
                          dir);
-    cr_assert_eq(dir_entries(dir), 0);
-    cr_assert_eq(dir_entries(d), 2, "something left in %s", d); /* sub, c.json */
+    cr_assert_eq(eplb_test_dir_entries(dir), 0);
+    cr_assert_eq(eplb_test_dir_entries(d), 2, "something left in %s", d); /* sub, c.json */
 
     /* the writer itself fails at create, naming the path */
     eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "t", 1, 4, 1, EPLB_LEVEL_COUNTS);
@@ -593,8 +588,8 @@ Test(bad_input, gen_import_output_checked_first, .timeout = 60)
     eplb_assert_fails(eplb_trace_writer_create(&w, under_file, &o), EPLB_ERR_IO,
                       "not a directory");
     cr_assert_null(w);
-    cr_assert_eq(dir_entries(dir), 0);
-    cr_assert_eq(dir_entries(d), 2);
+    cr_assert_eq(eplb_test_dir_entries(dir), 0);
+    cr_assert_eq(eplb_test_dir_entries(d), 2);
     unlink(json);
     rmdir(dir);
     rmdir(d);
@@ -624,7 +619,7 @@ Test(bad_input, gen_size_bounded)
      * before anything is generated) */
     eplb_test_cli_expect(1, "cannot create", "gen --preset deepseek-v3 --steps 4000 "
                          "--tokens-per-step 1000 --force -o /nonexistent/x.h5");
-    cr_assert_eq(dir_entries(d), 0);
+    cr_assert_eq(eplb_test_dir_entries(d), 0);
 
     eplb_gen_opts_t o = EPLB_GEN_OPTS_INIT;
     o.preset = "mixtral"; /* 32 layers, 8 experts */
@@ -711,12 +706,12 @@ Test(bad_input, interrupted_write_leaves_nothing, .timeout = 60)
     pid_t pid;
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         die_by_signal(sigs[i], body_writer, path, &pid);
-        cr_assert_eq(dir_entries(d), 0, "signal %d: the writer's temporary file is left",
+        cr_assert_eq(eplb_test_dir_entries(d), 0, "signal %d: the writer's temporary file is left",
                      sigs[i]);
     }
     snprintf(path, sizeof path, "%s", eplb_test_path(d, "results.h5"));
     die_by_signal(SIGINT, body_results, path, &pid);
-    cr_assert_eq(dir_entries(d), 0, "results.h5's temporary file is left");
+    cr_assert_eq(eplb_test_dir_entries(d), 0, "results.h5's temporary file is left");
 
     /* the command, killed while it writes: poll until the temporary file
      * exists, then SIGTERM (a background job of a shell ignores SIGINT) */
@@ -731,7 +726,7 @@ Test(bad_input, interrupted_write_leaves_nothing, .timeout = 60)
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "status=143") != NULL, "gen not killed by SIGTERM: %s", out);
     free(out);
-    cr_assert_eq(dir_entries(d), 0, "gen killed by SIGTERM left a file in %s", d);
+    cr_assert_eq(eplb_test_dir_entries(d), 0, "gen killed by SIGTERM left a file in %s", d);
     rmdir(d);
 }
 
@@ -911,5 +906,34 @@ Test(bad_input, fifo_trace_and_policy_time_bounded, .timeout = 60)
      * fault, exit 1 */
     eplb_test_cli_expect(1, "no /router/logits or /router/topk_ids", "bench io %s", t);
     unlink(t);
+    rmdir(d);
+}
+
+/* Found by the sweep: `import --format sglang-counts F.json -o F.json` and
+ * `import --format esft DIR -o DIR/expert_weights_1.txt` replaced their
+ * input with the trace (exit 0). */
+Test(bad_input, import_onto_its_input)
+{
+    const char *d = eplb_test_tmpdir();
+    char js[4096], dir[2048], log1[4096];
+    snprintf(js, sizeof js, "%s", eplb_test_path(d, "c.json"));
+    eplb_test_write_text(js, "{\"logical_count\": [[1, 2, 3, 4]]}\n");
+    eplb_test_cli_expect(2, "is an input of the import",
+                         "import --format sglang-counts %s -o %s --top-k 2", js, js);
+    char *after = slurp_text(js);
+    cr_assert_str_eq(after, "{\"logical_count\": [[1, 2, 3, 4]]}\n");
+    free(after);
+    snprintf(dir, sizeof dir, "%s", eplb_test_path(d, "esft"));
+    cr_assert(mkdir(dir, 0777) == 0);
+    snprintf(log1, sizeof log1, "%s/expert_weights_1.txt", dir);
+    eplb_test_write_text(log1, "1\t\t0.5\n");
+    eplb_test_cli_expect(2, "is an input of the import", "import --format esft %s -o %s", dir,
+                         log1);
+    after = slurp_text(log1);
+    cr_assert_str_eq(after, "1\t\t0.5\n");
+    free(after);
+    unlink(log1);
+    rmdir(dir);
+    unlink(js);
     rmdir(d);
 }

@@ -259,18 +259,27 @@ Test(rebalance_cli, impossible_requests_refused)
             "/nonexistent/old.json");
 }
 
+/* The shape and the ids of --old come from the file: a malformed file,
+ * exit 1 as `rebalance --help` says (they were exit 2, a usage error, until
+ * the robustness sweep; the options themselves are fine). */
 Test(rebalance_cli, old_of_wrong_shape_refused)
 {
     const char *dir = eplb_test_tmpdir();
     const char *old = write_tmp(dir, "old.json", "[[0,1,2,3,4,5,6,7,8,9,10,11]]");
     char extra[4096];
     snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old);
-    refused(extra, README_W, 2, "shape [1][12], expected [2][16]");
+    refused(extra, README_W, 1, "shape [1][12], expected [2][16]");
     const char *old2 = write_tmp(dir, "old2.json",
                                  "[[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,99],"
                                  "[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,3]]");
     snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old2);
-    refused(extra, README_W, 2, "layer 0 slot 15 holds expert 99");
+    refused(extra, README_W, 1, "layer 0 slot 15 holds expert 99");
+    /* one past the last expert (ids are 0-based) */
+    const char *old3 = write_tmp(dir, "old3.json",
+                                 "[[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,12],"
+                                 "[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,3]]");
+    snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old3);
+    refused(extra, README_W, 1, "layer 0 slot 15 holds expert 12, outside [0, 12)");
 }
 
 Test(rebalance_cli, missing_weights_file)

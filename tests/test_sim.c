@@ -1078,3 +1078,22 @@ Test(sim, vec_policy_gets_window_series)
     eplb_sim_results_free(&res, 1);
     eplb_sim_source_free(src);
 }
+
+/* The expert shape from the trace's model_config (a Hugging Face config's
+ * hidden_size and moe_intermediate_size), else from the model name; a
+ * model_config that is not JSON is said in the shape's source (found by
+ * the tenth session's sweep: it was ignored silently). */
+Test(sim, model_shape_from_config)
+{
+    eplb_model_shape_t m;
+    eplb_sim_model_shape(&m, "x", "{\"hidden_size\": 2048, \"moe_intermediate_size\": 1408}");
+    cr_assert_eq(m.hidden, 2048);
+    cr_assert_eq(m.inter, 1408);
+    cr_assert_eq(m.weight_bytes, 2);
+    cr_assert(strstr(m.source, "model_config") != NULL, "%s", m.source);
+    eplb_sim_model_shape(&m, "DeepSeek-V3", "{not json");
+    cr_assert_eq(m.hidden, 7168); /* the name's shape */
+    cr_assert(strstr(m.source, "model_config is not valid JSON") != NULL, "%s", m.source);
+    eplb_sim_model_shape(&m, "DeepSeek-V3", NULL);
+    cr_assert(strstr(m.source, "not valid") == NULL, "%s", m.source);
+}

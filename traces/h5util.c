@@ -3,16 +3,31 @@
 
 #include "checks.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
 static _Thread_local int h5_silenced;
 
-static void h5_init_once(void) { H5open(); }
+static void h5_init_once(void)
+{
+    /* No clean-up at exit (before the first call, or it has no effect): the
+     * only ids left at exit belong to a file or dataset whose close failed,
+     * which HDF5 1.10 frees but keeps the id of, and H5_term_library then
+     * crashes on it.  The close cannot always be made to succeed: after a
+     * failed metadata flush even a later flush that can write fails
+     * ("slist already enabled?").  Every file is closed explicitly, and a
+     * file is renamed into place only after its close succeeded, so no
+     * output depends on the clean-up. */
+    H5dont_atexit();
+    H5open();
+}
 
 void eplb_h5_init(void)
 {
@@ -33,6 +48,24 @@ void eplb_h5_lock(void)
 
 void eplb_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
 
+/* The sec2 driver describes a failed system call in some 300 characters
+ * (time, file name, descriptor, buffer address, sizes), which put the
+ * errno text past the end of the buffer: keep the head and the errno
+ * text, as in "file write failed: No space left on device". */
+static void describe(char *buf, size_t n, const char *desc)
+{
+    static const char key[] = "error message = '";
+    const char *m = strstr(desc, key);
+    if (!m) {
+        snprintf(buf, n, "%s", desc);
+        return;
+    }
+    m += sizeof key - 1;
+    const char *end = strchr(m, '\'');
+    snprintf(buf, n, "%.*s: %.*s", (int)strcspn(desc, ":,"), desc,
+             (int)(end ? (size_t)(end - m) : strlen(m)), m);
+}
+
 static herr_t reason_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
     char *buf = data;
@@ -45,7 +78,7 @@ static herr_t reason_cb(unsigned n, const H5E_error2_t *e, void *data)
         return 0;
     if (e->func_name && !strncmp(e->func_name, "H5PL", 4))
         return 0;
-    snprintf(buf, 256, "%s", e->desc);
+    describe(buf, 256, e->desc);
     return 0;
 }
 
@@ -83,6 +116,55 @@ void eplb_h5_close(hid_t *id)
     default: break;
     }
     *id = H5I_INVALID_HID;
+}
+
+void eplb_h5_file_discard_writes(hid_t file)
+{
+    hid_t fapl = H5Fget_access_plist(file);
+    void *handle = NULL;
+    if (fapl < 0 || H5Pget_driver(fapl) != H5FD_SEC2 ||
+        H5Fget_vfd_handle(file, fapl, &handle) < 0 || !handle)
+        goto out;
+    /* A memory file, not /dev/null: closing may extend the file with
+     * ftruncate, which /dev/null refuses.  dup2 swaps it in under the
+     * descriptor number HDF5 holds (and closes the real file, whose space
+     * its unlink then frees). */
+    int fd = *(const int *)handle, mem = memfd_create("eplb-discard", MFD_CLOEXEC);
+    if (mem < 0)
+        goto out;
+    if (dup2(mem, fd) == fd)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    close(mem);
+out:
+    eplb_h5_close(&fapl);
+    H5Eclear2(H5E_DEFAULT);
+}
+
+eplb_status_t eplb_h5_file_close_all(hid_t *file, const char *path)
+{
+    if (*file < 0)
+        return EPLB_OK;
+    /* with the default (weak) close degree the file stays open while any
+     * of its objects is, and an error path may have left some open */
+    const unsigned types =
+        H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR | H5F_OBJ_LOCAL;
+    ssize_t n = H5Fget_obj_count(*file, types);
+    hid_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
+    if (ids) {
+        n = H5Fget_obj_ids(*file, types, (size_t)n, ids);
+        for (ssize_t i = 0; i < n; i++)
+            eplb_h5_close(&ids[i]);
+        free(ids);
+    }
+    herr_t e = H5Fclose(*file);
+    *file = H5I_INVALID_HID;
+    if (e >= 0)
+        return EPLB_OK;
+    if (!path) {
+        H5Eclear2(H5E_DEFAULT);
+        return EPLB_ERR_IO;
+    }
+    return eplb_h5_fail(EPLB_ERR_IO, path, NULL, "cannot close file");
 }
 
 /* A 2-byte little-endian float with the given fields, derived from IEEE

@@ -13,7 +13,9 @@
 #include "eplb.h"
 
 /* Silence the automatic error stack printing (once per process) and make
- * sure the library is initialised. */
+ * sure the library is initialised, without HDF5's clean-up at exit (which
+ * crashes on a file whose close failed; every file here is closed by the
+ * code that opened it). */
 void eplb_h5_init(void);
 
 /* Process-wide lock around HDF5 calls (the serial library is not
@@ -32,6 +34,23 @@ eplb_status_t eplb_h5_fail(eplb_status_t st, const char *path, const char *obj,
 /* Close an id if valid (any kind: dataset, space, type, plist, attr, file)
  * and set it to H5I_INVALID_HID. */
 void eplb_h5_close(hid_t *id);
+
+/* For a file that is thrown away after a failed write: from now on its
+ * writes go to an anonymous memory file (sec2 driver only, the default
+ * one every writer here uses; otherwise nothing changes).  Call it before
+ * closing anything of the file, so that the flushes done by closing do not
+ * fail as the write did: HDF5 1.10 frees an object whose close fails but
+ * keeps its id, and its clean-up at exit then crashes on that id (see
+ * eplb_h5_init).  Best effort: a close can still fail, e.g. when the disk
+ * filled up during a metadata flush or the file is past RLIMIT_FSIZE. */
+void eplb_h5_file_discard_writes(hid_t file);
+
+/* Close every object still open in *file (datasets, groups, named types,
+ * attributes), then the file, and set *file to H5I_INVALID_HID in every
+ * case.  A failed close: EPLB_ERR_IO, with the message "PATH: cannot close
+ * file (hdf5: ...)", or no message if path is NULL (for error paths, which
+ * keep the message of the failure they report). */
+eplb_status_t eplb_h5_file_close_all(hid_t *file, const char *path);
 
 /* bfloat16 (size 2, sign 15, exponent 7..14, mantissa 0..6, bias 127) and
  * IEEE half (sign 15, exponent 10..14, mantissa 0..9, bias 15), both little

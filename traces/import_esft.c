@@ -11,9 +11,19 @@
 #include <sys/stat.h>
 
 #include "checks.h"
+#include "json.h"
 #include "trace.h"
 
 #define ESFT_PREFIX "expert_weights_"
+
+/* The longest line read.  A line is one sample: per token 6 ids (at most
+ * 3 bytes with the tab) and 6 weights (7 bytes at the logs' 4 decimals,
+ * about 25 at full double precision), 60 to 170 bytes a token; the longest
+ * line of the published logs is 34 KB (567 tokens).  4 MiB holds a sample
+ * of 24K tokens even at full precision (ESFT trains on samples of at most
+ * 4096), and stops a wrong file (one long line, endless bytes) from
+ * growing the line until memory runs out. */
+#define ESFT_MAX_LINE ((size_t)4 << 20)
 
 /* Growable buffers of one parsed line. */
 typedef struct {
@@ -185,6 +195,47 @@ static void trim_eol(char *line, ssize_t *len)
         line[--*len] = '\0';
 }
 
+/* getline() with a bound: the next line of f (with its newline) into *line
+ * (grown, NUL-terminated), *len its length or -1 at the end of the file.
+ * A line longer than ESFT_MAX_LINE, or one with a NUL byte (which would end
+ * it early for the string functions of parse_line), is an error naming
+ * file and line lineno. */
+static eplb_status_t read_line(char **line, size_t *cap, ssize_t *len, FILE *f,
+                               const char *file, int64_t lineno)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (c == '\0')
+            return eplb_error_set(EPLB_ERR_FORMAT, "%s:%lld: a NUL byte (not a text file?)",
+                                  file, (long long)lineno);
+        if (n >= ESFT_MAX_LINE && c != '\n')
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s:%lld: line longer than %zu bytes (not an ESFT log?)",
+                                  file, (long long)lineno, ESFT_MAX_LINE);
+        if (n + 2 > *cap) {
+            size_t nc = *cap ? *cap * 2 : 4096;
+            if (nc > ESFT_MAX_LINE + 2)
+                nc = ESFT_MAX_LINE + 2;
+            char *nl = realloc(*line, nc);
+            if (!nl)
+                return eplb_error_set(EPLB_ERR_NOMEM, "ESFT import: out of memory");
+            *line = nl;
+            *cap = nc;
+        }
+        (*line)[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    if (n == 0) {
+        *len = -1;
+        return EPLB_OK;
+    }
+    (*line)[n] = '\0';
+    *len = (ssize_t)n;
+    return EPLB_OK;
+}
+
 void eplb_import_esft_free(eplb_import_esft_t *d)
 {
     if (!d)
@@ -201,15 +252,17 @@ static eplb_status_t read_first_layer(eplb_import_esft_t *r, int32_t **ids,
                                       float **w, const char *file, line_buf_t *b)
 {
     eplb_status_t st = EPLB_OK;
-    FILE *f = fopen(file, "r");
-    if (!f)
-        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
+    FILE *f = NULL;
+    EPLB_CHECK(eplb_input_file_open(&f, file));
     char *line = NULL;
     size_t lcap = 0, scap = 0, tcap = 0;
     ssize_t len;
     int64_t lineno = 0;
     const int K = r->top_k;
-    while ((len = getline(&line, &lcap, f)) >= 0) {
+    for (;;) {
+        EPLB_CHECK_GOTO(read_line(&line, &lcap, &len, f, file, lineno + 1), st, out);
+        if (len < 0)
+            break;
         lineno++;
         trim_eol(line, &len);
         if (len == 0) /* blank lines (a final empty line) are not samples */
@@ -255,15 +308,17 @@ static eplb_status_t read_layer(eplb_import_esft_t *r, int l, const char *file,
                                 const char *first, line_buf_t *b)
 {
     eplb_status_t st = EPLB_OK;
-    FILE *f = fopen(file, "r");
-    if (!f)
-        return eplb_error_set(EPLB_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
+    FILE *f = NULL;
+    EPLB_CHECK(eplb_input_file_open(&f, file));
     char *line = NULL;
     size_t lcap = 0;
     ssize_t len;
     int64_t lineno = 0, tok = 0, smp = 0;
     const int K = r->top_k, L = r->num_layers;
-    while ((len = getline(&line, &lcap, f)) >= 0) {
+    for (;;) {
+        EPLB_CHECK_GOTO(read_line(&line, &lcap, &len, f, file, lineno + 1), st, out);
+        if (len < 0)
+            break;
         lineno++;
         trim_eol(line, &len);
         if (len == 0)

@@ -357,9 +357,11 @@ static void writer_free(eplb_trace_writer_t *w, int unlink_tmp)
 {
     appender_t *apps[] = {&w->offs, &w->phase, &w->src, &w->logits,
                           &w->ids,  &w->wts,   &w->counts};
+    if (unlink_tmp && w->file >= 0)
+        eplb_h5_file_discard_writes(w->file);
     for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
         app_close(apps[i]);
-    eplb_h5_close(&w->file);
+    eplb_h5_file_close_all(&w->file, NULL);
     if (unlink_tmp && w->tmp)
         unlink(w->tmp);
     eplb_tmp_guard_disarm(w->guard);
@@ -669,14 +671,16 @@ eplb_status_t eplb_trace_writer_finish(eplb_trace_writer_t *w)
         EPLB_CHECK_GOTO(app_flush(apps[i], w->path), st, out);
     if (w->bias)
         EPLB_CHECK_GOTO(write_bias(w), st, out);
-    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
-        app_close(apps[i]);
-    if (H5Fclose(w->file) < 0) {
-        w->file = H5I_INVALID_HID;
-        st = eplb_h5_fail(EPLB_ERR_IO, w->path, NULL, "cannot close file");
+    /* Flush while everything is still open: a write that fails here leaves
+     * the file to writer_free, which discards it safely; closing a dataset
+     * or the file whose flush fails cannot be undone (see h5util.h). */
+    if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) {
+        st = eplb_h5_fail(EPLB_ERR_IO, w->path, NULL, "cannot flush file");
         goto out;
     }
-    w->file = H5I_INVALID_HID;
+    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
+        app_close(apps[i]);
+    EPLB_CHECK_GOTO(eplb_h5_file_close_all(&w->file, w->path), st, out);
     if (rename(w->tmp, w->path) != 0)
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %m", w->path, w->tmp);
 out:

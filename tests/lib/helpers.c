@@ -1,6 +1,7 @@
 /* helpers.c - shared helpers of the Criterion suites. */
 #include "helpers.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,4 +82,16 @@ int eplb_test_run_cli(char **output, const char *args_fmt, ...)
     if (!WIFEXITED(status))
         return -1;
     return WEXITSTATUS(status);
+}
+
+int eplb_test_dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert(d != NULL, "cannot open %s", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
 }

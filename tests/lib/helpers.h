@@ -38,6 +38,9 @@ const char *eplb_test_shared_dir(void);
 const char *eplb_test_path(const char *dir, const char *rel);
 /* A fresh temporary directory (removed by the OS; tests clean up files). */
 const char *eplb_test_tmpdir(void);
+/* Entries of a directory other than . and .. (the test fails if it
+ * cannot be opened). */
+int eplb_test_dir_entries(const char *dir);
 /* Run `eplb-replay ARGS` through the shell; capture stdout+stderr (malloc'd
  * into *output if not NULL) and return the exit status (-1 if it crashed). */
 int eplb_test_run_cli(char **output, const char *args_fmt, ...);

@@ -1,0 +1,365 @@
+/* test_write_errors.c - outputs whose writing fails: a write past the file
+ * size limit (EFBIG, as a full disk gives ENOSPC) or to /dev/full makes
+ * gen, import and run --out exit 1 with a message that names the file and
+ * the errno text; no crash, nothing under a final name, no directory the
+ * run created, and the earlier files of an --out directory untouched.
+ * Regression tests of the robustness sweep of 2026-11-28: before the fix
+ * every HDF5 case exited 139 (SIGSEGV in HDF5's clean-up at exit, on the
+ * file whose close had failed), run --out left config.json and results.h5
+ * beside the summary.json it could not write ("write error", no reason),
+ * and a failed run left the parents of --out that it had created.
+ *
+ * The size limit comes from the shell: `ulimit -f N` (N blocks of 512
+ * bytes in a POSIX sh) with SIGXFSZ ignored, so a write past it fails with
+ * EFBIG ("File too large") instead of killing the process.  No mount, no
+ * privileges. */
+#include <dirent.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "sim.h"
+#include "tmpfile_guard.h"
+#include "trace.h"
+#include "trace_fixtures.h"
+
+/* Exit status of `sh -c CMD` with stdout and stderr in *out (malloc'd), or
+ * 128 + the signal that killed it, as a shell reports it (139: SIGSEGV). */
+static int sh_run(char **out, const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    cr_assert(n > 0 && (size_t)n < sizeof cmd, "command too long");
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL, "popen failed for %s", cmd);
+    size_t len = 0, cap = 4096, r;
+    char *buf = malloc(cap);
+    cr_assert(buf != NULL);
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0)
+        if ((len += r) + 2 > cap)
+            cr_assert((buf = realloc(buf, cap *= 2)) != NULL);
+    buf[len] = '\0';
+    int status = pclose(p);
+    *out = buf;
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* `eplb-replay ARGS` with file sizes limited to `blocks` x 512 bytes (no
+ * limit if 0).  The binary is exec'd, so it keeps the shell's pid: $$ in
+ * ARGS or in PRE (commands run first) is the pid the program sees. */
+static int run_limited(char **out, int blocks, const char *pre, const char *args)
+{
+    char limit[64] = "";
+    if (blocks > 0)
+        snprintf(limit, sizeof limit, "trap '' XFSZ; ulimit -f %d &&", blocks);
+    return sh_run(out, "%s %s exec '%s/eplb-replay' %s 2>&1", pre ? pre : "", limit,
+                  eplb_test_builddir(), args);
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat sb;
+    cr_assert(stat(path, &sb) == 0, "%s missing", path);
+    return sb.st_size;
+}
+
+/* Exit 1, not a crash, with a message naming `file` and saying `why`. */
+static void assert_clean_failure(int rc, const char *out, const char *file, const char *why)
+{
+    cr_assert_neq(rc, 139, "crashed (SIGSEGV): %s", out);
+    cr_assert_eq(rc, 1, "exit %d, want 1: %s", rc, out);
+    cr_assert(strstr(out, file) != NULL, "message lacks the file %s: %s", file, out);
+    cr_assert(strstr(out, why) != NULL, "message lacks '%s': %s", why, out);
+}
+
+/* A trace from `gen` (no size limit): esft-lite, 4 steps of 64 tokens,
+ * 679 KB of logits, so every output below the limits used here. */
+static const char *gen_trace(const char *dir)
+{
+    static _Thread_local char path[4096];
+    snprintf(path, sizeof path, "%s/t.h5", dir);
+    eplb_test_cli_expect(0, NULL, "gen --preset esft-lite --steps 4 --tokens-per-step 64 -o %s",
+                         path);
+    return path;
+}
+
+/* ---- 1. HDF5 writes past the limit: exit 1, no file ---------------------- */
+
+/* 64 blocks (32 KiB) fail on the first logits chunk; (S - 1) / 512 blocks
+ * (S: the size of the same trace written without a limit, 679434 bytes
+ * with zlib 1.2.13) fail on one of the last writes (there: the flush of
+ * the metadata at the end). */
+Test(write_errors, gen_past_size_limit, .timeout = 60)
+{
+    const char *d = eplb_test_tmpdir();
+    off_t full = file_size(gen_trace(d));
+    unlink(eplb_test_path(d, "t.h5"));
+    const int limits[] = {64, (int)((full - 1) / 512)};
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        char args[4200], *out;
+        snprintf(args, sizeof args,
+                 "gen --preset esft-lite --steps 4 --tokens-per-step 64 -o %s/g.h5", d);
+        int rc = run_limited(&out, limits[i], NULL, args);
+        assert_clean_failure(rc, out, "g.h5", "File too large");
+        cr_assert_eq(eplb_test_dir_entries(d), 0, "limit %d blocks: a file is left in %s", limits[i], d);
+        free(out);
+    }
+    rmdir(d);
+}
+
+/* The imports, from the shared data: the counts of
+ * decode_in1000out1000.json make a 55 KB trace, which fails at the final
+ * flush of the metadata, after which HDF5 cannot close the file at all
+ * (the case that needs HDF5's clean-up at exit turned off); the ESFT
+ * intent logs make an 8.5 MB trace, which fails in the rows of the chunk
+ * cache written while the import goes on. */
+Test(write_errors, imports_past_size_limit, .timeout = 60)
+{
+    const char *sh = eplb_test_shared_dir();
+    if (!sh)
+        cr_skip_test("no ../shared (the SGLang counts and ESFT logs)");
+    const struct {
+        const char *data, *format, *name;
+        int blocks;
+    } cases[] = {{"data/sglang-dsv3/decode_in1000out1000.json", "sglang-counts", "s.h5", 64},
+                 {"data/esft/intent", "esft", "i.h5", 2048}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char in[4200];
+        snprintf(in, sizeof in, "%s", eplb_test_path(sh, cases[c].data));
+        if (!exists(in)) {
+            cr_log_warn("%s missing: case skipped", in);
+            continue;
+        }
+        const char *d = eplb_test_tmpdir();
+        char args[8400], *out;
+        snprintf(args, sizeof args, "import --format %s %s -o %s/%s", cases[c].format, in, d,
+                 cases[c].name);
+        int rc = run_limited(&out, cases[c].blocks, NULL, args);
+        assert_clean_failure(rc, out, cases[c].name, "File too large");
+        cr_assert_eq(eplb_test_dir_entries(d), 0, "a file is left in %s", d);
+        free(out);
+        rmdir(d);
+    }
+}
+
+/* results.h5 of this run is 74 KB (--gpus 2: two runs, four steps); the
+ * limit, 16 blocks (8 KiB), stops it early.  --out names a directory the
+ * run creates, parent included: both are gone after the failure. */
+Test(write_errors, run_out_past_size_limit, .timeout = 60)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = gen_trace(d);
+    char args[8400], *out;
+    snprintf(args, sizeof args, "run %s --quiet --policy-time 0 --gpus 2 --out %s/new/o", t, d);
+    int rc = run_limited(&out, 16, NULL, args);
+    assert_clean_failure(rc, out, "results.h5", "File too large");
+    cr_assert(!exists(eplb_test_path(d, "new")), "the directory the run created is left");
+    cr_assert_eq(eplb_test_dir_entries(d), 1, "a file besides the trace is left in %s", d);
+    free(out);
+    unlink(t);
+    rmdir(d);
+}
+
+/* ---- 2. run --out: all files or none ------------------------------------- */
+
+static const char *const out_names[] = {"config.json", "results.h5", "summary.json",
+                                        "summary.csv"};
+
+/* An --out directory holding the files of an earlier run ("old NAME"). */
+static void write_old_outputs(const char *dir)
+{
+    cr_assert(mkdir(dir, 0777) == 0 || exists(dir));
+    for (size_t i = 0; i < sizeof out_names / sizeof out_names[0]; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "old %s\n", out_names[i]);
+        eplb_test_write_text(eplb_test_path(dir, out_names[i]), text);
+    }
+}
+
+static void assert_old_outputs(const char *dir)
+{
+    for (size_t i = 0; i < sizeof out_names / sizeof out_names[0]; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "old %s\n", out_names[i]);
+        size_t n = 0;
+        unsigned char *got = eplb_test_slurp(eplb_test_path(dir, out_names[i]), &n);
+        cr_assert(n == strlen(want) && !memcmp(got, want, n),
+                  "%s/%s was replaced by a run that failed", dir, out_names[i]);
+        free(got);
+    }
+    cr_assert_eq(eplb_test_dir_entries(dir), 4, "%s holds more than the earlier files", dir);
+}
+
+/* summary.json is written last but one; its temporary name (and, since the
+ * fix, the name the file is written under before it becomes that:
+ * "<temporary>.tmp.<pid>", sim/output.c) is a link to /dev/full, which
+ * fails every write with ENOSPC.  The run must exit 1 naming summary.json
+ * and "No space left on device", and leave the earlier files as they were
+ * (before the fix: "summary.json.tmp.PID: write error", with config.json
+ * and results.h5 already replaced). */
+Test(write_errors, run_out_all_or_none, .timeout = 60)
+{
+    if (access("/dev/full", W_OK) != 0)
+        cr_skip_test("no writable /dev/full");
+    const char *d = eplb_test_tmpdir();
+    const char *t = gen_trace(d);
+    char o[4200], pre[9000], args[8400], *out;
+    snprintf(o, sizeof o, "%s/o", d);
+    write_old_outputs(o);
+    snprintf(pre, sizeof pre,
+             "ln -s /dev/full %s/summary.json.tmp.$$ && "
+             "ln -s /dev/full %s/summary.json.tmp.$$.tmp.$$ &&",
+             o, o);
+    snprintf(args, sizeof args, "run %s --quiet --policy-time 0 --gpus 2 --out %s", t, o);
+    int rc = run_limited(&out, 0, pre, args);
+    assert_clean_failure(rc, out, "summary.json", "No space left on device");
+    free(out);
+    assert_old_outputs(o);
+    for (size_t i = 0; i < sizeof out_names / sizeof out_names[0]; i++)
+        unlink(eplb_test_path(o, out_names[i]));
+
+    /* an empty directory: it stays (not the run's), empty */
+    rc = run_limited(&out, 0, pre, args);
+    assert_clean_failure(rc, out, "summary.json", "No space left on device");
+    cr_assert_eq(eplb_test_dir_entries(o), 0, "a file is left in %s after a failed run", o);
+    free(out);
+    rmdir(o);
+    unlink(t);
+    rmdir(d);
+}
+
+/* The set behind it: a member that was never written fails the commit
+ * before anything is renamed; the temporary files go, the final names stay
+ * as they were. */
+Test(write_errors, tmp_set_commits_all_or_none)
+{
+    const char *d = eplb_test_tmpdir();
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/a", d);
+    snprintf(b, sizeof b, "%s/b", d);
+    eplb_test_write_text(a, "old a\n");
+    eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+    const char *ta, *tb;
+    eplb_assert_ok(eplb_tmp_set_add(&ta, &set, a));
+    eplb_assert_ok(eplb_tmp_set_add(&tb, &set, b));
+    eplb_test_write_text(ta, "new a\n");
+    eplb_assert_fails(eplb_tmp_set_commit(&set), EPLB_ERR_IO, "is missing");
+    cr_assert_eq(set.n, 0);
+    size_t n;
+    unsigned char *got = eplb_test_slurp(a, &n);
+    cr_assert(n == 6 && !memcmp(got, "old a\n", 6), "a was replaced");
+    free(got);
+    cr_assert_eq(eplb_test_dir_entries(d), 1, "a temporary file is left in %s", d);
+
+    /* complete: both renamed, nothing else left */
+    eplb_assert_ok(eplb_tmp_set_add(&ta, &set, a));
+    eplb_assert_ok(eplb_tmp_set_add(&tb, &set, b));
+    eplb_test_write_text(ta, "new a\n");
+    eplb_test_write_text(tb, "new b\n");
+    eplb_assert_ok(eplb_tmp_set_commit(&set));
+    got = eplb_test_slurp(b, &n);
+    cr_assert(n == 6 && !memcmp(got, "new b\n", 6));
+    free(got);
+    cr_assert_eq(eplb_test_dir_entries(d), 2);
+    unlink(a);
+    unlink(b);
+    rmdir(d);
+}
+
+static void write_hello(FILE *f, void *ctx)
+{
+    (void)ctx;
+    fputs("hello\n", f);
+}
+
+/* eplb_sim_write_file says why a write failed (the errno text). */
+Test(write_errors, write_file_names_errno)
+{
+    if (access("/dev/full", W_OK) != 0)
+        cr_skip_test("no writable /dev/full");
+    const char *d = eplb_test_tmpdir();
+    char p[4200], tmp[4300];
+    snprintf(p, sizeof p, "%s/s.json", d);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", p, (long)getpid());
+    cr_assert(symlink("/dev/full", tmp) == 0);
+    eplb_assert_fails(eplb_sim_write_file(p, write_hello, NULL), EPLB_ERR_IO,
+                      "s.json: write error: No space left on device");
+    cr_assert_eq(eplb_test_dir_entries(d), 0, "a file is left in %s", d);
+    rmdir(d);
+}
+
+/* ---- 3. a failed run removes the directories it created ----------------- */
+
+/* A trace of 2 steps whose first logit is NaN (written through HDF5: the
+ * writer refuses one); the run fails on it ("NaN or Inf logit"). */
+static const char *nan_trace(const char *dir)
+{
+    static _Thread_local char path[4096];
+    snprintf(path, sizeof path, "%s/nan.h5", dir);
+    enum { L = 2, E = 8, K = 2, T = 4 };
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("m", "test_write_errors.c", L, E, K, EPLB_LEVEL_LOGITS);
+    o.logits_dtype = EPLB_DTYPE_F32;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    float lg[T * L * E];
+    for (int i = 0; i < T * L * E; i++)
+        lg[i] = (float)(i % 5);
+    for (int s = 0; s < 2; s++)
+        eplb_assert_ok(eplb_trace_writer_append_step(w, T, lg, NULL, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t ds = f >= 0 ? H5Dopen2(f, "/router/logits", H5P_DEFAULT) : -1;
+    cr_assert(ds >= 0, "cannot reopen %s", path);
+    hid_t fs = H5Dget_space(ds);
+    hsize_t at[3] = {0, 0, 0}, one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    float nan = NAN;
+    cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, at) >= 0);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, &nan) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(ds);
+    H5Fclose(f);
+    return path;
+}
+
+/* --out new/q, new/../new2/q and keep/a/b (keep exists): after the failed
+ * run only the trace and keep/ (empty) are left.  Before the fix: new/,
+ * new/ and new2/, and keep/a/. */
+Test(write_errors, run_failed_removes_created_dirs, .timeout = 60)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = nan_trace(d);
+    cr_assert(mkdir(eplb_test_path(d, "keep"), 0777) == 0);
+    static const char *const outs[] = {"new/q", "new/../new2/q", "keep/a/b"};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
+        eplb_test_cli_expect(1, "NaN or Inf logit", "run %s --quiet --gpus 2 --out %s/%s", t,
+                             d, outs[i]);
+    cr_assert(!exists(eplb_test_path(d, "new")), "new/ is left");
+    cr_assert(!exists(eplb_test_path(d, "new2")), "new2/ is left");
+    cr_assert(!exists(eplb_test_path(d, "keep/a")), "keep/a/ is left");
+    cr_assert(exists(eplb_test_path(d, "keep")), "keep/, not the run's, was removed");
+    cr_assert_eq(eplb_test_dir_entries(d), 2, "more than the trace and keep/ in %s", d);
+    rmdir(eplb_test_path(d, "keep"));
+    unlink(t);
+    rmdir(d);
+}

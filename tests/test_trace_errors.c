@@ -529,3 +529,45 @@ Test(trace_errors, top_k_beyond_kept_groups)
     eplb_trace_close(tr);
     unlink(path);
 }
+
+/* Found by the sweep: one corrupt byte in a dataset's layout message (a
+ * chunk dimension past the dataset's fixed one) made H5Dread crash with
+ * SIGSEGV.  The layout message of a chunked dataset (HDF5 file format,
+ * version 3) holds the chunk's dimensions as 4-byte little-endian numbers
+ * followed by the element size: [3, 2, 8, 4] for good_trace's float32
+ * logits (chunks of 3 rows, 2 layers, 8 experts).  The layer dimension
+ * set to 39170 (the sweep's value) must fail the open, naming the file
+ * and the dataset. */
+Test(trace_errors, chunk_dimension_past_the_dataset)
+{
+    const char *good = good_trace();
+    size_t n = 0;
+    unsigned char *b = eplb_test_slurp(good, &n);
+    const uint32_t want[4] = {3, L_, E_, 4};
+    long at = -1;
+    for (size_t i = 0; i + 16 <= n && at < 0; i++) {
+        int same = 1;
+        for (int k = 0; k < 4 && same; k++)
+            same = (uint32_t)(b[i + 4 * k] | b[i + 4 * k + 1] << 8 | b[i + 4 * k + 2] << 16 |
+                              (uint32_t)b[i + 4 * k + 3] << 24) == want[k];
+        if (same)
+            at = (long)i;
+    }
+    cr_assert(at >= 0, "no chunk layout [3, %d, %d, 4] in %s", L_, E_, good);
+    const uint32_t bad = 39170;
+    for (int k = 0; k < 4; k++)
+        b[at + 4 + k] = (unsigned char)(bad >> 8 * k);
+    char path[600];
+    snprintf(path, sizeof path, "%s.layout.h5", good);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f && fwrite(b, 1, n, f) == n);
+    fclose(f);
+    free(b);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "/router/logits: chunk dimension 1 is 39170");
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --quiet --policy-time 0", path);
+    cr_assert_eq(rc, 1, "rc %d: %s", rc, out);
+    free(out);
+    unlink(path);
+    unlink(good);
+}

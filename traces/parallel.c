@@ -319,7 +319,8 @@ static void fail(par_t *p, eplb_status_t st, const hsize_t *off, const char *wha
         p->st = st;
         snprintf(p->msg, sizeof p->msg, "%s: %s: chunk at [%llu, %llu, %llu]: %s", p->path,
                  p->name, (unsigned long long)off[0], (unsigned long long)off[1],
-                 (unsigned long long)off[2], what);
+                 (unsigned long long)off[2],
+                 what && *what ? what : "cannot read (HDF5 gave no reason)");
     }
     pthread_cond_broadcast(&p->cv_work);
     pthread_cond_broadcast(&p->cv_free);

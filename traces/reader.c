@@ -215,9 +215,48 @@ out:
 
 /* Check rank, shape and type class of d against want[rank]. `why` says
  * where the expected shape comes from. */
+/* A chunked layout HDF5 could have written: every chunk dimension at
+ * least 1 and at most the dimension's fixed maximum (unlimited ones aside),
+ * a chunk below 4 GiB (HDF5's limit).  A corrupt chunk dimension past the
+ * dataset's made H5Dread crash (SIGSEGV) in HDF5 1.10 (the tenth session's
+ * sweep); the layout message is read at open, so it is checked there. */
+static eplb_status_t check_chunks(const eplb_trace_t *tr, hid_t d, const char *name)
+{
+    hid_t pl = H5Dget_create_plist(d), sp = H5Dget_space(d), t = H5Dget_type(d);
+    hsize_t dims[8], maxd[8], cd[8];
+    int r = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, maxd) : -1;
+    const int chunked = pl >= 0 && H5Pget_layout(pl) == H5D_CHUNKED;
+    const int cr = chunked && r >= 0 && r <= 8 ? H5Pget_chunk(pl, 8, cd) : 0;
+    const size_t es = t >= 0 ? H5Tget_size(t) : 0;
+    eplb_h5_close(&pl);
+    eplb_h5_close(&sp);
+    eplb_h5_close(&t);
+    H5Eclear2(H5E_DEFAULT);
+    if (!chunked || r < 0 || r > 8)
+        return EPLB_OK; /* contiguous or compact: no chunks (shape errors come later) */
+    if (cr != r)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: chunk of rank %d for a dataset of rank %d",
+                              tr->path, name, cr, r);
+    double bytes = (double)es;
+    for (int i = 0; i < r; i++) {
+        if (cd[i] == 0 || (maxd[i] != H5S_UNLIMITED && cd[i] > maxd[i]))
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s: chunk dimension %d is %llu, outside [1, %llu] (corrupt "
+                                  "layout?)",
+                                  tr->path, name, i, (unsigned long long)cd[i],
+                                  (unsigned long long)maxd[i]);
+        bytes *= (double)cd[i];
+    }
+    if (bytes >= 4294967296.0)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: a chunk of %.0f bytes (HDF5's limit: 4 GiB)",
+                              tr->path, name, bytes);
+    return EPLB_OK;
+}
+
 static eplb_status_t check_dataset(const eplb_trace_t *tr, hid_t d, const char *name, int rank,
                                    const hsize_t *want, H5T_class_t cls, const char *why)
 {
+    EPLB_CHECK(check_chunks(tr, d, name));
     hsize_t dims[8];
     hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
     int r = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
@@ -248,7 +287,11 @@ static eplb_status_t read_offsets(eplb_trace_t *tr)
     EPLB_CHECK(open_dataset(&d, tr, N_OFFS));
     if (d < 0)
         return eplb_error_set(EPLB_ERR_FORMAT, "%s: missing dataset %s", p, N_OFFS);
-    eplb_status_t st = EPLB_OK;
+    eplb_status_t st = check_chunks(tr, d, N_OFFS);
+    if (st != EPLB_OK) {
+        eplb_h5_close(&d);
+        return st;
+    }
     hsize_t n = 0;
     hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
     int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;

@@ -267,7 +267,6 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
     };
     int64_t one[MAX_LIST];
     int n, c;
-    double x;
     optind = 1;
     opterr = 0;
     while ((c = eplb_cli_getopt(argc, argv, ":h", lo)) != -1) {
@@ -351,15 +350,15 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
         case OPT_EMA:
             EPLB_CHECK(parse_num(&o->trig.ema_decay, optarg, "--ema-decay"));
             break;
-        case OPT_MAXMOVES:
-            EPLB_CHECK(parse_num(&x, optarg, "--max-moves"));
-            if (x < -1 || x != floor(x))
-                return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                      "--max-moves: '%s' is not an integer >= -1", optarg);
+        case OPT_MAXMOVES: {
+            /* an integer (1e30 and 16.0 were taken, past int64 clamped) */
+            int64_t m;
+            EPLB_CHECK(eplb_cli_int_parse(&m, optarg, "--max-moves", -1, INT64_MAX));
             /* more than MAX_SLOTS (>= any P) is no tighter a limit; keeps the
              * policy's arithmetic inside int */
-            o->max_moves = x > MAX_SLOTS ? MAX_SLOTS : (int)x;
+            o->max_moves = m > MAX_SLOTS ? MAX_SLOTS : (int)m;
             break;
+        }
         case OPT_PROFILE:
             o->profile_path = optarg;
             break;

@@ -139,9 +139,11 @@ int eplb_env_off(const char *name)
 
 int eplb_num_threads(void)
 {
+    /* at most 4096, as --threads (20000 ran out of thread stacks and blamed
+     * the trace) */
     const char *env = getenv("EPLB_THREADS");
     if (env && atoi(env) > 0)
-        return atoi(env);
+        return atoi(env) > 4096 ? 4096 : atoi(env);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }

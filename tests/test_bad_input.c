@@ -201,7 +201,13 @@ Test(bad_input, max_moves_huge)
     const char *d = eplb_test_tmpdir();
     const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
     eplb_test_cli_expect(0, NULL, "run %s --quiet --gpus 4 --policy migration-aware "
-                         "--max-moves 1e300 --policy-time 0", t);
+                         "--max-moves 1000000000000 --policy-time 0", t);
+    /* not an integer, or past int64: refused as rebalance does (the sweep:
+     * run took 1e30 and 16.0, and clamped 99999999999999999999) */
+    eplb_test_cli_expect(2, "--max-moves", "run %s --quiet --gpus 4 --max-moves 1e300", t);
+    eplb_test_cli_expect(2, "--max-moves", "run %s --quiet --gpus 4 --max-moves 16.0", t);
+    eplb_test_cli_expect(2, "--max-moves",
+                         "run %s --quiet --gpus 4 --max-moves 99999999999999999999", t);
     const char *w = eplb_test_path(d, "w.csv");
     eplb_test_write_text(w, "1,2,3,4\n5,6,7,8\n");
     eplb_test_cli_expect(0, "\"phy2log\"", "rebalance --weights %s --replicas 8 --gpus 4 "

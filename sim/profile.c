@@ -267,6 +267,17 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
                 EPLB_CHECK_GOTO(scaled((double *)((char *)&p + keys[i].off), x,
                                        keys[i].scale, v, what, line, key),
                                 st, out);
+                /* the rates (bandwidths, FLOP/s; scale >= 1e9) divide the
+                 * modelled times: below one byte or FLOP per second they
+                 * made them inf (nvlink_GBps = 2.3e-308, the sweep) */
+                const double y = *(double *)((char *)&p + keys[i].off);
+                if (keys[i].scale >= 1e9 && y > 0 && y < 1) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT,
+                                        "%s:%d: %s: '%s' is below one unit per second "
+                                        "(x %g)",
+                                        what, line, key, v, keys[i].scale);
+                    goto out;
+                }
             }
         }
         cur = nl ? nl + 1 : NULL;

@@ -297,6 +297,11 @@ Test(bad_input, profile_fields_named)
                          "run %s --quiet --profile %s", t, p);
     eplb_test_write_text(p, "name = x\nrecord_fraction = 2\n");
     eplb_test_cli_expect(1, "record_fraction = 2", "run %s --quiet --profile %s", t, p);
+    /* a rate below one byte per second made the modelled times inf (the
+     * sweep: 2.3e-308 GB/s; 1e-10 GB/s is 0.1 B/s) */
+    eplb_test_write_text(p, "name = x\nnvlink_GBps = 1e-10\n");
+    eplb_test_cli_expect(1, "p.txt:2: nvlink_GBps: '1e-10' is below one unit per second",
+                         "run %s --quiet --profile %s", t, p);
     unlink(p);
     unlink(t);
     rmdir(d);

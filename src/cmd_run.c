@@ -626,15 +626,21 @@ static eplb_status_t check_out_dir(const char *dir, const char *const *inputs, i
 typedef struct {
     char *dir;    /* copy of DIR */
     size_t *made; /* lengths of the prefixes of dir that mkdir created */
+    int *guard;   /* their signal guards (eplb_tmp_guard_arm_dir): an
+                     interrupted run removes them too */
     int n;
 } out_dirs_t;
 
-#define OUT_DIRS_INIT {NULL, NULL, 0}
+#define OUT_DIRS_INIT {NULL, NULL, NULL, 0}
 
+/* forget the directories (kept: the run succeeded, or they are removed) */
 static void out_dirs_free(out_dirs_t *d)
 {
+    for (int i = 0; i < d->n; i++)
+        eplb_tmp_guard_disarm(d->guard[i]);
     free(d->dir);
     free(d->made);
+    free(d->guard);
     *d = (out_dirs_t)OUT_DIRS_INIT;
 }
 
@@ -662,14 +668,17 @@ static eplb_status_t out_dirs_make(out_dirs_t *d, const char *dir)
         nmax += dir[i] == '/';
     d->dir = strdup(dir);
     d->made = malloc(nmax * sizeof *d->made);
-    if (!d->dir || !d->made)
+    d->guard = malloc(nmax * sizeof *d->guard);
+    if (!d->dir || !d->made || !d->guard)
         return eplb_error_set(EPLB_ERR_NOMEM, "out of memory");
     for (size_t i = 1; i <= len; i++) {
         if (i < len && d->dir[i] != '/')
             continue;
         d->dir[i] = '\0';
-        if (mkdir(d->dir, 0777) == 0)
-            d->made[d->n++] = i;
+        if (mkdir(d->dir, 0777) == 0) {
+            d->made[d->n] = i;
+            d->guard[d->n++] = eplb_tmp_guard_arm_dir(d->dir);
+        }
         else if (i == len && errno != EEXIST)
             return eplb_error_set(EPLB_ERR_IO, "--out: cannot create %s: %s", dir,
                                   strerror(errno));

@@ -22,6 +22,7 @@ static const int guard_signals[] = {SIGINT, SIGTERM, SIGHUP};
 static char slot_path[EPLB_TMP_GUARD_SLOTS][4096];
 static int slot_armed[EPLB_TMP_GUARD_SLOTS]; /* atomics */
 static pid_t slot_pid[EPLB_TMP_GUARD_SLOTS];
+static int slot_dir[EPLB_TMP_GUARD_SLOTS]; /* a directory: rmdir, after the files */
 static int narmed, next_slot;
 static struct sigaction old_action[NSIGS];
 static int installed[NSIGS];
@@ -31,8 +32,17 @@ static void on_signal(int sig)
 {
     pid_t self = getpid();
     for (int i = 0; i < EPLB_TMP_GUARD_SLOTS; i++)
-        if (__atomic_load_n(&slot_armed[i], __ATOMIC_ACQUIRE) && slot_pid[i] == self)
+        if (__atomic_load_n(&slot_armed[i], __ATOMIC_ACQUIRE) && slot_pid[i] == self &&
+            !slot_dir[i])
             unlink(slot_path[i]);
+    /* then the directories, as many passes as there are slots, so that a
+     * parent goes once its children have (rmdir fails on a non-empty one
+     * and leaves it) */
+    for (int pass = 0; pass < EPLB_TMP_GUARD_SLOTS; pass++)
+        for (int i = EPLB_TMP_GUARD_SLOTS - 1; i >= 0; i--)
+            if (__atomic_load_n(&slot_armed[i], __ATOMIC_ACQUIRE) && slot_pid[i] == self &&
+                slot_dir[i])
+                rmdir(slot_path[i]);
     /* SA_RESETHAND restored the default action; the signal is blocked while
      * the handler runs, so it is delivered (and kills) when we return */
     raise(sig);
@@ -69,7 +79,13 @@ static void restore(void)
     }
 }
 
-int eplb_tmp_guard_arm(const char *path)
+static int arm(const char *path, int dir);
+
+int eplb_tmp_guard_arm(const char *path) { return arm(path, 0); }
+
+int eplb_tmp_guard_arm_dir(const char *path) { return arm(path, 1); }
+
+static int arm(const char *path, int dir)
 {
     size_t n = path ? strlen(path) : 0;
     if (n == 0 || n >= sizeof slot_path[0])
@@ -85,6 +101,7 @@ int eplb_tmp_guard_arm(const char *path)
     if (id >= 0) {
         memcpy(slot_path[id], path, n + 1);
         slot_pid[id] = getpid();
+        slot_dir[id] = dir;
         __atomic_store_n(&slot_armed[id], 1, __ATOMIC_RELEASE);
         next_slot = (id + 1) % EPLB_TMP_GUARD_SLOTS;
         if (narmed++ == 0)

@@ -24,6 +24,9 @@
 /* Guard path; returns a slot id (>= 0) for eplb_tmp_guard_disarm, or -1 if
  * the path could not be guarded (too long, all slots taken). */
 int eplb_tmp_guard_arm(const char *path);
+/* Guard a directory the command created: removed (if empty, after the
+ * guarded files) on those signals.  Same slots and return as above. */
+int eplb_tmp_guard_arm_dir(const char *path);
 /* Stop guarding slot id (from eplb_tmp_guard_arm; -1 is ignored).  Call it
  * after the temporary file was renamed or deleted. */
 void eplb_tmp_guard_disarm(int id);

@@ -6,6 +6,7 @@
  * Malformed traces at the API level are covered by test_trace_errors.c;
  * here they go through the commands that read them. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
@@ -946,5 +947,50 @@ Test(bad_input, import_onto_its_input)
     unlink(log1);
     rmdir(dir);
     unlink(js);
+    rmdir(d);
+}
+
+/* Found by the re-run sweep: `run ... --out NEW/a/b` killed by SIGTERM or
+ * SIGINT while it ran left the directories it had created.  They are
+ * guarded now: the run below (nodup on 16384 slots per layer: tens of
+ * seconds) is killed as soon as its --out directory exists. */
+Test(bad_input, interrupted_run_leaves_no_directories, .timeout = 120)
+{
+    const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5");
+    if (!exists(tr))
+        cr_skip_test("%s not present", tr);
+    char trace[4096], bin[4096], top[2048], out[4096];
+    snprintf(trace, sizeof trace, "%s", tr);
+    snprintf(bin, sizeof bin, "%s/eplb-replay", eplb_test_builddir());
+    const char *d = eplb_test_tmpdir();
+    snprintf(top, sizeof top, "%s/killdir", d);
+    snprintf(out, sizeof out, "%s/a/b", top);
+    const int sigs[] = {SIGTERM, SIGINT};
+    for (int k = 0; k < 2; k++) {
+        pid_t p = fork();
+        cr_assert(p >= 0);
+        if (p == 0) {
+            signal(sigs[k], SIG_DFL); /* as a shell starts a command */
+            int nul = open("/dev/null", O_WRONLY);
+            dup2(nul, 1);
+            dup2(nul, 2);
+            execl(bin, bin, "run", trace, "--quiet", "--policy-time", "0", "--replicas",
+                  "16384", "--gpus", "1", "--policy", "nodup", "--out", out, (char *)NULL);
+            _exit(127);
+        }
+        int waited = 0;
+        while (!exists(out) && waited < 30000) {
+            usleep(10000);
+            waited += 10;
+        }
+        cr_assert(exists(out), "%s never appeared", out);
+        usleep(50000); /* past the mkdir and its guard (microseconds apart) */
+        kill(p, sigs[k]);
+        int status = 0;
+        cr_assert_eq(waitpid(p, &status, 0), p);
+        cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == sigs[k],
+                  "the run did not die of signal %d (status %#x)", sigs[k], status);
+        cr_assert(!exists(top), "signal %d: %s left behind", sigs[k], top);
+    }
     rmdir(d);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "checks.h"
+#include "cli_util.h"
 #include "cmd.h"
 #include "kernels.h"
 
@@ -467,7 +468,7 @@ int eplb_bench_kernels(int argc, char **argv)
     opterr = 0;
     int ch;
     eplb_status_t st = EPLB_OK;
-    while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    while ((ch = eplb_cli_getopt(argc, argv, ":h", lo)) != -1) {
         switch (ch) {
         case 'd':
             if (!strcmp(optarg, "cpu"))
@@ -522,11 +523,9 @@ int eplb_bench_kernels(int argc, char **argv)
         }
         case 'j': o.json = 1; break;
         case 'h': usage(stdout); return 0;
-        default:
+        default: /* "--tokens needs a value", or an unknown option */
             usage(stderr);
-            return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                     "unknown or incomplete option '%s'",
-                                                     argv[optind - 1]));
+            return eplb_cmd_fail(CMD, eplb_cli_getopt_fail(ch, argv));
         }
         if (st != EPLB_OK)
             return eplb_cmd_fail(CMD, st);

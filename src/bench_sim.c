@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include "checks.h"
+#include "cli_util.h"
 #include "sim.h"
 
 static void usage(FILE *f)
@@ -101,7 +102,7 @@ int eplb_bench_sim(int argc, char **argv)
     const char *pname = "none";
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    while ((c = eplb_cli_getopt(argc, argv, ":h", lo)) != -1) {
         switch (c) {
         /* bounds: the second pass runs 4 x S steps; the run state holds
          * layers x slots and per-GPU tables */
@@ -112,11 +113,8 @@ int eplb_bench_sim(int argc, char **argv)
         case 'p': pname = optarg; break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
-        default:
-            return eplb_cmd_fail("bench sim",
-                                 eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                "unknown option or missing value '%s' "
-                                                "(see --help)", argv[optind - 1]));
+        default: /* "--steps needs a value", or an unknown option */
+            return eplb_cmd_fail("bench sim", eplb_cli_getopt_fail(c, argv));
         }
         if (st != EPLB_OK)
             return eplb_cmd_fail("bench sim", st);

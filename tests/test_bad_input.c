@@ -471,6 +471,10 @@ Test(bad_input, bench_options)
     eplb_test_cli_expect(2, "--steps: expected an integer", "bench sim --steps 99999999999999");
     eplb_test_cli_expect(2, "--gpus: expected an integer", "bench sim --gpus 100000");
     eplb_test_cli_expect(2, "unknown option", "bench sim --bogus");
+    /* a missing value is named as such (it read "unknown option or missing
+     * value" / "unknown or incomplete option") */
+    eplb_test_cli_expect(2, "--steps needs a value", "bench sim --steps");
+    eplb_test_cli_expect(2, "--tokens needs a value", "bench kernels --device cpu --tokens");
     eplb_test_cli_expect(2, "unexpected argument 'extra'", "bench sim extra");
     eplb_test_cli_expect(2, "--reps: expected an integer", "bench kernels --device cpu --reps 0");
     eplb_test_cli_expect(2, "--tokens: bad list", "bench kernels --device cpu --tokens 64,");

@@ -958,7 +958,7 @@ Test(bad_input, import_onto_its_input)
  * SIGINT while it ran left the directories it had created.  They are
  * guarded now: the run below (nodup on 16384 slots per layer: tens of
  * seconds) is killed as soon as its --out directory exists. */
-Test(bad_input, interrupted_run_leaves_no_directories, .timeout = 120)
+Test(bad_input, interrupted_run_leaves_no_directories)
 {
     const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5");
     if (!exists(tr))

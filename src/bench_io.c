@@ -219,8 +219,12 @@ int eplb_bench_io(int argc, char **argv)
                 if (!*end)
                     break;
             }
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "--repeat") ||
+                   !strcmp(a, "--reads")) { /* the last argument */
+            fprintf(stderr, "eplb-replay bench io: %s needs a value\n", a);
+            return 2;
         } else if (a[0] == '-') {
-            fprintf(stderr, "eplb-replay bench io: unknown option or missing value '%s'\n", a);
+            fprintf(stderr, "eplb-replay bench io: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         } else if (!path) {

@@ -204,6 +204,9 @@ static eplb_status_t parse_list(int64_t *v, int *n, const char *s, const char *o
         char *end;
         errno = 0;
         long long x = strtoll(item, &end, 10);
+        if (errno == ERANGE && end != item && !*end && len < sizeof item)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: %s is outside [%lld, %lld]", opt,
+                                  item, (long long)min, (long long)max);
         if (len >= sizeof item || errno || end == item || *end)
             return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not an integer", opt,
                                   item);

@@ -123,7 +123,9 @@ Test(bad_input, run_values_beyond_int)
                          "run %s --quiet --gpus 4 --replicas 4294967304", t);
     eplb_test_cli_expect(2, "--threads: 100000 is outside", "run %s --quiet --threads 100000",
                          t);
-    eplb_test_cli_expect(2, "--seed", "run %s --quiet --seed 99999999999999999999", t);
+    /* past int64: out of range, not "not an integer" (the re-run sweep) */
+    eplb_test_cli_expect(2, "--seed: 99999999999999999999 is outside",
+                         "run %s --quiet --seed 99999999999999999999", t);
     eplb_test_cli_expect(2, "--gpus: '4x' is not an integer", "run %s --quiet --gpus 4x", t);
     /* single-valued options took the first of a list */
     eplb_test_cli_expect(2, "--threads: one value", "run %s --quiet --threads 2,4", t);
@@ -475,6 +477,8 @@ Test(bad_input, bench_options)
      * value" / "unknown or incomplete option") */
     eplb_test_cli_expect(2, "--steps needs a value", "bench sim --steps");
     eplb_test_cli_expect(2, "--tokens needs a value", "bench kernels --device cpu --tokens");
+    eplb_test_cli_expect(2, "bench io: --repeat needs a value", "bench io x.h5 --repeat");
+    eplb_test_cli_expect(2, "bench io: unknown option '--bogus'", "bench io x.h5 --bogus");
     eplb_test_cli_expect(2, "unexpected argument 'extra'", "bench sim extra");
     eplb_test_cli_expect(2, "--reps: expected an integer", "bench kernels --device cpu --reps 0");
     eplb_test_cli_expect(2, "--tokens: bad list", "bench kernels --device cpu --tokens 64,");

@@ -497,9 +497,9 @@ int eplb_bench_kernels(int argc, char **argv)
                 return eplb_cmd_fail(CMD, st);
             break;
         case 'B': o.bias = 0; break;
-        case 'p': st = opt_int(&o.P, "--replicas", optarg, 1, 1 << 20); break;
-        case 'D': st = opt_int(&o.D, "--gpus", optarg, 1, 1 << 16); break;
-        case 'N': st = opt_int(&o.N, "--nodes", optarg, 1, 1 << 16); break;
+        case 'p': st = opt_int(&o.P, "--replicas", optarg, 1, EPLB_MAX_SLOTS); break;
+        case 'D': st = opt_int(&o.D, "--gpus", optarg, 1, EPLB_MAX_GPUS); break;
+        case 'N': st = opt_int(&o.N, "--nodes", optarg, 1, EPLB_MAX_GPUS); break;
         case 'm':
             if ((st = eplb_select_mode_parse(&o.mode, optarg)) != EPLB_OK)
                 return eplb_cmd_fail(CMD, st);

@@ -477,6 +477,9 @@ Test(bad_input, bench_options)
      * value" / "unknown or incomplete option") */
     eplb_test_cli_expect(2, "--steps needs a value", "bench sim --steps");
     eplb_test_cli_expect(2, "--tokens needs a value", "bench kernels --device cpu --tokens");
+    /* the slot and GPU limits of run and rebalance (cli_util.h) */
+    eplb_test_cli_expect(2, "--replicas", "bench kernels --device cpu --replicas 16388");
+    eplb_test_cli_expect(2, "--gpus", "bench kernels --device cpu --gpus 8192");
     eplb_test_cli_expect(2, "bench io: --repeat needs a value", "bench io x.h5 --repeat");
     eplb_test_cli_expect(2, "bench io: unknown option '--bogus'", "bench io x.h5 --bogus");
     eplb_test_cli_expect(2, "unexpected argument 'extra'", "bench sim extra");

@@ -8,12 +8,14 @@
  * compared with the serial one byte for byte. */
 #include "cmd.h"
 
+#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checks.h"
+#include "cli_util.h"
 #include "trace.h"
 
 #define MAX_REPEAT 1000
@@ -185,53 +187,75 @@ int eplb_bench_io(int argc, char **argv)
     const char *path = NULL;
     int json = 0, max_threads = 0, repeat = 5, nreads = 0;
     int64_t reads[MAX_READS];
+    enum { OPT_JSON = 256, OPT_THREADS, OPT_REPEAT, OPT_READS };
+    static const struct option lo[] = {
+        {"json", no_argument, NULL, OPT_JSON},     {"threads", required_argument, NULL, OPT_THREADS},
+        {"repeat", required_argument, NULL, OPT_REPEAT}, {"reads", required_argument, NULL, OPT_READS},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (!strcmp(a, "-h")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--json")) {
+        }
+        if (a[0] != '-') {
+            if (path) {
+                fprintf(stderr, "eplb-replay bench io: one trace at a time ('%s')\n", a);
+                return 2;
+            }
+            path = a;
+            continue;
+        }
+        /* "--X needs a value" and unknown options as in rebalance */
+        const struct option *opt;
+        const char *val;
+        eplb_status_t st = eplb_cli_next_opt(&opt, &val, argc, argv, &i, lo);
+        if (st != EPLB_OK) {
+            const int rc = eplb_cmd_fail("bench io", st);
+            usage(stderr);
+            return rc;
+        }
+        switch (opt->val) {
+        case 'h':
+            usage(stdout);
+            return 0;
+        case OPT_JSON:
             json = 1;
-        } else if ((!strcmp(a, "--threads") || !strcmp(a, "--repeat")) && i + 1 < argc) {
+            break;
+        case OPT_THREADS:
+        case OPT_REPEAT: {
             char *end;
-            long v = strtol(argv[++i], &end, 10);
-            int thr = !strcmp(a, "--threads");
+            long v = strtol(val, &end, 10);
+            const int thr = opt->val == OPT_THREADS;
             if (*end || v < 1 || v > (thr ? 256 : MAX_REPEAT)) {
-                fprintf(stderr, "eplb-replay bench io: %s must be an integer in 1..%d\n", a,
-                        thr ? 256 : MAX_REPEAT);
+                fprintf(stderr, "eplb-replay bench io: --%s must be an integer in 1..%d\n",
+                        opt->name, thr ? 256 : MAX_REPEAT);
                 return 2;
             }
             if (thr)
                 max_threads = (int)v;
             else
                 repeat = (int)v;
-        } else if (!strcmp(a, "--reads") && i + 1 < argc) {
-            for (char *p = argv[++i], *end;; p = end + 1) {
+            break;
+        }
+        case OPT_READS:
+            for (const char *p = val;;) {
+                char *end;
                 long long v = strtoll(p, &end, 10);
                 if (end == p || v < 1 || (*end && *end != ',') || nreads == MAX_READS) {
                     fprintf(stderr,
                             "eplb-replay bench io: --reads wants up to %d token counts >= 1, "
                             "comma-separated ('%s')\n",
-                            MAX_READS, argv[i]);
+                            MAX_READS, val);
                     return 2;
                 }
                 reads[nreads++] = v;
                 if (!*end)
                     break;
+                p = end + 1;
             }
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "--repeat") ||
-                   !strcmp(a, "--reads")) { /* the last argument */
-            fprintf(stderr, "eplb-replay bench io: %s needs a value\n", a);
-            return 2;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "eplb-replay bench io: unknown option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        } else if (!path) {
-            path = a;
-        } else {
-            fprintf(stderr, "eplb-replay bench io: one trace at a time ('%s')\n", a);
-            return 2;
+            break;
         }
     }
     if (path && !*path) {

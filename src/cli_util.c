@@ -21,16 +21,22 @@ eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt,
     return EPLB_OK;
 }
 
-int eplb_cli_is_option(const char *arg, const struct option *longopts)
+/* The entry of longopts that arg ("--NAME" or "--NAME=...") names, or NULL */
+static const struct option *find_long(const char *arg, const struct option *longopts)
 {
     if (!arg || strncmp(arg, "--", 2) != 0)
-        return 0;
+        return NULL;
     const char *name = arg + 2;
     size_t n = strcspn(name, "=");
     for (const struct option *o = longopts; o->name; o++)
         if (strlen(o->name) == n && !strncmp(o->name, name, n))
-            return 1;
-    return 0;
+            return o;
+    return NULL;
+}
+
+int eplb_cli_is_option(const char *arg, const struct option *longopts)
+{
+    return find_long(arg, longopts) != NULL;
 }
 
 int eplb_cli_getopt(int argc, char **argv, const char *optstring,
@@ -60,13 +66,8 @@ eplb_status_t eplb_cli_next_opt(const struct option **opt, const char **val, int
 {
     const char *a = argv[*i];
     const char *eq = strchr(a, '=');
-    size_t n = eq ? (size_t)(eq - a) : strlen(a);
-    const struct option *o = NULL;
-    if (!strncmp(a, "--", 2))
-        for (o = longopts; o->name; o++)
-            if (strlen(o->name) == n - 2 && !strncmp(o->name, a + 2, n - 2))
-                break;
-    if (!o || !o->name)
+    const struct option *o = find_long(a, longopts);
+    if (!o)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)", a);
     const char *v = NULL;
     if (o->has_arg == no_argument) {

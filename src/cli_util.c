@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt, int64_t min,
                                  int64_t max)
@@ -19,6 +20,13 @@ eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt,
                               opt, min, max, arg);
     *out = v;
     return EPLB_OK;
+}
+
+int eplb_cli_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 /* The entry of longopts that arg ("--NAME" or "--NAME=...") names, or NULL */

@@ -28,6 +28,10 @@
 eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt, int64_t min,
                                  int64_t max);
 
+/* 1 when paths a and b (either may be NULL) name the same existing file
+ * or directory (device and inode): an output that is an input */
+int eplb_cli_same_file(const char *a, const char *b);
+
 /* 1 if arg is "--NAME" or "--NAME=..." for a NAME of longopts (ending
  * with a zero entry).  No option of ours takes a value that starts with
  * "--" and names one of the command's options, so such a value is an

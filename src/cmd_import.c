@@ -49,20 +49,17 @@ static void usage(FILE *f)
  * replaced by the trace, with exit 0) */
 static int out_is_input(const char *out, const char *in, int esft)
 {
-    struct stat so, si;
-    if (stat(out, &so) != 0 || stat(in, &si) != 0)
-        return 0;
     if (!esft)
-        return so.st_dev == si.st_dev && so.st_ino == si.st_ino;
+        return eplb_cli_same_file(out, in);
     const char *base = strrchr(out, '/');
     base = base ? base + 1 : out;
-    if (strncmp(base, "expert_weights_", 15) != 0)
+    struct stat so;
+    if (strncmp(base, "expert_weights_", 15) != 0 || stat(out, &so) != 0)
         return 0;
     char dir[4096];
     snprintf(dir, sizeof dir, "%.*s", base > out ? (int)(base - out) : 1,
              base > out ? out : ".");
-    struct stat sd;
-    return stat(dir, &sd) == 0 && sd.st_dev == si.st_dev && sd.st_ino == si.st_ino;
+    return eplb_cli_same_file(dir, in);
 }
 
 int eplb_cmd_import(int argc, char **argv)

@@ -586,14 +586,6 @@ static void write_csv_file(FILE *f, void *p)
 static const char *const out_names[] = {"results.h5", "config.json", "summary.json",
                                         "summary.csv"};
 
-/* 1 when paths a and b name the same existing file */
-static int same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
-
 /* Before any work: DIR, if it exists, is a directory, and none of the output
  * names in it is something a file cannot be renamed onto, or one of the
  * inputs (the trace, the profile: results.h5 replaced the trace it was
@@ -615,7 +607,7 @@ static eplb_status_t check_out_dir(const char *dir, const char *const *inputs, i
             return eplb_error_set(EPLB_ERR_IO, "--out: %s exists and is not a regular file",
                                   p);
         for (int k = 0; k < ninputs; k++)
-            if (same_file(p, inputs[k]))
+            if (eplb_cli_same_file(p, inputs[k]))
                 return eplb_error_set(EPLB_ERR_INVALID_ARG,
                                       "--out: %s is the input %s; it would be overwritten", p,
                                       inputs[k]);

@@ -51,21 +51,10 @@ static const char *make_trace(const char *dir, const char *name, int L, int E, i
     }
     eplb_assert_ok(eplb_trace_writer_finish(w));
     if (nan_at >= 0) {
-        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-        cr_assert(f >= 0, "cannot reopen %s", path);
-        hid_t ds = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
-        cr_assert(ds >= 0);
-        hid_t fs = H5Dget_space(ds);
-        hsize_t c[3] = {(hsize_t)(nan_at / (L * E)), (hsize_t)(nan_at / E % L),
-                        (hsize_t)(nan_at % E)}, one = 1;
-        hid_t ms = H5Screate_simple(1, &one, NULL);
-        float v = NAN;
-        cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, c) >= 0);
-        cr_assert(H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, &v) >= 0);
-        H5Sclose(ms);
-        H5Sclose(fs);
-        H5Dclose(ds);
-        H5Fclose(f);
+        const hsize_t c[3] = {(hsize_t)(nan_at / (L * E)), (hsize_t)(nan_at / E % L),
+                              (hsize_t)(nan_at % E)};
+        const float v = NAN;
+        eplb_test_h5_poke(path, "/router/logits", c, H5T_NATIVE_FLOAT, &v);
     }
     free(lg);
     free(cn);

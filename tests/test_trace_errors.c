@@ -57,26 +57,6 @@ static hid_t open_rw(const char *path)
     return f;
 }
 
-/* Overwrite one element (at coords c) of dataset `name` with *v of type
- * mt; mt < 0: raw bytes in the dataset's own type. */
-static void poke(const char *path, const char *name, const hsize_t *c, hid_t mt, const void *v)
-{
-    hid_t f = open_rw(path);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    cr_assert(d >= 0, "no %s", name);
-    hid_t ft = mt < 0 ? H5Dget_type(d) : mt, fs = H5Dget_space(d);
-    hsize_t one = 1;
-    hid_t ms = H5Screate_simple(1, &one, NULL);
-    cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, c) >= 0);
-    cr_assert(H5Dwrite(d, ft, ms, fs, H5P_DEFAULT, v) >= 0);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    if (mt < 0)
-        H5Tclose(ft);
-    H5Dclose(d);
-    H5Fclose(f);
-}
-
 /* Replace a scalar int attribute of the root. */
 static void set_int_attr(const char *path, const char *name, int64_t v)
 {
@@ -188,7 +168,7 @@ Test(trace_errors, offsets_not_increasing)
     const char *path = good_trace();
     hsize_t c = 2;
     int64_t v = 1; /* offsets are 0, 5, 10, 15, 20: make index 2 go back */
-    poke(path, "/steps/token_offset", &c, H5T_NATIVE_INT64, &v);
+    eplb_test_h5_poke(path, "/steps/token_offset", &c, H5T_NATIVE_INT64, &v);
     assert_open_fails(path, EPLB_ERR_FORMAT, "/steps/token_offset is decreasing at index 2");
     unlink(path);
 }
@@ -210,7 +190,7 @@ Test(trace_errors, ids_out_of_range)
     const char *path = good_trace();
     hsize_t c[3] = {13, 1, 0};
     uint8_t v = E_;
-    poke(path, "/router/topk_ids", c, H5T_NATIVE_UINT8, &v);
+    eplb_test_h5_poke(path, "/router/topk_ids", c, H5T_NATIVE_UINT8, &v);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path)); /* values are checked on read */
     int32_t ids[T_ * L_ * K_];
@@ -248,7 +228,7 @@ Test(trace_errors, nan_logits)
     const char *path = good_trace();
     hsize_t c[3] = {7, 1, 3};
     float v = NAN;
-    poke(path, "/router/logits", c, H5T_NATIVE_FLOAT, &v);
+    eplb_test_h5_poke(path, "/router/logits", c, H5T_NATIVE_FLOAT, &v);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     float lg[T_ * L_ * E_];
@@ -291,8 +271,8 @@ Test(trace_errors, nonfinite_logits_every_dtype)
         hsize_t mid[3] = {61, 2, 17}, last[3] = {T - 1, L - 1, E - 1};
         const void *bad_mid = di == 0 ? (const void *)&inf32 : (const void *)&inf16[di - 1];
         const void *bad_last = di == 0 ? (const void *)&nan32 : (const void *)&nan16[di - 1];
-        poke(path, "/router/logits", mid, H5I_INVALID_HID, bad_mid);
-        poke(path, "/router/logits", last, H5I_INVALID_HID, bad_last);
+        eplb_test_h5_poke(path, "/router/logits", mid, H5I_INVALID_HID, bad_mid);
+        eplb_test_h5_poke(path, "/router/logits", last, H5I_INVALID_HID, bad_last);
         eplb_trace_t *tr = NULL;
         eplb_assert_ok(eplb_trace_open(&tr, path));
         eplb_assert_fails(eplb_trace_read_logits_parallel(tr, out, 0, T, 3), EPLB_ERR_FORMAT,
@@ -313,7 +293,7 @@ Test(trace_errors, negative_counts)
     const char *path = good_trace();
     hsize_t c[3] = {2, 0, 5};
     int32_t v = -4;
-    poke(path, "/load/counts", c, H5T_NATIVE_INT32, &v);
+    eplb_test_h5_poke(path, "/load/counts", c, H5T_NATIVE_INT32, &v);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     int32_t cn[S_ * L_ * E_];

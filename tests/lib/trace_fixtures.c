@@ -99,3 +99,24 @@ void eplb_test_cli_expect(int want_status, const char *want_text, const char *ar
                   args, want_text, out ? out : "");
     free(out);
 }
+
+void eplb_test_h5_poke(const char *path, const char *name, const hsize_t *c, hid_t mt,
+                       const void *v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot reopen %s", path);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    cr_assert(d >= 0, "%s: no %s", path, name);
+    hid_t ft = mt < 0 ? H5Dget_type(d) : mt, fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    cr_assert(H5Sselect_elements(fs, H5S_SELECT_SET, 1, c) >= 0);
+    cr_assert(H5Dwrite(d, ft, ms, fs, H5P_DEFAULT, v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (mt < 0)
+        H5Tclose(ft);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+

@@ -3,6 +3,7 @@
 #ifndef EPLB_TEST_TRACE_FIXTURES_H
 #define EPLB_TEST_TRACE_FIXTURES_H
 
+#include <hdf5.h>
 #include <stddef.h>
 
 #include "trace.h"
@@ -22,6 +23,13 @@ eplb_trace_t *eplb_test_shipped_open(const char *rel);
  * file-close settings). */
 int eplb_test_h5_filters(const char *path, const char *name, int *ids,
                          unsigned *deflate_level);
+
+/* Overwrite one element (at coordinates c) of dataset `name` of the HDF5
+ * file `path` with *v of memory type mt (mt < 0: raw bytes in the
+ * dataset's own type), asserting success: values the writer refuses (NaN
+ * logits, decreasing offsets). */
+void eplb_test_h5_poke(const char *path, const char *name, const hsize_t *c, hid_t mt,
+                       const void *v);
 
 /* Write text to path (asserting success). */
 void eplb_test_write_text(const char *path, const char *text);

@@ -53,6 +53,8 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         g->seg_lanes = n ? atoi(n) : 0;
         const char *k = getenv("EPLB_SEG_BULK");
         g->seg_bulk = k ? atoi(k) : 1;
+        const char *cs = getenv("EPLB_COUNT_STRIPES");
+        g->count_stripes = cs && atoi(cs) == 1 ? 1 : EPLB_COUNT_STRIPES;
     }
     g->cc_major = prop.major;
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
@@ -363,12 +365,16 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
         EPLB_CHECK(b.get(&dw, no * 4));
     if (phys)
         EPLB_CHECK(b.get(&dp, no * 4));
-    EPLB_CHECK(b.get(&dc, (size_t)L * P * 4));
+    // the count stripes: the caller's counts in stripe 0, the others zero
+    const size_t nc = (size_t)EPLB_COUNT_STRIPES * eplb_count_stride(L, P) * 4;
+    std::vector<int32_t> hc(nc / 4);
+    EPLB_CHECK(b.get(&dc, nc));
     if (bias) {
         EPLB_CHECK(b.get(&db, (size_t)L * E * 4));
         EPLB_CUDA_CHECK(cudaMemcpy(db, bias, (size_t)L * E * 4, cudaMemcpyHostToDevice));
     }
     EPLB_CUDA_CHECK(cudaMemcpy(dl, logits, nl, cudaMemcpyHostToDevice));
+    EPLB_CUDA_CHECK(cudaMemset(dc, 0, nc));
     EPLB_CUDA_CHECK(cudaMemcpy(dc, counts, (size_t)L * P * 4, cudaMemcpyHostToDevice));
     // outputs start as the caller's buffers (device-only ids: all ones)
     if (ids)
@@ -388,7 +394,8 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
         EPLB_CUDA_CHECK(cudaMemcpy(weights, dw, no * 4, cudaMemcpyDeviceToHost));
     if (phys)
         EPLB_CUDA_CHECK(cudaMemcpy(phys, dp, no * 4, cudaMemcpyDeviceToHost));
-    EPLB_CUDA_CHECK(cudaMemcpy(counts, dc, (size_t)L * P * 4, cudaMemcpyDeviceToHost));
+    EPLB_CUDA_CHECK(cudaMemcpy(hc.data(), dc, nc, cudaMemcpyDeviceToHost));
+    eplb_counts_fold(counts, hc.data(), L, P);
     return EPLB_OK;
 }
 
@@ -434,6 +441,7 @@ struct eplb_gpu_stage {
     void *d_logits;
     int32_t *d_ids, *d_phys, *d_counts;
     float *d_w, *d_bias;
+    int folded; // h_counts' stripes summed since the last submit
 };
 
 extern "C" void eplb_gpu_stage_close(eplb_gpu_stage_t *s)
@@ -483,7 +491,8 @@ extern "C" eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t 
     // the logits in the dtype they come in (pinning f32-sized buffers for
     // bf16 rows doubled the time of opening a stage)
     const size_t nl = (size_t)max_tokens * L * E * s->dt_bytes,
-                 no = (size_t)max_tokens * L * K * 4, nc = (size_t)L * P * 4;
+                 no = (size_t)max_tokens * L * K * 4,
+                 nc = (size_t)EPLB_COUNT_STRIPES * eplb_count_stride(L, P) * 4;
     EPLB_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), st, err);
     EPLB_CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming), st, err);
     s->h_logits = pin_huge(nl, &s->h_logits_reg);
@@ -539,9 +548,11 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
     g->stream = s->stream; // the launchers enqueue on g->stream
     eplb_status_t st = EPLB_OK;
     const size_t nl = (size_t)T * s->L * s->E * eplb_dtype_size(dt),
-                 no = (size_t)T * s->L * s->K * 4, nc = (size_t)s->L * s->P * 4;
+                 no = (size_t)T * s->L * s->K * 4,
+                 nc = (size_t)EPLB_COUNT_STRIPES * eplb_count_stride(s->L, s->P) * 4;
     eplb_gpu_rows_t rows = {NULL, NULL};
     s->T = T;
+    s->folded = 0;
     EPLB_CUDA_CHECK_GOTO(cudaMemcpyAsync(s->d_logits, s->h_logits, nl,
                                          cudaMemcpyHostToDevice, s->stream),
                          st, out);
@@ -591,8 +602,12 @@ extern "C" eplb_status_t eplb_gpu_stage_wait(eplb_gpu_stage_t *s, const int32_t 
         *weights = s->h_w;
     if (phys)
         *phys = s->h_phys;
-    if (counts)
+    if (counts) { // the stripes summed into stripe 0, once per submit
+        if (!s->folded)
+            eplb_counts_fold(s->h_counts, s->h_counts, s->L, s->P);
+        s->folded = 1;
         *counts = s->h_counts;
+    }
     return EPLB_OK;
 }
 

@@ -67,6 +67,9 @@ struct eplb_gpu {
                      flushed by single reductions where it would take one
                      bulk reduction (1, the default; route.cu) */
     int cc_major; /* compute capability, major */
+    int count_stripes; /* EPLB_COUNT_STRIPES=1: every block records into
+                          stripe 0 (timing the unstriped layout; the
+                          buffers keep EPLB_COUNT_STRIPES stripes) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

@@ -199,7 +199,9 @@ eplb_status_t eplb_gpu_select_record(eplb_gpu_t *g, int32_t *d_phys,
                                      eplb_gpu_rows_t rows);
 /* Route, select and record in one launch for the per-entry modes (hash,
  * flatmod, random, local); rr-block and balanced need batch ordinals and
- * run as route followed by their selection kernels.  For the per-entry
+ * run as route followed by their selection kernels.  d_counts: the count
+ * stripes (EPLB_COUNT_STRIPES, below); eplb_gpu_select_record's d_counts
+ * is one [L][P].  For the per-entry
  * modes d_ids may be NULL: only the physical ids (d_phys), weights and
  * counts are written, as a serving engine keeps them (the logical id is
  * the slot's expert).  The host wrapper takes ids = NULL the same way. */
@@ -210,6 +212,21 @@ eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
                              const eplb_route_cfg_t *rcfg,
                              const eplb_select_cfg_t *scfg,
                              eplb_gpu_rows_t rows);
+
+/* Count stripes.  eplb_gpu_fused records into EPLB_COUNT_STRIPES copies
+ * of the counters: d_counts holds stripe s at d_counts + s *
+ * eplb_count_stride(L, P), each [L][P], all zeroed (or holding counts) by
+ * the caller, and the counts are the stripes' sum (eplb_counts_fold), taken
+ * when they are read.  The routing kernels' blocks alternate between the
+ * stripes, so that half as many global reductions meet on one counter:
+ * 0.45 us less at T = 2048-4096 on an H200 (docs/perf/kernels.md, run 89).
+ * The wrappers below and the stages fold before they return counts. */
+#define EPLB_COUNT_STRIPES 2
+/* L * P rounded up to 32 counters (128 bytes). */
+size_t eplb_count_stride(int L, int P);
+/* out[i] = the sum over stripes of striped[s * stride + i], i < L * P; out
+ * may be striped itself (stripe 0).  Sums wrap like the device's adds. */
+void eplb_counts_fold(int32_t *out, const int32_t *striped, int L, int P);
 
 /* eplb_traffic_count_cpu of all L layers on the device: d_out [L][4][D]
  * int32 (overwritten), d_src_gpu [T] or NULL; up to 64 GPUs
@@ -273,7 +290,7 @@ void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
  * step and for its outputs.  Fill eplb_gpu_stage_logits(), submit (copy
  * in, fused kernels, copy out, all asynchronous), decode the next step
  * into a second stage meanwhile, then wait for the outputs.  counts [L][P]
- * are this step's alone (zeroed by submit).  bias [L][E] (host, may be
+ * are this step's alone (zeroed by submit; wait folds the stripes).  bias [L][E] (host, may be
  * NULL) is copied at open; the maps are those of eplb_gpu_set_maps (which
  * waits for stages in flight).  balanced mode shares the handle's scratch
  * memory, so its submits wait for other stages: no overlap in that mode.

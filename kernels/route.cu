@@ -43,8 +43,17 @@ struct RouteArgs {
     int diag; // eplb_gpu.diag (EPLB_FUSED_DIAG), segment kernel only
     int bulk; // segment kernel: the histogram flushed by a bulk reduction where
               // it pays (route_seg_kernel's BULK; sm_90, EPLB_SEG_BULK)
+    size_t stripe_step; // counters between count stripes (0: stripe 0 only)
     eplb_sel_params_t sp;
 };
+
+// the fused kernels' counters of layer l: blocks alternate between the
+// count stripes (kernels.h, EPLB_COUNT_STRIPES)
+__device__ __forceinline__ int32_t *count_row(const RouteArgs &a, int l)
+{
+    return a.counts + (size_t)(blockIdx.x % EPLB_COUNT_STRIPES) * a.stripe_step +
+           (size_t)l * a.sp.P;
+}
 
 __device__ __forceinline__ float canon(float k)
 {
@@ -109,7 +118,7 @@ __global__ void __launch_bounds__(kThreads) route_generic_kernel(RouteArgs a)
     extern __shared__ int hist_s[];
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
-    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    int32_t *cnt = a.fused ? count_row(a, l) : nullptr;
     if (hist)
         for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
             hist[q] = 0;
@@ -261,7 +270,7 @@ __global__ void __launch_bounds__(kThreads) route_fast_kernel(RouteArgs a)
     const int hist_n = (a.fused && a.use_hist) ? ((a.sp.P + 3) & ~3) : 0;
     int *hist = hist_n ? hist_s : nullptr;
     float *bias_s = (float *)(hist_s + hist_n);
-    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    int32_t *cnt = a.fused ? count_row(a, l) : nullptr;
     const int E = a.E;
     const bool has_bias = a.bias != nullptr;
     for (int q = threadIdx.x; q < hist_n; q += blockDim.x)
@@ -497,7 +506,7 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
     __shared__ int be_s[kThreads / 32][32], bk_s[kThreads / 32][32];
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int *hist = (a.fused && a.use_hist) ? hist_s : nullptr;
-    int32_t *cnt = a.fused ? a.counts + (size_t)l * a.sp.P : nullptr;
+    int32_t *cnt = a.fused ? count_row(a, l) : nullptr;
     if (hist)
         for (int q = threadIdx.x; q < a.sp.P; q += blockDim.x)
             hist[q] = 0;
@@ -1003,7 +1012,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
     __shared__ uint4 hh_s[HH_S ? E : 1];     // the layer's eplb_hhead_t (rules.h)
     const int l = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int seg = lane / LPR, sl = lane % LPR;
-    int32_t *cnt = FM ? a.counts + (size_t)l * a.sp.P : nullptr;
+    int32_t *cnt = FM ? count_row(a, l) : nullptr;
     // BULK (8 lanes per row with the block setup: T x layers of 4225-33792
     // rows, 2-8 blocks per SM): the histogram flushed by one bulk reduction
     // (seg_flush_bulk) unless a.bulk is 0 (EPLB_SEG_BULK=0); fused at T =
@@ -1688,6 +1697,7 @@ extern "C" eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_
     a.fused = 1;
     a.phys = d_phys;
     a.counts = d_counts;
+    a.stripe_step = g->count_stripes > 1 ? eplb_count_stride(L, a.sp.P) : 0;
     return launch_route(g, a);
 }
 #endif

@@ -13,6 +13,23 @@
 #include "checks.h"
 #include "rules.h"
 
+size_t eplb_count_stride(int L, int P)
+{
+    return ((size_t)(L > 0 ? L : 0) * (size_t)(P > 0 ? P : 0) + 31) & ~(size_t)31;
+}
+
+void eplb_counts_fold(int32_t *out, const int32_t *striped, int L, int P)
+{
+    const size_t n = (size_t)(L > 0 ? L : 0) * (size_t)(P > 0 ? P : 0);
+    const size_t stride = eplb_count_stride(L, P);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = (uint32_t)striped[i];
+        for (int s = 1; s < EPLB_COUNT_STRIPES; s++)
+            c += (uint32_t)striped[(size_t)s * stride + i];
+        out[i] = (int32_t)c;
+    }
+}
+
 static const char *const mode_names[] = {"hash",  "flatmod",  "random",
                                          "local", "rr-block", "balanced"};
 #define NUM_MODES ((int)(sizeof mode_names / sizeof mode_names[0]))

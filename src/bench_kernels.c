@@ -277,8 +277,9 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         }
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.w, obytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.phys, obytes), st, next);
-        EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.counts, (size_t)o->P * 4), st, next);
-        EPLB_CHECK_GOTO(eplb_gpu_memset(g, c.counts, 0, (size_t)o->P * 4), st, next);
+        const size_t cbytes = EPLB_COUNT_STRIPES * eplb_count_stride(1, o->P) * 4;
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.counts, cbytes), st, next);
+        EPLB_CHECK_GOTO(eplb_gpu_memset(g, c.counts, 0, cbytes), st, next);
         if (o->bias) {
             EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.bias, sizeof *hb * E), st, next);
             EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.bias, hb, sizeof *hb * E), st, next);

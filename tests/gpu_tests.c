@@ -493,7 +493,11 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
     int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
             *pc = xmalloc(no * 4);
     float *wg = xmalloc(no * 4), *wc = xmalloc(no * 4);
-    int32_t *cg = xcalloc((size_t)L * P, 4), *cc = xcalloc((size_t)L * P, 4);
+    /* counts accumulate: the same nonzero start on both sides */
+    int32_t *cg = xmalloc((size_t)L * P * 4), *cc = xmalloc((size_t)L * P * 4),
+            *c0 = xmalloc((size_t)L * P * 4);
+    for (int i = 0; i < L * P; i++)
+        c0[i] = cg[i] = cc[i] = (int32_t)(rnd() % 1000);
     poison(ig, no * 4); /* the host wrapper's device outputs start as these */
     poison(pg, no * 4);
     poison(wg, no * 4);
@@ -514,7 +518,8 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
           eplb_select_mode_name(c.mode), P, v, (long long)T);
     if (mode <= EPLB_SELECT_LOCAL) {
         /* physical ids only (ids = NULL): same phys, weights, counts */
-        int32_t *p2 = xmalloc(no * 4), *c2 = xcalloc((size_t)L * P, 4);
+        int32_t *p2 = xmalloc(no * 4), *c2 = xmalloc((size_t)L * P * 4);
+        memcpy(c2, c0, (size_t)L * P * 4);
         float *w2 = xmalloc(no * 4);
         poison(p2, no * 4);
         poison(w2, no * 4);
@@ -549,6 +554,7 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
     free(wg);
     free(cg);
     free(cc);
+    free(c0);
 }
 
 static void test_fused_map(const eplb_layer_map_t *mp)
@@ -607,6 +613,74 @@ static void test_large(void)
         select_compare("large", &b, 1, T, 16, modes[i], 0, 0);
     free(b.lc);
     free(b.l2p);
+}
+
+/* The count stripes of eplb_gpu_fused on device pointers (kernels.h): the
+ * stripes' sum equals the CPU's counts on the GPU's ids, blocks record into
+ * every stripe (T = 2048 and 20000 rows take hundreds of blocks), and the
+ * padding between stripes (288 counters, stride 288; 294 -> 320) is left
+ * as it was. */
+static void test_count_stripes(void)
+{
+    const route_case_t *rc = &route_cases[0];
+    const int E = 256, K = 8, L = 1;
+    const int Ps[] = {288, 294};
+    const int64_t Ts[] = {2048, 20000};
+    for (int pi = 0; pi < 2; pi++)
+        for (int ti = 0; ti < 2; ti++) {
+            const int P = Ps[pi];
+            const int64_t T = small ? Ts[ti] / 4 : Ts[ti];
+            map_t mp = P == 294 ? make_map(E, P, 14, 2, 4, 0) : make_map(E, P, 32, 4, 4, 0);
+            OK(eplb_gpu_set_maps(gpu, &mp.m, L));
+            const size_t stride = eplb_count_stride(L, P), nc = EPLB_COUNT_STRIPES * stride,
+                         no = (size_t)T * L * K;
+            CHECK(stride >= (size_t)L * P && stride % 32 == 0 && stride < (size_t)L * P + 32,
+                  "count stride %zu for %d counters", stride, L * P);
+            int32_t *h = xmalloc(nc * 4), *ids = xmalloc(no * 4), *cc = xcalloc((size_t)P, 4),
+                    *sum = xmalloc((size_t)P * 4);
+            for (size_t i = 0; i < nc; i++) /* counters zero, padding marked */
+                h[i] = i % stride < (size_t)L * P ? 0 : 0x5a5a5a5a;
+            float *x = make_logits((size_t)T * L * E, EPLB_DTYPE_F32, 2.0f);
+            void *dx = dev_from(x, (size_t)T * L * E * 4), *dc = dev_from(h, nc * 4),
+                 *di = dev_from(NULL, no * 4), *dp = dev_from(NULL, no * 4);
+            eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+            c.mode = EPLB_SELECT_HASH;
+            eplb_gpu_rows_t rows = {NULL, NULL};
+            OK(eplb_gpu_fused(gpu, di, NULL, dp, dc, dx, EPLB_DTYPE_F32, T, L, NULL, &rc->c,
+                              &c, rows));
+            to_host(h, dc, nc * 4);
+            to_host(ids, di, no * 4);
+            eplb_select_record_cpu(NULL, cc, ids, T, L, K, &mp.m, &c);
+            eplb_counts_fold(sum, h, L, P);
+            long long tot[EPLB_COUNT_STRIPES] = {0}, pad_bad = 0;
+            for (size_t i = 0; i < nc; i++) {
+                if (i % stride < (size_t)L * P)
+                    tot[i / stride] += h[i];
+                else
+                    pad_bad += h[i] != 0x5a5a5a5a;
+            }
+            CHECK(memcmp(sum, cc, (size_t)P * 4) == 0,
+                  "count stripes P=%d T=%lld: their sum differs from the CPU's counts", P,
+                  (long long)T);
+            int all_used = 1;
+            for (int s = 0; s < EPLB_COUNT_STRIPES; s++)
+                all_used &= tot[s] > 0;
+            CHECK(all_used && pad_bad == 0,
+                  "count stripes P=%d T=%lld: stripe totals %lld, %lld; %lld padding "
+                  "counters written",
+                  P, (long long)T, tot[0], tot[EPLB_COUNT_STRIPES - 1], pad_bad);
+            eplb_gpu_free(gpu, dx);
+            eplb_gpu_free(gpu, dc);
+            eplb_gpu_free(gpu, di);
+            eplb_gpu_free(gpu, dp);
+            free(x);
+            free(h);
+            free(ids);
+            free(cc);
+            free(sum);
+            free(mp.lc);
+            free(mp.l2p);
+        }
 }
 
 /* ---- staged (replay) path ------------------------------------------------ */
@@ -1041,6 +1115,7 @@ int main(int argc, char **argv)
         {"route_shapes", test_route_shapes, 1}, {"route_ties", test_route_ties, 1},
         {"route_tie_rate", test_route_tie_rate, 1},
         {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
+        {"count_stripes", test_count_stripes, 0},
         {"stage", test_stage, 0},               {"source_reads", test_source_reads, 0},
         {"esft_trace", test_esft_trace, 0},     {"traffic", test_traffic, 0},
         {"large", test_large, 0},

@@ -42,6 +42,37 @@ Test(kernels, mode_names_round_trip)
     eplb_assert_fails(eplb_select_mode_parse(&m, "lp"), EPLB_ERR_INVALID_ARG, "'lp'");
 }
 
+/* The count stripes of the GPU's fused kernels (kernels.h): stride and
+ * fold, worked by hand. */
+Test(kernels, count_stripes_fold_by_hand)
+{
+    cr_expect_eq(eplb_count_stride(1, 288), 288);
+    cr_expect_eq(eplb_count_stride(1, 294), 320);
+    cr_expect_eq(eplb_count_stride(3, 5), 32);
+    cr_expect_eq(eplb_count_stride(2, 32), 64);
+    cr_expect_eq(eplb_count_stride(0, 7), 0);
+    /* L = 3, P = 5: 15 counters a stripe, 32 apart; padding never read */
+    int32_t s[EPLB_COUNT_STRIPES * 32], out[15];
+    for (int i = 0; i < EPLB_COUNT_STRIPES * 32; i++)
+        s[i] = i % 32 < 15 ? (i / 32 + 1) * 100 + i % 32 : 77777;
+    eplb_counts_fold(out, s, 3, 5);
+    for (int i = 0; i < 15; i++) { /* stripe k holds (k + 1) * 100 + i */
+        int want = 0;
+        for (int k = 0; k < EPLB_COUNT_STRIPES; k++)
+            want += (k + 1) * 100 + i;
+        cr_expect_eq(out[i], want, "counter %d: %d, want %d", i, out[i], want);
+    }
+    /* in place, into stripe 0; sums wrap like int32 device adds */
+    s[0] = INT32_MAX;
+    s[32] = 1;
+    for (int k = 2; k < EPLB_COUNT_STRIPES; k++)
+        s[k * 32] = 0;
+    eplb_counts_fold(s, s, 3, 5);
+    cr_expect_eq(s[0], INT32_MIN);
+    cr_expect_eq(s[14], out[14]);
+    cr_expect_eq(s[15], 77777, "padding untouched");
+}
+
 Test(kernels, route_softmax_by_hand)
 {
     /* logits 1, 3, 2, 3: top-2 are the two 3s, the tie to the lower id */

@@ -53,6 +53,8 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         g->seg_lanes = n ? atoi(n) : 0;
         const char *k = getenv("EPLB_SEG_BULK");
         g->seg_bulk = k ? atoi(k) : 1;
+        const char *dm = getenv("EPLB_DIRECT_MAX");
+        g->direct_max = dm ? atoll(dm) : -1;
         const char *cs = getenv("EPLB_COUNT_STRIPES");
         g->count_stripes = cs && atoi(cs) == 1 ? 1 : EPLB_COUNT_STRIPES;
     }

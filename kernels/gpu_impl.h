@@ -67,6 +67,11 @@ struct eplb_gpu {
                      flushed by single reductions where it would take one
                      bulk reduction (1, the default; route.cu) */
     int cc_major; /* compute capability, major */
+    long long direct_max; /* EPLB_DIRECT_MAX (timing): fused recording
+                             straight into the global counters up to this
+                             many entries in all layers, through the shared
+                             histogram above (-1: the rule in
+                             launch_route) */
     int count_stripes; /* EPLB_COUNT_STRIPES=1: every block records into
                           stripe 0 (timing the unstriped layout; the
                           buffers keep EPLB_COUNT_STRIPES stripes) */

@@ -1602,11 +1602,19 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const int64_t rows_per_block = (threads / 32) * rows_per_warp;
     int64_t want = (a.T + rows_per_block - 1) / rows_per_block;
     int gx = (int)(want < cap ? want : cap);
-    // direct (fire-and-forget) global atomics only for tiny batches (about
-    // two entries per slot): measured on H100, direct atomics at T = 4096
-    // (32k entries on 288 slots) cost 6 us more than the shared histogram
-    a.use_hist = a.fused && a.sp.P <= EPLB_GPU_SMEM_HIST_MAX &&
-                 a.T * a.K > 2 * (int64_t)a.sp.P;
+    // direct (fire-and-forget) global atomics for small batches, where the
+    // histogram's barrier and flush after the block's last row cost more
+    // than the reductions' contention: up to two entries per slot in each
+    // layer (the rule until run 92), or up to 4096 + 8 P entries in all
+    // layers: fused 0.2-0.35 us faster at T = 256-768 with 288 slots
+    // (segment and warp kernel alike), at 1024 with 768 slots, and slower
+    // from 1024 with 288 and at 1536 with 768 (runs 92-93); at T = 4096
+    // (32k entries on 288 slots) direct atomics cost 6 us more (H100,
+    // run 5).  EPLB_DIRECT_MAX (entries in all layers) overrides (timing)
+    const int64_t entries = a.T * a.K * a.L, P64 = a.sp.P;
+    const bool direct = g->direct_max >= 0 ? entries <= (int64_t)g->direct_max
+                                           : a.T * a.K <= 2 * P64 || entries <= 4096 + 8 * P64;
+    a.use_hist = a.fused && a.sp.P <= EPLB_GPU_SMEM_HIST_MAX && !direct;
     if (a.use_hist)
         smem += hist_max;
     fk<<<dim3(gx, a.L), threads, smem, g->stream>>>(a);

@@ -568,7 +568,7 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                 if (!variant_on(vs[vi]) || (vi > 0 && mode > EPLB_SELECT_LOCAL))
                     continue; /* rr-block, balanced: route, then their kernels */
                 /* the segment kernels with bf16 also at T = 37: rows past T in a
-                 * warp, and direct atomics (T * K <= 2 * P); with f32 and the
+                 * warp, and direct atomics (T * K <= 2 * P; more below); with f32 and the
                  * even modes (hash among them) at T = 1500: 3000 rows, 16
                  * lanes per row in 16-warp blocks on a 132-SM GPU (route.cu,
                  * launch_route); map 2 at T = 8000 (3000 with --small): 8
@@ -582,6 +582,13 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                                                              : 20000;
                 fused_check(mp, vs[vi], dt, mode, T);
             }
+    /* direct atomics past 2 P entries a layer (up to 4096 + 8 P in all
+     * layers, route.cu): 350 tokens of 2 layers, several blocks; the
+     * segment and the warp kernel */
+    for (int mode = EPLB_SELECT_HASH; mode <= EPLB_SELECT_FLATMOD; mode++)
+        for (int v = 0; v <= 8; v += 8)
+            if (variant_on(v))
+                fused_check(mp, v, EPLB_DTYPE_F32, mode, 350);
 }
 
 /* The issue's largest shapes, 2^20 tokens in one call (not with --small):

@@ -23,6 +23,7 @@ typedef struct {
     int nt;
     eplb_route_cfg_t rc;
     int P, D, N, bias, json, reps, variant;
+    int hot; /* --hot: experts every token picks (bias + 1) */
     int only; /* -1 all, else one of route, select, fused, fused_ids (GPU) */
     eplb_dtype_t dt;
     eplb_select_mode_t mode;
@@ -48,6 +49,10 @@ static void usage(FILE *f)
             "  --topk-groups N         groups kept (default 4)\n"
             "  --scoring softmax|sigmoid  (default sigmoid)\n"
             "  --no-bias               no e_score_correction_bias\n"
+            "  --hot H                 H experts, spread over the groups, get 1 more\n"
+            "                          bias, so that nearly every token picks them:\n"
+            "                          H / topk of all entries on their slots, as\n"
+            "                          with hot experts (default 0; 0 <= H <= topk)\n"
             "  --replicas P            physical slots (default 288)\n"
             "  --gpus D --nodes N      EP GPUs and nodes (default 32, 4)\n"
             "  --mode M                replica selection (default hash)\n"
@@ -87,6 +92,16 @@ static float bnormal(void)
     brs = brs * 6364136223846793005ull + 1442695040888963407ull;
     double v = (brs >> 11) / 9007199254740992.0;
     return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* The bias: N(0, 0.1) per expert, + 1 for the --hot experts i * E / H. */
+static void bench_bias(float *hb, const bopts_t *o)
+{
+    const int E = o->rc.num_experts;
+    for (int e = 0; e < E; e++)
+        hb[e] = bnormal() * 0.1f;
+    for (int i = 0; i < o->hot; i++)
+        hb[(int64_t)i * E / o->hot] += 1.0f;
 }
 
 /* Slot e holds expert e; redundant slot E + j holds expert (j * 8) % E. */
@@ -137,9 +152,10 @@ static void report_t(const bopts_t *o, const char *dev, const char *kernel, int6
         if (threads >= 1)
             snprintf(th, sizeof th, ",\"threads\":%d", threads);
         printf("{\"kernel\":\"%s\",\"device\":\"%s\",\"tokens\":%lld,\"median_us\":%.3f,"
-               "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"%s\":%.4g%s}\n",
+               "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"hot\":%d,"
+               "\"%s\":%.4g%s}\n",
                kernel, dev, (long long)T, us, gbps, bytes, eplb_dtype_name(o->dt),
-               eplb_select_mode_name(o->mode), extra_key, extra_val, th);
+               eplb_select_mode_name(o->mode), o->hot, extra_key, extra_val, th);
     } else {
         if (threads >= 1)
             snprintf(th, sizeof th, " (%d threads)", threads);
@@ -212,11 +228,12 @@ static eplb_status_t bench_gpu(const bopts_t *o)
                eplb_gpu_name(g), bw);
     else
         printf("# %s; device-to-device copy: %.1f GB/s (read + write)\n"
-               "# shape E=%d K=%d groups=%d/%d %s%s P=%d D=%d, %s logits, mode %s, variant %d\n"
+               "# shape E=%d K=%d groups=%d/%d %s%s P=%d D=%d, %s logits, mode %s, variant %d, "
+               "hot experts %d\n"
                "kernel      tokens    median_us       GB/s          extra\n",
                eplb_gpu_name(g), bw, o->rc.num_experts, o->rc.top_k, o->rc.topk_groups,
                o->rc.num_groups, eplb_scoring_name(o->rc.scoring), o->bias ? "+bias" : "", o->P,
-               o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode), o->variant);
+               o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode), o->variant, o->hot);
     eplb_layer_map_t m;
     int32_t *lc = NULL, *l2p = NULL;
     bench_map(&m, &lc, &l2p, o);
@@ -261,8 +278,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             st = eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
             goto next;
         }
-        for (int e = 0; e < E; e++)
-            hb[e] = bnormal() * 0.1f;
+        bench_bias(hb, o);
         for (int b = 0; b < nbuf; b++) {
             c.logits[b] = (char *)lpool + b * bench_align(lbytes);
             c.ids[b] = (int32_t *)((char *)ipool + b * bench_align(obytes));
@@ -353,17 +369,18 @@ static eplb_status_t bench_cpu(const bopts_t *o)
     int32_t *lc = NULL, *l2p = NULL;
     bench_map(&m, &lc, &l2p, o);
     if (!o->json)
-        printf("# CPU, up to %d threads; shape E=%d K=%d groups=%d/%d P=%d, %s logits, mode %s\n"
+        printf("# CPU, up to %d threads; shape E=%d K=%d groups=%d/%d P=%d, %s logits, mode %s, "
+               "hot experts %d\n"
                "kernel      tokens    median_us       GB/s          extra\n",
                nth, E, K, o->rc.topk_groups, o->rc.num_groups, o->P, eplb_dtype_name(o->dt),
-               eplb_select_mode_name(o->mode));
+               eplb_select_mode_name(o->mode), o->hot);
     float *hb = malloc(sizeof *hb * E);
     for (int ti = 0; ti < o->nt && st == EPLB_OK; ti++) {
         const int64_t T = o->tokens[ti];
         brs = BENCH_SEED; /* the same inputs as the GPU benchmark's */
         void *x = bench_logits((size_t)T * E, o->dt);
-        for (int e = 0; hb && e < E; e++)
-            hb[e] = bnormal() * 0.1f;
+        if (hb)
+            bench_bias(hb, o);
         int32_t *ids = malloc(sizeof *ids * T * K), *phys = malloc(sizeof *phys * T * K);
         float *w = malloc(sizeof *w * T * K);
         int32_t *counts = calloc((size_t)o->P, sizeof *counts);
@@ -464,7 +481,8 @@ int eplb_bench_kernels(int argc, char **argv)
         {"scoring", 1, 0, 's'}, {"no-bias", 0, 0, 'B'},     {"replicas", 1, 0, 'p'},
         {"gpus", 1, 0, 'D'},    {"nodes", 1, 0, 'N'},       {"mode", 1, 0, 'm'},
         {"dtype", 1, 0, 'y'},   {"reps", 1, 0, 'r'},        {"variant", 1, 0, 'v'}, {"only", 1, 0, 'O'},
-        {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
+        {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},        {"hot", 1, 0, 'H'},
+        {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
     int ch;
@@ -498,6 +516,7 @@ int eplb_bench_kernels(int argc, char **argv)
                 return eplb_cmd_fail(CMD, st);
             break;
         case 'B': o.bias = 0; break;
+        case 'H': st = opt_int(&o.hot, "--hot", optarg, 0, 1 << 20); break;
         case 'p': st = opt_int(&o.P, "--replicas", optarg, 1, EPLB_MAX_SLOTS); break;
         case 'D': st = opt_int(&o.D, "--gpus", optarg, 1, EPLB_MAX_GPUS); break;
         case 'N': st = opt_int(&o.N, "--nodes", optarg, 1, EPLB_MAX_GPUS); break;
@@ -536,6 +555,12 @@ int eplb_bench_kernels(int argc, char **argv)
                                                  "unexpected argument '%s'", argv[optind]));
     if ((st = eplb_route_cfg_check(&o.rc)) != EPLB_OK)
         return eplb_cmd_fail(CMD, st);
+    if (o.hot > o.rc.top_k || (o.hot && !o.bias))
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 o.hot > o.rc.top_k
+                                                     ? "--hot %d: more than --topk %d"
+                                                     : "--hot %d needs the bias (not --no-bias)",
+                                                 o.hot, o.rc.top_k));
     if (o.P < o.rc.num_experts || o.D < 1 || o.N < 1 || o.P % o.D || o.D % o.N)
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                  "--replicas %d must be >= --experts and a "

@@ -476,6 +476,8 @@ Test(bad_input, bench_options)
     eplb_test_cli_expect(2, "--tokens: bad list", "bench kernels --device cpu --tokens 64,");
     eplb_test_cli_expect(2, "--experts: expected an integer",
                          "bench kernels --device cpu --experts 8x");
+    eplb_test_cli_expect(2, "--hot 9: more than --topk 8", "bench kernels --device cpu --hot 9");
+    eplb_test_cli_expect(2, "--hot 1 needs the bias", "bench kernels --device cpu --hot 1 --no-bias");
     const char *d = eplb_test_tmpdir();
     char w[4096];
     snprintf(w, sizeof w, "%s", eplb_test_path(d, "small.json"));

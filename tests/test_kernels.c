@@ -922,7 +922,7 @@ Test(kernels, bench_cli_json_lines)
 {
     char *out = NULL;
     int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 16,40 --reps 1 "
-                                     "--mode random --json 2>/dev/null");
+                                     "--mode random --hot 2 --json 2>/dev/null");
     cr_assert_eq(rc, 0, "rc %d: %s", rc, out);
     int lines = 0;
     const char *want[3] = {"route", "select", "fused"};
@@ -938,6 +938,8 @@ Test(kernels, bench_cli_json_lines)
         cr_assert_eq(k->type, EPLB_JSON_STRING);
         cr_assert_str_eq(k->str, want[lines % 3]);
         cr_assert_float_eq(t->num, lines < 3 ? 16.0 : 40.0, 0);
+        const eplb_json_t *hot = eplb_json_get(v, "hot");
+        cr_assert(hot && hot->num == 2, "%s", l);
         eplb_json_free(v);
         lines++;
     }

@@ -56,7 +56,7 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         const char *dm = getenv("EPLB_DIRECT_MAX");
         g->direct_max = dm ? atoll(dm) : -1;
         const char *cs = getenv("EPLB_COUNT_STRIPES");
-        g->count_stripes = cs && atoi(cs) == 1 ? 1 : EPLB_COUNT_STRIPES;
+        g->count_stripes = cs && atoi(cs) > 0 ? atoi(cs) : 0;
     }
     g->cc_major = prop.major;
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
@@ -88,6 +88,12 @@ extern "C" void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant)
 {
     if (g)
         g->variant = variant;
+}
+
+extern "C" void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n)
+{
+    if (g)
+        g->count_stripes = n > 0 ? n : 0;
 }
 
 extern "C" eplb_status_t eplb_gpu_alloc(eplb_gpu_t *g, void **dptr, size_t bytes)
@@ -216,6 +222,9 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
     if (hh_ok)
         EPLB_CUDA_CHECK(cudaMemcpy(m->hhead, hh.data(), hh.size() * sizeof(eplb_hhead_t),
                                    cudaMemcpyHostToDevice));
+    // a cudaMemcpy from pageable memory may return before its DMA lands,
+    // and kernels run on non-blocking streams, which do not wait for it
+    EPLB_CUDA_CHECK(cudaDeviceSynchronize());
     m->S = S;
     m->L = L;
     m->E = E;
@@ -249,6 +258,18 @@ struct DevBufs {
     }
 };
 
+// The wrappers' uploads (cudaMemcpy from pageable memory, cudaMemset) are
+// on the legacy stream and may still be landing when cudaMemcpy returns;
+// the kernels run on the handle's non-blocking stream, which does not wait
+// for them.  Without this wait a poisoned output's upload overwrote
+// entries the kernel had already written (gpu_tests, run 97: 2384 of
+// 210000 rr-block entries).
+eplb_status_t uploads_done()
+{
+    EPLB_CUDA_CHECK(cudaDeviceSynchronize());
+    return EPLB_OK;
+}
+
 // Upload token rows when the config has a host src_rank.
 eplb_status_t upload_rows(DevBufs &b, eplb_gpu_t *g, eplb_gpu_rows_t *rows, int64_t T,
                           const eplb_select_cfg_t *cfg)
@@ -266,6 +287,7 @@ eplb_status_t upload_rows(DevBufs &b, eplb_gpu_t *g, eplb_gpu_rows_t *rows, int6
     EPLB_CHECK(b.get(&dk, sizeof(uint16_t) * T));
     EPLB_CUDA_CHECK(cudaMemcpy(dr, trow.data(), sizeof(uint32_t) * T, cudaMemcpyHostToDevice));
     EPLB_CUDA_CHECK(cudaMemcpy(dk, trank.data(), sizeof(uint16_t) * T, cudaMemcpyHostToDevice));
+    EPLB_CUDA_CHECK(cudaDeviceSynchronize()); // the DMA landed (uploads_done)
     rows->d_trow = (const uint32_t *)dr;
     rows->d_trank = (const uint16_t *)dk;
     return EPLB_OK;
@@ -298,6 +320,7 @@ extern "C" eplb_status_t eplb_gpu_route_host(eplb_gpu_t *g, int32_t *ids, float 
     EPLB_CUDA_CHECK(cudaMemcpy(di, ids, no * 4, cudaMemcpyHostToDevice));
     if (weights)
         EPLB_CUDA_CHECK(cudaMemcpy(dw, weights, no * 4, cudaMemcpyHostToDevice));
+    EPLB_CHECK(uploads_done());
     EPLB_CHECK(eplb_gpu_route(g, (int32_t *)di, (float *)dw, dl, dt, T, L, (const float *)db, cfg));
     EPLB_CHECK(eplb_gpu_sync(g));
     EPLB_CUDA_CHECK(cudaMemcpy(ids, di, no * 4, cudaMemcpyDeviceToHost));
@@ -329,6 +352,7 @@ extern "C" eplb_status_t eplb_gpu_select_record_host(eplb_gpu_t *g, int32_t *phy
     EPLB_CUDA_CHECK(cudaMemcpy(dc, counts, (size_t)L * P * 4, cudaMemcpyHostToDevice));
     if (phys) // starts as the caller's buffer
         EPLB_CUDA_CHECK(cudaMemcpy(dp, phys, no * 4, cudaMemcpyHostToDevice));
+    EPLB_CHECK(uploads_done());
     EPLB_CHECK(eplb_gpu_select_record(g, (int32_t *)dp, (int32_t *)dc, (const int32_t *)di,
                                       T, L, K, cfg, rows));
     EPLB_CHECK(eplb_gpu_sync(g));
@@ -368,7 +392,7 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
     if (phys)
         EPLB_CHECK(b.get(&dp, no * 4));
     // the count stripes: the caller's counts in stripe 0, the others zero
-    const size_t nc = (size_t)EPLB_COUNT_STRIPES * eplb_count_stride(L, P) * 4;
+    const size_t nc = (size_t)eplb_count_stripes(L, P) * eplb_count_stride(L, P) * 4;
     std::vector<int32_t> hc(nc / 4);
     EPLB_CHECK(b.get(&dc, nc));
     if (bias) {
@@ -387,6 +411,7 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
         EPLB_CUDA_CHECK(cudaMemcpy(dw, weights, no * 4, cudaMemcpyHostToDevice));
     if (phys)
         EPLB_CUDA_CHECK(cudaMemcpy(dp, phys, no * 4, cudaMemcpyHostToDevice));
+    EPLB_CHECK(uploads_done());
     EPLB_CHECK(eplb_gpu_fused(g, (int32_t *)di, (float *)dw, (int32_t *)dp, (int32_t *)dc, dl,
                               dt, T, L, (const float *)db, rcfg, scfg, rows));
     EPLB_CHECK(eplb_gpu_sync(g));
@@ -443,7 +468,6 @@ struct eplb_gpu_stage {
     void *d_logits;
     int32_t *d_ids, *d_phys, *d_counts;
     float *d_w, *d_bias;
-    int folded; // h_counts' stripes summed since the last submit
 };
 
 extern "C" void eplb_gpu_stage_close(eplb_gpu_stage_t *s)
@@ -493,8 +517,8 @@ extern "C" eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t 
     // the logits in the dtype they come in (pinning f32-sized buffers for
     // bf16 rows doubled the time of opening a stage)
     const size_t nl = (size_t)max_tokens * L * E * s->dt_bytes,
-                 no = (size_t)max_tokens * L * K * 4,
-                 nc = (size_t)EPLB_COUNT_STRIPES * eplb_count_stride(L, P) * 4;
+                 no = (size_t)max_tokens * L * K * 4, nc = (size_t)L * P * 4,
+                 ncs = (size_t)eplb_count_stripes(L, P) * eplb_count_stride(L, P) * 4;
     EPLB_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), st, err);
     EPLB_CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming), st, err);
     s->h_logits = pin_huge(nl, &s->h_logits_reg);
@@ -508,12 +532,13 @@ extern "C" eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t 
     EPLB_CUDA_CHECK_GOTO(cudaMalloc((void **)&s->d_ids, no), st, err);
     EPLB_CUDA_CHECK_GOTO(cudaMalloc((void **)&s->d_phys, no), st, err);
     EPLB_CUDA_CHECK_GOTO(cudaMalloc((void **)&s->d_w, no), st, err);
-    EPLB_CUDA_CHECK_GOTO(cudaMalloc((void **)&s->d_counts, nc), st, err);
+    EPLB_CUDA_CHECK_GOTO(cudaMalloc((void **)&s->d_counts, ncs), st, err);
     if (bias) {
         EPLB_CUDA_CHECK_GOTO(cudaMalloc((void **)&s->d_bias, (size_t)L * E * 4), st, err);
         EPLB_CUDA_CHECK_GOTO(cudaMemcpy(s->d_bias, bias, (size_t)L * E * 4,
                                         cudaMemcpyHostToDevice),
                              st, err);
+        EPLB_CUDA_CHECK_GOTO(cudaDeviceSynchronize(), st, err); // landed (uploads_done)
     }
     *out = s;
     return EPLB_OK;
@@ -550,11 +575,10 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
     g->stream = s->stream; // the launchers enqueue on g->stream
     eplb_status_t st = EPLB_OK;
     const size_t nl = (size_t)T * s->L * s->E * eplb_dtype_size(dt),
-                 no = (size_t)T * s->L * s->K * 4,
-                 nc = (size_t)EPLB_COUNT_STRIPES * eplb_count_stride(s->L, s->P) * 4;
+                 no = (size_t)T * s->L * s->K * 4, nc = (size_t)s->L * s->P * 4,
+                 ncs = (size_t)eplb_count_stripes(s->L, s->P) * eplb_count_stride(s->L, s->P) * 4;
     eplb_gpu_rows_t rows = {NULL, NULL};
     s->T = T;
-    s->folded = 0;
     EPLB_CUDA_CHECK_GOTO(cudaMemcpyAsync(s->d_logits, s->h_logits, nl,
                                          cudaMemcpyHostToDevice, s->stream),
                          st, out);
@@ -568,10 +592,12 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
         EPLB_CUDA_CHECK_GOTO(cudaEventRecord(s->done, s->stream), st, out);
         goto out;
     }
-    EPLB_CUDA_CHECK_GOTO(cudaMemsetAsync(s->d_counts, 0, nc, s->stream), st, out);
+    EPLB_CUDA_CHECK_GOTO(cudaMemsetAsync(s->d_counts, 0, ncs, s->stream), st, out);
     EPLB_CHECK_GOTO(eplb_gpu_fused(g, s->d_ids, s->d_w, s->d_phys, s->d_counts, s->d_logits,
                                    dt, T, s->L, s->d_bias, rcfg, scfg, rows),
                     st, out);
+    // the count stripes summed into stripe 0, which goes out
+    EPLB_CHECK_GOTO(eplb_gpu_counts_fold(g, s->d_counts, s->d_counts, s->L, s->P), st, out);
     EPLB_CUDA_CHECK_GOTO(cudaMemcpyAsync(s->h_ids, s->d_ids, no, cudaMemcpyDeviceToHost,
                                          s->stream),
                          st, out);
@@ -604,12 +630,8 @@ extern "C" eplb_status_t eplb_gpu_stage_wait(eplb_gpu_stage_t *s, const int32_t 
         *weights = s->h_w;
     if (phys)
         *phys = s->h_phys;
-    if (counts) { // the stripes summed into stripe 0, once per submit
-        if (!s->folded)
-            eplb_counts_fold(s->h_counts, s->h_counts, s->L, s->P);
-        s->folded = 1;
+    if (counts)
         *counts = s->h_counts;
-    }
     return EPLB_OK;
 }
 

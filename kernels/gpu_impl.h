@@ -72,9 +72,9 @@ struct eplb_gpu {
                              many entries in all layers, through the shared
                              histogram above (-1: the rule in
                              launch_route) */
-    int count_stripes; /* EPLB_COUNT_STRIPES=1: every block records into
-                          stripe 0 (timing the unstriped layout; the
-                          buffers keep EPLB_COUNT_STRIPES stripes) */
+    int count_stripes; /* EPLB_COUNT_STRIPES=N (timing): the fused kernels
+                          record into at most N of the buffers'
+                          eplb_count_stripes stripes (0: all) */
 };
 
 /* Largest P for which recording uses a shared-memory histogram. */

@@ -91,6 +91,13 @@ eplb_status_t eplb_gpu_select_record(eplb_gpu_t *g, int32_t *d_phys,
     return no_cuda("eplb_gpu_select_record");
 }
 
+eplb_status_t eplb_gpu_counts_fold(eplb_gpu_t *g, int32_t *d_out, const int32_t *d_striped,
+                                   int L, int P)
+{
+    (void)g, (void)d_out, (void)d_striped, (void)L, (void)P;
+    return no_cuda("eplb_gpu_counts_fold");
+}
+
 eplb_status_t eplb_gpu_traffic_count(eplb_gpu_t *g, int32_t *d_out,
                                      const int32_t *d_phys, int64_t T, int L,
                                      int K, const eplb_traffic_cfg_t *c,
@@ -197,6 +204,8 @@ eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes)
 }
 
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant) { (void)g, (void)variant; }
+
+void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n) { (void)g, (void)n; }
 
 eplb_status_t eplb_gpu_empty(eplb_gpu_t *g)
 {

@@ -200,7 +200,7 @@ eplb_status_t eplb_gpu_select_record(eplb_gpu_t *g, int32_t *d_phys,
 /* Route, select and record in one launch for the per-entry modes (hash,
  * flatmod, random, local); rr-block and balanced need batch ordinals and
  * run as route followed by their selection kernels.  d_counts: the count
- * stripes (EPLB_COUNT_STRIPES, below); eplb_gpu_select_record's d_counts
+ * stripes (eplb_count_stripes, below); eplb_gpu_select_record's d_counts
  * is one [L][P].  For the per-entry
  * modes d_ids may be NULL: only the physical ids (d_phys), weights and
  * counts are written, as a serving engine keeps them (the logical id is
@@ -213,20 +213,31 @@ eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
                              const eplb_select_cfg_t *scfg,
                              eplb_gpu_rows_t rows);
 
-/* Count stripes.  eplb_gpu_fused records into EPLB_COUNT_STRIPES copies
- * of the counters: d_counts holds stripe s at d_counts + s *
+/* Count stripes.  eplb_gpu_fused records into eplb_count_stripes(L, P)
+ * copies of the counters: d_counts holds stripe s at d_counts + s *
  * eplb_count_stride(L, P), each [L][P], all zeroed (or holding counts) by
- * the caller, and the counts are the stripes' sum (eplb_counts_fold), taken
- * when they are read.  The routing kernels' blocks alternate between the
- * stripes, so that half as many global reductions meet on one counter:
- * 0.45 us less at T = 2048-4096 on an H200 (docs/perf/kernels.md, run 89).
- * The wrappers below and the stages fold before they return counts. */
-#define EPLB_COUNT_STRIPES 2
+ * the caller, and the counts are the stripes' sum (eplb_counts_fold on the
+ * host, eplb_gpu_counts_fold on the device), taken when they are read.
+ * Block b records into stripe b mod S, so that S times fewer global
+ * reductions meet on one counter.  32 stripes while they take at most
+ * 2^22 counters (16 MiB; 61 layers of 288 slots take 0.56 M), and then
+ * the fused kernels add every entry straight to its stripe, without a
+ * shared histogram: faster at every T, also when nearly every token picks
+ * the same 8 experts (docs/kernels.md, Recording; docs/perf/kernels.md,
+ * runs 95-96).  Past that, 2 stripes and the shared histogram.  The
+ * wrappers below and the stages fold before they return counts. */
+#define EPLB_COUNT_STRIPES_MAX 32
+int eplb_count_stripes(int L, int P);
 /* L * P rounded up to 32 counters (128 bytes). */
 size_t eplb_count_stride(int L, int P);
-/* out[i] = the sum over stripes of striped[s * stride + i], i < L * P; out
- * may be striped itself (stripe 0).  Sums wrap like the device's adds. */
+/* out[i] = the sum over the eplb_count_stripes(L, P) stripes of
+ * striped[s * stride + i], i < L * P; out may be striped itself (stripe
+ * 0).  Sums wrap like the device's adds. */
 void eplb_counts_fold(int32_t *out, const int32_t *striped, int L, int P);
+/* The same on the device, asynchronous on the handle's stream (d_out may
+ * be d_striped). */
+eplb_status_t eplb_gpu_counts_fold(eplb_gpu_t *g, int32_t *d_out, const int32_t *d_striped,
+                                   int L, int P);
 
 /* eplb_traffic_count_cpu of all L layers on the device: d_out [L][4][D]
  * int32 (overwritten), d_src_gpu [T] or NULL; up to 64 GPUs
@@ -285,6 +296,11 @@ eplb_status_t eplb_gpu_empty(eplb_gpu_t *g);
  * segmented kernel with a cp.async prefetch of the next rows.  Shapes a
  * variant lacks take the warp kernel or the generic one. */
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
+/* Tests and tuning: the fused kernels record into at most n of the count
+ * stripes (below 16: through the shared histogram past small batches, as
+ * for shapes with 2 stripes); 0 all of them (the default;
+ * EPLB_COUNT_STRIPES sets it at open). */
+void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n);
 
 /* Replay staging: one stream, pinned host buffers for the logits of one
  * step and for its outputs.  Fill eplb_gpu_stage_logits(), submit (copy

@@ -43,15 +43,16 @@ struct RouteArgs {
     int diag; // eplb_gpu.diag (EPLB_FUSED_DIAG), segment kernel only
     int bulk; // segment kernel: the histogram flushed by a bulk reduction where
               // it pays (route_seg_kernel's BULK; sm_90, EPLB_SEG_BULK)
-    size_t stripe_step; // counters between count stripes (0: stripe 0 only)
+    int nstripes;       // count stripes the blocks record into (kernels.h)
+    size_t stripe_step; // counters between count stripes
     eplb_sel_params_t sp;
 };
 
-// the fused kernels' counters of layer l: blocks alternate between the
-// count stripes (kernels.h, EPLB_COUNT_STRIPES)
+// the fused kernels' counters of layer l: block b records into count
+// stripe b mod nstripes (kernels.h, eplb_count_stripes)
 __device__ __forceinline__ int32_t *count_row(const RouteArgs &a, int l)
 {
-    return a.counts + (size_t)(blockIdx.x % EPLB_COUNT_STRIPES) * a.stripe_step +
+    return a.counts + (size_t)(blockIdx.x % (unsigned)a.nstripes) * a.stripe_step +
            (size_t)l * a.sp.P;
 }
 
@@ -1602,17 +1603,21 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     const int64_t rows_per_block = (threads / 32) * rows_per_warp;
     int64_t want = (a.T + rows_per_block - 1) / rows_per_block;
     int gx = (int)(want < cap ? want : cap);
-    // direct (fire-and-forget) global atomics for small batches, where the
-    // histogram's barrier and flush after the block's last row cost more
-    // than the reductions' contention: up to two entries per slot in each
-    // layer (the rule until run 92), or up to 4096 + 8 P entries in all
-    // layers: fused 0.2-0.35 us faster at T = 256-768 with 288 slots
-    // (segment and warp kernel alike), at 1024 with 768 slots, and slower
-    // from 1024 with 288 and at 1536 with 768 (runs 92-93); at T = 4096
-    // (32k entries on 288 slots) direct atomics cost 6 us more (H100,
-    // run 5).  EPLB_DIRECT_MAX (entries in all layers) overrides (timing)
+    // direct (fire-and-forget) global atomics instead of the shared
+    // histogram: always with 16 or more count stripes (32 stripes: fused
+    // 0.3-0.4 us faster at T = 1024-65536 than with 2 and the histogram,
+    // also with nearly every entry on 8 experts' slots, runs 95-96); with
+    // fewer stripes only for small batches, where the histogram's barrier
+    // and flush after the block's last row cost more than the reductions'
+    // contention: up to two entries per slot in each layer (the rule until
+    // run 92), or up to 4096 + 8 P entries in all layers (2 stripes: fused
+    // 0.2-0.35 us faster at T = 256-768 with 288 slots, at 1024 with 768
+    // slots, slower from 1024 with 288 and at 1536 with 768, runs 92-93;
+    // at T = 4096 direct atomics into one stripe cost 6 us more, H100, run
+    // 5).  EPLB_DIRECT_MAX (entries in all layers) overrides (timing)
     const int64_t entries = a.T * a.K * a.L, P64 = a.sp.P;
     const bool direct = g->direct_max >= 0 ? entries <= (int64_t)g->direct_max
+                        : a.nstripes >= 16 ? true
                                            : a.T * a.K <= 2 * P64 || entries <= 4096 + 8 * P64;
     a.use_hist = a.fused && a.sp.P <= EPLB_GPU_SMEM_HIST_MAX && !direct;
     if (a.use_hist)
@@ -1705,7 +1710,10 @@ extern "C" eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_
     a.fused = 1;
     a.phys = d_phys;
     a.counts = d_counts;
-    a.stripe_step = g->count_stripes > 1 ? eplb_count_stride(L, a.sp.P) : 0;
+    a.nstripes = eplb_count_stripes(L, a.sp.P);
+    if (g->count_stripes > 0 && g->count_stripes < a.nstripes)
+        a.nstripes = g->count_stripes; // EPLB_COUNT_STRIPES (timing)
+    a.stripe_step = eplb_count_stride(L, a.sp.P);
     return launch_route(g, a);
 }
 #endif

@@ -202,6 +202,21 @@ balanced_plan_kernel(const int64_t *__restrict__ ntot, int32_t *__restrict__ cum
             q[(size_t)e * p.MR + j] += q[(size_t)e * p.MR + j - 1];
 }
 
+// the count stripes' sum (eplb_counts_fold's rule): one thread per
+// counter, reading its S stripes (coalesced across the warp); out may be
+// striped itself
+__global__ void __launch_bounds__(kThreads)
+    counts_fold_kernel(int32_t *out, const int32_t *striped, int64_t n, size_t stride, int S)
+{
+    for (int64_t i = blockIdx.x * (int64_t)kThreads + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * kThreads) {
+        uint32_t c = (uint32_t)striped[i];
+        for (int s = 1; s < S; s++)
+            c += (uint32_t)striped[(size_t)s * stride + i];
+        out[i] = (int32_t)c;
+    }
+}
+
 } // namespace
 
 eplb_status_t eplb_gpu_sel_params(eplb_sel_params_t *p, const eplb_gpu_t *g,
@@ -342,6 +357,18 @@ eplb_status_t eplb_gpu_launch_select(eplb_gpu_t *g, int32_t *d_phys,
         d_phys, d_counts, d_ids, T, L, K, *p, ORD_BALANCED, cc, cum, nchunks,
         use_hist);
     return launch_check("select_ordinal_kernel(balanced)");
+}
+
+extern "C" eplb_status_t eplb_gpu_counts_fold(eplb_gpu_t *g, int32_t *d_out,
+                                              const int32_t *d_striped, int L, int P)
+{
+    if (!g || !d_out || !d_striped || L < 1 || P < 1)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "gpu counts fold: NULL argument or bad shape");
+    const int64_t n = (int64_t)L * P;
+    const int64_t want = (n + kThreads - 1) / kThreads, cap = (int64_t)g->num_sms * 8;
+    counts_fold_kernel<<<(int)(want < cap ? want : cap), kThreads, 0, g->stream>>>(
+        d_out, d_striped, n, eplb_count_stride(L, P), eplb_count_stripes(L, P));
+    return launch_check("counts_fold_kernel");
 }
 
 extern "C" eplb_status_t eplb_gpu_select_record(eplb_gpu_t *g, int32_t *d_phys,

@@ -18,13 +18,21 @@ size_t eplb_count_stride(int L, int P)
     return ((size_t)(L > 0 ? L : 0) * (size_t)(P > 0 ? P : 0) + 31) & ~(size_t)31;
 }
 
+int eplb_count_stripes(int L, int P)
+{
+    return eplb_count_stride(L, P) * EPLB_COUNT_STRIPES_MAX <= ((size_t)1 << 22)
+               ? EPLB_COUNT_STRIPES_MAX
+               : 2;
+}
+
 void eplb_counts_fold(int32_t *out, const int32_t *striped, int L, int P)
 {
     const size_t n = (size_t)(L > 0 ? L : 0) * (size_t)(P > 0 ? P : 0);
     const size_t stride = eplb_count_stride(L, P);
+    const int S = eplb_count_stripes(L, P);
     for (size_t i = 0; i < n; i++) {
         uint32_t c = (uint32_t)striped[i];
-        for (int s = 1; s < EPLB_COUNT_STRIPES; s++)
+        for (int s = 1; s < S; s++)
             c += (uint32_t)striped[(size_t)s * stride + i];
         out[i] = (int32_t)c;
     }

@@ -175,7 +175,9 @@ typedef struct {
     eplb_gpu_t *g;
     const bopts_t *o;
     int64_t T;
-    int nbuf, which; /* which: 0 route, 1 select, 2 fused, 3 fused + ids */
+    int nbuf, which; /* which: 0 route, 1 select, 2 fused, 3 fused + ids, 4 empty,
+                      * 5 counts fold (of fold_layers) */
+    int fold_layers;
     void **logits;
     int32_t **ids;
     float *w;
@@ -192,6 +194,8 @@ static eplb_status_t gpu_call(void *ctx, int i)
     switch (c->which) {
     case 4:
         return eplb_gpu_empty(c->g);
+    case 5:
+        return eplb_gpu_counts_fold(c->g, c->counts, c->counts, c->fold_layers, c->o->P);
     case 0:
         return eplb_gpu_route(c->g, c->ids[b], c->w, c->logits[b], c->o->dt, c->T, 1, c->bias,
                               &c->o->rc);
@@ -245,6 +249,23 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         double us_empty = 0;
         EPLB_CHECK_GOTO(eplb_gpu_time_graph(g, &us_empty, gpu_call, &e, 20, o->reps), st, out_m);
         report(o, "gpu", "empty", 0, us_empty, 0, 0, "launch");
+        /* the count stripes summed, as a read of one step's counts does
+         * it (eplb_gpu_stage_*): DeepSeek-V3's 61 MoE-bearing layers of P
+         * slots (kernels.h, eplb_count_stripes) */
+        const int fl = 61;
+        const size_t fs = (size_t)eplb_count_stripes(fl, o->P) * eplb_count_stride(fl, o->P);
+        e.which = 5;
+        e.fold_layers = fl;
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&e.counts, fs * 4), st, out_m);
+        st = eplb_gpu_memset(g, e.counts, 0, fs * 4);
+        double us_fold = 0;
+        if (st == EPLB_OK)
+            st = eplb_gpu_time_graph(g, &us_fold, gpu_call, &e, 20, o->reps);
+        eplb_gpu_free(g, e.counts);
+        if (st != EPLB_OK)
+            goto out_m;
+        report(o, "gpu", "fold", 0, us_fold, (double)fs * 4 + (double)fl * o->P * 4, fl,
+               "layers");
     }
     const int E = o->rc.num_experts, K = o->rc.top_k;
     const size_t es = eplb_dtype_size(o->dt);
@@ -266,7 +287,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         const int64_t T = o->tokens[ti];
         const size_t lbytes = (size_t)T * E * es, obytes = (size_t)T * K * 4;
         const int nbuf = bench_nbuf(bench_align(lbytes));
-        gctx_t c = {g, o, T, nbuf, 0, NULL, NULL, NULL, NULL, NULL, NULL, EPLB_SELECT_CFG_INIT};
+        gctx_t c = {g, o, T, nbuf, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, EPLB_SELECT_CFG_INIT};
         c.sc.mode = o->mode;
         c.sc.num_ranks = o->D;
         c.logits = calloc((size_t)nbuf, sizeof *c.logits);
@@ -293,7 +314,8 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         }
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.w, obytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.phys, obytes), st, next);
-        const size_t cbytes = EPLB_COUNT_STRIPES * eplb_count_stride(1, o->P) * 4;
+        const size_t cbytes =
+            (size_t)eplb_count_stripes(1, o->P) * eplb_count_stride(1, o->P) * 4;
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.counts, cbytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_memset(g, c.counts, 0, cbytes), st, next);
         if (o->bias) {

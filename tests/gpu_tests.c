@@ -581,14 +581,23 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                                   : dt == 0 && mode % 2 == 0 ? 1500
                                                              : 20000;
                 fused_check(mp, vs[vi], dt, mode, T);
+                if (vs[vi] == 0 && mode <= EPLB_SELECT_LOCAL && T > 300) {
+                    /* 2 count stripes: the shared histogram (and its bulk
+                     * flush), as for shapes past the stripes' memory */
+                    eplb_gpu_set_count_stripes(gpu, 2);
+                    fused_check(mp, vs[vi], dt, mode, T);
+                    eplb_gpu_set_count_stripes(gpu, 0);
+                }
             }
-    /* direct atomics past 2 P entries a layer (up to 4096 + 8 P in all
-     * layers, route.cu): 350 tokens of 2 layers, several blocks; the
-     * segment and the warp kernel */
+    /* with 2 stripes, direct atomics past 2 P entries a layer (up to 4096
+     * + 8 P in all layers, route.cu): 350 tokens of 2 layers, several
+     * blocks; the segment and the warp kernel */
+    eplb_gpu_set_count_stripes(gpu, 2);
     for (int mode = EPLB_SELECT_HASH; mode <= EPLB_SELECT_FLATMOD; mode++)
         for (int v = 0; v <= 8; v += 8)
             if (variant_on(v))
                 fused_check(mp, v, EPLB_DTYPE_F32, mode, 350);
+    eplb_gpu_set_count_stripes(gpu, 0);
 }
 
 /* The issue's largest shapes, 2^20 tokens in one call (not with --small):
@@ -623,71 +632,97 @@ static void test_large(void)
 }
 
 /* The count stripes of eplb_gpu_fused on device pointers (kernels.h): the
- * stripes' sum equals the CPU's counts on the GPU's ids, blocks record into
- * every stripe (T = 2048 and 20000 rows take hundreds of blocks), and the
+ * stripes' sum (on the host and by eplb_gpu_counts_fold, into a poisoned
+ * buffer and in place) equals the CPU's counts on the GPU's ids; blocks
+ * record into every stripe (each case's grid has at least 32 blocks: 16
+ * rows a block at T = 512-2048, one block per SM past that), and the
  * padding between stripes (288 counters, stride 288; 294 -> 320) is left
- * as it was. */
+ * as it was.  The last case, 32 layers of 4608 slots, takes 2 stripes and
+ * the shared histogram (flushed by the bulk reduction: 32000 rows). */
 static void test_count_stripes(void)
 {
     const route_case_t *rc = &route_cases[0];
-    const int E = 256, K = 8, L = 1;
-    const int Ps[] = {288, 294};
-    const int64_t Ts[] = {2048, 20000};
-    for (int pi = 0; pi < 2; pi++)
-        for (int ti = 0; ti < 2; ti++) {
-            const int P = Ps[pi];
-            const int64_t T = small ? Ts[ti] / 4 : Ts[ti];
-            map_t mp = P == 294 ? make_map(E, P, 14, 2, 4, 0) : make_map(E, P, 32, 4, 4, 0);
-            OK(eplb_gpu_set_maps(gpu, &mp.m, L));
-            const size_t stride = eplb_count_stride(L, P), nc = EPLB_COUNT_STRIPES * stride,
-                         no = (size_t)T * L * K;
-            CHECK(stride >= (size_t)L * P && stride % 32 == 0 && stride < (size_t)L * P + 32,
-                  "count stride %zu for %d counters", stride, L * P);
-            int32_t *h = xmalloc(nc * 4), *ids = xmalloc(no * 4), *cc = xcalloc((size_t)P, 4),
-                    *sum = xmalloc((size_t)P * 4);
-            for (size_t i = 0; i < nc; i++) /* counters zero, padding marked */
-                h[i] = i % stride < (size_t)L * P ? 0 : 0x5a5a5a5a;
-            float *x = make_logits((size_t)T * L * E, EPLB_DTYPE_F32, 2.0f);
-            void *dx = dev_from(x, (size_t)T * L * E * 4), *dc = dev_from(h, nc * 4),
-                 *di = dev_from(NULL, no * 4), *dp = dev_from(NULL, no * 4);
-            eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
-            c.mode = EPLB_SELECT_HASH;
-            eplb_gpu_rows_t rows = {NULL, NULL};
-            OK(eplb_gpu_fused(gpu, di, NULL, dp, dc, dx, EPLB_DTYPE_F32, T, L, NULL, &rc->c,
-                              &c, rows));
-            to_host(h, dc, nc * 4);
-            to_host(ids, di, no * 4);
-            eplb_select_record_cpu(NULL, cc, ids, T, L, K, &mp.m, &c);
-            eplb_counts_fold(sum, h, L, P);
-            long long tot[EPLB_COUNT_STRIPES] = {0}, pad_bad = 0;
-            for (size_t i = 0; i < nc; i++) {
-                if (i % stride < (size_t)L * P)
-                    tot[i / stride] += h[i];
-                else
-                    pad_bad += h[i] != 0x5a5a5a5a;
-            }
-            CHECK(memcmp(sum, cc, (size_t)P * 4) == 0,
-                  "count stripes P=%d T=%lld: their sum differs from the CPU's counts", P,
-                  (long long)T);
-            int all_used = 1;
-            for (int s = 0; s < EPLB_COUNT_STRIPES; s++)
-                all_used &= tot[s] > 0;
-            CHECK(all_used && pad_bad == 0,
-                  "count stripes P=%d T=%lld: stripe totals %lld, %lld; %lld padding "
-                  "counters written",
-                  P, (long long)T, tot[0], tot[EPLB_COUNT_STRIPES - 1], pad_bad);
-            eplb_gpu_free(gpu, dx);
-            eplb_gpu_free(gpu, dc);
-            eplb_gpu_free(gpu, di);
-            eplb_gpu_free(gpu, dp);
-            free(x);
-            free(h);
-            free(ids);
-            free(cc);
-            free(sum);
-            free(mp.lc);
-            free(mp.l2p);
+    const int E = 256, K = 8;
+    const struct {
+        int L, P;
+        int64_t T;
+    } cases[] = {{1, 288, 2048}, {1, 288, 20000}, {1, 294, 2048}, {1, 294, 20000},
+                 {32, 4608, 1000}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int L = cases[ci].L, P = cases[ci].P;
+        const int64_t T = small && L == 1 ? cases[ci].T / 4 : cases[ci].T;
+        map_t mp = P == 294    ? make_map(E, P, 14, 2, 4, 0)
+                   : P == 4608 ? make_map(E, P, 32, 4, 24, 0)
+                               : make_map(E, P, 32, 4, 4, 0);
+        eplb_layer_map_t *maps = xmalloc(sizeof *maps * L);
+        for (int l = 0; l < L; l++)
+            maps[l] = mp.m;
+        OK(eplb_gpu_set_maps(gpu, maps, L));
+        const int S = eplb_count_stripes(L, P);
+        const size_t n = (size_t)L * P, stride = eplb_count_stride(L, P), nc = S * stride,
+                     no = (size_t)T * L * K;
+        CHECK(stride >= n && stride % 32 == 0 && stride < n + 32 && S == (L == 1 ? 32 : 2),
+              "count stride %zu for %zu counters, %d stripes", stride, n, S);
+        int32_t *h = xmalloc(nc * 4), *ids = xmalloc(no * 4), *cc = xcalloc(n, 4),
+                *sum = xmalloc(n * 4), *gsum = xmalloc(n * 4);
+        for (size_t i = 0; i < nc; i++) /* counters zero, padding marked */
+            h[i] = i % stride < n ? 0 : 0x5a5a5a5a;
+        float *x = make_logits((size_t)T * L * E, EPLB_DTYPE_F32, 2.0f);
+        void *dx = dev_from(x, (size_t)T * L * E * 4), *dc = dev_from(h, nc * 4),
+             *di = dev_from(NULL, no * 4), *dp = dev_from(NULL, no * 4),
+             *ds = dev_from(NULL, n * 4);
+        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+        c.mode = EPLB_SELECT_HASH;
+        eplb_gpu_rows_t rows = {NULL, NULL};
+        OK(eplb_gpu_fused(gpu, di, NULL, dp, dc, dx, EPLB_DTYPE_F32, T, L, NULL, &rc->c, &c,
+                          rows));
+        OK(eplb_gpu_counts_fold(gpu, ds, dc, L, P));
+        to_host(h, dc, nc * 4);
+        to_host(ids, di, no * 4);
+        to_host(gsum, ds, n * 4);
+        eplb_select_record_cpu(NULL, cc, ids, T, L, K, maps, &c);
+        eplb_counts_fold(sum, h, L, P);
+        long long tot[EPLB_COUNT_STRIPES_MAX] = {0}, pad_bad = 0;
+        for (size_t i = 0; i < nc; i++) {
+            if (i % stride < n)
+                tot[i / stride] += h[i];
+            else
+                pad_bad += h[i] != 0x5a5a5a5a;
         }
+        CHECK(memcmp(sum, cc, n * 4) == 0 && memcmp(gsum, cc, n * 4) == 0,
+              "count stripes L=%d P=%d T=%lld: their sum (host %s, device %s) differs from "
+              "the CPU's counts",
+              L, P, (long long)T, memcmp(sum, cc, n * 4) ? "yes" : "no",
+              memcmp(gsum, cc, n * 4) ? "yes" : "no");
+        int used = 0;
+        for (int s = 0; s < S; s++)
+            used += tot[s] > 0;
+        CHECK(used == S && pad_bad == 0,
+              "count stripes L=%d P=%d T=%lld: %d of %d stripes used; %lld padding counters "
+              "written",
+              L, P, (long long)T, used, S, pad_bad);
+        /* in place: stripe 0 becomes the sum, the rest as they were */
+        OK(eplb_gpu_counts_fold(gpu, dc, dc, L, P));
+        int32_t *h2 = xmalloc(nc * 4);
+        to_host(h2, dc, nc * 4);
+        CHECK(memcmp(h2, cc, n * 4) == 0 && memcmp(h2 + stride, h + stride, (nc - stride) * 4) == 0,
+              "count stripes L=%d P=%d: the fold in place differs", L, P);
+        free(h2);
+        eplb_gpu_free(gpu, dx);
+        eplb_gpu_free(gpu, dc);
+        eplb_gpu_free(gpu, di);
+        eplb_gpu_free(gpu, dp);
+        eplb_gpu_free(gpu, ds);
+        free(maps);
+        free(x);
+        free(h);
+        free(ids);
+        free(cc);
+        free(sum);
+        free(gsum);
+        free(mp.lc);
+        free(mp.l2p);
+    }
 }
 
 /* ---- staged (replay) path ------------------------------------------------ */

@@ -51,21 +51,29 @@ Test(kernels, count_stripes_fold_by_hand)
     cr_expect_eq(eplb_count_stride(3, 5), 32);
     cr_expect_eq(eplb_count_stride(2, 32), 64);
     cr_expect_eq(eplb_count_stride(0, 7), 0);
+    /* 32 stripes while they take at most 2^22 counters, else 2 */
+    cr_expect_eq(eplb_count_stripes(1, 288), 32);
+    cr_expect_eq(eplb_count_stripes(61, 288), 32);
+    cr_expect_eq(eplb_count_stripes(1, 131072), 32);  /* 32 x 2^17 = 2^22 */
+    cr_expect_eq(eplb_count_stripes(1, 131073), 2);   /* stride 131104 */
+    cr_expect_eq(eplb_count_stripes(256, 16384), 2);
     /* L = 3, P = 5: 15 counters a stripe, 32 apart; padding never read */
-    int32_t s[EPLB_COUNT_STRIPES * 32], out[15];
-    for (int i = 0; i < EPLB_COUNT_STRIPES * 32; i++)
+    const int S = eplb_count_stripes(3, 5);
+    cr_assert_eq(S, 32);
+    int32_t s[32 * 32], out[15];
+    for (int i = 0; i < S * 32; i++)
         s[i] = i % 32 < 15 ? (i / 32 + 1) * 100 + i % 32 : 77777;
     eplb_counts_fold(out, s, 3, 5);
     for (int i = 0; i < 15; i++) { /* stripe k holds (k + 1) * 100 + i */
         int want = 0;
-        for (int k = 0; k < EPLB_COUNT_STRIPES; k++)
+        for (int k = 0; k < S; k++)
             want += (k + 1) * 100 + i;
         cr_expect_eq(out[i], want, "counter %d: %d, want %d", i, out[i], want);
     }
     /* in place, into stripe 0; sums wrap like int32 device adds */
     s[0] = INT32_MAX;
     s[32] = 1;
-    for (int k = 2; k < EPLB_COUNT_STRIPES; k++)
+    for (int k = 2; k < S; k++)
         s[k * 32] = 0;
     eplb_counts_fold(s, s, 3, 5);
     cr_expect_eq(s[0], INT32_MIN);

@@ -1605,7 +1605,7 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     int gx = (int)(want < cap ? want : cap);
     // direct (fire-and-forget) global atomics instead of the shared
     // histogram: always with 16 or more count stripes (32 stripes: fused
-    // 0.3-0.4 us faster at T = 1024-65536 than with 2 and the histogram,
+    // 0.2-0.5 us faster at T = 1024-65536 than with 2 and the histogram,
     // also with nearly every entry on 8 experts' slots, runs 95-96); with
     // fewer stripes only for small batches, where the histogram's barrier
     // and flush after the block's last row cost more than the reductions'

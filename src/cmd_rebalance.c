@@ -72,13 +72,12 @@ static void usage(FILE *f)
             "option or impossible request.\n");
 }
 
+/* An int option; the ranges each option needs are checked after parsing
+ * (a number past int says so, where it read "is not an integer"). */
 static eplb_status_t parse_int(int *out, const char *opt, const char *s)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < -2147483647L || v > 2147483647L)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not an integer", opt, s);
+    int64_t v;
+    EPLB_CHECK(eplb_cli_int_parse(&v, s, opt, -2147483647, 2147483647));
     *out = (int)v;
     return EPLB_OK;
 }

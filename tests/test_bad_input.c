@@ -433,6 +433,11 @@ Test(bad_input, rebalance_options_and_files)
                          "rebalance --weights %s --replicas 2000000000 --gpus 4", w);
     eplb_test_cli_expect(2, "--layer-offset: -5", "rebalance --weights %s --replicas 8 --gpus 4 "
                          "--export trtllm --layer-offset -5", w);
+    /* past int: the range, where it read "is not an integer" */
+    eplb_test_cli_expect(2, "--layer-offset: expected an integer in -2147483647..2147483647, "
+                            "got '99999999999'",
+                         "rebalance --weights %s --replicas 8 --gpus 4 --layer-offset 99999999999",
+                         w);
     /* NaN or negative loads: a malformed file, exit 1 */
     eplb_test_cli_expect(1, "nan.csv: layer 0 expert 1 is nan",
                          "rebalance --weights %s --replicas 8 --gpus 4", wn);

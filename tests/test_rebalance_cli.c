@@ -253,7 +253,8 @@ Test(rebalance_cli, impossible_requests_refused)
     refused("--replicas 16 --gpus 8 --policy fastest", README_W, 2, "unknown policy 'fastest'");
     refused("--replicas 16 --gpus 8 --format xml", README_W, 2, "--format");
     refused("--replicas 16 --gpus 8 --export vllm", README_W, 2, "--export");
-    refused("--replicas sixteen --gpus 8", README_W, 2, "--replicas: 'sixteen'");
+    refused("--replicas sixteen --gpus 8", README_W, 2,
+            "--replicas: expected an integer in -2147483647..2147483647, got 'sixteen'");
     refused("--replicas 16 --gpus 8 --bogus 1", README_W, 2, "unknown option '--bogus'");
     refused("--replicas 16 --gpus 8 --old /nonexistent/old.json", README_W, 1,
             "/nonexistent/old.json");

@@ -27,7 +27,7 @@ struct eplb_sim_source {
     int token_level;            /* 1: read_ids; 0: read_counts */
     int64_t max_step_tokens;    /* largest step (token level) */
     const int64_t *tok_off;     /* [S+1] (token level) */
-    char model[128];
+    char model[EPLB_TRACE_MODEL_MAX + 1];
     const char *model_config;
     /* ids [n][L][K] of tokens [t0, t1) */
     eplb_status_t (*read_ids)(eplb_sim_source_t *s, int32_t *ids, int64_t t0,

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "h5util.h"
 #include "helpers.h"
 #include "trace_fixtures.h"
 #include "trace.h"
@@ -133,6 +134,45 @@ Test(trace_errors, missing_attribute)
     cr_assert(H5Adelete(f, "top_k") >= 0);
     H5Fclose(f);
     assert_open_fails(path, EPLB_ERR_FORMAT, "'top_k'");
+    unlink(path);
+}
+
+/* Replace a string attribute of the root. */
+static void set_str_attr(const char *path, const char *name, const char *v)
+{
+    hid_t f = open_rw(path);
+    if (H5Aexists(f, name) > 0)
+        cr_assert(H5Adelete(f, name) >= 0);
+    eplb_assert_ok(eplb_h5_attr_write_str(f, name, v, path));
+    H5Fclose(f);
+}
+
+/* Strings longer than the reader keeps: a model name is refused (it was
+ * cut to 127 bytes silently and printed so), the informational source is
+ * cut with "...". */
+Test(trace_errors, long_string_attributes)
+{
+    const char *path = good_trace();
+    char s[400];
+    memset(s, 'x', sizeof s - 1);
+    s[sizeof s - 1] = '\0';
+    set_str_attr(path, "source", s);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const char *src = eplb_trace_info(tr)->source;
+    cr_assert_eq(strlen(src), 255, "%zu", strlen(src));
+    cr_assert(strncmp(src, "xxx", 3) == 0 && strcmp(src + 252, "...") == 0, "%s", src);
+    eplb_trace_close(tr);
+    s[EPLB_TRACE_MODEL_MAX] = '\0';
+    set_str_attr(path, "model", s); /* 127 bytes: kept whole */
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_str_eq(eplb_trace_info(tr)->model, s);
+    eplb_trace_close(tr);
+    s[EPLB_TRACE_MODEL_MAX] = 'x';
+    s[EPLB_TRACE_MODEL_MAX + 1] = '\0';
+    set_str_attr(path, "model", s);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "root attribute 'model' is 128 bytes long; at most 127");
     unlink(path);
 }
 

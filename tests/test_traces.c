@@ -736,6 +736,17 @@ Test(traces, writer_rejects_bad_input)
     o.route.top_k = 9;
     eplb_assert_fails(eplb_trace_writer_create(&w, path, &o), EPLB_ERR_INVALID_ARG, "top_k");
     o.route.top_k = 2;
+    /* a model name the reader would refuse (it was cut to 127 bytes) */
+    char longname[EPLB_TRACE_MODEL_MAX + 2];
+    memset(longname, 'm', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    o.model = longname;
+    eplb_assert_fails(eplb_trace_writer_create(&w, path, &o), EPLB_ERR_INVALID_ARG,
+                      "model name is longer than 127 bytes");
+    longname[EPLB_TRACE_MODEL_MAX] = '\0'; /* 127 bytes: written and read back whole */
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    eplb_trace_writer_abort(w);
+    o.model = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
     float lg[2 * 8] = {0};
     int32_t ids[2 * 2] = {1, 2, 3, 8};

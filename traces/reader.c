@@ -58,12 +58,25 @@ static eplb_status_t int_attr(int *out, hid_t f, const char *path, const char *n
     return EPLB_OK;
 }
 
+/* A string attribute into dst[cap]: one that does not fit is a format
+ * error (it was cut silently), except where `cut` allows it (the
+ * informational source), which then ends in "...". */
 static eplb_status_t str_attr(char *dst, size_t cap, hid_t f, const char *path,
-                              const char *name)
+                              const char *name, int cut)
 {
     char *s = NULL;
     EPLB_CHECK(eplb_h5_attr_read_str(&s, f, name, path));
-    snprintf(dst, cap, "%s", s);
+    const size_t n = strlen(s);
+    if (n >= cap && !cut) {
+        free(s);
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: root attribute '%s' is %zu bytes long; at most %zu", path,
+                              name, n, cap - 1);
+    }
+    if (n >= cap)
+        snprintf(dst, cap, "%.*s...", (int)(cap - 4), s);
+    else
+        snprintf(dst, cap, "%s", s);
     free(s);
     return EPLB_OK;
 }
@@ -82,13 +95,13 @@ static eplb_status_t read_attrs(eplb_trace_t *tr)
                               "supports version %d",
                               p, (long long)version, EPLB_TRACE_VERSION);
     in->version = (int)version;
-    EPLB_CHECK(str_attr(in->model, sizeof in->model, f, p, "model"));
+    EPLB_CHECK(str_attr(in->model, sizeof in->model, f, p, "model", 0));
     EPLB_CHECK(int_attr(&in->num_layers, f, p, "num_layers", 1, MAX_LAYERS));
     EPLB_CHECK(int_attr(&r->num_experts, f, p, "num_experts", 1, EPLB_MAX_EXPERTS));
     EPLB_CHECK(int_attr(&r->top_k, f, p, "top_k", 1,
                         r->num_experts < EPLB_MAX_TOPK ? r->num_experts : EPLB_MAX_TOPK));
     char scoring[32];
-    EPLB_CHECK(str_attr(scoring, sizeof scoring, f, p, "scoring"));
+    EPLB_CHECK(str_attr(scoring, sizeof scoring, f, p, "scoring", 0));
     if (!strcmp(scoring, "softmax"))
         r->scoring = EPLB_SCORING_SOFTMAX;
     else if (!strcmp(scoring, "sigmoid"))
@@ -123,7 +136,7 @@ static eplb_status_t read_attrs(eplb_trace_t *tr)
                               "finite number > 0",
                               p, scale);
     r->routed_scaling_factor = (float)scale;
-    EPLB_CHECK(str_attr(in->source, sizeof in->source, f, p, "source"));
+    EPLB_CHECK(str_attr(in->source, sizeof in->source, f, p, "source", 1));
     int e = eplb_h5_attr_exists(f, "model_config");
     if (e > 0)
         EPLB_CHECK(eplb_h5_attr_read_str(&in->model_config, f, "model_config", p));

@@ -24,9 +24,12 @@ enum {
     EPLB_LEVEL_COUNTS = 1u << 2  /* /load/counts [S, L, E] */
 };
 
+/* The longest model name a trace may carry (the reader refuses longer). */
+#define EPLB_TRACE_MODEL_MAX 127
+
 typedef struct {
     int version;
-    char model[128];
+    char model[EPLB_TRACE_MODEL_MAX + 1];
     char source[256];
     char *model_config;          /* JSON string or NULL (owned by the trace) */
     int num_layers;              /* L */

@@ -267,6 +267,8 @@ static eplb_status_t check_opts(const char *path, const eplb_trace_writer_opts_t
         bad = "topk_weights needs the topk level";
     else if ((unsigned)o->logits_dtype > EPLB_DTYPE_BF16)
         bad = "unknown logits dtype";
+    else if (o->model && strlen(o->model) > EPLB_TRACE_MODEL_MAX)
+        bad = "the model name is longer than 127 bytes (EPLB_TRACE_MODEL_MAX)";
     else if (o->deflate_level < 0 || o->deflate_level > 9)
         bad = "deflate_level must be in 0..9";
     else if (o->chunk_rows < 0)

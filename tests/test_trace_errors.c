@@ -176,6 +176,44 @@ Test(trace_errors, long_string_attributes)
     unlink(path);
 }
 
+/* Replace a scalar root attribute by one of file type ft holding *v
+ * (memory type mt). */
+static void set_attr(const char *path, const char *name, hid_t ft, hid_t mt, const void *v)
+{
+    hid_t f = open_rw(path);
+    if (H5Aexists(f, name) > 0)
+        cr_assert(H5Adelete(f, name) >= 0);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(a >= 0);
+    cr_assert(H5Awrite(a, mt, v) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* Numbers past int64: an unsigned 2^64 - 1 was clamped by HDF5 and named
+ * as 9223372036854775807; a float 1e30 went through a cast that is
+ * undefined past int64. */
+Test(trace_errors, numeric_attributes_past_int64)
+{
+    const char *path = good_trace();
+    const unsigned long long u = 18446744073709551615ull;
+    set_attr(path, "num_layers", H5T_STD_U64LE, H5T_NATIVE_ULLONG, &u);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "'num_layers' = 18446744073709551615 is past int64");
+    const unsigned long long two = L_; /* an unsigned type in range still reads */
+    set_attr(path, "num_layers", H5T_STD_U64LE, H5T_NATIVE_ULLONG, &two);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->num_layers, L_);
+    eplb_trace_close(tr);
+    const double big = 1e30;
+    set_attr(path, "num_layers", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &big);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "'num_layers' = 1e+30 is not an integer");
+    unlink(path);
+}
+
 Test(trace_errors, attribute_out_of_range)
 {
     const char *path = good_trace();

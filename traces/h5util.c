@@ -376,12 +376,24 @@ static eplb_status_t attr_read_num(int64_t *iout, double *dout, hid_t loc, const
             double d;
             if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) < 0)
                 st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read attribute");
-            else if (d != (double)(int64_t)d)
+            else if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+                     d != (double)(int64_t)d) /* range first: the cast is UB past int64 */
                 st = eplb_error_set(EPLB_ERR_FORMAT,
                                     "%s: root attribute '%s' = %g is not an integer", path,
                                     name, d);
             else
                 *iout = (int64_t)d;
+        } else if (iout && H5Tget_sign(t) == H5T_SGN_NONE && H5Tget_size(t) >= 8) {
+            /* HDF5 clamps an unsigned value past int64 to INT64_MAX: say it */
+            unsigned long long u;
+            if (H5Aread(a, H5T_NATIVE_ULLONG, &u) < 0)
+                st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read attribute");
+            else if (u > (unsigned long long)INT64_MAX)
+                st = eplb_error_set(EPLB_ERR_FORMAT,
+                                    "%s: root attribute '%s' = %llu is past int64", path, name,
+                                    u);
+            else
+                *iout = (int64_t)u;
         } else if (H5Aread(a, iout ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
                            iout ? (void *)iout : (void *)dout) < 0) {
             st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read attribute");

@@ -54,7 +54,7 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         const char *k = getenv("EPLB_SEG_BULK");
         g->seg_bulk = k ? atoi(k) : 1;
         const char *dm = getenv("EPLB_DIRECT_MAX");
-        g->direct_max = dm ? atoll(dm) : -1;
+        g->direct_max = dm && *dm ? atoll(dm) : -1; // 0 means never direct
         const char *cs = getenv("EPLB_COUNT_STRIPES");
         g->count_stripes = cs && atoi(cs) > 0 ? atoi(cs) : 0;
     }

@@ -222,9 +222,10 @@ eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
  * reductions meet on one counter.  32 stripes while they take at most
  * 2^22 counters (16 MiB; 61 layers of 288 slots take 0.56 M), and then
  * the fused kernels add every entry straight to its stripe, without a
- * shared histogram: 0.2-0.5 us faster from T = 2048 on, also when nearly
- * every token picks the same 8 experts, equal at 512, 0.02-0.04 us slower
- * at 64 (docs/kernels.md, Recording; docs/perf/kernels.md, runs 95-96).  Past that, 2 stripes and the shared histogram.  The
+ * shared histogram: 0.2-0.7 us faster from T = 2048 on, also with half of
+ * all entries on 8 hot experts, equal at 512, 0.01-0.03 us slower at 64
+ * (one layer a call; docs/kernels.md, Recording; docs/perf/kernels.md,
+ * runs 95-96).  Past that, 2 stripes and the shared histogram.  The
  * wrappers below and the stages fold before they return counts. */
 #define EPLB_COUNT_STRIPES_MAX 32
 int eplb_count_stripes(int L, int P);

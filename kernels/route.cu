@@ -1605,14 +1605,16 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     int gx = (int)(want < cap ? want : cap);
     // direct (fire-and-forget) global atomics instead of the shared
     // histogram: always with 16 or more count stripes (32 stripes: fused
-    // 0.2-0.5 us faster at T = 1024-65536 than with 2 and the histogram,
-    // also with nearly every entry on 8 experts' slots, runs 95-96); with
+    // 0.2-0.7 us faster at T = 1024-65536 than with 2 and the histogram,
+    // also with half of all entries on 8 hot experts, runs 95-96; measured
+    // with one layer a call, not with the stages' all-layer calls); with
     // fewer stripes only for small batches, where the histogram's barrier
     // and flush after the block's last row cost more than the reductions'
     // contention: up to two entries per slot in each layer (the rule until
     // run 92), or up to 4096 + 8 P entries in all layers (2 stripes: fused
-    // 0.2-0.35 us faster at T = 256-768 with 288 slots, at 1024 with 768
-    // slots, slower from 1024 with 288 and at 1536 with 768, runs 92-93;
+    // 0.26-0.35 us faster at T = 256-512 and 0-0.17 at 640-768 with 288
+    // slots, 0.1 at 1024 with 768 slots, slower from 1024 with 288 and at
+    // 1536 with 768, runs 92-93;
     // at T = 4096 direct atomics into one stripe cost 6 us more, H100, run
     // 5).  EPLB_DIRECT_MAX (entries in all layers) overrides (timing)
     const int64_t entries = a.T * a.K * a.L, P64 = a.sp.P;

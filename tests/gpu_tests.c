@@ -637,8 +637,11 @@ static void test_large(void)
  * record into every stripe (each case's grid has at least 32 blocks: 16
  * rows a block at T = 512-2048, one block per SM past that), and the
  * padding between stripes (288 counters, stride 288; 294 -> 320) is left
- * as it was.  The last case, 32 layers of 4608 slots, takes 2 stripes and
- * the shared histogram (flushed by the bulk reduction: 32000 rows). */
+ * as it was.  The last case, 33 layers of 4032 slots, takes 2 stripes
+ * (33 x 4032 counters, 32 stripes would pass 2^22) and the shared
+ * histogram (T x K = 8192 entries a layer, past 2 P = 8064, and all
+ * layers' past 4096 + 8 P; route.cu, launch_route), flushed by the bulk
+ * reduction (33792 rows: the 8-lane kernel with the block setup). */
 static void test_count_stripes(void)
 {
     const route_case_t *rc = &route_cases[0];
@@ -647,12 +650,12 @@ static void test_count_stripes(void)
         int L, P;
         int64_t T;
     } cases[] = {{1, 288, 2048}, {1, 288, 20000}, {1, 294, 2048}, {1, 294, 20000},
-                 {32, 4608, 1000}};
+                 {33, 4032, 1024}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const int L = cases[ci].L, P = cases[ci].P;
         const int64_t T = small && L == 1 ? cases[ci].T / 4 : cases[ci].T;
         map_t mp = P == 294    ? make_map(E, P, 14, 2, 4, 0)
-                   : P == 4608 ? make_map(E, P, 32, 4, 24, 0)
+                   : P == 4032 ? make_map(E, P, 32, 4, 24, 0)
                                : make_map(E, P, 32, 4, 4, 0);
         eplb_layer_map_t *maps = xmalloc(sizeof *maps * L);
         for (int l = 0; l < L; l++)

@@ -28,6 +28,9 @@ static const char *const N_OFFS = "/steps/token_offset", *const N_PHASE = "/step
                          *const N_IDS = "/router/topk_ids", *const N_WTS = "/router/topk_weights",
                          *const N_COUNTS = "/load/counts";
 
+static eplb_status_t read_phase_locked(const eplb_trace_t *tr, uint8_t *phase,
+                                       int64_t step_begin, int64_t step_end);
+
 static void trace_free(eplb_trace_t *tr)
 {
     hid_t *ids[] = {&tr->d_logits, &tr->d_ids,   &tr->d_wts,        &tr->d_counts,
@@ -411,6 +414,14 @@ static eplb_status_t open_datasets(eplb_trace_t *tr)
         EPLB_CHECK(check_dataset(tr, tr->d_phase, N_PHASE, 1, want, H5T_INTEGER,
                                  "/steps/token_offset (S+1 entries) gives"));
         in->has_phase = 1;
+        /* the values too (one byte a step): a run reads them nowhere else,
+         * and a bad one passed unnoticed */
+        uint8_t *ph = malloc(S ? (size_t)S : 1);
+        if (!ph)
+            return eplb_error_set(EPLB_ERR_NOMEM, "%s: %s: out of memory", tr->path, N_PHASE);
+        eplb_status_t pst = read_phase_locked(tr, ph, 0, (int64_t)S); /* lock held */
+        free(ph);
+        EPLB_CHECK(pst);
     }
     EPLB_CHECK(open_dataset(&tr->d_src, tr, N_SRC));
     if (tr->d_src >= 0) {
@@ -754,21 +765,28 @@ eplb_status_t eplb_trace_read_src_rank(const eplb_trace_t *tr, uint16_t *rank,
     return st;
 }
 
-eplb_status_t eplb_trace_read_phase(const eplb_trace_t *tr, uint8_t *phase, int64_t step_begin,
-                                    int64_t step_end)
+/* The phases of steps [step_begin, step_end), each checked; the HDF5 lock
+ * held by the caller. */
+static eplb_status_t read_phase_locked(const eplb_trace_t *tr, uint8_t *phase,
+                                       int64_t step_begin, int64_t step_end)
 {
-    eplb_h5_lock();
-    eplb_status_t st = read_rows(tr, tr->d_phase, N_PHASE, H5T_NATIVE_UINT8, phase,
-                                 step_begin, step_end, tr->info.num_steps);
-    eplb_h5_unlock();
-    if (st != EPLB_OK)
-        return st;
+    EPLB_CHECK(read_rows(tr, tr->d_phase, N_PHASE, H5T_NATIVE_UINT8, phase, step_begin,
+                         step_end, tr->info.num_steps));
     for (int64_t i = 0; i < step_end - step_begin; i++)
         if (phase[i] > 2)
             return eplb_error_set(EPLB_ERR_FORMAT,
                                   "%s: %s: step %lld: phase %u (expected 0, 1 or 2)", tr->path,
                                   N_PHASE, (long long)(step_begin + i), phase[i]);
     return EPLB_OK;
+}
+
+eplb_status_t eplb_trace_read_phase(const eplb_trace_t *tr, uint8_t *phase, int64_t step_begin,
+                                    int64_t step_end)
+{
+    eplb_h5_lock();
+    eplb_status_t st = read_phase_locked(tr, phase, step_begin, step_end);
+    eplb_h5_unlock();
+    return st;
 }
 
 /* ---- whole-dataset reads ------------------------------------------------ */

@@ -557,6 +557,14 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
     free(c0);
 }
 
+/* The stripes the handle was opened with (EPLB_COUNT_STRIPES, 0: all),
+ * restored after the runs with 2 */
+static int env_stripes(void)
+{
+    const char *e = getenv("EPLB_COUNT_STRIPES");
+    return e && atoi(e) > 0 ? atoi(e) : 0;
+}
+
 static void test_fused_map(const eplb_layer_map_t *mp)
 {
     const int P = mp->num_physical;
@@ -586,7 +594,7 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                      * flush), as for shapes past the stripes' memory */
                     eplb_gpu_set_count_stripes(gpu, 2);
                     fused_check(mp, vs[vi], dt, mode, T);
-                    eplb_gpu_set_count_stripes(gpu, 0);
+                    eplb_gpu_set_count_stripes(gpu, env_stripes());
                 }
             }
     /* with 2 stripes, direct atomics past 2 P entries a layer (up to 4096
@@ -597,7 +605,7 @@ static void test_fused_map(const eplb_layer_map_t *mp)
         for (int v = 0; v <= 8; v += 8)
             if (variant_on(v))
                 fused_check(mp, v, EPLB_DTYPE_F32, mode, 350);
-    eplb_gpu_set_count_stripes(gpu, 0);
+    eplb_gpu_set_count_stripes(gpu, env_stripes());
 }
 
 /* The issue's largest shapes, 2^20 tokens in one call (not with --small):

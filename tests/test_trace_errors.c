@@ -58,19 +58,26 @@ static hid_t open_rw(const char *path)
     return f;
 }
 
-/* Replace a scalar int attribute of the root. */
-static void set_int_attr(const char *path, const char *name, int64_t v)
+/* Replace a scalar root attribute by one of file type ft holding *v
+ * (memory type mt). */
+static void set_attr(const char *path, const char *name, hid_t ft, hid_t mt, const void *v)
 {
     hid_t f = open_rw(path);
     if (H5Aexists(f, name) > 0)
         cr_assert(H5Adelete(f, name) >= 0);
     hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Acreate2(f, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT);
     cr_assert(a >= 0);
-    cr_assert(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    cr_assert(H5Awrite(a, mt, v) >= 0);
     H5Aclose(a);
     H5Sclose(sp);
     H5Fclose(f);
+}
+
+/* Replace a scalar int attribute of the root. */
+static void set_int_attr(const char *path, const char *name, int64_t v)
+{
+    set_attr(path, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
 }
 
 static void assert_open_fails(const char *path, eplb_status_t want, const char *needle)
@@ -174,22 +181,6 @@ Test(trace_errors, long_string_attributes)
     assert_open_fails(path, EPLB_ERR_FORMAT,
                       "root attribute 'model' is 128 bytes long; at most 127");
     unlink(path);
-}
-
-/* Replace a scalar root attribute by one of file type ft holding *v
- * (memory type mt). */
-static void set_attr(const char *path, const char *name, hid_t ft, hid_t mt, const void *v)
-{
-    hid_t f = open_rw(path);
-    if (H5Aexists(f, name) > 0)
-        cr_assert(H5Adelete(f, name) >= 0);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT);
-    cr_assert(a >= 0);
-    cr_assert(H5Awrite(a, mt, v) >= 0);
-    H5Aclose(a);
-    H5Sclose(sp);
-    H5Fclose(f);
 }
 
 /* Numbers past int64: an unsigned 2^64 - 1 was clamped by HDF5 and named

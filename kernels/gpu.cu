@@ -150,6 +150,18 @@ extern "C" eplb_status_t eplb_gpu_sync(eplb_gpu_t *g)
     return EPLB_OK;
 }
 
+// Uploads by cudaMemcpy from pageable memory (and cudaMemset) are on the
+// legacy stream and may still be landing when cudaMemcpy returns; the
+// kernels run on non-blocking streams (the handle's, the stages'), which
+// do not wait for them.  Every upload before a launch ends with this wait:
+// without it a poisoned output's upload overwrote entries the kernel had
+// already written (gpu_tests, run 97: 2384 of 210000 rr-block entries).
+static eplb_status_t uploads_done()
+{
+    EPLB_CUDA_CHECK(cudaDeviceSynchronize());
+    return EPLB_OK;
+}
+
 extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t *maps, int L)
 {
     if (!g || !maps || L < 1)
@@ -222,9 +234,7 @@ extern "C" eplb_status_t eplb_gpu_set_maps(eplb_gpu_t *g, const eplb_layer_map_t
     if (hh_ok)
         EPLB_CUDA_CHECK(cudaMemcpy(m->hhead, hh.data(), hh.size() * sizeof(eplb_hhead_t),
                                    cudaMemcpyHostToDevice));
-    // a cudaMemcpy from pageable memory may return before its DMA lands,
-    // and kernels run on non-blocking streams, which do not wait for it
-    EPLB_CUDA_CHECK(cudaDeviceSynchronize());
+    EPLB_CHECK(uploads_done());
     m->S = S;
     m->L = L;
     m->E = E;
@@ -258,18 +268,6 @@ struct DevBufs {
     }
 };
 
-// The wrappers' uploads (cudaMemcpy from pageable memory, cudaMemset) are
-// on the legacy stream and may still be landing when cudaMemcpy returns;
-// the kernels run on the handle's non-blocking stream, which does not wait
-// for them.  Without this wait a poisoned output's upload overwrote
-// entries the kernel had already written (gpu_tests, run 97: 2384 of
-// 210000 rr-block entries).
-eplb_status_t uploads_done()
-{
-    EPLB_CUDA_CHECK(cudaDeviceSynchronize());
-    return EPLB_OK;
-}
-
 // Upload token rows when the config has a host src_rank.
 eplb_status_t upload_rows(DevBufs &b, eplb_gpu_t *g, eplb_gpu_rows_t *rows, int64_t T,
                           const eplb_select_cfg_t *cfg)
@@ -287,7 +285,7 @@ eplb_status_t upload_rows(DevBufs &b, eplb_gpu_t *g, eplb_gpu_rows_t *rows, int6
     EPLB_CHECK(b.get(&dk, sizeof(uint16_t) * T));
     EPLB_CUDA_CHECK(cudaMemcpy(dr, trow.data(), sizeof(uint32_t) * T, cudaMemcpyHostToDevice));
     EPLB_CUDA_CHECK(cudaMemcpy(dk, trank.data(), sizeof(uint16_t) * T, cudaMemcpyHostToDevice));
-    EPLB_CUDA_CHECK(cudaDeviceSynchronize()); // the DMA landed (uploads_done)
+    EPLB_CHECK(uploads_done());
     rows->d_trow = (const uint32_t *)dr;
     rows->d_trank = (const uint16_t *)dk;
     return EPLB_OK;
@@ -392,7 +390,7 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
     if (phys)
         EPLB_CHECK(b.get(&dp, no * 4));
     // the count stripes: the caller's counts in stripe 0, the others zero
-    const size_t nc = (size_t)eplb_count_stripes(L, P) * eplb_count_stride(L, P) * 4;
+    const size_t nc = eplb_count_len(L, P) * 4;
     std::vector<int32_t> hc(nc / 4);
     EPLB_CHECK(b.get(&dc, nc));
     if (bias) {
@@ -518,7 +516,7 @@ extern "C" eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t 
     // bf16 rows doubled the time of opening a stage)
     const size_t nl = (size_t)max_tokens * L * E * s->dt_bytes,
                  no = (size_t)max_tokens * L * K * 4, nc = (size_t)L * P * 4,
-                 ncs = (size_t)eplb_count_stripes(L, P) * eplb_count_stride(L, P) * 4;
+                 ncs = eplb_count_len(L, P) * 4;
     EPLB_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), st, err);
     EPLB_CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming), st, err);
     s->h_logits = pin_huge(nl, &s->h_logits_reg);
@@ -538,7 +536,7 @@ extern "C" eplb_status_t eplb_gpu_stage_open(eplb_gpu_stage_t **out, eplb_gpu_t 
         EPLB_CUDA_CHECK_GOTO(cudaMemcpy(s->d_bias, bias, (size_t)L * E * 4,
                                         cudaMemcpyHostToDevice),
                              st, err);
-        EPLB_CUDA_CHECK_GOTO(cudaDeviceSynchronize(), st, err); // landed (uploads_done)
+        EPLB_CHECK_GOTO(uploads_done(), st, err);
     }
     *out = s;
     return EPLB_OK;
@@ -576,7 +574,7 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
     eplb_status_t st = EPLB_OK;
     const size_t nl = (size_t)T * s->L * s->E * eplb_dtype_size(dt),
                  no = (size_t)T * s->L * s->K * 4, nc = (size_t)s->L * s->P * 4,
-                 ncs = (size_t)eplb_count_stripes(s->L, s->P) * eplb_count_stride(s->L, s->P) * 4;
+                 ncs = eplb_count_len(s->L, s->P) * 4;
     eplb_gpu_rows_t rows = {NULL, NULL};
     s->T = T;
     EPLB_CUDA_CHECK_GOTO(cudaMemcpyAsync(s->d_logits, s->h_logits, nl,

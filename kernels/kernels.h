@@ -231,6 +231,8 @@ eplb_status_t eplb_gpu_fused(eplb_gpu_t *g, int32_t *d_ids, float *d_weights,
 int eplb_count_stripes(int L, int P);
 /* L * P rounded up to 32 counters (128 bytes). */
 size_t eplb_count_stride(int L, int P);
+/* The counters d_counts holds: eplb_count_stripes x eplb_count_stride. */
+size_t eplb_count_len(int L, int P);
 /* out[i] = the sum over the eplb_count_stripes(L, P) stripes of
  * striped[s * stride + i], i < L * P; out may be striped itself (stripe
  * 0).  Sums wrap like the device's adds. */

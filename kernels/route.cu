@@ -1619,8 +1619,8 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     // 5).  EPLB_DIRECT_MAX (entries in all layers) overrides (timing)
     const int64_t entries = a.T * a.K * a.L, P64 = a.sp.P;
     const bool direct = g->direct_max >= 0 ? entries <= (int64_t)g->direct_max
-                        : a.nstripes >= 16 ? true
-                                           : a.T * a.K <= 2 * P64 || entries <= 4096 + 8 * P64;
+                                           : a.nstripes >= 16 || a.T * a.K <= 2 * P64 ||
+                                                 entries <= 4096 + 8 * P64;
     a.use_hist = a.fused && a.sp.P <= EPLB_GPU_SMEM_HIST_MAX && !direct;
     if (a.use_hist)
         smem += hist_max;

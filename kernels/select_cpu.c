@@ -25,6 +25,11 @@ int eplb_count_stripes(int L, int P)
                : 2;
 }
 
+size_t eplb_count_len(int L, int P)
+{
+    return (size_t)eplb_count_stripes(L, P) * eplb_count_stride(L, P);
+}
+
 void eplb_counts_fold(int32_t *out, const int32_t *striped, int L, int P)
 {
     const size_t n = (size_t)(L > 0 ? L : 0) * (size_t)(P > 0 ? P : 0);

@@ -254,7 +254,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
          * it (eplb_gpu_stage_*): DeepSeek-V3's 61 MoE-bearing layers of P
          * slots (kernels.h, eplb_count_stripes) */
         const int fl = 61;
-        const size_t fs = (size_t)eplb_count_stripes(fl, o->P) * eplb_count_stride(fl, o->P);
+        const size_t fs = eplb_count_len(fl, o->P);
         e.which = 5;
         e.fold_layers = fl;
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&e.counts, fs * 4), st, out_m);
@@ -315,8 +315,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         }
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.w, obytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.phys, obytes), st, next);
-        const size_t cbytes =
-            (size_t)eplb_count_stripes(1, o->P) * eplb_count_stride(1, o->P) * 4;
+        const size_t cbytes = eplb_count_len(1, o->P) * 4;
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.counts, cbytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_memset(g, c.counts, 0, cbytes), st, next);
         if (o->bias) {

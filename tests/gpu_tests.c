@@ -672,7 +672,8 @@ static void test_count_stripes(void)
         const int S = eplb_count_stripes(L, P);
         const size_t n = (size_t)L * P, stride = eplb_count_stride(L, P), nc = S * stride,
                      no = (size_t)T * L * K;
-        CHECK(stride >= n && stride % 32 == 0 && stride < n + 32 && S == (L == 1 ? 32 : 2),
+        CHECK(stride >= n && stride % 32 == 0 && stride < n + 32 && S == (L == 1 ? 32 : 2) &&
+                  eplb_count_len(L, P) == nc,
               "count stride %zu for %zu counters, %d stripes", stride, n, S);
         int32_t *h = xmalloc(nc * 4), *ids = xmalloc(no * 4), *cc = xcalloc(n, 4),
                 *sum = xmalloc(n * 4), *gsum = xmalloc(n * 4);

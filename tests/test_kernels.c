@@ -57,6 +57,8 @@ Test(kernels, count_stripes_fold_by_hand)
     cr_expect_eq(eplb_count_stripes(1, 131072), 32);  /* 32 x 2^17 = 2^22 */
     cr_expect_eq(eplb_count_stripes(1, 131073), 2);   /* stride 131104 */
     cr_expect_eq(eplb_count_stripes(256, 16384), 2);
+    cr_expect_eq(eplb_count_len(1, 294), 32 * 320);
+    cr_expect_eq(eplb_count_len(33, 4032), 2 * 133056);
     /* L = 3, P = 5: 15 counters a stripe, 32 apart; padding never read */
     const int S = eplb_count_stripes(3, 5);
     cr_assert_eq(S, 32);

@@ -804,6 +804,7 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 // warp, into shared memory; a barrier) where the grid is one or two row
 // groups per warp; without it on larger grids (launch_route; runs 33-37).
 constexpr int kSegCap = 32;
+constexpr int kSegRefine = 8; // bisection steps for a higher theta (3b)
 
 __device__ __forceinline__ float ex2_ftz(float x)
 {
@@ -986,6 +987,193 @@ __device__ __forceinline__ void seg_flush_bulk(const int *hist, int32_t *cnt, in
 #else
     eplb_dev_hist_flush(hist, cnt, P);
 #endif
+}
+
+// The segment kernel's candidates (route_seg_kernel, steps 3-6; sl: the
+// lane in its row's LPR lanes, row: the row's keys in shared memory).
+// The candidate mask: the keys >= x of the kept chunks (bit c * EPL + j:
+// key c * 32 + sl * EPL + j), exactly TG chunks (the group ranks are
+// unique), so the loop has no test.
+template <int EPL>
+__device__ __forceinline__ unsigned seg_cmask(const float *row, unsigned keep, int TG, int sl,
+                                              float x)
+{
+    unsigned m = 0, kk = keep;
+#pragma unroll 4
+    for (int q = 0; q < TG; q++) {
+        const int c = __ffs(kk) - 1;
+        kk &= kk - 1;
+        unsigned b;
+        if (EPL == 4) {
+            const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
+            b = (unsigned)(v.x >= x) | (unsigned)(v.y >= x) << 1 |
+                (unsigned)(v.z >= x) << 2 | (unsigned)(v.w >= x) << 3;
+        } else {
+            const float2 v = *(const float2 *)&row[c * 32 + sl * 2];
+            b = (unsigned)(v.x >= x) | (unsigned)(v.y >= x) << 1;
+        }
+        m |= b << (c * EPL);
+    }
+    return m;
+}
+
+// Inclusive prefix sum of v over the row's LPR lanes.
+template <int LPR>
+__device__ __forceinline__ int seg_scan(int v, int sl)
+{
+#pragma unroll
+    for (int d = 1; d < LPR; d <<= 1) {
+        const int o = __shfl_up_sync(kFull, v, d, LPR);
+        if (sl >= d)
+            v += o;
+    }
+    return v;
+}
+
+// Steps 4-5: the candidates (the set bits of m, n of them in this lane,
+// incl up to it, N <= kSegCap in the row) compacted to cand, ranked, and
+// the top K's ids written to win in order.
+template <int LPR, int EPL>
+__device__ __forceinline__ void seg_compact_rank(const float *row, u64 *cand, int *win, int K,
+                                                 int sl, unsigned m, int n, int incl, int N)
+{
+    // 4. compaction: the set bits of m, at the lane's scan offset
+    int pos = incl - n;
+    while (m) {
+        const int r = __ffs(m) - 1;
+        m &= m - 1;
+        const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
+        cand[pos++] = ((u64)ordered(row[e] + 0.0f) << 32) | (u64)(0xffffffffu - (unsigned)e);
+    }
+    __syncwarp();
+    // 5. ranks: lane sl ranks candidates sl and sl + LPR in one pass over
+    // the list (both compared with each entry), the rare ones past 2 LPR
+    // (8 lanes only) in further passes
+    const int Nw = __reduce_max_sync(kFull, N);
+    const u64 me0 = sl < N ? cand[sl] : 0ull, me1 = sl + LPR < N ? cand[sl + LPR] : 0ull;
+    int r0 = 0, r1 = 0;
+    if (Nw > LPR) {
+#pragma unroll 4
+        for (int j = 0; j < N; j++) {
+            const u64 c = cand[j];
+            r0 += c > me0;
+            r1 += c > me1;
+        }
+    } else {
+#pragma unroll 4
+        for (int j = 0; j < N; j++)
+            r0 += cand[j] > me0;
+    }
+    if (sl < N && r0 < K)
+        win[r0] = unpack_id(me0);
+    if (sl + LPR < N && r1 < K)
+        win[r1] = unpack_id(me1);
+    for (int q = sl + 2 * LPR; 2 * LPR < kSegCap && q - sl < Nw; q += LPR) {
+        if (q < N) {
+            const u64 me = cand[q];
+            int rk = 0;
+#pragma unroll 4
+            for (int j = 0; j < N; j++)
+                rk += cand[j] > me;
+            if (rk < K)
+                win[rk] = unpack_id(me);
+        }
+    }
+}
+
+// Step 6: K rounds of a segment argmax on packed keys over the candidates
+// (the set bits of m: the top K are among them; a round over all 32
+// positions of the kept chunks made such a warp a ~8 us tail at T = 65536,
+// run 26); the ids to win in order.  ~2 us per warp (runs 100-101).
+template <int LPR, int EPL>
+__device__ __forceinline__ void seg_argmax(const float *row, int *win, int K, int sl, unsigned m)
+{
+    unsigned left = m;
+    for (int kk = 0; kk < K; kk++) {
+        u64 b = 0;
+        for (unsigned mm = left; mm; mm &= mm - 1) {
+            const int r = __ffs(mm) - 1;
+            const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
+            b = umax(b, ((u64)ordered(row[e] + 0.0f) << 32) | (u64)(0xffffffffu - (unsigned)e));
+        }
+#pragma unroll
+        for (int d = LPR / 2; d; d >>= 1)
+            b = umax(b, __shfl_xor_sync(kFull, b, d));
+        const int id = unpack_id(b);
+        if ((id & 31) / EPL == sl)
+            left &= ~(1u << ((id >> 5) * EPL + id % EPL));
+        if (sl == 0)
+            win[kk] = id;
+    }
+}
+
+// Steps 3b-6, rare (a warp with a row of more than kSegCap candidates):
+// theta (the least second key of the kept groups) is far below the K-th
+// key when a kept group's second key is low, e.g. where hot experts (a
+// large bias) pick the groups: 2e-5 of random DeepSeek-V3 rows, 1.7e-4
+// with 8 hot experts (bench kernels --hot 8), each such warp a ~2 us tail
+// in the K-round argmax (route at T = 4096 7.6 us with --hot 8 against 5.0
+// without, runs 100-101).  So first a higher theta, by bisection between
+// theta (too many candidates) and the largest key, until K to kSegCap keys
+// lie at or above it: any such theta keeps the top K (every key >= the
+// K-th key is >= theta).  Ties can leave no such value; then (or after
+// kSegRefine steps) the argmax.  Every lane of the warp calls it.
+// Only the kernels without the block setup (the larger grids) do; those
+// with the setup (T x layers up to 33792 rows) keep the argmax alone: the
+// code of this step, inlined or as this call, cost each of their launches
+// 0.05-0.15 us at T = 64-4096 whether it ran or not (runs 102-105), and a
+// launch there holds a wide row only with skewed routing (with --hot 8 at
+// T = 4096 route took 6.2 us with this step against 7.7 with the argmax).
+// Without the setup (run 105, H200): route at T = 65536 30.6-30.7 us
+// against 31.3 (random rows, 2e-5 of them wide), 32.8-33.0 against
+// 34.3-34.5 with --hot 8.
+template <int LPR, int EPL>
+__device__ __noinline__ void seg_wide(const float *row, u64 *cand, int *win, unsigned keep,
+                                      int TG, int K, int sl, float th, unsigned m, int N)
+{
+    float mx = -INFINITY; // keys are never NaN (-inf for NaN logits)
+    for (unsigned mm = m; mm; mm &= mm - 1) {
+        const int r = __ffs(mm) - 1;
+        mx = fmaxf(mx, row[(r / EPL) * 32 + sl * EPL + (r % EPL)]);
+    }
+#pragma unroll
+    for (int d = LPR / 2; d; d >>= 1)
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, d));
+    float lo = th, hi = mx;
+    bool open = N > kSegCap;
+    for (int it = 0; it < kSegRefine && __any_sync(kFull, open); it++) {
+        // the midpoint by value; by the keys' order where an end is
+        // infinite or lo and hi are adjacent floats
+        float x = 0.5f * lo + 0.5f * hi;
+        if (!(x > lo && x < hi)) {
+            const unsigned ul = ordered(lo), uh = ordered(hi);
+            x = unordered(ul + (uh - ul) / 2u);
+        }
+        open = open && x > lo && x < hi;
+        int c = __popc(seg_cmask<EPL>(row, keep, TG, sl, x));
+#pragma unroll
+        for (int d = LPR / 2; d; d >>= 1)
+            c += __shfl_xor_sync(kFull, c, d);
+        if (open) {
+            if (c > kSegCap) {
+                lo = x;
+            } else if (c < K) {
+                hi = x;
+            } else {
+                th = x;
+                open = false;
+            }
+        }
+    }
+    m = seg_cmask<EPL>(row, keep, TG, sl, th);
+    const int n = __popc(m);
+    const int incl = seg_scan<LPR>(n, sl);
+    N = __shfl_sync(kFull, incl, LPR - 1, LPR);
+    if (!__any_sync(kFull, N > kSegCap)) {
+        seg_compact_rank<LPR, EPL>(row, cand, win, K, sl, m, n, incl, N);
+        return;
+    }
+    seg_argmax<LPR, EPL>(row, win, K, sl, m); // very rare: ties
 }
 
 template <int NCH, int LPR, bool FAST, int NT, int MINB, int DT, bool ASYNC, int FM,
@@ -1210,101 +1398,16 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
 #pragma unroll
         for (int d = LPR / 2; d; d >>= 1)
             th = fminf(th, __shfl_xor_sync(kFull, th, d));
-        // only the kept chunks are read and compared: exactly topk_groups
-        // of NCH (the group ranks are unique), so the loop has no test
-        unsigned m = 0, kk = keep;
-#pragma unroll 4
-        for (int q = 0; q < a.TG; q++) {
-            const int c = __ffs(kk) - 1;
-            kk &= kk - 1;
-            unsigned b;
-            if (EPL == 4) {
-                const float4 v = *(const float4 *)&row[c * 32 + sl * 4];
-                b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1 |
-                    (unsigned)(v.z >= th) << 2 | (unsigned)(v.w >= th) << 3;
-            } else {
-                const float2 v = *(const float2 *)&row[c * 32 + sl * 2];
-                b = (unsigned)(v.x >= th) | (unsigned)(v.y >= th) << 1;
-            }
-            m |= b << (c * EPL);
-        }
+        const unsigned m = seg_cmask<EPL>(row, keep, a.TG, sl, th);
         const int n = __popc(m);
-        int incl = n;
-#pragma unroll
-        for (int d = 1; d < LPR; d <<= 1) {
-            const int o = __shfl_up_sync(kFull, incl, d, LPR);
-            if (sl >= d)
-                incl += o;
-        }
+        const int incl = seg_scan<LPR>(n, sl);
         const int N = __shfl_sync(kFull, incl, LPR - 1, LPR);
-        if (__any_sync(kFull, N > kSegCap)) {
-            // 6. rare: K rounds of a segment argmax on packed keys over the
-            // candidates (the set bits of m: the top K are among them; a
-            // round over all 32 positions of the kept chunks made such a
-            // warp a ~8 us tail at T = 65536, run 26)
-            unsigned left = m;
-            for (int kk = 0; kk < K; kk++) {
-                u64 b = 0;
-                for (unsigned mm = left; mm; mm &= mm - 1) {
-                    const int r = __ffs(mm) - 1;
-                    const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
-                    b = umax(b, ((u64)ordered(row[e] + 0.0f) << 32) |
-                                    (u64)(0xffffffffu - (unsigned)e));
-                }
-#pragma unroll
-                for (int d = LPR / 2; d; d >>= 1)
-                    b = umax(b, __shfl_xor_sync(kFull, b, d));
-                const int id = unpack_id(b);
-                if ((id & 31) / EPL == sl)
-                    left &= ~(1u << ((id >> 5) * EPL + id % EPL));
-                if (sl == 0)
-                    win[kk] = id;
-            }
-        } else {
-            // 4. compaction: the set bits of m, at the lane's scan offset
-            int pos = incl - n;
-            while (m) {
-                const int r = __ffs(m) - 1;
-                m &= m - 1;
-                const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
-                cand[pos++] = ((u64)ordered(row[e] + 0.0f) << 32) |
-                              (u64)(0xffffffffu - (unsigned)e);
-            }
-            __syncwarp();
-            // 5. ranks: lane sl ranks candidates sl and sl + LPR in one
-            // pass over the list (both compared with each entry), the rare
-            // ones past 2 LPR (8 lanes only) in further passes
-            const int Nw = __reduce_max_sync(kFull, N);
-            const u64 me0 = sl < N ? cand[sl] : 0ull, me1 = sl + LPR < N ? cand[sl + LPR] : 0ull;
-            int r0 = 0, r1 = 0;
-            if (Nw > LPR) {
-#pragma unroll 4
-                for (int j = 0; j < N; j++) {
-                    const u64 c = cand[j];
-                    r0 += c > me0;
-                    r1 += c > me1;
-                }
-            } else {
-#pragma unroll 4
-                for (int j = 0; j < N; j++)
-                    r0 += cand[j] > me0;
-            }
-            if (sl < N && r0 < K)
-                win[r0] = unpack_id(me0);
-            if (sl + LPR < N && r1 < K)
-                win[r1] = unpack_id(me1);
-            for (int q = sl + 2 * LPR; 2 * LPR < kSegCap && q - sl < Nw; q += LPR) {
-                if (q < N) {
-                    const u64 me = cand[q];
-                    int rk = 0;
-#pragma unroll 4
-                    for (int j = 0; j < N; j++)
-                        rk += cand[j] > me;
-                    if (rk < K)
-                        win[rk] = unpack_id(me);
-                }
-            }
-        }
+        if (!__any_sync(kFull, N > kSegCap))
+            seg_compact_rank<LPR, EPL>(row, cand, win, K, sl, m, n, incl, N);
+        else if (SETUP)
+            seg_argmax<LPR, EPL>(row, win, K, sl, m); // rare (see seg_wide)
+        else
+            seg_wide<LPR, EPL>(row, cand, win, keep, a.TG, K, sl, th, m, N); // rare
         __syncwarp();
         // output: lane sl < K writes column sl
         int id = 0;

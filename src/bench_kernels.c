@@ -129,15 +129,8 @@ static void *bench_logits(size_t n, eplb_dtype_t dt)
     void *p = malloc(n * eplb_dtype_size(dt));
     if (!p)
         return NULL;
-    for (size_t i = 0; i < n; i++) {
-        float x = bnormal() * 2.0f;
-        if (dt == EPLB_DTYPE_F32)
-            ((float *)p)[i] = x;
-        else if (dt == EPLB_DTYPE_F16)
-            ((uint16_t *)p)[i] = eplb_f32_to_f16(x);
-        else
-            ((uint16_t *)p)[i] = eplb_f32_to_bf16(x);
-    }
+    for (size_t i = 0; i < n; i++)
+        eplb_dtype_store(p, dt, i, bnormal() * 2.0f);
     return p;
 }
 

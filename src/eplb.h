@@ -62,6 +62,8 @@ float eplb_f16_to_f32(uint16_t h);
 uint16_t eplb_f32_to_f16(float f);
 float eplb_bf16_to_f32(uint16_t b);
 uint16_t eplb_f32_to_bf16(float f);
+/* Element i of a dtype-dt array p set to f (rounded as above). */
+void eplb_dtype_store(void *p, eplb_dtype_t dt, size_t i, float f);
 
 /* Router scoring function. */
 typedef enum {

@@ -118,6 +118,16 @@ uint16_t eplb_f32_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
+void eplb_dtype_store(void *p, eplb_dtype_t dt, size_t i, float f)
+{
+    if (dt == EPLB_DTYPE_F32)
+        ((float *)p)[i] = f;
+    else if (dt == EPLB_DTYPE_F16)
+        ((uint16_t *)p)[i] = eplb_f32_to_f16(f);
+    else
+        ((uint16_t *)p)[i] = eplb_f32_to_bf16(f);
+}
+
 double eplb_now(void)
 {
     struct timespec ts;

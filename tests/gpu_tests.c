@@ -98,12 +98,7 @@ static void *make_logits(size_t n, eplb_dtype_t dt, float scale)
     for (size_t i = 0; i < n; i++) {
         float x = coarse ? (float)(rnd() % 3)
                          : (i > 0 && rnd() % 64 == 0) ? 0.5f : normal() * scale;
-        if (dt == EPLB_DTYPE_F32)
-            ((float *)p)[i] = x;
-        else if (dt == EPLB_DTYPE_F16)
-            ((uint16_t *)p)[i] = eplb_f32_to_f16(x);
-        else
-            ((uint16_t *)p)[i] = eplb_f32_to_bf16(x);
+        eplb_dtype_store(p, dt, i, x);
     }
     return p;
 }
@@ -183,19 +178,36 @@ static rows_cmp_t compare_rows(const int32_t *ig, const float *wg, const int32_t
 
 /* Route on GPU (device API, poisoned outputs) and CPU; count differing rows
  * and compare weights of equal rows. */
+static void route_check(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
+                        int variant, const void *x, const float *bias,
+                        int64_t *mismatch_out, int quiet);
+
 static void route_compare(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
                           int variant, int64_t *mismatch_out, int quiet)
 {
-    const eplb_route_cfg_t *c = &rc->c;
-    const int E = c->num_experts, K = c->top_k;
-    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
-    void *x = make_logits(n, dt, c->scoring == EPLB_SCORING_SIGMOID ? 2.0f : 3.0f);
+    const int E = rc->c.num_experts;
+    void *x = make_logits((size_t)T * L * E, dt,
+                          rc->c.scoring == EPLB_SCORING_SIGMOID ? 2.0f : 3.0f);
     float *bias = NULL;
     if (rc->bias) {
         bias = xmalloc(sizeof *bias * L * E);
         for (int i = 0; i < L * E; i++)
             bias[i] = normal() * 0.1f;
     }
+    route_check(rc, dt, T, L, variant, x, bias, mismatch_out, quiet);
+    free(x);
+    free(bias);
+}
+
+/* route_compare on given logits x [T][L][E] (dtype dt) and bias [L][E]
+ * (NULL: none; rc->bias is then ignored). */
+static void route_check(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
+                        int variant, const void *x, const float *bias,
+                        int64_t *mismatch_out, int quiet)
+{
+    const eplb_route_cfg_t *c = &rc->c;
+    const int E = c->num_experts, K = c->top_k;
+    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
     int32_t *ic = xmalloc(no * 4), *ig = xmalloc(no * 4);
     float *wc = xmalloc(no * 4), *wg = xmalloc(no * 4);
     eplb_gpu_set_route_variant(gpu, variant);
@@ -226,7 +238,7 @@ static void route_compare(const route_case_t *rc, eplb_dtype_t dt, int64_t T, in
     } else {
         /* without bias the keys are the logits: no rounding, no mismatch;
          * with one, near-ties only (rate bounded in test_route_tie_rate) */
-        int64_t allowed = rc->bias ? 1 + T * L / 2000 : 0;
+        int64_t allowed = bias ? 1 + T * L / 2000 : 0;
         CHECK(mism <= allowed, "%s %s T=%lld L=%d v%d: %lld of %lld rows differ", rc->name,
               eplb_dtype_name(dt), (long long)T, L, variant, (long long)mism,
               (long long)(T * L));
@@ -234,8 +246,6 @@ static void route_compare(const route_case_t *rc, eplb_dtype_t dt, int64_t T, in
     if (!quiet && mism)
         printf("  note: %s %s T=%lld v%d: %lld near-tie rows differ\n", rc->name,
                eplb_dtype_name(dt), (long long)T, variant, (long long)mism);
-    free(x);
-    free(bias);
     free(ic);
     free(ig);
     free(wc);
@@ -273,6 +283,44 @@ static void test_route_ties(void)
             route_compare(&rc, EPLB_DTYPE_F32, small ? 50 : 3000, 2, v, NULL, 1);
         }
     coarse = 0;
+}
+
+/* Wide candidate sets: rows whose kept groups include one with a low second
+ * key, so that the segment kernel's theta (the least second key of the
+ * kept groups) admits more than 32 candidates and its bisection for a
+ * higher theta runs (kernels/route.cu, step 3b).  DeepSeek-V3 with bias:
+ * group 0's expert 0 biased +3 and its other experts -1, so group 0 is kept
+ * and its second key lies below every key of the other groups (~97
+ * candidates); without bias, group 0 holding one logit of 12 and 31 of -12
+ * (its score is its maximum).  Random logits elsewhere, with make_logits'
+ * exact duplicates. */
+static void test_route_wide(void)
+{
+    const int64_t T = small ? 300 : 5000;
+    const int L = 2, E = 256;
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!variant_on(v) || v == 7 || (v >= 10 && v <= 13))
+            continue;
+        for (int dt = 0; dt < 3; dt += 2)
+            for (int ci = 0; ci < 2; ci++) { /* deepseek-v3, deepseek-v3-nobias */
+                const route_case_t *rc = &route_cases[ci];
+                void *x = make_logits((size_t)T * L * E, (eplb_dtype_t)dt, 2.0f);
+                float *bias = NULL;
+                if (rc->bias) {
+                    bias = xmalloc(sizeof *bias * L * E);
+                    for (int i = 0; i < L * E; i++)
+                        bias[i] = i % E == 0 ? 3.0f : i % E < 32 ? -1.0f : normal() * 0.1f;
+                } else {
+                    for (int64_t r = 0; r < T * L; r++)
+                        for (int e = 0; e < 32; e++)
+                            eplb_dtype_store(x, (eplb_dtype_t)dt, (size_t)r * E + e,
+                                             e ? -12.0f : 12.0f);
+                }
+                route_check(rc, (eplb_dtype_t)dt, T, L, v, x, bias, NULL, 1);
+                free(x);
+                free(bias);
+            }
+    }
 }
 
 /* The near-tie rate: DeepSeek-V3 routing with bias on random logits, for
@@ -1167,6 +1215,7 @@ int main(int argc, char **argv)
         int routing; /* runs per routing variant (the rest: once, not with --variant) */
     } tests[] = {
         {"route_shapes", test_route_shapes, 1}, {"route_ties", test_route_ties, 1},
+        {"route_wide", test_route_wide, 1},
         {"route_tie_rate", test_route_tie_rate, 1},
         {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
         {"count_stripes", test_count_stripes, 0},

@@ -76,6 +76,22 @@ Test(core, bf16_rounding)
     cr_assert(isnan(eplb_bf16_to_f32(eplb_f32_to_bf16(NAN))));
 }
 
+Test(core, dtype_store_places_and_rounds)
+{
+    /* element i of each dtype's array, rounded as the conversions above;
+     * the neighbours untouched */
+    float f[3] = {7, 7, 7};
+    uint16_t h[3] = {7, 7, 7}, b[3] = {7, 7, 7};
+    const float v = 1.0f + 3 * ldexpf(1, -11); /* f16: rounds up to 0x3c02 */
+    eplb_dtype_store(f, EPLB_DTYPE_F32, 1, v);
+    eplb_dtype_store(h, EPLB_DTYPE_F16, 1, v);
+    eplb_dtype_store(b, EPLB_DTYPE_BF16, 1, 1.0f + 3 * ldexpf(1, -8));
+    cr_assert_eq(f[1], v);
+    cr_assert_eq(h[1], 0x3c02);
+    cr_assert_eq(b[1], 0x3f82);
+    cr_assert(f[0] == 7 && f[2] == 7 && h[0] == 7 && h[2] == 7 && b[0] == 7 && b[2] == 7);
+}
+
 Test(core, dtype_and_scoring_parse)
 {
     eplb_dtype_t dt;

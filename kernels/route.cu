@@ -781,8 +781,11 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //     s; run 21: no L2 reload of the logit), the renormalisation by
 //     rcp.approx (within 2 ulp of the division);
 //  6. over kSegCap candidates in some segment (on random DeepSeek-V3
-//     logits about one row in 30,000): K rounds of a segment argmax over
-//     the candidate bits for the whole warp instead.  (A capacity of 48,
+//     logits about one row in 50,000; 1.7e-4 of rows with 8 hot experts):
+//     K rounds of a segment argmax over the candidate bits for the whole
+//     warp instead (seg_argmax, ~2 us per warp); the kernels without the
+//     block setup first look for a higher theta by bisection (seg_wide,
+//     step 3b: K to kSegCap keys above it), which all but exact ties find.  (A capacity of 48,
 //     with the heads moved to dynamic shared memory to make room, kept
 //     route at 32.7-33.0 us at T = 65536 in every process but made fused
 //     erratic, 40-64 us: 52.6 KB per block, run 26; not kept.)

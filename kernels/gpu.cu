@@ -96,6 +96,12 @@ extern "C" void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n)
         g->count_stripes = n > 0 ? n : 0;
 }
 
+extern "C" void eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup)
+{
+    if (g)
+        g->seg_setup = setup >= 0 && setup <= 3 ? setup : -1;
+}
+
 extern "C" eplb_status_t eplb_gpu_alloc(eplb_gpu_t *g, void **dptr, size_t bytes)
 {
     (void)g;

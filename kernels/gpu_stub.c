@@ -207,6 +207,8 @@ void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant) { (void)g, (void)var
 
 void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n) { (void)g, (void)n; }
 
+void eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup) { (void)g, (void)setup; }
+
 eplb_status_t eplb_gpu_empty(eplb_gpu_t *g)
 {
     (void)g;

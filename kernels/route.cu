@@ -785,7 +785,10 @@ __global__ void __launch_bounds__(kThreads, MINB) route_warp_kernel(RouteArgs a)
 //     K rounds of a segment argmax over the candidate bits for the whole
 //     warp instead (seg_argmax, ~2 us per warp); the kernels without the
 //     block setup first look for a higher theta by bisection (seg_wide,
-//     step 3b: K to kSegCap keys above it), which all but exact ties find.  (A capacity of 48,
+//     step 3b: K to kSegCap keys at or above it), found in 1-3 steps for
+//     every wide random row (kernels/dev/wide_model.py); exact ties, or a
+//     huge largest key (8 steps by value are too few), still take the
+//     argmax.  (A capacity of 48,
 //     with the heads moved to dynamic shared memory to make room, kept
 //     route at 32.7-33.0 us at T = 65536 in every process but made fused
 //     erratic, 40-64 us: 52.6 KB per block, run 26; not kept.)
@@ -1115,7 +1118,7 @@ __device__ __forceinline__ void seg_argmax(const float *row, int *win, int K, in
 // key when a kept group's second key is low, e.g. where hot experts (a
 // large bias) pick the groups: 2e-5 of random DeepSeek-V3 rows, 1.7e-4
 // with 8 hot experts (bench kernels --hot 8), each such warp a ~2 us tail
-// in the K-round argmax (route at T = 4096 7.6 us with --hot 8 against 5.0
+// in the K-round argmax (route at T = 4096 7.7 us with --hot 8 against 5.0
 // without, runs 100-101).  So first a higher theta, by bisection between
 // theta (too many candidates) and the largest key, until K to kSegCap keys
 // lie at or above it: any such theta keeps the top K (every key >= the
@@ -1124,7 +1127,7 @@ __device__ __forceinline__ void seg_argmax(const float *row, int *win, int K, in
 // Only the kernels without the block setup (the larger grids) do; those
 // with the setup (T x layers up to 33792 rows) keep the argmax alone: the
 // code of this step, inlined or as this call, cost each of their launches
-// 0.05-0.15 us at T = 64-4096 whether it ran or not (runs 102-105), and a
+// 0.01-0.18 us at T = 64-4096 whether it ran or not (runs 102-105), and a
 // launch there holds a wide row only with skewed routing (with --hot 8 at
 // T = 4096 route took 6.2 us with this step against 7.7 with the argmax).
 // Without the setup (run 105, H200): route at T = 65536 30.6-30.7 us
@@ -1407,7 +1410,7 @@ __global__ void __launch_bounds__(NT, MINB) route_seg_kernel(RouteArgs a)
         const int N = __shfl_sync(kFull, incl, LPR - 1, LPR);
         if (!__any_sync(kFull, N > kSegCap))
             seg_compact_rank<LPR, EPL>(row, cand, win, K, sl, m, n, incl, N);
-        else if (SETUP)
+        else if constexpr (SETUP)
             seg_argmax<LPR, EPL>(row, win, K, sl, m); // rare (see seg_wide)
         else
             seg_wide<LPR, EPL>(row, cand, win, keep, a.TG, K, sl, th, m, N); // rare

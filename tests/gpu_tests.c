@@ -287,39 +287,55 @@ static void test_route_ties(void)
 
 /* Wide candidate sets: rows whose kept groups include one with a low second
  * key, so that the segment kernel's theta (the least second key of the
- * kept groups) admits more than 32 candidates and its bisection for a
- * higher theta runs (kernels/route.cu, step 3b).  DeepSeek-V3 with bias:
- * group 0's expert 0 biased +3 and its other experts -1, so group 0 is kept
- * and its second key lies below every key of the other groups (~97
- * candidates); without bias, group 0 holding one logit of 12 and 31 of -12
- * (its score is its maximum).  Random logits elsewhere, with make_logits'
- * exact duplicates. */
+ * kept groups) admits more than 32 candidates.  DeepSeek-V3 with bias:
+ * group 0's expert 0 biased +3 and its other experts -1, so group 0 is
+ * kept and theta is its second key, below most keys of the other kept
+ * groups (~95 candidates); without bias, group 0 holding one logit of 12
+ * and 31 of -12 (its score is its maximum; all 128 kept keys are
+ * candidates).  Random logits elsewhere, with make_logits' exact
+ * duplicates.  With the launcher's choice (these grids take the block
+ * setup: the K-round argmax) and with the setup off (seg_wide: the
+ * bisection for a higher theta, kernels/route.cu, step 3b). */
+/* EPLB_SEG_SETUP as the handle was opened with it (-1: unset), restored
+ * after each run with the setup forced */
+static int env_seg_setup(void)
+{
+    const char *e = getenv("EPLB_SEG_SETUP");
+    return e ? atoi(e) : -1;
+}
+
+static void route_wide_case(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
+                            int v, int setup)
+{
+    const int E = rc->c.num_experts;
+    void *x = make_logits((size_t)T * L * E, dt, 2.0f);
+    float *bias = NULL;
+    if (rc->bias) {
+        bias = xmalloc(sizeof *bias * L * E);
+        for (int i = 0; i < L * E; i++)
+            bias[i] = i % E == 0 ? 3.0f : i % E < 32 ? -1.0f : normal() * 0.1f;
+    } else {
+        for (int64_t r = 0; r < T * L; r++)
+            for (int e = 0; e < 32; e++)
+                eplb_dtype_store(x, dt, (size_t)r * E + e, e ? -12.0f : 12.0f);
+    }
+    eplb_gpu_set_seg_setup(gpu, setup);
+    route_check(rc, dt, T, L, v, x, bias, NULL, 1);
+    eplb_gpu_set_seg_setup(gpu, env_seg_setup());
+    free(x);
+    free(bias);
+}
+
 static void test_route_wide(void)
 {
     const int64_t T = small ? 300 : 5000;
-    const int L = 2, E = 256;
     for (int v = 0; v < N_VARIANTS; v++) {
         if (!variant_on(v) || v == 7 || (v >= 10 && v <= 13))
             continue;
-        for (int dt = 0; dt < 3; dt += 2)
-            for (int ci = 0; ci < 2; ci++) { /* deepseek-v3, deepseek-v3-nobias */
-                const route_case_t *rc = &route_cases[ci];
-                void *x = make_logits((size_t)T * L * E, (eplb_dtype_t)dt, 2.0f);
-                float *bias = NULL;
-                if (rc->bias) {
-                    bias = xmalloc(sizeof *bias * L * E);
-                    for (int i = 0; i < L * E; i++)
-                        bias[i] = i % E == 0 ? 3.0f : i % E < 32 ? -1.0f : normal() * 0.1f;
-                } else {
-                    for (int64_t r = 0; r < T * L; r++)
-                        for (int e = 0; e < 32; e++)
-                            eplb_dtype_store(x, (eplb_dtype_t)dt, (size_t)r * E + e,
-                                             e ? -12.0f : 12.0f);
-                }
-                route_check(rc, (eplb_dtype_t)dt, T, L, v, x, bias, NULL, 1);
-                free(x);
-                free(bias);
-            }
+        for (int setup = -1; setup <= 0; setup++)
+            for (int dt = 0; dt < 3; dt += 2)
+                for (int ci = 0; ci < 2; ci++) /* deepseek-v3, deepseek-v3-nobias */
+                    route_wide_case(&route_cases[ci], (eplb_dtype_t)dt, T, 2, v, setup);
     }
 }
 

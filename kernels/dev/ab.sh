@@ -3,8 +3,9 @@
 # machine: AB_BINS (NAME:FOLDER ..., folders with eplb-replay; default
 # old:.devbin-old new:.devbin), AB_ROUNDS interleaved processes of `bench kernels --only K
 # --hot H` for every K in AB_KERNELS and H in AB_HOT, at AB_TOKENS; prints
-# one line per case (T:median us).  AB_TESTS: gpu_tests --only LIST of the
-# new binary first, with AB_SAN=1 memcheck and racecheck on it (--small).
+# one line per case (T:median us).  AB_TESTS: gpu_tests --only LIST of
+# .devbin first (whatever AB_BINS names), with AB_SAN=1 memcheck and
+# racecheck on it (--small).
 set -u
 OUT=${OUT:-/tmp/ab}
 mkdir -p "$OUT"

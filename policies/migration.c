@@ -248,6 +248,8 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
             migrate_layer(&m, row, old, weights + (size_t)l * E, E, P, D, args->max_moves);
         if (phyrank)
             eplb_pol_rank_by_slot(phyrank + (size_t)l * P, row, E, P, m.cnt);
+        if (args->progress)
+            args->progress(args->progress_ctx, l + 1, L);
     }
 out:
     free(buf);

@@ -24,9 +24,14 @@ typedef struct {
                                    default placement: slot p holds p mod E) */
     const float *series;        /* vec: per-step loads [S][L][E] or NULL */
     int series_steps;           /* S */
+    /* progress: called by the policies that can take long (migration-aware:
+     * minutes at thousands of slots without a move limit) after each layer,
+     * with (progress_ctx, layers done, L); NULL: none */
+    void (*progress)(void *ctx, int done, int total);
+    void *progress_ctx;
 } eplb_policy_args_t;
 
-#define EPLB_POLICY_ARGS_INIT { 0, 1, 1, 1, -1, NULL, NULL, 0 }
+#define EPLB_POLICY_ARGS_INIT { 0, 1, 1, 1, -1, NULL, NULL, 0, NULL, NULL }
 
 /* Compute a new placement.  weights: [L][E] load per logical expert.
  * phy2log: out [L][P].  phyrank: out [L][P] or NULL: the replica rank of

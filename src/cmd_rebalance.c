@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checks.h"
 #include "cli_util.h"
@@ -53,7 +54,8 @@ static void usage(FILE *f)
             "                   expert p mod E.  Used by deepseek-preserve, migration-aware,\n"
             "                   none, and to count moves\n"
             "  --max-moves M    migration-aware: slots allowed to change per layer (default 16;\n"
-            "                   -1: unlimited)\n"
+            "                   -1: unlimited; then minutes at thousands of slots: on a\n"
+            "                   terminal \"layer N of L\" shows on stderr after 2 s)\n"
             "  --format F       json (default): {\"policy\", \"phy2log\", \"log2phy\", \"logcnt\",\n"
             "                   \"gpu_load\", \"balancedness\", \"moves\"}; csv: one row per slot\n"
             "                   (layer,slot,gpu,node,expert,rank,moved)\n"
@@ -311,6 +313,28 @@ static eplb_status_t check_loads(const float *v, size_t n, int L, int E, const c
     return EPLB_OK;
 }
 
+/* Progress of a slow policy on a terminal: "layer N of L" on stderr,
+ * rewritten in place at most once a second, from 2 s on (migration-aware
+ * without a move limit takes minutes at thousands of slots). */
+typedef struct {
+    double t0, last;
+    const char *policy;
+    int shown;
+} rb_progress_t;
+
+static void rb_progress(void *ctx, int done, int total)
+{
+    rb_progress_t *p = ctx;
+    double now = eplb_now();
+    if (now - p->t0 < 2.0 || (now - p->last < 1.0 && done < total))
+        return;
+    p->last = now;
+    p->shown = 1;
+    fprintf(stderr, "\r%s: %s: layer %d of %d (%.0f s)", CMD, p->policy, done, total,
+            now - p->t0);
+    fflush(stderr);
+}
+
 static void write_i32_rows(FILE *f, const int32_t *a, int rows, int cols)
 {
     fputc('[', f);
@@ -493,7 +517,16 @@ int eplb_cmd_rebalance(int argc, char **argv)
     EPLB_ALLOC_GOTO(logcnt, st, out);
     EPLB_ALLOC_GOTO(load, st, out);
     EPLB_ALLOC_GOTO(defrow, st, out);
-    EPLB_CHECK_GOTO(pol->fn(phy2log, rank, w, L, E, &args), st, out);
+    rb_progress_t prog = {eplb_now(), 0, pol->name, 0};
+    if (isatty(2)) {
+        args.progress = rb_progress;
+        args.progress_ctx = &prog;
+    }
+    st = pol->fn(phy2log, rank, w, L, E, &args);
+    if (prog.shown)
+        fputc('\n', stderr);
+    if (st != EPLB_OK)
+        goto out;
 
     /* width of log2phy: the largest replica count, as the reference */
     eplb_placement_derive(logcnt, NULL, 0, phy2log, NULL, L, E, P);

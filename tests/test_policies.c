@@ -510,6 +510,38 @@ Test(policies, migration_swaps_without_redundancy)
     eplb_assert_ok(eplb_placement_check(out, 1, 8, 8, "migration"));
 }
 
+/* The progress callback: once per layer, layers done counting up to L. */
+typedef struct {
+    int calls, last, total;
+} prog_seen_t;
+
+static void prog_record(void *ctx, int done, int total)
+{
+    prog_seen_t *s = ctx;
+    s->calls++;
+    s->last = s->last + 1 == done ? done : -1; /* -1: out of order */
+    s->total = total;
+}
+
+Test(policies, migration_reports_progress_per_layer)
+{
+    const int L = 3, E = 8;
+    float w[3 * 8];
+    for (int i = 0; i < L * E; i++)
+        w[i] = (float)(1 + (i * 7) % 11);
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 12;
+    a.num_gpus = 4;
+    prog_seen_t seen = {0, 0, 0};
+    a.progress = prog_record;
+    a.progress_ctx = &seen;
+    int32_t out[3 * 12];
+    eplb_assert_ok(eplb_policy_find("migration-aware")->fn(out, NULL, w, L, E, &a));
+    cr_assert_eq(seen.calls, L);
+    cr_assert_eq(seen.last, L);
+    cr_assert_eq(seen.total, L);
+}
+
 /* deepseek puts two replicas of expert 0 on one GPU here (issue #22 shape:
  * one very hot expert); nodup must not. */
 Test(policies, nodup_splits_hot_expert)

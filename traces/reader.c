@@ -229,8 +229,6 @@ out:
     return EPLB_OK;
 }
 
-/* Check rank, shape and type class of d against want[rank]. `why` says
- * where the expected shape comes from. */
 /* A chunked layout HDF5 could have written: every chunk dimension at
  * least 1 and at most the dimension's fixed maximum (unlimited ones aside),
  * a chunk below 4 GiB (HDF5's limit).  A corrupt chunk dimension past the
@@ -269,6 +267,8 @@ static eplb_status_t check_chunks(const eplb_trace_t *tr, hid_t d, const char *n
     return EPLB_OK;
 }
 
+/* Check rank, shape and type class of d against want[rank] (and its chunk
+ * layout first). `why` says where the expected shape comes from. */
 static eplb_status_t check_dataset(const eplb_trace_t *tr, hid_t d, const char *name, int rank,
                                    const hsize_t *want, H5T_class_t cls, const char *why)
 {

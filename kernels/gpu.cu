@@ -48,7 +48,7 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         const char *c = getenv("EPLB_SEG_CARVEOUT");
         g->carveout = c ? atoi(c) : -1;
         const char *u = getenv("EPLB_SEG_SETUP");
-        g->seg_setup = u ? atoi(u) : -1;
+        eplb_gpu_set_seg_setup(g, u ? atoi(u) : -1);
         const char *n = getenv("EPLB_SEG_LANES");
         g->seg_lanes = n ? atoi(n) : 0;
         const char *k = getenv("EPLB_SEG_BULK");
@@ -56,7 +56,7 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
         const char *dm = getenv("EPLB_DIRECT_MAX");
         g->direct_max = dm && *dm ? atoll(dm) : -1; // 0 means never direct
         const char *cs = getenv("EPLB_COUNT_STRIPES");
-        g->count_stripes = cs && atoi(cs) > 0 ? atoi(cs) : 0;
+        eplb_gpu_set_count_stripes(g, cs ? atoi(cs) : 0);
     }
     g->cc_major = prop.major;
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,
@@ -90,16 +90,22 @@ extern "C" void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant)
         g->variant = variant;
 }
 
-extern "C" void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n)
+extern "C" int eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n)
 {
-    if (g)
-        g->count_stripes = n > 0 ? n : 0;
+    if (!g)
+        return 0;
+    const int old = g->count_stripes;
+    g->count_stripes = n > 0 ? n : 0;
+    return old;
 }
 
-extern "C" void eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup)
+extern "C" int eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup)
 {
-    if (g)
-        g->seg_setup = setup >= 0 && setup <= 3 ? setup : -1;
+    if (!g)
+        return -1;
+    const int old = g->seg_setup;
+    g->seg_setup = setup >= 0 && setup <= 3 ? setup : -1;
+    return old;
 }
 
 extern "C" eplb_status_t eplb_gpu_alloc(eplb_gpu_t *g, void **dptr, size_t bytes)
@@ -397,7 +403,6 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
         EPLB_CHECK(b.get(&dp, no * 4));
     // the count stripes: the caller's counts in stripe 0, the others zero
     const size_t nc = eplb_count_len(L, P) * 4;
-    std::vector<int32_t> hc(nc / 4);
     EPLB_CHECK(b.get(&dc, nc));
     if (bias) {
         EPLB_CHECK(b.get(&db, (size_t)L * E * 4));
@@ -418,6 +423,9 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
     EPLB_CHECK(uploads_done());
     EPLB_CHECK(eplb_gpu_fused(g, (int32_t *)di, (float *)dw, (int32_t *)dp, (int32_t *)dc, dl,
                               dt, T, L, (const float *)db, rcfg, scfg, rows));
+    // the stripes folded into stripe 0 on the device, as the stages do,
+    // so that one [L][P] copy comes back
+    EPLB_CHECK(eplb_gpu_counts_fold(g, (int32_t *)dc, (const int32_t *)dc, L, P));
     EPLB_CHECK(eplb_gpu_sync(g));
     if (ids)
         EPLB_CUDA_CHECK(cudaMemcpy(ids, di, no * 4, cudaMemcpyDeviceToHost));
@@ -425,8 +433,7 @@ extern "C" eplb_status_t eplb_gpu_fused_host(eplb_gpu_t *g, int32_t *ids, float 
         EPLB_CUDA_CHECK(cudaMemcpy(weights, dw, no * 4, cudaMemcpyDeviceToHost));
     if (phys)
         EPLB_CUDA_CHECK(cudaMemcpy(phys, dp, no * 4, cudaMemcpyDeviceToHost));
-    EPLB_CUDA_CHECK(cudaMemcpy(hc.data(), dc, nc, cudaMemcpyDeviceToHost));
-    eplb_counts_fold(counts, hc.data(), L, P);
+    EPLB_CUDA_CHECK(cudaMemcpy(counts, dc, (size_t)L * P * 4, cudaMemcpyDeviceToHost));
     return EPLB_OK;
 }
 

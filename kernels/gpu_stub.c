@@ -205,9 +205,17 @@ eplb_status_t eplb_gpu_bandwidth(eplb_gpu_t *g, double *gbps, size_t bytes)
 
 void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant) { (void)g, (void)variant; }
 
-void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n) { (void)g, (void)n; }
+int eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n)
+{
+    (void)g, (void)n;
+    return 0;
+}
 
-void eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup) { (void)g, (void)setup; }
+int eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup)
+{
+    (void)g, (void)setup;
+    return -1;
+}
 
 eplb_status_t eplb_gpu_empty(eplb_gpu_t *g)
 {

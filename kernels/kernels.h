@@ -302,13 +302,14 @@ void eplb_gpu_set_route_variant(eplb_gpu_t *g, int variant);
 /* Tests and tuning: the fused kernels record into at most n of the count
  * stripes (below 16: through the shared histogram past small batches, as
  * for shapes with 2 stripes); 0 all of them (the default;
- * EPLB_COUNT_STRIPES sets it at open). */
-void eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n);
+ * EPLB_COUNT_STRIPES sets it at open).  Returns the previous setting. */
+int eplb_gpu_set_count_stripes(eplb_gpu_t *g, int n);
 /* Tests and tuning: the segment kernel's block setup forced, 0-3 (bit 0 the
  * setup, which the small grids take; without it, rows of more than 32
  * candidates go through seg_wide's bisection), -1 the launcher's choice
- * (the default; EPLB_SEG_SETUP sets it at open). */
-void eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup);
+ * (the default; EPLB_SEG_SETUP sets it at open).  Returns the previous
+ * setting. */
+int eplb_gpu_set_seg_setup(eplb_gpu_t *g, int setup);
 
 /* Replay staging: one stream, pinned host buffers for the logits of one
  * step and for its outputs.  Fill eplb_gpu_stage_logits(), submit (copy

@@ -1001,6 +1001,12 @@ __device__ __forceinline__ void seg_flush_bulk(const int *hist, int32_t *cnt, in
 // key c * 32 + sl * EPL + j), exactly TG chunks (the group ranks are
 // unique), so the loop has no test.
 template <int EPL>
+__device__ __forceinline__ int seg_expert(int r, int sl)
+{
+    return (r / EPL) * 32 + sl * EPL + (r % EPL); // the expert of mask bit r
+}
+
+template <int EPL>
 __device__ __forceinline__ unsigned seg_cmask(const float *row, unsigned keep, int TG, int sl,
                                               float x)
 {
@@ -1048,8 +1054,8 @@ __device__ __forceinline__ void seg_compact_rank(const float *row, u64 *cand, in
     while (m) {
         const int r = __ffs(m) - 1;
         m &= m - 1;
-        const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
-        cand[pos++] = ((u64)ordered(row[e] + 0.0f) << 32) | (u64)(0xffffffffu - (unsigned)e);
+        const int e = seg_expert<EPL>(r, sl);
+        cand[pos++] = pack(row[e] + 0.0f, e);
     }
     __syncwarp();
     // 5. ranks: lane sl ranks candidates sl and sl + LPR in one pass over
@@ -1090,7 +1096,11 @@ __device__ __forceinline__ void seg_compact_rank(const float *row, u64 *cand, in
 // Step 6: K rounds of a segment argmax on packed keys over the candidates
 // (the set bits of m: the top K are among them; a round over all 32
 // positions of the kept chunks made such a warp a ~8 us tail at T = 65536,
-// run 26); the ids to win in order.  ~2 us per warp (runs 100-101).
+// run 26); the ids to win in order.  ~2 us per warp (runs 100-101).  A
+// round over the kept chunks as vectors, keys of the set bits only, was
+// slower still: route at T = 4096 with --hot 8 8.4-8.7 us against 7.7,
+// and its code alone made fused 0.09-0.21 us slower at T <= 4096 without
+// hot experts (run 108).
 template <int LPR, int EPL>
 __device__ __forceinline__ void seg_argmax(const float *row, int *win, int K, int sl, unsigned m)
 {
@@ -1099,8 +1109,8 @@ __device__ __forceinline__ void seg_argmax(const float *row, int *win, int K, in
         u64 b = 0;
         for (unsigned mm = left; mm; mm &= mm - 1) {
             const int r = __ffs(mm) - 1;
-            const int e = (r / EPL) * 32 + sl * EPL + (r % EPL);
-            b = umax(b, ((u64)ordered(row[e] + 0.0f) << 32) | (u64)(0xffffffffu - (unsigned)e));
+            const int e = seg_expert<EPL>(r, sl);
+            b = umax(b, pack(row[e] + 0.0f, e));
         }
 #pragma unroll
         for (int d = LPR / 2; d; d >>= 1)
@@ -1140,7 +1150,7 @@ __device__ __noinline__ void seg_wide(const float *row, u64 *cand, int *win, uns
     float mx = -INFINITY; // keys are never NaN (-inf for NaN logits)
     for (unsigned mm = m; mm; mm &= mm - 1) {
         const int r = __ffs(mm) - 1;
-        mx = fmaxf(mx, row[(r / EPL) * 32 + sl * EPL + (r % EPL)]);
+        mx = fmaxf(mx, row[seg_expert<EPL>(r, sl)]);
     }
 #pragma unroll
     for (int d = LPR / 2; d; d >>= 1)

@@ -296,14 +296,6 @@ static void test_route_ties(void)
  * duplicates.  With the launcher's choice (these grids take the block
  * setup: the K-round argmax) and with the setup off (seg_wide: the
  * bisection for a higher theta, kernels/route.cu, step 3b). */
-/* EPLB_SEG_SETUP as the handle was opened with it (-1: unset), restored
- * after each run with the setup forced */
-static int env_seg_setup(void)
-{
-    const char *e = getenv("EPLB_SEG_SETUP");
-    return e ? atoi(e) : -1;
-}
-
 static void route_wide_case(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
                             int v, int setup)
 {
@@ -319,9 +311,9 @@ static void route_wide_case(const route_case_t *rc, eplb_dtype_t dt, int64_t T, 
             for (int e = 0; e < 32; e++)
                 eplb_dtype_store(x, dt, (size_t)r * E + e, e ? -12.0f : 12.0f);
     }
-    eplb_gpu_set_seg_setup(gpu, setup);
+    const int was = eplb_gpu_set_seg_setup(gpu, setup);
     route_check(rc, dt, T, L, v, x, bias, NULL, 1);
-    eplb_gpu_set_seg_setup(gpu, env_seg_setup());
+    eplb_gpu_set_seg_setup(gpu, was);
     free(x);
     free(bias);
 }
@@ -621,14 +613,6 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
     free(c0);
 }
 
-/* The stripes the handle was opened with (EPLB_COUNT_STRIPES, 0: all),
- * restored after the runs with 2 */
-static int env_stripes(void)
-{
-    const char *e = getenv("EPLB_COUNT_STRIPES");
-    return e && atoi(e) > 0 ? atoi(e) : 0;
-}
-
 static void test_fused_map(const eplb_layer_map_t *mp)
 {
     const int P = mp->num_physical;
@@ -656,20 +640,20 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                 if (vs[vi] == 0 && mode <= EPLB_SELECT_LOCAL && T > 300) {
                     /* 2 count stripes: the shared histogram (and its bulk
                      * flush), as for shapes past the stripes' memory */
-                    eplb_gpu_set_count_stripes(gpu, 2);
+                    const int was = eplb_gpu_set_count_stripes(gpu, 2);
                     fused_check(mp, vs[vi], dt, mode, T);
-                    eplb_gpu_set_count_stripes(gpu, env_stripes());
+                    eplb_gpu_set_count_stripes(gpu, was);
                 }
             }
     /* with 2 stripes, direct atomics past 2 P entries a layer (up to 4096
      * + 8 P in all layers, route.cu): 350 tokens of 2 layers, several
      * blocks; the segment and the warp kernel */
-    eplb_gpu_set_count_stripes(gpu, 2);
+    const int was = eplb_gpu_set_count_stripes(gpu, 2);
     for (int mode = EPLB_SELECT_HASH; mode <= EPLB_SELECT_FLATMOD; mode++)
         for (int v = 0; v <= 8; v += 8)
             if (variant_on(v))
                 fused_check(mp, v, EPLB_DTYPE_F32, mode, 350);
-    eplb_gpu_set_count_stripes(gpu, env_stripes());
+    eplb_gpu_set_count_stripes(gpu, was);
 }
 
 /* The issue's largest shapes, 2^20 tokens in one call (not with --small):

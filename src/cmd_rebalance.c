@@ -16,6 +16,7 @@
 #include "cli_util.h"
 #include "json.h"
 #include "policy.h"
+#include "progress.h"
 
 static const char *CMD = "rebalance";
 
@@ -313,28 +314,6 @@ static eplb_status_t check_loads(const float *v, size_t n, int L, int E, const c
     return EPLB_OK;
 }
 
-/* Progress of a slow policy on a terminal: "layer N of L" on stderr,
- * rewritten in place at most once a second, from 2 s on (migration-aware
- * without a move limit takes minutes at thousands of slots). */
-typedef struct {
-    double t0, last;
-    const char *policy;
-    int shown;
-} rb_progress_t;
-
-static void rb_progress(void *ctx, int done, int total)
-{
-    rb_progress_t *p = ctx;
-    double now = eplb_now();
-    if (now - p->t0 < 2.0 || (now - p->last < 1.0 && done < total))
-        return;
-    p->last = now;
-    p->shown = 1;
-    fprintf(stderr, "\r%s: %s: layer %d of %d (%.0f s)", CMD, p->policy, done, total,
-            now - p->t0);
-    fflush(stderr);
-}
-
 static void write_i32_rows(FILE *f, const int32_t *a, int rows, int cols)
 {
     fputc('[', f);
@@ -517,14 +496,17 @@ int eplb_cmd_rebalance(int argc, char **argv)
     EPLB_ALLOC_GOTO(logcnt, st, out);
     EPLB_ALLOC_GOTO(load, st, out);
     EPLB_ALLOC_GOTO(defrow, st, out);
-    rb_progress_t prog = {eplb_now(), 0, pol->name, 0};
+    /* a slow policy's progress on a terminal (src/progress.h) */
+    eplb_layer_progress_t prog;
+    char what[96];
+    snprintf(what, sizeof what, "%s: %s", CMD, pol->name);
+    eplb_layer_progress_init(&prog, what);
     if (isatty(2)) {
-        args.progress = rb_progress;
+        args.progress = eplb_layer_progress;
         args.progress_ctx = &prog;
     }
     st = pol->fn(phy2log, rank, w, L, E, &args);
-    if (prog.shown)
-        fputc('\n', stderr);
+    eplb_layer_progress_end(&prog);
     if (st != EPLB_OK)
         goto out;
 

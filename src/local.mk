@@ -5,3 +5,4 @@ libeplb_a_SOURCES += src/cmd_bench.c src/cmd_run.c src/cmd_info.c \
 	src/bench_io.c src/bench_kernels.c src/bench_policy.c src/bench_sim.c
 libeplb_a_SOURCES += src/cli_util.h src/cli_util.c
 libeplb_a_SOURCES += src/tmpfile_guard.h src/tmpfile_guard.c
+libeplb_a_SOURCES += src/progress.h src/progress.c

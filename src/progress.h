@@ -1,0 +1,28 @@
+/* progress.h - "layer N of L" on stderr while a slow policy runs.
+ *
+ * A policy that can take minutes (migration-aware without a move limit at
+ * thousands of slots, docs/perf/policy.md) calls eplb_policy_args_t's
+ * progress callback after each layer; eplb_layer_progress is that
+ * callback.  From 2 s after init on, at most once a second, it rewrites
+ * one line: "<what>: layer N of L (T s)".  Lines from several threads (the
+ * simulator's runs) are written whole, one at a time. */
+#ifndef EPLB_PROGRESS_H
+#define EPLB_PROGRESS_H
+
+#include <stdio.h>
+
+typedef struct {
+    double t0, last; /* start, last line written */
+    char what[160];  /* the line's prefix */
+    int shown;       /* a line was written */
+    FILE *out;       /* stderr (init); tests set another stream */
+} eplb_layer_progress_t;
+
+/* Start the clock; what: the prefix (truncated to fit). */
+void eplb_layer_progress_init(eplb_layer_progress_t *p, const char *what);
+/* The policy callback: ctx is an eplb_layer_progress_t. */
+void eplb_layer_progress(void *ctx, int done, int total);
+/* Ends the line with a newline if one was written. */
+void eplb_layer_progress_end(eplb_layer_progress_t *p);
+
+#endif

@@ -439,7 +439,8 @@ fi
 
 # final: gpu_tests (routing and fused tests for the default variant only,
 # or FINAL_VARIANTS), compute-sanitizer on the small tests, FINAL_BENCH
-# processes of bench kernels with a table, the replay check, replay_speed
+# processes of bench kernels with a table, FINAL_LAYERS (one process with
+# --layers), the replay check, replay_speed
 if [ "$what" = final ]; then
     say "== $(stamp) gpu_tests --variant ${FINAL_VARIANTS:-0}"
     # (FINAL_VARIANTS=all: every test and variant, source_reads included)
@@ -471,6 +472,17 @@ if [ "$what" = final ]; then
             sed "s/^{/{\"file\":\"$(basename "$f" .jsonl)\",/" "$f"
         done >"$OUT/bench-all.jsonl"
         rm -f "${files[@]}"
+    fi
+    # FINAL_LAYERS=L: bench kernels with L layers per call, as the replay's
+    # GPU stage routes a step (and `step`: clear the stripes, fused, fold)
+    if [ -n "${FINAL_LAYERS:-}" ]; then
+        "$B/eplb-replay" bench kernels --device gpu --layers "$FINAL_LAYERS" \
+            --tokens "${FINAL_LAYERS_TOKENS:-64,512,4096,16384}" --json >"$OUT/bench-layers.jsonl" 2>&1
+        say "bench kernels --layers $FINAL_LAYERS rc=$? (kernel T us):"
+        grep -E '"kernel":"(route|fused|fused_ids|step|eplb)"' "$OUT/bench-layers.jsonl" |
+            sed -E 's/.*"kernel":"([a-z_]+)".*"tokens":([0-9]+),"median_us":([0-9.]+).*/\1 \2 \3/' |
+            tr '\n' ';' | tee -a "$summary"
+        echo | tee -a "$summary"
     fi
     replay_check
     IO_REPEAT=1 replay_speed

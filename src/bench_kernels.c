@@ -24,7 +24,8 @@ typedef struct {
     eplb_route_cfg_t rc;
     int P, D, N, bias, json, reps, variant;
     int hot; /* --hot: experts every token picks (bias + 1) */
-    int only; /* -1 all, else one of route, select, fused, fused_ids (GPU) */
+    int layers; /* --layers: layers per call (GPU), as a replay step's */
+    int only; /* -1 all, else one of route, select, fused, fused_ids, step (GPU) */
     eplb_dtype_t dt;
     eplb_select_mode_t mode;
 } bopts_t;
@@ -34,7 +35,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: eplb-replay bench kernels [options]\n"
             "Times routing (route), replica selection + load recording (select) and\n"
-            "the fused kernel (fused) for each token count T of one layer.\n"
+            "the fused kernel (fused) for each token count T of one layer (or of\n"
+            "--layers L in one call, as a replay step on the GPU routes them).\n"
             "GPU: median per call over CUDA graph replays of rotating inputs, with\n"
             "bytes moved and GB/s against a device-to-device copy measured in the\n"
             "same run.  CPU: median wall time and tokens per second per core, over\n"
@@ -54,6 +56,11 @@ static void usage(FILE *f)
             "                          groups (4 of 8 by default: 10, 21, 43, 50%% of\n"
             "                          all entries for H = 1, 2, 4, 8), as with hot\n"
             "                          experts (default 0; 0 <= H <= topk)\n"
+            "  --layers L              GPU: L layers per call, logits [T][L][E] and\n"
+            "                          L maps (default 1, at most 128); `step` is\n"
+            "                          then what the replay's GPU stage runs per\n"
+            "                          step: clear the count stripes, fused with\n"
+            "                          logical ids, fold the stripes\n"
             "  --replicas P            physical slots (default 288)\n"
             "  --gpus D --nodes N      EP GPUs and nodes (default 32, 4)\n"
             "  --mode M                replica selection (default hash)\n"
@@ -67,7 +74,8 @@ static void usage(FILE *f)
             "                          prefetch of the next rows (8 lanes), 14 6 with 16\n"
             "                          lanes per row wherever the block setup runs;\n"
             "                          shapes a variant lacks take 8 or the generic one\n"
-            "  --only KERNEL           GPU: time only route, select, fused or fused_ids\n"
+            "  --only KERNEL           GPU: time only route, select, fused, fused_ids\n"
+            "                          or step\n"
             "                          (for profilers)\n"
             "  --json                  one JSON object per line: kernel, tokens,\n"
             "                          median_us, gbps (and more)\n"
@@ -141,10 +149,12 @@ static void report_t(const bopts_t *o, const char *dev, const char *kernel, int6
                      int threads)
 {
     double gbps = bytes / (us * 1e-6) / 1e9;
-    char th[32] = "";
+    char th[64] = "";
     if (o->json) {
         if (threads >= 1)
             snprintf(th, sizeof th, ",\"threads\":%d", threads);
+        else if (o->layers > 1)
+            snprintf(th, sizeof th, ",\"layers\":%d", o->layers);
         printf("{\"kernel\":\"%s\",\"device\":\"%s\",\"tokens\":%lld,\"median_us\":%.3f,"
                "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"hot\":%d,"
                "\"%s\":%.4g%s}\n",
@@ -170,8 +180,9 @@ typedef struct {
     const bopts_t *o;
     int64_t T;
     int nbuf, which; /* which: 0 route, 1 select, 2 fused, 3 fused + ids, 4 empty,
-                      * 5 counts fold (of fold_layers) */
-    int fold_layers;
+                      * 5 counts fold (of fold_layers), 6 a stage's step (clear
+                      * the stripes, 3, fold) */
+    int fold_layers, L;
     void **logits;
     int32_t **ids;
     float *w;
@@ -191,15 +202,21 @@ static eplb_status_t gpu_call(void *ctx, int i)
     case 5:
         return eplb_gpu_counts_fold(c->g, c->counts, c->counts, c->fold_layers, c->o->P);
     case 0:
-        return eplb_gpu_route(c->g, c->ids[b], c->w, c->logits[b], c->o->dt, c->T, 1, c->bias,
-                              &c->o->rc);
+        return eplb_gpu_route(c->g, c->ids[b], c->w, c->logits[b], c->o->dt, c->T, c->L,
+                              c->bias, &c->o->rc);
     case 1:
-        return eplb_gpu_select_record(c->g, c->phys, c->counts, c->ids[b], c->T, 1,
+        return eplb_gpu_select_record(c->g, c->phys, c->counts, c->ids[b], c->T, c->L,
                                       c->o->rc.top_k, &c->sc, rows);
+    case 6: /* as eplb_gpu_stage_submit: clear, fused with ids, fold */
+        EPLB_CHECK(eplb_gpu_memset(c->g, c->counts, 0, eplb_count_len(c->L, c->o->P) * 4));
+        EPLB_CHECK(eplb_gpu_fused(c->g, c->ids[b], c->w, c->phys, c->counts, c->logits[b],
+                                  c->o->dt, c->T, c->L, c->bias, &c->o->rc, &c->sc, rows));
+        return eplb_gpu_counts_fold(c->g, c->counts, c->counts, c->L, c->o->P);
     default: /* 2: physical ids and weights, as the engine needs them; 3: logical
               * ids as well */
         return eplb_gpu_fused(c->g, c->which == 2 ? NULL : c->ids[b], c->w, c->phys, c->counts,
-                              c->logits[b], c->o->dt, c->T, 1, c->bias, &c->o->rc, &c->sc, rows);
+                              c->logits[b], c->o->dt, c->T, c->L, c->bias, &c->o->rc, &c->sc,
+                              rows);
     }
 }
 
@@ -227,15 +244,24 @@ static eplb_status_t bench_gpu(const bopts_t *o)
     else
         printf("# %s; device-to-device copy: %.1f GB/s (read + write)\n"
                "# shape E=%d K=%d groups=%d/%d %s%s P=%d D=%d, %s logits, mode %s, variant %d, "
-               "hot experts %d\n"
+               "hot experts %d, %d layer%s per call\n"
                "kernel      tokens    median_us       GB/s          extra\n",
                eplb_gpu_name(g), bw, o->rc.num_experts, o->rc.top_k, o->rc.topk_groups,
                o->rc.num_groups, eplb_scoring_name(o->rc.scoring), o->bias ? "+bias" : "", o->P,
-               o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode), o->variant, o->hot);
-    eplb_layer_map_t m;
+               o->D, eplb_dtype_name(o->dt), eplb_select_mode_name(o->mode), o->variant, o->hot,
+               o->layers, o->layers > 1 ? "s" : "");
+    eplb_layer_map_t m, *maps = NULL;
     int32_t *lc = NULL, *l2p = NULL;
+    const int L = o->layers;
     bench_map(&m, &lc, &l2p, o);
-    EPLB_CHECK_GOTO(eplb_gpu_set_maps(g, &m, 1), st, out_m);
+    maps = malloc(sizeof *maps * (size_t)L); /* every layer the same map */
+    if (!maps) {
+        st = eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
+        goto out_m;
+    }
+    for (int l = 0; l < L; l++)
+        maps[l] = m;
+    EPLB_CHECK_GOTO(eplb_gpu_set_maps(g, maps, L), st, out_m);
     {
         /* the launch cost any kernel pays in a graph: the baseline below
          * which no kernel of a small batch can go */
@@ -269,8 +295,8 @@ static eplb_status_t bench_gpu(const bopts_t *o)
      * the same kernel, run 10) */
     size_t lpool_b = 0, ipool_b = 0;
     for (int ti = 0; ti < o->nt; ti++) {
-        const size_t lb = bench_align((size_t)o->tokens[ti] * E * es),
-                     ob = bench_align((size_t)o->tokens[ti] * K * 4);
+        const size_t lb = bench_align((size_t)o->tokens[ti] * L * E * es),
+                     ob = bench_align((size_t)o->tokens[ti] * L * K * 4);
         const int nb = bench_nbuf(lb);
         lpool_b = lpool_b > nb * lb ? lpool_b : nb * lb;
         ipool_b = ipool_b > nb * ob ? ipool_b : nb * ob;
@@ -279,26 +305,45 @@ static eplb_status_t bench_gpu(const bopts_t *o)
     EPLB_CHECK_GOTO(eplb_gpu_alloc(g, &ipool, ipool_b), st, out_m);
     for (int ti = 0; ti < o->nt; ti++) {
         const int64_t T = o->tokens[ti];
-        const size_t lbytes = (size_t)T * E * es, obytes = (size_t)T * K * 4;
+        const size_t lbytes = (size_t)T * L * E * es, obytes = (size_t)T * L * K * 4;
         const int nbuf = bench_nbuf(bench_align(lbytes));
-        gctx_t c = {g, o, T, nbuf, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, EPLB_SELECT_CFG_INIT};
+        gctx_t c = {g, o, T, nbuf, 0, 0, L, NULL, NULL, NULL, NULL, NULL, NULL,
+                    EPLB_SELECT_CFG_INIT};
         c.sc.mode = o->mode;
         c.sc.num_ranks = o->D;
         c.logits = calloc((size_t)nbuf, sizeof *c.logits);
         c.ids = calloc((size_t)nbuf, sizeof *c.ids);
         brs = BENCH_SEED;
         void *host = bench_logits((size_t)T * E, o->dt);
-        float *hb = malloc(sizeof *hb * E);
+        float *hb = malloc(sizeof *hb * E * L);
         if (!c.logits || !c.ids || !host || !hb) {
             st = eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
             goto next;
         }
         bench_bias(hb, o);
+        for (int l = 1; l < L; l++) /* every layer the same bias */
+            memcpy(hb + (size_t)l * E, hb, sizeof *hb * E);
+        if (L > 1) {
+            /* [T][L][E]: layer l of token t holds row (t + l * 7919) mod T
+             * of the T drawn (each layer the same rows in another order) */
+            void *hl = malloc(lbytes);
+            if (!hl) {
+                st = eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
+                goto next;
+            }
+            for (int64_t t = 0; t < T; t++)
+                for (int l = 0; l < L; l++)
+                    memcpy((char *)hl + ((size_t)t * L + l) * E * es,
+                           (char *)host + (size_t)((t + (int64_t)l * 7919) % T) * E * es,
+                           E * es);
+            free(host);
+            host = hl;
+        }
         for (int b = 0; b < nbuf; b++) {
             c.logits[b] = (char *)lpool + b * bench_align(lbytes);
             c.ids[b] = (int32_t *)((char *)ipool + b * bench_align(obytes));
             /* distinct inputs per buffer: rotate the host rows */
-            size_t shift = (size_t)(b * 7919 % (T ? T : 1)) * E * es;
+            size_t shift = (size_t)(b * 7919 % (T ? T : 1)) * L * E * es;
             EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.logits[b], (char *)host + shift, lbytes - shift),
                             st, next);
             if (shift)
@@ -308,28 +353,28 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         }
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.w, obytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.phys, obytes), st, next);
-        const size_t cbytes = eplb_count_len(1, o->P) * 4;
+        const size_t cbytes = eplb_count_len(L, o->P) * 4;
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.counts, cbytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_memset(g, c.counts, 0, cbytes), st, next);
         if (o->bias) {
-            EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.bias, sizeof *hb * E), st, next);
-            EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.bias, hb, sizeof *hb * E), st, next);
+            EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.bias, sizeof *hb * E * L), st, next);
+            EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.bias, hb, sizeof *hb * E * L), st, next);
         }
         /* ids of every buffer for select-only */
         for (int b = 0; b < nbuf && (o->only < 0 || o->only == 1); b++)
-            EPLB_CHECK_GOTO(eplb_gpu_route(g, c.ids[b], c.w, c.logits[b], o->dt, T, 1, c.bias,
+            EPLB_CHECK_GOTO(eplb_gpu_route(g, c.ids[b], c.w, c.logits[b], o->dt, T, L, c.bias,
                                            &o->rc),
                             st, next);
         EPLB_CHECK_GOTO(eplb_gpu_sync(g), st, next);
         int launches = nbuf < 20 ? 20 : nbuf;
-        double us[4];
+        double us[5];
         /* rr-block and balanced need the logical ids (route, then select) */
         const int batch = o->mode == EPLB_SELECT_RR_BLOCK || o->mode == EPLB_SELECT_BALANCED;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             us[k] = 0;
             if ((k == 2 && batch) || (o->only >= 0 && k != o->only))
                 continue;
-            c.which = k;
+            c.which = k == 4 ? 6 : k;
             EPLB_CHECK_GOTO(eplb_gpu_time_graph(g, &us[k], gpu_call, &c, launches, o->reps), st,
                             next);
         }
@@ -337,9 +382,10 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             us[2] = us[3];
         /* the floor (issue 3): read the logits once, write ids and weights
          * once; fused writes physical ids in place of the logical ones */
-        double b_route = (double)lbytes + 2.0 * obytes, b_sel = 2.0 * obytes + 8.0 * o->P,
-               b_fused = (double)lbytes + (batch ? 3.0 : 2.0) * obytes + 8.0 * o->P,
-               b_fused_ids = (double)lbytes + 3.0 * obytes + 8.0 * o->P;
+        double b_route = (double)lbytes + 2.0 * obytes, b_sel = 2.0 * obytes + 8.0 * o->P * L,
+               b_fused = (double)lbytes + (batch ? 3.0 : 2.0) * obytes + 8.0 * o->P * L,
+               b_fused_ids = (double)lbytes + 3.0 * obytes + 8.0 * o->P * L,
+               b_step = b_fused_ids + (double)cbytes * 2 + 4.0 * L * o->P;
         double floor_us = b_route / (bw * 1e9) * 1e6;
         if (o->only < 0 || o->only == 0)
             report(o, "gpu", "route", T, us[0], b_route, floor_us, "floor_us");
@@ -350,6 +396,9 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             report(o, "gpu", "fused", T, us[2], b_fused, us[2] / floor_us, "x_floor");
         if (o->only < 0 || o->only == 3)
             report(o, "gpu", "fused_ids", T, us[3], b_fused_ids, us[3] / floor_us, "x_floor");
+        if (o->only < 0 || o->only == 4)
+            report(o, "gpu", "step", T, us[4], b_step, us[3] > 0 ? us[4] - us[3] : 0,
+                   "us_over_fused_ids");
         if (o->only < 0)
             report(o, "gpu", "eplb", T, us[2] - us[0], b_fused - b_route,
                    (us[2] - us[0]) / us[0] * 100, "pct_of_route");
@@ -366,6 +415,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             break;
     }
 out_m:
+    free(maps);
     eplb_gpu_free(g, lpool);
     eplb_gpu_free(g, ipool);
     free(lc);
@@ -486,7 +536,7 @@ static int parse_tokens(bopts_t *o, const char *s)
 int eplb_bench_kernels(int argc, char **argv)
 {
     bopts_t o = {.gpu = -1, .nt = 5, .P = 288, .D = 32, .N = 4, .bias = 1, .json = 0,
-                 .reps = 0, .variant = 0, .only = -1, .dt = EPLB_DTYPE_F32, .mode = EPLB_SELECT_HASH};
+                 .reps = 0, .variant = 0, .layers = 1, .only = -1, .dt = EPLB_DTYPE_F32, .mode = EPLB_SELECT_HASH};
     const int64_t def_t[5] = {64, 512, 4096, 16384, 65536};
     memcpy(o.tokens, def_t, sizeof def_t);
     o.rc = (eplb_route_cfg_t){256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f};
@@ -497,6 +547,7 @@ int eplb_bench_kernels(int argc, char **argv)
         {"gpus", 1, 0, 'D'},    {"nodes", 1, 0, 'N'},       {"mode", 1, 0, 'm'},
         {"dtype", 1, 0, 'y'},   {"reps", 1, 0, 'r'},        {"variant", 1, 0, 'v'}, {"only", 1, 0, 'O'},
         {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},        {"hot", 1, 0, 'H'},
+        {"layers", 1, 0, 'L'},
         {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -532,6 +583,7 @@ int eplb_bench_kernels(int argc, char **argv)
             break;
         case 'B': o.bias = 0; break;
         case 'H': st = opt_int(&o.hot, "--hot", optarg, 0, 1 << 20); break;
+        case 'L': st = opt_int(&o.layers, "--layers", optarg, 1, 128); break;
         case 'p': st = opt_int(&o.P, "--replicas", optarg, 1, EPLB_MAX_SLOTS); break;
         case 'D': st = opt_int(&o.D, "--gpus", optarg, 1, EPLB_MAX_GPUS); break;
         case 'N': st = opt_int(&o.N, "--nodes", optarg, 1, EPLB_MAX_GPUS); break;
@@ -546,14 +598,14 @@ int eplb_bench_kernels(int argc, char **argv)
         case 'r': st = opt_int(&o.reps, "--reps", optarg, 1, 100000); break;
         case 'v': st = opt_int(&o.variant, "--variant", optarg, 0, 63); break;
         case 'O': {
-            const char *names[4] = {"route", "select", "fused", "fused_ids"};
+            const char *names[5] = {"route", "select", "fused", "fused_ids", "step"};
             o.only = -2;
-            for (int k = 0; k < 4; k++)
+            for (int k = 0; k < 5; k++)
                 if (!strcmp(optarg, names[k]))
                     o.only = k;
             if (o.only == -2)
-                st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--only wants route, select, fused or "
-                                                    "fused_ids, not '%s'", optarg);
+                st = eplb_error_set(EPLB_ERR_INVALID_ARG, "--only wants route, select, fused, "
+                                                    "fused_ids or step, not '%s'", optarg);
             break;
         }
         case 'j': o.json = 1; break;
@@ -582,6 +634,11 @@ int eplb_bench_kernels(int argc, char **argv)
                                                  "multiple of --gpus %d, a multiple of "
                                                  "--nodes %d",
                                                  o.P, o.D, o.N));
+    if (o.layers > 1 && o.gpu == 0)
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 "--layers %d: the CPU path times one layer "
+                                                 "(--layers is for the GPU)",
+                                                 o.layers));
     const int reps_given = o.reps;
     if (o.gpu != 0) {
         if (o.reps <= 0)
@@ -589,7 +646,9 @@ int eplb_bench_kernels(int argc, char **argv)
         st = bench_gpu(&o);
         if (st == EPLB_OK)
             return 0;
-        if (o.gpu == 1 || (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
+        /* --layers: no CPU fallback (it times one layer) */
+        if (o.gpu == 1 || o.layers > 1 ||
+            (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
             return eplb_cmd_fail(CMD, st);
         fprintf(stderr, "eplb-replay %s: no GPU (%s); timing the CPU path\n", CMD,
                 eplb_error_last());

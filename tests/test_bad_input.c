@@ -486,6 +486,12 @@ Test(bad_input, bench_options)
                          "bench kernels --device cpu --experts 8x");
     eplb_test_cli_expect(2, "--hot 9: more than --topk 8", "bench kernels --device cpu --hot 9");
     eplb_test_cli_expect(2, "--hot 1 needs the bias", "bench kernels --device cpu --hot 1 --no-bias");
+    eplb_test_cli_expect(2, "--layers 2: the CPU path times one layer",
+                         "bench kernels --device cpu --layers 2");
+    eplb_test_cli_expect(2, "--layers: expected an integer in 1..128",
+                         "bench kernels --device cpu --layers 129");
+    eplb_test_cli_expect(2, "--only wants route, select, fused, fused_ids or step",
+                         "bench kernels --device cpu --only steps");
     const char *d = eplb_test_tmpdir();
     char w[4096];
     snprintf(w, sizeof w, "%s", eplb_test_path(d, "small.json"));

@@ -98,6 +98,13 @@ eplb_status_t eplb_gpu_counts_fold(eplb_gpu_t *g, int32_t *d_out, const int32_t 
     return no_cuda("eplb_gpu_counts_fold");
 }
 
+eplb_status_t eplb_gpu_counts_fold_clear(eplb_gpu_t *g, int32_t *d_out, int32_t *d_striped,
+                                         int L, int P)
+{
+    (void)g, (void)d_out, (void)d_striped, (void)L, (void)P;
+    return no_cuda("eplb_gpu_counts_fold_clear");
+}
+
 eplb_status_t eplb_gpu_traffic_count(eplb_gpu_t *g, int32_t *d_out,
                                      const int32_t *d_phys, int64_t T, int L,
                                      int K, const eplb_traffic_cfg_t *c,

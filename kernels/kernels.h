@@ -241,6 +241,11 @@ void eplb_counts_fold(int32_t *out, const int32_t *striped, int L, int P);
  * be d_striped). */
 eplb_status_t eplb_gpu_counts_fold(eplb_gpu_t *g, int32_t *d_out, const int32_t *d_striped,
                                    int L, int P);
+/* The same, and every stripe zeroed as it is read, ready for the next
+ * step without a clear of its own (the replay stages: one launch fewer);
+ * d_out [L][P] must not overlap the stripes. */
+eplb_status_t eplb_gpu_counts_fold_clear(eplb_gpu_t *g, int32_t *d_out, int32_t *d_striped,
+                                         int L, int P);
 
 /* eplb_traffic_count_cpu of all L layers on the device: d_out [L][4][D]
  * int32 (overwritten), d_src_gpu [T] or NULL; up to 64 GPUs

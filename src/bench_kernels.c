@@ -59,8 +59,8 @@ static void usage(FILE *f)
             "  --layers L              GPU: L layers per call, logits [T][L][E] and\n"
             "                          L maps (default 1, at most 128); `step` is\n"
             "                          then what the replay's GPU stage runs per\n"
-            "                          step: clear the count stripes, fused with\n"
-            "                          logical ids, fold the stripes\n"
+            "                          step: fused with logical ids, then the count\n"
+            "                          stripes folded and cleared\n"
             "  --replicas P            physical slots (default 288)\n"
             "  --gpus D --nodes N      EP GPUs and nodes (default 32, 4)\n"
             "  --mode M                replica selection (default hash)\n"
@@ -180,13 +180,13 @@ typedef struct {
     const bopts_t *o;
     int64_t T;
     int nbuf, which; /* which: 0 route, 1 select, 2 fused, 3 fused + ids, 4 empty,
-                      * 5 counts fold (of fold_layers), 6 a stage's step (clear
-                      * the stripes, 3, fold) */
+                      * 5 counts fold (of fold_layers), 6 a stage's step (3, then
+                      * the stripes folded into sum and cleared) */
     int fold_layers, L;
     void **logits;
     int32_t **ids;
     float *w;
-    int32_t *phys, *counts;
+    int32_t *phys, *counts, *sum;
     float *bias;
     eplb_select_cfg_t sc;
 } gctx_t;
@@ -207,11 +207,10 @@ static eplb_status_t gpu_call(void *ctx, int i)
     case 1:
         return eplb_gpu_select_record(c->g, c->phys, c->counts, c->ids[b], c->T, c->L,
                                       c->o->rc.top_k, &c->sc, rows);
-    case 6: /* as eplb_gpu_stage_submit: clear, fused with ids, fold */
-        EPLB_CHECK(eplb_gpu_memset(c->g, c->counts, 0, eplb_count_len(c->L, c->o->P) * 4));
+    case 6: /* as eplb_gpu_stage_submit: fused with ids, fold and clear */
         EPLB_CHECK(eplb_gpu_fused(c->g, c->ids[b], c->w, c->phys, c->counts, c->logits[b],
                                   c->o->dt, c->T, c->L, c->bias, &c->o->rc, &c->sc, rows));
-        return eplb_gpu_counts_fold(c->g, c->counts, c->counts, c->L, c->o->P);
+        return eplb_gpu_counts_fold_clear(c->g, c->sum, c->counts, c->L, c->o->P);
     default: /* 2: physical ids and weights, as the engine needs them; 3: logical
               * ids as well */
         return eplb_gpu_fused(c->g, c->which == 2 ? NULL : c->ids[b], c->w, c->phys, c->counts,
@@ -307,7 +306,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         const int64_t T = o->tokens[ti];
         const size_t lbytes = (size_t)T * L * E * es, obytes = (size_t)T * L * K * 4;
         const int nbuf = bench_nbuf(bench_align(lbytes));
-        gctx_t c = {g, o, T, nbuf, 0, 0, L, NULL, NULL, NULL, NULL, NULL, NULL,
+        gctx_t c = {g, o, T, nbuf, 0, 0, L, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                     EPLB_SELECT_CFG_INIT};
         c.sc.mode = o->mode;
         c.sc.num_ranks = o->D;
@@ -356,6 +355,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         const size_t cbytes = eplb_count_len(L, o->P) * 4;
         EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.counts, cbytes), st, next);
         EPLB_CHECK_GOTO(eplb_gpu_memset(g, c.counts, 0, cbytes), st, next);
+        EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.sum, (size_t)L * o->P * 4), st, next);
         if (o->bias) {
             EPLB_CHECK_GOTO(eplb_gpu_alloc(g, (void **)&c.bias, sizeof *hb * E * L), st, next);
             EPLB_CHECK_GOTO(eplb_gpu_copy(g, c.bias, hb, sizeof *hb * E * L), st, next);
@@ -386,6 +386,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
                b_fused = (double)lbytes + (batch ? 3.0 : 2.0) * obytes + 8.0 * o->P * L,
                b_fused_ids = (double)lbytes + 3.0 * obytes + 8.0 * o->P * L,
                b_step = b_fused_ids + (double)cbytes * 2 + 4.0 * L * o->P;
+        /* (step: the fold reads and clears every stripe, writes the sum) */
         double floor_us = b_route / (bw * 1e9) * 1e6;
         if (o->only < 0 || o->only == 0)
             report(o, "gpu", "route", T, us[0], b_route, floor_us, "floor_us");
@@ -406,6 +407,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         eplb_gpu_free(g, c.w);
         eplb_gpu_free(g, c.phys);
         eplb_gpu_free(g, c.counts);
+        eplb_gpu_free(g, c.sum);
         eplb_gpu_free(g, c.bias);
         free(c.logits);
         free(c.ids);

@@ -689,7 +689,8 @@ static void test_large(void)
 
 /* The count stripes of eplb_gpu_fused on device pointers (kernels.h): the
  * stripes' sum (on the host and by eplb_gpu_counts_fold, into a poisoned
- * buffer and in place) equals the CPU's counts on the GPU's ids; blocks
+ * buffer and in place, and by eplb_gpu_counts_fold_clear, which leaves
+ * every counter zero) equals the CPU's counts on the GPU's ids; blocks
  * record into every stripe (each case's grid has at least 32 blocks: 16
  * rows a block at T = 512-2048, one block per SM past that), and the
  * padding between stripes (288 counters, stride 288; 294 -> 320) is left
@@ -767,6 +768,29 @@ static void test_count_stripes(void)
         to_host(h2, dc, nc * 4);
         CHECK(memcmp(h2, cc, n * 4) == 0 && memcmp(h2 + stride, h + stride, (nc - stride) * 4) == 0,
               "count stripes L=%d P=%d: the fold in place differs", L, P);
+        /* fold and clear (the stages): the stripes as the kernel left them
+         * (stripe 0 restored), summed into a poisoned buffer; every
+         * counter then zero, the padding as it was; an output overlapping
+         * the stripes refused */
+        OK(eplb_gpu_copy(gpu, dc, h, nc * 4));
+        OK(eplb_gpu_memset(gpu, ds, 0xa5, n * 4));
+        OK(eplb_gpu_counts_fold_clear(gpu, ds, dc, L, P));
+        to_host(gsum, ds, n * 4);
+        to_host(h2, dc, nc * 4);
+        long long left = 0, pad2 = 0;
+        for (size_t i = 0; i < nc; i++) {
+            if (i % stride < n)
+                left += h2[i] != 0;
+            else
+                pad2 += h2[i] != 0x5a5a5a5a;
+        }
+        CHECK(memcmp(gsum, cc, n * 4) == 0 && left == 0 && pad2 == 0,
+              "count stripes L=%d P=%d: fold-clear: sum %s, %lld counters not cleared, %lld "
+              "padding counters written",
+              L, P, memcmp(gsum, cc, n * 4) ? "differs" : "ok", left, pad2);
+        CHECK(eplb_gpu_counts_fold_clear(gpu, (int32_t *)dc + stride, dc, L, P) ==
+                  EPLB_ERR_INVALID_ARG,
+              "fold-clear into its own stripes accepted");
         free(h2);
         eplb_gpu_free(gpu, dx);
         eplb_gpu_free(gpu, dc);
@@ -804,34 +828,39 @@ static void test_stage(void)
     c.mode = EPLB_SELECT_HASH;
     const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
     float *x[2];
-    for (int j = 0; j < 2; j++) {
-        x[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
-        memcpy(eplb_gpu_stage_logits(s[j]), x[j], n * 4);
-        c.step = j;
-        OK(eplb_gpu_stage_submit(s[j], EPLB_DTYPE_F32, T - j, &rc->c, &c));
-    }
-    for (int j = 0; j < 2; j++) {
-        const int32_t *ids, *phys, *counts;
-        const float *w;
-        OK(eplb_gpu_stage_wait(s[j], &ids, &w, &phys, &counts));
-        int64_t Tj = T - j;
-        int32_t *pc = xmalloc(no * 4), cc[3 * 288] = {0};
-        c.step = j;
-        eplb_select_record_cpu(pc, cc, ids, Tj, L, K, maps, &c);
-        CHECK(memcmp(pc, phys, (size_t)Tj * L * K * 4) == 0, "stage %d: phys differ", j);
-        CHECK(memcmp(cc, counts, sizeof cc) == 0, "stage %d: counts differ", j);
-        int32_t *ic = xmalloc(no * 4);
-        float *wc = xmalloc(no * 4);
-        eplb_route_cpu(ic, wc, x[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c);
-        const rows_cmp_t cr = compare_rows(ids, w, ic, wc, Tj * L, K, E);
-        CHECK(cr.mism <= 2, "stage %d: %lld rows routed differently", j, (long long)cr.mism);
-        CHECK(cr.unwritten == 0 && cr.wbad == 0,
-              "stage %d: %lld entries invalid, %lld weights off by more than 2e-5", j,
-              (long long)cr.unwritten, (long long)cr.wbad);
-        free(pc);
-        free(ic);
-        free(wc);
-        free(x[j]);
+    /* two steps on each stage: the counts of each step alone (the fold
+     * clears the stripes for the next) */
+    for (int round = 0; round < 2; round++) {
+        for (int j = 0; j < 2; j++) {
+            x[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
+            memcpy(eplb_gpu_stage_logits(s[j]), x[j], n * 4);
+            c.step = j;
+            OK(eplb_gpu_stage_submit(s[j], EPLB_DTYPE_F32, T - j, &rc->c, &c));
+        }
+        for (int j = 0; j < 2; j++) {
+            const int32_t *ids, *phys, *counts;
+            const float *w;
+            OK(eplb_gpu_stage_wait(s[j], &ids, &w, &phys, &counts));
+            int64_t Tj = T - j;
+            int32_t *pc = xmalloc(no * 4), cc[3 * 288] = {0};
+            c.step = j;
+            eplb_select_record_cpu(pc, cc, ids, Tj, L, K, maps, &c);
+            CHECK(memcmp(pc, phys, (size_t)Tj * L * K * 4) == 0, "stage %d: phys differ", j);
+            CHECK(memcmp(cc, counts, sizeof cc) == 0, "stage %d, step %d: counts differ", j,
+                  round);
+            int32_t *ic = xmalloc(no * 4);
+            float *wc = xmalloc(no * 4);
+            eplb_route_cpu(ic, wc, x[j], EPLB_DTYPE_F32, Tj, L, bias, &rc->c);
+            const rows_cmp_t cr = compare_rows(ids, w, ic, wc, Tj * L, K, E);
+            CHECK(cr.mism <= 2, "stage %d: %lld rows routed differently", j, (long long)cr.mism);
+            CHECK(cr.unwritten == 0 && cr.wbad == 0,
+                  "stage %d: %lld entries invalid, %lld weights off by more than 2e-5", j,
+                  (long long)cr.unwritten, (long long)cr.wbad);
+            free(pc);
+            free(ic);
+            free(wc);
+            free(x[j]);
+        }
     }
     /* routing only (scfg NULL), as the replay routes logits: the ids of
      * eplb_gpu_route_host on the same logits, bit for bit, two stages in

@@ -490,8 +490,6 @@ Test(bad_input, bench_options)
                          "bench kernels --device cpu --layers 2");
     eplb_test_cli_expect(2, "--layers: expected an integer in 1..128",
                          "bench kernels --device cpu --layers 129");
-    eplb_test_cli_expect(2, "--only wants route, select, fused, fused_ids or step",
-                         "bench kernels --device cpu --only steps");
     const char *d = eplb_test_tmpdir();
     char w[4096];
     snprintf(w, sizeof w, "%s", eplb_test_path(d, "small.json"));

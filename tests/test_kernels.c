@@ -961,7 +961,8 @@ Test(kernels, bench_cli_json_lines)
     free(out);
     rc = eplb_test_run_cli(&out, "bench kernels --device cpu --only nope 2>&1");
     cr_assert_eq(rc, 2);
-    cr_assert(strstr(out, "--only wants route, select, fused or fused_ids, not 'nope'") != NULL,
+    cr_assert(strstr(out, "--only wants route, select, fused, fused_ids or step, not "
+                          "'nope'") != NULL,
               "%s", out);
     free(out);
 }

@@ -612,7 +612,7 @@ extern "C" eplb_status_t eplb_gpu_stage_submit(eplb_gpu_stage_t *s, eplb_dtype_t
     }
     // the stripes are zero here (zeroed at open and by the last fold): a
     // memset before every step and a fold that only reads made the step
-    // 0.8-1.8 us slower at T <= 4096 (bench kernels' step, runs 109-111)
+    // 0.8-2.4 us slower at T <= 4096 (bench kernels' step, runs 109-111)
     if (s->dirty)
         EPLB_CUDA_CHECK_GOTO(cudaMemsetAsync(s->d_counts, 0, ncs, s->stream), st, out);
     s->dirty = true;

@@ -997,15 +997,16 @@ __device__ __forceinline__ void seg_flush_bulk(const int *hist, int32_t *cnt, in
 
 // The segment kernel's candidates (route_seg_kernel, steps 3-6; sl: the
 // lane in its row's LPR lanes, row: the row's keys in shared memory).
-// The candidate mask: the keys >= x of the kept chunks (bit c * EPL + j:
-// key c * 32 + sl * EPL + j), exactly TG chunks (the group ranks are
-// unique), so the loop has no test.
+// A lane's candidate mask holds bit c * EPL + j for key c * 32 + sl * EPL
+// + j; seg_expert gives the key (expert) of bit r.
 template <int EPL>
 __device__ __forceinline__ int seg_expert(int r, int sl)
 {
-    return (r / EPL) * 32 + sl * EPL + (r % EPL); // the expert of mask bit r
+    return (r / EPL) * 32 + sl * EPL + (r % EPL);
 }
 
+// The candidate mask: the keys >= x of the kept chunks, exactly TG chunks
+// (the group ranks are unique), so the loop has no test.
 template <int EPL>
 __device__ __forceinline__ unsigned seg_cmask(const float *row, unsigned keep, int TG, int sl,
                                               float x)

@@ -474,7 +474,8 @@ if [ "$what" = final ]; then
         rm -f "${files[@]}"
     fi
     # FINAL_LAYERS=L: bench kernels with L layers per call, as the replay's
-    # GPU stage routes a step (and `step`: clear the stripes, fused, fold)
+    # GPU stage routes a step (and `step`: fused, then the stripes folded
+    # and cleared), at FINAL_LAYERS_TOKENS (default 64,512,4096,16384)
     if [ -n "${FINAL_LAYERS:-}" ]; then
         "$B/eplb-replay" bench kernels --device gpu --layers "$FINAL_LAYERS" \
             --tokens "${FINAL_LAYERS_TOKENS:-64,512,4096,16384}" --json >"$OUT/bench-layers.jsonl" 2>&1

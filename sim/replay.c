@@ -350,16 +350,16 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             for (size_t k = 0; k < LE; k++)
                 r->weights[k] = (float)once_w[k];
             eplb_policy_args_t a = eplb_sim_run_policy_args(r, r->phy2log);
-            eplb_layer_progress_t prog;
+            eplb_progress_t prog;
             eplb_sim_run_progress_init(&prog, &sh, r, 0);
             if (opts->progress) {
-                a.progress = eplb_layer_progress;
+                a.progress = eplb_progress_report;
                 a.progress_ctx = &prog;
             }
             memcpy(r->target, r->phy2log, (size_t)r->L * r->P * sizeof *r->target);
             double t0 = eplb_now();
             st = r->cfg->policy->fn(r->target, NULL, r->weights, r->L, r->E, &a);
-            eplb_layer_progress_end(&prog);
+            eplb_progress_end(&prog);
             if (st != EPLB_OK)
                 goto out;
             res[i].policy_s += opts->policy_time >= 0 ? opts->policy_time

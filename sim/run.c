@@ -134,13 +134,14 @@ eplb_policy_args_t eplb_sim_run_policy_args(const sim_run_t *r, const int32_t *o
     return a;
 }
 
-void eplb_sim_run_progress_init(eplb_layer_progress_t *p, const sim_shared_t *sh,
+void eplb_sim_run_progress_init(eplb_progress_t *p, const sim_shared_t *sh,
                                 const sim_run_t *r, int64_t s)
 {
-    char what[160];
-    snprintf(what, sizeof what, "eplb-replay: step %lld/%lld, %s", (long long)s,
-             (long long)sh->S, r->res->label);
-    eplb_layer_progress_init(p, what);
+    char what[160] = "";
+    if (sh->opts->progress)
+        snprintf(what, sizeof what, "eplb-replay: step %lld/%lld, %s", (long long)s,
+                 (long long)sh->S, r->res->label);
+    eplb_progress_init(p, what);
 }
 
 /* A decision before step s: weights, policy, then commit or queue. */
@@ -196,7 +197,7 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
     eplb_status_t st = EPLB_OK;
     /* a slow policy's progress on the terminal (the step line waits for
      * every run's block) */
-    eplb_layer_progress_t prog;
+    eplb_progress_t prog;
     eplb_sim_run_progress_init(&prog, sh, r, s);
     for (int i = 0; st == EPLB_OK && i < (t->kind == EPLB_TRIGGER_TRTLLM ? nl : 1); i++) {
         int l = t->kind == EPLB_TRIGGER_TRTLLM ? (l0 + i) % L : 0;
@@ -204,14 +205,17 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
         eplb_policy_args_t a = eplb_sim_run_policy_args(r, r->phy2log + (size_t)l * P);
         a.series = series;
         a.series_steps = series ? (int)nser : 0;
-        if (o->progress) {
-            a.progress = eplb_layer_progress;
+        if (o->progress && n > 1) {
+            a.progress = eplb_progress_report;
             a.progress_ctx = &prog;
         }
         st = r->cfg->policy->fn(r->target + (size_t)l * P, NULL, w + (size_t)l * E, n, E,
                                 &a);
+        /* trtllm: one call per layer, the decision's layers counted here */
+        if (o->progress && n == 1 && nl > 1)
+            eplb_progress_report(&prog, i + 1, nl);
     }
-    eplb_layer_progress_end(&prog);
+    eplb_progress_end(&prog);
     double pol = o->policy_time >= 0 ? o->policy_time : eplb_now() - t0;
     free(series);
     if (st != EPLB_OK)

@@ -207,7 +207,7 @@ void eplb_sim_run_derive_all(sim_run_t *r);
 eplb_policy_args_t eplb_sim_run_policy_args(const sim_run_t *r, const int32_t *old);
 /* The progress line of r's policy call before step s (src/progress.h):
  * "eplb-replay: step s/S, <label>: layer N of L (T s)". */
-void eplb_sim_run_progress_init(eplb_layer_progress_t *p, const sim_shared_t *sh,
+void eplb_sim_run_progress_init(eplb_progress_t *p, const sim_shared_t *sh,
                                 const sim_run_t *r, int64_t s);
 /* Walk the block [sh->s0, sh->s1); failures are kept in r->st / r->err. */
 void eplb_sim_run_block(sim_shared_t *sh, sim_run_t *r, sim_work_t *w);

@@ -74,9 +74,8 @@ static void usage(FILE *f)
             "                          prefetch of the next rows (8 lanes), 14 6 with 16\n"
             "                          lanes per row wherever the block setup runs;\n"
             "                          shapes a variant lacks take 8 or the generic one\n"
-            "  --only KERNEL           GPU: time only route, select, fused, fused_ids\n"
-            "                          or step\n"
-            "                          (for profilers)\n"
+            "  --only KERNEL           GPU: time only route, select, fused, fused_ids or\n"
+            "                          step (for profilers)\n"
             "  --json                  one JSON object per line: kernel, tokens,\n"
             "                          median_us, gbps (and more)\n"
             "  -h, --help              this text\n");
@@ -153,7 +152,7 @@ static void report_t(const bopts_t *o, const char *dev, const char *kernel, int6
     if (o->json) {
         if (threads >= 1)
             snprintf(th, sizeof th, ",\"threads\":%d", threads);
-        else if (o->layers > 1)
+        else if (o->layers > 1 && T > 0) /* (not on the empty and fold lines) */
             snprintf(th, sizeof th, ",\"layers\":%d", o->layers);
         printf("{\"kernel\":\"%s\",\"device\":\"%s\",\"tokens\":%lld,\"median_us\":%.3f,"
                "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"hot\":%d,"
@@ -284,7 +283,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         if (st != EPLB_OK)
             goto out_m;
         report(o, "gpu", "fold", 0, us_fold, (double)fs * 4 + (double)fl * o->P * 4, fl,
-               "layers");
+               "fold_layers");
     }
     const int E = o->rc.num_experts, K = o->rc.top_k;
     const size_t es = eplb_dtype_size(o->dt);
@@ -306,8 +305,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
         const int64_t T = o->tokens[ti];
         const size_t lbytes = (size_t)T * L * E * es, obytes = (size_t)T * L * K * 4;
         const int nbuf = bench_nbuf(bench_align(lbytes));
-        gctx_t c = {g, o, T, nbuf, 0, 0, L, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                    EPLB_SELECT_CFG_INIT};
+        gctx_t c = {.g = g, .o = o, .T = T, .nbuf = nbuf, .L = L, .sc = EPLB_SELECT_CFG_INIT};
         c.sc.mode = o->mode;
         c.sc.num_ranks = o->D;
         c.logits = calloc((size_t)nbuf, sizeof *c.logits);
@@ -374,7 +372,8 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             us[k] = 0;
             if ((k == 2 && batch) || (o->only >= 0 && k != o->only))
                 continue;
-            c.which = k == 4 ? 6 : k;
+            static const int which[5] = {0, 1, 2, 3, 6}; /* gctx_t's kernels */
+            c.which = which[k];
             EPLB_CHECK_GOTO(eplb_gpu_time_graph(g, &us[k], gpu_call, &c, launches, o->reps), st,
                             next);
         }
@@ -397,9 +396,10 @@ static eplb_status_t bench_gpu(const bopts_t *o)
             report(o, "gpu", "fused", T, us[2], b_fused, us[2] / floor_us, "x_floor");
         if (o->only < 0 || o->only == 3)
             report(o, "gpu", "fused_ids", T, us[3], b_fused_ids, us[3] / floor_us, "x_floor");
-        if (o->only < 0 || o->only == 4)
-            report(o, "gpu", "step", T, us[4], b_step, us[3] > 0 ? us[4] - us[3] : 0,
-                   "us_over_fused_ids");
+        if ((o->only < 0 || o->only == 4) && us[3] > 0)
+            report(o, "gpu", "step", T, us[4], b_step, us[4] - us[3], "us_over_fused_ids");
+        else if (o->only == 4)
+            report(o, "gpu", "step", T, us[4], b_step, us[4] / floor_us, "x_floor");
         if (o->only < 0)
             report(o, "gpu", "eplb", T, us[2] - us[0], b_fused - b_route,
                    (us[2] - us[0]) / us[0] * 100, "pct_of_route");
@@ -538,7 +538,8 @@ static int parse_tokens(bopts_t *o, const char *s)
 int eplb_bench_kernels(int argc, char **argv)
 {
     bopts_t o = {.gpu = -1, .nt = 5, .P = 288, .D = 32, .N = 4, .bias = 1, .json = 0,
-                 .reps = 0, .variant = 0, .layers = 1, .only = -1, .dt = EPLB_DTYPE_F32, .mode = EPLB_SELECT_HASH};
+                 .reps = 0, .variant = 0, .layers = 1, .only = -1, .dt = EPLB_DTYPE_F32,
+                 .mode = EPLB_SELECT_HASH};
     const int64_t def_t[5] = {64, 512, 4096, 16384, 65536};
     memcpy(o.tokens, def_t, sizeof def_t);
     o.rc = (eplb_route_cfg_t){256, 8, EPLB_SCORING_SIGMOID, 8, 4, 1, 2.5f};
@@ -547,9 +548,9 @@ int eplb_bench_kernels(int argc, char **argv)
         {"topk", 1, 0, 'k'},    {"groups", 1, 0, 'g'},      {"topk-groups", 1, 0, 'G'},
         {"scoring", 1, 0, 's'}, {"no-bias", 0, 0, 'B'},     {"replicas", 1, 0, 'p'},
         {"gpus", 1, 0, 'D'},    {"nodes", 1, 0, 'N'},       {"mode", 1, 0, 'm'},
-        {"dtype", 1, 0, 'y'},   {"reps", 1, 0, 'r'},        {"variant", 1, 0, 'v'}, {"only", 1, 0, 'O'},
-        {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},        {"hot", 1, 0, 'H'},
-        {"layers", 1, 0, 'L'},
+        {"dtype", 1, 0, 'y'},   {"reps", 1, 0, 'r'},        {"variant", 1, 0, 'v'},
+        {"only", 1, 0, 'O'},    {"json", 0, 0, 'j'},        {"help", 0, 0, 'h'},
+        {"hot", 1, 0, 'H'},     {"layers", 1, 0, 'L'},
         {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -648,10 +649,14 @@ int eplb_bench_kernels(int argc, char **argv)
         st = bench_gpu(&o);
         if (st == EPLB_OK)
             return 0;
-        /* --layers: no CPU fallback (it times one layer) */
-        if (o.gpu == 1 || o.layers > 1 ||
-            (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
+        if (o.gpu == 1 || (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
             return eplb_cmd_fail(CMD, st);
+        if (o.layers > 1) { /* no CPU fallback: it times one layer */
+            char why[256];
+            snprintf(why, sizeof why, "%s", eplb_error_last());
+            return eplb_cmd_fail(CMD, eplb_error_set(st, "--layers %d needs a GPU: %s",
+                                                     o.layers, why));
+        }
         fprintf(stderr, "eplb-replay %s: no GPU (%s); timing the CPU path\n", CMD,
                 eplb_error_last());
     }

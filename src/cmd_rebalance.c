@@ -497,16 +497,16 @@ int eplb_cmd_rebalance(int argc, char **argv)
     EPLB_ALLOC_GOTO(load, st, out);
     EPLB_ALLOC_GOTO(defrow, st, out);
     /* a slow policy's progress on a terminal (src/progress.h) */
-    eplb_layer_progress_t prog;
+    eplb_progress_t prog;
     char what[96];
     snprintf(what, sizeof what, "%s: %s", CMD, pol->name);
-    eplb_layer_progress_init(&prog, what);
+    eplb_progress_init(&prog, what);
     if (isatty(2)) {
-        args.progress = eplb_layer_progress;
+        args.progress = eplb_progress_report;
         args.progress_ctx = &prog;
     }
     st = pol->fn(phy2log, rank, w, L, E, &args);
-    eplb_layer_progress_end(&prog);
+    eplb_progress_end(&prog);
     if (st != EPLB_OK)
         goto out;
 

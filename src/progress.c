@@ -7,8 +7,9 @@
 #include "eplb.h"
 
 static pthread_mutex_t line_lock = PTHREAD_MUTEX_INITIALIZER;
+static int widest; /* the longest line written, under line_lock */
 
-void eplb_layer_progress_init(eplb_layer_progress_t *p, const char *what)
+void eplb_progress_init(eplb_progress_t *p, const char *what)
 {
     p->t0 = eplb_now();
     p->last = 0;
@@ -17,25 +18,30 @@ void eplb_layer_progress_init(eplb_layer_progress_t *p, const char *what)
     snprintf(p->what, sizeof p->what, "%s", what);
 }
 
-void eplb_layer_progress(void *ctx, int done, int total)
+void eplb_progress_report(void *ctx, int done, int total)
 {
-    eplb_layer_progress_t *p = ctx;
+    eplb_progress_t *p = ctx;
     double now = eplb_now();
     if (now - p->t0 < 2.0 || (now - p->last < 1.0 && done < total))
         return;
     p->last = now;
     p->shown = 1;
     pthread_mutex_lock(&line_lock);
-    fprintf(p->out, "\r%s: layer %d of %d (%.0f s)", p->what, done, total, now - p->t0);
+    int n = fprintf(p->out, "\r%s: layer %d of %d (%.0f s)", p->what, done, total, now - p->t0);
+    if (n > 0 && n < widest)
+        fprintf(p->out, "%*s", widest - n, "");
+    else if (n > widest)
+        widest = n;
     fflush(p->out);
     pthread_mutex_unlock(&line_lock);
 }
 
-void eplb_layer_progress_end(eplb_layer_progress_t *p)
+void eplb_progress_end(eplb_progress_t *p)
 {
     if (!p->shown)
         return;
     pthread_mutex_lock(&line_lock);
     fputc('\n', p->out);
+    widest = 0;
     pthread_mutex_unlock(&line_lock);
 }

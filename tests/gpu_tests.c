@@ -828,12 +828,22 @@ static void test_stage(void)
     c.mode = EPLB_SELECT_HASH;
     const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
     float *x[2];
-    /* two steps on each stage: the counts of each step alone (the fold
-     * clears the stripes for the next) */
-    for (int round = 0; round < 2; round++) {
+    /* three steps on each stage: the counts of each step alone (the fold
+     * clears the stripes for the next); before the third, a step refused
+     * by the selection (num_ranks past 65536) after the stage marked its
+     * stripes dirty, so that the third clears them first (they hold
+     * nothing here: the refusal comes before any kernel) */
+    for (int round = 0; round < 3; round++) {
         for (int j = 0; j < 2; j++) {
             x[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
             memcpy(eplb_gpu_stage_logits(s[j]), x[j], n * 4);
+            if (round == 2) {
+                eplb_select_cfg_t bad = c;
+                bad.num_ranks = 70000;
+                CHECK(eplb_gpu_stage_submit(s[j], EPLB_DTYPE_F32, T, &rc->c, &bad) ==
+                          EPLB_ERR_INVALID_ARG,
+                      "stage %d: num_ranks 70000 accepted", j);
+            }
             c.step = j;
             OK(eplb_gpu_stage_submit(s[j], EPLB_DTYPE_F32, T - j, &rc->c, &c));
         }

@@ -9,7 +9,6 @@
 
 #include "helpers.h"
 #include "json.h"
-#include "progress.h"
 
 /* A second thread: sees no message at first, sets its own, returns what it
  * then reads (malloc'd). */
@@ -220,32 +219,4 @@ Test(json, parse_file_refuses_non_files)
     eplb_json_free(v);
     unlink(big);
     rmdir(d);
-}
-
-/* The policy progress line (src/progress.h): nothing in the first 2 s,
- * then "<what>: layer N of L (T s)" rewritten in place at most once a
- * second, the last layer always, and a newline at the end only if a line
- * was written. */
-Test(core, layer_progress_waits_then_rewrites_one_line)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    cr_assert_not_null(f);
-    eplb_layer_progress_t p;
-    eplb_layer_progress_init(&p, "rebalance: deepseek");
-    p.out = f;
-    eplb_layer_progress(&p, 1, 4); /* just started: nothing */
-    eplb_layer_progress_end(&p);   /* nothing shown: no newline */
-    fflush(f);
-    cr_assert_eq(len, 0, "wrote '%s' in the first 2 s", buf);
-    p.t0 -= 10.0; /* as if the policy had started 10 s ago */
-    eplb_layer_progress(&p, 2, 4);
-    eplb_layer_progress(&p, 3, 4); /* within a second of the last: skipped */
-    eplb_layer_progress(&p, 4, 4); /* the last layer: shown */
-    eplb_layer_progress_end(&p);
-    fclose(f);
-    cr_assert_str_eq(buf, "\rrebalance: deepseek: layer 2 of 4 (10 s)"
-                          "\rrebalance: deepseek: layer 4 of 4 (10 s)\n");
-    free(buf);
 }

@@ -23,8 +23,15 @@
 
 typedef struct {
     int *cnt;      /* [E] replicas */
-    int *first;    /* [E] first slot holding e, -1 if none */
-    int *next;     /* [P] next slot holding the same expert, -1 at the end */
+    /* the GPUs holding each expert, in slot order, with their replicas:
+     * expert e's are hold_g/hold_n[hold_off[e] .. hold_end[e]) */
+    int *hold_off; /* [E + 1] */
+    int *hold_end; /* [E] */
+    int *hold_g;   /* [P] */
+    int *hold_n;   /* [P] */
+    /* replicas of e on GPU g at [e * D + g] (NULL past 2^24 entries: no
+     * pruning below), kept in step with the holders' lists */
+    int *on_gpu;
     int *onmax;    /* [E] replicas of e on the busiest GPU */
     int *mx;       /* [P] distinct experts on the busiest GPU */
     int *gorder;   /* [D] GPUs by load, descending */
@@ -48,29 +55,102 @@ static void order_gpus(mig_ws_t *m, int D)
     }
 }
 
-/* Peak GPU load after slot p changes from a to b. */
+/* The GPUs holding each expert with their replica counts (hold_*), from
+ * row.  A GPU's slots are consecutive, so its replicas of e are too. */
+static void list_holders(mig_ws_t *m, const int32_t *row, int E, int P, int per, int D)
+{
+    if (m->on_gpu) /* the last lists' entries back to zero */
+        for (int e = 0; e < E; e++)
+            for (int k = m->hold_off[e]; k < m->hold_end[e]; k++)
+                m->on_gpu[(size_t)e * D + m->hold_g[k]] = 0;
+    /* at most one entry per replica: cnt[e] entries of room for expert e
+     * (P in all), so no counting pass is needed */
+    int off = 0;
+    for (int e = 0; e < E; e++) {
+        m->hold_off[e] = off;
+        m->hold_end[e] = off;
+        off += m->cnt[e];
+    }
+    m->hold_off[E] = off;
+    for (int q = 0; q < P; q++) {
+        int e = row[q], g = q / per, k = m->hold_end[e];
+        if (k > m->hold_off[e] && m->hold_g[k - 1] == g) {
+            m->hold_n[k - 1]++;
+        } else {
+            m->hold_g[k] = g;
+            m->hold_n[k] = 1;
+            m->hold_end[e] = k + 1;
+        }
+        if (m->on_gpu)
+            m->on_gpu[(size_t)e * D + g]++;
+    }
+}
+
+/* Up to 3 of a's holders other than GPU gp with the largest loads once a
+ * loses a replica elsewhere (a's replicas there take a's share from one
+ * replica fewer), by value descending: v[i] computed as peak_after
+ * computes that GPU's load (delta from 0, one add per replica, then the
+ * load), so bit for bit what it would see there unless b is there too. */
+static int top_holders(const mig_ws_t *m, const float *w, int a, int gp, double *v, int *g)
+{
+    double ra = (double)w[a] / m->cnt[a], ra1 = (double)w[a] / (m->cnt[a] - 1);
+    int n = 0;
+    for (int k = m->hold_off[a]; k < m->hold_end[a]; k++) {
+        int h = m->hold_g[k];
+        if (h == gp)
+            continue;
+        double d = 0;
+        for (int i = 0; i < m->hold_n[k]; i++)
+            d += ra1 - ra;
+        double x = m->load[h] + d;
+        int j = n < 3 ? n++ : 3;
+        while (j > 0 && v[j - 1] < x) {
+            if (j < 3) {
+                v[j] = v[j - 1];
+                g[j] = g[j - 1];
+            }
+            j--;
+        }
+        if (j < 3) {
+            v[j] = x;
+            g[j] = h;
+        }
+    }
+    return n;
+}
+
+/* Peak GPU load after slot p changes from a to b.  The deltas are summed
+ * in the order of a walk over the replicas in slot order (first p's GPU,
+ * then a's other replicas, then b's), one add per replica, so the result
+ * is the same to the last bit as that walk's (the holders' counts only
+ * spare the walk over the slots). */
 static double peak_after(mig_ws_t *m, const float *w, int D, int per, int p, int a, int b)
 {
     int nt = 0;
     m->stamp++;
-#define TOUCH(g, dv)                                                          \
+#define TOUCH(g, dv, n)                                                       \
     do {                                                                      \
-        int g_ = (g);                                                         \
-        if (m->touched[g_] != m->stamp) {                                     \
-            m->touched[g_] = m->stamp;                                        \
-            m->delta[g_] = 0;                                                 \
-            m->tlist[nt++] = g_;                                              \
+        int g_ = (g), n_ = (n);                                               \
+        if (n_ > 0) {                                                         \
+            if (m->touched[g_] != m->stamp) {                                 \
+                m->touched[g_] = m->stamp;                                    \
+                m->delta[g_] = 0;                                             \
+                m->tlist[nt++] = g_;                                          \
+            }                                                                 \
+            double d_ = m->delta[g_];                                         \
+            for (int i_ = 0; i_ < n_; i_++)                                   \
+                d_ += (dv);                                                   \
+            m->delta[g_] = d_;                                                \
         }                                                                     \
-        m->delta[g_] += (dv);                                                 \
     } while (0)
     double ra = (double)w[a] / m->cnt[a], ra1 = (double)w[a] / (m->cnt[a] - 1);
     double rb = (double)w[b] / m->cnt[b], rb1 = (double)w[b] / (m->cnt[b] + 1);
-    TOUCH(p / per, rb1 - ra);
-    for (int q = m->first[a]; q >= 0; q = m->next[q])
-        if (q != p)
-            TOUCH(q / per, ra1 - ra);
-    for (int q = m->first[b]; q >= 0; q = m->next[q])
-        TOUCH(q / per, rb1 - rb);
+    const int gp = p / per;
+    TOUCH(gp, rb1 - ra, 1);
+    for (int k = m->hold_off[a]; k < m->hold_end[a]; k++)
+        TOUCH(m->hold_g[k], ra1 - ra, m->hold_n[k] - (m->hold_g[k] == gp));
+    for (int k = m->hold_off[b]; k < m->hold_end[b]; k++)
+        TOUCH(m->hold_g[k], rb1 - rb, m->hold_n[k]);
 #undef TOUCH
     double peak = 0;
     for (int i = 0; i < nt; i++) {
@@ -106,14 +186,9 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
         double peak = m->load[gmax];
         if (peak <= 0)
             return;
-        for (int e = 0; e < E; e++) {
-            m->first[e] = -1;
+        for (int e = 0; e < E; e++)
             m->onmax[e] = 0;
-        }
-        for (int q = P - 1; q >= 0; q--) {
-            m->next[q] = m->first[row[q]];
-            m->first[row[q]] = q;
-        }
+        list_holders(m, row, E, P, per, D);
         for (int q = gmax * per; q < (gmax + 1) * per; q++)
             m->onmax[row[q]]++;
         double best = peak * (1 - 1e-12), bsec = 0;
@@ -133,6 +208,13 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
             if (m->cnt[a] < 2)
                 continue;
             int nb = on_max ? E : nmx;
+            /* a's heaviest other holders (top_holders), found at the first b
+             * that passes the cheap bound: the new peak is at least the load
+             * of one of them that holds no b, so beyond best no walk is
+             * needed (on skewed loads most walks, run on the build
+             * machine: docs/perf/policy.md) */
+            double tv[3];
+            int tg[3], nt = -1;
             for (int bi = 0; bi < nb; bi++) {
                 int b = on_max ? bi : m->mx[bi];
                 if (b == a)
@@ -148,6 +230,15 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
                     own += rb1 - (double)w[a] / m->cnt[a];
                 if (own > best)
                     continue;
+                if (m->on_gpu) {
+                    if (nt < 0)
+                        nt = top_holders(m, w, a, p / per, tv, tg);
+                    int i = 0;
+                    while (i < nt && m->on_gpu[(size_t)b * D + tg[i]])
+                        i++;
+                    if (i < nt && tv[i] > best)
+                        continue;
+                }
                 double pk = peak_after(m, w, D, per, p, a, b);
                 if (pk < best || (pk == best && bp >= 0 && nm < bmoves)) {
                     best = pk;
@@ -220,8 +311,12 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
     memset(&m, 0, sizeof m);
     int32_t *buf = malloc((size_t)P * sizeof *buf);
     m.cnt = malloc((size_t)E * sizeof *m.cnt);
-    m.first = malloc((size_t)E * sizeof *m.first);
-    m.next = malloc((size_t)P * sizeof *m.next);
+    m.hold_off = calloc((size_t)E + 1, sizeof *m.hold_off);
+    m.hold_end = calloc((size_t)E, sizeof *m.hold_end);
+    if ((size_t)E * D <= (size_t)1 << 24) /* (else no pruning) */
+        m.on_gpu = calloc((size_t)E * D, sizeof *m.on_gpu);
+    m.hold_g = malloc((size_t)P * sizeof *m.hold_g);
+    m.hold_n = malloc((size_t)P * sizeof *m.hold_n);
     m.onmax = malloc((size_t)E * sizeof *m.onmax);
     m.mx = malloc((size_t)P * sizeof *m.mx);
     m.gorder = malloc((size_t)D * sizeof *m.gorder);
@@ -231,8 +326,10 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
     m.delta = malloc((size_t)D * sizeof *m.delta);
     EPLB_ALLOC_GOTO(buf, st, out);
     EPLB_ALLOC_GOTO(m.cnt, st, out);
-    EPLB_ALLOC_GOTO(m.first, st, out);
-    EPLB_ALLOC_GOTO(m.next, st, out);
+    EPLB_ALLOC_GOTO(m.hold_off, st, out);
+    EPLB_ALLOC_GOTO(m.hold_end, st, out);
+    EPLB_ALLOC_GOTO(m.hold_g, st, out);
+    EPLB_ALLOC_GOTO(m.hold_n, st, out);
     EPLB_ALLOC_GOTO(m.onmax, st, out);
     EPLB_ALLOC_GOTO(m.mx, st, out);
     EPLB_ALLOC_GOTO(m.gorder, st, out);
@@ -244,8 +341,13 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
         const int32_t *old = eplb_pol_old_row(args, l, E, P, buf);
         int32_t *row = phy2log + (size_t)l * P;
         memcpy(row, old, (size_t)P * sizeof *row);
-        if (args->max_moves != 0)
+        if (args->max_moves != 0) {
             migrate_layer(&m, row, old, weights + (size_t)l * E, E, P, D, args->max_moves);
+            if (m.on_gpu) /* zero again for the next layer */
+                for (int e = 0; e < E; e++)
+                    for (int k = m.hold_off[e]; k < m.hold_end[e]; k++)
+                        m.on_gpu[(size_t)e * D + m.hold_g[k]] = 0;
+        }
         if (phyrank)
             eplb_pol_rank_by_slot(phyrank + (size_t)l * P, row, E, P, m.cnt);
         if (args->progress)
@@ -254,8 +356,11 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
 out:
     free(buf);
     free(m.cnt);
-    free(m.first);
-    free(m.next);
+    free(m.hold_off);
+    free(m.hold_end);
+    free(m.on_gpu);
+    free(m.hold_g);
+    free(m.hold_n);
     free(m.onmax);
     free(m.mx);
     free(m.gorder);

@@ -12,7 +12,10 @@
  * the busiest GPU and another (counts stay; the only steps when P == E).
  * Loads split evenly over replicas, so a reassignment changes the GPUs that
  * hold a or b.  Only steps that unload the (first) busiest GPU can lower the
- * peak: p on that GPU, or b already on it; only those are tried.
+ * peak: p on that GPU, or b already on it; only those are tried.  Lower
+ * bounds on a candidate's peak (the busiest GPU's own load; a's heaviest
+ * other holder without b) skip those that cannot beat the best found, so
+ * the choice is the one that evaluating every candidate would make.
  * The peak never rises, so the result is never worse than `none`. */
 #include "policy_impl.h"
 
@@ -29,8 +32,9 @@ typedef struct {
     int *hold_end; /* [E] */
     int *hold_g;   /* [P] */
     int *hold_n;   /* [P] */
-    /* replicas of e on GPU g at [e * D + g] (NULL past 2^24 entries: no
-     * pruning below), kept in step with the holders' lists */
+    /* replicas of e on GPU g at [e * D + g] (NULL past 2^24 entries or
+     * if it cannot be allocated: no pruning by a's holders), kept in step
+     * with the holders' lists */
     int *on_gpu;
     int *onmax;    /* [E] replicas of e on the busiest GPU */
     int *mx;       /* [P] distinct experts on the busiest GPU */

@@ -32,10 +32,10 @@ typedef struct {
     int *hold_end; /* [E] */
     int *hold_g;   /* [P] */
     int *hold_n;   /* [P] */
-    /* replicas of e on GPU g at [e * D + g] (NULL past 2^24 entries or
-     * if it cannot be allocated: no pruning by a's holders), kept in step
-     * with the holders' lists */
-    int *on_gpu;
+    /* 1 where GPU g holds expert e, at [e * D + g] (NULL past 2^24
+     * entries, with max_moves 0, or if it cannot be allocated: no pruning
+     * by a's holders), kept in step with the holders' lists */
+    unsigned char *on_gpu;
     int *onmax;    /* [E] replicas of e on the busiest GPU */
     int *mx;       /* [P] distinct experts on the busiest GPU */
     int *gorder;   /* [D] GPUs by load, descending */
@@ -86,7 +86,7 @@ static void list_holders(mig_ws_t *m, const int32_t *row, int E, int P, int per,
             m->hold_end[e] = k + 1;
         }
         if (m->on_gpu)
-            m->on_gpu[(size_t)e * D + g]++;
+            m->on_gpu[(size_t)e * D + g] = 1;
     }
 }
 
@@ -127,7 +127,9 @@ static int top_holders(const mig_ws_t *m, const float *w, int a, int gp, double 
  * in the order of a walk over the replicas in slot order (first p's GPU,
  * then a's other replicas, then b's), one add per replica, so the result
  * is the same to the last bit as that walk's (the holders' counts only
- * spare the walk over the slots). */
+ * spare the walk over the slots), and top_holders' bound is exact.  This
+ * holds with doubles of 64 bits throughout (SSE2, AArch64), not with x87's
+ * 80-bit registers. */
 static double peak_after(mig_ws_t *m, const float *w, int D, int per, int p, int a, int b)
 {
     int nt = 0;
@@ -214,9 +216,9 @@ static void migrate_layer(mig_ws_t *m, int32_t *row, const int32_t *old, const f
             int nb = on_max ? E : nmx;
             /* a's heaviest other holders (top_holders), found at the first b
              * that passes the cheap bound: the new peak is at least the load
-             * of one of them that holds no b, so beyond best no walk is
-             * needed (on skewed loads most walks, run on the build
-             * machine: docs/perf/policy.md) */
+             * of one of them that holds no b, so past best the candidate is
+             * skipped without a walk (on skewed loads most of them,
+             * docs/perf/policy.md) */
             double tv[3];
             int tg[3], nt = -1;
             for (int bi = 0; bi < nb; bi++) {
@@ -317,7 +319,7 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
     m.cnt = malloc((size_t)E * sizeof *m.cnt);
     m.hold_off = calloc((size_t)E + 1, sizeof *m.hold_off);
     m.hold_end = calloc((size_t)E, sizeof *m.hold_end);
-    if ((size_t)E * D <= (size_t)1 << 24) /* (else no pruning) */
+    if (args->max_moves != 0 && (size_t)E * D <= (size_t)1 << 24) /* (else no pruning) */
         m.on_gpu = calloc((size_t)E * D, sizeof *m.on_gpu);
     m.hold_g = malloc((size_t)P * sizeof *m.hold_g);
     m.hold_n = malloc((size_t)P * sizeof *m.hold_n);

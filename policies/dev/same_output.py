@@ -5,7 +5,7 @@ shapes, loads from Pareto to all-equal, move limits, with and without an
 old placement) and count the cases whose output or exit status differ.
 For changes meant to leave a policy's result the same to the last bit
 (docs/perf/policy.md, thirteenth session).  --big: 128-512 experts on
-32-128 GPUs.  Set POLICY to try another policy."""
+32-128 GPUs.  Set POLICY to try another policy, SEED for other cases."""
 import json
 import os
 import random
@@ -17,7 +17,7 @@ old, new = sys.argv[1], sys.argv[2]
 n_cases = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 200
 big = "--big" in sys.argv
 policy = os.environ.get("POLICY", "migration-aware")
-random.seed(12 if big else 11)
+random.seed(int(os.environ.get("SEED", "0")) * 2 + (12 if big else 11))
 tmp = tempfile.mkdtemp()
 wpath, opath = os.path.join(tmp, "w.json"), os.path.join(tmp, "old.json")
 differ = ok = 0

@@ -1726,8 +1726,9 @@ eplb_status_t launch_route(eplb_gpu_t *g, RouteArgs a)
     // direct (fire-and-forget) global atomics instead of the shared
     // histogram: always with 16 or more count stripes (32 stripes: fused
     // 0.2-0.7 us faster at T = 1024-65536 than with 2 and the histogram,
-    // also with half of all entries on 8 hot experts, runs 95-96; measured
-    // with one layer a call, not with the stages' all-layer calls); with
+    // also with half of all entries on 8 hot experts, runs 95-96; with 61
+    // layers a call 0.3-1.6% slower than 2 stripes and the histogram from
+    // T = 4096 on, faster at 512, run 113: kept); with
     // fewer stripes only for small batches, where the histogram's barrier
     // and flush after the block's last row cost more than the reductions'
     // contention: up to two entries per slot in each layer (the rule until

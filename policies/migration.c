@@ -59,14 +59,20 @@ static void order_gpus(mig_ws_t *m, int D)
     }
 }
 
+/* on_gpu back to zero where the holders' lists set it */
+static void clear_on_gpu(mig_ws_t *m, int E, int D)
+{
+    if (m->on_gpu)
+        for (int e = 0; e < E; e++)
+            for (int k = m->hold_off[e]; k < m->hold_end[e]; k++)
+                m->on_gpu[(size_t)e * D + m->hold_g[k]] = 0;
+}
+
 /* The GPUs holding each expert with their replica counts (hold_*), from
  * row.  A GPU's slots are consecutive, so its replicas of e are too. */
 static void list_holders(mig_ws_t *m, const int32_t *row, int E, int P, int per, int D)
 {
-    if (m->on_gpu) /* the last lists' entries back to zero */
-        for (int e = 0; e < E; e++)
-            for (int k = m->hold_off[e]; k < m->hold_end[e]; k++)
-                m->on_gpu[(size_t)e * D + m->hold_g[k]] = 0;
+    clear_on_gpu(m, E, D); /* the last lists' entries */
     /* at most one entry per replica: cnt[e] entries of room for expert e
      * (P in all), so no counting pass is needed */
     int off = 0;
@@ -349,10 +355,7 @@ eplb_status_t eplb_policy_migration(int32_t *phy2log, int32_t *phyrank, const fl
         memcpy(row, old, (size_t)P * sizeof *row);
         if (args->max_moves != 0) {
             migrate_layer(&m, row, old, weights + (size_t)l * E, E, P, D, args->max_moves);
-            if (m.on_gpu) /* zero again for the next layer */
-                for (int e = 0; e < E; e++)
-                    for (int k = m.hold_off[e]; k < m.hold_end[e]; k++)
-                        m.on_gpu[(size_t)e * D + m.hold_g[k]] = 0;
+            clear_on_gpu(&m, E, D); /* zero again for the next layer */
         }
         if (phyrank)
             eplb_pol_rank_by_slot(phyrank + (size_t)l * P, row, E, P, m.cnt);

@@ -49,9 +49,10 @@ typedef struct {
     int64_t step;
     int num_ranks;            /* source ranks (DP/EP ranks); <= 0: D */
     const uint16_t *src_rank; /* [T] or NULL: contiguous equal blocks */
+    int threads;              /* eplb_select_record_cpu's at most; <= 0: all */
 } eplb_select_cfg_t;
 
-#define EPLB_SELECT_CFG_INIT { EPLB_SELECT_HASH, 0, 0, 1, NULL }
+#define EPLB_SELECT_CFG_INIT { EPLB_SELECT_HASH, 0, 0, 1, NULL, 0 }
 
 /* Check a routing configuration against the kernel limits: 1 <= K <= 16,
  * E <= 512, groups <= 32 dividing E, 1 <= topk_groups <= groups and K no
@@ -93,8 +94,12 @@ eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
                                      const int32_t *ids, int64_t T, int L,
                                      int K, const eplb_layer_map_t *maps,
                                      const eplb_select_cfg_t *cfg);
-/* Threads eplb_select_record_cpu uses (one per layer, up to
- * eplb_num_threads(); one for small calls). */
+/* Threads eplb_select_record_cpu uses with cfg->threads <= 0: up to
+ * eplb_num_threads(), at most one per EPLB_SELECT_TASK_ENTRIES entries
+ * (T x L x K), so one for small calls.  The work is split into layers and,
+ * with fewer layers than threads, each layer into token ranges (the
+ * result is the same however it is split). */
+#define EPLB_SELECT_TASK_ENTRIES 32768
 int eplb_select_cpu_threads(int64_t T, int L, int K);
 
 /* Source rank and row of every token (t of the selection rules): with

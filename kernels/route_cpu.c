@@ -1,5 +1,5 @@
 /* route_cpu.c - CPU reference of routing: softmax top-k and DeepSeek-V3
- * grouped top-k, multi-threaded over (token, layer) rows.
+ * grouped top-k, multi-threaded over (token, layer) rows (src/pool.h).
  *
  * Selection key: with no bias the raw logit (softmax and sigmoid are
  * monotone, so the order is the same and needs no rounding: CPU and GPU
@@ -11,7 +11,6 @@
 #include "kernels.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,9 +23,10 @@
 #endif
 
 #include "checks.h"
+#include "pool.h"
 
 /* rows per thread of eplb_route_cpu at least (eplb_route_cpu_threads) */
-#define ROUTE_ROWS_PER_THREAD 256
+#define ROUTE_ROWS_PER_THREAD 64
 
 eplb_status_t eplb_route_cfg_check(const eplb_route_cfg_t *cfg)
 {
@@ -582,29 +582,31 @@ typedef struct {
     int L;
     const float *bias;
     const eplb_route_cfg_t *cfg;
-    int64_t lo, hi;
+    int parts; /* rows split into this many contiguous ranges */
 } route_job_t;
 
-static void *route_worker(void *arg)
+/* Rows of range i of j->parts (src/pool.h iteration i). */
+static void route_part(void *arg, int i)
 {
     const route_job_t *j = arg;
     const int E = j->cfg->num_experts, K = j->cfg->top_k;
-    for (int64_t r = j->lo; r < j->hi; r++) {
+    const int64_t lo = j->rows * i / j->parts, hi = j->rows * (i + 1) / j->parts;
+    for (int64_t r = lo; r < hi; r++) {
         int l = (int)(r % j->L);
         route_row(j->ids + r * K, j->weights ? j->weights + r * K : NULL,
                   j->logits, j->dt, (size_t)r * (size_t)E,
                   j->bias ? j->bias + (size_t)l * E : NULL, j->cfg);
     }
-    return NULL;
 }
 
 int eplb_route_cpu_threads(int64_t rows)
 {
     int nt = eplb_num_threads();
-    /* at least ROUTE_ROWS_PER_THREAD rows per thread: a thread costs ~45
-     * us to start and join (the 2-core build machine, 16 at a time), 256
-     * rows 0.4-0.7 ms to route (1.5-2.8 us a DeepSeek-V3 row,
-     * docs/perf/kernels.md); 2048 before the fifth session */
+    /* at least ROUTE_ROWS_PER_THREAD rows per thread: waking a helper of
+     * the pool (src/pool.h) costs ~10 us, 64 rows 0.1-0.2 ms to route
+     * (1.1-2.8 us a DeepSeek-V3 row, docs/perf/kernels.md); 256 while each
+     * call started its threads (~45 us each), 2048 before the fifth
+     * session */
     if (nt > rows / ROUTE_ROWS_PER_THREAD)
         nt = (int)(rows / ROUTE_ROWS_PER_THREAD);
     if (nt < 1)
@@ -634,8 +636,8 @@ eplb_status_t eplb_route_cpu_serial(int32_t *ids, float *weights, const void *lo
                                     const float *bias, const eplb_route_cfg_t *cfg)
 {
     EPLB_CHECK(route_args_check(ids, logits, dt, T, L, cfg));
-    route_job_t job = {ids, weights, logits, dt, T * L, L, bias, cfg, 0, T * L};
-    route_worker(&job);
+    route_job_t job = {ids, weights, logits, dt, T * L, L, bias, cfg, 1};
+    route_part(&job, 0);
     return EPLB_OK;
 }
 
@@ -646,20 +648,7 @@ eplb_status_t eplb_route_cpu(int32_t *ids, float *weights, const void *logits,
     EPLB_CHECK(route_args_check(ids, logits, dt, T, L, cfg));
     int64_t rows = T * L;
     int nt = eplb_route_cpu_threads(rows);
-    route_job_t jobs[256];
-    pthread_t th[256];
-    unsigned char joined[256] = {0};
-    for (int i = 0; i < nt; i++) {
-        jobs[i] = (route_job_t){ids, weights, logits, dt, rows, L, bias, cfg,
-                                rows * i / nt, rows * (i + 1) / nt};
-        if (i > 0 && pthread_create(&th[i], NULL, route_worker, &jobs[i]) == 0)
-            joined[i] = 1;
-        else if (i > 0)
-            route_worker(&jobs[i]); /* no thread: do it here */
-    }
-    route_worker(&jobs[0]);
-    for (int i = 1; i < nt; i++)
-        if (joined[i])
-            pthread_join(th[i], NULL);
+    route_job_t job = {ids, weights, logits, dt, rows, L, bias, cfg, nt};
+    eplb_pool_run(nt, nt, route_part, &job);
     return EPLB_OK;
 }

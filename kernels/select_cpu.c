@@ -1,16 +1,22 @@
 /* select_cpu.c - CPU reference of replica selection and load recording.
  * The per-entry rules live in rules.h, shared with the CUDA kernels; this
  * file adds the batch-level modes (rr-block ordinals, balanced plan), the
- * token-row bookkeeping and the recording.  Threads run over layers (each
- * layer owns its row of counts, so no merging is needed). */
+ * token-row bookkeeping and the recording.  Threads (src/pool.h) run over
+ * layers and, with fewer layers than threads, over token ranges of a layer
+ * (parts): a part past the first counts into its own row, summed after; a
+ * part starts from the state the tokens before it leave (rr-block: the
+ * ordinals of its first block's earlier entries; balanced: the layer's
+ * plan and each expert's entries in the earlier parts), so the output is
+ * that of one pass in token order however the work is split. */
 #include "kernels.h"
 
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checks.h"
+#include "pool.h"
 #include "rules.h"
 
 size_t eplb_count_stride(int L, int P)
@@ -153,33 +159,59 @@ eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
     return EPLB_OK;
 }
 
-/* Per-call context shared by the layer workers. */
+/* Per-call context shared by the tasks: task i is layer i / C, tokens
+ * [T c / C, T (c + 1) / C) with c = i % C. */
 typedef struct {
     int32_t *phys, *counts;
     const int32_t *ids;
     int64_t T;
-    int L, K;
+    int L, K, C;
+    int Pmax, Emax;        /* strides of part and ecount */
     const eplb_layer_map_t *maps;
     const eplb_select_cfg_t *cfg;
     int num_ranks;
     const uint32_t *trow;  /* [T] row of the token in its rank's batch */
     const uint16_t *trank; /* [T] source rank */
-    int next_layer;        /* work queue, under lock */
-    pthread_mutex_t lock;
-    eplb_status_t st;
+    int32_t *part;         /* [L][C - 1][Pmax]: the counts of parts c >= 1 */
+    int64_t *ecount;       /* balanced, C > 1: [L][C][Emax] entries per expert */
+    atomic_int st;         /* the first failure (NOMEM) */
 } sel_ctx_t;
 
 static inline int32_t clamp_r(int c, int mr) { return c < 1 ? 1 : c > mr ? mr : c; }
 
-/* One layer: returns EPLB_OK or NOMEM (maps were checked before). */
-static eplb_status_t select_layer(sel_ctx_t *c, int l)
+static inline int64_t part_start(const sel_ctx_t *c, int part)
 {
+    return c->T * part / c->C;
+}
+
+/* Balanced, C > 1, task i: the entries of each expert in its tokens. */
+static void count_part(void *arg, int i)
+{
+    sel_ctx_t *c = arg;
+    const int l = i / c->C, E = c->maps[l].num_logical, K = c->K, L = c->L;
+    int64_t *n = c->ecount + (size_t)i * c->Emax;
+    for (int64_t t = part_start(c, i % c->C); t < part_start(c, i % c->C + 1); t++)
+        for (int k = 0; k < K; k++) {
+            int32_t e = c->ids[((size_t)t * L + l) * K + k];
+            if (e >= 0 && e < E)
+                n[e]++;
+        }
+}
+
+/* Task i; returns EPLB_OK or NOMEM (maps were checked before).  Its
+ * counts: layer l's row for part 0, its own zeroed row of c->part for the
+ * others (summed after, in part order). */
+static eplb_status_t select_part(sel_ctx_t *c, int i)
+{
+    const int l = i / c->C, part = i % c->C;
     const eplb_layer_map_t *m = &c->maps[l];
     const int E = m->num_logical, P = m->num_physical, MR = m->max_replicas;
     const int spg = P / m->num_gpus, gpn = m->num_gpus / m->num_nodes;
     const int K = c->K, L = c->L;
     const eplb_select_mode_t mode = c->cfg->mode;
-    int32_t *counts = c->counts + (size_t)l * P;
+    const int64_t i0 = part_start(c, part), i1 = part_start(c, part + 1);
+    int32_t *counts = part == 0 ? c->counts + (size_t)l * P
+                                : c->part + ((size_t)l * (c->C - 1) + part - 1) * c->Pmax;
     int64_t *n = NULL, *gl = NULL;
     int32_t *quota = NULL, *ord = NULL;
     eplb_status_t st = EPLB_OK;
@@ -195,21 +227,40 @@ static eplb_status_t select_layer(sel_ctx_t *c, int l)
         gl = malloc(sizeof *gl * (size_t)m->num_gpus);
         EPLB_ALLOC_GOTO(quota, st, out);
         EPLB_ALLOC_GOTO(gl, st, out);
-        for (int64_t i = 0; i < c->T; i++)
-            for (int k = 0; k < K; k++) {
-                int32_t e = c->ids[((size_t)i * L + l) * K + k];
-                if (e >= 0 && e < E)
-                    n[e]++;
-            }
+        if (c->C == 1) {
+            for (int64_t t = 0; t < c->T; t++)
+                for (int k = 0; k < K; k++) {
+                    int32_t e = c->ids[((size_t)t * L + l) * K + k];
+                    if (e >= 0 && e < E)
+                        n[e]++;
+                }
+        } else { /* the layer's parts counted by count_part */
+            const int64_t *ec = c->ecount + (size_t)l * c->C * c->Emax;
+            for (int q = 0; q < c->C; q++)
+                for (int e = 0; e < E; e++)
+                    n[e] += ec[(size_t)q * c->Emax + e];
+        }
         EPLB_CHECK_GOTO(eplb_select_plan_balanced(quota, gl, n, m), st, out);
         /* quota -> cumulative ends, in place */
         for (int e = 0; e < E; e++)
             for (int j = 1; j < MR; j++)
                 quota[(size_t)e * MR + j] += quota[(size_t)e * MR + j - 1];
-        memset(n, 0, sizeof *n * (size_t)E); /* reused: ordinal so far */
+        /* reused: the expert's ordinal so far, from the earlier parts */
+        memset(n, 0, sizeof *n * (size_t)E);
+        for (int q = 0; q < part; q++)
+            for (int e = 0; e < E; e++)
+                n[e] += c->ecount[((size_t)l * c->C + q) * c->Emax + e];
     }
-    int64_t block = -1;
-    for (int64_t i = 0; i < c->T; i++) {
+    /* rr-block: ordinals restart every EPLB_RR_BLOCK entries; a part that
+     * starts inside a block counts the block's earlier entries first */
+    int64_t block = ((int64_t)i0 * K) / EPLB_RR_BLOCK;
+    if (mode == EPLB_SELECT_RR_BLOCK)
+        for (int64_t q = block * EPLB_RR_BLOCK; q < i0 * K; q++) {
+            int32_t e = c->ids[((size_t)(q / K) * L + l) * K + q % K];
+            if (e >= 0 && e < E)
+                ord[e]++;
+        }
+    for (int64_t i = i0; i < i1; i++) {
         uint32_t t = c->trow[i];
         uint64_t rkey = 0;
         if (mode == EPLB_SELECT_RANDOM)
@@ -271,21 +322,15 @@ out:
     return st;
 }
 
-static void *select_worker(void *arg)
+static void select_task(void *arg, int i)
 {
     sel_ctx_t *c = arg;
-    for (;;) {
-        pthread_mutex_lock(&c->lock);
-        int l = c->st == EPLB_OK ? c->next_layer++ : c->L;
-        pthread_mutex_unlock(&c->lock);
-        if (l >= c->L)
-            return NULL;
-        eplb_status_t st = select_layer(c, l);
-        if (st != EPLB_OK) {
-            pthread_mutex_lock(&c->lock);
-            c->st = st;
-            pthread_mutex_unlock(&c->lock);
-        }
+    if (atomic_load(&c->st) != EPLB_OK)
+        return;
+    eplb_status_t st = select_part(c, i);
+    if (st != EPLB_OK) {
+        int ok = EPLB_OK;
+        atomic_compare_exchange_strong(&c->st, &ok, (int)st);
     }
 }
 
@@ -323,16 +368,22 @@ eplb_status_t eplb_select_token_rows(uint32_t *trow, uint16_t *trank,
     return EPLB_OK;
 }
 
-int eplb_select_cpu_threads(int64_t T, int L, int K)
+/* threads: at most `max` (<= 0: eplb_num_threads()), at most one per
+ * EPLB_SELECT_TASK_ENTRIES entries and 64 */
+static int select_threads(int64_t T, int L, int K, int max)
 {
-    int nt = eplb_num_threads();
-    if (nt > L)
-        nt = L;
-    if (T * K * L < 65536)
-        nt = 1;
+    int nt = max > 0 ? max : eplb_num_threads();
+    const int64_t tasks = T * L * K / EPLB_SELECT_TASK_ENTRIES;
+    if (nt > tasks)
+        nt = (int)tasks;
     if (nt > 64)
         nt = 64;
     return nt < 1 ? 1 : nt;
+}
+
+int eplb_select_cpu_threads(int64_t T, int L, int K)
+{
+    return select_threads(T, L, K, 0);
 }
 
 eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
@@ -357,32 +408,51 @@ eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
             return eplb_error_set(st, "select: layer %d: %s", l, why);
         }
     }
-    int num_ranks = cfg->num_ranks > 0 ? cfg->num_ranks : maps[0].num_gpus;
+    /* parts per layer: enough for the threads, each of at least
+     * EPLB_SELECT_TASK_ENTRIES entries */
+    const int nt = select_threads(T, L, K, cfg->threads);
+    int C = nt > L ? (nt + L - 1) / L : 1;
+    if (C > 1 && (int64_t)C > T * K / EPLB_SELECT_TASK_ENTRIES)
+        C = (int)(T * K / EPLB_SELECT_TASK_ENTRIES);
+    sel_ctx_t c = {.phys = phys, .counts = counts, .ids = ids, .T = T,
+                   .L = L, .K = K, .C = C < 1 ? 1 : C, .maps = maps, .cfg = cfg,
+                   .num_ranks = cfg->num_ranks > 0 ? cfg->num_ranks : maps[0].num_gpus};
+    atomic_init(&c.st, EPLB_OK);
+    for (int l = 0; l < L; l++) {
+        c.Pmax = maps[l].num_physical > c.Pmax ? maps[l].num_physical : c.Pmax;
+        c.Emax = maps[l].num_logical > c.Emax ? maps[l].num_logical : c.Emax;
+    }
     eplb_status_t st = EPLB_OK;
     uint32_t *trow = malloc(sizeof *trow * (size_t)(T > 0 ? T : 1));
     uint16_t *trank = malloc(sizeof *trank * (size_t)(T > 0 ? T : 1));
     EPLB_ALLOC_GOTO(trow, st, out);
     EPLB_ALLOC_GOTO(trank, st, out);
-    EPLB_CHECK_GOTO(eplb_select_token_rows(trow, trank, T, num_ranks,
-                                           cfg->src_rank),
-                    st, out);
-    sel_ctx_t c = {.phys = phys, .counts = counts, .ids = ids, .T = T,
-                   .L = L, .K = K, .maps = maps, .cfg = cfg,
-                   .num_ranks = num_ranks, .trow = trow, .trank = trank,
-                   .next_layer = 0, .st = EPLB_OK};
-    pthread_mutex_init(&c.lock, NULL);
-    int nt = eplb_select_cpu_threads(T, L, K);
-    pthread_t th[64];
-    unsigned char joined[64] = {0};
-    for (int i = 1; i < nt; i++)
-        joined[i] = pthread_create(&th[i], NULL, select_worker, &c) == 0;
-    select_worker(&c);
-    for (int i = 1; i < nt; i++)
-        if (joined[i])
-            pthread_join(th[i], NULL);
-    pthread_mutex_destroy(&c.lock);
-    st = c.st;
+    EPLB_CHECK_GOTO(eplb_select_token_rows(trow, trank, T, c.num_ranks, cfg->src_rank), st,
+                    out);
+    c.trow = trow;
+    c.trank = trank;
+    if (c.C > 1) {
+        c.part = calloc((size_t)L * (c.C - 1) * c.Pmax, sizeof *c.part);
+        EPLB_ALLOC_GOTO(c.part, st, out);
+        if (cfg->mode == EPLB_SELECT_BALANCED) {
+            c.ecount = calloc((size_t)L * c.C * c.Emax, sizeof *c.ecount);
+            EPLB_ALLOC_GOTO(c.ecount, st, out);
+            eplb_pool_run(L * c.C, nt, count_part, &c);
+        }
+    }
+    eplb_pool_run(L * c.C, nt, select_task, &c);
+    st = (eplb_status_t)atomic_load(&c.st);
+    for (int l = 0; st == EPLB_OK && l < L; l++) { /* the parts' counts */
+        int32_t *dst = counts + (size_t)l * maps[l].num_physical;
+        for (int q = 1; q < c.C; q++) {
+            const int32_t *src = c.part + ((size_t)l * (c.C - 1) + q - 1) * c.Pmax;
+            for (int p = 0; p < maps[l].num_physical; p++)
+                dst[p] += src[p];
+        }
+    }
 out:
+    free(c.part);
+    free(c.ecount);
     free(trow);
     free(trank);
     return st;

@@ -102,10 +102,10 @@ static int64_t block_tokens_max(const eplb_sim_source_t *src, int64_t bt, int *m
 }
 
 /* Read steps [s0, s1): ids (+ ranks) and the logical counts of each step
- * into lc [s1-s0][L][E], counted on `pool`. */
+ * into lc [s1-s0][L][E], counted on `threads` threads (src/pool.h). */
 static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
                                 int32_t *ids, uint16_t *rank, int32_t *lc,
-                                int ids_ready, sim_pool_t *pool)
+                                int ids_ready, int threads)
 {
     if (!src->token_level)
         return src->read_counts(src, lc, s0, s1);
@@ -116,7 +116,7 @@ static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
             EPLB_CHECK(src->read_src(src, rank, a, b));
     }
     count_job_t job = {src, s0, ids, lc, (src->L + COUNT_LAYERS - 1) / COUNT_LAYERS};
-    eplb_sim_pool_run(pool, (int)(s1 - s0) * job.ngroups, count_job, &job);
+    eplb_pool_run((int)(s1 - s0) * job.ngroups, threads, count_job, &job);
     return EPLB_OK;
 }
 
@@ -133,7 +133,7 @@ static eplb_status_t prepass(sim_shared_t *sh, double *once_w, int32_t *ids,
         int64_t s1 = block_end(sh->src, s0, sh->block_tokens);
         int64_t t0 = sh->src->token_level ? sh->src->tok_off[s0] : 0;
         EPLB_CHECK(read_block(sh->src, s0, s1, cache_ids ? cache_ids + t0 * LK : ids,
-                              cache_rank ? cache_rank + t0 : rank, lc, 0, sh->pool));
+                              cache_rank ? cache_rank + t0 : rank, lc, 0, sh->pool_threads));
         for (int64_t s = s0; s < s1; s++) {
             const int32_t *c = lc + (size_t)(s - s0) * LE;
             if (once_w)
@@ -167,7 +167,7 @@ typedef struct {
     uint16_t *rank;
     int32_t *lc;
     int ids_ready;
-    sim_pool_t *pool;
+    int pool_threads;
     eplb_status_t st;
     char err[512];
 } reader_arg_t;
@@ -175,7 +175,7 @@ typedef struct {
 static void *reader(void *p)
 {
     reader_arg_t *a = p;
-    a->st = read_block(a->src, a->s0, a->s1, a->ids, a->rank, a->lc, a->ids_ready, a->pool);
+    a->st = read_block(a->src, a->s0, a->s1, a->ids, a->rank, a->lc, a->ids_ready, a->pool_threads);
     if (a->st != EPLB_OK)
         snprintf(a->err, sizeof a->err, "%s", eplb_error_last());
     return NULL;
@@ -318,9 +318,9 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
      * and the reader with counting (token-level traces: counts traces have
      * no per-entry work); the results do not depend on them. */
     if (src->token_level) {
-        EPLB_CHECK_GOTO(eplb_sim_pool_open(&sh.pool, total), st, out);
+        sh.pool_threads = total;
         for (int i = 0; i < nthreads; i++)
-            EPLB_CHECK_GOTO(eplb_sim_pool_open(&work[i].pool, total / nthreads), st, out);
+            work[i].pool_threads = total / nthreads;
     }
     if (need_pre) {
         if (need_once) {
@@ -392,7 +392,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         if (!block_ready)
             EPLB_CHECK_GOTO(read_block(src, s0, s1, (int32_t *)sh.ids,
                                        (uint16_t *)sh.src_rank, lc, cache_ids != NULL,
-                                       sh.pool),
+                                       sh.pool_threads),
                             st, out);
         block_ready = 0;
         t_read += eplb_now() - t0;
@@ -426,7 +426,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             rd.rank = !src->read_src ? NULL : cache_rank ? cache_rank + t1 : rank2;
             rd.lc = lc2;
             rd.ids_ready = cache_ids != NULL;
-            rd.pool = sh.pool;
+            rd.pool_threads = sh.pool_threads;
             reading = pthread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
         }
         atomic_store(&sh.next, 0);
@@ -519,7 +519,6 @@ out:
         eplb_sim_run_free(&runs[i]);
     for (int i = 0; work && i < nthreads; i++)
         eplb_sim_work_free(&work[i]);
-    eplb_sim_pool_close(sh.pool);
     free(runs);
     free(work);
     free(tid);

@@ -428,8 +428,8 @@ static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
     /* traffic counted here: the layers on the pool (counted on the GPU:
      * what is left is too little to wake it) */
     int big = ph && !a2a32 && D > 1 && T * L * K >= POOL_MIN_ENTRIES;
-    eplb_sim_pool_run(big ? w->pool : NULL, (L + LAYERS_PER_JOB - 1) / LAYERS_PER_JOB, layer_job,
-                      &job);
+    eplb_pool_run((L + LAYERS_PER_JOB - 1) / LAYERS_PER_JOB, big ? w->pool_threads : 1, layer_job,
+                  &job);
     double comp = 0, a2a = 0, over = 0;
     for (int l = 0; l < L; l++) {
         const eplb_layer_cost_t lc = w->lcost[l];
@@ -482,6 +482,7 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
         const int32_t *ids = sh->ids + (size_t)(a - sh->tok0) * L * K;
         EPLB_CHECK(step_ranks(&rank, &w->rank, &w->rank_cap, sh, r, s));
         eplb_select_cfg_t c = step_select_cfg(sh, r, s, rank);
+        c.threads = w->pool_threads; /* the run's share of --threads */
         if (T > 0)
             EPLB_CHECK(eplb_select_record_cpu(D > 1 ? w->phys : NULL, w->counts, ids,
                                               T, L, K, r->maps, &c));
@@ -658,8 +659,6 @@ void eplb_sim_work_free(sim_work_t *w)
     free(w->a2a);
     free(w->gtok);
     free(w->lcost);
-    eplb_sim_pool_close(w->pool);
-    w->pool = NULL;
     free(w->rank);
 }
 

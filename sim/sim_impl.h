@@ -3,6 +3,7 @@
 #define EPLB_SIM_IMPL_H
 
 #include "sim.h"
+#include "pool.h"
 #include "progress.h"
 
 /* The replay's routing stages (kernels.h eplb_gpu_stage_*) behind a table,
@@ -151,19 +152,9 @@ typedef struct {
     char err[512];
 } sim_run_t;
 
-/* Helper threads (pool.c): eplb_sim_pool_run(p, n, fn, ctx) calls
- * fn(ctx, i) for i in [0, n) on the caller and the helpers and returns when
- * all are done; the iterations must write disjoint memory.  A NULL pool
- * (nthreads <= 1) runs the loop on the caller. */
-typedef struct sim_pool sim_pool_t;
-eplb_status_t eplb_sim_pool_open(sim_pool_t **out, int nthreads);
-void eplb_sim_pool_run(sim_pool_t *p, int n, void (*fn)(void *ctx, int i), void *ctx);
-/* Threads a loop runs on: helpers + the caller. */
-int eplb_sim_pool_threads(const sim_pool_t *p);
-void eplb_sim_pool_close(sim_pool_t *p);
-
-/* One worker thread's scratch; the pool is its helpers for the per-layer
- * loops of a step (the cost model, GPU path and CPU path alike). */
+/* One worker thread's scratch; pool_threads: the threads (src/pool.h) of
+ * its per-layer loops of a step (the cost model, GPU path and CPU path
+ * alike), its share of --threads. */
 typedef struct {
     int32_t *phys;              /* [T][L][K] */
     size_t phys_cap;
@@ -173,7 +164,7 @@ typedef struct {
     eplb_layer_cost_t *lcost;   /* [L] */
     uint16_t *rank;             /* [T] source ranks mod D */
     size_t rank_cap;
-    sim_pool_t *pool;
+    int pool_threads;
 } sim_work_t;
 
 typedef struct {
@@ -195,7 +186,7 @@ typedef struct {
     int maxP, maxD;
     int64_t max_step_tokens;
     int64_t block_tokens; /* opts->block_tokens or BLOCK_TOKENS */
-    sim_pool_t *pool;           /* the reading thread's helpers (counting) */
+    int pool_threads;           /* the reading thread's loops (counting) */
 } sim_shared_t;
 
 /* Set up a run: placement, maps, cost, buffers; checks D, N, P, trigger. */

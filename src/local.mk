@@ -6,3 +6,4 @@ libeplb_a_SOURCES += src/cmd_bench.c src/cmd_run.c src/cmd_info.c \
 libeplb_a_SOURCES += src/cli_util.h src/cli_util.c
 libeplb_a_SOURCES += src/tmpfile_guard.h src/tmpfile_guard.c
 libeplb_a_SOURCES += src/progress.h src/progress.c
+libeplb_a_SOURCES += src/pool.h src/pool.c

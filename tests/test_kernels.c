@@ -814,6 +814,72 @@ Test(kernels, select_balanced_close_to_lower_bound)
     cr_assert_leq(worst, 1.02);
 }
 
+/* Selection split into parts (token ranges of a layer, on several
+ * threads) gives the output of one pass in token order, in every mode:
+ * T x K = 300,000 entries of K = 6, so that parts start inside an rr-block
+ * block (1024 entries) and inside a rank's batch; counts that were not
+ * zero before (they accumulate); a hot expert and ids out of range. */
+Test(kernels, select_parts_equal_one_pass)
+{
+    enum { T = 50000, K = 6, E = 12, MR = 4, P = 24, D = 4 };
+    int32_t *ids = malloc(sizeof *ids * 2 * T * K);
+    int32_t *ph1 = malloc(sizeof *ph1 * 2 * T * K), *ph2 = malloc(sizeof *ph2 * 2 * T * K);
+    uint16_t *src = malloc(sizeof *src * T);
+    cr_assert(ids && ph1 && ph2 && src);
+    rng_seed(77);
+    for (int i = 0; i < 2 * T * K; i++) {
+        uint64_t r = rng_u64() % 100;
+        ids[i] = r < 30 ? 3 : r == 99 ? E + 5 : r == 98 ? -1 : (int32_t)(r % E);
+    }
+    for (int i = 0; i < T; i++)
+        src[i] = (uint16_t)(rng_u64() % D);
+    /* replicas 1..MR per expert, slots spread over the GPUs */
+    int32_t logcnt[2][E], log2phy[2][E * MR];
+    eplb_layer_map_t maps[2];
+    for (int l = 0; l < 2; l++) {
+        for (int e = 0; e < E; e++) {
+            logcnt[l][e] = 1 + (e + l) % MR;
+            for (int j = 0; j < MR; j++)
+                log2phy[l][e * MR + j] = j < logcnt[l][e] ? (e * 5 + j * 7 + l) % P : -1;
+        }
+        maps[l] = (eplb_layer_map_t){E, P, D, 2, MR, logcnt[l], log2phy[l]};
+    }
+    for (int mode = 0; mode < 6; mode++)
+        for (int L = 1; L <= 2; L++)
+            for (int th = 3; th <= 7; th += 4) {
+                eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+                c.mode = (eplb_select_mode_t)mode;
+                c.seed = 5;
+                c.step = 2;
+                c.num_ranks = D;
+                c.src_rank = mode == EPLB_SELECT_LOCAL ? src : NULL;
+                int32_t cnt1[2 * P], cnt2[2 * P];
+                for (int p = 0; p < 2 * P; p++)
+                    cnt1[p] = cnt2[p] = p * 3;
+                c.threads = 1;
+                eplb_assert_ok(eplb_select_record_cpu(ph1, cnt1, ids, T, L, K, maps, &c));
+                c.threads = th;
+                eplb_assert_ok(eplb_select_record_cpu(ph2, cnt2, ids, T, L, K, maps, &c));
+                cr_assert_arr_eq(ph1, ph2, sizeof *ph1 * (size_t)T * L * K,
+                                 "mode %s L=%d threads %d: replicas differ",
+                                 eplb_select_mode_name(c.mode), L, th);
+                cr_assert_arr_eq(cnt1, cnt2, sizeof *cnt1 * (size_t)L * P,
+                                 "mode %s L=%d threads %d: counts differ",
+                                 eplb_select_mode_name(c.mode), L, th);
+                int64_t sum = 0, want = 0;
+                for (int p = 0; p < L * P; p++)
+                    sum += cnt2[p] - p * 3;
+                for (int i = 0; i < T * L * K; i++)
+                    want += ids[i] >= 0 && ids[i] < E;
+                cr_assert_eq(sum, want, "mode %s: %lld recorded, %lld valid entries",
+                             eplb_select_mode_name(c.mode), (long long)sum, (long long)want);
+            }
+    free(ids);
+    free(ph1);
+    free(ph2);
+    free(src);
+}
+
 Test(kernels, select_rejects_bad_maps)
 {
     int32_t lc[4] = {2, 1, 3, 2}, l2p[12];
@@ -890,17 +956,20 @@ Test(kernels, route_reproduces_esft_trace_ids)
 }
 
 /* The CPU benchmark's per-core rate is over the threads each call used:
- * eplb_route_cpu gives each thread at least 256 rows (so T = 16 routes on
- * one thread, T = 1024 on four of EPLB_THREADS=4), selection one thread
- * per layer (one here); "threads" says which, and tokens / time / threads
- * is the rate printed. */
+ * eplb_route_cpu gives each thread at least 64 rows (so T = 16 routes on
+ * one thread, 255 on three, 1024 on four of EPLB_THREADS=4), selection
+ * one thread per EPLB_SELECT_TASK_ENTRIES = 32768 entries (T = 1024, K = 8
+ * on one); "threads" says which, and tokens / time / threads is the rate
+ * printed. */
 Test(kernels, bench_cpu_threads)
 {
     setenv("EPLB_THREADS", "4", 1);
     cr_assert_eq(eplb_route_cpu_threads(16), 1);
-    cr_assert_eq(eplb_route_cpu_threads(1023), 3);
+    cr_assert_eq(eplb_route_cpu_threads(255), 3);
     cr_assert_eq(eplb_route_cpu_threads(1 << 20), 4);
-    cr_assert_eq(eplb_select_cpu_threads(1 << 20, 1, 8), 1);
+    cr_assert_eq(eplb_select_cpu_threads(4096, 1, 8), 1);
+    cr_assert_eq(eplb_select_cpu_threads(8192, 1, 8), 2);
+    cr_assert_eq(eplb_select_cpu_threads(1 << 20, 1, 8), 4);
     cr_assert_eq(eplb_select_cpu_threads(1 << 20, 58, 8), 4);
     char *out = NULL;
     int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 16,1024 --reps 1 "

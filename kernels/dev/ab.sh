@@ -6,7 +6,8 @@
 # one line per case (T:median us).  AB_TESTS: gpu_tests --only LIST of
 # .devbin first (whatever AB_BINS names), with AB_SAN=1 memcheck and
 # racecheck on it (--small).  AB_ARGS: more bench options (e.g. --layers
-# 61); AB_ENV: NAME=VALUE ... set for every bench process.
+# 61); AB_ENV: NAME=VALUE ... set for every bench process; AB_DEVICE:
+# gpu (default) or cpu.
 set -u
 OUT=${OUT:-/tmp/ab}
 mkdir -p "$OUT"
@@ -29,7 +30,7 @@ for round in $(seq 1 "${AB_ROUNDS:-3}"); do
         for h in ${AB_HOT:-0 8}; do
             for bd in $bins; do
                 b=${bd%%:*} d=${bd#*:}
-                env ${AB_ENV:-} $d/eplb-replay bench kernels --device gpu --only $k --hot $h ${AB_ARGS:-} \
+                env ${AB_ENV:-} $d/eplb-replay bench kernels --device ${AB_DEVICE:-gpu} --only $k --hot $h ${AB_ARGS:-} \
                     --tokens ${AB_TOKENS:-64,512,4096,16384,65536} --json 2>&1 | grep "\"kernel\":\"$k\"" |
                     sed "s/^{/{\"bin\":\"$b\",\"round\":$round,/" >>"$OUT/ab.jsonl"
             done

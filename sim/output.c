@@ -36,9 +36,11 @@ void eplb_sim_print_table(FILE *f, const eplb_sim_result_t *r, int n)
         else
             snprintf(gain, sizeof gain, "%+.2f", x->gain_vs_none);
         int none = !strcmp(x->policy, "none");
+        /* once: one placement from the whole trace, no window or interval */
+        int nowi = none || c->trig.kind == EPLB_TRIGGER_ONCE;
         char w[16], iv[16];
-        snprintf(w, sizeof w, none ? "-" : "%lld", (long long)c->trig.window);
-        snprintf(iv, sizeof iv, none ? "-" : "%lld", (long long)c->trig.interval);
+        snprintf(w, sizeof w, nowi ? "-" : "%lld", (long long)c->trig.window);
+        snprintf(iv, sizeof iv, nowi ? "-" : "%lld", (long long)c->trig.interval);
         fprintf(f,
                 "%-17.17s %3d %4d %5s %6s %6.6s | %6.4f %7.3f %10s %5lld %7lld %8.3f "
                 "%9.3f %10.1f %10.2f %7s\n",

@@ -116,7 +116,8 @@ static void usage(FILE *f)
         "\n"
         "workload:\n"
         "  --policy LIST        policies, comma separated (default deepseek); `oracle` is\n"
-        "                       deepseek fed the NEXT window (an upper bound)\n"
+        "                       deepseek fed the NEXT window (an upper bound), on the\n"
+        "                       oracle schedule whatever --trigger says\n"
         "  --gpus LIST          EP size D (default 8)\n"
         "  --nodes N            nodes (default 1; D %% N == 0)\n"
         "  --redundant LIST     redundant slots R (default D): P = E + R rounded up to a\n"
@@ -127,14 +128,18 @@ static void usage(FILE *f)
         "  --trigger T          vllm|sglang|trtllm|threshold|once|oracle (default vllm;\n"
         "                       once for traces of fewer than 4 steps)\n"
         "  --window LIST        steps of load a decision uses (default: 1000, scaled\n"
-        "                       down to the trace: I/3)\n"
+        "                       down to the trace: I/3, at most the smallest\n"
+        "                       --interval); not with --trigger once\n"
         "  --interval LIST      steps between decisions (default: 3000, scaled down to\n"
-        "                       the trace: S/4); vllm starts after I/4 steps\n"
+        "                       the trace: S/4, at least the largest --window); vllm\n"
+        "                       starts after I/4 steps\n"
         "  --async MODE         off (all layers at once) | layers (one layer per step)\n"
         "                       | chunk:K (K layers per step; trtllm: layers per decision)\n"
-        "  --threshold X        threshold trigger: rearrange when balancedness < X (0.9)\n"
-        "  --ema-decay X        trtllm EMA decay (0.95)\n"
-        "  --max-moves M        migration-aware policy: slot changes per layer (-1 all;\n"
+        "  --threshold X        threshold trigger: rearrange when balancedness < X (0.9;\n"
+        "                       only with --trigger threshold)\n"
+        "  --ema-decay X        trtllm EMA decay (0.95; only with --trigger trtllm)\n"
+        "  --max-moves M        migration-aware policy: slot changes per layer (-1 all,\n"
+        "                       the default;\n"
         "                       then minutes at thousands of slots: on a terminal\n"
         "                       \"layer N of L\" shows on stderr after 2 s)\n"
         "cost model:\n"
@@ -159,7 +164,8 @@ static void usage(FILE *f)
         "  -h, --help           this text\n"
         "\n"
         "Lists (comma separated) of --gpus, --redundant, --window, --interval run the\n"
-        "whole grid in one invocation. Exit status: 0 ok, 1 runtime error, 2 usage.\n");
+        "whole grid in one invocation (each value once; two --redundant values that give\n"
+        "the same P run once). Exit status: 0 ok, 1 runtime error, 2 usage.\n");
 }
 
 typedef struct {
@@ -173,7 +179,7 @@ typedef struct {
     eplb_select_mode_t select;
     eplb_trigger_t trig;
     int trigger_set;            /* --trigger given */
-    int threshold_set;
+    int threshold_set, ema_set, max_moves_set;
     int max_moves;
     const char *profile_path;
     double policy_time;
@@ -243,6 +249,60 @@ enum {
     OPT_OUT, OPT_JSON, OPT_QUIET
 };
 
+/* A value given twice in a grid list would run the same point twice. */
+static eplb_status_t check_repeats(const int64_t *v, int n, const char *opt)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (v[i] == v[j])
+                return eplb_error_set(EPLB_ERR_INVALID_ARG, "--%s: %lld is listed twice", opt,
+                                      (long long)v[i]);
+    return EPLB_OK;
+}
+
+static int has_policy(const opts_t *o, const char *name)
+{
+    for (int i = 0; i < o->npol; i++)
+        if (!strcmp(o->policies[i], name))
+            return 1;
+    return 0;
+}
+
+/* Options given for something that does not run are refused, not ignored
+ * (the oracle keeps its own schedule whatever --trigger says). */
+static eplb_status_t check_applies(const opts_t *o)
+{
+    EPLB_CHECK(check_repeats(o->gpus, o->ngpus, "gpus"));
+    EPLB_CHECK(check_repeats(o->redundant, o->nred, "redundant"));
+    EPLB_CHECK(check_repeats(o->window, o->nwin, "window"));
+    EPLB_CHECK(check_repeats(o->interval, o->nint, "interval"));
+    const char *tn = eplb_sim_trigger_name(o->trig.kind);
+    int online = 0; /* policies other than none and oracle: they use --trigger */
+    for (int i = 0; i < o->npol; i++)
+        online |= strcmp(o->policies[i], "none") && strcmp(o->policies[i], "oracle");
+    if (o->trigger_set && !online && o->trig.kind != EPLB_TRIGGER_VLLM &&
+        o->trig.kind != EPLB_TRIGGER_ORACLE)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--trigger %s: no policy of --policy uses it (oracle decides on "
+                              "its own schedule: as vllm, on the next window)", tn);
+    if (o->threshold_set && o->trig.kind != EPLB_TRIGGER_THRESHOLD)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--threshold applies to --trigger threshold only (the trigger "
+                              "is %s)", tn);
+    if (o->ema_set && o->trig.kind != EPLB_TRIGGER_TRTLLM)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--ema-decay applies to --trigger trtllm only (the trigger is "
+                              "%s)", tn);
+    if (o->max_moves_set && !has_policy(o, "migration-aware"))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--max-moves applies to --policy migration-aware only");
+    if ((o->nwin || o->nint) && o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle"))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--%s does not apply to --trigger once (one placement from the "
+                              "whole trace)", o->nwin ? "window" : "interval");
+    return EPLB_OK;
+}
+
 static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
 {
     static const struct option lo[] = {
@@ -304,6 +364,10 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
                                           "--policy: unknown policy '%s' (%soracle)", t,
                                           names);
                 }
+                for (int k = 0; k < o->npol; k++)
+                    if (!strcmp(o->policies[k], t))
+                        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                              "--policy: '%s' is listed twice", t);
                 o->policies[o->npol++] = t;
             }
             if (o->npol == 0)
@@ -354,6 +418,7 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             break;
         case OPT_EMA:
             EPLB_CHECK(parse_num(&o->trig.ema_decay, optarg, "--ema-decay"));
+            o->ema_set = 1;
             break;
         case OPT_MAXMOVES: {
             /* an integer (1e30 and 16.0 were taken, past int64 clamped) */
@@ -362,6 +427,7 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             /* more than MAX_SLOTS (>= any P) is no tighter a limit; keeps the
              * policy's arithmetic inside int */
             o->max_moves = m > MAX_SLOTS ? MAX_SLOTS : (int)m;
+            o->max_moves_set = 1;
             break;
         }
         case OPT_PROFILE:
@@ -427,15 +493,15 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
     if (o->replicas && o->nred)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--redundant and --replicas exclude each other");
-    return EPLB_OK;
+    return check_applies(o);
 }
 
 /* Window / interval defaults: the serving systems' values, scaled down to
  * the trace so that a short trace still sees several decisions. */
-static void scaled_defaults(int64_t *W, int64_t *I, const opts_t *o, int64_t S)
+static void scaled_defaults(int64_t *W, int64_t *I, eplb_trigger_kind_t kind, int64_t S)
 {
     int64_t i = 0, w = 0;
-    switch (o->trig.kind) {
+    switch (kind) {
     case EPLB_TRIGGER_SGLANG:
         i = S / 4 < 1000 ? S / 4 : 1000;
         if (i < 2)
@@ -461,6 +527,37 @@ static void scaled_defaults(int64_t *W, int64_t *I, const opts_t *o, int64_t S)
     }
     *W = w;
     *I = i;
+}
+
+/* The window and interval lists of trigger `kind`: those given, and for a
+ * list not given the default of the kind scaled to S steps (an interval at
+ * least the largest window given, a window at most the smallest interval,
+ * except for trtllm, whose window is a warm-up). */
+static void resolve_schedule(int64_t *win, int *nwin, int64_t *itv, int *nint, const opts_t *o,
+                             eplb_trigger_kind_t kind, int64_t S)
+{
+    int64_t dW, dI;
+    scaled_defaults(&dW, &dI, kind, S);
+    *nwin = o->nwin;
+    *nint = o->nint;
+    memcpy(win, o->window, sizeof *win * (size_t)o->nwin);
+    memcpy(itv, o->interval, sizeof *itv * (size_t)o->nint);
+    if (!*nint) {
+        int64_t i = dI;
+        if (*nwin && kind != EPLB_TRIGGER_TRTLLM)
+            for (int k = 0; k < *nwin; k++)
+                if (win[k] > i)
+                    i = win[k];
+        itv[(*nint)++] = i;
+    }
+    if (!*nwin) {
+        int64_t w = dW;
+        if (kind != EPLB_TRIGGER_TRTLLM)
+            for (int k = 0; k < *nint; k++)
+                if (itv[k] < w)
+                    w = itv[k];
+        win[(*nwin)++] = w;
+    }
 }
 
 typedef struct {
@@ -782,31 +879,23 @@ int eplb_cmd_run(int argc, char **argv)
     if (!o.trigger_set && S < 4)
         o.trig.kind = EPLB_TRIGGER_ONCE;
 
-    /* resolve window / interval */
-    int64_t dW, dI;
-    scaled_defaults(&dW, &dI, &o, S);
-    if (!o.nint) {
-        int64_t i = dI;
-        if (o.nwin && o.trig.kind != EPLB_TRIGGER_TRTLLM)
-            for (int k = 0; k < o.nwin; k++)
-                if (o.window[k] > i)
-                    i = o.window[k];
-        o.interval[o.nint++] = i;
-    }
-    if (!o.nwin) {
-        int64_t w = dW;
-        if (o.trig.kind != EPLB_TRIGGER_TRTLLM)
-            for (int k = 0; k < o.nint; k++)
-                if (o.interval[k] < w)
-                    w = o.interval[k];
-        o.window[o.nwin++] = w;
+    /* resolve window / interval: the trigger's, and the oracle's own */
+    int64_t owin[MAX_LIST], oint[MAX_LIST];
+    int onwin, onint;
+    resolve_schedule(owin, &onwin, oint, &onint, &o, EPLB_TRIGGER_ORACLE, S);
+    {
+        int64_t w[MAX_LIST], i[MAX_LIST];
+        resolve_schedule(w, &o.nwin, i, &o.nint, &o, o.trig.kind, S);
+        memcpy(o.window, w, sizeof w);
+        memcpy(o.interval, i, sizeof i);
     }
     if (o.trig.kind == EPLB_TRIGGER_THRESHOLD && !o.threshold_set)
         o.trig.threshold = 0.9;
 
     /* the grid: for each (D, R): none once, then every policy x W x I */
     int nred = o.replicas ? 1 : o.nred ? o.nred : 1;
-    size_t cap = (size_t)o.ngpus * nred * (1 + (size_t)o.npol * o.nwin * o.nint);
+    const int nwi = o.nwin * o.nint > onwin * onint ? o.nwin * o.nint : onwin * onint;
+    size_t cap = (size_t)o.ngpus * nred * (1 + (size_t)o.npol * nwi);
     if (cap > MAX_RUNS) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                             "the grid --gpus (%d) x --redundant (%d) x (1 + --policy (%d) x "
@@ -866,6 +955,13 @@ int eplb_cmd_run(int argc, char **argv)
             for (int k = 0; k < nruns; k++)
                 dup |= runs[k].policy && !strcmp(runs[k].policy->name, "none") &&
                        runs[k].num_gpus == D && runs[k].num_slots == P;
+            if (dup && o.nred > 1) { /* an earlier --redundant gave this P */
+                if (!o.quiet)
+                    fprintf(stderr, "eplb-replay run: --gpus %d: --redundant %lld gives P = %d "
+                            "as an earlier value did; run once\n", D,
+                            (long long)o.redundant[ri], P);
+                continue;
+            }
             if (!dup) {
                 runs[nruns] = base;
                 runs[nruns].policy = eplb_policy_find("none");
@@ -875,13 +971,15 @@ int eplb_cmd_run(int argc, char **argv)
             for (int pi = 0; pi < o.npol; pi++) {
                 if (!strcmp(o.policies[pi], "none"))
                     continue;
-                for (int wi = 0; wi < o.nwin; wi++)
-                    for (int ii = 0; ii < o.nint; ii++) {
+                const int orc = !strcmp(o.policies[pi], "oracle");
+                const int64_t *wl = orc ? owin : o.window, *il = orc ? oint : o.interval;
+                for (int wi = 0; wi < (orc ? onwin : o.nwin); wi++)
+                    for (int ii = 0; ii < (orc ? onint : o.nint); ii++) {
                         eplb_sim_run_cfg_t r = base;
                         r.label = o.policies[pi];
-                        r.trig.window = o.window[wi];
-                        r.trig.interval = o.interval[ii];
-                        if (!strcmp(o.policies[pi], "oracle")) {
+                        r.trig.window = wl[wi];
+                        r.trig.interval = il[ii];
+                        if (orc) {
                             r.policy = eplb_policy_find("deepseek");
                             r.trig.kind = EPLB_TRIGGER_ORACLE;
                         } else {
@@ -996,6 +1094,14 @@ int eplb_cmd_run(int argc, char **argv)
                    (long long)ctx.route_differ, (long long)ctx.route_rows,
                    100.0 * ctx.route_differ / ctx.route_rows);
         eplb_sim_print_table(stdout, res, nruns);
+        for (int k = 0; k < nruns && !o.quiet; k++) {
+            const eplb_sim_run_cfg_t *c = &res[k].cfg;
+            if (res[k].rebalances == 0 && strcmp(res[k].policy, "none") &&
+                c->trig.kind != EPLB_TRIGGER_ONCE)
+                printf("# note: %s (D %d, P %d, W %lld, I %lld) rearranged nothing in %lld "
+                       "steps\n", res[k].label, c->num_gpus, c->num_slots,
+                       (long long)c->trig.window, (long long)c->trig.interval, (long long)S);
+        }
         if (!o.quiet)
             printf("# bal: mean/max GPU load (1 = even), averaged over steps and layers; "
                    "worst(l): the layer with the lowest;\n"

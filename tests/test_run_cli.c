@@ -97,6 +97,16 @@ Test(run_cli, bad_options_exit_2_and_write_nothing)
         {"--gpus 0", "--gpus"},
         {"--threshold 2 --trigger threshold", "--threshold"},
         {"--frobnicate", "frobnicate"},
+        /* the same grid point twice */
+        {"--policy deepseek,lpt,deepseek", "'deepseek' is listed twice"},
+        {"--gpus 4,4", "--gpus: 4 is listed twice"},
+        {"--window 1,2,1 --interval 4", "--window: 1 is listed twice"},
+        /* options for something that does not run */
+        {"--threshold 0.5", "--threshold applies to --trigger threshold only"},
+        {"--ema-decay 0.5 --trigger sglang", "--ema-decay applies to --trigger trtllm"},
+        {"--max-moves 3 --policy deepseek,lpt", "--max-moves applies to --policy migration"},
+        {"--trigger once --interval 4", "--interval does not apply to --trigger once"},
+        {"--policy oracle --trigger once", "--trigger once: no policy"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out_dir[600];
@@ -212,6 +222,84 @@ Test(run_cli, grid_runs_every_point)
         p8 += num(&runs->items[i], "gpus") == 8 && num(&runs->items[i], "replicas") == 24;
     cr_assert_eq(p8, 3); /* 16 + 8 = 24 slots at 8 GPUs */
     eplb_json_free(v);
+}
+
+/* Two --redundant values that give the same P (E = 16, D = 4: R = 1 and 2
+ * both round up to P = 20) run once, with a note on stderr. */
+Test(run_cli, redundant_values_of_one_p_run_once)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --redundant 1,2 --policy-time 0",
+                               tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "--redundant 2 gives P = 20 as an earlier value did; run once"),
+              "%s", out);
+    int rows = 0;
+    for (char *l = out; (l = strstr(l, "\ndeepseek ")); l++)
+        rows++;
+    cr_assert_eq(rows, 1, "%d deepseek rows: %s", rows, out);
+    free(out);
+    eplb_json_t *v = run_json("run '%s' --gpus 4 --redundant 1,2 --json --quiet "
+                              "--policy-time 0", tok_trace);
+    cr_assert_eq(eplb_json_get(v, "runs")->n, 2u); /* none, deepseek */
+    eplb_json_free(v);
+}
+
+/* The oracle keeps its own schedule whatever --trigger says: on the
+ * 16-step trace the vllm defaults (docs/simulator.md: I = clamp(S/4, 4,
+ * 3000) = 4, W = clamp(I/3, 1, 1000) = 1), while deepseek under trtllm
+ * gets trtllm's (I = 1, W = clamp(S/8, 1, 1000) = 2 warm-up steps).  It
+ * was refused (trtllm's W 2 > I 1 applied to the oracle) or, under once,
+ * decided every step. */
+Test(run_cli, oracle_schedule_ignores_trigger)
+{
+    eplb_json_t *v = run_json("run '%s' --policy oracle,deepseek --trigger trtllm --json "
+                              "--quiet --policy-time 0", tok_trace);
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    const eplb_json_t *orc = run_of(runs, "oracle"), *ds = run_of(runs, "deepseek");
+    cr_assert(orc && ds);
+    cr_assert_str_eq(eplb_json_get(orc, "trigger")->str, "oracle");
+    cr_assert_eq(num(orc, "interval"), 4);
+    cr_assert_eq(num(orc, "window"), 1);
+    cr_assert_eq(num(orc, "rebalances"), 4); /* before steps 1, 5, 9, 13 */
+    cr_assert_str_eq(eplb_json_get(ds, "trigger")->str, "trtllm");
+    cr_assert_eq(num(ds, "interval"), 1);
+    cr_assert_eq(num(ds, "window"), 2);
+    eplb_json_free(v);
+    v = run_json("run '%s' --policy oracle,lpt --trigger once --json --quiet --policy-time 0",
+                 tok_trace);
+    orc = run_of(eplb_json_get(v, "runs"), "oracle");
+    cr_assert(orc);
+    cr_assert_eq(num(orc, "interval"), 4);
+    cr_assert_eq(num(orc, "rebalances"), 4);
+    eplb_json_free(v);
+}
+
+/* The table: no window or interval for once (one placement from the
+ * whole trace), and a note under it for a run that never rearranged (the
+ * first vllm decision comes after I/4 = 25 steps, past the 16). */
+Test(run_cli, table_once_columns_and_idle_note)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --trigger once --policy-time 0", tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    char *row = strstr(out, "\ndeepseek ");
+    cr_assert(row, "%s", out);
+    char name[32], w[16], iv[16], trig[16];
+    int D, P;
+    cr_assert_eq(sscanf(row + 1, "%31s %d %d %15s %15s %15s", name, &D, &P, w, iv, trig), 6);
+    cr_assert_str_eq(w, "-");
+    cr_assert_str_eq(iv, "-");
+    cr_assert_str_eq(trig, "once");
+    free(out);
+    rc = eplb_test_run_cli(&out, "run '%s' --interval 100 --policy-time 0", tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "# note: deepseek (D 8, P 24, W 1, I 100) rearranged nothing in 16 "
+                          "steps"), "%s", out);
+    free(out);
+    rc = eplb_test_run_cli(&out, "run '%s' --policy-time 0", tok_trace);
+    cr_assert(!strstr(out, "rearranged nothing"), "%s", out); /* it does rearrange */
+    free(out);
 }
 
 Test(run_cli, out_dir_files_and_reproducible)

@@ -34,10 +34,10 @@ static void usage(FILE *f)
             "  --dtype f32|f16|bf16   logits type in the file (default bf16)\n"
             "  --layers N             keep only the first N MoE layers (the same\n"
             "                         logits as in the full model; default all)\n"
-            "  --stats                write nothing; route the generated logits\n"
+            "  --stats                write nothing (no -o); route the generated logits\n"
             "                         with a reference top-k and print per-layer\n"
             "                         load statistics (max/mean expert load)\n"
-            "  --window W             steps per window of --stats (default 16)\n"
+            "  --window W             --stats only: steps per window (default 16)\n"
             "  --threads N            generator threads (default: EPLB_THREADS or\n"
             "                         the CPU count; the output does not depend on it)\n"
             "  --force                generate even more than 64 GiB of raw logits\n"
@@ -124,7 +124,7 @@ int eplb_cmd_gen(int argc, char **argv)
     eplb_gen_opts_t o = EPLB_GEN_OPTS_INIT;
     o.preset = NULL;
     const char *out = NULL;
-    int stats = 0, force = 0;
+    int stats = 0, force = 0, window_set = 0;
     int64_t window = 16, v;
     eplb_status_t st = EPLB_OK;
     int c;
@@ -156,7 +156,10 @@ int eplb_cmd_gen(int argc, char **argv)
             st = eplb_cli_int_parse(&v, optarg, "--threads", 1, 1024);
             o.threads = (int)v;
             break;
-        case OPT_WINDOW: st = eplb_cli_int_parse(&window, optarg, "--window", 1, INT64_C(1) << 40); break;
+        case OPT_WINDOW:
+            st = eplb_cli_int_parse(&window, optarg, "--window", 1, INT64_C(1) << 40);
+            window_set = 1;
+            break;
         case OPT_LIST: list_presets(); return 0;
         case 'h': usage(stdout); return 0;
         default: st = eplb_cli_getopt_fail(c, argv); break;
@@ -171,6 +174,17 @@ int eplb_cmd_gen(int argc, char **argv)
     if (!o.preset)
         return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                    "--preset: required (see --list-presets)"));
+    /* options that the request would ignore are refused, not dropped */
+    if (stats && out)
+        return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                   "--stats writes no trace; drop -o/--output "
+                                                   "(or drop --stats to write %s)",
+                                                   out));
+    if (window_set && !stats)
+        return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                   "--window applies to --stats only (the "
+                                                   "window of its statistics; a trace has "
+                                                   "none)"));
     if (!stats && !out)
         return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                    "-o/--output: required (or --stats)"));

@@ -133,8 +133,11 @@ int eplb_cmd_import(int argc, char **argv)
         if (topk_set || model_set)
             return eplb_cmd_fail("import",
                                  eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                "--top-k/--model: only for "
-                                                "--format sglang-counts"));
+                                                "%s applies to --format sglang-counts only "
+                                                "(%s)",
+                                                topk_set ? "--top-k" : "--model",
+                                                topk_set ? "ESFT logs are top-6"
+                                                         : "the ESFT import sets the model"));
         int64_t bad = 0;
         /* an output that cannot be written is refused before the logs are read */
         if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
@@ -152,7 +155,8 @@ int eplb_cmd_import(int argc, char **argv)
         if (tokens_set)
             return eplb_cmd_fail("import",
                                  eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                "--tokens-per-step: only for --format esft"));
+                                                "--tokens-per-step applies to --format esft "
+                                                "only (SGLang counts are one step)"));
         if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
             return eplb_cmd_fail("import", st);
         st = eplb_import_sglang(in, out, (int)topk, model);

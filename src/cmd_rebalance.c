@@ -53,19 +53,22 @@ static void usage(FILE *f)
             "  --old FILE       current placement, JSON phy2log [[...]] (layers x P) or\n"
             "                   {\"physical_to_logical_map\": [[...]]}; default: slot p holds\n"
             "                   expert p mod E.  Used by deepseek-preserve, migration-aware,\n"
-            "                   none, and to count moves\n"
-            "  --max-moves M    migration-aware: slots allowed to change per layer (default 16;\n"
-            "                   -1: unlimited; then minutes at thousands of slots: on a\n"
-            "                   terminal \"layer N of L\" shows on stderr after 2 s)\n"
-            "  --format F       json (default): {\"policy\", \"phy2log\", \"log2phy\", \"logcnt\",\n"
+            "                   none, and to count moves (with --export: those policies only)\n"
+            "  --max-moves M    migration-aware only: slots allowed to change per layer\n"
+            "                   (default 16; -1: unlimited; then minutes at thousands of\n"
+            "                   slots: on a terminal \"layer N of L\" shows on stderr after\n"
+            "                   2 s)\n"
+            "  --format F       json (default): {\"policy\", \"phy2log\", \"log2phy\", "
+            "\"logcnt\",\n"
             "                   \"gpu_load\", \"balancedness\", \"moves\"}; csv: one row per slot\n"
-            "                   (layer,slot,gpu,node,expert,rank,moved)\n"
+            "                   (layer,slot,gpu,node,expert,rank,moved).  An --export fixes\n"
+            "                   the format (sglang: json, trtllm: YAML; no other --format)\n"
             "  --export sglang  instead: {\"physical_to_logical_map\": ...} for SGLang's\n"
             "                   --init-expert-location\n"
             "  --export trtllm  instead: TensorRT-LLM MoE load balancer YAML (num_slots,\n"
             "                   initial_global_assignments keyed by layer index + K, all-zero\n"
             "                   (dense) layers left out, layer_updates_per_iter: 0)\n"
-            "  --layer-offset K added to layer indices in the trtllm export (default 0;\n"
+            "  --layer-offset K --export trtllm only: added to its layer keys (default 0;\n"
             "                   K + layers - 1 <= 2147483647)\n\n"
             "gpu_load splits each expert's load evenly over its replicas; balancedness is\n"
             "mean/max GPU load per layer; moves counts slots that differ from the old\n"
@@ -252,22 +255,38 @@ out:
     return st;
 }
 
+/* An error of the file given to option opt: "PATH: why" becomes
+ * "OPT PATH: why", as the other --old errors read (the readers name only
+ * the path); an error not about the file is kept as it is. */
+static eplb_status_t name_option(eplb_status_t st, const char *opt, const char *path)
+{
+    const char *msg = eplb_error_last();
+    size_t n = strlen(path);
+    if (st == EPLB_OK || strncmp(msg, path, n) != 0 || msg[n] != ':')
+        return st;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", msg);
+    return eplb_error_set(st, "%s %s", opt, why);
+}
+
 static eplb_status_t load_old(int32_t **out, const char *path, int L, int E, int P)
 {
     eplb_json_t *root = NULL;
     int32_t *m = NULL;
     int r = 0, c = 0;
-    eplb_status_t st = eplb_json_parse_file(&root, path);
+    eplb_status_t st = name_option(eplb_json_parse_file(&root, path), "--old", path);
     if (st != EPLB_OK)
         return st;
     const eplb_json_t *v = root;
     if (root->type == EPLB_JSON_OBJECT)
         v = eplb_json_get(root, "physical_to_logical_map");
     if (!v) {
-        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: expected phy2log [[...]]", path);
+        st = eplb_error_set(EPLB_ERR_FORMAT, "--old %s: expected phy2log [[...]]", path);
         goto out;
     }
-    EPLB_CHECK_GOTO(eplb_json_matrix_i32(&m, &r, &c, v, path), st, out);
+    st = name_option(eplb_json_matrix_i32(&m, &r, &c, v, path), "--old", path);
+    if (st != EPLB_OK)
+        goto out;
     /* what the file holds, shape and ids, is a malformed file (exit 1), not
      * an impossible request: the options are checked before it is read */
     if (r != L || c != P) {
@@ -379,10 +398,44 @@ static eplb_status_t set_opt(opts_t *o, int id, const char *val)
     return eplb_error_set(EPLB_ERR_INTERNAL, "rebalance: option %d not handled", id);
 }
 
+/* Options given that the request would silently ignore are refused: an
+ * export fixes the output format (sglang JSON, trtllm YAML), --layer-offset
+ * shifts the trtllm keys, --max-moves bounds migration-aware, and --old with
+ * an export (no moves printed) needs a policy that starts from it. */
+static eplb_status_t check_applicable(const opts_t *o, int have_moves, int have_format,
+                                      int have_offset)
+{
+    int trtllm = o->export_ && !strcmp(o->export_, "trtllm");
+    if (have_format && o->export_ && (trtllm || strcmp(o->format, "json")))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--format %s does not apply to --export %s (it writes %s); "
+                              "drop --format",
+                              o->format, o->export_, trtllm ? "YAML" : "JSON");
+    if (have_offset && !trtllm)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--layer-offset applies to --export trtllm only (it shifts the "
+                              "layer keys of that YAML)%s%s",
+                              o->export_ ? "; --export is " : "", o->export_ ? o->export_ : "");
+    if (have_moves && strcmp(o->policy, "migration-aware"))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--max-moves applies to --policy migration-aware only (%s does "
+                              "not limit moved slots)",
+                              o->policy);
+    if (o->old && o->export_ && strcmp(o->policy, "deepseek-preserve") &&
+        strcmp(o->policy, "migration-aware") && strcmp(o->policy, "none"))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--old does not apply to --policy %s with --export %s (the "
+                              "policy does not start from it and the export prints no moves)",
+                              o->policy, o->export_);
+    return EPLB_OK;
+}
+
 int eplb_cmd_rebalance(int argc, char **argv)
 {
     opts_t o = {NULL, "deepseek", NULL, "json", NULL, 0, 1, 1, 0, 16, 0};
-    int have_p = 0, have_d = 0;
+    /* options given, not defaulted: only those are refused where they do
+     * not apply */
+    int have_p = 0, have_d = 0, have_moves = 0, have_format = 0, have_offset = 0;
     eplb_status_t st = EPLB_OK;
     float *w = NULL, *series = NULL;
     int32_t *old = NULL, *phy2log = NULL, *rank = NULL, *logcnt = NULL, *log2phy = NULL;
@@ -401,6 +454,9 @@ int eplb_cmd_rebalance(int argc, char **argv)
         EPLB_CHECK_GOTO(set_opt(&o, opt->val, val), st, out);
         have_p |= opt->val == OPT_REPLICAS;
         have_d |= opt->val == OPT_GPUS;
+        have_moves |= opt->val == OPT_MAX_MOVES;
+        have_format |= opt->val == OPT_FORMAT;
+        have_offset |= opt->val == OPT_LAYER_OFFSET;
     }
     if ((o.weights && !*o.weights) || (o.old && !*o.old)) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: empty path",
@@ -450,10 +506,13 @@ int eplb_cmd_rebalance(int argc, char **argv)
                             o.export_);
         goto out;
     }
-    EPLB_CHECK_GOTO(load_weights(&w, &L, &E, &series, &S, o.weights), st, out);
-    EPLB_CHECK_GOTO(check_loads(w, (size_t)L * E, L, E, o.weights), st, out);
-    if (series)
-        EPLB_CHECK_GOTO(check_loads(series, (size_t)S * L * E, L, E, o.weights), st, out);
+    EPLB_CHECK_GOTO(check_applicable(&o, have_moves, have_format, have_offset), st, out);
+    st = load_weights(&w, &L, &E, &series, &S, o.weights);
+    if (st == EPLB_OK)
+        st = check_loads(w, (size_t)L * E, L, E, o.weights);
+    if (st == EPLB_OK && series)
+        st = check_loads(series, (size_t)S * L * E, L, E, o.weights);
+    EPLB_CHECK_GOTO(name_option(st, "--weights", o.weights), st, out);
     if ((int64_t)o.layer_offset + L - 1 > INT_MAX) {
         /* the trtllm keys (layer + K) are ints: the last must not wrap */
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,

@@ -620,3 +620,45 @@ Test(gen, cli)
     unlink(eplb_test_path(dir, "m.h5"));
     rmdir(dir);
 }
+
+/* Found by a user-level review: `--window` without --stats, and -o with
+ * --stats (which writes nothing), were dropped with exit 0. */
+Test(gen, options_that_do_not_apply_refused)
+{
+    const char *dir = eplb_test_tmpdir();
+    char out[4096];
+    snprintf(out, sizeof out, "%s", eplb_test_path(dir, "g.h5"));
+    eplb_test_cli_expect(2, "eplb-replay gen: --window applies to --stats only",
+                         "gen --preset mixtral -o %s --steps 1 --tokens-per-step 1 --window 4",
+                         out);
+    eplb_test_cli_expect(2, "eplb-replay gen: --stats writes no trace; drop -o/--output",
+                         "gen --preset mixtral --stats -o %s --steps 1 --tokens-per-step 1",
+                         out);
+    eplb_test_cli_expect(2, "--stats writes no trace",
+                         "gen --preset mixtral --stats --output %s --steps 1 --window 1", out);
+    cr_assert_neq(access(out, F_OK), 0, "%s written", out);
+    /* the default window does not count as given */
+    eplb_test_cli_expect(0, "wrote", "gen --preset mixtral -o %s --steps 1 --tokens-per-step 1",
+                         out);
+    eplb_test_cli_expect(0, "window 1 steps",
+                         "gen --preset mixtral --stats --steps 2 --tokens-per-step 4 --window 1");
+    unlink(out);
+    rmdir(dir);
+}
+
+/* `import`: an option of the other --format is refused, naming it. */
+Test(gen, import_options_of_the_other_format_refused)
+{
+    const char *dir = eplb_test_tmpdir();
+    char out[4096];
+    snprintf(out, sizeof out, "%s", eplb_test_path(dir, "i.h5"));
+    eplb_test_cli_expect(2, "eplb-replay import: --top-k applies to --format sglang-counts only",
+                         "import --format esft %s -o %s --top-k 6", dir, out);
+    eplb_test_cli_expect(2, "eplb-replay import: --model applies to --format sglang-counts only",
+                         "import --format esft %s -o %s --model M", dir, out);
+    eplb_test_cli_expect(2, "eplb-replay import: --tokens-per-step applies to --format esft only",
+                         "import --format sglang-counts %s/c.json -o %s --tokens-per-step 4",
+                         dir, out);
+    cr_assert_neq(access(out, F_OK), 0, "%s written", out);
+    rmdir(dir);
+}

@@ -260,6 +260,93 @@ Test(rebalance_cli, impossible_requests_refused)
             "/nonexistent/old.json");
 }
 
+/* Found by a user-level review: options the request does not use were
+ * dropped with exit 0 (the csv of `--export sglang --format csv`, a
+ * --layer-offset without the trtllm export, --max-moves for deepseek).
+ * Only options given are refused: the defaults never are. */
+Test(rebalance_cli, options_that_do_not_apply_refused)
+{
+    refused("--replicas 16 --gpus 8 --export sglang --format csv", README_W, 2,
+            "--format csv does not apply to --export sglang (it writes JSON)");
+    refused("--replicas 16 --gpus 8 --export trtllm --format json", README_W, 2,
+            "--format json does not apply to --export trtllm (it writes YAML)");
+    refused("--replicas 16 --gpus 8 --export trtllm --format csv", README_W, 2,
+            "--format csv does not apply to --export trtllm");
+    refused("--replicas 16 --gpus 8 --layer-offset 5", README_W, 2,
+            "--layer-offset applies to --export trtllm only");
+    refused("--replicas 16 --gpus 8 --layer-offset 0 --format csv", README_W, 2,
+            "--layer-offset applies to --export trtllm only");
+    refused("--replicas 16 --gpus 8 --export sglang --layer-offset 3", README_W, 2,
+            "--layer-offset applies to --export trtllm only (it shifts the layer keys of that "
+            "YAML); --export is sglang");
+    refused("--replicas 16 --gpus 8 --policy deepseek --max-moves 3", README_W, 2,
+            "--max-moves applies to --policy migration-aware only (deepseek does not limit "
+            "moved slots)");
+    refused("--replicas 16 --gpus 8 --max-moves 3", README_W, 2,
+            "--max-moves applies to --policy migration-aware only");
+    refused("--replicas 16 --gpus 8 --policy deepseek-preserve --max-moves -1", README_W, 2,
+            "(deepseek-preserve does not limit moved slots)");
+    refused("--replicas 16 --gpus 8 --policy lpt --old /nonexistent/old.json --export trtllm",
+            README_W, 2, "--old does not apply to --policy lpt with --export trtllm");
+    /* what does apply still runs */
+    const char *dir = eplb_test_tmpdir();
+    const char *w = write_tmp(dir, "w.json", README_W);
+    const char *old = write_tmp(dir, "old.json",
+                                "[[5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1],"
+                                "[7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1]]");
+    static const char *const ok[] = {
+        "--export sglang --format json",
+        "--export trtllm --layer-offset 0",
+        "--format json",
+        "--policy migration-aware --max-moves 3 --export sglang --old OLD",
+        "--policy deepseek-preserve --export trtllm --old OLD",
+        "--policy none --export sglang --old OLD",
+        "--policy deepseek --old OLD --format csv",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char extra[1024], args[4096], *out, *err;
+        const char *o = strstr(ok[i], "OLD");
+        snprintf(extra, sizeof extra, "%.*s%s", o ? (int)(o - ok[i]) : (int)strlen(ok[i]),
+                 ok[i], o ? old : "");
+        snprintf(args, sizeof args, "rebalance --weights '%s' %s %s", w, SHAPE, extra);
+        cr_assert_eq(run_split(&out, &err, dir, args), 0, "%s: stderr: %s", extra, err);
+        cr_assert_str_empty(err, "%s: stderr: %s", extra, err);
+        free(out);
+        free(err);
+    }
+}
+
+/* Found: a missing --old said only "/nonexistent: cannot open", while its
+ * other errors name --old.  A file that cannot be read stays exit 1. */
+Test(rebalance_cli, file_errors_name_the_option)
+{
+    refused("--replicas 16 --gpus 8 --old /nonexistent/old.json", README_W, 1,
+            "--old /nonexistent/old.json: cannot open: No such file or directory");
+    refused("--replicas 16 --gpus 8 --old /nonexistent/old.json --policy none --export sglang",
+            README_W, 1, "--old /nonexistent/old.json: cannot open");
+    const char *dir = eplb_test_tmpdir();
+    const char *bad = write_tmp(dir, "bad.json", "[[1,2");
+    char extra[4096];
+    snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, bad);
+    refused(extra, README_W, 1, "rebalance: --old ");
+    refused(extra, README_W, 1, "bad.json: invalid JSON");
+    const char *obj = write_tmp(dir, "obj.json", "{\"a\": 1}");
+    snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, obj);
+    refused(extra, README_W, 1, "obj.json: expected phy2log");
+    refused(extra, README_W, 1, "rebalance: --old ");
+    /* --weights: the same, for a missing file and for its contents */
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(run_split(&out, &err, dir, "rebalance --weights /nonexistent/w.json "
+                                            "--replicas 16 --gpus 8"), 1);
+    cr_assert(strstr(err, "eplb-replay rebalance: --weights /nonexistent/w.json: cannot open: "
+                          "No such file or directory"), "%s", err);
+    free(out);
+    free(err);
+    refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,-12],[1,1,1,1,1,1,1,1,1,1,1,1]]", 1,
+            "rebalance: --weights ");
+    refused(SHAPE, "1,2,3\n1,1\n", 1, "rebalance: --weights ");
+}
+
 /* The shape and the ids of --old come from the file: a malformed file,
  * exit 1 as `rebalance --help` says (they were exit 2, a usage error, until
  * the robustness sweep; the options themselves are fine). */

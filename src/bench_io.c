@@ -211,11 +211,8 @@ int eplb_bench_io(int argc, char **argv)
         const struct option *opt;
         const char *val;
         eplb_status_t st = eplb_cli_next_opt(&opt, &val, argc, argv, &i, lo);
-        if (st != EPLB_OK) {
-            const int rc = eplb_cmd_fail("bench io", st);
-            usage(stderr);
-            return rc;
-        }
+        if (st != EPLB_OK) /* one line, the usage not after it */
+            return eplb_cmd_fail("bench io", st);
         switch (opt->val) {
         case 'h':
             usage(stdout);
@@ -263,8 +260,7 @@ int eplb_bench_io(int argc, char **argv)
         return 2;
     }
     if (!path) {
-        fprintf(stderr, "eplb-replay bench io: missing TRACE.h5\n");
-        usage(stderr);
+        fprintf(stderr, "eplb-replay bench io: missing TRACE.h5 (see --help)\n");
         return 2;
     }
     if (max_threads == 0)

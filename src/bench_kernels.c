@@ -16,6 +16,7 @@
 
 #define CMD "bench kernels"
 #define MAX_TS 32
+#define MAX_TOKENS (1 << 24) /* per --tokens element: 16 GiB of f32 logits */
 
 typedef struct {
     int gpu; /* 1 gpu, 0 cpu, -1 auto */
@@ -44,7 +45,8 @@ static void usage(FILE *f)
             "Inputs: logits N(0, 2), bias N(0, 0.1), drawn from the same seed for\n"
             "every T (the same data whatever the other token counts).\n\n"
             "  --device cpu|gpu|auto   where to run (default auto: gpu if usable)\n"
-            "  --tokens LIST           token counts (default 64,512,4096,16384,65536)\n"
+            "  --tokens LIST           up to %d token counts, each 1..%d (default\n"
+            "                          64,512,4096,16384,65536)\n"
             "  --experts E             routed experts (default 256)\n"
             "  --topk K                experts per token (default 8)\n"
             "  --groups G              expert groups (default 8)\n"
@@ -74,11 +76,12 @@ static void usage(FILE *f)
             "                          prefetch of the next rows (8 lanes), 14 6 with 16\n"
             "                          lanes per row wherever the block setup runs;\n"
             "                          shapes a variant lacks take 8 or the generic one\n"
-            "  --only KERNEL           GPU: time only route, select, fused, fused_ids or\n"
-            "                          step (for profilers)\n"
+            "  --only KERNEL           time only route, select or fused, or on the GPU\n"
+            "                          fused_ids or step (for profilers)\n"
             "  --json                  one JSON object per line: kernel, tokens,\n"
             "                          median_us, gbps (and more)\n"
-            "  -h, --help              this text\n");
+            "  -h, --help              this text\n",
+            MAX_TS, MAX_TOKENS);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -459,11 +462,17 @@ static eplb_status_t bench_cpu(const bopts_t *o)
             sc.num_ranks = o->D;
             double t[3][64];
             int reps = o->reps > 64 ? 64 : o->reps;
+            /* --only: route alone, select alone (on ids routed once,
+             * untimed), or both for fused */
+            const int do_route = o->only != 1, do_select = o->only != 0;
+            if (!do_route)
+                st = eplb_route_cpu(ids, w, x, o->dt, T, 1, o->bias ? hb : NULL, &o->rc);
             for (int r = 0; r < reps && st == EPLB_OK; r++) {
                 double t0 = eplb_now();
-                st = eplb_route_cpu(ids, w, x, o->dt, T, 1, o->bias ? hb : NULL, &o->rc);
+                if (do_route)
+                    st = eplb_route_cpu(ids, w, x, o->dt, T, 1, o->bias ? hb : NULL, &o->rc);
                 double t1 = eplb_now();
-                if (st == EPLB_OK)
+                if (st == EPLB_OK && do_select)
                     st = eplb_select_record_cpu(phys, counts, ids, T, 1, K, &m, &sc);
                 double t2 = eplb_now();
                 t[0][r] = (t1 - t0) * 1e6;
@@ -482,6 +491,8 @@ static eplb_status_t bench_cpu(const bopts_t *o)
                                      eplb_select_cpu_threads(T, 1, K),
                                      eplb_route_cpu_threads(T)};
                 for (int k = 0; k < 3; k++) {
+                    if (o->only >= 0 && k != o->only)
+                        continue;
                     qsort(t[k], (size_t)reps, sizeof(double), cmp_double);
                     double med = t[k][reps / 2];
                     report_t(o, "cpu", names[k], T, med, bytes[k], T / (med * 1e-6) / used[k],
@@ -520,7 +531,7 @@ static int parse_tokens(bopts_t *o, const char *s)
     char *end;
     while (*s) {
         long long v = strtoll(s, &end, 10);
-        if (end == s || v < 1 || v > (1 << 24) || o->nt == MAX_TS)
+        if (end == s || v < 1 || v > MAX_TOKENS || o->nt == MAX_TS)
             return -1;
         o->tokens[o->nt++] = v;
         s = end;
@@ -573,7 +584,10 @@ int eplb_bench_kernels(int argc, char **argv)
         case 't':
             if (parse_tokens(&o, optarg))
                 return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                         "--tokens: bad list '%s'", optarg));
+                                                         "--tokens: bad list '%s' (expected up "
+                                                         "to %d comma-separated integers in "
+                                                         "1..%d)",
+                                                         optarg, MAX_TS, MAX_TOKENS));
             break;
         /* ranges beyond the route checks only keep the values in int */
         case 'e': st = opt_int(&o.rc.num_experts, "--experts", optarg, 1, 1 << 20); break;
@@ -613,8 +627,7 @@ int eplb_bench_kernels(int argc, char **argv)
         }
         case 'j': o.json = 1; break;
         case 'h': usage(stdout); return 0;
-        default: /* "--tokens needs a value", or an unknown option */
-            usage(stderr);
+        default: /* "--tokens needs a value", or an unknown option: one line */
             return eplb_cmd_fail(CMD, eplb_cli_getopt_fail(ch, argv));
         }
         if (st != EPLB_OK)
@@ -642,20 +655,35 @@ int eplb_bench_kernels(int argc, char **argv)
                                                  "--layers %d: the CPU path times one layer "
                                                  "(--layers is for the GPU)",
                                                  o.layers));
+    static const char *const only_names[5] = {"route", "select", "fused", "fused_ids", "step"};
+    if (o.gpu == 1 && !eplb_gpu_built())
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_UNSUPPORTED,
+                                                 "--device gpu: this build has no CUDA "
+                                                 "(configure found no nvcc); use --device cpu"));
+    if (o.gpu == 0 && o.only > 2)
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 "--only %s needs a GPU (the CPU path times "
+                                                 "route, select and fused)",
+                                                 only_names[o.only]));
     const int reps_given = o.reps;
     if (o.gpu != 0) {
         if (o.reps <= 0)
             o.reps = 25;
-        st = bench_gpu(&o);
+        st = eplb_gpu_built() ? bench_gpu(&o)
+                              : eplb_error_set(EPLB_ERR_UNSUPPORTED, "this build has no CUDA");
         if (st == EPLB_OK)
             return 0;
         if (o.gpu == 1 || (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
             return eplb_cmd_fail(CMD, st);
-        if (o.layers > 1) { /* no CPU fallback: it times one layer */
-            char why[256];
+        /* no CPU fallback: it times one layer, and no fused_ids or step */
+        if (o.layers > 1 || o.only > 2) {
+            char why[256], opt[64];
             snprintf(why, sizeof why, "%s", eplb_error_last());
-            return eplb_cmd_fail(CMD, eplb_error_set(st, "--layers %d needs a GPU: %s",
-                                                     o.layers, why));
+            if (o.layers > 1)
+                snprintf(opt, sizeof opt, "--layers %d", o.layers);
+            else
+                snprintf(opt, sizeof opt, "--only %s", only_names[o.only]);
+            return eplb_cmd_fail(CMD, eplb_error_set(st, "%s needs a GPU: %s", opt, why));
         }
         fprintf(stderr, "eplb-replay %s: no GPU (%s); timing the CPU path\n", CMD,
                 eplb_error_last());

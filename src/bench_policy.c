@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checks.h"
 #include "cli_util.h"
@@ -33,7 +34,8 @@ static void usage(FILE *f)
             "                  $EPLB_SHARED_DIR/%s, else ../shared/%s\n"
             "                  beside the source tree\n"
             "  --json          one JSON line per policy: {\"policy\", \"median_us\",\n"
-            "                  \"min_us\", \"layers\", \"repeat\", \"balancedness\", ...}\n",
+            "                  \"min_us\", \"layers\", \"repeat\", \"balancedness\", ...}\n"
+            "  -h, --help      this text\n",
             REL, REL);
 }
 
@@ -43,28 +45,64 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Default input: $EPLB_SHARED_DIR, $EPLB_SRCDIR/../shared, then ../shared
- * beside the source tree this file was compiled from. */
-static const char *default_path(char *buf, size_t n)
+/* ../shared/REL beside the source tree this file was compiled from, into
+ * buf.  __FILE__ is the path the compiler was given: absolute for a build
+ * outside the tree configured by an absolute path, else relative to the
+ * top build directory ("src/bench_policy.c" in the tree), where make ran
+ * the compiler and where the binary is.  Relative, it is taken from the
+ * binary's directory, not the current one: `bench policy` run from another
+ * directory could not find its data. */
+static void beside_source(char *buf, size_t n)
 {
+    const char *file = __FILE__; /* .../src/bench_policy.c */
+    const char *slash = strrchr(file, '/');
+    const int dirlen = slash ? (int)(slash - file) : 0;
+    char exe[4096] = "";
+    if (file[0] != '/') {
+        ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[k > 0 ? k : 0] = '\0';
+        char *e = strrchr(exe, '/');
+        if (e)
+            e[1] = '\0'; /* "/build/dir/" */
+        else
+            exe[0] = '\0'; /* unknown: the current directory, as before */
+    }
+    if (dirlen > 0)
+        snprintf(buf, n, "%s%.*s/../../shared/%s", exe, dirlen, file, REL);
+    else
+        snprintf(buf, n, "%s../shared/%s", exe, REL);
+}
+
+/* The default input, into buf: $EPLB_SHARED_DIR/REL when it is set (alone:
+ * the directory the user named is not second-guessed); else the first
+ * readable of $EPLB_SRCDIR/../shared/REL (tests) and ../shared beside the
+ * source tree.  EPLB_ERR_IO saying what was tried and how to fix it when
+ * there is none. */
+static eplb_status_t default_path(char *buf, size_t n)
+{
+    static const char *FIX = "pass --weights FILE (an SGLang logical_count JSON) or set "
+                             "EPLB_SHARED_DIR to the directory that holds";
     const char *s = getenv("EPLB_SHARED_DIR");
     if (s && *s) {
         snprintf(buf, n, "%s/%s", s, REL);
-        return buf;
+        if (access(buf, R_OK) == 0)
+            return EPLB_OK;
+        return eplb_error_set(EPLB_ERR_IO, "no default --weights: EPLB_SHARED_DIR=%s has no "
+                              "readable %s; %s %s", s, REL, FIX, REL);
     }
+    char first[4096 + 8] = ""; /* $EPLB_SRCDIR's, for the message */
     s = getenv("EPLB_SRCDIR");
     if (s && *s) {
         snprintf(buf, n, "%s/../shared/%s", s, REL);
-        return buf;
+        if (access(buf, R_OK) == 0)
+            return EPLB_OK;
+        snprintf(first, sizeof first, "%s or ", buf);
     }
-    const char *file = __FILE__; /* .../src/bench_policy.c */
-    const char *slash = strrchr(file, '/');
-    int dirlen = slash ? (int)(slash - file) : 0;
-    if (dirlen > 0)
-        snprintf(buf, n, "%.*s/../../shared/%s", dirlen, file, REL);
-    else
-        snprintf(buf, n, "../shared/%s", REL);
-    return buf;
+    beside_source(buf, n);
+    if (access(buf, R_OK) == 0)
+        return EPLB_OK;
+    return eplb_error_set(EPLB_ERR_IO, "no default --weights: cannot read %s%s; %s %s", first,
+                          buf, FIX, REL);
 }
 
 /* Load the MoE rows (non-zero) of an SGLang logical_count file. */
@@ -150,8 +188,12 @@ int eplb_bench_policy(int argc, char **argv)
                                                  "--policy: unknown policy '%s'", only));
     if (path && !*path)
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG, "--weights: empty path"));
-    if (!path)
-        path = default_path(pbuf, sizeof pbuf);
+    if (!path) {
+        eplb_status_t st = default_path(pbuf, sizeof pbuf);
+        if (st != EPLB_OK)
+            return eplb_cmd_fail(CMD, st);
+        path = pbuf;
+    }
 
     eplb_status_t st = EPLB_OK;
     float *w = NULL;

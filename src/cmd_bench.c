@@ -16,16 +16,28 @@ int eplb_cmd_bench(int argc, char **argv)
         {"policy", eplb_bench_policy, "rearrangement policies on the DeepSeek-V3 model"},
         {"sim", eplb_bench_sim, "counts-level simulator updates per second"},
     };
-    if (argc >= 2)
-        for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
-            if (!strcmp(argv[1], benches[i].name))
-                return benches[i].fn(argc - 1, argv + 1);
-    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
-    FILE *f = help ? stdout : stderr;
-    if (argc >= 2 && !help)
-        fprintf(stderr, "eplb-replay bench: unknown benchmark '%s'\n", argv[1]);
-    fprintf(f, "usage: eplb-replay bench WHAT [options] [--json]\n\n");
-    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
-        fprintf(f, "  %-8s %s\n", benches[i].name, benches[i].help);
-    return help ? 0 : 2;
+    const size_t nb = sizeof benches / sizeof benches[0];
+    for (size_t i = 0; argc >= 2 && i < nb; i++)
+        if (!strcmp(argv[1], benches[i].name))
+            return benches[i].fn(argc - 1, argv + 1);
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: eplb-replay bench WHAT [options] [--json]\n\n");
+        for (size_t i = 0; i < nb; i++)
+            printf("  %-10s %s\n", benches[i].name, benches[i].help);
+        printf("  -h, --help this text\n\n'eplb-replay bench WHAT --help' describes each "
+               "benchmark.\n");
+        return 0;
+    }
+    /* a usage error is one line, as with the other commands: "io, kernels,
+     * policy or sim" */
+    char names[128] = "";
+    for (size_t i = 0; i < nb; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                 i == 0 ? "" : i + 1 < nb ? ", " : " or ", benches[i].name);
+    if (argc < 2)
+        fprintf(stderr, "eplb-replay bench: missing WHAT: %s (see --help)\n", names);
+    else
+        fprintf(stderr, "eplb-replay bench: unknown benchmark '%s': expected %s (see --help)\n",
+                argv[1], names);
+    return 2;
 }

@@ -295,8 +295,8 @@ int eplb_cmd_info(int argc, char **argv)
         } else if (!strcmp(argv[i], "--no-skew")) {
             do_skew = 0;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "eplb-replay info: unknown option '%s'\n", argv[i]);
-            usage(stderr);
+            /* one line, as run and rebalance say it */
+            fprintf(stderr, "eplb-replay info: unknown option '%s' (see --help)\n", argv[i]);
             return 2;
         } else if (!path) {
             path = argv[i];
@@ -310,8 +310,7 @@ int eplb_cmd_info(int argc, char **argv)
         return 2;
     }
     if (!path) {
-        fprintf(stderr, "eplb-replay info: missing TRACE.h5\n");
-        usage(stderr);
+        fprintf(stderr, "eplb-replay info: missing TRACE.h5 (see --help)\n");
         return 2;
     }
     eplb_trace_t *tr = NULL;

@@ -24,7 +24,8 @@ static void usage(FILE *f)
                "       eplb-replay COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\n'eplb-replay COMMAND --help' describes each command.\n");
+    fprintf(f, "\n'eplb-replay COMMAND --help' describes each command; "
+               "-h, --help: this text.\n");
 }
 
 int eplb_cmd_fail(const char *cmd, eplb_status_t st)

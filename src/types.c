@@ -2,7 +2,10 @@
  * huge-page buffers. */
 #include "eplb.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -147,15 +150,40 @@ int eplb_env_off(const char *name)
     return v && strcmp(v, "0") == 0;
 }
 
+/* Once per process, however many threads ask (an atomic flag). */
+static atomic_int threads_warned;
+
 int eplb_num_threads(void)
 {
     /* at most 4096, as --threads (20000 ran out of thread stacks and blamed
      * the trace) */
+    enum { MAX_THREADS = 4096 };
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const int cpus = ncpu > 0 ? (int)ncpu : 1;
     const char *env = getenv("EPLB_THREADS");
-    if (env && atoi(env) > 0)
-        return atoi(env) > 4096 ? 4096 : atoi(env);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    if (!env)
+        return cpus;
+    char *end = NULL;
+    const int saved_errno = errno; /* callers may be reporting one */
+    errno = 0;
+    long long v = strtoll(env, &end, 10);
+    const int range = errno == ERANGE;
+    errno = saved_errno;
+    const int whole = *env && end != env && !*end;
+    if (whole && !range && v >= 1 && v <= MAX_THREADS)
+        return (int)v;
+    /* a value that is not a thread count must not pass unnoticed (0, -1,
+     * "abc" and "" once fell back to the CPU count silently) */
+    const int big = whole && v > MAX_THREADS; /* ERANGE above: LLONG_MAX */
+    if (!atomic_exchange(&threads_warned, 1)) {
+        if (big)
+            fprintf(stderr, "eplb-replay: EPLB_THREADS='%s' clamped to %d\n", env,
+                    MAX_THREADS);
+        else
+            fprintf(stderr, "eplb-replay: EPLB_THREADS='%s' ignored (expected 1-%d); using %d\n",
+                    env, MAX_THREADS, cpus);
+    }
+    return big ? MAX_THREADS : cpus;
 }
 
 void *eplb_huge_alloc(size_t n, size_t *size)

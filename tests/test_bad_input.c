@@ -20,6 +20,7 @@
 
 #include "gen.h"
 #include "helpers.h"
+#include "kernels.h"
 #include "policy.h"
 #include "results.h"
 #include "tmpfile_guard.h"
@@ -1007,4 +1008,228 @@ Test(bad_input, interrupted_run_leaves_no_directories)
         cr_assert(!exists(top), "signal %d: %s left behind", sigs[k], top);
     }
     rmdir(d);
+}
+
+/* ---- user-level review of 2026-11-28: the bench and info CLI ---------- */
+
+static int count_char(const char *s, char c)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == c;
+    return n;
+}
+
+/* Found: `bench policy` looked for its default data relative to the current
+ * directory in a build inside the tree ("src/../../shared/...: cannot
+ * open" when run from /tmp).  Run from / without EPLB_SRCDIR or
+ * EPLB_SHARED_DIR, it finds ../shared beside the tree it was built from:
+ * the DeepSeek-V3 decode loads, 58 MoE layers. */
+Test(bad_input, bench_policy_default_weights_any_cwd)
+{
+    char src[PATH_MAX], build[PATH_MAX], data[PATH_MAX + 64];
+    cr_assert(realpath(eplb_test_srcdir(), src) != NULL);
+    cr_assert(realpath(eplb_test_builddir(), build) != NULL);
+    snprintf(data, sizeof data, "%s/../shared/data/sglang-dsv3/decode_in1000out1000.json", src);
+    if (access(data, R_OK) != 0)
+        cr_skip_test("no %s", data);
+    setenv("EPLB_BUILDDIR", build, 1);
+    unsetenv("EPLB_SRCDIR");
+    unsetenv("EPLB_SHARED_DIR");
+    cr_assert_eq(chdir("/"), 0);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench policy --repeat 1 --policy deepseek --json");
+    cr_assert_eq(rc, 0, "bench policy from /: exit %d: %s", rc, out);
+    cr_assert(strstr(out, "\"policy\": \"deepseek\"") && strstr(out, "\"layers\": 58"), "%s",
+              out);
+    free(out);
+}
+
+/* Found: without the data the error was only "...json: cannot open", not
+ * saying how to give the file. */
+Test(bad_input, bench_policy_default_weights_missing)
+{
+    const char *d = eplb_test_tmpdir(); /* empty: no data/ in it */
+    setenv("EPLB_SHARED_DIR", d, 1);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench policy --repeat 1");
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert_eq(count_char(out, '\n'), 1, "not one line: %s", out);
+    char want[4096];
+    snprintf(want, sizeof want, "EPLB_SHARED_DIR=%s has no readable "
+             "data/sglang-dsv3/decode_in1000out1000.json", d);
+    cr_assert(strstr(out, want) != NULL, "lacks '%s': %s", want, out);
+    cr_assert(strstr(out, "--weights FILE") != NULL, "names no --weights: %s", out);
+    free(out);
+    rmdir(d);
+}
+
+/* Found: `bench kernels --device cpu --only route` timed route, select and
+ * fused.  With two token counts, --only K gives two lines, both of K. */
+Test(bad_input, bench_kernels_only_on_cpu)
+{
+    static const char *const ks[] = {"route", "select", "fused"};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 64,96 --reps 1 "
+                                         "--json --only %s", ks[i]);
+        cr_assert_eq(rc, 0, "--only %s: exit %d: %s", ks[i], rc, out);
+        char want[64];
+        snprintf(want, sizeof want, "{\"kernel\":\"%s\",\"device\":\"cpu\"", ks[i]);
+        cr_assert_eq(count_char(out, '\n'), 2, "--only %s: not 2 lines: %s", ks[i], out);
+        const char *second = strchr(out, '\n') + 1;
+        cr_assert(strncmp(out, want, strlen(want)) == 0 &&
+                      strncmp(second, want, strlen(want)) == 0,
+                  "--only %s: %s", ks[i], out);
+        cr_assert(strstr(out, "\"tokens\":64,") && strstr(second, "\"tokens\":96,"), "%s",
+                  out);
+        free(out);
+    }
+    /* without --only: the three kernels for each T */
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 64,96 --reps 1 --json");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(count_char(out, '\n'), 6, "%s", out);
+    free(out);
+    eplb_test_cli_expect(2, "--only step needs a GPU", "bench kernels --device cpu --only step");
+    eplb_test_cli_expect(2, "--only fused_ids needs a GPU",
+                         "bench kernels --device cpu --only fused_ids");
+}
+
+/* Found: `--tokens 0`, `-5` and `100000000` said "bad list" without the
+ * range, and --help did not give the largest count (2^24). */
+Test(bad_input, bench_kernels_tokens_range)
+{
+    char range[64];
+    snprintf(range, sizeof range, "in 1..%d", 1 << 24);
+    static const char *const bad[] = {"0", "-5", "100000000", "16777217", "64,0", "64,"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens %s", bad[i]);
+        cr_assert_eq(rc, 2, "--tokens %s: exit %d: %s", bad[i], rc, out);
+        cr_assert(strstr(out, "--tokens: bad list") && strstr(out, range),
+                  "--tokens %s: no range '%s': %s", bad[i], range, out);
+        free(out);
+    }
+    /* 33 counts: one more than the list holds */
+    char list[256] = "1";
+    for (int i = 1; i < 33; i++)
+        strcat(list, ",1");
+    eplb_test_cli_expect(2, "up to 32 ", "bench kernels --device cpu --tokens %s", list);
+    char *out = NULL;
+    cr_assert_eq(eplb_test_run_cli(&out, "bench kernels --help 2>/dev/null; exit $?"), 0);
+    snprintf(range, sizeof range, "1..%d", 1 << 24);
+    cr_assert(strstr(out, range) != NULL, "--help lacks the --tokens range %s: %s", range, out);
+    free(out);
+}
+
+/* Found: `bench kernels --device gpu` on a build without CUDA said
+ * "eplb_gpu_open: this build has no CUDA kernels" (a function name). */
+Test(bad_input, bench_kernels_gpu_without_cuda)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench kernels --device gpu --tokens 64 --reps 1 "
+                                     "--only route");
+    if (eplb_gpu_built()) { /* whatever the GPU, no internal name */
+        cr_assert(rc == 0 || strstr(out, "eplb_gpu_") == NULL, "%s", out);
+    } else {
+        cr_assert_eq(rc, 1, "%s", out);
+        cr_assert(strstr(out, "--device gpu: this build has no CUDA") &&
+                      strstr(out, "use --device cpu"),
+                  "%s", out);
+        cr_assert(strstr(out, "eplb_gpu_") == NULL, "%s", out);
+    }
+    free(out);
+    /* --device auto falls back to the CPU, saying why in words */
+    rc = eplb_test_run_cli(&out, "bench kernels --tokens 64 --reps 1 --only route");
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "eplb_gpu_") == NULL, "%s", out);
+    free(out);
+}
+
+/* Found: `info --bogus`, `info`, `bench io`, `bench` and `bench bogus`
+ * printed the whole help after the error.  A usage error is one line on
+ * stderr, exit 2, as with run and rebalance. */
+Test(bad_input, usage_errors_one_line)
+{
+    static const struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"info --bogus x.h5", "eplb-replay info: unknown option '--bogus'"},
+        {"info", "eplb-replay info: missing TRACE.h5"},
+        {"bench io", "eplb-replay bench io: missing TRACE.h5"},
+        {"bench io x.h5 --bogus", "eplb-replay bench io: unknown option '--bogus'"},
+        {"bench", "eplb-replay bench: missing WHAT: io, kernels, policy or sim"},
+        {"bench bogus", "eplb-replay bench: unknown benchmark 'bogus'"},
+        {"bench kernels --bogus", "eplb-replay bench kernels: unknown option '--bogus'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        /* stdout to /dev/null: nothing of it may count as the line */
+        int rc = eplb_test_run_cli(&out, "%s 2>&1 >/dev/null; exit $?", cases[i].args);
+        cr_assert_eq(rc, 2, "%s: exit %d: %s", cases[i].args, rc, out);
+        cr_assert(strncmp(out, cases[i].msg, strlen(cases[i].msg)) == 0, "%s: '%s', want '%s'",
+                  cases[i].args, out, cases[i].msg);
+        cr_assert_eq(count_char(out, '\n'), 1, "%s: not one line: %s", cases[i].args, out);
+        cr_assert(strstr(out, "--help") != NULL, "%s: no --help hint: %s", cases[i].args, out);
+        free(out);
+    }
+}
+
+/* Found: EPLB_THREADS values that are no thread count were ignored
+ * silently.  One warning per process (the CPU path asks from several
+ * places), and the count it then uses: the CPU count, or 4096 for more. */
+Test(bad_input, eplb_threads_warned)
+{
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    static const struct {
+        const char *v;
+        int big;
+    } cases[] = {{"0", 0}, {"-1", 0}, {"abc", 0}, {"", 0}, {"8x", 0}, {"99999", 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv("EPLB_THREADS", cases[i].v, 1);
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 64,96 --reps 2");
+        cr_assert_eq(rc, 0, "EPLB_THREADS='%s': exit %d: %s", cases[i].v, rc, out);
+        char warn[128], used[64];
+        if (cases[i].big)
+            snprintf(warn, sizeof warn, "eplb-replay: EPLB_THREADS='%s' clamped to 4096\n",
+                     cases[i].v);
+        else
+            snprintf(warn, sizeof warn,
+                     "eplb-replay: EPLB_THREADS='%s' ignored (expected 1-4096); using %ld\n",
+                     cases[i].v, cpus);
+        snprintf(used, sizeof used, "# CPU, up to %ld threads;", cases[i].big ? 4096 : cpus);
+        const char *w = strstr(out, warn);
+        cr_assert(w != NULL, "EPLB_THREADS='%s': lacks '%s': %s", cases[i].v, warn, out);
+        cr_assert(strstr(w + strlen(warn), "EPLB_THREADS") == NULL &&
+                      strstr(out, "EPLB_THREADS") == w + strlen("eplb-replay: "),
+                  "EPLB_THREADS='%s': warned more than once: %s", cases[i].v, out);
+        cr_assert(strstr(out, used) != NULL, "EPLB_THREADS='%s': lacks '%s': %s", cases[i].v,
+                  used, out);
+        free(out);
+    }
+    setenv("EPLB_THREADS", "3", 1); /* a good value: no warning */
+    char *out = NULL;
+    cr_assert_eq(eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 64 --reps 1"), 0);
+    cr_assert(strstr(out, "EPLB_THREADS") == NULL && strstr(out, "up to 3 threads"), "%s", out);
+    free(out);
+    unsetenv("EPLB_THREADS");
+}
+
+/* Found: the help of `bench` and `bench policy` lacked the -h, --help line
+ * the other commands have (rebalance's and the top level's are not
+ * checked here). */
+Test(bad_input, help_lists_help_option)
+{
+    static const char *const cmds[] = {"run", "info", "gen", "import", "bench", "bench io",
+                                       "bench kernels", "bench policy", "bench sim"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "%s --help 2>/dev/null; exit $?", cmds[i]);
+        cr_assert_eq(rc, 0, "'%s --help' exit %d", cmds[i], rc);
+        cr_assert(strstr(out, "\n  -h, --help ") != NULL, "'%s --help' lacks -h, --help: %s",
+                  cmds[i], out);
+        free(out);
+    }
 }

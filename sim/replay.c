@@ -275,7 +275,15 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
      * bytes */
     int multi;
     size_t ntok = (size_t)block_tokens_max(src, sh.block_tokens, &multi);
-    size_t ids_bytes = (ntok > 0 ? ntok : 1) * sh.L * sh.K * sizeof *ids;
+    size_t ids_bytes;
+    /* the reader bounds tokens per step; this keeps a wrapped size from
+     * ever reaching malloc (a trace declaring 2^62 tokens once did) */
+    if (__builtin_mul_overflow(ntok > 0 ? ntok : 1, (size_t)sh.L * sh.K * sizeof *ids,
+                               &ids_bytes)) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "a block of %zu tokens x %d layers x top-%d: "
+                            "its ids do not fit in memory", ntok, sh.L, sh.K);
+        goto out;
+    }
     if (gpu_sel && !emulate) {
         /* ids decoded into pinned memory: their upload is a plain DMA */
         EPLB_CHECK_GOTO(eplb_gpu_open(&up, -1), st, out);
@@ -303,7 +311,11 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     if (src->token_level) {
         if (!ids)
             ids = malloc(ids_bytes);
-        EPLB_ALLOC_GOTO(ids, st, out);
+        if (!ids) {
+            st = eplb_error_set(EPLB_ERR_NOMEM, "the ids of a block of %zu tokens (%.2f GiB): "
+                                "out of memory", ntok, ids_bytes / 1073741824.0);
+            goto out;
+        }
         if (src->read_src) {
             rank = malloc((ntok > 0 ? ntok : 1) * sizeof *rank);
             EPLB_ALLOC_GOTO(rank, st, out);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <vector>
 
 #include "gpu_impl.h"
@@ -24,8 +25,14 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
         (void)cudaGetLastError();
+        /* without a driver the runtime says "CUDA driver version is
+         * insufficient", which reads like a version mismatch */
+        const int driver = access("/proc/driver/nvidia/version", F_OK) == 0;
         return eplb_error_set(EPLB_ERR_NO_DEVICE, "no usable GPU (%s)",
-                              e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+                              e == cudaErrorInsufficientDriver && !driver
+                                  ? "no NVIDIA driver loaded on this machine"
+                              : e != cudaSuccess ? cudaGetErrorString(e)
+                                                 : "no device");
     }
     if (device < 0)
         device = 0;

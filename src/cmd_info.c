@@ -233,14 +233,32 @@ static void print_json(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *
     fputs("}\n", f);
 }
 
+/* s with its control characters (C0, DEL) written as \xNN: the free-text
+ * attributes of a trace are anyone's bytes, and escape sequences, CR or
+ * newlines in them rewrote or faked lines of the description. */
+static void put_escaped(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+}
+
 static void print_text(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *sz, int nsz,
                        const double *skew, const char *skew_src)
 {
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     const eplb_route_cfg_t *r = &in->route;
-    printf("trace        %s (schema v%d)\n", eplb_trace_path(tr), in->version);
-    printf("model        %s\n", in->model[0] ? in->model : "(unnamed)");
-    printf("source       %s\n", in->source);
+    printf("trace        ");
+    put_escaped(eplb_trace_path(tr));
+    printf(" (schema v%d)\n", in->version);
+    printf("model        ");
+    put_escaped(in->model[0] ? in->model : "(unnamed)");
+    printf("\nsource       ");
+    put_escaped(in->source);
+    printf("\n");
     printf("routing      %d layers, %d experts, top-%d %s, %d groups (top %d), renormalize %s, "
            "scaling %g%s\n",
            in->num_layers, r->num_experts, r->top_k, eplb_scoring_name(r->scoring),

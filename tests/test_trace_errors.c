@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "h5util.h"
@@ -619,4 +620,297 @@ Test(trace_errors, chunk_dimension_past_the_dataset)
     free(out);
     unlink(path);
     unlink(good);
+}
+
+/* ---- storage and size limits (the second fuzzing pass) ------------------ */
+
+/* Delete the link `name` of path if present. */
+static void drop(const char *path, const char *name)
+{
+    hid_t f = open_rw(path);
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0)
+        cr_assert(H5Ldelete(f, name, H5P_DEFAULT) >= 0, "cannot delete %s", name);
+    H5Fclose(f);
+}
+
+/* Replace dataset `name` of path by one of file type ft and shape
+ * dims[rank] (maxd NULL: fixed), chunked as chunk[rank] (NULL: contiguous,
+ * or the layout of dcpl if dcpl >= 0), holding data of memory type mt if
+ * data is not NULL (else never written: HDF5 allocates nothing). */
+static void put_dataset(const char *path, const char *name, hid_t ft, int rank,
+                        const hsize_t *dims, const hsize_t *maxd, const hsize_t *chunk,
+                        hid_t dcpl, hid_t mt, const void *data)
+{
+    drop(path, name);
+    hid_t f = open_rw(path);
+    hid_t sp = H5Screate_simple(rank, dims, maxd);
+    hid_t pl = dcpl >= 0 ? H5Pcopy(dcpl) : H5Pcreate(H5P_DATASET_CREATE);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    if (chunk)
+        cr_assert(H5Pset_chunk(pl, rank, chunk) >= 0);
+    hid_t d = H5Dcreate2(f, name, ft, sp, lcpl, pl, H5P_DEFAULT);
+    cr_assert(d >= 0, "cannot create %s in %s", name, path);
+    if (data)
+        cr_assert(H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(d);
+    H5Pclose(lcpl);
+    H5Pclose(pl);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* good_trace() reduced to /steps/token_offset = offs[n] and no data level. */
+static const char *bare_trace(const int64_t *offs, hsize_t n)
+{
+    const char *path = good_trace();
+    const char *names[] = {"/router/logits", "/router/topk_ids", "/router/topk_weights",
+                           "/load/counts",   "/steps/phase",     "/tokens/src_rank"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        drop(path, names[i]);
+    put_dataset(path, "/steps/token_offset", H5T_STD_I64LE, 1, &n, NULL, NULL, -1,
+                H5T_NATIVE_INT64, offs);
+    return path;
+}
+
+/* Found by the second fuzzing pass: a trace declaring 2^62 tokens (an
+ * unwritten contiguous topk_ids) crashed the replay (SIGSEGV: sizes
+ * wrapped) and `info` hung; one step of 1e7 tokens in a 10 KB file made
+ * `run` grow past 17.9 GB.  T is bounded (2^39), and a step's top-k ids in
+ * a trace with per-token data (tokens x L x K x 4 bytes) to 2 GiB. */
+Test(trace_errors, huge_declared_token_counts, .timeout = 20)
+{
+    const int64_t huge[2] = {0, (int64_t)1 << 41};
+    char path[600];
+    snprintf(path, sizeof path, "%s", bare_trace(huge, 2));
+    hsize_t dims[3] = {(hsize_t)1 << 41, L_, K_};
+    put_dataset(path, "/router/topk_ids", H5T_STD_U8LE, 3, dims, NULL, NULL, -1, -1, NULL);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/steps/token_offset: T = token_offset[1] = 2199023255552 tokens; at "
+                      "most 549755813888");
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --quiet --json --policy-time 0", path);
+    cr_assert_eq(rc, 1, "rc %d (-1: crashed): %s", rc, out);
+    cr_assert(strstr(out, path) && strstr(out, "T = token_offset[1]"), "%s", out);
+    free(out);
+    unlink(path);
+
+    /* one step of 2^28 tokens x 2 layers x top-2 x 4 bytes: 4 GiB of ids */
+    const int64_t step[2] = {0, (int64_t)1 << 28};
+    snprintf(path, sizeof path, "%s", bare_trace(step, 2));
+    dims[0] = (hsize_t)1 << 28;
+    put_dataset(path, "/router/topk_ids", H5T_STD_U8LE, 3, dims, NULL, NULL, -1, -1, NULL);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/steps/token_offset: step 0 has 268435456 tokens; at most 134217728");
+    rc = eplb_test_run_cli(&out, "info '%s'", path);
+    cr_assert_eq(rc, 1, "rc %d: %s", rc, out);
+    free(out);
+    /* a counts-only trace holds no per-token data: such a step is fine */
+    drop(path, "/router/topk_ids");
+    int32_t zeros[L_ * E_] = {0};
+    hsize_t cd[3] = {1, L_, E_};
+    put_dataset(path, "/load/counts", H5T_STD_I32LE, 3, cd, NULL, NULL, -1, H5T_NATIVE_INT32,
+                zeros);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->num_tokens, (int64_t)1 << 28);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* Found by the pass: /steps/token_offset was read whole before any check
+ * (an unwritten one of 2^29 entries: 4 GB, then a shape error).  Its
+ * length is checked against the bound on S (2^26 steps) first. */
+Test(trace_errors, token_offset_length_before_read, .timeout = 20)
+{
+    const char *path = good_trace();
+    hsize_t n = ((hsize_t)1 << 26) + 2, mx = H5S_UNLIMITED, cd = (hsize_t)1 << 16;
+    put_dataset(path, "/steps/token_offset", H5T_STD_I64LE, 1, &n, &mx, &cd, -1, -1, NULL);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/steps/token_offset has 67108866 entries: 67108865 steps; at most "
+                      "67108864");
+    unlink(path);
+}
+
+/* Found by the pass: a virtual dataset mapped onto itself crashed H5Dread
+ * (SIGSEGV, stack overflow), one whose source file is missing read as
+ * zeros (exit 0), and external raw storage read any file of the host
+ * (zero-padded) or blocked on a FIFO.  Only compact, contiguous and
+ * chunked storage in the trace's own file is accepted. */
+Test(trace_errors, virtual_and_external_storage_refused, .timeout = 20)
+{
+    const hsize_t dims[3] = {T_, L_, E_};
+    for (int c = 0; c < 3; c++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s", good_trace());
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        hid_t sp = H5Screate_simple(3, dims, NULL);
+        if (c < 2)
+            cr_assert(H5Pset_virtual(dcpl, sp, c == 0 ? "." : "/nonexistent/eplb-src.h5",
+                                     "/router/logits", sp) >= 0);
+        else
+            cr_assert(H5Pset_external(dcpl, "/etc/hostname", 0, H5F_UNLIMITED) >= 0);
+        put_dataset(path, "/router/logits", H5T_IEEE_F32LE, 3, dims, NULL, NULL, dcpl, -1,
+                    NULL);
+        H5Sclose(sp);
+        H5Pclose(dcpl);
+        assert_open_fails(path, EPLB_ERR_FORMAT,
+                          c < 2 ? "/router/logits: virtual (VDS) storage layout"
+                                : "/router/logits: raw data in external files (1)");
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "run '%s' --quiet --policy-time 0", path);
+        cr_assert_eq(rc, 1, "case %d: rc %d (-1: crashed): %s", c, rc, out);
+        cr_assert(strstr(out, path) && strstr(out, "/router/logits"), "%s", out);
+        free(out);
+        unlink(path);
+    }
+}
+
+/* Found by the pass: an external link at /router/logits to a FIFO blocked
+ * every command for ever (in H5Oexists_by_name), and one to another file
+ * read that file.  Links are looked at before they are followed: external
+ * ones are refused, for a dataset or a group on the way, and through a
+ * soft link too; soft links within the file still work. */
+Test(trace_errors, external_links_refused, .timeout = 20)
+{
+    const char *dir = eplb_test_tmpdir();
+    char fifo[600], other[600];
+    snprintf(fifo, sizeof fifo, "%s", eplb_test_path(dir, "fifo"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *g = good_trace();
+    snprintf(other, sizeof other, "%s.other.h5", g);
+    cr_assert_eq(rename(g, other), 0);
+    for (int c = 0; c < 4; c++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s", good_trace());
+        hid_t f = open_rw(path);
+        if (c == 0) { /* the dataset, to a FIFO */
+            cr_assert(H5Ldelete(f, "/router/logits", H5P_DEFAULT) >= 0);
+            cr_assert(H5Lcreate_external(fifo, "/x", f, "/router/logits", H5P_DEFAULT,
+                                         H5P_DEFAULT) >= 0);
+        } else { /* the group: directly, through a soft link, or a soft link only */
+            cr_assert(H5Lmove(f, "/router", f, "/r0", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+            if (c == 1)
+                cr_assert(H5Lcreate_external(other, "/router", f, "/router", H5P_DEFAULT,
+                                             H5P_DEFAULT) >= 0);
+            if (c == 2) {
+                cr_assert(H5Lcreate_external(other, "/", f, "/ext", H5P_DEFAULT,
+                                             H5P_DEFAULT) >= 0);
+                cr_assert(H5Lcreate_soft("ext/router", f, "/router", H5P_DEFAULT,
+                                         H5P_DEFAULT) >= 0);
+            }
+            if (c == 3)
+                cr_assert(H5Lcreate_soft("/r0", f, "/router", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+        }
+        H5Fclose(f);
+        if (c == 3) {
+            eplb_trace_t *tr = NULL;
+            eplb_assert_ok(eplb_trace_open(&tr, path));
+            cr_assert_eq(eplb_trace_info(tr)->levels,
+                         EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
+            eplb_trace_close(tr);
+        } else {
+            assert_open_fails(path, EPLB_ERR_FORMAT,
+                              c == 2 ? "/ext is an external link" : "is an external link");
+            char *out = NULL;
+            int rc = eplb_test_run_cli(&out, "info '%s'", path);
+            cr_assert_eq(rc, 1, "case %d: rc %d: %s", c, rc, out);
+            cr_assert(strstr(out, path) && strstr(out, "external link"), "%s", out);
+            free(out);
+        }
+        unlink(path);
+    }
+    unlink(other);
+    unlink(fifo);
+}
+
+/* Found by the pass: the probe looked up every chunk slot of the extent,
+ * allocated or not (1.7e9 slots for a 10 KB file: it hung).  Here 2^32
+ * slots of 4 KiB chunks, none written: the probe visits the allocated
+ * chunks only.  (`info --no-skew` reads no data.) */
+Test(trace_errors, probe_skips_unallocated_chunk_slots, .timeout = 20)
+{
+    enum { STEPS = 2048 };
+    static int64_t offs[STEPS + 1];
+    for (int s = 0; s <= STEPS; s++)
+        offs[s] = (int64_t)s << 27; /* 2^27 tokens a step: at the bound for L 2, K 2 */
+    char path[600];
+    snprintf(path, sizeof path, "%s", bare_trace(offs, STEPS + 1));
+    hsize_t dims[3] = {(hsize_t)1 << 38, L_, E_}, mx[3] = {H5S_UNLIMITED, L_, E_},
+            cd[3] = {64, L_, E_};
+    put_dataset(path, "/router/logits", H5T_IEEE_F32LE, 3, dims, mx, cd, -1, -1, NULL);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info '%s' --no-skew", path);
+    cr_assert_eq(rc, 0, "rc %d: %s", rc, out);
+    cr_assert(strstr(out, "274877906944"), "%s", out);
+    free(out);
+    unlink(path);
+}
+
+/* Found by the pass: topk_ids rewritten in chunks of one element (1.3 MB
+ * of ids: 18 s and 8 GB in HDF5's per-chunk bookkeeping), and one chunk of
+ * 3.6 GB (3.75 GB resident for any read).  Chunks are 4 KiB to 256 MiB;
+ * smaller ones only in datasets of at most 4096 chunks. */
+Test(trace_errors, chunk_size_bounds, .timeout = 20)
+{
+    const int64_t offs[2] = {0, 2048};
+    char path[600];
+    snprintf(path, sizeof path, "%s", bare_trace(offs, 2));
+    hsize_t dims[3] = {2048, L_, K_}, mx[3] = {H5S_UNLIMITED, L_, K_}, one[3] = {1, 1, 1},
+            row[3] = {1, L_, K_};
+    put_dataset(path, "/router/topk_ids", H5T_STD_U8LE, 3, dims, mx, one, -1, -1, NULL);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/router/topk_ids: 8192 chunks of [1, 1, 1] elements, 1 bytes each");
+    /* 2048 chunks of 4 bytes: few enough */
+    put_dataset(path, "/router/topk_ids", H5T_STD_U8LE, 3, dims, mx, row, -1, -1, NULL);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_trace_close(tr);
+    /* a chunk of 2^23 x 2 x 8 float32: 512 MiB */
+    hsize_t ld[3] = {2048, L_, E_}, lmx[3] = {H5S_UNLIMITED, L_, E_},
+            big[3] = {(hsize_t)1 << 23, L_, E_};
+    put_dataset(path, "/router/logits", H5T_IEEE_F32LE, 3, ld, lmx, big, -1, -1, NULL);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/router/logits: chunks of [8388608, 2, 8] elements are 536870912 bytes; "
+                      "at most 268435456");
+    unlink(path);
+}
+
+/* Found by the pass: routed_scaling_factor was checked as a double and
+ * then narrowed to float: 1e39 became Inf and 1e-320 0, both accepted. */
+Test(trace_errors, scaling_factor_checked_as_float)
+{
+    const double bad[] = {1e39, 1e-320, -1e-320};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *path = good_trace();
+        set_attr(path, "routed_scaling_factor", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &bad[i]);
+        assert_open_fails(path, EPLB_ERR_FORMAT, "'routed_scaling_factor' = ");
+        unlink(path);
+    }
+    const char *path = good_trace();
+    const double ok = 3e38;
+    set_attr(path, "routed_scaling_factor", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &ok);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_float_eq(eplb_trace_info(tr)->route.routed_scaling_factor, 3e38f, 1e32f);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* Found by the pass: `info` printed the model and source attributes raw,
+ * so escape sequences, CR and newlines in them rewrote the terminal or
+ * faked lines of the description.  Control characters print as \xNN. */
+Test(trace_errors, info_escapes_control_characters)
+{
+    const char *path = good_trace();
+    set_str_attr(path, "model", "m\x1b[2J\rX");
+    set_str_attr(path, "source", "one\ntrace        fake\x7f");
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info '%s' --no-skew", path);
+    cr_assert_eq(rc, 0, "rc %d: %s", rc, out);
+    cr_assert(!strchr(out, '\x1b') && !strchr(out, '\r') && !strchr(out, '\x7f'), "%s", out);
+    cr_assert(strstr(out, "model        m\\x1b[2J\\x0dX\n"), "%s", out);
+    cr_assert(strstr(out, "source       one\\x0atrace        fake\\x7f\n"), "%s", out);
+    free(out);
+    unlink(path);
 }

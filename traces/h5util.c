@@ -301,6 +301,83 @@ int eplb_h5_link_exists(hid_t file, const char *name)
     return H5Oexists_by_name(file, name, H5P_DEFAULT) > 0;
 }
 
+#define LINK_DEPTH_MAX 16
+
+static eplb_status_t links_check(int *exists, hid_t file, const char *name, const char *path,
+                                 const char *obj, int depth)
+{
+    char buf[1024];
+    size_t n = strlen(name);
+    *exists = 0;
+    if (n >= sizeof buf || name[0] != '/')
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: soft link target '%.64s' is not an "
+                              "absolute path of at most %zu bytes", path, obj, name,
+                              sizeof buf - 1);
+    memcpy(buf, name, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        const char c = buf[i];
+        buf[i] = '\0';
+        /* the parent resolved already (its links passed): this looks up
+         * one link of it and follows none */
+        H5L_info_t li;
+        if (H5Lexists(file, buf, H5P_DEFAULT) <= 0 ||
+            H5Lget_info(file, buf, &li, H5P_DEFAULT) < 0) {
+            H5Eclear2(H5E_DEFAULT);
+            return EPLB_OK; /* missing */
+        }
+        /* "PATH: /router/logits: /router is ...", or "PATH: /router/logits is ..." */
+        const int same = !strcmp(obj, buf);
+        if (li.type == H5L_TYPE_EXTERNAL)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s%s%s is an external link (to another file); a trace "
+                                  "keeps its data in one file",
+                                  path, obj, same ? "" : ": ", same ? "" : buf);
+        if (li.type != H5L_TYPE_HARD && li.type != H5L_TYPE_SOFT)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s%s%s is a user-defined link (type %d); a trace has "
+                                  "hard and soft links only",
+                                  path, obj, same ? "" : ": ", same ? "" : buf, (int)li.type);
+        if (li.type == H5L_TYPE_SOFT) {
+            if (depth >= LINK_DEPTH_MAX)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: %s: soft links nested more than %d deep at %s",
+                                      path, obj, LINK_DEPTH_MAX, buf);
+            char val[1024], target[1024];
+            if (li.u.val_size == 0 || li.u.val_size > sizeof val ||
+                H5Lget_val(file, buf, val, sizeof val, H5P_DEFAULT) < 0) {
+                H5Eclear2(H5E_DEFAULT);
+                return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: cannot read soft link %s",
+                                      path, obj, buf);
+            }
+            val[sizeof val - 1] = '\0';
+            /* a relative target is relative to the group holding the link */
+            const char *slash = strrchr(buf, '/');
+            int len = val[0] == '/' ? snprintf(target, sizeof target, "%s", val)
+                                    : snprintf(target, sizeof target, "%.*s/%s",
+                                               (int)(slash - buf), buf, val);
+            if (len < 0 || (size_t)len >= sizeof target)
+                return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: soft link %s: target too "
+                                      "long", path, obj, buf);
+            int te = 0;
+            EPLB_CHECK(links_check(&te, file, target, path, obj, depth + 1));
+            if (!te)
+                return EPLB_OK; /* dangles */
+        }
+        buf[i] = c;
+    }
+    htri_t e = H5Oexists_by_name(file, name, H5P_DEFAULT);
+    H5Eclear2(H5E_DEFAULT);
+    *exists = e > 0;
+    return EPLB_OK;
+}
+
+eplb_status_t eplb_h5_links_check(int *exists, hid_t file, const char *name, const char *path)
+{
+    return links_check(exists, file, name, path, name, 0);
+}
+
 /* Open attribute `name`, check it is a scalar or a one-element array. */
 static eplb_status_t attr_open(hid_t *attr, hid_t *type, hid_t loc, const char *name,
                                const char *path)

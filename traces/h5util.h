@@ -89,5 +89,14 @@ int eplb_h5_attr_exists(hid_t loc, const char *name);
 /* 1 if a link `name` (absolute path like "/router/logits") resolves to an
  * object, 0 otherwise (missing group or dataset). */
 int eplb_h5_link_exists(hid_t file, const char *name);
+/* Check the links along `name` (absolute, like "/router/logits") before
+ * anything follows them: each one is looked at with H5Lget_info, which
+ * does not resolve it.  An external link (or a user-defined one) is
+ * EPLB_ERR_FORMAT naming path and the link: following it opens another
+ * file, which may be a FIFO that blocks for ever or any file on the host.
+ * A soft link is followed only once the links of its target passed the
+ * same check (at most 16 deep, HDF5's default).  *exists: 1 if name
+ * resolves to an object, 0 if a link on the way is missing or dangles. */
+eplb_status_t eplb_h5_links_check(int *exists, hid_t file, const char *name, const char *path);
 
 #endif

@@ -3,12 +3,16 @@
  * eplb_trace_open checks everything that needs no bulk data: the file is
  * HDF5, the version, every root attribute, the datasets' ranks, types and
  * shapes against the attributes and /steps/token_offset (read whole: it is
- * 8 bytes a step).  Range reads select a hyperslab and check values as
- * they go (NaN/Inf logits, ids out of range, negative counts). */
+ * 8 bytes a step, at most EPLB_TRACE_MAX_STEPS of them), the storage of
+ * every dataset (no virtual or external storage, no external links, chunk
+ * sizes within bounds) and the size limits of trace.h.  Range reads select
+ * a hyperslab and check values as they go (NaN/Inf logits, ids out of
+ * range, negative counts). */
 #include "trace_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,12 +137,14 @@ static eplb_status_t read_attrs(eplb_trace_t *tr)
     EPLB_CHECK(int_attr(&r->renormalize, f, p, "renormalize", 0, 1));
     double scale;
     EPLB_CHECK(eplb_h5_attr_read_double(&scale, f, "routed_scaling_factor", p));
-    if (!(scale > 0) || !isfinite(scale))
+    /* checked as the float it is used as: 1e39 became Inf and 1e-320 0 */
+    const float fscale = fabs(scale) <= FLT_MAX ? (float)scale : (float)INFINITY;
+    if (!(fscale > 0) || !isfinite(fscale))
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s: root attribute 'routed_scaling_factor' = %g; expected a "
-                              "finite number > 0",
-                              p, scale);
-    r->routed_scaling_factor = (float)scale;
+                              "finite number > 0 as a float32 (%g .. %g)",
+                              p, scale, (double)FLT_TRUE_MIN, (double)FLT_MAX);
+    r->routed_scaling_factor = fscale;
     EPLB_CHECK(str_attr(in->source, sizeof in->source, f, p, "source", 1));
     int e = eplb_h5_attr_exists(f, "model_config");
     if (e > 0)
@@ -157,11 +163,8 @@ static void fmt_shape(char *buf, size_t cap, int rank, const hsize_t *d)
         snprintf(buf + n, cap - n, "]");
 }
 
-/* Open dataset `name` if present (*d stays invalid if absent), with a chunk
- * cache that holds two chunks, so that consecutive range reads that share
- * a chunk inflate it once. */
-/* The link `name` exists but leads nowhere (a dangling soft link, an
- * external link to a missing file or object). */
+/* The link `name` exists but leads nowhere (a dangling soft link).  Only
+ * called once eplb_h5_links_check passed: no external link is followed. */
 static int link_dangles(hid_t file, const char *name)
 {
     char parent[256];
@@ -178,14 +181,114 @@ static int link_dangles(hid_t file, const char *name)
     return e > 0;
 }
 
+/* a * b, or UINT64_MAX where that overflows */
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+/* The storage HDF5 reads from: compact, contiguous or chunked in this
+ * file.  A virtual dataset reads other datasets (one mapped onto itself
+ * overflowed the stack in H5Dread, SIGSEGV; one whose source is missing
+ * read as zeros), and external raw storage reads any file of the host
+ * (a short one zero-padded, a FIFO blocking for ever). */
+static eplb_status_t check_storage(const eplb_trace_t *tr, hid_t pl, const char *name)
+{
+    H5D_layout_t lay = H5Pget_layout(pl);
+    int next = H5Pget_external_count(pl);
+    H5Eclear2(H5E_DEFAULT);
+    if (lay != H5D_COMPACT && lay != H5D_CONTIGUOUS && lay != H5D_CHUNKED)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %s: %s storage layout; a trace's datasets must be compact, "
+                              "contiguous or chunked",
+                              tr->path, name, lay == H5D_VIRTUAL ? "virtual (VDS)" : "unknown");
+    if (next != 0)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %s: raw data in external files (%d); a trace keeps its data "
+                              "in the file itself",
+                              tr->path, name, next);
+    return EPLB_OK;
+}
+
+/* A chunked layout HDF5 could have written and that reads in bounded time
+ * and memory: every chunk dimension at least 1 and at most the dimension's
+ * fixed maximum (unlimited ones aside; a corrupt chunk dimension past the
+ * dataset's made H5Dread crash, SIGSEGV, in HDF5 1.10: the tenth session's
+ * sweep), and a chunk of EPLB_TRACE_CHUNK_MIN_BYTES (4 KiB) to
+ * EPLB_TRACE_CHUNK_MAX_BYTES (256 MiB).  Chunks of one byte made HDF5
+ * spend 18 s and 8 GB in its per-chunk bookkeeping for a 1.3 MB dataset,
+ * and one chunk of 3.6 GB is inflated whole for any read of it.  Smaller
+ * chunks cost little where there are few of them (the tests write small
+ * traces in chunks of a few rows): at most EPLB_TRACE_SMALL_CHUNKS_MAX in
+ * the extent.  The layout message is read at open, so it is checked
+ * there. */
+static eplb_status_t check_chunks(const eplb_trace_t *tr, hid_t d, hid_t pl, const char *name)
+{
+    hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
+    hsize_t dims[8], maxd[8], cd[8];
+    int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (r >= 0 && r <= 8)
+        r = H5Sget_simple_extent_dims(sp, dims, maxd);
+    const int chunked = H5Pget_layout(pl) == H5D_CHUNKED;
+    const int cr = chunked && r >= 0 && r <= 8 ? H5Pget_chunk(pl, 8, cd) : 0;
+    const size_t es = t >= 0 ? H5Tget_size(t) : 0;
+    eplb_h5_close(&sp);
+    eplb_h5_close(&t);
+    H5Eclear2(H5E_DEFAULT);
+    if (chunked && r > 8) /* a trace's datasets have rank 1 to 3 */
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: a chunked dataset of rank %d", tr->path,
+                              name, r);
+    if (!chunked || r < 0)
+        return EPLB_OK; /* contiguous or compact: no chunks (shape errors come later) */
+    if (cr != r)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: chunk of rank %d for a dataset of rank %d",
+                              tr->path, name, cr, r);
+    uint64_t bytes = es, slots = 1;
+    for (int i = 0; i < r; i++) {
+        if (cd[i] == 0 || (maxd[i] != H5S_UNLIMITED && cd[i] > maxd[i]))
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s: chunk dimension %d is %llu, outside [1, %llu] (corrupt "
+                                  "layout?)",
+                                  tr->path, name, i, (unsigned long long)cd[i],
+                                  (unsigned long long)maxd[i]);
+        bytes = mul_sat(bytes, cd[i]);
+        slots = mul_sat(slots, dims[i] / cd[i] + (dims[i] % cd[i] != 0));
+    }
+    char shape[160];
+    fmt_shape(shape, sizeof shape, r, cd);
+    if (bytes > EPLB_TRACE_CHUNK_MAX_BYTES)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %s: chunks of %s elements are %llu bytes; at most %llu (256 "
+                              "MiB: a read inflates a whole chunk)",
+                              tr->path, name, shape, (unsigned long long)bytes,
+                              (unsigned long long)EPLB_TRACE_CHUNK_MAX_BYTES);
+    if (bytes < EPLB_TRACE_CHUNK_MIN_BYTES && slots > EPLB_TRACE_SMALL_CHUNKS_MAX)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %s: %llu chunks of %s elements, %llu bytes each; chunks "
+                              "under %llu bytes (4 KiB) only in datasets of at most %d chunks "
+                              "(HDF5 spends time and memory per chunk)",
+                              tr->path, name, (unsigned long long)slots, shape,
+                              (unsigned long long)bytes,
+                              (unsigned long long)EPLB_TRACE_CHUNK_MIN_BYTES,
+                              EPLB_TRACE_SMALL_CHUNKS_MAX);
+    return EPLB_OK;
+}
+
+/* Open dataset `name` if present (*d stays invalid if absent), after the
+ * links to it, its storage and its chunks passed the checks above, with a
+ * chunk cache that holds two chunks, so that consecutive range reads that
+ * share a chunk inflate it once. */
 static eplb_status_t open_dataset(hid_t *d, const eplb_trace_t *tr, const char *name)
 {
-    if (!eplb_h5_link_exists(tr->file, name)) {
+    int exists = 0;
+    EPLB_CHECK(eplb_h5_links_check(&exists, tr->file, name, tr->path));
+    if (!exists) {
         H5Eclear2(H5E_DEFAULT);
         if (link_dangles(tr->file, name))
             return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s: %s is a link that leads nowhere (dangling soft link or "
-                                  "external link to a missing file)", tr->path, name);
+                                  "%s: %s is a link that leads nowhere (dangling soft link)",
+                                  tr->path, name);
         return EPLB_OK;
     }
     hid_t ds = H5Dopen2(tr->file, name, H5P_DEFAULT);
@@ -193,11 +296,17 @@ static eplb_status_t open_dataset(hid_t *d, const eplb_trace_t *tr, const char *
         return eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot open dataset");
     hid_t dcpl = H5Dget_create_plist(ds), type = H5Dget_type(ds), dapl = H5I_INVALID_HID;
     eplb_status_t st = EPLB_OK;
-    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+    if (dcpl < 0 || type < 0) {
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read the storage layout");
+        goto out;
+    }
+    EPLB_CHECK_GOTO(check_storage(tr, dcpl, name), st, out);
+    EPLB_CHECK_GOTO(check_chunks(tr, ds, dcpl, name), st, out);
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
         hsize_t cd[8];
-        int rank = H5Pget_chunk(dcpl, 8, cd);
-        size_t bytes = H5Tget_size(type);
-        for (int i = 0; i < rank; i++)
+        int rank = H5Pget_chunk(dcpl, 8, cd); /* at most 8: checked */
+        size_t bytes = H5Tget_size(type);     /* at most 256 MiB: checked */
+        for (int i = 0; i < rank && i < 8; i++)
             bytes *= cd[i];
         if (bytes > (1u << 20) / 2) {
             size_t cache = 2 * bytes + (1u << 16);
@@ -229,53 +338,19 @@ out:
     return EPLB_OK;
 }
 
-/* A chunked layout HDF5 could have written: every chunk dimension at
- * least 1 and at most the dimension's fixed maximum (unlimited ones aside),
- * a chunk below 4 GiB (HDF5's limit).  A corrupt chunk dimension past the
- * dataset's made H5Dread crash (SIGSEGV) in HDF5 1.10 (the tenth session's
- * sweep); the layout message is read at open, so it is checked there. */
-static eplb_status_t check_chunks(const eplb_trace_t *tr, hid_t d, const char *name)
-{
-    hid_t pl = H5Dget_create_plist(d), sp = H5Dget_space(d), t = H5Dget_type(d);
-    hsize_t dims[8], maxd[8], cd[8];
-    int r = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, maxd) : -1;
-    const int chunked = pl >= 0 && H5Pget_layout(pl) == H5D_CHUNKED;
-    const int cr = chunked && r >= 0 && r <= 8 ? H5Pget_chunk(pl, 8, cd) : 0;
-    const size_t es = t >= 0 ? H5Tget_size(t) : 0;
-    eplb_h5_close(&pl);
-    eplb_h5_close(&sp);
-    eplb_h5_close(&t);
-    H5Eclear2(H5E_DEFAULT);
-    if (!chunked || r < 0 || r > 8)
-        return EPLB_OK; /* contiguous or compact: no chunks (shape errors come later) */
-    if (cr != r)
-        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: chunk of rank %d for a dataset of rank %d",
-                              tr->path, name, cr, r);
-    double bytes = (double)es;
-    for (int i = 0; i < r; i++) {
-        if (cd[i] == 0 || (maxd[i] != H5S_UNLIMITED && cd[i] > maxd[i]))
-            return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s: %s: chunk dimension %d is %llu, outside [1, %llu] (corrupt "
-                                  "layout?)",
-                                  tr->path, name, i, (unsigned long long)cd[i],
-                                  (unsigned long long)maxd[i]);
-        bytes *= (double)cd[i];
-    }
-    if (bytes >= 4294967296.0)
-        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: a chunk of %.0f bytes (HDF5's limit: 4 GiB)",
-                              tr->path, name, bytes);
-    return EPLB_OK;
-}
-
-/* Check rank, shape and type class of d against want[rank] (and its chunk
- * layout first). `why` says where the expected shape comes from. */
+/* Check rank, shape and type class of d against want[rank] (its storage
+ * was checked by open_dataset). `why` says where the expected shape comes
+ * from. */
 static eplb_status_t check_dataset(const eplb_trace_t *tr, hid_t d, const char *name, int rank,
                                    const hsize_t *want, H5T_class_t cls, const char *why)
 {
-    EPLB_CHECK(check_chunks(tr, d, name));
-    hsize_t dims[8];
+    hsize_t dims[32]; /* H5S_MAX_RANK */
     hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
-    int r = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
+    int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (r >= 0 && r <= 32)
+        r = H5Sget_simple_extent_dims(sp, dims, NULL);
+    else
+        r = -1;
     H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
     eplb_h5_close(&sp);
     eplb_h5_close(&t);
@@ -303,11 +378,7 @@ static eplb_status_t read_offsets(eplb_trace_t *tr)
     EPLB_CHECK(open_dataset(&d, tr, N_OFFS));
     if (d < 0)
         return eplb_error_set(EPLB_ERR_FORMAT, "%s: missing dataset %s", p, N_OFFS);
-    eplb_status_t st = check_chunks(tr, d, N_OFFS);
-    if (st != EPLB_OK) {
-        eplb_h5_close(&d);
-        return st;
-    }
+    eplb_status_t st = EPLB_OK;
     hsize_t n = 0;
     hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
     int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
@@ -321,6 +392,14 @@ static eplb_status_t read_offsets(eplb_trace_t *tr)
     if (n < 2) {
         st = eplb_error_set(EPLB_ERR_FORMAT, "%s: %s has %llu entries: the trace has no steps",
                             p, N_OFFS, (unsigned long long)n);
+        goto out;
+    }
+    /* before it is read whole (an unwritten one of 2^29 entries took 4 GB) */
+    if (n - 1 > (hsize_t)EPLB_TRACE_MAX_STEPS) {
+        st = eplb_error_set(EPLB_ERR_FORMAT,
+                            "%s: %s has %llu entries: %llu steps; at most %lld (2^26)", p,
+                            N_OFFS, (unsigned long long)n, (unsigned long long)(n - 1),
+                            (long long)EPLB_TRACE_MAX_STEPS);
         goto out;
     }
     tr->offsets = malloc(n * sizeof(int64_t));
@@ -342,6 +421,13 @@ static eplb_status_t read_offsets(eplb_trace_t *tr)
                                 (long long)tr->offsets[i - 1]);
             goto out;
         }
+    if (tr->offsets[n - 1] > EPLB_TRACE_MAX_TOKENS) {
+        st = eplb_error_set(EPLB_ERR_FORMAT,
+                            "%s: %s: T = token_offset[%llu] = %lld tokens; at most %lld (2^39)",
+                            p, N_OFFS, (unsigned long long)(n - 1),
+                            (long long)tr->offsets[n - 1], (long long)EPLB_TRACE_MAX_TOKENS);
+        goto out;
+    }
     tr->info.num_steps = (int64_t)n - 1;
     tr->info.num_tokens = tr->offsets[n - 1];
 out:
@@ -437,6 +523,30 @@ static eplb_status_t open_datasets(eplb_trace_t *tr)
     return EPLB_OK;
 }
 
+/* Per-token data: the replay holds a whole step's top-k ids (tokens x L x K
+ * int32), so one step's must fit in EPLB_TRACE_MAX_STEP_ID_BYTES (a 10 KB
+ * file declaring one step of 1e7 unwritten tokens made `run` grow past
+ * 17.9 GB).  Counts-only traces hold no per-token data. */
+static eplb_status_t check_step_tokens(const eplb_trace_t *tr)
+{
+    const eplb_trace_info_t *in = &tr->info;
+    if (!(in->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)))
+        return EPLB_OK;
+    const uint64_t per = (uint64_t)in->num_layers * (uint64_t)in->route.top_k * 4;
+    const int64_t most = (int64_t)(EPLB_TRACE_MAX_STEP_ID_BYTES / per);
+    for (int64_t s = 0; s < in->num_steps; s++) {
+        const int64_t n = tr->offsets[s + 1] - tr->offsets[s];
+        if (n > most)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: %s: step %lld has %lld tokens; at most %lld for %d "
+                                  "layers x top-%d (a step's ids, tokens x layers x top_k x 4 "
+                                  "bytes, must fit in 2 GiB)",
+                                  tr->path, N_OFFS, (long long)s, (long long)n, (long long)most,
+                                  in->num_layers, in->route.top_k);
+    }
+    return EPLB_OK;
+}
+
 static eplb_status_t open_locked(eplb_trace_t *tr, const char *path)
 {
     htri_t is = H5Fis_hdf5(path);
@@ -458,6 +568,7 @@ static eplb_status_t open_locked(eplb_trace_t *tr, const char *path)
     EPLB_CHECK(read_attrs(tr));
     EPLB_CHECK(read_offsets(tr));
     EPLB_CHECK(open_datasets(tr));
+    EPLB_CHECK(check_step_tokens(tr));
     return EPLB_OK;
 }
 
@@ -805,13 +916,15 @@ hid_t eplb_trace_bulk_dataset(const eplb_trace_t *tr, hid_t *mtype, const char *
 
 size_t eplb_trace_raw_bytes(const eplb_trace_t *tr)
 {
+    /* below 2^62 with the limits of trace.h; saturated all the same */
     const eplb_trace_info_t *in = &tr->info;
-    size_t rows = (size_t)in->num_tokens * (size_t)in->num_layers;
+    uint64_t rows = mul_sat((uint64_t)in->num_tokens, (uint64_t)in->num_layers), b = 0;
     if (in->levels & EPLB_LEVEL_LOGITS)
-        return rows * (size_t)in->route.num_experts * eplb_dtype_size(in->logits_dtype);
-    if (in->levels & EPLB_LEVEL_TOPK)
-        return rows * (size_t)in->route.top_k * (size_t)in->topk_id_bytes;
-    return 0;
+        b = mul_sat(mul_sat(rows, (uint64_t)in->route.num_experts),
+                    eplb_dtype_size(in->logits_dtype));
+    else if (in->levels & EPLB_LEVEL_TOPK)
+        b = mul_sat(mul_sat(rows, (uint64_t)in->route.top_k), (uint64_t)in->topk_id_bytes);
+    return b > SIZE_MAX ? SIZE_MAX : (size_t)b;
 }
 
 eplb_status_t eplb_trace_read_all_serial(const eplb_trace_t *tr, void *buf)
@@ -867,7 +980,7 @@ eplb_status_t eplb_trace_dataset_sizes(const eplb_trace_t *tr, eplb_trace_datase
         }
         out[k].name = all[i].name;
         out[k].stored = (uint64_t)H5Dget_storage_size(all[i].d);
-        out[k].raw = (uint64_t)np * es;
+        out[k].raw = mul_sat((uint64_t)np, es);
         k++;
     }
     eplb_h5_unlock();

@@ -27,6 +27,21 @@ enum {
 /* The longest model name a trace may carry (the reader refuses longer). */
 #define EPLB_TRACE_MODEL_MAX 127
 
+/* Limits the reader puts on a trace (traces/FORMAT.md, "Limits"): at
+ * most EPLB_TRACE_MAX_STEPS steps and EPLB_TRACE_MAX_TOKENS tokens (so
+ * that T x L x E x 4 bytes stays below 2^63 with L <= 4096, E <= 512);
+ * in a trace with per-token data one step's top-k ids (tokens x L x K x 4
+ * bytes) at most EPLB_TRACE_MAX_STEP_ID_BYTES (the replay holds a whole
+ * step); chunks of EPLB_TRACE_CHUNK_MIN_BYTES to EPLB_TRACE_CHUNK_MAX_BYTES
+ * bytes, smaller ones only in a dataset of at most
+ * EPLB_TRACE_SMALL_CHUNKS_MAX chunks. */
+#define EPLB_TRACE_MAX_STEPS ((int64_t)1 << 26)
+#define EPLB_TRACE_MAX_TOKENS ((int64_t)1 << 39)
+#define EPLB_TRACE_MAX_STEP_ID_BYTES ((uint64_t)2 << 30)
+#define EPLB_TRACE_CHUNK_MIN_BYTES ((uint64_t)4 << 10)
+#define EPLB_TRACE_CHUNK_MAX_BYTES ((uint64_t)256 << 20)
+#define EPLB_TRACE_SMALL_CHUNKS_MAX 4096
+
 typedef struct {
     int version;
     char model[EPLB_TRACE_MODEL_MAX + 1];

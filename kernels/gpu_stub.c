@@ -5,8 +5,7 @@
 static eplb_status_t no_cuda(const char *fn)
 {
     return eplb_error_set(EPLB_ERR_UNSUPPORTED,
-                          "%s: this build has no CUDA (configure found no nvcc; "
-                          "see configure --with-cuda)",
+                          "%s: this build has no CUDA (configure --with-cuda builds it)",
                           fn);
 }
 

@@ -175,6 +175,7 @@ typedef struct {
     int32_t *part;         /* [L][C - 1][Pmax]: the counts of parts c >= 1 */
     int64_t *ecount;       /* balanced, C > 1: [L][C][Emax] entries per expert */
     atomic_int st;         /* the first failure (NOMEM) */
+    char err[512];         /* its message: set on a helper, whose own is lost */
 } sel_ctx_t;
 
 static inline int32_t clamp_r(int c, int mr) { return c < 1 ? 1 : c > mr ? mr : c; }
@@ -330,7 +331,8 @@ static void select_task(void *arg, int i)
     eplb_status_t st = select_part(c, i);
     if (st != EPLB_OK) {
         int ok = EPLB_OK;
-        atomic_compare_exchange_strong(&c->st, &ok, (int)st);
+        if (atomic_compare_exchange_strong(&c->st, &ok, (int)st))
+            snprintf(c->err, sizeof c->err, "%s", eplb_error_last());
     }
 }
 
@@ -442,6 +444,8 @@ eplb_status_t eplb_select_record_cpu(int32_t *phys, int32_t *counts,
     }
     eplb_pool_run(L * c.C, nt, select_task, &c);
     st = (eplb_status_t)atomic_load(&c.st);
+    if (st != EPLB_OK) /* the message of the thread that failed, here */
+        eplb_error_set(st, "%s", c.err);
     for (int l = 0; st == EPLB_OK && l < L; l++) { /* the parts' counts */
         int32_t *dst = counts + (size_t)l * maps[l].num_physical;
         for (int q = 1; q < c.C; q++) {

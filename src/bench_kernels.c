@@ -659,7 +659,7 @@ int eplb_bench_kernels(int argc, char **argv)
     if (o.gpu == 1 && !eplb_gpu_built())
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_UNSUPPORTED,
                                                  "--device gpu: this build has no CUDA "
-                                                 "(configure found no nvcc); use --device cpu"));
+                                                 "(configure --with-cuda); use --device cpu"));
     if (o.gpu == 0 && o.only > 2)
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                  "--only %s needs a GPU (the CPU path times "

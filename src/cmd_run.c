@@ -876,8 +876,12 @@ int eplb_cmd_run(int argc, char **argv)
 
     /* A trace of fewer than 4 steps (SGLang's whole-run counts have one)
      * ends before any online schedule decides: place once from it. */
-    if (!o.trigger_set && S < 4)
+    if (!o.trigger_set && S < 4) {
         o.trig.kind = EPLB_TRIGGER_ONCE;
+        if ((o.nwin || o.nint) && !has_policy(&o, "oracle") && !o.quiet)
+            fprintf(stderr, "eplb-replay run: %s has %lld steps (< 4): trigger once, which "
+                    "uses no --window or --interval\n", o.trace_path, (long long)S);
+    }
 
     /* resolve window / interval: the trigger's, and the oracle's own */
     int64_t owin[MAX_LIST], oint[MAX_LIST];
@@ -886,8 +890,8 @@ int eplb_cmd_run(int argc, char **argv)
     {
         int64_t w[MAX_LIST], i[MAX_LIST];
         resolve_schedule(w, &o.nwin, i, &o.nint, &o, o.trig.kind, S);
-        memcpy(o.window, w, sizeof w);
-        memcpy(o.interval, i, sizeof i);
+        memcpy(o.window, w, sizeof *w * (size_t)o.nwin);
+        memcpy(o.interval, i, sizeof *i * (size_t)o.nint);
     }
     if (o.trig.kind == EPLB_TRIGGER_THRESHOLD && !o.threshold_set)
         o.trig.threshold = 0.9;
@@ -973,8 +977,13 @@ int eplb_cmd_run(int argc, char **argv)
                     continue;
                 const int orc = !strcmp(o.policies[pi], "oracle");
                 const int64_t *wl = orc ? owin : o.window, *il = orc ? oint : o.interval;
-                for (int wi = 0; wi < (orc ? onwin : o.nwin); wi++)
-                    for (int ii = 0; ii < (orc ? onint : o.nint); ii++) {
+                /* once uses no window or interval: one run, not one per
+                 * value (the lists may be there for the oracle) */
+                const int once = !orc && o.trig.kind == EPLB_TRIGGER_ONCE;
+                const int nw = orc ? onwin : once ? 1 : o.nwin;
+                const int ni = orc ? onint : once ? 1 : o.nint;
+                for (int wi = 0; wi < nw; wi++)
+                    for (int ii = 0; ii < ni; ii++) {
                         eplb_sim_run_cfg_t r = base;
                         r.label = o.policies[pi];
                         r.trig.window = wl[wi];

@@ -158,8 +158,15 @@ int eplb_num_threads(void)
     /* at most 4096, as --threads (20000 ran out of thread stacks and blamed
      * the trace) */
     enum { MAX_THREADS = 4096 };
-    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    const int cpus = ncpu > 0 ? (int)ncpu : 1;
+    /* the CPU count once (sysconf reads /sys; this runs on every CPU
+     * routing and selection call) */
+    static atomic_int ncpu;
+    int cpus = atomic_load_explicit(&ncpu, memory_order_relaxed);
+    if (cpus <= 0) {
+        const long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cpus = n > 0 ? (int)n : 1;
+        atomic_store_explicit(&ncpu, cpus, memory_order_relaxed);
+    }
     const char *env = getenv("EPLB_THREADS");
     if (!env)
         return cpus;

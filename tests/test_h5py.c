@@ -84,3 +84,46 @@ static void check_dtype(eplb_dtype_t dt)
 Test(h5py, reads_f32_logits) { check_dtype(EPLB_DTYPE_F32); }
 Test(h5py, reads_f16_logits) { check_dtype(EPLB_DTYPE_F16); }
 Test(h5py, reads_bf16_logits_as_numbers) { check_dtype(EPLB_DTYPE_BF16); }
+
+/* A recorder written with h5py that appends one step at a time to
+ * datasets created from their first row with an unlimited first dimension
+ * (chunks=True): h5py gives them one-row chunks, 8 bytes a step for
+ * token_offset.  6000 steps must open and replay (a limit of 4096 small
+ * chunks refused this; the limit is 2^17, traces/FORMAT.md). */
+Test(h5py, recorder_appending_steps_opens)
+{
+    if (!have_h5py())
+        cr_skip_test("python3 with h5py not available");
+    const char *dir = eplb_test_tmpdir();
+    char path[512], cmd[2400];
+    snprintf(path, sizeof path, "%s/rec.h5", dir);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"import h5py, numpy as np\n"
+             "f = h5py.File('%s', 'w')\n"
+             "f.attrs.update(dict(eplb_trace_version=1, model='toy', num_layers=2,\n"
+             "    num_experts=8, top_k=2, scoring='softmax', num_groups=1, topk_groups=1,\n"
+             "    renormalize=0, routed_scaling_factor=1.0, source='h5py appender'))\n"
+             "o = f.create_dataset('steps/token_offset', data=np.zeros(1, np.int64),\n"
+             "    maxshape=(None,), chunks=True)\n"
+             "c = f.create_dataset('load/counts', data=np.zeros((1, 2, 8), np.int32),\n"
+             "    maxshape=(None, 2, 8), chunks=True)\n"
+             "assert o.chunks == (1,), o.chunks\n"
+             "row = np.zeros((2, 8), np.int32); row[:, (0, 1)] = 4\n"
+             "for s in range(6000):\n"
+             "    if s: c.resize((s + 1, 2, 8))\n"
+             "    c[s] = np.roll(row, s %% 8, axis=1)\n"
+             "    o.resize((s + 2,)); o[s + 1] = 4 * (s + 1)\n"
+             "f.close()\"",
+             path);
+    cr_assert_eq(system(cmd), 0, "h5py could not write %s", path);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info '%s' --no-skew", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "6000"), "%s", out);
+    free(out);
+    rc = eplb_test_run_cli(&out, "run '%s' --quiet --policy-time 0", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    remove(path);
+    rmdir(dir);
+}

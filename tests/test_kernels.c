@@ -880,6 +880,37 @@ Test(kernels, select_parts_equal_one_pass)
     free(src);
 }
 
+/* A failure in a task on a helper thread reaches the caller with its
+ * message (error messages are per thread): balanced refuses an expert of
+ * more than EPLB_PLAN_MAX_R (64) replicas; only layer 7 of 8 has one, so
+ * over 20 calls on 4 threads it fails on helpers as well as on the caller.
+ * Every call must say why. */
+Test(kernels, select_error_from_a_helper_keeps_its_message)
+{
+    enum { T = 8192, L = 8, K = 2, E = 4, MR = 65, P = 8 };
+    static int32_t ids[T * L * K], phys[T * L * K], counts[L * P];
+    for (int i = 0; i < T * L * K; i++)
+        ids[i] = i % E;
+    static int32_t logcnt[L][E], log2phy[L][E * MR];
+    eplb_layer_map_t maps[L];
+    for (int l = 0; l < L; l++) {
+        for (int e = 0; e < E; e++) {
+            logcnt[l][e] = l == L - 1 && e == 0 ? MR : 1;
+            for (int j = 0; j < MR; j++)
+                log2phy[l][e * MR + j] = (e + j) % P;
+        }
+        maps[l] = (eplb_layer_map_t){E, P, 2, 1, MR, logcnt[l], log2phy[l]};
+    }
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_BALANCED;
+    c.threads = 4;
+    for (int r = 0; r < 20; r++) {
+        eplb_error_clear();
+        eplb_assert_fails(eplb_select_record_cpu(phys, counts, ids, T, L, K, maps, &c),
+                          EPLB_ERR_INVALID_ARG, "above 64");
+    }
+}
+
 Test(kernels, select_rejects_bad_maps)
 {
     int32_t lc[4] = {2, 1, 3, 2}, l2p[12];

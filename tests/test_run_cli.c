@@ -273,6 +273,20 @@ Test(run_cli, oracle_schedule_ignores_trigger)
     cr_assert_eq(num(orc, "interval"), 4);
     cr_assert_eq(num(orc, "rebalances"), 4);
     eplb_json_free(v);
+    /* windows for the oracle: one oracle run each, lpt under once runs
+     * once (a review found it run once per window, identical rows) */
+    v = run_json("run '%s' --policy oracle,lpt --trigger once --window 1,2 --json --quiet "
+                 "--policy-time 0", tok_trace);
+    const eplb_json_t *runs2 = eplb_json_get(v, "runs");
+    int n_orc = 0, n_lpt = 0;
+    for (size_t i = 0; i < runs2->n; i++) {
+        const char *l = eplb_json_get(&runs2->items[i], "label")->str;
+        n_orc += !strcmp(l, "oracle");
+        n_lpt += !strcmp(l, "lpt");
+    }
+    cr_assert_eq(n_orc, 2);
+    cr_assert_eq(n_lpt, 1);
+    eplb_json_free(v);
 }
 
 /* The table: no window or interval for once (one placement from the

@@ -1025,3 +1025,30 @@ Test(traces, unusual_filter_order_falls_back)
     free(got);
     unlink(path);
 }
+
+/* The writer refuses a step the reader would refuse (traces/FORMAT.md,
+ * Limits): 26 layers x top-6 ids of 3,441,481 tokens are 2,147,484,144
+ * bytes, past 2 GiB.  Checked before any data is read, so one token's
+ * ids stand for them.  Counts-only traces have no per-token data and no
+ * such bound. */
+Test(traces, writer_refuses_a_step_past_the_reader_limit)
+{
+    int32_t ids[26 * 6] = {0};
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 26, 64, 6, EPLB_LEVEL_TOPK);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, tmp_file("big-step.h5"), &o));
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 3441481, NULL, ids, NULL, NULL, NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "3441481 tokens x 26 layers x top-6");
+    eplb_assert_fails(eplb_trace_writer_append_step(w, (int64_t)1 << 40, NULL, ids, NULL, NULL,
+                                                    NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "tokens or");
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 1, NULL, ids, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    int32_t counts[26 * 64] = {0};
+    for (int l = 0; l < 26; l++)
+        counts[l * 64] = 6 * 4000000;
+    o = eplb_test_writer_opts("m", "s", 26, 64, 6, EPLB_LEVEL_COUNTS);
+    eplb_assert_ok(eplb_trace_writer_create(&w, tmp_file("big-counts.h5"), &o));
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 4000000, NULL, NULL, NULL, counts, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+}

@@ -40,7 +40,7 @@ enum {
 #define EPLB_TRACE_MAX_STEP_ID_BYTES ((uint64_t)2 << 30)
 #define EPLB_TRACE_CHUNK_MIN_BYTES ((uint64_t)4 << 10)
 #define EPLB_TRACE_CHUNK_MAX_BYTES ((uint64_t)256 << 20)
-#define EPLB_TRACE_SMALL_CHUNKS_MAX 4096
+#define EPLB_TRACE_SMALL_CHUNKS_MAX ((uint64_t)1 << 17)
 
 typedef struct {
     int version;

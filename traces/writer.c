@@ -509,6 +509,19 @@ static eplb_status_t check_step(const eplb_trace_writer_t *w, int64_t ntok,
     if (missing)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: step %lld: %s is NULL", p,
                               (long long)s, missing);
+    /* what the reader would refuse (traces/FORMAT.md, Limits) is not
+     * written; the totals first (ntok up to 2^39 keeps the product below) */
+    if (ntok > EPLB_TRACE_MAX_TOKENS - w->ntok || w->nsteps + 1 > EPLB_TRACE_MAX_STEPS)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: step %lld: past the %lld tokens or %lld steps a trace may "
+                              "hold", p, (long long)s, (long long)EPLB_TRACE_MAX_TOKENS,
+                              (long long)EPLB_TRACE_MAX_STEPS);
+    if ((w->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) &&
+        (uint64_t)ntok * (uint64_t)w->L * (uint64_t)w->K * 4 > EPLB_TRACE_MAX_STEP_ID_BYTES)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: step %lld: %lld tokens x %d layers x top-%d: its top-k ids "
+                              "would pass 2 GiB, the most a reader holds for one step",
+                              p, (long long)s, (long long)ntok, w->L, w->K);
     if (w->want_phase && phase > 2)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "%s: step %lld: phase %u (expected 0 prefill, 1 decode, 2 mixed)",

@@ -255,6 +255,30 @@ Test(trace_errors, missing_level)
     unlink(path);
 }
 
+/* A top-k picks K different experts: token 13, layer 1 given its first
+ * expert twice is refused on read (it would count the token twice for it;
+ * found missing by the fuzzing pass). */
+Test(trace_errors, ids_repeated_in_a_row)
+{
+    const char *path = good_trace();
+    int32_t ids[T_ * L_ * K_];
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, NULL, 0, T_));
+    eplb_trace_close(tr);
+    hsize_t c[3] = {13, 1, 1};
+    uint8_t v = (uint8_t)ids[(13 * L_ + 1) * K_];
+    eplb_test_h5_poke(path, "/router/topk_ids", c, H5T_NATIVE_UINT8, &v);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    char want[128];
+    snprintf(want, sizeof want, "/router/topk_ids: token 13 layer 1: expert %d appears twice "
+             "in the top-%d", (int)v, K_);
+    eplb_assert_fails(eplb_trace_read_topk(tr, ids, NULL, 0, T_), EPLB_ERR_FORMAT, want);
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, NULL, 0, 13));
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
 Test(trace_errors, ids_out_of_range)
 {
     const char *path = good_trace();

@@ -821,6 +821,18 @@ eplb_status_t eplb_trace_read_topk(const eplb_trace_t *tr, int32_t *ids, float *
                                   "%s: %s: token %lld layer %zu: expert id %d outside [0, %d)",
                                   tr->path, N_IDS, (long long)(tok_begin + (int64_t)(i / per)),
                                   i % per / (size_t)K, ids[i], E);
+    /* a top-k picks K different experts: a repeat would count one token
+     * twice for one expert (K <= 16: pairwise within each row) */
+    for (size_t r = 0; r < n; r += (size_t)K)
+        for (int a = 1; a < K; a++)
+            for (int b = 0; b < a; b++)
+                if (ids[r + (size_t)a] == ids[r + (size_t)b])
+                    return eplb_error_set(EPLB_ERR_FORMAT,
+                                          "%s: %s: token %lld layer %zu: expert %d appears "
+                                          "twice in the top-%d",
+                                          tr->path, N_IDS,
+                                          (long long)(tok_begin + (int64_t)(r / per)),
+                                          r % per / (size_t)K, ids[r + (size_t)a], K);
     if (weights && tr->d_wts >= 0)
         for (size_t i = 0; i < n; i++)
             if (!isfinite(weights[i]))

@@ -279,6 +279,42 @@ Test(trace_errors, ids_repeated_in_a_row)
     unlink(path);
 }
 
+/* The ids are checked on all cores in parts of 65,536 (token, layer)
+ * rows; the message names the first bad row whatever part finds one
+ * first: a repeat at token 50000 (row 100000, the second part) and an id
+ * out of range at token 20000 (row 40000, the first). */
+Test(trace_errors, ids_first_bad_row_named_across_parts)
+{
+    enum { T = 70000 };
+    const char *path = eplb_test_path(eplb_test_tmpdir(), "many.h5");
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("m", "test_trace_errors.c", L_, E_, K_, EPLB_LEVEL_TOPK);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    static int32_t ids[T * L_ * K_];
+    for (int i = 0; i < T * L_ * K_; i++)
+        ids[i] = (i / K_ + i % K_) % E_; /* K_ different experts a row */
+    eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, ids, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, NULL, 0, T));
+    eplb_trace_close(tr);
+    hsize_t c1[3] = {50000, 0, 1}, c2[3] = {20000, 1, 0};
+    uint8_t dup = (uint8_t)ids[50000 * L_ * K_], out = E_;
+    eplb_test_h5_poke(path, "/router/topk_ids", c1, H5T_NATIVE_UINT8, &dup);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_fails(eplb_trace_read_topk(tr, ids, NULL, 0, T), EPLB_ERR_FORMAT,
+                      "token 50000 layer 0: expert");
+    eplb_trace_close(tr);
+    eplb_test_h5_poke(path, "/router/topk_ids", c2, H5T_NATIVE_UINT8, &out);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_fails(eplb_trace_read_topk(tr, ids, NULL, 0, T), EPLB_ERR_FORMAT,
+                      "token 20000 layer 1: expert id 8 outside [0, 8)");
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
 Test(trace_errors, ids_out_of_range)
 {
     const char *path = good_trace();

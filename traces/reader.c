@@ -22,6 +22,7 @@
 
 #include "checks.h"
 #include "h5util.h"
+#include "pool.h"
 
 #define MAX_LAYERS 4096
 #define CACHE_MAX_BYTES (64u << 20)
@@ -801,6 +802,45 @@ eplb_status_t eplb_trace_check_logits(const eplb_trace_t *tr, const void *buf, i
     return EPLB_OK;
 }
 
+/* The ids' value check, in parts of IDS_CHECK_ROWS rows of K (one token
+ * and layer) on the process's helpers: every id in [0, E), and no expert
+ * twice in a row (a top-k picks K different experts; a repeat would count
+ * the token twice for it).  first[q]: the first bad row of part q, or
+ * rows.  Branch-free within a row: the pairwise test of a DeepSeek-V3
+ * row (K = 8) costs 28 compares, ~16 ns with a branch each on one core of
+ * the build machine (0.2 s more for `info` on 12.2 M rows), less without. */
+#define IDS_CHECK_ROWS ((size_t)1 << 16)
+
+typedef struct {
+    const int32_t *ids;
+    size_t rows;
+    int K, E, parts;
+    size_t *first;
+} ids_check_t;
+
+static void ids_check_part(void *arg, int q)
+{
+    ids_check_t *c = arg;
+    const size_t r0 = (size_t)q * IDS_CHECK_ROWS;
+    const size_t r1 = r0 + IDS_CHECK_ROWS < c->rows ? r0 + IDS_CHECK_ROWS : c->rows;
+    const int K = c->K;
+    const uint32_t E = (uint32_t)c->E;
+    c->first[q] = c->rows;
+    for (size_t r = r0; r < r1; r++) {
+        const int32_t *x = c->ids + r * (size_t)K;
+        int bad = 0;
+        for (int a = 0; a < K; a++) {
+            bad |= (uint32_t)x[a] >= E;
+            for (int b = 0; b < a; b++)
+                bad |= x[a] == x[b];
+        }
+        if (bad) {
+            c->first[q] = r;
+            return;
+        }
+    }
+}
+
 eplb_status_t eplb_trace_read_topk(const eplb_trace_t *tr, int32_t *ids, float *weights,
                                    int64_t tok_begin, int64_t tok_end)
 {
@@ -815,24 +855,37 @@ eplb_status_t eplb_trace_read_topk(const eplb_trace_t *tr, int32_t *ids, float *
         return st;
     int L = tr->info.num_layers, K = tr->info.route.top_k, E = tr->info.route.num_experts;
     size_t per = (size_t)L * (size_t)K, n = (size_t)(tok_end - tok_begin) * per;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= E)
-            return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s: %s: token %lld layer %zu: expert id %d outside [0, %d)",
-                                  tr->path, N_IDS, (long long)(tok_begin + (int64_t)(i / per)),
-                                  i % per / (size_t)K, ids[i], E);
-    /* a top-k picks K different experts: a repeat would count one token
-     * twice for one expert (K <= 16: pairwise within each row) */
-    for (size_t r = 0; r < n; r += (size_t)K)
+    /* the rows checked on all cores; the first bad one (the lowest) named */
+    ids_check_t c = {ids, n / (size_t)K, K, E, 0, NULL};
+    c.parts = (int)((c.rows + IDS_CHECK_ROWS - 1) / IDS_CHECK_ROWS);
+    size_t stack_first[64];
+    c.first = c.parts <= 64 ? stack_first : malloc(sizeof *c.first * (size_t)c.parts);
+    if (!c.first)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: %s: out of memory", tr->path, N_IDS);
+    eplb_pool_run(c.parts, eplb_num_threads(), ids_check_part, &c);
+    size_t bad = c.rows;
+    for (int q = 0; q < c.parts && bad == c.rows; q++)
+        bad = c.first[q];
+    if (c.first != stack_first)
+        free(c.first);
+    if (bad < c.rows) {
+        const int32_t *x = ids + bad * (size_t)K;
+        const long long tok = (long long)(tok_begin + (int64_t)(bad * (size_t)K / per));
+        const size_t layer = bad % (size_t)L;
+        for (int a = 0; a < K; a++)
+            if (x[a] < 0 || x[a] >= E)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: %s: token %lld layer %zu: expert id %d outside "
+                                      "[0, %d)",
+                                      tr->path, N_IDS, tok, layer, x[a], E);
         for (int a = 1; a < K; a++)
             for (int b = 0; b < a; b++)
-                if (ids[r + (size_t)a] == ids[r + (size_t)b])
+                if (x[a] == x[b])
                     return eplb_error_set(EPLB_ERR_FORMAT,
                                           "%s: %s: token %lld layer %zu: expert %d appears "
                                           "twice in the top-%d",
-                                          tr->path, N_IDS,
-                                          (long long)(tok_begin + (int64_t)(r / per)),
-                                          r % per / (size_t)K, ids[r + (size_t)a], K);
+                                          tr->path, N_IDS, tok, layer, x[a], K);
+    }
     if (weights && tr->d_wts >= 0)
         for (size_t i = 0; i < n; i++)
             if (!isfinite(weights[i]))

@@ -135,7 +135,7 @@ eplb_status_t eplb_sim_write_file(const char *path, void (*fn)(FILE *f, void *ct
     char *tmp = malloc(n);
     if (!tmp)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    eplb_tmp_name(tmp, n, path);
     eplb_status_t st = EPLB_OK;
     FILE *f = fopen(tmp, "w");
     if (!f) {

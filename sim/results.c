@@ -187,7 +187,7 @@ static eplb_status_t unlocked_create(eplb_sim_h5_t **out, const char *path, int 
         h5run_t *r = &h->run[i];
         r->grp = r->tok = r->bal = r->tim = r->ev = r->pl = r->plstep = -1;
     }
-    sprintf(h->tmp, "%s.tmp.%ld", path, (long)getpid());
+    eplb_tmp_name(h->tmp, strlen(path) + 32, path);
     h->guard = eplb_tmp_guard_arm(h->tmp);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_obj_track_times(fcpl, 0); /* root group: no timestamps either */

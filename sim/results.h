@@ -8,7 +8,8 @@
 
 typedef struct eplb_sim_h5 eplb_sim_h5_t;
 
-/* Create "<path>.tmp.<pid>"; eplb_sim_h5_finish renames it to path. */
+/* Create "<path>.tmp.<pid>" (or path, if it is such a name already:
+ * eplb_tmp_name); eplb_sim_h5_finish renames it to path. */
 eplb_status_t eplb_sim_h5_create(eplb_sim_h5_t **out, const char *path, int L,
                                  int E, int K, int64_t S, const char *model,
                                  const char *config_json, int nruns);

@@ -341,7 +341,9 @@ void eplb_sim_results_compare(eplb_sim_result_t *results, int nruns);
 void eplb_sim_print_table(FILE *f, const eplb_sim_result_t *r, int n);
 void eplb_sim_write_runs_json(FILE *f, const eplb_sim_result_t *r, int n);
 void eplb_sim_write_csv(FILE *f, const eplb_sim_result_t *r, int n);
-/* Write path via "<path>.tmp.<pid>" then rename. fn writes the content. */
+/* Write path via "<path>.tmp.<pid>" then rename (path itself when it is
+ * such a name of this process already: src/tmpfile_guard.h eplb_tmp_name).
+ * fn writes the content. */
 eplb_status_t eplb_sim_write_file(const char *path,
                                   void (*fn)(FILE *f, void *ctx), void *ctx);
 

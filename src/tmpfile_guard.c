@@ -126,6 +126,17 @@ void eplb_tmp_guard_disarm(int id)
 
 /* ---- output sets -------------------------------------------------------- */
 
+void eplb_tmp_name(char *out, size_t n, const char *final)
+{
+    char sfx[32];
+    int k = snprintf(sfx, sizeof sfx, ".tmp.%ld", (long)getpid());
+    size_t len = strlen(final);
+    if (k > 0 && len > (size_t)k && !strcmp(final + len - (size_t)k, sfx))
+        snprintf(out, n, "%s", final);
+    else
+        snprintf(out, n, "%s%s", final, sfx);
+}
+
 eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *final)
 {
     if (s->n >= EPLB_TMP_SET_MAX)
@@ -138,7 +149,7 @@ eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *
         free(t);
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", final);
     }
-    snprintf(t, n, "%s.tmp.%ld", final, (long)getpid());
+    eplb_tmp_name(t, n, final);
     s->final[s->n] = f;
     s->tmp[s->n] = t;
     s->guard[s->n] = eplb_tmp_guard_arm(t);

@@ -48,6 +48,13 @@ typedef struct {
 
 #define EPLB_TMP_SET_INIT {0, {NULL}, {NULL}, {0}}
 
+/* Write into `final` a temporary name "<final>.tmp.<pid>" of this process
+ * (n bytes at most; strlen(final) + 32 always fits), or, where `final` is
+ * such a name already (a member of an output set handed to a writer that
+ * makes its own), `final` itself: one suffix, not two
+ * ("results.h5.tmp.P.tmp.P" before). */
+void eplb_tmp_name(char *out, size_t n, const char *final);
+
 /* Add final path `final` to set s and guard its temporary name, which *tmp
  * receives (owned by the set) for the caller to write the file to. */
 eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *final);

@@ -208,10 +208,9 @@ static void assert_old_outputs(const char *dir)
     cr_assert_eq(eplb_test_dir_entries(dir), 4, "%s holds more than the earlier files", dir);
 }
 
-/* summary.json is written last but one; its temporary name (and, since the
- * fix, the name the file is written under before it becomes that:
- * "<temporary>.tmp.<pid>", sim/output.c) is a link to /dev/full, which
- * fails every write with ENOSPC.  The run must exit 1 naming summary.json
+/* summary.json is written last but one; its temporary name (the writer
+ * writes it under that name itself: eplb_tmp_name) is a link to
+ * /dev/full, which fails every write with ENOSPC.  The run must exit 1 naming summary.json
  * and "No space left on device", and leave the earlier files as they were
  * (before the fix: "summary.json.tmp.PID: write error", with config.json
  * and results.h5 already replaced). */
@@ -224,10 +223,7 @@ Test(write_errors, run_out_all_or_none, .timeout = 60)
     char o[4200], pre[9000], args[8400], *out;
     snprintf(o, sizeof o, "%s/o", d);
     write_old_outputs(o);
-    snprintf(pre, sizeof pre,
-             "ln -s /dev/full %s/summary.json.tmp.$$ && "
-             "ln -s /dev/full %s/summary.json.tmp.$$.tmp.$$ &&",
-             o, o);
+    snprintf(pre, sizeof pre, "ln -s /dev/full %s/summary.json.tmp.$$ &&", o);
     snprintf(args, sizeof args, "run %s --quiet --policy-time 0 --gpus 2 --out %s", t, o);
     int rc = run_limited(&out, 0, pre, args);
     assert_clean_failure(rc, out, "summary.json", "No space left on device");
@@ -303,6 +299,32 @@ Test(write_errors, write_file_names_errno)
     eplb_assert_fails(eplb_sim_write_file(p, write_hello, NULL), EPLB_ERR_IO,
                       "s.json: write error: No space left on device");
     cr_assert_eq(eplb_test_dir_entries(d), 0, "a file is left in %s", d);
+    rmdir(d);
+}
+
+/* A writer handed a temporary name of an output set ("X.tmp.<pid>", as run
+ * --out does) writes that file itself, not "X.tmp.<pid>.tmp.<pid>" (a
+ * review saw the doubled name left by an interrupted run): the file exists
+ * while its content is written, and only it is there after. */
+static void write_checking_name(FILE *f, void *ctx)
+{
+    fputs(access((const char *)ctx, F_OK) == 0 ? "own name\n" : "another name\n", f);
+}
+
+Test(write_errors, write_file_keeps_one_tmp_suffix)
+{
+    const char *d = eplb_test_tmpdir();
+    char p[4200];
+    snprintf(p, sizeof p, "%s/s.json.tmp.%ld", d, (long)getpid());
+    eplb_assert_ok(eplb_sim_write_file(p, write_checking_name, p));
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f);
+    char line[32] = "";
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    fclose(f);
+    cr_assert_str_eq(line, "own name\n");
+    cr_assert_eq(eplb_test_dir_entries(d), 1, "more than the one file in %s", d);
+    unlink(p);
     rmdir(d);
 }
 

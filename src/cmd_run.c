@@ -179,7 +179,7 @@ typedef struct {
     eplb_select_mode_t select;
     eplb_trigger_t trig;
     int trigger_set;            /* --trigger given */
-    int threshold_set, ema_set, max_moves_set;
+    int threshold_set, ema_set, max_moves_set, async_set;
     int max_moves;
     const char *profile_path;
     double policy_time;
@@ -285,6 +285,17 @@ static eplb_status_t check_applies(const opts_t *o)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--trigger %s: no policy of --policy uses it (oracle decides on "
                               "its own schedule: as vllm, on the next window)", tn);
+    /* none alone never rearranges: no schedule applies */
+    const int rearranges = online || has_policy(o, "oracle");
+    const char *sched = o->trigger_set ? "--trigger" : o->nwin ? "--window" : o->nint ? "--interval"
+                        : o->async_set ? "--async" : NULL;
+    if (!rearranges && sched)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s: --policy none never rearranges (no schedule applies)", sched);
+    if (o->async_set && o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle"))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--async does not apply to --trigger once (its placement is "
+                              "deployed before step 0, no layers switch during the run)");
     if (o->threshold_set && o->trig.kind != EPLB_TRIGGER_THRESHOLD)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--threshold applies to --trigger threshold only (the trigger "
@@ -411,6 +422,7 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             break;
         case OPT_ASYNC:
             EPLB_CHECK(eplb_sim_async_parse(&o->trig.async, &o->trig.chunk, optarg));
+            o->async_set = 1;
             break;
         case OPT_THRESHOLD:
             EPLB_CHECK(parse_num(&o->trig.threshold, optarg, "--threshold"));

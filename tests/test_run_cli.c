@@ -107,6 +107,9 @@ Test(run_cli, bad_options_exit_2_and_write_nothing)
         {"--max-moves 3 --policy deepseek,lpt", "--max-moves applies to --policy migration"},
         {"--trigger once --interval 4", "--interval does not apply to --trigger once"},
         {"--policy oracle --trigger once", "--trigger once: no policy"},
+        {"--policy none --window 2", "--window: --policy none never rearranges"},
+        {"--policy none --trigger vllm", "--trigger: --policy none never rearranges"},
+        {"--trigger once --async layers", "--async does not apply to --trigger once"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out_dir[600];

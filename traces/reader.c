@@ -225,10 +225,12 @@ static eplb_status_t check_storage(const eplb_trace_t *tr, hid_t pl, const char 
  * with an unlimited first dimension chunks of one row, 8 bytes a step for
  * token_offset): at most EPLB_TRACE_SMALL_CHUNKS_MAX (2^17) in the extent,
  * ~2 s and ~0.6 GB of HDF5's bookkeeping at worst (65,536 chunks of 8
- * bytes: 0.99 s, 280 MB).  The layout message is read at open, so it is checked
- * there. */
-static eplb_status_t check_chunks(const eplb_trace_t *tr, hid_t d, hid_t pl, const char *name)
+ * bytes: 0.99 s, 280 MB).  The layout message is read at open, so it is
+ * checked there.  *chunk_bytes: a chunk's bytes (0 when not chunked). */
+static eplb_status_t check_chunks(uint64_t *chunk_bytes, const eplb_trace_t *tr, hid_t d,
+                                  hid_t pl, const char *name)
 {
+    *chunk_bytes = 0;
     hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
     hsize_t dims[8], maxd[8], cd[8];
     int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
@@ -276,6 +278,7 @@ static eplb_status_t check_chunks(const eplb_trace_t *tr, hid_t d, hid_t pl, con
                               (unsigned long long)bytes,
                               (unsigned long long)EPLB_TRACE_CHUNK_MIN_BYTES,
                               (unsigned long long)EPLB_TRACE_SMALL_CHUNKS_MAX);
+    *chunk_bytes = bytes;
     return EPLB_OK;
 }
 
@@ -305,29 +308,23 @@ static eplb_status_t open_dataset(hid_t *d, const eplb_trace_t *tr, const char *
         goto out;
     }
     EPLB_CHECK_GOTO(check_storage(tr, dcpl, name), st, out);
-    EPLB_CHECK_GOTO(check_chunks(tr, ds, dcpl, name), st, out);
-    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
-        hsize_t cd[8];
-        int rank = H5Pget_chunk(dcpl, 8, cd); /* at most 8: checked */
-        size_t bytes = H5Tget_size(type);     /* at most 256 MiB: checked */
-        for (int i = 0; i < rank && i < 8; i++)
-            bytes *= cd[i];
-        if (bytes > (1u << 20) / 2) {
-            size_t cache = 2 * bytes + (1u << 16);
-            if (cache > CACHE_MAX_BYTES)
-                cache = CACHE_MAX_BYTES;
-            dapl = H5Pcreate(H5P_DATASET_ACCESS);
-            /* w0 = 1: chunks read whole are evicted first (streaming). */
-            if (dapl < 0 || H5Pset_chunk_cache(dapl, 521, cache, 1.0) < 0) {
-                st = eplb_h5_fail(EPLB_ERR_INTERNAL, tr->path, name, "cannot size chunk cache");
-                goto out;
-            }
-            H5Dclose(ds);
-            ds = H5Dopen2(tr->file, name, dapl);
-            if (ds < 0) {
-                st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot open dataset");
-                goto out;
-            }
+    uint64_t bytes = 0; /* a chunk's, at most 256 MiB: checked */
+    EPLB_CHECK_GOTO(check_chunks(&bytes, tr, ds, dcpl, name), st, out);
+    if (bytes > (1u << 20) / 2) {
+        size_t cache = 2 * (size_t)bytes + (1u << 16);
+        if (cache > CACHE_MAX_BYTES)
+            cache = CACHE_MAX_BYTES;
+        dapl = H5Pcreate(H5P_DATASET_ACCESS);
+        /* w0 = 1: chunks read whole are evicted first (streaming). */
+        if (dapl < 0 || H5Pset_chunk_cache(dapl, 521, cache, 1.0) < 0) {
+            st = eplb_h5_fail(EPLB_ERR_INTERNAL, tr->path, name, "cannot size chunk cache");
+            goto out;
+        }
+        H5Dclose(ds);
+        ds = H5Dopen2(tr->file, name, dapl);
+        if (ds < 0) {
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot open dataset");
+            goto out;
         }
     }
 out:

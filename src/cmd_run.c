@@ -285,14 +285,16 @@ static eplb_status_t check_applies(const opts_t *o)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--trigger %s: no policy of --policy uses it (oracle decides on "
                               "its own schedule: as vllm, on the next window)", tn);
-    /* none alone never rearranges: no schedule applies */
-    const int rearranges = online || has_policy(o, "oracle");
+    /* none alone never rearranges: no schedule applies; under once only the
+     * oracle has one */
+    const int oracle = has_policy(o, "oracle"), rearranges = online || oracle;
+    const int once_only = o->trig.kind == EPLB_TRIGGER_ONCE && !oracle;
     const char *sched = o->trigger_set ? "--trigger" : o->nwin ? "--window" : o->nint ? "--interval"
                         : o->async_set ? "--async" : NULL;
     if (!rearranges && sched)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "%s: --policy none never rearranges (no schedule applies)", sched);
-    if (o->async_set && o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle"))
+    if (o->async_set && once_only)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--async does not apply to --trigger once (its placement is "
                               "deployed before step 0, no layers switch during the run)");
@@ -307,7 +309,7 @@ static eplb_status_t check_applies(const opts_t *o)
     if (o->max_moves_set && !has_policy(o, "migration-aware"))
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--max-moves applies to --policy migration-aware only");
-    if ((o->nwin || o->nint) && o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle"))
+    if ((o->nwin || o->nint) && once_only)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--%s does not apply to --trigger once (one placement from the "
                               "whole trace)", o->nwin ? "window" : "interval");

@@ -534,7 +534,7 @@ Test(bad_input, stdout_write_error)
 }
 
 /* Every --help exits 0 and prints the text on stdout (stderr discarded),
- * and every command's lists its -h, --help line (found missing in `bench`,
+ * and every command's help lists its -h, --help line (found missing in `bench`,
  * `bench policy` and rebalance; the top level says it in a sentence). */
 Test(bad_input, help_on_stdout)
 {

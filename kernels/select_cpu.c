@@ -185,18 +185,24 @@ static inline int64_t part_start(const sel_ctx_t *c, int part)
     return c->T * part / c->C;
 }
 
-/* Balanced, C > 1, task i: the entries of each expert in its tokens. */
-static void count_part(void *arg, int i)
+/* n[e] += the entries of expert e in layer l of tokens [t0, t1). */
+static void count_experts(int64_t *n, const sel_ctx_t *c, int l, int64_t t0, int64_t t1)
 {
-    sel_ctx_t *c = arg;
-    const int l = i / c->C, E = c->maps[l].num_logical, K = c->K, L = c->L;
-    int64_t *n = c->ecount + (size_t)i * c->Emax;
-    for (int64_t t = part_start(c, i % c->C); t < part_start(c, i % c->C + 1); t++)
+    const int E = c->maps[l].num_logical, K = c->K, L = c->L;
+    for (int64_t t = t0; t < t1; t++)
         for (int k = 0; k < K; k++) {
             int32_t e = c->ids[((size_t)t * L + l) * K + k];
             if (e >= 0 && e < E)
                 n[e]++;
         }
+}
+
+/* Balanced, C > 1, task i: the entries of each expert in its tokens. */
+static void count_part(void *arg, int i)
+{
+    sel_ctx_t *c = arg;
+    count_experts(c->ecount + (size_t)i * c->Emax, c, i / c->C, part_start(c, i % c->C),
+                  part_start(c, i % c->C + 1));
 }
 
 /* Task i; returns EPLB_OK or NOMEM (maps were checked before).  Its
@@ -229,12 +235,7 @@ static eplb_status_t select_part(sel_ctx_t *c, int i)
         EPLB_ALLOC_GOTO(quota, st, out);
         EPLB_ALLOC_GOTO(gl, st, out);
         if (c->C == 1) {
-            for (int64_t t = 0; t < c->T; t++)
-                for (int k = 0; k < K; k++) {
-                    int32_t e = c->ids[((size_t)t * L + l) * K + k];
-                    if (e >= 0 && e < E)
-                        n[e]++;
-                }
+            count_experts(n, c, l, 0, c->T);
         } else { /* the layer's parts counted by count_part */
             const int64_t *ec = c->ecount + (size_t)l * c->C * c->Emax;
             for (int q = 0; q < c->C; q++)

@@ -277,30 +277,6 @@ eplb_status_t eplb_h5_attr_write_str(hid_t loc, const char *name, const char *v,
 
 int eplb_h5_attr_exists(hid_t loc, const char *name) { return (int)H5Aexists(loc, name); }
 
-int eplb_h5_link_exists(hid_t file, const char *name)
-{
-    char buf[256];
-    size_t n = strlen(name);
-    if (n >= sizeof buf)
-        return 0;
-    memcpy(buf, name, n + 1);
-    /* H5Lexists fails (rather than saying no) when an inner group is
-     * missing, so test every prefix. */
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            htri_t e = H5Lexists(file, buf, H5P_DEFAULT);
-            buf[i] = c;
-            if (e <= 0) {
-                H5Eclear2(H5E_DEFAULT);
-                return 0;
-            }
-        }
-    }
-    return H5Oexists_by_name(file, name, H5P_DEFAULT) > 0;
-}
-
 #define LINK_DEPTH_MAX 16
 
 static eplb_status_t links_check(int *exists, hid_t file, const char *name, const char *path,
@@ -362,8 +338,10 @@ static eplb_status_t links_check(int *exists, hid_t file, const char *name, cons
                                       "long", path, obj, buf);
             int te = 0;
             EPLB_CHECK(links_check(&te, file, target, path, obj, depth + 1));
-            if (!te)
-                return EPLB_OK; /* dangles */
+            if (te <= 0) { /* dangles: the named link itself, or one on the way */
+                *exists = i == n ? -1 : 0;
+                return EPLB_OK;
+            }
         }
         buf[i] = c;
     }

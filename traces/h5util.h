@@ -86,9 +86,6 @@ eplb_status_t eplb_h5_attr_read_str(char **out, hid_t loc, const char *name,
                                     const char *path);
 /* 1 if attribute `name` exists on loc, 0 if not, negative on error. */
 int eplb_h5_attr_exists(hid_t loc, const char *name);
-/* 1 if a link `name` (absolute path like "/router/logits") resolves to an
- * object, 0 otherwise (missing group or dataset). */
-int eplb_h5_link_exists(hid_t file, const char *name);
 /* Check the links along `name` (absolute, like "/router/logits") before
  * anything follows them: each one is looked at with H5Lget_info, which
  * does not resolve it.  An external link (or a user-defined one) is
@@ -96,7 +93,8 @@ int eplb_h5_link_exists(hid_t file, const char *name);
  * file, which may be a FIFO that blocks for ever or any file on the host.
  * A soft link is followed only once the links of its target passed the
  * same check (at most 16 deep, HDF5's default).  *exists: 1 if name
- * resolves to an object, 0 if a link on the way is missing or dangles. */
+ * resolves to an object, -1 if name itself is a soft link that leads
+ * nowhere, 0 if a link on the way is missing or dangles. */
 eplb_status_t eplb_h5_links_check(int *exists, hid_t file, const char *name, const char *path);
 
 #endif

@@ -164,24 +164,6 @@ static void fmt_shape(char *buf, size_t cap, int rank, const hsize_t *d)
         snprintf(buf + n, cap - n, "]");
 }
 
-/* The link `name` exists but leads nowhere (a dangling soft link).  Only
- * called once eplb_h5_links_check passed: no external link is followed. */
-static int link_dangles(hid_t file, const char *name)
-{
-    char parent[256];
-    const char *slash = strrchr(name, '/');
-    size_t n = slash ? (size_t)(slash - name) : 0;
-    if (!slash || n >= sizeof parent)
-        return 0;
-    memcpy(parent, name, n);
-    parent[n] = '\0';
-    if (n > 0 && !eplb_h5_link_exists(file, parent))
-        return 0;
-    htri_t e = H5Lexists(file, name, H5P_DEFAULT);
-    H5Eclear2(H5E_DEFAULT);
-    return e > 0;
-}
-
 /* a * b, or UINT64_MAX where that overflows */
 static uint64_t mul_sat(uint64_t a, uint64_t b)
 {
@@ -290,14 +272,12 @@ static eplb_status_t open_dataset(hid_t *d, const eplb_trace_t *tr, const char *
 {
     int exists = 0;
     EPLB_CHECK(eplb_h5_links_check(&exists, tr->file, name, tr->path));
-    if (!exists) {
-        H5Eclear2(H5E_DEFAULT);
-        if (link_dangles(tr->file, name))
-            return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s: %s is a link that leads nowhere (dangling soft link)",
-                                  tr->path, name);
+    if (exists < 0)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %s is a link that leads nowhere (dangling soft link)",
+                              tr->path, name);
+    if (!exists)
         return EPLB_OK;
-    }
     hid_t ds = H5Dopen2(tr->file, name, H5P_DEFAULT);
     if (ds < 0)
         return eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot open dataset");

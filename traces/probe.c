@@ -88,14 +88,18 @@ static int walk_chunks(hid_t d)
         slots = __builtin_mul_overflow(slots, n, &slots) ? ~(hsize_t)0 : slots;
     }
 #if H5_VERSION_GE(1, 10, 5)
-    if (H5Dget_num_chunks(d, H5S_ALL, &nalloc) < 0)
+    /* the file space, not H5S_ALL: HDF5 1.10 refuses H5S_ALL in these two
+     * calls ("invalid dataspace identifier"; until 2026-11-28 this walk so
+     * failed at its first chunked dataset, and the child exited 1 without
+     * looking up a chunk) */
+    if (H5Dget_num_chunks(d, sp, &nalloc) < 0)
         goto out;
     if (slots > SLOTS_MAX && slots / 2 > nalloc) {
         for (hsize_t c = 0; c < nalloc && c < CHUNK_INFO_MAX; c++) {
             hsize_t nbytes;
             unsigned mask;
             haddr_t addr;
-            if (H5Dget_chunk_info(d, H5S_ALL, c, at, &mask, &addr, &nbytes) < 0 ||
+            if (H5Dget_chunk_info(d, sp, c, at, &mask, &addr, &nbytes) < 0 ||
                 H5Dget_chunk_storage_size(d, at, &nbytes) < 0)
                 goto out;
         }
@@ -176,26 +180,34 @@ int eplb_trace_probe_active(void)
     return !in_probe_child && !eplb_env_off("EPLB_TRACE_PROBE") && single_threaded();
 }
 
-eplb_status_t eplb_trace_probe(const char *path)
+int eplb_trace_probe_run(const char *path)
 {
     if (!eplb_trace_probe_active())
-        return EPLB_OK;
+        return -1;
     fflush(NULL); /* nothing buffered is inherited twice */
     const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
-        return EPLB_OK; /* no probe: open as before */
+        return -1; /* no probe: open as before */
     if (pid == 0)
         child(path, parent);
     int ws = 0;
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR)
-            return EPLB_OK;
+            return -1;
     if (WIFSIGNALED(ws))
+        return 128 + WTERMSIG(ws);
+    return WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? 0 : 1;
+}
+
+eplb_status_t eplb_trace_probe(const char *path)
+{
+    const int r = eplb_trace_probe_run(path);
+    if (r > 128)
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s: corrupt HDF5 metadata: the HDF5 library died of signal "
                               "%d (%s) reading it (in a child process that checks the file "
                               "before it is opened; EPLB_TRACE_PROBE=0 turns that off)",
-                              path, WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+                              path, r - 128, strsignal(r - 128));
     return EPLB_OK;
 }

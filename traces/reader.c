@@ -264,6 +264,78 @@ static eplb_status_t check_chunks(uint64_t *chunk_bytes, const eplb_trace_t *tr,
     return EPLB_OK;
 }
 
+/* Every element of dataset d's extent written: a chunked dataset with
+ * every chunk of its extent allocated, a contiguous one with its storage
+ * allocated.  HDF5 reads what was never written as the fill value (0), so
+ * a trace whose writer extended a dataset and stopped before writing it
+ * (an unfinished recording) would replay as routing every token to expert
+ * 0, and a 10 KB file could declare 2^39 such tokens for `run` to walk
+ * through.  (An allocated chunk holds the fill value only where its writer
+ * allocated chunks early, H5D_ALLOC_TIME_EARLY, which a trace writer has
+ * no reason to do.)  The count walks the chunk index, allocated chunks
+ * only (the probe has walked it first in a child).  Run after the shape
+ * and size checks, whose messages say more. */
+static eplb_status_t check_written(const eplb_trace_t *tr, hid_t d, const char *name)
+{
+    if (d < 0)
+        return EPLB_OK;
+    hid_t pl = H5Dget_create_plist(d), sp = H5Dget_space(d);
+    hsize_t dims[8], cd[8];
+    const int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    const H5D_layout_t lay = pl >= 0 ? H5Pget_layout(pl) : H5D_LAYOUT_ERROR;
+    eplb_status_t st = EPLB_OK;
+    uint64_t slots = 1, nalloc = 0;
+    if (r < 0 || r > 8 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0 ||
+        lay == H5D_LAYOUT_ERROR) {
+        st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read the storage layout");
+        goto out;
+    }
+    if (lay == H5D_CHUNKED) {
+        if (H5Pget_chunk(pl, r, cd) != r) { /* checked at open: cannot fail */
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read the chunk shape");
+            goto out;
+        }
+        for (int i = 0; i < r; i++)
+            slots = mul_sat(slots, dims[i] / cd[i] + (dims[i] % cd[i] != 0));
+#if H5_VERSION_GE(1, 10, 5)
+        /* the file space, not H5S_ALL: HDF5 1.10 refuses H5S_ALL here
+         * ("invalid dataspace identifier"), its documentation aside */
+        hsize_t n = 0;
+        if (slots > 0 && H5Dget_num_chunks(d, sp, &n) < 0) {
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read the chunk index");
+            goto out;
+        }
+        nalloc = slots > 0 ? (uint64_t)n : 0;
+#else
+        nalloc = slots; /* no count without a walk over every slot */
+#endif
+        if (nalloc < slots)
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: %s: %llu of its %llu chunks were never written (no storage "
+                                "allocated; HDF5 would read them as zeros): an unfinished or "
+                                "truncated trace",
+                                tr->path, name, (unsigned long long)(slots - nalloc),
+                                (unsigned long long)slots);
+    } else if (lay == H5D_CONTIGUOUS) {
+        for (int i = 0; i < r; i++)
+            slots = mul_sat(slots, dims[i]);
+        H5D_space_status_t ss = H5D_SPACE_STATUS_ERROR;
+        if (H5Dget_space_status(d, &ss) < 0)
+            st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read the storage status");
+        else if (slots > 0 && ss != H5D_SPACE_STATUS_ALLOCATED)
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: %s: its data were never written (no storage allocated; "
+                                "HDF5 would read them as zeros): an unfinished or truncated "
+                                "trace",
+                                tr->path, name);
+    } /* compact: the data are in the object header */
+out:
+    eplb_h5_close(&pl);
+    eplb_h5_close(&sp);
+    H5Eclear2(H5E_DEFAULT);
+    return st;
+}
+
 /* Open dataset `name` if present (*d stays invalid if absent), after the
  * links to it, its storage and its chunks passed the checks above, with a
  * chunk cache that holds two chunks, so that consecutive range reads that
@@ -383,6 +455,7 @@ static eplb_status_t read_offsets(eplb_trace_t *tr)
                             (long long)EPLB_TRACE_MAX_STEPS);
         goto out;
     }
+    EPLB_CHECK_GOTO(check_written(tr, d, N_OFFS), st, out);
     tr->offsets = malloc(n * sizeof(int64_t));
     EPLB_ALLOC_GOTO(tr->offsets, st, out);
     if (H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tr->offsets) < 0) {
@@ -550,6 +623,14 @@ static eplb_status_t open_locked(eplb_trace_t *tr, const char *path)
     EPLB_CHECK(read_offsets(tr));
     EPLB_CHECK(open_datasets(tr));
     EPLB_CHECK(check_step_tokens(tr));
+    const struct {
+        hid_t d;
+        const char *name;
+    } all[] = {{tr->d_logits, N_LOGITS}, {tr->d_ids, N_IDS},     {tr->d_wts, N_WTS},
+               {tr->d_counts, N_COUNTS}, {tr->d_bias, N_BIAS},   {tr->d_phase, N_PHASE},
+               {tr->d_src, N_SRC}};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        EPLB_CHECK(check_written(tr, all[i].d, all[i].name));
     return EPLB_OK;
 }
 

@@ -75,6 +75,10 @@ eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path);
  * otherwise, and whenever no probe runs (more than one thread,
  * EPLB_TRACE_PROBE=0, inside the probe's child). */
 eplb_status_t eplb_trace_probe(const char *path);
+/* The probe itself: -1 when none ran, 0 when the child opened the trace
+ * and looked up its chunks, 1 when it failed (the open here reports why),
+ * 128 + the signal that killed it. */
+int eplb_trace_probe_run(const char *path);
 /* 1 when eplb_trace_probe would fork (the conditions above). */
 int eplb_trace_probe_active(void);
 

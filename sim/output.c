@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "sim_impl.h"
 #include "tmpfile_guard.h"
 
 static const char *async_name(const eplb_trigger_t *t, char *buf, size_t n)
@@ -21,34 +22,71 @@ static const char *async_name(const eplb_trigger_t *t, char *buf, size_t n)
     return buf;
 }
 
+/* The table's columns, with the widths of the fixed layout it had as
+ * minimums (ordinary output keeps that layout); a wider cell (a long
+ * label, millions of replicas moved) widens its column rather than being
+ * cut or pushing its row out of line. */
+enum { TABLE_COLS = 16, TABLE_SEP = 6 /* " |" before it */, CELL_MAX = 80 };
+static const char *const table_head[TABLE_COLS] = {
+    "policy",   "D",     "P",     "W",  "I",        "trig",      "bal",       "max/mn",
+    "worst(l)", "rebal", "moved", "GB", "stall_ms", "moe_us/st", "ovh_us/st", "gain%"};
+static const int table_minw[TABLE_COLS] = {17, 3, 4, 5, 6, 6, 6, 7, 10, 5, 7, 8, 9, 10, 10, 7};
+
+/* One row's cells; CELL_MAX holds a whole label (label[64]) and any
+ * number of a plausible run. */
+static void table_cells(char cell[TABLE_COLS][CELL_MAX], const eplb_sim_result_t *x)
+{
+    const eplb_sim_run_cfg_t *c = &x->cfg;
+    int trig = sim_run_has_trigger(x->policy);
+    int wi = sim_run_has_window(x->policy, &c->trig);
+    snprintf(cell[0], CELL_MAX, "%s", x->label);
+    snprintf(cell[1], CELL_MAX, "%d", c->num_gpus);
+    snprintf(cell[2], CELL_MAX, "%d", c->num_slots);
+    snprintf(cell[3], CELL_MAX, wi ? "%lld" : "-", (long long)c->trig.window);
+    snprintf(cell[4], CELL_MAX, wi ? "%lld" : "-", (long long)c->trig.interval);
+    snprintf(cell[5], CELL_MAX, "%s", trig ? eplb_sim_trigger_name(c->trig.kind) : "-");
+    snprintf(cell[6], CELL_MAX, "%.4f", x->balancedness);
+    snprintf(cell[7], CELL_MAX, "%.3f", x->max_over_mean);
+    snprintf(cell[8], CELL_MAX, "%.3f(%d)", x->worst_layer_bal, x->worst_layer);
+    snprintf(cell[9], CELL_MAX, "%lld", (long long)x->rebalances);
+    snprintf(cell[10], CELL_MAX, "%lld", (long long)x->moved_replicas);
+    snprintf(cell[11], CELL_MAX, "%.3f", x->moved_bytes / 1e9);
+    snprintf(cell[12], CELL_MAX, "%.3f", x->stall_s * 1e3);
+    snprintf(cell[13], CELL_MAX, "%.1f", x->moe_time_s * 1e6);
+    snprintf(cell[14], CELL_MAX, "%.2f", x->overhead_s * 1e6);
+    snprintf(cell[15], CELL_MAX, isnan(x->gain_vs_none) ? "-" : "%+.2f", x->gain_vs_none);
+}
+
+static void table_line(FILE *f, const char *const *cell, const int *w)
+{
+    fprintf(f, "%-*s", w[0], cell[0]);
+    for (int k = 1; k < TABLE_COLS; k++)
+        fprintf(f, "%s %*s", k == TABLE_SEP ? " |" : "", w[k], cell[k]);
+    fputc('\n', f);
+}
+
 void eplb_sim_print_table(FILE *f, const eplb_sim_result_t *r, int n)
 {
-    fprintf(f, "%-17s %3s %4s %5s %6s %6s | %6s %7s %10s %5s %7s %8s %9s %10s %10s %7s\n",
-            "policy", "D", "P", "W", "I", "trig", "bal", "max/mn", "worst(l)",
-            "rebal", "moved", "GB", "stall_ms", "moe_us/st", "ovh_us/st", "gain%");
+    char cell[TABLE_COLS][CELL_MAX];
+    const char *row[TABLE_COLS];
+    int w[TABLE_COLS];
+    for (int k = 0; k < TABLE_COLS; k++) {
+        int h = (int)strlen(table_head[k]);
+        w[k] = h > table_minw[k] ? h : table_minw[k];
+        row[k] = cell[k];
+    }
+    /* widths first, then the rows formatted again: no buffer of n rows */
     for (int i = 0; i < n; i++) {
-        const eplb_sim_result_t *x = &r[i];
-        const eplb_sim_run_cfg_t *c = &x->cfg;
-        char worst[32], gain[16];
-        snprintf(worst, sizeof worst, "%.3f(%d)", x->worst_layer_bal, x->worst_layer);
-        if (isnan(x->gain_vs_none))
-            snprintf(gain, sizeof gain, "-");
-        else
-            snprintf(gain, sizeof gain, "%+.2f", x->gain_vs_none);
-        int none = !strcmp(x->policy, "none");
-        /* once: one placement from the whole trace, no window or interval */
-        int nowi = none || c->trig.kind == EPLB_TRIGGER_ONCE;
-        char w[16], iv[16];
-        snprintf(w, sizeof w, nowi ? "-" : "%lld", (long long)c->trig.window);
-        snprintf(iv, sizeof iv, nowi ? "-" : "%lld", (long long)c->trig.interval);
-        fprintf(f,
-                "%-17.17s %3d %4d %5s %6s %6.6s | %6.4f %7.3f %10s %5lld %7lld %8.3f "
-                "%9.3f %10.1f %10.2f %7s\n",
-                x->label, c->num_gpus, c->num_slots, w, iv,
-                none ? "-" : eplb_sim_trigger_name(c->trig.kind), x->balancedness,
-                x->max_over_mean, worst, (long long)x->rebalances,
-                (long long)x->moved_replicas, x->moved_bytes / 1e9, x->stall_s * 1e3,
-                x->moe_time_s * 1e6, x->overhead_s * 1e6, gain);
+        table_cells(cell, &r[i]);
+        for (int k = 0; k < TABLE_COLS; k++) {
+            int len = (int)strlen(cell[k]);
+            w[k] = len > w[k] ? len : w[k];
+        }
+    }
+    table_line(f, table_head, w);
+    for (int i = 0; i < n; i++) {
+        table_cells(cell, &r[i]);
+        table_line(f, row, w);
     }
 }
 
@@ -69,15 +107,24 @@ void eplb_sim_write_runs_json(FILE *f, const eplb_sim_result_t *r, int n)
         eplb_json_write_string(f, x->policy);
         fputs(", \"label\": ", f);
         eplb_json_write_string(f, x->label);
+        int trig = sim_run_has_trigger(x->policy);
+        int wi = sim_run_has_window(x->policy, &c->trig);
         fputs(", \"trigger\": ", f);
-        eplb_json_write_string(f, eplb_sim_trigger_name(c->trig.kind));
+        if (trig)
+            eplb_json_write_string(f, eplb_sim_trigger_name(c->trig.kind));
+        else
+            fputs("null", f);
         fputs(", \"async\": ", f);
-        eplb_json_write_string(f, async_name(&c->trig, buf, sizeof buf));
+        if (trig)
+            eplb_json_write_string(f, async_name(&c->trig, buf, sizeof buf));
+        else
+            fputs("null", f);
         kv_num(f, "gpus", c->num_gpus, 1);
         kv_num(f, "nodes", c->num_nodes, 1);
         kv_num(f, "replicas", c->num_slots, 1);
-        kv_num(f, "window", (double)c->trig.window, 1);
-        kv_num(f, "interval", (double)c->trig.interval, 1);
+        /* NaN is written as null */
+        kv_num(f, "window", wi ? (double)c->trig.window : NAN, 1);
+        kv_num(f, "interval", wi ? (double)c->trig.interval : NAN, 1);
         kv_num(f, "steps", (double)x->steps, 1);
         kv_num(f, "balancedness", x->balancedness, 1);
         kv_num(f, "max_over_mean", x->max_over_mean, 1);
@@ -106,25 +153,31 @@ void eplb_sim_write_csv(FILE *f, const eplb_sim_result_t *r, int n)
     fputs("policy,label,trigger,async,gpus,nodes,replicas,window,interval,steps,"
           "balancedness,max_over_mean,worst_layer,worst_layer_balancedness,"
           "rebalances,moved_replicas,moved_bytes,stall_s,policy_s,moe_time_s,"
-          "compute_s,a2a_s,overhead_s,total_s,gain_vs_none\n", f);
+          "compute_s,a2a_s,overhead_s,total_s,gain_vs_none,imbalance,tokens_lost\n", f);
     for (int i = 0; i < n; i++) {
         const eplb_sim_result_t *x = &r[i];
         const eplb_sim_run_cfg_t *c = &x->cfg;
         char buf[32];
-        fprintf(f, "%s,%s,%s,%s,%d,%d,%d,%lld,%lld,%lld,%.17g,%.17g,%d,%.17g,%lld,%lld,"
-                   "%lld,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,",
-                x->policy, x->label, eplb_sim_trigger_name(c->trig.kind),
-                async_name(&c->trig, buf, sizeof buf), c->num_gpus, c->num_nodes,
-                c->num_slots, (long long)c->trig.window, (long long)c->trig.interval,
-                (long long)x->steps, x->balancedness, x->max_over_mean, x->worst_layer,
-                x->worst_layer_bal, (long long)x->rebalances,
-                (long long)x->moved_replicas, (long long)x->moved_bytes, x->stall_s,
-                x->policy_s, x->moe_time_s, x->compute_s, x->a2a_s, x->overhead_s,
-                x->total_s);
-        if (isnan(x->gain_vs_none))
-            fputs("\n", f);
+        fprintf(f, "%s,%s,", x->policy, x->label);
+        if (sim_run_has_trigger(x->policy))
+            fprintf(f, "%s,%s,", eplb_sim_trigger_name(c->trig.kind),
+                    async_name(&c->trig, buf, sizeof buf));
         else
-            fprintf(f, "%.17g\n", x->gain_vs_none);
+            fputs(",,", f);
+        fprintf(f, "%d,%d,%d,", c->num_gpus, c->num_nodes, c->num_slots);
+        if (sim_run_has_window(x->policy, &c->trig))
+            fprintf(f, "%lld,%lld,", (long long)c->trig.window, (long long)c->trig.interval);
+        else
+            fputs(",,", f);
+        fprintf(f, "%lld,%.17g,%.17g,%d,%.17g,%lld,%lld,%lld,%.17g,%.17g,%.17g,%.17g,%.17g,"
+                   "%.17g,%.17g,",
+                (long long)x->steps, x->balancedness, x->max_over_mean, x->worst_layer,
+                x->worst_layer_bal, (long long)x->rebalances, (long long)x->moved_replicas,
+                (long long)x->moved_bytes, x->stall_s, x->policy_s, x->moe_time_s,
+                x->compute_s, x->a2a_s, x->overhead_s, x->total_s);
+        if (!isnan(x->gain_vs_none))
+            fprintf(f, "%.17g", x->gain_vs_none);
+        fprintf(f, ",%.17g,%lld\n", x->max_over_mean - 1, (long long)x->tokens_lost);
     }
 }
 

@@ -12,6 +12,7 @@
 
 #include "checks.h"
 #include "h5util.h"
+#include "sim_impl.h"
 #include "tmpfile_guard.h"
 
 #define RESULTS_VERSION 1
@@ -237,19 +238,26 @@ static eplb_status_t unlocked_add_run(eplb_sim_h5_t *h, int idx,
     r->D = cfg->num_gpus;
     r->P = cfg->num_slots;
     const eplb_trigger_t *t = &cfg->trig;
+    /* HDF5 has no null: what does not apply (sim_impl.h) is left out */
+    int trig = sim_run_has_trigger(policy), wi = sim_run_has_window(policy, t);
     EPLB_CHECK(attr_str(h, r->grp, "label", label));
     EPLB_CHECK(attr_str(h, r->grp, "policy", policy));
-    EPLB_CHECK(attr_str(h, r->grp, "trigger", eplb_sim_trigger_name(t->kind)));
+    if (trig)
+        EPLB_CHECK(attr_str(h, r->grp, "trigger", eplb_sim_trigger_name(t->kind)));
     EPLB_CHECK(attr_i64(h, r->grp, "gpus", cfg->num_gpus));
     EPLB_CHECK(attr_i64(h, r->grp, "nodes", cfg->num_nodes));
     EPLB_CHECK(attr_i64(h, r->grp, "replicas", cfg->num_slots));
-    EPLB_CHECK(attr_i64(h, r->grp, "window", t->window));
-    EPLB_CHECK(attr_i64(h, r->grp, "interval", t->interval));
-    EPLB_CHECK(attr_str(h, r->grp, "async",
-                        t->async == EPLB_ASYNC_OFF      ? "off"
-                        : t->async == EPLB_ASYNC_LAYERS ? "layers"
-                                                        : "chunk"));
-    EPLB_CHECK(attr_i64(h, r->grp, "chunk", t->chunk));
+    if (wi) {
+        EPLB_CHECK(attr_i64(h, r->grp, "window", t->window));
+        EPLB_CHECK(attr_i64(h, r->grp, "interval", t->interval));
+    }
+    if (trig) {
+        EPLB_CHECK(attr_str(h, r->grp, "async",
+                            t->async == EPLB_ASYNC_OFF      ? "off"
+                            : t->async == EPLB_ASYNC_LAYERS ? "layers"
+                                                            : "chunk"));
+        EPLB_CHECK(attr_i64(h, r->grp, "chunk", t->chunk));
+    }
     hsize_t tokdims[2] = {(hsize_t)h->L, (hsize_t)r->D};
     hsize_t baldims[1] = {(hsize_t)h->L};
     hsize_t timdims[1] = {4};

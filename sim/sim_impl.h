@@ -2,9 +2,27 @@
 #ifndef EPLB_SIM_IMPL_H
 #define EPLB_SIM_IMPL_H
 
+#include <string.h>
+
 #include "sim.h"
 #include "pool.h"
 #include "progress.h"
+
+/* Which fields of a run apply, one rule for every output so that they
+ * cannot disagree: the table shows "-", JSON null, summary.csv an empty
+ * field, results.h5 leaves the attribute out.  none never rearranges: no
+ * trigger, async, window or interval.  once places once from the whole
+ * trace: no window or interval (the oracle, even under --trigger once,
+ * keeps its own vllm schedule and so both). */
+static inline int sim_run_has_trigger(const char *policy)
+{
+    return strcmp(policy, "none") != 0;
+}
+
+static inline int sim_run_has_window(const char *policy, const eplb_trigger_t *t)
+{
+    return sim_run_has_trigger(policy) && t->kind != EPLB_TRIGGER_ONCE;
+}
 
 /* The replay's routing stages (kernels.h eplb_gpu_stage_*) behind a table,
  * so that tests can drive the staged read loop of sim/source.c on the CPU

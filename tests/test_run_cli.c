@@ -158,8 +158,13 @@ static eplb_json_t *run_json(const char *args_fmt, ...)
     va_end(ap);
     cr_assert(n >= 0 && (size_t)n < sizeof args, "command line too long");
     char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "%s", args);
-    cr_assert_eq(rc, 0, "eplb-replay %s: %s", args, out);
+    /* stdout alone: notes go to stderr, even under --quiet */
+    int rc = eplb_test_run_cli(&out, "%s 2>/dev/null; exit $?", args);
+    if (rc != 0) { /* again with stderr, for the message */
+        free(out);
+        rc = eplb_test_run_cli(&out, "%s", args);
+        cr_assert_fail("eplb-replay %s: exit %d: %s", args, rc, out);
+    }
     eplb_json_t *v = NULL;
     eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
     free(out);
@@ -256,6 +261,13 @@ Test(run_cli, redundant_values_of_one_p_run_once)
         rows++;
     cr_assert_eq(rows, 1, "%d deepseek rows: %s", rows, out);
     free(out);
+    /* the note says an option was not used as given: --quiet keeps it */
+    rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --redundant 1,2 --policy-time 0 --quiet "
+                           "2>&1 >/dev/null; exit $?", tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "--redundant 2 gives P = 20 as an earlier value did; run once"),
+              "%s", out);
+    free(out);
     eplb_json_t *v = run_json("run '%s' --gpus 4 --redundant 1,2 --json --quiet "
                               "--policy-time 0", tok_trace);
     cr_assert_eq(eplb_json_get(v, "runs")->n, 2u); /* none, deepseek */
@@ -330,6 +342,199 @@ Test(run_cli, table_once_columns_and_idle_note)
     free(out);
     rc = eplb_test_run_cli(&out, "run '%s' --policy-time 0", tok_trace);
     cr_assert(!strstr(out, "rearranged nothing"), "%s", out); /* it does rearrange */
+    free(out);
+}
+
+/* ---- the summary writers (sim/output.c) on made-up results -------------
+ * Rows: none, deepseek under vllm, lpt under once, the oracle (its own
+ * schedule even under once: it keeps W and I) and a row wider than every
+ * column of the table: a label of 26 characters (cut to 17 before) and
+ * numbers of up to 19 digits. */
+enum { FAKE_RUNS = 5 };
+
+static void fake_results(eplb_sim_result_t *r)
+{
+    static const struct {
+        const char *policy, *label;
+        eplb_trigger_kind_t kind;
+    } k[FAKE_RUNS] = {{"none", "none", EPLB_TRIGGER_VLLM},
+                      {"deepseek", "deepseek", EPLB_TRIGGER_VLLM},
+                      {"lpt", "lpt", EPLB_TRIGGER_ONCE},
+                      {"oracle", "oracle", EPLB_TRIGGER_ORACLE},
+                      {"deepseek", "deepseek-max-moves-100000", EPLB_TRIGGER_SGLANG}};
+    memset(r, 0, FAKE_RUNS * sizeof *r);
+    for (int i = 0; i < FAKE_RUNS; i++) {
+        eplb_trigger_t t = EPLB_TRIGGER_INIT;
+        t.kind = k[i].kind;
+        snprintf(r[i].policy, sizeof r[i].policy, "%s", k[i].policy);
+        snprintf(r[i].label, sizeof r[i].label, "%s", k[i].label);
+        r[i].cfg.num_gpus = 8;
+        r[i].cfg.num_nodes = 1;
+        r[i].cfg.num_slots = 264;
+        r[i].cfg.trig = t;
+        r[i].steps = 64;
+        r[i].balancedness = 0.5;
+        r[i].max_over_mean = 2;
+        r[i].worst_layer = 3;
+        r[i].worst_layer_bal = 0.25;
+        r[i].gain_vs_none = i ? 1.5 : 0;
+    }
+    eplb_sim_result_t *w = &r[FAKE_RUNS - 1];
+    w->cfg.num_gpus = 123456;
+    w->cfg.num_slots = 98765432;
+    w->cfg.trig.window = 123456789012;
+    w->cfg.trig.interval = 987654321098;
+    w->worst_layer = 1234567;
+    w->rebalances = 1234567;
+    w->moved_replicas = 123456789012;
+    w->moved_bytes = INT64_C(9000000000000000000);
+    w->stall_s = 1e9;
+    w->moe_time_s = 1e3;
+    w->overhead_s = 1e3;
+    w->gain_vs_none = -12345.678;
+}
+
+/* fn's output for the made-up rows (malloc'd; the caller frees it). */
+static char *fake_output(void (*fn)(FILE *, const eplb_sim_result_t *, int), int n)
+{
+    eplb_sim_result_t r[FAKE_RUNS];
+    fake_results(r);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    fn(f, r, n);
+    cr_assert_eq(fclose(f), 0);
+    return buf;
+}
+
+/* Found by a user-level review: fixed printf widths let a wide cell push
+ * its row out of line and cut labels at 17 characters.  Every row's " | "
+ * must sit under the header's, every line be as long (the last column is
+ * right-aligned), the label whole; rows of ordinary numbers keep the
+ * widths of before. */
+Test(run_cli, table_wide_cells_keep_columns)
+{
+    char *out = fake_output(eplb_sim_print_table, FAKE_RUNS - 1);
+    /* the header and the none row of before (the old printf formats) */
+    const char *want =
+        "policy              D    P     W      I   trig |    bal  max/mn   worst(l) rebal   "
+        "moved       GB  stall_ms  moe_us/st  ovh_us/st   gain%\n"
+        "none                8  264     -      -      - | 0.5000   2.000   0.250(3)     0   "
+        "    0    0.000     0.000        0.0       0.00   +0.00\n";
+    cr_assert(!strncmp(out, want, strlen(want)), "%s", out);
+    free(out);
+    out = fake_output(eplb_sim_print_table, FAKE_RUNS);
+    cr_assert(strstr(out, "\ndeepseek-max-moves-100000 123456 98765432 123456789012 "
+                          "987654321098 sglang | "), "%s", out);
+    size_t sep = 0, len = 0;
+    int lines = 0;
+    for (char *l = out, *nl; (nl = strchr(l, '\n')); l = nl + 1, lines++) {
+        *nl = '\0';
+        const char *s = strstr(l, " | ");
+        cr_assert(s && !strstr(s + 1, " | "), "line %d: %s", lines, l);
+        if (!lines) {
+            sep = (size_t)(s - l);
+            len = strlen(l);
+        }
+        cr_assert_eq((size_t)(s - l), sep, "line %d: ' | ' at %zu, header's at %zu: %s",
+                     lines, (size_t)(s - l), sep, l);
+        cr_assert_eq(strlen(l), len, "line %d: %zu characters, header %zu: %s", lines,
+                     strlen(l), len, l);
+    }
+    cr_assert_eq(lines, 1 + FAKE_RUNS);
+    free(out);
+}
+
+/* Found by the same review: the table shows "-" where a field does not
+ * apply (trigger and async of none; window and interval of none and of
+ * once), the JSON wrote the run's numbers anyway.  It writes null. */
+Test(run_cli, json_null_where_table_shows_dash)
+{
+    char *out = fake_output(eplb_sim_write_runs_json, FAKE_RUNS);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "runs json"));
+    cr_assert(v->type == EPLB_JSON_ARRAY && v->n == FAKE_RUNS, "%s", out);
+    static const char *const keys[] = {"trigger", "async", "window", "interval"};
+    /* per row: which of keys are null */
+    static const int is_null[FAKE_RUNS][4] = {
+        {1, 1, 1, 1}, {0, 0, 0, 0}, {0, 0, 1, 1}, {0, 0, 0, 0}, {0, 0, 0, 0}};
+    for (int i = 0; i < FAKE_RUNS; i++)
+        for (int k = 0; k < 4; k++) {
+            const eplb_json_t *x = eplb_json_get(&v->items[i], keys[k]);
+            cr_assert_not_null(x, "run %d: no %s", i, keys[k]);
+            cr_assert_eq(x->type == EPLB_JSON_NULL, is_null[i][k], "run %d: %s: %s", i,
+                         keys[k], out);
+        }
+    const eplb_json_t *ds = &v->items[1], *lpt = &v->items[2], *orc = &v->items[3];
+    cr_assert_str_eq(eplb_json_get(ds, "trigger")->str, "vllm");
+    cr_assert_str_eq(eplb_json_get(ds, "async")->str, "off");
+    cr_assert_eq(num(ds, "window"), 1000);
+    cr_assert_eq(num(ds, "interval"), 3000);
+    cr_assert_str_eq(eplb_json_get(lpt, "trigger")->str, "once");
+    cr_assert_str_eq(eplb_json_get(orc, "trigger")->str, "oracle");
+    cr_assert_eq(num(orc, "window"), 1000);
+    eplb_json_free(v);
+    free(out);
+}
+
+/* The same in summary.csv: empty fields, and every line has the header's
+ * column count. */
+Test(run_cli, csv_empty_where_table_shows_dash)
+{
+    /* the header names every key of a JSON run (it lacked imbalance and
+     * tokens_lost), and nothing else */
+    char *js = fake_output(eplb_sim_write_runs_json, 1);
+    eplb_json_t *jv = NULL;
+    eplb_assert_ok(eplb_json_parse(&jv, js, strlen(js), "runs"));
+    char *out = fake_output(eplb_sim_write_csv, FAKE_RUNS);
+    const eplb_json_t *run0 = &jv->items[0];
+    char head[1024];
+    snprintf(head, sizeof head, ",%.*s,", (int)strcspn(out, "\n"), out);
+    int nh = 1;
+    for (const char *q = head + 1; *q; q++)
+        nh += *q == ',' && q[1];
+    cr_assert_eq((size_t)nh, run0->n, "csv: %d fields, json run: %zu keys", nh, run0->n);
+    for (size_t k = 0; k < run0->n; k++) {
+        char key[80];
+        snprintf(key, sizeof key, ",%s,", run0->keys[k]);
+        cr_assert(strstr(head, key), "csv header lacks %s: %s", run0->keys[k], head);
+    }
+    eplb_json_free(jv);
+    free(js);
+    enum { TRIG = 2, ASYNC = 3, WIN = 7, INTV = 8, MAXF = 40 };
+    const char *want[FAKE_RUNS][4] = {{"", "", "", ""},
+                                      {"vllm", "off", "1000", "3000"},
+                                      {"once", "off", "", ""},
+                                      {"oracle", "off", "1000", "3000"},
+                                      {"sglang", "off", "123456789012", "987654321098"}};
+    int ncols = 0, lines = 0;
+    for (char *l = out, *nl; (nl = strchr(l, '\n')); l = nl + 1, lines++) {
+        *nl = '\0';
+        char *field[MAXF];
+        int nf = 0;
+        for (char *p = l;; p++) {
+            char *c = strchr(p, ',');
+            cr_assert_lt(nf, MAXF);
+            field[nf++] = p;
+            if (!c)
+                break;
+            *c = '\0';
+            p = c;
+        }
+        if (!lines) {
+            ncols = nf;
+            cr_assert(!strcmp(field[TRIG], "trigger") && !strcmp(field[ASYNC], "async") &&
+                      !strcmp(field[WIN], "window") && !strcmp(field[INTV], "interval"));
+            continue;
+        }
+        cr_assert_eq(nf, ncols, "line %d: %d fields, header %d", lines, nf, ncols);
+        const int idx[4] = {TRIG, ASYNC, WIN, INTV};
+        for (int k = 0; k < 4; k++)
+            cr_assert_str_eq(field[idx[k]], want[lines - 1][k], "line %d, field %d", lines,
+                             idx[k]);
+    }
+    cr_assert_eq(lines, 1 + FAKE_RUNS);
     free(out);
 }
 

@@ -975,6 +975,53 @@ Test(sim, threshold_skips_balanced_and_once_is_static)
     }
 }
 
+/* results.h5 says what the table, JSON and summary.csv say (sim/output.c):
+ * HDF5 has no null, so a run group leaves out what does not apply: none
+ * has no trigger, async, chunk, window or interval, once no window or
+ * interval, the oracle (its own schedule) all of them. */
+Test(sim, results_h5_leaves_out_attrs_that_do_not_apply)
+{
+    enum { L = 1, E = 4, S = 4, RUNS = 4 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            counts[s][0][e] = e ? 10 : 50;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
+    const char *dir = eplb_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/results.h5", dir);
+    eplb_sim_run_cfg_t r[RUNS] = {run_cfg("none", 2, 1, 6, EPLB_TRIGGER_VLLM, 1, 2),
+                                  run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_VLLM, 1, 2),
+                                  run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ONCE, 1, 2),
+                                  run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ORACLE, 1, 2)};
+    eplb_sim_opts_t o = opts_default();
+    o.results_path = path;
+    eplb_sim_result_t res[RUNS];
+    eplb_assert_ok(eplb_sim_replay(res, src, r, RUNS, &o));
+    static const char *const attrs[] = {"trigger", "async", "chunk", "window", "interval"};
+    static const int want[RUNS][5] = {{0, 0, 0, 0, 0}, {1, 1, 1, 1, 1}, {1, 1, 1, 0, 0},
+                                      {1, 1, 1, 1, 1}};
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", path);
+    for (int i = 0; i < RUNS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/runs/%03d", i);
+        hid_t g = H5Gopen2(f, name, H5P_DEFAULT);
+        cr_assert(g >= 0, "%s: no %s", path, name);
+        cr_assert_gt(H5Aexists(g, "label"), 0);
+        for (int k = 0; k < 5; k++)
+            cr_assert_eq(H5Aexists(g, attrs[k]) > 0, want[i][k], "%s: attribute %s", name,
+                         attrs[k]);
+        H5Gclose(g);
+    }
+    H5Fclose(f);
+    eplb_sim_results_free(res, RUNS);
+    eplb_sim_source_free(src);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* Token-level all-to-all by hand: 2 GPUs, tokens 0-1 from GPU 0 pick
  * experts {2, 3} (both on GPU 1: one copy), tokens 2-3 from GPU 1 pick
  * {0, 2} (one copy to GPU 0, one local).  Each GPU sends and receives 2. */

@@ -130,9 +130,9 @@ static void usage(FILE *f)
         "  --window LIST        steps of load a decision uses (default: 1000, scaled\n"
         "                       down to the trace: I/3, at most the smallest\n"
         "                       --interval); not with --trigger once\n"
-        "  --interval LIST      steps between decisions (default: 3000, scaled down to\n"
-        "                       the trace: S/4, at least the largest --window); vllm\n"
-        "                       starts after I/4 steps\n"
+        "  --interval LIST      steps between decisions (default: S/4 clamped to\n"
+        "                       [4, 3000], sglang [2, 1000]; trtllm 1; at least the\n"
+        "                       largest --window); vllm starts after I/4 steps\n"
         "  --async MODE         off (all layers at once) | layers (one layer per step)\n"
         "                       | chunk:K (K layers per step; trtllm: layers per decision)\n"
         "  --threshold X        threshold trigger: rearrange when balancedness < X (0.9;\n"
@@ -146,8 +146,8 @@ static void usage(FILE *f)
         "  --profile FILE       hardware profile (default sim/profiles/h100-8gpu-ib400.txt,\n"
         "                       built in)\n"
         "  --policy-time S      charge S seconds (at most 86400) per policy run instead\n"
-        "                       of measuring it\n"
-        "                       (makes every output bit-reproducible)\n"
+        "                       of measuring it (makes every output bit-reproducible;\n"
+        "                       default: measured)\n"
         "run:\n"
         "  --device D           auto|cpu|gpu: where logits are routed (default auto: the\n"
         "                       GPU if the build has CUDA, a GPU is usable and the trace\n"
@@ -156,11 +156,13 @@ static void usage(FILE *f)
         "                       selection and load recording run there too, overlapped\n"
         "                       with decoding the next block, unless EPLB_GPU_SELECT=0;\n"
         "                       the model runs on the CPU)\n"
-        "  --threads N          worker threads for the runs (default: all cores)\n"
+        "  --threads N          worker threads for the runs (default: EPLB_THREADS or\n"
+        "                       the CPU count)\n"
         "  --seed N             seed of random replica selection (default 0)\n"
         "  --out DIR            write config.json, summary.json, summary.csv, results.h5\n"
         "  --json               print {\"config\": ..., \"runs\": [...]} instead of the table\n"
-        "  --quiet              no configuration lines, no progress\n"
+        "  --quiet              no configuration lines, no progress, no notes under the\n"
+        "                       table (notes on options left unused still go to stderr)\n"
         "  -h, --help           this text\n"
         "\n"
         "Lists (comma separated) of --gpus, --redundant, --window, --interval run the\n"
@@ -892,7 +894,7 @@ int eplb_cmd_run(int argc, char **argv)
      * ends before any online schedule decides: place once from it. */
     if (!o.trigger_set && S < 4) {
         o.trig.kind = EPLB_TRIGGER_ONCE;
-        if ((o.nwin || o.nint) && !has_policy(&o, "oracle") && !o.quiet)
+        if ((o.nwin || o.nint) && !has_policy(&o, "oracle"))
             fprintf(stderr, "eplb-replay run: %s has %lld steps (< 4): trigger once, which "
                     "uses no --window or --interval\n", o.trace_path, (long long)S);
     }
@@ -974,10 +976,8 @@ int eplb_cmd_run(int argc, char **argv)
                 dup |= runs[k].policy && !strcmp(runs[k].policy->name, "none") &&
                        runs[k].num_gpus == D && runs[k].num_slots == P;
             if (dup && o.nred > 1) { /* an earlier --redundant gave this P */
-                if (!o.quiet)
-                    fprintf(stderr, "eplb-replay run: --gpus %d: --redundant %lld gives P = %d "
-                            "as an earlier value did; run once\n", D,
-                            (long long)o.redundant[ri], P);
+                fprintf(stderr, "eplb-replay run: --gpus %d: --redundant %lld gives P = %d "
+                        "as an earlier value did; run once\n", D, (long long)o.redundant[ri], P);
                 continue;
             }
             if (!dup) {

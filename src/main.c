@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const struct {
     const char *name;
@@ -25,7 +26,7 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n'eplb-replay COMMAND --help' describes each command; "
-               "-h, --help: this text.\n");
+               "-h, --help: this text (also `help`);\n--version: the version.\n");
 }
 
 int eplb_cmd_fail(const char *cmd, eplb_status_t st)
@@ -52,7 +53,15 @@ static int dispatch(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);
-    /* `eplb-replay TRACE.h5 ...` is `eplb-replay run TRACE.h5 ...` */
+    /* `eplb-replay TRACE.h5 ...` is `eplb-replay run TRACE.h5 ...`; a first
+     * word that names no file and looks like no path (no '/' or '.') is a
+     * mistyped command, not a trace ("rebalence --help" ran `run --help`) */
+    struct stat sb;
+    if (argv[1][0] && argv[1][0] != '-' && stat(argv[1], &sb) != 0 && !strpbrk(argv[1], "/.")) {
+        fprintf(stderr, "eplb-replay: unknown command '%s' (and no such file)\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
     if (argv[1][0] != '-' || !strcmp(argv[1], "--policy")) {
         argv[0] = "run";
         return eplb_cmd_run(argc, argv);

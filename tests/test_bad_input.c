@@ -575,6 +575,12 @@ Test(bad_input, usage_exit_codes)
     eplb_test_cli_expect(2, "unknown option", "info --bogus x.h5");
     eplb_test_cli_expect(2, "missing TRACE.h5", "run");
     eplb_test_cli_expect(1, "cannot open trace", "run /nonexistent/x.h5");
+    /* a mistyped command is no trace: `rebalence --help` printed run's help
+     * (exit 0) and `sweep` said "cannot open trace" (exit 1) */
+    eplb_test_cli_expect(2, "unknown command 'rebalence'", "rebalence --help");
+    eplb_test_cli_expect(2, "unknown command 'sweep' (and no such file)", "sweep");
+    eplb_test_cli_expect(1, "cannot open trace", "/nonexistent/x.h5");
+    eplb_test_cli_expect(2, "TRACE.h5: empty path", "''");
 }
 
 /* Found: `gen -o DIR`, `gen -o ''` and `import -o DIR` generated the whole

@@ -27,6 +27,19 @@ static pthread_cond_t cv_work = PTHREAD_COND_INITIALIZER;
 static job_t *jobs;   /* loops in progress, oldest first */
 static int nhelpers;  /* started */
 static int wanted;    /* sum of cap over the loops in progress */
+static int in_child;  /* a forked child: its helpers did not come along */
+
+/* In the child of a fork the helpers are gone and mu may have been held:
+ * the child runs every loop on its caller, with a fresh lock (after
+ * eplb_pool_fork_lock it is never held by a helper mid-iteration). */
+static void at_fork_child(void)
+{
+    pthread_mutex_init(&mu, NULL);
+    pthread_cond_init(&cv_work, NULL);
+    jobs = NULL;
+    nhelpers = wanted = 0;
+    in_child = 1;
+}
 
 static job_t *pick(void)
 {
@@ -59,8 +72,15 @@ static void *helper(void *arg)
 }
 
 /* Under mu: start helpers up to what the loops in progress want. */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int atfork_ok;
+static void register_atfork(void) { atfork_ok = pthread_atfork(NULL, NULL, at_fork_child) == 0; }
+
 static void grow(void)
 {
+    pthread_once(&once, register_atfork);
+    if (!atfork_ok)
+        return; /* no helpers rather than a forked child that could hang */
     while (nhelpers < wanted && nhelpers < POOL_MAX_HELPERS) {
         pthread_attr_t a;
         pthread_t t;
@@ -79,7 +99,7 @@ void eplb_pool_run(int n, int threads, eplb_pool_fn fn, void *ctx)
 {
     if (n <= 0)
         return;
-    if (threads <= 1 || n == 1) {
+    if (threads <= 1 || n == 1 || in_child) {
         for (int i = 0; i < n; i++)
             fn(ctx, i);
         return;
@@ -124,3 +144,18 @@ int eplb_pool_helpers(void)
     pthread_mutex_unlock(&mu);
     return n;
 }
+
+int eplb_pool_fork_lock(void)
+{
+    pthread_once(&once, register_atfork);
+    if (!atfork_ok)
+        return -1; /* the child would inherit mu held */
+    pthread_mutex_lock(&mu);
+    if (jobs) {
+        pthread_mutex_unlock(&mu);
+        return -1;
+    }
+    return nhelpers;
+}
+
+void eplb_pool_fork_unlock(void) { pthread_mutex_unlock(&mu); }

@@ -24,4 +24,12 @@ void eplb_pool_run(int n, int threads, eplb_pool_fn fn, void *ctx);
 /* Helper threads started so far (for tests and diagnostics). */
 int eplb_pool_helpers(void);
 
+/* For a fork that must not copy a helper mid-iteration (traces/probe.c):
+ * with no loop in progress, hold the pool's lock, so that every helper
+ * sleeps (holding nothing) until eplb_pool_fork_unlock, and return the
+ * number of helpers; with a loop in progress return -1 and hold nothing.
+ * A forked child runs every loop on its caller (pthread_atfork). */
+int eplb_pool_fork_lock(void);
+void eplb_pool_fork_unlock(void);
+
 #endif

@@ -13,10 +13,13 @@
  * child killed by a signal becomes EPLB_ERR_FORMAT naming the file; a
  * child that merely failed lets the open here report the error itself.
  *
- * fork() is only safe while this process has one thread (another thread
- * could hold the HDF5 lock or the allocator's): with more, or without
- * /proc, or with EPLB_TRACE_PROBE=0, nothing is probed.  The command line
- * opens its trace before it starts threads, so its opens are probed. */
+ * fork() is only safe while no other thread runs (another could hold the
+ * HDF5 lock or the allocator's): the threads besides this one must be the
+ * pool's helpers, which its lock keeps asleep across the fork
+ * (src/pool.h, eplb_pool_fork_lock).  With other threads (a replay's
+ * read-ahead, CUDA's), or without /proc, or with EPLB_TRACE_PROBE=0,
+ * nothing is probed.  The command line opens its trace before it starts
+ * any thread. */
 #include "trace_impl.h"
 
 #include <dirent.h>
@@ -31,21 +34,30 @@
 #include <unistd.h>
 
 #include "h5util.h"
+#include "pool.h"
 
 static int in_probe_child;
 
-/* 1 when this process has exactly one thread (Linux /proc), else 0. */
-static int single_threaded(void)
+/* The threads of this process (Linux /proc), or -1. */
+static int count_threads(void)
 {
     DIR *d = opendir("/proc/self/task");
     if (!d)
-        return 0;
+        return -1;
     int n = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;)
         if (e->d_name[0] != '.')
             n++;
     closedir(d);
-    return n == 1;
+    return n;
+}
+
+/* Under eplb_pool_fork_lock (helpers >= 0 of them, asleep): 1 when no
+ * other thread runs, so none can hold the HDF5 lock or another lock the
+ * child needs. */
+static int only_sleeping_helpers(int helpers)
+{
+    return helpers >= 0 && count_threads() == 1 + helpers;
 }
 
 /* Every chunk slot of an extent is looked up only where there are at most
@@ -177,20 +189,33 @@ static void child(const char *path, pid_t parent)
 
 int eplb_trace_probe_active(void)
 {
-    return !in_probe_child && !eplb_env_off("EPLB_TRACE_PROBE") && single_threaded();
+    if (in_probe_child || eplb_env_off("EPLB_TRACE_PROBE"))
+        return 0;
+    const int h = eplb_pool_fork_lock();
+    const int ok = only_sleeping_helpers(h);
+    if (h >= 0)
+        eplb_pool_fork_unlock();
+    return ok;
 }
 
 int eplb_trace_probe_run(const char *path)
 {
-    if (!eplb_trace_probe_active())
+    if (in_probe_child || eplb_env_off("EPLB_TRACE_PROBE"))
         return -1;
+    const int h = eplb_pool_fork_lock(); /* the helpers stay asleep */
+    if (!only_sleeping_helpers(h)) {
+        if (h >= 0)
+            eplb_pool_fork_unlock();
+        return -1;
+    }
     fflush(NULL); /* nothing buffered is inherited twice */
     const pid_t parent = getpid();
     pid_t pid = fork();
+    if (pid == 0)
+        child(path, parent); /* its pool: no helpers, a fresh lock */
+    eplb_pool_fork_unlock();
     if (pid < 0)
         return -1; /* no probe: open as before */
-    if (pid == 0)
-        child(path, parent);
     int ws = 0;
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR)

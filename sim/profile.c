@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,28 @@ static char *trim(char *s)
     return s;
 }
 
+/* s as it goes into a message: at most 60 bytes, control and non-ASCII
+ * bytes as \xNN (a stray byte of a binary file went raw into the message,
+ * a carriage return or a form feed broke its line). */
+typedef struct {
+    char s[256];
+} shown_t;
+
+static shown_t shown(const char *s)
+{
+    shown_t o;
+    size_t n = 0, i = 0;
+    for (; s[i] && i < 60; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if (b >= 0x20 && b < 0x7f)
+            o.s[n++] = (char)b;
+        else
+            n += (size_t)snprintf(o.s + n, sizeof o.s - n, "\\x%02x", b);
+    }
+    snprintf(o.s + n, sizeof o.s - n, "%s", s[i] ? "..." : "");
+    return o;
+}
+
 static eplb_status_t num(double *out, const char *v, const char *what,
                          int line, const char *key)
 {
@@ -82,7 +105,7 @@ static eplb_status_t num(double *out, const char *v, const char *what,
     if (end == v || *trim(end) || isnan(x) || x < 0)
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s:%d: %s: '%s' is not a number >= 0", what,
-                              line, key, v);
+                              line, shown(key).s, shown(v).s);
     /* ERANGE: beyond a double, or (also for 1e-320, which strtod returns
      * as a denormal) below the smallest normal one */
     if (errno == ERANGE || isinf(x))
@@ -90,7 +113,7 @@ static eplb_status_t num(double *out, const char *v, const char *what,
                               x > 1 ? "%s:%d: %s: '%s' is too large for a double"
                                     : "%s:%d: %s: '%s' is too small (not 0, but below "
                                       "2.2e-308, the smallest normal double)",
-                              what, line, key, v);
+                              what, line, key, shown(v).s);
     *out = x;
     return EPLB_OK;
 }
@@ -106,7 +129,7 @@ static eplb_status_t scaled(double *out, double x, double scale, const char *v,
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s:%d: %s: '%s' is too large (x %g, the unit "
                               "conversion, overflows a double)",
-                              what, line, key, v, scale);
+                              what, line, key, shown(v).s, scale);
     *out = y;
     return EPLB_OK;
 }
@@ -123,7 +146,8 @@ static eplb_status_t parse_points(double *tokens, double *secs, int *np, char *v
         if (!colon || n >= EPLB_PROFILE_MAX_POINTS)
             return eplb_error_set(EPLB_ERR_FORMAT,
                                   "%s:%d: %s: '%s' is not tokens:us (at most %d points)",
-                                  what, line, key, tok, EPLB_PROFILE_MAX_POINTS);
+                                  what, line, shown(key).s, shown(tok).s,
+                                  EPLB_PROFILE_MAX_POINTS);
         *colon = '\0';
         double x, us;
         EPLB_CHECK(num(&x, tok, what, line, key));
@@ -142,7 +166,25 @@ static eplb_status_t parse_points(double *tokens, double *secs, int *np, char *v
     return EPLB_OK;
 }
 
-/* key gemm_table.HIDDENxINTER[.fp8|.bf16], value "tokens:us tokens:us ..." */
+/* The decimal digits at *s, no sign or space, as an int in 1..INT_MAX;
+ * *s moves past them.  0 if there are none or the value is out of range. */
+static int dim(const char **s)
+{
+    long long v = 0;
+    const char *c = *s;
+    while (*c >= '0' && *c <= '9') {
+        v = v * 10 + (*c++ - '0');
+        if (v > INT_MAX)
+            return 0;
+    }
+    *s = c;
+    return (int)v;
+}
+
+/* key gemm_table.HIDDENxINTER[.fp8|.bf16], value "tokens:us tokens:us ..."
+ * sscanf's %d took signs, spaces ("gemm_table. 7168x 2048") and wrapped
+ * past int (4294974464 read as 7168), and %7s stopped at a space
+ * ("gemm_table.7168x2048.fp8 junk"): all were accepted. */
 static eplb_status_t parse_table(eplb_profile_t *p, const char *key, char *v,
                                  const char *what, int line)
 {
@@ -151,31 +193,52 @@ static eplb_status_t parse_table(eplb_profile_t *p, const char *key, char *v,
                               line, key, EPLB_PROFILE_MAX_TABLES);
     eplb_gemm_table_t t;
     memset(&t, 0, sizeof t);
-    char fmt[8] = "";
-    int used = 0;
-    if (sscanf(key, "gemm_table.%dx%d%n", &t.hidden, &t.inter, &used) != 2 ||
-        t.hidden <= 0 || t.inter <= 0 ||
-        (key[used] && sscanf(key + used, ".%7s", fmt) != 1) ||
-        (fmt[0] && strcmp(fmt, "fp8") && strcmp(fmt, "bf16")))
+    const char *c = key + strlen("gemm_table.");
+    t.hidden = dim(&c);
+    if (t.hidden && *c == 'x') {
+        c++;
+        t.inter = dim(&c);
+    }
+    t.weight_bytes = !strcmp(c, ".fp8") ? 1 : !strcmp(c, ".bf16") ? 2 : !*c ? 0 : -1;
+    if (!t.hidden || !t.inter || t.weight_bytes < 0)
         return eplb_error_set(EPLB_ERR_FORMAT,
-                              "%s:%d: %s: expected gemm_table.HIDDENxINTER[.fp8|.bf16]",
-                              what, line, key);
-    t.weight_bytes = !strcmp(fmt, "fp8") ? 1 : !strcmp(fmt, "bf16") ? 2 : 0;
+                              "%s:%d: %s: expected gemm_table.HIDDENxINTER[.fp8|.bf16] "
+                              "(HIDDEN, INTER: 1..%d)",
+                              what, line, shown(key).s, INT_MAX);
+    /* a second table of one shape and format was never used (the first
+     * one found wins) */
+    for (int i = 0; i < p->ntables; i++)
+        if (p->tables[i].hidden == t.hidden && p->tables[i].inter == t.inter &&
+            p->tables[i].weight_bytes == t.weight_bytes)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s:%d: %s: a second table for %dx%d%s (one per shape "
+                                  "and format)",
+                                  what, line, key, t.hidden, t.inter,
+                                  t.weight_bytes == 1   ? ".fp8"
+                                  : t.weight_bytes == 2 ? ".bf16"
+                                                        : "");
     EPLB_CHECK(parse_points(t.tokens, t.s, &t.n, v, what, line, key));
     p->tables[p->ntables++] = t;
     return EPLB_OK;
 }
 
+/* A table of the model's format wins over one that gives no format,
+ * whichever came first in the file (the first match won: a
+ * gemm_table.HxF before gemm_table.HxF.fp8 hid the FP8 one). */
 const eplb_gemm_table_t *eplb_sim_profile_table(const eplb_profile_t *p,
                                                 const eplb_model_shape_t *m)
 {
+    const eplb_gemm_table_t *any = NULL;
     for (int i = 0; i < p->ntables; i++) {
         const eplb_gemm_table_t *t = &p->tables[i];
-        if (t->hidden == m->hidden && t->inter == m->inter &&
-            (t->weight_bytes == 0 || t->weight_bytes == m->weight_bytes))
+        if (t->hidden != m->hidden || t->inter != m->inter)
+            continue;
+        if (t->weight_bytes == m->weight_bytes)
             return t;
+        if (t->weight_bytes == 0 && !any)
+            any = t;
     }
-    return NULL;
+    return any;
 }
 
 eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
@@ -254,7 +317,7 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
                         break;
                 if (i == sizeof keys / sizeof keys[0]) {
                     st = eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: unknown key '%s'",
-                                        what, line, key);
+                                        what, line, shown(key).s);
                     goto out;
                 }
                 if (seen & (1ul << i)) {

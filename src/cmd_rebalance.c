@@ -4,6 +4,7 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -55,9 +56,9 @@ static void usage(FILE *f)
             "                   expert p mod E.  Used by deepseek-preserve, migration-aware,\n"
             "                   none, and to count moves (with --export: those policies only)\n"
             "  --max-moves M    migration-aware only: slots allowed to change per layer\n"
-            "                   (default 16; -1: unlimited; then minutes at thousands of\n"
-            "                   slots: on a terminal \"layer N of L\" shows on stderr after\n"
-            "                   2 s)\n"
+            "                   (default 16; -1: unlimited; then up to ~1 s per layer at\n"
+            "                   4096 slots: on a terminal \"layer N of L\" shows on stderr\n"
+            "                   after 2 s)\n"
             "  --format F       json (default): {\"policy\", \"phy2log\", \"log2phy\", "
             "\"logcnt\",\n"
             "                   \"gpu_load\", \"balancedness\", \"moves\"}; csv: one row per slot\n"
@@ -110,10 +111,21 @@ static eplb_status_t parse_csv(float **out, int *rows, int *cols, char *text, co
             int k = 0;
             for (;;) {
                 char *end;
+                errno = 0;
                 float v = strtof(p, &end);
                 if (end == p) {
                     st = eplb_error_set(EPLB_ERR_FORMAT, "%s: line %d value %d is not a number",
                                         path, line, k + 1);
+                    goto err;
+                }
+                /* 1e39 read as inf, and the message then said the file
+                 * held "inf" */
+                if (errno == ERANGE && isinf(v)) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT,
+                                        "%s: line %d value %d: '%.*s' is beyond the range of "
+                                        "a float (3.4e38)",
+                                        path, line, k + 1, (int)(end - p > 40 ? 40 : end - p),
+                                        p);
                     goto err;
                 }
                 if (n == cap) {
@@ -131,8 +143,14 @@ static eplb_status_t parse_csv(float **out, int *rows, int *cols, char *text, co
                     continue;
                 }
                 if (*p) {
-                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s: line %d: unexpected '%c'", path,
-                                        line, *p);
+                    /* a byte that does not print is shown by its value (it
+                     * went raw into the message) */
+                    unsigned char b = (unsigned char)*p;
+                    char shown[16];
+                    snprintf(shown, sizeof shown, b > 0x20 && b < 0x7f ? "'%c'" : "byte 0x%02x",
+                             b);
+                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s: line %d: unexpected %s", path,
+                                        line, shown);
                     goto err;
                 }
                 break;
@@ -185,11 +203,17 @@ static eplb_status_t load_weights(float **w_out, int *L_out, int *E_out, float *
     float *w = NULL, *series = NULL, *m = NULL;
     int L = 0, E = 0, S = 0;
     EPLB_CHECK_GOTO(eplb_input_file_read(&text, &len, path, MAX_TEXT_BYTES), st, out);
-    const char *p = text;
+    /* a UTF-8 byte order mark is skipped (the JSON reader does too): it
+     * sent a JSON file to the CSV reader ("line 1 value 1 is not a
+     * number") */
+    char *body = text;
+    if (!strncmp(body, "\xEF\xBB\xBF", 3))
+        body += 3;
+    const char *p = body;
     while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
         p++;
     if (*p != '[' && *p != '{') {
-        EPLB_CHECK_GOTO(parse_csv(&w, &L, &E, text, path), st, out);
+        EPLB_CHECK_GOTO(parse_csv(&w, &L, &E, body, path), st, out);
     } else {
         EPLB_CHECK_GOTO(eplb_json_parse(&root, text, len, path), st, out);
         const eplb_json_t *v = root;
@@ -208,7 +232,10 @@ static eplb_status_t load_weights(float **w_out, int *L_out, int *E_out, float *
             S = (int)v->n;
             for (int s = 0; s < S; s++) {
                 int r, c;
-                EPLB_CHECK_GOTO(eplb_json_matrix_f32(&m, &r, &c, &v->items[s], path), st, out);
+                /* the errors name the step ("PATH: step S: row R ...") */
+                char what[4200];
+                snprintf(what, sizeof what, "%s: step %d", path, s);
+                EPLB_CHECK_GOTO(eplb_json_matrix_f32(&m, &r, &c, &v->items[s], what), st, out);
                 if (s == 0) {
                     L = r;
                     E = c;
@@ -226,9 +253,21 @@ static eplb_status_t load_weights(float **w_out, int *L_out, int *E_out, float *
             }
             w = calloc((size_t)L * E, sizeof *w);
             EPLB_ALLOC_GOTO(w, st, out);
-            for (int s = 0; s < S; s++)
-                for (size_t i = 0; i < (size_t)L * E; i++)
-                    w[i] += series[(size_t)s * L * E + i];
+            /* summed in double: a float sum of large counts became inf, and
+             * the message said the file held "inf" */
+            for (size_t i = 0; i < (size_t)L * E; i++) {
+                double sum = 0;
+                for (int s = 0; s < S; s++)
+                    sum += series[(size_t)s * L * E + i];
+                if (sum > FLT_MAX) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT,
+                                        "%s: layer %zu expert %zu: the sum over the %d steps "
+                                        "(%g) is beyond the range of a float (3.4e38)",
+                                        path, i / E, i % E, S, sum);
+                    goto out;
+                }
+                w[i] = (float)sum;
+            }
         } else if (depth == 2) {
             EPLB_CHECK_GOTO(eplb_json_matrix_f32(&w, &L, &E, v, path), st, out);
         } else {
@@ -509,10 +548,12 @@ int eplb_cmd_rebalance(int argc, char **argv)
     }
     EPLB_CHECK_GOTO(check_applicable(&o, have_moves, have_format, have_offset), st, out);
     st = load_weights(&w, &L, &E, &series, &S, o.weights);
-    if (st == EPLB_OK)
-        st = check_loads(w, (size_t)L * E, L, E, o.weights);
+    /* the series first: its message names the step of a bad value (the
+     * sums only carry it on) */
     if (st == EPLB_OK && series)
         st = check_loads(series, (size_t)S * L * E, L, E, o.weights);
+    if (st == EPLB_OK)
+        st = check_loads(w, (size_t)L * E, L, E, o.weights);
     EPLB_CHECK_GOTO(name_option(st, "--weights", o.weights), st, out);
     if ((int64_t)o.layer_offset + L - 1 > INT_MAX) {
         /* the trtllm keys (layer + K) are ints: the last must not wrap */

@@ -2,6 +2,7 @@
 #include "json.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,37 @@ static eplb_status_t push(parser_t *p, eplb_json_t *v, size_t *cap)
     return EPLB_OK;
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A key given twice in object v (just parsed, p->s past its '}') is an
+ * error: eplb_json_get returned the first silently, whichever the writer
+ * meant.  Sorted copies of the keys, so that an object of a million keys
+ * is not a quadratic scan. */
+static eplb_status_t check_keys(parser_t *p, const eplb_json_t *v)
+{
+    if (v->n < 2)
+        return EPLB_OK;
+    char **k = malloc(v->n * sizeof *k);
+    if (!k)
+        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+    memcpy(k, v->keys, v->n * sizeof *k);
+    qsort(k, v->n, sizeof *k, key_cmp);
+    eplb_status_t st = EPLB_OK;
+    for (size_t i = 1; i < v->n && st == EPLB_OK; i++)
+        if (!strcmp(k[i - 1], k[i])) {
+            p->s--; /* at the '}' */
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: invalid JSON at byte %ld: the object ending here has "
+                                "the key \"%.64s\" twice",
+                                p->what, (long)(p->s - p->start), k[i]);
+        }
+    free(k);
+    return st;
+}
+
 static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
 {
     char close = obj ? '}' : ']';
@@ -167,20 +199,100 @@ static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
         if (p->s < p->end && *p->s == close) {
             p->s++;
             p->depth--;
-            return EPLB_OK;
+            return obj ? check_keys(p, v) : EPLB_OK;
         }
         return perr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
     }
 }
 
-static int match(parser_t *p, const char *lit)
+/* 1 if the literal lit starts at s (before end). */
+static int match_at(const char *s, const char *end, const char *lit)
 {
     size_t n = strlen(lit);
-    if ((size_t)(p->end - p->s) >= n && !memcmp(p->s, lit, n)) {
-        p->s += n;
-        return 1;
+    return (size_t)(end - s) >= n && !memcmp(s, lit, n);
+}
+
+static int match(parser_t *p, const char *lit)
+{
+    if (!match_at(p->s, p->end, lit))
+        return 0;
+    p->s += strlen(lit);
+    return 1;
+}
+
+/* Length of the digits at s (before end). */
+static size_t digits(const char *s, const char *end)
+{
+    size_t n = 0;
+    while (s + n < end && s[n] >= '0' && s[n] <= '9')
+        n++;
+    return n;
+}
+
+/* A number as RFC 8259 spells it, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?,
+ * or NaN, Infinity, -Infinity (Python's json writes them; the readers
+ * refuse them with the file's own words).  strtod alone took "00012",
+ * "1." and "0x10" (exit 0 on an invalid file), and a number of more than
+ * 63 characters was cut there (a valid "0.000...1" was refused as "expected
+ * ','").  A literal beyond a double (1e400) is an error here: it is not
+ * inf.  One below the smallest double (1e-400) reads as 0, as in Python. */
+static eplb_status_t parse_number(parser_t *p, eplb_json_t *v)
+{
+    const char *s = p->s, *e = p->s;
+    int neg = e < p->end && *e == '-';
+    e += neg;
+    v->type = EPLB_JSON_NUMBER;
+    if (match_at(e, p->end, "NaN") && !neg) {
+        p->s = e + 3;
+        v->num = NAN;
+        return EPLB_OK;
     }
-    return 0;
+    if (match_at(e, p->end, "Infinity")) {
+        p->s = e + 8;
+        v->num = neg ? -INFINITY : INFINITY;
+        return EPLB_OK;
+    }
+    size_t n = digits(e, p->end);
+    if (n == 0 && !neg) /* N or I not starting NaN or Infinity */
+        return perr(p, "unexpected character");
+    if (n == 0 || (n > 1 && *e == '0'))
+        return perr(p, n ? "bad number (a leading zero)" : "bad number");
+    e += n;
+    if (e < p->end && *e == '.') {
+        n = digits(e + 1, p->end);
+        if (n == 0) {
+            p->s = e + 1;
+            return perr(p, "bad number (no digit after '.')");
+        }
+        e += 1 + n;
+    }
+    if (e < p->end && (*e == 'e' || *e == 'E')) {
+        const char *x = e + 1;
+        x += x < p->end && (*x == '+' || *x == '-');
+        n = digits(x, p->end);
+        if (n == 0) {
+            p->s = x;
+            return perr(p, "bad number (no digit in the exponent)");
+        }
+        e = x + n;
+    }
+    /* strtod needs a terminated copy (the text is not one past the number) */
+    char small[64], *tmp = small;
+    size_t len = (size_t)(e - s);
+    if (len >= sizeof small) {
+        tmp = malloc(len + 1);
+        if (!tmp)
+            return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+    }
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    v->num = strtod(tmp, NULL);
+    if (tmp != small)
+        free(tmp);
+    if (isinf(v->num))
+        return perr(p, "number beyond the range of a double");
+    p->s = e;
+    return EPLB_OK;
 }
 
 static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
@@ -204,30 +316,8 @@ static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
         v->type = EPLB_JSON_NULL;
         return EPLB_OK;
     }
-    if (c == '-' || (c >= '0' && c <= '9') || match(p, "NaN") || match(p, "Infinity")) {
-        if (p->s[-1] == 'N' || p->s[-1] == 'y') {
-            v->type = EPLB_JSON_NUMBER;
-            v->num = p->s[-1] == 'N' ? NAN : INFINITY;
-            return EPLB_OK;
-        }
-        char tmp[64];
-        size_t n = 0;
-        /* p->s[n] != 0: strchr finds the terminator too, which took a NUL
-         * after a number as part of it and skipped it ("[1\0]" parsed) */
-        while (p->s + n < p->end && n < sizeof tmp - 1 && p->s[n] &&
-               strchr("+-0123456789.eE", p->s[n]))
-            n++;
-        memcpy(tmp, p->s, n);
-        tmp[n] = '\0';
-        char *endp;
-        errno = 0;
-        v->num = strtod(tmp, &endp);
-        if (endp == tmp || *endp)
-            return perr(p, "bad number");
-        p->s += n;
-        v->type = EPLB_JSON_NUMBER;
-        return EPLB_OK;
-    }
+    if (c == '-' || (c >= '0' && c <= '9') || c == 'N' || c == 'I')
+        return parse_number(p, v);
     return perr(p, "unexpected character");
 }
 
@@ -237,6 +327,10 @@ eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, c
     eplb_json_t *v = calloc(1, sizeof *v);
     if (!v)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p.what);
+    /* a UTF-8 byte order mark (Windows editors write one) is no part of
+     * the text (RFC 8259 section 8.1 lets a reader ignore it) */
+    if (match_at(p.s, p.end, "\xEF\xBB\xBF"))
+        p.s += 3;
     eplb_status_t st = parse_value(&p, v);
     if (st == EPLB_OK) {
         skip_ws(&p);
@@ -428,8 +522,19 @@ eplb_status_t eplb_json_matrix_f32(float **out, int *rows, int *cols, const eplb
     if (!m)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
     for (int i = 0; i < r; i++)
-        for (int j = 0; j < c; j++)
-            m[(size_t)i * c + j] = (float)v->items[i].items[j].num;
+        for (int j = 0; j < c; j++) {
+            double x = v->items[i].items[j].num;
+            /* 1e39 became inf as a float, and the readers then said the
+             * file held "inf" */
+            if (isfinite(x) && fabs(x) > FLT_MAX) {
+                free(m);
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: row %d column %d: %g is beyond the range of a "
+                                      "float (3.4e38)",
+                                      what, i, j, x);
+            }
+            m[(size_t)i * c + j] = (float)x;
+        }
     *out = m;
     *rows = r;
     *cols = c;

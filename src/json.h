@@ -50,7 +50,12 @@ eplb_status_t eplb_input_file_open(FILE **out, const char *path);
 eplb_status_t eplb_input_file_read(char **out, size_t *len, const char *path,
                                    size_t max_bytes);
 
-/* Parse text[0..len).  `what` names the source in error messages. */
+/* Parse text[0..len).  `what` names the source in error messages
+ * ("WHAT: invalid JSON at byte N: why").  Numbers as RFC 8259 spells them
+ * (no 00012, 1., .5, +1, 0x10), plus NaN, Infinity and -Infinity as
+ * Python's json writes them; a literal beyond a double (1e400) is an error,
+ * one below the smallest (1e-400) reads as 0.  A key given twice in one
+ * object is an error; a leading UTF-8 byte order mark is skipped. */
 eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len,
                               const char *what);
 /* Read (eplb_input_file_read, at most 1 GiB) and parse a whole file. */
@@ -61,8 +66,8 @@ void eplb_json_free(eplb_json_t *v);
 const eplb_json_t *eplb_json_get(const eplb_json_t *v, const char *key);
 
 /* Read a numeric matrix (array of equal-length arrays of numbers) into a
- * malloc'd row-major float buffer.  Errors (ragged rows, non-numbers) name
- * `what` and the row. */
+ * malloc'd row-major float buffer.  Errors (ragged rows, non-numbers, a
+ * finite value beyond the range of a float) name `what` and the row. */
 eplb_status_t eplb_json_matrix_f32(float **out, int *rows, int *cols,
                                    const eplb_json_t *v, const char *what);
 eplb_status_t eplb_json_matrix_i32(int32_t **out, int *rows, int *cols,

@@ -476,6 +476,66 @@ Test(import, esft_bad_input)
     remove_esft_dir(dir);
 }
 
+/* Found by the inputs sweep (tests/fuzz/inputs_fuzz.sh): strtol and
+ * strtod read what no log writes, so a corrupt byte could go unnoticed:
+ * " 7" and "+7" as id 7, " 0.1", "+0.1" and "0x0.1" as weights, and
+ * "0.e031" (a 0.0031 with its '0' hit) as 0. */
+Test(import, esft_fields_strict)
+{
+    eplb_import_esft_t d;
+    char *dir = make_esft_dir();
+    char text[2048];
+    static const struct {
+        const char *line, *why;
+    } bad[] = {
+        {" 7\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n", ":2: id 1: not an expert id"},
+        {"+7\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n", ":2: id 1: not an expert id"},
+        {"63\t0\t8\t9\t10\t-1\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n", ":2: id 6: not an expert id (decimal digits, 0..63)"},
+        {"63\t0\t8\t9\t10\t11\t\t 0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n", ":2: weight 1: not a number"},
+        {"63\t0\t8\t9\t10\t11\t\t+0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n", ":2: weight 1: not a number"},
+        {"63\t0\t8\t9\t10\t11\t\t0.5\t0x0.1\t0.1\t0.1\t0.05\t0.05\n", ":2: weight 2: not a number"},
+        {"63\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.e031\n", ":2: weight 6: not a number"},
+        {"63\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t5.\n", ":2: weight 6: not a number"},
+        {"63\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t1e\n", ":2: weight 6: not a number"},
+        {"63\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\tinf\n", ":2: weight 6: not a number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, "%s%s", tok_line_ok, bad[i].line);
+        expect_bad_layer(dir, 12, text, bad[i].why);
+    }
+    /* what the logs and Python write still reads */
+    snprintf(text, sizeof text, "%s63\t0\t8\t9\t10\t11\t\t.5\t0.1\t1e-01\t1E-1\t0.05\t5e-02\n",
+             tok_line_ok);
+    write_file(dir, 12, text);
+    eplb_assert_ok(eplb_import_esft_read(&d, dir));
+    cr_assert_eq(d.num_tokens, 3);
+    eplb_import_esft_free(&d);
+    remove_esft_dir(dir);
+}
+
+/* Found by the inputs sweep: the layer number of a file name was read by
+ * strtol, so expert_weights_01.txt (or _+1, _ 1) counted as layer 1; with
+ * expert_weights_1.txt missing the import then failed on opening it
+ * ("cannot open", EPLB_ERR_IO), not on the name. */
+Test(import, esft_layer_names_strict)
+{
+    static const char *const names[] = {"expert_weights_01.txt", "expert_weights_+1.txt",
+                                        "expert_weights_ 1.txt", "expert_weights_0.txt"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *dir = make_esft_dir();
+        char from[600], to[600];
+        snprintf(from, sizeof from, "%s/expert_weights_1.txt", dir);
+        snprintf(to, sizeof to, "%s/%s", dir, names[i]);
+        cr_assert_eq(rename(from, to), 0);
+        eplb_import_esft_t d;
+        char want[128];
+        snprintf(want, sizeof want, "%s: not a layer file name", names[i]);
+        eplb_assert_fails(eplb_import_esft_read(&d, dir), EPLB_ERR_FORMAT, want);
+        unlink(to);
+        remove_esft_dir(dir);
+    }
+}
+
 /* ---- SGLang counts ------------------------------------------------------------ */
 
 Test(import, sglang_prefill_drops_dense_layers)

@@ -2,9 +2,11 @@
  * found mishandled: FIFOs and devices given as inputs (the open blocked or
  * the read never ended), NUL bytes that cut a text input short, profile
  * values that overflow, integer options that overflow, options whose value
- * was forgotten, file errors reported as usage errors, and slot counts
- * that made one rebalance run for minutes. */
+ * was forgotten, file errors reported as usage errors, slot counts that
+ * made one rebalance run for minutes, and what the inputs sweep
+ * (tests/fuzz/inputs_fuzz.sh) found in the JSON reader and the profile. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,4 +466,192 @@ Test(input_files, slots_and_gpus_bounded, .timeout = 30)
     cr_assert_eq(EPLB_MAX_GPUS, 4096);
     unlink(w);
     cr_assert_eq(rmdir(d.s), 0);
+}
+
+/* ---- 9: the inputs sweep (tests/fuzz/inputs_fuzz.sh) ---------------- */
+
+/* Found: a JSON text that starts with a number read the byte before it
+ * (p->s[-1], to tell NaN and Infinity apart): "5" as --old was a
+ * heap-buffer-overflow under ASan, and a number right after an 'N' or a
+ * 'y' in memory read as NaN or Infinity. */
+Test(input_files, json_number_at_start_of_text)
+{
+    static const char *const texts[] = {"N5", "y5", "x5"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, texts[i] + 1, 1, "t.json"));
+        cr_assert_eq(v->type, EPLB_JSON_NUMBER);
+        cr_assert_eq(v->num, 5.0, "%s: read %g", texts[i], v->num);
+        eplb_json_free(v);
+    }
+    path_t d = keep(eplb_test_tmpdir());
+    path_t w = keep(eplb_test_path(d.s, "w.json"));
+    path_t o = keep(eplb_test_path(d.s, "old.json"));
+    eplb_test_write_text(w.s, W2);
+    eplb_test_write_text(o.s, "5");
+    eplb_test_cli_expect(1, "--old " , "rebalance --weights %s --replicas 16 --gpus 4 --old %s",
+                         w.s, o.s);
+    eplb_test_cli_expect(1, "old.json: expected a non-empty array of rows",
+                         "rebalance --weights %s --replicas 16 --gpus 4 --old %s", w.s, o.s);
+    unlink(w.s);
+    unlink(o.s);
+    cr_assert_eq(rmdir(d.s), 0);
+}
+
+/* Found: strtod read what JSON does not allow (00012, 1., .5, 0x10: exit
+ * 0 on a corrupt file), a number of more than 63 characters was cut there
+ * (a valid "0.000...1" refused as "expected ','"), and 1e400 read as inf. */
+Test(input_files, json_numbers_as_rfc8259)
+{
+    static const struct {
+        const char *text, *why;
+    } bad[] = {
+        {"[00012]", "at byte 1: bad number (a leading zero)"},
+        {"[-01]", "a leading zero"},
+        {"[1.]", "no digit after '.'"},
+        {"[1.e5]", "no digit after '.'"},
+        {"[.5]", "unexpected character"},
+        {"[+1]", "unexpected character"},
+        {"[-]", "bad number"},
+        {"[1e]", "no digit in the exponent"},
+        {"[1e+]", "no digit in the exponent"},
+        {"[0x10]", "expected ',' or ']'"},
+        {"[1.2.3]", "expected ',' or ']'"},
+        {"[1e400]", "beyond the range of a double"},
+        {"[-1e400]", "beyond the range of a double"},
+        {"[-NaN]", "bad number"},
+        {"[Nan]", "unexpected character"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        eplb_json_t *v = NULL;
+        eplb_assert_fails(eplb_json_parse(&v, bad[i].text, strlen(bad[i].text), "t.json"),
+                          EPLB_ERR_FORMAT, bad[i].why);
+        cr_assert(strstr(eplb_error_last(), "t.json: invalid JSON at byte "), "%s",
+                  eplb_error_last());
+    }
+    static const struct {
+        const char *text;
+        double want;
+    } good[] = {
+        {"[0.000000000000000000000000000000000000000000000000000000000000000000001]", 1e-69},
+        {"[1000000000000000000000000000000000000000000000000000000000000000000000]", 1e69},
+        {"[1e-400]", 0},      {"[-0]", 0},      {"[0]", 0},           {"[1E+2]", 100},
+        {"[-2.5e-1]", -0.25}, {"[10.01]", 10.01}, {"[-Infinity]", -INFINITY},
+        {"[Infinity]", INFINITY},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, good[i].text, strlen(good[i].text), "t.json"));
+        cr_assert_eq(v->items[0].type, EPLB_JSON_NUMBER);
+        double x = v->items[0].num;
+        cr_assert(x == good[i].want || fabs(x - good[i].want) <= 1e-12 * fabs(good[i].want),
+                  "%s read as %g", good[i].text, x);
+        eplb_json_free(v);
+    }
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, "[NaN]", 5, "t.json"));
+    cr_assert(isnan(v->items[0].num));
+    eplb_json_free(v);
+}
+
+/* Found: a key given twice was accepted, and eplb_json_get returned the
+ * first ({"logical_count": A, "logical_count": B} rebalanced A). */
+Test(input_files, json_duplicate_keys_refused, .timeout = 30)
+{
+    eplb_json_t *v = NULL;
+    eplb_assert_fails(eplb_json_parse(&v, "{\"a\": 1, \"b\": 2, \"a\": 3}", 24, "t.json"),
+                      EPLB_ERR_FORMAT, "t.json: invalid JSON at byte 23: the object ending "
+                                       "here has the key \"a\" twice");
+    const char *inner = "{\"x\": {\"k\": 1, \"k\": 1}}";
+    eplb_assert_fails(eplb_json_parse(&v, inner, strlen(inner), "t.json"), EPLB_ERR_FORMAT,
+                      "key \"k\" twice");
+    /* one key in different objects is fine */
+    const char *ok = "{\"k\": {\"k\": 1}, \"j\": [{\"k\": 2}, {\"k\": 3}]}";
+    eplb_assert_ok(eplb_json_parse(&v, ok, strlen(ok), "t.json"));
+    eplb_json_free(v);
+    /* a large object is checked in n log n (the timeout catches n^2) */
+    size_t n = 200000, cap = n * 16 + 16, len = 0;
+    char *big = malloc(cap);
+    cr_assert_not_null(big);
+    big[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(big + len, cap - len, "%s\"k%zu\":1", i ? "," : "", i);
+    big[len++] = '}';
+    eplb_assert_ok(eplb_json_parse(&v, big, len, "big.json"));
+    cr_assert_eq(v->n, n);
+    eplb_json_free(v);
+    free(big);
+}
+
+/* Found: a UTF-8 byte order mark was "unexpected character" at byte 0
+ * (eplb_json_parse_file), and sent a JSON --weights file to the CSV
+ * reader ("line 1 value 1 is not a number"). */
+Test(input_files, json_bom_skipped)
+{
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, "\xEF\xBB\xBF[1]", 6, "t.json"));
+    cr_assert_eq(v->items[0].num, 1);
+    eplb_json_free(v);
+    /* only at the start */
+    eplb_assert_fails(eplb_json_parse(&v, "[\xEF\xBB\xBF" "1]", 6, "t.json"), EPLB_ERR_FORMAT,
+                      "at byte 1");
+    path_t d = keep(eplb_test_tmpdir());
+    path_t j = keep(eplb_test_path(d.s, "w.json"));
+    path_t c = keep(eplb_test_path(d.s, "w.csv"));
+    char text[1024];
+    snprintf(text, sizeof text, "\xEF\xBB\xBF%s", W2);
+    eplb_test_write_text(j.s, text);
+    eplb_test_write_text(c.s, "\xEF\xBB\xBF" "1,2,3,4\n");
+    eplb_test_cli_expect(0, "\"phy2log\"", "rebalance --weights %s --replicas 16 --gpus 4", j.s);
+    eplb_test_cli_expect(0, "\"phy2log\"", "rebalance --weights %s --replicas 4 --gpus 2", c.s);
+    unlink(j.s);
+    unlink(c.s);
+    cr_assert_eq(rmdir(d.s), 0);
+}
+
+/* Found: the gemm_table key was read with sscanf: "%d" took spaces and
+ * signs and wrapped past int (gemm_table.4294974464x2048 read as 7168),
+ * "%7s" stopped at a space (".fp8 junk" accepted); a second table of one
+ * shape and format was accepted and never used; a table without format
+ * before the FP8 one hid it.  Stray bytes went raw into the messages. */
+Test(input_files, profile_gemm_tables_strict)
+{
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"gemm_table.4294974464x2048 = 1:1\n", "p.txt:1: gemm_table.4294974464x2048: expected"},
+        {"gemm_table. 7168x 2048 = 1:1\n", "expected gemm_table.HIDDENxINTER"},
+        {"gemm_table.+7168x2048 = 1:1\n", "expected gemm_table.HIDDENxINTER"},
+        {"gemm_table.7168x2048.fp8 junk = 1:1\n", "expected gemm_table.HIDDENxINTER"},
+        {"gemm_table.7168x2048.fp8x = 1:1\n", "expected gemm_table.HIDDENxINTER"},
+        {"gemm_table.7168x0 = 1:1\n", "expected gemm_table.HIDDENxINTER"},
+        {"gemm_table.7168x2048.fp8 = 1:1\ngemm_table.7168x2048.fp8 = 1:2\n",
+         "p.txt:2: gemm_table.7168x2048.fp8: a second table for 7168x2048.fp8"},
+        {"gemm_table.7168x2048 = 1:1\ngemm_table.07168x2048 = 1:2\n",
+         "p.txt:2: gemm_table.07168x2048: a second table for 7168x2048 "},
+        {"nvlink_\rGBps = 4\n", "p.txt:1: unknown key 'nvlink_\\x0dGBps'"},
+        {"nvlink_GBps = 4\f5\n", "p.txt:1: nvlink_GBps: '4\\x0c5' is not a number"},
+        {"record_table = 1:\xff\n", "record_table: '\\xff' is not a number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        eplb_profile_t p;
+        eplb_assert_fails(eplb_sim_profile_parse(&p, bad[i].text, "p.txt"), EPLB_ERR_FORMAT,
+                          bad[i].want);
+    }
+    /* the table of the model's format wins, in either order */
+    static const char *const orders[] = {
+        "gemm_table.7168x2048 = 1:100\ngemm_table.7168x2048.fp8 = 1:5\n",
+        "gemm_table.7168x2048.fp8 = 1:5\ngemm_table.7168x2048 = 1:100\n",
+    };
+    eplb_model_shape_t fp8 = {7168, 2048, 1, "fp8"}, bf16 = {7168, 2048, 2, "bf16"};
+    for (int i = 0; i < 2; i++) {
+        eplb_profile_t p;
+        eplb_assert_ok(eplb_sim_profile_parse(&p, orders[i], "p.txt"));
+        const eplb_gemm_table_t *t = eplb_sim_profile_table(&p, &fp8);
+        cr_assert_not_null(t);
+        cr_assert_eq(t->weight_bytes, 1, "order %d: the generic table hid the FP8 one", i);
+        t = eplb_sim_profile_table(&p, &bf16);
+        cr_assert_not_null(t);
+        cr_assert_eq(t->weight_bytes, 0);
+    }
 }

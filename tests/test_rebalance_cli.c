@@ -420,6 +420,42 @@ Test(rebalance_cli, series_input_feeds_vec)
     free(err);
 }
 
+/* Found by the inputs sweep (tests/fuzz/inputs_fuzz.sh): weights files
+ * that were accepted although corrupt, or refused with a message that
+ * named the wrong thing. */
+Test(rebalance_cli, weights_sweep_findings)
+{
+    /* a corrupt number read by strtod (00012 as 12, "1." as 1) */
+    refused(SHAPE, "[[00012, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],"
+                   " [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]]",
+            1, "w.in: invalid JSON at byte 2: bad number (a leading zero)");
+    refused(SHAPE, "[[1., 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],"
+                   " [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]]",
+            1, "no digit after '.'");
+    /* logical_count twice: the first one was rebalanced */
+    refused(SHAPE, "{\"logical_count\": [[1,2,3,4,5,6,7,8,9,10,11,12]],"
+                   " \"logical_count\": [[12,11,10,9,8,7,6,5,4,3,2,1]]}",
+            1, "the key \"logical_count\" twice");
+    /* beyond a float: "is inf", which the file did not say */
+    refused(SHAPE, "[[1e39,1,1,1,1,1,1,1,1,1,1,1]]", 1,
+            "w.in: row 0 column 0: 1e+39 is beyond the range of a float");
+    refused(SHAPE, "1e39,1,1,1,1,1,1,1,1,1,1,1\n", 1,
+            "w.in: line 1 value 1: '1e39' is beyond the range of a float");
+    refused(SHAPE, "[[[3e38,1,1,1,1,1,1,1,1,1,1,1]], [[3e38,1,1,1,1,1,1,1,1,1,1,1]]]", 1,
+            "w.in: layer 0 expert 0: the sum over the 2 steps (6e+38) is beyond the range");
+    /* a 3-D file's errors name the step */
+    refused(SHAPE, "[[[1,1,1,1,1,1,1,1,1,1,1,1]], [[1,\"x\",1,1,1,1,1,1,1,1,1,1]]]", 1,
+            "w.in: step 1: row 0 column 1 is not a number");
+    refused(SHAPE, "[[[1,1,1,1,1,1,1,1,1,1,1,1]], [[1,1,1,1,1,1,1,1,1,1,1,1],[1]]]", 1,
+            "w.in: step 1: ragged rows: row 1 has 1 values");
+    refused(SHAPE, "[[[1,1,1,1,1,1,1,1,1,1,1,1]], [[1,1,1,1,1,1,1,1,1,NaN,1,1]]]", 1,
+            "w.in: step 1 layer 0 expert 9 is nan");
+    /* a byte that does not print went raw into the message */
+    refused(SHAPE, "1,2\001\n", 1, "w.in: line 1: unexpected byte 0x01");
+    refused(SHAPE, "1,2\377\n", 1, "w.in: line 1: unexpected byte 0xff");
+    refused(SHAPE, "1,2x\n", 1, "w.in: line 1: unexpected 'x'");
+}
+
 Test(policy_bench, one_json_line_per_policy)
 {
     const char *shared = eplb_test_shared_dir();

@@ -41,9 +41,11 @@ typedef struct {
 /* Read and validate dir/expert_weights_1..26.txt.  Errors name the file
  * and line: missing directory or file, a layer file outside 1..26, a line
  * without the two-tab separator, id and weight counts that differ or are
- * not a multiple of 6, ids outside 0..63 or repeated within a token,
- * weights that are not numbers in [0, 1], and samples (lines or tokens per
- * line) that differ between layers.  Blank lines are skipped. */
+ * not a multiple of 6, ids that are not plain decimal digits, outside
+ * 0..63 or repeated within a token, weights that are not plain decimal
+ * numbers ([DIGITS][.DIGITS][e[+-]DIGITS]: no sign, space or hex) in [0, 1],
+ * and samples (lines or tokens per line) that differ between layers.
+ * Blank lines are skipped. */
 eplb_status_t eplb_import_esft_read(eplb_import_esft_t *out, const char *dir);
 void eplb_import_esft_free(eplb_import_esft_t *d);
 

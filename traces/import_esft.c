@@ -60,6 +60,31 @@ static size_t count_fields(const char *s, size_t n)
     return f;
 }
 
+/* Length of the weight at s, [DIGITS][.DIGITS][(e|E)[+-]DIGITS] with a
+ * digit before the exponent (the logs write "0.1234", Python "1e-05");
+ * 0 if s does not start with one.  strtod alone took " 0.1", "0x0.1" and
+ * "0.e031" (a corrupt 0.0031 read as 0). */
+static size_t weight_len(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 && s[0] != '.')
+        return 0;
+    if (s[n] == '.') {
+        size_t f = strspn(s + n + 1, "0123456789");
+        if (f == 0)
+            return 0;
+        n += 1 + f;
+    }
+    if (s[n] == 'e' || s[n] == 'E') {
+        size_t k = n + 1 + (s[n + 1] == '+' || s[n + 1] == '-');
+        size_t x = strspn(s + k, "0123456789");
+        if (x == 0)
+            return 0;
+        n = k + x;
+    }
+    return n;
+}
+
 /* Parse one line (no newline) into b: *ntok tokens of K ids and weights.
  * Errors name file:line. */
 static eplb_status_t parse_line(line_buf_t *b, int64_t *ntok, char *line,
@@ -89,10 +114,13 @@ static eplb_status_t parse_line(line_buf_t *b, int64_t *ntok, char *line,
     for (size_t i = 0; i < fi; i++) {
         char *end;
         errno = 0;
-        long v = strtol(p, &end, 10);
+        /* digits only: strtol also skipped spaces and took a sign (a
+         * corrupt " 7" or "+7" read as 7) */
+        long v = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : (end = p, 0);
         if (end == p || (*end != '\t' && *end != '\0') || errno)
-            return eplb_error_set(EPLB_ERR_FORMAT, "%s:%lld: id %zu: not an integer",
-                                  file, (long long)lineno, i + 1);
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s:%lld: id %zu: not an expert id (decimal digits, 0..%d)",
+                                  file, (long long)lineno, i + 1, E - 1);
         if (v < 0 || v >= E)
             return eplb_error_set(EPLB_ERR_FORMAT,
                                   "%s:%lld: id %zu = %ld: outside 0..%d", file,
@@ -103,8 +131,9 @@ static eplb_status_t parse_line(line_buf_t *b, int64_t *ntok, char *line,
     p = wp;
     for (size_t i = 0; i < fw; i++) {
         char *end;
-        double v = strtod(p, &end);
-        if (end == p || (*end != '\t' && *end != '\0'))
+        size_t n = weight_len(p);
+        double v = n ? strtod(p, &end) : (end = p, 0);
+        if (end != p + n || (*end != '\t' && *end != '\0'))
             return eplb_error_set(EPLB_ERR_FORMAT, "%s:%lld: weight %zu: not a number",
                                   file, (long long)lineno, i + 1);
         if (!(v >= 0.0 && v <= 1.0))
@@ -162,10 +191,21 @@ static eplb_status_t check_dir(const char *dir, int L)
         if (strncmp(n, ESFT_PREFIX, strlen(ESFT_PREFIX)) != 0)
             continue;
         char *end;
-        long layer = strtol(n + strlen(ESFT_PREFIX), &end, 10);
+        const char *num = n + strlen(ESFT_PREFIX);
+        long layer = strtol(num, &end, 10);
         if (strcmp(end, ".txt") != 0)
             continue;
         nfiles++;
+        /* the number as the logs write it: strtol also took "01", "+1"
+         * and " 1", which then counted as layer 1 (with the real file
+         * missing, "expert_weights_1.txt: cannot open" followed) */
+        if (*num < '1' || *num > '9' || (size_t)(end - num) != strspn(num, "0123456789")) {
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s/%s: not a layer file name (expected " ESFT_PREFIX
+                                "1.txt .. " ESFT_PREFIX "%d.txt)",
+                                dir, n, L);
+            break;
+        }
         if (layer < 1 || layer > L) {
             st = eplb_error_set(EPLB_ERR_FORMAT,
                                 "%s/%s: layer %ld outside 1..%d (ESFT-vanilla-lite "

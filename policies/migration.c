@@ -15,9 +15,12 @@
  * peak: p on that GPU, or b already on it; only those are tried.  Lower
  * bounds on a candidate's peak (the busiest GPU's own load; a's heaviest
  * other holder without b; the busiest GPU without b) skip those that
- * cannot beat the best found, so the choice is the one that evaluating
- * every candidate would make.  The peak never rises, so the result is never
- * worse than `none`.
+ * cannot beat the best found, so the choice is, but for rounding, the one
+ * that evaluating every candidate would make (the busiest GPU's bound
+ * multiplies where the evaluation adds one replica at a time, which can
+ * differ by an ulp from about 4 replicas on; the thirteenth session's
+ * code had the same bound, so the two choose alike).  The peak never
+ * rises, so the result is never worse than `none`.
  *
  * The choice is fixed to the last bit (docs/perf/policy.md, thirteenth and
  * fifteenth sessions): a faster evaluation must compute the same doubles
@@ -54,11 +57,11 @@ typedef struct {
     int *onmax;    /* [E] replicas of e on the busiest GPU */
     int *mx;       /* [P] distinct experts on the busiest GPU */
     int *gorder;   /* [D] GPUs by load, descending */
-    int *touched;  /* [D] stamp */
+    unsigned *touched; /* [D] stamp */
     int *tlist;    /* [D] touched GPUs */
     double *load;  /* [D] */
     double *delta; /* [D] */
-    int stamp;
+    unsigned stamp; /* wraps (2^32 candidates): touched is cleared then */
     /* Per step, computed once instead of once per candidate (the same
      * expressions, so the same doubles): */
     double *share;  /* [E] w / cnt: one replica's load now */
@@ -255,7 +258,10 @@ static int replicas_on(const mig_ws_t *m, int e, int g)
 static double peak_after(mig_ws_t *m, int D, int per, int p, int a, int b)
 {
     int nt = 0;
-    m->stamp++;
+    if (++m->stamp == 0) { /* wrapped: no stale stamp may equal a new one */
+        memset(m->touched, 0, (size_t)D * sizeof *m->touched);
+        m->stamp = 1;
+    }
 #define TOUCH(g, dv, n)                                                       \
     do {                                                                      \
         int g_ = (g), n_ = (n);                                               \

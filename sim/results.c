@@ -15,7 +15,9 @@
 #include "sim_impl.h"
 #include "tmpfile_guard.h"
 
-#define RESULTS_VERSION 1
+/* 2: run groups leave out the attributes that do not apply (trigger, async,
+ * chunk, window, interval of none runs; window, interval of once runs) */
+#define RESULTS_VERSION 2
 
 typedef struct {
     hid_t grp, tok, bal, tim, ev, pl, plstep;

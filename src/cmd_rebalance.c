@@ -259,7 +259,7 @@ static eplb_status_t load_weights(float **w_out, int *L_out, int *E_out, float *
                 double sum = 0;
                 for (int s = 0; s < S; s++)
                     sum += series[(size_t)s * L * E + i];
-                if (sum > FLT_MAX) {
+                if (isinf((float)sum)) {
                     st = eplb_error_set(EPLB_ERR_FORMAT,
                                         "%s: layer %zu expert %zu: the sum over the %d steps "
                                         "(%g) is beyond the range of a float (3.4e38)",

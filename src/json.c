@@ -76,15 +76,45 @@ static eplb_status_t parse_string(parser_t *p, char **out)
             case 'r': c = '\r'; break;
             case 'b': c = '\b'; break;
             case 'f': c = '\f'; break;
-            case 'u': { /* keep ASCII, replace the rest */
+            case 'u': { /* as UTF-8 (Python's json.dump writes every
+                          * non-ASCII character so, by default) */
                 long cp = hex4(p->s, p->end);
                 /* U+0000 too: it would end the string early */
                 if (cp <= 0) {
                     free(buf);
                     return perr(p, cp ? "\\u needs 4 hex digits" : "\\u0000 (NUL) in a string");
                 }
-                c = cp < 0x80 ? (char)cp : '?';
                 p->s += 4;
+                if (cp >= 0xd800 && cp < 0xdc00 && p->end - p->s >= 6 && p->s[0] == '\\' &&
+                    p->s[1] == 'u') { /* a surrogate pair */
+                    long lo = hex4(p->s + 2, p->end);
+                    if (lo >= 0xdc00 && lo < 0xe000) {
+                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                        p->s += 6;
+                    }
+                }
+                if (cp >= 0xd800 && cp < 0xe000)
+                    cp = 0xfffd; /* a lone surrogate: U+FFFD, as Python's 'replace' */
+                char u[4];
+                int k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+                if (k == 1)
+                    u[0] = (char)cp;
+                else {
+                    for (int q = k - 1; q > 0; q--, cp >>= 6)
+                        u[q] = (char)(0x80 | (cp & 0x3f));
+                    u[0] = (char)((k == 2 ? 0xc0 : k == 3 ? 0xe0 : 0xf0) | cp);
+                }
+                if (n + (size_t)k + 1 > cap) {
+                    char *nb = realloc(buf, cap = 2 * cap + 8);
+                    if (!nb) {
+                        free(buf);
+                        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+                    }
+                    buf = nb;
+                }
+                for (int q = 0; q < k - 1; q++)
+                    buf[n++] = u[q];
+                c = u[k - 1];
                 break;
             }
             default: c = e;
@@ -526,7 +556,9 @@ eplb_status_t eplb_json_matrix_f32(float **out, int *rows, int *cols, const eplb
             double x = v->items[i].items[j].num;
             /* 1e39 became inf as a float, and the readers then said the
              * file held "inf" */
-            if (isfinite(x) && fabs(x) > FLT_MAX) {
+            /* (a value that rounds to FLT_MAX, as 3.4028235e+38 does,
+             * is a float) */
+            if (isfinite(x) && isinf((float)x)) {
                 free(m);
                 return eplb_error_set(EPLB_ERR_FORMAT,
                                       "%s: row %d column %d: %g is beyond the range of a "

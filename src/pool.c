@@ -27,18 +27,17 @@ static pthread_cond_t cv_work = PTHREAD_COND_INITIALIZER;
 static job_t *jobs;   /* loops in progress, oldest first */
 static int nhelpers;  /* started */
 static int wanted;    /* sum of cap over the loops in progress */
-static int in_child;  /* a forked child: its helpers did not come along */
 
-/* In the child of a fork the helpers are gone and mu may have been held:
- * the child runs every loop on its caller, with a fresh lock (after
- * eplb_pool_fork_lock it is never held by a helper mid-iteration). */
+/* In the child of a fork the helpers are gone and mu may have been held
+ * (by eplb_pool_fork_lock's caller; never by a helper mid-iteration): the
+ * child starts with an empty pool and a fresh lock, and starts helpers of
+ * its own when a loop asks for them. */
 static void at_fork_child(void)
 {
     pthread_mutex_init(&mu, NULL);
     pthread_cond_init(&cv_work, NULL);
     jobs = NULL;
     nhelpers = wanted = 0;
-    in_child = 1;
 }
 
 static job_t *pick(void)
@@ -99,7 +98,7 @@ void eplb_pool_run(int n, int threads, eplb_pool_fn fn, void *ctx)
 {
     if (n <= 0)
         return;
-    if (threads <= 1 || n == 1 || in_child) {
+    if (threads <= 1 || n == 1) {
         for (int i = 0; i < n; i++)
             fn(ctx, i);
         return;

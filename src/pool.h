@@ -28,7 +28,8 @@ int eplb_pool_helpers(void);
  * with no loop in progress, hold the pool's lock, so that every helper
  * sleeps (holding nothing) until eplb_pool_fork_unlock, and return the
  * number of helpers; with a loop in progress return -1 and hold nothing.
- * A forked child runs every loop on its caller (pthread_atfork). */
+ * A forked child starts with an empty pool (pthread_atfork) and starts
+ * helpers of its own when a loop asks for them. */
 int eplb_pool_fork_lock(void);
 void eplb_pool_fork_unlock(void);
 

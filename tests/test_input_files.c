@@ -272,7 +272,17 @@ Test(input_files, json_parser_refuses_nul)
     /* escapes that stay allowed */
     eplb_json_t *v = NULL;
     eplb_assert_ok(eplb_json_parse(&v, "[\"a\\u0041\\u00e9\"]", 17, "t.json"));
-    cr_assert_str_eq(v->items[0].str, "aA?");
+    cr_assert_str_eq(v->items[0].str, "aA\xc3\xa9"); /* UTF-8 (a review found '?' for
+                                                      * every non-ASCII escape, so two
+                                                      * keys could read as one) */
+    eplb_json_free(v);
+    /* a surrogate pair, a lone surrogate (U+FFFD), and keys that differ
+     * only past ASCII, as Python's json.dump writes them */
+    const char *more = "[\"\\ud83d\\ude00\", \"\\ud800x\", {\"\\u00e9\": 1, \"\\u00e8\": 2}]";
+    eplb_assert_ok(eplb_json_parse(&v, more, strlen(more), "t.json"));
+    cr_assert_str_eq(v->items[0].str, "\xf0\x9f\x98\x80");
+    cr_assert_str_eq(v->items[1].str, "\xef\xbf\xbdx");
+    cr_assert_eq(v->items[2].n, 2u);
     eplb_json_free(v);
 }
 

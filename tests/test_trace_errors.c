@@ -600,13 +600,11 @@ Test(trace_errors, probe_walks_valid_traces)
 
 /* A variable-length string attribute is a reference into the file's
  * global heap (HDF5 file format: 4-byte length, 8-byte collection address,
- * 4-byte object index).  With an object index far past the collection's
- * objects, HDF5 1.10.8's H5HG_read dies of SIGSEGV reading it
- * (tests/fuzz/trace_fuzz.sh found this; with EPLB_TRACE_PROBE=0 this test
- * crashes there; an address past the end of the file, or an index a
- * little past the last object, fails or reads cleanly).  The probe (traces/probe.c)
- * opens the file in a child first: the CLI must exit 1 naming the file. */
-static char *corrupt_heap_index(const char *good)
+ * 4-byte object index).  A copy of good (PATH.SUFFIX.h5) with its first variable-length string
+ * reference into the global heap changed: the object index set far past
+ * the collection's objects (what = 0), or the length set to 2^32 - 1
+ * (what = 1). */
+static char *corrupt_heap_ref(const char *good, int what)
 {
     FILE *in = fopen(good, "rb");
     cr_assert(in);
@@ -630,15 +628,16 @@ static char *corrupt_heap_index(const char *good)
         for (int k = 3; k >= 0; k--)
             len = len << 8 | b[i - 4 + k], idx = idx << 8 | b[i + 8 + k];
         if (a == (uint64_t)g && len > 0 && len < 4096 && idx >= 1 && idx < 64) {
-            uint32_t bad = idx | 1u << 20; /* far past the collection's objects */
+            uint32_t bad = what ? 0xffffffffu : idx | 1u << 20;
+            unsigned char *at = what ? b + i - 4 : b + i + 8;
             for (int k = 0; k < 4; k++)
-                b[i + 8 + k] = (unsigned char)(bad >> 8 * k);
+                at[k] = (unsigned char)(bad >> 8 * k);
             hits = 1;
         }
     }
     cr_assert(hits, "no heap reference to offset %ld found in %s", g, good);
     static char path[600];
-    snprintf(path, sizeof path, "%s.heap.h5", good);
+    snprintf(path, sizeof path, "%s.%s.h5", good, what ? "len" : "heap");
     FILE *out = fopen(path, "wb");
     cr_assert(out);
     cr_assert_eq(fwrite(b, 1, (size_t)n, out), (size_t)n);
@@ -647,10 +646,36 @@ static char *corrupt_heap_index(const char *good)
     return path;
 }
 
+/* A string reference with its length set to 2^32 - 1: HDF5 allocates that length before
+ * it reads the string, 4 GB in the probe and again in the open, 27 s, and
+ * then the command went on (exit 0).  The probe's child may use 2 GiB
+ * more than the process had: the file is refused at once. */
+Test(trace_errors, string_attribute_length_corrupt, .timeout = 30)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("AddressSanitizer dies on the failed allocation instead of returning NULL");
+#endif
+    const char *good = good_trace();
+    const char *bad = corrupt_heap_ref(good, 1);
+    char *msg = NULL;
+    int rc = eplb_test_run_cli(&msg, "info '%s'", bad);
+    cr_assert_eq(rc, 1, "rc %d: %s", rc, msg);
+    cr_assert(strstr(msg, bad) && strstr(msg, "needs more than 2 GiB of memory"), "%s", msg);
+    free(msg);
+    unlink(bad);
+    unlink(good);
+}
+
+/* With an object index far past the collection's objects, HDF5 1.10.8's
+ * H5HG_read dies of SIGSEGV reading it (tests/fuzz/trace_fuzz.sh found
+ * this; with EPLB_TRACE_PROBE=0 this test crashes there; an address past
+ * the end of the file, or an index a little past the last object, fails
+ * or reads cleanly).  The probe (traces/probe.c) opens the file in a child
+ * first: the CLI must exit 1 naming the file. */
 Test(trace_errors, heap_index_out_of_range)
 {
     const char *good = good_trace();
-    const char *bad = corrupt_heap_index(good);
+    const char *bad = corrupt_heap_ref(good, 0);
     char *out = NULL;
     for (int c = 0; c < 2; c++) {
         int rc = eplb_test_run_cli(&out, c ? "run '%s' --quiet --policy-time 0" : "info '%s'",

@@ -26,7 +26,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #if defined(__linux__)
 #include <sys/prctl.h>
@@ -146,6 +148,42 @@ out:
     return r;
 }
 
+/* What the child's open may allocate: the open reads the attributes,
+ * token_offset (at most 2^26 steps, 512 MiB) and phase (64 MiB); HDF5
+ * allocates a variable-length string attribute's declared length before
+ * reading it, and a corrupt length of 2^32 - 1 cost 4 GB twice and 27 s
+ * (probe, then the open here) before a command went on as if the file
+ * were fine. */
+#define PROBE_MEM_BYTES ((rlim_t)2 << 30)
+#define PROBE_EXIT_MEMORY 3
+
+/* Limit the child's address space to what it has now plus
+ * PROBE_MEM_BYTES (/proc/self/statm; a sanitizer's reserved shadow is
+ * counted in what it has).  1 if this limit is the one that holds (a
+ * lower one set by the user stays, and then an allocation that fails is
+ * not the file's doing), else 0. */
+static int cap_memory(void)
+{
+#if defined(__linux__)
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    const int ok = f && fscanf(f, "%llu", &pages) == 1;
+    if (f)
+        fclose(f);
+    const long ps = sysconf(_SC_PAGESIZE);
+    struct rlimit r;
+    if (!ok || ps <= 0 || getrlimit(RLIMIT_AS, &r) != 0)
+        return 0;
+    const rlim_t want = (rlim_t)pages * (rlim_t)ps + PROBE_MEM_BYTES;
+    if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur <= want)
+        return 0;
+    r.rlim_cur = want;
+    return setrlimit(RLIMIT_AS, &r) == 0;
+#else
+    return 0;
+#endif
+}
+
 /* The child: open, walk, exit 0 (opened) or 1 (an error the parent's own
  * open will report).  No clean-up: _exit skips the parent's atexit
  * handlers and stdio buffers. */
@@ -175,9 +213,12 @@ static void child(const char *path, pid_t parent)
         dup2(fd, STDERR_FILENO);
         dup2(fd, STDOUT_FILENO);
     }
+    const int capped = cap_memory();
     eplb_trace_t *tr = NULL;
-    if (eplb_trace_open(&tr, path) != EPLB_OK)
-        _exit(1);
+    errno = 0;
+    const eplb_status_t st = eplb_trace_open(&tr, path);
+    if (st != EPLB_OK)
+        _exit(capped && (errno == ENOMEM || st == EPLB_ERR_NOMEM) ? PROBE_EXIT_MEMORY : 1);
     hid_t ds[] = {tr->d_logits, tr->d_ids, tr->d_wts, tr->d_counts,
                   tr->d_bias,   tr->d_phase, tr->d_src};
     eplb_h5_lock();
@@ -222,12 +263,21 @@ int eplb_trace_probe_run(const char *path)
             return -1;
     if (WIFSIGNALED(ws))
         return 128 + WTERMSIG(ws);
+    if (WIFEXITED(ws) && WEXITSTATUS(ws) == PROBE_EXIT_MEMORY)
+        return 2;
     return WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? 0 : 1;
 }
 
 eplb_status_t eplb_trace_probe(const char *path)
 {
     const int r = eplb_trace_probe_run(path);
+    if (r == 2)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: corrupt HDF5 metadata: opening it needs more than %llu GiB "
+                              "of memory (a corrupt length, such as a string attribute's; in "
+                              "a child process that checks the file before it is opened; "
+                              "EPLB_TRACE_PROBE=0 turns that off)",
+                              path, (unsigned long long)(PROBE_MEM_BYTES >> 30));
     if (r > 128)
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s: corrupt HDF5 metadata: the HDF5 library died of signal "

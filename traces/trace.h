@@ -71,13 +71,15 @@ typedef struct eplb_trace eplb_trace_t;
 eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path);
 
 /* eplb_trace_open calls this first.  Open the trace at path in a forked child first (probe.c): EPLB_ERR_FORMAT
- * naming the file where the HDF5 library dies reading it; EPLB_OK
+ * naming the file where the HDF5 library dies reading it or the open
+ * needs more than 2 GiB (corrupt lengths); EPLB_OK
  * otherwise, and whenever no probe runs (more than one thread,
  * EPLB_TRACE_PROBE=0, inside the probe's child). */
 eplb_status_t eplb_trace_probe(const char *path);
 /* The probe itself: -1 when none ran, 0 when the child opened the trace
  * and looked up its chunks, 1 when it failed (the open here reports why),
- * 128 + the signal that killed it. */
+ * 2 when its open ran out of the memory it may use (2 GiB more than the
+ * process had: a corrupt length), 128 + the signal that killed it. */
 int eplb_trace_probe_run(const char *path);
 /* 1 when eplb_trace_probe would fork (the conditions above). */
 int eplb_trace_probe_active(void);

@@ -8,6 +8,7 @@
  * compared with the serial one byte for byte. */
 #include "cmd.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 
 #define MAX_REPEAT 1000
 #define MAX_READS 16
+/* tokens of one --reads read: the loop over reads steps by two of them */
+#define MAX_READ_TOKENS ((int64_t)1 << 40)
 
 static void usage(FILE *f)
 {
@@ -33,6 +36,7 @@ static void usage(FILE *f)
             "  --threads N  largest thread count (default: EPLB_THREADS or the CPU count)\n"
             "  --repeat R   runs per configuration (default 5)\n"
             "  --reads T,.. instead: the logits read in consecutive reads of T tokens\n"
+            "               (1 <= T <= 2^40)\n"
             "               (as the replay reads them, NaN/Inf check included) on N\n"
             "               threads, one read at a time (mode \"reads\") and two in\n"
             "               flight (\"reads2\", each read on N threads), against one\n"
@@ -239,12 +243,16 @@ int eplb_bench_io(int argc, char **argv)
         case OPT_READS:
             for (const char *p = val;;) {
                 char *end;
+                errno = 0;
                 long long v = strtoll(p, &end, 10);
-                if (end == p || v < 1 || (*end && *end != ',') || nreads == MAX_READS) {
+                /* past MAX_READ_TOKENS (and past int64, which strtoll
+                 * clamped) the read loop's steps overflowed */
+                if (end == p || errno == ERANGE || v < 1 || v > MAX_READ_TOKENS ||
+                    (*end && *end != ',') || nreads == MAX_READS) {
                     fprintf(stderr,
-                            "eplb-replay bench io: --reads wants up to %d token counts >= 1, "
-                            "comma-separated ('%s')\n",
-                            MAX_READS, val);
+                            "eplb-replay bench io: --reads wants up to %d token counts in "
+                            "1..%lld, comma-separated ('%s')\n",
+                            MAX_READS, (long long)MAX_READ_TOKENS, val);
                     return 2;
                 }
                 reads[nreads++] = v;

@@ -68,7 +68,7 @@ static void usage(FILE *f)
             "  --mode M                replica selection (default hash)\n"
             "  --dtype f32|f16|bf16    logits type (default f32)\n"
             "  --reps N                timed repetitions (default 25 gpu, 5 cpu)\n"
-            "  --variant V             routing kernel: 0 default (6 for the DeepSeek-V3\n"
+            "  --variant V             GPU routing kernel: 0 default (6 for the DeepSeek-V3\n"
             "                          shape, else 8), 1 generic, 2 lanes per row, 3-4\n"
             "                          ablations of 8, 5 segment kernel (8 lanes per\n"
             "                          row, 16 on small grids), 6 that with a fast\n"
@@ -595,7 +595,8 @@ int eplb_bench_kernels(int argc, char **argv)
         case 'g': st = opt_int(&o.rc.num_groups, "--groups", optarg, 1, 1 << 20); break;
         case 'G': st = opt_int(&o.rc.topk_groups, "--topk-groups", optarg, 1, 1 << 20); break;
         case 's':
-            if ((st = eplb_scoring_parse(&o.rc.scoring, optarg)) != EPLB_OK)
+            if ((st = eplb_cli_name_option(eplb_scoring_parse(&o.rc.scoring, optarg),
+                                           "--scoring")) != EPLB_OK)
                 return eplb_cmd_fail(CMD, st);
             break;
         case 'B': o.bias = 0; break;
@@ -605,11 +606,13 @@ int eplb_bench_kernels(int argc, char **argv)
         case 'D': st = opt_int(&o.D, "--gpus", optarg, 1, EPLB_MAX_GPUS); break;
         case 'N': st = opt_int(&o.N, "--nodes", optarg, 1, EPLB_MAX_GPUS); break;
         case 'm':
-            if ((st = eplb_select_mode_parse(&o.mode, optarg)) != EPLB_OK)
+            if ((st = eplb_cli_name_option(eplb_select_mode_parse(&o.mode, optarg),
+                                           "--mode")) != EPLB_OK)
                 return eplb_cmd_fail(CMD, st);
             break;
         case 'y':
-            if ((st = eplb_dtype_parse(&o.dt, optarg)) != EPLB_OK)
+            if ((st = eplb_cli_name_option(eplb_dtype_parse(&o.dt, optarg), "--dtype")) !=
+                EPLB_OK)
                 return eplb_cmd_fail(CMD, st);
             break;
         case 'r': st = opt_int(&o.reps, "--reps", optarg, 1, 100000); break;
@@ -636,8 +639,13 @@ int eplb_bench_kernels(int argc, char **argv)
     if (optind < argc)
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                  "unexpected argument '%s'", argv[optind]));
-    if ((st = eplb_route_cfg_check(&o.rc)) != EPLB_OK)
-        return eplb_cmd_fail(CMD, st);
+    if ((st = eplb_route_cfg_check(&o.rc)) != EPLB_OK) {
+        /* "route: num_experts 600 outside [1, 512]" named no option */
+        char opts[96];
+        snprintf(opts, sizeof opts, "--experts %d, --topk %d, --groups %d, --topk-groups %d",
+                 o.rc.num_experts, o.rc.top_k, o.rc.num_groups, o.rc.topk_groups);
+        return eplb_cmd_fail(CMD, eplb_cli_name_option(st, opts));
+    }
     if (o.hot > o.rc.top_k || (o.hot && !o.bias))
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                  o.hot > o.rc.top_k
@@ -655,6 +663,11 @@ int eplb_bench_kernels(int argc, char **argv)
                                                  "--layers %d: the CPU path times one layer "
                                                  "(--layers is for the GPU)",
                                                  o.layers));
+    if (o.variant != 0 && o.gpu == 0) /* the CPU has one router: it was ignored */
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 "--variant %d: a GPU routing kernel "
+                                                 "(--variant is for the GPU)",
+                                                 o.variant));
     static const char *const only_names[5] = {"route", "select", "fused", "fused_ids", "step"};
     if (o.gpu == 1 && !eplb_gpu_built())
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_UNSUPPORTED,

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +21,15 @@ eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt,
                               opt, min, max, arg);
     *out = v;
     return EPLB_OK;
+}
+
+eplb_status_t eplb_cli_name_option(eplb_status_t st, const char *opt)
+{
+    if (st == EPLB_OK)
+        return st;
+    char why[512]; /* the message buffer is about to be rewritten */
+    snprintf(why, sizeof why, "%s", eplb_error_last());
+    return eplb_error_set(st, "%s: %s", opt, why);
 }
 
 int eplb_cli_same_file(const char *a, const char *b)

@@ -28,6 +28,11 @@
 eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt, int64_t min,
                                  int64_t max);
 
+/* st, with the last error message prefixed by "OPT: " when st is not
+ * EPLB_OK: a parser shared with file readers ("unknown dtype 'f64'") names
+ * the option that gave the text */
+eplb_status_t eplb_cli_name_option(eplb_status_t st, const char *opt);
+
 /* 1 when paths a and b (either may be NULL) name the same existing file
  * or directory (device and inode): an output that is an input */
 int eplb_cli_same_file(const char *a, const char *b);

@@ -145,7 +145,9 @@ int eplb_cmd_gen(int argc, char **argv)
             st = eplb_cli_int_parse(&v, optarg, "--seed", 0, INT64_MAX);
             o.seed = (uint64_t)v;
             break;
-        case OPT_DTYPE: st = eplb_dtype_parse(&o.dtype, optarg); break;
+        case OPT_DTYPE:
+            st = eplb_cli_name_option(eplb_dtype_parse(&o.dtype, optarg), "--dtype");
+            break;
         case OPT_LAYERS:
             st = eplb_cli_int_parse(&v, optarg, "--layers", 1, EPLB_MAX_EXPERTS);
             o.num_layers = (int)v;

@@ -107,6 +107,14 @@ int eplb_cmd_import(int argc, char **argv)
         return eplb_cmd_fail("import", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                       "--format: required (esft or "
                                                       "sglang-counts)"));
+    /* an unknown format first: "import --format bogus" said "expected one
+     * input file", naming neither --format nor its value */
+    if (strcmp(format, "esft") && strcmp(format, "sglang-counts"))
+        return eplb_cmd_fail("import",
+                             eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                            "--format: unknown format '%s' (esft or "
+                                            "sglang-counts)",
+                                            format));
     if (optind != argc - 1)
         return eplb_cmd_fail("import",
                              eplb_error_set(EPLB_ERR_INVALID_ARG,
@@ -165,9 +173,6 @@ int eplb_cmd_import(int argc, char **argv)
         fprintf(stderr, "eplb-replay import: wrote %s\n", out);
         return 0;
     }
-    return eplb_cmd_fail("import",
-                         eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                        "--format: unknown format '%s' (esft or "
-                                        "sglang-counts)",
-                                        format));
+    return eplb_cmd_fail("import", eplb_error_set(EPLB_ERR_INTERNAL,
+                                                  "--format %s not handled", format));
 }

@@ -470,6 +470,24 @@ static eplb_status_t check_applicable(const opts_t *o, int have_moves, int have_
     return EPLB_OK;
 }
 
+/* The options behind the shape check of eplb_policy_args_check that
+ * fails (its message says "replicas 8 is not a multiple of gpus 16", naming
+ * no option), in its order; NULL if none of them is wrong. */
+static const char *args_options(const opts_t *o, int E)
+{
+    if (o->P < 1 || o->G < 1 || o->N < 1 || o->D < 1)
+        return "--replicas, --groups, --nodes, --gpus";
+    if (o->P < E)
+        return "--replicas";
+    if (o->P % o->D)
+        return "--replicas, --gpus";
+    if (o->D % o->N)
+        return "--gpus, --nodes";
+    if (E % o->G)
+        return "--groups";
+    return NULL;
+}
+
 int eplb_cmd_rebalance(int argc, char **argv)
 {
     opts_t o = {NULL, "deepseek", NULL, "json", NULL, 0, 1, 1, 0, 16, 0};
@@ -570,9 +588,6 @@ int eplb_cmd_rebalance(int argc, char **argv)
                             o.weights, (long long)EPLB_MAX_LAYER_SLOTS);
         goto out;
     }
-    if (o.old)
-        EPLB_CHECK_GOTO(load_old(&old, o.old, L, E, o.P), st, out);
-
     eplb_policy_args_t args = EPLB_POLICY_ARGS_INIT;
     args.num_replicas = o.P;
     args.num_groups = o.G;
@@ -581,10 +596,18 @@ int eplb_cmd_rebalance(int argc, char **argv)
     /* more moves than EPLB_MAX_SLOTS (>= P) is no tighter a limit; keeps the
      * policy's iteration arithmetic (4 x max_moves) inside int */
     args.max_moves = o.max_moves > EPLB_MAX_SLOTS ? EPLB_MAX_SLOTS : o.max_moves;
-    args.old_phy2log = old;
     args.series = series;
     args.series_steps = S;
-    EPLB_CHECK_GOTO(eplb_policy_args_check(&args, L, E, w), st, out);
+    /* the options before --old is read: a placement of the wrong width for
+     * an impossible --replicas was blamed on the file (exit 1) */
+    st = eplb_policy_args_check(&args, L, E, w);
+    if (st != EPLB_OK && args_options(&o, E))
+        st = eplb_cli_name_option(st, args_options(&o, E));
+    if (st != EPLB_OK)
+        goto out;
+    if (o.old)
+        EPLB_CHECK_GOTO(load_old(&old, o.old, L, E, o.P), st, out);
+    args.old_phy2log = old; /* checked by load_old */
 
     int P = o.P, D = o.D;
     phy2log = malloc((size_t)L * P * sizeof *phy2log);

@@ -1104,6 +1104,9 @@ Test(bad_input, bench_kernels_only_on_cpu)
     eplb_test_cli_expect(2, "--only step needs a GPU", "bench kernels --device cpu --only step");
     eplb_test_cli_expect(2, "--only fused_ids needs a GPU",
                          "bench kernels --device cpu --only fused_ids");
+    /* a GPU kernel variant on the CPU was ignored (exit 0; the CLI sweep) */
+    eplb_test_cli_expect(2, "--variant 5: a GPU routing kernel",
+                         "bench kernels --device cpu --variant 5");
 }
 
 /* Found: `--tokens 0`, `-5` and `100000000` said "bad list" without the
@@ -1225,4 +1228,94 @@ Test(bad_input, eplb_threads_warned)
     cr_assert(strstr(out, "EPLB_THREADS") == NULL && strstr(out, "up to 3 threads"), "%s", out);
     free(out);
     unsetenv("EPLB_THREADS");
+}
+
+/* Found by the option sweep (tests/fuzz/cli_fuzz.sh, 2026-11-28): messages
+ * that named a value but not the option that gave it ("unknown dtype
+ * 'f64'", "route: num_experts 600 outside [1, 512]", "replicas 8 is not a
+ * multiple of gpus 16"), and `import --format bogus` answered "expected one
+ * input file". */
+Test(bad_input, sweep_messages_name_the_option)
+{
+    eplb_test_cli_expect(2, "gen: --dtype: unknown dtype 'F16'",
+                         "gen --preset esft-lite --dtype F16 -o never.h5");
+    eplb_test_cli_expect(2, "--dtype: unknown dtype 'f64'", "bench kernels --device cpu --dtype f64");
+    eplb_test_cli_expect(2, "--scoring: unknown scoring 'relu'",
+                         "bench kernels --device cpu --scoring relu");
+    eplb_test_cli_expect(2, "--mode: unknown replica selection mode 'x'",
+                         "bench kernels --device cpu --mode x");
+    eplb_test_cli_expect(2, "--experts 600, --topk 8, --groups 8, --topk-groups 4: route: "
+                            "num_experts 600",
+                         "bench kernels --device cpu --experts 600");
+    eplb_test_cli_expect(2, "import: --format: unknown format 'bogus'", "import --format bogus");
+    eplb_test_cli_expect(2, "--format: unknown format 'bogus'",
+                         "import --format bogus in.json -o out.h5");
+    const char *d = eplb_test_tmpdir();
+    char w[4096];
+    snprintf(w, sizeof w, "%s", eplb_test_path(d, "w.json"));
+    eplb_test_write_text(w, "[[5,1,1,1,2,3,4,1],[1,1,1,1,1,1,1,9]]\n");
+    static const struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--replicas 8 --gpus 16", "--replicas, --gpus: replicas 8 is not a multiple of gpus 16"},
+        {"--replicas 4 --gpus 4", "--replicas: replicas 4 < experts 8"},
+        {"--replicas 8 --gpus 4 --nodes 3", "--gpus, --nodes: gpus 4 is not a multiple of nodes 3"},
+        {"--replicas 8 --gpus 4 --groups 3", "--groups: experts 8 is not a multiple of groups 3"},
+        {"--replicas 8 --gpus 4 --groups 0", "--groups, --nodes, --gpus: replicas 8, groups 0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        eplb_test_cli_expect(2, cases[i].want, "rebalance --weights %s %s", w, cases[i].args);
+    unlink(w);
+    rmdir(d);
+}
+
+/* Found by the option sweep: `bench io T.h5 --reads 99999999999999999999`
+ * took the count clamped to INT64_MAX and overflowed the read loop's step
+ * (UBSan: signed integer overflow in reads_lane); counts are now bounded
+ * (2^40) and one past int64 is refused, naming --reads. */
+Test(bad_input, bench_io_reads_bounded)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = make_trace(d, "l.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_LOGITS, -1);
+    static const char *const bad[] = {"99999999999999999999", "9223372036854775807",
+                                      "1099511627777", "4,99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        eplb_test_cli_expect(2, "--reads wants up to 16 token counts in 1..1099511627776",
+                             "bench io %s --repeat 1 --reads %s", t, bad[i]);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench io %s --repeat 1 --threads 1 --reads 1099511627776",
+                               t);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "runtime error") == NULL, "%s", out);
+    free(out);
+    unlink(t);
+    rmdir(d);
+}
+
+/* Found by the option sweep: `rebalance --replicas 48 --gpus 4096 --old F`
+ * read F first and blamed it ("--old F: shape [2][16], expected [2][48]",
+ * exit 1), although the request was impossible whatever F held (48 slots
+ * on 4096 GPUs): the options are checked before --old is read. */
+Test(bad_input, rebalance_options_before_old)
+{
+    const char *d = eplb_test_tmpdir();
+    char w[4096], old[4096];
+    snprintf(w, sizeof w, "%s", eplb_test_path(d, "w.json"));
+    snprintf(old, sizeof old, "%s", eplb_test_path(d, "old.json"));
+    eplb_test_write_text(w, "[[5,1,1,1,2,3,4,1],[1,1,1,1,1,1,1,9]]\n");
+    eplb_test_write_text(old, "[[0,1,2,3,4,5,6,7,0,1,2,3,4,5,6,7],"
+                              "[0,1,2,3,4,5,6,7,0,1,2,3,4,5,6,7]]\n");
+    eplb_test_cli_expect(2, "--replicas, --gpus: replicas 48 is not a multiple of gpus 4096",
+                         "rebalance --weights %s --old %s --replicas 48 --gpus 4096", w, old);
+    eplb_test_cli_expect(2, "--gpus, --nodes: gpus 4 is not a multiple of nodes 3",
+                         "rebalance --weights %s --old %s --replicas 24 --gpus 4 --nodes 3", w,
+                         old);
+    /* a possible request with a placement of another width: the file */
+    eplb_test_cli_expect(1, "shape [2][16], expected [2][24]",
+                         "rebalance --weights %s --old %s --replicas 24 --gpus 4", w, old);
+    eplb_test_cli_expect(0, "\"moves\"", "rebalance --weights %s --old %s --replicas 16 --gpus 4",
+                         w, old);
+    unlink(w);
+    unlink(old);
+    rmdir(d);
 }

@@ -217,8 +217,13 @@ static void child(const char *path, pid_t parent)
     eplb_trace_t *tr = NULL;
     errno = 0;
     const eplb_status_t st = eplb_trace_open(&tr, path);
+    /* out of the cap: our allocation, or HDF5's ("memory allocation
+     * failed for ..." with errno ENOMEM; errno alone could be left from an
+     * allocation that failed and was recovered from) */
+    const int nomem = st == EPLB_ERR_NOMEM ||
+                      (errno == ENOMEM && strstr(eplb_error_last(), "allocation failed"));
     if (st != EPLB_OK)
-        _exit(capped && (errno == ENOMEM || st == EPLB_ERR_NOMEM) ? PROBE_EXIT_MEMORY : 1);
+        _exit(capped && nomem ? PROBE_EXIT_MEMORY : 1);
     hid_t ds[] = {tr->d_logits, tr->d_ids, tr->d_wts, tr->d_counts,
                   tr->d_bias,   tr->d_phase, tr->d_src};
     eplb_h5_lock();

@@ -688,14 +688,17 @@ int eplb_bench_kernels(int argc, char **argv)
             return 0;
         if (o.gpu == 1 || (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
             return eplb_cmd_fail(CMD, st);
-        /* no CPU fallback: it times one layer, and no fused_ids or step */
-        if (o.layers > 1 || o.only > 2) {
+        /* no CPU fallback: it times one layer with its one router, and
+         * no fused_ids or step */
+        if (o.layers > 1 || o.only > 2 || o.variant != 0) {
             char why[256], opt[64];
             snprintf(why, sizeof why, "%s", eplb_error_last());
             if (o.layers > 1)
                 snprintf(opt, sizeof opt, "--layers %d", o.layers);
-            else
+            else if (o.only > 2)
                 snprintf(opt, sizeof opt, "--only %s", only_names[o.only]);
+            else
+                snprintf(opt, sizeof opt, "--variant %d", o.variant);
             return eplb_cmd_fail(CMD, eplb_error_set(st, "%s needs a GPU: %s", opt, why));
         }
         fprintf(stderr, "eplb-replay %s: no GPU (%s); timing the CPU path\n", CMD,

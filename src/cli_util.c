@@ -27,7 +27,7 @@ eplb_status_t eplb_cli_name_option(eplb_status_t st, const char *opt)
 {
     if (st == EPLB_OK)
         return st;
-    char why[512]; /* the message buffer is about to be rewritten */
+    char why[1024]; /* the message buffer (as large) is about to be rewritten */
     snprintf(why, sizeof why, "%s", eplb_error_last());
     return eplb_error_set(st, "%s: %s", opt, why);
 }

@@ -1107,6 +1107,14 @@ Test(bad_input, bench_kernels_only_on_cpu)
     /* a GPU kernel variant on the CPU was ignored (exit 0; the CLI sweep) */
     eplb_test_cli_expect(2, "--variant 5: a GPU routing kernel",
                          "bench kernels --device cpu --variant 5");
+    /* nor with --device auto falling back to the CPU (a review) */
+    out = NULL;
+    rc = eplb_test_run_cli(&out, "bench kernels --variant 3 --tokens 16 --reps 1 --json");
+    if (rc == 0) /* a GPU timed it */
+        cr_assert(strstr(out, "timing the CPU path") == NULL, "%s", out);
+    else
+        cr_assert(strstr(out, "--variant 3 needs a GPU"), "rc %d: %s", rc, out);
+    free(out);
 }
 
 /* Found: `--tokens 0`, `-5` and `100000000` said "bad list" without the

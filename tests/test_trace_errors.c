@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -661,6 +662,16 @@ Test(trace_errors, string_attribute_length_corrupt, .timeout = 30)
     int rc = eplb_test_run_cli(&msg, "info '%s'", bad);
     cr_assert_eq(rc, 1, "rc %d: %s", rc, msg);
     cr_assert(strstr(msg, bad) && strstr(msg, "needs more than 2 GiB of memory"), "%s", msg);
+    free(msg);
+    /* where memory is short for another reason (here RLIMIT_DATA, inherited
+     * by the command), the file is not blamed: the open says what failed
+     * (a review found such a valid file of 2^26 steps called corrupt) */
+    struct rlimit rl = {(rlim_t)700 << 20, (rlim_t)700 << 20};
+    cr_assert_eq(setrlimit(RLIMIT_DATA, &rl), 0);
+    rc = eplb_test_run_cli(&msg, "info '%s'", bad);
+    cr_assert_eq(rc, 1, "rc %d: %s", rc, msg);
+    cr_assert(strstr(msg, "allocation failed") && !strstr(msg, "needs more than 2 GiB"), "%s",
+              msg);
     free(msg);
     unlink(bad);
     unlink(good);

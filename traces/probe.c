@@ -28,6 +28,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #if defined(__linux__)
@@ -162,6 +164,8 @@ out:
  * counted in what it has).  1 if this limit is the one that holds (a
  * lower one set by the user stays, and then an allocation that fails is
  * not the file's doing), else 0. */
+static struct rlimit saved_as; /* the limit before cap_memory */
+
 static int cap_memory(void)
 {
 #if defined(__linux__)
@@ -174,14 +178,36 @@ static int cap_memory(void)
     struct rlimit r;
     if (!ok || ps <= 0 || getrlimit(RLIMIT_AS, &r) != 0)
         return 0;
-    const rlim_t want = (rlim_t)pages * (rlim_t)ps + PROBE_MEM_BYTES;
-    if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur <= want)
+    /* in 64 bits: rlim_t has 32 on a 32-bit build without large-file
+     * support, where the sum could wrap below what the process has */
+    const uint64_t want = (uint64_t)pages * (uint64_t)ps + (uint64_t)PROBE_MEM_BYTES;
+    if (want >= (uint64_t)RLIM_INFINITY || (rlim_t)want != want)
         return 0;
-    r.rlim_cur = want;
+    if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur <= (rlim_t)want)
+        return 0;
+    saved_as = r;
+    r.rlim_cur = (rlim_t)want;
     return setrlimit(RLIMIT_AS, &r) == 0;
 #else
     return 0;
 #endif
+}
+
+/* After an allocation failed under the cap: 1 if the cap was what
+ * stopped it, i.e. with the limit from before the cap the address space
+ * for PROBE_MEM_BYTES more is there (mapped, never touched).  0 where
+ * memory is short for another reason (RLIMIT_DATA, strict overcommit): the
+ * open here then fails and says so itself, and the file is not blamed. */
+static int cap_was_the_limit(void)
+{
+    if (setrlimit(RLIMIT_AS, &saved_as) != 0)
+        return 0;
+    void *p = mmap(NULL, (size_t)PROBE_MEM_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return 0;
+    munmap(p, (size_t)PROBE_MEM_BYTES);
+    return 1;
 }
 
 /* The child: open, walk, exit 0 (opened) or 1 (an error the parent's own
@@ -217,13 +243,13 @@ static void child(const char *path, pid_t parent)
     eplb_trace_t *tr = NULL;
     errno = 0;
     const eplb_status_t st = eplb_trace_open(&tr, path);
-    /* out of the cap: our allocation, or HDF5's ("memory allocation
-     * failed for ..." with errno ENOMEM; errno alone could be left from an
-     * allocation that failed and was recovered from) */
+    /* out of memory: our allocation, or HDF5's ("memory allocation failed
+     * for ...", "can't allocate ..." with errno ENOMEM; errno alone could
+     * be left from an allocation that failed and was recovered from) */
     const int nomem = st == EPLB_ERR_NOMEM ||
-                      (errno == ENOMEM && strstr(eplb_error_last(), "allocation failed"));
+                      (errno == ENOMEM && strstr(eplb_error_last(), "allocat"));
     if (st != EPLB_OK)
-        _exit(capped && nomem ? PROBE_EXIT_MEMORY : 1);
+        _exit(capped && nomem && cap_was_the_limit() ? PROBE_EXIT_MEMORY : 1);
     hid_t ds[] = {tr->d_logits, tr->d_ids, tr->d_wts, tr->d_counts,
                   tr->d_bias,   tr->d_phase, tr->d_src};
     eplb_h5_lock();
@@ -266,8 +292,15 @@ int eplb_trace_probe_run(const char *path)
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR)
             return -1;
-    if (WIFSIGNALED(ws))
-        return 128 + WTERMSIG(ws);
+    if (WIFSIGNALED(ws)) {
+        /* a crash of the library; any other signal (SIGKILL of a
+         * container's out-of-memory killer, an interrupt) says nothing of
+         * the file: the open here goes on */
+        const int sg = WTERMSIG(ws);
+        const int crash = sg == SIGSEGV || sg == SIGBUS || sg == SIGFPE || sg == SIGILL ||
+                          sg == SIGABRT || sg == SIGSYS;
+        return crash ? 128 + sg : 1;
+    }
     if (WIFEXITED(ws) && WEXITSTATUS(ws) == PROBE_EXIT_MEMORY)
         return 2;
     return WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? 0 : 1;

@@ -79,7 +79,9 @@ eplb_status_t eplb_trace_probe(const char *path);
 /* The probe itself: -1 when none ran, 0 when the child opened the trace
  * and looked up its chunks, 1 when it failed (the open here reports why),
  * 2 when its open ran out of the memory it may use (2 GiB more than the
- * process had: a corrupt length), 128 + the signal that killed it. */
+ * process had: a corrupt length), 128 + the signal of a crash that
+ * killed it (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS; 1 for
+ * another signal). */
 int eplb_trace_probe_run(const char *path);
 /* 1 when eplb_trace_probe would fork (the conditions above). */
 int eplb_trace_probe_active(void);

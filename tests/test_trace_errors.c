@@ -651,11 +651,13 @@ static char *corrupt_heap_ref(const char *good, int what)
  * it reads the string, 4 GB in the probe and again in the open, 27 s, and
  * then the command went on (exit 0).  The probe's child may use 2 GiB
  * more than the process had: the file is refused at once. */
+#if !defined(__SANITIZE_ADDRESS__)
+/* (not in AddressSanitizer builds: its allocator dies on the failed
+ * allocation instead of returning NULL; and cr_skip_test there leaked 48
+ * bytes in Criterion's runner when later tests followed, which failed the
+ * leak check of the whole run) */
 Test(trace_errors, string_attribute_length_corrupt, .timeout = 30)
 {
-#if defined(__SANITIZE_ADDRESS__)
-    cr_skip_test("AddressSanitizer dies on the failed allocation instead of returning NULL");
-#endif
     const char *good = good_trace();
     const char *bad = corrupt_heap_ref(good, 1);
     char *msg = NULL;
@@ -676,6 +678,7 @@ Test(trace_errors, string_attribute_length_corrupt, .timeout = 30)
     unlink(bad);
     unlink(good);
 }
+#endif
 
 /* With an object index far past the collection's objects, HDF5 1.10.8's
  * H5HG_read dies of SIGSEGV reading it (tests/fuzz/trace_fuzz.sh found

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,17 @@ eplb_status_t eplb_h5_fail(eplb_status_t st, const char *path, const char *obj,
     return eplb_error_set(st, "%s: %s%s%s%s%s%s", path, obj ? obj : "",
                           obj ? ": " : "", what, r[0] ? " (hdf5: " : "", r,
                           r[0] ? ")" : "");
+}
+
+uint64_t eplb_h5_chunk_slots(int rank, const hsize_t *dims, const hsize_t *cd)
+{
+    uint64_t slots = 1;
+    for (int i = 0; i < rank; i++) {
+        const uint64_t n = dims[i] / cd[i] + (dims[i] % cd[i] != 0);
+        if (__builtin_mul_overflow(slots, n, &slots))
+            slots = UINT64_MAX;
+    }
+    return slots;
 }
 
 void eplb_h5_close(hid_t *id)

@@ -31,6 +31,10 @@ const char *eplb_h5_reason(void);
 eplb_status_t eplb_h5_fail(eplb_status_t st, const char *path, const char *obj,
                            const char *what);
 
+/* Chunks in a chunked extent: the product over its rank of ceil(dims /
+ * cd), saturated at UINT64_MAX (0 where a dimension is 0; cd[i] >= 1). */
+uint64_t eplb_h5_chunk_slots(int rank, const hsize_t *dims, const hsize_t *cd);
+
 /* Close an id if valid (any kind: dataset, space, type, plist, attr, file)
  * and set it to H5I_INVALID_HID. */
 void eplb_h5_close(hid_t *id);

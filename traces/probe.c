@@ -7,10 +7,10 @@
  * memory (tests/fuzz/trace_fuzz.sh found both).  No check of ours can run
  * before the library reads those bytes, so eplb_trace_open first does the
  * same open in a child process (which reads the attributes and small
- * datasets the open reads) and there also walks the chunk index of every
- * dataset of the trace and looks up its chunks (as the readers do later;
- * only allocated chunks where the extent has many slots).  A
- * child killed by a signal becomes EPLB_ERR_FORMAT naming the file; a
+ * datasets the open reads, and walks each dataset's chunk index to count
+ * its chunks) and there also looks up every chunk of every dataset (as the
+ * readers do later; the open checked that all were written).  A child
+ * killed by a crash signal becomes EPLB_ERR_FORMAT naming the file; a
  * child that merely failed lets the open here report the error itself.
  *
  * fork() is only safe while no other thread runs (another could hold the
@@ -64,28 +64,26 @@ static int only_sleeping_helpers(int helpers)
     return helpers >= 0 && count_threads() == 1 + helpers;
 }
 
-/* Every chunk slot of an extent is looked up only where there are at most
- * this many or at most twice as many as allocated chunks (a 10 KB file
- * declared 1.7e9 slots of unwritten chunks: the walk over them hung);
- * otherwise the index walk of H5Dget_num_chunks visits the allocated
- * ones.  Without that call (HDF5 < 1.10.5): no walk past this many. */
-#define SLOTS_MAX ((hsize_t)1 << 16)
-/* H5Dget_chunk_info finds chunk i by walking the index from the start:
- * allocated chunks are looked up by index only up to this many. */
-#define CHUNK_INFO_MAX 4096
+#if !H5_VERSION_GE(1, 10, 5)
+/* Without H5Dget_num_chunks the open cannot tell written chunks from
+ * unwritten ones: no walk past this many slots (a 10 KB file declared
+ * 1.7e9 slots of unwritten chunks: the walk over them hung). */
+#define SLOTS_MAX ((uint64_t)1 << 16)
+#endif
 
-/* Look up the chunks of dataset d (nothing for contiguous or compact
- * ones; their sizes were checked by the open, which ran first): the index
- * walk that counts the allocated chunks, then a lookup by coordinates of
- * each allocated chunk (the readers' lookups) or, where the extent has few
- * slots, of every slot.  -1 where HDF5 fails.  Caller holds the HDF5 lock. */
+/* Look up every chunk of dataset d (nothing for contiguous or compact
+ * ones; their sizes were checked by the open, which ran first), as the
+ * readers do later.  The open refused a dataset with a chunk of its extent
+ * unwritten (check_written, HDF5 >= 1.10.5), so the slots are allocated
+ * chunks, as many as the file has room for.  -1 where HDF5 fails.  Caller
+ * holds the HDF5 lock. */
 static int walk_chunks(hid_t d)
 {
     if (d < 0)
         return 0;
     hid_t pl = H5Dget_create_plist(d), sp = H5Dget_space(d);
     int r = -1;
-    hsize_t dims[8], cd[8], at[8] = {0}, slots = 1, nalloc = 0;
+    hsize_t dims[8], cd[8], at[8] = {0};
     int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     if (pl < 0 || rank < 0 || rank > 8)
         goto out;
@@ -95,40 +93,15 @@ static int walk_chunks(hid_t d)
     }
     if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0 || H5Pget_chunk(pl, rank, cd) != rank)
         goto out;
-    for (int i = 0; i < rank; i++) {
-        if (dims[i] == 0) {
-            r = 0;
-            goto out;
-        }
-        const hsize_t n = (dims[i] + cd[i] - 1) / cd[i];
-        slots = __builtin_mul_overflow(slots, n, &slots) ? ~(hsize_t)0 : slots;
-    }
-#if H5_VERSION_GE(1, 10, 5)
-    /* the file space, not H5S_ALL: HDF5 1.10 refuses H5S_ALL in these two
-     * calls ("invalid dataspace identifier"; until 2026-11-28 this walk so
-     * failed at its first chunked dataset, and the child exited 1 without
-     * looking up a chunk) */
-    if (H5Dget_num_chunks(d, sp, &nalloc) < 0)
-        goto out;
-    if (slots > SLOTS_MAX && slots / 2 > nalloc) {
-        for (hsize_t c = 0; c < nalloc && c < CHUNK_INFO_MAX; c++) {
-            hsize_t nbytes;
-            unsigned mask;
-            haddr_t addr;
-            if (H5Dget_chunk_info(d, sp, c, at, &mask, &addr, &nbytes) < 0 ||
-                H5Dget_chunk_storage_size(d, at, &nbytes) < 0)
-                goto out;
-        }
-        r = 0;
-        goto out;
-    }
-#else
-    (void)nalloc;
-    if (slots > SLOTS_MAX) { /* no way to visit only the allocated chunks */
-        r = 0;
-        goto out;
-    }
+    uint64_t slots = eplb_h5_chunk_slots(rank, dims, cd);
+#if !H5_VERSION_GE(1, 10, 5)
+    if (slots > SLOTS_MAX)
+        slots = 0; /* not walked */
 #endif
+    if (slots == 0) {
+        r = 0;
+        goto out;
+    }
     for (;;) {
         hsize_t nbytes;
         if (H5Dget_chunk_storage_size(d, at, &nbytes) < 0)
@@ -150,6 +123,18 @@ out:
     return r;
 }
 
+/* The signals of a crash: in the child set back to their default action,
+ * and the only ones by which its death blames the file. */
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS};
+
+static int is_crash(int sg)
+{
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
+        if (crash_signals[i] == sg)
+            return 1;
+    return 0;
+}
+
 /* What the child's open may allocate: the open reads the attributes,
  * token_offset (at most 2^26 steps, 512 MiB) and phase (64 MiB); HDF5
  * allocates a variable-length string attribute's declared length before
@@ -159,13 +144,13 @@ out:
 #define PROBE_MEM_BYTES ((rlim_t)2 << 30)
 #define PROBE_EXIT_MEMORY 3
 
+static struct rlimit saved_as; /* the child's limit before cap_memory */
+
 /* Limit the child's address space to what it has now plus
  * PROBE_MEM_BYTES (/proc/self/statm; a sanitizer's reserved shadow is
  * counted in what it has).  1 if this limit is the one that holds (a
  * lower one set by the user stays, and then an allocation that fails is
  * not the file's doing), else 0. */
-static struct rlimit saved_as; /* the limit before cap_memory */
-
 static int cap_memory(void)
 {
 #if defined(__linux__)
@@ -210,9 +195,10 @@ static int cap_was_the_limit(void)
     return 1;
 }
 
-/* The child: open, walk, exit 0 (opened) or 1 (an error the parent's own
- * open will report).  No clean-up: _exit skips the parent's atexit
- * handlers and stdio buffers. */
+/* The child: open, walk, exit 0 (opened), PROBE_EXIT_MEMORY (the open
+ * ran out of the cap) or 1 (an error the parent's own open will report).
+ * No clean-up: _exit skips the parent's atexit handlers and stdio
+ * buffers. */
 static void child(const char *path, pid_t parent)
 {
     in_probe_child = 1;
@@ -228,12 +214,11 @@ static void child(const char *path, pid_t parent)
     /* die of the signal itself: a handler installed for it (AddressSanitizer
      * installs one for SIGSEGV and SIGBUS, and then exits 1) would hide the
      * crash from the parent */
-    static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
-    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
-        sigaction(fatal[i], &dfl, NULL);
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
+        sigaction(crash_signals[i], &dfl, NULL);
     int fd = open("/dev/null", O_WRONLY);
     if (fd >= 0) { /* the parent reports; nothing printed twice */
         dup2(fd, STDERR_FILENO);
@@ -259,17 +244,6 @@ static void child(const char *path, pid_t parent)
     _exit(0);
 }
 
-int eplb_trace_probe_active(void)
-{
-    if (in_probe_child || eplb_env_off("EPLB_TRACE_PROBE"))
-        return 0;
-    const int h = eplb_pool_fork_lock();
-    const int ok = only_sleeping_helpers(h);
-    if (h >= 0)
-        eplb_pool_fork_unlock();
-    return ok;
-}
-
 int eplb_trace_probe_run(const char *path)
 {
     if (in_probe_child || eplb_env_off("EPLB_TRACE_PROBE"))
@@ -292,15 +266,10 @@ int eplb_trace_probe_run(const char *path)
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR)
             return -1;
-    if (WIFSIGNALED(ws)) {
-        /* a crash of the library; any other signal (SIGKILL of a
-         * container's out-of-memory killer, an interrupt) says nothing of
-         * the file: the open here goes on */
-        const int sg = WTERMSIG(ws);
-        const int crash = sg == SIGSEGV || sg == SIGBUS || sg == SIGFPE || sg == SIGILL ||
-                          sg == SIGABRT || sg == SIGSYS;
-        return crash ? 128 + sg : 1;
-    }
+    /* any signal but a crash (SIGKILL of a container's out-of-memory
+     * killer, an interrupt) says nothing of the file: the open here goes on */
+    if (WIFSIGNALED(ws))
+        return is_crash(WTERMSIG(ws)) ? 128 + WTERMSIG(ws) : 1;
     if (WIFEXITED(ws) && WEXITSTATUS(ws) == PROBE_EXIT_MEMORY)
         return 2;
     return WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? 0 : 1;

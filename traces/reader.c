@@ -232,7 +232,7 @@ static eplb_status_t check_chunks(uint64_t *chunk_bytes, const eplb_trace_t *tr,
     if (cr != r)
         return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s: chunk of rank %d for a dataset of rank %d",
                               tr->path, name, cr, r);
-    uint64_t bytes = es, slots = 1;
+    uint64_t bytes = es;
     for (int i = 0; i < r; i++) {
         if (cd[i] == 0 || (maxd[i] != H5S_UNLIMITED && cd[i] > maxd[i]))
             return eplb_error_set(EPLB_ERR_FORMAT,
@@ -241,8 +241,8 @@ static eplb_status_t check_chunks(uint64_t *chunk_bytes, const eplb_trace_t *tr,
                                   tr->path, name, i, (unsigned long long)cd[i],
                                   (unsigned long long)maxd[i]);
         bytes = mul_sat(bytes, cd[i]);
-        slots = mul_sat(slots, dims[i] / cd[i] + (dims[i] % cd[i] != 0));
     }
+    const uint64_t slots = eplb_h5_chunk_slots(r, dims, cd);
     char shape[160];
     fmt_shape(shape, sizeof shape, r, cd);
     if (bytes > EPLB_TRACE_CHUNK_MAX_BYTES)
@@ -295,8 +295,7 @@ static eplb_status_t check_written(const eplb_trace_t *tr, hid_t d, const char *
             st = eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read the chunk shape");
             goto out;
         }
-        for (int i = 0; i < r; i++)
-            slots = mul_sat(slots, dims[i] / cd[i] + (dims[i] % cd[i] != 0));
+        slots = eplb_h5_chunk_slots(r, dims, cd);
 #if H5_VERSION_GE(1, 10, 5)
         /* the file space, not H5S_ALL: HDF5 1.10 refuses H5S_ALL here
          * ("invalid dataspace identifier"), its documentation aside */

@@ -83,8 +83,6 @@ eplb_status_t eplb_trace_probe(const char *path);
  * killed it (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS; 1 for
  * another signal). */
 int eplb_trace_probe_run(const char *path);
-/* 1 when eplb_trace_probe would fork (the conditions above). */
-int eplb_trace_probe_active(void);
 
 void eplb_trace_close(eplb_trace_t *tr);
 

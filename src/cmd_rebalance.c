@@ -4,7 +4,6 @@
 #include "cmd.h"
 
 #include <errno.h>
-#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>

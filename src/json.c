@@ -2,7 +2,6 @@
 #include "json.h"
 
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,24 +57,26 @@ static eplb_status_t parse_string(parser_t *p, char **out)
     if (!buf)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
     while (p->s < p->end && *p->s != '"') {
-        char c = *p->s++;
+        char u[4]; /* the bytes this character adds: k of them */
+        int k = 1;
+        u[0] = *p->s++;
         /* a NUL would end the C string the caller gets early (JSON allows
          * no raw control character in a string at all) */
-        if (c == '\0') {
+        if (u[0] == '\0') {
             free(buf);
             p->s--;
             return perr(p, "a NUL byte in a string");
         }
-        if (c == '\\') {
+        if (u[0] == '\\') {
             if (p->s >= p->end)
                 break;
             char e = *p->s++;
             switch (e) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
+            case 'n': u[0] = '\n'; break;
+            case 't': u[0] = '\t'; break;
+            case 'r': u[0] = '\r'; break;
+            case 'b': u[0] = '\b'; break;
+            case 'f': u[0] = '\f'; break;
             case 'u': { /* as UTF-8 (Python's json.dump writes every
                           * non-ASCII character so, by default) */
                 long cp = hex4(p->s, p->end);
@@ -95,40 +96,25 @@ static eplb_status_t parse_string(parser_t *p, char **out)
                 }
                 if (cp >= 0xd800 && cp < 0xe000)
                     cp = 0xfffd; /* a lone surrogate: U+FFFD, as Python's 'replace' */
-                char u[4];
-                int k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-                if (k == 1)
-                    u[0] = (char)cp;
-                else {
-                    for (int q = k - 1; q > 0; q--, cp >>= 6)
-                        u[q] = (char)(0x80 | (cp & 0x3f));
-                    u[0] = (char)((k == 2 ? 0xc0 : k == 3 ? 0xe0 : 0xf0) | cp);
-                }
-                if (n + (size_t)k + 1 > cap) {
-                    char *nb = realloc(buf, cap = 2 * cap + 8);
-                    if (!nb) {
-                        free(buf);
-                        return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
-                    }
-                    buf = nb;
-                }
-                for (int q = 0; q < k - 1; q++)
-                    buf[n++] = u[q];
-                c = u[k - 1];
+                k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+                for (int q = k - 1; q > 0; q--, cp >>= 6)
+                    u[q] = (char)(0x80 | (cp & 0x3f));
+                u[0] = (char)(k == 1 ? cp : (k == 2 ? 0xc0 : k == 3 ? 0xe0 : 0xf0) | cp);
                 break;
             }
-            default: c = e;
+            default: u[0] = e;
             }
         }
-        if (n + 2 > cap) {
-            char *nb = realloc(buf, cap *= 2);
+        if (n + (size_t)k + 1 > cap) { /* room for them and the terminator */
+            char *nb = realloc(buf, cap = 2 * cap + 4);
             if (!nb) {
                 free(buf);
                 return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
             }
             buf = nb;
         }
-        buf[n++] = c;
+        memcpy(buf + n, u, (size_t)k);
+        n += (size_t)k;
     }
     if (p->s >= p->end) {
         free(buf);
@@ -555,9 +541,8 @@ eplb_status_t eplb_json_matrix_f32(float **out, int *rows, int *cols, const eplb
         for (int j = 0; j < c; j++) {
             double x = v->items[i].items[j].num;
             /* 1e39 became inf as a float, and the readers then said the
-             * file held "inf" */
-            /* (a value that rounds to FLT_MAX, as 3.4028235e+38 does,
-             * is a float) */
+             * file held "inf" (a value that rounds to FLT_MAX, as
+             * 3.4028235e+38 does, is a float) */
             if (isfinite(x) && isinf((float)x)) {
                 free(m);
                 return eplb_error_set(EPLB_ERR_FORMAT,

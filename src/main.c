@@ -57,16 +57,14 @@ static int dispatch(int argc, char **argv)
      * word that names no file and looks like no path (no '/' or '.') is a
      * mistyped command, not a trace ("rebalence --help" ran `run --help`) */
     struct stat sb;
-    if (argv[1][0] && argv[1][0] != '-' && stat(argv[1], &sb) != 0 && !strpbrk(argv[1], "/.")) {
-        fprintf(stderr, "eplb-replay: unknown command '%s' (and no such file)\n", argv[1]);
-        usage(stderr);
-        return 2;
-    }
-    if (argv[1][0] != '-' || !strcmp(argv[1], "--policy")) {
+    const int mistyped =
+        argv[1][0] && argv[1][0] != '-' && stat(argv[1], &sb) != 0 && !strpbrk(argv[1], "/.");
+    if (!mistyped && (argv[1][0] != '-' || !strcmp(argv[1], "--policy"))) {
         argv[0] = "run";
         return eplb_cmd_run(argc, argv);
     }
-    fprintf(stderr, "eplb-replay: unknown command or option '%s'\n", argv[1]);
+    fprintf(stderr, "eplb-replay: unknown %s '%s'%s\n", mistyped ? "command" : "command or option",
+            argv[1], mistyped ? " (and no such file)" : "");
     usage(stderr);
     return 2;
 }

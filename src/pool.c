@@ -70,11 +70,11 @@ static void *helper(void *arg)
     return NULL;
 }
 
-/* Under mu: start helpers up to what the loops in progress want. */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int atfork_ok;
 static void register_atfork(void) { atfork_ok = pthread_atfork(NULL, NULL, at_fork_child) == 0; }
 
+/* Under mu: start helpers up to what the loops in progress want. */
 static void grow(void)
 {
     pthread_once(&once, register_atfork);

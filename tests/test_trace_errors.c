@@ -661,17 +661,17 @@ Test(trace_errors, string_attribute_length_corrupt, .timeout = 30)
 {
     const char *good = good_trace();
     const char *bad = corrupt_heap_ref(good, 1);
-    char *msg = NULL;
-    int rc = eplb_test_run_cli(&msg, "info '%s'", bad);
-    cr_assert_eq(rc, 1, "rc %d: %s", rc, msg);
-    cr_assert(strstr(msg, bad) && strstr(msg, "needs more than 2 GiB of memory"), "%s", msg);
-    free(msg);
+    char want[800];
+    snprintf(want, sizeof want,
+             "%s: corrupt HDF5 metadata: opening it needs more than 2 GiB of memory", bad);
+    eplb_test_cli_expect(1, want, "info '%s'", bad);
     /* where memory is short for another reason (here RLIMIT_DATA, inherited
      * by the command), the file is not blamed: the open says what failed
      * (a review found such a valid file of 2^26 steps called corrupt) */
     struct rlimit rl = {(rlim_t)700 << 20, (rlim_t)700 << 20};
     cr_assert_eq(setrlimit(RLIMIT_DATA, &rl), 0);
-    rc = eplb_test_run_cli(&msg, "info '%s'", bad);
+    char *msg = NULL;
+    int rc = eplb_test_run_cli(&msg, "info '%s'", bad);
     cr_assert_eq(rc, 1, "rc %d: %s", rc, msg);
     cr_assert(strstr(msg, "allocation failed") && !strstr(msg, "needs more than 2 GiB"), "%s",
               msg);
@@ -986,14 +986,10 @@ Test(trace_errors, unwritten_data_refused, .timeout = 20)
     hsize_t dims[3] = {(hsize_t)1 << 38, L_, E_}, mx[3] = {H5S_UNLIMITED, L_, E_},
             cd[3] = {64, L_, E_};
     put_dataset(path, "/router/logits", H5T_IEEE_F32LE, 3, dims, mx, cd, -1, -1, NULL);
-    char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "info '%s' --no-skew", path);
-    cr_assert_eq(rc, 1, "rc %d: %s", rc, out);
-    cr_assert(strstr(out, path) &&
-                  strstr(out, "/router/logits: 4294967296 of its 4294967296 chunks were never "
-                              "written"),
-              "%s", out);
-    free(out);
+    char want[800];
+    snprintf(want, sizeof want,
+             "%s: /router/logits: 4294967296 of its 4294967296 chunks were never written", path);
+    eplb_test_cli_expect(1, want, "info '%s' --no-skew", path);
     unlink(path);
 
     /* the last of two chunks unwritten */

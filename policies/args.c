@@ -42,6 +42,14 @@ eplb_status_t eplb_placement_check(const int32_t *phy2log, int L, int E, int P,
 eplb_status_t eplb_policy_args_check(const eplb_policy_args_t *args, int L, int E,
                                      const float *weights)
 {
+    return eplb_policy_args_check_fields(args, L, E, weights, NULL);
+}
+
+eplb_status_t eplb_policy_args_check_fields(const eplb_policy_args_t *args, int L, int E,
+                                            const float *weights, const char **fields)
+{
+    if (fields)
+        *fields = NULL;
     if (!args)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "policy arguments missing");
     int P = args->num_replicas, G = args->num_groups, N = args->num_nodes,
@@ -49,22 +57,36 @@ eplb_status_t eplb_policy_args_check(const eplb_policy_args_t *args, int L, int 
     if (L < 1 || E < 1)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "weights: %d layers x %d experts; need at least 1 x 1", L, E);
-    if (G < 1 || N < 1 || D < 1 || P < 1)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "replicas %d, groups %d, nodes %d, gpus %d: each must be >= 1",
-                              P, G, N, D);
-    if (P < E)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "replicas %d < experts %d: every expert needs a slot", P, E);
-    if (P % D != 0)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "replicas %d is not a multiple of gpus %d", P, D);
-    if (D % N != 0)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "gpus %d is not a multiple of nodes %d", D, N);
-    if (E % G != 0)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "experts %d is not a multiple of groups %d", E, G);
+    /* the shape: the first check that fails, and the arguments it names */
+    const char *f = NULL;
+    eplb_status_t st = EPLB_OK;
+    if (G < 1 || N < 1 || D < 1 || P < 1) {
+        f = "replicas, groups, nodes, gpus";
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "replicas %d, groups %d, nodes %d, gpus %d: each must be >= 1", P,
+                            G, N, D);
+    } else if (P < E) {
+        f = "replicas";
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "replicas %d < experts %d: every expert needs a slot", P, E);
+    } else if (P % D != 0) {
+        f = "replicas, gpus";
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "replicas %d is not a multiple of gpus %d",
+                            P, D);
+    } else if (D % N != 0) {
+        f = "gpus, nodes";
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "gpus %d is not a multiple of nodes %d", D,
+                            N);
+    } else if (E % G != 0) {
+        f = "groups";
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG, "experts %d is not a multiple of groups %d",
+                            E, G);
+    }
+    if (st != EPLB_OK) {
+        if (fields)
+            *fields = f;
+        return st;
+    }
     if (args->max_moves < -1)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "max_moves %d: expected -1 (no limit) or >= 0", args->max_moves);

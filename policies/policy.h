@@ -56,6 +56,11 @@ const eplb_policy_t *eplb_policy_table(size_t *n);
  * weights (finite, >= 0); error messages name the offending value. */
 eplb_status_t eplb_policy_args_check(const eplb_policy_args_t *args, int L,
                                      int E, const float *weights);
+/* The same, and where a shape check failed, *fields names the arguments
+ * of that check, as "replicas, gpus" (a command line maps them to its
+ * options); NULL for any other outcome. */
+eplb_status_t eplb_policy_args_check_fields(const eplb_policy_args_t *args, int L, int E,
+                                            const float *weights, const char **fields);
 
 /* Default placement: slot p holds expert p mod E. */
 void eplb_placement_default(int32_t *phy2log, int L, int E, int P);

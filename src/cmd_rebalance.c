@@ -469,22 +469,18 @@ static eplb_status_t check_applicable(const opts_t *o, int have_moves, int have_
     return EPLB_OK;
 }
 
-/* The options behind the shape check of eplb_policy_args_check that
- * fails (its message says "replicas 8 is not a multiple of gpus 16", naming
- * no option), in its order; NULL if none of them is wrong. */
-static const char *args_options(const opts_t *o, int E)
+/* The options of the arguments a failed shape check names ("replicas,
+ * gpus" -> "--replicas, --gpus": each option is its argument's name). */
+static const char *option_names(char *buf, size_t n, const char *fields)
 {
-    if (o->P < 1 || o->G < 1 || o->N < 1 || o->D < 1)
-        return "--replicas, --groups, --nodes, --gpus";
-    if (o->P < E)
-        return "--replicas";
-    if (o->P % o->D)
-        return "--replicas, --gpus";
-    if (o->D % o->N)
-        return "--gpus, --nodes";
-    if (E % o->G)
-        return "--groups";
-    return NULL;
+    size_t k = 0;
+    for (const char *f = fields; *f && k + 3 < n;) {
+        size_t len = strcspn(f, ",");
+        k += (size_t)snprintf(buf + k, n - k, "%s--%.*s", k ? ", " : "", (int)len, f);
+        f += len;
+        f += strspn(f, ", ");
+    }
+    return buf;
 }
 
 int eplb_cmd_rebalance(int argc, char **argv)
@@ -599,9 +595,12 @@ int eplb_cmd_rebalance(int argc, char **argv)
     args.series_steps = S;
     /* the options before --old is read: a placement of the wrong width for
      * an impossible --replicas was blamed on the file (exit 1) */
-    st = eplb_policy_args_check(&args, L, E, w);
-    if (st != EPLB_OK && args_options(&o, E))
-        st = eplb_cli_name_option(st, args_options(&o, E));
+    const char *fields = NULL;
+    st = eplb_policy_args_check_fields(&args, L, E, w, &fields);
+    if (fields) {
+        char opts[96];
+        st = eplb_cli_name_option(st, option_names(opts, sizeof opts, fields));
+    }
     if (st != EPLB_OK)
         goto out;
     if (o.old)

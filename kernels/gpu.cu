@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "decimal.h"
 #include "gpu_impl.h"
 
 eplb_status_t eplb_cuda_fail(cudaError_t e, const char *what, const char *file,
@@ -50,20 +51,15 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
     g->num_sms = prop.multiProcessorCount;
     g->smem_optin = prop.sharedMemPerBlockOptin;
     {
-        const char *d = getenv("EPLB_FUSED_DIAG"); /* bench diagnostics only */
-        g->diag = d ? atoi(d) & 7 : 0;
-        const char *c = getenv("EPLB_SEG_CARVEOUT");
-        g->carveout = c ? atoi(c) : -1;
-        const char *u = getenv("EPLB_SEG_SETUP");
-        eplb_gpu_set_seg_setup(g, u ? atoi(u) : -1);
-        const char *n = getenv("EPLB_SEG_LANES");
-        g->seg_lanes = n ? atoi(n) : 0;
-        const char *k = getenv("EPLB_SEG_BULK");
-        g->seg_bulk = k ? atoi(k) : 1;
-        const char *dm = getenv("EPLB_DIRECT_MAX");
-        g->direct_max = dm && *dm ? atoll(dm) : -1; // 0 means never direct
-        const char *cs = getenv("EPLB_COUNT_STRIPES");
-        eplb_gpu_set_count_stripes(g, cs ? atoi(cs) : 0);
+        // timing and diagnostic switches (docs/environment.md); a value
+        // out of range is the default
+        g->diag = (int)eplb_env_int("EPLB_FUSED_DIAG", 0, 7, 0); // bench diagnostics only
+        g->carveout = (int)eplb_env_int("EPLB_SEG_CARVEOUT", 0, 100, -1);
+        eplb_gpu_set_seg_setup(g, (int)eplb_env_int("EPLB_SEG_SETUP", 0, 3, -1));
+        g->seg_lanes = (int)eplb_env_int("EPLB_SEG_LANES", 8, 16, 0);
+        g->seg_bulk = (int)eplb_env_int("EPLB_SEG_BULK", 0, 1, 1);
+        g->direct_max = eplb_env_int("EPLB_DIRECT_MAX", 0, INT64_MAX, -1); // 0: never direct
+        eplb_gpu_set_count_stripes(g, (int)eplb_env_int("EPLB_COUNT_STRIPES", 0, 1 << 20, 0));
     }
     g->cc_major = prop.major;
     snprintf(g->name, sizeof g->name, "%s, sm_%d%d, %d SMs", prop.name, prop.major,

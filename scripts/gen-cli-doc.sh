@@ -12,6 +12,9 @@ bin=${1:-./eplb-replay}
     echo "input, failed write), 2 usage error (unknown or impossible option)."
     echo "Errors are printed as \`eplb-replay CMD: message\` on stderr and name the"
     echo "file and the field (attribute, dataset, option) at fault."
+    echo "Numbers in options are decimal: an optional \`-\`, digits, and for a"
+    echo "real a fraction and an exponent (\`0.5\`, \`.5\`, \`1e-3\`); a leading space or"
+    echo "\`+\`, hexadecimal, \`inf\` and \`nan\` are refused (\`src/decimal.h\`)."
     echo
     echo '```'
     "$bin" --help

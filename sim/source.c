@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "checks.h"
+#include "decimal.h"
 
 /* ---- trace ------------------------------------------------------------ */
 
@@ -110,8 +111,7 @@ static void *copy_piece(void *arg)
 
 void sim_copy_parallel(void *dst, const void *src, size_t n)
 {
-    const char *v = getenv("EPLB_COPY_THREADS");
-    int threads = v && atoi(v) >= 1 ? atoi(v) : COPY_THREADS;
+    int threads = (int)eplb_env_int("EPLB_COPY_THREADS", 1, INT32_MAX, COPY_THREADS);
     if (threads > COPY_THREADS)
         threads = COPY_THREADS;
     if (threads > eplb_num_threads())
@@ -501,9 +501,9 @@ static int64_t read_chunk(const eplb_sim_source_t *s, size_t row)
     /* whole dataset chunks per read: the parallel reader inflates every
      * chunk the range touches in full */
     const int64_t ct = eplb_trace_chunk_tokens(s->trace);
-    const char *rc = getenv("EPLB_READ_CHUNKS");
-    const int set = rc && atoi(rc) >= 1 && atoi(rc) <= 64;
-    const int64_t per = set ? atoi(rc) : READ_CHUNKS_PER_THREAD;
+    const int64_t rc = eplb_env_int("EPLB_READ_CHUNKS", 1, 64, 0);
+    const int set = rc > 0;
+    const int64_t per = set ? rc : READ_CHUNKS_PER_THREAD;
     /* EPLB_READ_CHUNKS: exactly that many per thread (also below 32 MiB:
      * tests read small traces in many reads) */
     if (ct > 0 && (set || chunk < per * eplb_num_threads() * ct))

@@ -7,6 +7,8 @@
  * rearrangement uses the whole ring, i.e. the last W steps. */
 #include "sim.h"
 
+#include "decimal.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,16 +44,15 @@ eplb_status_t eplb_sim_async_parse(eplb_async_t *out, int *chunk, const char *te
         return EPLB_OK;
     }
     if (!strncmp(text, "chunk:", 6)) {
-        char *end;
-        long k = strtol(text + 6, &end, 10);
-        if (end != text + 6 && !*end && k >= 1 && k <= 1 << 20) {
+        int64_t k = 0;
+        if (eplb_decimal_parse(&k, text + 6) == 0 && k >= 1 && k <= 1 << 20) {
             *out = EPLB_ASYNC_CHUNK;
             *chunk = (int)k;
             return EPLB_OK;
         }
     }
     return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                          "--async: '%s' is not off, layers or chunk:K (K >= 1)",
+                          "--async: '%s' is not off, layers or chunk:K (K in 1..1048576)",
                           text);
 }
 

@@ -8,7 +8,6 @@
  * compared with the serial one byte for byte. */
 #include "cmd.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 
 #include "checks.h"
 #include "cli_util.h"
+#include "decimal.h"
 #include "trace.h"
 
 #define MAX_REPEAT 1000
@@ -226,10 +226,9 @@ int eplb_bench_io(int argc, char **argv)
             break;
         case OPT_THREADS:
         case OPT_REPEAT: {
-            char *end;
-            long v = strtol(val, &end, 10);
+            int64_t v = 0;
             const int thr = opt->val == OPT_THREADS;
-            if (*end || v < 1 || v > (thr ? 256 : MAX_REPEAT)) {
+            if (eplb_decimal_parse(&v, val) != 0 || v < 1 || v > (thr ? 256 : MAX_REPEAT)) {
                 fprintf(stderr, "eplb-replay bench io: --%s must be an integer in 1..%d\n",
                         opt->name, thr ? 256 : MAX_REPEAT);
                 return 2;
@@ -242,12 +241,11 @@ int eplb_bench_io(int argc, char **argv)
         }
         case OPT_READS:
             for (const char *p = val;;) {
-                char *end;
-                errno = 0;
-                long long v = strtoll(p, &end, 10);
-                /* past MAX_READ_TOKENS (and past int64, which strtoll
-                 * clamped) the read loop's steps overflowed */
-                if (end == p || errno == ERANGE || v < 1 || v > MAX_READ_TOKENS ||
+                const char *end;
+                int64_t v = 0;
+                /* past MAX_READ_TOKENS (and past int64) the read loop's
+                 * steps overflowed */
+                if (eplb_decimal_read(&v, &end, p) != 0 || v < 1 || v > MAX_READ_TOKENS ||
                     (*end && *end != ',') || nreads == MAX_READS) {
                     fprintf(stderr,
                             "eplb-replay bench io: --reads wants up to %d token counts in "

@@ -2,7 +2,6 @@
  * selection + recording, and the fused kernel, on the GPU (CUDA graph
  * replay over rotating inputs, against the device bandwidth measured in the
  * same run) or on the CPU (tokens per second per core). */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include "checks.h"
 #include "cli_util.h"
 #include "cmd.h"
+#include "decimal.h"
 #include "kernels.h"
 
 #define CMD "bench kernels"
@@ -515,10 +515,8 @@ static eplb_status_t bench_cpu(const bopts_t *o)
 /* Strict integer option in [lo, hi] into *out. */
 static eplb_status_t opt_int(int *out, const char *opt, const char *s, int lo, int hi)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
+    int64_t v = 0;
+    if (eplb_decimal_parse(&v, s) != 0 || v < lo || v > hi)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: expected an integer in %d..%d, got "
                               "'%s'", opt, lo, hi, s);
     *out = (int)v;
@@ -528,10 +526,10 @@ static eplb_status_t opt_int(int *out, const char *opt, const char *s, int lo, i
 static int parse_tokens(bopts_t *o, const char *s)
 {
     o->nt = 0;
-    char *end;
+    const char *end;
     while (*s) {
-        long long v = strtoll(s, &end, 10);
-        if (end == s || v < 1 || v > MAX_TOKENS || o->nt == MAX_TS)
+        int64_t v = 0;
+        if (eplb_decimal_read(&v, &end, s) != 0 || v < 1 || v > MAX_TOKENS || o->nt == MAX_TS)
             return -1;
         o->tokens[o->nt++] = v;
         s = end;

@@ -3,7 +3,6 @@
  * synthetic counts stream generated on the fly (docs/perf/sim.md). */
 #include "cmd.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include "checks.h"
 #include "cli_util.h"
+#include "decimal.h"
 #include "sim.h"
 
 static void usage(FILE *f)
@@ -79,10 +79,8 @@ static eplb_status_t one_pass(double *secs, int L, int E, int D, int64_t S,
 static eplb_status_t opt_int(long long *out, const char *opt, const char *s, long long lo,
                              long long hi)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
+    int64_t v = 0;
+    if (eplb_decimal_parse(&v, s) != 0 || v < lo || v > hi)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: expected an integer in %lld..%lld, "
                               "got '%s'", opt, lo, hi, s);
     *out = v;

@@ -1,7 +1,8 @@
 /* cli_util.c - option parsing shared by the subcommands. */
 #include "cli_util.h"
 
-#include <errno.h>
+#include "decimal.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +12,8 @@
 eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt, int64_t min,
                                  int64_t max)
 {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(arg, &end, 10);
-    if (!arg[0] || *end || errno == ERANGE || v < min || v > max)
+    int64_t v = 0;
+    if (eplb_decimal_parse(&v, arg) != 0 || v < min || v > max)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "%s: expected an integer in %" PRId64 "..%" PRId64
                               ", got '%s'",

@@ -14,6 +14,7 @@
 
 #include "checks.h"
 #include "cli_util.h"
+#include "decimal.h"
 #include "json.h"
 #include "sim.h"
 #include "tmpfile_guard.h"
@@ -36,13 +37,9 @@ static size_t auto_gpu_bytes(void)
 {
     /* EPLB_AUTO_GPU_BYTES: the threshold in bytes (0: whenever the trace
      * has logits; docs/environment.md) */
-    const char *v = getenv("EPLB_AUTO_GPU_BYTES");
-    char *end = NULL;
-    if (v && *v >= '0' && *v <= '9') {
-        unsigned long long b = strtoull(v, &end, 10);
-        if (*end == '\0')
-            return (size_t)b;
-    }
+    const int64_t b = eplb_env_int("EPLB_AUTO_GPU_BYTES", 0, INT64_MAX, -1);
+    if (b >= 0)
+        return (size_t)b;
     const size_t t = (size_t)eplb_num_threads() * AUTO_GPU_BYTES_PER_THREAD;
     return t > AUTO_GPU_BYTES ? t : AUTO_GPU_BYTES;
 }
@@ -210,18 +207,17 @@ static eplb_status_t parse_list(int64_t *v, int *n, const char *s, const char *o
                                   s);
         }
         snprintf(item, sizeof item, "%.*s", (int)(len < 63 ? len : 63), t);
-        char *end;
-        errno = 0;
-        long long x = strtoll(item, &end, 10);
-        if (errno == ERANGE && end != item && !*end && len < sizeof item)
+        int64_t x = 0;
+        const int rc = len < sizeof item ? eplb_decimal_parse(&x, item) : EINVAL;
+        if (rc == ERANGE)
             return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: %s is outside [%lld, %lld]", opt,
                                   item, (long long)min, (long long)max);
-        if (len >= sizeof item || errno || end == item || *end)
+        if (rc)
             return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not an integer", opt,
                                   item);
         if (x < min || x > max)
             return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: %lld is outside [%lld, %lld]",
-                                  opt, x, (long long)min, (long long)max);
+                                  opt, (long long)x, (long long)min, (long long)max);
         if (*n >= MAX_LIST)
             return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: more than %d values", opt,
                                   MAX_LIST);
@@ -234,10 +230,8 @@ static eplb_status_t parse_list(int64_t *v, int *n, const char *s, const char *o
 
 static eplb_status_t parse_num(double *out, const char *s, const char *opt)
 {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(x))
+    double x = 0;
+    if (eplb_decimal_parse_double(&x, s) != 0)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not a number", opt, s);
     *out = x;
     return EPLB_OK;
@@ -897,6 +891,10 @@ int eplb_cmd_run(int argc, char **argv)
             fprintf(stderr, "eplb-replay run: %s has %lld steps (< 4): trigger once, which "
                     "uses no --window or --interval\n", o.trace_path, (long long)S);
     }
+
+    if (o.trig.async == EPLB_ASYNC_CHUNK && o.trig.chunk > inf->num_layers)
+        fprintf(stderr, "eplb-replay run: --async chunk:%d: %s has %d layers, so all of them "
+                "move in one step\n", o.trig.chunk, o.trace_path, inf->num_layers);
 
     /* resolve window / interval: the trigger's, and the oracle's own */
     int64_t owin[MAX_LIST], oint[MAX_LIST];

@@ -2,6 +2,8 @@
  * huge-page buffers. */
 #include "eplb.h"
 
+#include "decimal.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -170,18 +172,13 @@ int eplb_num_threads(void)
     const char *env = getenv("EPLB_THREADS");
     if (!env)
         return cpus;
-    char *end = NULL;
-    const int saved_errno = errno; /* callers may be reporting one */
-    errno = 0;
-    long long v = strtoll(env, &end, 10);
-    const int range = errno == ERANGE;
-    errno = saved_errno;
-    const int whole = *env && end != env && !*end;
-    if (whole && !range && v >= 1 && v <= MAX_THREADS)
+    int64_t v = 0;
+    const int rc = eplb_decimal_parse(&v, env);
+    if (rc == 0 && v >= 1 && v <= MAX_THREADS)
         return (int)v;
     /* a value that is not a thread count must not pass unnoticed (0, -1,
      * "abc" and "" once fell back to the CPU count silently) */
-    const int big = whole && v > MAX_THREADS; /* ERANGE above: LLONG_MAX */
+    const int big = (rc == 0 && v > MAX_THREADS) || (rc == ERANGE && env[0] != '-');
     if (!atomic_exchange(&threads_warned, 1)) {
         if (big)
             fprintf(stderr, "eplb-replay: EPLB_THREADS='%s' clamped to %d\n", env,

@@ -1243,6 +1243,23 @@ Test(bad_input, eplb_threads_warned)
  * 'f64'", "route: num_experts 600 outside [1, 512]", "replicas 8 is not a
  * multiple of gpus 16"), and `import --format bogus` answered "expected one
  * input file". */
+/* Numbers in options are what a user types: strtoll and strtod also took a
+ * leading space, a '+' and hexadecimal. */
+Test(bad_input, option_numbers_strict)
+{
+    char t[4096];
+    snprintf(t, sizeof t, "%s", eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5"));
+    eplb_test_cli_expect(2, "--gpus: '+8' is not an integer", "%s --device cpu --gpus +8", t);
+    eplb_test_cli_expect(2, "--gpus: ' 8' is not an integer", "%s --device cpu --gpus ' 8'", t);
+    eplb_test_cli_expect(2, "--threshold: '0x1p-1' is not a number",
+                         "%s --device cpu --trigger threshold --threshold 0x1p-1", t);
+    eplb_test_cli_expect(2, "--steps: expected an integer in",
+                         "gen --preset esft-lite --steps +4 -o never.h5");
+    eplb_test_cli_expect(2, "--tokens", "bench kernels --device cpu --tokens ' 64'");
+    eplb_test_cli_expect(2, "--async: 'chunk:+2' is not", "%s --device cpu --async chunk:+2", t);
+    eplb_test_cli_expect(2, "--reads", "bench io %s --reads +64", t);
+}
+
 Test(bad_input, sweep_messages_name_the_option)
 {
     eplb_test_cli_expect(2, "gen: --dtype: unknown dtype 'F16'",

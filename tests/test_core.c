@@ -1,4 +1,6 @@
-/* test_core.c - status/error handling, dtype conversion, JSON reader. */
+/* test_core.c - status/error handling, dtype conversion, decimal numbers,
+ * JSON reader. */
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -8,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "decimal.h"
 #include "helpers.h"
 #include "json.h"
 
@@ -103,6 +106,87 @@ Test(core, dtype_and_scoring_parse)
     eplb_assert_ok(eplb_scoring_parse(&sc, "sigmoid"));
     cr_assert_eq(sc, EPLB_SCORING_SIGMOID);
     eplb_assert_fails(eplb_scoring_parse(&sc, "tanh"), EPLB_ERR_INVALID_ARG, "tanh");
+}
+
+/* What a user types is a number; what strtoll/strtod also took is not. */
+Test(core, decimal_integers)
+{
+    static const struct {
+        const char *s;
+        int rc;
+        int64_t v;
+    } cases[] = {
+        {"0", 0, 0},
+        {"-0", 0, 0},
+        {"7", 0, 7},
+        {"-7", 0, -7},
+        {"007", 0, 7},
+        {"9223372036854775807", 0, INT64_MAX},
+        {"-9223372036854775808", 0, INT64_MIN},
+        {"9223372036854775808", ERANGE, 0},
+        {"-9223372036854775809", ERANGE, 0},
+        {"99999999999999999999", ERANGE, 0},
+        {"", EINVAL, 0},
+        {"-", EINVAL, 0},
+        {" 7", EINVAL, 0},
+        {"+7", EINVAL, 0},
+        {"7 ", EINVAL, 0},
+        {"0x10", EINVAL, 0},
+        {"1e3", EINVAL, 0},
+        {"99999999999999999999x", EINVAL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t v = 12345;
+        const int rc = eplb_decimal_parse(&v, cases[i].s);
+        cr_expect_eq(rc, cases[i].rc, "'%s': rc %d, want %d", cases[i].s, rc, cases[i].rc);
+        cr_expect_eq(v, rc ? 12345 : cases[i].v, "'%s': %lld", cases[i].s, (long long)v);
+    }
+    /* a list: the end is left at the separator */
+    const char *end = NULL;
+    int64_t v = 0;
+    cr_assert_eq(eplb_decimal_read(&v, &end, "12,3"), 0);
+    cr_assert_eq(v, 12);
+    cr_assert_str_eq(end, ",3");
+    cr_assert_eq(eplb_decimal_read(&v, &end, ",3"), EINVAL);
+    cr_assert_str_eq(end, ",3");
+}
+
+Test(core, decimal_reals)
+{
+    static const struct {
+        const char *s;
+        int rc;
+        double v;
+    } cases[] = {
+        {"0.5", 0, 0.5},   {".5", 0, 0.5},     {"5.", 0, 5.0},      {"-1e-3", 0, -0.001},
+        {"1E+2", 0, 100},  {"3", 0, 3},        {"1e400", ERANGE, 0}, {"0x1p-1", EINVAL, 0},
+        {" 1", EINVAL, 0}, {"+1", EINVAL, 0},  {"inf", EINVAL, 0},  {"nan", EINVAL, 0},
+        {".", EINVAL, 0},  {"e5", EINVAL, 0},  {"1e", EINVAL, 0},   {"1e+", EINVAL, 0},
+        {"", EINVAL, 0},   {"1.5x", EINVAL, 0}, {"-.", EINVAL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double v = -42;
+        const int rc = eplb_decimal_parse_double(&v, cases[i].s);
+        cr_expect_eq(rc, cases[i].rc, "'%s': rc %d, want %d", cases[i].s, rc, cases[i].rc);
+        cr_expect_eq(v, rc ? -42 : cases[i].v, "'%s': %g", cases[i].s, v);
+    }
+}
+
+/* Timing switches: a wrong value is the default. */
+Test(core, env_int_default_on_bad_values)
+{
+    static const struct {
+        const char *s;
+        int64_t want;
+    } cases[] = {{"5", 5}, {"1", 1}, {"64", 64}, {"0", -1}, {"65", -1},
+                 {"", -1}, {"4abc", -1}, {" 4", -1}, {"+4", -1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv("EPLB_TEST_ENV_INT", cases[i].s, 1);
+        cr_expect_eq(eplb_env_int("EPLB_TEST_ENV_INT", 1, 64, -1), cases[i].want, "'%s'",
+                     cases[i].s);
+    }
+    unsetenv("EPLB_TEST_ENV_INT");
+    cr_expect_eq(eplb_env_int("EPLB_TEST_ENV_INT", 1, 64, -1), -1);
 }
 
 Test(json, parses_nested_document)

@@ -155,7 +155,8 @@ static void usage(FILE *f)
         "  --threads N          worker threads for the runs (default: EPLB_THREADS or\n"
         "                       the CPU count)\n"
         "  --seed N             seed of random replica selection (default 0)\n"
-        "  --out DIR            write config.json, summary.json, summary.csv, results.h5\n"
+        "  --out DIR            write config.json, summary.json, summary.csv, results.h5,\n"
+        "                       report.txt (the text of the table and notes)\n"
         "  --json               print {\"config\": ..., \"runs\": [...]} instead of the table\n"
         "  --quiet              no configuration lines, no progress, no notes under the\n"
         "                       table (notes on options left unused still go to stderr)\n"
@@ -177,7 +178,7 @@ typedef struct {
     eplb_select_mode_t select;
     eplb_trigger_t trig;
     int trigger_set;            /* --trigger given */
-    int threshold_set, ema_set, max_moves_set, async_set;
+    int threshold_set, ema_set, max_moves_set, async_set, select_set, seed_set;
     int max_moves;
     const char *profile_path;
     double policy_time;
@@ -308,6 +309,10 @@ static eplb_status_t check_applies(const opts_t *o)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--%s does not apply to --trigger once (one placement from the "
                               "whole trace)", o->nwin ? "window" : "interval");
+    if (o->seed_set && o->select != EPLB_SELECT_RANDOM)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--seed applies to --select random only (the selection is %s)",
+                              eplb_select_mode_name(o->select));
     return EPLB_OK;
 }
 
@@ -406,6 +411,7 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
                 snprintf(why, sizeof why, "%s", eplb_error_last());
                 return eplb_error_set(EPLB_ERR_INVALID_ARG, "--select: %s", why);
             }
+            o->select_set = 1;
             break;
         case OPT_TRIGGER:
             EPLB_CHECK(eplb_sim_trigger_parse(&o->trig.kind, optarg));
@@ -473,6 +479,7 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             if (n != 1)
                 return eplb_error_set(EPLB_ERR_INVALID_ARG, "--seed: one value");
             o->seed = (uint64_t)one[0];
+            o->seed_set = 1;
             break;
         case OPT_OUT:
             o->out_dir = optarg;
@@ -620,10 +627,18 @@ static void write_config(FILE *f, void *p)
         else
             fputs("\"= gpus\"", f);
     }
+    /* null where no run has a window (as the runs' own fields) */
+    const int no_window = o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle");
     fputs(", \"window\": ", f);
-    write_i64_list(f, o->window, o->nwin);
+    if (no_window)
+        fputs("null", f);
+    else
+        write_i64_list(f, o->window, o->nwin);
     fputs(", \"interval\": ", f);
-    write_i64_list(f, o->interval, o->nint);
+    if (no_window)
+        fputs("null", f);
+    else
+        write_i64_list(f, o->interval, o->nint);
     fputs(", \"select\": ", f);
     eplb_json_write_string(f, eplb_select_mode_name(o->select));
     fputs(", \"trigger\": ", f);
@@ -690,9 +705,70 @@ static void write_csv_file(FILE *f, void *p)
     eplb_sim_write_csv(f, c->res, c->nres);
 }
 
+/* The report's first lines: the trace and the resolved options (printed
+ * before the replay, so that a long run shows what it does). */
+static void write_report_head(FILE *f, void *p)
+{
+    const out_ctx_t *c = p;
+    const opts_t *o = c->o;
+    const eplb_trace_info_t *inf = c->inf;
+    fprintf(f, "# trace %s: %s, %d layers, %d experts, top-%d, %lld steps\n", o->trace_path,
+            inf->model, inf->num_layers, inf->route.num_experts, inf->route.top_k,
+            (long long)inf->num_steps);
+    fprintf(f, "# trigger %s", eplb_sim_trigger_name(o->trig.kind));
+    fprintf(f, ", window ");
+    write_i64_list(f, o->window, o->nwin);
+    fprintf(f, ", interval ");
+    write_i64_list(f, o->interval, o->nint);
+    fprintf(f, ", async %s, select %s, nodes %d, seed %llu\n",
+            o->trig.async == EPLB_ASYNC_OFF      ? "off"
+            : o->trig.async == EPLB_ASYNC_LAYERS ? "layers"
+                                                 : "chunk",
+            eplb_select_mode_name(o->select), o->nodes, (unsigned long long)o->seed);
+    fprintf(f, "# device %s\n", o->device_used);
+    fprintf(f, "# profile %s; expert %dx%d, %.1f MB (%s)\n", c->so->prof.name,
+            c->so->shape.hidden, c->so->shape.inter,
+            eplb_sim_expert_bytes(&c->so->shape) / 1e6, c->so->shape.source);
+}
+
+/* The results: the routing check, the table, notes and the legend (quiet:
+ * the table alone). */
+static void write_report_body(FILE *f, const out_ctx_t *c, int quiet)
+{
+    if (!quiet && c->route_rows > 0)
+        fprintf(f, "# routed from logits; %lld of %lld (token, layer) rows differ from the "
+                "recorded topk ids (%.4f%%)\n",
+                (long long)c->route_differ, (long long)c->route_rows,
+                100.0 * c->route_differ / c->route_rows);
+    eplb_sim_print_table(f, c->res, c->nres);
+    for (int k = 0; k < c->nres && !quiet; k++) {
+        const eplb_sim_run_cfg_t *rc = &c->res[k].cfg;
+        if (c->res[k].rebalances == 0 && strcmp(c->res[k].policy, "none") &&
+            rc->trig.kind != EPLB_TRIGGER_ONCE)
+            fprintf(f, "# note: %s (D %d, P %d, W %lld, I %lld) rearranged nothing in %lld "
+                    "steps\n", c->res[k].label, rc->num_gpus, rc->num_slots,
+                    (long long)rc->trig.window, (long long)rc->trig.interval,
+                    (long long)c->inf->num_steps);
+    }
+    if (!quiet)
+        fprintf(f, "# bal: mean/max GPU load (1 = even), averaged over steps and layers; "
+                "worst(l): the layer with the lowest;\n"
+                "# moe_us/st: modeled MoE time per step (slowest GPU's experts + "
+                "dispatch/combine); ovh: mapping/recording;\n"
+                "# gain%%: time saved against none on the same tokens, after overhead "
+                "and stalls (docs/simulator.md)\n");
+}
+
+/* report.txt: what the terminal shows without --json or --quiet */
+static void write_report_file(FILE *f, void *p)
+{
+    write_report_head(f, p);
+    write_report_body(f, p, 0);
+}
+
 /* The names written under --out DIR. */
 static const char *const out_names[] = {"results.h5", "config.json", "summary.json",
-                                        "summary.csv"};
+                                        "summary.csv", "report.txt"};
 
 /* Before any work: DIR, if it exists, is a directory, and none of the output
  * names in it is something a file cannot be renamed onto, or one of the
@@ -821,7 +897,8 @@ static eplb_status_t write_out_files(eplb_tmp_set_t *set, const char *dir, out_c
         void (*fn)(FILE *, void *);
     } files[] = {{"config.json", write_config_file},
                  {"summary.json", write_summary},
-                 {"summary.csv", write_csv_file}};
+                 {"summary.csv", write_csv_file},
+                 {"report.txt", write_report_file}};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         const char *tmp;
         EPLB_CHECK(out_set_add(&tmp, set, dir, files[i].name));
@@ -892,6 +969,16 @@ int eplb_cmd_run(int argc, char **argv)
                     "uses no --window or --interval\n", o.trace_path, (long long)S);
     }
 
+    /* a counts trace has no per-token choice: every mode is an even split
+     * of each count (docs/simulator.md), so naming one would compare
+     * nothing */
+    if (o.select_set && !(inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK))) {
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--select %s: %s has expert counts only (no per-token routing): "
+                            "each count is split evenly over the expert's replicas, whatever "
+                            "the mode", eplb_select_mode_name(o.select), o.trace_path);
+        goto fail;
+    }
     if (o.trig.async == EPLB_ASYNC_CHUNK && o.trig.chunk > inf->num_layers)
         fprintf(stderr, "eplb-replay run: --async chunk:%d: %s has %d layers, so all of them "
                 "move in one step\n", o.trig.chunk, o.trace_path, inf->num_layers);
@@ -951,6 +1038,13 @@ int eplb_cmd_run(int argc, char **argv)
                     goto fail;
                 }
                 P = (int)p;
+                /* vLLM requires (E + R) % D == 0 and refuses otherwise; here
+                 * the slots are rounded up, so say what R became */
+                if (o.nred && p != E + R)
+                    fprintf(stderr, "eplb-replay run: --gpus %d, --redundant %lld: P = %d "
+                            "(E + R = %lld rounded up to a multiple of %d: %lld redundant "
+                            "slots)\n", D, (long long)R, P, (long long)(E + R), D,
+                            (long long)(P - E));
             }
             /* phy2log and its copies hold layers x P entries per run */
             if ((int64_t)P * inf->num_layers > MAX_LAYER_SLOTS) {
@@ -1074,24 +1168,8 @@ int eplb_cmd_run(int argc, char **argv)
         fclose(mf);
     }
     so.config_json = cfg_json;
-    if (!o.json && !o.quiet) {
-        printf("# trace %s: %s, %d layers, %d experts, top-%d, %lld steps\n",
-               o.trace_path, inf->model, inf->num_layers, E, inf->route.top_k,
-               (long long)S);
-        printf("# trigger %s", eplb_sim_trigger_name(o.trig.kind));
-        printf(", window ");
-        write_i64_list(stdout, o.window, o.nwin);
-        printf(", interval ");
-        write_i64_list(stdout, o.interval, o.nint);
-        printf(", async %s, select %s, nodes %d, seed %llu\n",
-               o.trig.async == EPLB_ASYNC_OFF ? "off"
-               : o.trig.async == EPLB_ASYNC_LAYERS ? "layers" : "chunk",
-               eplb_select_mode_name(o.select), o.nodes, (unsigned long long)o.seed);
-        printf("# device %s\n", o.device_used);
-        printf("# profile %s; expert %dx%d, %.1f MB (%s)\n", so.prof.name,
-               so.shape.hidden, so.shape.inter, eplb_sim_expert_bytes(&so.shape) / 1e6,
-               so.shape.source);
-    }
+    if (!o.json && !o.quiet)
+        write_report_head(stdout, &ctx);
     /* All checks are done: now the output directory may be created. */
     if (o.out_dir) {
         EPLB_CHECK_GOTO(out_dirs_make(&out_dirs, o.out_dir), st, fail);
@@ -1105,31 +1183,10 @@ int eplb_cmd_run(int argc, char **argv)
     ctx.res = res;
     ctx.nres = nruns;
     eplb_sim_source_routing_check(src, &ctx.route_rows, &ctx.route_differ);
-    if (o.json) {
+    if (o.json)
         write_summary(stdout, &ctx);
-    } else {
-        if (!o.quiet && ctx.route_rows > 0)
-            printf("# routed from logits; %lld of %lld (token, layer) rows differ from the "
-                   "recorded topk ids (%.4f%%)\n",
-                   (long long)ctx.route_differ, (long long)ctx.route_rows,
-                   100.0 * ctx.route_differ / ctx.route_rows);
-        eplb_sim_print_table(stdout, res, nruns);
-        for (int k = 0; k < nruns && !o.quiet; k++) {
-            const eplb_sim_run_cfg_t *c = &res[k].cfg;
-            if (res[k].rebalances == 0 && strcmp(res[k].policy, "none") &&
-                c->trig.kind != EPLB_TRIGGER_ONCE)
-                printf("# note: %s (D %d, P %d, W %lld, I %lld) rearranged nothing in %lld "
-                       "steps\n", res[k].label, c->num_gpus, c->num_slots,
-                       (long long)c->trig.window, (long long)c->trig.interval, (long long)S);
-        }
-        if (!o.quiet)
-            printf("# bal: mean/max GPU load (1 = even), averaged over steps and layers; "
-                   "worst(l): the layer with the lowest;\n"
-                   "# moe_us/st: modeled MoE time per step (slowest GPU's experts + "
-                   "dispatch/combine); ovh: mapping/recording;\n"
-                   "# gain%%: time saved against none on the same tokens, after overhead "
-                   "and stalls (docs/simulator.md)\n");
-    }
+    else
+        write_report_body(stdout, &ctx, o.quiet);
     if (o.out_dir)
         EPLB_CHECK_GOTO(write_out_files(&out_set, o.out_dir, &ctx), st, fail);
     /* a full disk or closed pipe must not pass for a result (the --out

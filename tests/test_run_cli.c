@@ -553,8 +553,8 @@ Test(run_cli, out_dir_files_and_reproducible)
         cr_assert(strstr(out, "deepseek") && strstr(out, "none"), "%s", out);
         free(out);
         static const char *files[] = {"config.json", "summary.json", "summary.csv",
-                                      "results.h5"};
-        for (int k = 0; k < 4; k++) {
+                                      "results.h5", "report.txt"};
+        for (int k = 0; k < 5; k++) {
             snprintf(f, sizeof f, "%s/%s", dirs[i], files[k]);
             cr_assert(exists(f), "missing %s", f);
         }
@@ -562,8 +562,8 @@ Test(run_cli, out_dir_files_and_reproducible)
     char cmd[2000];
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", d1);
     cr_assert_neq(system(cmd), 0, "temporary file left in %s", d1);
-    static const char *same[] = {"summary.json", "summary.csv", "results.h5"};
-    for (int k = 0; k < 3; k++) {
+    static const char *same[] = {"summary.json", "summary.csv", "results.h5", "report.txt"};
+    for (int k = 0; k < 4; k++) {
         snprintf(cmd, sizeof cmd, "cmp -s '%s/%s' '%s/%s'", d1, same[k], d2, same[k]);
         cr_assert_eq(system(cmd), 0, "%s differs between identical runs", same[k]);
     }
@@ -573,6 +573,70 @@ Test(run_cli, out_dir_files_and_reproducible)
     cr_assert_not_null(eplb_json_get(v, "profile"));
     cr_assert_not_null(eplb_json_get(v, "window"));
     eplb_json_free(v);
+}
+
+/* --out DIR's report.txt is what the terminal shows (header, table, notes,
+ * legend), whatever --quiet or --json do to stdout. */
+Test(run_cli, out_dir_report_is_the_terminal_text)
+{
+    char d[600], f[700];
+    snprintf(d, sizeof d, "%s/out/report", tdir);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --policy deepseek,lpt --policy-time 0 "
+                                     "--device cpu --out '%s'", tok_trace, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    snprintf(f, sizeof f, "%s/report.txt", d);
+    size_t n = 0;
+    unsigned char *txt = eplb_test_slurp(f, &n);
+    cr_assert_not_null(txt, "no %s", f);
+    cr_assert_eq(n, strlen(out), "report.txt (%zu bytes) is not stdout (%zu):\n%s\n--\n%s", n,
+                 strlen(out), (char *)txt, out);
+    cr_assert(memcmp(txt, out, n) == 0, "report.txt differs from stdout");
+    cr_assert(strstr(out, "# trace ") && strstr(out, "deepseek") && strstr(out, "# bal:"),
+              "%s", out);
+    free(txt);
+    free(out);
+    /* with --json on stdout the report is still the text */
+    rc = eplb_test_run_cli(&out, "run '%s' --policy deepseek,lpt --policy-time 0 --device cpu "
+                                 "--json --quiet --out '%s'", tok_trace, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    txt = eplb_test_slurp(f, &n);
+    cr_assert_not_null(txt, "no %s", f);
+    char *t = strndup((char *)txt, n); /* slurp does not terminate */
+    cr_assert(t && strstr(t, "# bal:") && !strchr(t, '{'), "%s", t ? t : "");
+    free(t);
+    free(txt);
+    free(out);
+}
+
+/* A counts trace has no per-token choice (every mode is an even split), and
+ * --seed seeds the random mode only: options that would change nothing are
+ * refused, not ignored. */
+Test(run_cli, select_and_seed_only_where_they_act)
+{
+    eplb_test_cli_expect(2, "--select flatmod: ", "run '%s' --gpus 4 --select flatmod", cnt_trace);
+    eplb_test_cli_expect(2, "has expert counts only", "run '%s' --gpus 4 --select hash",
+                         cnt_trace);
+    eplb_test_cli_expect(2, "--seed applies to --select random only (the selection is hash)",
+                         "run '%s' --seed 3", tok_trace);
+    eplb_test_cli_expect(2, "--seed applies to --select random only (the selection is local)",
+                         "run '%s' --seed 3 --select local", tok_trace);
+    eplb_test_cli_expect(0, NULL, "run '%s' --seed 3 --select random --device cpu --quiet",
+                         tok_trace);
+}
+
+/* --redundant values that P rounds up say what R became. */
+Test(run_cli, redundant_rounded_up_is_said)
+{
+    eplb_test_cli_expect(0, "--redundant 3: P = 20 (E + R = 19 rounded up to a multiple of 4: "
+                            "4 redundant slots)",
+                         "run '%s' --gpus 4 --redundant 3 --device cpu --quiet", tok_trace);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --redundant 4 --device cpu --quiet",
+                               tok_trace);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(!strstr(out, "rounded up"), "%s", out);
+    free(out);
 }
 
 Test(run_cli, counts_only_trace)

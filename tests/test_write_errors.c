@@ -181,7 +181,7 @@ Test(write_errors, run_out_past_size_limit, .timeout = 60)
 /* ---- 2. run --out: all files or none ------------------------------------- */
 
 static const char *const out_names[] = {"config.json", "results.h5", "summary.json",
-                                        "summary.csv"};
+                                        "summary.csv", "report.txt"};
 
 /* An --out directory holding the files of an earlier run ("old NAME"). */
 static void write_old_outputs(const char *dir)
@@ -205,10 +205,12 @@ static void assert_old_outputs(const char *dir)
                   "%s/%s was replaced by a run that failed", dir, out_names[i]);
         free(got);
     }
-    cr_assert_eq(eplb_test_dir_entries(dir), 4, "%s holds more than the earlier files", dir);
+    cr_assert_eq(eplb_test_dir_entries(dir), (int)(sizeof out_names / sizeof out_names[0]),
+                 "%s holds more than the earlier files", dir);
 }
 
-/* summary.json is written last but one; its temporary name (the writer
+/* summary.json is written in the middle (results.h5 and config.json
+ * before it, summary.csv and report.txt after); its temporary name (the writer
  * writes it under that name itself: eplb_tmp_name) is a link to
  * /dev/full, which fails every write with ENOSPC.  The run must exit 1 naming summary.json
  * and "No space left on device", and leave the earlier files as they were

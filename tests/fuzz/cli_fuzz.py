@@ -42,7 +42,7 @@ def ints(rng, lo, hi, typical=(), allow_neg=True):
     pool = [(str(lo), V), (str(hi), V), (str(hi + 1), X), (str(lo - 1), X),
             (str(I31), V if hi >= I31 else X), (str(I63), X), (str(I64), X),
             (str(-I63 - 1), X), ("8x", X), ("", X), ("0x10", X), ("1e3", X),
-            ("4.0", X), (" 8", U), ("+8", U), ("nan", X), ("-", X),
+            ("4.0", X), (" 8", X), ("+8", X), ("nan", X), ("-", X),
             ("9" * 40, X)]
     if rng.random() < 0.65 and typical:
         v = rng.choice(typical)
@@ -64,7 +64,7 @@ def floats(rng, ok, typical):
     try:
         x = float(t)
         if x != x or x in (float("inf"), float("-inf")) or t.strip() != t or "x" in t.lower():
-            return t, X if t.strip() == t and "x" not in t.lower() else U
+            return t, X  # src/decimal.h: no space, '+', hex, inf or nan
         return t, V if ok(x) else X
     except ValueError:
         return t, X
@@ -285,6 +285,8 @@ def gen_run(rng, e, cd):
         elif o == "--select":
             val = rng.choice(["hash", "flatmod", "random", "local", "rr-block", "balanced",
                               "Hash", "", "local,hash"])
+            if val not in ("Hash", "", "local,hash"):
+                st["sel"] = val
             c.opt(rng, o, val, X if val in ("Hash", "", "local,hash") else V)
         elif o == "--trigger":
             val = rng.choice(["vllm", "sglang", "trtllm", "threshold", "once", "oracle",
@@ -349,6 +351,8 @@ def gen_run(rng, e, cd):
             c.opt(rng, o, val, ok)
         elif o == "--seed":
             val, ok = ints(rng, 0, I63 - 1, [0, 1, 42, I63 - 1])
+            if ok is V:
+                st["seed"] = 1
             c.opt(rng, o, val, ok)
         elif o == "--out":
             p, ok, rt = out_path(rng, e, cd, "dir", trace)
@@ -373,6 +377,10 @@ def gen_run(rng, e, cd):
         c.bad.append("--ema-decay without --trigger trtllm")
     if st["mm"] and "migration-aware" not in pol:
         c.bad.append("--max-moves without migration-aware")
+    if st.get("seed") and st.get("sel", "hash") != "random":
+        c.bad.append("--seed without --select random")
+    if st.get("sel") and trace == e.counts:
+        c.bad.append("--select on a counts-only trace")
     if st["trig"] == "once" and (st["win"] or st["itv"]) and "oracle" not in pol:
         c.bad.append("--trigger once with --window/--interval")
     if pol == ["none"] and (st["trig"] or st["win"] or st["itv"] or st["async"]):

@@ -135,9 +135,10 @@ static void usage(FILE *f)
         "  --threshold X        threshold trigger: rearrange when balancedness < X (0.9;\n"
         "                       only with --trigger threshold)\n"
         "  --ema-decay X        trtllm EMA decay (0.95; only with --trigger trtllm)\n"
-        "  --max-moves M        migration-aware policy: slot changes per layer (-1 all,\n"
-        "                       the default; then up to ~1 s per layer at 4096 slots:\n"
-        "                       on a terminal \"layer N of L\" shows on stderr after 2 s)\n"
+        "  --max-moves M        migration-aware policy: slot changes per layer and\n"
+        "                       rearrangement (default 16, as rebalance's; -1: no limit,\n"
+        "                       then up to ~1 s per layer at 4096 slots: on a terminal\n"
+        "                       \"layer N of L\" shows on stderr after 2 s)\n"
         "cost model:\n"
         "  --profile FILE       hardware profile (default sim/profiles/h100-8gpu-ib400.txt,\n"
         "                       built in)\n"
@@ -915,7 +916,7 @@ int eplb_cmd_run(int argc, char **argv)
     o.trig = t0;
     o.nodes = 1;
     o.select = EPLB_SELECT_HASH;
-    o.max_moves = -1;
+    o.max_moves = 16; /* as rebalance: the policy's point is a bounded move */
     o.policy_time = -1;
     o.device = "auto";
     o.policies[0] = "deepseek";

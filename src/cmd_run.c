@@ -4,6 +4,7 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -855,13 +856,24 @@ static eplb_status_t out_dirs_make(out_dirs_t *d, const char *dir)
         if (i < len && d->dir[i] != '/')
             continue;
         d->dir[i] = '\0';
-        if (mkdir(d->dir, 0777) == 0) {
+        /* the guard's signals wait until a directory made is also guarded:
+         * between the two, SIGINT left it behind */
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigaddset(&block, SIGTERM);
+        sigaddset(&block, SIGHUP);
+        sigprocmask(SIG_BLOCK, &block, &old);
+        const int made = mkdir(d->dir, 0777) == 0;
+        const int err = errno;
+        if (made) {
             d->made[d->n] = i;
             d->guard[d->n++] = eplb_tmp_guard_arm_dir(d->dir);
         }
-        else if (i == len && errno != EEXIST)
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (!made && i == len && err != EEXIST)
             return eplb_error_set(EPLB_ERR_IO, "--out: cannot create %s: %s", dir,
-                                  strerror(errno));
+                                  strerror(err));
         d->dir[i] = dir[i];
     }
     return EPLB_OK;

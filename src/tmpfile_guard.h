@@ -33,7 +33,7 @@ void eplb_tmp_guard_disarm(int id);
 
 /* ---- output sets ---------------------------------------------------------
  * Files that are only meaningful together (run --out: results.h5,
- * config.json, summary.json, summary.csv) are each written under a guarded
+ * config.json, summary.json, summary.csv, report.txt) are each written under a guarded
  * temporary name "<final>.tmp.<pid>" and renamed to their final names only
  * once every one of them is complete, so that a failed run leaves the final
  * names as they were: no mix of new files and earlier ones.  Not

@@ -29,8 +29,10 @@ static void usage(FILE *f)
             "                 float32 logits whose softmax top-6 reproduces them; prints\n"
             "                 how many tokens could not be reproduced.\n"
             "  sglang-counts  SGLang expert distribution {\"logical_count\": [layers]\n"
-            "                 [experts]}: all-zero (dense) layers are dropped; writes\n"
-            "                 the counts as one step.\n"
+            "                 [experts]} (run totals: one step) or [steps][layers]\n"
+            "                 [experts] (per-pass dumps, EPLB time series: one step\n"
+            "                 each); layers all zero in every step (dense) are dropped;\n"
+            "                 a step has ceil(largest layer sum / K) tokens.\n"
             "\n"
             "options:\n"
             "  --format FMT           esft or sglang-counts (required)\n"
@@ -164,7 +166,7 @@ int eplb_cmd_import(int argc, char **argv)
             return eplb_cmd_fail("import",
                                  eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                 "--tokens-per-step applies to --format esft "
-                                                "only (SGLang counts are one step)"));
+                                                "only (SGLang counts keep the file's steps)"));
         if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
             return eplb_cmd_fail("import", st);
         st = eplb_import_sglang(in, out, (int)topk, model);

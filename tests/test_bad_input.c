@@ -67,21 +67,6 @@ static const char *make_trace(const char *dir, const char *name, int L, int E, i
     return b;
 }
 
-/* The whole file as a string (eplb_test_slurp does not terminate it). */
-static char *slurp_text(const char *path)
-{
-    size_t n = 0;
-    char *b = (char *)eplb_test_slurp(path, &n);
-    b[n] = '\0';
-    return b;
-}
-
-static int exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 /* Found: `run --gpus 4,` and `--policy deepseek,,lpt` were accepted (the
  * empty element silently dropped). */
 Test(bad_input, run_empty_list_elements)
@@ -227,7 +212,7 @@ Test(bad_input, run_out_blocked_name)
     cr_assert(mkdir(out, 0777) == 0 && mkdir(blk, 0777) == 0);
     eplb_test_cli_expect(1, "summary.json exists and is not a regular file",
                          "run %s --quiet --gpus 4 --out %s", t, out);
-    cr_assert(!exists(cfg), "config.json written although the run was refused");
+    cr_assert(!eplb_test_exists(cfg), "config.json written although the run was refused");
     rmdir(blk);
     /* onto an existing file: not a directory */
     const char *f = eplb_test_path(d, "file");
@@ -248,7 +233,7 @@ Test(bad_input, run_failed_leaves_nothing)
     char out[4096];
     snprintf(out, sizeof out, "%s", eplb_test_path(d, "newout"));
     eplb_test_cli_expect(1, "NaN or Inf logit", "run %s --quiet --gpus 4 --out %s", t, out);
-    cr_assert(!exists(out), "%s left behind by a failed run", out);
+    cr_assert(!eplb_test_exists(out), "%s left behind by a failed run", out);
     /* into an existing directory: it stays, empty */
     cr_assert(mkdir(out, 0777) == 0);
     eplb_test_cli_expect(1, "/router/logits", "run %s --quiet --gpus 4 --out %s", t, out);
@@ -524,7 +509,7 @@ Test(bad_input, stdout_write_error)
         /* the helper appends 2>&1: keep stderr apart, in a file */
         int rc = eplb_test_run_cli(NULL, "%s >/dev/full 2>%s; exit $?", cmd, err);
         cr_assert_eq(rc, 1, "%s >/dev/full: exit %d", cmd, rc);
-        char *msg = slurp_text(err);
+        char *msg = eplb_test_slurp_text(err);
         cr_assert(strstr(msg, "stdout: write error") != NULL, "%s: stderr '%s'", cmd, msg);
         free(msg);
     }
@@ -848,7 +833,7 @@ Test(bad_input, stdout_write_error_in_main)
     snprintf(err, sizeof err, "%s", eplb_test_path(d, "err"));
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = eplb_test_run_cli(NULL, "%s >/dev/full 2>%s; exit $?", cmds[i], err);
-        char *msg = slurp_text(err);
+        char *msg = eplb_test_slurp_text(err);
         cr_assert_eq(rc, 1, "'%s >/dev/full': exit %d: %s", cmds[i], rc, msg);
         cr_assert(strstr(msg, "eplb-replay: stdout: write error") != NULL, "%s: '%s'",
                   cmds[i], msg);
@@ -856,7 +841,7 @@ Test(bad_input, stdout_write_error_in_main)
     }
     /* a command that fails says so once, and keeps its status */
     int rc = eplb_test_run_cli(NULL, "gen --bogus >/dev/full 2>%s; exit $?", err);
-    char *msg = slurp_text(err);
+    char *msg = eplb_test_slurp_text(err);
     cr_assert_eq(rc, 2, "%s", msg);
     cr_assert(strstr(msg, "write error") == NULL, "%s", msg);
     free(msg);
@@ -957,7 +942,7 @@ Test(bad_input, import_onto_its_input)
     eplb_test_write_text(js, "{\"logical_count\": [[1, 2, 3, 4]]}\n");
     eplb_test_cli_expect(2, "is an input of the import",
                          "import --format sglang-counts %s -o %s --top-k 2", js, js);
-    char *after = slurp_text(js);
+    char *after = eplb_test_slurp_text(js);
     cr_assert_str_eq(after, "{\"logical_count\": [[1, 2, 3, 4]]}\n");
     free(after);
     snprintf(dir, sizeof dir, "%s", eplb_test_path(d, "esft"));
@@ -966,7 +951,7 @@ Test(bad_input, import_onto_its_input)
     eplb_test_write_text(log1, "1\t\t0.5\n");
     eplb_test_cli_expect(2, "is an input of the import", "import --format esft %s -o %s", dir,
                          log1);
-    after = slurp_text(log1);
+    after = eplb_test_slurp_text(log1);
     cr_assert_str_eq(after, "1\t\t0.5\n");
     free(after);
     unlink(log1);
@@ -982,7 +967,7 @@ Test(bad_input, import_onto_its_input)
 Test(bad_input, interrupted_run_leaves_no_directories)
 {
     const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5");
-    if (!exists(tr))
+    if (!eplb_test_exists(tr))
         cr_skip_test("%s not present", tr);
     char trace[4096], bin[4096], top[2048], out[4096];
     snprintf(trace, sizeof trace, "%s", tr);
@@ -1004,18 +989,18 @@ Test(bad_input, interrupted_run_leaves_no_directories)
             _exit(127);
         }
         int waited = 0;
-        while (!exists(out) && waited < 30000) {
+        while (!eplb_test_exists(out) && waited < 30000) {
             usleep(10000);
             waited += 10;
         }
-        cr_assert(exists(out), "%s never appeared", out);
+        cr_assert(eplb_test_exists(out), "%s never appeared", out);
         usleep(50000); /* past the mkdir and its guard (microseconds apart) */
         kill(p, sigs[k]);
         int status = 0;
         cr_assert_eq(waitpid(p, &status, 0), p);
         cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == sigs[k],
                   "the run did not die of signal %d (status %#x)", sigs[k], status);
-        cr_assert(!exists(top), "signal %d: %s left behind", sigs[k], top);
+        cr_assert(!eplb_test_exists(top), "signal %d: %s left behind", sigs[k], top);
     }
     rmdir(d);
 }

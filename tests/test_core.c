@@ -44,18 +44,72 @@ Test(core, error_message_kept_per_thread)
     cr_assert_str_eq(eplb_error_last(), "x.h5: cannot open", "this thread's message changed");
 }
 
-/* Every half value converts to float and back to the same bits: an
- * independent check of both directions (NaNs keep NaN-ness). */
+/* A half's value from its fields, by the IEEE 754 binary16 definition
+ * (sign, 5-bit exponent of bias 15, 10-bit fraction), not by the decoder's
+ * bit moves. */
+static float f16_by_definition(uint16_t h)
+{
+    const int sign = h >> 15, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    float v;
+    if (e == 0x1f)
+        v = m ? NAN : INFINITY;
+    else if (e == 0)
+        v = ldexpf((float)m, -24); /* subnormal: m x 2^-14 x 2^-10 */
+    else
+        v = ldexpf((float)(1024 + m), e - 25); /* 1.m x 2^(e-15) */
+    return sign ? -v : v;
+}
+
+/* Every half decodes to the value its fields define (a check of the
+ * decoder on its own), and encoding that value gives the same bits back
+ * (the encoder on every exactly representable value; NaNs stay NaN). */
 Test(core, f16_round_trip_all_values)
 {
     for (uint32_t h = 0; h < 65536; h++) {
-        float f = eplb_f16_to_f32((uint16_t)h);
+        float f = eplb_f16_to_f32((uint16_t)h), want = f16_by_definition((uint16_t)h);
+        if (isnan(want)) {
+            cr_assert(isnan(f), "half 0x%04x -> %g, want NaN", h, f);
+            cr_assert(isnan(eplb_f16_to_f32(eplb_f32_to_f16(f))), "half 0x%04x", h);
+            continue;
+        }
+        cr_assert(f == want && signbit(f) == signbit(want), "half 0x%04x -> %a, want %a", h,
+                  f, want);
         uint16_t back = eplb_f32_to_f16(f);
-        if (isnan(f))
-            cr_assert(isnan(eplb_f16_to_f32(back)));
-        else
-            cr_assert_eq(back, h, "half 0x%04x -> %g -> 0x%04x", h, f, back);
+        cr_assert_eq(back, h, "half 0x%04x -> %g -> 0x%04x", h, f, back);
     }
+}
+
+/* Decoded halves against values written down from the format (hex float
+ * literals), the edges of each range. */
+Test(core, f16_decodes_known_values)
+{
+    static const struct {
+        uint16_t h;
+        float f;
+    } cases[] = {
+        {0x0000, 0.0f},
+        {0x0001, 0x1p-24f},        /* smallest subnormal */
+        {0x03ff, 0x1.ff8p-15f},    /* largest subnormal: 1023 x 2^-24 */
+        {0x0400, 0x1p-14f},        /* smallest normal */
+        {0x3555, 0x1.554p-2f},     /* 0.333251953125 */
+        {0x3c00, 1.0f},
+        {0x3c01, 0x1.004p0f},      /* 1 + 2^-10 */
+        {0xc000, -2.0f},
+        {0x7bff, 65504.0f},        /* largest finite */
+        {0xfbff, -65504.0f},
+        {0x7c00, INFINITY},
+        {0xfc00, -INFINITY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float f = eplb_f16_to_f32(cases[i].h);
+        cr_assert(f == cases[i].f && !signbit(f) == !signbit(cases[i].f),
+                  "half 0x%04x -> %a, want %a", cases[i].h, f, cases[i].f);
+    }
+    float nz = eplb_f16_to_f32(0x8000);
+    cr_assert(nz == 0.0f && signbit(nz), "half 0x8000 -> %a, want -0", nz);
+    static const uint16_t nans[] = {0x7e00, 0x7c01, 0x7fff, 0xfe00};
+    for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++)
+        cr_assert(isnan(eplb_f16_to_f32(nans[i])), "half 0x%04x is a NaN", nans[i]);
 }
 
 Test(core, f16_known_values)
@@ -68,6 +122,38 @@ Test(core, f16_known_values)
     /* 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even (1.0). */
     cr_assert_eq(eplb_f32_to_f16(1.0f + ldexpf(1, -11)), 0x3c00);
     cr_assert_eq(eplb_f32_to_f16(1.0f + 3 * ldexpf(1, -11)), 0x3c02);
+}
+
+/* Decoded bfloat16s (the high half of a float32: sign, 8-bit exponent of
+ * bias 127, 7-bit fraction) against values written down from the format. */
+Test(core, bf16_decodes_known_values)
+{
+    static const struct {
+        uint16_t b;
+        float f;
+    } cases[] = {
+        {0x0000, 0.0f},
+        {0x0001, 0x1p-133f},       /* smallest subnormal: 2^-126 x 2^-7 */
+        {0x007f, 0x1.fcp-127f},    /* largest subnormal */
+        {0x0080, 0x1p-126f},       /* smallest normal */
+        {0x3eab, 0x1.56p-2f},      /* 0.333984375 */
+        {0x3f80, 1.0f},
+        {0x3f81, 0x1.02p0f},       /* 1 + 2^-7 */
+        {0xc040, -3.0f},
+        {0x7f7f, 0x1.fep127f},     /* largest finite */
+        {0x7f80, INFINITY},
+        {0xff80, -INFINITY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float f = eplb_bf16_to_f32(cases[i].b);
+        cr_assert(f == cases[i].f && !signbit(f) == !signbit(cases[i].f),
+                  "bf16 0x%04x -> %a, want %a", cases[i].b, f, cases[i].f);
+    }
+    float nz = eplb_bf16_to_f32(0x8000);
+    cr_assert(nz == 0.0f && signbit(nz), "bf16 0x8000 -> %a, want -0", nz);
+    static const uint16_t nans[] = {0x7fc0, 0x7f81, 0xffc0};
+    for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++)
+        cr_assert(isnan(eplb_bf16_to_f32(nans[i])), "bf16 0x%04x is a NaN", nans[i]);
 }
 
 Test(core, bf16_rounding)
@@ -308,10 +394,7 @@ Test(json, parse_file_refuses_non_files)
     eplb_assert_fails(eplb_json_parse_file(&v, big), EPLB_ERR_FORMAT, "larger than");
     cr_assert(strstr(eplb_error_last(), "big.json") != NULL, "%s", eplb_error_last());
     /* a small file still parses */
-    f = fopen(big, "w");
-    cr_assert_not_null(f);
-    fputs("[1, 2]", f);
-    fclose(f);
+    eplb_test_write_text(big, "[1, 2]");
     eplb_assert_ok(eplb_json_parse_file(&v, big));
     cr_assert_eq(v->n, 2);
     eplb_json_free(v);

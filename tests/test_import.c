@@ -621,6 +621,101 @@ Test(import, sglang_bad_input)
     rmdir(dir);
 }
 
+/* [S][L][E] (SGLang's per-pass dumps, its EPLB's time series): one trace step
+ * per outer element.  Rows 0 and 3 are zero in every step and dropped from
+ * every step; row 1, zero in steps 1 and 2, is kept in all three.  Tokens of a
+ * step: ceil(its largest row sum / K): 6 / 2 = 3, 0 (all zero), 7 / 2 -> 4. */
+Test(import, sglang_3d_steps)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/s.json", dir);
+    snprintf(out, sizeof out, "%s/s.h5", dir);
+    eplb_test_write_text(p, "{\"logical_count\": ["
+                            "[[0, 0, 0, 0], [1, 2, 3, 0], [4, 0, 0, 1], [0, 0, 0, 0]],"
+                            "[[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],"
+                            "[[0, 0, 0, 0], [0, 0, 0, 0], [0, 7.0, 0, 0], [0, 0, 0, 0]]]}");
+    eplb_import_sglang_t c;
+    eplb_assert_ok(eplb_import_sglang_read(&c, p));
+    cr_assert_eq(c.num_steps, 3);
+    cr_assert_eq(c.num_rows, 4);
+    cr_assert_eq(c.num_layers, 2);
+    cr_assert_eq(c.rows[0], 1);
+    cr_assert_eq(c.rows[1], 2);
+    cr_assert_eq(c.total, 18);
+    cr_assert_eq(c.max_row, 7);
+    eplb_import_sglang_free(&c);
+
+    eplb_assert_ok(eplb_import_sglang(p, out, 2, "toy"));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    cr_assert_eq(in->num_steps, 3);
+    cr_assert_eq(in->num_layers, 2);
+    cr_assert_eq(in->route.num_experts, 4);
+    cr_assert_eq(in->route.top_k, 2);
+    cr_assert_eq(in->levels, EPLB_LEVEL_COUNTS);
+    cr_assert(strstr(in->source, "3 steps") && strstr(in->source, "rows 1..2 of 4"), "%s",
+              in->source);
+    const int64_t want_off[4] = {0, 3, 3, 7};
+    for (int s = 0; s <= 3; s++)
+        cr_assert_eq(eplb_trace_token_offsets(tr)[s], want_off[s], "offset %d: %lld", s,
+                     (long long)eplb_trace_token_offsets(tr)[s]);
+    const int32_t want[3][2][4] = {{{1, 2, 3, 0}, {4, 0, 0, 1}},
+                                   {{0, 0, 0, 0}, {0, 0, 0, 0}},
+                                   {{0, 0, 0, 0}, {0, 7, 0, 0}}};
+    int32_t got[3][2][4];
+    eplb_assert_ok(eplb_trace_read_counts(tr, &got[0][0][0], 0, 3));
+    cr_assert_arr_eq(got, want, sizeof want);
+    eplb_trace_close(tr);
+    unlink(out);
+
+    /* the command too */
+    eplb_test_cli_expect(0, NULL, "import --format sglang-counts %s -o %s --top-k 2 --model toy",
+                         p, out);
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    cr_assert_eq(eplb_trace_info(tr)->num_steps, 3);
+    eplb_trace_close(tr);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* A 3-D file whose steps differ in shape, or holds a bad value, is refused
+ * naming the step (and the layer and expert where they apply). */
+Test(import, sglang_3d_bad_input)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/b.json", dir);
+    expect_bad_json(p, "{\"logical_count\": [[[1, 2]], [[1, 2], [3, 4]]]}",
+                    "logical_count[1] (step 1): 2 layers, but step 0 has 1");
+    expect_bad_json(p, "{\"logical_count\": [[[1, 2], [0, 0]], [[1, 2], [3, 4, 5]]]}",
+                    "logical_count[1][1] (step 1, layer 1): 3 experts, but step 0, layer 0 "
+                    "has 2");
+    expect_bad_json(p, "{\"logical_count\": [[[1, 2]], 5]}",
+                    "logical_count[1] (step 1): expected a non-empty array of layers");
+    expect_bad_json(p, "{\"logical_count\": [[[1, 2]], [[]]]}",
+                    "logical_count[1][0] (step 1, layer 0): expected a non-empty array");
+    expect_bad_json(p, "{\"logical_count\": [[[1, 2], [0, 0]], [[1, 2], [0, -1]]]}",
+                    "logical_count[1][1][1] (step 1, layer 1, expert 1): not a non-negative "
+                    "integer");
+    expect_bad_json(p, "{\"logical_count\": [[[0, 0]], [[0, 0]]]}",
+                    "every layer is all zero in every step");
+    /* the bound on steps: 100001 of [[1]] */
+    size_t n = 100001;
+    char *big = malloc(n * 6 + 32);
+    cr_assert_not_null(big);
+    char *q = big + sprintf(big, "{\"logical_count\": [");
+    for (size_t i = 0; i < n; i++)
+        q += sprintf(q, "%s[[1]]", i ? "," : "");
+    sprintf(q, "]}");
+    expect_bad_json(p, big, "logical_count: 100001 steps (too many)");
+    free(big);
+    unlink(p);
+    rmdir(dir);
+}
+
 /* ---- command ---------------------------------------------------------------------- */
 
 Test(import, cli)

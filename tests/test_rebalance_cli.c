@@ -15,25 +15,28 @@ static const int README_P2L[2][16] = {{5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 
                                       {7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1}};
 static const char *SHAPE = "--replicas 16 --groups 4 --nodes 2 --gpus 8";
 
-static const char *write_tmp(const char *dir, const char *name, const char *text)
-{
-    const char *path = eplb_test_path(dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
+/* The replica rank of each slot of README_P2L, as this policy numbers an
+ * expert's copies (2 copies: 0 and 1). */
+static const int README_RANK[2][16] = {{0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0},
+                                       {0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0}};
 
-static char *slurp(const char *path)
+/* The whole `--format csv` text of README_P2L on SHAPE (2 slots a GPU, 4
+ * GPUs a node), malloc'd; a slot moved if `old` (NULL: the default
+ * placement, slot p holding expert p mod 12) had another expert there. */
+static char *readme_csv(const int (*old)[16])
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot read %s", path);
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return strdup(buf);
+    size_t cap = 4096, n = 0;
+    char *t = malloc(cap);
+    cr_assert_not_null(t);
+    n += (size_t)snprintf(t + n, cap - n, "layer,slot,gpu,node,expert,rank,moved\n");
+    for (int l = 0; l < 2; l++)
+        for (int p = 0; p < 16; p++) {
+            int was = old ? old[l][p] : p % 12;
+            n += (size_t)snprintf(t + n, cap - n, "%d,%d,%d,%d,%d,%d,%d\n", l, p, p / 2, p / 8,
+                                  README_P2L[l][p], README_RANK[l][p], was != README_P2L[l][p]);
+            cr_assert_lt(n, cap);
+        }
+    return t;
 }
 
 /* Run with stdout and stderr in separate files; return the exit status. */
@@ -43,8 +46,8 @@ static int run_split(char **out, char **err, const char *dir, const char *args)
     snprintf(o, sizeof o, "%s/stdout.txt", dir);
     snprintf(e, sizeof e, "%s/stderr.txt", dir);
     int rc = eplb_test_run_cli(NULL, "%s >'%s' 2>'%s'; exit $?", args, o, e);
-    *out = slurp(o);
-    *err = slurp(e);
+    *out = eplb_test_slurp_text(o);
+    *err = eplb_test_slurp_text(e);
     return rc;
 }
 
@@ -79,7 +82,7 @@ Test(rebalance_cli, help_lists_policies)
 Test(rebalance_cli, json_output_matches_reference)
 {
     const char *dir = eplb_test_tmpdir();
-    const char *w = write_tmp(dir, "w.json", README_W);
+    const char *w = eplb_test_write_text(eplb_test_path(dir, "w.json"), README_W);
     char args[4096], *out, *err;
     snprintf(args, sizeof args, "rebalance --weights '%s' %s", w, SHAPE);
     cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
@@ -114,10 +117,11 @@ Test(rebalance_cli, sglang_and_csv_inputs_agree)
     const char *dir = eplb_test_tmpdir();
     char sg[1024];
     snprintf(sg, sizeof sg, "{\"logical_count\": %s}", README_W);
-    const char *wj = write_tmp(dir, "w.json", sg);
-    const char *wc = write_tmp(dir, "w.csv",
-                               "90,132,40,61,104,165,39,4,73,56,183,86\n"
-                               "20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27\n");
+    const char *wj = eplb_test_write_text(eplb_test_path(dir, "w.json"), sg);
+    const char *wc =
+        eplb_test_write_text(eplb_test_path(dir, "w.csv"),
+                             "90,132,40,61,104,165,39,4,73,56,183,86\n"
+                             "20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27\n");
     char args[4096], *out, *err;
     snprintf(args, sizeof args, "rebalance --weights '%s' %s", wj, SHAPE);
     cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
@@ -130,9 +134,9 @@ Test(rebalance_cli, sglang_and_csv_inputs_agree)
     free(out);
     free(err);
     /* an all-zero (dense) layer is kept as given */
-    const char *wz = write_tmp(dir, "z.json",
-                               "{\"logical_count\": [[0,0,0,0,0,0,0,0,0,0,0,0],"
-                               "[90,132,40,61,104,165,39,4,73,56,183,86]]}");
+    const char *wz = eplb_test_write_text(eplb_test_path(dir, "z.json"),
+                                          "{\"logical_count\": [[0,0,0,0,0,0,0,0,0,0,0,0],"
+                                          "[90,132,40,61,104,165,39,4,73,56,183,86]]}");
     snprintf(args, sizeof args, "rebalance --weights '%s' %s", wz, SHAPE);
     cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
     eplb_json_t *v = NULL;
@@ -149,7 +153,7 @@ Test(rebalance_cli, sglang_and_csv_inputs_agree)
 Test(rebalance_cli, exports)
 {
     const char *dir = eplb_test_tmpdir();
-    const char *w = write_tmp(dir, "w.json", README_W);
+    const char *w = eplb_test_write_text(eplb_test_path(dir, "w.json"), README_W);
     char args[4096], *out, *err;
     snprintf(args, sizeof args, "rebalance --weights '%s' %s --export sglang", w, SHAPE);
     cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
@@ -174,17 +178,25 @@ Test(rebalance_cli, exports)
     cr_assert(strstr(out, "layer_updates_per_iter: 0\n"), "%s", out);
     free(out);
     free(err);
-    /* CSV: a header and one row per slot; slot 0 of layer 0 holds expert 5
-     * (rank 0), which the default placement had at slot 5, so it moved */
+    /* CSV: a header and one row per slot, the whole text (every column) */
     snprintf(args, sizeof args, "rebalance --weights '%s' %s --format csv", w, SHAPE);
     cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
-    cr_assert(!strncmp(out, "layer,slot,gpu,node,expert,rank,moved\n0,0,0,0,5,0,1\n", 50),
-              "%s", out);
-    int lines = 0;
-    for (const char *c = out; *c; c++)
-        lines += *c == '\n';
-    cr_assert_eq(lines, 1 + 2 * 16);
-    cr_assert(strstr(out, "\n1,15,7,1,1,"), "%s", out);
+    char *want = readme_csv(NULL);
+    cr_assert_str_eq(out, want);
+    free(want);
+    free(out);
+    free(err);
+    /* with --old equal to the result nothing moved: every row says 0 */
+    const char *old = eplb_test_write_text(eplb_test_path(dir, "old.json"),
+                                           "[[5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1],"
+                                           "[7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1]]");
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s --format csv --old '%s'", w,
+             SHAPE, old);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    want = readme_csv(README_P2L);
+    cr_assert_str_eq(out, want);
+    cr_assert(!strstr(out, ",1\n"), "a row moved: %s", out);
+    free(want);
     free(out);
     free(err);
 }
@@ -192,10 +204,10 @@ Test(rebalance_cli, exports)
 Test(rebalance_cli, old_placement_and_moves)
 {
     const char *dir = eplb_test_tmpdir();
-    const char *w = write_tmp(dir, "w.json", README_W);
-    const char *old = write_tmp(dir, "old.json",
-                                "[[5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1],"
-                                "[7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1]]");
+    const char *w = eplb_test_write_text(eplb_test_path(dir, "w.json"), README_W);
+    const char *old = eplb_test_write_text(eplb_test_path(dir, "old.json"),
+                                           "[[5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1],"
+                                           "[7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1]]");
     char args[4096], *out, *err;
     snprintf(args, sizeof args, "rebalance --weights '%s' %s --old '%s'", w, SHAPE, old);
     cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
@@ -221,7 +233,7 @@ static void refused(const char *extra, const char *weights_text, int want_rc,
                     const char *needle)
 {
     const char *dir = eplb_test_tmpdir();
-    const char *w = write_tmp(dir, "w.in", weights_text);
+    const char *w = eplb_test_write_text(eplb_test_path(dir, "w.in"), weights_text);
     char args[4096], *out, *err;
     snprintf(args, sizeof args, "rebalance --weights '%s' %s", w, extra);
     int rc = run_split(&out, &err, dir, args);
@@ -290,10 +302,10 @@ Test(rebalance_cli, options_that_do_not_apply_refused)
             README_W, 2, "--old does not apply to --policy lpt with --export trtllm");
     /* what does apply still runs */
     const char *dir = eplb_test_tmpdir();
-    const char *w = write_tmp(dir, "w.json", README_W);
-    const char *old = write_tmp(dir, "old.json",
-                                "[[5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1],"
-                                "[7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1]]");
+    const char *w = eplb_test_write_text(eplb_test_path(dir, "w.json"), README_W);
+    const char *old = eplb_test_write_text(eplb_test_path(dir, "old.json"),
+                                           "[[5,6,5,7,8,4,3,4,10,9,10,2,0,1,11,1],"
+                                           "[7,10,6,8,6,11,8,9,2,4,5,1,5,0,3,1]]");
     static const char *const ok[] = {
         "--export sglang --format json",
         "--export trtllm --layer-offset 0",
@@ -325,12 +337,12 @@ Test(rebalance_cli, file_errors_name_the_option)
     refused("--replicas 16 --gpus 8 --old /nonexistent/old.json --policy none --export sglang",
             README_W, 1, "--old /nonexistent/old.json: cannot open");
     const char *dir = eplb_test_tmpdir();
-    const char *bad = write_tmp(dir, "bad.json", "[[1,2");
+    const char *bad = eplb_test_write_text(eplb_test_path(dir, "bad.json"), "[[1,2");
     char extra[4096];
     snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, bad);
     refused(extra, README_W, 1, "rebalance: --old ");
     refused(extra, README_W, 1, "bad.json: invalid JSON");
-    const char *obj = write_tmp(dir, "obj.json", "{\"a\": 1}");
+    const char *obj = eplb_test_write_text(eplb_test_path(dir, "obj.json"), "{\"a\": 1}");
     snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, obj);
     refused(extra, README_W, 1, "obj.json: expected phy2log");
     refused(extra, README_W, 1, "rebalance: --old ");
@@ -353,19 +365,20 @@ Test(rebalance_cli, file_errors_name_the_option)
 Test(rebalance_cli, old_of_wrong_shape_refused)
 {
     const char *dir = eplb_test_tmpdir();
-    const char *old = write_tmp(dir, "old.json", "[[0,1,2,3,4,5,6,7,8,9,10,11]]");
+    const char *old =
+        eplb_test_write_text(eplb_test_path(dir, "old.json"), "[[0,1,2,3,4,5,6,7,8,9,10,11]]");
     char extra[4096];
     snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old);
     refused(extra, README_W, 1, "shape [1][12], expected [2][16]");
-    const char *old2 = write_tmp(dir, "old2.json",
-                                 "[[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,99],"
-                                 "[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,3]]");
+    const char *old2 = eplb_test_write_text(eplb_test_path(dir, "old2.json"),
+                                            "[[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,99],"
+                                            "[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,3]]");
     snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old2);
     refused(extra, README_W, 1, "layer 0 slot 15 holds expert 99");
     /* one past the last expert (ids are 0-based) */
-    const char *old3 = write_tmp(dir, "old3.json",
-                                 "[[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,12],"
-                                 "[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,3]]");
+    const char *old3 = eplb_test_write_text(eplb_test_path(dir, "old3.json"),
+                                            "[[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,12],"
+                                            "[0,1,2,3,4,5,6,7,8,9,10,11,0,1,2,3]]");
     snprintf(extra, sizeof extra, "%s --old '%s'", SHAPE, old3);
     refused(extra, README_W, 1, "layer 0 slot 15 holds expert 12, outside [0, 12)");
 }
@@ -388,8 +401,9 @@ Test(rebalance_cli, missing_weights_file)
 Test(rebalance_cli, series_input_feeds_vec)
 {
     const char *dir = eplb_test_tmpdir();
-    const char *w = write_tmp(dir, "s.json",
-                              "{\"logical_count\": [[[10, 0, 10, 0]], [[0, 10, 0, 10]]]}");
+    const char *w =
+        eplb_test_write_text(eplb_test_path(dir, "s.json"),
+                             "{\"logical_count\": [[[10, 0, 10, 0]], [[0, 10, 0, 10]]]}");
     char args[4096], *out, *err;
     snprintf(args, sizeof args, "rebalance --weights '%s' --replicas 4 --gpus 2", w);
     cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -49,7 +48,7 @@ static void write_traces(void)
                         ids[t][l][k] = e;
                         counts[l][e]++;
                     }
-            eplb_assert_ok(eplb_trace_writer_append_step(w, level ? 0 : T,
+            eplb_assert_ok(eplb_trace_writer_append_step(w, T,
                                                          NULL, level ? NULL : &ids[0][0][0],
                                                          NULL, level ? &counts[0][0] : NULL,
                                                          NULL, 0));
@@ -66,12 +65,6 @@ static void cleanup(void)
 }
 
 TestSuite(run_cli, .init = write_traces, .fini = cleanup);
-
-static int exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
 
 Test(run_cli, help)
 {
@@ -120,7 +113,7 @@ Test(run_cli, bad_options_exit_2_and_write_nothing)
         cr_assert_eq(rc, 2, "%s: exit %d: %s", cases[i].args, rc, out);
         cr_assert(strstr(out, "eplb-replay run: ") && strstr(out, cases[i].needle),
                   "%s: message '%s' lacks '%s'", cases[i].args, out, cases[i].needle);
-        cr_assert(!exists(out_dir), "%s: created %s", cases[i].args, out_dir);
+        cr_assert(!eplb_test_exists(out_dir), "%s: created %s", cases[i].args, out_dir);
         free(out);
     }
     char *out = NULL;
@@ -556,7 +549,7 @@ Test(run_cli, out_dir_files_and_reproducible)
                                       "results.h5", "report.txt"};
         for (int k = 0; k < 5; k++) {
             snprintf(f, sizeof f, "%s/%s", dirs[i], files[k]);
-            cr_assert(exists(f), "missing %s", f);
+            cr_assert(eplb_test_exists(f), "missing %s", f);
         }
     }
     char cmd[2000];
@@ -651,7 +644,7 @@ Test(run_cli, counts_only_trace)
 Test(run_cli, esft_deepseek_beats_none)
 {
     const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/esft-intent.h5");
-    if (!exists(tr))
+    if (!eplb_test_exists(tr))
         cr_skip_test("%s not present", tr);
     eplb_json_t *v = run_json("'%s' --gpus 8 --redundant 8 --json --quiet", tr);
     assert_deepseek_beats_none(v);
@@ -672,16 +665,13 @@ Test(run_cli, report_notebook_runs)
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
     snprintf(script, sizeof script, "%s/run_nb.py", tdir);
-    FILE *f = fopen(script, "w");
-    cr_assert_not_null(f);
-    fputs("import sys, nbformat\n"
-          "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-          "g = {}\n"
-          "for c in nb.cells:\n"
-          "    if c.cell_type == 'code':\n"
-          "        exec(compile(c.source, 'cell', 'exec'), g)\n"
-          "print('notebook ok')\n", f);
-    fclose(f);
+    eplb_test_write_text(script, "import sys, nbformat\n"
+                                 "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+                                 "g = {}\n"
+                                 "for c in nb.cells:\n"
+                                 "    if c.cell_type == 'code':\n"
+                                 "        exec(compile(c.source, 'cell', 'exec'), g)\n"
+                                 "print('notebook ok')\n");
     snprintf(cmd, sizeof cmd,
              "EPLB_RESULTS='%s/results.h5' MPLBACKEND=Agg python3 '%s' "
              "'%s/notebooks/report.ipynb' > '%s/nb.log' 2>&1",
@@ -702,7 +692,7 @@ Test(run_cli, report_notebook_runs)
 Test(run_cli, device_gpu_or_clear_error)
 {
     const char *tr = eplb_test_path(eplb_test_srcdir(), "traces/dsv3-small.h5");
-    if (!exists(tr))
+    if (!eplb_test_exists(tr))
         cr_skip_test("%s not present", tr);
     char *out = NULL;
     int rc = eplb_test_run_cli(&out, "run '%s' --device gpu --json --quiet", tr);

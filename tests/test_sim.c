@@ -14,14 +14,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static eplb_sim_opts_t opts_default(void)
 {
     eplb_sim_opts_t o;
@@ -141,7 +133,7 @@ static tok_trace_t make_tokens(int L, int E, int K, int64_t S, const int *step_t
             int32_t e;
             int again;
             do {
-                uint64_t r = rng_next(&x);
+                uint64_t r = eplb_test_rng_next(&x);
                 /* skewed: half the picks among the first E/4 experts */
                 e = (r & 1) ? (int32_t)((r >> 8) % (uint64_t)(E / 4))
                             : (int32_t)((r >> 8) % (uint64_t)E);
@@ -150,8 +142,8 @@ static tok_trace_t make_tokens(int L, int E, int K, int64_t S, const int *step_t
                     again |= row[j] == e;
             } while (again);
             row[k] = e;
-            if (invalid && rng_next(&x) % 32 == 0)
-                row[k] = (rng_next(&x) & 1) ? -1 : E + 3;
+            if (invalid && eplb_test_rng_next(&x) % 32 == 0)
+                row[k] = (eplb_test_rng_next(&x) & 1) ? -1 : E + 3;
         }
     }
     return t;
@@ -548,7 +540,7 @@ Test(sim, conservation_counts_level)
     for (int s = 0; s < S; s++)
         for (int l = 0; l < L; l++)
             for (int e = 0; e < E; e++)
-                counts[s][l][e] = (int32_t)(rng_next(&x) % 10) +
+                counts[s][l][e] = (int32_t)(eplb_test_rng_next(&x) % 10) +
                                   (e == 4 ? 500 : e == 5 ? 450 : 40);
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
@@ -709,20 +701,6 @@ static void replay_tokens(eplb_sim_result_t res[3], const tok_trace_t *t, int th
     replay_tokens_blocks(res, t, threads, path, gpu_select, 0);
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    cr_assert_eq(fread(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 /* The metrics of n runs equal, field by field (bit-identical doubles). */
 static void assert_same_results(const eplb_sim_result_t *a, const eplb_sim_result_t *b, int n,
                                 int c)
@@ -750,7 +728,7 @@ Test(sim, same_inputs_same_outputs_any_thread_count)
     assert_same_results(a, b, 3, 0);
     cr_assert_gt(a[2].rebalances, 3); /* trtllm: one layer every step */
     size_t n1, n2;
-    char *f1 = slurp(p1, &n1), *f2 = slurp(p2, &n2);
+    char *f1 = (char *)eplb_test_slurp(p1, &n1), *f2 = (char *)eplb_test_slurp(p2, &n2);
     cr_assert(n1 == n2 && memcmp(f1, f2, n1) == 0, "results.h5 differ");
     free(f1);
     free(f2);
@@ -787,14 +765,14 @@ static void check_ways(uint64_t seed, const replay_way_t *ways, int n)
     cr_assert_gt(a[0].tokens_lost, 0);
     cr_assert_gt(a[1].rebalances, 0);
     size_t n1, n2;
-    char *f1 = slurp(ref, &n1);
+    char *f1 = (char *)eplb_test_slurp(ref, &n1);
     for (int c = 0; c < n; c++) {
         replay_tokens_blocks(b, &t, ways[c].threads, path, ways[c].gpu_select,
                              ways[c].block_tokens);
         assert_same_results(a, b, 3, c);
         assert_same_h5_runs(ref, path, 3, c);
         if (ways[c].block_tokens == 0) {
-            char *f2 = slurp(path, &n2);
+            char *f2 = (char *)eplb_test_slurp(path, &n2);
             cr_assert(n1 == n2 && memcmp(f1, f2, n1) == 0, "case %d: results.h5 differ", c);
             free(f2);
         }

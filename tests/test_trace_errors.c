@@ -47,8 +47,11 @@ static const char *good_trace(void)
             lg[i] = (float)(i % 7) - 3.0f;
         for (int i = 0; i < TPS * L_ * K_; i++)
             ids[i] = (s + i) % E_;
-        for (int i = 0; i < L_ * E_; i++)
-            cn[i] = i;
+        /* the counts of those ids: each layer's row sums to K x TPS, as the
+         * reader wants at most */
+        memset(cn, 0, sizeof cn);
+        for (int i = 0; i < TPS * L_ * K_; i++)
+            cn[i / K_ % L_ * E_ + ids[i]]++;
         eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, lg, ids, NULL, cn, NULL, 0));
     }
     eplb_assert_ok(eplb_trace_writer_finish(w));
@@ -860,6 +863,61 @@ Test(trace_errors, huge_declared_token_counts, .timeout = 20)
     cr_assert_eq(eplb_trace_info(tr)->num_tokens, (int64_t)1 << 28);
     eplb_trace_close(tr);
     unlink(path);
+}
+
+/* Each token picks at most top_k experts, so a layer's counts in a step sum
+ * to at most top_k x the step's tokens: a row over that is refused, naming
+ * the step and the layer; a row under it (dropped tokens, imported run
+ * totals) reads. */
+Test(trace_errors, counts_row_over_top_k_x_tokens)
+{
+    const char *path = good_trace();
+    eplb_trace_t *tr = NULL;
+    int32_t cn[S_ * L_ * E_];
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_counts(tr, cn, 0, S_)); /* every row is 2 x 5 */
+    eplb_trace_close(tr);
+    /* step 1 layer 1 expert 3 one more: that row sums to 11 */
+    hsize_t c[3] = {1, 1, 3};
+    int32_t v = cn[(1 * L_ + 1) * E_ + 3] + 1;
+    eplb_test_h5_poke(path, "/load/counts", c, H5T_NATIVE_INT32, &v);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_fails(eplb_trace_read_counts(tr, cn, 0, S_), EPLB_ERR_FORMAT,
+                      "/load/counts: step 1 layer 1: counts sum to 11, more than top_k x "
+                      "tokens = 2 x 5 = 10");
+    cr_assert(strstr(eplb_error_last(), path) != NULL, "%s", eplb_error_last());
+    eplb_assert_fails(eplb_trace_read_counts(tr, cn, 1, 2), EPLB_ERR_FORMAT, "step 1 layer 1");
+    eplb_assert_ok(eplb_trace_read_counts(tr, cn, 0, 1)); /* the other steps read */
+    eplb_assert_ok(eplb_trace_read_counts(tr, cn, 2, S_));
+    eplb_trace_close(tr);
+    /* under the bound: the expert at 0 (the row sums to less than 10) */
+    v = 0;
+    eplb_test_h5_poke(path, "/load/counts", c, H5T_NATIVE_INT32, &v);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_counts(tr, cn, 0, S_));
+    cr_assert_eq(cn[(1 * L_ + 1) * E_ + 3], 0);
+    eplb_trace_close(tr);
+    unlink(path);
+
+    /* a step of no tokens holds no count; the step before, exactly at the
+     * bound, reads */
+    const int64_t offs[3] = {0, TPS, TPS};
+    char p2[600];
+    snprintf(p2, sizeof p2, "%s", bare_trace(offs, 3));
+    int32_t two[2 * L_ * E_] = {0};
+    for (int l = 0; l < L_; l++)
+        two[l * E_ + l] = K_ * TPS;
+    two[L_ * E_ + E_ + 7] = 1; /* step 1 layer 1 */
+    hsize_t cd[3] = {2, L_, E_};
+    put_dataset(p2, "/load/counts", H5T_STD_I32LE, 3, cd, NULL, NULL, -1, H5T_NATIVE_INT32,
+                two);
+    eplb_assert_ok(eplb_trace_open(&tr, p2));
+    eplb_assert_ok(eplb_trace_read_counts(tr, two, 0, 1));
+    eplb_assert_fails(eplb_trace_read_counts(tr, two, 0, 2), EPLB_ERR_FORMAT,
+                      "/load/counts: step 1 layer 1: counts sum to 1, more than top_k x "
+                      "tokens = 2 x 0 = 0");
+    eplb_trace_close(tr);
+    unlink(p2);
 }
 
 /* Found by the pass: /steps/token_offset was read whole before any check

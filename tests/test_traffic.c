@@ -47,14 +47,10 @@ Test(traffic, counted_by_hand)
     cr_assert_eq(memcmp(out, want2, sizeof out), 0, "counts with source ranks");
 }
 
+/* The inputs' source: the reference (division and search) gives the
+ * expected counts, whatever the sequence. */
 static uint64_t rs = 88172645463325252ull;
-static uint64_t rnd(void)
-{
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return rs;
-}
+static uint64_t rnd(void) { return eplb_test_rng_next(&rs); }
 
 /* The bit-set count (up to 64 GPUs and 4096 slots) against the division
  * and search, over GPU counts, node splits, K, layer ranges, unplaced and

@@ -68,12 +68,6 @@ static int run_limited(char **out, int blocks, const char *pre, const char *args
                   eplb_test_builddir(), args);
 }
 
-static int exists(const char *path)
-{
-    struct stat sb;
-    return lstat(path, &sb) == 0;
-}
-
 static off_t file_size(const char *path)
 {
     struct stat sb;
@@ -144,7 +138,7 @@ Test(write_errors, imports_past_size_limit, .timeout = 60)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char in[4200];
         snprintf(in, sizeof in, "%s", eplb_test_path(sh, cases[c].data));
-        if (!exists(in)) {
+        if (!eplb_test_exists(in)) {
             cr_log_warn("%s missing: case skipped", in);
             continue;
         }
@@ -171,7 +165,8 @@ Test(write_errors, run_out_past_size_limit, .timeout = 60)
     snprintf(args, sizeof args, "run %s --quiet --policy-time 0 --gpus 2 --out %s/new/o", t, d);
     int rc = run_limited(&out, 16, NULL, args);
     assert_clean_failure(rc, out, "results.h5", "File too large");
-    cr_assert(!exists(eplb_test_path(d, "new")), "the directory the run created is left");
+    cr_assert(!eplb_test_exists(eplb_test_path(d, "new")),
+              "the directory the run created is left");
     cr_assert_eq(eplb_test_dir_entries(d), 1, "a file besides the trace is left in %s", d);
     free(out);
     unlink(t);
@@ -186,7 +181,7 @@ static const char *const out_names[] = {"config.json", "results.h5", "summary.js
 /* An --out directory holding the files of an earlier run ("old NAME"). */
 static void write_old_outputs(const char *dir)
 {
-    cr_assert(mkdir(dir, 0777) == 0 || exists(dir));
+    cr_assert(mkdir(dir, 0777) == 0 || eplb_test_exists(dir));
     for (size_t i = 0; i < sizeof out_names / sizeof out_names[0]; i++) {
         char text[64];
         snprintf(text, sizeof text, "old %s\n", out_names[i]);
@@ -368,10 +363,10 @@ Test(write_errors, run_failed_removes_created_dirs, .timeout = 60)
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
         eplb_test_cli_expect(1, "NaN or Inf logit", "run %s --quiet --gpus 2 --out %s/%s", t,
                              d, outs[i]);
-    cr_assert(!exists(eplb_test_path(d, "new")), "new/ is left");
-    cr_assert(!exists(eplb_test_path(d, "new2")), "new2/ is left");
-    cr_assert(!exists(eplb_test_path(d, "keep/a")), "keep/a/ is left");
-    cr_assert(exists(eplb_test_path(d, "keep")), "keep/, not the run's, was removed");
+    cr_assert(!eplb_test_exists(eplb_test_path(d, "new")), "new/ is left");
+    cr_assert(!eplb_test_exists(eplb_test_path(d, "new2")), "new2/ is left");
+    cr_assert(!eplb_test_exists(eplb_test_path(d, "keep/a")), "keep/a/ is left");
+    cr_assert(eplb_test_exists(eplb_test_path(d, "keep")), "keep/, not the run's, was removed");
     cr_assert_eq(eplb_test_dir_entries(d), 2, "more than the trace and keep/ in %s", d);
     rmdir(eplb_test_path(d, "keep"));
     unlink(t);

@@ -10,7 +10,9 @@
  * what routing the stand-in logits gives.
  *
  * SGLang: an expert-distribution dump {"logical_count": [layers][experts]}
- * with counts summed over a run (dense layers all zero). */
+ * with counts summed over a run (dense layers all zero), or
+ * {"logical_count": [steps][layers][experts]}, counts per forward pass (its
+ * per-pass dumps, the time series its EPLB keeps). */
 #ifndef EPLB_IMPORT_H
 #define EPLB_IMPORT_H
 
@@ -79,25 +81,33 @@ eplb_status_t eplb_import_esft(const char *dir, const char *path,
 /* ---- SGLang expert counts ------------------------------------------------ */
 
 typedef struct {
-    int num_rows;       /* rows in the file */
-    int num_layers;     /* rows kept (not all zero) */
+    int num_steps;      /* S of [S][L][E]; 1 for [L][E] */
+    int three_d;        /* 1: the file was [S][L][E] */
+    int num_rows;       /* rows (layers) in the file, in every step */
+    int num_layers;     /* rows kept (not all zero in every step) */
     int num_experts;    /* row length */
     int *rows;          /* [num_layers] file row of each kept layer */
-    int32_t *counts;    /* [num_layers][num_experts] */
+    int32_t *counts;    /* [num_steps][num_layers][num_experts] */
     int64_t total;      /* sum of all counts */
-    int64_t max_row;    /* largest sum of one kept row */
+    int64_t max_row;    /* largest sum of one kept row in one step */
 } eplb_import_sglang_t;
 
-/* Read path; logical_count must be a non-empty matrix of non-negative
- * integers (floats with an integral value are accepted) below 2^31; errors
- * name the file, the layer (row) and the expert.  All-zero rows are
- * dropped; a file with no non-zero row is an error. */
+/* Read path; logical_count must be a non-empty matrix [L][E], or a
+ * non-empty array [S][L][E] of such matrices all of the same shape (taken
+ * as 3-D when its first element's first element is an array), of
+ * non-negative integers (floats with an integral value are accepted) below
+ * 2^31; errors name the file, the step (3-D), the layer (row) and the
+ * expert.  At most 100000 layers, 100000 steps, 512 experts and 2^28 counts
+ * in all (1 GiB as int32).  A row all zero in every step is dropped (the
+ * same rows from every step); a file with no non-zero row is an error. */
 eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *path);
 void eplb_import_sglang_free(eplb_import_sglang_t *c);
 
-/* Import path into a counts-only trace of one step.  top_k (1..16, <= E)
- * and model go into the attributes; a model named "DeepSeek-V3" with 256
- * experts gets DeepSeek-V3's routing attributes, any other softmax. */
+/* Import path into a counts-only trace: one step for [L][E], S steps for
+ * [S][L][E].  A step's tokens are ceil(its largest row sum / top_k) (0 for
+ * a step whose kept rows are all zero).  top_k (1..16, <= E) and model go
+ * into the attributes; a model named "DeepSeek-V3" with 256 experts gets
+ * DeepSeek-V3's routing attributes, any other softmax. */
 eplb_status_t eplb_import_sglang(const char *json_path, const char *path,
                                  int top_k, const char *model);
 

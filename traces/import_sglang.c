@@ -1,5 +1,6 @@
 /* import_sglang.c - SGLang expert-distribution counts to a counts-only
- * trace of one step. */
+ * trace: run totals [L][E] as one step, per-pass counts or a time series
+ * [S][L][E] as S steps. */
 #include "import.h"
 
 #include <math.h>
@@ -12,6 +13,13 @@
 #include "json.h"
 #include "trace.h"
 
+/* What one file may declare: the JSON reader holds the whole document
+ * (about 48 bytes a value) before any of this; the counts kept take 4 bytes
+ * a value, at most 1 GiB. */
+#define MAX_ROWS 100000
+#define MAX_STEPS 100000
+#define MAX_COUNTS ((size_t)1 << 28)
+
 void eplb_import_sglang_free(eplb_import_sglang_t *c)
 {
     if (!c)
@@ -21,11 +29,90 @@ void eplb_import_sglang_free(eplb_import_sglang_t *c)
     memset(c, 0, sizeof *c);
 }
 
+/* A layer row in messages: at = "[l]", who = "layer l" for [L][E]; at =
+ * "[s][l]", who = "step s, layer l" for [S][L][E]. */
+typedef struct {
+    char at[32], who[48];
+} where_t;
+
+static where_t where(int three_d, int s, int l)
+{
+    where_t w;
+    if (three_d) {
+        snprintf(w.at, sizeof w.at, "[%d][%d]", s, l);
+        snprintf(w.who, sizeof w.who, "step %d, layer %d", s, l);
+    } else {
+        snprintf(w.at, sizeof w.at, "[%d]", l);
+        snprintf(w.who, sizeof w.who, "layer %d", l);
+    }
+    return w;
+}
+
+/* The layers x experts matrix of step s (the document itself for [L][E]). */
+static const eplb_json_t *step_of(const eplb_json_t *lc, int three_d, int s)
+{
+    return three_d ? &lc->items[s] : lc;
+}
+
+/* Check the shape of logical_count: S steps (1 for [L][E]) of *rows layers
+ * of *E experts each. */
+static eplb_status_t check_shape(int *rows_out, int *E_out, const eplb_json_t *lc, int three_d,
+                                 int S, const char *path)
+{
+    int rows = -1, E = -1;
+    for (int s = 0; s < S; s++) {
+        const eplb_json_t *step = step_of(lc, three_d, s);
+        if (three_d) {
+            if (step->type != EPLB_JSON_ARRAY || step->n == 0)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: logical_count[%d] (step %d): expected a non-empty "
+                                      "array of layers",
+                                      path, s, s);
+            if (step->n > MAX_ROWS)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: logical_count[%d] (step %d): %zu layers (too many)",
+                                      path, s, s, step->n);
+            if (rows >= 0 && step->n != (size_t)rows)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: logical_count[%d] (step %d): %zu layers, but step 0 "
+                                      "has %d",
+                                      path, s, s, step->n, rows);
+        }
+        rows = (int)step->n;
+        for (int l = 0; l < rows; l++) {
+            const eplb_json_t *row = &step->items[l];
+            where_t w = where(three_d, s, l);
+            if (row->type != EPLB_JSON_ARRAY || row->n == 0)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: logical_count%s (%s): expected a non-empty array of "
+                                      "expert counts",
+                                      path, w.at, w.who);
+            if (E < 0) {
+                if (row->n > EPLB_MAX_EXPERTS)
+                    return eplb_error_set(EPLB_ERR_FORMAT,
+                                          "%s: logical_count%s: %zu experts per layer (at "
+                                          "most %d)",
+                                          path, w.at, row->n, EPLB_MAX_EXPERTS);
+                E = (int)row->n;
+            }
+            if (row->n != (size_t)E)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: logical_count%s (%s): %zu experts, but %s has %d",
+                                      path, w.at, w.who, row->n,
+                                      three_d ? "step 0, layer 0" : "layer 0", E);
+        }
+    }
+    *rows_out = rows;
+    *E_out = E;
+    return EPLB_OK;
+}
+
 eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *path)
 {
     eplb_status_t st = EPLB_OK;
     eplb_json_t *doc = NULL;
     eplb_import_sglang_t r = {0};
+    char *keep = NULL;
     EPLB_CHECK_GOTO(eplb_json_parse_file(&doc, path), st, out);
     const eplb_json_t *lc = eplb_json_get(doc, "logical_count");
     if (!lc) {
@@ -38,79 +125,91 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
                             path);
         goto out;
     }
-    if (lc->n > 100000) {
-        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: logical_count: %zu layers (too many)",
-                            path, lc->n);
+    /* [S][L][E] (SGLang's per-pass dumps, the time series its EPLB keeps)
+     * when the first layer is itself an array of arrays; else [L][E] */
+    const eplb_json_t *first = &lc->items[0];
+    const int three_d = first->type == EPLB_JSON_ARRAY && first->n > 0 &&
+                        first->items[0].type == EPLB_JSON_ARRAY;
+    if (lc->n > (three_d ? MAX_STEPS : MAX_ROWS)) {
+        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: logical_count: %zu %s (too many)", path,
+                            lc->n, three_d ? "steps" : "layers");
         goto out;
     }
-    int rows = (int)lc->n, E = -1;
-    for (int l = 0; l < rows; l++) {
-        const eplb_json_t *row = &lc->items[l];
-        if (row->type != EPLB_JSON_ARRAY || row->n == 0) {
-            st = eplb_error_set(EPLB_ERR_FORMAT,
-                                "%s: logical_count[%d] (layer %d): expected a non-empty "
-                                "array of expert counts",
-                                path, l, l);
-            goto out;
-        }
-        if (E < 0) {
-            if (row->n > EPLB_MAX_EXPERTS) {
-                st = eplb_error_set(EPLB_ERR_FORMAT,
-                                    "%s: logical_count[0]: %zu experts per layer (at "
-                                    "most %d)",
-                                    path, row->n, EPLB_MAX_EXPERTS);
-                goto out;
+    const int S = three_d ? (int)lc->n : 1;
+    int rows = 0, E = 0;
+    EPLB_CHECK_GOTO(check_shape(&rows, &E, lc, three_d, S, path), st, out);
+    if ((size_t)S * (size_t)rows * (size_t)E > MAX_COUNTS) {
+        st = eplb_error_set(EPLB_ERR_FORMAT,
+                            "%s: logical_count: %d steps x %d layers x %d experts: more than "
+                            "2^28 counts",
+                            path, S, rows, E);
+        goto out;
+    }
+    /* the values, step by step; a row is kept if it is non-zero in any step,
+     * so that every step has the same layers */
+    keep = calloc((size_t)rows, 1);
+    EPLB_ALLOC_GOTO(keep, st, out);
+    for (int s = 0; s < S; s++) {
+        const eplb_json_t *step = step_of(lc, three_d, s);
+        for (int l = 0; l < rows; l++) {
+            const eplb_json_t *row = &step->items[l];
+            for (int e = 0; e < E; e++) {
+                const eplb_json_t *v = &row->items[e];
+                double x = v->num;
+                if (v->type != EPLB_JSON_NUMBER || !(x >= 0) || x != floor(x) ||
+                    x > 2147483647.0) {
+                    where_t w = where(three_d, s, l);
+                    st = eplb_error_set(EPLB_ERR_FORMAT,
+                                        "%s: logical_count%s[%d] (%s, expert %d): "
+                                        "not a non-negative integer below 2^31",
+                                        path, w.at, e, w.who, e);
+                    goto out;
+                }
+                keep[l] |= x > 0;
             }
-            E = (int)row->n;
-        }
-        if (row->n != (size_t)E) {
-            st = eplb_error_set(EPLB_ERR_FORMAT,
-                                "%s: logical_count[%d] (layer %d): %zu experts, but "
-                                "layer 0 has %d",
-                                path, l, l, row->n, E);
-            goto out;
         }
     }
+    r.num_steps = S;
+    r.three_d = three_d;
     r.num_rows = rows;
     r.num_experts = E;
-    r.rows = malloc(sizeof(int) * (size_t)rows);
+    for (int l = 0; l < rows; l++)
+        r.num_layers += keep[l];
+    if (r.num_layers == 0) {
+        st = eplb_error_set(EPLB_ERR_FORMAT,
+                            three_d ? "%s: logical_count: every layer is all zero in every "
+                                      "step (no MoE layer)"
+                                    : "%s: logical_count: every layer is all zero (no MoE "
+                                      "layer)",
+                            path);
+        goto out;
+    }
+    r.rows = malloc(sizeof(int) * (size_t)r.num_layers);
     EPLB_ALLOC_GOTO(r.rows, st, out);
-    r.counts = malloc(sizeof(int32_t) * (size_t)rows * (size_t)E);
+    r.counts = malloc(sizeof(int32_t) * (size_t)S * (size_t)r.num_layers * (size_t)E);
     EPLB_ALLOC_GOTO(r.counts, st, out);
-    for (int l = 0; l < rows; l++) {
-        const eplb_json_t *row = &lc->items[l];
-        int32_t *dst = r.counts + (size_t)r.num_layers * E;
-        int64_t sum = 0;
-        for (int e = 0; e < E; e++) {
-            const eplb_json_t *v = &row->items[e];
-            double x = v->num;
-            if (v->type != EPLB_JSON_NUMBER || !(x >= 0) || x != floor(x) ||
-                x > 2147483647.0) {
-                st = eplb_error_set(EPLB_ERR_FORMAT,
-                                    "%s: logical_count[%d][%d] (layer %d, expert %d): "
-                                    "not a non-negative integer below 2^31",
-                                    path, l, e, l, e);
-                goto out;
+    for (int l = 0, k = 0; l < rows; l++)
+        if (keep[l])
+            r.rows[k++] = l;
+    int32_t *dst = r.counts;
+    for (int s = 0; s < S; s++) {
+        const eplb_json_t *step = step_of(lc, three_d, s);
+        for (int k = 0; k < r.num_layers; k++, dst += E) {
+            const eplb_json_t *row = &step->items[r.rows[k]];
+            int64_t sum = 0;
+            for (int e = 0; e < E; e++) {
+                dst[e] = (int32_t)row->items[e].num;
+                sum += dst[e];
             }
-            dst[e] = (int32_t)x;
-            sum += dst[e];
-        }
-        if (sum > 0) {
-            r.rows[r.num_layers++] = l;
             r.total += sum;
             if (sum > r.max_row)
                 r.max_row = sum;
         }
     }
-    if (r.num_layers == 0) {
-        st = eplb_error_set(EPLB_ERR_FORMAT,
-                            "%s: logical_count: every layer is all zero (no MoE layer)",
-                            path);
-        goto out;
-    }
     *out = r;
     r = (eplb_import_sglang_t){0};
 out:
+    free(keep);
     eplb_import_sglang_free(&r);
     eplb_json_free(doc);
     return st;
@@ -151,17 +250,25 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
         route = dsv3->route;
         route.top_k = top_k;
     }
-    /* Each token counts once per chosen expert, so a layer's row sums to
-     * K x tokens (FORMAT.md); the step's tokens follow from the largest row. */
-    int64_t ntok = (c.max_row + top_k - 1) / top_k;
+    /* Each token counts once per chosen expert, so a layer's row sums to at
+     * most K x tokens (FORMAT.md); a step's tokens follow from its largest
+     * row (an all-zero step has none), the other rows sum to less. */
+    const size_t per = (size_t)c.num_layers * (size_t)c.num_experts;
     const char *base = strrchr(json_path, '/');
     base = base ? base + 1 : json_path;
-    char rows[64], source[256];
+    char rows[64], source[320];
     describe_rows(rows, sizeof rows, &c);
-    snprintf(source, sizeof source,
-             "SGLang logical_count of %.80s: %s kept (%d all-zero "
-             "dense rows dropped); run totals; tokens = max row sum / K",
-             base, rows, c.num_rows - c.num_layers);
+    if (!c.three_d)
+        snprintf(source, sizeof source,
+                 "SGLang logical_count of %.80s: %s kept (%d all-zero "
+                 "dense rows dropped); run totals; tokens = max row sum / K",
+                 base, rows, c.num_rows - c.num_layers);
+    else
+        snprintf(source, sizeof source,
+                 "SGLang logical_count of %.80s: %d steps (one per outer element); %s "
+                 "kept (%d rows all-zero in every step dropped); tokens of a step = "
+                 "ceil(its max row sum / K)",
+                 base, c.num_steps, rows, c.num_rows - c.num_layers);
     eplb_trace_writer_opts_t wo = EPLB_TRACE_WRITER_OPTS_INIT;
     wo.model = model;
     wo.source = source;
@@ -169,9 +276,19 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
     wo.route = route;
     wo.levels = EPLB_LEVEL_COUNTS;
     EPLB_CHECK_GOTO(eplb_trace_writer_create(&w, path, &wo), st, out);
-    EPLB_CHECK_GOTO(eplb_trace_writer_append_step(w, ntok, NULL, NULL, NULL, c.counts,
-                                                  NULL, 0),
-                    st, out);
+    for (int s = 0; s < c.num_steps; s++) {
+        const int32_t *cs = c.counts + (size_t)s * per;
+        int64_t max_row = 0;
+        for (int l = 0; l < c.num_layers; l++) {
+            int64_t sum = 0;
+            for (int e = 0; e < c.num_experts; e++)
+                sum += cs[(size_t)l * (size_t)c.num_experts + (size_t)e];
+            max_row = sum > max_row ? sum : max_row;
+        }
+        int64_t ntok = (max_row + top_k - 1) / top_k;
+        EPLB_CHECK_GOTO(eplb_trace_writer_append_step(w, ntok, NULL, NULL, NULL, cs, NULL, 0),
+                        st, out);
+    }
     st = eplb_trace_writer_finish(w);
     w = NULL;
 out:

@@ -7,7 +7,8 @@
  * every dataset (no virtual or external storage, no external links, chunk
  * sizes within bounds) and the size limits of trace.h.  Range reads select
  * a hyperslab and check values as they go (NaN/Inf logits, ids out of
- * range, negative counts). */
+ * range, negative counts, a layer's counts summing to more than top_k x the
+ * step's tokens). */
 #include "trace_impl.h"
 
 #include <errno.h>
@@ -963,15 +964,42 @@ eplb_status_t eplb_trace_read_counts(const eplb_trace_t *tr, int32_t *counts,
     eplb_h5_unlock();
     if (st != EPLB_OK)
         return st;
-    int L = tr->info.num_layers, E = tr->info.route.num_experts;
-    size_t per = (size_t)L * (size_t)E, n = (size_t)(step_end - step_begin) * per;
-    for (size_t i = 0; i < n; i++)
-        if (counts[i] < 0)
-            return eplb_error_set(EPLB_ERR_FORMAT,
-                                  "%s: %s: step %lld layer %zu expert %zu: negative count %d",
-                                  tr->path, N_COUNTS,
-                                  (long long)(step_begin + (int64_t)(i / per)),
-                                  i % per / (size_t)E, i % (size_t)E, counts[i]);
+    const int L = tr->info.num_layers, E = tr->info.route.num_experts;
+    const int64_t K = tr->info.route.top_k;
+    /* Row by row (step, layer): no count is negative, and the row sums to at
+     * most K x the step's tokens, since each token picks at most K experts
+     * (less than that is allowed: dropped tokens, imported run totals).  One
+     * pass over data just read; the sum (at most 512 x 2^31) and the bound
+     * (at most 16 x 2^39) fit in int64. */
+    for (int64_t s = step_begin; s < step_end; s++) {
+        const int64_t bound = K * (tr->offsets[s + 1] - tr->offsets[s]);
+        for (int l = 0; l < L; l++) {
+            const int32_t *x = counts + ((size_t)(s - step_begin) * (size_t)L + (size_t)l) *
+                                            (size_t)E;
+            int64_t sum = 0;
+            int32_t lo = 0;
+            for (int e = 0; e < E; e++) {
+                sum += x[e];
+                lo = x[e] < lo ? x[e] : lo;
+            }
+            if (lo < 0)
+                for (int e = 0; e < E; e++)
+                    if (x[e] < 0)
+                        return eplb_error_set(EPLB_ERR_FORMAT,
+                                              "%s: %s: step %lld layer %d expert %d: negative "
+                                              "count %d",
+                                              tr->path, N_COUNTS, (long long)s, l, e, x[e]);
+            if (sum > bound)
+                return eplb_error_set(EPLB_ERR_FORMAT,
+                                      "%s: %s: step %lld layer %d: counts sum to %lld, more "
+                                      "than top_k x tokens = %lld x %lld = %lld (each token "
+                                      "picks at most top_k experts)",
+                                      tr->path, N_COUNTS, (long long)s, l, (long long)sum,
+                                      (long long)K,
+                                      (long long)(tr->offsets[s + 1] - tr->offsets[s]),
+                                      (long long)bound);
+        }
+    }
     return EPLB_OK;
 }
 

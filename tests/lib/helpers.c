@@ -95,3 +95,48 @@ int eplb_test_dir_entries(const char *dir)
     closedir(d);
     return n;
 }
+
+int eplb_test_exists(const char *path)
+{
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+const char *eplb_test_write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: cannot create", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0, "%s: cannot write", path);
+    return path;
+}
+
+unsigned char *eplb_test_slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f != NULL, "%s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    cr_assert_not_null(b);
+    cr_assert_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    b[len] = 0;
+    *n = (size_t)len;
+    return b;
+}
+
+char *eplb_test_slurp_text(const char *path)
+{
+    size_t n;
+    return (char *)eplb_test_slurp(path, &n);
+}
+
+uint64_t eplb_test_rng_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}

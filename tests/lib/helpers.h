@@ -3,6 +3,8 @@
 #define EPLB_TEST_HELPERS_H
 
 #include <criterion/criterion.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "eplb.h"
 
@@ -41,6 +43,20 @@ const char *eplb_test_tmpdir(void);
 /* Entries of a directory other than . and .. (the test fails if it
  * cannot be opened). */
 int eplb_test_dir_entries(const char *dir);
+/* Whether path names something (lstat: a symbolic link counts, even one
+ * that points nowhere, so "nothing left behind" checks see it too). */
+int eplb_test_exists(const char *path);
+/* Write text to path (asserting success); returns path. */
+const char *eplb_test_write_text(const char *path, const char *text);
+/* The whole file, malloc'd with a NUL byte after its *n bytes (so text
+ * files read as strings). */
+unsigned char *eplb_test_slurp(const char *path, size_t *n);
+/* The whole file as a malloc'd NUL-terminated string. */
+char *eplb_test_slurp_text(const char *path);
+/* splitmix64 (Steele, Lea and Flood 2014): the next value of the sequence
+ * of *state, which it advances; deterministic test inputs.  (Not the
+ * kernels' hash: test_kernels.c writes that out on its own.) */
+uint64_t eplb_test_rng_next(uint64_t *state);
 /* Run `eplb-replay ARGS` through the shell; capture stdout+stderr (malloc'd
  * into *output if not NULL) and return the exit status (-1 if it crashed). */
 int eplb_test_run_cli(char **output, const char *args_fmt, ...);

@@ -58,30 +58,6 @@ int eplb_test_h5_filters(const char *path, const char *name, int *ids, unsigned 
     return n;
 }
 
-void eplb_test_write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s: cannot create", path);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0, "%s: cannot write", path);
-}
-
-unsigned char *eplb_test_slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f != NULL, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    cr_assert_not_null(b);
-    cr_assert_eq(fread(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    b[len] = 0; /* callers may treat it as text */
-    *n = (size_t)len;
-    return b;
-}
-
 void eplb_test_cli_expect(int want_status, const char *want_text, const char *args_fmt, ...)
 {
     char args[2048];

@@ -6,6 +6,7 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+#include "helpers.h" /* eplb_test_write_text, eplb_test_slurp */
 #include "trace.h"
 
 /* Writer options: EPLB_TRACE_WRITER_OPTS_INIT with the model and source
@@ -30,11 +31,6 @@ int eplb_test_h5_filters(const char *path, const char *name, int *ids,
  * logits, decreasing offsets). */
 void eplb_test_h5_poke(const char *path, const char *name, const hsize_t *c, hid_t mt,
                        const void *v);
-
-/* Write text to path (asserting success). */
-void eplb_test_write_text(const char *path, const char *text);
-/* The whole file, malloc'd (+1 byte), its size in *n. */
-unsigned char *eplb_test_slurp(const char *path, size_t *n);
 
 /* Run `eplb-replay ARGS`; assert the exit status and, if want_text is not
  * NULL, that the output contains it. */

@@ -1,8 +1,10 @@
 /* gpu_tests.c - the CUDA kernels against their CPU references (plain C: the
  * GPU machine has no Criterion).  Fresh random inputs every run (seed
  * printed; EPLB_TEST_SEED repeats one), outputs poisoned before each
- * launch (device buffers directly, or the host buffers the _host wrappers
- * start their device outputs from).  Exit 77 (skipped) without a usable GPU; otherwise the last
+ * launch (device buffers directly, the host buffers the _host wrappers
+ * start their device outputs from, or a poisoning step of the replay
+ * stages: stage_poison).  Exit 77 (skipped) where eplb_gpu_open finds no
+ * GPU or driver (any other failure to open fails); otherwise the last
  * line is "N passed, N failed".  --small (or EPLB_GPU_TESTS_SMALL=1) keeps
  * shapes small for compute-sanitizer; --variant V[,V...] runs only the
  * routing and fused tests, for those routing kernel variants (default:
@@ -531,21 +533,26 @@ static void test_fused(void)
     }
 }
 
-/* One fused call (routing variant v, dtype dt, selection mode, T tokens
- * of 2 layers with map mp) against the CPU: selection and counts exact on
- * the GPU's own ids, the same without logical ids, routing up to
- * near-ties. */
-static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int64_t T)
+/* One fused call (routing case rc, variant v, dtype dt, selection mode, T
+ * tokens of 2 layers with map mp, whose E is rc's) against the CPU:
+ * selection and counts exact on the GPU's own ids, the same without
+ * logical ids, routing up to near-ties (none without a bias, as in
+ * route_check).  A bias [L][E] when rc->bias. */
+static void fused_check(const route_case_t *rc, const eplb_layer_map_t *mp, int v, int dt,
+                        int mode, int64_t T)
 {
-    const route_case_t *rc = &route_cases[0];
-    const int E = 256, K = 8, L = 2, P = mp->num_physical;
+    const int E = rc->c.num_experts, K = rc->c.top_k, L = 2, P = mp->num_physical;
     eplb_layer_map_t maps[2] = {*mp, *mp};
     const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
     eplb_gpu_set_route_variant(gpu, v);
-    void *x = make_logits(n, (eplb_dtype_t)dt, 2.0f);
-    float bias[2 * 256];
-    for (int i = 0; i < L * E; i++)
-        bias[i] = normal() * 0.1f;
+    void *x = make_logits(n, (eplb_dtype_t)dt,
+                          rc->c.scoring == EPLB_SCORING_SIGMOID ? 2.0f : 3.0f);
+    float *bias = NULL;
+    if (rc->bias) {
+        bias = xmalloc(sizeof *bias * L * E);
+        for (int i = 0; i < L * E; i++)
+            bias[i] = normal() * 0.1f;
+    }
     int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
             *pc = xmalloc(no * 4);
     float *wg = xmalloc(no * 4), *wc = xmalloc(no * 4);
@@ -564,14 +571,15 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
     eplb_status_t st = eplb_gpu_fused_host(gpu, ig, wg, pg, cg, x, (eplb_dtype_t)dt, T, L, bias,
                                            &rc->c, maps, &c);
     eplb_gpu_set_route_variant(gpu, 0);
-    CHECK(st == EPLB_OK, "fused %s v%d T=%lld: %s", eplb_select_mode_name(c.mode), v,
-          (long long)T, eplb_error_last());
+    CHECK(st == EPLB_OK, "fused %s %s v%d T=%lld: %s", rc->name, eplb_select_mode_name(c.mode),
+          v, (long long)T, eplb_error_last());
     /* selection exact on the GPU's own ids */
     eplb_select_record_cpu(pc, cc, ig, T, L, K, maps, &c);
-    CHECK(memcmp(pc, pg, no * 4) == 0, "fused %s %s v%d T=%lld: phys differ from CPU on same ids",
+    CHECK(memcmp(pc, pg, no * 4) == 0,
+          "fused %s %s %s v%d T=%lld: phys differ from CPU on same ids", rc->name,
           eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), v, (long long)T);
-    CHECK(memcmp(cc, cg, (size_t)L * P * 4) == 0, "fused %s P=%d v%d T=%lld: counts differ",
-          eplb_select_mode_name(c.mode), P, v, (long long)T);
+    CHECK(memcmp(cc, cg, (size_t)L * P * 4) == 0, "fused %s %s P=%d v%d T=%lld: counts differ",
+          rc->name, eplb_select_mode_name(c.mode), P, v, (long long)T);
     if (mode <= EPLB_SELECT_LOCAL) {
         /* physical ids only (ids = NULL): same phys, weights, counts */
         int32_t *p2 = xmalloc(no * 4), *c2 = xmalloc((size_t)L * P * 4);
@@ -585,8 +593,9 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
         eplb_gpu_set_route_variant(gpu, 0);
         CHECK(st == EPLB_OK && memcmp(p2, pg, no * 4) == 0 && memcmp(w2, wg, no * 4) == 0 &&
                   memcmp(c2, cg, (size_t)L * P * 4) == 0,
-              "fused %s v%d without ids: output differs from with ids (%s)",
-              eplb_select_mode_name(c.mode), v, st == EPLB_OK ? "ok" : eplb_error_last());
+              "fused %s %s v%d T=%lld without ids: output differs from with ids (%s)", rc->name,
+              eplb_select_mode_name(c.mode), v, (long long)T,
+              st == EPLB_OK ? "ok" : eplb_error_last());
         free(p2);
         free(w2);
         free(c2);
@@ -594,13 +603,16 @@ static void fused_check(const eplb_layer_map_t *mp, int v, int dt, int mode, int
     /* routing and weights as the CPU's, up to near-ties; every entry written */
     eplb_route_cpu(ic, wc, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
     const rows_cmp_t cr = compare_rows(ig, wg, ic, wc, T * L, K, E);
-    CHECK(cr.mism <= 1 + T * L / 2000, "fused %s v%d T=%lld: %lld rows routed differently",
-          eplb_select_mode_name(c.mode), v, (long long)T, (long long)cr.mism);
-    CHECK(cr.unwritten == 0 && cr.wbad == 0,
-          "fused %s %s v%d T=%lld: %lld entries unwritten or invalid, %lld weights off by more "
-          "than 2e-5",
+    CHECK(cr.mism <= (bias ? 1 + T * L / 2000 : 0),
+          "fused %s %s %s v%d T=%lld: %lld rows routed differently", rc->name,
           eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), v, (long long)T,
-          (long long)cr.unwritten, (long long)cr.wbad);
+          (long long)cr.mism);
+    CHECK(cr.unwritten == 0 && cr.wbad == 0,
+          "fused %s %s %s v%d T=%lld: %lld entries unwritten or invalid, %lld weights off by "
+          "more than 2e-5",
+          rc->name, eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), v,
+          (long long)T, (long long)cr.unwritten, (long long)cr.wbad);
+    free(bias);
     free(wc);
     free(x);
     free(ig);
@@ -636,12 +648,12 @@ static void test_fused_map(const eplb_layer_map_t *mp)
                                   : bulk_map         ? 8000
                                   : dt == 0 && mode % 2 == 0 ? 1500
                                                              : 20000;
-                fused_check(mp, vs[vi], dt, mode, T);
+                fused_check(&route_cases[0], mp, vs[vi], dt, mode, T);
                 if (vs[vi] == 0 && mode <= EPLB_SELECT_LOCAL && T > 300) {
                     /* 2 count stripes: the shared histogram (and its bulk
                      * flush), as for shapes past the stripes' memory */
                     const int was = eplb_gpu_set_count_stripes(gpu, 2);
-                    fused_check(mp, vs[vi], dt, mode, T);
+                    fused_check(&route_cases[0], mp, vs[vi], dt, mode, T);
                     eplb_gpu_set_count_stripes(gpu, was);
                 }
             }
@@ -652,8 +664,101 @@ static void test_fused_map(const eplb_layer_map_t *mp)
     for (int mode = EPLB_SELECT_HASH; mode <= EPLB_SELECT_FLATMOD; mode++)
         for (int v = 0; v <= 8; v += 8)
             if (variant_on(v))
-                fused_check(mp, v, EPLB_DTYPE_F32, mode, 350);
+                fused_check(&route_cases[0], mp, v, EPLB_DTYPE_F32, mode, 350);
     eplb_gpu_set_count_stripes(gpu, was);
+}
+
+/* Whether launch_route (route.cu) may give the shape to the segment kernel
+ * (variants 0, 5, 6, 9, 14): sigmoid, 256 experts in 8 groups, some groups
+ * dropped, K <= 8 and K <= 2 * topk_groups; variant 8 is the warp kernel
+ * there. */
+static int seg_shape(const eplb_route_cfg_t *c)
+{
+    return c->scoring == EPLB_SCORING_SIGMOID && c->num_experts == 256 && c->num_groups == 8 &&
+           c->topk_groups < c->num_groups && c->top_k <= 8 && c->top_k <= 2 * c->topk_groups;
+}
+
+/* The fused kernels' recording on every routing shape (route_cases), not
+ * only DeepSeek-V3's (test_fused): per shape the variants that pick each
+ * kernel launch_route has for it (route.cu), so that the recording paths
+ * of all of them run:
+ *   0  the warp kernel (route_warp_kernel<4, true> for E <= 128, <8,
+ *      false, 4> up to 256, <16, false> past 256) where E % 4 == 0 and the
+ *      groups are whole chunks (gs a multiple of 4, gs / 4 a power of two,
+ *      gs <= 128), else the generic kernel (deepseek-v2, odd-72,
+ *      e-not-mult4); the segment kernel on the DeepSeek-V3 shape;
+ *  1  the generic kernel (route_generic_kernel), every shape;
+ *  2  the lanes-per-row kernel (route_fast_kernel<16, 4, 1> up to E = 64,
+ *     <16, 8, 1> up to 128, <32, 8, 1> up to 256 without groups, <32, 8,
+ *     8> for 256 experts in 8 groups) where K <= 8, else the generic one;
+ *  3, 4 the warp kernel's ablations (<8, false>, <8, true>), only for
+ *     128 < E <= 256 (elsewhere they are the generic kernel, as 1);
+ *  8  the warp kernel on the DeepSeek-V3 shape (elsewhere it is 0).
+ * Each (shape, variant) runs the calls of `runs`: hash, flatmod, random
+ * and local; f32, f16, bf16; 37 tokens (direct reductions into the count
+ * stripes; rows past T in the last warp or batch of rows); T_big = 2000
+ * with 2 stripes (every shape then takes the shared histogram and its
+ * flush: T K > 2 P and 2 T K > 4096 + 8 P on both maps, launch_route; with
+ * --small, T_big = 600, the smallest K stay direct) and with all 32
+ * (direct, many blocks); one call on exact
+ * ties without a bias (logits 0, 1, 2: past 128 experts the warp kernel's
+ * many-candidates fallback).  Two maps per shape: A with P = E + E / 4 + 1
+ * rounded up to 8 GPUs and up to 4 replicas, B with P = 2 E, up to 8
+ * replicas (selection's loads past the first 3) and some experts without a
+ * slot (phys -1, not recorded).  Fresh random inputs and poisoned outputs
+ * per call (fused_check), counts against eplb_select_record_cpu on the
+ * GPU's ids, ids and weights against eplb_route_cpu. */
+static void test_fused_shapes(void)
+{
+    const int64_t TB = small ? 600 : 2000;
+    const struct {
+        eplb_select_mode_t mode;
+        eplb_dtype_t dt;
+        int stripes; /* eplb_gpu_set_count_stripes: 0 all (32 here), 2 */
+        int map;     /* 0 A, 1 B */
+        int64_t T;
+        int ties; /* logits in {0, 1, 2}, no bias */
+    } runs[] = {
+        {EPLB_SELECT_HASH, EPLB_DTYPE_BF16, 0, 1, 37, 0},
+        {EPLB_SELECT_HASH, EPLB_DTYPE_F32, 2, 0, TB, 0},
+        {EPLB_SELECT_RANDOM, EPLB_DTYPE_F16, 0, 0, 37, 0},
+        {EPLB_SELECT_RANDOM, EPLB_DTYPE_BF16, 2, 1, TB, 0},
+        {EPLB_SELECT_LOCAL, EPLB_DTYPE_F32, 0, 1, TB, 0},
+        {EPLB_SELECT_FLATMOD, EPLB_DTYPE_F32, 2, 0, 37, 0},
+        {EPLB_SELECT_HASH, EPLB_DTYPE_F32, 0, 0, 300, 1},
+    };
+    const int vs[] = {0, 1, 2, 3, 4, 8};
+    int calls = 0;
+    for (size_t ci = 0; ci < sizeof route_cases / sizeof route_cases[0]; ci++) {
+        const route_case_t *rc = &route_cases[ci];
+        const int E = rc->c.num_experts, D = 8;
+        map_t mp[2] = {make_map(E, (E + E / 4 + 1 + D - 1) / D * D, D, 2, 4, 0),
+                       make_map(E, (2 * E + D - 1) / D * D, D, 2, 8, 1)};
+        for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++) {
+            const int v = vs[vi];
+            if (!variant_on(v) || ((v == 3 || v == 4) && (E <= 128 || E > 256)) ||
+                (v == 8 && !seg_shape(&rc->c)))
+                continue;
+            for (size_t ri = 0; ri < sizeof runs / sizeof runs[0]; ri++) {
+                route_case_t tc = *rc;
+                if (runs[ri].ties)
+                    tc.bias = 0;
+                coarse = runs[ri].ties;
+                const int was = eplb_gpu_set_count_stripes(gpu, runs[ri].stripes);
+                fused_check(&tc, &mp[runs[ri].map].m, v, runs[ri].dt, runs[ri].mode,
+                            runs[ri].T);
+                eplb_gpu_set_count_stripes(gpu, was);
+                coarse = 0;
+                calls++;
+            }
+        }
+        for (int m = 0; m < 2; m++) {
+            free(mp[m].lc);
+            free(mp[m].l2p);
+        }
+    }
+    printf("  fused on %zu routing shapes: %d calls\n",
+           sizeof route_cases / sizeof route_cases[0], calls);
 }
 
 /* The issue's largest shapes, 2^20 tokens in one call (not with --small):
@@ -674,8 +779,8 @@ static void test_large(void)
             route_compare(&route_cases[i], EPLB_DTYPE_BF16, T, 1, 0, NULL, 1);
     }
     map_t m = make_map(256, 288, 32, 4, 4, 0);
-    fused_check(&m.m, 0, EPLB_DTYPE_BF16, EPLB_SELECT_HASH, T);
-    fused_check(&m.m, 0, EPLB_DTYPE_BF16, EPLB_SELECT_RANDOM, T);
+    fused_check(&route_cases[0], &m.m, 0, EPLB_DTYPE_BF16, EPLB_SELECT_HASH, T);
+    fused_check(&route_cases[0], &m.m, 0, EPLB_DTYPE_BF16, EPLB_SELECT_RANDOM, T);
     free(m.lc);
     free(m.l2p);
     map_t b = make_map(512, 1024, 64, 8, 8, 1);
@@ -810,6 +915,57 @@ static void test_count_stripes(void)
 }
 
 /* ---- staged (replay) path ------------------------------------------------ */
+/* The device outputs of stages s[0..ns-1] (ids, weights, phys, counts)
+ * poisoned before a submit.  A stage keeps its device buffers to itself
+ * (kernels.h has no way to them, and the test adds no hook), so a submit
+ * writes the poison: max_tokens rows (every entry of the buffers) of
+ * logits -inf, whose sigmoid is 0 (every weight +0, renormalised too: 0 x
+ * scale / 1e-20; the keys are the bias alone, ids valid), with maps
+ * `none` that place no expert (every phys -1, nothing recorded: every
+ * count 0); the real maps are set again after.  Where the real maps place
+ * every expert and the logits are finite, a later step's weight of 0 or
+ * phys of -1 is an entry it left unwritten, and an id left unwritten
+ * shows as a phys that is not the selection of the id (experts' slots
+ * are disjoint); routing-only steps leave the poison's ids, compared bit
+ * for bit with eplb_gpu_route_host.  The rows must be sigmoid-scored
+ * (rc: DeepSeek-V3).  Returns 0 (with a failure counted) where a call
+ * fails or the poison is not as above. */
+static int stage_poison(eplb_gpu_stage_t *const *s, int ns, eplb_dtype_t dt, int64_t T, int L,
+                        const route_case_t *rc, const eplb_layer_map_t *maps,
+                        const eplb_layer_map_t *none)
+{
+    const int E = rc->c.num_experts, K = rc->c.top_k, P = none[0].num_physical;
+    const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    int ok = 1;
+    eplb_status_t st = eplb_gpu_set_maps(gpu, none, L);
+    for (int j = 0; j < ns && st == EPLB_OK; j++) {
+        void *x = eplb_gpu_stage_logits(s[j]);
+        for (size_t i = 0; i < n; i++)
+            eplb_dtype_store(x, dt, i, -INFINITY);
+        st = eplb_gpu_stage_submit(s[j], dt, T, &rc->c, &c);
+    }
+    for (int j = 0; j < ns && st == EPLB_OK; j++) {
+        const int32_t *ids, *phys, *counts;
+        const float *w;
+        st = eplb_gpu_stage_wait(s[j], &ids, &w, &phys, &counts);
+        if (st != EPLB_OK)
+            break;
+        size_t bad = 0;
+        for (size_t i = 0; i < no; i++)
+            bad += ids[i] < 0 || ids[i] >= E || w[i] != 0.0f || phys[i] != -1;
+        for (size_t i = 0; i < (size_t)L * P; i++)
+            bad += counts[i] != 0;
+        CHECK(bad == 0, "stage %d: the poisoning step left %zu entries other than the poison",
+              j, bad);
+        ok &= bad == 0;
+    }
+    if (st == EPLB_OK)
+        st = eplb_gpu_set_maps(gpu, maps, L);
+    CHECK(st == EPLB_OK, "stage poison: %s: %s", eplb_strerror(st), eplb_error_last());
+    return ok && st == EPLB_OK;
+}
+
 static void test_stage(void)
 {
     const route_case_t *rc = &route_cases[0];
@@ -817,6 +973,11 @@ static void test_stage(void)
     const int64_t T = small ? 100 : 5000;
     map_t mp = make_map(E, P, 32, 4, 4, 0);
     eplb_layer_map_t maps[3] = {mp.m, mp.m, mp.m};
+    /* the poison's maps: no expert placed (stage_poison) */
+    int32_t none_lc[256] = {0}, none_l2p[256 * 4];
+    memset(none_l2p, 0xff, sizeof none_l2p);
+    const eplb_layer_map_t none1 = {E, P, 32, 4, 4, none_lc, none_l2p};
+    const eplb_layer_map_t none[3] = {none1, none1, none1};
     float bias[3 * 256];
     for (int i = 0; i < L * E; i++)
         bias[i] = normal() * 0.1f;
@@ -828,12 +989,15 @@ static void test_stage(void)
     c.mode = EPLB_SELECT_HASH;
     const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
     float *x[2];
-    /* three steps on each stage: the counts of each step alone (the fold
-     * clears the stripes for the next); before the third, a step refused
-     * by the selection (num_ranks past 65536) after the stage marked its
-     * stripes dirty, so that the third clears them first (they hold
-     * nothing here: the refusal comes before any kernel) */
+    /* three steps on each stage, its outputs poisoned before each
+     * (stage_poison): the counts of each step alone (the fold clears the
+     * stripes for the next); before the third, a step refused by the
+     * selection (num_ranks past 65536) after the stage marked its stripes
+     * dirty, so that the third clears them first (they hold nothing here:
+     * the refusal comes before any kernel) */
     for (int round = 0; round < 3; round++) {
+        if (!stage_poison(s, 2, EPLB_DTYPE_F32, T, L, rc, maps, none))
+            goto stages_out;
         for (int j = 0; j < 2; j++) {
             x[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
             memcpy(eplb_gpu_stage_logits(s[j]), x[j], n * 4);
@@ -866,6 +1030,11 @@ static void test_stage(void)
             CHECK(cr.unwritten == 0 && cr.wbad == 0,
                   "stage %d: %lld entries invalid, %lld weights off by more than 2e-5", j,
                   (long long)cr.unwritten, (long long)cr.wbad);
+            int64_t left = 0; /* the poison's weight 0 or phys -1 */
+            for (size_t i = 0; i < (size_t)Tj * L * K; i++)
+                left += w[i] == 0.0f || phys[i] < 0;
+            CHECK(left == 0, "stage %d, step %d: %lld entries left as poisoned", j, round,
+                  (long long)left);
             free(pc);
             free(ic);
             free(wc);
@@ -874,8 +1043,10 @@ static void test_stage(void)
     }
     /* routing only (scfg NULL), as the replay routes logits: the ids of
      * eplb_gpu_route_host on the same logits, bit for bit, two stages in
-     * flight */
+     * flight; the ids poisoned first */
     float *xr[2];
+    if (!stage_poison(s, 2, EPLB_DTYPE_F32, T, L, rc, maps, none))
+        goto stages_out;
     for (int j = 0; j < 2; j++) {
         xr[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
         memcpy(eplb_gpu_stage_logits(s[j]), xr[j], n * 4);
@@ -899,12 +1070,18 @@ static void test_stage(void)
         free(ic);
         free(xr[j]);
     }
+stages_out:
     eplb_gpu_stage_close(s[0]);
     eplb_gpu_stage_close(s[1]);
-    /* a stage opened for bf16 rows (half the pinned bytes): bf16 routed as
-     * eplb_gpu_route_host does, float32 rows refused */
+    /* a stage opened for bf16 rows (half the pinned bytes), poisoned with
+     * bf16 rows: bf16 routed as eplb_gpu_route_host does, float32 rows
+     * refused */
     eplb_gpu_stage_t *sb = NULL;
     OK(eplb_gpu_stage_open(&sb, gpu, T, EPLB_DTYPE_BF16, L, E, K, P, bias));
+    if (sb && !stage_poison(&sb, 1, EPLB_DTYPE_BF16, T, L, rc, maps, none)) {
+        eplb_gpu_stage_close(sb);
+        sb = NULL;
+    }
     if (sb) {
         void *xb = make_logits(n, EPLB_DTYPE_BF16, 2.0f);
         memcpy(eplb_gpu_stage_logits(sb), xb, n * 2);
@@ -1127,7 +1304,12 @@ static void test_esft_trace(void)
 /* eplb_gpu_traffic_count against eplb_traffic_count_cpu: GPU counts 2-64
  * (64 on one node: the all-ones node mask), node splits, K 1-16, unplaced
  * and out-of-range slots, contiguous blocks and source ranks, steps from
- * empty to past one grid of blocks; the output poisoned first. */
+ * empty to past one grid of blocks.  The output starts as 0x7f bytes
+ * (dev_from), but the launcher clears it before the kernel adds (kernels.h:
+ * overwritten, not accumulated; traffic.cu), so this poison cannot show a
+ * counter left unwritten (nothing to add is a count of 0 either way): it
+ * checks that the counts do not depend on what the buffer held, also for
+ * T = 0, where only the clear runs. */
 static void test_traffic(void)
 {
     const int Ds[] = {2, 4, 8, 16, 32, 64, 64, 3};
@@ -1158,6 +1340,7 @@ static void test_traffic(void)
         eplb_status_t st = eplb_traffic_count_cpu(want, ph, T, L, K, 0, L, &c,
                                                   with_src ? src : NULL);
         CHECK(st == EPLB_OK, "traffic cpu: %s", eplb_error_last());
+        /* d_out 0x7f7f7f7f: under the counts if the launcher's clear were lost */
         int32_t *d_ph = dev_from(ph, n * 4), *d_out = dev_from(NULL, no * 4);
         uint16_t *d_src = with_src ? dev_from(src, sizeof *src * (size_t)(T > 0 ? T : 1)) : NULL;
         st = eplb_gpu_traffic_count(gpu, d_out, d_ph, T, L, K, &c, d_src);
@@ -1207,7 +1390,10 @@ static int test_named(const char *name)
     return 0;
 }
 
-/* A build with CUDA on a machine without a GPU: open says "no device". */
+/* A build with CUDA on a machine without a GPU or driver: open says "no
+ * device" (EPLB_ERR_NO_DEVICE, kernels.h), and the program skips (77).
+ * Any other failure of open (cudaSetDevice, the device properties, the
+ * stream: EPLB_ERR_CUDA) is a failure. */
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -1235,10 +1421,15 @@ int main(int argc, char **argv)
     if (getenv("EPLB_GPU_TESTS_SMALL") && atoi(getenv("EPLB_GPU_TESTS_SMALL")))
         small = 1;
     eplb_status_t st = eplb_gpu_open(&gpu, 0);
-    if (st != EPLB_OK) {
+    if (st == EPLB_ERR_NO_DEVICE) {
         printf("skip: %s (%s)\n", eplb_error_last(), eplb_strerror(st));
         printf("0 passed, 0 failed\n");
         return 77;
+    }
+    if (st != EPLB_OK) {
+        printf("FAIL: eplb_gpu_open: %s (%s)\n", eplb_error_last(), eplb_strerror(st));
+        printf("0 passed, 1 failed\n");
+        return 1;
     }
     uint64_t seed = getenv("EPLB_TEST_SEED") ? strtoull(getenv("EPLB_TEST_SEED"), NULL, 0)
                                              : (uint64_t)time(NULL);
@@ -1257,6 +1448,7 @@ int main(int argc, char **argv)
         {"route_wide", test_route_wide, 1},
         {"route_tie_rate", test_route_tie_rate, 1},
         {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
+        {"fused_shapes", test_fused_shapes, 1},
         {"count_stripes", test_count_stripes, 0},
         {"stage", test_stage, 0},               {"source_reads", test_source_reads, 0},
         {"esft_trace", test_esft_trace, 0},     {"traffic", test_traffic, 0},

@@ -684,6 +684,8 @@ int eplb_bench_kernels(int argc, char **argv)
                               : eplb_error_set(EPLB_ERR_UNSUPPORTED, "this build has no CUDA");
         if (st == EPLB_OK)
             return 0;
+        if (o.gpu == 1 && (st == EPLB_ERR_NO_DEVICE || st == EPLB_ERR_UNSUPPORTED))
+            return eplb_cmd_fail(CMD, eplb_cli_name_option(st, "--device gpu")); /* as run */
         if (o.gpu == 1 || (st != EPLB_ERR_NO_DEVICE && st != EPLB_ERR_UNSUPPORTED))
             return eplb_cmd_fail(CMD, st);
         /* no CPU fallback: it times one layer with its one router, and

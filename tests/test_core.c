@@ -1,18 +1,14 @@
-/* test_core.c - status/error handling, dtype conversion, decimal numbers,
- * JSON reader. */
+/* test_core.c - status/error handling, dtype conversion, decimal numbers
+ * (the JSON reader and writer: test_json.c). */
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "decimal.h"
 #include "helpers.h"
-#include "json.h"
 
 /* A second thread: sees no message at first, sets its own, returns what it
  * then reads (malloc'd). */
@@ -273,131 +269,4 @@ Test(core, env_int_default_on_bad_values)
     }
     unsetenv("EPLB_TEST_ENV_INT");
     cr_expect_eq(eplb_env_int("EPLB_TEST_ENV_INT", 1, 64, -1), -1);
-}
-
-Test(json, parses_nested_document)
-{
-    const char *txt = "{\"logical_count\": [[1, 2.5, -3e2], [4, 5, 6]], \"s\": \"a\\\"b\","
-                      " \"t\": true, \"n\": null}";
-    eplb_json_t *v = NULL;
-    eplb_assert_ok(eplb_json_parse(&v, txt, strlen(txt), "doc"));
-    const eplb_json_t *lc = eplb_json_get(v, "logical_count");
-    cr_assert_not_null(lc);
-    float *m = NULL;
-    int r, c;
-    eplb_assert_ok(eplb_json_matrix_f32(&m, &r, &c, lc, "doc"));
-    cr_assert_eq(r, 2);
-    cr_assert_eq(c, 3);
-    cr_assert_float_eq(m[1], 2.5f, 0);
-    cr_assert_float_eq(m[2], -300.0f, 0);
-    cr_assert_str_eq(eplb_json_get(v, "s")->str, "a\"b");
-    cr_assert_eq(eplb_json_get(v, "t")->num, 1);
-    cr_assert_eq(eplb_json_get(v, "n")->type, EPLB_JSON_NULL);
-    free(m);
-    eplb_json_free(v);
-}
-
-Test(json, errors_name_source_and_offset)
-{
-    eplb_json_t *v = NULL;
-    /* ragged rows are fine for the parser but not for a matrix */
-    eplb_assert_ok(eplb_json_parse(&v, "[[1,2],[3]]", 11, "w.json"));
-    float *m;
-    int r, c;
-    eplb_assert_fails(eplb_json_matrix_f32(&m, &r, &c, v, "w.json"), EPLB_ERR_FORMAT, "ragged");
-    eplb_json_free(v);
-    /* FLT_MAX as numpy prints it and as %.9g does are floats (a review
-     * found them refused: the check compared with FLT_MAX before rounding);
-     * a value that rounds to inf is not */
-    const char *fm = "[[3.4028235e+38, 3.40282347e+38, -3.4028235e38]]";
-    eplb_assert_ok(eplb_json_parse(&v, fm, strlen(fm), "w.json"));
-    eplb_assert_ok(eplb_json_matrix_f32(&m, &r, &c, v, "w.json"));
-    cr_assert(m[0] == FLT_MAX && m[1] == FLT_MAX && m[2] == -FLT_MAX);
-    free(m);
-    eplb_json_free(v);
-    eplb_assert_ok(eplb_json_parse(&v, "[[3.5e38]]", 10, "w.json"));
-    eplb_assert_fails(eplb_json_matrix_f32(&m, &r, &c, v, "w.json"), EPLB_ERR_FORMAT,
-                      "beyond the range of a float");
-    eplb_json_free(v);
-    /* offsets from 0: the end of "[1, 2" is byte 5; the "x" of "[1] x" is
-     * byte 4 */
-    eplb_assert_fails(eplb_json_parse(&v, "[1, 2", 5, "w.json"), EPLB_ERR_FORMAT,
-                      "w.json: invalid JSON at byte 5: ");
-    eplb_assert_fails(eplb_json_parse(&v, "[1] x", 5, "w.json"), EPLB_ERR_FORMAT,
-                      "w.json: invalid JSON at byte 4: trailing");
-    eplb_assert_fails(eplb_json_parse_file(&v, "/nonexistent/w.json"), EPLB_ERR_IO,
-                      "/nonexistent/w.json");
-}
-
-/* JSON text of one string through eplb_json_write_string (malloc'd). */
-static char *json_string_of(const char *s)
-{
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    cr_assert_not_null(f);
-    eplb_json_write_string(f, s);
-    fclose(f);
-    return buf;
-}
-
-/* Found: invalid UTF-8 (from trace attributes) was written unescaped, so
- * `info --json` could print invalid JSON.  Valid sequences are copied;
- * each maximal invalid subpart becomes one U+FFFD (Unicode 15.0 s. 3.9). */
-Test(json, writer_replaces_invalid_utf8)
-{
-    static const struct {
-        const char *in, *want;
-    } cases[] = {
-        {"plain \"q\" \\ \n", "\"plain \\\"q\\\" \\\\ \\n\""},
-        /* valid: e-acute (2 bytes), euro sign (3), U+1F600 (4), U+10FFFF */
-        {"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
-         "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\""},
-        {"a\xff" "b", "\"a\\ufffdb\""},                      /* never valid */
-        {"\xe2\x82" "c", "\"\\ufffdc\""},                    /* truncated: one */
-        {"x\xe2\x82", "\"x\\ufffd\""},                       /* truncated at end */
-        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},                  /* overlong '/' */
-        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},       /* surrogate D800 */
-        {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* > U+10FFFF */
-        {"\x80", "\"\\ufffd\""},                             /* lone continuation */
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *got = json_string_of(cases[i].in);
-        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
-        /* and it reads back (the reader accepts any bytes >= 0x20) */
-        eplb_json_t *v = NULL;
-        eplb_assert_ok(eplb_json_parse(&v, got, strlen(got), "out"));
-        cr_assert_eq(v->type, EPLB_JSON_STRING);
-        eplb_json_free(v);
-        free(got);
-    }
-}
-
-/* Found: eplb_json_parse_file read /dev/zero until memory ran out, and a
- * directory gave only "read error". */
-Test(json, parse_file_refuses_non_files)
-{
-    eplb_json_t *v = NULL;
-    const char *d = eplb_test_tmpdir();
-    eplb_assert_fails(eplb_json_parse_file(&v, d), EPLB_ERR_IO, "is a directory");
-    cr_assert(strstr(eplb_error_last(), d) != NULL, "%s", eplb_error_last());
-    if (access("/dev/zero", R_OK) == 0)
-        eplb_assert_fails(eplb_json_parse_file(&v, "/dev/zero"), EPLB_ERR_IO,
-                          "/dev/zero: not a regular file");
-    /* a sparse file one byte over 1 GiB: refused from its size, unread */
-    char big[4096];
-    snprintf(big, sizeof big, "%s/big.json", d);
-    FILE *f = fopen(big, "w");
-    cr_assert_not_null(f);
-    cr_assert_eq(ftruncate(fileno(f), ((off_t)1 << 30) + 1), 0);
-    fclose(f);
-    eplb_assert_fails(eplb_json_parse_file(&v, big), EPLB_ERR_FORMAT, "larger than");
-    cr_assert(strstr(eplb_error_last(), "big.json") != NULL, "%s", eplb_error_last());
-    /* a small file still parses */
-    eplb_test_write_text(big, "[1, 2]");
-    eplb_assert_ok(eplb_json_parse_file(&v, big));
-    cr_assert_eq(v->n, 2);
-    eplb_json_free(v);
-    unlink(big);
-    rmdir(d);
 }

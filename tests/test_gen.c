@@ -645,20 +645,3 @@ Test(gen, options_that_do_not_apply_refused)
     unlink(out);
     rmdir(dir);
 }
-
-/* `import`: an option of the other --format is refused, naming it. */
-Test(gen, import_options_of_the_other_format_refused)
-{
-    const char *dir = eplb_test_tmpdir();
-    char out[4096];
-    snprintf(out, sizeof out, "%s", eplb_test_path(dir, "i.h5"));
-    eplb_test_cli_expect(2, "eplb-replay import: --top-k applies to --format sglang-counts only",
-                         "import --format esft %s -o %s --top-k 6", dir, out);
-    eplb_test_cli_expect(2, "eplb-replay import: --model applies to --format sglang-counts only",
-                         "import --format esft %s -o %s --model M", dir, out);
-    eplb_test_cli_expect(2, "eplb-replay import: --tokens-per-step applies to --format esft only",
-                         "import --format sglang-counts %s/c.json -o %s --tokens-per-step 4",
-                         dir, out);
-    cr_assert_neq(access(out, F_OK), 0, "%s written", out);
-    rmdir(dir);
-}

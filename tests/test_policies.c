@@ -9,6 +9,7 @@
 #include "helpers.h"
 
 #include <criterion/parameterized.h>
+#include <criterion/theories.h>
 #include "json.h"
 #include "policy.h"
 
@@ -341,24 +342,36 @@ static int dups_on_gpus(const int32_t *row, int P, int D)
     return d;
 }
 
-Test(policies, invariants_of_every_policy)
+/* One trial's inputs.  They come from one seeded sequence, drawn trial
+ * after trial, so trial t's are made by drawing those of trials 0..t-1
+ * first: each case of the theory below is whole on its own, whatever ran
+ * before it. */
+typedef struct {
+    const shape_t *s;
+    int L;
+    float *w;     /* [L][E] */
+    int32_t *old; /* [L][P]: random, or the default placement */
+    eplb_policy_args_t a;
+} trial_t;
+
+static void trial_make(trial_t *t, int trial)
 {
-    size_t np;
-    const eplb_policy_t *tab = eplb_policy_table(&np);
-    cr_assert_geq(np, 8);
     rng_state = 0x5eed;
-    for (int trial = 0; trial < 30; trial++) {
-        const shape_t *s = &shapes[trial % (sizeof shapes / sizeof shapes[0])];
-        int L = 1 + trial % 3, E = s->E, P = s->P;
+    for (int k = 0; k <= trial; k++) {
+        const shape_t *s = &shapes[k % (sizeof shapes / sizeof shapes[0])];
+        int L = 1 + k % 3, E = s->E, P = s->P;
         if (E >= 256)
             L = 2;
         float *w = malloc(sizeof *w * L * E);
-        int32_t *old = malloc(sizeof *old * L * P), *out = malloc(sizeof *out * L * P);
-        int32_t *out2 = malloc(sizeof *out2 * L * P), *rank = malloc(sizeof *rank * L * P);
-        int32_t *ref = malloc(sizeof *ref * L * P);
-        cr_assert(w && old && out && out2 && rank && ref);
-        random_weights(w, L * E, trial % 3);
+        int32_t *old = malloc(sizeof *old * L * P);
+        cr_assert(w && old);
+        random_weights(w, L * E, k % 3);
         random_old(old, L, E, P);
+        if (k < trial) {
+            free(w);
+            free(old);
+            continue;
+        }
         eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
         a.num_replicas = P;
         a.num_groups = s->G;
@@ -366,67 +379,106 @@ Test(policies, invariants_of_every_policy)
         a.num_gpus = s->D;
         a.old_phy2log = trial % 2 ? old : NULL;
         a.max_moves = 1 + trial % 5;
-        const int32_t *oldp = old;
-        if (!a.old_phy2log) {
-            eplb_placement_default(ref, L, E, P);
-            memcpy(old, ref, sizeof *old * L * P);
-        }
-        for (size_t i = 0; i < np; i++) {
-            memset(out, 0xa5, sizeof *out * L * P); /* poison */
-            memset(rank, 0xa5, sizeof *rank * L * P);
-            eplb_assert_ok(tab[i].fn(out, rank, w, L, E, &a));
-            check_invariants(tab[i].name, out, rank, w, L, s, trial);
-            memset(out2, 0, sizeof *out2 * L * P);
-            eplb_assert_ok(tab[i].fn(out2, NULL, w, L, E, &a));
-            cr_assert_arr_eq(out, out2, sizeof *out * L * P, "%s not deterministic",
-                             tab[i].name);
-            if (!strcmp(tab[i].name, "none"))
-                cr_assert_arr_eq(out, oldp, sizeof *out * L * P);
-            for (int l = 0; l < L; l++) {
-                const int32_t *row = out + l * P, *orow = oldp + l * P;
-                const float *wl = w + l * E;
-                if (!strcmp(tab[i].name, "migration-aware")) {
-                    cr_assert_leq(eplb_placement_moves(orow, row, P), a.max_moves,
-                                  "trial %d: migration-aware made %d moves > %d", trial,
-                                  eplb_placement_moves(orow, row, P), a.max_moves);
-                    cr_assert_leq(peak_load(row, wl, E, P, s->D),
-                                  peak_load(orow, wl, E, P, s->D) + 1e-9,
-                                  "trial %d: migration-aware worse than none", trial);
-                }
-                if (!strcmp(tab[i].name, "nodup")) {
-                    int hier = s->G % s->N == 0, n = hier ? s->N : 1;
-                    int feasible = (E / n) * (s->D / n) >= P / n;
-                    if (feasible)
-                        cr_assert_eq(dups_on_gpus(row, P, s->D), 0,
-                                     "trial %d layer %d: nodup left duplicates", trial, l);
-                }
-            }
-            if (!strcmp(tab[i].name, "deepseek"))
-                memcpy(ref, out, sizeof *ref * L * P);
-            if (!strcmp(tab[i].name, "deepseek-preserve")) {
-                /* same experts on each GPU as deepseek, never more moves */
-                int per = P / s->D;
-                for (int l = 0; l < L; l++) {
-                    cr_assert_leq(eplb_placement_moves(oldp + l * P, out + l * P, P),
-                                  eplb_placement_moves(oldp + l * P, ref + l * P, P));
-                    for (int g = 0; g < s->D; g++) {
-                        int c1[512] = {0}, c2[512] = {0};
-                        for (int p = g * per; p < (g + 1) * per; p++) {
-                            c1[out[l * P + p]]++;
-                            c2[ref[l * P + p]]++;
-                        }
-                        cr_assert_arr_eq(c1, c2, sizeof c1);
-                    }
-                }
-            }
-        }
-        free(w);
-        free(old);
-        free(out);
-        free(out2);
-        free(rank);
-        free(ref);
+        if (!a.old_phy2log)
+            eplb_placement_default(old, L, E, P);
+        *t = (trial_t){.s = s, .L = L, .w = w, .old = old, .a = a};
     }
+}
+
+/* Every policy of the table (the theory checks that none is missing). */
+#define POLICY_NAMES                                                                      \
+    "deepseek", "global", "deepseek-preserve", "nodup", "lpt", "vec", "migration-aware", \
+        "none"
+
+TheoryDataPoints(policies, invariants_of_every_policy) = {
+    DataPoints(int, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+               21, 22, 23, 24, 25, 26, 27, 28, 29),
+    DataPoints(const char *, POLICY_NAMES),
+};
+
+/* Each policy on each trial: a valid placement whose rank order lists every
+ * replica once, the same placement without ranks, and the policy's own
+ * promise (none keeps the old placement, migration-aware its move budget
+ * and no worse peak, nodup no duplicates on a GPU where possible,
+ * deepseek-preserve deepseek's experts per GPU with no more moves). */
+Theory((int trial, const char *name), policies, invariants_of_every_policy)
+{
+    static const char *const listed[] = {POLICY_NAMES};
+    const size_t nlisted = sizeof listed / sizeof listed[0];
+    size_t np;
+    const eplb_policy_t *tab = eplb_policy_table(&np);
+    cr_assert_geq(np, 8);
+    for (size_t i = 0; i < np; i++) {
+        size_t j = 0;
+        while (j < nlisted && strcmp(listed[j], tab[i].name))
+            j++;
+        cr_assert_lt(j, nlisted, "policy %s is not in POLICY_NAMES", tab[i].name);
+    }
+    const eplb_policy_t *pol = eplb_policy_find(name);
+    cr_assert_not_null(pol, "%s is not a policy", name);
+
+    trial_t t;
+    trial_make(&t, trial);
+    const shape_t *s = t.s;
+    const int L = t.L, E = s->E, P = s->P;
+    const float *w = t.w;
+    const int32_t *oldp = t.old;
+    int32_t *out = malloc(sizeof *out * L * P), *out2 = malloc(sizeof *out2 * L * P);
+    int32_t *rank = malloc(sizeof *rank * L * P), *ref = malloc(sizeof *ref * L * P);
+    cr_assert(out && out2 && rank && ref);
+    memset(out, 0xa5, sizeof *out * L * P); /* poison */
+    memset(rank, 0xa5, sizeof *rank * L * P);
+    eplb_assert_ok(pol->fn(out, rank, w, L, E, &t.a));
+    check_invariants(pol->name, out, rank, w, L, s, trial);
+    memset(out2, 0, sizeof *out2 * L * P);
+    eplb_assert_ok(pol->fn(out2, NULL, w, L, E, &t.a));
+    cr_assert_arr_eq(out, out2, sizeof *out * L * P, "%s not deterministic", pol->name);
+    if (!strcmp(pol->name, "none"))
+        cr_assert_arr_eq(out, oldp, sizeof *out * L * P);
+    for (int l = 0; l < L; l++) {
+        const int32_t *row = out + l * P, *orow = oldp + l * P;
+        const float *wl = w + l * E;
+        if (!strcmp(pol->name, "migration-aware")) {
+            cr_assert_leq(eplb_placement_moves(orow, row, P), t.a.max_moves,
+                          "trial %d: migration-aware made %d moves > %d", trial,
+                          eplb_placement_moves(orow, row, P), t.a.max_moves);
+            cr_assert_leq(peak_load(row, wl, E, P, s->D), peak_load(orow, wl, E, P, s->D) + 1e-9,
+                          "trial %d: migration-aware worse than none", trial);
+        }
+        if (!strcmp(pol->name, "nodup")) {
+            int hier = s->G % s->N == 0, n = hier ? s->N : 1;
+            int feasible = (E / n) * (s->D / n) >= P / n;
+            if (feasible)
+                cr_assert_eq(dups_on_gpus(row, P, s->D), 0,
+                             "trial %d layer %d: nodup left duplicates", trial, l);
+        }
+    }
+    if (!strcmp(pol->name, "deepseek-preserve")) {
+        /* deepseek's placement of the same inputs (its own case checks it) */
+        memset(ref, 0xa5, sizeof *ref * L * P);
+        memset(rank, 0xa5, sizeof *rank * L * P);
+        eplb_assert_ok(eplb_policy_find("deepseek")->fn(ref, rank, w, L, E, &t.a));
+        /* same experts on each GPU as deepseek, never more moves */
+        int per = P / s->D;
+        for (int l = 0; l < L; l++) {
+            cr_assert_leq(eplb_placement_moves(oldp + l * P, out + l * P, P),
+                          eplb_placement_moves(oldp + l * P, ref + l * P, P));
+            for (int g = 0; g < s->D; g++) {
+                int c1[512] = {0}, c2[512] = {0};
+                for (int p = g * per; p < (g + 1) * per; p++) {
+                    c1[out[l * P + p]]++;
+                    c2[ref[l * P + p]]++;
+                }
+                cr_assert_arr_eq(c1, c2, sizeof c1);
+            }
+        }
+    }
+    free(t.w);
+    free(t.old);
+    free(out);
+    free(out2);
+    free(rank);
+    free(ref);
 }
 
 /* Seeded series where hot experts rotate with the step (every 4th expert,

@@ -20,7 +20,7 @@ eplb_status_t eplb_cuda_fail(cudaError_t e, const char *what, const char *file,
 
 extern "C" int eplb_gpu_built(void) { return 1; }
 
-extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
+eplb_status_t eplb_cuda_device_count(int *out)
 {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -35,6 +35,14 @@ extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
                               : e != cudaSuccess ? cudaGetErrorString(e)
                                                  : "no device");
     }
+    *out = n;
+    return EPLB_OK;
+}
+
+extern "C" eplb_status_t eplb_gpu_open(eplb_gpu_t **out, int device)
+{
+    int n = 0;
+    EPLB_CHECK(eplb_cuda_device_count(&n));
     if (device < 0)
         device = 0;
     if (device >= n)

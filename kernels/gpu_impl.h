@@ -14,6 +14,10 @@
 eplb_status_t eplb_cuda_fail(cudaError_t e, const char *what, const char *file,
                              int line);
 
+/* The visible devices (>= 1), else EPLB_ERR_NO_DEVICE: "no usable GPU
+ * (no NVIDIA driver loaded on this machine)" and the like. */
+eplb_status_t eplb_cuda_device_count(int *out);
+
 #define EPLB_CUDA_CHECK(expr)                                                 \
     do {                                                                      \
         cudaError_t eplb_ce_ = (expr);                                        \

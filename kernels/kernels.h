@@ -348,6 +348,65 @@ eplb_status_t eplb_gpu_stage_wait(eplb_gpu_stage_t *s, const int32_t **ids,
                                   const float **weights, const int32_t **phys,
                                   const int32_t **counts);
 
+/* ---- NCCL all-to-all measurement (kernels/a2a.cu, which loads
+ * libnccl.so.2 at its first call: kernels/nccl.cu; kernels/a2a_stub.c in
+ * builds without CUDA or nccl.h).  One process drives `gpus` devices
+ * 0 .. gpus-1: one communicator each (ncclCommInitAll), one stream each.
+ * An exchange is one NCCL group in which every GPU sends bytes / peers to
+ * each other GPU and receives as much from each (ncclSend/ncclRecv), so
+ * that every GPU sends and receives `bytes` over its links at once: x of
+ * the cost model's phase t(x) = nvlink_lat + x / nvlink_bw (sim.h,
+ * eplb_sim_a2a_fit).  Each timed exchange starts on all GPUs together
+ * (a spin kernel on every stream waits for one host flag, set once the
+ * exchange is queued everywhere, so host launch skew is left out) and
+ * its time is the longest of the GPUs' event intervals from that start to
+ * the exchange's end; where NCCL blocks the host before the exchange is
+ * queued on all GPUs (the gate then times out after 1 s), every
+ * exchange is timed from its launch instead (info->gated = 0).  Data are
+ * checked after the warm-up: every GPU's chunk from every peer carries
+ * that pair's byte pattern (the receive buffers poisoned first). */
+typedef struct {
+    int gpus;   /* devices 0 .. gpus-1; <= 0: all visible */
+    int reps;   /* timed exchanges per size (median) */
+    int warmup; /* untimed exchanges per size before them */
+    int self;   /* 1: one GPU may exchange with itself (ncclSend/ncclRecv
+                   to its own rank: a device-local copy, no link; tests) */
+} eplb_a2a_opts_t;
+
+#define EPLB_A2A_OPTS_INIT { 0, 50, 5, 0 }
+
+typedef struct {
+    int gpus;          /* devices used */
+    int peers;         /* gpus - 1 (1 for the self-exchange) */
+    int nccl_version;  /* ncclGetVersion: 22809 */
+    char nccl[16];     /* the same as text: "2.28.9" */
+    int p2p_pairs;     /* ordered device pairs with peer access (of gpus x (gpus - 1)) */
+    int same_model;    /* 1 when every device has device 0's name */
+    int gated;         /* 1: timed from a common start (see above) */
+    char gpu_name[96]; /* device 0: "NVIDIA H200" */
+} eplb_a2a_info_t;
+
+typedef struct {
+    size_t bytes;      /* one GPU's bytes to its peers (= peers x peer_bytes) */
+    size_t peer_bytes; /* to each peer */
+    double median_s, min_s, max_s; /* over the timed exchanges */
+} eplb_a2a_point_t;
+
+/* Whether this build measures NCCL at all (0: a2a_stub.c). */
+int eplb_a2a_built(void);
+
+/* Measure an exchange of each of sizes[nsizes] bytes per GPU (rounded
+ * down to 16-byte chunks per peer: points[i].bytes says what was sent;
+ * fewer than 16 bytes per peer is refused).  Errors:
+ * EPLB_ERR_UNSUPPORTED without NCCL (the build, or libnccl.so.2 missing
+ * or older than 2.7: the message names the library), EPLB_ERR_NO_DEVICE
+ * without a usable GPU or with fewer than o->gpus, EPLB_ERR_INVALID_ARG
+ * for one GPU without o->self and for bad arguments, EPLB_ERR_CUDA for
+ * CUDA and NCCL failures (an exchange that does not finish within 60 s,
+ * or data that arrive wrong, included).  info may be NULL. */
+eplb_status_t eplb_a2a_measure(eplb_a2a_point_t *points, eplb_a2a_info_t *info,
+                               const size_t *sizes, int nsizes, const eplb_a2a_opts_t *o);
+
 #ifdef __cplusplus
 }
 #endif

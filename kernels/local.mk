@@ -9,6 +9,14 @@ else
 libeplb_a_SOURCES += kernels/gpu_stub.c
 endif
 
+# NCCL (HAVE_NCCL implies HAVE_CUDA): nccl.h for the types only; the
+# library is loaded at run time by kernels/nccl.cu, never linked
+if HAVE_NCCL
+libeplb_a_SOURCES += kernels/nccl_impl.h kernels/nccl.cu kernels/a2a.cu
+else
+libeplb_a_SOURCES += kernels/a2a_stub.c
+endif
+
 # CUDA sources: one suffix rule (house style 11); nvcc gets no -Werror.
 .cu.o:
 	@$(MKDIR_P) $(@D)

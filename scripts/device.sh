@@ -4,7 +4,7 @@
 # memcheck and racecheck on them (small shapes), and `bench kernels`.
 # Logs go to $OUT (default /tmp/eplb-device); a short summary is printed
 # last.  Usage: scripts/device.sh
-#   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp|diag|rsmatrix]
+#   [build|tests|quick|full|seg|replay|spread|replayspeed|final|cmp|diag|rsmatrix|a2a]
 #   (PREBUILT=.devbin: the binaries of scripts/prebuild.sh, no build)
 #   tests: build and gpu_tests only; quick: + sanitizers, bench, ncu;
 #   full: + benchmark variants, shapes, modes and the CPU path;
@@ -488,6 +488,29 @@ if [ "$what" = final ]; then
     replay_check
     IO_REPEAT=1 replay_speed
     replay_long
+    say "== $(stamp) done"
+    exit 0
+fi
+
+# a2a: `bench a2a` (NCCL all-to-all on all visible GPUs, the profile's
+# NVLink numbers): gpu_tests --only a2a, then the bench twice (text, the
+# spread between runs) and once with --json (A2A_ARGS: more options, e.g.
+# "--sizes 1M,4M,16M --reps 100")
+if [ "$what" = a2a ]; then
+    say "== $(stamp) gpu_tests --only a2a"
+    (cd "$B" && EPLB_SRCDIR="$T" timeout 300 ./tests/gpu_tests --only a2a) >"$OUT/gpu_tests.log" 2>&1
+    say "gpu_tests rc=$?: $(tail -1 "$OUT/gpu_tests.log")"
+    grep -E "^a2a|FAIL" "$OUT/gpu_tests.log" | head -20 | tee -a "$summary"
+    for r in 1 2; do
+        say "== $(stamp) bench a2a ${A2A_ARGS:-} (run $r)"
+        # shellcheck disable=SC2086
+        timeout 300 "$B/eplb-replay" bench a2a ${A2A_ARGS:-} >"$OUT/a2a-r$r.txt" 2>&1
+        say "rc=$?"
+        tee -a "$summary" <"$OUT/a2a-r$r.txt"
+    done
+    # shellcheck disable=SC2086
+    timeout 300 "$B/eplb-replay" bench a2a ${A2A_ARGS:-} --json >"$OUT/a2a.jsonl" 2>&1
+    say "bench a2a --json rc=$?: $(tail -1 "$OUT/a2a.jsonl" | head -c 600)"
     say "== $(stamp) done"
     exit 0
 fi

@@ -19,7 +19,8 @@ bin=${1:-./eplb-replay}
     echo '```'
     "$bin" --help
     echo '```'
-    for c in run info gen import rebalance bench "bench io" "bench kernels" "bench policy" "bench sim"; do
+    for c in run info gen import rebalance bench "bench a2a" "bench io" "bench kernels" "bench policy" \
+        "bench sim"; do
         echo
         echo "## eplb-replay $c"
         echo

@@ -131,6 +131,35 @@ void eplb_sim_cost_layer(eplb_layer_cost_t *out, int64_t *gpu_tokens,
                          const int64_t *send_intra, const int64_t *send_inter,
                          const int64_t *recv_intra, const int64_t *recv_inter);
 
+/* ---- all-to-all fit (sim/a2a_fit.c) ------------------------------------
+ * The cost model charges one all-to-all phase (dispatch, or combine) of a
+ * GPU that sends and receives at most x bytes over NVLink
+ *     t(x) = nvlink_lat + x / nvlink_bw
+ * (a2a_time in sim/cost.c: 2 x latency + (dispatch + combine bytes) / bw
+ * is two such phases).  `bench a2a` measures t for a list of x and fits
+ * the two numbers here, so that its output goes into a profile as is. */
+typedef struct {
+    double latency_s;   /* alpha: nvlink_latency_us x 1e-6 */
+    double bw;          /* beta: bytes/s per GPU per direction, nvlink_GBps x 1e9 */
+    double max_rel_err; /* largest |t_i - alpha - x_i / beta| / t_i */
+} eplb_a2a_fit_t;
+
+/* Least squares of t = alpha + x / beta over n points (x_i bytes > 0,
+ * t_i seconds > 0, both finite), weighted by 1 / t_i^2: the relative
+ * error of every point counts alike, so the small sizes, whose time is
+ * mostly alpha, are not drowned by the large ones.  EPLB_ERR_INVALID_ARG
+ * for n < 2, a bad point, fewer than two distinct sizes, or a fit whose
+ * alpha or beta is not positive (the times do not grow with the size, or
+ * fall short of a fixed cost): nothing a profile could hold. */
+eplb_status_t eplb_sim_a2a_fit(eplb_a2a_fit_t *out, const double *bytes, const double *secs,
+                               int n);
+
+/* The two profile lines of a fit ("nvlink_GBps = 371.2\nnvlink_latency_us
+ * = 18.43\n", the precision the profile parser reads back); prefix (may
+ * be "" or "# ") starts each line.  snprintf's return value. */
+int eplb_sim_a2a_fit_format(char *buf, size_t size, const eplb_a2a_fit_t *fit,
+                            const char *prefix);
+
 /* ---- weight-move planner (sim/transfer.c) ------------------------------
  * For each slot of the new placement whose expert changes, pick a sender:
  * the same GPU if it holds the expert in the old placement (local copy),

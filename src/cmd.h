@@ -18,6 +18,7 @@ int eplb_bench_io(int argc, char **argv);      /* src/bench_io.c */
 int eplb_bench_kernels(int argc, char **argv); /* src/bench_kernels.c */
 int eplb_bench_policy(int argc, char **argv);  /* src/bench_policy.c */
 int eplb_bench_sim(int argc, char **argv);     /* src/bench_sim.c */
+int eplb_bench_a2a(int argc, char **argv);     /* src/bench_a2a.c */
 
 /* Print "eplb-replay <cmd>: <last error>" to stderr and return 1
  * (2 for EPLB_ERR_INVALID_ARG). */

@@ -11,6 +11,7 @@ int eplb_cmd_bench(int argc, char **argv)
         int (*fn)(int, char **);
         const char *help;
     } benches[] = {
+        {"a2a", eplb_bench_a2a, "NCCL all-to-all on this node's GPUs: the profile's NVLink numbers"},
         {"io", eplb_bench_io, "trace decompression: serial H5Dread vs parallel inflate"},
         {"kernels", eplb_bench_kernels, "routing, replica selection, recording (CPU or GPU)"},
         {"policy", eplb_bench_policy, "rearrangement policies on the DeepSeek-V3 model"},
@@ -28,8 +29,8 @@ int eplb_cmd_bench(int argc, char **argv)
                "benchmark.\n");
         return 0;
     }
-    /* a usage error is one line, as with the other commands: "io, kernels,
-     * policy or sim" */
+    /* a usage error is one line, as with the other commands: "a2a, io,
+     * kernels, policy or sim" */
     char names[128] = "";
     for (size_t i = 0; i < nb; i++)
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",

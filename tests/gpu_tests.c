@@ -1374,7 +1374,72 @@ static void test_traffic(void)
 }
 
 /* --only: whether a test's name is in the comma-separated list */
-static const char *only_tests;
+static const char *only_tests; /* --only */
+
+/* bench a2a's measurement (kernels/a2a.cu) on the GPUs present: all of
+ * them, or the self-exchange where there is one.  Skipped (counted neither
+ * way) where NCCL cannot be loaded or the build has none.  Every time
+ * positive and finite, min <= median <= max, the bytes as asked (16-byte
+ * chunks per peer), and a fit with a latency under 1 ms and a bandwidth
+ * between 1 GB/s and 20 TB/s per GPU and direction.  Not with --small
+ * (compute-sanitizer) unless --only names it. */
+static void test_a2a(void)
+{
+    const size_t sizes[3] = {64 << 10, 1 << 20, 16 << 20};
+    eplb_a2a_point_t pts[3];
+    eplb_a2a_info_t in;
+    eplb_a2a_opts_t o = EPLB_A2A_OPTS_INIT;
+    if (small && !only_tests) { /* NCCL under compute-sanitizer: slow, not our kernels */
+        printf("a2a: skipped with --small (name it in --only to run it)\n");
+        return;
+    }
+    o.reps = small ? 5 : 20;
+    o.self = 1;
+    eplb_status_t st = eplb_a2a_measure(pts, &in, sizes, 3, &o);
+    if (st == EPLB_ERR_UNSUPPORTED) {
+        printf("a2a: skipped: %s\n", eplb_error_last());
+        return;
+    }
+    OK(st);
+    printf("a2a: NCCL %s, %d x %s, %d peer(s), %d of %d pairs with peer access, %s\n", in.nccl,
+           in.gpus, in.gpu_name, in.peers, in.p2p_pairs, in.gpus * (in.gpus - 1),
+           in.gated ? "gated" : "not gated (the gate timed out)");
+    CHECK(in.gpus >= 1 && in.peers == (in.gpus == 1 ? 1 : in.gpus - 1), "gpus %d peers %d",
+          in.gpus, in.peers);
+    CHECK(in.nccl_version >= 2700, "NCCL version code %d", in.nccl_version);
+    double x[3], t[3];
+    for (int i = 0; i < 3; i++) {
+        const eplb_a2a_point_t *p = &pts[i];
+        printf("a2a: %9zu bytes per GPU (%zu per peer): median %.2f us, min %.2f, max %.2f, "
+               "%.1f GB/s\n",
+               p->bytes, p->peer_bytes, p->median_s * 1e6, p->min_s * 1e6, p->max_s * 1e6,
+               (double)p->bytes / p->median_s / 1e9);
+        CHECK(p->peer_bytes % 16 == 0 && p->peer_bytes > 0 &&
+                  p->bytes == p->peer_bytes * (size_t)in.peers && p->bytes <= sizes[i] &&
+                  sizes[i] - p->bytes < 16 * (size_t)in.peers,
+              "size %zu: bytes %zu, per peer %zu", sizes[i], p->bytes, p->peer_bytes);
+        CHECK(isfinite(p->median_s) && p->min_s > 0 && p->min_s <= p->median_s &&
+                  p->median_s <= p->max_s && isfinite(p->max_s) && p->max_s < 1,
+              "size %zu: min %g median %g max %g s", sizes[i], p->min_s, p->median_s,
+              p->max_s);
+        x[i] = (double)p->bytes;
+        t[i] = p->median_s;
+    }
+    eplb_a2a_fit_t f;
+    OK(eplb_sim_a2a_fit(&f, x, t, 3));
+    printf("a2a: fit: latency %.2f us, %.1f GB/s, largest error %.1f%%\n", f.latency_s * 1e6,
+           f.bw / 1e9, f.max_rel_err * 100);
+    CHECK(f.latency_s > 0 && f.latency_s < 1e-3, "latency %g s", f.latency_s);
+    CHECK(f.bw > 1e9 && f.bw < 20e12, "bandwidth %g B/s", f.bw);
+    /* one GPU cannot exchange without the self-exchange */
+    if (in.gpus == 1) {
+        o.self = 0;
+        eplb_status_t st1 = eplb_a2a_measure(pts, NULL, sizes, 3, &o);
+        CHECK(st1 == EPLB_ERR_INVALID_ARG && strstr(eplb_error_last(), "2 or more"),
+              "one GPU without self: %s: %s", eplb_strerror(st1), eplb_error_last());
+    }
+}
+
 static int test_named(const char *name)
 {
     if (!only_tests)
@@ -1452,7 +1517,7 @@ int main(int argc, char **argv)
         {"count_stripes", test_count_stripes, 0},
         {"stage", test_stage, 0},               {"source_reads", test_source_reads, 0},
         {"esft_trace", test_esft_trace, 0},     {"traffic", test_traffic, 0},
-        {"large", test_large, 0},
+        {"large", test_large, 0},         {"a2a", test_a2a, 0},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if ((only_variant >= 0 && !tests[i].routing) || !test_named(tests[i].name))

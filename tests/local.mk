@@ -1,7 +1,7 @@
 # tests/local.mk: suites that are not owned by one module folder.
 if HAVE_CRITERION
 tests_eplb_tests_SOURCES += tests/test_core.c tests/test_json.c tests/test_progress.c \
-	tests/test_pool.c tests/test_bench.c \
+	tests/test_pool.c tests/test_bench.c tests/test_a2a.c \
 	tests/test_h5py.c tests/test_bad_input.c \
 	tests/test_input_files.c tests/test_write_errors.c tests/lib/trace_fixtures.h \
 	tests/lib/trace_fixtures.c

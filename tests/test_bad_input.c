@@ -525,7 +525,7 @@ Test(bad_input, help_on_stdout)
 {
     static const char *const cmds[] = {"", "run", "info", "gen", "import", "rebalance",
                                        "bench", "bench io", "bench kernels", "bench policy",
-                                       "bench sim"};
+                                       "bench sim", "bench a2a"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char *out = NULL;
         /* the helper appends 2>&1; `exit` keeps it off the command's stderr */
@@ -1165,7 +1165,7 @@ Test(bad_input, usage_errors_one_line)
         {"info", "eplb-replay info: missing TRACE.h5"},
         {"bench io", "eplb-replay bench io: missing TRACE.h5"},
         {"bench io x.h5 --bogus", "eplb-replay bench io: unknown option '--bogus'"},
-        {"bench", "eplb-replay bench: missing WHAT: io, kernels, policy or sim"},
+        {"bench", "eplb-replay bench: missing WHAT: a2a, io, kernels, policy or sim"},
         {"bench bogus", "eplb-replay bench: unknown benchmark 'bogus'"},
         {"bench kernels --bogus", "eplb-replay bench kernels: unknown option '--bogus'"},
     };

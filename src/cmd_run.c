@@ -5,8 +5,10 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +40,13 @@ static size_t auto_gpu_bytes(void)
 {
     /* EPLB_AUTO_GPU_BYTES: the threshold in bytes (0: whenever the trace
      * has logits; docs/environment.md) */
-    const int64_t b = eplb_env_int("EPLB_AUTO_GPU_BYTES", 0, INT64_MAX, -1);
-    if (b >= 0)
+    const char *v = getenv("EPLB_AUTO_GPU_BYTES");
+    int64_t b = 0;
+    const int rc = v ? eplb_decimal_parse(&b, v) : EINVAL;
+    if (rc == 0 && b >= 0)
         return (size_t)b;
+    if (rc == ERANGE && v[0] != '-') /* past int64 (2^64 - 1 was "never"): never */
+        return SIZE_MAX;
     const size_t t = (size_t)eplb_num_threads() * AUTO_GPU_BYTES_PER_THREAD;
     return t > AUTO_GPU_BYTES ? t : AUTO_GPU_BYTES;
 }
@@ -121,7 +127,8 @@ static void usage(FILE *f)
         "  --redundant LIST     redundant slots R (default D): P = E + R rounded up to a\n"
         "                       multiple of D\n"
         "  --replicas P         physical slots per layer instead (P %% D == 0, P >= E)\n"
-        "  --select MODE        hash|flatmod|random|local|rr-block|balanced (default hash)\n"
+        "  --select MODE        hash|flatmod|random|local|rr-block|balanced (default hash;\n"
+        "                       not on a counts-only trace: each count is split evenly)\n"
         "schedule:\n"
         "  --trigger T          vllm|sglang|trtllm|threshold|once|oracle (default vllm;\n"
         "                       once for traces of fewer than 4 steps)\n"
@@ -153,10 +160,12 @@ static void usage(FILE *f)
         "                       GiB on 16 cores), else cpu; on the GPU, replica\n"
         "                       selection and load recording run there too, overlapped\n"
         "                       with decoding the next block, unless EPLB_GPU_SELECT=0;\n"
-        "                       the model runs on the CPU)\n"
+        "                       the model runs on the CPU; gpu is refused for a trace\n"
+        "                       without logits)\n"
         "  --threads N          worker threads for the runs (default: EPLB_THREADS or\n"
         "                       the CPU count)\n"
-        "  --seed N             seed of random replica selection (default 0)\n"
+        "  --seed N             seed of random replica selection (default 0; only with\n"
+        "                       --select random)\n"
         "  --out DIR            write config.json, summary.json, summary.csv, results.h5,\n"
         "                       report.txt (the text of the table and notes)\n"
         "  --json               print {\"config\": ..., \"runs\": [...]} instead of the table\n"
@@ -190,7 +199,23 @@ typedef struct {
     uint64_t seed;
     const char *out_dir;
     int json, quiet;
+    char notes[8][320];         /* said on stderr before the replay; report.txt too */
+    int nnotes;
 } opts_t;
+
+/* A note on an option not used as given: on stderr (also under --quiet),
+ * and kept for report.txt. */
+__attribute__((format(printf, 2, 3))) static void run_note(opts_t *o, const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "eplb-replay run: %s\n", msg);
+    if (o->nnotes < (int)(sizeof o->notes / sizeof o->notes[0]))
+        snprintf(o->notes[o->nnotes++], sizeof o->notes[0], "%s", msg);
+}
 
 /* Parse a comma separated list of integers in [min, max] into v (at most
  * MAX_LIST values); an empty element ("4,", "4,,8") is an error. */
@@ -234,7 +259,11 @@ static eplb_status_t parse_list(int64_t *v, int *n, const char *s, const char *o
 static eplb_status_t parse_num(double *out, const char *s, const char *opt)
 {
     double x = 0;
-    if (eplb_decimal_parse_double(&x, s) != 0)
+    const int rc = eplb_decimal_parse_double(&x, s);
+    if (rc == ERANGE)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is beyond the range of a double",
+                              opt, s);
+    if (rc)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s: '%s' is not a number", opt, s);
     *out = x;
     return EPLB_OK;
@@ -264,6 +293,16 @@ static int has_policy(const opts_t *o, const char *name)
         if (!strcmp(o->policies[i], name))
             return 1;
     return 0;
+}
+
+/* Whether some run has a window and interval: not under trigger once
+ * without the oracle, not with --policy none alone (their runs show null) */
+static int has_schedule(const opts_t *o)
+{
+    int online = 0;
+    for (int i = 0; i < o->npol; i++)
+        online |= strcmp(o->policies[i], "none") != 0;
+    return online && !(o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle"));
 }
 
 /* Options given for something that does not run are refused, not ignored
@@ -630,7 +669,7 @@ static void write_config(FILE *f, void *p)
             fputs("\"= gpus\"", f);
     }
     /* null where no run has a window (as the runs' own fields) */
-    const int no_window = o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle");
+    const int no_window = !has_schedule(o);
     fputs(", \"window\": ", f);
     if (no_window)
         fputs("null", f);
@@ -641,10 +680,17 @@ static void write_config(FILE *f, void *p)
         fputs("null", f);
     else
         write_i64_list(f, o->interval, o->nint);
+    /* a counts trace has no per-token choice, and none alone no trigger */
     fputs(", \"select\": ", f);
-    eplb_json_write_string(f, eplb_select_mode_name(o->select));
+    if (c->inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK))
+        eplb_json_write_string(f, eplb_select_mode_name(o->select));
+    else
+        fputs("null", f);
     fputs(", \"trigger\": ", f);
-    eplb_json_write_string(f, eplb_sim_trigger_name(o->trig.kind));
+    if (no_window && o->trig.kind != EPLB_TRIGGER_ONCE)
+        fputs("null", f);
+    else
+        eplb_json_write_string(f, eplb_sim_trigger_name(o->trig.kind));
     fprintf(f, ", \"async\": \"%s\", \"chunk\": %d, \"threshold\": ",
             o->trig.async == EPLB_ASYNC_OFF      ? "off"
             : o->trig.async == EPLB_ASYNC_LAYERS ? "layers"
@@ -717,11 +763,20 @@ static void write_report_head(FILE *f, void *p)
     fprintf(f, "# trace %s: %s, %d layers, %d experts, top-%d, %lld steps\n", o->trace_path,
             inf->model, inf->num_layers, inf->route.num_experts, inf->route.top_k,
             (long long)inf->num_steps);
-    fprintf(f, "# trigger %s", eplb_sim_trigger_name(o->trig.kind));
+    const int sched = has_schedule(o);
+    fprintf(f, "# trigger %s", sched || o->trig.kind == EPLB_TRIGGER_ONCE
+                                   ? eplb_sim_trigger_name(o->trig.kind)
+                                   : "-");
     fprintf(f, ", window ");
-    write_i64_list(f, o->window, o->nwin);
+    if (sched)
+        write_i64_list(f, o->window, o->nwin);
+    else
+        fputs("-", f);
     fprintf(f, ", interval ");
-    write_i64_list(f, o->interval, o->nint);
+    if (sched)
+        write_i64_list(f, o->interval, o->nint);
+    else
+        fputs("-", f);
     fprintf(f, ", async %s, select %s, nodes %d, seed %llu\n",
             o->trig.async == EPLB_ASYNC_OFF      ? "off"
             : o->trig.async == EPLB_ASYNC_LAYERS ? "layers"
@@ -734,8 +789,9 @@ static void write_report_head(FILE *f, void *p)
 }
 
 /* The results: the routing check, the table, notes and the legend (quiet:
- * the table alone). */
-static void write_report_body(FILE *f, const out_ctx_t *c, int quiet)
+ * the table alone); with_notes: also the notes said on stderr before the
+ * replay (report.txt, which has no stderr). */
+static void write_report_body(FILE *f, const out_ctx_t *c, int quiet, int with_notes)
 {
     if (!quiet && c->route_rows > 0)
         fprintf(f, "# routed from logits; %lld of %lld (token, layer) rows differ from the "
@@ -752,6 +808,8 @@ static void write_report_body(FILE *f, const out_ctx_t *c, int quiet)
                     (long long)rc->trig.window, (long long)rc->trig.interval,
                     (long long)c->inf->num_steps);
     }
+    for (int k = 0; k < c->o->nnotes && with_notes; k++)
+        fprintf(f, "# note: %s\n", c->o->notes[k]);
     if (!quiet)
         fprintf(f, "# bal: mean/max GPU load (1 = even), averaged over steps and layers; "
                 "worst(l): the layer with the lowest;\n"
@@ -761,11 +819,12 @@ static void write_report_body(FILE *f, const out_ctx_t *c, int quiet)
                 "and stalls (docs/simulator.md)\n");
 }
 
-/* report.txt: what the terminal shows without --json or --quiet */
+/* report.txt: what the terminal shows without --json or --quiet (stdout,
+ * and the notes said on stderr) */
 static void write_report_file(FILE *f, void *p)
 {
     write_report_head(f, p);
-    write_report_body(f, p, 0);
+    write_report_body(f, p, 0, 1);
 }
 
 /* The names written under --out DIR. */
@@ -863,14 +922,14 @@ static eplb_status_t out_dirs_make(out_dirs_t *d, const char *dir)
         sigaddset(&block, SIGINT);
         sigaddset(&block, SIGTERM);
         sigaddset(&block, SIGHUP);
-        sigprocmask(SIG_BLOCK, &block, &old);
+        pthread_sigmask(SIG_BLOCK, &block, &old);
         const int made = mkdir(d->dir, 0777) == 0;
         const int err = errno;
         if (made) {
             d->made[d->n] = i;
             d->guard[d->n++] = eplb_tmp_guard_arm_dir(d->dir);
         }
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (!made && i == len && err != EEXIST)
             return eplb_error_set(EPLB_ERR_IO, "--out: cannot create %s: %s", dir,
                                   strerror(err));
@@ -978,8 +1037,8 @@ int eplb_cmd_run(int argc, char **argv)
     if (!o.trigger_set && S < 4) {
         o.trig.kind = EPLB_TRIGGER_ONCE;
         if ((o.nwin || o.nint) && !has_policy(&o, "oracle"))
-            fprintf(stderr, "eplb-replay run: %s has %lld steps (< 4): trigger once, which "
-                    "uses no --window or --interval\n", o.trace_path, (long long)S);
+            run_note(&o, "%s has %lld steps (< 4): trigger once, which uses no --window or "
+                     "--interval", o.trace_path, (long long)S);
     }
 
     /* a counts trace has no per-token choice: every mode is an even split
@@ -993,8 +1052,8 @@ int eplb_cmd_run(int argc, char **argv)
         goto fail;
     }
     if (o.trig.async == EPLB_ASYNC_CHUNK && o.trig.chunk > inf->num_layers)
-        fprintf(stderr, "eplb-replay run: --async chunk:%d: %s has %d layers, so all of them "
-                "move in one step\n", o.trig.chunk, o.trace_path, inf->num_layers);
+        run_note(&o, "--async chunk:%d: %s has %d layers, so all of them move in one step",
+                 o.trig.chunk, o.trace_path, inf->num_layers);
 
     /* resolve window / interval: the trigger's, and the oracle's own */
     int64_t owin[MAX_LIST], oint[MAX_LIST];
@@ -1052,12 +1111,13 @@ int eplb_cmd_run(int argc, char **argv)
                 }
                 P = (int)p;
                 /* vLLM requires (E + R) % D == 0 and refuses otherwise; here
-                 * the slots are rounded up, so say what R became */
-                if (o.nred && p != E + R)
-                    fprintf(stderr, "eplb-replay run: --gpus %d, --redundant %lld: P = %d "
-                            "(E + R = %lld rounded up to a multiple of %d: %lld redundant "
-                            "slots)\n", D, (long long)R, P, (long long)(E + R), D,
-                            (long long)(P - E));
+                 * the slots are rounded up, so say what R became (also for
+                 * the default R = D) */
+                if (p != E + R)
+                    run_note(&o, "--gpus %d, --redundant %lld%s: P = %d (E + R = %lld rounded "
+                             "up to a multiple of %d: %lld redundant slots)", D, (long long)R,
+                             o.nred ? "" : " (the default, = D)", P, (long long)(E + R), D,
+                             (long long)(P - E));
             }
             /* phy2log and its copies hold layers x P entries per run */
             if ((int64_t)P * inf->num_layers > MAX_LAYER_SLOTS) {
@@ -1080,8 +1140,8 @@ int eplb_cmd_run(int argc, char **argv)
                 dup |= runs[k].policy && !strcmp(runs[k].policy->name, "none") &&
                        runs[k].num_gpus == D && runs[k].num_slots == P;
             if (dup && o.nred > 1) { /* an earlier --redundant gave this P */
-                fprintf(stderr, "eplb-replay run: --gpus %d: --redundant %lld gives P = %d "
-                        "as an earlier value did; run once\n", D, (long long)o.redundant[ri], P);
+                run_note(&o, "--gpus %d: --redundant %lld gives P = %d as an earlier value did; "
+                         "run once", D, (long long)o.redundant[ri], P);
                 continue;
             }
             if (!dup) {
@@ -1130,6 +1190,23 @@ int eplb_cmd_run(int argc, char **argv)
     so.threads = o.threads;
     so.progress = !o.quiet && isatty(2);
     so.max_moves = o.max_moves;
+    if (!strcmp(o.device, "gpu") && !(inf->levels & EPLB_LEVEL_LOGITS)) {
+        /* refused, not ignored: the GPU routes logits, and there are none */
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--device gpu: %s has no logits (%s): nothing to route, the replay "
+                            "runs on the CPU; use --device auto or cpu", o.trace_path,
+                            inf->levels & EPLB_LEVEL_TOPK ? "top-k ids" : "expert counts");
+        goto fail;
+    }
+    /* The options are checked: now the output directory may be created,
+     * before any thread starts (the source's readers, CUDA's), so that the
+     * signals blocked around its mkdir reach no other thread (a failure
+     * from here on removes it again) */
+    if (o.out_dir) {
+        EPLB_CHECK_GOTO(out_dirs_make(&out_dirs, o.out_dir), st, fail);
+        EPLB_CHECK_GOTO(out_set_add(&so.results_path, &out_set, o.out_dir, "results.h5"), st,
+                        fail);
+    }
     EPLB_CHECK_GOTO(eplb_sim_source_trace(&src, tr), st, fail);
     /* The device routes logits; "no device" means the CPU unless asked. */
     snprintf(o.device_used, sizeof o.device_used, "cpu");
@@ -1183,12 +1260,6 @@ int eplb_cmd_run(int argc, char **argv)
     so.config_json = cfg_json;
     if (!o.json && !o.quiet)
         write_report_head(stdout, &ctx);
-    /* All checks are done: now the output directory may be created. */
-    if (o.out_dir) {
-        EPLB_CHECK_GOTO(out_dirs_make(&out_dirs, o.out_dir), st, fail);
-        EPLB_CHECK_GOTO(out_set_add(&so.results_path, &out_set, o.out_dir, "results.h5"), st,
-                        fail);
-    }
     res = calloc((size_t)nruns, sizeof *res);
     EPLB_ALLOC_GOTO(res, st, fail);
     EPLB_CHECK_GOTO(eplb_sim_replay(res, src, runs, nruns, &so), st, fail);
@@ -1199,7 +1270,7 @@ int eplb_cmd_run(int argc, char **argv)
     if (o.json)
         write_summary(stdout, &ctx);
     else
-        write_report_body(stdout, &ctx, o.quiet);
+        write_report_body(stdout, &ctx, o.quiet, 0);
     if (o.out_dir)
         EPLB_CHECK_GOTO(write_out_files(&out_set, o.out_dir, &ctx), st, fail);
     /* a full disk or closed pipe must not pass for a result (the --out

@@ -81,9 +81,10 @@ int eplb_decimal_parse_double(double *out, const char *s)
         return EINVAL;
     errno = 0;
     const double v = strtod(s, NULL);
-    /* ERANGE: beyond a double (a value below the smallest one rounds to a
-     * denormal or 0, which is what it means) */
-    if (!isfinite(v))
+    /* ERANGE: beyond a double, or so small that it became 0 although its
+     * digits are not all 0 (1e-999 read as 0 named a value not typed); a
+     * denormal (1e-320) is kept */
+    if (!isfinite(v) || (v == 0 && errno == ERANGE))
         return ERANGE;
     *out = v;
     return 0;

@@ -30,7 +30,8 @@ int eplb_decimal_parse(int64_t *out, const char *s);
 /* The whole of s as a finite double: an optional '-', digits with an
  * optional '.' (at least one digit on one side), an optional exponent
  * (e or E, a sign, digits).  Returns 0 with *out set, ERANGE beyond a
- * double (*out unchanged), EINVAL otherwise (also "inf", "nan"). */
+ * double or below its smallest denormal (1e-999, which strtod makes 0)
+ * (*out unchanged), EINVAL otherwise (also "inf", "nan"). */
 int eplb_decimal_parse_double(double *out, const char *s);
 
 /* The environment variable name as an integer in [lo, hi]; dflt where it

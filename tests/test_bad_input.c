@@ -1223,13 +1223,8 @@ Test(bad_input, eplb_threads_warned)
     unsetenv("EPLB_THREADS");
 }
 
-/* Found by the option sweep (tests/fuzz/cli_fuzz.sh, 2026-11-28): messages
- * that named a value but not the option that gave it ("unknown dtype
- * 'f64'", "route: num_experts 600 outside [1, 512]", "replicas 8 is not a
- * multiple of gpus 16"), and `import --format bogus` answered "expected one
- * input file". */
 /* Numbers in options are what a user types: strtoll and strtod also took a
- * leading space, a '+' and hexadecimal. */
+ * leading space, a '+' and hexadecimal; 1e-999 became 0 in messages. */
 Test(bad_input, option_numbers_strict)
 {
     char t[4096];
@@ -1243,8 +1238,15 @@ Test(bad_input, option_numbers_strict)
     eplb_test_cli_expect(2, "--tokens", "bench kernels --device cpu --tokens ' 64'");
     eplb_test_cli_expect(2, "--async: 'chunk:+2' is not", "%s --device cpu --async chunk:+2", t);
     eplb_test_cli_expect(2, "--reads", "bench io %s --reads +64", t);
+    eplb_test_cli_expect(2, "--policy-time: '1e-999' is beyond the range of a double",
+                         "%s --device cpu --policy-time 1e-999", t);
 }
 
+/* Found by the option sweep (tests/fuzz/cli_fuzz.sh, 2026-11-28): messages
+ * that named a value but not the option that gave it ("unknown dtype
+ * 'f64'", "route: num_experts 600 outside [1, 512]", "replicas 8 is not a
+ * multiple of gpus 16"), and `import --format bogus` answered "expected one
+ * input file". */
 Test(bad_input, sweep_messages_name_the_option)
 {
     eplb_test_cli_expect(2, "gen: --dtype: unknown dtype 'F16'",

@@ -241,7 +241,7 @@ Test(core, decimal_reals)
         double v;
     } cases[] = {
         {"0.5", 0, 0.5},   {".5", 0, 0.5},     {"5.", 0, 5.0},      {"-1e-3", 0, -0.001},
-        {"1E+2", 0, 100},  {"3", 0, 3},        {"1e400", ERANGE, 0}, {"0x1p-1", EINVAL, 0},
+        {"1E+2", 0, 100},  {"3", 0, 3},        {"1e400", ERANGE, 0}, {"1e-999", ERANGE, 0}, {"1e-320", 0, 1e-320}, {"0x1p-1", EINVAL, 0},
         {" 1", EINVAL, 0}, {"+1", EINVAL, 0},  {"inf", EINVAL, 0},  {"nan", EINVAL, 0},
         {".", EINVAL, 0},  {"e5", EINVAL, 0},  {"1e", EINVAL, 0},   {"1e+", EINVAL, 0},
         {"", EINVAL, 0},   {"1.5x", EINVAL, 0}, {"-.", EINVAL, 0},

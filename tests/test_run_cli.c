@@ -539,9 +539,11 @@ Test(run_cli, out_dir_files_and_reproducible)
     const char *dirs[2] = {d1, d2};
     for (int i = 0; i < 2; i++) {
         char *out = NULL;
+        /* the same to the byte whatever the threads (docs/DESIGN.md) */
         int rc = eplb_test_run_cli(&out, "run '%s' --policy deepseek,lpt --select random "
-                                         "--seed 3 --policy-time 0 --quiet --out '%s'",
-                                   tok_trace, dirs[i]);
+                                         "--seed 3 --policy-time 0 --quiet --threads %d "
+                                         "--out '%s'",
+                                   tok_trace, i ? 3 : 1, dirs[i]);
         cr_assert_eq(rc, 0, "%s", out);
         cr_assert(strstr(out, "deepseek") && strstr(out, "none"), "%s", out);
         free(out);
@@ -555,8 +557,9 @@ Test(run_cli, out_dir_files_and_reproducible)
     char cmd[2000];
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", d1);
     cr_assert_neq(system(cmd), 0, "temporary file left in %s", d1);
-    static const char *same[] = {"summary.json", "summary.csv", "results.h5", "report.txt"};
-    for (int k = 0; k < 4; k++) {
+    static const char *same[] = {"summary.json", "summary.csv", "results.h5", "report.txt",
+                                 "config.json"};
+    for (int k = 0; k < 5; k++) {
         snprintf(cmd, sizeof cmd, "cmp -s '%s/%s' '%s/%s'", d1, same[k], d2, same[k]);
         cr_assert_eq(system(cmd), 0, "%s differs between identical runs", same[k]);
     }
@@ -616,11 +619,26 @@ Test(run_cli, select_and_seed_only_where_they_act)
                          "run '%s' --seed 3 --select local", tok_trace);
     eplb_test_cli_expect(0, NULL, "run '%s' --seed 3 --select random --device cpu --quiet",
                          tok_trace);
+    /* the GPU routes logits: a trace without them has nothing for it */
+    eplb_test_cli_expect(2, "--device gpu: ", "run '%s' --gpus 4 --device gpu", cnt_trace);
+    eplb_test_cli_expect(2, "has no logits (top-k ids)", "run '%s' --device gpu", tok_trace);
 }
 
-/* --redundant values that P rounds up say what R became. */
+/* --redundant values that P rounds up say what R became, on stderr and in
+ * report.txt; also the default R = D. */
 Test(run_cli, redundant_rounded_up_is_said)
 {
+    char d[600], f[700];
+    snprintf(d, sizeof d, "%s/out/rounded", tdir);
+    eplb_test_cli_expect(0, "--gpus 3, --redundant 3 (the default, = D): P = 21 (E + R = 19 "
+                            "rounded up to a multiple of 3: 5 redundant slots)",
+                         "run '%s' --gpus 3 --device cpu --quiet --policy-time 0 --out '%s'",
+                         tok_trace, d);
+    snprintf(f, sizeof f, "%s/report.txt", d);
+    char *txt = eplb_test_slurp_text(f);
+    cr_assert(txt && strstr(txt, "# note: --gpus 3, --redundant 3 (the default, = D): P = 21"),
+              "%s", txt ? txt : "(no report.txt)");
+    free(txt);
     eplb_test_cli_expect(0, "--redundant 3: P = 20 (E + R = 19 rounded up to a multiple of 4: "
                             "4 redundant slots)",
                          "run '%s' --gpus 4 --redundant 3 --device cpu --quiet", tok_trace);
@@ -630,6 +648,44 @@ Test(run_cli, redundant_rounded_up_is_said)
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(!strstr(out, "rounded up"), "%s", out);
     free(out);
+}
+
+/* Where no run has a schedule (none alone; once without the oracle) the
+ * config and the report say so, as the runs' own fields do. */
+Test(run_cli, no_schedule_said_as_such)
+{
+    char d[600], f[700];
+    snprintf(d, sizeof d, "%s/out/none-only", tdir);
+    eplb_test_cli_expect(0, NULL, "run '%s' --policy none --device cpu --quiet --out '%s'",
+                         tok_trace, d);
+    snprintf(f, sizeof f, "%s/config.json", d);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse_file(&v, f));
+    static const char *nulls[] = {"window", "interval", "trigger"};
+    for (int i = 0; i < 3; i++) {
+        const eplb_json_t *x = eplb_json_get(v, nulls[i]);
+        cr_assert(x && x->type == EPLB_JSON_NULL, "config.json %s is not null", nulls[i]);
+    }
+    eplb_json_free(v);
+    snprintf(f, sizeof f, "%s/report.txt", d);
+    char *txt = eplb_test_slurp_text(f);
+    cr_assert(txt && strstr(txt, "# trigger -, window -, interval -"), "%s", txt ? txt : "");
+    free(txt);
+    /* a counts trace: no selection mode either */
+    snprintf(d, sizeof d, "%s/out/counts", tdir);
+    eplb_test_cli_expect(0, NULL, "run '%s' --gpus 4 --device cpu --quiet --policy-time 0 "
+                                  "--trigger once --out '%s'", cnt_trace, d);
+    snprintf(f, sizeof f, "%s/config.json", d);
+    eplb_assert_ok(eplb_json_parse_file(&v, f));
+    const eplb_json_t *sel = eplb_json_get(v, "select"), *trig = eplb_json_get(v, "trigger");
+    cr_assert(sel && sel->type == EPLB_JSON_NULL, "select is not null on a counts trace");
+    cr_assert(trig && trig->type == EPLB_JSON_STRING && !strcmp(trig->str, "once"));
+    cr_assert(eplb_json_get(v, "window")->type == EPLB_JSON_NULL);
+    eplb_json_free(v);
+    snprintf(f, sizeof f, "%s/report.txt", d);
+    txt = eplb_test_slurp_text(f);
+    cr_assert(txt && strstr(txt, "# trigger once, window -, interval -"), "%s", txt ? txt : "");
+    free(txt);
 }
 
 Test(run_cli, counts_only_trace)

@@ -771,6 +771,33 @@ Test(traces, writer_rejects_bad_input)
     unlink(path);
 }
 
+/* The writer refuses counts the reader would refuse: a negative count, or
+ * a layer's row over top_k x the step's tokens (by hand: 2 x 2 = 4). */
+Test(traces, writer_refuses_counts_the_reader_refuses)
+{
+    const char *path = tmp_file("counts-bound.h5");
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts(NULL, NULL, 2, 4, 2, EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    int32_t cn[2 * 4] = {1, 1, 1, 1, /* layer 1: */ 2, 2, 0, 1};
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 2, NULL, NULL, NULL, cn, NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "step 0 layer 1: counts sum to 5, more than top_k x "
+                                            "tokens = 2 x 2");
+    cn[7] = -1;
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 2, NULL, NULL, NULL, cn, NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "step 0 layer 1: negative count");
+    cn[7] = 0; /* 4: exactly the bound */
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 2, NULL, NULL, NULL, cn, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    int32_t back[2 * 4];
+    eplb_assert_ok(eplb_trace_read_counts(tr, back, 0, 1));
+    cr_assert_arr_eq(back, cn, sizeof cn);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
 /* ---- `eplb-replay info` ------------------------------------------------- */
 
 #include "json.h"

@@ -993,7 +993,9 @@ eplb_status_t eplb_trace_read_counts(const eplb_trace_t *tr, int32_t *counts,
                 return eplb_error_set(EPLB_ERR_FORMAT,
                                       "%s: %s: step %lld layer %d: counts sum to %lld, more "
                                       "than top_k x tokens = %lld x %lld = %lld (each token "
-                                      "picks at most top_k experts)",
+                                      "picks at most top_k experts; /steps/token_offset must "
+                                      "give each step's tokens, for run totals at least the "
+                                      "largest row / top_k)",
                                       tr->path, N_COUNTS, (long long)s, l, (long long)sum,
                                       (long long)K,
                                       (long long)(tr->offsets[s + 1] - tr->offsets[s]),

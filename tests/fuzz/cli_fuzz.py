@@ -343,6 +343,8 @@ def gen_run(rng, e, cd):
                 c.opt(rng, o, val, ok)
         elif o == "--device":
             val = rng.choice(["auto", "cpu", "gpu", "GPU", ""])
+            if val == "gpu":
+                st["gpu"] = 1
             c.opt(rng, o, val, V if val in ("auto", "cpu") else U if val == "gpu" else X)
         elif o == "--threads":
             val, ok = int_list(rng, 1, 4096, [1, 2, 4096, 4097, 0])
@@ -381,6 +383,8 @@ def gen_run(rng, e, cd):
         c.bad.append("--seed without --select random")
     if st.get("sel") and trace == e.counts:
         c.bad.append("--select on a counts-only trace")
+    if st.get("gpu") and trace == e.counts:
+        c.bad.append("--device gpu on a trace without logits")
     if st["trig"] == "once" and (st["win"] or st["itv"]) and "oracle" not in pol:
         c.bad.append("--trigger once with --window/--interval")
     if pol == ["none"] and (st["trig"] or st["win"] or st["itv"] or st["async"]):

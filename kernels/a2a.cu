@@ -221,21 +221,28 @@ eplb_status_t check(const ctx_t &c, size_t chunk)
     return EPLB_OK;
 }
 
-eplb_status_t setup(ctx_t &c, int want, int self, size_t max_bytes, eplb_a2a_info_t *info)
+eplb_status_t setup(ctx_t &c, int want, int self, size_t min_bytes, size_t max_bytes,
+                    eplb_a2a_info_t *info)
 {
     int visible = 0;
     EPLB_CHECK(eplb_cuda_device_count(&visible));
     const int n = want > 0 ? want : visible;
     if (n > visible)
         return eplb_error_set(EPLB_ERR_NO_DEVICE, "%d GPUs asked for, %d visible", n, visible);
-    if (n < 2 && !self)
-        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+    if (n < 2 && !self) // the machine's, as --gpus 3 of 2 (exit 1)
+        return eplb_error_set(EPLB_ERR_NO_DEVICE,
                               "%d GPU (of %d visible): an all-to-all needs 2 or more; one GPU "
                               "has no link to measure",
                               n, visible);
     c.n = n;
     c.self = n == 1;
     c.peers = c.self ? 1 : n - 1;
+    // before NCCL starts: every size must give each peer a chunk
+    if (min_bytes / c.peers / CHUNK_ALIGN == 0)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--sizes: %zu bytes per GPU is less than %zu bytes for each of "
+                              "its %d peers",
+                              min_bytes, CHUNK_ALIGN, c.peers);
     c.d.resize(n);
     memset(info, 0, sizeof *info);
     info->gpus = n;
@@ -286,9 +293,10 @@ eplb_status_t setup(ctx_t &c, int want, int self, size_t max_bytes, eplb_a2a_inf
     std::vector<ncclComm_t> comms(n, (ncclComm_t)NULL);
     eplb_status_t st = EPLB_OK;
     EPLB_NCCL_CHECK_GOTO(c.nccl->CommInitAll(comms.data(), n, devs.data()), st, out);
+out:
+    // after a failure, what it made (if anything) is aborted by teardown
     for (int r = 0; r < n; r++)
         c.d[r].comm = comms[r];
-out:
     return st;
 }
 
@@ -347,20 +355,15 @@ extern "C" eplb_status_t eplb_a2a_measure(eplb_a2a_point_t *points, eplb_a2a_inf
     eplb_status_t st = EPLB_OK;
     std::vector<eplb_a2a_point_t> pts(nsizes);
     std::vector<double> t;
-    size_t max_bytes = CHUNK_ALIGN;
+    size_t max_bytes = CHUNK_ALIGN, min_bytes = SIZE_MAX;
     int gated = 1;
-    for (int i = 0; i < nsizes; i++)
+    for (int i = 0; i < nsizes; i++) {
         max_bytes = std::max(max_bytes, sizes[i]);
-    EPLB_CHECK_GOTO(setup(c, o->gpus, o->self, max_bytes, &inf), st, out);
+        min_bytes = std::min(min_bytes, sizes[i]);
+    }
+    EPLB_CHECK_GOTO(setup(c, o->gpus, o->self, min_bytes, max_bytes, &inf), st, out);
     for (int i = 0; i < nsizes; i++) {
         const size_t chunk = sizes[i] / c.peers / CHUNK_ALIGN * CHUNK_ALIGN;
-        if (chunk == 0) {
-            st = eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                "%zu bytes per GPU is less than 16 bytes for each of its %d "
-                                "peers",
-                                sizes[i], c.peers);
-            goto out;
-        }
         EPLB_CHECK_GOTO(fill(c, chunk), st, out);
         EPLB_CHECK_GOTO(one_exchange(c, chunk, 0, NULL, NULL), st, out);
         EPLB_CHECK_GOTO(check(c, chunk), st, out);

@@ -52,6 +52,7 @@ void load(void)
             snprintf(load_msg, sizeof load_msg,
                      "%s has no %s: not NCCL, or NCCL older than 2.7 (ncclSend/ncclRecv)", lib,
                      s.name);
+            memset(&table, 0, sizeof table); // no pointer into the closed library
             dlclose(h);
             return;
         }
@@ -64,6 +65,7 @@ void load(void)
         load_st = EPLB_ERR_UNSUPPORTED;
         snprintf(load_msg, sizeof load_msg,
                  "%s is NCCL %s: 2.7 or later needed (ncclSend/ncclRecv)", lib, txt);
+        memset(&table, 0, sizeof table);
         dlclose(h);
         return;
     }

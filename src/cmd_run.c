@@ -199,22 +199,26 @@ typedef struct {
     uint64_t seed;
     const char *out_dir;
     int json, quiet;
-    char notes[8][320];         /* said on stderr before the replay; report.txt too */
-    int nnotes;
+    char notes[32][320];        /* said on stderr before the replay; report.txt too */
+    int nnotes, notes_lost;     /* notes_lost: past the 32 kept */
 } opts_t;
 
 /* A note on an option not used as given: on stderr (also under --quiet),
  * and kept for report.txt. */
 __attribute__((format(printf, 2, 3))) static void run_note(opts_t *o, const char *fmt, ...)
 {
-    char msg[320];
-    va_list ap;
+    va_list ap, ap2;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_copy(ap2, ap);
+    fputs("eplb-replay run: ", stderr); /* whole, however long the paths */
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
     va_end(ap);
-    fprintf(stderr, "eplb-replay run: %s\n", msg);
     if (o->nnotes < (int)(sizeof o->notes / sizeof o->notes[0]))
-        snprintf(o->notes[o->nnotes++], sizeof o->notes[0], "%s", msg);
+        vsnprintf(o->notes[o->nnotes++], sizeof o->notes[0], fmt, ap2);
+    else
+        o->notes_lost++;
+    va_end(ap2);
 }
 
 /* Parse a comma separated list of integers in [min, max] into v (at most
@@ -781,7 +785,9 @@ static void write_report_head(FILE *f, void *p)
             o->trig.async == EPLB_ASYNC_OFF      ? "off"
             : o->trig.async == EPLB_ASYNC_LAYERS ? "layers"
                                                  : "chunk",
-            eplb_select_mode_name(o->select), o->nodes, (unsigned long long)o->seed);
+            inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK) ? eplb_select_mode_name(o->select)
+                                                                : "-",
+            o->nodes, (unsigned long long)o->seed);
     fprintf(f, "# device %s\n", o->device_used);
     fprintf(f, "# profile %s; expert %dx%d, %.1f MB (%s)\n", c->so->prof.name,
             c->so->shape.hidden, c->so->shape.inter,
@@ -810,6 +816,8 @@ static void write_report_body(FILE *f, const out_ctx_t *c, int quiet, int with_n
     }
     for (int k = 0; k < c->o->nnotes && with_notes; k++)
         fprintf(f, "# note: %s\n", c->o->notes[k]);
+    if (with_notes && c->o->notes_lost)
+        fprintf(f, "# note: %d more notes on stderr\n", c->o->notes_lost);
     if (!quiet)
         fprintf(f, "# bal: mean/max GPU load (1 = even), averaged over steps and layers; "
                 "worst(l): the layer with the lowest;\n"

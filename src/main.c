@@ -16,7 +16,7 @@ static const struct {
     {"gen", eplb_cmd_gen, "generate a synthetic trace from a model preset"},
     {"import", eplb_cmd_import, "convert ESFT routing logs or SGLang counts to a trace"},
     {"rebalance", eplb_cmd_rebalance, "run a policy on expert loads and print the placement"},
-    {"bench", eplb_cmd_bench, "benchmarks: io, kernels, policy, sim"},
+    {"bench", eplb_cmd_bench, "benchmarks: io, kernels, policy, sim, a2a"},
 };
 
 static void usage(FILE *f)

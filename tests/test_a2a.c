@@ -196,8 +196,11 @@ Test(a2a_cli, bad_options)
     eplb_test_cli_expect(2, "--gpus: expected an integer", "bench a2a --gpus 0");
     eplb_test_cli_expect(2, "--gpus: expected an integer", "bench a2a --gpus -2");
     eplb_test_cli_expect(2, "--gpus 1: an all-to-all needs 2 or more GPUs", "bench a2a --gpus 1");
-    eplb_test_cli_expect(2, "--sizes: the fit of latency and bandwidth needs at least 2",
+    eplb_test_cli_expect(2, "--sizes: the fit of latency and bandwidth needs at least 3",
                          "bench a2a --sizes 1M");
+    eplb_test_cli_expect(2, "needs at least 3", "bench a2a --sizes 1M,64M");
+    eplb_test_cli_expect(2, "at least 4 times the smallest", "bench a2a --sizes 1M,2M,3M");
+    eplb_test_cli_expect(2, "--sizes: expected", "bench a2a --sizes -1K,1M,4M");
     eplb_test_cli_expect(2, "--sizes: expected up to 32 byte counts", "bench a2a --sizes 1M,x");
     eplb_test_cli_expect(2, "--sizes: expected", "bench a2a --sizes 1M,");
     eplb_test_cli_expect(2, "--sizes: expected", "bench a2a --sizes 8,1M"); /* below 16 */
@@ -229,7 +232,7 @@ Test(a2a_cli, refused_without_nccl_or_gpu)
 {
     if (!eplb_a2a_built()) {
         eplb_test_cli_expect(1, "eplb-replay bench a2a: this build has no ",
-                             "bench a2a --sizes 64K,1M --reps 1");
+                             "bench a2a --sizes 64K,256K,1M --reps 1");
         eplb_test_cli_expect(1, "this build has no ", "bench a2a --self --json");
         return;
     }
@@ -237,13 +240,13 @@ Test(a2a_cli, refused_without_nccl_or_gpu)
      * load comes before any GPU is looked for) */
     setenv("EPLB_NCCL_LIB", "libnccl-not-here.so.2", 1);
     eplb_test_cli_expect(1, "bench a2a: cannot load libnccl-not-here.so.2 (NCCL 2.7 or later)",
-                         "bench a2a --self --sizes 64K,1M");
+                         "bench a2a --self --sizes 64K,256K,1M");
     setenv("EPLB_NCCL_LIB", "libz.so.1", 1);
     eplb_test_cli_expect(1, "bench a2a: libz.so.1 has no ncclGetVersion: not NCCL",
-                         "bench a2a --self --sizes 64K,1M");
+                         "bench a2a --self --sizes 64K,256K,1M");
     unsetenv("EPLB_NCCL_LIB");
     char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "bench a2a --sizes 64K,1M --reps 3 --self");
+    int rc = eplb_test_run_cli(&out, "bench a2a --sizes 64K,256K,1M --reps 3 --self");
     if (rc == 0) {
         cr_assert(strstr(out, "nvlink_latency_us = ") != NULL, "%s", out);
     } else {

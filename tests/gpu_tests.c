@@ -145,6 +145,24 @@ static const route_case_t route_cases[] = {
     {"e-not-mult4", {30, 3, EPLB_SCORING_SOFTMAX, 3, 2, 1, 1.0f}, 1},
 };
 
+/* A case's random inputs: logits [n] of scale 2 (sigmoid) or 3 (softmax),
+ * and a bias [L][E] of N(0, 0.1^2) where the case has one (else NULL). */
+static void *case_logits(const route_case_t *rc, size_t n, eplb_dtype_t dt)
+{
+    return make_logits(n, dt, rc->c.scoring == EPLB_SCORING_SIGMOID ? 2.0f : 3.0f);
+}
+
+static float *case_bias(const route_case_t *rc, int L)
+{
+    if (!rc->bias)
+        return NULL;
+    const int E = rc->c.num_experts;
+    float *bias = xmalloc(sizeof *bias * L * E);
+    for (int i = 0; i < L * E; i++)
+        bias[i] = normal() * 0.1f;
+    return bias;
+}
+
 /* Outputs poisoned before a launch: ids -1, weights NaN (all bytes 0xff). */
 static void poison(void *p, size_t bytes) { memset(p, 0xff, bytes); }
 
@@ -187,15 +205,8 @@ static void route_check(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int 
 static void route_compare(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int L,
                           int variant, int64_t *mismatch_out, int quiet)
 {
-    const int E = rc->c.num_experts;
-    void *x = make_logits((size_t)T * L * E, dt,
-                          rc->c.scoring == EPLB_SCORING_SIGMOID ? 2.0f : 3.0f);
-    float *bias = NULL;
-    if (rc->bias) {
-        bias = xmalloc(sizeof *bias * L * E);
-        for (int i = 0; i < L * E; i++)
-            bias[i] = normal() * 0.1f;
-    }
+    void *x = case_logits(rc, (size_t)T * L * rc->c.num_experts, dt);
+    float *bias = case_bias(rc, L);
     route_check(rc, dt, T, L, variant, x, bias, mismatch_out, quiet);
     free(x);
     free(bias);
@@ -545,14 +556,8 @@ static void fused_check(const route_case_t *rc, const eplb_layer_map_t *mp, int 
     eplb_layer_map_t maps[2] = {*mp, *mp};
     const size_t n = (size_t)T * L * E, no = (size_t)T * L * K;
     eplb_gpu_set_route_variant(gpu, v);
-    void *x = make_logits(n, (eplb_dtype_t)dt,
-                          rc->c.scoring == EPLB_SCORING_SIGMOID ? 2.0f : 3.0f);
-    float *bias = NULL;
-    if (rc->bias) {
-        bias = xmalloc(sizeof *bias * L * E);
-        for (int i = 0; i < L * E; i++)
-            bias[i] = normal() * 0.1f;
-    }
+    void *x = case_logits(rc, n, (eplb_dtype_t)dt);
+    float *bias = case_bias(rc, L);
     int32_t *ig = xmalloc(no * 4), *pg = xmalloc(no * 4), *ic = xmalloc(no * 4),
             *pc = xmalloc(no * 4);
     float *wg = xmalloc(no * 4), *wc = xmalloc(no * 4);

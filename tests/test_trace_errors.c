@@ -1033,6 +1033,22 @@ Test(trace_errors, external_links_refused, .timeout = 20)
  * or one with any chunk of its extent unwritten (an unfinished recording),
  * or a contiguous one never written, is refused at open, counting the
  * allocated chunks only. */
+/* /router/topk_ids rows t0 .. t0 + count[0] of path written from ids */
+static void write_ids_chunk(const char *path, hsize_t t0, const hsize_t count[3],
+                            const void *ids)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/router/topk_ids", H5P_DEFAULT);
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(3, count, NULL);
+    const hsize_t start[3] = {t0, 0, 0};
+    cr_assert(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0);
+    cr_assert(H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, ids) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
 Test(trace_errors, unwritten_data_refused, .timeout = 20)
 {
     enum { STEPS = 2048 };
@@ -1060,30 +1076,11 @@ Test(trace_errors, unwritten_data_refused, .timeout = 20)
         for (int l = 0; l < L_; l++)
             for (int k = 0; k < K_; k++)
                 ids[t][l][k] = k;
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), d = H5Dopen2(f, "/router/topk_ids",
-                                                                     H5P_DEFAULT);
-    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(3, c2, NULL);
-    hsize_t start[3] = {0, 0, 0};
-    cr_assert(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, c2, NULL) >= 0);
-    cr_assert(H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, ids) >= 0);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(d);
-    H5Fclose(f);
+    write_ids_chunk(path, 0, c2, ids);
     assert_open_fails(path, EPLB_ERR_FORMAT,
                       "/router/topk_ids: 1 of its 2 chunks were never written");
     /* both written: opens */
-    f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    d = H5Dopen2(f, "/router/topk_ids", H5P_DEFAULT);
-    fs = H5Dget_space(d);
-    ms = H5Screate_simple(3, c2, NULL);
-    start[0] = 64;
-    cr_assert(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, c2, NULL) >= 0);
-    cr_assert(H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, ids) >= 0);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(d);
-    H5Fclose(f);
+    write_ids_chunk(path, 64, c2, ids);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     eplb_trace_close(tr);

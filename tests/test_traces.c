@@ -785,7 +785,7 @@ Test(traces, writer_refuses_counts_the_reader_refuses)
                                             "tokens = 2 x 2");
     cn[7] = -1;
     eplb_assert_fails(eplb_trace_writer_append_step(w, 2, NULL, NULL, NULL, cn, NULL, 0),
-                      EPLB_ERR_INVALID_ARG, "step 0 layer 1: negative count");
+                      EPLB_ERR_INVALID_ARG, "step 0 layer 1 expert 3: negative count -1");
     cn[7] = 0; /* 4: exactly the bound */
     eplb_assert_ok(eplb_trace_writer_append_step(w, 2, NULL, NULL, NULL, cn, NULL, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));

@@ -955,6 +955,43 @@ eplb_status_t eplb_trace_read_topk(const eplb_trace_t *tr, int32_t *ids, float *
     return EPLB_OK;
 }
 
+eplb_status_t eplb_trace_counts_check(eplb_status_t code, const char *path, int64_t step,
+                                      const int32_t *counts, int L, int E, int64_t top_k,
+                                      int64_t tokens)
+{
+    /* Row by row: no count is negative, and the row sums to at most K x the
+     * step's tokens, since each token picks at most K experts (less than
+     * that is allowed: dropped tokens, imported run totals).  The sum (at
+     * most 512 x 2^31) and the bound (at most 16 x 2^39) fit in int64. */
+    const int64_t bound = top_k * tokens;
+    for (int l = 0; l < L; l++) {
+        const int32_t *x = counts + (size_t)l * (size_t)E;
+        int64_t sum = 0;
+        int32_t lo = 0;
+        for (int e = 0; e < E; e++) {
+            sum += x[e];
+            lo = x[e] < lo ? x[e] : lo;
+        }
+        if (lo < 0)
+            for (int e = 0; e < E; e++)
+                if (x[e] < 0)
+                    return eplb_error_set(code,
+                                          "%s: %s: step %lld layer %d expert %d: negative "
+                                          "count %d",
+                                          path, N_COUNTS, (long long)step, l, e, x[e]);
+        if (sum > bound)
+            return eplb_error_set(code,
+                                  "%s: %s: step %lld layer %d: counts sum to %lld, more than "
+                                  "top_k x tokens = %lld x %lld = %lld (each token picks at "
+                                  "most top_k experts; /steps/token_offset must give each "
+                                  "step's tokens, for run totals at least the largest row / "
+                                  "top_k)",
+                                  path, N_COUNTS, (long long)step, l, (long long)sum,
+                                  (long long)top_k, (long long)tokens, (long long)bound);
+    }
+    return EPLB_OK;
+}
+
 eplb_status_t eplb_trace_read_counts(const eplb_trace_t *tr, int32_t *counts,
                                      int64_t step_begin, int64_t step_end)
 {
@@ -965,43 +1002,11 @@ eplb_status_t eplb_trace_read_counts(const eplb_trace_t *tr, int32_t *counts,
     if (st != EPLB_OK)
         return st;
     const int L = tr->info.num_layers, E = tr->info.route.num_experts;
-    const int64_t K = tr->info.route.top_k;
-    /* Row by row (step, layer): no count is negative, and the row sums to at
-     * most K x the step's tokens, since each token picks at most K experts
-     * (less than that is allowed: dropped tokens, imported run totals).  One
-     * pass over data just read; the sum (at most 512 x 2^31) and the bound
-     * (at most 16 x 2^39) fit in int64. */
-    for (int64_t s = step_begin; s < step_end; s++) {
-        const int64_t bound = K * (tr->offsets[s + 1] - tr->offsets[s]);
-        for (int l = 0; l < L; l++) {
-            const int32_t *x = counts + ((size_t)(s - step_begin) * (size_t)L + (size_t)l) *
-                                            (size_t)E;
-            int64_t sum = 0;
-            int32_t lo = 0;
-            for (int e = 0; e < E; e++) {
-                sum += x[e];
-                lo = x[e] < lo ? x[e] : lo;
-            }
-            if (lo < 0)
-                for (int e = 0; e < E; e++)
-                    if (x[e] < 0)
-                        return eplb_error_set(EPLB_ERR_FORMAT,
-                                              "%s: %s: step %lld layer %d expert %d: negative "
-                                              "count %d",
-                                              tr->path, N_COUNTS, (long long)s, l, e, x[e]);
-            if (sum > bound)
-                return eplb_error_set(EPLB_ERR_FORMAT,
-                                      "%s: %s: step %lld layer %d: counts sum to %lld, more "
-                                      "than top_k x tokens = %lld x %lld = %lld (each token "
-                                      "picks at most top_k experts; /steps/token_offset must "
-                                      "give each step's tokens, for run totals at least the "
-                                      "largest row / top_k)",
-                                      tr->path, N_COUNTS, (long long)s, l, (long long)sum,
-                                      (long long)K,
-                                      (long long)(tr->offsets[s + 1] - tr->offsets[s]),
-                                      (long long)bound);
-        }
-    }
+    for (int64_t s = step_begin; s < step_end; s++)
+        EPLB_CHECK(eplb_trace_counts_check(EPLB_ERR_FORMAT, tr->path, s,
+                                           counts + (size_t)(s - step_begin) * L * E, L, E,
+                                           tr->info.route.top_k,
+                                           tr->offsets[s + 1] - tr->offsets[s]));
     return EPLB_OK;
 }
 

@@ -103,7 +103,18 @@ eplb_status_t eplb_trace_read_topk(const eplb_trace_t *tr, int32_t *ids,
                                    float *weights, int64_t tok_begin,
                                    int64_t tok_end);
 
-/* counts [n_steps][L][E] of steps [step_begin, step_end) (checked >= 0). */
+/* A step's counts [L][E] as the schema allows them (FORMAT.md): no count
+ * negative, each layer's row summing to at most top_k x the step's tokens.
+ * EPLB_OK, or `code` with a message naming path, /load/counts, the step and
+ * the layer (and the expert of a negative count).  The reader checks what
+ * it reads with it (EPLB_ERR_FORMAT), the writer what it is given
+ * (EPLB_ERR_INVALID_ARG). */
+eplb_status_t eplb_trace_counts_check(eplb_status_t code, const char *path, int64_t step,
+                                      const int32_t *counts, int L, int E, int64_t top_k,
+                                      int64_t tokens);
+
+/* counts [n_steps][L][E] of steps [step_begin, step_end), checked by
+ * eplb_trace_counts_check. */
 eplb_status_t eplb_trace_read_counts(const eplb_trace_t *tr, int32_t *counts,
                                      int64_t step_begin, int64_t step_end);
 

@@ -543,26 +543,10 @@ static eplb_status_t check_step(const eplb_trace_writer_t *w, int64_t ntok,
                                       "id %d outside [0, %d)",
                                       p, (long long)s, (long long)(w->ntok + i / LK),
                                       (long long)(i % LK / w->K), ids[i], w->E);
-    /* as the reader checks them: no negative count, and a layer's row sums
-     * to at most top_k x the step's tokens */
+    /* as the reader checks them */
     if (w->levels & EPLB_LEVEL_COUNTS)
-        for (int64_t l = 0; l < LE / w->E; l++) {
-            int64_t sum = 0;
-            for (int64_t e = 0; e < w->E; e++) {
-                const int32_t c = counts[l * w->E + e];
-                if (c < 0)
-                    return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                          "%s: /load/counts: step %lld layer %lld: negative "
-                                          "count", p, (long long)s, (long long)l);
-                sum += c;
-            }
-            if (sum > (int64_t)w->K * ntok)
-                return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                      "%s: /load/counts: step %lld layer %lld: counts sum to "
-                                      "%lld, more than top_k x tokens = %d x %lld",
-                                      p, (long long)s, (long long)l, (long long)sum, w->K,
-                                      (long long)ntok);
-        }
+        return eplb_trace_counts_check(EPLB_ERR_INVALID_ARG, p, s, counts, w->L, w->E, w->K,
+                                       ntok);
     return EPLB_OK;
 }
 

@@ -309,6 +309,13 @@ static int has_schedule(const opts_t *o)
     return online && !(o->trig.kind == EPLB_TRIGGER_ONCE && !has_policy(o, "oracle"));
 }
 
+/* Whether config.json and the report name the trigger: where a run has a
+ * schedule, and under once (its placement is from the whole trace) */
+static int shows_trigger(const opts_t *o)
+{
+    return has_schedule(o) || o->trig.kind == EPLB_TRIGGER_ONCE;
+}
+
 /* Options given for something that does not run are refused, not ignored
  * (the oracle keeps its own schedule whatever --trigger says). */
 static eplb_status_t check_applies(const opts_t *o)
@@ -691,7 +698,7 @@ static void write_config(FILE *f, void *p)
     else
         fputs("null", f);
     fputs(", \"trigger\": ", f);
-    if (no_window && o->trig.kind != EPLB_TRIGGER_ONCE)
+    if (!shows_trigger(o))
         fputs("null", f);
     else
         eplb_json_write_string(f, eplb_sim_trigger_name(o->trig.kind));
@@ -768,9 +775,7 @@ static void write_report_head(FILE *f, void *p)
             inf->model, inf->num_layers, inf->route.num_experts, inf->route.top_k,
             (long long)inf->num_steps);
     const int sched = has_schedule(o);
-    fprintf(f, "# trigger %s", sched || o->trig.kind == EPLB_TRIGGER_ONCE
-                                   ? eplb_sim_trigger_name(o->trig.kind)
-                                   : "-");
+    fprintf(f, "# trigger %s", shows_trigger(o) ? eplb_sim_trigger_name(o->trig.kind) : "-");
     fprintf(f, ", window ");
     if (sched)
         write_i64_list(f, o->window, o->nwin);

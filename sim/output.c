@@ -148,6 +148,15 @@ void eplb_sim_write_runs_json(FILE *f, const eplb_sim_result_t *r, int n)
     fputs(n ? "\n  ]" : "]", f);
 }
 
+/* x and a comma, in the fewest digits that read back as x */
+static void csv_real(FILE *f, double x)
+{
+    char buf[EPLB_REAL_CHARS];
+    eplb_json_format_real(buf, x);
+    fputs(buf, f);
+    fputc(',', f);
+}
+
 void eplb_sim_write_csv(FILE *f, const eplb_sim_result_t *r, int n)
 {
     fputs("policy,label,trigger,async,gpus,nodes,replicas,window,interval,steps,"
@@ -169,15 +178,23 @@ void eplb_sim_write_csv(FILE *f, const eplb_sim_result_t *r, int n)
             fprintf(f, "%lld,%lld,", (long long)c->trig.window, (long long)c->trig.interval);
         else
             fputs(",,", f);
-        fprintf(f, "%lld,%.17g,%.17g,%d,%.17g,%lld,%lld,%lld,%.17g,%.17g,%.17g,%.17g,%.17g,"
-                   "%.17g,%.17g,",
-                (long long)x->steps, x->balancedness, x->max_over_mean, x->worst_layer,
-                x->worst_layer_bal, (long long)x->rebalances, (long long)x->moved_replicas,
-                (long long)x->moved_bytes, x->stall_s, x->policy_s, x->moe_time_s,
-                x->compute_s, x->a2a_s, x->overhead_s, x->total_s);
-        if (!isnan(x->gain_vs_none))
-            fprintf(f, "%.17g", x->gain_vs_none);
-        fprintf(f, ",%.17g,%lld\n", x->max_over_mean - 1, (long long)x->tokens_lost);
+        fprintf(f, "%lld,", (long long)x->steps);
+        csv_real(f, x->balancedness);
+        csv_real(f, x->max_over_mean);
+        fprintf(f, "%d,", x->worst_layer);
+        csv_real(f, x->worst_layer_bal);
+        fprintf(f, "%lld,%lld,%lld,", (long long)x->rebalances, (long long)x->moved_replicas,
+                (long long)x->moved_bytes);
+        const double times[] = {x->stall_s,   x->policy_s, x->moe_time_s, x->compute_s,
+                                x->a2a_s,     x->overhead_s, x->total_s};
+        for (size_t j = 0; j < sizeof times / sizeof times[0]; j++)
+            csv_real(f, times[j]);
+        if (isnan(x->gain_vs_none))
+            fputc(',', f);
+        else
+            csv_real(f, x->gain_vs_none);
+        csv_real(f, x->max_over_mean - 1);
+        fprintf(f, "%lld\n", (long long)x->tokens_lost);
     }
 }
 

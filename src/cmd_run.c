@@ -673,11 +673,14 @@ static void write_config(FILE *f, void *p)
     if (o->replicas)
         fprintf(f, ", \"replicas\": %d", o->replicas);
     else {
+        /* numbers either way: by default R = D, one value per --gpus value
+         * (paired with it, not a grid axis: redundant_from says which) */
         fputs(", \"redundant\": ", f);
         if (o->nred)
             write_i64_list(f, o->redundant, o->nred);
         else
-            fputs("\"= gpus\"", f);
+            write_i64_list(f, o->gpus, o->ngpus);
+        fprintf(f, ", \"redundant_from\": \"%s\"", o->nred ? "option" : "gpus");
     }
     /* null where no run has a window (as the runs' own fields) */
     const int no_window = !has_schedule(o);
@@ -723,13 +726,26 @@ static void write_config(FILE *f, void *p)
     fputs(", \"file\": ", f);
     eplb_json_write_string(f, o->profile_path ? o->profile_path : "(built in)");
     const eplb_profile_t *pf = &so->prof;
-    fprintf(f, ", \"nvlink_Bps\": %.17g, \"net_Bps\": %.17g, \"nvlink_latency_s\": %.17g, "
-               "\"net_latency_s\": %.17g, \"hbm_Bps\": %.17g, \"fp8_flops\": %.17g, "
-               "\"bf16_flops\": %.17g, \"gemm_efficiency\": %.17g, \"gemm_tables\": %d, "
-               "\"record_table_points\": %d, \"record_s\": %.17g, \"record_fraction\": %.17g}",
-            pf->nvlink_bw, pf->net_bw, pf->nvlink_lat, pf->net_lat, pf->hbm_bw, pf->flops_fp8,
-            pf->flops_bf16, pf->gemm_eff, pf->ntables, pf->record_n, pf->record_s,
-            pf->record_frac);
+    const struct {
+        const char *key;
+        double v;
+    } pv[] = {{"nvlink_Bps", pf->nvlink_bw},      {"net_Bps", pf->net_bw},
+              {"nvlink_latency_s", pf->nvlink_lat}, {"net_latency_s", pf->net_lat},
+              {"hbm_Bps", pf->hbm_bw},            {"fp8_flops", pf->flops_fp8},
+              {"bf16_flops", pf->flops_bf16},     {"gemm_efficiency", pf->gemm_eff}};
+    for (size_t i = 0; i < sizeof pv / sizeof pv[0]; i++) {
+        fprintf(f, ", \"%s\": ", pv[i].key);
+        eplb_json_write_number(f, pv[i].v);
+    }
+    fprintf(f, ", \"gemm_tables\": %d, \"record_table_points\": %d, \"record_s\": ",
+            pf->ntables, pf->record_n);
+    if (pf->record_s < 0) /* not given: the table or the fraction */
+        fputs("null", f);
+    else
+        eplb_json_write_number(f, pf->record_s);
+    fputs(", \"record_fraction\": ", f);
+    eplb_json_write_number(f, pf->record_frac);
+    fputc('}', f);
     fprintf(f, ", \"expert_shape\": {\"hidden\": %d, \"inter\": %d, \"weight_bytes\": %g, "
                "\"expert_bytes\": %.0f, \"source\": ",
             so->shape.hidden, so->shape.inter, so->shape.weight_bytes,

@@ -75,7 +75,12 @@ eplb_status_t eplb_json_matrix_i32(int32_t **out, int *rows, int *cols,
 
 /* Writer helpers. */
 void eplb_json_write_string(FILE *f, const char *s);
-/* Doubles as %.17g, NaN/Inf as null (JSON has none). */
+/* A finite double in the fewest of 15, 16 or 17 significant digits (%g)
+ * that read back as x with strtod. */
+#define EPLB_REAL_CHARS 32
+void eplb_json_format_real(char buf[EPLB_REAL_CHARS], double x);
+/* Integral doubles below 1e15 as integers, others as eplb_json_format_real,
+ * NaN/Inf as null (JSON has none). */
 void eplb_json_write_number(FILE *f, double x);
 void eplb_json_write_i32_array(FILE *f, const int32_t *a, size_t n);
 

@@ -2,6 +2,8 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), or
  * minus the length of its longest valid prefix (at least 1 byte), which is
@@ -68,14 +70,29 @@ void eplb_json_write_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+void eplb_json_format_real(char buf[EPLB_REAL_CHARS], double x)
+{
+    /* 17 significant digits always read back (IEEE 754-2008 s. 5.12.2);
+     * fewer often do: 0.9 rather than 0.90000000000000002 */
+    for (int p = 15; p < 17; p++) {
+        snprintf(buf, EPLB_REAL_CHARS, "%.*g", p, x);
+        if (strtod(buf, NULL) == x)
+            return;
+    }
+    snprintf(buf, EPLB_REAL_CHARS, "%.17g", x);
+}
+
 void eplb_json_write_number(FILE *f, double x)
 {
+    char buf[EPLB_REAL_CHARS];
     if (!isfinite(x))
         fputs("null", f);
     else if (x == (double)(long long)x && fabs(x) < 1e15)
         fprintf(f, "%lld", (long long)x);
-    else
-        fprintf(f, "%.17g", x);
+    else {
+        eplb_json_format_real(buf, x);
+        fputs(buf, f);
+    }
 }
 
 void eplb_json_write_i32_array(FILE *f, const int32_t *a, size_t n)

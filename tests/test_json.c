@@ -2,6 +2,8 @@
  * matrices, errors naming the source and byte offset, invalid UTF-8 on
  * output, and files that are not regular files. */
 #include <float.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,4 +138,56 @@ Test(json, parse_file_refuses_non_files)
     eplb_json_free(v);
     unlink(big);
     rmdir(d);
+}
+
+/* Reals are written in the fewest of 15-17 significant digits that read
+ * back: config.json said "threshold": 0.90000000000000002 for 0.9.  The
+ * expected strings are Python's repr() of the same doubles (the shortest
+ * round trip), which this agrees with for normal doubles. */
+Test(json, reals_shortest_that_read_back)
+{
+    static const struct {
+        double x;
+        const char *want;
+    } cases[] = {
+        {0.9, "0.9"},
+        {0.1 + 0.2, "0.30000000000000004"},
+        {1.0 / 3.0, "0.3333333333333333"},
+        {0.95, "0.95"},
+        {4.5e11, "450000000000"},
+        {1e-320, "9.99988867182683e-321"}, /* subnormal: Python's '%.15g' */
+        {-2.5e-7, "-2.5e-07"},
+    };
+    char buf[EPLB_REAL_CHARS];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        eplb_json_format_real(buf, cases[i].x);
+        cr_assert_str_eq(buf, cases[i].want, "case %zu", i);
+    }
+    /* any finite bit pattern reads back exactly */
+    uint64_t st = 7;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t bits = eplb_test_rng_next(&st);
+        double x;
+        memcpy(&x, &bits, sizeof x);
+        if (!isfinite(x))
+            continue;
+        eplb_json_format_real(buf, x);
+        cr_assert(strtod(buf, NULL) == x, "%s does not read back", buf);
+    }
+    /* the writer: integral values as integers, others as above, null for
+     * what JSON has no literal for */
+    static const struct {
+        double x;
+        const char *want;
+    } w[] = {{3, "3"}, {0.9, "0.9"}, {NAN, "null"}, {-INFINITY, "null"}, {1e15, "1e+15"}};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        char *txt = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&txt, &len);
+        cr_assert(f);
+        eplb_json_write_number(f, w[i].x);
+        fclose(f);
+        cr_assert_str_eq(txt, w[i].want, "writer case %zu", i);
+        free(txt);
+    }
 }

@@ -182,6 +182,11 @@ Test(run_cli, json_has_config_and_runs)
     const eplb_json_t *runs = eplb_json_get(v, "runs");
     cr_assert(cfg && runs && runs->type == EPLB_JSON_ARRAY);
     cr_assert_eq(num(cfg, "num_experts"), 16);
+    /* the default R = D, written as the numbers used, paired with --gpus */
+    const eplb_json_t *red = eplb_json_get(cfg, "redundant");
+    cr_assert(red && red->type == EPLB_JSON_ARRAY && red->n == 1);
+    cr_assert_eq(red->items[0].num, 4);
+    cr_assert_str_eq(eplb_json_get(cfg, "redundant_from")->str, "gpus");
     cr_assert_eq(runs->n, 4u); /* none is always there */
     static const char *keys[] = {"balancedness", "max_over_mean", "rebalances",
                                  "moved_replicas", "moved_bytes", "stall_s", "moe_time_s",
@@ -236,6 +241,11 @@ Test(run_cli, grid_runs_every_point)
     for (size_t i = 0; i < runs->n; i++)
         p8 += num(&runs->items[i], "gpus") == 8 && num(&runs->items[i], "replicas") == 24;
     cr_assert_eq(p8, 3); /* 16 + 8 = 24 slots at 8 GPUs */
+    const eplb_json_t *cfg = eplb_json_get(v, "config");
+    const eplb_json_t *red = eplb_json_get(cfg, "redundant");
+    cr_assert(red && red->type == EPLB_JSON_ARRAY && red->n == 2);
+    cr_assert(red->items[0].num == 0 && red->items[1].num == 8);
+    cr_assert_str_eq(eplb_json_get(cfg, "redundant_from")->str, "option");
     eplb_json_free(v);
 }
 
@@ -666,9 +676,17 @@ Test(run_cli, no_schedule_said_as_such)
         const eplb_json_t *x = eplb_json_get(v, nulls[i]);
         cr_assert(x && x->type == EPLB_JSON_NULL, "config.json %s is not null", nulls[i]);
     }
+    /* the built-in profile charges recording from its table: no constant */
+    const eplb_json_t *rs = eplb_json_get(eplb_json_get(v, "profile"), "record_s");
+    cr_assert(rs && rs->type == EPLB_JSON_NULL, "profile record_s is not null");
     eplb_json_free(v);
-    snprintf(f, sizeof f, "%s/report.txt", d);
+    /* reals in their shortest form that reads back (not 0.90000000000000002) */
     char *txt = eplb_test_slurp_text(f);
+    cr_assert(txt && strstr(txt, "\"threshold\": 0.9, \"ema_decay\": 0.95,"), "%s",
+              txt ? txt : "");
+    free(txt);
+    snprintf(f, sizeof f, "%s/report.txt", d);
+    txt = eplb_test_slurp_text(f);
     cr_assert(txt && strstr(txt, "# trigger -, window -, interval -"), "%s", txt ? txt : "");
     free(txt);
     /* a counts trace: no selection mode either */

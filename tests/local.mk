@@ -6,3 +6,5 @@ tests_eplb_tests_SOURCES += tests/test_core.c tests/test_json.c tests/test_progr
 	tests/test_input_files.c tests/test_write_errors.c tests/lib/trace_fixtures.h \
 	tests/lib/trace_fixtures.c
 endif
+# run by test_h5py.c (python_recorder_traces_replay)
+EXTRA_DIST += tests/record_check.py

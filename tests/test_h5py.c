@@ -127,3 +127,48 @@ Test(h5py, recorder_appending_steps_opens)
     remove(path);
     rmdir(dir);
 }
+
+/* traces/eplb_record.py, the Python recorder for serving engines:
+ * tests/record_check.py writes two traces through it and compares them
+ * with h5py; here the program reads them.  The softmax trace holds numpy's
+ * own top-k of logits 0.05 apart (no near-ties), so the replay's routing
+ * must agree on every row: 17310 tokens x 2 layers. */
+Test(h5py, python_recorder_traces_replay)
+{
+    if (!have_h5py())
+        cr_skip_test("python3 with h5py not available");
+    const char *dir = eplb_test_tmpdir();
+    char cmd[2400], path[600];
+    snprintf(cmd, sizeof cmd, "python3 '%s/tests/record_check.py' '%s' '%s'",
+             eplb_test_srcdir(), eplb_test_srcdir(), dir);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    char *out = NULL;
+    int rc;
+    /* deflated (as the C writer) and plain (deflate=0: no filters) */
+    static const char *names[] = {"softmax.h5", "plain.h5"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --device cpu --policy-time 0 "
+                                     "--quiet --json", path);
+        cr_assert_eq(rc, 0, "%s", out);
+        cr_assert(strstr(out, "\"routing_check\": {\"rows\": 34620, \"differ\": 0}"),
+                  "%s: %s", names[i], out);
+        free(out);
+        remove(path);
+    }
+    /* grouped sigmoid, bias, bfloat16, phases and ranks: local selection
+     * reads the ranks */
+    snprintf(path, sizeof path, "%s/grouped.h5", dir);
+    rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\"dtype\": \"bf16\"") && strstr(out, "\"has_bias\": true") &&
+                  strstr(out, "\"has_src_rank\": true") && strstr(out, "\"num_tokens\": 56"),
+              "%s", out);
+    free(out);
+    rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --select local --device cpu "
+                                 "--policy-time 0 --quiet", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    remove(path);
+    rmdir(dir);
+}

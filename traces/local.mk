@@ -6,4 +6,4 @@ if HAVE_CRITERION
 tests_eplb_tests_SOURCES += tests/test_traces.c tests/test_trace_errors.c \
 	tests/test_adler32.c
 endif
-EXTRA_DIST += traces/FORMAT.md
+EXTRA_DIST += traces/FORMAT.md traces/eplb_record.py

@@ -1,0 +1,286 @@
+"""record_check.py SRCDIR OUTDIR - traces/eplb_record.py against h5py and
+numpy (run by tests/test_h5py.c, which then replays the files it writes;
+OUTDIR should be empty).
+
+Writes OUTDIR/softmax.h5 (float32 logits and numpy's own top-k ids, over
+two logits chunks) and OUTDIR/grouped.h5 (DeepSeek-style grouped sigmoid
+with a bias, bfloat16 logits given layer by layer, phase and ranks),
+reads both back with h5py and compares every value with what was given
+and every stored chunk with what HDF5's own filters make of the same data
+(OUTDIR/plain.h5: the same without filters); then checks that bad input raises ValueError naming the field and that a
+failed recording leaves no file.  Exits non-zero on any mismatch."""
+
+import os
+import sys
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.join(sys.argv[1], "traces"))
+from eplb_record import TraceRecorder  # noqa: E402
+
+out = sys.argv[2]
+rng = np.random.default_rng(11)
+
+
+def distinct_logits(T, L, E):
+    """Rows of distinct logits 0.05 apart (a shuffled grid): no two experts'
+    scores come within rounding of each other, so every router agrees."""
+    grid = (np.arange(E, dtype=np.float32) * np.float32(0.05) - np.float32(3))
+    return grid[np.argsort(rng.random((T, L, E)), axis=2)]
+
+
+def bf16_round(x):
+    b = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    b = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) << 16
+    return b.astype(np.uint32).view(np.float32)
+
+
+def expect_error(fn, *words):
+    try:
+        fn()
+    except ValueError as e:
+        for w in words:
+            assert w in str(e), f"{e!r} lacks {w!r}"
+        return
+    raise AssertionError(f"no ValueError (wanted {words})")
+
+
+# ---- softmax, float32, whole steps; more rows than one logits chunk -------
+L, E, K = 2, 32, 4
+path = os.path.join(out, "softmax.h5")
+sizes = [0, 7, 5000, 1, 12000, 300, 0, 2]  # chunk: 2 MiB / (2*32*4) = 8192 rows
+given = []
+with TraceRecorder(path, model="toy-softmax", num_layers=L, num_experts=E, top_k=K,
+                   scoring="softmax", source="tests/record_check.py") as rec:
+    assert not os.path.exists(path)
+    for T in sizes:
+        lg = distinct_logits(T, L, E)
+        ids = np.argsort(-lg, axis=2, kind="stable")[:, :, :K]
+        rec.add_step(lg, topk_ids=ids)
+        given.append((lg, ids))
+    assert not os.path.exists(path), "a final name before close"
+assert os.path.exists(path)
+assert not [n for n in os.listdir(out) if ".tmp." in n], os.listdir(out)
+with h5py.File(path, "r") as f:
+    assert int(f.attrs["eplb_trace_version"]) == 1
+    assert (int(f.attrs["num_layers"]), int(f.attrs["num_experts"]),
+            int(f.attrs["top_k"])) == (L, E, K)
+    off = f["steps/token_offset"][...]
+    assert list(off) == list(np.concatenate([[0], np.cumsum(sizes)])), off
+    lg = f["router/logits"]
+    assert lg.dtype == np.float32 and lg.chunks == (8192, L, E), (lg.dtype, lg.chunks)
+    assert lg.compression == "gzip" and lg.shuffle
+    assert np.array_equal(lg[...], np.concatenate([g[0] for g in given]))
+    ids = f["router/topk_ids"]
+    assert ids.dtype == np.uint8
+    assert np.array_equal(ids[...], np.concatenate([g[1] for g in given]))
+    assert "steps/phase" not in f and "tokens/src_rank" not in f
+
+
+
+def hdf5_filtered_copy(src, dst, name, h5type=None):
+    """dst/name: src's dataset written again through HDF5's own shuffle +
+    deflate filters (same chunks); the recorder compresses on its own."""
+    with h5py.File(src, "r") as f, h5py.File(dst, "a") as g:
+        d = f[name]
+        a = d[...] if h5type is None else d[...].astype(np.float32)
+        if h5type is None:
+            g.create_dataset(name, data=a, chunks=d.chunks, maxshape=d.maxshape,
+                             shuffle=True, compression="gzip", compression_opts=4)
+            return
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk(d.chunks)
+        dcpl.set_shuffle()
+        dcpl.set_deflate(4)
+        g.require_group(os.path.dirname(name))
+        space = h5py.h5s.create_simple(a.shape, (h5py.h5s.UNLIMITED,) + a.shape[1:])
+        ds = h5py.h5d.create(g.id, name.encode(), h5type, space, dcpl=dcpl)
+        bits = (bf16_round(a).view(np.uint32) >> 16).astype(np.uint16)
+        ds.write(h5py.h5s.ALL, h5py.h5s.ALL, bits, mtype=h5type)
+
+
+def same_chunks(a, b, name):
+    """Every stored chunk of a/name equals b/name's, byte for byte."""
+    with h5py.File(a, "r") as f, h5py.File(b, "r") as g:
+        da, db = f[name], g[name]
+        assert da.shape == db.shape and da.chunks == db.chunks
+        n = 0
+        for off in range(0, da.shape[0], da.chunks[0]):
+            o = (off,) + (0,) * (len(da.shape) - 1)
+            ca, cb = da.id.read_direct_chunk(o), db.id.read_direct_chunk(o)
+            assert ca == cb, f"{name}: chunk at row {off} differs"
+            n += 1
+        return n
+
+
+ref = os.path.join(out, "ref.h5")
+for name in ("router/logits", "router/topk_ids"):
+    hdf5_filtered_copy(path, ref, name)
+assert same_chunks(path, ref, "router/logits") == 3  # 17310 rows, 8192 a chunk
+assert same_chunks(path, ref, "router/topk_ids") == 1  # 131072 rows of 8 bytes a chunk
+os.remove(ref)
+
+# deflate=0: chunks stored as they are, no filters
+path0 = os.path.join(out, "plain.h5")
+with TraceRecorder(path0, model="plain", num_layers=L, num_experts=E, top_k=K,
+                   scoring="softmax", source="tests/record_check.py", deflate=0,
+                   threads=1) as rec:
+    for lg, ids in given:
+        rec.add_step(lg, topk_ids=ids)
+with h5py.File(path0, "r") as f:
+    d = f["router/logits"]
+    assert d.compression is None and not d.shuffle
+    assert np.array_equal(d[...], np.concatenate([g[0] for g in given]))
+    assert np.array_equal(f["router/topk_ids"][...], np.concatenate([g[1] for g in given]))
+
+# ---- grouped sigmoid with bias, bfloat16, layer by layer -------------------
+L, E, K, G, TG = 3, 16, 4, 4, 2
+path = os.path.join(out, "grouped.h5")
+bias = (rng.integers(0, 4, size=(L, E)) * 0.125).astype(np.float32)
+phases = ["prefill", "decode", 1, 2, "decode"]
+sizes = [9, 3, 0, 40, 4]
+given, ranks = [], []
+rec = TraceRecorder(path, model="toy-grouped", num_layers=L, num_experts=E, top_k=K,
+                    scoring="sigmoid", num_groups=G, topk_groups=TG, renormalize=True,
+                    routed_scaling_factor=2.5, bias=bias, logits_dtype="bfloat16",
+                    source="tests/record_check.py", model_config='{"hidden_size": 64}')
+for s, T in enumerate(sizes):
+    lg = (rng.normal(size=(T, L, E)) * 3).astype(np.float32)
+    for l in reversed(range(L)):  # any order; [1, T, E] is flattened
+        rec.add_layer(l, lg[:, l, :].reshape(1, T, E))
+    r = rng.integers(0, 4, size=T)
+    rec.end_step(phase=phases[s], src_rank=r)
+    given.append(lg)
+    ranks.append(r)
+rec.close()
+with h5py.File(path, "r") as f:
+    assert f.attrs["scoring"] == "sigmoid" and int(f.attrs["num_groups"]) == G
+    assert int(f.attrs["topk_groups"]) == TG and int(f.attrs["renormalize"]) == 1
+    assert float(f.attrs["routed_scaling_factor"]) == 2.5
+    assert f.attrs["model_config"] == '{"hidden_size": 64}'
+    assert np.array_equal(f["router/e_score_correction_bias"][...], bias)
+    d = f["router/logits"]
+    t = d.id.get_type()
+    assert (t.get_size(), t.get_fields(), t.get_ebias()) == (2, (15, 7, 8, 0, 7), 127)
+    want = bf16_round(np.concatenate(given))
+    assert np.array_equal(d[...].astype(np.float32), want)
+    assert list(f["steps/phase"][...]) == [0, 1, 1, 2, 1]
+    assert np.array_equal(f["tokens/src_rank"][...], np.concatenate(ranks))
+    assert f["tokens/src_rank"].dtype == np.uint16
+    assert "router/topk_ids" not in f
+ref = os.path.join(out, "ref.h5")
+hdf5_filtered_copy(path, ref, "router/logits", h5type=t)
+hdf5_filtered_copy(path, ref, "tokens/src_rank")
+assert same_chunks(path, ref, "router/logits") == 1  # a partial chunk, zero filled
+assert same_chunks(path, ref, "tokens/src_rank") == 1
+os.remove(ref)
+
+# ---- bad input -------------------------------------------------------------
+bad = os.path.join(out, "bad.h5")
+kw = dict(model="m", num_layers=2, num_experts=8, top_k=2, scoring="softmax", source="t")
+expect_error(lambda: TraceRecorder(bad, **dict(kw, num_groups=3)), "num_groups")
+expect_error(lambda: TraceRecorder(bad, **dict(kw, top_k=9)), "top_k")
+expect_error(lambda: TraceRecorder(bad, **dict(kw, scoring="relu")), "scoring")
+expect_error(lambda: TraceRecorder(bad, **kw, bias=np.zeros((2, 7))), "bias", "(2, 8)")
+assert not os.path.exists(bad)
+r = TraceRecorder(bad, **kw)
+ok = np.zeros((3, 2, 8), np.float32)
+expect_error(lambda: r.add_step(np.zeros((3, 2, 7))), "logits", "(tokens, 2, 8)")
+nan = ok.copy()
+nan[2, 1, 5] = np.nan
+expect_error(lambda: r.add_step(nan), "step 0", "token 2", "layer 1", "expert 5")
+expect_error(lambda: r.add_step(ok, topk_ids=np.full((3, 2, 2), 8)), "outside [0, 8)")
+expect_error(lambda: r.add_step(ok, topk_ids=np.zeros((3, 2, 2), int)), "expert twice")
+expect_error(lambda: r.add_step(ok, phase="train"), "phase")
+expect_error(lambda: r.add_step(ok, src_rank=[0, 1, 70000]), "src_rank")
+expect_error(lambda: r.add_step(ok, src_rank=[0, 1]), "src_rank")
+r.add_step(ok)  # the refused steps left nothing behind
+expect_error(lambda: r.add_step(ok, phase="decode"), "phase", "every step or none")
+r.add_layer(0, np.zeros((4, 8)))
+expect_error(lambda: r.end_step(), "layer(s) [1]")
+r.add_layer(1, np.zeros((5, 8)))
+expect_error(lambda: r.end_step(), "layer 1", "5 tokens")
+expect_error(lambda: r.add_layer(2, np.zeros((4, 8))), "layer")
+r.close()
+with h5py.File(bad, "r") as f:
+    assert list(f["steps/token_offset"][...]) == [0, 3]
+os.remove(bad)
+
+# an exception inside `with` leaves neither the file nor its temporary
+try:
+    with TraceRecorder(bad, **kw) as r:
+        r.add_step(ok)
+        raise RuntimeError("the server stopped")
+except RuntimeError:
+    pass
+assert not os.path.exists(bad)
+assert not [n for n in os.listdir(out) if ".tmp." in n], os.listdir(out)
+expect_error(lambda: TraceRecorder(bad, **kw).close(), "no steps")
+assert not os.path.exists(bad)
+# ---- hook_gates: a stand-in module (no torch needed), then torch if present
+class Gate:
+    """Calls its hooks as torch does: hook(module, inputs, output)."""
+
+    def __init__(self):
+        self.hooks = []
+
+    def register_forward_hook(self, fn):
+        self.hooks.append(fn)
+        return self
+
+    def __call__(self, x, as_tuple):
+        out = (x, None) if as_tuple else x  # vLLM's ReplicatedLinear: a tuple
+        for fn in self.hooks:
+            fn(self, (x,), out)
+
+
+path = os.path.join(out, "hooked.h5")
+gates = [Gate(), Gate()]
+steps = []
+with TraceRecorder(path, **dict(kw, model="hooked"), logits_dtype="bfloat16") as r:
+    r.hook_gates(gates)
+    for s in range(3):
+        lg = rng.normal(size=(s + 1, 2, 8)).astype(np.float32)
+        gates[0](lg[:, 0], as_tuple=True)
+        gates[1](lg[:, 1], as_tuple=False)
+        r.end_step()
+        steps.append(lg)
+with h5py.File(path, "r") as f:
+    # bfloat16 without a bias: /router is made for the low-level dataset
+    assert np.array_equal(f["router/logits"][...].astype(np.float32),
+                          bf16_round(np.concatenate(steps)))
+os.remove(path)
+r = TraceRecorder(bad, **kw)
+expect_error(lambda: r.hook_gates([Gate()]), "1 modules for 2 layers")
+r.abort()
+
+try:
+    import torch
+except ImportError:
+    torch = None
+    print("record_check: torch not installed, its part skipped")
+if torch is not None:
+    torch.manual_seed(0)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    layers = [torch.nn.Linear(16, 8, bias=False).to(dev, torch.bfloat16) for _ in range(2)]
+    path = os.path.join(out, "torch.h5")
+    want = []
+    with TraceRecorder(path, **dict(kw, model="torch"), logits_dtype="bfloat16",
+                       bias=[torch.zeros(8, device=dev) for _ in range(2)]) as r:
+        hooks = r.hook_gates(layers)
+        with torch.no_grad():
+            for s in range(4):
+                x = torch.randn(3, s + 1, 16, device=dev, dtype=torch.bfloat16)
+                outs = [m(x) for m in layers]  # [batch, seq, E]: flattened
+                r.end_step()
+                want.append(torch.stack([o.reshape(-1, 8) for o in outs], 1).float().cpu())
+        for h in hooks:
+            h.remove()
+    with h5py.File(path, "r") as f:
+        got = f["router/logits"][...].astype(np.float32)
+        assert np.array_equal(got, torch.cat(want).numpy()), "torch bf16 logits changed"
+    os.remove(path)
+    print(f"record_check: torch part ok ({dev})")
+assert not [n for n in os.listdir(out) if ".tmp." in n], os.listdir(out)
+print("record_check: ok")

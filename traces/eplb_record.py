@@ -1,0 +1,542 @@
+"""eplb_record.py - record an eplb-replay trace (traces/FORMAT.md, schema v1)
+from a running model, one forward pass ("step") at a time.
+
+Needs numpy and h5py; torch tensors are taken as they are (moved to the
+host).  Feed it whole steps, or layer by layer from hooks on the gates:
+
+    from eplb_record import TraceRecorder
+
+    rec = TraceRecorder("run.h5", model="DeepSeek-V3", num_layers=58,
+                        num_experts=256, top_k=8, scoring="sigmoid",
+                        num_groups=8, topk_groups=4, renormalize=True,
+                        routed_scaling_factor=2.5, bias=bias,  # [L, E]
+                        logits_dtype="bfloat16", source="my server, my load")
+    with rec:                       # an exception removes the partial file
+        for batch in batches:
+            model(batch)            # hooks call rec.add_layer(l, logits)
+            rec.end_step(phase="decode")
+    # run.h5 now exists; `eplb-replay run.h5` replays it
+
+`add_layer(l, logits)` takes one MoE layer's router logits [T, E] (leading
+dimensions are flattened: [batch, seq, E] is fine) before any softmax,
+sigmoid or correction bias; `end_step()` checks that every layer came with
+the same T and appends the step.  `add_step(logits)` takes [T, L, E] at
+once.  Either may also be given the model's own choice (`topk_ids`, and
+`topk_weights`): the replay then reports how often its routing disagrees.
+`hook_gates(modules)` registers torch forward hooks that call add_layer
+for a list of gate modules, in layer order.
+
+The file is written as PATH.tmp.PID and renamed to PATH by close(); until
+then nothing exists under PATH, and abort() (or an exception inside
+`with`) removes the temporary file.  Rows are buffered and written one
+whole chunk at a time (about 2 MiB of logits, 1 MiB of ids), each chunk
+shuffled and deflated (`deflate`, level 4 as the C writer; 0: neither) on
+`threads` threads (default: the CPU count, at most 8) to the bytes HDF5's
+own filters give, so steps of a few tokens cost no rewrites of partial
+chunks.  Bad input raises ValueError
+naming the argument, step, layer and token: wrong shapes, NaN or Inf
+logits, ids outside [0, E) or twice in one row, phases other than
+prefill/decode/mixed (0/1/2), ranks outside [0, 65535].
+"""
+
+import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import h5py
+import numpy as np
+
+__all__ = ["TraceRecorder"]
+
+_PHASES = {"prefill": 0, "decode": 1, "mixed": 2, 0: 0, 1: 1, 2: 2}
+
+
+def _bf16_type():
+    """bfloat16 as HDF5 has no such type: the float32 layout without its
+    low 16 mantissa bits (traces/FORMAT.md, bfloat16)."""
+    t = h5py.h5t.IEEE_F32LE.copy()
+    t.set_fields(15, 7, 8, 0, 7)
+    t.set_offset(0)
+    t.set_precision(16)
+    t.set_size(2)
+    t.set_ebias(127)
+    return t
+
+
+def _bf16_bits(x):
+    """float32 -> bfloat16 bits, rounded to nearest even (finite input;
+    exact for values that were bfloat16 to begin with)."""
+    b = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((b + np.uint32(0x7FFF) + ((b >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+
+
+def _host(x, what):
+    """A numpy array from a numpy array, a torch tensor, or a list of
+    either (one per layer, say)."""
+    if isinstance(x, (list, tuple)) and x and hasattr(x[0], "detach"):
+        return np.stack([_host(v, what) for v in x])
+    if hasattr(x, "detach"):  # torch: no import needed
+        x = x.detach()
+        if str(x.dtype) in ("torch.bfloat16", "torch.float16"):
+            x = x.float()
+        x = x.cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as e:  # ragged lists and the like
+        raise ValueError(f"{what}: not an array ({e})") from None
+
+
+class _Column:
+    """One extendible dataset, written a whole chunk of rows at a time:
+    each chunk shuffled and deflated here, on the recorder's threads (zlib
+    lets go of the GIL), then stored as it is with write_direct_chunk.
+    The bytes are those HDF5's own shuffle + deflate filters give
+    (tests/record_check.py compares them); HDF5's pipeline ran on one
+    thread at about 80 MB/s of DeepSeek-V3 logits."""
+
+    def __init__(self, f, name, row_shape, dtype, row_bytes, chunk_bytes, pool, level,
+                 h5type=None, convert=None):
+        self.rows = max(1, chunk_bytes // max(1, row_bytes))
+        self.level = level  # 0: stored without filters
+        self.row_shape = tuple(row_shape)
+        self.pool = pool
+        self.pending = []
+        self.npending = 0
+        self.written = 0
+        shape = (0,) + self.row_shape
+        if h5type is None:
+            self.ds = f.create_dataset(name, shape=shape, dtype=dtype,
+                                       maxshape=(None,) + self.row_shape,
+                                       chunks=(self.rows,) + self.row_shape,
+                                       shuffle=level > 0,
+                                       compression="gzip" if level else None,
+                                       compression_opts=level if level else None)
+            ft = np.dtype(dtype).newbyteorder("<")
+            self.convert = lambda a: np.ascontiguousarray(a, dtype=ft)
+            self.elsize = ft.itemsize
+        else:  # a type numpy lacks (bfloat16): the low-level API
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_chunk((self.rows,) + self.row_shape)
+            if level:
+                dcpl.set_shuffle()
+                dcpl.set_deflate(level)
+            f.require_group(os.path.dirname(name))  # the low level makes none
+            space = h5py.h5s.create_simple(shape, (h5py.h5s.UNLIMITED,) + self.row_shape)
+            dsid = h5py.h5d.create(f.id, name.encode(), h5type, space, dcpl=dcpl)
+            self.ds = h5py.Dataset(dsid)
+            self.convert = convert
+            self.elsize = h5type.get_size()
+
+    def append(self, a):
+        if len(a):
+            self.pending.append(a)
+            self.npending += len(a)
+        if self.npending >= self.rows:
+            self._write(whole_chunks=True)
+
+    def _chunk_bytes(self, a):
+        """One chunk's stored bytes: shuffled (byte j of every element
+        together, j = 0, 1, ...), then a zlib stream at the level; as they
+        are at level 0."""
+        raw = self.convert(a)
+        if len(a) < self.rows:  # the last chunk: stored whole, zero filled
+            full = np.zeros((self.rows,) + raw.shape[1:], raw.dtype)
+            full[:len(a)] = raw
+            raw = full
+        if not self.level:
+            return raw.tobytes()
+        b = np.frombuffer(raw.tobytes(), np.uint8)
+        if self.elsize > 1:
+            b = b.reshape(-1, self.elsize).T
+        return zlib.compress(b.tobytes(), self.level)
+
+    def _write(self, whole_chunks):
+        if not self.npending:
+            return
+        a = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        n = (len(a) // self.rows) * self.rows if whole_chunks else len(a)
+        if n == 0:
+            return
+        out, rest = a[:n], a[n:]
+        parts = [out[i:i + self.rows] for i in range(0, n, self.rows)]
+        blobs = list(self.pool.map(self._chunk_bytes, parts))
+        self.ds.resize((self.written + n,) + self.row_shape)
+        zeros = (0,) * len(self.row_shape)
+        for j, blob in enumerate(blobs):
+            self.ds.id.write_direct_chunk((self.written + j * self.rows,) + zeros, blob)
+        self.written += n
+        self.pending = [rest] if len(rest) else []
+        self.npending = len(rest)
+
+    def flush(self):
+        self._write(whole_chunks=False)
+
+
+class TraceRecorder:
+    """Writes one trace; see the module's text."""
+
+    def __init__(self, path, *, model, num_layers, num_experts, top_k, scoring,
+                 num_groups=1, topk_groups=None, renormalize=False,
+                 routed_scaling_factor=1.0, source, bias=None, logits_dtype="float32",
+                 model_config=None, record_logits=True, threads=None, deflate=4):
+        L, E, K = int(num_layers), int(num_experts), int(top_k)
+        G = int(num_groups)
+        TG = G if topk_groups is None else int(topk_groups)
+        if not 1 <= L <= 4096:
+            raise ValueError(f"num_layers: must be in 1..4096 (got {num_layers})")
+        if not 1 <= E <= 512:
+            raise ValueError(f"num_experts: must be in 1..512 (got {num_experts})")
+        if not 1 <= K <= min(E, 16):
+            raise ValueError(f"top_k: must be in 1..{min(E, 16)} (got {top_k})")
+        if scoring not in ("softmax", "sigmoid"):
+            raise ValueError(f"scoring: 'softmax' or 'sigmoid' (got {scoring!r})")
+        if not (1 <= G <= 32 and E % G == 0):
+            raise ValueError(f"num_groups: must be in 1..32 and divide {E} (got {num_groups})")
+        if not 1 <= TG <= G:
+            raise ValueError(f"topk_groups: must be in 1..{G} (got {topk_groups})")
+        rsf = float(routed_scaling_factor)
+        if not (np.isfinite(np.float32(rsf)) and rsf > 0):
+            raise ValueError(f"routed_scaling_factor: must be finite and > 0 (got {rsf})")
+        if logits_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError("logits_dtype: 'float32', 'float16' or 'bfloat16' "
+                             f"(got {logits_dtype!r})")
+        self.path = os.fspath(path)
+        self.L, self.E, self.K = L, E, K
+        self.logits_dtype = logits_dtype
+        self.record_logits = bool(record_logits)
+        if int(deflate) not in range(10):
+            raise ValueError(f"deflate: a zlib level 0..9, 0 for none (got {deflate})")
+        self.level = int(deflate)
+        nt = min(8, os.cpu_count() or 1) if threads is None else int(threads)
+        if nt < 1:
+            raise ValueError(f"threads: must be >= 1 (got {threads})")
+        self.tmp = f"{self.path}.tmp.{os.getpid()}"
+        self.pool = ThreadPoolExecutor(max_workers=nt)
+        self.f = h5py.File(self.tmp, "w", track_order=False)
+        try:
+            a = self.f.attrs
+            a["eplb_trace_version"] = 1
+            a["model"] = str(model)
+            a["num_layers"] = L
+            a["num_experts"] = E
+            a["top_k"] = K
+            a["scoring"] = scoring
+            a["num_groups"] = G
+            a["topk_groups"] = TG
+            a["renormalize"] = int(bool(renormalize))
+            a["routed_scaling_factor"] = rsf
+            a["source"] = str(source)
+            if model_config is not None:
+                a["model_config"] = str(model_config)
+            if bias is not None:
+                b = _host(bias, "bias").astype(np.float32)
+                if b.shape != (L, E):
+                    raise ValueError(f"bias: shape {b.shape}, expected ({L}, {E})")
+                if not np.isfinite(b).all():
+                    raise ValueError("bias: NaN or Inf")
+                self.f.create_dataset("router/e_score_correction_bias", data=b)
+        except BaseException:
+            self.abort()
+            raise
+        self.offsets = [0]
+        self.steps = 0
+        self.cols = {}
+        self.layer_buf = {}
+        self.has_rank = None  # every step or none
+        self.has_ids = None
+        self.has_weights = None
+        self.has_phase = None
+        self._flags = {}
+        self.closed = False
+
+    # ---- input ------------------------------------------------------------
+
+    def add_layer(self, layer, logits=None, topk_ids=None, topk_weights=None):
+        """One layer's router output of the current step: logits [..., E],
+        optionally ids and weights [..., K]."""
+        self._open_check()
+        if not 0 <= int(layer) < self.L:
+            raise ValueError(f"layer: must be in 0..{self.L - 1} (got {layer})")
+        if int(layer) in self.layer_buf:
+            raise ValueError(f"step {self.steps}, layer {layer}: given twice")
+        rec = {}
+        for name, x, last in (("logits", logits, self.E), ("topk_ids", topk_ids, self.K),
+                              ("topk_weights", topk_weights, self.K)):
+            if x is None:
+                continue
+            a = _host(x, name)
+            if a.ndim < 1 or a.shape[-1] != last:
+                raise ValueError(f"step {self.steps}, layer {layer}: the last dimension of "
+                                 f"{name} must be {last} (shape {a.shape})")
+            rec[name] = a.reshape(-1, last)
+        self.layer_buf[int(layer)] = rec
+
+    def end_step(self, phase=None, src_rank=None):
+        """Append the layers given since the last step as one step."""
+        self._open_check()
+        missing = [l for l in range(self.L) if l not in self.layer_buf]
+        if missing:
+            raise ValueError(f"step {self.steps}: no data for layer(s) {missing[:8]}"
+                             f"{' ...' if len(missing) > 8 else ''}")
+        parts = {}
+        for name in ("logits", "topk_ids", "topk_weights"):
+            have = [name in self.layer_buf[l] for l in range(self.L)]
+            if any(have) and not all(have):
+                raise ValueError(f"step {self.steps}: {name} given for some layers only")
+            if all(have):
+                ts = [len(self.layer_buf[l][name]) for l in range(self.L)]
+                if len(set(ts)) > 1:
+                    l = next(l for l in range(self.L) if ts[l] != ts[0])
+                    self.layer_buf = {}
+                    raise ValueError(f"step {self.steps}: layer {l}'s {name} has {ts[l]} "
+                                     f"tokens, layer 0's {ts[0]}")
+                parts[name] = np.stack([self.layer_buf[l][name] for l in range(self.L)],
+                                       axis=1)
+        self.layer_buf = {}
+        self.add_step(**parts, phase=phase, src_rank=src_rank)
+
+    def add_step(self, logits=None, topk_ids=None, topk_weights=None, phase=None,
+                 src_rank=None):
+        """One whole step: logits [T, L, E], ids and weights [T, L, K]."""
+        self._open_check()
+        if self.layer_buf:
+            raise ValueError(f"step {self.steps}: add_step with layers pending "
+                             "(call end_step first)")
+        s = self.steps
+        T = None
+        arrs = {}
+        self._flags = {}
+        for name, x, last in (("logits", logits, self.E), ("topk_ids", topk_ids, self.K),
+                              ("topk_weights", topk_weights, self.K)):
+            if x is None:
+                continue
+            a = _host(x, name)
+            if a.ndim != 3 or a.shape[1:] != (self.L, last):
+                raise ValueError(f"step {s}: {name} shape {a.shape}, expected "
+                                 f"(tokens, {self.L}, {last})")
+            if T is not None and a.shape[0] != T:
+                raise ValueError(f"step {s}: {name} has {a.shape[0]} tokens, "
+                                 f"the step's other data {T}")
+            T = a.shape[0]
+            arrs[name] = a
+        if self.record_logits and "logits" not in arrs:
+            raise ValueError(f"step {s}: logits missing (record_logits=False records "
+                             "ids only)")
+        if not self.record_logits:
+            arrs.pop("logits", None)
+        if "logits" not in arrs and "topk_ids" not in arrs:
+            raise ValueError(f"step {s}: neither logits nor topk_ids given")
+        for name, flag in (("topk_ids", "has_ids"), ("topk_weights", "has_weights")):
+            self._same_every_step(flag, name in arrs, name)
+        if "logits" in arrs:
+            lg = arrs["logits"].astype(np.float32)
+            bad = ~np.isfinite(lg)
+            if bad.any():
+                t, l, e = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"step {s}: logits: token {t} (of the step), layer {l}, "
+                                 f"expert {e} is {lg[t, l, e]}")
+            if self.logits_dtype == "float16":
+                if (np.abs(lg) > 65504).any():
+                    raise ValueError(f"step {s}: logits beyond float16's range (65504)")
+                lg = lg.astype(np.float16)
+            elif self.logits_dtype == "bfloat16":
+                if (np.abs(lg) > 3.3895313892515355e38).any():
+                    raise ValueError(f"step {s}: logits beyond bfloat16's range")
+            arrs["logits"] = lg
+        if "topk_ids" in arrs:
+            ids = arrs["topk_ids"]
+            if ids.dtype.kind not in "iu":
+                raise ValueError(f"step {s}: topk_ids must be integers (got {ids.dtype})")
+            bad = (ids < 0) | (ids >= self.E)
+            if bad.any():
+                t, l, k = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"step {s}: topk_ids: token {t}, layer {l}, column {k} "
+                                 f"is {int(ids[t, l, k])}, outside [0, {self.E})")
+            srt = np.sort(ids, axis=2)
+            dup = (srt[:, :, 1:] == srt[:, :, :-1]).any(axis=2)
+            if dup.any():
+                t, l = (int(v) for v in np.argwhere(dup)[0])
+                raise ValueError(f"step {s}: topk_ids: token {t}, layer {l} names an "
+                                 "expert twice")
+            arrs["topk_ids"] = ids.astype(np.uint8 if self.E <= 256 else np.uint16)
+        if "topk_weights" in arrs:
+            w = arrs["topk_weights"].astype(np.float32)
+            if not np.isfinite(w).all():
+                raise ValueError(f"step {s}: topk_weights: NaN or Inf")
+            arrs["topk_weights"] = w
+        ph = None
+        if phase is not None:
+            if phase not in _PHASES:
+                raise ValueError(f"step {s}: phase must be prefill, decode, mixed or "
+                                 f"0/1/2 (got {phase!r})")
+            ph = _PHASES[phase]
+        self._same_every_step("has_phase", ph is not None, "phase")
+        rank = None
+        self._same_every_step("has_rank", src_rank is not None, "src_rank")
+        if src_rank is not None:
+            r = _host(src_rank, "src_rank").reshape(-1)
+            if r.shape != (T,):
+                raise ValueError(f"step {s}: src_rank has {r.shape[0]} values, "
+                                 f"the step {T} tokens")
+            if r.dtype.kind not in "iu" or (r < 0).any() or (r > 65535).any():
+                raise ValueError(f"step {s}: src_rank must be integers in 0..65535")
+            rank = r.astype(np.uint16)
+        # every check passed: append
+        for flag, have in self._flags.items():
+            setattr(self, flag, have)
+        for name, a in arrs.items():
+            self._col(name, a).append(a)
+        if rank is not None:
+            self._col("src_rank", rank).append(rank)
+        if ph is not None:
+            self._col("phase", None).append(np.array([ph], np.uint8))
+        self.offsets.append(self.offsets[-1] + T)
+        self.steps += 1
+
+    def hook_gates(self, modules):
+        """Torch forward hooks on the gate modules of layers 0..L-1 (in
+        order) that pass each gate's output (its first element if a tuple)
+        to add_layer.  Returns the handles (call .remove() on each)."""
+        modules = list(modules)
+        if len(modules) != self.L:
+            raise ValueError(f"hook_gates: {len(modules)} modules for {self.L} layers")
+        handles = []
+        for l, m in enumerate(modules):
+            def hook(_mod, _inp, out, l=l):
+                self.add_layer(l, out[0] if isinstance(out, (tuple, list)) else out)
+            handles.append(m.register_forward_hook(hook))
+        return handles
+
+    # ---- output -----------------------------------------------------------
+
+    def close(self):
+        """Write what is buffered, the step offsets, and rename the file."""
+        if self.closed:
+            return
+        try:
+            if self.layer_buf:
+                raise ValueError(f"step {self.steps}: layers given without end_step")
+            if not self.steps:
+                raise ValueError(f"{self.path}: no steps recorded")
+            for c in self.cols.values():
+                c.flush()
+            self.f.create_dataset("steps/token_offset", data=np.asarray(self.offsets, np.int64),
+                                  maxshape=(None,), chunks=(8192,), shuffle=True,
+                                  compression="gzip", compression_opts=4)
+            self.f.close()
+            self.pool.shutdown()
+            os.replace(self.tmp, self.path)
+            self.closed = True
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self):
+        """Drop the recording: no file under PATH, the temporary one removed."""
+        self.closed = True
+        self.pool.shutdown()
+        try:
+            self.f.close()
+        except Exception:
+            pass
+        try:
+            os.remove(self.tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    # ---- internals ----------------------------------------------------------
+
+    def _open_check(self):
+        if self.closed:
+            raise ValueError(f"{self.path}: the recorder is closed")
+
+    def _same_every_step(self, flag, have, what):
+        """Refuse optional data given for some steps only; the flag is
+        set by add_step once the step is accepted."""
+        prev = getattr(self, flag, None)
+        if prev is not None and prev != have:
+            raise ValueError(f"step {self.steps}: {what} given for "
+                             f"{'some steps but not this one' if prev else 'this step only'}"
+                             " (every step or none)")
+        self._flags[flag] = have
+
+    def _col(self, name, a):
+        c = self.cols.get(name)
+        if c is not None:
+            return c
+        L, E, K = self.L, self.E, self.K
+        MiB = 1 << 20
+        if name == "logits":
+            el = {"float32": 4, "float16": 2, "bfloat16": 2}[self.logits_dtype]
+            if self.logits_dtype == "bfloat16":
+                c = _Column(self.f, "router/logits", (L, E), None, L * E * el, 2 * MiB,
+                            self.pool, self.level, h5type=_bf16_type(), convert=_bf16_bits)
+            else:
+                c = _Column(self.f, "router/logits", (L, E), a.dtype, L * E * el, 2 * MiB,
+                            self.pool, self.level)
+        elif name in ("topk_ids", "topk_weights"):
+            c = _Column(self.f, "router/" + name, (L, K), a.dtype,
+                        L * K * a.dtype.itemsize, MiB, self.pool, self.level)
+        elif name == "src_rank":
+            c = _Column(self.f, "tokens/src_rank", (), np.uint16, 2, MiB, self.pool, self.level)
+        else:  # phase
+            c = _Column(self.f, "steps/phase", (), np.uint8, 1, 64 << 10, self.pool, self.level)
+        self.cols[name] = c
+        return c
+
+
+def _bench(argv):
+    """python3 eplb_record.py bench [STEPS [TOKENS [DIR]]]: record STEPS
+    steps of TOKENS tokens of DeepSeek-V3-shaped bfloat16 logits (58
+    layers x 256 experts, given layer by layer) with 1 thread, the default
+    threads and deflate=0; one JSON line each (docs/perf/record.md)."""
+    import json
+    import tempfile
+    import time
+
+    steps = int(argv[0]) if argv else 20
+    tokens = int(argv[1]) if len(argv) > 1 else 512
+    where = argv[2] if len(argv) > 2 else tempfile.gettempdir()
+    L, E = 58, 256
+    lg = np.random.default_rng(0).normal(size=(tokens, L, E)).astype(np.float32)
+    for label, kw in (("1 thread", dict(threads=1)), ("default threads", {}),
+                      ("deflate=0", dict(deflate=0))):
+        path = os.path.join(where, f"eplb_record_bench.{os.getpid()}.h5")
+        t0 = time.perf_counter()
+        with TraceRecorder(path, model="DeepSeek-V3", num_layers=L, num_experts=E, top_k=8,
+                           scoring="sigmoid", num_groups=8, topk_groups=4,
+                           renormalize=True, routed_scaling_factor=2.5,
+                           logits_dtype="bfloat16", source="eplb_record.py bench",
+                           **kw) as rec:
+            for _ in range(steps):
+                for l in range(L):
+                    rec.add_layer(l, lg[:, l])
+                rec.end_step(phase="decode")
+        dt = time.perf_counter() - t0
+        size = os.path.getsize(path)
+        os.remove(path)
+        print(json.dumps({"bench": "record", "case": label, "cpus": os.cpu_count(),
+                          "steps": steps, "tokens": steps * tokens,
+                          "seconds": round(dt, 3),
+                          "tokens_per_s": round(steps * tokens / dt),
+                          "input_MBps": round(steps * tokens * L * E * 4 / dt / 1e6, 1),
+                          "file_bytes": size}))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["bench"]:
+        sys.exit(__doc__.split("\n\n")[0] + "\nusage: python3 eplb_record.py bench "
+                 "[STEPS [TOKENS [DIR]]]  (import it to record; traces/FORMAT.md)")
+    _bench(sys.argv[2:])

@@ -10,8 +10,12 @@ and every stored chunk with what HDF5's own filters make of the same data
 (OUTDIR/plain.h5: the same without filters); then checks that bad input raises ValueError naming the field and that a
 failed recording leaves no file.  Exits non-zero on any mismatch."""
 
+import hashlib
+import json
 import os
 import sys
+import time
+import warnings
 
 import h5py
 import numpy as np
@@ -168,6 +172,10 @@ with h5py.File(path, "r") as f:
     assert list(f["steps/phase"][...]) == [0, 1, 1, 2, 1]
     assert np.array_equal(f["tokens/src_rank"][...], np.concatenate(ranks))
     assert f["tokens/src_rank"].dtype == np.uint16
+    for name in ("router/logits", "steps/phase", "tokens/src_rank", "steps/token_offset"):
+        d = f[name]  # the C writer's filters, and token_offset in 64 KiB chunks
+        assert d.id.get_create_plist().get_nfilters() == 2, name  # shuffle, deflate
+    assert f["steps/token_offset"].chunks == (8192,)
     assert "router/topk_ids" not in f
 ref = os.path.join(out, "ref.h5")
 hdf5_filtered_copy(path, ref, "router/logits", h5type=t)
@@ -181,36 +189,132 @@ bad = os.path.join(out, "bad.h5")
 kw = dict(model="m", num_layers=2, num_experts=8, top_k=2, scoring="softmax", source="t")
 expect_error(lambda: TraceRecorder(bad, **dict(kw, num_groups=3)), "num_groups")
 expect_error(lambda: TraceRecorder(bad, **dict(kw, top_k=9)), "top_k")
+expect_error(lambda: TraceRecorder(bad, **dict(kw, num_groups=4, topk_groups=1, top_k=3)),
+             "top_k", "the 2 experts of the kept groups")
 expect_error(lambda: TraceRecorder(bad, **dict(kw, scoring="relu")), "scoring")
+expect_error(lambda: TraceRecorder(bad, **dict(kw, routed_scaling_factor=1e-50)),
+             "routed_scaling_factor", "float32")
+expect_error(lambda: TraceRecorder(bad, **dict(kw, model="x" * 128)), "model", "128 bytes")
+expect_error(lambda: TraceRecorder(bad, **kw, model_config="{hidden: 1"), "model_config")
 expect_error(lambda: TraceRecorder(bad, **kw, bias=np.zeros((2, 7))), "bias", "(2, 8)")
 assert not os.path.exists(bad)
-r = TraceRecorder(bad, **kw)
-ok = np.zeros((3, 2, 8), np.float32)
+assert not [n for n in os.listdir(out) if ".tmp." in n], os.listdir(out)
+r = TraceRecorder(bad, **kw, model_config={"hidden_size": 7168})  # a dict: stored as JSON
+ok = [rng.normal(size=(3, 2, 8)).astype(np.float32) for _ in range(3)]
+ids = np.tile(np.array([0, 1]), (3, 2, 1))
 expect_error(lambda: r.add_step(np.zeros((3, 2, 7))), "logits", "(tokens, 2, 8)")
-nan = ok.copy()
+nan = ok[0].copy()
 nan[2, 1, 5] = np.nan
 expect_error(lambda: r.add_step(nan), "step 0", "token 2", "layer 1", "expert 5")
-expect_error(lambda: r.add_step(ok, topk_ids=np.full((3, 2, 2), 8)), "outside [0, 8)")
-expect_error(lambda: r.add_step(ok, topk_ids=np.zeros((3, 2, 2), int)), "expert twice")
-expect_error(lambda: r.add_step(ok, phase="train"), "phase")
-expect_error(lambda: r.add_step(ok, src_rank=[0, 1, 70000]), "src_rank")
-expect_error(lambda: r.add_step(ok, src_rank=[0, 1]), "src_rank")
-r.add_step(ok)  # the refused steps left nothing behind
-expect_error(lambda: r.add_step(ok, phase="decode"), "phase", "every step or none")
+expect_error(lambda: r.add_step(ok[0], topk_ids=np.full((3, 2, 2), 8)), "outside [0, 8)")
+expect_error(lambda: r.add_step(ok[0], topk_ids=np.zeros((3, 2, 2), int)), "expert twice")
+expect_error(lambda: r.add_step(ok[0], topk_ids=ids.astype(float)), "integers")
+w = np.ones((3, 2, 2), np.float32)
+w[1, 0, 1] = np.inf
+expect_error(lambda: r.add_step(ok[0], topk_ids=ids, topk_weights=w), "token 1", "layer 0",
+             "column 1")
+expect_error(lambda: r.add_step(ok[0], topk_weights=np.ones((3, 2, 2))), "without topk_ids")
+expect_error(lambda: r.add_step(ok[0], phase="train"), "phase")
+r16 = TraceRecorder(bad + "16", **kw, logits_dtype="bfloat16")
+big16 = ok[0].copy()
+big16[1, 1, 3] = -3.4e38  # finite as a float32, past bfloat16's largest
+expect_error(lambda: r16.add_step(big16), "token 1", "layer 1", "expert 3", "bfloat16")
+r16.abort()
+expect_error(lambda: r.add_step(ok[0], src_rank=[0, 1, 70000]), "token 2", "70000")
+expect_error(lambda: r.add_step(ok[0], src_rank=[0, -1, 0]), "token 1", "-1")
+expect_error(lambda: r.add_step(ok[0], src_rank=[0, 1]), "src_rank")
+r.add_step(ok[0])  # the refused steps left nothing behind
+expect_error(lambda: r.add_step(ok[1], phase="decode"), "phase", "every step or none")
+expect_error(lambda: r.add_step(ok[1], topk_ids=ids), "topk_ids", "every step or none")
+# a refused end_step uses its layers up: the next step starts clean
 r.add_layer(0, np.zeros((4, 8)))
 expect_error(lambda: r.end_step(), "layer(s) [1]")
+r.add_layer(0, np.zeros((4, 8)))
 r.add_layer(1, np.zeros((5, 8)))
 expect_error(lambda: r.end_step(), "layer 1", "5 tokens")
 expect_error(lambda: r.add_layer(2, np.zeros((4, 8))), "layer")
-r.close()
+buf = np.empty((3, 8), np.float32)  # one buffer for every layer, as an engine may
+for l in range(2):
+    buf[...] = ok[1][:, l]
+    r.add_layer(l, buf)
+r.end_step()
+r.add_layer(0, ok[2][:, 0])  # a pass after the last end_step: dropped with a warning
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    r.close()
+assert any("dropped" in str(c.message) for c in caught), [str(c.message) for c in caught]
 with h5py.File(bad, "r") as f:
-    assert list(f["steps/token_offset"][...]) == [0, 3]
+    assert list(f["steps/token_offset"][...]) == [0, 3, 6]
+    assert np.array_equal(f["router/logits"][...], np.concatenate(ok[:2]))
+    assert json.loads(f.attrs["model_config"]) == {"hidden_size": 7168}
 os.remove(bad)
+
+# a step past what the replay holds (tokens x L x K x 4 bytes <= 2 GiB) is
+# refused before it is read: 8193 tokens of 4096 layers x top-16
+big = dict(model="m", num_layers=4096, num_experts=16, top_k=16, scoring="softmax",
+           source="t", record_logits=False)
+r = TraceRecorder(bad, **big)
+expect_error(lambda: r.add_step(topk_ids=np.zeros((8193, 4096, 16), np.uint8)),
+             "8193 tokens", "at most 8192")
+r.abort()
+
+# float16 logits, E > 256 (uint16 ids), weights, phase by add_step; ids only
+E2 = 300
+path = os.path.join(out, "f16.h5")
+steps16 = []
+with TraceRecorder(path, model="wide", num_layers=2, num_experts=E2, top_k=3,
+                   scoring="softmax", source="t", logits_dtype="float16") as r:
+    for s, T in enumerate([4, 0, 6]):
+        lg = rng.normal(size=(T, 2, E2)).astype(np.float32) * 100
+        i3 = np.argsort(-lg, axis=2, kind="stable")[:, :, :3] + 0
+        wt = rng.random((T, 2, 3)).astype(np.float32)
+        r.add_step(lg, topk_ids=i3, topk_weights=wt, phase=s % 3)
+        steps16.append((lg, i3, wt))
+    hi = np.zeros((1, 2, E2), np.float32)
+    hi[0, 1, 7] = 70000.0
+    expect_error(lambda: r.add_step(hi, topk_ids=np.zeros((1, 2, 3), int) + [0, 1, 2],
+                                    topk_weights=np.ones((1, 2, 3))),
+                 "layer 1", "expert 7", "float16")
+    expect_error(lambda: r.add_step(hi * 0, topk_ids=np.zeros((1, 2, 3), int) + [0, 1, 2]),
+                 "topk_weights", "every step or none")
+with h5py.File(path, "r") as f:
+    assert f["router/logits"].dtype == np.float16
+    assert np.array_equal(f["router/logits"][...],
+                          np.concatenate([x[0] for x in steps16]).astype(np.float16))
+    assert f["router/topk_ids"].dtype == np.uint16
+    assert np.array_equal(f["router/topk_ids"][...], np.concatenate([x[1] for x in steps16]))
+    assert np.array_equal(f["router/topk_weights"][...],
+                          np.concatenate([x[2] for x in steps16]))
+    assert list(f["steps/phase"][...]) == [0, 1, 2]
+path = os.path.join(out, "idsonly.h5")
+with TraceRecorder(path, model="ids", num_layers=2, num_experts=E2, top_k=3, scoring="softmax",
+                   source="t", record_logits=False) as r:
+    for lg, i3, wt in steps16:
+        r.add_step(lg, topk_ids=i3)  # the logits are not kept
+with h5py.File(path, "r") as f:
+    assert "router/logits" not in f
+    assert np.array_equal(f["router/topk_ids"][...], np.concatenate([x[1] for x in steps16]))
+
+# the same input twice: the same bytes (no modification times, bfloat16 too)
+digests = []
+for i in range(2):
+    p = os.path.join(out, f"det{i}.h5")
+    with TraceRecorder(p, **dict(kw, model="det"), logits_dtype="bfloat16",
+                       deflate=0, threads=1 + i) as r:
+        for x in ok:
+            r.add_step(x)
+    with h5py.File(p, "r") as f:
+        assert f["steps/token_offset"].compression is None  # deflate=0: no filters at all
+    digests.append(hashlib.sha256(open(p, "rb").read()).hexdigest())
+    os.remove(p)
+    if not i:
+        time.sleep(1.1)  # a stored modification time (seconds) would now differ
+assert digests[0] == digests[1], digests
 
 # an exception inside `with` leaves neither the file nor its temporary
 try:
     with TraceRecorder(bad, **kw) as r:
-        r.add_step(ok)
+        r.add_step(ok[0])
         raise RuntimeError("the server stopped")
 except RuntimeError:
     pass
@@ -227,7 +331,13 @@ class Gate:
 
     def register_forward_hook(self, fn):
         self.hooks.append(fn)
-        return self
+        gate = self
+
+        class Handle:
+            def remove(self):
+                gate.hooks.remove(fn)
+
+        return Handle()
 
     def __call__(self, x, as_tuple):
         out = (x, None) if as_tuple else x  # vLLM's ReplicatedLinear: a tuple
@@ -239,13 +349,15 @@ path = os.path.join(out, "hooked.h5")
 gates = [Gate(), Gate()]
 steps = []
 with TraceRecorder(path, **dict(kw, model="hooked"), logits_dtype="bfloat16") as r:
-    r.hook_gates(gates)
+    handles = r.hook_gates(gates)
     for s in range(3):
         lg = rng.normal(size=(s + 1, 2, 8)).astype(np.float32)
         gates[0](lg[:, 0], as_tuple=True)
         gates[1](lg[:, 1], as_tuple=False)
         r.end_step()
         steps.append(lg)
+    for h in handles:
+        h.remove()
 with h5py.File(path, "r") as f:
     # bfloat16 without a bias: /router is made for the low-level dataset
     assert np.array_equal(f["router/logits"][...].astype(np.float32),
@@ -254,6 +366,49 @@ os.remove(path)
 r = TraceRecorder(bad, **kw)
 expect_error(lambda: r.hook_gates([Gate()]), "1 modules for 2 layers")
 r.abort()
+
+
+
+class FakeTensor:
+    """What _host sees of a CPU torch tensor: detach/float/cpu/numpy, the
+    numpy view sharing the tensor's memory."""
+
+    def __init__(self, a, dtype="torch.bfloat16"):
+        self.a, self.dtype = a, dtype
+
+    def detach(self):
+        return self
+
+    def float(self):
+        return FakeTensor(self.a, "torch.float32")
+
+    def cpu(self):
+        return self
+
+    def numpy(self):
+        return self.a
+
+
+path = os.path.join(out, "fake_torch.h5")
+with TraceRecorder(path, **dict(kw, model="fake-torch"), logits_dtype="bfloat16",
+                   bias=[FakeTensor(np.full(8, 0.5, np.float32)) for _ in range(2)]) as r:
+    r.hook_gates(gates)
+    mem = np.empty((1, 2, 8), np.float32)  # the engine's buffer, reused in place
+    want = []
+    for s in range(3):
+        x = rng.normal(size=(2, 8)).astype(np.float32)
+        mem[0] = x
+        gates[0](FakeTensor(mem), as_tuple=True)
+        want.append(x.copy())
+        mem[0] = x + 100  # changed after the hook
+        gates[1](FakeTensor(mem), as_tuple=False)
+        want[-1] = np.stack([x, x + 100], 1)  # [T, L, E]
+        r.end_step()
+with h5py.File(path, "r") as f:
+    assert np.array_equal(f["router/e_score_correction_bias"][...], np.full((2, 8), 0.5))
+    got = f["router/logits"][...].astype(np.float32)
+    assert np.array_equal(got, bf16_round(np.concatenate(want))), "tensor values changed"
+os.remove(path)
 
 try:
     import torch

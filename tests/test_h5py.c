@@ -170,5 +170,22 @@ Test(h5py, python_recorder_traces_replay)
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
     remove(path);
+    /* float16 logits with 300 experts (2-byte ids) and weights; ids only */
+    static const struct {
+        const char *name, *want;
+    } more[] = {{"f16.h5", "\"dtype\": \"f16\", \"topk_id_bytes\": 2"},
+                {"idsonly.h5", "\"levels\": [\"topk_ids\"]"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, more[i].name);
+        rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
+        cr_assert_eq(rc, 0, "%s", out);
+        cr_assert(strstr(out, more[i].want), "%s: %s", more[i].name, out);
+        free(out);
+        rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --device cpu --policy-time 0 --quiet",
+                               path);
+        cr_assert_eq(rc, 0, "%s: %s", more[i].name, out);
+        free(out);
+        remove(path);
+    }
     rmdir(dir);
 }

@@ -28,18 +28,30 @@ for a list of gate modules, in layer order.
 
 The file is written as PATH.tmp.PID and renamed to PATH by close(); until
 then nothing exists under PATH, and abort() (or an exception inside
-`with`) removes the temporary file.  Rows are buffered and written one
+`with`) removes the temporary file.  Layers given after the last
+end_step (a pass not meant as a step) are dropped by close() with a
+warning, or at once by discard_step().  Rows are buffered and written one
 whole chunk at a time (about 2 MiB of logits, 1 MiB of ids), each chunk
 shuffled and deflated (`deflate`, level 4 as the C writer; 0: neither) on
 `threads` threads (default: the CPU count, at most 8) to the bytes HDF5's
 own filters give, so steps of a few tokens cost no rewrites of partial
 chunks.  Bad input raises ValueError
-naming the argument, step, layer and token: wrong shapes, NaN or Inf
-logits, ids outside [0, E) or twice in one row, phases other than
-prefill/decode/mixed (0/1/2), ranks outside [0, 65535].
+naming the argument, and the step, layer and token where it applies:
+wrong shapes, NaN or Inf logits or weights, logits past the stored
+type's range, ids that are not integers, outside [0, E) or twice in one
+row, weights without ids, phases other than prefill/decode/mixed
+(0/1/2), ranks outside [0, 65535], optional data given for some steps
+only, and what the replay would refuse (traces/FORMAT.md, Limits: a
+model name over 127 bytes, top_k over the kept groups' experts, a step
+over 2 GiB of ids, 2^26 steps, 2^39 tokens).  A refused step writes
+nothing, and end_step uses its layers up either way: the recorder goes
+on with the next step.  `model_config` may be a dict (stored as JSON)
+or a JSON string.
 """
 
+import json
 import os
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,6 +61,13 @@ import numpy as np
 __all__ = ["TraceRecorder"]
 
 _PHASES = {"prefill": 0, "decode": 1, "mixed": 2, 0: 0, 1: 1, 2: 2}
+
+# The reader's limits (traces/trace.h, traces/FORMAT.md "Limits"), checked
+# here so that a recording the replay would refuse fails while it is made.
+MODEL_MAX_BYTES = 127
+MAX_STEPS = 1 << 26
+MAX_TOKENS = 1 << 39
+MAX_STEP_ID_BYTES = 2 << 30  # tokens x L x K x 4 of one step
 
 
 def _bf16_type():
@@ -117,6 +136,7 @@ class _Column:
         else:  # a type numpy lacks (bfloat16): the low-level API
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             dcpl.set_chunk((self.rows,) + self.row_shape)
+            dcpl.set_obj_track_times(False)  # byte-identical files, as the C writer's
             if level:
                 dcpl.set_shuffle()
                 dcpl.set_deflate(level)
@@ -165,7 +185,7 @@ class _Column:
         for j, blob in enumerate(blobs):
             self.ds.id.write_direct_chunk((self.written + j * self.rows,) + zeros, blob)
         self.written += n
-        self.pending = [rest] if len(rest) else []
+        self.pending = [rest.copy()] if len(rest) else []  # not a view of the step
         self.npending = len(rest)
 
     def flush(self):
@@ -194,9 +214,24 @@ class TraceRecorder:
             raise ValueError(f"num_groups: must be in 1..32 and divide {E} (got {num_groups})")
         if not 1 <= TG <= G:
             raise ValueError(f"topk_groups: must be in 1..{G} (got {topk_groups})")
+        if K > TG * (E // G):
+            raise ValueError(f"top_k: {K} exceeds the {TG * (E // G)} experts of the kept "
+                             f"groups (topk_groups = {TG} of num_groups = {G})")
         rsf = float(routed_scaling_factor)
-        if not (np.isfinite(np.float32(rsf)) and rsf > 0):
-            raise ValueError(f"routed_scaling_factor: must be finite and > 0 (got {rsf})")
+        if not (np.isfinite(np.float32(rsf)) and np.float32(rsf) > 0):
+            raise ValueError("routed_scaling_factor: must be finite and > 0 as a float32 "
+                             f"(got {rsf})")
+        model = str(model)
+        if len(model.encode()) > MODEL_MAX_BYTES:
+            raise ValueError(f"model: {len(model.encode())} bytes in UTF-8, at most "
+                             f"{MODEL_MAX_BYTES} (a name, not a path)")
+        if model_config is not None and not isinstance(model_config, str):
+            model_config = json.dumps(model_config)  # a dict (config.to_dict())
+        if model_config is not None:
+            try:
+                json.loads(model_config)
+            except ValueError as e:
+                raise ValueError(f"model_config: not a JSON document ({e})") from None
         if logits_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError("logits_dtype: 'float32', 'float16' or 'bfloat16' "
                              f"(got {logits_dtype!r})")
@@ -216,7 +251,7 @@ class TraceRecorder:
         try:
             a = self.f.attrs
             a["eplb_trace_version"] = 1
-            a["model"] = str(model)
+            a["model"] = model
             a["num_layers"] = L
             a["num_experts"] = E
             a["top_k"] = K
@@ -227,7 +262,7 @@ class TraceRecorder:
             a["routed_scaling_factor"] = rsf
             a["source"] = str(source)
             if model_config is not None:
-                a["model_config"] = str(model_config)
+                a["model_config"] = model_config
             if bias is not None:
                 b = _host(bias, "bias").astype(np.float32)
                 if b.shape != (L, E):
@@ -240,6 +275,7 @@ class TraceRecorder:
             raise
         self.offsets = [0]
         self.steps = 0
+        self.max_step_tokens = MAX_STEP_ID_BYTES // (L * K * 4)
         self.cols = {}
         self.layer_buf = {}
         self.has_rank = None  # every step or none
@@ -268,12 +304,24 @@ class TraceRecorder:
             if a.ndim < 1 or a.shape[-1] != last:
                 raise ValueError(f"step {self.steps}, layer {layer}: the last dimension of "
                                  f"{name} must be {last} (shape {a.shape})")
-            rec[name] = a.reshape(-1, last)
+            rec[name] = np.array(a.reshape(-1, last), copy=True)  # the caller may reuse a
         self.layer_buf[int(layer)] = rec
 
     def end_step(self, phase=None, src_rank=None):
-        """Append the layers given since the last step as one step."""
+        """Append the layers given since the last step as one step.  The
+        layers are used up either way: a refused step is dropped whole."""
         self._open_check()
+        try:
+            parts = self._gather_layers()
+        finally:
+            self.layer_buf = {}
+        self.add_step(**parts, phase=phase, src_rank=src_rank)
+
+    def discard_step(self):
+        """Drop the layers given since the last step (a pass not to keep)."""
+        self.layer_buf = {}
+
+    def _gather_layers(self):
         missing = [l for l in range(self.L) if l not in self.layer_buf]
         if missing:
             raise ValueError(f"step {self.steps}: no data for layer(s) {missing[:8]}"
@@ -287,13 +335,11 @@ class TraceRecorder:
                 ts = [len(self.layer_buf[l][name]) for l in range(self.L)]
                 if len(set(ts)) > 1:
                     l = next(l for l in range(self.L) if ts[l] != ts[0])
-                    self.layer_buf = {}
                     raise ValueError(f"step {self.steps}: layer {l}'s {name} has {ts[l]} "
                                      f"tokens, layer 0's {ts[0]}")
                 parts[name] = np.stack([self.layer_buf[l][name] for l in range(self.L)],
                                        axis=1)
-        self.layer_buf = {}
-        self.add_step(**parts, phase=phase, src_rank=src_rank)
+        return parts
 
     def add_step(self, logits=None, topk_ids=None, topk_weights=None, phase=None,
                  src_rank=None):
@@ -326,6 +372,16 @@ class TraceRecorder:
             arrs.pop("logits", None)
         if "logits" not in arrs and "topk_ids" not in arrs:
             raise ValueError(f"step {s}: neither logits nor topk_ids given")
+        if "topk_weights" in arrs and "topk_ids" not in arrs:
+            raise ValueError(f"step {s}: topk_weights without topk_ids (weights of which "
+                             "experts?)")
+        if T > self.max_step_tokens:
+            raise ValueError(f"step {s}: {T} tokens; at most {self.max_step_tokens} for "
+                             f"{self.L} layers x top-{self.K} (the replay holds a step's "
+                             "ids, 2 GiB)")
+        if self.steps + 1 > MAX_STEPS or self.offsets[-1] + T > MAX_TOKENS:
+            raise ValueError(f"step {s}: past the trace's limits ({MAX_STEPS} steps, "
+                             f"{MAX_TOKENS} tokens): start another file")
         for name, flag in (("topk_ids", "has_ids"), ("topk_weights", "has_weights")):
             self._same_every_step(flag, name in arrs, name)
         if "logits" in arrs:
@@ -335,13 +391,16 @@ class TraceRecorder:
                 t, l, e = (int(v) for v in np.argwhere(bad)[0])
                 raise ValueError(f"step {s}: logits: token {t} (of the step), layer {l}, "
                                  f"expert {e} is {lg[t, l, e]}")
+            lim = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38}.get(self.logits_dtype)
+            if lim is not None:
+                big = np.abs(lg) > lim
+                if big.any():
+                    t, l, e = (int(v) for v in np.argwhere(big)[0])
+                    raise ValueError(f"step {s}: logits: token {t} (of the step), layer {l}, "
+                                     f"expert {e} is {lg[t, l, e]}, beyond "
+                                     f"{self.logits_dtype}'s range ({lim:g})")
             if self.logits_dtype == "float16":
-                if (np.abs(lg) > 65504).any():
-                    raise ValueError(f"step {s}: logits beyond float16's range (65504)")
                 lg = lg.astype(np.float16)
-            elif self.logits_dtype == "bfloat16":
-                if (np.abs(lg) > 3.3895313892515355e38).any():
-                    raise ValueError(f"step {s}: logits beyond bfloat16's range")
             arrs["logits"] = lg
         if "topk_ids" in arrs:
             ids = arrs["topk_ids"]
@@ -361,8 +420,11 @@ class TraceRecorder:
             arrs["topk_ids"] = ids.astype(np.uint8 if self.E <= 256 else np.uint16)
         if "topk_weights" in arrs:
             w = arrs["topk_weights"].astype(np.float32)
-            if not np.isfinite(w).all():
-                raise ValueError(f"step {s}: topk_weights: NaN or Inf")
+            bad = ~np.isfinite(w)
+            if bad.any():
+                t, l, k = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"step {s}: topk_weights: token {t}, layer {l}, column {k} "
+                                 f"is {w[t, l, k]}")
             arrs["topk_weights"] = w
         ph = None
         if phase is not None:
@@ -378,8 +440,13 @@ class TraceRecorder:
             if r.shape != (T,):
                 raise ValueError(f"step {s}: src_rank has {r.shape[0]} values, "
                                  f"the step {T} tokens")
-            if r.dtype.kind not in "iu" or (r < 0).any() or (r > 65535).any():
-                raise ValueError(f"step {s}: src_rank must be integers in 0..65535")
+            if r.size and r.dtype.kind not in "iu":
+                raise ValueError(f"step {s}: src_rank must be integers (got {r.dtype})")
+            bad = (r < 0) | (r > 65535)
+            if bad.any():
+                t = int(np.argwhere(bad)[0][0])
+                raise ValueError(f"step {s}: src_rank of token {t} is {int(r[t])}, outside "
+                                 "0..65535")
             rank = r.astype(np.uint16)
         # every check passed: append
         for flag, have in self._flags.items():
@@ -413,16 +480,20 @@ class TraceRecorder:
         """Write what is buffered, the step offsets, and rename the file."""
         if self.closed:
             return
+        if self.layer_buf:  # a pass after the last end_step: not a step
+            warnings.warn(f"{self.path}: {len(self.layer_buf)} layer(s) given after the last "
+                          "end_step dropped", stacklevel=2)
+            self.layer_buf = {}
         try:
-            if self.layer_buf:
-                raise ValueError(f"step {self.steps}: layers given without end_step")
             if not self.steps:
                 raise ValueError(f"{self.path}: no steps recorded")
             for c in self.cols.values():
                 c.flush()
             self.f.create_dataset("steps/token_offset", data=np.asarray(self.offsets, np.int64),
-                                  maxshape=(None,), chunks=(8192,), shuffle=True,
-                                  compression="gzip", compression_opts=4)
+                                  maxshape=(None,), chunks=(8192,),
+                                  shuffle=self.level > 0,
+                                  compression="gzip" if self.level else None,
+                                  compression_opts=self.level if self.level else None)
             self.f.close()
             self.pool.shutdown()
             os.replace(self.tmp, self.path)

@@ -249,6 +249,17 @@ with h5py.File(bad, "r") as f:
     assert json.loads(f.attrs["model_config"]) == {"hidden_size": 7168}
 os.remove(bad)
 
+# add_step keeps what it was given, not a view of the caller's array
+path = os.path.join(out, "reuse.h5")
+with TraceRecorder(path, **dict(kw, model="reuse")) as r:
+    arr = ok[0].copy()
+    r.add_step(arr)
+    arr += 1000  # the engine reuses its buffer
+    r.add_step(arr)
+with h5py.File(path, "r") as f:
+    assert np.array_equal(f["router/logits"][...], np.concatenate([ok[0], ok[0] + 1000]))
+os.remove(path)
+
 # a step past what the replay holds (tokens x L x K x 4 bytes <= 2 GiB) is
 # refused before it is read: 8193 tokens of 4096 layers x top-16
 big = dict(model="m", num_layers=4096, num_experts=16, top_k=16, scoring="softmax",

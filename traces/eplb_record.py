@@ -152,7 +152,9 @@ class _Column:
             self.pending.append(a)
             self.npending += len(a)
         if self.npending >= self.rows:
-            self._write(whole_chunks=True)
+            self._write(whole_chunks=True)  # keeps a copy of the rest
+        elif len(a):
+            self.pending[-1] = np.array(a, copy=True)  # the caller may reuse a
 
     def _chunk_bytes(self, a):
         """One chunk's stored bytes: shuffled (byte j of every element
@@ -385,7 +387,7 @@ class TraceRecorder:
         for name, flag in (("topk_ids", "has_ids"), ("topk_weights", "has_weights")):
             self._same_every_step(flag, name in arrs, name)
         if "logits" in arrs:
-            lg = arrs["logits"].astype(np.float32)
+            lg = np.asarray(arrs["logits"], dtype=np.float32)  # no copy: written or copied below
             bad = ~np.isfinite(lg)
             if bad.any():
                 t, l, e = (int(v) for v in np.argwhere(bad)[0])

@@ -152,7 +152,7 @@ replay_check() {
             local differ=0
             same_json "  replay gpusel==gpu ($tc, $sel)" "$base-gpu.norm" "$base-gpusel.norm" ||
                 differ=1
-            same_json "  replay gpu==cpu ($tc, $sel)" "$base-cpu.norm" "$base-gpusel.norm" ||
+            same_json "  replay gpu==cpu ($tc, $sel)" "$base-cpu.norm" "$base-gpu.norm" ||
                 differ=1
             [ $differ = 1 ] || rm -f "$base"-*.json "$base"-*.err
         done

@@ -79,7 +79,7 @@ void eplb_json_write_string(FILE *f, const char *s);
  * that read back as x with strtod. */
 #define EPLB_REAL_CHARS 32
 void eplb_json_format_real(char buf[EPLB_REAL_CHARS], double x);
-/* Integral doubles below 1e15 as integers, others as eplb_json_format_real,
+/* Whole doubles up to 2^53 as integers, others as eplb_json_format_real,
  * NaN/Inf as null (JSON has none). */
 void eplb_json_write_number(FILE *f, double x);
 void eplb_json_write_i32_array(FILE *f, const int32_t *a, size_t n);

@@ -87,8 +87,8 @@ void eplb_json_write_number(FILE *f, double x)
     char buf[EPLB_REAL_CHARS];
     if (!isfinite(x))
         fputs("null", f);
-    else if (x == (double)(long long)x && fabs(x) < 1e15)
-        fprintf(f, "%lld", (long long)x);
+    else if (fabs(x) <= 9007199254740992.0 && x == (double)(long long)x)
+        fprintf(f, "%lld", (long long)x); /* whole numbers to 2^53: counts, bytes */
     else {
         eplb_json_format_real(buf, x);
         fputs(buf, f);

@@ -259,6 +259,50 @@ with TraceRecorder(path, **dict(kw, model="reuse")) as r:
 with h5py.File(path, "r") as f:
     assert np.array_equal(f["router/logits"][...], np.concatenate([ok[0], ok[0] + 1000]))
 os.remove(path)
+# and a step longer than a chunk (32768 rows of 2 x 8 floats): its whole
+# chunks go out at once, the rows after them are kept as a copy
+with TraceRecorder(path, **dict(kw, model="reuse")) as r:
+    arr = rng.normal(size=(40000, 2, 8)).astype(np.float32)
+    first = arr.copy()
+    r.add_step(arr)
+    arr[...] = 0
+    r.add_step(arr[:5])
+with h5py.File(path, "r") as f:
+    assert np.array_equal(f["router/logits"][...], np.concatenate([first, arr[:5]]))
+os.remove(path)
+
+# counts-only steps (add_counts): [L, E] loads of a step of T tokens
+path = os.path.join(out, "counts.h5")
+want = []
+with TraceRecorder(path, model="counts", num_layers=3, num_experts=16, top_k=4,
+                   scoring="sigmoid", num_groups=4, topk_groups=2, source="t") as r:
+    for s, T in enumerate([10, 0, 7, 25, 3, 12]):
+        ids = np.stack([np.stack([rng.choice(16, 4, replace=False) for _ in range(T)])
+                        if T else np.zeros((0, 4), int) for _ in range(3)])
+        c = np.stack([np.bincount(ids[l].ravel(), minlength=16) for l in range(3)])
+        r.add_counts(c, tokens=T, phase="decode" if s else "prefill")
+        want.append(c)
+    c = want[0].copy()
+    expect_error(lambda: r.add_counts(c, tokens=2), "layer 0", "sums to 40",
+                 "top_k x tokens = 4 x 2")
+    neg = c.copy()
+    neg[2, 9] = -1
+    expect_error(lambda: r.add_counts(neg, tokens=10), "layer 2", "expert 9", "-1")
+    expect_error(lambda: r.add_counts(c.astype(float), tokens=10), "integers")
+    expect_error(lambda: r.add_counts(c[:2], tokens=10), "counts shape", "(3, 16)")
+    expect_error(lambda: r.add_counts(c, tokens=10), "phase", "every step or none")
+    expect_error(lambda: r.add_step(np.zeros((1, 3, 16))), "counts-only", "every step or none")
+with h5py.File(path, "r") as f:
+    d = f["load/counts"]
+    assert d.dtype == np.int32 and np.array_equal(d[...], np.stack(want))
+    assert list(f["steps/token_offset"][...]) == [0, 10, 10, 17, 42, 45, 57]
+    assert list(f["steps/phase"][...]) == [0, 1, 1, 1, 1, 1]
+    assert "router/logits" not in f and "router/topk_ids" not in f
+r = TraceRecorder(bad, **kw)
+r.add_step(ok[0])
+expect_error(lambda: r.add_counts(np.zeros((2, 8), int), tokens=1), "counts-only",
+             "this step only")
+r.abort()
 
 # a step past what the replay holds (tokens x L x K x 4 bytes <= 2 GiB) is
 # refused before it is read: 8193 tokens of 4096 layers x top-16

@@ -156,8 +156,8 @@ Test(h5py, python_recorder_traces_replay)
         free(out);
         remove(path);
     }
-    /* grouped sigmoid, bias, bfloat16, phases and ranks: local selection
-     * reads the ranks */
+    /* grouped sigmoid, bias, bfloat16, phases and ranks: info sees them,
+     * and a run with --select local (which uses ranks) goes through */
     snprintf(path, sizeof path, "%s/grouped.h5", dir);
     rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
     cr_assert_eq(rc, 0, "%s", out);
@@ -170,12 +170,14 @@ Test(h5py, python_recorder_traces_replay)
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
     remove(path);
-    /* float16 logits with 300 experts (2-byte ids) and weights; ids only */
+    /* float16 logits with 300 experts (2-byte ids) and weights; ids only;
+     * counts only (add_counts) */
     static const struct {
         const char *name, *want;
     } more[] = {{"f16.h5", "\"dtype\": \"f16\", \"topk_id_bytes\": 2"},
-                {"idsonly.h5", "\"levels\": [\"topk_ids\"]"}};
-    for (int i = 0; i < 2; i++) {
+                {"idsonly.h5", "\"levels\": [\"topk_ids\"]"},
+                {"counts.h5", "\"levels\": [\"counts\"]"}};
+    for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, more[i].name);
         rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
         cr_assert_eq(rc, 0, "%s", out);

@@ -247,6 +247,24 @@ Test(run_cli, grid_runs_every_point)
     cr_assert(red->items[0].num == 0 && red->items[1].num == 8);
     cr_assert_str_eq(eplb_json_get(cfg, "redundant_from")->str, "option");
     eplb_json_free(v);
+    /* by default one R per --gpus value, paired with it */
+    v = run_json("run '%s' --gpus 4,8 --policy none --json --quiet --policy-time 0", tok_trace);
+    cfg = eplb_json_get(v, "config");
+    red = eplb_json_get(cfg, "redundant");
+    cr_assert(red && red->type == EPLB_JSON_ARRAY && red->n == 2);
+    cr_assert(red->items[0].num == 4 && red->items[1].num == 8);
+    cr_assert_str_eq(eplb_json_get(cfg, "redundant_from")->str, "gpus");
+    runs = eplb_json_get(v, "runs");
+    cr_assert_eq(runs->n, 2u); /* 16 + 4 and 16 + 8 slots, not a 2 x 2 grid */
+    cr_assert(num(&runs->items[0], "replicas") == 20 && num(&runs->items[1], "replicas") == 24);
+    eplb_json_free(v);
+    /* --replicas: P given, no R */
+    v = run_json("run '%s' --gpus 4 --replicas 24 --policy none --json --quiet --policy-time 0",
+                 tok_trace);
+    cfg = eplb_json_get(v, "config");
+    cr_assert_eq(num(cfg, "replicas"), 24);
+    cr_assert(!eplb_json_get(cfg, "redundant") && !eplb_json_get(cfg, "redundant_from"));
+    eplb_json_free(v);
 }
 
 /* Two --redundant values that give the same P (E = 16, D = 4: R = 1 and 2
@@ -578,6 +596,73 @@ Test(run_cli, out_dir_files_and_reproducible)
     eplb_assert_ok(eplb_json_parse_file(&v, f));
     cr_assert_not_null(eplb_json_get(v, "profile"));
     cr_assert_not_null(eplb_json_get(v, "window"));
+    eplb_json_free(v);
+}
+
+/* summary.csv holds summary.json's values under their own column names:
+ * every number read back equal (the reals are written in digits that read
+ * back exactly), the strings the same, empty where JSON has null, and
+ * imbalance = max_over_mean - 1. */
+Test(run_cli, out_dir_csv_matches_json)
+{
+    char d[600], f[700];
+    snprintf(d, sizeof d, "%s/out/csv", tdir);
+    eplb_test_cli_expect(0, NULL,
+                         "run '%s' --policy deepseek,lpt --gpus 4,8 --policy-time 0 "
+                         "--device cpu --quiet --out '%s'",
+                         tok_trace, d);
+    eplb_json_t *v = NULL;
+    snprintf(f, sizeof f, "%s/summary.json", d);
+    eplb_assert_ok(eplb_json_parse_file(&v, f));
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    cr_assert(runs && runs->n == 6, "runs");
+    snprintf(f, sizeof f, "%s/summary.csv", d);
+    char *csv = eplb_test_slurp_text(f);
+    cr_assert_not_null(csv);
+    char *save = NULL, *line = strtok_r(csv, "\n", &save);
+    char *cols[64];
+    int nc = 0;
+    for (char *p = line, *q; nc < 64 && p; p = q ? q + 1 : NULL) {
+        q = strchr(p, ',');
+        if (q)
+            *q = 0;
+        cols[nc++] = p;
+    }
+    cr_assert_eq(nc, 27, "columns");
+    size_t row = 0;
+    int numbers = 0;
+    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save), row++) {
+        cr_assert_lt(row, runs->n, "more rows than runs");
+        const eplb_json_t *r = &runs->items[row];
+        int c = 0;
+        for (char *p = line, *q; p; p = q ? q + 1 : NULL, c++) {
+            q = strchr(p, ',');
+            if (q)
+                *q = 0;
+            cr_assert_lt(c, nc, "row %zu has too many fields", row);
+            if (!strcmp(cols[c], "imbalance")) {
+                cr_assert(strtod(p, NULL) == num(r, "max_over_mean") - 1, "row %zu imbalance", row);
+                continue;
+            }
+            const eplb_json_t *x = eplb_json_get(r, cols[c]);
+            cr_assert_not_null(x, "summary.json has no %s", cols[c]);
+            if (x->type == EPLB_JSON_NULL)
+                cr_assert_str_eq(p, "", "row %zu %s: not empty for null", row, cols[c]);
+            else if (x->type == EPLB_JSON_STRING)
+                cr_assert_str_eq(p, x->str, "row %zu %s", row, cols[c]);
+            else {
+                char *end = NULL;
+                const double y = strtod(p, &end);
+                cr_assert(*p && !*end && y == x->num, "row %zu %s: csv '%s', json %.17g", row,
+                          cols[c], p, x->num);
+                numbers++;
+            }
+        }
+        cr_assert_eq(c, nc, "row %zu has %d fields", row, c);
+    }
+    cr_assert_eq(row, runs->n, "rows");
+    cr_assert_gt(numbers, 6 * 15);
+    free(csv);
     eplb_json_free(v);
 }
 

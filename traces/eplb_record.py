@@ -24,7 +24,9 @@ the same T and appends the step.  `add_step(logits)` takes [T, L, E] at
 once.  Either may also be given the model's own choice (`topk_ids`, and
 `topk_weights`): the replay then reports how often its routing disagrees.
 `hook_gates(modules)` registers torch forward hooks that call add_layer
-for a list of gate modules, in layer order.
+for a list of gate modules, in layer order.  `add_counts(counts, tokens)`
+records a step as its expert loads alone ([L, E]): a counts-only trace,
+the lightest record, for the simulator and the policies.
 
 The file is written as PATH.tmp.PID and renamed to PATH by close(); until
 then nothing exists under PATH, and abort() (or an exception inside
@@ -284,6 +286,7 @@ class TraceRecorder:
         self.has_ids = None
         self.has_weights = None
         self.has_phase = None
+        self.has_counts = None
         self._flags = {}
         self.closed = False
 
@@ -354,6 +357,7 @@ class TraceRecorder:
         T = None
         arrs = {}
         self._flags = {}
+        self._same_every_step("has_counts", False, "counts-only steps (add_counts)")
         for name, x, last in (("logits", logits, self.E), ("topk_ids", topk_ids, self.K),
                               ("topk_weights", topk_weights, self.K)):
             if x is None:
@@ -381,9 +385,7 @@ class TraceRecorder:
             raise ValueError(f"step {s}: {T} tokens; at most {self.max_step_tokens} for "
                              f"{self.L} layers x top-{self.K} (the replay holds a step's "
                              "ids, 2 GiB)")
-        if self.steps + 1 > MAX_STEPS or self.offsets[-1] + T > MAX_TOKENS:
-            raise ValueError(f"step {s}: past the trace's limits ({MAX_STEPS} steps, "
-                             f"{MAX_TOKENS} tokens): start another file")
+        self._totals_check(T)
         for name, flag in (("topk_ids", "has_ids"), ("topk_weights", "has_weights")):
             self._same_every_step(flag, name in arrs, name)
         if "logits" in arrs:
@@ -428,13 +430,7 @@ class TraceRecorder:
                 raise ValueError(f"step {s}: topk_weights: token {t}, layer {l}, column {k} "
                                  f"is {w[t, l, k]}")
             arrs["topk_weights"] = w
-        ph = None
-        if phase is not None:
-            if phase not in _PHASES:
-                raise ValueError(f"step {s}: phase must be prefill, decode, mixed or "
-                                 f"0/1/2 (got {phase!r})")
-            ph = _PHASES[phase]
-        self._same_every_step("has_phase", ph is not None, "phase")
+        ph = self._phase(phase)
         rank = None
         self._same_every_step("has_rank", src_rank is not None, "src_rank")
         if src_rank is not None:
@@ -457,6 +453,52 @@ class TraceRecorder:
             self._col(name, a).append(a)
         if rank is not None:
             self._col("src_rank", rank).append(rank)
+        if ph is not None:
+            self._col("phase", None).append(np.array([ph], np.uint8))
+        self.offsets.append(self.offsets[-1] + T)
+        self.steps += 1
+
+    def add_counts(self, counts, tokens, phase=None):
+        """One step as expert loads only: counts [L, E] (tokens routed to
+        each logical expert, each token once per chosen expert) of a step
+        of `tokens` tokens.  A counts-only trace (FORMAT.md /load/counts):
+        the lightest record, for the simulator and the policies; every
+        step of the file must come this way.  torch.bincount(ids.flatten(),
+        minlength=E) of a layer's top-k ids gives its row."""
+        self._open_check()
+        if self.layer_buf:
+            raise ValueError(f"step {self.steps}: add_counts with layers pending "
+                             "(call end_step first)")
+        s = self.steps
+        self._flags = {}
+        self._same_every_step("has_counts", True, "counts-only steps (add_counts)")
+        c = _host(counts, "counts")
+        if c.shape != (self.L, self.E):
+            raise ValueError(f"step {s}: counts shape {c.shape}, expected "
+                             f"({self.L}, {self.E})")
+        if c.size and c.dtype.kind not in "iu":
+            raise ValueError(f"step {s}: counts must be integers (got {c.dtype})")
+        T = int(tokens)
+        if T != tokens or T < 0:
+            raise ValueError(f"step {s}: tokens must be an integer >= 0 (got {tokens})")
+        bad = (c < 0) | (c > np.iinfo(np.int32).max)
+        if bad.any():
+            l, e = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(f"step {s}: counts: layer {l}, expert {e} is {int(c[l, e])}, "
+                             "outside 0..2^31-1")
+        sums = c.astype(np.int64).sum(axis=1)
+        over = sums > self.K * T
+        if over.any():
+            l = int(np.argwhere(over)[0][0])
+            raise ValueError(f"step {s}: counts: layer {l} sums to {int(sums[l])}, more than "
+                             f"top_k x tokens = {self.K} x {T} (each token counts once per "
+                             "chosen expert)")
+        self._totals_check(T)
+        ph = self._phase(phase)
+        for flag, have in self._flags.items():
+            setattr(self, flag, have)
+        row = c.astype(np.int32).reshape(1, self.L, self.E)
+        self._col("counts", row).append(row)
         if ph is not None:
             self._col("phase", None).append(np.array([ph], np.uint8))
         self.offsets.append(self.offsets[-1] + T)
@@ -533,6 +575,23 @@ class TraceRecorder:
         if self.closed:
             raise ValueError(f"{self.path}: the recorder is closed")
 
+    def _phase(self, phase):
+        """The step's phase code (None: not given), checked."""
+        ph = None
+        if phase is not None:
+            if phase not in _PHASES:
+                raise ValueError(f"step {self.steps}: phase must be prefill, decode, mixed "
+                                 f"or 0/1/2 (got {phase!r})")
+            ph = _PHASES[phase]
+        self._same_every_step("has_phase", ph is not None, "phase")
+        return ph
+
+    def _totals_check(self, T):
+        """Refuse a step of T tokens past the reader's totals."""
+        if self.steps + 1 > MAX_STEPS or self.offsets[-1] + T > MAX_TOKENS:
+            raise ValueError(f"step {self.steps}: past the trace's limits ({MAX_STEPS} "
+                             f"steps, {MAX_TOKENS} tokens): start another file")
+
     def _same_every_step(self, flag, have, what):
         """Refuse optional data given for some steps only; the flag is
         set by add_step once the step is accepted."""
@@ -560,6 +619,9 @@ class TraceRecorder:
         elif name in ("topk_ids", "topk_weights"):
             c = _Column(self.f, "router/" + name, (L, K), a.dtype,
                         L * K * a.dtype.itemsize, MiB, self.pool, self.level)
+        elif name == "counts":
+            c = _Column(self.f, "load/counts", (L, E), np.int32, L * E * 4, MiB, self.pool,
+                        self.level)
         elif name == "src_rank":
             c = _Column(self.f, "tokens/src_rank", (), np.uint16, 2, MiB, self.pool, self.level)
         else:  # phase

@@ -1,0 +1,89 @@
+"""record_mutants.py - does tests/record_check.py notice a broken recorder?
+(manual, not part of `make check`; first written by a review of
+traces/eplb_record.py)
+
+Each entry below changes one line of traces/eplb_record.py (a check
+dropped, a copy turned into a view, a wrong type or chunk size, ...); the
+script writes each altered copy to a scratch directory, runs
+record_check.py against it, and prints "killed" where the check failed, as
+it should, or "SURVIVES" where it passed.  Exit status 1 if any survives
+or if an entry no longer matches the source (edit the entry).
+
+usage: python3 tests/fuzz/record_mutants.py [SCRATCH_DIR]
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+M = {
+ "weights_dropped": ('            arrs["topk_weights"] = w\n', '            arrs["topk_weights"] = w * 0\n'),
+ "float16_ignored": ('                lg = lg.astype(np.float16)\n', '                pass\n'),
+ "ids_always_uint8": ('ids.astype(np.uint8 if self.E <= 256 else np.uint16)', 'ids.astype(np.uint8)'),
+ "refused_step_appends_logits": ('        rank = None\n        self._same_every_step("has_rank"',
+                                 '        rank = None\n        if "logits" in arrs: self._col("logits", arrs["logits"]).append(arrs["logits"]); arrs.pop("logits")\n        self._same_every_step("has_rank"'),
+ "record_logits_false_ignored": ('        if not self.record_logits:\n            arrs.pop("logits", None)\n', ''),
+ "weights_flag_unchecked": ('for name, flag in (("topk_ids", "has_ids"), ("topk_weights", "has_weights")):',
+                            'for name, flag in (("topk_ids", "has_ids"),):'),
+ "f16_range_unchecked": ('{"float16": 65504.0, "bfloat16"', '{"float16": 1e300, "bfloat16"'),
+ "bf16_range_unchecked": ('"bfloat16": 3.3895313892515355e38}', '"bfloat16": 1e300}'),
+ "weights_nan_unchecked": ('            bad = ~np.isfinite(w)\n', '            bad = np.isnan(w) & False\n'),
+ "phase_via_add_step_dropped": ('            self._col("src_rank", rank).append(rank)\n        if ph is not None:', '            self._col("src_rank", rank).append(rank)\n        if False:'),
+ "src_rank_negative_ok": ('bad = (r < 0) | (r > 65535)', 'bad = (r > 65535)'),
+ "ids_float_ok": ('if ids.dtype.kind not in "iu":', 'if False:'),
+ "no_shuffle_phase": ('self.pool, self.level)\n        self.cols[name] = c', 'self.pool, 0)\n        self.cols[name] = c'),
+ "offset_chunks_tiny": ('chunks=(8192,)', 'chunks=(1,)'),
+ "ids_chunks_tiny": ('L * K * a.dtype.itemsize, MiB,', 'L * K * a.dtype.itemsize, 8,'),
+ "layer_order_ignored": ('parts[name] = np.stack([self.layer_buf[l][name] for l in range(self.L)],',
+                         'parts[name] = np.stack([self.layer_buf[l][name] for l in sorted(self.layer_buf, key=lambda l: -l)],'),
+ "model_config_dropped": ('                a["model_config"] = model_config\n', '                pass\n'),
+ "add_layer_view": ('np.array(a.reshape(-1, last), copy=True)', 'a.reshape(-1, last)'),
+ "end_step_keeps_layers": ('        finally:\n            self.layer_buf = {}\n', '        except Exception:\n            raise\n'),
+ "dict_config_repr": ('model_config = json.dumps(model_config)', 'model_config = str(model_config)'),
+ "no_step_limit": ('        if T > self.max_step_tokens:', '        if False:'),
+ "append_view": ('            self.pending[-1] = np.array(a, copy=True)  # the caller may reuse a', '            pass'),
+ "counts_sum_unchecked": ('        over = sums > self.K * T\n', '        over = sums < 0\n'),
+ "counts_neg_ok": ('        bad = (c < 0) | (c > np.iinfo(np.int32).max)\n', '        bad = c > np.iinfo(np.int32).max\n'),
+ "counts_phase_dropped": ('        row = c.astype(np.int32).reshape(1, self.L, self.E)\n        self._col("counts", row).append(row)\n        if ph is not None:', '        row = c.astype(np.int32).reshape(1, self.L, self.E)\n        self._col("counts", row).append(row)\n        if False:'),
+ "counts_mix_ok": ('        self._same_every_step("has_counts", False, "counts-only steps (add_counts)")\n', ''),
+ "rest_view": ('[rest.copy()] if len(rest)', '[rest] if len(rest)'),
+ "track_times": ('            dcpl.set_obj_track_times(False)', '            pass'),
+ "kept_groups_unchecked": ('        if K > TG * (E // G):', '        if False:'),
+ "weights_without_ids_ok": ('        if "topk_weights" in arrs and "topk_ids" not in arrs:', '        if False:'),
+ "tmp_left_on_abort": ('            os.remove(self.tmp)\n', '            pass\n'),
+}
+
+
+def main():
+    src = open(os.path.join(ROOT, "traces", "eplb_record.py")).read()
+    scratch = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="record_mutants.")
+    bad = 0
+    for name, (a, b) in M.items():
+        if src.count(a) != 1:
+            print(f"{name:32s} STALE: its line is not in the source once")
+            bad += 1
+            continue
+        d = os.path.join(scratch, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(os.path.join(d, "traces"))
+        os.makedirs(os.path.join(d, "out"))
+        with open(os.path.join(d, "traces", "eplb_record.py"), "w") as f:
+            f.write(src.replace(a, b))
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "record_check.py"), d,
+                            os.path.join(d, "out")], capture_output=True, text=True)
+        lines = (r.stdout + r.stderr).strip().splitlines()
+        last = lines[-1] if lines else ""
+        ok = r.returncode != 0
+        bad += not ok
+        print(f"{name:32s} {'killed  ' if ok else 'SURVIVES'} | {last[:100]}")
+        shutil.rmtree(d, ignore_errors=True)
+    print(f"{len(M) - bad} of {len(M)} killed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.join(sys.argv[1], "traces"))
-from eplb_record import TraceRecorder  # noqa: E402
+from eplb_record import TraceRecorder, merge_ranks  # noqa: E402
 
 out = sys.argv[2]
 rng = np.random.default_rng(11)
@@ -303,6 +303,65 @@ r.add_step(ok[0])
 expect_error(lambda: r.add_counts(np.zeros((2, 8), int), tokens=1), "counts-only",
              "this step only")
 r.abort()
+
+# merge_ranks: three ranks' recordings of the same 4 passes -> one trace
+L3, E3 = 2, 8
+rank_steps = [[5, 3, 0, 2], [4, 0, 0, 6], [1, 2, 0, 0]]
+rank_phase = [["prefill", "decode", "decode", "decode"],
+              ["prefill", "prefill", "prefill", "prefill"],
+              ["prefill", "decode", "decode", "mixed"]]
+rank_files, rank_data = [], []
+for r, sizes in enumerate(rank_steps):
+    p = os.path.join(out, f"rank{r}.h5")
+    data = []
+    with TraceRecorder(p, **dict(kw, model="ranks"), bias=None) as rec:
+        for s, T in enumerate(sizes):
+            lg = distinct_logits(T, L3, E3)
+            i2 = np.argsort(-lg, axis=2, kind="stable")[:, :, :2]
+            rec.add_step(lg, topk_ids=i2, phase=rank_phase[r][s])
+            data.append((lg, i2))
+    rank_files.append(p)
+    rank_data.append(data)
+merged = os.path.join(out, "merged.h5")
+assert merge_ranks(rank_files, merged) == 4
+with h5py.File(merged, "r") as f:
+    sums = [sum(x[s] for x in rank_steps) for s in range(4)]
+    assert list(f["steps/token_offset"][...]) == list(np.concatenate([[0], np.cumsum(sums)]))
+    want_lg = np.concatenate([rank_data[r][s][0] for s in range(4) for r in range(3)])
+    want_id = np.concatenate([rank_data[r][s][1] for s in range(4) for r in range(3)])
+    want_rk = np.concatenate([np.full(rank_steps[r][s], r) for s in range(4) for r in range(3)])
+    assert np.array_equal(f["router/logits"][...], want_lg)
+    assert np.array_equal(f["router/topk_ids"][...], want_id)
+    assert np.array_equal(f["tokens/src_rank"][...], want_rk)
+    # all prefill; decode, prefill (rank 1 has no tokens), decode -> decode;
+    # no tokens anywhere -> rank 0's; decode, prefill (rank 2 empty) -> mixed
+    assert list(f["steps/phase"][...]) == [0, 1, 1, 2], list(f["steps/phase"][...])
+    assert "merge_ranks of 3 ranks" in f.attrs["source"]
+for p in rank_files:
+    os.remove(p)
+rank_files = []
+for r in range(2):  # counts-only ranks are summed
+    p = os.path.join(out, f"crank{r}.h5")
+    with TraceRecorder(p, **dict(kw, model="ranks")) as rec:
+        for s in range(3):
+            rec.add_counts(np.full((2, 8), r + s, int), tokens=8 * (r + s))
+    rank_files.append(p)
+cmerged = os.path.join(out, "cmerged.h5")
+assert merge_ranks(rank_files, cmerged) == 3
+with h5py.File(cmerged, "r") as f:
+    assert np.array_equal(f["load/counts"][...],
+                          np.stack([np.full((2, 8), 2 * s + 1) for s in range(3)]))
+    assert list(f["steps/token_offset"][...]) == [0, 8, 32, 72]  # 0+8, 8+16, 16+24
+p = os.path.join(out, "other.h5")
+with TraceRecorder(p, **dict(kw, model="ranks", num_experts=16)) as rec:
+    rec.add_counts(np.zeros((2, 16), int), tokens=0)
+expect_error(lambda: merge_ranks([rank_files[0], p], cmerged), "other.h5", "num_experts")
+with TraceRecorder(p, **dict(kw, model="ranks")) as rec:
+    rec.add_counts(np.zeros((2, 8), int), tokens=0)
+expect_error(lambda: merge_ranks([rank_files[0], p], cmerged), "other.h5", "1 steps",
+             "has 3")
+for q in rank_files + [p, cmerged]:
+    os.remove(q)  # merged.h5 stays: test_h5py.c replays it with --select local
 
 # a step past what the replay holds (tokens x L x K x 4 bytes <= 2 GiB) is
 # refused before it is read: 8193 tokens of 4096 layers x top-16

@@ -171,20 +171,21 @@ Test(h5py, python_recorder_traces_replay)
     free(out);
     remove(path);
     /* float16 logits with 300 experts (2-byte ids) and weights; ids only;
-     * counts only (add_counts) */
+     * counts only (add_counts); three ranks merged (merge_ranks) */
     static const struct {
         const char *name, *want;
     } more[] = {{"f16.h5", "\"dtype\": \"f16\", \"topk_id_bytes\": 2"},
                 {"idsonly.h5", "\"levels\": [\"topk_ids\"]"},
-                {"counts.h5", "\"levels\": [\"counts\"]"}};
-    for (int i = 0; i < 3; i++) {
+                {"counts.h5", "\"levels\": [\"counts\"]"},
+                {"merged.h5", "\"has_src_rank\": true"}};
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, more[i].name);
         rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
         cr_assert_eq(rc, 0, "%s", out);
         cr_assert(strstr(out, more[i].want), "%s: %s", more[i].name, out);
         free(out);
-        rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --device cpu --policy-time 0 --quiet",
-                               path);
+        rc = eplb_test_run_cli(&out, "run '%s' --gpus 4 --device cpu --policy-time 0 --quiet%s",
+                               path, i == 3 ? " --select local" : "");
         cr_assert_eq(rc, 0, "%s: %s", more[i].name, out);
         free(out);
         remove(path);

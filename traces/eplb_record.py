@@ -27,6 +27,8 @@ once.  Either may also be given the model's own choice (`topk_ids`, and
 for a list of gate modules, in layer order.  `add_counts(counts, tokens)`
 records a step as its expert loads alone ([L, E]): a counts-only trace,
 the lightest record, for the simulator and the policies.
+`merge_ranks(paths, out)` makes one trace of per-rank recordings of the
+same passes (step s of every rank, src_rank = the file's index).
 
 The file is written as PATH.tmp.PID and renamed to PATH by close(); until
 then nothing exists under PATH, and abort() (or an exception inside
@@ -60,7 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 import h5py
 import numpy as np
 
-__all__ = ["TraceRecorder"]
+__all__ = ["TraceRecorder", "merge_ranks"]
 
 _PHASES = {"prefill": 0, "decode": 1, "mixed": 2, 0: 0, 1: 1, 2: 2}
 
@@ -628,6 +630,112 @@ class TraceRecorder:
             c = _Column(self.f, "steps/phase", (), np.uint8, 1, 64 << 10, self.pool, self.level)
         self.cols[name] = c
         return c
+
+
+_ROUTING_ATTRS = ("num_layers", "num_experts", "top_k", "scoring", "num_groups",
+                  "topk_groups", "renormalize", "routed_scaling_factor")
+_TOKEN_DATASETS = ("router/logits", "router/topk_ids", "router/topk_weights")
+_MERGED_DATASETS = _TOKEN_DATASETS + ("load/counts", "steps/phase",
+                                      "router/e_score_correction_bias")
+
+
+def _logits_dtype(ds):
+    """The recorder's name of a logits dataset's stored type."""
+    t = ds.id.get_type()
+    if t.get_size() == 4:
+        return "float32"
+    return "bfloat16" if t.get_ebias() == 127 else "float16"
+
+
+def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
+    """Merge per-rank recordings into one trace: step s of OUTPUT holds
+    step s of every input, in the order given, and each token's
+    /tokens/src_rank is its input's index (or the input's own src_rank
+    where it has one).  A step is a forward pass of the whole EP group, so
+    every rank must have recorded every pass (0 tokens where it had none):
+    the inputs must agree on the routing attributes, the model, the number
+    of steps, the datasets present and the bias.  A step's phase is the
+    ranks' common phase, among the ranks with tokens, else mixed (2).
+    Counts-only inputs (add_counts) are summed per step.  Returns the
+    number of steps; raises ValueError naming the input at fault."""
+    inputs = [os.fspath(p) for p in inputs]
+    if not inputs:
+        raise ValueError("merge_ranks: no inputs")
+    files = []
+    try:
+        for p in inputs:
+            try:
+                files.append(h5py.File(p, "r"))
+            except OSError as e:
+                raise ValueError(f"{p}: cannot open as HDF5 ({e})") from None
+        f0, p0 = files[0], inputs[0]
+        names = {n for n in _MERGED_DATASETS if n in f0}
+        offs = []
+        for p, f in zip(inputs, files):
+            for k in _ROUTING_ATTRS + ("model",):
+                if k not in f.attrs:
+                    raise ValueError(f"{p}: no root attribute '{k}'")
+                if f.attrs[k] != f0.attrs[k]:
+                    raise ValueError(f"{p}: {k} = {f.attrs[k]!r}, {p0} has {f0.attrs[k]!r}")
+            mine = {n for n in _MERGED_DATASETS if n in f}
+            if mine != names:
+                raise ValueError(f"{p}: datasets {sorted(mine)}, {p0} has {sorted(names)}")
+            if "steps/token_offset" not in f:
+                raise ValueError(f"{p}: no /steps/token_offset")
+            offs.append(np.asarray(f["steps/token_offset"][...], np.int64))
+            if len(offs[-1]) != len(offs[0]):
+                raise ValueError(f"{p}: {len(offs[-1]) - 1} steps, {p0} has "
+                                 f"{len(offs[0]) - 1} (every rank records every pass)")
+        bias = None
+        if "router/e_score_correction_bias" in names:
+            bias = f0["router/e_score_correction_bias"][...]
+            for p, f in zip(inputs[1:], files[1:]):
+                if not np.array_equal(f["router/e_score_correction_bias"][...], bias):
+                    raise ValueError(f"{p}: e_score_correction_bias differs from {p0}'s")
+        a = f0.attrs
+        dtype = _logits_dtype(f0["router/logits"]) if "router/logits" in names else "float32"
+        mc = a.get("model_config")
+        if isinstance(mc, bytes):
+            mc = mc.decode()
+        src = source if source is not None else (
+            f"eplb_record.merge_ranks of {len(inputs)} ranks: " +
+            "; ".join(os.path.basename(p) for p in inputs))
+        counts_only = "load/counts" in names and not (names & set(_TOKEN_DATASETS))
+        rec = TraceRecorder(output, model=a["model"], num_layers=int(a["num_layers"]),
+                            num_experts=int(a["num_experts"]), top_k=int(a["top_k"]),
+                            scoring=str(a["scoring"]), num_groups=int(a["num_groups"]),
+                            topk_groups=int(a["topk_groups"]),
+                            renormalize=bool(a["renormalize"]),
+                            routed_scaling_factor=float(a["routed_scaling_factor"]),
+                            source=src[:255], bias=bias, logits_dtype=dtype,
+                            model_config=mc, record_logits="router/logits" in names,
+                            threads=threads, deflate=deflate)
+        with rec:
+            S = len(offs[0]) - 1
+            for s in range(S):
+                ts = [int(o[s + 1] - o[s]) for o in offs]
+                phase = None
+                if "steps/phase" in names:
+                    ph = [int(f["steps/phase"][s]) for f in files]
+                    busy = {p for p, t in zip(ph, ts) if t} or {ph[0]}
+                    phase = busy.pop() if len(busy) == 1 else 2
+                if counts_only:
+                    c = sum(np.asarray(f["load/counts"][s], np.int64) for f in files)
+                    rec.add_counts(c, tokens=sum(ts), phase=phase)
+                    continue
+                parts = {}
+                for n in names & set(_TOKEN_DATASETS):
+                    key = n.split("/")[1]
+                    parts[key] = np.concatenate(
+                        [f[n][o[s]:o[s + 1]] for f, o in zip(files, offs)])
+                ranks = [np.asarray(f["tokens/src_rank"][o[s]:o[s + 1]])
+                         if "tokens/src_rank" in f else np.full(t, r, np.int64)
+                         for r, (f, o, t) in enumerate(zip(files, offs, ts))]
+                rec.add_step(**parts, phase=phase, src_rank=np.concatenate(ranks))
+        return len(offs[0]) - 1
+    finally:
+        for f in files:
+            f.close()
 
 
 def _bench(argv):

@@ -43,7 +43,11 @@ static void usage(FILE *f)
             "  --top-k K              sglang-counts: experts per token (default 8)\n"
             "  --model NAME           sglang-counts: model attribute (default\n"
             "                         DeepSeek-V3)\n"
-            "  -h, --help             this help\n");
+            "  -h, --help             this help\n"
+            "\n"
+            "To record a trace from a running server (router logits, top-k ids or\n"
+            "per-step counts, one file per rank, then merged), use the Python module\n"
+            "traces/eplb_record.py (traces/FORMAT.md).\n");
 }
 
 /* 1 when writing `out` would overwrite an input: the SGLang file itself,

@@ -13,6 +13,7 @@ failed recording leaves no file.  Exits non-zero on any mismatch."""
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -337,6 +338,21 @@ with h5py.File(merged, "r") as f:
     # no tokens anywhere -> rank 0's; decode, prefill (rank 2 empty) -> mixed
     assert list(f["steps/phase"][...]) == [0, 1, 1, 2], list(f["steps/phase"][...])
     assert "merge_ranks of 3 ranks" in f.attrs["source"]
+# the command line: python3 eplb_record.py merge OUT IN...
+cli = [sys.executable, os.path.join(sys.argv[1], "traces", "eplb_record.py"), "merge"]
+r = subprocess.run(cli + [merged + "2"] + rank_files, capture_output=True, text=True)
+assert r.returncode == 0 and "4 steps of 3 ranks" in r.stdout, (r.returncode, r.stdout, r.stderr)
+with open(merged, "rb") as a, open(merged + "2", "rb") as b:
+    assert a.read() == b.read(), "merge on the command line differs from merge_ranks"
+os.remove(merged + "2")
+r = subprocess.run(cli + [merged + "2", rank_files[0], "no-such.h5"], capture_output=True,
+                   text=True)
+assert r.returncode == 1 and "no-such.h5" in r.stderr, (r.returncode, r.stderr)
+assert not os.path.exists(merged + "2")
+r = subprocess.run(cli + [merged + "2"], capture_output=True, text=True)
+assert r.returncode == 2 and "usage" in r.stderr, (r.returncode, r.stderr)
+expect_error(lambda: merge_ranks(rank_files, rank_files[1]), "rank1.h5",
+             "output is one of the inputs")
 for p in rank_files:
     os.remove(p)
 rank_files = []

@@ -55,6 +55,7 @@ or a JSON string.
 
 import json
 import os
+import sys
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -668,6 +669,10 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
     inputs = [os.fspath(p) for p in inputs]
     if not inputs:
         raise ValueError("merge_ranks: no inputs")
+    out_real = os.path.realpath(os.fspath(output))
+    for p in inputs:
+        if os.path.realpath(p) == out_real:
+            raise ValueError(f"{p}: the output is one of the inputs")
     files = []
     try:
         for p in inputs:
@@ -786,10 +791,28 @@ def _bench(argv):
                           "file_bytes": size}))
 
 
-if __name__ == "__main__":
-    import sys
+_USAGE = """usage: python3 eplb_record.py merge OUT.h5 RANK0.h5 RANK1.h5 ...
+       python3 eplb_record.py bench [STEPS [TOKENS [DIR]]]
+(import the module to record; traces/FORMAT.md)"""
 
-    if sys.argv[1:2] != ["bench"]:
-        sys.exit(__doc__.split("\n\n")[0] + "\nusage: python3 eplb_record.py bench "
-                 "[STEPS [TOKENS [DIR]]]  (import it to record; traces/FORMAT.md)")
-    _bench(sys.argv[2:])
+
+def _main(argv):
+    """The command line: merge (merge_ranks) or bench; returns the exit
+    status (0 ok, 1 refused input, 2 usage)."""
+    if argv[:1] == ["bench"]:
+        _bench(argv[1:])
+        return 0
+    if argv[:1] == ["merge"] and len(argv) >= 3:
+        try:
+            n = merge_ranks(argv[2:], argv[1])
+        except ValueError as e:
+            print(f"eplb_record.py merge: {e}", file=sys.stderr)
+            return 1
+        print(f"eplb_record.py merge: wrote {argv[1]}: {n} steps of {len(argv) - 2} ranks")
+        return 0
+    print(__doc__.split("\n\n")[0] + "\n" + _USAGE, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

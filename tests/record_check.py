@@ -253,12 +253,13 @@ os.remove(bad)
 # add_step keeps what it was given, not a view of the caller's array
 path = os.path.join(out, "reuse.h5")
 with TraceRecorder(path, **dict(kw, model="reuse")) as r:
-    arr = ok[0].copy()
-    r.add_step(arr)
-    arr += 1000  # the engine reuses its buffer
-    r.add_step(arr)
+    arr, given = ok[0].copy(), []
+    for _ in range(3):  # from the second on, rows are pending before the step
+        r.add_step(arr)
+        given.append(arr.copy())
+        arr += 1000  # the engine reuses its buffer
 with h5py.File(path, "r") as f:
-    assert np.array_equal(f["router/logits"][...], np.concatenate([ok[0], ok[0] + 1000]))
+    assert np.array_equal(f["router/logits"][...], np.concatenate(given))
 os.remove(path)
 # and a step longer than a chunk (32768 rows of 2 x 8 floats): its whole
 # chunks go out at once, the rows after them are kept as a copy
@@ -293,11 +294,24 @@ with TraceRecorder(path, model="counts", num_layers=3, num_experts=16, top_k=4,
     expect_error(lambda: r.add_counts(c[:2], tokens=10), "counts shape", "(3, 16)")
     expect_error(lambda: r.add_counts(c, tokens=10), "phase", "every step or none")
     expect_error(lambda: r.add_step(np.zeros((1, 3, 16))), "counts-only", "every step or none")
+    for bad_t in (2.5, True, float("nan"), "4", None, np.array([4]), -1):
+        expect_error(lambda: r.add_counts(c * 0, tokens=bad_t, phase="decode"),
+                     "tokens must be an integer")
+    for bad_p in (np.array(1), [1], True, "train"):
+        expect_error(lambda: r.add_counts(c, tokens=10, phase=bad_p), "phase")
+    over = c.astype(np.uint64)
+    over[1, 2] = 1 << 31
+    expect_error(lambda: r.add_counts(over, tokens=1 << 40, phase="decode"), "layer 1",
+                 "expert 2", "2147483648")
+    expect_error(lambda: r.add_counts(c * 0, tokens=(1 << 39) + 1, phase="decode"),
+                 "past the trace's limits", str(1 << 39))
+    r.add_counts(want[0], tokens=np.int64(10), phase="decode")  # numpy ints are fine
+    want.append(want[0])
 with h5py.File(path, "r") as f:
     d = f["load/counts"]
     assert d.dtype == np.int32 and np.array_equal(d[...], np.stack(want))
-    assert list(f["steps/token_offset"][...]) == [0, 10, 10, 17, 42, 45, 57]
-    assert list(f["steps/phase"][...]) == [0, 1, 1, 1, 1, 1]
+    assert list(f["steps/token_offset"][...]) == [0, 10, 10, 17, 42, 45, 57, 67]
+    assert list(f["steps/phase"][...]) == [0, 1, 1, 1, 1, 1, 1]
     assert "router/logits" not in f and "router/topk_ids" not in f
 r = TraceRecorder(bad, **kw)
 r.add_step(ok[0])
@@ -347,13 +361,131 @@ with open(merged, "rb") as a, open(merged + "2", "rb") as b:
 os.remove(merged + "2")
 r = subprocess.run(cli + [merged + "2", rank_files[0], "no-such.h5"], capture_output=True,
                    text=True)
-assert r.returncode == 1 and "no-such.h5" in r.stderr, (r.returncode, r.stderr)
+assert r.returncode == 1 and r.stderr.startswith("eplb_record.py merge:") and \
+    "no-such.h5" in r.stderr, (r.returncode, r.stderr)
 assert not os.path.exists(merged + "2")
+r = subprocess.run(cli + [os.path.join(out, "no-dir", "m.h5"), rank_files[0]],
+                   capture_output=True, text=True)
+assert r.returncode == 1 and r.stderr.startswith("eplb_record.py merge:"), r.stderr
 r = subprocess.run(cli + [merged + "2"], capture_output=True, text=True)
 assert r.returncode == 2 and "usage" in r.stderr, (r.returncode, r.stderr)
+# a damaged chunk in an input: h5py's OSError, said as such, no traceback
+damaged = os.path.join(out, "damaged.h5")
+with open(rank_files[1], "rb") as f:
+    raw = bytearray(f.read())
+with h5py.File(rank_files[1], "r") as f:
+    ci = f["router/logits"].id.get_chunk_info(0)
+raw[ci.byte_offset + 8:ci.byte_offset + 40] = b"\xff" * 32
+with open(damaged, "wb") as f:
+    f.write(raw)
+r = subprocess.run(cli + [merged + "2", rank_files[0], damaged], capture_output=True, text=True)
+assert r.returncode == 1 and r.stderr.startswith("eplb_record.py merge:") and \
+    "Traceback" not in r.stderr, (r.returncode, r.stderr)
+assert not os.path.exists(merged + "2")
+os.remove(damaged)
+# a forgotten OUT would be rank 0's file: an existing OUT needs --force
+with open(rank_files[0], "rb") as f:
+    before = f.read()
+r = subprocess.run(cli + rank_files, capture_output=True, text=True)
+assert r.returncode == 2 and "--force" in r.stderr, (r.returncode, r.stderr)
+with open(rank_files[0], "rb") as f:
+    assert f.read() == before
+r = subprocess.run(cli[:-1] + ["merge", "--force", merged] + rank_files, capture_output=True,
+                   text=True)
+assert r.returncode == 0, r.stderr
 expect_error(lambda: merge_ranks(rank_files, rank_files[1]), "rank1.h5",
              "output is one of the inputs")
+link = os.path.join(out, "link.h5")
+os.symlink(os.path.basename(rank_files[2]), link)
+expect_error(lambda: merge_ranks(rank_files, link), "rank2.h5", "output is one of the inputs")
+os.remove(link)
 for p in rank_files:
+    os.remove(p)
+
+
+def ranks_of(tag, n, per_rank=None, steps=2):
+    """n rank files of a small trace, written with the recorder; per_rank
+    {r: recorder options} for rank r."""
+    paths = []
+    for r in range(n):
+        p = os.path.join(out, f"{tag}{r}.h5")
+        k = dict(kw, model="ranks")
+        k.update((per_rank or {}).get(r, {}))
+        with TraceRecorder(p, **k) as rec:
+            for s in range(steps):
+                rec.add_step(ok[(r + s) % 3][: 1 + r + s])
+        paths.append(p)
+    return paths
+
+
+m2 = os.path.join(out, "m2.h5")
+# what the inputs must agree on: bias, datasets, logits type, model_config
+b1 = np.full((2, 8), 0.25, np.float32)
+pa = ranks_of("bias", 2, {0: dict(bias=b1), 1: dict(bias=b1)})
+assert merge_ranks(pa, m2) == 2
+with h5py.File(m2, "r") as f:
+    assert np.array_equal(f["router/e_score_correction_bias"][...], b1)
+pb = ranks_of("biasb", 2, {0: dict(bias=b1), 1: dict(bias=b1 * 2)})
+expect_error(lambda: merge_ranks(pb, m2), "biasb1.h5", "e_score_correction_bias")
+pc = ranks_of("nobias", 2)
+expect_error(lambda: merge_ranks([pa[0], pc[0]], m2), "nobias0.h5", "datasets")
+pd = ranks_of("bf", 2, {0: dict(logits_dtype="bfloat16"), 1: dict(logits_dtype="bfloat16")})
+assert merge_ranks(pd, m2) == 2
+with h5py.File(m2, "r") as f:
+    assert f["router/logits"].id.get_type().get_size() == 2  # still bfloat16
+expect_error(lambda: merge_ranks([pd[0], pc[0]], m2), "nobias0.h5", "float32",
+             "bfloat16")
+pe = ranks_of("mc", 2, {1: dict(model_config='{"hidden_size": 64}')})
+assert merge_ranks(pe, m2) == 2  # the one model_config there is
+with h5py.File(m2, "r") as f:
+    assert json.loads(f.attrs["model_config"]) == {"hidden_size": 64}
+    assert f.attrs["source"].endswith("rank 0: t"), f.attrs["source"]
+pf = ranks_of("mcx", 2, {0: dict(model_config='{"hidden_size": 32}'),
+                         1: dict(model_config='{"hidden_size": 64}')})
+expect_error(lambda: merge_ranks(pf, m2), "mcx1.h5", "model_config")
+# every input with its own src_rank: kept; some only: refused
+pg = []
+for r in range(2):
+    p = os.path.join(out, f"own{r}.h5")
+    with TraceRecorder(p, **dict(kw, model="ranks")) as rec:
+        rec.add_step(ok[0], src_rank=[5 + r] * 3)
+    pg.append(p)
+assert merge_ranks(pg, m2) == 1
+with h5py.File(m2, "r") as f:
+    assert list(f["tokens/src_rank"][...]) == [5, 5, 5, 6, 6, 6]
+ph_ = os.path.join(out, "own_none.h5")
+with TraceRecorder(ph_, **dict(kw, model="ranks")) as rec:
+    rec.add_step(ok[0])
+expect_error(lambda: merge_ranks([pg[0], ph_], m2), "own_none.h5", "datasets")
+# fixed-length string attributes (FORMAT.md allows them) are read as text
+for p in pc:
+    with h5py.File(p, "a") as f:
+        for k in ("model", "scoring", "source"):
+            v = f.attrs[k]
+            del f.attrs[k]
+            f.attrs.create(k, np.bytes_(v.encode()), dtype=h5py.string_dtype("ascii", len(v)))
+assert merge_ranks(pc, m2) == 2
+with h5py.File(m2, "r") as f:
+    assert f.attrs["model"] == "ranks" and f.attrs["scoring"] == "softmax"
+# m2 steps over what the replay holds (8192 tokens of 4096 layers x
+# top-16) are refused from the offsets, before any data is read: files
+# that declare 4100 tokens of ids a rank and hold no chunks
+pi = []
+for r in range(2):
+    p = os.path.join(out, f"big{r}.h5")
+    with h5py.File(p, "w") as f:
+        f.attrs.update(dict(eplb_trace_version=1, model="m", num_layers=4096, num_experts=16,
+                            top_k=16, scoring="softmax", num_groups=1, topk_groups=1,
+                            renormalize=0, routed_scaling_factor=1.0, source="t"))
+        f["steps/token_offset"] = np.array([0, 4100], np.int64)
+        f.create_dataset("router/topk_ids", shape=(4100, 4096, 16), dtype=np.uint8,
+                         chunks=(16, 4096, 16))
+    pi.append(p)
+os.remove(m2)
+expect_error(lambda: merge_ranks(pi, m2), "step 0", "[4100, 4100]", "8200",
+             "merge fewer ranks")
+assert not os.path.exists(m2)
+for p in pa + pb + pc + pd + pe + pf + pg + pi + [ph_]:
     os.remove(p)
 rank_files = []
 for r in range(2):  # counts-only ranks are summed
@@ -378,6 +510,20 @@ expect_error(lambda: merge_ranks([rank_files[0], p], cmerged), "other.h5", "1 st
              "has 3")
 for q in rank_files + [p, cmerged]:
     os.remove(q)  # merged.h5 stays: test_h5py.c replays it with --select local
+
+# the logits' check runs in parts on the pool: with 4 threads whatever the
+# machine, steps of 0, 1, 3 and 9 rows, the bad value in the last row
+with TraceRecorder(bad, **kw, threads=4) as r:
+    for T in (0, 1, 3, 9):
+        x = rng.normal(size=(T, 2, 8)).astype(np.float32)
+        r.add_step(x)
+        if T:
+            x[T - 1, 1, 6] = np.inf
+            expect_error(lambda: r.add_step(x), f"token {T - 1}", "layer 1", "expert 6")
+os.remove(bad)
+r = TraceRecorder(bad, **kw)
+expect_error(lambda: r.add_step(ok[0], src_rank=[0.0, 1.0, 2.0]), "src_rank", "integers")
+r.abort()
 
 # a step past what the replay holds (tokens x L x K x 4 bytes <= 2 GiB) is
 # refused before it is read: 8193 tokens of 4096 layers x top-16

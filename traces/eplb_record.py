@@ -28,7 +28,9 @@ for a list of gate modules, in layer order.  `add_counts(counts, tokens)`
 records a step as its expert loads alone ([L, E]): a counts-only trace,
 the lightest record, for the simulator and the policies.
 `merge_ranks(paths, out)` makes one trace of per-rank recordings of the
-same passes (step s of every rank, src_rank = the file's index).
+same passes (step s of every rank, src_rank = the file's index unless
+every file has its own); `python3 eplb_record.py merge OUT IN...` does
+the same from a shell.
 
 The file is written as PATH.tmp.PID and renamed to PATH by close(); until
 then nothing exists under PATH, and abort() (or an exception inside
@@ -54,6 +56,7 @@ or a JSON string.
 """
 
 import json
+import operator
 import os
 import sys
 import warnings
@@ -178,22 +181,42 @@ class _Column:
         return zlib.compress(b.tobytes(), self.level)
 
     def _write(self, whole_chunks):
+        """Write the pending rows' whole chunks (and the last part chunk at
+        the end); whole chunks inside one piece are slices of it, only a
+        chunk made of several pieces is copied together."""
         if not self.npending:
             return
-        a = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        n = (len(a) // self.rows) * self.rows if whole_chunks else len(a)
-        if n == 0:
+        parts, carry, ncarry = [], [], 0
+        for a in self.pending:
+            i = 0
+            if ncarry:  # complete the chunk begun by earlier pieces
+                i = min(self.rows - ncarry, len(a))
+                carry.append(a[:i])
+                ncarry += i
+                if ncarry == self.rows:
+                    parts.append(np.concatenate(carry))
+                    carry, ncarry = [], 0
+            while len(a) - i >= self.rows:
+                parts.append(a[i:i + self.rows])
+                i += self.rows
+            if i < len(a):
+                carry.append(a[i:])
+                ncarry += len(a) - i
+        if ncarry and not whole_chunks:
+            parts.append(np.concatenate(carry))
+            carry, ncarry = [], 0
+        if not parts:
             return
-        out, rest = a[:n], a[n:]
-        parts = [out[i:i + self.rows] for i in range(0, n, self.rows)]
-        blobs = list(self.pool.map(self._chunk_bytes, parts))
+        n = sum(len(x) for x in parts)
         self.ds.resize((self.written + n,) + self.row_shape)
         zeros = (0,) * len(self.row_shape)
-        for j, blob in enumerate(blobs):
+        # each chunk stored as soon as it (and those before it) is ready
+        for j, blob in enumerate(self.pool.map(self._chunk_bytes, parts)):
             self.ds.id.write_direct_chunk((self.written + j * self.rows,) + zeros, blob)
         self.written += n
-        self.pending = [rest.copy()] if len(rest) else []  # not a view of the step
-        self.npending = len(rest)
+        # what is left is kept as a copy: the last piece may be the caller's
+        self.pending = [np.concatenate(carry)] if carry else []
+        self.npending = ncarry
 
     def flush(self):
         self._write(whole_chunks=False)
@@ -243,6 +266,10 @@ class TraceRecorder:
             raise ValueError("logits_dtype: 'float32', 'float16' or 'bfloat16' "
                              f"(got {logits_dtype!r})")
         self.path = os.fspath(path)
+        if os.path.isdir(self.path):
+            raise ValueError(f"{self.path}: is a directory")
+        if not os.path.isdir(os.path.dirname(self.path) or "."):
+            raise ValueError(f"{self.path}: no directory {os.path.dirname(self.path)!r}")
         self.L, self.E, self.K = L, E, K
         self.logits_dtype = logits_dtype
         self.record_logits = bool(record_logits)
@@ -398,7 +425,8 @@ class TraceRecorder:
                 self.logits_dtype, float(np.finfo(np.float32).max))
             # one pass on the pool's threads (numpy lets go of the GIL): |x|
             # <= lim is false for NaN, Inf and what the stored type cannot hold
-            n = max(1, len(lg) // max(1, self.nthreads))
+            n = -(-len(lg) // self.nthreads)  # a part per thread, of at most 4 Mi values
+            n = max(1, min(n, (4 << 20) // (self.L * self.E)))
             parts = [lg[i:i + n] for i in range(0, len(lg), n)]
             fine = all(self.pool.map(lambda a: bool((np.abs(a) <= lim).all()), parts))
             bad = ~np.isfinite(lg) if not fine else np.zeros(0, bool)
@@ -488,9 +516,14 @@ class TraceRecorder:
                              f"({self.L}, {self.E})")
         if c.size and c.dtype.kind not in "iu":
             raise ValueError(f"step {s}: counts must be integers (got {c.dtype})")
-        T = int(tokens)
-        if T != tokens or T < 0:
-            raise ValueError(f"step {s}: tokens must be an integer >= 0 (got {tokens})")
+        try:
+            if isinstance(tokens, (bool, np.bool_)):
+                raise TypeError
+            T = operator.index(tokens)  # ints and numpy ints, not 2.5, "4" or nan
+        except TypeError:
+            T = -1
+        if T < 0:
+            raise ValueError(f"step {s}: tokens must be an integer >= 0 (got {tokens!r})")
         bad = (c < 0) | (c > np.iinfo(np.int32).max)
         if bad.any():
             l, e = (int(v) for v in np.argwhere(bad)[0])
@@ -589,10 +622,13 @@ class TraceRecorder:
         """The step's phase code (None: not given), checked."""
         ph = None
         if phase is not None:
-            if phase not in _PHASES:
+            try:
+                ph = None if isinstance(phase, (bool, np.bool_)) else _PHASES.get(phase)
+            except TypeError:  # unhashable: an array or a list
+                ph = None
+            if ph is None:
                 raise ValueError(f"step {self.steps}: phase must be prefill, decode, mixed "
                                  f"or 0/1/2 (got {phase!r})")
-            ph = _PHASES[phase]
         self._same_every_step("has_phase", ph is not None, "phase")
         return ph
 
@@ -643,7 +679,7 @@ class TraceRecorder:
 _ROUTING_ATTRS = ("num_layers", "num_experts", "top_k", "scoring", "num_groups",
                   "topk_groups", "renormalize", "routed_scaling_factor")
 _TOKEN_DATASETS = ("router/logits", "router/topk_ids", "router/topk_weights")
-_MERGED_DATASETS = _TOKEN_DATASETS + ("load/counts", "steps/phase",
+_MERGED_DATASETS = _TOKEN_DATASETS + ("load/counts", "steps/phase", "tokens/src_rank",
                                       "router/e_score_correction_bias")
 
 
@@ -655,17 +691,29 @@ def _logits_dtype(ds):
     return "bfloat16" if t.get_ebias() == 127 else "float16"
 
 
+def _attr(f, k):
+    """A root attribute, fixed-length strings (numpy bytes) decoded."""
+    v = f.attrs.get(k)
+    return v.decode() if isinstance(v, (bytes, np.bytes_)) else v
+
+
 def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
     """Merge per-rank recordings into one trace: step s of OUTPUT holds
     step s of every input, in the order given, and each token's
-    /tokens/src_rank is its input's index (or the input's own src_rank
-    where it has one).  A step is a forward pass of the whole EP group, so
+    /tokens/src_rank is its input's index, or, where every input has its
+    own src_rank, that.  A step is a forward pass of the whole EP group, so
     every rank must have recorded every pass (0 tokens where it had none):
-    the inputs must agree on the routing attributes, the model, the number
-    of steps, the datasets present and the bias.  A step's phase is the
-    ranks' common phase, among the ranks with tokens, else mixed (2).
-    Counts-only inputs (add_counts) are summed per step.  Returns the
-    number of steps; raises ValueError naming the input at fault."""
+    the inputs must agree on the routing attributes, the model, the logits
+    type, the number of steps, the datasets present, the bias and the
+    model_config (where more than one has one), and no merged step may hold
+    more tokens than the replay takes.  A step's phase is the ranks' common
+    phase among the ranks with tokens, else mixed (2); input 0's where no
+    rank had tokens.  Counts-only inputs (add_counts) are summed per step;
+    /load/counts beside per-token data is dropped with a warning (the
+    replay derives it).  Reads one step at a time.  Returns the number of
+    steps.  Inputs that disagree raise ValueError naming the input; a value
+    the recorder refuses (NaN in an input another tool wrote) names the
+    merged step."""
     inputs = [os.fspath(p) for p in inputs]
     if not inputs:
         raise ValueError("merge_ranks: no inputs")
@@ -682,16 +730,25 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
                 raise ValueError(f"{p}: cannot open as HDF5 ({e})") from None
         f0, p0 = files[0], inputs[0]
         names = {n for n in _MERGED_DATASETS if n in f0}
-        offs = []
+        dtype = _logits_dtype(f0["router/logits"]) if "router/logits" in names else "float32"
+        offs, mc, mc_from = [], None, None
         for p, f in zip(inputs, files):
             for k in _ROUTING_ATTRS + ("model",):
                 if k not in f.attrs:
                     raise ValueError(f"{p}: no root attribute '{k}'")
-                if f.attrs[k] != f0.attrs[k]:
-                    raise ValueError(f"{p}: {k} = {f.attrs[k]!r}, {p0} has {f0.attrs[k]!r}")
+                if _attr(f, k) != _attr(f0, k):
+                    raise ValueError(f"{p}: {k} = {_attr(f, k)!r}, {p0} has {_attr(f0, k)!r}")
             mine = {n for n in _MERGED_DATASETS if n in f}
             if mine != names:
                 raise ValueError(f"{p}: datasets {sorted(mine)}, {p0} has {sorted(names)}")
+            if "router/logits" in names and _logits_dtype(f["router/logits"]) != dtype:
+                raise ValueError(f"{p}: logits stored as {_logits_dtype(f['router/logits'])}, "
+                                 f"{p0}'s as {dtype}")
+            m = _attr(f, "model_config")
+            if m is not None and mc is not None and m != mc:
+                raise ValueError(f"{p}: model_config differs from {mc_from}'s")
+            if m is not None and mc is None:
+                mc, mc_from = m, p
             if "steps/token_offset" not in f:
                 raise ValueError(f"{p}: no /steps/token_offset")
             offs.append(np.asarray(f["steps/token_offset"][...], np.int64))
@@ -704,18 +761,35 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
             for p, f in zip(inputs[1:], files[1:]):
                 if not np.array_equal(f["router/e_score_correction_bias"][...], bias):
                     raise ValueError(f"{p}: e_score_correction_bias differs from {p0}'s")
+        token_data = sorted(names & set(_TOKEN_DATASETS))
+        counts_only = "load/counts" in names and not token_data
+        if "load/counts" in names and token_data:
+            warnings.warn(f"{p0}: /load/counts beside per-token data is not merged (the "
+                          "replay derives the counts)", stacklevel=2)
+        tok = np.stack([np.diff(o) for o in offs])  # [ranks, steps]
         a = f0.attrs
-        dtype = _logits_dtype(f0["router/logits"]) if "router/logits" in names else "float32"
-        mc = a.get("model_config")
-        if isinstance(mc, bytes):
-            mc = mc.decode()
+        L, K = int(a["num_layers"]), int(a["top_k"])
+        if token_data:  # the merged steps against the replay's limit, before any work
+            lim = MAX_STEP_ID_BYTES // (L * K * 4)
+            big = np.flatnonzero(tok.sum(axis=0) > lim)
+            if big.size:
+                s = int(big[0])
+                raise ValueError(f"step {s}: the ranks' {tok[:, s].tolist()} tokens make "
+                                 f"{int(tok[:, s].sum())}, more than the {lim} the replay "
+                                 f"holds for {L} layers x top-{K}: merge fewer ranks")
+        first = _attr(f0, "source") or ""
         src = source if source is not None else (
-            f"eplb_record.merge_ranks of {len(inputs)} ranks: " +
-            "; ".join(os.path.basename(p) for p in inputs))
-        counts_only = "load/counts" in names and not (names & set(_TOKEN_DATASETS))
-        rec = TraceRecorder(output, model=a["model"], num_layers=int(a["num_layers"]),
-                            num_experts=int(a["num_experts"]), top_k=int(a["top_k"]),
-                            scoring=str(a["scoring"]), num_groups=int(a["num_groups"]),
+            f"eplb_record.merge_ranks of {len(inputs)} ranks (" +
+            "; ".join(os.path.basename(p) for p in inputs) + f"); rank 0: {first}")
+        phases = ([np.asarray(f["steps/phase"][...], np.int64) for f in files]
+                  if "steps/phase" in names else None)
+        # the datasets opened once: a dataset opened per step loses HDF5's
+        # chunk cache, and each read inflates its chunk again
+        dsets = [{n: f[n] for n in token_data + ["load/counts", "tokens/src_rank"] if n in f}
+                 for f in files]
+        rec = TraceRecorder(output, model=_attr(f0, "model"), num_layers=L,
+                            num_experts=int(a["num_experts"]), top_k=K,
+                            scoring=_attr(f0, "scoring"), num_groups=int(a["num_groups"]),
                             topk_groups=int(a["topk_groups"]),
                             renormalize=bool(a["renormalize"]),
                             routed_scaling_factor=float(a["routed_scaling_factor"]),
@@ -723,26 +797,23 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
                             model_config=mc, record_logits="router/logits" in names,
                             threads=threads, deflate=deflate)
         with rec:
-            S = len(offs[0]) - 1
-            for s in range(S):
-                ts = [int(o[s + 1] - o[s]) for o in offs]
+            for s in range(len(offs[0]) - 1):
+                ts = tok[:, s].tolist()
                 phase = None
-                if "steps/phase" in names:
-                    ph = [int(f["steps/phase"][s]) for f in files]
-                    busy = {p for p, t in zip(ph, ts) if t} or {ph[0]}
+                if phases is not None:
+                    ph = [int(x[s]) for x in phases]
+                    busy = {q for q, t in zip(ph, ts) if t} or {ph[0]}
                     phase = busy.pop() if len(busy) == 1 else 2
                 if counts_only:
-                    c = sum(np.asarray(f["load/counts"][s], np.int64) for f in files)
+                    c = sum(np.asarray(d["load/counts"][s], np.int64) for d in dsets)
                     rec.add_counts(c, tokens=sum(ts), phase=phase)
                     continue
-                parts = {}
-                for n in names & set(_TOKEN_DATASETS):
-                    key = n.split("/")[1]
-                    parts[key] = np.concatenate(
-                        [f[n][o[s]:o[s + 1]] for f, o in zip(files, offs)])
-                ranks = [np.asarray(f["tokens/src_rank"][o[s]:o[s + 1]])
-                         if "tokens/src_rank" in f else np.full(t, r, np.int64)
-                         for r, (f, o, t) in enumerate(zip(files, offs, ts))]
+                parts = {n.split("/")[1]: np.concatenate([d[n][o[s]:o[s + 1]]
+                                                          for d, o in zip(dsets, offs)])
+                         for n in token_data}
+                ranks = [np.asarray(d["tokens/src_rank"][o[s]:o[s + 1]])
+                         if "tokens/src_rank" in d else np.full(t, r, np.int64)
+                         for r, (d, o, t) in enumerate(zip(dsets, offs, ts))]
                 rec.add_step(**parts, phase=phase, src_rank=np.concatenate(ranks))
         return len(offs[0]) - 1
     finally:
@@ -791,24 +862,31 @@ def _bench(argv):
                           "file_bytes": size}))
 
 
-_USAGE = """usage: python3 eplb_record.py merge OUT.h5 RANK0.h5 RANK1.h5 ...
+_USAGE = """usage: python3 eplb_record.py merge [--force] OUT.h5 RANK0.h5 RANK1.h5 ...
        python3 eplb_record.py bench [STEPS [TOKENS [DIR]]]
 (import the module to record; traces/FORMAT.md)"""
 
 
 def _main(argv):
     """The command line: merge (merge_ranks) or bench; returns the exit
-    status (0 ok, 1 refused input, 2 usage)."""
+    status (0 ok, 1 refused input or failed write, 2 usage)."""
     if argv[:1] == ["bench"]:
         _bench(argv[1:])
         return 0
-    if argv[:1] == ["merge"] and len(argv) >= 3:
+    force = argv[1:2] == ["--force"]
+    args = argv[2:] if force else argv[1:]
+    if argv[:1] == ["merge"] and len(args) >= 2:
+        out, ins = args[0], args[1:]
+        if os.path.lexists(out) and not force:  # a forgotten OUT is rank 0's file
+            print(f"eplb_record.py merge: {out} exists (--force to replace it)",
+                  file=sys.stderr)
+            return 2
         try:
-            n = merge_ranks(argv[2:], argv[1])
-        except ValueError as e:
+            n = merge_ranks(ins, out)
+        except (ValueError, OSError) as e:
             print(f"eplb_record.py merge: {e}", file=sys.stderr)
             return 1
-        print(f"eplb_record.py merge: wrote {argv[1]}: {n} steps of {len(argv) - 2} ranks")
+        print(f"eplb_record.py merge: wrote {out}: {n} steps of {len(ins)} ranks")
         return 0
     print(__doc__.split("\n\n")[0] + "\n" + _USAGE, file=sys.stderr)
     return 2

@@ -24,17 +24,17 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: eplb-replay info TRACE.h5 [--json] [--no-skew]\n\n"
-            "Describe a trace: model attributes, steps, tokens, levels present (logits,\n"
-            "topk_ids, counts), logits dtype, stored and raw dataset sizes, and the load\n"
-            "skew per layer (max/mean expert load over the whole trace, from topk_ids if\n"
-            "present, else counts, else by routing the logits).\n\n"
-            "  --json      one JSON object on stdout (keys: num_layers, num_experts, top_k,\n"
-            "              num_steps, num_tokens, levels, scoring, dtype, sizes,\n"
-            "              skew_per_layer, skew_max, ...)\n"
-            "  --no-skew   skip the load pass (reads no bulk data)\n"
-            "  -h, --help  this text\n");
+    fprintf(f, "usage: eplb-replay info TRACE.h5 [--json] [--no-skew]\n\n"
+               "Describe a trace: model attributes, steps, tokens, levels present (logits,\n"
+               "topk_ids, counts), logits dtype, stored and raw dataset sizes, and the load\n"
+               "skew per layer (max/mean expert load over the whole trace, from topk_ids if\n"
+               "present, else counts, else by routing the logits), and where the trace has\n"
+               "/tokens/src_rank how many ranks have tokens and how many each.\n\n"
+               "  --json      one JSON object on stdout (keys: num_layers, num_experts, top_k,\n"
+               "              num_steps, num_tokens, levels, scoring, dtype, sizes,\n"
+               "              skew_per_layer, skew_max, src_ranks, ...)\n"
+               "  --no-skew   skip the load and rank pass (reads no bulk data)\n"
+               "  -h, --help  this text\n");
 }
 
 /* Tokens per batch: a multiple of the chunk rows, about BATCH_BYTES. */
@@ -142,6 +142,54 @@ static eplb_status_t check_phase(const eplb_trace_t *tr)
     return st;
 }
 
+/* Tokens per source rank, from /tokens/src_rank (the load pass reads bulk
+ * data anyway): a merged recording (traces/eplb_record.py merge_ranks)
+ * shows whether every rank made it. */
+typedef struct {
+    int have;           /* 0: no src_rank, or not read (--no-skew) */
+    int ranks;          /* ranks with at least one token */
+    int lo, hi;         /* lowest and highest of them */
+    int64_t tmin, tmax; /* fewest and most tokens of one of them */
+} rank_summary_t;
+
+static eplb_status_t rank_tokens(rank_summary_t *rs, const eplb_trace_t *tr)
+{
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    memset(rs, 0, sizeof *rs);
+    if (!in->has_src_rank)
+        return EPLB_OK;
+    enum { B = 1 << 20, NR = 1 << 16 };
+    uint16_t *r = malloc(B * sizeof *r);
+    int64_t *per = calloc(NR, sizeof *per);
+    eplb_status_t st = EPLB_OK;
+    if (!r || !per) {
+        st = eplb_error_set(EPLB_ERR_NOMEM, "src_rank: out of memory");
+        goto out;
+    }
+    for (int64_t t = 0; st == EPLB_OK && t < in->num_tokens; t += B) {
+        int64_t n = in->num_tokens - t < B ? in->num_tokens - t : B;
+        st = eplb_trace_read_src_rank(tr, r, t, t + n);
+        for (int64_t i = 0; st == EPLB_OK && i < n; i++)
+            per[r[i]]++;
+    }
+    for (int k = 0; st == EPLB_OK && k < NR; k++) {
+        if (!per[k])
+            continue;
+        if (!rs->ranks++) {
+            rs->lo = k;
+            rs->tmin = rs->tmax = per[k];
+        }
+        rs->hi = k;
+        rs->tmin = per[k] < rs->tmin ? per[k] : rs->tmin;
+        rs->tmax = per[k] > rs->tmax ? per[k] : rs->tmax;
+    }
+    rs->have = st == EPLB_OK;
+out:
+    free(r);
+    free(per);
+    return st;
+}
+
 static void skew_of(double *skew, const int64_t *load, int L, int E)
 {
     for (int l = 0; l < L; l++) {
@@ -159,7 +207,7 @@ static void skew_of(double *skew, const int64_t *load, int L, int E)
 static const char *level_names[] = {"logits", "topk_ids", "counts"};
 
 static void print_json(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *sz, int nsz,
-                       const double *skew, const char *skew_src)
+                       const double *skew, const char *skew_src, const rank_summary_t *rs)
 {
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     FILE *f = stdout;
@@ -212,6 +260,13 @@ static void print_json(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *
         fprintf(f, "%s\"%s\": {\"stored_bytes\": %llu, \"raw_bytes\": %llu}", i ? ", " : "",
                 sz[i].name, (unsigned long long)sz[i].stored, (unsigned long long)sz[i].raw);
     fputs("}}", f);
+    if (rs->have)
+        fprintf(f,
+                ", \"src_ranks\": {\"ranks\": %d, \"lowest\": %d, \"highest\": %d, "
+                "\"tokens_min\": %lld, \"tokens_max\": %lld}",
+                rs->ranks, rs->lo, rs->hi, (long long)rs->tmin, (long long)rs->tmax);
+    else
+        fputs(", \"src_ranks\": null", f);
     if (skew) {
         double mx = 0, mean = 0;
         fprintf(f, ", \"skew_source\": \"%s\", \"skew_per_layer\": [", skew_src);
@@ -247,7 +302,7 @@ static void put_escaped(const char *s)
 }
 
 static void print_text(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *sz, int nsz,
-                       const double *skew, const char *skew_src)
+                       const double *skew, const char *skew_src, const rank_summary_t *rs)
 {
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     const eplb_route_cfg_t *r = &in->route;
@@ -275,6 +330,9 @@ static void print_text(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *
            in->has_phase ? " (+phase)" : "", in->has_src_rank ? " (+src_rank)" : "");
     if (in->levels & EPLB_LEVEL_LOGITS)
         printf("logits dtype %s\n", eplb_dtype_name(in->logits_dtype));
+    if (rs->have)
+        printf("ranks        %d with tokens (src_rank %d..%d), %lld to %lld tokens each\n",
+               rs->ranks, rs->lo, rs->hi, (long long)rs->tmin, (long long)rs->tmax);
     printf("datasets     %-34s %14s %14s %7s\n", "", "stored bytes", "raw bytes", "ratio");
     for (int i = 0; i < nsz; i++)
         printf("             %-34s %14llu %14llu %7.2f\n", sz[i].name,
@@ -341,6 +399,7 @@ int eplb_cmd_info(int argc, char **argv)
     int64_t *load = NULL;
     double *skew = NULL;
     const char *skew_src = NULL;
+    rank_summary_t rs = {0};
     int rc = 0;
     EPLB_CHECK_GOTO(eplb_trace_dataset_sizes(tr, sz, MAX_SIZES, &nsz), st, out);
     if (do_skew) {
@@ -350,12 +409,13 @@ int eplb_cmd_info(int argc, char **argv)
         EPLB_ALLOC_GOTO(skew, st, out);
         EPLB_CHECK_GOTO(compute_load(load, &skew_src, tr), st, out);
         EPLB_CHECK_GOTO(check_phase(tr), st, out);
+        EPLB_CHECK_GOTO(rank_tokens(&rs, tr), st, out);
         skew_of(skew, load, in->num_layers, in->route.num_experts);
     }
     if (json)
-        print_json(tr, sz, nsz, skew, skew_src);
+        print_json(tr, sz, nsz, skew, skew_src, &rs);
     else
-        print_text(tr, sz, nsz, skew, skew_src);
+        print_text(tr, sz, nsz, skew, skew_src, &rs);
     /* a full disk or closed pipe must not pass for a description */
     if (fflush(stdout) != 0 || ferror(stdout))
         st = eplb_error_set(EPLB_ERR_IO, "stdout: write error: %s", strerror(errno));

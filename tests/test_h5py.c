@@ -177,10 +177,13 @@ Test(h5py, python_recorder_traces_replay)
     } more[] = {{"f16.h5", "\"dtype\": \"f16\", \"topk_id_bytes\": 2"},
                 {"idsonly.h5", "\"levels\": [\"topk_ids\"]"},
                 {"counts.h5", "\"levels\": [\"counts\"]"},
-                {"merged.h5", "\"has_src_rank\": true"}};
+                /* tokens of the 3 ranks of record_check.py: 5+3+0+2,
+                 * 4+0+0+6, 1+2+0+0 (info's rank pass, without --no-skew) */
+                {"merged.h5", "\"src_ranks\": {\"ranks\": 3, \"lowest\": 0, \"highest\": 2, "
+                              "\"tokens_min\": 3, \"tokens_max\": 10}"}};
     for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, more[i].name);
-        rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
+        rc = eplb_test_run_cli(&out, "info '%s' --json%s", path, i == 3 ? "" : " --no-skew");
         cr_assert_eq(rc, 0, "%s", out);
         cr_assert(strstr(out, more[i].want), "%s: %s", more[i].name, out);
         free(out);

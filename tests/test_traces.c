@@ -805,19 +805,23 @@ Test(traces, writer_refuses_counts_the_reader_refuses)
 /* 16 tokens, 2 layers, 8 experts, top-2: layer 0 always picks experts 0
  * and 1 (loads 16, 16, 0...: max/mean = 16 / (32/8) = 4), layer 1 picks
  * t%8 and (t+1)%8 (every expert 4: skew 1).  As topk ids or as logits
- * whose softmax top-2 gives the same ids. */
+ * whose softmax top-2 gives the same ids.  Tokens 0-4 come from rank 3,
+ * 5-15 from rank 9 (info's rank line: 2 ranks, 5 and 11 tokens). */
 static const char *skew_trace(int as_logits)
 {
     const char *path = tmp_file(as_logits ? "skew-logits.h5" : "skew-ids.h5");
     eplb_trace_writer_opts_t o = eplb_test_writer_opts(
         "skew", "test", 2, 8, 2, as_logits ? EPLB_LEVEL_LOGITS : EPLB_LEVEL_TOPK);
+    o.src_rank = 1;
     eplb_trace_writer_t *w = NULL;
     eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
     for (int s = 0; s < 2; s++) {
         int32_t ids[8 * 2 * 2];
         float lg[8 * 2 * 8];
+        uint16_t rank[8];
         for (int i = 0; i < 8; i++) {
             int t = s * 8 + i;
+            rank[i] = t < 5 ? 3 : 9;
             ids[(i * 2 + 0) * 2 + 0] = 0;
             ids[(i * 2 + 0) * 2 + 1] = 1;
             ids[(i * 2 + 1) * 2 + 0] = t % 8;
@@ -827,7 +831,7 @@ static const char *skew_trace(int as_logits)
                 lg[(i * 2 + 1) * 8 + e] = -(float)((e - t + 16) % 8);
             }
         }
-        eplb_assert_ok(eplb_trace_writer_append_step(w, 8, lg, ids, NULL, NULL, NULL, 0));
+        eplb_assert_ok(eplb_trace_writer_append_step(w, 8, lg, ids, NULL, NULL, rank, 0));
     }
     eplb_assert_ok(eplb_trace_writer_finish(w));
     return path;
@@ -860,7 +864,19 @@ static void check_info_json(const char *path, const char *level, const char *dty
     cr_assert_float_eq(sk->items[1].num, 1.0, 1e-12);
     cr_assert_float_eq(eplb_json_get(v, "skew_max")->num, 4.0, 1e-12);
     cr_assert_str_eq(eplb_json_get(v, "skew_source")->str, level);
+    const eplb_json_t *rs = eplb_json_get(v, "src_ranks");
+    cr_assert(rs && rs->type == EPLB_JSON_OBJECT, "src_ranks");
+    cr_assert_eq(eplb_json_get(rs, "ranks")->num, 2);
+    cr_assert_eq(eplb_json_get(rs, "lowest")->num, 3);
+    cr_assert_eq(eplb_json_get(rs, "highest")->num, 9);
+    cr_assert_eq(eplb_json_get(rs, "tokens_min")->num, 5);
+    cr_assert_eq(eplb_json_get(rs, "tokens_max")->num, 11);
     eplb_json_free(v);
+    free(out);
+    /* --no-skew reads no bulk data: no rank pass */
+    rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\"src_ranks\": null"), "%s", out);
     free(out);
 }
 
@@ -875,6 +891,8 @@ Test(traces, info_text_and_usage)
     const char *path = skew_trace(0);
     eplb_test_cli_expect(0, "load skew", "info '%s'", path);
     eplb_test_cli_expect(0, "topk_ids", "info '%s'", path);
+    eplb_test_cli_expect(0, "ranks        2 with tokens (src_rank 3..9), 5 to 11 tokens each",
+                         "info '%s'", path);
     eplb_test_cli_expect(0, "usage: eplb-replay info", "info --help");
     eplb_test_cli_expect(2, NULL, "info");
     eplb_test_cli_expect(2, NULL, "info '%s' --bogus", path);

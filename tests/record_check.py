@@ -364,7 +364,7 @@ r = subprocess.run(cli + [merged + "2", rank_files[0], "no-such.h5"], capture_ou
 assert r.returncode == 1 and r.stderr.startswith("eplb_record.py merge:") and \
     "no-such.h5" in r.stderr, (r.returncode, r.stderr)
 assert not os.path.exists(merged + "2")
-r = subprocess.run(cli + [os.path.join(out, "no-dir", "m.h5"), rank_files[0]],
+r = subprocess.run(cli + [os.path.join(out, "no-dir", "m.h5"), rank_files[0], rank_files[1]],
                    capture_output=True, text=True)
 assert r.returncode == 1 and r.stderr.startswith("eplb_record.py merge:"), r.stderr
 r = subprocess.run(cli + [merged + "2"], capture_output=True, text=True)
@@ -387,12 +387,16 @@ os.remove(damaged)
 with open(rank_files[0], "rb") as f:
     before = f.read()
 r = subprocess.run(cli + rank_files, capture_output=True, text=True)
-assert r.returncode == 2 and "--force" in r.stderr, (r.returncode, r.stderr)
+assert r.returncode == 2 and "is a trace: OUT comes first" in r.stderr, (r.returncode, r.stderr)
 with open(rank_files[0], "rb") as f:
     assert f.read() == before
-r = subprocess.run(cli[:-1] + ["merge", "--force", merged] + rank_files, capture_output=True,
-                   text=True)
-assert r.returncode == 0, r.stderr
+r = subprocess.run(cli + rank_files[:2], capture_output=True, text=True)  # one rank: usage
+assert r.returncode == 2 and "at least two rank files" in r.stderr, (r.returncode, r.stderr)
+r = subprocess.run(cli + [merged] + rank_files + ["--force"], capture_output=True, text=True)
+assert r.returncode == 0, r.stderr  # --force anywhere
+r = subprocess.run(cli + ["--help"], capture_output=True, text=True)
+assert r.returncode == 0 and "usage" in r.stdout, (r.returncode, r.stdout)
+expect_error(lambda: merge_ranks([rank_files[0], rank_files[0]], merged + "2"), "given twice")
 expect_error(lambda: merge_ranks(rank_files, rank_files[1]), "rank1.h5",
              "output is one of the inputs")
 link = os.path.join(out, "link.h5")
@@ -428,7 +432,7 @@ with h5py.File(m2, "r") as f:
 pb = ranks_of("biasb", 2, {0: dict(bias=b1), 1: dict(bias=b1 * 2)})
 expect_error(lambda: merge_ranks(pb, m2), "biasb1.h5", "e_score_correction_bias")
 pc = ranks_of("nobias", 2)
-expect_error(lambda: merge_ranks([pa[0], pc[0]], m2), "nobias0.h5", "datasets")
+expect_error(lambda: merge_ranks([pa[0], pc[0]], m2), "nobias0.h5", "no /router/e_score_correction_bias")
 pd = ranks_of("bf", 2, {0: dict(logits_dtype="bfloat16"), 1: dict(logits_dtype="bfloat16")})
 assert merge_ranks(pd, m2) == 2
 with h5py.File(m2, "r") as f:
@@ -456,7 +460,7 @@ with h5py.File(m2, "r") as f:
 ph_ = os.path.join(out, "own_none.h5")
 with TraceRecorder(ph_, **dict(kw, model="ranks")) as rec:
     rec.add_step(ok[0])
-expect_error(lambda: merge_ranks([pg[0], ph_], m2), "own_none.h5", "datasets")
+expect_error(lambda: merge_ranks([pg[0], ph_], m2), "own_none.h5", "no /tokens/src_rank")
 # fixed-length string attributes (FORMAT.md allows them) are read as text
 for p in pc:
     with h5py.File(p, "a") as f:
@@ -598,6 +602,85 @@ assert not os.path.exists(bad)
 assert not [n for n in os.listdir(out) if ".tmp." in n], os.listdir(out)
 expect_error(lambda: TraceRecorder(bad, **kw).close(), "no steps")
 assert not os.path.exists(bad)
+# ---- what a user runs into (a user test's findings) ----------------------
+# idle passes: a rank with no tokens records the pass all the same
+path = os.path.join(out, "idle.h5")
+with TraceRecorder(path, **dict(kw, model="idle")) as r:
+    r.idle_step(phase="decode")  # before any data
+    r.add_step(ok[0], phase="decode")
+    r.add_layer(0, np.zeros((2, 8)))  # a dummy batch's tokens are not the rank's
+    expect_error(lambda: r.idle_step(phase="decode"), "discard_step first")
+    r.discard_step()
+    r.idle_step(phase="decode")
+    r.add_step(ok[1], phase="prefill")
+with h5py.File(path, "r") as f:
+    assert list(f["steps/token_offset"][...]) == [0, 0, 3, 3, 6]
+    assert list(f["steps/phase"][...]) == [1, 1, 1, 0]
+    assert np.array_equal(f["router/logits"][...], np.concatenate(ok[:2]))
+with TraceRecorder(path, **dict(kw, model="idle")) as r:  # idle steps of a counts recording
+    r.idle_step()
+    r.idle_step()
+    r.add_counts(np.ones((2, 8), int), tokens=4)
+    r.idle_step()
+with h5py.File(path, "r") as f:
+    c = f["load/counts"][...]
+    assert c.shape == (4, 2, 8) and c[2].sum() == 16 and c.sum() == 16
+with TraceRecorder(path, **dict(kw, model="idle")) as r:  # a rank idle all along
+    r.idle_step()
+with h5py.File(path, "r") as f:
+    assert f["router/logits"].shape == (0, 2, 8)
+os.remove(path)
+
+# logits and ids of a layer from two hooks; a scalar src_rank; messages
+ids = np.tile(np.array([0, 1]), (3, 2, 1))
+with TraceRecorder(path, **dict(kw, model="hooks2")) as r:
+    r.add_layer(0, logits=ok[0][:, 0])
+    r.add_layer(0, topk_ids=ids[:, 0])
+    expect_error(lambda: r.add_layer(0, logits=ok[0][:, 0]), "logits given twice",
+                 "call end_step")
+    r.add_layer(1, logits=ok[0][:, 1], topk_ids=ids[:, 1])
+    r.end_step(src_rank=3)  # every token of the step from rank 3
+with h5py.File(path, "r") as f:
+    assert np.array_equal(f["router/topk_ids"][...], ids)
+    assert list(f["tokens/src_rank"][...]) == [3, 3, 3]
+os.remove(path)
+r = TraceRecorder(path, **dict(kw, model="ids"), record_logits=False)
+expect_error(lambda: r.add_step(ok[0]), "record_logits=False keeps only topk_ids")
+r.abort()
+
+# model_config: a file, an object with to_dict(), numpy numbers in a dict
+
+
+class HFConfig:
+    def to_dict(self):
+        return {"hidden_size": np.int64(64), "moe_intermediate_size": 32}
+
+
+cfg = os.path.join(out, "config.json")
+with open(cfg, "w") as f:
+    f.write('{"hidden_size": 64, "moe_intermediate_size": 32}')
+for mc in (cfg, HFConfig(), {"hidden_size": np.int64(64), "moe_intermediate_size": 32}):
+    with TraceRecorder(path, **dict(kw, model="mc"), model_config=mc) as r:
+        r.add_step(ok[0])
+    with h5py.File(path, "r") as f:
+        assert json.loads(f.attrs["model_config"]) == {"hidden_size": 64,
+                                                       "moe_intermediate_size": 32}
+os.remove(cfg)
+expect_error(lambda: TraceRecorder(path, **kw, model_config=os.path.join(out, "none.json")),
+             "model_config", "neither a JSON document nor a file")
+os.remove(path)
+
+# a recorder never closed says where its steps are
+r = TraceRecorder(path, **kw)
+r.add_step(ok[0])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    tmp_name = r.tmp
+    r.__del__()
+assert any("never closed" in str(c.message) for c in caught), caught
+r.abort()
+assert not os.path.exists(tmp_name)
+
 # ---- hook_gates: a stand-in module (no torch needed), then torch if present
 class Gate:
     """Calls its hooks as torch does: hook(module, inputs, output)."""

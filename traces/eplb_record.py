@@ -27,8 +27,9 @@ once.  Either may also be given the model's own choice (`topk_ids`, and
 for a list of gate modules, in layer order.  `add_counts(counts, tokens)`
 records a step as its expert loads alone ([L, E]): a counts-only trace,
 the lightest record, for the simulator and the policies.
-`merge_ranks(paths, out)` makes one trace of per-rank recordings of the
-same passes (step s of every rank, src_rank = the file's index unless
+`idle_step()` records a pass in which this rank had no tokens (every
+rank records every pass).  `merge_ranks(paths, out)` makes one trace of
+per-rank recordings of the same passes (step s of every rank, src_rank = the file's index unless
 every file has its own); `python3 eplb_record.py merge OUT IN...` does
 the same from a shell.
 
@@ -111,6 +112,32 @@ def _host(x, what):
         return np.asarray(x)
     except Exception as e:  # ragged lists and the like
         raise ValueError(f"{what}: not an array ({e})") from None
+
+
+def _model_config(mc):
+    """model_config as stored: a JSON string, from a JSON string, a dict
+    (numpy scalars as numbers), an object with to_dict() (a Hugging Face
+    config) or the path of a config.json; None stays None."""
+    if mc is None:
+        return None
+    if hasattr(mc, "to_dict"):
+        mc = mc.to_dict()
+    if isinstance(mc, (str, os.PathLike)) and os.path.isfile(mc):
+        try:
+            with open(mc, encoding="utf-8") as f:
+                mc = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"model_config: cannot read {os.fspath(mc)} ({e})") from None
+    if not isinstance(mc, str):
+        try:
+            mc = json.dumps(mc, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model_config: cannot be written as JSON ({e})") from None
+    try:
+        json.loads(mc)
+    except ValueError as e:
+        raise ValueError(f"model_config: neither a JSON document nor a file ({e})") from None
+    return mc
 
 
 class _Column:
@@ -255,13 +282,7 @@ class TraceRecorder:
         if len(model.encode()) > MODEL_MAX_BYTES:
             raise ValueError(f"model: {len(model.encode())} bytes in UTF-8, at most "
                              f"{MODEL_MAX_BYTES} (a name, not a path)")
-        if model_config is not None and not isinstance(model_config, str):
-            model_config = json.dumps(model_config)  # a dict (config.to_dict())
-        if model_config is not None:
-            try:
-                json.loads(model_config)
-            except ValueError as e:
-                raise ValueError(f"model_config: not a JSON document ({e})") from None
+        model_config = _model_config(model_config)
         if logits_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError("logits_dtype: 'float32', 'float16' or 'bfloat16' "
                              f"(got {logits_dtype!r})")
@@ -318,6 +339,7 @@ class TraceRecorder:
         self.has_weights = None
         self.has_phase = None
         self.has_counts = None
+        self.leading_idle = 0  # idle steps before the first step with data
         self._flags = {}
         self.closed = False
 
@@ -328,20 +350,25 @@ class TraceRecorder:
         optionally ids and weights [..., K]."""
         self._open_check()
         if not 0 <= int(layer) < self.L:
-            raise ValueError(f"layer: must be in 0..{self.L - 1} (got {layer})")
-        if int(layer) in self.layer_buf:
-            raise ValueError(f"step {self.steps}, layer {layer}: given twice")
+            raise ValueError(f"layer: must be in 0..{self.L - 1} (got {int(layer)})")
+        layer = int(layer)
+        have = self.layer_buf.get(layer, {})
         rec = {}
         for name, x, last in (("logits", logits, self.E), ("topk_ids", topk_ids, self.K),
                               ("topk_weights", topk_weights, self.K)):
             if x is None:
                 continue
+            if name in have:  # the same pass twice: end_step was not called
+                raise ValueError(f"step {self.steps}, layer {layer}: {name} given twice "
+                                 "(call end_step after each forward pass, or "
+                                 "discard_step to drop one)")
             a = _host(x, name)
             if a.ndim < 1 or a.shape[-1] != last:
                 raise ValueError(f"step {self.steps}, layer {layer}: the last dimension of "
                                  f"{name} must be {last} (shape {a.shape})")
             rec[name] = np.array(a.reshape(-1, last), copy=True)  # the caller may reuse a
-        self.layer_buf[int(layer)] = rec
+        # logits, ids and weights of a layer may come in separate calls (two hooks)
+        self.layer_buf[layer] = {**have, **rec}
 
     def end_step(self, phase=None, src_rank=None):
         """Append the layers given since the last step as one step.  The
@@ -356,6 +383,30 @@ class TraceRecorder:
     def discard_step(self):
         """Drop the layers given since the last step (a pass not to keep)."""
         self.layer_buf = {}
+
+    def idle_step(self, phase=None):
+        """A pass in which this rank had no tokens.  With EP every rank
+        takes part in every pass, and merge_ranks needs every rank's file
+        to hold every pass; an engine that runs a dummy batch on an idle
+        rank has its hooks see that batch: discard_step(), then this."""
+        self._open_check()
+        if self.layer_buf:
+            raise ValueError(f"step {self.steps}: idle_step with layers pending (a dummy "
+                             "batch's tokens are not the rank's: discard_step first)")
+        self._flags = {}
+        self._totals_check(0)
+        ph = self._phase(phase)
+        for flag, have in self._flags.items():
+            setattr(self, flag, have)
+        if self.has_counts:
+            row = np.zeros((1, self.L, self.E), np.int32)
+            self._col("counts", row).append(row)
+        elif self.has_counts is None:
+            self.leading_idle += 1  # zero rows if the recording turns out counts-only
+        if ph is not None:
+            self._col("phase", None).append(np.array([ph], np.uint8))
+        self.offsets.append(self.offsets[-1])
+        self.steps += 1
 
     def _gather_layers(self):
         missing = [l for l in range(self.L) if l not in self.layer_buf]
@@ -407,6 +458,9 @@ class TraceRecorder:
                              "ids only)")
         if not self.record_logits:
             arrs.pop("logits", None)
+            if "topk_ids" not in arrs:
+                raise ValueError(f"step {s}: record_logits=False keeps only topk_ids, and "
+                                 "none were given")
         if "logits" not in arrs and "topk_ids" not in arrs:
             raise ValueError(f"step {s}: neither logits nor topk_ids given")
         if "topk_weights" in arrs and "topk_ids" not in arrs:
@@ -472,7 +526,10 @@ class TraceRecorder:
         rank = None
         self._same_every_step("has_rank", src_rank is not None, "src_rank")
         if src_rank is not None:
-            r = _host(src_rank, "src_rank").reshape(-1)
+            r = _host(src_rank, "src_rank")
+            if r.ndim == 0:  # one rank for the whole step (a rank's own recording)
+                r = np.full(T, r)
+            r = r.reshape(-1)
             if r.shape != (T,):
                 raise ValueError(f"step {s}: src_rank has {r.shape[0]} values, "
                                  f"the step {T} tokens")
@@ -541,6 +598,10 @@ class TraceRecorder:
         for flag, have in self._flags.items():
             setattr(self, flag, have)
         row = c.astype(np.int32).reshape(1, self.L, self.E)
+        if self.leading_idle:  # the idle steps before it, as zero rows
+            z = np.zeros((self.leading_idle, self.L, self.E), np.int32)
+            self._col("counts", z).append(z)
+            self.leading_idle = 0
         self._col("counts", row).append(row)
         if ph is not None:
             self._col("phase", None).append(np.array([ph], np.uint8))
@@ -574,6 +635,15 @@ class TraceRecorder:
         try:
             if not self.steps:
                 raise ValueError(f"{self.path}: no steps recorded")
+            if not self.cols.keys() & {"logits", "topk_ids", "counts"}:
+                # every step idle: an empty dataset of the level recorded
+                name = "logits" if self.record_logits else "topk_ids"
+                shape = (0, self.L, self.E if self.record_logits else self.K)
+                dt = np.float32 if self.record_logits else (
+                    np.uint8 if self.E <= 256 else np.uint16)
+                if self.record_logits and self.logits_dtype == "float16":
+                    dt = np.float16
+                self._col(name, np.zeros(shape, dt))
             for c in self.cols.values():
                 c.flush()
             self.f.create_dataset("steps/token_offset", data=np.asarray(self.offsets, np.int64),
@@ -604,6 +674,12 @@ class TraceRecorder:
 
     def __enter__(self):
         return self
+
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            warnings.warn(f"{self.path}: the recorder was never closed; its steps are in "
+                          f"{self.tmp} (close() writes the trace)", ResourceWarning,
+                          stacklevel=2)
 
     def __exit__(self, et, ev, tb):
         if et is None:
@@ -683,6 +759,14 @@ _MERGED_DATASETS = _TOKEN_DATASETS + ("load/counts", "steps/phase", "tokens/src_
                                       "router/e_score_correction_bias")
 
 
+def _json_or_text(t):
+    """A model_config compared by content, not by its spelling."""
+    try:
+        return json.loads(t)
+    except ValueError:
+        return t
+
+
 def _logits_dtype(ds):
     """The recorder's name of a logits dataset's stored type."""
     t = ds.id.get_type()
@@ -718,9 +802,13 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
     if not inputs:
         raise ValueError("merge_ranks: no inputs")
     out_real = os.path.realpath(os.fspath(output))
+    seen = {}
     for p in inputs:
         if os.path.realpath(p) == out_real:
             raise ValueError(f"{p}: the output is one of the inputs")
+        if os.path.realpath(p) in seen:
+            raise ValueError(f"{p}: given twice (as {seen[os.path.realpath(p)]})")
+        seen[os.path.realpath(p)] = p
     files = []
     try:
         for p in inputs:
@@ -740,12 +828,15 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
                     raise ValueError(f"{p}: {k} = {_attr(f, k)!r}, {p0} has {_attr(f0, k)!r}")
             mine = {n for n in _MERGED_DATASETS if n in f}
             if mine != names:
-                raise ValueError(f"{p}: datasets {sorted(mine)}, {p0} has {sorted(names)}")
+                what = [f"/{n} only here" for n in sorted(mine - names)] + \
+                       [f"no /{n} ({p0} has it)" for n in sorted(names - mine)]
+                raise ValueError(f"{p}: " + ", ".join(what) + " (every rank records the same "
+                                 "data: phase, ranks, ids, bias in all or none)")
             if "router/logits" in names and _logits_dtype(f["router/logits"]) != dtype:
                 raise ValueError(f"{p}: logits stored as {_logits_dtype(f['router/logits'])}, "
                                  f"{p0}'s as {dtype}")
             m = _attr(f, "model_config")
-            if m is not None and mc is not None and m != mc:
+            if m is not None and mc is not None and _json_or_text(m) != _json_or_text(mc):
                 raise ValueError(f"{p}: model_config differs from {mc_from}'s")
             if m is not None and mc is None:
                 mc, mc_from = m, p
@@ -867,19 +958,32 @@ _USAGE = """usage: python3 eplb_record.py merge [--force] OUT.h5 RANK0.h5 RANK1.
 (import the module to record; traces/FORMAT.md)"""
 
 
+def _is_trace(path):
+    """Whether path is an HDF5 file with an eplb_trace_version attribute."""
+    try:
+        with h5py.File(path, "r") as f:
+            return "eplb_trace_version" in f.attrs
+    except (OSError, ValueError):
+        return False
+
+
 def _main(argv):
     """The command line: merge (merge_ranks) or bench; returns the exit
     status (0 ok, 1 refused input or failed write, 2 usage)."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.split("\n\n")[0] + "\n" + _USAGE)
+        return 0
     if argv[:1] == ["bench"]:
         _bench(argv[1:])
         return 0
-    force = argv[1:2] == ["--force"]
-    args = argv[2:] if force else argv[1:]
-    if argv[:1] == ["merge"] and len(args) >= 2:
+    force = "--force" in argv[1:]
+    args = [a for a in argv[1:] if a != "--force"]
+    if argv[:1] == ["merge"] and len(args) >= 3:
         out, ins = args[0], args[1:]
         if os.path.lexists(out) and not force:  # a forgotten OUT is rank 0's file
-            print(f"eplb_record.py merge: {out} exists (--force to replace it)",
-                  file=sys.stderr)
+            what = ("is a trace: OUT comes first, then the rank files; --force replaces "
+                    "it" if _is_trace(out) else "exists (--force replaces it)")
+            print(f"eplb_record.py merge: {out} {what}", file=sys.stderr)
             return 2
         try:
             n = merge_ranks(ins, out)
@@ -888,6 +992,8 @@ def _main(argv):
             return 1
         print(f"eplb_record.py merge: wrote {out}: {n} steps of {len(ins)} ranks")
         return 0
+    if argv[:1] == ["merge"]:
+        print("eplb_record.py merge: needs OUT and at least two rank files", file=sys.stderr)
     print(__doc__.split("\n\n")[0] + "\n" + _USAGE, file=sys.stderr)
     return 2
 

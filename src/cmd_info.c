@@ -260,11 +260,15 @@ static void print_json(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *
         fprintf(f, "%s\"%s\": {\"stored_bytes\": %llu, \"raw_bytes\": %llu}", i ? ", " : "",
                 sz[i].name, (unsigned long long)sz[i].stored, (unsigned long long)sz[i].raw);
     fputs("}}", f);
-    if (rs->have)
+    if (rs->have && rs->ranks)
         fprintf(f,
                 ", \"src_ranks\": {\"ranks\": %d, \"lowest\": %d, \"highest\": %d, "
                 "\"tokens_min\": %lld, \"tokens_max\": %lld}",
                 rs->ranks, rs->lo, rs->hi, (long long)rs->tmin, (long long)rs->tmax);
+    else if (rs->have) /* a trace of no tokens */
+        fputs(", \"src_ranks\": {\"ranks\": 0, \"lowest\": null, \"highest\": null, "
+              "\"tokens_min\": null, \"tokens_max\": null}",
+              f);
     else
         fputs(", \"src_ranks\": null", f);
     if (skew) {
@@ -330,9 +334,11 @@ static void print_text(const eplb_trace_t *tr, const eplb_trace_dataset_size_t *
            in->has_phase ? " (+phase)" : "", in->has_src_rank ? " (+src_rank)" : "");
     if (in->levels & EPLB_LEVEL_LOGITS)
         printf("logits dtype %s\n", eplb_dtype_name(in->logits_dtype));
-    if (rs->have)
+    if (rs->have && rs->ranks)
         printf("ranks        %d with tokens (src_rank %d..%d), %lld to %lld tokens each\n",
                rs->ranks, rs->lo, rs->hi, (long long)rs->tmin, (long long)rs->tmax);
+    else if (rs->have)
+        printf("ranks        none with tokens\n");
     printf("datasets     %-34s %14s %14s %7s\n", "", "stored bytes", "raw bytes", "ratio");
     for (int i = 0; i < nsz; i++)
         printf("             %-34s %14llu %14llu %7.2f\n", sz[i].name,

@@ -896,6 +896,18 @@ Test(traces, info_text_and_usage)
     eplb_test_cli_expect(0, "usage: eplb-replay info", "info --help");
     eplb_test_cli_expect(2, NULL, "info");
     eplb_test_cli_expect(2, NULL, "info '%s' --bogus", path);
+    /* src_rank in a trace of no tokens: no rank has any */
+    const char *empty = tmp_file("ranks-empty.h5");
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("empty", "test", 2, 8, 2, EPLB_LEVEL_TOPK);
+    o.src_rank = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, empty, &o));
+    const uint16_t none[1] = {0};
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 0, NULL, NULL, NULL, NULL, none, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_test_cli_expect(0, "ranks        none with tokens", "info '%s'", empty);
+    eplb_test_cli_expect(0, "\"src_ranks\": {\"ranks\": 0, \"lowest\": null", "info '%s' --json",
+                         empty);
 }
 
 /* ---- streaming memory bound --------------------------------------------- */

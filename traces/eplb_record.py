@@ -22,38 +22,43 @@ dimensions are flattened: [batch, seq, E] is fine) before any softmax,
 sigmoid or correction bias; `end_step()` checks that every layer came with
 the same T and appends the step.  `add_step(logits)` takes [T, L, E] at
 once.  Either may also be given the model's own choice (`topk_ids`, and
-`topk_weights`): the replay then reports how often its routing disagrees.
+`topk_weights`): the replay then reports how often its routing disagrees;
+a layer's logits and ids may come in separate add_layer calls.
 `hook_gates(modules)` registers torch forward hooks that call add_layer
 for a list of gate modules, in layer order.  `add_counts(counts, tokens)`
 records a step as its expert loads alone ([L, E]): a counts-only trace,
 the lightest record, for the simulator and the policies.
-`idle_step()` records a pass in which this rank had no tokens (every
-rank records every pass).  `merge_ranks(paths, out)` makes one trace of
-per-rank recordings of the same passes (step s of every rank, src_rank = the file's index unless
-every file has its own); `python3 eplb_record.py merge OUT IN...` does
-the same from a shell.
+
+One file per rank, every pass on every rank: `idle_step()` records a pass
+in which the rank had no tokens (after discard_step() where the engine
+ran a dummy batch), and `merge_ranks(paths, out)` (from a shell:
+`python3 eplb_record.py merge OUT IN...`) makes one trace of them, step s
+of every rank, src_rank the file's index unless every file has its own.
 
 The file is written as PATH.tmp.PID and renamed to PATH by close(); until
 then nothing exists under PATH, and abort() (or an exception inside
-`with`) removes the temporary file.  Layers given after the last
-end_step (a pass not meant as a step) are dropped by close() with a
-warning, or at once by discard_step().  Rows are buffered and written one
-whole chunk at a time (about 2 MiB of logits, 1 MiB of ids), each chunk
-shuffled and deflated (`deflate`, level 4 as the C writer; 0: neither) on
-`threads` threads (default: the CPU count, at most 8) to the bytes HDF5's
-own filters give, so steps of a few tokens cost no rewrites of partial
-chunks.  Bad input raises ValueError
-naming the argument, and the step, layer and token where it applies:
-wrong shapes, NaN or Inf logits or weights, logits past the stored
-type's range, ids that are not integers, outside [0, E) or twice in one
-row, weights without ids, phases other than prefill/decode/mixed
-(0/1/2), ranks outside [0, 65535], optional data given for some steps
-only, and what the replay would refuse (traces/FORMAT.md, Limits: a
-model name over 127 bytes, top_k over the kept groups' experts, a step
-over 2 GiB of ids, 2^26 steps, 2^39 tokens).  A refused step writes
-nothing, and end_step uses its layers up either way: the recorder goes
-on with the next step.  `model_config` may be a dict (stored as JSON)
-or a JSON string.
+`with`) removes the temporary file.  Layers given after the last end_step
+(a pass not meant as a step) are dropped by close() with a warning, or at
+once by discard_step().  What add_layer and add_step are given is copied
+where it is kept, so the caller may reuse its buffers.  Rows are buffered
+and written one whole chunk at a time (about 2 MiB of logits, 1 MiB of
+ids), each chunk shuffled and deflated (`deflate`, level 4 as the C
+writer; 0: neither) on `threads` threads (default: the CPU count, at most
+8) to the bytes HDF5's own filters give, so steps of a few tokens cost no
+rewrites of partial chunks.
+
+Bad input raises ValueError naming the argument, and the step, layer and
+token where it applies: wrong shapes, NaN or Inf logits or weights,
+logits past the stored type's range, ids that are not integers, outside
+[0, E) or twice in one row, weights without ids, phases other than
+prefill/decode/mixed (0/1/2), ranks outside [0, 65535], optional data
+given for some steps only, and what the replay would refuse
+(traces/FORMAT.md, Limits: a model name over 127 bytes, top_k over the
+kept groups' experts, a step over 2 GiB of ids, 2^26 steps, 2^39 tokens).
+A refused step writes nothing, and end_step uses its layers up either
+way: the recorder goes on with the next step.  `model_config` may be a
+JSON string, a dict, a Hugging Face config (to_dict()) or the path of a
+config.json.
 """
 
 import json

@@ -401,17 +401,12 @@ class TraceRecorder:
         self._flags = {}
         self._totals_check(0)
         ph = self._phase(phase)
-        for flag, have in self._flags.items():
-            setattr(self, flag, have)
         if self.has_counts:
             row = np.zeros((1, self.L, self.E), np.int32)
             self._col("counts", row).append(row)
         elif self.has_counts is None:
             self.leading_idle += 1  # zero rows if the recording turns out counts-only
-        if ph is not None:
-            self._col("phase", None).append(np.array([ph], np.uint8))
-        self.offsets.append(self.offsets[-1])
-        self.steps += 1
+        self._end_step(0, ph)
 
     def _gather_layers(self):
         missing = [l for l in range(self.L) if l not in self.layer_buf]
@@ -547,16 +542,11 @@ class TraceRecorder:
                                  "0..65535")
             rank = r.astype(np.uint16)
         # every check passed: append
-        for flag, have in self._flags.items():
-            setattr(self, flag, have)
         for name, a in arrs.items():
             self._col(name, a).append(a)
         if rank is not None:
             self._col("src_rank", rank).append(rank)
-        if ph is not None:
-            self._col("phase", None).append(np.array([ph], np.uint8))
-        self.offsets.append(self.offsets[-1] + T)
-        self.steps += 1
+        self._end_step(T, ph)
 
     def add_counts(self, counts, tokens, phase=None):
         """One step as expert loads only: counts [L, E] (tokens routed to
@@ -600,18 +590,13 @@ class TraceRecorder:
                              "chosen expert)")
         self._totals_check(T)
         ph = self._phase(phase)
-        for flag, have in self._flags.items():
-            setattr(self, flag, have)
         row = c.astype(np.int32).reshape(1, self.L, self.E)
         if self.leading_idle:  # the idle steps before it, as zero rows
             z = np.zeros((self.leading_idle, self.L, self.E), np.int32)
             self._col("counts", z).append(z)
             self.leading_idle = 0
         self._col("counts", row).append(row)
-        if ph is not None:
-            self._col("phase", None).append(np.array([ph], np.uint8))
-        self.offsets.append(self.offsets[-1] + T)
-        self.steps += 1
+        self._end_step(T, ph)
 
     def hook_gates(self, modules):
         """Torch forward hooks on the gate modules of layers 0..L-1 (in
@@ -698,6 +683,16 @@ class TraceRecorder:
     def _open_check(self):
         if self.closed:
             raise ValueError(f"{self.path}: the recorder is closed")
+
+    def _end_step(self, T, ph):
+        """The accepted step's last writes: the every-step-or-none flags its
+        checks set, its phase, its offset."""
+        for flag, have in self._flags.items():
+            setattr(self, flag, have)
+        if ph is not None:
+            self._col("phase", None).append(np.array([ph], np.uint8))
+        self.offsets.append(self.offsets[-1] + T)
+        self.steps += 1
 
     def _phase(self, phase):
         """The step's phase code (None: not given), checked."""

@@ -75,14 +75,32 @@ Test(core, f16_round_trip_all_values)
     }
 }
 
+/* A 16-bit float decoder against known values: each case decodes to its
+ * float (sign of zero included), 0x8000 to -0, and each of nans to a NaN. */
+typedef struct {
+    uint16_t bits;
+    float f;
+} decode_case_t;
+
+static void check_decoder(const char *what, float (*dec)(uint16_t), const decode_case_t *cases,
+                          size_t n, const uint16_t *nans, size_t nn)
+{
+    for (size_t i = 0; i < n; i++) {
+        float f = dec(cases[i].bits);
+        cr_assert(f == cases[i].f && !signbit(f) == !signbit(cases[i].f),
+                  "%s 0x%04x -> %a, want %a", what, cases[i].bits, f, cases[i].f);
+    }
+    float nz = dec(0x8000);
+    cr_assert(nz == 0.0f && signbit(nz), "%s 0x8000 -> %a, want -0", what, nz);
+    for (size_t i = 0; i < nn; i++)
+        cr_assert(isnan(dec(nans[i])), "%s 0x%04x is a NaN", what, nans[i]);
+}
+
 /* Decoded halves against values written down from the format (hex float
  * literals), the edges of each range. */
 Test(core, f16_decodes_known_values)
 {
-    static const struct {
-        uint16_t h;
-        float f;
-    } cases[] = {
+    static const decode_case_t cases[] = {
         {0x0000, 0.0f},
         {0x0001, 0x1p-24f},        /* smallest subnormal */
         {0x03ff, 0x1.ff8p-15f},    /* largest subnormal: 1023 x 2^-24 */
@@ -96,16 +114,9 @@ Test(core, f16_decodes_known_values)
         {0x7c00, INFINITY},
         {0xfc00, -INFINITY},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        float f = eplb_f16_to_f32(cases[i].h);
-        cr_assert(f == cases[i].f && !signbit(f) == !signbit(cases[i].f),
-                  "half 0x%04x -> %a, want %a", cases[i].h, f, cases[i].f);
-    }
-    float nz = eplb_f16_to_f32(0x8000);
-    cr_assert(nz == 0.0f && signbit(nz), "half 0x8000 -> %a, want -0", nz);
     static const uint16_t nans[] = {0x7e00, 0x7c01, 0x7fff, 0xfe00};
-    for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++)
-        cr_assert(isnan(eplb_f16_to_f32(nans[i])), "half 0x%04x is a NaN", nans[i]);
+    check_decoder("half", eplb_f16_to_f32, cases, sizeof cases / sizeof cases[0], nans,
+                  sizeof nans / sizeof nans[0]);
 }
 
 Test(core, f16_known_values)
@@ -124,10 +135,7 @@ Test(core, f16_known_values)
  * bias 127, 7-bit fraction) against values written down from the format. */
 Test(core, bf16_decodes_known_values)
 {
-    static const struct {
-        uint16_t b;
-        float f;
-    } cases[] = {
+    static const decode_case_t cases[] = {
         {0x0000, 0.0f},
         {0x0001, 0x1p-133f},       /* smallest subnormal: 2^-126 x 2^-7 */
         {0x007f, 0x1.fcp-127f},    /* largest subnormal */
@@ -140,16 +148,9 @@ Test(core, bf16_decodes_known_values)
         {0x7f80, INFINITY},
         {0xff80, -INFINITY},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        float f = eplb_bf16_to_f32(cases[i].b);
-        cr_assert(f == cases[i].f && !signbit(f) == !signbit(cases[i].f),
-                  "bf16 0x%04x -> %a, want %a", cases[i].b, f, cases[i].f);
-    }
-    float nz = eplb_bf16_to_f32(0x8000);
-    cr_assert(nz == 0.0f && signbit(nz), "bf16 0x8000 -> %a, want -0", nz);
     static const uint16_t nans[] = {0x7fc0, 0x7f81, 0xffc0};
-    for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++)
-        cr_assert(isnan(eplb_bf16_to_f32(nans[i])), "bf16 0x%04x is a NaN", nans[i]);
+    check_decoder("bf16", eplb_bf16_to_f32, cases, sizeof cases / sizeof cases[0], nans,
+                  sizeof nans / sizeof nans[0]);
 }
 
 Test(core, bf16_rounding)

@@ -142,8 +142,10 @@ eplb_status_t eplb_traffic_count_ref(int64_t *out, const int32_t *phys,
 /* The balanced mode's plan for one batch of one layer: n[E] tokens per
  * logical expert; quota[E][max_replicas] receives the tokens given to each
  * replica (0 past logcnt) and gpu_load[D] the resulting tokens per GPU.
- * Water filling over experts in descending n (ties: lower id), after the
- * single-replica experts are placed; see docs/kernels.md. */
+ * The peak GPU load is the least any split reaches: water filling over
+ * experts in descending n (ties: lower id) after the single-replica experts
+ * are placed, then, where that peak is above a simple bound, the least
+ * peak by max flow; see docs/kernels.md. */
 eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
                                         const int64_t *n,
                                         const eplb_layer_map_t *map);

@@ -1,5 +1,5 @@
 # kernels/local.mk: files of kernels/ (included by Makefile.am)
-libeplb_a_SOURCES += kernels/kernels.h kernels/rules.h kernels/route_cpu.c \
+libeplb_a_SOURCES += kernels/kernels.h kernels/rules.h kernels/plan_flow.h kernels/route_cpu.c \
 	kernels/select_cpu.c kernels/traffic_cpu.c
 
 if HAVE_CUDA

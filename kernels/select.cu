@@ -9,6 +9,7 @@
 // the CPU reference counts it.  Recording: shared-memory histogram per
 // block, then one global atomic per touched slot.
 #include "gpu_impl.h"
+#include "plan_flow.h"
 
 namespace {
 
@@ -152,10 +153,12 @@ balanced_prefix_kernel(int32_t *__restrict__ cc, int64_t *__restrict__ ntot,
 
 // Balanced, step 3, one block per layer: fixed loads of single-replica
 // experts, order of the others by (n desc, id asc), then sequential water
-// filling by thread 0 with the CPU's rule.  Writes cumulative quotas.
+// filling by thread 0 with the CPU's rule and its least-peak step
+// (plan_flow.h, in the layer's part of flow, eplb_plan_flow_bytes each).
+// Writes cumulative quotas.
 __global__ void __launch_bounds__(kThreads)
-balanced_plan_kernel(const int64_t *__restrict__ ntot, int32_t *__restrict__ cum,
-                     eplb_sel_params_t p)
+    balanced_plan_kernel(const int64_t *__restrict__ ntot, int32_t *__restrict__ cum,
+                         eplb_sel_params_t p, unsigned char *flow, size_t flow_bytes)
 {
     extern __shared__ int64_t sm64[];
     const int l = blockIdx.x;
@@ -190,12 +193,15 @@ balanced_plan_kernel(const int64_t *__restrict__ ntot, int32_t *__restrict__ cum
         }
     }
     __syncthreads();
-    if (threadIdx.x == 0)
+    if (threadIdx.x == 0) {
         for (int r = 0; r < nmulti; r++) {
             int e = order[r];
             eplb_rule_water_fill(q + (size_t)e * p.MR, l2p + (size_t)e * p.MR, lc[e], n[e],
                                  load, p.spg);
         }
+        eplb_plan_min_peak(q, load, order, nmulti, n, l2p, lc, p.MR, p.E, p.P, p.D, p.spg,
+                           flow + (size_t)l * flow_bytes);
+    }
     __syncthreads();
     for (int e = threadIdx.x; e < p.E; e += blockDim.x)
         for (int j = 1; j < p.MR; j++)
@@ -346,10 +352,12 @@ eplb_status_t eplb_gpu_launch_select(eplb_gpu_t *g, int32_t *d_phys,
     size_t q_bytes = ((size_t)L * p->E * p->MR * sizeof(int32_t) + 7) & ~(size_t)7;
     size_t n_bytes = (size_t)L * p->E * sizeof(int64_t);
     cc_bytes = (cc_bytes + 7) & ~(size_t)7;
-    EPLB_CHECK(scratch_reserve(g, cc_bytes + q_bytes + n_bytes));
+    const size_t f_bytes = (eplb_plan_flow_bytes(p->E, p->P, p->D) + 15) & ~(size_t)15;
+    EPLB_CHECK(scratch_reserve(g, cc_bytes + q_bytes + n_bytes + (size_t)L * f_bytes));
     int32_t *cc = (int32_t *)g->scratch;
     int32_t *cum = (int32_t *)((char *)g->scratch + cc_bytes);
     int64_t *ntot = (int64_t *)((char *)g->scratch + cc_bytes + q_bytes);
+    unsigned char *flow = (unsigned char *)g->scratch + cc_bytes + q_bytes + n_bytes;
     size_t plan_smem = (size_t)(p->E + p->D) * sizeof(int64_t) + (size_t)p->E * sizeof(int);
     if (plan_smem > 48 * 1024)
         return eplb_error_set(EPLB_ERR_UNSUPPORTED,
@@ -362,7 +370,7 @@ eplb_status_t eplb_gpu_launch_select(eplb_gpu_t *g, int32_t *d_phys,
     balanced_prefix_kernel<<<dim3((p->E + 7) / 8, L), kThreads, 0, g->stream>>>(cc, ntot,
                                                                               nchunks, p->E);
     EPLB_CHECK(launch_check("balanced_prefix_kernel"));
-    balanced_plan_kernel<<<L, kThreads, plan_smem, g->stream>>>(ntot, cum, *p);
+    balanced_plan_kernel<<<L, kThreads, plan_smem, g->stream>>>(ntot, cum, *p, flow, f_bytes);
     EPLB_CHECK(launch_check("balanced_plan_kernel"));
     select_ordinal_kernel<<<dim3(gx, L), kOrdWarps * 32, ord_smem, g->stream>>>(
         d_phys, d_counts, d_ids, T, L, K, *p, ORD_BALANCED, cc, cum, nchunks,

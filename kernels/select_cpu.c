@@ -17,6 +17,7 @@
 
 #include "checks.h"
 #include "pool.h"
+#include "plan_flow.h"
 #include "rules.h"
 
 size_t eplb_count_stride(int L, int P)
@@ -132,9 +133,16 @@ eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
             return eplb_error_set(EPLB_ERR_INVALID_ARG,
                                   "balanced: logcnt[%d] = %d above %d", e,
                                   m->logcnt[e], EPLB_PLAN_MAX_R);
+    const int P = m->num_physical;
     load_key_t *multi = malloc(sizeof *multi * (size_t)E);
-    if (!multi)
+    int *order = malloc(sizeof *order * (size_t)E);
+    void *flow = malloc(eplb_plan_flow_bytes(E, P, D));
+    if (!multi || !order || !flow) {
+        free(multi);
+        free(order);
+        free(flow);
         return eplb_error_set(EPLB_ERR_NOMEM, "balanced: out of memory");
+    }
     memset(quota, 0, sizeof *quota * (size_t)E * MR);
     for (int g = 0; g < D; g++)
         gpu_load[g] = 0;
@@ -150,12 +158,17 @@ eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
     }
     qsort(multi, (size_t)nm, sizeof *multi, cmp_load_desc);
     for (int i = 0; i < nm; i++) {
-        int e = multi[i].e;
+        int e = order[i] = multi[i].e;
         eplb_rule_water_fill(quota + (size_t)e * MR,
                              m->log2phy + (size_t)e * MR, m->logcnt[e], n[e],
                              gpu_load, spg);
     }
+    /* then the least peak any split reaches (plan_flow.h) */
+    eplb_plan_min_peak(quota, gpu_load, order, nm, n, m->log2phy, m->logcnt, MR, E, P, D, spg,
+                       flow);
     free(multi);
+    free(order);
+    free(flow);
     return EPLB_OK;
 }
 

@@ -273,10 +273,36 @@ static eplb_status_t commit_pending(sim_run_t *r, int64_t s)
     return EPLB_OK;
 }
 
-static void split_counts(int32_t *slots, const sim_run_t *r, const int32_t *c, int l)
+/* A counts trace's step in slots: each expert's count over its replicas,
+ * as even as integers allow (the first n % R replicas in slot order take
+ * one more), or with --select balanced by the balanced plan of the step's
+ * counts (eplb_select_plan_balanced: what the token-level selection would
+ * give these counts). */
+static eplb_status_t split_counts(int32_t *slots, sim_run_t *r, sim_work_t *w, const int32_t *c,
+                                  int l, eplb_select_mode_t mode)
 {
     const int32_t *cnt = r->logcnt + (size_t)l * r->E;
     const int32_t *l2p = r->log2phy + (size_t)l * r->E * r->maxcnt;
+    if (mode == EPLB_SELECT_BALANCED) {
+        const size_t nn = (size_t)r->E + r->D, nq = (size_t)r->E * r->maxcnt;
+        if (w->plan_n_cap < nn || w->plan_q_cap < nq) { /* runs differ in D and maxcnt */
+            free(w->plan_n);
+            free(w->plan_q);
+            w->plan_n = malloc(sizeof *w->plan_n * nn);
+            w->plan_q = malloc(sizeof *w->plan_q * nq);
+            w->plan_n_cap = w->plan_q_cap = 0;
+            if (!w->plan_n || !w->plan_q)
+                return eplb_error_set(EPLB_ERR_NOMEM, "balanced plan: out of memory");
+            w->plan_n_cap = nn, w->plan_q_cap = nq;
+        }
+        for (int e = 0; e < r->E; e++)
+            w->plan_n[e] = c[e];
+        EPLB_CHECK(eplb_select_plan_balanced(w->plan_q, w->plan_n + r->E, w->plan_n, &r->maps[l]));
+        for (int e = 0; e < r->E; e++)
+            for (int i = 0; i < cnt[e]; i++)
+                slots[l2p[(size_t)e * r->maxcnt + i]] += w->plan_q[(size_t)e * r->maxcnt + i];
+        return EPLB_OK;
+    }
     for (int e = 0; e < r->E; e++) {
         int32_t n = c[e];
         int R = cnt[e];
@@ -284,13 +310,12 @@ static void split_counts(int32_t *slots, const sim_run_t *r, const int32_t *c, i
         if (R == 1) {
             slots[row[0]] += n;
         } else if (R > 1) {
-            /* as even as integers allow: the first n % R replicas (in slot
-             * order) take one more */
             int32_t q = n / R, rem = n % R;
             for (int i = 0; i < R; i++)
                 slots[row[i]] += q + (i < rem);
         }
     }
+    return EPLB_OK;
 }
 
 /* Before step s: commits and decisions (they depend on the logical load
@@ -490,7 +515,8 @@ static eplb_status_t run_step(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int
     } else {
         const int32_t *c = hist_row(sh, s);
         for (int l = 0; l < L; l++)
-            split_counts(w->counts + (size_t)l * P, r, c + (size_t)l * r->E, l);
+            EPLB_CHECK(split_counts(w->counts + (size_t)l * P, r, w, c + (size_t)l * r->E, l,
+                                    sh->opts->select));
     }
     step_cost(sh, r, w, s, T, w->counts, ph, rank, stall, NULL);
     return EPLB_OK;
@@ -660,6 +686,8 @@ void eplb_sim_work_free(sim_work_t *w)
     free(w->gtok);
     free(w->lcost);
     free(w->rank);
+    free(w->plan_n);
+    free(w->plan_q);
 }
 
 eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,

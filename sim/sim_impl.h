@@ -182,6 +182,9 @@ typedef struct {
     eplb_layer_cost_t *lcost;   /* [L] */
     uint16_t *rank;             /* [T] source ranks mod D */
     size_t rank_cap;
+    int64_t *plan_n;            /* counts traces, balanced: [E] counts, [D] loads */
+    int32_t *plan_q;            /* [E][maxcnt] quotas */
+    size_t plan_n_cap, plan_q_cap;
     int pool_threads;
 } sim_work_t;
 

@@ -128,7 +128,7 @@ static void usage(FILE *f)
         "                       multiple of D\n"
         "  --replicas P         physical slots per layer instead (P %% D == 0, P >= E)\n"
         "  --select MODE        hash|flatmod|random|local|rr-block|balanced (default hash;\n"
-        "                       not on a counts-only trace: each count is split evenly)\n"
+        "                       a counts-only trace: each count split evenly, or balanced)\n"
         "schedule:\n"
         "  --trigger T          vllm|sglang|trtllm|threshold|once|oracle (default vllm;\n"
         "                       once for traces of fewer than 4 steps)\n"
@@ -1070,14 +1070,16 @@ int eplb_cmd_run(int argc, char **argv)
                      "--interval", o.trace_path, (long long)S);
     }
 
-    /* a counts trace has no per-token choice: every mode is an even split
-     * of each count (docs/simulator.md), so naming one would compare
-     * nothing */
-    if (o.select_set && !(inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK))) {
+    /* a counts trace has no per-token choice: the per-token modes are an
+     * even split of each count (docs/simulator.md), so naming one would
+     * compare nothing; balanced plans from counts alone */
+    if (o.select_set && o.select != EPLB_SELECT_BALANCED &&
+        !(inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK))) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                             "--select %s: %s has expert counts only (no per-token routing): "
                             "each count is split evenly over the expert's replicas, whatever "
-                            "the mode", eplb_select_mode_name(o.select), o.trace_path);
+                            "the mode (only balanced, which plans from the counts, applies)",
+                            eplb_select_mode_name(o.select), o.trace_path);
         goto fail;
     }
     if (o.trig.async == EPLB_ASYNC_CHUNK && o.trig.chunk > inf->num_layers)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kernels.h"
+#include "plan_check.h" /* the balanced plan's least peak */
 #include "sim_impl.h" /* the source's read_ids (test_source_reads) */
 #include "trace.h"
 
@@ -434,15 +435,16 @@ static int32_t *make_ids(size_t n, int E)
     return ids;
 }
 
-static void select_compare(const char *what, const map_t *mp, int L, int64_t T, int K,
-                           eplb_select_mode_t mode, int num_ranks, int with_src)
+/* select_compare with the caller's ids [T][L][K] */
+static void select_compare_ids(const char *what, const map_t *mp, int L, int64_t T, int K,
+                               eplb_select_mode_t mode, int num_ranks, int with_src,
+                               const int32_t *ids)
 {
-    const int P = mp->m.num_physical, E = mp->m.num_logical;
+    const int P = mp->m.num_physical;
     const size_t no = (size_t)T * L * K;
     eplb_layer_map_t *maps = xmalloc(sizeof *maps * L);
     for (int l = 0; l < L; l++)
         maps[l] = mp->m;
-    int32_t *ids = make_ids(no, E);
     int32_t *pc = xmalloc(no * 4), *pg = xmalloc(no * 4);
     int32_t *cc = xmalloc((size_t)L * P * 4), *cg = xmalloc((size_t)L * P * 4);
     for (int i = 0; i < L * P; i++)
@@ -477,12 +479,19 @@ static void select_compare(const char *what, const map_t *mp, int L, int64_t T, 
     CHECK(memcmp(cc, cg, (size_t)L * P * 4) == 0, "%s %s T=%lld L=%d: counts differ", what,
           eplb_select_mode_name(mode), (long long)T, L);
     free(maps);
-    free(ids);
     free(pc);
     free(pg);
     free(cc);
     free(cg);
     free(src);
+}
+
+static void select_compare(const char *what, const map_t *mp, int L, int64_t T, int K,
+                           eplb_select_mode_t mode, int num_ranks, int with_src)
+{
+    int32_t *ids = make_ids((size_t)T * L * K, mp->m.num_logical);
+    select_compare_ids(what, mp, L, T, K, mode, num_ranks, with_src, ids);
+    free(ids);
 }
 
 static void test_select_modes(void)
@@ -520,6 +529,46 @@ static void test_select_modes(void)
         free(maps[mi].lc);
         free(maps[mi].l2p);
     }
+}
+
+/* balanced on small random layers where the water fill alone often stops
+ * above the least peak, so that the plan kernel's exact step
+ * (kernels/plan_flow.h) runs on the GPU: phys and counts identical to the
+ * CPU's, and the number of layers that needed the step reported (and
+ * checked to be some). */
+static void test_balanced_least_peak(void)
+{
+    int improved = 0, layers = 0, cases = small ? 60 : 300;
+    for (int c = 0; c < cases; c++) {
+        const int E = 4 + (int)(rnd() % 10), D = 2 + (int)(rnd() % 5);
+        int spg = (E + D - 1) / D + (int)(rnd() % 2);
+        spg = spg > 4 ? 4 : spg;
+        const int P = D * spg, L = 1 + (int)(rnd() % 3), K = 1 + (int)(rnd() % 2);
+        if (P < E)
+            continue;
+        const int64_t T = 20 + (int64_t)(rnd() % 400);
+        map_t mp = make_map(E, P, D, 1, P - E + 1, 0);
+        int32_t *ids = make_ids((size_t)T * L * K, E);
+        char what[64];
+        snprintf(what, sizeof what, "least-peak E=%d P=%d D=%d", E, P, D);
+        select_compare_ids(what, &mp, L, T, K, EPLB_SELECT_BALANCED, 0, 0, ids);
+        for (int l = 0; l < L; l++, layers++) {
+            int64_t n[16] = {0};
+            for (int64_t i = 0; i < T; i++)
+                for (int k = 0; k < K; k++) {
+                    int32_t e = ids[((size_t)i * L + l) * K + k];
+                    if (e >= 0 && e < E)
+                        n[e]++;
+                }
+            improved += plan_water_fill_peak(n, &mp.m) > plan_least_peak(n, &mp.m);
+        }
+        free(ids);
+        free(mp.lc);
+        free(mp.l2p);
+    }
+    printf("  balanced: the water fill alone above the least peak in %d of %d layers\n", improved,
+           layers);
+    CHECK(improved > 0, "balanced: no layer needed the exact step (of %d)", layers);
 }
 
 /* ---- fused -------------------------------------------------------------- */
@@ -1514,15 +1563,21 @@ int main(int argc, char **argv)
         void (*fn)(void);
         int routing; /* runs per routing variant (the rest: once, not with --variant) */
     } tests[] = {
-        {"route_shapes", test_route_shapes, 1}, {"route_ties", test_route_ties, 1},
+        {"route_shapes", test_route_shapes, 1},
+        {"route_ties", test_route_ties, 1},
         {"route_wide", test_route_wide, 1},
         {"route_tie_rate", test_route_tie_rate, 1},
-        {"select_modes", test_select_modes, 0}, {"fused", test_fused, 1},
+        {"select_modes", test_select_modes, 0},
+        {"balanced_least_peak", test_balanced_least_peak, 0},
+        {"fused", test_fused, 1},
         {"fused_shapes", test_fused_shapes, 1},
         {"count_stripes", test_count_stripes, 0},
-        {"stage", test_stage, 0},               {"source_reads", test_source_reads, 0},
-        {"esft_trace", test_esft_trace, 0},     {"traffic", test_traffic, 0},
-        {"large", test_large, 0},         {"a2a", test_a2a, 0},
+        {"stage", test_stage, 0},
+        {"source_reads", test_source_reads, 0},
+        {"esft_trace", test_esft_trace, 0},
+        {"traffic", test_traffic, 0},
+        {"large", test_large, 0},
+        {"a2a", test_a2a, 0},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if ((only_variant >= 0 && !tests[i].routing) || !test_named(tests[i].name))

@@ -9,6 +9,7 @@
 #include "helpers.h"
 #include "json.h"
 #include "kernels.h"
+#include "plan_check.h"
 #include "rules.h"
 #include "trace.h"
 
@@ -812,6 +813,127 @@ Test(kernels, select_balanced_close_to_lower_bound)
     }
     cr_log_info("balanced plan: worst peak / lower bound over 50 trials = %.4f", worst);
     cr_assert_leq(worst, 1.02);
+}
+
+/* The example where the water fill alone stops above the least peak: 4
+ * GPUs of 2 slots holding experts [0 1 | 2 3 | 4 0 | 1 2], 10 tokens each
+ * for experts 0, 1 and 2.  The water fill puts expert 0 (GPUs 0, 2) at 5
+ * and 5, expert 1 (GPUs 0, 3) at 2 and 8 (GPU 0 is at 5), expert 2 (GPUs
+ * 1, 3) at 9 and 1 (GPU 3 at 8): peak 9.  A split of peak 8 = ceil(30 / 4)
+ * exists (0: 2 + 8, 1: 6 + 4, 2: 6 + 4 gives GPUs 8, 6, 8, 8), and the plan
+ * must reach it. */
+Test(kernels, select_balanced_least_peak_by_hand)
+{
+    enum { E = 5, P = 8, D = 4, MR = 2 };
+    const int32_t lc[E] = {2, 2, 2, 1, 1};
+    const int32_t l2p[E * MR] = {0, 5, 1, 6, 2, 7, 3, -1, 4, -1};
+    const int64_t n[E] = {10, 10, 10, 0, 0};
+    eplb_layer_map_t m = {E, P, D, 1, MR, lc, l2p};
+    cr_assert_eq(plan_water_fill_peak(n, &m), 9);
+    cr_assert_eq(plan_least_peak(n, &m), 8);
+    int32_t quota[E * MR];
+    int64_t load[D];
+    eplb_assert_ok(eplb_select_plan_balanced(quota, load, n, &m));
+    int64_t got[D] = {0};
+    for (int e = 0; e < E; e++) {
+        int64_t sum = 0;
+        for (int j = 0; j < lc[e]; j++) {
+            cr_assert_geq(quota[e * MR + j], 0);
+            sum += quota[e * MR + j];
+            got[l2p[e * MR + j] / 2] += quota[e * MR + j];
+        }
+        cr_assert_eq(sum, n[e], "expert %d", e);
+    }
+    for (int g = 0; g < D; g++) {
+        cr_assert_eq(got[g], load[g], "gpu %d", g);
+        cr_assert_leq(load[g], 8, "gpu %d load %lld", g, (long long)load[g]);
+    }
+}
+
+/* One random layer of E experts on D GPUs of spg slots for
+ * select_balanced_least_peak_random: every expert placed once, the other
+ * slots to random experts (several on one GPU allowed), skewed loads.
+ * Checks the plan's quotas and loads, and its peak against the least peak
+ * of any split computed without flows (plan_check.h: the largest
+ * ceil(demand(S) / |S|) over GPU sets S).  Returns 1 where the water fill
+ * alone stopped above that peak. */
+static int least_peak_trial(int E, int D, int spg, int t)
+{
+    enum { EMAX = 40, DMAX = 12, PMAX = 40 };
+    const int P = D * spg, MR = P;
+    int32_t lc[EMAX], l2p[EMAX * PMAX], quota[EMAX * PMAX], slot[PMAX];
+    int64_t n[EMAX], load[DMAX];
+    cr_assert(E <= EMAX && D <= DMAX && P <= PMAX && P >= E);
+    for (int p = 0; p < P; p++)
+        slot[p] = p;
+    for (int p = P - 1; p > 0; p--) {
+        int q = (int)(rng_u64() % (uint64_t)(p + 1)), x = slot[p];
+        slot[p] = slot[q];
+        slot[q] = x;
+    }
+    for (int e = 0; e < E; e++) {
+        lc[e] = 1;
+        l2p[e * MR] = slot[e];
+    }
+    for (int p = E; p < P; p++) {
+        int e = (int)(rng_u64() % (uint64_t)E);
+        l2p[e * MR + lc[e]++] = slot[p];
+    }
+    for (int e = 0; e < E; e++) /* ascending rows, as the policies give */
+        for (int a = 1; a < lc[e]; a++)
+            for (int b = a; b > 0 && l2p[e * MR + b - 1] > l2p[e * MR + b]; b--) {
+                int32_t x = l2p[e * MR + b];
+                l2p[e * MR + b] = l2p[e * MR + b - 1];
+                l2p[e * MR + b - 1] = x;
+            }
+    for (int e = 0; e < E; e++)
+        n[e] = rng_u64() % 4 == 0 ? 0 : (int64_t)(20 * exp(1.5 * rng_normal()));
+    eplb_layer_map_t m = {E, P, D, 1, MR, lc, l2p};
+    eplb_assert_ok(eplb_select_plan_balanced(quota, load, n, &m));
+    int64_t got[DMAX] = {0}, peak = 0;
+    for (int e = 0; e < E; e++) {
+        int64_t sum = 0;
+        for (int j = 0; j < lc[e]; j++) {
+            cr_assert_geq(quota[e * MR + j], 0, "trial %d", t);
+            sum += quota[e * MR + j];
+            got[l2p[e * MR + j] / spg] += quota[e * MR + j];
+        }
+        cr_assert_eq(sum, n[e], "trial %d expert %d", t, e);
+    }
+    for (int g = 0; g < D; g++) {
+        cr_assert_eq(got[g], load[g], "trial %d gpu %d", t, g);
+        peak = load[g] > peak ? load[g] : peak;
+    }
+    const int64_t best = plan_least_peak(n, &m);
+    cr_assert_eq(peak, best, "trial %d: peak %lld, least %lld (E=%d D=%d spg=%d)", t,
+                 (long long)peak, (long long)best, E, D, spg);
+    return plan_water_fill_peak(n, &m) > best;
+}
+
+/* The plan reaches the least peak of any split: 3000 random layers of 3-14
+ * experts on 2-6 GPUs of 1-4 slots, and 100 of 20 experts on 12 GPUs of 3
+ * slots (longer augmenting paths).  The exact step must have had work to
+ * do (the water fill alone above the least peak) in part of them. */
+Test(kernels, select_balanced_least_peak_random)
+{
+    int improved = 0, big = 0, trials = 0;
+    rng_seed(41);
+    for (int t = 0; t < 3000; t++) {
+        const int E = 3 + (int)(rng_u64() % 12), D = 2 + (int)(rng_u64() % 5);
+        int spg = (E + D - 1) / D + (int)(rng_u64() % 2);
+        spg = spg > 4 ? 4 : spg;
+        if (D * spg < E)
+            continue;
+        improved += least_peak_trial(E, D, spg, t);
+        trials++;
+    }
+    for (int t = 0; t < 100; t++)
+        big += least_peak_trial(20, 12, 3, t);
+    cr_log_info("balanced plan: the water fill alone above the least peak in %d of %d small "
+                "layers, %d of 100 large",
+                improved, trials, big);
+    cr_assert_geq(improved, 30, "only %d small layers needed the exact step", improved);
+    cr_assert_geq(big, 5, "only %d large layers needed the exact step", big);
 }
 
 /* Selection split into parts (token ranges of a layer, on several

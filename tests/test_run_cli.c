@@ -700,9 +700,10 @@ Test(run_cli, out_dir_report_is_the_terminal_text)
     free(out);
 }
 
-/* A counts trace has no per-token choice (every mode is an even split), and
- * --seed seeds the random mode only: options that would change nothing are
- * refused, not ignored. */
+/* A counts trace has no per-token choice (the per-token modes are an even
+ * split), and --seed seeds the random mode only: options that would change
+ * nothing are refused, not ignored.  (balanced plans from the counts:
+ * select_balanced_on_counts.) */
 Test(run_cli, select_and_seed_only_where_they_act)
 {
     eplb_test_cli_expect(2, "--select flatmod: ", "run '%s' --gpus 4 --select flatmod", cnt_trace);
@@ -717,6 +718,42 @@ Test(run_cli, select_and_seed_only_where_they_act)
     /* the GPU routes logits: a trace without them has nothing for it */
     eplb_test_cli_expect(2, "--device gpu: ", "run '%s' --gpus 4 --device gpu", cnt_trace);
     eplb_test_cli_expect(2, "has no logits (top-k ids)", "run '%s' --device gpu", tok_trace);
+}
+
+/* --select balanced on a counts trace plans each step from its counts, as
+ * the token-level selection plans from the same counts: tok.h5 and cnt.h5
+ * hold the same counts, so every run's balance is the same number on both
+ * (the token path: eplb_select_record_cpu; the counts path: sim/run.c
+ * split_counts).  And the plan's peak is never above the even split's, so
+ * neither is any run's mean balancedness below it. */
+Test(run_cli, select_balanced_on_counts)
+{
+    static const char *args = "'%s' --policy none,deepseek --gpus 4,8 --select balanced "
+                              "--device cpu --json --quiet --policy-time 0";
+    eplb_json_t *tok = run_json(args, tok_trace), *cnt = run_json(args, cnt_trace);
+    eplb_json_t *even = run_json("'%s' --policy none,deepseek --gpus 4,8 --device cpu --json "
+                                 "--quiet --policy-time 0",
+                                 cnt_trace);
+    const eplb_json_t *rt = eplb_json_get(tok, "runs"), *rc = eplb_json_get(cnt, "runs"),
+                      *re = eplb_json_get(even, "runs");
+    cr_assert(rt && rc && re && rt->n == 4 && rc->n == 4 && re->n == 4);
+    int better = 0;
+    for (size_t i = 0; i < rt->n; i++) {
+        cr_assert_eq(num(&rt->items[i], "gpus"), num(&rc->items[i], "gpus"));
+        cr_assert_str_eq(eplb_json_get(&rt->items[i], "policy")->str,
+                         eplb_json_get(&rc->items[i], "policy")->str);
+        cr_assert_eq(num(&rt->items[i], "balancedness"), num(&rc->items[i], "balancedness"),
+                     "run %zu", i);
+        cr_assert_eq(num(&rt->items[i], "max_over_mean"), num(&rc->items[i], "max_over_mean"),
+                     "run %zu", i);
+        cr_assert_geq(num(&rc->items[i], "balancedness"), num(&re->items[i], "balancedness"),
+                      "run %zu", i);
+        better += num(&rc->items[i], "balancedness") > num(&re->items[i], "balancedness");
+    }
+    cr_assert_gt(better, 0, "balanced never beat the even split");
+    eplb_json_free(tok);
+    eplb_json_free(cnt);
+    eplb_json_free(even);
 }
 
 /* --redundant values that P rounds up say what R became, on stderr and in

@@ -543,6 +543,13 @@ int eplb_cmd_rebalance(int argc, char **argv)
         goto out;
     }
     const eplb_policy_t *pol = eplb_policy_find(o.policy);
+    if (!pol && !strcmp(o.policy, "oracle")) { /* a schedule of run, not a placement */
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "--policy oracle: the oracle is deepseek fed a trace's next window, "
+                            "which only `eplb-replay run TRACE.h5 --policy oracle` has; here "
+                            "the weights are the window: use --policy deepseek");
+        goto out;
+    }
     if (!pol) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                             "--policy: unknown policy '%s' (see --help for the list)",

@@ -15,6 +15,8 @@ bin=${1:-./eplb-replay}
     echo "Numbers in options are decimal: an optional \`-\`, digits, and for a"
     echo "real a fraction and an exponent (\`0.5\`, \`.5\`, \`1e-3\`); a leading space or"
     echo "\`+\`, hexadecimal, \`inf\` and \`nan\` are refused (\`src/decimal.h\`)."
+    echo "An option with a value may be given once (\`--gpus 2 --gpus 4\` is refused, exit 2:"
+    echo "the second would replace the first; lists are one value, \`--gpus 2,4\`); flags may repeat."
     echo
     echo '```'
     "$bin" --help

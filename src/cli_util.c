@@ -56,16 +56,51 @@ int eplb_cli_is_option(const char *arg, const struct option *longopts)
     return find_long(arg, longopts) != NULL;
 }
 
+/* Options with a value given twice in one command line ("--gpus 2 --gpus
+ * 4"): the second would silently replace the first, so both parsers refuse
+ * it (lists are one value: "--gpus 2,4").  Flags may repeat.  The state
+ * belongs to one argv: a new argv (or getopt restarting) resets it. */
+static struct {
+    char **argv;
+    int n, key[128];
+} seen;
+
+static int seen_before(char **argv, int key)
+{
+    if (argv != seen.argv) {
+        seen.argv = argv;
+        seen.n = 0;
+    }
+    for (int i = 0; i < seen.n; i++)
+        if (seen.key[i] == key)
+            return 1;
+    if (seen.n < (int)(sizeof seen.key / sizeof seen.key[0]))
+        seen.key[seen.n++] = key;
+    return 0;
+}
+
+static char repeated[160]; /* the option of eplb_cli_getopt's '!' */
+
 int eplb_cli_getopt(int argc, char **argv, const char *optstring,
                     const struct option *longopts)
 {
-    int c = getopt_long(argc, argv, optstring, longopts, NULL);
+    if (optind <= 1) /* getopt starts over: a new command line */
+        seen.argv = NULL;
+    int idx = -1;
+    int c = getopt_long(argc, argv, optstring, longopts, &idx);
     /* only a value taken from the next argument: "--top-k=--model" and
      * "-o--x" say what they mean */
     if (c != -1 && c != ':' && c != '?' && optarg && optind >= 2 &&
         optarg == argv[optind - 1] && eplb_cli_is_option(optarg, longopts)) {
         optind--; /* argv[optind - 1] is now the option itself */
         return ':';
+    }
+    if (c != -1 && c != ':' && c != '?' && optarg && seen_before(argv, c)) {
+        if (idx >= 0)
+            snprintf(repeated, sizeof repeated, "--%s", longopts[idx].name);
+        else
+            snprintf(repeated, sizeof repeated, "-%c", c);
+        return '!';
     }
     return c;
 }
@@ -74,6 +109,9 @@ eplb_status_t eplb_cli_getopt_fail(int c, char **argv)
 {
     if (c == ':')
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "%s needs a value", argv[optind - 1]);
+    if (c == '!')
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "%s is given twice (the second would replace the first)", repeated);
     return eplb_error_set(EPLB_ERR_INVALID_ARG, "unknown option '%s' (see --help)",
                           argv[optind - 1]);
 }
@@ -97,6 +135,9 @@ eplb_status_t eplb_cli_next_opt(const struct option **opt, const char **val, int
             return eplb_error_set(EPLB_ERR_INVALID_ARG, "--%s needs a value", o->name);
         v = argv[++*i];
     }
+    if (v && seen_before(argv, o->val))
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "--%s is given twice (the second would replace the first)", o->name);
     *opt = o;
     *val = v;
     return EPLB_OK;

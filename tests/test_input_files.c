@@ -412,14 +412,19 @@ Test(input_files, cli_is_option)
     cr_assert_eq(o->val, 1);
     cr_assert_str_eq(val, "a");
     cr_assert_eq(i, 1);
-    i = 2;
-    eplb_assert_ok(eplb_cli_next_opt(&o, &val, 5, argv, &i, lo));
+    i = 2; /* the same option again would replace the first value: refused */
+    cr_assert_eq(eplb_cli_next_opt(&o, &val, 5, argv, &i, lo), EPLB_ERR_INVALID_ARG);
+    cr_assert(strstr(eplb_error_last(), "--weights is given twice"), "%s", eplb_error_last());
+    char *argv2[] = {"cmd", "--weights", "b", "--json", "--json", NULL};
+    i = 1;
+    eplb_assert_ok(eplb_cli_next_opt(&o, &val, 5, argv2, &i, lo));
     cr_assert_str_eq(val, "b");
-    cr_assert_eq(i, 3);
-    i = 4;
-    eplb_assert_ok(eplb_cli_next_opt(&o, &val, 5, argv, &i, lo));
-    cr_assert_eq(o->val, 2);
-    cr_assert_null(val);
+    cr_assert_eq(i, 2);
+    for (i = 3; i <= 4; i++) { /* a flag may repeat */
+        eplb_assert_ok(eplb_cli_next_opt(&o, &val, 5, argv2, &i, lo));
+        cr_assert_eq(o->val, 2);
+        cr_assert_null(val);
+    }
 }
 
 /* ---- 7: file contents are exit 1, options exit 2 -------------------- */

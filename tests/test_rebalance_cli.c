@@ -264,6 +264,7 @@ Test(rebalance_cli, impossible_requests_refused)
     refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,12],[1,1,1]]", 1, "ragged");
     refused("--replicas 16 --gpus 8 --policy fastest", README_W, 2, "unknown policy 'fastest'");
     refused("--replicas 16 --gpus 8 --policy oracle", README_W, 2, "use --policy deepseek");
+    refused("--replicas 16 --gpus 8 --gpus 4", README_W, 2, "--gpus is given twice");
     refused("--replicas 16 --gpus 8 --format xml", README_W, 2, "--format");
     refused("--replicas 16 --gpus 8 --export vllm", README_W, 2, "--export");
     refused("--replicas sixteen --gpus 8", README_W, 2,

@@ -867,8 +867,21 @@ static const char *const out_names[] = {"results.h5", "config.json", "summary.js
 static eplb_status_t check_out_dir(const char *dir, const char *const *inputs, int ninputs)
 {
     struct stat sb;
-    if (stat(dir, &sb) != 0)
+    if (stat(dir, &sb) != 0) {
+        const int err = errno;
+        if (lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+            char to[4096];
+            ssize_t n = readlink(dir, to, sizeof to - 1);
+            to[n > 0 ? n : 0] = 0;
+            return eplb_error_set(EPLB_ERR_IO,
+                                  "--out: %s is a symbolic link to '%s', which does not exist "
+                                  "(create it, or name another directory)",
+                                  dir, to);
+        }
+        if (err != ENOENT)
+            return eplb_error_set(EPLB_ERR_IO, "--out: %s: %s", dir, strerror(err));
         return EPLB_OK; /* created later */
+    }
     if (!S_ISDIR(sb.st_mode))
         return eplb_error_set(EPLB_ERR_IO, "--out: %s is not a directory", dir);
     if (access(dir, W_OK | X_OK) != 0)

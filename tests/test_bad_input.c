@@ -219,6 +219,12 @@ Test(bad_input, run_out_blocked_name)
     eplb_test_write_text(f, "x");
     eplb_test_cli_expect(1, "is not a directory", "run %s --quiet --out %s", t, f);
     unlink(f);
+    /* a symbolic link to nothing: said so, not "cannot create file X.tmp.PID" */
+    const char *ln = eplb_test_path(d, "dangling");
+    cr_assert(symlink("/nonexistent-eplb/dir", ln) == 0);
+    eplb_test_cli_expect(1, "is a symbolic link to '/nonexistent-eplb/dir', which does not exist",
+                         "run %s --quiet --gpus 4 --out %s", t, ln);
+    unlink(ln);
     rmdir(out);
     unlink(t);
     rmdir(d);

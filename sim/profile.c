@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "checks.h"
+#include "decimal.h"
 #include "json.h"
 
 void eplb_sim_profile_default(eplb_profile_t *out)
@@ -102,7 +103,8 @@ static eplb_status_t num(double *out, const char *v, const char *what,
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (end == v || *trim(end) || isnan(x) || x < 0)
+    /* decimal only: strtod also took "0x10" (16) and "+5" (src/decimal.h) */
+    if (end == v || end != v + eplb_decimal_real_len(v) || *trim(end) || isnan(x) || x < 0)
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s:%d: %s: '%s' is not a number >= 0", what,
                               line, shown(key).s, shown(v).s);

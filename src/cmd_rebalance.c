@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "checks.h"
 #include "cli_util.h"
+#include "decimal.h"
 #include "json.h"
 #include "policy.h"
 #include "progress.h"
@@ -111,10 +113,25 @@ static eplb_status_t parse_csv(float **out, int *rows, int *cols, char *text, co
             for (;;) {
                 char *end;
                 errno = 0;
+                while (*p == ' ' || *p == '\t') /* "1, 2": spaces after the comma */
+                    p++;
+                const size_t len = eplb_decimal_real_len(p);
                 float v = strtof(p, &end);
                 if (end == p) {
                     st = eplb_error_set(EPLB_ERR_FORMAT, "%s: line %d value %d is not a number",
                                         path, line, k + 1);
+                    goto err;
+                }
+                /* strtof also took "+5" and "0x10" (16): a number here is
+                 * decimal (src/decimal.h); inf and nan are read, and the
+                 * loads' check names their layer and expert */
+                const char *w = p + (*p == '-');
+                const int word = !strncasecmp(w, "inf", 3) || !strncasecmp(w, "nan", 3);
+                if (!word && end != p + len) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT,
+                                        "%s: line %d value %d: '%.*s' is not a decimal number "
+                                        "(digits, '.', an exponent; no '+' or hexadecimal)",
+                                        path, line, k + 1, (int)(end - p > 40 ? 40 : end - p), p);
                     goto err;
                 }
                 /* 1e39 read as inf, and the message then said the file

@@ -57,7 +57,7 @@ static const char *digits(const char *p)
     return p;
 }
 
-int eplb_decimal_parse_double(double *out, const char *s)
+size_t eplb_decimal_real_len(const char *s)
 {
     const char *p = s + (*s == '-');
     const char *q = digits(p);
@@ -68,16 +68,21 @@ int eplb_decimal_parse_double(double *out, const char *s)
         q = f;
     }
     if (n == 0)
-        return EINVAL;
+        return 0;
     if (*q == 'e' || *q == 'E') {
         const char *x = q + 1;
         x += *x == '+' || *x == '-';
         const char *xe = digits(x);
-        if (xe == x)
-            return EINVAL;
-        q = xe;
+        if (xe != x) /* "1e" is the number 1 followed by 'e' */
+            q = xe;
     }
-    if (*q)
+    return (size_t)(q - s);
+}
+
+int eplb_decimal_parse_double(double *out, const char *s)
+{
+    const size_t n = eplb_decimal_real_len(s);
+    if (n == 0 || s[n])
         return EINVAL;
     errno = 0;
     const double v = strtod(s, NULL);

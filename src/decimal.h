@@ -1,6 +1,7 @@
 /* decimal.h - the one reader of decimal numbers in command-line options
  * and EPLB_* environment variables (files have their own: src/json.c, the
- * ESFT and profile readers).
+ * ESFT reader; the CSV weights and the profile reader check their numbers'
+ * syntax with eplb_decimal_real_len).
  *
  * strtoll and strtod, used directly before, skip leading white space and
  * take a '+', strtod also hexadecimal ("0x10"), and strtoll clamps past
@@ -10,6 +11,7 @@
 #ifndef EPLB_DECIMAL_H
 #define EPLB_DECIMAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -33,6 +35,13 @@ int eplb_decimal_parse(int64_t *out, const char *s);
  * double or below its smallest denormal (1e-999, which strtod makes 0)
  * (*out unchanged), EINVAL otherwise (also "inf", "nan"). */
 int eplb_decimal_parse_double(double *out, const char *s);
+
+/* The length of the decimal real at the start of s in the syntax of
+ * eplb_decimal_parse_double (0 where s does not start with one): for the
+ * number readers of data files (CSV weights, profiles), which then check
+ * that strtod/strtof read exactly these bytes (strtod takes "0x10" as 16,
+ * "+5", " 5", "inf"). */
+size_t eplb_decimal_real_len(const char *s);
 
 /* The environment variable name as an integer in [lo, hi]; dflt where it
  * is unset, empty, not such an integer or outside the range (timing and

@@ -253,6 +253,14 @@ Test(core, decimal_reals)
         cr_expect_eq(rc, cases[i].rc, "'%s': rc %d, want %d", cases[i].s, rc, cases[i].rc);
         cr_expect_eq(v, rc ? -42 : cases[i].v, "'%s': %g", cases[i].s, v);
     }
+    /* the length at the start of a field, for the data files' readers */
+    static const struct {
+        const char *s;
+        size_t n;
+    } lens[] = {{"12,3", 2}, {"-1.5e3 x", 6}, {"0x10", 1}, {"+5", 0},  {" 5", 0},
+                {"inf", 0},  {"1e", 1},       {"1e+", 1},  {".5,", 2}, {".", 0}};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        cr_expect_eq(eplb_decimal_real_len(lens[i].s), lens[i].n, "'%s'", lens[i].s);
 }
 
 /* Timing switches: a wrong value is the default. */

@@ -302,6 +302,9 @@ Test(input_files, profile_values_overflow)
         {"fp8_TFLOPS = 1e-320\n", "p.txt:1: fp8_TFLOPS: '1e-320' is too small"},
         {"net_latency_us = 1e-400\n", "p.txt:1: net_latency_us: '1e-400' is too small"},
         {"bf16_TFLOPS = -1\n", "'-1' is not a number >= 0"},
+        /* strtod's hexadecimal and '+' (0x10 was 16 GB/s) */
+        {"nvlink_GBps = 0x10\n", "'0x10' is not a number >= 0"},
+        {"nvlink_GBps = +5\n", "'+5' is not a number >= 0"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         eplb_profile_t p;

@@ -261,6 +261,9 @@ Test(rebalance_cli, impossible_requests_refused)
             "layer 0 expert 11 is -12");
     refused(SHAPE, "1,2,3,4,5,6,7,8,9,10,11,nan\n1,1,1,1,1,1,1,1,1,1,1,1\n", 1, "expert 11");
     refused(SHAPE, "1,2,3,4,5,6,7,8,9,10,11,12\n1,1,1\n", 1, "ragged");
+    /* decimal numbers only: strtof read 0x10 as 16 and took '+' */
+    refused(SHAPE, "0x10,2,3,4,5,6,7,8,9,10,11,12\n", 1, "'0x10' is not a decimal number");
+    refused(SHAPE, "1,+2,3,4,5,6,7,8,9,10,11,12\n", 1, "value 2: '+2' is not a decimal number");
     refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,12],[1,1,1]]", 1, "ragged");
     refused("--replicas 16 --gpus 8 --policy fastest", README_W, 2, "unknown policy 'fastest'");
     refused("--replicas 16 --gpus 8 --policy oracle", README_W, 2, "use --policy deepseek");

@@ -460,6 +460,26 @@ void eplb_sim_model_shape(eplb_model_shape_t *out, const char *model,
                 m.weight_bytes = 1;
             snprintf(m.source, sizeof m.source, "trace model_config (%s)",
                      m.weight_bytes == 1 ? "FP8" : "BF16");
+        } else if (h || f) {
+            /* a size given but unusable: said, as for JSON that does not
+             * parse (hidden_size -5, 1e300 or NaN fell back silently) */
+            const int h_ok = h && h->type == EPLB_JSON_NUMBER && h->num >= 1 && h->num < 1e6;
+            const eplb_json_t *bad = h_ok ? f : h; /* NULL: missing */
+            const char *key = !h_ok ? "hidden_size"
+                              : eplb_json_get(cfg, "moe_intermediate_size")
+                                  ? "moe_intermediate_size"
+                              : f ? "intermediate_size"
+                                  : "moe_intermediate_size";
+            char why[sizeof m.source], val[64];
+            if (!bad)
+                snprintf(val, sizeof val, "has no %s", key);
+            else if (bad->type == EPLB_JSON_NUMBER)
+                snprintf(val, sizeof val, "%s %g is ignored (not in [1, 1e6))", key, bad->num);
+            else
+                snprintf(val, sizeof val, "%s is ignored (not a number)", key);
+            snprintf(why, sizeof why, "%s", m.source);
+            snprintf(m.source, sizeof m.source, "%.*s; the trace's model_config %s",
+                     (int)(sizeof m.source - 100), why, val);
         }
         eplb_json_free(cfg);
     }

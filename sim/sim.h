@@ -78,7 +78,7 @@ typedef struct {
     int hidden;               /* hidden_size */
     int inter;                /* moe_intermediate_size */
     double weight_bytes;      /* bytes per weight parameter (1 FP8, 2 BF16) */
-    char source[96];          /* where the numbers came from */
+    char source[192];         /* where the numbers came from */
 } eplb_model_shape_t;
 
 /* From the trace's model_config JSON (hidden_size, moe_intermediate_size,

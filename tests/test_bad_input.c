@@ -378,6 +378,40 @@ Test(bad_input, dangling_link)
     rmdir(d);
 }
 
+/* Found (eighteenth session's sweep): a fixed-length `model` of "to\0ky"
+ * was read as "to"; NULs may pad the end only. */
+Test(bad_input, string_attr_with_inner_nul)
+{
+    const char *d = eplb_test_tmpdir();
+    const char *t = make_trace(d, "c.h5", 2, 8, 2, 3, 4, EPLB_LEVEL_COUNTS, -1);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    for (int inner = 1; inner >= 0; inner--) {
+        hid_t f = H5Fopen(t, H5F_ACC_RDWR, H5P_DEFAULT);
+        cr_assert(f >= 0);
+        cr_assert(H5Adelete(f, "model") >= 0);
+        hid_t ty = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+        H5Tset_size(ty, 5);
+        H5Tset_strpad(ty, H5T_STR_NULLPAD);
+        hid_t a = H5Acreate2(f, "model", ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+        cr_assert(a >= 0);
+        cr_assert(H5Awrite(a, ty, inner ? "to\0ky" : "toky\0") >= 0);
+        H5Aclose(a);
+        H5Sclose(sp);
+        H5Tclose(ty);
+        H5Fclose(f);
+        if (inner) {
+            eplb_test_cli_expect(1, "root attribute 'model' holds a NUL byte at 2", "info %s", t);
+        } else { /* padding at the end is fine */
+            eplb_trace_t *tr = NULL;
+            eplb_assert_ok(eplb_trace_open(&tr, t));
+            cr_assert_str_eq(eplb_trace_info(tr)->model, "toky");
+            eplb_trace_close(tr);
+        }
+    }
+    unlink(t);
+    rmdir(d);
+}
+
 /* Found: `info` read no /steps/phase values, so a phase of 5 passed; and
  * then `run` and `info --no-skew`, which read none, still passed it: the
  * open checks them now. */

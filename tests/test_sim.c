@@ -1121,4 +1121,21 @@ Test(sim, model_shape_from_config)
     cr_assert(strstr(m.source, "model_config is not valid JSON") != NULL, "%s", m.source);
     eplb_sim_model_shape(&m, "DeepSeek-V3", NULL);
     cr_assert(strstr(m.source, "not valid") == NULL, "%s", m.source);
+    /* sizes that cannot be used are said too (they fell back silently) */
+    static const struct {
+        const char *cfg, *said;
+    } bad[] = {
+        {"{\"hidden_size\": -5, \"moe_intermediate_size\": 1408}", "hidden_size -5 is ignored"},
+        {"{\"hidden_size\": NaN, \"moe_intermediate_size\": 1408}", "hidden_size nan is ignored"},
+        {"{\"hidden_size\": 2048, \"moe_intermediate_size\": 1e300}",
+         "moe_intermediate_size 1e+300 is ignored"},
+        {"{\"hidden_size\": 2048, \"intermediate_size\": \"big\"}",
+         "intermediate_size is ignored (not a number)"},
+        {"{\"hidden_size\": 2048}", "has no moe_intermediate_size"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        eplb_sim_model_shape(&m, "DeepSeek-V3", bad[i].cfg);
+        cr_assert_eq(m.hidden, 7168, "%s", bad[i].cfg); /* the name's shape */
+        cr_assert(strstr(m.source, bad[i].said) != NULL, "%s: %s", bad[i].cfg, m.source);
+    }
 }

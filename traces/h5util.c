@@ -527,6 +527,17 @@ eplb_status_t eplb_h5_attr_read_str(char **out, hid_t loc, const char *name,
             st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read string attribute");
             goto out;
         }
+        /* NULs pad a fixed-length string at its end; text after one was
+         * cut off silently ("to\0ken" read as "to") */
+        const size_t len = res ? strlen(res) : 0;
+        for (size_t i = len; res && i < n; i++)
+            if (res[i]) {
+                st = eplb_error_set(EPLB_ERR_FORMAT,
+                                    "%s: root attribute '%s' holds a NUL byte at %zu, before "
+                                    "more text",
+                                    path, name, len);
+                goto out;
+            }
     }
     EPLB_ALLOC_GOTO(res, st, out);
 out:

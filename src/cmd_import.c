@@ -171,6 +171,13 @@ int eplb_cmd_import(int argc, char **argv)
                                  eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                 "--tokens-per-step applies to --format esft "
                                                 "only (SGLang counts keep the file's steps)"));
+        /* a usage error, before anything is read or written (the writer
+         * refused it only after reading the file, naming the output) */
+        if (strlen(model) > EPLB_TRACE_MODEL_MAX)
+            return eplb_cmd_fail("import", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                          "--model: %zu bytes; at most %d",
+                                                          strlen(model),
+                                                          EPLB_TRACE_MODEL_MAX));
         if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
             return eplb_cmd_fail("import", st);
         st = eplb_import_sglang(in, out, (int)topk, model);

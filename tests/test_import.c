@@ -760,3 +760,156 @@ Test(import, import_options_of_the_other_format_refused)
     cr_assert_neq(access(out, F_OK), 0, "%s written", out);
     rmdir(dir);
 }
+
+/* ---- limits of a trace the import can pass -------------------------------------
+ * What the reader refuses (traces/FORMAT.md, Limits; traces/reader.c) is
+ * refused by the import, as an error of the input (exit 1) naming the file
+ * and the field, and nothing is left under the output's name or its
+ * temporary name. */
+
+/* {"logical_count": ...} of `steps` steps (0: [L][E]) of `rows` layers [1, 2],
+ * the first `zero` of them [0, 0], into path. */
+static void write_layers_json(const char *path, int steps, int rows, int zero)
+{
+    size_t cap = (size_t)(steps ? steps : 1) * (size_t)rows * 8 + 64;
+    char *t = malloc(cap), *q = t;
+    cr_assert_not_null(t);
+    q += sprintf(q, "{\"logical_count\": [");
+    for (int s = 0; s < (steps ? steps : 1); s++) {
+        if (steps)
+            q += sprintf(q, "%s[", s ? "," : "");
+        for (int l = 0; l < rows; l++)
+            q += sprintf(q, "%s[%d,%d]", l ? "," : "", l < zero ? 0 : 1, l < zero ? 0 : 2);
+        if (steps)
+            q += sprintf(q, "]");
+    }
+    sprintf(q, "]}");
+    eplb_test_write_text(path, t);
+    free(t);
+}
+
+/* Found by the audit: 4097 MoE layers were imported (exit 0) into a trace
+ * that every command then refused ("root attribute 'num_layers' = 4097 is
+ * outside [1, 4096]"). */
+Test(import, sglang_more_layers_than_a_trace_holds)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512], want[1024];
+    snprintf(p, sizeof p, "%s/L.json", dir);
+    snprintf(out, sizeof out, "%s/L.h5", dir);
+    snprintf(want, sizeof want, "%s: logical_count has 4097 layers; at most 4096", p);
+    for (int steps = 0; steps <= 2; steps += 2) { /* [L][E], then [S][L][E] */
+        write_layers_json(p, steps, 4097, 0);
+        eplb_test_cli_expect(1, want, "import --format sglang-counts %s --top-k 1 -o %s", p,
+                             out);
+        cr_assert_eq(eplb_test_dir_entries(dir), 1, "%s: something left beside the input", dir);
+        eplb_import_sglang_t c;
+        eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT, want);
+    }
+    /* the rows kept count, not the dense rows dropped; 4096 is fine */
+    write_layers_json(p, 0, 4098, 1);
+    eplb_assert_fails(eplb_import_sglang(p, out, 1, "toy"), EPLB_ERR_FORMAT,
+                      "logical_count has 4097 layers not all zero (of 4098); at most 4096");
+    cr_assert_eq(eplb_test_dir_entries(dir), 1);
+    write_layers_json(p, 0, 4097, 1);
+    eplb_test_cli_expect(0, "wrote", "import --format sglang-counts %s --top-k 1 -o %s", p, out);
+    eplb_test_cli_expect(0, "layers", "info %s", out);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* Found by the audit: counts whose steps need more than 2^39 tokens in all
+ * were refused by the trace writer as a usage error (exit 2) naming only
+ * the output. */
+Test(import, sglang_more_tokens_than_a_trace_holds)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512], want[1024];
+    snprintf(p, sizeof p, "%s/T.json", dir);
+    snprintf(out, sizeof out, "%s/T.h5", dir);
+    /* 129 steps of one layer [2^31 - 1, 2^31 - 1]: 2^32 - 2 tokens each at
+     * top-1; steps 0..127 make 2^39 - 256, step 128 passes 2^39 */
+    char *t = malloc(129 * 32 + 64), *q = t;
+    cr_assert_not_null(t);
+    q += sprintf(q, "{\"logical_count\": [");
+    for (int s = 0; s < 129; s++)
+        q += sprintf(q, "%s[[2147483647, 2147483647]]", s ? "," : "");
+    sprintf(q, "]}");
+    eplb_test_write_text(p, t);
+    free(t);
+    snprintf(want, sizeof want,
+             "eplb-replay import: %s: logical_count[128] (step 128): 4294967294 tokens at "
+             "top-1 bring the total past the 549755813888 (2^39) tokens",
+             p);
+    eplb_test_cli_expect(1, want, "import --format sglang-counts %s --top-k 1 -o %s", p, out);
+    cr_assert_eq(eplb_test_dir_entries(dir), 1, "%s: something left beside the input", dir);
+    /* top-2 halves them: within the limit */
+    eplb_test_cli_expect(0, "wrote", "import --format sglang-counts %s --top-k 2 -o %s", p, out);
+    unlink(out);
+    /* one step [L][E] can pass it alone: 512 experts of 2^31 - 1 at top-1 */
+    t = malloc(512 * 12 + 64);
+    cr_assert_not_null(t);
+    q = t + sprintf(t, "{\"logical_count\": [[");
+    for (int e = 0; e < 512; e++)
+        q += sprintf(q, "%s2147483647", e ? "," : "");
+    sprintf(q, "]]}");
+    eplb_test_write_text(p, t);
+    free(t);
+    snprintf(want, sizeof want,
+             "eplb-replay import: %s: logical_count: 1099511627264 tokens at top-1 bring the "
+             "total past",
+             p);
+    eplb_test_cli_expect(1, want, "import --format sglang-counts %s --top-k 1 -o %s", p, out);
+    cr_assert_eq(eplb_test_dir_entries(dir), 1, "%s: something left beside the input", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* Found by the audit: a --model past 127 bytes was refused by the trace
+ * writer after the input was read, naming the output; it is a usage error
+ * of the option, refused before anything is read (here the input does not
+ * even exist) or written. */
+Test(import, sglang_model_name_too_long)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512], model[201];
+    snprintf(p, sizeof p, "%s/missing.json", dir);
+    snprintf(out, sizeof out, "%s/m.h5", dir);
+    memset(model, 'm', 200);
+    model[200] = '\0';
+    eplb_test_cli_expect(2, "eplb-replay import: --model: 200 bytes; at most 127",
+                         "import --format sglang-counts %s --top-k 1 -o %s --model %s", p, out,
+                         model);
+    cr_assert_eq(eplb_test_dir_entries(dir), 0, "%s: something written", dir);
+    eplb_test_write_text(p, "{\"logical_count\": [[1, 2]]}");
+    eplb_assert_fails(eplb_import_sglang(p, out, 1, model), EPLB_ERR_INVALID_ARG,
+                      "--model: 200 bytes; at most 127");
+    model[127] = '\0'; /* 127 bytes: fine */
+    eplb_test_cli_expect(0, "wrote", "import --format sglang-counts %s --top-k 1 -o %s --model %s",
+                         p, out, model);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* The writer refuses what the reader would refuse, whoever calls it. */
+Test(import, writer_refuses_layers_past_the_reader)
+{
+    const char *dir = eplb_test_tmpdir();
+    char out[512];
+    snprintf(out, sizeof out, "%s/w.h5", dir);
+    eplb_trace_writer_opts_t wo = EPLB_TRACE_WRITER_OPTS_INIT;
+    wo.num_layers = 4097;
+    wo.route = (eplb_route_cfg_t){2, 1, EPLB_SCORING_SOFTMAX, 1, 1, 1, 1.0f};
+    wo.levels = EPLB_LEVEL_COUNTS;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_fails(eplb_trace_writer_create(&w, out, &wo), EPLB_ERR_INVALID_ARG,
+                      "num_layers must be in 1..4096");
+    wo.num_layers = 1;
+    wo.route = (eplb_route_cfg_t){16, 2, EPLB_SCORING_SOFTMAX, 16, 1, 1, 1.0f};
+    eplb_assert_fails(eplb_trace_writer_create(&w, out, &wo), EPLB_ERR_INVALID_ARG,
+                      "top_k must not exceed the experts of the kept groups");
+    cr_assert_eq(eplb_test_dir_entries(dir), 0, "%s: something written", dir);
+    rmdir(dir);
+}

@@ -74,7 +74,12 @@ int eplb_import_esft_standin(float *logits, const int32_t *ids,
 /* Import dir into a trace at path (topk ids and weights, stand-in float32
  * logits, phase prefill).  *unreproduced (may be NULL) gets the number of
  * tokens with at least one layer whose record the stand-in logits do not
- * reproduce; the count also goes into the `source` attribute. */
+ * reproduce; the count also goes into the `source` attribute.  Logs a
+ * trace may not hold (more than EPLB_TRACE_MAX_TOKENS tokens or
+ * EPLB_TRACE_MAX_STEPS steps, a sample whose top-k ids pass
+ * EPLB_TRACE_MAX_STEP_ID_BYTES) are EPLB_ERR_FORMAT naming dir; a
+ * tokens_per_step that packs such a step, EPLB_ERR_INVALID_ARG; both found
+ * before anything is written. */
 eplb_status_t eplb_import_esft(const char *dir, const char *path,
                                int64_t tokens_per_step, int64_t *unreproduced);
 
@@ -99,7 +104,8 @@ typedef struct {
  * 2^31; errors name the file, the step (3-D), the layer (row) and the
  * expert.  At most 100000 layers, 100000 steps, 512 experts and 2^28 counts
  * in all (1 GiB as int32).  A row all zero in every step is dropped (the
- * same rows from every step); a file with no non-zero row is an error. */
+ * same rows from every step); a file with no non-zero row is an error, and
+ * so is one with more than 4096 rows kept (the most a trace holds). */
 eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *path);
 void eplb_import_sglang_free(eplb_import_sglang_t *c);
 
@@ -107,7 +113,12 @@ void eplb_import_sglang_free(eplb_import_sglang_t *c);
  * [S][L][E].  A step's tokens are ceil(its largest row sum / top_k) (0 for
  * a step whose kept rows are all zero).  top_k (1..16, <= E) and model go
  * into the attributes; a model named "DeepSeek-V3" with 256 experts gets
- * DeepSeek-V3's routing attributes, any other softmax. */
+ * DeepSeek-V3's routing attributes, any other softmax.  An empty model, one
+ * longer than EPLB_TRACE_MODEL_MAX bytes or a top_k out of range is
+ * EPLB_ERR_INVALID_ARG (checked before the file is read, top_k after);
+ * input a trace may not hold (steps whose tokens add up to more than
+ * EPLB_TRACE_MAX_TOKENS, more than 4096 layers) is EPLB_ERR_FORMAT naming
+ * json_path, found before anything is written. */
 eplb_status_t eplb_import_sglang(const char *json_path, const char *path,
                                  int top_k, const char *model);
 

@@ -545,6 +545,54 @@ int eplb_import_esft_standin(float *logits, const int32_t *ids, const float *wei
     return 1;
 }
 
+/* The reader's limits on a trace (traces/FORMAT.md, Limits) that a log can
+ * pass, checked before anything is allocated or written: errors name the
+ * directory (and the sample), or --tokens-per-step where a smaller one
+ * would do. */
+static eplb_status_t check_limits(const eplb_import_esft_t *d, const int64_t *off,
+                                  int64_t nsteps, int64_t tokens_per_step, const char *dir)
+{
+    const uint64_t per_tok = (uint64_t)d->num_layers * (uint64_t)d->top_k * 4;
+    const int64_t most = (int64_t)(EPLB_TRACE_MAX_STEP_ID_BYTES / per_tok);
+    if (d->num_tokens > EPLB_TRACE_MAX_TOKENS)
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: %lld tokens; a trace holds at most %lld",
+                              dir, (long long)d->num_tokens, (long long)EPLB_TRACE_MAX_TOKENS);
+    for (int64_t i = 0; i < d->num_samples; i++)
+        if (d->sample_tokens[i] > most)
+            return eplb_error_set(EPLB_ERR_FORMAT,
+                                  "%s: sample %lld (its non-blank line in every layer file): "
+                                  "%lld tokens; a step (never split) holds at most %lld "
+                                  "(%d layers x top-%d ids within 2 GiB)",
+                                  dir, (long long)i + 1, (long long)d->sample_tokens[i],
+                                  (long long)most, d->num_layers, d->top_k);
+    for (int64_t s = 0; s < nsteps; s++)
+        if (off[s + 1] - off[s] > most)
+            return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                  "--tokens-per-step: %lld; a step holds at most %lld tokens "
+                                  "(%d layers x top-%d ids within 2 GiB)",
+                                  (long long)tokens_per_step, (long long)most, d->num_layers,
+                                  d->top_k);
+    if (nsteps > EPLB_TRACE_MAX_STEPS)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: %lld steps of at most %lld tokens; a trace holds at most "
+                              "%lld steps (a larger --tokens-per-step makes fewer)",
+                              dir, (long long)nsteps, (long long)tokens_per_step,
+                              (long long)EPLB_TRACE_MAX_STEPS);
+    return EPLB_OK;
+}
+
+/* What the writer refuses once the options are checked comes from the logs:
+ * EPLB_ERR_INVALID_ARG, its caller's fault, is the input's fault here
+ * (exit 1, not a usage error), named. */
+static eplb_status_t input_fault(eplb_status_t st, const char *dir)
+{
+    if (st != EPLB_ERR_INVALID_ARG)
+        return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", eplb_error_last());
+    return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s", dir, msg);
+}
+
 /* Last two components of a path, for the source text. */
 static const char *short_path(const char *p)
 {
@@ -571,10 +619,12 @@ eplb_status_t eplb_import_esft(const char *dir, const char *path,
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
                               "--tokens-per-step: must be >= 1 (got %lld)",
                               (long long)tokens_per_step);
+    EPLB_CHECK(eplb_trace_writer_check_path(path));
     EPLB_CHECK_GOTO(eplb_import_esft_read(&d, dir), st, out);
     EPLB_CHECK_GOTO(eplb_import_esft_pack(&off, &nsteps, d.sample_tokens, d.num_samples,
                                           tokens_per_step),
                     st, out);
+    EPLB_CHECK_GOTO(check_limits(&d, off, nsteps, tokens_per_step, dir), st, out);
     const int L = d.num_layers, E = d.num_experts, K = d.top_k;
     int64_t maxtok = 0;
     for (int64_t s = 0; s < nsteps; s++)
@@ -614,7 +664,7 @@ eplb_status_t eplb_import_esft(const char *dir, const char *path,
      * after shuffle splits every float into byte planes (8.x vs 11.9 MB
      * for the intent task, traces/README.md) */
     wo.no_shuffle = 1;
-    EPLB_CHECK_GOTO(eplb_trace_writer_create(&w, path, &wo), st, out);
+    EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_create(&w, path, &wo), dir), st, out);
     for (int64_t s = 0; s < nsteps; s++) {
         int64_t n = off[s + 1] - off[s];
         for (int64_t t = 0; t < n; t++)
@@ -624,8 +674,10 @@ eplb_status_t eplb_import_esft(const char *dir, const char *path,
                                          d.ids + o, d.weights + o, E, K);
             }
         size_t o = (size_t)off[s] * L * K;
-        EPLB_CHECK_GOTO(eplb_trace_writer_append_step(w, n, logits, d.ids + o,
-                                                      d.weights + o, NULL, NULL, 0),
+        EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_append_step(w, n, logits, d.ids + o,
+                                                                  d.weights + o, NULL, NULL,
+                                                                  0),
+                                    dir),
                         st, out);
     }
     st = eplb_trace_writer_finish(w);

@@ -19,6 +19,9 @@
 #define MAX_ROWS 100000
 #define MAX_STEPS 100000
 #define MAX_COUNTS ((size_t)1 << 28)
+/* The most layers a trace may hold (traces/reader.c MAX_LAYERS; the writer
+ * refuses more too): the rows kept, not the dense rows dropped. */
+#define TRACE_MAX_LAYERS 4096
 
 void eplb_import_sglang_free(eplb_import_sglang_t *c)
 {
@@ -184,6 +187,17 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
                             path);
         goto out;
     }
+    if (r.num_layers > TRACE_MAX_LAYERS) {
+        if (r.num_layers == rows)
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: logical_count has %d layers; at most %d",
+                                path, r.num_layers, TRACE_MAX_LAYERS);
+        else
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: logical_count has %d layers not all zero (of %d); at "
+                                "most %d",
+                                path, r.num_layers, rows, TRACE_MAX_LAYERS);
+        goto out;
+    }
     r.rows = malloc(sizeof(int) * (size_t)r.num_layers);
     EPLB_ALLOC_GOTO(r.rows, st, out);
     r.counts = malloc(sizeof(int32_t) * (size_t)S * (size_t)r.num_layers * (size_t)E);
@@ -226,6 +240,33 @@ static void describe_rows(char *buf, size_t n, const eplb_import_sglang_t *c)
         snprintf(buf, n, "%d of %d rows", c->num_layers, c->num_rows);
 }
 
+/* Tokens of step s: ceil(its largest kept row sum / top_k). */
+static int64_t step_tokens(const eplb_import_sglang_t *c, int s, int top_k)
+{
+    const size_t per = (size_t)c->num_layers * (size_t)c->num_experts;
+    const int32_t *cs = c->counts + (size_t)s * per;
+    int64_t max_row = 0;
+    for (int l = 0; l < c->num_layers; l++) {
+        int64_t sum = 0;
+        for (int e = 0; e < c->num_experts; e++)
+            sum += cs[(size_t)l * (size_t)c->num_experts + (size_t)e];
+        max_row = sum > max_row ? sum : max_row;
+    }
+    return (max_row + top_k - 1) / top_k;
+}
+
+/* What the writer refuses once the options are checked comes from the
+ * file (its layers, its steps' tokens): EPLB_ERR_INVALID_ARG, its caller's
+ * fault, is the input's fault here (exit 1, not a usage error), named. */
+static eplb_status_t input_fault(eplb_status_t st, const char *json_path)
+{
+    if (st != EPLB_ERR_INVALID_ARG)
+        return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", eplb_error_last());
+    return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s", json_path, msg);
+}
+
 eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int top_k,
                                  const char *model)
 {
@@ -234,6 +275,10 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
     eplb_trace_writer_t *w = NULL;
     if (!model || !model[0])
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "--model: must not be empty");
+    if (strlen(model) > EPLB_TRACE_MODEL_MAX)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "--model: %zu bytes; at most %d",
+                              strlen(model), EPLB_TRACE_MODEL_MAX);
+    EPLB_CHECK(eplb_trace_writer_check_path(path));
     EPLB_CHECK_GOTO(eplb_import_sglang_read(&c, json_path), st, out);
     if (top_k < 1 || top_k > EPLB_MAX_TOPK || top_k > c.num_experts) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
@@ -241,6 +286,24 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
                             c.num_experts < EPLB_MAX_TOPK ? c.num_experts : EPLB_MAX_TOPK,
                             json_path, c.num_experts, top_k);
         goto out;
+    }
+    /* the reader's limit on a trace's tokens (counts-only: no per-step
+     * limit), before anything is written */
+    int64_t total = 0;
+    for (int s = 0; s < c.num_steps; s++) {
+        const int64_t ntok = step_tokens(&c, s, top_k);
+        if (ntok > EPLB_TRACE_MAX_TOKENS - total) {
+            char at[48] = "";
+            if (c.three_d)
+                snprintf(at, sizeof at, "[%d] (step %d)", s, s);
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: logical_count%s: %lld tokens at top-%d bring the total "
+                                "past the %lld (2^39) tokens a trace may hold",
+                                json_path, at, (long long)ntok, top_k,
+                                (long long)EPLB_TRACE_MAX_TOKENS);
+            goto out;
+        }
+        total += ntok;
     }
     eplb_route_cfg_t route = {c.num_experts, top_k, EPLB_SCORING_SOFTMAX, 1, 1, 1, 1.0f};
     const eplb_gen_preset_t *dsv3 = NULL;
@@ -275,18 +338,12 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
     wo.num_layers = c.num_layers;
     wo.route = route;
     wo.levels = EPLB_LEVEL_COUNTS;
-    EPLB_CHECK_GOTO(eplb_trace_writer_create(&w, path, &wo), st, out);
+    EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_create(&w, path, &wo), json_path), st, out);
     for (int s = 0; s < c.num_steps; s++) {
         const int32_t *cs = c.counts + (size_t)s * per;
-        int64_t max_row = 0;
-        for (int l = 0; l < c.num_layers; l++) {
-            int64_t sum = 0;
-            for (int e = 0; e < c.num_experts; e++)
-                sum += cs[(size_t)l * (size_t)c.num_experts + (size_t)e];
-            max_row = sum > max_row ? sum : max_row;
-        }
-        int64_t ntok = (max_row + top_k - 1) / top_k;
-        EPLB_CHECK_GOTO(eplb_trace_writer_append_step(w, ntok, NULL, NULL, NULL, cs, NULL, 0),
+        EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_append_step(w, step_tokens(&c, s, top_k),
+                                                                  NULL, NULL, NULL, cs, NULL, 0),
+                                    json_path),
                         st, out);
     }
     st = eplb_trace_writer_finish(w);

@@ -5,9 +5,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "checks.h"
+#include "decimal.h"
 
 typedef struct {
     const char *s, *end, *start, *what;
@@ -215,6 +218,14 @@ static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
         if (p->s < p->end && *p->s == close) {
             p->s++;
             p->depth--;
+            if (cap > v->n) { /* the doubling's slack back: up to half */
+                eplb_json_t *ni = realloc(v->items, v->n * sizeof *ni);
+                if (ni)
+                    v->items = ni;
+                char **nk = obj ? realloc(v->keys, v->n * sizeof *nk) : NULL;
+                if (nk)
+                    v->keys = nk;
+            }
             return obj ? check_keys(p, v) : EPLB_OK;
         }
         return perr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
@@ -337,9 +348,97 @@ static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
     return perr(p, "unexpected character");
 }
 
+/* Bytes of memory this process may still take: the least of the machine's
+ * MemAvailable, its cgroup's limit less usage (v2, then v1) and the
+ * address-space limit (ulimit -v) less the process's size; SIZE_MAX where
+ * none can be read.  EPLB_MEMORY_AVAILABLE (bytes) replaces it (tests; to
+ * model a smaller machine). */
+static size_t mem_available(void)
+{
+    int64_t set = eplb_env_int("EPLB_MEMORY_AVAILABLE", 1, INT64_MAX, -1);
+    if (set > 0)
+        return (size_t)set;
+    size_t avail = SIZE_MAX;
+    struct rlimit rl;
+    FILE *st = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (st && fscanf(st, "%llu", &pages) == 1 && getrlimit(RLIMIT_AS, &rl) == 0 &&
+        rl.rlim_cur != RLIM_INFINITY) {
+        const unsigned long long used = pages * (unsigned long long)sysconf(_SC_PAGESIZE);
+        avail = rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
+    }
+    if (st)
+        fclose(st);
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                avail = (size_t)kb * 1024 < avail ? (size_t)kb * 1024 : avail;
+                break;
+            }
+        fclose(f);
+    }
+    static const char *const lim[][2] = {
+        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"},
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        unsigned long long l = 0, u = 0;
+        FILE *a = fopen(lim[i][0], "r"), *b = fopen(lim[i][1], "r");
+        const int ok = a && b && fscanf(a, "%llu", &l) == 1 && fscanf(b, "%llu", &u) == 1;
+        if (a)
+            fclose(a);
+        if (b)
+            fclose(b);
+        if (ok && l > u && l - u < avail) /* "max" (no limit) reads as no number */
+            avail = (size_t)(l - u);
+        if (ok)
+            break;
+    }
+    return avail;
+}
+
+/* Values in text[0..len), counted from the separators outside strings
+ * (',' and the openers, + 1): at most one more than there are. */
+static size_t count_values(const char *text, size_t len)
+{
+    size_t n = 1;
+    for (const char *c = text, *e = text + len; c < e; c++) {
+        if (*c == '"') {
+            for (c++; c < e && *c != '"'; c++)
+                c += *c == '\\';
+            continue;
+        }
+        n += *c == ',' || *c == '[' || *c == '{';
+    }
+    return n;
+}
+
+/* Large texts only: refused with the memory they need where that is more
+ * than the process may take (a 420 MB file of small numbers needed 11 GB
+ * and the machine killed the process, with no message). */
+#define JSON_CHECK_MEMORY_FROM ((size_t)64 << 20)
+
 eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, const char *what)
 {
     parser_t p = {text, text + len, text, what ? what : "(json)", 0};
+    if (len >= JSON_CHECK_MEMORY_FROM || getenv("EPLB_MEMORY_AVAILABLE")) {
+        const size_t vals = count_values(text, len);
+        const double need = (double)vals * sizeof(eplb_json_t) * 1.1 + (double)len;
+        const size_t avail = mem_available();
+        if (avail != SIZE_MAX && need > (double)avail) {
+            const int gib = need >= (1 << 30);
+            const double unit = gib ? 1 << 30 : 1 << 20;
+            return eplb_error_set(EPLB_ERR_NOMEM,
+                                  "%s: reading it needs about %.1f %s of memory (%zu values "
+                                  "of %zu bytes each), more than the %.1f %s this process "
+                                  "may take",
+                                  p.what, need / unit, gib ? "GiB" : "MiB", vals,
+                                  sizeof(eplb_json_t), (double)avail / unit, gib ? "GiB" : "MiB");
+        }
+    }
     eplb_json_t *v = calloc(1, sizeof *v);
     if (!v)
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p.what);
@@ -474,6 +573,12 @@ eplb_status_t eplb_json_parse_file(eplb_json_t **out, const char *path)
 
 static void free_inner(eplb_json_t *v)
 {
+    if (v->type == EPLB_JSON_STRING) {
+        free(v->str);
+        return;
+    }
+    if (v->type != EPLB_JSON_ARRAY && v->type != EPLB_JSON_OBJECT)
+        return;
     for (size_t i = 0; i < v->n; i++) {
         free_inner(&v->items[i]);
         if (v->keys)
@@ -481,7 +586,6 @@ static void free_inner(eplb_json_t *v)
     }
     free(v->items);
     free(v->keys);
-    free(v->str);
 }
 
 void eplb_json_free(eplb_json_t *v)

@@ -199,3 +199,41 @@ Test(json, reals_shortest_that_read_back)
         free(txt);
     }
 }
+
+/* A value is 32 bytes (the union); a text whose values need more memory
+ * than the process may take is refused with the numbers, before parsing
+ * (a 420 MB file of small numbers got the process killed).
+ * EPLB_MEMORY_AVAILABLE stands for the machine's memory here; each
+ * Criterion test runs in its own process, so the variable stays in it. */
+Test(json, refuses_what_memory_cannot_hold)
+{
+    cr_assert_eq(sizeof(eplb_json_t), 32);
+    enum { N = 100000 }; /* [0,0,...]: 100,001 values in 200 KB */
+    char *t = malloc(2 * N + 2);
+    cr_assert_not_null(t);
+    t[0] = '[';
+    for (int i = 0; i < N; i++) {
+        t[1 + 2 * i] = '0';
+        t[2 + 2 * i] = i + 1 < N ? ',' : ']';
+    }
+    t[2 * N + 1] = '\0';
+    eplb_json_t *v = NULL;
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "1000000", 1), 0);
+    eplb_assert_fails(eplb_json_parse(&v, t, 2 * N + 1, "w.json"), EPLB_ERR_NOMEM,
+                      "w.json: reading it needs about 3.5 MiB of memory (100001 values of 32 "
+                      "bytes each), more than the 1.0 MiB this process may take");
+    cr_assert_null(v);
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "100000000", 1), 0);
+    eplb_assert_ok(eplb_json_parse(&v, t, 2 * N + 1, "w.json"));
+    cr_assert_eq(v->n, (size_t)N);
+    cr_assert_eq(v->items[N - 1].num, 0);
+    eplb_json_free(v);
+    /* commas and brackets inside strings are not values */
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "350", 1), 0);
+    const char *s = "[\"a,b,[c]\\\",{\", 1]";
+    eplb_assert_ok(eplb_json_parse(&v, s, strlen(s), "s.json"));
+    cr_assert_str_eq(v->items[0].str, "a,b,[c]\",{");
+    eplb_json_free(v);
+    unsetenv("EPLB_MEMORY_AVAILABLE");
+    free(t);
+}

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "h5util.h"
@@ -706,6 +707,74 @@ Test(trace_errors, heap_index_out_of_range)
     int rc = eplb_test_run_cli(&out, "info '%s'", good);
     cr_assert_eq(rc, 0, "info on the valid file: rc %d: %s", rc, out);
     free(out);
+    unlink(bad);
+    unlink(good);
+}
+
+/* A global-heap object of index 0 and size 0 (HDF5 file format: a
+ * collection is "GCOL", a version byte, 3 reserved bytes and its 8-byte
+ * size, then objects of a 2-byte index, 2-byte reference count, 4 reserved
+ * bytes, an 8-byte size and the data, padded to 8 bytes; the size of
+ * object 0, the free space, counts its header too).  HDF5 1.10.8 parses the
+ * collection to read a string attribute (H5HG_read from H5Aread) going
+ * from one object to the next by its size: at object 0 of size 0 it stays
+ * where it is for ever, and the probe's child with it; the parent waited
+ * for the child for ever (info, run and bench io hung; an audit found it,
+ * zeroing object 1's size, which led the parse into the zeros of the free
+ * space).  The probe kills the child after EPLB_TRACE_PROBE_TIMEOUT
+ * seconds: the CLI exits 1 naming the file, in about that time. */
+Test(trace_errors, probe_time_limit, .timeout = 30)
+{
+    const char *good = good_trace();
+    size_t n = 0;
+    unsigned char *b = eplb_test_slurp(good, &n);
+    size_t g = 0; /* the first collection */
+    while (g + 4 <= n && memcmp(b + g, "GCOL", 4) != 0)
+        g++;
+    cr_assert(g + 4 <= n, "%s has no global heap: the writer's string attributes changed?", good);
+    size_t at = g + 16; /* object 0: its header */
+    for (;;) {
+        cr_assert(at + 16 <= n && at < g + 4096, "%s: no free space in the heap at %zu", good, g);
+        uint64_t size = 0;
+        for (int k = 7; k >= 0; k--)
+            size = size << 8 | b[at + 8 + k];
+        if (b[at] == 0 && b[at + 1] == 0)
+            break;
+        cr_assert(size < 4096, "%s: heap object at %zu of %llu bytes", good, at,
+                  (unsigned long long)size);
+        at += 16 + (size + 7) / 8 * 8;
+    }
+    memset(b + at + 8, 0, 8);
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s.loop.h5", good);
+    FILE *f = fopen(bad, "wb");
+    cr_assert(f && fwrite(b, 1, n, f) == n);
+    fclose(f);
+    free(b);
+    /* where the limit fails, the commands this test starts die of SIGXCPU
+     * rather than spin on after the test's timeout */
+    struct rlimit cpu;
+    cr_assert_eq(getrlimit(RLIMIT_CPU, &cpu), 0);
+    if (cpu.rlim_cur == RLIM_INFINITY || cpu.rlim_cur > 10) {
+        cpu.rlim_cur = cpu.rlim_max != RLIM_INFINITY && cpu.rlim_max < 10 ? cpu.rlim_max : 10;
+        cr_assert_eq(setrlimit(RLIMIT_CPU, &cpu), 0);
+    }
+    cr_assert_eq(setenv("EPLB_TRACE_PROBE_TIMEOUT", "1", 1), 0);
+    char want[800];
+    snprintf(want, sizeof want,
+             "%s: opening it did not finish in 1 s: corrupt HDF5 metadata (the HDF5 library "
+             "looping)?",
+             bad);
+    const char *cmds[] = {"info '%s'", "run '%s' --quiet --policy-time 0", "bench io '%s'"};
+    for (int c = 0; c < 3; c++) {
+        const time_t t0 = time(NULL);
+        eplb_test_cli_expect(1, want, cmds[c], bad);
+        const double s = difftime(time(NULL), t0);
+        cr_assert(s < 8, "%s: %.0f s for a limit of 1 s", cmds[c], s);
+    }
+    /* the valid file it was made from opens under the same limit */
+    eplb_test_cli_expect(0, NULL, "info '%s'", good);
+    unsetenv("EPLB_TRACE_PROBE_TIMEOUT");
     unlink(bad);
     unlink(good);
 }

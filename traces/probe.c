@@ -12,6 +12,11 @@
  * readers do later; the open checked that all were written).  A child
  * killed by a crash signal becomes EPLB_ERR_FORMAT naming the file; a
  * child that merely failed lets the open here report the error itself.
+ * Other corrupt metadata makes the library loop for ever instead (HDF5
+ * 1.10.8: a global-heap object of size 0 in the collection holding a
+ * string attribute, H5HG_read called from H5Aread): the child is killed
+ * once it has run for EPLB_TRACE_PROBE_TIMEOUT seconds (default
+ * PROBE_TIMEOUT_S) and that too becomes EPLB_ERR_FORMAT naming the file.
  *
  * fork() is only safe while no other thread runs (another could hold the
  * HDF5 lock or the allocator's): the threads besides this one must be the
@@ -25,6 +30,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,8 +41,10 @@
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif
+#include <time.h>
 #include <unistd.h>
 
+#include "decimal.h"
 #include "h5util.h"
 #include "pool.h"
 
@@ -195,6 +203,20 @@ static int cap_was_the_limit(void)
     return 1;
 }
 
+/* How long the child may run, in seconds (0: no limit).  A valid trace
+ * opens in well under a second (a probe of the shipped traces and of a
+ * 2 GB generated one took 10-20 ms, of one of 10^7 steps in 1,467 chunks
+ * 0.2 s); 30 s leaves a slow disk or a loaded machine a hundredfold margin
+ * and still ends a loop of HDF5's in reasonable time.  Read as the other
+ * EPLB_* numbers (src/decimal.h): anything but 0-10^6 keeps the default. */
+#define PROBE_TIMEOUT_S 30
+#define PROBE_TIMEOUT_ENV "EPLB_TRACE_PROBE_TIMEOUT"
+
+static int64_t probe_timeout_s(void)
+{
+    return eplb_env_int(PROBE_TIMEOUT_ENV, 0, 1000000, PROBE_TIMEOUT_S);
+}
+
 /* The child: open, walk, exit 0 (opened), PROBE_EXIT_MEMORY (the open
  * ran out of the cap) or 1 (an error the parent's own open will report).
  * No clean-up: _exit skips the parent's atexit handlers and stdio
@@ -244,28 +266,80 @@ static void child(const char *path, pid_t parent)
     _exit(0);
 }
 
+/* Milliseconds from now to deadline (CLOCK_MONOTONIC), at least 0. */
+static int ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const int64_t ms = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+                       (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms < 0 ? 0 : (int)ms; /* at most 10^9: the limit is 10^6 s at most */
+}
+
+/* Wait until the child has exited or limit_s seconds (0: no limit) have
+ * passed, by the pipe whose write end only the child holds: its exit
+ * closes it, and poll sees the end of the pipe at once.  1 if it exited
+ * (not reaped yet), 0 at the limit, -1 where poll fails. */
+static int wait_exit(int done_fd, int64_t limit_s)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)limit_s; /* at most 10^6 */
+    for (;;) {
+        struct pollfd pf = {.fd = done_fd, .events = POLLIN};
+        const int r = poll(&pf, 1, limit_s > 0 ? ms_left(&deadline) : -1);
+        if (r > 0)
+            return 1; /* POLLHUP (the child writes nothing) */
+        if (r == 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
 int eplb_trace_probe_run(const char *path)
 {
     if (in_probe_child || eplb_env_off("EPLB_TRACE_PROBE"))
         return -1;
+    const int64_t limit_s = probe_timeout_s();
     const int h = eplb_pool_fork_lock(); /* the helpers stay asleep */
     if (!only_sleeping_helpers(h)) {
         if (h >= 0)
             eplb_pool_fork_unlock();
         return -1;
     }
+    /* no other thread runs: none can fork or exec with these open */
+    int done[2];
+    if (pipe(done) != 0) {
+        eplb_pool_fork_unlock();
+        return -1; /* no probe: open as before */
+    }
+    fcntl(done[0], F_SETFD, FD_CLOEXEC);
+    fcntl(done[1], F_SETFD, FD_CLOEXEC);
     fflush(NULL); /* nothing buffered is inherited twice */
     const pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        close(done[0]);      /* done[1] stays open until its exit */
         child(path, parent); /* its pool: no helpers, a fresh lock */
+    }
     eplb_pool_fork_unlock();
-    if (pid < 0)
+    close(done[1]);
+    if (pid < 0) {
+        close(done[0]);
         return -1; /* no probe: open as before */
+    }
+    const int exited = wait_exit(done[0], limit_s);
+    close(done[0]);
+    if (exited == 0)
+        kill(pid, SIGKILL); /* HDF5 looping (or stopped): reaped below */
     int ws = 0;
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR)
             return -1;
+    /* killed at the limit, unless it exited between poll and kill */
+    if (exited == 0 && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL)
+        return 3;
     /* any signal but a crash (SIGKILL of a container's out-of-memory
      * killer, an interrupt) says nothing of the file: the open here goes on */
     if (WIFSIGNALED(ws))
@@ -285,6 +359,14 @@ eplb_status_t eplb_trace_probe(const char *path)
                               "a child process that checks the file before it is opened; "
                               "EPLB_TRACE_PROBE=0 turns that off)",
                               path, (unsigned long long)(PROBE_MEM_BYTES >> 30));
+    if (r == 3)
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s: opening it did not finish in %lld s: corrupt HDF5 metadata "
+                              "(the HDF5 library looping)? (in a child process that checks "
+                              "the file before it is opened, then killed; " PROBE_TIMEOUT_ENV
+                              " sets the limit in seconds, 0 for none; EPLB_TRACE_PROBE=0 "
+                              "turns the check off)",
+                              path, (long long)probe_timeout_s());
     if (r > 128)
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s: corrupt HDF5 metadata: the HDF5 library died of signal "

@@ -71,15 +71,17 @@ typedef struct eplb_trace eplb_trace_t;
 eplb_status_t eplb_trace_open(eplb_trace_t **out, const char *path);
 
 /* eplb_trace_open calls this first.  Open the trace at path in a forked child first (probe.c): EPLB_ERR_FORMAT
- * naming the file where the HDF5 library dies reading it or the open
- * needs more than 2 GiB (corrupt lengths); EPLB_OK
+ * naming the file where the HDF5 library dies reading it, the open
+ * needs more than 2 GiB (corrupt lengths) or does not finish within
+ * EPLB_TRACE_PROBE_TIMEOUT seconds (default 30; HDF5 looping); EPLB_OK
  * otherwise, and whenever no probe runs (more than one thread,
  * EPLB_TRACE_PROBE=0, inside the probe's child). */
 eplb_status_t eplb_trace_probe(const char *path);
 /* The probe itself: -1 when none ran, 0 when the child opened the trace
  * and looked up its chunks, 1 when it failed (the open here reports why),
  * 2 when its open ran out of the memory it may use (2 GiB more than the
- * process had: a corrupt length), 128 + the signal of a crash that
+ * process had: a corrupt length), 3 when it was killed at the time
+ * limit (EPLB_TRACE_PROBE_TIMEOUT), 128 + the signal of a crash that
  * killed it (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS; 1 for
  * another signal). */
 int eplb_trace_probe_run(const char *path);

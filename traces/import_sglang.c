@@ -19,9 +19,6 @@
 #define MAX_ROWS 100000
 #define MAX_STEPS 100000
 #define MAX_COUNTS ((size_t)1 << 28)
-/* The most layers a trace may hold (traces/reader.c MAX_LAYERS; the writer
- * refuses more too): the rows kept, not the dense rows dropped. */
-#define TRACE_MAX_LAYERS 4096
 
 void eplb_import_sglang_free(eplb_import_sglang_t *c)
 {
@@ -187,15 +184,15 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
                             path);
         goto out;
     }
-    if (r.num_layers > TRACE_MAX_LAYERS) {
+    if (r.num_layers > EPLB_TRACE_MAX_LAYERS) {
         if (r.num_layers == rows)
             st = eplb_error_set(EPLB_ERR_FORMAT, "%s: logical_count has %d layers; at most %d",
-                                path, r.num_layers, TRACE_MAX_LAYERS);
+                                path, r.num_layers, EPLB_TRACE_MAX_LAYERS);
         else
             st = eplb_error_set(EPLB_ERR_FORMAT,
                                 "%s: logical_count has %d layers not all zero (of %d); at "
                                 "most %d",
-                                path, r.num_layers, rows, TRACE_MAX_LAYERS);
+                                path, r.num_layers, rows, EPLB_TRACE_MAX_LAYERS);
         goto out;
     }
     r.rows = malloc(sizeof(int) * (size_t)r.num_layers);

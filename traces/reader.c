@@ -25,7 +25,6 @@
 #include "h5util.h"
 #include "pool.h"
 
-#define MAX_LAYERS 4096
 #define CACHE_MAX_BYTES (64u << 20)
 
 static const char *const N_OFFS = "/steps/token_offset", *const N_PHASE = "/steps/phase",
@@ -105,7 +104,7 @@ static eplb_status_t read_attrs(eplb_trace_t *tr)
                               p, (long long)version, EPLB_TRACE_VERSION);
     in->version = (int)version;
     EPLB_CHECK(str_attr(in->model, sizeof in->model, f, p, "model", 0));
-    EPLB_CHECK(int_attr(&in->num_layers, f, p, "num_layers", 1, MAX_LAYERS));
+    EPLB_CHECK(int_attr(&in->num_layers, f, p, "num_layers", 1, EPLB_TRACE_MAX_LAYERS));
     EPLB_CHECK(int_attr(&r->num_experts, f, p, "num_experts", 1, EPLB_MAX_EXPERTS));
     EPLB_CHECK(int_attr(&r->top_k, f, p, "top_k", 1,
                         r->num_experts < EPLB_MAX_TOPK ? r->num_experts : EPLB_MAX_TOPK));

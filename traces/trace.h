@@ -26,6 +26,10 @@ enum {
 
 /* The longest model name a trace may carry (the reader refuses longer). */
 #define EPLB_TRACE_MODEL_MAX 127
+/* The most layers a trace may hold: the reader refuses more, the writer
+ * and the importers too (a trace past it was written, then refused at every
+ * open). */
+#define EPLB_TRACE_MAX_LAYERS 4096
 
 /* Limits the reader puts on a trace (traces/FORMAT.md, "Limits"): at
  * most EPLB_TRACE_MAX_STEPS steps and EPLB_TRACE_MAX_TOKENS tokens (so

@@ -24,9 +24,6 @@
 #define LOGITS_CHUNK_BYTES (2u << 20)
 #define OTHER_CHUNK_BYTES (1u << 20)
 #define DEFAULT_DEFLATE 4
-/* The most layers the reader accepts (traces/reader.c MAX_LAYERS): a trace
- * past it would be written and then refused at every open. */
-#define WRITER_MAX_LAYERS 4096
 /* Logits chunks are compressed on worker threads (zpool.c) and stored with
  * H5Dwrite_chunk once ZLAG newer chunks are in flight.  The lag is a
  * constant, not a function of the thread count, so that the order of
@@ -246,8 +243,8 @@ static eplb_status_t check_opts(const char *path, const eplb_trace_writer_opts_t
 {
     const eplb_route_cfg_t *r = &o->route;
     const char *bad = NULL;
-    if (o->num_layers < 1 || o->num_layers > WRITER_MAX_LAYERS)
-        bad = "num_layers must be in 1..4096";
+    if (o->num_layers < 1 || o->num_layers > EPLB_TRACE_MAX_LAYERS)
+        bad = "num_layers must be in 1..4096"; /* EPLB_TRACE_MAX_LAYERS */
     else if (r->num_experts < 1 || r->num_experts > EPLB_MAX_EXPERTS)
         bad = "num_experts must be in 1..512";
     else if (r->top_k < 1 || r->top_k > r->num_experts || r->top_k > EPLB_MAX_TOPK)

@@ -15,6 +15,7 @@
 
 #include "checks.h"
 #include "results.h"
+#include "tmpfile_guard.h"
 
 typedef struct {
     sim_shared_t *sh;
@@ -439,14 +440,14 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             rd.lc = lc2;
             rd.ids_ready = cache_ids != NULL;
             rd.pool_threads = sh.pool_threads;
-            reading = pthread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
+            reading = eplb_thread_create(&rtid, NULL, reader, &rd) == 0 ? 1 : 2;
         }
         atomic_store(&sh.next, 0);
         t0 = eplb_now();
         int started = 0;
         if (nthreads > 1)
             for (; started < nthreads; started++)
-                if (pthread_create(&tid[started], NULL, worker, &wa[started]))
+                if (eplb_thread_create(&tid[started], NULL, worker, &wa[started]))
                     break;
         if (started == 0)
             worker(&wa[0]);

@@ -12,6 +12,7 @@
 
 #include "checks.h"
 #include "decimal.h"
+#include "tmpfile_guard.h"
 
 /* ---- trace ------------------------------------------------------------ */
 
@@ -126,7 +127,7 @@ void sim_copy_parallel(void *dst, const void *src, size_t n)
         const size_t a = i * per < n ? i * per : n, e = a + per < n ? a + per : n;
         pc[i] = (copy_piece_t){(char *)dst + a, (const char *)src + a, e - a};
         if (i > 0)
-            started[i] = pthread_create(&th[i], NULL, copy_piece, &pc[i]) == 0;
+            started[i] = eplb_thread_create(&th[i], NULL, copy_piece, &pc[i]) == 0;
     }
     for (size_t i = 0; i < k; i++)
         if (!started[i]) /* piece 0, and any whose thread did not start */
@@ -166,7 +167,7 @@ static void async_read_start(async_read_t *a, const eplb_trace_t *tr, void *buf,
     a->buf = buf;
     a->t0 = t0;
     a->t1 = t1;
-    a->running = overlap && pthread_create(&a->th, NULL, async_read_main, a) == 0;
+    a->running = overlap && eplb_thread_create(&a->th, NULL, async_read_main, a) == 0;
     if (!a->running)
         async_read_run(a);
 }
@@ -810,7 +811,7 @@ void eplb_sim_source_prefetch(eplb_sim_source_t *s, size_t max_bytes)
     p->chunk = read_chunk(s, row);
     atomic_init(&p->stop, 0);
     atomic_init(&p->upto, 0);
-    p->running = pthread_create(&p->th, NULL, prefetch_main, p) == 0;
+    p->running = eplb_thread_create(&p->th, NULL, prefetch_main, p) == 0;
     if (!p->running) {
         free(buf);
         free(p);

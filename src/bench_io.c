@@ -17,6 +17,7 @@
 #include "checks.h"
 #include "cli_util.h"
 #include "decimal.h"
+#include "tmpfile_guard.h"
 #include "trace.h"
 
 #define MAX_REPEAT 1000
@@ -117,7 +118,7 @@ static eplb_status_t time_reads(double *out, const eplb_trace_t *tr, unsigned ch
         for (int j = 0; j < lanes; j++)
             a[j] = (reads_t){tr, buf, row, T, tok, threads, j, lanes, EPLB_OK};
         double t0 = eplb_now();
-        int helper = lanes > 1 && pthread_create(&th, NULL, reads_lane, &a[1]) == 0;
+        int helper = lanes > 1 && eplb_thread_create(&th, NULL, reads_lane, &a[1]) == 0;
         if (lanes > 1 && !helper)
             return eplb_error_set(EPLB_ERR_INTERNAL, "bench io: cannot start a thread");
         reads_lane(&a[0]);

@@ -11,6 +11,8 @@
 
 #include <pthread.h>
 
+#include "tmpfile_guard.h"
+
 #define POOL_MAX_HELPERS 4096 /* as eplb_num_threads */
 
 typedef struct job {
@@ -86,7 +88,7 @@ static void grow(void)
         if (pthread_attr_init(&a) != 0)
             return;
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &a, helper, NULL);
+        int rc = eplb_thread_create(&t, &a, helper, NULL);
         pthread_attr_destroy(&a);
         if (rc != 0)
             return; /* fewer helpers: the callers do more */

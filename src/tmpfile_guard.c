@@ -5,7 +5,16 @@
  * slot before the slot's flag is set (release store), and the handler reads
  * the flag with an acquire load before it touches the path.  The pid kept
  * with the table keeps a forked child that did not exec (and so still has
- * the handler) from deleting its parent's file. */
+ * the handler) from deleting its parent's file.
+ *
+ * The cleanup runs on the main thread, which creates the files and the
+ * directories: the program's own threads block the signals
+ * (eplb_thread_create), and a thread that does not (a library's) hands the
+ * signal on to the main thread.  On any other thread the handler could
+ * unlink a path armed but not created yet while the main thread went on to
+ * create it, and a second signal (timeout(1) sends one to the process and
+ * one to its group) could reach a thread after SA_RESETHAND had put the
+ * default action back and kill the process before the cleanup was done. */
 #include "tmpfile_guard.h"
 
 #include <errno.h>
@@ -14,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static const int guard_signals[] = {SIGINT, SIGTERM, SIGHUP};
@@ -28,9 +38,26 @@ static struct sigaction old_action[NSIGS];
 static int installed[NSIGS];
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static void guard_sigset(sigset_t *set)
+{
+    sigemptyset(set);
+    for (int i = 0; i < NSIGS; i++)
+        sigaddset(set, guard_signals[i]);
+}
+
 static void on_signal(int sig)
 {
     pid_t self = getpid();
+#if defined(SYS_gettid) && defined(SYS_tgkill)
+    if ((pid_t)syscall(SYS_gettid) != self) {
+        /* not the main thread (whose id is the pid): the signal to it (it
+         * has it pending if it is blocking it for a moment, or is in this
+         * handler already), and wait here for the process to die of it */
+        syscall(SYS_tgkill, self, self, sig);
+        for (;;)
+            pause();
+    }
+#endif
     for (int i = 0; i < EPLB_TMP_GUARD_SLOTS; i++)
         if (__atomic_load_n(&slot_armed[i], __ATOMIC_ACQUIRE) && slot_pid[i] == self &&
             !slot_dir[i])
@@ -43,9 +70,20 @@ static void on_signal(int sig)
             if (__atomic_load_n(&slot_armed[i], __ATOMIC_ACQUIRE) && slot_pid[i] == self &&
                 slot_dir[i])
                 rmdir(slot_path[i]);
-    /* SA_RESETHAND restored the default action; the signal is blocked while
-     * the handler runs, so it is delivered (and kills) when we return */
+    /* die of the signal here, not back in the interrupted code: the default
+     * action back, the signal raised (pending: the handler blocks it) and
+     * unblocked, which delivers it */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
     raise(sig);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    _exit(128 + sig); /* not reached */
 }
 
 static void install(void)
@@ -58,10 +96,8 @@ static void install(void)
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_signal;
-        sa.sa_flags = SA_RESETHAND;
-        sigemptyset(&sa.sa_mask);
-        for (int j = 0; j < NSIGS; j++) /* one cleanup at a time */
-            sigaddset(&sa.sa_mask, guard_signals[j]);
+        sa.sa_flags = 0; /* the handler puts the default action back itself */
+        guard_sigset(&sa.sa_mask); /* one cleanup at a time */
         installed[i] = sigaction(guard_signals[i], &sa, NULL) == 0;
     }
 }
@@ -71,7 +107,7 @@ static void restore(void)
     for (int i = 0; i < NSIGS; i++) {
         struct sigaction cur;
         /* leave alone a handler someone else installed since (and the
-         * default action SA_RESETHAND already put back) */
+         * default action the handler already put back) */
         if (installed[i] && sigaction(guard_signals[i], NULL, &cur) == 0 &&
             !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == on_signal)
             sigaction(guard_signals[i], &old_action[i], NULL);
@@ -109,6 +145,19 @@ static int arm(const char *path, int dir)
     }
     pthread_mutex_unlock(&guard_lock);
     return id;
+}
+
+int eplb_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+                       void *arg)
+{
+    sigset_t block, old;
+    guard_sigset(&block);
+    int rc = pthread_sigmask(SIG_BLOCK, &block, &old);
+    if (rc != 0)
+        return rc; /* no thread rather than one that takes the signals */
+    rc = pthread_create(t, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 void eplb_tmp_guard_disarm(int id)
@@ -173,6 +222,12 @@ static void set_clear(eplb_tmp_set_t *s, int from)
 
 eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
 {
+    /* the signals wait until the set is renamed (or removed): one that
+     * came in between the renames would leave part of the set under the
+     * final names and the rest nowhere */
+    sigset_t block, old;
+    guard_sigset(&block);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     eplb_status_t st = EPLB_OK;
     /* all present before the first rename: a writer that failed without
      * saying so must not leave half a set */
@@ -189,6 +244,7 @@ eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
             done++;
     }
     set_clear(s, done);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return st;
 }
 

@@ -13,9 +13,18 @@
  * have its default action (a background job that ignores SIGINT, a program
  * with its own handler) is left alone.  At most EPLB_TMP_GUARD_SLOTS paths
  * of at most 4095 bytes are guarded at once; arming more fails quietly
- * (the file is then just not cleaned up on a signal).  Thread-safe. */
+ * (the file is then just not cleaned up on a signal).  Thread-safe.
+ *
+ * The handler does its work on the main thread, the one that creates the
+ * files and directories (so that it cannot delete a path before the code
+ * it interrupted creates it), and the process dies there, in the handler:
+ * every thread the program starts must be started with eplb_thread_create,
+ * which blocks those signals in it; a thread that does not block them (a
+ * library's) hands the signal on to the main thread. */
 #ifndef EPLB_TMPFILE_GUARD_H
 #define EPLB_TMPFILE_GUARD_H
+
+#include <pthread.h>
 
 #include "eplb.h"
 
@@ -30,6 +39,13 @@ int eplb_tmp_guard_arm_dir(const char *path);
 /* Stop guarding slot id (from eplb_tmp_guard_arm; -1 is ignored).  Call it
  * after the temporary file was renamed or deleted. */
 void eplb_tmp_guard_disarm(int id);
+
+/* pthread_create, with SIGINT, SIGTERM and SIGHUP blocked in the new thread
+ * (it inherits the mask, blocked around the call: from its first
+ * instruction on, the signals go to the main thread).  Returns as
+ * pthread_create. */
+int eplb_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+                       void *arg);
 
 /* ---- output sets ---------------------------------------------------------
  * Files that are only meaningful together (run --out: results.h5,
@@ -59,8 +75,9 @@ void eplb_tmp_name(char *out, size_t n, const char *final);
  * receives (owned by the set) for the caller to write the file to. */
 eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *final);
 /* Rename every temporary file to its final name, after checking that each
- * exists; then empty the set.  On failure the temporary files not renamed
- * are removed ("FINAL: cannot rename TMP to it: <errno text>"; a rename
+ * exists; then empty the set.  The guard's signals wait until it is done
+ * (a signal does not stop it half-way).  On failure the temporary files not
+ * renamed are removed ("FINAL: cannot rename TMP to it: <errno text>"; a rename
  * that fails after others succeeded cannot undo them). */
 eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s);
 /* Remove every temporary file of the set (those that exist) and empty it;

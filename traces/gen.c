@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "checks.h"
+#include "tmpfile_guard.h"
 #include "trace.h"
 
 /* ---- random numbers ------------------------------------------------------
@@ -459,7 +460,7 @@ eplb_status_t eplb_gen_next_step(eplb_gen_t *g, float *logits, int64_t *ntok,
             jobs[i].t1 = n * (i + 1) / nth;
         }
         for (int i = 1; i < nth; i++)
-            started[i] = pthread_create(&tid[i], NULL, fill_tokens_thread, &jobs[i]) == 0;
+            started[i] = eplb_thread_create(&tid[i], NULL, fill_tokens_thread, &jobs[i]) == 0;
         fill_tokens(&jobs[0]);
         for (int i = 1; i < nth; i++) {
             if (started[i])

@@ -39,6 +39,7 @@
 #include "checks.h"
 #include "adler32.h"
 #include "h5util.h"
+#include "tmpfile_guard.h"
 
 #define MAX_FILTERS 4
 #define MAX_THREADS 256
@@ -738,7 +739,7 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
     pthread_cond_init(&p.cv_work, NULL);
     pthread_cond_init(&p.cv_free, NULL);
     for (; started < nthreads; started++)
-        if (pthread_create(&th[started], NULL, worker, &p) != 0)
+        if (eplb_thread_create(&th[started], NULL, worker, &p) != 0)
             break;
     if (started == 0) {
         st = eplb_error_set(EPLB_ERR_INTERNAL, "%s: cannot start decode threads", tr->path);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "tmpfile_guard.h"
+
 #define MAX_WORKERS 64
 
 enum { JOB_FREE, JOB_FILLING, JOB_QUEUED, JOB_BUSY, JOB_DONE };
@@ -166,7 +168,7 @@ eplb_status_t eplb_zpool_create(eplb_zpool_t **out, int nthreads, size_t chunk_b
                               depth, chunk_bytes);
     }
     for (; z->nthreads < nthreads; z->nthreads++)
-        if (pthread_create(&z->th[z->nthreads], NULL, worker, z) != 0)
+        if (eplb_thread_create(&z->th[z->nthreads], NULL, worker, z) != 0)
             break;
     if (z->nthreads == 0) {
         eplb_zpool_destroy(z);

@@ -102,6 +102,33 @@ static int64_t block_tokens_max(const eplb_sim_source_t *src, int64_t bt, int *m
     return most;
 }
 
+/* /load/counts beside the token level: no run uses them, but a bad value
+ * is still bad input (they were never read).  Read, so that the reader's
+ * checks run, and where the ids are the recorded ones (no logits to route),
+ * each step's counts must be those of its ids in lc. */
+static eplb_status_t check_counts(eplb_sim_source_t *src, int64_t s0, int64_t s1,
+                                  const int32_t *lc)
+{
+    const eplb_trace_info_t *in = eplb_trace_info(src->trace);
+    const size_t LE = (size_t)src->L * src->E;
+    int32_t *cn = malloc((size_t)(s1 - s0) * LE * sizeof *cn + 1);
+    if (!cn)
+        return eplb_error_set(EPLB_ERR_NOMEM, "counts check: out of memory");
+    eplb_status_t st = eplb_trace_read_counts(src->trace, cn, s0, s1);
+    for (size_t i = 0; st == EPLB_OK && !(in->levels & EPLB_LEVEL_LOGITS) &&
+                       i < (size_t)(s1 - s0) * LE;
+         i++)
+        if (cn[i] != lc[i])
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: /load/counts disagree with /router/topk_ids: step %lld "
+                                "layer %d expert %d: counts %d, the ids %d",
+                                eplb_trace_path(src->trace), (long long)(s0 + (int64_t)(i / LE)),
+                                (int)(i % LE / (size_t)src->E), (int)(i % (size_t)src->E), cn[i],
+                                lc[i]);
+    free(cn);
+    return st;
+}
+
 /* Read steps [s0, s1): ids (+ ranks) and the logical counts of each step
  * into lc [s1-s0][L][E], counted on `threads` threads (src/pool.h). */
 static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
@@ -118,6 +145,8 @@ static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
     }
     count_job_t job = {src, s0, ids, lc, (src->L + COUNT_LAYERS - 1) / COUNT_LAYERS};
     eplb_pool_run((int)(s1 - s0) * job.ngroups, threads, count_job, &job);
+    if (src->trace && (eplb_trace_info(src->trace)->levels & EPLB_LEVEL_COUNTS))
+        return check_counts(src, s0, s1, lc);
     return EPLB_OK;
 }
 

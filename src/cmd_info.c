@@ -58,6 +58,44 @@ static void count_ids(int64_t *load, const int32_t *ids, int64_t n, int L, int K
             }
 }
 
+/* /load/counts beside a richer level: no command uses them, but a bad
+ * value is still bad input (they were never read: a count of 2^32 - 1
+ * passed).  Read, so that the reader's checks run (negative counts, a
+ * layer's summing past K x tokens), and where the ids are recorded, their
+ * totals over the trace must be the counts' (`run` compares every step). */
+static eplb_status_t check_counts(const eplb_trace_t *tr, const int64_t *id_load, int exact)
+{
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    const size_t per = (size_t)in->num_layers * (size_t)in->route.num_experts;
+    const int64_t S = in->num_steps, B = (int64_t)(BATCH_BYTES / (per * 4)) + 1;
+    int32_t *cn = malloc((size_t)(B < S ? B : S) * per * 4 + 1);
+    int64_t *sum = calloc(per, sizeof *sum);
+    eplb_status_t st = EPLB_OK;
+    EPLB_ALLOC_GOTO(cn, st, out);
+    EPLB_ALLOC_GOTO(sum, st, out);
+    for (int64_t s = 0; s < S; s += B) {
+        int64_t n = S - s < B ? S - s : B;
+        EPLB_CHECK_GOTO(eplb_trace_read_counts(tr, cn, s, s + n), st, out);
+        for (int64_t i = 0; i < n; i++)
+            for (size_t j = 0; j < per; j++)
+                sum[j] += cn[(size_t)i * per + j];
+    }
+    for (size_t j = 0; exact && j < per; j++)
+        if (sum[j] != id_load[j]) {
+            st = eplb_error_set(EPLB_ERR_FORMAT,
+                                "%s: /load/counts disagree with /router/topk_ids: layer %zu "
+                                "expert %zu counts %lld over the trace, the ids %lld",
+                                eplb_trace_path(tr), j / (size_t)in->route.num_experts,
+                                j % (size_t)in->route.num_experts, (long long)sum[j],
+                                (long long)id_load[j]);
+            break;
+        }
+out:
+    free(cn);
+    free(sum);
+    return st;
+}
+
 /* Sum logical loads [L][E] over the trace; *src names where they came from. */
 static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_trace_t *tr)
 {
@@ -114,6 +152,8 @@ static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_tr
             count_ids(load, ids, n, L, K, E);
         }
     }
+    if ((in->levels & EPLB_LEVEL_COUNTS) && strcmp(*src, "counts"))
+        st = check_counts(tr, load, (in->levels & EPLB_LEVEL_TOPK) != 0);
 out:
     free(lg);
     free(ids);

@@ -67,6 +67,70 @@ static const char *make_trace(const char *dir, const char *name, int L, int E, i
     return b;
 }
 
+/* Found (eighteenth session's sweep): /load/counts beside topk_ids or
+ * logits were never read, so a count of 2^31 - 1 passed `info` and `run`.
+ * A trace of ids and the matching counts; then one count changed: `info`
+ * compares the totals, `run` every step.  Beside logits (no exact ids) a
+ * negative count is still refused by the reader's checks. */
+Test(bad_input, counts_beside_ids_are_checked)
+{
+    enum { L = 2, E = 8, K = 2, S = 3, TPS = 5 };
+    const char *d = eplb_test_tmpdir();
+    const char *t = eplb_test_path(d, "ic.h5");
+    char keep[4096];
+    snprintf(keep, sizeof keep, "%s", t);
+    t = keep;
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "test_bad_input.c", L, E, K,
+                                                       EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, t, &o));
+    int32_t ids[TPS * L * K], cn[L * E], row1[E];
+    for (int s = 0; s < S; s++) {
+        memset(cn, 0, sizeof cn);
+        for (int i = 0; i < TPS; i++)
+            for (int l = 0; l < L; l++)
+                for (int k = 0; k < K; k++) {
+                    int e = (i + s + 3 * k + l) % E;
+                    ids[(i * L + l) * K + k] = e;
+                    cn[l * E + e]++;
+                }
+        eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, NULL, ids, NULL, cn, NULL, 0));
+        if (s == 1)
+            memcpy(row1, cn + E, sizeof row1);
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_test_cli_expect(0, NULL, "info %s", t);
+    eplb_test_cli_expect(0, NULL, "run %s --quiet --gpus 2 --policy-time 0", t);
+    /* step 1, layer 1: one entry moved from expert e2 to expert 3, so that
+     * the row's sum stays within K x tokens and only the ids tell */
+    int e2 = 0;
+    while (e2 == 3 || row1[e2] == 0)
+        e2++;
+    const hsize_t c[3] = {1, 1, 3}, c2[3] = {1, 1, (hsize_t)e2};
+    const int32_t v = row1[3] + 1, v2 = row1[e2] - 1;
+    eplb_test_h5_poke(t, "/load/counts", c, H5T_NATIVE_INT32, &v);
+    eplb_test_h5_poke(t, "/load/counts", c2, H5T_NATIVE_INT32, &v2);
+    char want[160]; /* the first expert that differs */
+    snprintf(want, sizeof want, "/load/counts disagree with /router/topk_ids: layer 1 expert %d",
+             e2 < 3 ? e2 : 3);
+    eplb_test_cli_expect(1, want, "info %s", t);
+    snprintf(want, sizeof want,
+             "/load/counts disagree with /router/topk_ids: step 1 layer 1 expert %d",
+             e2 < 3 ? e2 : 3);
+    eplb_test_cli_expect(1, want, "run %s --quiet --gpus 2 --policy-time 0", t);
+    unlink(t);
+    /* beside logits: the reader's own checks */
+    const char *tl = make_trace(d, "lc.h5", L, E, K, S, TPS, EPLB_LEVEL_LOGITS |
+                                                                 EPLB_LEVEL_COUNTS, -1);
+    eplb_test_cli_expect(0, NULL, "info %s", tl);
+    const int32_t neg = -4;
+    eplb_test_h5_poke(tl, "/load/counts", c, H5T_NATIVE_INT32, &neg);
+    eplb_test_cli_expect(1, "/load/counts", "info %s", tl);
+    eplb_test_cli_expect(1, "/load/counts", "run %s --quiet --gpus 2 --policy-time 0", tl);
+    unlink(tl);
+    rmdir(d);
+}
+
 /* Found: `run --gpus 4,` and `--policy deepseek,,lpt` were accepted (the
  * empty element silently dropped). */
 Test(bad_input, run_empty_list_elements)

@@ -207,12 +207,14 @@ eplb_status_t eplb_sim_write_file(const char *path, void (*fn)(FILE *f, void *ct
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", path);
     eplb_tmp_name(tmp, n, path);
     eplb_status_t st = EPLB_OK;
+    /* armed before it exists: an interrupt between the two would leave it */
+    int guard = eplb_tmp_guard_arm(tmp);
     FILE *f = fopen(tmp, "w");
     if (!f) {
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        eplb_tmp_guard_disarm(guard);
         goto out;
     }
-    int guard = eplb_tmp_guard_arm(tmp);
     errno = 0;
     fn(f, ctx);
     /* stdio keeps only an error flag: flushing what is left buffered sets

@@ -110,8 +110,9 @@ EPLB_HD int64_t eplb_flow_max(eplb_flow_t *f)
  * searched; if it is lower than the plan's, the replicated experts' quotas
  * and load[] are replaced by the flow's split (each GPU's share of an
  * expert split over its replicas there as evenly as integers allow, the
- * lower slot first).  Returns 1 where the plan changed.  Deterministic: the
- * same arguments give the same plan on the CPU and on the GPU.
+ * first in the row first: the lower slot, as the policies order rows).
+ * Returns 1 where the plan changed.  Deterministic: the same arguments
+ * give the same plan on the CPU and on the GPU.
  *
  * The search: M starts at the bound, with the plan's flow less what passes
  * any GPU's capacity M - fixed (taken from that GPU's experts in edge

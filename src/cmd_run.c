@@ -869,7 +869,7 @@ static eplb_status_t check_out_dir(const char *dir, const char *const *inputs, i
     struct stat sb;
     if (stat(dir, &sb) != 0) {
         const int err = errno;
-        if (lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+        if (err == ENOENT && lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode)) {
             char to[4096];
             ssize_t n = readlink(dir, to, sizeof to - 1);
             to[n > 0 ? n : 0] = 0;

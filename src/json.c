@@ -348,6 +348,12 @@ static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
     return perr(p, "unexpected character");
 }
 
+/* EPLB_MEMORY_AVAILABLE, or -1 where it is unset or not a number >= 1 */
+static int64_t mem_override(void)
+{
+    return eplb_env_int("EPLB_MEMORY_AVAILABLE", 1, INT64_MAX, -1);
+}
+
 /* Bytes of memory this process may still take: the least of the machine's
  * MemAvailable, its cgroup's limit less usage (v2, then v1) and the
  * address-space limit (ulimit -v) less the process's size; SIZE_MAX where
@@ -355,7 +361,7 @@ static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
  * model a smaller machine). */
 static size_t mem_available(void)
 {
-    int64_t set = eplb_env_int("EPLB_MEMORY_AVAILABLE", 1, INT64_MAX, -1);
+    const int64_t set = mem_override();
     if (set > 0)
         return (size_t)set;
     size_t avail = SIZE_MAX;
@@ -380,19 +386,36 @@ static size_t mem_available(void)
             }
         fclose(f);
     }
-    static const char *const lim[][2] = {
-        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
-        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"},
+    /* the cgroup's limit less what it uses; its usage counts the page
+     * cache, which the kernel frees when a program needs the memory: the
+     * inactive file pages are added back (a container that had just
+     * written a big trace was near its limit in cache alone) */
+    static const char *const lim[][4] = {
+        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current",
+         "/sys/fs/cgroup/memory.stat", "inactive_file "},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat",
+         "total_inactive_file "},
     };
     for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
-        unsigned long long l = 0, u = 0;
-        FILE *a = fopen(lim[i][0], "r"), *b = fopen(lim[i][1], "r");
+        unsigned long long l = 0, u = 0, cache = 0;
+        FILE *a = fopen(lim[i][0], "r"), *b = fopen(lim[i][1], "r"), *c = fopen(lim[i][2], "r");
         const int ok = a && b && fscanf(a, "%llu", &l) == 1 && fscanf(b, "%llu", &u) == 1;
+        char line[256];
+        const size_t kn = strlen(lim[i][3]);
+        while (ok && c && fgets(line, sizeof line, c))
+            if (!strncmp(line, lim[i][3], kn) && sscanf(line + kn, "%llu", &cache) == 1)
+                break;
         if (a)
             fclose(a);
         if (b)
             fclose(b);
-        if (ok && l > u && l - u < avail) /* "max" (no limit) reads as no number */
+        if (c)
+            fclose(c);
+        u = cache < u ? u - cache : 0;
+        /* "max" (no limit) reads as no number; a usage at the limit says
+         * nothing sure either: left to MemAvailable */
+        if (ok && l > u && l - u < avail)
             avail = (size_t)(l - u);
         if (ok)
             break;
@@ -424,7 +447,7 @@ static size_t count_values(const char *text, size_t len)
 eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, const char *what)
 {
     parser_t p = {text, text + len, text, what ? what : "(json)", 0};
-    if (len >= JSON_CHECK_MEMORY_FROM || getenv("EPLB_MEMORY_AVAILABLE")) {
+    if (len >= JSON_CHECK_MEMORY_FROM || mem_override() > 0) {
         const size_t vals = count_values(text, len);
         const double need = (double)vals * sizeof(eplb_json_t) * 1.1 + (double)len;
         const size_t avail = mem_available();

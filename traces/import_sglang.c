@@ -155,7 +155,7 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
             const eplb_json_t *row = &step->items[l];
             for (int e = 0; e < E; e++) {
                 const eplb_json_t *v = &row->items[e];
-                double x = v->num;
+                const double x = v->type == EPLB_JSON_NUMBER ? v->num : -1; /* a union */
                 if (v->type != EPLB_JSON_NUMBER || !(x >= 0) || x != floor(x) ||
                     x > 2147483647.0) {
                     where_t w = where(three_d, s, l);

@@ -8,3 +8,5 @@ tests_eplb_tests_SOURCES += tests/test_core.c tests/test_json.c tests/test_progr
 endif
 # run by test_h5py.c (python_recorder_traces_replay)
 EXTRA_DIST += tests/record_check.py
+# the balanced plan's independent checks: test_kernels.c and gpu_tests.c
+EXTRA_DIST += tests/lib/plan_check.h

@@ -108,6 +108,14 @@ static eplb_status_t num(double *out, const char *v, const char *what,
         return eplb_error_set(EPLB_ERR_FORMAT,
                               "%s:%d: %s: '%s' is not a number >= 0", what,
                               line, shown(key).s, shown(v).s);
+    /* no profile value comes near 1e12 (bytes, us, GB/s, TFLOPS, tokens);
+     * dispatch_bytes = 1e308 made every modelled time inf, and the results
+     * null, with exit 0 */
+    if (x > 1e12 && errno != ERANGE && !isinf(x))
+        return eplb_error_set(EPLB_ERR_FORMAT,
+                              "%s:%d: %s: '%s' is too large (at most 1e12: larger values "
+                              "overflow the modelled times)",
+                              what, line, shown(key).s, shown(v).s);
     /* ERANGE: beyond a double, or (also for 1e-320, which strtod returns
      * as a denormal) below the smallest normal one */
     if (errno == ERANGE || isinf(x))
@@ -329,6 +337,14 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
                 }
                 seen |= 1ul << i;
                 EPLB_CHECK_GOTO(num(&x, v, what, line, key), st, out);
+                /* the fractions, with their line and text (the check after
+                 * the loop printed 1.0000001 as 1, and no line) */
+                const int eff = !strcmp(key, "gemm_efficiency");
+                if ((eff && (x <= 0 || x > 1)) || (!strcmp(key, "record_fraction") && x > 1)) {
+                    st = eplb_error_set(EPLB_ERR_FORMAT, "%s:%d: %s: '%s' is not in %s", what,
+                                        line, key, shown(v).s, eff ? "(0, 1]" : "[0, 1]");
+                    goto out;
+                }
                 EPLB_CHECK_GOTO(scaled((double *)((char *)&p + keys[i].off), x,
                                        keys[i].scale, v, what, line, key),
                                 st, out);

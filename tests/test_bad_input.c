@@ -341,10 +341,22 @@ Test(bad_input, profile_fields_named)
     eplb_test_write_text(p, "name = x\nnet_Gbps = 0\n");
     eplb_test_cli_expect(1, "p.txt: net_Gbps must be > 0", "run %s --quiet --profile %s", t, p);
     eplb_test_write_text(p, "name = x\ngemm_efficiency = 7\n");
-    eplb_test_cli_expect(1, "p.txt: gemm_efficiency = 7 is not in (0, 1]",
+    eplb_test_cli_expect(1, "p.txt:2: gemm_efficiency: '7' is not in (0, 1]",
                          "run %s --quiet --profile %s", t, p);
     eplb_test_write_text(p, "name = x\nrecord_fraction = 2\n");
-    eplb_test_cli_expect(1, "record_fraction = 2", "run %s --quiet --profile %s", t, p);
+    eplb_test_cli_expect(1, "p.txt:2: record_fraction: '2' is not in [0, 1]",
+                         "run %s --quiet --profile %s", t, p);
+    /* the value as written (it was printed rounded: 1.0000001 as 1) */
+    eplb_test_write_text(p, "name = x\ngemm_efficiency = 1.0000001\n");
+    eplb_test_cli_expect(1, "gemm_efficiency: '1.0000001' is not in (0, 1]",
+                         "run %s --quiet --profile %s", t, p);
+    /* values that made every modelled time inf, and the results null,
+     * with exit 0 (the second sweep) */
+    eplb_test_write_text(p, "name = x\ndispatch_bytes = 1e308\n");
+    eplb_test_cli_expect(1, "p.txt:2: dispatch_bytes: '1e308' is too large (at most 1e12",
+                         "run %s --quiet --profile %s", t, p);
+    eplb_test_write_text(p, "name = x\ngemm_table.7168x2048.fp8 = 1:1e308\n");
+    eplb_test_cli_expect(1, "'1e308' is too large", "run %s --quiet --profile %s", t, p);
     /* a rate below one byte per second made the modelled times inf (the
      * sweep: 2.3e-308 GB/s; 1e-10 GB/s is 0.1 B/s) */
     eplb_test_write_text(p, "name = x\nnvlink_GBps = 1e-10\n");

@@ -311,10 +311,13 @@ Test(input_files, profile_values_overflow)
         eplb_assert_fails(eplb_sim_profile_parse(&p, bad[i].text, "p.txt"), EPLB_ERR_FORMAT,
                           bad[i].want);
     }
-    /* the largest that fits still does */
+    /* the largest value a profile takes (1e12: larger ones overflowed the
+     * modelled times) still does, in its unit */
     eplb_profile_t p;
-    eplb_assert_ok(eplb_sim_profile_parse(&p, "nvlink_GBps = 1e299\n", "p.txt"));
-    cr_assert_float_eq(p.nvlink_bw, 1e308, 1e293);
+    eplb_assert_ok(eplb_sim_profile_parse(&p, "nvlink_GBps = 1e12\n", "p.txt"));
+    cr_assert_float_eq(p.nvlink_bw, 1e21, 1e6);
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "nvlink_GBps = 1.000001e12\n", "p.txt"),
+                      EPLB_ERR_FORMAT, "p.txt:1: nvlink_GBps: '1.000001e12' is too large");
     path_t d = keep(eplb_test_tmpdir());
     path_t f = keep(eplb_test_path(d.s, "p.txt"));
     eplb_test_write_text(f.s, "nvlink_GBps = 1e308\n");

@@ -146,6 +146,7 @@ eplb_status_t eplb_traffic_count_ref(int64_t *out, const int32_t *phys,
  * experts in descending n (ties: lower id) after the single-replica experts
  * are placed, then, where that peak is above a simple bound, the least
  * peak by max flow; see docs/kernels.md. */
+#define EPLB_PLAN_MAX_R 64 /* replicas of one expert the balanced plan takes */
 eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
                                         const int64_t *n,
                                         const eplb_layer_map_t *map);

@@ -197,7 +197,6 @@ EPLB_HD int eplb_rule_local_rep(const int32_t *row, int R, uint32_t t,
  * Replicas sharing a GPU split that GPU's share evenly (the lower slot
  * takes the remainder first).  Deterministic: ties go to the replica that
  * comes first.  R <= 64 (at most 64 distinct GPUs per expert). */
-#define EPLB_PLAN_MAX_R 64
 EPLB_HD void eplb_rule_water_fill(int32_t *quota, const int32_t *row, int R,
                                   int64_t n, int64_t *load,
                                   int slots_per_gpu)

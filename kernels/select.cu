@@ -346,7 +346,9 @@ eplb_status_t eplb_gpu_launch_select(eplb_gpu_t *g, int32_t *d_phys,
     // balanced: counts per chunk, plan, assign
     if (g->maps.max_logcnt > EPLB_PLAN_MAX_R)
         return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                              "gpu balanced: an expert has %d replicas, above %d",
+                              "--select balanced: an expert has %d replicas, more than the "
+                              "%d the balanced plan takes (fewer --replicas, or another "
+                              "--select)",
                               g->maps.max_logcnt, EPLB_PLAN_MAX_R);
     size_t cc_bytes = (size_t)L * nchunks * p->E * sizeof(int32_t);
     size_t q_bytes = ((size_t)L * p->E * p->MR * sizeof(int32_t) + 7) & ~(size_t)7;

@@ -131,8 +131,10 @@ eplb_status_t eplb_select_plan_balanced(int32_t *quota, int64_t *gpu_load,
     for (int e = 0; e < E; e++)
         if (m->logcnt[e] > EPLB_PLAN_MAX_R)
             return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                  "balanced: logcnt[%d] = %d above %d", e,
-                                  m->logcnt[e], EPLB_PLAN_MAX_R);
+                                  "--select balanced: expert %d has %d replicas, more than the "
+                                  "%d the balanced plan takes (fewer --replicas, or another "
+                                  "--select)",
+                                  e, m->logcnt[e], EPLB_PLAN_MAX_R);
     const int P = m->num_physical;
     load_key_t *multi = malloc(sizeof *multi * (size_t)E);
     int *order = malloc(sizeof *order * (size_t)E);

@@ -1163,6 +1163,18 @@ int eplb_cmd_run(int argc, char **argv)
                              o.nred ? "" : " (the default, = D)", P, (long long)(E + R), D,
                              (long long)(P - E));
             }
+            /* the default placement (none's: slot p holds expert p mod E)
+             * gives an expert ceil(P / E) replicas; the balanced plan takes
+             * at most EPLB_PLAN_MAX_R (the policies' own placements are
+             * checked as the run goes) */
+            if (o.select == EPLB_SELECT_BALANCED && (P + E - 1) / E > EPLB_PLAN_MAX_R) {
+                st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                    "--select balanced with %s: %d slots for %d experts give "
+                                    "an expert %d replicas, more than the %d the balanced "
+                                    "plan takes", o.replicas ? "--replicas" : "--redundant",
+                                    P, E, (P + E - 1) / E, EPLB_PLAN_MAX_R);
+                goto fail;
+            }
             /* phy2log and its copies hold layers x P entries per run */
             if ((int64_t)P * inf->num_layers > MAX_LAYER_SLOTS) {
                 st = eplb_error_set(EPLB_ERR_INVALID_ARG,

@@ -1029,7 +1029,7 @@ Test(kernels, select_error_from_a_helper_keeps_its_message)
     for (int r = 0; r < 20; r++) {
         eplb_error_clear();
         eplb_assert_fails(eplb_select_record_cpu(phys, counts, ids, T, L, K, maps, &c),
-                          EPLB_ERR_INVALID_ARG, "above 64");
+                          EPLB_ERR_INVALID_ARG, "more than the 64 the balanced plan takes");
     }
 }
 

@@ -94,6 +94,9 @@ Test(run_cli, bad_options_exit_2_and_write_nothing)
         {"--policy deepseek,lpt,deepseek", "'deepseek' is listed twice"},
         {"--gpus 4,4", "--gpus: 4 is listed twice"},
         {"--window 1,2,1 --interval 4", "--window: 1 is listed twice"},
+        /* the balanced plan's replica limit, known before the run */
+        {"--select balanced --gpus 4 --replicas 1040", "give an expert 65 replicas, more than "
+                                                       "the 64 the balanced plan takes"},
         /* an option twice: the second would silently replace the first */
         {"--gpus 2 --gpus 4", "--gpus is given twice"},
         {"--policy deepseek --policy=lpt", "--policy is given twice"},

@@ -1171,8 +1171,9 @@ int eplb_cmd_run(int argc, char **argv)
                 st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                                     "--select balanced with %s: %d slots for %d experts give "
                                     "an expert %d replicas, more than the %d the balanced "
-                                    "plan takes", o.replicas ? "--replicas" : "--redundant",
-                                    P, E, (P + E - 1) / E, EPLB_PLAN_MAX_R);
+                                    "plan takes",
+                                    o.replicas ? "--replicas" : "--redundant", P, E,
+                                    (P + E - 1) / E, EPLB_PLAN_MAX_R);
                 goto fail;
             }
             /* phy2log and its copies hold layers x P entries per run */

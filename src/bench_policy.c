@@ -110,7 +110,7 @@ static eplb_status_t load_moe_rows(float **out, int *L_out, int *E_out, const ch
 {
     eplb_json_t *root = NULL;
     float *m = NULL;
-    int L, E;
+    int L = 0, E = 0;
     eplb_status_t st = eplb_json_parse_file(&root, path);
     if (st != EPLB_OK)
         return st;
@@ -120,7 +120,33 @@ static eplb_status_t load_moe_rows(float **out, int *L_out, int *E_out, const ch
         st = eplb_error_set(EPLB_ERR_FORMAT, "%s: no \"logical_count\"", path);
         goto out;
     }
-    EPLB_CHECK_GOTO(eplb_json_matrix_f32(&m, &L, &E, v, path), st, out);
+    /* a 3-D logical_count [S][L][E] (SGLang's time series, which rebalance
+     * takes) is summed over its steps, as rebalance does for the policies
+     * that take one load */
+    const int three_d = v->type == EPLB_JSON_ARRAY && v->n > 0 &&
+                        v->items[0].type == EPLB_JSON_ARRAY && v->items[0].n > 0 &&
+                        v->items[0].items[0].type == EPLB_JSON_ARRAY;
+    for (size_t s = 0; s < (three_d ? v->n : 1); s++) {
+        float *ms = NULL;
+        int Ls, Es;
+        char what[4200];
+        snprintf(what, sizeof what, three_d ? "%s: step %zu" : "%s", path, s);
+        EPLB_CHECK_GOTO(eplb_json_matrix_f32(&ms, &Ls, &Es, three_d ? &v->items[s] : v, what), st,
+                        out);
+        if (s == 0) {
+            m = ms, L = Ls, E = Es;
+            continue;
+        }
+        if (Ls != L || Es != E) {
+            free(ms);
+            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: step %zu is %d x %d, step 0 %d x %d", path, s,
+                                Ls, Es, L, E);
+            goto out;
+        }
+        for (size_t i = 0; i < (size_t)L * E; i++)
+            m[i] += ms[i];
+        free(ms);
+    }
     int k = 0;
     for (int l = 0; l < L; l++) {
         int any = 0;
@@ -158,7 +184,7 @@ static const struct option LONGOPTS[] = {
 int eplb_bench_policy(int argc, char **argv)
 {
     const char *only = NULL, *path = NULL;
-    int repeat = 0, json = 0, max_moves = 16;
+    int repeat = 0, json = 0, max_moves = 16, moves_given = 0;
     char pbuf[4096];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -179,13 +205,21 @@ int eplb_bench_policy(int argc, char **argv)
         case OPT_POLICY: only = val; break;
         case OPT_WEIGHTS: path = val; break;
         case OPT_REPEAT: repeat = (int)v; break;
-        case OPT_MAX_MOVES: max_moves = (int)v; break;
+        case OPT_MAX_MOVES:
+            max_moves = (int)v, moves_given = 1;
+            break;
         case OPT_JSON: json = 1; break;
         }
     }
     if (only && !eplb_policy_find(only))
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                  "--policy: unknown policy '%s'", only));
+    /* as rebalance: an option that would change nothing is refused */
+    if (moves_given && only && strcmp(only, "migration-aware"))
+        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                 "--max-moves applies to --policy "
+                                                 "migration-aware only (%s does not take it)",
+                                                 only));
     if (path && !*path)
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG, "--weights: empty path"));
     if (!path) {

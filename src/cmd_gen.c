@@ -124,7 +124,7 @@ int eplb_cmd_gen(int argc, char **argv)
     eplb_gen_opts_t o = EPLB_GEN_OPTS_INIT;
     o.preset = NULL;
     const char *out = NULL;
-    int stats = 0, force = 0, window_set = 0;
+    int stats = 0, force = 0, window_set = 0, list = 0;
     int64_t window = 16, v;
     eplb_status_t st = EPLB_OK;
     int c;
@@ -162,7 +162,9 @@ int eplb_cmd_gen(int argc, char **argv)
             st = eplb_cli_int_parse(&window, optarg, "--window", 1, INT64_C(1) << 40);
             window_set = 1;
             break;
-        case OPT_LIST: list_presets(); return 0;
+        case OPT_LIST:
+            list = 1;
+            break;
         case 'h': usage(stdout); return 0;
         default: st = eplb_cli_getopt_fail(c, argv); break;
         }
@@ -173,6 +175,15 @@ int eplb_cmd_gen(int argc, char **argv)
         return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                    "unexpected argument '%s' (see --help)",
                                                    argv[optind]));
+    /* --list-presets with -o or --preset wrote nothing and said nothing */
+    if (list && argc > 2)
+        return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
+                                                   "--list-presets takes no other option (it "
+                                                   "prints the presets and writes nothing)"));
+    if (list) {
+        list_presets();
+        return 0;
+    }
     if (!o.preset)
         return eplb_cmd_fail("gen", eplb_error_set(EPLB_ERR_INVALID_ARG,
                                                    "--preset: required (see --list-presets)"));

@@ -604,6 +604,11 @@ Test(gen, cli)
     const char *dir = eplb_test_tmpdir();
     eplb_test_cli_expect(0, "--tokens-per-step", "gen --help");
     eplb_test_cli_expect(0, "esft-lite", "gen --list-presets");
+    /* with -o it wrote nothing and said nothing (the second sweep) */
+    eplb_test_cli_expect(2, "--list-presets takes no other option", "gen --list-presets -o %s/l.h5",
+                         dir);
+    eplb_test_cli_expect(2, "--list-presets takes no other option",
+                         "gen --preset mixtral --list-presets");
     eplb_test_cli_expect(0, "3 steps",
                          "gen --preset mixtral -o %s/m.h5 --steps 3 "
                          "--tokens-per-step 5 --seed 9 --dtype f16",

@@ -8,11 +8,18 @@ with a bias, bfloat16 logits given layer by layer, phase and ranks),
 reads both back with h5py and compares every value with what was given
 and every stored chunk with what HDF5's own filters make of the same data
 (OUTDIR/plain.h5: the same without filters); then checks that bad input raises ValueError naming the field and that a
-failed recording leaves no file.  Exits non-zero on any mismatch."""
+failed recording leaves no file.  Exits non-zero on any mismatch.
+
+With EPLB_BUILDDIR set to a build directory holding eplb-replay, the
+traces merged with a rank idle at every pass (and that rank's own file)
+are also read by `eplb-replay info` and `run`; test_h5py.c replays the
+other files itself."""
 
 import hashlib
 import json
 import os
+import pathlib
+import stat
 import subprocess
 import sys
 import time
@@ -768,6 +775,227 @@ with h5py.File(path, "r") as f:
     got = f["router/logits"][...].astype(np.float32)
     assert np.array_equal(got, bf16_round(np.concatenate(want))), "tensor values changed"
 os.remove(path)
+
+# ---- robustness (an audit's findings) --------------------------------------
+tool = [sys.executable, os.path.join(sys.argv[1], "traces", "eplb_record.py")]
+# the command line: bad arguments are usage errors (2), no traceback
+for args, word in ((["abc"], "STEPS"), (["1e3"], "STEPS"), (["0"], "STEPS"), (["-3"], "STEPS"),
+                   (["1", "-5"], "TOKENS"), (["1", "0"], "TOKENS"),
+                   (["1", "1", out, "extra"], "at most STEPS, TOKENS and DIR"),
+                   (["1", "1", os.path.join(out, "no-dir")], "DIR")):
+    r = subprocess.run(tool + ["bench"] + args, capture_output=True, text=True, cwd=out)
+    assert r.returncode == 2 and word in r.stderr and "usage" in r.stderr and \
+        "Traceback" not in r.stderr, (args, r.returncode, r.stderr)
+r = subprocess.run(tool + ["bench", "1", "1", out], capture_output=True, text=True)
+assert r.returncode == 0 and all(json.loads(x)["steps"] == 1 for x in r.stdout.splitlines()), \
+    (r.returncode, r.stdout, r.stderr)
+pm = [os.path.abspath(p) for p in ranks_of("cli", 2)]  # run from OUTDIR below
+for args in (["--bogus"], ["-o", "cm.h5"], ["--deflate", "0", "cm.h5"]):
+    r = subprocess.run(tool + ["merge"] + args + pm, capture_output=True, text=True, cwd=out)
+    assert r.returncode == 2 and f"unknown option '{args[0]}'" in r.stderr and \
+        "usage" in r.stderr, (args, r.returncode, r.stderr)
+    assert not os.path.exists(os.path.join(out, args[0])) and \
+        not os.path.exists(os.path.join(out, "cm.h5")), os.listdir(out)
+r = subprocess.run(tool + ["merge", "--", "-cm.h5"] + pm, capture_output=True, text=True, cwd=out)
+assert r.returncode == 0 and os.path.isfile(os.path.join(out, "-cm.h5")), r.stderr
+os.remove(os.path.join(out, "-cm.h5"))
+
+# the output path: checked when the recorder is made, not lost at close
+here = os.getcwd()
+os.chdir(out)
+try:
+    expect_error(lambda: TraceRecorder("", **kw), "path", "empty")
+    assert not [n for n in os.listdir(".") if ".tmp." in n], os.listdir(".")
+finally:
+    os.chdir(here)
+expect_error(lambda: TraceRecorder(3, **kw), "path", "str, bytes or os.PathLike")
+for p in (os.fsencode(bad), pathlib.Path(bad)):
+    r = TraceRecorder(p, **kw)  # bytes: the same file as its str; os.PathLike too
+    assert r.tmp == f"{os.fsdecode(p)}.tmp.{os.getpid()}", r.tmp
+    r.add_step(ok[0])
+    r.close()
+    assert os.path.isfile(bad)
+    os.remove(bad)
+r = TraceRecorder(bad, **kw)
+expect_error(lambda: TraceRecorder(bad, **kw), bad, "another TraceRecorder")
+r.abort()
+TraceRecorder(bad, **kw).abort()  # once the first is done, fine
+fifo, dlink = os.path.join(out, "fifo.h5"), os.path.join(out, "dlink.h5")
+os.mkfifo(fifo)
+os.symlink(os.path.basename(fifo), dlink)
+for p in (fifo, dlink, "/dev/null"):
+    expect_error(lambda: TraceRecorder(p, **kw), p, "exists and is not a regular file")
+expect_error(lambda: merge_ranks(pm, fifo), fifo, "exists and is not a regular file")
+assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+os.remove(dlink)
+os.remove(fifo)
+expect_error(lambda: TraceRecorder(out, **kw), out, "is a directory")
+expect_error(lambda: TraceRecorder(os.path.join(out, "no-dir", "x.h5"), **kw), "no directory")
+ro = os.path.join(out, "ro")
+os.mkdir(ro)
+os.chmod(ro, 0o500)
+real_access = os.access
+if os.geteuid() == 0:  # root writes anywhere: a directory access() refuses
+    os.access = lambda p, m, **k: False if p == ro else real_access(p, m, **k)
+try:
+    expect_error(lambda: TraceRecorder(os.path.join(ro, "x.h5"), **kw), "not writable")
+finally:
+    os.access = real_access
+    os.rmdir(ro)
+
+# arguments that are not what they claim: refused, named, numbers shown plainly
+for k, v in (("num_experts", 8.7), ("top_k", 2.9), ("num_layers", True), ("threads", 2.5),
+             ("deflate", 1.5), ("num_experts", float("nan")), ("num_groups", np.float64(1)),
+             ("topk_groups", "1"), ("renormalize", np.array([1, 0])), ("renormalize", 2),
+             ("record_logits", np.array([1, 1])), ("scoring", np.array(["softmax", "x"])),
+             ("routed_scaling_factor", np.array([2.5, 1.0])), ("logits_dtype", None),
+             ("model", "a\0b"), ("source", "x\0"), ("model", None)):
+    expect_error(lambda: TraceRecorder(bad, **dict(kw, **{k: v})), k)
+expect_error(lambda: TraceRecorder(bad, **dict(kw, model="a\0b")), "NUL")
+try:
+    TraceRecorder(bad, **dict(kw, top_k=np.int64(16)))
+    raise AssertionError("top_k 16 of 8 experts taken")
+except ValueError as e:
+    assert "(got 16)" in str(e) and "np." not in str(e), e
+with TraceRecorder(bad, **dict(kw, num_layers=np.int64(2), num_experts=np.int32(8),
+                               top_k=np.uint8(2), threads=np.int64(2), deflate=np.int8(1),
+                               renormalize=np.bool_(True), record_logits=1)) as r:
+    r.add_layer(np.int64(0), ok[0][:, 0])  # numpy integers are integers
+    for l in (-0.5, 0.9, True, 1.0, "1", np.array([1]), 2, -1):
+        expect_error(lambda: r.add_layer(l, ok[0][:, 1]), "step 0", "layer",
+                     "must be an integer")
+    r.add_layer(1, ok[0][:, 1])
+    r.end_step()
+    for dt in (bool, complex, object, "U4"):
+        x = ok[1].astype(dt)
+        expect_error(lambda: r.add_step(x), "step 1", "logits", str(np.dtype(dt)))
+        expect_error(lambda: r.add_layer(0, x[:, 0]), "step 1, layer 0", "logits",
+                     str(np.dtype(dt)))
+    i2 = np.tile(np.array([0, 1]), (3, 2, 1))
+    expect_error(lambda: r.add_step(ok[1], topk_ids=i2, topk_weights=np.full((3, 2, 2), "1")),
+                 "topk_weights", "<U1")
+    try:
+        r.add_step(ok[1], phase=np.int64(7))
+        raise AssertionError("phase 7 taken")
+    except ValueError as e:
+        assert "(got 7)" in str(e), e
+with h5py.File(bad, "r") as f:
+    assert int(f.attrs["renormalize"]) == 1 and f["router/logits"].shape == (3, 2, 8)
+os.remove(bad)
+for b in (np.zeros((2, 8), bool), np.zeros((2, 8), complex)):
+    expect_error(lambda: TraceRecorder(bad, **kw, bias=b), "bias", str(b.dtype))
+assert not os.path.exists(bad)
+assert not [n for n in os.listdir(out) if ".tmp." in n], os.listdir(out)
+
+# merge_ranks of damaged inputs: the input and the dataset named
+pq = ranks_of("dmg", 2, steps=3)  # rank 1: 2, 3, 3 tokens
+
+
+def damaged(edit):
+    """A copy of rank 1's file, edited with h5py."""
+    p = os.path.join(out, "dmg.h5")
+    with open(pq[1], "rb") as a, open(p, "wb") as b:
+        b.write(a.read())
+    with h5py.File(p, "a") as f:
+        edit(f)
+    return p
+
+
+def set_offsets(f, o):
+    del f["steps/token_offset"]
+    f["steps/token_offset"] = np.array(o)  # int64, or float64 where o says so
+
+
+def replace(f, name, a):
+    del f[name]
+    f[name] = a
+
+
+m3 = os.path.join(out, "m3.h5")
+for edit, words in (
+        (lambda f: set_offsets(f, [0, 5, 3, 8]), ("/steps/token_offset", "decreases at step 1")),
+        (lambda f: set_offsets(f, [0, 2, 5, 10 ** 6]), ("/steps/token_offset", "/router/logits",
+                                                        "8 rows")),
+        (lambda f: set_offsets(f, [1, 2, 5, 8]), ("/steps/token_offset", "starts at 1")),
+        (lambda f: set_offsets(f, [0.0, 2, 5, 8]), ("/steps/token_offset", "integers")),
+        (lambda f: replace(f, "router/logits", np.zeros((8, 2, 7), np.float32)),
+         ("/router/logits", "(8, 2, 7)", "(8, 2, 8)")),
+        (lambda f: replace(f, "router/logits", np.zeros((8, 2, 8), np.int32)),
+         ("/router/logits", "floats")),
+        (lambda f: replace(f, "router/logits", np.zeros((8, 2, 8), np.float64)),
+         ("/router/logits", "8-byte floats")),
+        (lambda f: f.attrs.__setitem__("top_k", np.array([2, 2])), ("'top_k'", "array"))):
+    p = damaged(edit)
+    expect_error(lambda: merge_ranks([pq[0], p], m3), "dmg.h5", *words)
+    assert not os.path.exists(m3)
+p = damaged(lambda f: f.attrs.__setitem__("num_experts", np.int64(16)))
+try:
+    merge_ranks([pq[0], p], m3)
+    raise AssertionError("num_experts 16 and 8 merged")
+except ValueError as e:
+    assert "num_experts = 16" in str(e) and "np." not in str(e), e
+for p in (pq[0], pq[1]):  # the attributes as the recorder takes them, the file named
+    with h5py.File(p, "a") as f:
+        f.attrs["num_layers"] = 2.0
+expect_error(lambda: merge_ranks(pq, m3), "dmg0.h5", "num_layers", "must be an integer")
+os.remove(os.path.join(out, "dmg.h5"))
+
+# a rank idle at every pass (idle_step only: no tokens, no counts) fixes no
+# level: its empty dataset is merged with counts-only ranks and with ranks
+# that recorded ids beside bfloat16 logits
+pidle = os.path.join(out, "idle_rank.h5")
+with TraceRecorder(pidle, **dict(kw, model="ranks")) as r:
+    for s in range(3):
+        r.idle_step(phase="decode")
+with h5py.File(pidle, "r") as f:
+    assert f["router/logits"].shape == (0, 2, 8)  # valid alone (a level, empty)
+pcnt = []
+for q in range(2):
+    p = os.path.join(out, f"cnt{q}.h5")
+    with TraceRecorder(p, **dict(kw, model="ranks")) as r:
+        for s in range(3):
+            r.add_counts(np.full((2, 8), q + s, int), tokens=8 * (q + s), phase="decode")
+    pcnt.append(p)
+cm = os.path.join(out, "idle_counts.h5")
+for order in ([pcnt[0], pidle, pcnt[1]], [pidle] + pcnt):
+    assert merge_ranks(order, cm) == 3
+    with h5py.File(cm, "r") as f:
+        assert "router/logits" not in f
+        assert np.array_equal(f["load/counts"][...],
+                              np.stack([np.full((2, 8), 2 * s + 1) for s in range(3)]))
+        assert list(f["steps/token_offset"][...]) == [0, 8, 32, 72]
+    os.remove(cm)
+plg = []
+for q in range(2):
+    p = os.path.join(out, f"lg{q}.h5")
+    with TraceRecorder(p, **dict(kw, model="ranks"), logits_dtype="bfloat16") as r:
+        for s in range(3):
+            x = distinct_logits(q + s, 2, 8)
+            r.add_step(x, topk_ids=np.argsort(-x, axis=2, kind="stable")[:, :, :2],
+                       phase="decode")
+    plg.append(p)
+lm = os.path.join(out, "idle_logits.h5")
+assert merge_ranks([pidle] + plg, lm) == 3
+with h5py.File(lm, "r") as f:
+    assert f["router/logits"].id.get_type().get_size() == 2  # the ranks' bfloat16
+    assert f["router/topk_ids"].shape == (9, 2, 2)
+    assert list(f["tokens/src_rank"][...]) == [2, 1, 2, 2, 1, 1, 2, 2, 2]
+    assert list(f["steps/phase"][...]) == [1, 1, 1]
+replay = os.path.join(os.environ.get("EPLB_BUILDDIR", ""), "eplb-replay")
+if os.environ.get("EPLB_BUILDDIR") and os.access(replay, os.X_OK):
+    assert merge_ranks([pcnt[0], pidle, pcnt[1]], cm) == 3
+    for p in (lm, cm, pidle):  # merged with an idle rank; the idle rank alone
+        for cmd in (["info", p, "--json"], ["run", p, "--gpus", "4", "--device", "cpu",
+                                           "--policy-time", "0", "--quiet"]):
+            r = subprocess.run([replay] + cmd, capture_output=True, text=True)
+            assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+    print("record_check: merged idle ranks read by eplb-replay info and run")
+with h5py.File(pidle, "a") as f:  # the phase is not a level: it must still agree
+    del f["steps/phase"]
+expect_error(lambda: merge_ranks([pidle] + plg, cm), "idle_rank.h5", "no /steps/phase")
+for p in pm + pq + pcnt + plg + [pidle, lm, cm]:
+    if os.path.exists(p):
+        os.remove(p)
 
 try:
     import torch

@@ -33,13 +33,19 @@ One file per rank, every pass on every rank: `idle_step()` records a pass
 in which the rank had no tokens (after discard_step() where the engine
 ran a dummy batch), and `merge_ranks(paths, out)` (from a shell:
 `python3 eplb_record.py merge OUT IN...`) makes one trace of them, step s
-of every rank, src_rank the file's index unless every file has its own.
+of every rank, src_rank the file's index unless every file has its own; a
+rank idle at every pass fixes no level (its file's empty dataset merges
+with counts-only and per-token ranks alike).
 
 The file is written as PATH.tmp.PID and renamed to PATH by close(); until
 then nothing exists under PATH, and abort() (or an exception inside
-`with`) removes the temporary file.  Layers given after the last end_step
-(a pass not meant as a step) are dropped by close() with a warning, or at
-once by discard_step().  What add_layer and add_step are given is copied
+`with`) removes the temporary file.  PATH (str, bytes or os.PathLike) is
+checked when the recorder is made, as `eplb-replay gen` checks its output:
+not empty, not an existing directory, FIFO or device (or a link to one), in
+an existing, writable directory, not recorded by another recorder of this
+process.  Layers given after the last end_step (a pass not meant as a
+step) are dropped by close() with a warning, or at once by
+discard_step().  What add_layer and add_step are given is copied
 where it is kept, so the caller may reuse its buffers.  Rows are buffered
 and written one whole chunk at a time (about 2 MiB of logits, 1 MiB of
 ids), each chunk shuffled and deflated (`deflate`, level 4 as the C
@@ -49,7 +55,10 @@ rewrites of partial chunks.
 
 Bad input raises ValueError naming the argument, and the step, layer and
 token where it applies: wrong shapes, NaN or Inf logits or weights,
-logits past the stored type's range, ids that are not integers, outside
+logits past the stored type's range, logits, weights or a bias that are
+not real numbers (bool, text, complex), sizes, layers and options that
+are not integers (8.7 experts, layer 0.9, True layers; numpy integers are
+integers), a NUL in model or source, ids that are not integers, outside
 [0, E) or twice in one row, weights without ids, phases other than
 prefill/decode/mixed (0/1/2), ranks outside [0, 65535], optional data
 given for some steps only, and what the replay would refuse
@@ -64,8 +73,10 @@ config.json.
 import json
 import operator
 import os
+import stat
 import sys
 import warnings
+import weakref
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -82,6 +93,10 @@ MODEL_MAX_BYTES = 127
 MAX_STEPS = 1 << 26
 MAX_TOKENS = 1 << 39
 MAX_STEP_ID_BYTES = 2 << 30  # tokens x L x K x 4 of one step
+
+# the recorders of this process by the real path of their output: a second
+# one on the same path would share the first's PATH.tmp.PID
+_RECORDING = weakref.WeakValueDictionary()
 
 
 def _bf16_type():
@@ -143,6 +158,124 @@ def _model_config(mc):
     except ValueError as e:
         raise ValueError(f"model_config: neither a JSON document nor a file ({e})") from None
     return mc
+
+
+def _shown(v):
+    """A value as a message shows it: numpy scalars as plain numbers
+    (16, not np.int64(16)), an array by its shape, long text cut."""
+    if isinstance(v, np.ndarray):
+        return f"an array of shape {v.shape}"
+    if isinstance(v, np.generic):
+        v = v.item()
+    t = repr(v)
+    return t if len(t) <= 80 else t[:77] + "..."
+
+
+def _int_arg(name, v):
+    """An integer argument: a Python or numpy integer, not a bool, a float
+    (8.7 is not 8 experts) or an array."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name}: must be an integer (got {_shown(v)})")
+    return int(v)
+
+
+def _bool_arg(name, v):
+    """A yes/no argument: a bool, numpy's, or an integer 0 or 1."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)) and int(v) in (0, 1):
+        return bool(v)
+    raise ValueError(f"{name}: must be True or False, or 1 or 0 (got {_shown(v)})")
+
+
+def _text_arg(name, v):
+    """A string argument the file stores (HDF5 strings hold no NUL)."""
+    if not isinstance(v, str):
+        raise ValueError(f"{name}: must be a string (got {_shown(v)})")
+    if "\0" in v:
+        raise ValueError(f"{name}: contains a NUL character (character {v.index(chr(0))}), "
+                         "which an HDF5 string cannot hold")
+    return v
+
+
+def _model_name(model):
+    """The model attribute: a string of at most 127 bytes, no NUL."""
+    model = _text_arg("model", model)
+    if len(model.encode()) > MODEL_MAX_BYTES:
+        raise ValueError(f"model: {len(model.encode())} bytes in UTF-8, at most "
+                         f"{MODEL_MAX_BYTES} (a name, not a path)")
+    return model
+
+
+def _real_numbers(a, what):
+    """Refuse an array that does not hold real numbers: bools, strings,
+    objects, complex numbers (np.asarray(..., float32) would make 0/1 of
+    bools, parse strings and drop imaginary parts)."""
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{what}: must be real numbers (got dtype {a.dtype})")
+
+
+def _routing_args(num_layers, num_experts, top_k, scoring, num_groups, topk_groups,
+                  renormalize, routed_scaling_factor):
+    """The routing attributes, checked as the reader checks them (FORMAT.md,
+    Root attributes): (L, E, K, scoring, G, TG, renormalize, rsf)."""
+    L = _int_arg("num_layers", num_layers)
+    E = _int_arg("num_experts", num_experts)
+    K = _int_arg("top_k", top_k)
+    G = _int_arg("num_groups", num_groups)
+    TG = G if topk_groups is None else _int_arg("topk_groups", topk_groups)
+    if not 1 <= L <= 4096:
+        raise ValueError(f"num_layers: must be in 1..4096 (got {L})")
+    if not 1 <= E <= 512:
+        raise ValueError(f"num_experts: must be in 1..512 (got {E})")
+    if not 1 <= K <= min(E, 16):
+        raise ValueError(f"top_k: must be in 1..{min(E, 16)} (got {K})")
+    if not isinstance(scoring, str) or scoring not in ("softmax", "sigmoid"):
+        raise ValueError(f"scoring: 'softmax' or 'sigmoid' (got {_shown(scoring)})")
+    if not (1 <= G <= 32 and E % G == 0):
+        raise ValueError(f"num_groups: must be in 1..32 and divide {E} (got {G})")
+    if not 1 <= TG <= G:
+        raise ValueError(f"topk_groups: must be in 1..{G} (got {TG})")
+    if K > TG * (E // G):
+        raise ValueError(f"top_k: {K} exceeds the {TG * (E // G)} experts of the kept "
+                         f"groups (topk_groups = {TG} of num_groups = {G})")
+    renorm = _bool_arg("renormalize", renormalize)
+    rsf = routed_scaling_factor
+    if isinstance(rsf, (bool, np.bool_)) or not isinstance(rsf, (int, float, np.integer,
+                                                                 np.floating)):
+        raise ValueError(f"routed_scaling_factor: must be a number (got {_shown(rsf)})")
+    rsf = float(rsf)
+    if not (np.isfinite(np.float32(rsf)) and np.float32(rsf) > 0):
+        raise ValueError("routed_scaling_factor: must be finite and > 0 as a float32 "
+                         f"(got {rsf})")
+    return L, E, K, scoring, G, TG, renorm, rsf
+
+
+def _out_path(path):
+    """The output path as a str (str, bytes or os.PathLike), checked as the
+    C writer checks it (eplb_trace_writer_check_path): not empty, not an
+    existing directory, FIFO, device or link to one (close() would replace
+    it), in an existing, writable directory."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ValueError(f"path: must be a str, bytes or os.PathLike (got {_shown(path)})")
+    p = os.fsdecode(path)
+    if not p:
+        raise ValueError("path: empty")
+    if "\0" in p:
+        raise ValueError(f"path: {p!r} contains a NUL character")
+    try:
+        st = os.stat(p)  # a link: its target
+    except OSError:
+        st = None  # nothing there (or a dangling link, replaced as the C writer does)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{p}: " + ("is a directory" if stat.S_ISDIR(st.st_mode)
+                                    else "exists and is not a regular file"))
+    d = os.path.dirname(p) or "."
+    if not os.path.isdir(d):
+        raise ValueError(f"{p}: cannot create: no directory {d!r}")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ValueError(f"{p}: cannot create: directory {d!r} is not writable")
+    return p
 
 
 class _Column:
@@ -261,54 +394,42 @@ class TraceRecorder:
                  num_groups=1, topk_groups=None, renormalize=False,
                  routed_scaling_factor=1.0, source, bias=None, logits_dtype="float32",
                  model_config=None, record_logits=True, threads=None, deflate=4):
-        L, E, K = int(num_layers), int(num_experts), int(top_k)
-        G = int(num_groups)
-        TG = G if topk_groups is None else int(topk_groups)
-        if not 1 <= L <= 4096:
-            raise ValueError(f"num_layers: must be in 1..4096 (got {num_layers})")
-        if not 1 <= E <= 512:
-            raise ValueError(f"num_experts: must be in 1..512 (got {num_experts})")
-        if not 1 <= K <= min(E, 16):
-            raise ValueError(f"top_k: must be in 1..{min(E, 16)} (got {top_k})")
-        if scoring not in ("softmax", "sigmoid"):
-            raise ValueError(f"scoring: 'softmax' or 'sigmoid' (got {scoring!r})")
-        if not (1 <= G <= 32 and E % G == 0):
-            raise ValueError(f"num_groups: must be in 1..32 and divide {E} (got {num_groups})")
-        if not 1 <= TG <= G:
-            raise ValueError(f"topk_groups: must be in 1..{G} (got {topk_groups})")
-        if K > TG * (E // G):
-            raise ValueError(f"top_k: {K} exceeds the {TG * (E // G)} experts of the kept "
-                             f"groups (topk_groups = {TG} of num_groups = {G})")
-        rsf = float(routed_scaling_factor)
-        if not (np.isfinite(np.float32(rsf)) and np.float32(rsf) > 0):
-            raise ValueError("routed_scaling_factor: must be finite and > 0 as a float32 "
-                             f"(got {rsf})")
-        model = str(model)
-        if len(model.encode()) > MODEL_MAX_BYTES:
-            raise ValueError(f"model: {len(model.encode())} bytes in UTF-8, at most "
-                             f"{MODEL_MAX_BYTES} (a name, not a path)")
+        L, E, K, scoring, G, TG, renorm, rsf = _routing_args(
+            num_layers, num_experts, top_k, scoring, num_groups, topk_groups, renormalize,
+            routed_scaling_factor)
+        model = _model_name(model)
+        source = _text_arg("source", str(source))
         model_config = _model_config(model_config)
-        if logits_dtype not in ("float32", "float16", "bfloat16"):
+        if not isinstance(logits_dtype, str) or \
+                logits_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError("logits_dtype: 'float32', 'float16' or 'bfloat16' "
-                             f"(got {logits_dtype!r})")
-        self.path = os.fspath(path)
-        if os.path.isdir(self.path):
-            raise ValueError(f"{self.path}: is a directory")
-        if not os.path.isdir(os.path.dirname(self.path) or "."):
-            raise ValueError(f"{self.path}: no directory {os.path.dirname(self.path)!r}")
+                             f"(got {_shown(logits_dtype)})")
+        self.record_logits = _bool_arg("record_logits", record_logits)
+        level = _int_arg("deflate", deflate)
+        if level not in range(10):
+            raise ValueError(f"deflate: a zlib level 0..9, 0 for none (got {level})")
+        nt = min(8, os.cpu_count() or 1) if threads is None else _int_arg("threads", threads)
+        if nt < 1:
+            raise ValueError(f"threads: must be >= 1 (got {nt})")
+        self.closed = True  # until the file exists: __del__ and abort have nothing to do
+        self.path = _out_path(path)
+        other = _RECORDING.get(os.path.realpath(self.path))
+        if other is not None and not other.closed:
+            raise ValueError(f"{self.path}: another TraceRecorder of this process is recording "
+                             "to it (close or abort that one first)")
         self.L, self.E, self.K = L, E, K
         self.logits_dtype = logits_dtype
-        self.record_logits = bool(record_logits)
-        if int(deflate) not in range(10):
-            raise ValueError(f"deflate: a zlib level 0..9, 0 for none (got {deflate})")
-        self.level = int(deflate)
-        nt = min(8, os.cpu_count() or 1) if threads is None else int(threads)
-        if nt < 1:
-            raise ValueError(f"threads: must be >= 1 (got {threads})")
+        self.level = level
         self.tmp = f"{self.path}.tmp.{os.getpid()}"
+        try:
+            self.f = h5py.File(self.tmp, "w", track_order=False)
+        except OSError as e:
+            raise OSError(e.errno, f"{self.path}: cannot create its temporary file {self.tmp} "
+                          f"({e})") from None
+        self.closed = False
+        _RECORDING[os.path.realpath(self.path)] = self
         self.pool = ThreadPoolExecutor(max_workers=nt)
         self.nthreads = nt
-        self.f = h5py.File(self.tmp, "w", track_order=False)
         try:
             a = self.f.attrs
             a["eplb_trace_version"] = 1
@@ -319,13 +440,15 @@ class TraceRecorder:
             a["scoring"] = scoring
             a["num_groups"] = G
             a["topk_groups"] = TG
-            a["renormalize"] = int(bool(renormalize))
+            a["renormalize"] = int(renorm)
             a["routed_scaling_factor"] = rsf
-            a["source"] = str(source)
+            a["source"] = source
             if model_config is not None:
                 a["model_config"] = model_config
             if bias is not None:
-                b = _host(bias, "bias").astype(np.float32)
+                b = _host(bias, "bias")
+                _real_numbers(b, "bias")
+                b = b.astype(np.float32)
                 if b.shape != (L, E):
                     raise ValueError(f"bias: shape {b.shape}, expected ({L}, {E})")
                 if not np.isfinite(b).all():
@@ -346,7 +469,6 @@ class TraceRecorder:
         self.has_counts = None
         self.leading_idle = 0  # idle steps before the first step with data
         self._flags = {}
-        self.closed = False
 
     # ---- input ------------------------------------------------------------
 
@@ -354,8 +476,10 @@ class TraceRecorder:
         """One layer's router output of the current step: logits [..., E],
         optionally ids and weights [..., K]."""
         self._open_check()
-        if not 0 <= int(layer) < self.L:
-            raise ValueError(f"layer: must be in 0..{self.L - 1} (got {int(layer)})")
+        if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) \
+                or not 0 <= layer < self.L:
+            raise ValueError(f"step {self.steps}: layer: must be an integer in "
+                             f"0..{self.L - 1} (got {_shown(layer)})")
         layer = int(layer)
         have = self.layer_buf.get(layer, {})
         rec = {}
@@ -368,6 +492,8 @@ class TraceRecorder:
                                  "(call end_step after each forward pass, or "
                                  "discard_step to drop one)")
             a = _host(x, name)
+            if name != "topk_ids":  # ids: integers, checked by add_step
+                _real_numbers(a, f"step {self.steps}, layer {layer}: {name}")
             if a.ndim < 1 or a.shape[-1] != last:
                 raise ValueError(f"step {self.steps}, layer {layer}: the last dimension of "
                                  f"{name} must be {last} (shape {a.shape})")
@@ -445,6 +571,8 @@ class TraceRecorder:
             if x is None:
                 continue
             a = _host(x, name)
+            if name != "topk_ids":  # ids: integers, checked below
+                _real_numbers(a, f"step {s}: {name}")
             if a.ndim != 3 or a.shape[1:] != (self.L, last):
                 raise ValueError(f"step {s}: {name} shape {a.shape}, expected "
                                  f"(tokens, {self.L}, {last})")
@@ -575,7 +703,7 @@ class TraceRecorder:
         except TypeError:
             T = -1
         if T < 0:
-            raise ValueError(f"step {s}: tokens must be an integer >= 0 (got {tokens!r})")
+            raise ValueError(f"step {s}: tokens must be an integer >= 0 (got {_shown(tokens)})")
         bad = (c < 0) | (c > np.iinfo(np.int32).max)
         if bad.any():
             l, e = (int(v) for v in np.argwhere(bad)[0])
@@ -704,7 +832,7 @@ class TraceRecorder:
                 ph = None
             if ph is None:
                 raise ValueError(f"step {self.steps}: phase must be prefill, decode, mixed "
-                                 f"or 0/1/2 (got {phase!r})")
+                                 f"or 0/1/2 (got {_shown(phase)})")
         self._same_every_step("has_phase", ph is not None, "phase")
         return ph
 
@@ -781,27 +909,91 @@ def _attr(f, k):
     return v.decode() if isinstance(v, (bytes, np.bytes_)) else v
 
 
+def _merge_input(p, f, L, E, K):
+    """Input p's step offsets (int64, [S+1]), once its datasets are checked
+    against them and against the attributes, as the reader would (a file
+    another tool wrote, or a damaged one): each message names the file and
+    the dataset."""
+    for n in _MERGED_DATASETS + ("steps/token_offset",):
+        if n in f and not isinstance(f[n], h5py.Dataset):
+            raise ValueError(f"{p}: /{n} is not a dataset")
+    if "steps/token_offset" not in f:
+        raise ValueError(f"{p}: no /steps/token_offset")
+    d = f["steps/token_offset"]
+    if d.ndim != 1 or d.shape[0] < 1 or d.dtype.kind not in "iu":
+        raise ValueError(f"{p}: /steps/token_offset must be a list of integers [steps + 1] "
+                         f"(shape {d.shape}, type {d.dtype})")
+    if d.shape[0] - 1 > MAX_STEPS:
+        raise ValueError(f"{p}: /steps/token_offset: {d.shape[0] - 1} steps, more than "
+                         f"{MAX_STEPS}")
+    o = np.asarray(d[...], np.int64)
+    if o[0] != 0:
+        raise ValueError(f"{p}: /steps/token_offset starts at {int(o[0])}, not 0")
+    down = np.flatnonzero(np.diff(o) < 0)
+    if down.size:
+        s = int(down[0])
+        raise ValueError(f"{p}: /steps/token_offset decreases at step {s} ({int(o[s])} then "
+                         f"{int(o[s + 1])})")
+    S, T = len(o) - 1, int(o[-1])
+    if T > MAX_TOKENS:
+        raise ValueError(f"{p}: /steps/token_offset ends at {T} tokens, more than {MAX_TOKENS}")
+    want = {"router/logits": (T, L, E), "router/topk_ids": (T, L, K),
+            "router/topk_weights": (T, L, K), "tokens/src_rank": (T,), "steps/phase": (S,),
+            "load/counts": (S, L, E), "router/e_score_correction_bias": (L, E)}
+    for n, shape in want.items():
+        if n in f and f[n].shape[1:] == shape[1:] and f[n].shape[:1] != shape[:1]:
+            raise ValueError(f"{p}: /steps/token_offset says {S} steps of {T} tokens, /{n} "
+                             f"has {f[n].shape[0]} rows" + (" (a step's counts a row)"
+                                                            if n == "load/counts" else ""))
+        if n in f and f[n].shape != shape:
+            raise ValueError(f"{p}: /{n} has shape {f[n].shape}, expected {shape} ({S} steps "
+                             f"and {T} tokens in /steps/token_offset, {L} layers, {E} experts, "
+                             f"top-{K})")
+    for n in ("router/topk_ids", "tokens/src_rank", "steps/phase", "load/counts"):
+        if n in f and f[n].dtype.kind not in "iu":
+            raise ValueError(f"{p}: /{n} must hold integers (type {f[n].dtype})")
+    for n in ("router/logits", "router/topk_weights", "router/e_score_correction_bias"):
+        t = f[n].id.get_type() if n in f else None
+        if t is not None and not isinstance(t, h5py.h5t.TypeFloatID):
+            raise ValueError(f"{p}: /{n} must hold floats (type {f[n].dtype})")
+        if n == "router/logits" and t is not None and t.get_size() not in (2, 4):
+            raise ValueError(f"{p}: /router/logits: {t.get_size()}-byte floats (float32, "
+                             "float16 or bfloat16 only)")
+    return o
+
+
 def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
     """Merge per-rank recordings into one trace: step s of OUTPUT holds
     step s of every input, in the order given, and each token's
-    /tokens/src_rank is its input's index, or, where every input has its
-    own src_rank, that.  A step is a forward pass of the whole EP group, so
-    every rank must have recorded every pass (0 tokens where it had none):
-    the inputs must agree on the routing attributes, the model, the logits
-    type, the number of steps, the datasets present, the bias and the
-    model_config (where more than one has one), and no merged step may hold
-    more tokens than the replay takes.  A step's phase is the ranks' common
-    phase among the ranks with tokens, else mixed (2); input 0's where no
-    rank had tokens.  Counts-only inputs (add_counts) are summed per step;
-    /load/counts beside per-token data is dropped with a warning (the
-    replay derives it).  Reads one step at a time.  Returns the number of
-    steps.  Inputs that disagree raise ValueError naming the input; a value
-    the recorder refuses (NaN in an input another tool wrote) names the
-    merged step."""
-    inputs = [os.fspath(p) for p in inputs]
+    /tokens/src_rank is its input's index, or, where every input with
+    tokens has its own src_rank, that.  A step is a forward pass of the
+    whole EP group, so every rank must have recorded every pass (0 tokens
+    where it had none): the inputs must agree on the routing attributes,
+    the model, the number of steps, the phase and the bias (given or not,
+    and its values) and the model_config (where more than one has one),
+    and those with data on the logits type and the datasets recorded; an
+    input without any (a rank idle at every pass: no tokens, no counts)
+    adds its passes' phases and nothing else, whatever level its empty
+    dataset is.  No merged step may hold more tokens than the replay
+    takes.  A step's phase is the ranks' common phase among the ranks with
+    tokens, else mixed (2); input 0's where no rank had tokens.
+    Counts-only inputs (add_counts) are summed per step; /load/counts
+    beside per-token data is dropped with a warning (the replay derives
+    it).  Reads one step at a time.  Returns the number of steps.  Inputs
+    that disagree, or whose datasets do not match their offsets and
+    attributes, raise ValueError naming the input (and the dataset); a
+    value the recorder refuses (NaN in an input another tool wrote) names
+    the merged step."""
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        raise ValueError("inputs: a list of paths, not one path")
+    for p in inputs:
+        if not isinstance(p, (str, bytes, os.PathLike)):
+            raise ValueError(f"inputs: {_shown(p)} is not a path")
+    inputs = [os.fsdecode(p) for p in inputs]
     if not inputs:
         raise ValueError("merge_ranks: no inputs")
-    out_real = os.path.realpath(os.fspath(output))
+    output = _out_path(output)
+    out_real = os.path.realpath(output)
     seen = {}
     for p in inputs:
         if os.path.realpath(p) == out_real:
@@ -817,35 +1009,58 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
             except OSError as e:
                 raise ValueError(f"{p}: cannot open as HDF5 ({e})") from None
         f0, p0 = files[0], inputs[0]
-        names = {n for n in _MERGED_DATASETS if n in f0}
-        dtype = _logits_dtype(f0["router/logits"]) if "router/logits" in names else "float32"
-        offs, mc, mc_from = [], None, None
         for p, f in zip(inputs, files):
-            for k in _ROUTING_ATTRS + ("model",):
+            for k in _ROUTING_ATTRS + ("model", "model_config", "source"):
+                if k not in f.attrs and k in ("model_config", "source"):
+                    continue  # optional here (source: the merge writes its own)
                 if k not in f.attrs:
                     raise ValueError(f"{p}: no root attribute '{k}'")
+                if isinstance(_attr(f, k), np.ndarray):  # h5py keeps an array an array
+                    raise ValueError(f"{p}: root attribute '{k}' is an array of shape "
+                                     f"{_attr(f, k).shape}, not a scalar")
+                if k in ("model_config", "source"):
+                    continue  # compared below, and not at all
                 if _attr(f, k) != _attr(f0, k):
-                    raise ValueError(f"{p}: {k} = {_attr(f, k)!r}, {p0} has {_attr(f0, k)!r}")
-            mine = {n for n in _MERGED_DATASETS if n in f}
-            if mine != names:
-                what = [f"/{n} only here" for n in sorted(mine - names)] + \
-                       [f"no /{n} ({p0} has it)" for n in sorted(names - mine)]
-                raise ValueError(f"{p}: " + ", ".join(what) + " (every rank records the same "
-                                 "data: phase, ranks, ids, bias in all or none)")
-            if "router/logits" in names and _logits_dtype(f["router/logits"]) != dtype:
-                raise ValueError(f"{p}: logits stored as {_logits_dtype(f['router/logits'])}, "
-                                 f"{p0}'s as {dtype}")
+                    raise ValueError(f"{p}: {k} = {_shown(_attr(f, k))}, {p0} has "
+                                     f"{_shown(_attr(f0, k))}")
+        try:  # the attributes, as the recorder will take them
+            L, E, K, scoring, G, TG, renorm, rsf = _routing_args(
+                *(_attr(f0, k) for k in _ROUTING_ATTRS))
+            model = _model_name(_attr(f0, "model"))
+        except ValueError as e:
+            raise ValueError(f"{p0}: {e}") from None
+        offs, mc, mc_from = [], None, None
+        for p, f in zip(inputs, files):
             m = _attr(f, "model_config")
             if m is not None and mc is not None and _json_or_text(m) != _json_or_text(mc):
                 raise ValueError(f"{p}: model_config differs from {mc_from}'s")
             if m is not None and mc is None:
                 mc, mc_from = m, p
-            if "steps/token_offset" not in f:
-                raise ValueError(f"{p}: no /steps/token_offset")
-            offs.append(np.asarray(f["steps/token_offset"][...], np.int64))
+            offs.append(_merge_input(p, f, L, E, K))
             if len(offs[-1]) != len(offs[0]):
                 raise ValueError(f"{p}: {len(offs[-1]) - 1} steps, {p0} has "
                                  f"{len(offs[0]) - 1} (every rank records every pass)")
+        # the inputs with data fix the level; one idle throughout (no tokens,
+        # no counts) has an empty dataset of whatever its recorder was told
+        data = [i for i, (f, o) in enumerate(zip(files, offs))
+                if o[-1] or "load/counts" in f] or list(range(len(files)))
+        fr, pr = files[data[0]], inputs[data[0]]
+        names = {n for n in _MERGED_DATASETS if n in fr}
+        level = set(_TOKEN_DATASETS + ("load/counts", "tokens/src_rank"))
+        dtype = _logits_dtype(fr["router/logits"]) if "router/logits" in names else "float32"
+        for i, (p, f) in enumerate(zip(inputs, files)):
+            mine = {n for n in _MERGED_DATASETS if n in f}
+            want = names if i in data else names - level
+            mine = mine if i in data else mine - level
+            if mine != want:
+                what = [f"/{n} only here" for n in sorted(mine - want)] + \
+                       [f"no /{n} ({pr} has it)" for n in sorted(want - mine)]
+                raise ValueError(f"{p}: " + ", ".join(what) + " (every rank records the same "
+                                 "data: phase, ranks, ids, bias in all or none)")
+            if i in data and "router/logits" in names and \
+                    _logits_dtype(f["router/logits"]) != dtype:
+                raise ValueError(f"{p}: logits stored as {_logits_dtype(f['router/logits'])}, "
+                                 f"{pr}'s as {dtype}")
         bias = None
         if "router/e_score_correction_bias" in names:
             bias = f0["router/e_score_correction_bias"][...]
@@ -855,11 +1070,9 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
         token_data = sorted(names & set(_TOKEN_DATASETS))
         counts_only = "load/counts" in names and not token_data
         if "load/counts" in names and token_data:
-            warnings.warn(f"{p0}: /load/counts beside per-token data is not merged (the "
+            warnings.warn(f"{pr}: /load/counts beside per-token data is not merged (the "
                           "replay derives the counts)", stacklevel=2)
         tok = np.stack([np.diff(o) for o in offs])  # [ranks, steps]
-        a = f0.attrs
-        L, K = int(a["num_layers"]), int(a["top_k"])
         if token_data:  # the merged steps against the replay's limit, before any work
             lim = MAX_STEP_ID_BYTES // (L * K * 4)
             big = np.flatnonzero(tok.sum(axis=0) > lim)
@@ -878,14 +1091,11 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
         # chunk cache, and each read inflates its chunk again
         dsets = [{n: f[n] for n in token_data + ["load/counts", "tokens/src_rank"] if n in f}
                  for f in files]
-        rec = TraceRecorder(output, model=_attr(f0, "model"), num_layers=L,
-                            num_experts=int(a["num_experts"]), top_k=K,
-                            scoring=_attr(f0, "scoring"), num_groups=int(a["num_groups"]),
-                            topk_groups=int(a["topk_groups"]),
-                            renormalize=bool(a["renormalize"]),
-                            routed_scaling_factor=float(a["routed_scaling_factor"]),
-                            source=src[:255], bias=bias, logits_dtype=dtype,
-                            model_config=mc, record_logits="router/logits" in names,
+        keep_logits = "router/logits" in names
+        rec = TraceRecorder(output, model=model, num_layers=L, num_experts=E, top_k=K,
+                            scoring=scoring, num_groups=G, topk_groups=TG, renormalize=renorm,
+                            routed_scaling_factor=rsf, source=src[:255], bias=bias,
+                            logits_dtype=dtype, model_config=mc, record_logits=keep_logits,
                             threads=threads, deflate=deflate)
         with rec:
             for s in range(len(offs[0]) - 1):
@@ -896,15 +1106,17 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
                     busy = {q for q, t in zip(ph, ts) if t} or {ph[0]}
                     phase = busy.pop() if len(busy) == 1 else 2
                 if counts_only:
-                    c = sum(np.asarray(d["load/counts"][s], np.int64) for d in dsets)
+                    c = sum(np.asarray(d["load/counts"][s], np.int64) for d in dsets
+                            if "load/counts" in d)  # an idle input has none
                     rec.add_counts(c, tokens=sum(ts), phase=phase)
                     continue
-                parts = {n.split("/")[1]: np.concatenate([d[n][o[s]:o[s + 1]]
-                                                          for d, o in zip(dsets, offs)])
+                # from the inputs with data (an idle one has no tokens to add)
+                parts = {n.split("/")[1]: np.concatenate([dsets[i][n][offs[i][s]:offs[i][s + 1]]
+                                                          for i in data])
                          for n in token_data}
                 ranks = [np.asarray(d["tokens/src_rank"][o[s]:o[s + 1]])
                          if "tokens/src_rank" in d else np.full(t, r, np.int64)
-                         for r, (d, o, t) in enumerate(zip(dsets, offs, ts))]
+                         for r, (d, o, t) in enumerate(zip(dsets, offs, ts)) if r in data]
                 rec.add_step(**parts, phase=phase, src_rank=np.concatenate(ranks))
         return len(offs[0]) - 1
     finally:
@@ -912,19 +1124,36 @@ def merge_ranks(inputs, output, *, source=None, threads=None, deflate=4):
             f.close()
 
 
-def _bench(argv):
+def _bench_args(argv):
+    """bench's STEPS, TOKENS and DIR, or a usage error: (steps, tokens,
+    dir, None) or (None, None, None, message)."""
+    import tempfile
+
+    if len(argv) > 3:
+        return None, None, None, (f"at most STEPS, TOKENS and DIR ({len(argv)} arguments: "
+                                  f"{' '.join(argv)})")
+    got = []
+    # the recorder's limits for DeepSeek-V3's 58 layers x top-8
+    for i, (name, default, hi) in enumerate((("STEPS", 20, MAX_STEPS),
+                                             ("TOKENS", 512, MAX_STEP_ID_BYTES // (58 * 8 * 4)))):
+        a = argv[i] if len(argv) > i else str(default)
+        if not (a.isascii() and a.isdigit()) or not 1 <= int(a) <= hi:
+            return None, None, None, f"{name} must be an integer in 1..{hi} (got {a!r})"
+        got.append(int(a))
+    where = argv[2] if len(argv) > 2 else tempfile.gettempdir()
+    if not os.path.isdir(where):
+        return None, None, None, f"DIR {where!r} is not a directory"
+    return got[0], got[1], where, None
+
+
+def _bench(steps, tokens, where):
     """python3 eplb_record.py bench [STEPS [TOKENS [DIR]]]: record STEPS
     steps of TOKENS tokens of DeepSeek-V3-shaped bfloat16 logits (58
     layers x 256 experts, given layer by layer) with 1 thread, the default
     threads, every core (past 8) and deflate=0; one JSON line each
     (docs/perf/record.md)."""
-    import json
-    import tempfile
     import time
 
-    steps = int(argv[0]) if argv else 20
-    tokens = int(argv[1]) if len(argv) > 1 else 512
-    where = argv[2] if len(argv) > 2 else tempfile.gettempdir()
     L, E = 58, 256
     lg = np.random.default_rng(0).normal(size=(tokens, L, E)).astype(np.float32)
     cases = [("1 thread", dict(threads=1)), ("default threads", {})]
@@ -953,7 +1182,7 @@ def _bench(argv):
                           "file_bytes": size}))
 
 
-_USAGE = """usage: python3 eplb_record.py merge [--force] OUT.h5 RANK0.h5 RANK1.h5 ...
+_USAGE = """usage: python3 eplb_record.py merge [--force] [--] OUT.h5 RANK0.h5 RANK1.h5 ...
        python3 eplb_record.py bench [STEPS [TOKENS [DIR]]]
 (import the module to record; traces/FORMAT.md)"""
 
@@ -967,6 +1196,13 @@ def _is_trace(path):
         return False
 
 
+def _usage_error(cmd, msg):
+    """A usage error on stderr: exit status 2."""
+    print(f"eplb_record.py{' ' + cmd if cmd else ''}: {msg}", file=sys.stderr)
+    print(_USAGE, file=sys.stderr)
+    return 2
+
+
 def _main(argv):
     """The command line: merge (merge_ranks) or bench; returns the exit
     status (0 ok, 1 refused input or failed write, 2 usage)."""
@@ -974,28 +1210,43 @@ def _main(argv):
         print(__doc__.split("\n\n")[0] + "\n" + _USAGE)
         return 0
     if argv[:1] == ["bench"]:
-        _bench(argv[1:])
-        return 0
-    force = "--force" in argv[1:]
-    args = [a for a in argv[1:] if a != "--force"]
-    if argv[:1] == ["merge"] and len(args) >= 3:
-        out, ins = args[0], args[1:]
-        if os.path.lexists(out) and not force:  # a forgotten OUT is rank 0's file
-            what = ("is a trace: OUT comes first, then the rank files; --force replaces "
-                    "it" if _is_trace(out) else "exists (--force replaces it)")
-            print(f"eplb_record.py merge: {out} {what}", file=sys.stderr)
-            return 2
+        steps, tokens, where, why = _bench_args(argv[1:])
+        if why:
+            return _usage_error("bench", why)
         try:
-            n = merge_ranks(ins, out)
+            _bench(steps, tokens, where)
         except (ValueError, OSError) as e:
-            print(f"eplb_record.py merge: {e}", file=sys.stderr)
+            print(f"eplb_record.py bench: {e}", file=sys.stderr)
             return 1
-        print(f"eplb_record.py merge: wrote {out}: {n} steps of {len(ins)} ranks")
         return 0
-    if argv[:1] == ["merge"]:
-        print("eplb_record.py merge: needs OUT and at least two rank files", file=sys.stderr)
-    print(__doc__.split("\n\n")[0] + "\n" + _USAGE, file=sys.stderr)
-    return 2
+    if argv[:1] != ["merge"]:
+        return _usage_error("", f"unknown command {argv[0]!r}" if argv else "no command")
+    force, args, options = False, [], True
+    for a in argv[1:]:  # --force anywhere before a "--"
+        if options and a == "--":
+            options = False
+        elif options and a == "--force":
+            force = True
+        elif options and a.startswith("-") and a != "-":
+            return _usage_error("merge", f"unknown option {a!r} (the one option is --force; "
+                                "-- before a file name that starts with -)")
+        else:
+            args.append(a)
+    if len(args) < 3:
+        return _usage_error("merge", "needs OUT and at least two rank files")
+    out, ins = args[0], args[1:]
+    if os.path.lexists(out) and not force:  # a forgotten OUT is rank 0's file
+        what = ("is a trace: OUT comes first, then the rank files; --force replaces "
+                "it" if _is_trace(out) else "exists (--force replaces it)")
+        print(f"eplb_record.py merge: {out} {what}", file=sys.stderr)
+        return 2
+    try:
+        n = merge_ranks(ins, out)
+    except (ValueError, OSError) as e:
+        print(f"eplb_record.py merge: {e}", file=sys.stderr)
+        return 1
+    print(f"eplb_record.py merge: wrote {out}: {n} steps of {len(ins)} ranks")
+    return 0
 
 
 if __name__ == "__main__":

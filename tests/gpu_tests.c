@@ -1485,11 +1485,14 @@ static void test_a2a(void)
            f.bw / 1e9, f.max_rel_err * 100);
     CHECK(f.latency_s > 0 && f.latency_s < 1e-3, "latency %g s", f.latency_s);
     CHECK(f.bw > 1e9 && f.bw < 20e12, "bandwidth %g B/s", f.bw);
-    /* one GPU cannot exchange without the self-exchange */
+    /* one GPU cannot exchange without the self-exchange: the machine's
+     * lack (EPLB_ERR_NO_DEVICE, exit 1, since the a2a review of the
+     * sixteenth session; this check still wanted INVALID_ARG and failed on
+     * one GPU, first run in full in run 138) */
     if (in.gpus == 1) {
         o.self = 0;
         eplb_status_t st1 = eplb_a2a_measure(pts, NULL, sizes, 3, &o);
-        CHECK(st1 == EPLB_ERR_INVALID_ARG && strstr(eplb_error_last(), "2 or more"),
+        CHECK(st1 == EPLB_ERR_NO_DEVICE && strstr(eplb_error_last(), "2 or more"),
               "one GPU without self: %s: %s", eplb_strerror(st1), eplb_error_last());
     }
 }

@@ -58,6 +58,28 @@ static void count_ids(int64_t *load, const int32_t *ids, int64_t n, int L, int K
             }
 }
 
+/* Sum /load/counts over the trace into sum[L][E] (added to), read in
+ * batches of BATCH_BYTES: the reader checks each step's values. */
+static eplb_status_t sum_counts(int64_t *sum, const eplb_trace_t *tr)
+{
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    const size_t per = (size_t)in->num_layers * (size_t)in->route.num_experts;
+    const int64_t S = in->num_steps, B = (int64_t)(BATCH_BYTES / (per * 4)) + 1;
+    int32_t *cn = malloc((size_t)(B < S ? B : S) * per * 4 + 1);
+    eplb_status_t st = EPLB_OK;
+    EPLB_ALLOC_GOTO(cn, st, out);
+    for (int64_t s = 0; s < S; s += B) {
+        int64_t n = S - s < B ? S - s : B;
+        EPLB_CHECK_GOTO(eplb_trace_read_counts(tr, cn, s, s + n), st, out);
+        for (int64_t i = 0; i < n; i++)
+            for (size_t j = 0; j < per; j++)
+                sum[j] += cn[(size_t)i * per + j];
+    }
+out:
+    free(cn);
+    return st;
+}
+
 /* /load/counts beside a richer level: no command uses them, but a bad
  * value is still bad input (they were never read: a count of 2^32 - 1
  * passed).  Read, so that the reader's checks run (negative counts, a
@@ -67,19 +89,10 @@ static eplb_status_t check_counts(const eplb_trace_t *tr, const int64_t *id_load
 {
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     const size_t per = (size_t)in->num_layers * (size_t)in->route.num_experts;
-    const int64_t S = in->num_steps, B = (int64_t)(BATCH_BYTES / (per * 4)) + 1;
-    int32_t *cn = malloc((size_t)(B < S ? B : S) * per * 4 + 1);
     int64_t *sum = calloc(per, sizeof *sum);
     eplb_status_t st = EPLB_OK;
-    EPLB_ALLOC_GOTO(cn, st, out);
     EPLB_ALLOC_GOTO(sum, st, out);
-    for (int64_t s = 0; s < S; s += B) {
-        int64_t n = S - s < B ? S - s : B;
-        EPLB_CHECK_GOTO(eplb_trace_read_counts(tr, cn, s, s + n), st, out);
-        for (int64_t i = 0; i < n; i++)
-            for (size_t j = 0; j < per; j++)
-                sum[j] += cn[(size_t)i * per + j];
-    }
+    EPLB_CHECK_GOTO(sum_counts(sum, tr), st, out);
     for (size_t j = 0; exact && j < per; j++)
         if (sum[j] != id_load[j]) {
             st = eplb_error_set(EPLB_ERR_FORMAT,
@@ -91,7 +104,6 @@ static eplb_status_t check_counts(const eplb_trace_t *tr, const int64_t *id_load
             break;
         }
 out:
-    free(cn);
     free(sum);
     return st;
 }
@@ -104,7 +116,7 @@ static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_tr
     int64_t T = in->num_tokens;
     eplb_status_t st = EPLB_OK;
     void *lg = NULL;
-    int32_t *ids = NULL, *cn = NULL;
+    int32_t *ids = NULL;
     float *bias = NULL;
     if (in->levels & EPLB_LEVEL_TOPK) {
         *src = "topk_ids";
@@ -118,17 +130,7 @@ static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_tr
         }
     } else if (in->levels & EPLB_LEVEL_COUNTS) {
         *src = "counts";
-        size_t per = (size_t)L * (size_t)E;
-        int64_t S = in->num_steps, B = (int64_t)(BATCH_BYTES / (per * 4)) + 1;
-        cn = malloc((size_t)(B < S ? B : S) * per * 4);
-        EPLB_ALLOC_GOTO(cn, st, out);
-        for (int64_t s = 0; s < S; s += B) {
-            int64_t n = S - s < B ? S - s : B;
-            EPLB_CHECK_GOTO(eplb_trace_read_counts(tr, cn, s, s + n), st, out);
-            for (int64_t i = 0; i < n; i++)
-                for (size_t j = 0; j < per; j++)
-                    load[j] += cn[(size_t)i * per + j];
-        }
+        EPLB_CHECK_GOTO(sum_counts(load, tr), st, out);
     } else {
         *src = "logits";
         size_t es = eplb_dtype_size(in->logits_dtype);
@@ -157,7 +159,6 @@ static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_tr
 out:
     free(lg);
     free(ids);
-    free(cn);
     free(bias);
     return st;
 }

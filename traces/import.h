@@ -122,6 +122,13 @@ void eplb_import_sglang_free(eplb_import_sglang_t *c);
 eplb_status_t eplb_import_sglang(const char *json_path, const char *path,
                                  int top_k, const char *model);
 
+/* For the importers: what the trace writer refuses once the options are
+ * checked comes from the input (its layers, its steps' tokens), so its
+ * EPLB_ERR_INVALID_ARG (the caller's fault, exit 2) becomes
+ * EPLB_ERR_FORMAT (exit 1) prefixed with the input's name; other
+ * statuses pass unchanged. */
+eplb_status_t eplb_import_input_fault(eplb_status_t st, const char *input);
+
 #ifdef __cplusplus
 }
 #endif

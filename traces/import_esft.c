@@ -581,18 +581,6 @@ static eplb_status_t check_limits(const eplb_import_esft_t *d, const int64_t *of
     return EPLB_OK;
 }
 
-/* What the writer refuses once the options are checked comes from the logs:
- * EPLB_ERR_INVALID_ARG, its caller's fault, is the input's fault here
- * (exit 1, not a usage error), named. */
-static eplb_status_t input_fault(eplb_status_t st, const char *dir)
-{
-    if (st != EPLB_ERR_INVALID_ARG)
-        return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", eplb_error_last());
-    return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s", dir, msg);
-}
-
 /* Last two components of a path, for the source text. */
 static const char *short_path(const char *p)
 {
@@ -664,7 +652,7 @@ eplb_status_t eplb_import_esft(const char *dir, const char *path,
      * after shuffle splits every float into byte planes (8.x vs 11.9 MB
      * for the intent task, traces/README.md) */
     wo.no_shuffle = 1;
-    EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_create(&w, path, &wo), dir), st, out);
+    EPLB_CHECK_GOTO(eplb_import_input_fault(eplb_trace_writer_create(&w, path, &wo), dir), st, out);
     for (int64_t s = 0; s < nsteps; s++) {
         int64_t n = off[s + 1] - off[s];
         for (int64_t t = 0; t < n; t++)
@@ -674,11 +662,11 @@ eplb_status_t eplb_import_esft(const char *dir, const char *path,
                                          d.ids + o, d.weights + o, E, K);
             }
         size_t o = (size_t)off[s] * L * K;
-        EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_append_step(w, n, logits, d.ids + o,
-                                                                  d.weights + o, NULL, NULL,
-                                                                  0),
+        EPLB_CHECK_GOTO(
+            eplb_import_input_fault(eplb_trace_writer_append_step(w, n, logits, d.ids + o,
+                                                                  d.weights + o, NULL, NULL, 0),
                                     dir),
-                        st, out);
+            st, out);
     }
     st = eplb_trace_writer_finish(w);
     w = NULL;

@@ -252,16 +252,13 @@ static int64_t step_tokens(const eplb_import_sglang_t *c, int s, int top_k)
     return (max_row + top_k - 1) / top_k;
 }
 
-/* What the writer refuses once the options are checked comes from the
- * file (its layers, its steps' tokens): EPLB_ERR_INVALID_ARG, its caller's
- * fault, is the input's fault here (exit 1, not a usage error), named. */
-static eplb_status_t input_fault(eplb_status_t st, const char *json_path)
+eplb_status_t eplb_import_input_fault(eplb_status_t st, const char *input)
 {
     if (st != EPLB_ERR_INVALID_ARG)
         return st;
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", eplb_error_last());
-    return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s", json_path, msg);
+    return eplb_error_set(EPLB_ERR_FORMAT, "%s: %s", input, msg);
 }
 
 eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int top_k,
@@ -335,13 +332,15 @@ eplb_status_t eplb_import_sglang(const char *json_path, const char *path, int to
     wo.num_layers = c.num_layers;
     wo.route = route;
     wo.levels = EPLB_LEVEL_COUNTS;
-    EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_create(&w, path, &wo), json_path), st, out);
+    EPLB_CHECK_GOTO(eplb_import_input_fault(eplb_trace_writer_create(&w, path, &wo), json_path), st,
+                    out);
     for (int s = 0; s < c.num_steps; s++) {
         const int32_t *cs = c.counts + (size_t)s * per;
-        EPLB_CHECK_GOTO(input_fault(eplb_trace_writer_append_step(w, step_tokens(&c, s, top_k),
+        EPLB_CHECK_GOTO(
+            eplb_import_input_fault(eplb_trace_writer_append_step(w, step_tokens(&c, s, top_k),
                                                                   NULL, NULL, NULL, cs, NULL, 0),
                                     json_path),
-                        st, out);
+            st, out);
     }
     st = eplb_trace_writer_finish(w);
     w = NULL;

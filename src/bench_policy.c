@@ -13,7 +13,6 @@
 
 #include "checks.h"
 #include "cli_util.h"
-#include "json.h"
 #include "policy.h"
 
 static const char *CMD = "bench policy";
@@ -30,9 +29,10 @@ static void usage(FILE *f)
             "  --policy NAME   one policy (default: every policy in the table)\n"
             "  --repeat R      timed calls per policy (default 50; 5 for migration-aware)\n"
             "  --max-moves M   migration-aware moves per layer (default 16)\n"
-            "  --weights FILE  SGLang logical_count JSON; default\n"
-            "                  $EPLB_SHARED_DIR/%s, else ../shared/%s\n"
-            "                  beside the source tree\n"
+            "  --weights FILE  loads as rebalance reads them (SGLang logical_count JSON,\n"
+            "                  a 3-D series summed, [[...]] or CSV); all-zero layers are\n"
+            "                  left out; default $EPLB_SHARED_DIR/%s,\n"
+            "                  else ../shared/%s beside the source tree\n"
             "  --json          one JSON line per policy: {\"policy\", \"median_us\",\n"
             "                  \"min_us\", \"layers\", \"repeat\", \"balancedness\", ...}\n"
             "  -h, --help      this text\n",
@@ -105,48 +105,16 @@ static eplb_status_t default_path(char *buf, size_t n)
                           buf, FIX, REL);
 }
 
-/* Load the MoE rows (non-zero) of an SGLang logical_count file. */
+/* The MoE rows (not all zero) of a loads file, read as rebalance reads it
+ * (eplb_weights_load: a 3-D time series summed over its steps). */
 static eplb_status_t load_moe_rows(float **out, int *L_out, int *E_out, const char *path)
 {
-    eplb_json_t *root = NULL;
-    float *m = NULL;
-    int L = 0, E = 0;
-    eplb_status_t st = eplb_json_parse_file(&root, path);
+    float *m = NULL, *series = NULL;
+    int L = 0, E = 0, S = 0;
+    eplb_status_t st = eplb_weights_load(&m, &L, &E, &series, &S, path);
+    free(series);
     if (st != EPLB_OK)
         return st;
-    const eplb_json_t *v = root->type == EPLB_JSON_OBJECT ? eplb_json_get(root, "logical_count")
-                                                          : root;
-    if (!v) {
-        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: no \"logical_count\"", path);
-        goto out;
-    }
-    /* a 3-D logical_count [S][L][E] (SGLang's time series, which rebalance
-     * takes) is summed over its steps, as rebalance does for the policies
-     * that take one load */
-    const int three_d = v->type == EPLB_JSON_ARRAY && v->n > 0 &&
-                        v->items[0].type == EPLB_JSON_ARRAY && v->items[0].n > 0 &&
-                        v->items[0].items[0].type == EPLB_JSON_ARRAY;
-    for (size_t s = 0; s < (three_d ? v->n : 1); s++) {
-        float *ms = NULL;
-        int Ls, Es;
-        char what[4200];
-        snprintf(what, sizeof what, three_d ? "%s: step %zu" : "%s", path, s);
-        EPLB_CHECK_GOTO(eplb_json_matrix_f32(&ms, &Ls, &Es, three_d ? &v->items[s] : v, what), st,
-                        out);
-        if (s == 0) {
-            m = ms, L = Ls, E = Es;
-            continue;
-        }
-        if (Ls != L || Es != E) {
-            free(ms);
-            st = eplb_error_set(EPLB_ERR_FORMAT, "%s: step %zu is %d x %d, step 0 %d x %d", path, s,
-                                Ls, Es, L, E);
-            goto out;
-        }
-        for (size_t i = 0; i < (size_t)L * E; i++)
-            m[i] += ms[i];
-        free(ms);
-    }
     int k = 0;
     for (int l = 0; l < L; l++) {
         int any = 0;
@@ -156,17 +124,13 @@ static eplb_status_t load_moe_rows(float **out, int *L_out, int *E_out, const ch
             memmove(m + (size_t)k++ * E, m + (size_t)l * E, (size_t)E * sizeof *m);
     }
     if (k == 0) {
-        st = eplb_error_set(EPLB_ERR_FORMAT, "%s: every layer is all zero", path);
-        goto out;
+        free(m);
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: every layer is all zero", path);
     }
     *out = m;
     *L_out = k;
     *E_out = E;
-    m = NULL;
-out:
-    free(m);
-    eplb_json_free(root);
-    return st;
+    return EPLB_OK;
 }
 
 enum { OPT_POLICY = 256, OPT_WEIGHTS, OPT_REPEAT, OPT_MAX_MOVES, OPT_JSON };

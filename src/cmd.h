@@ -20,6 +20,13 @@ int eplb_bench_policy(int argc, char **argv);  /* src/bench_policy.c */
 int eplb_bench_sim(int argc, char **argv);     /* src/bench_sim.c */
 int eplb_bench_a2a(int argc, char **argv);     /* src/bench_a2a.c */
 
+/* A loads file of rebalance and bench policy (src/cmd_rebalance.c): JSON
+ * [[...]] or SGLang's {"logical_count": ...}, 2-D [L][E] or a 3-D time
+ * series [S][L][E] (summed in double into w), or CSV.  *w_out [L][E];
+ * *series_out [S][L][E] and *S_out for a 3-D input (else NULL and 0). */
+eplb_status_t eplb_weights_load(float **w_out, int *L_out, int *E_out, float **series_out,
+                                int *S_out, const char *path);
+
 /* Print "eplb-replay <cmd>: <last error>" to stderr and return 1
  * (2 for EPLB_ERR_INVALID_ARG). */
 int eplb_cmd_fail(const char *cmd, eplb_status_t st);

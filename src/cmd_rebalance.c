@@ -208,9 +208,9 @@ static int json_depth(const eplb_json_t *v)
     return d;
 }
 
-/* Weights [L][E]; with a 3-D input also the series [S][L][E]. */
-static eplb_status_t load_weights(float **w_out, int *L_out, int *E_out, float **series_out,
-                                  int *S_out, const char *path)
+/* Weights [L][E]; with a 3-D input also the series [S][L][E] (cmd.h). */
+eplb_status_t eplb_weights_load(float **w_out, int *L_out, int *E_out, float **series_out,
+                                int *S_out, const char *path)
 {
     eplb_status_t st = EPLB_OK;
     char *text = NULL;
@@ -584,7 +584,7 @@ int eplb_cmd_rebalance(int argc, char **argv)
         goto out;
     }
     EPLB_CHECK_GOTO(check_applicable(&o, have_moves, have_format, have_offset), st, out);
-    st = load_weights(&w, &L, &E, &series, &S, o.weights);
+    st = eplb_weights_load(&w, &L, &E, &series, &S, o.weights);
     /* the series first: its message names the step of a bad value (the
      * sums only carry it on) */
     if (st == EPLB_OK && series)

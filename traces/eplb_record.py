@@ -171,10 +171,15 @@ def _shown(v):
     return t if len(t) <= 80 else t[:77] + "..."
 
 
+def _is_int(v):
+    """A Python or numpy integer, not a bool, a float (8.7 is not 8
+    experts) or an array."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def _int_arg(name, v):
-    """An integer argument: a Python or numpy integer, not a bool, a float
-    (8.7 is not 8 experts) or an array."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+    """An integer argument (_is_int), as an int."""
+    if not _is_int(v):
         raise ValueError(f"{name}: must be an integer (got {_shown(v)})")
     return int(v)
 
@@ -476,8 +481,7 @@ class TraceRecorder:
         """One layer's router output of the current step: logits [..., E],
         optionally ids and weights [..., K]."""
         self._open_check()
-        if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) \
-                or not 0 <= layer < self.L:
+        if not _is_int(layer) or not 0 <= layer < self.L:
             raise ValueError(f"step {self.steps}: layer: must be an integer in "
                              f"0..{self.L - 1} (got {_shown(layer)})")
         layer = int(layer)

@@ -203,7 +203,7 @@ static int json_depth(const eplb_json_t *v)
     int d = 0;
     while (v && v->type == EPLB_JSON_ARRAY) {
         d++;
-        v = v->n ? &v->items[0] : NULL;
+        v = eplb_json_at(v, 0); /* NULL for a packed array (of numbers) */
     }
     return d;
 }
@@ -251,7 +251,8 @@ eplb_status_t eplb_weights_load(float **w_out, int *L_out, int *E_out, float **s
                 /* the errors name the step ("PATH: step S: row R ...") */
                 char what[4200];
                 snprintf(what, sizeof what, "%s: step %d", path, s);
-                EPLB_CHECK_GOTO(eplb_json_matrix_f32(&m, &r, &c, &v->items[s], what), st, out);
+                EPLB_CHECK_GOTO(eplb_json_matrix_f32(&m, &r, &c, eplb_json_at(v, (size_t)s), what),
+                                st, out);
                 if (s == 0) {
                     L = r;
                     E = c;

@@ -30,6 +30,7 @@ static void skip_ws(parser_t *p)
 }
 
 static eplb_status_t parse_value(parser_t *p, eplb_json_t *v);
+static void free_inner(eplb_json_t *v);
 
 /* The code point of the 4 hex digits at s (of a \u escape); -1 if there
  * are fewer than 4 before end, or one is not a hex digit (strtol would
@@ -133,10 +134,10 @@ static eplb_status_t push(parser_t *p, eplb_json_t *v, size_t *cap)
 {
     if (v->n == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
-        eplb_json_t *ni = realloc(v->items, nc * sizeof *ni);
+        eplb_json_t *ni = realloc(v->values, nc * sizeof *ni);
         if (!ni)
             return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
-        v->items = ni;
+        v->values = ni;
         if (v->type == EPLB_JSON_OBJECT) {
             char **nk = realloc(v->keys, nc * sizeof *nk);
             if (!nk)
@@ -145,7 +146,7 @@ static eplb_status_t push(parser_t *p, eplb_json_t *v, size_t *cap)
         }
         *cap = nc;
     }
-    memset(&v->items[v->n], 0, sizeof v->items[0]);
+    memset(&v->values[v->n], 0, sizeof v->values[0]);
     if (v->type == EPLB_JSON_OBJECT)
         v->keys[v->n] = NULL;
     v->n++;
@@ -183,6 +184,71 @@ static eplb_status_t check_keys(parser_t *p, const eplb_json_t *v)
     return st;
 }
 
+/* Close container v (p->s at its closing character): the doubling's slack
+ * back (up to half of it). */
+static void trim(eplb_json_t *v, size_t cap)
+{
+    if (cap <= v->n)
+        return;
+    if (v->packed) {
+        double *nn = realloc(v->nums, v->n * sizeof *nn);
+        if (nn)
+            v->nums = nn;
+        return;
+    }
+    eplb_json_t *ni = realloc(v->values, v->n * sizeof *ni);
+    if (ni)
+        v->values = ni;
+    char **nk = v->type == EPLB_JSON_OBJECT ? realloc(v->keys, v->n * sizeof *nk) : NULL;
+    if (nk)
+        v->keys = nk;
+}
+
+/* Item x (just parsed) onto the end of array v.  While every item is a
+ * number the array stays packed (8 bytes an item, not 32); the first item
+ * of another type unpacks it.  On an error x is freed (v holds what it
+ * had). */
+static eplb_status_t append(parser_t *p, eplb_json_t *v, size_t *cap, eplb_json_t *x)
+{
+    if (v->n == 0)
+        v->packed = x->type == EPLB_JSON_NUMBER;
+    if (v->packed && x->type != EPLB_JSON_NUMBER) { /* unpack */
+        size_t nc = *cap > v->n ? *cap : v->n + 1;
+        eplb_json_t *ni = calloc(nc, sizeof *ni);
+        if (!ni) {
+            free_inner(x);
+            return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+        }
+        for (size_t i = 0; i < v->n; i++) {
+            ni[i].type = EPLB_JSON_NUMBER;
+            ni[i].num = v->nums[i];
+        }
+        free(v->nums);
+        v->values = ni;
+        v->packed = 0;
+        *cap = nc;
+    }
+    if (v->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        void *nb = v->packed ? realloc(v->nums, nc * sizeof *v->nums)
+                             : realloc(v->values, nc * sizeof *v->values);
+        if (!nb) {
+            free_inner(x);
+            return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", p->what);
+        }
+        if (v->packed)
+            v->nums = nb;
+        else
+            v->values = nb;
+        *cap = nc;
+    }
+    if (v->packed)
+        v->nums[v->n++] = x->num;
+    else
+        v->values[v->n++] = *x;
+    return EPLB_OK;
+}
+
 static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
 {
     char close = obj ? '}' : ']';
@@ -199,8 +265,8 @@ static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
     }
     for (;;) {
         skip_ws(p);
-        EPLB_CHECK(push(p, v, &cap));
         if (obj) {
+            EPLB_CHECK(push(p, v, &cap));
             if (p->s >= p->end || *p->s != '"')
                 return perr(p, "expected a key string");
             EPLB_CHECK(parse_string(p, &v->keys[v->n - 1]));
@@ -208,8 +274,16 @@ static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
             if (p->s >= p->end || *p->s != ':')
                 return perr(p, "expected ':'");
             p->s++;
+            EPLB_CHECK(parse_value(p, &v->values[v->n - 1]));
+        } else {
+            eplb_json_t x = {0};
+            eplb_status_t st = parse_value(p, &x);
+            if (st != EPLB_OK) {
+                free_inner(&x);
+                return st;
+            }
+            EPLB_CHECK(append(p, v, &cap, &x));
         }
-        EPLB_CHECK(parse_value(p, &v->items[v->n - 1]));
         skip_ws(p);
         if (p->s < p->end && *p->s == ',') {
             p->s++;
@@ -218,14 +292,7 @@ static eplb_status_t parse_container(parser_t *p, eplb_json_t *v, int obj)
         if (p->s < p->end && *p->s == close) {
             p->s++;
             p->depth--;
-            if (cap > v->n) { /* the doubling's slack back: up to half */
-                eplb_json_t *ni = realloc(v->items, v->n * sizeof *ni);
-                if (ni)
-                    v->items = ni;
-                char **nk = obj ? realloc(v->keys, v->n * sizeof *nk) : NULL;
-                if (nk)
-                    v->keys = nk;
-            }
+            trim(v, cap);
             return obj ? check_keys(p, v) : EPLB_OK;
         }
         return perr(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
@@ -423,20 +490,42 @@ static size_t mem_available(void)
     return avail;
 }
 
-/* Values in text[0..len), counted from the separators outside strings
- * (',' and the openers, + 1): at most one more than there are. */
-static size_t count_values(const char *text, size_t len)
+/* Bytes the values of text[0..len) take once parsed, from its separators
+ * (outside strings): an item of an array 8 (packed numbers), a value in
+ * an object 32, and each container and string another 32 (its own value;
+ * an array holding them is not packed, its items are these).  *vals: the
+ * values counted.  At least what the parser allocates, past the doubling's
+ * slack (given back as each container closes). */
+static double need_bytes(const char *text, size_t len, size_t *vals)
 {
+    enum { DEEP = 258 }; /* the parser refuses more than 256 */
+    char open[DEEP];
+    int depth = 0;
+    double need = sizeof(eplb_json_t);
     size_t n = 1;
     for (const char *c = text, *e = text + len; c < e; c++) {
         if (*c == '"') {
             for (c++; c < e && *c != '"'; c++)
                 c += *c == '\\';
+            need += sizeof(eplb_json_t);
             continue;
         }
-        n += *c == ',' || *c == '[' || *c == '{';
+        const int in_array = depth > 0 && depth <= DEEP && open[depth - 1] == '[';
+        if (*c == '[' || *c == '{') {
+            if (depth < DEEP)
+                open[depth] = *c;
+            depth++;
+            need += sizeof(eplb_json_t) + (*c == '[' ? sizeof(double) : sizeof(eplb_json_t));
+            n++;
+        } else if (*c == ']' || *c == '}') {
+            depth -= depth > 0;
+        } else if (*c == ',') {
+            need += in_array ? sizeof(double) : sizeof(eplb_json_t);
+            n++;
+        }
     }
-    return n;
+    *vals = n;
+    return need;
 }
 
 /* Large texts only: refused with the memory they need where that is more
@@ -448,18 +537,17 @@ eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, c
 {
     parser_t p = {text, text + len, text, what ? what : "(json)", 0};
     if (len >= JSON_CHECK_MEMORY_FROM || mem_override() > 0) {
-        const size_t vals = count_values(text, len);
-        const double need = (double)vals * sizeof(eplb_json_t) * 1.1 + (double)len;
+        size_t vals = 0;
+        const double need = need_bytes(text, len, &vals) * 1.1 + (double)len;
         const size_t avail = mem_available();
         if (avail != SIZE_MAX && need > (double)avail) {
             const int gib = need >= (1 << 30);
             const double unit = gib ? 1 << 30 : 1 << 20;
             return eplb_error_set(EPLB_ERR_NOMEM,
-                                  "%s: reading it needs about %.1f %s of memory (%zu values "
-                                  "of %zu bytes each), more than the %.1f %s this process "
-                                  "may take",
+                                  "%s: reading it needs about %.1f %s of memory (%zu values), "
+                                  "more than the %.1f %s this process may take",
                                   p.what, need / unit, gib ? "GiB" : "MiB", vals,
-                                  sizeof(eplb_json_t), (double)avail / unit, gib ? "GiB" : "MiB");
+                                  (double)avail / unit, gib ? "GiB" : "MiB");
         }
     }
     eplb_json_t *v = calloc(1, sizeof *v);
@@ -602,12 +690,16 @@ static void free_inner(eplb_json_t *v)
     }
     if (v->type != EPLB_JSON_ARRAY && v->type != EPLB_JSON_OBJECT)
         return;
+    if (v->packed) {
+        free(v->nums);
+        return;
+    }
     for (size_t i = 0; i < v->n; i++) {
-        free_inner(&v->items[i]);
+        free_inner(&v->values[i]);
         if (v->keys)
             free(v->keys[i]);
     }
-    free(v->items);
+    free(v->values);
     free(v->keys);
 }
 
@@ -625,8 +717,29 @@ const eplb_json_t *eplb_json_get(const eplb_json_t *v, const char *key)
         return NULL;
     for (size_t i = 0; i < v->n; i++)
         if (v->keys[i] && !strcmp(v->keys[i], key))
-            return &v->items[i];
+            return &v->values[i];
     return NULL;
+}
+
+const eplb_json_t *eplb_json_at(const eplb_json_t *v, size_t i)
+{
+    if (!v || (v->type != EPLB_JSON_ARRAY && v->type != EPLB_JSON_OBJECT) || v->packed || i >= v->n)
+        return NULL;
+    return &v->values[i];
+}
+
+int eplb_json_number_at(const eplb_json_t *v, size_t i, double *x)
+{
+    if (!v || v->type != EPLB_JSON_ARRAY || i >= v->n)
+        return 0;
+    if (v->packed) {
+        *x = v->nums[i];
+        return 1;
+    }
+    if (v->values[i].type != EPLB_JSON_NUMBER)
+        return 0;
+    *x = v->values[i].num;
+    return 1;
 }
 
 static eplb_status_t matrix_shape(int *rows, int *cols, const eplb_json_t *v, const char *what)
@@ -635,8 +748,8 @@ static eplb_status_t matrix_shape(int *rows, int *cols, const eplb_json_t *v, co
         return eplb_error_set(EPLB_ERR_FORMAT, "%s: expected a non-empty array of rows", what);
     size_t c = 0;
     for (size_t r = 0; r < v->n; r++) {
-        const eplb_json_t *row = &v->items[r];
-        if (row->type != EPLB_JSON_ARRAY || row->n == 0)
+        const eplb_json_t *row = eplb_json_at(v, r);
+        if (!row || row->type != EPLB_JSON_ARRAY || row->n == 0)
             return eplb_error_set(EPLB_ERR_FORMAT, "%s: row %zu is not a non-empty array", what, r);
         if (r == 0)
             c = row->n;
@@ -644,8 +757,8 @@ static eplb_status_t matrix_shape(int *rows, int *cols, const eplb_json_t *v, co
             return eplb_error_set(EPLB_ERR_FORMAT,
                                   "%s: ragged rows: row %zu has %zu values, row 0 has %zu",
                                   what, r, row->n, c);
-        for (size_t j = 0; j < row->n; j++)
-            if (row->items[j].type != EPLB_JSON_NUMBER)
+        for (size_t j = 0; !row->packed && j < row->n; j++)
+            if (row->values[j].type != EPLB_JSON_NUMBER)
                 return eplb_error_set(EPLB_ERR_FORMAT, "%s: row %zu column %zu is not a number",
                                       what, r, j);
     }
@@ -666,7 +779,8 @@ eplb_status_t eplb_json_matrix_f32(float **out, int *rows, int *cols, const eplb
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
     for (int i = 0; i < r; i++)
         for (int j = 0; j < c; j++) {
-            double x = v->items[i].items[j].num;
+            double x = 0;
+            eplb_json_number_at(&v->values[i], (size_t)j, &x);
             /* 1e39 became inf as a float, and the readers then said the
              * file held "inf" (a value that rounds to FLT_MAX, as
              * 3.4028235e+38 does, is a float) */
@@ -695,7 +809,8 @@ eplb_status_t eplb_json_matrix_i32(int32_t **out, int *rows, int *cols, const ep
         return eplb_error_set(EPLB_ERR_NOMEM, "%s: out of memory", what);
     for (int i = 0; i < r; i++)
         for (int j = 0; j < c; j++) {
-            double x = v->items[i].items[j].num;
+            double x = 0;
+            eplb_json_number_at(&v->values[i], (size_t)j, &x);
             if (x != floor(x) || x < INT32_MIN || x > INT32_MAX) {
                 free(m);
                 return eplb_error_set(EPLB_ERR_FORMAT,

@@ -52,7 +52,7 @@ static const char *check_case(const eplb_json_t *cs)
     a.num_gpus = (int)eplb_json_get(cs, "num_gpus")->num;
     cr_assert_eq(a.num_replicas, P);
     const eplb_json_t *l2p = eplb_json_get(cs, "log2phy"), *lc = eplb_json_get(cs, "logcnt");
-    int W = (int)l2p->items[0].items[0].n;
+    int W = (int)l2p->values[0].values[0].n;
     int32_t *out = malloc(sizeof *out * L * P), *rank = malloc(sizeof *rank * L * P);
     int32_t *cnt = malloc(sizeof *cnt * L * E), *lp = malloc(sizeof *lp * L * E * W);
     cr_assert(out && rank && cnt && lp);
@@ -67,12 +67,13 @@ static const char *check_case(const eplb_json_t *cs)
                 bad = msg;
             }
         for (int e = 0; e < E && !bad; e++) {
-            if (cnt[l * E + e] != (int)lc->items[l].items[e].num) {
+            if (cnt[l * E + e] != (int)eplb_test_num_at(&lc->values[l], e)) {
                 snprintf(msg, sizeof msg, "logcnt[%d][%d] = %d", l, e, cnt[l * E + e]);
                 bad = msg;
             }
             for (int k = 0; k < W && !bad; k++)
-                if (lp[(l * E + e) * W + k] != (int)l2p->items[l].items[e].items[k].num) {
+                if (lp[(l * E + e) * W + k] !=
+                    (int)eplb_test_num_at(&l2p->values[l].values[e], k)) {
                     snprintf(msg, sizeof msg, "log2phy[%d][%d][%d] = %d", l, e, k,
                              lp[(l * E + e) * W + k]);
                     bad = msg;
@@ -96,9 +97,9 @@ Test(policies, deepseek_matches_every_reference_vector, .fini = vectors_free)
     cr_assert_eq(cases->n, 211, "expected 211 cases, file has %zu", cases->n);
     int failed = 0;
     for (size_t c = 0; c < cases->n; c++) {
-        const char *why = check_case(&cases->items[c]);
+        const char *why = check_case(&cases->values[c]);
         if (why) {
-            cr_log_error("case %s: %s", eplb_json_get(&cases->items[c], "name")->str, why);
+            cr_log_error("case %s: %s", eplb_json_get(&cases->values[c], "name")->str, why);
             failed++;
         }
     }
@@ -130,8 +131,8 @@ ParameterizedTest(named_case_t *param, policies, deepseek_named_case, .fini = ve
         cr_skip_test("../shared not found (set EPLB_SHARED_DIR)");
     const eplb_json_t *cs = NULL;
     for (size_t c = 0; c < cases->n && !cs; c++)
-        if (!strcmp(eplb_json_get(&cases->items[c], "name")->str, *name))
-            cs = &cases->items[c];
+        if (!strcmp(eplb_json_get(&cases->values[c], "name")->str, *name))
+            cs = &cases->values[c];
     cr_assert_not_null(cs, "case %s missing from the vectors", *name);
     const char *why = check_case(cs);
     cr_assert_null(why, "case %s: %s", *name, why ? why : "");

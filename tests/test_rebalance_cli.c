@@ -93,20 +93,21 @@ Test(rebalance_cli, json_output_matches_reference)
     /* log2phy in rank order, width 2 (largest replica count), -1 padded:
      * layer 0 expert 1 has replicas in slots 15 (rank 0) and 13 (rank 1) */
     const eplb_json_t *l2p = eplb_json_get(v, "log2phy");
-    cr_assert_eq(l2p->items[0].items[1].n, 2);
-    cr_assert_eq(l2p->items[0].items[1].items[0].num, 15);
-    cr_assert_eq(l2p->items[0].items[1].items[1].num, 13);
-    cr_assert_eq(l2p->items[0].items[0].items[1].num, -1);
-    cr_assert_eq(eplb_json_get(v, "logcnt")->items[0].items[5].num, 2);
+    cr_assert_eq(l2p->values[0].values[1].n, 2);
+    cr_assert_eq(eplb_test_num_at(&l2p->values[0].values[1], 0), 15);
+    cr_assert_eq(eplb_test_num_at(&l2p->values[0].values[1], 1), 13);
+    cr_assert_eq(eplb_test_num_at(&l2p->values[0].values[0], 1), -1);
+    cr_assert_eq(eplb_test_num_at(&eplb_json_get(v, "logcnt")->values[0], 5), 2);
     /* gpu_load of layer 0 GPU 0 = slots 0, 1 = expert 5 (165/2) + expert 6 (39) */
-    cr_assert_float_eq(eplb_json_get(v, "gpu_load")->items[0].items[0].num, 82.5 + 39, 1e-9);
-    double b = eplb_json_get(v, "balancedness")->items[0].num;
+    cr_assert_float_eq(eplb_test_num_at(&eplb_json_get(v, "gpu_load")->values[0], 0), 82.5 + 39,
+                       1e-9);
+    double b = eplb_test_num_at(eplb_json_get(v, "balancedness"), 0);
     cr_assert(b > 0 && b <= 1);
     /* moves against the default placement (slot p holds p mod 12) */
     int moves = 0;
     for (int p = 0; p < 16; p++)
         moves += README_P2L[0][p] != p % 12;
-    cr_assert_eq(eplb_json_get(v, "moves")->items[0].num, moves);
+    cr_assert_eq(eplb_test_num_at(eplb_json_get(v, "moves"), 0), moves);
     eplb_json_free(v);
     free(out);
     free(err);
@@ -142,9 +143,10 @@ Test(rebalance_cli, sglang_and_csv_inputs_agree)
     eplb_json_t *v = NULL;
     eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
     cr_assert_eq(eplb_json_get(v, "phy2log")->n, 2);
-    cr_assert_eq(eplb_json_get(v, "balancedness")->items[0].num, 1.0);
+    cr_assert_eq(eplb_test_num_at(eplb_json_get(v, "balancedness"), 0), 1.0);
     for (int p = 0; p < 16; p++)
-        cr_assert_eq(eplb_json_get(v, "phy2log")->items[1].items[p].num, README_P2L[0][p]);
+        cr_assert_eq(eplb_test_num_at(&eplb_json_get(v, "phy2log")->values[1], p),
+                     README_P2L[0][p]);
     eplb_json_free(v);
     free(out);
     free(err);
@@ -163,7 +165,7 @@ Test(rebalance_cli, exports)
     cr_assert_eq(v->n, 1, "SGLang passes the keys as arguments: only one allowed");
     const eplb_json_t *m = eplb_json_get(v, "physical_to_logical_map");
     cr_assert_not_null(m);
-    cr_assert_eq(m->items[1].items[0].num, README_P2L[1][0]);
+    cr_assert_eq(eplb_test_num_at(&m->values[1], 0), README_P2L[1][0]);
     eplb_json_free(v);
     free(out);
     free(err);
@@ -221,7 +223,7 @@ Test(rebalance_cli, old_placement_and_moves)
     eplb_json_t *v = NULL;
     eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "stdout"));
     for (int l = 0; l < 2; l++)
-        cr_assert_leq(eplb_json_get(v, "moves")->items[l].num, 2);
+        cr_assert_leq(eplb_test_num_at(eplb_json_get(v, "moves"), l), 2);
     eplb_json_free(v);
     free(out);
     free(err);
@@ -424,11 +426,11 @@ Test(rebalance_cli, series_input_feeds_vec)
     eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "rebalance output"));
     const eplb_json_t *p2l = eplb_json_get(v, "phy2log");
     cr_assert(p2l && p2l->type == EPLB_JSON_ARRAY && p2l->n == 1, "%s", out);
-    const eplb_json_t *row = &p2l->items[0];
+    const eplb_json_t *row = &p2l->values[0];
     cr_assert(row->type == EPLB_JSON_ARRAY && row->n == 4, "%s", out);
     int seen = 0;
     for (int g = 0; g < 2; g++) {
-        int a = (int)row->items[2 * g].num, b = (int)row->items[2 * g + 1].num;
+        int a = (int)eplb_test_num_at(row, 2 * g), b = (int)eplb_test_num_at(row, 2 * g + 1);
         seen |= 1 << a | 1 << b;
         cr_assert((a % 2) != (b % 2), "GPU %d holds experts %d and %d, hot in the same step: %s",
                   g, a, b, out);

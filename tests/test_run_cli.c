@@ -132,9 +132,9 @@ Test(run_cli, bad_options_exit_2_and_write_nothing)
 static const eplb_json_t *run_of(const eplb_json_t *runs, const char *label)
 {
     for (size_t i = 0; i < runs->n; i++) {
-        const eplb_json_t *l = eplb_json_get(&runs->items[i], "label");
+        const eplb_json_t *l = eplb_json_get(&runs->values[i], "label");
         if (l && l->type == EPLB_JSON_STRING && !strcmp(l->str, label))
-            return &runs->items[i];
+            return &runs->values[i];
     }
     return NULL;
 }
@@ -191,7 +191,7 @@ Test(run_cli, json_has_config_and_runs)
     /* the default R = D, written as the numbers used, paired with --gpus */
     const eplb_json_t *red = eplb_json_get(cfg, "redundant");
     cr_assert(red && red->type == EPLB_JSON_ARRAY && red->n == 1);
-    cr_assert_eq(red->items[0].num, 4);
+    cr_assert_eq(eplb_test_num_at(red, 0), 4);
     cr_assert_str_eq(eplb_json_get(cfg, "redundant_from")->str, "gpus");
     cr_assert_eq(runs->n, 4u); /* none is always there */
     static const char *keys[] = {"balancedness", "max_over_mean", "rebalances",
@@ -199,7 +199,7 @@ Test(run_cli, json_has_config_and_runs)
                                  "overhead_s", "gain_vs_none"};
     for (size_t i = 0; i < runs->n; i++)
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            num(&runs->items[i], keys[k]);
+            num(&runs->values[i], keys[k]);
     const eplb_json_t *none = run_of(runs, "none"), *ds = run_of(runs, "deepseek");
     const eplb_json_t *orc = run_of(runs, "oracle");
     cr_assert(none && ds && orc);
@@ -209,9 +209,9 @@ Test(run_cli, json_has_config_and_runs)
     /* gain of the others: 100 (none's total - its total) / none's total, from
      * the printed totals (printed to 1e-6 relative or better: 1e-4 here) */
     for (size_t i = 0; i < runs->n; i++) {
-        double t0 = num(none, "total_s"), t = num(&runs->items[i], "total_s");
+        double t0 = num(none, "total_s"), t = num(&runs->values[i], "total_s");
         cr_assert_gt(t0, 0);
-        cr_assert_float_eq(num(&runs->items[i], "gain_vs_none"), 100.0 * (t0 - t) / t0, 1e-4,
+        cr_assert_float_eq(num(&runs->values[i], "gain_vs_none"), 100.0 * (t0 - t) / t0, 1e-4,
                            "run %zu", i);
     }
     /* 16 steps -> interval 4, window 1: decisions at steps 1, 5, 9, 13 */
@@ -245,12 +245,12 @@ Test(run_cli, grid_runs_every_point)
     cr_assert_eq(runs->n, 2u * 2 * 3);
     int p8 = 0;
     for (size_t i = 0; i < runs->n; i++)
-        p8 += num(&runs->items[i], "gpus") == 8 && num(&runs->items[i], "replicas") == 24;
+        p8 += num(&runs->values[i], "gpus") == 8 && num(&runs->values[i], "replicas") == 24;
     cr_assert_eq(p8, 3); /* 16 + 8 = 24 slots at 8 GPUs */
     const eplb_json_t *cfg = eplb_json_get(v, "config");
     const eplb_json_t *red = eplb_json_get(cfg, "redundant");
     cr_assert(red && red->type == EPLB_JSON_ARRAY && red->n == 2);
-    cr_assert(red->items[0].num == 0 && red->items[1].num == 8);
+    cr_assert(eplb_test_num_at(red, 0) == 0 && eplb_test_num_at(red, 1) == 8);
     cr_assert_str_eq(eplb_json_get(cfg, "redundant_from")->str, "option");
     eplb_json_free(v);
     /* by default one R per --gpus value, paired with it */
@@ -258,11 +258,11 @@ Test(run_cli, grid_runs_every_point)
     cfg = eplb_json_get(v, "config");
     red = eplb_json_get(cfg, "redundant");
     cr_assert(red && red->type == EPLB_JSON_ARRAY && red->n == 2);
-    cr_assert(red->items[0].num == 4 && red->items[1].num == 8);
+    cr_assert(eplb_test_num_at(red, 0) == 4 && eplb_test_num_at(red, 1) == 8);
     cr_assert_str_eq(eplb_json_get(cfg, "redundant_from")->str, "gpus");
     runs = eplb_json_get(v, "runs");
     cr_assert_eq(runs->n, 2u); /* 16 + 4 and 16 + 8 slots, not a 2 x 2 grid */
-    cr_assert(num(&runs->items[0], "replicas") == 20 && num(&runs->items[1], "replicas") == 24);
+    cr_assert(num(&runs->values[0], "replicas") == 20 && num(&runs->values[1], "replicas") == 24);
     eplb_json_free(v);
     /* --replicas: P given, no R */
     v = run_json("run '%s' --gpus 4 --replicas 24 --policy none --json --quiet --policy-time 0",
@@ -336,7 +336,7 @@ Test(run_cli, oracle_schedule_ignores_trigger)
     const eplb_json_t *runs2 = eplb_json_get(v, "runs");
     int n_orc = 0, n_lpt = 0;
     for (size_t i = 0; i < runs2->n; i++) {
-        const char *l = eplb_json_get(&runs2->items[i], "label")->str;
+        const char *l = eplb_json_get(&runs2->values[i], "label")->str;
         n_orc += !strcmp(l, "oracle");
         n_lpt += !strcmp(l, "lpt");
     }
@@ -488,12 +488,12 @@ Test(run_cli, json_null_where_table_shows_dash)
         {1, 1, 1, 1}, {0, 0, 0, 0}, {0, 0, 1, 1}, {0, 0, 0, 0}, {0, 0, 0, 0}};
     for (int i = 0; i < FAKE_RUNS; i++)
         for (int k = 0; k < 4; k++) {
-            const eplb_json_t *x = eplb_json_get(&v->items[i], keys[k]);
+            const eplb_json_t *x = eplb_json_get(&v->values[i], keys[k]);
             cr_assert_not_null(x, "run %d: no %s", i, keys[k]);
             cr_assert_eq(x->type == EPLB_JSON_NULL, is_null[i][k], "run %d: %s: %s", i,
                          keys[k], out);
         }
-    const eplb_json_t *ds = &v->items[1], *lpt = &v->items[2], *orc = &v->items[3];
+    const eplb_json_t *ds = &v->values[1], *lpt = &v->values[2], *orc = &v->values[3];
     cr_assert_str_eq(eplb_json_get(ds, "trigger")->str, "vllm");
     cr_assert_str_eq(eplb_json_get(ds, "async")->str, "off");
     cr_assert_eq(num(ds, "window"), 1000);
@@ -515,7 +515,7 @@ Test(run_cli, csv_empty_where_table_shows_dash)
     eplb_json_t *jv = NULL;
     eplb_assert_ok(eplb_json_parse(&jv, js, strlen(js), "runs"));
     char *out = fake_output(eplb_sim_write_csv, FAKE_RUNS);
-    const eplb_json_t *run0 = &jv->items[0];
+    const eplb_json_t *run0 = &jv->values[0];
     char head[1024];
     snprintf(head, sizeof head, ",%.*s,", (int)strcspn(out, "\n"), out);
     int nh = 1;
@@ -639,7 +639,7 @@ Test(run_cli, out_dir_csv_matches_json)
     int numbers = 0;
     for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save), row++) {
         cr_assert_lt(row, runs->n, "more rows than runs");
-        const eplb_json_t *r = &runs->items[row];
+        const eplb_json_t *r = &runs->values[row];
         int c = 0;
         for (char *p = line, *q; p; p = q ? q + 1 : NULL, c++) {
             q = strchr(p, ',');
@@ -745,16 +745,16 @@ Test(run_cli, select_balanced_on_counts)
     cr_assert(rt && rc && re && rt->n == 4 && rc->n == 4 && re->n == 4);
     int better = 0;
     for (size_t i = 0; i < rt->n; i++) {
-        cr_assert_eq(num(&rt->items[i], "gpus"), num(&rc->items[i], "gpus"));
-        cr_assert_str_eq(eplb_json_get(&rt->items[i], "policy")->str,
-                         eplb_json_get(&rc->items[i], "policy")->str);
-        cr_assert_eq(num(&rt->items[i], "balancedness"), num(&rc->items[i], "balancedness"),
+        cr_assert_eq(num(&rt->values[i], "gpus"), num(&rc->values[i], "gpus"));
+        cr_assert_str_eq(eplb_json_get(&rt->values[i], "policy")->str,
+                         eplb_json_get(&rc->values[i], "policy")->str);
+        cr_assert_eq(num(&rt->values[i], "balancedness"), num(&rc->values[i], "balancedness"),
                      "run %zu", i);
-        cr_assert_eq(num(&rt->items[i], "max_over_mean"), num(&rc->items[i], "max_over_mean"),
+        cr_assert_eq(num(&rt->values[i], "max_over_mean"), num(&rc->values[i], "max_over_mean"),
                      "run %zu", i);
-        cr_assert_geq(num(&rc->items[i], "balancedness"), num(&re->items[i], "balancedness"),
+        cr_assert_geq(num(&rc->values[i], "balancedness"), num(&re->values[i], "balancedness"),
                       "run %zu", i);
-        better += num(&rc->items[i], "balancedness") > num(&re->items[i], "balancedness");
+        better += num(&rc->values[i], "balancedness") > num(&re->values[i], "balancedness");
     }
     cr_assert_gt(better, 0, "balanced never beat the even split");
     eplb_json_free(tok);

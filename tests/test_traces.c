@@ -852,7 +852,7 @@ static void check_info_json(const char *path, const char *level, const char *dty
     cr_assert_str_eq(eplb_json_get(v, "scoring")->str, "softmax");
     const eplb_json_t *lv = eplb_json_get(v, "levels");
     cr_assert_eq(lv->n, 1);
-    cr_assert_str_eq(lv->items[0].str, level);
+    cr_assert_str_eq(lv->values[0].str, level);
     if (dtype)
         cr_assert_str_eq(eplb_json_get(v, "dtype")->str, dtype);
     else
@@ -860,8 +860,8 @@ static void check_info_json(const char *path, const char *level, const char *dty
     cr_assert_not_null(eplb_json_get(eplb_json_get(v, "sizes"), "stored_bytes"));
     const eplb_json_t *sk = eplb_json_get(v, "skew_per_layer");
     cr_assert_eq(sk->n, 2);
-    cr_assert_float_eq(sk->items[0].num, 4.0, 1e-12);
-    cr_assert_float_eq(sk->items[1].num, 1.0, 1e-12);
+    cr_assert_float_eq(eplb_test_num_at(sk, 0), 4.0, 1e-12);
+    cr_assert_float_eq(eplb_test_num_at(sk, 1), 1.0, 1e-12);
     cr_assert_float_eq(eplb_json_get(v, "skew_max")->num, 4.0, 1e-12);
     cr_assert_str_eq(eplb_json_get(v, "skew_source")->str, level);
     const eplb_json_t *rs = eplb_json_get(v, "src_ranks");

@@ -51,7 +51,7 @@ static where_t where(int three_d, int s, int l)
 /* The layers x experts matrix of step s (the document itself for [L][E]). */
 static const eplb_json_t *step_of(const eplb_json_t *lc, int three_d, int s)
 {
-    return three_d ? &lc->items[s] : lc;
+    return three_d ? eplb_json_at(lc, (size_t)s) : lc;
 }
 
 /* Check the shape of logical_count: S steps (1 for [L][E]) of *rows layers
@@ -63,7 +63,7 @@ static eplb_status_t check_shape(int *rows_out, int *E_out, const eplb_json_t *l
     for (int s = 0; s < S; s++) {
         const eplb_json_t *step = step_of(lc, three_d, s);
         if (three_d) {
-            if (step->type != EPLB_JSON_ARRAY || step->n == 0)
+            if (!step || step->type != EPLB_JSON_ARRAY || step->n == 0)
                 return eplb_error_set(EPLB_ERR_FORMAT,
                                       "%s: logical_count[%d] (step %d): expected a non-empty "
                                       "array of layers",
@@ -80,9 +80,9 @@ static eplb_status_t check_shape(int *rows_out, int *E_out, const eplb_json_t *l
         }
         rows = (int)step->n;
         for (int l = 0; l < rows; l++) {
-            const eplb_json_t *row = &step->items[l];
+            const eplb_json_t *row = eplb_json_at(step, (size_t)l);
             where_t w = where(three_d, s, l);
-            if (row->type != EPLB_JSON_ARRAY || row->n == 0)
+            if (!row || row->type != EPLB_JSON_ARRAY || row->n == 0)
                 return eplb_error_set(EPLB_ERR_FORMAT,
                                       "%s: logical_count%s (%s): expected a non-empty array of "
                                       "expert counts",
@@ -102,6 +102,8 @@ static eplb_status_t check_shape(int *rows_out, int *E_out, const eplb_json_t *l
                                       three_d ? "step 0, layer 0" : "layer 0", E);
         }
     }
+    if (rows < 1 || E < 1) /* S >= 1 and the checks above: cannot happen */
+        return eplb_error_set(EPLB_ERR_FORMAT, "%s: logical_count: no layers", path);
     *rows_out = rows;
     *E_out = E;
     return EPLB_OK;
@@ -127,9 +129,8 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
     }
     /* [S][L][E] (SGLang's per-pass dumps, the time series its EPLB keeps)
      * when the first layer is itself an array of arrays; else [L][E] */
-    const eplb_json_t *first = &lc->items[0];
-    const int three_d = first->type == EPLB_JSON_ARRAY && first->n > 0 &&
-                        first->items[0].type == EPLB_JSON_ARRAY;
+    const eplb_json_t *first = eplb_json_at(lc, 0), *first_row = eplb_json_at(first, 0);
+    const int three_d = first_row && first_row->type == EPLB_JSON_ARRAY;
     if (lc->n > (three_d ? MAX_STEPS : MAX_ROWS)) {
         st = eplb_error_set(EPLB_ERR_FORMAT, "%s: logical_count: %zu %s (too many)", path,
                             lc->n, three_d ? "steps" : "layers");
@@ -152,11 +153,10 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
     for (int s = 0; s < S; s++) {
         const eplb_json_t *step = step_of(lc, three_d, s);
         for (int l = 0; l < rows; l++) {
-            const eplb_json_t *row = &step->items[l];
+            const eplb_json_t *row = eplb_json_at(step, (size_t)l);
             for (int e = 0; e < E; e++) {
-                const eplb_json_t *v = &row->items[e];
-                const double x = v->type == EPLB_JSON_NUMBER ? v->num : -1; /* a union */
-                if (v->type != EPLB_JSON_NUMBER || !(x >= 0) || x != floor(x) ||
+                double x = -1;
+                if (!eplb_json_number_at(row, (size_t)e, &x) || !(x >= 0) || x != floor(x) ||
                     x > 2147483647.0) {
                     where_t w = where(three_d, s, l);
                     st = eplb_error_set(EPLB_ERR_FORMAT,
@@ -206,10 +206,12 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
     for (int s = 0; s < S; s++) {
         const eplb_json_t *step = step_of(lc, three_d, s);
         for (int k = 0; k < r.num_layers; k++, dst += E) {
-            const eplb_json_t *row = &step->items[r.rows[k]];
+            const eplb_json_t *row = eplb_json_at(step, (size_t)r.rows[k]);
             int64_t sum = 0;
             for (int e = 0; e < E; e++) {
-                dst[e] = (int32_t)row->items[e].num;
+                double x = 0;
+                eplb_json_number_at(row, (size_t)e, &x); /* checked above */
+                dst[e] = (int32_t)x;
                 sum += dst[e];
             }
             r.total += sum;

@@ -140,3 +140,10 @@ uint64_t eplb_test_rng_next(uint64_t *state)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
+
+double eplb_test_num_at(const eplb_json_t *arr, size_t i)
+{
+    double x = 0;
+    cr_assert(eplb_json_number_at(arr, i, &x), "JSON item %zu is not a number", i);
+    return x;
+}

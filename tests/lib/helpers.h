@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "eplb.h"
+#include "json.h"
 
 /* Assert that an eplb call succeeded; on failure print our own message. */
 #define eplb_assert_ok(expr)                                                  \
@@ -28,6 +29,10 @@
                   "%s: message '%s' lacks '%s'", #expr, eplb_error_last(),    \
                   (needle));                                                  \
     } while (0)
+
+/* Item i of JSON array arr as a number (asserting it is one; packed or
+ * not: eplb_json_number_at). */
+double eplb_test_num_at(const eplb_json_t *arr, size_t i);
 
 /* Repository source dir (EPLB_SRCDIR, else "."). */
 const char *eplb_test_srcdir(void);

@@ -4,47 +4,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_util.h"
 #include "cmd.h"
 #include "gen.h"
+#include "progress.h"
 #include "trace.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: eplb-replay gen --preset NAME -o OUT.h5 [options]\n"
-            "       eplb-replay gen --preset NAME --stats [options]\n"
-            "       eplb-replay gen --list-presets\n"
-            "\n"
-            "Write a synthetic trace of router logits whose expert load looks\n"
-            "like real serving: heavy-tailed per-layer popularity, hot experts\n"
-            "that persist and drift, workload shifts, varying batch sizes and\n"
-            "phases (docs/calibration.md).  The same options give the same file.\n"
-            "\n"
-            "options:\n"
-            "  --preset NAME          deepseek-v3, qwen3-moe, mixtral, esft-lite\n"
-            "  -o, --output OUT.h5    trace to write (written under a temporary\n"
-            "                         name, renamed when complete, deleted if\n"
-            "                         interrupted by SIGINT, SIGTERM or SIGHUP)\n"
-            "  --steps S              steps (forward passes) (default 64, at most\n"
-            "                         10000000)\n"
-            "  --tokens-per-step T    mean tokens per step (default 256, at most 65536)\n"
-            "  --seed N               random seed (default 1)\n"
-            "  --dtype f32|f16|bf16   logits type in the file (default bf16)\n"
-            "  --layers N             keep only the first N MoE layers (the same\n"
-            "                         logits as in the full model; default all)\n"
-            "  --stats                write nothing (no -o); route the generated logits\n"
-            "                         with a reference top-k and print per-layer\n"
-            "                         load statistics (max/mean expert load)\n"
-            "  --window W             --stats only: steps per window (default 16)\n"
-            "  --threads N            generator threads (default: EPLB_THREADS or\n"
-            "                         the CPU count; the output does not depend on it)\n"
-            "  --force                generate even more than 64 GiB of raw logits\n"
-            "                         (steps x tokens x layers x experts x dtype size)\n"
-            "                         or a step buffer over 8 GiB (refused otherwise)\n"
-            "  --list-presets         print the presets and exit\n"
-            "  -h, --help             this help\n");
+    fprintf(f, "usage: eplb-replay gen --preset NAME -o OUT.h5 [options]\n"
+               "       eplb-replay gen --preset NAME --stats [options]\n"
+               "       eplb-replay gen --list-presets\n"
+               "\n"
+               "Write a synthetic trace of router logits whose expert load looks\n"
+               "like real serving: heavy-tailed per-layer popularity, hot experts\n"
+               "that persist and drift, workload shifts, varying batch sizes and\n"
+               "phases (docs/calibration.md).  The same options give the same file.\n"
+               "On a terminal, a line on stderr counts the steps written (from 2 s).\n"
+               "\n"
+               "options:\n"
+               "  --preset NAME          deepseek-v3, qwen3-moe, mixtral, esft-lite\n"
+               "  -o, --output OUT.h5    trace to write (written under a temporary\n"
+               "                         name, renamed when complete, deleted if\n"
+               "                         interrupted by SIGINT, SIGTERM or SIGHUP)\n"
+               "  --steps S              steps (forward passes) (default 64, at most\n"
+               "                         10000000)\n"
+               "  --tokens-per-step T    mean tokens per step (default 256, at most 65536)\n"
+               "  --seed N               random seed (default 1)\n"
+               "  --dtype f32|f16|bf16   logits type in the file (default bf16)\n"
+               "  --layers N             keep only the first N MoE layers (the same\n"
+               "                         logits as in the full model; default all)\n"
+               "  --stats                write nothing (no -o); route the generated logits\n"
+               "                         with a reference top-k and print per-layer\n"
+               "                         load statistics (max/mean expert load)\n"
+               "  --window W             --stats only: steps per window (default 16)\n"
+               "  --threads N            generator threads (default: EPLB_THREADS or\n"
+               "                         the CPU count; the output does not depend on it)\n"
+               "  --force                generate even more than 64 GiB of raw logits\n"
+               "                         (steps x tokens x layers x experts x dtype size)\n"
+               "                         or a step buffer over 8 GiB (refused otherwise)\n"
+               "  --list-presets         print the presets and exit\n"
+               "  -h, --help             this help\n");
 }
 
 static void list_presets(void)
@@ -99,6 +101,11 @@ static int run_stats(const eplb_gen_opts_t *o, int64_t window)
     print_summary("hot expert lifetime (window tops)", st.top_life, st.num_layers);
     eplb_gen_stats_free(&st);
     return 0;
+}
+
+static void gen_progress(void *ctx, int64_t done, int64_t total)
+{
+    eplb_progress_count(ctx, done, total);
 }
 
 int eplb_cmd_gen(int argc, char **argv)
@@ -212,7 +219,13 @@ int eplb_cmd_gen(int argc, char **argv)
     if ((st = eplb_trace_writer_check_path(out)) != EPLB_OK)
         return eplb_cmd_fail("gen", st);
     int64_t ntok = 0;
-    st = eplb_gen_write(&o, out, &ntok);
+    /* "eplb-replay gen: step N of S (T s)" on a terminal, from 2 s on (a
+     * 10,000-step trace takes minutes) */
+    eplb_progress_t prog;
+    eplb_progress_init(&prog, "eplb-replay gen");
+    prog.unit = "step";
+    st = eplb_gen_write(&o, out, &ntok, isatty(2) ? gen_progress : NULL, &prog);
+    eplb_progress_end(&prog);
     if (st != EPLB_OK)
         return eplb_cmd_fail("gen", st);
     fprintf(stderr, "eplb-replay gen: wrote %s: preset %s, %" PRId64 " steps, %" PRId64

@@ -13,11 +13,13 @@
 #ifndef EPLB_PROGRESS_H
 #define EPLB_PROGRESS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct {
     double t0, last; /* start, last line written (eplb_now) */
     char what[160];  /* the line's prefix */
+    const char *unit; /* what is counted: "layer" (init), "step" */
     int shown;       /* a line was written */
     FILE *out;       /* stderr (init); tests set another stream */
 } eplb_progress_t;
@@ -26,6 +28,8 @@ typedef struct {
 void eplb_progress_init(eplb_progress_t *p, const char *what);
 /* The policy callback: ctx is an eplb_progress_t; done of total layers. */
 void eplb_progress_report(void *ctx, int done, int total);
+/* The same line for any count: "<what>: <unit> N of T (S s)" (gen's steps). */
+void eplb_progress_count(eplb_progress_t *p, int64_t done, int64_t total);
 /* Ends the line with a newline if one was written. */
 void eplb_progress_end(eplb_progress_t *p);
 

@@ -229,10 +229,10 @@ Test(gen, file_is_deterministic_and_matches_memory)
     snprintf(p3, sizeof p3, "%s/c.h5", dir);
     eplb_gen_opts_t o = {"deepseek-v3", 5, 12, 42, EPLB_DTYPE_BF16, 2, 0};
     int64_t n1 = 0, n2 = 0, n3 = 0;
-    eplb_assert_ok(eplb_gen_write(&o, p1, &n1));
-    eplb_assert_ok(eplb_gen_write(&o, p2, &n2));
+    eplb_assert_ok(eplb_gen_write(&o, p1, &n1, NULL, NULL));
+    eplb_assert_ok(eplb_gen_write(&o, p2, &n2, NULL, NULL));
     o.seed = 43;
-    eplb_assert_ok(eplb_gen_write(&o, p3, &n3));
+    eplb_assert_ok(eplb_gen_write(&o, p3, &n3, NULL, NULL));
     o.seed = 42;
     int64_t nm, per[5];
     uint8_t ph[5];
@@ -312,7 +312,7 @@ ParameterizedTest(want_preset_t *w, gen, file_shape_per_preset)
     snprintf(path, sizeof path, "%s/p.h5", dir);
     eplb_gen_opts_t o = {w->name, 3, 8, 1, EPLB_DTYPE_F16, 0, 0};
     int64_t n = 0;
-    eplb_assert_ok(eplb_gen_write(&o, path, &n));
+    eplb_assert_ok(eplb_gen_write(&o, path, &n, NULL, NULL));
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     const eplb_trace_info_t *in = eplb_trace_info(tr);

@@ -6,13 +6,13 @@
 #include "helpers.h"
 #include "progress.h"
 
-/* Checks that s holds "\r<what>: layer <done> of <total> (<secs> s)" with
+/* Checks that s holds "\r<what>: <unit> <done> of <total> (<secs> s)" with
  * secs >= min_s, followed by pad spaces; returns the characters used. */
-static size_t expect_line(const char *s, const char *what, int done, int total, int min_s,
-                          int pad)
+static size_t expect_unit_line(const char *s, const char *what, const char *unit, long long done,
+                               long long total, int min_s, int pad)
 {
     char head[256];
-    int n = snprintf(head, sizeof head, "\r%s: layer %d of %d (", what, done, total);
+    int n = snprintf(head, sizeof head, "\r%s: %s %lld of %lld (", what, unit, done, total);
     cr_assert(strncmp(s, head, (size_t)n) == 0, "expected '%s...' in '%s'", head + 1, s);
     int secs = -1, used = 0;
     cr_assert(sscanf(s + n, "%d s)%n", &secs, &used) == 1 && used > 0, "no seconds in '%s'", s);
@@ -21,6 +21,11 @@ static size_t expect_line(const char *s, const char *what, int done, int total, 
     for (int i = 0; i < pad; i++)
         cr_assert(s[k + i] == ' ', "padding %d of %d missing in '%s'", i, pad, s);
     return k + (size_t)pad;
+}
+
+static size_t expect_line(const char *s, const char *what, int done, int total, int min_s, int pad)
+{
+    return expect_unit_line(s, what, "layer", done, total, min_s, pad);
 }
 
 /* Nothing in the first 2 s; then a line; within a second of it nothing
@@ -78,5 +83,25 @@ Test(progress, shorter_line_covers_longer)
     k++;
     k += expect_line(buf + k, b.what, 3, 3, 10, 0);
     cr_assert_eq(buf[k], '\0', "more after the last line: '%s'", buf + k);
+    free(buf);
+}
+
+/* gen's steps: another unit and counts past 2^31 */
+Test(progress, counts_steps)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    eplb_progress_t p;
+    eplb_progress_init(&p, "eplb-replay gen");
+    p.unit = "step";
+    p.out = f;
+    p.t0 -= 3.0;
+    eplb_progress_count(&p, INT64_C(3000000000), INT64_C(5000000000));
+    eplb_progress_end(&p);
+    fclose(f);
+    size_t k = expect_unit_line(buf, "eplb-replay gen", "step", 3000000000LL, 5000000000LL, 3, 0);
+    cr_assert_str_eq(buf + k, "\n");
     free(buf);
 }

@@ -818,8 +818,8 @@ out:
 
 /* ---- writing ------------------------------------------------------------- */
 
-eplb_status_t eplb_gen_write(const eplb_gen_opts_t *opts, const char *path,
-                             int64_t *num_tokens)
+eplb_status_t eplb_gen_write(const eplb_gen_opts_t *opts, const char *path, int64_t *num_tokens,
+                             eplb_gen_progress_fn progress, void *ctx)
 {
     int64_t ntot = 0;
     eplb_status_t st = EPLB_OK;
@@ -854,6 +854,8 @@ eplb_status_t eplb_gen_write(const eplb_gen_opts_t *opts, const char *path,
                                                       NULL, NULL, ph),
                         st, out);
         ntot += n;
+        if (progress)
+            progress(ctx, s + 1, opts->steps);
     }
     st = eplb_trace_writer_finish(w);
     w = NULL;

@@ -126,9 +126,11 @@ eplb_status_t eplb_gen_size_check(const eplb_gen_opts_t *opts);
 
 /* Generate a whole trace into path with the trace writer (logits, phase and,
  * for sigmoid presets, the bias).  *num_tokens (may be NULL) gets the total
- * token count on success. */
-eplb_status_t eplb_gen_write(const eplb_gen_opts_t *opts, const char *path,
-                             int64_t *num_tokens);
+ * token count on success.  progress (may be NULL) is called with ctx after
+ * each step written: done of total steps (gen's line on a terminal). */
+typedef void (*eplb_gen_progress_fn)(void *ctx, int64_t done, int64_t total);
+eplb_status_t eplb_gen_write(const eplb_gen_opts_t *opts, const char *path, int64_t *num_tokens,
+                             eplb_gen_progress_fn progress, void *ctx);
 
 /* Reference top-k of one token's scores for one layer (used for calibration
  * and tests; independent of kernels/).  Choice score: s + bias with a bias

@@ -839,13 +839,20 @@ static void write_report_body(FILE *f, const out_ctx_t *c, int quiet, int with_n
         fprintf(f, "# note: %s\n", c->o->notes[k]);
     if (with_notes && c->o->notes_lost)
         fprintf(f, "# note: %d more notes on stderr\n", c->o->notes_lost);
-    if (!quiet)
+    if (!quiet) {
+        fprintf(f, "# D: GPUs (EP size); P: physical experts (E + redundant, vLLM's "
+                   "num_redundant_experts = P - E); W, I: window, interval (steps);\n"
+                   "# none: no rearrangement, the default placement on the same P slots "
+                   "(slot p holds expert p mod E, vLLM's initial one);\n"
+                   "# rebal: rearrangements; moved, GB: replicas and bytes moved; stall_ms: "
+                   "whole-trace stall (moves and policy time);\n");
         fprintf(f, "# bal: mean/max GPU load (1 = even), averaged over steps and layers; "
                 "worst(l): the layer with the lowest;\n"
                 "# moe_us/st: modeled MoE time per step (slowest GPU's experts + "
                 "dispatch/combine); ovh: mapping/recording;\n"
                 "# gain%%: time saved against none on the same tokens, after overhead "
                 "and stalls (docs/simulator.md)\n");
+    }
 }
 
 /* report.txt: what the terminal shows without --json or --quiet (stdout,

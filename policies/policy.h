@@ -51,6 +51,10 @@ typedef struct {
 const eplb_policy_t *eplb_policy_find(const char *name);
 /* The whole table and its length. */
 const eplb_policy_t *eplb_policy_table(size_t *n);
+/* EPLB_ERR_INVALID_ARG: "--policy: unknown policy 'NAME' (a, b, ...)", the
+ * table's names (then `oracle` with with_oracle: run's schedule), and for
+ * vLLM's name of the DeepSeek algorithm ("default") which of ours it is. */
+eplb_status_t eplb_policy_unknown(const char *name, int with_oracle);
 
 /* Check the shape arguments (P % D, D % N, E % G, P >= E, ...) and the
  * weights (finite, >= 0); error messages name the offending value. */

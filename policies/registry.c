@@ -2,6 +2,7 @@
  * and one row here. */
 #include "policy_impl.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const eplb_policy_t table[] = {
@@ -37,4 +38,17 @@ const eplb_policy_t *eplb_policy_table(size_t *n)
     if (n)
         *n = sizeof table / sizeof table[0];
     return table;
+}
+
+eplb_status_t eplb_policy_unknown(const char *name, int with_oracle)
+{
+    char names[512] = "";
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 table[i].name);
+    /* vLLM's EPLBConfig policy "default" is the DeepSeek reference
+     * algorithm (vllm/distributed/eplb/policy: DefaultEplbPolicy) */
+    const char *hint = !strcmp(name, "default") ? "; vLLM's policy 'default' is deepseek here" : "";
+    return eplb_error_set(EPLB_ERR_INVALID_ARG, "--policy: unknown policy '%.64s' (%s%s)%s", name,
+                          names, with_oracle ? ", oracle" : "", hint);
 }

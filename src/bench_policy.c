@@ -176,8 +176,7 @@ int eplb_bench_policy(int argc, char **argv)
         }
     }
     if (only && !eplb_policy_find(only))
-        return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                                 "--policy: unknown policy '%s'", only));
+        return eplb_cmd_fail(CMD, eplb_policy_unknown(only, 0));
     /* as rebalance: an option that would change nothing is refused */
     if (moves_given && only && strcmp(only, "migration-aware"))
         return eplb_cmd_fail(CMD, eplb_error_set(EPLB_ERR_INVALID_ARG,

@@ -569,9 +569,7 @@ int eplb_cmd_rebalance(int argc, char **argv)
         goto out;
     }
     if (!pol) {
-        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
-                            "--policy: unknown policy '%s' (see --help for the list)",
-                            o.policy);
+        st = eplb_policy_unknown(o.policy, 0);
         goto out;
     }
     if (strcmp(o.format, "json") && strcmp(o.format, "csv")) {

@@ -418,17 +418,8 @@ static eplb_status_t parse_args(opts_t *o, int argc, char **argv, int *help)
             for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
                 if (o->npol >= MAX_POLICIES)
                     return eplb_error_set(EPLB_ERR_INVALID_ARG, "--policy: too many");
-                if (strcmp(t, "oracle") && !eplb_policy_find(t)) {
-                    size_t nt;
-                    const eplb_policy_t *tab = eplb_policy_table(&nt);
-                    char names[512] = "";
-                    for (size_t i = 0; i < nt; i++)
-                        snprintf(names + strlen(names), sizeof names - strlen(names),
-                                 "%s, ", tab[i].name);
-                    return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                          "--policy: unknown policy '%s' (%soracle)", t,
-                                          names);
-                }
+                if (strcmp(t, "oracle") && !eplb_policy_find(t))
+                    return eplb_policy_unknown(t, 1);
                 for (int k = 0; k < o->npol; k++)
                     if (!strcmp(o->policies[k], t))
                         return eplb_error_set(EPLB_ERR_INVALID_ARG,

@@ -267,7 +267,11 @@ Test(rebalance_cli, impossible_requests_refused)
     refused(SHAPE, "0x10,2,3,4,5,6,7,8,9,10,11,12\n", 1, "'0x10' is not a decimal number");
     refused(SHAPE, "1,+2,3,4,5,6,7,8,9,10,11,12\n", 1, "value 2: '+2' is not a decimal number");
     refused(SHAPE, "[[1,2,3,4,5,6,7,8,9,10,11,12],[1,1,1]]", 1, "ragged");
-    refused("--replicas 16 --gpus 8 --policy fastest", README_W, 2, "unknown policy 'fastest'");
+    refused("--replicas 16 --gpus 8 --policy fastest", README_W, 2,
+            "unknown policy 'fastest' (deepseek, global, deepseek-preserve, nodup, lpt, vec, "
+            "migration-aware, none)");
+    refused("--replicas 16 --gpus 8 --policy default", README_W, 2,
+            "vLLM's policy 'default' is deepseek here");
     refused("--replicas 16 --gpus 8 --policy oracle", README_W, 2, "use --policy deepseek");
     refused("--replicas 16 --gpus 8 --gpus 4", README_W, 2, "--gpus is given twice");
     refused("--replicas 16 --gpus 8 --format xml", README_W, 2, "--format");

@@ -133,8 +133,8 @@ static void usage(FILE *f)
         "  --trigger T          vllm|sglang|trtllm|threshold|once|oracle (default vllm;\n"
         "                       once for traces of fewer than 4 steps)\n"
         "  --window LIST        steps of load a decision uses (default: 1000, scaled\n"
-        "                       down to the trace: I/3, at most the smallest\n"
-        "                       --interval); not with --trigger once\n"
+        "                       down to the trace: I/3 of the smallest interval;\n"
+        "                       sglang I; trtllm S/8 warm-up); not with --trigger once\n"
         "  --interval LIST      steps between decisions (default: S/4 clamped to\n"
         "                       [4, 3000], sglang [2, 1000]; trtllm 1; at least the\n"
         "                       largest --window); vllm starts after I/4 steps\n"
@@ -611,10 +611,19 @@ static void resolve_schedule(int64_t *win, int *nwin, int64_t *itv, int *nint, c
     }
     if (!*nwin) {
         int64_t w = dW;
-        if (kind != EPLB_TRIGGER_TRTLLM)
-            for (int k = 0; k < *nint; k++)
-                if (itv[k] < w)
-                    w = itv[k];
+        if (o->nint && kind != EPLB_TRIGGER_TRTLLM && kind != EPLB_TRIGGER_ONCE) {
+            /* the kind's window rule on the smallest interval given (vllm,
+             * threshold, oracle: I/3 in [1, 1000]; sglang: I, the whole
+             * buffer since the last rebalance), not on the default interval
+             * (docs/simulator.md, the defaults table) */
+            int64_t imin = itv[0];
+            for (int k = 1; k < *nint; k++)
+                if (itv[k] < imin)
+                    imin = itv[k];
+            w = kind == EPLB_TRIGGER_SGLANG ? imin : imin / 3 < 1000 ? imin / 3 : 1000;
+            if (w < 1)
+                w = 1;
+        }
         win[(*nwin)++] = w;
     }
 }
@@ -685,9 +694,11 @@ static void write_config(FILE *f, void *p)
         fputs("null", f);
     else
         write_i64_list(f, o->interval, o->nint);
-    /* a counts trace has no per-token choice, and none alone no trigger */
+    /* a counts trace has no per-token choice (but balanced plans from the
+     * counts, and changes the loads), and none alone no trigger */
     fputs(", \"select\": ", f);
-    if (c->inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK))
+    if ((c->inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) ||
+        o->select == EPLB_SELECT_BALANCED)
         eplb_json_write_string(f, eplb_select_mode_name(o->select));
     else
         fputs("null", f);
@@ -793,12 +804,17 @@ static void write_report_head(FILE *f, void *p)
         write_i64_list(f, o->interval, o->nint);
     else
         fputs("-", f);
-    fprintf(f, ", async %s, select %s, nodes %d, seed %llu\n",
-            o->trig.async == EPLB_ASYNC_OFF      ? "off"
-            : o->trig.async == EPLB_ASYNC_LAYERS ? "layers"
-                                                 : "chunk",
-            inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK) ? eplb_select_mode_name(o->select)
-                                                                : "-",
+    char async_name[32]; /* as --async takes it: off, layers, chunk:K */
+    snprintf(async_name, sizeof async_name,
+             o->trig.async == EPLB_ASYNC_OFF      ? "off"
+             : o->trig.async == EPLB_ASYNC_LAYERS ? "layers"
+                                                  : "chunk:%d",
+             o->trig.chunk);
+    fprintf(f, ", async %s, select %s, nodes %d, seed %llu\n", async_name,
+            (inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) ||
+                    o->select == EPLB_SELECT_BALANCED
+                ? eplb_select_mode_name(o->select)
+                : "-",
             o->nodes, (unsigned long long)o->seed);
     fprintf(f, "# device %s\n", o->device_used);
     fprintf(f, "# profile %s; expert %dx%d, %.1f MB (%s)\n", c->so->prof.name,

@@ -364,8 +364,9 @@ Test(run_cli, table_once_columns_and_idle_note)
     free(out);
     rc = eplb_test_run_cli(&out, "run '%s' --interval 100 --policy-time 0", tok_trace);
     cr_assert_eq(rc, 0, "%s", out);
-    cr_assert(strstr(out, "# note: deepseek (D 8, P 24, W 1, I 100) rearranged nothing in 16 "
-                          "steps"), "%s", out);
+    cr_assert(strstr(out, "# note: deepseek (D 8, P 24, W 33, I 100) rearranged nothing in 16 "
+                          "steps"),
+              "%s", out);
     free(out);
     rc = eplb_test_run_cli(&out, "run '%s' --policy-time 0", tok_trace);
     cr_assert(!strstr(out, "rearranged nothing"), "%s", out); /* it does rearrange */
@@ -726,6 +727,39 @@ Test(run_cli, select_and_seed_only_where_they_act)
     eplb_test_cli_expect(2, "has no logits (top-k ids)", "run '%s' --device gpu", tok_trace);
 }
 
+/* With --interval given and no --window, the window follows the defaults
+ * table from that interval (docs/simulator.md): sglang's is the whole
+ * buffer since the last rebalance (W = I), vllm's I/3 (at least 1), and a
+ * grid of intervals takes the smallest.  It was the default window of the
+ * default interval, cut to the interval (sglang --interval 6: W 4). */
+Test(run_cli, default_window_follows_given_interval)
+{
+    static const struct {
+        const char *opts;
+        int64_t w;
+    } c[] = {
+        {"--trigger sglang --interval 6", 6},
+        {"--trigger sglang --interval 3", 3},
+        {"--trigger vllm --interval 9", 3},
+        {"--trigger vllm --interval 2", 1},
+        {"--trigger threshold --interval 12", 4},
+        {"--trigger vllm --interval 12,6", 2},
+        {"--trigger vllm --window 5 --interval 6", 5},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        eplb_json_t *v = run_json("'%s' %s --policy deepseek --json --quiet --policy-time 0",
+                                  tok_trace, c[i].opts);
+        const eplb_json_t *w = eplb_json_get(eplb_json_get(v, "config"), "window");
+        cr_assert(w && w->type == EPLB_JSON_ARRAY && w->n == 1, "%s", c[i].opts);
+        cr_assert_eq(eplb_test_num_at(w, 0), (double)c[i].w, "%s: window %g, want %lld", c[i].opts,
+                     eplb_test_num_at(w, 0), (long long)c[i].w);
+        eplb_json_free(v);
+    }
+    /* the header names the async mode as --async takes it, K included */
+    eplb_test_cli_expect(0, "interval [4], async chunk:3, select hash",
+                         "run '%s' --async chunk:3 --policy-time 0", tok_trace);
+}
+
 /* --select balanced on a counts trace plans each step from its counts, as
  * the token-level selection plans from the same counts: tok.h5 and cnt.h5
  * hold the same counts, so every run's balance is the same number on both
@@ -757,6 +791,14 @@ Test(run_cli, select_balanced_on_counts)
         better += num(&rc->values[i], "balancedness") > num(&re->values[i], "balancedness");
     }
     cr_assert_gt(better, 0, "balanced never beat the even split");
+    /* the configuration says which: balanced on both, none for the even
+     * split (config.json said null for balanced on counts) */
+    const eplb_json_t *sc = eplb_json_get(eplb_json_get(cnt, "config"), "select"),
+                      *st = eplb_json_get(eplb_json_get(tok, "config"), "select"),
+                      *se = eplb_json_get(eplb_json_get(even, "config"), "select");
+    cr_assert(sc && sc->type == EPLB_JSON_STRING && !strcmp(sc->str, "balanced"));
+    cr_assert(st && st->type == EPLB_JSON_STRING && !strcmp(st->str, "balanced"));
+    cr_assert(se && se->type == EPLB_JSON_NULL);
     eplb_json_free(tok);
     eplb_json_free(cnt);
     eplb_json_free(even);

@@ -220,6 +220,8 @@ static void set_clear(eplb_tmp_set_t *s, int from)
     s->n = 0;
 }
 
+void (*eplb_tmp_set_rename_hook)(int renamed);
+
 eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
 {
     /* the signals wait until the set is renamed (or removed): one that
@@ -240,9 +242,24 @@ eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
         if (rename(s->tmp[done], s->final[done]) != 0)
             st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %s",
                                 s->final[done], s->tmp[done], strerror(errno));
-        else
-            done++;
+        else if (++done, eplb_tmp_set_rename_hook)
+            eplb_tmp_set_rename_hook(done);
     }
+    /* a signal that came meanwhile ends the process as soon as the mask is
+     * restored (128 + signal), yet the set is complete: say so, so that a
+     * script that reads only the exit status can be told */
+    sigset_t pend;
+    if (st == EPLB_OK && done > 0 && sigpending(&pend) == 0)
+        for (int i = 0; i < NSIGS; i++)
+            if (sigismember(&pend, guard_signals[i]) && !sigismember(&old, guard_signals[i])) {
+                fprintf(stderr,
+                        "eplb-replay: %s came while the outputs were renamed into place; "
+                        "all %d are complete (%s%s)\n",
+                        strsignal(guard_signals[i]), done, s->final[0],
+                        done > 1 ? " and the others beside it" : "");
+                fflush(stderr); /* the process dies next */
+                break;
+            }
     set_clear(s, done);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return st;

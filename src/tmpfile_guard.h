@@ -78,8 +78,15 @@ eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *
  * exists; then empty the set.  The guard's signals wait until it is done
  * (a signal does not stop it half-way).  On failure the temporary files not
  * renamed are removed ("FINAL: cannot rename TMP to it: <errno text>"; a rename
- * that fails after others succeeded cannot undo them). */
+ * that fails after others succeeded cannot undo them).  A guarded signal
+ * that came meanwhile (and is not blocked by the caller) is delivered when
+ * it returns, so the process dies of it with the set complete; a line on
+ * stderr says so first ("eplb-replay: Terminated came while the outputs were
+ * renamed into place; all N are complete (FIRST ...)"). */
 eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s);
+/* Tests only: called (where set) after each rename of a commit with the
+ * number renamed so far, while the signals wait. */
+extern void (*eplb_tmp_set_rename_hook)(int renamed);
 /* Remove every temporary file of the set (those that exist) and empty it;
  * the final names are not touched. */
 void eplb_tmp_set_abort(eplb_tmp_set_t *s);

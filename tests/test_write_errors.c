@@ -580,3 +580,66 @@ Test(write_errors, signal_on_other_thread_goes_to_main)
     unlink(mark);
     rmdir(d);
 }
+
+/* A signal that comes while an output set is renamed waits for the renames
+ * (the set is whole under its final names), and a line says so before the
+ * process dies of it: a script that reads only the exit status (128 + sig)
+ * would otherwise throw a complete result away.  The signal is sent after
+ * the first of three renames (eplb_tmp_set_rename_hook). */
+static void term_self(int renamed)
+{
+    if (renamed == 1)
+        kill(getpid(), SIGTERM);
+}
+
+Test(write_errors, signal_during_commit_says_the_set_is_complete)
+{
+    const char *d = eplb_test_tmpdir();
+    char f[3][4200], log[4200];
+    for (int i = 0; i < 3; i++)
+        snprintf(f[i], sizeof f[i], "%s/out%d.csv", d, i);
+    snprintf(log, sizeof log, "%s/stderr", d);
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        if (!freopen(log, "w", stderr))
+            _exit(5);
+        signal(SIGTERM, SIG_DFL);
+        eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+        for (int i = 0; i < 3; i++) {
+            const char *t = NULL;
+            if (eplb_tmp_set_add(&t, &set, f[i]) != EPLB_OK)
+                _exit(6);
+            FILE *o = fopen(t, "w");
+            if (!o)
+                _exit(7);
+            fprintf(o, "file %d\n", i);
+            fclose(o);
+        }
+        eplb_tmp_set_rename_hook = term_self;
+        eplb_tmp_set_commit(&set); /* dies as it returns */
+        _exit(8);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    for (int i = 0; i < 3; i++) {
+        char *t = eplb_test_slurp_text(f[i]);
+        char want[32];
+        snprintf(want, sizeof want, "file %d\n", i);
+        cr_assert_str_eq(t, want, "%s", f[i]);
+        free(t);
+        unlink(f[i]);
+    }
+    char *e = eplb_test_slurp_text(log);
+    char want[4400];
+    snprintf(want, sizeof want,
+             "eplb-replay: Terminated came while the outputs were renamed into place; all 3 "
+             "are complete (%s and the others beside it)\n",
+             f[0]);
+    cr_assert_str_eq(e, want);
+    free(e);
+    unlink(log);
+    cr_assert_eq(eplb_test_dir_entries(d), 0);
+    rmdir(d);
+}

@@ -107,6 +107,10 @@ void *eplb_huge_alloc(size_t n, size_t *size);
 /* Seconds on the monotonic clock (for intervals). */
 double eplb_now(void);
 
+/* The process's virtual size in bytes (/proc/self/statm: what RLIMIT_AS
+ * counts); 0 where it cannot be read. */
+uint64_t eplb_process_vm_bytes(void);
+
 /* Whether the environment variable `name` is set to something other than
  * empty or "0" (diagnostic switches such as EPLB_TIMINGS). */
 int eplb_env_on(const char *name);

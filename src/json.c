@@ -433,15 +433,9 @@ static size_t mem_available(void)
         return (size_t)set;
     size_t avail = SIZE_MAX;
     struct rlimit rl;
-    FILE *st = fopen("/proc/self/statm", "r");
-    unsigned long long pages = 0;
-    if (st && fscanf(st, "%llu", &pages) == 1 && getrlimit(RLIMIT_AS, &rl) == 0 &&
-        rl.rlim_cur != RLIM_INFINITY) {
-        const unsigned long long used = pages * (unsigned long long)sysconf(_SC_PAGESIZE);
+    const uint64_t used = eplb_process_vm_bytes();
+    if (used && getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         avail = rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
-    }
-    if (st)
-        fclose(st);
     FILE *f = fopen("/proc/meminfo", "r");
     if (f) {
         char line[256];

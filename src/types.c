@@ -140,6 +140,17 @@ double eplb_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+uint64_t eplb_process_vm_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    const int ok = f && fscanf(f, "%llu", &pages) == 1;
+    if (f)
+        fclose(f);
+    const long ps = sysconf(_SC_PAGESIZE);
+    return ok && ps > 0 ? (uint64_t)pages * (uint64_t)ps : 0;
+}
+
 int eplb_env_on(const char *name)
 {
     const char *v = getenv(name);

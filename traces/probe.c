@@ -162,18 +162,13 @@ static struct rlimit saved_as; /* the child's limit before cap_memory */
 static int cap_memory(void)
 {
 #if defined(__linux__)
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long pages = 0;
-    const int ok = f && fscanf(f, "%llu", &pages) == 1;
-    if (f)
-        fclose(f);
-    const long ps = sysconf(_SC_PAGESIZE);
+    const uint64_t have = eplb_process_vm_bytes();
     struct rlimit r;
-    if (!ok || ps <= 0 || getrlimit(RLIMIT_AS, &r) != 0)
+    if (!have || getrlimit(RLIMIT_AS, &r) != 0)
         return 0;
     /* in 64 bits: rlim_t has 32 on a 32-bit build without large-file
      * support, where the sum could wrap below what the process has */
-    const uint64_t want = (uint64_t)pages * (uint64_t)ps + (uint64_t)PROBE_MEM_BYTES;
+    const uint64_t want = have + (uint64_t)PROBE_MEM_BYTES;
     if (want >= (uint64_t)RLIM_INFINITY || (rlim_t)want != want)
         return 0;
     if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur <= (rlim_t)want)

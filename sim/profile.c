@@ -415,16 +415,16 @@ static const struct {
     double wbytes;
     const char *name;
 } known[] = {
-    {"deepseek-v3", 7168, 2048, 1, "DeepSeek-V3 config.json (FP8 weights)"},
-    {"deepseek-r1", 7168, 2048, 1, "DeepSeek-R1 config.json (FP8 weights)"},
-    {"dsv3", 7168, 2048, 1, "DeepSeek-V3 config.json (FP8 weights)"},
-    {"v2-lite", 2048, 1408, 2, "DeepSeek-V2-Lite config.json (BF16)"},
-    {"esft", 2048, 1408, 2, "ESFT-vanilla-lite = DeepSeek-V2-Lite (BF16)"},
-    {"deepseek-v2", 5120, 1536, 2, "DeepSeek-V2 config.json (BF16)"},
-    {"qwen3-30b", 2048, 768, 2, "Qwen3-30B-A3B config.json (BF16)"},
-    {"qwen3-235b", 4096, 1536, 2, "Qwen3-235B-A22B config.json (BF16)"},
-    {"mixtral-8x7b", 4096, 14336, 2, "Mixtral-8x7B config.json (BF16)"},
-    {"mixtral-8x22b", 6144, 16384, 2, "Mixtral-8x22B config.json (BF16)"},
+    {"deepseek-v3", 7168, 2048, 1, "sizes of DeepSeek-V3 by the model name, FP8"},
+    {"deepseek-r1", 7168, 2048, 1, "sizes of DeepSeek-R1 by the model name, FP8"},
+    {"dsv3", 7168, 2048, 1, "sizes of DeepSeek-V3 by the model name, FP8"},
+    {"v2-lite", 2048, 1408, 2, "sizes of DeepSeek-V2-Lite by the model name, BF16"},
+    {"esft", 2048, 1408, 2, "sizes of DeepSeek-V2-Lite by the model name ESFT-vanilla-lite, BF16"},
+    {"deepseek-v2", 5120, 1536, 2, "sizes of DeepSeek-V2 by the model name, BF16"},
+    {"qwen3-30b", 2048, 768, 2, "sizes of Qwen3-30B-A3B by the model name, BF16"},
+    {"qwen3-235b", 4096, 1536, 2, "sizes of Qwen3-235B-A22B by the model name, BF16"},
+    {"mixtral-8x7b", 4096, 14336, 2, "sizes of Mixtral-8x7B by the model name, BF16"},
+    {"mixtral-8x22b", 6144, 16384, 2, "sizes of Mixtral-8x22B by the model name, BF16"},
 };
 
 static int icontains(const char *hay, const char *needle)

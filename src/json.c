@@ -66,10 +66,11 @@ static eplb_status_t parse_string(parser_t *p, char **out)
         u[0] = *p->s++;
         /* a NUL would end the C string the caller gets early (JSON allows
          * no raw control character in a string at all) */
-        if (u[0] == '\0') {
+        if ((unsigned char)u[0] < 0x20) { /* RFC 8259: escaped, as Python's json asks */
             free(buf);
             p->s--;
-            return perr(p, "a NUL byte in a string");
+            return perr(p, u[0] ? "a control character in a string (write it as \\uXXXX)"
+                                : "a NUL byte in a string");
         }
         if (u[0] == '\\') {
             if (p->s >= p->end)
@@ -106,7 +107,16 @@ static eplb_status_t parse_string(parser_t *p, char **out)
                 u[0] = (char)(k == 1 ? cp : (k == 2 ? 0xc0 : k == 3 ? 0xe0 : 0xf0) | cp);
                 break;
             }
-            default: u[0] = e;
+            case '"':
+            case '\\':
+            case '/':
+                u[0] = e;
+                break;
+            default: /* "\q" read as "q" and "\<NUL>" put a NUL in the
+                      * string (it ended there as a C string) */
+                free(buf);
+                p->s--;
+                return perr(p, e ? "a bad escape" : "a NUL byte in a string");
             }
         }
         if (n + (size_t)k + 1 > cap) { /* room for them and the terminator */
@@ -126,6 +136,11 @@ static eplb_status_t parse_string(parser_t *p, char **out)
     }
     p->s++;
     buf[n] = '\0';
+    if (cap > n + 1) { /* the doubling's slack back: strings are kept */
+        char *nb = realloc(buf, n + 1);
+        if (nb)
+            buf = nb;
+    }
     *out = buf;
     return EPLB_OK;
 }
@@ -484,38 +499,64 @@ static size_t mem_available(void)
     return avail;
 }
 
-/* Bytes the values of text[0..len) take once parsed, from its separators
- * (outside strings): an item of an array 8 (packed numbers), a value in
- * an object 32, and each container and string another 32 (its own value;
- * an array holding them is not packed, its items are these).  *vals: the
- * values counted.  At least what the parser allocates, past the doubling's
- * slack (given back as each container closes). */
+/* Bytes the values of text[0..len) take once parsed.  Each item of an
+ * array is 8 bytes while all of its items are numbers (packed), 32 once one
+ * is not (every item a value, the numbers too); a member of an object 32
+ * and its key's pointer 8; a string's buffer and a container's at least
+ * 32 (the smallest malloc chunk; a string's text is in len).  An array's items are counted as it
+ * closes, from the first character of each.  *vals: the values counted.
+ * At least what the parser keeps, past the doubling's slack (given back
+ * as each container closes). */
 static double need_bytes(const char *text, size_t len, size_t *vals)
 {
     enum { DEEP = 258 }; /* the parser refuses more than 256 */
-    char open[DEEP];
-    int depth = 0;
+    struct {
+        char open;
+        unsigned char mixed; /* an item that is no number: not packed */
+        size_t items;
+    } open[DEEP];
+    int depth = 0, item_next = 0; /* the next character starts an array item */
     double need = sizeof(eplb_json_t);
     size_t n = 1;
     for (const char *c = text, *e = text + len; c < e; c++) {
+        if (*c == ' ' || *c == '\n' || *c == '\r' || *c == '\t')
+            continue;
+        if (item_next && *c != ']' && depth > 0 && depth <= DEEP) {
+            open[depth - 1].items++;
+            open[depth - 1].mixed |=
+                !(*c == '-' || (*c >= '0' && *c <= '9') || *c == 'N' || *c == 'I');
+        }
+        item_next = 0;
         if (*c == '"') {
             for (c++; c < e && *c != '"'; c++)
                 c += *c == '\\';
-            need += sizeof(eplb_json_t);
+            need += 32;
             continue;
         }
-        const int in_array = depth > 0 && depth <= DEEP && open[depth - 1] == '[';
+        const int in = depth > 0 && depth <= DEEP;
         if (*c == '[' || *c == '{') {
-            if (depth < DEEP)
-                open[depth] = *c;
+            if (depth < DEEP) {
+                open[depth].open = *c;
+                open[depth].mixed = 0;
+                open[depth].items = 0;
+            }
             depth++;
-            need += sizeof(eplb_json_t) + (*c == '[' ? sizeof(double) : sizeof(eplb_json_t));
-            n++;
+            item_next = *c == '[';
         } else if (*c == ']' || *c == '}') {
+            if (in) {
+                const size_t k = open[depth - 1].items;
+                need +=
+                    (double)k * (open[depth - 1].open == '{' ? sizeof(eplb_json_t) + sizeof(char *)
+                                 : open[depth - 1].mixed     ? sizeof(eplb_json_t)
+                                                             : sizeof(double));
+                need += k ? 32 : 0; /* its buffer's smallest malloc chunk */
+                n += k;
+            }
             depth -= depth > 0;
         } else if (*c == ',') {
-            need += in_array ? sizeof(double) : sizeof(eplb_json_t);
-            n++;
+            item_next = in && open[depth - 1].open == '[';
+        } else if (*c == ':' && in && open[depth - 1].open == '{') {
+            open[depth - 1].items++;
         }
     }
     *vals = n;

@@ -65,8 +65,11 @@ eplb_status_t eplb_input_file_read(char **out, size_t *len, const char *path,
  * ("WHAT: invalid JSON at byte N: why").  Numbers as RFC 8259 spells them
  * (no 00012, 1., .5, +1, 0x10), plus NaN, Infinity and -Infinity as
  * Python's json writes them; a literal beyond a double (1e400) is an error,
- * one below the smallest (1e-400) reads as 0.  A key given twice in one
- * object is an error; a leading UTF-8 byte order mark is skipped. */
+ * one below the smallest (1e-400) reads as 0.  Strings take the escapes of
+ * RFC 8259 only and no raw control character (below 0x20), as Python's
+ * json; bytes of 0x80 and above are kept as they are (not checked as
+ * UTF-8).  A key given twice in one object is an error; a leading UTF-8
+ * byte order mark is skipped. */
 eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len,
                               const char *what);
 /* Read (eplb_input_file_read, at most 1 GiB) and parse a whole file. */

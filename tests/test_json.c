@@ -67,6 +67,44 @@ Test(json, errors_name_source_and_offset)
                       "/nonexistent/w.json");
 }
 
+/* Strings as RFC 8259 (and Python's json, which writes the files) has
+ * them: the escapes \" \\ \/ \b \f \n \r \t \uXXXX only ("\q" read as "q",
+ * and a backslash before a NUL byte put a NUL into the string, which ended
+ * it there), and no raw control character (a raw byte 0x01 was kept).
+ * Found by a differential fuzz against Python's json. */
+Test(json, strings_refuse_bad_escapes_and_control_characters)
+{
+    static const struct {
+        const char *text;
+        size_t len;
+        const char *why; /* NULL: accepted */
+        const char *want;
+    } c[] = {
+        {"[\"a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\"]", 0, NULL, "a\"\\/\b\f\n\r\tA"},
+        {"[\"\\q\"]", 0, "byte 3: a bad escape", NULL},
+        {"[\"\\x41\"]", 0, "byte 3: a bad escape", NULL},
+        {"[\"\\U0041\"]", 0, "byte 3: a bad escape", NULL},
+        {"[\"\\\0x\"]", 7, "byte 3: a NUL byte in a string", NULL},
+        {"[\"a\001\"]", 0, "byte 3: a control character in a string", NULL},
+        {"[\"a\tb\"]", 0, "byte 3: a control character in a string", NULL},
+        {"{\"k\037\": 1}", 0, "byte 3: a control character in a string", NULL},
+        {"[\"a\0\"]", 5, "byte 3: a NUL byte in a string", NULL},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        const size_t len = c[i].len ? c[i].len : strlen(c[i].text);
+        eplb_json_t *v = NULL;
+        if (!c[i].why) {
+            eplb_assert_ok(eplb_json_parse(&v, c[i].text, len, "s.json"));
+            cr_assert_str_eq(eplb_json_at(v, 0)->str, c[i].want, "case %zu", i);
+            eplb_json_free(v);
+        } else {
+            eplb_assert_fails(eplb_json_parse(&v, c[i].text, len, "s.json"), EPLB_ERR_FORMAT,
+                              c[i].why);
+            cr_assert_null(v);
+        }
+    }
+}
+
 /* JSON text of one string through eplb_json_write_string (malloc'd). */
 static char *json_string_of(const char *s)
 {
@@ -302,6 +340,24 @@ Test(json, refuses_what_memory_cannot_hold)
     cr_assert(v->packed);
     cr_assert_eq(eplb_test_num_at(v, N - 1), 0);
     eplb_json_free(v);
+    /* items that are no number unpack an array: 32 bytes each, not 8
+     * (200,000 nulls passed a limit of 4 MB and took 8.4 MB) */
+    enum { NN = 200000 };
+    char *nl = malloc(5 * NN + 2);
+    cr_assert_not_null(nl);
+    nl[0] = '[';
+    for (int i = 0; i < NN; i++)
+        memcpy(nl + 1 + 5 * i, i + 1 < NN ? "null," : "null]", 5);
+    nl[5 * NN + 1] = '\0';
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "4000000", 1), 0);
+    eplb_assert_fails(eplb_json_parse(&v, nl, 5 * NN + 1, "n.json"), EPLB_ERR_NOMEM,
+                      "n.json: reading it needs about");
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "9000000", 1), 0);
+    eplb_assert_ok(eplb_json_parse(&v, nl, 5 * NN + 1, "n.json"));
+    cr_assert(!v->packed && v->n == NN);
+    eplb_json_free(v);
+    v = NULL;
+    free(nl);
     /* commas and brackets inside strings are not values */
     cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "350", 1), 0);
     const char *s = "[\"a,b,[c]\\\",{\", 1]";

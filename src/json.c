@@ -576,13 +576,15 @@ eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, c
         const double need = need_bytes(text, len, &vals) * 1.1 + (double)len;
         const size_t avail = mem_available();
         if (avail != SIZE_MAX && need > (double)avail) {
-            const int gib = need >= (1 << 30);
-            const double unit = gib ? 1 << 30 : 1 << 20;
+            /* the unit of the need (a small limit printed "0.0 MiB") */
+            const int k = need >= (1 << 30) ? 3 : need >= (1 << 20) ? 2 : need >= 1024 ? 1 : 0;
+            const char *const names[] = {"bytes", "KiB", "MiB", "GiB"};
+            const double unit = (double)(1ull << (10 * k));
             return eplb_error_set(EPLB_ERR_NOMEM,
                                   "%s: reading it needs about %.1f %s of memory (%zu values), "
                                   "more than the %.1f %s this process may take",
-                                  p.what, need / unit, gib ? "GiB" : "MiB", vals,
-                                  (double)avail / unit, gib ? "GiB" : "MiB");
+                                  p.what, need / unit, names[k], vals, (double)avail / unit,
+                                  names[k]);
         }
     }
     eplb_json_t *v = calloc(1, sizeof *v);

@@ -358,6 +358,12 @@ Test(json, refuses_what_memory_cannot_hold)
     eplb_json_free(v);
     v = NULL;
     free(nl);
+    /* a small need in bytes (it said "0.0 MiB"): [1, 2] packed 16 bytes,
+     * its node 32 and the array's chunk 32, +10%, plus the 6 bytes of text */
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "50", 1), 0);
+    eplb_assert_fails(eplb_json_parse(&v, "[1, 2]", 6, "k.json"), EPLB_ERR_NOMEM,
+                      "k.json: reading it needs about 94.0 bytes of memory (3 values), more "
+                      "than the 50.0 bytes this process may take");
     /* commas and brackets inside strings are not values */
     cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "350", 1), 0);
     const char *s = "[\"a,b,[c]\\\",{\", 1]";

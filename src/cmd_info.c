@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checks.h"
 #include "json.h"
 #include "kernels.h"
+#include "progress.h"
 #include "trace.h"
 
 #define BATCH_BYTES (32u << 20)
@@ -29,7 +31,8 @@ static void usage(FILE *f)
                "topk_ids, counts), logits dtype, stored and raw dataset sizes, and the load\n"
                "skew per layer (max/mean expert load over the whole trace, from topk_ids if\n"
                "present, else counts, else by routing the logits), and where the trace has\n"
-               "/tokens/src_rank how many ranks have tokens and how many each.\n\n"
+               "/tokens/src_rank how many ranks have tokens and how many each.  On a\n"
+               "terminal, a line on stderr counts the tokens read (from 2 s).\n\n"
                "  --json      one JSON object on stdout (keys: num_layers, num_experts, top_k,\n"
                "              num_steps, num_tokens, levels, scoring, dtype, sizes,\n"
                "              skew_per_layer, skew_max, src_ranks, ...)\n"
@@ -109,7 +112,8 @@ out:
 }
 
 /* Sum logical loads [L][E] over the trace; *src names where they came from. */
-static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_trace_t *tr)
+static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_trace_t *tr,
+                                  eplb_progress_t *prog)
 {
     const eplb_trace_info_t *in = eplb_trace_info(tr);
     int L = in->num_layers, E = in->route.num_experts, K = in->route.top_k;
@@ -127,6 +131,8 @@ static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_tr
             int64_t n = T - t < B ? T - t : B;
             EPLB_CHECK_GOTO(eplb_trace_read_topk(tr, ids, NULL, t, t + n), st, out);
             count_ids(load, ids, n, L, K, E);
+            if (prog)
+                eplb_progress_count(prog, t + n, T);
         }
     } else if (in->levels & EPLB_LEVEL_COUNTS) {
         *src = "counts";
@@ -152,6 +158,8 @@ static eplb_status_t compute_load(int64_t *load, const char **src, const eplb_tr
                                            &in->route),
                             st, out);
             count_ids(load, ids, n, L, K, E);
+            if (prog)
+                eplb_progress_count(prog, t + n, T);
         }
     }
     if ((in->levels & EPLB_LEVEL_COUNTS) && strcmp(*src, "counts"))
@@ -454,7 +462,15 @@ int eplb_cmd_info(int argc, char **argv)
         skew = calloc((size_t)in->num_layers, sizeof *skew);
         EPLB_ALLOC_GOTO(load, st, out);
         EPLB_ALLOC_GOTO(skew, st, out);
-        EPLB_CHECK_GOTO(compute_load(load, &skew_src, tr), st, out);
+        /* "eplb-replay info: tokens read N of T (S s)" on a terminal, from
+         * 2 s (routing a large trace's logits takes minutes) */
+        eplb_progress_t prog;
+        eplb_progress_init(&prog, "eplb-replay info");
+        prog.unit = "tokens read";
+        st = compute_load(load, &skew_src, tr, isatty(2) ? &prog : NULL);
+        eplb_progress_end(&prog);
+        if (st != EPLB_OK)
+            goto out;
         EPLB_CHECK_GOTO(check_phase(tr), st, out);
         EPLB_CHECK_GOTO(rank_tokens(&rs, tr), st, out);
         skew_of(skew, load, in->num_layers, in->route.num_experts);

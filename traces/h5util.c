@@ -97,9 +97,23 @@ eplb_status_t eplb_h5_fail(eplb_status_t st, const char *path, const char *obj,
                            const char *what)
 {
     const char *r = eplb_h5_reason();
-    return eplb_error_set(st, "%s: %s%s%s%s%s%s", path, obj ? obj : "",
-                          obj ? ": " : "", what, r[0] ? " (hdf5: " : "", r,
-                          r[0] ? ")" : "");
+    /* A message version this library does not know: corrupt metadata, or
+     * (the likelier) a file written by a newer HDF5 in a newer format (h5py
+     * on HDF5 2.0 with libver='latest' writes layout message version 5 for
+     * every filtered dataset, which HDF5 1.10.8 calls "bad version number
+     * for layout message").  Say so, and how to write one this build reads. */
+    char hint[320] = "";
+    if (strstr(r, "version number")) {
+        unsigned maj = 0, min = 0, rel = 0;
+        H5get_libversion(&maj, &min, &rel);
+        snprintf(hint, sizeof hint,
+                 "; a file format newer than this build's HDF5 %u.%u.%u reads (h5py on "
+                 "HDF5 >= 2.0 with libver='latest' writes one; libver=('v110', 'latest') "
+                 "keeps SWMR and is read), or corrupt metadata",
+                 maj, min, rel);
+    }
+    return eplb_error_set(st, "%s: %s%s%s%s%s%s%s", path, obj ? obj : "", obj ? ": " : "", what,
+                          r[0] ? " (hdf5: " : "", r, r[0] ? ")" : "", hint);
 }
 
 uint64_t eplb_h5_chunk_slots(int rank, const hsize_t *dims, const hsize_t *cd)

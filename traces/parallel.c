@@ -639,6 +639,30 @@ static void produce(par_t *p, hid_t d, hid_t mtype, int rank)
             }
 }
 
+/* H5Dget_chunk_info_by_coord walks the dataset's chunk index from its
+ * start for every call (HDF5 1.10.8: H5B_iterate under
+ * H5D__get_chunk_info_by_coord), so a read that looks up each of n chunks
+ * costs n^2/2 index records: 50,000 chunks of 4 KiB (400,000 tokens of
+ * 4 x 32 f32 logits) took 18 s for `info`, 100,000 one-row chunks 98 s,
+ * where a plain H5Dread takes 0.4 s.  Past this many chunks the producer
+ * fetches raw chunks with H5Dread_chunk instead (an index lookup, O(log n)
+ * per chunk; as fast for the writer's 4 MB chunks on the build machine,
+ * 513 against 512 MB/s in `bench io` on a 592 MB trace, whose 285 chunks
+ * take the addresses).  8192 chunks cost the lookups ~0.5 s; the writer
+ * makes that many only past ~30 GB. */
+#define ADDR_LOOKUP_MAX_CHUNKS 8192
+
+static uint64_t plan_chunks(const par_t *p)
+{
+    uint64_t n = 1;
+    for (int i = 0; i < 3; i++) {
+        const uint64_t c = (p->dims[i] + p->cdims[i] - 1) / p->cdims[i];
+        if (__builtin_mul_overflow(n, c, &n))
+            return UINT64_MAX;
+    }
+    return n;
+}
+
 /* A descriptor of the trace's file for the workers' reads of raw chunks:
  * a duplicate of HDF5's own (the sec2 driver's), so that it is the file
  * HDF5 opened even if the path now names another; -1 where HDF5 cannot
@@ -716,7 +740,7 @@ static eplb_status_t read_rows_parallel(const eplb_trace_t *tr, hid_t d, hid_t m
         return EPLB_OK;
     p.r0 = (hsize_t)r0;
     p.r1 = (hsize_t)r1;
-    p.fd = raw_fd(d);
+    p.fd = plan_chunks(&p) <= ADDR_LOOKUP_MAX_CHUNKS ? raw_fd(d) : -1;
     p.check = check;
     p.check_dt = tr->info.logits_dtype;
     atomic_init(&p.unchecked, 0);

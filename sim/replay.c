@@ -408,7 +408,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
                                                       : eplb_now() - t0;
             memcpy(r->phy2log, r->target, (size_t)r->L * r->P * sizeof *r->target);
         }
-        eplb_sim_run_derive_all(r);
+        EPLB_CHECK_GOTO(eplb_sim_run_derive_all(r), st, out);
     }
     if (opts->results_path) {
         EPLB_CHECK_GOTO(eplb_sim_h5_create(&h5, opts->results_path, sh.L, sh.E, sh.K,

@@ -17,7 +17,7 @@
 
 /* 2: run groups leave out the attributes that do not apply (trigger, async,
  * chunk, window, interval of none runs; window, interval of once runs) */
-#define RESULTS_VERSION 2
+#define RESULTS_VERSION 3
 
 typedef struct {
     hid_t grp, tok, bal, tim, ev, pl, plstep;
@@ -264,7 +264,7 @@ static eplb_status_t unlocked_add_run(eplb_sim_h5_t *h, int idx,
     hsize_t baldims[1] = {(hsize_t)h->L};
     hsize_t timdims[1] = {4};
     hsize_t pldims[2] = {(hsize_t)h->L, (hsize_t)r->P};
-    r->tok = create_ext(r->grp, "gpu_tokens", H5T_STD_I32LE, 3, tokdims, 64);
+    r->tok = create_ext(r->grp, "gpu_tokens", H5T_STD_I64LE, 3, tokdims, 64);
     r->bal = create_ext(r->grp, "balancedness", H5T_IEEE_F32LE, 2, baldims, 256);
     r->tim = create_ext(r->grp, "step_time", H5T_IEEE_F64LE, 2, timdims, 1024);
     r->ev = create_ext(r->grp, "events", h->ev_ftype, 1, NULL, 256);
@@ -278,11 +278,11 @@ static eplb_status_t unlocked_add_run(eplb_sim_h5_t *h, int idx,
 }
 
 static eplb_status_t unlocked_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
-                                       const int32_t *tokens, const float *bal,
-                                       const double *times)
+                                           const int64_t *tokens, const float *bal,
+                                           const double *times)
 {
     h5run_t *r = &h->run[idx];
-    if (append(r->tok, H5T_NATIVE_INT32, (hsize_t)n, tokens) < 0 ||
+    if (append(r->tok, H5T_NATIVE_INT64, (hsize_t)n, tokens) < 0 ||
         append(r->bal, H5T_NATIVE_FLOAT, (hsize_t)n, bal) < 0 ||
         append(r->tim, H5T_NATIVE_DOUBLE, (hsize_t)n, times) < 0)
         return h5err(h, "step series");
@@ -411,9 +411,8 @@ eplb_status_t eplb_sim_h5_add_run(eplb_sim_h5_t *h, int idx, const eplb_sim_run_
     LOCKED(unlocked_add_run(h, idx, cfg, label, policy, placement));
 }
 
-eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
-                                       const int32_t *tokens, const float *bal,
-                                       const double *times)
+eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n, const int64_t *tokens,
+                                       const float *bal, const double *times)
 {
     LOCKED(unlocked_append_steps(h, idx, n, tokens, bal, times));
 }

@@ -19,9 +19,8 @@ eplb_status_t eplb_sim_h5_add_run(eplb_sim_h5_t *h, int idx,
                                   const char *label, const char *policy,
                                   const int32_t *placement);
 /* Append n steps: tokens [n][L][D], balancedness [n][L], times [n][4]. */
-eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
-                                       const int32_t *tokens, const float *bal,
-                                       const double *times);
+eplb_status_t eplb_sim_h5_append_steps(eplb_sim_h5_t *h, int idx, int64_t n, const int64_t *tokens,
+                                       const float *bal, const double *times);
 eplb_status_t eplb_sim_h5_append_events(eplb_sim_h5_t *h, int idx,
                                         const eplb_sim_event_t *ev, size_t n);
 /* Append one decided placement [L][P] with the step it was decided at. */

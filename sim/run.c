@@ -16,11 +16,69 @@ static const int32_t *hist_row(const sim_shared_t *sh, int64_t s)
     return sh->hist + (size_t)(s % sh->H) * sh->L * sh->E;
 }
 
-static void derive_layer(sim_run_t *r, int l)
+/* maps[l] for the current log2phy stride (every layer: after the stride
+ * grew, all of them moved) */
+static void set_maps(sim_run_t *r)
 {
-    eplb_placement_derive(r->logcnt + (size_t)l * r->E,
-                          r->log2phy + (size_t)l * r->E * r->maxcnt, r->maxcnt,
-                          r->phy2log + (size_t)l * r->P, NULL, 1, r->E, r->P);
+    for (int l = 0; l < r->L; l++) {
+        eplb_layer_map_t m = {r->E,
+                              r->P,
+                              r->D,
+                              r->N,
+                              r->maxcnt,
+                              r->logcnt + (size_t)l * r->E,
+                              r->log2phy + (size_t)l * r->E * r->maxcnt};
+        r->maps[l] = m;
+    }
+    r->maps_dirty = 1;
+}
+
+/* logcnt and log2phy of layer l from its phy2log.  log2phy's rows hold
+ * maxcnt replicas: the most any expert has had in this run, not P - E + 1
+ * (which cost L x E x (P - E + 1) x 4 bytes a run: 4.3 GB at 4096 layers of
+ * 512 experts on 1024 slots, most of it -1).  A placement with more
+ * replicas of one expert widens every row (twice as wide at least, at most
+ * P - E + 1) and derives every layer again. */
+static eplb_status_t derive_layer(sim_run_t *r, int l)
+{
+    int32_t *cnt = r->logcnt + (size_t)l * r->E;
+    const int32_t *p2l = r->phy2log + (size_t)l * r->P;
+    memset(cnt, 0, (size_t)r->E * sizeof *cnt);
+    int most = 1;
+    for (int p = 0; p < r->P; p++)
+        if (p2l[p] >= 0 && p2l[p] < r->E && ++cnt[p2l[p]] > most)
+            most = cnt[p2l[p]];
+    if (most > r->maxcnt) {
+        /* the widest of every layer (derive_all meets them in order; the
+         * others are re-derived here at the new width) */
+        for (int k = 0; k < r->L; k++) {
+            const int32_t *q = r->phy2log + (size_t)k * r->P;
+            int32_t *c = r->logcnt + (size_t)k * r->E;
+            if (k == l)
+                continue;
+            memset(c, 0, (size_t)r->E * sizeof *c);
+            for (int p = 0; p < r->P; p++)
+                if (q[p] >= 0 && q[p] < r->E && ++c[q[p]] > most)
+                    most = c[q[p]];
+        }
+        int w = 2 * r->maxcnt > most ? 2 * r->maxcnt : most;
+        if (w > r->P - r->E + 1)
+            w = r->P - r->E + 1;
+        int32_t *n = realloc(r->log2phy, (size_t)r->L * r->E * (size_t)w * sizeof *n);
+        if (!n)
+            return eplb_error_set(EPLB_ERR_NOMEM, "run state: out of memory");
+        r->log2phy = n;
+        r->maxcnt = w;
+        for (int k = 0; k < r->L; k++)
+            if (k != l)
+                eplb_placement_derive(r->logcnt + (size_t)k * r->E,
+                                      r->log2phy + (size_t)k * r->E * w, w,
+                                      r->phy2log + (size_t)k * r->P, NULL, 1, r->E, r->P);
+        set_maps(r);
+    }
+    eplb_placement_derive(cnt, r->log2phy + (size_t)l * r->E * r->maxcnt, r->maxcnt, p2l, NULL, 1,
+                          r->E, r->P);
+    return EPLB_OK;
 }
 
 static eplb_status_t add_event(sim_run_t *r, const eplb_sim_event_t *ev)
@@ -64,7 +122,7 @@ static eplb_status_t commit_layer(sim_run_t *r, int l, int64_t s, int64_t decide
     ev.stall_s = tr.time_s;
     ev.policy_s = policy_s;
     memcpy(r->phy2log + (size_t)l * r->P, nw, (size_t)r->P * sizeof *nw);
-    derive_layer(r, l);
+    EPLB_CHECK(derive_layer(r, l));
     r->maps_dirty = 1;
     r->res->moved_replicas += tr.moved;
     r->res->moved_bytes += tr.bytes;
@@ -473,9 +531,9 @@ static void step_cost(sim_shared_t *sh, sim_run_t *r, sim_work_t *w, int64_t s,
             r->res->tokens_lost += T * K - lc.total_tokens;
         if (r->ser_bal) {
             r->ser_bal[(size_t)b * L + l] = (float)bal;
-            int32_t *st = r->ser_tok + ((size_t)b * L + l) * D;
-            for (int g = 0; g < D; g++)
-                st[g] = (int32_t)gtok[g];
+            /* int64: a counts trace's expert counts reach 2^31 - 1, and a
+             * GPU sums P / D of them (an SGLang run total wrapped) */
+            memcpy(r->ser_tok + ((size_t)b * L + l) * D, gtok, (size_t)D * sizeof *gtok);
         }
     }
     r->nlayers_seen += L;
@@ -717,7 +775,7 @@ eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
     EPLB_CHECK(eplb_traffic_check(0, r->L, r->K, 0, r->L, &tc));
     r->is_none = !cfg->policy || !strcmp(cfg->policy->name, "none");
     r->Sg = r->P / r->D;
-    r->maxcnt = r->P - r->E + 1;
+    r->maxcnt = 1; /* widened by derive_layer as placements need */
     size_t LP = (size_t)r->L * r->P, LE = (size_t)r->L * r->E;
     r->phy2log = malloc(LP * sizeof *r->phy2log);
     r->target = malloc(LP * sizeof *r->target);
@@ -748,7 +806,10 @@ eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
     eplb_placement_default(r->phy2log, r->L, r->E, r->P);
     eplb_sim_cost_init(&r->cost, &o->prof, &o->shape, r->D, r->N, r->P);
     if (o->results_path) {
-        size_t B = BLOCK_STEPS;
+        /* a block holds at most BLOCK_STEPS steps and never more than the
+         * trace (L x D x 8 bytes a step: 8 GiB for 256 steps of 4096
+         * layers on 1024 GPUs) */
+        size_t B = sh->S > 0 && sh->S < BLOCK_STEPS ? (size_t)sh->S : BLOCK_STEPS;
         r->ser_tok = malloc(B * r->L * r->D * sizeof *r->ser_tok);
         r->ser_bal = malloc(B * r->L * sizeof *r->ser_bal);
         r->ser_time = malloc(B * 4 * sizeof *r->ser_time);
@@ -764,16 +825,12 @@ eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
     return EPLB_OK;
 }
 
-void eplb_sim_run_derive_all(sim_run_t *r)
+eplb_status_t eplb_sim_run_derive_all(sim_run_t *r)
 {
-    r->maps_dirty = 1;
-    for (int l = 0; l < r->L; l++) {
-        derive_layer(r, l);
-        eplb_layer_map_t m = {r->E, r->P, r->D, r->N, r->maxcnt,
-                              r->logcnt + (size_t)l * r->E,
-                              r->log2phy + (size_t)l * r->E * r->maxcnt};
-        r->maps[l] = m;
-    }
+    for (int l = 0; l < r->L; l++)
+        EPLB_CHECK(derive_layer(r, l));
+    set_maps(r);
+    return EPLB_OK;
 }
 
 static void gpu_run_free(sim_gpu_run_t *gr)

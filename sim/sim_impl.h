@@ -138,7 +138,8 @@ typedef struct {
     int L, E, K, G, P, D, N, Sg, maxcnt;
     eplb_cost_t cost;
     int32_t *phy2log, *target;  /* [L][P] */
-    int32_t *logcnt, *log2phy;  /* [L][E], [L][E][maxcnt] */
+    int32_t *logcnt, *log2phy;  /* [L][E], [L][E][maxcnt]: maxcnt the most replicas
+                                   any expert has had in the run (run.c) */
     eplb_layer_map_t *maps;     /* [L] */
     int maps_dirty;             /* maps changed since the GPU got them */
     sim_gpu_run_t *gpu;         /* GPU selection (opts.gpu_select), or NULL */
@@ -158,7 +159,7 @@ typedef struct {
         sum_stall;
     int64_t nlayers_seen;
     /* block series */
-    int32_t *ser_tok;           /* [B][L][D] */
+    int64_t *ser_tok;           /* [B][L][D] */
     float *ser_bal;             /* [B][L] */
     double *ser_time;           /* [B][4]: compute, a2a, overhead, stall */
     double step_stall;          /* stall charged to the current step */
@@ -215,7 +216,7 @@ eplb_status_t eplb_sim_run_init(sim_run_t *r, const eplb_sim_run_cfg_t *cfg,
                                 eplb_sim_result_t *res, const sim_shared_t *sh,
                                 const eplb_sim_opts_t *o);
 /* (Re)derive logcnt/log2phy and the layer maps of every layer. */
-void eplb_sim_run_derive_all(sim_run_t *r);
+eplb_status_t eplb_sim_run_derive_all(sim_run_t *r);
 eplb_policy_args_t eplb_sim_run_policy_args(const sim_run_t *r, const int32_t *old);
 /* The progress line of r's policy call before step s (src/progress.h):
  * "eplb-replay: step s/S, <label>: layer N of L (T s)". */

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "helpers.h"
 #include "trace_fixtures.h"
 #include "json.h"
@@ -1110,4 +1112,109 @@ Test(run_cli, gpu_select_pipeline_matches_cpu)
         }
     eplb_trace_close(tr);
     unlink(path);
+}
+
+/* results.h5's gpu_tokens are int64: a counts trace's expert counts reach
+ * 2^31 - 1 and a GPU sums several (an SGLang run total wrapped to a
+ * negative int32).  8 experts of 2^31 - 1 on 2 GPUs without redundancy:
+ * none's default placement puts experts 0-3 on GPU 0, 4-7 on GPU 1, so
+ * each computes 4 x (2^31 - 1) entries. */
+Test(run_cli, results_gpu_tokens_past_int32)
+{
+    char json[600], h5[600], out[600], res[700];
+    snprintf(json, sizeof json, "%s/big.json", tdir);
+    snprintf(h5, sizeof h5, "%s/big.h5", tdir);
+    snprintf(out, sizeof out, "%s/bigout", tdir);
+    snprintf(res, sizeof res, "%s/results.h5", out);
+    eplb_test_write_text(json, "{\"logical_count\": [[2147483647, 2147483647, 2147483647, "
+                               "2147483647, 2147483647, 2147483647, 2147483647, 2147483647]]}");
+    eplb_test_cli_expect(0, "wrote", "import --format sglang-counts '%s' --top-k 1 -o '%s'", json,
+                         h5);
+    eplb_test_cli_expect(0, NULL,
+                         "run '%s' --gpus 2 --redundant 0 --policy none --quiet "
+                         "--policy-time 0 --out '%s'",
+                         h5, out);
+    hid_t f = H5Fopen(res, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", res);
+    hid_t d = H5Dopen2(f, "/runs/000/gpu_tokens", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    hid_t t = H5Dget_type(d);
+    cr_assert_eq(H5Tget_size(t), 8u, "gpu_tokens is not 64-bit");
+    H5Tclose(t);
+    hid_t sp = H5Dget_space(d);
+    cr_assert_eq(H5Sget_simple_extent_npoints(sp), 2); /* 1 step x 1 layer x 2 GPUs */
+    int64_t g[2] = {0, 0};
+    cr_assert(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, g) >= 0);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    cr_assert_eq(g[0], INT64_C(4) * 2147483647, "GPU 0: %lld", (long long)g[0]);
+    cr_assert_eq(g[1], INT64_C(4) * 2147483647, "GPU 1: %lld", (long long)g[1]);
+}
+
+/* log2phy's rows are as wide as the most replicas any expert has had in the
+ * run, widened as placements need (they held P - E + 1 each: 2.2 GB for
+ * 1024 layers of 512 experts on 1024 slots).  A skewed trace with 28
+ * redundant slots on 4 GPUs: deepseek gives hot experts far more replicas
+ * than the default placement's 2, committed one layer a step (the widening
+ * inside a run); every (token, expert) entry still lands on a GPU: each
+ * step and layer of gpu_tokens sums to tokens x K. */
+Test(run_cli, replica_rows_widen_as_placements_need)
+{
+    char tr[600], out[600], res[700];
+    snprintf(tr, sizeof tr, "%s/skew.h5", tdir);
+    snprintf(out, sizeof out, "%s/skewout", tdir);
+    snprintf(res, sizeof res, "%s/results.h5", out);
+    eplb_test_cli_expect(0, "wrote",
+                         "gen --preset esft-lite --steps 12 --tokens-per-step 64 "
+                         "--layers 3 --dtype f32 -o '%s'",
+                         tr);
+    eplb_test_cli_expect(0, NULL,
+                         "run '%s' --gpus 4 --redundant 28 --policy deepseek "
+                         "--async layers --interval 3 --quiet --policy-time 0 --out '%s'",
+                         tr, out);
+    int64_t T[13]; /* the trace's step offsets */
+    hid_t f = H5Fopen(tr, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", tr);
+    hid_t d = H5Dopen2(f, "/steps/token_offset", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    cr_assert(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, T) >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    f = H5Fopen(res, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", res);
+    /* deepseek's final placement gives some expert more than 2 replicas
+     * (the default's most): the rows widened during the run */
+    d = H5Dopen2(f, "/runs/001/placement_final", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    int32_t pf[3 * 92];
+    cr_assert(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, pf) >= 0);
+    H5Dclose(d);
+    int most = 0;
+    for (int l = 0; l < 3; l++) {
+        int cnt[64] = {0};
+        for (int p = 0; p < 92; p++) {
+            cr_assert(pf[l * 92 + p] >= 0 && pf[l * 92 + p] < 64);
+            if (++cnt[pf[l * 92 + p]] > most)
+                most = cnt[pf[l * 92 + p]];
+        }
+    }
+    cr_assert_gt(most, 2, "no expert got more than 2 replicas: nothing widened");
+    for (int run = 0; run < 2; run++) {
+        char name[64];
+        snprintf(name, sizeof name, "/runs/%03d/gpu_tokens", run);
+        d = H5Dopen2(f, name, H5P_DEFAULT);
+        cr_assert(d >= 0, "%s", name);
+        int64_t g[12 * 3 * 4];
+        cr_assert(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, g) >= 0);
+        H5Dclose(d);
+        for (int st = 0; st < 12; st++)
+            for (int l = 0; l < 3; l++) {
+                int64_t sum = 0;
+                for (int q = 0; q < 4; q++)
+                    sum += g[(st * 3 + l) * 4 + q];
+                cr_assert_eq(sum, (T[st + 1] - T[st]) * 6, "run %d step %d layer %d", run, st, l);
+            }
+    }
+    H5Fclose(f);
 }

@@ -621,7 +621,7 @@ Test(import, sglang_bad_input)
     rmdir(dir);
 }
 
-/* [S][L][E] (SGLang's per-pass dumps, its EPLB's time series): one trace step
+/* [S][L][E] (SGLang's stat-mode dump, its EPLB's time series): one trace step
  * per outer element.  Rows 0 and 3 are zero in every step and dropped from
  * every step; row 1, zero in steps 1 and 2, is kept in all three.  Tokens of a
  * step: ceil(its largest row sum / K): 6 / 2 = 3, 0 (all zero), 7 / 2 -> 4. */

@@ -127,7 +127,7 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
                             path);
         goto out;
     }
-    /* [S][L][E] (SGLang's per-pass dumps, the time series its EPLB keeps)
+    /* [S][L][E] (SGLang's stat-mode dump: the time series its EPLB keeps)
      * when the first layer is itself an array of arrays; else [L][E] */
     const eplb_json_t *first = eplb_json_at(lc, 0), *first_row = eplb_json_at(first, 0);
     const int three_d = first_row && first_row->type == EPLB_JSON_ARRAY;

@@ -16,7 +16,8 @@
 #include "tmpfile_guard.h"
 
 /* 2: run groups leave out the attributes that do not apply (trigger, async,
- * chunk, window, interval of none runs; window, interval of once runs) */
+ * chunk, window, interval of none runs; window, interval of once runs);
+ * 3: gpu_tokens int64 (int32 wrapped past 2^31) */
 #define RESULTS_VERSION 3
 
 typedef struct {

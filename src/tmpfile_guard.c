@@ -222,6 +222,16 @@ static void set_clear(eplb_tmp_set_t *s, int from)
 
 void (*eplb_tmp_set_rename_hook)(int renamed);
 
+/* 1 if sig, once unblocked, ends the process: the default action or the
+ * guard's handler (not SIG_IGN, as under nohup, nor a caller's handler) */
+static int ends_process(int sig)
+{
+    struct sigaction cur;
+    if (sigaction(sig, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO))
+        return 0;
+    return cur.sa_handler == SIG_DFL || cur.sa_handler == on_signal;
+}
+
 eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
 {
     /* the signals wait until the set is renamed (or removed): one that
@@ -251,7 +261,8 @@ eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
     sigset_t pend;
     if (st == EPLB_OK && done > 0 && sigpending(&pend) == 0)
         for (int i = 0; i < NSIGS; i++)
-            if (sigismember(&pend, guard_signals[i]) && !sigismember(&old, guard_signals[i])) {
+            if (sigismember(&pend, guard_signals[i]) && !sigismember(&old, guard_signals[i]) &&
+                ends_process(guard_signals[i])) {
                 fprintf(stderr,
                         "eplb-replay: %s came while the outputs were renamed into place; "
                         "all %d are complete (%s%s)\n",

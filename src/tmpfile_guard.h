@@ -80,7 +80,8 @@ eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *
  * renamed are removed ("FINAL: cannot rename TMP to it: <errno text>"; a rename
  * that fails after others succeeded cannot undo them).  A guarded signal
  * that came meanwhile (and is not blocked by the caller) is delivered when
- * it returns, so the process dies of it with the set complete; a line on
+ * it returns, so the process dies of it with the set complete (unless it
+ * is ignored or has a caller's handler: then nothing is said); a line on
  * stderr says so first ("eplb-replay: Terminated came while the outputs were
  * renamed into place; all N are complete (FIRST ...)"). */
 eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s);

@@ -695,6 +695,9 @@ Test(import, sglang_3d_bad_input)
                     "has 2");
     expect_bad_json(p, "{\"logical_count\": [[[1, 2]], 5]}",
                     "logical_count[1] (step 1): expected a non-empty array of layers");
+    /* an object is no step: read as [L][E], its first row is refused */
+    expect_bad_json(p, "{\"logical_count\": [{\"a\": [1, 2]}]}",
+                    "logical_count[0] (layer 0): expected a non-empty array of expert counts");
     expect_bad_json(p, "{\"logical_count\": [[[1, 2]], [[]]]}",
                     "logical_count[1][0] (step 1, layer 0): expected a non-empty array");
     expect_bad_json(p, "{\"logical_count\": [[[1, 2], [0, 0]], [[1, 2], [0, -1]]]}",

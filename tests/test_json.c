@@ -328,8 +328,13 @@ Test(json, refuses_what_memory_cannot_hold)
     cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "500000", 1), 0);
     eplb_assert_fails(eplb_json_parse(&v, t, 2 * N + 1, "w.json"), EPLB_ERR_NOMEM,
                       "w.json: reading it needs about 1.0 MiB of memory (100001 values), "
-                      "more than the 0.5 MiB this process may take");
+                      "more than the 488.3 KiB this process may take");
     cr_assert_null(v);
+    /* the limit in its own unit, not the need's ("0.0 MiB") */
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "30000", 1), 0);
+    eplb_assert_fails(eplb_json_parse(&v, t, 2 * N + 1, "w.json"), EPLB_ERR_NOMEM,
+                      "w.json: reading it needs about 1.0 MiB of memory (100001 values), "
+                      "more than the 29.3 KiB this process may take");
     cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "1100000", 1), 0);
     eplb_assert_ok(eplb_json_parse(&v, t, 2 * N + 1, "w.json"));
     eplb_json_free(v);

@@ -643,3 +643,49 @@ Test(write_errors, signal_during_commit_says_the_set_is_complete)
     cr_assert_eq(eplb_test_dir_entries(d), 0);
     rmdir(d);
 }
+
+/* An ignored signal (SIGHUP under nohup) that comes during the renames
+ * ends nothing: no line says the process dies of it. */
+static void hup_self(int renamed)
+{
+    if (renamed == 1)
+        kill(getpid(), SIGHUP);
+}
+
+Test(write_errors, ignored_signal_during_commit_says_nothing)
+{
+    const char *d = eplb_test_tmpdir();
+    char f[2][4200], log[4200];
+    for (int i = 0; i < 2; i++)
+        snprintf(f[i], sizeof f[i], "%s/out%d.csv", d, i);
+    snprintf(log, sizeof log, "%s/stderr", d);
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        if (!freopen(log, "w", stderr))
+            _exit(5);
+        signal(SIGHUP, SIG_IGN);
+        eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+        for (int i = 0; i < 2; i++) {
+            const char *t = NULL;
+            if (eplb_tmp_set_add(&t, &set, f[i]) != EPLB_OK)
+                _exit(6);
+            FILE *o = fopen(t, "w");
+            if (!o)
+                _exit(7);
+            fclose(o);
+        }
+        eplb_tmp_set_rename_hook = hup_self;
+        _exit(eplb_tmp_set_commit(&set) == EPLB_OK ? 0 : 8);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+    char *e = eplb_test_slurp_text(log);
+    cr_assert_str_eq(e, "");
+    free(e);
+    unlink(log);
+    for (int i = 0; i < 2; i++)
+        unlink(f[i]);
+    rmdir(d);
+}

@@ -130,7 +130,10 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
     /* [S][L][E] (SGLang's stat-mode dump: the time series its EPLB keeps)
      * when the first layer is itself an array of arrays; else [L][E] */
     const eplb_json_t *first = eplb_json_at(lc, 0), *first_row = eplb_json_at(first, 0);
-    const int three_d = first_row && first_row->type == EPLB_JSON_ARRAY;
+    /* (eplb_json_at also reads an object's members: [{"k": [..]}] is no
+     * series) */
+    const int three_d =
+        first && first->type == EPLB_JSON_ARRAY && first_row && first_row->type == EPLB_JSON_ARRAY;
     if (lc->n > (three_d ? MAX_STEPS : MAX_ROWS)) {
         st = eplb_error_set(EPLB_ERR_FORMAT, "%s: logical_count: %zu %s (too many)", path,
                             lc->n, three_d ? "steps" : "layers");

@@ -1218,3 +1218,65 @@ Test(run_cli, replica_rows_widen_as_placements_need)
     }
     H5Fclose(f);
 }
+
+/* The mapping itself after the rows widen: a counts trace (1 step, 2 layers
+ * of 8 experts, one hot expert a layer) placed once by deepseek with 10
+ * redundant slots on 2 GPUs, so the hot experts get several replicas (the
+ * rows widen from 1 in the run's first derive).  gpu_tokens is recomputed
+ * here from placement_final and the documented even split (simulator.md:
+ * each of an expert's R replicas gets c / R, the first c mod R in
+ * ascending slot order one more) and must match exactly. */
+Test(run_cli, widened_rows_map_counts_to_the_right_gpus)
+{
+    enum { L = 2, E = 8, P = 18, D = 2 };
+    static const int c[L][E] = {{900, 13, 7, 55, 1, 0, 3, 21}, {2, 5, 1000, 8, 77, 19, 4, 6}};
+    char json[600], h5[600], out[600], res[700], text[400];
+    snprintf(json, sizeof json, "%s/hot.json", tdir);
+    snprintf(h5, sizeof h5, "%s/hot.h5", tdir);
+    snprintf(out, sizeof out, "%s/hotout", tdir);
+    snprintf(res, sizeof res, "%s/results.h5", out);
+    int n = snprintf(text, sizeof text, "{\"logical_count\": [");
+    for (int l = 0; l < L; l++)
+        for (int e = 0; e < E; e++)
+            n += snprintf(text + n, sizeof text - (size_t)n, "%s%d%s", e ? "" : (l ? ",[" : "["),
+                          c[l][e], e + 1 < E ? "," : "]");
+    snprintf(text + n, sizeof text - (size_t)n, "]}");
+    eplb_test_write_text(json, text);
+    eplb_test_cli_expect(0, "wrote", "import --format sglang-counts '%s' --top-k 1 -o '%s'", json,
+                         h5);
+    eplb_test_cli_expect(0, NULL,
+                         "run '%s' --gpus %d --redundant 10 --policy deepseek "
+                         "--trigger once --quiet --policy-time 0 --out '%s'",
+                         h5, D, out);
+    hid_t f = H5Fopen(res, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", res);
+    int32_t p2l[L][P];
+    int64_t g[L][D];
+    hid_t d = H5Dopen2(f, "/runs/001/placement_final", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    cr_assert(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, p2l) >= 0);
+    H5Dclose(d);
+    d = H5Dopen2(f, "/runs/001/gpu_tokens", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    cr_assert(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, g) >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    int most = 0;
+    for (int l = 0; l < L; l++) {
+        int64_t want[D] = {0, 0};
+        for (int e = 0; e < E; e++) {
+            int R = 0;
+            for (int q = 0; q < P; q++)
+                R += p2l[l][q] == e;
+            cr_assert_gt(R, 0, "layer %d expert %d has no replica", l, e);
+            most = R > most ? R : most;
+            for (int q = 0, k = 0; q < P; q++)
+                if (p2l[l][q] == e)
+                    want[q / (P / D)] += c[l][e] / R + (k++ < c[l][e] % R);
+        }
+        for (int q = 0; q < D; q++)
+            cr_assert_eq(g[l][q], want[q], "layer %d GPU %d: %lld, want %lld", l, q,
+                         (long long)g[l][q], (long long)want[q]);
+    }
+    cr_assert_gt(most, 2, "no expert got more than 2 replicas");
+}

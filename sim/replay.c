@@ -252,6 +252,20 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     sh.block_tokens = opts->block_tokens > 0 ? opts->block_tokens : BLOCK_TOKENS;
     int total = opts->threads > 0 ? opts->threads : eplb_num_threads();
     int nthreads = total < nruns ? total : nruns;
+    /* each run worker holds one step's replica ids for the traffic count
+     * (max step tokens x L x K x 4 bytes, sim/run.c work_fit): near the
+     * 2 GiB-a-step limit, 16 workers wanted 36 GB.  At most half of the
+     * memory this process may take goes to them; fewer workers change
+     * only the speed (outputs do not depend on the thread count). */
+    if (nthreads > 1 && src->token_level) {
+        const double per = (double)(src->max_step_tokens > 0 ? src->max_step_tokens : 1) * src->L *
+                           src->K * sizeof(int32_t);
+        const size_t avail = eplb_memory_available();
+        if (avail != SIZE_MAX && per * nthreads > 0.5 * (double)avail) {
+            const double fit = 0.5 * (double)avail / per;
+            nthreads = fit < 1 ? 1 : (int)fit;
+        }
+    }
     sim_run_t *runs = calloc((size_t)nruns, sizeof *runs);
     eplb_sim_result_t *res = calloc((size_t)nruns, sizeof *res);
     sim_work_t *work = calloc((size_t)nthreads, sizeof *work);
@@ -525,10 +539,10 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     if (timings)
         fprintf(stderr,
                 "eplb-replay: timings: setup and pass 1 %.3f s; block loop %.3f s: reads on "
-                "the main thread %.3f s, ids upload %.3f s, runs %.3f s, waiting for the "
-                "read-ahead %.3f s; in all reads: decoding logits %.3f s, CPU routing %.3f s, "
-                "opening GPU stages %.3f s, waiting for GPU routing %.3f s\n",
-                t_start - t_begin, eplb_now() - t_start, t_read, t_up, t_runs, t_wait,
+                "the main thread %.3f s, ids upload %.3f s, runs %.3f s (%d run workers), "
+                "waiting for the read-ahead %.3f s; in all reads: decoding logits %.3f s, CPU "
+                "routing %.3f s, opening GPU stages %.3f s, waiting for GPU routing %.3f s\n",
+                t_start - t_begin, eplb_now() - t_start, t_read, t_up, t_runs, nthreads, t_wait,
                 src->t_decode, src->t_route, src->t_stage, src->t_gpu_wait);
     for (int i = 0; i < nruns; i++) {
         res[i].steps = sh.S;

@@ -111,6 +111,14 @@ double eplb_now(void);
  * counts); 0 where it cannot be read. */
 uint64_t eplb_process_vm_bytes(void);
 
+/* Bytes of memory this process may still take: the least of the machine's
+ * MemAvailable, its cgroup's limit less its non-cache usage and the
+ * address-space limit less the process's size; SIZE_MAX where none can be
+ * read.  EPLB_MEMORY_AVAILABLE (bytes) replaces it (tests; to model a
+ * smaller machine); eplb_memory_override gives that, or -1 where unset. */
+size_t eplb_memory_available(void);
+int64_t eplb_memory_override(void);
+
 /* Whether the environment variable `name` is set to something other than
  * empty or "0" (diagnostic switches such as EPLB_TIMINGS). */
 int eplb_env_on(const char *name);

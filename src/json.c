@@ -430,75 +430,6 @@ static eplb_status_t parse_value(parser_t *p, eplb_json_t *v)
     return perr(p, "unexpected character");
 }
 
-/* EPLB_MEMORY_AVAILABLE, or -1 where it is unset or not a number >= 1 */
-static int64_t mem_override(void)
-{
-    return eplb_env_int("EPLB_MEMORY_AVAILABLE", 1, INT64_MAX, -1);
-}
-
-/* Bytes of memory this process may still take: the least of the machine's
- * MemAvailable, its cgroup's limit less usage (v2, then v1) and the
- * address-space limit (ulimit -v) less the process's size; SIZE_MAX where
- * none can be read.  EPLB_MEMORY_AVAILABLE (bytes) replaces it (tests; to
- * model a smaller machine). */
-static size_t mem_available(void)
-{
-    const int64_t set = mem_override();
-    if (set > 0)
-        return (size_t)set;
-    size_t avail = SIZE_MAX;
-    struct rlimit rl;
-    const uint64_t used = eplb_process_vm_bytes();
-    if (used && getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-        avail = rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f) {
-        char line[256];
-        unsigned long long kb;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
-                avail = (size_t)kb * 1024 < avail ? (size_t)kb * 1024 : avail;
-                break;
-            }
-        fclose(f);
-    }
-    /* the cgroup's limit less what it uses; its usage counts the page
-     * cache, which the kernel frees when a program needs the memory: the
-     * inactive file pages are added back (a container that had just
-     * written a big trace was near its limit in cache alone) */
-    static const char *const lim[][4] = {
-        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current",
-         "/sys/fs/cgroup/memory.stat", "inactive_file "},
-        {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
-         "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat",
-         "total_inactive_file "},
-    };
-    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
-        unsigned long long l = 0, u = 0, cache = 0;
-        FILE *a = fopen(lim[i][0], "r"), *b = fopen(lim[i][1], "r"), *c = fopen(lim[i][2], "r");
-        const int ok = a && b && fscanf(a, "%llu", &l) == 1 && fscanf(b, "%llu", &u) == 1;
-        char line[256];
-        const size_t kn = strlen(lim[i][3]);
-        while (ok && c && fgets(line, sizeof line, c))
-            if (!strncmp(line, lim[i][3], kn) && sscanf(line + kn, "%llu", &cache) == 1)
-                break;
-        if (a)
-            fclose(a);
-        if (b)
-            fclose(b);
-        if (c)
-            fclose(c);
-        u = cache < u ? u - cache : 0;
-        /* "max" (no limit) reads as no number; a usage at the limit says
-         * nothing sure either: left to MemAvailable */
-        if (ok && l > u && l - u < avail)
-            avail = (size_t)(l - u);
-        if (ok)
-            break;
-    }
-    return avail;
-}
-
 /* Bytes the values of text[0..len) take once parsed.  Each item of an
  * array is 8 bytes while all of its items are numbers (packed), 32 once one
  * is not (every item a value, the numbers too); a member of an object 32
@@ -574,10 +505,10 @@ static int unit_of(double x) { return x >= (1 << 30) ? 3 : x >= (1 << 20) ? 2 : 
 eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, const char *what)
 {
     parser_t p = {text, text + len, text, what ? what : "(json)", 0};
-    if (len >= JSON_CHECK_MEMORY_FROM || mem_override() > 0) {
+    if (len >= JSON_CHECK_MEMORY_FROM || eplb_memory_override() > 0) {
         size_t vals = 0;
         const double need = need_bytes(text, len, &vals) * 1.1 + (double)len;
-        const size_t avail = mem_available();
+        const size_t avail = eplb_memory_available();
         if (avail != SIZE_MAX && need > (double)avail) {
             /* each in its own unit (a small limit printed "0.0 MiB", and
              * so did a limit far below the need: "0.0 GiB") */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,6 +150,75 @@ uint64_t eplb_process_vm_bytes(void)
         fclose(f);
     const long ps = sysconf(_SC_PAGESIZE);
     return ok && ps > 0 ? (uint64_t)pages * (uint64_t)ps : 0;
+}
+
+/* EPLB_MEMORY_AVAILABLE, or -1 where it is unset or not a number >= 1 */
+int64_t eplb_memory_override(void)
+{
+    return eplb_env_int("EPLB_MEMORY_AVAILABLE", 1, INT64_MAX, -1);
+}
+
+/* Bytes of memory this process may still take: the least of the machine's
+ * MemAvailable, its cgroup's limit less usage (v2, then v1) and the
+ * address-space limit (ulimit -v) less the process's size; SIZE_MAX where
+ * none can be read.  EPLB_MEMORY_AVAILABLE (bytes) replaces it (tests; to
+ * model a smaller machine). */
+size_t eplb_memory_available(void)
+{
+    const int64_t set = eplb_memory_override();
+    if (set > 0)
+        return (size_t)set;
+    size_t avail = SIZE_MAX;
+    struct rlimit rl;
+    const uint64_t used = eplb_process_vm_bytes();
+    if (used && getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        avail = rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                avail = (size_t)kb * 1024 < avail ? (size_t)kb * 1024 : avail;
+                break;
+            }
+        fclose(f);
+    }
+    /* the cgroup's limit less what it uses; its usage counts the page
+     * cache, which the kernel frees when a program needs the memory: the
+     * inactive file pages are added back (a container that had just
+     * written a big trace was near its limit in cache alone) */
+    static const char *const lim[][4] = {
+        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+         "inactive_file "},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat",
+         "total_inactive_file "},
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        unsigned long long l = 0, u = 0, cache = 0;
+        FILE *a = fopen(lim[i][0], "r"), *b = fopen(lim[i][1], "r"), *c = fopen(lim[i][2], "r");
+        const int ok = a && b && fscanf(a, "%llu", &l) == 1 && fscanf(b, "%llu", &u) == 1;
+        char line[256];
+        const size_t kn = strlen(lim[i][3]);
+        while (ok && c && fgets(line, sizeof line, c))
+            if (!strncmp(line, lim[i][3], kn) && sscanf(line + kn, "%llu", &cache) == 1)
+                break;
+        if (a)
+            fclose(a);
+        if (b)
+            fclose(b);
+        if (c)
+            fclose(c);
+        u = cache < u ? u - cache : 0;
+        /* "max" (no limit) reads as no number; a usage at the limit says
+         * nothing sure either: left to MemAvailable */
+        if (ok && l > u && l - u < avail)
+            avail = (size_t)(l - u);
+        if (ok)
+            break;
+    }
+    return avail;
 }
 
 int eplb_env_on(const char *name)

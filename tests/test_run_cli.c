@@ -1280,3 +1280,41 @@ Test(run_cli, widened_rows_map_counts_to_the_right_gpus)
     }
     cr_assert_gt(most, 2, "no expert got more than 2 replicas");
 }
+
+/* Each run worker holds a step's replica ids (max step tokens x L x K x 4
+ * bytes); the workers are capped so that these take at most half of the
+ * memory the process may take (EPLB_MEMORY_AVAILABLE models a small
+ * machine), and the output does not change.  esft-lite: 26 layers x top-6,
+ * so a step of at least 802 tokens (the trace's mean is 4096) needs more
+ * than half of 1 MB: one worker. */
+Test(run_cli, run_workers_fit_in_memory)
+{
+    char tr[600];
+    snprintf(tr, sizeof tr, "%s/wide.h5", tdir);
+    eplb_test_cli_expect(0, "wrote",
+                         "gen --preset esft-lite --steps 4 --tokens-per-step 4096 "
+                         "--dtype f32 -o '%s'",
+                         tr);
+    static const char *args = "run '%s' --policy deepseek,lpt,global --threads 4 --quiet --json "
+                              "--policy-time 0 --device cpu";
+    char *all = NULL, *capped = NULL, *tm = NULL;
+    char fmt[400];
+    snprintf(fmt, sizeof fmt, "%s 2>/dev/null; exit $?", args);
+    cr_assert_eq(eplb_test_run_cli(&all, fmt, tr), 0, "%s", all);
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "1000000", 1), 0);
+    cr_assert_eq(eplb_test_run_cli(&capped, fmt, tr), 0, "%s", capped);
+    cr_assert_str_eq(capped, all, "the output changed with fewer workers");
+    cr_assert_eq(setenv("EPLB_TIMINGS", "1", 1), 0);
+    /* stderr alone (the helper appends 2>&1 to the last command: exit) */
+    snprintf(fmt, sizeof fmt, "%s 2>&1 >/dev/null; exit $?", args);
+    cr_assert_eq(eplb_test_run_cli(&tm, fmt, tr), 0, "%s", tm);
+    cr_assert(strstr(tm, "(1 run workers)"), "%s", tm);
+    free(tm);
+    unsetenv("EPLB_MEMORY_AVAILABLE");
+    cr_assert_eq(eplb_test_run_cli(&tm, fmt, tr), 0, "%s", tm);
+    cr_assert(strstr(tm, "(4 run workers)"), "%s", tm);
+    unsetenv("EPLB_TIMINGS");
+    free(tm);
+    free(all);
+    free(capped);
+}

@@ -1097,9 +1097,11 @@ eplb_status_t eplb_trace_read_all_serial(const eplb_trace_t *tr, void *buf)
     eplb_status_t st = EPLB_OK;
     if (tr->info.num_tokens == 0)
         return EPLB_OK;
-    /* A fresh handle without a chunk cache, so that every call inflates
-     * every chunk (chunks left in the cache by an earlier read would make
-     * the baseline of `bench io` look faster than a first read is). */
+    /* A handle without a chunk cache.  HDF5 keeps the cache of the
+     * dataset's first open (the trace's, two chunks) while that is open
+     * and ignores this dapl; a read after an earlier one copies the chunks
+     * still cached instead of inflating them (`bench io` reopens the trace
+     * before each timed serial read). */
     eplb_h5_lock();
     hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS), d2 = H5I_INVALID_HID;
     if (dapl < 0 || H5Pset_chunk_cache(dapl, 0, 0, 1.0) < 0 ||

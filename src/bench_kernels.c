@@ -80,7 +80,9 @@ static void usage(FILE *f)
             "  --only KERNEL           time only route, select or fused, or on the GPU\n"
             "                          fused_ids or step (for profilers)\n"
             "  --json                  one JSON object per line: kernel, tokens,\n"
-            "                          median_us, gbps (and more)\n"
+            "                          median_us, gbps, bytes, the shape (experts, topk,\n"
+            "                          groups, topk_groups, scoring, bias, replicas),\n"
+            "                          reps and more\n"
             "  -h, --help              this text\n",
             MAX_TS, MAX_TOKENS);
 }
@@ -158,11 +160,15 @@ static void report_t(const bopts_t *o, const char *dev, const char *kernel, int6
             snprintf(th, sizeof th, ",\"threads\":%d", threads);
         else if (o->layers > 1 && T > 0) /* (not on the empty and fold lines) */
             snprintf(th, sizeof th, ",\"layers\":%d", o->layers);
+        /* the shape too: a softmax line looked like a sigmoid one */
         printf("{\"kernel\":\"%s\",\"device\":\"%s\",\"tokens\":%lld,\"median_us\":%.3f,"
                "\"gbps\":%.2f,\"bytes\":%.0f,\"dtype\":\"%s\",\"mode\":\"%s\",\"hot\":%d,"
-               "\"%s\":%.4g%s}\n",
+               "\"experts\":%d,\"topk\":%d,\"groups\":%d,\"topk_groups\":%d,"
+               "\"scoring\":\"%s\",\"bias\":%s,\"replicas\":%d,\"reps\":%d,\"%s\":%.4g%s}\n",
                kernel, dev, (long long)T, us, gbps, bytes, eplb_dtype_name(o->dt),
-               eplb_select_mode_name(o->mode), o->hot, extra_key, extra_val, th);
+               eplb_select_mode_name(o->mode), o->hot, o->rc.num_experts, o->rc.top_k,
+               o->rc.num_groups, o->rc.topk_groups, eplb_scoring_name(o->rc.scoring),
+               o->bias ? "true" : "false", o->P, o->reps, extra_key, extra_val, th);
     } else {
         if (threads >= 1)
             snprintf(th, sizeof th, " (%d threads)", threads);

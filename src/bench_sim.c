@@ -16,23 +16,23 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-        "usage: eplb-replay bench sim [options] [--json]\n"
-        "\n"
-        "Replays a synthetic counts-only stream (Zipf-like per-layer load with\n"
-        "per-step noise, generated on the fly) through the simulator on one\n"
-        "thread and reports (step, layer, expert) updates per second, then\n"
-        "again with 4x the steps to show that memory does not grow with them.\n"
-        "\n"
-        "  --steps S        steps of the first pass (default 2000)\n"
-        "  --layers L       MoE layers (default 58, DeepSeek-V3)\n"
-        "  --experts E      logical experts (default 256)\n"
-        "  --gpus D         EP size (default 8); redundant slots = D\n"
-        "  --policy NAME    policy of the replayed run (default none: pure\n"
-        "                   selection + cost; deepseek adds vLLM-schedule\n"
-        "                   rebalances every 1000 steps, window 1000)\n"
-        "  --json           one JSON object instead of text\n"
-        "  -h, --help       this text\n");
+    fprintf(f, "usage: eplb-replay bench sim [options] [--json]\n"
+               "\n"
+               "Replays a synthetic counts-only stream (Zipf-like per-layer load with\n"
+               "per-step noise, generated on the fly) through the simulator on one\n"
+               "thread and reports (step, layer, expert) updates per second, then\n"
+               "again with 4x the steps to show that memory does not grow with them.\n"
+               "\n"
+               "  --steps S        steps of the first pass (default 2000)\n"
+               "  --layers L       MoE layers (default 58, DeepSeek-V3)\n"
+               "  --experts E      logical experts (default 256)\n"
+               "  --gpus D         EP size (default 8); redundant slots: E + D rounded\n"
+               "                   up to a multiple of D, less E\n"
+               "  --policy NAME    policy of the replayed run (default none: pure\n"
+               "                   selection + cost; deepseek adds vLLM-schedule\n"
+               "                   rebalances every 1000 steps, window 1000)\n"
+               "  --json           one JSON object instead of text\n"
+               "  -h, --help       this text\n");
 }
 
 static long maxrss_kb(void)

@@ -1158,8 +1158,11 @@ Test(kernels, bench_cpu_threads)
 Test(kernels, bench_cli_json_lines)
 {
     char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "bench kernels --device cpu --tokens 16,40 --reps 1 "
-                                     "--mode random --hot 2 --json 2>/dev/null");
+    int rc = eplb_test_run_cli(
+        &out, "bench kernels --device cpu --tokens 16,40 --reps 3 "
+              "--mode random --hot 2 --experts 64 --topk 6 --groups 8 "
+              "--topk-groups 3 --scoring softmax --replicas 72 --gpus 8 --nodes 2 --json "
+              "2>/dev/null");
     cr_assert_eq(rc, 0, "rc %d: %s", rc, out);
     int lines = 0;
     const char *want[3] = {"route", "select", "fused"};
@@ -1177,6 +1180,20 @@ Test(kernels, bench_cli_json_lines)
         cr_assert_float_eq(t->num, lines < 3 ? 16.0 : 40.0, 0);
         const eplb_json_t *hot = eplb_json_get(v, "hot");
         cr_assert(hot && hot->num == 2, "%s", l);
+        /* the shape and the repetitions of the line (--experts 64 --topk 6
+         * --groups 8 --topk-groups 3 --scoring softmax --replicas 72 on 8 GPUs) */
+        static const struct {
+            const char *key;
+            double num;
+        } shape[] = {{"experts", 64},    {"topk", 6},      {"groups", 8},
+                     {"topk_groups", 3}, {"replicas", 72}, {"reps", 3}};
+        for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+            const eplb_json_t *x = eplb_json_get(v, shape[i].key);
+            cr_assert(x && x->type == EPLB_JSON_NUMBER && x->num == shape[i].num, "%s: %s",
+                      shape[i].key, l);
+        }
+        const eplb_json_t *sc = eplb_json_get(v, "scoring");
+        cr_assert(sc && sc->type == EPLB_JSON_STRING && !strcmp(sc->str, "softmax"), "%s", l);
         eplb_json_free(v);
         lines++;
     }

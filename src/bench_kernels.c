@@ -131,6 +131,11 @@ static void bench_map(eplb_layer_map_t *m, int32_t **lc, int32_t **l2p, const bo
         (*l2p)[e * MR + (*lc)[e]++] = e;
     for (int j = 0; j < P - E; j++) {
         int e = (j * 8) % E;
+        /* a full expert passes the slot on (at E = 4 every slot landed on
+         * expert 0, which kept MR: the rest held no expert); the default
+         * shape never fills one, so its map is as before */
+        for (int k = 0; k < E && (*lc)[e] >= MR; k++)
+            e = (e + 1) % E;
         if ((*lc)[e] < MR)
             (*l2p)[e * MR + (*lc)[e]++] = E + j;
     }

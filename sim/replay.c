@@ -153,9 +153,8 @@ static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
 /* Pass 1 (only for once/oracle runs): whole-trace load and the load of each
  * oracle decision's next window.  With a cache (whole-trace ids and ranks),
  * the ids are kept there so that pass 2 need not decode and route again. */
-static eplb_status_t prepass(sim_shared_t *sh, double *once_w, int32_t *ids,
-                             uint16_t *rank, int32_t *lc, int32_t *cache_ids,
-                             uint16_t *cache_rank)
+static eplb_status_t prepass(sim_shared_t *sh, double *once_w, float *once_series, int32_t *ids,
+                             uint16_t *rank, int32_t *lc, int32_t *cache_ids, uint16_t *cache_rank)
 {
     size_t LE = (size_t)sh->L * sh->E;
     size_t LK = (size_t)sh->L * sh->K;
@@ -169,6 +168,11 @@ static eplb_status_t prepass(sim_shared_t *sh, double *once_w, int32_t *ids,
             if (once_w)
                 for (size_t i = 0; i < LE; i++)
                     once_w[i] += c[i];
+            /* vec under once: the whole trace step by step, as rebalance
+             * gives it a 3-D logical_count */
+            if (once_series)
+                for (size_t i = 0; i < LE; i++)
+                    once_series[(size_t)s * LE + i] = (float)c[i];
             for (int i = 0; i < sh->nruns; i++) {
                 sim_run_t *r = &sh->runs[i];
                 const eplb_trigger_t *t = &r->cfg->trig;
@@ -274,6 +278,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     int32_t *ids = NULL, *hist = NULL, *lc = NULL, *cache_ids = NULL;
     uint16_t *rank = NULL, *cache_rank = NULL;
     double *once_w = NULL;
+    float *once_series = NULL;
     eplb_sim_h5_t *h5 = NULL;
     size_t LE = (size_t)sh.L * sh.E;
     /* GPU selection: upload handle, block ids on the device, second buffers */
@@ -292,14 +297,17 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
     EPLB_ALLOC_GOTO(wa, st, out);
     sh.runs = runs;
     int64_t maxW = 1;
-    int need_pre = 0, need_once = 0;
+    int need_pre = 0, need_once = 0, need_series = 0;
     for (int i = 0; i < nruns; i++) {
         EPLB_CHECK_GOTO(eplb_sim_run_init(&runs[i], &cfgs[i], &res[i], &sh, opts), st, out);
         const eplb_trigger_t *t = &cfgs[i].trig;
         if (!runs[i].is_none && t->kind != EPLB_TRIGGER_TRTLLM && t->window > maxW)
             maxW = t->window;
-        if (!runs[i].is_none && t->kind == EPLB_TRIGGER_ONCE)
+        if (!runs[i].is_none && t->kind == EPLB_TRIGGER_ONCE) {
             need_pre = need_once = 1;
+            if (!strcmp(cfgs[i].policy->name, "vec"))
+                need_series = 1;
+        }
         if (runs[i].oracle)
             need_pre = 1;
         if (runs[i].P > sh.maxP)
@@ -382,6 +390,12 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
         if (need_once) {
             once_w = calloc(LE, sizeof *once_w);
             EPLB_ALLOC_GOTO(once_w, st, out);
+            /* the series a windowed vec decision gets (sim/run.c), here the
+             * whole trace, within the same bound */
+            if (need_series && sh.S > 0 && (double)sh.S * LE * sizeof(float) <= SERIES_BYTES) {
+                once_series = malloc((size_t)sh.S * LE * sizeof *once_series);
+                EPLB_ALLOC_GOTO(once_series, st, out);
+            }
         }
         /* keep the routed ids of the whole trace for pass 2 if they fit */
         int64_t T = src->token_level ? src->tok_off[src->S] : 0;
@@ -396,7 +410,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
                 cache_rank = NULL;
             }
         }
-        EPLB_CHECK_GOTO(prepass(&sh, once_w, ids, rank, lc, cache_ids, cache_rank), st,
+        EPLB_CHECK_GOTO(prepass(&sh, once_w, once_series, ids, rank, lc, cache_ids, cache_rank), st,
                         out);
     }
     for (int i = 0; i < nruns; i++) {
@@ -406,6 +420,10 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             for (size_t k = 0; k < LE; k++)
                 r->weights[k] = (float)once_w[k];
             eplb_policy_args_t a = eplb_sim_run_policy_args(r, r->phy2log);
+            if (once_series && !strcmp(r->cfg->policy->name, "vec")) {
+                a.series = once_series;
+                a.series_steps = (int)sh.S;
+            }
             eplb_progress_t prog;
             eplb_sim_run_progress_init(&prog, &sh, r, 0);
             if (opts->progress) {
@@ -594,6 +612,7 @@ out:
     free(hist);
     free(lc);
     free(once_w);
+    free(once_series);
     free(cache_ids);
     free(cache_rank);
     return st;

@@ -116,13 +116,19 @@ static eplb_status_t parse_csv(float **out, int *rows, int *cols, char *text, co
                 while (*p == ' ' || *p == '\t') /* "1, 2": spaces after the comma */
                     p++;
                 const size_t len = eplb_decimal_real_len(p);
-                float v = strtof(p, &end);
+                /* read as a double, then rounded to float, as the JSON
+                 * reader does (eplb_json_matrix_f32): strtof rounds the
+                 * decimal once, and the same text then gave another load
+                 * in CSV than in JSON (1.0000000596046447753906251: 1 + 2^-23
+                 * here, 1 there), and another placement on a near tie */
+                const double d = strtod(p, &end);
+                float v = (float)d;
                 if (end == p) {
                     st = eplb_error_set(EPLB_ERR_FORMAT, "%s: line %d value %d is not a number",
                                         path, line, k + 1);
                     goto err;
                 }
-                /* strtof also took "+5" and "0x10" (16): a number here is
+                /* strtod also took "+5" and "0x10" (16): a number here is
                  * decimal (src/decimal.h); inf and nan are read, and the
                  * loads' check names their layer and expert */
                 const char *w = p + (*p == '-');
@@ -136,7 +142,7 @@ static eplb_status_t parse_csv(float **out, int *rows, int *cols, char *text, co
                 }
                 /* 1e39 read as inf, and the message then said the file
                  * held "inf" */
-                if (errno == ERANGE && isinf(v)) {
+                if ((errno == ERANGE && isinf(d)) || (isfinite(d) && isinf(v))) {
                     st = eplb_error_set(EPLB_ERR_FORMAT,
                                         "%s: line %d value %d: '%.*s' is beyond the range of "
                                         "a float (3.4e38)",

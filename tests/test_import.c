@@ -916,3 +916,30 @@ Test(import, writer_refuses_layers_past_the_reader)
     cr_assert_eq(eplb_test_dir_entries(dir), 0, "%s: something written", dir);
     rmdir(dir);
 }
+
+/* A MoE layer with no load between loaded ones is kept: only the zero rows
+ * before the first and after the last loaded row go (the dense layers), so
+ * that trace layer l stays row first + l (a zero row 3 of 0..5 moved every
+ * later layer up one, and a placement from the replay then went to the
+ * wrong layer of the server). */
+Test(import, sglang_keeps_a_zero_row_between_loaded_ones)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/z.json", dir);
+    /* rows 0 (dense), 1-2, 3 (no load), 4, 5 (zero at the end) */
+    eplb_test_write_text(p, "{\"logical_count\": [[0,0,0,0], [1,2,3,4], [4,3,2,1], [0,0,0,0], "
+                            "[5,5,5,5], [0,0,0,0]]}");
+    eplb_import_sglang_t c;
+    eplb_assert_ok(eplb_import_sglang_read(&c, p));
+    cr_assert_eq(c.num_rows, 6);
+    cr_assert_eq(c.num_layers, 4, "%d layers", c.num_layers);
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(c.rows[k], k + 1, "layer %d is row %d", k, c.rows[k]);
+    for (int e = 0; e < 4; e++) /* layer 2 is row 3: no load */
+        cr_assert_eq(c.counts[2 * 4 + e], 0);
+    cr_assert_eq(c.counts[3 * 4 + 0], 5);
+    eplb_import_sglang_free(&c);
+    unlink(p);
+    rmdir(dir);
+}

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "json.h"
@@ -479,4 +480,35 @@ Test(rebalance_cli, weights_sweep_findings)
     refused(SHAPE, "1,2\001\n", 1, "w.in: line 1: unexpected byte 0x01");
     refused(SHAPE, "1,2\377\n", 1, "w.in: line 1: unexpected byte 0xff");
     refused(SHAPE, "1,2x\n", 1, "w.in: line 1: unexpected 'x'");
+}
+
+/* The same text gives the same loads in JSON and CSV: a number is read as
+ * a double and then rounded to float in both (CSV read with strtof rounded
+ * once, JSON twice: 1.0000000596046447753906251 was 1 + 2^-23 in CSV, 1 in
+ * JSON, and the two placements differed). */
+Test(rebalance_cli, csv_and_json_round_alike)
+{
+    const char *d = eplb_test_tmpdir();
+    char j[600], c[600];
+    snprintf(j, sizeof j, "%s/w.json", d);
+    snprintf(c, sizeof c, "%s/w.csv", d);
+    eplb_test_write_text(j, "[[1, 1.0000000596046447753906251]]");
+    eplb_test_write_text(c, "1,1.0000000596046447753906251\n");
+    char *oj = NULL, *oc = NULL;
+    cr_assert_eq(eplb_test_run_cli(&oj,
+                                   "rebalance --weights '%s' --replicas 3 --gpus 3 "
+                                   "2>/dev/null; exit $?",
+                                   j),
+                 0, "%s", oj);
+    cr_assert_eq(eplb_test_run_cli(&oc,
+                                   "rebalance --weights '%s' --replicas 3 --gpus 3 "
+                                   "2>/dev/null; exit $?",
+                                   c),
+                 0, "%s", oc);
+    cr_assert_str_eq(oc, oj);
+    free(oj);
+    free(oc);
+    unlink(j);
+    unlink(c);
+    rmdir(d);
 }

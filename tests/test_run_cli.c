@@ -1318,3 +1318,65 @@ Test(run_cli, run_workers_fit_in_memory)
     free(all);
     free(capped);
 }
+
+/* vec under --trigger once gets the whole trace step by step, as rebalance
+ * gets a 3-D logical_count (it got the summed loads: 13,620 slots of a
+ * DeepSeek-V3 series placed otherwise): a 4-step series imported and run
+ * once places every layer as `rebalance --policy vec` of the same file. */
+Test(run_cli, once_vec_gets_the_series)
+{
+    enum { S = 4, L = 2, E = 8, P = 12, D = 4 };
+    char json[600], h5[600], out[600], res[700], text[1200];
+    snprintf(json, sizeof json, "%s/ser.json", tdir);
+    snprintf(h5, sizeof h5, "%s/ser.h5", tdir);
+    snprintf(out, sizeof out, "%s/serout", tdir);
+    snprintf(res, sizeof res, "%s/results.h5", out);
+    /* loads that move between steps: vec's series differs from the sum */
+    int n = snprintf(text, sizeof text, "{\"logical_count\": [");
+    uint64_t rng = 7;
+    for (int st = 0; st < S; st++) {
+        n += snprintf(text + n, sizeof text - (size_t)n, "%s[", st ? "," : "");
+        for (int l = 0; l < L; l++) {
+            n += snprintf(text + n, sizeof text - (size_t)n, "%s[", l ? "," : "");
+            for (int e = 0; e < E; e++)
+                n += snprintf(text + n, sizeof text - (size_t)n, "%s%d", e ? "," : "",
+                              (int)(eplb_test_rng_next(&rng) % 50) + (e == (st + l) % E) * 400);
+            n += snprintf(text + n, sizeof text - (size_t)n, "]");
+        }
+        n += snprintf(text + n, sizeof text - (size_t)n, "]");
+    }
+    snprintf(text + n, sizeof text - (size_t)n, "]}");
+    eplb_test_write_text(json, text);
+    eplb_test_cli_expect(0, "wrote",
+                         "import --format sglang-counts '%s' --top-k 2 --model toy "
+                         "-o '%s'",
+                         json, h5);
+    eplb_test_cli_expect(0, NULL,
+                         "run '%s' --gpus %d --replicas %d --policy vec --trigger once "
+                         "--quiet --policy-time 0 --out '%s'",
+                         h5, D, P, out);
+    char *rb = NULL;
+    cr_assert_eq(eplb_test_run_cli(&rb,
+                                   "rebalance --weights '%s' --replicas %d --gpus %d "
+                                   "--policy vec 2>/dev/null; exit $?",
+                                   json, P, D),
+                 0, "%s", rb);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, rb, strlen(rb), "rebalance output"));
+    const eplb_json_t *p2l = eplb_json_get(v, "phy2log");
+    cr_assert(p2l && p2l->n == L, "%s", rb);
+    hid_t f = H5Fopen(res, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", res);
+    hid_t d = H5Dopen2(f, "/runs/001/placement_final", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    int32_t pf[L][P];
+    cr_assert(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, pf) >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    for (int l = 0; l < L; l++)
+        for (int q = 0; q < P; q++)
+            cr_assert_eq(pf[l][q], (int32_t)eplb_test_num_at(&p2l->values[l], (size_t)q),
+                         "layer %d slot %d", l, q);
+    eplb_json_free(v);
+    free(rb);
+}

@@ -172,6 +172,23 @@ eplb_status_t eplb_import_sglang_read(eplb_import_sglang_t *out, const char *pat
             }
         }
     }
+    /* only the all-zero rows before the first and after the last row with
+     * load go (DeepSeek-V3's dense layers 0-2): a MoE layer with no load
+     * between them is kept, or every layer after it moved up one and the
+     * trace's layer l no longer was row first + l (a placement from the
+     * replay then went to the wrong SGLang or TensorRT-LLM layer, and the
+     * source said "57 of 61 rows" without which) */
+    {
+        int first = -1, last = -1;
+        for (int l = 0; l < rows; l++)
+            if (keep[l]) {
+                if (first < 0)
+                    first = l;
+                last = l;
+            }
+        for (int l = first + 1; first >= 0 && l < last; l++)
+            keep[l] = 1;
+    }
     r.num_steps = S;
     r.three_d = three_d;
     r.num_rows = rows;

@@ -74,9 +74,17 @@ static eplb_status_t time_read(double *out, eplb_trace_t **tr, const char *path,
     double t[MAX_REPEAT];
     for (int r = 0; r < repeat; r++) {
         if (threads == 0 && path) {
+            const size_t bytes = eplb_trace_raw_bytes(*tr);
             eplb_trace_close(*tr);
             *tr = NULL;
             EPLB_CHECK(eplb_trace_open(tr, path));
+            /* the path may now name another file (gen and import replace
+             * a trace by rename): buf holds the first one's bytes only */
+            if (eplb_trace_raw_bytes(*tr) != bytes)
+                return eplb_error_set(EPLB_ERR_IO,
+                                      "%s: the trace changed while it was timed (%zu bytes "
+                                      "of data, now %zu)",
+                                      path, bytes, eplb_trace_raw_bytes(*tr));
         }
         double t0 = eplb_now();
         eplb_status_t st = threads == 0 ? eplb_trace_read_all_serial(*tr, buf)

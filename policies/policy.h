@@ -45,6 +45,7 @@ typedef struct {
     const char *name;
     const char *description; /* one line */
     eplb_policy_fn fn;
+    int reads_series; /* 1: uses args->series (the simulator builds one) */
 } eplb_policy_t;
 
 /* Registry: NULL if name is unknown. */

@@ -7,20 +7,24 @@
 
 static const eplb_policy_t table[] = {
     {"deepseek", "DeepSeek EPLB, exact: hierarchical when groups % nodes == 0, else global",
-     eplb_policy_deepseek},
-    {"global", "DeepSeek EPLB with one group and one node (replicas anywhere)",
-     eplb_policy_global},
-    {"deepseek-preserve", "deepseek, then each GPU keeps experts it already holds in their old "
-                          "slots (vLLM)", eplb_policy_deepseek_preserve},
+     eplb_policy_deepseek, 0},
+    {"global", "DeepSeek EPLB with one group and one node (replicas anywhere)", eplb_policy_global,
+     0},
+    {"deepseek-preserve",
+     "deepseek, then each GPU keeps experts it already holds in their old "
+     "slots (vLLM)",
+     eplb_policy_deepseek_preserve, 0},
     {"nodup", "deepseek without two replicas of an expert on one GPU where possible",
-     eplb_policy_nodup},
+     eplb_policy_nodup, 0},
     {"lpt", "TensorRT-LLM greedy: replicas to max load-per-replica, LPT onto GPUs, no topology",
-     eplb_policy_lpt},
+     eplb_policy_lpt, 0},
     {"vec", "time-series aware (SGLang deepseek_vec-like): minimise the sum of per-step peaks",
-     eplb_policy_vec},
-    {"migration-aware", "best peak GPU load reachable from the old placement in <= max-moves "
-                        "slot changes per layer", eplb_policy_migration},
-    {"none", "keep the old placement (default: slot p holds expert p mod E)", eplb_policy_none},
+     eplb_policy_vec, 1},
+    {"migration-aware",
+     "best peak GPU load reachable from the old placement in <= max-moves "
+     "slot changes per layer",
+     eplb_policy_migration, 0},
+    {"none", "keep the old placement (default: slot p holds expert p mod E)", eplb_policy_none, 0},
 };
 
 const eplb_policy_t *eplb_policy_find(const char *name)

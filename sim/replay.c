@@ -305,7 +305,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             maxW = t->window;
         if (!runs[i].is_none && t->kind == EPLB_TRIGGER_ONCE) {
             need_pre = need_once = 1;
-            if (!strcmp(cfgs[i].policy->name, "vec"))
+            if (cfgs[i].policy->reads_series)
                 need_series = 1;
         }
         if (runs[i].oracle)
@@ -420,7 +420,7 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
             for (size_t k = 0; k < LE; k++)
                 r->weights[k] = (float)once_w[k];
             eplb_policy_args_t a = eplb_sim_run_policy_args(r, r->phy2log);
-            if (once_series && !strcmp(r->cfg->policy->name, "vec")) {
+            if (once_series && r->cfg->policy->reads_series) {
                 a.series = once_series;
                 a.series_steps = (int)sh.S;
             }

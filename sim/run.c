@@ -33,13 +33,9 @@ static void set_maps(sim_run_t *r)
     r->maps_dirty = 1;
 }
 
-/* logcnt and log2phy of layer l from its phy2log.  log2phy's rows hold
- * maxcnt replicas: the most any expert has had in this run, not P - E + 1
- * (which cost L x E x (P - E + 1) x 4 bytes a run: 4.3 GB at 4096 layers of
- * 512 experts on 1024 slots, most of it -1).  A placement with more
- * replicas of one expert widens every row (twice as wide at least, at most
- * P - E + 1) and derives every layer again. */
-static eplb_status_t derive_layer(sim_run_t *r, int l)
+/* Layer l's replicas per expert into its logcnt row, from its phy2log;
+ * the most of them (at least 1). */
+static int count_replicas(sim_run_t *r, int l)
 {
     int32_t *cnt = r->logcnt + (size_t)l * r->E;
     const int32_t *p2l = r->phy2log + (size_t)l * r->P;
@@ -48,18 +44,31 @@ static eplb_status_t derive_layer(sim_run_t *r, int l)
     for (int p = 0; p < r->P; p++)
         if (p2l[p] >= 0 && p2l[p] < r->E && ++cnt[p2l[p]] > most)
             most = cnt[p2l[p]];
+    return most;
+}
+
+/* Layer l's logcnt and log2phy rows (maxcnt wide) from its phy2log. */
+static void derive_rows(sim_run_t *r, int l)
+{
+    eplb_placement_derive(r->logcnt + (size_t)l * r->E, r->log2phy + (size_t)l * r->E * r->maxcnt,
+                          r->maxcnt, r->phy2log + (size_t)l * r->P, NULL, 1, r->E, r->P);
+}
+
+/* logcnt and log2phy of layer l from its phy2log.  log2phy's rows hold
+ * maxcnt replicas: the most any expert has had in this run, not P - E + 1
+ * (which cost L x E x (P - E + 1) x 4 bytes a run: 4.3 GB at 4096 layers of
+ * 512 experts on 1024 slots, most of it -1).  A placement with more
+ * replicas of one expert widens every row (twice as wide at least, at most
+ * P - E + 1) and derives every layer again. */
+static eplb_status_t derive_layer(sim_run_t *r, int l)
+{
+    int most = count_replicas(r, l);
     if (most > r->maxcnt) {
         /* the widest of every layer (derive_all meets them in order; the
          * others are re-derived here at the new width) */
         for (int k = 0; k < r->L; k++) {
-            const int32_t *q = r->phy2log + (size_t)k * r->P;
-            int32_t *c = r->logcnt + (size_t)k * r->E;
-            if (k == l)
-                continue;
-            memset(c, 0, (size_t)r->E * sizeof *c);
-            for (int p = 0; p < r->P; p++)
-                if (q[p] >= 0 && q[p] < r->E && ++c[q[p]] > most)
-                    most = c[q[p]];
+            const int m = k == l ? 0 : count_replicas(r, k);
+            most = m > most ? m : most;
         }
         int w = 2 * r->maxcnt > most ? 2 * r->maxcnt : most;
         if (w > r->P - r->E + 1)
@@ -70,14 +79,11 @@ static eplb_status_t derive_layer(sim_run_t *r, int l)
         r->log2phy = n;
         r->maxcnt = w;
         for (int k = 0; k < r->L; k++)
-            if (k != l)
-                eplb_placement_derive(r->logcnt + (size_t)k * r->E,
-                                      r->log2phy + (size_t)k * r->E * w, w,
-                                      r->phy2log + (size_t)k * r->P, NULL, 1, r->E, r->P);
+            derive_rows(r, k);
         set_maps(r);
+        return EPLB_OK;
     }
-    eplb_placement_derive(cnt, r->log2phy + (size_t)l * r->E * r->maxcnt, r->maxcnt, p2l, NULL, 1,
-                          r->E, r->P);
+    derive_rows(r, l);
     return EPLB_OK;
 }
 
@@ -240,7 +246,7 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
     float *series = NULL;
     int64_t nser = we - wb;
     if (t->kind != EPLB_TRIGGER_TRTLLM && t->kind != EPLB_TRIGGER_ORACLE &&
-        !strcmp(r->cfg->policy->name, "vec") && nser > 0 &&
+        r->cfg->policy->reads_series && nser > 0 &&
         (double)nser * LE * sizeof(float) <= SERIES_BYTES) {
         series = malloc((size_t)nser * LE * sizeof *series);
         if (!series)

@@ -429,7 +429,7 @@ Test(sim, vllm_rearranges_at_exact_steps_with_last_window)
                 counts[s][l][e] = (s * 7 + e * 3 + l) % 11 + 100 * (e == s % E);
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_policy_t cap = {"capture", "test", capture_fn};
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
     eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 8, EPLB_TRIGGER_VLLM, 3, 8);
     r.policy = &cap;
     eplb_sim_opts_t o = opts_default();
@@ -881,7 +881,7 @@ Test(sim, trtllm_ema_round_robin)
                 counts[s][l][e] = (s + 1) * (e + 1) + l;
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_policy_t cap = {"capture", "test", capture_fn};
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
     eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 8, EPLB_TRIGGER_TRTLLM, 3, 1);
     r.policy = &cap;
     r.trig.ema_decay = 0.5;
@@ -1084,7 +1084,7 @@ Test(sim, vec_policy_gets_window_series)
                 counts[s][l][e] = 100 * s + 10 * l + e;
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_policy_t pol = {"vec", "test", series_fn};
+    eplb_policy_t pol = {"vec", "test", series_fn, 1};
     eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 3, 8);
     r.policy = &pol;
     eplb_sim_opts_t o = opts_default();

@@ -637,6 +637,14 @@ typedef struct {
     int64_t route_rows, route_differ; /* routing vs recorded topk ids */
 } out_ctx_t;
 
+/* Whether --select acts on the trace: every mode on a trace with per-token
+ * routing, only balanced (planned from the counts) on a counts-only one,
+ * where the per-token modes are an even split of each count. */
+static int select_acts(eplb_select_mode_t mode, const eplb_trace_info_t *inf)
+{
+    return (inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) || mode == EPLB_SELECT_BALANCED;
+}
+
 static void write_i64_list(FILE *f, const int64_t *v, int n)
 {
     fputc('[', f);
@@ -694,11 +702,9 @@ static void write_config(FILE *f, void *p)
         fputs("null", f);
     else
         write_i64_list(f, o->interval, o->nint);
-    /* a counts trace has no per-token choice (but balanced plans from the
-     * counts, and changes the loads), and none alone no trigger */
+    /* null where the mode does not act, and none alone has no trigger */
     fputs(", \"select\": ", f);
-    if ((c->inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) ||
-        o->select == EPLB_SELECT_BALANCED)
+    if (select_acts(o->select, c->inf))
         eplb_json_write_string(f, eplb_select_mode_name(o->select));
     else
         fputs("null", f);
@@ -811,11 +817,8 @@ static void write_report_head(FILE *f, void *p)
                                                   : "chunk:%d",
              o->trig.chunk);
     fprintf(f, ", async %s, select %s, nodes %d, seed %llu\n", async_name,
-            (inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK)) ||
-                    o->select == EPLB_SELECT_BALANCED
-                ? eplb_select_mode_name(o->select)
-                : "-",
-            o->nodes, (unsigned long long)o->seed);
+            select_acts(o->select, inf) ? eplb_select_mode_name(o->select) : "-", o->nodes,
+            (unsigned long long)o->seed);
     fprintf(f, "# device %s\n", o->device_used);
     fprintf(f, "# profile %s; expert %dx%d, %.1f MB (%s)\n", c->so->prof.name,
             c->so->shape.hidden, c->so->shape.inter,
@@ -1097,11 +1100,9 @@ int eplb_cmd_run(int argc, char **argv)
                      "--interval", o.trace_path, (long long)S);
     }
 
-    /* a counts trace has no per-token choice: the per-token modes are an
-     * even split of each count (docs/simulator.md), so naming one would
-     * compare nothing; balanced plans from counts alone */
-    if (o.select_set && o.select != EPLB_SELECT_BALANCED &&
-        !(inf->levels & (EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK))) {
+    /* naming a mode that does not act would compare nothing
+     * (docs/simulator.md) */
+    if (o.select_set && !select_acts(o.select, inf)) {
         st = eplb_error_set(EPLB_ERR_INVALID_ARG,
                             "--select %s: %s has expert counts only (no per-token routing): "
                             "each count is split evenly over the expert's replicas, whatever "

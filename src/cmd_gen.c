@@ -104,11 +104,6 @@ static int run_stats(const eplb_gen_opts_t *o, int64_t window)
     return 0;
 }
 
-static void gen_progress(void *ctx, int64_t done, int64_t total)
-{
-    eplb_progress_count(ctx, done, total);
-}
-
 int eplb_cmd_gen(int argc, char **argv)
 {
     enum { OPT_PRESET = 256, OPT_STEPS, OPT_TOKENS, OPT_SEED, OPT_DTYPE,
@@ -225,7 +220,7 @@ int eplb_cmd_gen(int argc, char **argv)
     eplb_progress_t prog;
     eplb_progress_init(&prog, "eplb-replay gen");
     prog.unit = "step";
-    st = eplb_gen_write(&o, out, &ntok, isatty(2) ? gen_progress : NULL, &prog);
+    st = eplb_gen_write(&o, out, &ntok, isatty(2) ? eplb_progress_count : NULL, &prog);
     eplb_progress_end(&prog);
     if (st != EPLB_OK)
         return eplb_cmd_fail("gen", st);

@@ -19,8 +19,9 @@ void eplb_progress_init(eplb_progress_t *p, const char *what)
     snprintf(p->what, sizeof p->what, "%s", what);
 }
 
-void eplb_progress_count(eplb_progress_t *p, int64_t done, int64_t total)
+void eplb_progress_count(void *ctx, int64_t done, int64_t total)
 {
+    eplb_progress_t *p = ctx;
     double now = eplb_now();
     if (now - p->t0 < 2.0 || (now - p->last < 1.0 && done < total))
         return;

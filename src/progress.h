@@ -28,8 +28,10 @@ typedef struct {
 void eplb_progress_init(eplb_progress_t *p, const char *what);
 /* The policy callback: ctx is an eplb_progress_t; done of total layers. */
 void eplb_progress_report(void *ctx, int done, int total);
-/* The same line for any count: "<what>: <unit> N of T (S s)" (gen's steps). */
-void eplb_progress_count(eplb_progress_t *p, int64_t done, int64_t total);
+/* The same line for any count: "<what>: <unit> N of T (S s)" (gen's steps,
+ * info's tokens); ctx is an eplb_progress_t, as for eplb_progress_report,
+ * so that it is also gen's step callback. */
+void eplb_progress_count(void *ctx, int64_t done, int64_t total);
 /* Ends the line with a newline if one was written. */
 void eplb_progress_end(eplb_progress_t *p);
 

@@ -262,8 +262,8 @@ eplb_status_t eplb_sim_replay(eplb_sim_result_t *results, eplb_sim_source_t *src
      * memory this process may take goes to them; fewer workers change
      * only the speed (outputs do not depend on the thread count). */
     if (nthreads > 1 && src->token_level) {
-        const double per = (double)(src->max_step_tokens > 0 ? src->max_step_tokens : 1) * src->L *
-                           src->K * sizeof(int32_t);
+        const double per =
+            (double)sim_step_entries(src->max_step_tokens, src->L, src->K) * sizeof(int32_t);
         const size_t avail = eplb_memory_available();
         if (avail != SIZE_MAX && per * nthreads > 0.5 * (double)avail) {
             const double fit = 0.5 * (double)avail / per;

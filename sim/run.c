@@ -707,8 +707,7 @@ out:
 
 static eplb_status_t work_fit(sim_work_t *w, const sim_shared_t *sh)
 {
-    size_t need = (size_t)(sh->max_step_tokens > 0 ? sh->max_step_tokens : 1) *
-                  sh->L * sh->K;
+    const size_t need = sim_step_entries(sh->max_step_tokens, sh->L, sh->K);
     if (need > w->phys_cap) {
         free(w->phys);
         w->phys = malloc(need * sizeof *w->phys);

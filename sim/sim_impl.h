@@ -107,6 +107,13 @@ void sim_copy_parallel(void *dst, const void *src, size_t n);
 /* vec: the window's per-step loads are passed when they fit in this much */
 #define SERIES_BYTES (256.0 * 1024 * 1024)
 
+/* Replica ids a run worker holds for the traffic count of a step: max step
+ * tokens x L x K (sim/run.c work_fit; the replay caps the workers by it). */
+static inline size_t sim_step_entries(int64_t max_step_tokens, int L, int K)
+{
+    return (size_t)(max_step_tokens > 0 ? max_step_tokens : 1) * (size_t)L * (size_t)K;
+}
+
 typedef struct {
     int64_t step;
     int32_t *placement; /* [L][P] target of a decision */

@@ -379,10 +379,7 @@ Test(bad_input, truncated_trace_all_commands)
     snprintf(cutp, sizeof cutp, "%s", cut);
     size_t sizes[] = {0, 8, 512, n / 2, n - 1};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        FILE *f = fopen(cutp, "wb");
-        cr_assert(f != NULL);
-        cr_assert_eq(fwrite(bytes, 1, sizes[i], f), sizes[i]);
-        fclose(f);
+        eplb_test_write_bytes(cutp, bytes, sizes[i]);
         eplb_test_cli_expect(1, cutp, "info %s", cutp);
         eplb_test_cli_expect(1, cutp, "run %s --quiet", cutp);
         eplb_test_cli_expect(1, cutp, "bench io %s --repeat 1 --threads 1", cutp);

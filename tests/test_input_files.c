@@ -40,12 +40,7 @@ static path_t keep(const char *p)
 /* Write n bytes (NULs included) to dir/name; returns the path. */
 static const char *write_bytes(const char *dir, const char *name, const char *bytes, size_t n)
 {
-    const char *path = eplb_test_path(dir, name);
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(bytes, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-    return path;
+    return eplb_test_write_bytes(eplb_test_path(dir, name), bytes, n);
 }
 
 static const char *make_fifo(const char *dir, const char *name)

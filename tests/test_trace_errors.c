@@ -643,10 +643,7 @@ static char *corrupt_heap_ref(const char *good, int what)
     cr_assert(hits, "no heap reference to offset %ld found in %s", g, good);
     static char path[600];
     snprintf(path, sizeof path, "%s.%s.h5", good, what ? "len" : "heap");
-    FILE *out = fopen(path, "wb");
-    cr_assert(out);
-    cr_assert_eq(fwrite(b, 1, (size_t)n, out), (size_t)n);
-    fclose(out);
+    eplb_test_write_bytes(path, b, (size_t)n);
     free(b);
     return path;
 }
@@ -751,9 +748,7 @@ Test(trace_errors, probe_time_limit)
     memset(b + at + 8, 0, 8);
     char bad[600];
     snprintf(bad, sizeof bad, "%s.loop.h5", good);
-    FILE *f = fopen(bad, "wb");
-    cr_assert(f && fwrite(b, 1, n, f) == n);
-    fclose(f);
+    eplb_test_write_bytes(bad, b, n);
     free(b);
     /* where the limit fails, the commands this test starts die of SIGXCPU
      * rather than spin on after the test's timeout */
@@ -829,9 +824,7 @@ Test(trace_errors, chunk_dimension_past_the_dataset)
         b[at + 4 + k] = (unsigned char)(bad >> 8 * k);
     char path[600];
     snprintf(path, sizeof path, "%s.layout.h5", good);
-    FILE *f = fopen(path, "wb");
-    cr_assert(f && fwrite(b, 1, n, f) == n);
-    fclose(f);
+    eplb_test_write_bytes(path, b, n);
     free(b);
     assert_open_fails(path, EPLB_ERR_FORMAT, "/router/logits: chunk dimension 1 is 39170");
     char *out = NULL;

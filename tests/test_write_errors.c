@@ -581,32 +581,33 @@ Test(write_errors, signal_on_other_thread_goes_to_main)
     rmdir(d);
 }
 
-/* A signal that comes while an output set is renamed waits for the renames
- * (the set is whole under its final names), and a line says so before the
- * process dies of it: a script that reads only the exit status (128 + sig)
- * would otherwise throw a complete result away.  The signal is sent after
- * the first of three renames (eplb_tmp_set_rename_hook). */
-static void term_self(int renamed)
+/* The signal eplb_tmp_set_rename_hook sends after the first rename. */
+static int rename_signal;
+
+static void signal_self(int renamed)
 {
     if (renamed == 1)
-        kill(getpid(), SIGTERM);
+        kill(getpid(), rename_signal);
 }
 
-Test(write_errors, signal_during_commit_says_the_set_is_complete)
+/* In a child: n files "file I" written as an output set in d (its stderr
+ * to d/stderr), sig's action set to act, sig sent after the first rename
+ * of the commit; exit 0 after a commit that returned EPLB_OK.  The child's
+ * wait status. */
+static int commit_with_signal(const char *d, char f[][4200], int n, int sig, void (*act)(int))
 {
-    const char *d = eplb_test_tmpdir();
-    char f[3][4200], log[4200];
-    for (int i = 0; i < 3; i++)
-        snprintf(f[i], sizeof f[i], "%s/out%d.csv", d, i);
+    char log[4200];
     snprintf(log, sizeof log, "%s/stderr", d);
+    for (int i = 0; i < n; i++)
+        snprintf(f[i], 4200, "%s/out%d.csv", d, i);
     pid_t p = fork();
     cr_assert(p >= 0);
     if (p == 0) {
         if (!freopen(log, "w", stderr))
             _exit(5);
-        signal(SIGTERM, SIG_DFL);
+        signal(sig, act);
         eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < n; i++) {
             const char *t = NULL;
             if (eplb_tmp_set_add(&t, &set, f[i]) != EPLB_OK)
                 _exit(6);
@@ -616,12 +617,26 @@ Test(write_errors, signal_during_commit_says_the_set_is_complete)
             fprintf(o, "file %d\n", i);
             fclose(o);
         }
-        eplb_tmp_set_rename_hook = term_self;
-        eplb_tmp_set_commit(&set); /* dies as it returns */
-        _exit(8);
+        rename_signal = sig;
+        eplb_tmp_set_rename_hook = signal_self;
+        _exit(eplb_tmp_set_commit(&set) == EPLB_OK ? 0 : 8);
     }
     int status = 0;
     cr_assert_eq(waitpid(p, &status, 0), p);
+    return status;
+}
+
+/* A signal that comes while an output set is renamed waits for the renames
+ * (the set is whole under its final names), and a line says so before the
+ * process dies of it: a script that reads only the exit status (128 + sig)
+ * would otherwise throw a complete result away.  The signal is sent after
+ * the first of three renames (eplb_tmp_set_rename_hook). */
+Test(write_errors, signal_during_commit_says_the_set_is_complete)
+{
+    const char *d = eplb_test_tmpdir();
+    char f[3][4200], log[4200];
+    snprintf(log, sizeof log, "%s/stderr", d);
+    int status = commit_with_signal(d, f, 3, SIGTERM, SIG_DFL);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
     for (int i = 0; i < 3; i++) {
         char *t = eplb_test_slurp_text(f[i]);
@@ -646,40 +661,12 @@ Test(write_errors, signal_during_commit_says_the_set_is_complete)
 
 /* An ignored signal (SIGHUP under nohup) that comes during the renames
  * ends nothing: no line says the process dies of it. */
-static void hup_self(int renamed)
-{
-    if (renamed == 1)
-        kill(getpid(), SIGHUP);
-}
-
 Test(write_errors, ignored_signal_during_commit_says_nothing)
 {
     const char *d = eplb_test_tmpdir();
     char f[2][4200], log[4200];
-    for (int i = 0; i < 2; i++)
-        snprintf(f[i], sizeof f[i], "%s/out%d.csv", d, i);
     snprintf(log, sizeof log, "%s/stderr", d);
-    pid_t p = fork();
-    cr_assert(p >= 0);
-    if (p == 0) {
-        if (!freopen(log, "w", stderr))
-            _exit(5);
-        signal(SIGHUP, SIG_IGN);
-        eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
-        for (int i = 0; i < 2; i++) {
-            const char *t = NULL;
-            if (eplb_tmp_set_add(&t, &set, f[i]) != EPLB_OK)
-                _exit(6);
-            FILE *o = fopen(t, "w");
-            if (!o)
-                _exit(7);
-            fclose(o);
-        }
-        eplb_tmp_set_rename_hook = hup_self;
-        _exit(eplb_tmp_set_commit(&set) == EPLB_OK ? 0 : 8);
-    }
-    int status = 0;
-    cr_assert_eq(waitpid(p, &status, 0), p);
+    int status = commit_with_signal(d, f, 2, SIGHUP, SIG_IGN);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
     char *e = eplb_test_slurp_text(log);
     cr_assert_str_eq(e, "");

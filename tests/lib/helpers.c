@@ -102,13 +102,18 @@ int eplb_test_exists(const char *path)
     return lstat(path, &sb) == 0;
 }
 
-const char *eplb_test_write_text(const char *path, const char *text)
+const char *eplb_test_write_bytes(const char *path, const void *bytes, size_t n)
 {
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(path, "wb");
     cr_assert_not_null(f, "%s: cannot create", path);
-    fputs(text, f);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n, "%s: cannot write", path);
     cr_assert_eq(fclose(f), 0, "%s: cannot write", path);
     return path;
+}
+
+const char *eplb_test_write_text(const char *path, const char *text)
+{
+    return eplb_test_write_bytes(path, text, strlen(text));
 }
 
 unsigned char *eplb_test_slurp(const char *path, size_t *n)

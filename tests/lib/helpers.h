@@ -53,6 +53,8 @@ int eplb_test_dir_entries(const char *dir);
 int eplb_test_exists(const char *path);
 /* Write text to path (asserting success); returns path. */
 const char *eplb_test_write_text(const char *path, const char *text);
+/* Write n bytes (NULs included) to path (asserting success); returns path. */
+const char *eplb_test_write_bytes(const char *path, const void *bytes, size_t n);
 /* The whole file, malloc'd with a NUL byte after its *n bytes (so text
  * files read as strings). */
 unsigned char *eplb_test_slurp(const char *path, size_t *n);

@@ -1219,6 +1219,26 @@ Test(run_cli, replica_rows_widen_as_placements_need)
     H5Fclose(f);
 }
 
+/* SGLang's {"logical_count": ...} of the counts c into path: [L][E] where
+ * S is 0, else [S][L][E]. */
+static void write_logical_count(const char *path, const int *c, int S, int L, int E)
+{
+    char text[4096];
+    size_t n = (size_t)snprintf(text, sizeof text, "{\"logical_count\": %s", S ? "[" : "");
+    for (int st = 0; st < (S ? S : 1); st++) {
+        n += (size_t)snprintf(text + n, sizeof text - n, "%s[", st ? "," : "");
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                n +=
+                    (size_t)snprintf(text + n, sizeof text - n, "%s%d%s", e ? "" : (l ? ",[" : "["),
+                                     c[((size_t)st * L + l) * E + e], e + 1 < E ? "," : "]");
+        n += (size_t)snprintf(text + n, sizeof text - n, "]");
+    }
+    cr_assert_lt(n + 3, sizeof text, "logical_count text too long");
+    snprintf(text + n, sizeof text - n, "%s}", S ? "]" : "");
+    eplb_test_write_text(path, text);
+}
+
 /* The mapping itself after the rows widen: a counts trace (1 step, 2 layers
  * of 8 experts, one hot expert a layer) placed once by deepseek with 10
  * redundant slots on 2 GPUs, so the hot experts get several replicas (the
@@ -1230,18 +1250,12 @@ Test(run_cli, widened_rows_map_counts_to_the_right_gpus)
 {
     enum { L = 2, E = 8, P = 18, D = 2 };
     static const int c[L][E] = {{900, 13, 7, 55, 1, 0, 3, 21}, {2, 5, 1000, 8, 77, 19, 4, 6}};
-    char json[600], h5[600], out[600], res[700], text[400];
+    char json[600], h5[600], out[600], res[700];
     snprintf(json, sizeof json, "%s/hot.json", tdir);
     snprintf(h5, sizeof h5, "%s/hot.h5", tdir);
     snprintf(out, sizeof out, "%s/hotout", tdir);
     snprintf(res, sizeof res, "%s/results.h5", out);
-    int n = snprintf(text, sizeof text, "{\"logical_count\": [");
-    for (int l = 0; l < L; l++)
-        for (int e = 0; e < E; e++)
-            n += snprintf(text + n, sizeof text - (size_t)n, "%s%d%s", e ? "" : (l ? ",[" : "["),
-                          c[l][e], e + 1 < E ? "," : "]");
-    snprintf(text + n, sizeof text - (size_t)n, "]}");
-    eplb_test_write_text(json, text);
+    write_logical_count(json, &c[0][0], 0, L, E);
     eplb_test_cli_expect(0, "wrote", "import --format sglang-counts '%s' --top-k 1 -o '%s'", json,
                          h5);
     eplb_test_cli_expect(0, NULL,
@@ -1326,27 +1340,19 @@ Test(run_cli, run_workers_fit_in_memory)
 Test(run_cli, once_vec_gets_the_series)
 {
     enum { S = 4, L = 2, E = 8, P = 12, D = 4 };
-    char json[600], h5[600], out[600], res[700], text[1200];
+    char json[600], h5[600], out[600], res[700];
     snprintf(json, sizeof json, "%s/ser.json", tdir);
     snprintf(h5, sizeof h5, "%s/ser.h5", tdir);
     snprintf(out, sizeof out, "%s/serout", tdir);
     snprintf(res, sizeof res, "%s/results.h5", out);
     /* loads that move between steps: vec's series differs from the sum */
-    int n = snprintf(text, sizeof text, "{\"logical_count\": [");
+    int c[S][L][E];
     uint64_t rng = 7;
-    for (int st = 0; st < S; st++) {
-        n += snprintf(text + n, sizeof text - (size_t)n, "%s[", st ? "," : "");
-        for (int l = 0; l < L; l++) {
-            n += snprintf(text + n, sizeof text - (size_t)n, "%s[", l ? "," : "");
+    for (int st = 0; st < S; st++)
+        for (int l = 0; l < L; l++)
             for (int e = 0; e < E; e++)
-                n += snprintf(text + n, sizeof text - (size_t)n, "%s%d", e ? "," : "",
-                              (int)(eplb_test_rng_next(&rng) % 50) + (e == (st + l) % E) * 400);
-            n += snprintf(text + n, sizeof text - (size_t)n, "]");
-        }
-        n += snprintf(text + n, sizeof text - (size_t)n, "]");
-    }
-    snprintf(text + n, sizeof text - (size_t)n, "]}");
-    eplb_test_write_text(json, text);
+                c[st][l][e] = (int)(eplb_test_rng_next(&rng) % 50) + (e == (st + l) % E) * 400;
+    write_logical_count(json, &c[0][0][0], S, L, E);
     eplb_test_cli_expect(0, "wrote",
                          "import --format sglang-counts '%s' --top-k 2 --model toy "
                          "-o '%s'",

@@ -730,6 +730,8 @@ eplb_status_t eplb_sim_source_synthetic(eplb_sim_source_t **out, int L, int E, i
 {
     if (L < 1 || E < 1 || K < 1 || S < 0 || tokens_per_step < 1)
         return eplb_error_set(EPLB_ERR_INVALID_ARG, "synthetic source: bad shape");
+    if (K > E) /* a token picks K distinct experts */
+        return eplb_error_set(EPLB_ERR_INVALID_ARG, "synthetic source: top-%d of %d experts", K, E);
     eplb_status_t st = EPLB_OK;
     eplb_sim_source_t *s = calloc(1, sizeof *s);
     EPLB_ALLOC_GOTO(s, st, err);

@@ -1,6 +1,7 @@
 /* test_bench.c - `eplb-replay bench policy` (src/bench_policy.c,
  * src/cmd_bench.c): its JSON line on the shared DeepSeek-V3 loads (skipped
- * without ../shared) and an unknown policy refused. */
+ * without ../shared) and an unknown policy refused; `bench sim`'s JSON
+ * object (src/bench_sim.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,4 +99,27 @@ Test(policy_bench, series_summed_and_max_moves_checked)
     unlink(w3);
     unlink(w2);
     rmdir(d);
+}
+
+/* bench sim had no test of a run that succeeds; with fewer than 8 experts
+ * its synthetic stream drew top-8 anyway (the source now refuses K > E, so
+ * this run fails if the bench asks for more choices than experts). */
+Test(sim_bench, json_object_with_both_passes)
+{
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "bench sim --steps 3 --layers 2 --experts 4 --gpus 2 "
+                                     "--policy deepseek --json");
+    cr_assert_eq(rc, 0, "%s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "bench output"));
+    cr_assert_str_eq(eplb_json_get(v, "policy")->str, "deepseek");
+    cr_assert_eq(eplb_json_get(v, "experts")->num, 4);
+    cr_assert_eq(eplb_json_get(v, "gpus")->num, 2);
+    const eplb_json_t *p = eplb_json_get(v, "passes");
+    cr_assert_eq(p->n, 2);
+    cr_assert_eq(eplb_json_get(eplb_json_at(p, 0), "steps")->num, 3);
+    cr_assert_eq(eplb_json_get(eplb_json_at(p, 1), "steps")->num, 12);
+    cr_assert_gt(eplb_json_get(eplb_json_at(p, 1), "updates_per_s")->num, 0);
+    eplb_json_free(v);
+    free(out);
 }

@@ -827,6 +827,13 @@ Test(sim, bad_shapes_rejected)
     eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_INVALID_ARG,
                       "--window");
     eplb_sim_source_free(src);
+    /* a synthetic stream's tokens pick K distinct experts: K <= E */
+    src = NULL;
+    eplb_assert_fails(eplb_sim_source_synthetic(&src, 2, 4, 8, 3, 64, 1), EPLB_ERR_INVALID_ARG,
+                      "top-8 of 4 experts");
+    cr_assert_null(src);
+    eplb_assert_ok(eplb_sim_source_synthetic(&src, 2, 4, 4, 3, 64, 1));
+    eplb_sim_source_free(src);
 }
 
 /* Async vLLM: decided before step 2, one layer per step from step 3. */

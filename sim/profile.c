@@ -409,6 +409,14 @@ eplb_status_t eplb_sim_profile_load(eplb_profile_t *out, const char *path)
 /* ---- model shapes ------------------------------------------------------
  * Known models (public config.json of each on Hugging Face): hidden_size,
  * moe_intermediate_size, weight format of the released checkpoint. */
+/* A model_config size the cost model takes: a whole number in [1, 1e6)
+ * (4096.7 had been cut to 4096 silently). */
+static int dim_ok(const eplb_json_t *v)
+{
+    return v && v->type == EPLB_JSON_NUMBER && v->num >= 1 && v->num < 1e6 &&
+           v->num == floor(v->num);
+}
+
 static const struct {
     const char *match; /* case-insensitive substring of the model name */
     int hidden, inter;
@@ -465,8 +473,7 @@ void eplb_sim_model_shape(eplb_model_shape_t *out, const char *model,
         const eplb_json_t *f = eplb_json_get(cfg, "moe_intermediate_size");
         if (!f)
             f = eplb_json_get(cfg, "intermediate_size"); /* Mixtral */
-        if (h && f && h->type == EPLB_JSON_NUMBER && f->type == EPLB_JSON_NUMBER &&
-            h->num >= 1 && f->num >= 1 && h->num < 1e6 && f->num < 1e6) {
+        if (dim_ok(h) && dim_ok(f)) {
             m.hidden = (int)h->num;
             m.inter = (int)f->num;
             m.weight_bytes = 2;
@@ -479,23 +486,24 @@ void eplb_sim_model_shape(eplb_model_shape_t *out, const char *model,
         } else if (h || f) {
             /* a size given but unusable: said, as for JSON that does not
              * parse (hidden_size -5, 1e300 or NaN fell back silently) */
-            const int h_ok = h && h->type == EPLB_JSON_NUMBER && h->num >= 1 && h->num < 1e6;
+            const int h_ok = dim_ok(h);
             const eplb_json_t *bad = h_ok ? f : h; /* NULL: missing */
             const char *key = !h_ok ? "hidden_size"
                               : eplb_json_get(cfg, "moe_intermediate_size")
                                   ? "moe_intermediate_size"
                               : f ? "intermediate_size"
                                   : "moe_intermediate_size";
-            char why[sizeof m.source], val[64];
+            char why[sizeof m.source], val[96];
             if (!bad)
                 snprintf(val, sizeof val, "has no %s", key);
             else if (bad->type == EPLB_JSON_NUMBER)
-                snprintf(val, sizeof val, "%s %g is ignored (not in [1, 1e6))", key, bad->num);
+                snprintf(val, sizeof val, "%s %g is ignored (not a whole number in [1, 1e6))", key,
+                         bad->num);
             else
                 snprintf(val, sizeof val, "%s is ignored (not a number)", key);
             snprintf(why, sizeof why, "%s", m.source);
             snprintf(m.source, sizeof m.source, "%.*s; the trace's model_config %s",
-                     (int)(sizeof m.source - 100), why, val);
+                     (int)(sizeof m.source - 124), why, val);
         }
         eplb_json_free(cfg);
     }

@@ -221,8 +221,9 @@ static eplb_status_t flush_block(eplb_sim_h5_t *h5, sim_run_t *runs, int nruns, 
         sim_run_t *r = &runs[i];
         EPLB_CHECK(eplb_sim_h5_append_steps(h5, i, n, r->ser_tok, r->ser_bal,
                                             r->ser_time));
-        EPLB_CHECK(eplb_sim_h5_append_events(h5, i, r->res->events + r->ev_flushed,
-                                             r->res->n_events - r->ev_flushed));
+        if (r->res->n_events > r->ev_flushed) /* events may be NULL: no NULL + 0 */
+            EPLB_CHECK(eplb_sim_h5_append_events(h5, i, r->res->events + r->ev_flushed,
+                                                 r->res->n_events - r->ev_flushed));
         r->ev_flushed = r->res->n_events;
         if (!r->keep_all_ev) /* written: memory stays bounded */
             r->res->n_events = r->ev_flushed = 0;

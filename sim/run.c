@@ -112,6 +112,16 @@ static eplb_status_t commit_layer(sim_run_t *r, int l, int64_t s, int64_t decide
     const int32_t *old = r->phy2log + (size_t)l * r->P;
     const int32_t *nw = r->target + (size_t)l * r->P;
     EPLB_CHECK(eplb_sim_transfer_plan(&tr, NULL, old, nw, &r->cost));
+    /* int64 (signed overflow is undefined): reached only with expert sizes
+     * near the model_config's 1e6 x 1e6 bound (DeepSeek-V3's 44 MB would
+     * take ~2e11 moves) */
+    if (tr.bytes > INT64_MAX - r->res->moved_bytes)
+        return eplb_error_set(EPLB_ERR_INVALID_ARG,
+                              "run %s: the bytes moved pass 2^63 at step %lld (layer %d: %lld "
+                              "replicas of %.4g bytes each); the model's expert size is beyond "
+                              "what the totals hold",
+                              r->res->label, (long long)s, l, (long long)tr.moved,
+                              r->cost.expert_bytes);
     eplb_sim_event_t ev;
     memset(&ev, 0, sizeof ev); /* padding too: events are written as bytes */
     ev.step = s;
@@ -231,12 +241,20 @@ static eplb_status_t decide(sim_shared_t *sh, sim_run_t *r, int64_t s)
             w[i] = j < r->n_oracle ? (float)r->oracle[(size_t)j * LE + i] : 0;
     } else {
         eplb_sim_trigger_window(&wb, &we, t, s, sh->S);
-        memset(w, 0, LE * sizeof *w);
+        /* summed exactly (int64, as vLLM's expert_load_window and
+         * SGLang's counts are), rounded to float once: a float sum lost
+         * counts past 2^24 and depended on the steps' order */
+        if (!r->wsum && !(r->wsum = malloc(LE * sizeof *r->wsum)))
+            return eplb_error_set(EPLB_ERR_NOMEM, "window loads: out of memory");
+        int64_t *sum = r->wsum;
+        memset(sum, 0, LE * sizeof *sum);
         for (int64_t q = wb; q < we; q++) {
             const int32_t *h = hist_row(sh, q);
             for (size_t i = 0; i < LE; i++)
-                w[i] += (float)h[i];
+                sum[i] += h[i];
         }
+        for (size_t i = 0; i < LE; i++)
+            w[i] = (float)sum[i];
     }
     if (t->kind == EPLB_TRIGGER_THRESHOLD &&
         predicted_balancedness(r, w) >= t->threshold)
@@ -943,6 +961,7 @@ void eplb_sim_run_free(sim_run_t *r)
     free(r->log2phy);
     free(r->maps);
     free(r->ema);
+    free(r->wsum);
     free(r->weights);
     free(r->oracle);
     free(r->layer_bal);

@@ -158,6 +158,7 @@ typedef struct {
     int keep_all_ev;            /* keep them after writing them (asked for) */
     int max_moves;
     double *ema;                /* trtllm [L][E] */
+    int64_t *wsum;              /* [L][E] a window's exact sum (decide) */
     float *weights;             /* [L][E] */
     double *oracle;             /* [n_oracle][L][E] sums of future windows */
     int64_t n_oracle;

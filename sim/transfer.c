@@ -72,7 +72,16 @@ eplb_status_t eplb_sim_transfer_plan(eplb_transfer_t *out, int32_t *sends,
             acc[5 * g + 3] += eb;
         }
     }
-    t.bytes = (int64_t)llround(eb * (t.intra + t.inter));
+    const double bytes = eb * (t.intra + t.inter);
+    if (!(bytes < 0x1p63)) { /* llround beyond int64 is undefined */
+        st = eplb_error_set(EPLB_ERR_INVALID_ARG,
+                            "the bytes moved pass 2^63 in one layer (%d replicas of %.4g "
+                            "bytes each); the model's expert size is beyond what the totals "
+                            "hold",
+                            t.intra + t.inter, eb);
+        goto out_free;
+    }
+    t.bytes = (int64_t)llround(bytes);
     const eplb_profile_t *pr = &c->prof;
     double worst = 0;
     for (int g = 0; g < D; g++) {

@@ -578,6 +578,87 @@ Test(sim, conservation_counts_level)
     rmdir(dir);
 }
 
+/* Found by a clang implicit-conversion audit: the window's loads were
+ * summed in float, so past 2^24 a step's 1 was lost and the result hung on
+ * the steps' order.  Window of steps 0-3: expert 0 = 2^24 + 3, expert 1 =
+ * 2^24 + 2 (exactly; as floats 2^24 + 4 and 2^24 + 2), so the one
+ * redundant slot of 4 on 3 experts is expert 0's.  The float sum gave
+ * 2^24 for expert 0 when its big step came first, and the slot to
+ * expert 1. */
+static void window_sum_owner(int big_first, int per_expert[3])
+{
+    enum { L = 1, E = 3, S = 8 };
+    static int32_t counts[S][L][E];
+    const int32_t big[E] = {1 << 24, (1 << 24) + 2, 0}, one[E] = {1, 0, 0};
+    for (int s = 0; s < 4; s++)
+        memcpy(counts[s][0], s == (big_first ? 0 : 3) ? big : one, sizeof big);
+    for (int s = 4; s < S; s++) {
+        counts[s][0][0] = 1000;
+        counts[s][0][1] = counts[s][0][2] = 10;
+    }
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    const char *dir = eplb_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/results.h5", dir);
+    eplb_sim_run_cfg_t r = run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_SGLANG, 4, 4);
+    eplb_sim_opts_t o = opts_default();
+    o.results_path = path;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(res.rebalances, 1); /* the decision before step 4 only */
+    size_t n;
+    int32_t *p = read_i32(path, "/runs/000/placement_final", &n);
+    cr_assert_eq(n, 4u);
+    memset(per_expert, 0, 3 * sizeof *per_expert);
+    for (size_t i = 0; i < n; i++)
+        per_expert[p[i]]++;
+    free(p);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+    unlink(path);
+    rmdir(dir);
+}
+
+Test(sim, window_loads_summed_exactly_in_any_order)
+{
+    for (int big_first = 0; big_first < 2; big_first++) {
+        int c[3];
+        window_sum_owner(big_first, c);
+        cr_assert(c[0] == 2 && c[1] == 1 && c[2] == 1, "big step %s: replicas %d %d %d, want 2 1 1",
+                  big_first ? "first" : "last", c[0], c[1], c[2]);
+    }
+}
+
+/* Found by the same audit: moved_bytes (int64) overflowed, undefined, with
+ * expert sizes near model_config's bounds (hidden and intermediate sizes
+ * below 1e6 each, 6e12 bytes an expert).  Here an expert of ~2e18 bytes,
+ * the hot expert changing every step: the run stops with an error that
+ * says so instead of a wrapped total. */
+Test(sim, moved_bytes_past_int64_refused)
+{
+    enum { L = 1, E = 4, S = 12 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            counts[s][0][e] = e == s % E ? 1000 : 1;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_sim_run_cfg_t r = run_cfg("deepseek", 2, 1, 8, EPLB_TRIGGER_SGLANG, 1, 1);
+    eplb_sim_opts_t o = opts_default();
+    o.shape.weight_bytes = 2e18 / (3.0 * o.shape.hidden * o.shape.inter);
+    eplb_sim_result_t res;
+    eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_INVALID_ARG,
+                      "bytes moved pass 2^63");
+    /* the same run with DeepSeek-V3's experts moves and counts its bytes */
+    o = opts_default();
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_gt(res.moved_replicas, 0);
+    cr_assert_eq(res.moved_bytes % (3LL * 7168 * 2048), 0);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
 /* Hot expert 0 always in column 0, top-8, two replicas (slots 0 and 16):
  * flatmod sends (8t + 0) mod 2 = 0 -> every token to slot 0; hash splits
  * it evenly (the finding behind vLLM PR #40810). */
@@ -1139,6 +1220,9 @@ Test(sim, model_shape_from_config)
         {"{\"hidden_size\": 2048, \"intermediate_size\": \"big\"}",
          "intermediate_size is ignored (not a number)"},
         {"{\"hidden_size\": 2048}", "has no moe_intermediate_size"},
+        /* a fraction was cut to 4096 silently (the conversion audit) */
+        {"{\"hidden_size\": 4096.7, \"moe_intermediate_size\": 1408}",
+         "hidden_size 4096.7 is ignored (not a whole number in [1, 1e6))"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         eplb_sim_model_shape(&m, "DeepSeek-V3", bad[i].cfg);

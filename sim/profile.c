@@ -458,14 +458,16 @@ void eplb_sim_model_shape(eplb_model_shape_t *out, const char *model,
                 break;
             }
     eplb_json_t *cfg = NULL;
+    eplb_status_t pst = EPLB_OK;
     if (model_config && *model_config &&
-        eplb_json_parse(&cfg, model_config, strlen(model_config), "model_config") !=
+        (pst = eplb_json_parse(&cfg, model_config, strlen(model_config), "model_config")) !=
             EPLB_OK) {
         /* said where the shape is reported (it was ignored silently) */
         char why[sizeof m.source];
         snprintf(why, sizeof why, "%s", m.source);
-        snprintf(m.source, sizeof m.source, "%.*s; the trace's model_config is not valid JSON",
-                 (int)(sizeof m.source - 48), why);
+        snprintf(m.source, sizeof m.source, "%.*s; the trace's model_config %s",
+                 (int)(sizeof m.source - 64), why,
+                 pst == EPLB_ERR_NOMEM ? "could not be read (out of memory)" : "is not valid JSON");
         cfg = NULL;
     }
     if (cfg) {

@@ -733,13 +733,29 @@ static eplb_status_t work_fit(sim_work_t *w, const sim_shared_t *sh)
             return eplb_error_set(EPLB_ERR_NOMEM, "replica ids: out of memory");
         w->phys_cap = need;
     }
-    if (!w->counts) {
+    if (!w->counts || !w->a2a || !w->gtok || !w->lcost) {
+        /* all four or none: a worker whose allocation failed for one run
+         * is used again by the next (it had kept counts, skipped the rest
+         * and written through NULL) */
+        free(w->counts);
+        free(w->a2a);
+        free(w->gtok);
+        free(w->lcost);
         w->counts = malloc((size_t)sh->L * sh->maxP * sizeof *w->counts);
         w->a2a = malloc((size_t)sh->L * 4 * sh->maxD * sizeof *w->a2a);
         w->gtok = malloc((size_t)sh->L * sh->maxD * sizeof *w->gtok);
         w->lcost = malloc((size_t)sh->L * sizeof *w->lcost);
-        if (!w->counts || !w->a2a || !w->gtok || !w->lcost)
+        if (!w->counts || !w->a2a || !w->gtok || !w->lcost) {
+            free(w->counts);
+            free(w->a2a);
+            free(w->gtok);
+            free(w->lcost);
+            w->counts = NULL;
+            w->a2a = NULL;
+            w->gtok = NULL;
+            w->lcost = NULL;
             return eplb_error_set(EPLB_ERR_NOMEM, "replay workspace: out of memory");
+        }
     }
     return EPLB_OK;
 }

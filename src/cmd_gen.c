@@ -68,11 +68,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void print_summary(const char *name, const double *v, int L)
+/* 0, or -1 out of memory (the table is then cut short, and said so) */
+static int print_summary(const char *name, const double *v, int L)
 {
     double *c = malloc(sizeof(double) * (size_t)L);
     if (!c)
-        return;
+        return -1;
     memcpy(c, v, sizeof(double) * (size_t)L);
     qsort(c, (size_t)L, sizeof(double), cmp_double);
     double m = 0;
@@ -80,6 +81,7 @@ static void print_summary(const char *name, const double *v, int L)
         m += c[i];
     printf("%-34s %7.3f %7.3f %7.3f %7.3f\n", name, m / L, c[0], c[L / 2], c[L - 1]);
     free(c);
+    return 0;
 }
 
 static int run_stats(const eplb_gen_opts_t *o, int64_t window)
@@ -93,14 +95,17 @@ static int run_stats(const eplb_gen_opts_t *o, int64_t window)
            o->preset, o->steps, st.num_tokens, st.num_layers, window);
     printf("%-34s %7s %7s %7s %7s\n", "per-layer statistic", "mean", "min",
            "median", "max");
-    print_summary("max/mean load, per window", st.window_maxmean, st.num_layers);
-    print_summary("max/mean load, whole trace", st.whole_maxmean, st.num_layers);
-    print_summary("max/mean load, per step", st.step_maxmean, st.num_layers);
-    print_summary("top1/top2 load, whole trace", st.top12, st.num_layers);
-    print_summary("top expert = previous step's", st.top_same, st.num_layers);
-    print_summary("steps in top-expert runs >= 10", st.top_run, st.num_layers);
-    print_summary("hot expert lifetime (window tops)", st.top_life, st.num_layers);
+    int bad = print_summary("max/mean load, per window", st.window_maxmean, st.num_layers) ||
+              print_summary("max/mean load, whole trace", st.whole_maxmean, st.num_layers) ||
+              print_summary("max/mean load, per step", st.step_maxmean, st.num_layers) ||
+              print_summary("top1/top2 load, whole trace", st.top12, st.num_layers) ||
+              print_summary("top expert = previous step's", st.top_same, st.num_layers) ||
+              print_summary("steps in top-expert runs >= 10", st.top_run, st.num_layers) ||
+              print_summary("hot expert lifetime (window tops)", st.top_life, st.num_layers);
     eplb_gen_stats_free(&st);
+    if (bad) /* a line left out had exited 0 */
+        return eplb_cmd_fail(
+            "gen", eplb_error_set(EPLB_ERR_NOMEM, "--stats: out of memory for the table"));
     return 0;
 }
 

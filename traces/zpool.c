@@ -116,14 +116,14 @@ void eplb_zpool_destroy(eplb_zpool_t *z)
     pthread_mutex_lock(&z->mu);
     z->stop = 1;
     /* drop queued work so the workers exit promptly */
-    for (int i = 0; i < z->depth; i++)
+    for (int i = 0; z->jobs && i < z->depth; i++) /* jobs: NULL if its calloc failed */
         if (z->jobs[i].state == JOB_QUEUED)
             z->jobs[i].state = JOB_FREE;
     pthread_cond_broadcast(&z->cv_work);
     pthread_mutex_unlock(&z->mu);
     for (int i = 0; i < z->nthreads; i++)
         pthread_join(z->th[i], NULL);
-    for (int i = 0; i < z->depth; i++) {
+    for (int i = 0; z->jobs && i < z->depth; i++) {
         free(z->jobs[i].raw);
         free(z->jobs[i].z);
     }

@@ -52,14 +52,11 @@ const char *eplb_test_tmpdir(void)
     return buf;
 }
 
-int eplb_test_run_cli(char **output, const char *args_fmt, ...)
+static int run_cli(char **output, const char *prefix, const char *args_fmt, va_list ap)
 {
     char args[8192], cmd[9000];
-    va_list ap;
-    va_start(ap, args_fmt);
     vsnprintf(args, sizeof args, args_fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s/eplb-replay' %s 2>&1", eplb_test_builddir(), args);
+    snprintf(cmd, sizeof cmd, "%s'%s/eplb-replay' %s 2>&1", prefix, eplb_test_builddir(), args);
     FILE *p = popen(cmd, "r");
     cr_assert(p != NULL, "popen failed for %s", cmd);
     size_t n = 0, cap = 4096;
@@ -82,6 +79,24 @@ int eplb_test_run_cli(char **output, const char *args_fmt, ...)
     if (!WIFEXITED(status))
         return -1;
     return WEXITSTATUS(status);
+}
+
+int eplb_test_run_cli(char **output, const char *args_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, args_fmt);
+    int rc = run_cli(output, "", args_fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int eplb_test_run_cli_prefixed(char **output, const char *prefix, const char *args_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, args_fmt);
+    int rc = run_cli(output, prefix, args_fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int eplb_test_dir_entries(const char *dir)

@@ -66,6 +66,11 @@ char *eplb_test_slurp_text(const char *path);
 uint64_t eplb_test_rng_next(uint64_t *state);
 /* Run `eplb-replay ARGS` through the shell; capture stdout+stderr (malloc'd
  * into *output if not NULL) and return the exit status (-1 if it crashed). */
-int eplb_test_run_cli(char **output, const char *args_fmt, ...);
+int eplb_test_run_cli(char **output, const char *args_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The same with prefix before the binary in the shell command (for example
+ * "timeout 60 env VAR=1 "), so that only eplb-replay gets what it sets. */
+int eplb_test_run_cli_prefixed(char **output, const char *prefix, const char *args_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -1,0 +1,119 @@
+/* alloc_fail.c - an LD_PRELOAD library that makes one allocation fail, for
+ * tests/test_alloc_fail.c: every out-of-memory path of a command is taken
+ * once, one run each, and must end in a message and exit 1 (never a crash).
+ *
+ * A "site" is a call of malloc, calloc or realloc from one place (return
+ * address) in the main program (not libc, HDF5 or zlib, whose own failures
+ * are theirs).  Sites are numbered in the order they are first reached.
+ *   EPLB_FAIL_SITE=N   the first call from site N returns NULL (ENOMEM);
+ *                      later calls from it succeed
+ *   EPLB_FAIL_REPORT=1 at exit, "alloc_fail: S sites" on stderr
+ * glibc only (__libc_malloc and friends: dlsym would allocate itself). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <link.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+
+enum { MAX_SITES = 16384 };
+
+static uintptr_t lo, hi; /* the main program's loaded segments */
+/* set while this thread holds the lock: a call made meanwhile (by
+ * dl_iterate_phdr, say) passes (initial-exec: no allocation to reach it) */
+static __thread int inside __attribute__((tls_model("initial-exec")));
+static uintptr_t sites[MAX_SITES];
+static int nsites, ready, busy;
+static long fail_at = -1;
+
+static int main_range(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    (void)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr, b = a + ph->p_memsz;
+        if (!lo || a < lo)
+            lo = a;
+        if (b > hi)
+            hi = b;
+    }
+    return 1; /* the first object is the main program */
+}
+
+/* Whether this call, from return address ra, is to fail. */
+static int fail_here(uintptr_t ra)
+{
+    int fail = 0;
+    if (inside)
+        return 0;
+    inside = 1;
+    while (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
+        ;
+    if (!ready) {
+        ready = 1;
+        const char *s = getenv("EPLB_FAIL_SITE");
+        fail_at = s ? atol(s) : -1;
+        dl_iterate_phdr(main_range, NULL);
+    }
+    if (ra >= lo && ra < hi) {
+        int i = 0;
+        while (i < nsites && sites[i] != ra)
+            i++;
+        if (i == nsites && nsites < MAX_SITES) {
+            sites[nsites++] = ra;
+            fail = nsites == fail_at;
+        }
+    }
+    __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+    inside = 0;
+    return fail;
+}
+
+#define CALLER ((uintptr_t)__builtin_return_address(0))
+
+void *malloc(size_t n)
+{
+    if (fail_here(CALLER)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    if (fail_here(CALLER)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    if (fail_here(CALLER)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_realloc(p, n);
+}
+
+__attribute__((destructor)) static void report(void)
+{
+    if (!getenv("EPLB_FAIL_REPORT"))
+        return;
+    char b[64];
+    int k = snprintf(b, sizeof b, "alloc_fail: %d sites\n", nsites);
+    if (write(2, b, (size_t)k) < 0)
+        return;
+}

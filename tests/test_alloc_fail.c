@@ -45,9 +45,9 @@ static const char *shim(void)
 }
 
 /* Run `eplb-replay args` once to count its allocation sites, then once per
- * site with that site failing; out (a file or directory, or NULL) must not
- * exist after a failed run.  Returns the number of sites. */
-static int every_site(const char *args, const char *out)
+ * site with that site's call-th call failing; out (a file or directory, or
+ * NULL) must not exist after a failed run.  Returns the number of sites. */
+static int every_site_call(const char *args, const char *out, int call)
 {
     const char *so = shim();
     char prefix[4600], *text = NULL;
@@ -67,10 +67,13 @@ static int every_site(const char *args, const char *out)
             cr_assert_eq(system(rm), 0);
         }
         snprintf(prefix, sizeof prefix,
-                 "timeout 120 env EPLB_THREADS=1 EPLB_FAIL_SITE=%d LD_PRELOAD='%s' ", k, so);
+                 "timeout 120 env EPLB_THREADS=1 EPLB_FAIL_SITE=%d EPLB_FAIL_CALL=%d "
+                 "LD_PRELOAD='%s' ",
+                 k, call, so);
         rc = eplb_test_run_cli_prefixed(&text, prefix, "%s", args);
-        cr_assert(rc == 0 || rc == 1, "%s, site %d of %d failing: exit %d (-1: a signal)\n%s", args,
-                  k, sites, rc, text);
+        cr_assert(rc == 0 || rc == 1,
+                  "%s, site %d of %d failing (call %d): exit %d (-1: a signal)\n%s", args, k, sites,
+                  call, rc, text);
         if (rc == 1) {
             cr_assert(strstr(text, "eplb-replay") != NULL, "%s, site %d: no message: %s", args, k,
                       text);
@@ -82,6 +85,8 @@ static int every_site(const char *args, const char *out)
     }
     return sites;
 }
+
+static int every_site(const char *args, const char *out) { return every_site_call(args, out, 1); }
 
 static const char *trace(const char *name)
 {
@@ -96,6 +101,8 @@ Test(alloc_fail, run_two_runs, .timeout = 600)
     snprintf(args, sizeof args, "run '%s' --policy deepseek --quiet --policy-time 0 --threads 1",
              trace("dsv3-small.h5"));
     cr_assert_gt(every_site(args, NULL), 10);
+    /* the second call of each site: buffers that grow, later steps */
+    cr_assert_gt(every_site_call(args, NULL, 2), 10);
 }
 
 /* A small trace from gen (logits), replayed with once, vec and balanced

@@ -7,6 +7,8 @@
  * are theirs).  Sites are numbered in the order they are first reached.
  *   EPLB_FAIL_SITE=N   the first call from site N returns NULL (ENOMEM);
  *                      later calls from it succeed
+ *   EPLB_FAIL_CALL=C   the C-th call from site N fails instead (default 1:
+ *                      loops and growing buffers fail later on)
  *   EPLB_FAIL_REPORT=1 at exit, "alloc_fail: S sites" on stderr
  * glibc only (__libc_malloc and friends: dlsym would allocate itself). */
 #ifndef _GNU_SOURCE
@@ -31,7 +33,7 @@ static uintptr_t lo, hi; /* the main program's loaded segments */
 static __thread int inside __attribute__((tls_model("initial-exec")));
 static uintptr_t sites[MAX_SITES];
 static int nsites, ready, busy;
-static long fail_at = -1;
+static long fail_at = -1, fail_call = 1, calls; /* calls: from site fail_at */
 
 static int main_range(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -63,16 +65,18 @@ static int fail_here(uintptr_t ra)
         ready = 1;
         const char *s = getenv("EPLB_FAIL_SITE");
         fail_at = s ? atol(s) : -1;
+        const char *c = getenv("EPLB_FAIL_CALL");
+        fail_call = c ? atol(c) : 1;
         dl_iterate_phdr(main_range, NULL);
     }
     if (ra >= lo && ra < hi) {
         int i = 0;
         while (i < nsites && sites[i] != ra)
             i++;
-        if (i == nsites && nsites < MAX_SITES) {
+        if (i == nsites && nsites < MAX_SITES)
             sites[nsites++] = ra;
-            fail = nsites == fail_at;
-        }
+        if (i < nsites && i + 1 == fail_at)
+            fail = ++calls == fail_call;
     }
     __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
     inside = 0;

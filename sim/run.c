@@ -723,6 +723,19 @@ out:
     return st;
 }
 
+/* A worker's per-step buffers (the replica ids apart), freed and cleared. */
+static void step_buffers_free(sim_work_t *w)
+{
+    free(w->counts);
+    free(w->a2a);
+    free(w->gtok);
+    free(w->lcost);
+    w->counts = NULL;
+    w->a2a = NULL;
+    w->gtok = NULL;
+    w->lcost = NULL;
+}
+
 static eplb_status_t work_fit(sim_work_t *w, const sim_shared_t *sh)
 {
     const size_t need = sim_step_entries(sh->max_step_tokens, sh->L, sh->K);
@@ -737,23 +750,13 @@ static eplb_status_t work_fit(sim_work_t *w, const sim_shared_t *sh)
         /* all four or none: a worker whose allocation failed for one run
          * is used again by the next (it had kept counts, skipped the rest
          * and written through NULL) */
-        free(w->counts);
-        free(w->a2a);
-        free(w->gtok);
-        free(w->lcost);
+        step_buffers_free(w);
         w->counts = malloc((size_t)sh->L * sh->maxP * sizeof *w->counts);
         w->a2a = malloc((size_t)sh->L * 4 * sh->maxD * sizeof *w->a2a);
         w->gtok = malloc((size_t)sh->L * sh->maxD * sizeof *w->gtok);
         w->lcost = malloc((size_t)sh->L * sizeof *w->lcost);
         if (!w->counts || !w->a2a || !w->gtok || !w->lcost) {
-            free(w->counts);
-            free(w->a2a);
-            free(w->gtok);
-            free(w->lcost);
-            w->counts = NULL;
-            w->a2a = NULL;
-            w->gtok = NULL;
-            w->lcost = NULL;
+            step_buffers_free(w);
             return eplb_error_set(EPLB_ERR_NOMEM, "replay workspace: out of memory");
         }
     }
@@ -778,10 +781,7 @@ void eplb_sim_run_block(sim_shared_t *sh, sim_run_t *r, sim_work_t *w)
 void eplb_sim_work_free(sim_work_t *w)
 {
     free(w->phys);
-    free(w->counts);
-    free(w->a2a);
-    free(w->gtok);
-    free(w->lcost);
+    step_buffers_free(w);
     free(w->rank);
     free(w->plan_n);
     free(w->plan_q);

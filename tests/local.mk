@@ -11,6 +11,7 @@ check_PROGRAMS += tests/alloc_fail.so
 tests_alloc_fail_so_SOURCES = tests/lib/alloc_fail.c
 tests_alloc_fail_so_CFLAGS = -fPIC $(WARN_CFLAGS)
 tests_alloc_fail_so_LDFLAGS = -shared
+tests_alloc_fail_so_LDADD = -ldl
 endif
 # run by test_h5py.c (python_recorder_traces_replay)
 EXTRA_DIST += tests/record_check.py

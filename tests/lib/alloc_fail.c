@@ -4,7 +4,9 @@
  *
  * A "site" is a call of malloc, calloc or realloc from one place (return
  * address) in the main program (not libc, HDF5 or zlib, whose own failures
- * are theirs).  Sites are numbered in the order they are first reached.
+ * are theirs), once main() has begun (static constructors, such as those
+ * of a statically linked CUDA runtime, are not the program's code).  Sites
+ * are numbered in the order they are first reached.
  *   EPLB_FAIL_SITE=N   the first call from site N returns NULL (ENOMEM);
  *                      later calls from it succeed
  *   EPLB_FAIL_CALL=C   the C-th call from site N fails instead (default 1:
@@ -14,6 +16,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <stdint.h>
@@ -32,7 +35,7 @@ static uintptr_t lo, hi; /* the main program's loaded segments */
  * dl_iterate_phdr, say) passes (initial-exec: no allocation to reach it) */
 static __thread int inside __attribute__((tls_model("initial-exec")));
 static uintptr_t sites[MAX_SITES];
-static int nsites, ready, busy;
+static int nsites, ready, busy, in_main;
 static long fail_at = -1, fail_call = 1, calls; /* calls: from site fail_at */
 
 static int main_range(struct dl_phdr_info *info, size_t size, void *data)
@@ -69,7 +72,7 @@ static int fail_here(uintptr_t ra)
         fail_call = c ? atol(c) : 1;
         dl_iterate_phdr(main_range, NULL);
     }
-    if (ra >= lo && ra < hi) {
+    if (in_main && ra >= lo && ra < hi) {
         int i = 0;
         while (i < nsites && sites[i] != ra)
             i++;
@@ -81,6 +84,27 @@ static int fail_here(uintptr_t ra)
     __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
     inside = 0;
     return fail;
+}
+
+/* __libc_start_main runs the constructors, then main: main is wrapped so
+ * that counting starts there. */
+typedef int (*main_fn)(int, char **, char **);
+static main_fn real_main;
+
+static int counted_main(int argc, char **argv, char **envp)
+{
+    __atomic_store_n(&in_main, 1, __ATOMIC_RELEASE);
+    return real_main(argc, argv, envp);
+}
+
+int __libc_start_main(main_fn m, int argc, char **argv, void (*init)(void), void (*fini)(void),
+                      void (*rtld_fini)(void), void *stack_end)
+{
+    typedef int (*start_fn)(main_fn, int, char **, void (*)(void), void (*)(void), void (*)(void),
+                            void *);
+    start_fn next = (start_fn)dlsym(RTLD_NEXT, "__libc_start_main");
+    real_main = m;
+    return next(counted_main, argc, argv, init, fini, rtld_fini, stack_end);
 }
 
 #define CALLER ((uintptr_t)__builtin_return_address(0))

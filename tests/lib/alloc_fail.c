@@ -12,6 +12,9 @@
  *   EPLB_FAIL_CALL=C   the C-th call from site N fails instead (default 1:
  *                      loops and growing buffers fail later on)
  *   EPLB_FAIL_REPORT=1 at exit, "alloc_fail: S sites" on stderr
+ *   EPLB_FAIL_SHOW=1   "alloc_fail: site N fails at +0xOFF" on stderr when it
+ *                      fails (OFF: the return address less the program's
+ *                      load address; `addr2line -e eplb-replay 0xOFF`)
  * glibc only (__libc_malloc and friends: dlsym would allocate itself). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,7 +33,7 @@ extern void *__libc_realloc(void *p, size_t n);
 
 enum { MAX_SITES = 16384 };
 
-static uintptr_t lo, hi; /* the main program's loaded segments */
+static uintptr_t lo, hi, base; /* the main program's loaded segments, load address */
 /* set while this thread holds the lock: a call made meanwhile (by
  * dl_iterate_phdr, say) passes (initial-exec: no allocation to reach it) */
 static __thread int inside __attribute__((tls_model("initial-exec")));
@@ -42,6 +45,7 @@ static int main_range(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
     (void)data;
+    base = info->dlpi_addr;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD)
@@ -82,6 +86,13 @@ static int fail_here(uintptr_t ra)
             fail = ++calls == fail_call;
     }
     __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+    if (fail && getenv("EPLB_FAIL_SHOW")) {
+        char b[96];
+        int k = snprintf(b, sizeof b, "alloc_fail: site %ld fails at +0x%lx\n", fail_at,
+                         (unsigned long)(ra - base));
+        if (write(2, b, (size_t)k) < 0)
+            fail = 1;
+    }
     inside = 0;
     return fail;
 }

@@ -3,6 +3,7 @@
 
 #include "decimal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,4 +142,14 @@ eplb_status_t eplb_cli_next_opt(const struct option **opt, const char **val, int
     *opt = o;
     *val = v;
     return EPLB_OK;
+}
+
+eplb_status_t eplb_cli_stdout_check(void)
+{
+    errno = 0;
+    const int e = fflush(stdout) != 0 ? errno : 0;
+    if (!e && !ferror(stdout))
+        return EPLB_OK;
+    return eplb_error_set(EPLB_ERR_IO, "stdout: write error%s%s", e ? ": " : "",
+                          e ? strerror(e) : "");
 }

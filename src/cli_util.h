@@ -33,6 +33,11 @@ eplb_status_t eplb_cli_int_parse(int64_t *out, const char *arg, const char *opt,
  * the option that gave the text */
 eplb_status_t eplb_cli_name_option(eplb_status_t st, const char *opt);
 
+/* Flush stdout: EPLB_OK, or EPLB_ERR_IO "stdout: write error[: REASON]"
+ * where it could not be written (a full disk, a closed pipe; the reason
+ * where the flush itself failed and said why). */
+eplb_status_t eplb_cli_stdout_check(void);
+
 /* 1 when paths a and b (either may be NULL) name the same existing file
  * or directory (device and inode): an output that is an input */
 int eplb_cli_same_file(const char *a, const char *b);

@@ -7,6 +7,7 @@
  * routing the logits with eplb_route_cpu.  The trace is streamed in
  * chunk-aligned token ranges (logits inflated on all threads), so memory
  * stays bounded whatever its length. */
+#include "cli_util.h"
 #include "cmd.h"
 
 #include <errno.h>
@@ -480,8 +481,8 @@ int eplb_cmd_info(int argc, char **argv)
     else
         print_text(tr, sz, nsz, skew, skew_src, &rs);
     /* a full disk or closed pipe must not pass for a description */
-    if (fflush(stdout) != 0 || ferror(stdout))
-        st = eplb_error_set(EPLB_ERR_IO, "stdout: write error: %s", strerror(errno));
+    if (st == EPLB_OK)
+        st = eplb_cli_stdout_check();
 out:
     if (st != EPLB_OK)
         rc = eplb_cmd_fail("info", st);

@@ -739,8 +739,8 @@ int eplb_cmd_rebalance(int argc, char **argv)
                                          phy2log + (size_t)l * P, P));
         fputs("]}\n", f);
     }
-    if (fflush(f) != 0)
-        st = eplb_error_set(EPLB_ERR_IO, "stdout: write error");
+    if (st == EPLB_OK)
+        st = eplb_cli_stdout_check(); /* f is stdout */
 out:
     if (st != EPLB_OK)
         rc = eplb_cmd_fail(CMD, st);

@@ -1347,8 +1347,7 @@ int eplb_cmd_run(int argc, char **argv)
         EPLB_CHECK_GOTO(write_out_files(&out_set, o.out_dir, &ctx), st, fail);
     /* a full disk or closed pipe must not pass for a result (the --out
      * files, complete, stay, and so does their directory) */
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        st = eplb_error_set(EPLB_ERR_IO, "stdout: write error: %s", strerror(errno));
+    if ((st = eplb_cli_stdout_check()) != EPLB_OK) {
         out_dirs_free(&out_dirs);
         goto fail;
     }

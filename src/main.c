@@ -1,5 +1,6 @@
 /* main.c - eplb-replay entry point: dispatch to a subcommand. */
 #include "config.h"
+#include "cli_util.h"
 #include "cmd.h"
 
 #include <stdio.h>
@@ -75,8 +76,8 @@ int main(int argc, char **argv)
     /* output that could not be written (a full disk, a closed pipe) is a
      * failure, whatever the command printed; a command that failed has
      * already said why (its own stdout check included) */
-    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == 0) {
-        fputs("eplb-replay: stdout: write error\n", stderr);
+    if (rc == 0 && eplb_cli_stdout_check() != EPLB_OK) {
+        fprintf(stderr, "eplb-replay: %s\n", eplb_error_last());
         rc = 1;
     }
     return rc;

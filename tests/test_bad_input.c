@@ -612,21 +612,25 @@ Test(bad_input, stdout_write_error)
     const char *t = make_trace(d, "c.h5", 2, 8, 2, 4, 6, EPLB_LEVEL_COUNTS, -1);
     if (access("/dev/full", W_OK) != 0)
         cr_skip_test("no /dev/full");
-    static const char *const cmds[] = {"run %s --gpus 4", "run %s --gpus 4 --json",
-                                       "info %s"};
+    const char *w = eplb_test_write_text(eplb_test_path(d, "w.json"), "[[1, 2, 3, 4]]");
+    static const char *const cmds[] = {"run %s --gpus 4", "run %s --gpus 4 --json", "info %s",
+                                       "rebalance --replicas 4 --gpus 2 --weights %s"};
     char err[4096];
     snprintf(err, sizeof err, "%s", eplb_test_path(d, "err"));
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char cmd[8192];
-        snprintf(cmd, sizeof cmd, cmds[i], t);
+        snprintf(cmd, sizeof cmd, cmds[i], i < 3 ? t : w);
         /* the helper appends 2>&1: keep stderr apart, in a file */
         int rc = eplb_test_run_cli(NULL, "%s >/dev/full 2>%s; exit $?", cmd, err);
         cr_assert_eq(rc, 1, "%s >/dev/full: exit %d", cmd, rc);
         char *msg = eplb_test_slurp_text(err);
-        cr_assert(strstr(msg, "stdout: write error") != NULL, "%s: stderr '%s'", cmd, msg);
+        /* and why (rebalance's message had no reason) */
+        cr_assert(strstr(msg, "stdout: write error: No space left on device") != NULL,
+                  "%s: stderr '%s'", cmd, msg);
         free(msg);
     }
     unlink(err);
+    unlink(w);
     unlink(t);
     rmdir(d);
 }
@@ -948,8 +952,8 @@ Test(bad_input, stdout_write_error_in_main)
         int rc = eplb_test_run_cli(NULL, "%s >/dev/full 2>%s; exit $?", cmds[i], err);
         char *msg = eplb_test_slurp_text(err);
         cr_assert_eq(rc, 1, "'%s >/dev/full': exit %d: %s", cmds[i], rc, msg);
-        cr_assert(strstr(msg, "eplb-replay: stdout: write error") != NULL, "%s: '%s'",
-                  cmds[i], msg);
+        cr_assert(strstr(msg, "eplb-replay: stdout: write error: No space left on device") != NULL,
+                  "%s: '%s'", cmds[i], msg);
         free(msg);
     }
     /* a command that fails says so once, and keeps its status */

@@ -118,13 +118,16 @@ static void bench_bias(float *hb, const bopts_t *o)
         hb[(int64_t)i * E / o->hot] += 1.0f;
 }
 
-/* Slot e holds expert e; redundant slot E + j holds expert (j * 8) % E. */
-static void bench_map(eplb_layer_map_t *m, int32_t **lc, int32_t **l2p, const bopts_t *o)
+/* Slot e holds expert e; redundant slot E + j holds expert (j * 8) % E.
+ * *lc and *l2p are the caller's to free, also after a failure. */
+static eplb_status_t bench_map(eplb_layer_map_t *m, int32_t **lc, int32_t **l2p, const bopts_t *o)
 {
     const int E = o->rc.num_experts, P = o->P;
     int MR = 1 + (P - E + E - 1) / E + 1;
     *lc = calloc((size_t)E, sizeof **lc);
     *l2p = malloc(sizeof **l2p * (size_t)E * MR);
+    if (!*lc || !*l2p) /* (the sweep of tests/alloc_fail.so: written through NULL) */
+        return eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
     for (int i = 0; i < E * MR; i++)
         (*l2p)[i] = -1;
     for (int e = 0; e < E; e++)
@@ -140,6 +143,7 @@ static void bench_map(eplb_layer_map_t *m, int32_t **lc, int32_t **l2p, const bo
             (*l2p)[e * MR + (*lc)[e]++] = E + j;
     }
     *m = (eplb_layer_map_t){E, P, o->D, o->N, MR, *lc, *l2p};
+    return EPLB_OK;
 }
 
 static void *bench_logits(size_t n, eplb_dtype_t dt)
@@ -266,7 +270,7 @@ static eplb_status_t bench_gpu(const bopts_t *o)
     eplb_layer_map_t m, *maps = NULL;
     int32_t *lc = NULL, *l2p = NULL;
     const int L = o->layers;
-    bench_map(&m, &lc, &l2p, o);
+    EPLB_CHECK_GOTO(bench_map(&m, &lc, &l2p, o), st, out_m);
     maps = malloc(sizeof *maps * (size_t)L); /* every layer the same map */
     if (!maps) {
         st = eplb_error_set(EPLB_ERR_NOMEM, CMD ": out of memory");
@@ -449,7 +453,11 @@ static eplb_status_t bench_cpu(const bopts_t *o)
     const int E = o->rc.num_experts, K = o->rc.top_k, nth = eplb_num_threads();
     eplb_layer_map_t m;
     int32_t *lc = NULL, *l2p = NULL;
-    bench_map(&m, &lc, &l2p, o);
+    if ((st = bench_map(&m, &lc, &l2p, o)) != EPLB_OK) {
+        free(lc);
+        free(l2p);
+        return st;
+    }
     if (!o->json)
         printf("# CPU, up to %d threads; shape E=%d K=%d groups=%d/%d P=%d, %s logits, mode %s, "
                "hot experts %d\n"

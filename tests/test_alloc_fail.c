@@ -157,3 +157,14 @@ Test(alloc_fail, rebalance_and_import, .timeout = 600)
     snprintf(rm, sizeof rm, "rm -rf '%s'", d);
     cr_assert_eq(system(rm), 0);
 }
+
+/* The CPU benchmarks (bench kernels' synthetic map was written through
+ * NULL when its allocation failed). */
+Test(alloc_fail, benches, .timeout = 600)
+{
+    cr_assert_gt(every_site("bench kernels --device cpu --tokens 64,512 --reps 2", NULL), 3);
+    cr_assert_gt(every_site("bench sim --steps 3 --layers 2 --policy deepseek", NULL), 3);
+    char args[4400];
+    snprintf(args, sizeof args, "bench io '%s' --repeat 1", trace("dsv3-small.h5"));
+    cr_assert_gt(every_site(args, NULL), 3);
+}

@@ -222,6 +222,8 @@ eplb_status_t eplb_sim_write_file(const char *path, void (*fn)(FILE *f, void *ct
     int err = fflush(f) != 0 || ferror(f) ? (errno ? errno : EIO) : 0;
     if (fclose(f) != 0 && !err)
         err = errno;
+    if (!err && strcmp(tmp, path) != 0 && eplb_file_sync(tmp) != 0)
+        err = errno; /* (a member of an output set is synced by its commit) */
     if (err) {
         st = eplb_error_set(EPLB_ERR_IO, "%s: write error: %s", path, strerror(err));
         unlink(tmp);

@@ -20,8 +20,12 @@
  * 3: gpu_tokens int64 (int32 wrapped past 2^31) */
 #define RESULTS_VERSION 3
 
+/* Every dataset stays open until unlocked_finish's file flush, the small
+ * fixed ones too (pl0, plf): HDF5 holds a small contiguous dataset's data
+ * in its sieve buffer until the dataset is flushed or closed, and a close
+ * whose write fails was not seen (exit 0, the placement all zeros). */
 typedef struct {
-    hid_t grp, tok, bal, tim, ev, pl, plstep;
+    hid_t grp, tok, bal, tim, ev, pl, plstep, pl0, plf;
     int D, P;
 } h5run_t;
 
@@ -129,19 +133,17 @@ static int append(hid_t d, hid_t memtype, hsize_t n, const void *buf)
     return e < 0 ? -1 : 0;
 }
 
-static eplb_status_t write_fixed(const eplb_sim_h5_t *h, hid_t loc, const char *name,
-                                 int L, int P, const int32_t *v)
+/* Dataset name [L][P] of v into *d, left open (h5run_t). */
+static eplb_status_t write_fixed(const eplb_sim_h5_t *h, hid_t loc, const char *name, int L, int P,
+                                 const int32_t *v, hid_t *d)
 {
     hsize_t dims[2] = {(hsize_t)L, (hsize_t)P};
     hid_t sp = H5Screate_simple(2, dims, NULL);
     hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_obj_track_times(pl, 0);
-    hid_t d = H5Dcreate2(loc, name, H5T_STD_I32LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    *d = H5Dcreate2(loc, name, H5T_STD_I32LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
     H5Pclose(pl);
-    herr_t e = d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL,
-                                     H5P_DEFAULT, v);
-    if (d >= 0)
-        H5Dclose(d);
+    herr_t e = *d < 0 ? -1 : H5Dwrite(*d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
     H5Sclose(sp);
     return e < 0 ? h5err(h, name) : EPLB_OK;
 }
@@ -189,7 +191,7 @@ static eplb_status_t unlocked_create(eplb_sim_h5_t **out, const char *path, int 
     EPLB_ALLOC_GOTO(h->run, st, err);
     for (int i = 0; i < nruns; i++) {
         h5run_t *r = &h->run[i];
-        r->grp = r->tok = r->bal = r->tim = r->ev = r->pl = r->plstep = -1;
+        r->grp = r->tok = r->bal = r->tim = r->ev = r->pl = r->plstep = r->pl0 = r->plf = -1;
     }
     eplb_tmp_name(h->tmp, strlen(path) + 32, path);
     h->guard = eplb_tmp_guard_arm(h->tmp);
@@ -275,7 +277,7 @@ static eplb_status_t unlocked_add_run(eplb_sim_h5_t *h, int idx,
         r->plstep < 0)
         return h5err(h, "run datasets");
     EPLB_CHECK(attr_str(h, r->tim, "columns", "compute_s,a2a_s,overhead_s,stall_s"));
-    return write_fixed(h, r->grp, "placement_initial", h->L, r->P, placement);
+    return write_fixed(h, r->grp, "placement_initial", h->L, r->P, placement, &r->pl0);
 }
 
 static eplb_status_t unlocked_append_steps(eplb_sim_h5_t *h, int idx, int64_t n,
@@ -312,7 +314,8 @@ static eplb_status_t unlocked_end_run(eplb_sim_h5_t *h, int idx,
                                   const eplb_sim_result_t *s, const int32_t *placement)
 {
     hid_t g = h->run[idx].grp;
-    EPLB_CHECK(write_fixed(h, g, "placement_final", h->L, h->run[idx].P, placement));
+    EPLB_CHECK(
+        write_fixed(h, g, "placement_final", h->L, h->run[idx].P, placement, &h->run[idx].plf));
     EPLB_CHECK(attr_f64(h, g, "balancedness", s->balancedness));
     EPLB_CHECK(attr_f64(h, g, "max_over_mean", s->max_over_mean));
     EPLB_CHECK(attr_i64(h, g, "worst_layer", s->worst_layer));
@@ -331,7 +334,8 @@ static void close_objects(eplb_sim_h5_t *h)
 {
     for (int i = 0; h->run && i < h->nruns; i++) {
         h5run_t *r = &h->run[i];
-        hid_t *ids[] = {&r->tok, &r->bal, &r->tim, &r->ev, &r->pl, &r->plstep, &r->grp};
+        hid_t *ids[] = {&r->tok,    &r->bal, &r->tim, &r->ev, &r->pl,
+                        &r->plstep, &r->pl0, &r->plf, &r->grp};
         for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
             eplb_h5_close(ids[k]);
     }
@@ -362,6 +366,9 @@ static eplb_status_t unlocked_finish(eplb_sim_h5_t *h)
     }
     close_objects(h);
     eplb_status_t st = eplb_h5_file_close_all(&h->file, h->path);
+    if (st == EPLB_OK && strcmp(h->tmp, h->path) != 0 && eplb_file_sync(h->tmp) != 0)
+        st =
+            eplb_error_set(EPLB_ERR_IO, "%s: cannot sync %s: %s", h->path, h->tmp, strerror(errno));
     if (st == EPLB_OK && rename(h->tmp, h->path) != 0)
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %s", h->path, h->tmp,
                             strerror(errno));

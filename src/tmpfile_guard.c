@@ -18,6 +18,7 @@
 #include "tmpfile_guard.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -232,6 +233,35 @@ static int ends_process(int sig)
     return cur.sa_handler == SIG_DFL || cur.sa_handler == on_signal;
 }
 
+int eplb_file_sync(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* The earlier file of each final name (bak[i], NULL where there was none)
+ * put back, and the finals renamed so far that had none removed: a rename
+ * that fails half-way leaves the names as they were. */
+static void set_roll_back(eplb_tmp_set_t *s, int done, char **bak)
+{
+    for (int i = 0; i < done; i++) {
+        if (bak[i]) {
+            if (rename(bak[i], s->final[i]) == 0) {
+                free(bak[i]);
+                bak[i] = NULL;
+            }
+        } else {
+            unlink(s->final[i]);
+        }
+    }
+}
+
 eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
 {
     /* the signals wait until the set is renamed (or removed): one that
@@ -247,6 +277,30 @@ eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
         if (access(s->tmp[i], F_OK) != 0)
             st = eplb_error_set(EPLB_ERR_IO, "%s: %s is missing: %s", s->final[i], s->tmp[i],
                                 strerror(errno));
+    /* on the disk before any rename: after a crash or power loss a final
+     * name holds a whole file or the earlier one, never an empty one */
+    for (int i = 0; i < s->n && st == EPLB_OK; i++)
+        if (eplb_file_sync(s->tmp[i]) != 0)
+            st = eplb_error_set(EPLB_ERR_IO, "%s: cannot sync %s: %s", s->final[i], s->tmp[i],
+                                strerror(errno));
+    /* each earlier final file kept under a second name (a hard link: the
+     * final name stays in place) until the last rename is done, so that a
+     * rename that fails half-way can put the earlier set back (found by an
+     * I/O fault-injection audit: the new files renamed by then stayed,
+     * beside the earlier rest); where no link can be made (a file system
+     * without them) that member is renamed without one */
+    char *bak[EPLB_TMP_SET_MAX] = {NULL};
+    for (int i = 0; i < s->n && st == EPLB_OK; i++) {
+        size_t n = strlen(s->final[i]) + 32;
+        if (access(s->final[i], F_OK) != 0 || !(bak[i] = malloc(n)))
+            continue;
+        snprintf(bak[i], n, "%s.old.%ld", s->final[i], (long)getpid());
+        unlink(bak[i]); /* one of a process of this pid that died here */
+        if (link(s->final[i], bak[i]) != 0) {
+            free(bak[i]);
+            bak[i] = NULL;
+        }
+    }
     int done = 0;
     while (st == EPLB_OK && done < s->n) {
         if (rename(s->tmp[done], s->final[done]) != 0)
@@ -254,6 +308,15 @@ eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
                                 s->final[done], s->tmp[done], strerror(errno));
         else if (++done, eplb_tmp_set_rename_hook)
             eplb_tmp_set_rename_hook(done);
+    }
+    if (st != EPLB_OK) {
+        set_roll_back(s, done, bak);
+        done = 0; /* every temporary file still there is removed below */
+    }
+    for (int i = 0; i < s->n; i++) {
+        if (bak[i])
+            unlink(bak[i]);
+        free(bak[i]);
     }
     /* a signal that came meanwhile ends the process as soon as the mask is
      * restored (128 + signal), yet the set is complete: say so, so that a

@@ -64,6 +64,11 @@ typedef struct {
 
 #define EPLB_TMP_SET_INIT {0, {NULL}, {NULL}, {0}}
 
+/* fsync() path (opened read-only): 0, or -1 with errno.  Before a
+ * temporary file is renamed into place, so that after a crash or power
+ * loss the final name holds a whole file or the earlier one. */
+int eplb_file_sync(const char *path);
+
 /* Write into `final` a temporary name "<final>.tmp.<pid>" of this process
  * (n bytes at most; strlen(final) + 32 always fits), or, where `final` is
  * such a name already (a member of an output set handed to a writer that
@@ -75,10 +80,14 @@ void eplb_tmp_name(char *out, size_t n, const char *final);
  * receives (owned by the set) for the caller to write the file to. */
 eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *final);
 /* Rename every temporary file to its final name, after checking that each
- * exists; then empty the set.  The guard's signals wait until it is done
- * (a signal does not stop it half-way).  On failure the temporary files not
- * renamed are removed ("FINAL: cannot rename TMP to it: <errno text>"; a rename
- * that fails after others succeeded cannot undo them).  A guarded signal
+ * exists and syncing it to the disk (eplb_file_sync); then empty the set.
+ * The guard's signals wait until it is done (a signal does not stop it
+ * half-way).  On failure ("FINAL: cannot rename TMP to it: <errno text>")
+ * the final names are put back as they were: each earlier file is kept
+ * under a hard link "<final>.old.<pid>" until the renames are done and
+ * renamed back, a new file that had no earlier one is removed, and the
+ * temporary files are removed (best effort: where no link can be made, or
+ * a rename back fails, that member keeps the new file).  A guarded signal
  * that came meanwhile (and is not blocked by the caller) is delivered when
  * it returns, so the process dies of it with the set complete (unless it
  * is ignored or has a caller's handler: then nothing is said); a line on

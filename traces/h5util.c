@@ -254,6 +254,24 @@ eplb_status_t eplb_h5_type_classify(eplb_dtype_t *out, hid_t ftype,
                           path, obj, size, spos, esize, epos, msize, ebias);
 }
 
+/* Whether the group part of link path p ("/a/b" -> "/a") opens as a group
+ * (1), else 0: H5Lexists fails under a dataset, as it does on a read
+ * error. */
+static int parent_is_group(hid_t file, const char *p)
+{
+    char par[1024];
+    const char *slash = strrchr(p, '/');
+    if (!slash || slash == p)
+        return 1; /* the root group */
+    snprintf(par, sizeof par, "%.*s", (int)(slash - p), p);
+    hid_t o = H5Oopen(file, par, H5P_DEFAULT);
+    if (o < 0)
+        return 1; /* could not be opened: a failure, not a dataset */
+    const int g = H5Iget_type(o) == H5I_GROUP;
+    H5Oclose(o);
+    return g;
+}
+
 /* ---- attributes --------------------------------------------------------- */
 
 static eplb_status_t attr_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype,
@@ -324,11 +342,15 @@ static eplb_status_t links_check(int *exists, hid_t file, const char *name, cons
         /* the parent resolved already (its links passed): this looks up
          * one link of it and follows none */
         H5L_info_t li;
-        if (H5Lexists(file, buf, H5P_DEFAULT) <= 0 ||
-            H5Lget_info(file, buf, &li, H5P_DEFAULT) < 0) {
+        const htri_t le = H5Lexists(file, buf, H5P_DEFAULT);
+        if (le == 0 || (le < 0 && !parent_is_group(file, buf))) {
             H5Eclear2(H5E_DEFAULT);
-            return EPLB_OK; /* missing */
+            return EPLB_OK; /* missing (under a dataset: nothing there either) */
         }
+        /* a failed look-up is no "missing": a read error here had dropped
+         * the logits of a trace silently (an I/O fault-injection audit) */
+        if (le < 0 || H5Lget_info(file, buf, &li, H5P_DEFAULT) < 0)
+            return eplb_h5_fail(EPLB_ERR_IO, path, buf, "cannot look up link");
         /* "PATH: /router/logits: /router is ...", or "PATH: /router/logits is ..." */
         const int same = !strcmp(obj, buf);
         if (li.type == H5L_TYPE_EXTERNAL)
@@ -372,6 +394,8 @@ static eplb_status_t links_check(int *exists, hid_t file, const char *name, cons
         buf[i] = c;
     }
     htri_t e = H5Oexists_by_name(file, name, H5P_DEFAULT);
+    if (e < 0)
+        return eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot look up object");
     H5Eclear2(H5E_DEFAULT);
     *exists = e > 0;
     return EPLB_OK;

@@ -58,6 +58,10 @@ struct eplb_trace_writer {
     int no_shuffle; /* deflate only (opts.no_shuffle) */
     appender_t offs, phase, src, logits, ids, wts, counts;
     float *bias; /* [L][E] or NULL */
+    /* written at finish, closed after the file's flush (a small dataset's
+     * data waits in HDF5's sieve buffer, and a failed write at its close
+     * was not seen: exit 0, the bias all zeros) */
+    hid_t bias_d;
     int64_t nsteps, ntok;
 };
 
@@ -366,6 +370,7 @@ static void writer_free(eplb_trace_writer_t *w, int unlink_tmp)
         eplb_h5_file_discard_writes(w->file);
     for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
         app_close(apps[i]);
+    eplb_h5_close(&w->bias_d);
     eplb_h5_file_close_all(&w->file, NULL);
     if (unlink_tmp && w->tmp)
         unlink(w->tmp);
@@ -428,6 +433,7 @@ eplb_status_t eplb_trace_writer_create(eplb_trace_writer_t **out, const char *pa
     for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
         app_init(apps[i]);
     w->file = H5I_INVALID_HID;
+    w->bias_d = H5I_INVALID_HID;
     w->guard = -1;
     w->L = opts->num_layers;
     w->E = opts->route.num_experts;
@@ -655,15 +661,14 @@ static eplb_status_t write_bias(eplb_trace_writer_t *w)
     eplb_status_t st = EPLB_OK;
     hsize_t dims[2] = {(hsize_t)w->L, (hsize_t)w->E};
     hid_t grp = ensure_group(w->file, "/router");
-    hid_t sp = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
+    hid_t sp = H5Screate_simple(2, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     if (grp < 0 || sp < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
-        (d = H5Dcreate2(w->file, "/router/e_score_correction_bias", H5T_IEEE_F32LE, sp,
-                        H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
-        H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->bias) < 0)
+        (w->bias_d = H5Dcreate2(w->file, "/router/e_score_correction_bias", H5T_IEEE_F32LE, sp,
+                                H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
+        H5Dwrite(w->bias_d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->bias) < 0)
         st = eplb_h5_fail(EPLB_ERR_IO, w->path, "/router/e_score_correction_bias",
                           "cannot write dataset");
-    eplb_h5_close(&d);
     eplb_h5_close(&dcpl);
     eplb_h5_close(&sp);
     eplb_h5_close(&grp);
@@ -696,8 +701,11 @@ eplb_status_t eplb_trace_writer_finish(eplb_trace_writer_t *w)
     }
     for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
         app_close(apps[i]);
+    eplb_h5_close(&w->bias_d);
     EPLB_CHECK_GOTO(eplb_h5_file_close_all(&w->file, w->path), st, out);
-    if (rename(w->tmp, w->path) != 0)
+    if (eplb_file_sync(w->tmp) != 0)
+        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot sync %s: %m", w->path, w->tmp);
+    else if (rename(w->tmp, w->path) != 0)
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %m", w->path, w->tmp);
 out:
     writer_free(w, st != EPLB_OK);

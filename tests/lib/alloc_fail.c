@@ -1,6 +1,8 @@
-/* alloc_fail.c - an LD_PRELOAD library that makes one allocation fail, for
- * tests/test_alloc_fail.c: every out-of-memory path of a command is taken
- * once, one run each, and must end in a message and exit 1 (never a crash).
+/* alloc_fail.c - an LD_PRELOAD library that makes one allocation, or one
+ * file read, write or rename, fail, for tests/test_alloc_fail.c and
+ * scripts/alloc_sweep.sh: every out-of-memory and I/O-error path of a
+ * command is taken once, one run each, and must end in a message and exit
+ * 1 (never a crash, never a wrong output).
  *
  * A "site" is a call of malloc, calloc or realloc from one place (return
  * address) in the main program (not libc, HDF5 or zlib, whose own failures
@@ -15,6 +17,13 @@
  *   EPLB_FAIL_SHOW=1   "alloc_fail: site N fails at +0xOFF" on stderr when it
  *                      fails (OFF: the return address less the program's
  *                      load address; `addr2line -e eplb-replay 0xOFF`)
+ * File I/O, counted over the whole process (HDF5's reads and writes are
+ * pread and pwrite calls of libhdf5) from main() on; a forked child counts
+ * on from its parent's numbers:
+ *   EPLB_FAIL_PWRITE=N the N-th pwrite fails (EIO)
+ *   EPLB_FAIL_PREAD=N  the N-th pread fails (EIO)
+ *   EPLB_FAIL_RENAME=N the N-th rename fails (EIO)
+ *   with EPLB_FAIL_REPORT, also "alloc_fail: W pwrite, R pread, M rename"
  * glibc only (__libc_malloc and friends: dlsym would allocate itself). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -25,6 +34,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t n);
@@ -120,6 +130,51 @@ int __libc_start_main(main_fn m, int argc, char **argv, void (*init)(void), void
 
 #define CALLER ((uintptr_t)__builtin_return_address(0))
 
+/* ---- file I/O ---------------------------------------------------------- */
+enum { IO_PWRITE, IO_PREAD, IO_RENAME, IO_KINDS };
+static const char *const io_env[IO_KINDS] = {"EPLB_FAIL_PWRITE", "EPLB_FAIL_PREAD",
+                                             "EPLB_FAIL_RENAME"};
+static long io_calls[IO_KINDS], io_fail_at[IO_KINDS] = {-2, -2, -2}; /* -2: not read yet */
+
+static int io_fail(int kind)
+{
+    if (!__atomic_load_n(&in_main, __ATOMIC_ACQUIRE))
+        return 0;
+    if (__atomic_load_n(&io_fail_at[kind], __ATOMIC_ACQUIRE) == -2) {
+        const char *v = getenv(io_env[kind]);
+        __atomic_store_n(&io_fail_at[kind], v ? atol(v) : -1, __ATOMIC_RELEASE);
+    }
+    const long n = __atomic_add_fetch(&io_calls[kind], 1, __ATOMIC_ACQ_REL);
+    if (n != io_fail_at[kind])
+        return 0;
+    errno = EIO;
+    return 1;
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    static ssize_t (*next)(int, const void *, size_t, off_t);
+    if (!next)
+        next = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
+    return io_fail(IO_PWRITE) ? -1 : next(fd, buf, n, off);
+}
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    static ssize_t (*next)(int, void *, size_t, off_t);
+    if (!next)
+        next = (ssize_t(*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread");
+    return io_fail(IO_PREAD) ? -1 : next(fd, buf, n, off);
+}
+
+int rename(const char *from, const char *to)
+{
+    static int (*next)(const char *, const char *);
+    if (!next)
+        next = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+    return io_fail(IO_RENAME) ? -1 : next(from, to);
+}
+
 void *malloc(size_t n)
 {
     if (fail_here(CALLER)) {
@@ -151,8 +206,10 @@ __attribute__((destructor)) static void report(void)
 {
     if (!getenv("EPLB_FAIL_REPORT"))
         return;
-    char b[64];
-    int k = snprintf(b, sizeof b, "alloc_fail: %d sites\n", nsites);
+    char b[160];
+    int k = snprintf(b, sizeof b,
+                     "alloc_fail: %d sites\nalloc_fail: %ld pwrite, %ld pread, %ld rename\n",
+                     nsites, io_calls[IO_PWRITE], io_calls[IO_PREAD], io_calls[IO_RENAME]);
     if (write(2, b, (size_t)k) < 0)
         return;
 }

@@ -30,10 +30,11 @@
 #define SHIM_USABLE 1
 #endif
 
+/* The tests are disabled under ASan (not skipped from inside: Criterion
+ * 2.4 then leaked 48 bytes in its runner under -j2, which LeakSanitizer
+ * reported as a failure of the suite). */
 static const char *shim(void)
 {
-    if (!SHIM_USABLE)
-        cr_skip_test("the allocation shim needs a build without ASan");
     const char *p = eplb_test_path(eplb_test_builddir(), "tests/alloc_fail.so");
     if (!eplb_test_exists(p))
         cr_skip_test("%s not built", p);
@@ -91,7 +92,7 @@ static const char *trace(const char *name)
 
 /* Two runs (none and deepseek) share the run workers: one whose
  * allocation failed is used again. */
-Test(alloc_fail, run_two_runs, .timeout = 600)
+Test(alloc_fail, run_two_runs, .disabled = !SHIM_USABLE, .timeout = 600)
 {
     char args[4400];
     snprintf(args, sizeof args,
@@ -104,7 +105,7 @@ Test(alloc_fail, run_two_runs, .timeout = 600)
 
 /* A small trace from gen (logits), replayed with once, vec and balanced
  * selection into an output set, and read by info. */
-Test(alloc_fail, gen_run_out_info, .timeout = 600)
+Test(alloc_fail, gen_run_out_info, .disabled = !SHIM_USABLE, .timeout = 600)
 {
     const char *d = eplb_test_tmpdir();
     char t[512], o[512], args[4400];
@@ -133,7 +134,7 @@ Test(alloc_fail, gen_run_out_info, .timeout = 600)
 /* rebalance (SGLang's 3-D counts, an old placement, moves counted; the
  * SGLang export from migration-aware, which starts from it) and the
  * import of SGLang counts. */
-Test(alloc_fail, rebalance_and_import, .timeout = 600)
+Test(alloc_fail, rebalance_and_import, .disabled = !SHIM_USABLE, .timeout = 600)
 {
     const char *d = eplb_test_tmpdir();
     char w[512], old[512], o[512], args[4400];
@@ -162,7 +163,7 @@ Test(alloc_fail, rebalance_and_import, .timeout = 600)
 
 /* The CPU benchmarks (bench kernels' synthetic map was written through
  * NULL when its allocation failed). */
-Test(alloc_fail, benches, .timeout = 600)
+Test(alloc_fail, benches, .disabled = !SHIM_USABLE, .timeout = 600)
 {
     cr_assert_gt(every_site("bench kernels --device cpu --tokens 64,512 --reps 2", NULL), 3);
     cr_assert_gt(every_site("bench sim --steps 3 --layers 2 --policy deepseek", NULL), 3);
@@ -266,7 +267,7 @@ static int io_sweep(const char *args, const char *kind, const char *d, const cha
  * read while looking up /router/logits read as "no logits", and the run
  * exited 0 with other results; (3) a rename that failed half-way through
  * an output set left new files beside the earlier ones. */
-Test(alloc_fail, io_errors_leave_outputs_whole, .timeout = 900)
+Test(alloc_fail, io_errors_leave_outputs_whole, .disabled = !SHIM_USABLE, .timeout = 900)
 {
     const char *d = eplb_test_tmpdir();
     char t[512], ref[512], o[512], old[512], rs[512], args[4400];

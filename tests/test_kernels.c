@@ -755,6 +755,34 @@ Test(kernels, select_balanced_by_hand)
         cr_assert_eq(phys[i], 3);
 }
 
+/* The water fill's two documented tie rules (kernels/rules.h), which no
+ * test pinned (found by mutation testing: a sort by >= instead of > and
+ * the remainder to the higher slot both passed the suite).  By hand:
+ * (a) one expert on GPUs 0 and 1 (slots 0 and 2, 2 slots a GPU), both
+ * GPUs at load 0, 3 tokens: the common level is 3 / 2, so one GPU gets 2
+ * and the other 1, and "ties go to the replica that comes first": GPU 0's
+ * replica (slot 0) takes 2.  (b) two replicas on one GPU (slots 0 and 1):
+ * the GPU's 3 tokens split evenly, "the lower slot takes the remainder
+ * first": slot 0 2, slot 1 1.  (c) GPU 1 less loaded (0 against 1): it is
+ * raised first, so with 3 tokens both end at 2: slot 2 takes 2, slot 0 1. */
+Test(kernels, water_fill_tie_rules_by_hand)
+{
+    int32_t quota[2];
+    const int32_t two_gpus[2] = {0, 2}, one_gpu[2] = {0, 1};
+    int64_t load[2] = {0, 0};
+    eplb_rule_water_fill(quota, two_gpus, 2, 3, load, 2);
+    cr_assert(quota[0] == 2 && quota[1] == 1, "ties: %d %d, want 2 1", quota[0], quota[1]);
+    cr_assert(load[0] == 2 && load[1] == 1);
+    int64_t load1[1] = {0};
+    eplb_rule_water_fill(quota, one_gpu, 2, 3, load1, 2);
+    cr_assert(quota[0] == 2 && quota[1] == 1, "one GPU: %d %d, want 2 1", quota[0], quota[1]);
+    cr_assert_eq(load1[0], 3);
+    int64_t load2[2] = {1, 0};
+    eplb_rule_water_fill(quota, two_gpus, 2, 3, load2, 2);
+    cr_assert(quota[0] == 1 && quota[1] == 2, "less loaded first: %d %d, want 1 2", quota[0],
+              quota[1]);
+}
+
 /* Peak GPU load of the balanced plan against the lower bound
  * max(ceil(total / D), largest load fixed by single-replica experts) on
  * random skewed instances shaped like DeepSeek-V3 (256 experts, 32 extra

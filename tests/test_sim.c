@@ -173,6 +173,18 @@ Test(sim, vllm_due_steps_and_windows)
     cr_assert(b == 7 && e == 10);
     eplb_sim_trigger_window(&b, &e, &t, 2, 100);
     cr_assert(b == 0 && e == 2);
+    /* I < 4: I/4 is 0, and a decision before step 0 would have no load:
+     * the first is before step max(1, I/4) = 1 (docs/simulator.md), then
+     * every I (found by mutation testing: max(2, I/4) passed the suite) */
+    eplb_trigger_t q = EPLB_TRIGGER_INIT;
+    q.window = 1;
+    q.interval = 3;
+    for (int64_t s = 0; s < 12; s++)
+        cr_assert_eq(eplb_sim_trigger_due(&q, s), s == 1 || s == 4 || s == 7 || s == 10,
+                     "I = 3, step %lld", (long long)s);
+    q.interval = 1;
+    for (int64_t s = 0; s < 5; s++)
+        cr_assert_eq(eplb_sim_trigger_due(&q, s), s >= 1, "I = 1, step %lld", (long long)s);
     /* vLLM's own defaults: 750, 3750, 6750 */
     eplb_trigger_t v = EPLB_TRIGGER_INIT;
     cr_assert(!eplb_sim_trigger_due(&v, 749) && eplb_sim_trigger_due(&v, 750));
@@ -400,6 +412,26 @@ Test(sim, transfer_plan_matches_senders_by_hand)
     /* identical placements move nothing */
     eplb_assert_ok(eplb_sim_transfer_plan(&t, NULL, old, old, &c));
     cr_assert(t.moved == 0 && t.bytes == 0 && t.time_s == 0);
+    /* the time (docs/simulator.md, transfer time: per GPU the larger of
+     * its NVLink and network time, each the larger of what it sends and
+     * receives, + 2 x local bytes / hbm_bw; the worst GPU, + the latency of
+     * each tier used), which no test had pinned (found by mutation testing:
+     * the NVLink latency added for inter-node moves instead passed).  The
+     * first plan: GPU0 copies 30000 B locally, GPU1 receives 30000 B over
+     * the network, GPU2 sends 30000 B over each, GPU3 receives 30000 B over
+     * NVLink and copies 30000 B locally. */
+    const double B = 30000, nv = p.nvlink_bw, net = p.net_bw, hbm = p.hbm_bw;
+    eplb_assert_ok(eplb_sim_transfer_plan(&t, NULL, old, nw, &c));
+    double g[4] = {2 * B / hbm, B / net, fmax(B / nv, B / net), B / nv + 2 * B / hbm};
+    double worst = fmax(fmax(g[0], g[1]), fmax(g[2], g[3]));
+    cr_assert_float_eq(t.time_s, worst + p.nvlink_lat + p.net_lat, 1e-15, "%g", t.time_s);
+    /* one node: the move of expert 4 to GPU1 is NVLink only, one latency */
+    eplb_cost_t c1;
+    eplb_sim_cost_init(&c1, &p, &m, 4, 1, 8);
+    int32_t nw4[8] = {0, 1, 2, 4, 4, 5, 0, 1};
+    eplb_assert_ok(eplb_sim_transfer_plan(&t, NULL, old, nw4, &c1));
+    cr_assert(t.moved == 1 && t.intra == 1 && t.inter == 0);
+    cr_assert_float_eq(t.time_s, B / nv + p.nvlink_lat, 1e-15, "%g", t.time_s);
 }
 
 /* ---- replay ---------------------------------------------------------------- */
@@ -1039,6 +1071,33 @@ Test(sim, threshold_skips_balanced_and_once_is_static)
         eplb_sim_results_free(res, 3);
         eplb_sim_source_free(src);
     }
+    /* at the threshold itself the decision is skipped too ("skipped when
+     * ... >= --threshold"; found by mutation testing: > passed): 8
+     * experts at 100 on 4 GPUs of 2 slots (P = E), every GPU at 200,
+     * predicted balancedness exactly 1; with --threshold 1 the policy
+     * (which counts its calls) is never asked */
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &flat[0][0][0]));
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t t1 = run_cfg("none", 4, 1, 8, EPLB_TRIGGER_THRESHOLD, 2, 4);
+    t1.policy = &cap;
+    t1.trig.threshold = 1;
+    ncaptured = 0;
+    eplb_assert_ok(eplb_sim_replay(res, src, &t1, 1, &o));
+    cr_assert_eq(ncaptured, 0);
+    cr_assert_float_eq(res[0].balancedness, 1.0, 0);
+    eplb_sim_results_free(res, 1);
+    /* the same with the threshold just above what it can reach: asked at
+     * each of the 4 decisions (before steps 1, 5, 9, 13) */
+    for (int s = 0; s < S; s++)
+        flat[s][0][0] = 101; /* GPU 0 at 201: predicted 200.125 / 201 < 1 */
+    eplb_sim_source_free(src);
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &flat[0][0][0]));
+    ncaptured = 0;
+    eplb_assert_ok(eplb_sim_replay(res, src, &t1, 1, &o));
+    cr_assert_eq(ncaptured, 4);
+    eplb_sim_results_free(res, 1);
+    eplb_sim_source_free(src);
 }
 
 /* results.h5 says what the table, JSON and summary.csv say (sim/output.c):

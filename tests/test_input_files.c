@@ -446,6 +446,12 @@ Test(input_files, old_placement_errors_are_file_errors)
     eplb_test_write_text(old, "[[0,1,2,3,4,5,6,7]]");
     eplb_test_cli_expect(1, "shape [1][8], expected [1][16]",
                          "rebalance --weights %s --replicas 16 --gpus 4 --old %s", w, old);
+    /* an expert id is a whole number (mutation testing: without the
+     * check, 3.5 was taken as expert 3) */
+    eplb_test_write_text(old, "[[0,1,2,3,4,5,6,7,0,1,2,3,4,5,6,3.5]]");
+    eplb_test_cli_expect(1, "row 0 column 15 is not an integer",
+                         "rebalance --weights %s --replicas 16 --gpus 4 --policy none --old %s", w,
+                         old);
     /* an impossible request stays a usage error */
     eplb_test_cli_expect(2, "gpus 5", "rebalance --weights %s --replicas 16 --gpus 5", w);
     unlink(w);

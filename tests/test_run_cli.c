@@ -651,6 +651,9 @@ Test(run_cli, out_dir_csv_matches_json)
             cr_assert_lt(c, nc, "row %zu has too many fields", row);
             if (!strcmp(cols[c], "imbalance")) {
                 cr_assert(strtod(p, NULL) == num(r, "max_over_mean") - 1, "row %zu imbalance", row);
+                /* the JSON's too (mutation testing: max_over_mean there passed) */
+                cr_assert(num(r, "imbalance") == num(r, "max_over_mean") - 1,
+                          "row %zu: JSON imbalance %.17g", row, num(r, "imbalance"));
                 continue;
             }
             const eplb_json_t *x = eplb_json_get(r, cols[c]);

@@ -1232,3 +1232,41 @@ Test(trace_errors, info_escapes_control_characters)
     free(out);
     unlink(path);
 }
+
+/* The top-k weights, read only where asked for (no command of the program
+ * reads them: the library's check had no test; mutation testing: isnan
+ * for !isfinite passed).  +Inf and NaN are refused, naming the token and
+ * layer; a finite weight reads back as written. */
+Test(trace_errors, topk_weight_nan_inf_refused)
+{
+    const char *path = good_trace();
+    int32_t ids[T_ * L_ * K_];
+    float w[T_ * L_ * K_];
+    for (int i = 0; i < T_ * L_ * K_; i++)
+        w[i] = 0.5f;
+    hsize_t dims[3] = {T_, L_, K_};
+    put_dataset(path, "/router/topk_weights", H5T_IEEE_F32LE, 3, dims, NULL, NULL, -1,
+                H5T_NATIVE_FLOAT, w);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, w, 0, T_));
+    eplb_trace_close(tr);
+    const float bad[2] = {INFINITY, NAN};
+    for (int i = 0; i < 2; i++) {
+        hsize_t c[3] = {7, 1, 0};
+        eplb_test_h5_poke(path, "/router/topk_weights", c, H5T_NATIVE_FLOAT, &bad[i]);
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        eplb_assert_fails(eplb_trace_read_topk(tr, ids, w, 0, T_), EPLB_ERR_FORMAT,
+                          "/router/topk_weights: token 7 layer 1: NaN or Inf weight");
+        eplb_assert_ok(eplb_trace_read_topk(tr, ids, NULL, 0, T_)); /* ids alone: fine */
+        eplb_trace_close(tr);
+    }
+    const float fine = 0.25f;
+    hsize_t c[3] = {7, 1, 0};
+    eplb_test_h5_poke(path, "/router/topk_weights", c, H5T_NATIVE_FLOAT, &fine);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, w, 0, T_));
+    cr_assert_eq(w[(7 * L_ + 1) * K_], 0.25f);
+    eplb_trace_close(tr);
+    unlink(path);
+}

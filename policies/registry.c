@@ -21,8 +21,8 @@ static const eplb_policy_t table[] = {
     {"vec", "time-series aware (SGLang deepseek_vec-like): minimise the sum of per-step peaks",
      eplb_policy_vec, 1},
     {"migration-aware",
-     "best peak GPU load reachable from the old placement in <= max-moves "
-     "slot changes per layer",
+     "greedy descent on the peak GPU load from the old placement, <= max-moves "
+     "slot changes per layer (a heuristic)",
      eplb_policy_migration, 0},
     {"none", "keep the old placement (default: slot p holds expert p mod E)", eplb_policy_none, 0},
 };

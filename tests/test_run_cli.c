@@ -1389,3 +1389,71 @@ Test(run_cli, once_vec_gets_the_series)
     eplb_json_free(v);
     free(rb);
 }
+
+/* The run table's numbers are the JSON's in the legend's units (found by
+ * mutation testing: the GB column /1e6 and stall_ms x1e6 both passed):
+ * bal %.4f, max/mn %.3f, rebal, moved, GB = moved_bytes / 1e9 (%.3f),
+ * stall_ms = stall_s x 1e3 (%.3f), moe_us/st = moe_time_s x 1e6 (%.1f),
+ * ovh_us/st = overhead_s x 1e6 (%.2f); report.txt and summary.json of one
+ * run --out. */
+Test(run_cli, table_columns_are_the_json_in_their_units)
+{
+    char d[600], f[700];
+    snprintf(d, sizeof d, "%s/out/units", tdir);
+    eplb_test_cli_expect(0, NULL,
+                         "run '%s' --policy deepseek --gpus 4 --window 2 --interval 4 "
+                         "--policy-time 0.001 --device cpu --quiet --out '%s'",
+                         tok_trace, d);
+    eplb_json_t *v = NULL;
+    snprintf(f, sizeof f, "%s/summary.json", d);
+    eplb_assert_ok(eplb_json_parse_file(&v, f));
+    const eplb_json_t *runs = eplb_json_get(v, "runs");
+    cr_assert(runs && runs->n == 2, "runs");
+    snprintf(f, sizeof f, "%s/report.txt", d);
+    char *rep = eplb_test_slurp_text(f);
+    int seen = 0;
+    for (size_t i = 0; i < runs->n; i++) {
+        const eplb_json_t *r = &runs->values[i];
+        const char *label = eplb_json_get(r, "label")->str;
+        /* the row: its label first, then the cells after '|' */
+        for (char *line = rep; line && *line;
+             line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+            if (strncmp(line, label, strlen(label)) || line[strlen(label)] != ' ')
+                continue;
+            char row[1024];
+            size_t n = strcspn(line, "\n");
+            snprintf(row, sizeof row, "%.*s", (int)n, line);
+            const char *bar = strchr(row, '|');
+            cr_assert_not_null(bar, "%s", row);
+            char bal[32], mm[32], worst[32], rebal[32], moved[32], gb[32], st[32], moe[32], ovh[32];
+            cr_assert_eq(sscanf(bar + 1, "%31s %31s %31s %31s %31s %31s %31s %31s %31s", bal, mm,
+                                worst, rebal, moved, gb, st, moe, ovh),
+                         9, "%s", row);
+            char x[64];
+            snprintf(x, sizeof x, "%.4f", num(r, "balancedness"));
+            cr_assert_str_eq(bal, x, "%s", row);
+            snprintf(x, sizeof x, "%.3f", num(r, "max_over_mean"));
+            cr_assert_str_eq(mm, x, "%s", row);
+            snprintf(x, sizeof x, "%.0f", num(r, "rebalances"));
+            cr_assert_str_eq(rebal, x, "%s", row);
+            snprintf(x, sizeof x, "%.0f", num(r, "moved_replicas"));
+            cr_assert_str_eq(moved, x, "%s", row);
+            snprintf(x, sizeof x, "%.3f", num(r, "moved_bytes") / 1e9);
+            cr_assert_str_eq(gb, x, "GB: %s", row);
+            snprintf(x, sizeof x, "%.3f", num(r, "stall_s") * 1e3);
+            cr_assert_str_eq(st, x, "stall_ms: %s", row);
+            snprintf(x, sizeof x, "%.1f", num(r, "moe_time_s") * 1e6);
+            cr_assert_str_eq(moe, x, "moe_us/st: %s", row);
+            snprintf(x, sizeof x, "%.2f", num(r, "overhead_s") * 1e6);
+            cr_assert_str_eq(ovh, x, "ovh_us/st: %s", row);
+            seen++;
+            break;
+        }
+    }
+    cr_assert_eq(seen, 2, "rows found: %d\n%s", seen, rep);
+    /* and the deepseek run moved something, so GB and stall_ms are not 0 */
+    cr_assert_gt(num(&runs->values[1], "moved_bytes"), 0);
+    cr_assert_gt(num(&runs->values[1], "stall_s"), 0);
+    free(rep);
+    eplb_json_free(v);
+}

@@ -1270,3 +1270,38 @@ Test(trace_errors, topk_weight_nan_inf_refused)
     eplb_trace_close(tr);
     unlink(path);
 }
+
+/* The e_score_correction_bias (found by mutation testing: isnan for
+ * !isfinite passed, no test had a non-finite bias): +Inf, -Inf and NaN are
+ * refused naming the layer, through the library and by `run`. */
+Test(trace_errors, bias_nan_inf_refused)
+{
+    const char *path = good_trace();
+    float b[L_ * E_];
+    for (int i = 0; i < L_ * E_; i++)
+        b[i] = 0.01f * (float)i;
+    hsize_t dims[2] = {L_, E_};
+    put_dataset(path, "/router/e_score_correction_bias", H5T_IEEE_F32LE, 2, dims, NULL, NULL, -1,
+                H5T_NATIVE_FLOAT, b);
+    float got[L_ * E_];
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_bias(tr, got));
+    cr_assert_arr_eq(got, b, sizeof b);
+    eplb_trace_close(tr);
+    const float bad[3] = {INFINITY, -INFINITY, NAN};
+    for (int i = 0; i < 3; i++) {
+        hsize_t c[2] = {1, 5};
+        eplb_test_h5_poke(path, "/router/e_score_correction_bias", c, H5T_NATIVE_FLOAT, &bad[i]);
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        eplb_assert_fails(eplb_trace_read_bias(tr, got), EPLB_ERR_FORMAT,
+                          "/router/e_score_correction_bias: layer 1: NaN or Inf");
+        eplb_trace_close(tr);
+        char *out = NULL;
+        int rc = eplb_test_run_cli(&out, "run '%s' --quiet --policy-time 0 --device cpu", path);
+        cr_assert_eq(rc, 1, "%g: exit %d: %s", (double)bad[i], rc, out);
+        cr_assert(strstr(out, "e_score_correction_bias: layer 1: NaN or Inf") != NULL, "%s", out);
+        free(out);
+    }
+    unlink(path);
+}

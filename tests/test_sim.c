@@ -368,6 +368,32 @@ Test(sim, roofline_and_all_to_all_by_hand)
     eplb_sim_cost_init(&c, &p, &m, 1, 1, 8);
     eplb_sim_cost_layer(&lc, g, &c, slots, NULL, NULL, NULL, NULL);
     cr_assert_float_eq(lc.a2a_s, 0, 0);
+    /* found by mutation testing (each passed the suite before):
+     * (a) one GPU per node (D = N = 2): no NVLink tier, so no NVLink
+     * latency: GPU 0's 10 entries, half from GPU 1 over the network (5 x
+     * 200 B): 2 x 10 us + 1000 / 1e10 = 20.1 us */
+    eplb_sim_cost_init(&c, &p, &m, 2, 2, 4);
+    int32_t two[4] = {10, 0, 10, 0};
+    eplb_sim_cost_layer(&lc, g, &c, two, NULL, NULL, NULL, NULL);
+    cr_assert_float_eq(lc.a2a_s, 20.1e-6, 1e-12, "%g", lc.a2a_s);
+    /* (b) the NVLink share is (gpus per node - 1) / D of a GPU's entries:
+     * with a fast network the NVLink term decides: GPU 1's 5 entries from
+     * its peer, 1000 B / 1e11 = 10 ns, against 2000 B / 1e13 = 0.2 ns */
+    eplb_profile_t q = p;
+    q.net_bw = 1e13;
+    eplb_sim_cost_init(&c, &q, &m, 4, 2, 8);
+    eplb_sim_cost_layer(&lc, g, &c, slots, NULL, NULL, NULL, NULL);
+    cr_assert_float_eq(lc.a2a_s, 22e-6 + 1000 / 1e11, 1e-13, "%g", lc.a2a_s);
+    /* (c) FP8 weights (1 byte) take the FP8 peak: 1e5 tokens, 6 x 100 x
+     * 50 x 1e5 = 3e9 FLOP / 2e15 = 1.5 us (the memory side, with HBM at
+     * 1e16 B/s, is far below) */
+    q = p;
+    q.flops_fp8 = 2e15;
+    q.hbm_bw = 1e16;
+    eplb_model_shape_t m8 = {100, 50, 1, "test fp8"};
+    eplb_sim_cost_init(&c, &q, &m8, 4, 2, 8);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 100000), 1.5e-6, 1e-15, "%g",
+                       eplb_sim_cost_expert(&c, 100000));
 }
 
 /* ---- weight-move planner ------------------------------------------------- */

@@ -755,6 +755,29 @@ Test(kernels, select_balanced_by_hand)
         cr_assert_eq(phys[i], 3);
 }
 
+/* The CPU router's fast sigmoid is exact enough only with its margin:
+ * keys within it of the K-th are recomputed with expf (found by mutation
+ * testing: a margin of 1e-7 instead of 3e-5 (1 + max bias) passed the
+ * suite).  A row whose second and third keys are one float ulp apart
+ * (0.977558255 against 0.977558196, the fast sigmoid's own error up to
+ * 3e-7): the ids must be those of the keys in float, 1 / (1 + expf(-x)) +
+ * bias, computed here. */
+Test(kernels, route_cpu_near_tie_by_exact_keys)
+{
+    const float x[6] = {10.0f, 3.7741313f, 1.47542346f, -10.0f, -10.0f, -10.0f};
+    const float b[6] = {0.2f, 0.0f, 0.163677946f, 0.0f, 0.0f, 0.0f};
+    float key[6];
+    for (int e = 0; e < 6; e++)
+        key[e] = 1.0f / (1.0f + expf(-x[e])) + b[e];
+    cr_assert(key[1] != key[2], "the case needs two distinct near-equal keys");
+    const int second = key[1] > key[2] ? 1 : 2;
+    eplb_route_cfg_t c = {6, 2, EPLB_SCORING_SIGMOID, 2, 1, 1, 1.0f};
+    int32_t ids[2];
+    eplb_assert_ok(eplb_route_cpu(ids, NULL, x, EPLB_DTYPE_F32, 1, 1, b, &c));
+    cr_assert(ids[0] == 0 && ids[1] == second, "ids %d %d, want 0 %d (keys %.9g %.9g)", ids[0],
+              ids[1], second, key[1], key[2]);
+}
+
 /* The water fill's two documented tie rules (kernels/rules.h), which no
  * test pinned (found by mutation testing: a sort by >= instead of > and
  * the remainder to the higher slot both passed the suite).  By hand:

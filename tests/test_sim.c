@@ -396,6 +396,30 @@ Test(sim, roofline_and_all_to_all_by_hand)
                        eplb_sim_cost_expert(&c, 100000));
 }
 
+/* Measured tables at their edges (docs/simulator.md; found by mutation
+ * testing, both passed before): a GEMM table of one point is that time up
+ * to its tokens and proportional above (a GEMM does not get cheaper than
+ * its weight reads): 64 tokens in 10 us -> 16: 10 us, 128: 20 us; and a
+ * record_table extrapolated below zero is clamped to 0 (64: 1 us, 128:
+ * 0.5 us -> at 1000 tokens 0.5 - 0.5 x 872 / 64 < 0 -> 0; at 96: 0.75). */
+Test(sim, cost_tables_at_their_edges)
+{
+    eplb_profile_t p;
+    eplb_assert_ok(eplb_sim_profile_parse(&p,
+                                          "name = t\ngemm_table.100x50 = 64:10\n"
+                                          "record_table = 64:1 128:0.5\n",
+                                          "t.txt"));
+    eplb_model_shape_t m = {100, 50, 2, "test"};
+    eplb_cost_t c;
+    eplb_sim_cost_init(&c, &p, &m, 4, 1, 8);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 16), 10e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 64), 10e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 128), 20e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_record(&c, 64), 1e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_record(&c, 96), 0.75e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_record(&c, 1000), 0, 0);
+}
+
 /* ---- weight-move planner ------------------------------------------------- */
 
 Test(sim, transfer_plan_matches_senders_by_hand)

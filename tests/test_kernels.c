@@ -599,6 +599,14 @@ Test(kernels, select_local_prefers_gpu_then_node)
     cr_assert_eq(phys[1], 2);
     cr_assert_eq(phys[2], 4);
     cr_assert_eq(phys[3], 6);
+    /* 8 ranks on 4 GPUs: rank r sits on GPU r x 4 / 8 (two ranks a GPU;
+     * found by mutation testing: r mod 4 passed), so e0 goes to slot 0 for
+     * ranks 0-3 (GPU 0 and its node peer GPU 1) and to slot 5 for 4-7 */
+    int32_t ids8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, phys8[8];
+    c.num_ranks = 8;
+    eplb_assert_ok(eplb_select_record_cpu(phys8, counts, ids8, 8, 1, 1, &m, &c));
+    const int32_t want8[8] = {0, 0, 0, 0, 5, 5, 5, 5};
+    cr_assert_arr_eq(phys8, want8, sizeof want8);
 }
 
 /* splitmix64's output function, written here from the published constants

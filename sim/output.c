@@ -231,6 +231,8 @@ eplb_status_t eplb_sim_write_file(const char *path, void (*fn)(FILE *f, void *ct
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename to %s: %s", tmp, path,
                             strerror(errno));
         unlink(tmp);
+    } else if (strcmp(tmp, path) != 0) {
+        eplb_dir_sync_of(path);
     }
     eplb_tmp_guard_disarm(guard);
 out:

@@ -372,6 +372,8 @@ static eplb_status_t unlocked_finish(eplb_sim_h5_t *h)
     if (st == EPLB_OK && rename(h->tmp, h->path) != 0)
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %s", h->path, h->tmp,
                             strerror(errno));
+    else if (st == EPLB_OK && strcmp(h->tmp, h->path) != 0)
+        eplb_dir_sync_of(h->path);
     if (st != EPLB_OK)
         unlink(h->tmp);
     h5_free(h);

@@ -245,6 +245,23 @@ int eplb_file_sync(const char *path)
     return rc;
 }
 
+void eplb_dir_sync_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)fsync(fd); /* best effort: some file systems refuse it */
+    close(fd);
+}
+
 /* The earlier file of each final name (bak[i], NULL where there was none)
  * put back, and the finals renamed so far that had none removed: a rename
  * that fails half-way leaves the names as they were. */
@@ -334,6 +351,8 @@ eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
                 fflush(stderr); /* the process dies next */
                 break;
             }
+    for (int i = 0; st == EPLB_OK && i < done; i++) /* the renames on the disk too */
+        eplb_dir_sync_of(s->final[i]);
     set_clear(s, done);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return st;

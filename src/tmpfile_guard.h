@@ -68,6 +68,9 @@ typedef struct {
  * temporary file is renamed into place, so that after a crash or power
  * loss the final name holds a whole file or the earlier one. */
 int eplb_file_sync(const char *path);
+/* fsync() the directory holding path, after renames into it (best effort:
+ * errors are ignored, some file systems refuse it). */
+void eplb_dir_sync_of(const char *path);
 
 /* Write into `final` a temporary name "<final>.tmp.<pid>" of this process
  * (n bytes at most; strlen(final) + 32 always fits), or, where `final` is
@@ -80,7 +83,8 @@ void eplb_tmp_name(char *out, size_t n, const char *final);
  * receives (owned by the set) for the caller to write the file to. */
 eplb_status_t eplb_tmp_set_add(const char **tmp, eplb_tmp_set_t *s, const char *final);
 /* Rename every temporary file to its final name, after checking that each
- * exists and syncing it to the disk (eplb_file_sync); then empty the set.
+ * exists and syncing it to the disk (eplb_file_sync), and sync the
+ * directories after the renames (eplb_dir_sync_of); then empty the set.
  * The guard's signals wait until it is done (a signal does not stop it
  * half-way).  On failure ("FINAL: cannot rename TMP to it: <errno text>")
  * the final names are put back as they were: each earlier file is kept

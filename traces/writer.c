@@ -707,6 +707,8 @@ eplb_status_t eplb_trace_writer_finish(eplb_trace_writer_t *w)
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot sync %s: %m", w->path, w->tmp);
     else if (rename(w->tmp, w->path) != 0)
         st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %m", w->path, w->tmp);
+    else
+        eplb_dir_sync_of(w->path);
 out:
     writer_free(w, st != EPLB_OK);
     eplb_h5_unlock();

@@ -222,18 +222,12 @@ eplb_status_t eplb_sim_write_file(const char *path, void (*fn)(FILE *f, void *ct
     int err = fflush(f) != 0 || ferror(f) ? (errno ? errno : EIO) : 0;
     if (fclose(f) != 0 && !err)
         err = errno;
-    if (!err && strcmp(tmp, path) != 0 && eplb_file_sync(tmp) != 0)
-        err = errno; /* (a member of an output set is synced by its commit) */
-    if (err) {
+    if (err)
         st = eplb_error_set(EPLB_ERR_IO, "%s: write error: %s", path, strerror(err));
+    else
+        st = eplb_tmp_rename_into_place(tmp, path);
+    if (st != EPLB_OK)
         unlink(tmp);
-    } else if (rename(tmp, path) != 0) {
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename to %s: %s", tmp, path,
-                            strerror(errno));
-        unlink(tmp);
-    } else if (strcmp(tmp, path) != 0) {
-        eplb_dir_sync_of(path);
-    }
     eplb_tmp_guard_disarm(guard);
 out:
     free(tmp);

@@ -366,14 +366,8 @@ static eplb_status_t unlocked_finish(eplb_sim_h5_t *h)
     }
     close_objects(h);
     eplb_status_t st = eplb_h5_file_close_all(&h->file, h->path);
-    if (st == EPLB_OK && strcmp(h->tmp, h->path) != 0 && eplb_file_sync(h->tmp) != 0)
-        st =
-            eplb_error_set(EPLB_ERR_IO, "%s: cannot sync %s: %s", h->path, h->tmp, strerror(errno));
-    if (st == EPLB_OK && rename(h->tmp, h->path) != 0)
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %s", h->path, h->tmp,
-                            strerror(errno));
-    else if (st == EPLB_OK && strcmp(h->tmp, h->path) != 0)
-        eplb_dir_sync_of(h->path);
+    if (st == EPLB_OK)
+        st = eplb_tmp_rename_into_place(h->tmp, h->path);
     if (st != EPLB_OK)
         unlink(h->tmp);
     h5_free(h);

@@ -262,6 +262,28 @@ void eplb_dir_sync_of(const char *path)
     close(fd);
 }
 
+eplb_status_t eplb_tmp_rename_into_place(const char *tmp, const char *final)
+{
+    if (!strcmp(tmp, final))
+        return EPLB_OK;
+    if (eplb_file_sync(tmp) != 0)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot sync %s: %s", final, tmp, strerror(errno));
+    if (rename(tmp, final) != 0)
+        return eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %s", final, tmp,
+                              strerror(errno));
+    eplb_dir_sync_of(final);
+    return EPLB_OK;
+}
+
+/* 1 if paths a and b are in the same directory (the same text before the
+ * last '/'). */
+static int same_dir(const char *a, const char *b)
+{
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    const size_t na = sa ? (size_t)(sa - a) : 0, nb = sb ? (size_t)(sb - b) : 0;
+    return na == nb && !strncmp(a, b, na);
+}
+
 /* The earlier file of each final name (bak[i], NULL where there was none)
  * put back, and the finals renamed so far that had none removed: a rename
  * that fails half-way leaves the names as they were. */
@@ -351,8 +373,10 @@ eplb_status_t eplb_tmp_set_commit(eplb_tmp_set_t *s)
                 fflush(stderr); /* the process dies next */
                 break;
             }
-    for (int i = 0; st == EPLB_OK && i < done; i++) /* the renames on the disk too */
-        eplb_dir_sync_of(s->final[i]);
+    /* the renames on the disk too: each directory once (run --out: one) */
+    for (int i = 0; st == EPLB_OK && i < done; i++)
+        if (i == 0 || !same_dir(s->final[i - 1], s->final[i]))
+            eplb_dir_sync_of(s->final[i]);
     set_clear(s, done);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return st;

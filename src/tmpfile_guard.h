@@ -71,6 +71,12 @@ int eplb_file_sync(const char *path);
 /* fsync() the directory holding path, after renames into it (best effort:
  * errors are ignored, some file systems refuse it). */
 void eplb_dir_sync_of(const char *path);
+/* Put a complete temporary file into place: sync tmp, rename it to final,
+ * sync final's directory.  EPLB_ERR_IO "FINAL: cannot sync TMP: <errno
+ * text>" or "FINAL: cannot rename TMP to it: <errno text>" (tmp is left
+ * for the caller to remove).  Where tmp is final (a member of an output
+ * set, which its commit syncs and renames), nothing is done. */
+eplb_status_t eplb_tmp_rename_into_place(const char *tmp, const char *final);
 
 /* Write into `final` a temporary name "<final>.tmp.<pid>" of this process
  * (n bytes at most; strlen(final) + 32 always fits), or, where `final` is

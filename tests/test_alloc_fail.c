@@ -181,11 +181,18 @@ static int sh(const char *fmt, const char *a, const char *b)
     return system(cmd);
 }
 
-/* How many calls of kind ("pwrite", "pread", "rename") `args` makes (the
- * shim's report). */
-static int io_calls(const char *args, const char *kind)
+/* The shim's file I/O failures: the call, and the variable that fails the
+ * N-th one. */
+enum { IO_PWRITE, IO_PREAD, IO_RENAME };
+static const struct {
+    const char *name, *env;
+} io_kinds[] = {
+    {"pwrite", "EPLB_FAIL_PWRITE"}, {"pread", "EPLB_FAIL_PREAD"}, {"rename", "EPLB_FAIL_RENAME"}};
+
+/* How many calls of kind `args` makes (the shim's report). */
+static int io_calls(const char *args, int kind)
 {
-    char prefix[4600], *text = NULL, key[32];
+    char prefix[4600], *text = NULL;
     snprintf(prefix, sizeof prefix,
              "timeout 120 env EPLB_THREADS=1 EPLB_FAIL_REPORT=1 LD_PRELOAD='%s' ", shim());
     int rc = eplb_test_run_cli_prefixed(&text, prefix, "%s", args);
@@ -193,17 +200,12 @@ static int io_calls(const char *args, const char *kind)
     const char *r = strstr(text, "alloc_fail: ");
     r = r ? strstr(r + 1, "alloc_fail: ") : NULL;
     cr_assert_not_null(r, "%s: the shim did not report: %s", args, text);
-    static const char *const kinds[] = {"pwrite", "pread", "rename"};
     long n[3] = {0, 0, 0};
-    cr_assert_eq(sscanf(r, "alloc_fail: %ld pwrite, %ld pread, %ld rename", &n[0], &n[1], &n[2]), 3,
-                 "%s", r);
+    cr_assert_eq(sscanf(r, "alloc_fail: %ld pwrite, %ld pread, %ld rename", &n[IO_PWRITE],
+                        &n[IO_PREAD], &n[IO_RENAME]),
+                 3, "%s", r);
     free(text);
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(kind, kinds[i]))
-            return (int)n[i];
-    snprintf(key, sizeof key, "%s", kind);
-    cr_assert_fail("unknown kind %s", key);
-    return 0;
+    return (int)n[kind];
 }
 
 /* `args` (its stdout into d/stdout) once per call of kind failing.  Each
@@ -211,10 +213,11 @@ static int io_calls(const char *args, const char *kind)
  * out, or NULL: out absent).  A run that exits 1 leaves out as it found it
  * (and says why); one that exits 0 gives outputs equal to the reference
  * (ref_out, and ref_stdout for stdout).  Returns the calls swept. */
-static int io_sweep(const char *args, const char *kind, const char *d, const char *out,
-                    const char *before, const char *ref_out, const char *ref_stdout)
+static int io_sweep(const char *args, int kind, const char *d, const char *out, const char *before,
+                    const char *ref_out, const char *ref_stdout)
 {
     const int calls = io_calls(args, kind);
+    const char *what = io_kinds[kind].name;
     char env[64], prefix[4600], so[4200], se[4200], *text = NULL;
     snprintf(so, sizeof so, "%s/stdout", d);
     snprintf(se, sizeof se, "%s/stderr", d);
@@ -223,38 +226,34 @@ static int io_sweep(const char *args, const char *kind, const char *d, const cha
             cr_assert_eq(sh("rm -rf '%s'%s", out, ""), 0);
         if (out && before)
             cr_assert_eq(sh("cp -a '%s' '%s'", before, out), 0);
-        snprintf(env, sizeof env, "EPLB_FAIL_%s=%d",
-                 !strcmp(kind, "pwrite")  ? "PWRITE"
-                 : !strcmp(kind, "pread") ? "PREAD"
-                                          : "RENAME",
-                 k);
+        snprintf(env, sizeof env, "%s=%d", io_kinds[kind].env, k);
         snprintf(prefix, sizeof prefix, "timeout 120 env EPLB_THREADS=1 %s LD_PRELOAD='%s' ", env,
                  shim());
         int rc =
             eplb_test_run_cli_prefixed(&text, prefix, "%s >'%s' 2>'%s'; exit $?", args, so, se);
         free(text);
         char *err = eplb_test_slurp_text(se);
-        cr_assert(rc == 0 || rc == 1, "%s, %s %d of %d failing: exit %d\n%s", args, kind, k, calls,
+        cr_assert(rc == 0 || rc == 1, "%s, %s %d of %d failing: exit %d\n%s", args, what, k, calls,
                   rc, err);
         if (rc == 1) {
-            cr_assert(strstr(err, "eplb-replay") != NULL, "%s, %s %d: no message", args, kind, k);
+            cr_assert(strstr(err, "eplb-replay") != NULL, "%s, %s %d: no message", args, what, k);
             if (out && before)
                 cr_assert_eq(sh("diff -r '%s' '%s' >/dev/null", before, out), 0,
-                             "%s, %s %d failing: exit 1, and %s is not as it was: %s", args, kind,
+                             "%s, %s %d failing: exit 1, and %s is not as it was: %s", args, what,
                              k, out, err);
             else if (out)
-                cr_assert(!eplb_test_exists(out), "%s, %s %d: exit 1 and %s left: %s", args, kind,
+                cr_assert(!eplb_test_exists(out), "%s, %s %d: exit 1 and %s left: %s", args, what,
                           k, out, err);
         } else {
             if (out)
                 cr_assert_eq(sh("diff -r '%s' '%s' >/dev/null", ref_out, out), 0,
                              "%s, %s %d failing: exit 0, but %s differs from a clean run's", args,
-                             kind, k, out);
+                             what, k, out);
             if (ref_stdout)
                 cr_assert_eq(sh("cmp -s '%s' '%s'", ref_stdout, so), 0,
                              "%s, %s %d failing: exit 0, but its output differs from a clean "
                              "run's (stderr: %s)",
-                             args, kind, k, err);
+                             args, what, k, err);
         }
         free(err);
     }
@@ -282,7 +281,7 @@ Test(alloc_fail, io_errors_leave_outputs_whole, .disabled = !SHIM_USABLE, .timeo
     cr_assert_eq(eplb_test_run_cli(NULL, "%s", args), 0);
     snprintf(args, sizeof args, "gen --preset deepseek-v3 --steps 3 --tokens-per-step 16 -o '%s'",
              t);
-    cr_assert_gt(io_sweep(args, "pwrite", d, t, NULL, ref, NULL), 3);
+    cr_assert_gt(io_sweep(args, IO_PWRITE, d, t, NULL, ref, NULL), 3);
     cr_assert_eq(eplb_test_run_cli(NULL, "%s", args), 0);
     cr_assert_eq(sh("rm -f '%s'%s", ref, ""), 0);
     /* run --out, into a new directory and over an earlier set */
@@ -293,19 +292,19 @@ Test(alloc_fail, io_errors_leave_outputs_whole, .disabled = !SHIM_USABLE, .timeo
              old);
     cr_assert_eq(eplb_test_run_cli(NULL, "%s >/dev/null", args), 0);
     snprintf(args, sizeof args, run, t, o);
-    cr_assert_gt(io_sweep(args, "pwrite", d, o, NULL, ref, NULL), 3);
-    cr_assert_gt(io_sweep(args, "pwrite", d, o, old, ref, NULL), 3);
-    cr_assert_gt(io_sweep(args, "rename", d, o, old, ref, NULL), 3);
-    cr_assert_gt(io_sweep(args, "rename", d, o, NULL, ref, NULL), 3);
+    cr_assert_gt(io_sweep(args, IO_PWRITE, d, o, NULL, ref, NULL), 3);
+    cr_assert_gt(io_sweep(args, IO_PWRITE, d, o, old, ref, NULL), 3);
+    cr_assert_gt(io_sweep(args, IO_RENAME, d, o, old, ref, NULL), 3);
+    cr_assert_gt(io_sweep(args, IO_RENAME, d, o, NULL, ref, NULL), 3);
     /* reads: the run's table and info's description */
     snprintf(args, sizeof args, "run '%s' --policy deepseek --policy-time 0 --device cpu --json",
              t);
     cr_assert_eq(eplb_test_run_cli(NULL, "%s >'%s' 2>/dev/null; exit $?", args, rs), 0);
-    cr_assert_gt(io_sweep(args, "pread", d, NULL, NULL, NULL, rs), 3);
+    cr_assert_gt(io_sweep(args, IO_PREAD, d, NULL, NULL, NULL, rs), 3);
     /* (the shipped trace: the small one's metadata is read in one go, so
      * no read failed while /router/logits was looked up) */
     snprintf(args, sizeof args, "info '%s' --json", trace("esft-intent.h5"));
     cr_assert_eq(eplb_test_run_cli(NULL, "%s >'%s' 2>/dev/null; exit $?", args, rs), 0);
-    cr_assert_gt(io_sweep(args, "pread", d, NULL, NULL, NULL, rs), 3);
+    cr_assert_gt(io_sweep(args, IO_PREAD, d, NULL, NULL, NULL, rs), 3);
     cr_assert_eq(sh("rm -rf '%s'%s", d, ""), 0);
 }

@@ -607,8 +607,8 @@ static void acc_free(stats_acc_t *a)
     free(a->wrun);
     free(a->wruns);
     free(a->wrun_total);
-    memset(a, 0,
-           sizeof *a); /* a second call (acc_init's failure, then the caller's) frees nothing */
+    /* a second call (acc_init's failure, then the caller's) frees nothing */
+    memset(a, 0, sizeof *a);
 }
 
 static eplb_status_t acc_init(stats_acc_t *a, int L, int E, int64_t window)

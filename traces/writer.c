@@ -703,12 +703,7 @@ eplb_status_t eplb_trace_writer_finish(eplb_trace_writer_t *w)
         app_close(apps[i]);
     eplb_h5_close(&w->bias_d);
     EPLB_CHECK_GOTO(eplb_h5_file_close_all(&w->file, w->path), st, out);
-    if (eplb_file_sync(w->tmp) != 0)
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot sync %s: %m", w->path, w->tmp);
-    else if (rename(w->tmp, w->path) != 0)
-        st = eplb_error_set(EPLB_ERR_IO, "%s: cannot rename %s to it: %m", w->path, w->tmp);
-    else
-        eplb_dir_sync_of(w->path);
+    st = eplb_tmp_rename_into_place(w->tmp, w->path);
 out:
     writer_free(w, st != EPLB_OK);
     eplb_h5_unlock();

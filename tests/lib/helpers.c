@@ -2,6 +2,7 @@
 #include "helpers.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,31 @@ const char *eplb_test_shared_dir(void)
     return stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode) ? buf : NULL;
 }
 
+/* The directories eplb_test_tmpdir() made in this process (a Criterion
+ * worker runs one test), removed with everything in them when the process
+ * exits, unless EPLB_TEST_KEEP_TMP is set (to look at a failed test's files).
+ * Without this every run of the suite left ~180 directories in $TMPDIR. */
+static char **made_dirs;
+static int n_made_dirs;
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_made_dirs(void)
+{
+    const char *keep = getenv("EPLB_TEST_KEEP_TMP");
+    for (int i = 0; i < n_made_dirs; i++) {
+        if (!(keep && *keep))
+            nftw(made_dirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(made_dirs[i]);
+    }
+    free(made_dirs);
+}
+
 const char *eplb_test_tmpdir(void)
 {
     static _Thread_local char buf[256];
@@ -49,6 +75,13 @@ const char *eplb_test_tmpdir(void)
     snprintf(buf, sizeof buf, "%s/eplb-test-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(buf))
         cr_assert_fail("mkdtemp failed");
+    if (n_made_dirs == 0)
+        cr_assert(atexit(remove_made_dirs) == 0);
+    made_dirs = realloc(made_dirs, sizeof *made_dirs * (n_made_dirs + 1));
+    cr_assert(made_dirs != NULL);
+    made_dirs[n_made_dirs] = strdup(buf);
+    cr_assert(made_dirs[n_made_dirs] != NULL);
+    n_made_dirs++;
     return buf;
 }
 

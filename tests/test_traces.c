@@ -1205,3 +1205,101 @@ Test(traces, writer_refuses_a_step_past_the_reader_limit)
     eplb_assert_ok(eplb_trace_writer_append_step(w, 4000000, NULL, NULL, NULL, counts, NULL, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));
 }
+
+/* What the writer refuses beyond ids past E and NaN logits (mutation
+ * testing: each of these passed the suite): a negative id, +Inf and -Inf
+ * logits (the message naming the token in the trace, not in the step), a
+ * phase of 3, a non-finite bias. */
+Test(traces, writer_refuses_negative_ids_inf_logits_phase_3_and_inf_bias)
+{
+    const char *path = tmp_file("bad2.h5");
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts(NULL, NULL, 2, 8, 2, EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK);
+    o.phase = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    float lg[2 * 2 * 8] = {0};
+    int32_t ids[2 * 2 * 2] = {1, 2, 3, 4, 1, 2, 3, 4};
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 1, lg, ids, NULL, NULL, NULL, 0));
+    ids[3] = -1;
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 1, lg, ids, NULL, NULL, NULL, 1),
+                      EPLB_ERR_INVALID_ARG, "id -1 outside [0, 8)");
+    ids[3] = 4;
+    const float inf[2] = {INFINITY, -INFINITY};
+    for (int i = 0; i < 2; i++) {
+        lg[16 + 9] = inf[i]; /* step 1's token 1 (token 2 of the trace), layer 1 */
+        eplb_assert_fails(eplb_trace_writer_append_step(w, 2, lg, ids, NULL, NULL, NULL, 1),
+                          EPLB_ERR_INVALID_ARG, "step 1 token 2 layer 1 expert 1: non-finite logit");
+    }
+    lg[16 + 9] = 0;
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 2, lg, ids, NULL, NULL, NULL, 3),
+                      EPLB_ERR_INVALID_ARG, "step 1: phase 3");
+    float bias[2 * 8] = {0};
+    bias[8 + 5] = INFINITY;
+    eplb_assert_fails(eplb_trace_writer_set_bias(w, bias), EPLB_ERR_INVALID_ARG,
+                      "layer 1 expert 5: non-finite value");
+    bias[8 + 5] = -INFINITY;
+    eplb_assert_fails(eplb_trace_writer_set_bias(w, bias), EPLB_ERR_INVALID_ARG,
+                      "layer 1 expert 5: non-finite value");
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 2, lg, ids, NULL, NULL, NULL, 2));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->num_tokens, 3);
+    cr_assert_eq(eplb_trace_info(tr)->has_bias, 0);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* topk_weights without the topk level is refused at create (mutation
+ * testing: dropping the check passed; the writer then made no weights
+ * dataset and looped for ever on the first step's weights). */
+Test(traces, writer_refuses_weights_without_topk_level)
+{
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts(NULL, NULL, 2, 8, 2, EPLB_LEVEL_LOGITS);
+    o.topk_weights = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_fails(eplb_trace_writer_create(&w, tmp_file("w-no-topk.h5"), &o),
+                      EPLB_ERR_INVALID_ARG, "topk_weights needs the topk level");
+    cr_assert_null(w);
+    cr_assert_eq(eplb_test_exists(tmp_file("w-no-topk.h5")), 0);
+}
+
+/* A finite float32 logit that the stored type cannot hold is refused: it
+ * would be written as Inf, which the reader refuses (found by mutation
+ * testing's helper: 70000 as float16 and 3.4e38 as bfloat16 were written,
+ * and the trace then failed to read).  The limits are the largest finite
+ * values, 65504 = (2 - 2^-10) x 2^15 and (2 - 2^-7) x 2^127, as
+ * eplb_record.py's; both are written and read back exactly. */
+Test(traces, writer_refuses_logits_beyond_the_stored_type)
+{
+    const eplb_dtype_t dts[2] = {EPLB_DTYPE_F16, EPLB_DTYPE_BF16};
+    const float big[2] = {70000.0f, 3.4e38f};
+    const float top[2] = {65504.0f, (float)((2.0 - 1.0 / 128) * 0x1p127)};
+    for (int d = 0; d < 2; d++) {
+        const char *path = tmp_file(d ? "big-bf16.h5" : "big-f16.h5");
+        eplb_trace_writer_opts_t o = eplb_test_writer_opts(NULL, NULL, 1, 4, 1, EPLB_LEVEL_LOGITS);
+        o.logits_dtype = dts[d];
+        eplb_trace_writer_t *w = NULL;
+        eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+        for (int sign = 1; sign >= -1; sign -= 2) {
+            float lg[4] = {0, 1, sign * big[d], 2};
+            eplb_assert_fails(eplb_trace_writer_append_step(w, 1, lg, NULL, NULL, NULL, NULL, 0),
+                              EPLB_ERR_INVALID_ARG, "token 0 layer 0 expert 2: logit");
+            cr_assert(strstr(eplb_error_last(), "range") != NULL, "%s", eplb_error_last());
+        }
+        float lg[4] = {0, top[d], -top[d], 2};
+        eplb_assert_ok(eplb_trace_writer_append_step(w, 1, lg, NULL, NULL, NULL, NULL, 0));
+        eplb_assert_ok(eplb_trace_writer_finish(w));
+        eplb_trace_t *tr = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        uint16_t raw[4];
+        eplb_assert_ok(eplb_trace_read_logits(tr, raw, 0, 1));
+        float back[4];
+        for (int i = 0; i < 4; i++)
+            back[i] = d ? eplb_bf16_to_f32(raw[i]) : eplb_f16_to_f32(raw[i]);
+        cr_assert_arr_eq(back, lg, sizeof lg);
+        eplb_trace_close(tr);
+        unlink(path);
+    }
+}

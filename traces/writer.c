@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,14 +537,27 @@ static eplb_status_t check_step(const eplb_trace_writer_t *w, int64_t ntok,
                               "%s: step %lld: phase %u (expected 0 prefill, 1 decode, 2 mixed)",
                               p, (long long)s, phase);
     int64_t LE = (int64_t)w->L * w->E, LK = (int64_t)w->L * w->K;
+    /* |x| <= lim is false for NaN and Inf, and for a finite float32 that
+     * the stored type cannot hold: it would be written as Inf, which the
+     * reader refuses (the limits of eplb_record.py) */
+    const float lim = w->dt == EPLB_DTYPE_F16    ? 65504.0f
+                      : w->dt == EPLB_DTYPE_BF16 ? 3.38953139e38f
+                                                 : FLT_MAX;
     if (w->levels & EPLB_LEVEL_LOGITS)
         for (int64_t i = 0; i < ntok * LE; i++)
-            if (!isfinite(logits[i]))
+            if (!(fabsf(logits[i]) <= lim)) {
+                char what[64];
+                if (isfinite(logits[i]))
+                    snprintf(what, sizeof what, "logit %g beyond %s's range (%g)",
+                             (double)logits[i], eplb_dtype_name(w->dt), (double)lim);
+                else
+                    snprintf(what, sizeof what, "non-finite logit");
                 return eplb_error_set(EPLB_ERR_INVALID_ARG,
-                                      "%s: /router/logits: step %lld token %lld layer %lld: "
-                                      "non-finite logit",
+                                      "%s: /router/logits: step %lld token %lld layer %lld "
+                                      "expert %lld: %s",
                                       p, (long long)s, (long long)(w->ntok + i / LE),
-                                      (long long)(i % LE / w->E));
+                                      (long long)(i % LE / w->E), (long long)(i % w->E), what);
+            }
     if (w->levels & EPLB_LEVEL_TOPK)
         for (int64_t i = 0; i < ntok * LK; i++)
             if (ids[i] < 0 || ids[i] >= w->E)

@@ -650,3 +650,34 @@ Test(gen, options_that_do_not_apply_refused)
     unlink(out);
     rmdir(dir);
 }
+
+/* Ties for the last place go to the lower id, for experts and for groups
+ * (gen.c; docs/kernels.md, Routing), as eplb_route_cpu decides them
+ * (mutation testing: letting an equal score take the last place passed;
+ * the by-hand cases had no tie at the boundary).  (a) softmax, top-2 of
+ * logits 3 1 3 3: experts 0 and 2, not 3.  (b) sigmoid without bias, 4
+ * groups of 2, keep 1: groups 0 and 1 both score s(2): group 0 is kept,
+ * experts 0 then 1. */
+Test(gen, reference_topk_ties_at_the_last_place)
+{
+    const eplb_route_cfg_t sm = {4, 2, EPLB_SCORING_SOFTMAX, 1, 1, 0, 1.0f};
+    const float la[4] = {3, 1, 3, 3};
+    const eplb_route_cfg_t gr = {8, 2, EPLB_SCORING_SIGMOID, 4, 1, 1, 1.0f};
+    const float lb[8] = {2, 0, 2, 0, -1, -1, -1, -1};
+    const struct {
+        const eplb_route_cfg_t *cfg;
+        const float *lg;
+        int32_t want[2];
+    } cases[2] = {{&sm, la, {0, 2}}, {&gr, lb, {0, 1}}};
+    for (int i = 0; i < 2; i++) {
+        int32_t ids[2], kid[2];
+        eplb_gen_topk_ref(ids, cases[i].lg, NULL, cases[i].cfg);
+        cr_assert(ids[0] == cases[i].want[0] && ids[1] == cases[i].want[1],
+                  "case %d: ids %d %d, want %d %d", i, ids[0], ids[1], cases[i].want[0],
+                  cases[i].want[1]);
+        eplb_assert_ok(
+            eplb_route_cpu(kid, NULL, cases[i].lg, EPLB_DTYPE_F32, 1, 1, NULL, cases[i].cfg));
+        cr_assert(kid[0] == ids[0] && kid[1] == ids[1], "case %d: kernels %d %d", i, kid[0],
+                  kid[1]);
+    }
+}

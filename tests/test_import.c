@@ -943,3 +943,42 @@ Test(import, sglang_keeps_a_zero_row_between_loaded_ones)
     unlink(p);
     rmdir(dir);
 }
+
+/* A weight above 1 is refused naming file, line and weight (import.h: gate
+ * weights in [0, 1]; mutation testing: dropping the upper bound passed),
+ * and exactly 1 reads. */
+Test(import, esft_weight_above_one_refused)
+{
+    char *dir = make_esft_dir();
+    char text[2048];
+    snprintf(text, sizeof text, "%s63\t0\t8\t9\t10\t11\t\t1.5\t0.1\t0.1\t0.1\t0.05\t0.05\n",
+             tok_line_ok);
+    expect_bad_layer(dir, 8, text, "expert_weights_8.txt:2: weight 1 = 1.5: outside [0, 1]");
+    snprintf(text, sizeof text, "%s63\t0\t8\t9\t10\t11\t\t1\t0\t0\t0\t0\t0\n", tok_line_ok);
+    write_file(dir, 8, text);
+    eplb_import_esft_t d;
+    eplb_assert_ok(eplb_import_esft_read(&d, dir));
+    cr_assert_eq(d.num_tokens, 3);
+    eplb_import_esft_free(&d);
+    remove_esft_dir(dir);
+}
+
+/* SGLang counts are kept as int32: 2^31 - 1 reads, 2^31 is refused naming
+ * the layer and the expert (mutation testing: a bound of 2^31 passed, and
+ * 2^31 then wrapped to a negative count). */
+Test(import, sglang_count_of_2_pow_31_refused)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/big.json", dir);
+    eplb_import_sglang_t c;
+    eplb_test_write_text(p, "{\"logical_count\": [[1, 2147483647]]}");
+    eplb_assert_ok(eplb_import_sglang_read(&c, p));
+    cr_assert_eq(c.counts[1], 2147483647);
+    eplb_import_sglang_free(&c);
+    expect_bad_json(p, "{\"logical_count\": [[1, 2147483648]]}",
+                    "logical_count[0][1] (layer 0, expert 1): not a non-negative integer below "
+                    "2^31");
+    unlink(p);
+    rmdir(dir);
+}

@@ -1269,3 +1269,138 @@ Test(kernels, bench_cli_json_lines)
               "%s", out);
     free(out);
 }
+
+/* The balanced plan's water-fill order (docs/kernels.md, balanced, step 3:
+ * "in descending n (ties: lower id)"), which no test pinned (mutation
+ * testing: an ascending sort and ties to the higher id both passed).  2
+ * GPUs of 2 slots; e0 on slots 0 (gpu0) and 2 (gpu1), e1 on slots 1 (gpu0)
+ * and 3 (gpu1).  (a) n = 3, 1: e0 first, both GPUs at 0, the first GPU
+ * takes the remainder: e0 = 2 | 1, loads 2 1; then e1 fills gpu1: e1 = 0 |
+ * 1 (peak 2 = ceil(4 / 2): the least-peak step keeps it).  e1 first would
+ * give e1 = 1 | 0 and e0 = 1 | 2.  (b) n = 1, 1: e0 first (lower id) on
+ * gpu0, e1 then on gpu1: e0 = 1 | 0, e1 = 0 | 1. */
+Test(kernels, select_balanced_water_fill_order_by_hand)
+{
+    const int32_t lc[2] = {2, 2}, l2p[4] = {0, 2, 1, 3};
+    eplb_layer_map_t m = {2, 4, 2, 1, 2, lc, l2p};
+    int32_t quota[4];
+    int64_t load[2];
+    const int64_t n_a[2] = {3, 1}, n_b[2] = {1, 1};
+    eplb_assert_ok(eplb_select_plan_balanced(quota, load, n_a, &m));
+    const int32_t want_a[4] = {2, 1, 0, 1};
+    cr_assert(!memcmp(quota, want_a, sizeof want_a), "descending n: %d %d | %d %d, want 2 1 | 0 1",
+              quota[0], quota[1], quota[2], quota[3]);
+    cr_assert(load[0] == 2 && load[1] == 2);
+    eplb_assert_ok(eplb_select_plan_balanced(quota, load, n_b, &m));
+    const int32_t want_b[4] = {1, 0, 0, 1};
+    cr_assert(!memcmp(quota, want_b, sizeof want_b), "ties: %d %d | %d %d, want 1 0 | 0 1",
+              quota[0], quota[1], quota[2], quota[3]);
+    /* the same through selection: e0's first two entries on slot 0, its
+     * third on slot 2; e1's on slot 3 */
+    const int32_t ids[4] = {0, 0, 0, 1};
+    int32_t phys[4], counts[4] = {0};
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_BALANCED;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 4, 1, 1, &m, &c));
+    const int32_t want_phys[4] = {0, 0, 2, 3};
+    cr_assert_arr_eq(phys, want_phys, sizeof want_phys);
+}
+
+/* Group ties go to the lower group id (docs/kernels.md, Routing, step 3)
+ * also where a group score is NaN, which sends the group limit through its
+ * selection loop (mutation testing: ties to the higher id there passed the
+ * suite).  6 experts in 3 groups of 2, keep 1, top-2; a bias of +Inf and
+ * -Inf on group 2 makes its score +Inf + -Inf = NaN; groups 0 and 1 have
+ * equal logits and zero bias, so equal scores: group 0 is kept, ids 0 then
+ * 1 (logit 1 above logit 0).  Sigmoid takes the filtered path (an infinite
+ * bias: every expert a candidate), softmax with a bias the plain one. */
+Test(kernels, route_group_tie_to_lower_id_with_nan_group_score)
+{
+    const float x[6] = {1, 0, 1, 0, 0, 0};
+    const float b[6] = {0, 0, 0, 0, INFINITY, -INFINITY};
+    for (int sc = 0; sc < 2; sc++) {
+        const eplb_scoring_t s = sc ? EPLB_SCORING_SOFTMAX : EPLB_SCORING_SIGMOID;
+        eplb_route_cfg_t c = {6, 2, s, 3, 1, 1, 1.0f};
+        int32_t ids[2], want[2];
+        float w[2], ww[2];
+        eplb_assert_ok(eplb_route_cpu(ids, w, x, EPLB_DTYPE_F32, 1, 1, b, &c));
+        cr_assert(ids[0] == 0 && ids[1] == 1, "scoring %d: ids %d %d, want 0 1", sc, ids[0],
+                  ids[1]);
+        plain_route_row(want, ww, x, EPLB_DTYPE_F32, 0, b, &c);
+        cr_assert(ids[0] == want[0] && ids[1] == want[1]);
+    }
+}
+
+/* Token rows without src_rank (docs/kernels.md, Replica selection): T
+ * tokens form num_ranks contiguous blocks of ceil(T / num_ranks), and
+ * num_ranks <= 0 means D (mutation testing: floor blocks, and a default of
+ * one rank, both passed: the tests had T divisible by num_ranks = 2).
+ * flatmod, K = 1: replica = row t % R.  (a) T = 5, 2 ranks, expert 2 (3
+ * replicas, slots 2 4 6): blocks of 3, t = 0 1 2 0 1.  (b) T = 10,
+ * num_ranks 0 on small_map's D = 4, expert 0 (2 replicas, slots 0 5):
+ * blocks of 3, t = i % 3, replica (i % 3) % 2 (one rank: i % 2). */
+Test(kernels, select_token_rows_ceil_blocks_and_default_ranks)
+{
+    int32_t ids[10], phys[10], counts[8] = {0};
+    for (int i = 0; i < 10; i++)
+        ids[i] = 2;
+    eplb_layer_map_t m = small_map();
+    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+    c.mode = EPLB_SELECT_FLATMOD;
+    c.num_ranks = 2;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 5, 1, 1, &m, &c));
+    const int32_t want_a[5] = {2, 4, 6, 2, 4};
+    cr_assert_arr_eq(phys, want_a, sizeof want_a);
+    for (int i = 0; i < 10; i++)
+        ids[i] = 0;
+    c.num_ranks = 0;
+    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 10, 1, 1, &m, &c));
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(phys[i], m_log2phy[i % 3 % 2], "token %d: slot %d", i, phys[i]);
+}
+
+/* An unplaced expert (logcnt 0) whose row holds a slot outside [0, P)
+ * selects -1 and is not counted (docs/kernels.md: slots outside [0, P)
+ * give -1); the map check reads no entry of such a row (mutation testing:
+ * dropping the upper bound of that test passed). */
+Test(kernels, select_unplaced_expert_with_slot_past_p_gives_minus_one)
+{
+    int32_t lc[4] = {2, 0, 3, 2}, l2p[12];
+    memcpy(l2p, m_log2phy, sizeof l2p);
+    l2p[3] = 8; /* expert 1's row: slot P = 8 */
+    eplb_layer_map_t m = {4, 8, 4, 2, 3, lc, l2p};
+    const int32_t ids[2] = {1, 0};
+    for (int mode = 0; mode < 6; mode++) {
+        int32_t phys[2], counts[9] = {0}; /* counts[8]: past the layer's P */
+        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+        c.mode = (eplb_select_mode_t)mode;
+        eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, 1, 1, 2, &m, &c));
+        cr_assert_eq(phys[0], -1, "mode %d: slot %d", mode, phys[0]);
+        cr_assert(phys[1] == 0 || phys[1] == 5, "mode %d", mode);
+        int sum = 0;
+        for (int p = 0; p < 9; p++)
+            sum += counts[p];
+        cr_assert(sum == 1 && counts[phys[1]] == 1 && counts[8] == 0, "mode %d", mode);
+    }
+}
+
+/* The filtered DeepSeek-V3 path applies only where K <= 2 x topk_groups
+ * (its candidates are the keys near the kept groups' second best): with K
+ * = 2 x topk_groups + 1 the plain path routes (mutation testing: taking
+ * the filtered path one K further passed; it then left the third id
+ * unwritten).  8 experts in 2 groups of 4, keep 1, top-3, zero bias:
+ * group 0 (s(4) + s(3)) is kept over group 1 (2 s(0)); its top-3 by key
+ * are experts 0, 1, 2. */
+Test(kernels, route_k_above_twice_kept_groups_takes_plain_path)
+{
+    const float x[8] = {4, 3, -2, -3, 0, 0, 0, 0}, b[8] = {0};
+    const eplb_route_cfg_t c = {8, 3, EPLB_SCORING_SIGMOID, 2, 1, 1, 1.0f};
+    int32_t ids[3] = {-1, -1, -1}, want[3];
+    float w[3], ww[3];
+    eplb_assert_ok(eplb_route_cpu(ids, w, x, EPLB_DTYPE_F32, 1, 1, b, &c));
+    cr_assert(ids[0] == 0 && ids[1] == 1 && ids[2] == 2, "ids %d %d %d, want 0 1 2", ids[0], ids[1],
+              ids[2]);
+    plain_route_row(want, ww, x, EPLB_DTYPE_F32, 0, b, &c);
+    cr_assert_arr_eq(ids, want, sizeof want);
+    cr_assert_arr_eq(w, ww, sizeof ww);
+}

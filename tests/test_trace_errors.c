@@ -1305,3 +1305,122 @@ Test(trace_errors, bias_nan_inf_refused)
     }
     unlink(path);
 }
+
+/* eplb_trace_version must be 1 (traces/FORMAT.md): versions below it are
+ * refused as well as above (mutation testing: `version > 1` passed, the
+ * only case was version 2). */
+Test(trace_errors, version_below_one_refused)
+{
+    const char *path = good_trace();
+    const int64_t bad[2] = {0, -1};
+    for (int i = 0; i < 2; i++) {
+        set_int_attr(path, "eplb_trace_version", bad[i]);
+        char want[96];
+        snprintf(want, sizeof want, "root attribute 'eplb_trace_version' = %lld",
+                 (long long)bad[i]);
+        assert_open_fails(path, EPLB_ERR_FORMAT, want);
+    }
+    unlink(path);
+}
+
+/* /steps/phase values are 0, 1 or 2 (traces/FORMAT.md), checked at open:
+ * a phase of 3 is refused naming the step (mutation testing: `> 3`
+ * passed; no test had a bad phase). */
+Test(trace_errors, phase_above_two_refused)
+{
+    const char *path = good_trace();
+    uint8_t ph[S_] = {0, 1, 2, 2};
+    hsize_t n = S_;
+    put_dataset(path, "/steps/phase", H5T_STD_U8LE, 1, &n, NULL, NULL, -1, H5T_NATIVE_UINT8, ph);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_trace_close(tr);
+    ph[3] = 3;
+    put_dataset(path, "/steps/phase", H5T_STD_U8LE, 1, &n, NULL, NULL, -1, H5T_NATIVE_UINT8, ph);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "/steps/phase: step 3: phase 3 (expected 0, 1 or 2)");
+    unlink(path);
+}
+
+/* Ids stored as a signed integer type (the reader accepts any) may be
+ * negative: -1 is refused like an id past E (mutation testing: a signed
+ * compare against E, which lets negatives through, passed). */
+Test(trace_errors, negative_id_of_a_signed_type_refused)
+{
+    const char *path = good_trace();
+    static int8_t ids[T_ * L_ * K_];
+    for (int t = 0; t < T_; t++) /* K_ = 2 different experts a row */
+        for (int i = 0; i < L_ * K_; i++)
+            ids[t * L_ * K_ + i] = (int8_t)((t + i) % E_);
+    hsize_t dims[3] = {T_, L_, K_};
+    put_dataset(path, "/router/topk_ids", H5T_STD_I8LE, 3, dims, NULL, NULL, -1, H5T_NATIVE_INT8,
+                ids);
+    int32_t got[T_ * L_ * K_];
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_ok(eplb_trace_read_topk(tr, got, NULL, 0, T_));
+    eplb_trace_close(tr);
+    ids[(13 * L_ + 1) * K_] = -1;
+    put_dataset(path, "/router/topk_ids", H5T_STD_I8LE, 3, dims, NULL, NULL, -1, H5T_NATIVE_INT8,
+                ids);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_assert_fails(eplb_trace_read_topk(tr, got, NULL, 0, T_), EPLB_ERR_FORMAT,
+                      "/router/topk_ids: token 13 layer 1: expert id -1 outside [0, 8)");
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* A bad top-k row read in a range that starts past token 0, with 3 layers
+ * and top-2, is named by its token in the trace and its layer (mutation
+ * testing: the token relative to the range, and the row modulo top_k for
+ * the layer, both passed: every test read from token 0 with L = K). */
+Test(trace_errors, ids_error_names_trace_token_and_layer)
+{
+    enum { L = 3, K = 2, T = 20 };
+    const char *path = eplb_test_path(eplb_test_tmpdir(), "l3.h5");
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("m", "test_trace_errors.c", L, E_, K, EPLB_LEVEL_TOPK);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    int32_t ids[T * L * K];
+    for (int i = 0; i < T * L * K; i++)
+        ids[i] = (i / K + i % K) % E_; /* K different experts a row */
+    eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, ids, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    hsize_t c[3] = {13, 2, 1}; /* token 13, layer 2: its second id = its first */
+    uint8_t v = (uint8_t)ids[(13 * L + 2) * K];
+    eplb_test_h5_poke(path, "/router/topk_ids", c, H5T_NATIVE_UINT8, &v);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    char want[128];
+    snprintf(want, sizeof want, "/router/topk_ids: token 13 layer 2: expert %d appears twice",
+             (int)v);
+    eplb_assert_fails(eplb_trace_read_topk(tr, ids, NULL, 10, T), EPLB_ERR_FORMAT, want);
+    eplb_assert_ok(eplb_trace_read_topk(tr, ids, NULL, 14, T));
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* The per-step limit at its boundary (traces/FORMAT.md, Limits: tokens x
+ * L x K x 4 bytes at most 2 GiB; L = K = 2: 2^27 tokens): one token more
+ * is refused by that check, exactly 2^27 passes it (and then fails only
+ * because the declared ids were never written).  Mutation testing: `n >
+ * most + 1` passed. */
+Test(trace_errors, step_token_limit_at_its_boundary, .timeout = 20)
+{
+    const int64_t most = (int64_t)1 << 27;
+    for (int extra = 1; extra >= 0; extra--) {
+        const int64_t offs[2] = {0, most + extra};
+        char path[600];
+        snprintf(path, sizeof path, "%s", bare_trace(offs, 2));
+        hsize_t dims[3] = {(hsize_t)(most + extra), L_, K_};
+        put_dataset(path, "/router/topk_ids", H5T_STD_U8LE, 3, dims, NULL, NULL, -1, -1, NULL);
+        if (extra)
+            assert_open_fails(path, EPLB_ERR_FORMAT,
+                              "/steps/token_offset: step 0 has 134217729 tokens; at most "
+                              "134217728");
+        else
+            assert_open_fails(path, EPLB_ERR_FORMAT,
+                              "/router/topk_ids: its data were never written");
+        unlink(path);
+    }
+}

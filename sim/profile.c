@@ -307,19 +307,20 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
                     const char *key;
                     size_t off;
                     double scale;
+                    int rate; /* divides the modelled times */
                 } keys[] = {
-                    {"nvlink_GBps", offsetof(eplb_profile_t, nvlink_bw), 1e9},
-                    {"nvlink_latency_us", offsetof(eplb_profile_t, nvlink_lat), 1e-6},
-                    {"net_Gbps", offsetof(eplb_profile_t, net_bw), 1e9 / 8},
-                    {"net_latency_us", offsetof(eplb_profile_t, net_lat), 1e-6},
-                    {"hbm_TBps", offsetof(eplb_profile_t, hbm_bw), 1e12},
-                    {"fp8_TFLOPS", offsetof(eplb_profile_t, flops_fp8), 1e12},
-                    {"bf16_TFLOPS", offsetof(eplb_profile_t, flops_bf16), 1e12},
-                    {"gemm_efficiency", offsetof(eplb_profile_t, gemm_eff), 1},
-                    {"dispatch_bytes", offsetof(eplb_profile_t, dispatch_bytes), 1},
-                    {"combine_bytes", offsetof(eplb_profile_t, combine_bytes), 1},
-                    {"record_us", offsetof(eplb_profile_t, record_s), 1e-6},
-                    {"record_fraction", offsetof(eplb_profile_t, record_frac), 1},
+                    {"nvlink_GBps", offsetof(eplb_profile_t, nvlink_bw), 1e9, 1},
+                    {"nvlink_latency_us", offsetof(eplb_profile_t, nvlink_lat), 1e-6, 0},
+                    {"net_Gbps", offsetof(eplb_profile_t, net_bw), 1e9 / 8, 1},
+                    {"net_latency_us", offsetof(eplb_profile_t, net_lat), 1e-6, 0},
+                    {"hbm_TBps", offsetof(eplb_profile_t, hbm_bw), 1e12, 1},
+                    {"fp8_TFLOPS", offsetof(eplb_profile_t, flops_fp8), 1e12, 1},
+                    {"bf16_TFLOPS", offsetof(eplb_profile_t, flops_bf16), 1e12, 1},
+                    {"gemm_efficiency", offsetof(eplb_profile_t, gemm_eff), 1, 0},
+                    {"dispatch_bytes", offsetof(eplb_profile_t, dispatch_bytes), 1, 0},
+                    {"combine_bytes", offsetof(eplb_profile_t, combine_bytes), 1, 0},
+                    {"record_us", offsetof(eplb_profile_t, record_s), 1e-6, 0},
+                    {"record_fraction", offsetof(eplb_profile_t, record_frac), 1, 0},
                 };
                 size_t i;
                 for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -348,11 +349,13 @@ eplb_status_t eplb_sim_profile_parse(eplb_profile_t *out, const char *text,
                 EPLB_CHECK_GOTO(scaled((double *)((char *)&p + keys[i].off), x,
                                        keys[i].scale, v, what, line, key),
                                 st, out);
-                /* the rates (bandwidths, FLOP/s; scale >= 1e9) divide the
-                 * modelled times: below one byte or FLOP per second they
-                 * made them inf (nvlink_GBps = 2.3e-308, the sweep) */
+                /* the rates (bandwidths, FLOP/s) divide the modelled
+                 * times: below one byte or FLOP per second they made them
+                 * inf (nvlink_GBps = 2.3e-308, the sweep; net_Gbps, whose
+                 * scale 1e9 / 8 a test of scale >= 1e9 missed, mutation
+                 * testing) */
                 const double y = *(double *)((char *)&p + keys[i].off);
-                if (keys[i].scale >= 1e9 && y > 0 && y < 1) {
+                if (keys[i].rate && y > 0 && y < 1) {
                     st = eplb_error_set(EPLB_ERR_FORMAT,
                                         "%s:%d: %s: '%s' is below one unit per second "
                                         "(x %g)",

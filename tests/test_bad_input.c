@@ -362,6 +362,14 @@ Test(bad_input, profile_fields_named)
     eplb_test_write_text(p, "name = x\nnvlink_GBps = 1e-10\n");
     eplb_test_cli_expect(1, "p.txt:2: nvlink_GBps: '1e-10' is below one unit per second",
                          "run %s --quiet --profile %s", t, p);
+    /* net_Gbps too (its scale is 1e9 / 8: 1e-9 Gb/s is 0.125 B/s; it was
+     * accepted, and 2.3e-308 gave null times with exit 0); 1e-8 Gb/s,
+     * 1.25 bytes per second, is accepted */
+    eplb_test_write_text(p, "name = x\nnet_Gbps = 1e-9\n");
+    eplb_test_cli_expect(1, "p.txt:2: net_Gbps: '1e-9' is below one unit per second",
+                         "run %s --quiet --profile %s", t, p);
+    eplb_test_write_text(p, "name = x\nnet_Gbps = 1e-8\n");
+    eplb_test_cli_expect(0, "", "run %s --quiet --profile %s", t, p);
     unlink(p);
     unlink(t);
     rmdir(d);

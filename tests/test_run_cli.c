@@ -1457,3 +1457,112 @@ Test(run_cli, table_columns_are_the_json_in_their_units)
     free(rep);
     eplb_json_free(v);
 }
+
+/* Source ranks beyond D run on GPU rank mod D (docs/simulator.md, Cost
+ * model).  2 GPUs (experts 0-1 on GPU 0, 2-3 on GPU 1), 4 tokens: ranks 3
+ * and 3 pick {2, 3}, ranks 0 and 0 pick {0, 1}: every token's experts are
+ * on its own GPU (3 mod 2 = 1), so nothing crosses NVLink and the
+ * all-to-all is the two phases' latency, 2 x nvlink_latency.  Tokens put
+ * on GPUs by position (the first two on GPU 0) would send every token
+ * across.  (Mutants: the ranks dropped, rank + 1 mod D.) */
+Test(run_cli, source_ranks_place_tokens_on_their_gpus)
+{
+    enum { L = 1, E = 4, K = 2, T = 4 };
+    char path[600];
+    snprintf(path, sizeof path, "%s/ranks_mod.h5", tdir);
+    eplb_trace_writer_opts_t wo =
+        eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, K, EPLB_LEVEL_TOPK);
+    wo.src_rank = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
+    const int32_t ids[T][L][K] = {{{2, 3}}, {{3, 2}}, {{0, 1}}, {{1, 0}}};
+    const uint16_t rk[T] = {3, 3, 0, 0};
+    eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL, rk, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_sim_run_cfg_t r;
+    memset(&r, 0, sizeof r);
+    r.policy = eplb_policy_find("none");
+    r.num_gpus = 2;
+    r.num_nodes = 1;
+    r.num_slots = 4;
+    eplb_trigger_t t = EPLB_TRIGGER_INIT;
+    t.window = 1;
+    t.interval = 4;
+    r.trig = t;
+    eplb_sim_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.select = EPLB_SELECT_HASH;
+    eplb_sim_profile_default(&o.prof);
+    eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
+    o.threads = 1;
+    o.max_moves = -1;
+    eplb_sim_source_t *src = NULL;
+    eplb_assert_ok(eplb_sim_source_trace(&src, tr));
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_float_eq(res.a2a_s, 2 * o.prof.nvlink_lat, 1e-18, "a2a %g, want %g", res.a2a_s,
+                       2 * o.prof.nvlink_lat);
+    cr_assert_eq(res.tokens_lost, 0);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* The routing check compares each (token, layer) row's routed expert SET
+ * with the recorded one (docs/simulator.md): the order of the recorded ids
+ * does not matter.  4 experts, top-2, logits 1 2 3 4 route to {3, 2}
+ * every token; recorded {3, 2}, {2, 3} (the same set, other order) and
+ * {3, 1} (another set): 3 rows, 1 differs.  (Mutant: the ids compared
+ * position by position.) */
+Test(run_cli, routing_check_compares_sets)
+{
+    enum { L = 1, E = 4, K = 2, T = 3 };
+    char path[600];
+    snprintf(path, sizeof path, "%s/route_check.h5", tdir);
+    eplb_trace_writer_opts_t wo = eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, K,
+                                                        EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
+    float logits[T][L][E];
+    for (int t = 0; t < T; t++)
+        for (int e = 0; e < E; e++)
+            logits[t][0][e] = (float)(e + 1);
+    const int32_t ids[T][L][K] = {{{3, 2}}, {{2, 3}}, {{3, 1}}};
+    eplb_assert_ok(
+        eplb_trace_writer_append_step(w, T, &logits[0][0][0], &ids[0][0][0], NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_sim_run_cfg_t r;
+    memset(&r, 0, sizeof r);
+    r.policy = eplb_policy_find("none");
+    r.num_gpus = 2;
+    r.num_nodes = 1;
+    r.num_slots = 4;
+    eplb_trigger_t t = EPLB_TRIGGER_INIT;
+    t.window = 1;
+    t.interval = 4;
+    r.trig = t;
+    eplb_sim_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.select = EPLB_SELECT_HASH;
+    eplb_sim_profile_default(&o.prof);
+    eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
+    o.threads = 1;
+    o.max_moves = -1;
+    eplb_sim_source_t *src = NULL;
+    eplb_assert_ok(eplb_sim_source_trace(&src, tr));
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    int64_t rows = 0, differ = 0;
+    eplb_sim_source_routing_check(src, &rows, &differ);
+    cr_assert(rows == T && differ == 1, "rows %lld, differ %lld", (long long)rows,
+              (long long)differ);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+    eplb_trace_close(tr);
+    unlink(path);
+}

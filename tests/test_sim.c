@@ -1339,3 +1339,597 @@ Test(sim, model_shape_from_config)
         cr_assert(strstr(m.source, bad[i].said) != NULL, "%s: %s", bad[i].cfg, m.source);
     }
 }
+
+/* ---- mutation testing, third batch ---------------------------------------- */
+
+/* The schedule's bounds (sim.h, docs/simulator.md): interval, window and
+ * chunk >= 1, threshold in (0, 1], EMA decay in [0, 1), a window longer
+ * than the interval refused except under trtllm (warm-up steps) and once
+ * (no window), chunk:K with K up to 2^20 (mutants: interval, window or
+ * chunk 0 accepted, decay 1 accepted, once refused, 2^20 refused). */
+Test(sim, trigger_check_bounds)
+{
+    eplb_trigger_t t = EPLB_TRIGGER_INIT;
+    t.window = 1;
+    t.interval = 1;
+    eplb_assert_ok(eplb_sim_trigger_check(&t));
+    t.interval = 0;
+    eplb_assert_fails(eplb_sim_trigger_check(&t), EPLB_ERR_INVALID_ARG,
+                      "--interval: 0 must be >= 1");
+    t.interval = 1;
+    t.window = 0;
+    eplb_assert_fails(eplb_sim_trigger_check(&t), EPLB_ERR_INVALID_ARG, "--window: 0 must be >= 1");
+    t.window = 1;
+    t.chunk = 0;
+    eplb_assert_fails(eplb_sim_trigger_check(&t), EPLB_ERR_INVALID_ARG, "chunk");
+    t.chunk = 1;
+    t.threshold = 1;
+    eplb_assert_ok(eplb_sim_trigger_check(&t));
+    t.threshold = 0;
+    eplb_assert_fails(eplb_sim_trigger_check(&t), EPLB_ERR_INVALID_ARG, "--threshold");
+    t.threshold = 0.9;
+    t.ema_decay = 0;
+    eplb_assert_ok(eplb_sim_trigger_check(&t));
+    t.ema_decay = 1;
+    eplb_assert_fails(eplb_sim_trigger_check(&t), EPLB_ERR_INVALID_ARG, "--ema-decay");
+    t.ema_decay = 0.95;
+    /* W > I: refused for the windowed schedules, kept for trtllm and once */
+    t.window = 10;
+    t.interval = 5;
+    static const eplb_trigger_kind_t kinds[] = {EPLB_TRIGGER_VLLM,   EPLB_TRIGGER_SGLANG,
+                                                EPLB_TRIGGER_TRTLLM, EPLB_TRIGGER_THRESHOLD,
+                                                EPLB_TRIGGER_ONCE,   EPLB_TRIGGER_ORACLE};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        t.kind = kinds[i];
+        eplb_error_clear();
+        const int ok = eplb_sim_trigger_check(&t) == EPLB_OK;
+        cr_assert_eq(ok, kinds[i] == EPLB_TRIGGER_TRTLLM || kinds[i] == EPLB_TRIGGER_ONCE,
+                     "%s with W 10 > I 5", eplb_sim_trigger_name(kinds[i]));
+    }
+    /* every schedule's name parses back to it */
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        eplb_trigger_kind_t k = EPLB_TRIGGER_VLLM;
+        eplb_assert_ok(eplb_sim_trigger_parse(&k, eplb_sim_trigger_name(kinds[i])));
+        cr_assert_eq(k, kinds[i]);
+    }
+    eplb_async_t a;
+    int chunk = 0;
+    eplb_assert_ok(eplb_sim_async_parse(&a, &chunk, "chunk:1048576"));
+    cr_assert(a == EPLB_ASYNC_CHUNK && chunk == 1 << 20);
+    eplb_assert_fails(eplb_sim_async_parse(&a, &chunk, "chunk:1048577"), EPLB_ERR_INVALID_ARG,
+                      "--async");
+}
+
+/* Async layers: a decision that comes while layers of the previous one are
+ * still pending is skipped (docs/simulator.md, "Commit modes").  6 layers,
+ * vllm I = 4: decided before 1, layers committed at 2..7; the decision due
+ * at 5 finds 3 pending and is skipped; the one at 9 runs, its layers 0 and
+ * 1 committed at 10 and 11 (mutant: the pending check dropped). */
+Test(sim, async_decision_while_pending_is_skipped)
+{
+    enum { L = 6, E = 8, S = 12 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = e == l ? 200 : 10 + e;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 8, EPLB_TRIGGER_VLLM, 1, 4);
+    r.policy = &cap;
+    r.trig.async = EPLB_ASYNC_LAYERS;
+    eplb_sim_opts_t o = opts_default();
+    o.keep_events = 1;
+    ncaptured = 0;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(ncaptured, 2);
+    cr_assert_eq(res.rebalances, 2);
+    cr_assert_eq(res.n_events, 8u);
+    for (int i = 0; i < 8; i++) {
+        const eplb_sim_event_t *ev = &res.events[i];
+        cr_assert_eq(ev->decided, i < 6 ? 1 : 9, "event %d", i);
+        cr_assert_eq(ev->step, i < 6 ? 2 + i : 10 + (i - 6), "event %d", i);
+        cr_assert_eq(ev->layer, i < 6 ? i : i - 6, "event %d", i);
+    }
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* The oracle's load is the NEXT W steps [s, s + W) of each decision
+ * (docs/simulator.md, Triggers), the last decision's too: W 2, I 4 on 12
+ * steps decides before 1, 5 and 9 on [1, 3), [5, 7), [9, 11) (mutants:
+ * the windows one decision off, one step longer, steps before the first
+ * decision counted, the last decision given no load). */
+Test(sim, oracle_sees_each_next_window)
+{
+    enum { L = 2, E = 4, S = 12 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = 1000 * s + 10 * e + l + 1;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_ORACLE, 2, 4);
+    r.policy = &cap;
+    eplb_sim_opts_t o = opts_default();
+    ncaptured = 0;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(ncaptured, 3);
+    const int at[3] = {1, 5, 9};
+    for (int i = 0; i < 3; i++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++) {
+                float want = (float)(counts[at[i]][l][e] + counts[at[i] + 1][l][e]);
+                cr_assert_float_eq(captured[i][l * E + e], want, 0,
+                                   "decision %d layer %d expert %d: %g, want %g", i, l, e,
+                                   captured[i][l * E + e], want);
+            }
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* The window a decision reads comes from the load ring: with 512 steps the
+ * second block (steps 256-511) is written into it before the decision at
+ * 256 reads [128, 256), so the ring must hold W + 256 steps
+ * (sim_shared_t.H; mutant: one step less, step 511 overwrote step 128). */
+Test(sim, window_survives_a_full_block_in_the_ring)
+{
+    enum { L = 1, E = 4, S = 512, W = 128 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            counts[s][0][e] = (s * 7 + e * 13) % 101 + (e == s % E ? 50 : 0);
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, W, W);
+    r.policy = &cap;
+    eplb_sim_opts_t o = opts_default();
+    ncaptured = 0;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(ncaptured, 3); /* before 128, 256 and 384 */
+    for (int i = 0; i < 3; i++)
+        for (int e = 0; e < E; e++) {
+            int64_t want = 0;
+            for (int s = i * W; s < (i + 1) * W; s++)
+                want += counts[s][0][e];
+            cr_assert_float_eq(captured[i][e], (float)want, 0,
+                               "decision %d expert %d: %g, want %lld", i, e, captured[i][e],
+                               (long long)want);
+        }
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* Policy time, stalls and overhead by hand (docs/simulator.md, Cost model
+ * and Rebalance cost), with a policy that keeps the placement (no weight
+ * moves: every stall is policy time) and --policy-time 0.25 s:
+ *   vllm, async off: decisions before 1 and 5, each stalls its step by
+ *     the policy time: policy_s = stall_s = 0.5;
+ *   trtllm (W 2, I 1): decisions before 2..7, hidden: policy_s 1.5, no
+ *     stall;
+ *   vllm, async layers: no stall; the events carry the policy time on the
+ *     first layer of a decision only.
+ * Overhead: a record_table (1 token: 1 us, 1001: 11 us) at the step's
+ * tokens, entries / K = 200 / 2 = 100 on a counts trace: 1.99 us a layer,
+ * 3.98 us a step; a record_us of 0 is no overhead (not the fraction).
+ * total_s = S x (moe_time_s + overhead_s) + stall_s.  (Mutants: policy_s
+ * only the last decision's, trtllm stalled by its policy, every layer's
+ * event given the policy time, tokens = entries, overhead summed not per
+ * step, total without overhead, record_us 0 taken as "none given".) */
+Test(sim, policy_time_stalls_and_overhead_by_hand)
+{
+    enum { L = 2, E = 4, S = 8 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = 80 - 20 * e; /* 80 + 60 + 40 + 20 = 200 */
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t r[4] = {run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4),
+                               run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4),
+                               run_cfg("none", 2, 1, 4, EPLB_TRIGGER_TRTLLM, 2, 1),
+                               run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4)};
+    for (int i = 1; i < 4; i++)
+        r[i].policy = &cap;
+    r[3].trig.async = EPLB_ASYNC_LAYERS;
+    eplb_sim_opts_t o = opts_default();
+    o.policy_time = 0.25;
+    o.keep_events = 1;
+    o.prof.record_n = 2;
+    o.prof.record_tokens[0] = 1;
+    o.prof.record_t[0] = 1e-6;
+    o.prof.record_tokens[1] = 1001;
+    o.prof.record_t[1] = 11e-6;
+    eplb_sim_result_t res[4];
+    eplb_assert_ok(eplb_sim_replay(res, src, r, 4, &o));
+    cr_assert(res[1].rebalances == 2 && res[2].rebalances == 6 && res[3].rebalances == 2);
+    cr_assert_float_eq(res[1].policy_s, 0.5, 1e-15);
+    cr_assert_float_eq(res[1].stall_s, 0.5, 1e-15);
+    cr_assert_float_eq(res[2].policy_s, 1.5, 1e-15);
+    cr_assert_float_eq(res[2].stall_s, 0, 0);
+    cr_assert_float_eq(res[3].policy_s, 0.5, 1e-15);
+    cr_assert_float_eq(res[3].stall_s, 0, 0);
+    cr_assert_eq(res[3].n_events, 4u);
+    for (int i = 0; i < 4; i++)
+        cr_assert_float_eq(res[3].events[i].policy_s, res[3].events[i].layer == 0 ? 0.25 : 0, 0,
+                           "event %d", i);
+    cr_assert_float_eq(res[0].overhead_s, 0, 0);
+    for (int i = 0; i < 4; i++) {
+        if (i > 0)
+            cr_assert_float_eq(res[i].overhead_s, L * 1.99e-6, 1e-15, "run %d: %g", i,
+                               res[i].overhead_s);
+        const double want = S * (res[i].moe_time_s + res[i].overhead_s) + res[i].stall_s;
+        cr_assert_float_eq(res[i].total_s, want, 1e-12 * want, "run %d", i);
+    }
+    eplb_sim_results_free(res, 4);
+    o.prof.record_n = 0;
+    o.prof.record_s = 0;
+    eplb_assert_ok(eplb_sim_replay(res, src, &r[1], 1, &o));
+    cr_assert_float_eq(res[0].overhead_s, 0, 0);
+    eplb_sim_results_free(res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* Profile values at the edges of what docs/simulator.md ("Hardware
+ * profiles") allows: numbers >= 0 and <= 1e12, table tokens >= 1 and
+ * strictly ascending, at most 64 points, record_fraction in [0, 1] (1
+ * included), a key given once, dimensions within int; a table of the
+ * model's format wins over a formatless one listed before it.  (Mutants:
+ * each bound moved by one step or dropped.) */
+Test(sim, profile_values_at_their_bounds)
+{
+    eplb_profile_t p;
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "nvlink_latency_us = -1\n", "f.txt"),
+                      EPLB_ERR_FORMAT, "f.txt:1: nvlink_latency_us");
+    eplb_assert_ok(eplb_sim_profile_parse(&p, "nvlink_latency_us = 1e12\n", "f.txt"));
+    cr_assert_float_eq(p.nvlink_lat, 1e6, 1e-6);
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "nvlink_latency_us = 2e12\n", "f.txt"),
+                      EPLB_ERR_FORMAT, "too large");
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "record_table = 0.5:1 10:2\n", "f.txt"),
+                      EPLB_ERR_FORMAT, ">= 1 and ascending");
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "record_table = 1:1 10:2 10:3\n", "f.txt"),
+                      EPLB_ERR_FORMAT, ">= 1 and ascending");
+    char pts[2048] = "record_table =";
+    for (int k = 1; k <= 64; k++)
+        snprintf(pts + strlen(pts), sizeof pts - strlen(pts), " %d:1", k);
+    eplb_assert_ok(eplb_sim_profile_parse(&p, pts, "f.txt"));
+    cr_assert_eq(p.record_n, 64);
+    snprintf(pts + strlen(pts), sizeof pts - strlen(pts), " 65:1");
+    eplb_assert_fails(eplb_sim_profile_parse(&p, pts, "f.txt"), EPLB_ERR_FORMAT,
+                      "at most 64 points");
+    eplb_assert_ok(eplb_sim_profile_parse(&p, "record_fraction = 1\n", "f.txt"));
+    cr_assert_float_eq(p.record_frac, 1, 0);
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "record_fraction = 1.5\n", "f.txt"),
+                      EPLB_ERR_FORMAT, "f.txt:1: record_fraction");
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "hbm_TBps = 3\n\nhbm_TBps = 4\n", "f.txt"),
+                      EPLB_ERR_FORMAT, "f.txt:3: hbm_TBps given twice");
+    /* 4294974464 = 2^32 + 7168: wrapped, it read as 7168 */
+    eplb_assert_fails(eplb_sim_profile_parse(&p, "gemm_table.4294974464x2048 = 1:5\n", "f.txt"),
+                      EPLB_ERR_FORMAT, "gemm_table.HIDDENxINTER");
+    eplb_assert_ok(eplb_sim_profile_parse(&p,
+                                          "gemm_table.7168x2048 = 1:50\n"
+                                          "gemm_table.7168x2048.fp8 = 1:10\n",
+                                          "f.txt"));
+    eplb_model_shape_t m = {7168, 2048, 1, ""};
+    const eplb_gemm_table_t *t = eplb_sim_profile_table(&p, &m);
+    cr_assert(t != NULL && t->weight_bytes == 1 && fabs(t->s[0] - 10e-6) < 1e-15);
+    m.weight_bytes = 2; /* no BF16 table: the formatless one */
+    t = eplb_sim_profile_table(&p, &m);
+    cr_assert(t != NULL && t->weight_bytes == 0 && fabs(t->s[0] - 50e-6) < 1e-15);
+}
+
+/* Model names match in any case (sim/profile.c table), and a size of 0 in
+ * model_config is not a size (whole numbers in [1, 1e6)).  (Mutants: a
+ * case-sensitive match, 0 accepted.) */
+Test(sim, model_shape_name_any_case_and_zero_size_ignored)
+{
+    eplb_model_shape_t m;
+    eplb_sim_model_shape(&m, "Qwen/Qwen3-30B-A3B", NULL);
+    cr_assert(m.hidden == 2048 && m.inter == 768 && m.weight_bytes == 2, "%d x %d, %g", m.hidden,
+              m.inter, m.weight_bytes);
+    eplb_sim_model_shape(&m, "deepseek-ai/ESFT-vanilla-lite", NULL);
+    cr_assert(m.hidden == 2048 && m.inter == 1408, "%d x %d", m.hidden, m.inter);
+    eplb_sim_model_shape(&m, "Qwen3-30B-A3B",
+                         "{\"hidden_size\": 0, \"moe_intermediate_size\": 1408}");
+    cr_assert(m.hidden == 2048 && m.inter == 768, "%d x %d", m.hidden, m.inter);
+    cr_assert(strstr(m.source, "hidden_size 0 is ignored") != NULL, "%s", m.source);
+}
+
+/* A policy that returns a fixed placement (layer 0's row for every layer). */
+static int32_t fixed_row[8];
+
+static eplb_status_t fixed_fn(int32_t *phy2log, int32_t *phyrank, const float *w, int L, int E,
+                              const eplb_policy_args_t *a)
+{
+    (void)phyrank;
+    (void)w;
+    (void)E;
+    for (int l = 0; l < L; l++)
+        memcpy(phy2log + (size_t)l * a->num_replicas, fixed_row,
+               (size_t)a->num_replicas * sizeof *phy2log);
+    return EPLB_OK;
+}
+
+/* One weight move by hand (docs/simulator.md, Rebalance cost): 3 experts
+ * on 2 GPUs of 2 slots, [0 1 | 2 0] -> [0 0 | 2 1] at the decision before
+ * step 2.  Slot 1 takes expert 0, which GPU 0 holds: a local copy; slot 3
+ * takes expert 1 from GPU 0 over NVLink.  moved_replicas 2 (local copies
+ * included), moved_bytes one expert, and the step's stall the transfer:
+ * GPU 0's B / nvlink_bw + 2 B / hbm_bw (read and write of its local copy)
+ * + the NVLink latency.  (Mutants: the transfer not charged as stall,
+ * local copies left out of moved_replicas.) */
+Test(sim, one_move_counted_and_stalled_by_hand)
+{
+    enum { L = 1, E = 3, S = 4 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            counts[s][0][e] = 10 * (e + 1);
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    const int32_t row[4] = {0, 0, 2, 1};
+    memcpy(fixed_row, row, sizeof row);
+    eplb_policy_t fix = {"fixed", "test", fixed_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, 2, 2);
+    r.policy = &fix;
+    eplb_sim_opts_t o = opts_default();
+    o.keep_events = 1;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    const double B = 3.0 * 7168 * 2048; /* DeepSeek-V3, FP8 */
+    const double want = B / o.prof.nvlink_bw + 2 * B / o.prof.hbm_bw + o.prof.nvlink_lat;
+    cr_assert_eq(res.rebalances, 1);
+    cr_assert_eq(res.moved_replicas, 2);
+    cr_assert_eq(res.moved_bytes, (int64_t)B);
+    cr_assert_float_eq(res.stall_s, want, 1e-15, "stall %g, want %g", res.stall_s, want);
+    cr_assert_eq(res.n_events, 1u);
+    const eplb_sim_event_t *ev = &res.events[0];
+    cr_assert(ev->step == 2 && ev->moved == 2 && ev->local == 1 && ev->intra == 1 &&
+              ev->inter == 0);
+    cr_assert_float_eq(ev->stall_s, want, 1e-15);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* The threshold trigger's prediction by hand (docs/simulator.md: each
+ * expert's load split evenly over its replicas, GPU g holding slots
+ * [g P/D, (g+1) P/D)), with a policy that counts its calls:
+ *   4 experts on 2 GPUs of 2 slots, loads 100 100 10 10: GPUs 200 and 20,
+ *     predicted 110 / 200 = 0.55 < 0.9: both decisions (before 1 and 5)
+ *     call the policy;
+ *   3 experts on 4 slots [0 1 | 2 0], loads 400 50 150: GPUs 200 + 50 and
+ *     150 + 200, predicted 300 / 350 = 0.857: called under 0.88, skipped
+ *     under 0.85.
+ * (Mutants: slots dealt to GPUs round robin, which gives the first case
+ * 110 / 110 = 1; the load not split over replicas, 500 / 550 = 0.909.) */
+Test(sim, threshold_prediction_by_hand)
+{
+    enum { S = 8 };
+    static const struct {
+        int E;
+        int32_t load[4];
+        double threshold;
+        int calls;
+    } cases[] = {
+        {4, {100, 100, 10, 10}, 0.9, 2},
+        {3, {400, 50, 150, 0}, 0.88, 2},
+        {3, {400, 50, 150, 0}, 0.85, 0},
+    };
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int E = cases[c].E;
+        static int32_t counts[S * 4];
+        for (int s = 0; s < S; s++)
+            memcpy(counts + (size_t)s * E, cases[c].load, (size_t)E * sizeof *counts);
+        eplb_sim_source_t *src;
+        eplb_assert_ok(eplb_sim_source_arrays(&src, 1, E, 1, 1, S, NULL, NULL, counts));
+        eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_THRESHOLD, 1, 4);
+        r.policy = &cap;
+        r.trig.threshold = cases[c].threshold;
+        eplb_sim_opts_t o = opts_default();
+        ncaptured = 0;
+        eplb_sim_result_t res;
+        eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+        cr_assert_eq(ncaptured, cases[c].calls, "case %zu: %d calls, want %d", c, ncaptured,
+                     cases[c].calls);
+        eplb_sim_results_free(&res, 1);
+        eplb_sim_source_free(src);
+    }
+}
+
+/* TensorRT-LLM with --async chunk:2 (docs/simulator.md, Commit modes: for
+ * trtllm, K is the number of layers re-placed per decision): 3 layers,
+ * W 2, I 1 on 6 steps, decisions before 2, 3, 4 and 5, each committing
+ * its 2 layers at once, round robin: (0 1) (2 0) (1 2) (0 1), one policy
+ * call per layer.  (Mutant: trtllm under chunk:K queued as an async
+ * commit, one decision's layers over the next steps.) */
+Test(sim, trtllm_chunk_replaces_k_layers_at_the_decision)
+{
+    enum { L = 3, E = 4, S = 6 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = 10 * (e + 1) + s + l;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_TRTLLM, 2, 1);
+    r.policy = &cap;
+    r.trig.async = EPLB_ASYNC_CHUNK;
+    r.trig.chunk = 2;
+    eplb_sim_opts_t o = opts_default();
+    o.keep_events = 1;
+    ncaptured = 0;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(res.rebalances, 4);
+    cr_assert_eq(ncaptured, 8);
+    cr_assert_eq(res.n_events, 8u);
+    const int layer[8] = {0, 1, 2, 0, 1, 2, 0, 1};
+    for (int i = 0; i < 8; i++) {
+        const eplb_sim_event_t *ev = &res.events[i];
+        cr_assert(ev->step == 2 + i / 2 && ev->decided == ev->step && ev->layer == layer[i],
+                  "event %d: step %lld decided %lld layer %d", i, (long long)ev->step,
+                  (long long)ev->decided, ev->layer);
+    }
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* The worst layer by hand (docs/simulator.md, Outputs: the lowest mean
+ * balancedness over steps, and its index), none on 2 GPUs of 2 slots:
+ * layer 0 loads 30 10 | 10 10 -> GPUs 40, 20: 30 / 40 = 0.75 every step;
+ * layer 1 likewise; layer 2 loads 10 10 | 10 10 -> 1.  Layers 0 and 1 tie:
+ * the first of them is named.  (Mutants: the mean over steps and layers
+ * instead of steps, the last tied layer named.) */
+Test(sim, worst_layer_by_hand)
+{
+    enum { L = 3, E = 4, S = 5 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = l < 2 && e == 0 ? 30 : 10;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_opts_t o = opts_default();
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(res.worst_layer, 0);
+    cr_assert_float_eq(res.worst_layer_bal, 0.75, 1e-12, "%g", res.worst_layer_bal);
+    cr_assert_float_eq(res.balancedness, (0.75 + 0.75 + 1) / 3, 1e-12);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* A scalar attribute of results.h5 as int64 (the file's int64 or double). */
+static int64_t h5_attr_i64(const char *path, const char *obj, const char *name)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", path);
+    hid_t a = H5Aopen_by_name(f, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(a >= 0, "%s: no attribute %s of %s", path, name, obj);
+    int64_t v = -1;
+    cr_assert(H5Aread(a, H5T_NATIVE_INT64, &v) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+    return v;
+}
+
+/* results.h5 holds what the run did (docs/simulator.md, results.h5
+ * layout): the fixed placement of one_move_counted_and_stalled_by_hand on
+ * 2 layers, decided before step 2 of 4, gives two events (one per layer
+ * commit, step 2), num_steps 4, moved_replicas 4 and moved_bytes two
+ * experts.  (Mutants: events kept only with keep_events, so the file's
+ * were empty; moved_bytes written as the replica count; num_steps as the
+ * run count.) */
+Test(sim, results_h5_events_and_totals_of_a_move)
+{
+    enum { L = 2, E = 3, S = 4 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = 10 * (e + 1);
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    const int32_t row[4] = {0, 0, 2, 1};
+    memcpy(fixed_row, row, sizeof row);
+    eplb_policy_t fix = {"fixed", "test", fixed_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, 2, 2);
+    r.policy = &fix;
+    const char *dir = eplb_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/results.h5", dir);
+    eplb_sim_opts_t o = opts_default();
+    o.results_path = path;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    const int64_t B = 3LL * 7168 * 2048;
+    cr_assert_eq(h5_attr_i64(path, "/", "num_steps"), S);
+    cr_assert_eq(h5_attr_i64(path, "/runs/000", "moved_replicas"), 2 * L);
+    cr_assert_eq(h5_attr_i64(path, "/runs/000", "moved_bytes"), L * B);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/runs/000/events", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    hid_t sp = H5Dget_space(d);
+    cr_assert_eq(H5Sget_simple_extent_npoints(sp), L);
+    typedef struct {
+        int64_t step;
+        int32_t layer, moved;
+    } ev_t;
+    hid_t mt = H5Tcreate(H5T_COMPOUND, sizeof(ev_t));
+    H5Tinsert(mt, "step", HOFFSET(ev_t, step), H5T_NATIVE_INT64);
+    H5Tinsert(mt, "layer", HOFFSET(ev_t, layer), H5T_NATIVE_INT32);
+    H5Tinsert(mt, "moved", HOFFSET(ev_t, moved), H5T_NATIVE_INT32);
+    ev_t ev[L];
+    cr_assert(H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, ev) >= 0);
+    for (int l = 0; l < L; l++)
+        cr_assert(ev[l].step == 2 && ev[l].layer == l && ev[l].moved == 2, "event %d", l);
+    H5Tclose(mt);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* gain_vs_none is against the none run of the same D, N and P
+ * (docs/simulator.md): with none runs at (D 2, N 1, P 4), (2, 1, 6) and
+ * (2, 2, 6), a run at (2, 2, 6) compares with the third.  (Mutants: the
+ * nodes or the slots left out of the match.) */
+Test(sim, gain_against_the_none_of_the_same_shape)
+{
+    eplb_sim_result_t r[4];
+    memset(r, 0, sizeof r);
+    const int shape[4][3] = {{2, 1, 4}, {2, 1, 6}, {2, 2, 6}, {2, 2, 6}};
+    const double total[4] = {10, 8, 5, 4};
+    for (int i = 0; i < 4; i++) {
+        snprintf(r[i].policy, sizeof r[i].policy, "%s", i < 3 ? "none" : "deepseek");
+        r[i].cfg.num_gpus = shape[i][0];
+        r[i].cfg.num_nodes = shape[i][1];
+        r[i].cfg.num_slots = shape[i][2];
+        r[i].total_s = total[i];
+    }
+    eplb_sim_results_compare(r, 4);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(r[i].baseline, i, "none run %d", i);
+        cr_assert_float_eq(r[i].gain_vs_none, 0, 0);
+    }
+    cr_assert_eq(r[3].baseline, 2);
+    cr_assert_float_eq(r[3].gain_vs_none, 100.0 * (5 - 4) / 5, 1e-12);
+}
+
+/* An arrays source refuses what no trace could hold (sim.h): top-K of
+ * fewer than K experts, no layers, a negative step count, token ids
+ * without offsets.  (Mutant: K > E accepted.) */
+Test(sim, arrays_source_refuses_bad_shapes)
+{
+    int32_t counts[8] = {0}, ids[8] = {0};
+    const int64_t off[2] = {0, 1};
+    eplb_sim_source_t *src = NULL;
+    eplb_assert_fails(eplb_sim_source_arrays(&src, 1, 4, 8, 1, 1, NULL, NULL, counts),
+                      EPLB_ERR_INVALID_ARG, "bad shape");
+    eplb_assert_fails(eplb_sim_source_arrays(&src, 0, 4, 2, 1, 1, NULL, NULL, counts),
+                      EPLB_ERR_INVALID_ARG, "bad shape");
+    eplb_assert_fails(eplb_sim_source_arrays(&src, 1, 4, 2, 1, -1, NULL, NULL, counts),
+                      EPLB_ERR_INVALID_ARG, "bad shape");
+    eplb_assert_fails(eplb_sim_source_arrays(&src, 1, 4, 2, 1, 1, NULL, ids, NULL),
+                      EPLB_ERR_INVALID_ARG, "bad shape");
+    cr_assert_null(src);
+    eplb_assert_ok(eplb_sim_source_arrays(&src, 1, 4, 4, 1, 1, off, ids, NULL));
+    eplb_sim_source_free(src);
+}

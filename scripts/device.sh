@@ -604,10 +604,13 @@ if [ "$what" = seg ]; then
 fi
 
 say "== $(stamp) gpu_tests"
-(cd "$B" && EPLB_SRCDIR="$T" timeout 180 ./tests/gpu_tests) >"$OUT/gpu_tests.log" 2>&1
+# every test and variant takes minutes (180 s was too short for run 147);
+# line-buffered, so that a timeout still leaves the log so far
+t0=$(date +%s)
+(cd "$B" && EPLB_SRCDIR="$T" timeout 420 stdbuf -oL ./tests/gpu_tests) >"$OUT/gpu_tests.log" 2>&1
 rc=$?
 grep -E "note:|rate|esft|skip|FAIL" "$OUT/gpu_tests.log" | head -40 | tee -a "$summary"
-say "gpu_tests rc=$rc: $(tail -1 "$OUT/gpu_tests.log")"
+say "gpu_tests rc=$rc in $(($(date +%s) - t0)) s: $(tail -1 "$OUT/gpu_tests.log")"
 [ "$what" = tests ] && exit $rc
 
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -378,3 +378,39 @@ Test(json, refuses_what_memory_cannot_hold)
     unsetenv("EPLB_MEMORY_AVAILABLE");
     free(t);
 }
+
+/* \u escapes become UTF-8 at every length boundary (U+007F/0080,
+ * 07FF/0800, FFFF and a surrogate pair to U+1F600), hex digits in either
+ * case up to F, and a high surrogate followed by a \u that is not a low one
+ * (U+E000, just past them) stays two characters: U+FFFD then U+E000, as
+ * Python's json with errors='replace'.  Whitespace between tokens includes
+ * \r (files written on Windows).  Found by mutation testing (each passed
+ * the suite before): U+0080 written as one byte, 'F' not a hex digit,
+ * U+E000 taken as a low surrogate, \r refused. */
+Test(json, unicode_escapes_at_utf8_boundaries)
+{
+    static const struct {
+        const char *text, *want;
+    } c[] = {
+        {"[\"\\u007f\"]", "\x7f"},
+        {"[\"\\u0080\"]", "\xc2\x80"},
+        {"[\"\\u07FF\"]", "\xdf\xbf"},
+        {"[\"\\u0800\"]", "\xe0\xa0\x80"},
+        {"[\"\\uFFFF\"]", "\xef\xbf\xbf"},
+        {"[\"\\u00ff\\u00FF\"]", "\xc3\xbf\xc3\xbf"},
+        {"[\"\\ud83d\\ude00\"]", "\xf0\x9f\x98\x80"},
+        {"[\"\\ud800\\ue000\"]", "\xef\xbf\xbd\xee\x80\x80"},
+        {"[\"\\udc00\"]", "\xef\xbf\xbd"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        eplb_json_t *v = NULL;
+        eplb_assert_ok(eplb_json_parse(&v, c[i].text, strlen(c[i].text), "u.json"));
+        cr_assert_str_eq(eplb_json_at(v, 0)->str, c[i].want, "case %zu (%s)", i, c[i].text);
+        eplb_json_free(v);
+    }
+    const char *crlf = "{\"a\":\r\n [1,\r\n\t2]\r\n}\r\n";
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, crlf, strlen(crlf), "crlf.json"));
+    cr_assert_eq(eplb_test_num_at(eplb_json_get(v, "a"), 1), 2);
+    eplb_json_free(v);
+}

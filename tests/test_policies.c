@@ -12,6 +12,7 @@
 #include <criterion/theories.h>
 #include "json.h"
 #include "policy.h"
+#include "policy_impl.h"
 
 /* ------------------------------------------------------------------ */
 /* Reference vectors (../shared/testdata/eplb_vectors.json)            */
@@ -1023,4 +1024,96 @@ Test(policies, migration_stops_only_where_no_step_helps)
                                   p, q, pk, v);
                 }
     }
+}
+
+/* What eplb_policy_args_check refuses beyond the shape (docs/policies.md:
+ * loads finite and >= 0; max_moves -1 or >= 0; a series of >= 1 steps,
+ * finite and >= 0), and the series error names step, layer and expert of
+ * the bad value ([S][L][E]: step 1, layer 1, expert 2 of a 2 x 2 x 4
+ * series).  Found by mutation testing: each check loosened (max_moves -2,
+ * an infinite load, a negative or zero-step series) or the layer printed
+ * as step x L + layer passed the suite. */
+Test(policies, args_refuse_infinite_loads_bad_moves_and_bad_series)
+{
+    float w[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 4;
+    a.num_gpus = 2;
+    a.max_moves = -1;
+    eplb_assert_ok(eplb_policy_args_check(&a, 2, 4, w));
+    a.max_moves = -2;
+    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG,
+                      "max_moves -2");
+    a.max_moves = 0;
+    w[6] = INFINITY;
+    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG,
+                      "layer 1 expert 2 is inf");
+    w[6] = 7;
+    float series[2][2][4] = {{{1, 1, 1, 1}, {1, 1, 1, 1}}, {{1, 1, 1, 1}, {1, 1, -1, 1}}};
+    a.series = &series[0][0][0];
+    a.series_steps = 2;
+    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG,
+                      "series: step 1 layer 1 expert 2 is -1");
+    series[1][1][2] = 1;
+    eplb_assert_ok(eplb_policy_args_check(&a, 2, 4, w));
+    a.series_steps = 0;
+    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG,
+                      "series: 0 steps");
+}
+
+/* nodup's GPU packing tie rules, by hand (docs/policies.md: each replica to
+ * the lightest GPU with room that does not hold its expert yet, else the
+ * lightest with room; equal loads: the lower GPU, as in deepseek).
+ * (a) w = [4, 3, 2, 1], 4 slots, 2 GPUs: e0 -> g0 (0 = 0: the lower),
+ *     e1 -> g1, e2 -> g1 (3 < 4), e3 -> g0: [0, 3 | 1, 2].
+ * (b) w = [100, 1], 6 slots, 2 GPUs of 3: no cap (2 experts x 2 GPUs < 6
+ *     slots), so e0 gets 5 replicas of 20 and e1 one of 1.  e0 -> g0,
+ *     e0 -> g1 (g0 holds it); the next three find both GPUs holding e0:
+ *     the lightest with room, g0 (20 = 20: the lower), g1 (40 > 20), g0
+ *     (40 = 40), which fills g0; e1 -> g1: [0, 0, 0 | 0, 0, 1].  Found by
+ *     mutation testing: either `<` made `<=` (the last GPU among equals)
+ *     passed the suite. */
+Test(policies, nodup_packing_ties_go_to_the_lower_gpu)
+{
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 4;
+    a.num_gpus = 2;
+    const float w1[4] = {4, 3, 2, 1};
+    int32_t out[6];
+    eplb_assert_ok(eplb_policy_find("nodup")->fn(out, NULL, w1, 1, 4, &a));
+    const int32_t want1[4] = {0, 3, 1, 2};
+    cr_assert_arr_eq(out, want1, sizeof want1);
+    a.num_replicas = 6;
+    const float w2[2] = {100, 1};
+    eplb_assert_ok(eplb_policy_find("nodup")->fn(out, NULL, w2, 1, 2, &a));
+    const int32_t want2[6] = {0, 0, 0, 0, 0, 1};
+    cr_assert_arr_eq(out, want2, sizeof want2);
+}
+
+/* nodup's repair swaps, by hand (docs/policies.md: a duplicate left on a
+ * GPU is removed by swapping slots between two GPUs of the node, the swap
+ * that keeps the larger of the two loads smallest; each swap removes a
+ * duplicate and creates none).  w = [4, 4, 1, 2, 5, 8], 8 slots on 2 GPUs,
+ * row [0, 0, 1, 1 | 2, 3, 4, 5]: e0 and e1 have 2 replicas (2 each), loads
+ * 8 | 16.  First swap: a replica of 2 on g0 for y on g1 gives max(6 + y,
+ * 18 - y): y = 1: 17, 2: 16, 5: 13, 8: 14, so slot 0 (the first e0) and
+ * e4's slot 6: [4, 0, 1, 1 | 2, 3, 0, 5], loads 11 | 13.  Second: e1 (slot
+ * 2) for y on g1 other than e0 (g0 holds it): max(9 + y, 15 - y): y = 1:
+ * 14, 2: 13, 8: 17: e3's slot 5: [4, 0, 3, 1 | 2, 1, 0, 5], no duplicate
+ * left.  Found by mutation testing (each passed the suite): only triples
+ * repaired, the last of equal swaps taken, the smaller load minimised, and
+ * the GPU load updated with the wrong sign after a swap. */
+Test(policies, nodup_repair_swaps_by_hand)
+{
+    const float w[6] = {4, 4, 1, 2, 5, 8};
+    int32_t row[8] = {0, 0, 1, 1, 2, 3, 4, 5}, rank[8] = {1, 0, 1, 0, 0, 0, 0, 0};
+    int cnt[6];
+    double load[2];
+    eplb_pol_nodup_repair(row, rank, w, 6, 8, 1, 2, cnt, load);
+    const int32_t want[8] = {4, 0, 3, 1, 2, 1, 0, 5};
+    cr_assert_arr_eq(row, want, sizeof want);
+    /* ranks travel with their slots: e0's rank 1 (slot 0) to slot 6, e1's
+     * rank 1 (slot 2) to slot 5 */
+    const int32_t want_rank[8] = {0, 0, 0, 0, 0, 1, 1, 0};
+    cr_assert_arr_eq(rank, want_rank, sizeof want_rank);
 }

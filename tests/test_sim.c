@@ -1933,3 +1933,102 @@ Test(sim, arrays_source_refuses_bad_shapes)
     eplb_assert_ok(eplb_sim_source_arrays(&src, 1, 4, 4, 1, 1, off, ids, NULL));
     eplb_sim_source_free(src);
 }
+
+/* Cost model pieces no test pinned (found by mutation testing, fourth
+ * batch; each passed the suite before), by hand from docs/simulator.md
+ * ("Cost model"), with B = H x (dispatch + combine) = 100 x 2 = 200 bytes
+ * per entry:
+ * (a) the roofline's memory side is divided by the efficiency too: 10
+ *     tokens read 36000 B (roofline_and_all_to_all_by_hand), at 1e12 B/s
+ *     x 0.5 = 72 ns (the compute side, 3e5 FLOP / 0.5e15, is 0.6 ns);
+ * (b) one node of 4 GPUs pays the NVLink latency only: the GPU with 20
+ *     entries gets (4 - 1) / 4 of them over NVLink, 15 x 200 B / 1e11 =
+ *     30 ns, so 2 x 1 us + 30 ns (not + 2 x the 10 us network latency);
+ * (c) with counted traffic a GPU's NVLink share is the larger of what it
+ *     sends and receives: GPU 0 sends 9 entries, GPUs 1-3 receive 3 each,
+ *     9 x 200 B / 1e11 = 18 ns (receives alone would give 6 ns). */
+Test(sim, roofline_efficiency_and_one_node_all_to_all_by_hand)
+{
+    eplb_profile_t p;
+    eplb_sim_profile_default(&p);
+    p.gemm_eff = 0.5;
+    p.hbm_bw = 1e12;
+    p.flops_bf16 = 1e15;
+    p.nvlink_bw = 1e11;
+    p.net_bw = 1e10;
+    p.nvlink_lat = 1e-6;
+    p.net_lat = 1e-5;
+    p.dispatch_bytes = 1;
+    p.combine_bytes = 1;
+    eplb_model_shape_t m = {100, 50, 2, "test"};
+    eplb_cost_t c;
+    eplb_sim_cost_init(&c, &p, &m, 4, 1, 8);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 10), 72e-9, 1e-15, "%g",
+                       eplb_sim_cost_expert(&c, 10));
+    int32_t slots[8] = {10, 0, 10, 10, 0, 0, 0, 0};
+    int64_t g[4];
+    eplb_layer_cost_t lc;
+    eplb_sim_cost_layer(&lc, g, &c, slots, NULL, NULL, NULL, NULL);
+    cr_assert_float_eq(lc.a2a_s, 2e-6 + 30e-9, 1e-13, "%g", lc.a2a_s);
+    int64_t si[4] = {9, 0, 0, 0}, se[4] = {0}, ri[4] = {0, 3, 3, 3}, re[4] = {0};
+    eplb_sim_cost_layer(&lc, g, &c, slots, si, se, ri, re);
+    cr_assert_float_eq(lc.a2a_s, 2e-6 + 18e-9, 1e-13, "%g", lc.a2a_s);
+}
+
+/* A measured GEMM table of several points, past its last point, follows
+ * the last segment's slope (docs/simulator.md): 64:10 128:14 us gives 12
+ * us at 96 and 14 + 4 x (256 - 128) / 64 = 22 us at 256 (found by
+ * mutation testing: a search running one point past the table's end). */
+Test(sim, gemm_table_extrapolates_the_last_segment)
+{
+    eplb_profile_t p;
+    eplb_assert_ok(
+        eplb_sim_profile_parse(&p, "name = t\ngemm_table.100x50 = 64:10 128:14\n", "t.txt"));
+    eplb_model_shape_t m = {100, 50, 2, "test"};
+    eplb_cost_t c;
+    eplb_sim_cost_init(&c, &p, &m, 4, 1, 8);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 96), 12e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 128), 14e-6, 1e-15);
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 256), 22e-6, 1e-15, "%g",
+                       eplb_sim_cost_expert(&c, 256));
+    cr_assert_float_eq(eplb_sim_cost_expert(&c, 10000), (14 + 4 * (10000 - 128) / 64.0) * 1e-6,
+                       1e-12);
+}
+
+/* The move time counts, per GPU and tier, the larger of what it sends and
+ * what it receives, and the sender within a node is its lowest-rank holder
+ * (docs/simulator.md, "Weight moves"; found by mutation testing: sent
+ * bytes only, received bytes only, and the last holder, each passed).
+ * 30000 B per expert, 2 slots a GPU:
+ * (a) one node of 3 GPUs: GPU 2 receives expert 0 from GPU 0 and expert
+ *     2 from GPU 1: 2 x 30000 B / nvlink_bw + the NVLink latency;
+ * (b) 3 nodes of one GPU: GPU 0 sends expert 0 to GPUs 1 and 2 over the
+ *     network: 2 x 30000 B / net_bw + the network latency;
+ * (c) one node of 4 GPUs, one slot each: GPU 3 needs expert 1, which GPUs
+ *     1 and 2 hold: GPU 1 sends. */
+Test(sim, move_time_per_tier_and_lowest_holder_by_hand)
+{
+    eplb_profile_t p;
+    eplb_sim_profile_default(&p);
+    eplb_model_shape_t m = {100, 100, 1, "test"};
+    const double B = 30000;
+    eplb_cost_t c;
+    eplb_transfer_t t;
+    int32_t sends[3 * 6];
+    eplb_sim_cost_init(&c, &p, &m, 3, 1, 6);
+    const int32_t old[6] = {0, 1, 2, 3, 4, 5}, to_gpu2[6] = {0, 1, 2, 3, 0, 2};
+    eplb_assert_ok(eplb_sim_transfer_plan(&t, sends, old, to_gpu2, &c));
+    cr_assert(t.moved == 2 && t.intra == 2 && t.inter == 0 && t.local == 0);
+    cr_assert_float_eq(t.time_s, 2 * B / p.nvlink_bw + p.nvlink_lat, 1e-15, "%g", t.time_s);
+    eplb_sim_cost_init(&c, &p, &m, 3, 3, 6);
+    const int32_t from_gpu0[6] = {0, 1, 0, 3, 0, 5};
+    eplb_assert_ok(eplb_sim_transfer_plan(&t, sends, old, from_gpu0, &c));
+    cr_assert(t.moved == 2 && t.intra == 0 && t.inter == 2 && t.local == 0);
+    cr_assert(sends[1] == 0 && sends[4] == 0);
+    cr_assert_float_eq(t.time_s, 2 * B / p.net_bw + p.net_lat, 1e-15, "%g", t.time_s);
+    eplb_sim_cost_init(&c, &p, &m, 4, 1, 4);
+    const int32_t held[4] = {0, 1, 1, 2}, want[4] = {0, 1, 1, 1};
+    eplb_assert_ok(eplb_sim_transfer_plan(&t, sends, held, want, &c));
+    cr_assert(t.moved == 1 && t.intra == 1);
+    cr_assert(sends[0] == 3 && sends[1] == 1 && sends[2] == 3, "sent from GPU %d", sends[1]);
+}

@@ -1424,3 +1424,27 @@ Test(trace_errors, step_token_limit_at_its_boundary, .timeout = 20)
         unlink(path);
     }
 }
+
+/* token_offset[0] must be 0 (traces/FORMAT.md), not just >= 0: offsets
+ * starting at 1 would skip the file's first token.  Mutation testing: `<
+ * 0` for `!= 0` passed. */
+Test(trace_errors, offsets_not_starting_at_zero)
+{
+    const char *path = good_trace();
+    hsize_t c = 0;
+    int64_t v = 1; /* offsets 1, 5, 10, 15, 20: still increasing */
+    eplb_test_h5_poke(path, "/steps/token_offset", &c, H5T_NATIVE_INT64, &v);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "/steps/token_offset[0] = 1; must be 0");
+    unlink(path);
+}
+
+/* One offset ([0]) is a trace of no steps: refused by name, as none.
+ * Mutation testing: `n < 1` for `n < 2` passed. */
+Test(trace_errors, offsets_of_one_entry_no_steps)
+{
+    const int64_t offs[1] = {0};
+    const char *path = bare_trace(offs, 1);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/steps/token_offset has 1 entries: the trace has no steps");
+    unlink(path);
+}

@@ -7,9 +7,9 @@
  *   logits  [T][L][E]  (file dtype: f32, f16 or bf16)
  *   bias    [L][E]     float32 or NULL; finite, as the trace reader and
  *                      writer ensure (an infinite bias can make a group
- *                      score NaN, and such a group is kept or not by its
- *                      position: the CPU and GPU agree, but no rule says
- *                      which; logits are finite likewise)
+ *                      score NaN, and such a group is then kept or not
+ *                      by its position, by no documented rule; logits
+ *                      are finite likewise)
  *   ids     [T][L][K]  int32 logical expert ids, descending score
  *   weights [T][L][K]  float32 gate weights
  *   phys    [T][L][K]  int32 physical slot ids (-1 for invalid ids)

@@ -1456,3 +1456,17 @@ Test(bad_input, rebalance_options_before_old)
     unlink(old);
     rmdir(d);
 }
+
+/* A layer map whose GPUs do not split evenly into nodes (D % N != 0) is
+ * refused by the map check itself, not only by the commands that build
+ * one (`run` says "--gpus 4 is not divisible by --nodes 3" first).
+ * Mutation testing: dropping the D % N half of the check passed. */
+Test(bad_input, layer_map_gpus_not_divisible_by_nodes)
+{
+    const int32_t logcnt[2] = {2, 2}, log2phy[2 * 2] = {0, 2, 1, 3};
+    eplb_layer_map_t m = {2, 4, 4, 2, 2, logcnt, log2phy};
+    eplb_assert_ok(eplb_layer_map_check(&m)); /* 4 GPUs on 2 nodes */
+    m.num_nodes = 3;
+    eplb_assert_fails(eplb_layer_map_check(&m), EPLB_ERR_INVALID_ARG,
+                      "P=4 must be a multiple of D=4 and D of N=3");
+}

@@ -681,3 +681,53 @@ Test(gen, reference_topk_ties_at_the_last_place)
                   kid[1]);
     }
 }
+
+/* "steps in top-expert runs >= 10": a run of exactly 10 steps counts,
+ * also when it ends before the trace does.  12 steps of one layer, expert
+ * 0 leading steps 0..9 and expert 1 steps 10..11: 10 of 12 steps are in
+ * a run of >= 10.  Mutation testing: `> 10` passed. */
+Test(gen, stats_run_of_exactly_ten_counts)
+{
+    int64_t c[12][1][2];
+    for (int s = 0; s < 12; s++) {
+        c[s][0][0] = s < 10 ? 3 : 1;
+        c[s][0][1] = s < 10 ? 1 : 3;
+    }
+    eplb_gen_stats_t st;
+    eplb_assert_ok(eplb_gen_stats_from_counts(&st, &c[0][0][0], 12, 1, 2, 4));
+    cr_assert_float_eq(st.top_run[0], 10.0 / 12.0, 1e-12);
+    eplb_gen_stats_free(&st);
+}
+
+/* --list-presets with any one other option, a flag included, is refused
+ * (it prints the presets and would ignore the option): the check counted
+ * the arguments, and one option beside it is the case at the edge.
+ * Mutation testing: `argc > 3` passed (the cli test gives two). */
+Test(gen, list_presets_with_one_flag_refused)
+{
+    eplb_test_cli_expect(2, "--list-presets takes no other option", "gen --list-presets --force");
+    eplb_test_cli_expect(2, "--list-presets takes no other option", "gen --stats --list-presets");
+}
+
+/* Out-of-range values of the size options are usage errors (exit 2)
+ * naming the option and its range (docs/cli.md: --steps at most
+ * 10000000, --tokens-per-step at most 65536, --layers N >= 1: 0 is not
+ * "all layers", which is leaving it out).  Mutation testing: `--layers 0`
+ * accepted (the library reads 0 as all) passed. */
+Test(gen, size_options_out_of_range_refused)
+{
+    eplb_test_cli_expect(2, "--layers: expected an integer in 1..",
+                         "gen --preset mixtral --stats --steps 1 --tokens-per-step 1 --layers 0");
+    eplb_test_cli_expect(2, "--tokens-per-step: expected an integer in 1..65536",
+                         "gen --preset mixtral --stats --steps 1 --tokens-per-step 0");
+    eplb_test_cli_expect(2, "--steps: expected an integer in 1..10000000",
+                         "gen --preset mixtral --stats --steps 0 --tokens-per-step 1");
+}
+
+/* --stats without --window uses windows of 16 steps (docs/cli.md), and
+ * says so in its header.  Mutation testing guards the default. */
+Test(gen, stats_default_window_16)
+{
+    eplb_test_cli_expect(0, "window 16 steps",
+                         "gen --preset mixtral --stats --steps 2 --tokens-per-step 4");
+}

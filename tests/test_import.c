@@ -982,3 +982,75 @@ Test(import, sglang_count_of_2_pow_31_refused)
     unlink(p);
     rmdir(dir);
 }
+
+/* Logs saved with Windows line ends (CRLF) read as with LF: the '\r' is
+ * part of the line end, not of the last weight.  Mutation testing: trimming
+ * only '\n' passed. */
+Test(import, esft_crlf_line_ends_read)
+{
+    char *dir = make_esft_dir();
+    char text[1024];
+    /* tok_line_ok and tok_line_ok1 with "\r\n" for their "\n" */
+    snprintf(text, sizeof text, "%.*s\r\n%.*s\r\n", (int)strlen(tok_line_ok) - 1, tok_line_ok,
+             (int)strlen(tok_line_ok1) - 1, tok_line_ok1);
+    write_file(dir, 12, text);
+    eplb_import_esft_t d;
+    eplb_assert_ok(eplb_import_esft_read(&d, dir));
+    cr_assert_eq(d.num_tokens, 3);
+    /* layer 12 (index 11), token 2: weights .5 .1 .1 .1 .05 .05 */
+    const int32_t want2[6] = {63, 0, 8, 9, 10, 11};
+    for (int k = 0; k < 6; k++)
+        cr_assert_eq(d.ids[(2 * 26 + 11) * 6 + k], want2[k], "id %d", k);
+    eplb_import_esft_free(&d);
+    remove_esft_dir(dir);
+}
+
+/* The defaults of an sglang-counts import (docs/cli.md: --top-k 8,
+ * --model DeepSeek-V3): one step of 9 experts whose counts sum to 16 is
+ * ceil(16 / 8) = 2 tokens at top-8.  Mutation testing: a default top-k of
+ * 6 (3 tokens) passed; every other test gives --top-k. */
+Test(import, sglang_defaults_top_k_8_and_model)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/c.json", dir);
+    snprintf(out, sizeof out, "%s/c.h5", dir);
+    eplb_test_write_text(p, "{\"logical_count\": [[2, 2, 2, 2, 2, 2, 2, 2, 0]]}");
+    eplb_test_cli_expect(0, "wrote", "import --format sglang-counts %s -o %s", p, out);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    cr_assert_eq(in->route.top_k, 8);
+    cr_assert_eq(in->num_steps, 1);
+    cr_assert_eq(in->num_tokens, 2);
+    cr_assert_str_eq(in->model, "DeepSeek-V3");
+    eplb_trace_close(tr);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* The default --tokens-per-step of an ESFT import is 512 (docs/cli.md):
+ * 300 samples of 2 tokens, packed in order without splitting, fill steps
+ * of 256 samples = 512 tokens: 2 steps, the first of 512 tokens.
+ * Mutation testing guards the default. */
+Test(import, esft_default_tokens_per_step_512)
+{
+    char *dir = make_esft_dir();
+    static char text[300 * 160];
+    size_t n = 0;
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "%s", tok_line_ok);
+    for (int l = 1; l <= 26; l++)
+        write_file(dir, l, text);
+    char out[600];
+    snprintf(out, sizeof out, "%s", eplb_test_path(dir, "out.h5"));
+    eplb_test_cli_expect(0, "wrote", "import --format esft %s -o %s", dir, out);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    cr_assert_eq(eplb_trace_info(tr)->num_tokens, 600);
+    cr_assert_eq(eplb_trace_info(tr)->num_steps, 2);
+    cr_assert_eq(eplb_trace_token_offsets(tr)[1], 512);
+    eplb_trace_close(tr);
+    remove_esft_dir(dir);
+}

@@ -512,3 +512,61 @@ Test(rebalance_cli, csv_and_json_round_alike)
     unlink(c);
     rmdir(d);
 }
+
+/* --export trtllm leaves all-zero (dense) layers out of
+ * initial_global_assignments (docs/cli.md), keyed by layer index + K: a
+ * zero layer between two loaded ones leaves a gap in the keys.  Mutation
+ * testing: writing every layer passed. */
+Test(rebalance_cli, trtllm_export_leaves_dense_layers_out)
+{
+    const char *dir = eplb_test_tmpdir();
+    const char *w =
+        eplb_test_write_text(eplb_test_path(dir, "w.json"),
+                             "[[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],\n"
+                             " [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],\n"
+                             " [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]]\n");
+    char args[4096], *out, *err;
+    snprintf(args, sizeof args, "rebalance --weights '%s' %s --export trtllm --layer-offset 3", w,
+             SHAPE);
+    cr_assert_eq(run_split(&out, &err, dir, args), 0, "stderr: %s", err);
+    /* layers 0 and 2 are README's two layers: their placements, keys 3, 5 */
+    cr_assert(strstr(out, "\n  3: [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1]\n"), "%s",
+              out);
+    cr_assert(strstr(out, "\n  5: [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1]\n"), "%s",
+              out);
+    cr_assert_null(strstr(out, "\n  4: ["), "the dense layer 1 was written: %s", out);
+    free(out);
+    free(err);
+}
+
+/* migration-aware without --max-moves is --max-moves 16 (docs/cli.md:
+ * "default 16"): the same placement, byte for byte, on loads where the
+ * limit binds (8 moves give another placement).  Mutation testing: a
+ * default of 8 passed (the other tests give --max-moves). */
+Test(rebalance_cli, migration_aware_default_max_moves_16)
+{
+    const char *dir = eplb_test_tmpdir();
+    char text[4096];
+    static const char *const sep[2] = {"[[", "],["};
+    size_t n = 0;
+    for (int l = 0; l < 2; l++) /* 64 uneven loads a layer */
+        for (int e = 0; e < 64; e++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s%d", e ? "," : sep[l],
+                                  (e * e * 7 + l * 13) % 97 + 1);
+    snprintf(text + n, sizeof text - n, "]]\n");
+    const char *w = eplb_test_write_text(eplb_test_path(dir, "w.json"), text);
+    char *out[3], *err[3], args[4096];
+    static const char *const moves[3] = {"", "--max-moves 16", "--max-moves 8"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args,
+                 "rebalance --weights '%s' --replicas 96 --gpus 8 --policy migration-aware %s", w,
+                 moves[i]);
+        cr_assert_eq(run_split(&out[i], &err[i], dir, args), 0, "%s: %s", moves[i], err[i]);
+    }
+    cr_assert_str_eq(out[0], out[1]);
+    cr_assert_str_neq(out[2], out[1], "the limit of 16 does not bind on these loads");
+    for (int i = 0; i < 3; i++) {
+        free(out[i]);
+        free(err[i]);
+    }
+}

@@ -1566,3 +1566,96 @@ Test(run_cli, routing_check_compares_sets)
     eplb_trace_close(tr);
     unlink(path);
 }
+
+/* A counts-only trace of S steps of one token, 1 layer, 4 experts, top-1
+ * (expert s mod 4 at step s), at dir/name. */
+static const char *counts_trace_of(const char *name, int S)
+{
+    const char *path = eplb_test_path(tdir, name);
+    eplb_trace_writer_opts_t o =
+        eplb_test_writer_opts("test-moe", "test_run_cli.c", 1, 4, 1, EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    for (int s = 0; s < S; s++) {
+        int32_t cn[4] = {0};
+        cn[s % 4] = 1;
+        eplb_assert_ok(eplb_trace_writer_append_step(w, 1, NULL, NULL, NULL, cn, NULL, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    return path;
+}
+
+/* The default interval at the ends of its clamp (docs/cli.md: S/4
+ * clamped to [4, 3000], sglang [2, 1000]; window I/3, sglang I): 13 steps
+ * give vllm I = 4 (13/4 = 3 is below 4), W = 1, and sglang I = W = 3;
+ * 4004 steps give sglang I = W = 1000 (4004/4 = 1001).  Mutation testing:
+ * a lower bound of 3, and a cap of 999, passed. */
+Test(run_cli, default_interval_clamps)
+{
+    static const struct {
+        int S;
+        const char *trigger;
+        int interval, window;
+    } c[] = {{13, "vllm", 4, 1}, {13, "sglang", 3, 3}, {4004, "sglang", 1000, 1000}};
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "clamp-%d.h5", c[i].S);
+        const char *t = counts_trace_of(name, c[i].S);
+        eplb_json_t *v = run_json("run '%s' --trigger %s --gpus 2 --json --quiet --policy-time 0",
+                                  t, c[i].trigger);
+        const eplb_json_t *ds = run_of(eplb_json_get(v, "runs"), "deepseek");
+        cr_assert_not_null(ds);
+        cr_assert_eq(num(ds, "interval"), c[i].interval, "%d steps, %s: interval %g, want %d",
+                     c[i].S, c[i].trigger, num(ds, "interval"), c[i].interval);
+        cr_assert_eq(num(ds, "window"), c[i].window, "%d steps, %s: window %g, want %d", c[i].S,
+                     c[i].trigger, num(ds, "window"), c[i].window);
+        eplb_json_free(v);
+        unlink(t);
+    }
+}
+
+/* The default trigger is once for a trace of fewer than 4 steps, vllm
+ * from 4 on (docs/cli.md, --trigger): 3 steps give once, 4 give vllm.
+ * Mutation testing: `S < 3` passed (the other test has 1 step). */
+Test(run_cli, default_trigger_once_below_4_steps)
+{
+    static const struct {
+        int S;
+        const char *trigger;
+    } c[] = {{3, "once"}, {4, "vllm"}};
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "short-%d.h5", c[i].S);
+        const char *t = counts_trace_of(name, c[i].S);
+        eplb_json_t *v = run_json("run '%s' --gpus 2 --json --quiet --policy-time 0", t);
+        const eplb_json_t *trig = eplb_json_get(eplb_json_get(v, "config"), "trigger");
+        cr_assert(trig && trig->type == EPLB_JSON_STRING);
+        cr_assert_str_eq(trig->str, c[i].trigger, "%d steps: trigger %s, want %s", c[i].S,
+                         trig->str, c[i].trigger);
+        eplb_json_free(v);
+        unlink(t);
+    }
+}
+
+/* --policy-time takes S up to 86400 seconds inclusive (docs/cli.md: "at
+ * most 86400"), and 0; a run charged a day per decision still exits 0.
+ * Mutation testing: `< 86400` passed (only 86401 was tried). */
+Test(run_cli, policy_time_bounds_inclusive)
+{
+    eplb_test_cli_expect(0, NULL, "run '%s' --quiet --json --policy-time 86400", tok_trace);
+    eplb_test_cli_expect(0, NULL, "run '%s' --quiet --json --policy-time 0", tok_trace);
+    eplb_test_cli_expect(2, "--policy-time", "run '%s' --quiet --json --policy-time -1", tok_trace);
+}
+
+/* --trigger threshold without --threshold rearranges below 0.9
+ * (docs/cli.md: "rearrange when balancedness < X (0.9"): the config says
+ * 0.9.  Mutation testing: another default set for that trigger passed. */
+Test(run_cli, threshold_trigger_default_0_9)
+{
+    eplb_json_t *v =
+        run_json("run '%s' --trigger threshold --json --quiet --policy-time 0", tok_trace);
+    const eplb_json_t *cfg = eplb_json_get(v, "config");
+    cr_assert_str_eq(eplb_json_get(cfg, "trigger")->str, "threshold");
+    cr_assert_eq(num(cfg, "threshold"), 0.9);
+    eplb_json_free(v);
+}

@@ -1303,3 +1303,74 @@ Test(traces, writer_refuses_logits_beyond_the_stored_type)
         unlink(path);
     }
 }
+
+/* The token limit is on the trace's total, not on one step (traces/
+ * FORMAT.md, Limits: T <= 2^39): a counts-only trace (no per-token data)
+ * of one step of 2^39 tokens is written, a second step of one more token
+ * is refused.  Mutation testing: checking each step alone passed. */
+Test(traces, writer_refuses_tokens_past_the_total_limit)
+{
+    const char *path = tmp_file("total-limit.h5");
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 1, 2, 1, EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    int32_t cn[2] = {3, 4};
+    eplb_assert_ok(
+        eplb_trace_writer_append_step(w, (int64_t)1 << 39, NULL, NULL, NULL, cn, NULL, 0));
+    eplb_assert_fails(eplb_trace_writer_append_step(w, 1, NULL, NULL, NULL, cn, NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "step 1: past the 549755813888 tokens");
+    eplb_trace_writer_abort(w);
+    unlink(path);
+}
+
+/* info --json: skew_mean is the mean of skew_per_layer, and tokens_min
+ * the fewest tokens of any rank, also when the lowest rank has more.  8
+ * tokens, 3 layers, 8 experts, top-2: layer 0 picks 0 and 1 (loads 8, 8:
+ * max/mean 8 / 2 = 4), layer 1 t%8 and (t+1)%8 (every expert 2: 1),
+ * layer 2 0 and t%7+1 (expert 0 8: 4); mean (4 + 1 + 4) / 3 = 3.  Tokens
+ * 0-5 from rank 2, 6-7 from rank 7.  Mutation testing: the sum for the
+ * mean passed; tokens_min kept at the lowest rank's count was caught only
+ * by the h5py suite (which needs Python). */
+Test(traces, info_json_skew_mean_and_fewest_rank_tokens)
+{
+    const char *path = tmp_file("skew-mean.h5");
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("skew", "test", 3, 8, 2, EPLB_LEVEL_TOPK);
+    o.src_rank = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    int32_t ids[8][3][2];
+    uint16_t rank[8];
+    for (int t = 0; t < 8; t++) {
+        rank[t] = t < 6 ? 2 : 7;
+        ids[t][0][0] = 0;
+        ids[t][0][1] = 1;
+        ids[t][1][0] = t % 8;
+        ids[t][1][1] = (t + 1) % 8;
+        ids[t][2][0] = 0;
+        ids[t][2][1] = t % 7 + 1;
+    }
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 8, NULL, &ids[0][0][0], NULL, NULL, rank, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info '%s' --json", path);
+    cr_assert_eq(rc, 0, "info failed: %s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "info output"));
+    const eplb_json_t *sk = eplb_json_get(v, "skew_per_layer");
+    cr_assert_eq(sk->n, 3);
+    cr_assert_float_eq(eplb_test_num_at(sk, 0), 4.0, 1e-12);
+    cr_assert_float_eq(eplb_test_num_at(sk, 1), 1.0, 1e-12);
+    cr_assert_float_eq(eplb_test_num_at(sk, 2), 4.0, 1e-12);
+    cr_assert_float_eq(eplb_json_get(v, "skew_mean")->num, 3.0, 1e-12);
+    cr_assert_float_eq(eplb_json_get(v, "skew_max")->num, 4.0, 1e-12);
+    const eplb_json_t *rs = eplb_json_get(v, "src_ranks");
+    cr_assert(rs && rs->type == EPLB_JSON_OBJECT, "src_ranks");
+    cr_assert_eq(eplb_json_get(rs, "ranks")->num, 2);
+    cr_assert_eq(eplb_json_get(rs, "lowest")->num, 2);
+    cr_assert_eq(eplb_json_get(rs, "highest")->num, 7);
+    cr_assert_eq(eplb_json_get(rs, "tokens_min")->num, 2);
+    cr_assert_eq(eplb_json_get(rs, "tokens_max")->num, 6);
+    eplb_json_free(v);
+    free(out);
+    unlink(path);
+}

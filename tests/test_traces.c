@@ -1374,3 +1374,31 @@ Test(traces, info_json_skew_mean_and_fewest_rank_tokens)
     free(out);
     unlink(path);
 }
+
+/* A layer with no load (a dense layer of an SGLang count, kept as a zero
+ * row) has skew 0, as info's --help says, and counts in skew_mean: layer 0
+ * {2, 1, 1, 0} has max/mean 2 / (4 / 4) = 2, so the mean is (2 + 0) / 2. */
+Test(traces, info_skew_of_a_layer_without_load_is_zero)
+{
+    const char *path = tmp_file("skew-zero.h5");
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("skew", "test", 2, 4, 2, EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    const int32_t counts[2][4] = {{2, 1, 1, 0}, {0, 0, 0, 0}};
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 2, NULL, NULL, NULL, &counts[0][0], NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info '%s' --json", path);
+    cr_assert_eq(rc, 0, "info failed: %s", out);
+    eplb_json_t *v = NULL;
+    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "info output"));
+    const eplb_json_t *sk = eplb_json_get(v, "skew_per_layer");
+    cr_assert_eq(sk->n, 2);
+    cr_assert_float_eq(eplb_test_num_at(sk, 0), 2.0, 1e-12);
+    cr_assert_float_eq(eplb_test_num_at(sk, 1), 0.0, 0);
+    cr_assert_float_eq(eplb_json_get(v, "skew_mean")->num, 1.0, 1e-12);
+    cr_assert_float_eq(eplb_json_get(v, "skew_max")->num, 2.0, 1e-12);
+    eplb_json_free(v);
+    free(out);
+    unlink(path);
+}

@@ -1042,8 +1042,7 @@ Test(policies, args_refuse_infinite_loads_bad_moves_and_bad_series)
     a.max_moves = -1;
     eplb_assert_ok(eplb_policy_args_check(&a, 2, 4, w));
     a.max_moves = -2;
-    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG,
-                      "max_moves -2");
+    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG, "max_moves -2");
     a.max_moves = 0;
     w[6] = INFINITY;
     eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG,
@@ -1057,8 +1056,7 @@ Test(policies, args_refuse_infinite_loads_bad_moves_and_bad_series)
     series[1][1][2] = 1;
     eplb_assert_ok(eplb_policy_args_check(&a, 2, 4, w));
     a.series_steps = 0;
-    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG,
-                      "series: 0 steps");
+    eplb_assert_fails(eplb_policy_args_check(&a, 2, 4, w), EPLB_ERR_INVALID_ARG, "series: 0 steps");
 }
 
 /* nodup's GPU packing tie rules, by hand (docs/policies.md: each replica to
@@ -1116,4 +1114,87 @@ Test(policies, nodup_repair_swaps_by_hand)
      * rank 1 (slot 2) to slot 5 */
     const int32_t want_rank[8] = {0, 0, 0, 0, 0, 1, 1, 0};
     cr_assert_arr_eq(rank, want_rank, sizeof want_rank);
+}
+
+/* global is deepseek with one group and one node (docs/policies.md),
+ * duplicates on a GPU included: on the README input with 4 groups on 2
+ * nodes it gives deepseek's answer for groups = nodes = 1, slot for slot
+ * and rank for rank, and on a hot expert (w = [1000, 1 x 7], 16 slots, 4
+ * GPUs) it keeps deepseek's two replicas of expert 0 on one GPU, where
+ * nodup would split them.  Found by mutation testing: global run with the
+ * anti-duplicate flag passed the suite. */
+Test(policies, global_is_deepseek_with_one_group_and_one_node)
+{
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 16;
+    a.num_groups = 4;
+    a.num_nodes = 2;
+    a.num_gpus = 8;
+    int32_t gl[32], ds[32], grank[32], drank[32];
+    eplb_assert_ok(eplb_policy_find("global")->fn(gl, grank, &readme_w[0][0], 2, 12, &a));
+    a.num_groups = 1;
+    a.num_nodes = 1;
+    eplb_assert_ok(eplb_policy_find("deepseek")->fn(ds, drank, &readme_w[0][0], 2, 12, &a));
+    cr_assert_arr_eq(gl, ds, sizeof gl);
+    cr_assert_arr_eq(grank, drank, sizeof grank);
+    const float hot[8] = {1000, 1, 1, 1, 1, 1, 1, 1};
+    a.num_gpus = 4;
+    eplb_assert_ok(eplb_policy_find("global")->fn(gl, NULL, hot, 1, 8, &a));
+    eplb_assert_ok(eplb_policy_find("deepseek")->fn(ds, NULL, hot, 1, 8, &a));
+    cr_assert_arr_eq(gl, ds, 16 * sizeof *gl);
+    cr_assert_gt(dups_on_gpus(gl, 16, 4), 0);
+}
+
+/* vec's replication objective counts what an extra replica really saves
+ * in a step: the step's peak falls only to the larger of the new share and
+ * the step's second largest load (docs/policies.md, vec step 2).  Steps
+ * [4, 3.9] and [0, 3], 3 slots: the sum of step peaks is 4 + 3 = 7; a
+ * second replica of expert 0 gives 3.9 + 3 = 6.9, of expert 1 4 + 1.5 =
+ * 5.5, so expert 1 gets it: counts {1, 2}.  Found by mutation testing:
+ * the saving taken as 4 - 2 (ignoring the 3.9) passed the suite. */
+Test(policies, vec_replica_saves_down_to_the_second_largest_load)
+{
+    const float series[2][1][2] = {{{4, 3.9f}}, {{0, 3}}};
+    const float w[2] = {4, 6.9f};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 3;
+    a.num_gpus = 3;
+    a.series = &series[0][0][0];
+    a.series_steps = 2;
+    int32_t out[3], cnt[2];
+    eplb_assert_ok(eplb_policy_find("vec")->fn(out, NULL, w, 1, 2, &a));
+    counts_of(cnt, out, 2, 3);
+    const int32_t want_cnt[2] = {1, 2};
+    cr_assert_arr_eq(cnt, want_cnt, sizeof want_cnt);
+}
+
+/* vec's placement, by hand (docs/policies.md, vec step 3: each replica to
+ * the GPU that least raises the sum over steps of the step peaks; ties:
+ * the smaller total, then the lower GPU), and each layer placed from its
+ * own series ([S][L][E]).  4 experts, 4 slots on 2 GPUs, 2 steps.
+ * Layer 0, steps [5, 0, 1, 1] and [0, 5, 1, 1]: e0 -> g0 (cost 5 both:
+ * the lower); e1 costs 5 on either GPU (step 1), g1 has the smaller total
+ * (0 < 5): g1; e2 costs 1 on either, totals 5 = 5: g0; e3 -> g1:
+ * [0, 2 | 1, 3].  Layer 1, steps [10, 0, 10, 0] and [0, 10, 0, 10]: e0 ->
+ * g0; e1 costs 10 on either (step 1), g1 has the smaller total: g1; e2
+ * costs 10 on g0 (step 0: 20 against the peak 10), 0 on g1: g1; e3 -> g0:
+ * [0, 3 | 1, 2], each step's peak 10.  Found by mutation testing: the
+ * totals never kept (layer 0: [0, 1 | 2, 3]) and every layer placed from
+ * layer 0's series (layer 1: [0, 2 | 1, 3], peaks 20) each passed the
+ * suite. */
+Test(policies, vec_places_each_layer_by_its_own_series)
+{
+    const float series[2][2][4] = {{{5, 0, 1, 1}, {10, 0, 10, 0}}, {{0, 5, 1, 1}, {0, 10, 0, 10}}};
+    const float w[2][4] = {{5, 5, 2, 2}, {10, 10, 10, 10}};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 4;
+    a.num_gpus = 2;
+    a.series = &series[0][0][0];
+    a.series_steps = 2;
+    int32_t out[8];
+    eplb_assert_ok(eplb_policy_find("vec")->fn(out, NULL, &w[0][0], 2, 4, &a));
+    const int32_t want[8] = {0, 2, 1, 3, 0, 3, 1, 2};
+    cr_assert_arr_eq(out, want, sizeof want);
+    /* sum of step peaks: layer 0 6 + 6, layer 1 10 + 10 */
+    cr_assert_float_eq(sum_step_peaks(out, &series[0][0][0], 2, 2, 4, 4, 2), 32, 1e-9);
 }

@@ -2032,3 +2032,69 @@ Test(sim, move_time_per_tier_and_lowest_holder_by_hand)
     cr_assert(t.moved == 1 && t.intra == 1);
     cr_assert(sends[0] == 3 && sends[1] == 1 && sends[2] == 3, "sent from GPU %d", sends[1]);
 }
+
+/* summary.csv writes a null as an empty field (docs/simulator.md,
+ * Outputs): a run without a baseline has gain_vs_none NaN, so its field is
+ * empty, not "nan" (found by mutation testing: testing isinf for isnan
+ * there passed the suite).  The column is found by the header's name. */
+Test(sim, csv_gain_without_baseline_is_an_empty_field)
+{
+    eplb_sim_result_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.policy, sizeof r.policy, "deepseek");
+    snprintf(r.label, sizeof r.label, "deepseek");
+    r.cfg = run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    r.gain_vs_none = NAN;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    eplb_sim_write_csv(f, &r, 1);
+    cr_assert_eq(fclose(f), 0);
+    char *row = strchr(buf, '\n');
+    cr_assert_not_null(row);
+    *row++ = '\0';
+    int col = -1, k = 0;
+    for (char *h = buf, *end; h; h = end ? end + 1 : NULL, k++) {
+        end = strchr(h, ',');
+        size_t n = end ? (size_t)(end - h) : strlen(h);
+        if (n == strlen("gain_vs_none") && !strncmp(h, "gain_vs_none", n))
+            col = k;
+    }
+    cr_assert_geq(col, 0, "no gain_vs_none column: %s", buf);
+    char *field = row;
+    for (k = 0; k < col; k++)
+        field = strchr(field, ',') + 1;
+    cr_assert_eq(*field, ',', "gain_vs_none is \"%.8s...\", want empty: %s", field, row);
+    free(buf);
+}
+
+/* A table cell one character wider than its column widens the column
+ * (docs/simulator.md, Outputs: no cell is cut, and every row's '|' stays
+ * under the header's): a label of 18 characters against the policy
+ * column's 17 (found by mutation testing: widening only past one extra
+ * character passed the suite, whose wide cells were all far wider). */
+Test(sim, table_cell_one_wider_than_its_column_widens_it)
+{
+    eplb_sim_result_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.policy, sizeof r.policy, "deepseek");
+    snprintf(r.label, sizeof r.label, "deepseek-w18charsX");
+    cr_assert_eq(strlen(r.label), 18);
+    r.cfg = run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    eplb_sim_print_table(f, &r, 1);
+    cr_assert_eq(fclose(f), 0);
+    char *row = strchr(buf, '\n');
+    cr_assert_not_null(row);
+    *row++ = '\0';
+    cr_assert(!strncmp(row, "deepseek-w18charsX ", 19), "label cut or joined: %s", row);
+    const char *hs = strstr(buf, " | "), *rs = strstr(row, " | ");
+    cr_assert(hs && rs);
+    cr_assert_eq(rs - row, hs - buf, "'|' at %td, header's at %td:\n%s\n%s", rs - row, hs - buf,
+                 buf, row);
+    free(buf);
+}

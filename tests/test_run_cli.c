@@ -1458,6 +1458,36 @@ Test(run_cli, table_columns_are_the_json_in_their_units)
     eplb_json_free(v);
 }
 
+/* The trace at path replayed by one `none` run: 2 GPUs, 4 slots, hash
+ * selection, the default profile and DeepSeek-V3 shape.  The trace and
+ * source stay open for the caller (the routing check reads the source);
+ * returns the options. */
+static eplb_sim_opts_t replay_none_on_2_gpus(eplb_sim_result_t *res, eplb_trace_t **tr,
+                                             eplb_sim_source_t **src, const char *path)
+{
+    eplb_assert_ok(eplb_trace_open(tr, path));
+    eplb_sim_run_cfg_t r;
+    memset(&r, 0, sizeof r);
+    r.policy = eplb_policy_find("none");
+    r.num_gpus = 2;
+    r.num_nodes = 1;
+    r.num_slots = 4;
+    eplb_trigger_t t = EPLB_TRIGGER_INIT;
+    t.window = 1;
+    t.interval = 4;
+    r.trig = t;
+    eplb_sim_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.select = EPLB_SELECT_HASH;
+    eplb_sim_profile_default(&o.prof);
+    eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
+    o.threads = 1;
+    o.max_moves = -1;
+    eplb_assert_ok(eplb_sim_source_trace(src, *tr));
+    eplb_assert_ok(eplb_sim_replay(res, *src, &r, 1, &o));
+    return o;
+}
+
 /* Source ranks beyond D run on GPU rank mod D (docs/simulator.md, Cost
  * model).  2 GPUs (experts 0-1 on GPU 0, 2-3 on GPU 1), 4 tokens: ranks 3
  * and 3 pick {2, 3}, ranks 0 and 0 pick {0, 1}: every token's experts are
@@ -1480,28 +1510,9 @@ Test(run_cli, source_ranks_place_tokens_on_their_gpus)
     eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL, rk, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));
     eplb_trace_t *tr = NULL;
-    eplb_assert_ok(eplb_trace_open(&tr, path));
-    eplb_sim_run_cfg_t r;
-    memset(&r, 0, sizeof r);
-    r.policy = eplb_policy_find("none");
-    r.num_gpus = 2;
-    r.num_nodes = 1;
-    r.num_slots = 4;
-    eplb_trigger_t t = EPLB_TRIGGER_INIT;
-    t.window = 1;
-    t.interval = 4;
-    r.trig = t;
-    eplb_sim_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.select = EPLB_SELECT_HASH;
-    eplb_sim_profile_default(&o.prof);
-    eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
-    o.threads = 1;
-    o.max_moves = -1;
     eplb_sim_source_t *src = NULL;
-    eplb_assert_ok(eplb_sim_source_trace(&src, tr));
     eplb_sim_result_t res;
-    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    const eplb_sim_opts_t o = replay_none_on_2_gpus(&res, &tr, &src, path);
     cr_assert_float_eq(res.a2a_s, 2 * o.prof.nvlink_lat, 1e-18, "a2a %g, want %g", res.a2a_s,
                        2 * o.prof.nvlink_lat);
     cr_assert_eq(res.tokens_lost, 0);
@@ -1535,28 +1546,9 @@ Test(run_cli, routing_check_compares_sets)
         eplb_trace_writer_append_step(w, T, &logits[0][0][0], &ids[0][0][0], NULL, NULL, NULL, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));
     eplb_trace_t *tr = NULL;
-    eplb_assert_ok(eplb_trace_open(&tr, path));
-    eplb_sim_run_cfg_t r;
-    memset(&r, 0, sizeof r);
-    r.policy = eplb_policy_find("none");
-    r.num_gpus = 2;
-    r.num_nodes = 1;
-    r.num_slots = 4;
-    eplb_trigger_t t = EPLB_TRIGGER_INIT;
-    t.window = 1;
-    t.interval = 4;
-    r.trig = t;
-    eplb_sim_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.select = EPLB_SELECT_HASH;
-    eplb_sim_profile_default(&o.prof);
-    eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
-    o.threads = 1;
-    o.max_moves = -1;
     eplb_sim_source_t *src = NULL;
-    eplb_assert_ok(eplb_sim_source_trace(&src, tr));
     eplb_sim_result_t res;
-    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    replay_none_on_2_gpus(&res, &tr, &src, path);
     int64_t rows = 0, differ = 0;
     eplb_sim_source_routing_check(src, &rows, &differ);
     cr_assert(rows == T && differ == 1, "rows %lld, differ %lld", (long long)rows,

@@ -997,6 +997,131 @@ for p in pm + pq + pcnt + plg + [pidle, lm, cm]:
     if os.path.exists(p):
         os.remove(p)
 
+# ---- boundaries and rarer options (a mutation test's findings) -------------
+# each expected value below is worked out by hand from traces/FORMAT.md
+bnd = os.path.join(out, "bounds.h5")
+# bfloat16 rounds to nearest, ties to even: 1 + 2^-8 (0x3F808000) lies half
+# way between 1.0 (0x3F80, even) and 1 + 2^-7 (0x3F81): 1.0; 1 + 3 * 2^-8
+# (0x3F818000) between 0x3F81 (odd) and 0x3F82: 1 + 2^-6; 1 + 2^-8 + 2^-23
+# is past the half way mark: 1 + 2^-7; the same for negative values
+tie = np.array([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -23], np.float32)
+row = np.zeros((2, 2, 8), np.float32)
+row[0, 0, :3], row[1, 1, :3] = tie, -tie
+with TraceRecorder(bnd, **dict(kw, model="ties"), logits_dtype="bfloat16") as r:
+    r.add_step(row)
+with h5py.File(bnd, "r") as f:
+    got = f["router/logits"][...].astype(np.float32)  # h5py converts the bfloat16
+    want = [1.0, 1 + 2 ** -6, 1 + 2 ** -7]
+    assert list(got[0, 0, :3]) == want and list(got[1, 1, :3]) == [-v for v in want], got
+    assert not got[0, 0, 3:].any() and not got[1, 0].any()
+# the stored types' largest finite values are taken, and kept: 65504 for
+# float16, (2 - 2^-7) x 2^127 for bfloat16
+for dt, top in (("float16", 65504.0), ("bfloat16", (2 - 2 ** -7) * 2.0 ** 127)):
+    x = np.zeros((1, 2, 8), np.float32)
+    x[0, 0, 0], x[0, 1, 7] = top, -top
+    with TraceRecorder(bnd, **dict(kw, model="top"), logits_dtype=dt) as r:
+        r.add_step(x)
+    with h5py.File(bnd, "r") as f:
+        assert np.array_equal(f["router/logits"][...].astype(np.float32), x), dt
+# a step holding 65504 and 70000 (float16): the one past the range is named
+x = np.zeros((1, 2, 8), np.float32)
+x[0, 0, 0], x[0, 1, 7] = 65504.0, 70000.0
+with TraceRecorder(bnd, **dict(kw, model="top"), logits_dtype="float16") as r:
+    expect_error(lambda: r.add_step(x), "layer 1", "expert 7", "70000")
+    r.add_step(x * 0)
+# E = 256 is the last count of uint8 ids (FORMAT.md: uint8 if E <= 256), and
+# 512 experts are allowed (Limits); src_rank 65535 is the last uint16 rank
+for e, want_dt in ((256, np.uint8), (512, np.uint16)):
+    i3 = np.array([[[e - 1, 0, 7], [1, e - 2, 3]]])  # one token, 2 layers, top-3
+    with TraceRecorder(bnd, model="wide", num_layers=2, num_experts=e, top_k=3,
+                       scoring="softmax", source="t", record_logits=False) as r:
+        r.add_step(topk_ids=i3, src_rank=65535)
+    with h5py.File(bnd, "r") as f:
+        d = f["router/topk_ids"]
+        assert d.dtype == want_dt and d[...].tolist() == i3.tolist(), (e, d.dtype, d[...])
+        assert f["tokens/src_rank"][...].tolist() == [65535]
+# ids that are not experts: -1 (a padding id) and a repeat in the last pair of a
+# top-4 row (sorted: 1, 5, 6, 6), named by token and layer
+with TraceRecorder(bnd, **dict(kw, model="ids4", top_k=4)) as r:
+    good = np.tile(np.array([0, 1, 2, 3]), (2, 2, 1))
+    neg = good.copy()
+    neg[1, 0, 3] = -1
+    expect_error(lambda: r.add_step(ok[0][:2], topk_ids=neg), "token 1", "layer 0",
+                 "column 3", "-1", "outside [0, 8)")
+    dup = good.copy()
+    dup[0, 1] = [6, 1, 6, 5]
+    expect_error(lambda: r.add_step(ok[0][:2], topk_ids=dup), "token 0", "layer 1",
+                 "expert twice")
+    # weights of another float type are stored as float32 (FORMAT.md)
+    r.add_step(ok[0][:2], topk_ids=good, topk_weights=np.full((2, 2, 4), 0.25, np.float16))
+    # two bad logits: the first one (in token, layer, expert order) is named
+    two = ok[1].copy()
+    two[0, 1, 6], two[2, 0, 1] = np.inf, np.nan
+    expect_error(lambda: r.add_step(two, topk_ids=np.tile(good[:1], (3, 1, 1)),
+                                    topk_weights=np.ones((3, 2, 4))),
+                 "token 0", "layer 1", "expert 6", "inf")
+with h5py.File(bnd, "r") as f:
+    w = f["router/topk_weights"]
+    assert w.dtype == np.float32 and (w[...] == 0.25).all()
+# a count of 2^31 - 1 (int32's largest) is a count; 2^31 is not (above)
+c = np.zeros((2, 8), np.int64)
+c[1, 4] = (1 << 31) - 1
+with TraceRecorder(bnd, **dict(kw, model="cnt")) as r:
+    r.add_counts(c, tokens=1 << 30)  # top-2 x 2^30 tokens >= 2^31 - 1
+with h5py.File(bnd, "r") as f:
+    assert f["load/counts"][...].tolist() == [c.tolist()]
+# a model name is limited in bytes: 64 two-byte characters are 128 bytes
+expect_error(lambda: TraceRecorder(bnd, **dict(kw, model="é" * 64)), "model", "128 bytes")
+TraceRecorder(bnd, **dict(kw, model="é" * 63 + "x")).abort()  # 127 bytes
+# deflate 1 and 9 are zlib levels like 4: what is read back is what was given
+for lv in (1, 9):
+    for dt in ("float32", "bfloat16"):
+        x = bf16_round(ok[2])  # exact in bfloat16 too
+        with TraceRecorder(bnd, **dict(kw, model="lv"), logits_dtype=dt, deflate=lv) as r:
+            r.add_step(x, src_rank=[0, 1, 2])
+        with h5py.File(bnd, "r") as f:
+            assert np.array_equal(f["router/logits"][...].astype(np.float32), x), (lv, dt)
+            assert f["tokens/src_rank"][...].tolist() == [0, 1, 2], lv
+            assert f["router/logits"].compression_opts == lv or dt == "bfloat16"
+# a rank idle all along stores an empty dataset of its level's type: ids of
+# 300 experts are uint16, float16 logits float16
+with TraceRecorder(bnd, model="wide", num_layers=2, num_experts=300, top_k=3,
+                   scoring="softmax", source="t", record_logits=False) as r:
+    r.idle_step()
+with h5py.File(bnd, "r") as f:
+    assert f["router/topk_ids"].shape == (0, 2, 3) and f["router/topk_ids"].dtype == np.uint16
+with TraceRecorder(bnd, **dict(kw, model="idle16"), logits_dtype="float16") as r:
+    r.idle_step()
+with h5py.File(bnd, "r") as f:
+    assert f["router/logits"].shape == (0, 2, 8) and f["router/logits"].dtype == np.float16
+os.remove(bnd)
+# a close() that fails (no steps) removes the temporary file at once
+r = TraceRecorder(bnd, **kw)
+tmp_name = r.tmp
+assert os.path.exists(tmp_name)
+expect_error(r.close, "no steps")
+assert not os.path.exists(tmp_name) and not os.path.exists(bnd)
+# the last step the reader takes is step 2^26 - 1 (FORMAT.md, Limits): the
+# recorder's count set just below it rather than recording 2^26 steps
+r = TraceRecorder(bnd, **kw)
+r.steps = (1 << 26) - 1
+r.add_step(ok[0])
+expect_error(lambda: r.add_step(ok[0]), "past the trace's limits", str(1 << 26))
+r.abort()
+# merge: the routed_scaling_factor must agree; a bias that differs on the
+# third rank only is found; one model_config spelled two ways is one
+pr = ranks_of("rsf", 2, {1: dict(routed_scaling_factor=2.5)})
+expect_error(lambda: merge_ranks(pr, m2), "rsf1.h5", "routed_scaling_factor")
+pb3 = ranks_of("bias3", 3, {0: dict(bias=b1), 1: dict(bias=b1), 2: dict(bias=b1 + 1)})
+expect_error(lambda: merge_ranks(pb3, m2), "bias32.h5", "e_score_correction_bias")
+pj = ranks_of("mcj", 2, {0: dict(model_config='{"a": 1, "b": [2, 3]}'),
+                         1: dict(model_config={"b": [2, 3], "a": 1})})
+assert merge_ranks(pj, m2) == 2
+with h5py.File(m2, "r") as f:
+    assert json.loads(f.attrs["model_config"]) == {"a": 1, "b": [2, 3]}
+for p in pr + pb3 + pj + [m2]:
+    os.remove(p)
+
 try:
     import torch
 except ImportError:

@@ -1,11 +1,14 @@
 /* test_core.c - status/error handling, dtype conversion, decimal numbers
  * (the JSON reader and writer: test_json.c). */
 #include <errno.h>
+#include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "decimal.h"
 #include "helpers.h"
@@ -278,4 +281,117 @@ Test(core, env_int_default_on_bad_values)
     }
     unsetenv("EPLB_TEST_ENV_INT");
     cr_expect_eq(eplb_env_int("EPLB_TEST_ENV_INT", 1, 64, -1), -1);
+}
+
+/* Floats that a half cannot hold, rounded as IEEE 754 binary16 says (to
+ * nearest, ties to even; a value that rounds past the largest finite,
+ * 65504 = 0x7bff, is infinity).  Each expected value worked out by hand:
+ * 10 fraction bits, bias 15, subnormals in units of 2^-24.  Pins the
+ * overflow bound, the carry of a tie into the exponent and the rounding
+ * of subnormals (the round trip above only sees exact values). */
+Test(core, f16_rounds_inexact_values)
+{
+    static const struct {
+        float f;
+        uint16_t h;
+    } cases[] = {
+        {65519.0f, 0x7bff},   /* below 65520, the midpoint of 65504 and 2^16 */
+        {65520.0f, 0x7c00},   /* the midpoint: even is 2^16, past the largest */
+        {70000.0f, 0x7c00},   /* between 2^16 and 2^17: infinity, not a NaN */
+        {-131000.0f, 0xfc00}, /* just below 2^17 */
+        {FLT_MAX, 0x7c00},
+        {2.0f - 0x1p-11f, 0x4000},            /* tie of 0x3fff (odd) and 2.0: carries */
+        {1.0f + 0x1p-11f + 0x1p-23f, 0x3c01}, /* just above a tie: up */
+        {0x1p-25f, 0x0000},                   /* half a unit: tie, even 0 */
+        {-0x1p-25f, 0x8000},                  /* -0 */
+        {0x1p-26f, 0x0000},                   /* a quarter unit */
+        {0x3p-25f, 0x0002},                   /* 1.5 units: tie, even 2 */
+        {0x5p-25f, 0x0002},                   /* 2.5 units: tie, even 2 */
+        {0x7p-26f, 0x0002},                   /* 1.75 units */
+        {0x5p-26f, 0x0001},                   /* 1.25 units */
+        {0x1p-14f - 0x1p-25f, 0x0400},        /* 1023.5 units: tie, even 1024 (smallest normal) */
+        {0x1p-14f - 0x3p-26f, 0x03ff},        /* 1023.25 units */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_expect_eq(eplb_f32_to_f16(cases[i].f), cases[i].h, "%a -> 0x%04x, want 0x%04x",
+                     (double)cases[i].f, eplb_f32_to_f16(cases[i].f), cases[i].h);
+    /* a signalling NaN (only the lowest fraction bit set) stays a NaN */
+    const uint32_t snan = 0x7f800001u;
+    float f;
+    memcpy(&f, &snan, 4);
+    const uint16_t h = eplb_f32_to_f16(f);
+    cr_expect((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0, "sNaN -> 0x%04x", h);
+}
+
+/* bfloat16 (a float32's high half) of infinities, NaNs and the top of the
+ * range: infinity stays infinity (0x7f80: exponent all ones, fraction 0),
+ * a NaN whose payload is only in the low half stays a NaN (not infinity),
+ * and past the largest finite bf16, (2 - 2^-7) 2^127 = 0x1.fep127 = 0x7f7f,
+ * the tie with infinity is (2 - 2^-8) 2^127 = 0x1.ffp127. */
+Test(core, bf16_keeps_infinities_and_nans)
+{
+    cr_expect_eq(eplb_f32_to_bf16(INFINITY), 0x7f80);
+    cr_expect_eq(eplb_f32_to_bf16(-INFINITY), 0xff80);
+    cr_expect_eq(eplb_f32_to_bf16(FLT_MAX), 0x7f80);
+    cr_expect_eq(eplb_f32_to_bf16(0x1.ffp127f), 0x7f80); /* tie, 0x7f7f odd: up */
+    cr_expect_eq(eplb_f32_to_bf16(0x1.fe8p127f), 0x7f7f);
+    cr_expect_eq(eplb_f32_to_bf16(0x1.fep127f), 0x7f7f);
+    static const uint32_t nans[] = {0x7f800001u, 0xff800001u, 0x7f80ffffu, 0x7fc00000u};
+    for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++) {
+        float f;
+        memcpy(&f, &nans[i], 4);
+        const uint16_t b = eplb_f32_to_bf16(f);
+        cr_expect((b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0 &&
+                      (b & 0x8000) == ((nans[i] >> 16) & 0x8000),
+                  "NaN 0x%08x -> 0x%04x", nans[i], b);
+    }
+}
+
+/* EPLB_THREADS at and past its bounds (docs/environment.md: 1-4096 as
+ * given, larger clamped to 4096, anything else the CPU count, one warning
+ * per process): 4096 itself passes without a word, a number past int64 is
+ * still larger than 4096, one past -int64 is not, and of several bad
+ * values only the first is named. */
+Test(core, eplb_threads_bounds_and_one_warning)
+{
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const int cpus = ncpu > 0 ? (int)ncpu : 1;
+    const char *path = eplb_test_path(eplb_test_tmpdir(), "stderr.txt");
+    fflush(stderr);
+    const int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    static const struct {
+        const char *v;
+        int want;
+    } cases[] = {
+        {"4096", 4096}, {"1", 1},      {"99999999999999999999", 4096}, {"-99999999999999999999", 0},
+        {"0", 0},       {"5000", 4096}};
+    int got[sizeof cases / sizeof cases[0]];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv("EPLB_THREADS", cases[i].v, 1);
+        got[i] = eplb_num_threads();
+    }
+    unsetenv("EPLB_THREADS");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_expect_eq(got[i], cases[i].want ? cases[i].want : cpus, "EPLB_THREADS='%s': %d",
+                     cases[i].v, got[i]);
+    char *err = eplb_test_slurp_text(path);
+    cr_expect_str_eq(err, "eplb-replay: EPLB_THREADS='99999999999999999999' clamped to 4096\n");
+    free(err);
+}
+
+/* EPLB_MEMORY_AVAILABLE is a byte count of 1 or more (docs/environment.md),
+ * taken as given, the smallest included. */
+Test(core, memory_available_override_taken_as_given)
+{
+    setenv("EPLB_MEMORY_AVAILABLE", "1", 1);
+    cr_expect_eq(eplb_memory_available(), 1);
+    setenv("EPLB_MEMORY_AVAILABLE", "123456789", 1);
+    cr_expect_eq(eplb_memory_available(), 123456789);
+    unsetenv("EPLB_MEMORY_AVAILABLE");
 }

@@ -676,3 +676,61 @@ Test(write_errors, ignored_signal_during_commit_says_nothing)
         unlink(f[i]);
     rmdir(d);
 }
+
+/* A rename that fails half-way through a commit (the third final name is a
+ * directory that holds a file: rename(2) refuses to put a file there) puts
+ * the names back as they were: a's earlier content again, b (which had
+ * none) gone, c untouched, and no temporary or ".old." file left. */
+Test(write_errors, tmp_set_rename_failing_half_way_rolls_back)
+{
+    const char *d = eplb_test_tmpdir();
+    char a[4200], b[4200], c[4200], cfile[4300];
+    snprintf(a, sizeof a, "%s/a", d);
+    snprintf(b, sizeof b, "%s/b", d);
+    snprintf(c, sizeof c, "%s/c", d);
+    snprintf(cfile, sizeof cfile, "%s/keep", c);
+    eplb_test_write_text(a, "old a\n");
+    cr_assert_eq(mkdir(c, 0700), 0);
+    eplb_test_write_text(cfile, "keep\n");
+    eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+    const char *ta, *tb, *tc;
+    eplb_assert_ok(eplb_tmp_set_add(&ta, &set, a));
+    eplb_assert_ok(eplb_tmp_set_add(&tb, &set, b));
+    eplb_assert_ok(eplb_tmp_set_add(&tc, &set, c));
+    eplb_test_write_text(ta, "new a\n");
+    eplb_test_write_text(tb, "new b\n");
+    eplb_test_write_text(tc, "new c\n");
+    eplb_assert_fails(eplb_tmp_set_commit(&set), EPLB_ERR_IO, "cannot rename");
+    cr_assert_eq(set.n, 0);
+    char *got = eplb_test_slurp_text(a);
+    cr_assert_str_eq(got, "old a\n", "a not put back");
+    free(got);
+    cr_assert(!eplb_test_exists(b), "b, which had no earlier file, is left");
+    got = eplb_test_slurp_text(cfile);
+    cr_assert_str_eq(got, "keep\n");
+    free(got);
+    cr_assert_eq(eplb_test_dir_entries(d), 2, "more than a and c in %s", d);
+    cr_assert_eq(eplb_test_dir_entries(c), 1);
+    unlink(cfile);
+    rmdir(c);
+    unlink(a);
+    rmdir(d);
+}
+
+/* A write whose final rename fails (the name is a directory holding a
+ * file) is an error naming the file, and its temporary file goes. */
+Test(write_errors, write_file_rename_failure_is_an_error)
+{
+    const char *d = eplb_test_tmpdir();
+    char p[4200], inner[4300];
+    snprintf(p, sizeof p, "%s/s.json", d);
+    snprintf(inner, sizeof inner, "%s/keep", p);
+    cr_assert_eq(mkdir(p, 0700), 0);
+    eplb_test_write_text(inner, "keep\n");
+    eplb_assert_fails(eplb_sim_write_file(p, write_hello, NULL), EPLB_ERR_IO,
+                      "s.json: cannot rename");
+    cr_assert_eq(eplb_test_dir_entries(d), 1, "a temporary file is left in %s", d);
+    unlink(inner);
+    rmdir(p);
+    rmdir(d);
+}

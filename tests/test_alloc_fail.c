@@ -183,11 +183,13 @@ static int sh(const char *fmt, const char *a, const char *b)
 
 /* The shim's file I/O failures: the call, and the variable that fails the
  * N-th one. */
-enum { IO_PWRITE, IO_PREAD, IO_RENAME };
+enum { IO_PWRITE, IO_PREAD, IO_RENAME, IO_FSYNC };
 static const struct {
     const char *name, *env;
-} io_kinds[] = {
-    {"pwrite", "EPLB_FAIL_PWRITE"}, {"pread", "EPLB_FAIL_PREAD"}, {"rename", "EPLB_FAIL_RENAME"}};
+} io_kinds[] = {{"pwrite", "EPLB_FAIL_PWRITE"},
+                {"pread", "EPLB_FAIL_PREAD"},
+                {"rename", "EPLB_FAIL_RENAME"},
+                {"fsync", "EPLB_FAIL_FSYNC"}};
 
 /* How many calls of kind `args` makes (the shim's report). */
 static int io_calls(const char *args, int kind)
@@ -200,13 +202,16 @@ static int io_calls(const char *args, int kind)
     const char *r = strstr(text, "alloc_fail: ");
     r = r ? strstr(r + 1, "alloc_fail: ") : NULL;
     cr_assert_not_null(r, "%s: the shim did not report: %s", args, text);
-    long n[3] = {0, 0, 0};
-    cr_assert_eq(sscanf(r, "alloc_fail: %ld pwrite, %ld pread, %ld rename", &n[IO_PWRITE],
-                        &n[IO_PREAD], &n[IO_RENAME]),
-                 3, "%s", r);
+    long n[4] = {0, 0, 0, 0};
+    cr_assert_eq(sscanf(r, "alloc_fail: %ld pwrite, %ld pread, %ld rename, %ld fsync",
+                        &n[IO_PWRITE], &n[IO_PREAD], &n[IO_RENAME], &n[IO_FSYNC]),
+                 4, "%s", r);
     free(text);
     return (int)n[kind];
 }
+
+/* The runs of the last io_sweep that exited 1. */
+static int sweep_exits_1;
 
 /* `args` (its stdout into d/stdout) once per call of kind failing.  Each
  * run starts with out as `before` left it (before: a directory copied to
@@ -221,6 +226,7 @@ static int io_sweep(const char *args, int kind, const char *d, const char *out, 
     char env[64], prefix[4600], so[4200], se[4200], *text = NULL;
     snprintf(so, sizeof so, "%s/stdout", d);
     snprintf(se, sizeof se, "%s/stderr", d);
+    sweep_exits_1 = 0;
     for (int k = 1; k <= calls; k++) {
         if (out)
             cr_assert_eq(sh("rm -rf '%s'%s", out, ""), 0);
@@ -236,6 +242,7 @@ static int io_sweep(const char *args, int kind, const char *d, const char *out, 
         cr_assert(rc == 0 || rc == 1, "%s, %s %d of %d failing: exit %d\n%s", args, what, k, calls,
                   rc, err);
         if (rc == 1) {
+            sweep_exits_1++;
             cr_assert(strstr(err, "eplb-replay") != NULL, "%s, %s %d: no message", args, what, k);
             if (out && before)
                 cr_assert_eq(sh("diff -r '%s' '%s' >/dev/null", before, out), 0,
@@ -282,6 +289,9 @@ Test(alloc_fail, io_errors_leave_outputs_whole, .disabled = !SHIM_USABLE, .timeo
     snprintf(args, sizeof args, "gen --preset deepseek-v3 --steps 3 --tokens-per-step 16 -o '%s'",
              t);
     cr_assert_gt(io_sweep(args, IO_PWRITE, d, t, NULL, ref, NULL), 3);
+    /* the trace's fsync failing is an error; the directory's is not */
+    cr_assert_eq(io_sweep(args, IO_FSYNC, d, t, NULL, ref, NULL), 2);
+    cr_assert_eq(sweep_exits_1, 1);
     cr_assert_eq(eplb_test_run_cli(NULL, "%s", args), 0);
     cr_assert_eq(sh("rm -f '%s'%s", ref, ""), 0);
     /* run --out, into a new directory and over an earlier set */
@@ -296,6 +306,12 @@ Test(alloc_fail, io_errors_leave_outputs_whole, .disabled = !SHIM_USABLE, .timeo
     cr_assert_gt(io_sweep(args, IO_PWRITE, d, o, old, ref, NULL), 3);
     cr_assert_gt(io_sweep(args, IO_RENAME, d, o, old, ref, NULL), 3);
     cr_assert_gt(io_sweep(args, IO_RENAME, d, o, NULL, ref, NULL), 3);
+    /* a failed fsync of any of the 5 members stops the commit (exit 1,
+     * the earlier set kept); the directory's own sync is best effort */
+    cr_assert_eq(io_sweep(args, IO_FSYNC, d, o, old, ref, NULL), 6);
+    cr_assert_eq(sweep_exits_1, 5);
+    cr_assert_eq(io_sweep(args, IO_FSYNC, d, o, NULL, ref, NULL), 6);
+    cr_assert_eq(sweep_exits_1, 5);
     /* reads: the run's table and info's description */
     snprintf(args, sizeof args, "run '%s' --policy deepseek --policy-time 0 --device cpu --json",
              t);

@@ -23,7 +23,9 @@
  *   EPLB_FAIL_PWRITE=N the N-th pwrite fails (EIO)
  *   EPLB_FAIL_PREAD=N  the N-th pread fails (EIO)
  *   EPLB_FAIL_RENAME=N the N-th rename fails (EIO)
- *   with EPLB_FAIL_REPORT, also "alloc_fail: W pwrite, R pread, M rename"
+ *   EPLB_FAIL_FSYNC=N  the N-th fsync fails (EIO)
+ *   with EPLB_FAIL_REPORT, also "alloc_fail: W pwrite, R pread, M rename,
+ *   F fsync"
  * glibc only (__libc_malloc and friends: dlsym would allocate itself). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -131,10 +133,10 @@ int __libc_start_main(main_fn m, int argc, char **argv, void (*init)(void), void
 #define CALLER ((uintptr_t)__builtin_return_address(0))
 
 /* ---- file I/O ---------------------------------------------------------- */
-enum { IO_PWRITE, IO_PREAD, IO_RENAME, IO_KINDS };
+enum { IO_PWRITE, IO_PREAD, IO_RENAME, IO_FSYNC, IO_KINDS };
 static const char *const io_env[IO_KINDS] = {"EPLB_FAIL_PWRITE", "EPLB_FAIL_PREAD",
-                                             "EPLB_FAIL_RENAME"};
-static long io_calls[IO_KINDS], io_fail_at[IO_KINDS] = {-2, -2, -2}; /* -2: not read yet */
+                                             "EPLB_FAIL_RENAME", "EPLB_FAIL_FSYNC"};
+static long io_calls[IO_KINDS], io_fail_at[IO_KINDS] = {-2, -2, -2, -2}; /* -2: not read yet */
 
 static int io_fail(int kind)
 {
@@ -175,6 +177,14 @@ int rename(const char *from, const char *to)
     return io_fail(IO_RENAME) ? -1 : next(from, to);
 }
 
+int fsync(int fd)
+{
+    static int (*next)(int);
+    if (!next)
+        next = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    return io_fail(IO_FSYNC) ? -1 : next(fd);
+}
+
 void *malloc(size_t n)
 {
     if (fail_here(CALLER)) {
@@ -206,10 +216,12 @@ __attribute__((destructor)) static void report(void)
 {
     if (!getenv("EPLB_FAIL_REPORT"))
         return;
-    char b[160];
+    char b[200];
     int k = snprintf(b, sizeof b,
-                     "alloc_fail: %d sites\nalloc_fail: %ld pwrite, %ld pread, %ld rename\n",
-                     nsites, io_calls[IO_PWRITE], io_calls[IO_PREAD], io_calls[IO_RENAME]);
+                     "alloc_fail: %d sites\nalloc_fail: %ld pwrite, %ld pread, %ld rename, %ld "
+                     "fsync\n",
+                     nsites, io_calls[IO_PWRITE], io_calls[IO_PREAD], io_calls[IO_RENAME],
+                     io_calls[IO_FSYNC]);
     if (write(2, b, (size_t)k) < 0)
         return;
 }

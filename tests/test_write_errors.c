@@ -734,3 +734,46 @@ Test(write_errors, write_file_rename_failure_is_an_error)
     rmdir(p);
     rmdir(d);
 }
+
+/* A forked child that did not exec keeps the guard's signal handler; when
+ * it is signalled it removes only what it armed itself, never its parent's
+ * files or directories (the pid kept with each slot, tmpfile_guard.c; the
+ * probe forks such children).  A second child arms its own file and is
+ * signalled too: that file goes, so the handler is there to misbehave.
+ * (Mutation testing: dropping the pid checks passed the suite.) */
+Test(write_errors, forked_child_signalled_leaves_parent_files)
+{
+    const char *d = eplb_test_tmpdir();
+    char f[512], sub[512], own[512];
+    snprintf(f, sizeof f, "%s/parent.tmp", d);
+    snprintf(sub, sizeof sub, "%s/parent-dir.tmp", d);
+    snprintf(own, sizeof own, "%s/child.tmp", d);
+    eplb_test_write_text(f, "parent");
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    const int id = eplb_tmp_guard_arm(f), idd = eplb_tmp_guard_arm_dir(sub);
+    cr_assert(id >= 0 && idd >= 0);
+    for (int arm_own = 0; arm_own < 2; arm_own++) {
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+            if (arm_own) {
+                FILE *g = fopen(own, "w");
+                if (!g || fclose(g) != 0 || eplb_tmp_guard_arm(own) < 0)
+                    _exit(3);
+            }
+            raise(SIGTERM);
+            _exit(4); /* not reached: the handler dies of the signal */
+        }
+        int status = 0;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "child %d: status %#x",
+                  arm_own, status);
+        cr_assert(eplb_test_exists(f), "child %d removed its parent's file", arm_own);
+        cr_assert(eplb_test_exists(sub), "child %d removed its parent's directory", arm_own);
+    }
+    cr_assert(!eplb_test_exists(own), "the child's own armed file was left");
+    eplb_tmp_guard_disarm(id);
+    eplb_tmp_guard_disarm(idd);
+    unlink(f);
+    rmdir(sub);
+}

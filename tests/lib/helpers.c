@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 const char *eplb_test_srcdir(void)
 {
@@ -49,6 +50,7 @@ const char *eplb_test_shared_dir(void)
  * Without this every run of the suite left ~180 directories in $TMPDIR. */
 static char **made_dirs;
 static int n_made_dirs;
+static pid_t made_by; /* a forked child that calls exit() removes nothing */
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -60,6 +62,8 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 static void remove_made_dirs(void)
 {
     const char *keep = getenv("EPLB_TEST_KEEP_TMP");
+    if (getpid() != made_by)
+        return;
     for (int i = 0; i < n_made_dirs; i++) {
         if (!(keep && *keep))
             nftw(made_dirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -75,8 +79,10 @@ const char *eplb_test_tmpdir(void)
     snprintf(buf, sizeof buf, "%s/eplb-test-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(buf))
         cr_assert_fail("mkdtemp failed");
-    if (n_made_dirs == 0)
+    if (n_made_dirs == 0) {
+        made_by = getpid();
         cr_assert(atexit(remove_made_dirs) == 0);
+    }
     made_dirs = realloc(made_dirs, sizeof *made_dirs * (n_made_dirs + 1));
     cr_assert(made_dirs != NULL);
     made_dirs[n_made_dirs] = strdup(buf);

@@ -1198,3 +1198,34 @@ Test(policies, vec_places_each_layer_by_its_own_series)
     /* sum of step peaks: layer 0 6 + 6, layer 1 10 + 10 */
     cr_assert_float_eq(sum_step_peaks(out, &series[0][0][0], 2, 2, 4, 4, 2), 32, 1e-9);
 }
+
+/* migration-aware's tie rules (docs/policies.md): where GPUs tie at the
+ * peak the one of lowest index is unloaded, and among steps to the same
+ * peak (with as many moves) the first in scan order wins: slots in order,
+ * and for a slot off the busiest GPU the experts of that GPU in its slot
+ * order.  w = {3, 0, 3}, 12 slots on 4 GPUs of 3, old
+ * [0 2 1 | 0 0 2 | 2 2 0 | 1 2 0]: experts 0 and 2 have 5 replicas each
+ * (0.6 a replica), expert 1 two (0): GPU loads 1.2 1.8 1.8 1.2, GPUs 1 and
+ * 2 tied.  With one move the best peak is 1.7, reached first by slot 2
+ * (GPU 0, expert 1) taking expert 0, the first expert of GPU 1 (0.5 a
+ * replica: GPU loads 1.6 1.6 1.7 1.1); unloading GPU 2 first would give
+ * slot 2 expert 2 instead, to the same peak (mutation testing: GPU ties to
+ * the higher index passed the suite).  Slots 0 and 1 lead to a peak of
+ * 2.0, and no swap changes GPU 2. */
+Test(policies, migration_ties_by_hand)
+{
+    const float w[3] = {3, 0, 3};
+    const int32_t old[12] = {0, 2, 1, 0, 0, 2, 2, 2, 0, 1, 2, 0};
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = 12;
+    a.num_gpus = 4;
+    a.old_phy2log = old;
+    a.max_moves = 1;
+    int32_t out[12];
+    eplb_assert_ok(eplb_policy_find("migration-aware")->fn(out, NULL, w, 1, 3, &a));
+    int32_t want[12];
+    memcpy(want, old, sizeof want);
+    want[2] = 0;
+    cr_assert_arr_eq(out, want, sizeof want, "slot 2 holds %d, want 0", out[2]);
+    cr_assert_float_eq(peak_load(out, w, 3, 12, 4), 1.7, 1e-6);
+}

@@ -837,13 +837,21 @@ static const char *skew_trace(int as_logits)
     return path;
 }
 
-static void check_info_json(const char *path, const char *level, const char *dtype)
+/* `info PATH --json`, which must exit 0, parsed (the caller frees it). */
+static eplb_json_t *info_json_of(const char *path)
 {
     char *out = NULL;
     int rc = eplb_test_run_cli(&out, "info '%s' --json", path);
     cr_assert_eq(rc, 0, "info failed: %s", out);
     eplb_json_t *v = NULL;
     eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "info output"));
+    free(out);
+    return v;
+}
+
+static void check_info_json(const char *path, const char *level, const char *dtype)
+{
+    eplb_json_t *v = info_json_of(path);
     cr_assert_eq(eplb_json_get(v, "num_layers")->num, 2);
     cr_assert_eq(eplb_json_get(v, "num_experts")->num, 8);
     cr_assert_eq(eplb_json_get(v, "top_k")->num, 2);
@@ -872,9 +880,9 @@ static void check_info_json(const char *path, const char *level, const char *dty
     cr_assert_eq(eplb_json_get(rs, "tokens_min")->num, 5);
     cr_assert_eq(eplb_json_get(rs, "tokens_max")->num, 11);
     eplb_json_free(v);
-    free(out);
     /* --no-skew reads no bulk data: no rank pass */
-    rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
+    char *out = NULL;
+    int rc = eplb_test_run_cli(&out, "info '%s' --json --no-skew", path);
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "\"src_ranks\": null"), "%s", out);
     free(out);
@@ -1351,11 +1359,7 @@ Test(traces, info_json_skew_mean_and_fewest_rank_tokens)
     }
     eplb_assert_ok(eplb_trace_writer_append_step(w, 8, NULL, &ids[0][0][0], NULL, NULL, rank, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));
-    char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "info '%s' --json", path);
-    cr_assert_eq(rc, 0, "info failed: %s", out);
-    eplb_json_t *v = NULL;
-    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "info output"));
+    eplb_json_t *v = info_json_of(path);
     const eplb_json_t *sk = eplb_json_get(v, "skew_per_layer");
     cr_assert_eq(sk->n, 3);
     cr_assert_float_eq(eplb_test_num_at(sk, 0), 4.0, 1e-12);
@@ -1371,7 +1375,6 @@ Test(traces, info_json_skew_mean_and_fewest_rank_tokens)
     cr_assert_eq(eplb_json_get(rs, "tokens_min")->num, 2);
     cr_assert_eq(eplb_json_get(rs, "tokens_max")->num, 6);
     eplb_json_free(v);
-    free(out);
     unlink(path);
 }
 
@@ -1387,11 +1390,7 @@ Test(traces, info_skew_of_a_layer_without_load_is_zero)
     const int32_t counts[2][4] = {{2, 1, 1, 0}, {0, 0, 0, 0}};
     eplb_assert_ok(eplb_trace_writer_append_step(w, 2, NULL, NULL, NULL, &counts[0][0], NULL, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));
-    char *out = NULL;
-    int rc = eplb_test_run_cli(&out, "info '%s' --json", path);
-    cr_assert_eq(rc, 0, "info failed: %s", out);
-    eplb_json_t *v = NULL;
-    eplb_assert_ok(eplb_json_parse(&v, out, strlen(out), "info output"));
+    eplb_json_t *v = info_json_of(path);
     const eplb_json_t *sk = eplb_json_get(v, "skew_per_layer");
     cr_assert_eq(sk->n, 2);
     cr_assert_float_eq(eplb_test_num_at(sk, 0), 2.0, 1e-12);
@@ -1399,6 +1398,5 @@ Test(traces, info_skew_of_a_layer_without_load_is_zero)
     cr_assert_float_eq(eplb_json_get(v, "skew_mean")->num, 1.0, 1e-12);
     cr_assert_float_eq(eplb_json_get(v, "skew_max")->num, 2.0, 1e-12);
     eplb_json_free(v);
-    free(out);
     unlink(path);
 }

@@ -166,6 +166,16 @@ Test(policies, deepseek_readme_example)
     cr_assert_eq(l2p[5 * 5 + 2], -1);
 }
 
+/* Policy `name` on one layer of E expert loads w into out[P], P slots on
+ * D GPUs, the other arguments their defaults. */
+static void policy_run(const char *name, int32_t *out, const float *w, int E, int P, int D)
+{
+    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
+    a.num_replicas = P;
+    a.num_gpus = D;
+    eplb_assert_ok(eplb_policy_find(name)->fn(out, NULL, w, 1, E, &a));
+}
+
 /* TensorRT-LLM's rules by hand: w = [10, 6, 3, 1], 6 slots, 3 GPUs.
  * Replicas: e0 (10 -> 5), then e1 (6 -> 3).  Sorted: 5 e0, 5 e0, 3 e1,
  * 3 e1, 3 e2, 1 e3; GPUs: g0 e0 (5), g1 e0 (5), g2 e1 (3), g2 e1 (6, full),
@@ -173,11 +183,8 @@ Test(policies, deepseek_readme_example)
 Test(policies, lpt_by_hand)
 {
     const float w[4] = {10, 6, 3, 1};
-    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
-    a.num_replicas = 6;
-    a.num_gpus = 3;
     int32_t out[6];
-    eplb_assert_ok(eplb_policy_find("lpt")->fn(out, NULL, w, 1, 4, &a));
+    policy_run("lpt", out, w, 4, 6, 3);
     const int32_t want[6] = {0, 2, 0, 3, 1, 1};
     cr_assert_arr_eq(out, want, sizeof want);
 }
@@ -601,12 +608,9 @@ Test(policies, migration_reports_progress_per_layer)
 Test(policies, nodup_splits_hot_expert)
 {
     float w[8] = {1000, 1, 1, 1, 1, 1, 1, 1};
-    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
-    a.num_replicas = 16;
-    a.num_gpus = 4;
     int32_t ds[16], nd[16];
-    eplb_assert_ok(eplb_policy_find("deepseek")->fn(ds, NULL, w, 1, 8, &a));
-    eplb_assert_ok(eplb_policy_find("nodup")->fn(nd, NULL, w, 1, 8, &a));
+    policy_run("deepseek", ds, w, 8, 16, 4);
+    policy_run("nodup", nd, w, 8, 16, 4);
     cr_assert_gt(dups_on_gpus(ds, 16, 4), 0, "the reference shape should duplicate");
     cr_assert_eq(dups_on_gpus(nd, 16, 4), 0);
 }
@@ -768,11 +772,8 @@ static void counts_of(int32_t *cnt, const int32_t *row, int E, int P)
 Test(policies, lpt_equal_share_goes_to_larger_id)
 {
     const float w[2] = {4, 4};
-    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
-    a.num_replicas = 3;
-    a.num_gpus = 3;
     int32_t out[3], cnt[2];
-    eplb_assert_ok(eplb_policy_find("lpt")->fn(out, NULL, w, 1, 2, &a));
+    policy_run("lpt", out, w, 2, 3, 3);
     counts_of(cnt, out, 2, 3);
     const int32_t want_cnt[2] = {1, 2}, want[3] = {0, 1, 1};
     cr_assert_arr_eq(cnt, want_cnt, sizeof want_cnt);
@@ -789,11 +790,8 @@ Test(policies, lpt_equal_share_goes_to_larger_id)
 Test(policies, lpt_all_zero_layer_spreads_to_lowest_ids)
 {
     const float w[4] = {0, 0, 0, 0};
-    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
-    a.num_replicas = 6;
-    a.num_gpus = 2;
     int32_t out[6], cnt[4];
-    eplb_assert_ok(eplb_policy_find("lpt")->fn(out, NULL, w, 1, 4, &a));
+    policy_run("lpt", out, w, 4, 6, 2);
     counts_of(cnt, out, 4, 6);
     const int32_t want_cnt[4] = {2, 2, 1, 1}, want[6] = {0, 0, 1, 1, 2, 3};
     cr_assert_arr_eq(cnt, want_cnt, sizeof want_cnt);
@@ -812,16 +810,13 @@ Test(policies, lpt_all_zero_layer_spreads_to_lowest_ids)
 Test(policies, nodup_caps_replicas_at_the_boundary)
 {
     const float w[4] = {100, 1, 1, 1};
-    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
-    a.num_replicas = 8;
-    a.num_gpus = 2;
     int32_t ds[8], nd[8], cnt[4];
-    eplb_assert_ok(eplb_policy_find("deepseek")->fn(ds, NULL, w, 1, 4, &a));
+    policy_run("deepseek", ds, w, 4, 8, 2);
     counts_of(cnt, ds, 4, 8);
     const int32_t want_ds[4] = {5, 1, 1, 1}, want_nd[4] = {2, 2, 2, 2};
     cr_assert_arr_eq(cnt, want_ds, sizeof want_ds);
     cr_assert_gt(dups_on_gpus(ds, 8, 2), 0);
-    eplb_assert_ok(eplb_policy_find("nodup")->fn(nd, NULL, w, 1, 4, &a));
+    policy_run("nodup", nd, w, 4, 8, 2);
     cr_assert_eq(dups_on_gpus(nd, 8, 2), 0);
     counts_of(cnt, nd, 4, 8);
     cr_assert_arr_eq(cnt, want_nd, sizeof want_nd);
@@ -840,11 +835,8 @@ Test(policies, nodup_caps_replicas_at_the_boundary)
 Test(policies, vec_tie_goes_to_largest_load_per_replica)
 {
     const float w[4] = {4, 4, 1, 1};
-    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
-    a.num_replicas = 5;
-    a.num_gpus = 5;
     int32_t out[5], cnt[4];
-    eplb_assert_ok(eplb_policy_find("vec")->fn(out, NULL, w, 1, 4, &a));
+    policy_run("vec", out, w, 4, 5, 5);
     counts_of(cnt, out, 4, 5);
     const int32_t want_cnt[4] = {2, 1, 1, 1}, want[5] = {1, 0, 0, 2, 3};
     cr_assert_arr_eq(cnt, want_cnt, sizeof want_cnt);
@@ -860,11 +852,8 @@ Test(policies, vec_tie_goes_to_largest_load_per_replica)
 Test(policies, vec_ties_go_to_lower_gpu_and_lower_id)
 {
     const float w[4] = {1, 1, 1, 1};
-    eplb_policy_args_t a = EPLB_POLICY_ARGS_INIT;
-    a.num_replicas = 4;
-    a.num_gpus = 4;
     int32_t out[4];
-    eplb_assert_ok(eplb_policy_find("vec")->fn(out, NULL, w, 1, 4, &a));
+    policy_run("vec", out, w, 4, 4, 4);
     const int32_t want[4] = {0, 1, 2, 3};
     cr_assert_arr_eq(out, want, sizeof want);
 }

@@ -145,7 +145,8 @@ static eplb_status_t read_block(eplb_sim_source_t *src, int64_t s0, int64_t s1,
     }
     count_job_t job = {src, s0, ids, lc, (src->L + COUNT_LAYERS - 1) / COUNT_LAYERS};
     eplb_pool_run((int)(s1 - s0) * job.ngroups, threads, count_job, &job);
-    if (src->trace && (eplb_trace_info(src->trace)->levels & EPLB_LEVEL_COUNTS))
+    /* ids_ready: pass 1 read these steps and checked their counts */
+    if (!ids_ready && src->trace && (eplb_trace_info(src->trace)->levels & EPLB_LEVEL_COUNTS))
         return check_counts(src, s0, s1, lc);
     return EPLB_OK;
 }

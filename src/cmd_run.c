@@ -1124,8 +1124,6 @@ int eplb_cmd_run(int argc, char **argv)
         memcpy(o.window, w, sizeof *w * (size_t)o.nwin);
         memcpy(o.interval, i, sizeof *i * (size_t)o.nint);
     }
-    if (o.trig.kind == EPLB_TRIGGER_THRESHOLD && !o.threshold_set)
-        o.trig.threshold = 0.9;
 
     /* the grid: for each (D, R): none once, then every policy x W x I */
     int nred = o.replicas ? 1 : o.nred ? o.nred : 1;

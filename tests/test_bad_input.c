@@ -118,6 +118,13 @@ Test(bad_input, counts_beside_ids_are_checked)
              "/load/counts disagree with /router/topk_ids: step 1 layer 1 expert %d",
              e2 < 3 ? e2 : 3);
     eplb_test_cli_expect(1, want, "run %s --quiet --gpus 2 --policy-time 0", t);
+    /* once and oracle read the trace twice: the counts are checked in the
+     * first pass (the second reuses its ids) */
+    eplb_test_cli_expect(1, want, "run %s --quiet --gpus 2 --policy-time 0 --trigger once", t);
+    eplb_test_cli_expect(1, want,
+                         "run %s --quiet --gpus 2 --policy-time 0 --trigger oracle --window 1 "
+                         "--interval 3",
+                         t);
     unlink(t);
     /* beside logits: the reader's own checks */
     const char *tl = make_trace(d, "lc.h5", L, E, K, S, TPS, EPLB_LEVEL_LOGITS |

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1212,6 +1213,34 @@ Test(traces, writer_refuses_a_step_past_the_reader_limit)
     eplb_assert_ok(eplb_trace_writer_create(&w, tmp_file("big-counts.h5"), &o));
     eplb_assert_ok(eplb_trace_writer_append_step(w, 4000000, NULL, NULL, NULL, counts, NULL, 0));
     eplb_assert_ok(eplb_trace_writer_finish(w));
+}
+
+/* The same limit at its boundary (WR15 of the mutation tests: `>=` for
+ * `>` passed): 2 layers x top-1 x 4 bytes, so 2^28 tokens are exactly
+ * 2 GiB of ids, which the reader accepts (trace_errors/
+ * step_token_limit_at_its_boundary); one token more is refused.  The ids
+ * are an untouched anonymous mapping (zero pages, no memory used) with an
+ * id out of range in its last entry: past the size check, the writer reads
+ * all 2^28 tokens and stops there, naming that token. */
+Test(traces, writer_step_limit_at_exactly_2_gib, .timeout = 60)
+{
+    const int64_t most = (int64_t)1 << 28;
+    const size_t bytes = (size_t)1 << 31;
+    int32_t *ids = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    cr_assert(ids != MAP_FAILED, "mmap of 2 GiB");
+    ids[bytes / sizeof *ids - 1] = 4; /* token 2^28 - 1, layer 1 */
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "s", 2, 4, 1, EPLB_LEVEL_TOPK);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, tmp_file("edge-step.h5"), &o));
+    eplb_assert_fails(eplb_trace_writer_append_step(w, most + 1, NULL, ids, NULL, NULL, NULL, 0),
+                      EPLB_ERR_INVALID_ARG, "268435457 tokens x 2 layers x top-1");
+    eplb_assert_fails(eplb_trace_writer_append_step(w, most, NULL, ids, NULL, NULL, NULL, 0),
+                      EPLB_ERR_INVALID_ARG,
+                      "/router/topk_ids: step 0 token 268435455 layer 1: id 4 outside [0, 4)");
+    eplb_assert_ok(eplb_trace_writer_append_step(w, 1, NULL, ids, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    munmap(ids, bytes);
 }
 
 /* What the writer refuses beyond ids past E and NaN logits (mutation

@@ -545,7 +545,7 @@ def sglang_valid(doc):
     if not isinstance(doc, dict) or "logical_count" not in doc:
         return False
     m = doc["logical_count"]
-    if not isinstance(m, list) or not m:
+    if not isinstance(m, list) or not m or len(m) > 4096:  # FORMAT.md: num_layers 1..4096
         return False
     if not all(isinstance(r, list) and r for r in m) or len({len(r) for r in m}) != 1:
         return False

@@ -118,6 +118,9 @@ uint64_t eplb_process_vm_bytes(void);
  * smaller machine); eplb_memory_override gives that, or -1 where unset. */
 size_t eplb_memory_available(void);
 int64_t eplb_memory_override(void);
+/* `bytes` as text in the largest unit it has at least one of ("512 bytes",
+ * "3.2 KiB", "1.5 MiB", "2.0 GiB"), into buf; returns buf. */
+const char *eplb_bytes_text(char buf[32], double bytes);
 
 /* Whether the environment variable `name` is set to something other than
  * empty or "0" (diagnostic switches such as EPLB_TIMINGS). */

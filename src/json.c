@@ -494,9 +494,6 @@ static double need_bytes(const char *text, size_t len, size_t *vals)
     return need;
 }
 
-/* 0 bytes, 1 KiB, 2 MiB, 3 GiB: the largest unit x is at least one of */
-static int unit_of(double x) { return x >= (1 << 30) ? 3 : x >= (1 << 20) ? 2 : x >= 1024 ? 1 : 0; }
-
 /* Large texts only: refused with the memory they need where that is more
  * than the process may take (a 420 MB file of small numbers needed 11 GB
  * and the machine killed the process, with no message). */
@@ -512,13 +509,12 @@ eplb_status_t eplb_json_parse(eplb_json_t **out, const char *text, size_t len, c
         if (avail != SIZE_MAX && need > (double)avail) {
             /* each in its own unit (a small limit printed "0.0 MiB", and
              * so did a limit far below the need: "0.0 GiB") */
-            const int kn = unit_of(need), ka = unit_of((double)avail);
-            const char *const names[] = {"bytes", "KiB", "MiB", "GiB"};
+            char bn[32], ba[32];
             return eplb_error_set(EPLB_ERR_NOMEM,
-                                  "%s: reading it needs about %.1f %s of memory (%zu values), "
-                                  "more than the %.1f %s this process may take",
-                                  p.what, need / (double)(1ull << (10 * kn)), names[kn], vals,
-                                  (double)avail / (double)(1ull << (10 * ka)), names[ka]);
+                                  "%s: reading it needs about %s of memory (%zu values), "
+                                  "more than the %s this process may take",
+                                  p.what, eplb_bytes_text(bn, need), vals,
+                                  eplb_bytes_text(ba, (double)avail));
         }
     }
     eplb_json_t *v = calloc(1, sizeof *v);

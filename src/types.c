@@ -163,6 +163,17 @@ int64_t eplb_memory_override(void)
  * address-space limit (ulimit -v) less the process's size; SIZE_MAX where
  * none can be read.  EPLB_MEMORY_AVAILABLE (bytes) replaces it (tests; to
  * model a smaller machine). */
+const char *eplb_bytes_text(char buf[32], double bytes)
+{
+    static const char *const names[] = {"bytes", "KiB", "MiB", "GiB"};
+    const int k = bytes >= 1 << 30 ? 3 : bytes >= 1 << 20 ? 2 : bytes >= 1024 ? 1 : 0;
+    if (k == 0)
+        snprintf(buf, 32, "%.0f bytes", bytes);
+    else
+        snprintf(buf, 32, "%.1f %s", bytes / (double)(1ull << (10 * k)), names[k]);
+    return buf;
+}
+
 size_t eplb_memory_available(void)
 {
     const int64_t set = eplb_memory_override();

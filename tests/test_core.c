@@ -395,3 +395,18 @@ Test(core, memory_available_override_taken_as_given)
     cr_expect_eq(eplb_memory_available(), 123456789);
     unsetenv("EPLB_MEMORY_AVAILABLE");
 }
+
+/* eplb_bytes_text: the largest unit the value has at least one of (the
+ * messages of the JSON reader and the ESFT import) */
+Test(core, bytes_text_units)
+{
+    char b[32];
+    cr_assert_str_eq(eplb_bytes_text(b, 0), "0 bytes");
+    cr_assert_str_eq(eplb_bytes_text(b, 1023), "1023 bytes");
+    cr_assert_str_eq(eplb_bytes_text(b, 1024), "1.0 KiB");
+    cr_assert_str_eq(eplb_bytes_text(b, 19968), "19.5 KiB");
+    cr_assert_str_eq(eplb_bytes_text(b, 1048575), "1024.0 KiB");
+    cr_assert_str_eq(eplb_bytes_text(b, 1572864), "1.5 MiB");
+    cr_assert_str_eq(eplb_bytes_text(b, 1073741824), "1.0 GiB");
+    cr_assert_str_eq(eplb_bytes_text(b, 22906490880.0), "21.3 GiB");
+}

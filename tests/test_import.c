@@ -398,6 +398,37 @@ Test(import, esft_small_valid_dir)
     remove_esft_dir(dir);
 }
 
+/* One step's stand-in logits must fit in the memory the process may take
+ * (EPLB_MEMORY_AVAILABLE models it): the small directory's 3 tokens in one
+ * step need 3 x 26 x 64 x 4 = 19968 bytes (19.5 KiB).  One byte less is
+ * refused with both numbers, naming the directory and leaving no output;
+ * exactly that much is enough. */
+Test(import, esft_standin_logits_bounded_by_memory)
+{
+    char *dir = make_esft_dir();
+    char out[600];
+    snprintf(out, sizeof out, "%s", eplb_test_path(dir, "out.h5"));
+    int64_t bad = -1;
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "16384", 1), 0);
+    char want[600];
+    snprintf(want, sizeof want,
+             "%s: the largest step (3 tokens, --tokens-per-step 3; a sample is never split) "
+             "needs 19.5 KiB for its stand-in logits (26 layers x 64 experts x 4 bytes a "
+             "token), more than the 16.0 KiB this process may take",
+             dir);
+    eplb_assert_fails(eplb_import_esft(dir, out, 3, &bad), EPLB_ERR_NOMEM, want);
+    cr_assert(access(out, F_OK) != 0, "no output left");
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "19967", 1), 0);
+    eplb_assert_fails(eplb_import_esft(dir, out, 3, &bad), EPLB_ERR_NOMEM, "3 tokens");
+    /* two steps (2 and 1 tokens): the largest needs 13312 bytes */
+    eplb_assert_ok(eplb_import_esft(dir, out, 2, &bad));
+    cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "19968", 1), 0);
+    eplb_assert_ok(eplb_import_esft(dir, out, 3, &bad));
+    cr_assert_eq(bad, 0);
+    unsetenv("EPLB_MEMORY_AVAILABLE");
+    remove_esft_dir(dir);
+}
+
 /* In the small valid directory `dir`, layer `layer`'s file holds `text`:
  * reading fails with EPLB_ERR_FORMAT naming `needle`; then the file is
  * valid again (or, past layer 26, gone). */

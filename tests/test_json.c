@@ -367,8 +367,8 @@ Test(json, refuses_what_memory_cannot_hold)
      * its node 32 and the array's chunk 32, +10%, plus the 6 bytes of text */
     cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "50", 1), 0);
     eplb_assert_fails(eplb_json_parse(&v, "[1, 2]", 6, "k.json"), EPLB_ERR_NOMEM,
-                      "k.json: reading it needs about 94.0 bytes of memory (3 values), more "
-                      "than the 50.0 bytes this process may take");
+                      "k.json: reading it needs about 94 bytes of memory (3 values), more "
+                      "than the 50 bytes this process may take");
     /* commas and brackets inside strings are not values */
     cr_assert_eq(setenv("EPLB_MEMORY_AVAILABLE", "350", 1), 0);
     const char *s = "[\"a,b,[c]\\\",{\", 1]";

@@ -619,6 +619,22 @@ eplb_status_t eplb_import_esft(const char *dir, const char *path,
         if (off[s + 1] - off[s] > maxtok)
             maxtok = off[s + 1] - off[s];
     size_t le = (size_t)L * (size_t)E;
+    /* one step's stand-in logits (L x E floats a token, ~11x its ids):
+     * refused with the numbers where the process may not take them, as
+     * the JSON reader does, rather than killed (a step at the reader's
+     * limit, 3,441,480 tokens of 2 GiB of ids, needs 21.3 GiB here) */
+    const double need = (double)sizeof(float) * (double)le * (double)maxtok;
+    const size_t avail = eplb_memory_available();
+    if (avail != SIZE_MAX && need > (double)avail) {
+        char bn[32], ba[32];
+        st = eplb_error_set(EPLB_ERR_NOMEM,
+                            "%s: the largest step (%lld tokens, --tokens-per-step %lld; a sample "
+                            "is never split) needs %s for its stand-in logits (%d layers x %d "
+                            "experts x 4 bytes a token), more than the %s this process may take",
+                            dir, (long long)maxtok, (long long)tokens_per_step,
+                            eplb_bytes_text(bn, need), L, E, eplb_bytes_text(ba, (double)avail));
+        goto out;
+    }
     logits = malloc(sizeof(float) * le * (size_t)maxtok);
     EPLB_ALLOC_GOTO(logits, st, out);
     /* First pass: count the tokens the stand-in logits do not reproduce

@@ -4,6 +4,8 @@
  * datasets replaced, single elements overwritten). */
 #include <hdf5.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1446,5 +1448,420 @@ Test(trace_errors, offsets_of_one_entry_no_steps)
     const char *path = bare_trace(offs, 1);
     assert_open_fails(path, EPLB_ERR_FORMAT,
                       "/steps/token_offset has 1 entries: the trace has no steps");
+    unlink(path);
+}
+
+/* ---- the probe (traces/probe.c) and the HDF5 helpers (traces/h5util.c):
+ * cases found by mutation testing of both files ------------------------- */
+
+/* A thread that blocks until the process exits. */
+static void *block_forever(void *arg)
+{
+    char c;
+    while (read(*(const int *)arg, &c, 1) != 0)
+        ;
+    return NULL;
+}
+
+/* eplb_trace_probe_run(path) in a forked child of this test (one thread:
+ * the runner's process has more, and then nothing is probed), after
+ * starting a thread that is not one of the pool's if other_thread; its
+ * result as an exit status (255: -1, no probe ran). */
+static int probe_in_child(const char *path, int other_thread)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        static int fds[2];
+        pthread_t th;
+        if (other_thread && (pipe(fds) != 0 || pthread_create(&th, NULL, block_forever, &fds[0])))
+            _exit(253);
+        _exit(eplb_trace_probe_run(path) & 0xff);
+    }
+    int ws = 0;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    cr_assert(WIFEXITED(ws), "%s: status %d", path, ws);
+    return WEXITSTATUS(ws);
+}
+
+/* fork() is safe only while no other thread could hold a lock: a thread
+ * other than the pool's sleeping helpers turns the probe off, and so does
+ * EPLB_TRACE_PROBE=0 (named in the probe's messages as the way to turn it
+ * off); a child that fails to open the file (here: not HDF5) is 1, left to
+ * the open itself to report.  Mutation testing: counting threads with >=
+ * (probing beside another thread), ignoring EPLB_TRACE_PROBE=0, and a
+ * failed child taken for 0 all passed. */
+Test(trace_errors, probe_runs_only_when_safe_and_wanted)
+{
+    const char *good = good_trace();
+    cr_assert_eq(probe_in_child(good, 0), 0, "a valid trace, one thread");
+    cr_assert_eq(probe_in_child(good, 1), 255, "another thread: no probe");
+    cr_assert_eq(setenv("EPLB_TRACE_PROBE", "0", 1), 0);
+    cr_assert_eq(probe_in_child(good, 0), 255, "EPLB_TRACE_PROBE=0: no probe");
+    cr_assert_eq(setenv("EPLB_TRACE_PROBE", "1", 1), 0);
+    cr_assert_eq(probe_in_child(good, 0), 0, "EPLB_TRACE_PROBE=1 probes");
+    unsetenv("EPLB_TRACE_PROBE");
+    const char *text = eplb_test_path(eplb_test_tmpdir(), "probe-text.h5");
+    eplb_test_write_text(text, "not hdf5\n");
+    cr_assert_eq(probe_in_child(text, 0), 1, "the child's open fails");
+    unlink(text);
+    unlink(good);
+}
+
+/* The probe's child looks up the chunks of chunked datasets only, and of
+ * an empty one none: a valid trace of contiguous datasets, and one whose
+ * chunked top-k ids hold no token (a step of 0 tokens), probe as valid
+ * (0).  Mutation testing: walking contiguous datasets (whose chunk shape
+ * cannot be read: the child failed) and failing on a dataset of no chunk
+ * both passed: every probed trace had non-empty chunked datasets only. */
+Test(trace_errors, probe_walks_contiguous_and_empty_datasets)
+{
+    const int64_t offs[2] = {0, TPS};
+    char path[600];
+    snprintf(path, sizeof path, "%s", bare_trace(offs, 2));
+    int32_t cn[L_ * E_] = {0};
+    for (int l = 0; l < L_; l++)
+        cn[l * E_] = TPS;
+    hsize_t cd[3] = {1, L_, E_};
+    put_dataset(path, "/load/counts", H5T_STD_I32LE, 3, cd, NULL, NULL, -1, H5T_NATIVE_INT32, cn);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_trace_close(tr);
+    cr_assert_eq(probe_in_child(path, 0), 0, "contiguous datasets");
+    unlink(path);
+
+    const int64_t none[2] = {0, 0};
+    snprintf(path, sizeof path, "%s", bare_trace(none, 2));
+    hsize_t d0[3] = {0, L_, K_}, mx[3] = {H5S_UNLIMITED, L_, K_}, ch[3] = {64, L_, K_};
+    put_dataset(path, "/router/topk_ids", H5T_STD_I32LE, 3, d0, mx, ch, -1, -1, NULL);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->num_tokens, 0);
+    eplb_trace_close(tr);
+    cr_assert_eq(probe_in_child(path, 0), 0, "an empty chunked dataset");
+    unlink(path);
+}
+
+/* A copy of good (PATH.spin.h5) whose global heap holds object 0 with
+ * size 0, on which HDF5 1.10.8 loops for ever reading a string attribute
+ * (see probe_time_limit). */
+static const char *heap_loop_copy(const char *good)
+{
+    size_t n = 0;
+    unsigned char *b = eplb_test_slurp(good, &n);
+    size_t g = 0;
+    while (g + 4 <= n && memcmp(b + g, "GCOL", 4) != 0)
+        g++;
+    cr_assert(g + 4 <= n, "%s has no global heap", good);
+    size_t at = g + 16;
+    for (;;) {
+        cr_assert(at + 16 <= n && at < g + 4096, "%s: no free space in the heap", good);
+        uint64_t size = 0;
+        for (int k = 7; k >= 0; k--)
+            size = size << 8 | b[at + 8 + k];
+        if (b[at] == 0 && b[at + 1] == 0)
+            break;
+        cr_assert(size < 4096);
+        at += 16 + (size + 7) / 8 * 8;
+    }
+    memset(b + at + 8, 0, 8);
+    static char bad[600];
+    snprintf(bad, sizeof bad, "%s.spin.h5", good);
+    eplb_test_write_bytes(bad, b, n);
+    free(b);
+    return bad;
+}
+
+/* Only a crash signal blames the file: a probe child killed by another
+ * signal (an interrupt, SIGKILL from an out-of-memory killer) says nothing
+ * of it (1: the open goes on and reports for itself), and SIGKILL is the
+ * time limit's only when the probe sent it at the limit.  Here the child
+ * spins on a corrupt heap with no time limit and this test signals it.
+ * Mutation testing: every signal taken for a crash, and any SIGKILL for
+ * the time limit, both passed. */
+Test(trace_errors, probe_blames_the_file_for_crash_signals_only)
+{
+    alarm(60); /* a hang fails the test (see probe_time_limit) */
+    const char *good = good_trace();
+    const char *bad = heap_loop_copy(good);
+    cr_assert_eq(setenv("EPLB_TRACE_PROBE_TIMEOUT", "0", 1), 0);
+    const int sigs[] = {SIGTERM, SIGKILL, SIGSEGV}, want[] = {1, 1, 128 + SIGSEGV};
+    for (int i = 0; i < 3; i++) {
+        fflush(NULL);
+        pid_t a = fork();
+        cr_assert(a >= 0);
+        if (a == 0)
+            _exit(eplb_trace_probe_run(bad) & 0xff);
+        char kids[96];
+        snprintf(kids, sizeof kids, "/proc/%d/task/%d/children", (int)a, (int)a);
+        long g = 0;
+        for (int tries = 0; tries < 1000 && g <= 0; tries++) {
+            FILE *f = fopen(kids, "r");
+            if (f) {
+                if (fscanf(f, "%ld", &g) != 1)
+                    g = 0;
+                fclose(f);
+            }
+            if (g <= 0)
+                usleep(10000);
+        }
+        cr_assert(g > 0, "the probe started no child (%s)", kids);
+        usleep(300000); /* in HDF5 by now, its crash signals at their default */
+        cr_assert_eq(kill((pid_t)g, sigs[i]), 0);
+        int ws = 0;
+        cr_assert_eq(waitpid(a, &ws, 0), a);
+        cr_assert(WIFEXITED(ws), "status %d", ws);
+        cr_assert_eq(WEXITSTATUS(ws), want[i], "signal %d: probe %d, want %d", sigs[i],
+                     WEXITSTATUS(ws), want[i]);
+    }
+    unsetenv("EPLB_TRACE_PROBE_TIMEOUT");
+    alarm(0);
+    unlink(bad);
+    unlink(good);
+}
+
+/* A chunked dataset whose extent ends inside its last chunk has that
+ * partial chunk too: 100 rows in chunks of 64 are 2 chunks, and with only
+ * the first written the trace is refused as unfinished.  Mutation testing:
+ * counting chunks rounded down (dims / chunk) passed: every test's extent
+ * was a multiple of its chunk, or the unwritten chunk not the last. */
+Test(trace_errors, unwritten_partial_last_chunk_refused, .timeout = 20)
+{
+    const int64_t offs[2] = {0, 100};
+    char path[600];
+    snprintf(path, sizeof path, "%s", bare_trace(offs, 2));
+    hsize_t d[3] = {100, L_, K_}, mx[3] = {H5S_UNLIMITED, L_, K_}, c[3] = {64, L_, K_},
+            rest[3] = {36, L_, K_};
+    put_dataset(path, "/router/topk_ids", H5T_STD_I32LE, 3, d, mx, c, -1, -1, NULL);
+    static int32_t ids[64][L_][K_];
+    for (int t = 0; t < 64; t++)
+        for (int l = 0; l < L_; l++)
+            for (int k = 0; k < K_; k++)
+                ids[t][l][k] = k;
+    write_ids_chunk(path, 0, c, ids);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/router/topk_ids: 1 of its 2 chunks were never written");
+    write_ids_chunk(path, 64, rest, ids);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* Logits of a float type that is float32, float16 or bfloat16 in all but
+ * its exponent bias are refused, naming the dataset and every field (read
+ * as the standard type, each value would be scaled by a power of 2).
+ * Mutation testing: dropping the bias from each type's check passed. */
+Test(trace_errors, logits_float_bias_checked)
+{
+    const hsize_t dims[3] = {T_, L_, E_};
+    for (int c = 0; c < 3; c++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s", good_trace());
+        hid_t t = c == 0   ? H5Tcopy(H5T_IEEE_F32LE)
+                  : c == 1 ? eplb_h5_type_f16()
+                           : eplb_h5_type_bf16();
+        cr_assert(t >= 0);
+        cr_assert(H5Tset_ebias(t, c == 0 ? 100 : c == 1 ? 14 : 126) >= 0);
+        put_dataset(path, "/router/logits", t, 3, dims, NULL, NULL, -1, -1, NULL);
+        H5Tclose(t);
+        static const char *const want[3] = {
+            "/router/logits: unsupported float type (size 4, sign bit 31, exponent 8 bits at "
+            "23, mantissa 23 bits, bias 100); expected float32, float16 or bfloat16",
+            "/router/logits: unsupported float type (size 2, sign bit 15, exponent 5 bits at "
+            "10, mantissa 10 bits, bias 14)",
+            "/router/logits: unsupported float type (size 2, sign bit 15, exponent 8 bits at "
+            "7, mantissa 7 bits, bias 126)"};
+        assert_open_fails(path, EPLB_ERR_FORMAT, want[c]);
+        unlink(path);
+    }
+}
+
+/* Heap index past the collection (see heap_index_out_of_range): the
+ * message names the signal the probe's child died of, by number and
+ * name.  Mutation testing: the number off by one passed. */
+Test(trace_errors, probe_crash_names_the_signal)
+{
+    const char *good = good_trace();
+    const char *bad = corrupt_heap_ref(good, 0);
+    char want[800];
+    snprintf(want, sizeof want,
+             "%s: corrupt HDF5 metadata: the HDF5 library died of signal %d (%s) reading it", bad,
+             SIGSEGV, strsignal(SIGSEGV));
+    eplb_test_cli_expect(1, want, "info '%s'", bad);
+    unlink(bad);
+    unlink(good);
+}
+
+/* Numeric root attributes: exactly one value, a number, an integer where
+ * one is wanted (a float attribute holding one reads: h5py writes Python
+ * floats so), INT64_MAX as an unsigned 64-bit value still a number (then
+ * out of range); enums (h5py's numpy bool) read as their signed or
+ * unsigned integer.  Mutation testing: each of these checks dropped or
+ * moved passed (the tests had a wrong version, a missing attribute, 2^64 -
+ * 1 and 1e30 only). */
+Test(trace_errors, numeric_attribute_forms)
+{
+    const char *path = good_trace();
+    const int64_t two[2] = {L_, L_};
+    hsize_t n2 = 2;
+    hid_t f = open_rw(path);
+    cr_assert(H5Adelete(f, "num_layers") >= 0);
+    hid_t sp = H5Screate_simple(1, &n2, NULL);
+    hid_t a = H5Acreate2(f, "num_layers", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, two) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Fclose(f);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "root attribute 'num_layers' has 2 values, expected one");
+
+    set_str_attr(path, "num_layers", "2");
+    assert_open_fails(path, EPLB_ERR_FORMAT, "root attribute 'num_layers' is not a number");
+    set_int_attr(path, "num_layers", L_);
+    set_int_attr(path, "model", 7);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "root attribute 'model' is not a string");
+    set_str_attr(path, "model", "m");
+
+    const double half = 2.5, whole = 2.0;
+    set_attr(path, "num_layers", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &half);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "'num_layers' = 2.5 is not an integer");
+    set_attr(path, "num_layers", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &whole);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->num_layers, L_);
+    eplb_trace_close(tr);
+    const double low = -9223372036854775808.0; /* -2^63: an int64 */
+    set_attr(path, "num_layers", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &low);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "root attribute 'num_layers' = -9223372036854775808 is outside [1, ");
+
+    const unsigned long long max = 9223372036854775807ull;
+    set_attr(path, "num_layers", H5T_STD_U64LE, H5T_NATIVE_ULLONG, &max);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "root attribute 'num_layers' = 9223372036854775807 is outside [1, ");
+    set_int_attr(path, "num_layers", L_);
+
+    /* enums: a signed one of -1, an unsigned one of 200, and h5py's bool */
+    for (int c = 0; c < 3; c++) {
+        hid_t et = H5Tenum_create(c == 1 ? H5T_NATIVE_UINT8 : H5T_NATIVE_INT8);
+        int8_t s[2] = {c == 0 ? -1 : 0, 1};
+        uint8_t u[2] = {200, 1};
+        cr_assert(H5Tenum_insert(et, "A", c == 1 ? (void *)&u[0] : (void *)&s[0]) >= 0);
+        cr_assert(H5Tenum_insert(et, "B", c == 1 ? (void *)&u[1] : (void *)&s[1]) >= 0);
+        set_attr(path, "renormalize", et, et,
+                 c == 2 ? (void *)&s[1]
+                 : c    ? (void *)&u[0]
+                        : (void *)&s[0]);
+        H5Tclose(et);
+        if (c < 2) {
+            assert_open_fails(path, EPLB_ERR_FORMAT,
+                              c ? "root attribute 'renormalize' = 200 is outside [0, 1]"
+                                : "root attribute 'renormalize' = -1 is outside [0, 1]");
+        } else {
+            eplb_assert_ok(eplb_trace_open(&tr, path));
+            cr_assert_eq(eplb_trace_info(tr)->route.renormalize, 1);
+            eplb_trace_close(tr);
+        }
+    }
+    /* a double read from an enum: its value */
+    hid_t et = H5Tenum_create(H5T_NATIVE_INT8);
+    int8_t v3 = 3;
+    cr_assert(H5Tenum_insert(et, "THREE", &v3) >= 0);
+    set_attr(path, "routed_scaling_factor", et, et, &v3);
+    H5Tclose(et);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_float_eq(eplb_trace_info(tr)->route.routed_scaling_factor, 3.0f, 0);
+    eplb_trace_close(tr);
+    /* missing: said so (not HDF5's failed open, which names it too) */
+    f = open_rw(path);
+    cr_assert(H5Adelete(f, "renormalize") >= 0);
+    H5Fclose(f);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "missing root attribute 'renormalize'");
+    unlink(path);
+}
+
+/* Soft links: a relative target is relative to the group holding the
+ * link (/router/logits -> "lg" is /router/lg); a chain of 16 soft links
+ * is followed and one of 17 refused by name; a path under a dataset is
+ * absent, not a read error.  Mutation testing: targets taken relative to
+ * the root, or as absolute, the depth limit one deeper, and a failed
+ * look-up under a dataset taken for an I/O error all passed. */
+Test(trace_errors, soft_links_relative_nested_and_under_a_dataset)
+{
+    const char *path = good_trace();
+    hid_t f = open_rw(path);
+    cr_assert(H5Lmove(f, "/router/logits", f, "/router/lg", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_soft("lg", f, "/router/logits", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->levels,
+                 EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
+    eplb_trace_close(tr);
+    unlink(path);
+
+    /* /router -> /a1 -> ... -> /aN -> /r0 */
+    path = good_trace();
+    for (int links = 16; links <= 17; links++) {
+        f = open_rw(path);
+        if (links == 16)
+            cr_assert(H5Lmove(f, "/router", f, "/r0", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+        else
+            for (int i = 15; i >= 1; i--) {
+                char name[16];
+                snprintf(name, sizeof name, "/a%d", i);
+                cr_assert(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+            }
+        if (links == 17)
+            cr_assert(H5Ldelete(f, "/router", H5P_DEFAULT) >= 0);
+        for (int i = 1; i < links; i++) {
+            char name[16], target[16];
+            snprintf(name, sizeof name, "/a%d", i);
+            if (i == links - 1)
+                snprintf(target, sizeof target, "/r0");
+            else
+                snprintf(target, sizeof target, "/a%d", i + 1);
+            cr_assert(H5Lcreate_soft(target, f, name, H5P_DEFAULT, H5P_DEFAULT) >= 0);
+        }
+        cr_assert(H5Lcreate_soft("/a1", f, "/router", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+        H5Fclose(f);
+        if (links == 16) {
+            eplb_assert_ok(eplb_trace_open(&tr, path));
+            cr_assert_eq(eplb_trace_info(tr)->levels,
+                         EPLB_LEVEL_LOGITS | EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
+            eplb_trace_close(tr);
+        } else {
+            assert_open_fails(path, EPLB_ERR_FORMAT,
+                              "/router/logits: soft links nested more than 16 deep at /a16");
+        }
+    }
+    unlink(path);
+
+    /* /router a dataset: no logits or top-k ids under it, the counts read */
+    path = good_trace();
+    drop(path, "/router/logits");
+    drop(path, "/router/topk_ids");
+    drop(path, "/router");
+    hsize_t one = 1;
+    int32_t z = 0;
+    put_dataset(path, "/router", H5T_STD_I32LE, 1, &one, NULL, NULL, -1, H5T_NATIVE_INT32, &z);
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(eplb_trace_info(tr)->levels, EPLB_LEVEL_COUNTS);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* A chunk count past 2^64 (extent 2^40 x 2^40 x 2 in chunks of one
+ * element) saturates: such a dataset is refused for its number of small
+ * chunks.  Mutation testing: an overflow taken for 0 chunks passed. */
+Test(trace_errors, chunk_count_past_uint64_saturates, .timeout = 20)
+{
+    const char *path = good_trace();
+    hsize_t d[3] = {(hsize_t)1 << 40, (hsize_t)1 << 40, K_},
+            mx[3] = {H5S_UNLIMITED, H5S_UNLIMITED, K_}, one[3] = {1, 1, 1};
+    put_dataset(path, "/router/topk_ids", H5T_STD_U8LE, 3, d, mx, one, -1, -1, NULL);
+    assert_open_fails(path, EPLB_ERR_FORMAT,
+                      "/router/topk_ids: 18446744073709551615 chunks of [1, 1, 1] elements");
     unlink(path);
 }

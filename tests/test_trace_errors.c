@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -710,25 +711,11 @@ Test(trace_errors, heap_index_out_of_range)
     unlink(good);
 }
 
-/* A global-heap object of index 0 and size 0 (HDF5 file format: a
- * collection is "GCOL", a version byte, 3 reserved bytes and its 8-byte
- * size, then objects of a 2-byte index, 2-byte reference count, 4 reserved
- * bytes, an 8-byte size and the data, padded to 8 bytes; the size of
- * object 0, the free space, counts its header too).  HDF5 1.10.8 parses the
- * collection to read a string attribute (H5HG_read from H5Aread) going
- * from one object to the next by its size: at object 0 of size 0 it stays
- * where it is for ever, and the probe's child with it; the parent waited
- * for the child for ever (info, run and bench io hung; an audit found it,
- * zeroing object 1's size, which led the parse into the zeros of the free
- * space).  The probe kills the child after EPLB_TRACE_PROBE_TIMEOUT
- * seconds: the CLI exits 1 naming the file, in about that time. */
-Test(trace_errors, probe_time_limit)
+/* A copy of good (PATH.loop.h5) whose global heap's object 0 (its free
+ * space) has size 0, on which HDF5 1.10.8 loops for ever reading a string
+ * attribute (see probe_time_limit for the format). */
+static const char *heap_loop_copy(const char *good)
 {
-    /* a hang fails the test (SIGALRM): Criterion's .timeout leaked 48 bytes
-     * in the runner for a test this long, which the sanitizer build's leak
-     * check fails */
-    alarm(60);
-    const char *good = good_trace();
     size_t n = 0;
     unsigned char *b = eplb_test_slurp(good, &n);
     size_t g = 0; /* the first collection */
@@ -748,18 +735,46 @@ Test(trace_errors, probe_time_limit)
         at += 16 + (size + 7) / 8 * 8;
     }
     memset(b + at + 8, 0, 8);
-    char bad[600];
+    static char bad[600];
     snprintf(bad, sizeof bad, "%s.loop.h5", good);
     eplb_test_write_bytes(bad, b, n);
     free(b);
-    /* where the limit fails, the commands this test starts die of SIGXCPU
-     * rather than spin on after the test's timeout */
+    return bad;
+}
+
+/* Where a probe's time limit fails, the children this test starts die of
+ * SIGXCPU after 10 s of CPU rather than spin on after the test. */
+static void cpu_limit_10s(void)
+{
     struct rlimit cpu;
     cr_assert_eq(getrlimit(RLIMIT_CPU, &cpu), 0);
     if (cpu.rlim_cur == RLIM_INFINITY || cpu.rlim_cur > 10) {
         cpu.rlim_cur = cpu.rlim_max != RLIM_INFINITY && cpu.rlim_max < 10 ? cpu.rlim_max : 10;
         cr_assert_eq(setrlimit(RLIMIT_CPU, &cpu), 0);
     }
+}
+
+/* A global-heap object of index 0 and size 0 (HDF5 file format: a
+ * collection is "GCOL", a version byte, 3 reserved bytes and its 8-byte
+ * size, then objects of a 2-byte index, 2-byte reference count, 4 reserved
+ * bytes, an 8-byte size and the data, padded to 8 bytes; the size of
+ * object 0, the free space, counts its header too).  HDF5 1.10.8 parses the
+ * collection to read a string attribute (H5HG_read from H5Aread) going
+ * from one object to the next by its size: at object 0 of size 0 it stays
+ * where it is for ever, and the probe's child with it; the parent waited
+ * for the child for ever (info, run and bench io hung; an audit found it,
+ * zeroing object 1's size, which led the parse into the zeros of the free
+ * space).  The probe kills the child after EPLB_TRACE_PROBE_TIMEOUT
+ * seconds: the CLI exits 1 naming the file, in about that time. */
+Test(trace_errors, probe_time_limit)
+{
+    /* a hang fails the test (SIGALRM): Criterion's .timeout leaked 48 bytes
+     * in the runner for a test this long, which the sanitizer build's leak
+     * check fails */
+    alarm(60);
+    const char *good = good_trace();
+    const char *bad = heap_loop_copy(good);
+    cpu_limit_10s();
     cr_assert_eq(setenv("EPLB_TRACE_PROBE_TIMEOUT", "1", 1), 0);
     char want[800];
     snprintf(want, sizeof want,
@@ -776,6 +791,45 @@ Test(trace_errors, probe_time_limit)
     /* the valid file it was made from opens under the same limit */
     eplb_test_cli_expect(0, NULL, "info '%s'", good);
     unsetenv("EPLB_TRACE_PROBE_TIMEOUT");
+    unlink(bad);
+    unlink(good);
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+/* The time limit holds while signals interrupt the wait: a process whose
+ * SIGALRM handler (no SA_RESTART) runs every 20 ms still has the looping
+ * child killed at the 1 s limit (3).  Mutation testing: giving up the
+ * wait on EINTR (no kill, the child left to spin) passed. */
+Test(trace_errors, probe_time_limit_through_signals)
+{
+    alarm(60); /* a hang fails the test (see probe_time_limit) */
+    const char *good = good_trace();
+    const char *bad = heap_loop_copy(good);
+    cpu_limit_10s();
+    cr_assert_eq(setenv("EPLB_TRACE_PROBE_TIMEOUT", "1", 1), 0);
+    fflush(NULL);
+    const time_t t0 = time(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) { /* one thread, as the probe wants; no alarm of the parent's */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm;
+        sigemptyset(&sa.sa_mask);
+        struct itimerval it = {{0, 20000}, {0, 20000}};
+        if (sigaction(SIGALRM, &sa, NULL) != 0 || setitimer(ITIMER_REAL, &it, NULL) != 0)
+            _exit(250);
+        _exit(eplb_trace_probe_run(bad) & 0xff);
+    }
+    int ws = 0;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    cr_assert(WIFEXITED(ws), "status %d", ws);
+    cr_assert_eq(WEXITSTATUS(ws), 3, "probe %d, want 3 (the time limit)", WEXITSTATUS(ws));
+    const double sec = difftime(time(NULL), t0);
+    cr_assert(sec < 8, "%.0f s for a limit of 1 s", sec);
+    unsetenv("EPLB_TRACE_PROBE_TIMEOUT");
+    alarm(0);
     unlink(bad);
     unlink(good);
 }
@@ -1540,36 +1594,6 @@ Test(trace_errors, probe_walks_contiguous_and_empty_datasets)
     eplb_trace_close(tr);
     cr_assert_eq(probe_in_child(path, 0), 0, "an empty chunked dataset");
     unlink(path);
-}
-
-/* A copy of good (PATH.spin.h5) whose global heap holds object 0 with
- * size 0, on which HDF5 1.10.8 loops for ever reading a string attribute
- * (see probe_time_limit). */
-static const char *heap_loop_copy(const char *good)
-{
-    size_t n = 0;
-    unsigned char *b = eplb_test_slurp(good, &n);
-    size_t g = 0;
-    while (g + 4 <= n && memcmp(b + g, "GCOL", 4) != 0)
-        g++;
-    cr_assert(g + 4 <= n, "%s has no global heap", good);
-    size_t at = g + 16;
-    for (;;) {
-        cr_assert(at + 16 <= n && at < g + 4096, "%s: no free space in the heap", good);
-        uint64_t size = 0;
-        for (int k = 7; k >= 0; k--)
-            size = size << 8 | b[at + 8 + k];
-        if (b[at] == 0 && b[at + 1] == 0)
-            break;
-        cr_assert(size < 4096);
-        at += 16 + (size + 7) / 8 * 8;
-    }
-    memset(b + at + 8, 0, 8);
-    static char bad[600];
-    snprintf(bad, sizeof bad, "%s.spin.h5", good);
-    eplb_test_write_bytes(bad, b, n);
-    free(b);
-    return bad;
 }
 
 /* Only a crash signal blames the file: a probe child killed by another

@@ -264,11 +264,17 @@ static int parent_is_group(hid_t file, const char *p)
     if (!slash || slash == p)
         return 1; /* the root group */
     snprintf(par, sizeof par, "%.*s", (int)(slash - p), p);
+    /* the failed look-up's reason is what the caller reports: kept aside
+     * while the parent is opened (each HDF5 call clears the stack) */
+    const hid_t why = H5Eget_current_stack();
     hid_t o = H5Oopen(file, par, H5P_DEFAULT);
-    if (o < 0)
-        return 1; /* could not be opened: a failure, not a dataset */
-    const int g = H5Iget_type(o) == H5I_GROUP;
-    H5Oclose(o);
+    int g = 1; /* could not be opened: a failure, not a dataset */
+    if (o >= 0) {
+        g = H5Iget_type(o) == H5I_GROUP;
+        H5Oclose(o);
+    }
+    if (why >= 0)
+        H5Eset_current_stack(why);
     return g;
 }
 
@@ -438,7 +444,9 @@ static eplb_status_t read_enum(int64_t *out, hid_t attr, hid_t type, const char 
 {
     unsigned char raw[8] = {0};
     hid_t super = H5Tget_super(type), mt = H5Tget_native_type(type, H5T_DIR_ASCEND);
-    size_t size = H5Tget_size(type);
+    /* raw holds the value in the native type: its size, not the file's (a
+     * 3-byte enum is read into 4, and -1 had read as 4294967295) */
+    const size_t size = mt < 0 ? 0 : H5Tget_size(mt);
     eplb_status_t st = EPLB_OK;
     if (super < 0 || mt < 0 || size > 8 || H5Aread(attr, mt, raw) < 0) {
         st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read enum attribute");

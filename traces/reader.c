@@ -608,16 +608,24 @@ static eplb_status_t open_locked(eplb_trace_t *tr, const char *path)
     if (is < 0)
         return eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
                             "not an HDF5 file (cannot read its signature)");
+    /* HDF5's reason is taken (eplb_h5_fail) before any other HDF5 call:
+     * each clears the error stack (H5Pclose first had dropped it, and with
+     * it the hint for a superblock version this build does not know) */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        const eplb_status_t st =
+            eplb_h5_fail(EPLB_ERR_INTERNAL, path, NULL, "cannot set up file access");
         eplb_h5_close(&fapl);
-        return eplb_h5_fail(EPLB_ERR_INTERNAL, path, NULL, "cannot set up file access");
+        return st;
     }
     tr->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    const eplb_status_t st = tr->file < 0
+                                 ? eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
+                                                "cannot open as HDF5 (truncated or corrupt file?)")
+                                 : EPLB_OK;
     H5Pclose(fapl);
-    if (tr->file < 0)
-        return eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
-                            "cannot open as HDF5 (truncated or corrupt file?)");
+    if (st != EPLB_OK)
+        return st;
     EPLB_CHECK(read_attrs(tr));
     EPLB_CHECK(read_offsets(tr));
     EPLB_CHECK(open_datasets(tr));

@@ -317,8 +317,9 @@ eplb_status_t eplb_h5_attr_write_str(hid_t loc, const char *name, const char *v,
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        eplb_h5_close(&t);
-        return eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot create string type");
+        const eplb_status_t st = eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot create string type");
+        eplb_h5_close(&t); /* after: it clears HDF5's reason */
+        return st;
     }
     eplb_status_t st = attr_write(loc, name, t, t, &v, path);
     H5Tclose(t);

@@ -404,10 +404,13 @@ static eplb_status_t check_dataset(const eplb_trace_t *tr, hid_t d, const char *
     else
         r = -1;
     H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    /* the reason first: every HDF5 call (the closes) clears it */
+    const eplb_status_t st =
+        r < 0 ? eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read shape") : EPLB_OK;
     eplb_h5_close(&sp);
     eplb_h5_close(&t);
-    if (r < 0)
-        return eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read shape");
+    if (st != EPLB_OK)
+        return st;
     char got[160], exp[160];
     fmt_shape(got, sizeof got, r > 8 ? 8 : r, dims);
     fmt_shape(exp, sizeof exp, rank, want);

@@ -1934,6 +1934,18 @@ static const char *header_version_2(const char *good, const char *name, const ch
     return path;
 }
 
+/* The start of eplb_h5_fail's hint for a version this HDF5 does not know,
+ * with this build's HDF5 version. */
+static const char *newer_format_hint(void)
+{
+    unsigned maj = 0, min = 0, rel = 0;
+    cr_assert(H5get_libversion(&maj, &min, &rel) >= 0);
+    static char hint[128];
+    snprintf(hint, sizeof hint, "; a file format newer than this build's HDF5 %u.%u.%u reads",
+             maj, min, rel);
+    return hint;
+}
+
 /* A message version this HDF5 does not know (here /router/logits' object
  * header version, which HDF5 refuses as "bad object header version
  * number") is refused naming the dataset, with the hint that the file may
@@ -1943,14 +1955,11 @@ Test(trace_errors, unknown_version_hints_at_a_newer_format)
 {
     const char *good = good_trace();
     const char *bad = header_version_2(good, "/router/logits", "ohdr");
-    unsigned maj = 0, min = 0, rel = 0;
-    cr_assert(H5get_libversion(&maj, &min, &rel) >= 0);
     char want[900];
     snprintf(want, sizeof want,
              "%s: /router/logits: cannot open dataset (hdf5: bad object header version "
-             "number); a file format newer than this build's HDF5 %u.%u.%u reads (h5py on "
-             "HDF5 >= 2.0 with libver='latest' writes one",
-             bad, maj, min, rel);
+             "number)%s (h5py on HDF5 >= 2.0 with libver='latest' writes one",
+             bad, newer_format_hint());
     assert_open_fails(bad, EPLB_ERR_FORMAT, want);
     unlink(bad);
     unlink(good);
@@ -2146,13 +2155,11 @@ Test(trace_errors, unknown_superblock_version_hints_at_a_newer_format)
     snprintf(bad, sizeof bad, "%s.sb9.h5", good);
     eplb_test_write_bytes(bad, b, n);
     free(b);
-    unsigned maj = 0, min = 0, rel = 0;
-    cr_assert(H5get_libversion(&maj, &min, &rel) >= 0);
     char want[900];
     snprintf(want, sizeof want,
              "%s: cannot open as HDF5 (truncated or corrupt file?) (hdf5: bad superblock "
-             "version number); a file format newer than this build's HDF5 %u.%u.%u reads",
-             bad, maj, min, rel);
+             "version number)%s",
+             bad, newer_format_hint());
     assert_open_fails(bad, EPLB_ERR_FORMAT, want);
     unlink(bad);
     unlink(good);

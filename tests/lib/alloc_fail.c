@@ -26,6 +26,7 @@
  *   EPLB_FAIL_FSYNC=N  the N-th fsync fails (EIO)
  *   with EPLB_FAIL_REPORT, also "alloc_fail: W pwrite, R pread, M rename,
  *   F fsync"
+ * strdup is a site of its own (libc's would call malloc from libc).
  * glibc only (__libc_malloc and friends: dlsym would allocate itself). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -36,6 +37,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -210,6 +212,22 @@ void *realloc(void *p, size_t n)
         return NULL;
     }
     return __libc_realloc(p, n);
+}
+
+/* strdup allocates inside libc, where malloc's caller is not the
+ * program's: a site of its own (the path copies of the reader, writer and
+ * results, an HDF5 string attribute's copy) */
+char *strdup(const char *s)
+{
+    if (fail_here(CALLER)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    const size_t n = strlen(s) + 1;
+    char *d = __libc_malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
 }
 
 __attribute__((destructor)) static void report(void)

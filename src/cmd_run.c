@@ -1325,7 +1325,13 @@ int eplb_cmd_run(int argc, char **argv)
             goto fail;
         }
         write_config(mf, &ctx);
-        fclose(mf);
+        /* the buffer grows as it is written: a failed growth shows here
+         * (a cut config would have gone into config.json and results.h5) */
+        const int bad = ferror(mf);
+        if (fclose(mf) != 0 || bad || !cfg_json) {
+            st = eplb_error_set(EPLB_ERR_NOMEM, "out of memory (the configuration's text)");
+            goto fail;
+        }
     }
     so.config_json = cfg_json;
     if (!o.json && !o.quiet)

@@ -214,6 +214,16 @@ void *realloc(void *p, size_t n)
     return __libc_realloc(p, n);
 }
 
+void *aligned_alloc(size_t align, size_t n)
+{
+    if (fail_here(CALLER)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    extern void *__libc_memalign(size_t align, size_t n);
+    return __libc_memalign(align, n);
+}
+
 /* strdup allocates inside libc, where malloc's caller is not the
  * program's: a site of its own (the path copies of the reader, writer and
  * results, an HDF5 string attribute's copy) */

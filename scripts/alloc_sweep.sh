@@ -9,7 +9,10 @@
 # paths; this script also serves the GPU machine (no Criterion there).
 # With --device gpu the statically linked CUDA runtime's allocations count
 # as the program's; sites that addr2line names libcudart_static_* crash in
-# it and are not ours (docs/perf/kernels.md, run 146).
+# it and are not ours (docs/perf/kernels.md, run 146).  The reader's sites
+# are reached first in the probe's child (traces/probe.c), whose failure
+# ends the command as the open outgrowing its memory cap: run the sweep
+# again with EPLB_TRACE_PROBE=0 to fail them in the command itself.
 set -u
 [ $# -ge 3 ] || { echo "usage: $0 BIN SHIM ARGS..." >&2; exit 2; }
 bin=$1 shim=$2

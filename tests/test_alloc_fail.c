@@ -1,7 +1,9 @@
 /* test_alloc_fail.c - every allocation of a command made to fail, one at a
  * time (tests/lib/alloc_fail.c, an LD_PRELOAD library): the command must
  * end with a message and exit 1, or succeed, and never crash or hang, and
- * a command that fails leaves no output behind.
+ * a command that fails leaves no output behind; one that succeeds prints
+ * and writes what it does without a failure (run, rebalance, info, gen,
+ * import), but for the one degradation a run declares in its output.
  *
  * Found by a static-analysis audit with fault injection: a run worker whose
  * workspace allocation failed for one run wrote through NULL in the next
@@ -69,6 +71,11 @@ static int every_site_same(const char *args, const char *out, int call, int same
         snprintf(prefix, sizeof prefix, "timeout 120 env EPLB_THREADS=1 %s LD_PRELOAD='%s' ",
                  sweep_env, so);
         cr_assert_eq(eplb_test_run_cli_prefixed(&clean, prefix, "%s", args), 0, "%s", args);
+        if (out) { /* and the files it wrote */
+            char cp[4200];
+            snprintf(cp, sizeof cp, "rm -rf '%s.clean' && cp -r '%s' '%s.clean'", out, out, out);
+            cr_assert_eq(system(cp), 0);
+        }
     }
     for (int k = 1; k <= sites; k++) {
         if (out) {
@@ -92,6 +99,16 @@ static int every_site_same(const char *args, const char *out, int call, int same
                           k, out);
         } else if (clean) {
             cr_assert_str_eq(text, clean, "%s, site %d: exit 0 with other output", args, k);
+            /* the files too, but for the one degradation a run declares:
+             * the trace's model_config unread (sim/profile.c), the expert
+             * sizes then taken by the model name, and the note in them */
+            char diff[4200];
+            snprintf(diff, sizeof diff,
+                     "grep -rq 'model_config could not be read (out of memory)' '%s' || "
+                     "diff -r '%s.clean' '%s' >/dev/null",
+                     out, out, out);
+            cr_assert(!out || system(diff) == 0, "%s, site %d: exit 0, %s differs from a clean run's",
+                      args, k, out);
         }
         free(text);
     }
@@ -140,13 +157,13 @@ Test(alloc_fail, gen_run_out_info, .disabled = !SHIM_USABLE, .timeout = 600)
     snprintf(o, sizeof o, "%s/out", d);
     snprintf(args, sizeof args, "gen --preset deepseek-v3 --steps 3 --tokens-per-step 16 -o '%s'",
              t);
-    cr_assert_gt(every_site(args, t), 5);
+    cr_assert_gt(every_site_same(args, t, 1, 1), 5);
     cr_assert_eq(eplb_test_run_cli(NULL, "%s", args), 0);
     snprintf(args, sizeof args,
              "run '%s' --policy deepseek,vec --trigger once --select balanced --quiet "
              "--policy-time 0 --threads 1 --device cpu --out '%s'",
              t, o);
-    cr_assert_gt(every_site(args, o), 10);
+    cr_assert_gt(every_site_same(args, o, 1, 1), 10);
     /* (the shipped trace: the small one's metadata is read in one go, so
      * no read failed while /router/logits was looked up) */
     snprintf(args, sizeof args, "info '%s' --json", trace("esft-intent.h5"));
@@ -188,7 +205,7 @@ Test(alloc_fail, rebalance_and_import, .disabled = !SHIM_USABLE, .timeout = 600)
     }
     snprintf(args, sizeof args, "import --format sglang-counts '%s' -o '%s' --top-k 2 --model toy",
              w, o);
-    cr_assert_gt(every_site(args, o), 3);
+    cr_assert_gt(every_site_same(args, o, 1, 1), 3);
     char rm[600];
     snprintf(rm, sizeof rm, "rm -rf '%s'", d);
     cr_assert_eq(system(rm), 0);

@@ -2194,3 +2194,126 @@ Test(trace_errors, enum_of_three_bytes_read_signed)
     }
     unlink(path);
 }
+
+/* String attributes are at most EPLB_H5_ATTR_STR_MAX (16 MiB; model_config,
+ * kept whole, here): a longer one is refused naming it, a fixed-length one
+ * by its type's size before anything is allocated for it.  A
+ * variable-length string lives in the global heap and is written here; a
+ * fixed-length one past 64 KiB needs dense attribute storage (HDF5 1.8
+ * format), so h5py writes a copy of the trace in that format. */
+static void put_vlen_string(const char *path, const char *name, size_t n)
+{
+    hid_t f = open_rw(path);
+    if (H5Aexists(f, name) > 0)
+        cr_assert(H5Adelete(f, name) >= 0);
+    char *text = malloc(n + 1);
+    cr_assert_not_null(text);
+    memset(text, 'x', n);
+    text[n] = '\0';
+    hid_t t = H5Tcopy(H5T_C_S1);
+    cr_assert(H5Tset_size(t, H5T_VARIABLE) >= 0);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(a >= 0 && H5Awrite(a, t, &text) >= 0, "%s: a %zu-byte string", path, n);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Fclose(f);
+    free(text);
+}
+
+static const char *too_long_model_config(const char *path)
+{
+    static char want[700];
+    snprintf(want, sizeof want,
+             "%s: root attribute 'model_config' is a string of 16777217 bytes; at most 16777216",
+             path);
+    return want;
+}
+
+Test(trace_errors, string_attribute_at_most_16_mib)
+{
+    alarm(60); /* a hang fails the test (see probe_time_limit) */
+    const char *path = good_trace();
+    const size_t most = (size_t)16 << 20;
+    put_vlen_string(path, "model_config", most);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(strlen(eplb_trace_info(tr)->model_config), most);
+    eplb_trace_close(tr);
+    put_vlen_string(path, "model_config", most + 1);
+    assert_open_fails(path, EPLB_ERR_FORMAT, too_long_model_config(path));
+    alarm(0);
+    unlink(path);
+}
+
+Test(trace_errors, fixed_string_attribute_at_most_16_mib)
+{
+    alarm(60); /* a hang fails the test (see probe_time_limit) */
+    if (system("python3 -c 'import h5py, numpy' >/dev/null 2>&1") != 0)
+        cr_skip_test("python3 with h5py and numpy not available");
+    const char *good = good_trace();
+    for (int extra = 0; extra < 2; extra++) {
+        char path[600], cmd[2400];
+        snprintf(path, sizeof path, "%s.dense%d.h5", good, extra);
+        snprintf(cmd, sizeof cmd,
+                 "python3 -c \"import h5py, numpy as np\n"
+                 "src = h5py.File('%s', 'r')\n"
+                 "f = h5py.File('%s', 'w', libver='v108')\n"
+                 "for k in src: src.copy(src[k], f, name=k)\n"
+                 "for k, v in src.attrs.items(): f.attrs[k] = v\n"
+                 "f.attrs['model_config'] = np.bytes_(b'x' * %zu)\n"
+                 "assert not f.attrs.get_id('model_config').get_type().is_variable_str()\n"
+                 "f.close()\"",
+                 good, path, ((size_t)16 << 20) + (size_t)extra);
+        cr_assert_eq(system(cmd), 0, "h5py could not write %s", path);
+        if (extra) {
+            assert_open_fails(path, EPLB_ERR_FORMAT, too_long_model_config(path));
+        } else {
+            eplb_trace_t *tr = NULL;
+            eplb_assert_ok(eplb_trace_open(&tr, path));
+            cr_assert_eq(strlen(eplb_trace_info(tr)->model_config), (size_t)16 << 20);
+            eplb_trace_close(tr);
+        }
+        unlink(path);
+    }
+    alarm(0);
+    unlink(good);
+}
+
+/* An attribute HDF5 cannot decode (a fixed-length string's size patched
+ * from 4099 to 16 MiB + 1, past its message) fails the look-up of the
+ * optional model_config: refused naming it.  Found while writing the test
+ * above: the failed look-up was taken for an absent model_config. */
+Test(trace_errors, undecodable_model_config_refused)
+{
+    const char *path = good_trace();
+    char text[4100];
+    memset(text, 'x', 4099);
+    text[4099] = '\0';
+    hid_t t = H5Tcopy(H5T_C_S1);
+    cr_assert(t >= 0 && H5Tset_size(t, 4099) >= 0);
+    set_attr(path, "model_config", t, t, text);
+    H5Tclose(t);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert_eq(strlen(eplb_trace_info(tr)->model_config), 4099);
+    eplb_trace_close(tr);
+    /* the string type's size (class 3, version 1: 0x13, 3 bytes of class
+     * bits, then the size, little-endian) */
+    size_t n = 0, at = 0, hits = 0;
+    unsigned char *b = eplb_test_slurp(path, &n);
+    for (size_t i = 0; i + 8 <= n; i++)
+        if (b[i] == 0x13 && !memcmp(b + i + 4, "\x03\x10\x00\x00", 4)) {
+            at = i + 4;
+            hits++;
+        }
+    cr_assert_eq(hits, 1, "%s: %zu string types of 4099 bytes", path, hits);
+    const uint32_t size = (16u << 20) + 1;
+    for (int k = 0; k < 4; k++)
+        b[at + (size_t)k] = (unsigned char)(size >> (8 * k));
+    eplb_test_write_bytes(path, b, n);
+    free(b);
+    assert_open_fails(path, EPLB_ERR_FORMAT, "cannot look up root attribute 'model_config'");
+    unlink(path);
+}

@@ -541,6 +541,14 @@ eplb_status_t eplb_h5_attr_read_double(double *out, hid_t loc, const char *name,
     return st;
 }
 
+static eplb_status_t str_too_long(const char *path, const char *name, size_t n)
+{
+    return eplb_error_set(EPLB_ERR_FORMAT,
+                          "%s: root attribute '%s' is a string of %zu bytes; at most %zu (16 "
+                          "MiB)",
+                          path, name, n, EPLB_H5_ATTR_STR_MAX);
+}
+
 eplb_status_t eplb_h5_attr_read_str(char **out, hid_t loc, const char *name,
                                     const char *path)
 {
@@ -565,10 +573,23 @@ eplb_status_t eplb_h5_attr_read_str(char **out, hid_t loc, const char *name,
             st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read string attribute");
             goto out;
         }
-        res = strdup(p ? p : "");
+        const size_t len = p ? strlen(p) : 0;
+        if (len <= EPLB_H5_ATTR_STR_MAX)
+            res = strdup(p ? p : "");
         H5free_memory(p);
+        if (len > EPLB_H5_ATTR_STR_MAX) {
+            st = str_too_long(path, name, len);
+            goto out;
+        }
     } else {
+        /* a corrupt size (4 bytes in the file) had the parent allocate and
+         * fill up to the probe's 2 GiB cap; a legitimate one fits in an
+         * object header (64 KiB) unless the attribute is stored densely */
         size_t n = H5Tget_size(t);
+        if (n > EPLB_H5_ATTR_STR_MAX) {
+            st = str_too_long(path, name, n);
+            goto out;
+        }
         res = calloc(n + 1, 1);
         if (res && H5Aread(a, mt, res) < 0) {
             st = eplb_h5_fail(EPLB_ERR_FORMAT, path, name, "cannot read string attribute");

@@ -85,7 +85,10 @@ eplb_status_t eplb_h5_attr_read_int(int64_t *out, hid_t loc, const char *name,
 eplb_status_t eplb_h5_attr_read_double(double *out, hid_t loc,
                                        const char *name, const char *path);
 /* Read a fixed- or variable-length string attribute into a malloc'd
- * NUL-terminated string. */
+ * NUL-terminated string of at most EPLB_H5_ATTR_STR_MAX bytes (longer:
+ * EPLB_ERR_FORMAT naming it; a fixed-length one refused before anything
+ * is allocated for it). */
+#define EPLB_H5_ATTR_STR_MAX ((size_t)16 << 20)
 eplb_status_t eplb_h5_attr_read_str(char **out, hid_t loc, const char *name,
                                     const char *path);
 /* 1 if attribute `name` exists on loc, 0 if not, negative on error. */

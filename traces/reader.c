@@ -147,7 +147,12 @@ static eplb_status_t read_attrs(eplb_trace_t *tr)
                               p, scale, (double)FLT_TRUE_MIN, (double)FLT_MAX);
     r->routed_scaling_factor = fscale;
     EPLB_CHECK(str_attr(in->source, sizeof in->source, f, p, "source", 1));
+    /* an attribute HDF5 cannot decode makes the look-up fail: an error,
+     * not an absent model_config (it was taken as absent, silently) */
     int e = eplb_h5_attr_exists(f, "model_config");
+    if (e < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, p, NULL,
+                            "cannot look up root attribute 'model_config'");
     if (e > 0)
         EPLB_CHECK(eplb_h5_attr_read_str(&in->model_config, f, "model_config", p));
     return EPLB_OK;

@@ -158,11 +158,7 @@ int64_t eplb_memory_override(void)
     return eplb_env_int("EPLB_MEMORY_AVAILABLE", 1, INT64_MAX, -1);
 }
 
-/* Bytes of memory this process may still take: the least of the machine's
- * MemAvailable, its cgroup's limit less usage (v2, then v1) and the
- * address-space limit (ulimit -v) less the process's size; SIZE_MAX where
- * none can be read.  EPLB_MEMORY_AVAILABLE (bytes) replaces it (tests; to
- * model a smaller machine). */
+/* `bytes` in the largest unit it has at least one of (src/eplb.h) */
 const char *eplb_bytes_text(char buf[32], double bytes)
 {
     static const char *const names[] = {"bytes", "KiB", "MiB", "GiB"};
@@ -174,6 +170,11 @@ const char *eplb_bytes_text(char buf[32], double bytes)
     return buf;
 }
 
+/* Bytes of memory this process may still take: the least of the machine's
+ * MemAvailable, its cgroup's limit less usage (v2, then v1) and the
+ * address-space limit (ulimit -v) less the process's size; SIZE_MAX where
+ * none can be read.  EPLB_MEMORY_AVAILABLE (bytes) replaces it (tests; to
+ * model a smaller machine). */
 size_t eplb_memory_available(void)
 {
     const int64_t set = eplb_memory_override();

@@ -2201,24 +2201,14 @@ Test(trace_errors, enum_of_three_bytes_read_signed)
  * variable-length string lives in the global heap and is written here; a
  * fixed-length one past 64 KiB needs dense attribute storage (HDF5 1.8
  * format), so h5py writes a copy of the trace in that format. */
-static void put_vlen_string(const char *path, const char *name, size_t n)
+/* model_config: n bytes of 'x', a variable-length string */
+static void put_vlen_string(const char *path, size_t n)
 {
-    hid_t f = open_rw(path);
-    if (H5Aexists(f, name) > 0)
-        cr_assert(H5Adelete(f, name) >= 0);
     char *text = malloc(n + 1);
     cr_assert_not_null(text);
     memset(text, 'x', n);
     text[n] = '\0';
-    hid_t t = H5Tcopy(H5T_C_S1);
-    cr_assert(H5Tset_size(t, H5T_VARIABLE) >= 0);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    cr_assert(a >= 0 && H5Awrite(a, t, &text) >= 0, "%s: a %zu-byte string", path, n);
-    H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    H5Fclose(f);
+    set_str_attr(path, "model_config", text);
     free(text);
 }
 
@@ -2236,12 +2226,12 @@ Test(trace_errors, string_attribute_at_most_16_mib)
     alarm(60); /* a hang fails the test (see probe_time_limit) */
     const char *path = good_trace();
     const size_t most = (size_t)16 << 20;
-    put_vlen_string(path, "model_config", most);
+    put_vlen_string(path, most);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     cr_assert_eq(strlen(eplb_trace_info(tr)->model_config), most);
     eplb_trace_close(tr);
-    put_vlen_string(path, "model_config", most + 1);
+    put_vlen_string(path, most + 1);
     assert_open_fails(path, EPLB_ERR_FORMAT, too_long_model_config(path));
     alarm(0);
     unlink(path);

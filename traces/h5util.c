@@ -131,6 +131,8 @@ void eplb_h5_close(hid_t *id)
 {
     if (*id < 0)
         return;
+    /* H5Eget_num does not clear the stack; a copy only when there is one */
+    const hid_t why = H5Eget_num(H5E_DEFAULT) > 0 ? H5Eget_current_stack() : H5I_INVALID_HID;
     switch (H5Iget_type(*id)) {
     case H5I_FILE: H5Fclose(*id); break;
     case H5I_GROUP: H5Gclose(*id); break;
@@ -142,6 +144,8 @@ void eplb_h5_close(hid_t *id)
     default: break;
     }
     *id = H5I_INVALID_HID;
+    if (why >= 0)
+        H5Eset_current_stack(why);
 }
 
 void eplb_h5_file_discard_writes(hid_t file)
@@ -317,9 +321,8 @@ eplb_status_t eplb_h5_attr_write_str(hid_t loc, const char *name, const char *v,
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        const eplb_status_t st = eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot create string type");
-        eplb_h5_close(&t); /* after: it clears HDF5's reason */
-        return st;
+        eplb_h5_close(&t);
+        return eplb_h5_fail(EPLB_ERR_IO, path, name, "cannot create string type");
     }
     eplb_status_t st = attr_write(loc, name, t, t, &v, path);
     H5Tclose(t);

@@ -36,7 +36,9 @@ eplb_status_t eplb_h5_fail(eplb_status_t st, const char *path, const char *obj,
 uint64_t eplb_h5_chunk_slots(int rank, const hsize_t *dims, const hsize_t *cd);
 
 /* Close an id if valid (any kind: dataset, space, type, plist, attr, file)
- * and set it to H5I_INVALID_HID. */
+ * and set it to H5I_INVALID_HID.  HDF5's error stack is kept as it was
+ * (each HDF5 call clears it): a failure's reason survives the closes
+ * between the failure and eplb_h5_fail. */
 void eplb_h5_close(hid_t *id);
 
 /* For a file that is thrown away after a failed write: from now on its

@@ -409,13 +409,10 @@ static eplb_status_t check_dataset(const eplb_trace_t *tr, hid_t d, const char *
     else
         r = -1;
     H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    /* the reason first: every HDF5 call (the closes) clears it */
-    const eplb_status_t st =
-        r < 0 ? eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read shape") : EPLB_OK;
     eplb_h5_close(&sp);
     eplb_h5_close(&t);
-    if (st != EPLB_OK)
-        return st;
+    if (r < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, tr->path, name, "cannot read shape");
     char got[160], exp[160];
     fmt_shape(got, sizeof got, r > 8 ? 8 : r, dims);
     fmt_shape(exp, sizeof exp, rank, want);
@@ -616,24 +613,19 @@ static eplb_status_t open_locked(eplb_trace_t *tr, const char *path)
     if (is < 0)
         return eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
                             "not an HDF5 file (cannot read its signature)");
-    /* HDF5's reason is taken (eplb_h5_fail) before any other HDF5 call:
-     * each clears the error stack (H5Pclose first had dropped it, and with
-     * it the hint for a superblock version this build does not know) */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
-        const eplb_status_t st =
-            eplb_h5_fail(EPLB_ERR_INTERNAL, path, NULL, "cannot set up file access");
         eplb_h5_close(&fapl);
-        return st;
+        return eplb_h5_fail(EPLB_ERR_INTERNAL, path, NULL, "cannot set up file access");
     }
     tr->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    const eplb_status_t st = tr->file < 0
-                                 ? eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
-                                                "cannot open as HDF5 (truncated or corrupt file?)")
-                                 : EPLB_OK;
-    H5Pclose(fapl);
-    if (st != EPLB_OK)
-        return st;
+    /* (eplb_h5_close keeps the failed open's reason: H5Pclose had dropped
+     * it, and with it the hint for a superblock version this build does
+     * not know) */
+    eplb_h5_close(&fapl);
+    if (tr->file < 0)
+        return eplb_h5_fail(EPLB_ERR_FORMAT, path, NULL,
+                            "cannot open as HDF5 (truncated or corrupt file?)");
     EPLB_CHECK(read_attrs(tr));
     EPLB_CHECK(read_offsets(tr));
     EPLB_CHECK(open_datasets(tr));

@@ -297,6 +297,37 @@ static void test_route_ties(void)
             route_compare(&rc, EPLB_DTYPE_F32, small ? 50 : 3000, 2, v, NULL, 1);
         }
     coarse = 0;
+    /* Signed zeros: without a bias the keys are the logits, and -0 equals
+     * +0 (the kernels' canon, route.cu), so rows of zeros of random sign
+     * tie everywhere and route to experts 0 .. K-1 in order, weights as
+     * the CPU's (mutation testing: keys without canon's -0 -> +0 passed
+     * every test) */
+    const int zidx[] = {1, 2, 3, 5, 6};
+    for (int v = 0; v < N_VARIANTS; v++)
+        for (size_t i = 0; i < sizeof zidx / sizeof zidx[0] && variant_on(v) && (v < 10 || v > 13);
+             i++)
+            for (int dt = 0; dt < 3; dt += 2) {
+                route_case_t rc = route_cases[zidx[i]];
+                rc.bias = 0;
+                const int E = rc.c.num_experts, K = rc.c.top_k, L = 2;
+                const int64_t T = small ? 40 : 700;
+                void *x = xmalloc((size_t)T * L * E * 4);
+                for (size_t j = 0; j < (size_t)T * L * E; j++)
+                    eplb_dtype_store(x, (eplb_dtype_t)dt, j, rnd() % 2 ? -0.0f : 0.0f);
+                route_check(&rc, (eplb_dtype_t)dt, T, L, v, x, NULL, NULL, 1);
+                int32_t *ic = xmalloc((size_t)T * L * K * 4);
+                float *wc = xmalloc((size_t)T * L * K * 4);
+                eplb_route_cpu(ic, wc, x, (eplb_dtype_t)dt, T, L, NULL, &rc.c);
+                int64_t off = 0;
+                for (int64_t r = 0; r < T * L; r++)
+                    for (int k = 0; k < K; k++)
+                        off += ic[r * K + k] != k;
+                CHECK(off == 0, "%s %s signed zeros: %lld CPU ids not 0..K-1 in order", rc.name,
+                      eplb_dtype_name((eplb_dtype_t)dt), (long long)off);
+                free(ic);
+                free(wc);
+                free(x);
+            }
 }
 
 /* Wide candidate sets: rows whose kept groups include one with a low second
@@ -653,6 +684,49 @@ static void fused_check(const route_case_t *rc, const eplb_layer_map_t *mp, int 
         free(p2);
         free(w2);
         free(c2);
+        /* tokens of given source ranks (src_rank; the token's row is its
+         * place among its rank's tokens): phys and counts as the CPU's on
+         * the GPU's ids, which are as before (mutation testing: the hash
+         * path of the segment kernel, which takes rows from contiguous
+         * rank blocks, also given source ranks passed every test) */
+        uint16_t *src = xmalloc(sizeof *src * (size_t)(T + 1));
+        for (int64_t i = 0; i < T; i++)
+            src[i] = (uint16_t)(rnd() % 16);
+        eplb_select_cfg_t cs = c;
+        cs.src_rank = src;
+        int32_t *i3 = xmalloc(no * 4), *p3 = xmalloc(no * 4), *c3 = xmalloc((size_t)L * P * 4),
+                *pc3 = xmalloc(no * 4), *cc3 = xmalloc((size_t)L * P * 4);
+        float *w3 = xmalloc(no * 4);
+        memcpy(c3, c0, (size_t)L * P * 4);
+        memcpy(cc3, c0, (size_t)L * P * 4);
+        poison(i3, no * 4);
+        poison(p3, no * 4);
+        poison(w3, no * 4);
+        eplb_gpu_set_route_variant(gpu, v);
+        st = eplb_gpu_fused_host(gpu, i3, w3, p3, c3, x, (eplb_dtype_t)dt, T, L, bias, &rc->c, maps,
+                                 &cs);
+        eplb_gpu_set_route_variant(gpu, 0);
+        CHECK(st == EPLB_OK, "fused %s %s v%d T=%lld with source ranks: %s", rc->name,
+              eplb_select_mode_name(c.mode), v, (long long)T, eplb_error_last());
+        if (st == EPLB_OK) {
+            eplb_select_record_cpu(pc3, cc3, i3, T, L, K, maps, &cs);
+            CHECK(memcmp(i3, ig, no * 4) == 0 && memcmp(w3, wg, no * 4) == 0,
+                  "fused %s %s v%d T=%lld with source ranks: ids or weights differ from "
+                  "without",
+                  rc->name, eplb_select_mode_name(c.mode), v, (long long)T);
+            CHECK(memcmp(pc3, p3, no * 4) == 0 && memcmp(cc3, c3, (size_t)L * P * 4) == 0,
+                  "fused %s %s %s v%d T=%lld with source ranks: phys or counts differ from "
+                  "the CPU's on the same ids",
+                  rc->name, eplb_select_mode_name(c.mode), eplb_dtype_name((eplb_dtype_t)dt), v,
+                  (long long)T);
+        }
+        free(src);
+        free(i3);
+        free(p3);
+        free(c3);
+        free(pc3);
+        free(cc3);
+        free(w3);
     }
     /* routing and weights as the CPU's, up to near-ties; every entry written */
     eplb_route_cpu(ic, wc, x, (eplb_dtype_t)dt, T, L, bias, &rc->c);
@@ -1092,6 +1166,38 @@ static void test_stage(void)
             free(pc);
             free(ic);
             free(wc);
+            free(x[j]);
+        }
+    }
+    /* balanced, two stages submitted back to back (both logits ready
+     * first): phys and counts as the CPU's on each stage's ids.  The plan
+     * lives in the handle's one scratch buffer, so the second submit waits
+     * for the first stage (gpu.cu).  Without that wait the second stage's
+     * chunk counts could overwrite the first's while it runs, but here the
+     * second stage's logits copy outlasts the first stage's kernels, and
+     * the mutant without the wait passed (kernels/dev/gpu-mutants.txt U05) */
+    if (!stage_poison(s, 2, EPLB_DTYPE_F32, T, L, rc, maps, none))
+        goto stages_out;
+    {
+        eplb_select_cfg_t cb = EPLB_SELECT_CFG_INIT;
+        cb.mode = EPLB_SELECT_BALANCED;
+        for (int j = 0; j < 2; j++) {
+            x[j] = make_logits(n, EPLB_DTYPE_F32, 2.0f);
+            memcpy(eplb_gpu_stage_logits(s[j]), x[j], n * 4);
+        }
+        for (int j = 0; j < 2; j++)
+            OK(eplb_gpu_stage_submit(s[j], EPLB_DTYPE_F32, T - 5 * j, &rc->c, &cb));
+        for (int j = 0; j < 2; j++) {
+            const int32_t *ids, *phys, *counts;
+            const float *w;
+            OK(eplb_gpu_stage_wait(s[j], &ids, &w, &phys, &counts));
+            const int64_t Tj = T - 5 * j;
+            int32_t *pc = xmalloc(no * 4), cc[3 * 288] = {0};
+            eplb_select_record_cpu(pc, cc, ids, Tj, L, K, maps, &cb);
+            CHECK(
+                memcmp(pc, phys, (size_t)Tj * L * K * 4) == 0 && memcmp(cc, counts, sizeof cc) == 0,
+                "stage %d balanced, two stages in flight: phys or counts differ from the CPU's", j);
+            free(pc);
             free(x[j]);
         }
     }

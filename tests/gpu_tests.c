@@ -95,6 +95,7 @@ static void *xcalloc(size_t n, size_t size)
 /* Random logits in dtype dt (some exact duplicates to exercise ties; with
  * `coarse` set, only the values 0, 1, 2: ties everywhere). */
 static int coarse;
+static int route_offset; /* route_check: logits this many elements into their buffer */
 static void *make_logits(size_t n, eplb_dtype_t dt, float scale)
 {
     void *p = xmalloc(n * eplb_dtype_size(dt));
@@ -225,10 +226,14 @@ static void route_check(const route_case_t *rc, eplb_dtype_t dt, int64_t T, int 
     int32_t *ic = xmalloc(no * 4), *ig = xmalloc(no * 4);
     float *wc = xmalloc(no * 4), *wg = xmalloc(no * 4);
     eplb_gpu_set_route_variant(gpu, variant);
-    void *dx = dev_from(x, n * eplb_dtype_size(dt));
+    /* the logits route_offset elements into their device buffer */
+    const size_t es = eplb_dtype_size(dt), off = (size_t)route_offset * es;
+    char *dx = dev_from(NULL, n * es + off);
+    if (dx)
+        eplb_gpu_copy(gpu, dx + off, x, n * es);
     void *db = bias ? dev_from(bias, sizeof *bias * L * E) : NULL;
     void *di = dev_from(NULL, no * 4), *dw = dev_from(NULL, no * 4);
-    eplb_status_t st = eplb_gpu_route(gpu, di, dw, dx, dt, T, L, db, c);
+    eplb_status_t st = eplb_gpu_route(gpu, di, dw, dx ? dx + off : NULL, dt, T, L, db, c);
     if (st == EPLB_OK)
         st = eplb_gpu_sync(gpu);
     CHECK(st == EPLB_OK, "%s: gpu route: %s", rc->name, eplb_error_last());
@@ -281,6 +286,44 @@ static void test_route_shapes(void)
                     int L = ti % 2 ? 2 : 1;
                     route_compare(&route_cases[ci], (eplb_dtype_t)dt, Ts[ti], L, v, NULL, 1);
                 }
+}
+
+/* Edges of the launcher's choices (route.cu, launch_route), each against
+ * the CPU (mutation testing found none of them tested):
+ * - logits one element into their buffer (4 bytes for f32, 2 for bf16),
+ *   so rows are not 16-byte aligned: the generic kernel, never the
+ *   float4 loads of the others;
+ * - 700 layers of 3 tokens: more layers than blocks fit on the GPU at
+ *   once, so the grid takes one block per layer, not none;
+ * - sigmoid, 256 experts in 8 groups, top-3 groups and K = 7 > 2 x 3: the
+ *   segment kernel's bound (at least 2 x topk_groups keys above its
+ *   threshold) does not cover K, so the warp kernel routes it;
+ * - 30 experts without groups: an even E that is not a multiple of 4, so
+ *   rows are not 16-byte aligned (the generic kernel);
+ * - 8 groups of one expert with a bias: a group's score is its one key
+ *   (there is no second to add; the generic kernel's gs > 1 test).  The
+ *   mutant without that test passes here: its scores are NaN, so every
+ *   group is kept, and the top K of all experts are the top K of the
+ *   top-4 single-expert groups anyway (Q12, kernels/dev/README.md). */
+static void test_route_edges(void)
+{
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!variant_on(v) || v == 7 || (v >= 10 && v <= 13))
+            continue;
+        route_offset = 1;
+        for (int ci = 0; ci < 3; ci += 2) /* deepseek-v3, softmax-256 */
+            for (int dt = 0; dt < 3; dt += 2)
+                route_compare(&route_cases[ci], (eplb_dtype_t)dt, small ? 40 : 700, 2, v, NULL, 1);
+        route_offset = 0;
+        route_compare(&route_cases[0], EPLB_DTYPE_F32, 3, 700, v, NULL, 1);
+        const route_case_t k7 = {
+            "sigmoid-k7-tg3", {256, 7, EPLB_SCORING_SIGMOID, 8, 3, 1, 2.5f}, 1};
+        route_compare(&k7, EPLB_DTYPE_F32, small ? 300 : 3000, 2, v, NULL, 1);
+        const route_case_t e30 = {"e30-ungrouped", {30, 3, EPLB_SCORING_SOFTMAX, 1, 1, 1, 1.0f}, 0};
+        route_compare(&e30, EPLB_DTYPE_F32, small ? 40 : 700, 2, v, NULL, 1);
+        const route_case_t g1 = {"groups-of-one", {8, 2, EPLB_SCORING_SIGMOID, 8, 4, 1, 1.0f}, 1};
+        route_compare(&g1, EPLB_DTYPE_F32, small ? 40 : 700, 2, v, NULL, 1);
+    }
 }
 
 /* Exact ties everywhere (logits in {0, 1, 2}, no bias): the lower id wins,
@@ -1201,6 +1244,23 @@ static void test_stage(void)
             free(x[j]);
         }
     }
+    /* maps of another P than the stage was opened for: a step with
+     * selection is refused (the stage's count buffers hold its own P);
+     * mutation testing: without the check every test passed */
+    {
+        map_t m2 = make_map(E, 320, 32, 4, 4, 0);
+        const eplb_layer_map_t maps2[3] = {m2.m, m2.m, m2.m};
+        OK(eplb_gpu_set_maps(gpu, maps2, L));
+        float *x2 = make_logits(n, EPLB_DTYPE_F32, 2.0f);
+        memcpy(eplb_gpu_stage_logits(s[0]), x2, n * 4);
+        CHECK(eplb_gpu_stage_submit(s[0], EPLB_DTYPE_F32, T, &rc->c, &c) == EPLB_ERR_INVALID_ARG,
+              "stage of P=%d: maps of P=320 accepted", P);
+        OK(eplb_gpu_stage_wait(s[0], NULL, NULL, NULL, NULL));
+        OK(eplb_gpu_set_maps(gpu, maps, L));
+        free(x2);
+        free(m2.lc);
+        free(m2.l2p);
+    }
     /* routing only (scfg NULL), as the replay routes logits: the ids of
      * eplb_gpu_route_host on the same logits, bit for bit, two stages in
      * flight; the ids poisoned first */
@@ -1675,6 +1735,7 @@ int main(int argc, char **argv)
         {"route_shapes", test_route_shapes, 1},
         {"route_ties", test_route_ties, 1},
         {"route_wide", test_route_wide, 1},
+        {"route_edges", test_route_edges, 1},
         {"route_tie_rate", test_route_tie_rate, 1},
         {"select_modes", test_select_modes, 0},
         {"balanced_least_peak", test_balanced_least_peak, 0},

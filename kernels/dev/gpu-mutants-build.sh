@@ -10,7 +10,9 @@
 # gpu_tests and runs it (the run call carries .devmut).  Mutants are
 # applied to a copy of kernels/ in a scratch folder, never to the tree.
 # BASE_ONLY=1: only the unmutated library, gpu_tests.o and link line
-# again (after a change to the tests), the mutant objects kept.
+# again (after a change to the tests), the mutant objects kept;
+# NEW_ONLY=1: the library and test object again, and only the mutants not
+# built yet (added to the list).
 set -eu
 B=$(cd "${1:?usage: gpu-mutants-build.sh BUILD_DIR [LIST]}" && pwd)
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,7 +24,7 @@ trap 'rm -rf "$W"' EXIT
 grep -q '^#define EPLB_HAVE_CUDA 1' "$B/config.h" ||
     { echo "gpu-mutants-build: $B is configured without CUDA" >&2; exit 1; }
 make -C "$B" -s libeplb.a tests/gpu_tests.o
-[ "${BASE_ONLY:-0}" = 1 ] || rm -rf "$OUTD"
+[ "${BASE_ONLY:-0}" = 1 ] || [ "${NEW_ONLY:-0}" = 1 ] || rm -rf "$OUTD"
 mkdir -p "$OUTD"
 xz -T"$J" -c "$B/libeplb.a" >"$OUTD/libeplb.a.xz"
 xz -c "$B/tests/gpu_tests.o" >"$OUTD/gpu_tests.o.xz"
@@ -85,6 +87,7 @@ PY
 n=0
 while IFS=@ read -r id file line old new obj; do
     [ -n "$id" ] || continue
+    [ "${NEW_ONLY:-0}" = 1 ] && [ -f "$OUTD/$id.$obj.o.xz" ] && continue
     one "$id" "$file" "$line" "$old" "$new" "$obj" &
     n=$((n + 1))
     if [ $((n % J)) = 0 ]; then wait; fi

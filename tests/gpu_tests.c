@@ -599,6 +599,49 @@ static void test_select_modes(void)
         CHECK(st == EPLB_ERR_INVALID_ARG, "gpu balanced with 200 replicas: %s",
               eplb_strerror(st));
     }
+    /* the bounds at their edges (mutation testing: neither was tested):
+     * an expert of exactly EPLB_PLAN_MAX_R replicas is planned, as on the
+     * CPU, one more is refused by both; 65536 source ranks are taken
+     * (blocks of 2 of 70000 tokens, and given ranks), 65537 refused */
+    for (int over = 0; over < 2; over++) {
+        const int R0 = EPLB_PLAN_MAX_R + over, MR = EPLB_PLAN_MAX_R + 1;
+        const int lc4[4] = {R0, 32 - over, 17, 17}; /* 130 slots on 10 GPUs */
+        map_t mr;
+        mr.lc = xmalloc(sizeof(int32_t) * 4);
+        mr.l2p = xmalloc(sizeof(int32_t) * 4 * MR);
+        for (int e = 0, slot = 0; e < 4; e++) {
+            mr.lc[e] = lc4[e];
+            for (int j = 0; j < MR; j++)
+                mr.l2p[e * MR + j] = j < lc4[e] ? slot++ : -1;
+        }
+        mr.m = (eplb_layer_map_t){4, 130, 10, 2, MR, mr.lc, mr.l2p};
+        if (!over) {
+            select_compare("64 replicas", &mr, 2, 3000, 2, EPLB_SELECT_BALANCED, 0, 0);
+        } else {
+            int32_t ids[8] = {0}, counts[130] = {0};
+            eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+            c.mode = EPLB_SELECT_BALANCED;
+            CHECK(eplb_gpu_select_record_host(gpu, NULL, counts, ids, 8, 1, 1, &mr.m, &c) ==
+                          EPLB_ERR_INVALID_ARG &&
+                      eplb_select_record_cpu(NULL, counts, ids, 8, 1, 1, &mr.m, &c) ==
+                          EPLB_ERR_INVALID_ARG,
+                  "balanced with 65 replicas accepted");
+        }
+        free(mr.lc);
+        free(mr.l2p);
+    }
+    for (int src = 0; src < 2; src++) {
+        select_compare("65536 ranks", &maps[0], 1, 70000, 8, EPLB_SELECT_HASH, 65536, src);
+        select_compare("65536 ranks", &maps[0], 1, 70000, 8, EPLB_SELECT_LOCAL, 65536, src);
+    }
+    {
+        int32_t ids[8] = {0}, counts[288] = {0};
+        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+        c.num_ranks = 65537;
+        CHECK(eplb_gpu_select_record_host(gpu, NULL, counts, ids, 8, 1, 1, &maps[0].m, &c) ==
+                  EPLB_ERR_INVALID_ARG,
+              "gpu select with 65537 ranks accepted");
+    }
     for (int mi = 0; mi < 3; mi++) {
         free(maps[mi].lc);
         free(maps[mi].l2p);
@@ -1067,6 +1110,20 @@ static void test_count_stripes(void)
         CHECK(eplb_gpu_counts_fold_clear(gpu, (int32_t *)dc + stride, dc, L, P) ==
                   EPLB_ERR_INVALID_ARG,
               "fold-clear into its own stripes accepted");
+        /* an output that ends where the stripes begin does not overlap
+         * them: taken (mutation testing: the boundary was not tested) */
+        int32_t *db2 = NULL;
+        OK(eplb_gpu_alloc(gpu, (void **)&db2, (n + nc) * 4));
+        if (db2) {
+            OK(eplb_gpu_copy(gpu, db2 + n, h, nc * 4));
+            OK(eplb_gpu_counts_fold_clear(gpu, db2, db2 + n, L, P));
+            to_host(gsum, db2, n * 4);
+            CHECK(memcmp(gsum, cc, n * 4) == 0,
+                  "count stripes L=%d P=%d: fold-clear into the buffer before the stripes: sum "
+                  "differs",
+                  L, P);
+            eplb_gpu_free(gpu, db2);
+        }
         free(h2);
         eplb_gpu_free(gpu, dx);
         eplb_gpu_free(gpu, dc);

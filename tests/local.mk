@@ -4,7 +4,7 @@ tests_eplb_tests_SOURCES += tests/test_core.c tests/test_json.c tests/test_progr
 	tests/test_pool.c tests/test_bench.c tests/test_a2a.c \
 	tests/test_h5py.c tests/test_bad_input.c \
 	tests/test_input_files.c tests/test_write_errors.c tests/lib/trace_fixtures.h \
-	tests/lib/trace_fixtures.c tests/test_alloc_fail.c
+	tests/lib/trace_fixtures.c tests/test_alloc_fail.c tests/test_plan_rules.c
 endif
 # the LD_PRELOAD library of test_alloc_fail.c and scripts/alloc_sweep.sh (a
 # shared object built as a program: no libtool); without the sanitizers,

@@ -3,7 +3,21 @@
  * tests/test_kernels.c left open (found by mutation testing: each test
  * names the change that passed the suite without it).  Expected values
  * come from hand calculation, from the documented formulas written again
- * here, or from plan_check.h's brute force. */
+ * here, or from plan_check.h's brute force.
+ *
+ * The mutants no test kills (2026-11-29, 27 in all, 12 killed by the
+ * suite before these tests, 7 by these): in plan_flow.h, the level test
+ * `>` for `== + 1` (an edge with room never reaches more than one level
+ * deeper), the bottleneck from the second edge (an expert-to-GPU edge
+ * always has more room than its source edge), the sink's reverse edge at
+ * 0 (no path leaves the sink) and the source edge's term taken always
+ * (that capacity is still 0 there): the same results; the bound rounded
+ * down at the start or in the cut: another least-peak split, the same
+ * least peak (which split is not documented).  In rules.h, the water
+ * fill's `> n` for `>= n` (the GPUs it adds then get 0 tokens) and the
+ * head's shift masked to 4 bits (it is at most 7 for R <= 255): the same
+ * results.  A search step with `cap >= 0` hangs the suite (.ci/run's
+ * EPLB_CI_CHECK_LIMIT stops it). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -257,3 +257,68 @@ Test(a2a_cli, refused_without_nccl_or_gpu)
     }
     free(out);
 }
+
+/* ---- the fit's edges (found by mutation testing: each passed the suite
+ * before these tests) ---------------------------------------------------- */
+
+/* A size of 0 bytes is not a positive size: refused, naming the point,
+ * although the other numbers would fit (10 us latency, 1 MiB in 10 us). */
+Test(a2a_fit, refuses_a_zero_size)
+{
+    const double x[2] = {0, 1048576}, t[2] = {10e-6, 20e-6};
+    eplb_a2a_fit_t f = {-1, -1, -1};
+    eplb_assert_fails(eplb_sim_a2a_fit(&f, x, t, 2), EPLB_ERR_INVALID_ARG, "point 0");
+    cr_assert(f.latency_s == -1 && f.bw == -1 && f.max_rel_err == -1);
+}
+
+/* An infinite time is not a finite time: refused as that point, not
+ * reported as some later failure of the fit. */
+Test(a2a_fit, refuses_an_infinite_time)
+{
+    const double x[3] = {65536, 1048576, 16777216};
+    const double t_last[3] = {10e-6, 15e-6, INFINITY}, t_first[3] = {INFINITY, 15e-6, 60e-6};
+    eplb_a2a_fit_t f = {-1, -1, -1};
+    eplb_assert_fails(eplb_sim_a2a_fit(&f, x, t_last, 3), EPLB_ERR_INVALID_ARG, "point 2");
+    eplb_assert_fails(eplb_sim_a2a_fit(&f, x, t_first, 3), EPLB_ERR_INVALID_ARG, "point 0");
+    cr_assert(f.latency_s == -1 && f.bw == -1 && f.max_rel_err == -1);
+}
+
+/* "Equal sizes" is relative to the size: 1e9 and 1e9 + 1e-4 bytes differ
+ * by 1e-13 of themselves.  By hand: the weighted variance of the sizes is
+ * at most (1e-4 / 2)^2 = 2.5e-9 bytes^2, below 1e-24 x (1e9)^2 = 1e-6, so
+ * they are one size and the fit refuses them as such (an absolute test
+ * would take them, get a slope of about 1e-6 s / 1e-4 bytes and fail
+ * later with a meaningless latency). */
+Test(a2a_fit, sizes_equal_relative_to_their_size)
+{
+    const double x[2] = {1e9, 1e9 + 1e-4}, t[2] = {10e-6, 11e-6};
+    cr_assert(x[1] != x[0]); /* two different doubles */
+    eplb_a2a_fit_t f;
+    eplb_assert_fails(eplb_sim_a2a_fit(&f, x, t, 2), EPLB_ERR_INVALID_ARG, "two different sizes");
+}
+
+/* Times that differ only in their 7th or 8th digit (a large latency, a
+ * fast exchange).  Through two points every weighted least-squares line
+ * is the line through both, so the slope must be (t1 - t0) / (x1 - x0)
+ * of the very doubles passed in (t1 - t0 is exact: the times are within a
+ * factor 2).  The fit takes the deviations of the times from their mean
+ * before the products; products of the raw times would lose these digits
+ * (errors of 1e-7 and more, where this asks for 1e-12). */
+Test(a2a_fit, two_close_times_keep_their_slope)
+{
+    static const struct {
+        double alpha, beta;
+    } cases[] = {{0.05, 1e16}, {0.1, 5e15}, {0.02, 5e15}, {0.01, 1e16}};
+    const double x[2] = {65536, 262144};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const double t[2] = {cases[i].alpha + x[0] / cases[i].beta,
+                             cases[i].alpha + x[1] / cases[i].beta};
+        const double slope = (t[1] - t[0]) / (x[1] - x[0]);
+        eplb_a2a_fit_t f;
+        eplb_assert_ok(eplb_sim_a2a_fit(&f, x, t, 2));
+        cr_expect(fabs(f.bw * slope - 1) < 1e-12, "case %zu: bw %.17g, want %.17g", i, f.bw,
+                  1 / slope);
+        cr_expect(fabs(f.latency_s - (t[0] - slope * x[0])) < 1e-12 * cases[i].alpha,
+                  "case %zu: latency %.17g", i, f.latency_s);
+    }
+}

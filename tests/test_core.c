@@ -410,3 +410,51 @@ Test(core, bytes_text_units)
     cr_assert_str_eq(eplb_bytes_text(b, 1073741824), "1.0 GiB");
     cr_assert_str_eq(eplb_bytes_text(b, 22906490880.0), "21.3 GiB");
 }
+
+/* ---- decimal numbers at their edges (found by mutation testing: each
+ * passed the suite before these tests) -------------------------------------- */
+
+/* For EINVAL the end is left at the start of the string, also when a '-'
+ * came before the non-digit (decimal.h: "or at s for EINVAL"). */
+Test(core, decimal_read_einval_leaves_end_at_start)
+{
+    const char *cases[] = {"-x", "-", "--1", "-,3"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *end = NULL;
+        int64_t v = 12345;
+        cr_expect_eq(eplb_decimal_read(&v, &end, cases[i]), EINVAL, "'%s'", cases[i]);
+        cr_expect(end == cases[i], "'%s': end at offset %td, want 0", cases[i],
+                  end ? end - cases[i] : (ptrdiff_t)-1);
+        cr_expect_eq(v, 12345, "'%s'", cases[i]);
+    }
+}
+
+/* Zero written in any of the accepted forms is the number 0, not an
+ * underflow. */
+Test(core, decimal_zero_reals)
+{
+    const char *cases[] = {"0", "-0", "0.0", ".0", "0.", "0e5", "0.000E-3"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double v = -42;
+        cr_expect_eq(eplb_decimal_parse_double(&v, cases[i]), 0, "'%s'", cases[i]);
+        cr_expect(v == 0, "'%s': %g", cases[i], v);
+    }
+    double v = 1;
+    cr_assert_eq(eplb_decimal_parse_double(&v, "-0"), 0);
+    cr_assert(v == 0 && signbit(v), "'-0' is minus zero");
+}
+
+/* An ERANGE left in errno by some earlier call does not make a zero an
+ * underflow: the reader clears errno itself before strtod. */
+Test(core, decimal_real_ignores_a_stale_errno)
+{
+    double v = -42;
+    errno = ERANGE;
+    cr_assert_eq(eplb_decimal_parse_double(&v, "0"), 0);
+    cr_assert(v == 0);
+    /* the same after a real underflow ("1e-999" becomes 0 with ERANGE) */
+    cr_assert_eq(eplb_decimal_parse_double(&v, "1e-999"), ERANGE);
+    v = -42;
+    cr_assert_eq(eplb_decimal_parse_double(&v, "0.0"), 0);
+    cr_assert(v == 0);
+}

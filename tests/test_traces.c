@@ -1433,3 +1433,148 @@ Test(traces, info_skew_of_a_layer_without_load_is_zero)
     eplb_json_free(v);
     unlink(path);
 }
+
+/* ---- the compression pool's own contract (traces/zpool.h), where the
+ * writer does not reach it: odd element sizes, errors, an empty pool (found
+ * by mutation testing: each passed the suite before these tests) ---------- */
+#include <zlib.h>
+
+#include "zpool.h"
+
+/* One chunk through a pool: fill it with bytes 0, 1, 2, ..., take it back
+ * and inflate it (zlib's own uncompress). */
+static void zpool_round(size_t bytes, size_t esize, int shuffle, unsigned char *out)
+{
+    eplb_zpool_t *z = NULL;
+    eplb_assert_ok(eplb_zpool_create(&z, 2, bytes, esize, shuffle, 4, 2));
+    unsigned char *b = eplb_zpool_buffer(z);
+    cr_assert_not_null(b);
+    for (size_t i = 0; i < bytes; i++)
+        b[i] = (unsigned char)i;
+    eplb_zpool_submit(z, b, 7);
+    cr_assert_eq(eplb_zpool_pending(z), 1);
+    const void *data = NULL;
+    size_t len = 0;
+    uint64_t rows = 0;
+    eplb_assert_ok(eplb_zpool_next(z, &data, &len, &rows));
+    cr_assert_eq(rows, 7);
+    cr_assert_eq(eplb_zpool_pending(z), 0);
+    uLongf n = (uLongf)bytes;
+    cr_assert_eq(uncompress(out, &n, data, (uLong)len), Z_OK);
+    cr_assert_eq(n, bytes);
+    eplb_zpool_destroy(z);
+}
+
+/* HDF5's shuffle with a chunk that is not a whole number of elements: 10
+ * bytes of 4-byte elements are 2 elements and 2 bytes left over.  By hand:
+ * byte j of element i goes to j * 2 + i, the last 2 bytes stay as they
+ * are. */
+Test(traces, zpool_shuffle_keeps_an_incomplete_last_element)
+{
+    const unsigned char want[10] = {0, 4, 1, 5, 2, 6, 3, 7, 8, 9};
+    unsigned char got[10];
+    zpool_round(10, 4, 1, got);
+    cr_assert(memcmp(got, want, sizeof want) == 0);
+}
+
+/* Elements of a size other than 2 and 4 (the writer's dtypes) take the
+ * general shuffle: 24 bytes of 8-byte elements are 3 elements, and byte j
+ * of element i (value 8 i + j) goes to 3 j + i.  Written out by hand. */
+Test(traces, zpool_shuffle_of_8_byte_elements)
+{
+    const unsigned char want[24] = {0, 8,  16, 1, 9,  17, 2, 10, 18, 3, 11, 19,
+                                    4, 12, 20, 5, 13, 21, 6, 14, 22, 7, 15, 23};
+    unsigned char got[24];
+    zpool_round(24, 8, 1, got);
+    cr_assert(memcmp(got, want, sizeof want) == 0);
+    /* and without shuffle the bytes are deflated as they are */
+    zpool_round(24, 8, 0, got);
+    for (int i = 0; i < 24; i++)
+        cr_assert_eq(got[i], i);
+}
+
+/* Taking a chunk back when none is pending is an error, not a wait or a
+ * crash: on a new pool, and after the only chunk was taken. */
+Test(traces, zpool_next_with_nothing_pending)
+{
+    eplb_zpool_t *z = NULL;
+    eplb_assert_ok(eplb_zpool_create(&z, 1, 64, 4, 1, 4, 3));
+    const void *data = NULL;
+    size_t len = 0;
+    uint64_t rows = 0;
+    eplb_assert_fails(eplb_zpool_next(z, &data, &len, &rows), EPLB_ERR_INTERNAL, "nothing pending");
+    unsigned char *b = eplb_zpool_buffer(z);
+    cr_assert_not_null(b);
+    memset(b, 1, 64);
+    eplb_zpool_submit(z, b, 1);
+    eplb_assert_ok(eplb_zpool_next(z, &data, &len, &rows));
+    cr_assert_eq(rows, 1);
+    eplb_assert_fails(eplb_zpool_next(z, &data, &len, &rows), EPLB_ERR_INTERNAL, "nothing pending");
+    eplb_zpool_destroy(z);
+}
+
+/* A failing compress2 is reported by _next.  zlib's levels are -1..9, so
+ * level 42 makes compress2 return Z_STREAM_ERROR (-2). */
+Test(traces, zpool_reports_a_failed_compress)
+{
+    eplb_zpool_t *z = NULL;
+    eplb_assert_ok(eplb_zpool_create(&z, 1, 64, 4, 0, 42, 2));
+    unsigned char *b = eplb_zpool_buffer(z);
+    cr_assert_not_null(b);
+    memset(b, 3, 64);
+    eplb_zpool_submit(z, b, 1);
+    const void *data = NULL;
+    size_t len = 0;
+    uint64_t rows = 0;
+    eplb_assert_fails(eplb_zpool_next(z, &data, &len, &rows), EPLB_ERR_INTERNAL,
+                      "compress2 failed (-2)");
+    eplb_zpool_destroy(z);
+}
+
+/* One chunk taken back and inflated: its rows and that every byte is c
+ * (shuffle moves bytes around, so a chunk of one byte value is that value
+ * with or without it). */
+static void zpool_expect_next(eplb_zpool_t *z, uint64_t want_rows, unsigned char c)
+{
+    const void *data = NULL;
+    size_t len = 0;
+    uint64_t rows = 0;
+    eplb_assert_ok(eplb_zpool_next(z, &data, &len, &rows));
+    cr_assert_eq(rows, want_rows);
+    unsigned char out[32];
+    uLongf n = sizeof out;
+    cr_assert_eq(uncompress(out, &n, data, (uLong)len), Z_OK);
+    cr_assert_eq(n, sizeof out);
+    for (size_t i = 0; i < sizeof out; i++)
+        cr_assert_eq(out[i], c, "chunk of rows %llu, byte %zu", (unsigned long long)want_rows, i);
+}
+
+/* Back-pressure and reuse with 2 buffers: both handed out, there is no
+ * third; chunks come back in submission order; once one is taken back
+ * (_next), _buffer hands out that buffer again (zpool.h: NULL only while
+ * every buffer is submitted and not yet taken back). */
+Test(traces, zpool_buffers_come_back_after_next)
+{
+    eplb_zpool_t *z = NULL;
+    eplb_assert_ok(eplb_zpool_create(&z, 2, 32, 4, 1, 4, 2));
+    unsigned char *a = eplb_zpool_buffer(z), *b = eplb_zpool_buffer(z);
+    cr_assert(a && b && a != b);
+    cr_assert_null(eplb_zpool_buffer(z));
+    memset(a, 'a', 32);
+    eplb_zpool_submit(z, a, 1);
+    memset(b, 'b', 32);
+    eplb_zpool_submit(z, b, 2);
+    cr_assert_eq(eplb_zpool_pending(z), 2);
+    cr_assert_null(eplb_zpool_buffer(z)); /* both in flight */
+    zpool_expect_next(z, 1, 'a');
+    cr_assert_eq(eplb_zpool_pending(z), 1);
+    unsigned char *c = eplb_zpool_buffer(z); /* a's, taken back above */
+    cr_assert(c == a);
+    cr_assert_null(eplb_zpool_buffer(z));
+    memset(c, 'c', 32);
+    eplb_zpool_submit(z, c, 3);
+    zpool_expect_next(z, 2, 'b');
+    zpool_expect_next(z, 3, 'c');
+    cr_assert_eq(eplb_zpool_pending(z), 0);
+    eplb_zpool_destroy(z);
+}

@@ -1578,3 +1578,226 @@ Test(traces, zpool_buffers_come_back_after_next)
     cr_assert_eq(eplb_zpool_pending(z), 0);
     eplb_zpool_destroy(z);
 }
+
+/* ---- from mutation testing of traces/parallel.c -------------------------
+ * The tests below were added after mutating traces/parallel.c: each one
+ * failed on a mutant that the suite let through.  They use a trace of 100
+ * tokens of 5 layers x 64 experts of f32 whose value at (t, l, e) is
+ * ((t % 50) * 320 + l * 64 + e) % 89 * 0.5 - 7 (two steps of 50 tokens),
+ * its /router/logits then rewritten with the chunk shape and filters under
+ * test. */
+#define MT_T 100
+#define MT_ROW (5 * 64)
+
+static float mt_value(int64_t t, int l, int e)
+{
+    return (float)((int)(((t % 50) * MT_ROW + l * 64 + e) % 89)) * 0.5f - 7.0f;
+}
+
+static const char *mt_trace(const char *name)
+{
+    const char *path = tmp_file(name);
+    eplb_trace_writer_t *w = f32_writer_37(path);
+    float *lg = malloc(sizeof(float) * 50 * MT_ROW);
+    for (int i = 0; i < 50 * MT_ROW; i++)
+        lg[i] = (float)(i % 89) * 0.5f - 7.0f;
+    for (int st = 0; st < 2; st++)
+        eplb_assert_ok(eplb_trace_writer_append_step(w, 50, lg, NULL, NULL, NULL, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    free(lg);
+    return path;
+}
+
+/* /router/logits rewritten from the formula with chunks of cd, shuffle
+ * (or not) then deflate, and a NaN at token nan_t (layer 1, expert 3)
+ * when nan_t >= 0. */
+static void mt_rechunk(const char *path, const hsize_t cd[3], int shuffle, int64_t nan_t)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d), ft = H5Dget_type(d);
+    H5Dclose(d);
+    float *v = malloc(sizeof(float) * MT_T * MT_ROW);
+    for (int64_t t = 0; t < MT_T; t++)
+        for (int l = 0; l < 5; l++)
+            for (int e = 0; e < 64; e++)
+                v[t * MT_ROW + l * 64 + e] = mt_value(t, l, e);
+    if (nan_t >= 0)
+        v[nan_t * MT_ROW + 1 * 64 + 3] = NAN;
+    cr_assert_eq(H5Ldelete(f, "/router/logits", H5P_DEFAULT), 0);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert_eq(H5Pset_chunk(dcpl, 3, cd), 0);
+    if (shuffle)
+        cr_assert_eq(H5Pset_shuffle(dcpl), 0);
+    cr_assert_eq(H5Pset_deflate(dcpl, 1), 0);
+    d = H5Dcreate2(f, "/router/logits", ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(d >= 0);
+    cr_assert_eq(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
+    free(v);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Tclose(ft);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* Chunks that do not span a token's layers or experts and whose last
+ * chunk along layers (5 = 2 + 2 + 1) and experts (64 = 24 + 24 + 16) is
+ * partial: the parallel reader places them piecewise, every value where
+ * the formula puts it and nothing past the end of the buffer.  Mutation
+ * testing: placing whole chunk rows at the edges, and taking chunks that
+ * span the layers but not the experts ({8, 5, 24}) for whole token rows,
+ * went unnoticed. */
+Test(traces, parallel_partial_chunks_in_layers_and_experts)
+{
+    static const hsize_t shapes[][3] = {{8, 2, 24}, {8, 5, 24}, {7, 3, 64}};
+    static const int64_t ranges[][2] = {{0, MT_T}, {3, 97}, {99, MT_T}, {8, 16}};
+    float *buf = malloc(sizeof(float) * (MT_T * MT_ROW + 16));
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const char *path = mt_trace("mt_edges.h5");
+        mt_rechunk(path, shapes[s], 1, -1);
+        eplb_trace_t *tr = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        cr_assert(eplb_trace_parallel_supported(tr));
+        for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++)
+            for (int th = 1; th <= 2; th++) {
+                const int64_t t0 = ranges[r][0], t1 = ranges[r][1];
+                const size_t n = (size_t)(t1 - t0) * MT_ROW;
+                memset(buf, 0xff, sizeof(float) * (n + 16)); /* NaN poison */
+                if (t0 == 0 && t1 == MT_T)
+                    eplb_assert_ok(eplb_trace_read_all_parallel(tr, buf, th));
+                else
+                    eplb_assert_ok(eplb_trace_read_logits_parallel(tr, buf, t0, t1, th));
+                for (size_t i = 0; i < n; i++) {
+                    const int64_t t = t0 + (int64_t)(i / MT_ROW);
+                    const int l = (int)(i % MT_ROW / 64), e = (int)(i % 64);
+                    cr_assert_float_eq(buf[i], mt_value(t, l, e), 0,
+                                       "chunks {%llu, %llu, %llu}, range [%lld, %lld), %d "
+                                       "threads: token %lld layer %d expert %d",
+                                       (unsigned long long)shapes[s][0],
+                                       (unsigned long long)shapes[s][1],
+                                       (unsigned long long)shapes[s][2], (long long)t0,
+                                       (long long)t1, th, (long long)t, l, e);
+                }
+                for (size_t i = n; i < n + 16; i++)
+                    cr_assert(isnan(buf[i]), "wrote past the end of the range");
+            }
+        eplb_trace_close(tr);
+        unlink(path);
+    }
+    free(buf);
+}
+
+/* A NaN in a chunk placed piecewise (chunks {8, 2, 24}: the workers do
+ * not scan those) is still found and named by the parallel read, as by
+ * the serial one.  Mutation testing: ignoring "rows left unscanned" when
+ * deciding that the read was clean went unnoticed. */
+Test(traces, parallel_nan_in_piecewise_chunk_named)
+{
+    const char *path = mt_trace("mt_nan.h5");
+    const hsize_t cd[3] = {8, 2, 24};
+    mt_rechunk(path, cd, 1, 42);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    float *buf = malloc(sizeof(float) * MT_T * MT_ROW);
+    for (int th = 1; th <= 2; th++)
+        eplb_assert_fails(eplb_trace_read_logits_parallel(tr, buf, 10, 60, th), EPLB_ERR_FORMAT,
+                          "/router/logits: token 42 layer 1 expert 3");
+    eplb_assert_ok(eplb_trace_read_logits_parallel(tr, buf, 43, MT_T, 2)); /* past it */
+    eplb_trace_close(tr);
+    free(buf);
+    unlink(path);
+}
+
+/* Deflate without shuffle, chunks spanning whole token rows: each row of
+ * the range reaches on_rows exactly once and *all = 1, as with shuffle
+ * (the test above of read_logits_each covers only shuffled chunks).
+ * Mutation testing: not delivering rows decoded by inflate alone went
+ * unnoticed. */
+Test(traces, parallel_each_delivers_deflate_only_rows)
+{
+    const char *path = mt_trace("mt_each.h5");
+    const hsize_t cd[3] = {8, 5, 64};
+    mt_rechunk(path, cd, 0, -1);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    cr_assert(eplb_trace_parallel_supported(tr));
+    float *buf = malloc(sizeof(float) * MT_T * MT_ROW), *sh = malloc(sizeof(float) * MT_T * MT_ROW);
+    static const int64_t r0[] = {0, 5, 99}, r1[] = {MT_T, 61, MT_T};
+    int hits[MT_T];
+    for (size_t q = 0; q < sizeof r0 / sizeof r0[0]; q++)
+        for (int th = 1; th <= 2; th++) {
+            each_t e = {PTHREAD_MUTEX_INITIALIZER, hits, buf, sh, r0[q], MT_ROW};
+            memset(hits, 0, sizeof hits);
+            int all = -1;
+            eplb_assert_ok(
+                eplb_trace_read_logits_each(tr, buf, r0[q], r1[q], th, each_cb, &e, &all));
+            for (int64_t t = 0; t < MT_T; t++)
+                cr_assert_eq(hits[t], t >= r0[q] && t < r1[q],
+                             "range [%lld, %lld), %d threads: token %lld delivered %d times",
+                             (long long)r0[q], (long long)r1[q], th, (long long)t, hits[t]);
+            cr_assert_eq(all, 1, "range [%lld, %lld): all = %d", (long long)r0[q], (long long)r1[q],
+                         all);
+            for (int64_t t = r0[q]; t < r1[q]; t++)
+                cr_assert_float_eq(buf[(t - r0[q]) * MT_ROW + 4 * 64 + 63], mt_value(t, 4, 63), 0);
+        }
+    free(buf);
+    free(sh);
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* More decode threads asked for than the reader starts at most (256): the
+ * read still gives every value.  Mutation testing: dropping the cap (the
+ * thread handles live in an array of 256) went unnoticed. */
+Test(traces, parallel_thread_count_capped)
+{
+    const char *path = mt_trace("mt_threads.h5");
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    float *buf = malloc(sizeof(float) * MT_T * MT_ROW);
+    memset(buf, 0xff, sizeof(float) * MT_T * MT_ROW);
+    eplb_assert_ok(eplb_trace_read_all_parallel(tr, buf, 300));
+    for (size_t i = 0; i < (size_t)MT_T * MT_ROW; i++)
+        cr_assert_float_eq(buf[i],
+                           mt_value((int64_t)(i / MT_ROW), (int)(i % MT_ROW / 64), (int)(i % 64)),
+                           0, "element %zu", i);
+    eplb_trace_close(tr);
+    free(buf);
+    unlink(path);
+}
+
+/* A chunk whose zlib stream lost the last 1 to 3 bytes of its 4-byte
+ * Adler-32 trailer (the deflate data itself complete) is refused as short,
+ * not checked against whatever bytes follow the stored chunk.  Mutation
+ * testing: dropping the trailer length check went unnoticed. */
+Test(traces, parallel_truncated_zlib_trailer_refused)
+{
+    for (int cut = 1; cut <= 3; cut++) {
+        const char *path = mt_trace("mt_trailer.h5");
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        cr_assert(f >= 0);
+        hid_t d = H5Dopen2(f, "/router/logits", H5P_DEFAULT);
+        const hsize_t off[3] = {37, 0, 0};
+        hsize_t nbytes = 0;
+        cr_assert(H5Dget_chunk_storage_size(d, off, &nbytes) >= 0 && nbytes > 8);
+        unsigned char *raw = malloc(nbytes);
+        uint32_t mask = 0;
+        cr_assert(H5Dread_chunk(d, H5P_DEFAULT, off, &mask, raw) >= 0);
+        cr_assert(H5Dwrite_chunk(d, H5P_DEFAULT, mask, off, nbytes - (hsize_t)cut, raw) >= 0);
+        free(raw);
+        H5Dclose(d);
+        H5Fclose(f);
+        eplb_trace_t *tr = NULL;
+        eplb_assert_ok(eplb_trace_open(&tr, path));
+        float *buf = malloc(sizeof(float) * MT_T * MT_ROW);
+        for (int th = 1; th <= 2; th++)
+            eplb_assert_fails(eplb_trace_read_all_parallel(tr, buf, th), EPLB_ERR_FORMAT,
+                              "chunk at [37, 0, 0]: corrupt deflate data (zlib: short");
+        eplb_assert_ok(eplb_trace_read_logits_parallel(tr, buf, 0, 37, 2)); /* before it */
+        eplb_trace_close(tr);
+        free(buf);
+        unlink(path);
+    }
+}

@@ -621,7 +621,10 @@ static uint64_t test_splitmix(uint64_t z)
 
 /* The random mode by its formula (docs/kernels.md): row key
  * mix(mix(mix(seed ^ step) ^ layer) ^ t), per k z = mix(row ^ k), replica
- * ((z >> 32) * R) >> 32 (Lemire's multiply-shift). */
+ * ((z >> 32) * R) >> 32 (Lemire's multiply-shift).  Steps 77, -5 and
+ * 2^32 + 77: the step enters as all 64 bits (rules.h: "step and layer
+ * enter as 64-bit two's complement"; found by mutation testing: the step
+ * cut to 32 bits passed the suite while its only step was small). */
 Test(kernels, select_random_by_formula)
 {
     /* splitmix64 seeded with 0 first returns 0xe220a8397b1dcdaf (its
@@ -633,27 +636,32 @@ Test(kernels, select_random_by_formula)
     for (int i = 0; i < T * L * K; i++)
         ids[i] = (int32_t)((i * 7 + i / 5) % 4); /* every expert, R = 1, 2, 3 */
     eplb_layer_map_t m[L] = {small_map(), small_map()};
-    eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
-    c.mode = EPLB_SELECT_RANDOM;
-    c.seed = 0x1234567890abcdefull;
-    c.step = 77;
-    eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, T, L, K, m, &c));
-    int32_t want_counts[L * 8] = {0};
-    for (int t = 0; t < T; t++)
-        for (int l = 0; l < L; l++) {
-            uint64_t row = test_splitmix(test_splitmix(test_splitmix(c.seed ^ (uint64_t)c.step) ^
-                                                       (uint64_t)l) ^
-                                         (uint64_t)t);
-            for (int k = 0; k < K; k++) {
-                int i = (t * L + l) * K + k, e = ids[i], R = m_logcnt[e];
-                uint64_t z = test_splitmix(row ^ (uint64_t)k);
-                int rep = (int)(((z >> 32) * (uint64_t)R) >> 32);
-                int want = m_log2phy[e * 3 + rep];
-                cr_assert_eq(phys[i], want, "t %d layer %d k %d (expert %d)", t, l, k, e);
-                want_counts[l * 8 + want]++;
+    const int64_t steps[3] = {77, -5, ((int64_t)1 << 32) + 77};
+    for (int si = 0; si < 3; si++) {
+        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
+        c.mode = EPLB_SELECT_RANDOM;
+        c.seed = 0x1234567890abcdefull;
+        c.step = steps[si];
+        memset(counts, 0, sizeof counts);
+        eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, T, L, K, m, &c));
+        int32_t want_counts[L * 8] = {0};
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < L; l++) {
+                uint64_t row = test_splitmix(
+                    test_splitmix(test_splitmix(c.seed ^ (uint64_t)c.step) ^ (uint64_t)l) ^
+                    (uint64_t)t);
+                for (int k = 0; k < K; k++) {
+                    int i = (t * L + l) * K + k, e = ids[i], R = m_logcnt[e];
+                    uint64_t z = test_splitmix(row ^ (uint64_t)k);
+                    int rep = (int)(((z >> 32) * (uint64_t)R) >> 32);
+                    int want = m_log2phy[e * 3 + rep];
+                    cr_assert_eq(phys[i], want, "step %lld t %d layer %d k %d (expert %d)",
+                                 (long long)c.step, t, l, k, e);
+                    want_counts[l * 8 + want]++;
+                }
             }
-        }
-    cr_assert_arr_eq(counts, want_counts, sizeof counts);
+        cr_assert_arr_eq(counts, want_counts, sizeof counts, "step %lld", (long long)c.step);
+    }
 }
 
 /* local with several replicas on the token's own GPU, and several on its

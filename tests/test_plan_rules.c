@@ -6,7 +6,9 @@
  * here, or from plan_check.h's brute force.
  *
  * The mutants no test kills (2026-11-29, 27 in all, 12 killed by the
- * suite before these tests, 7 by these): in plan_flow.h, the level test
+ * suite before these tests, 6 by these, and the random mode's step cut to
+ * 32 bits by test_kernels.c's select_random_by_formula, which now takes
+ * steps past 32 bits): in plan_flow.h, the level test
  * `>` for `== + 1` (an edge with room never reaches more than one level
  * deeper), the bottleneck from the second edge (an expert-to-GPU edge
  * always has more room than its source edge), the sink's reverse edge at
@@ -30,16 +32,6 @@
 
 /* hash(t) = t * 2654435769 mod 2^32 (kernels.h), written again here */
 static uint32_t knuth_hash(uint32_t t) { return t * 2654435769u; }
-
-/* splitmix64's output function from its published constants (Steele, Lea,
- * Flood 2014), independently of kernels/rules.h */
-static uint64_t splitmix(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* A water fill plan whose peak is above the bound but already the least
  * is kept as it is (plan_flow.h: "if it is lower than the plan's, the ...
@@ -153,39 +145,6 @@ Test(plan_rules, flatmod_index_does_not_wrap_in_32_bits)
                     cr_assert_eq(eplb_rule_entry_rep(EPLB_SELECT_FLATMOD, ts[i], k, K, R, 0), want,
                                  "t %u K %d k %d R %d", ts[i], K, k, R);
                 }
-}
-
-/* The random mode's step enters as all 64 bits (rules.h: "step and layer
- * enter as 64-bit two's complement"; found by mutation testing: the step
- * cut to 32 bits passed the suite, whose steps are small).  One expert of
- * 3 replicas (slots 0-2), 64 tokens of one rank, K = 1; row key
- * mix(mix(mix(seed ^ step) ^ layer) ^ t), z = mix(row ^ k), replica
- * ((z >> 32) 3) >> 32 (docs/kernels.md), for steps -5 and 2^32 + 77. */
-Test(plan_rules, random_step_enters_as_64_bits)
-{
-    cr_assert_eq(splitmix(0), 0xe220a8397b1dcdafull); /* the published first output */
-    enum { T = 64 };
-    const int32_t lc[1] = {3}, l2p[3] = {0, 1, 2};
-    const eplb_layer_map_t m = {1, 3, 3, 1, 3, lc, l2p};
-    int32_t ids[T], phys[T], counts[3];
-    for (int i = 0; i < T; i++)
-        ids[i] = 0;
-    const int64_t steps[2] = {-5, ((int64_t)1 << 32) + 77};
-    for (int s = 0; s < 2; s++) {
-        eplb_select_cfg_t c = EPLB_SELECT_CFG_INIT;
-        c.mode = EPLB_SELECT_RANDOM;
-        c.seed = 0x1234567890abcdefull;
-        c.step = steps[s];
-        memset(counts, 0, sizeof counts);
-        eplb_assert_ok(eplb_select_record_cpu(phys, counts, ids, T, 1, 1, &m, &c));
-        for (int t = 0; t < T; t++) {
-            const uint64_t row =
-                splitmix(splitmix(splitmix(c.seed ^ (uint64_t)c.step) ^ 0) ^ (uint64_t)t);
-            const uint64_t z = splitmix(row ^ 0);
-            const int want = (int)(((z >> 32) * 3) >> 32);
-            cr_assert_eq(phys[t], want, "step %lld token %d", (long long)c.step, t);
-        }
-    }
 }
 
 /* local: a token whose GPU holds some of the replicas takes the (hash(t)

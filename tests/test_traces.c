@@ -1642,6 +1642,31 @@ static void mt_rechunk(const char *path, const hsize_t cd[3], int shuffle, int64
     H5Fclose(f);
 }
 
+/* mt_trace's trace, its logits rewritten by mt_rechunk when cd is given,
+ * opened; *path for the caller's unlink. */
+static eplb_trace_t *mt_open(const char *name, const hsize_t *cd, int shuffle, int64_t nan_t,
+                             const char **path)
+{
+    *path = mt_trace(name);
+    if (cd)
+        mt_rechunk(*path, cd, shuffle, nan_t);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, *path));
+    return tr;
+}
+
+/* buf holds tokens [t0, t1) as the formula gives them; what names the
+ * read in a failure. */
+static void mt_expect_values(const float *buf, int64_t t0, int64_t t1, const char *what)
+{
+    for (size_t i = 0; i < (size_t)(t1 - t0) * MT_ROW; i++) {
+        const int64_t t = t0 + (int64_t)(i / MT_ROW);
+        const int l = (int)(i % MT_ROW / 64), e = (int)(i % 64);
+        cr_assert_float_eq(buf[i], mt_value(t, l, e), 0, "%s: token %lld layer %d expert %d", what,
+                           (long long)t, l, e);
+    }
+}
+
 /* Chunks that do not span a token's layers or experts and whose last
  * chunk along layers (5 = 2 + 2 + 1) and experts (64 = 24 + 24 + 16) is
  * partial: the parallel reader places them piecewise, every value where
@@ -1655,10 +1680,8 @@ Test(traces, parallel_partial_chunks_in_layers_and_experts)
     static const int64_t ranges[][2] = {{0, MT_T}, {3, 97}, {99, MT_T}, {8, 16}};
     float *buf = malloc(sizeof(float) * (MT_T * MT_ROW + 16));
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const char *path = mt_trace("mt_edges.h5");
-        mt_rechunk(path, shapes[s], 1, -1);
-        eplb_trace_t *tr = NULL;
-        eplb_assert_ok(eplb_trace_open(&tr, path));
+        const char *path;
+        eplb_trace_t *tr = mt_open("mt_edges.h5", shapes[s], 1, -1, &path);
         cr_assert(eplb_trace_parallel_supported(tr));
         for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++)
             for (int th = 1; th <= 2; th++) {
@@ -1669,17 +1692,12 @@ Test(traces, parallel_partial_chunks_in_layers_and_experts)
                     eplb_assert_ok(eplb_trace_read_all_parallel(tr, buf, th));
                 else
                     eplb_assert_ok(eplb_trace_read_logits_parallel(tr, buf, t0, t1, th));
-                for (size_t i = 0; i < n; i++) {
-                    const int64_t t = t0 + (int64_t)(i / MT_ROW);
-                    const int l = (int)(i % MT_ROW / 64), e = (int)(i % 64);
-                    cr_assert_float_eq(buf[i], mt_value(t, l, e), 0,
-                                       "chunks {%llu, %llu, %llu}, range [%lld, %lld), %d "
-                                       "threads: token %lld layer %d expert %d",
-                                       (unsigned long long)shapes[s][0],
-                                       (unsigned long long)shapes[s][1],
-                                       (unsigned long long)shapes[s][2], (long long)t0,
-                                       (long long)t1, th, (long long)t, l, e);
-                }
+                char what[160];
+                snprintf(what, sizeof what,
+                         "chunks {%llu, %llu, %llu}, range [%lld, %lld), %d threads",
+                         (unsigned long long)shapes[s][0], (unsigned long long)shapes[s][1],
+                         (unsigned long long)shapes[s][2], (long long)t0, (long long)t1, th);
+                mt_expect_values(buf, t0, t1, what);
                 for (size_t i = n; i < n + 16; i++)
                     cr_assert(isnan(buf[i]), "wrote past the end of the range");
             }
@@ -1695,11 +1713,9 @@ Test(traces, parallel_partial_chunks_in_layers_and_experts)
  * deciding that the read was clean went unnoticed. */
 Test(traces, parallel_nan_in_piecewise_chunk_named)
 {
-    const char *path = mt_trace("mt_nan.h5");
     const hsize_t cd[3] = {8, 2, 24};
-    mt_rechunk(path, cd, 1, 42);
-    eplb_trace_t *tr = NULL;
-    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const char *path;
+    eplb_trace_t *tr = mt_open("mt_nan.h5", cd, 1, 42, &path);
     float *buf = malloc(sizeof(float) * MT_T * MT_ROW);
     for (int th = 1; th <= 2; th++)
         eplb_assert_fails(eplb_trace_read_logits_parallel(tr, buf, 10, 60, th), EPLB_ERR_FORMAT,
@@ -1717,11 +1733,9 @@ Test(traces, parallel_nan_in_piecewise_chunk_named)
  * unnoticed. */
 Test(traces, parallel_each_delivers_deflate_only_rows)
 {
-    const char *path = mt_trace("mt_each.h5");
     const hsize_t cd[3] = {8, 5, 64};
-    mt_rechunk(path, cd, 0, -1);
-    eplb_trace_t *tr = NULL;
-    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const char *path;
+    eplb_trace_t *tr = mt_open("mt_each.h5", cd, 0, -1, &path);
     cr_assert(eplb_trace_parallel_supported(tr));
     float *buf = malloc(sizeof(float) * MT_T * MT_ROW), *sh = malloc(sizeof(float) * MT_T * MT_ROW);
     static const int64_t r0[] = {0, 5, 99}, r1[] = {MT_T, 61, MT_T};
@@ -1753,16 +1767,12 @@ Test(traces, parallel_each_delivers_deflate_only_rows)
  * thread handles live in an array of 256) went unnoticed. */
 Test(traces, parallel_thread_count_capped)
 {
-    const char *path = mt_trace("mt_threads.h5");
-    eplb_trace_t *tr = NULL;
-    eplb_assert_ok(eplb_trace_open(&tr, path));
+    const char *path;
+    eplb_trace_t *tr = mt_open("mt_threads.h5", NULL, 0, -1, &path);
     float *buf = malloc(sizeof(float) * MT_T * MT_ROW);
     memset(buf, 0xff, sizeof(float) * MT_T * MT_ROW);
     eplb_assert_ok(eplb_trace_read_all_parallel(tr, buf, 300));
-    for (size_t i = 0; i < (size_t)MT_T * MT_ROW; i++)
-        cr_assert_float_eq(buf[i],
-                           mt_value((int64_t)(i / MT_ROW), (int)(i % MT_ROW / 64), (int)(i % 64)),
-                           0, "element %zu", i);
+    mt_expect_values(buf, 0, MT_T, "300 threads");
     eplb_trace_close(tr);
     free(buf);
     unlink(path);

@@ -13,6 +13,11 @@
 namespace {
 
 constexpr unsigned long long GATE_TIMEOUT_NS = 1000000000ull; // 1 s
+// wait_all's limit on one exchange: it watches the device side (the end
+// events and NCCL's asynchronous errors).  NCCL's host calls block with
+// these (blocking) communicators: a hang inside them is not bounded here
+// (mutant W01, peers that do not match, spins in ncclGroupEnd for good;
+// kernels/dev/README.md)
 constexpr double EXCHANGE_TIMEOUT_S = 60;
 constexpr size_t CHUNK_ALIGN = 16;
 constexpr unsigned char POISON = 0xff; // never a pattern byte (1..254)

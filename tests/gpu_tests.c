@@ -1695,6 +1695,13 @@ static void test_a2a(void)
     CHECK(in.gpus >= 1 && in.peers == (in.gpus == 1 ? 1 : in.gpus - 1), "gpus %d peers %d",
           in.gpus, in.peers);
     CHECK(in.nccl_version >= 2700, "NCCL version code %d", in.nccl_version);
+    /* the text read back into a code by nccl.h's NCCL_VERSION(X, Y, Z):
+     * X * 1000 + Y * 100 + Z up to 2.8, X * 10000 + Y * 100 + Z since */
+    int vx = -1, vy = -1, vz = -1;
+    CHECK(sscanf(in.nccl, "%d.%d.%d", &vx, &vy, &vz) == 3 &&
+              in.nccl_version ==
+                  ((vx <= 2 && vy <= 8) ? vx * 1000 + vy * 100 + vz : vx * 10000 + vy * 100 + vz),
+          "NCCL '%s' for version code %d", in.nccl, in.nccl_version);
     double x[3], t[3];
     for (int i = 0; i < 3; i++) {
         const eplb_a2a_point_t *p = &pts[i];
@@ -1719,16 +1726,56 @@ static void test_a2a(void)
            f.bw / 1e9, f.max_rel_err * 100);
     CHECK(f.latency_s > 0 && f.latency_s < 1e-3, "latency %g s", f.latency_s);
     CHECK(f.bw > 1e9 && f.bw < 20e12, "bandwidth %g B/s", f.bw);
+    /* same_model: every GPU's name against GPU 0's, read here through
+     * eplb_gpu_open ("NAME, sm_XY, N SMs"); gpu_name is GPU 0's.  (GPU 0
+     * opened again at the end: an open makes its device current, and the
+     * other tests' handle is GPU 0's) */
+    char name0[256] = "";
+    int same = 1;
+    for (int d = 0; d < in.gpus; d++) {
+        eplb_gpu_t *g = NULL;
+        OK(eplb_gpu_open(&g, d));
+        const char *nm = eplb_gpu_name(g), *cut = strstr(nm, ", sm_");
+        const int len = cut ? (int)(cut - nm) : (int)strlen(nm);
+        if (d == 0)
+            snprintf(name0, sizeof name0, "%.*s", len, nm);
+        else
+            same = same && (int)strlen(name0) == len && !strncmp(name0, nm, (size_t)len);
+        eplb_gpu_close(g);
+    }
+    {
+        eplb_gpu_t *g = NULL;
+        OK(eplb_gpu_open(&g, 0));
+        eplb_gpu_close(g);
+    }
+    CHECK(in.same_model == same && !strcmp(in.gpu_name, name0),
+          "same_model %d (want %d), gpu_name '%s' (GPU 0: '%s')", in.same_model, same, in.gpu_name,
+          name0);
+    /* sizes that are no multiple of 16 bytes per peer are cut to one
+     * (1000003 bytes: 1000000 on one peer, 999984 on 3), and 16 bytes per
+     * peer is the least (the 16-byte size is taken, not refused) */
+    {
+        const size_t odd[2] = {16 * (size_t)in.peers, 1000003};
+        o.reps = 3;
+        OK(eplb_a2a_measure(pts, NULL, odd, 2, &o));
+        for (int i = 0; i < 2; i++)
+            CHECK(pts[i].peer_bytes == odd[i] / (size_t)in.peers / 16 * 16 &&
+                      pts[i].bytes == pts[i].peer_bytes * (size_t)in.peers && pts[i].min_s > 0 &&
+                      pts[i].min_s <= pts[i].median_s && pts[i].median_s <= pts[i].max_s,
+                  "size %zu on %d peer(s): %zu bytes, %zu per peer, min %g median %g max %g s",
+                  odd[i], in.peers, pts[i].bytes, pts[i].peer_bytes, pts[i].min_s, pts[i].median_s,
+                  pts[i].max_s);
+    }
     /* one GPU cannot exchange without the self-exchange: the machine's
      * lack (EPLB_ERR_NO_DEVICE, exit 1, since the a2a review of the
      * sixteenth session; this check still wanted INVALID_ARG and failed on
-     * one GPU, first run in full in run 138) */
-    if (in.gpus == 1) {
-        o.self = 0;
-        eplb_status_t st1 = eplb_a2a_measure(pts, NULL, sizes, 3, &o);
-        CHECK(st1 == EPLB_ERR_NO_DEVICE && strstr(eplb_error_last(), "2 or more"),
-              "one GPU without self: %s: %s", eplb_strerror(st1), eplb_error_last());
-    }
+     * one GPU, first run in full in run 138), also where more are present
+     * (--gpus 1 without --self) */
+    o.self = 0;
+    o.gpus = 1;
+    eplb_status_t st1 = eplb_a2a_measure(pts, NULL, sizes, 3, &o);
+    CHECK(st1 == EPLB_ERR_NO_DEVICE && strstr(eplb_error_last(), "2 or more"),
+          "one GPU without self: %s: %s", eplb_strerror(st1), eplb_error_last());
 }
 
 static int test_named(const char *name)

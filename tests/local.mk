@@ -14,6 +14,16 @@ tests_alloc_fail_so_SOURCES = tests/lib/alloc_fail.c
 tests_alloc_fail_so_CFLAGS = -fPIC $(WARN_CFLAGS)
 tests_alloc_fail_so_LDFLAGS = -shared
 tests_alloc_fail_so_LDADD = -ldl
+# a stand-in libnccl.so.2 for test_a2a.c (an NCCL older than 2.7 refused),
+# in builds with NCCL
+if HAVE_NCCL
+check_PROGRAMS += tests/fake_nccl.so
+tests_fake_nccl_so_SOURCES = tests/lib/fake_nccl.c
+tests_fake_nccl_so_CFLAGS = -fPIC $(WARN_CFLAGS)
+tests_fake_nccl_so_LDFLAGS = -shared
+else
+EXTRA_DIST += tests/lib/fake_nccl.c
+endif
 # run by test_h5py.c (python_recorder_traces_replay)
 EXTRA_DIST += tests/record_check.py
 # the balanced plan's independent checks: test_kernels.c and gpu_tests.c

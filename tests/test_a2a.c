@@ -214,6 +214,37 @@ Test(a2a_cli, bad_options)
     eplb_test_cli_expect(2, "unknown option '--json=1'", "bench a2a --json=1");
 }
 
+/* An NCCL older than 2.7 (no ncclSend/ncclRecv) is refused by its version,
+ * in NCCL's two numberings' text (2604: 2.6.4); 2.7.0 itself is taken, and
+ * the next failure is another (no GPU here, or the stand-in's failed
+ * communicator).  The stand-in is tests/lib/fake_nccl.c, which reports
+ * EPLB_FAKE_NCCL_VERSION.  A build without NCCL loads no library at all:
+ * the stub's message, whatever EPLB_NCCL_LIB names. */
+Test(a2a_cli, old_nccl_refused)
+{
+    const char *fake = eplb_test_path(eplb_test_builddir(), "tests/fake_nccl.so");
+    setenv("EPLB_NCCL_LIB", fake, 1);
+    if (!eplb_a2a_built()) {
+        eplb_test_cli_expect(1, "this build has no ", "bench a2a --self --sizes 64K,256K,1M");
+        return;
+    }
+    cr_assert(eplb_test_exists(fake), "%s not built (make check builds it)", fake);
+    char want[4400];
+    setenv("EPLB_FAKE_NCCL_VERSION", "2604", 1);
+    snprintf(want, sizeof want, "bench a2a: %s is NCCL 2.6.4: 2.7 or later needed", fake);
+    eplb_test_cli_expect(1, want, "bench a2a --self --sizes 64K,256K,1M");
+    setenv("EPLB_FAKE_NCCL_VERSION", "2610", 1);
+    snprintf(want, sizeof want, "bench a2a: %s is NCCL 2.6.10: 2.7 or later needed", fake);
+    eplb_test_cli_expect(1, want, "bench a2a --self --sizes 64K,256K,1M");
+    setenv("EPLB_FAKE_NCCL_VERSION", "2700", 1);
+    char *out = NULL;
+    cr_assert_eq(eplb_test_run_cli(&out, "bench a2a --self --sizes 64K,256K,1M"), 1, "%s", out);
+    cr_assert(strstr(out, "or later needed") == NULL, "2.7.0 refused: %s", out);
+    cr_assert(strstr(out, "fake NCCL") || strstr(out, "GPU"), "%s", out);
+    free(out);
+    unsetenv("EPLB_FAKE_NCCL_VERSION");
+}
+
 /* --help says what is measured; bench --help lists a2a. */
 Test(a2a_cli, help)
 {

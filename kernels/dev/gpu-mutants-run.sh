@@ -39,6 +39,7 @@ tests_for() {
     route) echo route_shapes,route_ties,route_wide,route_edges,fused,fused_shapes,count_stripes,stage ;;
     gpu) echo select_modes,fused,count_stripes,stage,source_reads ;;
     traffic) echo traffic,a2a ;;
+    a2a | nccl) echo a2a ;;
     esac
 }
 

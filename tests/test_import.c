@@ -1085,3 +1085,391 @@ Test(import, esft_default_tokens_per_step_512)
     eplb_trace_close(tr);
     remove_esft_dir(dir);
 }
+
+/* ---- mutation testing of the importers (2026-11-29) --------------------------
+ * Each test below pins a behaviour that a mutant of traces/import_esft.c
+ * or traces/import_sglang.c changed without any test failing; the
+ * mutant's id (E.., S..) is the one of the mutation report. */
+
+/* An SGLang dump of one step of one layer whose n experts each count 1:
+ * {"logical_count": [[1, 1, ..., 1]]}, written to path. */
+static void write_sglang_ones(const char *path, int n)
+{
+    char *t = malloc((size_t)n * 2 + 64), *q = t;
+    cr_assert_not_null(t);
+    q += sprintf(q, "{\"logical_count\": [[");
+    for (int e = 0; e < n; e++)
+        q += sprintf(q, "%s1", e ? "," : "");
+    sprintf(q, "]]}");
+    eplb_test_write_text(path, t);
+    free(t);
+}
+
+/* A line whose ids end in the two tabs with no weight after them is refused
+ * as an empty weight list, naming file and line; an empty id list likewise.
+ * Kills E01 (the nw == 0 test dropped: count_fields counts one field in an
+ * empty list, and the line was refused as "6 ids and 1 weights"). */
+Test(import, esft_empty_weight_list_named)
+{
+    char *dir = make_esft_dir();
+    char text[2048];
+    snprintf(text, sizeof text, "%s63\t0\t8\t9\t10\t11\t\t\n", tok_line_ok);
+    expect_bad_layer(dir, 10, text, "expert_weights_10.txt:2: empty weight list");
+    snprintf(text, sizeof text, "%s\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n", tok_line_ok);
+    expect_bad_layer(dir, 10, text, "expert_weights_10.txt:2: empty id list");
+    remove_esft_dir(dir);
+}
+
+/* An id of 20 digits (past LONG_MAX, strtol's ERANGE) is not an expert id:
+ * refused as such, not reported as the clamped value 9223372036854775807
+ * "outside 0..63".  Kills E02 (strtol's errno ignored). */
+Test(import, esft_id_past_long_max_refused_as_not_an_id)
+{
+    char *dir = make_esft_dir();
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%s63\t0\t8\t99999999999999999999\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n",
+             tok_line_ok);
+    expect_bad_layer(dir, 14, text,
+                     "expert_weights_14.txt:2: id 4: not an expert id (decimal digits, 0..63)");
+    remove_esft_dir(dir);
+}
+
+/* An expert repeated in adjacent places of a token is refused like one
+ * repeated further apart: here the last two ids of the second token of
+ * line 1.  Kills E05 (the repeat check compared each id with all earlier
+ * ones but the one just before it). */
+Test(import, esft_adjacent_repeated_id_refused)
+{
+    char *dir = make_esft_dir();
+    char text[2048];
+    snprintf(text, sizeof text,
+             "1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t12\t12\t\t0.3\t0.2\t0.1\t0.05\t0.05\t0.05\t0.3\t0.2"
+             "\t0.1\t0.05\t0.05\t0.05\n%s",
+             tok_line_ok1);
+    expect_bad_layer(dir, 3, text, "expert_weights_3.txt:1: token 1: expert 12 chosen twice");
+    snprintf(text, sizeof text, "%s63\t63\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.05\n",
+             tok_line_ok);
+    expect_bad_layer(dir, 3, text, "expert_weights_3.txt:2: token 0: expert 63 chosen twice");
+    remove_esft_dir(dir);
+}
+
+/* The line bound is 4 MiB without the newline (ESFT_MAX_LINE, the message
+ * says 4194304 bytes): a sample line of exactly 4194304 bytes reads, one of
+ * 4194305 is refused naming file and line.  The line is one token whose
+ * last weight is 0.1 written with zeros up to the length.  Kills E10 (the
+ * bound taken as "n > 4 MiB": a line one byte longer read, its NUL written
+ * one byte past the buffer). */
+Test(import, esft_line_of_exactly_4_mib_reads)
+{
+    char *dir = make_esft_dir();
+    const size_t max = (size_t)4 << 20;
+    const char *head = "63\t0\t8\t9\t10\t11\t\t0.5\t0.1\t0.1\t0.1\t0.05\t0.1";
+    size_t lh = strlen(tok_line_ok), h = strlen(head);
+    char *text = malloc(lh + max + 3);
+    cr_assert_not_null(text);
+    for (int extra = 0; extra <= 1; extra++) {
+        size_t len = max + (size_t)extra; /* the second line, without its newline */
+        memcpy(text, tok_line_ok, lh);
+        memcpy(text + lh, head, h);
+        memset(text + lh + h, '0', len - h);
+        memcpy(text + lh + len, "\n", 2);
+        cr_assert_eq(strlen(text), lh + len + 1);
+        eplb_import_esft_t d;
+        if (!extra) {
+            write_file(dir, 4, text);
+            eplb_assert_ok(eplb_import_esft_read(&d, dir));
+            cr_assert_eq(d.num_tokens, 3);
+            /* layer 4 (index 3), token 2: .5 .1 .1 .1 .05 and the long .1
+             * of expert 11, by descending weight (ties by id): 63 0 8 9 11 10 */
+            const int32_t want[6] = {63, 0, 8, 9, 11, 10};
+            for (int k = 0; k < 6; k++)
+                cr_assert_eq(d.ids[(2 * 26 + 3) * 6 + k], want[k], "id %d", k);
+            cr_assert_float_eq(d.weights[(2 * 26 + 3) * 6 + 4], 0.1f, 0);
+            eplb_import_esft_free(&d);
+        } else {
+            expect_bad_layer(dir, 4, text,
+                             "expert_weights_4.txt:2: line longer than 4194304 bytes");
+        }
+    }
+    free(text);
+    remove_esft_dir(dir);
+}
+
+/* A later layer whose sample has fewer tokens than in layer 1 is refused
+ * naming file, line and both counts (import.h: samples that differ between
+ * layers), as one with more tokens is (esft_bad_input).  Kills E11 (only
+ * "more tokens" refused: the short sample read, and the tokens it lacked
+ * kept whatever the buffer held). */
+Test(import, esft_later_layer_with_fewer_tokens_refused)
+{
+    char *dir = make_esft_dir();
+    char text[2048];
+    /* sample 1 is 2 tokens in layer 1, 1 token here */
+    snprintf(text, sizeof text, "%s%s", tok_line_ok1, tok_line_ok1);
+    expect_bad_layer(dir, 9, text, "expert_weights_9.txt:1: 1 tokens, but sample 1 of");
+    remove_esft_dir(dir);
+}
+
+/* A first sample longer than a step is a step of its own, and no empty step
+ * comes before it: samples 10, 2, 2 at 5 tokens a step pack as [10] [2 2],
+ * offsets 0, 10, 14.  In a trace: the small directory (samples of 2 and 1
+ * tokens) at --tokens-per-step 1 is 2 steps, offsets 0, 2, 3.  Kills E12
+ * (the "cur > 0" of the packing dropped: an empty step 0). */
+Test(import, pack_first_sample_longer_than_a_step)
+{
+    const int64_t n[] = {10, 2, 2};
+    int64_t *off = NULL, s = 0;
+    eplb_assert_ok(eplb_import_esft_pack(&off, &s, n, 3, 5));
+    cr_assert_eq(s, 2, "%lld steps", (long long)s);
+    const int64_t want[] = {0, 10, 14};
+    for (int i = 0; i <= 2; i++)
+        cr_assert_eq(off[i], want[i], "offset %d: %lld", i, (long long)off[i]);
+    free(off);
+
+    char *dir = make_esft_dir();
+    char out[600];
+    snprintf(out, sizeof out, "%s", eplb_test_path(dir, "out.h5"));
+    eplb_assert_ok(eplb_import_esft(dir, out, 1, NULL));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    cr_assert_eq(eplb_trace_info(tr)->num_steps, 2);
+    const int64_t want2[] = {0, 2, 3};
+    for (int i = 0; i <= 2; i++)
+        cr_assert_eq(eplb_trace_token_offsets(tr)[i], want2[i]);
+    eplb_trace_close(tr);
+    remove_esft_dir(dir);
+}
+
+/* A token counts as not reproduced when any of its 26 layers is not, the
+ * first and last layers included.  Weights that add up to more than 1
+ * cannot be a softmax's (its probabilities add up to 1, so at least one of
+ * six weights adding up to 1.3 is off by 0.05, past the 1e-4 allowed):
+ * token 0 has such weights in layer 5 only, token 2 in layer 26 only, so 2
+ * of the 3 tokens are not reproduced, in *unreproduced and in the source
+ * attribute.  Kills E13 (the last layer not checked: 1) and E14 (only the
+ * last layer's check kept: 1). */
+Test(import, esft_unreproduced_counts_every_layer)
+{
+    char *dir = make_esft_dir();
+    char text[2048];
+    snprintf(text, sizeof text,
+             "1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t\t0.5\t0.3\t0.2\t0.1\t0.1\t0.1\t0.3\t0.2"
+             "\t0.1\t0.05\t0.05\t0.05\n%s",
+             tok_line_ok1);
+    write_file(dir, 5, text);
+    snprintf(text, sizeof text, "%s63\t0\t8\t9\t10\t11\t\t0.5\t0.3\t0.2\t0.1\t0.1\t0.1\n",
+             tok_line_ok);
+    write_file(dir, 26, text);
+    char out[600];
+    snprintf(out, sizeof out, "%s", eplb_test_path(dir, "out.h5"));
+    int64_t bad = -1;
+    eplb_assert_ok(eplb_import_esft(dir, out, 512, &bad));
+    cr_assert_eq(bad, 2, "%lld tokens not reproduced", (long long)bad);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    cr_assert(strstr(eplb_trace_info(tr)->source, "stand-in logits: 2 tokens not reproduced"),
+              "source: %s", eplb_trace_info(tr)->source);
+    eplb_trace_close(tr);
+    remove_esft_dir(dir);
+}
+
+/* A --tokens-per-step below 1 is the caller's error, refused as such before
+ * the logs are read: even with a directory that does not exist it is
+ * EPLB_ERR_INVALID_ARG naming the option, and nothing is written.  Kills
+ * E16 (the check let 0 through to the packing: the missing directory was
+ * reported instead, EPLB_ERR_IO). */
+Test(import, esft_tokens_per_step_checked_first)
+{
+    const char *dir = eplb_test_tmpdir();
+    char out[600];
+    snprintf(out, sizeof out, "%s/o.h5", dir);
+    eplb_assert_fails(eplb_import_esft("/nonexistent/esft", out, 0, NULL), EPLB_ERR_INVALID_ARG,
+                      "--tokens-per-step: must be >= 1 (got 0)");
+    eplb_assert_fails(eplb_import_esft("/nonexistent/esft", out, -3, NULL), EPLB_ERR_INVALID_ARG,
+                      "--tokens-per-step: must be >= 1 (got -3)");
+    cr_assert_eq(eplb_test_dir_entries(dir), 0, "%s: something written", dir);
+    rmdir(dir);
+}
+
+/* The bound on a step's layers in [S][L][E] (import.h: at most 100000
+ * layers): one step of 100001 layers [1] is refused naming the step,
+ * before any value is read.  Kills S01 (the per-step bound dropped: the
+ * file was read whole and refused only later, as "100001 layers; at most
+ * 4096" kept). */
+Test(import, sglang_3d_step_with_too_many_layers)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/l.json", dir);
+    size_t n = 100001;
+    char *big = malloc(n * 4 + 64);
+    cr_assert_not_null(big);
+    char *q = big + sprintf(big, "{\"logical_count\": [[");
+    for (size_t i = 0; i < n; i++)
+        q += sprintf(q, "%s[1]", i ? "," : "");
+    sprintf(q, "]]}");
+    expect_bad_json(p, big, "logical_count[0] (step 0): 100001 layers (too many)");
+    free(big);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* At most 512 experts a layer (EPLB_MAX_EXPERTS, import.h): a row of 513
+ * counts is refused naming the count and the limit; 512 reads.  Kills S02
+ * (the bound taken as 513). */
+Test(import, sglang_513_experts_refused)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/e.json", dir);
+    for (int e_n = 512; e_n <= 513; e_n++) {
+        write_sglang_ones(p, e_n);
+        if (e_n == 512) {
+            eplb_import_sglang_t c;
+            eplb_assert_ok(eplb_import_sglang_read(&c, p));
+            cr_assert_eq(c.num_experts, 512);
+            eplb_import_sglang_free(&c);
+        } else {
+            eplb_import_sglang_t c;
+            eplb_assert_fails(eplb_import_sglang_read(&c, p), EPLB_ERR_FORMAT,
+                              "logical_count[0]: 513 experts per layer (at most 512)");
+        }
+    }
+    unlink(p);
+    rmdir(dir);
+}
+
+/* eplb_import_sglang refuses a top_k outside 1..16 (import.h) as the
+ * caller's error, EPLB_ERR_INVALID_ARG naming --top-k, with 32 experts in
+ * the file (so that only the 1..16 range applies) and nothing written; 16
+ * is fine (32 counts of 1: 32 / 16 = 2 tokens).  Kills S08 (top_k < 1
+ * dropped: 0 divided by zero, SIGFPE) and S09 (top_k > 16 dropped: the
+ * trace writer refused 17 instead, and the import turned that into
+ * EPLB_ERR_FORMAT, an input error). */
+Test(import, sglang_top_k_range_checked)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/k.json", dir);
+    snprintf(out, sizeof out, "%s/k.h5", dir);
+    write_sglang_ones(p, 32);
+    eplb_assert_fails(eplb_import_sglang(p, out, 0, "toy"), EPLB_ERR_INVALID_ARG,
+                      "--top-k: must be in 1..16 (experts in");
+    cr_assert(strstr(eplb_error_last(), ": 32), got 0"), "%s", eplb_error_last());
+    eplb_assert_fails(eplb_import_sglang(p, out, 17, "toy"), EPLB_ERR_INVALID_ARG,
+                      "--top-k: must be in 1..16");
+    cr_assert(strstr(eplb_error_last(), "got 17"), "%s", eplb_error_last());
+    cr_assert_eq(eplb_test_dir_entries(dir), 1, "%s: something written", dir);
+    eplb_assert_ok(eplb_import_sglang(p, out, 16, "toy"));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    cr_assert_eq(eplb_trace_info(tr)->route.top_k, 16);
+    cr_assert_eq(eplb_trace_info(tr)->num_tokens, 2);
+    eplb_trace_close(tr);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* A trace holds at most 2^39 tokens (traces/FORMAT.md, Limits): exactly
+ * 2^39 imports.  128 steps of one layer [2^31 - 1, 2^31 - 1, 2] sum to
+ * 2^32 each, 2^32 tokens at top-1, 128 x 2^32 = 2^39 in all
+ * (sglang_more_tokens_than_a_trace_holds refuses one step more).  Kills
+ * S10 (the limit taken as exclusive: the last step refused). */
+Test(import, sglang_exactly_2_pow_39_tokens_import)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/T.json", dir);
+    snprintf(out, sizeof out, "%s/T.h5", dir);
+    char *t = malloc(128 * 40 + 64), *q = t;
+    cr_assert_not_null(t);
+    q += sprintf(q, "{\"logical_count\": [");
+    for (int s = 0; s < 128; s++)
+        q += sprintf(q, "%s[[2147483647, 2147483647, 2]]", s ? "," : "");
+    sprintf(q, "]}");
+    eplb_test_write_text(p, t);
+    free(t);
+    eplb_assert_ok(eplb_import_sglang(p, out, 1, "toy"));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    cr_assert_eq(eplb_trace_info(tr)->num_steps, 128);
+    cr_assert_eq(eplb_trace_info(tr)->num_tokens, (int64_t)1 << 39);
+    cr_assert_eq(eplb_trace_token_offsets(tr)[1], (int64_t)1 << 32);
+    eplb_trace_close(tr);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* --model DeepSeek-V3 with 256 experts gets DeepSeek-V3's routing
+ * attributes (import.h) with the --top-k given: its config.json has
+ * scoring_func sigmoid, n_group 8, topk_group 4, norm_topk_prob true and
+ * routed_scaling_factor 2.5; here top-4, and 256 counts of 1 make 256 / 4
+ * = 64 tokens.  Kills S11 (the preset's top-8 kept whatever --top-k). */
+Test(import, sglang_deepseek_v3_route_keeps_top_k)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/v3.json", dir);
+    snprintf(out, sizeof out, "%s/v3.h5", dir);
+    write_sglang_ones(p, 256);
+    eplb_assert_ok(eplb_import_sglang(p, out, 4, "DeepSeek-V3"));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    const eplb_trace_info_t *in = eplb_trace_info(tr);
+    cr_assert_eq(in->route.num_experts, 256);
+    cr_assert_eq(in->route.top_k, 4);
+    cr_assert_eq(in->route.scoring, EPLB_SCORING_SIGMOID);
+    cr_assert_eq(in->route.num_groups, 8);
+    cr_assert_eq(in->route.topk_groups, 4);
+    cr_assert_eq(in->route.renormalize, 1);
+    cr_assert_float_eq(in->route.routed_scaling_factor, 2.5f, 0);
+    cr_assert_eq(in->num_tokens, 64);
+    eplb_trace_close(tr);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* The source attribute of an [L][E] import says which rows were kept and
+ * how many dense rows went: rows 0 and 2 of [[0,0],[1,2],[0,0]] are all
+ * zero, so "rows 1..1 of 3 kept (2 all-zero dense rows dropped)".  Kills
+ * S13 (the kept count written for the dropped one). */
+Test(import, sglang_source_counts_dropped_rows)
+{
+    const char *dir = eplb_test_tmpdir();
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/d.json", dir);
+    snprintf(out, sizeof out, "%s/d.h5", dir);
+    eplb_test_write_text(p, "{\"logical_count\": [[0, 0], [1, 2], [0, 0]]}");
+    eplb_assert_ok(eplb_import_sglang(p, out, 1, "toy"));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, out));
+    const char *src = eplb_trace_info(tr)->source;
+    cr_assert(strstr(src, "d.json: rows 1..1 of 3 kept (2 all-zero dense rows dropped)"), "%s",
+              src);
+    eplb_trace_close(tr);
+    unlink(out);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* eplb_import_input_fault (import.h): EPLB_ERR_INVALID_ARG becomes
+ * EPLB_ERR_FORMAT with the input's name before the message; any other
+ * status passes unchanged, its message too.  Kills S07 (every failure
+ * converted: a write error, EPLB_ERR_IO, reported as an input error). */
+Test(import, input_fault_converts_invalid_arg_only)
+{
+    eplb_error_set(EPLB_ERR_INVALID_ARG, "num_layers must be in 1..4096");
+    cr_assert_eq(eplb_import_input_fault(EPLB_ERR_INVALID_ARG, "in.json"), EPLB_ERR_FORMAT);
+    cr_assert_str_eq(eplb_error_last(), "in.json: num_layers must be in 1..4096");
+    const eplb_status_t other[] = {EPLB_ERR_IO, EPLB_ERR_NOMEM, EPLB_ERR_FORMAT};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        eplb_error_set(other[i], "out.h5: File too large");
+        cr_assert_eq(eplb_import_input_fault(other[i], "in.json"), other[i]);
+        cr_assert_str_eq(eplb_error_last(), "out.h5: File too large");
+    }
+    cr_assert_eq(eplb_import_input_fault(EPLB_OK, "in.json"), EPLB_OK);
+}

@@ -158,6 +158,53 @@ Test(write_errors, imports_past_size_limit, .timeout = 60)
     }
 }
 
+/* An SGLang import that fails while it appends its steps (not at the end)
+ * leaves nothing, its temporary file included: a 3-D count of 40 steps of
+ * 64 layers x 256 experts (values 0..999 from splitmix64) stores its
+ * counts in chunks of 16 steps (1 MiB of 64 KiB rows); HDF5's chunk cache
+ * holds one, so the first reaches the file when the second is written,
+ * while step 32 is appended, and, compressed to far more than 32 KiB, fails
+ * past a limit of 64 blocks.  (imports_past_size_limit's SGLang case, and
+ * this one with 20 steps, failed only at the end, in
+ * eplb_trace_writer_finish: the mutant below passed with 20 steps.)
+ * Mutation testing: S14, import_sglang.c not aborting the writer on that
+ * failure, left x.h5.tmp.<pid> behind and passed every test. */
+Test(write_errors, sglang_import_failing_between_steps, .timeout = 60)
+{
+    enum { S = 40, L = 64, E = 256 };
+    const char *in = eplb_test_tmpdir();
+    char p[4200];
+    snprintf(p, sizeof p, "%s/c.json", in);
+    char *t = malloc((size_t)S * L * (E * 4 + 3) + 64), *q = t; /* <= 3 digits a value */
+    cr_assert_not_null(t);
+    uint64_t rng = 14;
+    q += sprintf(q, "{\"logical_count\": [");
+    for (int s = 0; s < S; s++) {
+        q += sprintf(q, "%s[", s ? "," : "");
+        for (int l = 0; l < L; l++) {
+            q += sprintf(q, "%s[", l ? "," : "");
+            for (int e = 0; e < E; e++)
+                q += sprintf(q, "%s%d", e ? "," : "", (int)(eplb_test_rng_next(&rng) % 1000));
+            q += sprintf(q, "]");
+        }
+        q += sprintf(q, "]");
+    }
+    sprintf(q, "]}");
+    eplb_test_write_text(p, t);
+    free(t);
+    const char *d = eplb_test_tmpdir();
+    char args[8400], *out;
+    snprintf(args, sizeof args, "import --format sglang-counts %s -o %s/x.h5 --model toy", p, d);
+    int rc = run_limited(&out, 64, NULL, args);
+    assert_clean_failure(rc, out, "x.h5", "File too large");
+    cr_assert(strstr(out, "/load/counts: cannot write rows"), "not a failure of the rows: %s", out);
+    cr_assert_eq(eplb_test_dir_entries(d), 0, "a file is left in %s", d);
+    free(out);
+    rmdir(d);
+    unlink(p);
+    rmdir(in);
+}
+
 /* results.h5 of this run is 74 KB (--gpus 2: two runs, four steps); the
  * limit, 16 blocks (8 KiB), stops it early.  --out names a directory the
  * run creates, parent included: both are gone after the failure. */

@@ -138,6 +138,96 @@ Test(bad_input, counts_beside_ids_are_checked)
     rmdir(d);
 }
 
+/* /load/counts beside topk_ids are checked under the default trigger too
+ * (vllm on a trace of 4 steps or more: one pass, no cached ids), in every
+ * block, and a count above what the ids give is as bad as one below: 6
+ * steps of 1000 tokens are read in blocks [0, 4) and [4, 6) (the first
+ * block at most 4096 tokens); step 5, layer 0, one entry moved from
+ * expert b to a lower expert a (the row's sum stays K x tokens, so only
+ * the ids tell).  The first (layer, expert) that differs is a, whose count
+ * is the higher; the message names the step in the trace.  (Mutation
+ * testing of sim/replay.c: only counts below the ids refused, which named
+ * b (M08); the check made only where pass 1 had cached the ids (M09); the
+ * step named counted from the block's first (M49).) */
+Test(bad_input, counts_above_the_ids_are_refused_without_once)
+{
+    enum { L = 2, E = 8, K = 2, S = 6, TPS = 1000 };
+    const char *d = eplb_test_tmpdir();
+    char t[4096];
+    snprintf(t, sizeof t, "%s", eplb_test_path(d, "ica.h5"));
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "test_bad_input.c", L, E, K,
+                                                       EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, t, &o));
+    static int32_t ids[TPS * L * K];
+    int32_t cn[L * E], row[E] = {0};
+    for (int s = 0; s < S; s++) {
+        memset(cn, 0, sizeof cn);
+        for (int i = 0; i < TPS; i++)
+            for (int l = 0; l < L; l++)
+                for (int k = 0; k < K; k++) {
+                    int e = (2 * i + s + 3 * k + l) % E;
+                    ids[(i * L + l) * K + k] = e;
+                    cn[l * E + e]++;
+                }
+        eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, NULL, ids, NULL, cn, NULL, 0));
+        if (s == 5)
+            memcpy(row, cn, sizeof row); /* layer 0 */
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_test_cli_expect(0, NULL, "run %s --quiet --gpus 2 --policy-time 0", t);
+    /* b: the highest expert with a count; a: any lower one */
+    int b = E - 1;
+    while (row[b] == 0)
+        b--;
+    const int a = 0;
+    cr_assert_gt(b, a);
+    const hsize_t ca[3] = {5, 0, (hsize_t)a}, cb[3] = {5, 0, (hsize_t)b};
+    const int32_t va = row[a] + 1, vb = row[b] - 1;
+    eplb_test_h5_poke(t, "/load/counts", ca, H5T_NATIVE_INT32, &va);
+    eplb_test_h5_poke(t, "/load/counts", cb, H5T_NATIVE_INT32, &vb);
+    char want[200];
+    snprintf(want, sizeof want,
+             "/load/counts disagree with /router/topk_ids: step 5 layer 0 expert %d: counts %d, "
+             "the ids %d",
+             a, va, row[a]);
+    eplb_test_cli_expect(1, want, "run %s --quiet --gpus 2 --policy-time 0", t);
+    unlink(t);
+    rmdir(d);
+}
+
+/* /load/counts beside logits are the server's own routing, which the CPU
+ * routing may differ from at near-ties: they are read and bounds-checked
+ * (above), never compared with the routed ids (sim/replay.c
+ * check_counts).  Logits that rise with the expert id route every token to
+ * experts 7 and 6; the counts say 0 and 1; `run` replays the routed ids.
+ * (Mutation testing of sim/replay.c: the comparison made beside logits
+ * too (M07).) */
+Test(bad_input, counts_beside_logits_not_compared_with_the_routing)
+{
+    enum { L = 2, E = 8, K = 2, S = 4, TPS = 5 };
+    const char *d = eplb_test_tmpdir();
+    char t[4096];
+    snprintf(t, sizeof t, "%s", eplb_test_path(d, "lcr.h5"));
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "test_bad_input.c", L, E, K,
+                                                       EPLB_LEVEL_LOGITS | EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, t, &o));
+    float lg[TPS * L * E];
+    int32_t cn[L * E];
+    for (int i = 0; i < TPS * L * E; i++)
+        lg[i] = (float)(i % E) + 0.01f * (float)(i / E % 3);
+    for (int i = 0; i < L * E; i++)
+        cn[i] = i % E < K ? TPS : 0;
+    for (int s = 0; s < S; s++)
+        eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, lg, NULL, NULL, cn, NULL, 0));
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_test_cli_expect(0, NULL, "run %s --quiet --gpus 2 --policy-time 0", t);
+    eplb_test_cli_expect(0, NULL, "run %s --quiet --gpus 2 --policy-time 0 --trigger once", t);
+    unlink(t);
+    rmdir(d);
+}
+
 /* Found: `run --gpus 4,` and `--policy deepseek,,lpt` were accepted (the
  * empty element silently dropped). */
 Test(bad_input, run_empty_list_elements)

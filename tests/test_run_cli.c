@@ -1651,3 +1651,178 @@ Test(run_cli, threshold_trigger_default_0_9)
     cr_assert_eq(num(cfg, "threshold"), 0.9);
     eplb_json_free(v);
 }
+
+/* A bad trace value met in a block that is read ahead (on the second
+ * thread, while the runs go through the block before) fails the replay
+ * with the reader's message, as one met in the first block does
+ * (docs/simulator.md: invalid expert ids are refused as the trace is
+ * read).  6 steps of 5 tokens, blocks of one step: token 22 (step 4)
+ * layer 1 names expert 8 of 8; on the CPU path and on the GPU path's
+ * pipeline (emulated).  (Mutation testing of sim/replay.c: the read-ahead
+ * thread's status dropped (M34).) */
+Test(run_cli, bad_id_in_a_block_read_ahead_fails_the_replay)
+{
+    enum { S = 6, T = 5, L = 2, E = 8, K = 2 };
+    char path[600];
+    snprintf(path, sizeof path, "%s/badlate.h5", tdir);
+    eplb_trace_writer_opts_t wo =
+        eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, K, EPLB_LEVEL_TOPK);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
+    for (int s = 0; s < S; s++) {
+        int32_t ids[T][L][K];
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < L; l++) {
+                ids[t][l][0] = (s + t + l) % E;
+                ids[t][l][1] = (s + t + l + 3) % E;
+            }
+        eplb_assert_ok(
+            eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL, NULL, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    const hsize_t c[3] = {22, 1, 0};
+    const int32_t v = E;
+    eplb_test_h5_poke(path, "/router/topk_ids", c, H5T_NATIVE_INT32, &v);
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_sim_run_cfg_t r;
+    memset(&r, 0, sizeof r);
+    eplb_trigger_t trig = EPLB_TRIGGER_INIT;
+    trig.window = 1;
+    trig.interval = 2;
+    r.policy = eplb_policy_find("deepseek");
+    r.num_gpus = 2;
+    r.num_nodes = 1;
+    r.num_slots = E;
+    r.trig = trig;
+    for (int g = 0; g < 2; g++) {
+        eplb_sim_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.select = EPLB_SELECT_HASH;
+        eplb_sim_profile_default(&o.prof);
+        eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
+        o.threads = 1;
+        o.max_moves = -1;
+        o.block_tokens = 1;
+        o.gpu_select = g ? 2 : 0;
+        eplb_sim_source_t *src = NULL;
+        eplb_assert_ok(eplb_sim_source_trace(&src, tr));
+        eplb_sim_result_t res;
+        eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_FORMAT,
+                          "/router/topk_ids: token 22 layer 1: expert id 8");
+        eplb_sim_source_free(src);
+    }
+    eplb_trace_close(tr);
+    unlink(path);
+}
+
+/* Replays runs[0, nr) of tr under --select local in one block, in blocks
+ * of one step and in blocks of about 40 tokens, and asserts the same
+ * metrics and events. */
+static void replay_blocks_agree(const eplb_trace_t *tr, const eplb_sim_run_cfg_t *runs, int nr)
+{
+    enum { NR = 4 };
+    cr_assert_leq(nr, NR);
+    const int64_t blocks[3] = {1 << 22, 1, 40};
+    eplb_sim_result_t res[3][NR];
+    for (int c = 0; c < 3; c++) {
+        eplb_sim_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.select = EPLB_SELECT_LOCAL;
+        eplb_sim_profile_default(&o.prof);
+        eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
+        o.threads = 1;
+        o.max_moves = -1;
+        o.keep_events = 1;
+        o.block_tokens = blocks[c];
+        eplb_sim_source_t *src = NULL;
+        eplb_assert_ok(eplb_sim_source_trace(&src, tr));
+        eplb_assert_ok(eplb_sim_replay(res[c], src, runs, nr, &o));
+        eplb_sim_source_free(src);
+    }
+    for (int c = 1; c < 3; c++)
+        for (int i = 0; i < nr; i++) {
+            const eplb_sim_result_t *a = &res[0][i], *b = &res[c][i];
+            cr_assert(a->balancedness > 0 && a->balancedness < 1, "run %d", i);
+            cr_assert_eq(a->balancedness, b->balancedness, "blocks %lld run %d: %.17g, want %.17g",
+                         (long long)blocks[c], i, b->balancedness, a->balancedness);
+            cr_assert_eq(a->a2a_s, b->a2a_s, "blocks %lld run %d", (long long)blocks[c], i);
+            cr_assert_eq(a->compute_s, b->compute_s, "blocks %lld run %d", (long long)blocks[c], i);
+            cr_assert_eq(a->total_s, b->total_s, "blocks %lld run %d", (long long)blocks[c], i);
+            cr_assert_eq(a->n_events, b->n_events, "blocks %lld run %d", (long long)blocks[c], i);
+            cr_assert(a->n_events == 0 ||
+                          !memcmp(a->events, b->events, a->n_events * sizeof *a->events),
+                      "blocks %lld run %d: events differ", (long long)blocks[c], i);
+        }
+    cr_assert_gt(res[0][nr - 1].n_events, 0); /* the last run rearranged */
+    for (int c = 0; c < 3; c++)
+        eplb_sim_results_free(res[c], nr);
+}
+
+/* once and the oracle read the trace twice; where the whole trace's ids
+ * and source ranks fit (512 MiB) the second pass takes each block's ids
+ * and ranks from those pass 1 kept (docs/simulator.md, Triggers).
+ * Results do not depend on the blocks (sim/block_size_changes_nothing),
+ * so a trace with source ranks replayed by once, oracle and vllm runs
+ * under --select local (which places a token by its rank) in one block,
+ * in blocks of one step and in blocks of about 40 tokens gives the same
+ * metrics and events; so do the vllm runs alone, which keep nothing and
+ * read each next block's ids and ranks ahead into second buffers.
+ * (Mutants: every block of pass 2 given the kept ids (M28) or ranks (M29)
+ * from the trace's first token; the next block's ranks read ahead into the
+ * buffer the runs are using (M40).) */
+Test(run_cli, cached_ids_and_ranks_of_every_block_used_by_pass_two)
+{
+    enum { S = 40, L = 3, E = 16, K = 2, TMAX = 12, RANKS = 6, NR = 4 };
+    char path[600];
+    snprintf(path, sizeof path, "%s/ranks2.h5", tdir);
+    eplb_trace_writer_opts_t wo =
+        eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, K, EPLB_LEVEL_TOPK);
+    wo.src_rank = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
+    uint64_t x = 4242;
+    for (int s = 0; s < S; s++) {
+        int32_t ids[TMAX][L][K];
+        uint16_t rk[TMAX];
+        int T = 1 + (int)(eplb_test_rng_next(&x) % TMAX);
+        for (int t = 0; t < T; t++) {
+            rk[t] = (uint16_t)(eplb_test_rng_next(&x) % RANKS);
+            for (int l = 0; l < L; l++) {
+                uint64_t y = eplb_test_rng_next(&x);
+                int e0 = y % 4 ? (s / 10 + l) % E : (int)((y >> 8) % E);
+                ids[t][l][0] = e0;
+                ids[t][l][1] = (e0 + 1 + (int)((y >> 16) % (E - 1))) % E;
+            }
+        }
+        eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL, rk, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    eplb_trace_t *tr = NULL;
+    eplb_assert_ok(eplb_trace_open(&tr, path));
+    eplb_sim_run_cfg_t runs[NR];
+    memset(runs, 0, sizeof runs);
+    const char *pol[NR] = {"none", "deepseek", "deepseek", "lpt"};
+    const eplb_trigger_kind_t kind[NR] = {EPLB_TRIGGER_VLLM, EPLB_TRIGGER_ONCE, EPLB_TRIGGER_ORACLE,
+                                          EPLB_TRIGGER_VLLM};
+    for (int i = 0; i < NR; i++) {
+        eplb_trigger_t t = EPLB_TRIGGER_INIT;
+        t.kind = kind[i];
+        t.window = 4;
+        t.interval = 8;
+        runs[i].policy = eplb_policy_find(pol[i]);
+        runs[i].num_gpus = 4;
+        runs[i].num_nodes = 2;
+        runs[i].num_slots = 20;
+        runs[i].trig = t;
+    }
+    /* all four runs, then the vllm runs alone (runs 0 and 3) */
+    for (int set = 0; set < 2; set++) {
+        if (set == 1)
+            runs[1] = runs[3];
+        const int nr = set ? 2 : NR;
+        replay_blocks_agree(tr, runs, nr);
+    }
+    eplb_trace_close(tr);
+    unlink(path);
+}

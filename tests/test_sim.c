@@ -487,13 +487,14 @@ Test(sim, transfer_plan_matches_senders_by_hand)
 /* ---- replay ---------------------------------------------------------------- */
 
 /* A policy that records the weights it is given and keeps the placement. */
-static float captured[16][2 * 8];
+static float captured[16][128];
 static int ncaptured;
 
 static eplb_status_t capture_fn(int32_t *phy2log, int32_t *phyrank, const float *w,
                                 int L, int E, const eplb_policy_args_t *a)
 {
     (void)phyrank;
+    cr_assert_leq(L * E, 128);
     if (ncaptured < 16)
         memcpy(captured[ncaptured], w, (size_t)L * E * sizeof *w);
     ncaptured++;
@@ -2097,4 +2098,294 @@ Test(sim, table_cell_one_wider_than_its_column_widens_it)
     cr_assert_eq(rs - row, hs - buf, "'|' at %td, header's at %td:\n%s\n%s", rs - row, hs - buf,
                  buf, row);
     free(buf);
+}
+
+/* ---- mutation testing of sim/replay.c ------------------------------------ */
+
+/* The logical load a decision gets from a token trace is, per (layer,
+ * expert), the number of the window's (token, k) entries naming that
+ * expert, invalid ids (-1, E, E + 3) left out (docs/simulator.md, Triggers
+ * and "Invalid expert ids").  10 layers: the counting jobs take 8 layers
+ * each (sim/replay.c COUNT_LAYERS), so layers 7 and 8 sit on either side
+ * of a job's edge; an id E in layer l would land on layer l + 1's expert
+ * 0 if it were counted (layers 6 and 7 hold some).  sglang W = I = 4
+ * on 9 steps decides before 4 and 8 on [0, 4) and [4, 8); counted here
+ * token by token, with the default blocks (one) and with blocks of one
+ * step (read ahead).  (Mutants: the last layer of a full job left out
+ * (M02), an id equal to E counted (M04).) */
+Test(sim, token_load_counts_every_layer_and_only_valid_ids)
+{
+    enum { L = 10, E = 8, K = 2, S = 9, D = 2 };
+    const int steps[S] = {5, 3, 0, 4, 6, 2, 5, 3, 4};
+    int64_t off[S + 1] = {0};
+    for (int s = 0; s < S; s++)
+        off[s + 1] = off[s] + steps[s];
+    const int64_t T = off[S];
+    int32_t *ids = malloc((size_t)T * L * K * sizeof *ids);
+    cr_assert_not_null(ids);
+    uint64_t x = 2026;
+    for (int64_t t = 0; t < T; t++)
+        for (int l = 0; l < L; l++) {
+            int32_t *row = ids + ((size_t)t * L + l) * K;
+            row[0] = (int32_t)(eplb_test_rng_next(&x) % E);
+            row[1] = (row[0] + 1 + (int32_t)(eplb_test_rng_next(&x) % (E - 1))) % E;
+        }
+    /* invalid ids in every window, on both sides of the job edge */
+    const int64_t bad_tok[4] = {0, 6, 9, 16};
+    for (int i = 0; i < 4; i++) {
+        ids[((size_t)bad_tok[i] * L + 7) * K + 1] = E;
+        ids[((size_t)bad_tok[i] * L + 6) * K + 0] = E;
+        ids[((size_t)bad_tok[i] * L + 8) * K + 0] = -1;
+        ids[((size_t)bad_tok[i] * L + 2) * K + 1] = E + 3;
+    }
+    /* the windows' loads, counted here */
+    float want[2][L * E];
+    memset(want, 0, sizeof want);
+    for (int d = 0; d < 2; d++)
+        for (int64_t t = off[4 * d]; t < off[4 * d + 4]; t++)
+            for (int l = 0; l < L; l++)
+                for (int k = 0; k < K; k++) {
+                    int32_t e = ids[((size_t)t * L + l) * K + k];
+                    if (e >= 0 && e < E)
+                        want[d][l * E + e] += 1;
+                }
+    cr_assert_gt(want[0][7 * E + 0] + want[1][7 * E + 0], 0); /* layer 7 has load */
+    const int64_t blocks[2] = {0, 1};
+    for (int b = 0; b < 2; b++) {
+        eplb_sim_source_t *src;
+        eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, K, 1, S, off, ids, NULL));
+        eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+        eplb_sim_run_cfg_t r = run_cfg("none", D, 1, E, EPLB_TRIGGER_SGLANG, 4, 4);
+        r.policy = &cap;
+        eplb_sim_opts_t o = opts_default();
+        o.block_tokens = blocks[b];
+        ncaptured = 0;
+        eplb_sim_result_t res;
+        eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+        cr_assert_eq(ncaptured, 2, "blocks %lld: %d decisions", (long long)blocks[b], ncaptured);
+        for (int d = 0; d < 2; d++)
+            for (int i = 0; i < L * E; i++)
+                cr_assert_float_eq(captured[d][i], want[d][i], 0,
+                                   "blocks %lld, decision %d, layer %d expert %d: %g, want %g",
+                                   (long long)blocks[b], d, i / E, i % E, captured[d][i],
+                                   want[d][i]);
+        eplb_sim_results_free(&res, 1);
+        eplb_sim_source_free(src);
+    }
+    free(ids);
+}
+
+/* A series policy (reads_series) that keeps up to 300 steps of 4
+ * (layer, expert) loads. */
+static float long_series[300][4];
+static int long_series_steps, nlong;
+
+static eplb_status_t long_series_fn(int32_t *phy2log, int32_t *phyrank, const float *w, int L,
+                                    int E, const eplb_policy_args_t *a)
+{
+    (void)phyrank;
+    (void)w;
+    cr_assert_eq(L * E, 4);
+    long_series_steps = a->series ? a->series_steps : -1;
+    for (int s = 0; a->series && s < a->series_steps && s < 300; s++)
+        memcpy(long_series[s], a->series + (size_t)s * 4, sizeof long_series[s]);
+    nlong++;
+    memcpy(phy2log, a->old_phy2log, (size_t)L * a->num_replicas * sizeof *phy2log);
+    return EPLB_OK;
+}
+
+/* --trigger once places once from the whole trace (docs/simulator.md,
+ * Triggers): its policy gets each (layer, expert)'s count summed over
+ * every step, and a series policy the trace step by step, as rebalance
+ * gives it a 3-D logical_count.  300 steps of counts are two blocks
+ * (256 + 44 steps), read in pass 1; the loads change every step, so a sum
+ * of some steps only or a series out of order shows.  The sums are
+ * recomputed here.  (Mutants: the whole-trace load made the last step's
+ * (M11), the series indexed by the step in its block, so that the second
+ * block overwrote the first's start (M12), no series (M22), one step short
+ * (M23).) */
+Test(sim, once_gets_the_whole_trace_summed_and_step_by_step)
+{
+    enum { L = 1, E = 4, S = 300 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            counts[s][0][e] = (s * 13 + e * 7) % 29 + (e == s % E ? 40 : 0);
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_sim_opts_t o = opts_default();
+    eplb_sim_result_t res;
+    /* the sum */
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, E, EPLB_TRIGGER_ONCE, 1, 1);
+    r.policy = &cap;
+    ncaptured = 0;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(ncaptured, 1);
+    for (int e = 0; e < E; e++) {
+        int64_t sum = 0;
+        for (int s = 0; s < S; s++)
+            sum += counts[s][0][e];
+        cr_assert_float_eq(captured[0][e], (float)sum, 0, "expert %d: %g, want %lld", e,
+                           captured[0][e], (long long)sum);
+    }
+    eplb_sim_results_free(&res, 1);
+    /* the series */
+    eplb_policy_t vec = {"vec", "test", long_series_fn, 1};
+    r.policy = &vec;
+    nlong = 0;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(nlong, 1);
+    cr_assert_eq(long_series_steps, S, "series of %d steps, want %d", long_series_steps, S);
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            cr_assert_float_eq(long_series[s][e], (float)counts[s][0][e], 0,
+                               "step %d expert %d: %g, want %d", s, e, long_series[s][e],
+                               counts[s][0][e]);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+}
+
+/* A policy that always fails, with its own message. */
+static eplb_status_t refusing_fn(int32_t *phy2log, int32_t *phyrank, const float *w, int L, int E,
+                                 const eplb_policy_args_t *a)
+{
+    (void)phy2log;
+    (void)phyrank;
+    (void)w;
+    (void)L;
+    (void)E;
+    (void)a;
+    return eplb_error_set(EPLB_ERR_INVALID_ARG, "refusing test policy: no placement");
+}
+
+/* A policy's failure fails the replay with the policy's status and
+ * message (STYLE.md 7: logged once, then propagated), wherever the call
+ * is: the once placement before step 0, and an online decision of a run
+ * that is not the first (the runs' errors are gathered after each block;
+ * run 0, none, never fails).  (Mutants: the once policy's status dropped
+ * (M24), only run 0's error looked at (M33).) */
+Test(sim, a_policy_failure_fails_the_replay)
+{
+    enum { L = 1, E = 4, S = 8 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            counts[s][0][e] = 10 + e + s;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_sim_opts_t o = opts_default();
+    eplb_policy_t bad = {"refusing", "test", refusing_fn, 0};
+    eplb_sim_result_t res[2];
+    /* once: the call before step 0 */
+    eplb_sim_run_cfg_t once = run_cfg("none", 2, 1, E, EPLB_TRIGGER_ONCE, 1, 1);
+    once.policy = &bad;
+    eplb_assert_fails(eplb_sim_replay(res, src, &once, 1, &o), EPLB_ERR_INVALID_ARG,
+                      "refusing test policy: no placement");
+    /* online, in the second of two runs (vllm I 4: the first call before
+     * step 1), on one worker thread and on two */
+    eplb_sim_run_cfg_t two[2] = {run_cfg("none", 2, 1, E, EPLB_TRIGGER_VLLM, 2, 4),
+                                 run_cfg("none", 2, 1, E, EPLB_TRIGGER_VLLM, 2, 4)};
+    two[1].policy = &bad;
+    for (int th = 1; th <= 2; th++) {
+        o.threads = th;
+        eplb_assert_fails(eplb_sim_replay(res, src, two, 2, &o), EPLB_ERR_INVALID_ARG,
+                          "refusing test policy: no placement");
+    }
+    eplb_sim_source_free(src);
+}
+
+/* Events are appended to results.h5 after every block and, with
+ * keep_events, also stay in the results (sim.h): each event once, in
+ * order, in both.  600 steps of counts are blocks [0, 256), [256, 512),
+ * [512, 600); sglang I = W = 100 decides before 100, 200, ..., 500, one
+ * event per layer (L = 1) each, two in the first block and three in the
+ * second.  (Mutants: the events already written not remembered, so the
+ * first block's went in again (M16); the kept events dropped after each
+ * block (M17); a block's new events written from the first one kept
+ * (M41).) */
+Test(sim, events_of_every_block_written_once_and_kept)
+{
+    enum { L = 1, E = 4, S = 600, NDEC = 5 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int e = 0; e < E; e++)
+            counts[s][0][e] = 10 + (s + e) % 7;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_policy_t cap = {"capture", "test", capture_fn, 0};
+    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, E, EPLB_TRIGGER_SGLANG, 100, 100);
+    r.policy = &cap;
+    const char *dir = eplb_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/results.h5", dir);
+    eplb_sim_opts_t o = opts_default();
+    o.results_path = path;
+    o.keep_events = 1;
+    ncaptured = 0;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_eq(ncaptured, NDEC);
+    cr_assert_eq(res.n_events, (size_t)NDEC, "%zu events kept, want %d", res.n_events, NDEC);
+    for (int i = 0; i < NDEC; i++)
+        cr_assert(res.events[i].step == 100 * (i + 1) && res.events[i].decided == 100 * (i + 1),
+                  "kept event %d: step %lld", i, (long long)res.events[i].step);
+    size_t nb;
+    hsize_t dims[4];
+    unsigned char *raw = read_raw(path, "/runs/000/events", &nb, dims);
+    cr_assert_eq(dims[0], (hsize_t)NDEC, "%llu events in results.h5, want %d",
+                 (unsigned long long)dims[0], NDEC);
+    free(raw);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/runs/000/events", H5P_DEFAULT);
+    cr_assert(d >= 0);
+    hid_t mt = H5Tcreate(H5T_COMPOUND, sizeof(int64_t));
+    H5Tinsert(mt, "step", 0, H5T_NATIVE_INT64);
+    int64_t step[NDEC];
+    cr_assert(H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, step) >= 0);
+    for (int i = 0; i < NDEC; i++)
+        cr_assert_eq(step[i], 100 * (i + 1), "results.h5 event %d: step %lld, want %d", i,
+                     (long long)step[i], 100 * (i + 1));
+    H5Tclose(mt);
+    H5Dclose(d);
+    H5Fclose(f);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A once run's policy is deployed offline (docs/simulator.md, Rebalance
+ * cost): its one call's time is reported as policy_s, in no stall and not
+ * in total_s.  --policy-time 0.25: policy_s 0.25, stall_s 0, total_s =
+ * S x (moe_time_s + overhead_s); --policy-time 0 (the number for
+ * bit-reproducible outputs): policy_s 0, not the call's measured time.
+ * (Mutants: the time charged as stall (M25); a policy time of 0 taken as
+ * "measure" (M43).) */
+Test(sim, once_policy_time_reported_not_stalled)
+{
+    enum { L = 2, E = 4, S = 6 };
+    static int32_t counts[S][L][E];
+    for (int s = 0; s < S; s++)
+        for (int l = 0; l < L; l++)
+            for (int e = 0; e < E; e++)
+                counts[s][l][e] = e == l ? 300 : 20 + s;
+    eplb_sim_source_t *src;
+    eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
+    eplb_sim_run_cfg_t r = run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ONCE, 1, 1);
+    eplb_sim_opts_t o = opts_default();
+    o.policy_time = 0.25;
+    eplb_sim_result_t res;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert_float_eq(res.policy_s, 0.25, 0, "policy_s %g", res.policy_s);
+    cr_assert_float_eq(res.stall_s, 0, 0, "stall_s %g", res.stall_s);
+    cr_assert_eq(res.rebalances, 0);
+    cr_assert_float_eq(res.total_s, S * (res.moe_time_s + res.overhead_s), 1e-12, "total_s %g",
+                       res.total_s);
+    eplb_sim_results_free(&res, 1);
+    o.policy_time = 0;
+    eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
+    cr_assert(res.policy_s == 0, "--policy-time 0: policy_s %g", res.policy_s);
+    eplb_sim_results_free(&res, 1);
+    eplb_sim_source_free(src);
 }

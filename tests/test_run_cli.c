@@ -1001,6 +1001,61 @@ Test(run_cli, short_trace_defaults_to_once)
     unlink(path);
 }
 
+/* A top-2 trace of 3 layers of 16 experts with a source rank (0-5) per
+ * token, for the pipeline and block tests below: S steps of 1-12 tokens
+ * (none at the steps s with s % empty_every == 5 where empty_every > 0),
+ * three in four of each token's first
+ * experts on a hot expert that moves every hot_steps steps, the second
+ * another expert; drawn from seed. */
+enum { RT_L = 3, RT_E = 16, RT_K = 2, RT_TMAX = 12, RT_RANKS = 6 };
+static void write_ranks_trace(const char *path, int S, int hot_steps, int empty_every,
+                              uint64_t seed)
+{
+    eplb_trace_writer_opts_t wo =
+        eplb_test_writer_opts("test-moe", "test_run_cli.c", RT_L, RT_E, RT_K, EPLB_LEVEL_TOPK);
+    wo.src_rank = 1;
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
+    uint64_t x = seed;
+    for (int s = 0; s < S; s++) {
+        int32_t ids[RT_TMAX][RT_L][RT_K];
+        uint16_t rk[RT_TMAX];
+        int T = 1 + (int)(eplb_test_rng_next(&x) % RT_TMAX);
+        if (empty_every > 0 && s % empty_every == 5)
+            T = 0;
+        for (int t = 0; t < T; t++) {
+            rk[t] = (uint16_t)(eplb_test_rng_next(&x) % RT_RANKS);
+            for (int l = 0; l < RT_L; l++) {
+                uint64_t y = eplb_test_rng_next(&x);
+                int e0 = y % 4 ? (s / hot_steps + l) % RT_E : (int)((y >> 8) % RT_E);
+                ids[t][l][0] = e0;
+                ids[t][l][1] = (e0 + 1 + (int)((y >> 16) % (RT_E - 1))) % RT_E;
+            }
+        }
+        eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL, rk, 0));
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+}
+
+/* nr runs of policies pol with triggers kind (window W, interval I) on 4
+ * GPUs in 2 nodes with 20 slots. */
+static void ranks_runs(eplb_sim_run_cfg_t *runs, int nr, const char *const *pol,
+                       const eplb_trigger_kind_t *kind, int W, int I)
+{
+    memset(runs, 0, (size_t)nr * sizeof *runs);
+    for (int i = 0; i < nr; i++) {
+        eplb_trigger_t t = EPLB_TRIGGER_INIT;
+        t.kind = kind[i];
+        t.window = W;
+        t.interval = I;
+        runs[i].policy = eplb_policy_find(pol[i]);
+        runs[i].num_gpus = 4;
+        runs[i].num_nodes = 2;
+        runs[i].num_slots = 20;
+        runs[i].trig = t;
+    }
+}
+
 /* The GPU selection pipeline (two result slots per run, step s selected
  * while step s-1 is modelled, the next block read on a second thread),
  * run with the CPU kernels in place of the GPU (opts.gpu_select 2), gives
@@ -1009,57 +1064,21 @@ Test(run_cli, short_trace_defaults_to_once)
  * commits, 1 and 2 worker threads. */
 Test(run_cli, gpu_select_pipeline_matches_cpu)
 {
-    enum { S = 300, L = 3, E = 16, K = 2, TMAX = 12, RANKS = 6 };
+    enum { S = 300 };
     char path[600];
     snprintf(path, sizeof path, "%s/ranks.h5", tdir);
-    eplb_trace_writer_opts_t wo =
-        eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, K, EPLB_LEVEL_TOPK);
-    wo.src_rank = 1;
-    eplb_trace_writer_t *w = NULL;
-    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
-    uint32_t x = 777;
-    for (int s = 0; s < S; s++) {
-        static int32_t ids[TMAX][L][K];
-        static uint16_t rk[TMAX];
-        x = x * 1664525u + 1013904223u;
-        int T = s % 17 == 5 ? 0 : 1 + (int)((x >> 20) % TMAX);
-        for (int t = 0; t < T; t++) {
-            x = x * 1664525u + 1013904223u;
-            rk[t] = (uint16_t)((x >> 12) % RANKS);
-            for (int l = 0; l < L; l++) {
-                x = x * 1664525u + 1013904223u;
-                int hot = (x >> 16) % 4 != 0;
-                int e0 = hot ? (s / 50 + l) % E : (int)((x >> 8) % E);
-                ids[t][l][0] = e0;
-                ids[t][l][1] = (e0 + 1 + (int)((x >> 4) % (E - 1))) % E;
-            }
-        }
-        eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL,
-                                                     rk, 0));
-    }
-    eplb_assert_ok(eplb_trace_writer_finish(w));
+    write_ranks_trace(path, S, 50, 17, 777);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     enum { NR = 7 };
     eplb_sim_run_cfg_t runs[NR];
-    memset(runs, 0, sizeof runs);
     const char *pol[NR] = {"none",     "deepseek", "lpt",     "deepseek",
                            "deepseek", "deepseek", "deepseek"};
     const eplb_trigger_kind_t kind[NR] = {EPLB_TRIGGER_VLLM,   EPLB_TRIGGER_VLLM,
                                           EPLB_TRIGGER_SGLANG, EPLB_TRIGGER_TRTLLM,
                                           EPLB_TRIGGER_ORACLE, EPLB_TRIGGER_ONCE,
                                           EPLB_TRIGGER_THRESHOLD};
-    for (int i = 0; i < NR; i++) {
-        eplb_trigger_t t = EPLB_TRIGGER_INIT;
-        t.kind = kind[i];
-        t.window = 20;
-        t.interval = 30;
-        runs[i].policy = eplb_policy_find(pol[i]);
-        runs[i].num_gpus = 4;
-        runs[i].num_nodes = 2;
-        runs[i].num_slots = 20;
-        runs[i].trig = t;
-    }
+    ranks_runs(runs, NR, pol, kind, 20, 30);
     runs[2].trig.async = EPLB_ASYNC_LAYERS;
     runs[3].trig.chunk = 2;
     runs[5].num_gpus = 2; /* another D: ranks mod 2 */
@@ -1773,49 +1792,17 @@ static void replay_blocks_agree(const eplb_trace_t *tr, const eplb_sim_run_cfg_t
  * buffer the runs are using (M40).) */
 Test(run_cli, cached_ids_and_ranks_of_every_block_used_by_pass_two)
 {
-    enum { S = 40, L = 3, E = 16, K = 2, TMAX = 12, RANKS = 6, NR = 4 };
+    enum { S = 40, NR = 4 };
     char path[600];
     snprintf(path, sizeof path, "%s/ranks2.h5", tdir);
-    eplb_trace_writer_opts_t wo =
-        eplb_test_writer_opts("test-moe", "test_run_cli.c", L, E, K, EPLB_LEVEL_TOPK);
-    wo.src_rank = 1;
-    eplb_trace_writer_t *w = NULL;
-    eplb_assert_ok(eplb_trace_writer_create(&w, path, &wo));
-    uint64_t x = 4242;
-    for (int s = 0; s < S; s++) {
-        int32_t ids[TMAX][L][K];
-        uint16_t rk[TMAX];
-        int T = 1 + (int)(eplb_test_rng_next(&x) % TMAX);
-        for (int t = 0; t < T; t++) {
-            rk[t] = (uint16_t)(eplb_test_rng_next(&x) % RANKS);
-            for (int l = 0; l < L; l++) {
-                uint64_t y = eplb_test_rng_next(&x);
-                int e0 = y % 4 ? (s / 10 + l) % E : (int)((y >> 8) % E);
-                ids[t][l][0] = e0;
-                ids[t][l][1] = (e0 + 1 + (int)((y >> 16) % (E - 1))) % E;
-            }
-        }
-        eplb_assert_ok(eplb_trace_writer_append_step(w, T, NULL, &ids[0][0][0], NULL, NULL, rk, 0));
-    }
-    eplb_assert_ok(eplb_trace_writer_finish(w));
+    write_ranks_trace(path, S, 10, 0, 4242);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
     eplb_sim_run_cfg_t runs[NR];
-    memset(runs, 0, sizeof runs);
     const char *pol[NR] = {"none", "deepseek", "deepseek", "lpt"};
     const eplb_trigger_kind_t kind[NR] = {EPLB_TRIGGER_VLLM, EPLB_TRIGGER_ONCE, EPLB_TRIGGER_ORACLE,
                                           EPLB_TRIGGER_VLLM};
-    for (int i = 0; i < NR; i++) {
-        eplb_trigger_t t = EPLB_TRIGGER_INIT;
-        t.kind = kind[i];
-        t.window = 4;
-        t.interval = 8;
-        runs[i].policy = eplb_policy_find(pol[i]);
-        runs[i].num_gpus = 4;
-        runs[i].num_nodes = 2;
-        runs[i].num_slots = 20;
-        runs[i].trig = t;
-    }
+    ranks_runs(runs, NR, pol, kind, 4, 8);
     /* all four runs, then the vllm runs alone (runs 0 and 3) */
     for (int set = 0; set < 2; set++) {
         if (set == 1)

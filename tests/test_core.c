@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "decimal.h"
@@ -457,4 +459,133 @@ Test(core, decimal_real_ignores_a_stale_errno)
     v = -42;
     cr_assert_eq(eplb_decimal_parse_double(&v, "0.0"), 0);
     cr_assert(v == 0);
+}
+
+/* ---- types.c at its edges (found by mutation testing: each mutant named
+ * passed the suite before these tests) -------------------------------------- */
+
+/* A diagnostic switch is on when set to anything but empty or "0", an
+ * off switch only at exactly "0" (src/eplb.h).  Kills the empty value
+ * taken as on (T01) and an unset variable taken as off (T02). */
+Test(core, env_on_and_off_switches)
+{
+    static const struct {
+        const char *v; /* NULL: unset */
+        int on, off;
+    } cases[] = {{NULL, 0, 0}, {"", 0, 0}, {"0", 0, 1}, {"1", 1, 0}, {"00", 1, 0}, {"no", 1, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].v)
+            setenv("EPLB_TEST_SWITCH", cases[i].v, 1);
+        else
+            unsetenv("EPLB_TEST_SWITCH");
+        cr_expect_eq(eplb_env_on("EPLB_TEST_SWITCH"), cases[i].on, "on '%s'",
+                     cases[i].v ? cases[i].v : "(unset)");
+        cr_expect_eq(eplb_env_off("EPLB_TEST_SWITCH"), cases[i].off, "off '%s'",
+                     cases[i].v ? cases[i].v : "(unset)");
+    }
+    unsetenv("EPLB_TEST_SWITCH");
+}
+
+/* MemAvailable of /proc/meminfo in bytes, or 0 where it cannot be read
+ * (read here on its own, not through types.c) */
+static uint64_t meminfo_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+    if (f)
+        fclose(f);
+    return found ? (uint64_t)kb * 1024 : 0;
+}
+
+/* Without EPLB_MEMORY_AVAILABLE the estimate is at most the machine's
+ * MemAvailable ("the least of ...", src/eplb.h), allowing 1 GiB for what
+ * other processes free between the two reads.  Kills MemAvailable taken
+ * as the most rather than the least (T04: SIZE_MAX where no cgroup or
+ * ulimit -v bounds it). */
+Test(core, memory_available_at_most_meminfo)
+{
+    unsetenv("EPLB_MEMORY_AVAILABLE");
+    const uint64_t before = meminfo_available();
+    if (before == 0)
+        cr_skip_test("no MemAvailable in /proc/meminfo");
+    const size_t got = eplb_memory_available();
+    const uint64_t after = meminfo_available(), most = before > after ? before : after;
+    cr_expect(got > 0);
+    cr_expect((uint64_t)got <= most + ((uint64_t)1 << 30), "%zu bytes, MemAvailable %llu", got,
+              (unsigned long long)most);
+}
+
+/* The process's size, VmSize of /proc/self/status in bytes (0 where it
+ * cannot be read) */
+static uint64_t status_vm_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = sscanf(line, "VmSize: %llu kB", &kb) == 1;
+    if (f)
+        fclose(f);
+    return found ? (uint64_t)kb * 1024 : 0;
+}
+
+/* Under an address-space limit (ulimit -v) of the process's size plus
+ * 32 MiB, the estimate is about those 32 MiB ("the address-space limit
+ * less the process's size", src/eplb.h): at most 40 MiB, at least 16 (the
+ * process may grow a little meanwhile).  In a child, whose limit goes with
+ * it.  Kills the limit taken without the process's size (T03). */
+Test(core, memory_available_under_ulimit_v)
+{
+    unsetenv("EPLB_MEMORY_AVAILABLE");
+    const uint64_t mib = 1 << 20;
+    if (meminfo_available() < 256 * mib)
+        cr_skip_test("less than 256 MiB available");
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        const uint64_t vm = status_vm_size();
+        struct rlimit rl;
+        if (vm < 64 * mib || getrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(3);
+        rl.rlim_cur = vm + 32 * mib;
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max)
+            _exit(3);
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(4);
+        const size_t got = eplb_memory_available();
+        _exit(got > 40 * mib ? 5 : got < 16 * mib ? 6 : 0);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFEXITED(status), "status %#x", status);
+    if (WEXITSTATUS(status) == 3)
+        cr_skip_test("process smaller than 64 MiB or a hard limit below it");
+    cr_assert_neq(WEXITSTATUS(status), 4, "setrlimit failed");
+    cr_assert_neq(WEXITSTATUS(status), 5, "more than 40 MiB under a limit 32 MiB above the size");
+    cr_assert_eq(WEXITSTATUS(status), 0, "less than 16 MiB under a limit 32 MiB above the size");
+}
+
+/* eplb_huge_alloc rounds up to whole 2 MiB pages (src/eplb.h): 1 byte and
+ * 2 MiB take one page, 2 MiB + 1 two, 0 one; the buffer is 2 MiB aligned.
+ * Kills an exact multiple rounded up a page too far (T05). */
+Test(core, huge_alloc_rounds_to_whole_pages)
+{
+    const size_t page = (size_t)2 << 20;
+    static const struct {
+        size_t n, want;
+    } cases[] = {
+        {0, 1}, {1, 1}, {(size_t)2 << 20, 1}, {((size_t)2 << 20) + 1, 2}, {(size_t)6 << 20, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t sz = 12345;
+        void *b = eplb_huge_alloc(cases[i].n, &sz);
+        cr_assert(b != NULL, "%zu bytes", cases[i].n);
+        cr_expect_eq(sz, cases[i].want * page, "%zu bytes: %zu", cases[i].n, sz);
+        cr_expect_eq((uintptr_t)b % page, 0);
+        free(b);
+    }
 }

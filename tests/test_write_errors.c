@@ -824,3 +824,440 @@ Test(write_errors, forked_child_signalled_leaves_parent_files)
     unlink(f);
     rmdir(sub);
 }
+
+/* ---- the guard's slots, handlers and output sets at their edges (found by
+ * mutation testing of tmpfile_guard.c: each mutant named passed the suite
+ * before these tests) ------------------------------------------------------ */
+
+/* 1 if sig has the default action now (no handler of the guard's) */
+static int has_default_action(int sig)
+{
+    struct sigaction cur;
+    return sigaction(sig, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+           cur.sa_handler == SIG_DFL;
+}
+
+static void caller_handler(int sig) { (void)sig; }
+
+/* The previous actions come back when the last path is disarmed
+ * (tmpfile_guard.h: "the previous actions restored when the last one is
+ * disarmed"), also when the paths were those of an output set that was
+ * committed or aborted; a handler the caller installed after arming is
+ * left alone.  Kills: the restore skipped (G07), a caller's handler
+ * replaced by the default action (G06), the set's slots never disarmed
+ * (G16). */
+Test(write_errors, guard_restores_previous_actions)
+{
+    signal(SIGTERM, SIG_DFL); /* as the guard finds them (not ignored, as under nohup) */
+    signal(SIGHUP, SIG_DFL);
+    const int id = eplb_tmp_guard_arm("/nonexistent/eplb-guard-a");
+    cr_assert(id >= 0);
+    cr_assert(!has_default_action(SIGTERM), "no handler installed while a path is armed");
+    eplb_tmp_guard_disarm(id);
+    cr_assert(has_default_action(SIGTERM), "SIGTERM's default action not put back");
+
+    /* the caller's own SIGHUP handler, installed while a path is armed */
+    const int id2 = eplb_tmp_guard_arm("/nonexistent/eplb-guard-b");
+    cr_assert(id2 >= 0);
+    signal(SIGHUP, caller_handler);
+    eplb_tmp_guard_disarm(id2);
+    struct sigaction cur;
+    cr_assert_eq(sigaction(SIGHUP, NULL, &cur), 0);
+    cr_assert(cur.sa_handler == caller_handler, "the caller's SIGHUP handler was replaced");
+    cr_assert(has_default_action(SIGTERM));
+    signal(SIGHUP, SIG_DFL);
+
+    /* an aborted set and a committed one disarm their members */
+    const char *d = eplb_test_tmpdir();
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/a", d);
+    snprintf(b, sizeof b, "%s/b", d);
+    eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+    const char *ta, *tb;
+    eplb_assert_ok(eplb_tmp_set_add(&ta, &set, a));
+    eplb_assert_ok(eplb_tmp_set_add(&tb, &set, b));
+    cr_assert(!has_default_action(SIGTERM));
+    eplb_tmp_set_abort(&set);
+    cr_assert(has_default_action(SIGTERM), "an aborted set's files are still guarded");
+    eplb_assert_ok(eplb_tmp_set_add(&ta, &set, a));
+    eplb_test_write_text(ta, "new a\n");
+    eplb_assert_ok(eplb_tmp_set_commit(&set));
+    cr_assert(has_default_action(SIGTERM), "a committed set's files are still guarded");
+    unlink(a);
+    rmdir(d);
+}
+
+/* A path of 4095 bytes is guarded, one of 4096 is refused (tmpfile_guard.h:
+ * "paths of at most 4095 bytes"; a slot holds 4096 with the NUL).  Kills
+ * the bound off by one (G08), which copied 4097 bytes into a slot. */
+Test(write_errors, guard_path_length_bound)
+{
+    static char p[4097];
+    memset(p, 'a', 4096);
+    p[0] = '/';
+    p[4096] = '\0';
+    cr_assert_eq(eplb_tmp_guard_arm(p), -1, "a path of 4096 bytes was guarded");
+    p[4095] = '\0';
+    const int id = eplb_tmp_guard_arm(p);
+    cr_assert(id >= 0, "a path of 4095 bytes was refused");
+    eplb_tmp_guard_disarm(id);
+}
+
+/* The slots are handed out round robin, a slot just disarmed last
+ * (tmpfile_guard.c): after one arm and disarm, the next 15 arms get the
+ * other 15 slots, the 16th that one, and a 17th fails (-1: "arming more
+ * fails quietly").  Kills the search always starting at slot 0 (G09) and
+ * next_slot left on the slot just taken (G29). */
+Test(write_errors, guard_slots_round_robin)
+{
+    signal(SIGTERM, SIG_DFL);
+    const int first = eplb_tmp_guard_arm("/nonexistent/eplb-guard-0");
+    cr_assert(first >= 0);
+    eplb_tmp_guard_disarm(first);
+    int ids[EPLB_TMP_GUARD_SLOTS], seen[EPLB_TMP_GUARD_SLOTS] = {0};
+    for (int i = 0; i < EPLB_TMP_GUARD_SLOTS; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/nonexistent/eplb-guard-%d", i + 1);
+        ids[i] = eplb_tmp_guard_arm(p);
+        cr_assert(ids[i] >= 0 && ids[i] < EPLB_TMP_GUARD_SLOTS, "arm %d: %d", i + 1, ids[i]);
+        cr_assert(!seen[ids[i]], "slot %d handed out twice", ids[i]);
+        seen[ids[i]] = 1;
+        if (i < EPLB_TMP_GUARD_SLOTS - 1)
+            cr_assert_neq(ids[i], first, "the slot just disarmed reused by arm %d", i + 1);
+    }
+    cr_assert_eq(ids[EPLB_TMP_GUARD_SLOTS - 1], first);
+    cr_assert_eq(eplb_tmp_guard_arm("/nonexistent/eplb-guard-17"), -1, "a 17th path guarded");
+    for (int i = 0; i < EPLB_TMP_GUARD_SLOTS; i++)
+        eplb_tmp_guard_disarm(ids[i]);
+    cr_assert(has_default_action(SIGTERM));
+}
+
+/* In a child: guard a and b, disarm a twice (the second is a no-op,
+ * tmpfile_guard.h: stop guarding slot id), then SIGTERM. */
+static void body_disarm_one_of_two(const char *a, const char *b)
+{
+    const int ia = eplb_tmp_guard_arm(a);
+    if (ia < 0 || eplb_tmp_guard_arm(b) < 0)
+        _exit(3);
+    eplb_tmp_guard_disarm(ia);
+    eplb_tmp_guard_disarm(ia);
+    raise(SIGTERM);
+    _exit(4); /* not reached */
+}
+
+/* A path still armed after another was disarmed (once, then again) is
+ * still removed on a signal, and the disarmed one kept.  Kills the
+ * handlers restored while one path was still armed (G11) and a second
+ * disarm of the same slot counted again (G12). */
+Test(write_errors, guard_keeps_paths_still_armed)
+{
+    const char *d = eplb_test_tmpdir();
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/a.tmp", d);
+    snprintf(b, sizeof b, "%s/b.tmp", d);
+    eplb_test_write_text(a, "a");
+    eplb_test_write_text(b, "b");
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        signal(SIGTERM, SIG_DFL);
+        body_disarm_one_of_two(a, b);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    cr_assert(eplb_test_exists(a), "the disarmed path was removed");
+    cr_assert(!eplb_test_exists(b), "the path still armed was left");
+    unlink(a);
+    rmdir(d);
+}
+
+/* Directories nested three deep whose slots are not in the order of the
+ * nesting (slot 15, then 0 and 1: the round robin wrapped after slot 14
+ * was armed and disarmed) all go on a signal, with the guarded file in the deepest:
+ * each pass of the handler removes the ones emptied by the last.  Kills a
+ * single pass (G03), which left the outer two. */
+Test(write_errors, guard_removes_nested_dirs_in_any_slot_order)
+{
+    const char *d = eplb_test_tmpdir();
+    char top[4200], mid[4300], low[4400], f[4500];
+    snprintf(top, sizeof top, "%s/top", d);
+    snprintf(mid, sizeof mid, "%s/mid", top);
+    snprintf(low, sizeof low, "%s/low", mid);
+    snprintf(f, sizeof f, "%s/f.tmp", low);
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        signal(SIGTERM, SIG_DFL);
+        /* arm and disarm until slot 14 was the last one taken */
+        for (int i = 0, id = -1; i < EPLB_TMP_GUARD_SLOTS && id != EPLB_TMP_GUARD_SLOTS - 2; i++)
+            eplb_tmp_guard_disarm(id = eplb_tmp_guard_arm("/nonexistent/eplb-guard"));
+        if (mkdir(top, 0700) != 0 || eplb_tmp_guard_arm_dir(top) != EPLB_TMP_GUARD_SLOTS - 1 ||
+            mkdir(mid, 0700) != 0 || eplb_tmp_guard_arm_dir(mid) != 0 || mkdir(low, 0700) != 0 ||
+            eplb_tmp_guard_arm_dir(low) != 1)
+            _exit(3);
+        FILE *g = fopen(f, "w");
+        if (!g || fclose(g) != 0 || eplb_tmp_guard_arm(f) < 0)
+            _exit(4);
+        raise(SIGTERM);
+        _exit(5); /* not reached */
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    cr_assert(!eplb_test_exists(top), "guarded directories are left: top%s%s",
+              eplb_test_exists(mid) ? ", mid" : "", eplb_test_exists(low) ? ", low" : "");
+    rmdir(d);
+}
+
+/* An output set holds at most EPLB_TMP_SET_MAX (8) files: the ninth is
+ * refused with EPLB_ERR_INTERNAL, the set keeps its 8.  Kills the bound off
+ * by one (G14), which wrote a ninth member past the arrays. */
+Test(write_errors, tmp_set_refuses_a_ninth_member)
+{
+    eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+    const char *t;
+    for (int i = 0; i < EPLB_TMP_SET_MAX; i++) {
+        char f[64];
+        snprintf(f, sizeof f, "/nonexistent/eplb-set-%d", i);
+        eplb_assert_ok(eplb_tmp_set_add(&t, &set, f));
+    }
+    eplb_assert_fails(eplb_tmp_set_add(&t, &set, "/nonexistent/eplb-set-8"), EPLB_ERR_INTERNAL,
+                      "more than 8 files in one output set");
+    cr_assert_eq(set.n, EPLB_TMP_SET_MAX);
+    eplb_tmp_set_abort(&set);
+    cr_assert_eq(set.n, 0);
+}
+
+/* A "<final>.old.<pid>" left by an earlier process of the same pid that died
+ * in a commit does not stop the roll-back: it is replaced by the new link,
+ * the earlier a comes back when the third rename fails, and no ".old." file
+ * is left.  Kills the stale link not removed first (G19): link(2) then
+ * failed with EEXIST and a kept the new content. */
+Test(write_errors, tmp_set_roll_back_past_a_stale_old_link)
+{
+    const char *d = eplb_test_tmpdir();
+    char a[4200], b[4200], c[4200], cfile[4300], stale[4300];
+    snprintf(a, sizeof a, "%s/a", d);
+    snprintf(b, sizeof b, "%s/b", d);
+    snprintf(c, sizeof c, "%s/c", d);
+    snprintf(cfile, sizeof cfile, "%s/keep", c);
+    snprintf(stale, sizeof stale, "%s.old.%ld", a, (long)getpid());
+    eplb_test_write_text(a, "old a\n");
+    eplb_test_write_text(stale, "stale\n");
+    cr_assert_eq(mkdir(c, 0700), 0);
+    eplb_test_write_text(cfile, "keep\n");
+    eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+    const char *ta, *tb, *tc;
+    eplb_assert_ok(eplb_tmp_set_add(&ta, &set, a));
+    eplb_assert_ok(eplb_tmp_set_add(&tb, &set, b));
+    eplb_assert_ok(eplb_tmp_set_add(&tc, &set, c));
+    eplb_test_write_text(ta, "new a\n");
+    eplb_test_write_text(tb, "new b\n");
+    eplb_test_write_text(tc, "new c\n");
+    eplb_assert_fails(eplb_tmp_set_commit(&set), EPLB_ERR_IO, "cannot rename");
+    cr_assert(eplb_test_exists(a), "a, which had an earlier file, is gone (no link kept)");
+    char *got = eplb_test_slurp_text(a);
+    cr_assert_str_eq(got, "old a\n", "a not put back past a stale .old link");
+    free(got);
+    cr_assert(!eplb_test_exists(b), "b, which had no earlier file, is left");
+    cr_assert(!eplb_test_exists(stale), "the stale .old file is left");
+    cr_assert_eq(eplb_test_dir_entries(d), 2, "more than a and c in %s", d);
+    unlink(cfile);
+    rmdir(c);
+    unlink(a);
+    rmdir(d);
+}
+
+/* A set of one file: the line says which, without "and the others beside
+ * it" (there are none).  Kills the plural for one file (G22). */
+Test(write_errors, signal_during_commit_of_one_file)
+{
+    const char *d = eplb_test_tmpdir();
+    char f[1][4200], log[4200];
+    snprintf(log, sizeof log, "%s/stderr", d);
+    int status = commit_with_signal(d, f, 1, SIGTERM, SIG_DFL);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    char *t = eplb_test_slurp_text(f[0]);
+    cr_assert_str_eq(t, "file 0\n");
+    free(t);
+    char *e = eplb_test_slurp_text(log);
+    char want[4400];
+    snprintf(want, sizeof want,
+             "eplb-replay: Terminated came while the outputs were renamed into place; all 1 "
+             "are complete (%s)\n",
+             f[0]);
+    cr_assert_str_eq(e, want);
+    free(e);
+    unlink(f[0]);
+    unlink(log);
+    rmdir(d);
+}
+
+/* A signal the caller blocks when it commits stays pending after it (it is
+ * not delivered, the process does not die of it), so no line says the
+ * process dies: the commit returns EPLB_OK quietly (tmpfile_guard.h: "and is
+ * not blocked by the caller").  Kills the caller's mask ignored (G21). */
+Test(write_errors, blocked_signal_during_commit_says_nothing)
+{
+    const char *d = eplb_test_tmpdir();
+    char f[2][4200], log[4200];
+    snprintf(log, sizeof log, "%s/stderr", d);
+    for (int i = 0; i < 2; i++)
+        snprintf(f[i], 4200, "%s/out%d.csv", d, i);
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        if (!freopen(log, "w", stderr))
+            _exit(5);
+        signal(SIGTERM, SIG_DFL);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        eplb_tmp_set_t s = EPLB_TMP_SET_INIT;
+        for (int i = 0; i < 2; i++) {
+            const char *t = NULL;
+            if (eplb_tmp_set_add(&t, &s, f[i]) != EPLB_OK)
+                _exit(6);
+            FILE *o = fopen(t, "w");
+            if (!o)
+                _exit(7);
+            fprintf(o, "file %d\n", i);
+            fclose(o);
+        }
+        rename_signal = SIGTERM;
+        eplb_tmp_set_rename_hook = signal_self;
+        const int ok = eplb_tmp_set_commit(&s) == EPLB_OK;
+        sigset_t pend;
+        _exit(!ok ? 8 : sigpending(&pend) != 0 || !sigismember(&pend, SIGTERM) ? 9 : 0);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+    char *e = eplb_test_slurp_text(log);
+    cr_assert_str_eq(e, "");
+    free(e);
+    unlink(log);
+    for (int i = 0; i < 2; i++) {
+        char *t = eplb_test_slurp_text(f[i]);
+        char want[32];
+        snprintf(want, sizeof want, "file %d\n", i);
+        cr_assert_str_eq(t, want, "%s", f[i]);
+        free(t);
+        unlink(f[i]);
+    }
+    rmdir(d);
+}
+
+/* eplb_tmp_name adds ".tmp.<pid>" unless the name ends in it after a name
+ * of its own (tmpfile_guard.h: "<final>.tmp.<pid>" of this process): a file
+ * named just ".tmp.<pid>" is a final name (the temporary name of an empty
+ * one would be it) and gets the suffix; another pid's suffix is kept and
+ * the suffix added.  Kills the bare suffix taken as a temporary name
+ * (G13), which wrote such a file under its final name. */
+Test(write_errors, tmp_name_of_a_bare_suffix)
+{
+    const long pid = (long)getpid();
+    char fin[64], want[128], out[128];
+    snprintf(fin, sizeof fin, ".tmp.%ld", pid);
+    snprintf(want, sizeof want, ".tmp.%ld.tmp.%ld", pid, pid);
+    eplb_tmp_name(out, sizeof out, fin);
+    cr_assert_str_eq(out, want);
+    snprintf(fin, sizeof fin, "x.tmp.%ld", pid);
+    eplb_tmp_name(out, sizeof out, fin);
+    cr_assert_str_eq(out, fin);
+    snprintf(fin, sizeof fin, "x.tmp.%ld", pid + 1);
+    snprintf(want, sizeof want, "x.tmp.%ld.tmp.%ld", pid + 1, pid);
+    eplb_tmp_name(out, sizeof out, fin);
+    cr_assert_str_eq(out, want);
+}
+
+/* The mask a thread of eplb_thread_create starts with: 1 where SIGINT,
+ * SIGTERM and SIGHUP are all blocked in it. */
+static void *report_guard_mask(void *arg)
+{
+    sigset_t cur;
+    int *blocked = arg;
+    *blocked = pthread_sigmask(SIG_BLOCK, NULL, &cur) == 0 && sigismember(&cur, SIGINT) == 1 &&
+               sigismember(&cur, SIGTERM) == 1 && sigismember(&cur, SIGHUP) == 1;
+    return NULL;
+}
+
+/* A thread started by eplb_thread_create has the guard's three signals
+ * blocked from its start (tmpfile_guard.h), and the caller's own mask is
+ * as it was (none of them blocked).  Kills the signals unblocked rather
+ * than blocked around pthread_create (G24: the thread then took them). */
+Test(write_errors, thread_create_blocks_the_guard_signals)
+{
+    sigset_t none, cur;
+    sigemptyset(&none);
+    cr_assert_eq(pthread_sigmask(SIG_SETMASK, &none, NULL), 0);
+    int blocked = -1;
+    pthread_t th;
+    cr_assert_eq(eplb_thread_create(&th, NULL, report_guard_mask, &blocked), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(blocked, 1, "the guard's signals are not blocked in the new thread");
+    cr_assert_eq(pthread_sigmask(SIG_BLOCK, NULL, &cur), 0);
+    cr_assert(!sigismember(&cur, SIGINT) && !sigismember(&cur, SIGTERM) &&
+                  !sigismember(&cur, SIGHUP),
+              "the caller's mask was changed");
+}
+
+/* A temporary file that is not there fails at its sync, before any rename
+ * (tmpfile_guard.h: "FINAL: cannot sync TMP: <errno text>"), and the final
+ * name keeps its file.  Kills the sync skipped (G18: the rename then
+ * failed instead, with "cannot rename"). */
+Test(write_errors, rename_into_place_syncs_first)
+{
+    const char *d = eplb_test_tmpdir();
+    char fin[4200], tmp[4300], want[9000];
+    snprintf(fin, sizeof fin, "%s/s.json", d);
+    snprintf(tmp, sizeof tmp, "%s.tmp.1", fin);
+    eplb_test_write_text(fin, "old\n");
+    snprintf(want, sizeof want, "%s: cannot sync %s: No such file or directory", fin, tmp);
+    eplb_assert_fails(eplb_tmp_rename_into_place(tmp, fin), EPLB_ERR_IO, want);
+    char *got = eplb_test_slurp_text(fin);
+    cr_assert_str_eq(got, "old\n");
+    free(got);
+    cr_assert_eq(eplb_test_dir_entries(d), 1);
+    unlink(fin);
+    rmdir(d);
+}
+
+/* The temporary files of an output set are guarded: a SIGTERM before the
+ * commit removes them and leaves the final names as they were (an
+ * earlier a untouched, no b).  Kills set members added unguarded (G30),
+ * which passed the whole suite before: the run --out tests that signal
+ * the command did not look for the set's files. */
+Test(write_errors, tmp_set_members_removed_on_a_signal)
+{
+    const char *d = eplb_test_tmpdir();
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/a", d);
+    snprintf(b, sizeof b, "%s/b", d);
+    eplb_test_write_text(a, "old a\n");
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        signal(SIGTERM, SIG_DFL);
+        eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+        const char *ta, *tb;
+        if (eplb_tmp_set_add(&ta, &set, a) != EPLB_OK || eplb_tmp_set_add(&tb, &set, b) != EPLB_OK)
+            _exit(3);
+        FILE *f = fopen(ta, "w"), *g = fopen(tb, "w");
+        if (!f || !g || fputs("new\n", f) < 0 || fclose(f) != 0 || fclose(g) != 0)
+            _exit(4);
+        raise(SIGTERM);
+        _exit(5); /* not reached */
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    cr_assert_eq(eplb_test_dir_entries(d), 1, "a temporary file of the set is left in %s", d);
+    char *got = eplb_test_slurp_text(a);
+    cr_assert_str_eq(got, "old a\n");
+    free(got);
+    unlink(a);
+    rmdir(d);
+}

@@ -486,20 +486,25 @@ Test(core, env_on_and_off_switches)
     unsetenv("EPLB_TEST_SWITCH");
 }
 
-/* MemAvailable of /proc/meminfo in bytes, or 0 where it cannot be read
- * (read here on its own, not through types.c) */
-static uint64_t meminfo_available(void)
+/* The field `key` ("MemAvailable", "VmSize") of a /proc file of "key:
+ * N kB" lines, in bytes, or 0 where it cannot be read (read here on its
+ * own, not through types.c) */
+static uint64_t proc_kb_field(const char *path, const char *key)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
+    FILE *f = fopen(path, "r");
     char line[256];
     unsigned long long kb = 0;
     int found = 0;
+    const size_t n = strlen(key);
     while (f && !found && fgets(line, sizeof line, f))
-        found = sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+        found =
+            !strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, " %llu kB", &kb) == 1;
     if (f)
         fclose(f);
     return found ? (uint64_t)kb * 1024 : 0;
 }
+
+static uint64_t meminfo_available(void) { return proc_kb_field("/proc/meminfo", "MemAvailable"); }
 
 /* Without EPLB_MEMORY_AVAILABLE the estimate is at most the machine's
  * MemAvailable ("the least of ...", src/eplb.h), allowing 1 GiB for what
@@ -521,18 +526,7 @@ Test(core, memory_available_at_most_meminfo)
 
 /* The process's size, VmSize of /proc/self/status in bytes (0 where it
  * cannot be read) */
-static uint64_t status_vm_size(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    unsigned long long kb = 0;
-    int found = 0;
-    while (f && !found && fgets(line, sizeof line, f))
-        found = sscanf(line, "VmSize: %llu kB", &kb) == 1;
-    if (f)
-        fclose(f);
-    return found ? (uint64_t)kb * 1024 : 0;
-}
+static uint64_t status_vm_size(void) { return proc_kb_field("/proc/self/status", "VmSize"); }
 
 /* Under an address-space limit (ulimit -v) of the process's size plus
  * 32 MiB, the estimate is about those 32 MiB ("the address-space limit

@@ -932,17 +932,34 @@ Test(write_errors, guard_slots_round_robin)
     cr_assert(has_default_action(SIGTERM));
 }
 
-/* In a child: guard a and b, disarm a twice (the second is a no-op,
- * tmpfile_guard.h: stop guarding slot id), then SIGTERM. */
-static void body_disarm_one_of_two(const char *a, const char *b)
+/* Runs body(arg) in a child with SIGTERM at its default action, then
+ * raises SIGTERM there (body calls _exit(N) where a step fails); the
+ * child must die of the SIGTERM. */
+static void child_dies_of_sigterm(void (*body)(void *), void *arg)
 {
-    const int ia = eplb_tmp_guard_arm(a);
-    if (ia < 0 || eplb_tmp_guard_arm(b) < 0)
+    pid_t p = fork();
+    cr_assert(p >= 0);
+    if (p == 0) {
+        signal(SIGTERM, SIG_DFL);
+        body(arg);
+        raise(SIGTERM);
+        _exit(5); /* not reached */
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(p, &status, 0), p);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+}
+
+/* paths[0] (a) and paths[1] (b): guard both, disarm a twice (the second is
+ * a no-op, tmpfile_guard.h: stop guarding slot id). */
+static void body_disarm_one_of_two(void *arg)
+{
+    char(*paths)[4200] = arg;
+    const int ia = eplb_tmp_guard_arm(paths[0]);
+    if (ia < 0 || eplb_tmp_guard_arm(paths[1]) < 0)
         _exit(3);
     eplb_tmp_guard_disarm(ia);
     eplb_tmp_guard_disarm(ia);
-    raise(SIGTERM);
-    _exit(4); /* not reached */
 }
 
 /* A path still armed after another was disarmed (once, then again) is
@@ -952,24 +969,32 @@ static void body_disarm_one_of_two(const char *a, const char *b)
 Test(write_errors, guard_keeps_paths_still_armed)
 {
     const char *d = eplb_test_tmpdir();
-    char a[4200], b[4200];
-    snprintf(a, sizeof a, "%s/a.tmp", d);
-    snprintf(b, sizeof b, "%s/b.tmp", d);
-    eplb_test_write_text(a, "a");
-    eplb_test_write_text(b, "b");
-    pid_t p = fork();
-    cr_assert(p >= 0);
-    if (p == 0) {
-        signal(SIGTERM, SIG_DFL);
-        body_disarm_one_of_two(a, b);
-    }
-    int status = 0;
-    cr_assert_eq(waitpid(p, &status, 0), p);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
-    cr_assert(eplb_test_exists(a), "the disarmed path was removed");
-    cr_assert(!eplb_test_exists(b), "the path still armed was left");
-    unlink(a);
+    char ab[2][4200];
+    snprintf(ab[0], sizeof ab[0], "%s/a.tmp", d);
+    snprintf(ab[1], sizeof ab[1], "%s/b.tmp", d);
+    eplb_test_write_text(ab[0], "a");
+    eplb_test_write_text(ab[1], "b");
+    child_dies_of_sigterm(body_disarm_one_of_two, ab);
+    cr_assert(eplb_test_exists(ab[0]), "the disarmed path was removed");
+    cr_assert(!eplb_test_exists(ab[1]), "the path still armed was left");
+    unlink(ab[0]);
     rmdir(d);
+}
+
+/* paths: top, top/mid, top/mid/low and the file low/f.tmp */
+static void body_nested_dirs(void *arg)
+{
+    char(*path)[4500] = arg;
+    /* arm and disarm until slot 14 was the last one taken */
+    for (int i = 0, id = -1; i < EPLB_TMP_GUARD_SLOTS && id != EPLB_TMP_GUARD_SLOTS - 2; i++)
+        eplb_tmp_guard_disarm(id = eplb_tmp_guard_arm("/nonexistent/eplb-guard"));
+    if (mkdir(path[0], 0700) != 0 || eplb_tmp_guard_arm_dir(path[0]) != EPLB_TMP_GUARD_SLOTS - 1 ||
+        mkdir(path[1], 0700) != 0 || eplb_tmp_guard_arm_dir(path[1]) != 0 ||
+        mkdir(path[2], 0700) != 0 || eplb_tmp_guard_arm_dir(path[2]) != 1)
+        _exit(3);
+    FILE *g = fopen(path[3], "w");
+    if (!g || fclose(g) != 0 || eplb_tmp_guard_arm(path[3]) < 0)
+        _exit(4);
 }
 
 /* Directories nested three deep whose slots are not in the order of the
@@ -980,33 +1005,14 @@ Test(write_errors, guard_keeps_paths_still_armed)
 Test(write_errors, guard_removes_nested_dirs_in_any_slot_order)
 {
     const char *d = eplb_test_tmpdir();
-    char top[4200], mid[4300], low[4400], f[4500];
-    snprintf(top, sizeof top, "%s/top", d);
-    snprintf(mid, sizeof mid, "%s/mid", top);
-    snprintf(low, sizeof low, "%s/low", mid);
-    snprintf(f, sizeof f, "%s/f.tmp", low);
-    pid_t p = fork();
-    cr_assert(p >= 0);
-    if (p == 0) {
-        signal(SIGTERM, SIG_DFL);
-        /* arm and disarm until slot 14 was the last one taken */
-        for (int i = 0, id = -1; i < EPLB_TMP_GUARD_SLOTS && id != EPLB_TMP_GUARD_SLOTS - 2; i++)
-            eplb_tmp_guard_disarm(id = eplb_tmp_guard_arm("/nonexistent/eplb-guard"));
-        if (mkdir(top, 0700) != 0 || eplb_tmp_guard_arm_dir(top) != EPLB_TMP_GUARD_SLOTS - 1 ||
-            mkdir(mid, 0700) != 0 || eplb_tmp_guard_arm_dir(mid) != 0 || mkdir(low, 0700) != 0 ||
-            eplb_tmp_guard_arm_dir(low) != 1)
-            _exit(3);
-        FILE *g = fopen(f, "w");
-        if (!g || fclose(g) != 0 || eplb_tmp_guard_arm(f) < 0)
-            _exit(4);
-        raise(SIGTERM);
-        _exit(5); /* not reached */
-    }
-    int status = 0;
-    cr_assert_eq(waitpid(p, &status, 0), p);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
-    cr_assert(!eplb_test_exists(top), "guarded directories are left: top%s%s",
-              eplb_test_exists(mid) ? ", mid" : "", eplb_test_exists(low) ? ", low" : "");
+    char path[4][4500]; /* top, mid, low, the file */
+    snprintf(path[0], sizeof path[0], "%s/top", d);
+    snprintf(path[1], sizeof path[1], "%.4200s/mid", path[0]);
+    snprintf(path[2], sizeof path[2], "%.4300s/low", path[1]);
+    snprintf(path[3], sizeof path[3], "%.4400s/f.tmp", path[2]);
+    child_dies_of_sigterm(body_nested_dirs, path);
+    cr_assert(!eplb_test_exists(path[0]), "guarded directories are left: top%s%s",
+              eplb_test_exists(path[1]) ? ", mid" : "", eplb_test_exists(path[2]) ? ", low" : "");
     rmdir(d);
 }
 
@@ -1225,6 +1231,21 @@ Test(write_errors, rename_into_place_syncs_first)
     rmdir(d);
 }
 
+/* paths[0] (a) and paths[1] (b): an output set of both, its temporary
+ * files written (a's with "new") and not committed */
+static void body_set_of_two(void *arg)
+{
+    char(*paths)[4200] = arg;
+    eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
+    const char *ta, *tb;
+    if (eplb_tmp_set_add(&ta, &set, paths[0]) != EPLB_OK ||
+        eplb_tmp_set_add(&tb, &set, paths[1]) != EPLB_OK)
+        _exit(3);
+    FILE *f = fopen(ta, "w"), *g = fopen(tb, "w");
+    if (!f || !g || fputs("new\n", f) < 0 || fclose(f) != 0 || fclose(g) != 0)
+        _exit(4);
+}
+
 /* The temporary files of an output set are guarded: a SIGTERM before the
  * commit removes them and leaves the final names as they were (an
  * earlier a untouched, no b).  Kills set members added unguarded (G30),
@@ -1233,31 +1254,15 @@ Test(write_errors, rename_into_place_syncs_first)
 Test(write_errors, tmp_set_members_removed_on_a_signal)
 {
     const char *d = eplb_test_tmpdir();
-    char a[4200], b[4200];
-    snprintf(a, sizeof a, "%s/a", d);
-    snprintf(b, sizeof b, "%s/b", d);
-    eplb_test_write_text(a, "old a\n");
-    pid_t p = fork();
-    cr_assert(p >= 0);
-    if (p == 0) {
-        signal(SIGTERM, SIG_DFL);
-        eplb_tmp_set_t set = EPLB_TMP_SET_INIT;
-        const char *ta, *tb;
-        if (eplb_tmp_set_add(&ta, &set, a) != EPLB_OK || eplb_tmp_set_add(&tb, &set, b) != EPLB_OK)
-            _exit(3);
-        FILE *f = fopen(ta, "w"), *g = fopen(tb, "w");
-        if (!f || !g || fputs("new\n", f) < 0 || fclose(f) != 0 || fclose(g) != 0)
-            _exit(4);
-        raise(SIGTERM);
-        _exit(5); /* not reached */
-    }
-    int status = 0;
-    cr_assert_eq(waitpid(p, &status, 0), p);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    char ab[2][4200];
+    snprintf(ab[0], sizeof ab[0], "%s/a", d);
+    snprintf(ab[1], sizeof ab[1], "%s/b", d);
+    eplb_test_write_text(ab[0], "old a\n");
+    child_dies_of_sigterm(body_set_of_two, ab);
     cr_assert_eq(eplb_test_dir_entries(d), 1, "a temporary file of the set is left in %s", d);
-    char *got = eplb_test_slurp_text(a);
+    char *got = eplb_test_slurp_text(ab[0]);
     cr_assert_str_eq(got, "old a\n");
     free(got);
-    unlink(a);
+    unlink(ab[0]);
     rmdir(d);
 }

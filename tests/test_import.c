@@ -623,6 +623,20 @@ static void expect_bad_json(const char *path, const char *text, const char *need
     eplb_assert_fails(eplb_import_sglang_read(&c, path), EPLB_ERR_FORMAT, needle);
 }
 
+/* head, then n copies of item separated by commas, then tail (malloc'd):
+ * the large SGLang dumps of the tests */
+static char *json_joined(const char *head, const char *item, size_t n, const char *tail)
+{
+    const size_t li = strlen(item);
+    char *t = malloc(strlen(head) + n * (li + 1) + strlen(tail) + 1), *q = t;
+    cr_assert_not_null(t);
+    q += sprintf(q, "%s", head);
+    for (size_t i = 0; i < n; i++)
+        q += sprintf(q, "%s%s", i ? "," : "", item);
+    sprintf(q, "%s", tail);
+    return t;
+}
+
 Test(import, sglang_bad_input)
 {
     const char *dir = eplb_test_tmpdir();
@@ -737,13 +751,7 @@ Test(import, sglang_3d_bad_input)
     expect_bad_json(p, "{\"logical_count\": [[[0, 0]], [[0, 0]]]}",
                     "every layer is all zero in every step");
     /* the bound on steps: 100001 of [[1]] */
-    size_t n = 100001;
-    char *big = malloc(n * 6 + 32);
-    cr_assert_not_null(big);
-    char *q = big + sprintf(big, "{\"logical_count\": [");
-    for (size_t i = 0; i < n; i++)
-        q += sprintf(q, "%s[[1]]", i ? "," : "");
-    sprintf(q, "]}");
+    char *big = json_joined("{\"logical_count\": [", "[[1]]", 100001, "]}");
     expect_bad_json(p, big, "logical_count: 100001 steps (too many)");
     free(big);
     unlink(p);
@@ -864,12 +872,7 @@ Test(import, sglang_more_tokens_than_a_trace_holds)
     snprintf(out, sizeof out, "%s/T.h5", dir);
     /* 129 steps of one layer [2^31 - 1, 2^31 - 1]: 2^32 - 2 tokens each at
      * top-1; steps 0..127 make 2^39 - 256, step 128 passes 2^39 */
-    char *t = malloc(129 * 32 + 64), *q = t;
-    cr_assert_not_null(t);
-    q += sprintf(q, "{\"logical_count\": [");
-    for (int s = 0; s < 129; s++)
-        q += sprintf(q, "%s[[2147483647, 2147483647]]", s ? "," : "");
-    sprintf(q, "]}");
+    char *t = json_joined("{\"logical_count\": [", "[[2147483647, 2147483647]]", 129, "]}");
     eplb_test_write_text(p, t);
     free(t);
     snprintf(want, sizeof want,
@@ -882,12 +885,7 @@ Test(import, sglang_more_tokens_than_a_trace_holds)
     eplb_test_cli_expect(0, "wrote", "import --format sglang-counts %s --top-k 2 -o %s", p, out);
     unlink(out);
     /* one step [L][E] can pass it alone: 512 experts of 2^31 - 1 at top-1 */
-    t = malloc(512 * 12 + 64);
-    cr_assert_not_null(t);
-    q = t + sprintf(t, "{\"logical_count\": [[");
-    for (int e = 0; e < 512; e++)
-        q += sprintf(q, "%s2147483647", e ? "," : "");
-    sprintf(q, "]]}");
+    t = json_joined("{\"logical_count\": [[", "2147483647", 512, "]]}");
     eplb_test_write_text(p, t);
     free(t);
     snprintf(want, sizeof want,
@@ -1095,12 +1093,7 @@ Test(import, esft_default_tokens_per_step_512)
  * {"logical_count": [[1, 1, ..., 1]]}, written to path. */
 static void write_sglang_ones(const char *path, int n)
 {
-    char *t = malloc((size_t)n * 2 + 64), *q = t;
-    cr_assert_not_null(t);
-    q += sprintf(q, "{\"logical_count\": [[");
-    for (int e = 0; e < n; e++)
-        q += sprintf(q, "%s1", e ? "," : "");
-    sprintf(q, "]]}");
+    char *t = json_joined("{\"logical_count\": [[", "1", (size_t)n, "]]}");
     eplb_test_write_text(path, t);
     free(t);
 }
@@ -1302,13 +1295,7 @@ Test(import, sglang_3d_step_with_too_many_layers)
     const char *dir = eplb_test_tmpdir();
     char p[512];
     snprintf(p, sizeof p, "%s/l.json", dir);
-    size_t n = 100001;
-    char *big = malloc(n * 4 + 64);
-    cr_assert_not_null(big);
-    char *q = big + sprintf(big, "{\"logical_count\": [[");
-    for (size_t i = 0; i < n; i++)
-        q += sprintf(q, "%s[1]", i ? "," : "");
-    sprintf(q, "]]}");
+    char *big = json_joined("{\"logical_count\": [[", "[1]", 100001, "]]}");
     expect_bad_json(p, big, "logical_count[0] (step 0): 100001 layers (too many)");
     free(big);
     unlink(p);
@@ -1383,12 +1370,7 @@ Test(import, sglang_exactly_2_pow_39_tokens_import)
     char p[512], out[512];
     snprintf(p, sizeof p, "%s/T.json", dir);
     snprintf(out, sizeof out, "%s/T.h5", dir);
-    char *t = malloc(128 * 40 + 64), *q = t;
-    cr_assert_not_null(t);
-    q += sprintf(q, "{\"logical_count\": [");
-    for (int s = 0; s < 128; s++)
-        q += sprintf(q, "%s[[2147483647, 2147483647, 2]]", s ? "," : "");
-    sprintf(q, "]}");
+    char *t = json_joined("{\"logical_count\": [", "[[2147483647, 2147483647, 2]]", 128, "]}");
     eplb_test_write_text(p, t);
     free(t);
     eplb_assert_ok(eplb_import_sglang(p, out, 1, "toy"));

@@ -9,6 +9,7 @@
 #include <hdf5.h>
 
 #include "helpers.h"
+#include "sim_fixtures.h"
 #include "trace_fixtures.h"
 #include "json.h"
 #include "kernels.h"
@@ -1042,18 +1043,8 @@ static void write_ranks_trace(const char *path, int S, int hot_steps, int empty_
 static void ranks_runs(eplb_sim_run_cfg_t *runs, int nr, const char *const *pol,
                        const eplb_trigger_kind_t *kind, int W, int I)
 {
-    memset(runs, 0, (size_t)nr * sizeof *runs);
-    for (int i = 0; i < nr; i++) {
-        eplb_trigger_t t = EPLB_TRIGGER_INIT;
-        t.kind = kind[i];
-        t.window = W;
-        t.interval = I;
-        runs[i].policy = eplb_policy_find(pol[i]);
-        runs[i].num_gpus = 4;
-        runs[i].num_nodes = 2;
-        runs[i].num_slots = 20;
-        runs[i].trig = t;
-    }
+    for (int i = 0; i < nr; i++)
+        runs[i] = eplb_test_run_cfg(pol[i], 4, 2, 20, kind[i], W, I);
 }
 
 /* The GPU selection pipeline (two result slots per run, step s selected
@@ -1089,15 +1080,10 @@ Test(run_cli, gpu_select_pipeline_matches_cpu)
         for (int th = 1; th <= 2; th++) {
             eplb_sim_result_t res[2][NR];
             for (int g = 0; g < 2; g++) {
-                eplb_sim_opts_t o;
-                memset(&o, 0, sizeof o);
+                eplb_sim_opts_t o = eplb_test_sim_opts();
                 o.select = modes[m];
                 o.seed = 3;
-                eplb_sim_profile_default(&o.prof);
-                eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
-                o.policy_time = 0;
                 o.threads = th;
-                o.max_moves = -1;
                 o.keep_events = 1;
                 o.gpu_select = g ? 2 : 0;
                 eplb_sim_source_t *src = NULL;
@@ -1485,23 +1471,8 @@ static eplb_sim_opts_t replay_none_on_2_gpus(eplb_sim_result_t *res, eplb_trace_
                                              eplb_sim_source_t **src, const char *path)
 {
     eplb_assert_ok(eplb_trace_open(tr, path));
-    eplb_sim_run_cfg_t r;
-    memset(&r, 0, sizeof r);
-    r.policy = eplb_policy_find("none");
-    r.num_gpus = 2;
-    r.num_nodes = 1;
-    r.num_slots = 4;
-    eplb_trigger_t t = EPLB_TRIGGER_INIT;
-    t.window = 1;
-    t.interval = 4;
-    r.trig = t;
-    eplb_sim_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.select = EPLB_SELECT_HASH;
-    eplb_sim_profile_default(&o.prof);
-    eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
-    o.threads = 1;
-    o.max_moves = -1;
+    const eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     eplb_assert_ok(eplb_sim_source_trace(src, *tr));
     eplb_assert_ok(eplb_sim_replay(res, *src, &r, 1, &o));
     return o;
@@ -1704,24 +1675,9 @@ Test(run_cli, bad_id_in_a_block_read_ahead_fails_the_replay)
     eplb_test_h5_poke(path, "/router/topk_ids", c, H5T_NATIVE_INT32, &v);
     eplb_trace_t *tr = NULL;
     eplb_assert_ok(eplb_trace_open(&tr, path));
-    eplb_sim_run_cfg_t r;
-    memset(&r, 0, sizeof r);
-    eplb_trigger_t trig = EPLB_TRIGGER_INIT;
-    trig.window = 1;
-    trig.interval = 2;
-    r.policy = eplb_policy_find("deepseek");
-    r.num_gpus = 2;
-    r.num_nodes = 1;
-    r.num_slots = E;
-    r.trig = trig;
+    const eplb_sim_run_cfg_t r = eplb_test_run_cfg("deepseek", 2, 1, E, EPLB_TRIGGER_VLLM, 1, 2);
     for (int g = 0; g < 2; g++) {
-        eplb_sim_opts_t o;
-        memset(&o, 0, sizeof o);
-        o.select = EPLB_SELECT_HASH;
-        eplb_sim_profile_default(&o.prof);
-        eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
-        o.threads = 1;
-        o.max_moves = -1;
+        eplb_sim_opts_t o = eplb_test_sim_opts();
         o.block_tokens = 1;
         o.gpu_select = g ? 2 : 0;
         eplb_sim_source_t *src = NULL;
@@ -1745,13 +1701,8 @@ static void replay_blocks_agree(const eplb_trace_t *tr, const eplb_sim_run_cfg_t
     const int64_t blocks[3] = {1 << 22, 1, 40};
     eplb_sim_result_t res[3][NR];
     for (int c = 0; c < 3; c++) {
-        eplb_sim_opts_t o;
-        memset(&o, 0, sizeof o);
+        eplb_sim_opts_t o = eplb_test_sim_opts();
         o.select = EPLB_SELECT_LOCAL;
-        eplb_sim_profile_default(&o.prof);
-        eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
-        o.threads = 1;
-        o.max_moves = -1;
         o.keep_events = 1;
         o.block_tokens = blocks[c];
         eplb_sim_source_t *src = NULL;

@@ -11,39 +11,9 @@
 
 #include "helpers.h"
 #include "sim.h"
+#include "sim_fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static eplb_sim_opts_t opts_default(void)
-{
-    eplb_sim_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.select = EPLB_SELECT_HASH;
-    eplb_sim_profile_default(&o.prof);
-    eplb_sim_model_shape(&o.shape, "DeepSeek-V3", NULL);
-    o.policy_time = 0;
-    o.threads = 1;
-    o.max_moves = -1;
-    return o;
-}
-
-static eplb_sim_run_cfg_t run_cfg(const char *policy, int D, int N, int P,
-                                  eplb_trigger_kind_t kind, int64_t W, int64_t I)
-{
-    eplb_sim_run_cfg_t r;
-    memset(&r, 0, sizeof r);
-    r.policy = eplb_policy_find(policy);
-    cr_assert_not_null(r.policy, "policy %s missing", policy);
-    r.num_gpus = D;
-    r.num_nodes = N;
-    r.num_slots = P;
-    eplb_trigger_t t = EPLB_TRIGGER_INIT;
-    t.kind = kind;
-    t.window = W;
-    t.interval = I;
-    r.trig = t;
-    return r;
-}
 
 /* Read an int32 dataset of results.h5 whole. */
 static int32_t *read_i32(const char *path, const char *name, size_t *n)
@@ -513,9 +483,9 @@ Test(sim, vllm_rearranges_at_exact_steps_with_last_window)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 8, EPLB_TRIGGER_VLLM, 3, 8);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 8, EPLB_TRIGGER_VLLM, 3, 8);
     r.policy = &cap;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.keep_events = 1;
     ncaptured = 0;
     eplb_sim_result_t res;
@@ -574,12 +544,12 @@ Test(sim, conservation_every_mode_and_policy)
         eplb_sim_source_t *src;
         eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, K, 1, S, t.off, t.ids, NULL));
         eplb_sim_run_cfg_t runs[3] = {
-            run_cfg("none", D, 2, P, EPLB_TRIGGER_VLLM, 1, 4),
-            run_cfg("deepseek", D, 2, P, EPLB_TRIGGER_VLLM, 1, 4),
-            run_cfg("lpt", D, 2, P, EPLB_TRIGGER_SGLANG, 2, 2),
+            eplb_test_run_cfg("none", D, 2, P, EPLB_TRIGGER_VLLM, 1, 4),
+            eplb_test_run_cfg("deepseek", D, 2, P, EPLB_TRIGGER_VLLM, 1, 4),
+            eplb_test_run_cfg("lpt", D, 2, P, EPLB_TRIGGER_SGLANG, 2, 2),
         };
         runs[2].trig.async = EPLB_ASYNC_LAYERS;
-        eplb_sim_opts_t o = opts_default();
+        eplb_sim_opts_t o = eplb_test_sim_opts();
         o.select = (eplb_select_mode_t)mode;
         o.seed = 5;
         o.results_path = path;
@@ -630,9 +600,9 @@ Test(sim, conservation_counts_level)
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/results.h5", dir);
-    eplb_sim_run_cfg_t runs[2] = {run_cfg("none", D, 1, P, EPLB_TRIGGER_VLLM, 2, 4),
-                                  run_cfg("deepseek", D, 1, P, EPLB_TRIGGER_VLLM, 2, 4)};
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t runs[2] = {eplb_test_run_cfg("none", D, 1, P, EPLB_TRIGGER_VLLM, 2, 4),
+                                  eplb_test_run_cfg("deepseek", D, 1, P, EPLB_TRIGGER_VLLM, 2, 4)};
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.results_path = path;
     eplb_sim_result_t res[2];
     eplb_assert_ok(eplb_sim_replay(res, src, runs, 2, &o));
@@ -684,8 +654,8 @@ static void window_sum_owner(int big_first, int per_expert[3])
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/results.h5", dir);
-    eplb_sim_run_cfg_t r = run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_SGLANG, 4, 4);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_SGLANG, 4, 4);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.results_path = path;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -727,14 +697,14 @@ Test(sim, moved_bytes_past_int64_refused)
             counts[s][0][e] = e == s % E ? 1000 : 1;
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_sim_run_cfg_t r = run_cfg("deepseek", 2, 1, 8, EPLB_TRIGGER_SGLANG, 1, 1);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("deepseek", 2, 1, 8, EPLB_TRIGGER_SGLANG, 1, 1);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.shape.weight_bytes = 2e18 / (3.0 * o.shape.hidden * o.shape.inter);
     eplb_sim_result_t res;
     eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_INVALID_ARG,
                       "bytes moved pass 2^63");
     /* the same run with DeepSeek-V3's experts moves and counts its bytes */
-    o = opts_default();
+    o = eplb_test_sim_opts();
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
     cr_assert_gt(res.moved_replicas, 0);
     cr_assert_eq(res.moved_bytes % (3LL * 7168 * 2048), 0);
@@ -760,8 +730,8 @@ static void hot_expert_gpu_tokens(eplb_select_mode_t mode, int64_t want[4])
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/results.h5", dir);
-    eplb_sim_run_cfg_t r = run_cfg("none", D, 1, P, EPLB_TRIGGER_VLLM, 1, 4);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", D, 1, P, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.select = mode;
     o.results_path = path;
     eplb_sim_result_t res;
@@ -810,13 +780,13 @@ Test(sim, oracle_never_worse_than_online)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_sim_run_cfg_t runs[5] = {
-        run_cfg("none", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
-        run_cfg("deepseek", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
-        run_cfg("lpt", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
-        run_cfg("global", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
-        run_cfg("deepseek", 4, 1, 20, EPLB_TRIGGER_ORACLE, 8, 8),
+        eplb_test_run_cfg("none", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
+        eplb_test_run_cfg("deepseek", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
+        eplb_test_run_cfg("lpt", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
+        eplb_test_run_cfg("global", 4, 1, 20, EPLB_TRIGGER_VLLM, 8, 8),
+        eplb_test_run_cfg("deepseek", 4, 1, 20, EPLB_TRIGGER_ORACLE, 8, 8),
     };
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.threads = 2;
     eplb_sim_result_t res[5];
     eplb_assert_ok(eplb_sim_replay(res, src, runs, 5, &o));
@@ -844,11 +814,11 @@ static void replay_tokens_blocks(eplb_sim_result_t res[3], const tok_trace_t *t,
     eplb_assert_ok(eplb_sim_source_arrays(&src, t->L, t->E, t->K, 1, t->S, t->off,
                                           t->ids, NULL));
     eplb_sim_run_cfg_t runs[3] = {
-        run_cfg("none", 4, 2, 24, EPLB_TRIGGER_VLLM, 2, 4),
-        run_cfg("deepseek", 4, 2, 24, EPLB_TRIGGER_VLLM, 2, 4),
-        run_cfg("lpt", 4, 2, 24, EPLB_TRIGGER_TRTLLM, 2, 1),
+        eplb_test_run_cfg("none", 4, 2, 24, EPLB_TRIGGER_VLLM, 2, 4),
+        eplb_test_run_cfg("deepseek", 4, 2, 24, EPLB_TRIGGER_VLLM, 2, 4),
+        eplb_test_run_cfg("lpt", 4, 2, 24, EPLB_TRIGGER_TRTLLM, 2, 1),
     };
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.select = EPLB_SELECT_RANDOM;
     o.seed = 1234;
     o.threads = threads;
@@ -976,18 +946,18 @@ Test(sim, bad_shapes_rejected)
     int32_t counts[2 * 8] = {0};
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, 1, 8, 2, 1, 2, NULL, NULL, counts));
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     eplb_sim_result_t res;
-    eplb_sim_run_cfg_t r = run_cfg("deepseek", 3, 1, 8, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("deepseek", 3, 1, 8, EPLB_TRIGGER_VLLM, 1, 4);
     eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_INVALID_ARG,
                       "multiple of 3 GPUs");
-    r = run_cfg("deepseek", 4, 3, 8, EPLB_TRIGGER_VLLM, 1, 4);
+    r = eplb_test_run_cfg("deepseek", 4, 3, 8, EPLB_TRIGGER_VLLM, 1, 4);
     eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_INVALID_ARG,
                       "--nodes");
-    r = run_cfg("deepseek", 4, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    r = eplb_test_run_cfg("deepseek", 4, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
     eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_INVALID_ARG,
                       ">= 8 experts");
-    r = run_cfg("deepseek", 4, 1, 8, EPLB_TRIGGER_VLLM, 5, 4);
+    r = eplb_test_run_cfg("deepseek", 4, 1, 8, EPLB_TRIGGER_VLLM, 5, 4);
     eplb_assert_fails(eplb_sim_replay(&res, src, &r, 1, &o), EPLB_ERR_INVALID_ARG,
                       "--window");
     eplb_sim_source_free(src);
@@ -1011,12 +981,12 @@ Test(sim, async_layers_commit_one_per_step)
                 counts[s][l][e] = e == l ? 300 : 10 + e;
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_sim_run_cfg_t r[2] = {run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_VLLM, 2, 8),
-                               run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_SGLANG, 4, 4)};
+    eplb_sim_run_cfg_t r[2] = {eplb_test_run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_VLLM, 2, 8),
+                               eplb_test_run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_SGLANG, 4, 4)};
     r[0].trig.async = EPLB_ASYNC_LAYERS;
     r[1].trig.async = EPLB_ASYNC_CHUNK;
     r[1].trig.chunk = 2;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.keep_events = 1;
     eplb_sim_result_t res[2];
     eplb_assert_ok(eplb_sim_replay(res, src, r, 2, &o));
@@ -1053,10 +1023,10 @@ Test(sim, trtllm_ema_round_robin)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 8, EPLB_TRIGGER_TRTLLM, 3, 1);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 8, EPLB_TRIGGER_TRTLLM, 3, 1);
     r.policy = &cap;
     r.trig.ema_decay = 0.5;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.keep_events = 1;
     ncaptured = 0;
     eplb_sim_result_t res;
@@ -1095,11 +1065,12 @@ Test(sim, threshold_skips_balanced_and_once_is_static)
     /* 4 GPUs, 12 slots: default placement gives experts 0-3 two replicas.
      * Flat load: GPU loads 150, 250, 250, 150 -> predicted 200/250 = 0.8.
      * Expert 1 at 900: 550, 250, 250, 550 -> 400/550 = 0.727. */
-    eplb_sim_run_cfg_t r[3] = {run_cfg("none", 4, 1, 12, EPLB_TRIGGER_VLLM, 2, 4),
-                               run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_THRESHOLD, 2, 4),
-                               run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_ONCE, 1, 1)};
+    eplb_sim_run_cfg_t r[3] = {
+        eplb_test_run_cfg("none", 4, 1, 12, EPLB_TRIGGER_VLLM, 2, 4),
+        eplb_test_run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_THRESHOLD, 2, 4),
+        eplb_test_run_cfg("deepseek", 4, 1, 12, EPLB_TRIGGER_ONCE, 1, 1)};
     r[1].trig.threshold = 0.75;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     eplb_sim_result_t res[3];
     for (int k = 0; k < 2; k++) {
         eplb_sim_source_t *src;
@@ -1130,7 +1101,7 @@ Test(sim, threshold_skips_balanced_and_once_is_static)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &flat[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t t1 = run_cfg("none", 4, 1, 8, EPLB_TRIGGER_THRESHOLD, 2, 4);
+    eplb_sim_run_cfg_t t1 = eplb_test_run_cfg("none", 4, 1, 8, EPLB_TRIGGER_THRESHOLD, 2, 4);
     t1.policy = &cap;
     t1.trig.threshold = 1;
     ncaptured = 0;
@@ -1167,11 +1138,12 @@ Test(sim, results_h5_leaves_out_attrs_that_do_not_apply)
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/results.h5", dir);
-    eplb_sim_run_cfg_t r[RUNS] = {run_cfg("none", 2, 1, 6, EPLB_TRIGGER_VLLM, 1, 2),
-                                  run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_VLLM, 1, 2),
-                                  run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ONCE, 1, 2),
-                                  run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ORACLE, 1, 2)};
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r[RUNS] = {
+        eplb_test_run_cfg("none", 2, 1, 6, EPLB_TRIGGER_VLLM, 1, 2),
+        eplb_test_run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_VLLM, 1, 2),
+        eplb_test_run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ONCE, 1, 2),
+        eplb_test_run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ORACLE, 1, 2)};
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.results_path = path;
     eplb_sim_result_t res[RUNS];
     eplb_assert_ok(eplb_sim_replay(res, src, r, RUNS, &o));
@@ -1210,8 +1182,8 @@ Test(sim, token_all_to_all_counts_copies_per_destination)
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/results.h5", dir);
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.results_path = path;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -1240,8 +1212,8 @@ Test(sim, token_all_to_all_counts_across_nodes)
     int64_t off[2] = {0, 4};
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, 1, 8, 3, 1, 1, off, &ids[0][0], NULL));
-    eplb_sim_run_cfg_t r = run_cfg("none", 4, 2, 8, EPLB_TRIGGER_VLLM, 1, 4);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 4, 2, 8, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
     double B = o.shape.hidden * (o.prof.dispatch_bytes + o.prof.combine_bytes);
@@ -1283,9 +1255,9 @@ Test(sim, vec_policy_gets_window_series)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t pol = {"vec", "test", series_fn, 1};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 3, 8);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 3, 8);
     r.policy = &pol;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     nseries = 0;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -1417,10 +1389,10 @@ Test(sim, async_decision_while_pending_is_skipped)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 8, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 8, EPLB_TRIGGER_VLLM, 1, 4);
     r.policy = &cap;
     r.trig.async = EPLB_ASYNC_LAYERS;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.keep_events = 1;
     ncaptured = 0;
     eplb_sim_result_t res;
@@ -1454,9 +1426,9 @@ Test(sim, oracle_sees_each_next_window)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_ORACLE, 2, 4);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_ORACLE, 2, 4);
     r.policy = &cap;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     ncaptured = 0;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -1488,9 +1460,9 @@ Test(sim, window_survives_a_full_block_in_the_ring)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, W, W);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, W, W);
     r.policy = &cap;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     ncaptured = 0;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -1535,14 +1507,14 @@ Test(sim, policy_time_stalls_and_overhead_by_hand)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r[4] = {run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4),
-                               run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4),
-                               run_cfg("none", 2, 1, 4, EPLB_TRIGGER_TRTLLM, 2, 1),
-                               run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4)};
+    eplb_sim_run_cfg_t r[4] = {eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4),
+                               eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4),
+                               eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_TRTLLM, 2, 1),
+                               eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4)};
     for (int i = 1; i < 4; i++)
         r[i].policy = &cap;
     r[3].trig.async = EPLB_ASYNC_LAYERS;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.policy_time = 0.25;
     o.keep_events = 1;
     o.prof.record_n = 2;
@@ -1680,9 +1652,9 @@ Test(sim, one_move_counted_and_stalled_by_hand)
     const int32_t row[4] = {0, 0, 2, 1};
     memcpy(fixed_row, row, sizeof row);
     eplb_policy_t fix = {"fixed", "test", fixed_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, 2, 2);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, 2, 2);
     r.policy = &fix;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.keep_events = 1;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -1733,10 +1705,10 @@ Test(sim, threshold_prediction_by_hand)
             memcpy(counts + (size_t)s * E, cases[c].load, (size_t)E * sizeof *counts);
         eplb_sim_source_t *src;
         eplb_assert_ok(eplb_sim_source_arrays(&src, 1, E, 1, 1, S, NULL, NULL, counts));
-        eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_THRESHOLD, 1, 4);
+        eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_THRESHOLD, 1, 4);
         r.policy = &cap;
         r.trig.threshold = cases[c].threshold;
-        eplb_sim_opts_t o = opts_default();
+        eplb_sim_opts_t o = eplb_test_sim_opts();
         ncaptured = 0;
         eplb_sim_result_t res;
         eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -1764,11 +1736,11 @@ Test(sim, trtllm_chunk_replaces_k_layers_at_the_decision)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_TRTLLM, 2, 1);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_TRTLLM, 2, 1);
     r.policy = &cap;
     r.trig.async = EPLB_ASYNC_CHUNK;
     r.trig.chunk = 2;
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.keep_events = 1;
     ncaptured = 0;
     eplb_sim_result_t res;
@@ -1803,8 +1775,8 @@ Test(sim, worst_layer_by_hand)
                 counts[s][l][e] = l < 2 && e == 0 ? 30 : 10;
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
     cr_assert_eq(res.worst_layer, 0);
@@ -1848,12 +1820,12 @@ Test(sim, results_h5_events_and_totals_of_a_move)
     const int32_t row[4] = {0, 0, 2, 1};
     memcpy(fixed_row, row, sizeof row);
     eplb_policy_t fix = {"fixed", "test", fixed_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, 2, 2);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, 4, EPLB_TRIGGER_SGLANG, 2, 2);
     r.policy = &fix;
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/results.h5", dir);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.results_path = path;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -2044,7 +2016,7 @@ Test(sim, csv_gain_without_baseline_is_an_empty_field)
     memset(&r, 0, sizeof r);
     snprintf(r.policy, sizeof r.policy, "deepseek");
     snprintf(r.label, sizeof r.label, "deepseek");
-    r.cfg = run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    r.cfg = eplb_test_run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
     r.gain_vs_none = NAN;
     char *buf = NULL;
     size_t len = 0;
@@ -2082,7 +2054,7 @@ Test(sim, table_cell_one_wider_than_its_column_widens_it)
     snprintf(r.policy, sizeof r.policy, "deepseek");
     snprintf(r.label, sizeof r.label, "deepseek-w18charsX");
     cr_assert_eq(strlen(r.label), 18);
-    r.cfg = run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
+    r.cfg = eplb_test_run_cfg("deepseek", 2, 1, 4, EPLB_TRIGGER_VLLM, 1, 4);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -2155,9 +2127,9 @@ Test(sim, token_load_counts_every_layer_and_only_valid_ids)
         eplb_sim_source_t *src;
         eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, K, 1, S, off, ids, NULL));
         eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-        eplb_sim_run_cfg_t r = run_cfg("none", D, 1, E, EPLB_TRIGGER_SGLANG, 4, 4);
+        eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", D, 1, E, EPLB_TRIGGER_SGLANG, 4, 4);
         r.policy = &cap;
-        eplb_sim_opts_t o = opts_default();
+        eplb_sim_opts_t o = eplb_test_sim_opts();
         o.block_tokens = blocks[b];
         ncaptured = 0;
         eplb_sim_result_t res;
@@ -2213,11 +2185,11 @@ Test(sim, once_gets_the_whole_trace_summed_and_step_by_step)
             counts[s][0][e] = (s * 13 + e * 7) % 29 + (e == s % E ? 40 : 0);
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     eplb_sim_result_t res;
     /* the sum */
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, E, EPLB_TRIGGER_ONCE, 1, 1);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, E, EPLB_TRIGGER_ONCE, 1, 1);
     r.policy = &cap;
     ncaptured = 0;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));
@@ -2274,18 +2246,18 @@ Test(sim, a_policy_failure_fails_the_replay)
             counts[s][0][e] = 10 + e + s;
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     eplb_policy_t bad = {"refusing", "test", refusing_fn, 0};
     eplb_sim_result_t res[2];
     /* once: the call before step 0 */
-    eplb_sim_run_cfg_t once = run_cfg("none", 2, 1, E, EPLB_TRIGGER_ONCE, 1, 1);
+    eplb_sim_run_cfg_t once = eplb_test_run_cfg("none", 2, 1, E, EPLB_TRIGGER_ONCE, 1, 1);
     once.policy = &bad;
     eplb_assert_fails(eplb_sim_replay(res, src, &once, 1, &o), EPLB_ERR_INVALID_ARG,
                       "refusing test policy: no placement");
     /* online, in the second of two runs (vllm I 4: the first call before
      * step 1), on one worker thread and on two */
-    eplb_sim_run_cfg_t two[2] = {run_cfg("none", 2, 1, E, EPLB_TRIGGER_VLLM, 2, 4),
-                                 run_cfg("none", 2, 1, E, EPLB_TRIGGER_VLLM, 2, 4)};
+    eplb_sim_run_cfg_t two[2] = {eplb_test_run_cfg("none", 2, 1, E, EPLB_TRIGGER_VLLM, 2, 4),
+                                 eplb_test_run_cfg("none", 2, 1, E, EPLB_TRIGGER_VLLM, 2, 4)};
     two[1].policy = &bad;
     for (int th = 1; th <= 2; th++) {
         o.threads = th;
@@ -2314,12 +2286,12 @@ Test(sim, events_of_every_block_written_once_and_kept)
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 1, 1, S, NULL, NULL, &counts[0][0][0]));
     eplb_policy_t cap = {"capture", "test", capture_fn, 0};
-    eplb_sim_run_cfg_t r = run_cfg("none", 2, 1, E, EPLB_TRIGGER_SGLANG, 100, 100);
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("none", 2, 1, E, EPLB_TRIGGER_SGLANG, 100, 100);
     r.policy = &cap;
     const char *dir = eplb_test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/results.h5", dir);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.results_path = path;
     o.keep_events = 1;
     ncaptured = 0;
@@ -2372,8 +2344,8 @@ Test(sim, once_policy_time_reported_not_stalled)
                 counts[s][l][e] = e == l ? 300 : 20 + s;
     eplb_sim_source_t *src;
     eplb_assert_ok(eplb_sim_source_arrays(&src, L, E, 2, 1, S, NULL, NULL, &counts[0][0][0]));
-    eplb_sim_run_cfg_t r = run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ONCE, 1, 1);
-    eplb_sim_opts_t o = opts_default();
+    eplb_sim_run_cfg_t r = eplb_test_run_cfg("deepseek", 2, 1, 6, EPLB_TRIGGER_ONCE, 1, 1);
+    eplb_sim_opts_t o = eplb_test_sim_opts();
     o.policy_time = 0.25;
     eplb_sim_result_t res;
     eplb_assert_ok(eplb_sim_replay(&res, src, &r, 1, &o));

@@ -67,6 +67,37 @@ static const char *make_trace(const char *dir, const char *name, int L, int E, i
     return b;
 }
 
+/* A trace at path of S steps of TPS tokens with top-K ids and the counts
+ * they give: token i of step s picks experts (m i + s + 3 k + l) mod E in
+ * layer l.  row (E counts): the counts of step rs, layer rl. */
+static void write_ids_counts_trace(const char *path, int L, int E, int K, int S, int TPS, int m,
+                                   int rs, int rl, int32_t *row)
+{
+    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "test_bad_input.c", L, E, K,
+                                                       EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
+    eplb_trace_writer_t *w = NULL;
+    eplb_assert_ok(eplb_trace_writer_create(&w, path, &o));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)TPS * L * K);
+    int32_t *cn = malloc(sizeof(int32_t) * (size_t)L * E);
+    cr_assert(ids && cn);
+    for (int s = 0; s < S; s++) {
+        memset(cn, 0, sizeof(int32_t) * (size_t)L * E);
+        for (int i = 0; i < TPS; i++)
+            for (int l = 0; l < L; l++)
+                for (int k = 0; k < K; k++) {
+                    int e = (m * i + s + 3 * k + l) % E;
+                    ids[(i * L + l) * K + k] = e;
+                    cn[l * E + e]++;
+                }
+        eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, NULL, ids, NULL, cn, NULL, 0));
+        if (s == rs)
+            memcpy(row, cn + (size_t)rl * E, sizeof(int32_t) * (size_t)E);
+    }
+    eplb_assert_ok(eplb_trace_writer_finish(w));
+    free(ids);
+    free(cn);
+}
+
 /* Found (eighteenth session's sweep): /load/counts beside topk_ids or
  * logits were never read, so a count of 2^31 - 1 passed `info` and `run`.
  * A trace of ids and the matching counts; then one count changed: `info`
@@ -80,25 +111,8 @@ Test(bad_input, counts_beside_ids_are_checked)
     char keep[4096];
     snprintf(keep, sizeof keep, "%s", t);
     t = keep;
-    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "test_bad_input.c", L, E, K,
-                                                       EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
-    eplb_trace_writer_t *w = NULL;
-    eplb_assert_ok(eplb_trace_writer_create(&w, t, &o));
-    int32_t ids[TPS * L * K], cn[L * E], row1[E];
-    for (int s = 0; s < S; s++) {
-        memset(cn, 0, sizeof cn);
-        for (int i = 0; i < TPS; i++)
-            for (int l = 0; l < L; l++)
-                for (int k = 0; k < K; k++) {
-                    int e = (i + s + 3 * k + l) % E;
-                    ids[(i * L + l) * K + k] = e;
-                    cn[l * E + e]++;
-                }
-        eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, NULL, ids, NULL, cn, NULL, 0));
-        if (s == 1)
-            memcpy(row1, cn + E, sizeof row1);
-    }
-    eplb_assert_ok(eplb_trace_writer_finish(w));
+    int32_t row1[E];
+    write_ids_counts_trace(t, L, E, K, S, TPS, 1, 1, 1, row1);
     eplb_test_cli_expect(0, NULL, "info %s", t);
     eplb_test_cli_expect(0, NULL, "run %s --quiet --gpus 2 --policy-time 0", t);
     /* step 1, layer 1: one entry moved from expert e2 to expert 3, so that
@@ -155,26 +169,8 @@ Test(bad_input, counts_above_the_ids_are_refused_without_once)
     const char *d = eplb_test_tmpdir();
     char t[4096];
     snprintf(t, sizeof t, "%s", eplb_test_path(d, "ica.h5"));
-    eplb_trace_writer_opts_t o = eplb_test_writer_opts("m", "test_bad_input.c", L, E, K,
-                                                       EPLB_LEVEL_TOPK | EPLB_LEVEL_COUNTS);
-    eplb_trace_writer_t *w = NULL;
-    eplb_assert_ok(eplb_trace_writer_create(&w, t, &o));
-    static int32_t ids[TPS * L * K];
-    int32_t cn[L * E], row[E] = {0};
-    for (int s = 0; s < S; s++) {
-        memset(cn, 0, sizeof cn);
-        for (int i = 0; i < TPS; i++)
-            for (int l = 0; l < L; l++)
-                for (int k = 0; k < K; k++) {
-                    int e = (2 * i + s + 3 * k + l) % E;
-                    ids[(i * L + l) * K + k] = e;
-                    cn[l * E + e]++;
-                }
-        eplb_assert_ok(eplb_trace_writer_append_step(w, TPS, NULL, ids, NULL, cn, NULL, 0));
-        if (s == 5)
-            memcpy(row, cn, sizeof row); /* layer 0 */
-    }
-    eplb_assert_ok(eplb_trace_writer_finish(w));
+    int32_t row[E] = {0};
+    write_ids_counts_trace(t, L, E, K, S, TPS, 2, 5, 0, row); /* step 5, layer 0 */
     eplb_test_cli_expect(0, NULL, "run %s --quiet --gpus 2 --policy-time 0", t);
     /* b: the highest expert with a count; a: any lower one */
     int b = E - 1;
